@@ -1,0 +1,24 @@
+#!/usr/bin/env node
+// Runs every *.test.ts under src/ and test/ (or the paths given) with node:test through tsx.
+import { spawnSync } from "node:child_process";
+import { readdirSync, statSync } from "node:fs";
+import { join } from "node:path";
+
+function findTests(dir, out) {
+  for (const name of readdirSync(dir)) {
+    const path = join(dir, name);
+    if (statSync(path).isDirectory()) findTests(path, out);
+    else if (name.endsWith(".test.ts")) out.push(path);
+  }
+  return out;
+}
+
+const args = process.argv.slice(2);
+const roots = args.length > 0 ? args : ["src", "test"];
+const files = roots.flatMap((root) => (statSync(root).isDirectory() ? findTests(root, []) : [root])).sort();
+const result = spawnSync(
+  process.execPath,
+  ["--import", "tsx", "--test", "--test-reporter=spec", "--test-concurrency=2", ...files],
+  { stdio: "inherit" },
+);
+process.exit(result.status ?? 1);
