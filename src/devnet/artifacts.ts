@@ -1,0 +1,27 @@
+import type { Abi, Hex } from "viem";
+
+/** Byte ranges of one immutable inside runtime code, as solc reports them. */
+export type ImmutableReference = { start: number; length: number };
+
+/** One compiled contract: what deployment or `anvil_setCode` placement needs. */
+export type ContractArtifact = {
+  contractName: string;
+  abi: Abi;
+  /** Creation code (constructor included). */
+  bytecode: Hex;
+  /** Runtime code as compiled; immutables are zero-filled at the ranges below. */
+  deployedBytecode: Hex;
+  /** AST id of each immutable → where it sits in `deployedBytecode`. */
+  immutableReferences: Record<string, ImmutableReference[]>;
+};
+
+/** Every contract the devnet places or deploys. */
+export type DevnetArtifacts = {
+  Permit2: ContractArtifact;
+  X402UptoPermit2Proxy: ContractArtifact;
+  X402ExactPermit2Proxy: ContractArtifact;
+  TestUSDC: ContractArtifact;
+  Multicall3: ContractArtifact;
+  /** Test-only: an ERC-20 whose transferFrom tries to re-enter the upto proxy. */
+  HostileToken: ContractArtifact;
+};
