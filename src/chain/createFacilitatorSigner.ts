@@ -1,0 +1,168 @@
+import type { FacilitatorEvmSigner } from "@x402/evm";
+import {
+  type Abi,
+  type Address,
+  concat,
+  createPublicClient,
+  encodeFunctionData,
+  type Hex,
+  http,
+  type PublicClient,
+  recoverTypedDataAddress,
+  type TransactionReceipt,
+} from "viem";
+import { privateKeyToAccount } from "viem/accounts";
+import { type Logger, silentLogger } from "../errors/index.js";
+import { createNonceManager } from "./createNonceManager.js";
+import { permit2AndTokenErrorsAbi } from "./permit2Errors.js";
+import { isTransportError, recordRpcTransportFailure } from "./rpcFailures.js";
+
+export type CreateFacilitatorSignerParameters = {
+  rpcUrl: string;
+  privateKey: Hex;
+  chainId: number;
+  /** How often to poll for receipts (ms); small on a local chain, ~1 s on a public one. */
+  pollingIntervalMs?: number;
+  /** How long to wait for a receipt before giving up (ms). */
+  receiptTimeoutMs?: number;
+  /** Timeout of one RPC request (ms). */
+  rpcTimeoutMs?: number;
+  logger?: Logger;
+};
+
+/** The facilitator signer x402 expects, plus what Tollgate needs around it. */
+export type TollgateFacilitatorSigner = FacilitatorEvmSigner & {
+  address: Address;
+  publicClient: PublicClient;
+  /** The receipt of a transaction this signer waited for (kept until taken). */
+  takeReceipt(hash: Hex): TransactionReceipt | undefined;
+};
+
+/**
+ * A facilitator signer for `@x402/evm`'s schemes, built on viem with a local key.
+ *
+ * What the plain wallet-client signer lacks, and this one has: one transaction-nonce manager
+ * (concurrent settles from one key never collide), reads made *from* the facilitator address
+ * (the upto proxy only lets `witness.facilitator` settle, and simulations must say so), local
+ * signature recovery before any RPC round trip, and transport failures recorded so an
+ * unreachable chain is not mistaken for a bad payment.
+ */
+export function createFacilitatorSigner({
+  rpcUrl,
+  privateKey,
+  chainId,
+  pollingIntervalMs = 250,
+  receiptTimeoutMs = 60_000,
+  rpcTimeoutMs = 10_000,
+  logger = silentLogger,
+}: CreateFacilitatorSignerParameters): TollgateFacilitatorSigner {
+  const account = privateKeyToAccount(privateKey);
+  const publicClient = createPublicClient({
+    transport: http(rpcUrl, { timeout: rpcTimeoutMs, retryCount: 1 }),
+    pollingInterval: pollingIntervalMs,
+  }) as PublicClient;
+  const nonces = createNonceManager({ address: account.address, publicClient });
+  const receipts = new Map<Hex, TransactionReceipt>();
+  let feeCache: { at: number; fees: Promise<{ maxFeePerGas: bigint; maxPriorityFeePerGas: bigint }> } | undefined;
+
+  const track = async <T>(fn: () => Promise<T>): Promise<T> => {
+    try {
+      return await fn();
+    } catch (error) {
+      if (isTransportError(error)) recordRpcTransportFailure(error);
+      throw error;
+    }
+  };
+
+  const fees = () => {
+    const now = Date.now();
+    if (!feeCache || now - feeCache.at > 2_000) {
+      const pending = publicClient.estimateFeesPerGas().then((estimate) => ({
+        maxFeePerGas: estimate.maxFeePerGas ?? 0n,
+        maxPriorityFeePerGas: estimate.maxPriorityFeePerGas ?? 0n,
+      }));
+      feeCache = { at: now, fees: pending };
+      pending.catch(() => {
+        feeCache = undefined;
+      });
+    }
+    return feeCache.fees;
+  };
+
+  const send = async ({ to, data, gas }: { to: Address; data: Hex; gas?: bigint }): Promise<Hex> =>
+    track(async () => {
+      // Estimating first means a transaction that would revert is never sent and never takes a nonce.
+      const [gasLimit, fee] = await Promise.all([
+        gas ?? publicClient.estimateGas({ account: account.address, to, data }),
+        fees(),
+      ]);
+      return nonces.withNonce(async (nonce) => {
+        const serialized = await account.signTransaction({
+          chainId,
+          type: "eip1559",
+          to,
+          data,
+          nonce,
+          gas: (gasLimit * 12n) / 10n,
+          ...fee,
+        });
+        const hash = await publicClient.sendRawTransaction({ serializedTransaction: serialized });
+        logger.debug({ hash, nonce, to }, "transaction sent");
+        return hash;
+      });
+    });
+
+  return {
+    address: account.address,
+    publicClient,
+    getAddresses: () => [account.address],
+    readContract: ({ address, abi, functionName, args }) =>
+      track(() =>
+        publicClient.readContract({
+          account: account.address,
+          address,
+          abi: [...(abi as Abi), ...permit2AndTokenErrorsAbi],
+          functionName,
+          args,
+        } as Parameters<PublicClient["readContract"]>[0]),
+      ),
+    async verifyTypedData({ address, domain, types, primaryType, message, signature }) {
+      const typedData = { domain, types, primaryType, message } as Parameters<typeof recoverTypedDataAddress>[0];
+      try {
+        const recovered = await recoverTypedDataAddress({ ...typedData, signature });
+        if (recovered.toLowerCase() === address.toLowerCase()) return true;
+      } catch {
+        // Not a plain ECDSA signature: a smart wallet's (ERC-1271 / ERC-6492) is checked on chain below.
+      }
+      const code = await track(() => publicClient.getCode({ address }));
+      if (!code || code === "0x") return false;
+      return track(() =>
+        publicClient.verifyTypedData({ ...typedData, address, signature } as Parameters<
+          PublicClient["verifyTypedData"]
+        >[0]),
+      );
+    },
+    writeContract: ({ address, abi, functionName, args, gas, dataSuffix }) => {
+      const data = encodeFunctionData({ abi: abi as Abi, functionName, args } as Parameters<
+        typeof encodeFunctionData
+      >[0]);
+      return send({ to: address, data: dataSuffix ? concat([data, dataSuffix]) : data, gas });
+    },
+    sendTransaction: ({ to, data }) => send({ to, data }),
+    async waitForTransactionReceipt({ hash, timeout }) {
+      const receipt = await track(() =>
+        publicClient.waitForTransactionReceipt({ hash, timeout: timeout ?? receiptTimeoutMs }),
+      );
+      receipts.set(hash, receipt);
+      // Bounded: receipts not taken within a minute are dropped.
+      setTimeout(() => receipts.delete(hash), 60_000).unref();
+      return receipt;
+    },
+    getCode: ({ address }) => track(() => publicClient.getCode({ address })),
+    takeReceipt(hash) {
+      const receipt = receipts.get(hash);
+      receipts.delete(hash);
+      return receipt;
+    },
+  };
+}

@@ -1,0 +1,146 @@
+import { type ChildProcess, spawn } from "node:child_process";
+import { createRequire } from "node:module";
+import { dirname, join } from "node:path";
+import { type Logger, silentLogger, TollgateError } from "../errors/index.js";
+
+export type LaunchAnvilParameters = {
+  host?: string;
+  /** 0 picks a free port. */
+  port?: number;
+  chainId?: number;
+  /** Seconds between blocks; undefined mines a block per transaction. */
+  blockTimeSeconds?: number;
+  logger?: Logger;
+  /** Milliseconds to wait for the RPC to answer. */
+  startTimeoutMs?: number;
+};
+
+export type LaunchAnvilReturnType = {
+  rpcUrl: string;
+  port: number;
+  process: ChildProcess;
+  /** Stops anvil and resolves once it has exited. */
+  stop(): Promise<void>;
+};
+
+/** Path of the anvil binary shipped by the `@foundry-rs/anvil` platform package. */
+export function anvilBinaryPath(): string {
+  const require = createRequire(import.meta.url);
+  const arch = process.arch === "x64" ? "amd64" : process.arch;
+  const platformPackage = `@foundry-rs/anvil-${process.platform}-${arch}`;
+  try {
+    const manifest = require.resolve(`${platformPackage}/package.json`);
+    return join(dirname(manifest), "bin", process.platform === "win32" ? "anvil.exe" : "anvil");
+  } catch (cause) {
+    throw new TollgateError({
+      code: "TOLLGATE_DEVNET_FAILED",
+      shortMessage: `anvil is not installed for ${process.platform}/${process.arch} (${platformPackage})`,
+      cause,
+    });
+  }
+}
+
+/**
+ * Starts anvil on loopback and resolves once its JSON-RPC answers.
+ * With port 0 anvil picks a free port, read back from its banner.
+ */
+export async function launchAnvil({
+  host = "127.0.0.1",
+  port = 0,
+  chainId = 31337,
+  blockTimeSeconds,
+  logger = silentLogger,
+  startTimeoutMs = 15_000,
+}: LaunchAnvilParameters = {}): Promise<LaunchAnvilReturnType> {
+  const args = ["--host", host, "--port", String(port), "--chain-id", String(chainId), "--silent"];
+  // --silent hides the banner, which is where a port-0 choice is printed; keep it for port 0.
+  if (port === 0) args.splice(args.indexOf("--silent"), 1);
+  if (blockTimeSeconds !== undefined) args.push("--block-time", String(blockTimeSeconds));
+  const child = spawn(anvilBinaryPath(), args, { stdio: ["ignore", "pipe", "pipe"] });
+  let exited = false;
+  const exitPromise = new Promise<void>((resolve) => {
+    child.once("exit", () => {
+      exited = true;
+      resolve();
+    });
+  });
+
+  const boundPort = await new Promise<number>((resolve, reject) => {
+    let output = "";
+    const timer = setTimeout(() => fail(new Error(`anvil did not start within ${startTimeoutMs} ms`)), startTimeoutMs);
+    const fail = (cause: unknown) => {
+      clearTimeout(timer);
+      child.kill("SIGKILL");
+      reject(
+        new TollgateError({
+          code: "TOLLGATE_DEVNET_FAILED",
+          shortMessage: "anvil failed to start",
+          details: { output: output.slice(-2000) },
+          cause,
+        }),
+      );
+    };
+    const onData = (data: Buffer) => {
+      output += data.toString();
+      const match = /Listening on [^\s:]+:(\d+)/.exec(output);
+      if (match?.[1]) {
+        clearTimeout(timer);
+        resolve(Number(match[1]));
+      }
+    };
+    if (port !== 0) {
+      // Silent mode prints nothing: poll the RPC instead.
+      waitForRpc(`http://${host}:${port}`, startTimeoutMs).then(() => {
+        clearTimeout(timer);
+        resolve(port);
+      }, fail);
+    }
+    child.stdout?.on("data", onData);
+    child.stderr?.on("data", (data: Buffer) => {
+      output += data.toString();
+    });
+    child.once("error", fail);
+    child.once("exit", (code) => {
+      if (!exited) fail(new Error(`anvil exited with code ${code}`));
+    });
+  });
+  child.stdout?.removeAllListeners("data");
+  child.stdout?.resume();
+  child.stderr?.resume();
+  const rpcUrl = `http://${host}:${boundPort}`;
+  await waitForRpc(rpcUrl, startTimeoutMs);
+  logger.debug({ rpcUrl, pid: child.pid }, "anvil started");
+
+  return {
+    rpcUrl,
+    port: boundPort,
+    process: child,
+    async stop() {
+      if (exited || child.exitCode !== null) return;
+      child.kill("SIGTERM");
+      const timer = setTimeout(() => child.kill("SIGKILL"), 3_000);
+      await exitPromise;
+      clearTimeout(timer);
+    },
+  };
+}
+
+async function waitForRpc(rpcUrl: string, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  let lastError: unknown;
+  while (Date.now() < deadline) {
+    try {
+      const response = await fetch(rpcUrl, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ jsonrpc: "2.0", id: 1, method: "eth_chainId", params: [] }),
+      });
+      if (response.ok) return;
+      lastError = new Error(`HTTP ${response.status}`);
+    } catch (error) {
+      lastError = error;
+    }
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  throw lastError ?? new Error("RPC did not answer");
+}

@@ -1,0 +1,157 @@
+import {
+  type Address,
+  createTestClient,
+  createWalletClient,
+  erc20Abi,
+  type Hex,
+  http,
+  parseEther,
+  publicActions,
+} from "viem";
+import { generatePrivateKey, privateKeyToAccount } from "viem/accounts";
+import { type Logger, silentLogger } from "../errors/index.js";
+import type { DevnetArtifacts } from "./artifacts.js";
+import { compileContracts } from "./compileContracts.js";
+import { devAccount, devAccountRoles, type KeyedAccount } from "./devAccounts.js";
+import { launchAnvil } from "./launchAnvil.js";
+import { type DevnetContracts, PERMIT2_APPROVAL, placeContracts } from "./placeContracts.js";
+
+export type StartDevnetParameters = {
+  host?: string;
+  /** 0 (the default) picks a free port. */
+  port?: number;
+  /** How many funded buyer accounts to prepare (at least 1). */
+  buyers?: number;
+  /** Test USDC each buyer starts with, in atomic units (default 1,000 USDC). */
+  buyerUsdcAtomic?: bigint;
+  /** Precompiled artifacts; compiled (or read from the cache) when absent. */
+  artifacts?: DevnetArtifacts;
+  logger?: Logger;
+};
+
+/** A running devnet: a real anvil chain with the x402 contracts at their canonical addresses. */
+export type Devnet = {
+  rpcUrl: string;
+  chainId: number;
+  network: `eip155:${number}`;
+  contracts: DevnetContracts;
+  accounts: {
+    deployer: KeyedAccount;
+    facilitator: KeyedAccount;
+    payTo: KeyedAccount;
+    buyers: KeyedAccount[];
+  };
+  /** Mints test USDC to `to` (atomic units). */
+  mintUsdc(to: Address, amountAtomic: bigint): Promise<void>;
+  /** A fresh account with test ETH, `usdcAtomic` test USDC and Permit2 approved. */
+  createBuyer(usdcAtomic?: bigint): Promise<KeyedAccount>;
+  /** The test USDC balance of `owner`. */
+  usdcBalance(owner: Address): Promise<bigint>;
+  stop(): Promise<void>;
+};
+
+const mintAbi = [
+  {
+    type: "function",
+    name: "mint",
+    inputs: [
+      { name: "to", type: "address" },
+      { name: "amount", type: "uint256" },
+    ],
+    outputs: [],
+    stateMutability: "nonpayable",
+  },
+] as const;
+
+/**
+ * Starts anvil on loopback, places Permit2, the x402 proxies and Multicall3 at their
+ * canonical addresses, deploys the test USD coin and funds buyer accounts.
+ *
+ * @example
+ * const devnet = await startDevnet();
+ * // … pay on devnet.rpcUrl with devnet.accounts.buyers[0] …
+ * await devnet.stop();
+ */
+export async function startDevnet({
+  host = "127.0.0.1",
+  port = 0,
+  buyers: buyerCount = 3,
+  buyerUsdcAtomic = 1_000_000_000n,
+  artifacts,
+  logger = silentLogger,
+}: StartDevnetParameters = {}): Promise<Devnet> {
+  const [compiled, anvil] = await Promise.all([
+    artifacts ?? compileContracts({ logger }),
+    launchAnvil({ host, port, logger }),
+  ]);
+  try {
+    const chainId = 31337;
+    const deployer = devAccount(devAccountRoles.deployer);
+    const contracts = await placeContracts({ rpcUrl: anvil.rpcUrl, chainId, artifacts: compiled, deployer });
+    const transport = http(anvil.rpcUrl);
+    const test = createTestClient({ mode: "anvil", transport });
+    const deployerWallet = createWalletClient({ account: privateKeyToAccount(deployer.privateKey), transport }).extend(
+      publicActions,
+    );
+
+    const mintUsdc = async (to: Address, amountAtomic: bigint) => {
+      const hash = await deployerWallet.writeContract({
+        address: contracts.usdc,
+        abi: mintAbi,
+        functionName: "mint",
+        args: [to, amountAtomic],
+        chain: null,
+      });
+      await deployerWallet.waitForTransactionReceipt({ hash, pollingInterval: 20 });
+    };
+    const approvePermit2 = async (owner: KeyedAccount) => {
+      const wallet = createWalletClient({ account: privateKeyToAccount(owner.privateKey), transport }).extend(
+        publicActions,
+      );
+      const hash = await wallet.writeContract({
+        address: contracts.usdc,
+        abi: erc20Abi,
+        functionName: "approve",
+        args: [contracts.permit2, PERMIT2_APPROVAL],
+        chain: null,
+      });
+      await wallet.waitForTransactionReceipt({ hash, pollingInterval: 20 });
+    };
+    const prepareBuyer = async (buyer: KeyedAccount, usdcAtomic: bigint) => {
+      await mintUsdc(buyer.address, usdcAtomic);
+      await approvePermit2(buyer);
+    };
+
+    const buyers = Array.from({ length: Math.max(1, buyerCount) }, (_, i) => devAccount(devAccountRoles.firstBuyer + i));
+    for (const buyer of buyers) await prepareBuyer(buyer, buyerUsdcAtomic);
+
+    const devnet: Devnet = {
+      rpcUrl: anvil.rpcUrl,
+      chainId,
+      network: `eip155:${chainId}`,
+      contracts,
+      accounts: {
+        deployer,
+        facilitator: devAccount(devAccountRoles.facilitator),
+        payTo: devAccount(devAccountRoles.payTo),
+        buyers,
+      },
+      mintUsdc,
+      async createBuyer(usdcAtomic = buyerUsdcAtomic) {
+        const privateKey: Hex = generatePrivateKey();
+        const buyer = { address: privateKeyToAccount(privateKey).address, privateKey };
+        await test.setBalance({ address: buyer.address, value: parseEther("10") });
+        await prepareBuyer(buyer, usdcAtomic);
+        return buyer;
+      },
+      usdcBalance: (owner) =>
+        deployerWallet.readContract({ address: contracts.usdc, abi: erc20Abi, functionName: "balanceOf", args: [owner] }),
+      stop: () => anvil.stop(),
+    };
+    logger.info({ rpcUrl: anvil.rpcUrl, contracts }, "devnet ready");
+    return devnet;
+  } catch (error) {
+    await anvil.stop();
+    throw error;
+  }
+}

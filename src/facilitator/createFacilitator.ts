@@ -1,0 +1,219 @@
+import { x402Facilitator } from "@x402/core/facilitator";
+import type { PaymentPayload, PaymentRequirements, SettleResponse, SupportedResponse, VerifyResponse } from "@x402/core/types";
+import { ExactEvmScheme } from "@x402/evm/exact/facilitator";
+import { UptoEvmScheme } from "@x402/evm/upto/facilitator";
+import { type Address, getAddress, type Hex } from "viem";
+import {
+  chainIdOf,
+  createFacilitatorSigner,
+  isTransportError,
+  type TollgateFacilitatorSigner,
+  withRpcFailureScope,
+} from "../chain/index.js";
+import { type Logger, silentLogger, TollgateError } from "../errors/index.js";
+import { hasMatchingTransfer } from "./findTransfer.js";
+import { type SettlementKey, settlementKeyOf, settlementKeyString } from "./settlementKey.js";
+import { createMemorySettlementStore, type SettlementStore } from "./settlementStore.js";
+
+export type CreateFacilitatorParameters = {
+  rpcUrl: string;
+  privateKey: Hex;
+  /** CAIP-2 network this facilitator settles on, e.g. `eip155:137`. */
+  network: `eip155:${number}`;
+  settlementStore?: SettlementStore;
+  logger?: Logger;
+  /** Receipt polling interval (ms); small on a local chain. */
+  pollingIntervalMs?: number;
+  receiptTimeoutMs?: number;
+  rpcTimeoutMs?: number;
+};
+
+/** A facilitator usable in-process; the same shape as x402's `FacilitatorClient`. */
+export type TollgateFacilitator = {
+  readonly address: Address;
+  readonly network: `eip155:${number}`;
+  readonly signer: TollgateFacilitatorSigner;
+  verify(payload: PaymentPayload, requirements: PaymentRequirements): Promise<VerifyResponse>;
+  settle(payload: PaymentPayload, requirements: PaymentRequirements): Promise<SettleResponse>;
+  getSupported(): Promise<SupportedResponse>;
+};
+
+const REASON_TRANSFER_NOT_FOUND = "settlement_transfer_not_found";
+const REASON_UNKNOWN_PAYLOAD = "invalid_payload";
+
+/**
+ * A facilitator for the `upto` and `exact` schemes on one EVM network, built on
+ * `@x402/core`'s facilitator and `@x402/evm`'s schemes, with what they lack: one nonce
+ * manager for concurrent settles, idempotent settlement per authorization, success only
+ * when the receipt shows the transfer, chain outages reported as such, and a log line per call.
+ *
+ * @example
+ * const facilitator = createFacilitator({ rpcUrl, privateKey, network: "eip155:31337" });
+ * const verified = await facilitator.verify(payload, requirements);
+ */
+export function createFacilitator({
+  rpcUrl,
+  privateKey,
+  network,
+  settlementStore = createMemorySettlementStore(),
+  logger = silentLogger,
+  pollingIntervalMs,
+  receiptTimeoutMs,
+  rpcTimeoutMs,
+}: CreateFacilitatorParameters): TollgateFacilitator {
+  const signer = createFacilitatorSigner({
+    rpcUrl,
+    privateKey,
+    chainId: chainIdOf(network),
+    pollingIntervalMs,
+    receiptTimeoutMs,
+    rpcTimeoutMs,
+    logger,
+  });
+  const core = new x402Facilitator()
+    .register(network, new UptoEvmScheme(signer))
+    .register(network, new ExactEvmScheme(signer));
+  const inFlight = new Map<string, Promise<SettleResponse>>();
+
+  const chainUnavailable = (cause: unknown, operation: string) =>
+    new TollgateError({
+      code: "TOLLGATE_CHAIN_UNAVAILABLE",
+      shortMessage: `chain RPC unreachable during ${operation}`,
+      details: { network },
+      cause,
+    });
+
+  const describe = (payload: PaymentPayload, requirements: PaymentRequirements) => ({
+    scheme: requirements.scheme,
+    network: requirements.network,
+    payer: settlementKeyOf(payload)?.payer,
+    amount: requirements.amount,
+    payTo: requirements.payTo,
+  });
+
+  async function verify(payload: PaymentPayload, requirements: PaymentRequirements): Promise<VerifyResponse> {
+    const startedAt = performance.now();
+    try {
+      const { result, scope } = await withRpcFailureScope(() => core.verify(payload, requirements));
+      if (!result.isValid && scope.transportError) throw chainUnavailable(scope.transportError, "verify");
+      logger.info(
+        {
+          op: "verify",
+          outcome: result.isValid ? "valid" : "invalid",
+          reason: result.invalidReason,
+          ...describe(payload, requirements),
+          durationMs: Math.round(performance.now() - startedAt),
+        },
+        "facilitator verify",
+      );
+      return result;
+    } catch (error) {
+      const failure = error instanceof TollgateError ? error : isTransportError(error) ? chainUnavailable(error, "verify") : error;
+      logger.warn(
+        { op: "verify", outcome: "error", error: String(failure), ...describe(payload, requirements) },
+        "facilitator verify",
+      );
+      throw failure;
+    }
+  }
+
+  async function settleOnce(
+    key: SettlementKey,
+    payload: PaymentPayload,
+    requirements: PaymentRequirements,
+  ): Promise<SettleResponse> {
+    const startedAt = performance.now();
+    const amountAtomic = BigInt(requirements.amount);
+    const begun = await settlementStore.begin(key, amountAtomic);
+    if (!begun.started) {
+      const { existing } = begun;
+      if (existing.status === "succeeded") {
+        logger.info({ op: "settle", outcome: "already_settled", ...describe(payload, requirements) }, "facilitator settle");
+        return existing.result;
+      }
+      return {
+        success: false,
+        errorReason: "settlement_in_progress",
+        transaction: "",
+        network: requirements.network,
+        payer: key.payer,
+      };
+    }
+    let result: SettleResponse;
+    try {
+      const settled = await withRpcFailureScope(() => core.settle(payload, requirements));
+      result = settled.result;
+      if (!result.success && settled.scope.transportError) throw chainUnavailable(settled.scope.transportError, "settle");
+      if (result.success && result.transaction) result = await confirmTransfer(result, payload, requirements);
+    } catch (error) {
+      const failure = error instanceof TollgateError ? error : isTransportError(error) ? chainUnavailable(error, "settle") : error;
+      await settlementStore.fail(key, {
+        success: false,
+        errorReason: failure instanceof TollgateError ? failure.code : "settle_error",
+        transaction: "",
+        network: requirements.network,
+        payer: key.payer,
+      });
+      logger.warn({ op: "settle", outcome: "error", error: String(failure), ...describe(payload, requirements) }, "facilitator settle");
+      throw failure;
+    }
+    if (result.success) await settlementStore.succeed(key, result);
+    else await settlementStore.fail(key, result);
+    logger.info(
+      {
+        op: "settle",
+        outcome: result.success ? "settled" : "failed",
+        reason: result.errorReason,
+        ...describe(payload, requirements),
+        settledAmount: result.amount ?? requirements.amount,
+        tx: result.transaction || undefined,
+        durationMs: Math.round(performance.now() - startedAt),
+      },
+      "facilitator settle",
+    );
+    return result;
+  }
+
+  async function confirmTransfer(
+    result: SettleResponse,
+    payload: PaymentPayload,
+    requirements: PaymentRequirements,
+  ): Promise<SettleResponse> {
+    const hash = result.transaction as Hex;
+    const receipt = signer.takeReceipt(hash) ?? (await signer.publicClient.getTransactionReceipt({ hash }));
+    const payer = settlementKeyOf(payload)?.payer ?? result.payer ?? "";
+    const amountAtomic = BigInt(result.amount ?? requirements.amount);
+    const found = hasMatchingTransfer({
+      logs: receipt.logs,
+      asset: getAddress(requirements.asset),
+      from: getAddress(payer),
+      to: getAddress(requirements.payTo),
+      amountAtomic,
+    });
+    if (found) return { ...result, amount: amountAtomic.toString() };
+    return { ...result, success: false, errorReason: REASON_TRANSFER_NOT_FOUND };
+  }
+
+  return {
+    address: signer.address,
+    network,
+    signer,
+    verify,
+    async settle(payload, requirements) {
+      const key = settlementKeyOf(payload);
+      if (!key) {
+        return { success: false, errorReason: REASON_UNKNOWN_PAYLOAD, transaction: "", network: requirements.network };
+      }
+      const id = settlementKeyString(key);
+      // Concurrent settles of one authorization in this process share one attempt.
+      const pending = inFlight.get(id);
+      if (pending) return pending;
+      const attempt = settleOnce(key, payload, requirements).finally(() => inFlight.delete(id));
+      inFlight.set(id, attempt);
+      return attempt;
+    },
+    async getSupported() {
+      return core.getSupported() as SupportedResponse;
+    },
+  };
+}

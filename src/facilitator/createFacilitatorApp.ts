@@ -1,0 +1,102 @@
+import { PaymentPayloadV2Schema, PaymentRequirementsV2Schema } from "@x402/core/schemas";
+import type { PaymentPayload, PaymentRequirements } from "@x402/core/types";
+import { Hono } from "hono";
+import { bodyLimit } from "hono/body-limit";
+import { type Logger, silentLogger, TollgateError } from "../errors/index.js";
+import type { TollgateFacilitator } from "./createFacilitator.js";
+
+export type CreateFacilitatorAppParameters = {
+  facilitator: TollgateFacilitator;
+  logger?: Logger;
+  /** Largest accepted request body, in bytes. */
+  maxBodyBytes?: number;
+};
+
+type ParsedRequest = { payload: PaymentPayload; requirements: PaymentRequirements };
+
+/**
+ * The facilitator's HTTP face in the x402 v2 wire format: `GET /supported`,
+ * `POST /verify`, `POST /settle`, plus `GET /health`.
+ * Malformed bodies answer 400 with a reason; an unreachable chain answers 503.
+ */
+export function createFacilitatorApp({
+  facilitator,
+  logger = silentLogger,
+  maxBodyBytes = 64 * 1024,
+}: CreateFacilitatorAppParameters): Hono {
+  const app = new Hono();
+  const limit = bodyLimit({
+    maxSize: maxBodyBytes,
+    onError: (c) => c.json({ error: "request_too_large", message: `body exceeds ${maxBodyBytes} bytes` }, 413),
+  });
+
+  const parseRequest = async (request: Request): Promise<ParsedRequest | { error: string; field?: string }> => {
+    let body: unknown;
+    try {
+      body = await request.json();
+    } catch {
+      return { error: "body is not valid JSON" };
+    }
+    if (typeof body !== "object" || body === null || Array.isArray(body)) return { error: "body must be a JSON object" };
+    const { paymentPayload, paymentRequirements } = body as Record<string, unknown>;
+    const payload = PaymentPayloadV2Schema.safeParse(paymentPayload);
+    if (!payload.success) return describeZodError("paymentPayload", payload.error);
+    const requirements = PaymentRequirementsV2Schema.safeParse(paymentRequirements);
+    if (!requirements.success) return describeZodError("paymentRequirements", requirements.error);
+    return {
+      payload: payload.data as PaymentPayload,
+      requirements: requirements.data as PaymentRequirements,
+    };
+  };
+
+  const failure = (error: unknown) => {
+    if (error instanceof TollgateError && error.code === "TOLLGATE_CHAIN_UNAVAILABLE") {
+      return { status: 503 as const, body: { error: "chain_unavailable", message: error.shortMessage }, retryAfter: "2" };
+    }
+    logger.error({ error: String(error) }, "facilitator internal error");
+    return { status: 500 as const, body: { error: "internal_error", message: "unexpected facilitator error" } };
+  };
+
+  app.get("/health", (c) => c.json({ ok: true, network: facilitator.network, address: facilitator.address }));
+  app.get("/supported", async (c) => c.json(await facilitator.getSupported()));
+
+  app.post("/verify", limit, async (c) => {
+    const parsed = await parseRequest(c.req.raw);
+    if ("error" in parsed) return c.json({ error: "invalid_request", message: parsed.error, field: parsed.field }, 400);
+    try {
+      return c.json(await facilitator.verify(parsed.payload, parsed.requirements));
+    } catch (error) {
+      const { status, body, retryAfter } = failure(error);
+      if (retryAfter) c.header("Retry-After", retryAfter);
+      return c.json(body, status);
+    }
+  });
+
+  app.post("/settle", limit, async (c) => {
+    const parsed = await parseRequest(c.req.raw);
+    if ("error" in parsed) return c.json({ error: "invalid_request", message: parsed.error, field: parsed.field }, 400);
+    try {
+      return c.json(await facilitator.settle(parsed.payload, parsed.requirements));
+    } catch (error) {
+      const { status, body, retryAfter } = failure(error);
+      if (retryAfter) c.header("Retry-After", retryAfter);
+      return c.json(body, status);
+    }
+  });
+
+  app.notFound((c) => c.json({ error: "not_found", message: `no route ${c.req.method} ${c.req.path}` }, 404));
+  app.onError((error, c) => {
+    const { status, body } = failure(error);
+    return c.json(body, status);
+  });
+  return app;
+}
+
+function describeZodError(
+  root: string,
+  error: { issues: Array<{ path: Array<string | number>; message: string }> },
+): { error: string; field: string } {
+  const issue = error.issues[0];
+  const field = [root, ...(issue?.path ?? [])].join(".");
+  return { error: `${field}: ${issue?.message ?? "invalid"}`, field };
+}

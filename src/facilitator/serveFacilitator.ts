@@ -1,0 +1,31 @@
+import { serve } from "@hono/node-server";
+import type { Logger } from "../errors/index.js";
+import type { TollgateFacilitator } from "./createFacilitator.js";
+import { createFacilitatorApp } from "./createFacilitatorApp.js";
+
+export type ServeFacilitatorParameters = {
+  facilitator: TollgateFacilitator;
+  host?: string;
+  /** 0 picks a free port. */
+  port?: number;
+  logger?: Logger;
+};
+
+/** Serves the facilitator over HTTP; resolves once listening. */
+export async function serveFacilitator({ facilitator, host = "127.0.0.1", port = 4022, logger }: ServeFacilitatorParameters) {
+  const app = createFacilitatorApp({ facilitator, logger });
+  return new Promise<{ url: string; port: number; close(): Promise<void> }>((resolve, reject) => {
+    const server = serve({ fetch: app.fetch, hostname: host, port }, (info) => {
+      resolve({
+        url: `http://${host}:${info.port}`,
+        port: info.port,
+        close: () =>
+          new Promise<void>((done) => {
+            server.close(() => done());
+            (server as unknown as { closeAllConnections?: () => void }).closeAllConnections?.();
+          }),
+      });
+    });
+    server.once("error", reject);
+  });
+}

@@ -1,0 +1,21 @@
+import type { PaymentPayload } from "@x402/core/types";
+
+/** The identity of one authorization: it may settle at most once. */
+export type SettlementKey = { network: string; payer: string; nonce: string };
+
+/**
+ * The (network, payer, nonce) of a payment payload: the Permit2 nonce for `upto` and
+ * exact-Permit2, the EIP-3009 nonce for exact-EIP-3009; undefined for an unknown shape.
+ */
+export function settlementKeyOf(payload: PaymentPayload): SettlementKey | undefined {
+  const inner = payload.payload as Record<string, unknown>;
+  const auth = (inner.permit2Authorization ?? inner.authorization) as { from?: unknown; nonce?: unknown } | undefined;
+  if (!auth || typeof auth.from !== "string" || (typeof auth.nonce !== "string" && typeof auth.nonce !== "number"))
+    return undefined;
+  return { network: payload.accepted.network, payer: auth.from.toLowerCase(), nonce: String(auth.nonce).toLowerCase() };
+}
+
+/** One string for a settlement key, for maps and logs. */
+export function settlementKeyString(key: SettlementKey): string {
+  return `${key.network}/${key.payer}/${key.nonce}`;
+}
