@@ -1,0 +1,72 @@
+import { z } from "zod";
+import { startDevnet } from "../devnet/index.js";
+import { createCliLogger, parseFlags, printLine, waitForShutdownSignal } from "./cliSupport.js";
+
+export const devnetUsage = `tollgate devnet [--port 8545] [--host 127.0.0.1] [--buyers 3] [--json]
+  Starts a local chain (anvil) with Permit2, the x402 upto and exact proxies, a test USDC
+  and funded accounts. Runs until Ctrl-C.`;
+
+const flagsSchema = z.object({
+  port: z.coerce.number().int().min(0).max(65535).default(8545),
+  host: z.string().default("127.0.0.1"),
+  buyers: z.coerce.number().int().min(1).max(20).default(3),
+  json: z.boolean().default(false),
+});
+
+/** `tollgate devnet`: a real local chain with the canonical x402 contracts. */
+export async function devnetCommand(argv: string[]): Promise<number> {
+  const { flags } = parseFlags(
+    "devnet",
+    argv,
+    {
+      port: { type: "string" },
+      host: { type: "string" },
+      buyers: { type: "string" },
+      json: { type: "boolean" },
+    },
+    flagsSchema,
+  );
+  const logger = createCliLogger(flags.json ? "warn" : undefined);
+  const startedAt = performance.now();
+  const devnet = await startDevnet({ host: flags.host, port: flags.port, buyers: flags.buyers, logger });
+  const readyMs = Math.round(performance.now() - startedAt);
+  const { accounts, contracts } = devnet;
+  const pick = ({ address, privateKey }: { address: string; privateKey: string }) => ({ address, privateKey });
+  if (flags.json) {
+    printLine(
+      JSON.stringify({
+        rpcUrl: devnet.rpcUrl,
+        chainId: devnet.chainId,
+        network: devnet.network,
+        contracts: {
+          usdc: contracts.usdc,
+          permit2: contracts.permit2,
+          uptoProxy: contracts.uptoProxy,
+          exactProxy: contracts.exactProxy,
+          multicall3: contracts.multicall3,
+        },
+        accounts: {
+          facilitator: pick(accounts.facilitator),
+          payTo: pick(accounts.payTo),
+          buyers: accounts.buyers.map(pick),
+        },
+      }),
+    );
+  } else {
+    printLine(`Tollgate devnet ready in ${readyMs} ms (test funds only — never use these keys elsewhere)`);
+    printLine(`  RPC            ${devnet.rpcUrl}   (chain ${devnet.chainId}, ${devnet.network})`);
+    printLine(`  USDC (test)    ${contracts.usdc}`);
+    printLine(`  Permit2        ${contracts.permit2}`);
+    printLine(`  upto proxy     ${contracts.uptoProxy}`);
+    printLine(`  exact proxy    ${contracts.exactProxy}`);
+    printLine(`  facilitator    ${accounts.facilitator.address}  key ${accounts.facilitator.privateKey}`);
+    printLine(`  payTo          ${accounts.payTo.address}`);
+    for (const [i, buyer] of accounts.buyers.entries()) {
+      printLine(`  buyer ${i}        ${buyer.address}  key ${buyer.privateKey}  (1,000 USDC, Permit2 approved)`);
+    }
+    printLine("Press Ctrl-C to stop.");
+  }
+  await waitForShutdownSignal();
+  await devnet.stop();
+  return 0;
+}

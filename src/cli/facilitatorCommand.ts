@@ -1,0 +1,60 @@
+import { z } from "zod";
+import { findNetworkPreset } from "../chain/index.js";
+import { createFacilitator, serveFacilitator } from "../facilitator/index.js";
+import { createCliLogger, parseFlags, printLine, waitForShutdownSignal } from "./cliSupport.js";
+
+export const facilitatorUsage = `tollgate facilitator --rpc URL --private-key KEY [--network eip155:31337] [--port 4022] [--host 127.0.0.1]
+  Serves an x402 v2 facilitator (GET /supported, POST /verify, POST /settle) for the upto
+  and exact schemes. The key may come from TOLLGATE_FACILITATOR_KEY instead of the flag.`;
+
+const flagsSchema = z.object({
+  rpc: z.string().url().optional(),
+  privateKey: z
+    .string()
+    .regex(/^0x[0-9a-fA-F]{64}$/, "a 32-byte hex private key (0x…)")
+    .optional(),
+  network: z.string().default("eip155:31337"),
+  port: z.coerce.number().int().min(0).max(65535).default(4022),
+  host: z.string().default("127.0.0.1"),
+});
+
+/** `tollgate facilitator`: verify and settle over HTTP. */
+export async function facilitatorCommand(argv: string[]): Promise<number> {
+  const { flags } = parseFlags(
+    "facilitator",
+    argv,
+    {
+      rpc: { type: "string" },
+      "private-key": { type: "string" },
+      network: { type: "string" },
+      port: { type: "string" },
+      host: { type: "string" },
+    },
+    z.preprocess(
+      (values) => {
+        const v = values as Record<string, unknown>;
+        return { ...v, privateKey: v["private-key"] ?? process.env.TOLLGATE_FACILITATOR_KEY };
+      },
+      flagsSchema,
+    ),
+  );
+  const preset = findNetworkPreset(flags.network);
+  if (!preset) throw new Error(`unknown network ${flags.network}; use a CAIP-2 id such as eip155:137`);
+  const rpcUrl = flags.rpc ?? preset.defaultRpcUrl;
+  if (!rpcUrl) throw new Error("--rpc is required for this network");
+  if (!flags.privateKey) throw new Error("--private-key (or TOLLGATE_FACILITATOR_KEY) is required");
+  const logger = createCliLogger();
+  const local = preset.network === "eip155:31337";
+  const facilitator = createFacilitator({
+    rpcUrl,
+    privateKey: flags.privateKey as `0x${string}`,
+    network: preset.network,
+    logger,
+    pollingIntervalMs: local ? 50 : 1_000,
+  });
+  const server = await serveFacilitator({ facilitator, host: flags.host, port: flags.port, logger });
+  printLine(`facilitator ${facilitator.address} on ${preset.name} (${preset.network}) at ${server.url}`);
+  await waitForShutdownSignal();
+  await server.close();
+  return 0;
+}

@@ -1,0 +1,246 @@
+import assert from "node:assert/strict";
+import { after, before, describe, test } from "node:test";
+import { x402Client } from "@x402/core/client";
+import { HTTPFacilitatorClient } from "@x402/core/http";
+import type { PaymentPayload, PaymentRequired, PaymentRequirements } from "@x402/core/types";
+import { ExactEvmScheme } from "@x402/evm/exact/client";
+import { UptoEvmScheme } from "@x402/evm/upto/client";
+import type { Address, Hex } from "viem";
+import { privateKeyToAccount } from "viem/accounts";
+import { type Devnet, startDevnet } from "../src/devnet/index.js";
+import { createFacilitator, serveFacilitator } from "../src/facilitator/index.js";
+import { signUptoPayload } from "./support/uptoSigning.js";
+
+let devnet: Devnet;
+let server: Awaited<ReturnType<typeof serveFacilitator>>;
+let client: HTTPFacilitatorClient;
+let facilitatorAddress: Address;
+
+before(async () => {
+  devnet = await startDevnet({ buyers: 3 });
+  const facilitator = createFacilitator({
+    rpcUrl: devnet.rpcUrl,
+    privateKey: devnet.accounts.facilitator.privateKey,
+    network: devnet.network,
+    pollingIntervalMs: 20,
+  });
+  server = await serveFacilitator({ facilitator, port: 0 });
+  client = new HTTPFacilitatorClient({ url: server.url });
+  const supported = await client.getSupported();
+  const upto = supported.kinds.find((kind) => kind.scheme === "upto" && kind.network === devnet.network);
+  assert.ok(upto, "upto is advertised for the devnet");
+  facilitatorAddress = upto.extra?.facilitatorAddress as Address;
+});
+
+after(async () => {
+  await server?.close();
+  await devnet?.stop();
+});
+
+function uptoRequirements(amount: bigint, payTo: Address = devnet.accounts.payTo.address): PaymentRequirements {
+  return {
+    scheme: "upto",
+    network: devnet.network,
+    asset: devnet.contracts.usdc,
+    amount: amount.toString(),
+    payTo,
+    maxTimeoutSeconds: 300,
+    extra: { name: "USD Coin", version: "2", facilitatorAddress },
+  } as PaymentRequirements;
+}
+
+/** Signs with the official x402 client and `@x402/evm`'s UptoEvmScheme / ExactEvmScheme. */
+async function officialPayload(privateKey: Hex, requirements: PaymentRequirements): Promise<PaymentPayload> {
+  const signer = privateKeyToAccount(privateKey);
+  const buyer = x402Client.fromConfig({
+    schemes: [
+      { network: devnet.network, client: new UptoEvmScheme(signer) },
+      { network: devnet.network, client: new ExactEvmScheme(signer) },
+    ],
+    spendControls: false,
+  });
+  const paymentRequired: PaymentRequired = {
+    x402Version: 2,
+    resource: { url: "http://127.0.0.1/v1/chat/completions", description: "test", mimeType: "application/json" },
+    accepts: [requirements],
+  } as PaymentRequired;
+  return buyer.createPaymentPayload(paymentRequired);
+}
+
+describe("facilitator over HTTP with the official x402 client", () => {
+  test("advertises upto with the facilitator address, and exact", async () => {
+    const supported = await client.getSupported();
+    const schemes = supported.kinds.filter((k) => k.network === devnet.network).map((k) => k.scheme);
+    assert.ok(schemes.includes("upto") && schemes.includes("exact"));
+    assert.equal(facilitatorAddress.toLowerCase(), devnet.accounts.facilitator.address.toLowerCase());
+  });
+
+  test("settles 40% of the maximum: exactly that moves, once", async () => {
+    const buyer = devnet.accounts.buyers[0]!;
+    const max = 100_000n;
+    const requirements = uptoRequirements(max);
+    const payload = await officialPayload(buyer.privateKey, requirements);
+    const verified = await client.verify(payload, requirements);
+    assert.equal(verified.isValid, true, String(verified.invalidReason));
+
+    const buyerBefore = await devnet.usdcBalance(buyer.address);
+    const payToBefore = await devnet.usdcBalance(devnet.accounts.payTo.address);
+    const actual = (max * 40n) / 100n;
+    const settled = await client.settle(payload, { ...requirements, amount: actual.toString() });
+    assert.equal(settled.success, true, String(settled.errorReason));
+    assert.match(settled.transaction, /^0x[0-9a-f]{64}$/);
+    assert.equal(settled.amount, actual.toString());
+    assert.equal(await devnet.usdcBalance(buyer.address), buyerBefore - actual);
+    assert.equal(await devnet.usdcBalance(devnet.accounts.payTo.address), payToBefore + actual);
+
+    const again = await client.settle(payload, { ...requirements, amount: actual.toString() });
+    assert.equal(again.transaction, settled.transaction, "the first result is returned");
+    assert.equal(await devnet.usdcBalance(buyer.address), buyerBefore - actual, "nothing more moves");
+  });
+
+  test("refuses a settle above the signed maximum", async () => {
+    const buyer = devnet.accounts.buyers[1]!;
+    const requirements = uptoRequirements(50_000n);
+    const payload = await officialPayload(buyer.privateKey, requirements);
+    const before = await devnet.usdcBalance(buyer.address);
+    const settled = await client.settle(payload, { ...requirements, amount: "50001" });
+    assert.equal(settled.success, false);
+    assert.equal(settled.errorReason, "invalid_upto_evm_payload_settlement_exceeds_amount");
+    assert.equal(await devnet.usdcBalance(buyer.address), before);
+  });
+
+  test("a zero settle succeeds with no transaction and no balance change", async () => {
+    const buyer = devnet.accounts.buyers[1]!;
+    const requirements = uptoRequirements(50_000n);
+    const payload = await officialPayload(buyer.privateKey, requirements);
+    const before = await devnet.usdcBalance(buyer.address);
+    const settled = await client.settle(payload, { ...requirements, amount: "0" });
+    assert.equal(settled.success, true, String(settled.errorReason));
+    assert.equal(settled.transaction, "");
+    assert.equal(await devnet.usdcBalance(buyer.address), before);
+  });
+
+  test("refuses an expired and a not-yet-valid authorization", async () => {
+    const buyer = devnet.accounts.buyers[2]!;
+    const requirements = uptoRequirements(10_000n);
+    const now = BigInt(Math.floor(Date.now() / 1000));
+    const expired = await signUptoPayload({
+      privateKey: buyer.privateKey,
+      requirements,
+      chainId: devnet.chainId,
+      deadline: now - 10n,
+    });
+    const expiredResult = await client.verify(expired, requirements);
+    assert.equal(expiredResult.isValid, false);
+    assert.equal(expiredResult.invalidReason, "permit2_deadline_expired");
+    const early = await signUptoPayload({
+      privateKey: buyer.privateKey,
+      requirements,
+      chainId: devnet.chainId,
+      validAfter: now + 3600n,
+    });
+    const earlyResult = await client.verify(early, requirements);
+    assert.equal(earlyResult.isValid, false);
+    assert.equal(earlyResult.invalidReason, "permit2_not_yet_valid");
+    const settled = await client.settle(early, { ...requirements, amount: "5000" });
+    assert.equal(settled.success, false);
+  });
+
+  test("refuses a payment signed to another payTo", async () => {
+    const buyer = devnet.accounts.buyers[2]!;
+    const signedFor = uptoRequirements(10_000n);
+    const payload = await officialPayload(buyer.privateKey, signedFor);
+    const elsewhere = uptoRequirements(10_000n, devnet.accounts.deployer.address);
+    const result = await client.verify(payload, elsewhere);
+    assert.equal(result.isValid, false);
+    assert.equal(result.invalidReason, "invalid_permit2_recipient_mismatch");
+  });
+
+  test("refuses a payer without funds, naming the reason", async () => {
+    const poor = await devnet.createBuyer(1_000n);
+    const requirements = uptoRequirements(50_000n);
+    const payload = await officialPayload(poor.privateKey, requirements);
+    const result = await client.verify(payload, requirements);
+    assert.equal(result.isValid, false);
+    assert.equal(result.invalidReason, "permit2_insufficient_balance");
+  });
+
+  test("exact with EIP-3009 moves the fixed amount once", async () => {
+    const buyer = devnet.accounts.buyers[0]!;
+    const requirements = {
+      scheme: "exact",
+      network: devnet.network,
+      asset: devnet.contracts.usdc,
+      amount: "12345",
+      payTo: devnet.accounts.payTo.address,
+      maxTimeoutSeconds: 300,
+      extra: { name: "USD Coin", version: "2" },
+    } as PaymentRequirements;
+    const payload = await officialPayload(buyer.privateKey, requirements);
+    assert.ok("authorization" in (payload.payload as object), "signed as EIP-3009");
+    const verified = await client.verify(payload, requirements);
+    assert.equal(verified.isValid, true, String(verified.invalidReason));
+    const before = await devnet.usdcBalance(buyer.address);
+    const settled = await client.settle(payload, requirements);
+    assert.equal(settled.success, true, String(settled.errorReason));
+    assert.equal(await devnet.usdcBalance(buyer.address), before - 12_345n);
+    const again = await client.settle(payload, requirements);
+    assert.equal(again.transaction, settled.transaction);
+    assert.equal(await devnet.usdcBalance(buyer.address), before - 12_345n);
+  });
+
+  test("50 concurrent settles from one facilitator key all succeed", async () => {
+    const buyers = devnet.accounts.buyers;
+    const payloads = await Promise.all(
+      Array.from({ length: 50 }, async (_, i) => {
+        const requirements = uptoRequirements(1_000n);
+        const payload = await officialPayload(buyers[i % buyers.length]!.privateKey, requirements);
+        return { payload, requirements: { ...requirements, amount: "700" } };
+      }),
+    );
+    const payToBefore = await devnet.usdcBalance(devnet.accounts.payTo.address);
+    const results = await Promise.all(payloads.map(({ payload, requirements }) => client.settle(payload, requirements)));
+    const failures = results.filter((r) => !r.success).map((r) => r.errorReason);
+    assert.deepEqual(failures, []);
+    assert.equal(new Set(results.map((r) => r.transaction)).size, 50);
+    assert.equal(await devnet.usdcBalance(devnet.accounts.payTo.address), payToBefore + 50n * 700n);
+  });
+});
+
+describe("facilitator HTTP edges", () => {
+  test("a malformed body answers 400 with a reason", async () => {
+    const notJson = await fetch(`${server.url}/verify`, { method: "POST", body: "{nope" });
+    assert.equal(notJson.status, 400);
+    assert.match((await notJson.json()).message, /JSON/);
+    const wrongShape = await fetch(`${server.url}/settle`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ x402Version: 2, paymentPayload: { x402Version: 2 }, paymentRequirements: {} }),
+    });
+    assert.equal(wrongShape.status, 400);
+    assert.match((await wrongShape.json()).field, /^payment(Payload|Requirements)/);
+  });
+
+  test("an unreachable chain RPC answers 503 with Retry-After", async () => {
+    const dead = createFacilitator({
+      rpcUrl: "http://127.0.0.1:9",
+      privateKey: devnet.accounts.facilitator.privateKey,
+      network: devnet.network,
+      rpcTimeoutMs: 1_000,
+    });
+    const deadServer = await serveFacilitator({ facilitator: dead, port: 0 });
+    try {
+      const requirements = uptoRequirements(10_000n);
+      const payload = await officialPayload(devnet.accounts.buyers[0]!.privateKey, requirements);
+      const response = await fetch(`${deadServer.url}/verify`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ x402Version: 2, paymentPayload: payload, paymentRequirements: requirements }),
+      });
+      assert.equal(response.status, 503);
+      assert.ok(response.headers.get("retry-after"));
+    } finally {
+      await deadServer.close();
+    }
+  });
+});
