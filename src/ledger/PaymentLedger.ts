@@ -1,0 +1,126 @@
+import type { AuthorizationKey } from "./authorizationKey.js";
+import type { PaymentStatus } from "./paymentStatus.js";
+
+/** One paid request, as the ledger holds it. Money is bigint in the token's atomic units. */
+export type PaymentRecord = {
+  id: number;
+  network: string;
+  /** Lower-case EVM address. */
+  payer: string;
+  /** Canonical decimal string of the authorization's nonce. */
+  nonce: string;
+  scheme: string;
+  model: string;
+  /** The gateway route that was paid for, e.g. `/v1/chat/completions`. */
+  route: string;
+  asset: string;
+  payTo: string;
+  maxAtomic: bigint;
+  promptTokens: number | null;
+  completionTokens: number | null;
+  chargeAtomic: bigint | null;
+  /** Settlement transaction hash; null until settled, and for a zero charge. */
+  transaction: string | null;
+  status: PaymentStatus;
+  /** Why the row is `failed` or `debt` (kept after a debt is paid). */
+  error: string | null;
+  /** The x402 `PaymentPayload` exactly as the buyer sent it: enough to settle from the row alone. */
+  paymentPayload: unknown;
+  /** The x402 `PaymentRequirements` the payload was accepted against. */
+  paymentRequirements: unknown;
+  createdAt: Date;
+  updatedAt: Date;
+  settledAt: Date | null;
+};
+
+/** What the gateway knows when it claims an authorization, before serving. */
+export type ClaimPaymentInput = AuthorizationKey & {
+  scheme: string;
+  model: string;
+  route: string;
+  asset: string;
+  payTo: string;
+  maxAtomic: bigint;
+  /** JSON-serialisable x402 `PaymentPayload`. */
+  paymentPayload: unknown;
+  /** JSON-serialisable x402 `PaymentRequirements`. */
+  paymentRequirements: unknown;
+};
+
+/** A claim either wins the authorization or finds who already holds it (a replay). */
+export type ClaimPaymentResult =
+  | { claimed: true; payment: PaymentRecord }
+  | { claimed: false; existing: PaymentRecord };
+
+/** Tokens the backend actually used. */
+export type TokenUsage = {
+  promptTokens: number;
+  completionTokens: number;
+};
+
+/** The facilitator's answer for a settled charge; `transaction` is empty for a zero charge. */
+export type SettledCharge = {
+  transaction: string;
+  chargeAtomic: bigint;
+};
+
+/** Money and counts for one model. */
+export type PaymentModelTotals = {
+  model: string;
+  /** Rows of any status. */
+  count: number;
+  /** Sum of the authorized maximums, every row. */
+  authorizedAtomic: bigint;
+  /** Sum of the charges that were settled on chain (status `settled`). */
+  chargedAtomic: bigint;
+  /** Sum of the charges delivered but not paid (status `debt`). */
+  owedAtomic: bigint;
+  byStatus: Record<PaymentStatus, number>;
+};
+
+export type PendingForRecoveryOptions = {
+  /** Only rows untouched since this instant, so a replica does not grab requests another is still serving. */
+  updatedBefore?: Date | undefined;
+};
+
+export type RecentPaymentsOptions = {
+  /** Default 50, at most 1000. */
+  limit?: number | undefined;
+};
+
+/**
+ * The gateway's payment ledger: one row per paid request, keyed by (network, payer, nonce), moving through
+ * claimed → serving → metered → settling → settled | zero | debt | failed (see `paymentTransitions`).
+ * Every move is conditional on the row's current status, so two workers can never both move one row;
+ * a refused move throws `PaymentTransitionError`.
+ */
+export interface PaymentLedger {
+  /** Claims an authorization atomically; a replay (sequential or concurrent) gets `claimed: false`. */
+  claim(input: ClaimPaymentInput): Promise<ClaimPaymentResult>;
+  get(id: number): Promise<PaymentRecord | undefined>;
+  findByKey(key: AuthorizationKey): Promise<PaymentRecord | undefined>;
+  /** claimed → serving: inference starts. */
+  markServing(id: number): Promise<PaymentRecord>;
+  /** serving → metered, with the usage and the charge it costs (≤ the maximum). */
+  recordUsage(id: number, usage: TokenUsage, chargeAtomic: bigint): Promise<PaymentRecord>;
+  /** metered → settling: the settle call is about to be made. */
+  markSettling(id: number): Promise<PaymentRecord>;
+  /** settling → settled, or → zero when the charge is 0 (no transaction); also pays a debt. */
+  markSettled(id: number, settled: SettledCharge): Promise<PaymentRecord>;
+  /** settling → debt: delivered, settlement failed; the payer is refused until it is paid. */
+  markDebt(id: number, reason: string): Promise<PaymentRecord>;
+  /** claimed | serving → failed: nothing was served, nothing is charged. */
+  markFailed(id: number, reason: string): Promise<PaymentRecord>;
+  /** debt → settled, keeping the recorded charge. */
+  resolveDebt(id: number, transaction: string): Promise<PaymentRecord>;
+  /** Unpaid debts, oldest first, optionally of one payer (any network). */
+  openDebts(payer?: string): Promise<PaymentRecord[]>;
+  /** Whether the payer owes on this network; index-backed, meant for every request. */
+  hasOpenDebt(network: string, payer: string): Promise<boolean>;
+  /** Rows in claimed, serving, metered or settling, oldest first: what a restart must finish. */
+  pendingForRecovery(options?: PendingForRecoveryOptions): Promise<PaymentRecord[]>;
+  /** Newest rows first. */
+  recent(options?: RecentPaymentsOptions): Promise<PaymentRecord[]>;
+  /** Per-model money and status counts, ordered by model. */
+  totals(): Promise<PaymentModelTotals[]>;
+}

@@ -1,0 +1,89 @@
+import assert from "node:assert/strict";
+import { after, before, beforeEach, test } from "node:test";
+import { isTollgateError } from "../errors/index.js";
+import { applyMigrations } from "./applyMigrations.js";
+import { createPgliteClient } from "./createPgliteClient.js";
+import { ledgerMigrations } from "./ledgerMigrations.js";
+import type { SqlClient } from "./SqlClient.js";
+import { captureLogger } from "./testkit/captureLogger.js";
+
+// One PGlite for the file; each test migrates into a fresh, empty schema of its own.
+let sql: SqlClient;
+let schemaNumber = 0;
+before(async () => {
+  sql = await createPgliteClient();
+});
+after(() => sql.close());
+beforeEach(async () => {
+  schemaNumber++;
+  await sql.exec(`CREATE SCHEMA m${schemaNumber}; SET search_path TO m${schemaNumber}`);
+});
+
+async function recorded(): Promise<unknown[]> {
+  const rows = await sql.query("SELECT version, name FROM schema_migrations ORDER BY version");
+  return rows.map((row) => [row.version, row.name]);
+}
+
+test("applies each migration once and records it in schema_migrations", async () => {
+  assert.deepEqual(await applyMigrations(sql), { applied: [1, 2] });
+  assert.deepEqual(await applyMigrations(sql), { applied: [] });
+  assert.deepEqual(await recorded(), [
+    [1, "payments"],
+    [2, "settlements"],
+  ]);
+  const tables = await sql.query(
+    "SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema() ORDER BY 1",
+  );
+  assert.deepEqual(
+    tables.map((row) => row.table_name),
+    ["payments", "schema_migrations", "settlements"],
+  );
+});
+
+test("applies each migration once when two starts race", async () => {
+  const results = await Promise.all([applyMigrations(sql), applyMigrations(sql)]);
+  assert.deepEqual(results.flatMap((result) => result.applied).sort(), [1, 2]);
+  assert.equal((await recorded()).length, 2);
+});
+
+test("applies only the migrations that are new", async () => {
+  await applyMigrations(sql, { migrations: ledgerMigrations.slice(0, 1) });
+  assert.deepEqual(await applyMigrations(sql), { applied: [2] });
+});
+
+test("rolls back every migration of a run when one fails", async () => {
+  const broken = [
+    { version: 1, name: "good", sql: "CREATE TABLE good (id int)" },
+    { version: 2, name: "broken", sql: "CREATE TABLE broken (id nosuchtype)" },
+  ];
+  await assert.rejects(applyMigrations(sql, { migrations: broken }), (error: unknown) => {
+    assert.ok(isTollgateError(error, "TOLLGATE_LEDGER_FAILED"));
+    assert.match(error.shortMessage, /nosuchtype/);
+    return true;
+  });
+  const tables = await sql.query(
+    "SELECT 1 FROM information_schema.tables WHERE table_schema = current_schema()",
+  );
+  assert.equal(tables.length, 0, "neither good nor schema_migrations survives");
+});
+
+test("refuses a migration list whose versions do not increase", async () => {
+  await assert.rejects(
+    applyMigrations(sql, {
+      migrations: [
+        { version: 2, name: "b", sql: "SELECT 1" },
+        { version: 1, name: "a", sql: "SELECT 1" },
+      ],
+    }),
+    /strictly increasing/,
+  );
+});
+
+test("warns, and keeps working, when the database knows a newer migration", async () => {
+  await applyMigrations(sql);
+  await sql.query("INSERT INTO schema_migrations (version, name) VALUES (99, 'from the future')");
+  const { logger, records } = captureLogger();
+  assert.deepEqual(await applyMigrations(sql, { logger }), { applied: [] });
+  const warning = records.find((record) => record.level === 40);
+  assert.deepEqual(warning?.versions, [99]);
+});

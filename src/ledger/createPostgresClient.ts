@@ -1,0 +1,108 @@
+import pg from "pg";
+import { type Logger, silentLogger, TollgateError } from "../errors/index.js";
+import { MIGRATION_LOCK_KEY } from "./applyMigrations.js";
+import { ledgerError } from "./ledgerError.js";
+import type { SqlClient, SqlExecutor, SqlRow } from "./SqlClient.js";
+
+export type CreatePostgresClientParameters = {
+  /** A libpq URL, e.g. `postgres://tollgate@db:5432/tollgate`. */
+  connectionString: string;
+  /** A schema to keep the tables in (created if missing); default: the server's search_path. */
+  schema?: string | undefined;
+  /** Pool size; default 10. */
+  maxConnections?: number | undefined;
+  logger?: Logger | undefined;
+};
+
+/** Opens a node-postgres pool behind the `SqlClient` seam, for several gateway replicas sharing one database. */
+export async function createPostgresClient({
+  connectionString,
+  schema,
+  maxConnections = 10,
+  logger = silentLogger,
+}: CreatePostgresClientParameters): Promise<SqlClient> {
+  const searchPath = schema === undefined ? undefined : quoteIdentifier(schema);
+  const pool = new pg.Pool({
+    connectionString,
+    max: maxConnections,
+    application_name: "tollgate",
+    // The search_path rides on the startup packet, so every pooled connection has it from the first query.
+    ...(searchPath === undefined ? {} : { options: `-c search_path=${searchPath}` }),
+  });
+  // An idle connection that dies (server restart) must not crash the process; the next query reconnects.
+  pool.on("error", (error) => logger.warn({ err: error }, "ledger: idle PostgreSQL connection failed"));
+  const client: SqlClient = {
+    ...postgresExecutor(pool),
+    async transaction(fn) {
+      let connection: pg.PoolClient;
+      try {
+        connection = await pool.connect();
+      } catch (cause) {
+        throw ledgerError(cause, "connect");
+      }
+      try {
+        await connection.query("BEGIN");
+        const result = await fn(postgresExecutor(connection));
+        await connection.query("COMMIT");
+        connection.release();
+        return result;
+      } catch (cause) {
+        try {
+          await connection.query("ROLLBACK");
+          connection.release();
+        } catch (rollbackError) {
+          logger.warn({ err: rollbackError }, "ledger: ROLLBACK failed; discarding the connection");
+          connection.release(rollbackError instanceof Error ? rollbackError : true);
+        }
+        throw ledgerError(cause, "transaction");
+      }
+    },
+    async close() {
+      if (!pool.ended) await pool.end();
+    },
+  };
+  if (searchPath !== undefined) {
+    try {
+      // Under the migration lock: two processes running CREATE SCHEMA IF NOT EXISTS at once can collide.
+      await client.transaction(async (tx) => {
+        await tx.query(`SELECT pg_advisory_xact_lock(${MIGRATION_LOCK_KEY})`);
+        await tx.exec(`CREATE SCHEMA IF NOT EXISTS ${searchPath}`);
+      });
+    } catch (error) {
+      await client.close();
+      throw error;
+    }
+  }
+  return client;
+}
+
+function postgresExecutor(db: pg.Pool | pg.PoolClient): SqlExecutor {
+  return {
+    async query<Row extends SqlRow = SqlRow>(sql: string, params: readonly unknown[] = []) {
+      try {
+        const result = await db.query<Row>(sql, [...params]);
+        return result.rows;
+      } catch (cause) {
+        throw ledgerError(cause, sql);
+      }
+    },
+    async exec(sql: string) {
+      try {
+        await db.query(sql);
+      } catch (cause) {
+        throw ledgerError(cause, sql);
+      }
+    },
+  };
+}
+
+function quoteIdentifier(name: string): string {
+  if (!/^[a-z_][a-z0-9_]{0,62}$/.test(name)) {
+    throw new TollgateError({
+      code: "TOLLGATE_CONFIG_INVALID",
+      shortMessage: "ledger schema must be a plain lower-case SQL identifier",
+      details: { schema: name },
+    });
+  }
+  return `"${name}"`;
+}

@@ -1,0 +1,51 @@
+export {
+  type ApplyMigrationsParameters,
+  type ApplyMigrationsReturnType,
+  applyMigrations,
+} from "./applyMigrations.js";
+export {
+  type AuthorizationKey,
+  type NormalizedAuthorizationKey,
+  normalizeAuthorizationKey,
+  normalizeNonce,
+  normalizePayer,
+} from "./authorizationKey.js";
+export { type CreateLedgerParameters, createLedger, type Ledger } from "./createLedger.js";
+export { type CreatePaymentLedgerParameters, createPaymentLedger } from "./createPaymentLedger.js";
+export { type CreatePgliteClientParameters, createPgliteClient } from "./createPgliteClient.js";
+export { type CreatePostgresClientParameters, createPostgresClient } from "./createPostgresClient.js";
+export { createSettlementLog } from "./createSettlementLog.js";
+export { ledgerMigrations, type Migration } from "./ledgerMigrations.js";
+export { type OpenLedgerParameters, openLedger } from "./openLedger.js";
+export { type OpenPostgresLedgerParameters, openPostgresLedger } from "./openPostgresLedger.js";
+export type {
+  ClaimPaymentInput,
+  ClaimPaymentResult,
+  PaymentLedger,
+  PaymentModelTotals,
+  PaymentRecord,
+  PendingForRecoveryOptions,
+  RecentPaymentsOptions,
+  SettledCharge,
+  TokenUsage,
+} from "./PaymentLedger.js";
+export { PaymentTransitionError, type PaymentTransitionErrorParameters } from "./PaymentTransitionError.js";
+export {
+  canTransitionPayment,
+  isFinalPaymentStatus,
+  isPaymentStatus,
+  type PaymentStatus,
+  paymentStatuses,
+  paymentTransitions,
+  pendingPaymentStatuses,
+} from "./paymentStatus.js";
+export type {
+  BeginSettlementResult,
+  InFlightSettlementsOptions,
+  SettlementFailure,
+  SettlementLog,
+  SettlementRecord,
+  SettlementStatus,
+  SettlementSuccess,
+} from "./SettlementLog.js";
+export type { SqlClient, SqlExecutor, SqlRow } from "./SqlClient.js";

@@ -1,0 +1,22 @@
+import { TollgateError } from "../errors/index.js";
+
+/** Wraps a driver failure as TOLLGATE_LEDGER_FAILED, naming the statement; TollgateErrors pass through. */
+export function ledgerError(cause: unknown, sql: string): TollgateError {
+  if (cause instanceof TollgateError) return cause;
+  const driver = cause as { code?: unknown; message?: unknown; constraint?: unknown };
+  return new TollgateError({
+    code: "TOLLGATE_LEDGER_FAILED",
+    shortMessage: `ledger query failed: ${typeof driver.message === "string" ? driver.message : String(cause)}`,
+    details: {
+      statement: firstLine(sql),
+      ...(typeof driver.code === "string" ? { sqlState: driver.code } : {}),
+      ...(typeof driver.constraint === "string" ? { constraint: driver.constraint } : {}),
+    },
+    cause,
+  });
+}
+
+function firstLine(sql: string): string {
+  const line = sql.trim().split("\n")[0] ?? "";
+  return line.length > 120 ? `${line.slice(0, 117)}...` : line;
+}

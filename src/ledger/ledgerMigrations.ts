@@ -1,0 +1,73 @@
+/** One numbered schema change; applied once and recorded in `schema_migrations`. */
+export type Migration = {
+  version: number;
+  name: string;
+  sql: string;
+};
+
+/**
+ * The ledger's schema history, oldest first. Never edit an entry that has shipped: append a new one.
+ * Money is NUMERIC(78,0) (any uint256 fits) and crosses into TypeScript as text, then bigint.
+ */
+export const ledgerMigrations: readonly Migration[] = [
+  {
+    version: 1,
+    name: "payments",
+    sql: `
+CREATE TABLE payments (
+  id                BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+  network           TEXT NOT NULL,
+  payer             TEXT NOT NULL CHECK (payer = lower(payer)),
+  nonce             TEXT NOT NULL CHECK (nonce ~ '^(0|[1-9][0-9]*)$'),
+  scheme            TEXT NOT NULL,
+  model             TEXT NOT NULL,
+  route             TEXT NOT NULL,
+  asset             TEXT NOT NULL,
+  pay_to            TEXT NOT NULL,
+  max_atomic        NUMERIC(78,0) NOT NULL CHECK (max_atomic >= 0),
+  prompt_tokens     INTEGER CHECK (prompt_tokens >= 0),
+  completion_tokens INTEGER CHECK (completion_tokens >= 0),
+  charge_atomic     NUMERIC(78,0),
+  transaction       TEXT,
+  status            TEXT NOT NULL DEFAULT 'claimed'
+                    CHECK (status IN ('claimed', 'serving', 'metered', 'settling',
+                                      'settled', 'zero', 'debt', 'failed')),
+  error             TEXT,
+  payload           JSONB NOT NULL,
+  requirements      JSONB NOT NULL,
+  created_at        TIMESTAMPTZ NOT NULL DEFAULT now(),
+  updated_at        TIMESTAMPTZ NOT NULL DEFAULT now(),
+  settled_at        TIMESTAMPTZ,
+  CONSTRAINT payments_authorization_key UNIQUE (network, payer, nonce),
+  -- upto: the actual charge is never negative and never above the authorized maximum.
+  CONSTRAINT payments_charge_within_max CHECK (charge_atomic >= 0 AND charge_atomic <= max_atomic)
+);
+-- hasOpenDebt runs on every request: a partial index holds only the debts.
+CREATE INDEX payments_open_debt_idx ON payments (network, payer) WHERE status = 'debt';
+CREATE INDEX payments_pending_idx ON payments (id)
+  WHERE status IN ('claimed', 'serving', 'metered', 'settling');
+CREATE INDEX payments_model_idx ON payments (model);
+`,
+  },
+  {
+    version: 2,
+    name: "settlements",
+    sql: `
+CREATE TABLE settlements (
+  id            BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+  network       TEXT NOT NULL,
+  payer         TEXT NOT NULL CHECK (payer = lower(payer)),
+  nonce         TEXT NOT NULL CHECK (nonce ~ '^(0|[1-9][0-9]*)$'),
+  status        TEXT NOT NULL DEFAULT 'in_flight' CHECK (status IN ('in_flight', 'succeeded', 'failed')),
+  amount_atomic NUMERIC(78,0) NOT NULL CHECK (amount_atomic >= 0),
+  transaction   TEXT,
+  result        JSONB,
+  created_at    TIMESTAMPTZ NOT NULL DEFAULT now(),
+  updated_at    TIMESTAMPTZ NOT NULL DEFAULT now(),
+  completed_at  TIMESTAMPTZ,
+  CONSTRAINT settlements_authorization_key UNIQUE (network, payer, nonce)
+);
+CREATE INDEX settlements_in_flight_idx ON settlements (id) WHERE status = 'in_flight';
+`,
+  },
+];

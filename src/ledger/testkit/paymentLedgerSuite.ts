@@ -1,0 +1,423 @@
+import assert from "node:assert/strict";
+import { after, before, beforeEach, describe, test } from "node:test";
+import { isTollgateError } from "../../errors/index.js";
+import { createPaymentLedger } from "../createPaymentLedger.js";
+import type { PaymentLedger, PaymentRecord } from "../PaymentLedger.js";
+import { PaymentTransitionError } from "../PaymentTransitionError.js";
+import type { PaymentStatus } from "../paymentStatus.js";
+import { claimInput, type LedgerHarness, payerAddress, transactionHash } from "./ledgerHarness.js";
+
+/** The status machine as the design states it, written out independently of the implementation. */
+export const expectedTransitions = new Set([
+  "claimed>serving",
+  "claimed>failed",
+  "serving>metered",
+  "serving>failed",
+  "metered>settling",
+  "settling>settled",
+  "settling>zero",
+  "settling>debt",
+  "debt>settled",
+]);
+
+const usage = { promptTokens: 120, completionTokens: 80 };
+
+/** Drives a freshly claimed payment to `status` through allowed moves only. */
+export async function paymentAt(
+  payments: PaymentLedger,
+  status: PaymentStatus,
+  n = 0,
+): Promise<PaymentRecord> {
+  const { payment } = (await payments.claim(claimInput())) as { payment: PaymentRecord };
+  if (status === "claimed") return payment;
+  if (status === "failed") return payments.markFailed(payment.id, "backend refused the connection");
+  await payments.markServing(payment.id);
+  if (status === "serving") return payment;
+  await payments.recordUsage(payment.id, usage, 1_234n);
+  if (status === "metered") return payment;
+  await payments.markSettling(payment.id);
+  if (status === "settling") return payment;
+  if (status === "settled")
+    return payments.markSettled(payment.id, { transaction: transactionHash(n), chargeAtomic: 1_234n });
+  if (status === "zero") return payments.markSettled(payment.id, { transaction: "", chargeAtomic: 0n });
+  return payments.markDebt(payment.id, "facilitator unreachable");
+}
+
+/** The payment ledger's behaviour, run against each SQL adapter. */
+export function describePaymentLedger(label: string, open: () => Promise<LedgerHarness>): void {
+  describe(`PaymentLedger (${label})`, () => {
+    let harness: LedgerHarness;
+    let payments: PaymentLedger;
+    before(async () => {
+      harness = await open();
+      payments = harness.ledger.payments;
+    });
+    after(() => harness.ledger.close());
+    beforeEach(() => harness.reset());
+
+    test("claims an authorization once and refuses a sequential replay", async () => {
+      const input = claimInput();
+      const first = await payments.claim(input);
+      assert.equal(first.claimed, true);
+      const replay = await payments.claim(input);
+      assert.equal(replay.claimed, false);
+      assert.ok(first.claimed && !replay.claimed);
+      assert.equal(replay.existing.id, first.payment.id);
+      assert.equal(replay.existing.status, "claimed");
+    });
+
+    test("lets exactly one of 20 concurrent claims of one authorization win", async () => {
+      const input = claimInput();
+      const results = await Promise.all(Array.from({ length: 20 }, () => payments.claim(input)));
+      const winners = results.filter((result) => result.claimed);
+      assert.equal(winners.length, 1);
+      const ids = new Set(results.map((result) => (result.claimed ? result.payment.id : result.existing.id)));
+      assert.equal(ids.size, 1);
+      const [row] = await harness.sql.query("SELECT count(*)::int AS n FROM payments");
+      assert.equal(row?.n, 1);
+    });
+
+    test("treats a payer's letter case and a nonce's hex or decimal spelling as one key", async () => {
+      const nonce = 2n ** 255n + 7n;
+      const first = await payments.claim(
+        claimInput({ payer: payerAddress(0xabc).toUpperCase().replace("0X", "0x"), nonce }),
+      );
+      assert.ok(first.claimed);
+      assert.equal(first.payment.payer, payerAddress(0xabc));
+      assert.equal(first.payment.nonce, nonce.toString());
+      const replay = await payments.claim(
+        claimInput({ payer: payerAddress(0xabc), nonce: `0x${nonce.toString(16)}` }),
+      );
+      assert.equal(replay.claimed, false);
+      const other = await payments.claim(
+        claimInput({ payer: payerAddress(0xabc), nonce, network: "eip155:84532" }),
+      );
+      assert.equal(other.claimed, true, "the same nonce on another network is another authorization");
+    });
+
+    test("refuses a malformed payer, nonce or maximum before touching the table", async () => {
+      await assert.rejects(payments.claim(claimInput({ payer: "0x1234" })), (error) =>
+        isTollgateError(error, "TOLLGATE_LEDGER_FAILED"),
+      );
+      await assert.rejects(payments.claim(claimInput({ nonce: "-1" })), /nonce/);
+      await assert.rejects(payments.claim(claimInput({ nonce: 2n ** 256n })), /nonce/);
+      await assert.rejects(payments.claim(claimInput({ maxAtomic: 5 as unknown as bigint })), /maxAtomic/);
+      assert.deepEqual(await payments.recent(), []);
+    });
+
+    test("records usage, charge and transaction along claimed → serving → metered → settling → settled", async () => {
+      const claim = await payments.claim(claimInput({ maxAtomic: 50_000n }));
+      assert.ok(claim.claimed);
+      const id = claim.payment.id;
+      assert.equal((await payments.markServing(id)).status, "serving");
+      const metered = await payments.recordUsage(id, usage, 31_337n);
+      assert.equal(metered.status, "metered");
+      assert.equal(metered.promptTokens, 120);
+      assert.equal(metered.completionTokens, 80);
+      assert.equal(metered.chargeAtomic, 31_337n);
+      assert.equal((await payments.markSettling(id)).status, "settling");
+      const settled = await payments.markSettled(id, {
+        transaction: transactionHash(1),
+        chargeAtomic: 31_337n,
+      });
+      assert.equal(settled.status, "settled");
+      assert.equal(settled.transaction, transactionHash(1));
+      assert.equal(settled.chargeAtomic, 31_337n);
+      assert.equal(settled.maxAtomic, 50_000n);
+      assert.ok(settled.settledAt instanceof Date);
+      assert.ok(settled.updatedAt >= settled.createdAt);
+      assert.deepEqual(await payments.get(id), settled);
+    });
+
+    test("settles a zero charge as zero, with no transaction", async () => {
+      const payment = await paymentAt(payments, "settling");
+      const zero = await payments.markSettled(payment.id, { transaction: "", chargeAtomic: 0n });
+      assert.equal(zero.status, "zero");
+      assert.equal(zero.transaction, null);
+      assert.equal(zero.chargeAtomic, 0n);
+    });
+
+    test("refuses a charge above the authorized maximum and leaves the row where it was", async () => {
+      const payment = await paymentAt(payments, "serving");
+      await assert.rejects(
+        payments.recordUsage(payment.id, usage, 50_001n),
+        /exceeds the authorized maximum/,
+      );
+      assert.equal((await payments.get(payment.id))?.status, "serving");
+      await payments.recordUsage(payment.id, usage, 50_000n);
+      await payments.markSettling(payment.id);
+      await assert.rejects(
+        payments.markSettled(payment.id, { transaction: transactionHash(2), chargeAtomic: 50_001n }),
+        /exceeds the authorized maximum/,
+      );
+      await assert.rejects(
+        payments.markSettled(payment.id, { transaction: "", chargeAtomic: 1n }),
+        /transaction/,
+      );
+      assert.equal((await payments.get(payment.id))?.status, "settling");
+    });
+
+    test("enforces the transition table for every status and every move", async () => {
+      const moves: { name: string; to: PaymentStatus; run: (id: number) => Promise<unknown> }[] = [
+        { name: "markServing", to: "serving", run: (id) => payments.markServing(id) },
+        { name: "recordUsage", to: "metered", run: (id) => payments.recordUsage(id, usage, 1n) },
+        { name: "markSettling", to: "settling", run: (id) => payments.markSettling(id) },
+        {
+          name: "markSettled",
+          to: "settled",
+          run: (id) => payments.markSettled(id, { transaction: transactionHash(3), chargeAtomic: 1_234n }),
+        },
+        {
+          name: "markSettled(0)",
+          to: "zero",
+          run: (id) => payments.markSettled(id, { transaction: "", chargeAtomic: 0n }),
+        },
+        { name: "markDebt", to: "debt", run: (id) => payments.markDebt(id, "settle failed") },
+        { name: "markFailed", to: "failed", run: (id) => payments.markFailed(id, "backend down") },
+        { name: "resolveDebt", to: "settled", run: (id) => payments.resolveDebt(id, transactionHash(4)) },
+      ];
+      const statuses: PaymentStatus[] = [
+        "claimed",
+        "serving",
+        "metered",
+        "settling",
+        "settled",
+        "zero",
+        "debt",
+        "failed",
+      ];
+      let allowed = 0;
+      for (const from of statuses) {
+        for (const move of moves) {
+          const payment = await paymentAt(payments, from);
+          const expected =
+            expectedTransitions.has(`${from}>${move.to}`) && (move.name !== "resolveDebt" || from === "debt");
+          if (expected) {
+            allowed++;
+            await move.run(payment.id);
+            assert.equal((await payments.get(payment.id))?.status, move.to, `${move.name} from ${from}`);
+          } else {
+            await assert.rejects(move.run(payment.id), (error: unknown) => {
+              assert.ok(error instanceof PaymentTransitionError, `${move.name} from ${from} must be refused`);
+              assert.equal(error.code, "TOLLGATE_LEDGER_FAILED");
+              assert.equal(error.from, from);
+              assert.equal(error.to, move.to);
+              assert.equal(error.reason, "not_allowed");
+              assert.match(error.shortMessage, new RegExp(`from ${from} to ${move.to}`));
+              return true;
+            });
+            assert.equal(
+              (await payments.get(payment.id))?.status,
+              from,
+              `${move.name} from ${from} left the row`,
+            );
+          }
+        }
+      }
+      // 9 table entries; markSettled also pays a debt (debt → settled), so 10 allowed moves in all.
+      assert.equal(allowed, 10);
+    });
+
+    test("lets only one of two workers move the same row", async () => {
+      const payment = await paymentAt(payments, "claimed");
+      const outcomes = await Promise.allSettled([
+        payments.markServing(payment.id),
+        payments.markServing(payment.id),
+      ]);
+      assert.equal(outcomes.filter((outcome) => outcome.status === "fulfilled").length, 1);
+      const refused = outcomes.find((outcome) => outcome.status === "rejected");
+      assert.ok(refused?.reason instanceof PaymentTransitionError);
+      assert.equal(refused.reason.to, "serving");
+      assert.equal(refused.reason.from, "serving");
+    });
+
+    test("refuses a move when another worker changed the row between its read and its update", async () => {
+      const payment = await paymentAt(payments, "claimed");
+      let interposed = false;
+      // The other worker wins the row right before this worker's conditional UPDATE runs.
+      const racing = createPaymentLedger({
+        exec: (sql) => harness.sql.exec(sql),
+        async query(sql, params) {
+          if (!interposed && sql.trimStart().startsWith("UPDATE")) {
+            interposed = true;
+            await harness.ledger.payments.markFailed(payment.id, "other worker");
+          }
+          return harness.sql.query(sql, params);
+        },
+      });
+      await assert.rejects(racing.markServing(payment.id), (error: unknown) => {
+        assert.ok(error instanceof PaymentTransitionError);
+        assert.equal(error.reason, "concurrent");
+        assert.equal(error.from, "failed");
+        assert.equal(error.to, "serving");
+        return true;
+      });
+      assert.equal((await payments.get(payment.id))?.status, "failed");
+    });
+
+    test("names an unknown payment instead of moving nothing", async () => {
+      await assert.rejects(payments.markServing(987_654), /payment 987654 does not exist/);
+    });
+
+    test("marks a payment failed before output, keeping the reason and charging nothing", async () => {
+      const claimed = await paymentAt(payments, "claimed");
+      const failed = await payments.markFailed(claimed.id, "facilitator /verify unreachable");
+      assert.equal(failed.status, "failed");
+      assert.equal(failed.error, "facilitator /verify unreachable");
+      assert.equal(failed.chargeAtomic, null);
+      const serving = await paymentAt(payments, "serving");
+      assert.equal(
+        (await payments.markFailed(serving.id, "backend 500 before first token")).status,
+        "failed",
+      );
+    });
+
+    test("finds open debts by network and payer, and forgets them once paid", async () => {
+      const debtor = payerAddress(0xdeb);
+      const other = payerAddress(0x0c0);
+      const claim = await payments.claim(claimInput({ payer: debtor, maxAtomic: 9_000n }));
+      assert.ok(claim.claimed);
+      const id = claim.payment.id;
+      await payments.markServing(id);
+      await payments.recordUsage(id, usage, 7_000n);
+      await payments.markSettling(id);
+      await paymentAt(payments, "settled");
+      await paymentAt(payments, "settling");
+      assert.equal(await payments.hasOpenDebt("eip155:31337", debtor), false);
+
+      const debt = await payments.markDebt(id, "settle reverted: insufficient balance");
+      assert.equal(debt.status, "debt");
+      assert.equal(debt.error, "settle reverted: insufficient balance");
+      assert.equal(await payments.hasOpenDebt("eip155:31337", debtor), true);
+      assert.equal(
+        await payments.hasOpenDebt("eip155:31337", debtor.toUpperCase().replace("0X", "0x")),
+        true,
+      );
+      assert.equal(await payments.hasOpenDebt("eip155:84532", debtor), false);
+      assert.equal(await payments.hasOpenDebt("eip155:31337", other), false);
+      assert.deepEqual(
+        (await payments.openDebts()).map((p) => p.id),
+        [id],
+      );
+      assert.deepEqual(
+        (await payments.openDebts(debtor)).map((p) => [p.id, p.chargeAtomic]),
+        [[id, 7_000n]],
+      );
+      assert.deepEqual(await payments.openDebts(other), []);
+
+      const paid = await payments.resolveDebt(id, transactionHash(9));
+      assert.equal(paid.status, "settled");
+      assert.equal(paid.transaction, transactionHash(9));
+      assert.equal(paid.chargeAtomic, 7_000n);
+      assert.ok(paid.settledAt instanceof Date);
+      assert.equal(await payments.hasOpenDebt("eip155:31337", debtor), false);
+      assert.deepEqual(await payments.openDebts(), []);
+      await assert.rejects(payments.resolveDebt(id, transactionHash(10)), PaymentTransitionError);
+    });
+
+    test("lists claimed, serving, metered and settling rows for recovery, with what settling needs", async () => {
+      const byStatus = new Map<PaymentStatus, number>();
+      for (const status of [
+        "settling",
+        "settled",
+        "claimed",
+        "zero",
+        "metered",
+        "debt",
+        "serving",
+        "failed",
+      ] as const) {
+        byStatus.set(status, (await paymentAt(payments, status)).id);
+      }
+      const pending = await payments.pendingForRecovery();
+      assert.deepEqual(
+        pending.map((p) => p.status),
+        ["settling", "claimed", "metered", "serving"],
+      );
+      const settling = pending[0];
+      assert.ok(settling !== undefined);
+      const original = await payments.get(byStatus.get("settling") ?? 0);
+      assert.deepEqual(settling, original);
+      const expected = claimInput({
+        nonce: BigInt(settling.nonce),
+        payer: settling.payer,
+        maxAtomic: settling.maxAtomic,
+      });
+      assert.deepEqual(settling.paymentPayload, expected.paymentPayload);
+      assert.deepEqual(settling.paymentRequirements, expected.paymentRequirements);
+      assert.equal(settling.chargeAtomic, 1_234n);
+
+      assert.deepEqual(
+        await payments.pendingForRecovery({ updatedBefore: new Date(Date.now() - 60_000) }),
+        [],
+      );
+      const later = await payments.pendingForRecovery({ updatedBefore: new Date(Date.now() + 60_000) });
+      assert.equal(later.length, 4);
+    });
+
+    test("lists recent payments newest first, bounded by the limit", async () => {
+      const ids: number[] = [];
+      for (let i = 0; i < 5; i++) ids.push((await paymentAt(payments, "claimed")).id);
+      assert.deepEqual(
+        (await payments.recent({ limit: 3 })).map((p) => p.id),
+        ids.slice(2).reverse(),
+      );
+      assert.equal((await payments.recent()).length, 5);
+      assert.equal((await payments.recent({ limit: 0 })).length, 1);
+    });
+
+    test("totals money per model exactly, far beyond 2^53", async () => {
+      const huge = 2n ** 200n + 12_345_678_901_234_567n;
+      const charges = [2n ** 60n + 1n, 2n ** 70n + 3n, 0n];
+      let id = 0;
+      const claimModel = async (model: string, maxAtomic: bigint) => {
+        const claim = await payments.claim(claimInput({ model, maxAtomic }));
+        assert.ok(claim.claimed);
+        return claim.payment.id;
+      };
+      for (const charge of charges) {
+        id = await claimModel("big-model", huge);
+        await payments.markServing(id);
+        await payments.recordUsage(id, usage, charge);
+        await payments.markSettling(id);
+        await payments.markSettled(id, {
+          transaction: charge === 0n ? "" : transactionHash(Number(charge % 1000n)),
+          chargeAtomic: charge,
+        });
+      }
+      id = await claimModel("big-model", huge);
+      await payments.markServing(id);
+      await payments.recordUsage(id, usage, 2n ** 64n + 5n);
+      await payments.markSettling(id);
+      await payments.markDebt(id, "rpc down");
+      await claimModel("big-model", huge);
+      await claimModel("small-model", 10n);
+
+      const totals = await payments.totals();
+      assert.deepEqual(
+        totals.map((t) => t.model),
+        ["big-model", "small-model"],
+      );
+      const [big, small] = totals;
+      assert.ok(big !== undefined && small !== undefined);
+      assert.equal(big.count, 5);
+      assert.equal(big.authorizedAtomic, huge * 5n);
+      assert.equal(big.chargedAtomic, 2n ** 60n + 1n + 2n ** 70n + 3n);
+      assert.equal(big.owedAtomic, 2n ** 64n + 5n);
+      assert.deepEqual(big.byStatus, {
+        claimed: 1,
+        serving: 0,
+        metered: 0,
+        settling: 0,
+        settled: 2,
+        zero: 1,
+        debt: 1,
+        failed: 0,
+      });
+      assert.equal(small.count, 1);
+      assert.equal(small.authorizedAtomic, 10n);
+      assert.equal(small.chargedAtomic, 0n);
+      assert.equal(small.byStatus.claimed, 1);
+    });
+  });
+}
