@@ -1,0 +1,176 @@
+import type { PaymentRequirements } from "@x402/core/types";
+import { type Logger, silentLogger, TollgateError } from "../errors/index.js";
+import type { PaymentLedger } from "../ledger/index.js";
+import {
+  authorizationKey,
+  decodePaymentSignatureHeader,
+  encodePaymentRequiredHeader,
+  type HeaderReader,
+  PAYMENT_REQUIRED_HEADER,
+  readPaymentHeader,
+} from "../protocol/index.js";
+import { type BillingSession, createBillingSession } from "./createBillingSession.js";
+import type { FacilitatorLike } from "./facilitatorLike.js";
+import type { ModelConfig } from "./gatewayConfig.js";
+import { type BillingTerms, buildOffers, buildPaymentRequired, matchOffer } from "./paymentOffers.js";
+import { quoteRequest, type RequestQuote, type RouteKind } from "./quoteRequest.js";
+
+export type CreateBillingParameters = {
+  terms: BillingTerms;
+  models: ModelConfig[];
+  facilitator: FacilitatorLike;
+  ledger: PaymentLedger;
+  /** Counts generated tokens when a backend reports no usage. */
+  countTokens: (text: string, model: string) => number;
+  logger?: Logger;
+};
+
+/** One incoming paid (or not yet paid) inference request. */
+export type BillingRequest = {
+  /** Full request URL; its path names the resource in the 402. */
+  url: string;
+  headers: HeaderReader;
+  /** The parsed JSON body. */
+  body: unknown;
+  routeKind: RouteKind;
+};
+
+/** What to do with a request: answer it now (402, 400, 409, 503…), or serve it under a session. */
+export type BillingDecision =
+  | { action: "respond"; status: number; headers: Record<string, string>; body: Record<string, unknown> }
+  | { action: "serve"; quote: RequestQuote; session: BillingSession };
+
+export type Billing = {
+  readonly terms: BillingTerms;
+  readonly models: ReadonlyMap<string, ModelConfig>;
+  begin(request: BillingRequest): Promise<BillingDecision>;
+};
+
+/**
+ * Tollgate's billing core, independent of any HTTP framework: quotes a request, answers 402
+ * with upto (and exact) offers, checks and verifies a payment, claims it once in the ledger,
+ * and hands back a session that meters the response and settles its actual cost.
+ */
+export function createBilling({
+  terms,
+  models: modelList,
+  facilitator,
+  ledger,
+  countTokens,
+  logger = silentLogger,
+}: CreateBillingParameters): Billing {
+  const models = new Map(modelList.map((model) => [model.id, model]));
+
+  const respond = (status: number, body: Record<string, unknown>, headers: Record<string, string> = {}): BillingDecision => ({
+    action: "respond",
+    status,
+    headers,
+    body,
+  });
+  const invalidRequest = (message: string, field?: string) =>
+    respond(400, { error: { message, type: "invalid_request_error", code: "TOLLGATE_REQUEST_INVALID", param: field ?? null } });
+
+  async function begin(request: BillingRequest): Promise<BillingDecision> {
+    if (typeof request.body !== "object" || request.body === null || Array.isArray(request.body)) {
+      return invalidRequest("the request body must be a JSON object");
+    }
+    const body = request.body as Record<string, unknown>;
+    if (typeof body.model !== "string") return invalidRequest("model is required", "model");
+    const model = models.get(body.model);
+    if (!model) {
+      return respond(404, {
+        error: { message: `model ${body.model} is not served here`, type: "invalid_request_error", code: "model_not_found", param: "model" },
+      });
+    }
+    let quote: RequestQuote;
+    try {
+      quote = quoteRequest(model, request.routeKind, body);
+    } catch (error) {
+      if (error instanceof TollgateError) return invalidRequest(error.shortMessage, error.details.field as string | undefined);
+      throw error;
+    }
+    const offers = buildOffers(quote, terms);
+    if (offers.length === 0) {
+      return respond(503, { error: { message: "no payment scheme is available right now", code: "TOLLGATE_FACILITATOR_UNAVAILABLE" } }, { "Retry-After": "5" });
+    }
+    const paymentRequired = (error?: string, status = 402) => {
+      const required = buildPaymentRequired(quote, offers, request.url, error);
+      return respond(status, required as unknown as Record<string, unknown>, {
+        [PAYMENT_REQUIRED_HEADER]: encodePaymentRequiredHeader(required),
+      });
+    };
+
+    const header = readPaymentHeader(request.headers);
+    if (header === undefined) return paymentRequired();
+    const decoded = decodePaymentSignatureHeader(header);
+    if (!decoded.ok) {
+      return respond(400, {
+        error: { message: `malformed payment header: ${decoded.message}`, code: "TOLLGATE_PAYMENT_MALFORMED", reason: decoded.reason, field: decoded.field ?? null },
+      });
+    }
+    const payment = decoded.payload;
+    const matched = matchOffer(payment, offers);
+    if (!matched.ok) return paymentRequired(`${matched.reason}: ${matched.message}`);
+    const key = authorizationKey(payment);
+
+    if (await ledger.hasOpenDebt(key.network, key.payer)) {
+      return paymentRequired("payer_has_unpaid_debt: settle the earlier charge before paying again");
+    }
+    const existing = await ledger.findByKey(key);
+    if (existing) return replayed(existing.status);
+
+    let verified: Awaited<ReturnType<FacilitatorLike["verify"]>>;
+    try {
+      verified = await facilitator.verify(payment, matched.requirements);
+    } catch (error) {
+      logger.warn({ error: String(error) }, "facilitator unavailable during verify");
+      return respond(
+        503,
+        { error: { message: "the payment facilitator or chain is unreachable; no inference was run", code: "TOLLGATE_FACILITATOR_UNAVAILABLE" } },
+        { "Retry-After": "2" },
+      );
+    }
+    if (!verified.isValid) return paymentRequired(verified.invalidReason ?? "invalid_payment");
+
+    const claim = await ledger.claim({
+      ...key,
+      scheme: matched.requirements.scheme,
+      model: model.id,
+      route: new URL(request.url).pathname,
+      asset: matched.requirements.asset,
+      payTo: matched.requirements.payTo,
+      maxAtomic: matched.signedMaxAtomic,
+      paymentPayload: payment,
+      paymentRequirements: matched.requirements,
+    });
+    if (!claim.claimed) return replayed(claim.existing.status);
+    await ledger.markServing(claim.payment.id);
+
+    return {
+      action: "serve",
+      quote,
+      session: createBillingSession({
+        quote,
+        paymentId: claim.payment.id,
+        payer: key.payer,
+        payload: payment,
+        requirements: matched.requirements as PaymentRequirements,
+        signedMaxAtomic: matched.signedMaxAtomic,
+        ledger,
+        facilitator,
+        countTokens: (text) => countTokens(text, model.tokenizer ?? model.id),
+        logger,
+      }),
+    };
+  }
+
+  const replayed = (status: string) =>
+    respond(409, {
+      error: {
+        message: `this payment authorization was already used (status ${status}); sign a new one`,
+        code: "TOLLGATE_PAYMENT_REPLAYED",
+      },
+    });
+
+  return { terms, models, begin };
+}

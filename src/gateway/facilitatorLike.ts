@@ -1,0 +1,11 @@
+import type { PaymentPayload, PaymentRequirements, SettleResponse, SupportedResponse, VerifyResponse } from "@x402/core/types";
+
+/**
+ * What the gateway needs of a facilitator: x402's `FacilitatorClient` shape. Both the
+ * in-process facilitator and `HTTPFacilitatorClient` (a remote one, such as Polygon's) fit.
+ */
+export type FacilitatorLike = {
+  verify(payload: PaymentPayload, requirements: PaymentRequirements): Promise<VerifyResponse>;
+  settle(payload: PaymentPayload, requirements: PaymentRequirements): Promise<SettleResponse>;
+  getSupported(): Promise<SupportedResponse>;
+};

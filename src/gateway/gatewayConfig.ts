@@ -1,0 +1,113 @@
+import { z } from "zod";
+import { findNetworkPreset } from "../chain/index.js";
+import { TollgateError } from "../errors/index.js";
+import { parseMoney } from "../pricing/index.js";
+
+const addressSchema = z.string().regex(/^0x[0-9a-fA-F]{40}$/, "an EVM address (0x + 40 hex digits)");
+const privateKeySchema = z.string().regex(/^0x[0-9a-fA-F]{64}$/, "a 32-byte hex private key (0x + 64 hex digits)");
+const moneySchema = z.union([z.string(), z.number().int().nonnegative()]).transform((value, ctx) => {
+  try {
+    return parseMoney(String(value));
+  } catch (error) {
+    ctx.addIssue({ code: "custom", message: (error as Error).message });
+    return z.NEVER;
+  }
+});
+
+const backendSchema = z.strictObject({
+  /** Base URL of an OpenAI-compatible API, including `/v1`. */
+  baseUrl: z.string().url(),
+  /** The backend's API key, already resolved (the CLI reads `apiKeyEnv`). */
+  apiKey: z.string().optional(),
+  /** Name of the environment variable holding the API key (resolved by the CLI). */
+  apiKeyEnv: z.string().optional(),
+  /** Model name to send upstream, when it differs from the public id. */
+  model: z.string().optional(),
+  timeoutMs: z.number().int().positive().default(120_000),
+});
+
+const modelSchema = z
+  .strictObject({
+    id: z.string().min(1),
+    kind: z.enum(["chat", "completion", "embedding"]).default("chat"),
+    backend: backendSchema,
+    /** Price per 1M input tokens ("$0.15" or atomic units). */
+    inputPrice: moneySchema.optional(),
+    /** Price per 1M output tokens. */
+    outputPrice: moneySchema.optional(),
+    /** Fixed fee added to every upto charge. */
+    fixedFee: moneySchema.default(0n),
+    /** Fixed price per request, offered with the `exact` scheme. */
+    exactPrice: moneySchema.optional(),
+    maxOutputTokens: z.number().int().positive().default(4096),
+    /** Tokenizer model name for the prompt bound (defaults to the id); unknown → byte bound. */
+    tokenizer: z.string().optional(),
+    description: z.string().optional(),
+  })
+  .superRefine((model, ctx) => {
+    if (model.inputPrice === undefined && model.exactPrice === undefined) {
+      ctx.addIssue({ code: "custom", message: "needs inputPrice (upto) or exactPrice (exact)", path: ["inputPrice"] });
+    }
+    if (model.kind !== "embedding" && model.inputPrice !== undefined && model.outputPrice === undefined) {
+      ctx.addIssue({ code: "custom", message: "outputPrice is required with inputPrice", path: ["outputPrice"] });
+    }
+  });
+
+const facilitatorSchema = z.union([
+  z.strictObject({ url: z.string().url(), timeoutMs: z.number().int().positive().default(10_000) }),
+  z.strictObject({
+    /** Key of the in-process facilitator, already resolved (the CLI reads `privateKeyEnv`). */
+    privateKey: privateKeySchema.optional(),
+    privateKeyEnv: z.string().optional(),
+  }),
+]);
+
+/** The gateway's configuration file (`tollgate.yaml`), validated. */
+export const gatewayConfigSchema = z
+  .strictObject({
+    network: z.string().default("eip155:31337"),
+    rpcUrl: z.string().url().optional(),
+    /** Settlement token; defaults to the network's USDC. */
+    asset: addressSchema.optional(),
+    /** EIP-712 domain of the asset; defaults to the network's USDC domain. */
+    assetDomain: z.strictObject({ name: z.string(), version: z.string() }).optional(),
+    payTo: addressSchema,
+    facilitator: facilitatorSchema.default({}),
+    maxTimeoutSeconds: z.number().int().min(10).max(86_400).default(300),
+    server: z
+      .strictObject({ host: z.string().default("127.0.0.1"), port: z.number().int().min(0).max(65535).default(4021) })
+      .default({ host: "127.0.0.1", port: 4021 }),
+    ledger: z.strictObject({ dataDir: z.string().optional() }).default({}),
+    /** Public URL prefix of the gateway, used in 402 `resource` fields. */
+    publicUrl: z.string().url().optional(),
+    models: z.array(modelSchema).min(1),
+  })
+  .superRefine((config, ctx) => {
+    const preset = findNetworkPreset(config.network);
+    if (!preset) ctx.addIssue({ code: "custom", message: `unknown network ${config.network}`, path: ["network"] });
+    if (!config.asset && !preset?.usdc) {
+      ctx.addIssue({ code: "custom", message: "asset is required on this network", path: ["asset"] });
+    }
+    const ids = new Set<string>();
+    for (const [i, model] of config.models.entries()) {
+      if (ids.has(model.id)) ctx.addIssue({ code: "custom", message: `duplicate model id ${model.id}`, path: ["models", i, "id"] });
+      ids.add(model.id);
+    }
+  });
+
+export type GatewayConfigInput = z.input<typeof gatewayConfigSchema>;
+export type GatewayConfig = z.output<typeof gatewayConfigSchema>;
+export type ModelConfig = GatewayConfig["models"][number];
+
+/** Validates a parsed config object; a failure names the key that is wrong. */
+export function parseGatewayConfig(input: unknown): GatewayConfig {
+  const result = gatewayConfigSchema.safeParse(input);
+  if (result.success) return result.data;
+  const issue = result.error.issues[0];
+  const key = (issue?.path ?? []).map(String).join(".") || "(root)";
+  throw new TollgateError({
+    code: "TOLLGATE_CONFIG_INVALID",
+    shortMessage: `config key ${key}: ${issue?.message ?? "invalid"}`,
+    details: { issues: result.error.issues.slice(0, 10) },
+  });
+}

@@ -1,0 +1,93 @@
+import type { MiddlewareHandler } from "hono";
+import type { Billing } from "./createBilling.js";
+import type { BillingSession } from "./createBillingSession.js";
+import type { RequestQuote, RouteKind } from "./quoteRequest.js";
+
+/** What the billing middleware leaves for the route handler in `c.get("tollgate")`. */
+export type TollgateContext = {
+  quote: RequestQuote;
+  session: BillingSession;
+  /** The body to send upstream: output limit set to what was authorized, usage asked for in streams. */
+  backendBody: Record<string, unknown>;
+};
+
+export type TollgateHonoParameters = {
+  billing: Billing;
+  /** Which endpoint this route is; defaults from the path (`/chat/completions`, `/completions`, `/embeddings`). */
+  routeKind?: RouteKind;
+};
+
+/** Route kind from an OpenAI-style path. */
+export function routeKindOfPath(path: string): RouteKind {
+  if (path.endsWith("/chat/completions")) return "chat";
+  if (path.endsWith("/embeddings")) return "embedding";
+  return "completion";
+}
+
+/**
+ * Hono middleware that bills an OpenAI-compatible route per token with x402 `upto` (and
+ * `exact`): answers 402 with the request's maximum, verifies and claims the payment, lets the
+ * handler run with the output limit enforced, meters the response and settles what was used.
+ * The handler reads the metered body from `c.get("tollgate").backendBody` (or `c.req.json()`,
+ * which returns the same, limited body).
+ *
+ * @example
+ * app.post("/v1/chat/completions", tollgateHono({ billing }), async (c) => {
+ *   const { backendBody } = c.get("tollgate");
+ *   return fetch(`${upstream}/chat/completions`, { method: "POST", body: JSON.stringify(backendBody) });
+ * });
+ */
+export function tollgateHono({ billing, routeKind }: TollgateHonoParameters): MiddlewareHandler<{
+  Variables: { tollgate: TollgateContext };
+}> {
+  return async function tollgateBilling(c, next) {
+    let body: unknown;
+    try {
+      body = await c.req.json();
+    } catch {
+      return c.json(
+        { error: { message: "the request body must be JSON", type: "invalid_request_error", code: "TOLLGATE_REQUEST_INVALID" } },
+        400,
+      );
+    }
+    const decision = await billing.begin({
+      url: c.req.url,
+      headers: c.req.raw.headers,
+      body,
+      routeKind: routeKind ?? routeKindOfPath(c.req.path),
+    });
+    if (decision.action === "respond") {
+      return c.json(decision.body, decision.status as 400, decision.headers);
+    }
+    const { quote, session } = decision;
+    // The handler's c.req.json() returns this cached object: make it the limited body.
+    const cached = body as Record<string, unknown>;
+    for (const key of Object.keys(cached)) delete cached[key];
+    Object.assign(cached, quote.backendBody);
+    c.set("tollgate", { quote, session, backendBody: quote.backendBody });
+
+    await next();
+
+    const response = c.res;
+    if (c.error || response.status >= 400) {
+      await session.failBeforeOutput(c.error ? String(c.error) : `backend answered ${response.status}`);
+      return;
+    }
+    const contentType = response.headers.get("content-type") ?? "";
+    if (quote.stream && response.body && contentType.includes("text/event-stream")) {
+      c.res = new Response(session.meterStream(response.body), { status: response.status, headers: response.headers });
+      return;
+    }
+    const text = await response.text();
+    let json: unknown;
+    try {
+      json = JSON.parse(text);
+    } catch {
+      json = undefined;
+    }
+    const { headers } = await session.completeJson(json);
+    const merged = new Headers(response.headers);
+    for (const [name, value] of Object.entries(headers)) merged.set(name, value);
+    c.res = new Response(text, { status: response.status, headers: merged });
+  };
+}

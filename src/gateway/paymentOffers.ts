@@ -1,0 +1,123 @@
+import type { PaymentRequired, PaymentRequirements } from "@x402/core/types";
+import type { Address } from "viem";
+import type { DecodedPaymentPayload } from "../protocol/index.js";
+import type { RequestQuote } from "./quoteRequest.js";
+
+/** Where and how this gateway is paid. */
+export type BillingTerms = {
+  network: `eip155:${number}`;
+  asset: Address;
+  /** EIP-712 domain of the asset (needed by exact with EIP-3009). */
+  assetDomain: { name: string; version: string };
+  payTo: Address;
+  maxTimeoutSeconds: number;
+  /** The facilitator allowed to settle upto authorizations (from its `/supported`). */
+  facilitatorAddress?: Address;
+};
+
+/** Machine-readable prices in an upto offer's `extra.pricing`, so a buyer can check the maximum. */
+export type OfferPricing = {
+  model: string;
+  inputPerMTokAtomic: string;
+  outputPerMTokAtomic: string;
+  fixedFeeAtomic: string;
+  maxOutputTokens: number;
+  promptTokenBound: number;
+};
+
+/** The payment options for one quoted request: upto for the maximum, exact where priced. */
+export function buildOffers(quote: RequestQuote, terms: BillingTerms): PaymentRequirements[] {
+  const { model } = quote;
+  const offers: PaymentRequirements[] = [];
+  if (quote.maxAtomic !== undefined && terms.facilitatorAddress) {
+    const pricing: OfferPricing = {
+      model: model.id,
+      inputPerMTokAtomic: String(model.inputPrice ?? 0n),
+      outputPerMTokAtomic: String(model.outputPrice ?? 0n),
+      fixedFeeAtomic: String(model.fixedFee),
+      maxOutputTokens: quote.outputLimit,
+      promptTokenBound: quote.promptTokenBound,
+    };
+    offers.push({
+      scheme: "upto",
+      network: terms.network,
+      asset: terms.asset,
+      amount: quote.maxAtomic.toString(),
+      payTo: terms.payTo,
+      maxTimeoutSeconds: terms.maxTimeoutSeconds,
+      extra: { ...terms.assetDomain, facilitatorAddress: terms.facilitatorAddress, pricing },
+    });
+  }
+  if (model.exactPrice !== undefined) {
+    offers.push({
+      scheme: "exact",
+      network: terms.network,
+      asset: terms.asset,
+      amount: model.exactPrice.toString(),
+      payTo: terms.payTo,
+      maxTimeoutSeconds: terms.maxTimeoutSeconds,
+      extra: { ...terms.assetDomain },
+    });
+  }
+  return offers;
+}
+
+/** The 402 body: what this request costs and how to pay it. */
+export function buildPaymentRequired(
+  quote: RequestQuote,
+  offers: PaymentRequirements[],
+  resourceUrl: string,
+  error = "payment required",
+): PaymentRequired {
+  const limit = quote.routeKind === "embedding" ? "" : `, up to ${quote.outputLimit} output tokens`;
+  return {
+    x402Version: 2,
+    error,
+    resource: {
+      url: resourceUrl,
+      description: `Inference on ${quote.model.id}${limit}`,
+      mimeType: quote.stream ? "text/event-stream" : "application/json",
+    },
+    accepts: offers,
+  };
+}
+
+export type MatchOfferReturnType =
+  | { ok: true; requirements: PaymentRequirements; signedMaxAtomic: bigint }
+  | { ok: false; reason: string; message: string };
+
+/**
+ * The offer a payment answers, with the requirements to verify it against. An upto payment
+ * signed for at least this request's maximum is accepted as is, so a buyer that knows the
+ * prices can pay on the first request; the charge is still capped by usage.
+ */
+export function matchOffer(payment: DecodedPaymentPayload, offers: PaymentRequirements[]): MatchOfferReturnType {
+  const accepted = payment.accepted;
+  const offer = offers.find(
+    (candidate) =>
+      candidate.scheme === accepted.scheme &&
+      candidate.network === accepted.network &&
+      candidate.asset.toLowerCase() === accepted.asset.toLowerCase() &&
+      candidate.payTo.toLowerCase() === accepted.payTo.toLowerCase(),
+  );
+  if (!offer) {
+    return {
+      ok: false,
+      reason: "unsupported_scheme",
+      message: `no offer matches scheme ${accepted.scheme} on ${accepted.network} for asset ${accepted.asset} to ${accepted.payTo}`,
+    };
+  }
+  if (payment.accepted.scheme === "upto") {
+    const { permit2Authorization } = payment.payload as { permit2Authorization: { permitted: { amount: string } } };
+    const signedMaxAtomic = BigInt(permit2Authorization.permitted.amount);
+    if (signedMaxAtomic < BigInt(offer.amount)) {
+      return {
+        ok: false,
+        reason: "insufficient_authorization",
+        message: `authorized maximum ${signedMaxAtomic} is below this request's maximum ${offer.amount}`,
+      };
+    }
+    return { ok: true, requirements: { ...offer, amount: signedMaxAtomic.toString() }, signedMaxAtomic };
+  }
+  return { ok: true, requirements: offer, signedMaxAtomic: BigInt(offer.amount) };
+}

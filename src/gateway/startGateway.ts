@@ -1,0 +1,115 @@
+import { serve } from "@hono/node-server";
+import { HTTPFacilitatorClient } from "@x402/core/http";
+import { type Address, getAddress, type Hex } from "viem";
+import { findNetworkPreset } from "../chain/index.js";
+import { type Logger, silentLogger, TollgateError } from "../errors/index.js";
+import { createFacilitator, type TollgateFacilitator } from "../facilitator/index.js";
+import { type Ledger, openLedger } from "../ledger/index.js";
+import { countTextTokens } from "../pricing/index.js";
+import { type Billing, createBilling } from "./createBilling.js";
+import { createGatewayApp } from "./createGatewayApp.js";
+import type { FacilitatorLike } from "./facilitatorLike.js";
+import type { GatewayConfig } from "./gatewayConfig.js";
+
+export type StartGatewayParameters = {
+  config: GatewayConfig;
+  logger?: Logger;
+  /** An open ledger to use instead of opening `config.ledger.dataDir`. */
+  ledger?: Ledger;
+  /** A facilitator to use instead of the one the config describes. */
+  facilitator?: FacilitatorLike;
+  /** Receipt polling of the in-process facilitator (ms). */
+  pollingIntervalMs?: number;
+};
+
+/** A running gateway. */
+export type Gateway = {
+  url: string;
+  port: number;
+  billing: Billing;
+  ledger: Ledger;
+  facilitator: FacilitatorLike;
+  close(): Promise<void>;
+};
+
+/**
+ * Starts the gateway: its facilitator (in-process with a key, or a remote one by URL), its
+ * ledger, and the HTTP server.
+ */
+export async function startGateway({
+  config,
+  logger = silentLogger,
+  ledger: givenLedger,
+  facilitator: givenFacilitator,
+  pollingIntervalMs,
+}: StartGatewayParameters): Promise<Gateway> {
+  const preset = findNetworkPreset(config.network);
+  if (!preset) throw new TollgateError({ code: "TOLLGATE_CONFIG_INVALID", shortMessage: `unknown network ${config.network}` });
+  const asset = (config.asset ?? preset.usdc) as Address;
+  const facilitator = givenFacilitator ?? createConfiguredFacilitator(config, preset.network, preset.defaultRpcUrl, logger, pollingIntervalMs);
+  const supported = await facilitator.getSupported().catch((cause) => {
+    throw new TollgateError({ code: "TOLLGATE_FACILITATOR_UNAVAILABLE", shortMessage: "the facilitator did not answer /supported", cause });
+  });
+  const uptoKind = supported.kinds.find((kind) => kind.scheme === "upto" && kind.network === preset.network);
+  const facilitatorAddress = uptoKind?.extra?.facilitatorAddress as Address | undefined;
+  if (!uptoKind) logger.warn({ network: preset.network }, "the facilitator does not offer upto on this network; only exact prices are offered");
+
+  const ledger = givenLedger ?? (await openLedger({ dataDir: config.ledger.dataDir, logger }));
+  const billing = createBilling({
+    terms: {
+      network: preset.network,
+      asset: getAddress(asset),
+      assetDomain: config.assetDomain ?? preset.usdcDomain,
+      payTo: getAddress(config.payTo),
+      maxTimeoutSeconds: config.maxTimeoutSeconds,
+      facilitatorAddress: facilitatorAddress ? getAddress(facilitatorAddress) : undefined,
+    },
+    models: config.models,
+    facilitator,
+    ledger: ledger.payments,
+    countTokens: countTextTokens,
+    logger,
+  });
+  const app = createGatewayApp({ billing, logger });
+  const server = await new Promise<ReturnType<typeof serve>>((resolve, reject) => {
+    const instance = serve({ fetch: app.fetch, hostname: config.server.host, port: config.server.port }, () => resolve(instance));
+    instance.once("error", reject);
+  });
+  const address = server.address();
+  const port = typeof address === "object" && address ? address.port : config.server.port;
+  const url = `http://${config.server.host}:${port}`;
+  logger.info({ url, network: preset.network, models: config.models.map((m) => m.id) }, "gateway listening");
+  return {
+    url,
+    port,
+    billing,
+    ledger,
+    facilitator,
+    async close() {
+      await new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        (server as unknown as { closeAllConnections?: () => void }).closeAllConnections?.();
+      });
+      if (!givenLedger) await ledger.close();
+    },
+  };
+}
+
+function createConfiguredFacilitator(
+  config: GatewayConfig,
+  network: `eip155:${number}`,
+  defaultRpcUrl: string | undefined,
+  logger: Logger,
+  pollingIntervalMs: number | undefined,
+): TollgateFacilitator | HTTPFacilitatorClient {
+  if ("url" in config.facilitator) return new HTTPFacilitatorClient({ url: config.facilitator.url, timeoutMs: config.facilitator.timeoutMs });
+  const privateKey = config.facilitator.privateKey;
+  const rpcUrl = config.rpcUrl ?? defaultRpcUrl;
+  if (!privateKey || !rpcUrl) {
+    throw new TollgateError({
+      code: "TOLLGATE_CONFIG_INVALID",
+      shortMessage: "config key facilitator: give either url (a remote facilitator) or a private key (in-process) with rpcUrl",
+    });
+  }
+  return createFacilitator({ rpcUrl, privateKey: privateKey as Hex, network, logger, pollingIntervalMs });
+}
