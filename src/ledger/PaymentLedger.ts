@@ -1,4 +1,4 @@
-import type { AuthorizationKey } from "./authorizationKey.js";
+import type { AuthorizationKeyInput } from "./normalizeAuthorizationKey.js";
 import type { PaymentStatus } from "./paymentStatus.js";
 
 /** One paid request, as the ledger holds it. Money is bigint in the token's atomic units. */
@@ -34,7 +34,7 @@ export type PaymentRecord = {
 };
 
 /** What the gateway knows when it claims an authorization, before serving. */
-export type ClaimPaymentInput = AuthorizationKey & {
+export type ClaimPaymentInput = AuthorizationKeyInput & {
   scheme: string;
   model: string;
   route: string;
@@ -98,7 +98,7 @@ export interface PaymentLedger {
   /** Claims an authorization atomically; a replay (sequential or concurrent) gets `claimed: false`. */
   claim(input: ClaimPaymentInput): Promise<ClaimPaymentResult>;
   get(id: number): Promise<PaymentRecord | undefined>;
-  findByKey(key: AuthorizationKey): Promise<PaymentRecord | undefined>;
+  findByKey(key: AuthorizationKeyInput): Promise<PaymentRecord | undefined>;
   /** claimed → serving: inference starts. */
   markServing(id: number): Promise<PaymentRecord>;
   /** serving → metered, with the usage and the charge it costs (≤ the maximum). */

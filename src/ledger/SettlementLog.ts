@@ -1,4 +1,4 @@
-import type { AuthorizationKey } from "./authorizationKey.js";
+import type { AuthorizationKeyInput } from "./normalizeAuthorizationKey.js";
 
 /** `in_flight` while the settle transaction is being sent; then `succeeded` or `failed`. */
 export type SettlementStatus = "in_flight" | "succeeded" | "failed";
@@ -54,14 +54,14 @@ export type InFlightSettlementsOptions = {
  */
 export interface SettlementLog {
   /** Atomically records `in_flight` for a new key; a second call, even concurrent, gets the first record. */
-  begin(key: AuthorizationKey, amountAtomic: bigint): Promise<BeginSettlementResult>;
+  begin(key: AuthorizationKeyInput, amountAtomic: bigint): Promise<BeginSettlementResult>;
   /** in_flight → succeeded. */
-  complete(key: AuthorizationKey, success: SettlementSuccess): Promise<SettlementRecord>;
+  complete(key: AuthorizationKeyInput, success: SettlementSuccess): Promise<SettlementRecord>;
   /** in_flight → failed. */
-  fail(key: AuthorizationKey, failure: SettlementFailure): Promise<SettlementRecord>;
+  fail(key: AuthorizationKeyInput, failure: SettlementFailure): Promise<SettlementRecord>;
   /** failed → in_flight, for a failure known to have left the nonce unspent; otherwise returns the record. */
-  retry(key: AuthorizationKey, amountAtomic: bigint): Promise<BeginSettlementResult>;
-  get(key: AuthorizationKey): Promise<SettlementRecord | undefined>;
+  retry(key: AuthorizationKeyInput, amountAtomic: bigint): Promise<BeginSettlementResult>;
+  get(key: AuthorizationKeyInput): Promise<SettlementRecord | undefined>;
   /** Settlements still in flight, oldest first: after a crash they must be reconciled from the chain. */
   inFlight(options?: InFlightSettlementsOptions): Promise<SettlementRecord[]>;
 }

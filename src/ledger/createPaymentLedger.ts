@@ -1,5 +1,5 @@
 import { type Logger, silentLogger, TollgateError } from "../errors/index.js";
-import { normalizeAuthorizationKey, normalizePayer } from "./authorizationKey.js";
+import { normalizeAuthorizationKey, normalizePayer } from "./normalizeAuthorizationKey.js";
 import type { PaymentLedger, PaymentModelTotals, PaymentRecord } from "./PaymentLedger.js";
 import { PaymentTransitionError } from "./PaymentTransitionError.js";
 import { paymentColumns, toPaymentRecord } from "./paymentRow.js";
@@ -234,7 +234,7 @@ export function createPaymentLedger(
     },
 
     async recent({ limit = 50 } = {}) {
-      const bounded = Math.min(Math.max(Math.trunc(limit), 1), 1000);
+      const bounded = Number.isFinite(limit) ? Math.min(Math.max(Math.trunc(limit), 1), 1000) : 50;
       return selectPayments("ORDER BY id DESC LIMIT $1", [bounded]);
     },
 

@@ -1,6 +1,6 @@
 import { z } from "zod";
 import { TollgateError } from "../errors/index.js";
-import { type AuthorizationKey, normalizeAuthorizationKey } from "./authorizationKey.js";
+import { type AuthorizationKeyInput, normalizeAuthorizationKey } from "./normalizeAuthorizationKey.js";
 import type { SettlementLog, SettlementRecord, SettlementStatus } from "./SettlementLog.js";
 import type { SqlExecutor } from "./SqlClient.js";
 import { atomicParam, jsonParam } from "./sqlValues.js";
@@ -34,7 +34,7 @@ export function createSettlementLog(sql: SqlExecutor): SettlementLog {
     return rows.map(toSettlementRecord);
   }
 
-  async function get(keyInput: AuthorizationKey): Promise<SettlementRecord | undefined> {
+  async function get(keyInput: AuthorizationKeyInput): Promise<SettlementRecord | undefined> {
     const key = normalizeAuthorizationKey(keyInput);
     const [record] = await select(`WHERE ${keyMatch}`, [key.network, key.payer, key.nonce]);
     return record;
@@ -42,7 +42,7 @@ export function createSettlementLog(sql: SqlExecutor): SettlementLog {
 
   /** Moves an in-flight settlement to its outcome; refuses any other starting status. */
   async function finish(
-    keyInput: AuthorizationKey,
+    keyInput: AuthorizationKeyInput,
     to: Exclude<SettlementStatus, "in_flight">,
     transaction: string | null,
     result: unknown,

@@ -3,19 +3,19 @@ export {
   type ApplyMigrationsReturnType,
   applyMigrations,
 } from "./applyMigrations.js";
-export {
-  type AuthorizationKey,
-  type NormalizedAuthorizationKey,
-  normalizeAuthorizationKey,
-  normalizeNonce,
-  normalizePayer,
-} from "./authorizationKey.js";
 export { type CreateLedgerParameters, createLedger, type Ledger } from "./createLedger.js";
 export { type CreatePaymentLedgerParameters, createPaymentLedger } from "./createPaymentLedger.js";
 export { type CreatePgliteClientParameters, createPgliteClient } from "./createPgliteClient.js";
 export { type CreatePostgresClientParameters, createPostgresClient } from "./createPostgresClient.js";
 export { createSettlementLog } from "./createSettlementLog.js";
 export { ledgerMigrations, type Migration } from "./ledgerMigrations.js";
+export {
+  type AuthorizationKeyInput,
+  type NormalizedAuthorizationKey,
+  normalizeAuthorizationKey,
+  normalizeNonce,
+  normalizePayer,
+} from "./normalizeAuthorizationKey.js";
 export { type OpenLedgerParameters, openLedger } from "./openLedger.js";
 export { type OpenPostgresLedgerParameters, openPostgresLedger } from "./openPostgresLedger.js";
 export type {

@@ -1,10 +1,10 @@
 import { TollgateError } from "../errors/index.js";
 
 /**
- * What makes an authorization unique, and so what may be claimed or settled only once:
- * the CAIP-2 network, the payer, and the signed nonce.
+ * The key of one signed authorization as the ledger accepts it: (CAIP-2 network, payer, nonce); each may be
+ * claimed and settled only once. The protocol's `AuthorizationKey` (from `authorizationKey(payload)`) fits.
  */
-export type AuthorizationKey = {
+export type AuthorizationKeyInput = {
   /** CAIP-2, e.g. `eip155:137`. */
   network: string;
   /** An EVM address; stored lower-case. */
@@ -16,7 +16,7 @@ export type AuthorizationKey = {
   nonce: string | bigint;
 };
 
-/** An `AuthorizationKey` in its stored form: payer lower-case, nonce canonical decimal. */
+/** An authorization key in its stored form: payer lower-case, nonce canonical decimal. */
 export type NormalizedAuthorizationKey = {
   network: string;
   payer: string;
@@ -30,7 +30,7 @@ export function normalizeAuthorizationKey({
   network,
   payer,
   nonce,
-}: AuthorizationKey): NormalizedAuthorizationKey {
+}: AuthorizationKeyInput): NormalizedAuthorizationKey {
   if (!/^[-a-z0-9]{3,8}:[-_a-zA-Z0-9]{1,32}$/.test(network)) throw malformed("network", network);
   return { network, payer: normalizePayer(payer), nonce: normalizeNonce(nonce) };
 }

@@ -7,7 +7,7 @@ import {
   paymentStatuses,
   pendingPaymentStatuses,
 } from "./paymentStatus.js";
-import { expectedTransitions } from "./testkit/paymentLedgerSuite.js";
+import { expectedTransitions } from "./testkit/paymentLifecycle.js";
 
 test("allows exactly the moves of the design's status machine", () => {
   for (const from of paymentStatuses) {

@@ -1,11 +1,11 @@
 import assert from "node:assert/strict";
-import { after, before, beforeEach, describe, test } from "node:test";
-import type { AuthorizationKey } from "../authorizationKey.js";
+import { beforeEach, describe, test } from "node:test";
+import type { AuthorizationKeyInput } from "../normalizeAuthorizationKey.js";
 import type { SettlementLog } from "../SettlementLog.js";
 import { type LedgerHarness, payerAddress, transactionHash } from "./ledgerHarness.js";
 
 let nextNonce = 1n;
-function freshKey(): AuthorizationKey {
+function freshKey(): AuthorizationKeyInput {
   return { network: "eip155:31337", payer: payerAddress(0x5e7), nonce: nextNonce++ };
 }
 
@@ -18,16 +18,15 @@ const settleResponse = (transaction: string, amount: bigint) => ({
 });
 
 /** The facilitator's settlement log, run against each SQL adapter. */
-export function describeSettlementLog(label: string, open: () => Promise<LedgerHarness>): void {
+export function describeSettlementLog(label: string, current: () => LedgerHarness): void {
   describe(`SettlementLog (${label})`, () => {
     let harness: LedgerHarness;
     let settlements: SettlementLog;
-    before(async () => {
-      harness = await open();
+    beforeEach(async () => {
+      harness = current();
       settlements = harness.ledger.settlements;
+      await harness.reset();
     });
-    after(() => harness.ledger.close());
-    beforeEach(() => harness.reset());
 
     test("begins a settlement once; a second begin sees the first", async () => {
       const key = freshKey();

@@ -1,0 +1,16 @@
+import { after, before } from "node:test";
+import { type LedgerHarness, openPgliteHarness } from "./testkit/ledgerHarness.js";
+import { describePaymentLedger } from "./testkit/paymentLedgerSuite.js";
+import { describePaymentTransitions } from "./testkit/paymentTransitionSuite.js";
+import { describeSettlementLog } from "./testkit/settlementLogSuite.js";
+
+// One in-memory PGlite for the file (opening one costs about a second); each test starts from empty tables.
+let harness: LedgerHarness;
+before(async () => {
+  harness = await openPgliteHarness();
+});
+after(() => harness.ledger.close());
+
+describePaymentLedger("PGlite", () => harness);
+describePaymentTransitions("PGlite", () => harness);
+describeSettlementLog("PGlite", () => harness);

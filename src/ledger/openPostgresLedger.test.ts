@@ -1,0 +1,90 @@
+import assert from "node:assert/strict";
+import { after, before, describe, test } from "node:test";
+import { createPostgresClient } from "./createPostgresClient.js";
+import { openPostgresLedger } from "./openPostgresLedger.js";
+import { claimInput, type LedgerHarness, openHarness } from "./testkit/ledgerHarness.js";
+import { describePaymentLedger } from "./testkit/paymentLedgerSuite.js";
+import { paymentAt } from "./testkit/paymentLifecycle.js";
+import { describePaymentTransitions } from "./testkit/paymentTransitionSuite.js";
+import { describeSettlementLog } from "./testkit/settlementLogSuite.js";
+
+// Tests may read the environment; the library never does.
+const connectionString = process.env.TOLLGATE_TEST_DATABASE_URL;
+
+if (connectionString === undefined || connectionString === "") {
+  test("PostgreSQL ledger", {
+    skip: "set TOLLGATE_TEST_DATABASE_URL=postgres://user@host:5432/db to run the ledger against a real PostgreSQL",
+  }, () => {});
+} else {
+  const url = connectionString;
+  // Every suite gets a schema of its own, dropped at the end: the tests never touch other tables.
+  const schemas: string[] = [];
+  const freshSchema = () => {
+    const schema = `tollgate_test_${process.pid}_${Date.now().toString(36)}_${schemas.length}`;
+    schemas.push(schema);
+    return schema;
+  };
+  after(async () => {
+    const sql = await createPostgresClient({ connectionString: url });
+    try {
+      for (const schema of schemas) await sql.exec(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
+    } finally {
+      await sql.close();
+    }
+  });
+  let harness: LedgerHarness;
+  before(async () => {
+    harness = await openHarness(await createPostgresClient({ connectionString: url, schema: freshSchema() }));
+  });
+  after(() => harness.ledger.close());
+
+  describePaymentLedger("PostgreSQL", () => harness);
+  describePaymentTransitions("PostgreSQL", () => harness);
+  describeSettlementLog("PostgreSQL", () => harness);
+
+  describe("PostgreSQL ledger shared by replicas", () => {
+    test("applies each migration once when four replicas start at the same moment", async () => {
+      const schema = freshSchema();
+      const replicas = await Promise.all(
+        Array.from({ length: 4 }, () => openPostgresLedger({ connectionString: url, schema })),
+      );
+      const sql = await createPostgresClient({ connectionString: url, schema });
+      try {
+        const rows = await sql.query("SELECT version FROM schema_migrations ORDER BY version");
+        assert.deepEqual(
+          rows.map((row) => row.version),
+          [1, 2],
+        );
+      } finally {
+        await sql.close();
+        await Promise.all(replicas.map((replica) => replica.close()));
+      }
+    });
+
+    test("lets exactly one replica claim an authorization and exactly one move its row", async () => {
+      const schema = freshSchema();
+      const replicas = await Promise.all(
+        Array.from({ length: 4 }, () =>
+          openPostgresLedger({ connectionString: url, schema, maxConnections: 5 }),
+        ),
+      );
+      try {
+        const input = claimInput();
+        const claims = await Promise.all(
+          replicas.flatMap((replica) => Array.from({ length: 5 }, () => replica.payments.claim(input))),
+        );
+        assert.equal(claims.filter((claim) => claim.claimed).length, 1);
+
+        const [first] = replicas;
+        assert.ok(first !== undefined);
+        const payment = await paymentAt(first.payments, "claimed");
+        const moves = await Promise.allSettled(
+          replicas.map((replica) => replica.payments.markServing(payment.id)),
+        );
+        assert.equal(moves.filter((move) => move.status === "fulfilled").length, 1);
+      } finally {
+        await Promise.all(replicas.map((replica) => replica.close()));
+      }
+    });
+  });
+}

@@ -1,0 +1,144 @@
+import assert from "node:assert/strict";
+import { beforeEach, describe, test } from "node:test";
+import { createPaymentLedger } from "../createPaymentLedger.js";
+import type { PaymentLedger } from "../PaymentLedger.js";
+import { PaymentTransitionError } from "../PaymentTransitionError.js";
+import type { PaymentStatus } from "../paymentStatus.js";
+import type { LedgerHarness } from "./ledgerHarness.js";
+import { transactionHash } from "./ledgerHarness.js";
+import { expectedTransitions, paymentAt, usage } from "./paymentLifecycle.js";
+
+/** The status machine as the stores enforce it, run against each SQL adapter. */
+export function describePaymentTransitions(label: string, current: () => LedgerHarness): void {
+  describe(`PaymentLedger transitions (${label})`, () => {
+    let harness: LedgerHarness;
+    let payments: PaymentLedger;
+    beforeEach(async () => {
+      harness = current();
+      payments = harness.ledger.payments;
+      await harness.reset();
+    });
+
+    test("refuses a charge above the authorized maximum and leaves the row where it was", async () => {
+      const payment = await paymentAt(payments, "serving");
+      await assert.rejects(
+        payments.recordUsage(payment.id, usage, 50_001n),
+        /exceeds the authorized maximum/,
+      );
+      assert.equal((await payments.get(payment.id))?.status, "serving");
+      await payments.recordUsage(payment.id, usage, 50_000n);
+      await payments.markSettling(payment.id);
+      await assert.rejects(
+        payments.markSettled(payment.id, { transaction: transactionHash(2), chargeAtomic: 50_001n }),
+        /exceeds the authorized maximum/,
+      );
+      await assert.rejects(
+        payments.markSettled(payment.id, { transaction: "", chargeAtomic: 1n }),
+        /transaction/,
+      );
+      assert.equal((await payments.get(payment.id))?.status, "settling");
+    });
+
+    test("enforces the transition table for every status and every move", async () => {
+      const moves: { name: string; to: PaymentStatus; run: (id: number) => Promise<unknown> }[] = [
+        { name: "markServing", to: "serving", run: (id) => payments.markServing(id) },
+        { name: "recordUsage", to: "metered", run: (id) => payments.recordUsage(id, usage, 1n) },
+        { name: "markSettling", to: "settling", run: (id) => payments.markSettling(id) },
+        {
+          name: "markSettled",
+          to: "settled",
+          run: (id) => payments.markSettled(id, { transaction: transactionHash(3), chargeAtomic: 1_234n }),
+        },
+        {
+          name: "markSettled(0)",
+          to: "zero",
+          run: (id) => payments.markSettled(id, { transaction: "", chargeAtomic: 0n }),
+        },
+        { name: "markDebt", to: "debt", run: (id) => payments.markDebt(id, "settle failed") },
+        { name: "markFailed", to: "failed", run: (id) => payments.markFailed(id, "backend down") },
+        { name: "resolveDebt", to: "settled", run: (id) => payments.resolveDebt(id, transactionHash(4)) },
+      ];
+      const statuses: PaymentStatus[] = [
+        "claimed",
+        "serving",
+        "metered",
+        "settling",
+        "settled",
+        "zero",
+        "debt",
+        "failed",
+      ];
+      let allowed = 0;
+      for (const from of statuses) {
+        for (const move of moves) {
+          const payment = await paymentAt(payments, from);
+          const expected =
+            expectedTransitions.has(`${from}>${move.to}`) && (move.name !== "resolveDebt" || from === "debt");
+          if (expected) {
+            allowed++;
+            await move.run(payment.id);
+            assert.equal((await payments.get(payment.id))?.status, move.to, `${move.name} from ${from}`);
+          } else {
+            await assert.rejects(move.run(payment.id), (error: unknown) => {
+              assert.ok(error instanceof PaymentTransitionError, `${move.name} from ${from} must be refused`);
+              assert.equal(error.code, "TOLLGATE_LEDGER_FAILED");
+              assert.equal(error.from, from);
+              assert.equal(error.to, move.to);
+              assert.equal(error.reason, "not_allowed");
+              assert.match(error.shortMessage, new RegExp(`from ${from} to ${move.to}`));
+              return true;
+            });
+            assert.equal(
+              (await payments.get(payment.id))?.status,
+              from,
+              `${move.name} from ${from} left the row`,
+            );
+          }
+        }
+      }
+      // 9 table entries; markSettled also pays a debt (debt → settled), so 10 allowed moves in all.
+      assert.equal(allowed, 10);
+    });
+
+    test("lets only one of two workers move the same row", async () => {
+      const payment = await paymentAt(payments, "claimed");
+      const outcomes = await Promise.allSettled([
+        payments.markServing(payment.id),
+        payments.markServing(payment.id),
+      ]);
+      assert.equal(outcomes.filter((outcome) => outcome.status === "fulfilled").length, 1);
+      const refused = outcomes.find((outcome) => outcome.status === "rejected");
+      assert.ok(refused?.reason instanceof PaymentTransitionError);
+      assert.equal(refused.reason.to, "serving");
+      assert.equal(refused.reason.from, "serving");
+    });
+
+    test("refuses a move when another worker changed the row between its read and its update", async () => {
+      const payment = await paymentAt(payments, "claimed");
+      let interposed = false;
+      // The other worker wins the row right before this worker's conditional UPDATE runs.
+      const racing = createPaymentLedger({
+        exec: (sql) => harness.sql.exec(sql),
+        async query(sql, params) {
+          if (!interposed && sql.trimStart().startsWith("UPDATE")) {
+            interposed = true;
+            await harness.ledger.payments.markFailed(payment.id, "other worker");
+          }
+          return harness.sql.query(sql, params);
+        },
+      });
+      await assert.rejects(racing.markServing(payment.id), (error: unknown) => {
+        assert.ok(error instanceof PaymentTransitionError);
+        assert.equal(error.reason, "concurrent");
+        assert.equal(error.from, "failed");
+        assert.equal(error.to, "serving");
+        return true;
+      });
+      assert.equal((await payments.get(payment.id))?.status, "failed");
+    });
+
+    test("names an unknown payment instead of moving nothing", async () => {
+      await assert.rejects(payments.markServing(987_654), /payment 987654 does not exist/);
+    });
+  });
+}
