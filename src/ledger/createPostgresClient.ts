@@ -26,6 +26,8 @@ export async function createPostgresClient({
     connectionString,
     max: maxConnections,
     application_name: "tollgate",
+    // A gateway checks debts on every request: waiting forever for a pooled connection is worse than failing.
+    connectionTimeoutMillis: 10_000,
     // The search_path rides on the startup packet, so every pooled connection has it from the first query.
     ...(searchPath === undefined ? {} : { options: `-c search_path=${searchPath}` }),
   });
