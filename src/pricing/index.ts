@@ -1,0 +1,19 @@
+export { completionCount } from "./completionCount.js";
+export { chargeAtomic, costAtomic } from "./costAtomic.js";
+export { type MaxAtomicForRequestParameters, maxAtomicForRequest } from "./maxAtomicForRequest.js";
+export { assertModelPrice, type ModelPrice, TOKENS_PER_PRICE_UNIT, type TokenUsage } from "./modelPrice.js";
+export {
+  type FormatMoneyOptions,
+  formatMoney,
+  type ParseMoneyOptions,
+  parseMoney,
+  USDC_DECIMALS,
+} from "./money.js";
+export {
+  imageTokenBound,
+  type PromptKind,
+  type PromptTokenBoundParameters,
+  promptTokenBound,
+} from "./promptTokenBound.js";
+export { type ResolveOutputLimitOptions, resolveOutputLimit } from "./resolveOutputLimit.js";
+export { countTextTokens, type TokenizerName, tokenizerForModel, utf8ByteLength } from "./tokenizer.js";
