@@ -1,0 +1,231 @@
+import { randomUUID } from "node:crypto";
+import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
+import type { AddressInfo } from "node:net";
+import type { z } from "zod";
+import { deterministicEmbedding } from "./deterministicEmbedding.js";
+import type { FakeGeneration, FakeServedRequest, FakeServerBehaviour } from "./fakeServerTypes.js";
+import {
+  chatRequestSchema,
+  completionRequestSchema,
+  type EmbeddingsRequest,
+  embeddingsRequestSchema,
+  type GenerationRequest,
+  requestedMaxTokens,
+} from "./openAiRequests.js";
+import { wireEmbeddings, wireError, wireModelList } from "./openAiWire.js";
+import { sendJson } from "./sendJson.js";
+import { answerGeneration, type GenerationRun, streamGeneration } from "./serveGeneration.js";
+
+export type { FakeGeneration, FakeServedRequest, FakeServerBehaviour } from "./fakeServerTypes.js";
+
+export type StartFakeInferenceServerParameters = {
+  /** Default `127.0.0.1`. */
+  host?: string;
+  /** Default 0: any free port. */
+  port?: number;
+  /** Listed by GET /v1/models; requests may name any model and get it echoed back. */
+  models: readonly string[];
+  generate: (request: GenerationRequest) => FakeGeneration;
+  /** Prompt tokens of an embeddings request. */
+  countInputTokens: (inputs: readonly string[]) => number;
+  behaviour: () => FakeServerBehaviour;
+  /** Called with each request's record as it arrives; the record keeps changing until `endedAt` is set. */
+  record?: (request: FakeServedRequest) => void;
+};
+
+export type FakeInferenceServer = {
+  /** Base URL including `/v1`. */
+  url: string;
+  port: number;
+  /** Resolves once no request is in progress (each has seen its connection close). */
+  whenIdle: () => Promise<void>;
+  close: () => Promise<void>;
+};
+
+const maxBodyBytes = 8 * 1024 * 1024;
+
+/**
+ * An OpenAI-compatible HTTP server that generates the tokens it is given, at a pace, with optional
+ * failures: the shared core of the demo backend and the tests' mock backend. Speaks the real wire
+ * format: POST /v1/chat/completions and /v1/completions (streaming or not, `usage` and
+ * `stream_options.include_usage`), POST /v1/embeddings, GET /v1/models.
+ */
+export async function startFakeInferenceServer(
+  parameters: StartFakeInferenceServerParameters,
+): Promise<FakeInferenceServer> {
+  const host = parameters.host ?? "127.0.0.1";
+  const createdAt = Math.floor(Date.now() / 1000);
+  let inProgress = 0;
+  let idleWaiters: Array<() => void> = [];
+
+  const server = createServer((request, response) => {
+    const record: FakeServedRequest = {
+      method: request.method ?? "GET",
+      path: (request.url ?? "/").split("?")[0] ?? "/",
+      body: undefined,
+      receivedAt: Date.now(),
+      stream: false,
+      tokensSent: 0,
+      clientAborted: false,
+      status: undefined,
+      outcome: "in-progress",
+      endedAt: undefined,
+    };
+    const closed = new AbortController();
+    inProgress++;
+    response.on("close", () => {
+      if (record.outcome === "in-progress") {
+        record.outcome = "client-aborted";
+        record.clientAborted = true;
+      }
+      record.endedAt = Date.now();
+      closed.abort();
+      inProgress--;
+      if (inProgress === 0) {
+        const waiters = idleWaiters;
+        idleWaiters = [];
+        for (const resolve of waiters) resolve();
+      }
+    });
+    parameters.record?.(record);
+    handle(request, response, record, closed.signal).catch((error: unknown) => {
+      if (!response.headersSent) {
+        sendJson(
+          response,
+          record,
+          500,
+          wireError(`internal error: ${String(error)}`, "server_error"),
+          "rejected",
+        );
+      } else {
+        response.destroy();
+      }
+    });
+  });
+
+  async function handle(
+    request: IncomingMessage,
+    response: ServerResponse,
+    record: FakeServedRequest,
+    closed: AbortSignal,
+  ): Promise<void> {
+    if (record.method === "GET" && record.path === "/v1/models") {
+      sendJson(response, record, 200, wireModelList(parameters.models, createdAt), "completed");
+      return;
+    }
+    const route =
+      record.path === "/v1/chat/completions"
+        ? "chat"
+        : record.path === "/v1/completions"
+          ? "completion"
+          : record.path === "/v1/embeddings"
+            ? "embeddings"
+            : undefined;
+    if (route === undefined || record.method !== "POST") {
+      const message = `no route ${record.method} ${record.path}`;
+      sendJson(response, record, 404, wireError(message, "invalid_request_error", "not_found"), "rejected");
+      return;
+    }
+    const text = await readBody(request);
+    try {
+      record.body = JSON.parse(text);
+    } catch {
+      sendJson(response, record, 400, wireError("body is not JSON", "invalid_request_error"), "rejected");
+      return;
+    }
+    const schema =
+      route === "chat"
+        ? chatRequestSchema
+        : route === "completion"
+          ? completionRequestSchema
+          : embeddingsRequestSchema;
+    const parsed = (schema as z.ZodType).safeParse(record.body);
+    if (!parsed.success) {
+      const message = parsed.error.issues
+        .map((issue) => `${issue.path.join(".")}: ${issue.message}`)
+        .join("; ");
+      sendJson(response, record, 400, wireError(message, "invalid_request_error"), "rejected");
+      return;
+    }
+    const behaviour = parameters.behaviour();
+    if (behaviour.failBeforeOutput) {
+      const body = wireError("the backend failed (injected failure)", "server_error");
+      sendJson(response, record, behaviour.failStatus, body, "failed-before-output");
+      return;
+    }
+    if (route === "embeddings") {
+      answerEmbeddings(response, record, parsed.data as EmbeddingsRequest);
+      return;
+    }
+    const generationRequest = { endpoint: route, body: parsed.data } as GenerationRequest;
+    const generation = parameters.generate(generationRequest);
+    const stream = generationRequest.body.stream === true;
+    record.stream = stream;
+    const run: GenerationRun = {
+      request: generationRequest,
+      generation,
+      behaviour,
+      response,
+      record,
+      closed,
+      identity: {
+        id: `${route === "chat" ? "chatcmpl" : "cmpl"}-${randomUUID().replaceAll("-", "")}`,
+        created: Math.floor(Date.now() / 1000),
+        model: generationRequest.body.model,
+      },
+      maxTokens: requestedMaxTokens(generationRequest),
+      startedAt: performance.now(),
+    };
+    await (stream ? streamGeneration(run) : answerGeneration(run));
+  }
+
+  function answerEmbeddings(
+    response: ServerResponse,
+    record: FakeServedRequest,
+    body: EmbeddingsRequest,
+  ): void {
+    const inputs = typeof body.input === "string" ? [body.input] : body.input;
+    const vectors = inputs.map((input) => deterministicEmbedding(input));
+    const answer = wireEmbeddings(
+      body.model,
+      vectors,
+      body.encoding_format ?? "float",
+      parameters.countInputTokens(inputs),
+    );
+    sendJson(response, record, 200, answer, "completed");
+  }
+
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(parameters.port ?? 0, host, () => {
+      server.off("error", reject);
+      resolve();
+    });
+  });
+  const port = (server.address() as AddressInfo).port;
+  const urlHost = host.includes(":") ? `[${host}]` : host;
+
+  return {
+    url: `http://${urlHost}:${port}/v1`,
+    port,
+    whenIdle: () =>
+      inProgress === 0 ? Promise.resolve() : new Promise<void>((resolve) => idleWaiters.push(resolve)),
+    close: () =>
+      new Promise<void>((resolve, reject) => {
+        server.close((error) => (error === undefined ? resolve() : reject(error)));
+        server.closeAllConnections();
+      }),
+  };
+}
+
+async function readBody(request: IncomingMessage): Promise<string> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of request) {
+    const buffer = chunk as Buffer;
+    size += buffer.length;
+    if (size > maxBodyBytes) throw new Error("request body too large");
+    chunks.push(buffer);
+  }
+  return Buffer.concat(chunks).toString("utf8");
+}

@@ -1,0 +1,122 @@
+import {
+  type FakeServedRequest,
+  type FakeServerBehaviour,
+  type GenerationRequest,
+  promptTexts,
+  startFakeInferenceServer,
+} from "../../src/demo/index.js";
+
+/**
+ * The knobs of the mock backend. Each request reads them once when it arrives, so `set()` between
+ * requests never changes one already running.
+ */
+export type MockBackendControls = FakeServerBehaviour & {
+  /** Tokens in an answer, before the request's `max_tokens` / `max_completion_tokens` cuts it. */
+  responseTokens: number;
+};
+
+/** What the mock saw of one request: body, arrival, tokens sent, whether the client aborted. */
+export type MockBackendRequest = FakeServedRequest;
+
+export type StartMockBackendParameters = Partial<MockBackendControls> & {
+  /** Default `127.0.0.1`. */
+  host?: string;
+  /** Default 0: any free port. */
+  port?: number;
+};
+
+export type MockBackend = {
+  /** Base URL including `/v1`, e.g. `http://127.0.0.1:41234/v1`. */
+  url: string;
+  /** Changes some controls for the requests that arrive from now on. */
+  set: (controls: Partial<MockBackendControls>) => void;
+  /** The controls in force. */
+  readonly controls: Readonly<MockBackendControls>;
+  /** Every request received (any route), oldest first; records keep updating while requests run. */
+  readonly requests: readonly MockBackendRequest[];
+  /** Only POST /v1/chat/completions, /v1/completions and /v1/embeddings. */
+  readonly inferenceRequests: readonly MockBackendRequest[];
+  clearRequests: () => void;
+  /** Resolves once every request has ended and the mock has seen its connection close. */
+  whenIdle: () => Promise<void>;
+  close: () => Promise<void>;
+};
+
+/** The model the mock lists; it answers for any model name and echoes it back. */
+export const mockModelId = "mock-model";
+
+export const defaultMockBackendControls: Readonly<MockBackendControls> = {
+  tokensPerSecond: 0,
+  responseTokens: 16,
+  reportUsage: true,
+  failBeforeOutput: false,
+  failStatus: 500,
+  failAfterChunks: undefined,
+  firstTokenDelayMs: 0,
+};
+
+/** Token `index` of every mock answer: "tok0", " tok1", " tok2", … (one token per chunk). */
+export function mockTokenText(index: number): string {
+  return index === 0 ? "tok0" : ` tok${index}`;
+}
+
+/** The text of a mock answer of `tokens` tokens: "tok0 tok1 … tok{n-1}". */
+export function mockCompletionText(tokens: number): string {
+  return Array.from({ length: tokens }, (_, index) => mockTokenText(index)).join("");
+}
+
+/**
+ * The mock's prompt-token rule: the number of whitespace-separated words in all prompt text (every
+ * chat message's content, the completion prompt, or the embeddings input). No template overhead.
+ */
+export function mockPromptTokens(texts: readonly string[]): number {
+  return texts.reduce((sum, text) => sum + (text.match(/\S+/g)?.length ?? 0), 0);
+}
+
+/**
+ * Starts the tests' OpenAI-compatible backend on 127.0.0.1 (port 0 unless given). It speaks the
+ * real wire format (see `startFakeInferenceServer`) and is steered by {@link MockBackendControls}.
+ *
+ * @example
+ * const backend = await startMockBackend({ responseTokens: 5 });
+ * after(() => backend.close());
+ * backend.set({ failAfterChunks: 2 });
+ */
+export async function startMockBackend(parameters: StartMockBackendParameters = {}): Promise<MockBackend> {
+  const { host, port, ...initial } = parameters;
+  let controls: MockBackendControls = { ...defaultMockBackendControls, ...initial };
+  const requests: MockBackendRequest[] = [];
+  const server = await startFakeInferenceServer({
+    host,
+    port,
+    models: [mockModelId],
+    behaviour: () => controls,
+    countInputTokens: mockPromptTokens,
+    generate: (request: GenerationRequest) => {
+      const responseTokens = controls.responseTokens;
+      return {
+        promptTokens: mockPromptTokens(promptTexts(request)),
+        tokens: Array.from({ length: responseTokens }, (_, index) => mockTokenText(index)),
+      };
+    },
+    record: (request) => requests.push(request),
+  });
+  return {
+    url: server.url,
+    set: (changes) => {
+      controls = { ...controls, ...changes };
+    },
+    get controls() {
+      return controls;
+    },
+    requests,
+    get inferenceRequests() {
+      return requests.filter((request) => request.method === "POST");
+    },
+    clearRequests: () => {
+      requests.length = 0;
+    },
+    whenIdle: server.whenIdle,
+    close: server.close,
+  };
+}
