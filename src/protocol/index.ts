@@ -46,7 +46,6 @@ export {
   caip2NetworkSchema,
   evmNetworkSchema,
   hexBytesSchema,
-  isUint256String,
   uint256StringSchema,
 } from "./primitives.js";
 export { isKnownReasonCode, ReasonCode } from "./reasonCodes.js";

@@ -42,8 +42,3 @@ export const evmNetworkSchema = z
   .string()
   .regex(/^eip155:[1-9][0-9]{0,19}$/, { error: "must be an EVM network id such as eip155:137" })
   .transform((value) => value as `eip155:${string}`);
-
-/** True for a canonical uint256 decimal string. */
-export function isUint256String(value: unknown): value is string {
-  return uint256StringSchema.safeParse(value).success;
-}
