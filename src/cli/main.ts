@@ -1,11 +1,15 @@
 import { isTollgateError } from "../errors/index.js";
 import { exitCodes, printError, printLine } from "./cliSupport.js";
+import { devCommand, devUsage } from "./devCommand.js";
 import { devnetCommand, devnetUsage } from "./devnetCommand.js";
 import { facilitatorCommand, facilitatorUsage } from "./facilitatorCommand.js";
+import { gatewayCommand, gatewayUsage } from "./gatewayCommand.js";
 
 type Command = { run(argv: string[]): Promise<number>; usage: string };
 
 const commands: Record<string, Command> = {
+  dev: { run: devCommand, usage: devUsage },
+  gateway: { run: gatewayCommand, usage: gatewayUsage },
   devnet: { run: devnetCommand, usage: devnetUsage },
   facilitator: { run: facilitatorCommand, usage: facilitatorUsage },
 };

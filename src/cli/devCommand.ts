@@ -1,0 +1,117 @@
+import { z } from "zod";
+import { startDemoBackend } from "../demo/index.js";
+import { startDevnet } from "../devnet/index.js";
+import { type GatewayConfigInput, parseGatewayConfig, startGateway } from "../gateway/index.js";
+import { countTextTokens } from "../pricing/index.js";
+import { createCliLogger, parseFlags, printLine, waitForShutdownSignal } from "./cliSupport.js";
+
+export const devUsage = `tollgate dev [--port 4021] [--json] [--upstream URL [--upstream-key-env NAME] [--model ID]] [--data-dir DIR]
+  Runs everything on one machine: a devnet chain, an in-process facilitator, the ledger
+  (PGlite, in memory unless --data-dir), and the gateway in front of the built-in demo
+  backend (model tollgate-demo, ~50 tokens/s) — or in front of a real OpenAI-compatible
+  backend with --upstream. Prints a funded buyer key to pay with. Runs until Ctrl-C.`;
+
+const flagsSchema = z.object({
+  port: z.coerce.number().int().min(0).max(65535).default(4021),
+  host: z.string().default("127.0.0.1"),
+  json: z.boolean().default(false),
+  upstream: z.string().url().optional(),
+  upstreamKeyEnv: z.string().optional(),
+  model: z.string().optional(),
+  dataDir: z.string().optional(),
+  tokensPerSecond: z.coerce.number().min(0).default(50),
+});
+
+/** `tollgate dev`: the whole system on embedded defaults. */
+export async function devCommand(argv: string[]): Promise<number> {
+  const { flags } = parseFlags(
+    "dev",
+    argv,
+    {
+      port: { type: "string" },
+      host: { type: "string" },
+      json: { type: "boolean" },
+      upstream: { type: "string" },
+      "upstream-key-env": { type: "string" },
+      model: { type: "string" },
+      "data-dir": { type: "string" },
+      "tokens-per-second": { type: "string" },
+    },
+    z.preprocess((values) => {
+      const v = values as Record<string, unknown>;
+      return {
+        ...v,
+        upstreamKeyEnv: v["upstream-key-env"],
+        dataDir: v["data-dir"],
+        tokensPerSecond: v["tokens-per-second"],
+      };
+    }, flagsSchema),
+  );
+  const logger = createCliLogger(flags.json ? "warn" : process.env.TOLLGATE_LOG_LEVEL ?? "warn");
+  const startedAt = performance.now();
+  const devnet = await startDevnet({ logger });
+  const closers: Array<() => Promise<void>> = [() => devnet.stop()];
+  try {
+    let backendUrl = flags.upstream;
+    let apiKey: string | undefined;
+    let modelId = flags.model ?? "tollgate-demo";
+    if (!backendUrl) {
+      const demo = await startDemoBackend({ countTokens: (text) => countTextTokens(text), tokensPerSecond: flags.tokensPerSecond });
+      closers.push(() => demo.close());
+      backendUrl = demo.url;
+      modelId = demo.model;
+    } else if (flags.upstreamKeyEnv) {
+      apiKey = process.env[flags.upstreamKeyEnv];
+      if (!apiKey) throw new Error(`--upstream-key-env ${flags.upstreamKeyEnv}: that environment variable is not set`);
+    }
+    const input: GatewayConfigInput = {
+      network: devnet.network,
+      rpcUrl: devnet.rpcUrl,
+      asset: devnet.contracts.usdc,
+      assetDomain: { name: "USD Coin", version: "2" },
+      payTo: devnet.accounts.payTo.address,
+      facilitator: { privateKey: devnet.accounts.facilitator.privateKey },
+      server: { host: flags.host, port: flags.port },
+      ledger: { dataDir: flags.dataDir },
+      models: [
+        {
+          id: modelId,
+          backend: { baseUrl: backendUrl, apiKey },
+          inputPrice: "$0.50",
+          outputPrice: "$1.50",
+          maxOutputTokens: 1024,
+          description: flags.upstream ? `${modelId} via ${flags.upstream}` : "Tollgate's built-in demo model (not a real LLM)",
+        },
+      ],
+    };
+    const gateway = await startGateway({ config: parseGatewayConfig(input), logger, pollingIntervalMs: 20 });
+    closers.unshift(() => gateway.close());
+    const buyer = devnet.accounts.buyers[0]!;
+    const readyMs = Math.round(performance.now() - startedAt);
+    if (flags.json) {
+      printLine(
+        JSON.stringify({
+          gatewayUrl: gateway.url,
+          rpcUrl: devnet.rpcUrl,
+          network: devnet.network,
+          asset: devnet.contracts.usdc,
+          model: modelId,
+          buyer: { address: buyer.address, privateKey: buyer.privateKey },
+        }),
+      );
+    } else {
+      printLine(`Tollgate dev is up in ${readyMs} ms — test funds only, never use these keys elsewhere.`);
+      printLine(`  gateway   ${gateway.url}/v1   (model ${modelId}: $0.50 / 1M input, $1.50 / 1M output tokens)`);
+      printLine(`  chain     ${devnet.rpcUrl}   (${devnet.network}, test USDC ${devnet.contracts.usdc})`);
+      printLine(`  buyer     ${buyer.address}   (1,000 test USDC)`);
+      printLine("");
+      printLine("Pay for a streamed completion from another terminal:");
+      printLine(`  TOLLGATE_PRIVATE_KEY=${buyer.privateKey} npx tollgate chat --gateway ${gateway.url} --model ${modelId} "Tell me about tolls"`);
+      printLine("Press Ctrl-C to stop.");
+    }
+    await waitForShutdownSignal();
+  } finally {
+    for (const close of closers) await close().catch(() => undefined);
+  }
+  return 0;
+}

@@ -1,0 +1,70 @@
+import { readFile } from "node:fs/promises";
+import { parse as parseYaml } from "yaml";
+import { z } from "zod";
+import { TollgateError } from "../errors/index.js";
+import { parseGatewayConfig, startGateway } from "../gateway/index.js";
+import { createCliLogger, parseFlags, printLine, waitForShutdownSignal } from "./cliSupport.js";
+
+export const gatewayUsage = `tollgate gateway --config tollgate.yaml [--port N]
+  Serves the OpenAI-compatible gateway billed per token with x402 (see the README for the
+  config file). Secrets come from the environment: facilitator.privateKeyEnv, and each
+  model's backend.apiKeyEnv.`;
+
+const flagsSchema = z.object({
+  config: z.string().default("tollgate.yaml"),
+  port: z.coerce.number().int().min(0).max(65535).optional(),
+});
+
+/** `tollgate gateway`: the gateway from a YAML config file. */
+export async function gatewayCommand(argv: string[]): Promise<number> {
+  const { flags } = parseFlags("gateway", argv, { config: { type: "string" }, port: { type: "string" } }, flagsSchema);
+  const config = parseGatewayConfig(resolveSecrets(await readConfigFile(flags.config)));
+  if (flags.port !== undefined) config.server.port = flags.port;
+  const logger = createCliLogger();
+  const gateway = await startGateway({ config, logger });
+  printLine(`gateway listening on ${gateway.url}/v1 (${config.models.length} models, ${config.network})`);
+  await waitForShutdownSignal();
+  await gateway.close();
+  return 0;
+}
+
+async function readConfigFile(path: string): Promise<unknown> {
+  let text: string;
+  try {
+    text = await readFile(path, "utf8");
+  } catch (cause) {
+    throw new TollgateError({ code: "TOLLGATE_CONFIG_INVALID", shortMessage: `cannot read config file ${path}`, cause });
+  }
+  try {
+    return parseYaml(text);
+  } catch (cause) {
+    throw new TollgateError({ code: "TOLLGATE_CONFIG_INVALID", shortMessage: `${path} is not valid YAML: ${(cause as Error).message}`, cause });
+  }
+}
+
+/** Replaces `*Env` keys by the environment values they name; only the CLI reads the environment. */
+export function resolveSecrets(input: unknown): unknown {
+  if (typeof input !== "object" || input === null) return input;
+  const config = structuredClone(input) as Record<string, unknown>;
+  const fromEnv = (name: unknown, key: string): string => {
+    if (typeof name !== "string") throw new TollgateError({ code: "TOLLGATE_CONFIG_INVALID", shortMessage: `config key ${key}: must be a string` });
+    const value = process.env[name];
+    if (!value) throw new TollgateError({ code: "TOLLGATE_CONFIG_INVALID", shortMessage: `config key ${key}: environment variable ${name} is not set` });
+    return value;
+  };
+  const facilitator = config.facilitator as Record<string, unknown> | undefined;
+  if (facilitator?.privateKeyEnv !== undefined) {
+    facilitator.privateKey = fromEnv(facilitator.privateKeyEnv, "facilitator.privateKeyEnv");
+    delete facilitator.privateKeyEnv;
+  }
+  if (Array.isArray(config.models)) {
+    for (const [i, model] of config.models.entries()) {
+      const backend = (model as { backend?: Record<string, unknown> })?.backend;
+      if (backend?.apiKeyEnv !== undefined) {
+        backend.apiKey = fromEnv(backend.apiKeyEnv, `models.${i}.backend.apiKeyEnv`);
+        delete backend.apiKeyEnv;
+      }
+    }
+  }
+  return config;
+}

@@ -1,0 +1,250 @@
+import assert from "node:assert/strict";
+import { after, before, describe, test } from "node:test";
+import { decodePaymentResponseHeader } from "@x402/core/http";
+import type { PaymentRequired } from "@x402/core/types";
+import OpenAI from "openai";
+import { createWalletClient, erc20Abi, http } from "viem";
+import { privateKeyToAccount } from "viem/accounts";
+import { decodePaymentRequiredHeader, encodePaymentSignatureHeader, parseReceiptEvent } from "../src/protocol/index.js";
+import { expectedCharge, type GatewayHarness, officialBuyer, officialPayingFetch, startGatewayHarness, testPrices } from "./support/gatewayHarness.js";
+import { mockCompletionText, mockModelId } from "./support/mockBackend.js";
+
+let h: GatewayHarness;
+before(async () => {
+  h = await startGatewayHarness();
+});
+after(async () => {
+  await h?.close();
+});
+
+const chatBody = (extra: Record<string, unknown> = {}) =>
+  JSON.stringify({ model: mockModelId, messages: [{ role: "user", content: "say a few words please" }], max_tokens: 64, ...extra });
+
+const post = (body: string, headers: Record<string, string> = {}) =>
+  fetch(`${h.gateway.url}/v1/chat/completions`, { method: "POST", headers: { "content-type": "application/json", ...headers }, body });
+
+async function paymentRequiredFor(body: string): Promise<PaymentRequired> {
+  const response = await post(body);
+  assert.equal(response.status, 402);
+  const decoded = decodePaymentRequiredHeader(response.headers.get("payment-required"));
+  assert.ok(decoded.ok, "PAYMENT-REQUIRED decodes");
+  return decoded.paymentRequired;
+}
+
+describe("gateway pricing and the 402", () => {
+  test("answers 402 with an upto offer for this request's maximum and its prices", async () => {
+    const required = await paymentRequiredFor(chatBody());
+    const upto = required.accepts.find((offer) => offer.scheme === "upto");
+    assert.ok(upto);
+    const pricing = upto.extra?.pricing as { promptTokenBound: number; maxOutputTokens: number; outputPerMTokAtomic: string };
+    assert.equal(pricing.maxOutputTokens, 64);
+    assert.equal(pricing.outputPerMTokAtomic, testPrices.outputPerMTokAtomic.toString());
+    assert.equal(BigInt(upto.amount), expectedCharge(pricing.promptTokenBound, 64));
+    assert.equal(required.resource.description, `Inference on ${mockModelId}, up to 64 output tokens`);
+    assert.equal(upto.payTo.toLowerCase(), h.devnet.accounts.payTo.address.toLowerCase());
+  });
+
+  test("caps the output limit at the model's and sends that limit to the backend", async () => {
+    const required = await paymentRequiredFor(chatBody({ max_tokens: 100_000 }));
+    const pricing = required.accepts[0]?.extra?.pricing as { maxOutputTokens: number };
+    assert.equal(pricing.maxOutputTokens, 256);
+    h.backend.clearRequests();
+    const pay = officialPayingFetch(h.devnet.accounts.buyers[0]!.privateKey, h.devnet.network);
+    const response = await pay(`${h.gateway.url}/v1/chat/completions`, { method: "POST", headers: { "content-type": "application/json" }, body: chatBody({ max_tokens: 100_000 }) });
+    assert.equal(response.status, 200);
+    const sent = h.backend.inferenceRequests[0]?.body as { max_tokens?: number };
+    assert.equal(sent.max_tokens, 256);
+  });
+
+  test("rejects an unknown model with 404 before any payment", async () => {
+    const response = await post(JSON.stringify({ model: "nope", messages: [] }));
+    assert.equal(response.status, 404);
+  });
+});
+
+describe("paid requests", () => {
+  test("the official @x402/fetch pays; the charge is the actual usage, settled on chain and in the ledger", async () => {
+    const buyer = h.devnet.accounts.buyers[0]!;
+    const pay = officialPayingFetch(buyer.privateKey, h.devnet.network);
+    h.backend.set({ responseTokens: 12, reportUsage: true });
+    const before = await h.devnet.usdcBalance(buyer.address);
+    const response = await pay(`${h.gateway.url}/v1/chat/completions`, { method: "POST", headers: { "content-type": "application/json" }, body: chatBody() });
+    assert.equal(response.status, 200);
+    const completion = (await response.json()) as { choices: Array<{ message: { content: string } }>; usage: { prompt_tokens: number; completion_tokens: number } };
+    assert.equal(completion.choices[0]?.message.content, mockCompletionText(12));
+    const receipt = decodePaymentResponseHeader(response.headers.get("payment-response")!);
+    assert.equal(receipt.success, true);
+    const charge = expectedCharge(completion.usage.prompt_tokens, completion.usage.completion_tokens);
+    assert.equal(receipt.amount, charge.toString());
+    const [row] = await h.ledger.payments.recent({ limit: 1 });
+    assert.equal(row?.status, "settled");
+    assert.equal(row?.chargeAtomic, charge);
+    assert.ok(row!.chargeAtomic! < row!.maxAtomic, "charged below the maximum");
+    assert.equal(row?.transaction, receipt.transaction);
+    assert.equal(await h.devnet.usdcBalance(buyer.address), before - charge, "on chain, exactly the charge moved");
+  });
+
+  test("the official openai client streams through a paying fetch and tolerates the receipt event", async () => {
+    const buyer = h.devnet.accounts.buyers[1]!;
+    h.backend.set({ responseTokens: 20, tokensPerSecond: 400 });
+    const before = await h.devnet.usdcBalance(buyer.address);
+    const client = new OpenAI({ apiKey: "unused", baseURL: `${h.gateway.url}/v1`, fetch: officialPayingFetch(buyer.privateKey, h.devnet.network) });
+    const stream = await client.chat.completions.create({ model: mockModelId, messages: [{ role: "user", content: "stream please" }], max_tokens: 64, stream: true });
+    let text = "";
+    let receiptChunk: unknown;
+    for await (const chunk of stream) {
+      text += chunk.choices[0]?.delta?.content ?? "";
+      if ("x402_receipt" in chunk) receiptChunk = chunk;
+    }
+    assert.equal(text, mockCompletionText(20));
+    assert.ok(receiptChunk, "the receipt arrived as the last chunk");
+    const parsed = parseReceiptEvent(receiptChunk as object);
+    assert.ok(parsed.ok);
+    const { receipt } = parsed;
+    assert.equal(receipt.success, true);
+    assert.equal(BigInt(receipt.amount), expectedCharge(receipt.usage.prompt_tokens, 20));
+    assert.ok(BigInt(receipt.amount) < BigInt(receipt.maxAmount));
+    assert.equal(await h.devnet.usdcBalance(buyer.address), before - BigInt(receipt.amount));
+  });
+
+  test("meters with the tokenizer when the backend reports no usage", async () => {
+    const buyer = h.devnet.accounts.buyers[2]!;
+    h.backend.set({ responseTokens: 10, reportUsage: false, tokensPerSecond: 0 });
+    try {
+      const pay = officialPayingFetch(buyer.privateKey, h.devnet.network);
+      const response = await pay(`${h.gateway.url}/v1/chat/completions`, { method: "POST", headers: { "content-type": "application/json" }, body: chatBody({ stream: true }) });
+      const text = await response.text();
+      const receiptLine = text.split("\n").find((line) => line.includes("x402_receipt"));
+      assert.ok(receiptLine);
+      const parsed = parseReceiptEvent(receiptLine);
+      assert.ok(parsed.ok);
+      assert.ok(parsed.receipt.usage.completion_tokens > 0);
+      assert.ok(text.trimEnd().endsWith("data: [DONE]"));
+    } finally {
+      h.backend.set({ reportUsage: true });
+    }
+  });
+});
+
+describe("refusals", () => {
+  test("a malformed payment header gets 400 and no backend call", async () => {
+    h.backend.clearRequests();
+    const response = await post(chatBody(), { "payment-signature": "%%%not-base64%%%" });
+    assert.equal(response.status, 400);
+    assert.equal(h.backend.inferenceRequests.length, 0);
+  });
+
+  test("a replayed authorization gets 409, sequentially and 20 at once: one inference", async () => {
+    const buyer = h.devnet.accounts.buyers[0]!;
+    const required = await paymentRequiredFor(chatBody());
+    const payload = await officialBuyer(buyer.privateKey, h.devnet.network).createPaymentPayload(required);
+    const header = encodePaymentSignatureHeader(payload);
+    h.backend.clearRequests();
+    const responses = await Promise.all(Array.from({ length: 20 }, () => post(chatBody(), { "payment-signature": header })));
+    const statuses = responses.map((r) => r.status).sort();
+    assert.equal(statuses.filter((s) => s === 200).length, 1, `statuses: ${statuses}`);
+    assert.equal(statuses.filter((s) => s === 409).length, 19);
+    await Promise.all(responses.map((r) => r.arrayBuffer()));
+    const again = await post(chatBody(), { "payment-signature": header });
+    assert.equal(again.status, 409);
+    assert.equal(h.backend.inferenceRequests.length, 1);
+  });
+
+  test("backend fails before any output: no charge, no transaction", async () => {
+    const buyer = h.devnet.accounts.buyers[1]!;
+    h.backend.set({ failBeforeOutput: true });
+    try {
+      const before = await h.devnet.usdcBalance(buyer.address);
+      const pay = officialPayingFetch(buyer.privateKey, h.devnet.network);
+      const response = await pay(`${h.gateway.url}/v1/chat/completions`, { method: "POST", headers: { "content-type": "application/json" }, body: chatBody() });
+      assert.equal(response.status, 500);
+      await response.arrayBuffer();
+      const [row] = await h.ledger.payments.recent({ limit: 1 });
+      assert.equal(row?.status, "failed");
+      assert.equal(await h.devnet.usdcBalance(buyer.address), before);
+    } finally {
+      h.backend.set({ failBeforeOutput: false });
+    }
+  });
+
+  test("a buyer that disconnects mid-stream is charged for what was generated", async () => {
+    const buyer = await h.devnet.createBuyer(10_000_000n);
+    h.backend.set({ responseTokens: 200, tokensPerSecond: 100, reportUsage: true });
+    h.backend.clearRequests();
+    const before = await h.devnet.usdcBalance(buyer.address);
+    const controller = new AbortController();
+    const pay = officialPayingFetch(buyer.privateKey, h.devnet.network);
+    const response = await pay(`${h.gateway.url}/v1/chat/completions`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: chatBody({ stream: true, max_tokens: 256 }),
+      signal: controller.signal,
+    });
+    const reader = response.body!.getReader();
+    let received = "";
+    while (!received.includes("tok5 ")) received += new TextDecoder().decode((await reader.read()).value);
+    controller.abort();
+    await reader.cancel().catch(() => undefined);
+    await h.backend.whenIdle();
+    const backendRequest = h.backend.inferenceRequests[0]!;
+    assert.equal(backendRequest.clientAborted, true, "the backend saw the disconnect");
+    assert.ok(backendRequest.tokensSent < 200, "generation stopped early");
+    let row = (await h.ledger.payments.recent({ limit: 1 }))[0];
+    for (let i = 0; i < 100 && row?.status !== "settled"; i++) {
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      row = (await h.ledger.payments.recent({ limit: 1 }))[0];
+    }
+    assert.equal(row?.status, "settled");
+    assert.ok(row!.completionTokens! >= 6 && row!.completionTokens! <= backendRequest.tokensSent);
+    assert.equal(row?.chargeAtomic, expectedCharge(row!.promptTokens!, row!.completionTokens!));
+    assert.equal(await h.devnet.usdcBalance(buyer.address), before - row!.chargeAtomic!);
+  });
+
+  test("settlement that fails after delivery becomes a debt, and the payer is refused", async () => {
+    const buyer = await h.devnet.createBuyer(1_000_000n);
+    h.backend.set({ responseTokens: 40, tokensPerSecond: 50 });
+    const pay = officialPayingFetch(buyer.privateKey, h.devnet.network);
+    const response = await pay(`${h.gateway.url}/v1/chat/completions`, { method: "POST", headers: { "content-type": "application/json" }, body: chatBody({ stream: true }) });
+    assert.equal(response.status, 200);
+    // The payer walks away mid-stream: moves every unit out before settlement.
+    const wallet = createWalletClient({ account: privateKeyToAccount(buyer.privateKey), transport: http(h.devnet.rpcUrl) });
+    await wallet.writeContract({ chain: null, address: h.devnet.contracts.usdc, abi: erc20Abi, functionName: "transfer", args: [h.devnet.accounts.deployer.address, 1_000_000n] });
+    const text = await response.text();
+    const parsed = parseReceiptEvent(text.split("\n").find((line) => line.includes("x402_receipt"))!);
+    assert.ok(parsed.ok);
+    assert.equal(parsed.receipt.success, false);
+    const [row] = await h.ledger.payments.recent({ limit: 1 });
+    assert.equal(row?.status, "debt");
+    assert.equal(await h.ledger.payments.hasOpenDebt(h.devnet.network, buyer.address.toLowerCase()), true);
+    h.backend.clearRequests();
+    const next = await pay(`${h.gateway.url}/v1/chat/completions`, { method: "POST", headers: { "content-type": "application/json" }, body: chatBody() });
+    assert.equal(next.status, 402);
+    assert.match((await next.json()).error, /debt/);
+    assert.equal(h.backend.inferenceRequests.length, 0);
+  });
+});
+
+describe("outages", () => {
+  test("an unreachable chain before inference: 503 with Retry-After and no backend call", async () => {
+    const down = await startGatewayHarness({ devnet: h.devnet, rpcUrl: "http://127.0.0.1:9" });
+    try {
+      const required = await (async () => {
+        const response = await fetch(`${down.gateway.url}/v1/chat/completions`, { method: "POST", headers: { "content-type": "application/json" }, body: chatBody() });
+        const decoded = decodePaymentRequiredHeader(response.headers.get("payment-required"));
+        assert.ok(decoded.ok);
+        return decoded.paymentRequired;
+      })();
+      const payload = await officialBuyer(h.devnet.accounts.buyers[0]!.privateKey, h.devnet.network).createPaymentPayload(required);
+      const response = await fetch(`${down.gateway.url}/v1/chat/completions`, {
+        method: "POST",
+        headers: { "content-type": "application/json", "payment-signature": encodePaymentSignatureHeader(payload) },
+        body: chatBody(),
+      });
+      assert.equal(response.status, 503);
+      assert.ok(response.headers.get("retry-after"));
+      assert.equal(down.backend.inferenceRequests.length, 0);
+    } finally {
+      await down.close();
+    }
+  });
+});

@@ -1,0 +1,83 @@
+import { x402Client } from "@x402/core/client";
+import { wrapFetchWithPayment } from "@x402/fetch";
+import { ExactEvmScheme } from "@x402/evm/exact/client";
+import { UptoEvmScheme } from "@x402/evm/upto/client";
+import type { Hex } from "viem";
+import { privateKeyToAccount } from "viem/accounts";
+import { type Devnet, startDevnet } from "../../src/devnet/index.js";
+import { type Gateway, type GatewayConfigInput, parseGatewayConfig, startGateway } from "../../src/gateway/index.js";
+import { type Ledger, openLedger } from "../../src/ledger/index.js";
+import { type MockBackend, mockModelId, startMockBackend } from "./mockBackend.js";
+
+/** Prices of the test model, in atomic units per 1M tokens. */
+export const testPrices = { inputPerMTokAtomic: 3_000_000n, outputPerMTokAtomic: 15_000_000n, fixedFeeAtomic: 0n };
+
+/** The charge Tollgate must take for a usage: ceil(prompt × in + completion × out) / 1M + fee. */
+export function expectedCharge(promptTokens: number, completionTokens: number): bigint {
+  const product = BigInt(promptTokens) * testPrices.inputPerMTokAtomic + BigInt(completionTokens) * testPrices.outputPerMTokAtomic;
+  return (product + 999_999n) / 1_000_000n + testPrices.fixedFeeAtomic;
+}
+
+export type GatewayHarness = {
+  devnet: Devnet;
+  backend: MockBackend;
+  gateway: Gateway;
+  ledger: Ledger;
+  close(): Promise<void>;
+};
+
+/** Devnet + mock backend + in-process facilitator + in-memory ledger + gateway, all on loopback. */
+export async function startGatewayHarness(options: { devnet?: Devnet; rpcUrl?: string; model?: Partial<GatewayConfigInput["models"][number]> } = {}): Promise<GatewayHarness> {
+  const devnet = options.devnet ?? (await startDevnet({ buyers: 3 }));
+  const backend = await startMockBackend();
+  const ledger = await openLedger();
+  const config = parseGatewayConfig({
+    network: devnet.network,
+    rpcUrl: options.rpcUrl ?? devnet.rpcUrl,
+    asset: devnet.contracts.usdc,
+    assetDomain: { name: "USD Coin", version: "2" },
+    payTo: devnet.accounts.payTo.address,
+    facilitator: { privateKey: devnet.accounts.facilitator.privateKey },
+    server: { host: "127.0.0.1", port: 0 },
+    models: [
+      {
+        id: mockModelId,
+        backend: { baseUrl: backend.url },
+        inputPrice: testPrices.inputPerMTokAtomic.toString(),
+        outputPrice: testPrices.outputPerMTokAtomic.toString(),
+        maxOutputTokens: 256,
+        ...options.model,
+      },
+    ],
+  });
+  const gateway = await startGateway({ config, ledger, pollingIntervalMs: 20 });
+  return {
+    devnet,
+    backend,
+    gateway,
+    ledger,
+    async close() {
+      await gateway.close();
+      await backend.close();
+      await ledger.close();
+      if (!options.devnet) await devnet.stop();
+    },
+  };
+}
+
+/** The official x402 client with `@x402/evm`'s upto and exact schemes, for the devnet's test asset. */
+export function officialBuyer(privateKey: Hex, network: `eip155:${number}`): x402Client {
+  const signer = privateKeyToAccount(privateKey);
+  return x402Client.fromConfig({
+    schemes: [
+      { network, client: new UptoEvmScheme(signer) },
+      { network, client: new ExactEvmScheme(signer) },
+    ],
+    spendControls: false,
+  });
+}
+
+/** `fetch` wrapped by the official `@x402/fetch` with the official client. */
+export function officialPayingFetch(privateKey: Hex, network: `eip155:${number}`): typeof fetch {
+  return wrapFetchWithPayment(fetch, officialBuyer(privateKey, network)) as typeof fetch;
+}
