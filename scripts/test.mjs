@@ -14,11 +14,13 @@ function findTests(dir, out) {
 }
 
 const args = process.argv.slice(2);
-const roots = args.length > 0 ? args : ["src", "test"];
+const flags = args.filter((arg) => arg.startsWith("--"));
+const paths = args.filter((arg) => !arg.startsWith("--"));
+const roots = paths.length > 0 ? paths : ["src", "test"];
 const files = roots.flatMap((root) => (statSync(root).isDirectory() ? findTests(root, []) : [root])).sort();
 const result = spawnSync(
   process.execPath,
-  ["--import", "tsx", "--test", "--test-reporter=spec", "--test-concurrency=2", ...files],
+  ["--import", "tsx", "--test", "--test-reporter=spec", "--test-concurrency=2", ...flags, ...files],
   { stdio: "inherit" },
 );
 process.exit(result.status ?? 1);
