@@ -37,7 +37,10 @@ after(async () => {
   await devnet?.stop();
 });
 
-function uptoRequirements(amount: bigint, payTo: Address = devnet.accounts.payTo.address): PaymentRequirements {
+function uptoRequirements(
+  amount: bigint,
+  payTo: Address = devnet.accounts.payTo.address,
+): PaymentRequirements {
   return {
     scheme: "upto",
     network: devnet.network,
@@ -61,7 +64,11 @@ async function officialPayload(privateKey: Hex, requirements: PaymentRequirement
   });
   const paymentRequired: PaymentRequired = {
     x402Version: 2,
-    resource: { url: "http://127.0.0.1/v1/chat/completions", description: "test", mimeType: "application/json" },
+    resource: {
+      url: "http://127.0.0.1/v1/chat/completions",
+      description: "test",
+      mimeType: "application/json",
+    },
     accepts: [requirements],
   } as PaymentRequired;
   return buyer.createPaymentPayload(paymentRequired);
@@ -199,7 +206,9 @@ describe("facilitator over HTTP with the official x402 client", () => {
       }),
     );
     const payToBefore = await devnet.usdcBalance(devnet.accounts.payTo.address);
-    const results = await Promise.all(payloads.map(({ payload, requirements }) => client.settle(payload, requirements)));
+    const results = await Promise.all(
+      payloads.map(({ payload, requirements }) => client.settle(payload, requirements)),
+    );
     const failures = results.filter((r) => !r.success).map((r) => r.errorReason);
     assert.deepEqual(failures, []);
     assert.equal(new Set(results.map((r) => r.transaction)).size, 50);

@@ -6,8 +6,19 @@ import OpenAI from "openai";
 import { createWalletClient, erc20Abi, http } from "viem";
 import { privateKeyToAccount } from "viem/accounts";
 import { countTextTokens } from "../src/pricing/index.js";
-import { decodePaymentRequiredHeader, encodePaymentSignatureHeader, parseReceiptEvent } from "../src/protocol/index.js";
-import { expectedCharge, type GatewayHarness, officialBuyer, officialPayingFetch, startGatewayHarness, testPrices } from "./support/gatewayHarness.js";
+import {
+  decodePaymentRequiredHeader,
+  encodePaymentSignatureHeader,
+  parseReceiptEvent,
+} from "../src/protocol/index.js";
+import {
+  expectedCharge,
+  type GatewayHarness,
+  officialBuyer,
+  officialPayingFetch,
+  startGatewayHarness,
+  testPrices,
+} from "./support/gatewayHarness.js";
 import { mockCompletionText, mockModelId } from "./support/mockBackend.js";
 
 let h: GatewayHarness;
@@ -19,10 +30,19 @@ after(async () => {
 });
 
 const chatBody = (extra: Record<string, unknown> = {}) =>
-  JSON.stringify({ model: mockModelId, messages: [{ role: "user", content: "say a few words please" }], max_tokens: 64, ...extra });
+  JSON.stringify({
+    model: mockModelId,
+    messages: [{ role: "user", content: "say a few words please" }],
+    max_tokens: 64,
+    ...extra,
+  });
 
 const post = (body: string, headers: Record<string, string> = {}) =>
-  fetch(`${h.gateway.url}/v1/chat/completions`, { method: "POST", headers: { "content-type": "application/json", ...headers }, body });
+  fetch(`${h.gateway.url}/v1/chat/completions`, {
+    method: "POST",
+    headers: { "content-type": "application/json", ...headers },
+    body,
+  });
 
 async function paymentRequiredFor(body: string): Promise<PaymentRequired> {
   const response = await post(body);
@@ -37,7 +57,11 @@ describe("gateway pricing and the 402", () => {
     const required = await paymentRequiredFor(chatBody());
     const upto = required.accepts.find((offer) => offer.scheme === "upto");
     assert.ok(upto);
-    const pricing = upto.extra?.pricing as { promptTokenBound: number; maxOutputTokens: number; outputPerMTokAtomic: string };
+    const pricing = upto.extra?.pricing as {
+      promptTokenBound: number;
+      maxOutputTokens: number;
+      outputPerMTokAtomic: string;
+    };
     assert.equal(pricing.maxOutputTokens, 64);
     assert.equal(pricing.outputPerMTokAtomic, testPrices.outputPerMTokAtomic.toString());
     assert.equal(BigInt(upto.amount), expectedCharge(pricing.promptTokenBound, 64));
@@ -51,7 +75,11 @@ describe("gateway pricing and the 402", () => {
     assert.equal(pricing.maxOutputTokens, 256);
     h.backend.clearRequests();
     const pay = officialPayingFetch(h.devnet.accounts.buyers[0]!.privateKey, h.devnet.network);
-    const response = await pay(`${h.gateway.url}/v1/chat/completions`, { method: "POST", headers: { "content-type": "application/json" }, body: chatBody({ max_tokens: 100_000 }) });
+    const response = await pay(`${h.gateway.url}/v1/chat/completions`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: chatBody({ max_tokens: 100_000 }),
+    });
     assert.equal(response.status, 200);
     const sent = h.backend.inferenceRequests[0]?.body as { max_tokens?: number };
     assert.equal(sent.max_tokens, 256);
@@ -69,9 +97,16 @@ describe("paid requests", () => {
     const pay = officialPayingFetch(buyer.privateKey, h.devnet.network);
     h.backend.set({ responseTokens: 12, reportUsage: true });
     const before = await h.devnet.usdcBalance(buyer.address);
-    const response = await pay(`${h.gateway.url}/v1/chat/completions`, { method: "POST", headers: { "content-type": "application/json" }, body: chatBody() });
+    const response = await pay(`${h.gateway.url}/v1/chat/completions`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: chatBody(),
+    });
     assert.equal(response.status, 200);
-    const completion = (await response.json()) as { choices: Array<{ message: { content: string } }>; usage: { prompt_tokens: number; completion_tokens: number } };
+    const completion = (await response.json()) as {
+      choices: Array<{ message: { content: string } }>;
+      usage: { prompt_tokens: number; completion_tokens: number };
+    };
     assert.equal(completion.choices[0]?.message.content, mockCompletionText(12));
     const receipt = decodePaymentResponseHeader(response.headers.get("payment-response")!);
     assert.equal(receipt.success, true);
@@ -82,15 +117,28 @@ describe("paid requests", () => {
     assert.equal(row?.chargeAtomic, charge);
     assert.ok(row!.chargeAtomic! < row!.maxAtomic, "charged below the maximum");
     assert.equal(row?.transaction, receipt.transaction);
-    assert.equal(await h.devnet.usdcBalance(buyer.address), before - charge, "on chain, exactly the charge moved");
+    assert.equal(
+      await h.devnet.usdcBalance(buyer.address),
+      before - charge,
+      "on chain, exactly the charge moved",
+    );
   });
 
   test("the official openai client streams through a paying fetch and tolerates the receipt event", async () => {
     const buyer = h.devnet.accounts.buyers[1]!;
     h.backend.set({ responseTokens: 20, tokensPerSecond: 400 });
     const before = await h.devnet.usdcBalance(buyer.address);
-    const client = new OpenAI({ apiKey: "unused", baseURL: `${h.gateway.url}/v1`, fetch: officialPayingFetch(buyer.privateKey, h.devnet.network) });
-    const stream = await client.chat.completions.create({ model: mockModelId, messages: [{ role: "user", content: "stream please" }], max_tokens: 64, stream: true });
+    const client = new OpenAI({
+      apiKey: "unused",
+      baseURL: `${h.gateway.url}/v1`,
+      fetch: officialPayingFetch(buyer.privateKey, h.devnet.network),
+    });
+    const stream = await client.chat.completions.create({
+      model: mockModelId,
+      messages: [{ role: "user", content: "stream please" }],
+      max_tokens: 64,
+      stream: true,
+    });
     let text = "";
     let receiptChunk: unknown;
     for await (const chunk of stream) {
@@ -113,7 +161,11 @@ describe("paid requests", () => {
     h.backend.set({ responseTokens: 10, reportUsage: false, tokensPerSecond: 0 });
     try {
       const pay = officialPayingFetch(buyer.privateKey, h.devnet.network);
-      const response = await pay(`${h.gateway.url}/v1/chat/completions`, { method: "POST", headers: { "content-type": "application/json" }, body: chatBody({ stream: true }) });
+      const response = await pay(`${h.gateway.url}/v1/chat/completions`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: chatBody({ stream: true }),
+      });
       const text = await response.text();
       const receiptLine = text.split("\n").find((line) => line.includes("x402_receipt"));
       assert.ok(receiptLine);
@@ -141,7 +193,9 @@ describe("refusals", () => {
     const payload = await officialBuyer(buyer.privateKey, h.devnet.network).createPaymentPayload(required);
     const header = encodePaymentSignatureHeader(payload);
     h.backend.clearRequests();
-    const responses = await Promise.all(Array.from({ length: 20 }, () => post(chatBody(), { "payment-signature": header })));
+    const responses = await Promise.all(
+      Array.from({ length: 20 }, () => post(chatBody(), { "payment-signature": header })),
+    );
     const statuses = responses.map((r) => r.status).sort();
     assert.equal(statuses.filter((s) => s === 200).length, 1, `statuses: ${statuses}`);
     assert.equal(statuses.filter((s) => s === 409).length, 19);
@@ -157,7 +211,11 @@ describe("refusals", () => {
     try {
       const before = await h.devnet.usdcBalance(buyer.address);
       const pay = officialPayingFetch(buyer.privateKey, h.devnet.network);
-      const response = await pay(`${h.gateway.url}/v1/chat/completions`, { method: "POST", headers: { "content-type": "application/json" }, body: chatBody() });
+      const response = await pay(`${h.gateway.url}/v1/chat/completions`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: chatBody(),
+      });
       assert.equal(response.status, 500);
       await response.arrayBuffer();
       const [row] = await h.ledger.payments.recent({ limit: 1 });
@@ -206,7 +264,10 @@ describe("refusals", () => {
     // Charged for the text the gateway received: at least the 6 tokens the buyer saw, at most all the backend sent.
     const tokens = row!.completionTokens!;
     assert.ok(tokens >= countTextTokens(mockCompletionText(6)), `${tokens} tokens charged`);
-    assert.ok(tokens <= countTextTokens(mockCompletionText(backendRequest.tokensSent)), `${tokens} tokens charged`);
+    assert.ok(
+      tokens <= countTextTokens(mockCompletionText(backendRequest.tokensSent)),
+      `${tokens} tokens charged`,
+    );
     assert.equal(row?.chargeAtomic, expectedCharge(row!.promptTokens!, row!.completionTokens!));
     assert.equal(await h.devnet.usdcBalance(buyer.address), before - row!.chargeAtomic!);
   });
@@ -215,11 +276,24 @@ describe("refusals", () => {
     const buyer = await h.devnet.createBuyer(1_000_000n);
     h.backend.set({ responseTokens: 40, tokensPerSecond: 50 });
     const pay = officialPayingFetch(buyer.privateKey, h.devnet.network);
-    const response = await pay(`${h.gateway.url}/v1/chat/completions`, { method: "POST", headers: { "content-type": "application/json" }, body: chatBody({ stream: true }) });
+    const response = await pay(`${h.gateway.url}/v1/chat/completions`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: chatBody({ stream: true }),
+    });
     assert.equal(response.status, 200);
     // The payer walks away mid-stream: moves every unit out before settlement.
-    const wallet = createWalletClient({ account: privateKeyToAccount(buyer.privateKey), transport: http(h.devnet.rpcUrl) });
-    await wallet.writeContract({ chain: null, address: h.devnet.contracts.usdc, abi: erc20Abi, functionName: "transfer", args: [h.devnet.accounts.deployer.address, 1_000_000n] });
+    const wallet = createWalletClient({
+      account: privateKeyToAccount(buyer.privateKey),
+      transport: http(h.devnet.rpcUrl),
+    });
+    await wallet.writeContract({
+      chain: null,
+      address: h.devnet.contracts.usdc,
+      abi: erc20Abi,
+      functionName: "transfer",
+      args: [h.devnet.accounts.deployer.address, 1_000_000n],
+    });
     const text = await response.text();
     const parsed = parseReceiptEvent(text.split("\n").find((line) => line.includes("x402_receipt"))!);
     assert.ok(parsed.ok);
@@ -228,7 +302,11 @@ describe("refusals", () => {
     assert.equal(row?.status, "debt");
     assert.equal(await h.ledger.payments.hasOpenDebt(h.devnet.network, buyer.address.toLowerCase()), true);
     h.backend.clearRequests();
-    const next = await pay(`${h.gateway.url}/v1/chat/completions`, { method: "POST", headers: { "content-type": "application/json" }, body: chatBody() });
+    const next = await pay(`${h.gateway.url}/v1/chat/completions`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: chatBody(),
+    });
     assert.equal(next.status, 402);
     assert.match((await next.json()).error, /debt/);
     assert.equal(h.backend.inferenceRequests.length, 0);
@@ -240,15 +318,25 @@ describe("outages", () => {
     const down = await startGatewayHarness({ devnet: h.devnet, rpcUrl: "http://127.0.0.1:9" });
     try {
       const required = await (async () => {
-        const response = await fetch(`${down.gateway.url}/v1/chat/completions`, { method: "POST", headers: { "content-type": "application/json" }, body: chatBody() });
+        const response = await fetch(`${down.gateway.url}/v1/chat/completions`, {
+          method: "POST",
+          headers: { "content-type": "application/json" },
+          body: chatBody(),
+        });
         const decoded = decodePaymentRequiredHeader(response.headers.get("payment-required"));
         assert.ok(decoded.ok);
         return decoded.paymentRequired;
       })();
-      const payload = await officialBuyer(h.devnet.accounts.buyers[0]!.privateKey, h.devnet.network).createPaymentPayload(required);
+      const payload = await officialBuyer(
+        h.devnet.accounts.buyers[0]!.privateKey,
+        h.devnet.network,
+      ).createPaymentPayload(required);
       const response = await fetch(`${down.gateway.url}/v1/chat/completions`, {
         method: "POST",
-        headers: { "content-type": "application/json", "payment-signature": encodePaymentSignatureHeader(payload) },
+        headers: {
+          "content-type": "application/json",
+          "payment-signature": encodePaymentSignatureHeader(payload),
+        },
         body: chatBody(),
       });
       assert.equal(response.status, 503);

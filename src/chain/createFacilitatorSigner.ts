@@ -63,7 +63,9 @@ export function createFacilitatorSigner({
   }) as PublicClient;
   const nonces = createNonceManager({ address: account.address, publicClient });
   const receipts = new Map<Hex, TransactionReceipt>();
-  let feeCache: { at: number; fees: Promise<{ maxFeePerGas: bigint; maxPriorityFeePerGas: bigint }> } | undefined;
+  let feeCache:
+    | { at: number; fees: Promise<{ maxFeePerGas: bigint; maxPriorityFeePerGas: bigint }> }
+    | undefined;
 
   const track = async <T>(fn: () => Promise<T>): Promise<T> => {
     try {
@@ -127,7 +129,9 @@ export function createFacilitatorSigner({
         } as Parameters<PublicClient["readContract"]>[0]),
       ),
     async verifyTypedData({ address, domain, types, primaryType, message, signature }) {
-      const typedData = { domain, types, primaryType, message } as Parameters<typeof recoverTypedDataAddress>[0];
+      const typedData = { domain, types, primaryType, message } as Parameters<
+        typeof recoverTypedDataAddress
+      >[0];
       try {
         const recovered = await recoverTypedDataAddress({ ...typedData, signature });
         if (recovered.toLowerCase() === address.toLowerCase()) return true;

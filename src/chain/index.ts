@@ -1,5 +1,21 @@
-export { createFacilitatorSigner, type CreateFacilitatorSignerParameters, type TollgateFacilitatorSigner } from "./createFacilitatorSigner.js";
+export {
+  type CreateFacilitatorSignerParameters,
+  createFacilitatorSigner,
+  type TollgateFacilitatorSigner,
+} from "./createFacilitatorSigner.js";
 export { createNonceManager, type NonceManager } from "./createNonceManager.js";
-export { chainIdOf, DEVNET_CHAIN_ID, findNetworkPreset, type NetworkPreset, networkAliases, networkPresets } from "./networks.js";
+export {
+  chainIdOf,
+  DEVNET_CHAIN_ID,
+  findNetworkPreset,
+  type NetworkPreset,
+  networkAliases,
+  networkPresets,
+} from "./networks.js";
 export { permit2AndTokenErrorsAbi } from "./permit2Errors.js";
-export { isTransportError, recordRpcTransportFailure, type RpcFailureScope, withRpcFailureScope } from "./rpcFailures.js";
+export {
+  isTransportError,
+  type RpcFailureScope,
+  recordRpcTransportFailure,
+  withRpcFailureScope,
+} from "./rpcFailures.js";

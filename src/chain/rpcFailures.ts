@@ -9,7 +9,9 @@ const storage = new AsyncLocalStorage<RpcFailureScope>();
  * Runs `fn` with a scope that records chain-RPC transport failures, so that a verify whose
  * simulation failed only because the RPC was unreachable is told apart from a bad payment.
  */
-export async function withRpcFailureScope<T>(fn: () => Promise<T>): Promise<{ result: T; scope: RpcFailureScope }> {
+export async function withRpcFailureScope<T>(
+  fn: () => Promise<T>,
+): Promise<{ result: T; scope: RpcFailureScope }> {
   const scope: RpcFailureScope = {};
   const result = await storage.run(scope, fn);
   return { result, scope };
@@ -25,7 +27,8 @@ export function recordRpcTransportFailure(error: unknown): void {
 export function isTransportError(error: unknown): boolean {
   for (let current = error; current; current = (current as { cause?: unknown }).cause) {
     const name = (current as { name?: string }).name;
-    if (name === "HttpRequestError" || name === "TimeoutError" || name === "WebSocketRequestError") return true;
+    if (name === "HttpRequestError" || name === "TimeoutError" || name === "WebSocketRequestError")
+      return true;
     const code = (current as { code?: string }).code;
     if (code === "ECONNREFUSED" || code === "ECONNRESET" || code === "ETIMEDOUT" || code === "UND_ERR_SOCKET")
       return true;

@@ -1,4 +1,4 @@
-import { parseArgs, type ParseArgsConfig } from "node:util";
+import { type ParseArgsConfig, parseArgs } from "node:util";
 import { pino } from "pino";
 import type { z } from "zod";
 import { type Logger, TollgateError } from "../errors/index.js";

@@ -47,7 +47,7 @@ export async function devCommand(argv: string[]): Promise<number> {
       };
     }, flagsSchema),
   );
-  const logger = createCliLogger(flags.json ? "warn" : process.env.TOLLGATE_LOG_LEVEL ?? "warn");
+  const logger = createCliLogger(flags.json ? "warn" : (process.env.TOLLGATE_LOG_LEVEL ?? "warn"));
   const startedAt = performance.now();
   const devnet = await startDevnet({ logger });
   const closers: Array<() => Promise<void>> = [() => devnet.stop()];
@@ -56,13 +56,17 @@ export async function devCommand(argv: string[]): Promise<number> {
     let apiKey: string | undefined;
     let modelId = flags.model ?? "tollgate-demo";
     if (!backendUrl) {
-      const demo = await startDemoBackend({ countTokens: (text) => countTextTokens(text), tokensPerSecond: flags.tokensPerSecond });
+      const demo = await startDemoBackend({
+        countTokens: (text) => countTextTokens(text),
+        tokensPerSecond: flags.tokensPerSecond,
+      });
       closers.push(() => demo.close());
       backendUrl = demo.url;
       modelId = demo.model;
     } else if (flags.upstreamKeyEnv) {
       apiKey = process.env[flags.upstreamKeyEnv];
-      if (!apiKey) throw new Error(`--upstream-key-env ${flags.upstreamKeyEnv}: that environment variable is not set`);
+      if (!apiKey)
+        throw new Error(`--upstream-key-env ${flags.upstreamKeyEnv}: that environment variable is not set`);
     }
     const input: GatewayConfigInput = {
       network: devnet.network,
@@ -80,7 +84,9 @@ export async function devCommand(argv: string[]): Promise<number> {
           inputPrice: "$0.50",
           outputPrice: "$1.50",
           maxOutputTokens: 1024,
-          description: flags.upstream ? `${modelId} via ${flags.upstream}` : "Tollgate's built-in demo model (not a real LLM)",
+          description: flags.upstream
+            ? `${modelId} via ${flags.upstream}`
+            : "Tollgate's built-in demo model (not a real LLM)",
         },
       ],
     };
@@ -101,12 +107,16 @@ export async function devCommand(argv: string[]): Promise<number> {
       );
     } else {
       printLine(`Tollgate dev is up in ${readyMs} ms — test funds only, never use these keys elsewhere.`);
-      printLine(`  gateway   ${gateway.url}/v1   (model ${modelId}: $0.50 / 1M input, $1.50 / 1M output tokens)`);
+      printLine(
+        `  gateway   ${gateway.url}/v1   (model ${modelId}: $0.50 / 1M input, $1.50 / 1M output tokens)`,
+      );
       printLine(`  chain     ${devnet.rpcUrl}   (${devnet.network}, test USDC ${devnet.contracts.usdc})`);
       printLine(`  buyer     ${buyer.address}   (1,000 test USDC)`);
       printLine("");
       printLine("Pay for a streamed completion from another terminal:");
-      printLine(`  TOLLGATE_PRIVATE_KEY=${buyer.privateKey} npx tollgate chat --gateway ${gateway.url} --model ${modelId} "Tell me about tolls"`);
+      printLine(
+        `  TOLLGATE_PRIVATE_KEY=${buyer.privateKey} npx tollgate chat --gateway ${gateway.url} --model ${modelId} "Tell me about tolls"`,
+      );
       printLine("Press Ctrl-C to stop.");
     }
     await waitForShutdownSignal();

@@ -31,7 +31,10 @@ export async function devnetCommand(argv: string[]): Promise<number> {
   const devnet = await startDevnet({ host: flags.host, port: flags.port, buyers: flags.buyers, logger });
   const readyMs = Math.round(performance.now() - startedAt);
   const { accounts, contracts } = devnet;
-  const pick = ({ address, privateKey }: { address: string; privateKey: string }) => ({ address, privateKey });
+  const pick = ({ address, privateKey }: { address: string; privateKey: string }) => ({
+    address,
+    privateKey,
+  });
   if (flags.json) {
     printLine(
       JSON.stringify({
@@ -62,7 +65,9 @@ export async function devnetCommand(argv: string[]): Promise<number> {
     printLine(`  facilitator    ${accounts.facilitator.address}  key ${accounts.facilitator.privateKey}`);
     printLine(`  payTo          ${accounts.payTo.address}`);
     for (const [i, buyer] of accounts.buyers.entries()) {
-      printLine(`  buyer ${i}        ${buyer.address}  key ${buyer.privateKey}  (1,000 USDC, Permit2 approved)`);
+      printLine(
+        `  buyer ${i}        ${buyer.address}  key ${buyer.privateKey}  (1,000 USDC, Permit2 approved)`,
+      );
     }
     printLine("Press Ctrl-C to stop.");
   }

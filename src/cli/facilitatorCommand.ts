@@ -30,13 +30,10 @@ export async function facilitatorCommand(argv: string[]): Promise<number> {
       port: { type: "string" },
       host: { type: "string" },
     },
-    z.preprocess(
-      (values) => {
-        const v = values as Record<string, unknown>;
-        return { ...v, privateKey: v["private-key"] ?? process.env.TOLLGATE_FACILITATOR_KEY };
-      },
-      flagsSchema,
-    ),
+    z.preprocess((values) => {
+      const v = values as Record<string, unknown>;
+      return { ...v, privateKey: v["private-key"] ?? process.env.TOLLGATE_FACILITATOR_KEY };
+    }, flagsSchema),
   );
   const preset = findNetworkPreset(flags.network);
   if (!preset) throw new Error(`unknown network ${flags.network}; use a CAIP-2 id such as eip155:137`);

@@ -17,7 +17,12 @@ const flagsSchema = z.object({
 
 /** `tollgate gateway`: the gateway from a YAML config file. */
 export async function gatewayCommand(argv: string[]): Promise<number> {
-  const { flags } = parseFlags("gateway", argv, { config: { type: "string" }, port: { type: "string" } }, flagsSchema);
+  const { flags } = parseFlags(
+    "gateway",
+    argv,
+    { config: { type: "string" }, port: { type: "string" } },
+    flagsSchema,
+  );
   const config = parseGatewayConfig(resolveSecrets(await readConfigFile(flags.config)));
   if (flags.port !== undefined) config.server.port = flags.port;
   const logger = createCliLogger();
@@ -33,12 +38,20 @@ async function readConfigFile(path: string): Promise<unknown> {
   try {
     text = await readFile(path, "utf8");
   } catch (cause) {
-    throw new TollgateError({ code: "TOLLGATE_CONFIG_INVALID", shortMessage: `cannot read config file ${path}`, cause });
+    throw new TollgateError({
+      code: "TOLLGATE_CONFIG_INVALID",
+      shortMessage: `cannot read config file ${path}`,
+      cause,
+    });
   }
   try {
     return parseYaml(text);
   } catch (cause) {
-    throw new TollgateError({ code: "TOLLGATE_CONFIG_INVALID", shortMessage: `${path} is not valid YAML: ${(cause as Error).message}`, cause });
+    throw new TollgateError({
+      code: "TOLLGATE_CONFIG_INVALID",
+      shortMessage: `${path} is not valid YAML: ${(cause as Error).message}`,
+      cause,
+    });
   }
 }
 
@@ -47,9 +60,17 @@ export function resolveSecrets(input: unknown): unknown {
   if (typeof input !== "object" || input === null) return input;
   const config = structuredClone(input) as Record<string, unknown>;
   const fromEnv = (name: unknown, key: string): string => {
-    if (typeof name !== "string") throw new TollgateError({ code: "TOLLGATE_CONFIG_INVALID", shortMessage: `config key ${key}: must be a string` });
+    if (typeof name !== "string")
+      throw new TollgateError({
+        code: "TOLLGATE_CONFIG_INVALID",
+        shortMessage: `config key ${key}: must be a string`,
+      });
     const value = process.env[name];
-    if (!value) throw new TollgateError({ code: "TOLLGATE_CONFIG_INVALID", shortMessage: `config key ${key}: environment variable ${name} is not set` });
+    if (!value)
+      throw new TollgateError({
+        code: "TOLLGATE_CONFIG_INVALID",
+        shortMessage: `config key ${key}: environment variable ${name} is not set`,
+      });
     return value;
   };
   const facilitator = config.facilitator as Record<string, unknown> | undefined;

@@ -1,6 +1,16 @@
 export type { ContractArtifact, DevnetArtifacts } from "./artifacts.js";
 export { compileContracts } from "./compileContracts.js";
 export { DEV_MNEMONIC, devAccount, devAccountRoles, type KeyedAccount } from "./devAccounts.js";
-export { anvilBinaryPath, launchAnvil, type LaunchAnvilParameters, type LaunchAnvilReturnType } from "./launchAnvil.js";
-export { type DevnetContracts, MULTICALL3_ADDRESS, permit2DomainSeparator, placeContracts } from "./placeContracts.js";
+export {
+  anvilBinaryPath,
+  type LaunchAnvilParameters,
+  type LaunchAnvilReturnType,
+  launchAnvil,
+} from "./launchAnvil.js";
+export {
+  type DevnetContracts,
+  MULTICALL3_ADDRESS,
+  permit2DomainSeparator,
+  placeContracts,
+} from "./placeContracts.js";
 export { type Devnet, type StartDevnetParameters, startDevnet } from "./startDevnet.js";

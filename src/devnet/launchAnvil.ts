@@ -67,7 +67,10 @@ export async function launchAnvil({
 
   const boundPort = await new Promise<number>((resolve, reject) => {
     let output = "";
-    const timer = setTimeout(() => fail(new Error(`anvil did not start within ${startTimeoutMs} ms`)), startTimeoutMs);
+    const timer = setTimeout(
+      () => fail(new Error(`anvil did not start within ${startTimeoutMs} ms`)),
+      startTimeoutMs,
+    );
     const fail = (cause: unknown) => {
       clearTimeout(timer);
       child.kill("SIGKILL");

@@ -1,3 +1,4 @@
+import { PERMIT2_ADDRESS, x402ExactPermit2ProxyAddress, x402UptoPermit2ProxyAddress } from "@x402/evm";
 import {
   type Address,
   createTestClient,
@@ -11,7 +12,6 @@ import {
   stringToHex,
 } from "viem";
 import { privateKeyToAccount } from "viem/accounts";
-import { PERMIT2_ADDRESS, x402ExactPermit2ProxyAddress, x402UptoPermit2ProxyAddress } from "@x402/evm";
 import { TollgateError } from "../errors/index.js";
 import type { ContractArtifact, DevnetArtifacts } from "./artifacts.js";
 import type { KeyedAccount } from "./devAccounts.js";
@@ -96,7 +96,8 @@ export async function placeContracts({
   const permit2Deployed = await deploy(artifacts.Permit2);
   const usdc = await deploy(artifacts.TestUSDC);
   const deployedCode = await wallet.getCode({ address: permit2Deployed });
-  if (!deployedCode) throw new TollgateError({ code: "TOLLGATE_DEVNET_FAILED", shortMessage: "Permit2 has no code" });
+  if (!deployedCode)
+    throw new TollgateError({ code: "TOLLGATE_DEVNET_FAILED", shortMessage: "Permit2 has no code" });
   const fromSeparator = permit2DomainSeparator(chainId, permit2Deployed).slice(2);
   const toSeparator = permit2DomainSeparator(chainId, PERMIT2_ADDRESS).slice(2);
   if (!deployedCode.includes(fromSeparator)) {
@@ -106,7 +107,10 @@ export async function placeContracts({
     });
   }
   await Promise.all([
-    test.setCode({ address: PERMIT2_ADDRESS, bytecode: deployedCode.replaceAll(fromSeparator, toSeparator) as Hex }),
+    test.setCode({
+      address: PERMIT2_ADDRESS,
+      bytecode: deployedCode.replaceAll(fromSeparator, toSeparator) as Hex,
+    }),
     placeImmutableFree(artifacts.X402UptoPermit2Proxy, x402UptoPermit2ProxyAddress),
     placeImmutableFree(artifacts.X402ExactPermit2Proxy, x402ExactPermit2ProxyAddress),
     placeImmutableFree(artifacts.Multicall3, MULTICALL3_ADDRESS),
@@ -114,7 +118,15 @@ export async function placeContracts({
 
   const separator = await wallet.readContract({
     address: PERMIT2_ADDRESS,
-    abi: [{ type: "function", name: "DOMAIN_SEPARATOR", inputs: [], outputs: [{ type: "bytes32" }], stateMutability: "view" }],
+    abi: [
+      {
+        type: "function",
+        name: "DOMAIN_SEPARATOR",
+        inputs: [],
+        outputs: [{ type: "bytes32" }],
+        stateMutability: "view",
+      },
+    ],
     functionName: "DOMAIN_SEPARATOR",
   });
   if (separator !== `0x${toSeparator}`) {

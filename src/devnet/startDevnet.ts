@@ -90,9 +90,10 @@ export async function startDevnet({
     const contracts = await placeContracts({ rpcUrl: anvil.rpcUrl, chainId, artifacts: compiled, deployer });
     const transport = http(anvil.rpcUrl);
     const test = createTestClient({ mode: "anvil", transport });
-    const deployerWallet = createWalletClient({ account: privateKeyToAccount(deployer.privateKey), transport }).extend(
-      publicActions,
-    );
+    const deployerWallet = createWalletClient({
+      account: privateKeyToAccount(deployer.privateKey),
+      transport,
+    }).extend(publicActions);
 
     const mintUsdc = async (to: Address, amountAtomic: bigint) => {
       const hash = await deployerWallet.writeContract({
@@ -122,7 +123,9 @@ export async function startDevnet({
       await approvePermit2(buyer);
     };
 
-    const buyers = Array.from({ length: Math.max(1, buyerCount) }, (_, i) => devAccount(devAccountRoles.firstBuyer + i));
+    const buyers = Array.from({ length: Math.max(1, buyerCount) }, (_, i) =>
+      devAccount(devAccountRoles.firstBuyer + i),
+    );
     for (const buyer of buyers) await prepareBuyer(buyer, buyerUsdcAtomic);
 
     const devnet: Devnet = {
@@ -145,7 +148,12 @@ export async function startDevnet({
         return buyer;
       },
       usdcBalance: (owner) =>
-        deployerWallet.readContract({ address: contracts.usdc, abi: erc20Abi, functionName: "balanceOf", args: [owner] }),
+        deployerWallet.readContract({
+          address: contracts.usdc,
+          abi: erc20Abi,
+          functionName: "balanceOf",
+          args: [owner],
+        }),
       stop: () => anvil.stop(),
     };
     logger.info({ rpcUrl: anvil.rpcUrl, contracts }, "devnet ready");

@@ -1,2 +1,7 @@
-export { isTollgateError, TollgateError, type TollgateErrorCode, type TollgateErrorParameters } from "./TollgateError.js";
 export { type Logger, silentLogger } from "./logger.js";
+export {
+  isTollgateError,
+  TollgateError,
+  type TollgateErrorCode,
+  type TollgateErrorParameters,
+} from "./TollgateError.js";

@@ -1,5 +1,11 @@
 import { x402Facilitator } from "@x402/core/facilitator";
-import type { PaymentPayload, PaymentRequirements, SettleResponse, SupportedResponse, VerifyResponse } from "@x402/core/types";
+import type {
+  PaymentPayload,
+  PaymentRequirements,
+  SettleResponse,
+  SupportedResponse,
+  VerifyResponse,
+} from "@x402/core/types";
 import { ExactEvmScheme } from "@x402/evm/exact/facilitator";
 import { UptoEvmScheme } from "@x402/evm/upto/facilitator";
 import { type Address, getAddress, type Hex } from "viem";
@@ -108,7 +114,12 @@ export function createFacilitator({
       );
       return result;
     } catch (error) {
-      const failure = error instanceof TollgateError ? error : isTransportError(error) ? chainUnavailable(error, "verify") : error;
+      const failure =
+        error instanceof TollgateError
+          ? error
+          : isTransportError(error)
+            ? chainUnavailable(error, "verify")
+            : error;
       logger.warn(
         { op: "verify", outcome: "error", error: String(failure), ...describe(payload, requirements) },
         "facilitator verify",
@@ -128,7 +139,10 @@ export function createFacilitator({
     if (!begun.started) {
       const { existing } = begun;
       if (existing.status === "succeeded") {
-        logger.info({ op: "settle", outcome: "already_settled", ...describe(payload, requirements) }, "facilitator settle");
+        logger.info(
+          { op: "settle", outcome: "already_settled", ...describe(payload, requirements) },
+          "facilitator settle",
+        );
         return existing.result;
       }
       return {
@@ -143,10 +157,16 @@ export function createFacilitator({
     try {
       const settled = await withRpcFailureScope(() => core.settle(payload, requirements));
       result = settled.result;
-      if (!result.success && settled.scope.transportError) throw chainUnavailable(settled.scope.transportError, "settle");
+      if (!result.success && settled.scope.transportError)
+        throw chainUnavailable(settled.scope.transportError, "settle");
       if (result.success && result.transaction) result = await confirmTransfer(result, payload, requirements);
     } catch (error) {
-      const failure = error instanceof TollgateError ? error : isTransportError(error) ? chainUnavailable(error, "settle") : error;
+      const failure =
+        error instanceof TollgateError
+          ? error
+          : isTransportError(error)
+            ? chainUnavailable(error, "settle")
+            : error;
       await settlementStore.fail(key, {
         success: false,
         errorReason: failure instanceof TollgateError ? failure.code : "settle_error",
@@ -154,7 +174,10 @@ export function createFacilitator({
         network: requirements.network,
         payer: key.payer,
       });
-      logger.warn({ op: "settle", outcome: "error", error: String(failure), ...describe(payload, requirements) }, "facilitator settle");
+      logger.warn(
+        { op: "settle", outcome: "error", error: String(failure), ...describe(payload, requirements) },
+        "facilitator settle",
+      );
       throw failure;
     }
     if (result.success) await settlementStore.succeed(key, result);
@@ -202,7 +225,12 @@ export function createFacilitator({
     async settle(payload, requirements) {
       const key = settlementKeyOf(payload);
       if (!key) {
-        return { success: false, errorReason: REASON_UNKNOWN_PAYLOAD, transaction: "", network: requirements.network };
+        return {
+          success: false,
+          errorReason: REASON_UNKNOWN_PAYLOAD,
+          transaction: "",
+          network: requirements.network,
+        };
       }
       const id = settlementKeyString(key);
       // Concurrent settles of one authorization in this process share one attempt.

@@ -27,17 +27,21 @@ export function createFacilitatorApp({
   const app = new Hono();
   const limit = bodyLimit({
     maxSize: maxBodyBytes,
-    onError: (c) => c.json({ error: "request_too_large", message: `body exceeds ${maxBodyBytes} bytes` }, 413),
+    onError: (c) =>
+      c.json({ error: "request_too_large", message: `body exceeds ${maxBodyBytes} bytes` }, 413),
   });
 
-  const parseRequest = async (request: Request): Promise<ParsedRequest | { error: string; field?: string }> => {
+  const parseRequest = async (
+    request: Request,
+  ): Promise<ParsedRequest | { error: string; field?: string }> => {
     let body: unknown;
     try {
       body = await request.json();
     } catch {
       return { error: "body is not valid JSON" };
     }
-    if (typeof body !== "object" || body === null || Array.isArray(body)) return { error: "body must be a JSON object" };
+    if (typeof body !== "object" || body === null || Array.isArray(body))
+      return { error: "body must be a JSON object" };
     const { paymentPayload, paymentRequirements } = body as Record<string, unknown>;
     const payload = PaymentPayloadV2Schema.safeParse(paymentPayload);
     if (!payload.success) return describeZodError("paymentPayload", payload.error);
@@ -51,10 +55,17 @@ export function createFacilitatorApp({
 
   const failure = (error: unknown) => {
     if (error instanceof TollgateError && error.code === "TOLLGATE_CHAIN_UNAVAILABLE") {
-      return { status: 503 as const, body: { error: "chain_unavailable", message: error.shortMessage }, retryAfter: "2" };
+      return {
+        status: 503 as const,
+        body: { error: "chain_unavailable", message: error.shortMessage },
+        retryAfter: "2",
+      };
     }
     logger.error({ error: String(error) }, "facilitator internal error");
-    return { status: 500 as const, body: { error: "internal_error", message: "unexpected facilitator error" } };
+    return {
+      status: 500 as const,
+      body: { error: "internal_error", message: "unexpected facilitator error" },
+    };
   };
 
   app.get("/health", (c) => c.json({ ok: true, network: facilitator.network, address: facilitator.address }));
@@ -62,7 +73,8 @@ export function createFacilitatorApp({
 
   app.post("/verify", limit, async (c) => {
     const parsed = await parseRequest(c.req.raw);
-    if ("error" in parsed) return c.json({ error: "invalid_request", message: parsed.error, field: parsed.field }, 400);
+    if ("error" in parsed)
+      return c.json({ error: "invalid_request", message: parsed.error, field: parsed.field }, 400);
     try {
       return c.json(await facilitator.verify(parsed.payload, parsed.requirements));
     } catch (error) {
@@ -74,7 +86,8 @@ export function createFacilitatorApp({
 
   app.post("/settle", limit, async (c) => {
     const parsed = await parseRequest(c.req.raw);
-    if ("error" in parsed) return c.json({ error: "invalid_request", message: parsed.error, field: parsed.field }, 400);
+    if ("error" in parsed)
+      return c.json({ error: "invalid_request", message: parsed.error, field: parsed.field }, 400);
     try {
       return c.json(await facilitator.settle(parsed.payload, parsed.requirements));
     } catch (error) {

@@ -9,8 +9,19 @@ export type FindTransferParameters = {
 };
 
 /** True when `logs` hold an ERC-20 `Transfer` of exactly `amountAtomic` of `asset` from `from` to `to`. */
-export function hasMatchingTransfer({ logs, asset, from, to, amountAtomic }: FindTransferParameters): boolean {
-  const transfers = parseEventLogs({ abi: erc20Abi, eventName: "Transfer", logs: logs as Log[], strict: true });
+export function hasMatchingTransfer({
+  logs,
+  asset,
+  from,
+  to,
+  amountAtomic,
+}: FindTransferParameters): boolean {
+  const transfers = parseEventLogs({
+    abi: erc20Abi,
+    eventName: "Transfer",
+    logs: logs as Log[],
+    strict: true,
+  });
   return transfers.some(
     (log) =>
       log.address.toLowerCase() === asset.toLowerCase() &&

@@ -1,6 +1,14 @@
-export { createFacilitator, type CreateFacilitatorParameters, type TollgateFacilitator } from "./createFacilitator.js";
-export { createFacilitatorApp, type CreateFacilitatorAppParameters } from "./createFacilitatorApp.js";
+export {
+  type CreateFacilitatorParameters,
+  createFacilitator,
+  type TollgateFacilitator,
+} from "./createFacilitator.js";
+export { type CreateFacilitatorAppParameters, createFacilitatorApp } from "./createFacilitatorApp.js";
 export { hasMatchingTransfer } from "./findTransfer.js";
+export { type ServeFacilitatorParameters, serveFacilitator } from "./serveFacilitator.js";
 export { type SettlementKey, settlementKeyOf, settlementKeyString } from "./settlementKey.js";
-export { createMemorySettlementStore, type SettlementRecord, type SettlementStore } from "./settlementStore.js";
-export { serveFacilitator, type ServeFacilitatorParameters } from "./serveFacilitator.js";
+export {
+  createMemorySettlementStore,
+  type SettlementRecord,
+  type SettlementStore,
+} from "./settlementStore.js";

@@ -12,7 +12,12 @@ export type ServeFacilitatorParameters = {
 };
 
 /** Serves the facilitator over HTTP; resolves once listening. */
-export async function serveFacilitator({ facilitator, host = "127.0.0.1", port = 4022, logger }: ServeFacilitatorParameters) {
+export async function serveFacilitator({
+  facilitator,
+  host = "127.0.0.1",
+  port = 4022,
+  logger,
+}: ServeFacilitatorParameters) {
   const app = createFacilitatorApp({ facilitator, logger });
   return new Promise<{ url: string; port: number; close(): Promise<void> }>((resolve, reject) => {
     const server = serve({ fetch: app.fetch, hostname: host, port }, (info) => {

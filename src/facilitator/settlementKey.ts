@@ -9,10 +9,20 @@ export type SettlementKey = { network: string; payer: string; nonce: string };
  */
 export function settlementKeyOf(payload: PaymentPayload): SettlementKey | undefined {
   const inner = payload.payload as Record<string, unknown>;
-  const auth = (inner.permit2Authorization ?? inner.authorization) as { from?: unknown; nonce?: unknown } | undefined;
-  if (!auth || typeof auth.from !== "string" || (typeof auth.nonce !== "string" && typeof auth.nonce !== "number"))
+  const auth = (inner.permit2Authorization ?? inner.authorization) as
+    | { from?: unknown; nonce?: unknown }
+    | undefined;
+  if (
+    !auth ||
+    typeof auth.from !== "string" ||
+    (typeof auth.nonce !== "string" && typeof auth.nonce !== "number")
+  )
     return undefined;
-  return { network: payload.accepted.network, payer: auth.from.toLowerCase(), nonce: String(auth.nonce).toLowerCase() };
+  return {
+    network: payload.accepted.network,
+    payer: auth.from.toLowerCase(),
+    nonce: String(auth.nonce).toLowerCase(),
+  };
 }
 
 /** One string for a settlement key, for maps and logs. */

@@ -13,7 +13,10 @@ export type SettlementRecord =
  */
 export type SettlementStore = {
   /** Marks `key` in flight, unless a record says it is in flight or already succeeded. */
-  begin(key: SettlementKey, amountAtomic: bigint): Promise<{ started: true } | { started: false; existing: SettlementRecord }>;
+  begin(
+    key: SettlementKey,
+    amountAtomic: bigint,
+  ): Promise<{ started: true } | { started: false; existing: SettlementRecord }>;
   succeed(key: SettlementKey, result: SettleResponse): Promise<void>;
   fail(key: SettlementKey, result: SettleResponse): Promise<void>;
 };

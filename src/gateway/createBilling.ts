@@ -61,14 +61,25 @@ export function createBilling({
 }: CreateBillingParameters): Billing {
   const models = new Map(modelList.map((model) => [model.id, model]));
 
-  const respond = (status: number, body: Record<string, unknown>, headers: Record<string, string> = {}): BillingDecision => ({
+  const respond = (
+    status: number,
+    body: Record<string, unknown>,
+    headers: Record<string, string> = {},
+  ): BillingDecision => ({
     action: "respond",
     status,
     headers,
     body,
   });
   const invalidRequest = (message: string, field?: string) =>
-    respond(400, { error: { message, type: "invalid_request_error", code: "TOLLGATE_REQUEST_INVALID", param: field ?? null } });
+    respond(400, {
+      error: {
+        message,
+        type: "invalid_request_error",
+        code: "TOLLGATE_REQUEST_INVALID",
+        param: field ?? null,
+      },
+    });
 
   async function begin(request: BillingRequest): Promise<BillingDecision> {
     if (typeof request.body !== "object" || request.body === null || Array.isArray(request.body)) {
@@ -79,19 +90,34 @@ export function createBilling({
     const model = models.get(body.model);
     if (!model) {
       return respond(404, {
-        error: { message: `model ${body.model} is not served here`, type: "invalid_request_error", code: "model_not_found", param: "model" },
+        error: {
+          message: `model ${body.model} is not served here`,
+          type: "invalid_request_error",
+          code: "model_not_found",
+          param: "model",
+        },
       });
     }
     let quote: RequestQuote;
     try {
       quote = quoteRequest(model, request.routeKind, body);
     } catch (error) {
-      if (error instanceof TollgateError) return invalidRequest(error.shortMessage, error.details.field as string | undefined);
+      if (error instanceof TollgateError)
+        return invalidRequest(error.shortMessage, error.details.field as string | undefined);
       throw error;
     }
     const offers = buildOffers(quote, terms);
     if (offers.length === 0) {
-      return respond(503, { error: { message: "no payment scheme is available right now", code: "TOLLGATE_FACILITATOR_UNAVAILABLE" } }, { "Retry-After": "5" });
+      return respond(
+        503,
+        {
+          error: {
+            message: "no payment scheme is available right now",
+            code: "TOLLGATE_FACILITATOR_UNAVAILABLE",
+          },
+        },
+        { "Retry-After": "5" },
+      );
     }
     const paymentRequired = (error?: string, status = 402) => {
       const required = buildPaymentRequired(quote, offers, request.url, error);
@@ -105,7 +131,12 @@ export function createBilling({
     const decoded = decodePaymentSignatureHeader(header);
     if (!decoded.ok) {
       return respond(400, {
-        error: { message: `malformed payment header: ${decoded.message}`, code: "TOLLGATE_PAYMENT_MALFORMED", reason: decoded.reason, field: decoded.field ?? null },
+        error: {
+          message: `malformed payment header: ${decoded.message}`,
+          code: "TOLLGATE_PAYMENT_MALFORMED",
+          reason: decoded.reason,
+          field: decoded.field ?? null,
+        },
       });
     }
     const payment = decoded.payload;
@@ -126,7 +157,12 @@ export function createBilling({
       logger.warn({ error: String(error) }, "facilitator unavailable during verify");
       return respond(
         503,
-        { error: { message: "the payment facilitator or chain is unreachable; no inference was run", code: "TOLLGATE_FACILITATOR_UNAVAILABLE" } },
+        {
+          error: {
+            message: "the payment facilitator or chain is unreachable; no inference was run",
+            code: "TOLLGATE_FACILITATOR_UNAVAILABLE",
+          },
+        },
         { "Retry-After": "2" },
       );
     }

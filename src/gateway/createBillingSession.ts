@@ -2,13 +2,19 @@ import type { PaymentPayload, PaymentRequirements } from "@x402/core/types";
 import type { Logger } from "../errors/index.js";
 import type { PaymentLedger } from "../ledger/index.js";
 import { chargeAtomic } from "../pricing/index.js";
-import { encodePaymentResponseHeader, formatReceiptEvent, PAYMENT_RESPONSE_HEADER, SSE_DONE_EVENT, type StreamReceipt } from "../protocol/index.js";
-import { StreamMeter } from "./upstream/index.js";
+import {
+  encodePaymentResponseHeader,
+  formatReceiptEvent,
+  PAYMENT_RESPONSE_HEADER,
+  SSE_DONE_EVENT,
+  type StreamReceipt,
+} from "../protocol/index.js";
+import { createSseTap, type SseTap } from "./createSseTap.js";
 import type { FacilitatorLike } from "./facilitatorLike.js";
 import { usageOfJsonResponse } from "./meterUsage.js";
 import type { RequestQuote } from "./quoteRequest.js";
 import { type ChargeOutcome, type ChargeUsage, settleCharge } from "./settleCharge.js";
-import { createSseTap, type SseTap } from "./createSseTap.js";
+import { StreamMeter } from "./upstream/index.js";
 
 export type CreateBillingSessionParameters = {
   quote: RequestQuote;
@@ -44,7 +50,18 @@ export type BillingSession = {
 
 /** Creates the session for one claimed, verified payment. */
 export function createBillingSession(parameters: CreateBillingSessionParameters): BillingSession {
-  const { quote, paymentId, payer, payload, requirements, signedMaxAtomic, ledger, facilitator, countTokens, logger } = parameters;
+  const {
+    quote,
+    paymentId,
+    payer,
+    payload,
+    requirements,
+    signedMaxAtomic,
+    ledger,
+    facilitator,
+    countTokens,
+    logger,
+  } = parameters;
   const model = quote.model;
   let finishing: Promise<ChargeOutcome | undefined> | undefined;
   let resolveDone: (outcome: ChargeOutcome | undefined) => void = () => {};
@@ -86,7 +103,16 @@ export function createBillingSession(parameters: CreateBillingSessionParameters)
 
   const settleUsage = (usage: ChargeUsage) =>
     finishOnce(() =>
-      settleCharge({ ledger, facilitator, logger, paymentId, payload, requirements, usage, chargeAtomic: chargeFor(usage) }),
+      settleCharge({
+        ledger,
+        facilitator,
+        logger,
+        paymentId,
+        payload,
+        requirements,
+        usage,
+        chargeAtomic: chargeFor(usage),
+      }),
     );
 
   const failBeforeOutput = async (reason: string) => {
@@ -123,12 +149,17 @@ export function createBillingSession(parameters: CreateBillingSessionParameters)
     let streamId: string | undefined;
     return createSseTap({
       onChunk(json) {
-        if (streamId === undefined && typeof (json as { id?: unknown }).id === "string") streamId = (json as { id: string }).id;
+        if (streamId === undefined && typeof (json as { id?: unknown }).id === "string")
+          streamId = (json as { id: string }).id;
         meter.add(json as Parameters<StreamMeter["add"]>[0]);
       },
       async finish(ending) {
         if (ending !== "complete" && meter.chunkCount === 0) {
-          await failBeforeOutput(ending === "client_gone" ? "client disconnected before any output" : "backend failed before any output");
+          await failBeforeOutput(
+            ending === "client_gone"
+              ? "client disconnected before any output"
+              : "backend failed before any output",
+          );
           return SSE_DONE_EVENT;
         }
         const metered = meter.usage({ promptTokens: quote.promptTokenBound });
@@ -153,7 +184,10 @@ export function createBillingSession(parameters: CreateBillingSessionParameters)
       const usage = usageOfJsonResponse(body, quote.promptTokenBound, countTokens);
       const outcome = await settleUsage(usage);
       if (!outcome) throw new Error("payment was already finished");
-      return { headers: { [PAYMENT_RESPONSE_HEADER]: encodePaymentResponseHeader({ ...outcome.settlement, payer }) }, outcome };
+      return {
+        headers: { [PAYMENT_RESPONSE_HEADER]: encodePaymentResponseHeader({ ...outcome.settlement, payer }) },
+        outcome,
+      };
     },
     createSseTap: newSseTap,
     meterStream(upstream) {

@@ -22,7 +22,9 @@ export function createGatewayApp({ billing, logger = silentLogger }: CreateGatew
     c.res.headers.set("access-control-expose-headers", EXPOSED_PAYMENT_HEADERS.join(", "));
   });
 
-  app.get("/health", (c) => c.json({ ok: true, network: billing.terms.network, models: billing.models.size }));
+  app.get("/health", (c) =>
+    c.json({ ok: true, network: billing.terms.network, models: billing.models.size }),
+  );
 
   app.get("/v1/models", (c) =>
     c.json({
@@ -38,7 +40,10 @@ export function createGatewayApp({ billing, logger = silentLogger }: CreateGatew
           network: billing.terms.network,
           asset: billing.terms.asset,
           payTo: billing.terms.payTo,
-          schemes: [...(model.inputPrice !== undefined ? ["upto"] : []), ...(model.exactPrice !== undefined ? ["exact"] : [])],
+          schemes: [
+            ...(model.inputPrice !== undefined ? ["upto"] : []),
+            ...(model.exactPrice !== undefined ? ["exact"] : []),
+          ],
           inputPerMTokAtomic: model.inputPrice?.toString(),
           outputPerMTokAtomic: model.outputPrice?.toString(),
           fixedFeeAtomic: model.fixedFee.toString(),
@@ -60,7 +65,16 @@ export function createGatewayApp({ billing, logger = silentLogger }: CreateGatew
   app.post("/v1/embeddings", forward, handler);
 
   app.notFound((c) =>
-    c.json({ error: { message: `no route ${c.req.method} ${c.req.path}`, type: "invalid_request_error", code: "not_found" } }, 404),
+    c.json(
+      {
+        error: {
+          message: `no route ${c.req.method} ${c.req.path}`,
+          type: "invalid_request_error",
+          code: "not_found",
+        },
+      },
+      404,
+    ),
   );
   app.onError((error, c) => {
     if (isTollgateError(error, "TOLLGATE_BACKEND_TIMEOUT")) {
@@ -70,7 +84,10 @@ export function createGatewayApp({ billing, logger = silentLogger }: CreateGatew
       return c.json({ error: { message: error.shortMessage, type: "backend_error", code: error.code } }, 502);
     }
     logger.error({ error: String(error), stack: (error as Error).stack }, "gateway internal error");
-    return c.json({ error: { message: "internal error", type: "server_error", code: "TOLLGATE_INTERNAL" } }, 500);
+    return c.json(
+      { error: { message: "internal error", type: "server_error", code: "TOLLGATE_INTERNAL" } },
+      500,
+    );
   });
   return app;
 }

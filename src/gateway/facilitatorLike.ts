@@ -1,4 +1,10 @@
-import type { PaymentPayload, PaymentRequirements, SettleResponse, SupportedResponse, VerifyResponse } from "@x402/core/types";
+import type {
+  PaymentPayload,
+  PaymentRequirements,
+  SettleResponse,
+  SupportedResponse,
+  VerifyResponse,
+} from "@x402/core/types";
 
 /**
  * What the gateway needs of a facilitator: x402's `FacilitatorClient` shape. Both the

@@ -4,7 +4,9 @@ import { TollgateError } from "../errors/index.js";
 import { parseMoney } from "../pricing/index.js";
 
 const addressSchema = z.string().regex(/^0x[0-9a-fA-F]{40}$/, "an EVM address (0x + 40 hex digits)");
-const privateKeySchema = z.string().regex(/^0x[0-9a-fA-F]{64}$/, "a 32-byte hex private key (0x + 64 hex digits)");
+const privateKeySchema = z
+  .string()
+  .regex(/^0x[0-9a-fA-F]{64}$/, "a 32-byte hex private key (0x + 64 hex digits)");
 const moneySchema = z.union([z.string(), z.number().int().nonnegative()]).transform((value, ctx) => {
   try {
     return parseMoney(String(value));
@@ -46,10 +48,18 @@ const modelSchema = z
   })
   .superRefine((model, ctx) => {
     if (model.inputPrice === undefined && model.exactPrice === undefined) {
-      ctx.addIssue({ code: "custom", message: "needs inputPrice (upto) or exactPrice (exact)", path: ["inputPrice"] });
+      ctx.addIssue({
+        code: "custom",
+        message: "needs inputPrice (upto) or exactPrice (exact)",
+        path: ["inputPrice"],
+      });
     }
     if (model.kind !== "embedding" && model.inputPrice !== undefined && model.outputPrice === undefined) {
-      ctx.addIssue({ code: "custom", message: "outputPrice is required with inputPrice", path: ["outputPrice"] });
+      ctx.addIssue({
+        code: "custom",
+        message: "outputPrice is required with inputPrice",
+        path: ["outputPrice"],
+      });
     }
   });
 
@@ -75,7 +85,10 @@ export const gatewayConfigSchema = z
     facilitator: facilitatorSchema.default({}),
     maxTimeoutSeconds: z.number().int().min(10).max(86_400).default(300),
     server: z
-      .strictObject({ host: z.string().default("127.0.0.1"), port: z.number().int().min(0).max(65535).default(4021) })
+      .strictObject({
+        host: z.string().default("127.0.0.1"),
+        port: z.number().int().min(0).max(65535).default(4021),
+      })
       .default({ host: "127.0.0.1", port: 4021 }),
     ledger: z.strictObject({ dataDir: z.string().optional() }).default({}),
     /** Public URL prefix of the gateway, used in 402 `resource` fields. */
@@ -84,13 +97,19 @@ export const gatewayConfigSchema = z
   })
   .superRefine((config, ctx) => {
     const preset = findNetworkPreset(config.network);
-    if (!preset) ctx.addIssue({ code: "custom", message: `unknown network ${config.network}`, path: ["network"] });
+    if (!preset)
+      ctx.addIssue({ code: "custom", message: `unknown network ${config.network}`, path: ["network"] });
     if (!config.asset && !preset?.usdc) {
       ctx.addIssue({ code: "custom", message: "asset is required on this network", path: ["asset"] });
     }
     const ids = new Set<string>();
     for (const [i, model] of config.models.entries()) {
-      if (ids.has(model.id)) ctx.addIssue({ code: "custom", message: `duplicate model id ${model.id}`, path: ["models", i, "id"] });
+      if (ids.has(model.id))
+        ctx.addIssue({
+          code: "custom",
+          message: `duplicate model id ${model.id}`,
+          path: ["models", i, "id"],
+        });
       ids.add(model.id);
     }
   });

@@ -46,7 +46,13 @@ export function tollgateHono({ billing, routeKind }: TollgateHonoParameters): Mi
       body = await c.req.json();
     } catch {
       return c.json(
-        { error: { message: "the request body must be JSON", type: "invalid_request_error", code: "TOLLGATE_REQUEST_INVALID" } },
+        {
+          error: {
+            message: "the request body must be JSON",
+            type: "invalid_request_error",
+            code: "TOLLGATE_REQUEST_INVALID",
+          },
+        },
         400,
       );
     }
@@ -75,7 +81,10 @@ export function tollgateHono({ billing, routeKind }: TollgateHonoParameters): Mi
     }
     const contentType = response.headers.get("content-type") ?? "";
     if (quote.stream && response.body && contentType.includes("text/event-stream")) {
-      c.res = new Response(session.meterStream(response.body), { status: response.status, headers: response.headers });
+      c.res = new Response(session.meterStream(response.body), {
+        status: response.status,
+        headers: response.headers,
+      });
       return;
     }
     const text = await response.text();

@@ -1,11 +1,34 @@
-export { type Billing, type BillingDecision, type BillingRequest, type CreateBillingParameters, createBilling } from "./createBilling.js";
+export {
+  type Billing,
+  type BillingDecision,
+  type BillingRequest,
+  type CreateBillingParameters,
+  createBilling,
+} from "./createBilling.js";
 export { type BillingSession, createBillingSession, type StreamEnding } from "./createBillingSession.js";
-export { createGatewayApp, type CreateGatewayAppParameters } from "./createGatewayApp.js";
+export { type CreateGatewayAppParameters, createGatewayApp } from "./createGatewayApp.js";
 export { createSseTap, type SseTap } from "./createSseTap.js";
 export type { FacilitatorLike } from "./facilitatorLike.js";
-export { type GatewayConfig, type GatewayConfigInput, gatewayConfigSchema, type ModelConfig, parseGatewayConfig } from "./gatewayConfig.js";
-export { routeKindOfPath, type TollgateContext, type TollgateHonoParameters, tollgateHono } from "./honoBilling.js";
-export { type BillingTerms, buildOffers, buildPaymentRequired, matchOffer, type OfferPricing } from "./paymentOffers.js";
+export {
+  type GatewayConfig,
+  type GatewayConfigInput,
+  gatewayConfigSchema,
+  type ModelConfig,
+  parseGatewayConfig,
+} from "./gatewayConfig.js";
+export {
+  routeKindOfPath,
+  type TollgateContext,
+  type TollgateHonoParameters,
+  tollgateHono,
+} from "./honoBilling.js";
+export {
+  type BillingTerms,
+  buildOffers,
+  buildPaymentRequired,
+  matchOffer,
+  type OfferPricing,
+} from "./paymentOffers.js";
 export { proxyToBackend } from "./proxyToBackend.js";
 export { quoteRequest, type RequestQuote, type RouteKind } from "./quoteRequest.js";
-export { type Gateway, startGateway, type StartGatewayParameters } from "./startGateway.js";
+export { type Gateway, type StartGatewayParameters, startGateway } from "./startGateway.js";

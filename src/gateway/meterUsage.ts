@@ -2,14 +2,19 @@ import type { ChargeUsage } from "./settleCharge.js";
 
 type Usage = { prompt_tokens?: unknown; completion_tokens?: unknown };
 
-const isCount = (value: unknown): value is number => typeof value === "number" && Number.isInteger(value) && value >= 0;
+const isCount = (value: unknown): value is number =>
+  typeof value === "number" && Number.isInteger(value) && value >= 0;
 
 /** The backend's reported usage, when it is well-formed. */
 export function reportedUsage(usage: unknown): ChargeUsage | undefined {
   if (typeof usage !== "object" || usage === null) return undefined;
   const { prompt_tokens, completion_tokens } = usage as Usage;
   if (!isCount(prompt_tokens)) return undefined;
-  return { promptTokens: prompt_tokens, completionTokens: isCount(completion_tokens) ? completion_tokens : 0, source: "backend" };
+  return {
+    promptTokens: prompt_tokens,
+    completionTokens: isCount(completion_tokens) ? completion_tokens : 0,
+    source: "backend",
+  };
 }
 
 /** The generated text of a non-streaming chat or completion response, for counting when usage is absent. */
@@ -23,7 +28,11 @@ export function generatedText(body: unknown): string {
     const { text, message } = choice as { text?: unknown; message?: unknown };
     if (typeof text === "string") pieces.push(text);
     if (typeof message === "object" && message !== null) {
-      const { content, refusal, tool_calls } = message as { content?: unknown; refusal?: unknown; tool_calls?: unknown };
+      const { content, refusal, tool_calls } = message as {
+        content?: unknown;
+        refusal?: unknown;
+        tool_calls?: unknown;
+      };
       if (typeof content === "string") pieces.push(content);
       if (typeof refusal === "string") pieces.push(refusal);
       if (Array.isArray(tool_calls)) {
@@ -50,5 +59,9 @@ export function usageOfJsonResponse(
   const reported = reportedUsage((body as { usage?: unknown } | null)?.usage);
   if (reported) return reported;
   const text = generatedText(body);
-  return { promptTokens: promptTokenBound, completionTokens: text ? countTokens(text) : 0, source: "tokenizer" };
+  return {
+    promptTokens: promptTokenBound,
+    completionTokens: text ? countTokens(text) : 0,
+    source: "tokenizer",
+  };
 }

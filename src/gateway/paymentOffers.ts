@@ -91,7 +91,10 @@ export type MatchOfferReturnType =
  * signed for at least this request's maximum is accepted as is, so a buyer that knows the
  * prices can pay on the first request; the charge is still capped by usage.
  */
-export function matchOffer(payment: DecodedPaymentPayload, offers: PaymentRequirements[]): MatchOfferReturnType {
+export function matchOffer(
+  payment: DecodedPaymentPayload,
+  offers: PaymentRequirements[],
+): MatchOfferReturnType {
   const accepted = payment.accepted;
   const offer = offers.find(
     (candidate) =>
@@ -108,7 +111,9 @@ export function matchOffer(payment: DecodedPaymentPayload, offers: PaymentRequir
     };
   }
   if (payment.accepted.scheme === "upto") {
-    const { permit2Authorization } = payment.payload as { permit2Authorization: { permitted: { amount: string } } };
+    const { permit2Authorization } = payment.payload as {
+      permit2Authorization: { permitted: { amount: string } };
+    };
     const signedMaxAtomic = BigInt(permit2Authorization.permitted.amount);
     if (signedMaxAtomic < BigInt(offer.amount)) {
       return {

@@ -17,7 +17,10 @@ export type ProxyToBackendParameters = {
  */
 export async function proxyToBackend({ model, body, signal }: ProxyToBackendParameters): Promise<Response> {
   const url = `${model.backend.baseUrl.replace(/\/+$/, "")}${pathOf[model.kind]}`;
-  const headers: Record<string, string> = { "content-type": "application/json", accept: body.stream ? "text/event-stream" : "application/json" };
+  const headers: Record<string, string> = {
+    "content-type": "application/json",
+    accept: body.stream ? "text/event-stream" : "application/json",
+  };
   if (model.backend.apiKey) headers.authorization = `Bearer ${model.backend.apiKey}`;
   const timeout = AbortSignal.timeout(model.backend.timeoutMs);
   try {
@@ -36,7 +39,9 @@ export async function proxyToBackend({ model, body, signal }: ProxyToBackendPara
     const timedOut = (cause as Error).name === "TimeoutError";
     throw new TollgateError({
       code: timedOut ? "TOLLGATE_BACKEND_TIMEOUT" : "TOLLGATE_BACKEND_FAILED",
-      shortMessage: timedOut ? `backend for ${model.id} did not answer in time` : `backend for ${model.id} is unreachable`,
+      shortMessage: timedOut
+        ? `backend for ${model.id} did not answer in time`
+        : `backend for ${model.id} is unreachable`,
       details: { url },
       cause,
     });

@@ -24,7 +24,11 @@ export type RequestQuote = {
  * (the request's own, capped by the model's), and the maximum they can cost.
  * The same output limit goes to the backend, so usage can never exceed what was authorized.
  */
-export function quoteRequest(model: ModelConfig, routeKind: RouteKind, body: Record<string, unknown>): RequestQuote {
+export function quoteRequest(
+  model: ModelConfig,
+  routeKind: RouteKind,
+  body: Record<string, unknown>,
+): RequestQuote {
   if (model.kind !== routeKind) {
     throw new TollgateError({
       code: "TOLLGATE_REQUEST_INVALID",
@@ -34,7 +38,11 @@ export function quoteRequest(model: ModelConfig, routeKind: RouteKind, body: Rec
   }
   const stream = body.stream === true;
   if (stream && routeKind === "embedding") {
-    throw new TollgateError({ code: "TOLLGATE_REQUEST_INVALID", shortMessage: "embeddings cannot stream", details: { field: "stream" } });
+    throw new TollgateError({
+      code: "TOLLGATE_REQUEST_INVALID",
+      shortMessage: "embeddings cannot stream",
+      details: { field: "stream" },
+    });
   }
   const bound = promptTokenBound({ kind: routeKind, body, model: model.tokenizer ?? model.id });
   const requested = routeKind === "chat" ? (body.max_completion_tokens ?? body.max_tokens) : body.max_tokens;
@@ -63,7 +71,8 @@ export function quoteRequest(model: ModelConfig, routeKind: RouteKind, body: Rec
     backendBody.max_tokens = outputLimit;
   }
   if (stream) {
-    const options = typeof body.stream_options === "object" && body.stream_options !== null ? body.stream_options : {};
+    const options =
+      typeof body.stream_options === "object" && body.stream_options !== null ? body.stream_options : {};
     backendBody.stream_options = { ...options, include_usage: true };
   }
   return { model, routeKind, stream, promptTokenBound: bound, outputLimit, maxAtomic, backendBody };

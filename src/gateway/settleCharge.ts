@@ -34,14 +34,20 @@ export async function settleCharge({
   usage,
   chargeAtomic,
 }: SettleChargeParameters): Promise<ChargeOutcome> {
-  await ledger.recordUsage(paymentId, { promptTokens: usage.promptTokens, completionTokens: usage.completionTokens }, chargeAtomic);
+  await ledger.recordUsage(
+    paymentId,
+    { promptTokens: usage.promptTokens, completionTokens: usage.completionTokens },
+    chargeAtomic,
+  );
   await ledger.markSettling(paymentId);
   let settlement: SettleResponse;
   try {
     settlement = await facilitator.settle(payload, { ...requirements, amount: chargeAtomic.toString() });
   } catch (error) {
     const reason =
-      error instanceof TollgateError ? error.code.toLowerCase() : `facilitator_error: ${(error as Error).message}`.slice(0, 300);
+      error instanceof TollgateError
+        ? error.code.toLowerCase()
+        : `facilitator_error: ${(error as Error).message}`.slice(0, 300);
     settlement = { success: false, errorReason: reason, transaction: "", network: requirements.network };
   }
   if (settlement.success) {

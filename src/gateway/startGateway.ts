@@ -44,15 +44,29 @@ export async function startGateway({
   pollingIntervalMs,
 }: StartGatewayParameters): Promise<Gateway> {
   const preset = findNetworkPreset(config.network);
-  if (!preset) throw new TollgateError({ code: "TOLLGATE_CONFIG_INVALID", shortMessage: `unknown network ${config.network}` });
+  if (!preset)
+    throw new TollgateError({
+      code: "TOLLGATE_CONFIG_INVALID",
+      shortMessage: `unknown network ${config.network}`,
+    });
   const asset = (config.asset ?? preset.usdc) as Address;
-  const facilitator = givenFacilitator ?? createConfiguredFacilitator(config, preset.network, preset.defaultRpcUrl, logger, pollingIntervalMs);
+  const facilitator =
+    givenFacilitator ??
+    createConfiguredFacilitator(config, preset.network, preset.defaultRpcUrl, logger, pollingIntervalMs);
   const supported = await facilitator.getSupported().catch((cause) => {
-    throw new TollgateError({ code: "TOLLGATE_FACILITATOR_UNAVAILABLE", shortMessage: "the facilitator did not answer /supported", cause });
+    throw new TollgateError({
+      code: "TOLLGATE_FACILITATOR_UNAVAILABLE",
+      shortMessage: "the facilitator did not answer /supported",
+      cause,
+    });
   });
   const uptoKind = supported.kinds.find((kind) => kind.scheme === "upto" && kind.network === preset.network);
   const facilitatorAddress = uptoKind?.extra?.facilitatorAddress as Address | undefined;
-  if (!uptoKind) logger.warn({ network: preset.network }, "the facilitator does not offer upto on this network; only exact prices are offered");
+  if (!uptoKind)
+    logger.warn(
+      { network: preset.network },
+      "the facilitator does not offer upto on this network; only exact prices are offered",
+    );
 
   const ledger = givenLedger ?? (await openLedger({ dataDir: config.ledger.dataDir, logger }));
   const billing = createBilling({
@@ -72,7 +86,9 @@ export async function startGateway({
   });
   const app = createGatewayApp({ billing, logger });
   const server = await new Promise<ReturnType<typeof serve>>((resolve, reject) => {
-    const instance = serve({ fetch: app.fetch, hostname: config.server.host, port: config.server.port }, () => resolve(instance));
+    const instance = serve({ fetch: app.fetch, hostname: config.server.host, port: config.server.port }, () =>
+      resolve(instance),
+    );
     instance.once("error", reject);
   });
   const address = server.address();
@@ -102,13 +118,18 @@ function createConfiguredFacilitator(
   logger: Logger,
   pollingIntervalMs: number | undefined,
 ): TollgateFacilitator | HTTPFacilitatorClient {
-  if ("url" in config.facilitator) return new HTTPFacilitatorClient({ url: config.facilitator.url, timeoutMs: config.facilitator.timeoutMs });
+  if ("url" in config.facilitator)
+    return new HTTPFacilitatorClient({
+      url: config.facilitator.url,
+      timeoutMs: config.facilitator.timeoutMs,
+    });
   const privateKey = config.facilitator.privateKey;
   const rpcUrl = config.rpcUrl ?? defaultRpcUrl;
   if (!privateKey || !rpcUrl) {
     throw new TollgateError({
       code: "TOLLGATE_CONFIG_INVALID",
-      shortMessage: "config key facilitator: give either url (a remote facilitator) or a private key (in-process) with rpcUrl",
+      shortMessage:
+        "config key facilitator: give either url (a remote facilitator) or a private key (in-process) with rpcUrl",
     });
   }
   return createFacilitator({ rpcUrl, privateKey: privateKey as Hex, network, logger, pollingIntervalMs });

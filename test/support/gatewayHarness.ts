@@ -1,20 +1,31 @@
 import { x402Client } from "@x402/core/client";
-import { wrapFetchWithPayment } from "@x402/fetch";
 import { ExactEvmScheme } from "@x402/evm/exact/client";
 import { UptoEvmScheme } from "@x402/evm/upto/client";
+import { wrapFetchWithPayment } from "@x402/fetch";
 import type { Hex } from "viem";
 import { privateKeyToAccount } from "viem/accounts";
 import { type Devnet, startDevnet } from "../../src/devnet/index.js";
-import { type Gateway, type GatewayConfigInput, parseGatewayConfig, startGateway } from "../../src/gateway/index.js";
+import {
+  type Gateway,
+  type GatewayConfigInput,
+  parseGatewayConfig,
+  startGateway,
+} from "../../src/gateway/index.js";
 import { type Ledger, openLedger } from "../../src/ledger/index.js";
 import { type MockBackend, mockModelId, startMockBackend } from "./mockBackend.js";
 
 /** Prices of the test model, in atomic units per 1M tokens. */
-export const testPrices = { inputPerMTokAtomic: 3_000_000n, outputPerMTokAtomic: 15_000_000n, fixedFeeAtomic: 0n };
+export const testPrices = {
+  inputPerMTokAtomic: 3_000_000n,
+  outputPerMTokAtomic: 15_000_000n,
+  fixedFeeAtomic: 0n,
+};
 
 /** The charge Tollgate must take for a usage: ceil(prompt × in + completion × out) / 1M + fee. */
 export function expectedCharge(promptTokens: number, completionTokens: number): bigint {
-  const product = BigInt(promptTokens) * testPrices.inputPerMTokAtomic + BigInt(completionTokens) * testPrices.outputPerMTokAtomic;
+  const product =
+    BigInt(promptTokens) * testPrices.inputPerMTokAtomic +
+    BigInt(completionTokens) * testPrices.outputPerMTokAtomic;
   return (product + 999_999n) / 1_000_000n + testPrices.fixedFeeAtomic;
 }
 
@@ -27,7 +38,9 @@ export type GatewayHarness = {
 };
 
 /** Devnet + mock backend + in-process facilitator + in-memory ledger + gateway, all on loopback. */
-export async function startGatewayHarness(options: { devnet?: Devnet; rpcUrl?: string; model?: Partial<GatewayConfigInput["models"][number]> } = {}): Promise<GatewayHarness> {
+export async function startGatewayHarness(
+  options: { devnet?: Devnet; rpcUrl?: string; model?: Partial<GatewayConfigInput["models"][number]> } = {},
+): Promise<GatewayHarness> {
   const devnet = options.devnet ?? (await startDevnet({ buyers: 3 }));
   const backend = await startMockBackend();
   const ledger = await openLedger();

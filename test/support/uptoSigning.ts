@@ -33,7 +33,11 @@ export async function signUptoPayload({
     spender: x402UptoPermit2ProxyAddress,
     nonce: nonce.toString(),
     deadline: deadline.toString(),
-    witness: { to: getAddress(requirements.payTo), facilitator: getAddress(facilitator), validAfter: validAfter.toString() },
+    witness: {
+      to: getAddress(requirements.payTo),
+      facilitator: getAddress(facilitator),
+      validAfter: validAfter.toString(),
+    },
   };
   const signature = await account.signTypedData({
     domain: { name: "Permit2", chainId, verifyingContract: PERMIT2_ADDRESS },
@@ -44,7 +48,11 @@ export async function signUptoPayload({
       spender: permit2Authorization.spender,
       nonce,
       deadline,
-      witness: { to: permit2Authorization.witness.to, facilitator: permit2Authorization.witness.facilitator, validAfter },
+      witness: {
+        to: permit2Authorization.witness.to,
+        facilitator: permit2Authorization.witness.facilitator,
+        validAfter,
+      },
     },
   });
   return {
