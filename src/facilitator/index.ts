@@ -12,3 +12,4 @@ export {
   type SettlementRecord,
   type SettlementStore,
 } from "./settlementStore.js";
+export { settlementStoreFromLog } from "./settlementStoreFromLog.js";

@@ -8,6 +8,7 @@ export {
 export { type BillingSession, createBillingSession, type StreamEnding } from "./createBillingSession.js";
 export { type CreateGatewayAppParameters, createGatewayApp } from "./createGatewayApp.js";
 export { createSseTap, type SseTap } from "./createSseTap.js";
+export { type TollgateExpressParameters, tollgateExpress } from "./expressBilling.js";
 export type { FacilitatorLike } from "./facilitatorLike.js";
 export {
   type GatewayConfig,

@@ -1,5 +1,10 @@
 import { TollgateError } from "../errors/index.js";
-import { maxAtomicForRequest, promptTokenBound, resolveOutputLimit } from "../pricing/index.js";
+import {
+  completionCount,
+  maxAtomicForRequest,
+  promptTokenBound,
+  resolveOutputLimit,
+} from "../pricing/index.js";
 import type { ModelConfig } from "./gatewayConfig.js";
 
 /** Which OpenAI-compatible endpoint a request is for. */
@@ -51,7 +56,7 @@ export function quoteRequest(
     model.inputPrice === undefined
       ? undefined
       : maxAtomicForRequest(
-          { promptTokenBound: bound, maxOutputTokens: outputLimit },
+          { promptTokenBound: bound, maxOutputTokens: outputLimit * completionCount(routeKind, body) },
           {
             inputPerMTokAtomic: model.inputPrice,
             outputPerMTokAtomic: model.outputPrice ?? 0n,

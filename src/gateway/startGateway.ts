@@ -3,7 +3,7 @@ import { HTTPFacilitatorClient } from "@x402/core/http";
 import { type Address, getAddress, type Hex } from "viem";
 import { findNetworkPreset } from "../chain/index.js";
 import { type Logger, silentLogger, TollgateError } from "../errors/index.js";
-import { createFacilitator, type TollgateFacilitator } from "../facilitator/index.js";
+import { createFacilitator, settlementStoreFromLog, type TollgateFacilitator } from "../facilitator/index.js";
 import { type Ledger, openLedger } from "../ledger/index.js";
 import { countTextTokens } from "../pricing/index.js";
 import { type Billing, createBilling } from "./createBilling.js";
@@ -50,9 +50,17 @@ export async function startGateway({
       shortMessage: `unknown network ${config.network}`,
     });
   const asset = (config.asset ?? preset.usdc) as Address;
+  const ledger = givenLedger ?? (await openLedger({ dataDir: config.ledger.dataDir, logger }));
   const facilitator =
     givenFacilitator ??
-    createConfiguredFacilitator(config, preset.network, preset.defaultRpcUrl, logger, pollingIntervalMs);
+    createConfiguredFacilitator(
+      config,
+      preset.network,
+      preset.defaultRpcUrl,
+      ledger,
+      logger,
+      pollingIntervalMs,
+    );
   const supported = await facilitator.getSupported().catch((cause) => {
     throw new TollgateError({
       code: "TOLLGATE_FACILITATOR_UNAVAILABLE",
@@ -68,7 +76,6 @@ export async function startGateway({
       "the facilitator does not offer upto on this network; only exact prices are offered",
     );
 
-  const ledger = givenLedger ?? (await openLedger({ dataDir: config.ledger.dataDir, logger }));
   const billing = createBilling({
     terms: {
       network: preset.network,
@@ -115,6 +122,7 @@ function createConfiguredFacilitator(
   config: GatewayConfig,
   network: `eip155:${number}`,
   defaultRpcUrl: string | undefined,
+  ledger: Ledger,
   logger: Logger,
   pollingIntervalMs: number | undefined,
 ): TollgateFacilitator | HTTPFacilitatorClient {
@@ -132,5 +140,12 @@ function createConfiguredFacilitator(
         "config key facilitator: give either url (a remote facilitator) or a private key (in-process) with rpcUrl",
     });
   }
-  return createFacilitator({ rpcUrl, privateKey: privateKey as Hex, network, logger, pollingIntervalMs });
+  return createFacilitator({
+    rpcUrl,
+    privateKey: privateKey as Hex,
+    network,
+    logger,
+    pollingIntervalMs,
+    settlementStore: settlementStoreFromLog(ledger.settlements),
+  });
 }

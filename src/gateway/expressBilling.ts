@@ -1,0 +1,163 @@
+import type { NextFunction, Request, RequestHandler, Response } from "express";
+import type { Billing } from "./createBilling.js";
+import type { TollgateContext } from "./honoBilling.js";
+import { routeKindOfPath } from "./honoBilling.js";
+import type { RouteKind } from "./quoteRequest.js";
+
+export type TollgateExpressParameters = {
+  billing: Billing;
+  /** Which endpoint this route is; defaults from the path. */
+  routeKind?: RouteKind;
+};
+
+type Chunk = string | Uint8Array;
+type WriteCallback = (error?: Error | null) => void;
+
+/**
+ * Express middleware that bills an OpenAI-compatible route per token with x402 `upto` (and
+ * `exact`); the same billing as the Hono middleware. Mount it after `express.json()`. The
+ * handler reads the limited body from `req.body` (or `res.locals.tollgate.backendBody`) and
+ * answers as usual — JSON with `res.json`, or a stream with `res.write` of SSE events; the
+ * middleware meters what it writes, settles, and adds the receipt.
+ *
+ * @example
+ * app.post("/v1/chat/completions", express.json(), tollgateExpress({ billing }), async (req, res) => {
+ *   const upstream = await fetch(`${backend}/chat/completions`, { method: "POST", body: JSON.stringify(req.body) });
+ *   res.status(upstream.status).type(upstream.headers.get("content-type") ?? "application/json");
+ *   for await (const chunk of upstream.body!) res.write(chunk);
+ *   res.end();
+ * });
+ */
+export function tollgateExpress({ billing, routeKind }: TollgateExpressParameters): RequestHandler {
+  return function tollgateBilling(req: Request, res: Response, next: NextFunction) {
+    handle(billing, routeKind, req, res, next).catch(next);
+  };
+}
+
+async function handle(
+  billing: Billing,
+  routeKind: RouteKind | undefined,
+  req: Request,
+  res: Response,
+  next: NextFunction,
+): Promise<void> {
+  if (typeof req.body !== "object" || req.body === null) {
+    res.status(400).json({
+      error: {
+        message: "the request body must be JSON (mount express.json() before Tollgate)",
+        type: "invalid_request_error",
+        code: "TOLLGATE_REQUEST_INVALID",
+      },
+    });
+    return;
+  }
+  const decision = await billing.begin({
+    url: `${req.protocol}://${req.get("host") ?? "localhost"}${req.originalUrl}`,
+    headers: { get: (name: string) => req.get(name) ?? null },
+    body: req.body,
+    routeKind: routeKind ?? routeKindOfPath(req.path),
+  });
+  if (decision.action === "respond") {
+    res.status(decision.status).set(decision.headers).json(decision.body);
+    return;
+  }
+  const { quote, session } = decision;
+  req.body = quote.backendBody;
+  const context: TollgateContext = { quote, session, backendBody: quote.backendBody };
+  res.locals.tollgate = context;
+
+  const originalWrite = res.write.bind(res) as (
+    chunk: Chunk,
+    encoding?: BufferEncoding,
+    cb?: WriteCallback,
+  ) => boolean;
+  const originalEnd = res.end.bind(res) as (
+    chunk?: Chunk,
+    encoding?: BufferEncoding,
+    cb?: () => void,
+  ) => Response;
+  const decoder = new TextDecoder();
+  const text = (chunk: Chunk | undefined, encoding?: BufferEncoding) =>
+    chunk === undefined
+      ? ""
+      : typeof chunk === "string"
+        ? Buffer.from(chunk, encoding).toString("utf8")
+        : decoder.decode(chunk, { stream: true });
+  const isStream = () =>
+    quote.stream &&
+    res.statusCode < 400 &&
+    String(res.getHeader("content-type") ?? "").includes("text/event-stream");
+  let tap: ReturnType<typeof session.createSseTap> | undefined;
+  const buffered: Buffer[] = [];
+  let ended = false;
+
+  res.on("close", () => {
+    if (!ended && tap) void tap.finish("client_gone").catch(() => undefined);
+  });
+
+  res.write = ((chunk: Chunk, encoding?: BufferEncoding | WriteCallback, cb?: WriteCallback) => {
+    const enc = typeof encoding === "string" ? encoding : undefined;
+    const callback = typeof encoding === "function" ? encoding : cb;
+    if (isStream()) {
+      tap ??= session.createSseTap();
+      const out = tap.push(text(chunk, enc));
+      if (out) return originalWrite(out, "utf8", callback);
+      callback?.();
+      return true;
+    }
+    buffered.push(typeof chunk === "string" ? Buffer.from(chunk, enc) : Buffer.from(chunk));
+    callback?.();
+    return true;
+  }) as Response["write"];
+
+  res.end = ((chunk?: Chunk | (() => void), encoding?: BufferEncoding | (() => void), cb?: () => void) => {
+    const data = typeof chunk === "function" ? undefined : chunk;
+    const enc = typeof encoding === "string" ? encoding : undefined;
+    const callback = typeof chunk === "function" ? chunk : typeof encoding === "function" ? encoding : cb;
+    ended = true;
+    void finish(data, enc).then(
+      (tail) => originalEnd(tail ?? "", "utf8", callback),
+      (error) => {
+        res.destroy(error as Error);
+      },
+    );
+    return res;
+  }) as Response["end"];
+
+  const finish = async (
+    data: Chunk | undefined,
+    encoding: BufferEncoding | undefined,
+  ): Promise<Chunk | undefined> => {
+    if (res.statusCode >= 400) {
+      await session.failBeforeOutput(`handler answered ${res.statusCode}`);
+      return joinBuffered(buffered, data, encoding);
+    }
+    if (isStream()) {
+      tap ??= session.createSseTap();
+      const rest = tap.push(text(data, encoding) + decoder.decode());
+      return rest + (await tap.finish("complete"));
+    }
+    const body = joinBuffered(buffered, data, encoding);
+    let json: unknown;
+    try {
+      json = JSON.parse(body.toString("utf8"));
+    } catch {
+      json = undefined;
+    }
+    const { headers } = await session.completeJson(json);
+    for (const [name, value] of Object.entries(headers)) res.setHeader(name, value);
+    return body;
+  };
+
+  next();
+}
+
+function joinBuffered(
+  buffered: Buffer[],
+  data: Chunk | undefined,
+  encoding: BufferEncoding | undefined,
+): Buffer {
+  if (data !== undefined)
+    buffered.push(typeof data === "string" ? Buffer.from(data, encoding) : Buffer.from(data));
+  return Buffer.concat(buffered);
+}
