@@ -1,4 +1,4 @@
-import { readFile } from "node:fs/promises";
+import { mkdir, readFile } from "node:fs/promises";
 import { parse as parseYaml } from "yaml";
 import { z } from "zod";
 import { TollgateError } from "../errors/index.js";
@@ -25,6 +25,9 @@ export async function gatewayCommand(argv: string[]): Promise<number> {
   );
   const config = parseGatewayConfig(resolveSecrets(await readConfigFile(flags.config)));
   if (flags.port !== undefined) config.server.port = flags.port;
+  // The gateway keeps its ledger on disk unless the config says otherwise.
+  config.ledger.dataDir ??= ".tollgate/ledger";
+  if (!config.ledger.dataDir.includes("://")) await mkdir(config.ledger.dataDir, { recursive: true });
   const logger = createCliLogger();
   const gateway = await startGateway({ config, logger });
   printLine(`gateway listening on ${gateway.url}/v1 (${config.models.length} models, ${config.network})`);

@@ -4,12 +4,14 @@ import { devCommand, devUsage } from "./devCommand.js";
 import { devnetCommand, devnetUsage } from "./devnetCommand.js";
 import { facilitatorCommand, facilitatorUsage } from "./facilitatorCommand.js";
 import { gatewayCommand, gatewayUsage } from "./gatewayCommand.js";
+import { ledgerCommand, ledgerUsage } from "./ledgerCommand.js";
 
 type Command = { run(argv: string[]): Promise<number>; usage: string };
 
 const commands: Record<string, Command> = {
   dev: { run: devCommand, usage: devUsage },
   gateway: { run: gatewayCommand, usage: gatewayUsage },
+  ledger: { run: ledgerCommand, usage: ledgerUsage },
   devnet: { run: devnetCommand, usage: devnetUsage },
   facilitator: { run: facilitatorCommand, usage: facilitatorUsage },
 };
