@@ -1,0 +1,40 @@
+/** Tollgate's public library API: the gateway's billing, the facilitator, the ledger, the devnet. */
+export { findNetworkPreset, type NetworkPreset, networkPresets } from "./chain/index.js";
+export { type Devnet, startDevnet } from "./devnet/index.js";
+export { isTollgateError, TollgateError, type TollgateErrorCode } from "./errors/index.js";
+export {
+  createFacilitator,
+  createFacilitatorApp,
+  serveFacilitator,
+  type TollgateFacilitator,
+} from "./facilitator/index.js";
+export {
+  type Billing,
+  type BillingTerms,
+  createBilling,
+  createGatewayApp,
+  type GatewayConfig,
+  type ModelConfig,
+  parseGatewayConfig,
+  proxyToBackend,
+  startGateway,
+  type TollgateContext,
+  tollgateExpress,
+  tollgateHono,
+} from "./gateway/index.js";
+export { type Ledger, openLedger, openPostgresLedger } from "./ledger/index.js";
+export {
+  costAtomic,
+  countTextTokens,
+  formatMoney,
+  maxAtomicForRequest,
+  parseMoney,
+  promptTokenBound,
+} from "./pricing/index.js";
+export {
+  decodePaymentRequiredHeader,
+  decodePaymentResponseHeader,
+  decodePaymentSignatureHeader,
+  parseReceiptEvent,
+  type StreamReceipt,
+} from "./protocol/index.js";
