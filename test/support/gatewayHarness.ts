@@ -39,7 +39,13 @@ export type GatewayHarness = {
 
 /** Devnet + mock backend + in-process facilitator + in-memory ledger + gateway, all on loopback. */
 export async function startGatewayHarness(
-  options: { devnet?: Devnet; rpcUrl?: string; model?: Partial<GatewayConfigInput["models"][number]> } = {},
+  options: {
+    devnet?: Devnet;
+    rpcUrl?: string;
+    model?: Partial<GatewayConfigInput["models"][number]>;
+    /** More models on the same mock backend, given its base URL. */
+    extraModels?: (backendUrl: string) => GatewayConfigInput["models"];
+  } = {},
 ): Promise<GatewayHarness> {
   const devnet = options.devnet ?? (await startDevnet({ buyers: 3 }));
   const backend = await startMockBackend();
@@ -61,6 +67,7 @@ export async function startGatewayHarness(
         maxOutputTokens: 256,
         ...options.model,
       },
+      ...(options.extraModels?.(backend.url) ?? []),
     ],
   });
   const gateway = await startGateway({ config, ledger, pollingIntervalMs: 20 });

@@ -1,0 +1,112 @@
+import assert from "node:assert/strict";
+import { type ChildProcess, spawn } from "node:child_process";
+import { createInterface } from "node:readline";
+import { test } from "node:test";
+import OpenAI from "openai";
+import { parseReceiptEvent } from "../src/protocol/index.js";
+import { officialPayingFetch } from "./support/gatewayHarness.js";
+
+/** Starts `tollgate <args>` as a real process and resolves with its first stdout line. */
+function startCli(args: string[]): Promise<{ child: ChildProcess; firstLine: string }> {
+  const child = spawn(process.execPath, ["bin/tollgate.js", ...args], { stdio: ["ignore", "pipe", "pipe"] });
+  let stderr = "";
+  child.stderr?.on("data", (data: Buffer) => {
+    stderr += data.toString();
+  });
+  return new Promise((resolve, reject) => {
+    const lines = createInterface({ input: child.stdout! });
+    lines.once("line", (firstLine) => resolve({ child, firstLine }));
+    child.once("exit", (code) => reject(new Error(`tollgate ${args[0]} exited with ${code}: ${stderr}`)));
+  });
+}
+
+function exitOf(child: ChildProcess): Promise<number | null> {
+  return new Promise((resolve) => child.once("exit", (code) => resolve(code)));
+}
+
+test("tollgate devnet --json prints one ready line and stops cleanly on SIGINT, leaving no anvil", async () => {
+  const { child, firstLine } = await startCli(["devnet", "--json", "--port", "0"]);
+  const ready = JSON.parse(firstLine) as {
+    rpcUrl: string;
+    chainId: number;
+    network: string;
+    contracts: Record<string, string>;
+    accounts: { buyers: unknown[] };
+  };
+  assert.equal(ready.chainId, 31337);
+  assert.equal(ready.network, "eip155:31337");
+  assert.equal(ready.contracts.permit2, "0x000000000022D473030F116dDEE9F6B43aC78BA3");
+  assert.ok(ready.accounts.buyers.length >= 3);
+  const rpc = () =>
+    fetch(ready.rpcUrl, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ jsonrpc: "2.0", id: 1, method: "eth_chainId", params: [] }),
+    });
+  assert.equal((await rpc()).status, 200);
+  child.kill("SIGINT");
+  assert.equal(await exitOf(child), 0);
+  await assert.rejects(rpc(), "anvil is gone");
+});
+
+test("tollgate dev --json: the quick start serves a paid streaming request", async () => {
+  const { child, firstLine } = await startCli(["dev", "--json", "--port", "0", "--tokens-per-second", "200"]);
+  try {
+    const ready = JSON.parse(firstLine) as {
+      gatewayUrl: string;
+      network: `eip155:${number}`;
+      model: string;
+      buyer: { privateKey: `0x${string}` };
+    };
+    assert.equal(ready.model, "tollgate-demo");
+    const client = new OpenAI({
+      apiKey: "unused",
+      baseURL: `${ready.gatewayUrl}/v1`,
+      fetch: officialPayingFetch(ready.buyer.privateKey, ready.network),
+    });
+    const stream = await client.chat.completions.create({
+      model: ready.model,
+      messages: [{ role: "user", content: "Tell me about tolls" }],
+      max_tokens: 30,
+      stream: true,
+    });
+    let text = "";
+    let receipt: unknown;
+    for await (const chunk of stream) {
+      text += chunk.choices[0]?.delta?.content ?? "";
+      if ("x402_receipt" in chunk) receipt = chunk;
+    }
+    assert.ok(text.length > 0);
+    const parsed = parseReceiptEvent(receipt as object);
+    assert.ok(parsed.ok);
+    assert.equal(parsed.receipt.success, true);
+    assert.equal(parsed.receipt.usage.completion_tokens, 30);
+    assert.ok(
+      BigInt(parsed.receipt.amount) > 0n && BigInt(parsed.receipt.amount) < BigInt(parsed.receipt.maxAmount),
+    );
+  } finally {
+    child.kill("SIGTERM");
+    assert.equal(await exitOf(child), 0);
+  }
+});
+
+test("a bad gateway config names the key that is wrong", async () => {
+  const { mkdtemp, writeFile } = await import("node:fs/promises");
+  const { tmpdir } = await import("node:os");
+  const { join } = await import("node:path");
+  const dir = await mkdtemp(join(tmpdir(), "tollgate-config-"));
+  const file = join(dir, "tollgate.yaml");
+  await writeFile(
+    file,
+    "payTo: '0x0000000000000000000000000000000000000001'\nmodels:\n  - id: m\n    backend: { baseUrl: not-a-url }\n    inputPrice: '$0.1'\n    outputPrice: '$0.2'\n",
+  );
+  const child = spawn(process.execPath, ["bin/tollgate.js", "gateway", "--config", file], {
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  let stderr = "";
+  child.stderr?.on("data", (data: Buffer) => {
+    stderr += data.toString();
+  });
+  assert.equal(await exitOf(child), 2);
+  assert.match(stderr, /models\.0\.backend\.baseUrl/);
+});
