@@ -19,11 +19,17 @@ export async function ledgerCommand(argv: string[]): Promise<number> {
     "ledger",
     argv,
     { "data-dir": { type: "string" }, limit: { type: "string" }, json: { type: "boolean" } },
-    z.preprocess((values) => ({ ...(values as object), dataDir: (values as Record<string, unknown>)["data-dir"] }), flagsSchema),
+    z.preprocess(
+      (values) => ({ ...(values as object), dataDir: (values as Record<string, unknown>)["data-dir"] }),
+      flagsSchema,
+    ),
   );
   const ledger = await openLedger({ dataDir: flags.dataDir });
   try {
-    const [recent, totals] = await Promise.all([ledger.payments.recent({ limit: flags.limit }), ledger.payments.totals()]);
+    const [recent, totals] = await Promise.all([
+      ledger.payments.recent({ limit: flags.limit }),
+      ledger.payments.totals(),
+    ]);
     if (flags.json) {
       printLine(
         JSON.stringify(
@@ -57,7 +63,9 @@ export async function ledgerCommand(argv: string[]): Promise<number> {
       return 0;
     }
     printLine("Totals per model");
-    printLine(`  ${"model".padEnd(24)} ${"requests".padStart(8)} ${"authorized".padStart(14)} ${"charged".padStart(14)} ${"owed".padStart(12)}`);
+    printLine(
+      `  ${"model".padEnd(24)} ${"requests".padStart(8)} ${"authorized".padStart(14)} ${"charged".padStart(14)} ${"owed".padStart(12)}`,
+    );
     for (const t of totals) {
       printLine(
         `  ${t.model.padEnd(24)} ${String(t.count).padStart(8)} ${formatMoney(t.authorizedAtomic).padStart(14)} ${formatMoney(t.chargedAtomic).padStart(14)} ${formatMoney(t.owedAtomic).padStart(12)}`,
