@@ -49,7 +49,8 @@ export async function devCommand(argv: string[]): Promise<number> {
   );
   const logger = createCliLogger(flags.json ? "warn" : (process.env.TOLLGATE_LOG_LEVEL ?? "warn"));
   const startedAt = performance.now();
-  if (!flags.json) printLine("Starting Tollgate dev (the first run compiles the contracts once, about 15 s)…");
+  if (!flags.json)
+    printLine("Starting Tollgate dev (the first run compiles the contracts once, about 15 s)…");
   const devnet = await startDevnet({ logger });
   const closers: Array<() => Promise<void>> = [() => devnet.stop()];
   try {
