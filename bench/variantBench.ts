@@ -1,0 +1,164 @@
+// Direct, Tollgate and the official middleware, side by side in one run: each measurement is split in
+// rounds and the variants take turns, so drift on a noisy machine lands on all three alike.
+import { type BenchBuyer, type RequestTiming, sendRequest, type Variant, variants } from "./payingClient.js";
+import { backendProfiles, type SampleCounts } from "./settings.js";
+import { runConcurrently, type Summary, summarize } from "./stats.js";
+
+export type Concurrency = 1 | 8 | 32;
+export const concurrencies: readonly Concurrency[] = [1, 8, 32];
+
+export type VariantFigures = {
+  /** Non-streaming, whole buyer flow (402, signing, paid request). */
+  latency: Summary;
+  /** Non-streaming, the paid request only. */
+  paidLatency: Summary;
+  /** Streaming time to first token, whole buyer flow. */
+  ttft: Summary;
+  /** Streaming time to first token from sending the paid request. */
+  paidTtft: Summary;
+  /** Streaming, whole response (receipt included), whole buyer flow. */
+  streamTotal: Summary;
+  /** The unpaid request's 402 round trip. */
+  paymentRequired: Summary;
+  /** Building and signing the payment. */
+  sign: Summary;
+  /** Paid streaming requests per second (1 s generations), by concurrency. */
+  rps: Record<Concurrency, number>;
+  /** Whole-flow time of the throughput requests, by concurrency. */
+  rpsLatency: Record<Concurrency, Summary>;
+  requests: number;
+  errors: number;
+  firstError?: string;
+};
+
+export type VariantBenchParameters = {
+  /** Base URL (with `/v1`) of a variant for a model (direct calls each model's own backend). */
+  baseUrlFor: (variant: Variant, model: string) => string;
+  /** One buyer per worker (at least 32). */
+  buyers: readonly BenchBuyer[];
+  counts: SampleCounts;
+  /** The variants to run (all by default); the others report no figures. */
+  only?: readonly Variant[];
+  log: (line: string) => void;
+};
+
+type Collected = {
+  latency: RequestTiming[];
+  ttft: RequestTiming[];
+  rps: Partial<Record<Concurrency, { timings: RequestTiming[]; wallMs: number }>>;
+  errors: number;
+  firstError?: string;
+};
+
+/** The variants in a different order each round. */
+function rotated(selected: readonly Variant[], round: number): Variant[] {
+  return selected.map((_, i) => selected[(i + round) % selected.length]!);
+}
+
+/** Runs every variant measurement; see {@link VariantFigures}. */
+export async function runVariantBench({
+  baseUrlFor,
+  buyers,
+  counts,
+  only = variants,
+  log,
+}: VariantBenchParameters): Promise<Record<Variant, VariantFigures>> {
+  const selected = variants.filter((variant) => only.includes(variant));
+  const fresh = (): Collected => ({ latency: [], ttft: [], rps: {}, errors: 0 });
+  const collected: Record<Variant, Collected> = { direct: fresh(), tollgate: fresh(), official: fresh() };
+
+  const send = async (variant: Variant, model: string, stream: boolean, buyer: BenchBuyer) => {
+    const timing = await sendRequest({
+      baseUrl: baseUrlFor(variant, model),
+      model,
+      stream,
+      buyer: variant === "direct" ? undefined : buyer,
+    });
+    if (!timing.ok) {
+      collected[variant].errors++;
+      collected[variant].firstError ??= timing.error;
+    }
+    return timing;
+  };
+  const sequential = async (variant: Variant, model: string, stream: boolean, count: number) => {
+    const timings: RequestTiming[] = [];
+    for (let i = 0; i < count; i++) timings.push(await send(variant, model, stream, buyers[0]!));
+    return timings;
+  };
+
+  log("variants: warm-up");
+  for (const variant of selected) {
+    await sequential(variant, backendProfiles.latency.model, false, counts.warmup);
+    await sequential(variant, backendProfiles.ttft.model, true, counts.warmup);
+    await sequential(variant, backendProfiles.throughput.model, true, 1);
+  }
+  for (const variant of selected) collected[variant].errors = 0;
+
+  const perRound = (total: number) => Math.max(1, Math.round(total / counts.rounds));
+  for (let round = 0; round < counts.rounds; round++) {
+    log(`variants: non-streaming latency, round ${round + 1}/${counts.rounds}`);
+    for (const variant of rotated(selected, round)) {
+      const timings = await sequential(
+        variant,
+        backendProfiles.latency.model,
+        false,
+        perRound(counts.latencyRequests),
+      );
+      collected[variant].latency.push(...timings);
+    }
+  }
+  for (let round = 0; round < counts.rounds; round++) {
+    log(`variants: streaming TTFT, round ${round + 1}/${counts.rounds}`);
+    for (const variant of rotated(selected, round)) {
+      const timings = await sequential(
+        variant,
+        backendProfiles.ttft.model,
+        true,
+        perRound(counts.ttftRequests),
+      );
+      collected[variant].ttft.push(...timings);
+    }
+  }
+  for (const [i, concurrency] of concurrencies.entries()) {
+    for (const variant of rotated(selected, i)) {
+      const total = concurrency * counts.rpsRequestsPerWorker[concurrency];
+      log(`variants: ${variant} throughput, concurrency ${concurrency}, ${total} streaming requests`);
+      const timings: RequestTiming[] = [];
+      const wallMs = await runConcurrently(total, concurrency, async (_, worker) => {
+        timings.push(await send(variant, backendProfiles.throughput.model, true, buyers[worker]!));
+      });
+      collected[variant].rps[concurrency] = { timings, wallMs };
+    }
+  }
+
+  const figures = {} as Record<Variant, VariantFigures>;
+  for (const variant of variants) {
+    const c = collected[variant];
+    const ok = (timings: readonly RequestTiming[]) => timings.filter((timing) => timing.ok);
+    const of = (timings: readonly RequestTiming[], pick: (timing: RequestTiming) => number) =>
+      summarize(ok(timings).map(pick));
+    const paidFlows = [...c.latency, ...c.ttft];
+    const rpsOf = (concurrency: Concurrency) => {
+      const run = c.rps[concurrency];
+      return run ? (ok(run.timings).length * 1000) / run.wallMs : Number.NaN;
+    };
+    const rpsLatencyOf = (concurrency: Concurrency) =>
+      of(c.rps[concurrency]?.timings ?? [], (t) => t.totalMs);
+    const all = [...paidFlows, ...Object.values(c.rps).flatMap((run) => run?.timings ?? [])];
+    figures[variant] = {
+      latency: of(c.latency, (t) => t.totalMs),
+      paidLatency: of(c.latency, (t) => t.paidTotalMs),
+      ttft: of(c.ttft, (t) => t.ttftMs),
+      paidTtft: of(c.ttft, (t) => t.paidTtftMs),
+      streamTotal: of(c.ttft, (t) => t.totalMs),
+      paymentRequired: of(paidFlows, (t) => t.paymentRequiredMs),
+      sign: of(paidFlows, (t) => t.signMs),
+      rps: { 1: rpsOf(1), 8: rpsOf(8), 32: rpsOf(32) },
+      rpsLatency: { 1: rpsLatencyOf(1), 8: rpsLatencyOf(8), 32: rpsLatencyOf(32) },
+      requests: all.length,
+      errors: c.errors,
+      ...(c.firstError ? { firstError: c.firstError } : {}),
+    };
+  }
+  return figures;
+}
