@@ -83,6 +83,13 @@ export type PendingForRecoveryOptions = {
   updatedBefore?: Date | undefined;
 };
 
+export type PaymentsByStatusOptions = {
+  /** Only rows with a larger id (paging). */
+  afterId?: number | undefined;
+  /** Default 500, at most 5000. */
+  limit?: number | undefined;
+};
+
 export type RecentPaymentsOptions = {
   /** Default 50, at most 1000. */
   limit?: number | undefined;
@@ -117,6 +124,14 @@ export interface PaymentLedger {
   openDebts(payer?: string): Promise<PaymentRecord[]>;
   /** Whether the payer owes on this network; index-backed, meant for every request. */
   hasOpenDebt(network: string, payer: string): Promise<boolean>;
+  /**
+   * Marks a claimed or serving payment as still being worked on (`updated_at = now()`), so that recovery on a
+   * sibling replica, which only touches rows older than its grace period, leaves a long stream alone.
+   * Returns false when the row has moved on.
+   */
+  touch(id: number): Promise<boolean>;
+  /** Rows in one status, oldest first, a page at a time (e.g. every `settled` row, for reconciliation). */
+  listByStatus(status: PaymentStatus, options?: PaymentsByStatusOptions): Promise<PaymentRecord[]>;
   /** Rows in claimed, serving, metered or settling, oldest first: what a restart must finish. */
   pendingForRecovery(options?: PendingForRecoveryOptions): Promise<PaymentRecord[]>;
   /** Newest rows first. */

@@ -225,6 +225,30 @@ export function createPaymentLedger(
       return row?.open === true;
     },
 
+    async touch(id) {
+      const rows = await sql.query(
+        "UPDATE payments SET updated_at = now() WHERE id = $1 AND status IN ('claimed', 'serving') RETURNING id",
+        [id],
+      );
+      return rows.length > 0;
+    },
+
+    async listByStatus(status, { afterId = 0, limit = 500 } = {}) {
+      if (!isPaymentStatus(status)) {
+        throw new TollgateError({
+          code: "TOLLGATE_LEDGER_FAILED",
+          shortMessage: `unknown payment status ${String(status)}`,
+          details: { status },
+        });
+      }
+      const bounded = Number.isFinite(limit) ? Math.min(Math.max(Math.trunc(limit), 1), 5000) : 500;
+      return selectPayments("WHERE status = $1 AND id > $2 ORDER BY id LIMIT $3", [
+        status,
+        Math.max(Math.trunc(afterId), 0),
+        bounded,
+      ]);
+    },
+
     async pendingForRecovery({ updatedBefore } = {}) {
       return updatedBefore === undefined
         ? selectPayments(`WHERE status IN (${pendingList}) ORDER BY id`, [])

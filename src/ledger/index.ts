@@ -24,6 +24,7 @@ export type {
   PaymentLedger,
   PaymentModelTotals,
   PaymentRecord,
+  PaymentsByStatusOptions,
   PendingForRecoveryOptions,
   RecentPaymentsOptions,
   SettledCharge,

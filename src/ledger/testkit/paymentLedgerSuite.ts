@@ -196,6 +196,40 @@ export function describePaymentLedger(label: string, current: () => LedgerHarnes
       assert.equal(later.length, 4);
     });
 
+    test("touch keeps a live claimed or serving row out of a recovery's grace window, and nothing else", async () => {
+      const serving = await paymentAt(payments, "serving");
+      const settled = await paymentAt(payments, "settled");
+      await harness.sql.query("UPDATE payments SET updated_at = now() - interval '10 minutes'");
+      const cutoff = new Date(Date.now() - 60_000);
+      assert.deepEqual(
+        (await payments.pendingForRecovery({ updatedBefore: cutoff })).map((p) => p.id),
+        [serving.id],
+      );
+      assert.equal(await payments.touch(serving.id), true);
+      assert.deepEqual(await payments.pendingForRecovery({ updatedBefore: cutoff }), []);
+      assert.equal(await payments.touch(settled.id), false, "a final row is not touched");
+    });
+
+    test("lists rows of one status oldest first, a page at a time", async () => {
+      const settled: number[] = [];
+      for (let i = 0; i < 5; i++) {
+        settled.push((await paymentAt(payments, "settled", i)).id);
+        await paymentAt(payments, "failed");
+      }
+      const first = await payments.listByStatus("settled", { limit: 3 });
+      assert.deepEqual(
+        first.map((p) => p.id),
+        settled.slice(0, 3),
+      );
+      const rest = await payments.listByStatus("settled", { afterId: first.at(-1)?.id });
+      assert.deepEqual(
+        rest.map((p) => p.id),
+        settled.slice(3),
+      );
+      assert.equal((await payments.listByStatus("failed")).length, 5);
+      await assert.rejects(payments.listByStatus("nope" as PaymentStatus), (error) => isTollgateError(error));
+    });
+
     test("lists recent payments newest first, bounded by the limit", async () => {
       const ids: number[] = [];
       for (let i = 0; i < 5; i++) ids.push((await paymentAt(payments, "claimed")).id);
