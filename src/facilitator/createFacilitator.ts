@@ -17,6 +17,7 @@ import {
   withRpcFailureScope,
 } from "../chain/index.js";
 import { type Logger, silentLogger, TollgateError } from "../errors/index.js";
+import type { FaultInjection } from "./faultInjection.js";
 import { hasMatchingTransfer } from "./findTransfer.js";
 import { type SettlementKey, settlementKeyOf, settlementKeyString } from "./settlementKey.js";
 import { createMemorySettlementStore, type SettlementStore } from "./settlementStore.js";
@@ -32,6 +33,8 @@ export type CreateFacilitatorParameters = {
   pollingIntervalMs?: number;
   receiptTimeoutMs?: number;
   rpcTimeoutMs?: number;
+  /** Test-only: called at `after_broadcast` (transfer mined, not yet recorded) to prove crash recovery. */
+  faultInjection?: FaultInjection;
 };
 
 /** A facilitator usable in-process; the same shape as x402's `FacilitatorClient`. */
@@ -66,6 +69,7 @@ export function createFacilitator({
   pollingIntervalMs,
   receiptTimeoutMs,
   rpcTimeoutMs,
+  faultInjection,
 }: CreateFacilitatorParameters): TollgateFacilitator {
   const signer = createFacilitatorSigner({
     rpcUrl,
@@ -159,7 +163,10 @@ export function createFacilitator({
       result = settled.result;
       if (!result.success && settled.scope.transportError)
         throw chainUnavailable(settled.scope.transportError, "settle");
-      if (result.success && result.transaction) result = await confirmTransfer(result, payload, requirements);
+      if (result.success && result.transaction) {
+        result = await confirmTransfer(result, payload, requirements);
+        if (result.success) faultInjection?.("after_broadcast");
+      }
     } catch (error) {
       const failure =
         error instanceof TollgateError

@@ -4,6 +4,13 @@ export {
   type TollgateFacilitator,
 } from "./createFacilitator.js";
 export { type CreateFacilitatorAppParameters, createFacilitatorApp } from "./createFacilitatorApp.js";
+export { type FaultInjection, type FaultPoint, faultPoints, isFaultPoint } from "./faultInjection.js";
+export {
+  type FindSettlementOnChainParameters,
+  findSettlementOnChain,
+  isAuthorizationSpent,
+  type SettlementEvidence,
+} from "./findSettlementOnChain.js";
 export { hasMatchingTransfer } from "./findTransfer.js";
 export { type ServeFacilitatorParameters, serveFacilitator } from "./serveFacilitator.js";
 export { type SettlementKey, settlementKeyOf, settlementKeyString } from "./settlementKey.js";

@@ -1,0 +1,194 @@
+import type { PaymentPayload } from "@x402/core/types";
+import { eip3009ABI, PERMIT2_ADDRESS, x402ExactPermit2ProxyABI, x402UptoPermit2ProxyABI } from "@x402/evm";
+import {
+  type Abi,
+  type Address,
+  decodeFunctionData,
+  erc20Abi,
+  getAddress,
+  type Hex,
+  numberToHex,
+  type PublicClient,
+} from "viem";
+
+/** What the chain says about one authorization's settlement. */
+export type SettlementEvidence =
+  /** The nonce is unused: nothing was ever settled; settling again is safe. */
+  | { state: "unspent" }
+  /** The nonce is used by a transaction that moved `amountAtomic` from the payer to payTo. */
+  | { state: "settled"; transaction: Hex; amountAtomic: bigint; blockNumber: bigint }
+  /** The nonce is used, but no transfer of this authorization to payTo was found in the searched blocks. */
+  | { state: "spent_without_transfer" };
+
+export type FindSettlementOnChainParameters = {
+  client: PublicClient;
+  payload: PaymentPayload;
+  /** The token and the recipient the authorization pays. */
+  asset: string;
+  payTo: string;
+  /** Search `Transfer` logs from this block (default: `lookbackBlocks` before the latest). */
+  fromBlock?: bigint;
+  /** How far back to search when `fromBlock` is not given; default 100,000 blocks. */
+  lookbackBlocks?: bigint;
+  /** Blocks per `eth_getLogs` call; default 10,000 (public RPCs cap the range). */
+  blocksPerQuery?: bigint;
+};
+
+const permit2NonceBitmapAbi = [
+  {
+    type: "function",
+    name: "nonceBitmap",
+    stateMutability: "view",
+    inputs: [
+      { name: "owner", type: "address" },
+      { name: "wordPos", type: "uint256" },
+    ],
+    outputs: [{ name: "", type: "uint256" }],
+  },
+] as const;
+
+const authorizationStateAbi = [
+  {
+    type: "function",
+    name: "authorizationState",
+    stateMutability: "view",
+    inputs: [
+      { name: "authorizer", type: "address" },
+      { name: "nonce", type: "bytes32" },
+    ],
+    outputs: [{ name: "", type: "bool" }],
+  },
+] as const;
+
+type Authorization =
+  | { kind: "permit2"; owner: Address; nonce: bigint }
+  | { kind: "eip3009"; owner: Address; nonce: Hex };
+
+/** The payer and nonce of an upto / exact payload, or undefined for a shape we do not know. */
+function authorizationOf(payload: PaymentPayload): Authorization | undefined {
+  const inner = payload.payload as {
+    permit2Authorization?: { from?: unknown; nonce?: unknown };
+    authorization?: { from?: unknown; nonce?: unknown };
+  };
+  const permit = inner.permit2Authorization;
+  if (permit && typeof permit.from === "string" && typeof permit.nonce === "string") {
+    return { kind: "permit2", owner: getAddress(permit.from), nonce: BigInt(permit.nonce) };
+  }
+  const auth = inner.authorization;
+  if (auth && typeof auth.from === "string" && typeof auth.nonce === "string") {
+    return { kind: "eip3009", owner: getAddress(auth.from), nonce: auth.nonce as Hex };
+  }
+  return undefined;
+}
+
+/** True when the authorization's nonce is used on chain (Permit2 `nonceBitmap`, or EIP-3009 `authorizationState`). */
+export async function isAuthorizationSpent(
+  client: PublicClient,
+  payload: PaymentPayload,
+  asset: string,
+): Promise<boolean> {
+  const authorization = authorizationOf(payload);
+  if (!authorization) throw new Error("payment payload carries no Permit2 or EIP-3009 authorization");
+  if (authorization.kind === "eip3009") {
+    return client.readContract({
+      address: getAddress(asset),
+      abi: authorizationStateAbi,
+      functionName: "authorizationState",
+      args: [authorization.owner, authorization.nonce],
+    });
+  }
+  // Permit2 unordered nonces: word = nonce >> 8, bit = nonce & 255 (Uniswap Permit2 SignatureTransfer).
+  const word = await client.readContract({
+    address: PERMIT2_ADDRESS,
+    abi: permit2NonceBitmapAbi,
+    functionName: "nonceBitmap",
+    args: [authorization.owner, authorization.nonce >> 8n],
+  });
+  return ((word >> (authorization.nonce & 255n)) & 1n) === 1n;
+}
+
+/** The nonce a settlement transaction's input spends, if it calls a known x402 proxy or EIP-3009 function. */
+function nonceInInput(input: Hex): bigint | Hex | undefined {
+  for (const abi of [x402UptoPermit2ProxyABI, x402ExactPermit2ProxyABI] as Abi[]) {
+    try {
+      const { args } = decodeFunctionData({ abi, data: input });
+      const permit = args?.[0] as { nonce?: unknown } | undefined;
+      if (typeof permit?.nonce === "bigint") return permit.nonce;
+    } catch {
+      // Not this ABI.
+    }
+  }
+  try {
+    const { args } = decodeFunctionData({ abi: eip3009ABI as Abi, data: input });
+    const nonce = args?.[5];
+    if (typeof nonce === "string") return nonce as Hex;
+  } catch {
+    // Not an EIP-3009 call.
+  }
+  return undefined;
+}
+
+function sameNonce(found: bigint | Hex | undefined, input: Hex, authorization: Authorization): boolean {
+  const wanted = authorization.nonce;
+  if (found !== undefined) {
+    return typeof found === "bigint" && typeof wanted === "bigint"
+      ? found === wanted
+      : String(found).toLowerCase() === numberToHex(BigInt(wanted), { size: 32 }).toLowerCase();
+  }
+  // A call we cannot decode (a multicall, a smart wallet): the nonce must appear as a whole 32-byte word.
+  const word = numberToHex(BigInt(wanted), { size: 32 }).slice(2).toLowerCase();
+  const body = input.slice(10).toLowerCase();
+  for (let at = 0; at + 64 <= body.length; at += 64) if (body.slice(at, at + 64) === word) return true;
+  return false;
+}
+
+/**
+ * Reconciles one authorization with the chain: is its nonce spent, and by which transfer to payTo?
+ * A crashed gateway uses this before settling again, so that nothing is ever settled twice.
+ * @example
+ * const evidence = await findSettlementOnChain({ client, payload, asset, payTo });
+ * if (evidence.state === "settled") await ledger.markSettled(id, { transaction: evidence.transaction, chargeAtomic });
+ */
+export async function findSettlementOnChain({
+  client,
+  payload,
+  asset,
+  payTo,
+  fromBlock,
+  lookbackBlocks = 100_000n,
+  blocksPerQuery = 10_000n,
+}: FindSettlementOnChainParameters): Promise<SettlementEvidence> {
+  const authorization = authorizationOf(payload);
+  if (!authorization) throw new Error("payment payload carries no Permit2 or EIP-3009 authorization");
+  if (!(await isAuthorizationSpent(client, payload, asset))) return { state: "unspent" };
+
+  const latest = await client.getBlockNumber();
+  const start = fromBlock ?? (latest > lookbackBlocks ? latest - lookbackBlocks : 0n);
+  // Newest range first: a crash-time settlement is recent.
+  for (let to = latest; to >= start; to -= blocksPerQuery) {
+    const from = to - blocksPerQuery + 1n > start ? to - blocksPerQuery + 1n : start;
+    const logs = await client.getLogs({
+      address: getAddress(asset),
+      event: erc20Abi.find((item) => item.type === "event" && item.name === "Transfer") as Extract<
+        (typeof erc20Abi)[number],
+        { type: "event"; name: "Transfer" }
+      >,
+      args: { from: authorization.owner, to: getAddress(payTo) },
+      fromBlock: from,
+      toBlock: to,
+    });
+    for (const log of logs.reverse()) {
+      const transaction = await client.getTransaction({ hash: log.transactionHash });
+      if (sameNonce(nonceInInput(transaction.input), transaction.input, authorization)) {
+        return {
+          state: "settled",
+          transaction: log.transactionHash,
+          amountAtomic: log.args.value ?? 0n,
+          blockNumber: log.blockNumber,
+        };
+      }
+    }
+    if (from === start) break;
+  }
+  return { state: "spent_without_transfer" };
+}
