@@ -1,5 +1,6 @@
 import type { PaymentRequirements } from "@x402/core/types";
 import { type Logger, silentLogger, TollgateError } from "../errors/index.js";
+import type { FaultInjection } from "../facilitator/index.js";
 import type { PaymentLedger } from "../ledger/index.js";
 import {
   authorizationKey,
@@ -23,7 +24,18 @@ export type CreateBillingParameters = {
   /** Counts generated tokens when a backend reports no usage. */
   countTokens: (text: string, model: string) => number;
   logger?: Logger;
+  /** Bound on the facilitator's verify (ms); past it the request gets 503 and nothing runs. Default 15 s. */
+  verifyTimeoutMs?: number;
+  /** Bound on the wait for the facilitator's settle (ms); see `settleRecordedCharge`. Default 90 s. */
+  settleTimeoutMs?: number;
+  /** How often a request being served refreshes its ledger row (ms); default 10 s. */
+  heartbeatMs?: number;
+  /** Test-only crash points (`after_claim`, `mid_stream`, `after_metering`, `after_settlement`). */
+  faultInjection?: FaultInjection;
 };
+
+/** Default bound on the facilitator's verify. */
+export const DEFAULT_VERIFY_TIMEOUT_MS = 15_000;
 
 /** One incoming paid (or not yet paid) inference request. */
 export type BillingRequest = {
@@ -58,6 +70,10 @@ export function createBilling({
   ledger,
   countTokens,
   logger = silentLogger,
+  verifyTimeoutMs = DEFAULT_VERIFY_TIMEOUT_MS,
+  settleTimeoutMs,
+  heartbeatMs,
+  faultInjection,
 }: CreateBillingParameters): Billing {
   const models = new Map(modelList.map((model) => [model.id, model]));
 
@@ -152,7 +168,7 @@ export function createBilling({
 
     let verified: Awaited<ReturnType<FacilitatorLike["verify"]>>;
     try {
-      verified = await facilitator.verify(payment, matched.requirements);
+      verified = await withTimeout(facilitator.verify(payment, matched.requirements), verifyTimeoutMs);
     } catch (error) {
       logger.warn({ error: String(error) }, "facilitator unavailable during verify");
       return respond(
@@ -180,6 +196,7 @@ export function createBilling({
       paymentRequirements: matched.requirements,
     });
     if (!claim.claimed) return replayed(claim.existing.status);
+    faultInjection?.("after_claim");
     await ledger.markServing(claim.payment.id);
 
     return {
@@ -196,6 +213,9 @@ export function createBilling({
         facilitator,
         countTokens: (text) => countTokens(text, model.tokenizer ?? model.id),
         logger,
+        settleTimeoutMs,
+        heartbeatMs,
+        faultInjection,
       }),
     };
   }
@@ -209,4 +229,14 @@ export function createBilling({
     });
 
   return { terms, models, begin };
+}
+
+/** Rejects when `promise` takes longer than `ms`; the late result is dropped. */
+function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`facilitator did not answer within ${ms} ms`)), ms);
+  });
+  promise.catch(() => undefined);
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
 }

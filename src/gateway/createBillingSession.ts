@@ -1,5 +1,6 @@
 import type { PaymentPayload, PaymentRequirements } from "@x402/core/types";
 import type { Logger } from "../errors/index.js";
+import type { FaultInjection } from "../facilitator/index.js";
 import type { PaymentLedger } from "../ledger/index.js";
 import { chargeAtomic } from "../pricing/index.js";
 import {
@@ -27,7 +28,16 @@ export type CreateBillingSessionParameters = {
   facilitator: FacilitatorLike;
   countTokens: (text: string) => number;
   logger: Logger;
+  /** Bound on the wait for the facilitator's settle; see `settleRecordedCharge`. */
+  settleTimeoutMs?: number;
+  /** How often a request being served tells the ledger it is alive (ms); default 10 s. */
+  heartbeatMs?: number;
+  /** Test-only: `mid_stream`, `after_metering`, `after_settlement`. */
+  faultInjection?: FaultInjection;
 };
+
+/** Default interval of the serving heartbeat; a recovery grace period must be several times longer. */
+export const DEFAULT_HEARTBEAT_MS = 10_000;
 
 /** How a stream ended, as far as billing is concerned. */
 export type StreamEnding = "complete" | "backend_error" | "client_gone";
@@ -61,6 +71,9 @@ export function createBillingSession(parameters: CreateBillingSessionParameters)
     facilitator,
     countTokens,
     logger,
+    settleTimeoutMs,
+    heartbeatMs = DEFAULT_HEARTBEAT_MS,
+    faultInjection,
   } = parameters;
   const model = quote.model;
   let finishing: Promise<ChargeOutcome | undefined> | undefined;
@@ -83,9 +96,24 @@ export function createBillingSession(parameters: CreateBillingSessionParameters)
     );
   };
 
+  // While the request is served, the row stays fresh, so a sibling replica's recovery never takes it for dead.
+  // Bounded: a session that somehow never finishes stops vouching for its row after an hour.
+  let beats = 0;
+  const heartbeat = setInterval(() => {
+    if (++beats * heartbeatMs > 3_600_000) clearInterval(heartbeat);
+    ledger.touch(paymentId).then(
+      (alive) => {
+        if (!alive) clearInterval(heartbeat);
+      },
+      (error: unknown) => logger.warn({ paymentId, error: String(error) }, "ledger heartbeat failed"),
+    );
+  }, heartbeatMs);
+  heartbeat.unref();
+
   /** Runs once, whoever asks first: the money of a request is decided a single time. */
   const finishOnce = (work: () => Promise<ChargeOutcome | undefined>) => {
     if (!finishing) {
+      clearInterval(heartbeat);
       finishing = work().then(
         (outcome) => {
           resolveDone(outcome);
@@ -112,6 +140,8 @@ export function createBillingSession(parameters: CreateBillingSessionParameters)
         requirements,
         usage,
         chargeAtomic: chargeFor(usage),
+        settleTimeoutMs,
+        faultInjection,
       }),
     );
 
@@ -196,6 +226,7 @@ export function createBillingSession(parameters: CreateBillingSessionParameters)
       const decoder = new TextDecoder();
       const encoder = new TextEncoder();
       let closed = false;
+      let forwarded = 0;
       return new ReadableStream<Uint8Array>(
         {
           async pull(controller) {
@@ -227,6 +258,8 @@ export function createBillingSession(parameters: CreateBillingSessionParameters)
               const out = tap.push(decoder.decode(next.value, { stream: true }));
               if (out) {
                 controller.enqueue(encoder.encode(out));
+                // The buyer has had output by the third piece: a crash here leaves a `serving` row.
+                if (++forwarded === 3) faultInjection?.("mid_stream");
                 return;
               }
             }

@@ -1,4 +1,5 @@
 import { type Context, Hono } from "hono";
+import { bodyLimit } from "hono/body-limit";
 import { isTollgateError, type Logger, silentLogger } from "../errors/index.js";
 import { EXPOSED_PAYMENT_HEADERS } from "../protocol/index.js";
 import type { Billing } from "./createBilling.js";
@@ -8,13 +9,19 @@ import { proxyToBackend } from "./proxyToBackend.js";
 export type CreateGatewayAppParameters = {
   billing: Billing;
   logger?: Logger;
+  /** Largest request body on the inference routes, in bytes; larger gets 413. Default 4 MiB. */
+  maxBodyBytes?: number;
 };
 
 /**
  * The gateway: an OpenAI-compatible API in front of the configured backends, every inference
  * route billed per token through x402. `GET /v1/models` lists each model with its prices.
  */
-export function createGatewayApp({ billing, logger = silentLogger }: CreateGatewayAppParameters) {
+export function createGatewayApp({
+  billing,
+  logger = silentLogger,
+  maxBodyBytes = 4 * 1024 * 1024,
+}: CreateGatewayAppParameters) {
   const app = new Hono<{ Variables: { tollgate: TollgateContext } }>();
 
   app.use("*", async (c, next) => {
@@ -55,14 +62,28 @@ export function createGatewayApp({ billing, logger = silentLogger }: CreateGatew
     }),
   );
 
+  const limitBody = bodyLimit({
+    maxSize: maxBodyBytes,
+    onError: (c) =>
+      c.json(
+        {
+          error: {
+            message: `the request body exceeds ${maxBodyBytes} bytes`,
+            type: "invalid_request_error",
+            code: "TOLLGATE_REQUEST_TOO_LARGE",
+          },
+        },
+        413,
+      ),
+  });
   const forward = tollgateHono({ billing });
   const handler = async (c: Context<{ Variables: { tollgate: TollgateContext } }>) => {
     const { quote, backendBody } = c.get("tollgate");
     return proxyToBackend({ model: quote.model, body: backendBody, signal: c.req.raw.signal });
   };
-  app.post("/v1/chat/completions", forward, handler);
-  app.post("/v1/completions", forward, handler);
-  app.post("/v1/embeddings", forward, handler);
+  app.post("/v1/chat/completions", limitBody, forward, handler);
+  app.post("/v1/completions", limitBody, forward, handler);
+  app.post("/v1/embeddings", limitBody, forward, handler);
 
   app.notFound((c) =>
     c.json(
@@ -82,6 +103,15 @@ export function createGatewayApp({ billing, logger = silentLogger }: CreateGatew
     }
     if (isTollgateError(error, "TOLLGATE_BACKEND_FAILED")) {
       return c.json({ error: { message: error.shortMessage, type: "backend_error", code: error.code } }, 502);
+    }
+    if (isTollgateError(error, "TOLLGATE_LEDGER_FAILED") && error.name !== "PaymentTransitionError") {
+      // The database is unreachable: like an unreachable facilitator, a reason to come back, not a bug.
+      logger.warn({ error: String(error) }, "ledger unavailable");
+      c.header("Retry-After", "2");
+      return c.json(
+        { error: { message: "the payment ledger is unavailable", type: "server_error", code: error.code } },
+        503,
+      );
     }
     logger.error({ error: String(error), stack: (error as Error).stack }, "gateway internal error");
     return c.json(

@@ -88,9 +88,36 @@ export const gatewayConfigSchema = z
       .strictObject({
         host: z.string().default("127.0.0.1"),
         port: z.number().int().min(0).max(65535).default(4021),
+        /** Largest request body accepted on the inference routes, in bytes (413 above). */
+        maxBodyBytes: z
+          .number()
+          .int()
+          .min(1024)
+          .default(4 * 1024 * 1024),
       })
-      .default({ host: "127.0.0.1", port: 4021 }),
-    ledger: z.strictObject({ dataDir: z.string().optional() }).default({}),
+      .default({ host: "127.0.0.1", port: 4021, maxBodyBytes: 4 * 1024 * 1024 }),
+    ledger: z
+      .strictObject({
+        dataDir: z.string().optional(),
+        /** A PostgreSQL URL, already resolved (the CLI reads `DATABASE_URL` or `databaseUrlEnv`). */
+        databaseUrl: z.string().optional(),
+        /** Name of the environment variable holding the PostgreSQL URL (default `DATABASE_URL`). */
+        databaseUrlEnv: z.string().optional(),
+        /** PostgreSQL schema for the tables (created if missing); default the server's search_path. */
+        schema: z.string().optional(),
+      })
+      .default({}),
+    /** Finishing what a stopped gateway left pending (see the README). */
+    recovery: z
+      .strictObject({
+        /** claimed / serving / metered rows untouched this long are dead requests (a live one refreshes every 10 s). */
+        graceSeconds: z.number().min(0).default(60),
+        /** settling rows wait longer: a live settle may take up to its timeout. */
+        settlingGraceSeconds: z.number().min(0).default(120),
+        /** How often the recovery pass runs after the one at start. */
+        intervalSeconds: z.number().min(1).default(15),
+      })
+      .default({ graceSeconds: 60, settlingGraceSeconds: 120, intervalSeconds: 15 }),
     /** Public URL prefix of the gateway, used in 402 `resource` fields. */
     publicUrl: z.string().url().optional(),
     models: z.array(modelSchema).min(1),

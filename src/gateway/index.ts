@@ -7,6 +7,12 @@ export {
 } from "./createBilling.js";
 export { type BillingSession, createBillingSession, type StreamEnding } from "./createBillingSession.js";
 export { type CreateGatewayAppParameters, createGatewayApp } from "./createGatewayApp.js";
+export {
+  type CreatePaymentRecoveryParameters,
+  createPaymentRecovery,
+  type PaymentRecovery,
+  type RecoveryReport,
+} from "./createPaymentRecovery.js";
 export { createSseTap, type SseTap } from "./createSseTap.js";
 export { type TollgateExpressParameters, tollgateExpress } from "./expressBilling.js";
 export type { FacilitatorLike } from "./facilitatorLike.js";
@@ -32,4 +38,17 @@ export {
 } from "./paymentOffers.js";
 export { proxyToBackend } from "./proxyToBackend.js";
 export { quoteRequest, type RequestQuote, type RouteKind } from "./quoteRequest.js";
+export {
+  type ReconcileDifference,
+  type ReconcileLedgerParameters,
+  type ReconcileLedgerReturnType,
+  reconcileLedger,
+} from "./reconcileLedger.js";
+export {
+  DEFAULT_SETTLE_TIMEOUT_MS,
+  SETTLEMENT_IN_PROGRESS,
+  SETTLEMENT_PENDING,
+  type SettleRecordedChargeParameters,
+  settleRecordedCharge,
+} from "./settleRecordedCharge.js";
 export { type Gateway, type StartGatewayParameters, startGateway } from "./startGateway.js";

@@ -1,7 +1,9 @@
 import type { PaymentPayload, PaymentRequirements, SettleResponse } from "@x402/core/types";
-import { type Logger, TollgateError } from "../errors/index.js";
+import type { Logger } from "../errors/index.js";
+import type { FaultInjection } from "../facilitator/index.js";
 import type { PaymentLedger } from "../ledger/index.js";
 import type { FacilitatorLike } from "./facilitatorLike.js";
+import { settleRecordedCharge } from "./settleRecordedCharge.js";
 
 export type ChargeUsage = { promptTokens: number; completionTokens: number; source: "backend" | "tokenizer" };
 
@@ -14,6 +16,10 @@ export type SettleChargeParameters = {
   requirements: PaymentRequirements;
   usage: ChargeUsage;
   chargeAtomic: bigint;
+  /** Bound on the wait for the facilitator; see `settleRecordedCharge`. */
+  settleTimeoutMs?: number;
+  /** Test-only: `after_metering` and `after_settlement`. */
+  faultInjection?: FaultInjection;
 };
 
 /** How a delivered request's money ended. */
@@ -33,31 +39,26 @@ export async function settleCharge({
   requirements,
   usage,
   chargeAtomic,
+  settleTimeoutMs,
+  faultInjection,
 }: SettleChargeParameters): Promise<ChargeOutcome> {
   await ledger.recordUsage(
     paymentId,
     { promptTokens: usage.promptTokens, completionTokens: usage.completionTokens },
     chargeAtomic,
   );
+  faultInjection?.("after_metering");
   await ledger.markSettling(paymentId);
-  let settlement: SettleResponse;
-  try {
-    settlement = await facilitator.settle(payload, { ...requirements, amount: chargeAtomic.toString() });
-  } catch (error) {
-    const reason =
-      error instanceof TollgateError
-        ? error.code.toLowerCase()
-        : `facilitator_error: ${(error as Error).message}`.slice(0, 300);
-    settlement = { success: false, errorReason: reason, transaction: "", network: requirements.network };
-  }
-  if (settlement.success) {
-    await ledger.markSettled(paymentId, { transaction: settlement.transaction, chargeAtomic });
-  } else {
-    await ledger.markDebt(paymentId, settlement.errorReason ?? "settlement_failed");
-    logger.warn(
-      { paymentId, reason: settlement.errorReason, chargeAtomic: chargeAtomic.toString() },
-      "settlement failed after delivery; recorded as debt",
-    );
-  }
+  const settlement = await settleRecordedCharge({
+    ledger,
+    facilitator,
+    logger,
+    paymentId,
+    payload,
+    requirements,
+    chargeAtomic,
+    settleTimeoutMs,
+    faultInjection,
+  });
   return { settlement: { ...settlement, amount: chargeAtomic.toString() }, chargeAtomic, usage };
 }

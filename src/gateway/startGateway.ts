@@ -1,13 +1,19 @@
 import { serve } from "@hono/node-server";
 import { HTTPFacilitatorClient } from "@x402/core/http";
-import { type Address, getAddress, type Hex } from "viem";
+import { type Address, createPublicClient, getAddress, type Hex, http, type PublicClient } from "viem";
 import { findNetworkPreset } from "../chain/index.js";
 import { type Logger, silentLogger, TollgateError } from "../errors/index.js";
-import { createFacilitator, settlementStoreFromLog, type TollgateFacilitator } from "../facilitator/index.js";
-import { type Ledger, openLedger } from "../ledger/index.js";
+import {
+  createFacilitator,
+  type FaultInjection,
+  settlementStoreFromLog,
+  type TollgateFacilitator,
+} from "../facilitator/index.js";
+import { type Ledger, openLedger, openPostgresLedger } from "../ledger/index.js";
 import { countTextTokens } from "../pricing/index.js";
 import { type Billing, createBilling } from "./createBilling.js";
 import { createGatewayApp } from "./createGatewayApp.js";
+import { createPaymentRecovery, type PaymentRecovery } from "./createPaymentRecovery.js";
 import type { FacilitatorLike } from "./facilitatorLike.js";
 import type { GatewayConfig } from "./gatewayConfig.js";
 
@@ -20,6 +26,11 @@ export type StartGatewayParameters = {
   facilitator?: FacilitatorLike;
   /** Receipt polling of the in-process facilitator (ms). */
   pollingIntervalMs?: number;
+  /** Bounds on the facilitator's verify and settle (ms); see `createBilling`. */
+  verifyTimeoutMs?: number;
+  settleTimeoutMs?: number;
+  /** Test-only crash points, wired by the CLI from `TOLLGATE_FAULT_POINT`. */
+  faultInjection?: FaultInjection;
 };
 
 /** A running gateway. */
@@ -29,6 +40,8 @@ export type Gateway = {
   billing: Billing;
   ledger: Ledger;
   facilitator: FacilitatorLike;
+  /** The recovery of pending payments (ran once before listening; then every `recovery.intervalSeconds`). */
+  recovery: PaymentRecovery;
   close(): Promise<void>;
 };
 
@@ -42,6 +55,9 @@ export async function startGateway({
   ledger: givenLedger,
   facilitator: givenFacilitator,
   pollingIntervalMs,
+  verifyTimeoutMs,
+  settleTimeoutMs,
+  faultInjection,
 }: StartGatewayParameters): Promise<Gateway> {
   const preset = findNetworkPreset(config.network);
   if (!preset)
@@ -50,7 +66,15 @@ export async function startGateway({
       shortMessage: `unknown network ${config.network}`,
     });
   const asset = (config.asset ?? preset.usdc) as Address;
-  const ledger = givenLedger ?? (await openLedger({ dataDir: config.ledger.dataDir, logger }));
+  const ledger =
+    givenLedger ??
+    (config.ledger.databaseUrl
+      ? await openPostgresLedger({
+          connectionString: config.ledger.databaseUrl,
+          schema: config.ledger.schema,
+          logger,
+        })
+      : await openLedger({ dataDir: config.ledger.dataDir, logger }));
   const facilitator =
     givenFacilitator ??
     createConfiguredFacilitator(
@@ -60,6 +84,7 @@ export async function startGateway({
       ledger,
       logger,
       pollingIntervalMs,
+      faultInjection,
     );
   const supported = await facilitator.getSupported().catch((cause) => {
     throw new TollgateError({
@@ -90,8 +115,37 @@ export async function startGateway({
     ledger: ledger.payments,
     countTokens: countTextTokens,
     logger,
+    verifyTimeoutMs,
+    settleTimeoutMs,
+    faultInjection,
   });
-  const app = createGatewayApp({ billing, logger });
+  const rpcUrl = config.rpcUrl ?? preset.defaultRpcUrl;
+  const chain: PublicClient | undefined =
+    "signer" in facilitator
+      ? (facilitator as TollgateFacilitator).signer.publicClient
+      : rpcUrl
+        ? (createPublicClient({
+            transport: http(rpcUrl, { timeout: 10_000, retryCount: 1 }),
+          }) as PublicClient)
+        : undefined;
+  const recovery = createPaymentRecovery({
+    payments: ledger.payments,
+    settlements: ledger.settlements,
+    facilitator,
+    chain,
+    network: preset.network,
+    facilitatorAddress,
+    graceMs: config.recovery.graceSeconds * 1000,
+    settlingGraceMs: config.recovery.settlingGraceSeconds * 1000,
+    settleTimeoutMs,
+    logger,
+  });
+  // Before serving: finish what a previous run left (rows older than the grace period); never fatal.
+  await recovery
+    .runOnce()
+    .catch((error: unknown) => logger.warn({ error: String(error) }, "recovery at start failed"));
+  recovery.start(config.recovery.intervalSeconds * 1000);
+  const app = createGatewayApp({ billing, logger, maxBodyBytes: config.server.maxBodyBytes });
   const server = await new Promise<ReturnType<typeof serve>>((resolve, reject) => {
     const instance = serve({ fetch: app.fetch, hostname: config.server.host, port: config.server.port }, () =>
       resolve(instance),
@@ -108,7 +162,9 @@ export async function startGateway({
     billing,
     ledger,
     facilitator,
+    recovery,
     async close() {
+      await recovery.stop();
       await new Promise<void>((resolve) => {
         server.close(() => resolve());
         (server as unknown as { closeAllConnections?: () => void }).closeAllConnections?.();
@@ -125,6 +181,7 @@ function createConfiguredFacilitator(
   ledger: Ledger,
   logger: Logger,
   pollingIntervalMs: number | undefined,
+  faultInjection: FaultInjection | undefined,
 ): TollgateFacilitator | HTTPFacilitatorClient {
   if ("url" in config.facilitator)
     return new HTTPFacilitatorClient({
@@ -147,5 +204,6 @@ function createConfiguredFacilitator(
     logger,
     pollingIntervalMs,
     settlementStore: settlementStoreFromLog(ledger.settlements),
+    faultInjection,
   });
 }

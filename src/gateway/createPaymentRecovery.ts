@@ -1,0 +1,322 @@
+import type { PaymentPayload, PaymentRequirements, SettleResponse } from "@x402/core/types";
+import type { PublicClient } from "viem";
+import { type Logger, silentLogger } from "../errors/index.js";
+import { findSettlementOnChain, type SettlementEvidence } from "../facilitator/index.js";
+import {
+  type AuthorizationKeyInput,
+  type PaymentLedger,
+  type PaymentRecord,
+  PaymentTransitionError,
+  type SettlementLog,
+} from "../ledger/index.js";
+import type { FacilitatorLike } from "./facilitatorLike.js";
+import { SETTLEMENT_IN_PROGRESS, SETTLEMENT_PENDING, settleRecordedCharge } from "./settleRecordedCharge.js";
+
+export type CreatePaymentRecoveryParameters = {
+  payments: PaymentLedger;
+  /** The settlement log of an in-process facilitator on the same database, reconciled with the chain too. */
+  settlements?: SettlementLog | undefined;
+  facilitator: FacilitatorLike;
+  /** Chain reads (Permit2 nonces, `Transfer` logs); without them a `settling` row is never settled again. */
+  chain?: PublicClient | undefined;
+  /** The network this gateway bills on; rows of another network are left alone. */
+  network: string;
+  /** The facilitator that settles for this gateway: an upto authorization names it, and only it can settle. */
+  facilitatorAddress?: string | undefined;
+  /** Rows touched more recently than this are a live request (maybe on a sibling replica): left alone. */
+  graceMs: number;
+  /** `settling` rows (and in-flight settlement records) wait longer: a live settle may still be running. */
+  settlingGraceMs: number;
+  settleTimeoutMs?: number | undefined;
+  /** How far back to search for a crashed settlement's transfer; default 100,000 blocks. */
+  lookbackBlocks?: bigint | undefined;
+  /** Open debts re-examined per pass (chain first, then settled again while the authorization is valid); 0: none. */
+  debtRetriesPerPass?: number | undefined;
+  logger?: Logger | undefined;
+};
+
+/** What one recovery pass did. */
+export type RecoveryReport = {
+  /** Pending rows older than the grace period that this pass looked at. */
+  examined: number;
+  /** claimed / serving rows closed as failed (nothing charged). */
+  failed: number;
+  settled: number;
+  zero: number;
+  debt: number;
+  /** Rows left for a later pass (chain unreachable, settlement still in flight, another network or facilitator). */
+  left: number;
+  debtsRetried: number;
+  debtsPaid: number;
+  /** Rows whose recovery threw (logged); they stay pending. */
+  errors: number;
+};
+
+/** Finishes what a stopped gateway left pending; see the README's recovery rules. */
+export type PaymentRecovery = {
+  /** One pass over pending rows and recent debts; concurrent calls share the running pass. */
+  runOnce(): Promise<RecoveryReport>;
+  /** Runs a pass every `intervalMs` until `stop()`. */
+  start(intervalMs: number): void;
+  /** Stops the timer and waits for a running pass. */
+  stop(): Promise<void>;
+};
+
+type RowOutcome = "failed" | "settled" | "zero" | "debt" | "left";
+
+/** Only an hour past the deadline: older debts are not worth an RPC round each pass. */
+const DEBT_RECHECK_WINDOW_SECONDS = 3_600n;
+
+/**
+ * Recovery of payments a stopped (killed) gateway left unfinished, run at start and then periodically:
+ * - `claimed` / `serving` → `failed`: usage is unknown, and a buyer is never charged for what we cannot count;
+ * - `metered` → settled from the recorded charge;
+ * - `settling` → reconciled from the chain first (nonce spent and a matching `Transfer` → `settled` with that
+ *   transaction; spent without one → `debt`); an unspent nonce is settled again, which the facilitator's
+ *   settlement log and Permit2's nonce make safe: nothing is ever settled twice;
+ * - recent `debt` rows: paid if the chain shows the transfer, settled again while the authorization is valid.
+ */
+export function createPaymentRecovery({
+  payments,
+  settlements,
+  facilitator,
+  chain,
+  network,
+  facilitatorAddress,
+  graceMs,
+  settlingGraceMs,
+  settleTimeoutMs,
+  lookbackBlocks,
+  debtRetriesPerPass = 20,
+  logger = silentLogger,
+}: CreatePaymentRecoveryParameters): PaymentRecovery {
+  let running: Promise<RecoveryReport> | undefined;
+  let timer: ReturnType<typeof setInterval> | undefined;
+
+  const keyOf = (row: PaymentRecord): AuthorizationKeyInput => ({
+    network: row.network,
+    payer: row.payer,
+    nonce: row.nonce,
+  });
+
+  /** Whether this gateway's facilitator may settle the row (an upto witness names its facilitator). */
+  const canSettle = (row: PaymentRecord): boolean => {
+    if (row.network !== network) return false;
+    if (row.scheme !== "upto" || facilitatorAddress === undefined) return true;
+    const witness = (
+      row.paymentPayload as { payload?: { permit2Authorization?: { witness?: { facilitator?: unknown } } } }
+    ).payload?.permit2Authorization?.witness;
+    return (
+      typeof witness?.facilitator === "string" &&
+      witness.facilitator.toLowerCase() === facilitatorAddress.toLowerCase()
+    );
+  };
+
+  const evidenceFor = (row: PaymentRecord): Promise<SettlementEvidence> => {
+    if (!chain) throw new Error("no chain client");
+    return findSettlementOnChain({
+      client: chain,
+      payload: row.paymentPayload as PaymentPayload,
+      asset: row.asset,
+      payTo: row.payTo,
+      lookbackBlocks,
+    });
+  };
+
+  const settledResult = (row: PaymentRecord, transaction: string, amountAtomic: bigint): SettleResponse => ({
+    success: true,
+    transaction,
+    network: row.network as SettleResponse["network"],
+    payer: row.payer,
+    amount: amountAtomic.toString(),
+  });
+
+  /** A `settling` row: reconcile with the facilitator's log and the chain, then settle only if nothing moved. */
+  async function finishSettling(row: PaymentRecord): Promise<RowOutcome> {
+    const chargeAtomic = row.chargeAtomic ?? 0n;
+    if (chargeAtomic === 0n) {
+      // upto with a zero charge sends no transaction: nothing can have moved.
+      await payments.markSettled(row.id, { transaction: "", chargeAtomic: 0n });
+      return "zero";
+    }
+    const key = keyOf(row);
+    const logged = await settlements?.get(key);
+    if (logged?.status === "succeeded" && logged.transaction) {
+      await payments.markSettled(row.id, { transaction: logged.transaction, chargeAtomic });
+      return "settled";
+    }
+    if (!chain) return "left";
+    const evidence = await evidenceFor(row);
+    if (evidence.state === "settled") {
+      if (logged?.status === "in_flight") {
+        await settlements?.complete(key, {
+          transaction: evidence.transaction,
+          result: settledResult(row, evidence.transaction, evidence.amountAtomic),
+        });
+      }
+      await payments.markSettled(row.id, {
+        transaction: evidence.transaction,
+        chargeAtomic: evidence.amountAtomic,
+      });
+      return "settled";
+    }
+    if (evidence.state === "spent_without_transfer") {
+      await payments.markDebt(row.id, "authorization_spent_without_matching_transfer");
+      return "debt";
+    }
+    if (logged?.status === "in_flight") {
+      // A settle that began and never finished, and the nonce is unspent: mark it failed so it may be tried
+      // again, unless it is recent enough to still be running somewhere.
+      if (Date.now() - logged.updatedAt.getTime() < settlingGraceMs) return "left";
+      await settlements?.fail(key, {
+        result: {
+          success: false,
+          errorReason: "abandoned_unspent",
+          transaction: "",
+          network: row.network,
+          payer: row.payer,
+        },
+      });
+    }
+    const settlement = await settleRecordedCharge({
+      ledger: payments,
+      facilitator,
+      logger,
+      paymentId: row.id,
+      payload: row.paymentPayload as PaymentPayload,
+      requirements: row.paymentRequirements as PaymentRequirements,
+      chargeAtomic,
+      settleTimeoutMs,
+    });
+    if (settlement.success) return "settled";
+    if (settlement.errorReason === SETTLEMENT_IN_PROGRESS || settlement.errorReason === SETTLEMENT_PENDING)
+      return "left";
+    return "debt";
+  }
+
+  async function recoverRow(row: PaymentRecord): Promise<RowOutcome> {
+    switch (row.status) {
+      case "claimed":
+      case "serving":
+        // Output may have reached the buyer, but how much is unknown: we never charge what we cannot count.
+        await payments.markFailed(row.id, "gateway_restarted: usage unknown, nothing charged");
+        return "failed";
+      case "metered":
+        if (!canSettle(row)) return "left";
+        await payments.markSettling(row.id);
+        return finishSettling(await reload(row));
+      case "settling":
+        if (!canSettle(row)) return "left";
+        if (Date.now() - row.updatedAt.getTime() < settlingGraceMs) return "left";
+        return finishSettling(row);
+      default:
+        return "left";
+    }
+  }
+
+  const reload = async (row: PaymentRecord) => (await payments.get(row.id)) ?? row;
+
+  const deadlineOf = (row: PaymentRecord): bigint | undefined => {
+    const inner = (row.paymentPayload as { payload?: Record<string, unknown> }).payload;
+    const permit = inner?.permit2Authorization as { deadline?: unknown } | undefined;
+    const auth = inner?.authorization as { validBefore?: unknown } | undefined;
+    const value = permit?.deadline ?? auth?.validBefore;
+    return typeof value === "string" && /^[0-9]+$/.test(value) ? BigInt(value) : undefined;
+  };
+
+  /** A debt: paid if the chain shows the transfer; otherwise settled again while its authorization is valid. */
+  async function retryDebt(row: PaymentRecord): Promise<boolean> {
+    const chargeAtomic = row.chargeAtomic ?? 0n;
+    if (chain) {
+      const evidence = await evidenceFor(row);
+      if (evidence.state === "settled") {
+        await payments.resolveDebt(row.id, evidence.transaction);
+        return true;
+      }
+      if (evidence.state === "spent_without_transfer") return false;
+    }
+    const deadline = deadlineOf(row);
+    if (deadline !== undefined && deadline <= BigInt(Math.floor(Date.now() / 1000)) + 6n) return false;
+    const settlement = await facilitator.settle(row.paymentPayload as PaymentPayload, {
+      ...(row.paymentRequirements as PaymentRequirements),
+      amount: chargeAtomic.toString(),
+    });
+    if (!settlement.success || !settlement.transaction) return false;
+    await payments.resolveDebt(row.id, settlement.transaction);
+    logger.info(
+      { paymentId: row.id, transaction: settlement.transaction },
+      "recovery: debt settled on retry",
+    );
+    return true;
+  }
+
+  async function pass(): Promise<RecoveryReport> {
+    const report: RecoveryReport = {
+      examined: 0,
+      failed: 0,
+      settled: 0,
+      zero: 0,
+      debt: 0,
+      left: 0,
+      debtsRetried: 0,
+      debtsPaid: 0,
+      errors: 0,
+    };
+    const rows = await payments.pendingForRecovery({ updatedBefore: new Date(Date.now() - graceMs) });
+    for (const row of rows) {
+      report.examined++;
+      try {
+        report[await recoverRow(row)]++;
+      } catch (error) {
+        if (error instanceof PaymentTransitionError) {
+          // Someone else (the live request, a sibling's recovery) moved the row first: theirs stands.
+          report.left++;
+          continue;
+        }
+        report.errors++;
+        logger.warn(
+          { paymentId: row.id, status: row.status, error: String(error) },
+          "recovery: row left pending",
+        );
+      }
+    }
+    if (debtRetriesPerPass > 0) {
+      const now = BigInt(Math.floor(Date.now() / 1000));
+      const debts = (await payments.openDebts())
+        .filter((row) => canSettle(row) && (deadlineOf(row) ?? 0n) + DEBT_RECHECK_WINDOW_SECONDS > now)
+        .slice(0, debtRetriesPerPass);
+      for (const row of debts) {
+        report.debtsRetried++;
+        try {
+          if (await retryDebt(row)) report.debtsPaid++;
+        } catch (error) {
+          if (!(error instanceof PaymentTransitionError))
+            logger.warn({ paymentId: row.id, error: String(error) }, "recovery: debt retry failed");
+        }
+      }
+    }
+    if (report.examined > 0 || report.debtsPaid > 0) logger.info(report, "recovery pass");
+    return report;
+  }
+
+  const runOnce = () => {
+    if (!running) running = pass().finally(() => (running = undefined));
+    return running;
+  };
+
+  return {
+    runOnce,
+    start(intervalMs) {
+      if (timer) return;
+      timer = setInterval(() => {
+        runOnce().catch((error: unknown) => logger.warn({ error: String(error) }, "recovery pass failed"));
+      }, intervalMs);
+      timer.unref();
+    },
+    async stop() {
+      if (timer) clearInterval(timer);
+      timer = undefined;
+      await running?.catch(() => undefined);
+    },
+  };
+}

@@ -1,0 +1,93 @@
+import type { PaymentPayload, PaymentRequirements, SettleResponse } from "@x402/core/types";
+import { type Logger, TollgateError } from "../errors/index.js";
+import type { FaultInjection } from "../facilitator/index.js";
+import type { PaymentLedger } from "../ledger/index.js";
+import type { FacilitatorLike } from "./facilitatorLike.js";
+
+/** The facilitator's answer when another settle of the same authorization is still in flight. */
+export const SETTLEMENT_IN_PROGRESS = "settlement_in_progress";
+/** The receipt's reason when the settlement outlived `settleTimeoutMs`; the ledger records it when it ends. */
+export const SETTLEMENT_PENDING = "settlement_pending";
+
+/** Default bound on how long a request waits for its settlement. */
+export const DEFAULT_SETTLE_TIMEOUT_MS = 90_000;
+
+export type SettleRecordedChargeParameters = {
+  ledger: PaymentLedger;
+  facilitator: FacilitatorLike;
+  logger: Logger;
+  /** A payment in `settling`, whose charge is recorded. */
+  paymentId: number;
+  payload: PaymentPayload;
+  requirements: PaymentRequirements;
+  chargeAtomic: bigint;
+  /** How long to wait for the facilitator before answering `settlement_pending`; the outcome is still recorded. */
+  settleTimeoutMs?: number;
+  faultInjection?: FaultInjection;
+};
+
+/**
+ * Settles a recorded charge through the facilitator and records the outcome: settled (or zero), or a debt
+ * when the settlement failed. An in-flight duplicate (`settlement_in_progress`) leaves the row `settling`
+ * for recovery to reconcile from the chain. The wait is bounded: past `settleTimeoutMs` this answers
+ * `settlement_pending` and the ledger records the real outcome when the facilitator answers.
+ */
+export async function settleRecordedCharge({
+  ledger,
+  facilitator,
+  logger,
+  paymentId,
+  payload,
+  requirements,
+  chargeAtomic,
+  settleTimeoutMs = DEFAULT_SETTLE_TIMEOUT_MS,
+  faultInjection,
+}: SettleRecordedChargeParameters): Promise<SettleResponse> {
+  const attempt = (async (): Promise<SettleResponse> => {
+    let settlement: SettleResponse;
+    try {
+      settlement = await facilitator.settle(payload, { ...requirements, amount: chargeAtomic.toString() });
+    } catch (error) {
+      const reason =
+        error instanceof TollgateError
+          ? error.code.toLowerCase()
+          : `facilitator_error: ${(error as Error).message}`.slice(0, 300);
+      settlement = { success: false, errorReason: reason, transaction: "", network: requirements.network };
+    }
+    if (settlement.success) {
+      faultInjection?.("after_settlement");
+      await ledger.markSettled(paymentId, { transaction: settlement.transaction, chargeAtomic });
+    } else if (settlement.errorReason === SETTLEMENT_IN_PROGRESS) {
+      logger.warn(
+        { paymentId },
+        "another settlement of this authorization is in flight; recovery reconciles it",
+      );
+    } else {
+      await ledger.markDebt(paymentId, settlement.errorReason ?? "settlement_failed");
+      logger.warn(
+        { paymentId, reason: settlement.errorReason, chargeAtomic: chargeAtomic.toString() },
+        "settlement failed after delivery; recorded as debt",
+      );
+    }
+    return settlement;
+  })();
+
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timedOut = new Promise<undefined>((resolve) => {
+    timer = setTimeout(() => resolve(undefined), settleTimeoutMs);
+  });
+  try {
+    const settlement = await Promise.race([attempt, timedOut]);
+    if (settlement !== undefined) return settlement;
+  } finally {
+    clearTimeout(timer);
+  }
+  attempt.catch((error: unknown) =>
+    logger.error({ paymentId, error: String(error) }, "late settlement failed to record"),
+  );
+  logger.warn(
+    { paymentId, settleTimeoutMs },
+    "settlement outlived its timeout; the ledger records its outcome when the facilitator answers",
+  );
+  return { success: false, errorReason: SETTLEMENT_PENDING, transaction: "", network: requirements.network };
+}

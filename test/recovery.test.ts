@@ -1,0 +1,257 @@
+import assert from "node:assert/strict";
+import { after, before, describe, test } from "node:test";
+import type { PaymentPayload, PaymentRequirements } from "@x402/core/types";
+import { createWalletClient, erc20Abi, type Hex, http } from "viem";
+import { privateKeyToAccount } from "viem/accounts";
+import { createFacilitator, type TollgateFacilitator } from "../src/facilitator/index.js";
+import { createPaymentRecovery, type PaymentRecovery, reconcileLedger } from "../src/gateway/index.js";
+import type { PaymentRecord, PaymentStatus } from "../src/ledger/index.js";
+import { authorizationKey, decodePaymentRequiredHeader } from "../src/protocol/index.js";
+import { type GatewayHarness, officialBuyer, startGatewayHarness } from "./support/gatewayHarness.js";
+import { mockModelId } from "./support/mockBackend.js";
+import { signUptoPayload } from "./support/uptoSigning.js";
+
+let h: GatewayHarness;
+let recovery: PaymentRecovery;
+let upto: PaymentRequirements;
+
+before(async () => {
+  h = await startGatewayHarness();
+  const response = await fetch(`${h.gateway.url}/v1/chat/completions`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({
+      model: mockModelId,
+      messages: [{ role: "user", content: "hello" }],
+      max_tokens: 64,
+    }),
+  });
+  const decoded = decodePaymentRequiredHeader(response.headers.get("payment-required"));
+  assert.ok(decoded.ok);
+  const offer = decoded.paymentRequired.accepts.find((candidate) => candidate.scheme === "upto");
+  assert.ok(offer);
+  upto = offer as PaymentRequirements;
+  recovery = createPaymentRecovery({
+    payments: h.ledger.payments,
+    settlements: h.ledger.settlements,
+    facilitator: h.gateway.facilitator,
+    chain: (h.gateway.facilitator as TollgateFacilitator).signer.publicClient,
+    network: h.devnet.network,
+    facilitatorAddress: upto.extra?.facilitatorAddress as string,
+    graceMs: 0,
+    settlingGraceMs: 0,
+  });
+});
+after(async () => {
+  await recovery?.stop();
+  await h?.close();
+});
+
+/** A real signed authorization of a fresh buyer, claimed in the ledger and moved to `status`. */
+async function paymentAt(
+  status: PaymentStatus,
+  { chargeAtomic = 1_111n, payload }: { chargeAtomic?: bigint; payload?: PaymentPayload } = {},
+): Promise<{ row: PaymentRecord; payload: PaymentPayload; buyer: { address: Hex; privateKey: Hex } }> {
+  const buyer = await h.devnet.createBuyer(1_000_000n);
+  const signed =
+    payload ??
+    (await officialBuyer(buyer.privateKey, h.devnet.network).createPaymentPayload({
+      x402Version: 2,
+      resource: {
+        url: `${h.gateway.url}/v1/chat/completions`,
+        description: "test",
+        mimeType: "application/json",
+      },
+      accepts: [upto],
+    }));
+  const key = authorizationKey(signed as Parameters<typeof authorizationKey>[0]);
+  const claim = await h.ledger.payments.claim({
+    ...key,
+    scheme: "upto",
+    model: mockModelId,
+    route: "/v1/chat/completions",
+    asset: upto.asset,
+    payTo: upto.payTo,
+    maxAtomic: BigInt(upto.amount),
+    paymentPayload: signed,
+    paymentRequirements: upto,
+  });
+  assert.ok(claim.claimed);
+  const id = claim.payment.id;
+  if (status !== "claimed") await h.ledger.payments.markServing(id);
+  if (status === "metered" || status === "settling")
+    await h.ledger.payments.recordUsage(id, { promptTokens: 10, completionTokens: 20 }, chargeAtomic);
+  if (status === "settling") await h.ledger.payments.markSettling(id);
+  const row = await h.ledger.payments.get(id);
+  assert.ok(row);
+  return { row, payload: signed, buyer: buyer as { address: Hex; privateKey: Hex } };
+}
+
+const statusOf = async (id: number) => (await h.ledger.payments.get(id))?.status;
+const requirementsFor = (chargeAtomic: bigint) => ({ ...upto, amount: chargeAtomic.toString() });
+
+describe("recovery of payments a killed gateway left pending", () => {
+  test("claimed and serving rows end failed: usage unknown, nothing charged", async () => {
+    const claimed = await paymentAt("claimed");
+    const serving = await paymentAt("serving");
+    const report = await recovery.runOnce();
+    assert.ok(report.failed >= 2, JSON.stringify(report));
+    assert.equal(await statusOf(claimed.row.id), "failed");
+    assert.equal(await statusOf(serving.row.id), "failed");
+    assert.equal(await h.devnet.usdcBalance(serving.buyer.address), 1_000_000n);
+  });
+
+  test("a metered row is settled from its recorded charge, once", async () => {
+    const { row, buyer } = await paymentAt("metered", { chargeAtomic: 1_100n });
+    await recovery.runOnce();
+    const settled = await h.ledger.payments.get(row.id);
+    assert.equal(settled?.status, "settled");
+    assert.equal(settled?.chargeAtomic, 1_100n);
+    assert.equal(await h.devnet.usdcBalance(buyer.address), 1_000_000n - 1_100n);
+    await recovery.runOnce();
+    assert.equal(
+      await h.devnet.usdcBalance(buyer.address),
+      1_000_000n - 1_100n,
+      "a second pass moves nothing",
+    );
+  });
+
+  test("a settling row whose nonce is unspent is settled again", async () => {
+    const { row, buyer } = await paymentAt("settling", { chargeAtomic: 777n });
+    await recovery.runOnce();
+    assert.equal(await statusOf(row.id), "settled");
+    assert.equal(await h.devnet.usdcBalance(buyer.address), 1_000_000n - 777n);
+  });
+
+  test("a settling row the facilitator already recorded takes the recorded transaction", async () => {
+    const { row, payload, buyer } = await paymentAt("settling", { chargeAtomic: 900n });
+    const sent = await h.gateway.facilitator.settle(payload, requirementsFor(900n));
+    assert.equal(sent.success, true, String(sent.errorReason));
+    await recovery.runOnce();
+    const settled = await h.ledger.payments.get(row.id);
+    assert.equal(settled?.status, "settled");
+    assert.equal(settled?.transaction, sent.transaction);
+    assert.equal(await h.devnet.usdcBalance(buyer.address), 1_000_000n - 900n);
+  });
+
+  test("a zero charge ends zero without a transaction", async () => {
+    const { row } = await paymentAt("settling", { chargeAtomic: 0n });
+    await recovery.runOnce();
+    assert.equal(await statusOf(row.id), "zero");
+  });
+
+  test("a settling row whose transfer was mined before the crash is reconciled from the chain, not sent again", async () => {
+    const { row, payload, buyer } = await paymentAt("settling", { chargeAtomic: 1_000n });
+    // The crash: the transaction went out, and the facilitator's log still says in flight. (A second
+    // facilitator on the gateway's key leaves the gateway's nonce manager behind: this test sends last.)
+    await h.ledger.settlements.begin(row, 1_000n);
+    const elsewhere = createFacilitator({
+      rpcUrl: h.devnet.rpcUrl,
+      privateKey: h.devnet.accounts.facilitator.privateKey,
+      network: h.devnet.network,
+      pollingIntervalMs: 20,
+    });
+    const sent = await elsewhere.settle(payload, requirementsFor(1_000n));
+    assert.equal(sent.success, true, String(sent.errorReason));
+    await recovery.runOnce();
+    const settled = await h.ledger.payments.get(row.id);
+    assert.equal(settled?.status, "settled");
+    assert.equal(settled?.transaction, sent.transaction);
+    assert.equal((await h.ledger.settlements.get(row))?.status, "succeeded");
+    assert.equal(await h.devnet.usdcBalance(buyer.address), 1_000_000n - 1_000n, "charged exactly once");
+  });
+
+  test("a nonce spent without a transfer to payTo becomes a debt", async () => {
+    const { row, buyer } = await paymentAt("settling", { chargeAtomic: 500n });
+    // The payer burns the nonce itself (Permit2 invalidateUnorderedNonces).
+    const wallet = createWalletClient({
+      account: privateKeyToAccount(buyer.privateKey),
+      transport: http(h.devnet.rpcUrl),
+    });
+    const nonce = BigInt(row.nonce);
+    // anvil mines on send: once this returns, the nonce is spent.
+    await wallet.writeContract({
+      chain: null,
+      address: "0x000000000022D473030F116dDEE9F6B43aC78BA3",
+      abi: [
+        {
+          type: "function",
+          name: "invalidateUnorderedNonces",
+          stateMutability: "nonpayable",
+          inputs: [
+            { name: "wordPos", type: "uint256" },
+            { name: "mask", type: "uint256" },
+          ],
+          outputs: [],
+        },
+      ],
+      functionName: "invalidateUnorderedNonces",
+      args: [nonce >> 8n, 1n << (nonce & 255n)],
+    });
+    await recovery.runOnce();
+    assert.equal(await statusOf(row.id), "debt");
+    assert.equal(await h.devnet.usdcBalance(buyer.address), 1_000_000n);
+  });
+
+  test("rows inside the grace period, and authorizations for another facilitator, are left alone", async () => {
+    const patient = createPaymentRecovery({
+      payments: h.ledger.payments,
+      settlements: h.ledger.settlements,
+      facilitator: h.gateway.facilitator,
+      network: h.devnet.network,
+      graceMs: 60_000,
+      settlingGraceMs: 60_000,
+    });
+    const live = await paymentAt("serving");
+    await patient.runOnce();
+    assert.equal(await statusOf(live.row.id), "serving");
+
+    const buyer = await h.devnet.createBuyer(1_000_000n);
+    const foreign = await signUptoPayload({
+      privateKey: buyer.privateKey,
+      requirements: upto,
+      chainId: h.devnet.chainId,
+      facilitator: h.devnet.accounts.deployer.address,
+    });
+    const { row } = await paymentAt("metered", { payload: foreign });
+    await recovery.runOnce();
+    assert.equal(await statusOf(row.id), "metered", "only the facilitator the buyer named can settle it");
+    await h.ledger.payments.markSettling(row.id);
+    await h.ledger.payments.markSettled(row.id, { transaction: "", chargeAtomic: 0n });
+  });
+
+  test("afterwards the ledger and the chain agree; a stray transfer to payTo is a difference", async () => {
+    const client = (h.gateway.facilitator as TollgateFacilitator).signer.publicClient;
+    const clean = await reconcileLedger({
+      payments: h.ledger.payments,
+      client,
+      network: h.devnet.network,
+      asset: upto.asset,
+      payTo: upto.payTo,
+    });
+    assert.deepEqual(clean.differences, []);
+    assert.equal(clean.ledger.settledAtomic, clean.chain.transferredAtomic);
+
+    const stranger = await h.devnet.createBuyer(1_000n);
+    const wallet = createWalletClient({
+      account: privateKeyToAccount(stranger.privateKey),
+      transport: http(h.devnet.rpcUrl),
+    });
+    await wallet.writeContract({
+      chain: null,
+      address: h.devnet.contracts.usdc,
+      abi: erc20Abi,
+      functionName: "transfer",
+      args: [upto.payTo as Hex, 1_000n],
+    });
+    const dirty = await reconcileLedger({
+      payments: h.ledger.payments,
+      client,
+      network: h.devnet.network,
+      asset: upto.asset,
+      payTo: upto.payTo,
+    });
+    assert.equal(dirty.differences.length, 1);
+    assert.equal(dirty.differences[0]?.kind, "not_in_ledger");
+  });
+});
