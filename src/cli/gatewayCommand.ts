@@ -2,13 +2,16 @@ import { mkdir, readFile } from "node:fs/promises";
 import { parse as parseYaml } from "yaml";
 import { z } from "zod";
 import { TollgateError } from "../errors/index.js";
+import { type FaultInjection, faultPoints, isFaultPoint } from "../facilitator/index.js";
 import { parseGatewayConfig, startGateway } from "../gateway/index.js";
 import { createCliLogger, parseFlags, printLine, waitForShutdownSignal } from "./cliSupport.js";
 
 export const gatewayUsage = `tollgate gateway --config tollgate.yaml [--port N]
   Serves the OpenAI-compatible gateway billed per token with x402 (see the README for the
   config file). Secrets come from the environment: facilitator.privateKeyEnv, and each
-  model's backend.apiKeyEnv.`;
+  model's backend.apiKeyEnv. DATABASE_URL=postgres://… (or the variable named by
+  ledger.databaseUrlEnv) keeps the ledger in PostgreSQL, shared by replicas; otherwise
+  it is PGlite in ledger.dataDir (.tollgate/ledger).`;
 
 const flagsSchema = z.object({
   config: z.string().default("tollgate.yaml"),
@@ -26,17 +29,20 @@ export async function gatewayCommand(argv: string[]): Promise<number> {
   const config = parseGatewayConfig(resolveSecrets(await readConfigFile(flags.config)));
   if (flags.port !== undefined) config.server.port = flags.port;
   // The gateway keeps its ledger on disk unless the config says otherwise.
-  config.ledger.dataDir ??= ".tollgate/ledger";
-  if (!config.ledger.dataDir.includes("://")) await mkdir(config.ledger.dataDir, { recursive: true });
+  if (!config.ledger.databaseUrl) {
+    config.ledger.dataDir ??= ".tollgate/ledger";
+    if (!config.ledger.dataDir.includes("://")) await mkdir(config.ledger.dataDir, { recursive: true });
+  }
   const logger = createCliLogger();
-  const gateway = await startGateway({ config, logger });
+  const gateway = await startGateway({ config, logger, faultInjection: faultInjectionFromEnv() });
   printLine(`gateway listening on ${gateway.url}/v1 (${config.models.length} models, ${config.network})`);
   await waitForShutdownSignal();
   await gateway.close();
   return 0;
 }
 
-async function readConfigFile(path: string): Promise<unknown> {
+/** Reads and parses a YAML config file; a failure is a config error naming the file. */
+export async function readConfigFile(path: string): Promise<unknown> {
   let text: string;
   try {
     text = await readFile(path, "utf8");
@@ -56,6 +62,24 @@ async function readConfigFile(path: string): Promise<unknown> {
       cause,
     });
   }
+}
+
+/**
+ * Test-only: `TOLLGATE_FAULT_POINT=after_claim` (or another point) kills this process with SIGKILL when a
+ * request reaches that point, so the reliability suite can prove recovery. Unset in production.
+ */
+function faultInjectionFromEnv(): FaultInjection | undefined {
+  const wanted = process.env.TOLLGATE_FAULT_POINT;
+  if (!wanted) return undefined;
+  if (!isFaultPoint(wanted)) {
+    throw new TollgateError({
+      code: "TOLLGATE_CONFIG_INVALID",
+      shortMessage: `TOLLGATE_FAULT_POINT must be one of ${faultPoints.join(", ")}`,
+    });
+  }
+  return (point) => {
+    if (point === wanted) process.kill(process.pid, "SIGKILL");
+  };
 }
 
 /** Replaces `*Env` keys by the environment values they name; only the CLI reads the environment. */
@@ -80,6 +104,21 @@ export function resolveSecrets(input: unknown): unknown {
   if (facilitator?.privateKeyEnv !== undefined) {
     facilitator.privateKey = fromEnv(facilitator.privateKeyEnv, "facilitator.privateKeyEnv");
     delete facilitator.privateKeyEnv;
+  }
+  // The ledger's PostgreSQL URL: the variable named by ledger.databaseUrlEnv, else DATABASE_URL when set.
+  const ledger =
+    config.ledger === undefined
+      ? {}
+      : typeof config.ledger === "object" && config.ledger !== null
+        ? (config.ledger as Record<string, unknown>)
+        : undefined; // not an object: the schema names the key
+  if (ledger?.databaseUrlEnv !== undefined) {
+    ledger.databaseUrl = fromEnv(ledger.databaseUrlEnv, "ledger.databaseUrlEnv");
+    delete ledger.databaseUrlEnv;
+    config.ledger = ledger;
+  } else if (ledger !== undefined && ledger.databaseUrl === undefined && process.env.DATABASE_URL) {
+    ledger.databaseUrl = process.env.DATABASE_URL;
+    config.ledger = ledger;
   }
   if (Array.isArray(config.models)) {
     for (const [i, model] of config.models.entries()) {

@@ -1,11 +1,12 @@
 import { z } from "zod";
-import { openLedger } from "../ledger/index.js";
 import { formatMoney } from "../pricing/index.js";
 import { parseFlags, printLine } from "./cliSupport.js";
+import { openCliLedger } from "./openCliLedger.js";
 
 export const ledgerUsage = `tollgate ledger [--data-dir .tollgate/ledger] [--limit 20] [--json]
   Recent payments and totals per model (authorized vs charged, debts) from the gateway's
-  ledger. PGlite is single-process: stop the gateway first, or use PostgreSQL.`;
+  ledger. PGlite is single-process: stop the gateway first, or use PostgreSQL (DATABASE_URL
+  set: the ledger is read there instead of --data-dir).`;
 
 const flagsSchema = z.object({
   dataDir: z.string().default(".tollgate/ledger"),
@@ -24,7 +25,7 @@ export async function ledgerCommand(argv: string[]): Promise<number> {
       flagsSchema,
     ),
   );
-  const ledger = await openLedger({ dataDir: flags.dataDir });
+  const { ledger } = await openCliLedger({ dataDir: flags.dataDir });
   try {
     const [recent, totals] = await Promise.all([
       ledger.payments.recent({ limit: flags.limit }),

@@ -5,6 +5,7 @@ import { devnetCommand, devnetUsage } from "./devnetCommand.js";
 import { facilitatorCommand, facilitatorUsage } from "./facilitatorCommand.js";
 import { gatewayCommand, gatewayUsage } from "./gatewayCommand.js";
 import { ledgerCommand, ledgerUsage } from "./ledgerCommand.js";
+import { reconcileCommand, reconcileUsage } from "./reconcileCommand.js";
 
 type Command = { run(argv: string[]): Promise<number>; usage: string };
 
@@ -12,6 +13,7 @@ const commands: Record<string, Command> = {
   dev: { run: devCommand, usage: devUsage },
   gateway: { run: gatewayCommand, usage: gatewayUsage },
   ledger: { run: ledgerCommand, usage: ledgerUsage },
+  reconcile: { run: reconcileCommand, usage: reconcileUsage },
   devnet: { run: devnetCommand, usage: devnetUsage },
   facilitator: { run: facilitatorCommand, usage: facilitatorUsage },
 };

@@ -1,0 +1,128 @@
+import { createPublicClient, http, type PublicClient } from "viem";
+import { z } from "zod";
+import { findNetworkPreset } from "../chain/index.js";
+import { TollgateError } from "../errors/index.js";
+import { parseGatewayConfig, type ReconcileDifference, reconcileLedger } from "../gateway/index.js";
+import { formatMoney } from "../pricing/index.js";
+import { exitCodes, parseFlags, printLine } from "./cliSupport.js";
+import { readConfigFile } from "./gatewayCommand.js";
+import { openCliLedger } from "./openCliLedger.js";
+
+export const reconcileUsage = `tollgate reconcile [--config tollgate.yaml] [--from-block N] [--to-block N] [--rpc URL] [--data-dir DIR] [--json]
+  Compares the ledger's settled payments with the chain's Transfer logs of the asset to payTo
+  (network, asset, payTo and rpcUrl from the gateway config) and prints every difference.
+  Exits 0 when there is none, 1 otherwise. The ledger is PostgreSQL when DATABASE_URL is set,
+  else PGlite in --data-dir (default: the config's ledger.dataDir or .tollgate/ledger).`;
+
+const blockSchema = z.coerce.bigint().refine((value) => value >= 0n, "a block number (0 or more)");
+const flagsSchema = z.object({
+  config: z.string().default("tollgate.yaml"),
+  fromBlock: blockSchema.default(0n),
+  toBlock: blockSchema.optional(),
+  rpc: z.string().url().optional(),
+  dataDir: z.string().optional(),
+  json: z.boolean().default(false),
+});
+
+/** `tollgate reconcile`: the ledger against the chain, both ways. */
+export async function reconcileCommand(argv: string[]): Promise<number> {
+  const { flags } = parseFlags(
+    "reconcile",
+    argv,
+    {
+      config: { type: "string" },
+      "from-block": { type: "string" },
+      "to-block": { type: "string" },
+      rpc: { type: "string" },
+      "data-dir": { type: "string" },
+      json: { type: "boolean" },
+    },
+    z.preprocess((values) => {
+      const v = values as Record<string, unknown>;
+      return { ...v, fromBlock: v["from-block"], toBlock: v["to-block"], dataDir: v["data-dir"] };
+    }, flagsSchema),
+  );
+  // Secrets are not resolved: reconciling needs no key, only where the money goes.
+  const config = parseGatewayConfig(await readConfigFile(flags.config));
+  const preset = findNetworkPreset(config.network);
+  const asset = config.asset ?? preset?.usdc;
+  const rpcUrl = flags.rpc ?? config.rpcUrl ?? preset?.defaultRpcUrl;
+  if (!preset || !asset || !rpcUrl) {
+    throw new TollgateError({
+      code: "TOLLGATE_CONFIG_INVALID",
+      shortMessage: "reconcile needs the config's network, asset and rpcUrl (or --rpc)",
+    });
+  }
+  const client = createPublicClient({
+    transport: http(rpcUrl, { timeout: 30_000, retryCount: 2 }),
+  }) as PublicClient;
+  const { ledger, description } = await openCliLedger({
+    dataDir: flags.dataDir ?? config.ledger.dataDir ?? ".tollgate/ledger",
+    databaseUrlEnv: config.ledger.databaseUrlEnv,
+    schema: config.ledger.schema,
+  });
+  try {
+    const result = await reconcileLedger({
+      payments: ledger.payments,
+      client,
+      network: preset.network,
+      asset,
+      payTo: config.payTo,
+      fromBlock: flags.fromBlock,
+      toBlock: flags.toBlock,
+    });
+    if (flags.json) {
+      printLine(
+        JSON.stringify({
+          ledger: description,
+          network: preset.network,
+          asset,
+          payTo: config.payTo,
+          fromBlock: result.fromBlock.toString(),
+          toBlock: result.toBlock.toString(),
+          settledCount: result.ledger.settledCount,
+          settledAtomic: result.ledger.settledAtomic.toString(),
+          settledBeforeRange: result.ledger.beforeRangeCount,
+          transferCount: result.chain.transferCount,
+          transferredAtomic: result.chain.transferredAtomic.toString(),
+          differences: result.differences,
+        }),
+      );
+    } else {
+      printLine(
+        `Reconciling ${description} with ${preset.network} blocks ${result.fromBlock}–${result.toBlock} (asset ${asset}, payTo ${config.payTo})`,
+      );
+      printLine(
+        `  ledger  ${result.ledger.settledCount} settled payments, ${formatMoney(result.ledger.settledAtomic)}` +
+          (result.ledger.beforeRangeCount > 0
+            ? ` (${result.ledger.beforeRangeCount} settled before the range)`
+            : ""),
+      );
+      printLine(
+        `  chain   ${result.chain.transferCount} transfers to payTo, ${formatMoney(result.chain.transferredAtomic)}`,
+      );
+      printLine(
+        result.differences.length === 0
+          ? "  differences: none"
+          : `  differences: ${result.differences.length}`,
+      );
+      for (const difference of result.differences) printLine(`    ${describeDifference(difference)}`);
+    }
+    return result.differences.length === 0 ? exitCodes.ok : exitCodes.failure;
+  } finally {
+    await ledger.close();
+  }
+}
+
+function describeDifference(difference: ReconcileDifference): string {
+  switch (difference.kind) {
+    case "missing_on_chain":
+      return `payment #${difference.paymentId} settled ${difference.chargeAtomic} from ${difference.payer} in ${difference.transaction}, but that transaction moved nothing of it to payTo`;
+    case "amount_mismatch":
+      return `payment #${difference.paymentId} charged ${difference.chargeAtomic}, but ${difference.transaction} moved ${difference.onChainAtomic}`;
+    case "duplicate_transaction":
+      return `payments ${difference.paymentIds.map((id) => `#${id}`).join(", ")} all name ${difference.transaction}`;
+    case "not_in_ledger":
+      return `transfer of ${difference.amountAtomic} from ${difference.from} in ${difference.transaction} (block ${difference.blockNumber}) is in no settled payment${difference.pendingPaymentId === undefined ? "" : ` (payment #${difference.pendingPaymentId} of that payer is still open)`}`;
+  }
+}
