@@ -1,5 +1,6 @@
 #!/usr/bin/env node
 // Runs every *.test.ts under src/ and test/ (or the paths given) with node:test through tsx.
+// test/reliability is the separate `npm run test:reliability` suite: walked only when named.
 import { spawnSync } from "node:child_process";
 import { readdirSync, statSync } from "node:fs";
 import { join } from "node:path";
@@ -7,8 +8,9 @@ import { join } from "node:path";
 function findTests(dir, out) {
   for (const name of readdirSync(dir)) {
     const path = join(dir, name);
-    if (statSync(path).isDirectory()) findTests(path, out);
-    else if (name.endsWith(".test.ts")) out.push(path);
+    if (statSync(path).isDirectory()) {
+      if (name !== "reliability") findTests(path, out);
+    } else if (name.endsWith(".test.ts")) out.push(path);
   }
   return out;
 }
