@@ -80,9 +80,20 @@ export function createFacilitator({
     rpcTimeoutMs,
     logger,
   });
+  // @x402/evm starts its asset-contract check (getCode) and may return early without awaiting it: with the
+  // chain down that rejection would go unhandled and kill the process. The scope records the outage, and
+  // verify/settle then report the chain as unavailable, so the check may answer "no code" instead of throwing.
+  const schemeSigner: TollgateFacilitatorSigner = {
+    ...signer,
+    getCode: (args) =>
+      signer.getCode(args).catch((error: unknown) => {
+        if (isTransportError(error)) return undefined;
+        throw error;
+      }),
+  };
   const core = new x402Facilitator()
-    .register(network, new UptoEvmScheme(signer))
-    .register(network, new ExactEvmScheme(signer));
+    .register(network, new UptoEvmScheme(schemeSigner))
+    .register(network, new ExactEvmScheme(schemeSigner));
   const inFlight = new Map<string, Promise<SettleResponse>>();
 
   const chainUnavailable = (cause: unknown, operation: string) =>
