@@ -1,0 +1,65 @@
+import type { PolicyRefusal } from "./policyRefusal.js";
+import type { DisputeReason } from "./SpendStore.js";
+
+/** Token counts as a receipt reports them. */
+export type ReportedUsage = { promptTokens: number; completionTokens: number };
+
+/** What the paying fetch reports as it pays; `onEvent` receives each one. */
+export type BuyerEvent =
+  | {
+      type: "authorized";
+      paymentId: string;
+      url: string;
+      origin: string;
+      scheme: string;
+      network: string;
+      asset: string;
+      payTo: string;
+      maxAtomic: bigint;
+      expectedAtomic: bigint | undefined;
+      /** True when the buyer paid on the first request, from prices it already knew. */
+      firstRequest: boolean;
+    }
+  | {
+      type: "receipt";
+      paymentId: string;
+      url: string;
+      origin: string;
+      source: "header" | "stream";
+      success: boolean;
+      errorReason: string | undefined;
+      maxAtomic: bigint;
+      chargedAtomic: bigint;
+      /** `maxAtomic - chargedAtomic`: what upto saved over paying the maximum. */
+      savedAtomic: bigint;
+      transaction: string;
+      network: string;
+      payer: string | undefined;
+      usage: ReportedUsage | undefined;
+    }
+  | { type: "released"; paymentId: string; origin: string; reason: string }
+  | {
+      /** Sent, but no receipt: the maximum stays reserved until the authorization's deadline. */
+      type: "unreceipted";
+      paymentId: string;
+      origin: string;
+      reason: string;
+    }
+  | {
+      type: "overcharge";
+      paymentId: string;
+      origin: string;
+      reason: DisputeReason;
+      chargedAtomic: bigint;
+      justifiedAtomic: bigint | undefined;
+      maxAtomic: bigint;
+      transaction: string;
+      network: string;
+      usage: ReportedUsage | undefined;
+      disputeId: number;
+    }
+  | { type: "refused"; url: string; origin: string; refusal: PolicyRefusal }
+  | { type: "expired"; paymentId: string; origin: string };
+
+/** Receives the paying fetch's events; must not throw (a throw is ignored). */
+export type BuyerEventListener = (event: BuyerEvent) => void;

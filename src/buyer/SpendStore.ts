@@ -1,0 +1,120 @@
+import type { PolicyRefusal } from "./policyRefusal.js";
+
+/** Where a reservation stands: counted at its maximum, its charge, or nothing. */
+export type ReservationStatus = "reserved" | "settled" | "released" | "expired";
+
+export type ReserveSpendInput = {
+  /** The provider: the URL origin being paid. */
+  origin: string;
+  url: string;
+  payer: string;
+  scheme: string;
+  network: string;
+  asset: string;
+  payTo: string;
+  model?: string | undefined;
+  /** The maximum about to be authorized. */
+  maxAtomic: bigint;
+  expectedAtomic?: bigint | undefined;
+  /** The caps that apply: the policy's `daily` and the provider's `daily`. */
+  dailyAtomic?: bigint | undefined;
+  providerDailyAtomic?: bigint | undefined;
+};
+
+export type ReserveSpendResult =
+  | { ok: true; id: string; day: string }
+  | { ok: false; refusal: PolicyRefusal };
+
+export type SpendReservation = {
+  id: string;
+  /** UTC day, `YYYY-MM-DD`. */
+  day: string;
+  origin: string;
+  url: string;
+  payer: string;
+  scheme: string;
+  network: string;
+  asset: string;
+  payTo: string;
+  model: string | undefined;
+  maxAtomic: bigint;
+  expectedAtomic: bigint | undefined;
+  chargedAtomic: bigint | undefined;
+  countedAtomic: bigint;
+  status: ReservationStatus;
+  nonce: string | undefined;
+  deadline: Date | undefined;
+  transaction: string | undefined;
+  note: string | undefined;
+  createdAt: Date;
+};
+
+/** Why a charge was flagged. */
+export type DisputeReason = "above_usage" | "above_maximum" | "usage_above_bound";
+
+export type RecordDisputeInput = {
+  reservationId: string;
+  origin: string;
+  reason: DisputeReason;
+  chargedAtomic: bigint;
+  justifiedAtomic?: bigint | undefined;
+  maxAtomic: bigint;
+  transaction?: string | undefined;
+  network?: string | undefined;
+  details?: Record<string, unknown>;
+};
+
+export type SpendDispute = Omit<RecordDisputeInput, "details"> & {
+  id: number;
+  status: "open" | "resolved";
+  details: Record<string, unknown>;
+  createdAt: Date;
+};
+
+export type ProviderDaySpend = {
+  origin: string;
+  /** What counts against the caps: charges, plus maxima still reserved. */
+  countedAtomic: bigint;
+  chargedAtomic: bigint;
+  reservedAtomic: bigint;
+  payments: number;
+};
+
+export type DaySpend = {
+  day: string;
+  countedAtomic: bigint;
+  providers: ProviderDaySpend[];
+};
+
+/**
+ * The buyer's persistent spend: one reservation per signed authorization, moving
+ * reserved → settled | released | expired, and one dispute per flagged charge.
+ */
+export interface SpendStore {
+  /**
+   * Atomically checks today's caps (UTC) and reserves `maxAtomic`; concurrent callers are
+   * serialised, so together they can never pass a cap.
+   */
+  reserve(input: ReserveSpendInput): Promise<ReserveSpendResult>;
+  /** Records the signed authorization's nonce and deadline. */
+  authorize(
+    id: string,
+    authorization: { nonce?: string | undefined; deadline?: Date | undefined },
+  ): Promise<void>;
+  /** Reconciles a reservation to the settled charge (from a receipt). */
+  settle(id: string, settlement: { chargedAtomic: bigint; transaction?: string | undefined }): Promise<void>;
+  /** Frees a reservation whose authorization can no longer move money. */
+  release(id: string, note: string): Promise<void>;
+  /** Marks a reservation whose deadline passed unused (checked on chain). */
+  expire(id: string, note: string): Promise<void>;
+  /** Leaves a reservation counted, with a note (e.g. "no receipt: HTTP 500"). */
+  note(id: string, note: string): Promise<void>;
+  /** Reservations still counted at their maximum whose deadline is before `before`. */
+  lapsed(before: Date): Promise<SpendReservation[]>;
+  reservation(id: string): Promise<SpendReservation | undefined>;
+  daySpend(day?: string): Promise<DaySpend>;
+  recordDispute(input: RecordDisputeInput): Promise<number>;
+  disputes(options?: { status?: "open" | "resolved" }): Promise<SpendDispute[]>;
+  resolveDispute(id: number): Promise<void>;
+  close(): Promise<void>;
+}

@@ -1,0 +1,172 @@
+import type { x402Client } from "@x402/core/client";
+import { TollgateError } from "../errors/index.js";
+import {
+  encodePaymentSignatureHeader,
+  type PaymentPayload,
+  type PaymentRequired,
+} from "../protocol/index.js";
+import { authorizationOf } from "./authorizationOf.js";
+import type { BuyerEventListener } from "./BuyerEvent.js";
+import type { InferenceRequest } from "./inferenceRequest.js";
+import { money, policyRefusedError } from "./policyRefusal.js";
+import type { SpendStore } from "./SpendStore.js";
+import type { OfferChoice } from "./selectOffer.js";
+import type { SpendingPolicy } from "./spendingPolicy.js";
+
+/** What a person is asked before a maximum above `confirmAbove` is signed. */
+export type ConfirmPaymentRequest = {
+  url: string;
+  origin: string;
+  scheme: string;
+  network: string;
+  payTo: string;
+  maxAtomic: bigint;
+  expectedAtomic: bigint | undefined;
+  limitAtomic: bigint;
+};
+
+/** Answers whether to sign; true authorizes. */
+export type ConfirmPayment = (request: ConfirmPaymentRequest) => boolean | Promise<boolean>;
+
+/** What the paying fetch shares with each payment. */
+export type PaymentContext = {
+  policy: SpendingPolicy;
+  client: x402Client;
+  payer: string;
+  store: () => Promise<SpendStore>;
+  confirm: ConfirmPayment | undefined;
+  emit: BuyerEventListener;
+};
+
+/** A signed authorization, reserved in the store, about to be sent. */
+export type PaymentAttempt = {
+  paymentId: string;
+  url: string;
+  origin: string;
+  choice: OfferChoice;
+  maxAtomic: bigint;
+  payload: PaymentPayload;
+  /** The `PAYMENT-SIGNATURE` header value. */
+  header: string;
+  firstRequest: boolean;
+  request: InferenceRequest | undefined;
+};
+
+/**
+ * Reserves the maximum against the daily caps (atomically), asks for confirmation above
+ * `confirmAbove`, then signs. The offer has passed the stateless policy rules already; a
+ * refusal here throws `TOLLGATE_POLICY_REFUSED` with nothing signed and nothing reserved.
+ */
+export async function authorizePayment(
+  context: PaymentContext,
+  {
+    url,
+    origin,
+    paymentRequired,
+    choice,
+    request,
+    firstRequest,
+  }: {
+    url: string;
+    origin: string;
+    paymentRequired: PaymentRequired;
+    choice: OfferChoice;
+    request: InferenceRequest | undefined;
+    firstRequest: boolean;
+  },
+): Promise<PaymentAttempt> {
+  const { policy, emit } = context;
+  const { offer, askedAtomic: maxAtomic, expectedAtomic } = choice;
+  const store = await context.store();
+  const reserved = await store.reserve({
+    origin,
+    url,
+    payer: context.payer,
+    scheme: offer.scheme,
+    network: offer.network,
+    asset: offer.asset,
+    payTo: offer.payTo,
+    model: request?.model,
+    maxAtomic,
+    expectedAtomic,
+    dailyAtomic: policy.daily,
+    providerDailyAtomic: policy.providers[origin]?.daily,
+  });
+  if (!reserved.ok) {
+    emit({ type: "refused", url, origin, refusal: reserved.refusal });
+    throw policyRefusedError(reserved.refusal);
+  }
+  const paymentId = reserved.id;
+  try {
+    if (policy.confirmAbove !== undefined && maxAtomic > policy.confirmAbove) {
+      const limitAtomic = policy.confirmAbove;
+      const confirmed = context.confirm
+        ? await context.confirm({
+            url,
+            origin,
+            scheme: offer.scheme,
+            network: offer.network,
+            payTo: offer.payTo,
+            maxAtomic,
+            expectedAtomic,
+            limitAtomic,
+          })
+        : false;
+      if (!confirmed) {
+        const refusal = {
+          rule: "confirmAbove" as const,
+          message: context.confirm
+            ? `maximum ${money(maxAtomic)} is above confirmAbove ${money(limitAtomic)} and was not confirmed`
+            : `maximum ${money(maxAtomic)} is above confirmAbove ${money(limitAtomic)} and no one can confirm it`,
+          limitAtomic,
+          askedAtomic: maxAtomic,
+          expectedAtomic,
+          origin,
+        };
+        emit({ type: "refused", url, origin, refusal });
+        throw policyRefusedError(refusal);
+      }
+    }
+    let payload: PaymentPayload;
+    try {
+      payload = await context.client.createPaymentPayload({ ...paymentRequired, accepts: [offer] });
+    } catch (cause) {
+      throw new TollgateError({
+        code: "TOLLGATE_PAYMENT_INVALID",
+        shortMessage: `could not sign a ${offer.scheme} payment on ${offer.network}: ${(cause as Error).message}`,
+        details: { origin, scheme: offer.scheme, network: offer.network },
+        cause,
+      });
+    }
+    const terms = authorizationOf(payload);
+    await store.authorize(paymentId, { nonce: terms.nonce, deadline: terms.deadline });
+    emit({
+      type: "authorized",
+      paymentId,
+      url,
+      origin,
+      scheme: offer.scheme,
+      network: offer.network,
+      asset: offer.asset,
+      payTo: offer.payTo,
+      maxAtomic,
+      expectedAtomic,
+      firstRequest,
+    });
+    return {
+      paymentId,
+      url,
+      origin,
+      choice,
+      maxAtomic,
+      payload,
+      header: encodePaymentSignatureHeader(payload),
+      firstRequest,
+      request,
+    };
+  } catch (error) {
+    // Nothing left this process: the reservation goes.
+    await store.release(paymentId, `not sent: ${(error as Error).message}`);
+    throw error;
+  }
+}

@@ -1,0 +1,98 @@
+import type { PaymentRequirements } from "../protocol/index.js";
+import { money, type PolicyRefusal } from "./policyRefusal.js";
+import type { SpendingPolicy } from "./spendingPolicy.js";
+
+export type CheckOfferParameters = {
+  policy: SpendingPolicy;
+  /** The provider (URL origin) asking to be paid. */
+  origin: string;
+  offer: Pick<PaymentRequirements, "scheme" | "network" | "asset" | "payTo">;
+  /** The maximum the buyer would authorize (upto) or the price (exact), in atomic units. */
+  askedAtomic: bigint;
+  /** The buyer's own estimate of the maximum at the quoted prices, when it has one. */
+  expectedAtomic?: bigint | undefined;
+};
+
+const SUPPORTED_SCHEMES = new Set(["upto", "exact"]);
+/** `maxOverExpected` is compared in thousandths so that 1.5 stays exact in bigint arithmetic. */
+const RATIO_SCALE = 1000n;
+
+/**
+ * The rules that need no state: network, asset, recipient, per-call caps and the ratio of the
+ * maximum to the expected cost. Daily caps are checked by the spend store, atomically with the
+ * reservation; `confirmAbove` by the caller. Answers the first rule that refuses, or undefined.
+ */
+export function checkOffer({
+  policy,
+  origin,
+  offer,
+  askedAtomic,
+  expectedAtomic,
+}: CheckOfferParameters): PolicyRefusal | undefined {
+  const provider = policy.providers[origin];
+  if (!SUPPORTED_SCHEMES.has(offer.scheme) || !offer.network.startsWith("eip155:")) {
+    return {
+      rule: "scheme",
+      message: `${origin} offers ${offer.scheme} on ${offer.network}; this buyer pays upto or exact on EVM networks`,
+      origin,
+    };
+  }
+  if (policy.networks && !policy.networks.includes(offer.network)) {
+    return {
+      rule: "networks",
+      message: `${origin} asks for payment on ${offer.network}, not in the policy's networks (${policy.networks.join(", ")})`,
+      origin,
+      network: offer.network,
+    };
+  }
+  if (policy.assets && !policy.assets.some((asset) => sameAddress(asset, offer.asset))) {
+    return {
+      rule: "assets",
+      message: `${origin} asks for payment in ${offer.asset}, not in the policy's assets`,
+      origin,
+      asset: offer.asset,
+    };
+  }
+  if (provider?.payTo && !provider.payTo.some((payTo) => sameAddress(payTo, offer.payTo))) {
+    return {
+      rule: "providers.payTo",
+      message: `${origin} asks to be paid at ${offer.payTo}, not in its payTo allowlist`,
+      origin,
+      payTo: offer.payTo,
+    };
+  }
+  const caps: Array<[PolicyRefusal["rule"], bigint | undefined]> = [
+    ["perCall", policy.perCall],
+    ["providers.perCall", provider?.perCall],
+  ];
+  for (const [rule, limitAtomic] of caps) {
+    if (limitAtomic !== undefined && askedAtomic > limitAtomic) {
+      return {
+        rule,
+        message: `maximum ${money(askedAtomic)} is above the ${rule} cap of ${money(limitAtomic)}`,
+        limitAtomic,
+        askedAtomic,
+        origin,
+      };
+    }
+  }
+  if (policy.maxOverExpected !== undefined && expectedAtomic !== undefined) {
+    const ratio = BigInt(Math.round(policy.maxOverExpected * Number(RATIO_SCALE)));
+    if (askedAtomic * RATIO_SCALE > ratio * expectedAtomic) {
+      const limitAtomic = (ratio * expectedAtomic) / RATIO_SCALE;
+      return {
+        rule: "maxOverExpected",
+        message: `maximum ${money(askedAtomic)} is more than ${policy.maxOverExpected}× the expected ${money(expectedAtomic)}`,
+        limitAtomic,
+        askedAtomic,
+        expectedAtomic,
+        origin,
+      };
+    }
+  }
+  return undefined;
+}
+
+function sameAddress(a: string, b: string): boolean {
+  return a.toLowerCase() === b.toLowerCase();
+}

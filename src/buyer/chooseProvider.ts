@@ -1,0 +1,135 @@
+import type { PromptKind } from "../pricing/index.js";
+import { checkOffer } from "./checkOffer.js";
+import type { InferenceRequest } from "./inferenceRequest.js";
+import { money, type PolicyRefusal } from "./policyRefusal.js";
+import { fetchProviderModels, type ProviderModel } from "./providerModels.js";
+import { estimateRequest, type RequestEstimate } from "./quotedPrice.js";
+import { parseSpendingPolicy, providerOrigin, type SpendingPolicyInput } from "./spendingPolicy.js";
+
+export type ChooseProviderParameters = {
+  /** Gateway URLs (`http://host:port` or `…/v1`). */
+  gateways: readonly string[];
+  /** Acceptable models; any of them will do. */
+  models: readonly string[];
+  /** The request body to price (its `model` is ignored; each candidate's is used). */
+  body: Record<string, unknown>;
+  /** Default `chat`. */
+  kind?: PromptKind;
+  policy?: SpendingPolicyInput | undefined;
+  fetch?: typeof fetch;
+};
+
+/** One provider's offer of one acceptable model, priced for this request. */
+export type ProviderCandidate = {
+  model: ProviderModel;
+  origin: string;
+  /** What the buyer expects to authorize for this request there (upto maximum or exact price). */
+  expectedMaxAtomic: bigint | undefined;
+  estimate: RequestEstimate | undefined;
+  refusal: PolicyRefusal | undefined;
+};
+
+export type ChooseProviderReturnType = {
+  chosen: ProviderCandidate | undefined;
+  candidates: ProviderCandidate[];
+  /** Gateways whose model list could not be read. */
+  unreachable: Array<{ gateway: string; message: string }>;
+  /** One sentence for people: which provider, and why. */
+  reason: string;
+};
+
+/**
+ * The router: lists each gateway's models and prices (`GET /v1/models`), prices this request at
+ * each that offers an acceptable model (the buyer's own prompt bound and output limit), drops
+ * what the policy refuses, and picks the cheapest.
+ * @example
+ * const { chosen, reason } = await chooseProvider({ gateways, models: ["small", "large"], body });
+ */
+export async function chooseProvider({
+  gateways,
+  models,
+  body,
+  kind = "chat",
+  policy: policyInput,
+  fetch: fetchImpl,
+}: ChooseProviderParameters): Promise<ChooseProviderReturnType> {
+  const policy = parseSpendingPolicy(policyInput ?? {});
+  const unreachable: ChooseProviderReturnType["unreachable"] = [];
+  const listings = await Promise.all(
+    gateways.map(async (gateway) => {
+      try {
+        return await fetchProviderModels(gateway, { fetch: fetchImpl });
+      } catch (error) {
+        unreachable.push({ gateway, message: (error as Error).message });
+        return [];
+      }
+    }),
+  );
+  const candidates: ProviderCandidate[] = [];
+  for (const model of listings.flat()) {
+    if (!models.includes(model.id) || model.kind !== kind) continue;
+    const request: InferenceRequest = {
+      kind,
+      body: { ...body, model: model.id },
+      model: model.id,
+      requestedOutputTokens: requestedOutput(body, kind),
+      stream: body.stream === true,
+    };
+    const estimate = model.price ? estimateRequest(request, model.price) : undefined;
+    const expectedMaxAtomic = estimate?.expectedMaxAtomic ?? model.exactPriceAtomic;
+    const origin = providerOrigin(model.baseUrl);
+    const scheme = estimate ? "upto" : model.exactPriceAtomic !== undefined ? "exact" : "none";
+    const refusal =
+      expectedMaxAtomic === undefined
+        ? { rule: "scheme" as const, message: `${origin} does not price ${model.id} per request`, origin }
+        : checkOffer({
+            policy,
+            origin,
+            offer: {
+              scheme,
+              network: model.network as `${string}:${string}`,
+              asset: model.asset,
+              payTo: model.payTo,
+            },
+            askedAtomic: expectedMaxAtomic,
+            expectedAtomic: expectedMaxAtomic,
+          });
+    candidates.push({ model, origin, expectedMaxAtomic, estimate, refusal });
+  }
+  candidates.sort((a, b) => compare(a.expectedMaxAtomic, b.expectedMaxAtomic));
+  const allowed = candidates.filter((candidate) => !candidate.refusal);
+  const chosen = allowed[0];
+  return { chosen, candidates, unreachable, reason: explain(chosen, candidates, unreachable, models) };
+}
+
+function requestedOutput(body: Record<string, unknown>, kind: PromptKind): number | undefined {
+  const value = kind === "chat" ? (body.max_completion_tokens ?? body.max_tokens) : body.max_tokens;
+  return typeof value === "number" && Number.isSafeInteger(value) && value > 0 ? value : undefined;
+}
+
+function compare(a: bigint | undefined, b: bigint | undefined): number {
+  if (a === undefined) return b === undefined ? 0 : 1;
+  if (b === undefined) return -1;
+  return a < b ? -1 : a > b ? 1 : 0;
+}
+
+function explain(
+  chosen: ProviderCandidate | undefined,
+  candidates: readonly ProviderCandidate[],
+  unreachable: ChooseProviderReturnType["unreachable"],
+  models: readonly string[],
+): string {
+  const describe = (candidate: ProviderCandidate) =>
+    `${candidate.model.baseUrl} ${candidate.model.id} at most ${
+      candidate.expectedMaxAtomic === undefined ? "?" : money(candidate.expectedMaxAtomic)
+    }${candidate.refusal ? ` (refused: ${candidate.refusal.rule})` : ""}`;
+  const skipped = unreachable.map((entry) => `${entry.gateway} unreachable`);
+  if (!chosen) {
+    const seen = [...candidates.map(describe), ...skipped];
+    return `no provider offers ${models.join(" or ")} within policy${seen.length ? `: ${seen.join("; ")}` : ""}`;
+  }
+  const others = candidates.filter((candidate) => candidate !== chosen).map(describe);
+  const cheapest = `cheapest for this request: ${describe(chosen)}`;
+  const rest = [...others, ...skipped];
+  return `chose ${chosen.model.baseUrl} (${chosen.model.id}), ${cheapest}${rest.length ? `; others: ${rest.join("; ")}` : ""}`;
+}

@@ -1,0 +1,265 @@
+import { x402Client } from "@x402/core/client";
+import { ExactEvmScheme } from "@x402/evm/exact/client";
+import { UptoEvmScheme } from "@x402/evm/upto/client";
+import type { Hex } from "viem";
+import { privateKeyToAccount } from "viem/accounts";
+import { TollgateError } from "../errors/index.js";
+import {
+  decodePaymentRequiredHeader,
+  PAYMENT_REQUIRED_HEADER,
+  PAYMENT_SIGNATURE_HEADER,
+  type PaymentRequired,
+} from "../protocol/index.js";
+import { authorizePayment, type ConfirmPayment, type PaymentContext } from "./authorizePayment.js";
+import type { BuyerEvent, BuyerEventListener } from "./BuyerEvent.js";
+import { readInferenceRequest } from "./inferenceRequest.js";
+import { type AuthorizationChecker, createAuthorizationChecker } from "./isAuthorizationUsed.js";
+import { openSpendStore } from "./openSpendStore.js";
+import { policyRefusedError } from "./policyRefusal.js";
+import { fetchProviderModels, type ProviderModel } from "./providerModels.js";
+import { createQuoteBook } from "./quoteBook.js";
+import { estimateRequest } from "./quotedPrice.js";
+import { resolveLapsedReservations } from "./resolveLapsedReservations.js";
+import type { SpendStore } from "./SpendStore.js";
+import { selectOffer } from "./selectOffer.js";
+import { settlePaidResponse } from "./settlePaidResponse.js";
+import { parseSpendingPolicy, providerOrigin, type SpendingPolicyInput } from "./spendingPolicy.js";
+
+/** An EVM account that signs typed data: a viem `LocalAccount`, or `toClientEvmSigner(...)`. */
+export type BuyerSigner = ConstructorParameters<typeof UptoEvmScheme>[0];
+
+export type CreatePayingFetchParameters = {
+  /** The buyer's key; or pass `signer`. */
+  privateKey?: Hex | undefined;
+  signer?: BuyerSigner | undefined;
+  /** The spending policy (already parsed, or as written in YAML / code). Default: no limits. */
+  policy?: SpendingPolicyInput | undefined;
+  /**
+   * An RPC endpoint of the chain paid on: lets the upto/exact schemes sign gas-sponsoring
+   * extensions, and lets the buyer free reservations whose authorization expired unused.
+   */
+  rpcUrl?: string | undefined;
+  /** Where the spend store lives (`<dataDir>/spend`); default `~/.tollgate`; `"memory://"` for none. */
+  dataDir?: string | undefined;
+  /** A spend store to use instead of opening one under `dataDir` (the caller closes it). */
+  store?: SpendStore | undefined;
+  onEvent?: BuyerEventListener | undefined;
+  /** Asked before signing a maximum above `confirmAbove`; without it such payments are refused. */
+  confirm?: ConfirmPayment | undefined;
+  /** The `fetch` underneath. Default: the global one. */
+  fetch?: typeof fetch | undefined;
+};
+
+/** A `fetch` that pays x402 402s within a spending policy, with a few handles of its own. */
+export type PayingFetch = typeof fetch & {
+  /** The paying address. */
+  readonly address: string;
+  /** The spend store (opened on first use). */
+  spendStore(): Promise<SpendStore>;
+  /** Lists a gateway's models and remembers their prices, so its first request is paid at once. */
+  discover(gatewayUrl: string): Promise<ProviderModel[]>;
+  /** Remembers prices from a model listing already fetched. */
+  learnPrices(models: readonly ProviderModel[]): void;
+  /** Resolves when every receipt seen so far has been booked. */
+  idle(): Promise<void>;
+  /** Waits for `idle()`, then closes the spend store if this fetch opened it. */
+  close(): Promise<void>;
+};
+
+/**
+ * A `fetch` that answers x402 v2 `402 Payment Required` for `upto` and `exact` on EVM networks,
+ * built on `@x402/core`'s client and `@x402/evm`'s schemes. Before anything is signed it checks
+ * the spending policy and reserves the maximum against the daily caps (persisted, atomic); it
+ * reconciles to the settled amount from `PAYMENT-RESPONSE` or the stream's receipt event,
+ * recomputes the charge from the usage, and flags overcharges. Known prices (an earlier 402,
+ * `discover`) let it pay on the first request. Works as the `fetch` of the `openai` client,
+ * streaming included.
+ * @example
+ * const payingFetch = createPayingFetch({ privateKey, policy: { perCall: "$0.05", daily: "$5" } });
+ * const openai = new OpenAI({ apiKey: "x402", baseURL: "https://gateway.example/v1", fetch: payingFetch });
+ */
+export function createPayingFetch(parameters: CreatePayingFetchParameters): PayingFetch {
+  const signer =
+    parameters.signer ?? (parameters.privateKey ? privateKeyToAccount(parameters.privateKey) : undefined);
+  if (!signer) {
+    throw new TollgateError({
+      code: "TOLLGATE_CONFIG_INVALID",
+      shortMessage: "createPayingFetch needs a privateKey or a signer",
+    });
+  }
+  const policy = parseSpendingPolicy(parameters.policy ?? {});
+  const baseFetch = parameters.fetch ?? globalThis.fetch;
+  const schemeOptions = parameters.rpcUrl ? { rpcUrl: parameters.rpcUrl } : undefined;
+  const client = new x402Client()
+    .register("eip155:*", new UptoEvmScheme(signer, schemeOptions))
+    .register("eip155:*", new ExactEvmScheme(signer, schemeOptions))
+    // The buyer's own policy replaces x402's default spend controls.
+    .setSpendControls(false);
+  const quotes = createQuoteBook();
+  const checker: AuthorizationChecker | undefined = parameters.rpcUrl
+    ? createAuthorizationChecker(parameters.rpcUrl)
+    : undefined;
+
+  let storePromise: Promise<SpendStore> | undefined;
+  const store = () => {
+    storePromise ??= parameters.store
+      ? Promise.resolve(parameters.store)
+      : openSpendStore({ dataDir: parameters.dataDir });
+    return storePromise;
+  };
+  const background = new Set<Promise<unknown>>();
+  const track = (work: Promise<unknown>) => {
+    const settled = work.catch(() => undefined).finally(() => background.delete(settled));
+    background.add(settled);
+  };
+  const emit = (event: BuyerEvent) => {
+    try {
+      parameters.onEvent?.(event);
+    } catch {
+      // A listener's failure must not break a payment.
+    }
+  };
+  const context: PaymentContext = {
+    policy,
+    client,
+    payer: signer.address,
+    store,
+    confirm: parameters.confirm,
+    emit,
+  };
+  let lastLapseCheck = 0;
+  const freeLapsed = async () => {
+    if (!checker || Date.now() - lastLapseCheck < 30_000) return;
+    lastLapseCheck = Date.now();
+    await resolveLapsedReservations({ store: await store(), checker, emit }).catch(() => undefined);
+  };
+
+  async function payingFetch(input: string | URL | Request, init?: RequestInit): Promise<Response> {
+    const request = new Request(input, init);
+    const bodyBytes = request.body ? new Uint8Array(await request.arrayBuffer()) : undefined;
+    const bodyText = bodyBytes ? new TextDecoder().decode(bodyBytes) : undefined;
+    const url = request.url;
+    const origin = providerOrigin(url);
+    const inference = readInferenceRequest(url, bodyText);
+
+    const send = (paymentHeader?: string) => {
+      const headers = new Headers(request.headers);
+      if (paymentHeader) headers.set(PAYMENT_SIGNATURE_HEADER, paymentHeader);
+      return baseFetch(url, {
+        method: request.method,
+        headers,
+        body: bodyBytes,
+        signal: init?.signal ?? (input instanceof Request ? input.signal : undefined),
+        redirect: request.redirect,
+      });
+    };
+
+    const sendPaid = async (attempt: Awaited<ReturnType<typeof authorizePayment>>) => {
+      let response: Response;
+      try {
+        response = await send(attempt.header);
+      } catch (error) {
+        const spend = await store();
+        if (neverConnected(error)) {
+          await spend.release(attempt.paymentId, `not delivered: ${(error as Error).message}`);
+          emit({ type: "released", paymentId: attempt.paymentId, origin, reason: "not delivered" });
+        } else {
+          const reason = `network error after sending: ${(error as Error).message}`;
+          await spend.note(attempt.paymentId, reason);
+          emit({ type: "unreceipted", paymentId: attempt.paymentId, origin, reason });
+        }
+        throw error;
+      }
+      return settlePaidResponse(context, attempt, response, track);
+    };
+
+    await freeLapsed();
+
+    // Pay on the first request when this route's prices are known.
+    let response: Response | undefined;
+    const known = inference ? quotes.lookup(url, inference.model) : undefined;
+    const estimate = known && inference ? estimateRequest(inference, known.price) : undefined;
+    if (known && estimate) {
+      const offer = { ...known.requirements, amount: estimate.expectedMaxAtomic.toString() };
+      const paymentRequired: PaymentRequired = {
+        x402Version: 2,
+        resource: { ...known.resource, url },
+        accepts: [offer],
+      };
+      const selected = selectOffer({ accepts: [offer], request: inference, policy, origin });
+      if (!selected.ok) {
+        emit({ type: "refused", url, origin, refusal: selected.refusal });
+        throw policyRefusedError(selected.refusal);
+      }
+      const attempt = await authorizePayment(context, {
+        url,
+        origin,
+        paymentRequired,
+        choice: selected.choice,
+        request: inference,
+        firstRequest: true,
+      });
+      response = await sendPaid(attempt);
+      // A 402 anyway (prices changed, a larger maximum): fall through to the usual flow.
+      if (response.status !== 402) return response;
+    }
+
+    response ??= await send();
+    if (response.status !== 402) return response;
+    const decoded = decodePaymentRequiredHeader(response.headers.get(PAYMENT_REQUIRED_HEADER));
+    if (!decoded.ok) {
+      await response.body?.cancel().catch(() => undefined);
+      throw new TollgateError({
+        code: "TOLLGATE_PAYMENT_REQUIRED",
+        shortMessage: `${origin} answered 402 without a usable x402 v2 PAYMENT-REQUIRED header: ${decoded.message}`,
+        details: { url, reason: decoded.reason },
+      });
+    }
+    await response.body?.cancel().catch(() => undefined);
+    const paymentRequired = decoded.paymentRequired;
+    const selected = selectOffer({ accepts: paymentRequired.accepts, request: inference, policy, origin });
+    if (!selected.ok) {
+      emit({ type: "refused", url, origin, refusal: selected.refusal });
+      throw policyRefusedError(selected.refusal);
+    }
+    if (inference) quotes.learnFromOffer(url, inference, selected.choice.offer, paymentRequired.resource);
+    const attempt = await authorizePayment(context, {
+      url,
+      origin,
+      paymentRequired,
+      choice: selected.choice,
+      request: inference,
+      firstRequest: false,
+    });
+    return sendPaid(attempt);
+  }
+
+  const idle = async () => {
+    while (background.size > 0) await Promise.all([...background]);
+  };
+  return Object.assign(payingFetch as typeof fetch, {
+    address: signer.address,
+    spendStore: store,
+    async discover(gatewayUrl: string) {
+      const models = await fetchProviderModels(gatewayUrl, { fetch: baseFetch });
+      quotes.learnFromModels(models);
+      return models;
+    },
+    learnPrices(models: readonly ProviderModel[]) {
+      quotes.learnFromModels(models);
+    },
+    idle,
+    async close() {
+      await idle();
+      if (!storePromise || parameters.store) return;
+      const opened = await storePromise.catch(() => undefined);
+      await opened?.close();
+    },
+  });
+}
+
+/** True when the request certainly never reached the seller (so the authorization never left). */
+function neverConnected(error: unknown): boolean {
+  const code = (error as { cause?: { code?: unknown } })?.cause?.code;
+  return code === "ECONNREFUSED" || code === "ENOTFOUND" || code === "EAI_AGAIN";
+}

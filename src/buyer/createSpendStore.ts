@@ -1,0 +1,295 @@
+import { randomUUID } from "node:crypto";
+import { applyMigrations, type SqlClient, type SqlRow } from "../ledger/index.js";
+import { money } from "./policyRefusal.js";
+import type {
+  DaySpend,
+  RecordDisputeInput,
+  ReservationStatus,
+  ReserveSpendInput,
+  ReserveSpendResult,
+  SpendDispute,
+  SpendReservation,
+  SpendStore,
+} from "./SpendStore.js";
+import { spendMigrations } from "./spendMigrations.js";
+
+export type CreateSpendStoreParameters = {
+  sql: SqlClient;
+  /** The clock; days are UTC days of this. Default `() => new Date()`. */
+  now?: () => Date;
+  /** Called by `close()` after the database is closed (e.g. to drop a directory lock). */
+  onClose?: () => Promise<void> | void;
+};
+
+/** Serialises reservations across connections (PostgreSQL) so caps hold under concurrency. */
+const RESERVE_LOCK_KEY = "7454100202140000001";
+
+/** The UTC day of `date`, `YYYY-MM-DD`. */
+export function utcDay(date: Date): string {
+  return date.toISOString().slice(0, 10);
+}
+
+/**
+ * The spend store on any `SqlClient` (PGlite or PostgreSQL): applies its migrations, then
+ * reserves, reconciles and reports spend.
+ * @example
+ * const store = await createSpendStore({ sql: await createPgliteClient({ dataDir }) });
+ */
+export async function createSpendStore({
+  sql,
+  now = () => new Date(),
+  onClose,
+}: CreateSpendStoreParameters): Promise<SpendStore> {
+  await applyMigrations(sql, { migrations: spendMigrations });
+
+  async function transition(
+    id: string,
+    status: ReservationStatus,
+    set: { countedAtomic?: bigint; chargedAtomic?: bigint; transaction?: string | undefined; note?: string },
+  ): Promise<void> {
+    await sql.query(
+      `UPDATE spend_reservations
+          SET status = $2,
+              counted_atomic = COALESCE($3::numeric, counted_atomic),
+              charged_atomic = COALESCE($4::numeric, charged_atomic),
+              transaction = COALESCE($5, transaction),
+              note = COALESCE($6, note),
+              updated_at = now()
+        WHERE id = $1 AND status = 'reserved'`,
+      [
+        id,
+        status,
+        set.countedAtomic?.toString() ?? null,
+        set.chargedAtomic?.toString() ?? null,
+        set.transaction || null,
+        set.note ?? null,
+      ],
+    );
+  }
+
+  return {
+    async reserve(input: ReserveSpendInput): Promise<ReserveSpendResult> {
+      const day = utcDay(now());
+      return sql.transaction(async (tx) => {
+        await tx.query(`SELECT pg_advisory_xact_lock(${RESERVE_LOCK_KEY})`);
+        const [totals] = await tx.query<{ total: string; provider: string }>(
+          `SELECT COALESCE(SUM(counted_atomic), 0)::text AS total,
+                  COALESCE(SUM(counted_atomic) FILTER (WHERE origin = $2), 0)::text AS provider
+             FROM spend_reservations WHERE day = $1`,
+          [day, input.origin],
+        );
+        const spent = { daily: BigInt(totals?.total ?? "0"), provider: BigInt(totals?.provider ?? "0") };
+        const caps = [
+          { rule: "daily" as const, limitAtomic: input.dailyAtomic, spentAtomic: spent.daily },
+          {
+            rule: "providers.daily" as const,
+            limitAtomic: input.providerDailyAtomic,
+            spentAtomic: spent.provider,
+          },
+        ];
+        for (const { rule, limitAtomic, spentAtomic } of caps) {
+          if (limitAtomic !== undefined && spentAtomic + input.maxAtomic > limitAtomic) {
+            return {
+              ok: false,
+              refusal: {
+                rule,
+                message: `maximum ${money(input.maxAtomic)} would pass the ${rule} cap of ${money(limitAtomic)} (${money(spentAtomic)} already spent or reserved today, UTC)`,
+                limitAtomic,
+                askedAtomic: input.maxAtomic,
+                spentAtomic,
+                origin: input.origin,
+                day,
+              },
+            };
+          }
+        }
+        const id = randomUUID();
+        await tx.query(
+          `INSERT INTO spend_reservations
+             (id, day, origin, url, payer, scheme, network, asset, pay_to, model,
+              max_atomic, expected_atomic, counted_atomic)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $11)`,
+          [
+            id,
+            day,
+            input.origin,
+            input.url,
+            input.payer.toLowerCase(),
+            input.scheme,
+            input.network,
+            input.asset,
+            input.payTo,
+            input.model ?? null,
+            input.maxAtomic.toString(),
+            input.expectedAtomic?.toString() ?? null,
+          ],
+        );
+        return { ok: true, id, day };
+      });
+    },
+
+    async authorize(id, { nonce, deadline }) {
+      await sql.query(
+        "UPDATE spend_reservations SET nonce = $2, deadline = $3, updated_at = now() WHERE id = $1",
+        [id, nonce ?? null, deadline?.toISOString() ?? null],
+      );
+    },
+
+    settle: (id, { chargedAtomic, transaction }) =>
+      transition(id, "settled", { countedAtomic: chargedAtomic, chargedAtomic, transaction }),
+    release: (id, note) => transition(id, "released", { countedAtomic: 0n, note }),
+    expire: (id, note) => transition(id, "expired", { countedAtomic: 0n, note }),
+
+    async note(id, note) {
+      await sql.query("UPDATE spend_reservations SET note = $2, updated_at = now() WHERE id = $1", [
+        id,
+        note,
+      ]);
+    },
+
+    async lapsed(before) {
+      const rows = await sql.query(
+        `SELECT *, day::text AS day_text FROM spend_reservations
+          WHERE status = 'reserved' AND deadline IS NOT NULL AND deadline < $1 ORDER BY created_at`,
+        [before.toISOString()],
+      );
+      return rows.map(reservationOf);
+    },
+
+    async reservation(id) {
+      const [row] = await sql.query("SELECT *, day::text AS day_text FROM spend_reservations WHERE id = $1", [
+        id,
+      ]);
+      return row === undefined ? undefined : reservationOf(row);
+    },
+
+    async daySpend(day = utcDay(now())): Promise<DaySpend> {
+      const rows = await sql.query<{
+        origin: string;
+        counted: string;
+        charged: string;
+        reserved: string;
+        payments: unknown;
+      }>(
+        `SELECT origin,
+                SUM(counted_atomic)::text AS counted,
+                COALESCE(SUM(charged_atomic) FILTER (WHERE status = 'settled'), 0)::text AS charged,
+                COALESCE(SUM(counted_atomic) FILTER (WHERE status = 'reserved'), 0)::text AS reserved,
+                COUNT(*) FILTER (WHERE status IN ('reserved', 'settled')) AS payments
+           FROM spend_reservations WHERE day = $1 GROUP BY origin ORDER BY origin`,
+        [day],
+      );
+      const providers = rows.map((row) => ({
+        origin: row.origin,
+        countedAtomic: BigInt(row.counted),
+        chargedAtomic: BigInt(row.charged),
+        reservedAtomic: BigInt(row.reserved),
+        payments: Number(row.payments),
+      }));
+      return {
+        day,
+        countedAtomic: providers.reduce((sum, provider) => sum + provider.countedAtomic, 0n),
+        providers,
+      };
+    },
+
+    async recordDispute(input: RecordDisputeInput) {
+      const [row] = await sql.query<{ id: unknown }>(
+        `INSERT INTO disputes
+           (reservation_id, origin, reason, charged_atomic, justified_atomic, max_atomic, transaction, network, details)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id`,
+        [
+          input.reservationId,
+          input.origin,
+          input.reason,
+          input.chargedAtomic.toString(),
+          input.justifiedAtomic?.toString() ?? null,
+          input.maxAtomic.toString(),
+          input.transaction || null,
+          input.network ?? null,
+          JSON.stringify(input.details ?? {}, (_key, value) =>
+            typeof value === "bigint" ? value.toString() : value,
+          ),
+        ],
+      );
+      return Number(row?.id);
+    },
+
+    async disputes({ status } = {}) {
+      const rows = await sql.query(
+        `SELECT * FROM disputes ${status ? "WHERE status = $1" : ""} ORDER BY id`,
+        status ? [status] : [],
+      );
+      return rows.map(disputeOf);
+    },
+
+    async resolveDispute(id) {
+      await sql.query(
+        "UPDATE disputes SET status = 'resolved', resolved_at = now() WHERE id = $1 AND status = 'open'",
+        [id],
+      );
+    },
+
+    async close() {
+      await sql.close();
+      await onClose?.();
+    },
+  };
+}
+
+function optionalBigint(value: unknown): bigint | undefined {
+  return value === null || value === undefined ? undefined : BigInt(String(value));
+}
+
+function optionalText(value: unknown): string | undefined {
+  return value === null || value === undefined ? undefined : String(value);
+}
+
+function dateOf(value: unknown): Date {
+  return value instanceof Date ? value : new Date(String(value));
+}
+
+function reservationOf(row: SqlRow): SpendReservation {
+  return {
+    id: String(row.id),
+    day: String(row.day_text),
+    origin: String(row.origin),
+    url: String(row.url),
+    payer: String(row.payer),
+    scheme: String(row.scheme),
+    network: String(row.network),
+    asset: String(row.asset),
+    payTo: String(row.pay_to),
+    model: optionalText(row.model),
+    maxAtomic: BigInt(String(row.max_atomic)),
+    expectedAtomic: optionalBigint(row.expected_atomic),
+    chargedAtomic: optionalBigint(row.charged_atomic),
+    countedAtomic: BigInt(String(row.counted_atomic)),
+    status: String(row.status) as ReservationStatus,
+    nonce: optionalText(row.nonce),
+    deadline: row.deadline === null || row.deadline === undefined ? undefined : dateOf(row.deadline),
+    transaction: optionalText(row.transaction),
+    note: optionalText(row.note),
+    createdAt: dateOf(row.created_at),
+  };
+}
+
+function disputeOf(row: SqlRow): SpendDispute {
+  return {
+    id: Number(row.id),
+    reservationId: String(row.reservation_id),
+    origin: String(row.origin),
+    reason: String(row.reason) as SpendDispute["reason"],
+    chargedAtomic: BigInt(String(row.charged_atomic)),
+    justifiedAtomic: optionalBigint(row.justified_atomic),
+    maxAtomic: BigInt(String(row.max_atomic)),
+    transaction: optionalText(row.transaction),
+    network: optionalText(row.network),
+    details: (typeof row.details === "string" ? JSON.parse(row.details) : row.details) as Record<
+      string,
+      unknown
+    >,
+    status: String(row.status) as SpendDispute["status"],
+    createdAt: dateOf(row.created_at),
+  };
+}

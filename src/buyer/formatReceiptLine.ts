@@ -1,0 +1,16 @@
+import { formatMoney } from "../pricing/index.js";
+import type { BuyerEvent } from "./BuyerEvent.js";
+
+/**
+ * The one-line receipt the CLI prints on stderr: maximum authorized, charged, saved, transaction, network.
+ * @example
+ * formatReceiptLine(event) // "paid $0.000312 of $0.001200 authorized (saved $0.000888) · tx 0xab… · eip155:137"
+ */
+export function formatReceiptLine(receipt: Extract<BuyerEvent, { type: "receipt" }>): string {
+  const transaction =
+    receipt.transaction === "" ? "no transaction (nothing charged)" : `tx ${receipt.transaction}`;
+  const outcome = receipt.success
+    ? "paid"
+    : `settlement failed (${receipt.errorReason ?? "unknown"}), charged`;
+  return `${outcome} ${formatMoney(receipt.chargedAtomic)} of ${formatMoney(receipt.maxAtomic)} authorized (saved ${formatMoney(receipt.savedAtomic)}) · ${transaction} · ${receipt.network}`;
+}

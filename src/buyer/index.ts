@@ -1,0 +1,63 @@
+export { type AuthorizationTerms, authorizationOf } from "./authorizationOf.js";
+export type { ConfirmPayment, ConfirmPaymentRequest } from "./authorizePayment.js";
+export type { BuyerEvent, BuyerEventListener, ReportedUsage } from "./BuyerEvent.js";
+export { type CheckOfferParameters, checkOffer } from "./checkOffer.js";
+export {
+  type ChooseProviderParameters,
+  type ChooseProviderReturnType,
+  chooseProvider,
+  type ProviderCandidate,
+} from "./chooseProvider.js";
+export {
+  type BuyerSigner,
+  type CreatePayingFetchParameters,
+  createPayingFetch,
+  type PayingFetch,
+} from "./createPayingFetch.js";
+export { type CreateSpendStoreParameters, createSpendStore, utcDay } from "./createSpendStore.js";
+export { formatReceiptLine } from "./formatReceiptLine.js";
+export { type InferenceRequest, readInferenceRequest } from "./inferenceRequest.js";
+export {
+  type AuthorizationChecker,
+  type AuthorizationOnChain,
+  createAuthorizationChecker,
+} from "./isAuthorizationUsed.js";
+export { defaultDataDir, type OpenSpendStoreParameters, openSpendStore } from "./openSpendStore.js";
+export { type PolicyRefusal, type PolicyRule, policyRefusedError } from "./policyRefusal.js";
+export { apiBaseUrl, fetchProviderModels, type ProviderModel } from "./providerModels.js";
+export {
+  estimateRequest,
+  justifiedChargeAtomic,
+  type QuotedPrice,
+  quotedPriceOf,
+  type RequestEstimate,
+} from "./quotedPrice.js";
+export {
+  type ResolveLapsedReservationsParameters,
+  resolveLapsedReservations,
+} from "./resolveLapsedReservations.js";
+export type {
+  DaySpend,
+  DisputeReason,
+  ProviderDaySpend,
+  RecordDisputeInput,
+  ReservationStatus,
+  ReserveSpendInput,
+  ReserveSpendResult,
+  SpendDispute,
+  SpendReservation,
+  SpendStore,
+} from "./SpendStore.js";
+export { type OfferChoice, selectOffer } from "./selectOffer.js";
+export {
+  type ProviderPolicy,
+  parseSpendingPolicy,
+  parseSpendingPolicyYaml,
+  providerOrigin,
+  type SpendingPolicy,
+  type SpendingPolicyInput,
+  spendingPolicySchema,
+} from "./spendingPolicy.js";
+export { spendMigrations } from "./spendMigrations.js";
+export { type BodyTapMode, tapResponseBody } from "./tapResponseBody.js";
+export { type VerifyChargeParameters, type VerifyChargeReturnType, verifyCharge } from "./verifyCharge.js";

@@ -1,0 +1,60 @@
+import { mkdir, open, readFile, rm } from "node:fs/promises";
+import { join } from "node:path";
+import { TollgateError } from "../errors/index.js";
+
+export type LockDirectoryParameters = {
+  /** How long to wait for another process to let go. Default 15 s. */
+  timeoutMs?: number;
+  /** Poll interval while waiting. Default 50 ms. */
+  retryMs?: number;
+};
+
+const LOCK_FILE = "tollgate-buyer.lock";
+
+/**
+ * Takes an exclusive lock on a directory for this process (a lock file holding its pid): PGlite
+ * is one process's database, and two processes opening the same data directory would corrupt it.
+ * A lock left by a process that no longer runs is taken over. Resolves to the release function.
+ */
+export async function lockDirectory(
+  directory: string,
+  { timeoutMs = 15_000, retryMs = 50 }: LockDirectoryParameters = {},
+): Promise<() => Promise<void>> {
+  await mkdir(directory, { recursive: true });
+  const path = join(directory, LOCK_FILE);
+  const giveUpAt = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      const handle = await open(path, "wx");
+      await handle.writeFile(String(process.pid));
+      await handle.close();
+      return async () => {
+        await rm(path, { force: true });
+      };
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== "EEXIST") throw error;
+    }
+    const holder = Number.parseInt(await readFile(path, "utf8").catch(() => ""), 10);
+    if (Number.isInteger(holder) && holder !== process.pid && !isRunning(holder)) {
+      await rm(path, { force: true });
+      continue;
+    }
+    if (Date.now() >= giveUpAt) {
+      throw new TollgateError({
+        code: "TOLLGATE_LEDGER_FAILED",
+        shortMessage: `the spend store in ${directory} is in use by process ${holder || "?"}; use PostgreSQL to share one store between processes`,
+        details: { directory, holder },
+      });
+    }
+    await new Promise((resolve) => setTimeout(resolve, retryMs));
+  }
+}
+
+function isRunning(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === "EPERM";
+  }
+}

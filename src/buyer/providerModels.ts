@@ -1,0 +1,124 @@
+import { z } from "zod";
+import { TollgateError } from "../errors/index.js";
+import type { PromptKind } from "../pricing/index.js";
+import { addressSchema, caip2NetworkSchema } from "../protocol/index.js";
+import type { QuotedPrice } from "./quotedPrice.js";
+
+const atomic = z
+  .string()
+  .regex(/^[0-9]+$/)
+  .transform(BigInt);
+
+const modelSchema = z.looseObject({
+  id: z.string().min(1),
+  kind: z.enum(["chat", "completion", "embedding"]).optional(),
+  pricing: z
+    .looseObject({
+      network: caip2NetworkSchema,
+      asset: addressSchema,
+      payTo: addressSchema,
+      schemes: z.array(z.string()).default([]),
+      inputPerMTokAtomic: atomic.optional(),
+      outputPerMTokAtomic: atomic.optional(),
+      fixedFeeAtomic: atomic.optional(),
+      exactPriceAtomic: atomic.optional(),
+      maxOutputTokens: z.number().int().positive().optional(),
+      facilitatorAddress: addressSchema.optional(),
+    })
+    .optional(),
+});
+
+const modelsSchema = z.looseObject({ data: z.array(z.unknown()) });
+
+/** One model a provider lists, with how it is paid. */
+export type ProviderModel = {
+  /** The provider's API base, e.g. `http://127.0.0.1:8402/v1`. */
+  baseUrl: string;
+  id: string;
+  kind: PromptKind;
+  network: string;
+  asset: string;
+  payTo: string;
+  schemes: string[];
+  /** Per-token prices when the model is offered with upto. */
+  price: QuotedPrice | undefined;
+  exactPriceAtomic: bigint | undefined;
+  facilitatorAddress: string | undefined;
+};
+
+/** The API base of a gateway URL: `http://host:port` and `http://host:port/v1/` both give `http://host:port/v1`. */
+export function apiBaseUrl(gatewayUrl: string): string {
+  const url = new URL(gatewayUrl);
+  const path = url.pathname.replace(/\/+$/, "");
+  return `${url.origin}${path.endsWith("/v1") ? path : `${path}/v1`}`;
+}
+
+/**
+ * Lists a provider's models and prices (`GET /v1/models`, Tollgate's `pricing` field). Models
+ * without pricing are left out: they cannot be paid for per request. Malformed entries are
+ * skipped; an unreachable or malformed listing throws `TOLLGATE_MODEL_UNKNOWN`.
+ */
+export async function fetchProviderModels(
+  gatewayUrl: string,
+  { fetch: fetchImpl = fetch, signal }: { fetch?: typeof fetch; signal?: AbortSignal } = {},
+): Promise<ProviderModel[]> {
+  const baseUrl = apiBaseUrl(gatewayUrl);
+  let json: unknown;
+  try {
+    const response = await fetchImpl(`${baseUrl}/models`, {
+      headers: { accept: "application/json" },
+      signal,
+    });
+    if (!response.ok) throw new Error(`HTTP ${response.status}`);
+    json = await response.json();
+  } catch (cause) {
+    throw new TollgateError({
+      code: "TOLLGATE_MODEL_UNKNOWN",
+      shortMessage: `cannot list the models of ${baseUrl}: ${(cause as Error).message}`,
+      details: { baseUrl },
+      cause,
+    });
+  }
+  const listing = modelsSchema.safeParse(json);
+  if (!listing.success) {
+    throw new TollgateError({
+      code: "TOLLGATE_MODEL_UNKNOWN",
+      shortMessage: `${baseUrl}/models is not an OpenAI model list`,
+      details: { baseUrl },
+    });
+  }
+  const models: ProviderModel[] = [];
+  for (const entry of listing.data.data) {
+    const parsed = modelSchema.safeParse(entry);
+    if (!parsed.success || !parsed.data.pricing) continue;
+    const { id, kind = "chat", pricing } = parsed.data;
+    const price =
+      pricing.schemes.includes("upto") && pricing.inputPerMTokAtomic !== undefined
+        ? {
+            model: id,
+            inputPerMTokAtomic: pricing.inputPerMTokAtomic,
+            outputPerMTokAtomic: pricing.outputPerMTokAtomic ?? 0n,
+            fixedFeeAtomic: pricing.fixedFeeAtomic ?? 0n,
+            maxOutputTokens: pricing.maxOutputTokens,
+          }
+        : undefined;
+    models.push({
+      baseUrl,
+      id,
+      kind,
+      network: pricing.network,
+      asset: pricing.asset,
+      payTo: pricing.payTo,
+      schemes: pricing.schemes,
+      price,
+      exactPriceAtomic: pricing.exactPriceAtomic,
+      facilitatorAddress: pricing.facilitatorAddress,
+    });
+  }
+  return models;
+}
+
+/** The path of a model kind's route under the API base. */
+export function routePathOf(kind: PromptKind): string {
+  return kind === "chat" ? "/chat/completions" : kind === "completion" ? "/completions" : "/embeddings";
+}

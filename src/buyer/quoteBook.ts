@@ -1,0 +1,86 @@
+import type { PaymentRequirements, ResourceInfo } from "../protocol/index.js";
+import type { InferenceRequest } from "./inferenceRequest.js";
+import { type ProviderModel, routePathOf } from "./providerModels.js";
+import { type QuotedPrice, quotedPriceOf } from "./quotedPrice.js";
+
+/** A seller's terms for one route and model, enough to pay without asking first. */
+export type KnownQuote = {
+  /** The upto offer to sign, but for `amount` (the buyer computes the maximum per request). */
+  requirements: PaymentRequirements;
+  resource: ResourceInfo;
+  price: QuotedPrice;
+};
+
+/** A time the buyer keeps an authorization signed from `/v1/models` valid for: the gateway's default. */
+const DEFAULT_MAX_TIMEOUT_SECONDS = 300;
+
+/** Prices learned from 402s and from `GET /v1/models`, keyed by route URL (origin + path) and model. */
+export type QuoteBook = {
+  lookup(url: string, model: string | undefined): KnownQuote | undefined;
+  /** Learns from an upto offer the seller made for `request`. */
+  learnFromOffer(
+    url: string,
+    request: InferenceRequest,
+    offer: PaymentRequirements,
+    resource: ResourceInfo,
+  ): void;
+  learnFromModels(models: readonly ProviderModel[]): void;
+};
+
+export function createQuoteBook(): QuoteBook {
+  const quotes = new Map<string, KnownQuote>();
+  const keyOf = (url: string, model: string) => {
+    const parsed = new URL(url);
+    return `${parsed.origin}${parsed.pathname.replace(/\/+$/, "")}|${model}`;
+  };
+  return {
+    lookup(url, model) {
+      return model === undefined ? undefined : quotes.get(keyOf(url, model));
+    },
+    learnFromOffer(url, request, offer, resource) {
+      const price = quotedPriceOf(offer);
+      if (offer.scheme !== "upto" || price === undefined || request.model === undefined) return;
+      // A 402 prices this request's output limit; it is the model's own limit only when the
+      // request asked for none, or for more than the seller allows.
+      const requested = request.requestedOutputTokens;
+      const sellerLimit = price.maxOutputTokens;
+      const modelLimit =
+        requested === undefined || (sellerLimit !== undefined && requested > sellerLimit)
+          ? sellerLimit
+          : undefined;
+      quotes.set(keyOf(url, request.model), {
+        requirements: offer,
+        resource,
+        price: { ...price, maxOutputTokens: modelLimit },
+      });
+    },
+    learnFromModels(models) {
+      for (const model of models) {
+        if (!model.price || !model.schemes.includes("upto") || !model.facilitatorAddress) continue;
+        const url = `${model.baseUrl}${routePathOf(model.kind)}`;
+        quotes.set(keyOf(url, model.id), {
+          requirements: {
+            scheme: "upto",
+            network: model.network as PaymentRequirements["network"],
+            asset: model.asset,
+            payTo: model.payTo,
+            amount: "0",
+            maxTimeoutSeconds: DEFAULT_MAX_TIMEOUT_SECONDS,
+            extra: {
+              facilitatorAddress: model.facilitatorAddress,
+              pricing: {
+                model: model.id,
+                inputPerMTokAtomic: model.price.inputPerMTokAtomic.toString(),
+                outputPerMTokAtomic: model.price.outputPerMTokAtomic.toString(),
+                fixedFeeAtomic: model.price.fixedFeeAtomic.toString(),
+                ...(model.price.maxOutputTokens ? { maxOutputTokens: model.price.maxOutputTokens } : {}),
+              },
+            },
+          },
+          resource: { url, description: `Inference on ${model.id}`, mimeType: "application/json" },
+          price: model.price,
+        });
+      }
+    },
+  };
+}

@@ -1,0 +1,77 @@
+import { z } from "zod";
+import { costAtomic, type ModelPrice, maxAtomicForRequest, type TokenUsage } from "../pricing/index.js";
+import type { PaymentRequirements } from "../protocol/index.js";
+import { buyerPromptBound, type InferenceRequest } from "./inferenceRequest.js";
+
+const atomicText = z.union([z.string().regex(/^[0-9]+$/), z.number().int().nonnegative()]).transform(BigInt);
+
+/** The machine-readable prices a seller quotes in an upto offer's `extra.pricing`. */
+const offerPricingSchema = z.looseObject({
+  model: z.string().optional(),
+  inputPerMTokAtomic: atomicText,
+  outputPerMTokAtomic: atomicText.default(0n),
+  fixedFeeAtomic: atomicText.default(0n),
+  maxOutputTokens: z.number().int().positive().optional(),
+  promptTokenBound: z.number().int().nonnegative().optional(),
+});
+
+/** A seller's quoted prices for one model, in atomic units per 1M tokens. */
+export type QuotedPrice = {
+  model?: string | undefined;
+  inputPerMTokAtomic: bigint;
+  outputPerMTokAtomic: bigint;
+  fixedFeeAtomic: bigint;
+  /** The output limit the seller priced (a 402's) or its model limit (`/v1/models`). */
+  maxOutputTokens?: number | undefined;
+};
+
+/** The prices an offer quotes in `extra.pricing`, or undefined when it quotes none (or garbage). */
+export function quotedPriceOf(offer: Pick<PaymentRequirements, "extra">): QuotedPrice | undefined {
+  const parsed = offerPricingSchema.safeParse(offer.extra?.pricing);
+  if (!parsed.success) return undefined;
+  const { model, inputPerMTokAtomic, outputPerMTokAtomic, fixedFeeAtomic, maxOutputTokens } = parsed.data;
+  return { model, inputPerMTokAtomic, outputPerMTokAtomic, fixedFeeAtomic, maxOutputTokens };
+}
+
+/** What the buyer expects a request to cost at most: its own prompt bound and output limit × the prices. */
+export type RequestEstimate = {
+  promptTokenBound: number;
+  outputTokens: number;
+  /** `ceil(bound × in + output × out) / 1M + fee`: the maximum an honest seller asks. */
+  expectedMaxAtomic: bigint;
+};
+
+/**
+ * The buyer's own estimate of a request at quoted prices: the prompt bound it computes on the body
+ * it sends and the output limit it asks for (the seller's limit when it asks for none, never above
+ * it). Undefined when either cannot be known.
+ */
+export function estimateRequest(request: InferenceRequest, price: QuotedPrice): RequestEstimate | undefined {
+  const bound = buyerPromptBound(request);
+  if (bound === undefined) return undefined;
+  let outputTokens: number | undefined;
+  if (request.kind === "embedding") outputTokens = 0;
+  else if (request.requestedOutputTokens === undefined) outputTokens = price.maxOutputTokens;
+  else if (price.maxOutputTokens === undefined) outputTokens = request.requestedOutputTokens;
+  else outputTokens = Math.min(request.requestedOutputTokens, price.maxOutputTokens);
+  if (outputTokens === undefined) return undefined;
+  const expectedMaxAtomic = maxAtomicForRequest(
+    { promptTokenBound: bound, maxOutputTokens: outputTokens },
+    modelPrice(price),
+  );
+  return { promptTokenBound: bound, outputTokens, expectedMaxAtomic };
+}
+
+/** What `usage` justifies at the quoted prices (the ceil rule of `costAtomic`). */
+export function justifiedChargeAtomic(usage: TokenUsage, price: QuotedPrice): bigint {
+  return costAtomic(usage, modelPrice(price));
+}
+
+function modelPrice(price: QuotedPrice): ModelPrice {
+  return {
+    inputPerMTokAtomic: price.inputPerMTokAtomic,
+    outputPerMTokAtomic: price.outputPerMTokAtomic,
+    fixedFeeAtomic: price.fixedFeeAtomic,
+    maxOutputTokens: price.maxOutputTokens ?? 1,
+  };
+}

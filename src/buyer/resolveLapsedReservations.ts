@@ -1,0 +1,50 @@
+import type { Address } from "viem";
+import type { BuyerEventListener } from "./BuyerEvent.js";
+import type { AuthorizationChecker } from "./isAuthorizationUsed.js";
+import type { SpendStore } from "./SpendStore.js";
+
+/** Settlement after the deadline is impossible, but block time and this clock may disagree a little. */
+const DEADLINE_GRACE_MS = 60_000;
+
+export type ResolveLapsedReservationsParameters = {
+  store: SpendStore;
+  checker: AuthorizationChecker;
+  emit?: BuyerEventListener;
+  now?: Date;
+};
+
+/**
+ * Frees reservations that never got a receipt once their authorization's deadline has passed
+ * and the chain shows its nonce unspent: nothing can move any more. A spent nonce keeps the
+ * maximum counted as the charge (the seller settled without saying what). Only reservations on
+ * the checker's chain are looked at. Resolves to the number freed.
+ */
+export async function resolveLapsedReservations({
+  store,
+  checker,
+  emit,
+  now = new Date(),
+}: ResolveLapsedReservationsParameters): Promise<number> {
+  const lapsed = await store.lapsed(new Date(now.getTime() - DEADLINE_GRACE_MS));
+  if (lapsed.length === 0) return 0;
+  const network = `eip155:${await checker.chainId()}`;
+  let freed = 0;
+  for (const reservation of lapsed) {
+    if (reservation.network !== network || reservation.nonce === undefined) continue;
+    const used = await checker.isUsed({
+      payer: reservation.payer as Address,
+      asset: reservation.asset as Address,
+      nonce: reservation.nonce,
+    });
+    if (used) {
+      // Settled without a receipt: the amount is unknown, so the maximum stays counted.
+      await store.note(reservation.id, "settled on chain without a receipt; counted at the maximum");
+      await store.settle(reservation.id, { chargedAtomic: reservation.maxAtomic });
+      continue;
+    }
+    await store.expire(reservation.id, "deadline passed; the authorization was never used on chain");
+    emit?.({ type: "expired", paymentId: reservation.id, origin: reservation.origin });
+    freed += 1;
+  }
+  return freed;
+}

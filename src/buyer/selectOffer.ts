@@ -1,0 +1,80 @@
+import type { PaymentRequirements } from "../protocol/index.js";
+import { checkOffer } from "./checkOffer.js";
+import type { InferenceRequest } from "./inferenceRequest.js";
+import type { PolicyRefusal } from "./policyRefusal.js";
+import { estimateRequest, type QuotedPrice, quotedPriceOf, type RequestEstimate } from "./quotedPrice.js";
+import type { SpendingPolicy } from "./spendingPolicy.js";
+
+/** An offer the buyer may sign, with what it would authorize and what it expected. */
+export type OfferChoice = {
+  offer: PaymentRequirements;
+  askedAtomic: bigint;
+  expectedAtomic: bigint | undefined;
+  price: QuotedPrice | undefined;
+  estimate: RequestEstimate | undefined;
+};
+
+export type SelectOfferReturnType = { ok: true; choice: OfferChoice } | { ok: false; refusal: PolicyRefusal };
+
+/**
+ * Picks the offer to sign from a 402's `accepts`: the ones the policy allows, upto before exact
+ * (upto charges the usage, not the maximum), then the lowest amount. When the policy allows
+ * none, answers the refusal of the offer it would have preferred.
+ */
+export function selectOffer({
+  accepts,
+  request,
+  policy,
+  origin,
+}: {
+  accepts: readonly PaymentRequirements[];
+  request: InferenceRequest | undefined;
+  policy: SpendingPolicy;
+  origin: string;
+}): SelectOfferReturnType {
+  const choices = accepts.map((offer) => describeOffer(offer, request)).sort(preference);
+  let firstRefusal: PolicyRefusal | undefined;
+  for (const choice of choices) {
+    const refusal = checkOffer({
+      policy,
+      origin,
+      offer: choice.offer,
+      askedAtomic: choice.askedAtomic,
+      expectedAtomic: choice.expectedAtomic,
+    });
+    if (!refusal) return { ok: true, choice };
+    // A scheme the buyer cannot pay says less than a rule that refused a payable offer.
+    if (!firstRefusal || (firstRefusal.rule === "scheme" && refusal.rule !== "scheme"))
+      firstRefusal = refusal;
+  }
+  return {
+    ok: false,
+    refusal: firstRefusal ?? { rule: "scheme", message: `${origin} made no offer`, origin },
+  };
+}
+
+/** What signing `offer` for `request` would authorize, and what the buyer expects it to cost. */
+export function describeOffer(
+  offer: PaymentRequirements,
+  request: InferenceRequest | undefined,
+): OfferChoice {
+  const askedAtomic = BigInt(offer.amount);
+  if (offer.scheme !== "upto") {
+    return { offer, askedAtomic, expectedAtomic: askedAtomic, price: undefined, estimate: undefined };
+  }
+  const price = quotedPriceOf(offer);
+  const estimate = price && request ? estimateRequest(request, price) : undefined;
+  return { offer, askedAtomic, expectedAtomic: estimate?.expectedMaxAtomic, price, estimate };
+}
+
+function rank(choice: OfferChoice): number {
+  if (choice.offer.scheme === "upto") return 0;
+  if (choice.offer.scheme === "exact") return 1;
+  return 2;
+}
+
+function preference(a: OfferChoice, b: OfferChoice): number {
+  const byScheme = rank(a) - rank(b);
+  if (byScheme !== 0) return byScheme;
+  return a.askedAtomic < b.askedAtomic ? -1 : a.askedAtomic > b.askedAtomic ? 1 : 0;
+}

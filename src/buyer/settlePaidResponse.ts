@@ -1,0 +1,239 @@
+import {
+  decodePaymentRequiredHeader,
+  decodePaymentResponseHeader,
+  PAYMENT_REQUIRED_HEADER,
+  PAYMENT_RESPONSE_HEADER,
+  parseReceiptEvent,
+  type StreamReceipt,
+} from "../protocol/index.js";
+import type { PaymentAttempt, PaymentContext } from "./authorizePayment.js";
+import type { ReportedUsage } from "./BuyerEvent.js";
+import { tapResponseBody } from "./tapResponseBody.js";
+import { verifyCharge } from "./verifyCharge.js";
+
+/** A settlement as the buyer read it, from `PAYMENT-RESPONSE` or the stream's receipt event. */
+type ReadReceipt = {
+  source: "header" | "stream";
+  success: boolean;
+  errorReason: string | undefined;
+  chargedAtomic: bigint;
+  transaction: string;
+  network: string;
+  payer: string | undefined;
+  usage: ReportedUsage | undefined;
+};
+
+/**
+ * Books what a paid request came to and hands back the response with its body untouched:
+ * - 402: the seller refused the authorization; the reservation is released;
+ * - a `PAYMENT-RESPONSE` header: reconciled to its amount now; a JSON body's `usage` is checked
+ *   against the charge once the body has been read;
+ * - an event stream: tapped for the receipt event, reconciled and checked when it passes;
+ * - no receipt at all: the maximum stays reserved until the authorization's deadline.
+ * `track` registers background work so `idle()` can wait for it.
+ */
+export async function settlePaidResponse(
+  context: PaymentContext,
+  attempt: PaymentAttempt,
+  response: Response,
+  track: (work: Promise<unknown>) => void,
+): Promise<Response> {
+  const store = await context.store();
+  const { paymentId, origin } = attempt;
+  if (response.status === 402) {
+    const reason = `seller refused the payment (HTTP 402${await refusalReason(response)})`;
+    await store.release(paymentId, reason);
+    context.emit({ type: "released", paymentId, origin, reason });
+    return response;
+  }
+
+  let booked = false;
+  let reportedUsage: ReportedUsage | undefined;
+  const book = async (receipt: ReadReceipt) => {
+    if (booked) return;
+    booked = true;
+    await recordReceipt(context, attempt, receipt);
+  };
+
+  const header = response.headers.get(PAYMENT_RESPONSE_HEADER);
+  const headerReceipt = header ? decodePaymentResponseHeader(header) : undefined;
+  const contentType = response.headers.get("content-type") ?? "";
+  let headerBooked: ReadReceipt | undefined;
+  if (headerReceipt?.ok) {
+    const settled = headerReceipt.settleResponse;
+    headerBooked = {
+      source: "header",
+      success: settled.success,
+      errorReason: settled.errorReason,
+      // exact settles the whole price; upto says what it charged.
+      chargedAtomic: settled.success ? BigInt(settled.amount ?? attempt.choice.offer.amount) : 0n,
+      transaction: settled.transaction,
+      network: settled.network,
+      payer: settled.payer,
+      usage: undefined,
+    };
+  }
+
+  const noReceipt = async (reason: string) => {
+    await store.note(paymentId, reason);
+    context.emit({ type: "unreceipted", paymentId, origin, reason });
+  };
+
+  if (!response.body) {
+    if (headerBooked) await book(headerBooked);
+    else await noReceipt(`no receipt (HTTP ${response.status}, empty body)`);
+    return response;
+  }
+
+  if (contentType.includes("text/event-stream")) {
+    let streamBooking: Promise<void> | undefined;
+    const body = tapResponseBody(response.body, {
+      mode: "sse",
+      onSseData(data) {
+        const parsed = parseReceiptEvent(data);
+        if (parsed.ok && !streamBooking) {
+          streamBooking = book(streamReceiptOf(parsed.receipt));
+          track(streamBooking);
+        } else reportedUsage ??= usageOf(safeJson(data));
+      },
+      async onEnd() {
+        if (streamBooking) await streamBooking;
+        else if (headerBooked) await book({ ...headerBooked, usage: reportedUsage });
+        else if (!booked) await noReceipt("the stream ended without a receipt event");
+      },
+    });
+    return rewrap(response, body);
+  }
+
+  if (!headerBooked) {
+    await noReceipt(`no receipt (HTTP ${response.status})`);
+    return response;
+  }
+  if (!contentType.includes("json")) {
+    await book(headerBooked);
+    return response;
+  }
+  // Reconcile now; check the charge against the body's usage once the caller has read it.
+  const receipt = headerBooked;
+  await store.settle(paymentId, { chargedAtomic: receipt.chargedAtomic, transaction: receipt.transaction });
+  const body = tapResponseBody(response.body, {
+    mode: "json",
+    onJson(text) {
+      reportedUsage = usageOf(safeJson(text));
+    },
+    async onEnd() {
+      await book({ ...receipt, usage: reportedUsage });
+    },
+  });
+  return rewrap(response, body);
+}
+
+async function recordReceipt(context: PaymentContext, attempt: PaymentAttempt, receipt: ReadReceipt) {
+  const store = await context.store();
+  const { paymentId, origin, url, maxAtomic, choice } = attempt;
+  if (receipt.success) {
+    await store.settle(paymentId, { chargedAtomic: receipt.chargedAtomic, transaction: receipt.transaction });
+  } else {
+    // A failed settlement may still be completed by the seller before the deadline.
+    await store.note(paymentId, `settlement failed: ${receipt.errorReason ?? "unknown reason"}`);
+  }
+  context.emit({
+    type: "receipt",
+    paymentId,
+    url,
+    origin,
+    source: receipt.source,
+    success: receipt.success,
+    errorReason: receipt.errorReason,
+    maxAtomic,
+    chargedAtomic: receipt.chargedAtomic,
+    savedAtomic: maxAtomic > receipt.chargedAtomic ? maxAtomic - receipt.chargedAtomic : 0n,
+    transaction: receipt.transaction,
+    network: receipt.network,
+    payer: receipt.payer,
+    usage: receipt.usage,
+  });
+  if (!receipt.success) return;
+  const verdict = verifyCharge({
+    chargedAtomic: receipt.chargedAtomic,
+    maxAtomic,
+    usage: receipt.usage,
+    price: choice.price,
+    estimate: choice.estimate,
+  });
+  if (verdict.ok) return;
+  const disputeId = await store.recordDispute({
+    reservationId: paymentId,
+    origin,
+    reason: verdict.reason,
+    chargedAtomic: receipt.chargedAtomic,
+    justifiedAtomic: verdict.justifiedAtomic,
+    maxAtomic,
+    transaction: receipt.transaction,
+    network: receipt.network,
+    details: { message: verdict.message, usage: receipt.usage, url, source: receipt.source },
+  });
+  context.emit({
+    type: "overcharge",
+    paymentId,
+    origin,
+    reason: verdict.reason,
+    chargedAtomic: receipt.chargedAtomic,
+    justifiedAtomic: verdict.justifiedAtomic,
+    maxAtomic,
+    transaction: receipt.transaction,
+    network: receipt.network,
+    usage: receipt.usage,
+    disputeId,
+  });
+}
+
+function streamReceiptOf(receipt: StreamReceipt): ReadReceipt {
+  return {
+    source: "stream",
+    success: receipt.success,
+    errorReason: receipt.errorReason,
+    chargedAtomic: BigInt(receipt.amount),
+    transaction: receipt.transaction,
+    network: receipt.network,
+    payer: receipt.payer,
+    usage: { promptTokens: receipt.usage.prompt_tokens, completionTokens: receipt.usage.completion_tokens },
+  };
+}
+
+function usageOf(value: unknown): ReportedUsage | undefined {
+  const usage = (value as { usage?: { prompt_tokens?: unknown; completion_tokens?: unknown } } | undefined)
+    ?.usage;
+  const prompt = usage?.prompt_tokens;
+  const completion = usage?.completion_tokens ?? 0;
+  if (!Number.isSafeInteger(prompt) || !Number.isSafeInteger(completion)) return undefined;
+  return { promptTokens: prompt as number, completionTokens: completion as number };
+}
+
+function safeJson(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+}
+
+async function refusalReason(response: Response): Promise<string> {
+  const required = decodePaymentRequiredHeader(response.headers.get(PAYMENT_REQUIRED_HEADER));
+  if (required.ok && required.paymentRequired.error) return `: ${required.paymentRequired.error}`;
+  try {
+    const body = (await response.clone().json()) as { error?: unknown };
+    const error = typeof body.error === "string" ? body.error : (body.error as { code?: unknown })?.code;
+    return typeof error === "string" ? `: ${error}` : "";
+  } catch {
+    return "";
+  }
+}
+
+function rewrap(response: Response, body: ReadableStream<Uint8Array>): Response {
+  return new Response(body, {
+    status: response.status,
+    statusText: response.statusText,
+    headers: response.headers,
+  });
+}

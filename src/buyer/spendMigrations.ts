@@ -1,0 +1,64 @@
+import type { Migration } from "../ledger/index.js";
+
+/**
+ * The buyer's spend store schema. Versions start at 101 so the buyer's tables can share a
+ * PostgreSQL database (and its `schema_migrations`) with a gateway's ledger without colliding.
+ * Never edit an entry that has shipped: append a new one. Money is NUMERIC(78,0).
+ */
+export const spendMigrations: readonly Migration[] = [
+  {
+    version: 101,
+    name: "buyer_spend_reservations",
+    sql: `
+CREATE TABLE spend_reservations (
+  id              TEXT PRIMARY KEY,
+  day             DATE NOT NULL,
+  origin          TEXT NOT NULL,
+  url             TEXT NOT NULL,
+  payer           TEXT NOT NULL,
+  scheme          TEXT NOT NULL,
+  network         TEXT NOT NULL,
+  asset           TEXT NOT NULL,
+  pay_to          TEXT NOT NULL,
+  model           TEXT,
+  max_atomic      NUMERIC(78,0) NOT NULL CHECK (max_atomic >= 0),
+  expected_atomic NUMERIC(78,0),
+  charged_atomic  NUMERIC(78,0),
+  -- What counts against the caps now: the maximum while reserved, the charge once settled, 0 once released.
+  counted_atomic  NUMERIC(78,0) NOT NULL CHECK (counted_atomic >= 0),
+  status          TEXT NOT NULL DEFAULT 'reserved'
+                  CHECK (status IN ('reserved', 'settled', 'released', 'expired')),
+  nonce           TEXT,
+  deadline        TIMESTAMPTZ,
+  transaction     TEXT,
+  note            TEXT,
+  created_at      TIMESTAMPTZ NOT NULL DEFAULT now(),
+  updated_at      TIMESTAMPTZ NOT NULL DEFAULT now()
+);
+CREATE INDEX spend_reservations_day_idx ON spend_reservations (day, origin);
+CREATE INDEX spend_reservations_open_idx ON spend_reservations (deadline) WHERE status = 'reserved';
+`,
+  },
+  {
+    version: 102,
+    name: "buyer_disputes",
+    sql: `
+CREATE TABLE disputes (
+  id               BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+  reservation_id   TEXT NOT NULL REFERENCES spend_reservations (id),
+  origin           TEXT NOT NULL,
+  reason           TEXT NOT NULL,
+  charged_atomic   NUMERIC(78,0) NOT NULL,
+  justified_atomic NUMERIC(78,0),
+  max_atomic       NUMERIC(78,0) NOT NULL,
+  transaction      TEXT,
+  network          TEXT,
+  details          JSONB NOT NULL DEFAULT '{}',
+  status           TEXT NOT NULL DEFAULT 'open' CHECK (status IN ('open', 'resolved')),
+  created_at       TIMESTAMPTZ NOT NULL DEFAULT now(),
+  resolved_at      TIMESTAMPTZ
+);
+CREATE INDEX disputes_open_idx ON disputes (created_at) WHERE status = 'open';
+`,
+  },
+];

@@ -1,0 +1,109 @@
+import { parse as parseYaml } from "yaml";
+import { z } from "zod";
+import { TollgateError } from "../errors/index.js";
+import { parseMoney } from "../pricing/index.js";
+import { addressSchema, caip2NetworkSchema } from "../protocol/index.js";
+
+const moneySchema = z.union([z.string(), z.number(), z.bigint()]).transform((value, ctx) => {
+  try {
+    return parseMoney(value);
+  } catch (error) {
+    ctx.addIssue({ code: "custom", message: (error as TollgateError).shortMessage ?? String(error) });
+    return z.NEVER;
+  }
+});
+
+const originSchema = z.string().transform((value, ctx) => {
+  try {
+    return providerOrigin(value);
+  } catch {
+    ctx.addIssue({ code: "custom", message: `provider key ${JSON.stringify(value)} is not a URL` });
+    return z.NEVER;
+  }
+});
+
+const providerPolicySchema = z.strictObject({
+  /** Largest maximum to authorize for one request to this provider. */
+  perCall: moneySchema.optional(),
+  /** Total per UTC day for this provider. */
+  daily: moneySchema.optional(),
+  /** The only recipients this provider may ask to be paid at. */
+  payTo: z.array(addressSchema).optional(),
+});
+
+/** The spending policy, validated; every amount is in the asset's atomic units. */
+export const spendingPolicySchema = z.strictObject({
+  /** Largest maximum to authorize for one request. */
+  perCall: moneySchema.optional(),
+  /** Total per UTC day, all providers. */
+  daily: moneySchema.optional(),
+  /** Per provider, keyed by origin (`https://api.example.com`; a path is ignored). */
+  providers: z
+    .record(z.string(), providerPolicySchema)
+    .default({})
+    .transform((providers, ctx) => {
+      const byOrigin: Record<string, z.infer<typeof providerPolicySchema>> = {};
+      for (const [key, value] of Object.entries(providers)) {
+        const origin = originSchema.safeParse(key);
+        if (!origin.success) {
+          ctx.addIssue({ code: "custom", message: `not a URL: ${key}`, path: [key] });
+          return z.NEVER;
+        }
+        byOrigin[origin.data] = value;
+      }
+      return byOrigin;
+    }),
+  /** Refuse a maximum above this multiple of the expected cost (e.g. 3). */
+  maxOverExpected: z.number().positive().optional(),
+  /** Ask a person before authorizing a maximum above this. */
+  confirmAbove: moneySchema.optional(),
+  /** CAIP-2 networks the buyer pays on; absent means any. */
+  networks: z.array(caip2NetworkSchema).optional(),
+  /** Token addresses the buyer pays with; absent means any. */
+  assets: z.array(addressSchema).optional(),
+});
+
+export type SpendingPolicy = z.output<typeof spendingPolicySchema>;
+/** A policy as written in YAML or code: money as `"$0.05"`, an atomic string, or a bigint. */
+export type SpendingPolicyInput = z.input<typeof spendingPolicySchema>;
+export type ProviderPolicy = SpendingPolicy["providers"][string];
+
+/**
+ * Validates a spending policy (an object, or an already parsed one) and reads its money.
+ * Throws `TOLLGATE_CONFIG_INVALID` naming the field.
+ * @example
+ * const policy = parseSpendingPolicy({ perCall: "$0.05", daily: "$5.00", maxOverExpected: 3 });
+ */
+export function parseSpendingPolicy(input: unknown): SpendingPolicy {
+  const parsed = spendingPolicySchema.safeParse(input ?? {});
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    const field = issue?.path.map(String).join(".") || "(policy)";
+    throw new TollgateError({
+      code: "TOLLGATE_CONFIG_INVALID",
+      shortMessage: `spending policy: ${field}: ${issue?.message ?? "invalid"}`,
+      details: { field },
+    });
+  }
+  return parsed.data;
+}
+
+/** Reads a spending policy from YAML text (the policy file's contents). */
+export function parseSpendingPolicyYaml(text: string): SpendingPolicy {
+  let value: unknown;
+  try {
+    value = parseYaml(text);
+  } catch (cause) {
+    throw new TollgateError({
+      code: "TOLLGATE_CONFIG_INVALID",
+      shortMessage: `spending policy is not valid YAML: ${(cause as Error).message}`,
+      cause,
+    });
+  }
+  return parseSpendingPolicy(value);
+}
+
+/** The provider key of a URL: its origin (`scheme://host:port`). */
+export function providerOrigin(url: string | URL): string {
+  return new URL(url).origin;
+}

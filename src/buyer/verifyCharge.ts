@@ -1,0 +1,71 @@
+import type { ReportedUsage } from "./BuyerEvent.js";
+import { justifiedChargeAtomic, type QuotedPrice, type RequestEstimate } from "./quotedPrice.js";
+import type { DisputeReason } from "./SpendStore.js";
+
+export type VerifyChargeParameters = {
+  chargedAtomic: bigint;
+  /** The maximum the buyer signed. */
+  maxAtomic: bigint;
+  /** The usage the seller reported (receipt or response body). */
+  usage?: ReportedUsage | undefined;
+  /** The prices the seller quoted before the buyer signed (never the receipt's own). */
+  price?: QuotedPrice | undefined;
+  /** The buyer's own bounds on the request: no honest usage exceeds them. */
+  estimate?: RequestEstimate | undefined;
+};
+
+export type VerifyChargeReturnType =
+  | { ok: true; justifiedAtomic: bigint | undefined }
+  | { ok: false; reason: DisputeReason; justifiedAtomic: bigint | undefined; message: string };
+
+/**
+ * Trust, but verify: recomputes what the usage justifies at the quoted prices (rounded up, as
+ * `costAtomic` does) and flags a charge above it, or above the signed maximum. Reported usage
+ * beyond the buyer's own bounds (its prompt bound, its output limit) is not believed: the
+ * justified charge uses the bounded usage, and a charge only the inflated usage explains is
+ * flagged as `usage_above_bound`.
+ */
+export function verifyCharge({
+  chargedAtomic,
+  maxAtomic,
+  usage,
+  price,
+  estimate,
+}: VerifyChargeParameters): VerifyChargeReturnType {
+  const reported = usage && price ? justifiedChargeAtomic(usage, price) : undefined;
+  const bounded =
+    usage && price && estimate
+      ? justifiedChargeAtomic(
+          {
+            promptTokens: Math.min(usage.promptTokens, estimate.promptTokenBound),
+            completionTokens: Math.min(usage.completionTokens, estimate.outputTokens),
+          },
+          price,
+        )
+      : reported;
+  if (chargedAtomic > maxAtomic) {
+    return {
+      ok: false,
+      reason: "above_maximum",
+      justifiedAtomic: bounded,
+      message: `charged ${chargedAtomic} above the signed maximum ${maxAtomic}`,
+    };
+  }
+  if (reported !== undefined && chargedAtomic > reported) {
+    return {
+      ok: false,
+      reason: "above_usage",
+      justifiedAtomic: bounded,
+      message: `charged ${chargedAtomic} where the reported usage justifies ${reported}`,
+    };
+  }
+  if (bounded !== undefined && chargedAtomic > bounded) {
+    return {
+      ok: false,
+      reason: "usage_above_bound",
+      justifiedAtomic: bounded,
+      message: `charged ${chargedAtomic} for usage above the buyer's own bounds (justified: ${bounded})`,
+    };
+  }
+  return { ok: true, justifiedAtomic: bounded };
+}

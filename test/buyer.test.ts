@@ -1,0 +1,162 @@
+import assert from "node:assert/strict";
+import { after, before, describe, test } from "node:test";
+import OpenAI from "openai";
+import { createPayingFetch, type PayingFetch } from "../src/buyer/index.js";
+import { isTollgateError } from "../src/errors/index.js";
+import { chatRequest, countingFetch, eventLog, tempDataDir } from "./support/buyerFixtures.js";
+import { expectedCharge, type GatewayHarness, startGatewayHarness } from "./support/gatewayHarness.js";
+import { mockCompletionText, mockModelId } from "./support/mockBackend.js";
+
+let h: GatewayHarness;
+let dataDir: Awaited<ReturnType<typeof tempDataDir>>;
+const opened: PayingFetch[] = [];
+
+before(async () => {
+  h = await startGatewayHarness();
+  dataDir = await tempDataDir();
+});
+after(async () => {
+  for (const payingFetch of opened) await payingFetch.close();
+  await h?.close();
+  await dataDir?.remove();
+});
+
+function buyerFetch(options: Partial<Parameters<typeof createPayingFetch>[0]> & { buyer?: number } = {}) {
+  const { buyer = 0, ...rest } = options;
+  const payingFetch = createPayingFetch({
+    privateKey: h.devnet.accounts.buyers[buyer]!.privateKey,
+    dataDir: dataDir.path,
+    ...rest,
+  });
+  opened.push(payingFetch);
+  return payingFetch;
+}
+
+const chatUrl = () => `${h.gateway.url}/v1/chat/completions`;
+const postChat = (payingFetch: typeof fetch, extra: Record<string, unknown> = {}) =>
+  payingFetch(chatUrl(), {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: chatRequest(extra),
+  });
+
+describe("paying Tollgate's gateway", () => {
+  test("settles the actual usage, not the maximum: the receipt's charge is what leaves the wallet", async () => {
+    const log = eventLog();
+    const payingFetch = buyerFetch({ onEvent: log.onEvent });
+    const buyer = h.devnet.accounts.buyers[0]!;
+    h.backend.set({ responseTokens: 12, tokensPerSecond: 0 });
+    const balanceBefore = await h.devnet.usdcBalance(buyer.address);
+    const response = await postChat(payingFetch);
+    assert.equal(response.status, 200);
+    const completion = (await response.json()) as {
+      choices: Array<{ message: { content: string } }>;
+      usage: { prompt_tokens: number; completion_tokens: number };
+    };
+    await payingFetch.idle();
+    assert.equal(completion.choices[0]?.message.content, mockCompletionText(12));
+
+    const [receipt] = log.of("receipt");
+    assert.ok(receipt, "a receipt event");
+    assert.equal(receipt.source, "header");
+    const charge = expectedCharge(completion.usage.prompt_tokens, completion.usage.completion_tokens);
+    assert.equal(receipt.chargedAtomic, charge);
+    assert.ok(receipt.chargedAtomic < receipt.maxAtomic, "charged below the maximum");
+    assert.equal(receipt.savedAtomic, receipt.maxAtomic - charge);
+    assert.match(receipt.transaction, /^0x[0-9a-f]{64}$/);
+    assert.equal(await h.devnet.usdcBalance(buyer.address), balanceBefore - charge);
+
+    const row = await (await payingFetch.spendStore()).reservation(receipt.paymentId);
+    assert.equal(row?.status, "settled");
+    assert.equal(row?.chargedAtomic, charge);
+    assert.equal(row?.countedAtomic, charge, "the cap now counts the charge, not the maximum");
+    assert.equal(row?.transaction, receipt.transaction);
+    assert.equal(log.of("overcharge").length, 0, "an honest charge is not flagged");
+  });
+
+  test("pays on the first request once GET /v1/models gave the prices: no 402 round trip", async () => {
+    const counting = countingFetch();
+    const log = eventLog();
+    const payingFetch = buyerFetch({ fetch: counting, onEvent: log.onEvent, buyer: 1 });
+    const models = await payingFetch.discover(h.gateway.url);
+    assert.deepEqual(
+      models.map((model) => model.id),
+      [mockModelId],
+    );
+    counting.statuses.length = 0;
+    const response = await postChat(payingFetch, { max_tokens: 32 });
+    assert.equal(response.status, 200);
+    await response.arrayBuffer();
+    assert.deepEqual(counting.statuses, [200], "one request, paid at once");
+    const [authorized] = log.of("authorized");
+    assert.equal(authorized?.firstRequest, true);
+    assert.equal(authorized?.maxAtomic, authorized?.expectedAtomic, "the buyer computed the maximum itself");
+    assert.equal(log.of("receipt")[0]?.success, true);
+  });
+
+  test("learns the prices from a 402 and pays the next request for the same model at once", async () => {
+    const counting = countingFetch();
+    const payingFetch = buyerFetch({ fetch: counting, buyer: 2 });
+    await (await postChat(payingFetch)).arrayBuffer();
+    assert.deepEqual(counting.statuses, [402, 200]);
+    counting.statuses.length = 0;
+    await (
+      await postChat(payingFetch, { messages: [{ role: "user", content: "another question" }] })
+    ).arrayBuffer();
+    assert.deepEqual(counting.statuses, [200]);
+  });
+
+  test("the openai client streams through the paying fetch and the stream's receipt is recorded", async () => {
+    const log = eventLog();
+    const payingFetch = buyerFetch({ onEvent: log.onEvent, buyer: 1 });
+    h.backend.set({ responseTokens: 20, tokensPerSecond: 400 });
+    const client = new OpenAI({
+      apiKey: "x402",
+      baseURL: `${h.gateway.url}/v1`,
+      fetch: payingFetch,
+      maxRetries: 0,
+    });
+    const stream = await client.chat.completions.create({
+      model: mockModelId,
+      messages: [{ role: "user", content: "stream please" }],
+      max_tokens: 64,
+      stream: true,
+    });
+    let text = "";
+    let chunks = 0;
+    for await (const chunk of stream) {
+      text += chunk.choices[0]?.delta?.content ?? "";
+      chunks += 1;
+    }
+    assert.equal(text, mockCompletionText(20));
+    assert.ok(chunks >= 20, "tokens arrived as separate chunks");
+    const [receipt] = log.of("receipt");
+    assert.equal(receipt?.source, "stream");
+    assert.equal(receipt?.usage?.completionTokens, 20);
+    assert.equal(receipt?.chargedAtomic, expectedCharge(receipt!.usage!.promptTokens, 20));
+    const row = await (await payingFetch.spendStore()).reservation(receipt!.paymentId);
+    assert.equal(row?.status, "settled");
+    assert.equal(row?.chargedAtomic, receipt?.chargedAtomic);
+  });
+
+  test("a per-call cap below the maximum refuses before signing: nothing reserved, nothing moves", async () => {
+    const log = eventLog();
+    const payingFetch = buyerFetch({ policy: { perCall: "100" }, onEvent: log.onEvent, buyer: 2 });
+    const buyer = h.devnet.accounts.buyers[2]!;
+    const balanceBefore = await h.devnet.usdcBalance(buyer.address);
+    const store = await payingFetch.spendStore();
+    const spentBefore = (await store.daySpend()).countedAtomic;
+    h.backend.clearRequests();
+    await assert.rejects(postChat(payingFetch), (error: unknown) => {
+      assert.ok(isTollgateError(error, "TOLLGATE_POLICY_REFUSED"));
+      assert.equal(error.details.rule, "perCall");
+      assert.equal(error.details.limitAtomic, 100n);
+      assert.ok((error.details.askedAtomic as bigint) > 100n);
+      return true;
+    });
+    assert.equal(log.of("authorized").length, 0, "nothing signed");
+    assert.equal(h.backend.inferenceRequests.length, 0, "no inference");
+    assert.equal((await store.daySpend()).countedAtomic, spentBefore, "nothing reserved");
+    assert.equal(await h.devnet.usdcBalance(buyer.address), balanceBefore);
+  });
+});
