@@ -13,6 +13,7 @@ import {
 } from "viem";
 import { privateKeyToAccount } from "viem/accounts";
 import { type Logger, silentLogger } from "../errors/index.js";
+import { createNodeHttpFetch } from "./createNodeHttpFetch.js";
 import { createNonceManager } from "./createNonceManager.js";
 import { permit2AndTokenErrorsAbi } from "./permit2Errors.js";
 import { isTransportError, recordRpcTransportFailure } from "./rpcFailures.js";
@@ -58,7 +59,8 @@ export function createFacilitatorSigner({
 }: CreateFacilitatorSignerParameters): TollgateFacilitatorSigner {
   const account = privateKeyToAccount(privateKey);
   const publicClient = createPublicClient({
-    transport: http(rpcUrl, { timeout: rpcTimeoutMs, retryCount: 1 }),
+    // node:http keep-alive instead of the global fetch: a third of the CPU per RPC call.
+    transport: http(rpcUrl, { timeout: rpcTimeoutMs, retryCount: 1, fetchFn: createNodeHttpFetch() }),
     pollingInterval: pollingIntervalMs,
   }) as PublicClient;
   const nonces = createNonceManager({ address: account.address, publicClient });

@@ -1,0 +1,130 @@
+import assert from "node:assert/strict";
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import type { AddressInfo } from "node:net";
+import { after, before, describe, test } from "node:test";
+import { createPublicClient, HttpRequestError, http, RpcRequestError, TimeoutError } from "viem";
+import { createNodeHttpFetch } from "./createNodeHttpFetch.js";
+import { isTransportError } from "./rpcFailures.js";
+
+type Handler = (request: IncomingMessage, body: string, response: ServerResponse) => void;
+
+let server: Server;
+let url: string;
+let handler: Handler = () => {};
+
+before(async () => {
+  server = createServer((request, response) => {
+    let body = "";
+    request.setEncoding("utf8");
+    request.on("data", (chunk: string) => {
+      body += chunk;
+    });
+    request.on("end", () => handler(request, body, response));
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/rpc`;
+});
+after(async () => {
+  server.closeAllConnections();
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+});
+
+const jsonRpc = (answer: (request: { id: number; method: string }) => unknown): Handler => {
+  return (_request, body, response) => {
+    const parsed = JSON.parse(body) as { id: number; method: string };
+    response.writeHead(200, { "content-type": "application/json" });
+    response.end(JSON.stringify({ jsonrpc: "2.0", id: parsed.id, ...(answer(parsed) as object) }));
+  };
+};
+
+const clientOf = (timeout = 2_000) =>
+  createPublicClient({ transport: http(url, { fetchFn: createNodeHttpFetch(), timeout, retryCount: 0 }) });
+
+describe("createNodeHttpFetch", () => {
+  test("sends the method, headers and body, and returns status, headers and body", async () => {
+    let seen: { method?: string; type?: string; body?: string } = {};
+    handler = (request, body, response) => {
+      seen = { method: request.method, type: request.headers["content-type"], body };
+      response.writeHead(201, { "content-type": "text/plain", "x-answer": "42" });
+      response.end("créé");
+    };
+    const response = await createNodeHttpFetch()(url, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: '{"a":1}',
+    });
+    assert.deepEqual(seen, { method: "POST", type: "application/json", body: '{"a":1}' });
+    assert.equal(response.status, 201);
+    assert.equal(response.headers.get("x-answer"), "42");
+    assert.equal(await response.text(), "créé");
+  });
+
+  test("viem gets the JSON-RPC result through it", async () => {
+    handler = jsonRpc(() => ({ result: "0x2a" }));
+    assert.equal(await clientOf().getBlockNumber({ cacheTime: 0 }), 42n);
+  });
+
+  test("a JSON-RPC error stays an RPC error, not a transport error", async () => {
+    handler = jsonRpc(() => ({ error: { code: -32000, message: "execution reverted" } }));
+    const error = await clientOf()
+      .getBlockNumber({ cacheTime: 0 })
+      .catch((e: unknown) => e);
+    assert.ok(error instanceof Error);
+    assert.equal(isTransportError(error), false);
+    let cause: unknown = error;
+    while (cause && !(cause instanceof RpcRequestError)) cause = (cause as { cause?: unknown }).cause;
+    assert.ok(cause instanceof RpcRequestError, "an RpcRequestError underneath");
+  });
+
+  test("an unreachable RPC is a transport error", async () => {
+    const closed = createServer();
+    await new Promise<void>((resolve) => closed.listen(0, "127.0.0.1", resolve));
+    const port = (closed.address() as AddressInfo).port;
+    await new Promise<void>((resolve) => closed.close(() => resolve()));
+    const client = createPublicClient({
+      transport: http(`http://127.0.0.1:${port}/`, { fetchFn: createNodeHttpFetch(), retryCount: 0 }),
+    });
+    const error = await client.getBlockNumber({ cacheTime: 0 }).catch((e: unknown) => e);
+    assert.ok(error instanceof HttpRequestError || (error as Error).cause instanceof HttpRequestError);
+    assert.equal(isTransportError(error), true);
+  });
+
+  test("viem's timeout aborts the request and reports a timeout", async () => {
+    handler = () => {}; // never answers
+    const startedAt = performance.now();
+    const error = await clientOf(150)
+      .getBlockNumber({ cacheTime: 0 })
+      .catch((e: unknown) => e);
+    assert.ok(performance.now() - startedAt < 2_000, "did not wait for the server");
+    let cause: unknown = error;
+    while (cause && !(cause instanceof TimeoutError)) cause = (cause as { cause?: unknown }).cause;
+    assert.ok(cause instanceof TimeoutError, "a TimeoutError underneath");
+    assert.equal(isTransportError(error), true);
+  });
+
+  test("refuses a response body above the limit", async () => {
+    handler = (_request, _body, response) => {
+      response.writeHead(200, { "content-type": "application/json" });
+      response.end("x".repeat(2_000));
+    };
+    await assert.rejects(
+      createNodeHttpFetch({ maxResponseBytes: 1_000 })(url, { method: "POST", body: "{}" }),
+      RangeError,
+    );
+  });
+
+  test("an already aborted signal sends nothing", async () => {
+    let calls = 0;
+    handler = (_request, _body, response) => {
+      calls++;
+      response.end();
+    };
+    const controller = new AbortController();
+    controller.abort(new Error("stop"));
+    await assert.rejects(
+      createNodeHttpFetch()(url, { method: "POST", body: "{}", signal: controller.signal }),
+      /stop/,
+    );
+    assert.equal(calls, 0);
+  });
+});
