@@ -157,7 +157,12 @@ export function createPayingFetch(parameters: CreatePayingFetchParameters): Payi
     const sendPaid = async (attempt: Awaited<ReturnType<typeof authorizePayment>>) => {
       let response: Response;
       try {
-        response = await send(attempt.header);
+        response = await send(attempt.header).catch((error: unknown) => {
+          // A kept-alive connection the seller had just closed. Resending the same signature is
+          // safe: an authorization settles at most once, and a seller that saw it refuses the replay.
+          if (connectionReset(error)) return send(attempt.header);
+          throw error;
+        });
       } catch (error) {
         const spend = await store();
         if (neverConnected(error)) {
@@ -173,6 +178,9 @@ export function createPayingFetch(parameters: CreatePayingFetchParameters): Payi
       return settlePaidResponse(context, attempt, response, track);
     };
 
+    // Open the store before talking to the seller: opening may take a moment, and a 402's
+    // kept-alive connection should not sit idle meanwhile.
+    await store();
     await freeLapsed();
 
     // Pay on the first request when this route's prices are known.
@@ -256,6 +264,12 @@ export function createPayingFetch(parameters: CreatePayingFetchParameters): Payi
       await opened?.close();
     },
   });
+}
+
+/** True when a connection broke before any response, typically a kept-alive one the server closed. */
+function connectionReset(error: unknown): boolean {
+  const code = (error as { cause?: { code?: unknown } })?.cause?.code;
+  return code === "ECONNRESET" || code === "EPIPE" || code === "UND_ERR_SOCKET";
 }
 
 /** True when the request certainly never reached the seller (so the authorization never left). */
