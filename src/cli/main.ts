@@ -1,11 +1,14 @@
 import { isTollgateError } from "../errors/index.js";
+import { chatCommand, chatUsage } from "./chatCommand.js";
 import { exitCodes, printError, printLine } from "./cliSupport.js";
 import { devCommand, devUsage } from "./devCommand.js";
 import { devnetCommand, devnetUsage } from "./devnetCommand.js";
 import { facilitatorCommand, facilitatorUsage } from "./facilitatorCommand.js";
 import { gatewayCommand, gatewayUsage } from "./gatewayCommand.js";
 import { ledgerCommand, ledgerUsage } from "./ledgerCommand.js";
+import { payCommand, payUsage } from "./payCommand.js";
 import { reconcileCommand, reconcileUsage } from "./reconcileCommand.js";
+import { spendCommand, spendUsage } from "./spendCommand.js";
 
 type Command = { run(argv: string[]): Promise<number>; usage: string };
 
@@ -16,6 +19,9 @@ const commands: Record<string, Command> = {
   reconcile: { run: reconcileCommand, usage: reconcileUsage },
   devnet: { run: devnetCommand, usage: devnetUsage },
   facilitator: { run: facilitatorCommand, usage: facilitatorUsage },
+  pay: { run: payCommand, usage: payUsage },
+  chat: { run: chatCommand, usage: chatUsage },
+  spend: { run: spendCommand, usage: spendUsage },
 };
 
 function usage(): string {

@@ -1,0 +1,125 @@
+import { z } from "zod";
+import { apiBaseUrl, chooseProvider, formatReceiptLine } from "../buyer/index.js";
+import { TollgateError } from "../errors/index.js";
+import { exitCodes, parseFlags, printError, printLine } from "./cliSupport.js";
+import {
+  buyerFlagOptions,
+  exitCodeOfStatus,
+  jsonLine,
+  openBuyerSession,
+  reportBuyerError,
+} from "./payCommand.js";
+
+export const chatUsage = `tollgate chat --gateway URL [--gateway URL]… --model M [--model M]… [--max-tokens N] [--policy FILE] [--private-key KEY] [--rpc URL] "prompt"
+  Asks one question and streams the answer to the terminal, paying per token; ends with the
+  receipt line on stderr. With several --gateway, lists their models and prices and picks the
+  cheapest that offers one of the --model names within the policy, and says which and why.
+  Key, policy, data directory and exit codes as for tollgate pay.`;
+
+const flagsSchema = z.object({
+  gateway: z.array(z.url()).min(1, "at least one --gateway URL"),
+  model: z.array(z.string().min(1)).min(1, "at least one --model"),
+  "max-tokens": z.coerce.number().int().positive().optional(),
+  policy: z.string().optional(),
+  "private-key": z.string().optional(),
+  rpc: z.url().optional(),
+  json: z.boolean().default(false),
+});
+
+/** `tollgate chat`: one streamed, paid chat completion, routed to the cheapest provider. */
+export async function chatCommand(argv: string[]): Promise<number> {
+  const { flags, positionals } = parseFlags(
+    "chat",
+    argv,
+    {
+      ...buyerFlagOptions,
+      gateway: { type: "string", multiple: true },
+      model: { type: "string", multiple: true },
+      "max-tokens": { type: "string" },
+    },
+    flagsSchema,
+  );
+  const prompt = positionals.join(" ").trim();
+  if (!prompt) {
+    throw new TollgateError({ code: "TOLLGATE_CONFIG_INVALID", shortMessage: "chat: the prompt is missing" });
+  }
+  const models = flags.model.flatMap((model) => model.split(",")).filter(Boolean);
+  const body: Record<string, unknown> = {
+    messages: [{ role: "user", content: prompt }],
+    stream: true,
+    ...(flags["max-tokens"] === undefined ? {} : { max_tokens: flags["max-tokens"] }),
+  };
+  const session = await openBuyerSession(flags);
+  const { payingFetch } = session;
+  try {
+    let baseUrl = apiBaseUrl(flags.gateway[0]!);
+    let model = models[0]!;
+    if (flags.gateway.length > 1 || models.length > 1) {
+      const route = await chooseProvider({ gateways: flags.gateway, models, body, policy: session.policy });
+      if (!route.chosen) {
+        printError(`tollgate chat: ${route.reason}`);
+        return exitCodes.policyRefused;
+      }
+      printError(`provider: ${route.reason}`);
+      baseUrl = route.chosen.model.baseUrl;
+      model = route.chosen.model.id;
+      payingFetch.learnPrices(route.candidates.map((candidate) => candidate.model));
+    } else {
+      // Knowing the prices lets the first request carry its payment; a seller without a
+      // model list is still paid through its 402.
+      await payingFetch.discover(baseUrl).catch(() => undefined);
+    }
+    const response = await payingFetch(`${baseUrl}/chat/completions`, {
+      method: "POST",
+      headers: { "content-type": "application/json", accept: "text/event-stream" },
+      body: JSON.stringify({ ...body, model }),
+    });
+    if (!response.ok) {
+      printError(`tollgate chat: HTTP ${response.status}: ${(await response.text()).slice(0, 500)}`);
+      return exitCodeOfStatus(response.status);
+    }
+    const answer = await printStream(response, flags.json);
+    await payingFetch.idle();
+    const receipt = session.lastReceipt();
+    if (flags.json) printLine(jsonLine({ provider: baseUrl, model, answer, payment: receipt ?? null }));
+    else {
+      process.stdout.write("\n");
+      if (receipt) printError(formatReceiptLine(receipt));
+      else printError("no receipt arrived; the maximum stays reserved until the authorization expires");
+    }
+    return exitCodes.ok;
+  } catch (error) {
+    return reportBuyerError("chat", error);
+  } finally {
+    await payingFetch.close();
+  }
+}
+
+/** Writes each token of an OpenAI chat stream as it arrives (unless `quiet`); resolves to the whole answer. */
+async function printStream(response: Response, quiet: boolean): Promise<string> {
+  if (!response.body) return "";
+  const decoder = new TextDecoder();
+  let pending = "";
+  let answer = "";
+  for await (const chunk of response.body) {
+    pending += decoder.decode(chunk, { stream: true });
+    const lines = pending.split(/\r?\n/);
+    pending = lines.pop() ?? "";
+    for (const line of lines) {
+      if (!line.startsWith("data:")) continue;
+      const data = line.slice(5).trim();
+      if (data === "[DONE]") continue;
+      let content: unknown;
+      try {
+        content = (JSON.parse(data) as { choices?: Array<{ delta?: { content?: unknown } }> }).choices?.[0]
+          ?.delta?.content;
+      } catch {
+        continue;
+      }
+      if (typeof content !== "string") continue;
+      answer += content;
+      if (!quiet) process.stdout.write(content);
+    }
+  }
+  return answer;
+}

@@ -1,0 +1,235 @@
+import { readFile } from "node:fs/promises";
+import { createInterface } from "node:readline/promises";
+import { z } from "zod";
+import {
+  type BuyerEvent,
+  type ConfirmPayment,
+  createPayingFetch,
+  defaultDataDir,
+  formatReceiptLine,
+  type PayingFetch,
+  parseSpendingPolicyYaml,
+  type SpendingPolicy,
+} from "../buyer/index.js";
+import { isTollgateError, TollgateError } from "../errors/index.js";
+import { formatMoney } from "../pricing/index.js";
+import { exitCodes, parseFlags, printError, printLine } from "./cliSupport.js";
+
+export const payUsage = `tollgate pay --url URL [--method POST] [--body JSON|@file] [--header K:V]… [--policy FILE] [--private-key KEY] [--rpc URL] [--json]
+  Sends one request and pays its x402 402 (upto or exact) within the spending policy. The
+  response body goes to stdout, a receipt line (maximum authorized, charged, saved,
+  transaction, network) to stderr; --json prints one JSON object instead. The key comes from
+  --private-key or TOLLGATE_PRIVATE_KEY, the policy from --policy or TOLLGATE_POLICY; spend is
+  kept in TOLLGATE_DATA_DIR (default ~/.tollgate).
+  Exit codes: 0 paid and served, 3 refused by the policy, 4 payment failed, 5 HTTP error.`;
+
+const flagsSchema = z.object({
+  url: z.url(),
+  method: z.string().optional(),
+  body: z.string().optional(),
+  header: z.array(z.string()).default([]),
+  policy: z.string().optional(),
+  "private-key": z.string().optional(),
+  rpc: z.url().optional(),
+  json: z.boolean().default(false),
+});
+
+/** Flags every paying command shares. */
+export const buyerFlagOptions = {
+  policy: { type: "string" },
+  "private-key": { type: "string" },
+  rpc: { type: "string" },
+  json: { type: "boolean" },
+} as const;
+
+/** `tollgate pay`: one paid HTTP request. */
+export async function payCommand(argv: string[]): Promise<number> {
+  const { flags } = parseFlags(
+    "pay",
+    argv,
+    {
+      ...buyerFlagOptions,
+      url: { type: "string" },
+      method: { type: "string" },
+      body: { type: "string" },
+      header: { type: "string", multiple: true },
+    },
+    flagsSchema,
+  );
+  const body = flags.body === undefined ? undefined : await readBody(flags.body);
+  const headers = new Headers();
+  for (const header of flags.header) {
+    const colon = header.indexOf(":");
+    if (colon <= 0) throw configError(`--header ${JSON.stringify(header)}: expected Name: value`);
+    headers.append(header.slice(0, colon).trim(), header.slice(colon + 1).trim());
+  }
+  if (body !== undefined && !headers.has("content-type") && looksLikeJson(body)) {
+    headers.set("content-type", "application/json");
+  }
+  const session = await openBuyerSession(flags);
+  try {
+    const response = await session.payingFetch(flags.url, {
+      method: flags.method?.toUpperCase() ?? (body === undefined ? "GET" : "POST"),
+      headers,
+      body,
+    });
+    let text: string | undefined;
+    if (flags.json) text = await response.text();
+    else if (response.body) for await (const chunk of response.body) process.stdout.write(chunk);
+    await session.payingFetch.idle();
+    const receipt = session.lastReceipt();
+    if (flags.json)
+      printLine(jsonLine({ status: response.status, body: parseMaybeJson(text), payment: receipt ?? null }));
+    else if (receipt) printError(formatReceiptLine(receipt));
+    return exitCodeOfStatus(response.status);
+  } catch (error) {
+    return reportBuyerError("pay", error);
+  } finally {
+    await session.payingFetch.close();
+  }
+}
+
+/** A paying fetch configured from flags and the environment, with its events turned into CLI output. */
+export async function openBuyerSession(flags: {
+  policy?: string | undefined;
+  "private-key"?: string | undefined;
+  rpc?: string | undefined;
+  json?: boolean;
+}): Promise<{
+  payingFetch: PayingFetch;
+  policy: SpendingPolicy | undefined;
+  lastReceipt(): ReceiptEvent | undefined;
+}> {
+  const privateKey = flags["private-key"] ?? process.env.TOLLGATE_PRIVATE_KEY;
+  if (!privateKey || !/^0x[0-9a-fA-F]{64}$/.test(privateKey)) {
+    throw configError("a private key is needed: --private-key 0x… or TOLLGATE_PRIVATE_KEY (32 bytes in hex)");
+  }
+  const policy = await loadPolicy(flags.policy ?? process.env.TOLLGATE_POLICY);
+  let lastReceipt: ReceiptEvent | undefined;
+  const onEvent = (event: BuyerEvent) => {
+    if (event.type === "receipt") lastReceipt = event;
+    if (event.type === "overcharge") {
+      printError(
+        `warning: ${event.origin} overcharged (${event.reason}): charged ${formatMoney(event.chargedAtomic)}, the usage justifies ${
+          event.justifiedAtomic === undefined ? "?" : formatMoney(event.justifiedAtomic)
+        } (signed maximum ${formatMoney(event.maxAtomic)}); recorded as dispute #${event.disputeId}`,
+      );
+    }
+  };
+  const payingFetch = createPayingFetch({
+    privateKey: privateKey as `0x${string}`,
+    policy,
+    rpcUrl: flags.rpc,
+    dataDir: cliDataDir(),
+    onEvent,
+    confirm: terminalConfirm(),
+  });
+  return { payingFetch, policy, lastReceipt: () => lastReceipt };
+}
+
+type ReceiptEvent = Extract<BuyerEvent, { type: "receipt" }>;
+
+/** Where the CLI keeps the buyer's state: TOLLGATE_DATA_DIR, or ~/.tollgate. */
+export function cliDataDir(): string {
+  return process.env.TOLLGATE_DATA_DIR || defaultDataDir();
+}
+
+/** Reads and validates a policy file; undefined when no file is named. */
+export async function loadPolicy(path: string | undefined): Promise<SpendingPolicy | undefined> {
+  if (!path) return undefined;
+  let text: string;
+  try {
+    text = await readFile(path, "utf8");
+  } catch (cause) {
+    throw new TollgateError({
+      code: "TOLLGATE_CONFIG_INVALID",
+      shortMessage: `cannot read policy file ${path}`,
+      cause,
+    });
+  }
+  return parseSpendingPolicyYaml(text);
+}
+
+/** A y/N prompt on the terminal for `confirmAbove`; none without one (such payments are then refused). */
+function terminalConfirm(): ConfirmPayment | undefined {
+  if (!process.stdin.isTTY || !process.stderr.isTTY) return undefined;
+  return async (request) => {
+    const prompt = createInterface({ input: process.stdin, output: process.stderr });
+    try {
+      const expected =
+        request.expectedAtomic === undefined
+          ? ""
+          : ` (expected at most ${formatMoney(request.expectedAtomic)})`;
+      const answer = await prompt.question(
+        `Authorize up to ${formatMoney(request.maxAtomic)}${expected} to ${request.origin}, paid to ${request.payTo} on ${request.network}? [y/N] `,
+      );
+      return /^y(es)?$/i.test(answer.trim());
+    } finally {
+      prompt.close();
+    }
+  };
+}
+
+/** The exit code of a paid request's final HTTP status. */
+export function exitCodeOfStatus(status: number): number {
+  if (status >= 200 && status < 300) return exitCodes.ok;
+  if (status === 402) return exitCodes.paymentFailed;
+  return exitCodes.httpError;
+}
+
+/** Prints a buyer failure and answers its exit code (policy refusal 3, payment failure 4). */
+export function reportBuyerError(command: string, error: unknown): number {
+  if (isTollgateError(error, "TOLLGATE_POLICY_REFUSED")) {
+    printError(
+      `tollgate ${command}: refused by policy (${String(error.details.rule)}): ${error.shortMessage}`,
+    );
+    return exitCodes.policyRefused;
+  }
+  if (
+    isTollgateError(error, "TOLLGATE_PAYMENT_REQUIRED") ||
+    isTollgateError(error, "TOLLGATE_PAYMENT_INVALID")
+  ) {
+    printError(`tollgate ${command}: payment failed: ${error.shortMessage}`);
+    return exitCodes.paymentFailed;
+  }
+  if (isTollgateError(error, "TOLLGATE_CONFIG_INVALID")) throw error;
+  const message = isTollgateError(error) ? error.shortMessage : (error as Error).message;
+  const cause = (error as { cause?: { message?: unknown } }).cause?.message;
+  printError(`tollgate ${command}: ${message}${typeof cause === "string" ? ` (${cause})` : ""}`);
+  return exitCodes.failure;
+}
+
+/** JSON with bigints written as decimal strings. */
+export function jsonLine(value: unknown): string {
+  return JSON.stringify(value, (_key, item) => (typeof item === "bigint" ? item.toString() : item));
+}
+
+function configError(message: string): TollgateError {
+  return new TollgateError({ code: "TOLLGATE_CONFIG_INVALID", shortMessage: message });
+}
+
+async function readBody(value: string): Promise<string> {
+  if (!value.startsWith("@")) return value;
+  try {
+    return await readFile(value.slice(1), "utf8");
+  } catch (cause) {
+    throw new TollgateError({
+      code: "TOLLGATE_CONFIG_INVALID",
+      shortMessage: `--body: cannot read ${value.slice(1)}`,
+      cause,
+    });
+  }
+}
+
+function looksLikeJson(text: string): boolean {
+  return /^\s*[[{]/.test(text);
+}
+
+function parseMaybeJson(text: string | undefined): unknown {
+  if (text === undefined) return undefined;
+  try {
+    return JSON.parse(text);
+  } catch {
+    return text;
+  }
+}

@@ -1,0 +1,68 @@
+import { z } from "zod";
+import { type DaySpend, openSpendStore, type SpendDispute, type SpendingPolicy } from "../buyer/index.js";
+import { formatMoney } from "../pricing/index.js";
+import { exitCodes, parseFlags, printLine } from "./cliSupport.js";
+import { cliDataDir, jsonLine, loadPolicy } from "./payCommand.js";
+
+export const spendUsage = `tollgate spend [--json] [--policy FILE]
+  Today's spend (UTC) per provider against the policy's caps, and open disputes (charges the
+  usage did not justify), from the spend store in TOLLGATE_DATA_DIR (default ~/.tollgate).`;
+
+const flagsSchema = z.object({
+  json: z.boolean().default(false),
+  policy: z.string().optional(),
+});
+
+/** `tollgate spend`: what today cost, against the caps, and what is disputed. */
+export async function spendCommand(argv: string[]): Promise<number> {
+  const { flags } = parseFlags(
+    "spend",
+    argv,
+    { json: { type: "boolean" }, policy: { type: "string" } },
+    flagsSchema,
+  );
+  const policy = await loadPolicy(flags.policy ?? process.env.TOLLGATE_POLICY);
+  const store = await openSpendStore({ dataDir: cliDataDir() });
+  try {
+    const spend = await store.daySpend();
+    const disputes = await store.disputes({ status: "open" });
+    if (flags.json) printLine(jsonLine(spendReport(spend, disputes, policy)));
+    else printLine(formatSpend(spend, disputes, policy));
+    return exitCodes.ok;
+  } finally {
+    await store.close();
+  }
+}
+
+function spendReport(spend: DaySpend, disputes: SpendDispute[], policy: SpendingPolicy | undefined) {
+  return {
+    day: spend.day,
+    countedAtomic: spend.countedAtomic,
+    dailyCapAtomic: policy?.daily ?? null,
+    providers: spend.providers.map((provider) => ({
+      ...provider,
+      dailyCapAtomic: policy?.providers[provider.origin]?.daily ?? null,
+    })),
+    disputes,
+  };
+}
+
+function formatSpend(spend: DaySpend, disputes: SpendDispute[], policy: SpendingPolicy | undefined): string {
+  const cap = (limit: bigint | undefined) => (limit === undefined ? "no cap" : `cap ${formatMoney(limit)}`);
+  const lines = [`spend on ${spend.day} (UTC): ${formatMoney(spend.countedAtomic)} of ${cap(policy?.daily)}`];
+  for (const provider of spend.providers) {
+    lines.push(
+      `  ${provider.origin}  ${formatMoney(provider.countedAtomic)} of ${cap(policy?.providers[provider.origin]?.daily)}` +
+        ` — charged ${formatMoney(provider.chargedAtomic)}, reserved ${formatMoney(provider.reservedAtomic)}, ${provider.payments} payments`,
+    );
+  }
+  if (spend.providers.length === 0) lines.push("  no payments today");
+  lines.push(`open disputes: ${disputes.length}`);
+  for (const dispute of disputes) {
+    const justified = dispute.justifiedAtomic === undefined ? "?" : formatMoney(dispute.justifiedAtomic);
+    lines.push(
+      `  #${dispute.id} ${dispute.origin} ${dispute.reason}: charged ${formatMoney(dispute.chargedAtomic)}, justified ${justified}, maximum ${formatMoney(dispute.maxAtomic)}${dispute.transaction ? `, tx ${dispute.transaction}` : ""}`,
+    );
+  }
+  return lines.join("\n");
+}

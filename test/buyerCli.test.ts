@@ -1,0 +1,125 @@
+import assert from "node:assert/strict";
+import { writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { after, before, describe, test } from "node:test";
+import { tempDataDir } from "./support/buyerFixtures.js";
+import { type GatewayHarness, startGatewayHarness } from "./support/gatewayHarness.js";
+import { mockCompletionText, mockModelId } from "./support/mockBackend.js";
+import { runCli } from "./support/runCli.js";
+
+let h: GatewayHarness;
+let cheap: GatewayHarness;
+let dataDir: Awaited<ReturnType<typeof tempDataDir>>;
+let env: Record<string, string>;
+
+before(async () => {
+  h = await startGatewayHarness();
+  // A second provider on the same chain, a fifth of the price.
+  cheap = await startGatewayHarness({
+    devnet: h.devnet,
+    model: { inputPrice: "600000", outputPrice: "3000000" },
+  });
+  dataDir = await tempDataDir();
+  env = { TOLLGATE_PRIVATE_KEY: h.devnet.accounts.buyers[0]!.privateKey, TOLLGATE_DATA_DIR: dataDir.path };
+});
+after(async () => {
+  await cheap?.close();
+  await h?.close();
+  await dataDir?.remove();
+});
+
+const chatBody = JSON.stringify({
+  model: mockModelId,
+  messages: [{ role: "user", content: "say a few words please" }],
+  max_tokens: 64,
+});
+
+describe("tollgate pay, chat and spend", () => {
+  test("pay: the body on stdout, the receipt line on stderr, exit 0", async () => {
+    h.backend.set({ responseTokens: 8 });
+    const run = await runCli(
+      ["pay", "--url", `${h.gateway.url}/v1/chat/completions`, "--body", chatBody],
+      env,
+    );
+    assert.equal(run.code, 0, run.stderr);
+    const completion = JSON.parse(run.stdout) as { choices: Array<{ message: { content: string } }> };
+    assert.equal(completion.choices[0]?.message.content, mockCompletionText(8));
+    assert.match(
+      run.stderr,
+      /paid \$[0-9.]+ of \$[0-9.]+ authorized \(saved \$[0-9.]+\) · tx 0x[0-9a-f]{64} · eip155:31337/,
+    );
+  });
+
+  test("pay: a policy refusal exits 3 and names the rule", async () => {
+    const policy = join(dataDir.path, "policy.yaml");
+    await writeFile(policy, 'perCall: "10"\ndaily: "$5.00"\n');
+    const run = await runCli(
+      ["pay", "--url", `${h.gateway.url}/v1/chat/completions`, "--body", chatBody, "--policy", policy],
+      env,
+    );
+    assert.equal(run.code, 3, run.stderr);
+    assert.match(run.stderr, /refused by policy \(perCall\)/);
+    assert.equal(run.stdout, "");
+  });
+
+  test("pay: a payment the seller refuses exits 4", async () => {
+    const broke = await h.devnet.createBuyer(0n);
+    const run = await runCli(["pay", "--url", `${h.gateway.url}/v1/chat/completions`, "--body", chatBody], {
+      ...env,
+      TOLLGATE_PRIVATE_KEY: broke.privateKey,
+    });
+    assert.equal(run.code, 4, run.stderr);
+  });
+
+  test("pay: an HTTP error exits 5", async () => {
+    const run = await runCli(["pay", "--url", `${h.gateway.url}/v1/nowhere`], env);
+    assert.equal(run.code, 5, run.stderr);
+    assert.match(run.stdout, /not_found/);
+  });
+
+  test("chat across two gateways picks the cheaper, says why, streams and ends with the receipt", async () => {
+    cheap.backend.set({ responseTokens: 6, tokensPerSecond: 200 });
+    const run = await runCli(
+      [
+        "chat",
+        "--gateway",
+        h.gateway.url,
+        "--gateway",
+        `${cheap.gateway.url}/v1`,
+        "--model",
+        mockModelId,
+        "--max-tokens",
+        "32",
+        "say hello",
+      ],
+      env,
+    );
+    assert.equal(run.code, 0, run.stderr);
+    assert.equal(run.stdout.trim(), mockCompletionText(6));
+    assert.match(
+      run.stderr,
+      new RegExp(`provider: chose ${cheap.gateway.url}/v1 \\(${mockModelId}\\), cheapest`),
+    );
+    assert.match(run.stderr, /paid \$[0-9.]+ of \$[0-9.]+ authorized/);
+    assert.equal(cheap.backend.inferenceRequests.length, 1);
+  });
+
+  test("spend --json: today's spend per provider and the open disputes", async () => {
+    const run = await runCli(["spend", "--json"], env);
+    assert.equal(run.code, 0, run.stderr);
+    const report = JSON.parse(run.stdout) as {
+      day: string;
+      countedAtomic: string;
+      providers: Array<{ origin: string; chargedAtomic: string; payments: number }>;
+      disputes: unknown[];
+    };
+    assert.equal(report.day, new Date().toISOString().slice(0, 10));
+    const origins = report.providers.map((provider) => provider.origin).sort();
+    assert.deepEqual(origins, [new URL(h.gateway.url).origin, new URL(cheap.gateway.url).origin].sort());
+    assert.ok(BigInt(report.countedAtomic) > 0n);
+    assert.deepEqual(report.disputes, []);
+    const text = await runCli(["spend"], env);
+    assert.match(text.stdout, /spend on \d{4}-\d{2}-\d{2} \(UTC\)/);
+    assert.match(text.stdout, /open disputes: 0/);
+  });
+});
