@@ -1,0 +1,111 @@
+import assert from "node:assert/strict";
+import { describe, test } from "node:test";
+import { isTollgateError } from "../errors/index.js";
+import { checkOffer } from "./checkOffer.js";
+import { parseSpendingPolicy, parseSpendingPolicyYaml } from "./spendingPolicy.js";
+
+const offer = {
+  scheme: "upto",
+  network: "eip155:137",
+  asset: "0x3c499c542cEF5E3811e1192ce70d8cC03d5c3359",
+  payTo: "0x1111111111111111111111111111111111111111",
+} as const;
+
+describe("spending policy", () => {
+  test("reads the documented YAML: dollars and atomic units, providers keyed by origin", () => {
+    const policy = parseSpendingPolicyYaml(`
+perCall: "$0.05"
+daily: "$5.00"
+providers:
+  "https://api.example.com/v1":
+    perCall: "20000"
+    daily: "$1"
+    payTo: ["0x1111111111111111111111111111111111111111"]
+maxOverExpected: 3
+confirmAbove: "$0.50"
+networks: ["eip155:137", "eip155:31337"]
+assets: ["0x3c499c542cEF5E3811e1192ce70d8cC03d5c3359"]
+`);
+    assert.equal(policy.perCall, 50_000n);
+    assert.equal(policy.daily, 5_000_000n);
+    assert.equal(policy.confirmAbove, 500_000n);
+    assert.deepEqual(Object.keys(policy.providers), ["https://api.example.com"]);
+    assert.equal(policy.providers["https://api.example.com"]?.perCall, 20_000n);
+    assert.equal(policy.providers["https://api.example.com"]?.daily, 1_000_000n);
+  });
+
+  test("refuses an unknown key or a bad amount, naming the field", () => {
+    for (const [input, field] of [
+      [{ perCal: "$1" }, "(policy)"],
+      [{ daily: "5" }, undefined],
+      [{ daily: "0.05" }, "daily"],
+      [{ providers: { "https://a.example": { daily: -1 } } }, "providers"],
+      [{ maxOverExpected: 0 }, "maxOverExpected"],
+    ] as const) {
+      if (field === undefined) {
+        assert.equal(parseSpendingPolicy(input).daily, 5n, "a bare integer is atomic units");
+        continue;
+      }
+      assert.throws(
+        () => parseSpendingPolicy(input),
+        (error: unknown) =>
+          isTollgateError(error, "TOLLGATE_CONFIG_INVALID") && error.shortMessage.includes(field),
+      );
+    }
+  });
+});
+
+describe("checkOffer", () => {
+  const check = (
+    policyInput: Parameters<typeof parseSpendingPolicy>[0],
+    askedAtomic: bigint,
+    expectedAtomic?: bigint,
+  ) =>
+    checkOffer({
+      policy: parseSpendingPolicy(policyInput),
+      origin: "https://api.example.com",
+      offer,
+      askedAtomic,
+      expectedAtomic,
+    });
+
+  test("allows what no rule forbids", () => {
+    assert.equal(check({ perCall: "$0.05", maxOverExpected: 3 }, 50_000n, 20_000n), undefined);
+  });
+
+  test("names the rule and the figures", () => {
+    assert.deepEqual(
+      { ...check({ perCall: "$0.05" }, 50_001n), message: "" },
+      {
+        rule: "perCall",
+        limitAtomic: 50_000n,
+        askedAtomic: 50_001n,
+        origin: "https://api.example.com",
+        message: "",
+      },
+    );
+    assert.equal(
+      check({ providers: { "https://api.example.com": { perCall: "10" } } }, 11n)?.rule,
+      "providers.perCall",
+    );
+    assert.equal(check({ networks: ["eip155:8453"] }, 1n)?.rule, "networks");
+    assert.equal(check({ assets: ["0x2222222222222222222222222222222222222222"] }, 1n)?.rule, "assets");
+    assert.equal(
+      check(
+        {
+          providers: { "https://api.example.com": { payTo: ["0x2222222222222222222222222222222222222222"] } },
+        },
+        1n,
+      )?.rule,
+      "providers.payTo",
+    );
+  });
+
+  test("maxOverExpected compares exactly, fractions included", () => {
+    assert.equal(check({ maxOverExpected: 1.5 }, 150n, 100n), undefined);
+    const refusal = check({ maxOverExpected: 1.5 }, 151n, 100n);
+    assert.equal(refusal?.rule, "maxOverExpected");
+    assert.equal(refusal?.limitAtomic, 150n);
+    assert.equal(check({ maxOverExpected: 1.5 }, 10_000n), undefined, "no estimate, no ratio");
+  });
+});

@@ -1,0 +1,93 @@
+import assert from "node:assert/strict";
+import { describe, test } from "node:test";
+import { costAtomic } from "../pricing/index.js";
+import { tapResponseBody } from "./tapResponseBody.js";
+import { verifyCharge } from "./verifyCharge.js";
+
+const price = { inputPerMTokAtomic: 150_000n, outputPerMTokAtomic: 600_000n, fixedFeeAtomic: 7n };
+const estimate = { promptTokenBound: 500, outputTokens: 200, expectedMaxAtomic: 0n };
+
+describe("verifyCharge", () => {
+  test("never flags an honest charge (random usages within the bounds)", () => {
+    for (let run = 0; run < 500; run++) {
+      const usage = {
+        promptTokens: Math.floor(Math.random() * 501),
+        completionTokens: Math.floor(Math.random() * 201),
+      };
+      const charged = costAtomic(usage, { ...price, maxOutputTokens: 1 });
+      const verdict = verifyCharge({ chargedAtomic: charged, maxAtomic: 1_000n, usage, price, estimate });
+      assert.ok(verdict.ok, `usage ${JSON.stringify(usage)} charged ${charged}`);
+    }
+  });
+
+  test("flags one atomic unit above what the usage justifies", () => {
+    const usage = { promptTokens: 100, completionTokens: 50 };
+    const justified = costAtomic(usage, { ...price, maxOutputTokens: 1 });
+    const verdict = verifyCharge({
+      chargedAtomic: justified + 1n,
+      maxAtomic: 1_000n,
+      usage,
+      price,
+      estimate,
+    });
+    assert.deepEqual(
+      { ok: verdict.ok, reason: !verdict.ok && verdict.reason, justified: verdict.justifiedAtomic },
+      { ok: false, reason: "above_usage", justified },
+    );
+  });
+
+  test("flags a charge above the signed maximum, even without usage", () => {
+    const verdict = verifyCharge({ chargedAtomic: 1_001n, maxAtomic: 1_000n });
+    assert.equal(!verdict.ok && verdict.reason, "above_maximum");
+  });
+
+  test("does not believe usage beyond the buyer's own bounds", () => {
+    const inflated = { promptTokens: 5_000, completionTokens: 200 };
+    const charged = costAtomic(inflated, { ...price, maxOutputTokens: 1 });
+    const verdict = verifyCharge({
+      chargedAtomic: charged,
+      maxAtomic: 10_000n,
+      usage: inflated,
+      price,
+      estimate,
+    });
+    assert.equal(!verdict.ok && verdict.reason, "usage_above_bound");
+    assert.equal(
+      verdict.justifiedAtomic,
+      costAtomic({ promptTokens: 500, completionTokens: 200 }, { ...price, maxOutputTokens: 1 }),
+    );
+  });
+});
+
+describe("tapResponseBody", () => {
+  test("passes every byte through as it comes and finds a receipt split across reads", async () => {
+    const receipt = 'data: {"choices":[],"x402_receipt":{"amount":"5"}}\r\n\r\n';
+    const pieces = [
+      'data: {"choices":[{"delta":{"content":"hi"}}]}\n\n',
+      receipt.slice(0, 20),
+      receipt.slice(20),
+      "data: [DONE]\n\n",
+    ];
+    const encoder = new TextEncoder();
+    const source = new ReadableStream<Uint8Array>({
+      start(controller) {
+        for (const piece of pieces) controller.enqueue(encoder.encode(piece));
+        controller.close();
+      },
+    });
+    const seen: string[] = [];
+    let ended = false;
+    const tapped = tapResponseBody(source, {
+      mode: "sse",
+      onSseData: (data) => seen.push(data),
+      onEnd: async () => {
+        ended = true;
+      },
+    });
+    const out: string[] = [];
+    for await (const chunk of tapped) out.push(new TextDecoder().decode(chunk));
+    assert.deepEqual(out, pieces, "chunk for chunk, unchanged");
+    assert.deepEqual(seen, ['{"choices":[],"x402_receipt":{"amount":"5"}}']);
+    assert.equal(ended, true);
+  });
+});
