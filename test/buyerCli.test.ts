@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
+import { chooseProvider } from "../src/buyer/index.js";
 import { tempDataDir } from "./support/buyerFixtures.js";
 import { type GatewayHarness, startGatewayHarness } from "./support/gatewayHarness.js";
 import { mockCompletionText, mockModelId } from "./support/mockBackend.js";
@@ -35,13 +36,14 @@ const chatBody = JSON.stringify({
 });
 
 describe("tollgate pay, chat and spend", () => {
-  test("pay: the body on stdout, the receipt line on stderr, exit 0", async () => {
+  test("pay: the body on stdout, the receipt line on stderr, exit 0", async (t) => {
     h.backend.set({ responseTokens: 8 });
     const run = await runCli(
       ["pay", "--url", `${h.gateway.url}/v1/chat/completions`, "--body", chatBody],
       env,
     );
     assert.equal(run.code, 0, run.stderr);
+    t.diagnostic(run.stderr.trim());
     const completion = JSON.parse(run.stdout) as { choices: Array<{ message: { content: string } }> };
     assert.equal(completion.choices[0]?.message.content, mockCompletionText(8));
     assert.match(
@@ -77,7 +79,7 @@ describe("tollgate pay, chat and spend", () => {
     assert.match(run.stdout, /not_found/);
   });
 
-  test("chat across two gateways picks the cheaper, says why, streams and ends with the receipt", async () => {
+  test("chat across two gateways picks the cheaper, says why, streams and ends with the receipt", async (t) => {
     cheap.backend.set({ responseTokens: 6, tokensPerSecond: 200 });
     const run = await runCli(
       [
@@ -95,13 +97,34 @@ describe("tollgate pay, chat and spend", () => {
       env,
     );
     assert.equal(run.code, 0, run.stderr);
+    t.diagnostic(run.stderr.trim());
     assert.equal(run.stdout.trim(), mockCompletionText(6));
     assert.match(
       run.stderr,
-      new RegExp(`provider: chose ${cheap.gateway.url}/v1 \\(${mockModelId}\\), cheapest`),
+      new RegExp(
+        `provider: chose ${cheap.gateway.url}/v1 \\(${mockModelId}\\): the cheapest for this request`,
+      ),
     );
     assert.match(run.stderr, /paid \$[0-9.]+ of \$[0-9.]+ authorized/);
     assert.equal(cheap.backend.inferenceRequests.length, 1);
+  });
+
+  test("the router skips a provider the policy refuses, and an unreachable one, and says so", async () => {
+    const cheapOrigin = new URL(cheap.gateway.url).origin;
+    const route = await chooseProvider({
+      gateways: [cheap.gateway.url, h.gateway.url, "http://127.0.0.1:9"],
+      models: ["no-such-model", mockModelId],
+      body: { messages: [{ role: "user", content: "say hello" }], max_tokens: 32 },
+      policy: { providers: { [cheapOrigin]: { perCall: "1" } } },
+    });
+    assert.equal(route.chosen?.origin, new URL(h.gateway.url).origin);
+    assert.equal(
+      route.candidates.find((candidate) => candidate.origin === cheapOrigin)?.refusal?.rule,
+      "providers.perCall",
+    );
+    assert.equal(route.unreachable.length, 1);
+    assert.match(route.reason, /refused: providers\.perCall/);
+    assert.match(route.reason, /127\.0\.0\.1:9 unreachable/);
   });
 
   test("spend --json: today's spend per provider and the open disputes", async () => {

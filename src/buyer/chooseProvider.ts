@@ -129,7 +129,9 @@ function explain(
     return `no provider offers ${models.join(" or ")} within policy${seen.length ? `: ${seen.join("; ")}` : ""}`;
   }
   const others = candidates.filter((candidate) => candidate !== chosen).map(describe);
-  const cheapest = `cheapest for this request: ${describe(chosen)}`;
   const rest = [...others, ...skipped];
-  return `chose ${chosen.model.baseUrl} (${chosen.model.id}), ${cheapest}${rest.length ? `; others: ${rest.join("; ")}` : ""}`;
+  const cost = chosen.expectedMaxAtomic === undefined ? "?" : money(chosen.expectedMaxAtomic);
+  return `chose ${chosen.model.baseUrl} (${chosen.model.id}): the cheapest for this request within policy, at most ${cost}${
+    rest.length ? `; others: ${rest.join("; ")}` : ""
+  }`;
 }
