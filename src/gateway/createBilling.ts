@@ -156,6 +156,17 @@ export function createBilling({
       });
     }
     const payment = decoded.payload;
+    // PostgreSQL cannot store U+0000 in JSON text: refuse it here rather than fail the claim after verify.
+    if (JSON.stringify(payment).includes("\\u0000")) {
+      return respond(400, {
+        error: {
+          message: "malformed payment header: a string contains a NUL character",
+          code: "TOLLGATE_PAYMENT_MALFORMED",
+          reason: "invalid_payload",
+          field: null,
+        },
+      });
+    }
     const matched = matchOffer(payment, offers);
     if (!matched.ok) return paymentRequired(`${matched.reason}: ${matched.message}`);
     const key = authorizationKey(payment);
