@@ -74,10 +74,11 @@ describe("daily caps", () => {
     const outcomes = await Promise.allSettled([postChat(payingFetch), postChat(payingFetch)]);
     const served = outcomes.filter((outcome) => outcome.status === "fulfilled");
     const refused = outcomes.filter((outcome) => outcome.status === "rejected");
-    assert.equal(served.length, 1, "exactly one call proceeds");
+    const reasons = refused.map((outcome) => String((outcome as PromiseRejectedResult).reason));
+    assert.equal(served.length, 1, `exactly one call proceeds (${reasons.join("; ")})`);
     assert.equal(refused.length, 1);
     const error = (refused[0] as PromiseRejectedResult).reason;
-    assert.ok(isTollgateError(error, "TOLLGATE_POLICY_REFUSED"));
+    assert.ok(isTollgateError(error, "TOLLGATE_POLICY_REFUSED"), String(error));
     assert.equal(error.details.rule, "daily");
     await (served[0] as PromiseFulfilledResult<Response>).value.arrayBuffer();
     await payingFetch.idle();

@@ -142,7 +142,7 @@ export function createPayingFetch(parameters: CreatePayingFetchParameters): Payi
     const origin = providerOrigin(url);
     const inference = readInferenceRequest(url, bodyText);
 
-    const send = (paymentHeader?: string) => {
+    const sendOnce = (paymentHeader?: string) => {
       const headers = new Headers(request.headers);
       if (paymentHeader) headers.set(PAYMENT_SIGNATURE_HEADER, paymentHeader);
       return baseFetch(url, {
@@ -153,16 +153,19 @@ export function createPayingFetch(parameters: CreatePayingFetchParameters): Payi
         redirect: request.redirect,
       });
     };
+    // A reset before any response is almost always a kept-alive connection the seller had just
+    // closed; the request is sent once more. That is safe for the payment too: the same
+    // authorization settles at most once, and a seller that saw it refuses the replay.
+    const send = (paymentHeader?: string) =>
+      sendOnce(paymentHeader).catch((error: unknown) => {
+        if (connectionReset(error)) return sendOnce(paymentHeader);
+        throw error;
+      });
 
     const sendPaid = async (attempt: Awaited<ReturnType<typeof authorizePayment>>) => {
       let response: Response;
       try {
-        response = await send(attempt.header).catch((error: unknown) => {
-          // A kept-alive connection the seller had just closed. Resending the same signature is
-          // safe: an authorization settles at most once, and a seller that saw it refuses the replay.
-          if (connectionReset(error)) return send(attempt.header);
-          throw error;
-        });
+        response = await send(attempt.header);
       } catch (error) {
         const spend = await store();
         if (neverConnected(error)) {
