@@ -147,6 +147,35 @@ describe("paying Tollgate's gateway", () => {
     assert.equal(row?.chargedAtomic, receipt?.chargedAtomic);
   });
 
+  test("pays an exact-priced model: the fixed price, with EIP-3009", async () => {
+    const exact = await startGatewayHarness({
+      devnet: h.devnet,
+      model: { inputPrice: undefined, outputPrice: undefined, exactPrice: "1500" },
+    });
+    try {
+      const log = eventLog();
+      const payingFetch = buyerFetch({ onEvent: log.onEvent, buyer: 2 });
+      const buyer = h.devnet.accounts.buyers[2]!;
+      const balanceBefore = await h.devnet.usdcBalance(buyer.address);
+      const response = await payingFetch(`${exact.gateway.url}/v1/chat/completions`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: chatRequest(),
+      });
+      assert.equal(response.status, 200);
+      await response.json();
+      await payingFetch.idle();
+      assert.equal(log.of("authorized")[0]?.scheme, "exact");
+      const [receipt] = log.of("receipt");
+      assert.equal(receipt?.chargedAtomic, 1500n);
+      const row = await (await payingFetch.spendStore()).reservation(receipt!.paymentId);
+      assert.match(row?.nonce ?? "", /^0x[0-9a-fA-F]{64}$/, "an EIP-3009 nonce");
+      assert.equal(await h.devnet.usdcBalance(buyer.address), balanceBefore - 1500n);
+    } finally {
+      await exact.close();
+    }
+  });
+
   test("a per-call cap below the maximum refuses before signing: nothing reserved, nothing moves", async () => {
     const log = eventLog();
     const payingFetch = buyerFetch({ policy: { perCall: "100" }, onEvent: log.onEvent, buyer: 2 });
