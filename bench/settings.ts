@@ -16,17 +16,12 @@ export const backendProfiles = {
     responseTokens: 16,
     purpose: "non-streaming latency: 16 tokens, no pacing, so billing overhead is not hidden by generation",
   },
-  ttft: {
-    model: "bench-ttft",
-    tokensPerSecond: 100,
-    responseTokens: 20,
-    purpose: "streaming TTFT and total time: 20 tokens at 100 tok/s (0.2 s of generation)",
-  },
-  throughput: {
-    model: "bench-throughput",
+  streaming: {
+    model: "bench-streaming",
     tokensPerSecond: 50,
     responseTokens: 50,
-    purpose: "paid streaming requests/s: 50 tokens at 50 tok/s (1 s of generation)",
+    purpose:
+      "streaming TTFT, total time and paid requests/s: 50 tokens at 50 tok/s (1 s of generation, first token at 20 ms)",
   },
 } as const satisfies Record<string, BackendProfile>;
 
@@ -59,7 +54,7 @@ export type SampleCounts = {
 export const fullCounts: SampleCounts = {
   warmup: 5,
   latencyRequests: 200,
-  ttftRequests: 100,
+  ttftRequests: 60,
   rpsRequestsPerWorker: { 1: 8, 8: 4, 32: 3 },
   rounds: 4,
   microDurationMs: 2_000,
@@ -72,7 +67,7 @@ export const fullCounts: SampleCounts = {
 export const quickCounts: SampleCounts = {
   warmup: 3,
   latencyRequests: 40,
-  ttftRequests: 20,
+  ttftRequests: 12,
   rpsRequestsPerWorker: { 1: 3, 8: 2, 32: 1 },
   rounds: 2,
   microDurationMs: 700,

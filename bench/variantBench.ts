@@ -89,8 +89,7 @@ export async function runVariantBench({
   log("variants: warm-up");
   for (const variant of selected) {
     await sequential(variant, backendProfiles.latency.model, false, counts.warmup);
-    await sequential(variant, backendProfiles.ttft.model, true, counts.warmup);
-    await sequential(variant, backendProfiles.throughput.model, true, 1);
+    await sequential(variant, backendProfiles.streaming.model, true, 2);
   }
   for (const variant of selected) collected[variant].errors = 0;
 
@@ -112,7 +111,7 @@ export async function runVariantBench({
     for (const variant of rotated(selected, round)) {
       const timings = await sequential(
         variant,
-        backendProfiles.ttft.model,
+        backendProfiles.streaming.model,
         true,
         perRound(counts.ttftRequests),
       );
@@ -125,7 +124,7 @@ export async function runVariantBench({
       log(`variants: ${variant} throughput, concurrency ${concurrency}, ${total} streaming requests`);
       const timings: RequestTiming[] = [];
       const wallMs = await runConcurrently(total, concurrency, async (_, worker) => {
-        timings.push(await send(variant, backendProfiles.throughput.model, true, buyers[worker]!));
+        timings.push(await send(variant, backendProfiles.streaming.model, true, buyers[worker]!));
       });
       collected[variant].rps[concurrency] = { timings, wallMs };
     }
