@@ -1,4 +1,16 @@
 /** Tollgate's public library API: the gateway's billing, the facilitator, the ledger, the devnet. */
+export {
+  type BuyerEvent,
+  type CreatePayingFetchParameters,
+  chooseProvider,
+  createPayingFetch,
+  openSpendStore,
+  type PayingFetch,
+  parseSpendingPolicy,
+  parseSpendingPolicyYaml,
+  type SpendingPolicy,
+  verifyCharge,
+} from "./buyer/index.js";
 export { findNetworkPreset, type NetworkPreset, networkPresets } from "./chain/index.js";
 export { type Devnet, startDevnet } from "./devnet/index.js";
 export { isTollgateError, TollgateError, type TollgateErrorCode } from "./errors/index.js";
