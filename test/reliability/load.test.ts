@@ -159,11 +159,7 @@ describe("load: a steady rate of paid streaming requests", () => {
       Math.round(sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * p))] ?? 0);
     const reconciled = await reconcileLedger({
       payments: ledger.payments,
-      client: (
-        gateway.facilitator as unknown as {
-          signer: { publicClient: Parameters<typeof reconcileLedger>[0]["client"] };
-        }
-      ).signer.publicClient,
+      client: (gateway.facilitator as TollgateFacilitator).signer.publicClient,
       network: devnet.network,
       asset: devnet.contracts.usdc,
       payTo: devnet.accounts.payTo.address,
