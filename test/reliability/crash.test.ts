@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
 import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -175,5 +176,31 @@ describe(`crash: the gateway process SIGKILLed at ${faultPoints.length} points, 
     assert.equal(transfers.length, settled.length, "one transfer per settled payment: nothing settled twice");
     assert.equal(chainAtomic, ledgerAtomic);
     assert.deepEqual(reconciled.differences, []);
+
+    // The same through the command an operator runs.
+    const cli = spawnSync(
+      process.execPath,
+      [
+        "bin/tollgate.js",
+        "reconcile",
+        "--config",
+        configPath,
+        "--from-block",
+        startBlock.toString(),
+        "--json",
+      ],
+      { encoding: "utf8", env: { ...process.env, DATABASE_URL: databaseUrl! }, timeout: 60_000 },
+    );
+    const printed = JSON.parse(cli.stdout) as {
+      settledCount: number;
+      transferCount: number;
+      differences: unknown[];
+    };
+    t.diagnostic(
+      `tollgate reconcile: exit ${cli.status}; ${printed.settledCount} settled vs ${printed.transferCount} transfers; ${printed.differences.length} differences`,
+    );
+    assert.equal(cli.status, 0, cli.stderr);
+    assert.deepEqual(printed.differences, []);
+    assert.equal(printed.settledCount, settled.length);
   });
 });
