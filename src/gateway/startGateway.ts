@@ -140,10 +140,19 @@ export async function startGateway({
     settleTimeoutMs,
     logger,
   });
-  // Before serving: finish what a previous run left (rows older than the grace period); never fatal.
-  await recovery
+  // Before serving: finish what a previous run left (rows older than the grace period); never fatal, and a
+  // long backlog (a slow chain) finishes in the background after 30 s rather than hold the port closed.
+  const firstPass = recovery
     .runOnce()
     .catch((error: unknown) => logger.warn({ error: String(error) }, "recovery at start failed"));
+  let startupTimer: ReturnType<typeof setTimeout> | undefined;
+  await Promise.race([
+    firstPass,
+    new Promise<void>((resolve) => {
+      startupTimer = setTimeout(resolve, 30_000);
+    }),
+  ]);
+  clearTimeout(startupTimer);
   recovery.start(config.recovery.intervalSeconds * 1000);
   const app = createGatewayApp({ billing, logger, maxBodyBytes: config.server.maxBodyBytes });
   const server = await new Promise<ReturnType<typeof serve>>((resolve, reject) => {
