@@ -3,6 +3,7 @@ import { cpus, loadavg, release, totalmem } from "node:os";
 import type { FacilitatorFigures } from "./facilitatorBench.js";
 import type { LedgerFigures } from "./ledgerBench.js";
 import type { Variant } from "./payingClient.js";
+import type { InSituFacilitator } from "./stackLog.js";
 import { round, type Summary } from "./stats.js";
 import type { VariantFigures } from "./variantBench.js";
 
@@ -10,6 +11,8 @@ export type Measurements = {
   variants: Record<Variant, VariantFigures>;
   facilitator: FacilitatorFigures;
   ledger: LedgerFigures;
+  /** The serving stack's own verify/settle times during the one-at-a-time runs (from its log). */
+  inSitu: Partial<Record<Variant, InSituFacilitator>>;
 };
 
 export type TargetVerdict = { target: string; measured: string; met: boolean };
@@ -29,7 +32,7 @@ export function describeMachine(): Record<string, unknown> {
 
 const ms = (value: number) => round(value, 2);
 
-function variantJson(figures: VariantFigures) {
+function variantJson(figures: VariantFigures, inSitu?: InSituFacilitator) {
   return {
     ttft_ms_p50: ms(figures.ttft.p50),
     ttft_ms_p99: ms(figures.ttft.p99),
@@ -52,6 +55,15 @@ function variantJson(figures: VariantFigures) {
     requests: figures.requests,
     errors: figures.errors,
     ...(figures.firstError ? { first_error: figures.firstError } : {}),
+    ...(inSitu
+      ? {
+          facilitator_in_situ: {
+            verify_ms_p50: ms(inSitu.verify.p50),
+            settle_ms_p50: ms(inSitu.settle.p50),
+            n: inSitu.verify.n,
+          },
+        }
+      : {}),
   };
 }
 
@@ -130,7 +142,7 @@ export function buildReport(
     results: {
       direct: variantJson(direct),
       tollgate: {
-        ...variantJson(tollgate),
+        ...variantJson(tollgate, m.inSitu.tollgate),
         stages: {
           payment_required_round_trip_ms: summaryJson(tollgate.paymentRequired),
           signing_ms: summaryJson(tollgate.sign),
@@ -140,10 +152,22 @@ export function buildReport(
           inference_stream_ms: summaryJson(direct.streamTotal),
           settle_ms: summaryJson(m.facilitator.settle),
           ledger_write_ms: summaryJson(m.ledger.writes),
+          verify_in_situ_ms: m.inSitu.tollgate ? summaryJson(m.inSitu.tollgate.verify) : null,
+          settle_in_situ_ms: m.inSitu.tollgate ? summaryJson(m.inSitu.tollgate.settle) : null,
           chain_ms_p50: ms(chainMsOf(m.facilitator)),
+          // The paid non-streaming request minus the stages measured apart: HTTP hops, parsing, and
+          // what the pieces cost more inside the busy serving process than alone.
+          unattributed_ms_p50: ms(
+            tollgate.paidLatency.p50 -
+              (m.facilitator.verify.p50 +
+                m.ledger.claim.p50 +
+                direct.latency.p50 +
+                m.facilitator.settle.p50 +
+                m.ledger.writes.p50),
+          ),
         },
       },
-      official: variantJson(official),
+      official: variantJson(official, m.inSitu.official),
     },
     ratios: {
       tollgate_over_direct: {
@@ -214,14 +238,20 @@ export function formatReport(report: ReturnType<typeof buildReport>): string {
   const stageRows = [
     ["402 round trip (buyer)", stages.payment_required_round_trip_ms],
     ["signing (buyer)", stages.signing_ms],
-    ["verify (facilitator)", stages.verify_ms],
+    ["verify (facilitator, micro)", stages.verify_ms],
     ["ledger claim (PGlite)", stages.ledger_claim_ms],
     ["inference, non-streaming (direct)", stages.inference_ms],
     ["inference, streaming (direct)", stages.inference_stream_ms],
-    ["settle (tx + receipt)", stages.settle_ms],
+    ["settle (tx + receipt, micro)", stages.settle_ms],
     ["ledger writes (PGlite)", stages.ledger_write_ms],
+    ["verify in situ (stack log, c=1)", stages.verify_in_situ_ms],
+    ["settle in situ (stack log, c=1, + settlement log)", stages.settle_in_situ_ms],
   ].map(([name, s]) => {
-    const summary = s as { p50: number | null; p99: number | null; n: number };
+    const summary = (s ?? { p50: null, p99: null, n: 0 }) as {
+      p50: number | null;
+      p99: number | null;
+      n: number;
+    };
     return [name as string, cell(summary.p50, 2), cell(summary.p99, 2), String(summary.n)];
   });
   return [
@@ -246,6 +276,7 @@ export function formatReport(report: ReturnType<typeof buildReport>): string {
     "",
     table(["tollgate stage", "p50 ms", "p99 ms", "n"], stageRows),
     `chain time per paid request (verify + settle minus their local CPU): ${cell(stages.chain_ms_p50, 2)} ms`,
+    `paid non-streaming request ${cell(results.tollgate.paid_latency_ms_p50, 2)} ms p50, of which not in the stages above: ${cell(stages.unattributed_ms_p50, 2)} ms`,
     "",
     table(
       ["ratio", "ttft p50", "latency p50", "rps c1", "rps c8", "rps c32"],

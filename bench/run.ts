@@ -23,6 +23,7 @@ import {
   pollingIntervalMs,
   quickCounts,
 } from "./settings.js";
+import { facilitatorTimesFromLog } from "./stackLog.js";
 import { runVariantBench } from "./variantBench.js";
 
 const { values: flags } = parseArgs({
@@ -143,7 +144,11 @@ try {
     concurrency_buyers: maxConcurrency,
     variants: only,
   };
-  const report = buildReport({ variants: figures, facilitator, ledger }, settings, machine);
+  const inSitu = await facilitatorTimesFromLog(stack.ready.logFile, {
+    tollgate: figures.tollgate.sequentialWindows,
+    official: figures.official.sequentialWindows,
+  });
+  const report = buildReport({ variants: figures, facilitator, ledger, inSitu }, settings, machine);
   console.log(formatReport(report));
   for (const [name, variant] of Object.entries(figures)) {
     if (variant.firstError)

@@ -29,6 +29,8 @@ export type VariantFigures = {
   requests: number;
   errors: number;
   firstError?: string;
+  /** Wall-clock windows (epoch ms) of this variant's one-at-a-time measurements, to match server logs. */
+  sequentialWindows: Array<[number, number]>;
 };
 
 export type VariantBenchParameters = {
@@ -43,6 +45,7 @@ export type VariantBenchParameters = {
 };
 
 type Collected = {
+  windows: Array<[number, number]>;
   latency: RequestTiming[];
   ttft: RequestTiming[];
   rps: Partial<Record<Concurrency, { timings: RequestTiming[]; wallMs: number }>>;
@@ -64,7 +67,7 @@ export async function runVariantBench({
   log,
 }: VariantBenchParameters): Promise<Record<Variant, VariantFigures>> {
   const selected = variants.filter((variant) => only.includes(variant));
-  const fresh = (): Collected => ({ latency: [], ttft: [], rps: {}, errors: 0 });
+  const fresh = (): Collected => ({ windows: [], latency: [], ttft: [], rps: {}, errors: 0 });
   const collected: Record<Variant, Collected> = { direct: fresh(), tollgate: fresh(), official: fresh() };
 
   const send = async (variant: Variant, model: string, stream: boolean, buyer: BenchBuyer) => {
@@ -97,25 +100,31 @@ export async function runVariantBench({
   for (let round = 0; round < counts.rounds; round++) {
     log(`variants: non-streaming latency, round ${round + 1}/${counts.rounds}`);
     for (const variant of rotated(selected, round)) {
+      const startedAt = Date.now();
       const timings = await sequential(
         variant,
         backendProfiles.latency.model,
         false,
         perRound(counts.latencyRequests),
       );
+      const window: [number, number] = [startedAt, Date.now()];
       collected[variant].latency.push(...timings);
+      collected[variant].windows.push(window);
     }
   }
   for (let round = 0; round < counts.rounds; round++) {
     log(`variants: streaming TTFT, round ${round + 1}/${counts.rounds}`);
     for (const variant of rotated(selected, round)) {
+      const startedAt = Date.now();
       const timings = await sequential(
         variant,
         backendProfiles.streaming.model,
         true,
         perRound(counts.ttftRequests),
       );
+      const window: [number, number] = [startedAt, Date.now()];
       collected[variant].ttft.push(...timings);
+      collected[variant].windows.push(window);
     }
   }
   for (const [i, concurrency] of concurrencies.entries()) {
@@ -156,6 +165,7 @@ export async function runVariantBench({
       rpsLatency: { 1: rpsLatencyOf(1), 8: rpsLatencyOf(8), 32: rpsLatencyOf(32) },
       requests: all.length,
       errors: c.errors,
+      sequentialWindows: c.windows,
       ...(c.firstError ? { firstError: c.firstError } : {}),
     };
   }
