@@ -1,11 +1,14 @@
 import { z } from "zod";
 import { findNetworkPreset } from "../chain/index.js";
-import { createFacilitator, serveFacilitator } from "../facilitator/index.js";
+import { createFacilitator, serveFacilitator, settlementStoreFromLog } from "../facilitator/index.js";
 import { createCliLogger, parseFlags, printLine, waitForShutdownSignal } from "./cliSupport.js";
+import { openCliLedger } from "./openCliLedger.js";
 
 export const facilitatorUsage = `tollgate facilitator --rpc URL --private-key KEY [--network eip155:31337] [--port 4022] [--host 127.0.0.1]
   Serves an x402 v2 facilitator (GET /supported, POST /verify, POST /settle) for the upto
-  and exact schemes. The key may come from TOLLGATE_FACILITATOR_KEY instead of the flag.`;
+  and exact schemes. The key may come from TOLLGATE_FACILITATOR_KEY instead of the flag.
+  With DATABASE_URL=postgres://… its settlement log (one settlement per authorization) is kept
+  in PostgreSQL and survives restarts; otherwise it is in memory.`;
 
 const flagsSchema = z.object({
   rpc: z.string().url().optional(),
@@ -42,16 +45,20 @@ export async function facilitatorCommand(argv: string[]): Promise<number> {
   if (!flags.privateKey) throw new Error("--private-key (or TOLLGATE_FACILITATOR_KEY) is required");
   const logger = createCliLogger();
   const local = preset.network === "eip155:31337";
+  // Idempotent settlement across restarts needs the log on disk: PostgreSQL when DATABASE_URL is set.
+  const ledger = process.env.DATABASE_URL ? (await openCliLedger({ dataDir: "", logger })).ledger : undefined;
   const facilitator = createFacilitator({
     rpcUrl,
     privateKey: flags.privateKey as `0x${string}`,
     network: preset.network,
     logger,
     pollingIntervalMs: local ? 50 : 1_000,
+    ...(ledger ? { settlementStore: settlementStoreFromLog(ledger.settlements) } : {}),
   });
   const server = await serveFacilitator({ facilitator, host: flags.host, port: flags.port, logger });
   printLine(`facilitator ${facilitator.address} on ${preset.name} (${preset.network}) at ${server.url}`);
   await waitForShutdownSignal();
   await server.close();
+  await ledger?.close();
   return 0;
 }
