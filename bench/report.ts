@@ -303,8 +303,8 @@ export function formatReport(report: ReturnType<typeof buildReport>): string {
     table(
       ["facilitator", "value"],
       [
-        ["signature recoveries / s (one core)", cell(facilitator.recovery_per_s)],
-        ["verifications / s per core", cell(facilitator.verify_per_core_s)],
+        ["signature recoveries per CPU-second (one core)", cell(facilitator.recovery_per_s)],
+        ["verifications per CPU-second (16 in flight)", cell(facilitator.verify_per_core_s)],
         ["verifications / s (wall, 16 in flight)", cell(facilitator.verify_per_s)],
         [
           "verify p50 / p99 ms",
