@@ -8,6 +8,7 @@ type ProfileNode = {
   id: number;
   callFrame: { functionName: string; url: string; lineNumber: number };
   hitCount?: number;
+  children?: number[];
 };
 type CpuProfile = {
   nodes: ProfileNode[];
@@ -23,6 +24,8 @@ export type ProfileSummary = {
   busyMs: number;
   functions: ProfileEntry[];
   packages: ProfileEntry[];
+  /** Self time by what the serving process was doing (see `activityOf`). */
+  activities: ProfileEntry[];
 };
 
 const special = new Set(["(idle)", "(program)", "(garbage collector)", "(root)"]);
@@ -44,6 +47,42 @@ function packageOf(url: string, functionName: string): string {
   return url;
 }
 
+type Frame = ProfileNode["callFrame"];
+
+/**
+ * What a sample was doing, judged from its own frame and its callers: a socket write is charged to
+ * whoever wrote (chain RPC client, response to a buyer, backend request), file I/O under PGlite to the
+ * ledger, and so on.
+ */
+function activityOf(frame: Frame, callers: readonly Frame[]): string {
+  const { functionName, url } = frame;
+  const within = (part: string) => callers.some((caller) => caller.url.includes(part));
+  if (functionName === "(garbage collector)") return "garbage collection";
+  if (functionName === "(program)") return "(program)";
+  if (url.includes("@electric-sql/pglite") || url.startsWith("wasm://") || within("@electric-sql/pglite"))
+    return "ledger: PGlite (WASM PostgreSQL, its file I/O)";
+  if (functionName === "writev" || functionName === "writeBuffer" || functionName === "writeUtf8String") {
+    if (within("node:_http_client")) return "socket writes: JSON-RPC requests to the chain node";
+    if (within("undici")) return "socket writes: requests to the backend (fetch)";
+    if (within("node:_http_outgoing")) return "socket writes: responses to buyers (SSE chunks, JSON, 402)";
+    if (within("node:fs")) return "file writes: logging";
+    return "socket writes: other";
+  }
+  if (url.includes("@noble/")) return "signatures: secp256k1 and keccak (@noble)";
+  if (url.includes("/viem/")) return "viem: ABI, typed data, RPC client";
+  if (functionName === "postMessage" || url.includes("internal/modules/esm"))
+    return "module loader round trips (viem imports noble on every signature call)";
+  if (functionName === "dispatch" && within("node:inspector")) return "the profiler itself";
+  if (url.includes("/zod/")) return "zod";
+  if (url.includes("/hono/") || url.includes("@hono/")) return "hono";
+  if (url.includes("pino") || url.includes("sonic-boom")) return "logging";
+  if (url.includes("/@x402/")) return "x402";
+  if (url.includes("/src/")) return "tollgate src";
+  if (url.includes("undici") || url.includes("webstreams")) return "fetch and web streams (backend proxy)";
+  if (url.startsWith("node:") || url === "") return "node: http, streams, timers, async hooks";
+  return "other";
+}
+
 function shortUrl(url: string): string {
   const modules = url.lastIndexOf("node_modules/");
   if (modules >= 0) return url.slice(modules + "node_modules/".length);
@@ -55,6 +94,16 @@ function shortUrl(url: string): string {
 /** Self time per function and per package; `(idle)` counts in the total but not in the busy time. */
 export function summarizeProfile(profile: CpuProfile, top = 15): ProfileSummary {
   const byId = new Map(profile.nodes.map((node) => [node.id, node]));
+  const parentOf = new Map<number, number>();
+  for (const node of profile.nodes) for (const child of node.children ?? []) parentOf.set(child, node.id);
+  const callersOf = (id: number): Frame[] => {
+    const frames: Frame[] = [];
+    for (let at = parentOf.get(id); at !== undefined && frames.length < 16; at = parentOf.get(at)) {
+      const caller = byId.get(at);
+      if (caller) frames.push(caller.callFrame);
+    }
+    return frames;
+  };
   const selfUs = new Map<number, number>();
   const samples = profile.samples ?? [];
   const deltas = profile.timeDeltas ?? [];
@@ -64,6 +113,7 @@ export function summarizeProfile(profile: CpuProfile, top = 15): ProfileSummary 
   }
   const functions = new Map<string, number>();
   const packages = new Map<string, number>();
+  const activities = new Map<string, number>();
   let totalUs = 0;
   let idleUs = 0;
   for (const [id, us] of selfUs) {
@@ -81,6 +131,8 @@ export function summarizeProfile(profile: CpuProfile, top = 15): ProfileSummary 
     functions.set(name, (functions.get(name) ?? 0) + us);
     const pkg = packageOf(url, functionName);
     packages.set(pkg, (packages.get(pkg) ?? 0) + us);
+    const activity = activityOf(node.callFrame, callersOf(id));
+    activities.set(activity, (activities.get(activity) ?? 0) + us);
   }
   const busyUs = totalUs - idleUs;
   const ranked = (map: Map<string, number>) =>
@@ -93,6 +145,7 @@ export function summarizeProfile(profile: CpuProfile, top = 15): ProfileSummary 
     busyMs: busyUs / 1000,
     functions: ranked(functions),
     packages: ranked(packages),
+    activities: ranked(activities),
   };
 }
 
@@ -125,6 +178,8 @@ export function formatProfileSummary({ file, summary }: { file: string; summary:
     `  ${entry.selfMs.toFixed(0).padStart(8)} ms  ${(entry.share * 100).toFixed(1).padStart(5)}%  ${entry.name}`;
   return [
     `CPU profile ${file}: ${summary.totalMs.toFixed(0)} ms sampled, ${summary.busyMs.toFixed(0)} ms busy (not idle)`,
+    "self time by activity:",
+    ...summary.activities.map(line),
     "top self time by package / area:",
     ...summary.packages.map(line),
     "top self time by function:",
