@@ -8,6 +8,7 @@ import {
   encodePaymentRequiredHeader,
   type HeaderReader,
   PAYMENT_REQUIRED_HEADER,
+  ReasonCode,
   readPaymentHeader,
 } from "../protocol/index.js";
 import { type BillingSession, createBillingSession } from "./createBillingSession.js";
@@ -172,7 +173,9 @@ export function createBilling({
     const key = authorizationKey(payment);
 
     if (await ledger.hasOpenDebt(key.network, key.payer)) {
-      return paymentRequired("payer_has_unpaid_debt: settle the earlier charge before paying again");
+      return paymentRequired(
+        `${ReasonCode.payerInDebt}: an earlier charge of this payer is unpaid; settle it first`,
+      );
     }
     const existing = await ledger.findByKey(key);
     if (existing) return replayed(existing.status);

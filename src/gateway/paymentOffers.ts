@@ -1,6 +1,6 @@
 import type { PaymentRequired, PaymentRequirements } from "@x402/core/types";
 import type { Address } from "viem";
-import type { DecodedPaymentPayload } from "../protocol/index.js";
+import { type DecodedPaymentPayload, ReasonCode } from "../protocol/index.js";
 import type { RequestQuote } from "./quoteRequest.js";
 
 /** Where and how this gateway is paid. */
@@ -106,7 +106,7 @@ export function matchOffer(
   if (!offer) {
     return {
       ok: false,
-      reason: "unsupported_scheme",
+      reason: ReasonCode.unsupportedScheme,
       message: `no offer matches scheme ${accepted.scheme} on ${accepted.network} for asset ${accepted.asset} to ${accepted.payTo}`,
     };
   }
@@ -118,7 +118,7 @@ export function matchOffer(
     if (signedMaxAtomic < BigInt(offer.amount)) {
       return {
         ok: false,
-        reason: "insufficient_authorization",
+        reason: ReasonCode.paymentRequirementsMismatch,
         message: `authorized maximum ${signedMaxAtomic} is below this request's maximum ${offer.amount}`,
       };
     }
