@@ -226,7 +226,7 @@ export function createBillingSession(parameters: CreateBillingSessionParameters)
       const decoder = new TextDecoder();
       const encoder = new TextEncoder();
       let closed = false;
-      let forwarded = 0;
+      let forwardedEvents = 0;
       return new ReadableStream<Uint8Array>(
         {
           async pull(controller) {
@@ -258,8 +258,12 @@ export function createBillingSession(parameters: CreateBillingSessionParameters)
               const out = tap.push(decoder.decode(next.value, { stream: true }));
               if (out) {
                 controller.enqueue(encoder.encode(out));
-                // The buyer has had output by the third piece: a crash here leaves a `serving` row.
-                if (++forwarded === 3) faultInjection?.("mid_stream");
+                // Test-only crash point, once three events went out (however the backend's bytes were cut
+                // into reads): a crash here leaves a `serving` row.
+                if (faultInjection && forwardedEvents < 3) {
+                  forwardedEvents += out.split("data: ").length - 1;
+                  if (forwardedEvents >= 3) faultInjection("mid_stream");
+                }
                 return;
               }
             }
