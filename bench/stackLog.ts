@@ -27,7 +27,8 @@ export async function facilitatorTimesFromLog(
     if (typeof line.durationMs !== "number") continue;
     for (const [variant, spans] of Object.entries(windows) as Array<[Variant, Array<[number, number]>]>) {
       if (!spans.some(([start, end]) => line.time! >= start && line.time! <= end)) continue;
-      const bucket = (found[variant] ??= { verify: [], settle: [] });
+      found[variant] ??= { verify: [], settle: [] };
+      const bucket = found[variant];
       bucket[line.op].push(line.durationMs);
     }
   }

@@ -7,6 +7,7 @@ import {
   createPayingFetch,
   defaultDataDir,
   formatReceiptLine,
+  openSpendStore,
   type PayingFetch,
   parseSpendingPolicyYaml,
   type SpendingPolicy,
@@ -116,18 +117,33 @@ export async function openBuyerSession(flags: {
       );
     }
   };
+  // With DATABASE_URL the spend store is PostgreSQL, shared by every process of this buyer.
+  const sharedStore = process.env.DATABASE_URL ? await openCliSpendStore() : undefined;
   const payingFetch = createPayingFetch({
     privateKey: privateKey as `0x${string}`,
     policy,
     rpcUrl: flags.rpc,
-    dataDir: cliDataDir(),
+    ...(sharedStore ? { store: sharedStore } : { dataDir: cliDataDir() }),
     onEvent,
     confirm: terminalConfirm(),
   });
+  if (sharedStore) {
+    const closeFetch = payingFetch.close.bind(payingFetch);
+    payingFetch.close = async () => {
+      await closeFetch();
+      await sharedStore.close();
+    };
+  }
   return { payingFetch, policy, lastReceipt: () => lastReceipt };
 }
 
 type ReceiptEvent = Extract<BuyerEvent, { type: "receipt" }>;
+
+/** The buyer's spend store as the CLI opens it: PostgreSQL when DATABASE_URL is set, else PGlite in cliDataDir(). */
+export function openCliSpendStore() {
+  const connectionString = process.env.DATABASE_URL;
+  return connectionString ? openSpendStore({ connectionString }) : openSpendStore({ dataDir: cliDataDir() });
+}
 
 /** Where the CLI keeps the buyer's state: TOLLGATE_DATA_DIR, or ~/.tollgate. */
 export function cliDataDir(): string {

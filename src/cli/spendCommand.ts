@@ -1,8 +1,8 @@
 import { z } from "zod";
-import { type DaySpend, openSpendStore, type SpendDispute, type SpendingPolicy } from "../buyer/index.js";
+import type { DaySpend, SpendDispute, SpendingPolicy } from "../buyer/index.js";
 import { formatMoney } from "../pricing/index.js";
 import { exitCodes, parseFlags, printLine } from "./cliSupport.js";
-import { cliDataDir, jsonLine, loadPolicy } from "./payCommand.js";
+import { jsonLine, loadPolicy, openCliSpendStore } from "./payCommand.js";
 
 export const spendUsage = `tollgate spend [--json] [--policy FILE]
   Today's spend (UTC) per provider against the policy's caps, and open disputes (charges the
@@ -22,7 +22,7 @@ export async function spendCommand(argv: string[]): Promise<number> {
     flagsSchema,
   );
   const policy = await loadPolicy(flags.policy ?? process.env.TOLLGATE_POLICY);
-  const store = await openSpendStore({ dataDir: cliDataDir() });
+  const store = await openCliSpendStore();
   try {
     const spend = await store.daySpend();
     const disputes = await store.disputes({ status: "open" });
