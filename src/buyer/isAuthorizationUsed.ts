@@ -1,31 +1,5 @@
-import { PERMIT2_ADDRESS } from "@x402/evm";
 import { type Address, createPublicClient, type Hex, http, type PublicClient } from "viem";
-
-const permit2NonceBitmapAbi = [
-  {
-    type: "function",
-    name: "nonceBitmap",
-    stateMutability: "view",
-    inputs: [
-      { name: "owner", type: "address" },
-      { name: "wordPos", type: "uint256" },
-    ],
-    outputs: [{ name: "", type: "uint256" }],
-  },
-] as const;
-
-const eip3009StateAbi = [
-  {
-    type: "function",
-    name: "authorizationState",
-    stateMutability: "view",
-    inputs: [
-      { name: "authorizer", type: "address" },
-      { name: "nonce", type: "bytes32" },
-    ],
-    outputs: [{ name: "", type: "bool" }],
-  },
-] as const;
+import { isNonceSpent } from "../chain/index.js";
 
 export type AuthorizationOnChain = {
   payer: Address;
@@ -53,23 +27,13 @@ export function createAuthorizationChecker(rpcUrl: string, client?: PublicClient
       chainId ??= publicClient.getChainId();
       return chainId;
     },
-    async isUsed({ payer, asset, nonce }) {
-      if (nonce.startsWith("0x")) {
-        return publicClient.readContract({
-          address: asset,
-          abi: eip3009StateAbi,
-          functionName: "authorizationState",
-          args: [payer, nonce as Hex],
-        });
-      }
-      const value = BigInt(nonce);
-      const bitmap = await publicClient.readContract({
-        address: PERMIT2_ADDRESS,
-        abi: permit2NonceBitmapAbi,
-        functionName: "nonceBitmap",
-        args: [payer, value >> 8n],
-      });
-      return ((bitmap >> (value & 0xffn)) & 1n) === 1n;
+    isUsed({ payer, asset, nonce }) {
+      return isNonceSpent(
+        publicClient,
+        nonce.startsWith("0x")
+          ? { kind: "eip3009", owner: payer, asset, nonce: nonce as Hex }
+          : { kind: "permit2", owner: payer, nonce: BigInt(nonce) },
+      );
     },
   };
 }

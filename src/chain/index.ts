@@ -4,6 +4,7 @@ export {
   type TollgateFacilitatorSigner,
 } from "./createFacilitatorSigner.js";
 export { createNonceManager, type NonceManager } from "./createNonceManager.js";
+export { isNonceSpent, type OnChainNonce } from "./isNonceSpent.js";
 export {
   chainIdOf,
   DEVNET_CHAIN_ID,

@@ -1,5 +1,5 @@
 import type { PaymentPayload } from "@x402/core/types";
-import { eip3009ABI, PERMIT2_ADDRESS, x402ExactPermit2ProxyABI, x402UptoPermit2ProxyABI } from "@x402/evm";
+import { eip3009ABI, x402ExactPermit2ProxyABI, x402UptoPermit2ProxyABI } from "@x402/evm";
 import {
   type Abi,
   type Address,
@@ -10,6 +10,7 @@ import {
   numberToHex,
   type PublicClient,
 } from "viem";
+import { isNonceSpent } from "../chain/index.js";
 
 /** What the chain says about one authorization's settlement. */
 export type SettlementEvidence =
@@ -33,32 +34,6 @@ export type FindSettlementOnChainParameters = {
   /** Blocks per `eth_getLogs` call; default 10,000 (public RPCs cap the range). */
   blocksPerQuery?: bigint;
 };
-
-const permit2NonceBitmapAbi = [
-  {
-    type: "function",
-    name: "nonceBitmap",
-    stateMutability: "view",
-    inputs: [
-      { name: "owner", type: "address" },
-      { name: "wordPos", type: "uint256" },
-    ],
-    outputs: [{ name: "", type: "uint256" }],
-  },
-] as const;
-
-const authorizationStateAbi = [
-  {
-    type: "function",
-    name: "authorizationState",
-    stateMutability: "view",
-    inputs: [
-      { name: "authorizer", type: "address" },
-      { name: "nonce", type: "bytes32" },
-    ],
-    outputs: [{ name: "", type: "bool" }],
-  },
-] as const;
 
 type Authorization =
   | { kind: "permit2"; owner: Address; nonce: bigint }
@@ -89,22 +64,10 @@ export async function isAuthorizationSpent(
 ): Promise<boolean> {
   const authorization = authorizationOf(payload);
   if (!authorization) throw new Error("payment payload carries no Permit2 or EIP-3009 authorization");
-  if (authorization.kind === "eip3009") {
-    return client.readContract({
-      address: getAddress(asset),
-      abi: authorizationStateAbi,
-      functionName: "authorizationState",
-      args: [authorization.owner, authorization.nonce],
-    });
-  }
-  // Permit2 unordered nonces: word = nonce >> 8, bit = nonce & 255 (Uniswap Permit2 SignatureTransfer).
-  const word = await client.readContract({
-    address: PERMIT2_ADDRESS,
-    abi: permit2NonceBitmapAbi,
-    functionName: "nonceBitmap",
-    args: [authorization.owner, authorization.nonce >> 8n],
-  });
-  return ((word >> (authorization.nonce & 255n)) & 1n) === 1n;
+  return isNonceSpent(
+    client,
+    authorization.kind === "eip3009" ? { ...authorization, asset: getAddress(asset) } : authorization,
+  );
 }
 
 /** The nonce a settlement transaction's input spends, if it calls a known x402 proxy or EIP-3009 function. */
