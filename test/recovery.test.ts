@@ -237,13 +237,15 @@ describe("recovery of payments a killed gateway left pending", () => {
       account: privateKeyToAccount(stranger.privateKey),
       transport: http(h.devnet.rpcUrl),
     });
-    await wallet.writeContract({
+    const stray = await wallet.writeContract({
       chain: null,
       address: h.devnet.contracts.usdc,
       abi: erc20Abi,
       functionName: "transfer",
       args: [upto.payTo as Hex, 1_000n],
     });
+    // Reconcile reads mined blocks: wait until the stray transfer is in one.
+    await client.waitForTransactionReceipt({ hash: stray, pollingInterval: 20 });
     const dirty = await reconcileLedger({
       payments: h.ledger.payments,
       client,

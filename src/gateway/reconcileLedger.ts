@@ -66,7 +66,7 @@ export async function reconcileLedger({
 }: ReconcileLedgerParameters): Promise<ReconcileLedgerReturnType> {
   const assetAddress = getAddress(asset);
   const payToAddress = getAddress(payTo);
-  const lastBlock = toBlock ?? (await client.getBlockNumber());
+  const lastBlock = toBlock ?? (await client.getBlockNumber({ cacheTime: 0 }));
 
   const transfers: Transfer[] = [];
   for (let from = fromBlock; from <= lastBlock; from += blocksPerQuery) {
