@@ -125,7 +125,7 @@ export async function findSettlementOnChain({
   if (!authorization) throw new Error("payment payload carries no Permit2 or EIP-3009 authorization");
   if (!(await isAuthorizationSpent(client, payload, asset))) return { state: "unspent" };
 
-  const latest = await client.getBlockNumber();
+  const latest = await client.getBlockNumber({ cacheTime: 0 });
   const start = fromBlock ?? (latest > lookbackBlocks ? latest - lookbackBlocks : 0n);
   // Newest range first: a crash-time settlement is recent.
   for (let to = latest; to >= start; to -= blocksPerQuery) {
