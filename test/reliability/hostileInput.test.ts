@@ -8,7 +8,7 @@ import { type Devnet, startDevnet } from "../../src/devnet/index.js";
 import { createGatewayApp, type Gateway, parseGatewayConfig, startGateway } from "../../src/gateway/index.js";
 import { type Ledger, openLedger } from "../../src/ledger/index.js";
 import { decodePaymentRequiredHeader } from "../../src/protocol/index.js";
-import { officialBuyer, testPrices } from "../support/gatewayHarness.js";
+import { officialBuyer, testGatewayConfig } from "../support/gatewayHarness.js";
 import { type MockBackend, mockModelId, startMockBackend } from "../support/mockBackend.js";
 import { createFuzzer, type FuzzCase } from "./support/fuzzCases.js";
 import { quick, seededRandom } from "./support/reliabilityEnv.js";
@@ -56,24 +56,7 @@ describe("hostile input", () => {
     backend = await startMockBackend({ responseTokens: 4 });
     ledger = await openLedger();
     gateway = await startGateway({
-      config: parseGatewayConfig({
-        network: devnet.network,
-        rpcUrl: devnet.rpcUrl,
-        asset: devnet.contracts.usdc,
-        assetDomain: { name: "USD Coin", version: "2" },
-        payTo: devnet.accounts.payTo.address,
-        facilitator: { privateKey: devnet.accounts.facilitator.privateKey },
-        server: { host: "127.0.0.1", port: 0 },
-        models: [
-          {
-            id: mockModelId,
-            backend: { baseUrl: backend.url },
-            inputPrice: testPrices.inputPerMTokAtomic.toString(),
-            outputPrice: testPrices.outputPerMTokAtomic.toString(),
-            maxOutputTokens: 256,
-          },
-        ],
-      }),
+      config: parseGatewayConfig(testGatewayConfig({ devnet, backendUrl: backend.url })),
       ledger,
       pollingIntervalMs: 20,
     });

@@ -8,7 +8,7 @@ import type { TollgateFacilitator } from "../../src/facilitator/index.js";
 import { type Gateway, parseGatewayConfig, reconcileLedger, startGateway } from "../../src/gateway/index.js";
 import { type Ledger, openLedger, openPostgresLedger } from "../../src/ledger/index.js";
 import { parseReceiptEvent } from "../../src/protocol/index.js";
-import { officialPayingFetch, testPrices } from "../support/gatewayHarness.js";
+import { officialPayingFetch, testGatewayConfig } from "../support/gatewayHarness.js";
 import { type MockBackend, mockModelId, startMockBackend } from "../support/mockBackend.js";
 import { databaseUrl, freshSchema, quick, waitFor } from "./support/reliabilityEnv.js";
 
@@ -43,24 +43,7 @@ describe("load: a steady rate of paid streaming requests", () => {
       ledger = await openLedger();
     }
     gateway = await startGateway({
-      config: parseGatewayConfig({
-        network: devnet.network,
-        rpcUrl: devnet.rpcUrl,
-        asset: devnet.contracts.usdc,
-        assetDomain: { name: "USD Coin", version: "2" },
-        payTo: devnet.accounts.payTo.address,
-        facilitator: { privateKey: devnet.accounts.facilitator.privateKey },
-        server: { host: "127.0.0.1", port: 0 },
-        models: [
-          {
-            id: mockModelId,
-            backend: { baseUrl: backend.url },
-            inputPrice: testPrices.inputPerMTokAtomic.toString(),
-            outputPrice: testPrices.outputPerMTokAtomic.toString(),
-            maxOutputTokens: 256,
-          },
-        ],
-      }),
+      config: parseGatewayConfig(testGatewayConfig({ devnet, backendUrl: backend.url })),
       ledger,
       pollingIntervalMs: 20,
     });

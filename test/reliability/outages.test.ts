@@ -21,7 +21,12 @@ import {
   encodePaymentSignatureHeader,
   parseReceiptEvent,
 } from "../../src/protocol/index.js";
-import { expectedCharge, officialBuyer, officialPayingFetch, testPrices } from "../support/gatewayHarness.js";
+import {
+  expectedCharge,
+  officialBuyer,
+  officialPayingFetch,
+  testGatewayConfig,
+} from "../support/gatewayHarness.js";
 import { type MockBackend, mockModelId, startMockBackend } from "../support/mockBackend.js";
 import { waitFor } from "./support/reliabilityEnv.js";
 
@@ -57,24 +62,14 @@ async function gatewayWith(
   } = {},
 ): Promise<{ gateway: Gateway; ledger: Ledger }> {
   const ledger = await openLedger();
-  const config = parseGatewayConfig({
-    network: devnet.network,
-    rpcUrl: options.rpcUrl ?? devnet.rpcUrl,
-    asset: devnet.contracts.usdc,
-    assetDomain: { name: "USD Coin", version: "2" },
-    payTo: devnet.accounts.payTo.address,
-    facilitator: options.facilitatorConfig ?? { privateKey: devnet.accounts.facilitator.privateKey },
-    server: { host: "127.0.0.1", port: 0 },
-    models: [
-      {
-        id: mockModelId,
-        backend: { baseUrl: backend.url },
-        inputPrice: testPrices.inputPerMTokAtomic.toString(),
-        outputPrice: testPrices.outputPerMTokAtomic.toString(),
-        maxOutputTokens: 256,
-      },
-    ],
-  });
+  const config = parseGatewayConfig(
+    testGatewayConfig({
+      devnet,
+      backendUrl: backend.url,
+      rpcUrl: options.rpcUrl,
+      facilitator: options.facilitatorConfig,
+    }),
+  );
   const gateway = await startGateway({
     config,
     ledger,

@@ -17,7 +17,7 @@ import {
   decodePaymentRequiredHeader,
   encodePaymentSignatureHeader,
 } from "../../src/protocol/index.js";
-import { officialBuyer, testPrices } from "../support/gatewayHarness.js";
+import { officialBuyer, testGatewayConfig } from "../support/gatewayHarness.js";
 import { type MockBackend, mockModelId, startMockBackend } from "../support/mockBackend.js";
 import { databaseUrl, freshSchema, needsPostgres } from "./support/reliabilityEnv.js";
 
@@ -54,24 +54,7 @@ describe("replay across two gateway replicas sharing PostgreSQL", { skip: needsP
   let startBlock: bigint;
 
   const configFor = (facilitator: GatewayConfigInput["facilitator"]) =>
-    parseGatewayConfig({
-      network: devnet.network,
-      rpcUrl: devnet.rpcUrl,
-      asset: devnet.contracts.usdc,
-      assetDomain: { name: "USD Coin", version: "2" },
-      payTo: devnet.accounts.payTo.address,
-      facilitator,
-      server: { host: "127.0.0.1", port: 0 },
-      models: [
-        {
-          id: mockModelId,
-          backend: { baseUrl: backend.url },
-          inputPrice: testPrices.inputPerMTokAtomic.toString(),
-          outputPrice: testPrices.outputPerMTokAtomic.toString(),
-          maxOutputTokens: 256,
-        },
-      ],
-    });
+    parseGatewayConfig(testGatewayConfig({ devnet, backendUrl: backend.url, facilitator }));
 
   const replica = async (facilitator: GatewayConfigInput["facilitator"]) => {
     const ledger = await openPostgresLedger({ connectionString: databaseUrl!, schema, maxConnections: 10 });

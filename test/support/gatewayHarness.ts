@@ -37,6 +37,41 @@ export type GatewayHarness = {
   close(): Promise<void>;
 };
 
+/**
+ * The tests' gateway config: the devnet's test USDC to its payTo, an in-process facilitator with the
+ * devnet's facilitator key (unless `facilitator` says otherwise), and one mock model at the test prices.
+ */
+export function testGatewayConfig({
+  devnet,
+  backendUrl,
+  rpcUrl = devnet.rpcUrl,
+  facilitator = { privateKey: devnet.accounts.facilitator.privateKey },
+}: {
+  devnet: Devnet;
+  backendUrl: string;
+  rpcUrl?: string | undefined;
+  facilitator?: GatewayConfigInput["facilitator"];
+}): GatewayConfigInput & { models: GatewayConfigInput["models"] } {
+  return {
+    network: devnet.network,
+    rpcUrl,
+    asset: devnet.contracts.usdc,
+    assetDomain: { name: "USD Coin", version: "2" },
+    payTo: devnet.accounts.payTo.address,
+    facilitator,
+    server: { host: "127.0.0.1", port: 0 },
+    models: [
+      {
+        id: mockModelId,
+        backend: { baseUrl: backendUrl },
+        inputPrice: testPrices.inputPerMTokAtomic.toString(),
+        outputPrice: testPrices.outputPerMTokAtomic.toString(),
+        maxOutputTokens: 256,
+      },
+    ],
+  };
+}
+
 /** Devnet + mock backend + in-process facilitator + in-memory ledger + gateway, all on loopback. */
 export async function startGatewayHarness(
   options: {
@@ -50,25 +85,11 @@ export async function startGatewayHarness(
   const devnet = options.devnet ?? (await startDevnet({ buyers: 3 }));
   const backend = await startMockBackend();
   const ledger = await openLedger();
+  const input = testGatewayConfig({ devnet, backendUrl: backend.url, rpcUrl: options.rpcUrl });
+  const [testModel] = input.models;
   const config = parseGatewayConfig({
-    network: devnet.network,
-    rpcUrl: options.rpcUrl ?? devnet.rpcUrl,
-    asset: devnet.contracts.usdc,
-    assetDomain: { name: "USD Coin", version: "2" },
-    payTo: devnet.accounts.payTo.address,
-    facilitator: { privateKey: devnet.accounts.facilitator.privateKey },
-    server: { host: "127.0.0.1", port: 0 },
-    models: [
-      {
-        id: mockModelId,
-        backend: { baseUrl: backend.url },
-        inputPrice: testPrices.inputPerMTokAtomic.toString(),
-        outputPrice: testPrices.outputPerMTokAtomic.toString(),
-        maxOutputTokens: 256,
-        ...options.model,
-      },
-      ...(options.extraModels?.(backend.url) ?? []),
-    ],
+    ...input,
+    models: [{ ...testModel!, ...options.model }, ...(options.extraModels?.(backend.url) ?? [])],
   });
   const gateway = await startGateway({ config, ledger, pollingIntervalMs: 20 });
   return {

@@ -4,8 +4,7 @@ import { join } from "node:path";
 import { createInterface } from "node:readline";
 import type { Devnet } from "../../../src/devnet/index.js";
 import type { GatewayConfigInput } from "../../../src/gateway/index.js";
-import { testPrices } from "../../support/gatewayHarness.js";
-import { mockModelId } from "../../support/mockBackend.js";
+import { testGatewayConfig } from "../../support/gatewayHarness.js";
 
 export type GatewayProcess = {
   url: string;
@@ -34,24 +33,9 @@ export async function writeGatewayConfig(
   },
 ): Promise<string> {
   const config: GatewayConfigInput = {
-    network: devnet.network,
-    rpcUrl: devnet.rpcUrl,
-    asset: devnet.contracts.usdc,
-    assetDomain: { name: "USD Coin", version: "2" },
-    payTo: devnet.accounts.payTo.address,
-    facilitator: { privateKeyEnv: "TOLLGATE_FACILITATOR_KEY" },
-    server: { host: "127.0.0.1", port: 0 },
+    ...testGatewayConfig({ devnet, backendUrl, facilitator: { privateKeyEnv: "TOLLGATE_FACILITATOR_KEY" } }),
     ledger: { schema },
     ...(recovery ? { recovery } : {}),
-    models: [
-      {
-        id: mockModelId,
-        backend: { baseUrl: backendUrl },
-        inputPrice: testPrices.inputPerMTokAtomic.toString(),
-        outputPrice: testPrices.outputPerMTokAtomic.toString(),
-        maxOutputTokens: 256,
-      },
-    ],
   };
   const path = join(dir, `gateway-${schema}.json`);
   // JSON is YAML: the CLI reads it as is.
