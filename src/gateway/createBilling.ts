@@ -172,13 +172,13 @@ export function createBilling({
     if (!matched.ok) return paymentRequired(`${matched.reason}: ${matched.message}`);
     const key = authorizationKey(payment);
 
-    if (await ledger.hasOpenDebt(key.network, key.payer)) {
+    const admission = await ledger.admission(key);
+    if (admission.inDebt) {
       return paymentRequired(
         `${ReasonCode.payerInDebt}: an earlier charge of this payer is unpaid; settle it first`,
       );
     }
-    const existing = await ledger.findByKey(key);
-    if (existing) return replayed(existing.status);
+    if (admission.existing) return replayed(admission.existing.status);
 
     let verified: Awaited<ReturnType<FacilitatorLike["verify"]>>;
     try {
@@ -198,20 +198,23 @@ export function createBilling({
     }
     if (!verified.isValid) return paymentRequired(verified.invalidReason ?? "invalid_payment");
 
-    const claim = await ledger.claim({
-      ...key,
-      scheme: matched.requirements.scheme,
-      model: model.id,
-      route: new URL(request.url).pathname,
-      asset: matched.requirements.asset,
-      payTo: matched.requirements.payTo,
-      maxAtomic: matched.signedMaxAtomic,
-      paymentPayload: payment,
-      paymentRequirements: matched.requirements,
-    });
+    // Inference starts right away: the row is claimed straight into `serving`.
+    const claim = await ledger.claim(
+      {
+        ...key,
+        scheme: matched.requirements.scheme,
+        model: model.id,
+        route: new URL(request.url).pathname,
+        asset: matched.requirements.asset,
+        payTo: matched.requirements.payTo,
+        maxAtomic: matched.signedMaxAtomic,
+        paymentPayload: payment,
+        paymentRequirements: matched.requirements,
+      },
+      { serving: true },
+    );
     if (!claim.claimed) return replayed(claim.existing.status);
     faultInjection?.("after_claim");
-    await ledger.markServing(claim.payment.id);
 
     return {
       action: "serve",

@@ -47,6 +47,19 @@ export type ClaimPaymentInput = AuthorizationKeyInput & {
   paymentRequirements: unknown;
 };
 
+export type ClaimPaymentOptions = {
+  /** Claim straight into `serving` (claimed and started in one statement) when inference starts at once. */
+  serving?: boolean | undefined;
+};
+
+/** What the gateway asks before it verifies a payment: does the payer owe, and was this authorization seen. */
+export type PaymentAdmission = {
+  /** The payer has an unpaid debt on this network. */
+  inDebt: boolean;
+  /** The row that already holds this authorization (a replay), if any. */
+  existing: { id: number; status: PaymentStatus } | undefined;
+};
+
 /** A claim either wins the authorization or finds who already holds it (a replay). */
 export type ClaimPaymentResult =
   | { claimed: true; payment: PaymentRecord }
@@ -103,7 +116,9 @@ export type RecentPaymentsOptions = {
  */
 export interface PaymentLedger {
   /** Claims an authorization atomically; a replay (sequential or concurrent) gets `claimed: false`. */
-  claim(input: ClaimPaymentInput): Promise<ClaimPaymentResult>;
+  claim(input: ClaimPaymentInput, options?: ClaimPaymentOptions): Promise<ClaimPaymentResult>;
+  /** `hasOpenDebt` and `findByKey`'s status together, in one statement: asked before every verify. */
+  admission(key: AuthorizationKeyInput): Promise<PaymentAdmission>;
   get(id: number): Promise<PaymentRecord | undefined>;
   findByKey(key: AuthorizationKeyInput): Promise<PaymentRecord | undefined>;
   /** claimed → serving: inference starts. */

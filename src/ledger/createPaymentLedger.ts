@@ -20,9 +20,9 @@ export type CreatePaymentLedgerParameters = {
 type TransitionParameters = {
   /** Narrows the table for one method (resolveDebt leaves only `debt`). */
   onlyFrom?: readonly PaymentStatus[];
-  /** Checks that need the current row, e.g. the charge against its maximum. */
-  check?: (current: PaymentRecord) => void;
-  /** Extra `SET` assignments, numbering parameters from $4. */
+  /** A charge that must not exceed the row's authorized maximum (checked in the same statement). */
+  chargeAtomic?: bigint;
+  /** Extra `SET` assignments, numbering parameters from $3. */
   set?: string;
   params?: readonly unknown[];
 };
@@ -56,54 +56,64 @@ export function createPaymentLedger(
     return payment;
   }
 
-  /** The one place a payment changes status: checked against the table, applied only if nobody moved it first. */
+  /**
+   * The one place a payment changes status: a single conditional `UPDATE` that moves the row only from a
+   * status the table allows (and, with a charge, only when it is within the row's maximum), so two workers
+   * can never both move one row. The row is read again only when nothing moved, to say why.
+   */
   async function transition(
     id: number,
     to: PaymentStatus,
     how: TransitionParameters = {},
   ): Promise<PaymentRecord> {
-    const current = await getOrThrow(id);
-    const from = current.status;
-    if (!canTransitionPayment(from, to) || (how.onlyFrom !== undefined && !how.onlyFrom.includes(from))) {
-      throw new PaymentTransitionError({ paymentId: id, from, to, reason: "not_allowed" });
-    }
-    how.check?.(current);
-    const rows = await sql.query(
-      `UPDATE payments SET status = $3, updated_at = now()${how.set === undefined ? "" : `, ${how.set}`}
-       WHERE id = $1 AND status = $2 RETURNING ${paymentColumns}`,
-      [id, from, to, ...(how.params ?? [])],
+    const from = paymentStatuses.filter(
+      (status) => canTransitionPayment(status, to) && (how.onlyFrom?.includes(status) ?? true),
     );
-    const [row] = rows;
-    if (row === undefined) {
-      const moved = await getOrThrow(id);
-      throw new PaymentTransitionError({ paymentId: id, from: moved.status, to, reason: "concurrent" });
+    const params: unknown[] = [id, to, ...(how.params ?? [])];
+    let chargeGuard = "";
+    if (how.chargeAtomic !== undefined) {
+      params.push(atomicParam(how.chargeAtomic, "chargeAtomic"));
+      chargeGuard = ` AND max_atomic >= $${params.length}::numeric`;
     }
-    logger.debug({ paymentId: id, from, to }, "ledger: payment moved");
-    return toPaymentRecord(row);
-  }
-
-  function chargeWithinMax(chargeAtomic: bigint) {
-    return (current: PaymentRecord) => {
-      if (chargeAtomic > current.maxAtomic) {
-        throw new TollgateError({
-          code: "TOLLGATE_LEDGER_FAILED",
-          shortMessage: `payment ${current.id}: charge exceeds the authorized maximum`,
-          details: {
-            paymentId: current.id,
-            chargeAtomic: chargeAtomic.toString(),
-            maxAtomic: current.maxAtomic.toString(),
-          },
-        });
-      }
-    };
+    const rows =
+      from.length === 0
+        ? []
+        : await sql.query(
+            `UPDATE payments SET status = $2, updated_at = now()${how.set === undefined ? "" : `, ${how.set}`}
+             WHERE id = $1 AND status IN (${from.map((status) => `'${status}'`).join(", ")})${chargeGuard}
+             RETURNING ${paymentColumns}`,
+            params,
+          );
+    const [row] = rows;
+    if (row !== undefined) {
+      logger.debug({ paymentId: id, to }, "ledger: payment moved");
+      return toPaymentRecord(row);
+    }
+    const current = await getOrThrow(id);
+    if (!from.includes(current.status)) {
+      throw new PaymentTransitionError({ paymentId: id, from: current.status, to, reason: "not_allowed" });
+    }
+    if (how.chargeAtomic !== undefined && how.chargeAtomic > current.maxAtomic) {
+      throw new TollgateError({
+        code: "TOLLGATE_LEDGER_FAILED",
+        shortMessage: `payment ${id}: charge exceeds the authorized maximum`,
+        details: {
+          paymentId: id,
+          chargeAtomic: how.chargeAtomic.toString(),
+          maxAtomic: current.maxAtomic.toString(),
+        },
+      });
+    }
+    // It stood elsewhere when the UPDATE ran and has moved since: another worker is at it.
+    throw new PaymentTransitionError({ paymentId: id, from: current.status, to, reason: "concurrent" });
   }
 
   return {
-    async claim(input) {
+    async claim(input, { serving = false } = {}) {
       const key = normalizeAuthorizationKey(input);
       const inserted = await sql.query(
-        `INSERT INTO payments (network, payer, nonce, scheme, model, route, asset, pay_to, max_atomic, payload, requirements)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::numeric, $10::jsonb, $11::jsonb)
+        `INSERT INTO payments (network, payer, nonce, scheme, model, route, asset, pay_to, max_atomic, payload, requirements, status)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::numeric, $10::jsonb, $11::jsonb, '${serving ? "serving" : "claimed"}')
          ON CONFLICT (network, payer, nonce) DO NOTHING
          RETURNING ${paymentColumns}`,
         [
@@ -144,6 +154,33 @@ export function createPaymentLedger(
 
     get,
 
+    async admission(keyInput) {
+      const key = normalizeAuthorizationKey(keyInput);
+      const [row] = await sql.query<{ in_debt: unknown; id: unknown; status: unknown }>(
+        `SELECT EXISTS (SELECT 1 FROM payments WHERE network = $1 AND payer = $2 AND status = 'debt') AS in_debt,
+                seen.id, seen.status
+         FROM (SELECT 1) AS one
+         LEFT JOIN payments AS seen ON seen.network = $1 AND seen.payer = $2 AND seen.nonce = $3`,
+        [key.network, key.payer, key.nonce],
+      );
+      if (row === undefined) {
+        throw new TollgateError({
+          code: "TOLLGATE_LEDGER_FAILED",
+          shortMessage: "admission query returned no row",
+        });
+      }
+      if (row.id === null || row.id === undefined)
+        return { inDebt: row.in_debt === true, existing: undefined };
+      if (!isPaymentStatus(row.status)) {
+        throw new TollgateError({
+          code: "TOLLGATE_LEDGER_FAILED",
+          shortMessage: `payment ${String(row.id)} has an unknown status ${String(row.status)}`,
+          details: { status: row.status },
+        });
+      }
+      return { inDebt: row.in_debt === true, existing: { id: Number(row.id), status: row.status } };
+    },
+
     async findByKey(keyInput) {
       const key = normalizeAuthorizationKey(keyInput);
       const [payment] = await selectPayments("WHERE network = $1 AND payer = $2 AND nonce = $3", [
@@ -158,8 +195,8 @@ export function createPaymentLedger(
 
     recordUsage: async (id, usage, chargeAtomic) =>
       transition(id, "metered", {
-        check: chargeWithinMax(chargeAtomic),
-        set: "prompt_tokens = $4, completion_tokens = $5, charge_atomic = $6::numeric",
+        chargeAtomic,
+        set: "prompt_tokens = $3, completion_tokens = $4, charge_atomic = $5::numeric",
         params: [
           tokenCountParam(usage.promptTokens, "promptTokens"),
           tokenCountParam(usage.completionTokens, "completionTokens"),
@@ -174,15 +211,15 @@ export function createPaymentLedger(
       // A zero charge sends no transaction (x402 upto); any other charge must name one.
       const hash = chargeAtomic === 0n ? null : textParam(transaction, "transaction");
       return transition(id, chargeAtomic === 0n ? "zero" : "settled", {
-        check: chargeWithinMax(chargeAtomic),
-        set: "charge_atomic = $4::numeric, transaction = $5, settled_at = now()",
+        chargeAtomic,
+        set: "charge_atomic = $3::numeric, transaction = $4, settled_at = now()",
         params: [charge, hash],
       });
     },
 
     async markDebt(id, reason) {
       const payment = await transition(id, "debt", {
-        set: "error = $4",
+        set: "error = $3",
         params: [textParam(reason, "reason")],
       });
       logger.warn(
@@ -199,12 +236,12 @@ export function createPaymentLedger(
     },
 
     markFailed: async (id, reason) =>
-      transition(id, "failed", { set: "error = $4", params: [textParam(reason, "reason")] }),
+      transition(id, "failed", { set: "error = $3", params: [textParam(reason, "reason")] }),
 
     async resolveDebt(id, transaction) {
       const payment = await transition(id, "settled", {
         onlyFrom: ["debt"],
-        set: "transaction = $4, settled_at = now()",
+        set: "transaction = $3, settled_at = now()",
         params: [textParam(transaction, "transaction")],
       });
       logger.info({ paymentId: id, payer: payment.payer, transaction }, "ledger: debt settled");

@@ -156,6 +156,39 @@ export function describePaymentLedger(label: string, current: () => LedgerHarnes
       await assert.rejects(payments.resolveDebt(id, transactionHash(10)), PaymentTransitionError);
     });
 
+    test("answers admission — debt on this network, and the row already holding the authorization — at once", async () => {
+      const debtor = payerAddress(0xad1);
+      const fresh = claimInput({ payer: debtor, nonce: 41n });
+      assert.deepEqual(await payments.admission(fresh), { inDebt: false, existing: undefined });
+
+      const claim = await payments.claim(claimInput({ payer: debtor, nonce: 42n }), { serving: true });
+      assert.ok(claim.claimed);
+      assert.equal(claim.payment.status, "serving", "claimed straight into serving");
+      const replay = await payments.claim(claimInput({ payer: debtor, nonce: 42n }), { serving: true });
+      assert.equal(replay.claimed, false, "a replay into serving is still refused");
+      assert.deepEqual(await payments.admission(claimInput({ payer: debtor, nonce: "0x2a" })), {
+        inDebt: false,
+        existing: { id: claim.payment.id, status: "serving" },
+      });
+
+      await payments.recordUsage(claim.payment.id, usage, 500n);
+      await payments.markSettling(claim.payment.id);
+      await payments.markDebt(claim.payment.id, "settle reverted");
+      assert.deepEqual(await payments.admission(fresh), { inDebt: true, existing: undefined });
+      assert.deepEqual(
+        await payments.admission({ ...fresh, payer: debtor.toUpperCase().replace("0X", "0x") }),
+        { inDebt: true, existing: undefined },
+      );
+      assert.deepEqual(await payments.admission({ ...fresh, network: "eip155:84532" }), {
+        inDebt: false,
+        existing: undefined,
+      });
+      assert.deepEqual(await payments.admission(claimInput({ payer: payerAddress(0xad2), nonce: 41n })), {
+        inDebt: false,
+        existing: undefined,
+      });
+    });
+
     test("lists claimed, serving, metered and settling rows for recovery, with what settling needs", async () => {
       const byStatus = new Map<PaymentStatus, number>();
       for (const status of [

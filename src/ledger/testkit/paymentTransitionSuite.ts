@@ -4,6 +4,7 @@ import { createPaymentLedger } from "../createPaymentLedger.js";
 import type { PaymentLedger } from "../PaymentLedger.js";
 import { PaymentTransitionError } from "../PaymentTransitionError.js";
 import type { PaymentStatus } from "../paymentStatus.js";
+import type { SqlRow } from "../SqlClient.js";
 import type { LedgerHarness } from "./ledgerHarness.js";
 import { transactionHash } from "./ledgerHarness.js";
 import { expectedTransitions, paymentAt, usage } from "./paymentLifecycle.js";
@@ -113,10 +114,9 @@ export function describePaymentTransitions(label: string, current: () => LedgerH
       assert.equal(refused.reason.from, "serving");
     });
 
-    test("refuses a move when another worker changed the row between its read and its update", async () => {
+    test("refuses a move when another worker moved the row right before its update", async () => {
       const payment = await paymentAt(payments, "claimed");
       let interposed = false;
-      // The other worker wins the row right before this worker's conditional UPDATE runs.
       const racing = createPaymentLedger({
         exec: (sql) => harness.sql.exec(sql),
         async query(sql, params) {
@@ -129,12 +129,38 @@ export function describePaymentTransitions(label: string, current: () => LedgerH
       });
       await assert.rejects(racing.markServing(payment.id), (error: unknown) => {
         assert.ok(error instanceof PaymentTransitionError);
-        assert.equal(error.reason, "concurrent");
+        assert.equal(error.reason, "not_allowed");
         assert.equal(error.from, "failed");
         assert.equal(error.to, "serving");
         return true;
       });
       assert.equal((await payments.get(payment.id))?.status, "failed");
+    });
+
+    test("says concurrent when the row reached an allowed status only after the update missed", async () => {
+      const payment = await paymentAt(payments, "claimed");
+      let updateMissed = false;
+      // recordUsage needs `serving`; the row is `claimed` when it runs, and another worker serves it just after.
+      const racing = createPaymentLedger({
+        exec: (sql) => harness.sql.exec(sql),
+        async query<Row extends SqlRow = SqlRow>(sql: string, params?: readonly unknown[]) {
+          if (updateMissed && sql.trimStart().startsWith("SELECT")) {
+            updateMissed = false;
+            await harness.ledger.payments.markServing(payment.id);
+          }
+          const rows = await harness.sql.query<Row>(sql, params);
+          if (sql.trimStart().startsWith("UPDATE") && rows.length === 0) updateMissed = true;
+          return rows;
+        },
+      });
+      await assert.rejects(racing.recordUsage(payment.id, usage, 1n), (error: unknown) => {
+        assert.ok(error instanceof PaymentTransitionError);
+        assert.equal(error.reason, "concurrent");
+        assert.equal(error.from, "serving");
+        assert.equal(error.to, "metered");
+        return true;
+      });
+      assert.equal((await payments.get(payment.id))?.status, "serving");
     });
 
     test("names an unknown payment instead of moving nothing", async () => {
