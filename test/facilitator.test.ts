@@ -1,4 +1,6 @@
 import assert from "node:assert/strict";
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
 import { after, before, describe, test } from "node:test";
 import { x402Client } from "@x402/core/client";
 import { HTTPFacilitatorClient } from "@x402/core/http";
@@ -250,6 +252,95 @@ describe("facilitator HTTP edges", () => {
       assert.ok(response.headers.get("retry-after"));
     } finally {
       await deadServer.close();
+    }
+  });
+});
+
+/** A JSON-RPC proxy in front of the devnet that counts HTTP requests and the calls they carry. */
+async function countingRpcProxy(target: string) {
+  const counts = { requests: 0, calls: 0, largestBatch: 0 };
+  const proxy = createServer(async (request, response) => {
+    const chunks: Buffer[] = [];
+    for await (const chunk of request) chunks.push(chunk as Buffer);
+    const body = Buffer.concat(chunks).toString("utf8");
+    const parsed = JSON.parse(body) as unknown;
+    const calls = Array.isArray(parsed) ? parsed.length : 1;
+    counts.requests++;
+    counts.calls += calls;
+    counts.largestBatch = Math.max(counts.largestBatch, calls);
+    const upstream = await fetch(target, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body,
+    });
+    response.writeHead(upstream.status, { "content-type": "application/json" });
+    response.end(await upstream.text());
+  });
+  await new Promise<void>((resolve) => proxy.listen(0, "127.0.0.1", resolve));
+  const { port } = proxy.address() as AddressInfo;
+  return {
+    url: `http://127.0.0.1:${port}`,
+    counts,
+    reset() {
+      Object.assign(counts, { requests: 0, calls: 0, largestBatch: 0 });
+    },
+    close: () => new Promise<void>((resolve) => proxy.close(() => resolve())),
+  };
+}
+
+describe("facilitator JSON-RPC batching", () => {
+  test("concurrent verifies share batches and keep their own outcomes; a lone verify is sent alone", async () => {
+    const proxy = await countingRpcProxy(devnet.rpcUrl);
+    try {
+      const facilitatorFor = (rpcBatch: boolean) =>
+        createFacilitator({
+          rpcUrl: proxy.url,
+          privateKey: devnet.accounts.facilitator.privateKey,
+          network: devnet.network,
+          rpcBatch,
+        });
+      const poor = await devnet.createBuyer(1_000n);
+      const requirements = uptoRequirements(50_000n);
+      const payloads = await Promise.all(
+        Array.from({ length: 16 }, (_, i) =>
+          officialPayload(
+            i === 7 ? poor.privateKey : devnet.accounts.buyers[i % 3]!.privateKey,
+            requirements,
+          ),
+        ),
+      );
+      for (const rpcBatch of [true, false]) {
+        const facilitator = facilitatorFor(rpcBatch);
+        await facilitator.verify(payloads[0]!, requirements); // the asset's code check is cached after this
+        proxy.reset();
+        const lone = await facilitator.verify(payloads[1]!, requirements);
+        assert.equal(lone.isValid, true);
+        assert.equal(proxy.counts.largestBatch, 1, "a lone verify's calls go out one by one");
+        assert.equal(proxy.counts.requests, proxy.counts.calls);
+
+        proxy.reset();
+        const results = await Promise.all(
+          payloads.map((payload) => facilitator.verify(payload, requirements)),
+        );
+        const reasons = results.map((result) => (result.isValid ? "valid" : result.invalidReason));
+        assert.deepEqual(
+          reasons,
+          payloads.map((_, i) => (i === 7 ? "permit2_insufficient_balance" : "valid")),
+          `rpcBatch ${rpcBatch}`,
+        );
+        assert.ok(proxy.counts.calls >= 32, "two calls per verify at least");
+        if (rpcBatch) {
+          assert.ok(proxy.counts.largestBatch > 1, "concurrent calls were batched");
+          assert.ok(
+            proxy.counts.requests < proxy.counts.calls / 2,
+            `${proxy.counts.requests} HTTP requests for ${proxy.counts.calls} calls`,
+          );
+        } else {
+          assert.equal(proxy.counts.requests, proxy.counts.calls, "no batches when turned off");
+        }
+      }
+    } finally {
+      await proxy.close();
     }
   });
 });

@@ -18,6 +18,9 @@ import { createNonceManager } from "./createNonceManager.js";
 import { permit2AndTokenErrorsAbi } from "./permit2Errors.js";
 import { isTransportError, recordRpcTransportFailure } from "./rpcFailures.js";
 
+/** Most JSON-RPC calls in one batch request (providers cap batches; 20 fits the common limits). */
+const RPC_BATCH_SIZE = 20;
+
 export type CreateFacilitatorSignerParameters = {
   rpcUrl: string;
   privateKey: Hex;
@@ -28,6 +31,11 @@ export type CreateFacilitatorSignerParameters = {
   receiptTimeoutMs?: number;
   /** Timeout of one RPC request (ms). */
   rpcTimeoutMs?: number;
+  /**
+   * Calls made while others are in flight go out together as one JSON-RPC batch (default true): under
+   * concurrency a third less CPU per verification. Turn off for an RPC endpoint that refuses batches.
+   */
+  rpcBatch?: boolean;
   logger?: Logger;
 };
 
@@ -55,26 +63,50 @@ export function createFacilitatorSigner({
   pollingIntervalMs = 250,
   receiptTimeoutMs = 60_000,
   rpcTimeoutMs = 10_000,
+  rpcBatch = true,
   logger = silentLogger,
 }: CreateFacilitatorSignerParameters): TollgateFacilitatorSigner {
   const account = privateKeyToAccount(privateKey);
-  const publicClient = createPublicClient({
-    // node:http keep-alive instead of the global fetch: a third of the CPU per RPC call.
-    transport: http(rpcUrl, { timeout: rpcTimeoutMs, retryCount: 1, fetchFn: createNodeHttpFetch() }),
-    pollingInterval: pollingIntervalMs,
-  }) as PublicClient;
+  // node:http keep-alive instead of the global fetch: a third of the CPU per RPC call.
+  const fetchFn = createNodeHttpFetch();
+  const clientOf = (batch: boolean) =>
+    createPublicClient({
+      transport: http(rpcUrl, {
+        timeout: rpcTimeoutMs,
+        retryCount: 1,
+        fetchFn,
+        batch: batch ? { batchSize: RPC_BATCH_SIZE } : false,
+      }),
+      pollingInterval: pollingIntervalMs,
+    }) as PublicClient;
+  const publicClient = clientOf(false);
+  // A call made while others are in flight joins the next batch (one HTTP exchange for all); a lone call goes
+  // out at once, so batching never delays a request that has nothing to share its round trip with.
+  const batchedClient = rpcBatch ? clientOf(true) : publicClient;
+  let callsInFlight = 0;
   const nonces = createNonceManager({ address: account.address, publicClient });
   const receipts = new Map<Hex, TransactionReceipt>();
   let feeCache:
     | { at: number; fees: Promise<{ maxFeePerGas: bigint; maxPriorityFeePerGas: bigint }> }
     | undefined;
 
-  const track = async <T>(fn: () => Promise<T>): Promise<T> => {
+  /** Records a transport failure in the caller's scope, so an outage is not mistaken for a bad payment. */
+  const guard = async <T>(fn: () => Promise<T>): Promise<T> => {
     try {
       return await fn();
     } catch (error) {
       if (isTransportError(error)) recordRpcTransportFailure(error);
       throw error;
+    }
+  };
+  /** One read-only call: batched with the others in flight, if any. */
+  const call = async <T>(fn: (client: PublicClient) => Promise<T>): Promise<T> => {
+    const client = callsInFlight > 0 ? batchedClient : publicClient;
+    callsInFlight++;
+    try {
+      return await guard(() => fn(client));
+    } finally {
+      callsInFlight--;
     }
   };
 
@@ -94,10 +126,10 @@ export function createFacilitatorSigner({
   };
 
   const send = async ({ to, data, gas }: { to: Address; data: Hex; gas?: bigint }): Promise<Hex> =>
-    track(async () => {
+    guard(async () => {
       // Estimating first means a transaction that would revert is never sent and never takes a nonce.
       const [gasLimit, fee] = await Promise.all([
-        gas ?? publicClient.estimateGas({ account: account.address, to, data }),
+        gas ?? call((client) => client.estimateGas({ account: account.address, to, data })),
         fees(),
       ]);
       return nonces.withNonce(async (nonce) => {
@@ -121,8 +153,8 @@ export function createFacilitatorSigner({
     publicClient,
     getAddresses: () => [account.address],
     readContract: ({ address, abi, functionName, args }) =>
-      track(() =>
-        publicClient.readContract({
+      call((client) =>
+        client.readContract({
           account: account.address,
           address,
           abi: [...(abi as Abi), ...permit2AndTokenErrorsAbi],
@@ -140,10 +172,10 @@ export function createFacilitatorSigner({
       } catch {
         // Not a plain ECDSA signature: a smart wallet's (ERC-1271 / ERC-6492) is checked on chain below.
       }
-      const code = await track(() => publicClient.getCode({ address }));
+      const code = await call((client) => client.getCode({ address }));
       if (!code || code === "0x") return false;
-      return track(() =>
-        publicClient.verifyTypedData({ ...typedData, address, signature } as Parameters<
+      return call((client) =>
+        client.verifyTypedData({ ...typedData, address, signature } as Parameters<
           PublicClient["verifyTypedData"]
         >[0]),
       );
@@ -156,7 +188,7 @@ export function createFacilitatorSigner({
     },
     sendTransaction: ({ to, data }) => send({ to, data }),
     async waitForTransactionReceipt({ hash, timeout }) {
-      const receipt = await track(() =>
+      const receipt = await guard(() =>
         publicClient.waitForTransactionReceipt({ hash, timeout: timeout ?? receiptTimeoutMs }),
       );
       receipts.set(hash, receipt);
@@ -164,7 +196,7 @@ export function createFacilitatorSigner({
       setTimeout(() => receipts.delete(hash), 60_000).unref();
       return receipt;
     },
-    getCode: ({ address }) => track(() => publicClient.getCode({ address })),
+    getCode: ({ address }) => call((client) => client.getCode({ address })),
     takeReceipt(hash) {
       const receipt = receipts.get(hash);
       receipts.delete(hash);

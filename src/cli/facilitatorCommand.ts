@@ -4,11 +4,12 @@ import { createFacilitator, serveFacilitator, settlementStoreFromLog } from "../
 import { createCliLogger, parseFlags, printLine, waitForShutdownSignal } from "./cliSupport.js";
 import { openCliLedger } from "./openCliLedger.js";
 
-export const facilitatorUsage = `tollgate facilitator --rpc URL --private-key KEY [--network eip155:31337] [--port 4022] [--host 127.0.0.1]
+export const facilitatorUsage = `tollgate facilitator --rpc URL --private-key KEY [--network eip155:31337] [--port 4022] [--host 127.0.0.1] [--no-rpc-batch]
   Serves an x402 v2 facilitator (GET /supported, POST /verify, POST /settle) for the upto
   and exact schemes. The key may come from TOLLGATE_FACILITATOR_KEY instead of the flag.
   With DATABASE_URL=postgres://… its settlement log (one settlement per authorization) is kept
-  in PostgreSQL and survives restarts; otherwise it is in memory.`;
+  in PostgreSQL and survives restarts; otherwise it is in memory. RPC calls made while others are in
+  flight go out as one JSON-RPC batch; --no-rpc-batch sends each alone (for an RPC that refuses batches).`;
 
 const flagsSchema = z.object({
   rpc: z.string().url().optional(),
@@ -19,6 +20,7 @@ const flagsSchema = z.object({
   network: z.string().default("eip155:31337"),
   port: z.coerce.number().int().min(0).max(65535).default(4022),
   host: z.string().default("127.0.0.1"),
+  "no-rpc-batch": z.boolean().default(false),
 });
 
 /** `tollgate facilitator`: verify and settle over HTTP. */
@@ -32,6 +34,7 @@ export async function facilitatorCommand(argv: string[]): Promise<number> {
       network: { type: "string" },
       port: { type: "string" },
       host: { type: "string" },
+      "no-rpc-batch": { type: "boolean" },
     },
     z.preprocess((values) => {
       const v = values as Record<string, unknown>;
@@ -53,6 +56,7 @@ export async function facilitatorCommand(argv: string[]): Promise<number> {
     network: preset.network,
     logger,
     pollingIntervalMs: local ? 50 : 1_000,
+    rpcBatch: !flags["no-rpc-batch"],
     ...(ledger ? { settlementStore: settlementStoreFromLog(ledger.settlements) } : {}),
   });
   const server = await serveFacilitator({ facilitator, host: flags.host, port: flags.port, logger });

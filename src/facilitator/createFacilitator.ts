@@ -33,6 +33,8 @@ export type CreateFacilitatorParameters = {
   pollingIntervalMs?: number;
   receiptTimeoutMs?: number;
   rpcTimeoutMs?: number;
+  /** JSON-RPC calls made in the same tick go out as one batch request. */
+  rpcBatch?: boolean;
   /** Test-only: called at `after_broadcast` (transfer mined, not yet recorded) to prove crash recovery. */
   faultInjection?: FaultInjection;
 };
@@ -69,6 +71,7 @@ export function createFacilitator({
   pollingIntervalMs,
   receiptTimeoutMs,
   rpcTimeoutMs,
+  rpcBatch,
   faultInjection,
 }: CreateFacilitatorParameters): TollgateFacilitator {
   const signer = createFacilitatorSigner({
@@ -78,6 +81,7 @@ export function createFacilitator({
     pollingIntervalMs,
     receiptTimeoutMs,
     rpcTimeoutMs,
+    rpcBatch,
     logger,
   });
   // @x402/evm starts its asset-contract check (getCode) and may return early without awaiting it: with the

@@ -69,6 +69,8 @@ const facilitatorSchema = z.union([
     /** Key of the in-process facilitator, already resolved (the CLI reads `privateKeyEnv`). */
     privateKey: privateKeySchema.optional(),
     privateKeyEnv: z.string().optional(),
+    /** Calls made while others are in flight share one JSON-RPC batch; false for an RPC that refuses batches. */
+    rpcBatch: z.boolean().default(true),
   }),
 ]);
 
@@ -82,7 +84,7 @@ export const gatewayConfigSchema = z
     /** EIP-712 domain of the asset; defaults to the network's USDC domain. */
     assetDomain: z.strictObject({ name: z.string(), version: z.string() }).optional(),
     payTo: addressSchema,
-    facilitator: facilitatorSchema.default({}),
+    facilitator: facilitatorSchema.default({ rpcBatch: true }),
     maxTimeoutSeconds: z.number().int().min(10).max(86_400).default(300),
     server: z
       .strictObject({

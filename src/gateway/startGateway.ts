@@ -213,6 +213,7 @@ function createConfiguredFacilitator(
     logger,
     pollingIntervalMs,
     settlementStore: settlementStoreFromLog(ledger.settlements),
+    rpcBatch: config.facilitator.rpcBatch,
     faultInjection,
   });
 }
