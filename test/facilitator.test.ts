@@ -218,6 +218,32 @@ describe("facilitator over HTTP with the official x402 client", () => {
   });
 });
 
+describe("facilitator key shared with another sender", () => {
+  test("a nonce used elsewhere is re-read and the settle goes through, once", async () => {
+    // A second facilitator on the same key (e.g. an old instance still running) sends in between.
+    const other = createFacilitator({
+      rpcUrl: devnet.rpcUrl,
+      privateKey: devnet.accounts.facilitator.privateKey,
+      network: devnet.network,
+      pollingIntervalMs: 20,
+    });
+    const payToBefore = await devnet.usdcBalance(devnet.accounts.payTo.address);
+    const transactions: string[] = [];
+    for (let i = 0; i < 4; i++) {
+      const requirements = uptoRequirements(1_000n);
+      const payload = await officialPayload(devnet.accounts.buyers[i % 3]!.privateKey, requirements);
+      const result =
+        i % 2 === 0
+          ? await client.settle(payload, { ...requirements, amount: "300" })
+          : await other.settle(payload, { ...requirements, amount: "300" });
+      assert.equal(result.success, true, `settle ${i}: ${result.errorReason}`);
+      transactions.push(result.transaction);
+    }
+    assert.equal(new Set(transactions).size, 4);
+    assert.equal(await devnet.usdcBalance(devnet.accounts.payTo.address), payToBefore + 4n * 300n);
+  });
+});
+
 describe("facilitator HTTP edges", () => {
   test("a malformed body answers 400 with a reason", async () => {
     const notJson = await fetch(`${server.url}/verify`, { method: "POST", body: "{nope" });

@@ -5,6 +5,7 @@ import type { PaymentRequired } from "@x402/core/types";
 import OpenAI from "openai";
 import { createWalletClient, erc20Abi, http } from "viem";
 import { privateKeyToAccount } from "viem/accounts";
+import type { SqlClient } from "../src/ledger/index.js";
 import { countTextTokens } from "../src/pricing/index.js";
 import {
   decodePaymentRequiredHeader,
@@ -179,6 +180,54 @@ describe("paid requests", () => {
   });
 });
 
+describe("ledger cost of a paid request", () => {
+  test("seven SQL statements: admission, claim into serving, usage, settling, settlement log begin and end, settled", async () => {
+    const statements: { sql: string; params: readonly unknown[] }[] = [];
+    const counting = await startGatewayHarness({
+      devnet: h.devnet,
+      wrapSql: (sql): SqlClient => ({
+        ...sql,
+        query(text, params) {
+          statements.push({ sql: text.trim().split(/\s+/).slice(0, 3).join(" "), params: params ?? [] });
+          return sql.query(text, params);
+        },
+      }),
+    });
+    try {
+      const buyer = h.devnet.accounts.buyers[2]!;
+      const pay = officialPayingFetch(buyer.privateKey, h.devnet.network);
+      statements.length = 0;
+      const response = await pay(`${counting.gateway.url}/v1/chat/completions`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: chatBody(),
+      });
+      assert.equal(response.status, 200);
+      await response.text();
+      const made = [...statements];
+      const [row] = await counting.ledger.payments.recent({ limit: 1 });
+      assert.equal(row?.status, "settled");
+      // Only this request's statements: they carry its payer or its row id (a recovery pass may also run).
+      const payer = buyer.address.toLowerCase();
+      const ours = made.filter(({ params }) => params.includes(payer) || params[0] === row?.id);
+      assert.deepEqual(
+        ours.map(({ sql }) => sql),
+        [
+          "SELECT EXISTS (SELECT",
+          "INSERT INTO payments",
+          "UPDATE payments SET",
+          "UPDATE payments SET",
+          "INSERT INTO settlements",
+          "UPDATE settlements SET",
+          "UPDATE payments SET",
+        ],
+      );
+    } finally {
+      await counting.close();
+    }
+  });
+});
+
 describe("refusals", () => {
   test("a malformed payment header gets 400 and no backend call", async () => {
     h.backend.clearRequests();
@@ -198,7 +247,7 @@ describe("refusals", () => {
     );
     const statuses = responses.map((r) => r.status).sort();
     assert.equal(statuses.filter((s) => s === 200).length, 1, `statuses: ${statuses}`);
-    assert.equal(statuses.filter((s) => s === 409).length, 19);
+    assert.equal(statuses.filter((s) => s === 409).length, 19, `statuses: ${statuses}`);
     await Promise.all(responses.map((r) => r.arrayBuffer()));
     const again = await post(chatBody(), { "payment-signature": header });
     assert.equal(again.status, 409);

@@ -1,4 +1,4 @@
-import type { Address, PublicClient } from "viem";
+import { type Address, BaseError, NonceTooLowError, type PublicClient } from "viem";
 
 export type CreateNonceManagerParameters = { address: Address; publicClient: PublicClient };
 
@@ -7,7 +7,9 @@ export type NonceManager = {
   /**
    * Runs `send` with the next nonce, holding the lock until it returns. The nonce is taken
    * only when `send` succeeds; when it throws, the count is re-read from the chain so a
-   * transaction the node did not accept leaves no gap.
+   * transaction the node did not accept leaves no gap. When the node says the nonce is too low
+   * (the key also sent from somewhere else), `send` runs once more with the chain's count:
+   * the refused transaction never entered the pool, so signing it again cannot send it twice.
    */
   withNonce<T>(send: (nonce: number) => Promise<T>): Promise<T>;
 };
@@ -25,7 +27,7 @@ export function createNonceManager({ address, publicClient }: CreateNonceManager
 
   return {
     withNonce<T>(send: (nonce: number) => Promise<T>): Promise<T> {
-      const run = async () => {
+      const attempt = async (retryOnStaleNonce: boolean): Promise<T> => {
         if (next === undefined) next = await readChainNonce();
         const nonce = next;
         try {
@@ -34,12 +36,24 @@ export function createNonceManager({ address, publicClient }: CreateNonceManager
           return result;
         } catch (error) {
           next = undefined;
+          if (retryOnStaleNonce && isNonceTooLow(error)) return attempt(false);
           throw error;
         }
       };
+      const run = () => attempt(true);
       const result = tail.then(run, run);
       tail = result.catch(() => undefined);
       return result;
     },
   };
+}
+
+/** The node refused a transaction because its nonce was already used. */
+function isNonceTooLow(error: unknown): boolean {
+  if (error instanceof BaseError && error.walk((cause) => cause instanceof NonceTooLowError) !== null) {
+    return true;
+  }
+  return /nonce too low|nonce has already been used|nonce is too low/i.test(
+    error instanceof Error ? error.message : String(error),
+  );
 }

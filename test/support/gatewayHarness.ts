@@ -11,7 +11,7 @@ import {
   parseGatewayConfig,
   startGateway,
 } from "../../src/gateway/index.js";
-import { type Ledger, openLedger } from "../../src/ledger/index.js";
+import { createLedger, createPgliteClient, type Ledger, type SqlClient } from "../../src/ledger/index.js";
 import { type MockBackend, mockModelId, startMockBackend } from "./mockBackend.js";
 
 /** Prices of the test model, in atomic units per 1M tokens. */
@@ -80,11 +80,14 @@ export async function startGatewayHarness(
     model?: Partial<GatewayConfigInput["models"][number]>;
     /** More models on the same mock backend, given its base URL. */
     extraModels?: (backendUrl: string) => GatewayConfigInput["models"];
+    /** Wraps the in-memory ledger's SQL client, e.g. to watch the statements a request makes. */
+    wrapSql?: (sql: SqlClient) => SqlClient;
   } = {},
 ): Promise<GatewayHarness> {
   const devnet = options.devnet ?? (await startDevnet({ buyers: 3 }));
   const backend = await startMockBackend();
-  const ledger = await openLedger();
+  const sql = await createPgliteClient();
+  const ledger = await createLedger(options.wrapSql ? options.wrapSql(sql) : sql);
   const input = testGatewayConfig({ devnet, backendUrl: backend.url, rpcUrl: options.rpcUrl });
   const [testModel] = input.models;
   const config = parseGatewayConfig({
