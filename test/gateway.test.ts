@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { type AddressInfo, createServer as createNetServer, type Socket } from "node:net";
 import { after, before, describe, test } from "node:test";
 import { decodePaymentResponseHeader } from "@x402/core/http";
 import type { PaymentRequired } from "@x402/core/types";
@@ -363,6 +364,50 @@ describe("refusals", () => {
 });
 
 describe("outages", () => {
+  test("timeouts.verifySeconds bounds a verify the chain never answers: 503 in time, no backend call", async () => {
+    // A chain node that accepts connections and never answers.
+    const sockets: Socket[] = [];
+    const blackHole = createNetServer((socket) => sockets.push(socket));
+    await new Promise<void>((resolve) => blackHole.listen(0, "127.0.0.1", resolve));
+    const silent = await startGatewayHarness({
+      devnet: h.devnet,
+      rpcUrl: `http://127.0.0.1:${(blackHole.address() as AddressInfo).port}`,
+      configure: (input) => ({ ...input, timeouts: { verifySeconds: 0.5 } }),
+    });
+    try {
+      const first = await fetch(`${silent.gateway.url}/v1/chat/completions`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: chatBody(),
+      });
+      const decoded = decodePaymentRequiredHeader(first.headers.get("payment-required"));
+      assert.ok(decoded.ok);
+      const payload = await officialBuyer(
+        h.devnet.accounts.buyers[0]!.privateKey,
+        h.devnet.network,
+      ).createPaymentPayload(decoded.paymentRequired);
+      const startedAt = performance.now();
+      const response = await fetch(`${silent.gateway.url}/v1/chat/completions`, {
+        method: "POST",
+        headers: {
+          "content-type": "application/json",
+          "payment-signature": encodePaymentSignatureHeader(payload),
+        },
+        body: chatBody(),
+      });
+      const elapsedMs = performance.now() - startedAt;
+      assert.equal(response.status, 503);
+      assert.ok(response.headers.get("retry-after"));
+      // The RPC's own timeout is 10 s: an answer well before it comes from the configured 0.5 s bound.
+      assert.ok(elapsedMs < 5_000, `answered after ${Math.round(elapsedMs)} ms`);
+      assert.equal(silent.backend.inferenceRequests.length, 0);
+    } finally {
+      await silent.close();
+      for (const socket of sockets) socket.destroy();
+      blackHole.close();
+    }
+  });
+
   test("an unreachable chain before inference: 503 with Retry-After and no backend call", async () => {
     const down = await startGatewayHarness({ devnet: h.devnet, rpcUrl: "http://127.0.0.1:9" });
     try {

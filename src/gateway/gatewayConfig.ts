@@ -109,6 +109,15 @@ export const gatewayConfigSchema = z
         schema: z.string().optional(),
       })
       .default({}),
+    /** Bounds on the facilitator's answers. */
+    timeouts: z
+      .strictObject({
+        /** Past it a paid request gets 503 + Retry-After and nothing runs. */
+        verifySeconds: z.number().positive().max(600).default(15),
+        /** Past it the receipt says settlement_pending; the ledger records the real outcome when it comes. */
+        settleSeconds: z.number().positive().max(3_600).default(90),
+      })
+      .default({ verifySeconds: 15, settleSeconds: 90 }),
     /** Finishing what a stopped gateway left pending (see the README). */
     recovery: z
       .strictObject({

@@ -26,7 +26,7 @@ export type StartGatewayParameters = {
   facilitator?: FacilitatorLike;
   /** Receipt polling of the in-process facilitator (ms). */
   pollingIntervalMs?: number;
-  /** Bounds on the facilitator's verify and settle (ms); see `createBilling`. */
+  /** Bounds on the facilitator's verify and settle (ms), over the config's `timeouts`; see `createBilling`. */
   verifyTimeoutMs?: number;
   settleTimeoutMs?: number;
   /** Test-only crash points, wired by the CLI from `TOLLGATE_FAULT_POINT`. */
@@ -55,8 +55,8 @@ export async function startGateway({
   ledger: givenLedger,
   facilitator: givenFacilitator,
   pollingIntervalMs,
-  verifyTimeoutMs,
-  settleTimeoutMs,
+  verifyTimeoutMs = config.timeouts.verifySeconds * 1000,
+  settleTimeoutMs = config.timeouts.settleSeconds * 1000,
   faultInjection,
 }: StartGatewayParameters): Promise<Gateway> {
   const preset = findNetworkPreset(config.network);

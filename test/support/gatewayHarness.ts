@@ -80,6 +80,8 @@ export async function startGatewayHarness(
     model?: Partial<GatewayConfigInput["models"][number]>;
     /** More models on the same mock backend, given its base URL. */
     extraModels?: (backendUrl: string) => GatewayConfigInput["models"];
+    /** Edits the config before it is parsed (e.g. `timeouts`). */
+    configure?: (input: GatewayConfigInput) => GatewayConfigInput;
     /** Wraps the in-memory ledger's SQL client, e.g. to watch the statements a request makes. */
     wrapSql?: (sql: SqlClient) => SqlClient;
   } = {},
@@ -90,10 +92,11 @@ export async function startGatewayHarness(
   const ledger = await createLedger(options.wrapSql ? options.wrapSql(sql) : sql);
   const input = testGatewayConfig({ devnet, backendUrl: backend.url, rpcUrl: options.rpcUrl });
   const [testModel] = input.models;
-  const config = parseGatewayConfig({
+  const merged: GatewayConfigInput = {
     ...input,
     models: [{ ...testModel!, ...options.model }, ...(options.extraModels?.(backend.url) ?? [])],
-  });
+  };
+  const config = parseGatewayConfig(options.configure ? options.configure(merged) : merged);
   const gateway = await startGateway({ config, ledger, pollingIntervalMs: 20 });
   return {
     devnet,

@@ -1,0 +1,54 @@
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import { fileURLToPath } from "node:url";
+import { readConfigFile, resolveSecrets } from "../cli/gatewayCommand.js";
+import { isTollgateError } from "../errors/index.js";
+import { parseGatewayConfig } from "./gatewayConfig.js";
+
+const examplePath = fileURLToPath(new URL("../../tollgate.example.yaml", import.meta.url));
+const facilitatorKey = `0x${"11".repeat(32)}`;
+
+async function exampleInput(): Promise<Record<string, unknown>> {
+  const secrets = { TOLLGATE_FACILITATOR_KEY: facilitatorKey, OPENAI_API_KEY: "sk-test" };
+  const saved = Object.fromEntries(Object.keys(secrets).map((name) => [name, process.env[name]]));
+  Object.assign(process.env, secrets);
+  try {
+    return resolveSecrets(await readConfigFile(examplePath)) as Record<string, unknown>;
+  } finally {
+    for (const [name, value] of Object.entries(saved)) {
+      if (value === undefined) delete process.env[name];
+      else process.env[name] = value;
+    }
+  }
+}
+
+test("tollgate.example.yaml is a valid config, with the documented defaults", async () => {
+  const config = parseGatewayConfig(await exampleInput());
+  assert.equal(config.network, "eip155:80002");
+  assert.deepEqual(config.timeouts, { verifySeconds: 15, settleSeconds: 90 });
+  assert.ok("privateKey" in config.facilitator);
+  assert.equal(config.facilitator.privateKey, facilitatorKey);
+  assert.equal(config.facilitator.rpcBatch, true);
+  assert.ok(config.models.length > 0);
+});
+
+test("timeouts and rpcBatch are read, and a bad value names its key", async () => {
+  const input = await exampleInput();
+  const config = parseGatewayConfig({
+    ...input,
+    facilitator: { ...(input.facilitator as object), rpcBatch: false },
+    timeouts: { verifySeconds: 2.5 },
+  });
+  assert.deepEqual(config.timeouts, { verifySeconds: 2.5, settleSeconds: 90 });
+  assert.ok("rpcBatch" in config.facilitator && config.facilitator.rpcBatch === false);
+  assert.throws(
+    () => parseGatewayConfig({ ...input, timeouts: { settleSeconds: -1 } }),
+    (error: unknown) =>
+      isTollgateError(error, "TOLLGATE_CONFIG_INVALID") && /timeouts\.settleSeconds/.test(error.shortMessage),
+  );
+  assert.throws(
+    () => parseGatewayConfig({ ...input, timeouts: { verifySeconds: 5, extra: 1 } }),
+    (error: unknown) =>
+      isTollgateError(error, "TOLLGATE_CONFIG_INVALID") && /timeouts/.test(error.shortMessage),
+  );
+});
