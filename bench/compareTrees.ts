@@ -7,10 +7,11 @@ import { mkdir, mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
-import type { PaymentPayload, PaymentRequired, PaymentRequirements } from "@x402/core/types";
+import type { PaymentPayload, PaymentRequirements } from "@x402/core/types";
 import { pino } from "pino";
 import { startDevnet } from "../src/devnet/index.js";
 import { startMockBackend } from "../test/support/mockBackend.js";
+import { paymentRequiredFor, uptoRequirements } from "./facilitatorBench.js";
 import { createBenchBuyer, type RequestTiming, sendRequest } from "./payingClient.js";
 import { summarize } from "./stats.js";
 
@@ -122,20 +123,8 @@ try {
   const verifyStats = new Map<Tree, { cpuSeconds: number; wallSeconds: number; count: number }>();
   const signed = new Map<Tree, { requirements: PaymentRequirements; payloads: PaymentPayload[] }>();
   for (const tree of trees) {
-    const requirements = {
-      scheme: "upto",
-      network: devnet.network,
-      asset: devnet.contracts.usdc,
-      amount: "10000",
-      payTo: devnet.accounts.payTo.address,
-      maxTimeoutSeconds: 300,
-      extra: { name: "USD Coin", version: "2", facilitatorAddress: tree.facilitator.address },
-    } as PaymentRequirements;
-    const required = {
-      x402Version: 2,
-      resource: { url: "http://127.0.0.1/", description: "compare", mimeType: "application/json" },
-      accepts: [requirements],
-    } as PaymentRequired;
+    const requirements = uptoRequirements(devnet, tree.facilitator.address);
+    const required = paymentRequiredFor(requirements);
     const payloads: PaymentPayload[] = [];
     for (let i = 0; i < 100; i++) payloads.push(await buyer.client.createPaymentPayload(required));
     await tree.facilitator.verify(payloads[0]!, requirements);

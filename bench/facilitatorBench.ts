@@ -9,7 +9,7 @@ import type { Devnet, KeyedAccount } from "../src/devnet/index.js";
 import { createFacilitator, type TollgateFacilitator } from "../src/facilitator/index.js";
 import { type BenchBuyer, createBenchBuyer } from "./payingClient.js";
 import type { SampleCounts } from "./settings.js";
-import { opsPerSecond, runConcurrently, type Summary, summarize } from "./stats.js";
+import { cpuSecondsOf, opsPerSecond, runConcurrently, type Summary, summarize } from "./stats.js";
 
 export type FacilitatorFigures = {
   /** `recoverTypedDataAddress` of an upto witness, per CPU-second (one core's limit). */
@@ -43,8 +43,8 @@ export type FacilitatorBenchParameters = {
   log: (line: string) => void;
 };
 
-/** An upto requirement for the bench facilitator, 0.01 USDC at most. */
-function uptoRequirements(devnet: Devnet, facilitatorAddress: string): PaymentRequirements {
+/** An upto requirement for a bench facilitator, 0.01 USDC at most. */
+export function uptoRequirements(devnet: Devnet, facilitatorAddress: string): PaymentRequirements {
   return {
     scheme: "upto",
     network: devnet.network,
@@ -56,7 +56,8 @@ function uptoRequirements(devnet: Devnet, facilitatorAddress: string): PaymentRe
   } as PaymentRequirements;
 }
 
-function paymentRequiredFor(requirements: PaymentRequirements): PaymentRequired {
+/** The 402 a bench buyer signs against. */
+export function paymentRequiredFor(requirements: PaymentRequirements): PaymentRequired {
   return {
     x402Version: 2,
     resource: {
@@ -85,7 +86,7 @@ async function signPayloads(
 }
 
 /** The typed data and signature of an upto payload, as the facilitator recovers it. */
-function typedDataOf(payload: PaymentPayload, chainId: number) {
+export function typedDataOf(payload: PaymentPayload, chainId: number) {
   const { permit2Authorization: auth, signature } = payload.payload as {
     signature: Hex;
     permit2Authorization: {
@@ -193,12 +194,6 @@ export async function runFacilitatorBench({
   // Recovery and verify take turns (three blocks each) and both count operations per CPU-second of
   // this process, so a noisy neighbour slows both alike and the ratio stays meaningful.
   log("facilitator: signature recovery and verify (16 in flight), interleaved");
-  const cpuSecondsOf = async (work: () => Promise<unknown>) => {
-    const before = process.cpuUsage();
-    await work();
-    const used = process.cpuUsage(before);
-    return (used.user + used.system) / 1e6;
-  };
   let recoveries = 0;
   let recoveryCpuSeconds = 0;
   let verifications = 0;

@@ -70,3 +70,11 @@ export async function runConcurrently(
   await Promise.all(Array.from({ length: Math.min(concurrency, count) }, (_, id) => worker(id)));
   return performance.now() - startedAt;
 }
+
+/** CPU seconds (user + system, all threads) this process spent on `work`. */
+export async function cpuSecondsOf(work: () => Promise<unknown>): Promise<number> {
+  const before = process.cpuUsage();
+  await work();
+  const used = process.cpuUsage(before);
+  return (used.user + used.system) / 1e6;
+}
