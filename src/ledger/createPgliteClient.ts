@@ -1,5 +1,5 @@
 import { PGlite, type Transaction } from "@electric-sql/pglite";
-import { ledgerError } from "./ledgerError.js";
+import { ledgerError, runStatement } from "./ledgerError.js";
 import type { SqlClient, SqlExecutor, SqlRow } from "./SqlClient.js";
 
 export type CreatePgliteClientParameters = {
@@ -36,19 +36,12 @@ export async function createPgliteClient({ dataDir }: CreatePgliteClientParamete
 function pgliteExecutor(db: PGlite | Transaction): SqlExecutor {
   return {
     async query<Row extends SqlRow = SqlRow>(sql: string, params: readonly unknown[] = []) {
-      try {
-        const result = await db.query<Row>(sql, [...params]);
-        return result.rows;
-      } catch (cause) {
-        throw ledgerError(cause, sql);
-      }
+      const result = await runStatement(sql, () => db.query<Row>(sql, [...params]));
+      return result.rows;
     },
-    async exec(sql: string) {
-      try {
+    exec: (sql: string) =>
+      runStatement(sql, async () => {
         await db.exec(sql);
-      } catch (cause) {
-        throw ledgerError(cause, sql);
-      }
-    },
+      }),
   };
 }

@@ -1,7 +1,7 @@
 import pg from "pg";
 import { type Logger, silentLogger, TollgateError } from "../errors/index.js";
 import { MIGRATION_LOCK_KEY } from "./applyMigrations.js";
-import { ledgerError } from "./ledgerError.js";
+import { ledgerError, runStatement } from "./ledgerError.js";
 import type { SqlClient, SqlExecutor, SqlRow } from "./SqlClient.js";
 
 export type CreatePostgresClientParameters = {
@@ -81,20 +81,13 @@ export async function createPostgresClient({
 function postgresExecutor(db: pg.Pool | pg.PoolClient): SqlExecutor {
   return {
     async query<Row extends SqlRow = SqlRow>(sql: string, params: readonly unknown[] = []) {
-      try {
-        const result = await db.query<Row>(sql, [...params]);
-        return result.rows;
-      } catch (cause) {
-        throw ledgerError(cause, sql);
-      }
+      const result = await runStatement(sql, () => db.query<Row>(sql, [...params]));
+      return result.rows;
     },
-    async exec(sql: string) {
-      try {
+    exec: (sql: string) =>
+      runStatement(sql, async () => {
         await db.query(sql);
-      } catch (cause) {
-        throw ledgerError(cause, sql);
-      }
-    },
+      }),
   };
 }
 

@@ -16,6 +16,15 @@ export function ledgerError(cause: unknown, sql: string): TollgateError {
   });
 }
 
+/** Runs one driver call; its failure becomes TOLLGATE_LEDGER_FAILED naming the statement. */
+export async function runStatement<T>(sql: string, run: () => Promise<T>): Promise<T> {
+  try {
+    return await run();
+  } catch (cause) {
+    throw ledgerError(cause, sql);
+  }
+}
+
 function firstLine(sql: string): string {
   const line = sql.trim().split("\n")[0] ?? "";
   return line.length > 120 ? `${line.slice(0, 117)}...` : line;
