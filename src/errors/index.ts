@@ -1,3 +1,4 @@
+export { HTTP_STATUS_OF, httpStatusOf, RETRY_AFTER_SECONDS_OF } from "./httpStatusOf.js";
 export { type Logger, silentLogger } from "./logger.js";
 export {
   isTollgateError,

@@ -1,5 +1,5 @@
 import type { PaymentRequirements } from "@x402/core/types";
-import { type Logger, silentLogger, TollgateError } from "../errors/index.js";
+import { type Logger, silentLogger, TollgateError, type TollgateErrorCode } from "../errors/index.js";
 import type { FaultInjection } from "../facilitator/index.js";
 import type { PaymentLedger } from "../ledger/index.js";
 import {
@@ -11,7 +11,10 @@ import {
   ReasonCode,
   readPaymentHeader,
 } from "../protocol/index.js";
+import { authorizationDeadline } from "./authorizationDeadline.js";
+import { countPromptTextTokens } from "./countPromptTextTokens.js";
 import { type BillingSession, createBillingSession } from "./createBillingSession.js";
+import { errorAnswer } from "./errorAnswer.js";
 import type { FacilitatorLike } from "./facilitatorLike.js";
 import type { ModelConfig } from "./gatewayConfig.js";
 import { type BillingTerms, buildOffers, buildPaymentRequired, matchOffer } from "./paymentOffers.js";
@@ -22,8 +25,14 @@ export type CreateBillingParameters = {
   models: ModelConfig[];
   facilitator: FacilitatorLike;
   ledger: PaymentLedger;
-  /** Counts generated tokens when a backend reports no usage. */
+  /** Counts generated tokens (the model's tokenizer, or an estimate). */
   countTokens: (text: string, model: string) => number;
+  /** Counts prompt tokens when a backend reports none; must not block the event loop for long. */
+  countPromptTokens?: (text: string, model: string) => Promise<number>;
+  /** An authorization must stay valid this long after the request's time bound (s); default 30. */
+  settlementMarginSeconds?: number;
+  /** Public URL prefix of the gateway for 402 `resource.url`; otherwise the request's own URL. */
+  publicUrl?: string;
   logger?: Logger;
   /** Bound on the facilitator's verify (ms); past it the request gets 503 and nothing runs. Default 15 s. */
   verifyTimeoutMs?: number;
@@ -70,6 +79,9 @@ export function createBilling({
   facilitator,
   ledger,
   countTokens,
+  countPromptTokens = countPromptTextTokens,
+  settlementMarginSeconds = 30,
+  publicUrl,
   logger = silentLogger,
   verifyTimeoutMs = DEFAULT_VERIFY_TIMEOUT_MS,
   settleTimeoutMs,
@@ -82,63 +94,49 @@ export function createBilling({
     status: number,
     body: Record<string, unknown>,
     headers: Record<string, string> = {},
-  ): BillingDecision => ({
-    action: "respond",
-    status,
-    headers,
-    body,
-  });
-  const invalidRequest = (message: string, field?: string) =>
-    respond(400, {
-      error: {
-        message,
-        type: "invalid_request_error",
-        code: "TOLLGATE_REQUEST_INVALID",
-        param: field ?? null,
-      },
-    });
+  ): BillingDecision => ({ action: "respond", status, headers, body });
+  const refuse = (code: TollgateErrorCode, message: string, extra: Record<string, unknown> = {}) => {
+    const answer = errorAnswer(code, message, extra);
+    return respond(answer.status, answer.body, answer.headers);
+  };
+  const replayed = (status: string) =>
+    refuse(
+      "TOLLGATE_PAYMENT_REPLAYED",
+      `this payment authorization was already used (status ${status}); sign a new one`,
+    );
+  const resourceUrlOf = (url: string) => {
+    if (!publicUrl) return url;
+    const { pathname, search } = new URL(url);
+    return `${publicUrl.replace(/\/+$/, "")}${pathname}${search}`;
+  };
 
   async function begin(request: BillingRequest): Promise<BillingDecision> {
     if (typeof request.body !== "object" || request.body === null || Array.isArray(request.body)) {
-      return invalidRequest("the request body must be a JSON object");
+      return refuse("TOLLGATE_REQUEST_INVALID", "the request body must be a JSON object", { param: null });
     }
     const body = request.body as Record<string, unknown>;
-    if (typeof body.model !== "string") return invalidRequest("model is required", "model");
+    if (typeof body.model !== "string")
+      return refuse("TOLLGATE_REQUEST_INVALID", "model is required", { param: "model" });
     const model = models.get(body.model);
-    if (!model) {
-      return respond(404, {
-        error: {
-          message: `model ${body.model} is not served here`,
-          type: "invalid_request_error",
-          code: "model_not_found",
-          param: "model",
-        },
-      });
-    }
+    if (!model)
+      return refuse("TOLLGATE_MODEL_UNKNOWN", `model ${body.model} is not served here`, { param: "model" });
     let quote: RequestQuote;
     try {
       quote = quoteRequest(model, request.routeKind, body);
     } catch (error) {
-      if (error instanceof TollgateError)
-        return invalidRequest(error.shortMessage, error.details.field as string | undefined);
+      if (error instanceof TollgateError && error.code === "TOLLGATE_REQUEST_INVALID")
+        return refuse(error.code, error.shortMessage, {
+          param: (error.details.field as string | undefined) ?? null,
+        });
       throw error;
     }
     const offers = buildOffers(quote, terms);
     if (offers.length === 0) {
-      return respond(
-        503,
-        {
-          error: {
-            message: "no payment scheme is available right now",
-            code: "TOLLGATE_FACILITATOR_UNAVAILABLE",
-          },
-        },
-        { "Retry-After": "5" },
-      );
+      return refuse("TOLLGATE_FACILITATOR_UNAVAILABLE", "no payment scheme is available right now");
     }
-    const paymentRequired = (error?: string, status = 402) => {
-      const required = buildPaymentRequired(quote, offers, request.url, error);
-      return respond(status, required as unknown as Record<string, unknown>, {
+    const paymentRequired = (error?: string) => {
+      const required = buildPaymentRequired(quote, offers, resourceUrlOf(request.url), error);
+      return respond(402, required as unknown as Record<string, unknown>, {
         [PAYMENT_REQUIRED_HEADER]: encodePaymentRequiredHeader(required),
       });
     };
@@ -147,29 +145,35 @@ export function createBilling({
     if (header === undefined) return paymentRequired();
     const decoded = decodePaymentSignatureHeader(header);
     if (!decoded.ok) {
-      return respond(400, {
-        error: {
-          message: `malformed payment header: ${decoded.message}`,
-          code: "TOLLGATE_PAYMENT_MALFORMED",
-          reason: decoded.reason,
-          field: decoded.field ?? null,
-        },
+      return refuse("TOLLGATE_PAYMENT_MALFORMED", `malformed payment header: ${decoded.message}`, {
+        reason: decoded.reason,
+        field: decoded.field ?? null,
       });
     }
     const payment = decoded.payload;
     // PostgreSQL cannot store U+0000 in JSON text: refuse it here rather than fail the claim after verify.
     if (JSON.stringify(payment).includes("\\u0000")) {
-      return respond(400, {
-        error: {
-          message: "malformed payment header: a string contains a NUL character",
-          code: "TOLLGATE_PAYMENT_MALFORMED",
+      return refuse(
+        "TOLLGATE_PAYMENT_MALFORMED",
+        "malformed payment header: a string contains a NUL character",
+        {
           reason: "invalid_payload",
           field: null,
         },
-      });
+      );
     }
     const matched = matchOffer(payment, offers);
     if (!matched.ok) return paymentRequired(`${matched.reason}: ${matched.message}`);
+
+    // The authorization must outlive the work: the longest the request may run, plus time to settle.
+    const deadline = authorizationDeadline(payment);
+    const neededSeconds = Math.ceil(quote.timeBoundMs / 1000) + settlementMarginSeconds;
+    const nowSeconds = Math.floor(Date.now() / 1000);
+    if (deadline === undefined || deadline < nowSeconds + neededSeconds) {
+      return paymentRequired(
+        `${ReasonCode.authorizationExpiresTooSoon}: the authorization must stay valid at least ${neededSeconds} s from now (this request may run ${Math.ceil(quote.timeBoundMs / 1000)} s, then settle); it expires in ${deadline === undefined ? "an unknown time" : `${deadline - nowSeconds} s`}. Sign with the offer's maxTimeoutSeconds (${terms.maxTimeoutSeconds})`,
+      );
+    }
     const key = authorizationKey(payment);
 
     const admission = await ledger.admission(key);
@@ -185,15 +189,9 @@ export function createBilling({
       verified = await withTimeout(facilitator.verify(payment, matched.requirements), verifyTimeoutMs);
     } catch (error) {
       logger.warn({ error: String(error) }, "facilitator unavailable during verify");
-      return respond(
-        503,
-        {
-          error: {
-            message: "the payment facilitator or chain is unreachable; no inference was run",
-            code: "TOLLGATE_FACILITATOR_UNAVAILABLE",
-          },
-        },
-        { "Retry-After": "2" },
+      return refuse(
+        "TOLLGATE_FACILITATOR_UNAVAILABLE",
+        "the payment facilitator or chain is unreachable; no inference was run",
       );
     }
     if (!verified.isValid) return paymentRequired(verified.invalidReason ?? "invalid_payment");
@@ -216,6 +214,7 @@ export function createBilling({
     if (!claim.claimed) return replayed(claim.existing.status);
     faultInjection?.("after_claim");
 
+    const tokenizer = model.tokenizer ?? model.id;
     return {
       action: "serve",
       quote,
@@ -228,7 +227,8 @@ export function createBilling({
         signedMaxAtomic: matched.signedMaxAtomic,
         ledger,
         facilitator,
-        countTokens: (text) => countTokens(text, model.tokenizer ?? model.id),
+        countTokens: (text) => countTokens(text, tokenizer),
+        countPromptTokens: (text) => countPromptTokens(text, tokenizer),
         logger,
         settleTimeoutMs,
         heartbeatMs,
@@ -236,14 +236,6 @@ export function createBilling({
       }),
     };
   }
-
-  const replayed = (status: string) =>
-    respond(409, {
-      error: {
-        message: `this payment authorization was already used (status ${status}); sign a new one`,
-        code: "TOLLGATE_PAYMENT_REPLAYED",
-      },
-    });
 
   return { terms, models, begin };
 }

@@ -1,5 +1,5 @@
 import type { PaymentPayload, PaymentRequirements } from "@x402/core/types";
-import type { Logger } from "../errors/index.js";
+import { type Logger, TollgateError } from "../errors/index.js";
 import type { FaultInjection } from "../facilitator/index.js";
 import type { PaymentLedger } from "../ledger/index.js";
 import { chargeAtomic } from "../pricing/index.js";
@@ -12,10 +12,12 @@ import {
 } from "../protocol/index.js";
 import { createSseTap, type SseTap } from "./createSseTap.js";
 import type { FacilitatorLike } from "./facilitatorLike.js";
-import { usageOfJsonResponse } from "./meterUsage.js";
-import type { RequestQuote } from "./quoteRequest.js";
+import { guardBackendBody } from "./guardBackendBody.js";
+import { reconcileUsage } from "./meterUsage.js";
+import { OutputMeter } from "./OutputMeter.js";
+import { hasExactTokenizer, type RequestQuote } from "./quoteRequest.js";
 import { type ChargeOutcome, type ChargeUsage, settleCharge } from "./settleCharge.js";
-import { StreamMeter } from "./upstream/index.js";
+import { truncateAnswer } from "./truncateAnswer.js";
 
 export type CreateBillingSessionParameters = {
   quote: RequestQuote;
@@ -26,7 +28,10 @@ export type CreateBillingSessionParameters = {
   signedMaxAtomic: bigint;
   ledger: PaymentLedger;
   facilitator: FacilitatorLike;
+  /** Tokens of generated text (the model's tokenizer, or an estimate). */
   countTokens: (text: string) => number;
+  /** Tokens of the prompt text, when the backend reports none; must not block the event loop for long. */
+  countPromptTokens: (text: string) => Promise<number>;
   logger: Logger;
   /** Bound on the wait for the facilitator's settle; see `settleRecordedCharge`. */
   settleTimeoutMs?: number;
@@ -40,48 +45,54 @@ export type CreateBillingSessionParameters = {
 export const DEFAULT_HEARTBEAT_MS = 10_000;
 
 /** How a stream ended, as far as billing is concerned. */
-export type StreamEnding = "complete" | "backend_error" | "client_gone";
+export type StreamEnding = "complete" | "backend_error" | "timeout" | "client_gone";
 
-/** One paid request being served: meters what the backend produces and settles its cost once. */
+/** The answer to a non-streaming response: forward it (charged), or tell the buyer the backend failed (not charged). */
+export type JsonCompletion =
+  | { ok: true; body: string; headers: Record<string, string>; outcome: ChargeOutcome }
+  | { ok: false; status: number; body: Record<string, unknown> };
+
+/** One paid request being served: meters what is delivered, enforces the quote, and settles once. */
 export type BillingSession = {
   readonly paymentId: number;
   readonly payer: string;
+  /** `Date.now()` past which the backend is cut off: the request's time bound. */
+  readonly deadlineAt: number;
   /** The backend failed before producing anything: nothing is charged. */
   failBeforeOutput(reason: string): Promise<void>;
-  /** A non-streaming response: meter it, settle, and return the headers to add. */
-  completeJson(body: unknown): Promise<{ headers: Record<string, string>; outcome: ChargeOutcome }>;
+  /** A non-streaming response body (text): meter it, cut it to the authorized output, settle. */
+  completeJson(text: string): Promise<JsonCompletion>;
   /** A streaming response: forward the backend's SSE as it comes; settle and send the receipt at the end. */
   meterStream(upstream: ReadableStream<Uint8Array>): ReadableStream<Uint8Array>;
   /** The same metering for frameworks that write the stream themselves (Express). */
-  createSseTap(): SseTap;
+  createStreamWriter(): StreamWriter;
   /** Resolves once the money of this request is final (settled, zero, debt or failed). */
   readonly done: Promise<ChargeOutcome | undefined>;
 };
 
+/** Push-style stream metering: feed backend text, forward what it returns, then `finish`. */
+export type StreamWriter = {
+  push(text: string): string;
+  /** True once the tap stopped forwarding (limit or backend error): stop the backend. */
+  readonly stopped: boolean;
+  finish(ending: StreamEnding): Promise<string>;
+};
+
 /** Creates the session for one claimed, verified payment. */
 export function createBillingSession(parameters: CreateBillingSessionParameters): BillingSession {
-  const {
-    quote,
-    paymentId,
-    payer,
-    payload,
-    requirements,
-    signedMaxAtomic,
-    ledger,
-    facilitator,
-    countTokens,
-    logger,
-    settleTimeoutMs,
-    heartbeatMs = DEFAULT_HEARTBEAT_MS,
-    faultInjection,
-  } = parameters;
+  const { quote, paymentId, payer, payload, requirements, signedMaxAtomic, ledger, logger } = parameters;
+  const { heartbeatMs = DEFAULT_HEARTBEAT_MS, faultInjection } = parameters;
   const model = quote.model;
+  const deadlineAt = Date.now() + quote.timeBoundMs;
+  const capAtomic =
+    quote.maxAtomic !== undefined && quote.maxAtomic < signedMaxAtomic ? quote.maxAtomic : signedMaxAtomic;
   let finishing: Promise<ChargeOutcome | undefined> | undefined;
   let resolveDone: (outcome: ChargeOutcome | undefined) => void = () => {};
   const done = new Promise<ChargeOutcome | undefined>((resolve) => {
     resolveDone = resolve;
   });
 
+  // The charge is capped by this request's own maximum, not by a larger amount the buyer signed.
   const chargeFor = (usage: ChargeUsage): bigint => {
     if (requirements.scheme !== "upto") return BigInt(requirements.amount);
     return chargeAtomic(
@@ -92,12 +103,11 @@ export function createBillingSession(parameters: CreateBillingSessionParameters)
         fixedFeeAtomic: model.fixedFee,
         maxOutputTokens: model.maxOutputTokens,
       },
-      signedMaxAtomic,
+      capAtomic,
     );
   };
 
   // While the request is served, the row stays fresh, so a sibling replica's recovery never takes it for dead.
-  // Bounded: a session that somehow never finishes stops vouching for its row after an hour.
   let beats = 0;
   const heartbeat = setInterval(() => {
     if (++beats * heartbeatMs > 3_600_000) clearInterval(heartbeat);
@@ -129,21 +139,37 @@ export function createBillingSession(parameters: CreateBillingSessionParameters)
     return finishing;
   };
 
-  const settleUsage = (usage: ChargeUsage) =>
-    finishOnce(() =>
-      settleCharge({
+  const newMeter = () =>
+    new OutputMeter({
+      countTokens: parameters.countTokens,
+      limitPerChoice: quote.outputLimit,
+      choices: quote.choices,
+      exactCount: hasExactTokenizer(model),
+    });
+
+  const settleDelivered = (meter: OutputMeter, reported: unknown) =>
+    finishOnce(async () => {
+      const usage = await reconcileUsage({
+        reported,
+        deliveredOutputTokens: meter.countedTokens,
+        choices: quote.choices,
+        maxOutputTokens: quote.maxOutputTokens,
+        promptTokenBound: quote.promptTokenBound,
+        countPrompt: () => parameters.countPromptTokens(quote.route.promptText(quote.request)),
+      });
+      return settleCharge({
         ledger,
-        facilitator,
+        facilitator: parameters.facilitator,
         logger,
         paymentId,
         payload,
         requirements,
         usage,
         chargeAtomic: chargeFor(usage),
-        settleTimeoutMs,
+        settleTimeoutMs: parameters.settleTimeoutMs,
         faultInjection,
-      }),
-    );
+      });
+    });
 
   const failBeforeOutput = async (reason: string) => {
     await finishOnce(async () => {
@@ -156,7 +182,7 @@ export function createBillingSession(parameters: CreateBillingSessionParameters)
     success: outcome.settlement.success,
     ...(outcome.settlement.errorReason ? { errorReason: outcome.settlement.errorReason } : {}),
     amount: outcome.chargeAtomic.toString(),
-    maxAmount: signedMaxAtomic.toString(),
+    maxAmount: capAtomic.toString(),
     transaction: outcome.settlement.transaction,
     network: requirements.network,
     payer,
@@ -174,92 +200,161 @@ export function createBillingSession(parameters: CreateBillingSessionParameters)
     },
   });
 
-  const newSseTap = (): SseTap => {
-    const meter = new StreamMeter({ countTokens });
-    let streamId: string | undefined;
-    return createSseTap({
-      onChunk(json) {
-        if (streamId === undefined && typeof (json as { id?: unknown }).id === "string")
-          streamId = (json as { id: string }).id;
-        meter.add(json as Parameters<StreamMeter["add"]>[0]);
+  const errorEvent = (message: string, code: string) =>
+    `data: ${JSON.stringify({ error: { message, type: "backend_error", code } })}\n\n`;
+
+  const createStreamWriter = (onStop: () => void = () => {}): StreamWriter => {
+    const meter = newMeter();
+    const tap: SseTap = createSseTap({ route: quote.route, meter, onStop });
+    let trailer: Promise<string> | undefined;
+    const finish = async (ending: StreamEnding): Promise<string> => {
+      const failed = tap.stopped === "backend_error" || ending === "backend_error" || ending === "timeout";
+      const code = ending === "timeout" ? "TOLLGATE_BACKEND_TIMEOUT" : "TOLLGATE_BACKEND_FAILED";
+      const message =
+        tap.stopMessage && tap.stopped === "backend_error"
+          ? `the backend failed: ${tap.stopMessage}`
+          : ending === "timeout"
+            ? "the backend stopped answering in time"
+            : "the backend failed mid-answer";
+      if (!meter.delivered) {
+        const reason =
+          ending === "client_gone" ? "client disconnected before any output" : "backend delivered no output";
+        await failBeforeOutput(reason);
+        return ending === "client_gone"
+          ? ""
+          : errorEvent(`nothing was delivered, nothing is charged (${message})`, code);
+      }
+      const outcome = await settleDelivered(meter, tap.reportedUsage);
+      if (!outcome) return failed ? errorEvent(message, code) : SSE_DONE_EVENT;
+      const receipt = formatReceiptEvent(receiptFor(outcome), {
+        id: tap.streamId,
+        object: quote.route.chunkObject,
+        choices: quote.request.includeUsage
+          ? []
+          : [
+              quote.route.kind === "chat"
+                ? { index: 0, delta: { content: "" }, finish_reason: null }
+                : { index: 0, text: "", finish_reason: null },
+            ],
+        usage: quote.request.includeUsage ? receiptFor(outcome).usage : undefined,
+      });
+      // An error after output still ends as an error, not a normal-looking [DONE]; the receipt comes first.
+      return receipt + (failed ? errorEvent(message, code) : SSE_DONE_EVENT);
+    };
+    return {
+      push: (text) => tap.push(text),
+      get stopped() {
+        return tap.stopped !== undefined;
       },
-      async finish(ending) {
-        if (ending !== "complete" && meter.chunkCount === 0) {
-          await failBeforeOutput(
-            ending === "client_gone"
-              ? "client disconnected before any output"
-              : "backend failed before any output",
-          );
-          return SSE_DONE_EVENT;
-        }
-        const metered = meter.usage({ promptTokens: quote.promptTokenBound });
-        const outcome = await settleUsage({
-          promptTokens: metered.prompt_tokens,
-          completionTokens: metered.completion_tokens,
-          source: metered.source,
-        });
-        if (!outcome) return SSE_DONE_EVENT;
-        const object = quote.routeKind === "completion" ? "text_completion" : "chat.completion.chunk";
-        return formatReceiptEvent(receiptFor(outcome), { id: streamId, object }) + SSE_DONE_EVENT;
+      finish(ending) {
+        trailer ??= finish(ending);
+        return trailer;
       },
-    });
+    };
   };
 
   return {
     paymentId,
     payer,
+    deadlineAt,
     done,
     failBeforeOutput,
-    async completeJson(body) {
-      const usage = usageOfJsonResponse(body, quote.promptTokenBound, countTokens);
-      const outcome = await settleUsage(usage);
-      if (!outcome) throw new Error("payment was already finished");
+    async completeJson(text) {
+      let json: unknown;
+      try {
+        json = JSON.parse(text);
+      } catch {
+        json = undefined;
+      }
+      const meter = newMeter();
+      const reading = quote.route.readAnswer(json);
+      if (reading.error !== undefined || !reading.delivered) {
+        const reason = `the backend answered no result (${reading.error ?? "empty answer"}); nothing is charged`;
+        await failBeforeOutput(reason);
+        return {
+          ok: false,
+          status: 502,
+          body: { error: { message: reason, type: "backend_error", code: "TOLLGATE_BACKEND_FAILED" } },
+        };
+      }
+      let body = text;
+      if (!meter.accept(reading)) {
+        // The backend ignored the output limit: deliver only what was authorized.
+        const cut = truncateAnswer(json as Record<string, unknown>, quote.choices, meter);
+        if (!cut || !newMeterAccepts(cut)) {
+          await failBeforeOutput("the backend went past the authorized output in a way that cannot be cut");
+          return {
+            ok: false,
+            status: 502,
+            body: {
+              error: {
+                message: "the backend went past the authorized output; nothing is charged",
+                type: "backend_error",
+                code: "TOLLGATE_BACKEND_FAILED",
+              },
+            },
+          };
+        }
+        meter.accept(quote.route.readAnswer(cut));
+        body = JSON.stringify(cut);
+      }
+      const outcome = await settleDelivered(meter, reading.usage);
+      if (!outcome)
+        throw new TollgateError({ code: "TOLLGATE_INTERNAL", shortMessage: "payment was already finished" });
       return {
+        ok: true,
+        body,
         headers: { [PAYMENT_RESPONSE_HEADER]: encodePaymentResponseHeader({ ...outcome.settlement, payer }) },
         outcome,
       };
     },
-    createSseTap: newSseTap,
+    createStreamWriter: () => createStreamWriter(),
     meterStream(upstream) {
-      const tap = newSseTap();
-      const reader = upstream.getReader();
+      const guarded = guardBackendBody(upstream, {
+        idleMs: model.backend.timeoutMs,
+        deadlineAt,
+        modelId: model.id,
+      });
+      const reader = guarded.getReader();
+      const writer = createStreamWriter(() => {
+        // The output limit was reached or the backend sent an error: stop the backend now.
+        reader.cancel("stopped by the gateway").catch(() => undefined);
+      });
       const decoder = new TextDecoder();
       const encoder = new TextEncoder();
       let closed = false;
       let forwardedEvents = 0;
+      const end = async (
+        controller: ReadableStreamDefaultController<Uint8Array>,
+        ending: StreamEnding,
+        rest = "",
+      ) => {
+        const trailer = await writer.finish(ending);
+        if (!closed) {
+          closed = true;
+          controller.enqueue(encoder.encode(rest + trailer));
+          controller.close();
+        }
+      };
       return new ReadableStream<Uint8Array>(
         {
           async pull(controller) {
-            // Read until there is something to forward, so each pull delivers as soon as the backend does.
             for (;;) {
               let next: ReadableStreamReadResult<Uint8Array>;
               try {
                 next = await reader.read();
               } catch (error) {
+                if (writer.stopped) return end(controller, "complete");
                 logger.warn({ paymentId, error: String(error) }, "backend stream failed");
-                const trailer = await tap.finish("backend_error");
-                if (!closed) {
-                  closed = true;
-                  controller.enqueue(encoder.encode(trailer));
-                  controller.close();
-                }
-                return;
+                const timedOut = error instanceof TollgateError && error.code === "TOLLGATE_BACKEND_TIMEOUT";
+                return end(controller, timedOut ? "timeout" : "backend_error");
               }
-              if (next.done) {
-                const rest = tap.push(decoder.decode());
-                const trailer = await tap.finish("complete");
-                if (!closed) {
-                  closed = true;
-                  controller.enqueue(encoder.encode(rest + trailer));
-                  controller.close();
-                }
-                return;
-              }
-              const out = tap.push(decoder.decode(next.value, { stream: true }));
+              if (next.done) return end(controller, "complete", writer.push(decoder.decode()));
+              const out = writer.push(decoder.decode(next.value, { stream: true }));
+              if (writer.stopped) return end(controller, "complete", out);
               if (out) {
                 controller.enqueue(encoder.encode(out));
-                // Test-only crash point, once three events went out (however the backend's bytes were cut
-                // into reads): a crash here leaves a `serving` row.
+                // Test-only crash point, once three events went out: a crash here leaves a `serving` row.
                 if (faultInjection && forwardedEvents < 3) {
                   forwardedEvents += out.split("data: ").length - 1;
                   if (forwardedEvents >= 3) faultInjection("mid_stream");
@@ -271,12 +366,16 @@ export function createBillingSession(parameters: CreateBillingSessionParameters)
           async cancel(reason) {
             closed = true;
             await reader.cancel(reason).catch(() => undefined);
-            // The buyer left: the backend is stopped above; charge for what it generated.
-            void tap.finish("client_gone").catch(() => undefined);
+            // The buyer left: the backend is stopped above; charge for what was delivered.
+            void writer.finish("client_gone").catch(() => undefined);
           },
         },
         { highWaterMark: 0 },
       );
     },
   };
+
+  function newMeterAccepts(answer: Record<string, unknown>): boolean {
+    return newMeter().accept(quote.route.readAnswer(answer));
+  }
 }

@@ -3,6 +3,7 @@ import { bodyLimit } from "hono/body-limit";
 import { isTollgateError, type Logger, silentLogger } from "../errors/index.js";
 import { EXPOSED_PAYMENT_HEADERS } from "../protocol/index.js";
 import type { Billing } from "./createBilling.js";
+import { errorAnswer } from "./errorAnswer.js";
 import { type TollgateContext, tollgateHono } from "./honoBilling.js";
 import { proxyToBackend } from "./proxyToBackend.js";
 
@@ -56,6 +57,9 @@ export function createGatewayApp({
           fixedFeeAtomic: model.fixedFee.toString(),
           exactPriceAtomic: model.exactPrice?.toString(),
           maxOutputTokens: model.maxOutputTokens,
+          ...(model.exactPrice !== undefined
+            ? { exactMaxPromptTokens: model.exactMaxPromptTokens, exactMaxChoices: model.exactMaxChoices }
+            : {}),
           facilitatorAddress: billing.terms.facilitatorAddress,
         },
       })),
@@ -64,17 +68,13 @@ export function createGatewayApp({
 
   const limitBody = bodyLimit({
     maxSize: maxBodyBytes,
-    onError: (c) =>
-      c.json(
-        {
-          error: {
-            message: `the request body exceeds ${maxBodyBytes} bytes`,
-            type: "invalid_request_error",
-            code: "TOLLGATE_REQUEST_TOO_LARGE",
-          },
-        },
-        413,
-      ),
+    onError: (c) => {
+      const answer = errorAnswer(
+        "TOLLGATE_REQUEST_TOO_LARGE",
+        `the request body exceeds ${maxBodyBytes} bytes`,
+      );
+      return c.json(answer.body, answer.status as 413, answer.headers);
+    },
   });
   const forward = tollgateHono({ billing });
   const handler = async (c: Context<{ Variables: { tollgate: TollgateContext } }>) => {
@@ -85,39 +85,24 @@ export function createGatewayApp({
   app.post("/v1/completions", limitBody, forward, handler);
   app.post("/v1/embeddings", limitBody, forward, handler);
 
-  app.notFound((c) =>
-    c.json(
-      {
-        error: {
-          message: `no route ${c.req.method} ${c.req.path}`,
-          type: "invalid_request_error",
-          code: "not_found",
-        },
-      },
-      404,
-    ),
-  );
+  app.notFound((c) => {
+    const answer = errorAnswer("TOLLGATE_ROUTE_UNKNOWN", `no route ${c.req.method} ${c.req.path}`);
+    return c.json(answer.body, answer.status as 404, answer.headers);
+  });
   app.onError((error, c) => {
-    if (isTollgateError(error, "TOLLGATE_BACKEND_TIMEOUT")) {
-      return c.json({ error: { message: error.shortMessage, type: "backend_error", code: error.code } }, 504);
-    }
-    if (isTollgateError(error, "TOLLGATE_BACKEND_FAILED")) {
-      return c.json({ error: { message: error.shortMessage, type: "backend_error", code: error.code } }, 502);
-    }
-    if (isTollgateError(error, "TOLLGATE_LEDGER_FAILED") && error.name !== "PaymentTransitionError") {
+    let answer = errorAnswer("TOLLGATE_INTERNAL", "internal error");
+    if (
+      isTollgateError(error) &&
+      !(error.code === "TOLLGATE_LEDGER_FAILED" && error.name === "PaymentTransitionError")
+    ) {
+      const ledgerDown = error.code === "TOLLGATE_LEDGER_FAILED";
       // The database is unreachable: like an unreachable facilitator, a reason to come back, not a bug.
-      logger.warn({ error: String(error) }, "ledger unavailable");
-      c.header("Retry-After", "2");
-      return c.json(
-        { error: { message: "the payment ledger is unavailable", type: "server_error", code: error.code } },
-        503,
-      );
+      if (ledgerDown) logger.warn({ error: String(error) }, "ledger unavailable");
+      answer = errorAnswer(error.code, ledgerDown ? "the payment ledger is unavailable" : error.shortMessage);
     }
-    logger.error({ error: String(error), stack: (error as Error).stack }, "gateway internal error");
-    return c.json(
-      { error: { message: "internal error", type: "server_error", code: "TOLLGATE_INTERNAL" } },
-      500,
-    );
+    if (answer.status === 500)
+      logger.error({ error: String(error), stack: (error as Error).stack }, "gateway internal error");
+    return c.json(answer.body, answer.status as 500, answer.headers);
   });
   return app;
 }

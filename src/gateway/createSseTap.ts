@@ -1,44 +1,90 @@
-import { SseDecoder } from "./upstream/index.js";
+import type { OutputMeter } from "./OutputMeter.js";
+import type { RouteAdapter } from "./routes/index.js";
+import { SseDecoder } from "./SseDecoder.js";
+
+/** Why a tapped stream stopped before the backend finished it. */
+export type TapStop = "limit" | "backend_error";
 
 export type CreateSseTapParameters = {
-  /** Each parsed JSON chunk, for metering. */
-  onChunk(json: unknown): void;
-  /** Settles and returns the text that ends the stream (receipt event, then `[DONE]`). */
-  finish(ending: "complete" | "backend_error" | "client_gone"): Promise<string>;
+  route: RouteAdapter;
+  /** Counts and limits the forwarded output. */
+  meter: OutputMeter;
+  /** Called once when the tap stops forwarding (output limit reached, or the backend sent an error). */
+  onStop(reason: TapStop, message: string): void;
 };
 
 /**
- * Passes an OpenAI-style SSE stream through event by event while metering it. The backend's
- * `[DONE]` is held back: the receipt must come before it, and only after settlement.
+ * Reads a backend's OpenAI-style SSE stream event by event and says what to forward: JSON
+ * chunks within the authorized output, in the route's shape. Malformed lines, named events and
+ * the backend's usage chunk are not forwarded; an error event or a chunk past the output limit
+ * stops the tap. The backend's `[DONE]` is held back: the receipt comes first, after settlement.
  */
 export type SseTap = {
   /** Feeds backend text; returns the SSE text to forward now (may be empty). */
   push(text: string): string;
-  /** Ends the stream once; later calls return the same trailer. */
-  finish(ending: "complete" | "backend_error" | "client_gone"): Promise<string>;
+  /** The backend's last reported usage object, unparsed. */
+  readonly reportedUsage: unknown;
+  /** The backend's stream id, for the receipt event. */
+  readonly streamId: string | undefined;
+  readonly stopped: TapStop | undefined;
+  readonly stopMessage: string | undefined;
 };
 
 /** Creates a tap; see `SseTap`. */
-export function createSseTap({ onChunk, finish }: CreateSseTapParameters): SseTap {
+export function createSseTap({ route, meter, onStop }: CreateSseTapParameters): SseTap {
   const decoder = new SseDecoder();
-  let trailer: Promise<string> | undefined;
+  let reportedUsage: unknown;
+  let streamId: string | undefined;
+  let stopped: TapStop | undefined;
+  let stopMessage: string | undefined;
+  const stop = (reason: TapStop, message: string) => {
+    stopped = reason;
+    stopMessage = message;
+    onStop(reason, message);
+  };
   return {
     push(text) {
       let out = "";
       for (const event of decoder.push(text)) {
+        if (stopped) break;
         if (event.data === "[DONE]") continue;
+        if (event.event !== "" && event.event !== "message") continue;
+        let json: unknown;
         try {
-          onChunk(JSON.parse(event.data));
+          json = JSON.parse(event.data);
         } catch {
-          // Not JSON: forwarded untouched, metered by nothing (usage then comes from the tokenizer).
+          continue;
         }
-        out += `${event.event && event.event !== "message" ? `event: ${event.event}\n` : ""}data: ${event.data.replaceAll("\n", "\ndata: ")}\n\n`;
+        if (typeof json !== "object" || json === null || Array.isArray(json)) continue;
+        const reading = route.readChunk(json);
+        if (reading.usage !== undefined && reading.usage !== null) reportedUsage = reading.usage;
+        if (reading.error !== undefined && !reading.delivered) {
+          stop("backend_error", reading.error);
+          break;
+        }
+        if (!meter.accept(reading)) {
+          stop("limit", "the backend went past the authorized output");
+          break;
+        }
+        // A chunk without choices is the backend's usage chunk: the receipt carries the charged usage instead.
+        if (!reading.delivered) continue;
+        const id = (json as { id?: unknown }).id;
+        if (streamId === undefined && typeof id === "string") streamId = id;
+        out += `data: ${event.data.replaceAll("\n", "\ndata: ")}\n\n`;
       }
       return out;
     },
-    finish(ending) {
-      trailer ??= finish(ending);
-      return trailer;
+    get reportedUsage() {
+      return reportedUsage;
+    },
+    get streamId() {
+      return streamId;
+    },
+    get stopped() {
+      return stopped;
+    },
+    get stopMessage() {
+      return stopMessage;
     },
   };
 }

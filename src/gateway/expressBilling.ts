@@ -83,11 +83,11 @@ async function handle(
       : typeof chunk === "string"
         ? Buffer.from(chunk, encoding).toString("utf8")
         : decoder.decode(chunk, { stream: true });
+  // Whether the answer is a stream is decided by the answer, not guessed from the request.
   const isStream = () =>
-    quote.stream &&
-    res.statusCode < 400 &&
-    String(res.getHeader("content-type") ?? "").includes("text/event-stream");
-  let tap: ReturnType<typeof session.createSseTap> | undefined;
+    res.statusCode < 400 && String(res.getHeader("content-type") ?? "").includes("text/event-stream");
+  let tap: ReturnType<typeof session.createStreamWriter> | undefined;
+  let cutOff = false;
   const buffered: Buffer[] = [];
   let ended = false;
 
@@ -99,8 +99,23 @@ async function handle(
     const enc = typeof encoding === "string" ? encoding : undefined;
     const callback = typeof encoding === "function" ? encoding : cb;
     if (isStream()) {
-      tap ??= session.createSseTap();
+      tap ??= session.createStreamWriter();
+      if (cutOff) {
+        callback?.();
+        return false;
+      }
       const out = tap.push(text(chunk, enc));
+      if (tap.stopped) {
+        // Past the authorized output (or a backend error): end the answer here; later writes are dropped.
+        cutOff = true;
+        ended = true;
+        void tap.finish("complete").then(
+          (tail) => originalEnd(out + tail, "utf8"),
+          (error) => res.destroy(error as Error),
+        );
+        callback?.();
+        return false;
+      }
       if (out) return originalWrite(out, "utf8", callback);
       callback?.();
       return true;
@@ -114,6 +129,10 @@ async function handle(
     const data = typeof chunk === "function" ? undefined : chunk;
     const enc = typeof encoding === "string" ? encoding : undefined;
     const callback = typeof chunk === "function" ? chunk : typeof encoding === "function" ? encoding : cb;
+    if (cutOff) {
+      callback?.();
+      return res;
+    }
     ended = true;
     void finish(data, enc).then(
       (tail) => originalEnd(tail ?? "", "utf8", callback),
@@ -133,20 +152,19 @@ async function handle(
       return joinBuffered(buffered, data, encoding);
     }
     if (isStream()) {
-      tap ??= session.createSseTap();
+      tap ??= session.createStreamWriter();
       const rest = tap.push(text(data, encoding) + decoder.decode());
       return rest + (await tap.finish("complete"));
     }
     const body = joinBuffered(buffered, data, encoding);
-    let json: unknown;
-    try {
-      json = JSON.parse(body.toString("utf8"));
-    } catch {
-      json = undefined;
+    const completed = await session.completeJson(body.toString("utf8"));
+    res.removeHeader("content-length");
+    if (!completed.ok) {
+      res.status(completed.status).setHeader("content-type", "application/json");
+      return JSON.stringify(completed.body);
     }
-    const { headers } = await session.completeJson(json);
-    for (const [name, value] of Object.entries(headers)) res.setHeader(name, value);
-    return body;
+    for (const [name, value] of Object.entries(completed.headers)) res.setHeader(name, value);
+    return completed.body;
   };
 
   next();

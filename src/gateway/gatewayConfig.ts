@@ -25,7 +25,12 @@ const backendSchema = z.strictObject({
   apiKeyEnv: z.string().optional(),
   /** Model name to send upstream, when it differs from the public id. */
   model: z.string().optional(),
+  /** Longest wait for the response headers, and for each next chunk of a stream (ms). */
   timeoutMs: z.number().int().positive().default(120_000),
+  /** Longest a generation may run, start to end; the gateway stops the backend there (seconds). */
+  maxDurationSeconds: z.number().positive().max(3_600).default(240),
+  /** Backend-specific fields that also carry the output limit (e.g. llama.cpp's `n_predict`). */
+  outputLimitFields: z.array(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/)).default([]),
 });
 
 const modelSchema = z
@@ -41,6 +46,10 @@ const modelSchema = z
     fixedFee: moneySchema.default(0n),
     /** Fixed price per request, offered with the `exact` scheme. */
     exactPrice: moneySchema.optional(),
+    /** A fixed price covers at most this many prompt tokens (by the gateway's bound). */
+    exactMaxPromptTokens: z.number().int().positive().default(16_384),
+    /** A fixed price covers at most this many choices (`n`, `best_of` × prompts). */
+    exactMaxChoices: z.number().int().positive().default(1),
     maxOutputTokens: z.number().int().positive().default(4096),
     /** Tokenizer model name for the prompt bound (defaults to the id); unknown → byte bound. */
     tokenizer: z.string().optional(),
@@ -86,6 +95,8 @@ export const gatewayConfigSchema = z
     payTo: addressSchema,
     facilitator: facilitatorSchema.default({ rpcBatch: true }),
     maxTimeoutSeconds: z.number().int().min(10).max(86_400).default(300),
+    /** Time an authorization must stay valid after the longest generation, for its settlement (seconds). */
+    settlementMarginSeconds: z.number().int().min(5).max(3_600).default(30),
     server: z
       .strictObject({
         host: z.string().default("127.0.0.1"),
@@ -142,6 +153,13 @@ export const gatewayConfigSchema = z
     }
     const ids = new Set<string>();
     for (const [i, model] of config.models.entries()) {
+      const needed = Math.ceil(model.backend.maxDurationSeconds) + config.settlementMarginSeconds;
+      if (config.maxTimeoutSeconds < needed)
+        ctx.addIssue({
+          code: "custom",
+          message: `${config.maxTimeoutSeconds} s is shorter than model ${model.id}'s longest generation (backend.maxDurationSeconds ${model.backend.maxDurationSeconds}) plus settlementMarginSeconds (${config.settlementMarginSeconds}): a buyer's authorization could expire before it is settled; raise maxTimeoutSeconds to at least ${needed} or lower backend.maxDurationSeconds`,
+          path: ["maxTimeoutSeconds"],
+        });
       if (ids.has(model.id))
         ctx.addIssue({
           code: "custom",

@@ -1,7 +1,9 @@
 import type { MiddlewareHandler } from "hono";
 import type { Billing } from "./createBilling.js";
 import type { BillingSession } from "./createBillingSession.js";
+import { readGuardedText } from "./guardBackendBody.js";
 import type { RequestQuote, RouteKind } from "./quoteRequest.js";
+import { routeOfPath } from "./routes/index.js";
 
 /** What the billing middleware leaves for the route handler in `c.get("tollgate")`. */
 export type TollgateContext = {
@@ -19,9 +21,7 @@ export type TollgateHonoParameters = {
 
 /** Route kind from an OpenAI-style path. */
 export function routeKindOfPath(path: string): RouteKind {
-  if (path.endsWith("/chat/completions")) return "chat";
-  if (path.endsWith("/embeddings")) return "embedding";
-  return "completion";
+  return routeOfPath(path)?.kind ?? "completion";
 }
 
 /**
@@ -79,24 +79,37 @@ export function tollgateHono({ billing, routeKind }: TollgateHonoParameters): Mi
       await session.failBeforeOutput(c.error ? String(c.error) : `backend answered ${response.status}`);
       return;
     }
+    // Whether the answer is a stream is decided by the answer, not guessed from the request.
     const contentType = response.headers.get("content-type") ?? "";
-    if (quote.stream && response.body && contentType.includes("text/event-stream")) {
-      c.res = new Response(session.meterStream(response.body), {
-        status: response.status,
-        headers: response.headers,
+    if (response.body && contentType.includes("text/event-stream")) {
+      const headers = new Headers(response.headers);
+      headers.delete("content-length");
+      c.res = new Response(session.meterStream(response.body), { status: response.status, headers });
+      return;
+    }
+    let text: string;
+    try {
+      text = await readGuardedText(response.body, {
+        idleMs: quote.model.backend.timeoutMs,
+        deadlineAt: session.deadlineAt,
+        modelId: quote.model.id,
+      });
+    } catch (error) {
+      await session.failBeforeOutput(String(error));
+      throw error;
+    }
+    const completed = await session.completeJson(text);
+    if (!completed.ok) {
+      c.res = new Response(JSON.stringify(completed.body), {
+        status: completed.status,
+        headers: { "content-type": "application/json" },
       });
       return;
     }
-    const text = await response.text();
-    let json: unknown;
-    try {
-      json = JSON.parse(text);
-    } catch {
-      json = undefined;
-    }
-    const { headers } = await session.completeJson(json);
     const merged = new Headers(response.headers);
-    for (const [name, value] of Object.entries(headers)) merged.set(name, value);
-    c.res = new Response(text, { status: response.status, headers: merged });
+    merged.delete("content-length");
+    merged.set("content-type", "application/json");
+    for (const [name, value] of Object.entries(completed.headers)) merged.set(name, value);
+    c.res = new Response(completed.body, { status: response.status, headers: merged });
   };
 }

@@ -1,67 +1,54 @@
 import type { ChargeUsage } from "./settleCharge.js";
 
-type Usage = { prompt_tokens?: unknown; completion_tokens?: unknown };
-
 const isCount = (value: unknown): value is number =>
-  typeof value === "number" && Number.isInteger(value) && value >= 0;
+  typeof value === "number" && Number.isSafeInteger(value) && value >= 0;
 
-/** The backend's reported usage, when it is well-formed. */
-export function reportedUsage(usage: unknown): ChargeUsage | undefined {
-  if (typeof usage !== "object" || usage === null) return undefined;
-  const { prompt_tokens, completion_tokens } = usage as Usage;
-  if (!isCount(prompt_tokens)) return undefined;
-  return {
-    promptTokens: prompt_tokens,
-    completionTokens: isCount(completion_tokens) ? completion_tokens : 0,
-    source: "backend",
-  };
-}
-
-/** The generated text of a non-streaming chat or completion response, for counting when usage is absent. */
-export function generatedText(body: unknown): string {
-  if (typeof body !== "object" || body === null) return "";
-  const choices = (body as { choices?: unknown }).choices;
-  if (!Array.isArray(choices)) return "";
-  const pieces: string[] = [];
-  for (const choice of choices) {
-    if (typeof choice !== "object" || choice === null) continue;
-    const { text, message } = choice as { text?: unknown; message?: unknown };
-    if (typeof text === "string") pieces.push(text);
-    if (typeof message === "object" && message !== null) {
-      const { content, refusal, tool_calls } = message as {
-        content?: unknown;
-        refusal?: unknown;
-        tool_calls?: unknown;
-      };
-      if (typeof content === "string") pieces.push(content);
-      if (typeof refusal === "string") pieces.push(refusal);
-      if (Array.isArray(tool_calls)) {
-        for (const call of tool_calls) {
-          const fn = (call as { function?: { name?: unknown; arguments?: unknown } })?.function;
-          if (typeof fn?.name === "string") pieces.push(fn.name);
-          if (typeof fn?.arguments === "string") pieces.push(fn.arguments);
-        }
-      }
-    }
-  }
-  return pieces.join("");
-}
+export type ReconcileUsageParameters = {
+  /** The backend's `usage` object, unparsed (may be absent or garbage). */
+  reported: unknown;
+  /** Output tokens the gateway counted in what it forwarded. */
+  deliveredOutputTokens: number;
+  /** Choices the request asked for (slack for per-choice rounding). */
+  choices: number;
+  /** The authorized output: output limit × choices. */
+  maxOutputTokens: number;
+  /** The quote's prompt bound: no prompt charge goes above it. */
+  promptTokenBound: number;
+  /** Counts the prompt with the model's tokenizer, when the backend does not say. */
+  countPrompt: () => Promise<number>;
+};
 
 /**
- * Usage of a non-streaming response: the backend's own numbers, or, when it reports none,
- * the prompt bound and the tokenizer's count of the generated text.
+ * The usage to charge for. Output is what the gateway delivered: the backend's
+ * `completion_tokens` is believed only when it is consistent with the gateway's own count
+ * (between half of it and a quarter above it, with a few tokens of slack per choice), otherwise the
+ * gateway's count is charged; never above the authorized output. The prompt is the backend's
+ * `prompt_tokens` when it reports a count within the quote's bound, otherwise the gateway counts it.
  */
-export function usageOfJsonResponse(
-  body: unknown,
-  promptTokenBound: number,
-  countTokens: (text: string) => number,
-): ChargeUsage {
-  const reported = reportedUsage((body as { usage?: unknown } | null)?.usage);
-  if (reported) return reported;
-  const text = generatedText(body);
+export async function reconcileUsage({
+  reported,
+  deliveredOutputTokens,
+  choices,
+  maxOutputTokens,
+  promptTokenBound,
+  countPrompt,
+}: ReconcileUsageParameters): Promise<ChargeUsage> {
+  const usage =
+    typeof reported === "object" && reported !== null ? (reported as Record<string, unknown>) : {};
+  const slack = 4 * Math.max(choices, 1);
+  const reportedOutput = usage.completion_tokens;
+  const outputBelieved =
+    isCount(reportedOutput) &&
+    reportedOutput <= deliveredOutputTokens * 1.25 + slack &&
+    reportedOutput >= deliveredOutputTokens / 2 - slack;
+  const completionTokens = Math.min(outputBelieved ? reportedOutput : deliveredOutputTokens, maxOutputTokens);
+
+  const reportedPrompt = usage.prompt_tokens;
+  const promptBelieved = isCount(reportedPrompt) && reportedPrompt <= promptTokenBound;
+  const promptTokens = promptBelieved ? reportedPrompt : Math.min(await countPrompt(), promptTokenBound);
   return {
-    promptTokens: promptTokenBound,
-    completionTokens: text ? countTokens(text) : 0,
-    source: "tokenizer",
+    promptTokens,
+    completionTokens,
+    source: promptBelieved && (outputBelieved || maxOutputTokens === 0) ? "backend" : "tokenizer",
   };
 }

@@ -1,7 +1,6 @@
 import { TollgateError } from "../errors/index.js";
 import type { ModelConfig } from "./gatewayConfig.js";
-
-const pathOf = { chat: "/chat/completions", completion: "/completions", embedding: "/embeddings" } as const;
+import { routes } from "./routes/index.js";
 
 export type ProxyToBackendParameters = {
   model: ModelConfig;
@@ -10,40 +9,56 @@ export type ProxyToBackendParameters = {
   signal?: AbortSignal;
 };
 
+/** Backend headers passed on to the buyer. */
+const PASSED_HEADERS = ["content-type", "retry-after"];
+
 /**
- * Sends a request to the model's OpenAI-compatible backend and returns its response as is,
- * body unread, so a stream passes through chunk by chunk. Cancelling the returned body (or
- * `signal`) closes the backend connection, which stops generation.
+ * Sends a request to the model's OpenAI-compatible backend and returns its response with the body
+ * unread, so a stream passes through chunk by chunk. The wait for the response headers is bounded
+ * by `backend.timeoutMs` (TOLLGATE_BACKEND_TIMEOUT); the body is bounded by the billing session.
+ * Cancelling the returned body (or `signal`) closes the backend connection, which stops generation.
  */
 export async function proxyToBackend({ model, body, signal }: ProxyToBackendParameters): Promise<Response> {
-  const url = `${model.backend.baseUrl.replace(/\/+$/, "")}${pathOf[model.kind]}`;
+  const url = `${model.backend.baseUrl.replace(/\/+$/, "")}${routes[model.kind].path}`;
   const headers: Record<string, string> = {
     "content-type": "application/json",
-    accept: body.stream ? "text/event-stream" : "application/json",
+    accept: body.stream === true ? "text/event-stream" : "application/json",
   };
   if (model.backend.apiKey) headers.authorization = `Bearer ${model.backend.apiKey}`;
-  const timeout = AbortSignal.timeout(model.backend.timeoutMs);
+  const controller = new AbortController();
+  let timedOut = false;
+  const timer = setTimeout(() => {
+    timedOut = true;
+    controller.abort();
+  }, model.backend.timeoutMs);
+  const onClientGone = () => controller.abort();
+  signal?.addEventListener("abort", onClientGone, { once: true });
+  if (signal?.aborted) controller.abort();
   try {
     const response = await fetch(url, {
       method: "POST",
       headers,
       body: JSON.stringify(body),
-      signal: signal ? AbortSignal.any([signal, timeout]) : timeout,
+      signal: controller.signal,
     });
     const responseHeaders = new Headers();
-    const contentType = response.headers.get("content-type");
-    if (contentType) responseHeaders.set("content-type", contentType);
-    if (contentType?.includes("text/event-stream")) responseHeaders.set("cache-control", "no-cache");
+    for (const name of PASSED_HEADERS) {
+      const value = response.headers.get(name);
+      if (value) responseHeaders.set(name, value);
+    }
+    if (responseHeaders.get("content-type")?.includes("text/event-stream"))
+      responseHeaders.set("cache-control", "no-cache");
     return new Response(response.body, { status: response.status, headers: responseHeaders });
   } catch (cause) {
-    const timedOut = (cause as Error).name === "TimeoutError";
     throw new TollgateError({
       code: timedOut ? "TOLLGATE_BACKEND_TIMEOUT" : "TOLLGATE_BACKEND_FAILED",
       shortMessage: timedOut
-        ? `backend for ${model.id} did not answer in time`
+        ? `backend for ${model.id} did not answer within ${model.backend.timeoutMs} ms`
         : `backend for ${model.id} is unreachable`,
       details: { url },
       cause,
     });
+  } finally {
+    clearTimeout(timer);
   }
 }

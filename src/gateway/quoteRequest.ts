@@ -1,33 +1,39 @@
 import { TollgateError } from "../errors/index.js";
-import {
-  completionCount,
-  maxAtomicForRequest,
-  promptTokenBound,
-  resolveOutputLimit,
-} from "../pricing/index.js";
+import { maxAtomicForRequest, resolveOutputLimit, tokenizerForModel } from "../pricing/index.js";
 import type { ModelConfig } from "./gatewayConfig.js";
+import { type RouteAdapter, type RouteKind, type RouteRequest, routes } from "./routes/index.js";
 
-/** Which OpenAI-compatible endpoint a request is for. */
-export type RouteKind = "chat" | "completion" | "embedding";
+export type { RouteKind } from "./routes/index.js";
 
-/** What one request may cost at most, and the body to send upstream so it cannot cost more. */
+/** What one request may cost at most, the exact body the backend gets, and how long it may run. */
 export type RequestQuote = {
   model: ModelConfig;
+  route: RouteAdapter;
   routeKind: RouteKind;
+  request: RouteRequest;
   stream: boolean;
   promptTokenBound: number;
-  /** The output limit authorized and sent to the backend (0 for embeddings). */
+  /** The output limit per choice, authorized and sent to the backend (0 for embeddings). */
   outputLimit: number;
+  /** Choices generated, each up to the output limit. */
+  choices: number;
+  /** The output authorized in all: output limit × choices. */
+  maxOutputTokens: number;
   /** The upto maximum, in atomic units; undefined when the model is exact-only. */
   maxAtomic: bigint | undefined;
-  /** The request body for the backend: output limit set, upstream model name, usage in streams. */
+  /** Why the fixed price does not cover this request; undefined when it does (or there is none). */
+  exactRefusal: string | undefined;
+  /** Longest the request may take from the backend call to its last byte (ms): an authorization must outlive it. */
+  timeBoundMs: number;
+  /** The body for the backend, rebuilt from the route's allow-list with the output limit set. */
   backendBody: Record<string, unknown>;
 };
 
 /**
- * Prices one request before it runs: an upper bound on prompt tokens, the output limit
- * (the request's own, capped by the model's), and the maximum they can cost.
- * The same output limit goes to the backend, so usage can never exceed what was authorized.
+ * Prices one request before it runs: the route reads it (unknown fields refused), bounds its
+ * prompt, resolves the output limit (the request's own, capped by the model's) times its choices,
+ * and builds the only body the backend will see, so usage cannot exceed what was authorized.
+ * Throws TOLLGATE_REQUEST_INVALID, naming the field, for a request it cannot price.
  */
 export function quoteRequest(
   model: ModelConfig,
@@ -41,22 +47,21 @@ export function quoteRequest(
       details: { field: "model" },
     });
   }
-  const stream = body.stream === true;
-  if (stream && routeKind === "embedding") {
-    throw new TollgateError({
-      code: "TOLLGATE_REQUEST_INVALID",
-      shortMessage: "embeddings cannot stream",
-      details: { field: "stream" },
-    });
-  }
-  const bound = promptTokenBound({ kind: routeKind, body, model: model.tokenizer ?? model.id });
-  const requested = routeKind === "chat" ? (body.max_completion_tokens ?? body.max_tokens) : body.max_tokens;
-  const outputLimit = routeKind === "embedding" ? 0 : resolveOutputLimit(requested, model.maxOutputTokens);
+  const route = routes[routeKind];
+  const request = route.readRequest(body);
+  const tokenizer = model.tokenizer ?? model.id;
+  const bound = route.promptTokenBound(request, tokenizer);
+  const outputLimit = route.canStream
+    ? resolveOutputLimit(request.requestedOutputTokens, model.maxOutputTokens, {
+        field: request.fields.max_completion_tokens !== undefined ? "max_completion_tokens" : "max_tokens",
+      })
+    : 0;
+  const maxOutputTokens = outputLimit * request.choices;
   const maxAtomic =
     model.inputPrice === undefined
       ? undefined
       : maxAtomicForRequest(
-          { promptTokenBound: bound, maxOutputTokens: outputLimit * completionCount(routeKind, body) },
+          { promptTokenBound: bound, maxOutputTokens },
           {
             inputPerMTokAtomic: model.inputPrice,
             outputPerMTokAtomic: model.outputPrice ?? 0n,
@@ -64,21 +69,49 @@ export function quoteRequest(
             maxOutputTokens: model.maxOutputTokens,
           },
         );
+  const exactRefusal = exactRefusalOf(model, bound, request.choices);
+  if (maxAtomic === undefined && exactRefusal !== undefined) {
+    throw new TollgateError({
+      code: "TOLLGATE_REQUEST_INVALID",
+      shortMessage: `model ${model.id} has a fixed price that covers ${exactRefusal}`,
+      details: {
+        field:
+          request.choices > model.exactMaxChoices ? "n" : route.kind === "embedding" ? "input" : "messages",
+      },
+    });
+  }
+  // A stream cannot outlast its output: each token may take at most the backend's idle timeout.
+  const timeBoundMs = Math.min(
+    model.backend.maxDurationSeconds * 1000,
+    model.backend.timeoutMs * (maxOutputTokens + 2),
+  );
+  return {
+    model,
+    route,
+    routeKind,
+    request,
+    stream: request.stream,
+    promptTokenBound: bound,
+    outputLimit,
+    choices: request.choices,
+    maxOutputTokens,
+    maxAtomic,
+    exactRefusal,
+    timeBoundMs,
+    backendBody: route.backendBody(request, model, outputLimit),
+  };
+}
 
-  const backendBody: Record<string, unknown> = { ...body, model: model.backend.model ?? model.id };
-  if (routeKind === "chat" && body.max_completion_tokens !== undefined) {
-    // Keep the field the client chose (reasoning models accept only this one); drop the other.
-    delete backendBody.max_tokens;
-    backendBody.max_completion_tokens = outputLimit;
-  } else if (routeKind !== "embedding") {
-    // max_tokens is what every OpenAI-compatible server reads (vLLM, llama.cpp, Ollama).
-    delete backendBody.max_completion_tokens;
-    backendBody.max_tokens = outputLimit;
-  }
-  if (stream) {
-    const options =
-      typeof body.stream_options === "object" && body.stream_options !== null ? body.stream_options : {};
-    backendBody.stream_options = { ...options, include_usage: true };
-  }
-  return { model, routeKind, stream, promptTokenBound: bound, outputLimit, maxAtomic, backendBody };
+/** The gateway knows the model's tokenizer exactly (output counts are exact, not estimates). */
+export function hasExactTokenizer(model: ModelConfig): boolean {
+  return tokenizerForModel(model.tokenizer ?? model.id) !== "bytes";
+}
+
+function exactRefusalOf(model: ModelConfig, promptTokenBound: number, choices: number): string | undefined {
+  if (model.exactPrice === undefined) return undefined;
+  if (promptTokenBound > model.exactMaxPromptTokens)
+    return `at most ${model.exactMaxPromptTokens} prompt tokens; this prompt may count ${promptTokenBound}: shorten it`;
+  if (choices > model.exactMaxChoices)
+    return `at most ${model.exactMaxChoices} choice(s) per request; this one asks for ${choices}: lower n / best_of`;
+  return undefined;
 }

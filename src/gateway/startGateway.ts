@@ -114,6 +114,8 @@ export async function startGateway({
     facilitator,
     ledger: ledger.payments,
     countTokens: countTextTokens,
+    settlementMarginSeconds: config.settlementMarginSeconds,
+    publicUrl: config.publicUrl,
     logger,
     verifyTimeoutMs,
     settleTimeoutMs,

@@ -59,6 +59,7 @@ export const ReasonCode = {
   // Tollgate: the life of a payment
   authorizationReplayed: "tollgate_authorization_replayed",
   payerInDebt: "tollgate_payer_in_debt",
+  authorizationExpiresTooSoon: "tollgate_authorization_expires_too_soon",
   facilitatorUnavailable: "tollgate_facilitator_unavailable",
   backendFailedBeforeOutput: "tollgate_backend_failed_before_output",
   clientDisconnected: "tollgate_client_disconnected",

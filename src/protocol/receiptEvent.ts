@@ -49,6 +49,13 @@ export type ReceiptEventEnvelope = {
   object?: string;
   /** Defaults to the receipt's model. */
   model?: string;
+  /**
+   * Defaults to `[]`, the shape of OpenAI's usage chunk, for clients that asked for usage. For
+   * clients that did not, pass one empty choice: strict clients read `choices[0]` of every chunk.
+   */
+  choices?: unknown[];
+  /** The charged usage in OpenAI's shape, for clients that asked for the usage chunk. */
+  usage?: { prompt_tokens: number; completion_tokens: number; total_tokens?: number };
 };
 
 export type ParseReceiptEventReturnType =
@@ -81,7 +88,8 @@ export function formatReceiptEvent(receipt: StreamReceipt, envelope: ReceiptEven
     object: envelope.object ?? "chat.completion.chunk",
     created: envelope.created ?? Math.floor(Date.now() / 1000),
     model: envelope.model ?? receipt.model,
-    choices: [],
+    choices: envelope.choices ?? [],
+    ...(envelope.usage ? { usage: envelope.usage } : {}),
     [RECEIPT_FIELD]: receipt,
   };
   return `data: ${JSON.stringify(chunk)}\n\n`;

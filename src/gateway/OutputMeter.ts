@@ -1,0 +1,89 @@
+import type { OutputPiece, OutputReading } from "./routes/index.js";
+
+export type OutputMeterParameters = {
+  /** Tokens of a piece of generated text (the model's tokenizer, or an estimate). */
+  countTokens: (text: string) => number;
+  /** The output limit per choice that was authorized and sent to the backend. */
+  limitPerChoice: number;
+  /** Choices the request asked for; a choice index past them is output nobody paid for. */
+  choices: number;
+  /** The count is the model's own tokenizer (exact) rather than an estimate. */
+  exactCount: boolean;
+};
+
+/** Above this many characters a piece is counted by its UTF-8 bytes (a bound, and cheap). */
+const LARGE_PIECE_CHARS = 4096;
+
+/**
+ * Counts the output the gateway forwards, per choice, and refuses a piece that would take a
+ * choice past its authorized limit: the gateway never delivers more than was paid for, whatever
+ * the backend generates. With an estimated count (a model whose tokenizer the gateway does not
+ * know) a choice may run `ceil(limit / 10) + 4` tokens past the limit, so that an honest backend
+ * is never cut short by the estimate; the charge never exceeds the limit either way.
+ */
+export class OutputMeter {
+  readonly #countTokens: (text: string) => number;
+  readonly #choices: number;
+  readonly #allowance: number;
+  readonly #counted = new Map<number, number>();
+  readonly #texts = new Map<number, string[]>();
+  #delivered = false;
+
+  constructor({ countTokens, limitPerChoice, choices, exactCount }: OutputMeterParameters) {
+    this.#countTokens = countTokens;
+    this.#choices = choices;
+    this.#allowance = exactCount ? limitPerChoice : limitPerChoice + Math.ceil(limitPerChoice / 10) + 4;
+  }
+
+  /** Tokens one choice may receive before the gateway stops forwarding. */
+  get allowancePerChoice(): number {
+    return this.#allowance;
+  }
+
+  /** Something was delivered (a choice or a result), even if empty text. */
+  get delivered(): boolean {
+    return this.#delivered;
+  }
+
+  /** Output tokens forwarded, summed over choices (each piece counted as it went out). */
+  get countedTokens(): number {
+    let total = 0;
+    for (const tokens of this.#counted.values()) total += tokens;
+    return total;
+  }
+
+  /**
+   * Takes the output of one chunk (or answer) if every piece fits its choice's allowance and
+   * records it as delivered; otherwise takes nothing and answers false (stop forwarding).
+   */
+  accept(reading: OutputReading): boolean {
+    const additions = new Map<number, number>();
+    for (const piece of reading.pieces) {
+      if (piece.choice >= Math.max(this.#choices, 1)) return false;
+      const tokens = this.#count(piece);
+      const next = (this.#counted.get(piece.choice) ?? 0) + (additions.get(piece.choice) ?? 0) + tokens;
+      if (next > this.#allowance) return false;
+      additions.set(piece.choice, (additions.get(piece.choice) ?? 0) + tokens);
+    }
+    for (const piece of reading.pieces) {
+      const texts = this.#texts.get(piece.choice) ?? [];
+      texts.push(piece.text);
+      this.#texts.set(piece.choice, texts);
+    }
+    for (const [choice, tokens] of additions)
+      this.#counted.set(choice, (this.#counted.get(choice) ?? 0) + tokens);
+    if (reading.delivered) this.#delivered = true;
+    return true;
+  }
+
+  /** Tokens a piece would add if accepted (for truncating a whole answer). */
+  tokensOf(text: string): number {
+    return this.#count({ choice: 0, text });
+  }
+
+  #count(piece: OutputPiece): number {
+    if (piece.text.length === 0) return 0;
+    if (piece.text.length > LARGE_PIECE_CHARS) return Buffer.byteLength(piece.text, "utf8");
+    return this.#countTokens(piece.text);
+  }
+}

@@ -1,0 +1,84 @@
+import { TollgateError } from "../errors/index.js";
+
+export type GuardBackendBodyParameters = {
+  /** Longest silence between two reads (ms). */
+  idleMs: number;
+  /** `Date.now()` past which the body is cut, however lively (the request's time bound). */
+  deadlineAt: number;
+  /** For the error message. */
+  modelId: string;
+};
+
+/**
+ * A backend body that cannot hang the gateway: a read that waits longer than `idleMs`, or past
+ * `deadlineAt`, fails with TOLLGATE_BACKEND_TIMEOUT and cancels the backend (which stops it).
+ * Plain timers, cleared on every read, so the limit holds however long the stream lives.
+ */
+export function guardBackendBody(
+  body: ReadableStream<Uint8Array>,
+  { idleMs, deadlineAt, modelId }: GuardBackendBodyParameters,
+): ReadableStream<Uint8Array> {
+  const reader = body.getReader();
+  return new ReadableStream<Uint8Array>(
+    {
+      async pull(controller) {
+        const wait = Math.max(0, Math.min(idleMs, deadlineAt - Date.now()));
+        let timer: ReturnType<typeof setTimeout> | undefined;
+        const timedOut = new Promise<"timeout">((resolve) => {
+          timer = setTimeout(() => resolve("timeout"), wait);
+        });
+        try {
+          const next = await Promise.race([reader.read(), timedOut]);
+          if (next === "timeout") {
+            const pastDeadline = Date.now() >= deadlineAt;
+            const error = new TollgateError({
+              code: "TOLLGATE_BACKEND_TIMEOUT",
+              shortMessage: pastDeadline
+                ? `backend for ${modelId} ran past the request's time bound`
+                : `backend for ${modelId} sent nothing for ${idleMs} ms`,
+              details: { idleMs, pastDeadline },
+            });
+            reader.cancel(error).catch(() => undefined);
+            controller.error(error);
+            return;
+          }
+          if (next.done) controller.close();
+          else controller.enqueue(next.value);
+        } catch (cause) {
+          controller.error(
+            cause instanceof TollgateError
+              ? cause
+              : new TollgateError({
+                  code: "TOLLGATE_BACKEND_FAILED",
+                  shortMessage: `backend for ${modelId} broke off its answer`,
+                  cause,
+                }),
+          );
+        } finally {
+          clearTimeout(timer);
+        }
+      },
+      cancel(reason) {
+        return reader.cancel(reason).catch(() => undefined);
+      },
+    },
+    { highWaterMark: 0 },
+  );
+}
+
+/** Reads a whole (non-streaming) backend body as text under the same guard. */
+export async function readGuardedText(
+  body: ReadableStream<Uint8Array> | null,
+  parameters: GuardBackendBodyParameters,
+): Promise<string> {
+  if (!body) return "";
+  const reader = guardBackendBody(body, parameters).getReader();
+  const decoder = new TextDecoder();
+  let text = "";
+  for (;;) {
+    const next = await reader.read();
+    if (next.done) break;
+    text += decoder.decode(next.value, { stream: true });
+  }
+  return text + decoder.decode();
+}

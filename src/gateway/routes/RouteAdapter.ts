@@ -1,0 +1,57 @@
+import type { ModelConfig } from "../gatewayConfig.js";
+
+/** Which inference API a request is for. */
+export type RouteKind = "chat" | "completion" | "embedding";
+
+/** Output text of one choice found in a chunk or a whole answer. */
+export type OutputPiece = { choice: number; text: string };
+
+/** What one parsed backend event or answer holds, as far as billing is concerned. */
+export type OutputReading = {
+  /** Generated text per choice (content, refusals, reasoning, tool calls…): everything billed as output. */
+  pieces: OutputPiece[];
+  /** The answer carried results (choices, embeddings), even if their text is empty. */
+  delivered: boolean;
+  /** The backend's `usage` object, unparsed. */
+  usage: unknown;
+  /** The backend reported an error instead of (or after) output. */
+  error: string | undefined;
+};
+
+/** A request accepted by a route: only the fields the route prices and forwards. */
+export type RouteRequest = {
+  /** The allowed fields of the request, as received (unknown fields refused). */
+  fields: Record<string, unknown>;
+  stream: boolean;
+  /** The client asked for the usage chunk in a stream. */
+  includeUsage: boolean;
+  /** The output limit the request asks for (`undefined`: the model's). */
+  requestedOutputTokens: unknown;
+  /** Choices generated, each up to the output limit. */
+  choices: number;
+};
+
+/**
+ * One inference API, in one module: its request allow-list, prompt bound, backend body, and
+ * how to read output and usage from its answers. Adding an API is one adapter and one registration.
+ */
+export type RouteAdapter = {
+  readonly kind: RouteKind;
+  /** Path under `/v1` on the gateway and under the backend's base URL. */
+  readonly path: string;
+  readonly canStream: boolean;
+  /** `object` of this API's stream chunks, for the receipt event. */
+  readonly chunkObject: string;
+  /** Validates the body against the allow-list; throws TOLLGATE_REQUEST_INVALID naming the field. */
+  readRequest(body: Record<string, unknown>): RouteRequest;
+  /** An upper bound on the prompt tokens of everything forwarded. */
+  promptTokenBound(request: RouteRequest, tokenizer: string): number;
+  /** The prompt text, for counting when the backend reports no prompt usage. */
+  promptText(request: RouteRequest): string;
+  /** The exact body the backend receives: allowed fields, the backend's model name, the output limit. */
+  backendBody(request: RouteRequest, model: ModelConfig, outputLimit: number): Record<string, unknown>;
+  /** Output of one stream chunk. */
+  readChunk(json: unknown): OutputReading;
+  /** Output of a whole JSON answer. */
+  readAnswer(json: unknown): OutputReading;
+};

@@ -1,0 +1,127 @@
+import { promptTokenBound } from "../../pricing/index.js";
+import type { ModelConfig } from "../gatewayConfig.js";
+import type { RouteAdapter, RouteRequest } from "./RouteAdapter.js";
+import { readChoices } from "./readChoices.js";
+import {
+  collectStrings,
+  jsonByteBound,
+  pickAllowedFields,
+  readCount,
+  readIncludeUsage,
+  readNumbers,
+  readStream,
+} from "./requestFields.js";
+
+/** OpenAI chat fields forwarded, plus the sampling extensions vLLM and llama.cpp document. */
+const ALLOWED = new Set([
+  "model",
+  "messages",
+  "stream",
+  "stream_options",
+  "max_tokens",
+  "max_completion_tokens",
+  "n",
+  "temperature",
+  "top_p",
+  "stop",
+  "presence_penalty",
+  "frequency_penalty",
+  "logit_bias",
+  "logprobs",
+  "top_logprobs",
+  "seed",
+  "tools",
+  "tool_choice",
+  "parallel_tool_calls",
+  "functions",
+  "function_call",
+  "response_format",
+  "reasoning_effort",
+  "user",
+  "top_k",
+  "min_p",
+  "repetition_penalty",
+]);
+/** Accepted and not forwarded: they change nothing the backend bills. */
+const IGNORED = new Set([
+  "store",
+  "metadata",
+  "service_tier",
+  "prediction",
+  "safety_identifier",
+  "prompt_cache_key",
+]);
+const NUMBERS = [
+  "temperature",
+  "top_p",
+  "presence_penalty",
+  "frequency_penalty",
+  "top_logprobs",
+  "seed",
+  "top_k",
+  "min_p",
+  "repetition_penalty",
+];
+/** Forwarded fields a backend renders into the prompt, besides `messages`. */
+const PROMPT_FIELDS = ["tools", "functions", "response_format", "tool_choice", "function_call"] as const;
+
+/** `POST /v1/chat/completions`, the OpenAI Chat Completions API. */
+export const chatCompletions: RouteAdapter = {
+  kind: "chat",
+  path: "/chat/completions",
+  canStream: true,
+  chunkObject: "chat.completion.chunk",
+
+  readRequest(body) {
+    const fields = pickAllowedFields(body, ALLOWED, IGNORED, "/v1/chat/completions");
+    readNumbers(fields, NUMBERS);
+    const stream = readStream(fields.stream);
+    return {
+      fields,
+      stream,
+      includeUsage: stream && readIncludeUsage(fields.stream_options),
+      requestedOutputTokens: fields.max_completion_tokens ?? fields.max_tokens,
+      choices: readCount(fields.n, "n", 128),
+    };
+  },
+
+  promptTokenBound(request, tokenizer) {
+    const { messages, tools, functions, response_format } = request.fields;
+    // The pricing bound covers messages, tools, functions and response_format; the rest by their bytes.
+    const bound = promptTokenBound({
+      kind: "chat",
+      body: { messages, tools, functions, response_format },
+      model: tokenizer,
+    });
+    return bound + jsonByteBound(request.fields.tool_choice) + jsonByteBound(request.fields.function_call);
+  },
+
+  promptText(request) {
+    const parts = collectStrings(request.fields.messages);
+    for (const field of PROMPT_FIELDS) {
+      const value = request.fields[field];
+      if (value !== undefined && value !== null) parts.push(JSON.stringify(value));
+    }
+    return parts.join("\n");
+  },
+
+  backendBody(request: RouteRequest, model: ModelConfig, outputLimit: number) {
+    const body: Record<string, unknown> = { ...request.fields, model: model.backend.model ?? model.id };
+    // Keep the field the client chose (reasoning models accept only max_completion_tokens).
+    if (request.fields.max_completion_tokens !== undefined && request.fields.max_completion_tokens !== null) {
+      delete body.max_tokens;
+      body.max_completion_tokens = outputLimit;
+    } else {
+      delete body.max_completion_tokens;
+      body.max_tokens = outputLimit;
+    }
+    for (const field of model.backend.outputLimitFields) body[field] = outputLimit;
+    body.stream = request.stream;
+    if (request.stream) body.stream_options = { include_usage: true };
+    else delete body.stream_options;
+    return body;
+  },
+
+  readChunk: readChoices,
+  readAnswer: readChoices,
+};

@@ -1,0 +1,22 @@
+import { chatCompletions } from "./chatCompletions.js";
+import { completions } from "./completions.js";
+import { embeddings } from "./embeddings.js";
+import type { RouteAdapter, RouteKind } from "./RouteAdapter.js";
+
+export type { OutputPiece, OutputReading, RouteAdapter, RouteKind, RouteRequest } from "./RouteAdapter.js";
+
+/** Every inference API the gateway bills, by kind: one module each. */
+export const routes: Readonly<Record<RouteKind, RouteAdapter>> = {
+  chat: chatCompletions,
+  completion: completions,
+  embedding: embeddings,
+};
+
+/** The route an OpenAI-style path names (`…/chat/completions`, `…/completions`, `…/embeddings`). */
+export function routeOfPath(path: string): RouteAdapter | undefined {
+  const trimmed = path.replace(/\/+$/, "");
+  return Object.values(routes).find(
+    (route) =>
+      trimmed.endsWith(route.path) && (route.kind !== "completion" || !trimmed.endsWith("/chat/completions")),
+  );
+}

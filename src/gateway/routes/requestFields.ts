@@ -1,0 +1,96 @@
+import { TollgateError } from "../../errors/index.js";
+
+/** A 400 that names the field a person must change. */
+export function invalidField(field: string, problem: string): TollgateError {
+  return new TollgateError({
+    code: "TOLLGATE_REQUEST_INVALID",
+    shortMessage: `${field} ${problem}`,
+    details: { field },
+  });
+}
+
+/**
+ * The allowed fields of `body`. A field the route forwards but cannot price would let a buyer
+ * be served for what it did not pay, so an unknown field is refused by name; `ignored` fields
+ * are accepted and not forwarded (they change nothing the backend bills).
+ */
+export function pickAllowedFields(
+  body: Record<string, unknown>,
+  allowed: ReadonlySet<string>,
+  ignored: ReadonlySet<string>,
+  route: string,
+): Record<string, unknown> {
+  const fields: Record<string, unknown> = {};
+  for (const [key, value] of Object.entries(body)) {
+    if (allowed.has(key)) {
+      if (value !== undefined) fields[key] = value;
+    } else if (!ignored.has(key)) {
+      throw invalidField(
+        key,
+        `is not supported on ${route} by this gateway: it cannot be priced before the request runs; remove it`,
+      );
+    }
+  }
+  return fields;
+}
+
+/** `stream`, read as a boolean: a backend may stream for "true" or 1, so anything else is refused. */
+export function readStream(value: unknown): boolean {
+  if (value === undefined || value === null) return false;
+  if (typeof value === "boolean") return value;
+  throw invalidField("stream", `must be true or false, got ${JSON.stringify(value)}`);
+}
+
+/** `stream_options.include_usage`, strictly boolean. */
+export function readIncludeUsage(value: unknown): boolean {
+  if (value === undefined || value === null) return false;
+  if (typeof value !== "object" || Array.isArray(value))
+    throw invalidField("stream_options", "must be an object");
+  const options = value as Record<string, unknown>;
+  for (const key of Object.keys(options)) {
+    if (key !== "include_usage")
+      throw invalidField(`stream_options.${key}`, "is not supported by this gateway");
+  }
+  const include = options.include_usage;
+  if (include === undefined || include === null) return false;
+  if (typeof include !== "boolean")
+    throw invalidField("stream_options.include_usage", "must be true or false");
+  return include;
+}
+
+/** A positive integer field, or 1 when absent. */
+export function readCount(value: unknown, field: string, max: number): number {
+  if (value === undefined || value === null) return 1;
+  if (typeof value === "number" && Number.isSafeInteger(value) && value > 0 && value <= max) return value;
+  throw invalidField(field, `must be an integer from 1 to ${max}`);
+}
+
+/** A field that must be a number when present (sampling parameters). */
+export function readNumbers(fields: Record<string, unknown>, names: readonly string[]): void {
+  for (const name of names) {
+    const value = fields[name];
+    if (value !== undefined && value !== null && (typeof value !== "number" || !Number.isFinite(value)))
+      throw invalidField(name, "must be a number");
+  }
+}
+
+/** UTF-8 bytes of a value's JSON: a byte-level BPE emits at most one token per byte, so this bounds it. */
+export function jsonByteBound(value: unknown): number {
+  if (value === undefined || value === null) return 0;
+  return Buffer.byteLength(JSON.stringify(value), "utf8");
+}
+
+/** Every string inside a value, joined with newlines (prompt text for counting). */
+export function collectStrings(value: unknown, out: string[] = []): string[] {
+  const pending: unknown[] = [value];
+  while (pending.length > 0) {
+    const node = pending.pop();
+    if (typeof node === "string") out.push(node);
+    else if (Array.isArray(node)) for (let i = node.length - 1; i >= 0; i--) pending.push(node[i]);
+    else if (typeof node === "object" && node !== null) {
+      const values = Object.values(node);
+      for (let i = values.length - 1; i >= 0; i--) pending.push(values[i]);
+    }
+  }
+  return out;
+}
