@@ -95,7 +95,7 @@ test("close() ends stalled requests instead of waiting for them", async () => {
   await assert.rejects(midStream.text());
 });
 
-test("garbage non_json_200 and error_object_200 answer 200 with no completion, even to a stream", async () => {
+test("garbage non_json_200 and error_object_200 answer 200 with no completion, to a stream too", async () => {
   backend.set({ garbage: "non_json_200" });
   for (const stream of [false, true]) {
     const response = await post({ stream });

@@ -70,7 +70,10 @@ export type FakeServerMisbehaviour = {
   garbage: FakeGarbage | undefined;
   /** Token chunks before the error event of `garbage: "error_after_chunks"`; default 3. */
   errorAfterChunks: number | undefined;
-  /** Stream when `stream` is any truthy value (`"true"`, `1`, `"yes"`, even `"false"`); same for `include_usage`. */
+  /**
+   * Accept any `stream` value and stream when it is truthy (`"true"`, `1`, `"yes"`, even `"false"`),
+   * as a server testing `if body.stream:` does; `stream_options.include_usage` is read the same way.
+   */
   laxStream: boolean;
   /** Answer every inference request with 429, this `Retry-After` and an OpenAI error body. */
   rateLimit: { retryAfter: string } | undefined;

@@ -5,7 +5,7 @@ import { sendJson } from "./sendJson.js";
 
 // The wire side of the misbehaviours a fake server can be told to show (see FakeServerMisbehaviour).
 
-/** The usage a server reports: the true numbers, or the override, with `prompt_tokens` left out on request. */
+/** The usage a server reports: the true numbers or the override, `prompt_tokens` left out on request. */
 export function reportedUsage(
   behaviour: FakeServerBehaviour,
   promptTokens: number,

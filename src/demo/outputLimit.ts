@@ -19,7 +19,9 @@ export const outputLimitFields: readonly OutputLimitField[] = [
  * one `field` when given (as a server that knows one dialect reads it); undefined when none is set.
  *
  * @example
- * requestedMaxTokens({ endpoint: "completion", body: { model, prompt, n_predict: 600, max_tokens: 5 } }); // 5
+ * const body = { model, prompt, n_predict: 600, max_tokens: 5 };
+ * requestedMaxTokens({ endpoint: "completion", body }); // 5
+ * requestedMaxTokens({ endpoint: "completion", body }, "n_predict"); // 600
  */
 export function requestedMaxTokens(request: GenerationRequest, field?: OutputLimitField): number | undefined {
   const given = (field === undefined ? outputLimitFields : [field])
