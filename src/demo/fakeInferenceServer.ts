@@ -4,19 +4,29 @@ import type { AddressInfo } from "node:net";
 import type { z } from "zod";
 import { deterministicEmbedding } from "./deterministicEmbedding.js";
 import type { FakeGeneration, FakeServedRequest, FakeServerBehaviour } from "./fakeServerTypes.js";
+import { isJsonGarbage, sendJsonGarbage, sendRateLimited, stallUntilClosed } from "./misbehaviour.js";
 import {
   chatRequestSchema,
   completionRequestSchema,
   type EmbeddingsRequest,
   embeddingsRequestSchema,
   type GenerationRequest,
-  requestedMaxTokens,
+  laxStreamBody,
 } from "./openAiRequests.js";
 import { wireEmbeddings, wireError, wireModelList } from "./openAiWire.js";
+import { requestedMaxTokens } from "./outputLimit.js";
+import { planChoices } from "./planChoices.js";
 import { sendJson } from "./sendJson.js";
 import { answerGeneration, type GenerationRun, streamGeneration } from "./serveGeneration.js";
 
-export type { FakeGeneration, FakeServedRequest, FakeServerBehaviour } from "./fakeServerTypes.js";
+export type {
+  FakeGarbage,
+  FakeGeneration,
+  FakeServedRequest,
+  FakeServerBehaviour,
+  FakeServerMisbehaviour,
+  OutputLimitField,
+} from "./fakeServerTypes.js";
 
 export type StartFakeInferenceServerParameters = {
   /** Default `127.0.0.1`. */
@@ -25,6 +35,7 @@ export type StartFakeInferenceServerParameters = {
   port?: number;
   /** Listed by GET /v1/models; requests may name any model and get it echoed back. */
   models: readonly string[];
+  /** One choice's generation; called once per choice (`n`, `best_of`, each prompt of a prompt array). */
   generate: (request: GenerationRequest) => FakeGeneration;
   /** Prompt tokens of an embeddings request. */
   countInputTokens: (inputs: readonly string[]) => number;
@@ -46,9 +57,9 @@ const maxBodyBytes = 8 * 1024 * 1024;
 
 /**
  * An OpenAI-compatible HTTP server that generates the tokens it is given, at a pace, with optional
- * failures: the shared core of the demo backend and the tests' mock backend. Speaks the real wire
- * format: POST /v1/chat/completions and /v1/completions (streaming or not, `usage` and
- * `stream_options.include_usage`), POST /v1/embeddings, GET /v1/models.
+ * failures and misbehaviours: the shared core of the demo backend and the tests' mock backend. Speaks
+ * the real wire format: POST /v1/chat/completions and /v1/completions (streaming or not, `n` choices,
+ * prompt arrays, `usage` and `stream_options.include_usage`), POST /v1/embeddings, GET /v1/models.
  */
 export async function startFakeInferenceServer(
   parameters: StartFakeInferenceServerParameters,
@@ -133,13 +144,17 @@ export async function startFakeInferenceServer(
       sendJson(response, record, 400, wireError("body is not JSON", "invalid_request_error"), "rejected");
       return;
     }
+    const behaviour = parameters.behaviour();
     const schema =
       route === "chat"
         ? chatRequestSchema
         : route === "completion"
           ? completionRequestSchema
           : embeddingsRequestSchema;
-    const parsed = (schema as z.ZodType).safeParse(record.body);
+    // Parse a copy when lax: the record keeps the body exactly as it came.
+    const parsed = (schema as z.ZodType).safeParse(
+      behaviour.laxStream === true ? laxStreamBody(record.body) : record.body,
+    );
     if (!parsed.success) {
       const message = parsed.error.issues
         .map((issue) => `${issue.path.join(".")}: ${issue.message}`)
@@ -147,7 +162,14 @@ export async function startFakeInferenceServer(
       sendJson(response, record, 400, wireError(message, "invalid_request_error"), "rejected");
       return;
     }
-    const behaviour = parameters.behaviour();
+    if (behaviour.stallBeforeHeaders === true) {
+      await stallUntilClosed(closed);
+      return;
+    }
+    if (behaviour.rateLimit !== undefined) {
+      sendRateLimited(response, record, behaviour.rateLimit.retryAfter);
+      return;
+    }
     if (behaviour.failBeforeOutput) {
       const body = wireError("the backend failed (injected failure)", "server_error");
       sendJson(response, record, behaviour.failStatus, body, "failed-before-output");
@@ -157,13 +179,16 @@ export async function startFakeInferenceServer(
       answerEmbeddings(response, record, parsed.data as EmbeddingsRequest);
       return;
     }
+    if (behaviour.garbage !== undefined && isJsonGarbage(behaviour.garbage)) {
+      sendJsonGarbage(response, record, behaviour.garbage);
+      return;
+    }
     const generationRequest = { endpoint: route, body: parsed.data } as GenerationRequest;
-    const generation = parameters.generate(generationRequest);
     const stream = generationRequest.body.stream === true;
     record.stream = stream;
     const run: GenerationRun = {
       request: generationRequest,
-      generation,
+      plan: planChoices(generationRequest, parameters.generate),
       behaviour,
       response,
       record,
@@ -173,7 +198,11 @@ export async function startFakeInferenceServer(
         created: Math.floor(Date.now() / 1000),
         model: generationRequest.body.model,
       },
-      maxTokens: requestedMaxTokens(generationRequest),
+      maxTokens:
+        behaviour.ignoreOutputLimit === true
+          ? undefined
+          : requestedMaxTokens(generationRequest, behaviour.outputLimitField),
+      usageRequested: generationRequest.body.stream_options?.include_usage === true,
       startedAt: performance.now(),
     };
     await (stream ? streamGeneration(run) : answerGeneration(run));

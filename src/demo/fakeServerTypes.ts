@@ -1,6 +1,6 @@
 // What a fake inference server is told to do, and what it records of each request.
 
-/** What to generate for one request. */
+/** What to generate for one choice of one request. */
 export type FakeGeneration = {
   promptTokens: number;
   /** One token's text per item, in order; the server stops early at the request's output limit. */
@@ -22,6 +22,61 @@ export type FakeServerBehaviour = {
   failStatus: number;
   /** Destroy the connection after this many token chunks (when not streaming: instead of answering). */
   failAfterChunks: number | undefined;
+} & Partial<FakeServerMisbehaviour>;
+
+/** An output-limit field a backend may read: OpenAI's two, llama.cpp's and Ollama's (two places). */
+export type OutputLimitField =
+  | "max_tokens"
+  | "max_completion_tokens"
+  | "n_predict"
+  | "num_predict"
+  | "options.num_predict";
+
+/** What a backend sends instead of an answer to a generation request. */
+export type FakeGarbage =
+  | "non_json_200"
+  | "error_object_200"
+  | "error_first_event"
+  | "error_after_chunks"
+  | "malformed_sse_lines";
+
+/**
+ * Ways the server breaks its contract on purpose, so tests can show the gateway holds its price quote
+ * whatever the backend does. Each is off when left out.
+ */
+export type FakeServerMisbehaviour = {
+  /** Generate every token the generation has, whatever output limit the request sets. */
+  ignoreOutputLimit: boolean;
+  /**
+   * Read only this output-limit field, as a real server reads its own dialect (llama.cpp reads
+   * `n_predict` and not `max_tokens`). Undefined: the smallest positive limit of every dialect wins.
+   */
+  outputLimitField: OutputLimitField | undefined;
+  /** Report these numbers in `usage` instead of the true ones; `total_tokens` is their sum. */
+  usageOverride: { prompt_tokens?: number; completion_tokens?: number } | undefined;
+  /** Default true; false leaves `prompt_tokens` (and `total_tokens`) out of `usage`. */
+  reportPromptUsage: boolean;
+  /** Streaming: send the headers and this many token chunks, then nothing until the client leaves. */
+  stallAfterChunks: number | undefined;
+  /** Read the request, then send nothing (not even headers) until the client leaves. */
+  stallBeforeHeaders: boolean;
+  /**
+   * Answer a generation request with garbage. Any request: `non_json_200` (200, JSON content type,
+   * body `<html>oops</html>`), `error_object_200` (200, an OpenAI error body). Streaming requests
+   * only: `error_first_event` (the first event is an error, then the end), `error_after_chunks`
+   * (`errorAfterChunks` token chunks, an error event, the end; no `[DONE]`), `malformed_sse_lines`
+   * (a line that is not valid SSE or JSON after every token chunk).
+   */
+  garbage: FakeGarbage | undefined;
+  /** Token chunks before the error event of `garbage: "error_after_chunks"`; default 3. */
+  errorAfterChunks: number | undefined;
+  /**
+   * Accept any `stream` value and stream when it is truthy (`"true"`, `1`, `"yes"`, even `"false"`),
+   * as a server testing `if body.stream:` does; `stream_options.include_usage` is read the same way.
+   */
+  laxStream: boolean;
+  /** Answer every inference request with 429, this `Retry-After` and an OpenAI error body. */
+  rateLimit: { retryAfter: string } | undefined;
 };
 
 /** What happened to one request; updated in place while the request runs. */
@@ -29,12 +84,12 @@ export type FakeServedRequest = {
   method: string;
   /** Path without the query, e.g. `/v1/chat/completions`. */
   path: string;
-  /** The parsed JSON body, or undefined (GET, or not JSON). */
+  /** The parsed JSON body exactly as sent (every field, untouched), or undefined (GET, or not JSON). */
   body: unknown;
   /** `Date.now()` at arrival. */
   receivedAt: number;
   stream: boolean;
-  /** Token chunks written to the wire (streaming), or tokens in the answer (not streaming). */
+  /** Token chunks written to the wire (streaming), or tokens in the answer (not streaming), all choices. */
   tokensSent: number;
   /** The client closed the connection before the response was complete. */
   clientAborted: boolean;
@@ -45,6 +100,7 @@ export type FakeServedRequest = {
     | "rejected"
     | "failed-before-output"
     | "connection-dropped"
-    | "client-aborted";
+    | "client-aborted"
+    | "garbage";
   endedAt: number | undefined;
 };

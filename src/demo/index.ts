@@ -8,12 +8,16 @@ export {
 } from "./demoBackend.js";
 export { deterministicEmbedding } from "./deterministicEmbedding.js";
 export {
+  type FakeGarbage,
   type FakeGeneration,
   type FakeInferenceServer,
   type FakeServedRequest,
   type FakeServerBehaviour,
+  type FakeServerMisbehaviour,
+  type OutputLimitField,
   type StartFakeInferenceServerParameters,
   startFakeInferenceServer,
 } from "./fakeInferenceServer.js";
-export { type GenerationRequest, promptTexts, requestedMaxTokens } from "./openAiRequests.js";
+export { type GenerationRequest, promptTexts } from "./openAiRequests.js";
+export { outputLimitFields, requestedMaxTokens } from "./outputLimit.js";
 export { splitIntoTokens } from "./splitIntoTokens.js";

@@ -3,6 +3,7 @@ import { z } from "zod";
 // The requests a fake OpenAI-compatible server accepts: just the fields it acts on, the rest kept.
 
 const maxTokensField = z.number().int().positive().nullish();
+const choiceCountField = z.number().int().positive().max(128).nullish();
 
 const contentPartSchema = z.looseObject({ type: z.string(), text: z.string().optional() });
 
@@ -22,16 +23,19 @@ export const chatRequestSchema = z.looseObject({
   stream_options: z.looseObject({ include_usage: z.boolean().optional() }).nullish(),
   max_tokens: maxTokensField,
   max_completion_tokens: maxTokensField,
+  n: choiceCountField,
 });
 export type ChatRequest = z.infer<typeof chatRequestSchema>;
 
 /** POST /v1/completions. */
 export const completionRequestSchema = z.looseObject({
   model: z.string(),
-  prompt: z.union([z.string(), z.array(z.string())]),
+  prompt: z.union([z.string(), z.array(z.string()).min(1)]),
   stream: z.boolean().nullish(),
   stream_options: z.looseObject({ include_usage: z.boolean().optional() }).nullish(),
   max_tokens: maxTokensField,
+  n: choiceCountField,
+  best_of: choiceCountField,
 });
 export type CompletionRequest = z.infer<typeof completionRequestSchema>;
 
@@ -65,11 +69,25 @@ export function promptTexts(request: GenerationRequest): string[] {
   return typeof request.body.prompt === "string" ? [request.body.prompt] : request.body.prompt;
 }
 
-/** The output limit the request sets: the smaller of `max_tokens` and `max_completion_tokens`, if any. */
-export function requestedMaxTokens(request: GenerationRequest): number | undefined {
-  const body: { max_tokens?: unknown; max_completion_tokens?: unknown } = request.body;
-  const given = [body.max_tokens, body.max_completion_tokens].filter(
-    (limit): limit is number => typeof limit === "number",
-  );
-  return given.length === 0 ? undefined : Math.min(...given);
+/** The prompts of a generation request, one per choice group: the one chat, or each completion prompt. */
+export function promptGroups(request: GenerationRequest): GenerationRequest[] {
+  if (request.endpoint === "chat" || typeof request.body.prompt === "string") return [request];
+  return request.body.prompt.map((prompt) => ({ endpoint: "completion", body: { ...request.body, prompt } }));
+}
+
+/**
+ * A copy of a raw request body whose `stream` and `stream_options.include_usage` are booleans by
+ * truthiness, as a server that tests `if body.stream:` reads them: `"false"` streams too.
+ */
+export function laxStreamBody(body: unknown): unknown {
+  if (typeof body !== "object" || body === null || Array.isArray(body)) return body;
+  const { stream, stream_options: options } = body as { stream?: unknown; stream_options?: unknown };
+  const includeUsage = typeof options === "object" && options !== null && "include_usage" in options;
+  return {
+    ...body,
+    stream: Boolean(stream),
+    ...(includeUsage
+      ? { stream_options: { ...options, include_usage: Boolean(options.include_usage) } }
+      : {}),
+  };
 }

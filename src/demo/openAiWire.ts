@@ -1,8 +1,8 @@
 // Builders for the response objects an OpenAI-compatible server sends, shaped as OpenAI sends them
 // (https://platform.openai.com/docs/api-reference/chat/object and …/chat-streaming).
 
-/** Usage in the OpenAI wire format. */
-export type WireUsage = { prompt_tokens: number; completion_tokens: number; total_tokens: number };
+/** Usage in the OpenAI wire format; a dishonest server may leave `prompt_tokens` and `total_tokens` out. */
+export type WireUsage = { prompt_tokens?: number; completion_tokens: number; total_tokens?: number };
 
 /** Which generation endpoint a response belongs to. */
 export type GenerationEndpoint = "chat" | "completion";
@@ -10,6 +10,7 @@ export type GenerationEndpoint = "chat" | "completion";
 /** What every object of one response shares. */
 export type ResponseIdentity = { id: string; created: number; model: string };
 
+/** Honest usage: prompt, completion and their total. */
 export function wireUsage(promptTokens: number, completionTokens: number): WireUsage {
   return {
     prompt_tokens: promptTokens,
@@ -18,28 +19,31 @@ export function wireUsage(promptTokens: number, completionTokens: number): WireU
   };
 }
 
+/** One choice of a whole response. */
+export type WireChoice = { index: number; text: string; finishReason: string };
+
 /** A whole (non-streaming) response; `usage` is left out when undefined. */
 export function wireResponse(parameters: {
   endpoint: GenerationEndpoint;
   identity: ResponseIdentity;
-  text: string;
-  finishReason: string;
+  choices: readonly WireChoice[];
   usage: WireUsage | undefined;
 }): Record<string, unknown> {
-  const { endpoint, identity, text, finishReason, usage } = parameters;
-  const choice =
+  const { endpoint, identity, usage } = parameters;
+  const choices = parameters.choices.map(({ index, text, finishReason }) =>
     endpoint === "chat"
       ? {
-          index: 0,
+          index,
           message: { role: "assistant", content: text, refusal: null },
           logprobs: null,
           finish_reason: finishReason,
         }
-      : { index: 0, text, logprobs: null, finish_reason: finishReason };
+      : { index, text, logprobs: null, finish_reason: finishReason },
+  );
   return {
     ...identity,
     object: endpoint === "chat" ? "chat.completion" : "text_completion",
-    choices: [choice],
+    choices,
     ...(usage === undefined ? {} : { usage }),
   };
 }
@@ -51,6 +55,8 @@ export function wireResponse(parameters: {
 export function wireChunk(parameters: {
   endpoint: GenerationEndpoint;
   identity: ResponseIdentity;
+  /** The choice this chunk belongs to. */
+  index: number;
   /** One token's text; empty on the closing chunk. */
   text: string;
   /** The first chunk of a chat stream also carries `role: "assistant"`. */
@@ -59,12 +65,12 @@ export function wireChunk(parameters: {
   finishReason: string | null;
   usageRequested: boolean;
 }): Record<string, unknown> {
-  const { endpoint, identity, text, first, finishReason, usageRequested } = parameters;
+  const { endpoint, identity, index, text, first, finishReason, usageRequested } = parameters;
   const delta = finishReason !== null ? {} : first ? { role: "assistant", content: text } : { content: text };
   const choice =
     endpoint === "chat"
-      ? { index: 0, delta, logprobs: null, finish_reason: finishReason }
-      : { index: 0, text, logprobs: null, finish_reason: finishReason };
+      ? { index, delta, logprobs: null, finish_reason: finishReason }
+      : { index, text, logprobs: null, finish_reason: finishReason };
   return {
     ...identity,
     object: endpoint === "chat" ? "chat.completion.chunk" : "text_completion",

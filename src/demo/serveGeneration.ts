@@ -1,30 +1,57 @@
 import type { ServerResponse } from "node:http";
 import { setTimeout as sleep } from "node:timers/promises";
-import type { FakeGeneration, FakeServedRequest, FakeServerBehaviour } from "./fakeServerTypes.js";
+import type { FakeServedRequest, FakeServerBehaviour } from "./fakeServerTypes.js";
+import {
+  errorEvent,
+  firstErrorEvent,
+  malformedSseLine,
+  reportedUsage,
+  stallUntilClosed,
+} from "./misbehaviour.js";
 import type { GenerationRequest } from "./openAiRequests.js";
-import { type ResponseIdentity, wireChunk, wireResponse, wireUsage, wireUsageChunk } from "./openAiWire.js";
+import {
+  type ResponseIdentity,
+  type WireUsage,
+  wireChunk,
+  wireResponse,
+  wireUsageChunk,
+} from "./openAiWire.js";
+import type { ChoicePlan, PlannedChoice } from "./planChoices.js";
 import { sendJson } from "./sendJson.js";
 
-// Serving one chat or text completion: pacing, output limit, usage, injected failures, client aborts.
+// Serving one chat or text completion: choices, pacing, output limit, usage, injected failures and
+// misbehaviours, client aborts.
 
 /** One generation request being served. */
 export type GenerationRun = {
   request: GenerationRequest;
-  generation: FakeGeneration;
+  plan: ChoicePlan;
   behaviour: FakeServerBehaviour;
   response: ServerResponse;
   record: FakeServedRequest;
   closed: AbortSignal;
   identity: ResponseIdentity;
+  /** The output limit of each choice; undefined when there is none or the server ignores it. */
   maxTokens: number | undefined;
+  /** The client set `stream_options.include_usage`. */
+  usageRequested: boolean;
   startedAt: number;
 };
 
-/** Streams one token per chunk, then the closing chunk, the usage chunk if asked for, and `[DONE]`. */
+/** A choice being generated: its tokens so far and, once it has stopped, why. */
+type ChoiceProgress = PlannedChoice & {
+  tokens: Iterator<string>;
+  text: string[];
+  finishReason: string | undefined;
+};
+
+/**
+ * Streams one token per chunk, the choices interleaved token by token, then each choice's closing
+ * chunk, the usage chunk if asked for, and `[DONE]`.
+ */
 export async function streamGeneration(run: GenerationRun): Promise<void> {
-  const { request, generation, behaviour, response, record, closed, identity } = run;
+  const { request, behaviour, response, record, closed, identity, usageRequested } = run;
   const endpoint = request.endpoint;
-  const usageRequested = request.body.stream_options?.include_usage === true;
   response.writeHead(200, {
     "content-type": "text/event-stream; charset=utf-8",
     "cache-control": "no-cache",
@@ -32,86 +59,141 @@ export async function streamGeneration(run: GenerationRun): Promise<void> {
   });
   record.status = 200;
   response.flushHeaders();
-
-  const sent: string[] = [];
-  const write = (payload: unknown) => writeAndWait(response, `data: ${JSON.stringify(payload)}\n\n`, closed);
-  const tokens = generation.tokens[Symbol.iterator]();
-  let finishReason = "stop";
-  for (let next = tokens.next(); !next.done; next = tokens.next()) {
-    if (run.maxTokens !== undefined && sent.length >= run.maxTokens) {
-      finishReason = "length";
-      break;
-    }
-    if (behaviour.failAfterChunks !== undefined && sent.length >= behaviour.failAfterChunks) {
-      dropConnection(response, record);
-      return;
-    }
-    if (!(await sleepUntil(tokenDueAt(run, sent.length), closed))) return;
-    const chunk = wireChunk({
-      endpoint,
-      identity,
-      text: next.value,
-      first: sent.length === 0,
-      finishReason: null,
-      usageRequested,
-    });
-    if (!(await write(chunk))) return;
-    sent.push(next.value);
-    record.tokensSent = sent.length;
-  }
-  if (behaviour.failAfterChunks !== undefined && sent.length >= behaviour.failAfterChunks) {
-    dropConnection(response, record);
+  if (behaviour.garbage === "error_first_event") {
+    record.outcome = "garbage";
+    response.end(firstErrorEvent);
     return;
   }
-  const closing = wireChunk({ endpoint, identity, text: "", first: false, finishReason, usageRequested });
-  if (!(await write(closing))) return;
+
+  const send = (text: string) => writeAndWait(response, text, closed);
+  const write = (payload: unknown) => send(`data: ${JSON.stringify(payload)}\n\n`);
+  const chunkOf = (choice: ChoiceProgress, text: string, finishReason: string | null) =>
+    wireChunk({
+      endpoint,
+      identity,
+      index: choice.index,
+      text,
+      first: finishReason === null && choice.text.length === 1,
+      finishReason,
+      usageRequested,
+    });
+  const choices = startChoices(run.plan);
+  let chunks = 0;
+  // One step per token position: a server generates the choices of a request side by side.
+  for (let step = 0; choices.some((choice) => choice.finishReason === undefined); step++) {
+    for (const choice of choices) {
+      const token = nextToken(choice, run.maxTokens);
+      if (token === undefined || !choice.sent) continue;
+      if (await interruptedAfter(chunks, run)) return;
+      if (!(await sleepUntil(tokenDueAt(run, step), closed))) return;
+      if (!(await write(chunkOf(choice, token, null)))) return;
+      record.tokensSent = ++chunks;
+      if (behaviour.garbage === "malformed_sse_lines" && !(await send(malformedSseLine(chunks)))) return;
+    }
+  }
+  if (await interruptedAfter(chunks, run)) return;
+  for (const choice of choices) {
+    if (!choice.sent) continue;
+    if (!(await write(chunkOf(choice, "", choice.finishReason ?? "stop")))) return;
+  }
   if (usageRequested && behaviour.reportUsage) {
-    const usage = wireUsage(generation.promptTokens, completionTokens(generation, sent));
-    if (!(await write(wireUsageChunk(endpoint, identity, usage)))) return;
+    if (!(await write(wireUsageChunk(endpoint, identity, usageOf(run, choices))))) return;
   }
   record.outcome = "completed";
   response.end("data: [DONE]\n\n");
 }
 
-/** Generates the whole answer, waits as long as generating it would take, then sends it. */
+/** Generates every choice, waits as long as generating them would take, then sends them. */
 export async function answerGeneration(run: GenerationRun): Promise<void> {
-  const { request, generation, behaviour, response, record, closed, identity } = run;
-  const sent: string[] = [];
-  let finishReason = "stop";
-  for (const token of generation.tokens) {
-    if (run.maxTokens !== undefined && sent.length >= run.maxTokens) {
-      finishReason = "length";
-      break;
-    }
-    sent.push(token);
+  const { request, behaviour, response, record, closed, identity } = run;
+  const choices = startChoices(run.plan);
+  let steps = 0;
+  for (const choice of choices) {
+    while (nextToken(choice, run.maxTokens) !== undefined) {}
+    steps = Math.max(steps, choice.text.length);
+  }
+  const sent = choices.filter((choice) => choice.sent);
+  const tokensSent = sent.reduce((sum, choice) => sum + choice.text.length, 0);
+  if (behaviour.stallAfterChunks !== undefined) {
+    await stallUntilClosed(closed);
+    return;
   }
   const failAfter = behaviour.failAfterChunks;
-  const failing = failAfter !== undefined && sent.length >= failAfter;
-  const generatedCount = failing ? failAfter : sent.length;
-  if (!(await sleepUntil(tokenDueAt(run, Math.max(0, generatedCount - 1)), closed))) return;
+  const failing = failAfter !== undefined && tokensSent >= failAfter;
+  const generatedSteps = failing ? Math.min(failAfter, steps) : steps;
+  if (!(await sleepUntil(tokenDueAt(run, Math.max(0, generatedSteps - 1)), closed))) return;
   if (failing) {
     dropConnection(response, record);
     return;
   }
-  const usage = behaviour.reportUsage
-    ? wireUsage(generation.promptTokens, completionTokens(generation, sent))
-    : undefined;
-  record.tokensSent = sent.length;
+  record.tokensSent = tokensSent;
   const answer = wireResponse({
     endpoint: request.endpoint,
     identity,
-    text: sent.join(""),
-    finishReason,
-    usage,
+    choices: sent.map((choice) => ({
+      index: choice.index,
+      text: choice.text.join(""),
+      finishReason: choice.finishReason ?? "stop",
+    })),
+    usage: behaviour.reportUsage ? usageOf(run, choices) : undefined,
   });
   sendJson(response, record, 200, answer, "completed");
 }
 
-function completionTokens(generation: FakeGeneration, sent: readonly string[]): number {
-  return generation.countCompletionTokens?.(sent.join("")) ?? sent.length;
+function startChoices(plan: ChoicePlan): ChoiceProgress[] {
+  return plan.choices.map((choice) => ({
+    ...choice,
+    tokens: choice.generation.tokens[Symbol.iterator](),
+    text: [],
+    finishReason: undefined,
+  }));
 }
 
-/** When token `index` (0-based) is due, on the `performance.now()` clock. */
+/** The choice's next token, or undefined once it has stopped: at its last token or the output limit. */
+function nextToken(choice: ChoiceProgress, maxTokens: number | undefined): string | undefined {
+  if (choice.finishReason !== undefined) return undefined;
+  const next = choice.tokens.next();
+  if (next.done) {
+    choice.finishReason = "stop";
+    return undefined;
+  }
+  if (maxTokens !== undefined && choice.text.length >= maxTokens) {
+    choice.finishReason = "length";
+    return undefined;
+  }
+  choice.text.push(next.value);
+  return next.value;
+}
+
+/** Usage over every generated choice, `best_of` candidates included, as the server reports it. */
+function usageOf(run: GenerationRun, choices: readonly ChoiceProgress[]): WireUsage {
+  const completionTokens = choices.reduce((sum, choice) => {
+    const text = choice.text.join("");
+    return sum + (choice.generation.countCompletionTokens?.(text) ?? choice.text.length);
+  }, 0);
+  return reportedUsage(run.behaviour, run.plan.promptTokens, completionTokens);
+}
+
+/** Ends the stream if an injected failure is due after `chunks` token chunks; true when it did. */
+async function interruptedAfter(chunks: number, run: GenerationRun): Promise<boolean> {
+  const { behaviour, response, record, closed } = run;
+  if (behaviour.failAfterChunks !== undefined && chunks >= behaviour.failAfterChunks) {
+    dropConnection(response, record);
+    return true;
+  }
+  if (behaviour.stallAfterChunks !== undefined && chunks >= behaviour.stallAfterChunks) {
+    await stallUntilClosed(closed);
+    return true;
+  }
+  if (behaviour.garbage === "error_after_chunks" && chunks >= (behaviour.errorAfterChunks ?? 3)) {
+    record.outcome = "garbage";
+    response.end(errorEvent("the backend failed mid-stream (injected)"));
+    return true;
+  }
+  return false;
+}
+
+/** When token position `index` (0-based) is due, on the `performance.now()` clock. */
 function tokenDueAt(run: GenerationRun, index: number): number {
   const { tokensPerSecond, firstTokenDelayMs } = run.behaviour;
   const generationMs = tokensPerSecond > 0 ? ((index + 1) * 1000) / tokensPerSecond : 0;

@@ -1,6 +1,7 @@
 import {
   type FakeServedRequest,
   type FakeServerBehaviour,
+  type FakeServerMisbehaviour,
   type GenerationRequest,
   promptTexts,
   startFakeInferenceServer,
@@ -8,12 +9,16 @@ import {
 
 /**
  * The knobs of the mock backend. Each request reads them once when it arrives, so `set()` between
- * requests never changes one already running.
+ * requests never changes one already running. The misbehaviours (`ignoreOutputLimit`,
+ * `outputLimitField`, `usageOverride`, `reportPromptUsage`, `stallAfterChunks`, `stallBeforeHeaders`,
+ * `garbage`, `errorAfterChunks`, `laxStream`, `rateLimit`) are documented on `FakeServerMisbehaviour`;
+ * their defaults here keep the mock honest.
  */
-export type MockBackendControls = FakeServerBehaviour & {
-  /** Tokens in an answer, before the request's `max_tokens` / `max_completion_tokens` cuts it. */
-  responseTokens: number;
-};
+export type MockBackendControls = FakeServerBehaviour &
+  FakeServerMisbehaviour & {
+    /** Tokens in each choice of an answer, before the request's output limit cuts it. */
+    responseTokens: number;
+  };
 
 /** What the mock saw of one request: body, arrival, tokens sent, whether the client aborted. */
 export type MockBackendRequest = FakeServedRequest;
@@ -53,6 +58,16 @@ export const defaultMockBackendControls: Readonly<MockBackendControls> = {
   failStatus: 500,
   failAfterChunks: undefined,
   firstTokenDelayMs: 0,
+  ignoreOutputLimit: false,
+  outputLimitField: undefined,
+  usageOverride: undefined,
+  reportPromptUsage: true,
+  stallAfterChunks: undefined,
+  stallBeforeHeaders: false,
+  garbage: undefined,
+  errorAfterChunks: undefined,
+  laxStream: false,
+  rateLimit: undefined,
 };
 
 /** Token `index` of every mock answer: "tok0", " tok1", " tok2", … (one token per chunk). */
