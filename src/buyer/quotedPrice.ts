@@ -1,5 +1,11 @@
 import { z } from "zod";
-import { costAtomic, type ModelPrice, maxAtomicForRequest, type TokenUsage } from "../pricing/index.js";
+import {
+  completionCount,
+  costAtomic,
+  type ModelPrice,
+  maxAtomicForRequest,
+  type TokenUsage,
+} from "../pricing/index.js";
 import type { PaymentRequirements } from "../protocol/index.js";
 import { buyerPromptBound, type InferenceRequest } from "./inferenceRequest.js";
 
@@ -36,19 +42,25 @@ export function quotedPriceOf(offer: Pick<PaymentRequirements, "extra">): Quoted
 /** What the buyer expects a request to cost at most: its own prompt bound and output limit × the prices. */
 export type RequestEstimate = {
   promptTokenBound: number;
+  /** The output limit of one completion. */
   outputTokens: number;
-  /** `ceil(bound × in + output × out) / 1M + fee`: the maximum an honest seller asks. */
+  /** How many completions the request generates (`n`; `max(n, best_of)` × prompts for completions). */
+  completions: number;
+  /** `ceil(bound × in + output × completions × out) / 1M + fee`: the maximum an honest seller asks. */
   expectedMaxAtomic: bigint;
 };
 
 /**
  * The buyer's own estimate of a request at quoted prices: the prompt bound it computes on the body
  * it sends and the output limit it asks for (the seller's limit when it asks for none, never above
- * it). Undefined when either cannot be known.
+ * it), times the completions it asks for, as the gateway's `quoteRequest` prices it. Undefined when
+ * either cannot be known, or when `n` / `best_of` are not positive integers (the seller refuses those).
  */
 export function estimateRequest(request: InferenceRequest, price: QuotedPrice): RequestEstimate | undefined {
   const bound = buyerPromptBound(request);
   if (bound === undefined) return undefined;
+  const completions = buyerCompletionCount(request);
+  if (completions === undefined) return undefined;
   let outputTokens: number | undefined;
   if (request.kind === "embedding") outputTokens = 0;
   else if (request.requestedOutputTokens === undefined) outputTokens = price.maxOutputTokens;
@@ -56,10 +68,25 @@ export function estimateRequest(request: InferenceRequest, price: QuotedPrice): 
   else outputTokens = Math.min(request.requestedOutputTokens, price.maxOutputTokens);
   if (outputTokens === undefined) return undefined;
   const expectedMaxAtomic = maxAtomicForRequest(
-    { promptTokenBound: bound, maxOutputTokens: outputTokens },
+    { promptTokenBound: bound, maxOutputTokens: outputTokens * completions },
     modelPrice(price),
   );
-  return { promptTokenBound: bound, outputTokens, expectedMaxAtomic };
+  return { promptTokenBound: bound, outputTokens, completions, expectedMaxAtomic };
+}
+
+/** The most completion tokens an honest seller reports for the request: the limit × completions. */
+export function maxCompletionTokensOf(
+  estimate: Pick<RequestEstimate, "outputTokens" | "completions">,
+): number {
+  return estimate.outputTokens * estimate.completions;
+}
+
+function buyerCompletionCount(request: InferenceRequest): number | undefined {
+  try {
+    return completionCount(request.kind, request.body);
+  } catch {
+    return undefined;
+  }
 }
 
 /** What `usage` justifies at the quoted prices (the ceil rule of `costAtomic`). */

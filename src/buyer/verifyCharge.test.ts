@@ -5,7 +5,7 @@ import { tapResponseBody } from "./tapResponseBody.js";
 import { verifyCharge } from "./verifyCharge.js";
 
 const price = { inputPerMTokAtomic: 150_000n, outputPerMTokAtomic: 600_000n, fixedFeeAtomic: 7n };
-const estimate = { promptTokenBound: 500, outputTokens: 200, expectedMaxAtomic: 0n };
+const estimate = { promptTokenBound: 500, outputTokens: 200, completions: 1, expectedMaxAtomic: 0n };
 
 describe("verifyCharge", () => {
   test("never flags an honest charge (random usages within the bounds)", () => {
@@ -39,6 +39,32 @@ describe("verifyCharge", () => {
   test("flags a charge above the signed maximum, even without usage", () => {
     const verdict = verifyCharge({ chargedAtomic: 1_001n, maxAtomic: 1_000n });
     assert.equal(!verdict.ok && verdict.reason, "above_maximum");
+  });
+
+  test("accepts the output of every completion the buyer asked for (n × the limit)", () => {
+    const usage = { promptTokens: 500, completionTokens: 5 * 200 };
+    const charged = costAtomic(usage, { ...price, maxOutputTokens: 1 });
+    const verdict = verifyCharge({
+      chargedAtomic: charged,
+      maxAtomic: 10_000n,
+      usage,
+      price,
+      estimate: { ...estimate, completions: 5 },
+    });
+    assert.deepEqual(verdict, { ok: true, justifiedAtomic: charged });
+  });
+
+  test("flags output beyond n × the limit as above the buyer's bounds", () => {
+    const usage = { promptTokens: 500, completionTokens: 5 * 200 + 100 };
+    const charged = costAtomic(usage, { ...price, maxOutputTokens: 1 });
+    const verdict = verifyCharge({
+      chargedAtomic: charged,
+      maxAtomic: 10_000n,
+      usage,
+      price,
+      estimate: { ...estimate, completions: 5 },
+    });
+    assert.equal(!verdict.ok && verdict.reason, "usage_above_bound");
   });
 
   test("does not believe usage beyond the buyer's own bounds", () => {

@@ -1,5 +1,10 @@
 import type { ReportedUsage } from "./BuyerEvent.js";
-import { justifiedChargeAtomic, type QuotedPrice, type RequestEstimate } from "./quotedPrice.js";
+import {
+  justifiedChargeAtomic,
+  maxCompletionTokensOf,
+  type QuotedPrice,
+  type RequestEstimate,
+} from "./quotedPrice.js";
 import type { DisputeReason } from "./SpendStore.js";
 
 export type VerifyChargeParameters = {
@@ -21,7 +26,7 @@ export type VerifyChargeReturnType =
 /**
  * Trust, but verify: recomputes what the usage justifies at the quoted prices (rounded up, as
  * `costAtomic` does) and flags a charge above it, or above the signed maximum. Reported usage
- * beyond the buyer's own bounds (its prompt bound, its output limit) is not believed: the
+ * beyond the buyer's own bounds (its prompt bound, its output limit × completions) is not believed: the
  * justified charge uses the bounded usage, and a charge only the inflated usage explains is
  * flagged as `usage_above_bound`.
  */
@@ -38,7 +43,7 @@ export function verifyCharge({
       ? justifiedChargeAtomic(
           {
             promptTokens: Math.min(usage.promptTokens, estimate.promptTokenBound),
-            completionTokens: Math.min(usage.completionTokens, estimate.outputTokens),
+            completionTokens: Math.min(usage.completionTokens, maxCompletionTokensOf(estimate)),
           },
           price,
         )

@@ -1,15 +1,21 @@
 import { z } from "zod";
-import { startDevnet } from "../devnet/index.js";
+import { MAX_DEVNET_BUYERS, startDevnet } from "../devnet/index.js";
 import { createCliLogger, parseFlags, printLine, waitForShutdownSignal } from "./cliSupport.js";
 
 export const devnetUsage = `tollgate devnet [--port 8545] [--host 127.0.0.1] [--buyers 3] [--json]
   Starts a local chain (anvil) with Permit2, the x402 upto and exact proxies, a test USDC
-  and funded accounts. Runs until Ctrl-C.`;
+  and funded accounts. --buyers takes 1 to ${MAX_DEVNET_BUYERS} (each with 1,000 test USDC,
+  Permit2 approved). Runs until Ctrl-C.`;
 
 const flagsSchema = z.object({
   port: z.coerce.number().int().min(0).max(65535).default(8545),
   host: z.string().default("127.0.0.1"),
-  buyers: z.coerce.number().int().min(1).max(20).default(3),
+  buyers: z.coerce
+    .number()
+    .int(`must be a whole number from 1 to ${MAX_DEVNET_BUYERS}`)
+    .min(1, `must be at least 1`)
+    .max(MAX_DEVNET_BUYERS, `at most ${MAX_DEVNET_BUYERS} buyers (call createBuyer for more)`)
+    .default(3),
   json: z.boolean().default(false),
 });
 

@@ -20,6 +20,9 @@ export const devAccountRoles = {
   deployer: 0,
   facilitator: 1,
   payTo: 2,
-  /** Buyers take indexes 3, 4, 5, … */
+  /**
+   * Buyers take indexes 3, 4, 5, … anvil pre-funds only indexes 0–9 with ETH, so `startDevnet`
+   * gives each buyer its ETH itself.
+   */
   firstBuyer: 3,
 } as const;

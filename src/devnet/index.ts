@@ -13,4 +13,9 @@ export {
   permit2DomainSeparator,
   placeContracts,
 } from "./placeContracts.js";
-export { type Devnet, type StartDevnetParameters, startDevnet } from "./startDevnet.js";
+export {
+  type Devnet,
+  MAX_DEVNET_BUYERS,
+  type StartDevnetParameters,
+  startDevnet,
+} from "./startDevnet.js";

@@ -9,7 +9,7 @@ import {
   publicActions,
 } from "viem";
 import { generatePrivateKey, privateKeyToAccount } from "viem/accounts";
-import { type Logger, silentLogger } from "../errors/index.js";
+import { type Logger, silentLogger, TollgateError } from "../errors/index.js";
 import type { DevnetArtifacts } from "./artifacts.js";
 import { compileContracts } from "./compileContracts.js";
 import { devAccount, devAccountRoles, type KeyedAccount } from "./devAccounts.js";
@@ -20,7 +20,7 @@ export type StartDevnetParameters = {
   host?: string;
   /** 0 (the default) picks a free port. */
   port?: number;
-  /** How many funded buyer accounts to prepare (at least 1). */
+  /** How many funded buyer accounts to prepare: 1 to `MAX_DEVNET_BUYERS` (default 3). */
   buyers?: number;
   /** Test USDC each buyer starts with, in atomic units (default 1,000 USDC). */
   buyerUsdcAtomic?: bigint;
@@ -49,6 +49,15 @@ export type Devnet = {
   usdcBalance(owner: Address): Promise<bigint>;
   stop(): Promise<void>;
 };
+
+/**
+ * The most buyer accounts `startDevnet` prepares. Each costs a key derivation and two
+ * transactions at start-up (about 30 ms); for more, call `createBuyer`.
+ */
+export const MAX_DEVNET_BUYERS = 50;
+
+/** ETH each buyer starts with: what anvil gives its own pre-funded accounts. */
+const BUYER_ETH = parseEther("10000");
 
 const mintAbi = [
   {
@@ -80,6 +89,13 @@ export async function startDevnet({
   artifacts,
   logger = silentLogger,
 }: StartDevnetParameters = {}): Promise<Devnet> {
+  if (!Number.isSafeInteger(buyerCount) || buyerCount < 1 || buyerCount > MAX_DEVNET_BUYERS) {
+    throw new TollgateError({
+      code: "TOLLGATE_CONFIG_INVALID",
+      shortMessage: `buyers must be an integer from 1 to ${MAX_DEVNET_BUYERS}, not ${buyerCount}`,
+      details: { field: "buyers" },
+    });
+  }
   const [compiled, anvil] = await Promise.all([
     artifacts ?? compileContracts({ logger }),
     launchAnvil({ host, port, logger }),
@@ -119,13 +135,14 @@ export async function startDevnet({
       await wallet.waitForTransactionReceipt({ hash, pollingInterval: 20 });
     };
     const prepareBuyer = async (buyer: KeyedAccount, usdcAtomic: bigint) => {
+      // anvil funds only the mnemonic's first 10 accounts: without this, buyer 8 on
+      // (index 10) cannot pay the gas of its Permit2 approval.
+      await test.setBalance({ address: buyer.address, value: BUYER_ETH });
       await mintUsdc(buyer.address, usdcAtomic);
       await approvePermit2(buyer);
     };
 
-    const buyers = Array.from({ length: Math.max(1, buyerCount) }, (_, i) =>
-      devAccount(devAccountRoles.firstBuyer + i),
-    );
+    const buyers = Array.from({ length: buyerCount }, (_, i) => devAccount(devAccountRoles.firstBuyer + i));
     for (const buyer of buyers) await prepareBuyer(buyer, buyerUsdcAtomic);
 
     const devnet: Devnet = {
@@ -143,7 +160,6 @@ export async function startDevnet({
       async createBuyer(usdcAtomic = buyerUsdcAtomic) {
         const privateKey: Hex = generatePrivateKey();
         const buyer = { address: privateKeyToAccount(privateKey).address, privateKey };
-        await test.setBalance({ address: buyer.address, value: parseEther("10") });
         await prepareBuyer(buyer, usdcAtomic);
         return buyer;
       },

@@ -1,0 +1,113 @@
+import assert from "node:assert/strict";
+import { describe, test } from "node:test";
+import { maxAtomicForRequest } from "../pricing/index.js";
+import type { PaymentRequirements } from "../protocol/index.js";
+import { readInferenceRequest } from "./inferenceRequest.js";
+import { estimateRequest, type QuotedPrice } from "./quotedPrice.js";
+import { selectOffer } from "./selectOffer.js";
+import { parseSpendingPolicy } from "./spendingPolicy.js";
+
+const price: QuotedPrice = {
+  inputPerMTokAtomic: 150_000n,
+  outputPerMTokAtomic: 600_000n,
+  fixedFeeAtomic: 7n,
+  maxOutputTokens: 100,
+};
+const modelPrice = { ...price, maxOutputTokens: 100 };
+
+function request(path: string, body: Record<string, unknown>) {
+  const parsed = readInferenceRequest(`https://api.example.com/v1/${path}`, JSON.stringify(body));
+  assert.ok(parsed);
+  return parsed;
+}
+
+const chat = (extra: Record<string, unknown>) =>
+  request("chat/completions", {
+    model: "m",
+    messages: [{ role: "user", content: "hi" }],
+    max_tokens: 50,
+    ...extra,
+  });
+
+describe("estimateRequest", () => {
+  test("multiplies the output limit by n for chat", () => {
+    const one = estimateRequest(chat({}), price);
+    const five = estimateRequest(chat({ n: 5 }), price);
+    assert.ok(one && five);
+    assert.equal(five.completions, 5);
+    assert.equal(five.outputTokens, 50, "the limit of one completion");
+    assert.equal(
+      five.expectedMaxAtomic,
+      maxAtomicForRequest({ promptTokenBound: five.promptTokenBound, maxOutputTokens: 250 }, modelPrice),
+    );
+    assert.ok(five.expectedMaxAtomic > one.expectedMaxAtomic);
+  });
+
+  test("counts max(n, best_of) per prompt for completions", () => {
+    for (const [body, completions] of [
+      [{ prompt: "a" }, 1],
+      [{ prompt: "a", n: 2, best_of: 3 }, 3],
+      [{ prompt: ["a", "b", "c"], n: 2, best_of: 3 }, 9],
+      [{ prompt: ["a", "b"], n: 4 }, 8],
+      [{ prompt: [1, 2, 3], n: 2 }, 2],
+      [{ prompt: [[1, 2], [3]], best_of: 2 }, 4],
+    ] as const) {
+      const estimate = estimateRequest(
+        request("completions", { model: "m", max_tokens: 10, ...body }),
+        price,
+      );
+      assert.ok(estimate, JSON.stringify(body));
+      assert.equal(estimate.completions, completions, JSON.stringify(body));
+      assert.equal(
+        estimate.expectedMaxAtomic,
+        maxAtomicForRequest(
+          { promptTokenBound: estimate.promptTokenBound, maxOutputTokens: 10 * completions },
+          modelPrice,
+        ),
+        JSON.stringify(body),
+      );
+    }
+  });
+
+  test("gives no estimate for an n the seller would refuse", () => {
+    assert.equal(estimateRequest(chat({ n: 0 }), price), undefined);
+    assert.equal(estimateRequest(chat({ n: 1.5 }), price), undefined);
+  });
+});
+
+describe("selectOffer with n", () => {
+  test("allows a maximum priced for n completions under maxOverExpected 1", () => {
+    const inference = chat({ n: 5 });
+    const estimate = estimateRequest(inference, price);
+    assert.ok(estimate);
+    // What the gateway's quoteRequest asks: output limit × completions.
+    const askedAtomic = maxAtomicForRequest(
+      { promptTokenBound: estimate.promptTokenBound, maxOutputTokens: 50 * 5 },
+      modelPrice,
+    );
+    const offer: PaymentRequirements = {
+      scheme: "upto",
+      network: "eip155:31337",
+      asset: "0x3c499c542cEF5E3811e1192ce70d8cC03d5c3359",
+      amount: askedAtomic.toString(),
+      payTo: "0x1111111111111111111111111111111111111111",
+      maxTimeoutSeconds: 300,
+      extra: {
+        pricing: {
+          inputPerMTokAtomic: "150000",
+          outputPerMTokAtomic: "600000",
+          fixedFeeAtomic: "7",
+          maxOutputTokens: 50,
+        },
+      },
+    };
+    const selected = selectOffer({
+      accepts: [offer],
+      request: inference,
+      policy: parseSpendingPolicy({ maxOverExpected: 1 }),
+      origin: "https://api.example.com",
+    });
+    assert.ok(selected.ok, selected.ok ? "" : selected.refusal.message);
+    assert.equal(selected.choice.expectedAtomic, askedAtomic);
+  });
+});
