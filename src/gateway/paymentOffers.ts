@@ -48,7 +48,8 @@ export function buildOffers(quote: RequestQuote, terms: BillingTerms): PaymentRe
       extra: { ...terms.assetDomain, facilitatorAddress: terms.facilitatorAddress, pricing },
     });
   }
-  if (model.exactPrice !== undefined) {
+  // A fixed price is offered only for requests within its documented bounds.
+  if (model.exactPrice !== undefined && quote.exactRefusal === undefined) {
     offers.push({
       scheme: "exact",
       network: terms.network,

@@ -3,16 +3,18 @@ import type { OutputMeter } from "./OutputMeter.js";
 const isObject = (value: unknown): value is Record<string, unknown> =>
   typeof value === "object" && value !== null && !Array.isArray(value);
 
-/** The longest prefix of `text` that counts at most `maxTokens`; shrinks from a generous cut. */
+/** The longest prefix of `text` that counts at most `maxTokens` (binary search on its length). */
 function cutText(text: string, maxTokens: number, meter: OutputMeter): string {
   if (maxTokens <= 0) return "";
-  let end = Math.min(text.length, maxTokens * 16);
-  let cut = text.slice(0, end);
-  while (end > 0 && meter.tokensOf(cut) > maxTokens) {
-    end = Math.floor(end * 0.85);
-    cut = text.slice(0, end);
+  // Tokens rarely span more than 16 characters: searching no further keeps the cut cheap.
+  let low = 0;
+  let high = Math.min(text.length, maxTokens * 16);
+  while (low < high) {
+    const middle = Math.ceil((low + high) / 2);
+    if (meter.tokensOf(text.slice(0, middle)) <= maxTokens) low = middle;
+    else high = middle - 1;
   }
-  return cut;
+  return text.slice(0, low);
 }
 
 /**

@@ -70,12 +70,31 @@ export const defaultMockBackendControls: Readonly<MockBackendControls> = {
   rateLimit: undefined,
 };
 
-/** Token `index` of every mock answer: "tok0", " tok1", " tok2", … (one token per chunk). */
+/** Words of the mock's answers: each is one token of o200k_base, so the gateway's count of the text it forwards is exact. */
+const MOCK_WORDS = [
+  " quick",
+  " brown",
+  " fox",
+  " jumps",
+  " over",
+  " the",
+  " lazy",
+  " dog",
+  " and",
+  " runs",
+  " far",
+  " away",
+  " from",
+  " home",
+  " today",
+];
+
+/** Token `index` of every mock answer: "The", " quick", " brown", … (one token per chunk, one o200k token each). */
 export function mockTokenText(index: number): string {
-  return index === 0 ? "tok0" : ` tok${index}`;
+  return index === 0 ? "The" : (MOCK_WORDS[(index - 1) % MOCK_WORDS.length] as string);
 }
 
-/** The text of a mock answer of `tokens` tokens: "tok0 tok1 … tok{n-1}". */
+/** The text of a mock answer of `tokens` tokens: "The quick brown fox …". */
 export function mockCompletionText(tokens: number): string {
   return Array.from({ length: tokens }, (_, index) => mockTokenText(index)).join("");
 }
