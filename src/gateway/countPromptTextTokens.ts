@@ -24,7 +24,9 @@ export async function countPromptTextTokens(text: string, model: string): Promis
     const parts = text.slice(start, end).split(LONG_RUN);
     parts.forEach((part, index) => {
       if (index % 2 === 0) total += countTextTokens(part, model);
-      else for (let at = 0; at < part.length; at += RUN_CHARS) total += countTextTokens(part.slice(at, at + RUN_CHARS), model);
+      else
+        for (let at = 0; at < part.length; at += RUN_CHARS)
+          total += countTextTokens(part.slice(at, at + RUN_CHARS), model);
     });
     start = end;
     if (start < text.length) await new Promise((resolve) => setImmediate(resolve));

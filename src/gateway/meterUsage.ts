@@ -19,11 +19,11 @@ export type ReconcileUsageParameters = {
 };
 
 /**
- * The usage to charge for. Output is what the gateway delivered: the backend's
- * `completion_tokens` is believed only when it is consistent with the gateway's own count
- * (between half of it and a quarter above it, with a few tokens of slack per choice), otherwise the
- * gateway's count is charged; never above the authorized output. The prompt is the backend's
- * `prompt_tokens` when it reports a count within the quote's bound, otherwise the gateway counts it.
+ * The usage to charge for. Output is what the gateway delivered, counted: the backend's
+ * `completion_tokens` can only lower that, and only when it is consistent with it (at least half
+ * of it, less a few tokens per choice; a backend reporting 0 for a long answer is not believed),
+ * and the total never exceeds the authorized output. The prompt is the backend's `prompt_tokens`
+ * when it reports a count within the quote's bound; otherwise the gateway counts it.
  */
 export async function reconcileUsage({
   reported,
@@ -39,7 +39,7 @@ export async function reconcileUsage({
   const reportedOutput = usage.completion_tokens;
   const outputBelieved =
     isCount(reportedOutput) &&
-    reportedOutput <= deliveredOutputTokens * 1.25 + slack &&
+    reportedOutput <= deliveredOutputTokens &&
     reportedOutput >= deliveredOutputTokens / 2 - slack;
   const completionTokens = Math.min(outputBelieved ? reportedOutput : deliveredOutputTokens, maxOutputTokens);
 

@@ -1,0 +1,119 @@
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import { chargeAtomic, costAtomic, maxAtomicForRequest } from "../pricing/index.js";
+import { reconcileUsage } from "./meterUsage.js";
+import { OutputMeter } from "./OutputMeter.js";
+
+/** A small seeded PRNG (mulberry32), so a failing case can be replayed. */
+function random(seed: number) {
+  let state = seed >>> 0;
+  const next = () => {
+    state = (state + 0x6d2b79f5) >>> 0;
+    let t = state;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+  return { next, int: (max: number) => Math.floor(next() * (max + 1)) };
+}
+
+const price = {
+  inputPerMTokAtomic: 3_000_000n,
+  outputPerMTokAtomic: 15_000_000n,
+  fixedFeeAtomic: 7n,
+  maxOutputTokens: 4096,
+};
+
+test("the charge of a served request is never above the quote nor above the cost of what was delivered (seeded property)", async () => {
+  const rng = random(402);
+  for (let run = 0; run < 2_000; run++) {
+    const choices = 1 + rng.int(4);
+    const limit = 1 + rng.int(500);
+    const maxOutputTokens = limit * choices;
+    const promptTokenBound = rng.int(20_000);
+    const delivered = rng.int(maxOutputTokens);
+    const promptCount = rng.int(promptTokenBound);
+    const lie = rng.int(5);
+    const reported =
+      lie === 0
+        ? undefined
+        : lie === 1
+          ? { prompt_tokens: "12", completion_tokens: -3 }
+          : {
+              prompt_tokens: rng.int(promptTokenBound * 3),
+              completion_tokens: lie === 2 ? rng.int(maxOutputTokens * 10) : rng.int(delivered),
+            };
+    const usage = await reconcileUsage({
+      reported,
+      deliveredOutputTokens: delivered,
+      choices,
+      maxOutputTokens,
+      promptTokenBound,
+      countPrompt: async () => promptCount,
+    });
+    const quote = maxAtomicForRequest({ promptTokenBound, maxOutputTokens }, price);
+    const charge = chargeAtomic(usage, price, quote);
+    const context = JSON.stringify({ run, reported, delivered, usage });
+    assert.ok(usage.completionTokens <= delivered, context);
+    assert.ok(usage.promptTokens <= promptTokenBound, context);
+    assert.ok(charge <= quote, context);
+    assert.ok(
+      charge <= costAtomic({ promptTokens: promptTokenBound, completionTokens: delivered }, price),
+      context,
+    );
+  }
+});
+
+test("a backend reporting 0 output for a long answer is not believed", async () => {
+  const usage = await reconcileUsage({
+    reported: { prompt_tokens: 10, completion_tokens: 0 },
+    deliveredOutputTokens: 300,
+    choices: 1,
+    maxOutputTokens: 400,
+    promptTokenBound: 50,
+    countPrompt: async () => 10,
+  });
+  assert.equal(usage.completionTokens, 300);
+});
+
+test("a prompt count above the quote's bound is replaced by the gateway's own count", async () => {
+  const usage = await reconcileUsage({
+    reported: { prompt_tokens: 9_999, completion_tokens: 5 },
+    deliveredOutputTokens: 5,
+    choices: 1,
+    maxOutputTokens: 10,
+    promptTokenBound: 100,
+    countPrompt: async () => 42,
+  });
+  assert.deepEqual([usage.promptTokens, usage.completionTokens, usage.source], [42, 5, "tokenizer"]);
+});
+
+test("the output meter never lets a choice past its allowance, nor a choice nobody asked for (seeded property)", () => {
+  const rng = random(7);
+  for (let run = 0; run < 500; run++) {
+    const choices = 1 + rng.int(3);
+    const limit = 1 + rng.int(40);
+    const exactCount = rng.next() < 0.5;
+    const meter = new OutputMeter({
+      countTokens: (text) => text.split(" ").length,
+      limitPerChoice: limit,
+      choices,
+      exactCount,
+    });
+    const perChoice = new Map<number, number>();
+    for (let chunk = 0; chunk < 100; chunk++) {
+      const choice = rng.int(choices);
+      const words = 1 + rng.int(3);
+      const accepted = meter.accept({
+        pieces: [{ choice, text: Array(words).fill("w").join(" ") }],
+        delivered: true,
+        usage: undefined,
+        error: undefined,
+      });
+      if (accepted) perChoice.set(choice, (perChoice.get(choice) ?? 0) + words);
+      if (choice >= choices) assert.equal(accepted, false);
+    }
+    for (const tokens of perChoice.values()) assert.ok(tokens <= meter.allowancePerChoice);
+    if (exactCount) assert.equal(meter.allowancePerChoice, limit);
+  }
+});
