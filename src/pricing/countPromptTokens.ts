@@ -37,7 +37,11 @@ export async function countPromptTokens(
   });
   const tokenizer = estimatingTokenizer(modelName);
   const cache = new Map<string, number>();
-  let total = templateOverhead(parts, TEMPLATE_OVERHEAD.exact) + parts.mediaTokens + parts.tokenIds;
+  let total =
+    templateOverhead(parts, TEMPLATE_OVERHEAD.exact) +
+    parts.mediaTokens +
+    parts.tokenIds +
+    parts.literalBytes;
   // Taking the body apart was one slice already; counting starts on a fresh one.
   await new Promise(setImmediate);
   let sliceStart = performance.now();

@@ -4,8 +4,8 @@ import { utf8ByteLength } from "./tokenizer.js";
 /** Which OpenAI-compatible endpoint the request is for. */
 export type PromptKind = "chat" | "completion" | "embedding";
 
-/** A top-level field a backend may render into the prompt, as its JSON and as its separate strings. */
-export type PromptField = { json: string; leaves: string[] };
+/** A top-level field a backend may render into the prompt, as its JSON and as its separate leaves. */
+export type PromptField = { json: string; leaves: string[]; literalBytes: number };
 
 /** What a request asks the model to read, taken apart so it can be bounded or counted. */
 export type PromptParts = {
@@ -13,6 +13,8 @@ export type PromptParts = {
   texts: string[];
   /** Top-level fields such as `tools`, each counted as the larger of its JSON and its strings. */
   fields: PromptField[];
+  /** Numbers, booleans, nulls and brackets read as text: one token per character at most (all ASCII). */
+  literalBytes: number;
   /** Tokens for images (`imageTokens` each) and for inline audio and file data (one per byte). */
   mediaTokens: number;
   /** Token ids sent as numbers in `prompt` or `input`, one token each. */
@@ -71,7 +73,7 @@ export function promptParts(
   body: Record<string, unknown>,
   options: PromptPartsOptions,
 ): PromptParts {
-  const parts: PromptParts = { texts: [], fields: [], mediaTokens: 0, tokenIds: 0, messages: 0, prompts: 0 };
+  const parts = emptyParts();
   const primary = kind === "chat" ? "messages" : kind === "completion" ? "prompt" : "input";
   if (kind === "chat") addMessages(parts, body.messages, options.imageTokens);
   else addPromptInput(parts, body[primary], primary);
@@ -84,22 +86,34 @@ export function promptParts(
   for (const field of fields) {
     const value = body[field];
     if (field === primary || field === "suffix" || value === undefined || value === null) continue;
-    const leaves: string[] = [];
+    const leaves = emptyParts();
     addLeaves(leaves, value);
-    parts.fields.push({ json: JSON.stringify(value), leaves });
+    parts.fields.push({
+      json: JSON.stringify(value),
+      leaves: leaves.texts,
+      literalBytes: leaves.literalBytes,
+    });
   }
   return parts;
 }
 
-/** UTF-8 bytes of every text in `parts` (a field counts its JSON and its strings). */
-export function promptTextBytes(parts: PromptParts): number {
-  let bytes = 0;
-  for (const text of parts.texts) bytes += utf8ByteLength(text);
+/** UTF-8 bytes of the texts in `parts`: all of them, and the byte bound (a field's larger form). */
+export function promptTextBytes(parts: PromptParts): { all: number; bound: number } {
+  let all = parts.literalBytes;
+  for (const text of parts.texts) all += utf8ByteLength(text);
+  let bound = all;
   for (const field of parts.fields) {
-    bytes += utf8ByteLength(field.json);
-    for (const leaf of field.leaves) bytes += utf8ByteLength(leaf);
+    const json = utf8ByteLength(field.json);
+    let leaves = field.literalBytes;
+    for (const leaf of field.leaves) leaves += utf8ByteLength(leaf);
+    all += json + leaves;
+    bound += Math.max(json, leaves);
   }
-  return bytes;
+  return { all, bound };
+}
+
+function emptyParts(): PromptParts {
+  return { texts: [], fields: [], literalBytes: 0, mediaTokens: 0, tokenIds: 0, messages: 0, prompts: 0 };
 }
 
 function addMessages(parts: PromptParts, messages: unknown, imageTokens: number) {
@@ -114,14 +128,14 @@ function addMessages(parts: PromptParts, messages: unknown, imageTokens: number)
       parts.texts.push(key);
       if (key === "content" && Array.isArray(value)) {
         for (const part of value) addContentPart(parts, part, imageTokens, `messages[${index}]`);
-      } else addLeaves(parts.texts, value);
+      } else addLeaves(parts, value);
     }
   });
 }
 
 /** One element of a message's `content` array. */
 function addContentPart(parts: PromptParts, part: unknown, imageTokens: number, path: string) {
-  if (typeof part !== "object" || part === null || Array.isArray(part)) return addLeaves(parts.texts, part);
+  if (typeof part !== "object" || part === null || Array.isArray(part)) return addLeaves(parts, part);
   const type = (part as { type?: unknown }).type;
   const isImage = type === "image_url" || type === "input_image";
   if (isImage) parts.mediaTokens += imageTokens;
@@ -131,7 +145,7 @@ function addContentPart(parts: PromptParts, part: unknown, imageTokens: number, 
     if (type === "input_audio" && key === "input_audio") {
       parts.mediaTokens += utf8ByteLength(JSON.stringify(value ?? ""));
     } else if (type === "file" && key === "file") addFile(parts, value, path);
-    else addLeaves(parts.texts, value);
+    else addLeaves(parts, value);
   }
   if (type === "file" && !("file" in part)) addFile(parts, undefined, path);
 }
@@ -144,22 +158,34 @@ function addFile(parts: PromptParts, file: unknown, path: string) {
   parts.mediaTokens += utf8ByteLength(data);
   for (const [key, value] of Object.entries(file as object)) {
     parts.texts.push(key);
-    if (key !== "file_data") addLeaves(parts.texts, value);
+    if (key !== "file_data") addLeaves(parts, value);
   }
 }
 
-/** Every key, string, number and boolean inside `root`. Iterative, so deep nesting cannot exhaust the stack. */
-function addLeaves(texts: string[], root: unknown) {
-  const pending: unknown[] = [root];
-  while (pending.length > 0) {
-    const node = pending.pop();
-    if (typeof node === "string") texts.push(node);
-    else if (typeof node === "number" || typeof node === "boolean" || node === null) texts.push(String(node));
-    else if (Array.isArray(node)) for (const item of node) pending.push(item);
-    else if (typeof node === "object") {
-      for (const [key, value] of Object.entries(node)) {
-        texts.push(key);
-        pending.push(value);
+/**
+ * Every key and string inside `root` as text, and every number, boolean, null and bracket pair
+ * as literal bytes. Iterative, with one frame per array or object rather than one per value, so neither
+ * deep nesting nor millions of values costs more than a pass.
+ */
+function addLeaves(parts: PromptParts, root: unknown) {
+  const frames: { values: readonly unknown[]; next: number }[] = [{ values: [root], next: 0 }];
+  for (let frame = frames.at(-1); frame !== undefined; frame = frames.at(-1)) {
+    if (frame.next === frame.values.length) {
+      frames.pop();
+      continue;
+    }
+    const node = frame.values[frame.next++];
+    if (typeof node === "string") {
+      if (node.length > 0) parts.texts.push(node);
+    } else if (typeof node === "number" || typeof node === "boolean" || node === null) {
+      parts.literalBytes += String(node).length;
+    } else if (typeof node === "object") {
+      // A backend that renders the value as JSON prints its brackets too.
+      parts.literalBytes += 2;
+      if (Array.isArray(node)) frames.push({ values: node, next: 0 });
+      else {
+        for (const key of Object.keys(node)) parts.texts.push(key);
+        frames.push({ values: Object.values(node), next: 0 });
       }
     }
   }

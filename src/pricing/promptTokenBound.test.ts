@@ -451,6 +451,12 @@ describe("promptTokenBound: time", () => {
     });
   }
 
+  test("bounds a 4 MiB body of two million tiny values in well under a second", (t) => {
+    const content = Array.from({ length: 2 * MiB }, (_, i) => (i % 2 === 0 ? 0 : "x"));
+    const bound = timed(t, "two million tiny values", { messages: [{ role: "user", content }] }, "gpt-4o");
+    assert.ok(bound >= 2 * MiB);
+  });
+
   test("bounds the costliest text it still counts exactly (128 KiB of unique words) in well under a second", (t) => {
     const random = seededRandom(25);
     const word = () =>

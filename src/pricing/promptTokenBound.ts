@@ -31,6 +31,8 @@ export type PromptTokenBoundParameters = {
 
 /** Text a request may carry before its bound falls back to bytes, keeping a quote to ~0.1 s of CPU. */
 export const EXACT_TEXT_BYTES = 128 * 1024;
+/** What one text costs to bound exactly beyond its bytes, in bytes' worth of time. */
+const TEXT_COST_BYTES = 8;
 
 /**
  * An upper bound on the prompt tokens of a request, never below what the model will count, in
@@ -54,9 +56,12 @@ export function promptTokenBound(parameters: PromptTokenBoundParameters): number
   });
   const tokenizer = tokenizerForModel(model);
   const overhead = tokenizer === "bytes" ? TEMPLATE_OVERHEAD.bytes : TEMPLATE_OVERHEAD.exact;
-  const exactTextBytes = parameters.exactTextBytes ?? EXACT_TEXT_BYTES;
-  const counting: TokenizerName = promptTextBytes(parts) > exactTextBytes ? "bytes" : tokenizer;
-  return templateOverhead(parts, overhead) + parts.mediaTokens + parts.tokenIds + textBound(parts, counting);
+  const bytes = promptTextBytes(parts);
+  // Each text costs a little on its own, so a body of many tiny texts also counts by bytes.
+  const exactCost = bytes.all + TEXT_COST_BYTES * (parts.texts.length + parts.fields.length);
+  const exact = tokenizer !== "bytes" && exactCost <= (parameters.exactTextBytes ?? EXACT_TEXT_BYTES);
+  const text = exact ? textBound(parts, tokenizer) : bytes.bound;
+  return templateOverhead(parts, overhead) + parts.mediaTokens + parts.tokenIds + text;
 }
 
 /**
@@ -73,10 +78,10 @@ export function imageTokenBound(model: string | undefined): number {
 function textBound(parts: PromptParts, tokenizer: TokenizerName): number {
   const cache = new Map<string, number>();
   const bound = (text: string) => textTokenBound(text, tokenizer, cache);
-  let total = 0;
+  let total = parts.literalBytes;
   for (const text of parts.texts) total += bound(text);
   for (const field of parts.fields) {
-    let leaves = 0;
+    let leaves = field.literalBytes;
     for (const leaf of field.leaves) leaves += bound(leaf);
     total += Math.max(bound(field.json), leaves);
   }
