@@ -25,7 +25,7 @@ export type PromptTokenBoundParameters = {
    * Chat always counts `tools`, `functions`, `response_format`, `tool_choice` and `function_call`.
    */
   extraFields?: readonly string[];
-  /** UTF-8 bytes of text counted exactly; past it every text counts by bytes. Default 128 KiB. */
+  /** Text counted exactly, in UTF-8 bytes plus 8 per text; past it every text counts by bytes. Default 128 KiB. */
   exactTextBytes?: number;
 };
 
