@@ -1,5 +1,7 @@
 export { completionCount } from "./completionCount.js";
 export { chargeAtomic, costAtomic } from "./costAtomic.js";
+export { type CountPromptTokensOptions, countPromptTokens } from "./countPromptTokens.js";
+export { countTextTokensChunked } from "./countTextTokensChunked.js";
 export { type MaxAtomicForRequestParameters, maxAtomicForRequest } from "./maxAtomicForRequest.js";
 export { assertModelPrice, type ModelPrice, TOKENS_PER_PRICE_UNIT, type TokenUsage } from "./modelPrice.js";
 export {
@@ -9,11 +11,14 @@ export {
   parseMoney,
   USDC_DECIMALS,
 } from "./money.js";
+export { DEFAULT_CHAT_PROMPT_FIELDS } from "./promptParts.js";
 export {
+  EXACT_TEXT_BYTES,
   imageTokenBound,
   type PromptKind,
   type PromptTokenBoundParameters,
   promptTokenBound,
 } from "./promptTokenBound.js";
 export { type ResolveOutputLimitOptions, resolveOutputLimit } from "./resolveOutputLimit.js";
+export { textTokenBound } from "./textTokenBound.js";
 export { countTextTokens, type TokenizerName, tokenizerForModel, utf8ByteLength } from "./tokenizer.js";

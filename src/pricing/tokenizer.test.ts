@@ -70,4 +70,25 @@ describe("utf8ByteLength", () => {
       assert.ok(bytes >= countCl100k(text, plain), `cl100k over bytes for ${JSON.stringify(text)}`);
     }
   });
+
+  test("agrees with Buffer.byteLength on short and long text, lone surrogates included (seeded property)", () => {
+    const random = seededRandom(13);
+    const edges = [
+      "",
+      "a",
+      "\ud800",
+      "\udc00",
+      "\ud800a",
+      "a\udfff",
+      "\ud83d\ude00",
+      "\udc00\ud800",
+      "é文😀",
+    ];
+    for (const text of edges)
+      assert.equal(utf8ByteLength(text), Buffer.byteLength(text), JSON.stringify(text));
+    for (let i = 0; i < 2000; i++) {
+      const text = randomText(random, random.next() < 0.8 ? 32 : 200);
+      assert.equal(utf8ByteLength(text), Buffer.byteLength(text), JSON.stringify(text));
+    }
+  });
 });

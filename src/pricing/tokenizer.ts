@@ -66,7 +66,24 @@ export function countTextTokens(text: string, model?: string): number {
 
 /** UTF-8 length of `text`; byte-level BPE emits at most one token per byte, so this bounds any such count. */
 export function utf8ByteLength(text: string): number {
-  return Buffer.byteLength(text, "utf8");
+  if (text.length > 32) return Buffer.byteLength(text, "utf8");
+  // Short texts (keys, numbers, words) are counted in JS: a body may hold millions of them,
+  // and the native call costs more than the loop. A lone surrogate is 3 bytes, as in Buffer.
+  let bytes = 0;
+  for (let index = 0; index < text.length; index++) {
+    const unit = text.charCodeAt(index);
+    if (unit < 0x80) bytes += 1;
+    else if (unit < 0x800) bytes += 2;
+    else if (unit >= 0xd800 && unit <= 0xdbff && isLowSurrogate(text.charCodeAt(index + 1))) {
+      bytes += 4;
+      index++;
+    } else bytes += 3;
+  }
+  return bytes;
+}
+
+function isLowSurrogate(unit: number): boolean {
+  return unit >= 0xdc00 && unit <= 0xdfff;
 }
 
 const plainText = { disallowedSpecial: new Set<string>() };

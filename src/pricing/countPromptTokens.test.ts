@@ -1,0 +1,66 @@
+import assert from "node:assert/strict";
+import { describe, test } from "node:test";
+import { encodeChat as encodeChatO200k } from "gpt-tokenizer/encoding/o200k_base";
+import { isTollgateError } from "../errors/index.js";
+import { seededRandom } from "../protocol/testing/seededRandom.js";
+import { countPromptTokens } from "./countPromptTokens.js";
+import { promptTokenBound } from "./promptTokenBound.js";
+
+const plain = { disallowedSpecial: new Set<string>() };
+
+describe("countPromptTokens", () => {
+  test("counts a chat at or above OpenAI's own count and at most the bound", async () => {
+    const messages = [
+      { role: "system" as const, content: "You are a careful assistant." },
+      { role: "user" as const, content: "Summarize the history of the Roman Empire in three sentences." },
+    ];
+    const counted = await countPromptTokens("chat", { model: "gpt-4o", messages });
+    assert.ok(counted >= encodeChatO200k(messages, "gpt-4o", plain).length);
+    assert.ok(counted <= promptTokenBound({ kind: "chat", body: { model: "gpt-4o", messages } }));
+  });
+
+  test("estimates unknown models with o200k, far below their byte bound", async () => {
+    const body = {
+      model: "llama-3.1-8b-instruct",
+      prompt: "The quick brown fox jumps over the lazy dog. ".repeat(100),
+    };
+    const counted = await countPromptTokens("completion", body);
+    const bound = promptTokenBound({ kind: "completion", body });
+    assert.ok(counted < bound / 3, `${counted} vs ${bound}`);
+  });
+
+  test("rejects a body it cannot take apart, naming the field", async () => {
+    await assert.rejects(
+      countPromptTokens("embedding", { input: [] }, "gpt-4"),
+      (error) => isTollgateError(error, "TOLLGATE_REQUEST_INVALID") && error.details.field === "input",
+    );
+  });
+
+  test("keeps the event loop turning while it counts a 2 MiB unspaced body", async (t) => {
+    const random = seededRandom(33);
+    const letters = Array.from({ length: 2 * 1024 * 1024 }, () =>
+      String.fromCharCode(97 + random.int(0, 25)),
+    );
+    const body = { model: "gpt-4o", messages: [{ role: "user", content: letters.join("") }] };
+    const ticks: number[] = [];
+    const timer = setInterval(() => ticks.push(performance.now()), 5);
+    const started = performance.now();
+    let counted: number;
+    try {
+      counted = await countPromptTokens("chat", body);
+    } finally {
+      clearInterval(timer);
+    }
+    const finished = performance.now();
+    assert.ok(counted > 0 && counted <= promptTokenBound({ kind: "chat", body }));
+    const gaps = [started, ...ticks, finished]
+      .slice(1)
+      .map((time, i, times) => time - (times[i - 1] ?? started));
+    const longest = Math.max(...gaps);
+    t.diagnostic(
+      `${(finished - started).toFixed(0)} ms, ${ticks.length} ticks, longest gap ${longest.toFixed(1)} ms`,
+    );
+    assert.ok(ticks.length >= 3, `${ticks.length} ticks`);
+    assert.ok(longest < 200, `the loop stalled for ${longest.toFixed(0)} ms`);
+  });
+});

@@ -1,0 +1,61 @@
+import { estimatingTokenizer, pieceTokenCounts } from "./countTextTokensChunked.js";
+import { type PromptKind, promptParts, TEMPLATE_OVERHEAD, templateOverhead } from "./promptParts.js";
+import { imageTokenBound } from "./promptTokenBound.js";
+
+export type CountPromptTokensOptions = {
+  /** Tokens one image counts as; default `imageTokenBound(model)`, as in `promptTokenBound`. */
+  imageTokens?: number;
+  /** More top-level fields to read as prompt, as in `promptTokenBound`. */
+  extraFields?: readonly string[];
+};
+
+/** Longest stretch, in milliseconds, that counting runs before it lets the event loop turn. */
+const SLICE_MS = 5;
+/** Pieces counted between looks at the clock; an unseen piece of 128 bytes takes ~0.1 ms. */
+const PIECES_PER_CHECK = 8;
+
+/**
+ * An estimate of the prompt tokens of a request, for charging when the backend reports no
+ * prompt usage: the model tokenizer's count of its text (`o200k_base` for models without one)
+ * plus the exact-tokenizer template overhead; images, audio and files count as in the bound.
+ * Never more than `promptTokenBound` of the same body and options. Counts in slices of a few
+ * milliseconds, yielding to the event loop between them, in time linear in the body.
+ * Throws `TOLLGATE_REQUEST_INVALID`, naming the field, for a body it cannot take apart.
+ * @example
+ * const promptTokens = usage.promptTokens ?? (await countPromptTokens("chat", body, "gpt-4o"));
+ */
+export async function countPromptTokens(
+  kind: PromptKind,
+  body: Record<string, unknown>,
+  model?: string,
+  options: CountPromptTokensOptions = {},
+): Promise<number> {
+  const modelName = model ?? (typeof body.model === "string" ? body.model : undefined);
+  const parts = promptParts(kind, body, {
+    imageTokens: options.imageTokens ?? imageTokenBound(modelName),
+    extraFields: options.extraFields,
+  });
+  const tokenizer = estimatingTokenizer(modelName);
+  const cache = new Map<string, number>();
+  let total =
+    templateOverhead(parts, TEMPLATE_OVERHEAD.exact) +
+    parts.mediaTokens +
+    parts.tokenIds +
+    parts.literalBytes;
+  // Taking the body apart was one slice already; counting starts on a fresh one.
+  await new Promise(setImmediate);
+  let sliceStart = performance.now();
+  let sinceCheck = 0;
+  const texts = [...parts.texts, ...parts.fields.map((field) => field.json)];
+  for (const text of texts) {
+    for (const tokens of pieceTokenCounts(text, tokenizer, cache)) {
+      total += tokens;
+      if (++sinceCheck < PIECES_PER_CHECK) continue;
+      sinceCheck = 0;
+      if (performance.now() - sliceStart < SLICE_MS) continue;
+      await new Promise(setImmediate);
+      sliceStart = performance.now();
+    }
+  }
+  return total;
+}
