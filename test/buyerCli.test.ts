@@ -76,7 +76,7 @@ describe("tollgate pay, chat and spend", () => {
   test("pay: an HTTP error exits 5", async () => {
     const run = await runCli(["pay", "--url", `${h.gateway.url}/v1/nowhere`], env);
     assert.equal(run.code, 5, run.stderr);
-    assert.match(run.stdout, /not_found/);
+    assert.match(run.stdout, /TOLLGATE_ROUTE_UNKNOWN/);
   });
 
   test("chat across two gateways picks the cheaper, says why, streams and ends with the receipt", async (t) => {

@@ -21,7 +21,7 @@ import {
   startGatewayHarness,
   testPrices,
 } from "./support/gatewayHarness.js";
-import { mockCompletionText, mockModelId } from "./support/mockBackend.js";
+import { mockCompletionText, mockModelId, mockTokenText } from "./support/mockBackend.js";
 
 let h: GatewayHarness;
 before(async () => {
@@ -292,7 +292,7 @@ describe("refusals", () => {
     });
     const reader = response.body!.getReader();
     let received = "";
-    while (!received.includes('tok5"')) {
+    while (!received.includes(JSON.stringify(mockTokenText(5)))) {
       const next = await reader.read();
       assert.equal(next.done, false, "the stream ended before the buyer left");
       received += new TextDecoder().decode(next.value);

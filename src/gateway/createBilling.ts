@@ -12,7 +12,6 @@ import {
   readPaymentHeader,
 } from "../protocol/index.js";
 import { authorizationDeadline } from "./authorizationDeadline.js";
-import { countPromptTextTokens } from "./countPromptTextTokens.js";
 import { type BillingSession, createBillingSession } from "./createBillingSession.js";
 import { errorAnswer } from "./errorAnswer.js";
 import type { FacilitatorLike } from "./facilitatorLike.js";
@@ -27,8 +26,6 @@ export type CreateBillingParameters = {
   ledger: PaymentLedger;
   /** Counts generated tokens (the model's tokenizer, or an estimate). */
   countTokens: (text: string, model: string) => number;
-  /** Counts prompt tokens when a backend reports none; must not block the event loop for long. */
-  countPromptTokens?: (text: string, model: string) => Promise<number>;
   /** An authorization must stay valid this long after the request's time bound (s); default 30. */
   settlementMarginSeconds?: number;
   /** Public URL prefix of the gateway for 402 `resource.url`; otherwise the request's own URL. */
@@ -79,7 +76,6 @@ export function createBilling({
   facilitator,
   ledger,
   countTokens,
-  countPromptTokens = countPromptTextTokens,
   settlementMarginSeconds = 30,
   publicUrl,
   logger = silentLogger,
@@ -228,7 +224,7 @@ export function createBilling({
         ledger,
         facilitator,
         countTokens: (text) => countTokens(text, tokenizer),
-        countPromptTokens: (text) => countPromptTokens(text, tokenizer),
+        countPromptTokens: () => quote.route.countPromptTokens(quote.request, tokenizer),
         logger,
         settleTimeoutMs,
         heartbeatMs,

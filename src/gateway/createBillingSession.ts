@@ -30,8 +30,8 @@ export type CreateBillingSessionParameters = {
   facilitator: FacilitatorLike;
   /** Tokens of generated text (the model's tokenizer, or an estimate). */
   countTokens: (text: string) => number;
-  /** Tokens of the prompt text, when the backend reports none; must not block the event loop for long. */
-  countPromptTokens: (text: string) => Promise<number>;
+  /** Tokens of the prompt, when the backend reports none; must not block the event loop for long. */
+  countPromptTokens: () => Promise<number>;
   logger: Logger;
   /** Bound on the wait for the facilitator's settle; see `settleRecordedCharge`. */
   settleTimeoutMs?: number;
@@ -155,7 +155,7 @@ export function createBillingSession(parameters: CreateBillingSessionParameters)
         choices: quote.choices,
         maxOutputTokens: quote.maxOutputTokens,
         promptTokenBound: quote.promptTokenBound,
-        countPrompt: () => parameters.countPromptTokens(quote.route.promptText(quote.request)),
+        countPrompt: parameters.countPromptTokens,
       });
       return settleCharge({
         ledger,

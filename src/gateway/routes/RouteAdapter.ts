@@ -46,8 +46,8 @@ export type RouteAdapter = {
   readRequest(body: Record<string, unknown>): RouteRequest;
   /** An upper bound on the prompt tokens of everything forwarded. */
   promptTokenBound(request: RouteRequest, tokenizer: string): number;
-  /** The prompt text, for counting when the backend reports no prompt usage. */
-  promptText(request: RouteRequest): string;
+  /** The prompt's tokens by the model's tokenizer, for when the backend reports none; never above the bound. */
+  countPromptTokens(request: RouteRequest, tokenizer: string): Promise<number>;
   /** The exact body the backend receives: allowed fields, the backend's model name, the output limit. */
   backendBody(request: RouteRequest, model: ModelConfig, outputLimit: number): Record<string, unknown>;
   /** Output of one stream chunk. */

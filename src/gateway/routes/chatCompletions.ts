@@ -1,10 +1,9 @@
-import { promptTokenBound } from "../../pricing/index.js";
+import { countPromptTokens, promptTokenBound } from "../../pricing/index.js";
 import type { ModelConfig } from "../gatewayConfig.js";
 import type { RouteAdapter, RouteRequest } from "./RouteAdapter.js";
 import { readChoices } from "./readChoices.js";
 import {
-  collectStrings,
-  jsonByteBound,
+  invalidField,
   pickAllowedFields,
   readCount,
   readIncludeUsage,
@@ -62,8 +61,31 @@ const NUMBERS = [
   "min_p",
   "repetition_penalty",
 ];
-/** Forwarded fields a backend renders into the prompt, besides `messages`. */
-const PROMPT_FIELDS = ["tools", "functions", "response_format", "tool_choice", "function_call"] as const;
+/** Content part types whose size the bound knows (text, images, inline audio and files). */
+const PART_TYPES = new Set(["text", "image_url", "input_image", "input_audio", "file", "refusal"]);
+
+/** The forwarded fields a backend renders into the prompt: messages, and the pricing's chat fields. */
+function promptBody(request: RouteRequest): Record<string, unknown> {
+  const { messages, tools, functions, response_format, tool_choice, function_call } = request.fields;
+  return { messages, tools, functions, response_format, tool_choice, function_call };
+}
+
+/** Refuses content parts the bound cannot size (video, audio by URL, …): they would be served unpriced. */
+function checkContentParts(messages: unknown): void {
+  if (!Array.isArray(messages)) throw invalidField("messages", "must be a non-empty array");
+  messages.forEach((message, index) => {
+    const content = (message as { content?: unknown } | null)?.content;
+    if (!Array.isArray(content)) return;
+    content.forEach((part, partIndex) => {
+      const type = (part as { type?: unknown } | null)?.type;
+      if (typeof type !== "string" || !PART_TYPES.has(type))
+        throw invalidField(
+          `messages[${index}].content[${partIndex}].type`,
+          `${JSON.stringify(type)} cannot be priced by this gateway; use ${[...PART_TYPES].join(", ")}`,
+        );
+    });
+  });
+}
 
 /** `POST /v1/chat/completions`, the OpenAI Chat Completions API. */
 export const chatCompletions: RouteAdapter = {
@@ -75,6 +97,7 @@ export const chatCompletions: RouteAdapter = {
   readRequest(body) {
     const fields = pickAllowedFields(body, ALLOWED, IGNORED, "/v1/chat/completions");
     readNumbers(fields, NUMBERS);
+    checkContentParts(fields.messages);
     const stream = readStream(fields.stream);
     return {
       fields,
@@ -86,23 +109,11 @@ export const chatCompletions: RouteAdapter = {
   },
 
   promptTokenBound(request, tokenizer) {
-    const { messages, tools, functions, response_format } = request.fields;
-    // The pricing bound covers messages, tools, functions and response_format; the rest by their bytes.
-    const bound = promptTokenBound({
-      kind: "chat",
-      body: { messages, tools, functions, response_format },
-      model: tokenizer,
-    });
-    return bound + jsonByteBound(request.fields.tool_choice) + jsonByteBound(request.fields.function_call);
+    return promptTokenBound({ kind: "chat", body: promptBody(request), model: tokenizer });
   },
 
-  promptText(request) {
-    const parts = collectStrings(request.fields.messages);
-    for (const field of PROMPT_FIELDS) {
-      const value = request.fields[field];
-      if (value !== undefined && value !== null) parts.push(JSON.stringify(value));
-    }
-    return parts.join("\n");
+  countPromptTokens(request, tokenizer) {
+    return countPromptTokens("chat", promptBody(request), tokenizer);
   },
 
   backendBody(request: RouteRequest, model: ModelConfig, outputLimit: number) {

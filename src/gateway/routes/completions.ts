@@ -1,9 +1,8 @@
-import { promptTokenBound } from "../../pricing/index.js";
+import { countPromptTokens, promptTokenBound } from "../../pricing/index.js";
 import type { ModelConfig } from "../gatewayConfig.js";
 import type { RouteAdapter, RouteRequest } from "./RouteAdapter.js";
 import { readChoices } from "./readChoices.js";
 import {
-  collectStrings,
   invalidField,
   pickAllowedFields,
   readCount,
@@ -86,8 +85,9 @@ export const completions: RouteAdapter = {
     return promptTokenBound({ kind: "completion", body: { prompt, suffix }, model: tokenizer });
   },
 
-  promptText(request) {
-    return collectStrings([request.fields.prompt, request.fields.suffix]).join("\n");
+  countPromptTokens(request, tokenizer) {
+    const { prompt, suffix } = request.fields;
+    return countPromptTokens("completion", { prompt, suffix }, tokenizer);
   },
 
   backendBody(request: RouteRequest, model: ModelConfig, outputLimit: number) {

@@ -1,8 +1,8 @@
-import { promptTokenBound } from "../../pricing/index.js";
+import { countPromptTokens, promptTokenBound } from "../../pricing/index.js";
 import type { ModelConfig } from "../gatewayConfig.js";
 import type { OutputReading, RouteAdapter } from "./RouteAdapter.js";
 import { errorOf } from "./readChoices.js";
-import { collectStrings, invalidField, pickAllowedFields, readNumbers } from "./requestFields.js";
+import { invalidField, pickAllowedFields, readNumbers } from "./requestFields.js";
 
 const ALLOWED = new Set(["model", "input", "encoding_format", "dimensions", "user"]);
 const IGNORED = new Set<string>();
@@ -38,8 +38,8 @@ export const embeddings: RouteAdapter = {
     return promptTokenBound({ kind: "embedding", body: { input: request.fields.input }, model: tokenizer });
   },
 
-  promptText(request) {
-    return collectStrings(request.fields.input).join("\n");
+  countPromptTokens(request, tokenizer) {
+    return countPromptTokens("embedding", { input: request.fields.input }, tokenizer);
   },
 
   backendBody(request, model: ModelConfig) {

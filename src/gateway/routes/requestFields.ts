@@ -73,24 +73,3 @@ export function readNumbers(fields: Record<string, unknown>, names: readonly str
       throw invalidField(name, "must be a number");
   }
 }
-
-/** UTF-8 bytes of a value's JSON: a byte-level BPE emits at most one token per byte, so this bounds it. */
-export function jsonByteBound(value: unknown): number {
-  if (value === undefined || value === null) return 0;
-  return Buffer.byteLength(JSON.stringify(value), "utf8");
-}
-
-/** Every string inside a value, joined with newlines (prompt text for counting). */
-export function collectStrings(value: unknown, out: string[] = []): string[] {
-  const pending: unknown[] = [value];
-  while (pending.length > 0) {
-    const node = pending.pop();
-    if (typeof node === "string") out.push(node);
-    else if (Array.isArray(node)) for (let i = node.length - 1; i >= 0; i--) pending.push(node[i]);
-    else if (typeof node === "object" && node !== null) {
-      const values = Object.values(node);
-      for (let i = values.length - 1; i >= 0; i--) pending.push(values[i]);
-    }
-  }
-  return out;
-}
