@@ -208,6 +208,38 @@ describe("a hostile buyer", () => {
   });
 });
 
+describe("quoting is cheap", () => {
+  test("an unpaid 402 for megabytes of unspaced text comes back fast, and /health never waits on it", async (t) => {
+    for (const [label, text] of [
+      ["aaaa…", "a".repeat(3_000_000)],
+      ["CJK", "\u6f22\u5b57\u4ed8\u304d".repeat(250_000)],
+      ["emoji", "\u{1F600}\u{1F680}".repeat(150_000)],
+    ] as const) {
+      const started = performance.now();
+      const quoting = postJson(h, CHAT, chat({ messages: [{ role: "user", content: text }] }));
+      let slowestHealthMs = 0;
+      const watching = (async () => {
+        for (let i = 0; i < 5; i++) {
+          const asked = performance.now();
+          await (await fetch(`${h.gateway.url}/health`)).text();
+          slowestHealthMs = Math.max(slowestHealthMs, performance.now() - asked);
+        }
+      })();
+      const response = await quoting;
+      await response.text();
+      await watching;
+      const quotedMs = performance.now() - started;
+      t.diagnostic(
+        `${label}: 402 in ${quotedMs.toFixed(0)} ms, slowest /health ${slowestHealthMs.toFixed(0)} ms`,
+      );
+      assert.equal(response.status, 402);
+      // Generous limits for a shared, noisy machine; before this the same 180 KB took ~13 s.
+      assert.ok(quotedMs < 3_000, `${label}: quoted in ${quotedMs} ms`);
+      assert.ok(slowestHealthMs < 1_500, `${label}: /health waited ${slowestHealthMs} ms`);
+    }
+  });
+});
+
 describe("a hostile backend", () => {
   test("ignores the output limit while streaming: the gateway forwards at most the limit, stops the backend, charges what it delivered", async () => {
     h.backend.set({ ignoreOutputLimit: true, responseTokens: 200, tokensPerSecond: 400 });
