@@ -52,3 +52,21 @@ test("timeouts and rpcBatch are read, and a bad value names its key", async () =
       isTollgateError(error, "TOLLGATE_CONFIG_INVALID") && /timeouts/.test(error.shortMessage),
   );
 });
+
+test("a maxTimeoutSeconds shorter than a model's longest generation plus the settlement margin is a config error", async () => {
+  const input = await exampleInput();
+  assert.throws(
+    () => parseGatewayConfig({ ...input, maxTimeoutSeconds: 120 }),
+    (error: unknown) =>
+      isTollgateError(error, "TOLLGATE_CONFIG_INVALID") &&
+      /config key maxTimeoutSeconds: 120 s is shorter than model .* longest generation/.test(
+        error.shortMessage,
+      ) &&
+      /at least 270/.test(error.shortMessage),
+  );
+  const models = (input.models as Array<Record<string, unknown>>).map((model) => ({
+    ...model,
+    backend: { ...(model.backend as object), maxDurationSeconds: 60 },
+  }));
+  assert.equal(parseGatewayConfig({ ...input, models, maxTimeoutSeconds: 120 }).maxTimeoutSeconds, 120);
+});
