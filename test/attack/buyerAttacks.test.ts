@@ -34,6 +34,15 @@ before(async () => {
         outputPrice: "15000000",
         maxOutputTokens: 256,
       },
+      {
+        // An operator names the tokenizer explicitly, as the tests' own config does.
+        id: "gpt-4o-mini",
+        tokenizer: "o200k_base",
+        backend: { baseUrl: backendUrl, model: mockModelId },
+        inputPrice: "150000",
+        outputPrice: "600000",
+        maxOutputTokens: 256,
+      },
     ],
   });
 });
@@ -120,6 +129,19 @@ describe("a hostile buyer", () => {
         `a ${long.length}-byte suffix sent as ${Array.isArray(suffix) ? "an array" : "an object"} is forwarded and quoted ${smuggled.amount}, the same as no suffix (${plain.amount})`,
       );
     }
+  });
+
+  test("an image sent to gpt-4o-mini is bounded at gpt-4o-mini's image tokens even when a tokenizer is configured", async () => {
+    const image = { type: "image_url", image_url: { url: "https://example.test/big.png", detail: "high" } };
+    const body = {
+      model: "gpt-4o-mini",
+      messages: [{ role: "user", content: [{ type: "text", text: "what is this?" }, image] }],
+      max_tokens: 16,
+    };
+    const quote = await quoteOf(h, CHAT, body);
+    const bound = Number(quote.pricing?.promptTokenBound);
+    // imageTokenBound() is given the tokenizer name ("o200k_base"), not the model: 4,000 instead of 48,169.
+    assert.ok(bound >= 48_169, `prompt bound ${bound} for one high-detail gpt-4o-mini image`);
   });
 
   test("unpaid quotes of 120 KB prompts do not hold the event loop (/health stays under 250 ms)", async (t) => {
