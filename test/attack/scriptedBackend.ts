@@ -1,0 +1,65 @@
+import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
+import type { AddressInfo } from "node:net";
+
+/** What the scripted backend answers to one request: status, headers, and body pieces written in order. */
+export type ScriptedAnswer = {
+  status?: number;
+  headers?: Record<string, string>;
+  /** Written one by one, each flushed. */
+  pieces: string[];
+  /** Pause between pieces (ms). */
+  gapMs?: number;
+};
+
+export type ScriptedBackend = {
+  url: string;
+  /** Bodies received, parsed. */
+  readonly bodies: Record<string, unknown>[];
+  script: (body: Record<string, unknown>) => ScriptedAnswer;
+  close(): Promise<void>;
+};
+
+/** A bare OpenAI-shaped backend whose every answer the test writes byte for byte. */
+export async function startScriptedBackend(): Promise<ScriptedBackend> {
+  const bodies: Record<string, unknown>[] = [];
+  const backend: ScriptedBackend = {
+    url: "",
+    bodies,
+    script: () => ({ pieces: ["{}"] }),
+    close: () =>
+      new Promise((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  };
+  const server = createServer((req: IncomingMessage, res: ServerResponse) => {
+    let raw = "";
+    req.setEncoding("utf8");
+    req.on("data", (chunk: string) => {
+      raw += chunk;
+    });
+    req.on("end", async () => {
+      let body: Record<string, unknown> = {};
+      try {
+        body = JSON.parse(raw) as Record<string, unknown>;
+      } catch {}
+      bodies.push(body);
+      const answer = backend.script(body);
+      res.writeHead(answer.status ?? 200, answer.headers ?? { "content-type": "application/json" });
+      for (const piece of answer.pieces) {
+        if (res.destroyed) return;
+        res.write(piece);
+        if (answer.gapMs) await new Promise((resolve) => setTimeout(resolve, answer.gapMs));
+      }
+      res.end();
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", () => resolve()));
+  backend.url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/v1`;
+  return backend;
+}
+
+/** SSE text of chat chunks, then [DONE]. */
+export function sseOf(chunks: unknown[]): string[] {
+  return [...chunks.map((chunk) => `data: ${JSON.stringify(chunk)}\n\n`), "data: [DONE]\n\n"];
+}
