@@ -1,7 +1,7 @@
 import type { OutputPiece, OutputReading } from "./routes/index.js";
 
 export type OutputMeterParameters = {
-  /** Tokens of a piece of generated text (the model's tokenizer, or an estimate). */
+  /** Tokens of a piece of generated text (the model's tokenizer, or an estimate); linear in its length. */
   countTokens: (text: string) => number;
   /** The output limit per choice that was authorized and sent to the backend. */
   limitPerChoice: number;
@@ -10,9 +10,6 @@ export type OutputMeterParameters = {
   /** The count is the model's own tokenizer (exact) rather than an estimate. */
   exactCount: boolean;
 };
-
-/** Above this many characters a piece is counted by its UTF-8 bytes (a bound, and cheap). */
-const LARGE_PIECE_CHARS = 4096;
 
 /**
  * Counts the output the gateway forwards, per choice, and refuses a piece that would take a
@@ -82,8 +79,6 @@ export class OutputMeter {
   }
 
   #count(piece: OutputPiece): number {
-    if (piece.text.length === 0) return 0;
-    if (piece.text.length > LARGE_PIECE_CHARS) return Buffer.byteLength(piece.text, "utf8");
-    return this.#countTokens(piece.text);
+    return piece.text.length === 0 ? 0 : this.#countTokens(piece.text);
   }
 }

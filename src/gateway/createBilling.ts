@@ -224,7 +224,7 @@ export function createBilling({
         ledger,
         facilitator,
         countTokens: (text) => countTokens(text, tokenizer),
-        countPromptTokens: () => quote.route.countPromptTokens(quote.request, tokenizer),
+        countPromptTokens: () => quote.route.countPromptTokens(quote.request, model),
         logger,
         settleTimeoutMs,
         heartbeatMs,

@@ -216,13 +216,10 @@ export function createBillingSession(parameters: CreateBillingSessionParameters)
           : ending === "timeout"
             ? "the backend stopped answering in time"
             : "the backend failed mid-answer";
-      if (!meter.delivered) {
-        const reason =
-          ending === "client_gone" ? "client disconnected before any output" : "backend delivered no output";
-        await failBeforeOutput(reason);
-        return ending === "client_gone"
-          ? ""
-          : errorEvent(`nothing was delivered, nothing is charged (${message})`, code);
+      // A buyer that leaves once the backend took its prompt pays for the prompt (nothing else was delivered).
+      if (!meter.delivered && ending !== "client_gone") {
+        await failBeforeOutput("backend delivered no output");
+        return errorEvent(`nothing was delivered, nothing is charged (${message})`, code);
       }
       const outcome = await settleDelivered(meter, tap.reportedUsage);
       if (!outcome) return failed ? errorEvent(message, code) : SSE_DONE_EVENT;
@@ -365,9 +362,10 @@ export function createBillingSession(parameters: CreateBillingSessionParameters)
           },
           async cancel(reason) {
             closed = true;
-            await reader.cancel(reason).catch(() => undefined);
-            // The buyer left: the backend is stopped above; charge for what was delivered.
+            // The buyer left: decided first, so a read the cancel ends cannot pass for a complete answer.
             void writer.finish("client_gone").catch(() => undefined);
+            // Stops the backend; what was delivered (at least the prompt it took) is charged.
+            await reader.cancel(reason).catch(() => undefined);
           },
         },
         { highWaterMark: 0 },

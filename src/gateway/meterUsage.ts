@@ -20,9 +20,10 @@ export type ReconcileUsageParameters = {
 
 /**
  * The usage to charge for. Output is what the gateway delivered, counted: the backend's
- * `completion_tokens` can only lower that, and only when it is consistent with it (at least half
- * of it, less a few tokens per choice; a backend reporting 0 for a long answer is not believed),
- * and the total never exceeds the authorized output. The prompt is the backend's `prompt_tokens`
+ * `completion_tokens` is believed up to that count plus the reasoning tokens it itemizes
+ * (`completion_tokens_details.reasoning_tokens`, reasoning it did not stream), and only when at
+ * least half the count, less a few tokens per choice (a report of 0 for a long answer is not
+ * believed); the total never exceeds the authorized output. The prompt is the backend's `prompt_tokens`
  * when it reports a count within the quote's bound; otherwise the gateway counts it.
  */
 export async function reconcileUsage({
@@ -37,9 +38,13 @@ export async function reconcileUsage({
     typeof reported === "object" && reported !== null ? (reported as Record<string, unknown>) : {};
   const slack = 4 * Math.max(choices, 1);
   const reportedOutput = usage.completion_tokens;
+  // Reasoning a model does not stream (OpenAI's o-series) is output nobody saw: believed only as far
+  // as the backend itemizes it, and still within the authorized output.
+  const details = usage.completion_tokens_details as Record<string, unknown> | null | undefined;
+  const hiddenReasoning = isCount(details?.reasoning_tokens) ? details.reasoning_tokens : 0;
   const outputBelieved =
     isCount(reportedOutput) &&
-    reportedOutput <= deliveredOutputTokens &&
+    reportedOutput <= deliveredOutputTokens + hiddenReasoning &&
     reportedOutput >= deliveredOutputTokens / 2 - slack;
   const completionTokens = Math.min(outputBelieved ? reportedOutput : deliveredOutputTokens, maxOutputTokens);
 

@@ -49,7 +49,7 @@ test("for random requests from the route schemas, the quote bounds what an hones
       quote = quoteRequest(model, kind, { ...body, model: model.id });
     } catch (error) {
       // A request the route cannot price is refused, naming the field; `documents` always is.
-      assert.ok(isTollgateError(error, "TOLLGATE_REQUEST_INVALID"), (error as Error).stack);
+      assert.ok(isTollgateError(error, "TOLLGATE_REQUEST_INVALID"), String((error as Error).stack));
       assert.ok(typeof error.details.field === "string" && error.details.field.length > 0);
       refused++;
       continue;

@@ -49,8 +49,7 @@ export function quoteRequest(
   }
   const route = routes[routeKind];
   const request = route.readRequest(body);
-  const tokenizer = model.tokenizer ?? model.id;
-  const bound = route.promptTokenBound(request, tokenizer);
+  const bound = route.promptTokenBound(request, model);
   const outputLimit = route.canStream
     ? resolveOutputLimit(request.requestedOutputTokens, model.maxOutputTokens, {
         field: request.fields.max_completion_tokens !== undefined ? "max_completion_tokens" : "max_tokens",

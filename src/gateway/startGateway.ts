@@ -10,7 +10,7 @@ import {
   type TollgateFacilitator,
 } from "../facilitator/index.js";
 import { type Ledger, openLedger, openPostgresLedger } from "../ledger/index.js";
-import { countTextTokens } from "../pricing/index.js";
+import { countTextTokensChunked } from "../pricing/index.js";
 import { type Billing, createBilling } from "./createBilling.js";
 import { createGatewayApp } from "./createGatewayApp.js";
 import { createPaymentRecovery, type PaymentRecovery } from "./createPaymentRecovery.js";
@@ -113,7 +113,7 @@ export async function startGateway({
     models: config.models,
     facilitator,
     ledger: ledger.payments,
-    countTokens: countTextTokens,
+    countTokens: countTextTokensChunked,
     settlementMarginSeconds: config.settlementMarginSeconds,
     publicUrl: config.publicUrl,
     logger,

@@ -11,6 +11,7 @@ import { countPromptTokens } from "./countPromptTokens.js";
 import { imageTokenBound, promptTokenBound } from "./promptTokenBound.js";
 import { randomPromptBody } from "./testing/randomPromptBody.js";
 import { randomText } from "./testing/randomText.js";
+import { countTextTokens } from "./tokenizer.js";
 
 const plain = { disallowedSpecial: new Set<string>() };
 type Message = { role: "system" | "user" | "assistant"; content: string; name?: string };
@@ -457,18 +458,30 @@ describe("promptTokenBound: time", () => {
     assert.ok(bound >= 2 * MiB);
   });
 
-  test("bounds the costliest text it still counts exactly (128 KiB of unique words) in well under a second", (t) => {
+  test("bounds the costliest shapes of text quickly: unique long words, unique mixed-case words", (t) => {
     const random = seededRandom(25);
-    const word = () =>
-      Array.from({ length: 100 }, () => String.fromCharCode(97 + random.int(0, 25))).join("");
-    const text = Array.from({ length: 1_290 }, word).join(" ");
-    assert.ok(Buffer.byteLength(text) < 128 * 1024);
-    const bound = timed(
-      t,
-      "128 KiB of unique 100-letter words",
-      { messages: [{ role: "user", content: text }] },
-      "gpt-4o",
-    );
-    assert.ok(bound < Buffer.byteLength(text), "still counted exactly, tighter than bytes");
+    const letters = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ";
+    const word = (length: number, alphabet: string) =>
+      Array.from({ length }, () => alphabet.charAt(random.int(0, alphabet.length - 1))).join("");
+    for (const [label, length, alphabet] of [
+      ["unique 100-letter words", 100, letters.slice(0, 26)],
+      ["unique 40-letter words", 40, letters.slice(0, 26)],
+      ["unique mixed-case 120-letter words", 120, letters],
+    ] as const) {
+      const text = Array.from({ length: Math.floor(120_000 / (length + 1)) }, () =>
+        word(length, alphabet),
+      ).join(" ");
+      const started = performance.now();
+      const bound = timed(t, `120 KB of ${label}`, { messages: [{ role: "user", content: text }] }, "gpt-4o");
+      assert.ok(performance.now() - started < 1_500, label);
+      assert.ok(bound >= countTextTokens(text, "gpt-4o"), `${label}: still a bound`);
+    }
+  });
+
+  test("ordinary prose within the exact-work budget is still counted exactly", () => {
+    const text =
+      "The committee will publish its quarterly findings on the new river crossing next week. ".repeat(300);
+    const bound = promptTokenBound({ kind: "completion", body: { prompt: text }, model: "gpt-4o" });
+    assert.ok(bound <= countTextTokens(text, "gpt-4o") + 16, `bound ${bound}`);
   });
 });

@@ -6,7 +6,7 @@ import {
   TEMPLATE_OVERHEAD,
   templateOverhead,
 } from "./promptParts.js";
-import { textTokenBound } from "./textTokenBound.js";
+import { EXACT_WORK_BUDGET, textTokenBound } from "./textTokenBound.js";
 import { type TokenizerName, tokenizerForModel } from "./tokenizer.js";
 
 export type { PromptKind } from "./promptParts.js";
@@ -77,7 +77,8 @@ export function imageTokenBound(model: string | undefined): number {
 
 function textBound(parts: PromptParts, tokenizer: TokenizerName): number {
   const cache = new Map<string, number>();
-  const bound = (text: string) => textTokenBound(text, tokenizer, cache);
+  const work = { remaining: EXACT_WORK_BUDGET };
+  const bound = (text: string) => textTokenBound(text, tokenizer, cache, work);
   let total = parts.literalBytes;
   for (const text of parts.texts) total += bound(text);
   for (const field of parts.fields) {

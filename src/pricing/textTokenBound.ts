@@ -5,7 +5,21 @@ import { countWithTokenizer, type TokenizerName, utf8ByteLength } from "./tokeni
  * Longest piece, in UTF-8 bytes, counted exactly. gpt-tokenizer merges one piece in time
  * quadratic in its bytes (a 180 KB run of CJK took ~13 s), so longer pieces count by bytes.
  */
-export const EXACT_PIECE_BYTES = 128;
+export const EXACT_PIECE_BYTES = 64;
+
+/**
+ * Work one request may spend counting exactly: each distinct piece costs its bytes squared (BPE
+ * merging) plus a fixed `PIECE_WORK` (a piece outside the vocabulary costs tens of microseconds
+ * whatever its length). The budget keeps a quote to a few tens of milliseconds whatever the text's
+ * shape (a 120 KB body of distinct mixed-case words took ~1 s to count exactly) and covers about
+ * a thousand distinct words; past it, pieces count by their bytes. Deterministic, so a 402 and
+ * its paid retry quote the same.
+ */
+export const EXACT_WORK_BUDGET = 500_000;
+const PIECE_WORK = 400;
+
+/** The exact-counting work left for one request; share one across its texts. */
+export type ExactWork = { remaining: number };
 
 /**
  * An upper bound on the tokens of `text`, computed in time linear in its length: the UTF-8
@@ -18,6 +32,7 @@ export function textTokenBound(
   text: string,
   tokenizer: TokenizerName,
   cache: Map<string, number> = new Map(),
+  work: ExactWork = { remaining: EXACT_WORK_BUDGET },
 ): number {
   if (tokenizer === "bytes") return utf8ByteLength(text);
   // Why this is a bound: gpt-tokenizer's count is the sum, over the pieces its split regex
@@ -25,15 +40,22 @@ export function textTokenBound(
   // bytes. We cut with the same regex and add, per piece, either its bytes or (short pieces
   // the regex keeps whole on their own) its exact count, so every term is ≥ the exact term.
   let total = 0;
-  for (const piece of textPieces(text, tokenizer)) total += pieceTokenBound(piece, tokenizer, cache);
+  for (const piece of textPieces(text, tokenizer)) total += pieceTokenBound(piece, tokenizer, cache, work);
   return total;
 }
 
-function pieceTokenBound(piece: string, tokenizer: ExactTokenizer, cache: Map<string, number>): number {
+function pieceTokenBound(
+  piece: string,
+  tokenizer: ExactTokenizer,
+  cache: Map<string, number>,
+  work: ExactWork,
+): number {
   const bytes = utf8ByteLength(piece);
   if (bytes <= 1 || bytes > EXACT_PIECE_BYTES) return bytes;
   let tokens = cache.get(piece);
   if (tokens === undefined) {
+    work.remaining -= bytes * bytes + PIECE_WORK;
+    if (work.remaining < 0) return bytes;
     tokens = isSinglePiece(piece, tokenizer) ? countWithTokenizer(piece, tokenizer) : bytes;
     cache.set(piece, tokens);
   }

@@ -44,10 +44,10 @@ export type RouteAdapter = {
   readonly chunkObject: string;
   /** Validates the body against the allow-list; throws TOLLGATE_REQUEST_INVALID naming the field. */
   readRequest(body: Record<string, unknown>): RouteRequest;
-  /** An upper bound on the prompt tokens of everything forwarded. */
-  promptTokenBound(request: RouteRequest, tokenizer: string): number;
+  /** An upper bound on the prompt tokens of everything forwarded, for `model`. */
+  promptTokenBound(request: RouteRequest, model: ModelConfig): number;
   /** The prompt's tokens by the model's tokenizer, for when the backend reports none; never above the bound. */
-  countPromptTokens(request: RouteRequest, tokenizer: string): Promise<number>;
+  countPromptTokens(request: RouteRequest, model: ModelConfig): Promise<number>;
   /** The exact body the backend receives: allowed fields, the backend's model name, the output limit. */
   backendBody(request: RouteRequest, model: ModelConfig, outputLimit: number): Record<string, unknown>;
   /** Output of one stream chunk. */

@@ -5,6 +5,7 @@ import { readChoices } from "./readChoices.js";
 import {
   invalidField,
   pickAllowedFields,
+  pricingOf,
   readCount,
   readIncludeUsage,
   readNumbers,
@@ -108,12 +109,14 @@ export const chatCompletions: RouteAdapter = {
     };
   },
 
-  promptTokenBound(request, tokenizer) {
-    return promptTokenBound({ kind: "chat", body: promptBody(request), model: tokenizer });
+  promptTokenBound(request, model) {
+    return promptTokenBound({ kind: "chat", body: promptBody(request), ...pricingOf(model) });
   },
 
-  countPromptTokens(request, tokenizer) {
-    return countPromptTokens("chat", promptBody(request), tokenizer);
+  countPromptTokens(request, model) {
+    return countPromptTokens("chat", promptBody(request), pricingOf(model).model, {
+      imageTokens: pricingOf(model).imageTokens,
+    });
   },
 
   backendBody(request: RouteRequest, model: ModelConfig, outputLimit: number) {

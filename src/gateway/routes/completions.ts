@@ -5,6 +5,7 @@ import { readChoices } from "./readChoices.js";
 import {
   invalidField,
   pickAllowedFields,
+  pricingOf,
   readCount,
   readIncludeUsage,
   readNumbers,
@@ -66,6 +67,8 @@ export const completions: RouteAdapter = {
     // echo returns the prompt as output text: it would be billed and limited as output.
     if (fields.echo !== undefined && fields.echo !== null && fields.echo !== false)
       throw invalidField("echo", "is not supported by this gateway; the prompt you sent is yours already");
+    if (fields.suffix !== undefined && fields.suffix !== null && typeof fields.suffix !== "string")
+      throw invalidField("suffix", "must be a string");
     const stream = readStream(fields.stream);
     const n = readCount(fields.n, "n", 128);
     const bestOf = readCount(fields.best_of, "best_of", 128);
@@ -80,14 +83,16 @@ export const completions: RouteAdapter = {
     };
   },
 
-  promptTokenBound(request, tokenizer) {
+  promptTokenBound(request, model) {
     const { prompt, suffix } = request.fields;
-    return promptTokenBound({ kind: "completion", body: { prompt, suffix }, model: tokenizer });
+    return promptTokenBound({ kind: "completion", body: { prompt, suffix }, ...pricingOf(model) });
   },
 
-  countPromptTokens(request, tokenizer) {
+  countPromptTokens(request, model) {
     const { prompt, suffix } = request.fields;
-    return countPromptTokens("completion", { prompt, suffix }, tokenizer);
+    return countPromptTokens("completion", { prompt, suffix }, pricingOf(model).model, {
+      imageTokens: pricingOf(model).imageTokens,
+    });
   },
 
   backendBody(request: RouteRequest, model: ModelConfig, outputLimit: number) {

@@ -2,7 +2,7 @@ import { countPromptTokens, promptTokenBound } from "../../pricing/index.js";
 import type { ModelConfig } from "../gatewayConfig.js";
 import type { OutputReading, RouteAdapter } from "./RouteAdapter.js";
 import { errorOf } from "./readChoices.js";
-import { invalidField, pickAllowedFields, readNumbers } from "./requestFields.js";
+import { invalidField, pickAllowedFields, pricingOf, readNumbers } from "./requestFields.js";
 
 const ALLOWED = new Set(["model", "input", "encoding_format", "dimensions", "user"]);
 const IGNORED = new Set<string>();
@@ -34,12 +34,18 @@ export const embeddings: RouteAdapter = {
     return { fields, stream: false, includeUsage: false, requestedOutputTokens: undefined, choices: 0 };
   },
 
-  promptTokenBound(request, tokenizer) {
-    return promptTokenBound({ kind: "embedding", body: { input: request.fields.input }, model: tokenizer });
+  promptTokenBound(request, model) {
+    return promptTokenBound({
+      kind: "embedding",
+      body: { input: request.fields.input },
+      ...pricingOf(model),
+    });
   },
 
-  countPromptTokens(request, tokenizer) {
-    return countPromptTokens("embedding", { input: request.fields.input }, tokenizer);
+  countPromptTokens(request, model) {
+    return countPromptTokens("embedding", { input: request.fields.input }, pricingOf(model).model, {
+      imageTokens: pricingOf(model).imageTokens,
+    });
   },
 
   backendBody(request, model: ModelConfig) {

@@ -12,22 +12,26 @@ export function errorOf(json: unknown): string | undefined {
   return "the backend reported an error";
 }
 
-/** Billed text of one chat message or delta: content, refusal, reasoning, tool and function calls. */
+/** Keys whose strings are labels, not generated text. */
+const LABEL_KEYS = new Set(["role", "id", "type", "index", "finish_reason"]);
+
+/**
+ * Billed text of one chat message or delta: every string the model generated in it (content,
+ * refusal, reasoning, function, custom and future tool-call shapes), skipping labels such as
+ * `role`, `id` and `type`. Read generically, so a new output shape cannot slip past the meter.
+ */
 function messageText(message: unknown): string {
   if (!isObject(message)) return "";
   let text = "";
-  for (const field of ["content", "refusal", "reasoning_content", "reasoning"]) {
-    const value = message[field];
-    if (typeof value === "string") text += value;
-    else if (Array.isArray(value)) {
-      for (const part of value) if (isObject(part) && typeof part.text === "string") text += part.text;
+  const pending: unknown[] = [message];
+  while (pending.length > 0) {
+    const node = pending.pop();
+    if (typeof node === "string") text += node;
+    else if (Array.isArray(node)) for (let i = node.length - 1; i >= 0; i--) pending.push(node[i]);
+    else if (isObject(node)) {
+      const entries = Object.entries(node).filter(([key]) => !LABEL_KEYS.has(key));
+      for (let i = entries.length - 1; i >= 0; i--) pending.push(entries[i]![1]);
     }
-  }
-  const calls = Array.isArray(message.tool_calls) ? message.tool_calls : [];
-  for (const call of [...calls, message.function_call]) {
-    const fn = isObject(call) ? (isObject(call.function) ? call.function : call) : undefined;
-    if (fn && typeof fn.name === "string") text += fn.name;
-    if (fn && typeof fn.arguments === "string") text += fn.arguments;
   }
   return text;
 }

@@ -1,4 +1,11 @@
 import { TollgateError } from "../../errors/index.js";
+import { imageTokenBound } from "../../pricing/index.js";
+import type { ModelConfig } from "../gatewayConfig.js";
+
+/** How the pricing reads a model: its tokenizer (configured, or known from its id) and its image tokens. */
+export function pricingOf(model: ModelConfig): { model: string; imageTokens: number } {
+  return { model: model.tokenizer ?? model.id, imageTokens: imageTokenBound(model.id) };
+}
 
 /** A 400 that names the field a person must change. */
 export function invalidField(field: string, problem: string): TollgateError {
