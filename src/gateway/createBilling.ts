@@ -30,6 +30,12 @@ export type CreateBillingParameters = {
   settlementMarginSeconds?: number;
   /** Public URL prefix of the gateway for 402 `resource.url`; otherwise the request's own URL. */
   publicUrl?: string;
+  /**
+   * The payer's balance of the asset, read from the chain. When given, a payment is served only if
+   * the maxima of the payer's payments in flight, plus this one, fit in it: concurrent requests can
+   * then never run a payer into debt. Without it (no chain access) each payment is checked alone.
+   */
+  readPayerFunds?: (payer: `0x${string}`, asset: `0x${string}`) => Promise<bigint>;
   logger?: Logger;
   /** Bound on the facilitator's verify (ms); past it the request gets 503 and nothing runs. Default 15 s. */
   verifyTimeoutMs?: number;
@@ -78,6 +84,7 @@ export function createBilling({
   countTokens,
   settlementMarginSeconds = 30,
   publicUrl,
+  readPayerFunds,
   logger = silentLogger,
   verifyTimeoutMs = DEFAULT_VERIFY_TIMEOUT_MS,
   settleTimeoutMs,
@@ -181,8 +188,12 @@ export function createBilling({
     if (admission.existing) return replayed(admission.existing.status);
 
     let verified: Awaited<ReturnType<FacilitatorLike["verify"]>>;
+    let fundsAtomic: bigint | undefined;
     try {
+      const funds = readPayerFunds?.(key.payer as `0x${string}`, matched.requirements.asset as `0x${string}`);
+      funds?.catch(() => undefined);
       verified = await withTimeout(facilitator.verify(payment, matched.requirements), verifyTimeoutMs);
+      if (verified.isValid && funds) fundsAtomic = await withTimeout(funds, verifyTimeoutMs);
     } catch (error) {
       logger.warn({ error: String(error) }, "facilitator unavailable during verify");
       return refuse(
@@ -193,21 +204,31 @@ export function createBilling({
     if (!verified.isValid) return paymentRequired(verified.invalidReason ?? "invalid_payment");
 
     // Inference starts right away: the row is claimed straight into `serving`.
-    const claim = await ledger.claim(
-      {
-        ...key,
-        scheme: matched.requirements.scheme,
-        model: model.id,
-        route: new URL(request.url).pathname,
-        asset: matched.requirements.asset,
-        payTo: matched.requirements.payTo,
-        maxAtomic: matched.signedMaxAtomic,
-        paymentPayload: payment,
-        paymentRequirements: matched.requirements,
-      },
-      { serving: true },
-    );
-    if (!claim.claimed) return replayed(claim.existing.status);
+    const claimInput = {
+      ...key,
+      scheme: matched.requirements.scheme,
+      model: model.id,
+      route: new URL(request.url).pathname,
+      asset: matched.requirements.asset,
+      payTo: matched.requirements.payTo,
+      // What this payment may cost: its own quote caps it, whatever larger amount was signed.
+      maxAtomic:
+        matched.requirements.scheme === "upto"
+          ? capOf(quote.maxAtomic, matched.signedMaxAtomic)
+          : matched.signedMaxAtomic,
+      paymentPayload: payment,
+      paymentRequirements: matched.requirements,
+    };
+    const claim =
+      fundsAtomic === undefined
+        ? await ledger.claim(claimInput, { serving: true })
+        : await ledger.claimWithinFunds(claimInput, fundsAtomic, { serving: true });
+    if (!claim.claimed && claim.existing) return replayed(claim.existing.status);
+    if (!claim.claimed) {
+      return paymentRequired(
+        `${ReasonCode.insufficientFunds}: this payer's payments in flight already reserve ${claim.reservedAtomic} of its balance ${claim.fundsAtomic}, and this one may cost ${claimInput.maxAtomic}; retry when they have settled`,
+      );
+    }
     faultInjection?.("after_claim");
 
     const tokenizer = model.tokenizer ?? model.id;
@@ -234,6 +255,11 @@ export function createBilling({
   }
 
   return { terms, models, begin };
+}
+
+/** The most a payment may be charged: the request's own maximum, or the signed amount if lower. */
+function capOf(quoteMaxAtomic: bigint | undefined, signedMaxAtomic: bigint): bigint {
+  return quoteMaxAtomic !== undefined && quoteMaxAtomic < signedMaxAtomic ? quoteMaxAtomic : signedMaxAtomic;
 }
 
 /** Rejects when `promise` takes longer than `ms`; the late result is dropped. */

@@ -85,7 +85,9 @@ export function createBillingSession(parameters: CreateBillingSessionParameters)
   const model = quote.model;
   const deadlineAt = Date.now() + quote.timeBoundMs;
   const capAtomic =
-    quote.maxAtomic !== undefined && quote.maxAtomic < signedMaxAtomic ? quote.maxAtomic : signedMaxAtomic;
+    requirements.scheme === "upto" && quote.maxAtomic !== undefined && quote.maxAtomic < signedMaxAtomic
+      ? quote.maxAtomic
+      : signedMaxAtomic;
   let finishing: Promise<ChargeOutcome | undefined> | undefined;
   let resolveDone: (outcome: ChargeOutcome | undefined) => void = () => {};
   const done = new Promise<ChargeOutcome | undefined>((resolve) => {

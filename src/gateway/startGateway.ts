@@ -1,6 +1,14 @@
 import { serve } from "@hono/node-server";
 import { HTTPFacilitatorClient } from "@x402/core/http";
-import { type Address, createPublicClient, getAddress, type Hex, http, type PublicClient } from "viem";
+import {
+  type Address,
+  createPublicClient,
+  erc20Abi,
+  getAddress,
+  type Hex,
+  http,
+  type PublicClient,
+} from "viem";
 import { findNetworkPreset } from "../chain/index.js";
 import { type Logger, silentLogger, TollgateError } from "../errors/index.js";
 import {
@@ -101,6 +109,15 @@ export async function startGateway({
       "the facilitator does not offer upto on this network; only exact prices are offered",
     );
 
+  const rpcUrl = config.rpcUrl ?? preset.defaultRpcUrl;
+  const chain: PublicClient | undefined =
+    "signer" in facilitator
+      ? (facilitator as TollgateFacilitator).signer.publicClient
+      : rpcUrl
+        ? (createPublicClient({
+            transport: http(rpcUrl, { timeout: 10_000, retryCount: 1 }),
+          }) as PublicClient)
+        : undefined;
   const billing = createBilling({
     terms: {
       network: preset.network,
@@ -116,20 +133,15 @@ export async function startGateway({
     countTokens: countTextTokensChunked,
     settlementMarginSeconds: config.settlementMarginSeconds,
     publicUrl: config.publicUrl,
+    readPayerFunds: chain
+      ? (payer, token) =>
+          chain.readContract({ address: token, abi: erc20Abi, functionName: "balanceOf", args: [payer] })
+      : undefined,
     logger,
     verifyTimeoutMs,
     settleTimeoutMs,
     faultInjection,
   });
-  const rpcUrl = config.rpcUrl ?? preset.defaultRpcUrl;
-  const chain: PublicClient | undefined =
-    "signer" in facilitator
-      ? (facilitator as TollgateFacilitator).signer.publicClient
-      : rpcUrl
-        ? (createPublicClient({
-            transport: http(rpcUrl, { timeout: 10_000, retryCount: 1 }),
-          }) as PublicClient)
-        : undefined;
   const recovery = createPaymentRecovery({
     payments: ledger.payments,
     settlements: ledger.settlements,

@@ -65,6 +65,11 @@ export type ClaimPaymentResult =
   | { claimed: true; payment: PaymentRecord }
   | { claimed: false; existing: PaymentRecord };
 
+/** A claim within funds may also find the payer's funds already reserved by its payments in flight. */
+export type ClaimWithinFundsResult =
+  | ClaimPaymentResult
+  | { claimed: false; existing: undefined; reservedAtomic: bigint; fundsAtomic: bigint };
+
 /** Tokens the backend actually used. */
 export type TokenUsage = {
   promptTokens: number;
@@ -117,6 +122,17 @@ export type RecentPaymentsOptions = {
 export interface PaymentLedger {
   /** Claims an authorization atomically; a replay (sequential or concurrent) gets `claimed: false`. */
   claim(input: ClaimPaymentInput, options?: ClaimPaymentOptions): Promise<ClaimPaymentResult>;
+  /**
+   * Claims like `claim`, but only if the maxima of the payer's payments still in flight (claimed,
+   * serving, metered, settling) plus this one fit in `fundsAtomic` (what the payer's authorizations
+   * draw on), so concurrent requests are never served beyond what the payer can settle. The check
+   * and the insert hold one per-payer lock, on every replica sharing the database.
+   */
+  claimWithinFunds(
+    input: ClaimPaymentInput,
+    fundsAtomic: bigint,
+    options?: ClaimPaymentOptions,
+  ): Promise<ClaimWithinFundsResult>;
   /** `hasOpenDebt` and `findByKey`'s status together, in one statement: asked before every verify. */
   admission(key: AuthorizationKeyInput): Promise<PaymentAdmission>;
   get(id: number): Promise<PaymentRecord | undefined>;

@@ -1,6 +1,12 @@
 import { type Logger, silentLogger, TollgateError } from "../errors/index.js";
 import { normalizeAuthorizationKey, normalizePayer } from "./normalizeAuthorizationKey.js";
-import type { PaymentLedger, PaymentModelTotals, PaymentRecord } from "./PaymentLedger.js";
+import type {
+  ClaimPaymentInput,
+  ClaimPaymentResult,
+  PaymentLedger,
+  PaymentModelTotals,
+  PaymentRecord,
+} from "./PaymentLedger.js";
 import { PaymentTransitionError } from "./PaymentTransitionError.js";
 import { paymentColumns, toPaymentRecord } from "./paymentRow.js";
 import {
@@ -10,7 +16,7 @@ import {
   paymentStatuses,
   pendingPaymentStatuses,
 } from "./paymentStatus.js";
-import type { SqlExecutor } from "./SqlClient.js";
+import type { SqlClient, SqlExecutor, SqlRow } from "./SqlClient.js";
 import { atomicParam, jsonParam, textParam, tokenCountParam } from "./sqlValues.js";
 
 export type CreatePaymentLedgerParameters = {
@@ -31,7 +37,7 @@ const pendingList = pendingPaymentStatuses.map((status) => `'${status}'`).join("
 
 /** A `PaymentLedger` over any `SqlClient` whose schema `applyMigrations` brought up to date. */
 export function createPaymentLedger(
-  sql: SqlExecutor,
+  sql: SqlClient,
   { logger = silentLogger }: CreatePaymentLedgerParameters = {},
 ): PaymentLedger {
   async function selectPayments(where: string, params: readonly unknown[]): Promise<PaymentRecord[]> {
@@ -108,48 +114,81 @@ export function createPaymentLedger(
     throw new PaymentTransitionError({ paymentId: id, from: current.status, to, reason: "concurrent" });
   }
 
-  return {
-    async claim(input, { serving = false } = {}) {
-      const key = normalizeAuthorizationKey(input);
-      const inserted = await sql.query(
-        `INSERT INTO payments (network, payer, nonce, scheme, model, route, asset, pay_to, max_atomic, payload, requirements, status)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::numeric, $10::jsonb, $11::jsonb, '${serving ? "serving" : "claimed"}')
-         ON CONFLICT (network, payer, nonce) DO NOTHING
-         RETURNING ${paymentColumns}`,
-        [
-          key.network,
-          key.payer,
-          key.nonce,
-          textParam(input.scheme, "scheme"),
-          textParam(input.model, "model"),
-          textParam(input.route, "route"),
-          textParam(input.asset, "asset"),
-          textParam(input.payTo, "payTo"),
-          atomicParam(input.maxAtomic, "maxAtomic"),
-          jsonParam(input.paymentPayload, "paymentPayload"),
-          jsonParam(input.paymentRequirements, "paymentRequirements"),
-        ],
-      );
-      const [row] = inserted;
-      if (row !== undefined) return { claimed: true, payment: toPaymentRecord(row) };
-      // Lost the race (or a replay): a fresh statement sees the winner's committed row.
-      const [existing] = await selectPayments("WHERE network = $1 AND payer = $2 AND nonce = $3", [
+  async function insertClaim(db: SqlExecutor, input: ClaimPaymentInput, serving: boolean): Promise<SqlRow[]> {
+    const key = normalizeAuthorizationKey(input);
+    return db.query(
+      `INSERT INTO payments (network, payer, nonce, scheme, model, route, asset, pay_to, max_atomic, payload, requirements, status)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::numeric, $10::jsonb, $11::jsonb, '${serving ? "serving" : "claimed"}')
+       ON CONFLICT (network, payer, nonce) DO NOTHING
+       RETURNING ${paymentColumns}`,
+      [
         key.network,
         key.payer,
         key.nonce,
-      ]);
-      if (existing === undefined) {
-        throw new TollgateError({
-          code: "TOLLGATE_LEDGER_FAILED",
-          shortMessage: "claim conflicted with a payment that cannot be found",
-          details: { ...key },
-        });
-      }
+        textParam(input.scheme, "scheme"),
+        textParam(input.model, "model"),
+        textParam(input.route, "route"),
+        textParam(input.asset, "asset"),
+        textParam(input.payTo, "payTo"),
+        atomicParam(input.maxAtomic, "maxAtomic"),
+        jsonParam(input.paymentPayload, "paymentPayload"),
+        jsonParam(input.paymentRequirements, "paymentRequirements"),
+      ],
+    );
+  }
+
+  /** The claim's answer from its INSERT: the new row, or the row that already holds the authorization. */
+  async function claimed(input: ClaimPaymentInput, inserted: SqlRow[]): Promise<ClaimPaymentResult> {
+    const key = normalizeAuthorizationKey(input);
+    const [row] = inserted;
+    if (row !== undefined) return { claimed: true, payment: toPaymentRecord(row) };
+    // Lost the race (or a replay): a fresh statement sees the winner's committed row.
+    const [existing] = await selectPayments("WHERE network = $1 AND payer = $2 AND nonce = $3", [
+      key.network,
+      key.payer,
+      key.nonce,
+    ]);
+    if (existing === undefined) {
+      throw new TollgateError({
+        code: "TOLLGATE_LEDGER_FAILED",
+        shortMessage: "claim conflicted with a payment that cannot be found",
+        details: { ...key },
+      });
+    }
+    logger.debug(
+      { paymentId: existing.id, status: existing.status },
+      "ledger: authorization already claimed",
+    );
+    return { claimed: false, existing };
+  }
+
+  return {
+    async claim(input, { serving = false } = {}) {
+      return claimed(input, await insertClaim(sql, input, serving));
+    },
+
+    async claimWithinFunds(input, fundsAtomic, { serving = false } = {}) {
+      const key = normalizeAuthorizationKey(input);
+      const outcome = await sql.transaction(async (tx) => {
+        // One payer at a time, on every replica: the sum below then sees every claim made before.
+        await tx.query("SELECT pg_advisory_xact_lock(hashtext($1))", [
+          `tollgate:${key.network}:${key.payer}`,
+        ]);
+        const [sum] = await tx.query<{ reserved: unknown }>(
+          `SELECT COALESCE(SUM(max_atomic), 0)::text AS reserved FROM payments
+           WHERE network = $1 AND payer = $2 AND status IN ('claimed', 'serving', 'metered', 'settling')`,
+          [key.network, key.payer],
+        );
+        const reservedAtomic = BigInt(String(sum?.reserved ?? "0"));
+        if (reservedAtomic + input.maxAtomic > fundsAtomic) return { full: true as const, reservedAtomic };
+        return { full: false as const, rows: await insertClaim(tx, input, serving) };
+      });
+      if (!outcome.full) return claimed(input, outcome.rows);
       logger.debug(
-        { paymentId: existing.id, status: existing.status },
-        "ledger: authorization already claimed",
+        { ...key, reserved: outcome.reservedAtomic.toString() },
+        "ledger: payer's funds are reserved",
       );
-      return { claimed: false, existing };
+      return { claimed: false, existing: undefined, reservedAtomic: outcome.reservedAtomic, fundsAtomic };
     },
 
     get,

@@ -18,6 +18,39 @@ export function describePaymentLedger(label: string, current: () => LedgerHarnes
       await harness.reset();
     });
 
+    test("claims within funds: concurrent claims of one payer never reserve more than its funds", async () => {
+      const payer = payerAddress(7);
+      const results = await Promise.all(
+        Array.from({ length: 10 }, () =>
+          payments.claimWithinFunds(claimInput({ payer, maxAtomic: 100n }), 350n, { serving: true }),
+        ),
+      );
+      assert.equal(results.filter((result) => result.claimed).length, 3);
+      for (const result of results) {
+        if (!result.claimed && result.existing === undefined) {
+          assert.equal(result.fundsAtomic, 350n);
+          assert.equal(result.reservedAtomic, 300n);
+        }
+      }
+      // A finished payment frees its reservation; another payer's funds are its own.
+      const first = results.find((result) => result.claimed);
+      assert.ok(first?.claimed);
+      await payments.markFailed(first.payment.id, "backend failed");
+      assert.equal(
+        (await payments.claimWithinFunds(claimInput({ payer, maxAtomic: 100n }), 350n)).claimed,
+        true,
+      );
+      assert.equal(
+        (await payments.claimWithinFunds(claimInput({ payer: payerAddress(8), maxAtomic: 350n }), 350n))
+          .claimed,
+        true,
+      );
+      const replay = claimInput({ payer: payerAddress(9), maxAtomic: 1n });
+      await payments.claimWithinFunds(replay, 10n);
+      const again = await payments.claimWithinFunds(replay, 10n);
+      assert.ok(!again.claimed && again.existing !== undefined, "a replay still finds its row");
+    });
+
     test("claims an authorization once and refuses a sequential replay", async () => {
       const input = claimInput();
       const first = await payments.claim(input);

@@ -118,6 +118,8 @@ export function describePaymentTransitions(label: string, current: () => LedgerH
       const payment = await paymentAt(payments, "claimed");
       let interposed = false;
       const racing = createPaymentLedger({
+        transaction: (fn) => harness.sql.transaction(fn),
+        close: async () => {},
         exec: (sql) => harness.sql.exec(sql),
         async query(sql, params) {
           if (!interposed && sql.trimStart().startsWith("UPDATE")) {
@@ -142,6 +144,8 @@ export function describePaymentTransitions(label: string, current: () => LedgerH
       let updateMissed = false;
       // recordUsage needs `serving`; the row is `claimed` when it runs, and another worker serves it just after.
       const racing = createPaymentLedger({
+        transaction: (fn) => harness.sql.transaction(fn),
+        close: async () => {},
         exec: (sql) => harness.sql.exec(sql),
         async query<Row extends SqlRow = SqlRow>(sql: string, params?: readonly unknown[]) {
           if (updateMissed && sql.trimStart().startsWith("SELECT")) {
