@@ -6,7 +6,7 @@ import type { PaymentRequired } from "@x402/core/types";
 import OpenAI from "openai";
 import { createWalletClient, erc20Abi, http } from "viem";
 import { privateKeyToAccount } from "viem/accounts";
-import type { SqlClient } from "../src/ledger/index.js";
+import type { SqlClient, SqlExecutor } from "../src/ledger/index.js";
 import { countTextTokens } from "../src/pricing/index.js";
 import {
   decodePaymentRequiredHeader,
@@ -182,17 +182,20 @@ describe("paid requests", () => {
 });
 
 describe("ledger cost of a paid request", () => {
-  test("seven SQL statements: admission, claim into serving, usage, settling, settlement log begin and end, settled", async () => {
+  test("nine SQL statements: admission, funds lock and sum, claim into serving, usage, settling, settlement log begin and end, settled", async () => {
     const statements: { sql: string; params: readonly unknown[] }[] = [];
     const counting = await startGatewayHarness({
       devnet: h.devnet,
-      wrapSql: (sql): SqlClient => ({
-        ...sql,
-        query(text, params) {
-          statements.push({ sql: text.trim().split(/\s+/).slice(0, 3).join(" "), params: params ?? [] });
-          return sql.query(text, params);
-        },
-      }),
+      wrapSql: (sql): SqlClient => {
+        const counted = <T extends SqlExecutor>(executor: T): T => ({
+          ...executor,
+          query(text: string, params?: readonly unknown[]) {
+            statements.push({ sql: text.trim().split(/\s+/).slice(0, 3).join(" "), params: params ?? [] });
+            return executor.query(text, params);
+          },
+        });
+        return { ...counted(sql), transaction: (fn) => sql.transaction((tx) => fn(counted(tx))) };
+      },
     });
     try {
       const buyer = h.devnet.accounts.buyers[2]!;
@@ -215,6 +218,8 @@ describe("ledger cost of a paid request", () => {
         ours.map(({ sql }) => sql),
         [
           "SELECT EXISTS (SELECT",
+          "SELECT pg_advisory_xact_lock(hashtext('tollgate:' ||",
+          "SELECT COALESCE(SUM(max_atomic), 0)::text",
           "INSERT INTO payments",
           "UPDATE payments SET",
           "UPDATE payments SET",

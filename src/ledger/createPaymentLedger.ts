@@ -171,8 +171,9 @@ export function createPaymentLedger(
       const key = normalizeAuthorizationKey(input);
       const outcome = await sql.transaction(async (tx) => {
         // One payer at a time, on every replica: the sum below then sees every claim made before.
-        await tx.query("SELECT pg_advisory_xact_lock(hashtext($1))", [
-          `tollgate:${key.network}:${key.payer}`,
+        await tx.query("SELECT pg_advisory_xact_lock(hashtext('tollgate:' || $1 || ':' || $2))", [
+          key.network,
+          key.payer,
         ]);
         const [sum] = await tx.query<{ reserved: unknown }>(
           `SELECT COALESCE(SUM(max_atomic), 0)::text AS reserved FROM payments
