@@ -73,7 +73,9 @@ export async function devnetCommand(argv: string[]): Promise<number> {
     printLine(`  upto proxy     ${contracts.uptoProxy}`);
     printLine(`  exact proxy    ${contracts.exactProxy}`);
     printLine(`  batch settle   ${contracts.batchSettlement}`);
-    printLine(`    collectors   ${contracts.erc3009DepositCollector} (ERC-3009), ${contracts.permit2DepositCollector} (Permit2)`);
+    printLine(
+      `    collectors   ${contracts.erc3009DepositCollector} (ERC-3009), ${contracts.permit2DepositCollector} (Permit2)`,
+    );
     printLine(`  facilitator    ${accounts.facilitator.address}  key ${accounts.facilitator.privateKey}`);
     printLine(`  payTo          ${accounts.payTo.address}`);
     for (const [i, buyer] of accounts.buyers.entries()) {

@@ -9,13 +9,22 @@ import { BatchSettlementEvmScheme as BatchSettlementFacilitator } from "@x402/ev
 import type { Hex } from "viem";
 import { privateKeyToAccount } from "viem/accounts";
 import { createFacilitatorSigner } from "../chain/index.js";
-import { type ChannelDevnet, freshAccount, startChannelDevnet } from "./batchSettlementTesting.js";
+import {
+  type ChannelConfig,
+  type ChannelDevnet,
+  freshAccount,
+  startChannelDevnet,
+} from "./batchSettlementTesting.js";
 
 let net: ChannelDevnet;
 let facilitator: BatchSettlementFacilitator;
 const authorizer = freshAccount();
 
-const resource = { url: "http://127.0.0.1/v1/chat/completions", description: "chat", mimeType: "application/json" };
+const resource = {
+  url: "http://127.0.0.1/v1/chat/completions",
+  description: "chat",
+  mimeType: "application/json",
+};
 
 before(async () => {
   net = await startChannelDevnet();
@@ -53,17 +62,24 @@ async function officialClient() {
   const buyer = await net.devnet.createBuyer(1_000_000_000n);
   const signer = toClientEvmSigner(privateKeyToAccount(buyer.privateKey), net.publicClient);
   // A second instance starts cold and recovers the channel from our contract's state.
-  return { buyer, client: new BatchSettlementClient(signer), coldClient: () => new BatchSettlementClient(signer) };
+  return {
+    buyer,
+    client: new BatchSettlementClient(signer),
+    coldClient: () => new BatchSettlementClient(signer),
+  };
 }
 
-async function pay(client: BatchSettlementClient, requirements: PaymentRequirements): Promise<PaymentPayload> {
+async function pay(
+  client: BatchSettlementClient,
+  requirements: PaymentRequirements,
+): Promise<PaymentPayload> {
   const { payload } = await client.createPaymentPayload(2, requirements);
   return { x402Version: 2, resource, accepted: requirements, payload };
 }
 
 type ChannelPayload = {
   type: string;
-  channelConfig: Parameters<BatchSettlementClient["createVoucherPayload"]>[4];
+  channelConfig: ChannelConfig;
   voucher: { channelId: Hex; maxClaimableAmount: string; signature: Hex };
   deposit?: { amount: string };
 };
@@ -85,7 +101,10 @@ describe("official @x402/evm batch-settlement against our contract", () => {
       const settled = await facilitator.settle(payment, requirements);
       assert.equal(settled.success, true, `${settled.errorReason} ${settled.errorMessage ?? ""}`);
       assert.match(settled.transaction, /^0x[0-9a-f]{64}$/);
-      assert.deepEqual(await net.channelOf(payload.voucher.channelId), { balance: depositAmount, totalClaimed: 0n });
+      assert.deepEqual(await net.channelOf(payload.voucher.channelId), {
+        balance: depositAmount,
+        totalClaimed: 0n,
+      });
       assert.equal(await net.devnet.usdcBalance(buyer.address), 1_000_000_000n - depositAmount);
     });
   }
@@ -103,43 +122,73 @@ describe("official @x402/evm batch-settlement against our contract", () => {
     const voucherPayload = channelPayloadOf(voucherPayment);
     assert.equal(voucherPayload.type, "voucher");
     const verified = await facilitator.verify(voucherPayment, requirements);
-    assert.equal(verified.isValid, true, verified.invalidReason);
+    assert.equal(verified.isValid, true, String(verified.invalidReason));
     assert.equal((verified.extra as { balance: string }).balance, balance.toString());
 
     // A voucher above the channel balance is refused by the facilitator.
-    const greedy = await client.createVoucherPayload(2, first.channelId, (balance + 1n).toString(), net.devnet.network, config);
-    const refused = await facilitator.verify({ x402Version: 2, resource, accepted: requirements, payload: greedy.payload }, requirements);
+    const greedy = {
+      type: "voucher",
+      channelConfig: config,
+      voucher: {
+        channelId: first.channelId,
+        maxClaimableAmount: (balance + 1n).toString(),
+        signature: await net.signVoucher(buyer, first.channelId, balance + 1n),
+      },
+    };
+    const refused = await facilitator.verify(
+      { x402Version: 2, resource, accepted: requirements, payload: greedy },
+      requirements,
+    );
     assert.equal(refused.isValid, false);
     assert.equal(refused.invalidReason, "invalid_batch_settlement_evm_cumulative_exceeds_balance");
 
     // The server charged 700 of the 1,000 the voucher allows: it claims 700.
     const claimPayload = {
       type: "claim",
-      claims: [{ voucher: { channel: config, maxClaimableAmount: voucherPayload.voucher.maxClaimableAmount }, signature: voucherPayload.voucher.signature, totalClaimed: "700" }],
+      claims: [
+        {
+          voucher: { channel: config, maxClaimableAmount: voucherPayload.voucher.maxClaimableAmount },
+          signature: voucherPayload.voucher.signature,
+          totalClaimed: "700",
+        },
+      ],
     };
-    const claimed = await facilitator.settle({ x402Version: 2, resource, accepted: requirements, payload: claimPayload }, requirements);
+    const claimed = await facilitator.settle(
+      { x402Version: 2, resource, accepted: requirements, payload: claimPayload },
+      requirements,
+    );
     assert.equal(claimed.success, true, `${claimed.errorReason} ${claimed.errorMessage ?? ""}`);
     assert.deepEqual(await net.channelOf(first.channelId), { balance, totalClaimed: 700n });
 
     const payTo = net.devnet.accounts.payTo.address;
     const payToBefore = await net.devnet.usdcBalance(payTo);
     const settlePayload = { type: "settle", receiver: payTo, token: net.devnet.contracts.usdc };
-    const settled = await facilitator.settle({ x402Version: 2, resource, accepted: requirements, payload: settlePayload }, requirements);
+    const settled = await facilitator.settle(
+      { x402Version: 2, resource, accepted: requirements, payload: settlePayload },
+      requirements,
+    );
     assert.equal(settled.success, true, `${settled.errorReason} ${settled.errorMessage ?? ""}`);
     assert.equal(settled.amount, "700");
     assert.equal(await net.devnet.usdcBalance(payTo), payToBefore + 700n);
 
     // Cooperative refund of the rest, signed by the facilitator's authorizer (zero-charge voucher at 700).
-    const zeroCharge = await client.createVoucherPayload(2, first.channelId, "700", net.devnet.network, config);
     const refundPayload = {
-      ...(zeroCharge.payload as Record<string, unknown>),
       type: "refund",
+      channelConfig: config,
+      voucher: {
+        channelId: first.channelId,
+        maxClaimableAmount: "700",
+        signature: await net.signVoucher(buyer, first.channelId, 700n),
+      },
       amount: (balance - 700n).toString(),
       refundNonce: "0",
       claims: [],
     };
     const buyerBefore = await net.devnet.usdcBalance(buyer.address);
-    const refunded = await facilitator.settle({ x402Version: 2, resource, accepted: requirements, payload: refundPayload }, requirements);
+    const refunded = await facilitator.settle(
+      { x402Version: 2, resource, accepted: requirements, payload: refundPayload },
+      requirements,
+    );
     assert.equal(refunded.success, true, `${refunded.errorReason} ${refunded.errorMessage ?? ""}`);
     assert.equal(await net.devnet.usdcBalance(buyer.address), buyerBefore + balance - 700n);
     assert.deepEqual(await net.channelOf(first.channelId), { balance: 700n, totalClaimed: 700n });
@@ -160,9 +209,18 @@ describe("official @x402/evm batch-settlement against our contract", () => {
       voucher,
       amount: balance.toString(),
       refundNonce: "0",
-      claims: [{ voucher: { channel: config, maxClaimableAmount: voucher.maxClaimableAmount }, signature: voucher.signature, totalClaimed: "1000" }],
+      claims: [
+        {
+          voucher: { channel: config, maxClaimableAmount: voucher.maxClaimableAmount },
+          signature: voucher.signature,
+          totalClaimed: "1000",
+        },
+      ],
     };
-    const refunded = await facilitator.settle({ x402Version: 2, resource, accepted: requirements, payload: refundPayload }, requirements);
+    const refunded = await facilitator.settle(
+      { x402Version: 2, resource, accepted: requirements, payload: refundPayload },
+      requirements,
+    );
     assert.equal(refunded.success, true, `${refunded.errorReason} ${refunded.errorMessage ?? ""}`);
     assert.deepEqual(await net.channelOf(voucher.channelId), { balance: 1000n, totalClaimed: 1000n });
     assert.equal(await net.devnet.usdcBalance(buyer.address), buyerBefore + balance - 1000n);

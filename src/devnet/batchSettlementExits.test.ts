@@ -17,7 +17,10 @@ after(async () => {
 
 const funded = async (amount = 10_000n, overrides: Partial<ChannelConfig> = {}) => {
   const channel = await net.newChannel(overrides);
-  await net.send(net.relayer, net.call("deposit", await net.erc3009Deposit(channel.payer, channel.config, amount)));
+  await net.send(
+    net.relayer,
+    net.call("deposit", await net.erc3009Deposit(channel.payer, channel.config, amount)),
+  );
   return channel;
 };
 
@@ -29,12 +32,21 @@ const advance = async (seconds: number) => {
 describe("timed withdrawal", () => {
   test("waits out the delay, lets the receiver claim meanwhile, and pays out only unclaimed escrow", async () => {
     const { payer, config, channelId } = await funded(10_000n);
-    assert.equal(await net.revertOf(net.relayer.address, "initiateWithdraw", [config, 1n]), "NotPayerOrAuthorizer");
-    assert.equal(await net.revertOf(payer.address, "initiateWithdraw", [config, 10_001n]), "WithdrawAmountInvalid");
+    assert.equal(
+      await net.revertOf(net.relayer.address, "initiateWithdraw", [config, 1n]),
+      "NotPayerOrAuthorizer",
+    );
+    assert.equal(
+      await net.revertOf(payer.address, "initiateWithdraw", [config, 10_001n]),
+      "WithdrawAmountInvalid",
+    );
     await net.send(payer, net.call("initiateWithdraw", [config, 10_000n]));
     assert.equal(await net.revertOf(payer.address, "finalizeWithdraw", [config]), "WithdrawDelayNotElapsed");
     // During the delay the receiver claims 3,000 of the latest voucher.
-    await net.send(net.devnet.accounts.payTo, net.call("claim", [[await net.voucherClaim(payer, config, 3_000n, 3_000n)]]));
+    await net.send(
+      net.devnet.accounts.payTo,
+      net.call("claim", [[await net.voucherClaim(payer, config, 3_000n, 3_000n)]]),
+    );
     await advance(899);
     assert.equal(await net.revertOf(payer.address, "finalizeWithdraw", [config]), "WithdrawDelayNotElapsed");
     await advance(1);
@@ -53,14 +65,23 @@ describe("cooperative refund", () => {
   test("refundWithSignature takes the current nonce once; the nonce advances even when nothing is left", async () => {
     const { payer, config, channelId } = await funded(10_000n);
     const signature = await net.signRefund(net.authorizer, channelId, 0n, 4_000n);
-    assert.equal(await net.revertOf(net.relayer.address, "refundWithSignature", [config, 4_000n, 1n, signature]), "RefundNonceMismatch");
+    assert.equal(
+      await net.revertOf(net.relayer.address, "refundWithSignature", [config, 4_000n, 1n, signature]),
+      "RefundNonceMismatch",
+    );
     const wrongAmount = [config, 5_000n, 0n, signature];
-    assert.equal(await net.revertOf(net.relayer.address, "refundWithSignature", wrongAmount), "InvalidAuthorizerSignature");
+    assert.equal(
+      await net.revertOf(net.relayer.address, "refundWithSignature", wrongAmount),
+      "InvalidAuthorizerSignature",
+    );
     const before = await net.devnet.usdcBalance(payer.address);
     await net.send(payer, net.call("refundWithSignature", [config, 4_000n, 0n, signature]));
     assert.equal(await net.devnet.usdcBalance(payer.address), before + 4_000n);
     assert.equal(await net.read("refundNonce", [channelId]), 1n);
-    assert.equal(await net.revertOf(payer.address, "refundWithSignature", [config, 4_000n, 0n, signature]), "RefundNonceMismatch");
+    assert.equal(
+      await net.revertOf(payer.address, "refundWithSignature", [config, 4_000n, 0n, signature]),
+      "RefundNonceMismatch",
+    );
     // The receiver refunds the rest directly; a further refund moves nothing but advances the nonce.
     await net.send(net.devnet.accounts.payTo, net.call("refund", [config, 6_000n]));
     assert.deepEqual(await net.channelOf(channelId), { balance: 0n, totalClaimed: 0n });
@@ -72,7 +93,10 @@ describe("cooperative refund", () => {
 
   test("never refunds claimed funds, and shrinks or cancels a pending withdrawal", async () => {
     const { payer, config, channelId } = await funded(10_000n);
-    await net.send(net.devnet.accounts.payTo, net.call("claim", [[await net.voucherClaim(payer, config, 2_000n, 2_000n)]]));
+    await net.send(
+      net.devnet.accounts.payTo,
+      net.call("claim", [[await net.voucherClaim(payer, config, 2_000n, 2_000n)]]),
+    );
     await net.send(payer, net.call("initiateWithdraw", [config, 8_000n]));
     await net.send(net.authorizer, net.call("refund", [config, 3_000n]));
     assert.equal((await net.read<[bigint, number]>("pendingWithdrawals", [channelId]))[0], 5_000n);
@@ -93,18 +117,33 @@ describe("hostile token", () => {
     const hostile = { address: token, abi: net.artifacts.HostileChannelToken.abi };
     const { payer, config, channelId } = await net.newChannel({ token });
     await net.send(deployer, { ...hostile, functionName: "mint", args: [payer.address, 10_000n] });
-    await net.send(payer, { address: token, abi: erc20Abi, functionName: "approve", args: [net.devnet.contracts.permit2, maxUint256] });
+    await net.send(payer, {
+      address: token,
+      abi: erc20Abi,
+      functionName: "approve",
+      args: [net.devnet.contracts.permit2, maxUint256],
+    });
     // Armed during the deposit's pull: a second settle/withdraw/refund path must not run inside it.
     const refundCall = encodeFunctionData({ abi: net.abi, functionName: "refund", args: [config, 1n] });
     await net.send(deployer, { ...hostile, functionName: "arm", args: [net.settlement, refundCall] });
     await net.send(net.relayer, net.call("deposit", await net.permit2Deposit(payer, config, 10_000n)));
     const reason = async () =>
-      decodeErrorResult({ abi: net.abi, data: (await net.publicClient.readContract({ ...hostile, functionName: "reentryResult" })) as Hex }).errorName;
+      decodeErrorResult({
+        abi: net.abi,
+        data: (await net.publicClient.readContract({ ...hostile, functionName: "reentryResult" })) as Hex,
+      }).errorName;
     assert.equal(await net.publicClient.readContract({ ...hostile, functionName: "reentryAttempted" }), true);
     assert.equal(await reason(), "ReentrancyGuardReentrantCall");
     // Armed during settle's transfer: settling twice must pay once.
-    await net.send(net.devnet.accounts.payTo, net.call("claim", [[await net.voucherClaim(payer, config, 4_000n, 4_000n)]]));
-    const settleCall = encodeFunctionData({ abi: net.abi, functionName: "settle", args: [config.receiver, token] });
+    await net.send(
+      net.devnet.accounts.payTo,
+      net.call("claim", [[await net.voucherClaim(payer, config, 4_000n, 4_000n)]]),
+    );
+    const settleCall = encodeFunctionData({
+      abi: net.abi,
+      functionName: "settle",
+      args: [config.receiver, token],
+    });
     await net.send(deployer, { ...hostile, functionName: "arm", args: [net.settlement, settleCall] });
     await net.send(net.relayer, net.call("settle", [config.receiver, token]));
     assert.equal(await reason(), "ReentrancyGuardReentrantCall");
@@ -123,8 +162,14 @@ describe("funds and gas", () => {
     const [claimed0, settled0] = await net.read<[bigint, bigint]>("receivers", [payTo, token]);
     const a = await funded(5_000n);
     const b = await funded(7_000n);
-    const claims = [await net.voucherClaim(a.payer, a.config, 1_500n, 1_500n), await net.voucherClaim(b.payer, b.config, 2_500n, 2_000n)];
-    await net.send(net.relayer, net.call("claimWithSignature", [claims, await net.signClaimBatch(net.authorizer, claims)]));
+    const claims = [
+      await net.voucherClaim(a.payer, a.config, 1_500n, 1_500n),
+      await net.voucherClaim(b.payer, b.config, 2_500n, 2_000n),
+    ];
+    await net.send(
+      net.relayer,
+      net.call("claimWithSignature", [claims, await net.signClaimBatch(net.authorizer, claims)]),
+    );
     await net.send(net.devnet.accounts.payTo, net.call("refund", [a.config, 99_999n]));
     await net.send(b.payer, net.call("initiateWithdraw", [b.config, 5_000n]));
     await advance(900);
@@ -142,12 +187,15 @@ describe("funds and gas", () => {
   test("gas: deposit, claim of 1 / 10 / 100 channels, settle, refund", async (t) => {
     const receiver = net.devnet.accounts.deployer.address;
     const gasOf = (r: { gasUsed: bigint }) => r.gasUsed.toString();
-    const channels = [];
+    const channels: Awaited<ReturnType<ChannelDevnet["newChannel"]>>[] = [];
     const deposits: bigint[] = [];
     for (let i = 0; i < 111; i++) {
       const channel = await net.newChannel({ receiver, usdcAtomic: 100_000n });
       const method = i === 0 ? net.permit2Deposit : net.erc3009Deposit;
-      const receipt = await net.send(net.relayer, net.call("deposit", await method(channel.payer, channel.config, 50_000n)));
+      const receipt = await net.send(
+        net.relayer,
+        net.call("deposit", await method(channel.payer, channel.config, 50_000n)),
+      );
       deposits.push(receipt.gasUsed);
       channels.push(channel);
     }
@@ -160,14 +208,19 @@ describe("funds and gas", () => {
     const one = await claimGas(channels.slice(0, 1));
     const ten = await claimGas(channels.slice(1, 11));
     const hundred = await claimGas(channels.slice(11, 111));
-    t.diagnostic(`claimWithSignature: 1 channel ${gasOf(one)}, 10 channels ${gasOf(ten)}, 100 channels ${gasOf(hundred)} gas`);
+    t.diagnostic(
+      `claimWithSignature: 1 channel ${gasOf(one)}, 10 channels ${gasOf(ten)}, 100 channels ${gasOf(hundred)} gas`,
+    );
     const settled = await net.send(net.relayer, net.call("settle", [receiver, net.devnet.contracts.usdc]));
     t.diagnostic(`settle (111 claims, one transfer): ${gasOf(settled)} gas`);
     assert.equal(await net.balanceOf(net.devnet.contracts.usdc, receiver), 111_000n);
     const first = channels[0];
     assert.ok(first);
     const signature = await net.signRefund(net.authorizer, first.channelId, 0n, 10_000n);
-    const refunded = await net.send(net.relayer, net.call("refundWithSignature", [first.config, 10_000n, 0n, signature]));
+    const refunded = await net.send(
+      net.relayer,
+      net.call("refundWithSignature", [first.config, 10_000n, 0n, signature]),
+    );
     t.diagnostic(`refundWithSignature: ${gasOf(refunded)} gas`);
     assert.ok(hundred.gasUsed < 100n * one.gasUsed, "a batch shares the fixed cost");
   });

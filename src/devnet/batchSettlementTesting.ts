@@ -4,7 +4,13 @@ import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { BATCH_SETTLEMENT_DOMAIN, claimBatchTypes, PERMIT2_ADDRESS, refundTypes, voucherTypes } from "@x402/evm";
+import {
+  BATCH_SETTLEMENT_DOMAIN,
+  claimBatchTypes,
+  PERMIT2_ADDRESS,
+  refundTypes,
+  voucherTypes,
+} from "@x402/evm";
 import { computeChannelId } from "@x402/evm/batch-settlement/client";
 import {
   type Abi,
@@ -117,9 +123,12 @@ export async function startChannelDevnet() {
     try {
       await publicClient.simulateContract({ account: from, ...call(functionName, args) });
     } catch (error) {
-      const reverted = error instanceof BaseError && error.walk((e) => e instanceof ContractFunctionRevertedError);
+      const reverted =
+        error instanceof BaseError && error.walk((e) => e instanceof ContractFunctionRevertedError);
       if (reverted instanceof ContractFunctionRevertedError) {
-        return reverted.data?.errorName === "Error" ? String(reverted.data.args?.[0]) : (reverted.data?.errorName ?? "");
+        return reverted.data?.errorName === "Error"
+          ? String(reverted.data.args?.[0])
+          : (reverted.data?.errorName ?? "");
       }
       throw error;
     }
@@ -147,7 +156,12 @@ export async function startChannelDevnet() {
   };
 
   const signVoucher = (signer: KeyedAccount, channelId: Hex, maxClaimableAmount: bigint) =>
-    sign(signer).signTypedData({ domain, types: voucherTypes, primaryType: "Voucher", message: { channelId, maxClaimableAmount } });
+    sign(signer).signTypedData({
+      domain,
+      types: voucherTypes,
+      primaryType: "Voucher",
+      message: { channelId, maxClaimableAmount },
+    });
 
   const voucherClaim = async (
     signer: KeyedAccount,
@@ -178,19 +192,33 @@ export async function startChannelDevnet() {
     });
 
   const signRefund = (authorizer: KeyedAccount, channelId: Hex, nonce: bigint, amount: bigint) =>
-    sign(authorizer).signTypedData({ domain, types: refundTypes, primaryType: "Refund", message: { channelId, nonce, amount } });
+    sign(authorizer).signTypedData({
+      domain,
+      types: refundTypes,
+      primaryType: "Refund",
+      message: { channelId, nonce, amount },
+    });
 
   /** `deposit` arguments for an ERC-3009 deposit the payer signed. */
   const erc3009Deposit = async (payer: KeyedAccount, config: ChannelConfig, amount: bigint) => {
     const channelId = computeChannelId(config, devnet.chainId) as Hex;
     const salt = BigInt(random32());
     const validBefore = BigInt(Math.floor(Date.now() / 1000) + 3600);
-    const nonce = keccak256(encodeAbiParameters([{ type: "bytes32" }, { type: "uint256" }], [channelId, salt]));
+    const nonce = keccak256(
+      encodeAbiParameters([{ type: "bytes32" }, { type: "uint256" }], [channelId, salt]),
+    );
     const signature = await sign(payer).signTypedData({
       domain: { name: "USD Coin", version: "2", chainId: devnet.chainId, verifyingContract: config.token },
       types: receiveWithAuthorizationTypes,
       primaryType: "ReceiveWithAuthorization",
-      message: { from: payer.address, to: devnet.contracts.erc3009DepositCollector, value: amount, validAfter: 0n, validBefore, nonce },
+      message: {
+        from: payer.address,
+        to: devnet.contracts.erc3009DepositCollector,
+        value: amount,
+        validAfter: 0n,
+        validBefore,
+        nonce,
+      },
     });
     const collectorData = encodeAbiParameters(
       [{ type: "uint256" }, { type: "uint256" }, { type: "uint256" }, { type: "bytes" }],
@@ -200,7 +228,12 @@ export async function startChannelDevnet() {
   };
 
   /** `deposit` arguments for a Permit2 deposit the payer signed (witness: the channel id). */
-  const permit2Deposit = async (payer: KeyedAccount, config: ChannelConfig, amount: bigint, witnessChannelId?: Hex) => {
+  const permit2Deposit = async (
+    payer: KeyedAccount,
+    config: ChannelConfig,
+    amount: bigint,
+    witnessChannelId?: Hex,
+  ) => {
     const channelId = witnessChannelId ?? (computeChannelId(config, devnet.chainId) as Hex);
     const nonce = BigInt(random32());
     const deadline = BigInt(Math.floor(Date.now() / 1000) + 3600);

@@ -132,7 +132,10 @@ const compileUnits: CompileUnit[] = [
         source: "contracts/batch-settlement/Permit2DepositCollector.sol",
         contract: "Permit2DepositCollector",
       },
-      HostileChannelToken: { source: "contracts/test/HostileChannelToken.sol", contract: "HostileChannelToken" },
+      HostileChannelToken: {
+        source: "contracts/test/HostileChannelToken.sol",
+        contract: "HostileChannelToken",
+      },
     },
   },
 ];
