@@ -3,7 +3,8 @@ import { MAX_DEVNET_BUYERS, startDevnet } from "../devnet/index.js";
 import { createCliLogger, parseFlags, printLine, waitForShutdownSignal } from "./cliSupport.js";
 
 export const devnetUsage = `tollgate devnet [--port 8545] [--host 127.0.0.1] [--buyers 3] [--json]
-  Starts a local chain (anvil) with Permit2, the x402 upto and exact proxies, a test USDC
+  Starts a local chain (anvil) with Permit2, the x402 upto and exact proxies, the x402
+  batch-settlement contract and its deposit collectors, a test USDC
   and funded accounts. --buyers takes 1 to ${MAX_DEVNET_BUYERS} (each with 1,000 test USDC,
   Permit2 approved). Runs until Ctrl-C.`;
 
@@ -53,6 +54,9 @@ export async function devnetCommand(argv: string[]): Promise<number> {
           uptoProxy: contracts.uptoProxy,
           exactProxy: contracts.exactProxy,
           multicall3: contracts.multicall3,
+          batchSettlement: contracts.batchSettlement,
+          erc3009DepositCollector: contracts.erc3009DepositCollector,
+          permit2DepositCollector: contracts.permit2DepositCollector,
         },
         accounts: {
           facilitator: pick(accounts.facilitator),
@@ -68,6 +72,10 @@ export async function devnetCommand(argv: string[]): Promise<number> {
     printLine(`  Permit2        ${contracts.permit2}`);
     printLine(`  upto proxy     ${contracts.uptoProxy}`);
     printLine(`  exact proxy    ${contracts.exactProxy}`);
+    printLine(`  batch settle   ${contracts.batchSettlement}`);
+    printLine(
+      `    collectors   ${contracts.erc3009DepositCollector} (ERC-3009), ${contracts.permit2DepositCollector} (Permit2)`,
+    );
     printLine(`  facilitator    ${accounts.facilitator.address}  key ${accounts.facilitator.privateKey}`);
     printLine(`  payTo          ${accounts.payTo.address}`);
     for (const [i, buyer] of accounts.buyers.entries()) {

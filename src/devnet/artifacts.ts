@@ -24,4 +24,10 @@ export type DevnetArtifacts = {
   Multicall3: ContractArtifact;
   /** Test-only: an ERC-20 whose transferFrom tries to re-enter the upto proxy. */
   HostileToken: ContractArtifact;
+  /** x402 batch settlement (payment channels) and its two deposit collectors. */
+  X402BatchSettlement: ContractArtifact;
+  ERC3009DepositCollector: ContractArtifact;
+  Permit2DepositCollector: ContractArtifact;
+  /** Test-only: an ERC-20 whose transfer and transferFrom try to re-enter the batch settlement. */
+  HostileChannelToken: ContractArtifact;
 };

@@ -76,6 +76,10 @@ const tollgateSources = [
   "contracts/TestUSDC.sol",
   "contracts/Multicall3.sol",
   "contracts/test/HostileToken.sol",
+  "contracts/batch-settlement/X402BatchSettlement.sol",
+  "contracts/batch-settlement/ERC3009DepositCollector.sol",
+  "contracts/batch-settlement/Permit2DepositCollector.sol",
+  "contracts/test/HostileChannelToken.sol",
 ];
 
 const compileUnits: CompileUnit[] = [
@@ -116,6 +120,22 @@ const compileUnits: CompileUnit[] = [
       TestUSDC: { source: "contracts/TestUSDC.sol", contract: "TestUSDC" },
       Multicall3: { source: "contracts/Multicall3.sol", contract: "Multicall3" },
       HostileToken: { source: "contracts/test/HostileToken.sol", contract: "HostileToken" },
+      X402BatchSettlement: {
+        source: "contracts/batch-settlement/X402BatchSettlement.sol",
+        contract: "x402BatchSettlement",
+      },
+      ERC3009DepositCollector: {
+        source: "contracts/batch-settlement/ERC3009DepositCollector.sol",
+        contract: "ERC3009DepositCollector",
+      },
+      Permit2DepositCollector: {
+        source: "contracts/batch-settlement/Permit2DepositCollector.sol",
+        contract: "Permit2DepositCollector",
+      },
+      HostileChannelToken: {
+        source: "contracts/test/HostileChannelToken.sol",
+        contract: "HostileChannelToken",
+      },
     },
   },
 ];

@@ -10,6 +10,7 @@ export {
 export {
   type DevnetContracts,
   MULTICALL3_ADDRESS,
+  PERMIT2_DEPOSIT_COLLECTOR_ADDRESS,
   permit2DomainSeparator,
   placeContracts,
 } from "./placeContracts.js";

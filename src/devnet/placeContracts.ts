@@ -1,4 +1,10 @@
-import { PERMIT2_ADDRESS, x402ExactPermit2ProxyAddress, x402UptoPermit2ProxyAddress } from "@x402/evm";
+import {
+  BATCH_SETTLEMENT_ADDRESS,
+  ERC3009_DEPOSIT_COLLECTOR_ADDRESS,
+  PERMIT2_ADDRESS,
+  x402ExactPermit2ProxyAddress,
+  x402UptoPermit2ProxyAddress,
+} from "@x402/evm";
 import {
   type Address,
   createTestClient,
@@ -19,6 +25,12 @@ import type { KeyedAccount } from "./devAccounts.js";
 /** Multicall3's canonical address, used by viem and by @x402/evm's diagnostics. */
 export const MULTICALL3_ADDRESS: Address = "0xcA11bde05977b3631167028862bE2a173976CA11";
 
+/**
+ * The x402 batch-settlement Permit2 deposit collector's canonical address (`@x402/evm` uses it
+ * but does not export it from its root).
+ */
+export const PERMIT2_DEPOSIT_COLLECTOR_ADDRESS: Address = "0x4020425FAf3B746C082C2f942b4E5159887B0005";
+
 /** Where each devnet contract lives. */
 export type DevnetContracts = {
   usdc: Address;
@@ -26,6 +38,10 @@ export type DevnetContracts = {
   uptoProxy: Address;
   exactProxy: Address;
   multicall3: Address;
+  /** x402 batch settlement (payment channels) and its deposit collectors. */
+  batchSettlement: Address;
+  erc3009DepositCollector: Address;
+  permit2DepositCollector: Address;
 };
 
 export type PlaceContractsParameters = {
@@ -50,8 +66,8 @@ export function permit2DomainSeparator(chainId: number, address: Address): Hex {
 }
 
 /**
- * Places Permit2, the x402 upto and exact proxies and Multicall3 at their canonical
- * addresses, and deploys the test USD coin.
+ * Places Permit2, the x402 upto and exact proxies, the x402 batch settlement contract with its
+ * two deposit collectors and Multicall3 at their canonical addresses, and deploys the test USD coin.
  *
  * Permit2 keeps its domain separator in an immutable computed from the address it was
  * deployed at, so it is deployed normally first and its runtime code is then re-targeted:
@@ -114,6 +130,9 @@ export async function placeContracts({
     placeImmutableFree(artifacts.X402UptoPermit2Proxy, x402UptoPermit2ProxyAddress),
     placeImmutableFree(artifacts.X402ExactPermit2Proxy, x402ExactPermit2ProxyAddress),
     placeImmutableFree(artifacts.Multicall3, MULTICALL3_ADDRESS),
+    placeImmutableFree(artifacts.X402BatchSettlement, BATCH_SETTLEMENT_ADDRESS),
+    placeImmutableFree(artifacts.ERC3009DepositCollector, ERC3009_DEPOSIT_COLLECTOR_ADDRESS),
+    placeImmutableFree(artifacts.Permit2DepositCollector, PERMIT2_DEPOSIT_COLLECTOR_ADDRESS),
   ]);
 
   const separator = await wallet.readContract({
@@ -142,6 +161,9 @@ export async function placeContracts({
     uptoProxy: x402UptoPermit2ProxyAddress,
     exactProxy: x402ExactPermit2ProxyAddress,
     multicall3: MULTICALL3_ADDRESS,
+    batchSettlement: BATCH_SETTLEMENT_ADDRESS,
+    erc3009DepositCollector: ERC3009_DEPOSIT_COLLECTOR_ADDRESS,
+    permit2DepositCollector: PERMIT2_DEPOSIT_COLLECTOR_ADDRESS,
   };
 }
 
