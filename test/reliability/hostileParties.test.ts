@@ -196,7 +196,7 @@ describe("hostile parties: nobody loses money", () => {
           figures.deliveredCostAtomic += deliveredCost;
           figures.buyerLossAtomic += charged > deliveredCost ? charged - deliveredCost : 0n;
           figures.sellerLostTokens += Math.max(0, delivered - inFlight - paidTokens);
-          if (delivered > 0 && (!row || row.status !== "settled")) figures.unpaidServed++;
+          if (delivered > 0 && row?.status !== "settled") figures.unpaidServed++;
           t.diagnostic(
             `${label}: status ${response.status}, delivered ${delivered} tokens, charged for ${paidTokens}, ${charged} of ${offeredAtomic} quoted`,
           );
