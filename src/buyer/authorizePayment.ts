@@ -36,8 +36,6 @@ export type PaymentContext = {
   store: () => Promise<SpendStore>;
   confirm: ConfirmPayment | undefined;
   emit: BuyerEventListener;
-  /** Rewrites a freshly signed payload before it is sent (e.g. widens a gas-sponsored permit). */
-  finishPayload?: (payload: PaymentPayload, offer: OfferChoice["offer"]) => Promise<PaymentPayload>;
 };
 
 /** A signed authorization, reserved in the store, about to be sent. */
@@ -132,7 +130,6 @@ export async function authorizePayment(
     let payload: PaymentPayload;
     try {
       payload = await context.client.createPaymentPayload({ ...paymentRequired, accepts: [offer] });
-      if (context.finishPayload) payload = await context.finishPayload(payload, offer);
     } catch (cause) {
       throw new TollgateError({
         code: "TOLLGATE_PAYMENT_INVALID",

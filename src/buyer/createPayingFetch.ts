@@ -18,11 +18,9 @@ import { type AuthorizationChecker, createAuthorizationChecker } from "./isAutho
 import { openSpendStore } from "./openSpendStore.js";
 import {
   declaredSponsoring,
-  type Permit2Approval,
   permit2AllowanceError,
   readPermit2Allowance,
   settlesViaPermit2,
-  widenSponsoredPermit,
 } from "./permit2Approval.js";
 import { policyRefusedError } from "./policyRefusal.js";
 import { fetchProviderModels, type ProviderModel } from "./providerModels.js";
@@ -55,11 +53,6 @@ export type CreatePayingFetchParameters = {
   onEvent?: BuyerEventListener | undefined;
   /** Asked before signing a maximum above `confirmAbove`; without it such payments are refused. */
   confirm?: ConfirmPayment | undefined;
-  /**
-   * How much a gas-sponsored approval lets Permit2 spend, when a wallet without allowance pays a
-   * seller that sponsors it: `unlimited` (default; later payments need no permit) or `per-request`.
-   */
-  permit2Approval?: Permit2Approval | undefined;
   /** The `fetch` underneath. Default: the global one. */
   fetch?: typeof fetch | undefined;
 };
@@ -140,10 +133,6 @@ export function createPayingFetch(parameters: CreatePayingFetchParameters): Payi
     store,
     confirm: parameters.confirm,
     emit,
-    finishPayload:
-      (parameters.permit2Approval ?? "unlimited") === "unlimited"
-        ? (payload, offer) => widenSponsoredPermit(payload, offer, signer)
-        : undefined,
   };
   const rpcUrl = parameters.rpcUrl;
   const payer = signer.address;
@@ -282,7 +271,14 @@ export function createPayingFetch(parameters: CreatePayingFetchParameters): Payi
         reason.startsWith(ReasonCode.gasSponsoringRefused)
       ) {
         await paid.body?.cancel().catch(() => undefined);
-        throw permit2AllowanceError({ origin, offer, payer, sponsored, canSponsor: !!rpcUrl });
+        throw permit2AllowanceError({
+          origin,
+          offer,
+          payer,
+          sponsored,
+          canSponsor: !!rpcUrl,
+          sellerReason: reason.slice(0, 300),
+        });
       }
     }
     return paid;

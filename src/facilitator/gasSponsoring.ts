@@ -62,7 +62,7 @@ const eip2612PermitTypes = {
 
 /**
  * Checks an EIP-2612 permit beyond what `@x402/evm` checks before its simulation: the approval
- * covers the payment, and the signature is the owner's for the token's domain with its current
+ * equals the payment's permitted amount, and the signature is the owner's for the token's domain with its current
  * nonce. Without this, a forged permit fails silently inside `settleWithPermit` and reads as a
  * missing allowance.
  * @see https://eips.ethereum.org/EIPS/eip-2612
@@ -86,11 +86,12 @@ export async function checkEip2612Permit({
     return { isValid: false, invalidReason: ReasonCode.eip2612InvalidFormat, payer };
   if (!/^0x[0-9a-fA-F]{40}$/.test(info.spender) || getAddress(info.spender) !== getAddress(PERMIT2_ADDRESS))
     return { isValid: false, invalidReason: ReasonCode.eip2612SpenderNotPermit2, payer };
-  if (permitted !== undefined && BigInt(info.amount) < permitted) {
+  // The x402 Permit2 proxies' settleWithPermit requires the permit's value to equal the permitted amount.
+  if (permitted !== undefined && BigInt(info.amount) !== permitted) {
     return {
       isValid: false,
       invalidReason: ReasonCode.permit2612AmountMismatch,
-      invalidMessage: `the EIP-2612 permit approves ${info.amount}, less than the ${permitted} this payment moves`,
+      invalidMessage: `the EIP-2612 permit approves ${info.amount}, not the ${permitted} this payment authorizes`,
       payer,
     };
   }

@@ -63,7 +63,9 @@ describe("a hostile buyer", () => {
     const payer = await devnet.createBuyer((quote.amount * 12n) / 10n);
     h.backend.set({ responseTokens: 20, tokensPerSecond: 40 });
     const signatures = await Promise.all(
-      Array.from({ length: 5 }, () => signHostilePayment({ paymentRequired: quote.header, privateKey: payer.privateKey })),
+      Array.from({ length: 5 }, () =>
+        signHostilePayment({ paymentRequired: quote.header, privateKey: payer.privateKey }),
+      ),
     );
     const responses = await Promise.all(
       signatures.map((signature) => postJson(h, CHAT, body, { "payment-signature": signature })),
@@ -72,7 +74,11 @@ describe("a hostile buyer", () => {
     const served = responses.filter((response) => response.status === 200).length;
     await h.backend.whenIdle();
     let rows = await h.ledger.payments.recent({ limit: 5 });
-    for (let i = 0; i < 200 && rows.some((row) => !["settled", "zero", "debt", "failed"].includes(row.status)); i++) {
+    for (
+      let i = 0;
+      i < 200 && rows.some((row) => !["settled", "zero", "debt", "failed"].includes(row.status));
+      i++
+    ) {
       await new Promise((resolve) => setTimeout(resolve, 25));
       rows = await h.ledger.payments.recent({ limit: 5 });
     }
@@ -93,7 +99,10 @@ describe("a hostile buyer", () => {
     const body = chat({ stream: true, messages: [{ role: "user", content: "lorem ipsum ".repeat(1_000) }] });
     const payer = devnet.accounts.buyers[0]!;
     const quote = await quoteOf(h, CHAT, body);
-    const signature = await signHostilePayment({ paymentRequired: quote.header, privateKey: payer.privateKey });
+    const signature = await signHostilePayment({
+      paymentRequired: quote.header,
+      privateKey: payer.privateKey,
+    });
     const before = await devnet.usdcBalance(payer.address);
     const controller = new AbortController();
     const response = await fetch(`${h.gateway.url}${CHAT}`, {
@@ -146,7 +155,8 @@ describe("a hostile buyer", () => {
 
   test("unpaid quotes of 120 KB prompts do not hold the event loop (/health stays under 250 ms)", async (t) => {
     const alpha = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ";
-    const word = () => Array.from({ length: 120 }, () => alpha[Math.floor(Math.random() * alpha.length)]).join("");
+    const word = () =>
+      Array.from({ length: 120 }, () => alpha[Math.floor(Math.random() * alpha.length)]).join("");
     // Just under the 128 KiB where the bound falls back to bytes: distinct 120-byte pieces, each BPE-merged.
     const bodies = Array.from({ length: 6 }, () =>
       chat({ messages: [{ role: "user", content: Array.from({ length: 1_000 }, word).join(" ") }] }),
@@ -173,9 +183,14 @@ describe("a hostile buyer", () => {
     const elapsed = performance.now() - started;
     quoting = false;
     await probe;
-    assert.ok(statuses.every((status) => status === 402), String(statuses));
+    assert.ok(
+      statuses.every((status) => status === 402),
+      String(statuses),
+    );
     const worst = Math.max(...probes);
-    t.diagnostic(`${probes.length} probes, worst ${Math.round(worst)} ms, quotes took ${Math.round(elapsed)} ms`);
+    t.diagnostic(
+      `${probes.length} probes, worst ${Math.round(worst)} ms, quotes took ${Math.round(elapsed)} ms`,
+    );
     assert.ok(
       worst < 250,
       `/health took up to ${Math.round(worst)} ms while 6 unpaid 120 KB quotes ran (${Math.round(elapsed)} ms in all)`,

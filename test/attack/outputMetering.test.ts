@@ -105,7 +105,11 @@ describe("output metering", () => {
             },
           ],
         },
-        { id: "c1", object: "chat.completion.chunk", choices: [{ index: 0, delta: {}, finish_reason: "tool_calls" }] },
+        {
+          id: "c1",
+          object: "chat.completion.chunk",
+          choices: [{ index: 0, delta: {}, finish_reason: "tool_calls" }],
+        },
       ]),
     });
     const body = {
@@ -203,7 +207,12 @@ describe("output metering", () => {
         { id: "c4", choices: [{ index: 7.5, delta: { content: " more" } }] },
       ]),
     });
-    const body = { model: SCRIPTED, messages: [{ role: "user", content: "hi" }], max_tokens: 50, stream: true };
+    const body = {
+      model: SCRIPTED,
+      messages: [{ role: "user", content: "hi" }],
+      max_tokens: 50,
+      stream: true,
+    };
     const { response } = await payFor(h, CHAT, body, buyer().privateKey);
     const text = await response.text();
     assert.ok(!text.includes(" two two two"), "the second choice is not forwarded");
@@ -213,7 +222,8 @@ describe("output metering", () => {
   });
 
   test("closed: CR-only framing, data: without a space and a named event cannot carry output past the limit", async () => {
-    const chunk = (content: string) => JSON.stringify({ id: "c5", choices: [{ index: 0, delta: { content } }] });
+    const chunk = (content: string) =>
+      JSON.stringify({ id: "c5", choices: [{ index: 0, delta: { content } }] });
     scripted.script = () => ({
       headers: { "content-type": "text/event-stream" },
       pieces: [
@@ -224,7 +234,12 @@ describe("output metering", () => {
         "data: [DONE]\n\n",
       ],
     });
-    const body = { model: SCRIPTED, messages: [{ role: "user", content: "hi" }], max_tokens: 20, stream: true };
+    const body = {
+      model: SCRIPTED,
+      messages: [{ role: "user", content: "hi" }],
+      max_tokens: 20,
+      stream: true,
+    };
     const { response } = await payFor(h, CHAT, body, buyer().privateKey);
     const text = await response.text();
     assert.ok(!text.includes(" c c c"), "named events are not forwarded");
