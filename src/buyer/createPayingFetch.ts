@@ -9,12 +9,19 @@ import {
   PAYMENT_REQUIRED_HEADER,
   PAYMENT_SIGNATURE_HEADER,
   type PaymentRequired,
+  ReasonCode,
 } from "../protocol/index.js";
 import { authorizePayment, type ConfirmPayment, type PaymentContext } from "./authorizePayment.js";
 import type { BuyerEvent, BuyerEventListener } from "./BuyerEvent.js";
 import { readInferenceRequest } from "./inferenceRequest.js";
 import { type AuthorizationChecker, createAuthorizationChecker } from "./isAuthorizationUsed.js";
 import { openSpendStore } from "./openSpendStore.js";
+import {
+  declaredSponsoring,
+  permit2AllowanceError,
+  readPermit2Allowance,
+  settlesViaPermit2,
+} from "./permit2Approval.js";
 import { policyRefusedError } from "./policyRefusal.js";
 import { fetchProviderModels, type ProviderModel } from "./providerModels.js";
 import { createQuoteBook } from "./quoteBook.js";
@@ -127,6 +134,8 @@ export function createPayingFetch(parameters: CreatePayingFetchParameters): Payi
     confirm: parameters.confirm,
     emit,
   };
+  const rpcUrl = parameters.rpcUrl;
+  const payer = signer.address;
   let lastLapseCheck = 0;
   const freeLapsed = async () => {
     if (!checker || Date.now() - lastLapseCheck < 30_000) return;
@@ -234,6 +243,17 @@ export function createPayingFetch(parameters: CreatePayingFetchParameters): Payi
       throw policyRefusedError(selected.refusal);
     }
     if (inference) quotes.learnFromOffer(url, inference, selected.choice.offer, paymentRequired.resource);
+    const { offer } = selected.choice;
+    const sponsored = declaredSponsoring(paymentRequired.extensions);
+    // A wallet Permit2 may not spend, at a seller that does not sponsor the approval, cannot pay:
+    // say so before anything is signed.
+    if (rpcUrl && settlesViaPermit2(offer) && sponsored.length === 0) {
+      const allowance = await readPermit2Allowance(rpcUrl, offer.asset as `0x${string}`, payer).catch(
+        () => undefined,
+      );
+      if (allowance !== undefined && allowance < BigInt(offer.amount))
+        throw permit2AllowanceError({ origin, offer, payer, sponsored, canSponsor: true });
+    }
     const attempt = await authorizePayment(context, {
       url,
       origin,
@@ -242,7 +262,26 @@ export function createPayingFetch(parameters: CreatePayingFetchParameters): Payi
       request: inference,
       firstRequest: false,
     });
-    return sendPaid(attempt);
+    const paid = await sendPaid(attempt);
+    if (paid.status === 402 && settlesViaPermit2(offer)) {
+      const refusal = decodePaymentRequiredHeader(paid.headers.get(PAYMENT_REQUIRED_HEADER));
+      const reason = refusal.ok ? (refusal.paymentRequired.error ?? "") : "";
+      if (
+        reason.startsWith(ReasonCode.permit2AllowanceRequired) ||
+        reason.startsWith(ReasonCode.gasSponsoringRefused)
+      ) {
+        await paid.body?.cancel().catch(() => undefined);
+        throw permit2AllowanceError({
+          origin,
+          offer,
+          payer,
+          sponsored,
+          canSponsor: !!rpcUrl,
+          sellerReason: reason.slice(0, 300),
+        });
+      }
+    }
+    return paid;
   }
 
   const idle = async () => {

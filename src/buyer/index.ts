@@ -23,6 +23,7 @@ export {
   createAuthorizationChecker,
 } from "./isAuthorizationUsed.js";
 export { defaultDataDir, type OpenSpendStoreParameters, openSpendStore } from "./openSpendStore.js";
+export { permit2AllowanceError } from "./permit2Approval.js";
 export { type PolicyRefusal, type PolicyRule, policyRefusedError } from "./policyRefusal.js";
 export { apiBaseUrl, fetchProviderModels, type ProviderModel } from "./providerModels.js";
 export {

@@ -5,16 +5,19 @@ import { type GatewayConfigInput, parseGatewayConfig, startGateway } from "../ga
 import { countTextTokens } from "../pricing/index.js";
 import { createCliLogger, parseFlags, printLine, waitForShutdownSignal } from "./cliSupport.js";
 
-export const devUsage = `tollgate dev [--port 4021] [--json] [--upstream URL [--upstream-key-env NAME] [--model ID]] [--data-dir DIR]
+export const devUsage = `tollgate dev [--port 4021] [--json] [--fresh-buyer] [--upstream URL [--upstream-key-env NAME] [--model ID]] [--data-dir DIR]
   Runs everything on one machine: a devnet chain, an in-process facilitator, the ledger
   (PGlite, in memory unless --data-dir), and the gateway in front of the built-in demo
   backend (model tollgate-demo, ~50 tokens/s) — or in front of a real OpenAI-compatible
-  backend with --upstream. Prints a funded buyer key to pay with. Runs until Ctrl-C.`;
+  backend with --upstream. Prints a funded buyer key to pay with; with --fresh-buyer, one holding
+  test USDC only (no Permit2 approval, no native gas), whose first request pays through a
+  gas-sponsored approval. Runs until Ctrl-C.`;
 
 const flagsSchema = z.object({
   port: z.coerce.number().int().min(0).max(65535).default(4021),
   host: z.string().default("127.0.0.1"),
   json: z.boolean().default(false),
+  freshBuyer: z.boolean().default(false),
   upstream: z.string().url().optional(),
   upstreamKeyEnv: z.string().optional(),
   model: z.string().optional(),
@@ -31,6 +34,7 @@ export async function devCommand(argv: string[]): Promise<number> {
       port: { type: "string" },
       host: { type: "string" },
       json: { type: "boolean" },
+      "fresh-buyer": { type: "boolean" },
       upstream: { type: "string" },
       "upstream-key-env": { type: "string" },
       model: { type: "string" },
@@ -43,6 +47,7 @@ export async function devCommand(argv: string[]): Promise<number> {
         ...v,
         upstreamKeyEnv: v["upstream-key-env"],
         dataDir: v["data-dir"],
+        freshBuyer: v["fresh-buyer"],
         tokensPerSecond: v["tokens-per-second"],
       };
     }, flagsSchema),
@@ -94,7 +99,7 @@ export async function devCommand(argv: string[]): Promise<number> {
     };
     const gateway = await startGateway({ config: parseGatewayConfig(input), logger, pollingIntervalMs: 20 });
     closers.unshift(() => gateway.close());
-    const buyer = devnet.accounts.buyers[0]!;
+    const buyer = flags.freshBuyer ? devnet.accounts.freshBuyers[0]! : devnet.accounts.buyers[0]!;
     const readyMs = Math.round(performance.now() - startedAt);
     if (flags.json) {
       printLine(
@@ -104,7 +109,12 @@ export async function devCommand(argv: string[]): Promise<number> {
           network: devnet.network,
           asset: devnet.contracts.usdc,
           model: modelId,
-          buyer: { address: buyer.address, privateKey: buyer.privateKey },
+          buyer: {
+            address: buyer.address,
+            privateKey: buyer.privateKey,
+            permit2Approved: !flags.freshBuyer,
+            nativeGas: !flags.freshBuyer,
+          },
         }),
       );
     } else {
@@ -113,11 +123,13 @@ export async function devCommand(argv: string[]): Promise<number> {
         `  gateway   ${gateway.url}/v1   (model ${modelId}: $0.50 / 1M input, $1.50 / 1M output tokens)`,
       );
       printLine(`  chain     ${devnet.rpcUrl}   (${devnet.network}, test USDC ${devnet.contracts.usdc})`);
-      printLine(`  buyer     ${buyer.address}   (1,000 test USDC)`);
+      printLine(
+        `  buyer     ${buyer.address}   (1,000 test USDC${flags.freshBuyer ? " only: no Permit2 approval, no gas" : ""})`,
+      );
       printLine("");
       printLine("Pay for a streamed completion from another terminal:");
       printLine(
-        `  TOLLGATE_PRIVATE_KEY=${buyer.privateKey} npx tollgate chat --gateway ${gateway.url} --model ${modelId} "Tell me about tolls"`,
+        `  TOLLGATE_PRIVATE_KEY=${buyer.privateKey} npx tollgate chat --gateway ${gateway.url} --rpc ${devnet.rpcUrl} --model ${modelId} "Tell me about tolls"`,
       );
       printLine("Press Ctrl-C to stop.");
     }

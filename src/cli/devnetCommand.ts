@@ -2,11 +2,13 @@ import { z } from "zod";
 import { MAX_DEVNET_BUYERS, startDevnet } from "../devnet/index.js";
 import { createCliLogger, parseFlags, printLine, waitForShutdownSignal } from "./cliSupport.js";
 
-export const devnetUsage = `tollgate devnet [--port 8545] [--host 127.0.0.1] [--buyers 3] [--json]
+export const devnetUsage = `tollgate devnet [--port 8545] [--host 127.0.0.1] [--buyers 3] [--fresh-buyers 1] [--json]
   Starts a local chain (anvil) with Permit2, the x402 upto and exact proxies, the x402
   batch-settlement contract and its deposit collectors, a test USDC
   and funded accounts. --buyers takes 1 to ${MAX_DEVNET_BUYERS} (each with 1,000 test USDC,
-  Permit2 approved). Runs until Ctrl-C.`;
+  Permit2 approved, test ETH); --fresh-buyers 0 to ${MAX_DEVNET_BUYERS} more with 1,000 test USDC
+  only: no Permit2 approval and no native gas, as a new agent wallet (they pay through a
+  gas-sponsored approval). Runs until Ctrl-C.`;
 
 const flagsSchema = z.object({
   port: z.coerce.number().int().min(0).max(65535).default(8545),
@@ -17,6 +19,12 @@ const flagsSchema = z.object({
     .min(1, `must be at least 1`)
     .max(MAX_DEVNET_BUYERS, `at most ${MAX_DEVNET_BUYERS} buyers (call createBuyer for more)`)
     .default(3),
+  "fresh-buyers": z.coerce
+    .number()
+    .int(`must be a whole number from 0 to ${MAX_DEVNET_BUYERS}`)
+    .min(0, "must be at least 0")
+    .max(MAX_DEVNET_BUYERS, `at most ${MAX_DEVNET_BUYERS} fresh buyers`)
+    .default(1),
   json: z.boolean().default(false),
 });
 
@@ -29,13 +37,20 @@ export async function devnetCommand(argv: string[]): Promise<number> {
       port: { type: "string" },
       host: { type: "string" },
       buyers: { type: "string" },
+      "fresh-buyers": { type: "string" },
       json: { type: "boolean" },
     },
     flagsSchema,
   );
   const logger = createCliLogger(flags.json ? "warn" : undefined);
   const startedAt = performance.now();
-  const devnet = await startDevnet({ host: flags.host, port: flags.port, buyers: flags.buyers, logger });
+  const devnet = await startDevnet({
+    host: flags.host,
+    port: flags.port,
+    buyers: flags.buyers,
+    freshBuyers: flags["fresh-buyers"],
+    logger,
+  });
   const readyMs = Math.round(performance.now() - startedAt);
   const { accounts, contracts } = devnet;
   const pick = ({ address, privateKey }: { address: string; privateKey: string }) => ({
@@ -61,7 +76,16 @@ export async function devnetCommand(argv: string[]): Promise<number> {
         accounts: {
           facilitator: pick(accounts.facilitator),
           payTo: pick(accounts.payTo),
-          buyers: accounts.buyers.map(pick),
+          buyers: accounts.buyers.map((buyer) => ({
+            ...pick(buyer),
+            permit2Approved: true,
+            nativeGas: true,
+          })),
+          freshBuyers: accounts.freshBuyers.map((buyer) => ({
+            ...pick(buyer),
+            permit2Approved: false,
+            nativeGas: false,
+          })),
         },
       }),
     );
@@ -81,6 +105,11 @@ export async function devnetCommand(argv: string[]): Promise<number> {
     for (const [i, buyer] of accounts.buyers.entries()) {
       printLine(
         `  buyer ${i}        ${buyer.address}  key ${buyer.privateKey}  (1,000 USDC, Permit2 approved)`,
+      );
+    }
+    for (const [i, buyer] of accounts.freshBuyers.entries()) {
+      printLine(
+        `  fresh buyer ${i}  ${buyer.address}  key ${buyer.privateKey}  (1,000 USDC only: no Permit2 approval, no gas)`,
       );
     }
     printLine("Press Ctrl-C to stop.");

@@ -4,12 +4,14 @@ import { createFacilitator, serveFacilitator, settlementStoreFromLog } from "../
 import { createCliLogger, parseFlags, printLine, waitForShutdownSignal } from "./cliSupport.js";
 import { openCliLedger } from "./openCliLedger.js";
 
-export const facilitatorUsage = `tollgate facilitator --rpc URL --private-key KEY [--network eip155:31337] [--port 4022] [--host 127.0.0.1] [--no-rpc-batch]
+export const facilitatorUsage = `tollgate facilitator --rpc URL --private-key KEY [--network eip155:31337] [--port 4022] [--host 127.0.0.1] [--no-rpc-batch] [--no-gas-sponsoring] [--sponsor-limit 3]
   Serves an x402 v2 facilitator (GET /supported, POST /verify, POST /settle) for the upto
   and exact schemes. The key may come from TOLLGATE_FACILITATOR_KEY instead of the flag.
   With DATABASE_URL=postgres://… its settlement log (one settlement per authorization) is kept
   in PostgreSQL and survives restarts; otherwise it is in memory. RPC calls made while others are in
-  flight go out as one JSON-RPC batch; --no-rpc-batch sends each alone (for an RPC that refuses batches).`;
+  flight go out as one JSON-RPC batch; --no-rpc-batch sends each alone (for an RPC that refuses batches).
+  It pays the gas of buyers' Permit2 approvals (eip2612GasSponsoring, listed in /supported), at most
+  --sponsor-limit per payer (counted since start); --no-gas-sponsoring turns that off.`;
 
 const flagsSchema = z.object({
   rpc: z.string().url().optional(),
@@ -21,6 +23,8 @@ const flagsSchema = z.object({
   port: z.coerce.number().int().min(0).max(65535).default(4022),
   host: z.string().default("127.0.0.1"),
   "no-rpc-batch": z.boolean().default(false),
+  "no-gas-sponsoring": z.boolean().default(false),
+  "sponsor-limit": z.coerce.number().int().min(0).default(3),
 });
 
 /** `tollgate facilitator`: verify and settle over HTTP. */
@@ -35,6 +39,8 @@ export async function facilitatorCommand(argv: string[]): Promise<number> {
       port: { type: "string" },
       host: { type: "string" },
       "no-rpc-batch": { type: "boolean" },
+      "no-gas-sponsoring": { type: "boolean" },
+      "sponsor-limit": { type: "string" },
     },
     z.preprocess((values) => {
       const v = values as Record<string, unknown>;
@@ -57,6 +63,7 @@ export async function facilitatorCommand(argv: string[]): Promise<number> {
     logger,
     pollingIntervalMs: local ? 50 : 1_000,
     rpcBatch: !flags["no-rpc-batch"],
+    gasSponsoring: { enabled: !flags["no-gas-sponsoring"], perPayerLimit: flags["sponsor-limit"] },
     ...(ledger ? { settlementStore: settlementStoreFromLog(ledger.settlements) } : {}),
   });
   const server = await serveFacilitator({ facilitator, host: flags.host, port: flags.port, logger });

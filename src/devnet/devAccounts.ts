@@ -25,4 +25,6 @@ export const devAccountRoles = {
    * gives each buyer its ETH itself.
    */
   firstBuyer: 3,
+  /** Fresh buyers (USDC only, no gas, no Permit2 approval) come after the most buyers (3 + 50). */
+  firstFreshBuyer: 53,
 } as const;

@@ -22,6 +22,11 @@ export type StartDevnetParameters = {
   port?: number;
   /** How many funded buyer accounts to prepare: 1 to `MAX_DEVNET_BUYERS` (default 3). */
   buyers?: number;
+  /**
+   * How many "fresh" buyers to prepare: test USDC only, no Permit2 approval and no native gas, as
+   * a new agent wallet is (default 1; 0 to MAX_DEVNET_BUYERS).
+   */
+  freshBuyers?: number;
   /** Test USDC each buyer starts with, in atomic units (default 1,000 USDC). */
   buyerUsdcAtomic?: bigint;
   /** Precompiled artifacts; compiled (or read from the cache) when absent. */
@@ -40,11 +45,15 @@ export type Devnet = {
     facilitator: KeyedAccount;
     payTo: KeyedAccount;
     buyers: KeyedAccount[];
+    /** Buyers with test USDC only: no Permit2 approval, zero native balance. */
+    freshBuyers: KeyedAccount[];
   };
   /** Mints test USDC to `to` (atomic units). */
   mintUsdc(to: Address, amountAtomic: bigint): Promise<void>;
   /** A fresh account with test ETH, `usdcAtomic` test USDC and Permit2 approved. */
   createBuyer(usdcAtomic?: bigint): Promise<KeyedAccount>;
+  /** A fresh account with `usdcAtomic` test USDC only: no Permit2 approval, zero native balance. */
+  createFreshBuyer(usdcAtomic?: bigint): Promise<KeyedAccount>;
   /** The test USDC balance of `owner`. */
   usdcBalance(owner: Address): Promise<bigint>;
   stop(): Promise<void>;
@@ -85,6 +94,7 @@ export async function startDevnet({
   host = "127.0.0.1",
   port = 0,
   buyers: buyerCount = 3,
+  freshBuyers: freshBuyerCount = 1,
   buyerUsdcAtomic = 1_000_000_000n,
   artifacts,
   logger = silentLogger,
@@ -94,6 +104,13 @@ export async function startDevnet({
       code: "TOLLGATE_CONFIG_INVALID",
       shortMessage: `buyers must be an integer from 1 to ${MAX_DEVNET_BUYERS}, not ${buyerCount}`,
       details: { field: "buyers" },
+    });
+  }
+  if (!Number.isSafeInteger(freshBuyerCount) || freshBuyerCount < 0 || freshBuyerCount > MAX_DEVNET_BUYERS) {
+    throw new TollgateError({
+      code: "TOLLGATE_CONFIG_INVALID",
+      shortMessage: `freshBuyers must be an integer from 0 to ${MAX_DEVNET_BUYERS}, not ${freshBuyerCount}`,
+      details: { field: "freshBuyers" },
     });
   }
   const [compiled, anvil] = await Promise.all([
@@ -142,8 +159,17 @@ export async function startDevnet({
       await approvePermit2(buyer);
     };
 
+    const prepareFreshBuyer = async (buyer: KeyedAccount, usdcAtomic: bigint) => {
+      await test.setBalance({ address: buyer.address, value: 0n });
+      await mintUsdc(buyer.address, usdcAtomic);
+    };
+
     const buyers = Array.from({ length: buyerCount }, (_, i) => devAccount(devAccountRoles.firstBuyer + i));
     for (const buyer of buyers) await prepareBuyer(buyer, buyerUsdcAtomic);
+    const freshBuyers = Array.from({ length: freshBuyerCount }, (_, i) =>
+      devAccount(devAccountRoles.firstFreshBuyer + i),
+    );
+    for (const buyer of freshBuyers) await prepareFreshBuyer(buyer, buyerUsdcAtomic);
 
     const devnet: Devnet = {
       rpcUrl: anvil.rpcUrl,
@@ -155,12 +181,19 @@ export async function startDevnet({
         facilitator: devAccount(devAccountRoles.facilitator),
         payTo: devAccount(devAccountRoles.payTo),
         buyers,
+        freshBuyers,
       },
       mintUsdc,
       async createBuyer(usdcAtomic = buyerUsdcAtomic) {
         const privateKey: Hex = generatePrivateKey();
         const buyer = { address: privateKeyToAccount(privateKey).address, privateKey };
         await prepareBuyer(buyer, usdcAtomic);
+        return buyer;
+      },
+      async createFreshBuyer(usdcAtomic = buyerUsdcAtomic) {
+        const privateKey: Hex = generatePrivateKey();
+        const buyer = { address: privateKeyToAccount(privateKey).address, privateKey };
+        await prepareFreshBuyer(buyer, usdcAtomic);
         return buyer;
       },
       usdcBalance: (owner) =>

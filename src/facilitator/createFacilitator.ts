@@ -8,7 +8,8 @@ import type {
 } from "@x402/core/types";
 import { ExactEvmScheme } from "@x402/evm/exact/facilitator";
 import { UptoEvmScheme } from "@x402/evm/upto/facilitator";
-import { type Address, getAddress, type Hex } from "viem";
+import { EIP2612_GAS_SPONSORING } from "@x402/extensions";
+import { type Address, getAddress, type Hex, type TransactionReceipt } from "viem";
 import {
   chainIdOf,
   createFacilitatorSigner,
@@ -17,8 +18,15 @@ import {
   withRpcFailureScope,
 } from "../chain/index.js";
 import { type Logger, silentLogger, TollgateError } from "../errors/index.js";
+import { ReasonCode } from "../protocol/index.js";
 import type { FaultInjection } from "./faultInjection.js";
 import { hasMatchingTransfer } from "./findTransfer.js";
+import {
+  checkEip2612Permit,
+  createSponsorshipBudget,
+  type GasSponsoringOptions,
+  sponsoredApprovalOf,
+} from "./gasSponsoring.js";
 import { type SettlementKey, settlementKeyOf, settlementKeyString } from "./settlementKey.js";
 import { createMemorySettlementStore, type SettlementStore } from "./settlementStore.js";
 
@@ -35,6 +43,11 @@ export type CreateFacilitatorParameters = {
   rpcTimeoutMs?: number;
   /** JSON-RPC calls made in the same tick go out as one batch request. */
   rpcBatch?: boolean;
+  /**
+   * Paying the gas of buyers' Permit2 approvals (`eip2612GasSponsoring`): on by default, at most
+   * `perPayerLimit` (3) per payer. When on, `/supported` lists the extension.
+   */
+  gasSponsoring?: GasSponsoringOptions;
   /** Test-only: called at `after_broadcast` (transfer mined, not yet recorded) to prove crash recovery. */
   faultInjection?: FaultInjection;
 };
@@ -51,6 +64,16 @@ export type TollgateFacilitator = {
 
 const REASON_TRANSFER_NOT_FOUND = "settlement_transfer_not_found";
 const REASON_UNKNOWN_PAYLOAD = "invalid_payload";
+
+const eip2612NoncesAbi = [
+  {
+    type: "function",
+    name: "nonces",
+    inputs: [{ name: "owner", type: "address" }],
+    outputs: [{ name: "", type: "uint256" }],
+    stateMutability: "view",
+  },
+] as const;
 
 /**
  * A facilitator for the `upto` and `exact` schemes on one EVM network, built on
@@ -73,6 +96,7 @@ export function createFacilitator({
   rpcTimeoutMs,
   rpcBatch,
   faultInjection,
+  gasSponsoring = { enabled: true },
 }: CreateFacilitatorParameters): TollgateFacilitator {
   const signer = createFacilitatorSigner({
     rpcUrl,
@@ -98,6 +122,42 @@ export function createFacilitator({
   const core = new x402Facilitator()
     .register(network, new UptoEvmScheme(schemeSigner))
     .register(network, new ExactEvmScheme(schemeSigner));
+  const sponsorship = createSponsorshipBudget(gasSponsoring);
+  if (sponsorship.enabled) core.registerExtension(EIP2612_GAS_SPONSORING);
+  const chainId = chainIdOf(network);
+  const readPermitNonce = async (token: Address, owner: Address) =>
+    (await signer.readContract({
+      address: token,
+      abi: eip2612NoncesAbi,
+      functionName: "nonces",
+      args: [owner],
+    })) as bigint;
+
+  /** A refusal of a payment's gas-sponsoring request, before anything reaches the chain. */
+  async function checkSponsorship(
+    payload: PaymentPayload,
+    requirements: PaymentRequirements,
+  ): Promise<VerifyResponse | undefined> {
+    const sponsored = sponsoredApprovalOf(payload);
+    if (!sponsored) return undefined;
+    // Only the extensions this facilitator advertises are honoured.
+    if (sponsored.extension !== "eip2612GasSponsoring")
+      return {
+        isValid: false,
+        invalidReason: ReasonCode.gasSponsoringRefused,
+        invalidMessage: `this facilitator does not support ${sponsored.extension}`,
+        payer: sponsored.info.from,
+      };
+    const refused = sponsorship.refusal(sponsored.info.from);
+    if (refused) return refused;
+    return checkEip2612Permit({
+      info: sponsored.info,
+      payload,
+      requirements,
+      chainId,
+      readNonce: readPermitNonce,
+    });
+  }
   const inFlight = new Map<string, Promise<SettleResponse>>();
 
   const chainUnavailable = (cause: unknown, operation: string) =>
@@ -119,7 +179,9 @@ export function createFacilitator({
   async function verify(payload: PaymentPayload, requirements: PaymentRequirements): Promise<VerifyResponse> {
     const startedAt = performance.now();
     try {
-      const { result, scope } = await withRpcFailureScope(() => core.verify(payload, requirements));
+      const { result, scope } = await withRpcFailureScope(
+        async () => (await checkSponsorship(payload, requirements)) ?? core.verify(payload, requirements),
+      );
       if (!result.isValid && scope.transportError) throw chainUnavailable(scope.transportError, "verify");
       logger.info(
         {
@@ -173,13 +235,16 @@ export function createFacilitator({
       };
     }
     let result: SettleResponse;
+    let receipt: TransactionReceipt | undefined;
     try {
+      // The sponsorship checks belong to verify: at settle time a permit may already be used by a
+      // concurrent settle of the same payer, and `settleWithPermit` then settles on the allowance it set.
       const settled = await withRpcFailureScope(() => core.settle(payload, requirements));
       result = settled.result;
       if (!result.success && settled.scope.transportError)
         throw chainUnavailable(settled.scope.transportError, "settle");
       if (result.success && result.transaction) {
-        result = await confirmTransfer(result, payload, requirements);
+        ({ result, receipt } = await confirmTransfer(result, payload, requirements));
         if (result.success) faultInjection?.("after_broadcast");
       }
     } catch (error) {
@@ -204,6 +269,7 @@ export function createFacilitator({
     }
     if (result.success) await settlementStore.succeed(key, result);
     else await settlementStore.fail(key, result);
+    if (result.success && receipt) logSponsoredApproval(payload, requirements, receipt);
     logger.info(
       {
         op: "settle",
@@ -219,11 +285,38 @@ export function createFacilitator({
     return result;
   }
 
+  /** One log line per sponsored approval: the gas the seller paid for it (the settlement included). */
+  function logSponsoredApproval(
+    payload: PaymentPayload,
+    requirements: PaymentRequirements,
+    receipt: TransactionReceipt,
+  ) {
+    const sponsored = sponsoredApprovalOf(payload);
+    if (!sponsored) return;
+    const sponsoredForPayer = sponsorship.record(sponsored.info.from);
+    logger.info(
+      {
+        op: "sponsor",
+        extension: sponsored.extension,
+        payer: sponsored.info.from,
+        asset: requirements.asset,
+        approvedAtomic: sponsored.info.amount,
+        tx: receipt.transactionHash,
+        gasUsed: receipt.gasUsed.toString(),
+        effectiveGasPriceWei: receipt.effectiveGasPrice.toString(),
+        gasCostWei: (receipt.gasUsed * receipt.effectiveGasPrice).toString(),
+        sponsoredForPayer,
+        perPayerLimit: sponsorship.perPayerLimit,
+      },
+      "facilitator sponsored approval",
+    );
+  }
+
   async function confirmTransfer(
     result: SettleResponse,
     payload: PaymentPayload,
     requirements: PaymentRequirements,
-  ): Promise<SettleResponse> {
+  ): Promise<{ result: SettleResponse; receipt: TransactionReceipt }> {
     const hash = result.transaction as Hex;
     const receipt = signer.takeReceipt(hash) ?? (await signer.publicClient.getTransactionReceipt({ hash }));
     const payer = settlementKeyOf(payload)?.payer ?? result.payer ?? "";
@@ -235,8 +328,8 @@ export function createFacilitator({
       to: getAddress(requirements.payTo),
       amountAtomic,
     });
-    if (found) return { ...result, amount: amountAtomic.toString() };
-    return { ...result, success: false, errorReason: REASON_TRANSFER_NOT_FOUND };
+    if (found) return { result: { ...result, amount: amountAtomic.toString() }, receipt };
+    return { result: { ...result, success: false, errorReason: REASON_TRANSFER_NOT_FOUND }, receipt };
   }
 
   return {

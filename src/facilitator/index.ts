@@ -12,6 +12,13 @@ export {
   type SettlementEvidence,
 } from "./findSettlementOnChain.js";
 export { hasMatchingTransfer } from "./findTransfer.js";
+export {
+  type GasSponsoringExtensionKey,
+  type GasSponsoringOptions,
+  gasSponsoringExtensionKeys,
+  type SponsoredApproval,
+  sponsoredApprovalOf,
+} from "./gasSponsoring.js";
 export { type ServeFacilitatorParameters, serveFacilitator } from "./serveFacilitator.js";
 export { type SettlementKey, settlementKeyOf, settlementKeyString } from "./settlementKey.js";
 export {

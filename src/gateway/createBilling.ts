@@ -1,6 +1,6 @@
 import type { PaymentRequirements } from "@x402/core/types";
 import { type Logger, silentLogger, TollgateError, type TollgateErrorCode } from "../errors/index.js";
-import type { FaultInjection } from "../facilitator/index.js";
+import { type FaultInjection, sponsoredApprovalOf } from "../facilitator/index.js";
 import type { PaymentLedger } from "../ledger/index.js";
 import {
   authorizationKey,
@@ -16,7 +16,13 @@ import { type BillingSession, createBillingSession } from "./createBillingSessio
 import { errorAnswer } from "./errorAnswer.js";
 import type { FacilitatorLike } from "./facilitatorLike.js";
 import type { ModelConfig } from "./gatewayConfig.js";
-import { type BillingTerms, buildOffers, buildPaymentRequired, matchOffer } from "./paymentOffers.js";
+import {
+  type BillingTerms,
+  buildOffers,
+  buildPaymentRequired,
+  gasSponsoringExtensions,
+  matchOffer,
+} from "./paymentOffers.js";
 import { quoteRequest, type RequestQuote, type RouteKind } from "./quoteRequest.js";
 
 export type CreateBillingParameters = {
@@ -138,7 +144,13 @@ export function createBilling({
       return refuse("TOLLGATE_FACILITATOR_UNAVAILABLE", "no payment scheme is available right now");
     }
     const paymentRequired = (error?: string) => {
-      const required = buildPaymentRequired(quote, offers, resourceUrlOf(request.url), error);
+      const required = buildPaymentRequired(
+        quote,
+        offers,
+        resourceUrlOf(request.url),
+        error,
+        gasSponsoringExtensions(offers, terms),
+      );
       return respond(402, required as unknown as Record<string, unknown>, {
         [PAYMENT_REQUIRED_HEADER]: encodePaymentRequiredHeader(required),
       });
@@ -167,6 +179,12 @@ export function createBilling({
     }
     const matched = matchOffer(payment, offers);
     if (!matched.ok) return paymentRequired(`${matched.reason}: ${matched.message}`);
+    const sponsored = sponsoredApprovalOf(payment);
+    if (sponsored && !terms.gasSponsoring?.includes(sponsored.extension)) {
+      return paymentRequired(
+        `${ReasonCode.gasSponsoringRefused}: this gateway's facilitator does not sponsor ${sponsored.extension}; approve Permit2 on ${matched.requirements.asset} first`,
+      );
+    }
 
     // The authorization must outlive the work: the longest the request may run, plus time to settle.
     const deadline = authorizationDeadline(payment);

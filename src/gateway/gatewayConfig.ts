@@ -80,6 +80,14 @@ const facilitatorSchema = z.union([
     privateKeyEnv: z.string().optional(),
     /** Calls made while others are in flight share one JSON-RPC batch; false for an RPC that refuses batches. */
     rpcBatch: z.boolean().default(true),
+    /** Paying the gas of buyers' Permit2 approvals (eip2612GasSponsoring); the seller pays for each. */
+    gasSponsoring: z
+      .strictObject({
+        enabled: z.boolean().default(true),
+        /** Sponsored approvals per payer (counted in memory since the gateway started). */
+        perPayerLimit: z.number().int().min(0).default(3),
+      })
+      .default({ enabled: true, perPayerLimit: 3 }),
   }),
 ]);
 
@@ -93,7 +101,10 @@ export const gatewayConfigSchema = z
     /** EIP-712 domain of the asset; defaults to the network's USDC domain. */
     assetDomain: z.strictObject({ name: z.string(), version: z.string() }).optional(),
     payTo: addressSchema,
-    facilitator: facilitatorSchema.default({ rpcBatch: true }),
+    facilitator: facilitatorSchema.default({
+      rpcBatch: true,
+      gasSponsoring: { enabled: true, perPayerLimit: 3 },
+    }),
     maxTimeoutSeconds: z.number().int().min(10).max(86_400).default(300),
     /** Time an authorization must stay valid after the longest generation, for its settlement (seconds). */
     settlementMarginSeconds: z.number().int().min(5).max(3_600).default(30),

@@ -1,4 +1,8 @@
 import type { PaymentRequired, PaymentRequirements } from "@x402/core/types";
+import {
+  declareEip2612GasSponsoringExtension,
+  declareErc20ApprovalGasSponsoringExtension,
+} from "@x402/extensions";
 import type { Address } from "viem";
 import { type DecodedPaymentPayload, ReasonCode } from "../protocol/index.js";
 import type { RequestQuote } from "./quoteRequest.js";
@@ -13,7 +17,31 @@ export type BillingTerms = {
   maxTimeoutSeconds: number;
   /** The facilitator allowed to settle upto authorizations (from its `/supported`). */
   facilitatorAddress?: Address;
+  /** Gas-sponsoring extensions the facilitator advertises in `/supported` (e.g. `eip2612GasSponsoring`). */
+  gasSponsoring?: readonly string[];
 };
+
+/**
+ * The gas-sponsoring extensions a 402 declares: those the facilitator supports, when an offer
+ * settles through Permit2 (upto, or exact with `assetTransferMethod: permit2`).
+ * @see https://github.com/x402-foundation/x402/blob/main/specs/extensions/eip2612_gas_sponsoring.md
+ */
+export function gasSponsoringExtensions(
+  offers: readonly PaymentRequirements[],
+  terms: BillingTerms,
+): Record<string, unknown> | undefined {
+  const viaPermit2 = offers.some(
+    (offer) =>
+      offer.scheme === "upto" || (offer.scheme === "exact" && offer.extra?.assetTransferMethod === "permit2"),
+  );
+  if (!viaPermit2 || !terms.gasSponsoring?.length) return undefined;
+  return {
+    ...(terms.gasSponsoring.includes("eip2612GasSponsoring") ? declareEip2612GasSponsoringExtension() : {}),
+    ...(terms.gasSponsoring.includes("erc20ApprovalGasSponsoring")
+      ? declareErc20ApprovalGasSponsoringExtension()
+      : {}),
+  };
+}
 
 /** Machine-readable prices in an upto offer's `extra.pricing`, so a buyer can check the maximum. */
 export type OfferPricing = {
@@ -69,6 +97,7 @@ export function buildPaymentRequired(
   offers: PaymentRequirements[],
   resourceUrl: string,
   error = "payment required",
+  extensions?: Record<string, unknown>,
 ): PaymentRequired {
   const limit = quote.routeKind === "embedding" ? "" : `, up to ${quote.outputLimit} output tokens`;
   return {
@@ -80,6 +109,7 @@ export function buildPaymentRequired(
       mimeType: quote.stream ? "text/event-stream" : "application/json",
     },
     accepts: offers,
+    ...(extensions ? { extensions } : {}),
   };
 }
 

@@ -14,6 +14,7 @@ import { type Logger, silentLogger, TollgateError } from "../errors/index.js";
 import {
   createFacilitator,
   type FaultInjection,
+  gasSponsoringExtensionKeys,
   settlementStoreFromLog,
   type TollgateFacilitator,
 } from "../facilitator/index.js";
@@ -109,6 +110,10 @@ export async function startGateway({
       "the facilitator does not offer upto on this network; only exact prices are offered",
     );
 
+  // A remote facilitator's /supported decides which gas-sponsoring extensions the 402s declare.
+  const gasSponsoring = gasSponsoringExtensionKeys.filter((key) => supported.extensions?.includes(key));
+  logger.info({ gasSponsoring }, "gas sponsoring the facilitator supports");
+
   const rpcUrl = config.rpcUrl ?? preset.defaultRpcUrl;
   const chain: PublicClient | undefined =
     "signer" in facilitator
@@ -126,6 +131,7 @@ export async function startGateway({
       payTo: getAddress(config.payTo),
       maxTimeoutSeconds: config.maxTimeoutSeconds,
       facilitatorAddress: facilitatorAddress ? getAddress(facilitatorAddress) : undefined,
+      gasSponsoring,
     },
     models: config.models,
     facilitator,
@@ -228,6 +234,7 @@ function createConfiguredFacilitator(
     pollingIntervalMs,
     settlementStore: settlementStoreFromLog(ledger.settlements),
     rpcBatch: config.facilitator.rpcBatch,
+    gasSponsoring: config.facilitator.gasSponsoring,
     faultInjection,
   });
 }

@@ -48,6 +48,14 @@ export const ReasonCode = {
   permit2InvalidNonce: "permit2_invalid_nonce",
   permit2SimulationFailed: "permit2_simulation_failed",
 
+  // x402 gas-sponsoring extensions (eip2612GasSponsoring, erc20ApprovalGasSponsoring)
+  eip2612InvalidFormat: "invalid_eip2612_extension_format",
+  eip2612FromMismatch: "eip2612_from_mismatch",
+  eip2612AssetMismatch: "eip2612_asset_mismatch",
+  eip2612SpenderNotPermit2: "eip2612_spender_not_permit2",
+  eip2612DeadlineExpired: "eip2612_deadline_expired",
+  permit2612AmountMismatch: "permit2_2612_amount_mismatch",
+
   // Tollgate: the payment header on the way in
   paymentHeaderMissing: "tollgate_payment_header_missing",
   paymentHeaderTooLarge: "tollgate_payment_header_too_large",
@@ -64,6 +72,8 @@ export const ReasonCode = {
   backendFailedBeforeOutput: "tollgate_backend_failed_before_output",
   clientDisconnected: "tollgate_client_disconnected",
   settlementFailed: "tollgate_settlement_failed",
+  gasSponsoringRefused: "tollgate_gas_sponsoring_refused",
+  eip2612PermitInvalid: "tollgate_eip2612_permit_invalid",
 
   // Tollgate: the streaming receipt, read by the buyer
   receiptAbsent: "tollgate_receipt_absent",

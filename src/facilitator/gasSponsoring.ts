@@ -1,0 +1,171 @@
+import type { PaymentPayload, PaymentRequirements, VerifyResponse } from "@x402/core/types";
+import { PERMIT2_ADDRESS } from "@x402/evm";
+import {
+  EIP2612_GAS_SPONSORING,
+  type Eip2612GasSponsoringInfo,
+  ERC20_APPROVAL_GAS_SPONSORING,
+  type Erc20ApprovalGasSponsoringInfo,
+  extractEip2612GasSponsoringInfo,
+  extractErc20ApprovalGasSponsoringInfo,
+} from "@x402/extensions";
+import { type Address, getAddress, type Hex, recoverTypedDataAddress } from "viem";
+import { ReasonCode } from "../protocol/index.js";
+
+/** The gas-sponsoring extensions Tollgate's facilitator can honour. */
+export const gasSponsoringExtensionKeys = [
+  EIP2612_GAS_SPONSORING.key,
+  ERC20_APPROVAL_GAS_SPONSORING.key,
+] as const;
+export type GasSponsoringExtensionKey = (typeof gasSponsoringExtensionKeys)[number];
+
+/**
+ * How much approval gas the facilitator pays for buyers: on or off, and how many approvals per
+ * payer (a seller pays for each). The count lives in the facilitator's memory: a restart resets it.
+ */
+export type GasSponsoringOptions = {
+  enabled: boolean;
+  /** Sponsored Permit2 approvals one payer may get; default 3. */
+  perPayerLimit?: number;
+};
+
+/** A payment's request for a sponsored Permit2 approval, read with `@x402/extensions`. */
+export type SponsoredApproval =
+  | { extension: "eip2612GasSponsoring"; info: Eip2612GasSponsoringInfo }
+  | { extension: "erc20ApprovalGasSponsoring"; info: Erc20ApprovalGasSponsoringInfo };
+
+/** The gas-sponsoring extension a payment carries, if any. */
+export function sponsoredApprovalOf(payload: PaymentPayload): SponsoredApproval | undefined {
+  const eip2612 = extractEip2612GasSponsoringInfo(payload);
+  if (eip2612) return { extension: "eip2612GasSponsoring", info: eip2612 };
+  const erc20 = extractErc20ApprovalGasSponsoringInfo(payload);
+  if (erc20) return { extension: "erc20ApprovalGasSponsoring", info: erc20 };
+  return undefined;
+}
+
+/** The Permit2 amount a payment may move: upto's `permitted.amount` (exact via Permit2 likewise). */
+function permittedAmountOf(payload: PaymentPayload): bigint | undefined {
+  const authorization = (payload.payload as { permit2Authorization?: { permitted?: { amount?: unknown } } })
+    .permit2Authorization;
+  const amount = authorization?.permitted?.amount;
+  return typeof amount === "string" && /^\d+$/.test(amount) ? BigInt(amount) : undefined;
+}
+
+const eip2612PermitTypes = {
+  Permit: [
+    { name: "owner", type: "address" },
+    { name: "spender", type: "address" },
+    { name: "value", type: "uint256" },
+    { name: "nonce", type: "uint256" },
+    { name: "deadline", type: "uint256" },
+  ],
+} as const;
+
+/**
+ * Checks an EIP-2612 permit beyond what `@x402/evm` checks before its simulation: the approval
+ * equals the payment's permitted amount, and the signature is the owner's for the token's domain with its current
+ * nonce. Without this, a forged permit fails silently inside `settleWithPermit` and reads as a
+ * missing allowance.
+ * @see https://eips.ethereum.org/EIPS/eip-2612
+ */
+export async function checkEip2612Permit({
+  info,
+  payload,
+  requirements,
+  chainId,
+  readNonce,
+}: {
+  info: Eip2612GasSponsoringInfo;
+  payload: PaymentPayload;
+  requirements: PaymentRequirements;
+  chainId: number;
+  readNonce: (token: Address, owner: Address) => Promise<bigint>;
+}): Promise<VerifyResponse | undefined> {
+  const payer = info.from;
+  const permitted = permittedAmountOf(payload);
+  if (!/^\d+$/.test(info.amount) || !/^\d+$/.test(info.nonce) || !/^\d+$/.test(info.deadline))
+    return { isValid: false, invalidReason: ReasonCode.eip2612InvalidFormat, payer };
+  if (!/^0x[0-9a-fA-F]{40}$/.test(info.spender) || getAddress(info.spender) !== getAddress(PERMIT2_ADDRESS))
+    return { isValid: false, invalidReason: ReasonCode.eip2612SpenderNotPermit2, payer };
+  // The x402 Permit2 proxies' settleWithPermit requires the permit's value to equal the permitted amount.
+  if (permitted !== undefined && BigInt(info.amount) !== permitted) {
+    return {
+      isValid: false,
+      invalidReason: ReasonCode.permit2612AmountMismatch,
+      invalidMessage: `the EIP-2612 permit approves ${info.amount}, not the ${permitted} this payment authorizes`,
+      payer,
+    };
+  }
+  const name = requirements.extra?.name;
+  const version = requirements.extra?.version;
+  if (typeof name !== "string" || typeof version !== "string") return undefined;
+  let signer: Address;
+  try {
+    signer = await recoverTypedDataAddress({
+      domain: { name, version, chainId, verifyingContract: getAddress(requirements.asset) },
+      types: eip2612PermitTypes,
+      primaryType: "Permit",
+      message: {
+        owner: getAddress(info.from),
+        spender: getAddress(info.spender),
+        value: BigInt(info.amount),
+        nonce: BigInt(info.nonce),
+        deadline: BigInt(info.deadline),
+      },
+      signature: info.signature as Hex,
+    });
+  } catch {
+    return { isValid: false, invalidReason: ReasonCode.eip2612PermitInvalid, payer };
+  }
+  if (signer !== getAddress(info.from)) {
+    return {
+      isValid: false,
+      invalidReason: ReasonCode.eip2612PermitInvalid,
+      invalidMessage: "the EIP-2612 permit is not signed by the payer",
+      payer,
+    };
+  }
+  const nonce = await readNonce(getAddress(requirements.asset), getAddress(info.from));
+  if (nonce !== BigInt(info.nonce)) {
+    return {
+      isValid: false,
+      invalidReason: ReasonCode.eip2612PermitInvalid,
+      invalidMessage: `the EIP-2612 permit uses nonce ${info.nonce}; the token expects ${nonce}`,
+      payer,
+    };
+  }
+  return undefined;
+}
+
+/** Counts sponsored approvals per payer and says whether one more is allowed. */
+export function createSponsorshipBudget({ enabled, perPayerLimit = 3 }: GasSponsoringOptions) {
+  const counts = new Map<string, number>();
+  return {
+    enabled,
+    perPayerLimit,
+    used: (payer: string) => counts.get(payer.toLowerCase()) ?? 0,
+    /** A refusal when this payer may not have one more sponsored approval. */
+    refusal(payer: string): VerifyResponse | undefined {
+      if (!enabled)
+        return {
+          isValid: false,
+          invalidReason: ReasonCode.gasSponsoringRefused,
+          invalidMessage: "this facilitator does not sponsor Permit2 approvals; approve Permit2 first",
+          payer,
+        };
+      const used = counts.get(payer.toLowerCase()) ?? 0;
+      if (used >= perPayerLimit)
+        return {
+          isValid: false,
+          invalidReason: ReasonCode.gasSponsoringRefused,
+          invalidMessage: `this payer already had ${used} sponsored Permit2 approvals (limit ${perPayerLimit}); approve Permit2 itself`,
+          payer,
+        };
+      return undefined;
+    },
+    record(payer: string): number {
+      const next = (counts.get(payer.toLowerCase()) ?? 0) + 1;
+      counts.set(payer.toLowerCase(), next);
+      return next;
+    },
+  };
+}

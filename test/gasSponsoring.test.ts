@@ -1,0 +1,349 @@
+import assert from "node:assert/strict";
+import { after, before, describe, test } from "node:test";
+import { x402Client } from "@x402/core/client";
+import { decodePaymentResponseHeader } from "@x402/core/http";
+import { PERMIT2_ADDRESS } from "@x402/evm";
+import { UptoEvmScheme } from "@x402/evm/upto/client";
+import { wrapFetchWithPayment } from "@x402/fetch";
+import { type Address, createPublicClient, erc20Abi, type Hex, http } from "viem";
+import { privateKeyToAccount } from "viem/accounts";
+import { createPayingFetch } from "../src/buyer/index.js";
+import { createFacilitator, serveFacilitator } from "../src/facilitator/index.js";
+import {
+  decodePaymentRequiredHeader,
+  decodePaymentSignatureHeader,
+  encodePaymentSignatureHeader,
+  type PaymentPayload,
+} from "../src/protocol/index.js";
+import { expectedCharge, type GatewayHarness, startGatewayHarness } from "./support/gatewayHarness.js";
+import { mockModelId } from "./support/mockBackend.js";
+import { finalRow, postJson } from "./support/paidRequests.js";
+import { runCli } from "./support/runCli.js";
+
+const chatBody = {
+  model: mockModelId,
+  messages: [{ role: "user", content: "Say something" }],
+  max_tokens: 20,
+};
+
+type Completion = { usage: { prompt_tokens: number; completion_tokens: number } };
+
+/** Headers of every request a fetch sends, to see which carried a gas-sponsoring permit. */
+function recordingFetch(): { fetch: typeof fetch; payloads: PaymentPayload[] } {
+  const payloads: PaymentPayload[] = [];
+  const recording: typeof fetch = async (input, init) => {
+    const request = new Request(input, init);
+    const header = request.headers.get("payment-signature");
+    if (header) {
+      const decoded = decodePaymentSignatureHeader(header);
+      if (decoded.ok) payloads.push(decoded.payload);
+    }
+    return fetch(request);
+  };
+  return { fetch: recording, payloads };
+}
+
+function hasPermit(payload: PaymentPayload | undefined): boolean {
+  return payload?.extensions?.eip2612GasSponsoring !== undefined;
+}
+
+describe("gas-sponsored Permit2 approval", () => {
+  let h: GatewayHarness;
+  let chain: ReturnType<typeof createPublicClient>;
+  const logs: Array<Record<string, unknown>> = [];
+
+  const allowanceOf = (owner: Address) =>
+    chain.readContract({
+      address: h.devnet.contracts.usdc,
+      abi: erc20Abi,
+      functionName: "allowance",
+      args: [owner, PERMIT2_ADDRESS],
+    });
+  const nativeOf = (owner: Address) => chain.getBalance({ address: owner });
+
+  before(async () => {
+    h = await startGatewayHarness();
+    chain = createPublicClient({ transport: http(h.devnet.rpcUrl) });
+  });
+  after(async () => {
+    await h?.close();
+  });
+
+  test("the facilitator lists eip2612GasSponsoring in /supported, in process and over HTTP", async () => {
+    const supported = await h.gateway.facilitator.getSupported();
+    assert.deepEqual(supported.extensions, ["eip2612GasSponsoring"]);
+    const facilitator = createFacilitator({
+      rpcUrl: h.devnet.rpcUrl,
+      privateKey: h.devnet.accounts.facilitator.privateKey,
+      network: h.devnet.network,
+    });
+    const served = await serveFacilitator({ facilitator, port: 0 });
+    try {
+      const body = (await (await fetch(`${served.url}/supported`)).json()) as { extensions: string[] };
+      assert.deepEqual(body.extensions, ["eip2612GasSponsoring"]);
+    } finally {
+      await served.close();
+    }
+    const off = createFacilitator({
+      rpcUrl: h.devnet.rpcUrl,
+      privateKey: h.devnet.accounts.facilitator.privateKey,
+      network: h.devnet.network,
+      gasSponsoring: { enabled: false },
+    });
+    assert.deepEqual((await off.getSupported()).extensions, []);
+  });
+
+  test("the 402 declares eip2612GasSponsoring for the upto offer", async () => {
+    const response = await postJson(h, "/v1/chat/completions", chatBody);
+    assert.equal(response.status, 402);
+    const decoded = decodePaymentRequiredHeader(response.headers.get("payment-required"));
+    assert.ok(decoded.ok);
+    const declared = decoded.paymentRequired.extensions?.eip2612GasSponsoring as {
+      info: { version: string };
+    };
+    assert.equal(declared.info.version, "1");
+    assert.ok(decoded.paymentRequired.accepts.some((offer) => offer.scheme === "upto"));
+  });
+
+  test("the official @x402/fetch client pays from a wallet holding only USDC, and the facilitator pays the gas", async () => {
+    const buyer = await h.devnet.createFreshBuyer(10_000_000n);
+    assert.equal(await allowanceOf(buyer.address), 0n);
+    assert.equal(await nativeOf(buyer.address), 0n);
+    const facilitatorBefore = await nativeOf(h.devnet.accounts.facilitator.address);
+    const signer = privateKeyToAccount(buyer.privateKey);
+    const client = new x402Client()
+      .register(h.devnet.network, new UptoEvmScheme(signer, { rpcUrl: h.devnet.rpcUrl }))
+      .setSpendControls(false);
+    const recorder = recordingFetch();
+    const paying = wrapFetchWithPayment(recorder.fetch, client);
+    const response = await paying(`${h.gateway.url}/v1/chat/completions`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify(chatBody),
+    });
+    const completion = (await response.json()) as Completion;
+    assert.equal(response.status, 200);
+    assert.ok(hasPermit(recorder.payloads[0]), "the payment carried an EIP-2612 permit");
+    const receipt = decodePaymentResponseHeader(response.headers.get("payment-response")!);
+    const charge = expectedCharge(completion.usage.prompt_tokens, completion.usage.completion_tokens);
+    assert.equal(BigInt(receipt.amount!), charge);
+    const row = await finalRow(h);
+    assert.equal(row.status, "settled");
+    assert.equal(await h.devnet.usdcBalance(buyer.address), 10_000_000n - charge);
+    assert.ok((await allowanceOf(buyer.address)) > 0n, "Permit2 is now approved");
+    assert.equal(await nativeOf(buyer.address), 0n, "the buyer spent no native gas");
+    const tx = await chain.getTransactionReceipt({ hash: receipt.transaction as Hex });
+    assert.equal(tx.from.toLowerCase(), h.devnet.accounts.facilitator.address.toLowerCase());
+    assert.ok((await nativeOf(h.devnet.accounts.facilitator.address)) < facilitatorBefore);
+    logs.push({ officialSponsoredSettleGas: tx.gasUsed });
+  });
+
+  test("Tollgate's paying fetch pays a fresh wallet's requests with sponsored permits while the allowance falls short, then without", async () => {
+    const buyer = await h.devnet.createFreshBuyer(10_000_000n);
+    const recorder = recordingFetch();
+    const paying = createPayingFetch({
+      privateKey: buyer.privateKey,
+      rpcUrl: h.devnet.rpcUrl,
+      dataDir: "memory://",
+      fetch: recorder.fetch,
+    });
+    const ask = async (body: Record<string, unknown>) => {
+      const response = await paying(`${h.gateway.url}/v1/chat/completions`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify(body),
+      });
+      const completion = (await response.json()) as Completion;
+      assert.equal(response.status, 200);
+      const receipt = decodePaymentResponseHeader(response.headers.get("payment-response")!);
+      assert.equal(
+        BigInt(receipt.amount!),
+        expectedCharge(completion.usage.prompt_tokens, completion.usage.completion_tokens),
+      );
+      await finalRow(h);
+      const signed = recorder.payloads.at(-1)!;
+      const gasUsed = (await chain.getTransactionReceipt({ hash: receipt.transaction as Hex })).gasUsed;
+      return { signed, amount: BigInt(receipt.amount!), gasUsed };
+    };
+    try {
+      // A large maximum first (the mock answers 16 tokens): its permit approves that maximum, and only the usage is charged.
+      const first = await ask({ ...chatBody, max_tokens: 256 });
+      assert.ok(hasPermit(first.signed), "the first payment carried an EIP-2612 permit");
+      const permitted = BigInt(
+        (first.signed.payload as { permit2Authorization: { permitted: { amount: string } } })
+          .permit2Authorization.permitted.amount,
+      );
+      assert.equal(await allowanceOf(buyer.address), permitted - first.amount);
+      assert.equal(await nativeOf(buyer.address), 0n);
+
+      const second = await ask({ ...chatBody, max_tokens: 8 });
+      assert.equal(hasPermit(second.signed), false, "the remaining allowance covers it: no permit");
+      assert.equal(await nativeOf(buyer.address), 0n);
+      assert.ok(first.gasUsed > second.gasUsed);
+      logs.push({
+        sponsoredSettleGas: first.gasUsed,
+        plainSettleGas: second.gasUsed,
+        approvalGas: first.gasUsed - second.gasUsed,
+      });
+      console.log(`gas: ${JSON.stringify(logs, (_k, v) => (typeof v === "bigint" ? v.toString() : v))}`);
+    } finally {
+      await paying.close();
+    }
+  });
+
+  test("tollgate chat pays from a wallet holding only USDC", async () => {
+    const buyer = await h.devnet.createFreshBuyer(10_000_000n);
+    const run = await runCli(
+      [
+        "chat",
+        "--gateway",
+        h.gateway.url,
+        "--model",
+        mockModelId,
+        "--rpc",
+        h.devnet.rpcUrl,
+        "--max-tokens",
+        "8",
+        "Hi",
+      ],
+      { TOLLGATE_PRIVATE_KEY: buyer.privateKey, TOLLGATE_DATA_DIR: "memory://" },
+    );
+    assert.equal(run.code, 0, run.stderr);
+    assert.match(run.stderr, /^paid \$[0-9.]+ of \$[0-9.]+ authorized/m);
+    assert.ok((await allowanceOf(buyer.address)) > 0n);
+    assert.equal(await nativeOf(buyer.address), 0n);
+    assert.ok((await h.devnet.usdcBalance(buyer.address)) < 10_000_000n);
+  });
+
+  /** Signs a real upto payment for the 402 with a permit, then lets `bend` spoil the permit. */
+  async function sponsoredPayment(
+    privateKey: Hex,
+    bend: (info: Record<string, unknown>) => Promise<void> | void,
+  ): Promise<string> {
+    const response = await postJson(h, "/v1/chat/completions", chatBody);
+    const decoded = decodePaymentRequiredHeader(response.headers.get("payment-required"));
+    assert.ok(decoded.ok);
+    const offer = decoded.paymentRequired.accepts.find((candidate) => candidate.scheme === "upto")!;
+    const scheme = new UptoEvmScheme(privateKeyToAccount(privateKey), { rpcUrl: h.devnet.rpcUrl });
+    const created = await scheme.createPaymentPayload(2, offer, {
+      extensions: decoded.paymentRequired.extensions,
+    });
+    assert.ok(created.extensions?.eip2612GasSponsoring, "the scheme signed a permit");
+    const info = (created.extensions.eip2612GasSponsoring as { info: Record<string, unknown> }).info;
+    await bend(info);
+    return encodePaymentSignatureHeader({
+      x402Version: 2,
+      resource: decoded.paymentRequired.resource,
+      accepted: offer,
+      payload: created.payload,
+      extensions: created.extensions,
+    } as PaymentPayload);
+  }
+
+  async function refusedReason(header: string): Promise<string> {
+    const before = h.backend.inferenceRequests.length;
+    const response = await postJson(h, "/v1/chat/completions", chatBody, { "payment-signature": header });
+    await response.text();
+    assert.equal(response.status, 402);
+    assert.equal(h.backend.inferenceRequests.length, before, "no inference ran");
+    const decoded = decodePaymentRequiredHeader(response.headers.get("payment-required"));
+    assert.ok(decoded.ok);
+    return decoded.paymentRequired.error ?? "";
+  }
+
+  test("refuses a forged permit before inference", async () => {
+    const buyer = await h.devnet.createFreshBuyer(10_000_000n);
+    const stranger = privateKeyToAccount((await h.devnet.createFreshBuyer(0n)).privateKey);
+    const header = await sponsoredPayment(buyer.privateKey, async (info) => {
+      info.signature = await stranger.signMessage({ message: "not a permit" });
+    });
+    assert.match(await refusedReason(header), /^tollgate_eip2612_permit_invalid/);
+    assert.equal(await allowanceOf(buyer.address), 0n);
+  });
+
+  test("refuses an expired permit before inference", async () => {
+    const buyer = await h.devnet.createFreshBuyer(10_000_000n);
+    const header = await sponsoredPayment(buyer.privateKey, (info) => {
+      info.deadline = String(Math.floor(Date.now() / 1000) - 60);
+    });
+    // The gateway's own bound comes first: the permit must outlive the request like the authorization.
+    assert.match(await refusedReason(header), /^tollgate_authorization_expires_too_soon/);
+  });
+
+  test("refuses a permit for another spender, and one approving less than the payment", async () => {
+    const buyer = await h.devnet.createFreshBuyer(10_000_000n);
+    const otherSpender = await sponsoredPayment(buyer.privateKey, (info) => {
+      info.spender = h.devnet.accounts.payTo.address;
+    });
+    assert.match(await refusedReason(otherSpender), /^eip2612_spender_not_permit2/);
+    const tooLittle = await sponsoredPayment(buyer.privateKey, (info) => {
+      info.amount = "1";
+    });
+    assert.match(await refusedReason(tooLittle), /^permit2_2612_amount_mismatch/);
+    assert.equal(await allowanceOf(buyer.address), 0n);
+  });
+});
+
+describe("a seller that does not sponsor the approval", () => {
+  let h: GatewayHarness;
+  before(async () => {
+    h = await startGatewayHarness({
+      configure: (input) => ({
+        ...input,
+        facilitator: { ...(input.facilitator as object), gasSponsoring: { enabled: false } },
+      }),
+    });
+  });
+  after(async () => {
+    await h?.close();
+  });
+
+  test("declares no gas sponsoring in its 402", async () => {
+    const response = await postJson(h, "/v1/chat/completions", chatBody);
+    await response.text();
+    const decoded = decodePaymentRequiredHeader(response.headers.get("payment-required"));
+    assert.ok(decoded.ok);
+    assert.equal(decoded.paymentRequired.extensions, undefined);
+  });
+
+  test("a wallet without allowance is told to approve Permit2 or find a sponsoring seller, and signs nothing", async () => {
+    const buyer = await h.devnet.createFreshBuyer(10_000_000n);
+    const recorder = recordingFetch();
+    const paying = createPayingFetch({
+      privateKey: buyer.privateKey,
+      rpcUrl: h.devnet.rpcUrl,
+      dataDir: "memory://",
+      fetch: recorder.fetch,
+    });
+    try {
+      await assert.rejects(
+        paying(`${h.gateway.url}/v1/chat/completions`, {
+          method: "POST",
+          headers: { "content-type": "application/json" },
+          body: JSON.stringify(chatBody),
+        }),
+        (error: Error & { code?: string }) => {
+          assert.equal(error.code, "TOLLGATE_PAYMENT_REQUIRED");
+          assert.match(error.message, /approve Permit2 \(0x000000000022D473030F116dDEE9F6B43aC78BA3\)/);
+          assert.match(error.message, new RegExp(h.devnet.contracts.usdc, "i"));
+          assert.match(error.message, /seller that sponsors/);
+          return true;
+        },
+      );
+      assert.equal(recorder.payloads.length, 0);
+    } finally {
+      await paying.close();
+    }
+  });
+
+  test("tollgate chat prints that sentence, not JSON, for a wallet without allowance", async () => {
+    const buyer = await h.devnet.createFreshBuyer(10_000_000n);
+    const run = await runCli(["chat", "--gateway", h.gateway.url, "--model", mockModelId, "Hi"], {
+      TOLLGATE_PRIVATE_KEY: buyer.privateKey,
+      TOLLGATE_DATA_DIR: "memory://",
+    });
+    assert.equal(run.code, 4, run.stderr);
+    assert.match(run.stderr, /approve Permit2/);
+    assert.doesNotMatch(run.stderr, /\{"/);
+  });
+});
