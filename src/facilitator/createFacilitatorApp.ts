@@ -2,7 +2,7 @@ import { PaymentPayloadV2Schema, PaymentRequirementsV2Schema } from "@x402/core/
 import type { PaymentPayload, PaymentRequirements } from "@x402/core/types";
 import { Hono } from "hono";
 import { bodyLimit } from "hono/body-limit";
-import { type Logger, silentLogger, TollgateError } from "../errors/index.js";
+import { httpStatusOf, type Logger, RETRY_AFTER_SECONDS_OF, silentLogger, TollgateError } from "../errors/index.js";
 import type { TollgateFacilitator } from "./createFacilitator.js";
 
 export type CreateFacilitatorAppParameters = {
@@ -56,14 +56,14 @@ export function createFacilitatorApp({
   const failure = (error: unknown) => {
     if (error instanceof TollgateError && error.code === "TOLLGATE_CHAIN_UNAVAILABLE") {
       return {
-        status: 503 as const,
+        status: httpStatusOf(error.code) as 503,
         body: { error: "chain_unavailable", message: error.shortMessage },
-        retryAfter: "2",
+        retryAfter: String(RETRY_AFTER_SECONDS_OF[error.code]),
       };
     }
     logger.error({ error: String(error) }, "facilitator internal error");
     return {
-      status: 500 as const,
+      status: httpStatusOf("TOLLGATE_INTERNAL") as 500,
       body: { error: "internal_error", message: "unexpected facilitator error" },
     };
   };
