@@ -2,9 +2,12 @@ import assert from "node:assert/strict";
 import { type ChildProcess, spawn } from "node:child_process";
 import { createInterface } from "node:readline";
 import { test } from "node:test";
+import { PERMIT2_ADDRESS } from "@x402/evm";
 import OpenAI from "openai";
+import { createPublicClient, erc20Abi, http } from "viem";
 import { parseReceiptEvent } from "../src/protocol/index.js";
 import { officialPayingFetch } from "./support/gatewayHarness.js";
+import { runCli } from "./support/runCli.js";
 
 /** Starts `tollgate <args>` as a real process and resolves with its first stdout line. */
 function startCli(args: string[]): Promise<{ child: ChildProcess; firstLine: string }> {
@@ -83,6 +86,95 @@ test("tollgate dev --json: the quick start serves a paid streaming request", asy
     assert.equal(parsed.receipt.usage.completion_tokens, 30);
     assert.ok(
       BigInt(parsed.receipt.amount) > 0n && BigInt(parsed.receipt.amount) < BigInt(parsed.receipt.maxAmount),
+    );
+  } finally {
+    child.kill("SIGTERM");
+    assert.equal(await exitOf(child), 0);
+  }
+});
+
+test("tollgate dev --fresh-buyer: tollgate chat pays from the fresh wallet, the facilitator sponsoring its Permit2 approval", async () => {
+  const { child, firstLine } = await startCli([
+    "dev",
+    "--json",
+    "--port",
+    "0",
+    "--tokens-per-second",
+    "200",
+    "--fresh-buyer",
+  ]);
+  try {
+    const ready = JSON.parse(firstLine) as {
+      gatewayUrl: string;
+      rpcUrl: string;
+      asset: `0x${string}`;
+      model: string;
+      buyer: {
+        address: `0x${string}`;
+        privateKey: `0x${string}`;
+        permit2Approved: boolean;
+        nativeGas: boolean;
+      };
+    };
+    assert.equal(ready.buyer.permit2Approved, false);
+    assert.equal(ready.buyer.nativeGas, false);
+    const chain = createPublicClient({ transport: http(ready.rpcUrl) });
+    const allowance = () =>
+      chain.readContract({
+        address: ready.asset,
+        abi: erc20Abi,
+        functionName: "allowance",
+        args: [ready.buyer.address, PERMIT2_ADDRESS],
+      });
+    const usdc = () =>
+      chain.readContract({
+        address: ready.asset,
+        abi: erc20Abi,
+        functionName: "balanceOf",
+        args: [ready.buyer.address],
+      });
+    assert.equal(await allowance(), 0n);
+    assert.equal(await chain.getBalance({ address: ready.buyer.address }), 0n);
+    const usdcBefore = await usdc();
+
+    const run = await runCli(
+      [
+        "chat",
+        "--gateway",
+        ready.gatewayUrl,
+        "--model",
+        ready.model,
+        "--rpc",
+        ready.rpcUrl,
+        "--max-tokens",
+        "20",
+        "--json",
+        "Tell me about tolls",
+      ],
+      { TOLLGATE_PRIVATE_KEY: ready.buyer.privateKey, TOLLGATE_DATA_DIR: "memory://" },
+    );
+    assert.equal(run.code, 0, run.stderr);
+    const out = JSON.parse(run.stdout.trim().split("\n").at(-1)!) as {
+      answer: string;
+      payment: {
+        success: boolean;
+        chargedAtomic: string;
+        usage: { promptTokens: number; completionTokens: number };
+      };
+    };
+    assert.ok(out.answer.length > 0);
+    assert.equal(out.payment.success, true);
+    // The dev model's prices: $0.50 and $1.50 per 1M tokens of the 6-decimal test USDC.
+    const { promptTokens, completionTokens } = out.payment.usage;
+    const charge =
+      (BigInt(promptTokens) * 500_000n + BigInt(completionTokens) * 1_500_000n + 999_999n) / 1_000_000n;
+    assert.equal(BigInt(out.payment.chargedAtomic), charge);
+    assert.equal(await usdc(), usdcBefore - charge);
+    assert.ok((await allowance()) > 0n, "Permit2 is now approved");
+    assert.equal(
+      await chain.getBalance({ address: ready.buyer.address }),
+      0n,
+      "the buyer spent no native gas",
     );
   } finally {
     child.kill("SIGTERM");

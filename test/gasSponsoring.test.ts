@@ -347,3 +347,88 @@ describe("a seller that does not sponsor the approval", () => {
     assert.doesNotMatch(run.stderr, /\{"/);
   });
 });
+
+describe("the facilitator's per-payer sponsoring limit", () => {
+  let h: GatewayHarness;
+  const perPayerLimit = 2;
+  before(async () => {
+    h = await startGatewayHarness({
+      configure: (input) => ({
+        ...input,
+        facilitator: { ...(input.facilitator as object), gasSponsoring: { enabled: true, perPayerLimit } },
+      }),
+    });
+  });
+  after(async () => {
+    await h?.close();
+  });
+
+  test("sponsors a fresh wallet's approvals up to the limit, then refuses with a stable reason and serves nothing", async () => {
+    const buyer = await h.devnet.createFreshBuyer(10_000_000n);
+    const client = new x402Client()
+      .register(
+        h.devnet.network,
+        new UptoEvmScheme(privateKeyToAccount(buyer.privateKey), { rpcUrl: h.devnet.rpcUrl }),
+      )
+      .setSpendControls(false);
+    const recorder = recordingFetch();
+    const paying = wrapFetchWithPayment(recorder.fetch, client);
+    const ask = (maxTokens: number) =>
+      paying(`${h.gateway.url}/v1/chat/completions`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ ...chatBody, max_tokens: maxTokens }),
+      });
+    // Each maximum exceeds what the previous permit left approved, so each payment carries a new permit.
+    const maxima = [8, 64, 256];
+    for (const maxTokens of maxima.slice(0, perPayerLimit)) {
+      const response = await ask(maxTokens);
+      const completion = (await response.json()) as Completion;
+      assert.equal(response.status, 200);
+      assert.ok(
+        hasPermit(recorder.payloads.at(-1)),
+        `the payment for max_tokens ${maxTokens} carried a permit`,
+      );
+      const receipt = decodePaymentResponseHeader(response.headers.get("payment-response")!);
+      assert.equal(
+        BigInt(receipt.amount!),
+        expectedCharge(completion.usage.prompt_tokens, completion.usage.completion_tokens),
+      );
+      assert.equal((await finalRow(h)).status, "settled");
+    }
+    const balanceBefore = await h.devnet.usdcBalance(buyer.address);
+    const servedBefore = h.backend.inferenceRequests.length;
+    const refused = await ask(maxima[perPayerLimit]!);
+    await refused.text();
+    assert.equal(refused.status, 402);
+    assert.ok(hasPermit(recorder.payloads.at(-1)), "the refused payment carried a permit too");
+    const decoded = decodePaymentRequiredHeader(refused.headers.get("payment-required"));
+    assert.ok(decoded.ok);
+    assert.match(decoded.paymentRequired.error ?? "", /^tollgate_gas_sponsoring_refused/);
+    assert.equal(h.backend.inferenceRequests.length, servedBefore, "no inference ran");
+    assert.equal(await h.devnet.usdcBalance(buyer.address), balanceBefore, "nothing was charged");
+    assert.equal(
+      await createPublicClient({ transport: http(h.devnet.rpcUrl) }).getBalance({ address: buyer.address }),
+      0n,
+    );
+
+    // The limit is per payer: another fresh wallet is still sponsored.
+    const other = await h.devnet.createFreshBuyer(10_000_000n);
+    const otherClient = new x402Client()
+      .register(
+        h.devnet.network,
+        new UptoEvmScheme(privateKeyToAccount(other.privateKey), { rpcUrl: h.devnet.rpcUrl }),
+      )
+      .setSpendControls(false);
+    const otherResponse = await wrapFetchWithPayment(fetch, otherClient)(
+      `${h.gateway.url}/v1/chat/completions`,
+      {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ ...chatBody, max_tokens: maxima[perPayerLimit] }),
+      },
+    );
+    await otherResponse.text();
+    assert.equal(otherResponse.status, 200);
+  });
+});

@@ -43,6 +43,8 @@ export type CreateFacilitatorSignerParameters = {
 export type TollgateFacilitatorSigner = FacilitatorEvmSigner & {
   address: Address;
   publicClient: PublicClient;
+  /** Sends native currency from the facilitator (through its nonce manager), e.g. a sponsored approval's gas. */
+  sendValue(args: { to: Address; value: bigint }): Promise<Hex>;
   /** The receipt of a transaction this signer waited for (kept until taken). */
   takeReceipt(hash: Hex): TransactionReceipt | undefined;
 };
@@ -125,11 +127,21 @@ export function createFacilitatorSigner({
     return feeCache.fees;
   };
 
-  const send = async ({ to, data, gas }: { to: Address; data: Hex; gas?: bigint }): Promise<Hex> =>
+  const send = async ({
+    to,
+    data,
+    gas,
+    value,
+  }: {
+    to: Address;
+    data: Hex;
+    gas?: bigint;
+    value?: bigint;
+  }): Promise<Hex> =>
     guard(async () => {
       // Estimating first means a transaction that would revert is never sent and never takes a nonce.
       const [gasLimit, fee] = await Promise.all([
-        gas ?? call((client) => client.estimateGas({ account: account.address, to, data })),
+        gas ?? call((client) => client.estimateGas({ account: account.address, to, data, value })),
         fees(),
       ]);
       return nonces.withNonce(async (nonce) => {
@@ -140,6 +152,7 @@ export function createFacilitatorSigner({
           data,
           nonce,
           gas: (gasLimit * 12n) / 10n,
+          ...(value === undefined ? {} : { value }),
           ...fee,
         });
         const hash = await publicClient.sendRawTransaction({ serializedTransaction: serialized });
@@ -187,6 +200,7 @@ export function createFacilitatorSigner({
       return send({ to: address, data: dataSuffix ? concat([data, dataSuffix]) : data, gas });
     },
     sendTransaction: ({ to, data }) => send({ to, data }),
+    sendValue: ({ to, value }) => send({ to, data: "0x", value }),
     async waitForTransactionReceipt({ hash, timeout }) {
       const receipt = await guard(() =>
         publicClient.waitForTransactionReceipt({ hash, timeout: timeout ?? receiptTimeoutMs }),

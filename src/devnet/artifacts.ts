@@ -21,6 +21,8 @@ export type DevnetArtifacts = {
   X402UptoPermit2Proxy: ContractArtifact;
   X402ExactPermit2Proxy: ContractArtifact;
   TestUSDC: ContractArtifact;
+  /** A 6-decimal ERC-20 without EIP-2612, for `erc20ApprovalGasSponsoring`. */
+  PlainTestToken: ContractArtifact;
   Multicall3: ContractArtifact;
   /** Test-only: an ERC-20 whose transferFrom tries to re-enter the upto proxy. */
   HostileToken: ContractArtifact;

@@ -63,6 +63,7 @@ test("compiles every devnet contract to non-empty creation and runtime code", ()
   assert.deepEqual(coldLines, [
     { unit: "permit2", cache: "miss" },
     { unit: "tollgate", cache: "miss" },
+    { unit: "plain-token", cache: "miss" },
   ]);
   for (const [name, artifact] of Object.entries(artifacts)) {
     assert.match(artifact.bytecode, /^0x([0-9a-f]{2})+$/, `${name} creation code`);
@@ -108,6 +109,7 @@ test("a second call is served from the cache with identical artifacts", async ()
   assert.deepEqual(lines, [
     { unit: "permit2", cache: "hit" },
     { unit: "tollgate", cache: "hit" },
+    { unit: "plain-token", cache: "hit" },
   ]);
   assert.deepEqual(cached, artifacts);
 });
@@ -121,6 +123,7 @@ test("recompiles only the unit whose cache key no longer matches", async () => {
   assert.deepEqual(lines, [
     { unit: "permit2", cache: "hit" },
     { unit: "tollgate", cache: "miss" },
+    { unit: "plain-token", cache: "hit" },
   ]);
   assert.deepEqual(recompiled, artifacts);
 });

@@ -82,6 +82,8 @@ const tollgateSources = [
   "contracts/test/HostileChannelToken.sol",
 ];
 
+const plainTokenSource = "contracts/PlainTestToken.sol";
+
 const compileUnits: CompileUnit[] = [
   {
     name: "permit2",
@@ -137,6 +139,19 @@ const compileUnits: CompileUnit[] = [
         contract: "HostileChannelToken",
       },
     },
+  },
+  {
+    // A unit of its own, so that adding it left the cached "tollgate" unit's key unchanged.
+    name: "plain-token",
+    compilerPackage: "solc",
+    rootSources: [plainTokenSource],
+    settings: {
+      optimizer: { enabled: true, runs: 10_000 },
+      evmVersion: "cancun",
+      metadata: { bytecodeHash: "none" },
+      outputSelection: { [plainTokenSource]: { "*": outputs } },
+    },
+    contracts: { PlainTestToken: { source: plainTokenSource, contract: "PlainTestToken" } },
   },
 ];
 

@@ -34,6 +34,8 @@ export const PERMIT2_DEPOSIT_COLLECTOR_ADDRESS: Address = "0x4020425FAf3B746C082
 /** Where each devnet contract lives. */
 export type DevnetContracts = {
   usdc: Address;
+  /** A 6-decimal test token without EIP-2612 (`PlainTestToken`). */
+  plainToken: Address;
   permit2: Address;
   uptoProxy: Address;
   exactProxy: Address;
@@ -111,6 +113,7 @@ export async function placeContracts({
   // One deployer key: deploy in sequence so the two transactions do not race for a nonce.
   const permit2Deployed = await deploy(artifacts.Permit2);
   const usdc = await deploy(artifacts.TestUSDC);
+  const plainToken = await deploy(artifacts.PlainTestToken);
   const deployedCode = await wallet.getCode({ address: permit2Deployed });
   if (!deployedCode)
     throw new TollgateError({ code: "TOLLGATE_DEVNET_FAILED", shortMessage: "Permit2 has no code" });
@@ -157,6 +160,7 @@ export async function placeContracts({
   }
   return {
     usdc,
+    plainToken,
     permit2: PERMIT2_ADDRESS,
     uptoProxy: x402UptoPermit2ProxyAddress,
     exactProxy: x402ExactPermit2ProxyAddress,

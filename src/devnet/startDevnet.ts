@@ -54,6 +54,10 @@ export type Devnet = {
   createBuyer(usdcAtomic?: bigint): Promise<KeyedAccount>;
   /** A fresh account with `usdcAtomic` test USDC only: no Permit2 approval, zero native balance. */
   createFreshBuyer(usdcAtomic?: bigint): Promise<KeyedAccount>;
+  /** A fresh account with `atomic` of the test token without EIP-2612 only: no approval, zero native balance. */
+  createFreshPlainTokenBuyer(atomic?: bigint): Promise<KeyedAccount>;
+  /** The balance of `owner` in the test token without EIP-2612. */
+  plainTokenBalance(owner: Address): Promise<bigint>;
   /** The test USDC balance of `owner`. */
   usdcBalance(owner: Address): Promise<bigint>;
   stop(): Promise<void>;
@@ -128,9 +132,9 @@ export async function startDevnet({
       transport,
     }).extend(publicActions);
 
-    const mintUsdc = async (to: Address, amountAtomic: bigint) => {
+    const mint = async (token: Address, to: Address, amountAtomic: bigint) => {
       const hash = await deployerWallet.writeContract({
-        address: contracts.usdc,
+        address: token,
         abi: mintAbi,
         functionName: "mint",
         args: [to, amountAtomic],
@@ -138,6 +142,7 @@ export async function startDevnet({
       });
       await deployerWallet.waitForTransactionReceipt({ hash, pollingInterval: 20 });
     };
+    const mintUsdc = (to: Address, amountAtomic: bigint) => mint(contracts.usdc, to, amountAtomic);
     const approvePermit2 = async (owner: KeyedAccount) => {
       const wallet = createWalletClient({ account: privateKeyToAccount(owner.privateKey), transport }).extend(
         publicActions,
@@ -196,6 +201,20 @@ export async function startDevnet({
         await prepareFreshBuyer(buyer, usdcAtomic);
         return buyer;
       },
+      async createFreshPlainTokenBuyer(atomic = buyerUsdcAtomic) {
+        const privateKey: Hex = generatePrivateKey();
+        const buyer = { address: privateKeyToAccount(privateKey).address, privateKey };
+        await test.setBalance({ address: buyer.address, value: 0n });
+        await mint(contracts.plainToken, buyer.address, atomic);
+        return buyer;
+      },
+      plainTokenBalance: (owner) =>
+        deployerWallet.readContract({
+          address: contracts.plainToken,
+          abi: erc20Abi,
+          functionName: "balanceOf",
+          args: [owner],
+        }),
       usdcBalance: (owner) =>
         deployerWallet.readContract({
           address: contracts.usdc,

@@ -8,7 +8,7 @@ import type {
 } from "@x402/core/types";
 import { ExactEvmScheme } from "@x402/evm/exact/facilitator";
 import { UptoEvmScheme } from "@x402/evm/upto/facilitator";
-import { EIP2612_GAS_SPONSORING } from "@x402/extensions";
+import { createErc20ApprovalGasSponsoringExtension, EIP2612_GAS_SPONSORING } from "@x402/extensions";
 import { type Address, getAddress, type Hex, type TransactionReceipt } from "viem";
 import {
   chainIdOf,
@@ -19,6 +19,7 @@ import {
 } from "../chain/index.js";
 import { type Logger, silentLogger, TollgateError } from "../errors/index.js";
 import { ReasonCode } from "../protocol/index.js";
+import { createErc20ApprovalSponsor, type Erc20ApprovalSponsorship } from "./erc20ApprovalSponsor.js";
 import type { FaultInjection } from "./faultInjection.js";
 import { hasMatchingTransfer } from "./findTransfer.js";
 import {
@@ -45,7 +46,8 @@ export type CreateFacilitatorParameters = {
   rpcBatch?: boolean;
   /**
    * Paying the gas of buyers' Permit2 approvals (`eip2612GasSponsoring`): on by default, at most
-   * `perPayerLimit` (3) per payer. When on, `/supported` lists the extension.
+   * `perPayerLimit` (3) per payer. When on, `/supported` lists the extension; with `erc20Approval`
+   * also `erc20ApprovalGasSponsoring` (relayed `approve` transactions, for tokens without EIP-2612).
    */
   gasSponsoring?: GasSponsoringOptions;
   /** Test-only: called at `after_broadcast` (transfer mined, not yet recorded) to prove crash recovery. */
@@ -124,6 +126,17 @@ export function createFacilitator({
     .register(network, new ExactEvmScheme(schemeSigner));
   const sponsorship = createSponsorshipBudget(gasSponsoring);
   if (sponsorship.enabled) core.registerExtension(EIP2612_GAS_SPONSORING);
+  const erc20ApprovalCosts = new Map<string, Erc20ApprovalSponsorship>();
+  const erc20Approval = sponsorship.enabled && gasSponsoring.erc20Approval === true;
+  if (erc20Approval)
+    core.registerExtension(
+      createErc20ApprovalGasSponsoringExtension(
+        createErc20ApprovalSponsor({
+          signer,
+          sponsored: (settleTx, cost) => erc20ApprovalCosts.set(settleTx.toLowerCase(), cost),
+        }),
+      ),
+    );
   const chainId = chainIdOf(network);
   const readPermitNonce = async (token: Address, owner: Address) =>
     (await signer.readContract({
@@ -141,6 +154,8 @@ export function createFacilitator({
     const sponsored = sponsoredApprovalOf(payload);
     if (!sponsored) return undefined;
     // Only the extensions this facilitator advertises are honoured.
+    if (sponsored.extension === "erc20ApprovalGasSponsoring" && erc20Approval)
+      return sponsorship.refusal(sponsored.info.from);
     if (sponsored.extension !== "eip2612GasSponsoring")
       return {
         isValid: false,
@@ -294,8 +309,21 @@ export function createFacilitator({
     const sponsored = sponsoredApprovalOf(payload);
     if (!sponsored) return;
     const sponsoredForPayer = sponsorship.record(sponsored.info.from);
+    const erc20Cost = erc20ApprovalCosts.get(receipt.transactionHash.toLowerCase());
+    erc20ApprovalCosts.delete(receipt.transactionHash.toLowerCase());
     logger.info(
       {
+        ...(erc20Cost
+          ? {
+              // The relayed approve is its own transaction: its gas, and the native gas sent to the buyer for it.
+              approveTx: erc20Cost.approveTx,
+              approveGasUsed: erc20Cost.approveGasUsed.toString(),
+              approveGasCostWei: erc20Cost.approveGasCostWei.toString(),
+              fundingTx: erc20Cost.fundingTx,
+              fundedWei: erc20Cost.fundedWei.toString(),
+              fundingGasCostWei: erc20Cost.fundingGasCostWei.toString(),
+            }
+          : {}),
         op: "sponsor",
         extension: sponsored.extension,
         payer: sponsored.info.from,

@@ -2,7 +2,13 @@ import { PaymentPayloadV2Schema, PaymentRequirementsV2Schema } from "@x402/core/
 import type { PaymentPayload, PaymentRequirements } from "@x402/core/types";
 import { Hono } from "hono";
 import { bodyLimit } from "hono/body-limit";
-import { httpStatusOf, type Logger, RETRY_AFTER_SECONDS_OF, silentLogger, TollgateError } from "../errors/index.js";
+import {
+  httpStatusOf,
+  type Logger,
+  RETRY_AFTER_SECONDS_OF,
+  silentLogger,
+  TollgateError,
+} from "../errors/index.js";
 import type { TollgateFacilitator } from "./createFacilitator.js";
 
 export type CreateFacilitatorAppParameters = {

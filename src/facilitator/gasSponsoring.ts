@@ -24,8 +24,13 @@ export type GasSponsoringExtensionKey = (typeof gasSponsoringExtensionKeys)[numb
  */
 export type GasSponsoringOptions = {
   enabled: boolean;
-  /** Sponsored Permit2 approvals one payer may get; default 3. */
+  /** Sponsored Permit2 approvals one payer may get, of either kind; default 3. */
   perPayerLimit?: number;
+  /**
+   * Also relay buyers' signed `approve` transactions for tokens without EIP-2612
+   * (`erc20ApprovalGasSponsoring`), sending each buyer the gas it burns; default off.
+   */
+  erc20Approval?: boolean;
 };
 
 /** A payment's request for a sponsored Permit2 approval, read with `@x402/extensions`. */

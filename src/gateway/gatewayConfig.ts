@@ -86,8 +86,10 @@ const facilitatorSchema = z.union([
         enabled: z.boolean().default(true),
         /** Sponsored approvals per payer (counted in memory since the gateway started). */
         perPayerLimit: z.number().int().min(0).default(3),
+        /** Also relay signed approve transactions for tokens without EIP-2612 (erc20ApprovalGasSponsoring). */
+        erc20Approval: z.boolean().default(false),
       })
-      .default({ enabled: true, perPayerLimit: 3 }),
+      .default({ enabled: true, perPayerLimit: 3, erc20Approval: false }),
   }),
 ]);
 
@@ -103,7 +105,7 @@ export const gatewayConfigSchema = z
     payTo: addressSchema,
     facilitator: facilitatorSchema.default({
       rpcBatch: true,
-      gasSponsoring: { enabled: true, perPayerLimit: 3 },
+      gasSponsoring: { enabled: true, perPayerLimit: 3, erc20Approval: false },
     }),
     maxTimeoutSeconds: z.number().int().min(10).max(86_400).default(300),
     /** Time an authorization must stay valid after the longest generation, for its settlement (seconds). */

@@ -2,12 +2,15 @@ import { serve } from "@hono/node-server";
 import { HTTPFacilitatorClient } from "@x402/core/http";
 import {
   type Address,
+  ContractFunctionExecutionError,
   createPublicClient,
   erc20Abi,
   getAddress,
   type Hex,
+  HttpRequestError,
   http,
   type PublicClient,
+  TimeoutError,
 } from "viem";
 import { findNetworkPreset } from "../chain/index.js";
 import { type Logger, silentLogger, TollgateError } from "../errors/index.js";
@@ -111,8 +114,9 @@ export async function startGateway({
     );
 
   // A remote facilitator's /supported decides which gas-sponsoring extensions the 402s declare.
-  const gasSponsoring = gasSponsoringExtensionKeys.filter((key) => supported.extensions?.includes(key));
-  logger.info({ gasSponsoring }, "gas sponsoring the facilitator supports");
+  let gasSponsoring: string[] = gasSponsoringExtensionKeys.filter((key) =>
+    supported.extensions?.includes(key),
+  );
 
   const rpcUrl = config.rpcUrl ?? preset.defaultRpcUrl;
   const chain: PublicClient | undefined =
@@ -123,6 +127,16 @@ export async function startGateway({
             transport: http(rpcUrl, { timeout: 10_000, retryCount: 1 }),
           }) as PublicClient)
         : undefined;
+  // A token without EIP-2612 cannot take a permit: declaring eip2612GasSponsoring would make buyers
+  // (the official client included) try to sign one and fail, instead of using erc20ApprovalGasSponsoring.
+  if (
+    gasSponsoring.includes("eip2612GasSponsoring") &&
+    chain &&
+    !(await hasEip2612(chain, getAddress(asset)))
+  ) {
+    gasSponsoring = gasSponsoring.filter((key) => key !== "eip2612GasSponsoring");
+  }
+  logger.info({ gasSponsoring }, "gas sponsoring the facilitator supports for this asset");
   const billing = createBilling({
     terms: {
       network: preset.network,
@@ -237,4 +251,25 @@ function createConfiguredFacilitator(
     gasSponsoring: config.facilitator.gasSponsoring,
     faultInjection,
   });
+}
+
+const noncesAbi = [
+  {
+    type: "function",
+    name: "nonces",
+    inputs: [{ name: "owner", type: "address" }],
+    outputs: [{ name: "", type: "uint256" }],
+    stateMutability: "view",
+  },
+] as const;
+
+/** Whether `asset` answers EIP-2612's `nonces(owner)`; an unreachable chain counts as yes (the default). */
+async function hasEip2612(chain: PublicClient, asset: Address): Promise<boolean> {
+  try {
+    await chain.readContract({ address: asset, abi: noncesAbi, functionName: "nonces", args: [asset] });
+    return true;
+  } catch (error) {
+    if (!(error instanceof ContractFunctionExecutionError)) return true;
+    return Boolean(error.walk((cause) => cause instanceof HttpRequestError || cause instanceof TimeoutError));
+  }
 }

@@ -1,0 +1,78 @@
+import type { Erc20ApprovalGasSponsoringSigner, TransactionRequest } from "@x402/extensions";
+import { type Hex, parseTransaction, recoverTransactionAddress, type TransactionReceipt } from "viem";
+import type { TollgateFacilitatorSigner } from "../chain/index.js";
+
+/** What one sponsored `approve` cost the facilitator: the gas it sent the buyer, and the approval's own gas. */
+export type Erc20ApprovalSponsorship = {
+  payer: Hex;
+  fundingTx: Hex | undefined;
+  fundedWei: bigint;
+  approveTx: Hex;
+  approveGasUsed: bigint;
+  approveGasCostWei: bigint;
+  fundingGasCostWei: bigint;
+};
+
+/**
+ * The signer `@x402/extensions`' `erc20ApprovalGasSponsoring` needs: `sendTransactions` receives the
+ * buyer's signed `approve(Permit2, max)` and the settlement call. It sends the buyer exactly the gas
+ * the signed transaction may burn (limit × max fee, less what the buyer holds), broadcasts the
+ * approval, waits for it, then sends the settlement from the facilitator. Sequential, not atomic:
+ * on a public chain a bundle (or a smart account) would keep the funding from being front-run.
+ * `sponsored` receives the cost of each approval, keyed by the settlement's hash.
+ * @see https://github.com/x402-foundation/x402/blob/main/specs/extensions/erc20_approval_gas_sponsoring.md
+ */
+export function createErc20ApprovalSponsor({
+  signer,
+  sponsored,
+}: {
+  signer: TollgateFacilitatorSigner;
+  sponsored: (settleTx: Hex, cost: Erc20ApprovalSponsorship) => void;
+}): Erc20ApprovalGasSponsoringSigner {
+  const { publicClient } = signer;
+  const waitFor = async (hash: Hex): Promise<TransactionReceipt> => {
+    const receipt = (await signer.waitForTransactionReceipt({ hash })) as TransactionReceipt;
+    if (receipt.status !== "success") throw new Error(`transaction ${hash} reverted`);
+    return receipt;
+  };
+  return {
+    getAddresses: signer.getAddresses,
+    readContract: signer.readContract as Erc20ApprovalGasSponsoringSigner["readContract"],
+    verifyTypedData: signer.verifyTypedData as Erc20ApprovalGasSponsoringSigner["verifyTypedData"],
+    writeContract: signer.writeContract as Erc20ApprovalGasSponsoringSigner["writeContract"],
+    sendTransaction: signer.sendTransaction,
+    waitForTransactionReceipt:
+      signer.waitForTransactionReceipt as Erc20ApprovalGasSponsoringSigner["waitForTransactionReceipt"],
+    getCode: signer.getCode,
+    async sendTransactions(transactions: TransactionRequest[]): Promise<Hex[]> {
+      const [approval, settlement] = transactions;
+      if (typeof approval !== "string" || settlement === undefined || typeof settlement === "string")
+        throw new Error("expected a signed approval and a settlement call");
+      const parsed = parseTransaction(approval);
+      const payer = await recoverTransactionAddress({ serializedTransaction: approval as never });
+      const maxCostWei = (parsed.gas ?? 0n) * (parsed.maxFeePerGas ?? parsed.gasPrice ?? 0n);
+      const balanceWei = await publicClient.getBalance({ address: payer });
+      const fundedWei = maxCostWei > balanceWei ? maxCostWei - balanceWei : 0n;
+      let fundingTx: Hex | undefined;
+      let fundingGasCostWei = 0n;
+      if (fundedWei > 0n) {
+        fundingTx = await signer.sendValue({ to: payer, value: fundedWei });
+        const funded = await waitFor(fundingTx);
+        fundingGasCostWei = funded.gasUsed * funded.effectiveGasPrice;
+      }
+      const approveTx = await publicClient.sendRawTransaction({ serializedTransaction: approval });
+      const approved = await waitFor(approveTx);
+      const settleTx = await signer.sendTransaction({ to: settlement.to, data: settlement.data });
+      sponsored(settleTx, {
+        payer,
+        fundingTx,
+        fundedWei,
+        approveTx,
+        approveGasUsed: approved.gasUsed,
+        approveGasCostWei: approved.gasUsed * approved.effectiveGasPrice,
+        fundingGasCostWei,
+      });
+      return [approveTx, settleTx];
+    },
+  };
+}

@@ -1,0 +1,139 @@
+import assert from "node:assert/strict";
+import { after, before, describe, test } from "node:test";
+import { x402Client } from "@x402/core/client";
+import { decodePaymentResponseHeader } from "@x402/core/http";
+import { PERMIT2_ADDRESS } from "@x402/evm";
+import { UptoEvmScheme } from "@x402/evm/upto/client";
+import { wrapFetchWithPayment } from "@x402/fetch";
+import { type Address, createPublicClient, erc20Abi, type Hex, http, maxUint256 } from "viem";
+import { privateKeyToAccount } from "viem/accounts";
+import { type Devnet, startDevnet } from "../src/devnet/index.js";
+import { createFacilitator } from "../src/facilitator/index.js";
+import {
+  decodePaymentRequiredHeader,
+  decodePaymentSignatureHeader,
+  type PaymentPayload,
+} from "../src/protocol/index.js";
+import { expectedCharge, type GatewayHarness, startGatewayHarness } from "./support/gatewayHarness.js";
+import { mockModelId } from "./support/mockBackend.js";
+import { finalRow, postJson } from "./support/paidRequests.js";
+
+const chatBody = {
+  model: mockModelId,
+  messages: [{ role: "user", content: "Say something" }],
+  max_tokens: 20,
+};
+
+type Completion = { usage: { prompt_tokens: number; completion_tokens: number } };
+
+describe("gas-sponsored approval for a token without EIP-2612 (erc20ApprovalGasSponsoring)", () => {
+  let devnet: Devnet;
+  let h: GatewayHarness;
+  let chain: ReturnType<typeof createPublicClient>;
+
+  before(async () => {
+    devnet = await startDevnet({ buyers: 1 });
+    h = await startGatewayHarness({
+      configure: (input) => ({
+        ...input,
+        asset: devnet.contracts.plainToken,
+        assetDomain: { name: "Plain Test Dollar", version: "1" },
+        facilitator: {
+          ...(input.facilitator as object),
+          gasSponsoring: { enabled: true, perPayerLimit: 3, erc20Approval: true },
+        },
+      }),
+      devnet,
+    });
+    chain = createPublicClient({ transport: http(h.devnet.rpcUrl) });
+  });
+  after(async () => {
+    await h?.close();
+    await devnet?.stop();
+  });
+
+  const allowanceOf = (owner: Address) =>
+    chain.readContract({
+      address: h.devnet.contracts.plainToken,
+      abi: erc20Abi,
+      functionName: "allowance",
+      args: [owner, PERMIT2_ADDRESS],
+    });
+
+  test("the facilitator lists erc20ApprovalGasSponsoring only when enabled", async () => {
+    assert.deepEqual((await h.gateway.facilitator.getSupported()).extensions, [
+      "eip2612GasSponsoring",
+      "erc20ApprovalGasSponsoring",
+    ]);
+    const byDefault = createFacilitator({
+      rpcUrl: h.devnet.rpcUrl,
+      privateKey: h.devnet.accounts.facilitator.privateKey,
+      network: h.devnet.network,
+    });
+    assert.deepEqual((await byDefault.getSupported()).extensions, ["eip2612GasSponsoring"]);
+  });
+
+  test("the 402 for the token declares erc20ApprovalGasSponsoring and not eip2612GasSponsoring", async () => {
+    const response = await postJson(h, "/v1/chat/completions", chatBody);
+    await response.text();
+    const decoded = decodePaymentRequiredHeader(response.headers.get("payment-required"));
+    assert.ok(decoded.ok);
+    assert.deepEqual(Object.keys(decoded.paymentRequired.extensions ?? {}), ["erc20ApprovalGasSponsoring"]);
+  });
+
+  test("the official @x402/fetch client pays from a wallet holding only the token; the facilitator relays its approve", async () => {
+    const buyer = await h.devnet.createFreshPlainTokenBuyer(10_000_000n);
+    assert.equal(await allowanceOf(buyer.address), 0n);
+    assert.equal(await chain.getBalance({ address: buyer.address }), 0n);
+    const payloads: PaymentPayload[] = [];
+    const recording: typeof fetch = async (input, init) => {
+      const request = new Request(input, init);
+      const header = request.headers.get("payment-signature");
+      if (header) {
+        const decoded = decodePaymentSignatureHeader(header);
+        if (decoded.ok) payloads.push(decoded.payload);
+      }
+      return fetch(request);
+    };
+    const client = new x402Client()
+      .register(
+        h.devnet.network,
+        new UptoEvmScheme(privateKeyToAccount(buyer.privateKey), { rpcUrl: h.devnet.rpcUrl }),
+      )
+      .setSpendControls(false);
+    const response = await wrapFetchWithPayment(recording, client)(`${h.gateway.url}/v1/chat/completions`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify(chatBody),
+    });
+    const text = await response.text();
+    assert.equal(response.status, 200, text);
+    const completion = JSON.parse(text) as Completion;
+    assert.ok(payloads[0]?.extensions?.erc20ApprovalGasSponsoring, "the payment carried a signed approve");
+    const receipt = decodePaymentResponseHeader(response.headers.get("payment-response")!);
+    const charge = expectedCharge(completion.usage.prompt_tokens, completion.usage.completion_tokens);
+    assert.equal(BigInt(receipt.amount!), charge);
+    assert.equal((await finalRow(h)).status, "settled");
+    assert.equal(await h.devnet.plainTokenBalance(buyer.address), 10_000_000n - charge);
+    assert.equal(await allowanceOf(buyer.address), maxUint256, "Permit2 is now approved");
+    const settle = await chain.getTransactionReceipt({ hash: receipt.transaction as Hex });
+    assert.equal(settle.from.toLowerCase(), h.devnet.accounts.facilitator.address.toLowerCase());
+    // The block before the settlement's holds the buyer's own approve, relayed by the facilitator.
+    const block = await chain.getBlock({ blockNumber: settle.blockNumber - 1n, includeTransactions: true });
+    const approve = block.transactions[0]!;
+    assert.equal(approve.from.toLowerCase(), buyer.address.toLowerCase());
+    assert.equal(approve.to?.toLowerCase(), h.devnet.contracts.plainToken.toLowerCase());
+    const approveReceipt = await chain.getTransactionReceipt({ hash: approve.hash });
+    // The facilitator sent only what the approve could burn (gas limit x max fee); the rest stays with the buyer.
+    const left = await chain.getBalance({ address: buyer.address });
+    assert.ok(left < approve.gas * approve.maxFeePerGas!, "the buyer kept no more than the unburnt gas");
+    console.log(
+      `gas: ${JSON.stringify({
+        approveGas: approveReceipt.gasUsed.toString(),
+        approveCostWei: (approveReceipt.gasUsed * approveReceipt.effectiveGasPrice).toString(),
+        settleGas: settle.gasUsed.toString(),
+        buyerNativeLeftWei: left.toString(),
+      })}`,
+    );
+  });
+});
