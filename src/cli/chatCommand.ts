@@ -10,12 +10,6 @@ import {
   reportBuyerError,
 } from "./payCommand.js";
 
-export const chatUsage = `tollgate chat --gateway URL [--gateway URL]… --model M [--model M]… [--max-tokens N] [--policy FILE] [--private-key KEY] [--rpc URL] "prompt"
-  Asks one question and streams the answer to the terminal, paying per token; ends with the
-  receipt line on stderr. With several --gateway, lists their models and prices and picks the
-  cheapest that offers one of the --model names within the policy, and says which and why.
-  Key, policy, data directory and exit codes as for tollgate pay.`;
-
 const flagsSchema = z.object({
   gateway: z.array(z.url()).min(1, "at least one --gateway URL"),
   model: z.array(z.string().min(1)).min(1, "at least one --model"),

@@ -5,14 +5,6 @@ import { type GatewayConfigInput, parseGatewayConfig, startGateway } from "../ga
 import { countTextTokens } from "../pricing/index.js";
 import { createCliLogger, parseFlags, printLine, waitForShutdownSignal } from "./cliSupport.js";
 
-export const devUsage = `tollgate dev [--port 4021] [--json] [--fresh-buyer] [--upstream URL [--upstream-key-env NAME] [--model ID]] [--data-dir DIR]
-  Runs everything on one machine: a devnet chain, an in-process facilitator, the ledger
-  (PGlite, in memory unless --data-dir), and the gateway in front of the built-in demo
-  backend (model tollgate-demo, ~50 tokens/s) — or in front of a real OpenAI-compatible
-  backend with --upstream. Prints a funded buyer key to pay with; with --fresh-buyer, one holding
-  test USDC only (no Permit2 approval, no native gas), whose first request pays through a
-  gas-sponsored approval. Runs until Ctrl-C.`;
-
 const flagsSchema = z.object({
   port: z.coerce.number().int().min(0).max(65535).default(4021),
   host: z.string().default("127.0.0.1"),

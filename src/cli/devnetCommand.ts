@@ -2,14 +2,6 @@ import { z } from "zod";
 import { MAX_DEVNET_BUYERS, startDevnet } from "../devnet/index.js";
 import { createCliLogger, parseFlags, printLine, waitForShutdownSignal } from "./cliSupport.js";
 
-export const devnetUsage = `tollgate devnet [--port 8545] [--host 127.0.0.1] [--buyers 3] [--fresh-buyers 1] [--json]
-  Starts a local chain (anvil) with Permit2, the x402 upto and exact proxies, the x402
-  batch-settlement contract and its deposit collectors, a test USDC
-  and funded accounts. --buyers takes 1 to ${MAX_DEVNET_BUYERS} (each with 1,000 test USDC,
-  Permit2 approved, test ETH); --fresh-buyers 0 to ${MAX_DEVNET_BUYERS} more with 1,000 test USDC
-  only: no Permit2 approval and no native gas, as a new agent wallet (they pay through a
-  gas-sponsored approval). Runs until Ctrl-C.`;
-
 const flagsSchema = z.object({
   port: z.coerce.number().int().min(0).max(65535).default(8545),
   host: z.string().default("127.0.0.1"),

@@ -4,15 +4,6 @@ import { createFacilitator, serveFacilitator, settlementStoreFromLog } from "../
 import { createCliLogger, parseFlags, printLine, waitForShutdownSignal } from "./cliSupport.js";
 import { openCliLedger } from "./openCliLedger.js";
 
-export const facilitatorUsage = `tollgate facilitator --rpc URL --private-key KEY [--network eip155:31337] [--port 4022] [--host 127.0.0.1] [--no-rpc-batch] [--no-gas-sponsoring] [--sponsor-limit 3]
-  Serves an x402 v2 facilitator (GET /supported, POST /verify, POST /settle) for the upto
-  and exact schemes. The key may come from TOLLGATE_FACILITATOR_KEY instead of the flag.
-  With DATABASE_URL=postgres://… its settlement log (one settlement per authorization) is kept
-  in PostgreSQL and survives restarts; otherwise it is in memory. RPC calls made while others are in
-  flight go out as one JSON-RPC batch; --no-rpc-batch sends each alone (for an RPC that refuses batches).
-  It pays the gas of buyers' Permit2 approvals (eip2612GasSponsoring, listed in /supported), at most
-  --sponsor-limit per payer (counted since start); --no-gas-sponsoring turns that off.`;
-
 const flagsSchema = z.object({
   rpc: z.string().url().optional(),
   privateKey: z

@@ -6,13 +6,6 @@ import { type FaultInjection, faultPoints, isFaultPoint } from "../facilitator/i
 import { parseGatewayConfig, startGateway } from "../gateway/index.js";
 import { createCliLogger, parseFlags, printLine, waitForShutdownSignal } from "./cliSupport.js";
 
-export const gatewayUsage = `tollgate gateway --config tollgate.yaml [--port N]
-  Serves the OpenAI-compatible gateway billed per token with x402 (see the README for the
-  config file). Secrets come from the environment: facilitator.privateKeyEnv, and each
-  model's backend.apiKeyEnv. DATABASE_URL=postgres://… (or the variable named by
-  ledger.databaseUrlEnv) keeps the ledger in PostgreSQL, shared by replicas; otherwise
-  it is PGlite in ledger.dataDir (.tollgate/ledger).`;
-
 const flagsSchema = z.object({
   config: z.string().default("tollgate.yaml"),
   port: z.coerce.number().int().min(0).max(65535).optional(),

@@ -3,11 +3,6 @@ import { formatMoney } from "../pricing/index.js";
 import { parseFlags, printLine } from "./cliSupport.js";
 import { openCliLedger } from "./openCliLedger.js";
 
-export const ledgerUsage = `tollgate ledger [--data-dir .tollgate/ledger] [--limit 20] [--json]
-  Recent payments and totals per model (authorized vs charged, debts) from the gateway's
-  ledger. PGlite is single-process: stop the gateway first, or use PostgreSQL (DATABASE_URL
-  set: the ledger is read there instead of --data-dir).`;
-
 const flagsSchema = z.object({
   dataDir: z.string().default(".tollgate/ledger"),
   limit: z.coerce.number().int().min(1).max(1000).default(20),

@@ -1,34 +1,29 @@
+import { readFileSync } from "node:fs";
 import { isTollgateError } from "../errors/index.js";
-import { chatCommand, chatUsage } from "./chatCommand.js";
 import { exitCodes, printError, printLine } from "./cliSupport.js";
-import { devCommand, devUsage } from "./devCommand.js";
-import { devnetCommand, devnetUsage } from "./devnetCommand.js";
-import { facilitatorCommand, facilitatorUsage } from "./facilitatorCommand.js";
-import { gatewayCommand, gatewayUsage } from "./gatewayCommand.js";
-import { ledgerCommand, ledgerUsage } from "./ledgerCommand.js";
-import { payCommand, payUsage } from "./payCommand.js";
-import { reconcileCommand, reconcileUsage } from "./reconcileCommand.js";
-import { spendCommand, spendUsage } from "./spendCommand.js";
+import { type CommandName, commandUsage } from "./commandUsage.js";
 
-type Command = { run(argv: string[]): Promise<number>; usage: string };
+type RunCommand = (argv: string[]) => Promise<number>;
 
-const commands: Record<string, Command> = {
-  dev: { run: devCommand, usage: devUsage },
-  gateway: { run: gatewayCommand, usage: gatewayUsage },
-  ledger: { run: ledgerCommand, usage: ledgerUsage },
-  reconcile: { run: reconcileCommand, usage: reconcileUsage },
-  devnet: { run: devnetCommand, usage: devnetUsage },
-  facilitator: { run: facilitatorCommand, usage: facilitatorUsage },
-  pay: { run: payCommand, usage: payUsage },
-  chat: { run: chatCommand, usage: chatUsage },
-  spend: { run: spendCommand, usage: spendUsage },
+// Each command is imported only when it runs, so `--help` and `--version` start at once.
+const commands: Record<CommandName, () => Promise<RunCommand>> = {
+  dev: async () => (await import("./devCommand.js")).devCommand,
+  gateway: async () => (await import("./gatewayCommand.js")).gatewayCommand,
+  ledger: async () => (await import("./ledgerCommand.js")).ledgerCommand,
+  reconcile: async () => (await import("./reconcileCommand.js")).reconcileCommand,
+  devnet: async () => (await import("./devnetCommand.js")).devnetCommand,
+  facilitator: async () => (await import("./facilitatorCommand.js")).facilitatorCommand,
+  pay: async () => (await import("./payCommand.js")).payCommand,
+  chat: async () => (await import("./chatCommand.js")).chatCommand,
+  spend: async () => (await import("./spendCommand.js")).spendCommand,
 };
 
 function usage(): string {
   return [
     "tollgate — pay-per-token billing for AI inference over x402",
     "",
-    ...Object.values(commands).map((command) => command.usage),
+    "tollgate --version\n  Prints the version of this package.",
+    ...Object.values(commandUsage),
   ].join("\n\n");
 }
 
@@ -39,23 +34,37 @@ export async function main(argv: string[]): Promise<number> {
     printLine(usage());
     return name ? exitCodes.ok : exitCodes.usage;
   }
-  const command = commands[name];
-  if (!command) {
+  if (name === "--version") {
+    printLine(packageVersion());
+    return exitCodes.ok;
+  }
+  if (!isCommandName(name)) {
     printError(`tollgate: unknown command '${name}'\n\n${usage()}`);
     return exitCodes.usage;
   }
   if (rest.includes("--help") || rest.includes("-h")) {
-    printLine(command.usage);
+    printLine(commandUsage[name]);
     return exitCodes.ok;
   }
   try {
-    return await command.run(rest);
+    const run = await commands[name]();
+    return await run(rest);
   } catch (error) {
     if (isTollgateError(error, "TOLLGATE_CONFIG_INVALID")) {
-      printError(`tollgate: ${error.shortMessage}\n\n${command.usage}`);
+      printError(`tollgate: ${error.shortMessage}\n\n${commandUsage[name]}`);
       return exitCodes.usage;
     }
     printError(`tollgate ${name}: ${isTollgateError(error) ? error.shortMessage : (error as Error).message}`);
     return exitCodes.failure;
   }
+}
+
+function isCommandName(name: string): name is CommandName {
+  return Object.hasOwn(commands, name);
+}
+
+// src/cli/main.ts and dist/cli/main.js both sit two levels below the package root.
+function packageVersion(): string {
+  const manifest = JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8"));
+  return String(manifest.version);
 }

@@ -16,14 +16,6 @@ import { isTollgateError, TollgateError } from "../errors/index.js";
 import { formatMoney } from "../pricing/index.js";
 import { exitCodes, parseFlags, printError, printLine } from "./cliSupport.js";
 
-export const payUsage = `tollgate pay --url URL [--method POST] [--body JSON|@file] [--header K:V]… [--policy FILE] [--private-key KEY] [--rpc URL] [--json]
-  Sends one request and pays its x402 402 (upto or exact) within the spending policy. The
-  response body goes to stdout, a receipt line (maximum authorized, charged, saved,
-  transaction, network) to stderr; --json prints one JSON object instead. The key comes from
-  --private-key or TOLLGATE_PRIVATE_KEY, the policy from --policy or TOLLGATE_POLICY; spend is
-  kept in TOLLGATE_DATA_DIR (default ~/.tollgate).
-  Exit codes: 0 paid and served, 3 refused by the policy, 4 payment failed, 5 HTTP error.`;
-
 const flagsSchema = z.object({
   url: z.url(),
   method: z.string().optional(),

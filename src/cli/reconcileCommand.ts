@@ -8,12 +8,6 @@ import { exitCodes, parseFlags, printLine } from "./cliSupport.js";
 import { readConfigFile } from "./gatewayCommand.js";
 import { openCliLedger } from "./openCliLedger.js";
 
-export const reconcileUsage = `tollgate reconcile [--config tollgate.yaml] [--from-block N] [--to-block N] [--rpc URL] [--data-dir DIR] [--json]
-  Compares the ledger's settled payments with the chain's Transfer logs of the asset to payTo
-  (network, asset, payTo and rpcUrl from the gateway config) and prints every difference.
-  Exits 0 when there is none, 1 otherwise. The ledger is PostgreSQL when DATABASE_URL is set,
-  else PGlite in --data-dir (default: the config's ledger.dataDir or .tollgate/ledger).`;
-
 const blockSchema = z.coerce.bigint().refine((value) => value >= 0n, "a block number (0 or more)");
 const flagsSchema = z.object({
   config: z.string().default("tollgate.yaml"),

@@ -4,10 +4,6 @@ import { formatMoney } from "../pricing/index.js";
 import { exitCodes, parseFlags, printLine } from "./cliSupport.js";
 import { jsonLine, loadPolicy, openCliSpendStore } from "./payCommand.js";
 
-export const spendUsage = `tollgate spend [--json] [--policy FILE]
-  Today's spend (UTC) per provider against the policy's caps, and open disputes (charges the
-  usage did not justify), from the spend store in TOLLGATE_DATA_DIR (default ~/.tollgate).`;
-
 const flagsSchema = z.object({
   json: z.boolean().default(false),
   policy: z.string().optional(),

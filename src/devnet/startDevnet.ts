@@ -117,10 +117,18 @@ export async function startDevnet({
       details: { field: "freshBuyers" },
     });
   }
-  const [compiled, anvil] = await Promise.all([
+  const [compiling, launching] = await Promise.allSettled([
     artifacts ?? compileContracts({ logger }),
     launchAnvil({ host, port, logger }),
   ]);
+  // A failed compile must not leave the anvil that started beside it running.
+  if (compiling.status === "rejected") {
+    if (launching.status === "fulfilled") await launching.value.stop();
+    throw compiling.reason;
+  }
+  if (launching.status === "rejected") throw launching.reason;
+  const compiled = compiling.value;
+  const anvil = launching.value;
   try {
     const chainId = 31337;
     const deployer = devAccount(devAccountRoles.deployer);

@@ -38,9 +38,7 @@ describe("countPromptTokens", () => {
 
   test("keeps the event loop turning while it counts a 512 KiB unspaced body", async (t) => {
     const random = seededRandom(33);
-    const letters = Array.from({ length: 512 * 1024 }, () =>
-      String.fromCharCode(97 + random.int(0, 25)),
-    );
+    const letters = Array.from({ length: 512 * 1024 }, () => String.fromCharCode(97 + random.int(0, 25)));
     const body = { model: "gpt-4o", messages: [{ role: "user", content: letters.join("") }] };
     const ticks: number[] = [];
     const timer = setInterval(() => ticks.push(performance.now()), 5);

@@ -1,0 +1,60 @@
+// The usage text of each command, apart from the commands themselves: `tollgate --help` prints it
+// without loading any command (each pulls in viem, x402 and more: about a second to import).
+
+/** Usage text per `tollgate` command, in the order `--help` lists them. */
+export const commandUsage = {
+  dev: `tollgate dev [--port 4021] [--json] [--fresh-buyer] [--upstream URL [--upstream-key-env NAME] [--model ID]] [--data-dir DIR]
+  Runs everything on one machine: a devnet chain, an in-process facilitator, the ledger
+  (PGlite, in memory unless --data-dir), and the gateway in front of the built-in demo
+  backend (model tollgate-demo, ~50 tokens/s) — or in front of a real OpenAI-compatible
+  backend with --upstream. Prints a funded buyer key to pay with; with --fresh-buyer, one holding
+  test USDC only (no Permit2 approval, no native gas), whose first request pays through a
+  gas-sponsored approval. Runs until Ctrl-C.`,
+  gateway: `tollgate gateway --config tollgate.yaml [--port N]
+  Serves the OpenAI-compatible gateway billed per token with x402 (see the README for the
+  config file). Secrets come from the environment: facilitator.privateKeyEnv, and each
+  model's backend.apiKeyEnv. DATABASE_URL=postgres://… (or the variable named by
+  ledger.databaseUrlEnv) keeps the ledger in PostgreSQL, shared by replicas; otherwise
+  it is PGlite in ledger.dataDir (.tollgate/ledger).`,
+  ledger: `tollgate ledger [--data-dir .tollgate/ledger] [--limit 20] [--json]
+  Recent payments and totals per model (authorized vs charged, debts) from the gateway's
+  ledger. PGlite is single-process: stop the gateway first, or use PostgreSQL (DATABASE_URL
+  set: the ledger is read there instead of --data-dir).`,
+  reconcile: `tollgate reconcile [--config tollgate.yaml] [--from-block N] [--to-block N] [--rpc URL] [--data-dir DIR] [--json]
+  Compares the ledger's settled payments with the chain's Transfer logs of the asset to payTo
+  (network, asset, payTo and rpcUrl from the gateway config) and prints every difference.
+  Exits 0 when there is none, 1 otherwise. The ledger is PostgreSQL when DATABASE_URL is set,
+  else PGlite in --data-dir (default: the config's ledger.dataDir or .tollgate/ledger).`,
+  devnet: `tollgate devnet [--port 8545] [--host 127.0.0.1] [--buyers 3] [--fresh-buyers 1] [--json]
+  Starts a local chain (anvil) with Permit2, the x402 upto and exact proxies, the x402
+  batch-settlement contract and its deposit collectors, a test USDC
+  and funded accounts. --buyers takes 1 to 50 (each with 1,000 test USDC,
+  Permit2 approved, test ETH); --fresh-buyers 0 to 50 more with 1,000 test USDC
+  only: no Permit2 approval and no native gas, as a new agent wallet (they pay through a
+  gas-sponsored approval). Runs until Ctrl-C.`,
+  facilitator: `tollgate facilitator --rpc URL --private-key KEY [--network eip155:31337] [--port 4022] [--host 127.0.0.1] [--no-rpc-batch] [--no-gas-sponsoring] [--sponsor-limit 3]
+  Serves an x402 v2 facilitator (GET /supported, POST /verify, POST /settle) for the upto
+  and exact schemes. The key may come from TOLLGATE_FACILITATOR_KEY instead of the flag.
+  With DATABASE_URL=postgres://… its settlement log (one settlement per authorization) is kept
+  in PostgreSQL and survives restarts; otherwise it is in memory. RPC calls made while others are in
+  flight go out as one JSON-RPC batch; --no-rpc-batch sends each alone (for an RPC that refuses batches).
+  It pays the gas of buyers' Permit2 approvals (eip2612GasSponsoring, listed in /supported), at most
+  --sponsor-limit per payer (counted since start); --no-gas-sponsoring turns that off.`,
+  pay: `tollgate pay --url URL [--method POST] [--body JSON|@file] [--header K:V]… [--policy FILE] [--private-key KEY] [--rpc URL] [--json]
+  Sends one request and pays its x402 402 (upto or exact) within the spending policy. The
+  response body goes to stdout, a receipt line (maximum authorized, charged, saved,
+  transaction, network) to stderr; --json prints one JSON object instead. The key comes from
+  --private-key or TOLLGATE_PRIVATE_KEY, the policy from --policy or TOLLGATE_POLICY; spend is
+  kept in TOLLGATE_DATA_DIR (default ~/.tollgate).
+  Exit codes: 0 paid and served, 3 refused by the policy, 4 payment failed, 5 HTTP error.`,
+  chat: `tollgate chat --gateway URL [--gateway URL]… --model M [--model M]… [--max-tokens N] [--policy FILE] [--private-key KEY] [--rpc URL] "prompt"
+  Asks one question and streams the answer to the terminal, paying per token; ends with the
+  receipt line on stderr. With several --gateway, lists their models and prices and picks the
+  cheapest that offers one of the --model names within the policy, and says which and why.
+  Key, policy, data directory and exit codes as for tollgate pay.`,
+  spend: `tollgate spend [--json] [--policy FILE]
+  Today's spend (UTC) per provider against the policy's caps, and open disputes (charges the
+  usage did not justify), from the spend store in TOLLGATE_DATA_DIR (default ~/.tollgate).`,
+} as const;
+
+export type CommandName = keyof typeof commandUsage;
