@@ -182,7 +182,7 @@ describe("paid requests", () => {
 });
 
 describe("ledger cost of a paid request", () => {
-  test("nine SQL statements: admission, funds lock and sum, claim into serving, usage, settling, settlement log begin and end, settled", async () => {
+  test("seven SQL statements: admission, claim into serving within the payer's funds, usage, settling, settlement log begin and end, settled", async () => {
     const statements: { sql: string; params: readonly unknown[] }[] = [];
     const counting = await startGatewayHarness({
       devnet: h.devnet,
@@ -218,8 +218,6 @@ describe("ledger cost of a paid request", () => {
         ours.map(({ sql }) => sql),
         [
           "SELECT EXISTS (SELECT",
-          "SELECT pg_advisory_xact_lock(hashtext('tollgate:' ||",
-          "SELECT COALESCE(SUM(max_atomic), 0)::text",
           "INSERT INTO payments",
           "UPDATE payments SET",
           "UPDATE payments SET",

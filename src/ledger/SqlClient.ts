@@ -14,6 +14,8 @@ export interface SqlExecutor {
  * Adapters: `createPgliteClient` (embedded) and `createPostgresClient` (node-postgres pool).
  */
 export interface SqlClient extends SqlExecutor {
+  /** Statements never run concurrently (one connection, as PGlite): a single statement is then isolated. */
+  readonly serializesStatements?: boolean;
   /** Runs `fn` in one transaction: committed when it resolves, rolled back when it throws. */
   transaction<T>(fn: (tx: SqlExecutor) => Promise<T>): Promise<T>;
   /** Releases the database (closes PGlite, ends the pool). */

@@ -36,6 +36,9 @@ type TransitionParameters = {
 const pendingList = pendingPaymentStatuses.map((status) => `'${status}'`).join(", ");
 
 /** A `PaymentLedger` over any `SqlClient` whose schema `applyMigrations` brought up to date. */
+/** Statuses of a payment whose charge is not final yet: its maximum is still reserved. */
+const IN_FLIGHT = "'claimed', 'serving', 'metered', 'settling'";
+
 export function createPaymentLedger(
   sql: SqlClient,
   { logger = silentLogger }: CreatePaymentLedgerParameters = {},
@@ -114,26 +117,43 @@ export function createPaymentLedger(
     throw new PaymentTransitionError({ paymentId: id, from: current.status, to, reason: "concurrent" });
   }
 
-  async function insertClaim(db: SqlExecutor, input: ClaimPaymentInput, serving: boolean): Promise<SqlRow[]> {
+  /**
+   * Inserts the claim unless the authorization is already held; with `fundsAtomic`, also unless the
+   * maxima of the payer's payments in flight plus this one exceed it (checked in the same statement).
+   */
+  async function insertClaim(
+    db: SqlExecutor,
+    input: ClaimPaymentInput,
+    serving: boolean,
+    fundsAtomic?: bigint,
+  ): Promise<SqlRow[]> {
     const key = normalizeAuthorizationKey(input);
+    const params: unknown[] = [
+      key.network,
+      key.payer,
+      key.nonce,
+      textParam(input.scheme, "scheme"),
+      textParam(input.model, "model"),
+      textParam(input.route, "route"),
+      textParam(input.asset, "asset"),
+      textParam(input.payTo, "payTo"),
+      atomicParam(input.maxAtomic, "maxAtomic"),
+      jsonParam(input.paymentPayload, "paymentPayload"),
+      jsonParam(input.paymentRequirements, "paymentRequirements"),
+    ];
+    const withinFunds =
+      fundsAtomic === undefined
+        ? ""
+        : `WHERE (SELECT COALESCE(SUM(max_atomic), 0) FROM payments
+                  WHERE network = $1 AND payer = $2 AND status IN (${IN_FLIGHT})) + $9::numeric <= $12::numeric`;
+    if (fundsAtomic !== undefined) params.push(atomicParam(fundsAtomic, "fundsAtomic"));
     return db.query(
       `INSERT INTO payments (network, payer, nonce, scheme, model, route, asset, pay_to, max_atomic, payload, requirements, status)
-       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::numeric, $10::jsonb, $11::jsonb, '${serving ? "serving" : "claimed"}')
+       SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9::numeric, $10::jsonb, $11::jsonb, '${serving ? "serving" : "claimed"}'
+       ${withinFunds}
        ON CONFLICT (network, payer, nonce) DO NOTHING
        RETURNING ${paymentColumns}`,
-      [
-        key.network,
-        key.payer,
-        key.nonce,
-        textParam(input.scheme, "scheme"),
-        textParam(input.model, "model"),
-        textParam(input.route, "route"),
-        textParam(input.asset, "asset"),
-        textParam(input.payTo, "payTo"),
-        atomicParam(input.maxAtomic, "maxAtomic"),
-        jsonParam(input.paymentPayload, "paymentPayload"),
-        jsonParam(input.paymentRequirements, "paymentRequirements"),
-      ],
+      params,
     );
   }
 
@@ -169,27 +189,32 @@ export function createPaymentLedger(
 
     async claimWithinFunds(input, fundsAtomic, { serving = false } = {}) {
       const key = normalizeAuthorizationKey(input);
-      const outcome = await sql.transaction(async (tx) => {
-        // One payer at a time, on every replica: the sum below then sees every claim made before.
-        await tx.query("SELECT pg_advisory_xact_lock(hashtext('tollgate:' || $1 || ':' || $2))", [
-          key.network,
-          key.payer,
-        ]);
-        const [sum] = await tx.query<{ reserved: unknown }>(
-          `SELECT COALESCE(SUM(max_atomic), 0)::text AS reserved FROM payments
-           WHERE network = $1 AND payer = $2 AND status IN ('claimed', 'serving', 'metered', 'settling')`,
-          [key.network, key.payer],
-        );
-        const reservedAtomic = BigInt(String(sum?.reserved ?? "0"));
-        if (reservedAtomic + input.maxAtomic > fundsAtomic) return { full: true as const, reservedAtomic };
-        return { full: false as const, rows: await insertClaim(tx, input, serving) };
-      });
-      if (!outcome.full) return claimed(input, outcome.rows);
-      logger.debug(
-        { ...key, reserved: outcome.reservedAtomic.toString() },
-        "ledger: payer's funds are reserved",
+      // One statement checks and inserts; with several connections (PostgreSQL, replicas), one payer
+      // at a time under an advisory lock, so the sum sees every claim committed before it.
+      const inserted = sql.serializesStatements
+        ? await insertClaim(sql, input, serving, fundsAtomic)
+        : await sql.transaction(async (tx) => {
+            await tx.query("SELECT pg_advisory_xact_lock(hashtext('tollgate:' || $1 || ':' || $2))", [
+              key.network,
+              key.payer,
+            ]);
+            return insertClaim(tx, input, serving, fundsAtomic);
+          });
+      if (inserted.length > 0) return claimed(input, inserted);
+      const [existing] = await selectPayments("WHERE network = $1 AND payer = $2 AND nonce = $3", [
+        key.network,
+        key.payer,
+        key.nonce,
+      ]);
+      if (existing) return { claimed: false, existing };
+      const [sum] = await sql.query<{ reserved: unknown }>(
+        `SELECT COALESCE(SUM(max_atomic), 0)::text AS reserved FROM payments
+         WHERE network = $1 AND payer = $2 AND status IN (${IN_FLIGHT})`,
+        [key.network, key.payer],
       );
-      return { claimed: false, existing: undefined, reservedAtomic: outcome.reservedAtomic, fundsAtomic };
+      const reservedAtomic = BigInt(String(sum?.reserved ?? "0"));
+      logger.debug({ ...key, reserved: reservedAtomic.toString() }, "ledger: payer's funds are reserved");
+      return { claimed: false, existing: undefined, reservedAtomic, fundsAtomic };
     },
 
     get,

@@ -20,6 +20,7 @@ export async function createPgliteClient({ dataDir }: CreatePgliteClientParamete
   }
   return {
     ...pgliteExecutor(db),
+    serializesStatements: true,
     async transaction(fn) {
       try {
         return await db.transaction((tx) => fn(pgliteExecutor(tx)));
