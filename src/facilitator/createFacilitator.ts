@@ -1,4 +1,4 @@
-import { x402Facilitator } from "@x402/core/facilitator";
+import { type PendingSettlementStore, x402Facilitator } from "@x402/core/facilitator";
 import type {
   PaymentPayload,
   PaymentRequirements,
@@ -6,6 +6,7 @@ import type {
   SupportedResponse,
   VerifyResponse,
 } from "@x402/core/types";
+import { BatchSettlementEvmScheme } from "@x402/evm/batch-settlement/facilitator";
 import { ExactEvmScheme } from "@x402/evm/exact/facilitator";
 import { UptoEvmScheme } from "@x402/evm/upto/facilitator";
 import { createErc20ApprovalGasSponsoringExtension, EIP2612_GAS_SPONSORING } from "@x402/extensions";
@@ -19,6 +20,8 @@ import {
 } from "../chain/index.js";
 import { type Logger, silentLogger, TollgateError } from "../errors/index.js";
 import { ReasonCode } from "../protocol/index.js";
+import { channelPayloadSummaryOf, isBatchSettlementPayment } from "./batchSettlementPayload.js";
+import { createChannelSettler } from "./createChannelSettler.js";
 import { createErc20ApprovalSponsor, type Erc20ApprovalSponsorship } from "./erc20ApprovalSponsor.js";
 import type { FaultInjection } from "./faultInjection.js";
 import { hasMatchingTransfer } from "./findTransfer.js";
@@ -50,6 +53,11 @@ export type CreateFacilitatorParameters = {
    * also `erc20ApprovalGasSponsoring` (relayed `approve` transactions, for tokens without EIP-2612).
    */
   gasSponsoring?: GasSponsoringOptions;
+  /**
+   * Where batch-settlement deposits that were broadcast are remembered, so a retried settle
+   * reconciles instead of broadcasting again; default in memory (one process).
+   */
+  pendingSettlementStore?: PendingSettlementStore;
   /** Test-only: called at `after_broadcast` (transfer mined, not yet recorded) to prove crash recovery. */
   faultInjection?: FaultInjection;
 };
@@ -78,7 +86,7 @@ const eip2612NoncesAbi = [
 ] as const;
 
 /**
- * A facilitator for the `upto` and `exact` schemes on one EVM network, built on
+ * A facilitator for the `upto`, `exact` and `batch-settlement` schemes on one EVM network, built on
  * `@x402/core`'s facilitator and `@x402/evm`'s schemes, with what they lack: one nonce
  * manager for concurrent settles, idempotent settlement per authorization, success only
  * when the receipt shows the transfer, chain outages reported as such, and a log line per call.
@@ -99,6 +107,7 @@ export function createFacilitator({
   rpcBatch,
   faultInjection,
   gasSponsoring = { enabled: true },
+  pendingSettlementStore,
 }: CreateFacilitatorParameters): TollgateFacilitator {
   const signer = createFacilitatorSigner({
     rpcUrl,
@@ -123,7 +132,10 @@ export function createFacilitator({
   };
   const core = new x402Facilitator()
     .register(network, new UptoEvmScheme(schemeSigner))
-    .register(network, new ExactEvmScheme(schemeSigner));
+    .register(network, new ExactEvmScheme(schemeSigner))
+    // No authorizer signer: /supported then names no `receiverAuthorizer`, and servers sign their own
+    // claims and refunds (`claimAuthorizerSignature`), since nothing here authenticates who asks for a refund.
+    .register(network, new BatchSettlementEvmScheme(schemeSigner, undefined, { pendingSettlementStore }));
   const sponsorship = createSponsorshipBudget(gasSponsoring);
   if (sponsorship.enabled) core.registerExtension(EIP2612_GAS_SPONSORING);
   const erc20ApprovalCosts = new Map<string, Erc20ApprovalSponsorship>();
@@ -165,6 +177,8 @@ export function createFacilitator({
       };
     const refused = sponsorship.refusal(sponsored.info.from);
     if (refused) return refused;
+    // A batch-settlement deposit's permit is checked by the scheme, against the deposit amount.
+    if (isBatchSettlementPayment(requirements)) return undefined;
     return checkEip2612Permit({
       info: sponsored.info,
       payload,
@@ -186,7 +200,9 @@ export function createFacilitator({
   const describe = (payload: PaymentPayload, requirements: PaymentRequirements) => ({
     scheme: requirements.scheme,
     network: requirements.network,
-    payer: settlementKeyOf(payload)?.payer,
+    ...(isBatchSettlementPayment(requirements)
+      ? channelPayloadSummaryOf(payload)
+      : { payer: settlementKeyOf(payload)?.payer }),
     amount: requirements.amount,
     payTo: requirements.payTo,
   });
@@ -360,12 +376,22 @@ export function createFacilitator({
     return { result: { ...result, success: false, errorReason: REASON_TRANSFER_NOT_FOUND }, receipt };
   }
 
+  const settleChannelAction = createChannelSettler({
+    settle: (payload, requirements) => core.settle(payload, requirements),
+    signer,
+    logger,
+    chainUnavailable,
+    settled: logSponsoredApproval,
+  });
+
   return {
     address: signer.address,
     network,
     signer,
     verify,
     async settle(payload, requirements) {
+      // Its payloads carry no (payer, nonce) authorization and move funds through the channel contract.
+      if (isBatchSettlementPayment(requirements)) return settleChannelAction(payload, requirements);
       const key = settlementKeyOf(payload);
       if (!key) {
         return {

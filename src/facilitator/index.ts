@@ -1,4 +1,11 @@
 export {
+  BATCH_SETTLEMENT_SCHEME,
+  type ChannelAction,
+  type ChannelPayloadSummary,
+  channelPayloadSummaryOf,
+  isBatchSettlementPayment,
+} from "./batchSettlementPayload.js";
+export {
   type CreateFacilitatorParameters,
   createFacilitator,
   type TollgateFacilitator,

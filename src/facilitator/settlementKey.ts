@@ -1,13 +1,16 @@
 import type { PaymentPayload } from "@x402/core/types";
+import { BATCH_SETTLEMENT_SCHEME } from "./batchSettlementPayload.js";
 
 /** The identity of one authorization: it may settle at most once. */
 export type SettlementKey = { network: string; payer: string; nonce: string };
 
 /**
  * The (network, payer, nonce) of a payment payload: the Permit2 nonce for `upto` and
- * exact-Permit2, the EIP-3009 nonce for exact-EIP-3009; undefined for an unknown shape.
+ * exact-Permit2, the EIP-3009 nonce for exact-EIP-3009; undefined for an unknown shape and for
+ * batch-settlement, whose payloads are not one-shot authorizations.
  */
 export function settlementKeyOf(payload: PaymentPayload): SettlementKey | undefined {
+  if (payload.accepted.scheme === BATCH_SETTLEMENT_SCHEME) return undefined;
   const inner = payload.payload as Record<string, unknown>;
   const auth = (inner.permit2Authorization ?? inner.authorization) as
     | { from?: unknown; nonce?: unknown }
