@@ -181,3 +181,52 @@ describe("tollgate facilitator serves batch-settlement over HTTP", () => {
     assert.equal(await net.devnet.usdcBalance(payTo), payToBefore + 700n);
   });
 });
+
+describe("batch-settlement HTTP edges", () => {
+  const post = (url: string, path: string, body: unknown) =>
+    fetch(`${url}${path}`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify(body),
+    });
+
+  test("a settle while the chain RPC is unreachable answers 503 with Retry-After", async () => {
+    const dead = createFacilitator({
+      rpcUrl: "http://127.0.0.1:9",
+      privateKey: net.devnet.accounts.facilitator.privateKey,
+      network: net.devnet.network,
+      rpcTimeoutMs: 1_000,
+    });
+    const deadServer = await serveFacilitator({ facilitator: dead, port: 0 });
+    try {
+      const payTo = net.devnet.accounts.payTo.address;
+      const response = await post(deadServer.url, "/settle", {
+        x402Version: 2,
+        paymentPayload: envelope({ type: "settle", receiver: payTo, token: net.devnet.contracts.usdc }),
+        paymentRequirements: requirements(),
+      });
+      assert.equal(response.status, 503);
+      assert.ok(response.headers.get("retry-after"));
+    } finally {
+      await deadServer.close();
+    }
+  });
+
+  test("a batch-settlement body without requirements answers 400 naming the field", async () => {
+    const response = await post(server.url, "/settle", {
+      x402Version: 2,
+      paymentPayload: envelope({ type: "settle" }),
+    });
+    assert.equal(response.status, 400);
+    assert.equal(((await response.json()) as { field?: string }).field, "paymentRequirements");
+  });
+
+  test("an upto-shaped settle routed to batch-settlement is refused, not settled under an upto key", async () => {
+    const settled = await client.settle(
+      envelope({ authorization: { from: net.devnet.accounts.payTo.address, nonce: "0x01" } }),
+      requirements(),
+    );
+    assert.equal(settled.success, false);
+    assert.equal(settled.errorReason, "invalid_batch_settlement_evm_payload_type");
+  });
+});
