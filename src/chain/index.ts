@@ -4,6 +4,7 @@ export {
   type TollgateFacilitatorSigner,
 } from "./createFacilitatorSigner.js";
 export { createNonceManager, type NonceManager } from "./createNonceManager.js";
+export { eip2612NoncesAbi } from "./eip2612NoncesAbi.js";
 export { isNonceSpent, type OnChainNonce } from "./isNonceSpent.js";
 export {
   chainIdOf,

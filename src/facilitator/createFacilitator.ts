@@ -14,6 +14,7 @@ import { type Address, getAddress, type Hex, type TransactionReceipt } from "vie
 import {
   chainIdOf,
   createFacilitatorSigner,
+  eip2612NoncesAbi,
   isTransportError,
   type TollgateFacilitatorSigner,
   withRpcFailureScope,
@@ -74,16 +75,6 @@ export type TollgateFacilitator = {
 
 const REASON_TRANSFER_NOT_FOUND = "settlement_transfer_not_found";
 const REASON_UNKNOWN_PAYLOAD = "invalid_payload";
-
-const eip2612NoncesAbi = [
-  {
-    type: "function",
-    name: "nonces",
-    inputs: [{ name: "owner", type: "address" }],
-    outputs: [{ name: "", type: "uint256" }],
-    stateMutability: "view",
-  },
-] as const;
 
 /**
  * A facilitator for the `upto`, `exact` and `batch-settlement` schemes on one EVM network, built on

@@ -12,7 +12,7 @@ import {
   type PublicClient,
   TimeoutError,
 } from "viem";
-import { findNetworkPreset } from "../chain/index.js";
+import { eip2612NoncesAbi, findNetworkPreset } from "../chain/index.js";
 import { type Logger, silentLogger, TollgateError } from "../errors/index.js";
 import {
   createFacilitator,
@@ -253,20 +253,15 @@ function createConfiguredFacilitator(
   });
 }
 
-const noncesAbi = [
-  {
-    type: "function",
-    name: "nonces",
-    inputs: [{ name: "owner", type: "address" }],
-    outputs: [{ name: "", type: "uint256" }],
-    stateMutability: "view",
-  },
-] as const;
-
 /** Whether `asset` answers EIP-2612's `nonces(owner)`; an unreachable chain counts as yes (the default). */
 async function hasEip2612(chain: PublicClient, asset: Address): Promise<boolean> {
   try {
-    await chain.readContract({ address: asset, abi: noncesAbi, functionName: "nonces", args: [asset] });
+    await chain.readContract({
+      address: asset,
+      abi: eip2612NoncesAbi,
+      functionName: "nonces",
+      args: [asset],
+    });
     return true;
   } catch (error) {
     if (!(error instanceof ContractFunctionExecutionError)) return true;

@@ -3,6 +3,7 @@ import type { ModelConfig } from "../gatewayConfig.js";
 import type { RouteAdapter, RouteRequest } from "./RouteAdapter.js";
 import { readChoices } from "./readChoices.js";
 import {
+  GENERATION_FIELDS,
   invalidField,
   pickAllowedFields,
   pricingOf,
@@ -10,10 +11,12 @@ import {
   readIncludeUsage,
   readNumbers,
   readStream,
+  SAMPLING_NUMBERS,
 } from "./requestFields.js";
 
 /** OpenAI chat fields forwarded, plus the sampling extensions vLLM and llama.cpp document. */
-const ALLOWED = new Set([
+const ALLOWED = new Set<string>([
+  ...GENERATION_FIELDS,
   "model",
   "messages",
   "stream",
@@ -21,15 +24,7 @@ const ALLOWED = new Set([
   "max_tokens",
   "max_completion_tokens",
   "n",
-  "temperature",
-  "top_p",
-  "stop",
-  "presence_penalty",
-  "frequency_penalty",
-  "logit_bias",
-  "logprobs",
   "top_logprobs",
-  "seed",
   "tools",
   "tool_choice",
   "parallel_tool_calls",
@@ -37,10 +32,6 @@ const ALLOWED = new Set([
   "function_call",
   "response_format",
   "reasoning_effort",
-  "user",
-  "top_k",
-  "min_p",
-  "repetition_penalty",
 ]);
 /** Accepted and not forwarded: they change nothing the backend bills. */
 const IGNORED = new Set([
@@ -51,17 +42,7 @@ const IGNORED = new Set([
   "safety_identifier",
   "prompt_cache_key",
 ]);
-const NUMBERS = [
-  "temperature",
-  "top_p",
-  "presence_penalty",
-  "frequency_penalty",
-  "top_logprobs",
-  "seed",
-  "top_k",
-  "min_p",
-  "repetition_penalty",
-];
+const NUMBERS = [...SAMPLING_NUMBERS, "top_logprobs"];
 /** Content part types whose size the bound knows (text, images, inline audio and files). */
 const PART_TYPES = new Set(["text", "image_url", "input_image", "input_audio", "file", "refusal"]);
 

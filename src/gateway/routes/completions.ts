@@ -3,6 +3,7 @@ import type { ModelConfig } from "../gatewayConfig.js";
 import type { RouteAdapter, RouteRequest } from "./RouteAdapter.js";
 import { readChoices } from "./readChoices.js";
 import {
+  GENERATION_FIELDS,
   invalidField,
   pickAllowedFields,
   pricingOf,
@@ -10,9 +11,11 @@ import {
   readIncludeUsage,
   readNumbers,
   readStream,
+  SAMPLING_NUMBERS,
 } from "./requestFields.js";
 
-const ALLOWED = new Set([
+const ALLOWED = new Set<string>([
+  ...GENERATION_FIELDS,
   "model",
   "prompt",
   "suffix",
@@ -21,32 +24,10 @@ const ALLOWED = new Set([
   "max_tokens",
   "n",
   "best_of",
-  "temperature",
-  "top_p",
-  "stop",
-  "presence_penalty",
-  "frequency_penalty",
-  "logit_bias",
-  "logprobs",
-  "seed",
-  "user",
   "echo",
-  "top_k",
-  "min_p",
-  "repetition_penalty",
 ]);
 const IGNORED = new Set(["store", "metadata"]);
-const NUMBERS = [
-  "temperature",
-  "top_p",
-  "presence_penalty",
-  "frequency_penalty",
-  "logprobs",
-  "seed",
-  "top_k",
-  "min_p",
-  "repetition_penalty",
-];
+const NUMBERS = [...SAMPLING_NUMBERS, "logprobs"];
 
 /** A string or one token-id array is one prompt; an array of strings or of id arrays is many. */
 function promptCount(prompt: unknown): number {

@@ -7,6 +7,21 @@ export function pricingOf(model: ModelConfig): { model: string; imageTokens: num
   return { model: model.tokenizer ?? model.id, imageTokens: imageTokenBound(model.id) };
 }
 
+/** Sampling parameters of OpenAI's generation APIs, numbers all, plus those vLLM and llama.cpp document. */
+export const SAMPLING_NUMBERS = [
+  "temperature",
+  "top_p",
+  "presence_penalty",
+  "frequency_penalty",
+  "seed",
+  "top_k",
+  "min_p",
+  "repetition_penalty",
+] as const;
+
+/** Fields every generation route forwards as they are: sampling, stop sequences, biases, the end user. */
+export const GENERATION_FIELDS = [...SAMPLING_NUMBERS, "stop", "logit_bias", "logprobs", "user"] as const;
+
 /** A 400 that names the field a person must change. */
 export function invalidField(field: string, problem: string): TollgateError {
   return new TollgateError({
