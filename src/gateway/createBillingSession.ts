@@ -225,17 +225,14 @@ export function createBillingSession(parameters: CreateBillingSessionParameters)
       }
       const outcome = await settleDelivered(meter, tap.reportedUsage);
       if (!outcome) return failed ? errorEvent(message, code) : SSE_DONE_EVENT;
-      const receipt = formatReceiptEvent(receiptFor(outcome), {
+      const charged = receiptFor(outcome);
+      const { includeUsage } = quote.request;
+      const receipt = formatReceiptEvent(charged, {
         id: tap.streamId,
         object: quote.route.chunkObject,
-        choices: quote.request.includeUsage
-          ? []
-          : [
-              quote.route.kind === "chat"
-                ? { index: 0, delta: { content: "" }, finish_reason: null }
-                : { index: 0, text: "", finish_reason: null },
-            ],
-        usage: quote.request.includeUsage ? receiptFor(outcome).usage : undefined,
+        // OpenAI's usage-chunk shape for clients that asked for usage; one empty choice for the others.
+        choices: includeUsage ? [] : [quote.route.emptyChunkChoice],
+        usage: includeUsage ? charged.usage : undefined,
       });
       // An error after output still ends as an error, not a normal-looking [DONE]; the receipt comes first.
       return receipt + (failed ? errorEvent(message, code) : SSE_DONE_EVENT);

@@ -42,6 +42,8 @@ export type RouteAdapter = {
   readonly canStream: boolean;
   /** `object` of this API's stream chunks, for the receipt event. */
   readonly chunkObject: string;
+  /** A choice that adds nothing, for the receipt chunk of clients that read `choices[0]` of every chunk. */
+  readonly emptyChunkChoice: Record<string, unknown>;
   /** Validates the body against the allow-list; throws TOLLGATE_REQUEST_INVALID naming the field. */
   readRequest(body: Record<string, unknown>): RouteRequest;
   /** An upper bound on the prompt tokens of everything forwarded, for `model`. */

@@ -75,6 +75,7 @@ export const chatCompletions: RouteAdapter = {
   path: "/chat/completions",
   canStream: true,
   chunkObject: "chat.completion.chunk",
+  emptyChunkChoice: { index: 0, delta: { content: "" }, finish_reason: null },
 
   readRequest(body) {
     const fields = pickAllowedFields(body, ALLOWED, IGNORED, "/v1/chat/completions");

@@ -41,6 +41,7 @@ export const completions: RouteAdapter = {
   path: "/completions",
   canStream: true,
   chunkObject: "text_completion",
+  emptyChunkChoice: { index: 0, text: "", finish_reason: null },
 
   readRequest(body) {
     const fields = pickAllowedFields(body, ALLOWED, IGNORED, "/v1/completions");

@@ -25,6 +25,7 @@ export const embeddings: RouteAdapter = {
   path: "/embeddings",
   canStream: false,
   chunkObject: "embedding",
+  emptyChunkChoice: {},
 
   readRequest(body) {
     const fields = pickAllowedFields(body, ALLOWED, IGNORED, "/v1/embeddings");
