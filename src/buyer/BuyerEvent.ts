@@ -1,3 +1,4 @@
+import type { ReceiptCheckStatus } from "../protocol/index.js";
 import type { PolicyRefusal } from "./policyRefusal.js";
 import type { DisputeReason } from "./SpendStore.js";
 
@@ -36,6 +37,8 @@ export type BuyerEvent =
       network: string;
       payer: string | undefined;
       usage: ReportedUsage | undefined;
+      /** What checking the seller's signed receipts found (`absent` when it sent none). */
+      signedReceipts: { status: ReceiptCheckStatus; signer: string | undefined; problems: string[] };
     }
   | { type: "released"; paymentId: string; origin: string; reason: string }
   | {

@@ -10,6 +10,7 @@ import type {
   SpendDispute,
   SpendReservation,
   SpendStore,
+  StoredReceipts,
 } from "./SpendStore.js";
 import { spendMigrations } from "./spendMigrations.js";
 
@@ -137,6 +138,15 @@ export async function createSpendStore({
 
     settle: (id, { chargedAtomic, transaction }) =>
       transition(id, "settled", { countedAtomic: chargedAtomic, chargedAtomic, transaction }),
+    async recordReceipts(id, receipts) {
+      const { status, signer, ...stored } = receipts;
+      await sql.query(
+        `UPDATE spend_reservations
+            SET receipt_status = $2, receipt_signer = $3, signed_receipts = $4, updated_at = now()
+          WHERE id = $1`,
+        [id, status, signer ?? null, JSON.stringify(stored)],
+      );
+    },
     release: (id, note) => transition(id, "released", { countedAtomic: 0n, note }),
     expire: (id, note) => transition(id, "expired", { countedAtomic: 0n, note }),
 
@@ -270,7 +280,22 @@ function reservationOf(row: SqlRow): SpendReservation {
     deadline: row.deadline === null || row.deadline === undefined ? undefined : dateOf(row.deadline),
     transaction: optionalText(row.transaction),
     note: optionalText(row.note),
+    signedReceipts: storedReceiptsOf(row),
     createdAt: dateOf(row.created_at),
+  };
+}
+
+function storedReceiptsOf(row: SqlRow): StoredReceipts | undefined {
+  if (row.receipt_status === null || row.receipt_status === undefined) return undefined;
+  const stored = (
+    typeof row.signed_receipts === "string" ? JSON.parse(row.signed_receipts) : row.signed_receipts
+  ) as Partial<StoredReceipts> | null;
+  return {
+    status: String(row.receipt_status) as StoredReceipts["status"],
+    signer: optionalText(row.receipt_signer),
+    offerReceipt: stored?.offerReceipt,
+    usageReceipt: stored?.usageReceipt,
+    problems: stored?.problems ?? [],
   };
 }
 

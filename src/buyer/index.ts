@@ -48,6 +48,7 @@ export type {
   SpendDispute,
   SpendReservation,
   SpendStore,
+  StoredReceipts,
 } from "./SpendStore.js";
 export { type OfferChoice, selectOffer } from "./selectOffer.js";
 export {

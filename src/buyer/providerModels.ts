@@ -24,6 +24,7 @@ const modelSchema = z.looseObject({
       exactPriceAtomic: atomic.optional(),
       maxOutputTokens: z.number().int().positive().optional(),
       facilitatorAddress: addressSchema.optional(),
+      receiptSigner: addressSchema.optional(),
     })
     .optional(),
 });
@@ -44,6 +45,8 @@ export type ProviderModel = {
   price: QuotedPrice | undefined;
   exactPriceAtomic: bigint | undefined;
   facilitatorAddress: string | undefined;
+  /** The key that signs this provider's receipts, when it signs them. */
+  receiptSigner: string | undefined;
 };
 
 /** The API base of a gateway URL: `http://host:port` and `http://host:port/v1/` both give `http://host:port/v1`. */
@@ -113,6 +116,7 @@ export async function fetchProviderModels(
       price,
       exactPriceAtomic: pricing.exactPriceAtomic,
       facilitatorAddress: pricing.facilitatorAddress,
+      receiptSigner: pricing.receiptSigner,
     });
   }
   return models;

@@ -61,4 +61,15 @@ CREATE TABLE disputes (
 CREATE INDEX disputes_open_idx ON disputes (created_at) WHERE status = 'open';
 `,
   },
+  {
+    version: 103,
+    name: "buyer_signed_receipts",
+    sql: `
+-- The seller's signed receipts of a settled payment, and what checking them found.
+ALTER TABLE spend_reservations
+  ADD COLUMN receipt_status  TEXT CHECK (receipt_status IN ('verified', 'unconfirmed', 'invalid')),
+  ADD COLUMN receipt_signer  TEXT,
+  ADD COLUMN signed_receipts JSONB;
+`,
+  },
 ];

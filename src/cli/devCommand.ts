@@ -76,6 +76,7 @@ export async function devCommand(argv: string[]): Promise<number> {
       facilitator: { privateKey: devnet.accounts.facilitator.privateKey },
       server: { host: flags.host, port: flags.port },
       ledger: { dataDir: flags.dataDir },
+      receipts: { signingKey: devnet.accounts.payTo.privateKey },
       models: [
         {
           id: modelId,

@@ -98,6 +98,11 @@ export function resolveSecrets(input: unknown): unknown {
     facilitator.privateKey = fromEnv(facilitator.privateKeyEnv, "facilitator.privateKeyEnv");
     delete facilitator.privateKeyEnv;
   }
+  const receipts = config.receipts as Record<string, unknown> | undefined;
+  if (receipts?.signingKeyEnv !== undefined) {
+    receipts.signingKey = fromEnv(receipts.signingKeyEnv, "receipts.signingKeyEnv");
+    delete receipts.signingKeyEnv;
+  }
   // The ledger's PostgreSQL URL: the variable named by ledger.databaseUrlEnv, else DATABASE_URL when set.
   const ledger =
     config.ledger === undefined

@@ -13,6 +13,7 @@ import {
 } from "../protocol/index.js";
 import { authorizationDeadline } from "./authorizationDeadline.js";
 import { type BillingSession, createBillingSession } from "./createBillingSession.js";
+import type { ReceiptSigner } from "./createReceiptSigner.js";
 import { errorAnswer } from "./errorAnswer.js";
 import type { FacilitatorLike } from "./facilitatorLike.js";
 import type { ModelConfig } from "./gatewayConfig.js";
@@ -51,6 +52,8 @@ export type CreateBillingParameters = {
   heartbeatMs?: number;
   /** Test-only crash points (`after_claim`, `mid_stream`, `after_metering`, `after_settlement`). */
   faultInjection?: FaultInjection;
+  /** Signs every settled response's receipts with the seller's key; its address goes in `/v1/models`. */
+  receiptSigner?: ReceiptSigner | undefined;
 };
 
 /** Default bound on the facilitator's verify. */
@@ -74,6 +77,8 @@ export type BillingDecision =
 export type Billing = {
   readonly terms: BillingTerms;
   readonly models: ReadonlyMap<string, ModelConfig>;
+  /** The address that signs receipts, when receipts are signed. */
+  readonly receiptSigner: `0x${string}` | undefined;
   begin(request: BillingRequest): Promise<BillingDecision>;
 };
 
@@ -96,6 +101,7 @@ export function createBilling({
   settleTimeoutMs,
   heartbeatMs,
   faultInjection,
+  receiptSigner,
 }: CreateBillingParameters): Billing {
   const models = new Map(modelList.map((model) => [model.id, model]));
 
@@ -268,11 +274,17 @@ export function createBilling({
         settleTimeoutMs,
         heartbeatMs,
         faultInjection,
+        receipts: receiptSigner && {
+          signer: receiptSigner,
+          resourceUrl: resourceUrlOf(request.url),
+          route: claimInput.route,
+          nonce: key.nonce,
+        },
       }),
     };
   }
 
-  return { terms, models, begin };
+  return { terms, models, receiptSigner: receiptSigner?.address, begin };
 }
 
 /** The most a payment may be charged: the request's own maximum, or the signed amount if lower. */

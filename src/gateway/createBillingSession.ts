@@ -17,6 +17,7 @@ import { reconcileUsage } from "./meterUsage.js";
 import { OutputMeter } from "./OutputMeter.js";
 import { hasExactTokenizer, type RequestQuote } from "./quoteRequest.js";
 import { type ChargeOutcome, type ChargeUsage, settleCharge } from "./settleCharge.js";
+import { type SessionReceipts, signSettledCharge } from "./signSettledCharge.js";
 import { truncateAnswer } from "./truncateAnswer.js";
 
 export type CreateBillingSessionParameters = {
@@ -39,6 +40,8 @@ export type CreateBillingSessionParameters = {
   heartbeatMs?: number;
   /** Test-only: `mid_stream`, `after_metering`, `after_settlement`. */
   faultInjection?: FaultInjection;
+  /** Signs the receipts of a successful settlement; without it the answer carries none. */
+  receipts?: SessionReceipts | undefined;
 };
 
 /** Default interval of the serving heartbeat; a recovery grace period must be several times longer. */
@@ -159,7 +162,7 @@ export function createBillingSession(parameters: CreateBillingSessionParameters)
         promptTokenBound: quote.promptTokenBound,
         countPrompt: parameters.countPromptTokens,
       });
-      return settleCharge({
+      const outcome = await settleCharge({
         ledger,
         facilitator: parameters.facilitator,
         logger,
@@ -171,6 +174,10 @@ export function createBillingSession(parameters: CreateBillingSessionParameters)
         settleTimeoutMs: parameters.settleTimeoutMs,
         faultInjection,
       });
+      const { receipts } = parameters;
+      return receipts
+        ? signSettledCharge({ outcome, receipts, model, requirements, payer, capAtomic, logger })
+        : outcome;
     });
 
   const failBeforeOutput = async (reason: string) => {
@@ -200,6 +207,7 @@ export function createBillingSession(parameters: CreateBillingSessionParameters)
       outputPerMTokAtomic: String(model.outputPrice ?? 0n),
       fixedFeeAtomic: String(model.fixedFee),
     },
+    ...(outcome.settlement.extensions ? { extensions: outcome.settlement.extensions } : {}),
   });
 
   const errorEvent = (message: string, code: string) =>

@@ -61,6 +61,7 @@ export function createGatewayApp({
             ? { exactMaxPromptTokens: model.exactMaxPromptTokens, exactMaxChoices: model.exactMaxChoices }
             : {}),
           facilitatorAddress: billing.terms.facilitatorAddress,
+          receiptSigner: billing.receiptSigner,
         },
       })),
     }),

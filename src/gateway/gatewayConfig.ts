@@ -155,6 +155,15 @@ export const gatewayConfigSchema = z
       .default({ graceSeconds: 60, settlingGraceSeconds: 120, intervalSeconds: 15 }),
     /** Public URL prefix of the gateway, used in 402 `resource` fields. */
     publicUrl: z.string().url().optional(),
+    /** The seller's receipt key: every settled response carries receipts it signs (see docs/receipts.md). */
+    receipts: z
+      .strictObject({
+        /** The key, already resolved (the CLI reads `signingKeyEnv`). */
+        signingKey: privateKeySchema.optional(),
+        /** Name of the environment variable holding the key (resolved by the CLI). */
+        signingKeyEnv: z.string().optional(),
+      })
+      .optional(),
     models: z.array(modelSchema).min(1),
   })
   .superRefine((config, ctx) => {

@@ -26,6 +26,7 @@ import { countTextTokensChunked } from "../pricing/index.js";
 import { type Billing, createBilling } from "./createBilling.js";
 import { createGatewayApp } from "./createGatewayApp.js";
 import { createPaymentRecovery, type PaymentRecovery } from "./createPaymentRecovery.js";
+import { createReceiptSigner } from "./createReceiptSigner.js";
 import type { FacilitatorLike } from "./facilitatorLike.js";
 import type { GatewayConfig } from "./gatewayConfig.js";
 
@@ -161,7 +162,12 @@ export async function startGateway({
     verifyTimeoutMs,
     settleTimeoutMs,
     faultInjection,
+    receiptSigner: config.receipts?.signingKey
+      ? createReceiptSigner({ privateKey: config.receipts.signingKey as Hex })
+      : undefined,
   });
+  if (!billing.receiptSigner)
+    logger.warn("no receipts.signingKey: settled responses carry no signed receipts");
   const recovery = createPaymentRecovery({
     payments: ledger.payments,
     settlements: ledger.settlements,

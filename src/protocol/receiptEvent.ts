@@ -36,6 +36,8 @@ export const streamReceiptSchema = z.looseObject({
     outputPerMTokAtomic: uint256StringSchema,
     fixedFeeAtomic: uint256StringSchema,
   }),
+  /** The settlement's extensions: the seller's signed receipts (x402 `offer-receipt`, Tollgate's usage receipt). */
+  extensions: z.record(z.string(), z.unknown()).optional(),
 });
 
 export type StreamReceipt = z.infer<typeof streamReceiptSchema>;
