@@ -35,8 +35,11 @@ export async function checkSellerReceipts(
   settled: CheckSellerReceiptsParameters,
 ): Promise<CheckSellerReceiptsReturnType> {
   const { offer } = attempt.choice;
+  const { offerReceipt, usageReceipt } = signedReceiptsOf(settled.extensions);
+  // Asking a seller for its key only when it signed something: most x402 sellers sign nothing.
+  const signed = offerReceipt !== undefined || usageReceipt !== undefined;
   const check = await checkSignedReceipts(settled.extensions, {
-    signer: await context.receiptSigners.signerFor(attempt.url),
+    signer: signed ? await context.receiptSigners.signerFor(attempt.url) : undefined,
     payer: context.payer,
     network: settled.network,
     payTo: offer.payTo,
@@ -47,7 +50,6 @@ export async function checkSellerReceipts(
     maxAtomic: attempt.maxAtomic,
   });
   if (check.status === "absent") return { check, stored: undefined, signedUsage: undefined };
-  const { offerReceipt, usageReceipt } = signedReceiptsOf(settled.extensions);
   const stored: StoredReceipts = {
     status: check.status,
     signer: check.signer,

@@ -55,6 +55,14 @@ export const commandUsage = {
   spend: `tollgate spend [--json] [--policy FILE]
   Today's spend (UTC) per provider against the policy's caps, and open disputes (charges the
   usage did not justify), from the spend store in TOLLGATE_DATA_DIR (default ~/.tollgate).`,
+  receipts: `tollgate receipts verify FILE|- [--signer ADDRESS | --gateway URL] [--json]
+  Checks a saved receipt and prints what it proves: the x402 receipt (offer-receipt) and
+  Tollgate's usage receipt (model, usage, prices, charge, maximum, transaction), their EIP-712
+  signatures, and that the charge is what the signed usage costs at the signed prices. FILE
+  (or - for standard input) holds a PAYMENT-RESPONSE header (base64 or decoded JSON), a
+  stream's receipt event, a spend row's or a dispute's receipts, or one signed receipt.
+  --signer (or the receiptSigner that --gateway publishes in /v1/models) is the key the seller
+  signs with. Exits 0 for a valid receipt, 1 for a forged, altered or overcharging one.`,
 } as const;
 
 export type CommandName = keyof typeof commandUsage;

@@ -13,6 +13,12 @@ export {
   type PaymentRecovery,
   type RecoveryReport,
 } from "./createPaymentRecovery.js";
+export {
+  type CreateReceiptSignerParameters,
+  createReceiptSigner,
+  type ReceiptFacts,
+  type ReceiptSigner,
+} from "./createReceiptSigner.js";
 export { createSseTap, type SseTap } from "./createSseTap.js";
 export { type TollgateExpressParameters, tollgateExpress } from "./expressBilling.js";
 export type { FacilitatorLike } from "./facilitatorLike.js";

@@ -58,6 +58,8 @@ export type ReceiptExpectations = {
   chargeAtomic?: bigint | undefined;
   /** The maximum the buyer signed: the receipt's maximum may not exceed it. */
   maxAtomic?: bigint | undefined;
+  /** Both receipts must be there (default true); false checks whichever was given. */
+  requireBoth?: boolean | undefined;
 };
 
 /**
@@ -105,8 +107,10 @@ export async function checkSignedReceipts(
   if (found.offerReceipt === undefined && found.usageReceipt === undefined) return result;
 
   let offerSigner: Address | undefined;
-  if (found.offerReceipt === undefined) problems.push("the x402 receipt (offer-receipt) is missing");
-  else {
+  const requireBoth = expected.requireBoth ?? true;
+  if (found.offerReceipt === undefined) {
+    if (requireBoth) problems.push("the x402 receipt (offer-receipt) is missing");
+  } else {
     try {
       const verified = await verifyReceiptSignatureEIP712(found.offerReceipt as EIP712SignedReceipt);
       offerSigner = verified.signer;
@@ -116,8 +120,9 @@ export async function checkSignedReceipts(
     }
   }
   let usageSigner: Address | undefined;
-  if (found.usageReceipt === undefined) problems.push("the usage receipt is missing");
-  else {
+  if (found.usageReceipt === undefined) {
+    if (requireBoth) problems.push("the usage receipt is missing");
+  } else {
     const recovered = await recoverUsageReceiptSigner(found.usageReceipt);
     if (recovered.ok) {
       usageSigner = recovered.signer;
