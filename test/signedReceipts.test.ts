@@ -197,6 +197,34 @@ describe("signed receipts", () => {
     );
   });
 
+  test("tollgate pay --json hands out the receipts in full, and tollgate receipts verify accepts them", async () => {
+    h.backend.set({ responseTokens: 5, tokensPerSecond: 0 });
+    // Its own spend store: this process holds the other one open.
+    const cliDataDir = await tempDataDir();
+    closers.push(() => cliDataDir.remove());
+    const paid = await runCli(
+      ["pay", "--url", `${h.gateway.url}/v1/chat/completions`, "--body", chatRequest(), "--json"],
+      {
+        TOLLGATE_PRIVATE_KEY: h.devnet.accounts.buyers[1]!.privateKey,
+        TOLLGATE_DATA_DIR: cliDataDir.path,
+      },
+    );
+    assert.equal(paid.code, 0, paid.stderr);
+    const output = JSON.parse(paid.stdout) as {
+      payment: { signedReceipts: { status: string; usageReceipt: unknown } };
+    };
+    assert.equal(output.payment.signedReceipts.status, "verified");
+    assert.ok(output.payment.signedReceipts.usageReceipt, "the usage receipt itself, not only its status");
+    const file = join(dataDir.path, "paid.json");
+    await writeFile(file, paid.stdout);
+    const verified = await runCli(["receipts", "verify", file, "--signer", sellerAddress, "--json"]);
+    assert.equal(verified.code, 0, verified.stdout + verified.stderr);
+    const report = JSON.parse(verified.stdout) as { valid: boolean; status: string; signer: string };
+    assert.equal(report.valid, true);
+    assert.equal(report.status, "verified");
+    assert.equal(report.signer, sellerAddress);
+  });
+
   test("an overcharge dispute carries the seller's signed statement, which proves the overcharge", async () => {
     const prices = { inputPerMTokAtomic: 3_000_000n, outputPerMTokAtomic: 15_000_000n, fixedFeeAtomic: 0n };
     const usage = { promptTokens: 9, completionTokens: 20 };

@@ -101,6 +101,7 @@ function extensionsIn(value: unknown): Record<string, unknown> | undefined {
   if (typeof object.extensions === "object" && object.extensions !== null)
     return object.extensions as Record<string, unknown>;
   if (RECEIPT_FIELD in object) return extensionsIn(object[RECEIPT_FIELD]);
+  if ("payment" in object) return extensionsIn(object.payment);
   if ("signedReceipts" in object) return extensionsIn(object.signedReceipts);
   if ("sellerStatement" in object) return extensionsIn(object.sellerStatement);
   if ("details" in object) return extensionsIn(object.details);
