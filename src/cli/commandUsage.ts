@@ -12,8 +12,9 @@ export const commandUsage = {
   gas-sponsored approval. Runs until Ctrl-C.`,
   gateway: `tollgate gateway --config tollgate.yaml [--port N]
   Serves the OpenAI-compatible gateway billed per token with x402 (see the README for the
-  config file). Secrets come from the environment: facilitator.privateKeyEnv, and each
-  model's backend.apiKeyEnv. DATABASE_URL=postgres://… (or the variable named by
+  config file). Secrets come from the environment: facilitator.privateKeyEnv, each
+  model's backend.apiKeyEnv, and receipts.signingKeyEnv (the key signing every settled
+  response's receipts; its address is published in /v1/models). DATABASE_URL=postgres://… (or the variable named by
   ledger.databaseUrlEnv) keeps the ledger in PostgreSQL, shared by replicas; otherwise
   it is PGlite in ledger.dataDir (.tollgate/ledger).`,
   ledger: `tollgate ledger [--data-dir .tollgate/ledger] [--limit 20] [--json]
