@@ -12,6 +12,7 @@ import {
   USAGE_RECEIPT_EXTENSION,
 } from "../protocol/index.js";
 import { exitCodes, parseFlags, printError, printLine } from "./cliSupport.js";
+import { commandFlags } from "./commandFlags.js";
 import { jsonLine } from "./payCommand.js";
 
 const flagsSchema = z.object({
@@ -25,12 +26,7 @@ const flagsSchema = z.object({
 
 /** `tollgate receipts verify FILE|-`: checks a saved receipt and says what it proves. */
 export async function receiptsCommand(argv: string[]): Promise<number> {
-  const { flags, positionals } = parseFlags(
-    "receipts",
-    argv,
-    { signer: { type: "string" }, gateway: { type: "string" }, json: { type: "boolean" } },
-    flagsSchema,
-  );
+  const { flags, positionals } = parseFlags("receipts", argv, commandFlags.receipts, flagsSchema);
   const [action, file, ...extra] = positionals;
   if (action !== "verify" || file === undefined || extra.length > 0) {
     throw usageError("receipts: say `verify` and one FILE (or - for standard input)");

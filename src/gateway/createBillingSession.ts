@@ -10,6 +10,7 @@ import {
   SSE_DONE_EVENT,
   type StreamReceipt,
 } from "../protocol/index.js";
+import type { ChannelReservation } from "./channels/createChannelBilling.js";
 import { createSseTap, type SseTap } from "./createSseTap.js";
 import type { FacilitatorLike } from "./facilitatorLike.js";
 import { guardBackendBody } from "./guardBackendBody.js";
@@ -42,6 +43,8 @@ export type CreateBillingSessionParameters = {
   faultInjection?: FaultInjection;
   /** Signs the receipts of a successful settlement; without it the answer carries none. */
   receipts?: SessionReceipts | undefined;
+  /** A voucher's reservation on its payment channel: the charge goes there instead of a settle. */
+  channel?: ChannelReservation;
 };
 
 /** Default interval of the serving heartbeat; a recovery grace period must be several times longer. */
@@ -99,7 +102,7 @@ export function createBillingSession(parameters: CreateBillingSessionParameters)
 
   // The charge is capped by this request's own maximum, not by a larger amount the buyer signed.
   const chargeFor = (usage: ChargeUsage): bigint => {
-    if (requirements.scheme !== "upto") return BigInt(requirements.amount);
+    if (requirements.scheme !== "upto" && !parameters.channel) return BigInt(requirements.amount);
     return chargeAtomic(
       { promptTokens: usage.promptTokens, completionTokens: usage.completionTokens },
       {
@@ -162,18 +165,20 @@ export function createBillingSession(parameters: CreateBillingSessionParameters)
         promptTokenBound: quote.promptTokenBound,
         countPrompt: parameters.countPromptTokens,
       });
-      const outcome = await settleCharge({
-        ledger,
-        facilitator: parameters.facilitator,
-        logger,
-        paymentId,
-        payload,
-        requirements,
-        usage,
-        chargeAtomic: chargeFor(usage),
-        settleTimeoutMs: parameters.settleTimeoutMs,
-        faultInjection,
-      });
+      const outcome = parameters.channel
+        ? await parameters.channel.charge(paymentId, usage, chargeFor(usage))
+        : await settleCharge({
+            ledger,
+            facilitator: parameters.facilitator,
+            logger,
+            paymentId,
+            payload,
+            requirements,
+            usage,
+            chargeAtomic: chargeFor(usage),
+            settleTimeoutMs: parameters.settleTimeoutMs,
+            faultInjection,
+          });
       const { receipts } = parameters;
       return receipts
         ? signSettledCharge({ outcome, receipts, model, requirements, payer, capAtomic, logger })
@@ -183,6 +188,7 @@ export function createBillingSession(parameters: CreateBillingSessionParameters)
   const failBeforeOutput = async (reason: string) => {
     await finishOnce(async () => {
       await ledger.markFailed(paymentId, reason);
+      await parameters.channel?.release();
       return undefined;
     });
   };
@@ -208,6 +214,8 @@ export function createBillingSession(parameters: CreateBillingSessionParameters)
       fixedFeeAtomic: String(model.fixedFee),
     },
     ...(outcome.settlement.extensions ? { extensions: outcome.settlement.extensions } : {}),
+    // A channel's charged total and balance after this charge, as `@x402/evm`'s client reads them.
+    ...(outcome.settlement.extra?.channelState ? { channel: outcome.settlement.extra.channelState } : {}),
   });
 
   const errorEvent = (message: string, code: string) =>

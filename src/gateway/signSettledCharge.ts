@@ -41,7 +41,9 @@ export async function signSettledCharge({
   logger,
 }: SignSettledChargeParameters): Promise<ChargeOutcome> {
   if (!outcome.settlement.success) return outcome;
-  const upto = requirements.scheme === "upto";
+  // Per-token pricing: upto and channel vouchers; exact is a fixed price.
+  const upto = requirements.scheme !== "exact";
+  const channel = channelStateOf(outcome.settlement.extra);
   try {
     const extensions = await receipts.signer.sign({
       network: requirements.network as `eip155:${string}`,
@@ -68,6 +70,8 @@ export async function signSettledCharge({
       chargeAtomic: outcome.chargeAtomic.toString(),
       maxAtomic: capAtomic.toString(),
       transaction: outcome.settlement.transaction,
+      channelId: channel?.channelId,
+      cumulativeAtomic: channel?.chargedCumulativeAmount,
     });
     return {
       ...outcome,
@@ -77,4 +81,17 @@ export async function signSettledCharge({
     logger.error({ error: String(error), payer }, "signing the receipts failed; the answer carries none");
     return outcome;
   }
+}
+
+/** A channel charge's state (`extra.channelState`): the channel and its cumulative charged amount. */
+function channelStateOf(
+  extra: Record<string, unknown> | undefined,
+): { channelId: `0x${string}`; chargedCumulativeAmount: string } | undefined {
+  const state = extra?.channelState as { channelId?: unknown; chargedCumulativeAmount?: unknown } | undefined;
+  if (typeof state?.channelId !== "string" || !/^0x[0-9a-fA-F]{64}$/.test(state.channelId)) return undefined;
+  if (typeof state.chargedCumulativeAmount !== "string") return undefined;
+  return {
+    channelId: state.channelId as `0x${string}`,
+    chargedCumulativeAmount: state.chargedCumulativeAmount,
+  };
 }
