@@ -26,7 +26,9 @@ const flagsSchema = z.object({
 
 /** `tollgate receipts verify FILE|-`: checks a saved receipt and says what it proves. */
 export async function receiptsCommand(argv: string[]): Promise<number> {
-  const { flags, positionals } = parseFlags("receipts", argv, commandFlags.receipts, flagsSchema);
+  const { flags, positionals } = parseFlags("receipts", argv, commandFlags.receipts, flagsSchema, {
+    positionals: true,
+  });
   const [action, file, ...extra] = positionals;
   if (action !== "verify" || file === undefined || extra.length > 0) {
     throw usageError("receipts: say `verify` and one FILE (or - for standard input)");
