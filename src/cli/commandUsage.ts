@@ -20,6 +20,10 @@ export const commandUsage = {
   Recent payments and totals per model (authorized vs charged, debts) from the gateway's
   ledger. PGlite is single-process: stop the gateway first, or use PostgreSQL (DATABASE_URL
   set: the ledger is read there instead of --data-dir).`,
+  channels: `tollgate channels [--data-dir .tollgate/ledger] [--json]
+  The payment channels (x402 batch-settlement) the gateway is paid through: payer, deposited,
+  balance, charged, claimed on chain, settled to payTo, pending withdrawal; and the totals.
+  Reads PostgreSQL when DATABASE_URL is set, else PGlite in --data-dir.`,
   reconcile: `tollgate reconcile [--config tollgate.yaml] [--from-block N] [--to-block N] [--rpc URL] [--data-dir DIR] [--json]
   Compares the ledger's settled payments with the chain's Transfer logs of the asset to payTo
   (network, asset, payTo and rpcUrl from the gateway config) and prints every difference.
