@@ -1,4 +1,12 @@
 export {
+  BATCH_SETTLEMENT,
+  CHANNEL_REFUND_PATH,
+  type ChannelDifference,
+  type GatewayChannels,
+  type ReconcileChannelsReturnType,
+  reconcileChannels,
+} from "./channels/index.js";
+export {
   type Billing,
   type BillingDecision,
   type BillingRequest,
