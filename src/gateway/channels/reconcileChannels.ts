@@ -60,6 +60,16 @@ export async function reconcileChannels({
   const list = (await channels.list()).filter(
     (c) => c.network === network && same(c.token, asset) && same(c.receiver, payTo),
   );
+  // No channel here: nothing to compare, and no call to a contract the network may not have.
+  if (list.length === 0)
+    return {
+      channelCount: 0,
+      chargedAtomic: 0n,
+      claimedOnChainAtomic: 0n,
+      unclaimedAtomic: 0n,
+      settledOnChainAtomic: 0n,
+      differences: [],
+    };
   const rowsByChannel = new Map<string, bigint>();
   for (const status of ["settled", "zero"] as const) {
     for (let afterId = 0; ; ) {
