@@ -195,6 +195,13 @@ export const gatewayConfigSchema = z
     if (!config.asset && !preset?.usdc) {
       ctx.addIssue({ code: "custom", message: "asset is required on this network", path: ["asset"] });
     }
+    // A withdrawal must be seen and claimed before its delay ends: claims run well inside it.
+    if (config.channels && config.channels.claimIntervalSeconds * 3 > config.channels.withdrawDelaySeconds)
+      ctx.addIssue({
+        code: "custom",
+        message: `claimIntervalSeconds (${config.channels.claimIntervalSeconds}) must be at most a third of withdrawDelaySeconds (${config.channels.withdrawDelaySeconds}), so a payer's withdrawal is claimed before its delay ends`,
+        path: ["channels", "claimIntervalSeconds"],
+      });
     const ids = new Set<string>();
     for (const [i, model] of config.models.entries()) {
       const needed = Math.ceil(model.backend.maxDurationSeconds) + config.settlementMarginSeconds;

@@ -255,6 +255,7 @@ function openChannels(
     config: config.channels,
     terms,
     channels: ledger.channels,
+    payments: ledger.payments,
     facilitator,
     chain,
     receiverAuthorizerKey: key as Hex,

@@ -52,7 +52,7 @@ describe(`crash: a channel-paid gateway SIGKILLed between acceptance and claim, 
         ? { claimIntervalSeconds: 1, settleIntervalSeconds: 1, minClaimAtomic: 0, withdrawDelaySeconds: 900 }
         : // Nothing is due before the kill: vouchers are only accepted, never claimed.
           {
-            claimIntervalSeconds: 3_600,
+            claimIntervalSeconds: 300,
             settleIntervalSeconds: 3_600,
             minClaimAtomic: "$1000",
             withdrawDelaySeconds: 900,
