@@ -12,6 +12,7 @@ import {
 } from "../gateway/index.js";
 import { formatMoney } from "../pricing/index.js";
 import { exitCodes, parseFlags, printLine } from "./cliSupport.js";
+import { commandFlags } from "./commandFlags.js";
 import { readConfigFile } from "./gatewayCommand.js";
 import { openCliLedger } from "./openCliLedger.js";
 
@@ -30,14 +31,7 @@ export async function reconcileCommand(argv: string[]): Promise<number> {
   const { flags } = parseFlags(
     "reconcile",
     argv,
-    {
-      config: { type: "string" },
-      "from-block": { type: "string" },
-      "to-block": { type: "string" },
-      rpc: { type: "string" },
-      "data-dir": { type: "string" },
-      json: { type: "boolean" },
-    },
+    commandFlags.reconcile,
     z.preprocess((values) => {
       const v = values as Record<string, unknown>;
       return { ...v, fromBlock: v["from-block"], toBlock: v["to-block"], dataDir: v["data-dir"] };

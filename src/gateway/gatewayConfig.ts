@@ -7,7 +7,14 @@ const addressSchema = z.string().regex(/^0x[0-9a-fA-F]{40}$/, "an EVM address (0
 const privateKeySchema = z
   .string()
   .regex(/^0x[0-9a-fA-F]{64}$/, "a 32-byte hex private key (0x + 64 hex digits)");
-const moneySchema = z.union([z.string(), z.number().int().nonnegative()]).transform((value, ctx) => {
+const moneySchema = z.union([z.string(), z.number()]).transform((value, ctx) => {
+  if (typeof value === "number" && !(Number.isSafeInteger(value) && value >= 0)) {
+    ctx.addIssue({
+      code: "custom",
+      message: `${value} is not a whole number of atomic units; write "$${value}" (with the quotes) for dollars`,
+    });
+    return z.NEVER;
+  }
   try {
     return parseMoney(String(value));
   } catch (error) {
@@ -225,15 +232,30 @@ export type GatewayConfigInput = z.input<typeof gatewayConfigSchema>;
 export type GatewayConfig = z.output<typeof gatewayConfigSchema>;
 export type ModelConfig = GatewayConfig["models"][number];
 
-/** Validates a parsed config object; a failure names the key that is wrong. */
+/** Validates a parsed config object; a failure names every key that is wrong, each with what to write. */
 export function parseGatewayConfig(input: unknown): GatewayConfig {
   const result = gatewayConfigSchema.safeParse(input);
   if (result.success) return result.data;
-  const issue = result.error.issues[0];
-  const key = (issue?.path ?? []).map(String).join(".") || "(root)";
   throw new TollgateError({
     code: "TOLLGATE_CONFIG_INVALID",
-    shortMessage: `config key ${key}: ${issue?.message ?? "invalid"}`,
-    details: { issues: result.error.issues.slice(0, 10) },
+    shortMessage: configProblems(result.error.issues).join("; "),
+    details: { issues: result.error.issues.slice(0, 50) },
   });
+}
+
+/** One `config key <path>: <what is wrong>` line per problem (a union's problems from its closest member). */
+export function configProblems(issues: readonly z.core.$ZodIssue[]): string[] {
+  const lines: string[] = [];
+  for (const issue of issues) {
+    const key = issue.path.map(String).join(".") || "(root)";
+    if (issue.code === "invalid_union" && issue.errors.length > 0) {
+      // The member that got furthest (fewest problems) says what is wrong; "Invalid input" says nothing.
+      const closest = [...issue.errors].sort((a, b) => a.length - b.length)[0] ?? [];
+      const nested = closest.map((inner) => ({ ...inner, path: [...issue.path, ...inner.path] }));
+      lines.push(...configProblems(nested));
+      continue;
+    }
+    lines.push(`config key ${key}: ${issue.message}`);
+  }
+  return [...new Set(lines)];
 }
