@@ -2,6 +2,7 @@ import { z } from "zod";
 import type { ChannelRecord } from "../ledger/index.js";
 import { formatMoney } from "../pricing/index.js";
 import { parseFlags, printLine } from "./cliSupport.js";
+import { commandFlags } from "./commandFlags.js";
 import { openCliLedger } from "./openCliLedger.js";
 
 const flagsSchema = z.object({
@@ -23,7 +24,7 @@ export async function channelsCommand(argv: string[]): Promise<number> {
   const { flags } = parseFlags(
     "channels",
     argv,
-    { "data-dir": { type: "string" }, json: { type: "boolean" } },
+    commandFlags.channels,
     z.preprocess(
       (values) => ({ ...(values as object), dataDir: (values as Record<string, unknown>)["data-dir"] }),
       flagsSchema,

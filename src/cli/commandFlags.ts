@@ -25,6 +25,7 @@ export const commandFlags = {
   },
   gateway: { config: { type: "string" }, port: { type: "string" } },
   ledger: { "data-dir": { type: "string" }, limit: { type: "string" }, json: { type: "boolean" } },
+  channels: { "data-dir": { type: "string" }, json: { type: "boolean" } },
   reconcile: {
     config: { type: "string" },
     "from-block": { type: "string" },
