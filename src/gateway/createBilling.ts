@@ -218,6 +218,16 @@ export function createBilling({
         );
       }
       const { reservation } = accepted;
+      const inDebt = await ledger.hasOpenDebt(terms.network, accepted.payer).catch(async (error: unknown) => {
+        await reservation.release().catch(() => undefined);
+        throw error;
+      });
+      if (inDebt) {
+        await reservation.release();
+        return paymentRequired(
+          `${ReasonCode.payerInDebt}: an earlier charge of this payer is unpaid; settle it first`,
+        );
+      }
       const claim = await ledger
         .claim(
           {
