@@ -23,6 +23,11 @@ export type RefundChannelsParameters = {
   origin: string;
   /** The chain's RPC: reads the escrow, and sends the withdrawal when the seller does not answer. */
   rpcUrl?: string | undefined;
+  /**
+   * Where the seller takes refunds (Tollgate's gateway: `<gateway>/v1/channels/refund`); default
+   * the paid URL each channel was opened on, as the official server takes them.
+   */
+  refundUrl?: string | undefined;
   fetch?: typeof fetch | undefined;
 };
 
@@ -38,6 +43,7 @@ export async function refundChannels({
   account,
   origin,
   rpcUrl,
+  refundUrl,
   fetch: fetchImpl = globalThis.fetch,
 }: RefundChannelsParameters): Promise<ChannelRefundOutcome[]> {
   const transport = rpcUrl ? http(rpcUrl, { timeout: 15_000, retryCount: 1 }) : undefined;
@@ -58,7 +64,8 @@ export async function refundChannels({
         continue;
       }
       const available = onChain.balanceAtomic - onChain.totalClaimedAtomic;
-      const amount = amountAtomic < available ? amountAtomic : available;
+      let amount = available;
+      if (amountAtomic < amount) amount = amountAtomic;
       outcomes.push({ ...base, ...(await finalizeWithdrawal(store, account, transport, channel, amount)) });
       continue;
     }
@@ -69,7 +76,7 @@ export async function refundChannels({
     }
     const scheme = new BatchSettlementEvmScheme(signer, { storage, salt: channel.salt as Hex });
     try {
-      const settled = await scheme.refund(channel.url, { fetch: fetchImpl });
+      const settled = await scheme.refund(refundUrl ?? channel.url, { fetch: fetchImpl });
       if (!settled.success) throw new Error(`Refund failed: ${settled.errorReason ?? "unknown reason"}`);
       outcomes.push({
         ...base,
