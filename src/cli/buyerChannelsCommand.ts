@@ -1,8 +1,10 @@
 import { createPublicClient, http } from "viem";
 import { z } from "zod";
 import { type BuyerChannel, type ChannelOnChain, readChannelOnChain } from "../buyer/index.js";
+import { TollgateError } from "../errors/index.js";
 import { formatMoney } from "../pricing/index.js";
 import { exitCodes, parseFlags, printLine } from "./cliSupport.js";
+import { commandFlags } from "./commandFlags.js";
 import { jsonLine, openCliSpendStore } from "./payCommand.js";
 
 const flagsSchema = z.object({
@@ -35,17 +37,13 @@ type ChannelReport = {
  * pending withdrawal), with totals.
  */
 export async function buyerChannelsCommand(argv: string[]): Promise<number> {
-  const { flags } = parseFlags(
-    "channels",
-    argv,
-    {
-      buyer: { type: "boolean" },
-      json: { type: "boolean" },
-      rpc: { type: "string" },
-      gateway: { type: "string" },
-    },
-    flagsSchema,
-  );
+  const { flags } = parseFlags("channels", argv, commandFlags.channels, flagsSchema);
+  if (!flags.buyer) {
+    throw new TollgateError({
+      code: "TOLLGATE_CONFIG_INVALID",
+      shortMessage: "tollgate channels --buyer lists this buyer's channels (add --buyer)",
+    });
+  }
   const publicClient = flags.rpc ? createPublicClient({ transport: http(flags.rpc) }) : undefined;
   const store = await openCliSpendStore();
   try {

@@ -1,10 +1,11 @@
 import { privateKeyToAccount } from "viem/accounts";
 import { z } from "zod";
 import { type ChannelRefundOutcome, refundChannels } from "../buyer/index.js";
-import { TollgateError } from "../errors/index.js";
 import { formatMoney } from "../pricing/index.js";
 import { exitCodes, parseFlags, printLine } from "./cliSupport.js";
+import { commandFlags } from "./commandFlags.js";
 import { jsonLine, openCliSpendStore } from "./payCommand.js";
+import { readPrivateKey } from "./readPrivateKey.js";
 
 const flagsSchema = z.object({
   gateway: z.url(),
@@ -24,26 +25,13 @@ const GATEWAY_REFUND_PATH = "/v1/channels/refund";
  * refunded, withdrawn, is pending or had nothing left; 1 when one failed.
  */
 export async function refundCommand(argv: string[]): Promise<number> {
-  const { flags } = parseFlags(
-    "refund",
-    argv,
-    {
-      gateway: { type: "string" },
-      url: { type: "string" },
-      rpc: { type: "string" },
-      "private-key": { type: "string" },
-      json: { type: "boolean" },
-    },
-    flagsSchema,
+  const { flags } = parseFlags("refund", argv, commandFlags.refund, flagsSchema);
+  const account = privateKeyToAccount(
+    readPrivateKey(
+      flags["private-key"] ?? process.env.TOLLGATE_PRIVATE_KEY,
+      "--private-key or TOLLGATE_PRIVATE_KEY",
+    ),
   );
-  const privateKey = flags["private-key"] ?? process.env.TOLLGATE_PRIVATE_KEY;
-  if (!privateKey || !/^0x[0-9a-fA-F]{64}$/.test(privateKey.trim())) {
-    throw new TollgateError({
-      code: "TOLLGATE_CONFIG_INVALID",
-      shortMessage: "a private key is needed: --private-key or TOLLGATE_PRIVATE_KEY (0x and 64 hex digits)",
-    });
-  }
-  const account = privateKeyToAccount(privateKey.trim() as `0x${string}`);
   const gateway = new URL(flags.gateway);
   const store = await openCliSpendStore();
   try {
@@ -78,7 +66,7 @@ function formatOutcomes(origin: string, outcomes: ChannelRefundOutcome[]): strin
           return `${id} withdrawn ${formatMoney(outcome.amountAtomic)} · tx ${outcome.transaction}`;
         case "nothing_to_refund":
           return `${id} nothing left to refund`;
-        case "failed":
+        default:
           return `${id} refund failed: ${outcome.reason}`;
       }
     })
