@@ -116,6 +116,25 @@ describe("paying Tollgate's gateway by channel", () => {
   test("CLI: chat pays by channel, channels --buyer lists it, refund returns the rest", async () => {
     const buyer = await h.devnet.createBuyer(100_000_000n);
     const env = { TOLLGATE_PRIVATE_KEY: buyer.privateKey, TOLLGATE_DATA_DIR: dataDir.path };
+    // `pay` meets the 402 and opens the channel; `chat` (which knows the prices from the model
+    // listing) then keeps paying by channel, the channel found in the spend store.
+    const pay = await runCli(
+      [
+        "pay",
+        "--url",
+        `${h.gateway.url}/v1/chat/completions`,
+        "--rpc",
+        h.devnet.rpcUrl,
+        "--body",
+        JSON.stringify({
+          model: mockModelId,
+          messages: [{ role: "user", content: "hello" }],
+          max_tokens: 16,
+        }),
+      ],
+      env,
+    );
+    assert.equal(pay.code, 0, pay.stderr);
     const chat = await runCli(
       ["chat", "--gateway", h.gateway.url, "--model", mockModelId, "--rpc", h.devnet.rpcUrl, "say hello"],
       env,
@@ -134,7 +153,7 @@ describe("paying Tollgate's gateway by channel", () => {
       }>;
       totals: { chargedAtomic: string };
     };
-    assert.equal(channels.length, 1);
+    assert.equal(channels.length, 1, "one channel for both commands");
     assert.equal(channels[0]?.origin, providerOrigin(h.gateway.url));
     assert.equal(channels[0]?.onChain.balanceAtomic, channels[0]?.depositedAtomic);
     const charged = BigInt(totals.chargedAtomic);
