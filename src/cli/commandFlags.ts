@@ -65,4 +65,17 @@ export const commandFlags = {
     "max-tokens": { type: "string" },
   },
   spend: { json: { type: "boolean" }, policy: { type: "string" } },
+  channels: {
+    buyer: { type: "boolean" },
+    json: { type: "boolean" },
+    gateway: { type: "string" },
+    rpc: { type: "string" },
+  },
+  refund: {
+    gateway: { type: "string" },
+    url: { type: "string" },
+    rpc: { type: "string" },
+    "private-key": { type: "string" },
+    json: { type: "boolean" },
+  },
 } as const satisfies Record<CommandName, FlagOptions>;

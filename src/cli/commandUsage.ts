@@ -59,6 +59,16 @@ export const commandUsage = {
   spend: `tollgate spend [--json] [--policy FILE]
   Today's spend (UTC) per provider against the policy's caps, and open disputes (charges the
   usage did not justify), from the spend store in TOLLGATE_DATA_DIR (default ~/.tollgate).`,
+  channels: `tollgate channels --buyer [--json] [--gateway URL] [--rpc URL]
+  The buyer's payment channels (batch-settlement) from its spend store in TOLLGATE_DATA_DIR
+  (default ~/.tollgate): seller, deposits, balance, charged total and what remains, with totals;
+  --gateway narrows to one seller; --rpc adds what the contract holds (escrow, claimed by the
+  seller, a pending withdrawal).`,
+  refund: `tollgate refund --gateway URL [--url REFUND_URL] [--rpc URL] [--private-key KEY] [--json]
+  Gets back what is left in the buyer's channels with that gateway: asks for a cooperative refund
+  (at <gateway>/v1/channels/refund, or --url); when the seller does not answer and --rpc is given,
+  starts the on-chain withdrawal (the wallet pays its gas) — run again after the channel's
+  withdraw delay to finish it. Key as for tollgate pay. Exits 1 when a channel's refund failed.`,
 } as const;
 
 export type CommandName = keyof typeof commandUsage;
