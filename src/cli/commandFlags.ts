@@ -25,7 +25,6 @@ export const commandFlags = {
   },
   gateway: { config: { type: "string" }, port: { type: "string" } },
   ledger: { "data-dir": { type: "string" }, limit: { type: "string" }, json: { type: "boolean" } },
-  channels: { "data-dir": { type: "string" }, json: { type: "boolean" } },
   reconcile: {
     config: { type: "string" },
     "from-block": { type: "string" },
@@ -66,6 +65,7 @@ export const commandFlags = {
   },
   spend: { json: { type: "boolean" }, policy: { type: "string" } },
   channels: {
+    "data-dir": { type: "string" },
     buyer: { type: "boolean" },
     json: { type: "boolean" },
     gateway: { type: "string" },
