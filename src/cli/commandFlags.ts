@@ -25,7 +25,6 @@ export const commandFlags = {
   },
   gateway: { config: { type: "string" }, port: { type: "string" } },
   ledger: { "data-dir": { type: "string" }, limit: { type: "string" }, json: { type: "boolean" } },
-  channels: { "data-dir": { type: "string" }, json: { type: "boolean" } },
   reconcile: {
     config: { type: "string" },
     "from-block": { type: "string" },
@@ -65,4 +64,18 @@ export const commandFlags = {
     "max-tokens": { type: "string" },
   },
   spend: { json: { type: "boolean" }, policy: { type: "string" } },
+  channels: {
+    "data-dir": { type: "string" },
+    buyer: { type: "boolean" },
+    json: { type: "boolean" },
+    gateway: { type: "string" },
+    rpc: { type: "string" },
+  },
+  refund: {
+    gateway: { type: "string" },
+    url: { type: "string" },
+    rpc: { type: "string" },
+    "private-key": { type: "string" },
+    json: { type: "boolean" },
+  },
 } as const satisfies Record<CommandName, FlagOptions>;
