@@ -1,4 +1,10 @@
 export {
+  type BillingEvent,
+  type BillingEventListener,
+  type BillingEventType,
+  combineBillingListeners,
+} from "./BillingEvent.js";
+export {
   type Billing,
   type BillingDecision,
   type BillingRequest,
@@ -29,6 +35,18 @@ export {
   type TollgateHonoParameters,
   tollgateHono,
 } from "./honoBilling.js";
+export {
+  type CreateGatewayMetricsParameters,
+  createGatewayMetrics,
+  type GatewayMetrics,
+} from "./operator/createGatewayMetrics.js";
+export {
+  type DashboardChannel,
+  type GatewayDashboard,
+  type GatewayDashboardParameters,
+  readGatewayDashboard,
+} from "./operator/gatewayDashboard.js";
+export { type MountOperatorRoutesParameters, mountOperatorRoutes } from "./operator/mountOperatorRoutes.js";
 export {
   type BillingTerms,
   buildOffers,

@@ -19,36 +19,44 @@ beforeEach(async () => {
   await sql.exec(`CREATE SCHEMA m${schemaNumber}; SET search_path TO m${schemaNumber}`);
 });
 
+const allVersions = ledgerMigrations.map((migration) => migration.version);
+
 async function recorded(): Promise<unknown[]> {
   const rows = await sql.query("SELECT version, name FROM schema_migrations ORDER BY version");
   return rows.map((row) => [row.version, row.name]);
 }
 
 test("applies each migration once and records it in schema_migrations", async () => {
-  assert.deepEqual(await applyMigrations(sql), { applied: [1, 2] });
+  assert.deepEqual(await applyMigrations(sql), { applied: allVersions });
   assert.deepEqual(await applyMigrations(sql), { applied: [] });
-  assert.deepEqual(await recorded(), [
+  assert.deepEqual(
+    await recorded(),
+    ledgerMigrations.map((migration) => [migration.version, migration.name]),
+  );
+  assert.deepEqual((await recorded()).slice(0, 2), [
     [1, "payments"],
     [2, "settlements"],
   ]);
   const tables = await sql.query(
     "SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema() ORDER BY 1",
   );
-  assert.deepEqual(
-    tables.map((row) => row.table_name),
-    ["payments", "schema_migrations", "settlements"],
-  );
+  const names = tables.map((row) => row.table_name);
+  for (const table of ["payments", "schema_migrations", "settlements"])
+    assert.ok(names.includes(table), table);
 });
 
 test("applies each migration once when two starts race", async () => {
   const results = await Promise.all([applyMigrations(sql), applyMigrations(sql)]);
-  assert.deepEqual(results.flatMap((result) => result.applied).sort(), [1, 2]);
-  assert.equal((await recorded()).length, 2);
+  assert.deepEqual(
+    results.flatMap((result) => result.applied).sort((a, b) => a - b),
+    allVersions,
+  );
+  assert.equal((await recorded()).length, allVersions.length);
 });
 
 test("applies only the migrations that are new", async () => {
   await applyMigrations(sql, { migrations: ledgerMigrations.slice(0, 1) });
-  assert.deepEqual(await applyMigrations(sql), { applied: [2] });
+  assert.deepEqual(await applyMigrations(sql), { applied: allVersions.slice(1) });
 });
 
 test("rolls back every migration of a run when one fails", async () => {

@@ -1,5 +1,6 @@
 import { type Logger, silentLogger } from "../errors/index.js";
 import { applyMigrations } from "./applyMigrations.js";
+import { createLedgerInsights, type LedgerInsights } from "./createLedgerInsights.js";
 import { createPaymentLedger } from "./createPaymentLedger.js";
 import { createSettlementLog } from "./createSettlementLog.js";
 import type { PaymentLedger } from "./PaymentLedger.js";
@@ -10,6 +11,8 @@ import type { SqlClient } from "./SqlClient.js";
 export type Ledger = {
   payments: PaymentLedger;
   settlements: SettlementLog;
+  /** Aggregates for metrics and the dashboard. */
+  insights: LedgerInsights;
   /** Closes the database underneath. */
   close(): Promise<void>;
 };
@@ -37,6 +40,7 @@ export async function createLedger(
   return {
     payments: createPaymentLedger(sql, { logger }),
     settlements: createSettlementLog(sql),
+    insights: createLedgerInsights(sql),
     close: () => sql.close(),
   };
 }

@@ -70,4 +70,13 @@ CREATE TABLE settlements (
 CREATE INDEX settlements_in_flight_idx ON settlements (id) WHERE status = 'in_flight';
 `,
   },
+  {
+    version: 3,
+    name: "payments_request_id",
+    sql: `
+-- The gateway's request id (x-request-id), so one id leads from the client's answer to the logs and this row.
+ALTER TABLE payments ADD COLUMN request_id TEXT;
+CREATE INDEX payments_request_id_idx ON payments (request_id) WHERE request_id IS NOT NULL;
+`,
+  },
 ];
