@@ -52,9 +52,10 @@ export const commandUsage = {
   receipt line on stderr. With several --gateway, lists their models and prices and picks the
   cheapest that offers one of the --model names within the policy, and says which and why.
   Key, policy, data directory and exit codes as for tollgate pay.`,
-  spend: `tollgate spend [--json] [--policy FILE]
+  spend: `tollgate spend [--json] [--policy FILE] [--serve [--host 127.0.0.1] [--port 4030]]
   Today's spend (UTC) per provider against the policy's caps, and open disputes (charges the
-  usage did not justify), from the spend store in TOLLGATE_DATA_DIR (default ~/.tollgate).`,
+  usage did not justify), from the spend store in TOLLGATE_DATA_DIR (default ~/.tollgate).
+  --serve keeps a live page of the same (and recent receipts) on loopback and prints its URL.`,
 } as const;
 
 export type CommandName = keyof typeof commandUsage;
