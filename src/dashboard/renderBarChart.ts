@@ -10,7 +10,7 @@ export type BarPoint = { label: string; value: number; display: string };
 export function renderBarChart({
   points,
   width = 720,
-  height = 160,
+  height = 110,
   empty,
   name,
 }: {

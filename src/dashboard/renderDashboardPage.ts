@@ -20,7 +20,7 @@ th{text-align:left;font-weight:600;color:#6b7385;border-bottom:1px solid #e1e4ea
 td{border-bottom:1px solid #f0f1f4;padding:4px 8px}
 .mono{font-family:ui-monospace,Menlo,monospace;font-size:12px}
 .empty{color:#8a91a1;font-size:13px;margin:0}
-.chart rect{fill:#3b6fd8}.chart .axis{stroke:#c9ced8}.chart .tick{font-size:11px;fill:#6b7385}
+.chart rect{fill:#3b6fd8}.chart .axis{stroke:#c9ced8}.chart .tick{font-size:8px;fill:#6b7385}
 .bad{color:#b3261e}.good{color:#1f7a3a}
 `;
 
