@@ -1,7 +1,10 @@
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
+import { Registry } from "prom-client";
 import { createWalletClient, erc20Abi, http } from "viem";
 import { privateKeyToAccount } from "viem/accounts";
+import { startDevnet } from "../src/devnet/index.js";
+import { createFacilitator, createFacilitatorMetrics, serveFacilitator } from "../src/facilitator/index.js";
 import type { PaymentRecord } from "../src/ledger/index.js";
 import { captureLogger } from "../src/ledger/testkit/captureLogger.js";
 import { type GatewayHarness, officialPayingFetch, startGatewayHarness } from "./support/gatewayHarness.js";
@@ -248,5 +251,59 @@ describe("dashboard", () => {
     assert.equal(data.figures.payments, rows.length);
     assert.equal(data.figures.openDebts, rows.filter((row) => row.status === "debt").length);
     assert.match(data.sections.recent ?? "", new RegExp(rows[0]!.requestId ?? "no id"));
+  });
+});
+
+describe("a remote facilitator", () => {
+  test("gets the request id in a header, logs it, and counts its settlements on its own /metrics", async () => {
+    const devnet = await startDevnet({ buyers: 1 });
+    const registry = new Registry();
+    const facilitatorLog = captureLogger();
+    const served = await serveFacilitator({
+      facilitator: createFacilitator({
+        rpcUrl: devnet.rpcUrl,
+        privateKey: devnet.accounts.facilitator.privateKey,
+        network: devnet.network,
+        pollingIntervalMs: 20,
+        logger: facilitatorLog.logger,
+        onFacilitatorEvent: createFacilitatorMetrics({ registry }),
+      }),
+      port: 0,
+      logger: facilitatorLog.logger,
+      metrics: registry,
+    });
+    const remote = await startGatewayHarness({
+      devnet,
+      configure: (input) => ({ ...input, facilitator: { url: served.url } }),
+    });
+    try {
+      const response = await officialPayingFetch(devnet.accounts.buyers[0]!.privateKey, devnet.network)(
+        `${remote.gateway.url}/v1/chat/completions`,
+        {
+          method: "POST",
+          headers: { "content-type": "application/json", "x-request-id": "remote-facilitator-check-1" },
+          body: chatBody(),
+        },
+      );
+      assert.equal(response.status, 200, await response.clone().text());
+      await response.text();
+      assert.equal(response.headers.get("x-request-id"), "remote-facilitator-check-1");
+      const lines = facilitatorLog.records.filter(
+        (record) => record.requestId === "remote-facilitator-check-1",
+      );
+      assert.deepEqual(
+        lines.map((record) => record.msg),
+        ["facilitator verify", "facilitator settle"],
+        "the facilitator's verify and settle lines name the gateway's request",
+      );
+      const [row] = await remote.ledger.payments.recent({ limit: 1 });
+      assert.equal(row?.requestId, "remote-facilitator-check-1");
+      const scraped = parsePrometheusText(await (await fetch(`${served.url}/metrics`)).text());
+      assert.equal(sumOf(scraped, "tollgate_facilitator_settlements_total", { scheme: "upto" }), 1);
+    } finally {
+      await remote.close();
+      await served.close();
+      await devnet.stop();
+    }
   });
 });
