@@ -16,7 +16,6 @@ export { type Devnet, startDevnet } from "./devnet/index.js";
 export {
   isTollgateError,
   REQUEST_ID_HEADER,
-  requestIdMixin,
   TollgateError,
   type TollgateErrorCode,
 } from "./errors/index.js";

@@ -3,7 +3,6 @@ export { type Logger, silentLogger } from "./logger.js";
 export {
   currentRequestId,
   REQUEST_ID_HEADER,
-  requestIdMixin,
   requestIdOf,
   runWithRequestId,
 } from "./requestContext.js";

@@ -23,12 +23,3 @@ export function runWithRequestId<T>(requestId: string, fn: () => T): T {
 export function currentRequestId(): string | undefined {
   return context.getStore()?.requestId;
 }
-
-/**
- * A pino `mixin` that adds the current request's id to every log line written while it is handled.
- * @example pino({ mixin: requestIdMixin })
- */
-export function requestIdMixin(): { requestId?: string } {
-  const requestId = currentRequestId();
-  return requestId === undefined ? {} : { requestId };
-}
