@@ -141,11 +141,11 @@ export function createBilling({
   /** Decides, then tells listeners how the request was answered and names it in `x-request-id`. */
   async function begin(request: BillingRequest): Promise<BillingDecision> {
     const requestId = requestIdOf(request.headers.get(REQUEST_ID_HEADER));
-    const seen: Seen = { requestId, route: new URL(request.url).pathname, startedAt: Date.now() };
+    const seen: Seen = { requestId, route: pathOf(request.url), startedAt: Date.now() };
     const decision = await runWithRequestId(requestId, () => decide(request, seen));
     if (decision.action === "serve") return { ...decision, requestId };
     const base = { requestId, route: seen.route, at: Date.now() };
-    const model = seen.model ?? undefined;
+    const model = seen.model;
     if (decision.status === 402 && !seen.scheme && model !== undefined)
       emit({ ...base, type: "quoted", model, status: 402, maxAtomic: seen.maxAtomic?.toString() });
     else if (decision.status === 409 && model !== undefined && seen.scheme)
@@ -372,6 +372,15 @@ type Seen = {
 type Answer =
   | { action: "respond"; status: number; headers: Record<string, string>; body: Record<string, unknown> }
   | { action: "serve"; quote: RequestQuote; session: BillingSession };
+
+/** The path of a request URL; a URL that does not parse (an odd Host header) is kept whole rather than refused. */
+function pathOf(url: string): string {
+  try {
+    return new URL(url).pathname;
+  } catch {
+    return url;
+  }
+}
 
 /** The stable part of a refusal: the error code, or the x402 reason before its explanation. */
 function refusalReasonOf(body: Record<string, unknown>): string {
