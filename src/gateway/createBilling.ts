@@ -21,6 +21,8 @@ import {
 } from "../protocol/index.js";
 import { authorizationDeadline } from "./authorizationDeadline.js";
 import { type BillingEventListener, safeBillingEmitter } from "./BillingEvent.js";
+import { correctiveOffers, orderOffers } from "./channels/channelOffers.js";
+import { BATCH_SETTLEMENT, type ChannelBilling } from "./channels/createChannelBilling.js";
 import { type BillingSession, createBillingSession } from "./createBillingSession.js";
 import { errorAnswer } from "./errorAnswer.js";
 import type { FacilitatorLike } from "./facilitatorLike.js";
@@ -60,6 +62,10 @@ export type CreateBillingParameters = {
   heartbeatMs?: number;
   /** Receives the lifecycle of every request (see `BillingEvent`), synchronously where it happens. */
   onBillingEvent?: BillingEventListener;
+  /** Payment channels (`batch-settlement`); without them no channel offer is made. */
+  channels?: ChannelBilling;
+  /** The schemes offered, in order; default upto, batch-settlement, exact. */
+  schemes?: readonly string[];
 };
 
 /** Default bound on the facilitator's verify. */
@@ -92,6 +98,8 @@ export type BillingDecision =
 export type Billing = {
   readonly terms: BillingTerms;
   readonly models: ReadonlyMap<string, ModelConfig>;
+  /** Payment channels, when this gateway offers `batch-settlement`. */
+  readonly channels?: ChannelBilling;
   begin(request: BillingRequest): Promise<BillingDecision>;
 };
 
@@ -114,6 +122,8 @@ export function createBilling({
   settleTimeoutMs,
   heartbeatMs,
   onBillingEvent,
+  channels,
+  schemes,
 }: CreateBillingParameters): Billing {
   const emit = safeBillingEmitter(onBillingEvent, logger);
   const models = new Map(modelList.map((model) => [model.id, model]));
@@ -193,14 +203,20 @@ export function createBilling({
       throw error;
     }
     seen.maxAtomic = quote.maxAtomic;
-    const offers = buildOffers(quote, terms);
+    const offers = orderOffers(
+      [
+        ...buildOffers(quote, terms),
+        ...(channels && quote.maxAtomic !== undefined ? [channels.offer(quote.maxAtomic)] : []),
+      ],
+      schemes,
+    );
     if (offers.length === 0) {
       return refuse("TOLLGATE_FACILITATOR_UNAVAILABLE", "no payment scheme is available right now");
     }
-    const paymentRequired = (error?: string) => {
+    const paymentRequired = (error?: string, withOffers = offers) => {
       const required = buildPaymentRequired(
         quote,
-        offers,
+        withOffers,
         resourceUrlOf(request.url),
         error,
         gasSponsoringExtensions(offers, terms),
@@ -239,6 +255,92 @@ export function createBilling({
       return paymentRequired(
         `${ReasonCode.gasSponsoringRefused}: this gateway's facilitator does not sponsor ${sponsored.extension}; approve Permit2 on ${matched.requirements.asset} first`,
       );
+    }
+
+    if (channels && matched.requirements.scheme === BATCH_SETTLEMENT) {
+      const acceptStartedAt = performance.now();
+      const accepted = await channels.accept({ payment, requirements: matched.requirements, quote });
+      seen.verifyMs = performance.now() - acceptStartedAt;
+      if (!accepted.ok) {
+        if (accepted.kind === "malformed")
+          return refuse("TOLLGATE_PAYMENT_MALFORMED", `malformed payment header: ${accepted.message}`, {
+            reason: "invalid_payload",
+            field: accepted.field,
+          });
+        if (accepted.kind === "unavailable")
+          return refuse("TOLLGATE_FACILITATOR_UNAVAILABLE", accepted.message);
+        return paymentRequired(
+          accepted.reason,
+          accepted.channel ? correctiveOffers(offers, accepted.channel) : offers,
+        );
+      }
+      const { reservation } = accepted;
+      const claim = await ledger
+        .claim(
+          {
+            network: terms.network,
+            payer: accepted.payer,
+            nonce: accepted.nonce,
+            scheme: BATCH_SETTLEMENT,
+            model: model.id,
+            route: seen.route,
+            requestId: seen.requestId,
+            asset: matched.requirements.asset,
+            payTo: matched.requirements.payTo,
+            maxAtomic: matched.signedMaxAtomic,
+            paymentPayload: payment,
+            paymentRequirements: matched.requirements,
+          },
+          { serving: true },
+        )
+        .catch(async (error: unknown) => {
+          await reservation.release().catch(() => undefined);
+          throw error;
+        });
+      if (!claim.claimed) {
+        await reservation.release();
+        seen.replayedStatus = claim.existing.status;
+        return replayed(claim.existing.status);
+      }
+      const channelPaid = {
+        requestId: seen.requestId,
+        route: seen.route,
+        paymentId: claim.payment.id,
+        model: model.id,
+        scheme: BATCH_SETTLEMENT,
+        asset: matched.requirements.asset,
+        payer: accepted.payer,
+      };
+      emit({
+        ...channelPaid,
+        type: "verified",
+        at: Date.now(),
+        maxAtomic: matched.signedMaxAtomic,
+        verifyMs: seen.verifyMs,
+      });
+      const tokenizer = model.tokenizer ?? model.id;
+      return {
+        action: "serve",
+        quote,
+        session: createBillingSession({
+          quote,
+          paymentId: claim.payment.id,
+          payer: accepted.payer,
+          payload: payment,
+          requirements: matched.requirements as PaymentRequirements,
+          signedMaxAtomic: matched.signedMaxAtomic,
+          ledger,
+          facilitator,
+          countTokens: (text) => countTokens(text, tokenizer),
+          countPromptTokens: () => quote.route.countPromptTokens(quote.request, model),
+          logger: log,
+          heartbeatMs,
+          channel: reservation,
+          event: channelPaid,
+          startedAt: seen.startedAt,
+          emit,
+        }),
+      };
     }
 
     // The authorization must outlive the work: the longest the request may run, plus time to settle.
@@ -353,7 +455,7 @@ export function createBilling({
     };
   }
 
-  return { terms, models, begin };
+  return { terms, models, channels, begin };
 }
 
 /** What `begin` learns while deciding, for the event that tells how the request was answered. */

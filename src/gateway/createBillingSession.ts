@@ -10,6 +10,7 @@ import {
   type StreamReceipt,
 } from "../protocol/index.js";
 import type { BillingEvent } from "./BillingEvent.js";
+import type { ChannelReservation } from "./channels/createChannelBilling.js";
 import { createSseTap, type SseTap } from "./createSseTap.js";
 import type { FacilitatorLike } from "./facilitatorLike.js";
 import { guardBackendBody } from "./guardBackendBody.js";
@@ -43,6 +44,8 @@ export type CreateBillingSessionParameters = {
   startedAt: number;
   /** Where the session's events go (`served`, `metered`, `settled`, `debt`, `failed`). */
   emit: (event: BillingEvent) => void;
+  /** A voucher's reservation on its payment channel: the charge goes there instead of a settle. */
+  channel?: ChannelReservation;
 };
 
 /** The fields every event of a paid request carries. */
@@ -122,7 +125,7 @@ export function createBillingSession(parameters: CreateBillingSessionParameters)
 
   // The charge is capped by this request's own maximum, not by a larger amount the buyer signed.
   const chargeFor = (usage: ChargeUsage): bigint => {
-    if (requirements.scheme !== "upto") return BigInt(requirements.amount);
+    if (requirements.scheme !== "upto" && !parameters.channel) return BigInt(requirements.amount);
     return chargeAtomic(
       { promptTokens: usage.promptTokens, completionTokens: usage.completionTokens },
       {
@@ -186,6 +189,39 @@ export function createBillingSession(parameters: CreateBillingSessionParameters)
         countPrompt: parameters.countPromptTokens,
       });
       const charge = chargeFor(usage);
+      const metered = () =>
+        emit({
+          ...identity,
+          type: "metered",
+          at: Date.now(),
+          usage: { input_tokens: usage.promptTokens, output_tokens: usage.completionTokens },
+          chargeAtomic: charge,
+        });
+      if (parameters.channel) {
+        metered();
+        const chargedAt = performance.now();
+        const outcome = await parameters.channel.charge(paymentId, usage, charge);
+        const settleMs = performance.now() - chargedAt;
+        if (outcome.settlement.success)
+          emit({
+            ...identity,
+            type: "settled",
+            at: Date.now(),
+            chargeAtomic: charge,
+            transaction: "",
+            settleMs,
+          });
+        else
+          emit({
+            ...identity,
+            type: "debt",
+            at: Date.now(),
+            chargeAtomic: charge,
+            reason: outcome.settlement.errorReason ?? "channel_charge_failed",
+            settleMs,
+          });
+        return outcome;
+      }
       let settleStartedAt = 0;
       // Facilitator calls carry this request's id, however the stream that finishes it was scheduled.
       return runWithRequestId(identity.requestId, () =>
@@ -201,13 +237,7 @@ export function createBillingSession(parameters: CreateBillingSessionParameters)
           settleTimeoutMs: parameters.settleTimeoutMs,
           onMetered: () => {
             settleStartedAt = performance.now();
-            emit({
-              ...identity,
-              type: "metered",
-              at: Date.now(),
-              usage: { input_tokens: usage.promptTokens, output_tokens: usage.completionTokens },
-              chargeAtomic: charge,
-            });
+            metered();
           },
           onOutcome: (outcome) => {
             const settleMs = performance.now() - settleStartedAt;
@@ -237,6 +267,7 @@ export function createBillingSession(parameters: CreateBillingSessionParameters)
   const failBeforeOutput = async (reason: string, status = 502) => {
     await finishOnce(async () => {
       await ledger.markFailed(paymentId, reason);
+      await parameters.channel?.release();
       emit({ ...identity, type: "failed", at: Date.now(), reason, status });
       return undefined;
     });
@@ -262,6 +293,8 @@ export function createBillingSession(parameters: CreateBillingSessionParameters)
       outputPerMTokAtomic: String(model.outputPrice ?? 0n),
       fixedFeeAtomic: String(model.fixedFee),
     },
+    // A channel's charged total and balance after this charge, as `@x402/evm`'s client reads them.
+    ...(outcome.settlement.extra?.channelState ? { channel: outcome.settlement.extra.channelState } : {}),
   });
 
   const errorEvent = (message: string, code: string) =>

@@ -5,6 +5,14 @@ export {
   combineBillingListeners,
 } from "./BillingEvent.js";
 export {
+  BATCH_SETTLEMENT,
+  CHANNEL_REFUND_PATH,
+  type ChannelDifference,
+  type GatewayChannels,
+  type ReconcileChannelsReturnType,
+  reconcileChannels,
+} from "./channels/index.js";
+export {
   type Billing,
   type BillingDecision,
   type BillingRequest,
@@ -23,6 +31,7 @@ export { createSseTap, type SseTap } from "./createSseTap.js";
 export { type TollgateExpressParameters, tollgateExpress } from "./expressBilling.js";
 export type { FacilitatorLike } from "./facilitatorLike.js";
 export {
+  configProblems,
   type GatewayConfig,
   type GatewayConfigInput,
   gatewayConfigSchema,

@@ -32,12 +32,14 @@ import {
 import { type Ledger, openLedger, openPostgresLedger } from "../ledger/index.js";
 import { countTextTokensChunked } from "../pricing/index.js";
 import { type BillingEventListener, combineBillingListeners } from "./BillingEvent.js";
+import { type GatewayChannels, startChannels } from "./channels/index.js";
 import { type Billing, createBilling } from "./createBilling.js";
 import { createGatewayApp } from "./createGatewayApp.js";
 import { createPaymentRecovery, type PaymentRecovery } from "./createPaymentRecovery.js";
 import type { FacilitatorLike } from "./facilitatorLike.js";
 import type { GatewayConfig } from "./gatewayConfig.js";
 import { createGatewayMetrics } from "./operator/createGatewayMetrics.js";
+import type { DashboardChannel } from "./operator/gatewayDashboard.js";
 import { mountOperatorRoutes } from "./operator/mountOperatorRoutes.js";
 
 export type StartGatewayParameters = {
@@ -67,6 +69,8 @@ export type Gateway = {
   facilitator: FacilitatorLike;
   /** The recovery of pending payments (ran once before listening; then every `recovery.intervalSeconds`). */
   recovery: PaymentRecovery;
+  /** Payment channels, when the config has `channels`. */
+  channels?: GatewayChannels;
   /** The gateway's Prometheus registry (served at `/metrics` unless `metrics.enabled` is false). */
   metrics: Registry;
   /** `<url>/metrics`, when served. */
@@ -162,16 +166,20 @@ export async function startGateway({
     gasSponsoring = gasSponsoring.filter((key) => key !== "eip2612GasSponsoring");
   }
   logger.info({ gasSponsoring }, "gas sponsoring the facilitator supports for this asset");
+  const terms = {
+    network: preset.network,
+    asset: getAddress(asset),
+    assetDomain: config.assetDomain ?? preset.usdcDomain,
+    payTo: getAddress(config.payTo),
+    maxTimeoutSeconds: config.maxTimeoutSeconds,
+    facilitatorAddress: facilitatorAddress ? getAddress(facilitatorAddress) : undefined,
+    gasSponsoring,
+  };
+  const channels = openChannels(config, terms, ledger, facilitator, chain, logger);
   const billing = createBilling({
-    terms: {
-      network: preset.network,
-      asset: getAddress(asset),
-      assetDomain: config.assetDomain ?? preset.usdcDomain,
-      payTo: getAddress(config.payTo),
-      maxTimeoutSeconds: config.maxTimeoutSeconds,
-      facilitatorAddress: facilitatorAddress ? getAddress(facilitatorAddress) : undefined,
-      gasSponsoring,
-    },
+    terms,
+    channels: channels?.billing,
+    schemes: config.schemes,
     models: config.models,
     facilitator,
     ledger: ledger.payments,
@@ -213,12 +221,22 @@ export async function startGateway({
   ]);
   clearTimeout(startupTimer);
   recovery.start(config.recovery.intervalSeconds * 1000);
-  const app = createGatewayApp({ billing, logger, maxBodyBytes: config.server.maxBodyBytes });
+  const app = createGatewayApp({
+    billing,
+    logger,
+    maxBodyBytes: config.server.maxBodyBytes,
+    refundChannel: channels?.refund,
+  });
   mountOperatorRoutes(app as never, {
     ledger,
     metrics: config.metrics.enabled ? { registry: metrics.registry, token: config.metrics.token } : undefined,
     dashboard:
-      config.dashboard.enabled && config.dashboard.token ? { token: config.dashboard.token } : undefined,
+      config.dashboard.enabled && config.dashboard.token
+        ? {
+            token: config.dashboard.token,
+            listChannels: channels ? () => dashboardChannels(ledger) : undefined,
+          }
+        : undefined,
   });
   const server = await new Promise<ReturnType<typeof serve>>((resolve, reject) => {
     const instance = serve({ fetch: app.fetch, hostname: config.server.host, port: config.server.port }, () =>
@@ -237,6 +255,7 @@ export async function startGateway({
     ledger,
     facilitator,
     recovery,
+    channels,
     metrics: metrics.registry,
     metricsUrl: config.metrics.enabled ? `${url}/metrics` : undefined,
     dashboardUrl:
@@ -245,6 +264,8 @@ export async function startGateway({
         : undefined,
     async close() {
       await recovery.stop();
+      // Outstanding vouchers are claimed and settled before the gateway goes (bounded, logged).
+      await channels?.settlement.stop({ flush: true });
       await new Promise<void>((resolve) => {
         server.close(() => resolve());
         (server as unknown as { closeAllConnections?: () => void }).closeAllConnections?.();
@@ -252,6 +273,37 @@ export async function startGateway({
       if (!givenLedger) await ledger.close();
     },
   };
+}
+
+/** The payment channels the config asks for, with their receiver-authorizer key; undefined without `channels`. */
+function openChannels(
+  config: GatewayConfig,
+  terms: Parameters<typeof startChannels>[0]["terms"],
+  ledger: Ledger,
+  facilitator: FacilitatorLike,
+  chain: PublicClient | undefined,
+  logger: Logger,
+): GatewayChannels | undefined {
+  if (!config.channels) return undefined;
+  const key =
+    config.channels.receiverAuthorizerKey ??
+    ("privateKey" in config.facilitator ? config.facilitator.privateKey : undefined);
+  if (!key || !chain)
+    throw new TollgateError({
+      code: "TOLLGATE_CONFIG_INVALID",
+      shortMessage:
+        "config key channels: payment channels need a receiver-authorizer key (channels.receiverAuthorizerKeyEnv, or an in-process facilitator key) and an rpcUrl",
+    });
+  return startChannels({
+    config: config.channels,
+    terms,
+    channels: ledger.channels,
+    payments: ledger.payments,
+    facilitator,
+    chain,
+    receiverAuthorizerKey: key as Hex,
+    logger,
+  });
 }
 
 function createConfiguredFacilitator(
@@ -310,4 +362,17 @@ async function hasEip2612(chain: PublicClient, asset: Address): Promise<boolean>
     if (!(error instanceof ContractFunctionExecutionError)) return true;
     return Boolean(error.walk((cause) => cause instanceof HttpRequestError || cause instanceof TimeoutError));
   }
+}
+
+/** The ledger's payment channels as the dashboard lists them. */
+async function dashboardChannels(ledger: Ledger): Promise<DashboardChannel[]> {
+  return (await ledger.channels.list()).map((channel) => ({
+    channelId: channel.channelId,
+    payer: channel.payer,
+    depositAtomic: channel.depositedAtomic,
+    chargedAtomic: channel.chargedAtomic,
+    claimedAtomic: channel.totalClaimedAtomic,
+    status:
+      channel.withdrawRequestedAt > 0 ? "withdrawing" : channel.pending !== undefined ? "serving" : "open",
+  }));
 }

@@ -1,5 +1,7 @@
 import { type Logger, silentLogger } from "../errors/index.js";
 import { applyMigrations } from "./applyMigrations.js";
+import type { ChannelLedger } from "./ChannelLedger.js";
+import { createChannelLedger } from "./createChannelLedger.js";
 import { createLedgerInsights, type LedgerInsights } from "./createLedgerInsights.js";
 import { createPaymentLedger } from "./createPaymentLedger.js";
 import { createSettlementLog } from "./createSettlementLog.js";
@@ -11,6 +13,8 @@ import type { SqlClient } from "./SqlClient.js";
 export type Ledger = {
   payments: PaymentLedger;
   settlements: SettlementLog;
+  /** The batch-settlement channels the gateway is paid through. */
+  channels: ChannelLedger;
   /** Aggregates for metrics and the dashboard. */
   insights: LedgerInsights;
   /** Closes the database underneath. */
@@ -40,6 +44,7 @@ export async function createLedger(
   return {
     payments: createPaymentLedger(sql, { logger }),
     settlements: createSettlementLog(sql),
+    channels: createChannelLedger(sql),
     insights: createLedgerInsights(sql),
     close: () => sql.close(),
   };
