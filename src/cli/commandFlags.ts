@@ -63,6 +63,26 @@ export const commandFlags = {
     model: { type: "string", multiple: true },
     "max-tokens": { type: "string" },
   },
-  spend: { json: { type: "boolean" }, policy: { type: "string" } },
   receipts: { signer: { type: "string" }, gateway: { type: "string" }, json: { type: "boolean" } },
+  spend: {
+    json: { type: "boolean" },
+    policy: { type: "string" },
+    serve: { type: "boolean" },
+    host: { type: "string" },
+    port: { type: "string" },
+  },
+  channels: {
+    "data-dir": { type: "string" },
+    buyer: { type: "boolean" },
+    json: { type: "boolean" },
+    gateway: { type: "string" },
+    rpc: { type: "string" },
+  },
+  refund: {
+    gateway: { type: "string" },
+    url: { type: "string" },
+    rpc: { type: "string" },
+    "private-key": { type: "string" },
+    json: { type: "boolean" },
+  },
 } as const satisfies Record<CommandName, FlagOptions>;
