@@ -2,7 +2,7 @@ import type { PaymentPayload, PaymentRequirements } from "@x402/core/types";
 import { type Logger, TollgateError } from "../errors/index.js";
 import type { FaultInjection } from "../facilitator/index.js";
 import type { PaymentLedger } from "../ledger/index.js";
-import { chargeAtomic } from "../pricing/index.js";
+import { costOfUnits, unitPricesToStrings } from "../pricing/index.js";
 import {
   encodePaymentResponseHeader,
   formatReceiptEvent,
@@ -97,16 +97,9 @@ export function createBillingSession(parameters: CreateBillingSessionParameters)
   // The charge is capped by this request's own maximum, not by a larger amount the buyer signed.
   const chargeFor = (usage: ChargeUsage): bigint => {
     if (requirements.scheme !== "upto") return BigInt(requirements.amount);
-    return chargeAtomic(
-      { promptTokens: usage.promptTokens, completionTokens: usage.completionTokens },
-      {
-        inputPerMTokAtomic: model.inputPrice ?? 0n,
-        outputPerMTokAtomic: model.outputPrice ?? 0n,
-        fixedFeeAtomic: model.fixedFee,
-        maxOutputTokens: model.maxOutputTokens,
-      },
-      capAtomic,
-    );
+    const cost = costOfUnits(usage.units, quote.prices ?? {});
+    if (cost > capAtomic) return capAtomic;
+    return cost;
   };
 
   // While the request is served, the row stays fresh, so a sibling replica's recovery never takes it for dead.
@@ -195,10 +188,12 @@ export function createBillingSession(parameters: CreateBillingSessionParameters)
       completion_tokens: outcome.usage.completionTokens,
       total_tokens: outcome.usage.promptTokens + outcome.usage.completionTokens,
     },
+    units: outcome.usage.units,
     prices: {
-      inputPerMTokAtomic: String(model.inputPrice ?? 0n),
-      outputPerMTokAtomic: String(model.outputPrice ?? 0n),
-      fixedFeeAtomic: String(model.fixedFee),
+      inputPerMTokAtomic: String(quote.prices?.input_tokens ?? 0n),
+      outputPerMTokAtomic: String(quote.prices?.output_tokens ?? 0n),
+      fixedFeeAtomic: String(quote.prices?.requests ?? 0n),
+      units: unitPricesToStrings(quote.prices ?? {}),
     },
   });
 

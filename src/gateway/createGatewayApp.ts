@@ -1,10 +1,12 @@
 import { type Context, Hono } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import { isTollgateError, type Logger, silentLogger } from "../errors/index.js";
+import { unitPricesToStrings } from "../pricing/index.js";
 import { EXPOSED_PAYMENT_HEADERS } from "../protocol/index.js";
 import type { Billing } from "./createBilling.js";
 import { errorAnswer } from "./errorAnswer.js";
 import { type TollgateContext, tollgateHono } from "./honoBilling.js";
+import { modelUnitPrices } from "./modelUnitPrices.js";
 import { proxyToBackend } from "./proxyToBackend.js";
 
 export type CreateGatewayAppParameters = {
@@ -49,12 +51,13 @@ export function createGatewayApp({
           asset: billing.terms.asset,
           payTo: billing.terms.payTo,
           schemes: [
-            ...(model.inputPrice !== undefined ? ["upto"] : []),
+            ...(modelUnitPrices(model) !== undefined ? ["upto"] : []),
             ...(model.exactPrice !== undefined ? ["exact"] : []),
           ],
-          inputPerMTokAtomic: model.inputPrice?.toString(),
-          outputPerMTokAtomic: model.outputPrice?.toString(),
-          fixedFeeAtomic: model.fixedFee.toString(),
+          inputPerMTokAtomic: modelUnitPrices(model)?.input_tokens?.toString(),
+          outputPerMTokAtomic: modelUnitPrices(model)?.output_tokens?.toString(),
+          fixedFeeAtomic: (modelUnitPrices(model)?.requests ?? 0n).toString(),
+          units: unitPricesToStrings(modelUnitPrices(model) ?? {}),
           exactPriceAtomic: model.exactPrice?.toString(),
           maxOutputTokens: model.maxOutputTokens,
           ...(model.exactPrice !== undefined

@@ -1,7 +1,7 @@
 import { z } from "zod";
 import { findNetworkPreset } from "../chain/index.js";
 import { TollgateError } from "../errors/index.js";
-import { parseMoney } from "../pricing/index.js";
+import { parseMoney, USAGE_UNITS } from "../pricing/index.js";
 
 const addressSchema = z.string().regex(/^0x[0-9a-fA-F]{40}$/, "an EVM address (0x + 40 hex digits)");
 const privateKeySchema = z
@@ -44,6 +44,10 @@ const modelSchema = z
     outputPrice: moneySchema.optional(),
     /** Fixed fee added to every upto charge. */
     fixedFee: moneySchema.default(0n),
+    /** Price per unit: per 1M tokens, per image, per second (`compute_ms`), per 1M bytes, per request. */
+    prices: z.partialRecord(z.enum(USAGE_UNITS), moneySchema).optional(),
+    /** Shorthand for `prices.compute_ms`: per second of backend time. */
+    pricePerSecond: moneySchema.optional(),
     /** Fixed price per request, offered with the `exact` scheme. */
     exactPrice: moneySchema.optional(),
     /** A fixed price covers at most this many prompt tokens (by the gateway's bound). */
@@ -56,10 +60,11 @@ const modelSchema = z
     description: z.string().optional(),
   })
   .superRefine((model, ctx) => {
-    if (model.inputPrice === undefined && model.exactPrice === undefined) {
+    const unitPriced = model.prices !== undefined || model.pricePerSecond !== undefined;
+    if (model.inputPrice === undefined && model.exactPrice === undefined && !unitPriced) {
       ctx.addIssue({
         code: "custom",
-        message: "needs inputPrice (upto) or exactPrice (exact)",
+        message: "needs inputPrice or prices (upto), or exactPrice (exact)",
         path: ["inputPrice"],
       });
     }

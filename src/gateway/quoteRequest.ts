@@ -1,6 +1,13 @@
 import { TollgateError } from "../errors/index.js";
-import { maxAtomicForRequest, resolveOutputLimit, tokenizerForModel } from "../pricing/index.js";
+import {
+  maxCostOfUnits,
+  resolveOutputLimit,
+  tokenizerForModel,
+  type UnitPrices,
+  type UsageBound,
+} from "../pricing/index.js";
 import type { ModelConfig } from "./gatewayConfig.js";
+import { modelUnitPrices } from "./modelUnitPrices.js";
 import { type RouteAdapter, type RouteKind, type RouteRequest, routes } from "./routes/index.js";
 
 export type { RouteKind } from "./routes/index.js";
@@ -19,6 +26,10 @@ export type RequestQuote = {
   choices: number;
   /** The output authorized in all: output limit × choices. */
   maxOutputTokens: number;
+  /** The model's upto price per unit; undefined when the model is exact-only. */
+  prices: UnitPrices | undefined;
+  /** The most this request may use in each unit: the maximum prices it. */
+  usageBound: UsageBound;
   /** The upto maximum, in atomic units; undefined when the model is exact-only. */
   maxAtomic: bigint | undefined;
   /** Why the fixed price does not cover this request; undefined when it does (or there is none). */
@@ -56,18 +67,18 @@ export function quoteRequest(
       })
     : 0;
   const maxOutputTokens = outputLimit * request.choices;
-  const maxAtomic =
-    model.inputPrice === undefined
-      ? undefined
-      : maxAtomicForRequest(
-          { promptTokenBound: bound, maxOutputTokens },
-          {
-            inputPerMTokAtomic: model.inputPrice,
-            outputPerMTokAtomic: model.outputPrice ?? 0n,
-            fixedFeeAtomic: model.fixedFee,
-            maxOutputTokens: model.maxOutputTokens,
-          },
-        );
+  // A stream cannot outlast its output: each token may take at most the backend's idle timeout.
+  const timeBoundMs = Math.min(
+    model.backend.maxDurationSeconds * 1000,
+    model.backend.timeoutMs * (maxOutputTokens + 2),
+  );
+  const prices = modelUnitPrices(model);
+  const usageBound: UsageBound = {
+    inputTokens: bound,
+    outputTokens: maxOutputTokens,
+    ...(prices?.compute_ms !== undefined ? { computeMs: timeBoundMs } : {}),
+  };
+  const maxAtomic = prices === undefined ? undefined : maxCostOfUnits(usageBound, prices);
   const exactRefusal = exactRefusalOf(model, bound, request.choices);
   if (maxAtomic === undefined && exactRefusal !== undefined) {
     throw new TollgateError({
@@ -79,11 +90,6 @@ export function quoteRequest(
       },
     });
   }
-  // A stream cannot outlast its output: each token may take at most the backend's idle timeout.
-  const timeBoundMs = Math.min(
-    model.backend.maxDurationSeconds * 1000,
-    model.backend.timeoutMs * (maxOutputTokens + 2),
-  );
   return {
     model,
     route,
@@ -94,6 +100,8 @@ export function quoteRequest(
     outputLimit,
     choices: request.choices,
     maxOutputTokens,
+    prices,
+    usageBound,
     maxAtomic,
     exactRefusal,
     timeBoundMs,
