@@ -79,7 +79,8 @@ export async function devCommand(argv: string[]): Promise<number> {
       models: [
         {
           id: modelId,
-          backend: { baseUrl: backendUrl, apiKey },
+          // The demo backend speaks the Messages API too; an upstream is assumed to speak chat only.
+          backend: { baseUrl: backendUrl, apiKey, ...(flags.upstream ? {} : { apis: ["chat", "messages"] }) },
           inputPrice: "$0.50",
           outputPrice: "$1.50",
           maxOutputTokens: 1024,

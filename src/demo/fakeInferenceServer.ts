@@ -18,6 +18,12 @@ import { requestedMaxTokens } from "./outputLimit.js";
 import { planChoices } from "./planChoices.js";
 import { sendJson } from "./sendJson.js";
 import { answerGeneration, type GenerationRun, streamGeneration } from "./serveGeneration.js";
+import {
+  type MessagesRequest,
+  messagesAsChat,
+  messagesRequestSchema,
+  serveMessages,
+} from "./serveMessages.js";
 
 export type {
   FakeGarbage,
@@ -59,7 +65,8 @@ const maxBodyBytes = 8 * 1024 * 1024;
  * An OpenAI-compatible HTTP server that generates the tokens it is given, at a pace, with optional
  * failures and misbehaviours: the shared core of the demo backend and the tests' mock backend. Speaks
  * the real wire format: POST /v1/chat/completions and /v1/completions (streaming or not, `n` choices,
- * prompt arrays, `usage` and `stream_options.include_usage`), POST /v1/embeddings, GET /v1/models.
+ * prompt arrays, `usage` and `stream_options.include_usage`), POST /v1/embeddings, POST /v1/messages
+ * (Anthropic's Messages API, JSON and streaming events), GET /v1/models.
  */
 export async function startFakeInferenceServer(
   parameters: StartFakeInferenceServerParameters,
@@ -131,7 +138,9 @@ export async function startFakeInferenceServer(
           ? "completion"
           : record.path === "/v1/embeddings"
             ? "embeddings"
-            : undefined;
+            : record.path === "/v1/messages"
+              ? "messages"
+              : undefined;
     if (route === undefined || record.method !== "POST") {
       const message = `no route ${record.method} ${record.path}`;
       sendJson(response, record, 404, wireError(message, "invalid_request_error", "not_found"), "rejected");
@@ -150,7 +159,9 @@ export async function startFakeInferenceServer(
         ? chatRequestSchema
         : route === "completion"
           ? completionRequestSchema
-          : embeddingsRequestSchema;
+          : route === "messages"
+            ? messagesRequestSchema
+            : embeddingsRequestSchema;
     // Parse a copy when lax: the record keeps the body exactly as it came.
     const parsed = (schema as z.ZodType).safeParse(
       behaviour.laxStream === true ? laxStreamBody(record.body) : record.body,
@@ -177,6 +188,12 @@ export async function startFakeInferenceServer(
     }
     if (route === "embeddings") {
       answerEmbeddings(response, record, parsed.data as EmbeddingsRequest);
+      return;
+    }
+    if (route === "messages") {
+      const body = parsed.data as MessagesRequest;
+      const generation = parameters.generate(messagesAsChat(body));
+      await serveMessages({ body, generation, behaviour, response, record, closed });
       return;
     }
     if (behaviour.garbage !== undefined && isJsonGarbage(behaviour.garbage)) {

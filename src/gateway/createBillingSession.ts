@@ -197,8 +197,12 @@ export function createBillingSession(parameters: CreateBillingSessionParameters)
     },
   });
 
+  const streamTrailer = quote.route.streamTrailer;
+  const doneEvent = streamTrailer ? streamTrailer.done : SSE_DONE_EVENT;
   const errorEvent = (message: string, code: string) =>
-    `data: ${JSON.stringify({ error: { message, type: "backend_error", code } })}\n\n`;
+    streamTrailer
+      ? streamTrailer.error(message, code)
+      : `data: ${JSON.stringify({ error: { message, type: "backend_error", code } })}\n\n`;
 
   const createStreamWriter = (onStop: () => void = () => {}): StreamWriter => {
     const meter = newMeter();
@@ -219,9 +223,11 @@ export function createBillingSession(parameters: CreateBillingSessionParameters)
         return errorEvent(`nothing was delivered, nothing is charged (${message})`, code);
       }
       const outcome = await settleDelivered(meter, tap.reportedUsage);
-      if (!outcome) return failed ? errorEvent(message, code) : SSE_DONE_EVENT;
+      if (!outcome) return failed ? errorEvent(message, code) : doneEvent;
       const charged = receiptFor(outcome);
       const { includeUsage } = quote.request;
+      if (streamTrailer)
+        return streamTrailer.receipt(charged) + (failed ? errorEvent(message, code) : doneEvent);
       const receipt = formatReceiptEvent(charged, {
         id: tap.streamId,
         object: quote.route.chunkObject,

@@ -29,6 +29,11 @@ const backendSchema = z.strictObject({
   timeoutMs: z.number().int().positive().default(120_000),
   /** Longest a generation may run, start to end; the gateway stops the backend there (seconds). */
   maxDurationSeconds: z.number().positive().max(3_600).default(240),
+  /** The APIs the backend speaks, each served on its gateway route; default the model's kind. */
+  apis: z
+    .array(z.enum(["chat", "completion", "embedding", "messages"]))
+    .min(1)
+    .optional(),
   /** Backend-specific fields that also carry the output limit (e.g. llama.cpp's `n_predict`). */
   outputLimitFields: z.array(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/)).default([]),
 });

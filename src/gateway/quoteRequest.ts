@@ -51,10 +51,11 @@ export function quoteRequest(
   routeKind: RouteKind,
   body: Record<string, unknown>,
 ): RequestQuote {
-  if (model.kind !== routeKind) {
+  const apis: readonly RouteKind[] = model.backend.apis ?? [model.kind];
+  if (!apis.includes(routeKind)) {
     throw new TollgateError({
       code: "TOLLGATE_REQUEST_INVALID",
-      shortMessage: `model ${model.id} serves ${model.kind} requests, not ${routeKind}`,
+      shortMessage: `model ${model.id} serves ${apis.join(", ")} requests, not ${routeKind}`,
       details: { field: "model" },
     });
   }
