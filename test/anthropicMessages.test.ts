@@ -83,7 +83,7 @@ describe("POST /v1/messages (Anthropic Messages API)", () => {
     const sent = h.backend.inferenceRequests.at(-1);
     assert.equal(sent?.path, "/v1/messages");
     assert.equal(
-      (sent?.body as { max_tokens?: number }).max_tokens,
+      (sent?.body as { max_tokens?: number } | undefined)?.max_tokens,
       40,
       "the authorized limit reaches the backend",
     );
@@ -218,8 +218,9 @@ describe("POST /v1/messages (Anthropic Messages API)", () => {
     });
     const smaller = decodePaymentRequiredHeader(withoutTools.headers.get("payment-required")!);
     assert.ok(smaller.ok);
-    const bound = (smaller.paymentRequired.accepts[0]?.extra?.pricing as { promptTokenBound: number })
-      .promptTokenBound;
+    const bound =
+      (smaller.paymentRequired.accepts[0]?.extra?.pricing as { promptTokenBound: number } | undefined)
+        ?.promptTokenBound ?? 0;
     assert.ok(pricing.promptTokenBound > bound, "tools count in the prompt bound");
     assert.ok(bound > 20, "system, tool use and tool result count in the prompt bound");
   });
