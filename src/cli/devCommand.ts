@@ -80,7 +80,11 @@ export async function devCommand(argv: string[]): Promise<number> {
         {
           id: modelId,
           // The demo backend speaks the Messages API too; an upstream is assumed to speak chat only.
-          backend: { baseUrl: backendUrl, apiKey, ...(flags.upstream ? {} : { apis: ["chat", "messages"] }) },
+          backend: {
+            baseUrl: backendUrl,
+            apiKey,
+            ...(flags.upstream ? {} : { apis: ["chat", "messages", "responses"] }),
+          },
           inputPrice: "$0.50",
           outputPrice: "$1.50",
           maxOutputTokens: 1024,

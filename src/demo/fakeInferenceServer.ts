@@ -24,6 +24,12 @@ import {
   messagesRequestSchema,
   serveMessages,
 } from "./serveMessages.js";
+import {
+  type ResponsesRequest,
+  responsesAsChat,
+  responsesRequestSchema,
+  serveResponses,
+} from "./serveResponses.js";
 
 export type {
   FakeGarbage,
@@ -66,7 +72,8 @@ const maxBodyBytes = 8 * 1024 * 1024;
  * failures and misbehaviours: the shared core of the demo backend and the tests' mock backend. Speaks
  * the real wire format: POST /v1/chat/completions and /v1/completions (streaming or not, `n` choices,
  * prompt arrays, `usage` and `stream_options.include_usage`), POST /v1/embeddings, POST /v1/messages
- * (Anthropic's Messages API, JSON and streaming events), GET /v1/models.
+ * (Anthropic's Messages API) and POST /v1/responses (OpenAI's Responses API), JSON and streaming
+ * events, GET /v1/models.
  */
 export async function startFakeInferenceServer(
   parameters: StartFakeInferenceServerParameters,
@@ -140,7 +147,9 @@ export async function startFakeInferenceServer(
             ? "embeddings"
             : record.path === "/v1/messages"
               ? "messages"
-              : undefined;
+              : record.path === "/v1/responses"
+                ? "responses"
+                : undefined;
     if (route === undefined || record.method !== "POST") {
       const message = `no route ${record.method} ${record.path}`;
       sendJson(response, record, 404, wireError(message, "invalid_request_error", "not_found"), "rejected");
@@ -161,7 +170,9 @@ export async function startFakeInferenceServer(
           ? completionRequestSchema
           : route === "messages"
             ? messagesRequestSchema
-            : embeddingsRequestSchema;
+            : route === "responses"
+              ? responsesRequestSchema
+              : embeddingsRequestSchema;
     // Parse a copy when lax: the record keeps the body exactly as it came.
     const parsed = (schema as z.ZodType).safeParse(
       behaviour.laxStream === true ? laxStreamBody(record.body) : record.body,
@@ -194,6 +205,12 @@ export async function startFakeInferenceServer(
       const body = parsed.data as MessagesRequest;
       const generation = parameters.generate(messagesAsChat(body));
       await serveMessages({ body, generation, behaviour, response, record, closed });
+      return;
+    }
+    if (route === "responses") {
+      const body = parsed.data as ResponsesRequest;
+      const generation = parameters.generate(responsesAsChat(body));
+      await serveResponses({ body, generation, behaviour, response, record, closed });
       return;
     }
     if (behaviour.garbage !== undefined && isJsonGarbage(behaviour.garbage)) {

@@ -31,7 +31,7 @@ const backendSchema = z.strictObject({
   maxDurationSeconds: z.number().positive().max(3_600).default(240),
   /** The APIs the backend speaks, each served on its gateway route; default the model's kind. */
   apis: z
-    .array(z.enum(["chat", "completion", "embedding", "messages"]))
+    .array(z.enum(["chat", "completion", "embedding", "messages", "responses"]))
     .min(1)
     .optional(),
   /** Backend-specific fields that also carry the output limit (e.g. llama.cpp's `n_predict`). */

@@ -64,7 +64,12 @@ export function quoteRequest(
   const bound = route.promptTokenBound(request, model);
   const outputLimit = route.canStream
     ? resolveOutputLimit(request.requestedOutputTokens, model.maxOutputTokens, {
-        field: request.fields.max_completion_tokens !== undefined ? "max_completion_tokens" : "max_tokens",
+        field:
+          request.fields.max_completion_tokens !== undefined
+            ? "max_completion_tokens"
+            : request.fields.max_output_tokens !== undefined
+              ? "max_output_tokens"
+              : "max_tokens",
       })
     : 0;
   const maxOutputTokens = outputLimit * request.choices;

@@ -2,7 +2,7 @@ import type { StreamReceipt } from "../../protocol/index.js";
 import type { ModelConfig } from "../gatewayConfig.js";
 
 /** Which inference API a request is for. */
-export type RouteKind = "chat" | "completion" | "embedding" | "messages";
+export type RouteKind = "chat" | "completion" | "embedding" | "messages" | "responses";
 
 /** Output text of one choice found in a chunk or a whole answer. */
 export type OutputPiece = { choice: number; text: string };

@@ -2,6 +2,7 @@ import { anthropicMessages } from "./anthropicMessages.js";
 import { chatCompletions } from "./chatCompletions.js";
 import { completions } from "./completions.js";
 import { embeddings } from "./embeddings.js";
+import { openAiResponses } from "./openAiResponses.js";
 import type { RouteAdapter, RouteKind } from "./RouteAdapter.js";
 
 export type {
@@ -19,9 +20,10 @@ export const routes: Readonly<Record<RouteKind, RouteAdapter>> = {
   completion: completions,
   embedding: embeddings,
   messages: anthropicMessages,
+  responses: openAiResponses,
 };
 
-/** The route a path names (`…/chat/completions`, `…/completions`, `…/embeddings`, `…/messages`). */
+/** The route a path names (`…/chat/completions`, `…/completions`, `…/embeddings`, `…/messages`, `…/responses`). */
 export function routeOfPath(path: string): RouteAdapter | undefined {
   const trimmed = path.replace(/\/+$/, "");
   return Object.values(routes).find(
