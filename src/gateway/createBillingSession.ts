@@ -16,6 +16,7 @@ import { guardBackendBody } from "./guardBackendBody.js";
 import { reconcileUsage } from "./meterUsage.js";
 import { OutputMeter } from "./OutputMeter.js";
 import { hasExactTokenizer, type RequestQuote } from "./quoteRequest.js";
+import type { OutputReading } from "./routes/index.js";
 import { type ChargeOutcome, type ChargeUsage, settleCharge } from "./settleCharge.js";
 import { truncateAnswer } from "./truncateAnswer.js";
 
@@ -142,9 +143,9 @@ export function createBillingSession(parameters: CreateBillingSessionParameters)
       exactCount: hasExactTokenizer(model),
     });
 
-  const settleDelivered = (meter: OutputMeter, reported: unknown) =>
+  const settleDelivered = (meter: OutputMeter, reported: unknown, delivered?: OutputReading["units"]) =>
     finishOnce(async () => {
-      const usage = await reconcileUsage({
+      const counted = await reconcileUsage({
         reported,
         deliveredOutputTokens: meter.countedTokens,
         choices: quote.choices,
@@ -152,6 +153,9 @@ export function createBillingSession(parameters: CreateBillingSessionParameters)
         promptTokenBound: quote.promptTokenBound,
         countPrompt: parameters.countPromptTokens,
       });
+      // Images are counted in the answer the buyer gets, never above what the quote allowed.
+      const images = Math.min(delivered?.images ?? 0, Number(quote.usageBound.images ?? 0));
+      const usage = images > 0 ? { ...counted, units: { ...counted.units, images } } : counted;
       return settleCharge({
         ledger,
         facilitator: parameters.facilitator,
@@ -295,7 +299,7 @@ export function createBillingSession(parameters: CreateBillingSessionParameters)
         meter.accept(quote.route.readAnswer(cut));
         body = JSON.stringify(cut);
       }
-      const outcome = await settleDelivered(meter, reading.usage);
+      const outcome = await settleDelivered(meter, reading.usage, reading.units);
       if (!outcome)
         throw new TollgateError({ code: "TOLLGATE_INTERNAL", shortMessage: "payment was already finished" });
       return {

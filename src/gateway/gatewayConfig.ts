@@ -31,7 +31,7 @@ const backendSchema = z.strictObject({
   maxDurationSeconds: z.number().positive().max(3_600).default(240),
   /** The APIs the backend speaks, each served on its gateway route; default the model's kind. */
   apis: z
-    .array(z.enum(["chat", "completion", "embedding", "messages", "responses"]))
+    .array(z.enum(["chat", "completion", "embedding", "messages", "responses", "image"]))
     .min(1)
     .optional(),
   /** Backend-specific fields that also carry the output limit (e.g. llama.cpp's `n_predict`). */
@@ -41,7 +41,7 @@ const backendSchema = z.strictObject({
 const modelSchema = z
   .strictObject({
     id: z.string().min(1),
-    kind: z.enum(["chat", "completion", "embedding"]).default("chat"),
+    kind: z.enum(["chat", "completion", "embedding", "image"]).default("chat"),
     backend: backendSchema,
     /** Price per 1M input tokens ("$0.15" or atomic units). */
     inputPrice: moneySchema.optional(),
@@ -53,6 +53,8 @@ const modelSchema = z
     prices: z.partialRecord(z.enum(USAGE_UNITS), moneySchema).optional(),
     /** Shorthand for `prices.compute_ms`: per second of backend time. */
     pricePerSecond: moneySchema.optional(),
+    /** Price per image by size (`"1024x1024"`) or size and quality (`"1024x1024/hd"`); the first size is the default. */
+    imagePrices: z.record(z.string(), moneySchema).optional(),
     /** Fixed price per request, offered with the `exact` scheme. */
     exactPrice: moneySchema.optional(),
     /** A fixed price covers at most this many prompt tokens (by the gateway's bound). */
@@ -65,7 +67,8 @@ const modelSchema = z
     description: z.string().optional(),
   })
   .superRefine((model, ctx) => {
-    const unitPriced = model.prices !== undefined || model.pricePerSecond !== undefined;
+    const unitPriced =
+      model.prices !== undefined || model.pricePerSecond !== undefined || model.imagePrices !== undefined;
     if (model.inputPrice === undefined && model.exactPrice === undefined && !unitPriced) {
       ctx.addIssue({
         code: "custom",
@@ -73,7 +76,12 @@ const modelSchema = z
         path: ["inputPrice"],
       });
     }
-    if (model.kind !== "embedding" && model.inputPrice !== undefined && model.outputPrice === undefined) {
+    if (
+      model.kind !== "embedding" &&
+      model.kind !== "image" &&
+      model.inputPrice !== undefined &&
+      model.outputPrice === undefined
+    ) {
       ctx.addIssue({
         code: "custom",
         message: "outputPrice is required with inputPrice",

@@ -11,7 +11,10 @@ const resolved = new WeakMap<ModelConfig, UnitPrices | undefined>();
 export function modelUnitPrices(model: ModelConfig): UnitPrices | undefined {
   if (resolved.has(model)) return resolved.get(model);
   const priced =
-    model.inputPrice !== undefined || model.prices !== undefined || model.pricePerSecond !== undefined;
+    model.inputPrice !== undefined ||
+    model.prices !== undefined ||
+    model.pricePerSecond !== undefined ||
+    model.imagePrices !== undefined;
   const prices = priced
     ? resolveUnitPrices({
         prices: model.prices,

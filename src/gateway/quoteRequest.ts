@@ -78,10 +78,13 @@ export function quoteRequest(
     model.backend.maxDurationSeconds * 1000,
     model.backend.timeoutMs * (maxOutputTokens + 2),
   );
-  const prices = modelUnitPrices(model);
+  const modelPrices = modelUnitPrices(model);
+  const prices =
+    modelPrices && route.requestPrices ? route.requestPrices(request, model, modelPrices) : modelPrices;
   const usageBound: UsageBound = {
     inputTokens: bound,
     outputTokens: maxOutputTokens,
+    ...(request.images !== undefined ? { images: request.images } : {}),
     ...(prices?.compute_ms !== undefined ? { computeMs: timeBoundMs } : {}),
   };
   const maxAtomic = prices === undefined ? undefined : maxCostOfUnits(usageBound, prices);

@@ -1,8 +1,9 @@
+import type { UnitPrices, UsageUnit } from "../../pricing/index.js";
 import type { StreamReceipt } from "../../protocol/index.js";
 import type { ModelConfig } from "../gatewayConfig.js";
 
 /** Which inference API a request is for. */
-export type RouteKind = "chat" | "completion" | "embedding" | "messages" | "responses";
+export type RouteKind = "chat" | "completion" | "embedding" | "messages" | "responses" | "image";
 
 /** Output text of one choice found in a chunk or a whole answer. */
 export type OutputPiece = { choice: number; text: string };
@@ -19,6 +20,8 @@ export type OutputReading = {
   error: string | undefined;
   /** Forward this stream event to the buyer; default: when it delivered output (a usage-only chunk is not). */
   forward?: boolean;
+  /** Units delivered beyond tokens (images returned), counted by the gateway itself. */
+  units?: Partial<Record<UsageUnit, number>>;
 };
 
 /** How a route ends its streams, for APIs whose streams are not OpenAI's chunks and `[DONE]`. */
@@ -42,6 +45,8 @@ export type RouteRequest = {
   requestedOutputTokens: unknown;
   /** Choices generated, each up to the output limit. */
   choices: number;
+  /** Images the request asks for, each priced at its size. */
+  images?: number;
 };
 
 /**
@@ -67,6 +72,8 @@ export type RouteAdapter = {
   errorBody?(status: number, message: string, code: string): Record<string, unknown>;
   /** Validates the body against the allow-list; throws TOLLGATE_REQUEST_INVALID naming the field. */
   readRequest(body: Record<string, unknown>): RouteRequest;
+  /** This request's prices, when they depend on it (an image's size and quality); default the model's. */
+  requestPrices?(request: RouteRequest, model: ModelConfig, prices: UnitPrices): UnitPrices;
   /** An upper bound on the prompt tokens of everything forwarded, for `model`. */
   promptTokenBound(request: RouteRequest, model: ModelConfig): number;
   /** The prompt's tokens by the model's tokenizer, for when the backend reports none; never above the bound. */

@@ -2,6 +2,7 @@ import { anthropicMessages } from "./anthropicMessages.js";
 import { chatCompletions } from "./chatCompletions.js";
 import { completions } from "./completions.js";
 import { embeddings } from "./embeddings.js";
+import { imageGenerations } from "./imageGenerations.js";
 import { openAiResponses } from "./openAiResponses.js";
 import type { RouteAdapter, RouteKind } from "./RouteAdapter.js";
 
@@ -21,6 +22,7 @@ export const routes: Readonly<Record<RouteKind, RouteAdapter>> = {
   embedding: embeddings,
   messages: anthropicMessages,
   responses: openAiResponses,
+  image: imageGenerations,
 };
 
 /** The route a path names (`…/chat/completions`, `…/completions`, `…/embeddings`, `…/messages`, `…/responses`). */
