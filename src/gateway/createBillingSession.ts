@@ -85,6 +85,8 @@ export function createBillingSession(parameters: CreateBillingSessionParameters)
   const { heartbeatMs = DEFAULT_HEARTBEAT_MS, faultInjection } = parameters;
   const model = quote.model;
   const deadlineAt = Date.now() + quote.timeBoundMs;
+  // Compute time is measured from here (the backend is called next) to the end of the answer.
+  const startedAt = performance.now();
   const capAtomic =
     requirements.scheme === "upto" && quote.maxAtomic !== undefined && quote.maxAtomic < signedMaxAtomic
       ? quote.maxAtomic
@@ -155,7 +157,18 @@ export function createBillingSession(parameters: CreateBillingSessionParameters)
       });
       // Images are counted in the answer the buyer gets, never above what the quote allowed.
       const images = Math.min(delivered?.images ?? 0, Number(quote.usageBound.images ?? 0));
-      const usage = images > 0 ? { ...counted, units: { ...counted.units, images } } : counted;
+      const computeMs =
+        quote.prices?.compute_ms === undefined
+          ? undefined
+          : Math.min(Math.ceil(performance.now() - startedAt), quote.timeBoundMs);
+      const usage = {
+        ...counted,
+        units: {
+          ...counted.units,
+          ...(images > 0 ? { images } : {}),
+          ...(computeMs !== undefined ? { compute_ms: computeMs } : {}),
+        },
+      };
       return settleCharge({
         ledger,
         facilitator: parameters.facilitator,
