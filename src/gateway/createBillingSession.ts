@@ -10,6 +10,7 @@ import {
   SSE_DONE_EVENT,
   type StreamReceipt,
 } from "../protocol/index.js";
+import type { ChannelReservation } from "./channels/createChannelBilling.js";
 import { createSseTap, type SseTap } from "./createSseTap.js";
 import type { FacilitatorLike } from "./facilitatorLike.js";
 import { guardBackendBody } from "./guardBackendBody.js";
@@ -40,6 +41,8 @@ export type CreateBillingSessionParameters = {
   heartbeatMs?: number;
   /** Test-only: `mid_stream`, `after_metering`, `after_settlement`. */
   faultInjection?: FaultInjection;
+  /** A voucher's reservation on its payment channel: the charge goes there instead of a settle. */
+  channel?: ChannelReservation;
 };
 
 /** Default interval of the serving heartbeat; a recovery grace period must be several times longer. */
@@ -99,7 +102,7 @@ export function createBillingSession(parameters: CreateBillingSessionParameters)
 
   // The charge is capped by this request's own maximum, not by a larger amount the buyer signed.
   const chargeFor = (usage: ChargeUsage): bigint => {
-    if (requirements.scheme !== "upto") return BigInt(requirements.amount);
+    if (requirements.scheme !== "upto" && !parameters.channel) return BigInt(requirements.amount);
     const cost = costOfUnits(usage.units, quote.prices ?? {});
     if (cost > capAtomic) return capAtomic;
     return cost;
@@ -169,6 +172,7 @@ export function createBillingSession(parameters: CreateBillingSessionParameters)
           ...(computeMs !== undefined ? { compute_ms: computeMs } : {}),
         },
       };
+      if (parameters.channel) return parameters.channel.charge(paymentId, usage, chargeFor(usage));
       return settleCharge({
         ledger,
         facilitator: parameters.facilitator,
@@ -186,6 +190,7 @@ export function createBillingSession(parameters: CreateBillingSessionParameters)
   const failBeforeOutput = async (reason: string) => {
     await finishOnce(async () => {
       await ledger.markFailed(paymentId, reason);
+      await parameters.channel?.release();
       return undefined;
     });
   };
@@ -212,6 +217,8 @@ export function createBillingSession(parameters: CreateBillingSessionParameters)
       fixedFeeAtomic: String(quote.prices?.requests ?? 0n),
       units: unitPricesToStrings(quote.prices ?? {}),
     },
+    // A channel's charged total and balance after this charge, as `@x402/evm`'s client reads them.
+    ...(outcome.settlement.extra?.channelState ? { channel: outcome.settlement.extra.channelState } : {}),
   });
 
   const streamTrailer = quote.route.streamTrailer;

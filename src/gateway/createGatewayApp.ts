@@ -3,6 +3,7 @@ import { bodyLimit } from "hono/body-limit";
 import { isTollgateError, type Logger, silentLogger } from "../errors/index.js";
 import { unitPricesToStrings } from "../pricing/index.js";
 import { EXPOSED_PAYMENT_HEADERS } from "../protocol/index.js";
+import { CHANNEL_REFUND_PATH, type createChannelRefund } from "./channels/index.js";
 import type { Billing } from "./createBilling.js";
 import { errorAnswer } from "./errorAnswer.js";
 import { type TollgateContext, tollgateHono } from "./honoBilling.js";
@@ -15,6 +16,8 @@ export type CreateGatewayAppParameters = {
   logger?: Logger;
   /** Largest request body on the inference routes, in bytes; larger gets 413. Default 4 MiB. */
   maxBodyBytes?: number;
+  /** Cooperative refunds of payment channels at `GET /v1/channels/refund`, when channels are offered. */
+  refundChannel?: ReturnType<typeof createChannelRefund>;
 };
 
 /**
@@ -25,6 +28,7 @@ export function createGatewayApp({
   billing,
   logger = silentLogger,
   maxBodyBytes = 4 * 1024 * 1024,
+  refundChannel,
 }: CreateGatewayAppParameters) {
   const app = new Hono<{ Variables: { tollgate: TollgateContext } }>();
 
@@ -54,6 +58,7 @@ export function createGatewayApp({
           payTo: billing.terms.payTo,
           schemes: [
             ...(modelUnitPrices(model) !== undefined ? ["upto"] : []),
+            ...(modelUnitPrices(model) !== undefined && billing.channels ? ["batch-settlement"] : []),
             ...(model.exactPrice !== undefined ? ["exact"] : []),
           ],
           inputPerMTokAtomic: modelUnitPrices(model)?.input_tokens?.toString(),
@@ -94,6 +99,13 @@ export function createGatewayApp({
   for (const route of Object.values(routes)) {
     if (route.errorBody) app.post(`/v1${route.path}`, inErrorShapeOf(route), limitBody, forward, handler);
     else app.post(`/v1${route.path}`, limitBody, forward, handler);
+  }
+
+  if (refundChannel) {
+    app.get(CHANNEL_REFUND_PATH, async (c) => {
+      const answer = await refundChannel({ url: c.req.url, headers: c.req.raw.headers });
+      return c.json(answer.body, answer.status as 200, answer.headers);
+    });
   }
 
   app.notFound((c) => {

@@ -1,4 +1,12 @@
 export {
+  BATCH_SETTLEMENT,
+  CHANNEL_REFUND_PATH,
+  type ChannelDifference,
+  type GatewayChannels,
+  type ReconcileChannelsReturnType,
+  reconcileChannels,
+} from "./channels/index.js";
+export {
   type Billing,
   type BillingDecision,
   type BillingRequest,
@@ -17,6 +25,7 @@ export { createSseTap, type SseTap } from "./createSseTap.js";
 export { type TollgateExpressParameters, tollgateExpress } from "./expressBilling.js";
 export type { FacilitatorLike } from "./facilitatorLike.js";
 export {
+  configProblems,
   type GatewayConfig,
   type GatewayConfigInput,
   gatewayConfigSchema,

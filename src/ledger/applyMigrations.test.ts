@@ -10,6 +10,7 @@ import { captureLogger } from "./testkit/captureLogger.js";
 // One PGlite for the file; each test migrates into a fresh, empty schema of its own.
 let sql: SqlClient;
 let schemaNumber = 0;
+const versions = ledgerMigrations.map((migration) => migration.version);
 before(async () => {
   sql = await createPgliteClient();
 });
@@ -25,35 +26,36 @@ async function recorded(): Promise<unknown[]> {
 }
 
 test("applies each migration once and records it in schema_migrations", async () => {
-  assert.deepEqual(await applyMigrations(sql), { applied: [1, 2, 3] });
+  assert.deepEqual(await applyMigrations(sql), { applied: versions });
   assert.deepEqual(await applyMigrations(sql), { applied: [] });
   assert.deepEqual(await recorded(), [
     [1, "payments"],
     [2, "settlements"],
-    [3, "payments_usage_units"],
+    [3, "channels"],
+    [4, "payments_usage_units"],
   ]);
   const tables = await sql.query(
     "SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema() ORDER BY 1",
   );
   assert.deepEqual(
     tables.map((row) => row.table_name),
-    ["payments", "schema_migrations", "settlements"],
+    ["channels", "payments", "schema_migrations", "settlements"],
   );
 });
 
 test("applies each migration once when two starts race", async () => {
   const results = await Promise.all([applyMigrations(sql), applyMigrations(sql)]);
-  assert.deepEqual(results.flatMap((result) => result.applied).sort(), [1, 2, 3]);
-  assert.equal((await recorded()).length, 3);
+  assert.deepEqual(results.flatMap((result) => result.applied).sort(), versions);
+  assert.equal((await recorded()).length, versions.length);
 });
 
 test("applies only the migrations that are new", async () => {
   await applyMigrations(sql, { migrations: ledgerMigrations.slice(0, 1) });
-  assert.deepEqual(await applyMigrations(sql), { applied: [2, 3] });
+  assert.deepEqual(await applyMigrations(sql), { applied: versions.slice(1) });
 });
 
 test("moves the token counts of rows metered before usage units into the usage column", async () => {
-  await applyMigrations(sql, { migrations: ledgerMigrations.slice(0, 2) });
+  await applyMigrations(sql, { migrations: ledgerMigrations.slice(0, 3) });
   await sql.query(
     `INSERT INTO payments (network, payer, nonce, scheme, model, route, asset, pay_to, max_atomic,
        prompt_tokens, completion_tokens, charge_atomic, status, payload, requirements)
@@ -62,7 +64,7 @@ test("moves the token counts of rows metered before usage units into the usage c
        ('eip155:31337', '0xab', '2', 'upto', 'm', '/v1/chat/completions', '0x1', '0x2', 100,
        NULL, NULL, NULL, 'failed', '{}', '{}')`,
   );
-  assert.deepEqual(await applyMigrations(sql), { applied: [3] });
+  assert.deepEqual(await applyMigrations(sql), { applied: [4] });
   const rows = await sql.query("SELECT nonce, usage FROM payments ORDER BY nonce");
   const usageOf = (value: unknown) => (typeof value === "string" ? JSON.parse(value) : value);
   assert.deepEqual(usageOf(rows[0]?.usage), { input_tokens: 12, output_tokens: 34 });
