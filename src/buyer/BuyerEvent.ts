@@ -3,7 +3,12 @@ import type { PolicyRefusal } from "./policyRefusal.js";
 import type { DisputeReason } from "./SpendStore.js";
 
 /** Token counts as a receipt reports them. */
-export type ReportedUsage = { promptTokens: number; completionTokens: number };
+export type ReportedUsage = {
+  promptTokens: number;
+  completionTokens: number;
+  /** Usage per unit, when the seller itemizes it (`input_tokens`, `cached_input_tokens`, `images`, …). */
+  units?: Record<string, number> | undefined;
+};
 
 /** What the paying fetch reports as it pays; `onEvent` receives each one. */
 export type BuyerEvent =

@@ -254,7 +254,11 @@ function streamReceiptOf(receipt: StreamReceipt): ReadReceipt {
     transaction: receipt.transaction,
     network: receipt.network,
     payer: receipt.payer,
-    usage: { promptTokens: receipt.usage.prompt_tokens, completionTokens: receipt.usage.completion_tokens },
+    usage: {
+      promptTokens: receipt.usage.prompt_tokens,
+      completionTokens: receipt.usage.completion_tokens,
+      ...(receipt.units ? { units: receipt.units } : {}),
+    },
     extensions: receipt.extensions,
     extra:
       typeof extra === "object" && extra !== null

@@ -88,7 +88,12 @@ export async function devCommand(argv: string[]): Promise<number> {
       models: [
         {
           id: modelId,
-          backend: { baseUrl: backendUrl, apiKey },
+          // The demo backend speaks the Messages API too; an upstream is assumed to speak chat only.
+          backend: {
+            baseUrl: backendUrl,
+            apiKey,
+            ...(flags.upstream ? {} : { apis: ["chat", "messages", "responses"] }),
+          },
           inputPrice: "$0.50",
           outputPrice: "$1.50",
           maxOutputTokens: 1024,
@@ -96,6 +101,25 @@ export async function devCommand(argv: string[]): Promise<number> {
             ? `${modelId} via ${flags.upstream}`
             : "Tollgate's built-in demo model (not a real LLM)",
         },
+        // The demo backend also embeds and draws, so every route can be tried on the quick start.
+        ...(flags.upstream
+          ? []
+          : [
+              {
+                id: `${modelId}-embedding`,
+                kind: "embedding" as const,
+                backend: { baseUrl: backendUrl },
+                inputPrice: "$0.02",
+                description: "Tollgate's built-in demo embeddings (deterministic vectors)",
+              },
+              {
+                id: `${modelId}-image`,
+                kind: "image" as const,
+                backend: { baseUrl: backendUrl },
+                imagePrices: { "256x256": "$0.01", "1024x1024": "$0.04" },
+                description: "Tollgate's built-in demo images (small generated PNGs)",
+              },
+            ]),
       ],
     };
     const gateway = await startGateway({ config: parseGatewayConfig(input), logger, pollingIntervalMs: 20 });

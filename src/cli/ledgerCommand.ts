@@ -49,6 +49,7 @@ export async function ledgerCommand(argv: string[]): Promise<number> {
               chargeAtomic: p.chargeAtomic?.toString() ?? null,
               promptTokens: p.promptTokens,
               completionTokens: p.completionTokens,
+              usage: p.usage,
               transaction: p.transaction,
               error: p.error,
             })),
@@ -72,7 +73,13 @@ export async function ledgerCommand(argv: string[]): Promise<number> {
     printLine(`Recent payments (newest first, ${recent.length})`);
     for (const p of recent) {
       const charge = p.chargeAtomic === null ? "-" : formatMoney(p.chargeAtomic);
-      const tokens = p.completionTokens === null ? "" : ` ${p.promptTokens}+${p.completionTokens} tok`;
+      const tokens = p.usage
+        ? ` ${Object.entries(p.usage)
+            .map(([unit, count]) => `${count} ${unit}`)
+            .join(", ")}`
+        : p.completionTokens === null
+          ? ""
+          : ` ${p.promptTokens}+${p.completionTokens} tok`;
       printLine(
         `  #${p.id} ${p.createdAt.toISOString()} ${p.model} ${p.payer} ${p.status} max ${formatMoney(p.maxAtomic)} charged ${charge}${tokens}${p.transaction ? ` tx ${p.transaction}` : ""}${p.error ? ` (${p.error})` : ""}`,
       );
