@@ -1,7 +1,7 @@
 import type { MiddlewareHandler } from "hono";
+import { billHandlerResponse } from "./billHandlerResponse.js";
 import type { Billing } from "./createBilling.js";
 import type { BillingSession } from "./createBillingSession.js";
-import { readGuardedText } from "./guardBackendBody.js";
 import type { RequestQuote, RouteKind } from "./quoteRequest.js";
 import { routeOfPath } from "./routes/index.js";
 
@@ -74,42 +74,10 @@ export function tollgateHono({ billing, routeKind }: TollgateHonoParameters): Mi
 
     await next();
 
-    const response = c.res;
-    if (c.error || response.status >= 400) {
-      await session.failBeforeOutput(c.error ? String(c.error) : `backend answered ${response.status}`);
+    if (c.error) {
+      await session.failBeforeOutput(String(c.error));
       return;
     }
-    // Whether the answer is a stream is decided by the answer, not guessed from the request.
-    const contentType = response.headers.get("content-type") ?? "";
-    if (response.body && contentType.includes("text/event-stream")) {
-      const headers = new Headers(response.headers);
-      headers.delete("content-length");
-      c.res = new Response(session.meterStream(response.body), { status: response.status, headers });
-      return;
-    }
-    let text: string;
-    try {
-      text = await readGuardedText(response.body, {
-        idleMs: quote.model.backend.timeoutMs,
-        deadlineAt: session.deadlineAt,
-        modelId: quote.model.id,
-      });
-    } catch (error) {
-      await session.failBeforeOutput(String(error));
-      throw error;
-    }
-    const completed = await session.completeJson(text);
-    if (!completed.ok) {
-      c.res = new Response(JSON.stringify(completed.body), {
-        status: completed.status,
-        headers: { "content-type": "application/json" },
-      });
-      return;
-    }
-    const merged = new Headers(response.headers);
-    merged.delete("content-length");
-    merged.set("content-type", "application/json");
-    for (const [name, value] of Object.entries(completed.headers)) merged.set(name, value);
-    c.res = new Response(completed.body, { status: response.status, headers: merged });
+    c.res = await billHandlerResponse(session, quote, c.res);
   };
 }

@@ -1,3 +1,4 @@
+export { billHandlerResponse } from "./billHandlerResponse.js";
 export {
   type Billing,
   type BillingDecision,
@@ -30,6 +31,7 @@ export {
   type TollgateHonoParameters,
   tollgateHono,
 } from "./honoBilling.js";
+export { type TollgateRouteHandler, type WithTollgateParameters, withTollgate } from "./nextBilling.js";
 export {
   type BillingTerms,
   buildOffers,
