@@ -26,7 +26,8 @@ function readmeRows(): Map<string, Set<string>> {
     if (/^\| command \|/.test(line)) inCommandTable = true;
     else if (!line.startsWith("|")) inCommandTable = false;
     const row = inCommandTable ? /^\| `([a-z]+)((?: [^`]*)?)` \|/.exec(line) : null;
-    if (row) rows.set(row[1]!, flagsIn(row[2]!));
+    // A command listed twice (the seller's and the buyer's side) has the flags of both rows.
+    if (row) rows.set(row[1]!, new Set([...(rows.get(row[1]!) ?? []), ...flagsIn(row[2]!)]));
   }
   return rows;
 }

@@ -33,11 +33,19 @@ export {
   quotedPriceOf,
   type RequestEstimate,
 } from "./quotedPrice.js";
+export { type ChannelOnChain, readChannelOnChain } from "./readChannelOnChain.js";
+export {
+  type ChannelRefundOutcome,
+  type RefundChannelsParameters,
+  refundChannels,
+} from "./refundChannels.js";
 export {
   type ResolveLapsedReservationsParameters,
   resolveLapsedReservations,
 } from "./resolveLapsedReservations.js";
 export type {
+  BuyerChannel,
+  BuyerChannelInput,
   DaySpend,
   DisputeReason,
   ProviderDaySpend,
@@ -50,6 +58,7 @@ export type {
   SpendStore,
 } from "./SpendStore.js";
 export { type OfferChoice, selectOffer } from "./selectOffer.js";
+export { spendChannelStorage } from "./spendChannelStorage.js";
 export {
   type ProviderPolicy,
   parseSpendingPolicy,

@@ -64,4 +64,18 @@ export const commandFlags = {
     "max-tokens": { type: "string" },
   },
   spend: { json: { type: "boolean" }, policy: { type: "string" } },
+  channels: {
+    "data-dir": { type: "string" },
+    buyer: { type: "boolean" },
+    json: { type: "boolean" },
+    gateway: { type: "string" },
+    rpc: { type: "string" },
+  },
+  refund: {
+    gateway: { type: "string" },
+    url: { type: "string" },
+    rpc: { type: "string" },
+    "private-key": { type: "string" },
+    json: { type: "boolean" },
+  },
 } as const satisfies Record<CommandName, FlagOptions>;

@@ -78,6 +78,13 @@ export async function devCommand(argv: string[]): Promise<number> {
       facilitator: { privateKey: devnet.accounts.facilitator.privateKey },
       server: { host: flags.host, port: flags.port },
       ledger: { dataDir: flags.dataDir },
+      // Short intervals so channel payments reach payTo within seconds.
+      channels: {
+        claimIntervalSeconds: 2,
+        settleIntervalSeconds: 3,
+        minClaimAtomic: 0,
+        withdrawDelaySeconds: 900,
+      },
       models: [
         {
           id: modelId,

@@ -12,6 +12,8 @@ import {
   readPaymentHeader,
 } from "../protocol/index.js";
 import { authorizationDeadline } from "./authorizationDeadline.js";
+import { correctiveOffers, orderOffers } from "./channels/channelOffers.js";
+import { BATCH_SETTLEMENT, type ChannelBilling } from "./channels/createChannelBilling.js";
 import { type BillingSession, createBillingSession } from "./createBillingSession.js";
 import { errorAnswer } from "./errorAnswer.js";
 import type { FacilitatorLike } from "./facilitatorLike.js";
@@ -51,6 +53,10 @@ export type CreateBillingParameters = {
   heartbeatMs?: number;
   /** Test-only crash points (`after_claim`, `mid_stream`, `after_metering`, `after_settlement`). */
   faultInjection?: FaultInjection;
+  /** Payment channels (`batch-settlement`); without them no channel offer is made. */
+  channels?: ChannelBilling;
+  /** The schemes offered, in order; default upto, batch-settlement, exact. */
+  schemes?: readonly string[];
 };
 
 /** Default bound on the facilitator's verify. */
@@ -74,6 +80,8 @@ export type BillingDecision =
 export type Billing = {
   readonly terms: BillingTerms;
   readonly models: ReadonlyMap<string, ModelConfig>;
+  /** Payment channels, when this gateway offers `batch-settlement`. */
+  readonly channels?: ChannelBilling;
   begin(request: BillingRequest): Promise<BillingDecision>;
 };
 
@@ -96,6 +104,8 @@ export function createBilling({
   settleTimeoutMs,
   heartbeatMs,
   faultInjection,
+  channels,
+  schemes,
 }: CreateBillingParameters): Billing {
   const models = new Map(modelList.map((model) => [model.id, model]));
 
@@ -139,14 +149,20 @@ export function createBilling({
         });
       throw error;
     }
-    const offers = buildOffers(quote, terms);
+    const offers = orderOffers(
+      [
+        ...buildOffers(quote, terms),
+        ...(channels && quote.maxAtomic !== undefined ? [channels.offer(quote.maxAtomic)] : []),
+      ],
+      schemes,
+    );
     if (offers.length === 0) {
       return refuse("TOLLGATE_FACILITATOR_UNAVAILABLE", "no payment scheme is available right now");
     }
-    const paymentRequired = (error?: string) => {
+    const paymentRequired = (error?: string, withOffers = offers) => {
       const required = buildPaymentRequired(
         quote,
-        offers,
+        withOffers,
         resourceUrlOf(request.url),
         error,
         gasSponsoringExtensions(offers, terms),
@@ -184,6 +200,69 @@ export function createBilling({
       return paymentRequired(
         `${ReasonCode.gasSponsoringRefused}: this gateway's facilitator does not sponsor ${sponsored.extension}; approve Permit2 on ${matched.requirements.asset} first`,
       );
+    }
+
+    if (channels && matched.requirements.scheme === BATCH_SETTLEMENT) {
+      const accepted = await channels.accept({ payment, requirements: matched.requirements, quote });
+      if (!accepted.ok) {
+        if (accepted.kind === "malformed")
+          return refuse("TOLLGATE_PAYMENT_MALFORMED", `malformed payment header: ${accepted.message}`, {
+            reason: "invalid_payload",
+            field: accepted.field,
+          });
+        if (accepted.kind === "unavailable")
+          return refuse("TOLLGATE_FACILITATOR_UNAVAILABLE", accepted.message);
+        return paymentRequired(
+          accepted.reason,
+          accepted.channel ? correctiveOffers(offers, accepted.channel) : offers,
+        );
+      }
+      const { reservation } = accepted;
+      const claim = await ledger
+        .claim(
+          {
+            network: terms.network,
+            payer: accepted.payer,
+            nonce: accepted.nonce,
+            scheme: BATCH_SETTLEMENT,
+            model: model.id,
+            route: new URL(request.url).pathname,
+            asset: matched.requirements.asset,
+            payTo: matched.requirements.payTo,
+            maxAtomic: matched.signedMaxAtomic,
+            paymentPayload: payment,
+            paymentRequirements: matched.requirements,
+          },
+          { serving: true },
+        )
+        .catch(async (error: unknown) => {
+          await reservation.release().catch(() => undefined);
+          throw error;
+        });
+      if (!claim.claimed) {
+        await reservation.release();
+        return replayed(claim.existing.status);
+      }
+      const tokenizer = model.tokenizer ?? model.id;
+      return {
+        action: "serve",
+        quote,
+        session: createBillingSession({
+          quote,
+          paymentId: claim.payment.id,
+          payer: accepted.payer,
+          payload: payment,
+          requirements: matched.requirements as PaymentRequirements,
+          signedMaxAtomic: matched.signedMaxAtomic,
+          ledger,
+          facilitator,
+          countTokens: (text) => countTokens(text, tokenizer),
+          countPromptTokens: () => quote.route.countPromptTokens(quote.request, model),
+          logger,
+          heartbeatMs,
+          channel: reservation,
+        }),
+      };
     }
 
     // The authorization must outlive the work: the longest the request may run, plus time to settle.
@@ -272,7 +351,7 @@ export function createBilling({
     };
   }
 
-  return { terms, models, begin };
+  return { terms, models, channels, begin };
 }
 
 /** The most a payment may be charged: the request's own maximum, or the signed amount if lower. */

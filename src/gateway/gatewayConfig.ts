@@ -100,6 +100,33 @@ const facilitatorSchema = z.union([
   }),
 ]);
 
+const paymentSchemeSchema = z.enum(["upto", "batch-settlement", "exact"]);
+
+/** Payment channels (x402 `batch-settlement`): how often vouchers are claimed and claims swept to payTo. */
+const channelsSchema = z.strictObject({
+  /** How often outstanding vouchers are claimed on chain (one transaction for many channels). */
+  claimIntervalSeconds: z.number().positive().max(86_400).default(300),
+  /** How often claimed funds are moved to payTo (one transfer). */
+  settleIntervalSeconds: z.number().positive().max(86_400).default(3_600),
+  /** A channel is claimed once this much is charged and unclaimed (sooner when its payer withdraws or it idles). */
+  minClaimAtomic: moneySchema.default(1_000_000n),
+  /** The delay a payer's withdrawal must wait, written into every channel (at least 900 s). */
+  withdrawDelaySeconds: z
+    .number()
+    .int()
+    .min(900)
+    .max(30 * 86_400)
+    .default(86_400),
+  /** The deposit a new channel is asked for (at least one request's maximum). */
+  minDeposit: moneySchema.default(1_000_000n),
+  /** Cooperatively refund channels idle this long (seconds); unset: never on its own. */
+  refundIdleSeconds: z.number().positive().optional(),
+  /** The receiver-authorizer key that signs claims and refunds, already resolved (the CLI reads the env). */
+  receiverAuthorizerKey: privateKeySchema.optional(),
+  /** Environment variable holding the receiver-authorizer key; default: the in-process facilitator's key. */
+  receiverAuthorizerKeyEnv: z.string().optional(),
+});
+
 /** The gateway's configuration file (`tollgate.yaml`), validated. */
 export const gatewayConfigSchema = z
   .strictObject({
@@ -160,6 +187,10 @@ export const gatewayConfigSchema = z
         intervalSeconds: z.number().min(1).default(15),
       })
       .default({ graceSeconds: 60, settlingGraceSeconds: 120, intervalSeconds: 15 }),
+    /** The schemes a per-token model offers, in this order (batch-settlement only with `channels`). */
+    schemes: z.array(paymentSchemeSchema).min(1).default(["upto", "batch-settlement", "exact"]),
+    /** Payment channels; without this key no batch-settlement offer is made. */
+    channels: channelsSchema.optional(),
     /** Public URL prefix of the gateway, used in 402 `resource` fields. */
     publicUrl: z.string().url().optional(),
     models: z.array(modelSchema).min(1),
@@ -171,6 +202,13 @@ export const gatewayConfigSchema = z
     if (!config.asset && !preset?.usdc) {
       ctx.addIssue({ code: "custom", message: "asset is required on this network", path: ["asset"] });
     }
+    // A withdrawal must be seen and claimed before its delay ends: claims run well inside it.
+    if (config.channels && config.channels.claimIntervalSeconds * 3 > config.channels.withdrawDelaySeconds)
+      ctx.addIssue({
+        code: "custom",
+        message: `claimIntervalSeconds (${config.channels.claimIntervalSeconds}) must be at most a third of withdrawDelaySeconds (${config.channels.withdrawDelaySeconds}), so a payer's withdrawal is claimed before its delay ends`,
+        path: ["channels", "claimIntervalSeconds"],
+      });
     const ids = new Set<string>();
     for (const [i, model] of config.models.entries()) {
       const needed = Math.ceil(model.backend.maxDurationSeconds) + config.settlementMarginSeconds;

@@ -1,5 +1,13 @@
 export { billHandlerResponse } from "./billHandlerResponse.js";
 export {
+  BATCH_SETTLEMENT,
+  CHANNEL_REFUND_PATH,
+  type ChannelDifference,
+  type GatewayChannels,
+  type ReconcileChannelsReturnType,
+  reconcileChannels,
+} from "./channels/index.js";
+export {
   type Billing,
   type BillingDecision,
   type BillingRequest,
