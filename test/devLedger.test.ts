@@ -131,6 +131,17 @@ describe("tollgate dev keeps its ledger where tollgate ledger finds it", () => {
     );
   });
 
+  test("commands that open the data dir themselves refuse while dev holds it", async () => {
+    const run = await runMain(["channels", "--data-dir", join(dir, ".tollgate/ledger")], {
+      DATABASE_URL: undefined,
+    });
+    assert.equal(run.code, 1, run.stderr);
+    assert.match(
+      run.stderr,
+      /the ledger in .*\.tollgate\/ledger is held by a running gateway \(process \d+\); stop it first/,
+    );
+  });
+
   test("after dev stops, tollgate ledger reads the data dir itself", async () => {
     const exited = new Promise<number | null>((resolve) => dev?.once("exit", resolve));
     dev?.kill("SIGTERM");
