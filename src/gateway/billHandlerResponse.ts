@@ -13,7 +13,7 @@ export async function billHandlerResponse(
   response: Response,
 ): Promise<Response> {
   if (response.status >= 400) {
-    await session.failBeforeOutput(`backend answered ${response.status}`);
+    await session.failBeforeOutput(`backend answered ${response.status}`, response.status);
     return response;
   }
   const contentType = response.headers.get("content-type") ?? "";

@@ -1,3 +1,9 @@
+export {
+  type BillingEvent,
+  type BillingEventListener,
+  type BillingEventType,
+  combineBillingListeners,
+} from "./BillingEvent.js";
 export { billHandlerResponse } from "./billHandlerResponse.js";
 export {
   BATCH_SETTLEMENT,
@@ -40,6 +46,18 @@ export {
   tollgateHono,
 } from "./honoBilling.js";
 export { type TollgateRouteHandler, type WithTollgateParameters, withTollgate } from "./nextBilling.js";
+export {
+  type CreateGatewayMetricsParameters,
+  createGatewayMetrics,
+  type GatewayMetrics,
+} from "./operator/createGatewayMetrics.js";
+export {
+  type DashboardChannel,
+  type GatewayDashboard,
+  type GatewayDashboardParameters,
+  readGatewayDashboard,
+} from "./operator/gatewayDashboard.js";
+export { type MountOperatorRoutesParameters, mountOperatorRoutes } from "./operator/mountOperatorRoutes.js";
 export {
   type BillingTerms,
   buildOffers,

@@ -80,7 +80,7 @@ export function withTollgate<Context = unknown>(
     try {
       response = await handler(limited, context, { quote, session, backendBody: quote.backendBody });
     } catch (error) {
-      await session.failBeforeOutput(String(error));
+      await session.failBeforeOutput(String(error), 500);
       throw error;
     }
     return billHandlerResponse(session, quote, response);
