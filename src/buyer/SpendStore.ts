@@ -88,6 +88,9 @@ export type SpendDispute = Omit<RecordDisputeInput, "details"> & {
 
 export type ProviderDaySpend = {
   origin: string;
+  /** One row per provider, network and asset: test USDC on a devnet is not real USDC. */
+  network: string;
+  asset: string;
   /** What counts against the caps: charges, plus maxima still reserved. */
   countedAtomic: bigint;
   chargedAtomic: bigint;

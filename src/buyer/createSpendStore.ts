@@ -195,21 +195,26 @@ export async function createSpendStore({
     async daySpend(day = utcDay(now())): Promise<DaySpend> {
       const rows = await sql.query<{
         origin: string;
+        network: string;
+        asset: string;
         counted: string;
         charged: string;
         reserved: string;
         payments: unknown;
       }>(
-        `SELECT origin,
+        `SELECT origin, network, asset,
                 SUM(counted_atomic)::text AS counted,
                 COALESCE(SUM(charged_atomic) FILTER (WHERE status = 'settled'), 0)::text AS charged,
                 COALESCE(SUM(counted_atomic) FILTER (WHERE status = 'reserved'), 0)::text AS reserved,
                 COUNT(*) FILTER (WHERE status IN ('reserved', 'settled')) AS payments
-           FROM spend_reservations WHERE day = $1 GROUP BY origin ORDER BY origin`,
+           FROM spend_reservations WHERE day = $1
+          GROUP BY origin, network, asset ORDER BY network, asset, origin`,
         [day],
       );
       const providers = rows.map((row) => ({
         origin: row.origin,
+        network: row.network,
+        asset: row.asset,
         countedAtomic: BigInt(row.counted),
         chargedAtomic: BigInt(row.charged),
         reservedAtomic: BigInt(row.reserved),

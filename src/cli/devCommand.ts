@@ -1,4 +1,5 @@
 import { randomBytes } from "node:crypto";
+import { readdirSync } from "node:fs";
 import { z } from "zod";
 import { startDemoBackend } from "../demo/index.js";
 import { startDevnet } from "../devnet/index.js";
@@ -7,6 +8,8 @@ import { type GatewayConfigInput, parseGatewayConfig, startGateway } from "../ga
 import { countTextTokens } from "../pricing/index.js";
 import { createCliLogger, parseFlags, printLine, waitForShutdownSignal } from "./cliSupport.js";
 import { commandFlags } from "./commandFlags.js";
+import { claimConfiguredLedger } from "./gatewayCommand.js";
+import { DEFAULT_LEDGER_DIR } from "./ledgerAccess.js";
 
 const flagsSchema = z.object({
   port: z.coerce.number().int().min(0).max(65535).default(4021),
@@ -16,7 +19,7 @@ const flagsSchema = z.object({
   upstream: z.string().url().optional(),
   upstreamKeyEnv: z.string().optional(),
   model: z.string().optional(),
-  dataDir: z.string().optional(),
+  dataDir: z.string().default(DEFAULT_LEDGER_DIR),
   tokensPerSecond: z.coerce.number().min(0).default(50),
 });
 
@@ -40,7 +43,11 @@ export async function devCommand(argv: string[]): Promise<number> {
   const logger = createCliLogger(flags.json ? "warn" : (process.env.TOLLGATE_LOG_LEVEL ?? "warn"));
   const startedAt = performance.now();
   if (!flags.json)
-    printLine("Starting Tollgate dev (the first run compiles the contracts once, about 15 s)…");
+    printLine(
+      contractsCached()
+        ? "Starting Tollgate dev…"
+        : "Starting Tollgate dev (compiling the devnet contracts, once: about 15 s)…",
+    );
   const devnet = await startDevnet({ logger });
   const closers: Array<() => Promise<void>> = [() => devnet.stop()];
   try {
@@ -122,8 +129,12 @@ export async function devCommand(argv: string[]): Promise<number> {
             ]),
       ],
     };
-    const gateway = await startGateway({ config: parseGatewayConfig(input), logger, pollingIntervalMs: 20 });
+    const config = parseGatewayConfig(input);
+    const claim = await claimConfiguredLedger(config);
+    if (claim) closers.unshift(() => claim.release());
+    const gateway = await startGateway({ config, logger, pollingIntervalMs: 20 });
     closers.unshift(() => gateway.close());
+    await claim?.serve(gateway.ledger.payments);
     const buyer = flags.freshBuyer ? devnet.accounts.freshBuyers[0]! : devnet.accounts.buyers[0]!;
     const readyMs = Math.round(performance.now() - startedAt);
     if (flags.json) {
@@ -153,6 +164,9 @@ export async function devCommand(argv: string[]): Promise<number> {
       printLine(`  metrics   ${gateway.metricsUrl}`);
       printLine(`  chain     ${devnet.rpcUrl}   (${devnet.network}, test USDC ${devnet.contracts.usdc})`);
       printLine(
+        `  ledger    ${flags.dataDir}   (tollgate ledger${flags.dataDir === DEFAULT_LEDGER_DIR ? "" : ` --data-dir ${flags.dataDir}`} reads it, also while this runs)`,
+      );
+      printLine(
         `  buyer     ${buyer.address}   (1,000 test USDC${flags.freshBuyer ? " only: no Permit2 approval, no gas" : ""})`,
       );
       printLine("");
@@ -167,4 +181,15 @@ export async function devCommand(argv: string[]): Promise<number> {
     for (const close of closers) await close().catch(() => undefined);
   }
   return 0;
+}
+
+/** Whether the devnet's compiled contracts are cached (in the package's node_modules/.cache, as the devnet keeps them). */
+function contractsCached(): boolean {
+  // src/cli and dist/cli both sit two levels below the package root.
+  const cacheDir = new URL("../../node_modules/.cache/tollgate/contracts/", import.meta.url);
+  try {
+    return readdirSync(cacheDir).some((name) => name.endsWith(".json"));
+  } catch {
+    return false;
+  }
 }

@@ -110,7 +110,9 @@ export async function openBuyerSession(flags: {
 }> {
   const privateKey = readPrivateKey(
     flags["private-key"] ?? process.env.TOLLGATE_PRIVATE_KEY,
-    flags["private-key"] === undefined ? "TOLLGATE_PRIVATE_KEY" : "--private-key",
+    flags["private-key"] === undefined
+      ? "--private-key or the variable TOLLGATE_PRIVATE_KEY"
+      : "--private-key",
   );
   const policy = await loadPolicy(flags.policy ?? process.env.TOLLGATE_POLICY);
   let lastReceipt: ReceiptEvent | undefined;

@@ -4,6 +4,7 @@ export {
   type BillingEventType,
   combineBillingListeners,
 } from "./BillingEvent.js";
+export { billHandlerResponse } from "./billHandlerResponse.js";
 export {
   BATCH_SETTLEMENT,
   CHANNEL_REFUND_PATH,
@@ -50,6 +51,7 @@ export {
   type TollgateHonoParameters,
   tollgateHono,
 } from "./honoBilling.js";
+export { type TollgateRouteHandler, type WithTollgateParameters, withTollgate } from "./nextBilling.js";
 export {
   type CreateGatewayMetricsParameters,
   createGatewayMetrics,
