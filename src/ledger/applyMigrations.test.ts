@@ -59,7 +59,7 @@ test("applies only the migrations that are new", async () => {
 });
 
 test("moves the token counts of rows metered before usage units into the usage column", async () => {
-  await applyMigrations(sql, { migrations: ledgerMigrations.slice(0, 3) });
+  await applyMigrations(sql, { migrations: ledgerMigrations.slice(0, 4) });
   await sql.query(
     `INSERT INTO payments (network, payer, nonce, scheme, model, route, asset, pay_to, max_atomic,
        prompt_tokens, completion_tokens, charge_atomic, status, payload, requirements)
@@ -68,7 +68,7 @@ test("moves the token counts of rows metered before usage units into the usage c
        ('eip155:31337', '0xab', '2', 'upto', 'm', '/v1/chat/completions', '0x1', '0x2', 100,
        NULL, NULL, NULL, 'failed', '{}', '{}')`,
   );
-  assert.deepEqual(await applyMigrations(sql), { applied: [4] });
+  assert.deepEqual(await applyMigrations(sql), { applied: [5] });
   const rows = await sql.query("SELECT nonce, usage FROM payments ORDER BY nonce");
   const usageOf = (value: unknown) => (typeof value === "string" ? JSON.parse(value) : value);
   assert.deepEqual(usageOf(rows[0]?.usage), { input_tokens: 12, output_tokens: 34 });
