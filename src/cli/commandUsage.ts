@@ -23,7 +23,12 @@ export const commandUsage = {
   channels: `tollgate channels [--data-dir .tollgate/ledger] [--json]
   The payment channels (x402 batch-settlement) the gateway is paid through: payer, deposited,
   balance, charged, claimed on chain, settled to payTo, pending withdrawal; and the totals.
-  Reads PostgreSQL when DATABASE_URL is set, else PGlite in --data-dir.`,
+  Reads PostgreSQL when DATABASE_URL is set, else PGlite in --data-dir.
+tollgate channels --buyer [--json] [--gateway URL] [--rpc URL]
+  The buyer's payment channels from its spend store in TOLLGATE_DATA_DIR (default ~/.tollgate):
+  seller, deposits, balance, charged total and what remains, with totals; --gateway narrows to
+  one seller; --rpc adds what the contract holds (escrow, claimed by the seller, a pending
+  withdrawal).`,
   reconcile: `tollgate reconcile [--config tollgate.yaml] [--from-block N] [--to-block N] [--rpc URL] [--data-dir DIR] [--json]
   Compares the ledger's settled payments with the chain's Transfer logs of the asset to payTo
   (network, asset, payTo and rpcUrl from the gateway config) and prints every difference.
@@ -59,11 +64,6 @@ export const commandUsage = {
   spend: `tollgate spend [--json] [--policy FILE]
   Today's spend (UTC) per provider against the policy's caps, and open disputes (charges the
   usage did not justify), from the spend store in TOLLGATE_DATA_DIR (default ~/.tollgate).`,
-  channels: `tollgate channels --buyer [--json] [--gateway URL] [--rpc URL]
-  The buyer's payment channels (batch-settlement) from its spend store in TOLLGATE_DATA_DIR
-  (default ~/.tollgate): seller, deposits, balance, charged total and what remains, with totals;
-  --gateway narrows to one seller; --rpc adds what the contract holds (escrow, claimed by the
-  seller, a pending withdrawal).`,
   refund: `tollgate refund --gateway URL [--url REFUND_URL] [--rpc URL] [--private-key KEY] [--json]
   Gets back what is left in the buyer's channels with that gateway: asks for a cooperative refund
   (at <gateway>/v1/channels/refund, or --url); when the seller does not answer and --rpc is given,

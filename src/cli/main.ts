@@ -17,8 +17,6 @@ const commands: Record<CommandName, () => Promise<RunCommand>> = {
   pay: async () => (await import("./payCommand.js")).payCommand,
   chat: async () => (await import("./chatCommand.js")).chatCommand,
   spend: async () => (await import("./spendCommand.js")).spendCommand,
-  // The buyer's listing; the seller's `tollgate channels` dispatches `--buyer` to it in one line.
-  channels: async () => (await import("./buyerChannelsCommand.js")).buyerChannelsCommand,
   refund: async () => (await import("./refundCommand.js")).refundCommand,
 };
 
