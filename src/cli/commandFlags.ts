@@ -25,14 +25,6 @@ export const commandFlags = {
   },
   gateway: { config: { type: "string" }, port: { type: "string" } },
   ledger: { "data-dir": { type: "string" }, limit: { type: "string" }, json: { type: "boolean" } },
-  channels: {
-    "data-dir": { type: "string" },
-    json: { type: "boolean" },
-    // --buyer: the buyer's channels (buyerChannelsCommand), narrowed by --gateway, with --rpc.
-    buyer: { type: "boolean" },
-    gateway: { type: "string" },
-    rpc: { type: "string" },
-  },
   reconcile: {
     config: { type: "string" },
     "from-block": { type: "string" },
@@ -72,6 +64,13 @@ export const commandFlags = {
     "max-tokens": { type: "string" },
   },
   spend: { json: { type: "boolean" }, policy: { type: "string" } },
+  channels: {
+    "data-dir": { type: "string" },
+    buyer: { type: "boolean" },
+    json: { type: "boolean" },
+    gateway: { type: "string" },
+    rpc: { type: "string" },
+  },
   refund: {
     gateway: { type: "string" },
     url: { type: "string" },

@@ -25,10 +25,10 @@ export const commandUsage = {
   balance, charged, claimed on chain, settled to payTo, pending withdrawal; and the totals.
   Reads PostgreSQL when DATABASE_URL is set, else PGlite in --data-dir.
 tollgate channels --buyer [--json] [--gateway URL] [--rpc URL]
-  The buyer's payment channels from its spend store in TOLLGATE_DATA_DIR (default ~/.tollgate):
-  seller, deposits, balance, charged total and what remains, with totals; --gateway narrows to
-  one seller; --rpc adds what the contract holds (escrow, claimed by the seller, a pending
-  withdrawal).`,
+  The buyer's payment channels (batch-settlement) from its spend store in TOLLGATE_DATA_DIR
+  (default ~/.tollgate): seller, deposits, balance, charged total and what remains, with totals;
+  --gateway narrows to one seller; --rpc adds what the contract holds (escrow, claimed by the
+  seller, a pending withdrawal).`,
   reconcile: `tollgate reconcile [--config tollgate.yaml] [--from-block N] [--to-block N] [--rpc URL] [--data-dir DIR] [--json]
   Compares the ledger's settled payments with the chain's Transfer logs of the asset to payTo
   (network, asset, payTo and rpcUrl from the gateway config) and prints every difference.
