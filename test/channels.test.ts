@@ -120,7 +120,12 @@ describe("a gateway paid through a payment channel by the official x402 client",
     for (let i = 0; i < 3; i++) {
       const stream = await openai.chat.completions.create({ ...chat(`stream ${i}`), stream: true } as never);
       let receipt:
-        | { amount: string; maxAmount: string; usage: { prompt_tokens: number; completion_tokens: number } }
+        | {
+            amount: string;
+            maxAmount: string;
+            usage: { prompt_tokens: number; completion_tokens: number };
+            channel?: { chargedCumulativeAmount: string; balance: string };
+          }
         | undefined;
       for await (const chunk of stream as unknown as AsyncIterable<Record<string, unknown>>) {
         if ("x402_receipt" in chunk) receipt = chunk.x402_receipt as typeof receipt;
@@ -130,6 +135,12 @@ describe("a gateway paid through a payment channel by the official x402 client",
       assert.equal(charged, expectedCharge(receipt.usage.prompt_tokens, receipt.usage.completion_tokens));
       assert.ok(charged <= BigInt(receipt.maxAmount));
       charges.push(charged);
+      assert.equal(
+        receipt.channel?.chargedCumulativeAmount,
+        charges.reduce((a, b) => a + b, 0n).toString(),
+        "the final event carries the channel's charged total",
+      );
+      assert.ok(BigInt(receipt.channel?.balance ?? "0") > 0n);
     }
     await payJson("after the streams");
 

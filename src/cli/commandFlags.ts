@@ -63,7 +63,13 @@ export const commandFlags = {
     model: { type: "string", multiple: true },
     "max-tokens": { type: "string" },
   },
-  spend: { json: { type: "boolean" }, policy: { type: "string" } },
+  spend: {
+    json: { type: "boolean" },
+    policy: { type: "string" },
+    serve: { type: "boolean" },
+    host: { type: "string" },
+    port: { type: "string" },
+  },
   channels: {
     "data-dir": { type: "string" },
     buyer: { type: "boolean" },

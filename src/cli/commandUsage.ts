@@ -61,9 +61,10 @@ tollgate channels --buyer [--json] [--gateway URL] [--rpc URL]
   receipt line on stderr. With several --gateway, lists their models and prices and picks the
   cheapest that offers one of the --model names within the policy, and says which and why.
   Key, policy, data directory and exit codes as for tollgate pay.`,
-  spend: `tollgate spend [--json] [--policy FILE]
+  spend: `tollgate spend [--json] [--policy FILE] [--serve [--host 127.0.0.1] [--port 4030]]
   Today's spend (UTC) per provider against the policy's caps, and open disputes (charges the
-  usage did not justify), from the spend store in TOLLGATE_DATA_DIR (default ~/.tollgate).`,
+  usage did not justify), from the spend store in TOLLGATE_DATA_DIR (default ~/.tollgate).
+  --serve keeps a live page of the same (and recent receipts) on loopback and prints its URL.`,
   refund: `tollgate refund --gateway URL [--url REFUND_URL] [--rpc URL] [--private-key KEY] [--json]
   Gets back what is left in the buyer's channels with that gateway: asks for a cooperative refund
   (at <gateway>/v1/channels/refund, or --url); when the seller does not answer and --rpc is given,

@@ -1,6 +1,14 @@
 import type { PaymentRequirements } from "@x402/core/types";
-import { type Logger, silentLogger, TollgateError, type TollgateErrorCode } from "../errors/index.js";
-import { type FaultInjection, sponsoredApprovalOf } from "../facilitator/index.js";
+import {
+  type Logger,
+  REQUEST_ID_HEADER,
+  requestIdOf,
+  runWithRequestId,
+  silentLogger,
+  TollgateError,
+  type TollgateErrorCode,
+} from "../errors/index.js";
+import { sponsoredApprovalOf } from "../facilitator/index.js";
 import type { PaymentLedger } from "../ledger/index.js";
 import {
   authorizationKey,
@@ -12,6 +20,7 @@ import {
   readPaymentHeader,
 } from "../protocol/index.js";
 import { authorizationDeadline } from "./authorizationDeadline.js";
+import { type BillingEventListener, safeBillingEmitter } from "./BillingEvent.js";
 import { correctiveOffers, orderOffers } from "./channels/channelOffers.js";
 import { BATCH_SETTLEMENT, type ChannelBilling } from "./channels/createChannelBilling.js";
 import { type BillingSession, createBillingSession } from "./createBillingSession.js";
@@ -51,8 +60,8 @@ export type CreateBillingParameters = {
   settleTimeoutMs?: number;
   /** How often a request being served refreshes its ledger row (ms); default 10 s. */
   heartbeatMs?: number;
-  /** Test-only crash points (`after_claim`, `mid_stream`, `after_metering`, `after_settlement`). */
-  faultInjection?: FaultInjection;
+  /** Receives the lifecycle of every request (see `BillingEvent`), synchronously where it happens. */
+  onBillingEvent?: BillingEventListener;
   /** Payment channels (`batch-settlement`); without them no channel offer is made. */
   channels?: ChannelBilling;
   /** The schemes offered, in order; default upto, batch-settlement, exact. */
@@ -72,10 +81,19 @@ export type BillingRequest = {
   routeKind: RouteKind;
 };
 
-/** What to do with a request: answer it now (402, 400, 409, 503…), or serve it under a session. */
+/**
+ * What to do with a request: answer it now (402, 400, 409, 503…), or serve it under a session.
+ * `requestId` goes back to the client in `x-request-id` (a respond decision's headers already hold it).
+ */
 export type BillingDecision =
-  | { action: "respond"; status: number; headers: Record<string, string>; body: Record<string, unknown> }
-  | { action: "serve"; quote: RequestQuote; session: BillingSession };
+  | {
+      action: "respond";
+      requestId: string;
+      status: number;
+      headers: Record<string, string>;
+      body: Record<string, unknown>;
+    }
+  | { action: "serve"; requestId: string; quote: RequestQuote; session: BillingSession };
 
 export type Billing = {
   readonly terms: BillingTerms;
@@ -103,17 +121,18 @@ export function createBilling({
   verifyTimeoutMs = DEFAULT_VERIFY_TIMEOUT_MS,
   settleTimeoutMs,
   heartbeatMs,
-  faultInjection,
+  onBillingEvent,
   channels,
   schemes,
 }: CreateBillingParameters): Billing {
+  const emit = safeBillingEmitter(onBillingEvent, logger);
   const models = new Map(modelList.map((model) => [model.id, model]));
 
   const respond = (
     status: number,
     body: Record<string, unknown>,
     headers: Record<string, string> = {},
-  ): BillingDecision => ({ action: "respond", status, headers, body });
+  ): Answer => ({ action: "respond", status, headers, body });
   const refuse = (code: TollgateErrorCode, message: string, extra: Record<string, unknown> = {}) => {
     const answer = errorAnswer(code, message, extra);
     return respond(answer.status, answer.body, answer.headers);
@@ -129,7 +148,40 @@ export function createBilling({
     return `${publicUrl.replace(/\/+$/, "")}${pathname}${search}`;
   };
 
+  /** Decides, then tells listeners how the request was answered and names it in `x-request-id`. */
   async function begin(request: BillingRequest): Promise<BillingDecision> {
+    const requestId = requestIdOf(request.headers.get(REQUEST_ID_HEADER));
+    const seen: Seen = { requestId, route: pathOf(request.url), startedAt: Date.now() };
+    const decision = await runWithRequestId(requestId, () => decide(request, seen));
+    if (decision.action === "serve") return { ...decision, requestId };
+    const base = { requestId, route: seen.route, at: Date.now() };
+    const model = seen.model;
+    if (decision.status === 402 && !seen.scheme && model !== undefined)
+      emit({ ...base, type: "quoted", model, status: 402, maxAtomic: seen.maxAtomic?.toString() });
+    else if (decision.status === 409 && model !== undefined && seen.scheme)
+      emit({
+        ...base,
+        type: "replayed",
+        model,
+        status: 409,
+        scheme: seen.scheme,
+        paymentStatus: seen.replayedStatus ?? "",
+      });
+    else
+      emit({
+        ...base,
+        type: "refused",
+        model,
+        status: decision.status,
+        reason: refusalReasonOf(decision.body),
+        scheme: seen.scheme,
+        verifyMs: seen.verifyMs,
+      });
+    return { ...decision, requestId, headers: { ...decision.headers, [REQUEST_ID_HEADER]: requestId } };
+  }
+
+  async function decide(request: BillingRequest, seen: Seen): Promise<Answer> {
+    const log = logger.child({ requestId: seen.requestId });
     if (typeof request.body !== "object" || request.body === null || Array.isArray(request.body)) {
       return refuse("TOLLGATE_REQUEST_INVALID", "the request body must be a JSON object", { param: null });
     }
@@ -139,6 +191,7 @@ export function createBilling({
     const model = models.get(body.model);
     if (!model)
       return refuse("TOLLGATE_MODEL_UNKNOWN", `model ${body.model} is not served here`, { param: "model" });
+    seen.model = model.id;
     let quote: RequestQuote;
     try {
       quote = quoteRequest(model, request.routeKind, body);
@@ -149,6 +202,7 @@ export function createBilling({
         });
       throw error;
     }
+    seen.maxAtomic = quote.maxAtomic;
     const offers = orderOffers(
       [
         ...buildOffers(quote, terms),
@@ -193,6 +247,7 @@ export function createBilling({
         },
       );
     }
+    seen.scheme = payment.accepted?.scheme ?? "unknown";
     const matched = matchOffer(payment, offers);
     if (!matched.ok) return paymentRequired(`${matched.reason}: ${matched.message}`);
     const sponsored = sponsoredApprovalOf(payment);
@@ -203,7 +258,9 @@ export function createBilling({
     }
 
     if (channels && matched.requirements.scheme === BATCH_SETTLEMENT) {
+      const acceptStartedAt = performance.now();
       const accepted = await channels.accept({ payment, requirements: matched.requirements, quote });
+      seen.verifyMs = performance.now() - acceptStartedAt;
       if (!accepted.ok) {
         if (accepted.kind === "malformed")
           return refuse("TOLLGATE_PAYMENT_MALFORMED", `malformed payment header: ${accepted.message}`, {
@@ -218,6 +275,16 @@ export function createBilling({
         );
       }
       const { reservation } = accepted;
+      const inDebt = await ledger.hasOpenDebt(terms.network, accepted.payer).catch(async (error: unknown) => {
+        await reservation.release().catch(() => undefined);
+        throw error;
+      });
+      if (inDebt) {
+        await reservation.release();
+        return paymentRequired(
+          `${ReasonCode.payerInDebt}: an earlier charge of this payer is unpaid; settle it first`,
+        );
+      }
       const claim = await ledger
         .claim(
           {
@@ -226,7 +293,8 @@ export function createBilling({
             nonce: accepted.nonce,
             scheme: BATCH_SETTLEMENT,
             model: model.id,
-            route: new URL(request.url).pathname,
+            route: seen.route,
+            requestId: seen.requestId,
             asset: matched.requirements.asset,
             payTo: matched.requirements.payTo,
             maxAtomic: matched.signedMaxAtomic,
@@ -241,8 +309,25 @@ export function createBilling({
         });
       if (!claim.claimed) {
         await reservation.release();
+        seen.replayedStatus = claim.existing.status;
         return replayed(claim.existing.status);
       }
+      const channelPaid = {
+        requestId: seen.requestId,
+        route: seen.route,
+        paymentId: claim.payment.id,
+        model: model.id,
+        scheme: BATCH_SETTLEMENT,
+        asset: matched.requirements.asset,
+        payer: accepted.payer,
+      };
+      emit({
+        ...channelPaid,
+        type: "verified",
+        at: Date.now(),
+        maxAtomic: matched.signedMaxAtomic,
+        verifyMs: seen.verifyMs,
+      });
       const tokenizer = model.tokenizer ?? model.id;
       return {
         action: "serve",
@@ -258,9 +343,12 @@ export function createBilling({
           facilitator,
           countTokens: (text) => countTokens(text, tokenizer),
           countPromptTokens: () => quote.route.countPromptTokens(quote.request, model),
-          logger,
+          logger: log,
           heartbeatMs,
           channel: reservation,
+          event: channelPaid,
+          startedAt: seen.startedAt,
+          emit,
         }),
       };
     }
@@ -282,17 +370,22 @@ export function createBilling({
         `${ReasonCode.payerInDebt}: an earlier charge of this payer is unpaid; settle it first`,
       );
     }
-    if (admission.existing) return replayed(admission.existing.status);
+    if (admission.existing) {
+      seen.replayedStatus = admission.existing.status;
+      return replayed(admission.existing.status);
+    }
 
     let verified: Awaited<ReturnType<FacilitatorLike["verify"]>>;
     let fundsAtomic: bigint | undefined;
+    const verifyStartedAt = performance.now();
     try {
       const funds = readPayerFunds?.(key.payer as `0x${string}`, matched.requirements.asset as `0x${string}`);
       funds?.catch(() => undefined);
       verified = await withTimeout(facilitator.verify(payment, matched.requirements), verifyTimeoutMs);
+      seen.verifyMs = performance.now() - verifyStartedAt;
       if (verified.isValid && funds) fundsAtomic = await withTimeout(funds, verifyTimeoutMs);
     } catch (error) {
-      logger.warn({ error: String(error) }, "facilitator unavailable during verify");
+      log.warn({ error: String(error) }, "facilitator unavailable during verify");
       return refuse(
         "TOLLGATE_FACILITATOR_UNAVAILABLE",
         "the payment facilitator or chain is unreachable; no inference was run",
@@ -305,7 +398,8 @@ export function createBilling({
       ...key,
       scheme: matched.requirements.scheme,
       model: model.id,
-      route: new URL(request.url).pathname,
+      route: seen.route,
+      requestId: seen.requestId,
       asset: matched.requirements.asset,
       payTo: matched.requirements.payTo,
       // What this payment may cost: its own quote caps it, whatever larger amount was signed.
@@ -320,13 +414,31 @@ export function createBilling({
       fundsAtomic === undefined
         ? await ledger.claim(claimInput, { serving: true })
         : await ledger.claimWithinFunds(claimInput, fundsAtomic, { serving: true });
-    if (!claim.claimed && claim.existing) return replayed(claim.existing.status);
+    if (!claim.claimed && claim.existing) {
+      seen.replayedStatus = claim.existing.status;
+      return replayed(claim.existing.status);
+    }
     if (!claim.claimed) {
       return paymentRequired(
         `${ReasonCode.insufficientFunds}: this payer's payments in flight already reserve ${claim.reservedAtomic} of its balance ${claim.fundsAtomic}, and this one may cost ${claimInput.maxAtomic}; retry when they have settled`,
       );
     }
-    faultInjection?.("after_claim");
+    const paid = {
+      requestId: seen.requestId,
+      route: seen.route,
+      paymentId: claim.payment.id,
+      model: model.id,
+      scheme: matched.requirements.scheme,
+      asset: matched.requirements.asset,
+      payer: key.payer,
+    };
+    emit({
+      ...paid,
+      type: "verified",
+      at: Date.now(),
+      maxAtomic: claimInput.maxAtomic,
+      verifyMs: seen.verifyMs ?? 0,
+    });
 
     const tokenizer = model.tokenizer ?? model.id;
     return {
@@ -343,15 +455,52 @@ export function createBilling({
         facilitator,
         countTokens: (text) => countTokens(text, tokenizer),
         countPromptTokens: () => quote.route.countPromptTokens(quote.request, model),
-        logger,
+        logger: log,
         settleTimeoutMs,
         heartbeatMs,
-        faultInjection,
+        event: paid,
+        startedAt: seen.startedAt,
+        emit,
       }),
     };
   }
 
   return { terms, models, channels, begin };
+}
+
+/** What `begin` learns while deciding, for the event that tells how the request was answered. */
+type Seen = {
+  requestId: string;
+  route: string;
+  startedAt: number;
+  model?: string;
+  maxAtomic?: bigint | undefined;
+  /** Set once a payment came with the request. */
+  scheme?: string;
+  verifyMs?: number;
+  replayedStatus?: string;
+};
+
+type Answer =
+  | { action: "respond"; status: number; headers: Record<string, string>; body: Record<string, unknown> }
+  | { action: "serve"; quote: RequestQuote; session: BillingSession };
+
+/** The path of a request URL; a URL that does not parse (an odd Host header) is kept whole rather than refused. */
+function pathOf(url: string): string {
+  try {
+    return new URL(url).pathname;
+  } catch {
+    return url;
+  }
+}
+
+/** The stable part of a refusal: the error code, or the x402 reason before its explanation. */
+function refusalReasonOf(body: Record<string, unknown>): string {
+  const error = body.error;
+  if (typeof error === "object" && error !== null && typeof (error as { code?: unknown }).code === "string")
+    return (error as { code: string }).code;
+  if (typeof error === "string" && error !== "") return error.split(":")[0] ?? error;
+  return "payment_required";
 }
 
 /** The most a payment may be charged: the request's own maximum, or the signed amount if lower. */

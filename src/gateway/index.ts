@@ -1,4 +1,10 @@
 export {
+  type BillingEvent,
+  type BillingEventListener,
+  type BillingEventType,
+  combineBillingListeners,
+} from "./BillingEvent.js";
+export {
   BATCH_SETTLEMENT,
   CHANNEL_REFUND_PATH,
   type ChannelDifference,
@@ -38,6 +44,18 @@ export {
   type TollgateHonoParameters,
   tollgateHono,
 } from "./honoBilling.js";
+export {
+  type CreateGatewayMetricsParameters,
+  createGatewayMetrics,
+  type GatewayMetrics,
+} from "./operator/createGatewayMetrics.js";
+export {
+  type DashboardChannel,
+  type GatewayDashboard,
+  type GatewayDashboardParameters,
+  readGatewayDashboard,
+} from "./operator/gatewayDashboard.js";
+export { type MountOperatorRoutesParameters, mountOperatorRoutes } from "./operator/mountOperatorRoutes.js";
 export {
   type BillingTerms,
   buildOffers,
