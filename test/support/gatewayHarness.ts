@@ -7,6 +7,7 @@ import { privateKeyToAccount } from "viem/accounts";
 import { type Devnet, startDevnet } from "../../src/devnet/index.js";
 import type { Logger } from "../../src/errors/index.js";
 import {
+  type BillingEventListener,
   type Gateway,
   type GatewayConfigInput,
   parseGatewayConfig,
@@ -87,6 +88,8 @@ export async function startGatewayHarness(
     wrapSql?: (sql: SqlClient) => SqlClient;
     /** The gateway's logger (default silent). */
     logger?: Logger;
+    /** Receives the gateway's billing events. */
+    onBillingEvent?: BillingEventListener;
   } = {},
 ): Promise<GatewayHarness> {
   const devnet = options.devnet ?? (await startDevnet({ buyers: 3 }));
@@ -100,7 +103,13 @@ export async function startGatewayHarness(
     models: [{ ...testModel!, ...options.model }, ...(options.extraModels?.(backend.url) ?? [])],
   };
   const config = parseGatewayConfig(options.configure ? options.configure(merged) : merged);
-  const gateway = await startGateway({ config, ledger, pollingIntervalMs: 20, logger: options.logger });
+  const gateway = await startGateway({
+    config,
+    ledger,
+    pollingIntervalMs: 20,
+    logger: options.logger,
+    onBillingEvent: options.onBillingEvent,
+  });
   return {
     devnet,
     backend,
