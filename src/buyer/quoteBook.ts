@@ -49,7 +49,7 @@ export function createQuoteBook(): QuoteBook {
           ? sellerLimit
           : undefined;
       quotes.set(keyOf(url, request.model), {
-        requirements: offer,
+        requirements: withModelTerms(offer, modelLimit),
         resource,
         price: { ...price, maxOutputTokens: modelLimit },
       });
@@ -90,4 +90,17 @@ export function createQuoteBook(): QuoteBook {
       }
     },
   };
+}
+
+/**
+ * The offer with its `extra.pricing` cut to the model's terms: the output limit and prompt bound
+ * a 402 quotes are that request's, and a later request's offer (from which the buyer checks its
+ * charge) must not carry them.
+ */
+function withModelTerms(offer: PaymentRequirements, modelLimit: number | undefined): PaymentRequirements {
+  const pricing = { ...(offer.extra?.pricing as Record<string, unknown>) };
+  delete pricing.maxOutputTokens;
+  delete pricing.promptTokenBound;
+  if (modelLimit !== undefined) pricing.maxOutputTokens = modelLimit;
+  return { ...offer, extra: { ...offer.extra, pricing } };
 }
