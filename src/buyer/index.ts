@@ -1,5 +1,11 @@
 export { type AuthorizationTerms, authorizationOf } from "./authorizationOf.js";
-export type { ConfirmPayment, ConfirmPaymentRequest } from "./authorizePayment.js";
+export {
+  authorizePayment,
+  type ConfirmPayment,
+  type ConfirmPaymentRequest,
+  type PaymentAttempt,
+  type PaymentContext,
+} from "./authorizePayment.js";
 export type { BuyerEvent, BuyerEventListener, ReportedUsage } from "./BuyerEvent.js";
 export { type CheckOfferParameters, checkOffer } from "./checkOffer.js";
 export {
@@ -50,6 +56,7 @@ export type {
   SpendStore,
 } from "./SpendStore.js";
 export { type OfferChoice, selectOffer } from "./selectOffer.js";
+export { type ReadReceipt, recordReceipt } from "./settlePaidResponse.js";
 export {
   type ProviderPolicy,
   parseSpendingPolicy,

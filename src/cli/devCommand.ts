@@ -2,6 +2,7 @@ import { z } from "zod";
 import { startDemoBackend } from "../demo/index.js";
 import { startDevnet } from "../devnet/index.js";
 import { type GatewayConfigInput, parseGatewayConfig, startGateway } from "../gateway/index.js";
+import { createDemoToolServer, type McpHttpHandler, mountMcpEndpoint } from "../mcp/index.js";
 import { countTextTokens } from "../pricing/index.js";
 import { createCliLogger, parseFlags, printLine, waitForShutdownSignal } from "./cliSupport.js";
 
@@ -89,14 +90,30 @@ export async function devCommand(argv: string[]): Promise<number> {
         },
       ],
     };
-    const gateway = await startGateway({ config: parseGatewayConfig(input), logger, pollingIntervalMs: 20 });
-    closers.unshift(() => gateway.close());
+    let mcp: McpHttpHandler | undefined;
+    const gateway = await startGateway({
+      config: parseGatewayConfig(input),
+      logger,
+      pollingIntervalMs: 20,
+      // An example paid MCP server beside the OpenAI routes.
+      routes: (app, billing) => {
+        mcp = mountMcpEndpoint(app, {
+          createServer: (endpointUrl) => createDemoToolServer({ billing, endpointUrl, model: modelId }),
+        });
+      },
+    });
+    closers.unshift(async () => {
+      await mcp?.close();
+      await gateway.close();
+    });
+    const mcpUrl = `${gateway.url}/mcp`;
     const buyer = flags.freshBuyer ? devnet.accounts.freshBuyers[0]! : devnet.accounts.buyers[0]!;
     const readyMs = Math.round(performance.now() - startedAt);
     if (flags.json) {
       printLine(
         JSON.stringify({
           gatewayUrl: gateway.url,
+          mcpUrl,
           rpcUrl: devnet.rpcUrl,
           network: devnet.network,
           asset: devnet.contracts.usdc,
@@ -114,6 +131,7 @@ export async function devCommand(argv: string[]): Promise<number> {
       printLine(
         `  gateway   ${gateway.url}/v1   (model ${modelId}: $0.50 / 1M input, $1.50 / 1M output tokens)`,
       );
+      printLine(`  mcp       ${mcpUrl}   (paid tools: summarize per token, count_tokens $0.001 a call)`);
       printLine(`  chain     ${devnet.rpcUrl}   (${devnet.network}, test USDC ${devnet.contracts.usdc})`);
       printLine(
         `  buyer     ${buyer.address}   (1,000 test USDC${flags.freshBuyer ? " only: no Permit2 approval, no gas" : ""})`,

@@ -1,17 +1,14 @@
-import type { PaymentRequirements } from "@x402/core/types";
 import { type Logger, silentLogger, TollgateError, type TollgateErrorCode } from "../errors/index.js";
-import { type FaultInjection, sponsoredApprovalOf } from "../facilitator/index.js";
+import type { FaultInjection } from "../facilitator/index.js";
 import type { PaymentLedger } from "../ledger/index.js";
 import {
-  authorizationKey,
   decodePaymentSignatureHeader,
   encodePaymentRequiredHeader,
   type HeaderReader,
   PAYMENT_REQUIRED_HEADER,
-  ReasonCode,
   readPaymentHeader,
 } from "../protocol/index.js";
-import { authorizationDeadline } from "./authorizationDeadline.js";
+import { type AdmitPaymentReturnType, admitPayment, type PaymentAdmissionRequest } from "./admitPayment.js";
 import { type BillingSession, createBillingSession } from "./createBillingSession.js";
 import { errorAnswer } from "./errorAnswer.js";
 import type { FacilitatorLike } from "./facilitatorLike.js";
@@ -21,9 +18,9 @@ import {
   buildOffers,
   buildPaymentRequired,
   gasSponsoringExtensions,
-  matchOffer,
 } from "./paymentOffers.js";
 import { quoteRequest, type RequestQuote, type RouteKind } from "./quoteRequest.js";
+import { type ChargeOutcome, type SettleChargeParameters, settleCharge } from "./settleCharge.js";
 
 export type CreateBillingParameters = {
   terms: BillingTerms;
@@ -75,7 +72,19 @@ export type Billing = {
   readonly terms: BillingTerms;
   readonly models: ReadonlyMap<string, ModelConfig>;
   begin(request: BillingRequest): Promise<BillingDecision>;
+  /** The payments ledger this billing claims into. */
+  readonly ledger: PaymentLedger;
+  /** Checks, verifies and claims a payment for work priced elsewhere (a paid MCP tool). */
+  admit(request: PaymentAdmissionRequest): Promise<AdmitPaymentReturnType>;
+  /** Records an admitted payment's usage and settles its charge; a failed settlement becomes a debt. */
+  settle(charge: SettlePaidWork): Promise<ChargeOutcome>;
 };
+
+/** What `Billing.settle` needs of an admitted payment. */
+export type SettlePaidWork = Pick<
+  SettleChargeParameters,
+  "paymentId" | "payload" | "requirements" | "usage" | "chargeAtomic"
+>;
 
 /**
  * Tollgate's billing core, independent of any HTTP framework: quotes a request, answers 402
@@ -108,16 +117,25 @@ export function createBilling({
     const answer = errorAnswer(code, message, extra);
     return respond(answer.status, answer.body, answer.headers);
   };
-  const replayed = (status: string) =>
-    refuse(
-      "TOLLGATE_PAYMENT_REPLAYED",
-      `this payment authorization was already used (status ${status}); sign a new one`,
-    );
   const resourceUrlOf = (url: string) => {
     if (!publicUrl) return url;
     const { pathname, search } = new URL(url);
     return `${publicUrl.replace(/\/+$/, "")}${pathname}${search}`;
   };
+
+  const admit = (admission: PaymentAdmissionRequest) =>
+    admitPayment({
+      ...admission,
+      terms,
+      ledger,
+      facilitator,
+      settlementMarginSeconds,
+      verifyTimeoutMs,
+      readPayerFunds,
+      logger,
+    });
+  const settle = (charge: SettlePaidWork) =>
+    settleCharge({ ...charge, ledger, facilitator, logger, settleTimeoutMs, faultInjection });
 
   async function begin(request: BillingRequest): Promise<BillingDecision> {
     if (typeof request.body !== "object" || request.body === null || Array.isArray(request.body)) {
@@ -177,75 +195,19 @@ export function createBilling({
         },
       );
     }
-    const matched = matchOffer(payment, offers);
-    if (!matched.ok) return paymentRequired(`${matched.reason}: ${matched.message}`);
-    const sponsored = sponsoredApprovalOf(payment);
-    if (sponsored && !terms.gasSponsoring?.includes(sponsored.extension)) {
-      return paymentRequired(
-        `${ReasonCode.gasSponsoringRefused}: this gateway's facilitator does not sponsor ${sponsored.extension}; approve Permit2 on ${matched.requirements.asset} first`,
-      );
-    }
-
-    // The authorization must outlive the work: the longest the request may run, plus time to settle.
-    const deadline = authorizationDeadline(payment);
-    const neededSeconds = Math.ceil(quote.timeBoundMs / 1000) + settlementMarginSeconds;
-    const nowSeconds = Math.floor(Date.now() / 1000);
-    if (deadline === undefined || deadline < nowSeconds + neededSeconds) {
-      return paymentRequired(
-        `${ReasonCode.authorizationExpiresTooSoon}: the authorization must stay valid at least ${neededSeconds} s from now (this request may run ${Math.ceil(quote.timeBoundMs / 1000)} s, then settle); it expires in ${deadline === undefined ? "an unknown time" : `${deadline - nowSeconds} s`}. Sign with the offer's maxTimeoutSeconds (${terms.maxTimeoutSeconds})`,
-      );
-    }
-    const key = authorizationKey(payment);
-
-    const admission = await ledger.admission(key);
-    if (admission.inDebt) {
-      return paymentRequired(
-        `${ReasonCode.payerInDebt}: an earlier charge of this payer is unpaid; settle it first`,
-      );
-    }
-    if (admission.existing) return replayed(admission.existing.status);
-
-    let verified: Awaited<ReturnType<FacilitatorLike["verify"]>>;
-    let fundsAtomic: bigint | undefined;
-    try {
-      const funds = readPayerFunds?.(key.payer as `0x${string}`, matched.requirements.asset as `0x${string}`);
-      funds?.catch(() => undefined);
-      verified = await withTimeout(facilitator.verify(payment, matched.requirements), verifyTimeoutMs);
-      if (verified.isValid && funds) fundsAtomic = await withTimeout(funds, verifyTimeoutMs);
-    } catch (error) {
-      logger.warn({ error: String(error) }, "facilitator unavailable during verify");
-      return refuse(
-        "TOLLGATE_FACILITATOR_UNAVAILABLE",
-        "the payment facilitator or chain is unreachable; no inference was run",
-      );
-    }
-    if (!verified.isValid) return paymentRequired(verified.invalidReason ?? "invalid_payment");
-
-    // Inference starts right away: the row is claimed straight into `serving`.
-    const claimInput = {
-      ...key,
-      scheme: matched.requirements.scheme,
+    const admitted = await admit({
+      payment,
+      offers,
+      timeBoundMs: quote.timeBoundMs,
+      maxAtomic: quote.maxAtomic,
       model: model.id,
       route: new URL(request.url).pathname,
-      asset: matched.requirements.asset,
-      payTo: matched.requirements.payTo,
-      // What this payment may cost: its own quote caps it, whatever larger amount was signed.
-      maxAtomic:
-        matched.requirements.scheme === "upto"
-          ? capOf(quote.maxAtomic, matched.signedMaxAtomic)
-          : matched.signedMaxAtomic,
-      paymentPayload: payment,
-      paymentRequirements: matched.requirements,
-    };
-    const claim =
-      fundsAtomic === undefined
-        ? await ledger.claim(claimInput, { serving: true })
-        : await ledger.claimWithinFunds(claimInput, fundsAtomic, { serving: true });
-    if (!claim.claimed && claim.existing) return replayed(claim.existing.status);
-    if (!claim.claimed) {
-      return paymentRequired(
-        `${ReasonCode.insufficientFunds}: this payer's payments in flight already reserve ${claim.reservedAtomic} of its balance ${claim.fundsAtomic}, and this one may cost ${claimInput.maxAtomic}; retry when they have settled`,
-      );
+    });
+    if (!admitted.admitted) {
+      const { refusal } = admitted;
+      return refusal.kind === "payment_required"
+        ? paymentRequired(refusal.error)
+        : refuse(refusal.code, refusal.message);
     }
     faultInjection?.("after_claim");
 
@@ -255,11 +217,11 @@ export function createBilling({
       quote,
       session: createBillingSession({
         quote,
-        paymentId: claim.payment.id,
-        payer: key.payer,
+        paymentId: admitted.paymentId,
+        payer: admitted.payer,
         payload: payment,
-        requirements: matched.requirements as PaymentRequirements,
-        signedMaxAtomic: matched.signedMaxAtomic,
+        requirements: admitted.requirements,
+        signedMaxAtomic: admitted.signedMaxAtomic,
         ledger,
         facilitator,
         countTokens: (text) => countTokens(text, tokenizer),
@@ -272,20 +234,5 @@ export function createBilling({
     };
   }
 
-  return { terms, models, begin };
-}
-
-/** The most a payment may be charged: the request's own maximum, or the signed amount if lower. */
-function capOf(quoteMaxAtomic: bigint | undefined, signedMaxAtomic: bigint): bigint {
-  return quoteMaxAtomic !== undefined && quoteMaxAtomic < signedMaxAtomic ? quoteMaxAtomic : signedMaxAtomic;
-}
-
-/** Rejects when `promise` takes longer than `ms`; the late result is dropped. */
-function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`facilitator did not answer within ${ms} ms`)), ms);
-  });
-  promise.catch(() => undefined);
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+  return { terms, models, ledger, begin, admit, settle };
 }

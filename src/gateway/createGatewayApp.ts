@@ -12,6 +12,8 @@ export type CreateGatewayAppParameters = {
   logger?: Logger;
   /** Largest request body on the inference routes, in bytes; larger gets 413. Default 4 MiB. */
   maxBodyBytes?: number;
+  /** Adds routes of your own (e.g. a paid MCP endpoint) before the 404 handler. */
+  routes?: ((app: Hono) => void) | undefined;
 };
 
 /**
@@ -22,6 +24,7 @@ export function createGatewayApp({
   billing,
   logger = silentLogger,
   maxBodyBytes = 4 * 1024 * 1024,
+  routes,
 }: CreateGatewayAppParameters) {
   const app = new Hono<{ Variables: { tollgate: TollgateContext } }>();
 
@@ -84,6 +87,7 @@ export function createGatewayApp({
   app.post("/v1/chat/completions", limitBody, forward, handler);
   app.post("/v1/completions", limitBody, forward, handler);
   app.post("/v1/embeddings", limitBody, forward, handler);
+  routes?.(app as unknown as Hono);
 
   app.notFound((c) => {
     const answer = errorAnswer("TOLLGATE_ROUTE_UNKNOWN", `no route ${c.req.method} ${c.req.path}`);

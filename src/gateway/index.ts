@@ -1,9 +1,15 @@
+export type {
+  AdmitPaymentReturnType,
+  PaymentAdmissionRefusal,
+  PaymentAdmissionRequest,
+} from "./admitPayment.js";
 export {
   type Billing,
   type BillingDecision,
   type BillingRequest,
   type CreateBillingParameters,
   createBilling,
+  type SettlePaidWork,
 } from "./createBilling.js";
 export { type BillingSession, createBillingSession, type StreamEnding } from "./createBillingSession.js";
 export { type CreateGatewayAppParameters, createGatewayApp } from "./createGatewayApp.js";
@@ -23,6 +29,7 @@ export {
   type ModelConfig,
   parseGatewayConfig,
 } from "./gatewayConfig.js";
+export { readGuardedText } from "./guardBackendBody.js";
 export {
   routeKindOfPath,
   type TollgateContext,
@@ -33,6 +40,7 @@ export {
   type BillingTerms,
   buildOffers,
   buildPaymentRequired,
+  gasSponsoringExtensions,
   matchOffer,
   type OfferPricing,
 } from "./paymentOffers.js";

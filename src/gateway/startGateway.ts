@@ -1,5 +1,6 @@
 import { serve } from "@hono/node-server";
 import { HTTPFacilitatorClient } from "@x402/core/http";
+import type { Hono } from "hono";
 import {
   type Address,
   ContractFunctionExecutionError,
@@ -43,6 +44,8 @@ export type StartGatewayParameters = {
   settleTimeoutMs?: number;
   /** Test-only crash points, wired by the CLI from `TOLLGATE_FAULT_POINT`. */
   faultInjection?: FaultInjection;
+  /** Adds routes of your own to the gateway's app, with its billing (e.g. paid MCP tools at `/mcp`). */
+  routes?: (app: Hono, billing: Billing) => void;
 };
 
 /** A running gateway. */
@@ -70,6 +73,7 @@ export async function startGateway({
   verifyTimeoutMs = config.timeouts.verifySeconds * 1000,
   settleTimeoutMs = config.timeouts.settleSeconds * 1000,
   faultInjection,
+  routes,
 }: StartGatewayParameters): Promise<Gateway> {
   const preset = findNetworkPreset(config.network);
   if (!preset)
@@ -188,7 +192,12 @@ export async function startGateway({
   ]);
   clearTimeout(startupTimer);
   recovery.start(config.recovery.intervalSeconds * 1000);
-  const app = createGatewayApp({ billing, logger, maxBodyBytes: config.server.maxBodyBytes });
+  const app = createGatewayApp({
+    billing,
+    logger,
+    maxBodyBytes: config.server.maxBodyBytes,
+    routes: routes && ((app) => routes(app, billing)),
+  });
   const server = await new Promise<ReturnType<typeof serve>>((resolve, reject) => {
     const instance = serve({ fetch: app.fetch, hostname: config.server.host, port: config.server.port }, () =>
       resolve(instance),
