@@ -9,6 +9,7 @@ import {
   type Gateway,
   type GatewayConfigInput,
   parseGatewayConfig,
+  type StartGatewayParameters,
   startGateway,
 } from "../../src/gateway/index.js";
 import { createLedger, createPgliteClient, type Ledger, type SqlClient } from "../../src/ledger/index.js";
@@ -84,6 +85,8 @@ export async function startGatewayHarness(
     configure?: (input: GatewayConfigInput) => GatewayConfigInput;
     /** Wraps the in-memory ledger's SQL client, e.g. to watch the statements a request makes. */
     wrapSql?: (sql: SqlClient) => SqlClient;
+    /** Routes of the test's own on the gateway (e.g. paid MCP tools). */
+    routes?: StartGatewayParameters["routes"];
   } = {},
 ): Promise<GatewayHarness> {
   const devnet = options.devnet ?? (await startDevnet({ buyers: 3 }));
@@ -97,7 +100,7 @@ export async function startGatewayHarness(
     models: [{ ...testModel!, ...options.model }, ...(options.extraModels?.(backend.url) ?? [])],
   };
   const config = parseGatewayConfig(options.configure ? options.configure(merged) : merged);
-  const gateway = await startGateway({ config, ledger, pollingIntervalMs: 20 });
+  const gateway = await startGateway({ config, ledger, pollingIntervalMs: 20, routes: options.routes });
   return {
     devnet,
     backend,
