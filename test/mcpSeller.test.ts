@@ -80,11 +80,12 @@ async function connect(path = "/mcp"): Promise<Client> {
 }
 
 const call = async (client: Client, name: string, args: Record<string, unknown>, payment?: unknown) =>
-  (await client.callTool({
-    name,
-    arguments: args,
-    ...(payment ? { _meta: { [MCP_PAYMENT_META_KEY]: payment } } : {}),
-  })) as CallToolResult;
+  (await client.callTool(
+    { name, arguments: args, ...(payment ? { _meta: { [MCP_PAYMENT_META_KEY]: payment } } : {}) },
+    undefined,
+    // A generous bound per call: the machine running the tests may be busy.
+    { timeout: 600_000 },
+  )) as CallToolResult;
 
 const textOf = (result: CallToolResult) => (result.content[0] as { text?: string } | undefined)?.text ?? "";
 

@@ -7,7 +7,8 @@ export const commandUsage = {
   Runs everything on one machine: a devnet chain, an in-process facilitator, the ledger
   (PGlite, in memory unless --data-dir), and the gateway in front of the built-in demo
   backend (model tollgate-demo, ~50 tokens/s) — or in front of a real OpenAI-compatible
-  backend with --upstream. Prints a funded buyer key to pay with; with --fresh-buyer, one holding
+  backend with --upstream. An example paid MCP server (tools summarize, per token, and
+  count_tokens, $0.001 a call) answers at <gateway>/mcp over Streamable HTTP. Prints a funded buyer key to pay with; with --fresh-buyer, one holding
   test USDC only (no Permit2 approval, no native gas), whose first request pays through a
   gas-sponsored approval. Runs until Ctrl-C.`,
   gateway: `tollgate gateway --config tollgate.yaml [--port N]
@@ -55,6 +56,14 @@ export const commandUsage = {
   spend: `tollgate spend [--json] [--policy FILE]
   Today's spend (UTC) per provider against the policy's caps, and open disputes (charges the
   usage did not justify), from the spend store in TOLLGATE_DATA_DIR (default ~/.tollgate).`,
+  mcp: `tollgate mcp [--gateway URL]… [--policy FILE] [--private-key KEY] [--rpc URL] [--http [--port 4023] [--host 127.0.0.1]]
+  An MCP server for agents, over stdio (or Streamable HTTP at /mcp with --http), with the tools
+  chat (prompt, model?, max_tokens?: paid inference through the --gateway URLs, the cheapest
+  within the policy), pay (one paid HTTP request), spend (today's spend and what is left under
+  each cap) and list_models. Every payment is checked against the policy before anything is
+  signed; a refusal is a tool error naming the rule and the figures. Above confirmAbove the
+  person is asked through MCP elicitation; a client that cannot ask gets a refusal. Key,
+  policy and spend store as for tollgate pay (the store is held while the server runs).`,
 } as const;
 
 export type CommandName = keyof typeof commandUsage;

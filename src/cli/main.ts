@@ -16,6 +16,7 @@ const commands: Record<CommandName, () => Promise<RunCommand>> = {
   pay: async () => (await import("./payCommand.js")).payCommand,
   chat: async () => (await import("./chatCommand.js")).chatCommand,
   spend: async () => (await import("./spendCommand.js")).spendCommand,
+  mcp: async () => (await import("./mcpCommand.js")).mcpCommand,
 };
 
 function usage(): string {

@@ -1,3 +1,4 @@
+export { type CreateBuyerMcpServerParameters, createBuyerMcpServer } from "./createBuyerMcpServer.js";
 export {
   type CreateDemoToolServerParameters,
   createDemoToolServer,
