@@ -61,6 +61,7 @@ async function startTollgateMcp({
       },
       stderr: "inherit",
     }),
+    { timeout: 600_000 },
   );
   clients.push(client);
   return client;
@@ -89,7 +90,7 @@ describe("tollgate mcp (stdio)", () => {
       policy: 'perCall: "$0.05"\ndaily: "$1.00"\n',
       name: "chat",
     });
-    const { tools } = await client.listTools();
+    const { tools } = await client.listTools(undefined, { timeout: 600_000 });
     assert.deepEqual(tools.map((tool) => tool.name).sort(), ["chat", "list_models", "pay", "spend"]);
 
     const models = await callTool(client, "list_models");

@@ -74,7 +74,9 @@ after(async () => {
 
 async function connect(path = "/mcp"): Promise<Client> {
   const client = new Client({ name: "test-agent", version: "1.0.0" });
-  await client.connect(new StreamableHTTPClientTransport(new URL(`${h.gateway.url}${path}`)));
+  await client.connect(new StreamableHTTPClientTransport(new URL(`${h.gateway.url}${path}`)), {
+    timeout: 600_000,
+  });
   clients.push(client);
   return client;
 }
@@ -94,7 +96,7 @@ describe("paid MCP tools (x402 MCP transport)", () => {
     h.backend.set({ responseTokens: 12 });
     const buyer = h.devnet.accounts.buyers[0]!;
     const client = await connect();
-    const tools = await client.listTools();
+    const tools = await client.listTools(undefined, { timeout: 600_000 });
     assert.deepEqual(tools.tools.map((tool) => tool.name).sort(), ["count_tokens", "summarize"]);
 
     const args = { text: "toll roads collect a fee from each driver who passes", max_tokens: 40 };
@@ -205,7 +207,7 @@ describe("paid MCP tools (x402 MCP transport)", () => {
       const { result, settlement, maxAtomic } = await payer.callTool(
         client,
         { name: "summarize", arguments: { text: "a short text about tolls", max_tokens: 20 } },
-        { server: `${h.gateway.url}/mcp` },
+        { server: `${h.gateway.url}/mcp`, timeoutMs: 600_000 },
       );
       assert.equal(textOf(result), mockCompletionText(6));
       assert.ok(settlement?.success);
@@ -222,7 +224,11 @@ describe("paid MCP tools (x402 MCP transport)", () => {
       });
       const rowsBefore = (await h.ledger.payments.recent({ limit: 100 })).length;
       await assert.rejects(
-        strict.callTool(client, { name: "summarize", arguments: { text: "another text", max_tokens: 20 } }),
+        strict.callTool(
+          client,
+          { name: "summarize", arguments: { text: "another text", max_tokens: 20 } },
+          { timeoutMs: 600_000 },
+        ),
         (error: unknown) =>
           isTollgateError(error, "TOLLGATE_POLICY_REFUSED") &&
           error.details.rule === "perCall" &&

@@ -41,7 +41,9 @@ export async function mcpCommand(argv: string[]): Promise<number> {
     });
   }
   const policy = await loadPolicy(flags.policy ?? process.env.TOLLGATE_POLICY);
-  const store = await openCliSpendStore();
+  // The store opens while the client connects: an agent's initialize is answered at once.
+  const store = openCliSpendStore();
+  store.catch(() => undefined);
   const createServer = () =>
     createBuyerMcpServer({
       privateKey: privateKey as `0x${string}`,
@@ -79,6 +81,6 @@ export async function mcpCommand(argv: string[]): Promise<number> {
     await new Promise<void>((resolve) => listening.close(() => resolve()));
     return exitCodes.ok;
   } finally {
-    await store.close();
+    await (await store.catch(() => undefined))?.close();
   }
 }

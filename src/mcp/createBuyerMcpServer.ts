@@ -28,8 +28,8 @@ export type CreateBuyerMcpServerParameters = {
   /** Gateways `chat` and `list_models` use. */
   gateways: readonly string[];
   policy?: SpendingPolicy | undefined;
-  /** The spend store the caps are counted in (shared by every session). */
-  store: SpendStore;
+  /** The spend store the caps are counted in (shared by every session); may still be opening. */
+  store: SpendStore | Promise<SpendStore>;
   rpcUrl?: string | undefined;
   /** The `fetch` underneath. Default: the global one. */
   fetch?: typeof fetch | undefined;
@@ -167,7 +167,7 @@ export function createBuyerMcpServer(parameters: CreateBuyerMcpServerParameters)
         "Today's spend (UTC) per provider, and what is left under each cap of the spending policy.",
     },
     async () => {
-      const report = spendReport(await store.daySpend(), policy);
+      const report = spendReport(await (await store).daySpend(), policy);
       return { content: [{ type: "text", text: report.text }], structuredContent: report.figures };
     },
   );

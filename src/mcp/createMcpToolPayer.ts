@@ -34,7 +34,7 @@ export type CreateMcpToolPayerParameters = {
   policy?: SpendingPolicyInput | undefined;
   /** Spend store under `<dataDir>/spend` (default `~/.tollgate`; `"memory://"` for none), or `store`. */
   dataDir?: string | undefined;
-  store?: SpendStore | undefined;
+  store?: SpendStore | Promise<SpendStore> | undefined;
   /** Asked before signing a maximum above `confirmAbove`; without it such payments are refused. */
   confirm?: ConfirmPayment | undefined;
   onEvent?: BuyerEventListener | undefined;
@@ -51,18 +51,24 @@ export type PaidToolCall = {
   maxAtomic: bigint | undefined;
 };
 
+export type PaidToolCallOptions = {
+  /** Names the provider for the policy's `providers` (its URL); default `mcp://<server name>`. */
+  server?: string | undefined;
+  /** Bound on each of the two calls (ms); the MCP SDK's default otherwise (60 s). */
+  timeoutMs?: number | undefined;
+};
+
 export type McpToolPayer = {
   readonly address: string;
   /**
    * Calls a tool of `client`'s server; when it answers with an x402 `PaymentRequired`, checks the
    * policy, reserves the maximum, signs and calls again with `_meta["x402/payment"]`, then books
    * the settlement of `_meta["x402/payment-response"]`. A refusal throws `TOLLGATE_POLICY_REFUSED`.
-   * `server` names the provider for the policy's `providers` (its URL); default `mcp://<server name>`.
    */
   callTool(
     client: Client,
     call: { name: string; arguments?: Record<string, unknown> | undefined },
-    options?: { server?: string | undefined },
+    options?: PaidToolCallOptions,
   ): Promise<PaidToolCall>;
   spendStore(): Promise<SpendStore>;
   close(): Promise<void>;
@@ -117,9 +123,10 @@ export function createMcpToolPayer(parameters: CreateMcpToolPayerParameters): Mc
   async function callTool(
     mcp: Client,
     call: { name: string; arguments?: Record<string, unknown> | undefined },
-    options: { server?: string | undefined } = {},
+    options: PaidToolCallOptions = {},
   ): Promise<PaidToolCall> {
-    const first = (await mcp.callTool(call)) as CallToolResult;
+    const requestOptions = options.timeoutMs === undefined ? undefined : { timeout: options.timeoutMs };
+    const first = (await mcp.callTool(call, undefined, requestOptions)) as CallToolResult;
     const paymentRequired = readPaymentRequiredResult(first);
     if (!paymentRequired) return { result: first, settlement: undefined, maxAtomic: undefined };
 
@@ -142,10 +149,11 @@ export function createMcpToolPayer(parameters: CreateMcpToolPayerParameters): Mc
     const spend = await store();
     let paid: CallToolResult;
     try {
-      paid = (await mcp.callTool({
-        ...call,
-        _meta: { [MCP_PAYMENT_META_KEY]: attempt.payload },
-      })) as CallToolResult;
+      paid = (await mcp.callTool(
+        { ...call, _meta: { [MCP_PAYMENT_META_KEY]: attempt.payload } },
+        undefined,
+        requestOptions,
+      )) as CallToolResult;
     } catch (error) {
       // The call may have reached the server: the maximum stays reserved until the deadline.
       await spend.note(attempt.paymentId, `no result after sending: ${(error as Error).message}`);

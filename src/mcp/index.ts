@@ -13,6 +13,7 @@ export {
   createMcpToolPayer,
   type McpToolPayer,
   type PaidToolCall,
+  type PaidToolCallOptions,
 } from "./createMcpToolPayer.js";
 export {
   MCP_PAYMENT_META_KEY,
