@@ -1,5 +1,7 @@
 import assert from "node:assert/strict";
 import { type ChildProcess, spawn } from "node:child_process";
+import { writeFile } from "node:fs/promises";
+import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { after, before, test } from "node:test";
 import { fileURLToPath } from "node:url";
@@ -85,14 +87,25 @@ test("tollgate dev serves paid MCP tools at <gateway>/mcp: the official clients 
   assert.match(textOf(replay), /already used/);
 });
 
-test("tollgate mcp over stdio pays tollgate dev for chat", async () => {
+test("tollgate mcp over stdio pays tollgate dev for chat, and for its paid MCP tools within the policy", async () => {
+  const policyFile = join(dataDir.path, "policy.yaml");
+  await writeFile(policyFile, 'perCall: "500"\n');
   const env: Record<string, string> = {};
   for (const [key, value] of Object.entries(process.env)) if (value !== undefined) env[key] = value;
   const client = new Client({ name: "test-agent", version: "1.0.0" });
   await client.connect(
     new StdioClientTransport({
       command: process.execPath,
-      args: [binPath, "mcp", "--gateway", ready.gatewayUrl],
+      args: [
+        binPath,
+        "mcp",
+        "--gateway",
+        ready.gatewayUrl,
+        "--mcp-server",
+        ready.mcpUrl,
+        "--policy",
+        policyFile,
+      ],
       env: {
         ...env,
         TOLLGATE_PRIVATE_KEY: ready.buyer.privateKey,
@@ -111,4 +124,19 @@ test("tollgate mcp over stdio pays tollgate dev for chat", async () => {
   assert.ok(answer.answer.length > 0);
   assert.equal(answer.payment.success, true);
   assert.match(textOf(chat), /paid \$[0-9.]+ · tx 0x[0-9a-f]{64} · eip155:31337/);
+
+  // Through tollgate mcp to tollgate dev's paid tools: summarize's maximum is within perCall…
+  const listed = await call(client, "mcp_list_tools", {});
+  assert.match(textOf(listed), /summarize/);
+  const summary = await call(client, "mcp_call_tool", {
+    name: "summarize",
+    arguments: { text: "Toll roads charge drivers a fee.", max_tokens: 16 },
+  });
+  assert.notEqual(summary.isError, true, textOf(summary));
+  assert.ok(readPaymentResponseMeta(summary)?.success);
+  // …count_tokens' fixed price ($0.001) is not: refused before anything is signed.
+  const refused = await call(client, "mcp_call_tool", { name: "count_tokens", arguments: { text: "a b c" } });
+  assert.equal(refused.isError, true);
+  assert.match(textOf(refused), /refused by the spending policy \(perCall\)/);
+  assert.equal((refused.structuredContent as { askedAtomic: string }).askedAtomic, "1000");
 });

@@ -56,11 +56,12 @@ export const commandUsage = {
   spend: `tollgate spend [--json] [--policy FILE]
   Today's spend (UTC) per provider against the policy's caps, and open disputes (charges the
   usage did not justify), from the spend store in TOLLGATE_DATA_DIR (default ~/.tollgate).`,
-  mcp: `tollgate mcp [--gateway URL]… [--policy FILE] [--private-key KEY] [--rpc URL] [--http [--port 4023] [--host 127.0.0.1]]
+  mcp: `tollgate mcp [--gateway URL]… [--mcp-server URL]… [--policy FILE] [--private-key KEY] [--rpc URL] [--http [--port 4023] [--host 127.0.0.1]]
   An MCP server for agents, over stdio (or Streamable HTTP at /mcp with --http), with the tools
   chat (prompt, model?, max_tokens?: paid inference through the --gateway URLs, the cheapest
   within the policy), pay (one paid HTTP request), spend (today's spend and what is left under
-  each cap) and list_models. Every payment is checked against the policy before anything is
+  each cap) and list_models; with --mcp-server, also mcp_list_tools and mcp_call_tool, which
+  reach that MCP server's tools and pay its paid tools (x402 MCP transport). Every payment is checked against the policy before anything is
   signed; a refusal is a tool error naming the rule and the figures. Above confirmAbove the
   person is asked through MCP elicitation; a client that cannot ask gets a refusal. Key,
   policy and spend store as for tollgate pay (the store is held while the server runs).`,

@@ -8,6 +8,7 @@ import { loadPolicy, openCliSpendStore } from "./payCommand.js";
 
 const flagsSchema = z.object({
   gateway: z.array(z.url()).default([]),
+  "mcp-server": z.array(z.url()).default([]),
   policy: z.string().optional(),
   "private-key": z.string().optional(),
   rpc: z.url().optional(),
@@ -23,6 +24,7 @@ export async function mcpCommand(argv: string[]): Promise<number> {
     argv,
     {
       gateway: { type: "string", multiple: true },
+      "mcp-server": { type: "string", multiple: true },
       policy: { type: "string" },
       "private-key": { type: "string" },
       rpc: { type: "string" },
@@ -48,6 +50,7 @@ export async function mcpCommand(argv: string[]): Promise<number> {
     createBuyerMcpServer({
       privateKey: privateKey as `0x${string}`,
       gateways: flags.gateway,
+      mcpServers: flags["mcp-server"],
       policy,
       store,
       rpcUrl: flags.rpc,

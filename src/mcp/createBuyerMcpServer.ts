@@ -20,7 +20,9 @@ import {
   PAYMENT_RESPONSE_HEADER,
   type SettleResponse,
 } from "../protocol/index.js";
+import { createMcpToolPayer } from "./createMcpToolPayer.js";
 import { toolError } from "./paidTool.js";
+import { registerUpstreamTools } from "./registerUpstreamTools.js";
 import { spendReport } from "./spendReport.js";
 
 export type CreateBuyerMcpServerParameters = {
@@ -33,6 +35,8 @@ export type CreateBuyerMcpServerParameters = {
   rpcUrl?: string | undefined;
   /** The `fetch` underneath. Default: the global one. */
   fetch?: typeof fetch | undefined;
+  /** MCP servers (Streamable HTTP URLs) the agent reaches through `mcp_list_tools` / `mcp_call_tool`, paid tools under the policy. */
+  mcpServers?: readonly string[] | undefined;
   /** Name and version the server announces. */
   version?: string | undefined;
 };
@@ -212,6 +216,44 @@ export function createBuyerMcpServer(parameters: CreateBuyerMcpServerParameters)
     },
   );
 
+  /** A policy refusal as the agent sees it; undefined for any other error. */
+  function policyRefusalResult(error: unknown): CallToolResult | undefined {
+    if (!isTollgateError(error, "TOLLGATE_POLICY_REFUSED")) return undefined;
+    const refusal = { ...(error.details as PolicyRefusal), message: error.shortMessage };
+    const cannotAsk = refusal.rule === "confirmAbove" && !server.server.getClientCapabilities()?.elicitation;
+    return refusedResult(
+      cannotAsk
+        ? {
+            ...refusal,
+            message: refusal.message.replace(
+              / and was not confirmed$/,
+              " and this MCP client cannot ask a person (it does not support elicitation)",
+            ),
+          }
+        : refusal,
+    );
+  }
+
+  if (parameters.mcpServers?.length) {
+    const payer = createMcpToolPayer({
+      privateKey: parameters.privateKey,
+      policy,
+      store,
+      confirm,
+      rpcUrl: parameters.rpcUrl,
+    });
+    const closeUpstream = registerUpstreamTools(server, {
+      servers: parameters.mcpServers,
+      payer,
+      refused: policyRefusalResult,
+    });
+    const onclose = server.server.onclose;
+    server.server.onclose = () => {
+      onclose?.();
+      void closeUpstream();
+    };
+  }
+
   async function payAndAnswer(
     url: string,
     init: RequestInit,
@@ -221,22 +263,8 @@ export function createBuyerMcpServer(parameters: CreateBuyerMcpServerParameters)
     try {
       response = await payingFetch(url, init);
     } catch (error) {
-      if (isTollgateError(error, "TOLLGATE_POLICY_REFUSED")) {
-        const refusal = { ...(error.details as PolicyRefusal), message: error.shortMessage };
-        const cannotAsk =
-          refusal.rule === "confirmAbove" && !server.server.getClientCapabilities()?.elicitation;
-        return refusedResult(
-          cannotAsk
-            ? {
-                ...refusal,
-                message: refusal.message.replace(
-                  / and was not confirmed$/,
-                  " and this MCP client cannot ask a person (it does not support elicitation)",
-                ),
-              }
-            : refusal,
-        );
-      }
+      const refusal = policyRefusalResult(error);
+      if (refusal) return refusal;
       const message = isTollgateError(error) ? error.shortMessage : (error as Error).message;
       return toolError(`the paid request failed: ${message}`);
     }
