@@ -1,3 +1,4 @@
+import type { BatchSettlementClientContext } from "@x402/evm/batch-settlement/client";
 import type { PolicyRefusal } from "./policyRefusal.js";
 
 /** Where a reservation stands: counted at its maximum, its charge, or nothing. */
@@ -86,6 +87,35 @@ export type DaySpend = {
   providers: ProviderDaySpend[];
 };
 
+/** A batch-settlement channel as the buyer opened it: who, where, and its immutable config. */
+export type BuyerChannelInput = {
+  channelId: string;
+  payer: string;
+  /** The provider (URL origin) and the paid URL the channel was opened for. */
+  origin: string;
+  url: string;
+  network: string;
+  asset: string;
+  payTo: string;
+  receiverAuthorizer: string;
+  withdrawDelay: number;
+  salt: string;
+  /** Its place in the pool of channels to this seller (slot n has salt n). */
+  slot: number;
+  /** The channel's `ChannelConfig`, as signed. */
+  config: Record<string, unknown>;
+};
+
+/** A channel with what the buyer deposited and the official client's record of it. */
+export type BuyerChannel = BuyerChannelInput & {
+  depositedAtomic: bigint;
+  deposits: number;
+  /** The client's view (balance, charged cumulative amount); undefined once fully refunded. */
+  context: BatchSettlementClientContext | undefined;
+  createdAt: Date;
+  updatedAt: Date;
+};
+
 /**
  * The buyer's persistent spend: one reservation per signed authorization, moving
  * reserved → settled | released | expired, and one dispute per flagged charge.
@@ -96,10 +126,15 @@ export interface SpendStore {
    * serialised, so together they can never pass a cap.
    */
   reserve(input: ReserveSpendInput): Promise<ReserveSpendResult>;
-  /** Records the signed authorization's nonce and deadline. */
+  /** Records the signed authorization's nonce and deadline (or the channel it was a voucher on). */
   authorize(
     id: string,
-    authorization: { nonce?: string | undefined; deadline?: Date | undefined },
+    authorization: {
+      nonce?: string | undefined;
+      deadline?: Date | undefined;
+      channelId?: string | undefined;
+      depositAtomic?: bigint | undefined;
+    },
   ): Promise<void>;
   /** Reconciles a reservation to the settled charge (from a receipt). */
   settle(id: string, settlement: { chargedAtomic: bigint; transaction?: string | undefined }): Promise<void>;
@@ -116,5 +151,15 @@ export interface SpendStore {
   recordDispute(input: RecordDisputeInput): Promise<number>;
   disputes(options?: { status?: "open" | "resolved" }): Promise<SpendDispute[]>;
   resolveDispute(id: number): Promise<void>;
+  /** Remembers a channel (idempotent: the first record of a channel id stands). */
+  recordChannel(input: BuyerChannelInput): Promise<void>;
+  /** Adds a deposit the seller confirmed to the channel's deposited total. */
+  recordDeposit(channelId: string, amountAtomic: bigint): Promise<void>;
+  /** The official client's record of a channel (its `ClientChannelStorage`). */
+  channelContext(channelId: string): Promise<BatchSettlementClientContext | undefined>;
+  saveChannelContext(channelId: string, context: BatchSettlementClientContext): Promise<void>;
+  deleteChannelContext(channelId: string): Promise<void>;
+  /** The buyer's channels, newest first; `origin` narrows to one provider. */
+  channels(filter?: { origin?: string | undefined; payer?: string | undefined }): Promise<BuyerChannel[]>;
   close(): Promise<void>;
 }

@@ -50,6 +50,20 @@ export type PaymentAttempt = {
   header: string;
   firstRequest: boolean;
   request: InferenceRequest | undefined;
+  /**
+   * Called once when the seller's receipt for this payment is read (undefined: none will come),
+   * before the charge is checked; a channel payment updates its channel here.
+   */
+  onReceipt?: ((receipt: PaidReceipt | undefined) => Promise<void>) | undefined;
+};
+
+/** What a receipt said, as the paid request's hooks see it. */
+export type PaidReceipt = {
+  success: boolean;
+  chargedAtomic: bigint;
+  transaction: string;
+  /** The settlement response's `extra` (a channel's `chargedAmount` and `channelState`). */
+  extra: Record<string, unknown> | undefined;
 };
 
 /**
@@ -66,6 +80,8 @@ export async function authorizePayment(
     choice,
     request,
     firstRequest,
+    client = context.client,
+    channel,
   }: {
     url: string;
     origin: string;
@@ -73,6 +89,10 @@ export async function authorizePayment(
     choice: OfferChoice;
     request: InferenceRequest | undefined;
     firstRequest: boolean;
+    /** The client that signs (a channel's own); default the paying fetch's. */
+    client?: x402Client;
+    /** The channel a voucher is signed on, and the deposit it carries. */
+    channel?: { channelId: string; depositAtomic: bigint | undefined } | undefined;
   },
 ): Promise<PaymentAttempt> {
   const { policy, emit } = context;
@@ -129,7 +149,7 @@ export async function authorizePayment(
     }
     let payload: PaymentPayload;
     try {
-      payload = await context.client.createPaymentPayload({ ...paymentRequired, accepts: [offer] });
+      payload = await client.createPaymentPayload({ ...paymentRequired, accepts: [offer] });
     } catch (cause) {
       throw new TollgateError({
         code: "TOLLGATE_PAYMENT_INVALID",
@@ -139,7 +159,12 @@ export async function authorizePayment(
       });
     }
     const terms = authorizationOf(payload);
-    await store.authorize(paymentId, { nonce: terms.nonce, deadline: terms.deadline });
+    await store.authorize(paymentId, {
+      nonce: terms.nonce,
+      deadline: terms.deadline,
+      channelId: channel?.channelId,
+      depositAtomic: channel?.depositAtomic,
+    });
     emit({
       type: "authorized",
       paymentId,

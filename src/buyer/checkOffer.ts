@@ -13,7 +13,7 @@ export type CheckOfferParameters = {
   expectedAtomic?: bigint | undefined;
 };
 
-const SUPPORTED_SCHEMES = new Set(["upto", "exact"]);
+const SUPPORTED_SCHEMES = new Set(["upto", "exact", "batch-settlement"]);
 /** `maxOverExpected` is compared in thousandths so that 1.5 stays exact in bigint arithmetic. */
 const RATIO_SCALE = 1000n;
 
@@ -33,7 +33,14 @@ export function checkOffer({
   if (!SUPPORTED_SCHEMES.has(offer.scheme) || !offer.network.startsWith("eip155:")) {
     return {
       rule: "scheme",
-      message: `${origin} offers ${offer.scheme} on ${offer.network}; this buyer pays upto or exact on EVM networks`,
+      message: `${origin} offers ${offer.scheme} on ${offer.network}; this buyer pays upto, exact or batch-settlement on EVM networks`,
+      origin,
+    };
+  }
+  if (offer.scheme === "batch-settlement" && policy.channels === "never") {
+    return {
+      rule: "scheme",
+      message: `${origin} offers batch-settlement (a channel), and the policy says channels: never`,
       origin,
     };
   }

@@ -1,7 +1,8 @@
 import { x402Client } from "@x402/core/client";
+import { toClientEvmSigner } from "@x402/evm";
 import { ExactEvmScheme } from "@x402/evm/exact/client";
 import { UptoEvmScheme } from "@x402/evm/upto/client";
-import type { Hex } from "viem";
+import { type Address, createPublicClient, erc20Abi, type Hex, http } from "viem";
 import { privateKeyToAccount } from "viem/accounts";
 import { TollgateError } from "../errors/index.js";
 import {
@@ -13,9 +14,11 @@ import {
 } from "../protocol/index.js";
 import { authorizePayment, type ConfirmPayment, type PaymentContext } from "./authorizePayment.js";
 import type { BuyerEvent, BuyerEventListener } from "./BuyerEvent.js";
+import { createChannelPool } from "./channelPool.js";
 import { readInferenceRequest } from "./inferenceRequest.js";
 import { type AuthorizationChecker, createAuthorizationChecker } from "./isAuthorizationUsed.js";
 import { openSpendStore } from "./openSpendStore.js";
+import { type ChannelPaymentContext, payByChannel } from "./payByChannel.js";
 import {
   declaredSponsoring,
   permit2AllowanceError,
@@ -30,6 +33,7 @@ import { resolveLapsedReservations } from "./resolveLapsedReservations.js";
 import type { SpendStore } from "./SpendStore.js";
 import { selectOffer } from "./selectOffer.js";
 import { settlePaidResponse } from "./settlePaidResponse.js";
+import { spendChannelStorage } from "./spendChannelStorage.js";
 import { parseSpendingPolicy, providerOrigin, type SpendingPolicyInput } from "./spendingPolicy.js";
 
 /** An EVM account that signs typed data: a viem `LocalAccount`, or `toClientEvmSigner(...)`. */
@@ -55,6 +59,11 @@ export type CreatePayingFetchParameters = {
   confirm?: ConfirmPayment | undefined;
   /** The `fetch` underneath. Default: the global one. */
   fetch?: typeof fetch | undefined;
+  /**
+   * How many channels (batch-settlement) the buyer may open to one seller, so that as many
+   * requests run at once (one request at a time per channel). Default 4.
+   */
+  channelPoolSize?: number | undefined;
 };
 
 /** A `fetch` that pays x402 402s within a spending policy, with a few handles of its own. */
@@ -136,6 +145,29 @@ export function createPayingFetch(parameters: CreatePayingFetchParameters): Payi
   };
   const rpcUrl = parameters.rpcUrl;
   const payer = signer.address;
+  const publicClient = rpcUrl
+    ? createPublicClient({ transport: http(rpcUrl, { timeout: 10_000, retryCount: 1 }) })
+    : undefined;
+  const channelContext: ChannelPaymentContext = {
+    ...context,
+    pool: createChannelPool({
+      // With an RPC the channel client can recover a channel from the chain (a lost record).
+      signer: publicClient ? toClientEvmSigner(signer, publicClient) : signer,
+      storage: spendChannelStorage(store),
+      size: parameters.channelPoolSize ?? 4,
+    }),
+    readBalance: publicClient
+      ? (token: Address) =>
+          publicClient.readContract({
+            address: token,
+            abi: erc20Abi,
+            functionName: "balanceOf",
+            args: [payer],
+          })
+      : undefined,
+  };
+  /** Origins whose 402s offered channels: with channels preferred, they are not paid upto unasked. */
+  const channelSellers = new Set<string>();
   let lastLapseCheck = 0;
   const freeLapsed = async () => {
     if (!checker || Date.now() - lastLapseCheck < 30_000) return;
@@ -197,7 +229,8 @@ export function createPayingFetch(parameters: CreatePayingFetchParameters): Payi
 
     // Pay on the first request when this route's prices are known.
     let response: Response | undefined;
-    const known = inference ? quotes.lookup(url, inference.model) : undefined;
+    const preferChannel = policy.channels === "prefer" && channelSellers.has(origin);
+    const known = inference && !preferChannel ? quotes.lookup(url, inference.model) : undefined;
     const estimate = known && inference ? estimateRequest(inference, known.price) : undefined;
     if (known && estimate) {
       const offer = { ...known.requirements, amount: estimate.expectedMaxAtomic.toString() };
@@ -237,13 +270,31 @@ export function createPayingFetch(parameters: CreatePayingFetchParameters): Payi
     }
     await response.body?.cancel().catch(() => undefined);
     const paymentRequired = decoded.paymentRequired;
-    const selected = selectOffer({ accepts: paymentRequired.accepts, request: inference, policy, origin });
+    const channelOffered = paymentRequired.accepts.some((offer) => offer.scheme === "batch-settlement");
+    if (channelOffered) channelSellers.add(origin);
+    const selected = selectOffer({
+      accepts: paymentRequired.accepts,
+      request: inference,
+      policy,
+      origin,
+      channelsFirst: channelOffered && (await channelsFirst(paymentRequired)),
+    });
     if (!selected.ok) {
       emit({ type: "refused", url, origin, refusal: selected.refusal });
       throw policyRefusedError(selected.refusal);
     }
     if (inference) quotes.learnFromOffer(url, inference, selected.choice.offer, paymentRequired.resource);
     const { offer } = selected.choice;
+    if (offer.scheme === "batch-settlement") {
+      return payByChannel(channelContext, {
+        url,
+        origin,
+        paymentRequired,
+        choice: selected.choice,
+        request: inference,
+        send: sendPaid,
+      });
+    }
     const sponsored = declaredSponsoring(paymentRequired.extensions);
     // A wallet Permit2 may not spend, at a seller that does not sponsor the approval, cannot pay:
     // say so before anything is signed.
@@ -282,6 +333,25 @@ export function createPayingFetch(parameters: CreatePayingFetchParameters): Payi
       }
     }
     return paid;
+  }
+
+  /**
+   * Whether channels rank before upto and exact: always with `channels: prefer`; with `fallback`
+   * only for a wallet whose Permit2 allowance covers none of the Permit2 offers (a fresh wallet:
+   * an ERC-3009 deposit then needs no approval and no gas).
+   */
+  async function channelsFirst(paymentRequired: PaymentRequired): Promise<boolean> {
+    if (policy.channels === "prefer") return true;
+    if (policy.channels === "never" || !rpcUrl) return false;
+    const permit2Offers = paymentRequired.accepts.filter(settlesViaPermit2);
+    if (permit2Offers.length === 0) return false;
+    for (const offer of permit2Offers) {
+      const allowance = await readPermit2Allowance(rpcUrl, offer.asset as `0x${string}`, payer).catch(
+        () => undefined,
+      );
+      if (allowance === undefined || allowance >= BigInt(offer.amount)) return false;
+    }
+    return true;
   }
 
   const idle = async () => {

@@ -1,5 +1,6 @@
 import { randomUUID } from "node:crypto";
 import { applyMigrations, type SqlClient, type SqlRow } from "../ledger/index.js";
+import { buyerChannelQueries } from "./buyerChannelQueries.js";
 import { money } from "./policyRefusal.js";
 import type {
   DaySpend,
@@ -68,6 +69,7 @@ export async function createSpendStore({
   }
 
   return {
+    ...buyerChannelQueries(sql),
     async reserve(input: ReserveSpendInput): Promise<ReserveSpendResult> {
       const day = utcDay(now());
       return sql.transaction(async (tx) => {
@@ -128,10 +130,18 @@ export async function createSpendStore({
       });
     },
 
-    async authorize(id, { nonce, deadline }) {
+    async authorize(id, { nonce, deadline, channelId, depositAtomic }) {
       await sql.query(
-        "UPDATE spend_reservations SET nonce = $2, deadline = $3, updated_at = now() WHERE id = $1",
-        [id, nonce ?? null, deadline?.toISOString() ?? null],
+        `UPDATE spend_reservations
+            SET nonce = $2, deadline = $3, channel_id = $4, deposit_atomic = $5, updated_at = now()
+          WHERE id = $1`,
+        [
+          id,
+          nonce ?? null,
+          deadline?.toISOString() ?? null,
+          channelId?.toLowerCase() ?? null,
+          depositAtomic?.toString() ?? null,
+        ],
       );
     },
 

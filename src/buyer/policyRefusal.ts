@@ -12,6 +12,8 @@ export type PolicyRule =
   | "providers.daily"
   | "providers.payTo"
   | "maxOverExpected"
+  | "maxDeposit"
+  | "providers.maxDeposit"
   | "confirmAbove";
 
 /** Why a payment was refused, with the figures; data until it is thrown. */

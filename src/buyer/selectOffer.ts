@@ -18,21 +18,29 @@ export type SelectOfferReturnType = { ok: true; choice: OfferChoice } | { ok: fa
 
 /**
  * Picks the offer to sign from a 402's `accepts`: the ones the policy allows, upto before exact
- * (upto charges the usage, not the maximum), then the lowest amount. When the policy allows
- * none, answers the refusal of the offer it would have preferred.
+ * (upto charges the usage, not the maximum), then the lowest amount. Channels (batch-settlement)
+ * come first when `channelsFirst`, last otherwise; among them ERC-3009 deposits (no approval, no
+ * gas) before Permit2 ones. When the policy allows none, answers the refusal of the offer it
+ * would have preferred.
  */
 export function selectOffer({
   accepts,
   request,
   policy,
   origin,
+  channelsFirst = policy.channels === "prefer",
 }: {
   accepts: readonly PaymentRequirements[];
   request: InferenceRequest | undefined;
   policy: SpendingPolicy;
   origin: string;
+  /** Rank channels before upto and exact (the policy's `channels: prefer`, or a wallet without Permit2 allowance). */
+  channelsFirst?: boolean;
 }): SelectOfferReturnType {
-  const choices = accepts.map((offer) => describeOffer(offer, request)).sort(preference);
+  const rank = (choice: OfferChoice) => rankOf(choice, channelsFirst);
+  const choices = accepts
+    .map((offer) => describeOffer(offer, request))
+    .sort((a, b) => rank(a) - rank(b) || byAmount(a, b));
   let firstRefusal: PolicyRefusal | undefined;
   for (const choice of choices) {
     const refusal = checkOffer({
@@ -59,7 +67,7 @@ export function describeOffer(
   request: InferenceRequest | undefined,
 ): OfferChoice {
   const askedAtomic = BigInt(offer.amount);
-  if (offer.scheme !== "upto") {
+  if (offer.scheme !== "upto" && offer.scheme !== "batch-settlement") {
     return { offer, askedAtomic, expectedAtomic: askedAtomic, price: undefined, estimate: undefined };
   }
   const price = quotedPriceOf(offer);
@@ -67,14 +75,18 @@ export function describeOffer(
   return { offer, askedAtomic, expectedAtomic: estimate?.expectedMaxAtomic, price, estimate };
 }
 
-function rank(choice: OfferChoice): number {
-  if (choice.offer.scheme === "upto") return 0;
-  if (choice.offer.scheme === "exact") return 1;
-  return 2;
+function rankOf(choice: OfferChoice, channelsFirst: boolean): number {
+  const { scheme, extra } = choice.offer;
+  if (scheme === "batch-settlement") {
+    const permit2Deposit = extra?.assetTransferMethod === "permit2" ? 1 : 0;
+    return (channelsFirst ? 0 : 3) + permit2Deposit;
+  }
+  const base = channelsFirst ? 2 : 0;
+  if (scheme === "upto") return base;
+  if (scheme === "exact") return base + 1;
+  return 5;
 }
 
-function preference(a: OfferChoice, b: OfferChoice): number {
-  const byScheme = rank(a) - rank(b);
-  if (byScheme !== 0) return byScheme;
+function byAmount(a: OfferChoice, b: OfferChoice): number {
   return a.askedAtomic < b.askedAtomic ? -1 : a.askedAtomic > b.askedAtomic ? 1 : 0;
 }

@@ -6,7 +6,7 @@ import {
   parseReceiptEvent,
   type StreamReceipt,
 } from "../protocol/index.js";
-import type { PaymentAttempt, PaymentContext } from "./authorizePayment.js";
+import type { PaidReceipt, PaymentAttempt, PaymentContext } from "./authorizePayment.js";
 import type { ReportedUsage } from "./BuyerEvent.js";
 import { tapResponseBody } from "./tapResponseBody.js";
 import { verifyCharge } from "./verifyCharge.js";
@@ -21,6 +21,7 @@ export type ReadReceipt = {
   network: string;
   payer: string | undefined;
   usage: ReportedUsage | undefined;
+  extra: Record<string, unknown> | undefined;
 };
 
 /**
@@ -49,9 +50,22 @@ export async function settlePaidResponse(
 
   let booked = false;
   let reportedUsage: ReportedUsage | undefined;
+  let receiptSeen = false;
+  const seen = async (receipt: ReadReceipt | undefined) => {
+    if (receiptSeen) return;
+    receiptSeen = true;
+    const paid: PaidReceipt | undefined = receipt && {
+      success: receipt.success,
+      chargedAtomic: receipt.chargedAtomic,
+      transaction: receipt.transaction,
+      extra: receipt.extra,
+    };
+    await attempt.onReceipt?.(paid);
+  };
   const book = async (receipt: ReadReceipt) => {
     if (booked) return;
     booked = true;
+    await seen(receipt);
     await recordReceipt(context, attempt, receipt);
   };
 
@@ -65,16 +79,17 @@ export async function settlePaidResponse(
       source: "header",
       success: settled.success,
       errorReason: settled.errorReason,
-      // exact settles the whole price; upto says what it charged.
-      chargedAtomic: settled.success ? BigInt(settled.amount ?? attempt.choice.offer.amount) : 0n,
+      chargedAtomic: settled.success ? chargedAtomicOf(settled, attempt.choice.offer) : 0n,
       transaction: settled.transaction,
       network: settled.network,
       payer: settled.payer,
       usage: undefined,
+      extra: settled.extra,
     };
   }
 
   const noReceipt = async (reason: string) => {
+    await seen(undefined);
     await store.note(paymentId, reason);
     context.emit({ type: "unreceipted", paymentId, origin, reason });
   };
@@ -115,6 +130,7 @@ export async function settlePaidResponse(
   }
   // Reconcile now; check the charge against the body's usage once the caller has read it.
   const receipt = headerBooked;
+  await seen(receipt);
   await store.settle(paymentId, { chargedAtomic: receipt.chargedAtomic, transaction: receipt.transaction });
   const body = tapResponseBody(response.body, {
     mode: "json",
@@ -189,7 +205,24 @@ export async function recordReceipt(context: PaymentContext, attempt: PaymentAtt
   });
 }
 
+/**
+ * What a settlement response says was charged: upto's `amount`; exact's price; a channel's
+ * `extra.chargedAmount` (its `amount` is a deposit's, or empty for a voucher), or the request's
+ * maximum when the seller does not say.
+ */
+function chargedAtomicOf(
+  settled: { amount?: string | undefined; extra?: Record<string, unknown> | undefined },
+  offer: { scheme: string; amount: string },
+): bigint {
+  if (offer.scheme === "batch-settlement") {
+    const charged = settled.extra?.chargedAmount;
+    return typeof charged === "string" && /^[0-9]+$/.test(charged) ? BigInt(charged) : BigInt(offer.amount);
+  }
+  return BigInt(settled.amount || offer.amount);
+}
+
 function streamReceiptOf(receipt: StreamReceipt): ReadReceipt {
+  const extra = (receipt as { extra?: unknown }).extra;
   return {
     source: "stream",
     success: receipt.success,
@@ -199,6 +232,7 @@ function streamReceiptOf(receipt: StreamReceipt): ReadReceipt {
     network: receipt.network,
     payer: receipt.payer,
     usage: { promptTokens: receipt.usage.prompt_tokens, completionTokens: receipt.usage.completion_tokens },
+    extra: typeof extra === "object" && extra !== null ? (extra as Record<string, unknown>) : undefined,
   };
 }
 

@@ -61,4 +61,34 @@ CREATE TABLE disputes (
 CREATE INDEX disputes_open_idx ON disputes (created_at) WHERE status = 'open';
 `,
   },
+  {
+    version: 103,
+    name: "buyer_channels",
+    sql: `
+-- One row per batch-settlement channel this buyer opened: its config, the client's view of it
+-- (the official client's ClientChannelStorage record) and what was deposited into it.
+CREATE TABLE buyer_channels (
+  channel_id          TEXT PRIMARY KEY,
+  payer               TEXT NOT NULL,
+  origin              TEXT NOT NULL,
+  url                 TEXT NOT NULL,
+  network             TEXT NOT NULL,
+  asset               TEXT NOT NULL,
+  pay_to              TEXT NOT NULL,
+  receiver_authorizer TEXT NOT NULL,
+  withdraw_delay      INTEGER NOT NULL,
+  salt                TEXT NOT NULL,
+  slot                INTEGER NOT NULL,
+  config              JSONB NOT NULL,
+  deposited_atomic    NUMERIC(78,0) NOT NULL DEFAULT 0,
+  deposits            INTEGER NOT NULL DEFAULT 0,
+  client_context      JSONB,
+  created_at          TIMESTAMPTZ NOT NULL DEFAULT now(),
+  updated_at          TIMESTAMPTZ NOT NULL DEFAULT now()
+);
+CREATE INDEX buyer_channels_origin_idx ON buyer_channels (origin);
+ALTER TABLE spend_reservations ADD COLUMN channel_id TEXT;
+ALTER TABLE spend_reservations ADD COLUMN deposit_atomic NUMERIC(78,0);
+`,
+  },
 ];

@@ -29,6 +29,8 @@ const providerPolicySchema = z.strictObject({
   daily: moneySchema.optional(),
   /** The only recipients this provider may ask to be paid at. */
   payTo: z.array(addressSchema).optional(),
+  /** Largest deposit (or top-up) into one channel with this provider. */
+  maxDeposit: moneySchema.optional(),
 });
 
 /** The spending policy, validated; every amount is in the asset's atomic units. */
@@ -53,6 +55,13 @@ export const spendingPolicySchema = z.strictObject({
       }
       return byOrigin;
     }),
+  /** Largest deposit (or top-up) into one batch-settlement channel. */
+  maxDeposit: moneySchema.optional(),
+  /**
+   * Paying by channel (batch-settlement) when a seller offers it: `prefer` (default) before upto
+   * and exact; `fallback` only for a wallet without Permit2 allowance; `never`.
+   */
+  channels: z.enum(["prefer", "fallback", "never"]).default("prefer"),
   /** Refuse a maximum above this multiple of the expected cost (e.g. 3). */
   maxOverExpected: z.number().positive().optional(),
   /** Ask a person before authorizing a maximum above this. */

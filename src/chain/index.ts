@@ -1,3 +1,4 @@
+export { batchSettlementStateAbi } from "./batchSettlementStateAbi.js";
 export {
   type CreateFacilitatorSignerParameters,
   createFacilitatorSigner,

@@ -2,13 +2,9 @@ import { z } from "zod";
 import { apiBaseUrl, chooseProvider, formatReceiptLine } from "../buyer/index.js";
 import { TollgateError } from "../errors/index.js";
 import { exitCodes, parseFlags, printError, printLine } from "./cliSupport.js";
-import {
-  buyerFlagOptions,
-  exitCodeOfStatus,
-  jsonLine,
-  openBuyerSession,
-  reportBuyerError,
-} from "./payCommand.js";
+import { commandFlags } from "./commandFlags.js";
+import { explainHttpFailure } from "./explainHttpFailure.js";
+import { exitCodeOfStatus, jsonLine, openBuyerSession, reportBuyerError } from "./payCommand.js";
 
 const flagsSchema = z.object({
   gateway: z.array(z.url()).min(1, "at least one --gateway URL"),
@@ -22,17 +18,9 @@ const flagsSchema = z.object({
 
 /** `tollgate chat`: one streamed, paid chat completion, routed to the cheapest provider. */
 export async function chatCommand(argv: string[]): Promise<number> {
-  const { flags, positionals } = parseFlags(
-    "chat",
-    argv,
-    {
-      ...buyerFlagOptions,
-      gateway: { type: "string", multiple: true },
-      model: { type: "string", multiple: true },
-      "max-tokens": { type: "string" },
-    },
-    flagsSchema,
-  );
+  const { flags, positionals } = parseFlags("chat", argv, commandFlags.chat, flagsSchema, {
+    positionals: true,
+  });
   const prompt = positionals.join(" ").trim();
   if (!prompt) {
     throw new TollgateError({ code: "TOLLGATE_CONFIG_INVALID", shortMessage: "chat: the prompt is missing" });
@@ -69,7 +57,25 @@ export async function chatCommand(argv: string[]): Promise<number> {
       body: JSON.stringify({ ...body, model }),
     });
     if (!response.ok) {
-      printError(`tollgate chat: HTTP ${response.status}: ${(await response.text()).slice(0, 500)}`);
+      const text = await response.text();
+      const failure = await explainHttpFailure({
+        status: response.status,
+        headers: response.headers,
+        body: text,
+        payer: payingFetch.address,
+        rpcUrl: flags.rpc,
+      });
+      if (flags.json)
+        printLine(
+          jsonLine({
+            provider: baseUrl,
+            model,
+            status: response.status,
+            payment: null,
+            error: { reason: failure.reason ?? null, message: failure.message },
+          }),
+        );
+      printError(`tollgate chat: ${failure.statusLine}: ${failure.message}`);
       return exitCodeOfStatus(response.status);
     }
     const answer = await printStream(response, flags.json);
@@ -83,7 +89,7 @@ export async function chatCommand(argv: string[]): Promise<number> {
     }
     return exitCodes.ok;
   } catch (error) {
-    return reportBuyerError("chat", error);
+    return reportBuyerError("chat", error, flags.json);
   } finally {
     await payingFetch.close();
   }

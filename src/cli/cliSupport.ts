@@ -13,37 +13,113 @@ export const exitCodes = {
   httpError: 5,
 } as const;
 
-/** Parses `argv` against `options` and validates the result with `schema`. */
+/** Parses `argv` against `options` and validates the result with `schema`; every failure says what to type instead. */
 export function parseFlags<T extends z.ZodType>(
   command: string,
   argv: string[],
-  options: ParseArgsConfig["options"],
+  options: NonNullable<ParseArgsConfig["options"]>,
   schema: T,
+  { positionals: allowPositionals = false }: { positionals?: boolean } = {},
 ): { flags: z.infer<T>; positionals: string[] } {
   let parsed: ReturnType<typeof parseArgs>;
   try {
     parsed = parseArgs({ args: argv, options, allowPositionals: true, strict: true });
   } catch (cause) {
-    throw new TollgateError({
-      code: "TOLLGATE_CONFIG_INVALID",
-      shortMessage: `${command}: ${(cause as Error).message}`,
-      cause,
-    });
+    throw usageError(
+      `${command}: ${explainParseError(cause as Error & { code?: string }, Object.keys(options))}`,
+    );
+  }
+  if (!allowPositionals && parsed.positionals.length > 0) {
+    throw usageError(
+      `${command}: unexpected argument ${JSON.stringify(parsed.positionals[0])} (every value follows its flag, e.g. --port 4021)`,
+    );
   }
   const result = schema.safeParse(parsed.values);
   if (!result.success) {
-    const issue = result.error.issues[0];
-    const flag = issue?.path.map(String).join(".") ?? "";
-    throw new TollgateError({
-      code: "TOLLGATE_CONFIG_INVALID",
-      shortMessage: `${command}: --${kebab(flag)}: ${issue?.message ?? "invalid"}`,
-    });
+    const values = parsed.values as Record<string, unknown>;
+    const problems = result.error.issues.map((issue) => explainFlagIssue(issue, values));
+    throw usageError(`${command}: ${[...new Set(problems)].join("; ")}`);
   }
   return { flags: result.data, positionals: parsed.positionals };
 }
 
 function kebab(name: string): string {
   return name.replace(/[A-Z]/g, (letter) => `-${letter.toLowerCase()}`);
+}
+
+function usageError(message: string): TollgateError {
+  return new TollgateError({ code: "TOLLGATE_CONFIG_INVALID", shortMessage: message });
+}
+
+function explainParseError(error: Error & { code?: string }, known: string[]): string {
+  const flag = /'(-{1,2}[^' ]+)/.exec(error.message)?.[1];
+  if (error.code === "ERR_PARSE_ARGS_UNKNOWN_OPTION" && flag) {
+    const closest = closestFlag(flag.replace(/^-+/, ""), known);
+    return closest
+      ? `unknown flag ${flag}; did you mean --${closest}?`
+      : `unknown flag ${flag}; the flags are ${known.map((name) => `--${name}`).join(", ")}`;
+  }
+  if (error.code === "ERR_PARSE_ARGS_INVALID_OPTION_VALUE" && flag) {
+    return /argument missing/.test(error.message) ? `${flag} needs a value` : `${flag} takes no value`;
+  }
+  return error.message;
+}
+
+/** The known flag nearest to `typed` by edit distance, when it is near enough to be a typo. */
+export function closestFlag(typed: string, known: string[]): string | undefined {
+  let best: { name: string; distance: number } | undefined;
+  for (const name of known) {
+    const distance = editDistance(typed.toLowerCase(), name);
+    if (!best || distance < best.distance) best = { name, distance };
+  }
+  if (!best) return undefined;
+  const prefix = known.filter((name) => name.startsWith(typed.toLowerCase()));
+  if (typed.length >= 2 && prefix.length === 1) return prefix[0];
+  return best.distance <= Math.max(2, Math.floor(best.name.length / 3)) ? best.name : undefined;
+}
+
+function editDistance(a: string, b: string): number {
+  let previous = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const current = [i];
+    for (let j = 1; j <= b.length; j++) {
+      const substitution = previous[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1);
+      current[j] = Math.min(previous[j]! + 1, current[j - 1]! + 1, substitution);
+    }
+    previous = current;
+  }
+  return previous[b.length]!;
+}
+
+function explainFlagIssue(issue: z.core.$ZodIssue, values: Record<string, unknown>): string {
+  const key = issue.path.map(String)[0] ?? "";
+  const flag = `--${kebab(key)}`;
+  const given = values[key] ?? values[kebab(key)];
+  if (given === undefined)
+    return issue.message.startsWith("Invalid input")
+      ? `${flag} is required`
+      : `${flag} is required: ${issue.message}`;
+  const shown = JSON.stringify(Array.isArray(given) ? given[Number(issue.path[1] ?? 0)] : given);
+  switch (issue.code) {
+    case "invalid_format":
+      return issue.format === "url"
+        ? `${flag} must be a URL such as http://127.0.0.1:4021, not ${shown}`
+        : `${flag}: ${issue.message}`;
+    case "invalid_type":
+      return issue.expected === "number" || issue.expected === "int" || issue.expected === "bigint"
+        ? `${flag} must be a number, not ${shown}`
+        : `${flag}: ${issue.message}`;
+    case "too_small":
+      return issue.message.startsWith("Too small")
+        ? `${flag} must be at least ${String(issue.minimum)}, not ${shown}`
+        : `${flag}: ${issue.message}`;
+    case "too_big":
+      return issue.message.startsWith("Too big")
+        ? `${flag} must be at most ${String(issue.maximum)}, not ${shown}`
+        : `${flag}: ${issue.message}`;
+    default:
+      return `${flag}: ${issue.message}`;
+  }
 }
 
 /** A logger for a command: JSON lines on stderr, level from `TOLLGATE_LOG_LEVEL` (default info). */

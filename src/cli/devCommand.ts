@@ -1,10 +1,12 @@
 import { z } from "zod";
 import { startDemoBackend } from "../demo/index.js";
 import { startDevnet } from "../devnet/index.js";
+import { TollgateError } from "../errors/index.js";
 import { type GatewayConfigInput, parseGatewayConfig, startGateway } from "../gateway/index.js";
 import { createDemoToolServer, type McpHttpHandler, mountMcpEndpoint } from "../mcp/index.js";
 import { countTextTokens } from "../pricing/index.js";
 import { createCliLogger, parseFlags, printLine, waitForShutdownSignal } from "./cliSupport.js";
+import { commandFlags } from "./commandFlags.js";
 
 const flagsSchema = z.object({
   port: z.coerce.number().int().min(0).max(65535).default(4021),
@@ -23,17 +25,7 @@ export async function devCommand(argv: string[]): Promise<number> {
   const { flags } = parseFlags(
     "dev",
     argv,
-    {
-      port: { type: "string" },
-      host: { type: "string" },
-      json: { type: "boolean" },
-      "fresh-buyer": { type: "boolean" },
-      upstream: { type: "string" },
-      "upstream-key-env": { type: "string" },
-      model: { type: "string" },
-      "data-dir": { type: "string" },
-      "tokens-per-second": { type: "string" },
-    },
+    commandFlags.dev,
     z.preprocess((values) => {
       const v = values as Record<string, unknown>;
       return {
@@ -66,7 +58,10 @@ export async function devCommand(argv: string[]): Promise<number> {
     } else if (flags.upstreamKeyEnv) {
       apiKey = process.env[flags.upstreamKeyEnv];
       if (!apiKey)
-        throw new Error(`--upstream-key-env ${flags.upstreamKeyEnv}: that environment variable is not set`);
+        throw new TollgateError({
+          code: "TOLLGATE_CONFIG_INVALID",
+          shortMessage: `dev: --upstream-key-env ${flags.upstreamKeyEnv}: that environment variable is not set`,
+        });
     }
     const input: GatewayConfigInput = {
       network: devnet.network,
@@ -77,6 +72,13 @@ export async function devCommand(argv: string[]): Promise<number> {
       facilitator: { privateKey: devnet.accounts.facilitator.privateKey },
       server: { host: flags.host, port: flags.port },
       ledger: { dataDir: flags.dataDir },
+      // Short intervals so channel payments reach payTo within seconds.
+      channels: {
+        claimIntervalSeconds: 2,
+        settleIntervalSeconds: 3,
+        minClaimAtomic: 0,
+        withdrawDelaySeconds: 900,
+      },
       models: [
         {
           id: modelId,

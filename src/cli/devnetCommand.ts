@@ -1,6 +1,7 @@
 import { z } from "zod";
 import { MAX_DEVNET_BUYERS, startDevnet } from "../devnet/index.js";
 import { createCliLogger, parseFlags, printLine, waitForShutdownSignal } from "./cliSupport.js";
+import { commandFlags } from "./commandFlags.js";
 
 const flagsSchema = z.object({
   port: z.coerce.number().int().min(0).max(65535).default(8545),
@@ -22,18 +23,7 @@ const flagsSchema = z.object({
 
 /** `tollgate devnet`: a real local chain with the canonical x402 contracts. */
 export async function devnetCommand(argv: string[]): Promise<number> {
-  const { flags } = parseFlags(
-    "devnet",
-    argv,
-    {
-      port: { type: "string" },
-      host: { type: "string" },
-      buyers: { type: "string" },
-      "fresh-buyers": { type: "string" },
-      json: { type: "boolean" },
-    },
-    flagsSchema,
-  );
+  const { flags } = parseFlags("devnet", argv, commandFlags.devnet, flagsSchema);
   const logger = createCliLogger(flags.json ? "warn" : undefined);
   const startedAt = performance.now();
   const devnet = await startDevnet({

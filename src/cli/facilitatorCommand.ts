@@ -1,15 +1,16 @@
+import { createPublicClient, http } from "viem";
 import { z } from "zod";
 import { findNetworkPreset } from "../chain/index.js";
+import { TollgateError } from "../errors/index.js";
 import { createFacilitator, serveFacilitator, settlementStoreFromLog } from "../facilitator/index.js";
 import { createCliLogger, parseFlags, printLine, waitForShutdownSignal } from "./cliSupport.js";
+import { commandFlags } from "./commandFlags.js";
 import { openCliLedger } from "./openCliLedger.js";
+import { readPrivateKey } from "./readPrivateKey.js";
 
 const flagsSchema = z.object({
-  rpc: z.string().url().optional(),
-  privateKey: z
-    .string()
-    .regex(/^0x[0-9a-fA-F]{64}$/, "a 32-byte hex private key (0x…)")
-    .optional(),
+  rpc: z.url("the JSON-RPC URL of the chain to settle on (tollgate devnet prints its rpcUrl)"),
+  "private-key": z.string().optional(),
   network: z.string().default("eip155:31337"),
   port: z.coerce.number().int().min(0).max(65535).default(4022),
   host: z.string().default("127.0.0.1"),
@@ -20,36 +21,27 @@ const flagsSchema = z.object({
 
 /** `tollgate facilitator`: verify and settle over HTTP. */
 export async function facilitatorCommand(argv: string[]): Promise<number> {
-  const { flags } = parseFlags(
-    "facilitator",
-    argv,
-    {
-      rpc: { type: "string" },
-      "private-key": { type: "string" },
-      network: { type: "string" },
-      port: { type: "string" },
-      host: { type: "string" },
-      "no-rpc-batch": { type: "boolean" },
-      "no-gas-sponsoring": { type: "boolean" },
-      "sponsor-limit": { type: "string" },
-    },
-    z.preprocess((values) => {
-      const v = values as Record<string, unknown>;
-      return { ...v, privateKey: v["private-key"] ?? process.env.TOLLGATE_FACILITATOR_KEY };
-    }, flagsSchema),
-  );
+  const { flags } = parseFlags("facilitator", argv, commandFlags.facilitator, flagsSchema);
   const preset = findNetworkPreset(flags.network);
-  if (!preset) throw new Error(`unknown network ${flags.network}; use a CAIP-2 id such as eip155:137`);
-  const rpcUrl = flags.rpc ?? preset.defaultRpcUrl;
-  if (!rpcUrl) throw new Error("--rpc is required for this network");
-  if (!flags.privateKey) throw new Error("--private-key (or TOLLGATE_FACILITATOR_KEY) is required");
+  if (!preset) {
+    throw new TollgateError({
+      code: "TOLLGATE_CONFIG_INVALID",
+      shortMessage: `facilitator: unknown network ${flags.network}; use a CAIP-2 id such as eip155:137, or polygon, amoy, base, base-sepolia, devnet`,
+    });
+  }
+  const privateKey = readPrivateKey(
+    flags["private-key"] ?? process.env.TOLLGATE_FACILITATOR_KEY,
+    flags["private-key"] === undefined ? "--private-key or TOLLGATE_FACILITATOR_KEY" : "--private-key",
+  );
+  const rpcUrl = flags.rpc;
+  await checkChain(rpcUrl, preset.chainId, preset.network);
   const logger = createCliLogger();
   const local = preset.network === "eip155:31337";
   // Idempotent settlement across restarts needs the log on disk: PostgreSQL when DATABASE_URL is set.
   const ledger = process.env.DATABASE_URL ? (await openCliLedger({ dataDir: "", logger })).ledger : undefined;
   const facilitator = createFacilitator({
     rpcUrl,
-    privateKey: flags.privateKey as `0x${string}`,
+    privateKey,
     network: preset.network,
     logger,
     pollingIntervalMs: local ? 50 : 1_000,
@@ -63,4 +55,26 @@ export async function facilitatorCommand(argv: string[]): Promise<number> {
   await server.close();
   await ledger?.close();
   return 0;
+}
+
+/** Refuses to start against a chain that does not answer, or answers as another chain. */
+async function checkChain(rpcUrl: string, chainId: number, network: string): Promise<void> {
+  let answered: number;
+  try {
+    answered = await createPublicClient({
+      transport: http(rpcUrl, { timeout: 10_000, retryCount: 1 }),
+    }).getChainId();
+  } catch (cause) {
+    throw new TollgateError({
+      code: "TOLLGATE_CHAIN_UNAVAILABLE",
+      shortMessage: `no chain answers at --rpc ${rpcUrl}: start one (tollgate devnet prints its rpcUrl) or give a reachable RPC`,
+      cause,
+    });
+  }
+  if (answered !== chainId) {
+    throw new TollgateError({
+      code: "TOLLGATE_CONFIG_INVALID",
+      shortMessage: `--rpc ${rpcUrl} is chain ${answered}, not ${network}; give --network eip155:${answered} or the RPC of ${network}`,
+    });
+  }
 }

@@ -3,8 +3,9 @@ import { parse as parseYaml } from "yaml";
 import { z } from "zod";
 import { TollgateError } from "../errors/index.js";
 import { type FaultInjection, faultPoints, isFaultPoint } from "../facilitator/index.js";
-import { parseGatewayConfig, startGateway } from "../gateway/index.js";
+import { configProblems, type GatewayConfig, gatewayConfigSchema, startGateway } from "../gateway/index.js";
 import { createCliLogger, parseFlags, printLine, waitForShutdownSignal } from "./cliSupport.js";
+import { commandFlags } from "./commandFlags.js";
 
 const flagsSchema = z.object({
   config: z.string().default("tollgate.yaml"),
@@ -13,13 +14,8 @@ const flagsSchema = z.object({
 
 /** `tollgate gateway`: the gateway from a YAML config file. */
 export async function gatewayCommand(argv: string[]): Promise<number> {
-  const { flags } = parseFlags(
-    "gateway",
-    argv,
-    { config: { type: "string" }, port: { type: "string" } },
-    flagsSchema,
-  );
-  const config = parseGatewayConfig(resolveSecrets(await readConfigFile(flags.config)));
+  const { flags } = parseFlags("gateway", argv, commandFlags.gateway, flagsSchema);
+  const config = await loadGatewayConfig(flags.config);
   if (flags.port !== undefined) config.server.port = flags.port;
   // The gateway keeps its ledger on disk unless the config says otherwise.
   if (!config.ledger.databaseUrl) {
@@ -77,25 +73,50 @@ function faultInjectionFromEnv(): FaultInjection | undefined {
 
 /** Replaces `*Env` keys by the environment values they name; only the CLI reads the environment. */
 export function resolveSecrets(input: unknown): unknown {
-  if (typeof input !== "object" || input === null) return input;
+  const { config, problems } = resolveSecretsCollecting(input);
+  if (problems.length > 0)
+    throw new TollgateError({ code: "TOLLGATE_CONFIG_INVALID", shortMessage: problems.join("; ") });
+  return config;
+}
+
+/**
+ * Reads, resolves and validates a gateway config file, reporting every problem at once: a missing
+ * environment variable of one model does not hide a wrong key elsewhere.
+ */
+export async function loadGatewayConfig(path: string): Promise<GatewayConfig> {
+  const { config, problems } = resolveSecretsCollecting(await readConfigFile(path));
+  const result = gatewayConfigSchema.safeParse(config);
+  const all = [...problems, ...(result.success ? [] : configProblems(result.error.issues))];
+  if (all.length > 0 || !result.success) {
+    throw new TollgateError({
+      code: "TOLLGATE_CONFIG_INVALID",
+      shortMessage:
+        all.length === 1
+          ? `${path}: ${all[0]}`
+          : `${path} has ${all.length} problems:\n  ${all.join("\n  ")}`,
+      details: { problems: all },
+    });
+  }
+  return result.data;
+}
+
+function resolveSecretsCollecting(input: unknown): { config: unknown; problems: string[] } {
+  const problems: string[] = [];
+  if (typeof input !== "object" || input === null) return { config: input, problems };
   const config = structuredClone(input) as Record<string, unknown>;
-  const fromEnv = (name: unknown, key: string): string => {
-    if (typeof name !== "string")
-      throw new TollgateError({
-        code: "TOLLGATE_CONFIG_INVALID",
-        shortMessage: `config key ${key}: must be a string`,
-      });
+  const fromEnv = (name: unknown, key: string): string | undefined => {
+    if (typeof name !== "string") {
+      problems.push(`config key ${key}: must be the name of an environment variable (a string)`);
+      return undefined;
+    }
     const value = process.env[name];
-    if (!value)
-      throw new TollgateError({
-        code: "TOLLGATE_CONFIG_INVALID",
-        shortMessage: `config key ${key}: environment variable ${name} is not set`,
-      });
-    return value;
+    if (!value) problems.push(`config key ${key}: environment variable ${name} is not set`);
+    return value || undefined;
   };
   const facilitator = config.facilitator as Record<string, unknown> | undefined;
   if (facilitator?.privateKeyEnv !== undefined) {
-    facilitator.privateKey = fromEnv(facilitator.privateKeyEnv, "facilitator.privateKeyEnv");
+    const key = fromEnv(facilitator.privateKeyEnv, "facilitator.privateKeyEnv");
+    if (key !== undefined) facilitator.privateKey = key;
     delete facilitator.privateKeyEnv;
   }
   // The ledger's PostgreSQL URL: the variable named by ledger.databaseUrlEnv, else DATABASE_URL when set.
@@ -106,7 +127,8 @@ export function resolveSecrets(input: unknown): unknown {
         ? (config.ledger as Record<string, unknown>)
         : undefined; // not an object: the schema names the key
   if (ledger?.databaseUrlEnv !== undefined) {
-    ledger.databaseUrl = fromEnv(ledger.databaseUrlEnv, "ledger.databaseUrlEnv");
+    const url = fromEnv(ledger.databaseUrlEnv, "ledger.databaseUrlEnv");
+    if (url !== undefined) ledger.databaseUrl = url;
     delete ledger.databaseUrlEnv;
     config.ledger = ledger;
   } else if (ledger !== undefined && ledger.databaseUrl === undefined && process.env.DATABASE_URL) {
@@ -117,10 +139,11 @@ export function resolveSecrets(input: unknown): unknown {
     for (const [i, model] of config.models.entries()) {
       const backend = (model as { backend?: Record<string, unknown> })?.backend;
       if (backend?.apiKeyEnv !== undefined) {
-        backend.apiKey = fromEnv(backend.apiKeyEnv, `models.${i}.backend.apiKeyEnv`);
+        const apiKey = fromEnv(backend.apiKeyEnv, `models.${i}.backend.apiKeyEnv`);
+        if (apiKey !== undefined) backend.apiKey = apiKey;
         delete backend.apiKeyEnv;
       }
     }
   }
-  return config;
+  return { config, problems };
 }

@@ -1,6 +1,7 @@
 import { z } from "zod";
 import { formatMoney } from "../pricing/index.js";
 import { parseFlags, printLine } from "./cliSupport.js";
+import { commandFlags } from "./commandFlags.js";
 import { openCliLedger } from "./openCliLedger.js";
 
 const flagsSchema = z.object({
@@ -14,7 +15,7 @@ export async function ledgerCommand(argv: string[]): Promise<number> {
   const { flags } = parseFlags(
     "ledger",
     argv,
-    { "data-dir": { type: "string" }, limit: { type: "string" }, json: { type: "boolean" } },
+    commandFlags.ledger,
     z.preprocess(
       (values) => ({ ...(values as object), dataDir: (values as Record<string, unknown>)["data-dir"] }),
       flagsSchema,

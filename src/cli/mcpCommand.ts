@@ -1,10 +1,11 @@
 import { serve } from "@hono/node-server";
 import { StdioServerTransport } from "@modelcontextprotocol/sdk/server/stdio.js";
 import { z } from "zod";
-import { TollgateError } from "../errors/index.js";
 import { createBuyerMcpServer, createMcpHttpHandler } from "../mcp/index.js";
 import { exitCodes, parseFlags, printError, printLine, waitForShutdownSignal } from "./cliSupport.js";
+import { commandFlags } from "./commandFlags.js";
 import { loadPolicy, openCliSpendStore } from "./payCommand.js";
+import { readPrivateKey } from "./readPrivateKey.js";
 
 const flagsSchema = z.object({
   gateway: z.array(z.url()).default([]),
@@ -19,36 +20,18 @@ const flagsSchema = z.object({
 
 /** `tollgate mcp`: the buyer's MCP server (stdio, or Streamable HTTP with --http). */
 export async function mcpCommand(argv: string[]): Promise<number> {
-  const { flags } = parseFlags(
-    "mcp",
-    argv,
-    {
-      gateway: { type: "string", multiple: true },
-      "mcp-server": { type: "string", multiple: true },
-      policy: { type: "string" },
-      "private-key": { type: "string" },
-      rpc: { type: "string" },
-      http: { type: "boolean" },
-      host: { type: "string" },
-      port: { type: "string" },
-    },
-    flagsSchema,
+  const { flags } = parseFlags("mcp", argv, commandFlags.mcp, flagsSchema);
+  const privateKey = readPrivateKey(
+    flags["private-key"] ?? process.env.TOLLGATE_PRIVATE_KEY,
+    "--private-key or TOLLGATE_PRIVATE_KEY",
   );
-  const privateKey = flags["private-key"] ?? process.env.TOLLGATE_PRIVATE_KEY;
-  if (!privateKey || !/^0x[0-9a-fA-F]{64}$/.test(privateKey)) {
-    throw new TollgateError({
-      code: "TOLLGATE_CONFIG_INVALID",
-      shortMessage:
-        "mcp: a private key is needed: --private-key 0x… or TOLLGATE_PRIVATE_KEY (32 bytes in hex)",
-    });
-  }
   const policy = await loadPolicy(flags.policy ?? process.env.TOLLGATE_POLICY);
   // The store opens while the client connects: an agent's initialize is answered at once.
   const store = openCliSpendStore();
   store.catch(() => undefined);
   const createServer = () =>
     createBuyerMcpServer({
-      privateKey: privateKey as `0x${string}`,
+      privateKey,
       gateways: flags.gateway,
       mcpServers: flags["mcp-server"],
       policy,

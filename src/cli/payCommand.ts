@@ -15,6 +15,9 @@ import {
 import { isTollgateError, TollgateError } from "../errors/index.js";
 import { formatMoney } from "../pricing/index.js";
 import { exitCodes, parseFlags, printError, printLine } from "./cliSupport.js";
+import { commandFlags } from "./commandFlags.js";
+import { explainHttpFailure } from "./explainHttpFailure.js";
+import { readPrivateKey } from "./readPrivateKey.js";
 
 const flagsSchema = z.object({
   url: z.url(),
@@ -27,28 +30,9 @@ const flagsSchema = z.object({
   json: z.boolean().default(false),
 });
 
-/** Flags every paying command shares. */
-export const buyerFlagOptions = {
-  policy: { type: "string" },
-  "private-key": { type: "string" },
-  rpc: { type: "string" },
-  json: { type: "boolean" },
-} as const;
-
 /** `tollgate pay`: one paid HTTP request. */
 export async function payCommand(argv: string[]): Promise<number> {
-  const { flags } = parseFlags(
-    "pay",
-    argv,
-    {
-      ...buyerFlagOptions,
-      url: { type: "string" },
-      method: { type: "string" },
-      body: { type: "string" },
-      header: { type: "string", multiple: true },
-    },
-    flagsSchema,
-  );
+  const { flags } = parseFlags("pay", argv, commandFlags.pay, flagsSchema);
   const body = flags.body === undefined ? undefined : await readBody(flags.body);
   const headers = new Headers();
   for (const header of flags.header) {
@@ -66,6 +50,32 @@ export async function payCommand(argv: string[]): Promise<number> {
       headers,
       body,
     });
+    if (!response.ok) {
+      const text = await response.text();
+      await session.payingFetch.idle();
+      const failure = await explainHttpFailure({
+        status: response.status,
+        headers: response.headers,
+        body: text,
+        payer: session.payingFetch.address,
+        rpcUrl: flags.rpc,
+      });
+      if (flags.json) {
+        printLine(
+          jsonLine({
+            status: response.status,
+            body: parseMaybeJson(text),
+            payment: null,
+            error: { reason: failure.reason ?? null, message: failure.message },
+          }),
+        );
+      } else {
+        // A seller's error body is still the answer (stdout); a refused payment's is its offer again.
+        if (response.status !== 402 && text) printLine(text);
+        printError(`tollgate pay: ${failure.statusLine}: ${failure.message}`);
+      }
+      return exitCodeOfStatus(response.status);
+    }
     let text: string | undefined;
     if (flags.json) text = await response.text();
     else if (response.body) for await (const chunk of response.body) process.stdout.write(chunk);
@@ -74,9 +84,9 @@ export async function payCommand(argv: string[]): Promise<number> {
     if (flags.json)
       printLine(jsonLine({ status: response.status, body: parseMaybeJson(text), payment: receipt ?? null }));
     else if (receipt) printError(formatReceiptLine(receipt));
-    return exitCodeOfStatus(response.status);
+    return exitCodes.ok;
   } catch (error) {
-    return reportBuyerError("pay", error);
+    return reportBuyerError("pay", error, flags.json);
   } finally {
     await session.payingFetch.close();
   }
@@ -93,10 +103,10 @@ export async function openBuyerSession(flags: {
   policy: SpendingPolicy | undefined;
   lastReceipt(): ReceiptEvent | undefined;
 }> {
-  const privateKey = flags["private-key"] ?? process.env.TOLLGATE_PRIVATE_KEY;
-  if (!privateKey || !/^0x[0-9a-fA-F]{64}$/.test(privateKey)) {
-    throw configError("a private key is needed: --private-key 0x… or TOLLGATE_PRIVATE_KEY (32 bytes in hex)");
-  }
+  const privateKey = readPrivateKey(
+    flags["private-key"] ?? process.env.TOLLGATE_PRIVATE_KEY,
+    flags["private-key"] === undefined ? "TOLLGATE_PRIVATE_KEY" : "--private-key",
+  );
   const policy = await loadPolicy(flags.policy ?? process.env.TOLLGATE_POLICY);
   let lastReceipt: ReceiptEvent | undefined;
   const onEvent = (event: BuyerEvent) => {
@@ -112,7 +122,7 @@ export async function openBuyerSession(flags: {
   // With DATABASE_URL the spend store is PostgreSQL, shared by every process of this buyer.
   const sharedStore = process.env.DATABASE_URL ? await openCliSpendStore() : undefined;
   const payingFetch = createPayingFetch({
-    privateKey: privateKey as `0x${string}`,
+    privateKey,
     policy,
     rpcUrl: flags.rpc,
     ...(sharedStore ? { store: sharedStore } : { dataDir: cliDataDir() }),
@@ -185,26 +195,42 @@ export function exitCodeOfStatus(status: number): number {
   return exitCodes.httpError;
 }
 
-/** Prints a buyer failure and answers its exit code (policy refusal 3, payment failure 4). */
-export function reportBuyerError(command: string, error: unknown): number {
+/**
+ * Prints a buyer failure and answers its exit code (policy refusal 3, payment failure 4, other 1); with
+ * `json`, one JSON line on stdout (`status` null: no answer was taken) instead of a sentence on stderr.
+ */
+export function reportBuyerError(command: string, error: unknown, json = false): number {
+  if (isTollgateError(error, "TOLLGATE_CONFIG_INVALID")) throw error;
+  let code: number = exitCodes.failure;
+  let message = isTollgateError(error) ? error.shortMessage : (error as Error).message;
   if (isTollgateError(error, "TOLLGATE_POLICY_REFUSED")) {
-    printError(
-      `tollgate ${command}: refused by policy (${String(error.details.rule)}): ${error.shortMessage}`,
-    );
-    return exitCodes.policyRefused;
-  }
-  if (
+    code = exitCodes.policyRefused;
+    message = `refused by policy (${String(error.details.rule)}): ${error.shortMessage}`;
+  } else if (
     isTollgateError(error, "TOLLGATE_PAYMENT_REQUIRED") ||
     isTollgateError(error, "TOLLGATE_PAYMENT_INVALID")
   ) {
-    printError(`tollgate ${command}: payment failed: ${error.shortMessage}`);
-    return exitCodes.paymentFailed;
+    code = exitCodes.paymentFailed;
+    message = `payment failed: ${error.shortMessage}`;
+  } else {
+    const cause = (error as { cause?: { message?: unknown } }).cause?.message;
+    if (typeof cause === "string") message += ` (${cause})`;
   }
-  if (isTollgateError(error, "TOLLGATE_CONFIG_INVALID")) throw error;
-  const message = isTollgateError(error) ? error.shortMessage : (error as Error).message;
-  const cause = (error as { cause?: { message?: unknown } }).cause?.message;
-  printError(`tollgate ${command}: ${message}${typeof cause === "string" ? ` (${cause})` : ""}`);
-  return exitCodes.failure;
+  if (json) {
+    printLine(
+      jsonLine({
+        status: null,
+        body: null,
+        payment: null,
+        error: {
+          code: isTollgateError(error) ? error.code : null,
+          message,
+          ...(isTollgateError(error, "TOLLGATE_POLICY_REFUSED") ? { details: error.details } : {}),
+        },
+      }),
+    );
+  } else printError(`tollgate ${command}: ${message}`);
+  return code;
 }
 
 /** JSON with bigints written as decimal strings. */

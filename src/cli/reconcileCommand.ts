@@ -5,6 +5,7 @@ import { TollgateError } from "../errors/index.js";
 import { parseGatewayConfig, type ReconcileDifference, reconcileLedger } from "../gateway/index.js";
 import { formatMoney } from "../pricing/index.js";
 import { exitCodes, parseFlags, printLine } from "./cliSupport.js";
+import { commandFlags } from "./commandFlags.js";
 import { readConfigFile } from "./gatewayCommand.js";
 import { openCliLedger } from "./openCliLedger.js";
 
@@ -23,14 +24,7 @@ export async function reconcileCommand(argv: string[]): Promise<number> {
   const { flags } = parseFlags(
     "reconcile",
     argv,
-    {
-      config: { type: "string" },
-      "from-block": { type: "string" },
-      "to-block": { type: "string" },
-      rpc: { type: "string" },
-      "data-dir": { type: "string" },
-      json: { type: "boolean" },
-    },
+    commandFlags.reconcile,
     z.preprocess((values) => {
       const v = values as Record<string, unknown>;
       return { ...v, fromBlock: v["from-block"], toBlock: v["to-block"], dataDir: v["data-dir"] };

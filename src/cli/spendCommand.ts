@@ -2,6 +2,7 @@ import { z } from "zod";
 import type { DaySpend, SpendDispute, SpendingPolicy } from "../buyer/index.js";
 import { formatMoney } from "../pricing/index.js";
 import { exitCodes, parseFlags, printLine } from "./cliSupport.js";
+import { commandFlags } from "./commandFlags.js";
 import { jsonLine, loadPolicy, openCliSpendStore } from "./payCommand.js";
 
 const flagsSchema = z.object({
@@ -11,12 +12,7 @@ const flagsSchema = z.object({
 
 /** `tollgate spend`: what today cost, against the caps, and what is disputed. */
 export async function spendCommand(argv: string[]): Promise<number> {
-  const { flags } = parseFlags(
-    "spend",
-    argv,
-    { json: { type: "boolean" }, policy: { type: "string" } },
-    flagsSchema,
-  );
+  const { flags } = parseFlags("spend", argv, commandFlags.spend, flagsSchema);
   const policy = await loadPolicy(flags.policy ?? process.env.TOLLGATE_POLICY);
   const store = await openCliSpendStore();
   try {

@@ -1,14 +1,18 @@
+import type { PaymentRequirements } from "@x402/core/types";
 import { type Logger, silentLogger, TollgateError, type TollgateErrorCode } from "../errors/index.js";
-import type { FaultInjection } from "../facilitator/index.js";
+import { type FaultInjection, sponsoredApprovalOf } from "../facilitator/index.js";
 import type { PaymentLedger } from "../ledger/index.js";
 import {
   decodePaymentSignatureHeader,
   encodePaymentRequiredHeader,
   type HeaderReader,
   PAYMENT_REQUIRED_HEADER,
+  ReasonCode,
   readPaymentHeader,
 } from "../protocol/index.js";
 import { type AdmitPaymentReturnType, admitPayment, type PaymentAdmissionRequest } from "./admitPayment.js";
+import { correctiveOffers, orderOffers } from "./channels/channelOffers.js";
+import { BATCH_SETTLEMENT, type ChannelBilling } from "./channels/createChannelBilling.js";
 import { type BillingSession, createBillingSession } from "./createBillingSession.js";
 import { errorAnswer } from "./errorAnswer.js";
 import type { FacilitatorLike } from "./facilitatorLike.js";
@@ -18,6 +22,7 @@ import {
   buildOffers,
   buildPaymentRequired,
   gasSponsoringExtensions,
+  matchOffer,
 } from "./paymentOffers.js";
 import { quoteRequest, type RequestQuote, type RouteKind } from "./quoteRequest.js";
 import { type ChargeOutcome, type SettleChargeParameters, settleCharge } from "./settleCharge.js";
@@ -48,6 +53,10 @@ export type CreateBillingParameters = {
   heartbeatMs?: number;
   /** Test-only crash points (`after_claim`, `mid_stream`, `after_metering`, `after_settlement`). */
   faultInjection?: FaultInjection;
+  /** Payment channels (`batch-settlement`); without them no channel offer is made. */
+  channels?: ChannelBilling;
+  /** The schemes offered, in order; default upto, batch-settlement, exact. */
+  schemes?: readonly string[];
 };
 
 /** Default bound on the facilitator's verify. */
@@ -71,6 +80,8 @@ export type BillingDecision =
 export type Billing = {
   readonly terms: BillingTerms;
   readonly models: ReadonlyMap<string, ModelConfig>;
+  /** Payment channels, when this gateway offers `batch-settlement`. */
+  readonly channels?: ChannelBilling;
   begin(request: BillingRequest): Promise<BillingDecision>;
   /** The payments ledger this billing claims into. */
   readonly ledger: PaymentLedger;
@@ -105,6 +116,8 @@ export function createBilling({
   settleTimeoutMs,
   heartbeatMs,
   faultInjection,
+  channels,
+  schemes,
 }: CreateBillingParameters): Billing {
   const models = new Map(modelList.map((model) => [model.id, model]));
 
@@ -117,6 +130,11 @@ export function createBilling({
     const answer = errorAnswer(code, message, extra);
     return respond(answer.status, answer.body, answer.headers);
   };
+  const replayed = (status: string) =>
+    refuse(
+      "TOLLGATE_PAYMENT_REPLAYED",
+      `this payment authorization was already used (status ${status}); sign a new one`,
+    );
   const resourceUrlOf = (url: string) => {
     if (!publicUrl) return url;
     const { pathname, search } = new URL(url);
@@ -157,14 +175,20 @@ export function createBilling({
         });
       throw error;
     }
-    const offers = buildOffers(quote, terms);
+    const offers = orderOffers(
+      [
+        ...buildOffers(quote, terms),
+        ...(channels && quote.maxAtomic !== undefined ? [channels.offer(quote.maxAtomic)] : []),
+      ],
+      schemes,
+    );
     if (offers.length === 0) {
       return refuse("TOLLGATE_FACILITATOR_UNAVAILABLE", "no payment scheme is available right now");
     }
-    const paymentRequired = (error?: string) => {
+    const paymentRequired = (error?: string, withOffers = offers) => {
       const required = buildPaymentRequired(
         quote,
-        offers,
+        withOffers,
         resourceUrlOf(request.url),
         error,
         gasSponsoringExtensions(offers, terms),
@@ -195,6 +219,78 @@ export function createBilling({
         },
       );
     }
+    const matched = matchOffer(payment, offers);
+    if (!matched.ok) return paymentRequired(`${matched.reason}: ${matched.message}`);
+    const sponsored = sponsoredApprovalOf(payment);
+    if (sponsored && !terms.gasSponsoring?.includes(sponsored.extension)) {
+      return paymentRequired(
+        `${ReasonCode.gasSponsoringRefused}: this gateway's facilitator does not sponsor ${sponsored.extension}; approve Permit2 on ${matched.requirements.asset} first`,
+      );
+    }
+
+    if (channels && matched.requirements.scheme === BATCH_SETTLEMENT) {
+      const accepted = await channels.accept({ payment, requirements: matched.requirements, quote });
+      if (!accepted.ok) {
+        if (accepted.kind === "malformed")
+          return refuse("TOLLGATE_PAYMENT_MALFORMED", `malformed payment header: ${accepted.message}`, {
+            reason: "invalid_payload",
+            field: accepted.field,
+          });
+        if (accepted.kind === "unavailable")
+          return refuse("TOLLGATE_FACILITATOR_UNAVAILABLE", accepted.message);
+        return paymentRequired(
+          accepted.reason,
+          accepted.channel ? correctiveOffers(offers, accepted.channel) : offers,
+        );
+      }
+      const { reservation } = accepted;
+      const claim = await ledger
+        .claim(
+          {
+            network: terms.network,
+            payer: accepted.payer,
+            nonce: accepted.nonce,
+            scheme: BATCH_SETTLEMENT,
+            model: model.id,
+            route: new URL(request.url).pathname,
+            asset: matched.requirements.asset,
+            payTo: matched.requirements.payTo,
+            maxAtomic: matched.signedMaxAtomic,
+            paymentPayload: payment,
+            paymentRequirements: matched.requirements,
+          },
+          { serving: true },
+        )
+        .catch(async (error: unknown) => {
+          await reservation.release().catch(() => undefined);
+          throw error;
+        });
+      if (!claim.claimed) {
+        await reservation.release();
+        return replayed(claim.existing.status);
+      }
+      const tokenizer = model.tokenizer ?? model.id;
+      return {
+        action: "serve",
+        quote,
+        session: createBillingSession({
+          quote,
+          paymentId: claim.payment.id,
+          payer: accepted.payer,
+          payload: payment,
+          requirements: matched.requirements as PaymentRequirements,
+          signedMaxAtomic: matched.signedMaxAtomic,
+          ledger,
+          facilitator,
+          countTokens: (text) => countTokens(text, tokenizer),
+          countPromptTokens: () => quote.route.countPromptTokens(quote.request, model),
+          logger,
+          heartbeatMs,
+          channel: reservation,
+        }),
+      };
+    }
+
     const admitted = await admit({
       payment,
       offers,
@@ -234,5 +330,5 @@ export function createBilling({
     };
   }
 
-  return { terms, models, ledger, begin, admit, settle };
+  return { terms, models, channels, ledger, begin, admit, settle };
 }

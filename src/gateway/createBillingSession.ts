@@ -10,6 +10,7 @@ import {
   SSE_DONE_EVENT,
   type StreamReceipt,
 } from "../protocol/index.js";
+import type { ChannelReservation } from "./channels/createChannelBilling.js";
 import { createSseTap, type SseTap } from "./createSseTap.js";
 import type { FacilitatorLike } from "./facilitatorLike.js";
 import { guardBackendBody } from "./guardBackendBody.js";
@@ -39,6 +40,8 @@ export type CreateBillingSessionParameters = {
   heartbeatMs?: number;
   /** Test-only: `mid_stream`, `after_metering`, `after_settlement`. */
   faultInjection?: FaultInjection;
+  /** A voucher's reservation on its payment channel: the charge goes there instead of a settle. */
+  channel?: ChannelReservation;
 };
 
 /** Default interval of the serving heartbeat; a recovery grace period must be several times longer. */
@@ -96,7 +99,7 @@ export function createBillingSession(parameters: CreateBillingSessionParameters)
 
   // The charge is capped by this request's own maximum, not by a larger amount the buyer signed.
   const chargeFor = (usage: ChargeUsage): bigint => {
-    if (requirements.scheme !== "upto") return BigInt(requirements.amount);
+    if (requirements.scheme !== "upto" && !parameters.channel) return BigInt(requirements.amount);
     return chargeAtomic(
       { promptTokens: usage.promptTokens, completionTokens: usage.completionTokens },
       {
@@ -159,6 +162,7 @@ export function createBillingSession(parameters: CreateBillingSessionParameters)
         promptTokenBound: quote.promptTokenBound,
         countPrompt: parameters.countPromptTokens,
       });
+      if (parameters.channel) return parameters.channel.charge(paymentId, usage, chargeFor(usage));
       return settleCharge({
         ledger,
         facilitator: parameters.facilitator,
@@ -176,6 +180,7 @@ export function createBillingSession(parameters: CreateBillingSessionParameters)
   const failBeforeOutput = async (reason: string) => {
     await finishOnce(async () => {
       await ledger.markFailed(paymentId, reason);
+      await parameters.channel?.release();
       return undefined;
     });
   };
@@ -200,6 +205,8 @@ export function createBillingSession(parameters: CreateBillingSessionParameters)
       outputPerMTokAtomic: String(model.outputPrice ?? 0n),
       fixedFeeAtomic: String(model.fixedFee),
     },
+    // A channel's charged total and balance after this charge, as `@x402/evm`'s client reads them.
+    ...(outcome.settlement.extra?.channelState ? { channel: outcome.settlement.extra.channelState } : {}),
   });
 
   const errorEvent = (message: string, code: string) =>

@@ -2,6 +2,7 @@ import { type Context, Hono } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import { isTollgateError, type Logger, silentLogger } from "../errors/index.js";
 import { EXPOSED_PAYMENT_HEADERS } from "../protocol/index.js";
+import { CHANNEL_REFUND_PATH, type createChannelRefund } from "./channels/index.js";
 import type { Billing } from "./createBilling.js";
 import { errorAnswer } from "./errorAnswer.js";
 import { type TollgateContext, tollgateHono } from "./honoBilling.js";
@@ -12,6 +13,8 @@ export type CreateGatewayAppParameters = {
   logger?: Logger;
   /** Largest request body on the inference routes, in bytes; larger gets 413. Default 4 MiB. */
   maxBodyBytes?: number;
+  /** Cooperative refunds of payment channels at `GET /v1/channels/refund`, when channels are offered. */
+  refundChannel?: ReturnType<typeof createChannelRefund>;
   /** Adds routes of your own (e.g. a paid MCP endpoint) before the 404 handler. */
   routes?: ((app: Hono) => void) | undefined;
 };
@@ -24,6 +27,7 @@ export function createGatewayApp({
   billing,
   logger = silentLogger,
   maxBodyBytes = 4 * 1024 * 1024,
+  refundChannel,
   routes,
 }: CreateGatewayAppParameters) {
   const app = new Hono<{ Variables: { tollgate: TollgateContext } }>();
@@ -88,6 +92,13 @@ export function createGatewayApp({
   app.post("/v1/completions", limitBody, forward, handler);
   app.post("/v1/embeddings", limitBody, forward, handler);
   routes?.(app as unknown as Hono);
+
+  if (refundChannel) {
+    app.get(CHANNEL_REFUND_PATH, async (c) => {
+      const answer = await refundChannel({ url: c.req.url, headers: c.req.raw.headers });
+      return c.json(answer.body, answer.status as 200, answer.headers);
+    });
+  }
 
   app.notFound((c) => {
     const answer = errorAnswer("TOLLGATE_ROUTE_UNKNOWN", `no route ${c.req.method} ${c.req.path}`);

@@ -102,6 +102,8 @@ export function createPaymentRecovery({
   /** Whether this gateway's facilitator may settle the row (an upto witness names its facilitator). */
   const canSettle = (row: PaymentRecord): boolean => {
     if (row.network !== network) return false;
+    // A channel's charge is recorded with the channel's own row, never settled by itself.
+    if (row.scheme === "batch-settlement") return false;
     if (row.scheme !== "upto" || facilitatorAddress === undefined) return true;
     const witness = (
       row.paymentPayload as { payload?: { permit2Authorization?: { witness?: { facilitator?: unknown } } } }

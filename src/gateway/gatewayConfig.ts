@@ -7,7 +7,14 @@ const addressSchema = z.string().regex(/^0x[0-9a-fA-F]{40}$/, "an EVM address (0
 const privateKeySchema = z
   .string()
   .regex(/^0x[0-9a-fA-F]{64}$/, "a 32-byte hex private key (0x + 64 hex digits)");
-const moneySchema = z.union([z.string(), z.number().int().nonnegative()]).transform((value, ctx) => {
+const moneySchema = z.union([z.string(), z.number()]).transform((value, ctx) => {
+  if (typeof value === "number" && !(Number.isSafeInteger(value) && value >= 0)) {
+    ctx.addIssue({
+      code: "custom",
+      message: `${value} is not a whole number of atomic units; write "$${value}" (with the quotes) for dollars`,
+    });
+    return z.NEVER;
+  }
   try {
     return parseMoney(String(value));
   } catch (error) {
@@ -93,6 +100,33 @@ const facilitatorSchema = z.union([
   }),
 ]);
 
+const paymentSchemeSchema = z.enum(["upto", "batch-settlement", "exact"]);
+
+/** Payment channels (x402 `batch-settlement`): how often vouchers are claimed and claims swept to payTo. */
+const channelsSchema = z.strictObject({
+  /** How often outstanding vouchers are claimed on chain (one transaction for many channels). */
+  claimIntervalSeconds: z.number().positive().max(86_400).default(300),
+  /** How often claimed funds are moved to payTo (one transfer). */
+  settleIntervalSeconds: z.number().positive().max(86_400).default(3_600),
+  /** A channel is claimed once this much is charged and unclaimed (sooner when its payer withdraws or it idles). */
+  minClaimAtomic: moneySchema.default(1_000_000n),
+  /** The delay a payer's withdrawal must wait, written into every channel (at least 900 s). */
+  withdrawDelaySeconds: z
+    .number()
+    .int()
+    .min(900)
+    .max(30 * 86_400)
+    .default(86_400),
+  /** The deposit a new channel is asked for (at least one request's maximum). */
+  minDeposit: moneySchema.default(1_000_000n),
+  /** Cooperatively refund channels idle this long (seconds); unset: never on its own. */
+  refundIdleSeconds: z.number().positive().optional(),
+  /** The receiver-authorizer key that signs claims and refunds, already resolved (the CLI reads the env). */
+  receiverAuthorizerKey: privateKeySchema.optional(),
+  /** Environment variable holding the receiver-authorizer key; default: the in-process facilitator's key. */
+  receiverAuthorizerKeyEnv: z.string().optional(),
+});
+
 /** The gateway's configuration file (`tollgate.yaml`), validated. */
 export const gatewayConfigSchema = z
   .strictObject({
@@ -153,6 +187,10 @@ export const gatewayConfigSchema = z
         intervalSeconds: z.number().min(1).default(15),
       })
       .default({ graceSeconds: 60, settlingGraceSeconds: 120, intervalSeconds: 15 }),
+    /** The schemes a per-token model offers, in this order (batch-settlement only with `channels`). */
+    schemes: z.array(paymentSchemeSchema).min(1).default(["upto", "batch-settlement", "exact"]),
+    /** Payment channels; without this key no batch-settlement offer is made. */
+    channels: channelsSchema.optional(),
     /** Public URL prefix of the gateway, used in 402 `resource` fields. */
     publicUrl: z.string().url().optional(),
     models: z.array(modelSchema).min(1),
@@ -187,15 +225,30 @@ export type GatewayConfigInput = z.input<typeof gatewayConfigSchema>;
 export type GatewayConfig = z.output<typeof gatewayConfigSchema>;
 export type ModelConfig = GatewayConfig["models"][number];
 
-/** Validates a parsed config object; a failure names the key that is wrong. */
+/** Validates a parsed config object; a failure names every key that is wrong, each with what to write. */
 export function parseGatewayConfig(input: unknown): GatewayConfig {
   const result = gatewayConfigSchema.safeParse(input);
   if (result.success) return result.data;
-  const issue = result.error.issues[0];
-  const key = (issue?.path ?? []).map(String).join(".") || "(root)";
   throw new TollgateError({
     code: "TOLLGATE_CONFIG_INVALID",
-    shortMessage: `config key ${key}: ${issue?.message ?? "invalid"}`,
-    details: { issues: result.error.issues.slice(0, 10) },
+    shortMessage: configProblems(result.error.issues).join("; "),
+    details: { issues: result.error.issues.slice(0, 50) },
   });
+}
+
+/** One `config key <path>: <what is wrong>` line per problem (a union's problems from its closest member). */
+export function configProblems(issues: readonly z.core.$ZodIssue[]): string[] {
+  const lines: string[] = [];
+  for (const issue of issues) {
+    const key = issue.path.map(String).join(".") || "(root)";
+    if (issue.code === "invalid_union" && issue.errors.length > 0) {
+      // The member that got furthest (fewest problems) says what is wrong; "Invalid input" says nothing.
+      const closest = [...issue.errors].sort((a, b) => a.length - b.length)[0] ?? [];
+      const nested = closest.map((inner) => ({ ...inner, path: [...issue.path, ...inner.path] }));
+      lines.push(...configProblems(nested));
+      continue;
+    }
+    lines.push(`config key ${key}: ${issue.message}`);
+  }
+  return [...new Set(lines)];
 }

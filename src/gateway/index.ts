@@ -23,6 +23,7 @@ export { createSseTap, type SseTap } from "./createSseTap.js";
 export { type TollgateExpressParameters, tollgateExpress } from "./expressBilling.js";
 export type { FacilitatorLike } from "./facilitatorLike.js";
 export {
+  configProblems,
   type GatewayConfig,
   type GatewayConfigInput,
   gatewayConfigSchema,

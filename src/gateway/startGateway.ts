@@ -24,6 +24,7 @@ import {
 } from "../facilitator/index.js";
 import { type Ledger, openLedger, openPostgresLedger } from "../ledger/index.js";
 import { countTextTokensChunked } from "../pricing/index.js";
+import { type GatewayChannels, startChannels } from "./channels/index.js";
 import { type Billing, createBilling } from "./createBilling.js";
 import { createGatewayApp } from "./createGatewayApp.js";
 import { createPaymentRecovery, type PaymentRecovery } from "./createPaymentRecovery.js";
@@ -57,6 +58,8 @@ export type Gateway = {
   facilitator: FacilitatorLike;
   /** The recovery of pending payments (ran once before listening; then every `recovery.intervalSeconds`). */
   recovery: PaymentRecovery;
+  /** Payment channels, when the config has `channels`. */
+  channels?: GatewayChannels;
   close(): Promise<void>;
 };
 
@@ -141,16 +144,20 @@ export async function startGateway({
     gasSponsoring = gasSponsoring.filter((key) => key !== "eip2612GasSponsoring");
   }
   logger.info({ gasSponsoring }, "gas sponsoring the facilitator supports for this asset");
+  const terms = {
+    network: preset.network,
+    asset: getAddress(asset),
+    assetDomain: config.assetDomain ?? preset.usdcDomain,
+    payTo: getAddress(config.payTo),
+    maxTimeoutSeconds: config.maxTimeoutSeconds,
+    facilitatorAddress: facilitatorAddress ? getAddress(facilitatorAddress) : undefined,
+    gasSponsoring,
+  };
+  const channels = openChannels(config, terms, ledger, facilitator, chain, logger);
   const billing = createBilling({
-    terms: {
-      network: preset.network,
-      asset: getAddress(asset),
-      assetDomain: config.assetDomain ?? preset.usdcDomain,
-      payTo: getAddress(config.payTo),
-      maxTimeoutSeconds: config.maxTimeoutSeconds,
-      facilitatorAddress: facilitatorAddress ? getAddress(facilitatorAddress) : undefined,
-      gasSponsoring,
-    },
+    terms,
+    channels: channels?.billing,
+    schemes: config.schemes,
     models: config.models,
     facilitator,
     ledger: ledger.payments,
@@ -196,6 +203,7 @@ export async function startGateway({
     billing,
     logger,
     maxBodyBytes: config.server.maxBodyBytes,
+    refundChannel: channels?.refund,
     routes: routes && ((app) => routes(app, billing)),
   });
   const server = await new Promise<ReturnType<typeof serve>>((resolve, reject) => {
@@ -215,8 +223,11 @@ export async function startGateway({
     ledger,
     facilitator,
     recovery,
+    channels,
     async close() {
       await recovery.stop();
+      // Outstanding vouchers are claimed and settled before the gateway goes (bounded, logged).
+      await channels?.settlement.stop({ flush: true });
       await new Promise<void>((resolve) => {
         server.close(() => resolve());
         (server as unknown as { closeAllConnections?: () => void }).closeAllConnections?.();
@@ -224,6 +235,36 @@ export async function startGateway({
       if (!givenLedger) await ledger.close();
     },
   };
+}
+
+/** The payment channels the config asks for, with their receiver-authorizer key; undefined without `channels`. */
+function openChannels(
+  config: GatewayConfig,
+  terms: Parameters<typeof startChannels>[0]["terms"],
+  ledger: Ledger,
+  facilitator: FacilitatorLike,
+  chain: PublicClient | undefined,
+  logger: Logger,
+): GatewayChannels | undefined {
+  if (!config.channels) return undefined;
+  const key =
+    config.channels.receiverAuthorizerKey ??
+    ("privateKey" in config.facilitator ? config.facilitator.privateKey : undefined);
+  if (!key || !chain)
+    throw new TollgateError({
+      code: "TOLLGATE_CONFIG_INVALID",
+      shortMessage:
+        "config key channels: payment channels need a receiver-authorizer key (channels.receiverAuthorizerKeyEnv, or an in-process facilitator key) and an rpcUrl",
+    });
+  return startChannels({
+    config: config.channels,
+    terms,
+    channels: ledger.channels,
+    facilitator,
+    chain,
+    receiverAuthorizerKey: key as Hex,
+    logger,
+  });
 }
 
 function createConfiguredFacilitator(

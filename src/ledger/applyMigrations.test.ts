@@ -10,6 +10,7 @@ import { captureLogger } from "./testkit/captureLogger.js";
 // One PGlite for the file; each test migrates into a fresh, empty schema of its own.
 let sql: SqlClient;
 let schemaNumber = 0;
+const versions = ledgerMigrations.map((migration) => migration.version);
 before(async () => {
   sql = await createPgliteClient();
 });
@@ -25,30 +26,31 @@ async function recorded(): Promise<unknown[]> {
 }
 
 test("applies each migration once and records it in schema_migrations", async () => {
-  assert.deepEqual(await applyMigrations(sql), { applied: [1, 2] });
+  assert.deepEqual(await applyMigrations(sql), { applied: versions });
   assert.deepEqual(await applyMigrations(sql), { applied: [] });
   assert.deepEqual(await recorded(), [
     [1, "payments"],
     [2, "settlements"],
+    [3, "channels"],
   ]);
   const tables = await sql.query(
     "SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema() ORDER BY 1",
   );
   assert.deepEqual(
     tables.map((row) => row.table_name),
-    ["payments", "schema_migrations", "settlements"],
+    ["channels", "payments", "schema_migrations", "settlements"],
   );
 });
 
 test("applies each migration once when two starts race", async () => {
   const results = await Promise.all([applyMigrations(sql), applyMigrations(sql)]);
-  assert.deepEqual(results.flatMap((result) => result.applied).sort(), [1, 2]);
-  assert.equal((await recorded()).length, 2);
+  assert.deepEqual(results.flatMap((result) => result.applied).sort(), versions);
+  assert.equal((await recorded()).length, versions.length);
 });
 
 test("applies only the migrations that are new", async () => {
   await applyMigrations(sql, { migrations: ledgerMigrations.slice(0, 1) });
-  assert.deepEqual(await applyMigrations(sql), { applied: [2] });
+  assert.deepEqual(await applyMigrations(sql), { applied: versions.slice(1) });
 });
 
 test("rolls back every migration of a run when one fails", async () => {

@@ -1,5 +1,7 @@
 import { type Logger, silentLogger } from "../errors/index.js";
 import { applyMigrations } from "./applyMigrations.js";
+import type { ChannelLedger } from "./ChannelLedger.js";
+import { createChannelLedger } from "./createChannelLedger.js";
 import { createPaymentLedger } from "./createPaymentLedger.js";
 import { createSettlementLog } from "./createSettlementLog.js";
 import type { PaymentLedger } from "./PaymentLedger.js";
@@ -10,6 +12,8 @@ import type { SqlClient } from "./SqlClient.js";
 export type Ledger = {
   payments: PaymentLedger;
   settlements: SettlementLog;
+  /** The batch-settlement channels the gateway is paid through. */
+  channels: ChannelLedger;
   /** Closes the database underneath. */
   close(): Promise<void>;
 };
@@ -37,6 +41,7 @@ export async function createLedger(
   return {
     payments: createPaymentLedger(sql, { logger }),
     settlements: createSettlementLog(sql),
+    channels: createChannelLedger(sql),
     close: () => sql.close(),
   };
 }

@@ -3,6 +3,15 @@ export {
   type ApplyMigrationsReturnType,
   applyMigrations,
 } from "./applyMigrations.js";
+export type {
+  ChannelConfigRecord,
+  ChannelLedger,
+  ChannelPendingRequest,
+  ChannelRecord,
+  ChannelTotals,
+  ChannelUpdate,
+} from "./ChannelLedger.js";
+export { createChannelLedger } from "./createChannelLedger.js";
 export { type CreateLedgerParameters, createLedger, type Ledger } from "./createLedger.js";
 export { type CreatePaymentLedgerParameters, createPaymentLedger } from "./createPaymentLedger.js";
 export { type CreatePgliteClientParameters, createPgliteClient } from "./createPgliteClient.js";

@@ -70,4 +70,43 @@ CREATE TABLE settlements (
 CREATE INDEX settlements_in_flight_idx ON settlements (id) WHERE status = 'in_flight';
 `,
   },
+  {
+    version: 3,
+    name: "channels",
+    sql: `
+CREATE TABLE channels (
+  channel_id             TEXT PRIMARY KEY CHECK (channel_id = lower(channel_id)),
+  network                TEXT NOT NULL,
+  payer                  TEXT NOT NULL CHECK (payer = lower(payer)),
+  receiver               TEXT NOT NULL,
+  token                  TEXT NOT NULL,
+  config                 JSONB NOT NULL,
+  -- What this gateway charged in total, and the payer's latest voucher covering it.
+  charged_atomic         NUMERIC(78,0) NOT NULL DEFAULT 0 CHECK (charged_atomic >= 0),
+  signed_max_atomic      NUMERIC(78,0) NOT NULL DEFAULT 0,
+  signature              TEXT NOT NULL DEFAULT '0x',
+  -- The last on-chain state seen.
+  balance_atomic         NUMERIC(78,0) NOT NULL DEFAULT 0,
+  total_claimed_atomic   NUMERIC(78,0) NOT NULL DEFAULT 0,
+  withdraw_requested_at  BIGINT NOT NULL DEFAULT 0,
+  refund_nonce           NUMERIC(78,0) NOT NULL DEFAULT 0,
+  onchain_synced_at      BIGINT,
+  -- Claimed funds swept to the receiver by a settle, and deposits and refunds seen here.
+  settled_atomic         NUMERIC(78,0) NOT NULL DEFAULT 0,
+  deposited_atomic       NUMERIC(78,0) NOT NULL DEFAULT 0,
+  refunded_atomic        NUMERIC(78,0) NOT NULL DEFAULT 0,
+  last_request_at        BIGINT NOT NULL DEFAULT 0,
+  -- The one request in flight on the channel, if any.
+  pending_id             TEXT,
+  pending_max_atomic     NUMERIC(78,0),
+  pending_expires_at     BIGINT,
+  created_at             TIMESTAMPTZ NOT NULL DEFAULT now(),
+  updated_at             TIMESTAMPTZ NOT NULL DEFAULT now(),
+  -- A voucher never covers less than what was charged on it.
+  CONSTRAINT channels_charge_within_voucher CHECK (charged_atomic <= signed_max_atomic)
+);
+CREATE INDEX channels_unclaimed_idx ON channels (network, receiver, token)
+  WHERE charged_atomic > total_claimed_atomic;
+`,
+  },
 ];

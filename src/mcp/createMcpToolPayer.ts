@@ -166,11 +166,12 @@ export function createMcpToolPayer(parameters: CreateMcpToolPayerParameters): Mc
         success: settlement.success,
         errorReason: settlement.errorReason,
         // exact settles the whole price; upto says what it charged.
-        chargedAtomic: settlement.success ? BigInt(settlement.amount ?? attempt.choice.offer.amount) : 0n,
+        chargedAtomic: settlement.success ? BigInt(settlement.amount || attempt.choice.offer.amount) : 0n,
         transaction: settlement.transaction,
         network: settlement.network,
         payer: settlement.payer,
         usage: undefined,
+        extra: settlement.extra,
       });
     } else if (readPaymentRequiredResult(paid)) {
       const refusal = readPaymentRequiredResult(paid)?.error ?? "no reason given";

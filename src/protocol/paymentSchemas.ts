@@ -66,7 +66,9 @@ export const settleResponseSchema = z.looseObject({
   payer: z.string().optional(),
   transaction: z.string(),
   network: caip2NetworkSchema,
-  amount: uint256StringSchema.optional(),
+  // A batch-settlement voucher's settlement moves nothing and states its charge in
+  // `extra.chargedAmount`, with `amount` empty.
+  amount: z.union([uint256StringSchema, z.literal("")]).optional(),
   extensions: optionalRecord,
   extra: optionalRecord,
 });

@@ -61,11 +61,11 @@ export function decodePaymentSignatureHeader(
   if (!envelope.success) return invalid(ReasonCode.invalidPayload, envelope.error);
   const { accepted, payload } = envelope.data;
 
-  if (accepted.scheme !== "upto" && accepted.scheme !== "exact") {
+  if (accepted.scheme !== "upto" && accepted.scheme !== "exact" && accepted.scheme !== "batch-settlement") {
     return {
       ok: false,
       reason: ReasonCode.unsupportedScheme,
-      message: `accepted.scheme: "${accepted.scheme}" is not supported (upto, exact)`,
+      message: `accepted.scheme: "${accepted.scheme}" is not supported (upto, exact, batch-settlement)`,
       field: "accepted.scheme",
     };
   }
@@ -76,6 +76,9 @@ export function decodePaymentSignatureHeader(
   const payTo = addressSchema.safeParse(accepted.payTo);
   if (!payTo.success) return invalid(ReasonCode.invalidPayload, payTo.error, "accepted.payTo");
 
+  // A channel payload (deposit, voucher, refund) is checked by the gateway's channel billing.
+  if (accepted.scheme === "batch-settlement")
+    return { ok: true, payload: envelope.data as DecodedPaymentPayload };
   const schema =
     accepted.scheme === "upto"
       ? uptoPermit2PayloadSchema

@@ -1,0 +1,255 @@
+import {
+  computeChannelId,
+  depositAmountForRequest,
+  recoverChannel,
+  updateChannelFromSettle,
+} from "@x402/evm/batch-settlement/client";
+import { type Address, erc20Abi } from "viem";
+import { TollgateError } from "../errors/index.js";
+import {
+  decodePaymentRequiredHeader,
+  PAYMENT_REQUIRED_HEADER,
+  type PaymentRequired,
+} from "../protocol/index.js";
+import {
+  authorizePayment,
+  type PaidReceipt,
+  type PaymentAttempt,
+  type PaymentContext,
+} from "./authorizePayment.js";
+import type { ChannelPool, ChannelSlot } from "./channelPool.js";
+import type { InferenceRequest } from "./inferenceRequest.js";
+import { money, policyRefusedError } from "./policyRefusal.js";
+import type { OfferChoice } from "./selectOffer.js";
+import { spendChannelStorage } from "./spendChannelStorage.js";
+
+/** What a channel payment needs beyond the paying fetch's shared context. */
+export type ChannelPaymentContext = PaymentContext & {
+  pool: ChannelPool;
+  /** Reads the payer's token balance, when the buyer has an RPC. */
+  readBalance?: ((token: Address) => Promise<bigint>) | undefined;
+};
+
+/** The error codes of a corrective 402: the buyer's view of the channel is behind the seller's. */
+const CORRECTIVE_ERRORS = new Set([
+  "invalid_batch_settlement_evm_cumulative_amount_mismatch",
+  "invalid_batch_settlement_evm_cumulative_below_claimed",
+]);
+
+/**
+ * Pays one request by voucher on a channel of the pool, depositing first when the channel is
+ * empty or too low. Before anything is signed: the deposit is sized within `maxDeposit` and the
+ * room left under today's caps, and the voucher's increment (the request's maximum) is reserved
+ * like an upto maximum. The receipt reconciles the reservation to the charge and moves the
+ * channel's cumulative amount on; a corrective 402 resyncs the channel and pays once more.
+ */
+export async function payByChannel(
+  context: ChannelPaymentContext,
+  {
+    url,
+    origin,
+    paymentRequired,
+    choice,
+    request,
+    send,
+  }: {
+    url: string;
+    origin: string;
+    paymentRequired: PaymentRequired;
+    choice: OfferChoice;
+    request: InferenceRequest | undefined;
+    /** Sends the paid request and books its response (`settlePaidResponse`). */
+    send: (attempt: PaymentAttempt) => Promise<Response>;
+  },
+): Promise<Response> {
+  const { offer } = choice;
+  const slot = await context.pool.acquire(offer);
+  let handedOver = false;
+  try {
+    for (let attempt = 0; ; attempt += 1) {
+      const channel = await prepareChannel(context, slot, { url, origin, choice });
+      const paid = await authorizePayment(context, {
+        url,
+        origin,
+        paymentRequired,
+        choice,
+        request,
+        firstRequest: false,
+        client: slot.client,
+        channel: { channelId: channel.channelId, depositAtomic: channel.depositAtomic },
+      });
+      paid.onReceipt = async (receipt) => {
+        try {
+          // A charge above the request's maximum is refused here and flagged by the overcharge
+          // check; the channel then resyncs through the seller's corrective 402.
+          if (receipt?.success)
+            await recordCharge(context, channel, offer.amount, receipt).catch(() => undefined);
+        } finally {
+          slot.release();
+        }
+      };
+      handedOver = true;
+      const response = await send(paid);
+      if (response.status !== 402) return response;
+      // The seller refused the voucher (the reservation is released): resync once if it says
+      // the buyer's cumulative base is behind, then pay again on the corrected base.
+      handedOver = false;
+      const corrective = decodePaymentRequiredHeader(response.headers.get(PAYMENT_REQUIRED_HEADER));
+      const error = corrective.ok ? (corrective.paymentRequired.error ?? "") : "";
+      if (attempt > 0 || !corrective.ok || !CORRECTIVE_ERRORS.has(error)) return response;
+      const recovered = await slot.scheme
+        .processCorrectivePaymentRequired(corrective.paymentRequired)
+        .catch(() => false);
+      if (!recovered) return response;
+      await response.body?.cancel().catch(() => undefined);
+    }
+  } catch (error) {
+    handedOver = false;
+    throw error;
+  } finally {
+    if (!handedOver) slot.release();
+  }
+}
+
+type PreparedChannel = {
+  channelId: `0x${string}`;
+  depositAtomic: bigint | undefined;
+};
+
+/** Records the slot's channel, reads its state, and decides (and plans) the deposit it needs. */
+async function prepareChannel(
+  context: ChannelPaymentContext,
+  slot: ChannelSlot,
+  { url, origin, choice }: { url: string; origin: string; choice: OfferChoice },
+): Promise<PreparedChannel> {
+  const { offer } = choice;
+  const store = await context.store();
+  let config: ReturnType<typeof slot.scheme.buildChannelConfig>;
+  try {
+    config = slot.scheme.buildChannelConfig(offer);
+  } catch (cause) {
+    throw new TollgateError({
+      code: "TOLLGATE_PAYMENT_REQUIRED",
+      shortMessage: `${origin} offers a channel (batch-settlement) without a usable receiverAuthorizer in its extra, so no channel can be opened`,
+      details: { origin, network: offer.network },
+      cause,
+    });
+  }
+  const channelId = computeChannelId(config, offer.network);
+  await store.recordChannel({
+    channelId,
+    payer: context.payer,
+    origin,
+    url,
+    network: offer.network,
+    asset: offer.asset,
+    payTo: offer.payTo,
+    receiverAuthorizer: config.receiverAuthorizer,
+    withdrawDelay: config.withdrawDelay,
+    salt: slot.salt,
+    slot: slot.index,
+    config: { ...config },
+  });
+  let state = await store.channelContext(channelId);
+  if (state === undefined && slot.deps.signer.readContract) {
+    state = await recoverChannel(slot.deps, offer).catch(() => undefined);
+  }
+  const balance = BigInt(state?.balance ?? "0");
+  const charged = BigInt(state?.chargedCumulativeAmount ?? "0");
+  const requestAtomic = BigInt(offer.amount);
+  const maxClaimable = charged + requestAtomic;
+  if (balance > 0n && maxClaimable <= balance) {
+    slot.planDeposit(undefined);
+    return { channelId, depositAtomic: undefined };
+  }
+  const depositAtomic = await planDeposit(context, {
+    url,
+    origin,
+    offer,
+    neededAtomic: maxClaimable - balance,
+    requestAtomic,
+  });
+  slot.planDeposit(depositAtomic);
+  return { channelId, depositAtomic };
+}
+
+/**
+ * The deposit for a channel that needs `neededAtomic` more to cover the next voucher: the
+ * seller's `minDeposit` hint or 5× the request (the official client's default), but never above
+ * `maxDeposit` (global or the provider's), the room left under today's caps, or the wallet's
+ * balance; never below what is needed. Refuses, before anything is signed, when `maxDeposit`
+ * cannot cover what is needed.
+ */
+async function planDeposit(
+  context: ChannelPaymentContext,
+  {
+    url,
+    origin,
+    offer,
+    neededAtomic,
+    requestAtomic,
+  }: {
+    url: string;
+    origin: string;
+    offer: OfferChoice["offer"];
+    neededAtomic: bigint;
+    requestAtomic: bigint;
+  },
+): Promise<bigint> {
+  const { policy } = context;
+  const provider = policy.providers[origin];
+  const limits: Array<["maxDeposit" | "providers.maxDeposit", bigint | undefined]> = [
+    ["maxDeposit", policy.maxDeposit],
+    ["providers.maxDeposit", provider?.maxDeposit],
+  ];
+  for (const [rule, limitAtomic] of limits) {
+    if (limitAtomic !== undefined && neededAtomic > limitAtomic) {
+      const refusal = {
+        rule,
+        message: `opening a channel with ${origin} needs a deposit of at least ${money(neededAtomic)}, above the ${rule} cap of ${money(limitAtomic)}`,
+        limitAtomic,
+        askedAtomic: neededAtomic,
+        origin,
+      };
+      context.emit({ type: "refused", url, origin, refusal });
+      throw policyRefusedError(refusal);
+    }
+  }
+  let depositAtomic = BigInt(depositAmountForRequest(undefined, requestAtomic, neededAtomic, offer.extra));
+  const ceilings: bigint[] = limits.flatMap(([, limit]) => (limit === undefined ? [] : [limit]));
+  if (policy.daily !== undefined || provider?.daily !== undefined) {
+    const today = await (await context.store()).daySpend();
+    const providerSpent = today.providers.find((entry) => entry.origin === origin)?.countedAtomic ?? 0n;
+    if (policy.daily !== undefined) ceilings.push(policy.daily - today.countedAtomic);
+    if (provider?.daily !== undefined) ceilings.push(provider.daily - providerSpent);
+  }
+  const walletAtomic = await context.readBalance?.(offer.asset as Address).catch(() => undefined);
+  if (walletAtomic !== undefined) ceilings.push(walletAtomic);
+  for (const ceiling of ceilings) if (depositAtomic > ceiling) depositAtomic = ceiling;
+  return depositAtomic < neededAtomic ? neededAtomic : depositAtomic;
+}
+
+/** After a receipt: the channel's cumulative amount moves on by the charge; a deposit is booked. */
+async function recordCharge(
+  context: ChannelPaymentContext,
+  channel: PreparedChannel,
+  requestAmount: string,
+  receipt: PaidReceipt,
+) {
+  const store = await context.store();
+  const channelState = receipt.extra?.channelState as { chargedCumulativeAmount?: unknown } | undefined;
+  const cumulative = channelState?.chargedCumulativeAmount;
+  await updateChannelFromSettle(spendChannelStorage(context.store), {
+    server: {
+      chargedAmount: receipt.chargedAtomic.toString(),
+      chargedCumulativeAmount: typeof cumulative === "string" ? cumulative : undefined,
+    },
+    local: {
+      channelId: channel.channelId,
+      requestAmount,
+      depositAmount: channel.depositAtomic?.toString(),
+    },
+  });
+  if (channel.depositAtomic !== undefined)
+    await store.recordDeposit(channel.channelId, channel.depositAtomic);
+}

@@ -1,0 +1,478 @@
+import { randomBytes } from "node:crypto";
+import type { PaymentPayload, PaymentRequirements, SettleResponse } from "@x402/core/types";
+import { BATCH_SETTLEMENT_ADDRESS } from "@x402/evm";
+import { type Address, getAddress, type Hex, type LocalAccount, type PublicClient } from "viem";
+import { chainIdOf } from "../../chain/index.js";
+import type { Logger } from "../../errors/index.js";
+import type { ChannelLedger, ChannelRecord, SqlExecutor } from "../../ledger/index.js";
+import type { FacilitatorLike } from "../facilitatorLike.js";
+import type { BillingTerms } from "../paymentOffers.js";
+import type { RequestQuote } from "../quoteRequest.js";
+import type { ChargeOutcome, ChargeUsage } from "../settleCharge.js";
+import { channelIdOf, isVoucherSigned } from "./channelAuthorizer.js";
+import { type ChannelPayload, channelPayloadSchema, largerOf } from "./channelPayload.js";
+import { ChannelReason } from "./channelReasons.js";
+import { type OnchainChannelState, readChannelState } from "./readChannelState.js";
+
+/** The x402 scheme name of payment channels. */
+export const BATCH_SETTLEMENT = "batch-settlement";
+
+export type CreateChannelBillingParameters = {
+  terms: BillingTerms;
+  channels: ChannelLedger;
+  facilitator: FacilitatorLike;
+  chain: PublicClient;
+  /** Signs claims and refunds; its address is every channel's `receiverAuthorizer`. */
+  receiverAuthorizer: LocalAccount;
+  withdrawDelaySeconds: number;
+  /** The deposit a new channel is asked for (`extra.minDeposit`), at least one request's maximum. */
+  minDepositAtomic: bigint;
+  /** How long the channel's on-chain state read last is trusted; default a third of the withdraw delay, 30 s – 5 min. */
+  onchainStateTtlMs?: number;
+  /** A reservation outlives its request's time bound by this much (ms); default 30 s. */
+  reservationMarginMs?: number;
+  logger: Logger;
+};
+
+/** A voucher accepted for one request: its reservation on the channel, charged or released once. */
+export type ChannelReservation = {
+  channelId: Hex;
+  /** The cumulative amount the voucher signs: charged so far + this request's maximum. */
+  voucherMaxAtomic: bigint;
+  /** The deposit transaction made for this request, if it carried one. */
+  depositTransaction?: string;
+  /** Adds the charge to the channel and settles the payment row, in one transaction. */
+  charge(paymentId: number, usage: ChargeUsage, chargeAtomic: bigint): Promise<ChargeOutcome>;
+  /** Frees the channel for the next request without charging (nothing was delivered). */
+  release(): Promise<void>;
+};
+
+/** Why a channel payment was not accepted, or the reservation it won. */
+export type ChannelAcceptance =
+  | { ok: true; payer: string; nonce: string; reservation: ChannelReservation }
+  | { ok: false; kind: "malformed"; message: string; field: string | null }
+  | { ok: false; kind: "unavailable"; message: string }
+  | { ok: false; kind: "payment"; reason: string; message: string; channel?: ChannelRecord };
+
+/** The on-chain and charged state of a channel, as `@x402/evm` reads it in `extra.channelState`. */
+export function channelStateExtra(channel: ChannelRecord) {
+  return {
+    channelId: channel.channelId,
+    balance: channel.balanceAtomic.toString(),
+    totalClaimed: channel.totalClaimedAtomic.toString(),
+    withdrawRequestedAt: channel.withdrawRequestedAt,
+    refundNonce: channel.refundNonce.toString(),
+    chargedCumulativeAmount: channel.chargedAtomic.toString(),
+  };
+}
+
+/** Seller side of `batch-settlement`: offers, voucher acceptance with local checks, and charging. */
+export function createChannelBilling(parameters: CreateChannelBillingParameters) {
+  const { terms, channels, facilitator, chain, receiverAuthorizer, logger } = parameters;
+  const chainId = chainIdOf(terms.network);
+  const withdrawDelay = parameters.withdrawDelaySeconds;
+  const ttlMs =
+    parameters.onchainStateTtlMs ??
+    Math.min(300_000, Math.max(30_000, Math.floor((withdrawDelay * 1000) / 3)));
+  const marginMs = parameters.reservationMarginMs ?? 30_000;
+  const settlement = getAddress(BATCH_SETTLEMENT_ADDRESS) as Address;
+
+  /** The batch-settlement offer for a request whose maximum is `amountAtomic`. */
+  const offer = (amountAtomic: bigint, extra: Record<string, unknown> = {}): PaymentRequirements => ({
+    scheme: BATCH_SETTLEMENT,
+    network: terms.network,
+    asset: terms.asset,
+    amount: amountAtomic.toString(),
+    payTo: terms.payTo,
+    maxTimeoutSeconds: terms.maxTimeoutSeconds,
+    extra: {
+      ...terms.assetDomain,
+      receiverAuthorizer: receiverAuthorizer.address,
+      withdrawDelay,
+      minDeposit: (amountAtomic > parameters.minDepositAtomic
+        ? amountAtomic
+        : parameters.minDepositAtomic
+      ).toString(),
+      ...extra,
+    },
+  });
+
+  /** Why a payload's channel is not one this gateway is paid through, or undefined when it is. */
+  const checkChannel = async (
+    payload: ChannelPayload,
+  ): Promise<{ reason: string; message: string } | undefined> => {
+    const config = payload.channelConfig;
+    const same = (a: string, b: string) => a.toLowerCase() === b.toLowerCase();
+    if (!same(config.receiver, terms.payTo) || !same(config.token, terms.asset))
+      return {
+        reason: ChannelReason.configMismatch,
+        message: `the channel must pay ${terms.payTo} in ${terms.asset}`,
+      };
+    if (!same(config.receiverAuthorizer, receiverAuthorizer.address) || config.withdrawDelay < withdrawDelay)
+      return {
+        reason: ChannelReason.configMismatch,
+        message: `the channel's receiverAuthorizer must be ${receiverAuthorizer.address} and its withdrawDelay at least ${withdrawDelay} s (from this gateway's offer)`,
+      };
+    if (channelIdOf(config, terms.network) !== payload.voucher.channelId.toLowerCase())
+      return {
+        reason: ChannelReason.channelIdMismatch,
+        message: "the voucher's channelId is not the id of its channelConfig",
+      };
+    if (/^0x0{40}$/i.test(config.payerAuthorizer))
+      return {
+        reason: ChannelReason.voucherSignature,
+        message: "this gateway checks vouchers locally: the channel needs a payerAuthorizer address",
+      };
+    const signed = await isVoucherSigned(
+      config,
+      payload.voucher.channelId,
+      payload.voucher.maxClaimableAmount,
+      payload.voucher.signature,
+      chainId,
+    );
+    return signed
+      ? undefined
+      : {
+          reason: ChannelReason.voucherSignature,
+          message: `the voucher is not signed by the channel's payerAuthorizer ${config.payerAuthorizer}`,
+        };
+  };
+
+  /** The stored channel merged with a fresh on-chain read, or a new record for an unknown channel. */
+  const withOnchain = (
+    current: ChannelRecord | undefined,
+    payload: ChannelPayload,
+    onchain: OnchainChannelState | undefined,
+    now: number,
+  ): ChannelRecord | undefined => {
+    if (!current && !onchain) return undefined;
+    const base: ChannelRecord = current ?? {
+      channelId: payload.voucher.channelId.toLowerCase() as Hex,
+      network: terms.network,
+      payer: payload.channelConfig.payer.toLowerCase(),
+      receiver: terms.payTo,
+      token: terms.asset,
+      config: { ...payload.channelConfig },
+      chargedAtomic: 0n,
+      signedMaxAtomic: 0n,
+      signature: "0x",
+      balanceAtomic: 0n,
+      totalClaimedAtomic: 0n,
+      withdrawRequestedAt: 0,
+      refundNonce: 0n,
+      onchainSyncedAt: null,
+      settledAtomic: 0n,
+      depositedAtomic: 0n,
+      refundedAtomic: 0n,
+      lastRequestAt: 0,
+      pending: undefined,
+    };
+    if (!onchain) return base;
+    // What the chain says was claimed was charged: never accept a voucher below it.
+    const chargedAtomic = largerOf(onchain.totalClaimedAtomic, base.chargedAtomic);
+    return {
+      ...base,
+      chargedAtomic,
+      signedMaxAtomic: largerOf(base.signedMaxAtomic, chargedAtomic),
+      balanceAtomic: onchain.balanceAtomic,
+      totalClaimedAtomic: onchain.totalClaimedAtomic,
+      withdrawRequestedAt: onchain.withdrawRequestedAt,
+      refundNonce: onchain.refundNonce,
+      onchainSyncedAt: now,
+    };
+  };
+
+  const isFresh = (channel: ChannelRecord | undefined, now: number) =>
+    channel?.onchainSyncedAt !== null &&
+    channel !== undefined &&
+    now - (channel.onchainSyncedAt ?? 0) <= ttlMs;
+
+  const release = (channelId: Hex, pendingId: string) =>
+    channels.update(channelId, (current) =>
+      current?.pending?.id === pendingId
+        ? { next: { ...current, pending: undefined }, result: undefined }
+        : { result: undefined },
+    );
+
+  async function accept({
+    payment,
+    requirements,
+    quote,
+  }: {
+    payment: PaymentPayload;
+    requirements: PaymentRequirements;
+    quote: RequestQuote;
+  }): Promise<ChannelAcceptance> {
+    const parsed = channelPayloadSchema.safeParse(payment.payload);
+    if (!parsed.success) {
+      const issue = parsed.error.issues[0];
+      const field = issue?.path.length ? `payload.${issue.path.join(".")}` : "payload";
+      return { ok: false, kind: "malformed", message: `${field}: ${issue?.message ?? "invalid"}`, field };
+    }
+    const payload = parsed.data;
+    if (payload.type === "refund")
+      return {
+        ok: false,
+        kind: "payment",
+        reason: ChannelReason.refundAmountInvalid,
+        message: "a refund is asked for at GET /v1/channels/refund, not with an inference request",
+      };
+    const problem = await checkChannel(payload);
+    if (problem) return { ok: false, kind: "payment", ...problem };
+    const channelId = payload.voucher.channelId.toLowerCase() as Hex;
+    const requestMaxAtomic = BigInt(requirements.amount);
+    const depositAtomic = payload.type === "deposit" ? payload.deposit.amount : 0n;
+
+    // Vouchers are checked without a chain call while the channel's on-chain state is fresh.
+    let onchain: OnchainChannelState | undefined;
+    if (!isFresh(await channels.get(channelId), Date.now())) {
+      try {
+        onchain = await readChannelState(chain, settlement, channelId);
+      } catch (error) {
+        logger.warn({ channelId, error: String(error) }, "channel state read failed");
+        return { ok: false, kind: "unavailable", message: "the chain is unreachable; no inference was run" };
+      }
+    }
+    const pendingId = randomBytes(16).toString("hex");
+    const now = Date.now();
+    type Reserve =
+      | { kind: "reserved"; channel: ChannelRecord }
+      | { kind: "refused"; reason: string; message: string; channel?: ChannelRecord };
+    const reserved = await channels.update<Reserve>(channelId, (current) => {
+      const state = withOnchain(current, payload, onchain, now);
+      if (!state)
+        return {
+          result: { kind: "refused", reason: ChannelReason.missingChannel, message: "unknown channel" },
+        };
+      const keep = onchain ? state : undefined;
+      if (state.pending && state.pending.expiresAt > now)
+        return {
+          next: keep,
+          result: {
+            kind: "refused",
+            reason: ChannelReason.channelBusy,
+            message: "this channel is serving another request; one request at a time per channel",
+          },
+        };
+      if (state.withdrawRequestedAt > 0)
+        return {
+          next: keep,
+          result: {
+            kind: "refused",
+            reason: ChannelReason.withdrawalPending,
+            message: "the payer started a withdrawal from this channel; open a new channel to pay",
+          },
+        };
+      const expectedAtomic = state.chargedAtomic + requestMaxAtomic;
+      if (payload.voucher.maxClaimableAmount !== expectedAtomic)
+        return {
+          next: keep,
+          result: {
+            kind: "refused",
+            reason: ChannelReason.cumulativeMismatch,
+            message: `the voucher signs ${payload.voucher.maxClaimableAmount}; this request needs charged ${state.chargedAtomic} + maximum ${requestMaxAtomic} = ${expectedAtomic}`,
+            channel: state,
+          },
+        };
+      if (expectedAtomic > state.balanceAtomic + depositAtomic)
+        return {
+          next: keep,
+          result: {
+            kind: "refused",
+            reason: ChannelReason.cumulativeExceedsBalance,
+            message: `the voucher's ${expectedAtomic} is above the channel's balance ${state.balanceAtomic + depositAtomic}; deposit more`,
+          },
+        };
+      const next: ChannelRecord = {
+        ...state,
+        lastRequestAt: now,
+        pending: { id: pendingId, maxAtomic: expectedAtomic, expiresAt: now + quote.timeBoundMs + marginMs },
+      };
+      return { next, result: { kind: "reserved", channel: next } };
+    });
+    if (reserved.kind === "refused") {
+      const { kind: _refused, ...refusal } = reserved;
+      return { ok: false, kind: "payment", ...refusal };
+    }
+
+    let depositTransaction: string | undefined;
+    if (payload.type === "deposit") {
+      const deposited = await settleDeposit(payment, requirements, channelId, pendingId, depositAtomic);
+      if (!deposited.ok) {
+        await release(channelId, pendingId).catch(() => undefined);
+        return deposited.failure;
+      }
+      depositTransaction = deposited.transaction;
+    }
+
+    const voucherMaxAtomic = payload.voucher.maxClaimableAmount;
+    const payer = payload.channelConfig.payer.toLowerCase();
+    return {
+      ok: true,
+      payer,
+      // One ledger row per request: the nonce is the reservation's random id.
+      nonce: BigInt(`0x${pendingId}`).toString(),
+      reservation: {
+        channelId,
+        voucherMaxAtomic,
+        ...(depositTransaction ? { depositTransaction } : {}),
+        release: () => release(channelId, pendingId),
+        async charge(paymentId, usage, chargeAtomic) {
+          const committed = await channels.update<ChannelRecord | undefined>(channelId, (current) => {
+            if (!current || current.pending?.id !== pendingId) return { result: undefined };
+            const chargedAtomic = current.chargedAtomic + chargeAtomic;
+            if (chargedAtomic > voucherMaxAtomic) return { result: undefined };
+            const next: ChannelRecord = {
+              ...current,
+              chargedAtomic,
+              signedMaxAtomic: voucherMaxAtomic,
+              signature: payload.voucher.signature,
+              lastRequestAt: Date.now(),
+              pending: undefined,
+            };
+            return {
+              next,
+              result: next,
+              alsoRun: (tx) => settlePaymentRow(tx, paymentId, usage, chargeAtomic),
+            };
+          });
+          const settled: SettleResponse = committed
+            ? {
+                success: true,
+                transaction: depositTransaction ?? "",
+                network: terms.network,
+                payer,
+                amount: chargeAtomic.toString(),
+                extra: { chargedAmount: chargeAtomic.toString(), channelState: channelStateExtra(committed) },
+              }
+            : {
+                success: false,
+                errorReason: "channel_reservation_lost",
+                transaction: "",
+                network: terms.network,
+                payer,
+                amount: "0",
+              };
+          if (!committed) {
+            // The reservation outlived its bound and the channel moved on: nothing can be charged on this voucher.
+            logger.error({ channelId, paymentId }, "channel reservation lost before the charge; not charged");
+            await failPaymentRow(channels, channelId, paymentId);
+          }
+          return { settlement: settled, chargeAtomic: committed ? chargeAtomic : 0n, usage };
+        },
+      },
+    };
+  }
+
+  async function settleDeposit(
+    payment: PaymentPayload,
+    requirements: PaymentRequirements,
+    channelId: Hex,
+    pendingId: string,
+    depositAtomic: bigint,
+  ): Promise<{ ok: true; transaction: string } | { ok: false; failure: ChannelAcceptance }> {
+    try {
+      const verified = await facilitator.verify(payment, requirements);
+      if (!verified.isValid)
+        return {
+          ok: false,
+          failure: {
+            ok: false,
+            kind: "payment",
+            reason: verified.invalidReason ?? ChannelReason.depositFailed,
+            message: verified.invalidMessage ?? "the deposit did not verify",
+          },
+        };
+      const settled = await facilitator.settle(payment, requirements);
+      if (!settled.success)
+        return {
+          ok: false,
+          failure: {
+            ok: false,
+            kind: "payment",
+            reason: settled.errorReason ?? ChannelReason.depositFailed,
+            message: settled.errorMessage ?? "the deposit transaction failed",
+          },
+        };
+      const onchain = await readChannelState(chain, settlement, channelId);
+      await channels.update(channelId, (current) =>
+        current?.pending?.id === pendingId
+          ? {
+              next: {
+                ...current,
+                balanceAtomic: onchain.balanceAtomic,
+                totalClaimedAtomic: onchain.totalClaimedAtomic,
+                withdrawRequestedAt: onchain.withdrawRequestedAt,
+                refundNonce: onchain.refundNonce,
+                depositedAtomic: current.depositedAtomic + depositAtomic,
+                onchainSyncedAt: Date.now(),
+              },
+              result: undefined,
+            }
+          : { result: undefined },
+      );
+      logger.info(
+        { channelId, depositAtomic: depositAtomic.toString(), tx: settled.transaction },
+        "channel deposit",
+      );
+      return { ok: true, transaction: settled.transaction };
+    } catch (error) {
+      logger.warn({ channelId, error: String(error) }, "channel deposit: facilitator or chain unavailable");
+      return {
+        ok: false,
+        failure: {
+          ok: false,
+          kind: "unavailable",
+          message: "the facilitator or chain is unreachable; no inference was run",
+        },
+      };
+    }
+  }
+
+  return { terms, offer, accept, checkChannel, isFresh, release, settlementAddress: settlement, chainId };
+}
+
+export type ChannelBilling = ReturnType<typeof createChannelBilling>;
+
+/** The request's payment row, charged on its channel: settled (or zero) with usage, no transaction of its own. */
+async function settlePaymentRow(
+  tx: SqlExecutor,
+  paymentId: number,
+  usage: ChargeUsage,
+  chargeAtomic: bigint,
+) {
+  const rows = await tx.query(
+    `UPDATE payments SET status = $2, charge_atomic = $3::numeric, prompt_tokens = $4, completion_tokens = $5,
+       settled_at = now(), updated_at = now()
+     WHERE id = $1 AND status IN ('serving', 'metered') AND max_atomic >= $3::numeric
+     RETURNING id`,
+    [
+      paymentId,
+      chargeAtomic === 0n ? "zero" : "settled",
+      chargeAtomic.toString(),
+      usage.promptTokens,
+      usage.completionTokens,
+    ],
+  );
+  // Rolls the channel's charge back with it: a charge without its row would be money nobody can see.
+  if (rows.length === 0)
+    throw new Error(`payment ${paymentId} is not being served; its charge is not recorded`);
+}
+
+async function failPaymentRow(channels: ChannelLedger, channelId: Hex, paymentId: number) {
+  await channels.update(channelId, (current) =>
+    current
+      ? {
+          next: current,
+          result: undefined,
+          alsoRun: async (tx) => {
+            await tx.query(
+              `UPDATE payments SET status = 'failed', error = 'channel reservation lost', updated_at = now()
+               WHERE id = $1 AND status IN ('claimed', 'serving')`,
+              [paymentId],
+            );
+          },
+        }
+      : { result: undefined },
+  );
+}

@@ -1,0 +1,236 @@
+import type { PaymentRequired } from "@x402/core/types";
+import type { Hex, LocalAccount, PublicClient } from "viem";
+import type { Logger } from "../../errors/index.js";
+import type { ChannelLedger, ChannelRecord } from "../../ledger/index.js";
+import {
+  decodePaymentSignatureHeader,
+  encodePaymentRequiredHeader,
+  encodePaymentResponseHeader,
+  type HeaderReader,
+  PAYMENT_REQUIRED_HEADER,
+  PAYMENT_RESPONSE_HEADER,
+  readPaymentHeader,
+} from "../../protocol/index.js";
+import type { FacilitatorLike } from "../facilitatorLike.js";
+import { signClaimBatch, signRefund } from "./channelAuthorizer.js";
+import { correctiveOffers } from "./channelOffers.js";
+import { channelPayloadSchema, largerOf } from "./channelPayload.js";
+import { ChannelReason } from "./channelReasons.js";
+import type { ChannelBilling } from "./createChannelBilling.js";
+import { readChannelState } from "./readChannelState.js";
+
+/** The path where a payer asks for its channel's unspent balance back (`@x402/evm` client's `refund(url)`). */
+export const CHANNEL_REFUND_PATH = "/v1/channels/refund";
+
+export type CreateChannelRefundParameters = {
+  billing: ChannelBilling;
+  channels: ChannelLedger;
+  facilitator: FacilitatorLike;
+  chain: PublicClient;
+  receiverAuthorizer: LocalAccount;
+  logger: Logger;
+};
+
+export type ChannelRefundAnswer = {
+  status: number;
+  headers: Record<string, string>;
+  body: Record<string, unknown>;
+};
+
+/**
+ * Cooperative refund: the payer signs a voucher for exactly what was charged; the gateway claims
+ * that, then refunds the rest of the balance (one facilitator call, `refundWithSignature`).
+ * @see https://github.com/x402-foundation/x402/blob/main/specs/schemes/batch-settlement/scheme_batch_settlement_evm.md
+ */
+export function createChannelRefund({
+  billing,
+  channels,
+  facilitator,
+  chain,
+  receiverAuthorizer,
+  logger,
+}: CreateChannelRefundParameters) {
+  const network = billing.terms.network;
+  return async function refundChannel(request: {
+    url: string;
+    headers: HeaderReader;
+  }): Promise<ChannelRefundAnswer> {
+    const offer = billing.offer(0n);
+    const paymentRequired = (error: string, channel?: ChannelRecord): ChannelRefundAnswer => {
+      const required: PaymentRequired = {
+        x402Version: 2,
+        error,
+        resource: {
+          url: request.url,
+          description: "Cooperative refund of a payment channel",
+          mimeType: "application/json",
+        },
+        accepts: channel ? correctiveOffers([offer], channel) : [offer],
+      };
+      return {
+        status: 402,
+        headers: { [PAYMENT_REQUIRED_HEADER]: encodePaymentRequiredHeader(required) },
+        body: required as unknown as Record<string, unknown>,
+      };
+    };
+    const header = readPaymentHeader(request.headers);
+    if (header === undefined) return paymentRequired("sign a refund voucher for the charged amount");
+    const decoded = decodePaymentSignatureHeader(header);
+    if (!decoded.ok)
+      return {
+        status: 400,
+        headers: {},
+        body: { error: { message: `malformed payment header: ${decoded.message}` } },
+      };
+    const parsed = channelPayloadSchema.safeParse(decoded.payload.payload);
+    if (!parsed.success || parsed.data.type !== "refund")
+      return {
+        status: 400,
+        headers: {},
+        body: { error: { message: "malformed payment header: payload must be a batch-settlement refund" } },
+      };
+    const payload = parsed.data;
+    const problem = await billing.checkChannel(payload);
+    if (problem) return paymentRequired(`${problem.reason}: ${problem.message}`);
+    const channelId = payload.voucher.channelId.toLowerCase() as Hex;
+    let onchain: Awaited<ReturnType<typeof readChannelState>>;
+    try {
+      onchain = await readChannelState(chain, billing.settlementAddress, channelId);
+    } catch {
+      return {
+        status: 503,
+        headers: { "retry-after": "5" },
+        body: { error: { message: "the chain is unreachable" } },
+      };
+    }
+    const pendingId = `refund-${Date.now()}-${Math.random().toString(16).slice(2)}`;
+    const now = Date.now();
+    type Reserve =
+      | { ok: true; channel: ChannelRecord; amountAtomic: bigint }
+      | { ok: false; reason: string; channel?: ChannelRecord };
+    const reserved = await channels.update<Reserve>(channelId, (current) => {
+      if (!current) return { result: { ok: false, reason: ChannelReason.missingChannel } };
+      if (current.pending && current.pending.expiresAt > now)
+        return { result: { ok: false, reason: ChannelReason.channelBusy } };
+      const charged = largerOf(onchain.totalClaimedAtomic, current.chargedAtomic);
+      const state: ChannelRecord = {
+        ...current,
+        chargedAtomic: charged,
+        signedMaxAtomic: largerOf(current.signedMaxAtomic, charged),
+        balanceAtomic: onchain.balanceAtomic,
+        totalClaimedAtomic: onchain.totalClaimedAtomic,
+        withdrawRequestedAt: onchain.withdrawRequestedAt,
+        refundNonce: onchain.refundNonce,
+        onchainSyncedAt: now,
+      };
+      if (payload.voucher.maxClaimableAmount !== charged)
+        return {
+          next: state,
+          result: { ok: false, reason: ChannelReason.cumulativeMismatch, channel: state },
+        };
+      const remainder = state.balanceAtomic - charged;
+      if (remainder <= 0n)
+        return { next: state, result: { ok: false, reason: ChannelReason.refundNoBalance } };
+      const amountAtomic = payload.amount ?? remainder;
+      if (amountAtomic <= 0n || amountAtomic > remainder)
+        return { next: state, result: { ok: false, reason: ChannelReason.refundAmountInvalid } };
+      const next = { ...state, pending: { id: pendingId, maxAtomic: charged, expiresAt: now + 120_000 } };
+      return { next, result: { ok: true, channel: next, amountAtomic } };
+    });
+    if (!reserved.ok) return paymentRequired(reserved.reason, reserved.channel);
+
+    const { channel, amountAtomic } = reserved;
+    const claims =
+      channel.chargedAtomic > channel.totalClaimedAtomic
+        ? [
+            {
+              voucher: { channel: channel.config, maxClaimableAmount: channel.chargedAtomic.toString() },
+              signature: payload.voucher.signature,
+              totalClaimed: channel.chargedAtomic.toString(),
+            },
+          ]
+        : [];
+    const chainId = billing.chainId;
+    const enriched = {
+      ...payload,
+      voucher: { ...payload.voucher, maxClaimableAmount: payload.voucher.maxClaimableAmount.toString() },
+      amount: amountAtomic.toString(),
+      refundNonce: channel.refundNonce.toString(),
+      claims,
+      refundAuthorizerSignature: await signRefund(
+        receiverAuthorizer,
+        channelId,
+        channel.refundNonce,
+        amountAtomic,
+        chainId,
+      ),
+      ...(claims.length > 0
+        ? { claimAuthorizerSignature: await signClaimBatch(receiverAuthorizer, claims, network, chainId) }
+        : {}),
+    };
+    const free = () =>
+      channels.update(channelId, (current) =>
+        current?.pending?.id === pendingId
+          ? { next: { ...current, pending: undefined }, result: undefined }
+          : { result: undefined },
+      );
+    let settled: Awaited<ReturnType<FacilitatorLike["settle"]>>;
+    try {
+      settled = await facilitator.settle({ ...decoded.payload, accepted: offer, payload: enriched }, offer);
+    } catch (error) {
+      await free();
+      logger.warn({ channelId, error: String(error) }, "channel refund: facilitator unavailable");
+      return {
+        status: 503,
+        headers: { "retry-after": "5" },
+        body: { error: { message: "the facilitator is unreachable" } },
+      };
+    }
+    if (!settled.success) {
+      await free();
+      logger.warn({ channelId, reason: settled.errorReason }, "channel refund failed");
+      return {
+        status: 402,
+        headers: { [PAYMENT_RESPONSE_HEADER]: encodePaymentResponseHeader(settled) },
+        body: { error: { message: `the refund failed: ${settled.errorReason ?? "unknown"}` } },
+      };
+    }
+    const after = await readChannelState(chain, billing.settlementAddress, channelId).catch(() => undefined);
+    await channels.update(channelId, (current) =>
+      current
+        ? {
+            next: {
+              ...current,
+              balanceAtomic: after?.balanceAtomic ?? current.balanceAtomic - amountAtomic,
+              totalClaimedAtomic: after?.totalClaimedAtomic ?? current.chargedAtomic,
+              refundNonce: after?.refundNonce ?? current.refundNonce + 1n,
+              refundedAtomic: current.refundedAtomic + amountAtomic,
+              onchainSyncedAt: after ? Date.now() : current.onchainSyncedAt,
+              pending: current.pending?.id === pendingId ? undefined : current.pending,
+            },
+            result: undefined,
+          }
+        : { result: undefined },
+    );
+    logger.info(
+      { channelId, refundedAtomic: amountAtomic.toString(), tx: settled.transaction },
+      "channel refunded",
+    );
+    const response = {
+      ...settled,
+      payer: channel.payer,
+      amount: amountAtomic.toString(),
+      extra: { channelState: { chargedCumulativeAmount: channel.chargedAtomic.toString() } },
+    };
+    return {
+      status: 200,
+      headers: { [PAYMENT_RESPONSE_HEADER]: encodePaymentResponseHeader(response) },
+      body: {
+        message: "refunded",
+        channelId,
+        refundedAtomic: amountAtomic.toString(),
+        transaction: settled.transaction,
+      },
+    };
+  };
+}

@@ -1,0 +1,295 @@
+import type { PaymentPayload, PaymentRequirements } from "@x402/core/types";
+import type { Address, Hex, LocalAccount, PublicClient } from "viem";
+import type { Logger } from "../../errors/index.js";
+import type { ChannelLedger, ChannelRecord } from "../../ledger/index.js";
+import type { FacilitatorLike } from "../facilitatorLike.js";
+import { type ChannelClaim, signClaimBatch, signRefund } from "./channelAuthorizer.js";
+import { BATCH_SETTLEMENT } from "./createChannelBilling.js";
+import { readChannelState } from "./readChannelState.js";
+
+export type CreateChannelSettlementParameters = {
+  channels: ChannelLedger;
+  facilitator: FacilitatorLike;
+  chain: PublicClient;
+  settlement: Address;
+  network: `eip155:${number}`;
+  chainId: number;
+  receiver: Address;
+  token: Address;
+  receiverAuthorizer: LocalAccount;
+  claimIntervalMs: number;
+  settleIntervalMs: number;
+  /** A channel is claimed once this much is charged and not claimed yet. */
+  minClaimAtomic: bigint;
+  /** The channels' withdraw delay (s): an idle channel is claimed well before a withdrawal could end. */
+  withdrawDelaySeconds: number;
+  /** Cooperatively refund channels idle this long (ms); undefined: never on its own. */
+  refundIdleMs?: number | undefined;
+  /** Vouchers per claim transaction; default 100. */
+  maxClaimsPerBatch?: number;
+  logger: Logger;
+};
+
+export type ChannelClaimResult = { channels: number; claimedAtomic: bigint; transaction: string };
+
+/**
+ * Claims the latest vouchers of many channels in one transaction and sweeps claimed funds to
+ * payTo, on intervals: a channel is claimed once `minClaimAtomic` is owed, when its payer starts a
+ * withdrawal, or when it idles for a third of the withdraw delay; `stop({ flush: true })` claims
+ * and settles everything outstanding.
+ */
+export function createChannelSettlement(parameters: CreateChannelSettlementParameters) {
+  const { channels, facilitator, chain, settlement, network, chainId, receiver, token, logger } = parameters;
+  const maxClaimsPerBatch = parameters.maxClaimsPerBatch ?? 100;
+  const timers: ReturnType<typeof setInterval>[] = [];
+  let running: Promise<unknown> = Promise.resolve();
+  let stopped = false;
+
+  const requirements: PaymentRequirements = {
+    scheme: BATCH_SETTLEMENT,
+    network,
+    asset: token,
+    amount: "0",
+    payTo: receiver,
+    maxTimeoutSeconds: 0,
+    extra: {},
+  };
+  const envelope = (payload: Record<string, unknown>): PaymentPayload => ({
+    x402Version: 2,
+    accepted: requirements,
+    payload,
+  });
+  const ours = (channel: ChannelRecord) =>
+    channel.network === network &&
+    channel.receiver.toLowerCase() === receiver.toLowerCase() &&
+    channel.token.toLowerCase() === token.toLowerCase();
+  const claimEntry = (channel: ChannelRecord): ChannelClaim => ({
+    voucher: { channel: channel.config, maxClaimableAmount: channel.signedMaxAtomic.toString() },
+    signature: channel.signature,
+    totalClaimed: channel.chargedAtomic.toString(),
+  });
+
+  /** Whether a channel's unclaimed charges are due now. */
+  async function isDue(channel: ChannelRecord, force: boolean, now: number): Promise<boolean> {
+    if (force || channel.withdrawRequestedAt > 0) return true;
+    if (channel.chargedAtomic - channel.totalClaimedAtomic >= parameters.minClaimAtomic) return true;
+    if (now - channel.lastRequestAt >= (parameters.withdrawDelaySeconds * 1000) / 3) return true;
+    // A payer may start a withdrawal at any time: look, so the claim lands before its delay ends.
+    const onchain = await readChannelState(chain, settlement, channel.channelId).catch(() => undefined);
+    return onchain !== undefined && onchain.withdrawRequestedAt > 0;
+  }
+
+  /** Claims every due channel's charges; one transaction per `maxClaimsPerBatch` channels. */
+  async function claim({ force = false } = {}): Promise<ChannelClaimResult[]> {
+    const now = Date.now();
+    const due: ChannelRecord[] = [];
+    for (const channel of await channels.list()) {
+      if (!ours(channel) || channel.chargedAtomic <= channel.totalClaimedAtomic) continue;
+      if (await isDue(channel, force, now)) due.push(channel);
+    }
+    const results: ChannelClaimResult[] = [];
+    for (let start = 0; start < due.length; start += maxClaimsPerBatch) {
+      const batch = due.slice(start, start + maxClaimsPerBatch);
+      const claims = batch.map(claimEntry);
+      const claimAuthorizerSignature = await signClaimBatch(
+        parameters.receiverAuthorizer,
+        claims,
+        network,
+        chainId,
+      );
+      const settled = await facilitator.settle(
+        envelope({ type: "claim", claims, claimAuthorizerSignature }),
+        requirements,
+      );
+      if (!settled.success) {
+        logger.warn({ channels: batch.length, reason: settled.errorReason }, "channel claim failed");
+        throw new Error(
+          `channel claim failed: ${settled.errorReason ?? "unknown"} ${settled.errorMessage ?? ""}`,
+        );
+      }
+      let claimedAtomic = 0n;
+      for (const channel of batch) {
+        claimedAtomic += channel.chargedAtomic - channel.totalClaimedAtomic;
+        await channels.update(channel.channelId, (current) =>
+          current && current.totalClaimedAtomic < channel.chargedAtomic
+            ? { next: { ...current, totalClaimedAtomic: channel.chargedAtomic }, result: undefined }
+            : { result: undefined },
+        );
+      }
+      logger.info(
+        { channels: batch.length, claimedAtomic: claimedAtomic.toString(), tx: settled.transaction },
+        "channels claimed",
+      );
+      results.push({ channels: batch.length, claimedAtomic, transaction: settled.transaction });
+    }
+    return results;
+  }
+
+  /** Moves every claimed, unsettled amount to payTo in one transfer. */
+  async function settle(): Promise<{ transaction: string; settledAtomic: bigint } | undefined> {
+    const owed = (await channels.list()).filter((c) => ours(c) && c.totalClaimedAtomic > c.settledAtomic);
+    if (owed.length === 0) return undefined;
+    const settled = await facilitator.settle(envelope({ type: "settle", receiver, token }), requirements);
+    if (!settled.success) {
+      logger.warn({ reason: settled.errorReason }, "channel settle failed");
+      throw new Error(
+        `channel settle failed: ${settled.errorReason ?? "unknown"} ${settled.errorMessage ?? ""}`,
+      );
+    }
+    await channels.markSettled(
+      owed.map((c) => ({ channelId: c.channelId, settledAtomic: c.totalClaimedAtomic })),
+    );
+    const settledAtomic = owed.reduce((sum, c) => sum + c.totalClaimedAtomic - c.settledAtomic, 0n);
+    logger.info(
+      { settledAtomic: settledAtomic.toString(), tx: settled.transaction },
+      "channels settled to payTo",
+    );
+    return { transaction: settled.transaction, settledAtomic };
+  }
+
+  /** Cooperatively refunds each channel's unspent balance (claiming what it owes in the same call). */
+  async function refundIdle(idleMs: number): Promise<{ channelId: Hex; transaction: string }[]> {
+    const now = Date.now();
+    const results: { channelId: Hex; transaction: string }[] = [];
+    for (const channel of await channels.list()) {
+      if (!ours(channel) || now - channel.lastRequestAt < idleMs) continue;
+      if (channel.pending && channel.pending.expiresAt > now) continue;
+      const onchain = await readChannelState(chain, settlement, channel.channelId);
+      const remainder = onchain.balanceAtomic - channel.chargedAtomic;
+      if (remainder <= 0n) continue;
+      const claims = channel.chargedAtomic > onchain.totalClaimedAtomic ? [claimEntry(channel)] : [];
+      const payload = {
+        type: "refund",
+        channelConfig: channel.config,
+        voucher: {
+          channelId: channel.channelId,
+          maxClaimableAmount: channel.signedMaxAtomic.toString(),
+          signature: channel.signature,
+        },
+        amount: remainder.toString(),
+        refundNonce: onchain.refundNonce.toString(),
+        claims,
+        refundAuthorizerSignature: await signRefund(
+          parameters.receiverAuthorizer,
+          channel.channelId,
+          onchain.refundNonce,
+          remainder,
+          chainId,
+        ),
+        ...(claims.length > 0
+          ? {
+              claimAuthorizerSignature: await signClaimBatch(
+                parameters.receiverAuthorizer,
+                claims,
+                network,
+                chainId,
+              ),
+            }
+          : {}),
+      };
+      const settled = await facilitator.settle(envelope(payload), requirements);
+      if (!settled.success) {
+        logger.warn(
+          { channelId: channel.channelId, reason: settled.errorReason },
+          "idle channel refund failed",
+        );
+        continue;
+      }
+      const after = await readChannelState(chain, settlement, channel.channelId);
+      await channels.update(channel.channelId, (current) =>
+        current
+          ? {
+              next: {
+                ...current,
+                balanceAtomic: after.balanceAtomic,
+                totalClaimedAtomic: after.totalClaimedAtomic,
+                refundNonce: after.refundNonce,
+                withdrawRequestedAt: after.withdrawRequestedAt,
+                refundedAtomic: current.refundedAtomic + remainder,
+                onchainSyncedAt: Date.now(),
+              },
+              result: undefined,
+            }
+          : { result: undefined },
+      );
+      logger.info(
+        { channelId: channel.channelId, refundedAtomic: remainder.toString() },
+        "idle channel refunded",
+      );
+      results.push({ channelId: channel.channelId, transaction: settled.transaction });
+    }
+    return results;
+  }
+
+  /** Runs one job after the previous one, so claims, settles and refunds never overlap in this process. */
+  const enqueue = <T>(job: () => Promise<T>): Promise<T> => {
+    const next = running.then(job, job);
+    running = next.catch(() => undefined);
+    return next;
+  };
+  const every = (ms: number, job: () => Promise<unknown>, what: string) => {
+    const timer = setInterval(() => {
+      if (stopped) return;
+      enqueue(job).catch((error: unknown) => logger.warn({ error: String(error) }, `channel ${what} failed`));
+    }, ms);
+    timer.unref();
+    timers.push(timer);
+  };
+
+  return {
+    claim: (options?: { force?: boolean }) => enqueue(() => claim(options)),
+    settle: () => enqueue(settle),
+    refundIdle: (idleMs: number) => enqueue(() => refundIdle(idleMs)),
+    start() {
+      every(parameters.claimIntervalMs, () => claim(), "claim");
+      every(parameters.settleIntervalMs, settle, "settle");
+      const idleMs = parameters.refundIdleMs;
+      if (idleMs !== undefined) every(Math.min(idleMs, 60_000), () => refundIdle(idleMs), "refund");
+    },
+    /** Stops the intervals; with `flush`, claims and settles everything outstanding first (bounded by `timeoutMs`). */
+    async stop({ flush = false, timeoutMs = 30_000 }: { flush?: boolean; timeoutMs?: number } = {}) {
+      stopped = true;
+      for (const timer of timers) clearInterval(timer);
+      if (!flush) return running;
+      const startedAt = Date.now();
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const work = enqueue(async () => {
+        const claims = await claim({ force: true });
+        const settled = await settle();
+        return { claims, settled };
+      });
+      try {
+        const outcome = await Promise.race([
+          work,
+          new Promise<"timeout">((resolve) => {
+            timer = setTimeout(() => resolve("timeout"), timeoutMs);
+          }),
+        ]);
+        if (outcome === "timeout")
+          logger.warn(
+            { timeoutMs },
+            "channel claims at shutdown did not finish in time; they resume at the next start",
+          );
+        else
+          logger.info(
+            {
+              claims: outcome.claims.length,
+              claimedAtomic: outcome.claims.reduce((sum, c) => sum + c.claimedAtomic, 0n).toString(),
+              settledAtomic: (outcome.settled?.settledAtomic ?? 0n).toString(),
+              durationMs: Date.now() - startedAt,
+            },
+            "channels claimed and settled at shutdown",
+          );
+      } catch (error) {
+        logger.warn(
+          { error: String(error) },
+          "channel claims at shutdown failed; they resume at the next start",
+        );
+      } finally {
+        clearTimeout(timer);
+      }
+    },
+  };
+}
+
+export type ChannelSettlement = ReturnType<typeof createChannelSettlement>;

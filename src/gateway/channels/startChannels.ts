@@ -1,0 +1,75 @@
+import type { Hex, PublicClient } from "viem";
+import { privateKeyToAccount } from "viem/accounts";
+import type { Logger } from "../../errors/index.js";
+import type { ChannelLedger } from "../../ledger/index.js";
+import type { FacilitatorLike } from "../facilitatorLike.js";
+import type { GatewayConfig } from "../gatewayConfig.js";
+import type { BillingTerms } from "../paymentOffers.js";
+import { type ChannelBilling, createChannelBilling } from "./createChannelBilling.js";
+import { createChannelRefund } from "./createChannelRefund.js";
+import { type ChannelSettlement, createChannelSettlement } from "./createChannelSettlement.js";
+
+/** A gateway's payment channels: acceptance of vouchers, cooperative refunds, and the claim/settle loop. */
+export type GatewayChannels = {
+  billing: ChannelBilling;
+  refund: ReturnType<typeof createChannelRefund>;
+  settlement: ChannelSettlement;
+};
+
+export type StartChannelsParameters = {
+  config: NonNullable<GatewayConfig["channels"]>;
+  terms: BillingTerms;
+  channels: ChannelLedger;
+  facilitator: FacilitatorLike;
+  chain: PublicClient;
+  /** The receiver-authorizer key (the config's, else the in-process facilitator's). */
+  receiverAuthorizerKey: Hex;
+  logger: Logger;
+};
+
+/** Builds the channel pieces from the config and starts the claim and settle intervals. */
+export function startChannels({
+  config,
+  terms,
+  channels,
+  facilitator,
+  chain,
+  receiverAuthorizerKey,
+  logger,
+}: StartChannelsParameters): GatewayChannels {
+  const receiverAuthorizer = privateKeyToAccount(receiverAuthorizerKey);
+  const billing = createChannelBilling({
+    terms,
+    channels,
+    facilitator,
+    chain,
+    receiverAuthorizer,
+    withdrawDelaySeconds: config.withdrawDelaySeconds,
+    minDepositAtomic: config.minDeposit,
+    logger,
+  });
+  const refund = createChannelRefund({ billing, channels, facilitator, chain, receiverAuthorizer, logger });
+  const settlement = createChannelSettlement({
+    channels,
+    facilitator,
+    chain,
+    settlement: billing.settlementAddress,
+    network: terms.network,
+    chainId: billing.chainId,
+    receiver: terms.payTo,
+    token: terms.asset,
+    receiverAuthorizer,
+    claimIntervalMs: config.claimIntervalSeconds * 1000,
+    settleIntervalMs: config.settleIntervalSeconds * 1000,
+    minClaimAtomic: config.minClaimAtomic,
+    withdrawDelaySeconds: config.withdrawDelaySeconds,
+    refundIdleMs: config.refundIdleSeconds === undefined ? undefined : config.refundIdleSeconds * 1000,
+    logger,
+  });
+  settlement.start();
+  logger.info(
+    { receiverAuthorizer: receiverAuthorizer.address, withdrawDelaySeconds: config.withdrawDelaySeconds },
+    "payment channels (batch-settlement) offered",
+  );
+  return { billing, refund, settlement };
+}

@@ -1,0 +1,177 @@
+// Hostile channel payments against a Tollgate gateway on the devnet: a voucher signed by another
+// key, a cumulative below what was charged, a replayed voucher, two requests at once on one channel.
+import assert from "node:assert/strict";
+import { after, before, describe, test } from "node:test";
+import { x402Client } from "@x402/core/client";
+import { decodePaymentRequiredHeader, encodePaymentSignatureHeader } from "@x402/core/http";
+import type { PaymentRequirements } from "@x402/core/types";
+import { toClientEvmSigner } from "@x402/evm";
+import { BatchSettlementEvmScheme, signVoucher } from "@x402/evm/batch-settlement/client";
+import { wrapFetchWithPayment } from "@x402/fetch";
+import { createPublicClient, http } from "viem";
+import { generatePrivateKey, privateKeyToAccount } from "viem/accounts";
+import { anvil } from "viem/chains";
+import { channelTestConfig } from "./support/channelFixtures.js";
+import { type GatewayHarness, startGatewayHarness } from "./support/gatewayHarness.js";
+import { mockModelId } from "./support/mockBackend.js";
+
+let h: GatewayHarness;
+
+before(async () => {
+  h = await startGatewayHarness({ configure: channelTestConfig });
+});
+
+after(async () => {
+  await h?.close();
+});
+
+const body = JSON.stringify({
+  model: mockModelId,
+  messages: [{ role: "user", content: "hello" }],
+  max_tokens: 32,
+});
+const url = () => `${h.gateway.url}/v1/chat/completions`;
+const post = (headers: Record<string, string> = {}) =>
+  fetch(url(), { method: "POST", headers: { "content-type": "application/json", ...headers }, body });
+
+/** A buyer whose channel is open (one paid request through the official client), and a voucher signer for it. */
+async function openChannel() {
+  const buyer = await h.devnet.createBuyer(100_000_000n);
+  const account = privateKeyToAccount(buyer.privateKey);
+  const publicClient = createPublicClient({ chain: anvil, transport: http(h.devnet.rpcUrl) });
+  const signer = toClientEvmSigner(account, publicClient);
+  const scheme = new BatchSettlementEvmScheme(signer);
+  const payingFetch = wrapFetchWithPayment(
+    fetch,
+    x402Client.fromConfig({ schemes: [{ network: h.devnet.network, client: scheme }], spendControls: false }),
+  );
+  const opened = await payingFetch(url(), {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body,
+  });
+  assert.equal(opened.status, 200);
+  const required = decodePaymentRequiredHeader((await post()).headers.get("payment-required")!);
+  const offer = required.accepts.find(
+    (accept) => accept.scheme === "batch-settlement",
+  ) as PaymentRequirements;
+  const config = scheme.buildChannelConfig(offer);
+  const { computeChannelId } = await import("@x402/evm/batch-settlement/client");
+  const channelId = computeChannelId(config, h.devnet.network);
+  const charged = async () => (await h.gateway.ledger.channels.get(channelId))!.chargedAtomic;
+  /** The payment header of a voucher for `cumulativeAtomic`, signed by `voucherSigner` (default the payer). */
+  const voucherHeader = async (cumulativeAtomic: bigint, voucherSigner = signer) => {
+    const voucher = await signVoucher(
+      voucherSigner,
+      channelId,
+      cumulativeAtomic.toString(),
+      h.devnet.network,
+    );
+    return encodePaymentSignatureHeader({
+      x402Version: 2,
+      resource: required.resource,
+      accepted: offer,
+      payload: { type: "voucher", channelConfig: config, voucher },
+    });
+  };
+  return { offer, channelId, charged, voucherHeader, requestMax: BigInt(offer.amount) };
+}
+
+const errorOf = (response: Response) =>
+  decodePaymentRequiredHeader(response.headers.get("payment-required")!).error;
+
+describe("hostile channel payments", () => {
+  test("a voucher signed by another key is refused before inference", async () => {
+    const channel = await openChannel();
+    const stranger = toClientEvmSigner(privateKeyToAccount(generatePrivateKey()));
+    const before = h.backend.inferenceRequests.length;
+    const response = await post({
+      "payment-signature": await channel.voucherHeader(
+        (await channel.charged()) + channel.requestMax,
+        stranger,
+      ),
+    });
+    assert.equal(response.status, 402);
+    assert.equal(errorOf(response), "invalid_batch_settlement_evm_voucher_signature");
+    assert.equal(h.backend.inferenceRequests.length, before, "no inference");
+  });
+
+  test("a cumulative below charged + maximum gets the corrective 402 with the channel state, no inference", async () => {
+    const channel = await openChannel();
+    const charged = await channel.charged();
+    assert.ok(charged > 0n);
+    const before = h.backend.inferenceRequests.length;
+    const response = await post({
+      "payment-signature": await channel.voucherHeader(charged + channel.requestMax - 1n),
+    });
+    assert.equal(response.status, 402);
+    const required = decodePaymentRequiredHeader(response.headers.get("payment-required")!);
+    assert.equal(required.error, "invalid_batch_settlement_evm_cumulative_amount_mismatch");
+    const extra = required.accepts.find((a) => a.scheme === "batch-settlement")?.extra as {
+      channelState: { chargedCumulativeAmount: string };
+      voucherState: { signedMaxClaimable: string };
+    };
+    assert.equal(extra.channelState.chargedCumulativeAmount, charged.toString());
+    assert.ok(BigInt(extra.voucherState.signedMaxClaimable) >= charged);
+    assert.equal(h.backend.inferenceRequests.length, before);
+    assert.equal(await channel.charged(), charged, "nothing charged");
+  });
+
+  test("a replayed voucher is refused once it was charged", async () => {
+    const channel = await openChannel();
+    const header = await channel.voucherHeader((await channel.charged()) + channel.requestMax);
+    const first = await post({ "payment-signature": header });
+    assert.equal(first.status, 200, await first.clone().text());
+    const charged = await channel.charged();
+    const before = h.backend.inferenceRequests.length;
+    const replay = await post({ "payment-signature": header });
+    assert.equal(replay.status, 402);
+    assert.equal(errorOf(replay), "invalid_batch_settlement_evm_cumulative_amount_mismatch");
+    assert.equal(h.backend.inferenceRequests.length, before);
+    assert.equal(await channel.charged(), charged);
+  });
+
+  test("two requests at once on one cumulative base: exactly one is served and charged", async () => {
+    const channel = await openChannel();
+    const base = await channel.charged();
+    h.backend.set({ tokensPerSecond: 200 });
+    try {
+      const header = await channel.voucherHeader(base + channel.requestMax);
+      const before = h.backend.inferenceRequests.length;
+      const answers = await Promise.all([
+        post({ "payment-signature": header }),
+        post({ "payment-signature": header }),
+      ]);
+      const statuses = answers.map((a) => a.status).sort();
+      assert.deepEqual(statuses, [200, 402]);
+      const refused = answers.find((a) => a.status === 402)!;
+      assert.ok(
+        [
+          "invalid_batch_settlement_evm_channel_busy",
+          "invalid_batch_settlement_evm_cumulative_amount_mismatch",
+        ].includes(errorOf(refused) ?? ""),
+        String(errorOf(refused)),
+      );
+      await Promise.all(answers.map((a) => a.text()));
+      assert.equal(h.backend.inferenceRequests.length, before + 1, "one inference");
+      const charged = await channel.charged();
+      assert.ok(charged > base && charged <= base + channel.requestMax);
+    } finally {
+      h.backend.set({ tokensPerSecond: 0 });
+    }
+  });
+
+  test("a malformed channel payload gets 400 naming the field", async () => {
+    const channel = await openChannel();
+    const response = await post({
+      "payment-signature": encodePaymentSignatureHeader({
+        x402Version: 2,
+        accepted: channel.offer,
+        payload: { type: "voucher", channelConfig: {}, voucher: { channelId: channel.channelId } },
+      } as never),
+    });
+    assert.equal(response.status, 400);
+    const answer = (await response.json()) as { error: { field?: string } };
+    assert.match(answer.error.field ?? "", /^payload\./);
+  });
+});

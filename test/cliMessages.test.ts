@@ -1,0 +1,157 @@
+import assert from "node:assert/strict";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, before, describe, test } from "node:test";
+import { runCli } from "./support/runCli.js";
+import { runMain } from "./support/runMain.js";
+
+let dir: string;
+before(async () => {
+  dir = await mkdtemp(join(tmpdir(), "tollgate-messages-"));
+});
+after(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+
+const validKey = `0x${"4c".repeat(32)}`;
+
+describe("the CLI says what to do in words", () => {
+  test("a missing required flag is named, not described by the parser: exit 2", async () => {
+    const run = await runMain(["chat", "--model", "m", "hello"]);
+    assert.equal(run.code, 2, run.stderr);
+    assert.match(run.stderr, /chat: --gateway is required/);
+    assert.doesNotMatch(run.stderr, /expected array/);
+  });
+
+  test("an unknown flag suggests the closest one: exit 2", async () => {
+    const run = await runMain(["chat", "--gatway", "http://127.0.0.1:9", "--model", "m", "hi"]);
+    assert.equal(run.code, 2, run.stderr);
+    assert.match(run.stderr, /unknown flag --gatway; did you mean --gateway\?/);
+    const far = await runMain(["ledger", "--zzzzzz"]);
+    assert.equal(far.code, 2);
+    assert.match(far.stderr, /unknown flag --zzzzzz; the flags are --data-dir, --limit, --json/);
+  });
+
+  test("a flag's bad value and a stray argument are explained: exit 2", async () => {
+    const limit = await runMain(["ledger", "--limit", "many"]);
+    assert.equal(limit.code, 2);
+    assert.match(limit.stderr, /--limit must be a number, not "many"/);
+    const url = await runMain(["pay", "--url", "not a url", "--private-key", validKey]);
+    assert.equal(url.code, 2);
+    assert.match(url.stderr, /--url must be a URL such as/);
+    const stray = await runMain(["spend", "today"]);
+    assert.equal(stray.code, 2);
+    assert.match(stray.stderr, /unexpected argument "today"/);
+    const missingValue = await runMain(["ledger", "--limit"]);
+    assert.equal(missingValue.code, 2);
+    assert.match(missingValue.stderr, /--limit needs a value/);
+  });
+
+  test("a malformed private key is called not valid, with what is wrong and never the key", async () => {
+    const short = `0x${"ab".repeat(31)}`;
+    const run = await runMain(["pay", "--url", "http://127.0.0.1:9/v1/models", "--private-key", short]);
+    assert.equal(run.code, 2, run.stderr);
+    assert.match(
+      run.stderr,
+      /the private key is not valid: it has 62 hex digits after 0x; a private key has exactly 64/,
+    );
+    assert.doesNotMatch(run.stderr, new RegExp(short));
+    const fromEnv = await runMain(["pay", "--url", "http://127.0.0.1:9/v1/models"], {
+      TOLLGATE_PRIVATE_KEY: `0x${"zz".repeat(32)}`,
+      TOLLGATE_DATA_DIR: "memory://",
+    });
+    assert.equal(fromEnv.code, 2);
+    assert.match(
+      fromEnv.stderr,
+      /the private key is not valid: it holds characters that are not hex digits .*TOLLGATE_PRIVATE_KEY/,
+    );
+    const zero = await runMain([
+      "pay",
+      "--url",
+      "http://127.0.0.1:9/v1/models",
+      "--private-key",
+      `0x${"00".repeat(32)}`,
+    ]);
+    assert.equal(zero.code, 2);
+    assert.match(zero.stderr, /not a valid secp256k1 key/);
+    const none = await runMain(["pay", "--url", "http://127.0.0.1:9/v1/models"], {
+      TOLLGATE_PRIVATE_KEY: "",
+    });
+    assert.equal(none.code, 2);
+    assert.match(
+      none.stderr,
+      /a private key is needed: --private-key or TOLLGATE_PRIVATE_KEY|a private key is needed: TOLLGATE_PRIVATE_KEY/,
+    );
+  });
+
+  test("facilitator refuses to start without --rpc, and against a chain that does not answer", async () => {
+    const noRpc = await runMain(["facilitator", "--private-key", validKey]);
+    assert.equal(noRpc.code, 2, noRpc.stderr);
+    assert.match(noRpc.stderr, /--rpc is required: the JSON-RPC URL of the chain/);
+    const dead = await runMain([
+      "facilitator",
+      "--rpc",
+      "http://127.0.0.1:9",
+      "--private-key",
+      validKey,
+      "--port",
+      "0",
+    ]);
+    assert.equal(dead.code, 1, dead.stderr);
+    assert.match(dead.stderr, /no chain answers at --rpc http:\/\/127\.0\.0\.1:9/);
+  });
+
+  test("an unknown command is a usage error: the process exits 2", async () => {
+    const run = await runCli(["pya"]);
+    assert.equal(run.code, 2);
+    assert.match(run.stderr, /unknown command 'pya'/);
+  });
+});
+
+describe("a gateway config is checked whole", () => {
+  const payTo = "0x0000000000000000000000000000000000000001";
+
+  test("a price written as a number says to write it in dollars, in quotes", async () => {
+    const file = join(dir, "number-price.yaml");
+    await writeFile(
+      file,
+      `payTo: "${payTo}"\nmodels:\n  - id: m\n    backend: { baseUrl: "http://127.0.0.1:9/v1" }\n    inputPrice: 0.15\n    outputPrice: "$0.60"\n`,
+    );
+    const run = await runMain(["gateway", "--config", file]);
+    assert.equal(run.code, 2, run.stderr);
+    assert.match(
+      run.stderr,
+      /models\.0\.inputPrice: 0\.15 is not a whole number of atomic units; write "\$0\.15" \(with the quotes\)/,
+    );
+  });
+
+  test("every problem is reported at once, a missing variable of one model not hiding another's error", async () => {
+    const file = join(dir, "many-problems.yaml");
+    await writeFile(
+      file,
+      [
+        `payTo: "${payTo}"`,
+        "models:",
+        "  - id: first",
+        '    backend: { baseUrl: "http://127.0.0.1:9/v1", apiKeyEnv: TOLLGATE_TEST_UNSET_KEY }',
+        '    inputPrice: "$0.10"',
+        '    outputPrice: "$0.20"',
+        "  - id: second",
+        "    backend: { baseUrl: not-a-url }",
+        "    inputPrice: 0.5",
+        '    outputPrice: "$0.20"',
+        "",
+      ].join("\n"),
+    );
+    const run = await runCli(["gateway", "--config", file], { TOLLGATE_TEST_UNSET_KEY: "" });
+    assert.equal(run.code, 2, run.stderr);
+    assert.match(run.stderr, /has 3 problems/);
+    assert.match(
+      run.stderr,
+      /models\.0\.backend\.apiKeyEnv: environment variable TOLLGATE_TEST_UNSET_KEY is not set/,
+    );
+    assert.match(run.stderr, /models\.1\.backend\.baseUrl/);
+    assert.match(run.stderr, /models\.1\.inputPrice: 0\.5 is not a whole number/);
+  });
+});
