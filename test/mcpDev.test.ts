@@ -140,3 +140,39 @@ test("tollgate mcp over stdio pays tollgate dev for chat, and for its paid MCP t
   assert.match(textOf(refused), /refused by the spending policy \(perCall\)/);
   assert.equal((refused.structuredContent as { askedAtomic: string }).askedAtomic, "1000");
 });
+
+test("tollgate mcp --http serves the same tools over Streamable HTTP", async () => {
+  const env: Record<string, string> = {};
+  for (const [key, value] of Object.entries(process.env)) if (value !== undefined) env[key] = value;
+  const server = spawn(
+    process.execPath,
+    [binPath, "mcp", "--http", "--port", "0", "--gateway", ready.gatewayUrl],
+    {
+      env: {
+        ...env,
+        TOLLGATE_PRIVATE_KEY: ready.buyer.privateKey,
+        TOLLGATE_DATA_DIR: `${dataDir.path}/http`,
+        TOLLGATE_LOG_LEVEL: "warn",
+      },
+      stdio: ["ignore", "pipe", "inherit"],
+    },
+  );
+  try {
+    const { mcpUrl } = await new Promise<{ mcpUrl: string }>((resolve, reject) => {
+      createInterface({ input: server.stdout! }).once("line", (line) => resolve(JSON.parse(line)));
+      server.once("exit", (code) => reject(new Error(`tollgate mcp --http exited with ${code}`)));
+    });
+    assert.match(mcpUrl, /^http:\/\/127\.0\.0\.1:\d+\/mcp$/);
+    const client = new Client({ name: "test-agent", version: "1.0.0" });
+    await client.connect(new StreamableHTTPClientTransport(new URL(mcpUrl)), { timeout: 600_000 });
+    clients.push(client);
+    const { tools } = await client.listTools(undefined, { timeout: 600_000 });
+    assert.deepEqual(tools.map((tool) => tool.name).sort(), ["chat", "list_models", "pay", "spend"]);
+    const models = await call(client, "list_models", {});
+    assert.match(textOf(models), /tollgate-demo \(chat\)/);
+  } finally {
+    const exited = new Promise((resolve) => server.once("exit", resolve));
+    server.kill("SIGTERM");
+    assert.equal(await exited, 0);
+  }
+});

@@ -64,7 +64,10 @@ export async function mcpCommand(argv: string[]): Promise<number> {
     printError(`tollgate mcp: serving MCP over Streamable HTTP at http://${flags.host}:${port}/mcp`);
     await waitForShutdownSignal();
     await handler.close();
-    await new Promise<void>((resolve) => listening.close(() => resolve()));
+    await new Promise<void>((resolve) => {
+      listening.close(() => resolve());
+      (listening as unknown as { closeAllConnections?: () => void }).closeAllConnections?.();
+    });
     return exitCodes.ok;
   } finally {
     await (await store.catch(() => undefined))?.close();
