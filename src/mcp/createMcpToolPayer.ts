@@ -133,7 +133,16 @@ export function createMcpToolPayer(parameters: CreateMcpToolPayerParameters): Mc
     const server = options.server ?? `mcp://${mcp.getServerVersion()?.name ?? "server"}`;
     const origin = server.includes("://") && !server.startsWith("mcp://") ? providerOrigin(server) : server;
     const url = paymentRequired.resource.url;
-    const selected = selectOffer({ accepts: paymentRequired.accepts, request: undefined, policy, origin });
+    // Over MCP the payer signs upto and exact; channels (batch-settlement) need state it does not keep.
+    const payable = paymentRequired.accepts.filter(
+      (offer) => offer.scheme === "upto" || offer.scheme === "exact",
+    );
+    const selected = selectOffer({
+      accepts: payable.length > 0 ? payable : paymentRequired.accepts,
+      request: undefined,
+      policy,
+      origin,
+    });
     if (!selected.ok) {
       emit({ type: "refused", url, origin, refusal: selected.refusal });
       throw policyRefusedError(selected.refusal);
