@@ -13,20 +13,31 @@ export {
 } from "./buyer/index.js";
 export { findNetworkPreset, type NetworkPreset, networkPresets } from "./chain/index.js";
 export { type Devnet, startDevnet } from "./devnet/index.js";
-export { isTollgateError, TollgateError, type TollgateErrorCode } from "./errors/index.js";
+export {
+  isTollgateError,
+  REQUEST_ID_HEADER,
+  TollgateError,
+  type TollgateErrorCode,
+} from "./errors/index.js";
 export {
   createFacilitator,
   createFacilitatorApp,
+  createFacilitatorMetrics,
+  type FacilitatorEvent,
   serveFacilitator,
   type TollgateFacilitator,
 } from "./facilitator/index.js";
 export {
   type Billing,
+  type BillingEvent,
+  type BillingEventListener,
   type BillingTerms,
   createBilling,
   createGatewayApp,
+  createGatewayMetrics,
   type GatewayConfig,
   type ModelConfig,
+  mountOperatorRoutes,
   parseGatewayConfig,
   proxyToBackend,
   startGateway,

@@ -2,6 +2,9 @@
 // seller built from the official server pieces and Tollgate's facilitator on the devnet.
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
+import { privateKeyToAccount } from "viem/accounts";
+import { providerOrigin, refundChannels } from "../src/buyer/index.js";
+import { isTollgateError } from "../src/errors/index.js";
 import { eventLog } from "./support/buyerFixtures.js";
 import {
   type ChannelHarness,
@@ -67,5 +70,255 @@ describe("paying by channel", () => {
     const before = await h.devnet.usdcBalance(payTo);
     await seller.claimAndSettle();
     assert.equal(await h.devnet.usdcBalance(payTo), before + 13n * seller.honestChargeAtomic);
+  });
+});
+
+/** Runs `work` and answers the policy refusal it throws. */
+async function refusalOf(work: Promise<unknown>) {
+  try {
+    await work;
+  } catch (error) {
+    if (isTollgateError(error, "TOLLGATE_POLICY_REFUSED")) return error.details;
+    throw error;
+  }
+  throw new assert.AssertionError({ message: "expected a policy refusal" });
+}
+
+describe("caps hold across deposit and vouchers", () => {
+  test("the deposit fits the room under the daily cap, each voucher reserves its maximum, the cap refuses the next", async () => {
+    const buyer = await h.devnet.createBuyer(10_000_000n);
+    const dailyAtomic = 2000n;
+    const payingFetch = h.payingFetch({ privateKey: buyer.privateKey, policy: { daily: dailyAtomic } });
+    const charge = seller.honestChargeAtomic;
+    let paid = 0n;
+    // Each voucher needs room for its maximum (1,000): 0, 350 and 700 counted leave room; 1,050 does not.
+    for (let i = 0; i < 3; i += 1) {
+      const answer = await postChat(payingFetch, seller.url);
+      assert.equal(answer.status, 200, answer.body);
+      paid += charge;
+    }
+    const transactions = await h.transactionCount();
+    const refusal = await refusalOf(postChat(payingFetch, seller.url));
+    assert.equal(refusal.rule, "daily");
+    assert.equal(refusal.spentAtomic, paid);
+    assert.equal(await h.transactionCount(), transactions, "a refusal sends nothing");
+
+    const store = await payingFetch.spendStore();
+    const [channel] = await store.channels({ payer: buyer.address });
+    assert.ok(channel);
+    assert.ok(channel.depositedAtomic <= dailyAtomic, `deposit ${channel.depositedAtomic} within the cap`);
+    assert.equal(await h.devnet.usdcBalance(buyer.address), 10_000_000n - channel.depositedAtomic);
+    assert.equal((await store.daySpend()).countedAtomic, paid);
+    assert.ok(paid <= dailyAtomic);
+    assert.equal(channel.context?.chargedCumulativeAmount, paid.toString());
+  });
+
+  test("a maxDeposit or a daily cap below what the deposit needs refuses before signing and moves nothing", async () => {
+    const buyer = await h.devnet.createBuyer(10_000_000n);
+    const transactions = await h.transactionCount();
+    const tight = h.payingFetch({ privateKey: buyer.privateKey, policy: { maxDeposit: 999n } });
+    const byDeposit = await refusalOf(postChat(tight, seller.url));
+    assert.equal(byDeposit.rule, "maxDeposit");
+    assert.equal(byDeposit.askedAtomic, 1000n);
+    assert.match(
+      String((await refusalError(postChat(tight, seller.url))).shortMessage),
+      /deposit of at least \$0\.001/,
+    );
+
+    const perProvider = h.payingFetch({
+      privateKey: buyer.privateKey,
+      policy: { maxDeposit: "$1", providers: { [seller.url]: { maxDeposit: 500n } } },
+    });
+    assert.equal((await refusalOf(postChat(perProvider, seller.url))).rule, "providers.maxDeposit");
+
+    const poor = h.payingFetch({ privateKey: buyer.privateKey, policy: { daily: 999n } });
+    assert.equal((await refusalOf(postChat(poor, seller.url))).rule, "daily");
+
+    assert.equal(await h.transactionCount(), transactions, "no transaction");
+    assert.equal(await h.devnet.usdcBalance(buyer.address), 10_000_000n, "nothing left the wallet");
+    for (const payingFetch of [tight, perProvider, poor]) {
+      assert.equal((await (await payingFetch.spendStore()).daySpend()).countedAtomic, 0n, "nothing reserved");
+    }
+  });
+});
+
+async function refusalError(work: Promise<unknown>) {
+  try {
+    await work;
+  } catch (error) {
+    if (isTollgateError(error, "TOLLGATE_POLICY_REFUSED")) return error;
+    throw error;
+  }
+  throw new assert.AssertionError({ message: "expected a policy refusal" });
+}
+
+describe("a pool of channels", () => {
+  test("a parallel burst to one seller uses several channels, each with one request at a time", async () => {
+    const slow = await h.seller({ handlerDelayMs: 300 });
+    const buyer = await h.devnet.createBuyer(10_000_000n);
+    const log = eventLog();
+    const payingFetch = h.payingFetch({
+      privateKey: buyer.privateKey,
+      onEvent: log.onEvent,
+      channelPoolSize: 3,
+    });
+    const answers = await Promise.all(Array.from({ length: 6 }, () => postChat(payingFetch, slow.url)));
+    for (const answer of answers) assert.equal(answer.status, 200, answer.body);
+    await payingFetch.idle();
+    const channels = await (await payingFetch.spendStore()).channels({ origin: providerOrigin(slow.url) });
+    assert.ok(channels.length >= 2, `${channels.length} channels opened`);
+    assert.ok(channels.length <= 3, "never more than the pool's size");
+    assert.equal(new Set(channels.map((channel) => channel.salt)).size, channels.length);
+    const charged = channels.reduce(
+      (sum, channel) => sum + BigInt(channel.context?.chargedCumulativeAmount ?? "0"),
+      0n,
+    );
+    assert.equal(charged, 6n * slow.honestChargeAtomic, "every request charged once, on some channel");
+    assert.equal(log.of("released").length, 0, "no voucher refused as busy or out of sync");
+    for (const channel of channels) assert.equal(channel.deposits, 1);
+  });
+});
+
+describe("trust, but verify", () => {
+  test("a charge above what the usage justifies at the quoted prices is flagged", async () => {
+    const greedy = await h.seller({ overchargeAtomic: 100n });
+    const buyer = await h.devnet.createBuyer(10_000_000n);
+    const log = eventLog();
+    const payingFetch = h.payingFetch({ privateKey: buyer.privateKey, onEvent: log.onEvent });
+    for (let i = 0; i < 2; i += 1) assert.equal((await postChat(payingFetch, greedy.url)).status, 200);
+    await payingFetch.idle();
+    const overcharges = log.of("overcharge");
+    assert.equal(overcharges.length, 2, "the deposit's charge and the voucher's");
+    for (const overcharge of overcharges) {
+      assert.equal(overcharge.reason, "above_usage");
+      assert.equal(overcharge.chargedAtomic, greedy.chargedAtomic);
+      assert.equal(overcharge.justifiedAtomic, greedy.honestChargeAtomic);
+    }
+    const disputes = await (await payingFetch.spendStore()).disputes({ status: "open" });
+    assert.equal(disputes.length, 2);
+  });
+});
+
+describe("getting the remainder back", () => {
+  test("a cooperative refund returns what was not charged to the wallet", async () => {
+    const buyer = await h.devnet.createBuyer(10_000_000n);
+    const payingFetch = h.payingFetch({ privateKey: buyer.privateKey });
+    for (let i = 0; i < 3; i += 1) assert.equal((await postChat(payingFetch, seller.url)).status, 200);
+    await payingFetch.idle();
+    const store = await payingFetch.spendStore();
+    const outcomes = await refundChannels({
+      store,
+      account: privateKeyToAccount(buyer.privateKey),
+      origin: providerOrigin(seller.url),
+      rpcUrl: h.devnet.rpcUrl,
+    });
+    assert.equal(outcomes.length, 1);
+    assert.equal(
+      outcomes[0]?.kind,
+      "refunded",
+      JSON.stringify(outcomes[0], (_k, v) => (typeof v === "bigint" ? `${v}` : v)),
+    );
+    assert.equal(await h.devnet.usdcBalance(buyer.address), 10_000_000n - 3n * seller.honestChargeAtomic);
+    const [channel] = await store.channels({ payer: buyer.address });
+    assert.equal(channel?.context, undefined, "the channel record is closed");
+    const again = await refundChannels({
+      store,
+      account: privateKeyToAccount(buyer.privateKey),
+      origin: providerOrigin(seller.url),
+      rpcUrl: h.devnet.rpcUrl,
+    });
+    assert.equal(again[0]?.kind, "nothing_to_refund");
+  });
+});
+
+describe("a fresh wallet", () => {
+  test("pays through an ERC-3009 deposit with no approval and no native gas, where upto is offered too", async () => {
+    const both = await h.seller({ uptoOffer: true, assetTransferMethods: ["permit2", "eip3009"] });
+    const buyer = await h.devnet.createFreshBuyer(10_000_000n);
+    assert.equal(await h.nativeBalance(buyer.address), 0n);
+    const log = eventLog();
+    // `fallback`: upto unless the wallet cannot pay through Permit2; this one has no allowance.
+    const payingFetch = h.payingFetch({
+      privateKey: buyer.privateKey,
+      onEvent: log.onEvent,
+      policy: { channels: "fallback" },
+    });
+    for (let i = 0; i < 3; i += 1) {
+      const answer = await postChat(payingFetch, both.url);
+      assert.equal(
+        answer.status,
+        200,
+        JSON.stringify(log.events, (_k, v) => (typeof v === "bigint" ? `${v}` : v)),
+      );
+    }
+    await payingFetch.idle();
+    assert.deepEqual(
+      log.of("authorized").map((event) => event.scheme),
+      ["batch-settlement", "batch-settlement", "batch-settlement"],
+    );
+    assert.equal(await h.nativeBalance(buyer.address), 0n, "no native gas spent or needed");
+    assert.equal(await h.permit2Allowance(buyer.address), 0n, "no approval");
+    const [channel] = await (await payingFetch.spendStore()).channels({ payer: buyer.address });
+    assert.ok(channel && channel.depositedAtomic > 0n);
+    assert.deepEqual(await h.channelOf(channel.channelId), {
+      balance: channel.depositedAtomic,
+      totalClaimed: 0n,
+    });
+    assert.equal(await h.devnet.usdcBalance(buyer.address), 10_000_000n - channel.depositedAtomic);
+  });
+
+  test("a wallet with Permit2 allowance pays upto under channels: fallback", async () => {
+    const both = await h.seller({ uptoOffer: true });
+    const buyer = await h.devnet.createBuyer(10_000_000n);
+    const log = eventLog();
+    const payingFetch = h.payingFetch({
+      privateKey: buyer.privateKey,
+      onEvent: log.onEvent,
+      policy: { channels: "fallback" },
+    });
+    const answer = await postChat(payingFetch, both.url);
+    assert.equal(answer.status, 200, answer.body);
+    assert.deepEqual(
+      log.of("authorized").map((event) => event.scheme),
+      ["upto"],
+    );
+  });
+});
+
+// Last: it moves the chain's clock past the withdrawal delay, ahead of the wall clock.
+describe("the payer's own exit", () => {
+  test("when the seller does not answer, the withdrawal starts on chain and finishes after its delay", async () => {
+    const gone = await h.seller();
+    const buyer = await h.devnet.createBuyer(10_000_000n);
+    const payingFetch = h.payingFetch({ privateKey: buyer.privateKey });
+    assert.equal((await postChat(payingFetch, gone.url)).status, 200);
+    await payingFetch.idle();
+    await gone.claimAndSettle();
+    await gone.close();
+    const store = await payingFetch.spendStore();
+    const refund = () =>
+      refundChannels({
+        store,
+        account: privateKeyToAccount(buyer.privateKey),
+        origin: providerOrigin(gone.url),
+        rpcUrl: h.devnet.rpcUrl,
+      });
+    const [started] = await refund();
+    assert.equal(
+      started?.kind,
+      "withdrawal_started",
+      JSON.stringify(started, (_k, v) => (typeof v === "bigint" ? `${v}` : v)),
+    );
+    const [pending] = await refund();
+    assert.equal(pending?.kind, "withdrawal_pending");
+    await h.net.testClient.increaseTime({ seconds: 901 });
+    await h.net.testClient.mine({ blocks: 1 });
+    const [finished] = await refund();
+    assert.equal(
+      finished?.kind,
+      "withdrawn",
+      JSON.stringify(finished, (_k, v) => (typeof v === "bigint" ? `${v}` : v)),
+    );
+    assert.equal(await h.devnet.usdcBalance(buyer.address), 10_000_000n - gone.honestChargeAtomic);
   });
 });

@@ -13,6 +13,7 @@ import { createPublicClient, type Hex, http } from "viem";
 import { privateKeyToAccount } from "viem/accounts";
 import { anvil } from "viem/chains";
 import { batchSettlementStateAbi } from "../src/chain/index.js";
+import { reconcileChannels, reconcileLedger } from "../src/gateway/index.js";
 import { BATCH_SETTLEMENT_ADDRESS_FOR_TESTS, channelTestConfig } from "./support/channelFixtures.js";
 import { expectedCharge, type GatewayHarness, startGatewayHarness } from "./support/gatewayHarness.js";
 import { mockModelId } from "./support/mockBackend.js";
@@ -119,7 +120,12 @@ describe("a gateway paid through a payment channel by the official x402 client",
     for (let i = 0; i < 3; i++) {
       const stream = await openai.chat.completions.create({ ...chat(`stream ${i}`), stream: true } as never);
       let receipt:
-        | { amount: string; maxAmount: string; usage: { prompt_tokens: number; completion_tokens: number } }
+        | {
+            amount: string;
+            maxAmount: string;
+            usage: { prompt_tokens: number; completion_tokens: number };
+            channel?: { chargedCumulativeAmount: string; balance: string };
+          }
         | undefined;
       for await (const chunk of stream as unknown as AsyncIterable<Record<string, unknown>>) {
         if ("x402_receipt" in chunk) receipt = chunk.x402_receipt as typeof receipt;
@@ -129,6 +135,12 @@ describe("a gateway paid through a payment channel by the official x402 client",
       assert.equal(charged, expectedCharge(receipt.usage.prompt_tokens, receipt.usage.completion_tokens));
       assert.ok(charged <= BigInt(receipt.maxAmount));
       charges.push(charged);
+      assert.equal(
+        receipt.channel?.chargedCumulativeAmount,
+        charges.reduce((a, b) => a + b, 0n).toString(),
+        "the final event carries the channel's charged total",
+      );
+      assert.ok(BigInt(receipt.channel?.balance ?? "0") > 0n);
     }
     await payJson("after the streams");
 
@@ -159,6 +171,36 @@ describe("a gateway paid through a payment channel by the official x402 client",
     });
     assert.equal(totalClaimed, total, "claimed on chain = charged");
     assert.equal(await h.devnet.usdcBalance(payTo), payToBefore + total, "payTo rose by exactly the charges");
+
+    // Reconciled: charges per channel = its rows = claimed on chain; settled on chain = the transfers to payTo.
+    const reconcile = async () => {
+      const client = chainClient() as never;
+      const ledgerSide = await reconcileLedger({
+        payments: h.ledger.payments,
+        client,
+        network: h.devnet.network,
+        asset: h.devnet.contracts.usdc,
+        payTo,
+        channelSettlement: BATCH_SETTLEMENT_ADDRESS_FOR_TESTS,
+      });
+      const channelSide = await reconcileChannels({
+        channels: h.ledger.channels,
+        payments: h.ledger.payments,
+        client,
+        settlement: BATCH_SETTLEMENT_ADDRESS_FOR_TESTS,
+        network: h.devnet.network,
+        asset: h.devnet.contracts.usdc,
+        payTo,
+        channelSettledOnChainAtomic: ledgerSide.chain.channelSettledAtomic,
+      });
+      return { ledgerSide, channelSide };
+    };
+    const clean = await reconcile();
+    assert.deepEqual(clean.ledgerSide.differences, []);
+    assert.deepEqual(clean.channelSide.differences, []);
+    assert.equal(clean.channelSide.claimedOnChainAtomic, total);
+    assert.equal(clean.ledgerSide.chain.channelSettledAtomic, total);
+    assert.equal(clean.channelSide.unclaimedAtomic, 0n);
 
     // A second claim finds nothing new to claim.
     assert.deepEqual(await channels.settlement.claim({ force: true }), []);

@@ -8,10 +8,13 @@ import type { PaymentRequirements } from "@x402/core/types";
 import { toClientEvmSigner } from "@x402/evm";
 import { BatchSettlementEvmScheme, signVoucher } from "@x402/evm/batch-settlement/client";
 import { wrapFetchWithPayment } from "@x402/fetch";
-import { createPublicClient, http } from "viem";
+import { createPublicClient, createWalletClient, http } from "viem";
 import { generatePrivateKey, privateKeyToAccount } from "viem/accounts";
 import { anvil } from "viem/chains";
-import { channelTestConfig } from "./support/channelFixtures.js";
+import { batchSettlementStateAbi } from "../src/chain/index.js";
+import { silentLogger } from "../src/errors/index.js";
+import { createChannelSettlement } from "../src/gateway/channels/index.js";
+import { BATCH_SETTLEMENT_ADDRESS_FOR_TESTS, channelTestConfig } from "./support/channelFixtures.js";
 import { type GatewayHarness, startGatewayHarness } from "./support/gatewayHarness.js";
 import { mockModelId } from "./support/mockBackend.js";
 
@@ -50,7 +53,7 @@ async function openChannel() {
     headers: { "content-type": "application/json" },
     body,
   });
-  assert.equal(opened.status, 200);
+  assert.equal(opened.status, 200, await opened.clone().text());
   const required = decodePaymentRequiredHeader((await post()).headers.get("payment-required")!);
   const offer = required.accepts.find(
     (accept) => accept.scheme === "batch-settlement",
@@ -74,8 +77,33 @@ async function openChannel() {
       payload: { type: "voucher", channelConfig: config, voucher },
     });
   };
-  return { offer, channelId, charged, voucherHeader, requestMax: BigInt(offer.amount) };
+  return { offer, config, buyer, channelId, charged, voucherHeader, requestMax: BigInt(offer.amount) };
 }
+
+const initiateWithdrawAbi = [
+  {
+    type: "function",
+    name: "initiateWithdraw",
+    stateMutability: "nonpayable",
+    inputs: [
+      {
+        name: "config",
+        type: "tuple",
+        components: [
+          { name: "payer", type: "address" },
+          { name: "payerAuthorizer", type: "address" },
+          { name: "receiver", type: "address" },
+          { name: "receiverAuthorizer", type: "address" },
+          { name: "token", type: "address" },
+          { name: "withdrawDelay", type: "uint40" },
+          { name: "salt", type: "bytes32" },
+        ],
+      },
+      { name: "amount", type: "uint128" },
+    ],
+    outputs: [],
+  },
+] as const;
 
 const errorOf = (response: Response) =>
   decodePaymentRequiredHeader(response.headers.get("payment-required")!).error;
@@ -159,6 +187,57 @@ describe("hostile channel payments", () => {
     } finally {
       h.backend.set({ tokensPerSecond: 0 });
     }
+  });
+
+  test("a payer's withdrawal is claimed at once, whatever is owed, and its channel takes no new voucher", async () => {
+    const channel = await openChannel();
+    const charged = await channel.charged();
+    const publicClient = createPublicClient({ chain: anvil, transport: http(h.devnet.rpcUrl) });
+    const wallet = createWalletClient({
+      account: privateKeyToAccount(channel.buyer.privateKey),
+      chain: anvil,
+      transport: http(h.devnet.rpcUrl),
+    });
+    const hash = await wallet.writeContract({
+      address: BATCH_SETTLEMENT_ADDRESS_FOR_TESTS,
+      abi: initiateWithdrawAbi,
+      functionName: "initiateWithdraw",
+      args: [channel.config as never, 1_000n],
+    });
+    assert.equal((await publicClient.waitForTransactionReceipt({ hash })).status, "success");
+    // A claim loop that claims nothing for the amounts owed here (minClaimAtomic far above them).
+    const settlement = createChannelSettlement({
+      channels: h.gateway.ledger.channels,
+      payments: h.gateway.ledger.payments,
+      facilitator: h.gateway.facilitator,
+      chain: publicClient as never,
+      settlement: BATCH_SETTLEMENT_ADDRESS_FOR_TESTS,
+      network: h.devnet.network,
+      chainId: h.devnet.chainId,
+      receiver: h.devnet.accounts.payTo.address,
+      token: h.devnet.contracts.usdc,
+      receiverAuthorizer: privateKeyToAccount(h.devnet.accounts.facilitator.privateKey),
+      claimIntervalMs: 3_600_000,
+      settleIntervalMs: 3_600_000,
+      minClaimAtomic: 10n ** 12n,
+      withdrawDelaySeconds: 900,
+      logger: silentLogger,
+    });
+    const claims = await settlement.claim();
+    assert.equal(claims.length, 1);
+    assert.equal(claims[0]?.channels, 1, "only the withdrawing channel");
+    const [, totalClaimed] = await publicClient.readContract({
+      address: BATCH_SETTLEMENT_ADDRESS_FOR_TESTS,
+      abi: batchSettlementStateAbi,
+      functionName: "channels",
+      args: [channel.channelId],
+    });
+    assert.equal(totalClaimed, charged);
+    const response = await post({
+      "payment-signature": await channel.voucherHeader(charged + channel.requestMax),
+    });
+    assert.equal(response.status, 402);
+    assert.equal(errorOf(response), "invalid_batch_settlement_evm_withdrawal_pending");
   });
 
   test("a malformed channel payload gets 400 naming the field", async () => {

@@ -59,6 +59,8 @@ test("tollgate dev --json: the quick start serves a paid streaming request", asy
       gatewayUrl: string;
       network: `eip155:${number}`;
       model: string;
+      dashboardUrl: string;
+      metricsUrl: string;
       buyer: { privateKey: `0x${string}` };
     };
     assert.equal(ready.model, "tollgate-demo");
@@ -87,6 +89,16 @@ test("tollgate dev --json: the quick start serves a paid streaming request", asy
     assert.ok(
       BigInt(parsed.receipt.amount) > 0n && BigInt(parsed.receipt.amount) < BigInt(parsed.receipt.maxAmount),
     );
+    // The operator's side is on in dev: the metrics count the payment, the dashboard opens with its link only.
+    const metrics = await (await fetch(ready.metricsUrl)).text();
+    const revenue = /^tollgate_revenue_atomic_total\{[^}]*\} (\d+)$/m.exec(metrics);
+    assert.equal(revenue?.[1], parsed.receipt.amount);
+    const dashboard = await fetch(ready.dashboardUrl);
+    assert.equal(dashboard.status, 200);
+    assert.match(await dashboard.text(), /Recent payments/);
+    const withoutToken = new URL(ready.dashboardUrl);
+    withoutToken.search = "";
+    assert.equal((await fetch(withoutToken)).status, 401);
   } finally {
     child.kill("SIGTERM");
     assert.equal(await exitOf(child), 0);

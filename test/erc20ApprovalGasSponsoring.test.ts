@@ -17,6 +17,7 @@ import {
 import { expectedCharge, type GatewayHarness, startGatewayHarness } from "./support/gatewayHarness.js";
 import { mockModelId } from "./support/mockBackend.js";
 import { finalRow, postJson } from "./support/paidRequests.js";
+import { parsePrometheusText, sumOf } from "./support/prometheusText.js";
 
 const chatBody = {
   model: mockModelId,
@@ -30,6 +31,10 @@ describe("gas-sponsored approval for a token without EIP-2612 (erc20ApprovalGasS
   let devnet: Devnet;
   let h: GatewayHarness;
   let chain: ReturnType<typeof createPublicClient>;
+  const sponsoredApprovals = async () =>
+    sumOf(parsePrometheusText(await h.gateway.metrics.metrics()), "tollgate_sponsored_approvals_total", {
+      kind: "erc20ApprovalGasSponsoring",
+    });
 
   before(async () => {
     devnet = await startDevnet({ buyers: 1 });
@@ -101,6 +106,7 @@ describe("gas-sponsored approval for a token without EIP-2612 (erc20ApprovalGasS
         new UptoEvmScheme(privateKeyToAccount(buyer.privateKey), { rpcUrl: h.devnet.rpcUrl }),
       )
       .setSpendControls(false);
+    const sponsoredBefore = await sponsoredApprovals();
     const response = await wrapFetchWithPayment(recording, client)(`${h.gateway.url}/v1/chat/completions`, {
       method: "POST",
       headers: { "content-type": "application/json" },
@@ -114,6 +120,7 @@ describe("gas-sponsored approval for a token without EIP-2612 (erc20ApprovalGasS
     const charge = expectedCharge(completion.usage.prompt_tokens, completion.usage.completion_tokens);
     assert.equal(BigInt(receipt.amount!), charge);
     assert.equal((await finalRow(h)).status, "settled");
+    assert.equal(await sponsoredApprovals(), sponsoredBefore + 1, "one sponsored approval counted");
     assert.equal(await h.devnet.plainTokenBalance(buyer.address), 10_000_000n - charge);
     assert.equal(await allowanceOf(buyer.address), maxUint256, "Permit2 is now approved");
     const settle = await chain.getTransactionReceipt({ hash: receipt.transaction as Hex });

@@ -18,6 +18,7 @@ import {
 import { expectedCharge, type GatewayHarness, startGatewayHarness } from "./support/gatewayHarness.js";
 import { mockModelId } from "./support/mockBackend.js";
 import { finalRow, postJson } from "./support/paidRequests.js";
+import { parsePrometheusText, sumOf } from "./support/prometheusText.js";
 import { runCli } from "./support/runCli.js";
 
 const chatBody = {
@@ -60,6 +61,11 @@ describe("gas-sponsored Permit2 approval", () => {
       args: [owner, PERMIT2_ADDRESS],
     });
   const nativeOf = (owner: Address) => chain.getBalance({ address: owner });
+  const sponsoredApprovals = async (kind: string) =>
+    sumOf(parsePrometheusText(await h.gateway.metrics.metrics()), "tollgate_sponsored_approvals_total", {
+      network: h.devnet.network,
+      kind,
+    });
 
   before(async () => {
     h = await startGatewayHarness();
@@ -114,6 +120,7 @@ describe("gas-sponsored Permit2 approval", () => {
     const client = new x402Client()
       .register(h.devnet.network, new UptoEvmScheme(signer, { rpcUrl: h.devnet.rpcUrl }))
       .setSpendControls(false);
+    const sponsoredBefore = await sponsoredApprovals("eip2612GasSponsoring");
     const recorder = recordingFetch();
     const paying = wrapFetchWithPayment(recorder.fetch, client);
     const response = await paying(`${h.gateway.url}/v1/chat/completions`, {
@@ -136,6 +143,11 @@ describe("gas-sponsored Permit2 approval", () => {
     assert.equal(tx.from.toLowerCase(), h.devnet.accounts.facilitator.address.toLowerCase());
     assert.ok((await nativeOf(h.devnet.accounts.facilitator.address)) < facilitatorBefore);
     logs.push({ officialSponsoredSettleGas: tx.gasUsed });
+    assert.equal(
+      await sponsoredApprovals("eip2612GasSponsoring"),
+      sponsoredBefore + 1,
+      "the facilitator counts the sponsored approval in the gateway's registry",
+    );
   });
 
   test("Tollgate's paying fetch pays a fresh wallet's requests with sponsored permits while the allowance falls short, then without", async () => {

@@ -147,6 +147,8 @@ export interface SpendStore {
   /** Reservations still counted at their maximum whose deadline is before `before`. */
   lapsed(before: Date): Promise<SpendReservation[]>;
   reservation(id: string): Promise<SpendReservation | undefined>;
+  /** The newest reservations first (default 20, at most 500): what was signed, and what it cost. */
+  recent(options?: { limit?: number }): Promise<SpendReservation[]>;
   daySpend(day?: string): Promise<DaySpend>;
   recordDispute(input: RecordDisputeInput): Promise<number>;
   disputes(options?: { status?: "open" | "resolved" }): Promise<SpendDispute[]>;

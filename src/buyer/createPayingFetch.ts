@@ -229,6 +229,12 @@ export function createPayingFetch(parameters: CreatePayingFetchParameters): Payi
 
     // Pay on the first request when this route's prices are known.
     let response: Response | undefined;
+    // A seller known to offer channels (a 402 said so, or a channel opened before, perhaps by an
+    // earlier process) is asked for its 402 rather than paid upto from known prices.
+    if (policy.channels === "prefer" && !channelSellers.has(origin)) {
+      const opened = await (await store()).channels({ origin, payer });
+      if (opened.length > 0) channelSellers.add(origin);
+    }
     const preferChannel = policy.channels === "prefer" && channelSellers.has(origin);
     const known = inference && !preferChannel ? quotes.lookup(url, inference.model) : undefined;
     const estimate = known && inference ? estimateRequest(inference, known.price) : undefined;

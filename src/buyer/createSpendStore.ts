@@ -166,6 +166,15 @@ export async function createSpendStore({
       return rows.map(reservationOf);
     },
 
+    async recent({ limit = 20 } = {}) {
+      const bounded = Number.isFinite(limit) ? Math.min(Math.max(Math.trunc(limit), 1), 500) : 20;
+      const rows = await sql.query(
+        "SELECT *, day::text AS day_text FROM spend_reservations ORDER BY created_at DESC LIMIT $1",
+        [bounded],
+      );
+      return rows.map(reservationOf);
+    },
+
     async reservation(id) {
       const [row] = await sql.query("SELECT *, day::text AS day_text FROM spend_reservations WHERE id = $1", [
         id,

@@ -39,11 +39,19 @@ export {
   quotedPriceOf,
   type RequestEstimate,
 } from "./quotedPrice.js";
+export { type ChannelOnChain, readChannelOnChain } from "./readChannelOnChain.js";
+export {
+  type ChannelRefundOutcome,
+  type RefundChannelsParameters,
+  refundChannels,
+} from "./refundChannels.js";
 export {
   type ResolveLapsedReservationsParameters,
   resolveLapsedReservations,
 } from "./resolveLapsedReservations.js";
 export type {
+  BuyerChannel,
+  BuyerChannelInput,
   DaySpend,
   DisputeReason,
   ProviderDaySpend,
@@ -57,6 +65,7 @@ export type {
 } from "./SpendStore.js";
 export { type OfferChoice, selectOffer } from "./selectOffer.js";
 export { type ReadReceipt, recordReceipt } from "./settlePaidResponse.js";
+export { spendChannelStorage } from "./spendChannelStorage.js";
 export {
   type ProviderPolicy,
   parseSpendingPolicy,

@@ -4,7 +4,7 @@ import {
   recoverChannel,
   updateChannelFromSettle,
 } from "@x402/evm/batch-settlement/client";
-import { type Address, erc20Abi } from "viem";
+import type { Address } from "viem";
 import { TollgateError } from "../errors/index.js";
 import {
   decodePaymentRequiredHeader,

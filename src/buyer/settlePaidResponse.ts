@@ -222,7 +222,9 @@ function chargedAtomicOf(
 }
 
 function streamReceiptOf(receipt: StreamReceipt): ReadReceipt {
-  const extra = (receipt as { extra?: unknown }).extra;
+  // A channel's receipt event carries the channel's state after the charge (`channel`).
+  const { extra, channel } = receipt as { extra?: unknown; channel?: unknown };
+  const channelState = typeof channel === "object" && channel !== null ? channel : undefined;
   return {
     source: "stream",
     success: receipt.success,
@@ -232,7 +234,10 @@ function streamReceiptOf(receipt: StreamReceipt): ReadReceipt {
     network: receipt.network,
     payer: receipt.payer,
     usage: { promptTokens: receipt.usage.prompt_tokens, completionTokens: receipt.usage.completion_tokens },
-    extra: typeof extra === "object" && extra !== null ? (extra as Record<string, unknown>) : undefined,
+    extra:
+      typeof extra === "object" && extra !== null
+        ? (extra as Record<string, unknown>)
+        : channelState && { chargedAmount: receipt.amount, channelState },
   };
 }
 

@@ -63,7 +63,27 @@ export const commandFlags = {
     model: { type: "string", multiple: true },
     "max-tokens": { type: "string" },
   },
-  spend: { json: { type: "boolean" }, policy: { type: "string" } },
+  spend: {
+    json: { type: "boolean" },
+    policy: { type: "string" },
+    serve: { type: "boolean" },
+    host: { type: "string" },
+    port: { type: "string" },
+  },
+  channels: {
+    "data-dir": { type: "string" },
+    buyer: { type: "boolean" },
+    json: { type: "boolean" },
+    gateway: { type: "string" },
+    rpc: { type: "string" },
+  },
+  refund: {
+    gateway: { type: "string" },
+    url: { type: "string" },
+    rpc: { type: "string" },
+    "private-key": { type: "string" },
+    json: { type: "boolean" },
+  },
   mcp: {
     gateway: { type: "string", multiple: true },
     "mcp-server": { type: "string", multiple: true },

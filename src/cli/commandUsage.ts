@@ -21,6 +21,15 @@ export const commandUsage = {
   Recent payments and totals per model (authorized vs charged, debts) from the gateway's
   ledger. PGlite is single-process: stop the gateway first, or use PostgreSQL (DATABASE_URL
   set: the ledger is read there instead of --data-dir).`,
+  channels: `tollgate channels [--data-dir .tollgate/ledger] [--json]
+  The payment channels (x402 batch-settlement) the gateway is paid through: payer, deposited,
+  balance, charged, claimed on chain, settled to payTo, pending withdrawal; and the totals.
+  Reads PostgreSQL when DATABASE_URL is set, else PGlite in --data-dir.
+tollgate channels --buyer [--json] [--gateway URL] [--rpc URL]
+  The buyer's payment channels (batch-settlement) from its spend store in TOLLGATE_DATA_DIR
+  (default ~/.tollgate): seller, deposits, balance, charged total and what remains, with totals;
+  --gateway narrows to one seller; --rpc adds what the contract holds (escrow, claimed by the
+  seller, a pending withdrawal).`,
   reconcile: `tollgate reconcile [--config tollgate.yaml] [--from-block N] [--to-block N] [--rpc URL] [--data-dir DIR] [--json]
   Compares the ledger's settled payments with the chain's Transfer logs of the asset to payTo
   (network, asset, payTo and rpcUrl from the gateway config) and prints every difference.
@@ -53,9 +62,15 @@ export const commandUsage = {
   receipt line on stderr. With several --gateway, lists their models and prices and picks the
   cheapest that offers one of the --model names within the policy, and says which and why.
   Key, policy, data directory and exit codes as for tollgate pay.`,
-  spend: `tollgate spend [--json] [--policy FILE]
+  spend: `tollgate spend [--json] [--policy FILE] [--serve [--host 127.0.0.1] [--port 4030]]
   Today's spend (UTC) per provider against the policy's caps, and open disputes (charges the
-  usage did not justify), from the spend store in TOLLGATE_DATA_DIR (default ~/.tollgate).`,
+  usage did not justify), from the spend store in TOLLGATE_DATA_DIR (default ~/.tollgate).
+  --serve keeps a live page of the same (and recent receipts) on loopback and prints its URL.`,
+  refund: `tollgate refund --gateway URL [--url REFUND_URL] [--rpc URL] [--private-key KEY] [--json]
+  Gets back what is left in the buyer's channels with that gateway: asks for a cooperative refund
+  (at <gateway>/v1/channels/refund, or --url); when the seller does not answer and --rpc is given,
+  starts the on-chain withdrawal (the wallet pays its gas) — run again after the channel's
+  withdraw delay to finish it. Key as for tollgate pay. Exits 1 when a channel's refund failed.`,
   mcp: `tollgate mcp [--gateway URL]… [--mcp-server URL]… [--policy FILE] [--private-key KEY] [--rpc URL] [--http [--port 4023] [--host 127.0.0.1]]
   An MCP server for agents, over stdio (or Streamable HTTP at /mcp with --http), with the tools
   chat (prompt, model?, max_tokens?: paid inference through the --gateway URLs, the cheapest

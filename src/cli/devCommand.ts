@@ -1,3 +1,4 @@
+import { randomBytes } from "node:crypto";
 import { z } from "zod";
 import { startDemoBackend } from "../demo/index.js";
 import { startDevnet } from "../devnet/index.js";
@@ -72,6 +73,11 @@ export async function devCommand(argv: string[]): Promise<number> {
       facilitator: { privateKey: devnet.accounts.facilitator.privateKey },
       server: { host: flags.host, port: flags.port },
       ledger: { dataDir: flags.dataDir },
+      // The operator's dashboard is on in dev, behind a token made for this run (or TOLLGATE_DASHBOARD_TOKEN).
+      dashboard: {
+        enabled: true,
+        token: process.env.TOLLGATE_DASHBOARD_TOKEN || randomBytes(18).toString("base64url"),
+      },
       // Short intervals so channel payments reach payTo within seconds.
       channels: {
         claimIntervalSeconds: 2,
@@ -120,6 +126,8 @@ export async function devCommand(argv: string[]): Promise<number> {
           network: devnet.network,
           asset: devnet.contracts.usdc,
           model: modelId,
+          dashboardUrl: gateway.dashboardUrl,
+          metricsUrl: gateway.metricsUrl,
           buyer: {
             address: buyer.address,
             privateKey: buyer.privateKey,
@@ -134,6 +142,8 @@ export async function devCommand(argv: string[]): Promise<number> {
         `  gateway   ${gateway.url}/v1   (model ${modelId}: $0.50 / 1M input, $1.50 / 1M output tokens)`,
       );
       printLine(`  mcp       ${mcpUrl}   (paid tools: summarize per token, count_tokens $0.001 a call)`);
+      printLine(`  dashboard ${gateway.dashboardUrl}`);
+      printLine(`  metrics   ${gateway.metricsUrl}`);
       printLine(`  chain     ${devnet.rpcUrl}   (${devnet.network}, test USDC ${devnet.contracts.usdc})`);
       printLine(
         `  buyer     ${buyer.address}   (1,000 test USDC${flags.freshBuyer ? " only: no Permit2 approval, no gas" : ""})`,

@@ -1,8 +1,14 @@
+import { Registry } from "prom-client";
 import { createPublicClient, http } from "viem";
 import { z } from "zod";
 import { findNetworkPreset } from "../chain/index.js";
 import { TollgateError } from "../errors/index.js";
-import { createFacilitator, serveFacilitator, settlementStoreFromLog } from "../facilitator/index.js";
+import {
+  createFacilitator,
+  createFacilitatorMetrics,
+  serveFacilitator,
+  settlementStoreFromLog,
+} from "../facilitator/index.js";
 import { createCliLogger, parseFlags, printLine, waitForShutdownSignal } from "./cliSupport.js";
 import { commandFlags } from "./commandFlags.js";
 import { openCliLedger } from "./openCliLedger.js";
@@ -39,6 +45,7 @@ export async function facilitatorCommand(argv: string[]): Promise<number> {
   const local = preset.network === "eip155:31337";
   // Idempotent settlement across restarts needs the log on disk: PostgreSQL when DATABASE_URL is set.
   const ledger = process.env.DATABASE_URL ? (await openCliLedger({ dataDir: "", logger })).ledger : undefined;
+  const metrics = new Registry();
   const facilitator = createFacilitator({
     rpcUrl,
     privateKey,
@@ -47,9 +54,16 @@ export async function facilitatorCommand(argv: string[]): Promise<number> {
     pollingIntervalMs: local ? 50 : 1_000,
     rpcBatch: !flags["no-rpc-batch"],
     gasSponsoring: { enabled: !flags["no-gas-sponsoring"], perPayerLimit: flags["sponsor-limit"] },
+    onFacilitatorEvent: createFacilitatorMetrics({ registry: metrics }),
     ...(ledger ? { settlementStore: settlementStoreFromLog(ledger.settlements) } : {}),
   });
-  const server = await serveFacilitator({ facilitator, host: flags.host, port: flags.port, logger });
+  const server = await serveFacilitator({
+    facilitator,
+    host: flags.host,
+    port: flags.port,
+    logger,
+    metrics,
+  });
   printLine(`facilitator ${facilitator.address} on ${preset.name} (${preset.network}) at ${server.url}`);
   await waitForShutdownSignal();
   await server.close();

@@ -2,10 +2,10 @@ import { mkdir, readFile } from "node:fs/promises";
 import { parse as parseYaml } from "yaml";
 import { z } from "zod";
 import { TollgateError } from "../errors/index.js";
-import { type FaultInjection, faultPoints, isFaultPoint } from "../facilitator/index.js";
 import { configProblems, type GatewayConfig, gatewayConfigSchema, startGateway } from "../gateway/index.js";
 import { createCliLogger, parseFlags, printLine, waitForShutdownSignal } from "./cliSupport.js";
 import { commandFlags } from "./commandFlags.js";
+import { crashHooksFromFaultPoint } from "./faultPoints.js";
 
 const flagsSchema = z.object({
   config: z.string().default("tollgate.yaml"),
@@ -23,7 +23,11 @@ export async function gatewayCommand(argv: string[]): Promise<number> {
     if (!config.ledger.dataDir.includes("://")) await mkdir(config.ledger.dataDir, { recursive: true });
   }
   const logger = createCliLogger();
-  const gateway = await startGateway({ config, logger, faultInjection: faultInjectionFromEnv() });
+  const gateway = await startGateway({
+    config,
+    logger,
+    ...crashHooksFromFaultPoint(process.env.TOLLGATE_FAULT_POINT),
+  });
   printLine(`gateway listening on ${gateway.url}/v1 (${config.models.length} models, ${config.network})`);
   await waitForShutdownSignal();
   await gateway.close();
@@ -51,24 +55,6 @@ export async function readConfigFile(path: string): Promise<unknown> {
       cause,
     });
   }
-}
-
-/**
- * Test-only: `TOLLGATE_FAULT_POINT=after_claim` (or another point) kills this process with SIGKILL when a
- * request reaches that point, so the reliability suite can prove recovery. Unset in production.
- */
-function faultInjectionFromEnv(): FaultInjection | undefined {
-  const wanted = process.env.TOLLGATE_FAULT_POINT;
-  if (!wanted) return undefined;
-  if (!isFaultPoint(wanted)) {
-    throw new TollgateError({
-      code: "TOLLGATE_CONFIG_INVALID",
-      shortMessage: `TOLLGATE_FAULT_POINT must be one of ${faultPoints.join(", ")}`,
-    });
-  }
-  return (point) => {
-    if (point === wanted) process.kill(process.pid, "SIGKILL");
-  };
 }
 
 /** Replaces `*Env` keys by the environment values they name; only the CLI reads the environment. */
@@ -134,6 +120,14 @@ function resolveSecretsCollecting(input: unknown): { config: unknown; problems: 
   } else if (ledger !== undefined && ledger.databaseUrl === undefined && process.env.DATABASE_URL) {
     ledger.databaseUrl = process.env.DATABASE_URL;
     config.ledger = ledger;
+  }
+  for (const key of ["metrics", "dashboard"]) {
+    const endpoint = config[key] as Record<string, unknown> | undefined;
+    if (typeof endpoint === "object" && endpoint !== null && endpoint.tokenEnv !== undefined) {
+      const token = fromEnv(endpoint.tokenEnv, `${key}.tokenEnv`);
+      if (token !== undefined) endpoint.token = token;
+      delete endpoint.tokenEnv;
+    }
   }
   if (Array.isArray(config.models)) {
     for (const [i, model] of config.models.entries()) {

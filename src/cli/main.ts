@@ -10,12 +10,14 @@ const commands: Record<CommandName, () => Promise<RunCommand>> = {
   dev: async () => (await import("./devCommand.js")).devCommand,
   gateway: async () => (await import("./gatewayCommand.js")).gatewayCommand,
   ledger: async () => (await import("./ledgerCommand.js")).ledgerCommand,
+  channels: async () => (await import("./channelsCommand.js")).channelsCommand,
   reconcile: async () => (await import("./reconcileCommand.js")).reconcileCommand,
   devnet: async () => (await import("./devnetCommand.js")).devnetCommand,
   facilitator: async () => (await import("./facilitatorCommand.js")).facilitatorCommand,
   pay: async () => (await import("./payCommand.js")).payCommand,
   chat: async () => (await import("./chatCommand.js")).chatCommand,
   spend: async () => (await import("./spendCommand.js")).spendCommand,
+  refund: async () => (await import("./refundCommand.js")).refundCommand,
   mcp: async () => (await import("./mcpCommand.js")).mcpCommand,
 };
 

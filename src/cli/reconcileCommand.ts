@@ -1,8 +1,15 @@
-import { createPublicClient, http, type PublicClient } from "viem";
+import { BATCH_SETTLEMENT_ADDRESS } from "@x402/evm";
+import { type Address, createPublicClient, http, type PublicClient } from "viem";
 import { z } from "zod";
 import { findNetworkPreset } from "../chain/index.js";
 import { TollgateError } from "../errors/index.js";
-import { parseGatewayConfig, type ReconcileDifference, reconcileLedger } from "../gateway/index.js";
+import {
+  type ChannelDifference,
+  parseGatewayConfig,
+  type ReconcileDifference,
+  reconcileChannels,
+  reconcileLedger,
+} from "../gateway/index.js";
 import { formatMoney } from "../pricing/index.js";
 import { exitCodes, parseFlags, printLine } from "./cliSupport.js";
 import { commandFlags } from "./commandFlags.js";
@@ -58,7 +65,23 @@ export async function reconcileCommand(argv: string[]): Promise<number> {
       payTo: config.payTo,
       fromBlock: flags.fromBlock,
       toBlock: flags.toBlock,
+      channelSettlement: BATCH_SETTLEMENT_ADDRESS,
     });
+    // Channels: charges per channel = rows = claims on chain; claims settled = transfers to payTo.
+    const channels = await reconcileChannels({
+      channels: ledger.channels,
+      payments: ledger.payments,
+      client,
+      settlement: BATCH_SETTLEMENT_ADDRESS as Address,
+      network: preset.network,
+      asset,
+      payTo: config.payTo,
+      channelSettledOnChainAtomic:
+        (flags.fromBlock ?? 0n) === 0n && flags.toBlock === undefined
+          ? result.chain.channelSettledAtomic
+          : undefined,
+    });
+    const differenceCount = result.differences.length + channels.differences.length;
     if (flags.json) {
       printLine(
         JSON.stringify({
@@ -74,6 +97,14 @@ export async function reconcileCommand(argv: string[]): Promise<number> {
           transferCount: result.chain.transferCount,
           transferredAtomic: result.chain.transferredAtomic.toString(),
           differences: result.differences,
+          channels: {
+            count: channels.channelCount,
+            chargedAtomic: channels.chargedAtomic.toString(),
+            claimedOnChainAtomic: channels.claimedOnChainAtomic.toString(),
+            unclaimedAtomic: channels.unclaimedAtomic.toString(),
+            settledOnChainAtomic: channels.settledOnChainAtomic.toString(),
+            differences: channels.differences,
+          },
         }),
       );
     } else {
@@ -95,8 +126,18 @@ export async function reconcileCommand(argv: string[]): Promise<number> {
           : `  differences: ${result.differences.length}`,
       );
       for (const difference of result.differences) printLine(`    ${describeDifference(difference)}`);
+      printLine(
+        `  channels ${channels.channelCount}: charged ${formatMoney(channels.chargedAtomic)}, claimed on chain ${formatMoney(channels.claimedOnChainAtomic)} (${formatMoney(channels.unclaimedAtomic)} not claimed yet), settled to payTo ${formatMoney(channels.settledOnChainAtomic)}`,
+      );
+      printLine(
+        channels.differences.length === 0
+          ? "  channel differences: none"
+          : `  channel differences: ${channels.differences.length}`,
+      );
+      for (const difference of channels.differences)
+        printLine(`    ${describeChannelDifference(difference)}`);
     }
-    return result.differences.length === 0 ? exitCodes.ok : exitCodes.failure;
+    return differenceCount === 0 ? exitCodes.ok : exitCodes.failure;
   } finally {
     await ledger.close();
   }
@@ -112,5 +153,18 @@ function describeDifference(difference: ReconcileDifference): string {
       return `payments ${difference.paymentIds.map((id) => `#${id}`).join(", ")} all name ${difference.transaction}`;
     case "not_in_ledger":
       return `transfer of ${difference.amountAtomic} from ${difference.from} in ${difference.transaction} (block ${difference.blockNumber}) is in no settled payment${difference.pendingPaymentId === undefined ? "" : ` (payment #${difference.pendingPaymentId} of that payer is still open)`}`;
+  }
+}
+
+function describeChannelDifference(difference: ChannelDifference): string {
+  switch (difference.kind) {
+    case "channel_rows_mismatch":
+      return `channel ${difference.channelId} charged ${difference.chargedAtomic}, but its payment rows sum to ${difference.rowsAtomic}`;
+    case "claimed_above_charged":
+      return `channel ${difference.channelId}: ${difference.claimedOnChainAtomic} claimed on chain, above the ${difference.chargedAtomic} charged`;
+    case "claim_unrecorded":
+      return `channel ${difference.channelId}: the ledger records ${difference.claimedAtomic} claimed, the chain ${difference.claimedOnChainAtomic}`;
+    case "settled_mismatch":
+      return `the contract settled ${difference.settledOnChainAtomic} to payTo, the ${difference.against} say ${difference.comparedAtomic}`;
   }
 }

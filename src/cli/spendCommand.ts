@@ -1,13 +1,17 @@
 import { z } from "zod";
 import type { DaySpend, SpendDispute, SpendingPolicy } from "../buyer/index.js";
 import { formatMoney } from "../pricing/index.js";
-import { exitCodes, parseFlags, printLine } from "./cliSupport.js";
+import { exitCodes, parseFlags, printLine, waitForShutdownSignal } from "./cliSupport.js";
 import { commandFlags } from "./commandFlags.js";
 import { jsonLine, loadPolicy, openCliSpendStore } from "./payCommand.js";
+import { serveSpendDashboard } from "./spendDashboard.js";
 
 const flagsSchema = z.object({
   json: z.boolean().default(false),
   policy: z.string().optional(),
+  serve: z.boolean().default(false),
+  host: z.string().default("127.0.0.1"),
+  port: z.coerce.number().int().min(0).max(65535).default(4030),
 });
 
 /** `tollgate spend`: what today cost, against the caps, and what is disputed. */
@@ -16,6 +20,13 @@ export async function spendCommand(argv: string[]): Promise<number> {
   const policy = await loadPolicy(flags.policy ?? process.env.TOLLGATE_POLICY);
   const store = await openCliSpendStore();
   try {
+    if (flags.serve) {
+      const server = await serveSpendDashboard({ store, policy, host: flags.host, port: flags.port });
+      printLine(flags.json ? jsonLine({ dashboardUrl: server.url }) : `spend dashboard: ${server.url}`);
+      await waitForShutdownSignal();
+      await server.close();
+      return exitCodes.ok;
+    }
     const spend = await store.daySpend();
     const disputes = await store.disputes({ status: "open" });
     if (flags.json) printLine(jsonLine(spendReport(spend, disputes, policy)));

@@ -19,12 +19,12 @@ import {
   type TollgateFacilitatorSigner,
   withRpcFailureScope,
 } from "../chain/index.js";
-import { type Logger, silentLogger, TollgateError } from "../errors/index.js";
+import { currentRequestId, type Logger, silentLogger, TollgateError } from "../errors/index.js";
 import { ReasonCode } from "../protocol/index.js";
 import { channelPayloadSummaryOf, isBatchSettlementPayment } from "./batchSettlementPayload.js";
 import { createChannelSettler } from "./createChannelSettler.js";
 import { createErc20ApprovalSponsor, type Erc20ApprovalSponsorship } from "./erc20ApprovalSponsor.js";
-import type { FaultInjection } from "./faultInjection.js";
+import type { FacilitatorEventListener } from "./FacilitatorEvent.js";
 import { hasMatchingTransfer } from "./findTransfer.js";
 import {
   checkEip2612Permit,
@@ -59,8 +59,8 @@ export type CreateFacilitatorParameters = {
    * reconciles instead of broadcasting again; default in memory (one process).
    */
   pendingSettlementStore?: PendingSettlementStore;
-  /** Test-only: called at `after_broadcast` (transfer mined, not yet recorded) to prove crash recovery. */
-  faultInjection?: FaultInjection;
+  /** Receives verifications, confirmed settlements and sponsored approvals (see `FacilitatorEvent`). */
+  onFacilitatorEvent?: FacilitatorEventListener;
 };
 
 /** A facilitator usable in-process; the same shape as x402's `FacilitatorClient`. */
@@ -96,7 +96,7 @@ export function createFacilitator({
   receiptTimeoutMs,
   rpcTimeoutMs,
   rpcBatch,
-  faultInjection,
+  onFacilitatorEvent,
   gasSponsoring = { enabled: true },
   pendingSettlementStore,
 }: CreateFacilitatorParameters): TollgateFacilitator {
@@ -188,7 +188,16 @@ export function createFacilitator({
       cause,
     });
 
+  const emit: FacilitatorEventListener = (event) => {
+    try {
+      onFacilitatorEvent?.(event);
+    } catch (error) {
+      logger.warn({ event: event.type, error: String(error) }, "a facilitator event listener threw");
+    }
+  };
+
   const describe = (payload: PaymentPayload, requirements: PaymentRequirements) => ({
+    requestId: currentRequestId(),
     scheme: requirements.scheme,
     network: requirements.network,
     ...(isBatchSettlementPayment(requirements)
@@ -205,6 +214,15 @@ export function createFacilitator({
         async () => (await checkSponsorship(payload, requirements)) ?? core.verify(payload, requirements),
       );
       if (!result.isValid && scope.transportError) throw chainUnavailable(scope.transportError, "verify");
+      emit({
+        type: "verified",
+        network: requirements.network,
+        scheme: requirements.scheme,
+        valid: result.isValid,
+        reason: result.invalidReason,
+        durationMs: performance.now() - startedAt,
+        requestId: currentRequestId(),
+      });
       logger.info(
         {
           op: "verify",
@@ -267,7 +285,15 @@ export function createFacilitator({
         throw chainUnavailable(settled.scope.transportError, "settle");
       if (result.success && result.transaction) {
         ({ result, receipt } = await confirmTransfer(result, payload, requirements));
-        if (result.success) faultInjection?.("after_broadcast");
+        if (result.success)
+          emit({
+            type: "settled",
+            network: requirements.network,
+            scheme: requirements.scheme,
+            transaction: result.transaction,
+            amountAtomic: result.amount ?? requirements.amount,
+            requestId: currentRequestId(),
+          });
       }
     } catch (error) {
       const failure =
@@ -318,8 +344,22 @@ export function createFacilitator({
     const sponsoredForPayer = sponsorship.record(sponsored.info.from);
     const erc20Cost = erc20ApprovalCosts.get(receipt.transactionHash.toLowerCase());
     erc20ApprovalCosts.delete(receipt.transactionHash.toLowerCase());
+    const gasCostWei =
+      receipt.gasUsed * receipt.effectiveGasPrice +
+      // A relayed approve burns the native gas sent to the buyer for it: the funding is the cost, not its gas twice.
+      (erc20Cost ? erc20Cost.fundingGasCostWei + erc20Cost.fundedWei : 0n);
+    emit({
+      type: "sponsored_approval",
+      network: requirements.network,
+      kind: sponsored.extension,
+      payer: sponsored.info.from,
+      transaction: receipt.transactionHash,
+      gasCostWei,
+      requestId: currentRequestId(),
+    });
     logger.info(
       {
+        requestId: currentRequestId(),
         ...(erc20Cost
           ? {
               // The relayed approve is its own transaction: its gas, and the native gas sent to the buyer for it.

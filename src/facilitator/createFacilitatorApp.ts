@@ -2,10 +2,14 @@ import { PaymentPayloadV2Schema, PaymentRequirementsV2Schema } from "@x402/core/
 import type { PaymentPayload, PaymentRequirements } from "@x402/core/types";
 import { Hono } from "hono";
 import { bodyLimit } from "hono/body-limit";
+import type { Registry } from "prom-client";
 import {
   httpStatusOf,
   type Logger,
+  REQUEST_ID_HEADER,
   RETRY_AFTER_SECONDS_OF,
+  requestIdOf,
+  runWithRequestId,
   silentLogger,
   TollgateError,
 } from "../errors/index.js";
@@ -16,6 +20,8 @@ export type CreateFacilitatorAppParameters = {
   logger?: Logger;
   /** Largest accepted request body, in bytes. */
   maxBodyBytes?: number;
+  /** Served at `GET /metrics` in the Prometheus text format when given. */
+  metrics?: Registry;
 };
 
 type ParsedRequest = { payload: PaymentPayload; requirements: PaymentRequirements };
@@ -29,8 +35,15 @@ export function createFacilitatorApp({
   facilitator,
   logger = silentLogger,
   maxBodyBytes = 64 * 1024,
+  metrics,
 }: CreateFacilitatorAppParameters): Hono {
   const app = new Hono();
+  // The gateway's request id, when it sent one, names this call in the facilitator's log lines too.
+  app.use("*", async function carryRequestId(c, next) {
+    const requestId = requestIdOf(c.req.header(REQUEST_ID_HEADER));
+    await runWithRequestId(requestId, next);
+    c.res.headers.set(REQUEST_ID_HEADER, requestId);
+  });
   const limit = bodyLimit({
     maxSize: maxBodyBytes,
     onError: (c) =>
@@ -75,6 +88,10 @@ export function createFacilitatorApp({
   };
 
   app.get("/health", (c) => c.json({ ok: true, network: facilitator.network, address: facilitator.address }));
+  if (metrics)
+    app.get("/metrics", async (c) =>
+      c.text(await metrics.metrics(), 200, { "content-type": metrics.contentType }),
+    );
   app.get("/supported", async (c) => c.json(await facilitator.getSupported()));
 
   app.post("/verify", limit, async (c) => {

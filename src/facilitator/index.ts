@@ -11,7 +11,8 @@ export {
   type TollgateFacilitator,
 } from "./createFacilitator.js";
 export { type CreateFacilitatorAppParameters, createFacilitatorApp } from "./createFacilitatorApp.js";
-export { type FaultInjection, type FaultPoint, faultPoints, isFaultPoint } from "./faultInjection.js";
+export { createFacilitatorMetrics } from "./createFacilitatorMetrics.js";
+export type { FacilitatorEvent, FacilitatorEventListener } from "./FacilitatorEvent.js";
 export {
   type FindSettlementOnChainParameters,
   findSettlementOnChain,

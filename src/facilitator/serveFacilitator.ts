@@ -1,4 +1,5 @@
 import { serve } from "@hono/node-server";
+import type { Registry } from "prom-client";
 import type { Logger } from "../errors/index.js";
 import type { TollgateFacilitator } from "./createFacilitator.js";
 import { createFacilitatorApp } from "./createFacilitatorApp.js";
@@ -9,6 +10,8 @@ export type ServeFacilitatorParameters = {
   /** 0 picks a free port. */
   port?: number;
   logger?: Logger;
+  /** Served at `GET /metrics` when given. */
+  metrics?: Registry;
 };
 
 /** Serves the facilitator over HTTP; resolves once listening. */
@@ -17,8 +20,9 @@ export async function serveFacilitator({
   host = "127.0.0.1",
   port = 4022,
   logger,
+  metrics,
 }: ServeFacilitatorParameters) {
-  const app = createFacilitatorApp({ facilitator, logger });
+  const app = createFacilitatorApp({ facilitator, logger, metrics });
   return new Promise<{ url: string; port: number; close(): Promise<void> }>((resolve, reject) => {
     const server = serve({ fetch: app.fetch, hostname: host, port }, (info) => {
       resolve({

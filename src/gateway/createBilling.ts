@@ -1,8 +1,17 @@
 import type { PaymentRequirements } from "@x402/core/types";
-import { type Logger, silentLogger, TollgateError, type TollgateErrorCode } from "../errors/index.js";
-import { type FaultInjection, sponsoredApprovalOf } from "../facilitator/index.js";
+import {
+  type Logger,
+  REQUEST_ID_HEADER,
+  requestIdOf,
+  runWithRequestId,
+  silentLogger,
+  TollgateError,
+  type TollgateErrorCode,
+} from "../errors/index.js";
+import { sponsoredApprovalOf } from "../facilitator/index.js";
 import type { PaymentLedger } from "../ledger/index.js";
 import {
+  authorizationKey,
   decodePaymentSignatureHeader,
   encodePaymentRequiredHeader,
   type HeaderReader,
@@ -11,6 +20,8 @@ import {
   readPaymentHeader,
 } from "../protocol/index.js";
 import { type AdmitPaymentReturnType, admitPayment, type PaymentAdmissionRequest } from "./admitPayment.js";
+import { authorizationDeadline } from "./authorizationDeadline.js";
+import { type BillingEventListener, safeBillingEmitter } from "./BillingEvent.js";
 import { correctiveOffers, orderOffers } from "./channels/channelOffers.js";
 import { BATCH_SETTLEMENT, type ChannelBilling } from "./channels/createChannelBilling.js";
 import { type BillingSession, createBillingSession } from "./createBillingSession.js";
@@ -51,8 +62,8 @@ export type CreateBillingParameters = {
   settleTimeoutMs?: number;
   /** How often a request being served refreshes its ledger row (ms); default 10 s. */
   heartbeatMs?: number;
-  /** Test-only crash points (`after_claim`, `mid_stream`, `after_metering`, `after_settlement`). */
-  faultInjection?: FaultInjection;
+  /** Receives the lifecycle of every request (see `BillingEvent`), synchronously where it happens. */
+  onBillingEvent?: BillingEventListener;
   /** Payment channels (`batch-settlement`); without them no channel offer is made. */
   channels?: ChannelBilling;
   /** The schemes offered, in order; default upto, batch-settlement, exact. */
@@ -72,10 +83,19 @@ export type BillingRequest = {
   routeKind: RouteKind;
 };
 
-/** What to do with a request: answer it now (402, 400, 409, 503…), or serve it under a session. */
+/**
+ * What to do with a request: answer it now (402, 400, 409, 503…), or serve it under a session.
+ * `requestId` goes back to the client in `x-request-id` (a respond decision's headers already hold it).
+ */
 export type BillingDecision =
-  | { action: "respond"; status: number; headers: Record<string, string>; body: Record<string, unknown> }
-  | { action: "serve"; quote: RequestQuote; session: BillingSession };
+  | {
+      action: "respond";
+      requestId: string;
+      status: number;
+      headers: Record<string, string>;
+      body: Record<string, unknown>;
+    }
+  | { action: "serve"; requestId: string; quote: RequestQuote; session: BillingSession };
 
 export type Billing = {
   readonly terms: BillingTerms;
@@ -115,17 +135,18 @@ export function createBilling({
   verifyTimeoutMs = DEFAULT_VERIFY_TIMEOUT_MS,
   settleTimeoutMs,
   heartbeatMs,
-  faultInjection,
+  onBillingEvent,
   channels,
   schemes,
 }: CreateBillingParameters): Billing {
+  const emit = safeBillingEmitter(onBillingEvent, logger);
   const models = new Map(modelList.map((model) => [model.id, model]));
 
   const respond = (
     status: number,
     body: Record<string, unknown>,
     headers: Record<string, string> = {},
-  ): BillingDecision => ({ action: "respond", status, headers, body });
+  ): Answer => ({ action: "respond", status, headers, body });
   const refuse = (code: TollgateErrorCode, message: string, extra: Record<string, unknown> = {}) => {
     const answer = errorAnswer(code, message, extra);
     return respond(answer.status, answer.body, answer.headers);
@@ -141,21 +162,40 @@ export function createBilling({
     return `${publicUrl.replace(/\/+$/, "")}${pathname}${search}`;
   };
 
-  const admit = (admission: PaymentAdmissionRequest) =>
-    admitPayment({
-      ...admission,
-      terms,
-      ledger,
-      facilitator,
-      settlementMarginSeconds,
-      verifyTimeoutMs,
-      readPayerFunds,
-      logger,
-    });
-  const settle = (charge: SettlePaidWork) =>
-    settleCharge({ ...charge, ledger, facilitator, logger, settleTimeoutMs, faultInjection });
-
+  /** Decides, then tells listeners how the request was answered and names it in `x-request-id`. */
   async function begin(request: BillingRequest): Promise<BillingDecision> {
+    const requestId = requestIdOf(request.headers.get(REQUEST_ID_HEADER));
+    const seen: Seen = { requestId, route: pathOf(request.url), startedAt: Date.now() };
+    const decision = await runWithRequestId(requestId, () => decide(request, seen));
+    if (decision.action === "serve") return { ...decision, requestId };
+    const base = { requestId, route: seen.route, at: Date.now() };
+    const model = seen.model;
+    if (decision.status === 402 && !seen.scheme && model !== undefined)
+      emit({ ...base, type: "quoted", model, status: 402, maxAtomic: seen.maxAtomic?.toString() });
+    else if (decision.status === 409 && model !== undefined && seen.scheme)
+      emit({
+        ...base,
+        type: "replayed",
+        model,
+        status: 409,
+        scheme: seen.scheme,
+        paymentStatus: seen.replayedStatus ?? "",
+      });
+    else
+      emit({
+        ...base,
+        type: "refused",
+        model,
+        status: decision.status,
+        reason: refusalReasonOf(decision.body),
+        scheme: seen.scheme,
+        verifyMs: seen.verifyMs,
+      });
+    return { ...decision, requestId, headers: { ...decision.headers, [REQUEST_ID_HEADER]: requestId } };
+  }
+
+  async function decide(request: BillingRequest, seen: Seen): Promise<Answer> {
+    const log = logger.child({ requestId: seen.requestId });
     if (typeof request.body !== "object" || request.body === null || Array.isArray(request.body)) {
       return refuse("TOLLGATE_REQUEST_INVALID", "the request body must be a JSON object", { param: null });
     }
@@ -165,6 +205,7 @@ export function createBilling({
     const model = models.get(body.model);
     if (!model)
       return refuse("TOLLGATE_MODEL_UNKNOWN", `model ${body.model} is not served here`, { param: "model" });
+    seen.model = model.id;
     let quote: RequestQuote;
     try {
       quote = quoteRequest(model, request.routeKind, body);
@@ -175,6 +216,7 @@ export function createBilling({
         });
       throw error;
     }
+    seen.maxAtomic = quote.maxAtomic;
     const offers = orderOffers(
       [
         ...buildOffers(quote, terms),
@@ -219,6 +261,7 @@ export function createBilling({
         },
       );
     }
+    seen.scheme = payment.accepted?.scheme ?? "unknown";
     const matched = matchOffer(payment, offers);
     if (!matched.ok) return paymentRequired(`${matched.reason}: ${matched.message}`);
     const sponsored = sponsoredApprovalOf(payment);
@@ -229,7 +272,9 @@ export function createBilling({
     }
 
     if (channels && matched.requirements.scheme === BATCH_SETTLEMENT) {
+      const acceptStartedAt = performance.now();
       const accepted = await channels.accept({ payment, requirements: matched.requirements, quote });
+      seen.verifyMs = performance.now() - acceptStartedAt;
       if (!accepted.ok) {
         if (accepted.kind === "malformed")
           return refuse("TOLLGATE_PAYMENT_MALFORMED", `malformed payment header: ${accepted.message}`, {
@@ -244,6 +289,16 @@ export function createBilling({
         );
       }
       const { reservation } = accepted;
+      const inDebt = await ledger.hasOpenDebt(terms.network, accepted.payer).catch(async (error: unknown) => {
+        await reservation.release().catch(() => undefined);
+        throw error;
+      });
+      if (inDebt) {
+        await reservation.release();
+        return paymentRequired(
+          `${ReasonCode.payerInDebt}: an earlier charge of this payer is unpaid; settle it first`,
+        );
+      }
       const claim = await ledger
         .claim(
           {
@@ -252,7 +307,8 @@ export function createBilling({
             nonce: accepted.nonce,
             scheme: BATCH_SETTLEMENT,
             model: model.id,
-            route: new URL(request.url).pathname,
+            route: seen.route,
+            requestId: seen.requestId,
             asset: matched.requirements.asset,
             payTo: matched.requirements.payTo,
             maxAtomic: matched.signedMaxAtomic,
@@ -267,8 +323,25 @@ export function createBilling({
         });
       if (!claim.claimed) {
         await reservation.release();
+        seen.replayedStatus = claim.existing.status;
         return replayed(claim.existing.status);
       }
+      const channelPaid = {
+        requestId: seen.requestId,
+        route: seen.route,
+        paymentId: claim.payment.id,
+        model: model.id,
+        scheme: BATCH_SETTLEMENT,
+        asset: matched.requirements.asset,
+        payer: accepted.payer,
+      };
+      emit({
+        ...channelPaid,
+        type: "verified",
+        at: Date.now(),
+        maxAtomic: matched.signedMaxAtomic,
+        verifyMs: seen.verifyMs,
+      });
       const tokenizer = model.tokenizer ?? model.id;
       return {
         action: "serve",
@@ -284,28 +357,102 @@ export function createBilling({
           facilitator,
           countTokens: (text) => countTokens(text, tokenizer),
           countPromptTokens: () => quote.route.countPromptTokens(quote.request, model),
-          logger,
+          logger: log,
           heartbeatMs,
           channel: reservation,
+          event: channelPaid,
+          startedAt: seen.startedAt,
+          emit,
         }),
       };
     }
 
-    const admitted = await admit({
-      payment,
-      offers,
-      timeBoundMs: quote.timeBoundMs,
-      maxAtomic: quote.maxAtomic,
-      model: model.id,
-      route: new URL(request.url).pathname,
-    });
-    if (!admitted.admitted) {
-      const { refusal } = admitted;
-      return refusal.kind === "payment_required"
-        ? paymentRequired(refusal.error)
-        : refuse(refusal.code, refusal.message);
+    // The authorization must outlive the work: the longest the request may run, plus time to settle.
+    const deadline = authorizationDeadline(payment);
+    const neededSeconds = Math.ceil(quote.timeBoundMs / 1000) + settlementMarginSeconds;
+    const nowSeconds = Math.floor(Date.now() / 1000);
+    if (deadline === undefined || deadline < nowSeconds + neededSeconds) {
+      return paymentRequired(
+        `${ReasonCode.authorizationExpiresTooSoon}: the authorization must stay valid at least ${neededSeconds} s from now (this request may run ${Math.ceil(quote.timeBoundMs / 1000)} s, then settle); it expires in ${deadline === undefined ? "an unknown time" : `${deadline - nowSeconds} s`}. Sign with the offer's maxTimeoutSeconds (${terms.maxTimeoutSeconds})`,
+      );
     }
-    faultInjection?.("after_claim");
+    const key = authorizationKey(payment);
+
+    const admission = await ledger.admission(key);
+    if (admission.inDebt) {
+      return paymentRequired(
+        `${ReasonCode.payerInDebt}: an earlier charge of this payer is unpaid; settle it first`,
+      );
+    }
+    if (admission.existing) {
+      seen.replayedStatus = admission.existing.status;
+      return replayed(admission.existing.status);
+    }
+
+    let verified: Awaited<ReturnType<FacilitatorLike["verify"]>>;
+    let fundsAtomic: bigint | undefined;
+    const verifyStartedAt = performance.now();
+    try {
+      const funds = readPayerFunds?.(key.payer as `0x${string}`, matched.requirements.asset as `0x${string}`);
+      funds?.catch(() => undefined);
+      verified = await withTimeout(facilitator.verify(payment, matched.requirements), verifyTimeoutMs);
+      seen.verifyMs = performance.now() - verifyStartedAt;
+      if (verified.isValid && funds) fundsAtomic = await withTimeout(funds, verifyTimeoutMs);
+    } catch (error) {
+      log.warn({ error: String(error) }, "facilitator unavailable during verify");
+      return refuse(
+        "TOLLGATE_FACILITATOR_UNAVAILABLE",
+        "the payment facilitator or chain is unreachable; no inference was run",
+      );
+    }
+    if (!verified.isValid) return paymentRequired(verified.invalidReason ?? "invalid_payment");
+
+    // Inference starts right away: the row is claimed straight into `serving`.
+    const claimInput = {
+      ...key,
+      scheme: matched.requirements.scheme,
+      model: model.id,
+      route: seen.route,
+      requestId: seen.requestId,
+      asset: matched.requirements.asset,
+      payTo: matched.requirements.payTo,
+      // What this payment may cost: its own quote caps it, whatever larger amount was signed.
+      maxAtomic:
+        matched.requirements.scheme === "upto"
+          ? capOf(quote.maxAtomic, matched.signedMaxAtomic)
+          : matched.signedMaxAtomic,
+      paymentPayload: payment,
+      paymentRequirements: matched.requirements,
+    };
+    const claim =
+      fundsAtomic === undefined
+        ? await ledger.claim(claimInput, { serving: true })
+        : await ledger.claimWithinFunds(claimInput, fundsAtomic, { serving: true });
+    if (!claim.claimed && claim.existing) {
+      seen.replayedStatus = claim.existing.status;
+      return replayed(claim.existing.status);
+    }
+    if (!claim.claimed) {
+      return paymentRequired(
+        `${ReasonCode.insufficientFunds}: this payer's payments in flight already reserve ${claim.reservedAtomic} of its balance ${claim.fundsAtomic}, and this one may cost ${claimInput.maxAtomic}; retry when they have settled`,
+      );
+    }
+    const paid = {
+      requestId: seen.requestId,
+      route: seen.route,
+      paymentId: claim.payment.id,
+      model: model.id,
+      scheme: matched.requirements.scheme,
+      asset: matched.requirements.asset,
+      payer: key.payer,
+    };
+    emit({
+      ...paid,
+      type: "verified",
+      at: Date.now(),
+      maxAtomic: claimInput.maxAtomic,
+      verifyMs: seen.verifyMs ?? 0,
+    });
 
     const tokenizer = model.tokenizer ?? model.id;
     return {
@@ -313,22 +460,88 @@ export function createBilling({
       quote,
       session: createBillingSession({
         quote,
-        paymentId: admitted.paymentId,
-        payer: admitted.payer,
+        paymentId: claim.payment.id,
+        payer: key.payer,
         payload: payment,
-        requirements: admitted.requirements,
-        signedMaxAtomic: admitted.signedMaxAtomic,
+        requirements: matched.requirements as PaymentRequirements,
+        signedMaxAtomic: matched.signedMaxAtomic,
         ledger,
         facilitator,
         countTokens: (text) => countTokens(text, tokenizer),
         countPromptTokens: () => quote.route.countPromptTokens(quote.request, model),
-        logger,
+        logger: log,
         settleTimeoutMs,
         heartbeatMs,
-        faultInjection,
+        event: paid,
+        startedAt: seen.startedAt,
+        emit,
       }),
     };
   }
 
+  const admit = (admission: PaymentAdmissionRequest) =>
+    admitPayment({
+      ...admission,
+      terms,
+      ledger,
+      facilitator,
+      settlementMarginSeconds,
+      verifyTimeoutMs,
+      readPayerFunds,
+      logger,
+    });
+  const settle = (charge: SettlePaidWork) =>
+    settleCharge({ ...charge, ledger, facilitator, logger, settleTimeoutMs });
+
   return { terms, models, channels, ledger, begin, admit, settle };
+}
+
+/** What `begin` learns while deciding, for the event that tells how the request was answered. */
+type Seen = {
+  requestId: string;
+  route: string;
+  startedAt: number;
+  model?: string;
+  maxAtomic?: bigint | undefined;
+  /** Set once a payment came with the request. */
+  scheme?: string;
+  verifyMs?: number;
+  replayedStatus?: string;
+};
+
+type Answer =
+  | { action: "respond"; status: number; headers: Record<string, string>; body: Record<string, unknown> }
+  | { action: "serve"; quote: RequestQuote; session: BillingSession };
+
+/** The path of a request URL; a URL that does not parse (an odd Host header) is kept whole rather than refused. */
+function pathOf(url: string): string {
+  try {
+    return new URL(url).pathname;
+  } catch {
+    return url;
+  }
+}
+
+/** The stable part of a refusal: the error code, or the x402 reason before its explanation. */
+function refusalReasonOf(body: Record<string, unknown>): string {
+  const error = body.error;
+  if (typeof error === "object" && error !== null && typeof (error as { code?: unknown }).code === "string")
+    return (error as { code: string }).code;
+  if (typeof error === "string" && error !== "") return error.split(":")[0] ?? error;
+  return "payment_required";
+}
+
+/** The most a payment may be charged: the request's own maximum, or the signed amount if lower. */
+function capOf(quoteMaxAtomic: bigint | undefined, signedMaxAtomic: bigint): bigint {
+  return quoteMaxAtomic !== undefined && quoteMaxAtomic < signedMaxAtomic ? quoteMaxAtomic : signedMaxAtomic;
+}
+
+/** Rejects when `promise` takes longer than `ms`; the late result is dropped. */
+function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`facilitator did not answer within ${ms} ms`)), ms);
+  });
+  promise.catch(() => undefined);
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
 }

@@ -1,6 +1,5 @@
 import type { PaymentPayload, PaymentRequirements } from "@x402/core/types";
-import { type Logger, TollgateError } from "../errors/index.js";
-import type { FaultInjection } from "../facilitator/index.js";
+import { type Logger, runWithRequestId, TollgateError } from "../errors/index.js";
 import type { PaymentLedger } from "../ledger/index.js";
 import { chargeAtomic } from "../pricing/index.js";
 import {
@@ -10,6 +9,7 @@ import {
   SSE_DONE_EVENT,
   type StreamReceipt,
 } from "../protocol/index.js";
+import type { BillingEvent } from "./BillingEvent.js";
 import type { ChannelReservation } from "./channels/createChannelBilling.js";
 import { createSseTap, type SseTap } from "./createSseTap.js";
 import type { FacilitatorLike } from "./facilitatorLike.js";
@@ -38,10 +38,25 @@ export type CreateBillingSessionParameters = {
   settleTimeoutMs?: number;
   /** How often a request being served tells the ledger it is alive (ms); default 10 s. */
   heartbeatMs?: number;
-  /** Test-only: `mid_stream`, `after_metering`, `after_settlement`. */
-  faultInjection?: FaultInjection;
+  /** Who this request is, for the events it emits. */
+  event: PaidRequestIdentity;
+  /** `Date.now()` when the request arrived (time to first output counts from it). */
+  startedAt: number;
+  /** Where the session's events go (`served`, `metered`, `settled`, `debt`, `failed`). */
+  emit: (event: BillingEvent) => void;
   /** A voucher's reservation on its payment channel: the charge goes there instead of a settle. */
   channel?: ChannelReservation;
+};
+
+/** The fields every event of a paid request carries. */
+export type PaidRequestIdentity = {
+  requestId: string;
+  route: string;
+  paymentId: number;
+  model: string;
+  scheme: string;
+  asset: string;
+  payer: string;
 };
 
 /** Default interval of the serving heartbeat; a recovery grace period must be several times longer. */
@@ -61,8 +76,11 @@ export type BillingSession = {
   readonly payer: string;
   /** `Date.now()` past which the backend is cut off: the request's time bound. */
   readonly deadlineAt: number;
-  /** The backend failed before producing anything: nothing is charged. */
-  failBeforeOutput(reason: string): Promise<void>;
+  /**
+   * The backend failed before producing anything: nothing is charged. `status` is the HTTP status the
+   * buyer gets (default 502), for the `failed` event.
+   */
+  failBeforeOutput(reason: string, status?: number): Promise<void>;
   /** A non-streaming response body (text): meter it, cut it to the authorized output, settle. */
   completeJson(text: string): Promise<JsonCompletion>;
   /** A streaming response: forward the backend's SSE as it comes; settle and send the receipt at the end. */
@@ -84,7 +102,15 @@ export type StreamWriter = {
 /** Creates the session for one claimed, verified payment. */
 export function createBillingSession(parameters: CreateBillingSessionParameters): BillingSession {
   const { quote, paymentId, payer, payload, requirements, signedMaxAtomic, ledger, logger } = parameters;
-  const { heartbeatMs = DEFAULT_HEARTBEAT_MS, faultInjection } = parameters;
+  const { heartbeatMs = DEFAULT_HEARTBEAT_MS, event: identity, emit } = parameters;
+  let servedOnce = false;
+  /** The first output left for the buyer: told once, with the time since the request arrived. */
+  const served = (stream: boolean) => {
+    if (servedOnce) return;
+    servedOnce = true;
+    const at = Date.now();
+    emit({ ...identity, type: "served", at, stream, ttftMs: at - parameters.startedAt });
+  };
   const model = quote.model;
   const deadlineAt = Date.now() + quote.timeBoundMs;
   const capAtomic =
@@ -162,25 +188,87 @@ export function createBillingSession(parameters: CreateBillingSessionParameters)
         promptTokenBound: quote.promptTokenBound,
         countPrompt: parameters.countPromptTokens,
       });
-      if (parameters.channel) return parameters.channel.charge(paymentId, usage, chargeFor(usage));
-      return settleCharge({
-        ledger,
-        facilitator: parameters.facilitator,
-        logger,
-        paymentId,
-        payload,
-        requirements,
-        usage,
-        chargeAtomic: chargeFor(usage),
-        settleTimeoutMs: parameters.settleTimeoutMs,
-        faultInjection,
-      });
+      const charge = chargeFor(usage);
+      const metered = () =>
+        emit({
+          ...identity,
+          type: "metered",
+          at: Date.now(),
+          usage: { input_tokens: usage.promptTokens, output_tokens: usage.completionTokens },
+          chargeAtomic: charge,
+        });
+      if (parameters.channel) {
+        metered();
+        const chargedAt = performance.now();
+        const outcome = await parameters.channel.charge(paymentId, usage, charge);
+        const settleMs = performance.now() - chargedAt;
+        if (outcome.settlement.success)
+          emit({
+            ...identity,
+            type: "settled",
+            at: Date.now(),
+            chargeAtomic: charge,
+            transaction: "",
+            settleMs,
+          });
+        else
+          emit({
+            ...identity,
+            type: "debt",
+            at: Date.now(),
+            chargeAtomic: charge,
+            reason: outcome.settlement.errorReason ?? "channel_charge_failed",
+            settleMs,
+          });
+        return outcome;
+      }
+      let settleStartedAt = 0;
+      // Facilitator calls carry this request's id, however the stream that finishes it was scheduled.
+      return runWithRequestId(identity.requestId, () =>
+        settleCharge({
+          ledger,
+          facilitator: parameters.facilitator,
+          logger,
+          paymentId,
+          payload,
+          requirements,
+          usage,
+          chargeAtomic: charge,
+          settleTimeoutMs: parameters.settleTimeoutMs,
+          onMetered: () => {
+            settleStartedAt = performance.now();
+            metered();
+          },
+          onOutcome: (outcome) => {
+            const settleMs = performance.now() - settleStartedAt;
+            if (outcome.kind === "settled")
+              emit({
+                ...identity,
+                type: "settled",
+                at: Date.now(),
+                chargeAtomic: charge,
+                transaction: outcome.settlement.transaction,
+                settleMs,
+              });
+            else
+              emit({
+                ...identity,
+                type: "debt",
+                at: Date.now(),
+                chargeAtomic: charge,
+                reason: outcome.reason,
+                settleMs,
+              });
+          },
+        }),
+      );
     });
 
-  const failBeforeOutput = async (reason: string) => {
+  const failBeforeOutput = async (reason: string, status = 502) => {
     await finishOnce(async () => {
       await ledger.markFailed(paymentId, reason);
       await parameters.channel?.release();
+      emit({ ...identity, type: "failed", at: Date.now(), reason, status });
       return undefined;
     });
   };
@@ -227,7 +315,8 @@ export function createBillingSession(parameters: CreateBillingSessionParameters)
             : "the backend failed mid-answer";
       // A buyer that leaves once the backend took its prompt pays for the prompt (nothing else was delivered).
       if (!meter.delivered && ending !== "client_gone") {
-        await failBeforeOutput("backend delivered no output");
+        // The stream's headers (200) are gone; the buyer reads the failure in the error event.
+        await failBeforeOutput("backend delivered no output", 200);
         return errorEvent(`nothing was delivered, nothing is charged (${message})`, code);
       }
       const outcome = await settleDelivered(meter, tap.reportedUsage);
@@ -245,7 +334,11 @@ export function createBillingSession(parameters: CreateBillingSessionParameters)
       return receipt + (failed ? errorEvent(message, code) : SSE_DONE_EVENT);
     };
     return {
-      push: (text) => tap.push(text),
+      push(text) {
+        const out = tap.push(text);
+        if (out && meter.delivered) served(true);
+        return out;
+      },
       get stopped() {
         return tap.stopped !== undefined;
       },
@@ -301,6 +394,7 @@ export function createBillingSession(parameters: CreateBillingSessionParameters)
         meter.accept(quote.route.readAnswer(cut));
         body = JSON.stringify(cut);
       }
+      served(false);
       const outcome = await settleDelivered(meter, reading.usage);
       if (!outcome)
         throw new TollgateError({ code: "TOLLGATE_INTERNAL", shortMessage: "payment was already finished" });
@@ -326,7 +420,6 @@ export function createBillingSession(parameters: CreateBillingSessionParameters)
       const decoder = new TextDecoder();
       const encoder = new TextEncoder();
       let closed = false;
-      let forwardedEvents = 0;
       const end = async (
         controller: ReadableStreamDefaultController<Uint8Array>,
         ending: StreamEnding,
@@ -357,11 +450,6 @@ export function createBillingSession(parameters: CreateBillingSessionParameters)
               if (writer.stopped) return end(controller, "complete", out);
               if (out) {
                 controller.enqueue(encoder.encode(out));
-                // Test-only crash point, once three events went out: a crash here leaves a `serving` row.
-                if (faultInjection && forwardedEvents < 3) {
-                  forwardedEvents += out.split("data: ").length - 1;
-                  if (forwardedEvents >= 3) faultInjection("mid_stream");
-                }
                 return;
               }
             }

@@ -57,6 +57,7 @@ export function createGatewayApp({
           payTo: billing.terms.payTo,
           schemes: [
             ...(model.inputPrice !== undefined ? ["upto"] : []),
+            ...(model.inputPrice !== undefined && billing.channels ? ["batch-settlement"] : []),
             ...(model.exactPrice !== undefined ? ["exact"] : []),
           ],
           inputPerMTokAtomic: model.inputPrice?.toString(),

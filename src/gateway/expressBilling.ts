@@ -1,4 +1,5 @@
 import type { NextFunction, Request, RequestHandler, Response } from "express";
+import { REQUEST_ID_HEADER } from "../errors/index.js";
 import type { Billing } from "./createBilling.js";
 import type { TollgateContext } from "./honoBilling.js";
 import { routeKindOfPath } from "./honoBilling.js";
@@ -62,6 +63,7 @@ async function handle(
     return;
   }
   const { quote, session } = decision;
+  res.setHeader(REQUEST_ID_HEADER, decision.requestId);
   req.body = quote.backendBody;
   const context: TollgateContext = { quote, session, backendBody: quote.backendBody };
   res.locals.tollgate = context;
@@ -148,7 +150,7 @@ async function handle(
     encoding: BufferEncoding | undefined,
   ): Promise<Chunk | undefined> => {
     if (res.statusCode >= 400) {
-      await session.failBeforeOutput(`handler answered ${res.statusCode}`);
+      await session.failBeforeOutput(`handler answered ${res.statusCode}`, res.statusCode);
       return joinBuffered(buffered, data, encoding);
     }
     if (isStream()) {

@@ -127,6 +127,15 @@ const channelsSchema = z.strictObject({
   receiverAuthorizerKeyEnv: z.string().optional(),
 });
 
+/** An operator endpoint: on or off, and the token that opens it (`tokenEnv` is resolved by the CLI). */
+function operatorEndpointSchema(enabledByDefault: boolean) {
+  return z.strictObject({
+    enabled: z.boolean().default(enabledByDefault),
+    token: z.string().min(16, "at least 16 characters").optional(),
+    tokenEnv: z.string().optional(),
+  });
+}
+
 /** The gateway's configuration file (`tollgate.yaml`), validated. */
 export const gatewayConfigSchema = z
   .strictObject({
@@ -193,6 +202,15 @@ export const gatewayConfigSchema = z
     channels: channelsSchema.optional(),
     /** Public URL prefix of the gateway, used in 402 `resource` fields. */
     publicUrl: z.string().url().optional(),
+    /** `GET /metrics` (Prometheus); with a token, only for `Authorization: Bearer <token>`. */
+    metrics: operatorEndpointSchema(true).default({ enabled: true }),
+    /** `GET /dashboard`, the operator's live page: off unless enabled, and then only with its token. */
+    dashboard: operatorEndpointSchema(false)
+      .refine((dashboard) => !dashboard.enabled || dashboard.token !== undefined, {
+        message: "an enabled dashboard needs a token (token, or tokenEnv naming an environment variable)",
+        path: ["token"],
+      })
+      .default({ enabled: false }),
     models: z.array(modelSchema).min(1),
   })
   .superRefine((config, ctx) => {
@@ -202,6 +220,13 @@ export const gatewayConfigSchema = z
     if (!config.asset && !preset?.usdc) {
       ctx.addIssue({ code: "custom", message: "asset is required on this network", path: ["asset"] });
     }
+    // A withdrawal must be seen and claimed before its delay ends: claims run well inside it.
+    if (config.channels && config.channels.claimIntervalSeconds * 3 > config.channels.withdrawDelaySeconds)
+      ctx.addIssue({
+        code: "custom",
+        message: `claimIntervalSeconds (${config.channels.claimIntervalSeconds}) must be at most a third of withdrawDelaySeconds (${config.channels.withdrawDelaySeconds}), so a payer's withdrawal is claimed before its delay ends`,
+        path: ["channels", "claimIntervalSeconds"],
+      });
     const ids = new Set<string>();
     for (const [i, model] of config.models.entries()) {
       const needed = Math.ceil(model.backend.maxDurationSeconds) + config.settlementMarginSeconds;

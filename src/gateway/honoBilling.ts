@@ -1,4 +1,5 @@
-import type { MiddlewareHandler } from "hono";
+import type { Context, MiddlewareHandler } from "hono";
+import { REQUEST_ID_HEADER } from "../errors/index.js";
 import type { Billing } from "./createBilling.js";
 import type { BillingSession } from "./createBillingSession.js";
 import { readGuardedText } from "./guardBackendBody.js";
@@ -65,7 +66,7 @@ export function tollgateHono({ billing, routeKind }: TollgateHonoParameters): Mi
     if (decision.action === "respond") {
       return c.json(decision.body, decision.status as 400, decision.headers);
     }
-    const { quote, session } = decision;
+    const { quote, session, requestId } = decision;
     // The handler's c.req.json() returns this cached object: make it the limited body.
     const cached = body as Record<string, unknown>;
     for (const key of Object.keys(cached)) delete cached[key];
@@ -73,43 +74,62 @@ export function tollgateHono({ billing, routeKind }: TollgateHonoParameters): Mi
     c.set("tollgate", { quote, session, backendBody: quote.backendBody });
 
     await next();
-
-    const response = c.res;
-    if (c.error || response.status >= 400) {
-      await session.failBeforeOutput(c.error ? String(c.error) : `backend answered ${response.status}`);
-      return;
-    }
-    // Whether the answer is a stream is decided by the answer, not guessed from the request.
-    const contentType = response.headers.get("content-type") ?? "";
-    if (response.body && contentType.includes("text/event-stream")) {
-      const headers = new Headers(response.headers);
-      headers.delete("content-length");
-      c.res = new Response(session.meterStream(response.body), { status: response.status, headers });
-      return;
-    }
-    let text: string;
+    await meterAnswer(c, quote, session);
+    // The answer the handler built may have immutable headers (a fetch Response): copy it to name the request.
     try {
-      text = await readGuardedText(response.body, {
-        idleMs: quote.model.backend.timeoutMs,
-        deadlineAt: session.deadlineAt,
-        modelId: quote.model.id,
-      });
-    } catch (error) {
-      await session.failBeforeOutput(String(error));
-      throw error;
+      c.res.headers.set(REQUEST_ID_HEADER, requestId);
+    } catch {
+      const named = new Response(c.res.body, c.res);
+      named.headers.set(REQUEST_ID_HEADER, requestId);
+      c.res = named;
     }
-    const completed = await session.completeJson(text);
-    if (!completed.ok) {
-      c.res = new Response(JSON.stringify(completed.body), {
-        status: completed.status,
-        headers: { "content-type": "application/json" },
-      });
-      return;
-    }
-    const merged = new Headers(response.headers);
-    merged.delete("content-length");
-    merged.set("content-type", "application/json");
-    for (const [name, value] of Object.entries(completed.headers)) merged.set(name, value);
-    c.res = new Response(completed.body, { status: response.status, headers: merged });
   };
+}
+
+/** Meters the handler's answer: a stream is forwarded as it comes, JSON is cut to what was authorized; both settle. */
+async function meterAnswer(
+  c: Context<{ Variables: { tollgate: TollgateContext } }>,
+  quote: RequestQuote,
+  session: BillingSession,
+): Promise<void> {
+  const response = c.res;
+  if (c.error || response.status >= 400) {
+    await session.failBeforeOutput(
+      c.error ? String(c.error) : `backend answered ${response.status}`,
+      c.error ? 500 : response.status,
+    );
+    return;
+  }
+  // Whether the answer is a stream is decided by the answer, not guessed from the request.
+  const contentType = response.headers.get("content-type") ?? "";
+  if (response.body && contentType.includes("text/event-stream")) {
+    const headers = new Headers(response.headers);
+    headers.delete("content-length");
+    c.res = new Response(session.meterStream(response.body), { status: response.status, headers });
+    return;
+  }
+  let text: string;
+  try {
+    text = await readGuardedText(response.body, {
+      idleMs: quote.model.backend.timeoutMs,
+      deadlineAt: session.deadlineAt,
+      modelId: quote.model.id,
+    });
+  } catch (error) {
+    await session.failBeforeOutput(String(error));
+    throw error;
+  }
+  const completed = await session.completeJson(text);
+  if (!completed.ok) {
+    c.res = new Response(JSON.stringify(completed.body), {
+      status: completed.status,
+      headers: { "content-type": "application/json" },
+    });
+    return;
+  }
+  const merged = new Headers(response.headers);
+  merged.delete("content-length");
+  merged.set("content-type", "application/json");
+  for (const [name, value] of Object.entries(completed.headers)) merged.set(name, value);
+  c.res = new Response(completed.body, { status: response.status, headers: merged });
 }

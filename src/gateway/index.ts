@@ -4,6 +4,20 @@ export type {
   PaymentAdmissionRequest,
 } from "./admitPayment.js";
 export {
+  type BillingEvent,
+  type BillingEventListener,
+  type BillingEventType,
+  combineBillingListeners,
+} from "./BillingEvent.js";
+export {
+  BATCH_SETTLEMENT,
+  CHANNEL_REFUND_PATH,
+  type ChannelDifference,
+  type GatewayChannels,
+  type ReconcileChannelsReturnType,
+  reconcileChannels,
+} from "./channels/index.js";
+export {
   type Billing,
   type BillingDecision,
   type BillingRequest,
@@ -37,6 +51,18 @@ export {
   type TollgateHonoParameters,
   tollgateHono,
 } from "./honoBilling.js";
+export {
+  type CreateGatewayMetricsParameters,
+  createGatewayMetrics,
+  type GatewayMetrics,
+} from "./operator/createGatewayMetrics.js";
+export {
+  type DashboardChannel,
+  type GatewayDashboard,
+  type GatewayDashboardParameters,
+  readGatewayDashboard,
+} from "./operator/gatewayDashboard.js";
+export { type MountOperatorRoutesParameters, mountOperatorRoutes } from "./operator/mountOperatorRoutes.js";
 export {
   type BillingTerms,
   buildOffers,

@@ -13,6 +13,11 @@ export type ReconcileLedgerParameters = {
   toBlock?: bigint;
   /** Blocks per `eth_getLogs` call; default 10,000. */
   blocksPerQuery?: bigint;
+  /**
+   * The batch-settlement contract: its transfers to payTo sweep channel claims, which `reconcileChannels`
+   * accounts for; they are summed apart (`chain.channelSettledAtomic`), not matched to payment rows.
+   */
+  channelSettlement?: string;
 };
 
 /** One way the ledger and the chain disagree. */
@@ -44,7 +49,7 @@ export type ReconcileLedgerReturnType = {
   fromBlock: bigint;
   toBlock: bigint;
   ledger: { settledCount: number; settledAtomic: bigint; beforeRangeCount: number };
-  chain: { transferCount: number; transferredAtomic: bigint };
+  chain: { transferCount: number; transferredAtomic: bigint; channelSettledAtomic: bigint };
   differences: ReconcileDifference[];
 };
 
@@ -63,12 +68,14 @@ export async function reconcileLedger({
   fromBlock = 0n,
   toBlock,
   blocksPerQuery = 10_000n,
+  channelSettlement,
 }: ReconcileLedgerParameters): Promise<ReconcileLedgerReturnType> {
   const assetAddress = getAddress(asset);
   const payToAddress = getAddress(payTo);
   const lastBlock = toBlock ?? (await client.getBlockNumber({ cacheTime: 0 }));
 
   const transfers: Transfer[] = [];
+  let channelSettledAtomic = 0n;
   for (let from = fromBlock; from <= lastBlock; from += blocksPerQuery) {
     const to = from + blocksPerQuery - 1n < lastBlock ? from + blocksPerQuery - 1n : lastBlock;
     const logs = await client.getLogs({
@@ -79,6 +86,10 @@ export async function reconcileLedger({
       toBlock: to,
     });
     for (const log of logs) {
+      if (channelSettlement && (log.args.from as string).toLowerCase() === channelSettlement.toLowerCase()) {
+        channelSettledAtomic += log.args.value ?? 0n;
+        continue;
+      }
       transfers.push({
         transaction: log.transactionHash,
         from: log.args.from as Address,
@@ -98,6 +109,7 @@ export async function reconcileLedger({
     const page = await payments.listByStatus("settled", { afterId, limit: 1000 });
     for (const row of page) {
       if (
+        row.scheme !== "batch-settlement" &&
         row.network === network &&
         row.asset.toLowerCase() === assetAddress.toLowerCase() &&
         row.payTo.toLowerCase() === payToAddress.toLowerCase()
@@ -186,6 +198,7 @@ export async function reconcileLedger({
     chain: {
       transferCount: transfers.length,
       transferredAtomic: transfers.reduce((sum, transfer) => sum + transfer.amountAtomic, 0n),
+      channelSettledAtomic,
     },
     differences,
   };

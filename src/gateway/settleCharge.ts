@@ -1,9 +1,8 @@
 import type { PaymentPayload, PaymentRequirements, SettleResponse } from "@x402/core/types";
 import type { Logger } from "../errors/index.js";
-import type { FaultInjection } from "../facilitator/index.js";
 import type { PaymentLedger } from "../ledger/index.js";
 import type { FacilitatorLike } from "./facilitatorLike.js";
-import { settleRecordedCharge } from "./settleRecordedCharge.js";
+import { type SettlementOutcome, settleRecordedCharge } from "./settleRecordedCharge.js";
 
 export type ChargeUsage = { promptTokens: number; completionTokens: number; source: "backend" | "tokenizer" };
 
@@ -18,8 +17,10 @@ export type SettleChargeParameters = {
   chargeAtomic: bigint;
   /** Bound on the wait for the facilitator; see `settleRecordedCharge`. */
   settleTimeoutMs?: number;
-  /** Test-only: `after_metering` and `after_settlement`. */
-  faultInjection?: FaultInjection;
+  /** Told once the usage and charge are recorded, before settlement starts. */
+  onMetered?: () => void;
+  /** Told how the settlement ended; see `settleRecordedCharge`. */
+  onOutcome?: (outcome: SettlementOutcome) => void;
 };
 
 /** How a delivered request's money ended. */
@@ -40,14 +41,15 @@ export async function settleCharge({
   usage,
   chargeAtomic,
   settleTimeoutMs,
-  faultInjection,
+  onMetered,
+  onOutcome,
 }: SettleChargeParameters): Promise<ChargeOutcome> {
   await ledger.recordUsage(
     paymentId,
     { promptTokens: usage.promptTokens, completionTokens: usage.completionTokens },
     chargeAtomic,
   );
-  faultInjection?.("after_metering");
+  onMetered?.();
   await ledger.markSettling(paymentId);
   const settlement = await settleRecordedCharge({
     ledger,
@@ -58,7 +60,7 @@ export async function settleCharge({
     requirements,
     chargeAtomic,
     settleTimeoutMs,
-    faultInjection,
+    onOutcome,
   });
   return { settlement: { ...settlement, amount: chargeAtomic.toString() }, chargeAtomic, usage };
 }

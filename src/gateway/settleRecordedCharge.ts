@@ -1,6 +1,5 @@
 import type { PaymentPayload, PaymentRequirements, SettleResponse } from "@x402/core/types";
 import { type Logger, TollgateError } from "../errors/index.js";
-import type { FaultInjection } from "../facilitator/index.js";
 import type { PaymentLedger } from "../ledger/index.js";
 import type { FacilitatorLike } from "./facilitatorLike.js";
 
@@ -23,8 +22,17 @@ export type SettleRecordedChargeParameters = {
   chargeAtomic: bigint;
   /** How long to wait for the facilitator before answering `settlement_pending`; the outcome is still recorded. */
   settleTimeoutMs?: number;
-  faultInjection?: FaultInjection;
+  /**
+   * Told how the settlement ended: `settled` as soon as the facilitator confirms (before the row records it),
+   * `debt` once the row records the debt.
+   */
+  onOutcome?: (outcome: SettlementOutcome) => void;
 };
+
+/** How a settlement ended, for `onOutcome`. */
+export type SettlementOutcome =
+  | { kind: "settled"; settlement: SettleResponse }
+  | { kind: "debt"; reason: string };
 
 /**
  * Settles a recorded charge through the facilitator and records the outcome: settled (or zero), or a debt
@@ -41,7 +49,7 @@ export async function settleRecordedCharge({
   requirements,
   chargeAtomic,
   settleTimeoutMs = DEFAULT_SETTLE_TIMEOUT_MS,
-  faultInjection,
+  onOutcome,
 }: SettleRecordedChargeParameters): Promise<SettleResponse> {
   const attempt = (async (): Promise<SettleResponse> => {
     let settlement: SettleResponse;
@@ -55,7 +63,7 @@ export async function settleRecordedCharge({
       settlement = { success: false, errorReason: reason, transaction: "", network: requirements.network };
     }
     if (settlement.success) {
-      faultInjection?.("after_settlement");
+      onOutcome?.({ kind: "settled", settlement });
       await ledger.markSettled(paymentId, { transaction: settlement.transaction, chargeAtomic });
     } else if (settlement.errorReason === SETTLEMENT_IN_PROGRESS) {
       logger.warn(
@@ -64,6 +72,7 @@ export async function settleRecordedCharge({
       );
     } else {
       await ledger.markDebt(paymentId, settlement.errorReason ?? "settlement_failed");
+      onOutcome?.({ kind: "debt", reason: settlement.errorReason ?? "settlement_failed" });
       logger.warn(
         { paymentId, reason: settlement.errorReason, chargeAtomic: chargeAtomic.toString() },
         "settlement failed after delivery; recorded as debt",

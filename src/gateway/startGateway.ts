@@ -1,6 +1,7 @@
 import { serve } from "@hono/node-server";
 import { HTTPFacilitatorClient } from "@x402/core/http";
 import type { Hono } from "hono";
+import type { Registry } from "prom-client";
 import {
   type Address,
   ContractFunctionExecutionError,
@@ -14,22 +15,33 @@ import {
   TimeoutError,
 } from "viem";
 import { eip2612NoncesAbi, findNetworkPreset } from "../chain/index.js";
-import { type Logger, silentLogger, TollgateError } from "../errors/index.js";
+import {
+  currentRequestId,
+  type Logger,
+  REQUEST_ID_HEADER,
+  silentLogger,
+  TollgateError,
+} from "../errors/index.js";
 import {
   createFacilitator,
-  type FaultInjection,
+  createFacilitatorMetrics,
+  type FacilitatorEventListener,
   gasSponsoringExtensionKeys,
   settlementStoreFromLog,
   type TollgateFacilitator,
 } from "../facilitator/index.js";
 import { type Ledger, openLedger, openPostgresLedger } from "../ledger/index.js";
 import { countTextTokensChunked } from "../pricing/index.js";
+import { type BillingEventListener, combineBillingListeners } from "./BillingEvent.js";
 import { type GatewayChannels, startChannels } from "./channels/index.js";
 import { type Billing, createBilling } from "./createBilling.js";
 import { createGatewayApp } from "./createGatewayApp.js";
 import { createPaymentRecovery, type PaymentRecovery } from "./createPaymentRecovery.js";
 import type { FacilitatorLike } from "./facilitatorLike.js";
 import type { GatewayConfig } from "./gatewayConfig.js";
+import { createGatewayMetrics } from "./operator/createGatewayMetrics.js";
+import type { DashboardChannel } from "./operator/gatewayDashboard.js";
+import { mountOperatorRoutes } from "./operator/mountOperatorRoutes.js";
 
 export type StartGatewayParameters = {
   config: GatewayConfig;
@@ -43,8 +55,10 @@ export type StartGatewayParameters = {
   /** Bounds on the facilitator's verify and settle (ms), over the config's `timeouts`; see `createBilling`. */
   verifyTimeoutMs?: number;
   settleTimeoutMs?: number;
-  /** Test-only crash points, wired by the CLI from `TOLLGATE_FAULT_POINT`. */
-  faultInjection?: FaultInjection;
+  /** Receives every request's billing events, beside the gateway's own metrics. */
+  onBillingEvent?: BillingEventListener;
+  /** Receives the in-process facilitator's events, beside its metrics. */
+  onFacilitatorEvent?: FacilitatorEventListener;
   /** Adds routes of your own to the gateway's app, with its billing (e.g. paid MCP tools at `/mcp`). */
   routes?: (app: Hono, billing: Billing) => void;
 };
@@ -60,6 +74,12 @@ export type Gateway = {
   recovery: PaymentRecovery;
   /** Payment channels, when the config has `channels`. */
   channels?: GatewayChannels;
+  /** The gateway's Prometheus registry (served at `/metrics` unless `metrics.enabled` is false). */
+  metrics: Registry;
+  /** `<url>/metrics`, when served. */
+  metricsUrl: string | undefined;
+  /** `<url>/dashboard?token=…`, when the dashboard is on. */
+  dashboardUrl: string | undefined;
   close(): Promise<void>;
 };
 
@@ -75,7 +95,8 @@ export async function startGateway({
   pollingIntervalMs,
   verifyTimeoutMs = config.timeouts.verifySeconds * 1000,
   settleTimeoutMs = config.timeouts.settleSeconds * 1000,
-  faultInjection,
+  onBillingEvent,
+  onFacilitatorEvent,
   routes,
 }: StartGatewayParameters): Promise<Gateway> {
   const preset = findNetworkPreset(config.network);
@@ -94,6 +115,8 @@ export async function startGateway({
           logger,
         })
       : await openLedger({ dataDir: config.ledger.dataDir, logger }));
+  const metrics = createGatewayMetrics({ insights: ledger.insights });
+  const facilitatorMetrics = createFacilitatorMetrics({ registry: metrics.registry });
   const facilitator =
     givenFacilitator ??
     createConfiguredFacilitator(
@@ -103,7 +126,10 @@ export async function startGateway({
       ledger,
       logger,
       pollingIntervalMs,
-      faultInjection,
+      (event) => {
+        facilitatorMetrics(event);
+        onFacilitatorEvent?.(event);
+      },
     );
   const supported = await facilitator.getSupported().catch((cause) => {
     throw new TollgateError({
@@ -171,7 +197,7 @@ export async function startGateway({
     logger,
     verifyTimeoutMs,
     settleTimeoutMs,
-    faultInjection,
+    onBillingEvent: combineBillingListeners(metrics.onBillingEvent, onBillingEvent),
   });
   const recovery = createPaymentRecovery({
     payments: ledger.payments,
@@ -206,6 +232,17 @@ export async function startGateway({
     refundChannel: channels?.refund,
     routes: routes && ((app) => routes(app, billing)),
   });
+  mountOperatorRoutes(app as never, {
+    ledger,
+    metrics: config.metrics.enabled ? { registry: metrics.registry, token: config.metrics.token } : undefined,
+    dashboard:
+      config.dashboard.enabled && config.dashboard.token
+        ? {
+            token: config.dashboard.token,
+            listChannels: channels ? () => dashboardChannels(ledger) : undefined,
+          }
+        : undefined,
+  });
   const server = await new Promise<ReturnType<typeof serve>>((resolve, reject) => {
     const instance = serve({ fetch: app.fetch, hostname: config.server.host, port: config.server.port }, () =>
       resolve(instance),
@@ -224,6 +261,12 @@ export async function startGateway({
     facilitator,
     recovery,
     channels,
+    metrics: metrics.registry,
+    metricsUrl: config.metrics.enabled ? `${url}/metrics` : undefined,
+    dashboardUrl:
+      config.dashboard.enabled && config.dashboard.token
+        ? `${url}/dashboard?token=${encodeURIComponent(config.dashboard.token)}`
+        : undefined,
     async close() {
       await recovery.stop();
       // Outstanding vouchers are claimed and settled before the gateway goes (bounded, logged).
@@ -260,6 +303,7 @@ function openChannels(
     config: config.channels,
     terms,
     channels: ledger.channels,
+    payments: ledger.payments,
     facilitator,
     chain,
     receiverAuthorizerKey: key as Hex,
@@ -274,12 +318,18 @@ function createConfiguredFacilitator(
   ledger: Ledger,
   logger: Logger,
   pollingIntervalMs: number | undefined,
-  faultInjection: FaultInjection | undefined,
+  onFacilitatorEvent: FacilitatorEventListener,
 ): TollgateFacilitator | HTTPFacilitatorClient {
   if ("url" in config.facilitator)
     return new HTTPFacilitatorClient({
       url: config.facilitator.url,
       timeoutMs: config.facilitator.timeoutMs,
+      // The request's id goes along, so the facilitator's log lines name it too.
+      createAuthHeaders: async () => {
+        const requestId = currentRequestId();
+        const headers: Record<string, string> = requestId ? { [REQUEST_ID_HEADER]: requestId } : {};
+        return { verify: headers, settle: headers, supported: {} };
+      },
     });
   const privateKey = config.facilitator.privateKey;
   const rpcUrl = config.rpcUrl ?? defaultRpcUrl;
@@ -299,7 +349,7 @@ function createConfiguredFacilitator(
     settlementStore: settlementStoreFromLog(ledger.settlements),
     rpcBatch: config.facilitator.rpcBatch,
     gasSponsoring: config.facilitator.gasSponsoring,
-    faultInjection,
+    onFacilitatorEvent,
   });
 }
 
@@ -317,4 +367,17 @@ async function hasEip2612(chain: PublicClient, asset: Address): Promise<boolean>
     if (!(error instanceof ContractFunctionExecutionError)) return true;
     return Boolean(error.walk((cause) => cause instanceof HttpRequestError || cause instanceof TimeoutError));
   }
+}
+
+/** The ledger's payment channels as the dashboard lists them. */
+async function dashboardChannels(ledger: Ledger): Promise<DashboardChannel[]> {
+  return (await ledger.channels.list()).map((channel) => ({
+    channelId: channel.channelId,
+    payer: channel.payer,
+    depositAtomic: channel.depositedAtomic,
+    chargedAtomic: channel.chargedAtomic,
+    claimedAtomic: channel.totalClaimedAtomic,
+    status:
+      channel.withdrawRequestedAt > 0 ? "withdrawing" : channel.pending !== undefined ? "serving" : "open",
+  }));
 }

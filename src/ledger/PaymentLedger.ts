@@ -31,6 +31,8 @@ export type PaymentRecord = {
   createdAt: Date;
   updatedAt: Date;
   settledAt: Date | null;
+  /** The gateway's request id (`x-request-id`) of the request that claimed it. */
+  requestId: string | null;
 };
 
 /** What the gateway knows when it claims an authorization, before serving. */
@@ -45,6 +47,8 @@ export type ClaimPaymentInput = AuthorizationKeyInput & {
   paymentPayload: unknown;
   /** JSON-serialisable x402 `PaymentRequirements`. */
   paymentRequirements: unknown;
+  /** The gateway's request id, kept on the row. */
+  requestId?: string | undefined;
 };
 
 export type ClaimPaymentOptions = {

@@ -32,6 +32,7 @@ test("applies each migration once and records it in schema_migrations", async ()
     [1, "payments"],
     [2, "settlements"],
     [3, "channels"],
+    [4, "payments_request_id"],
   ]);
   const tables = await sql.query(
     "SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema() ORDER BY 1",
@@ -44,7 +45,10 @@ test("applies each migration once and records it in schema_migrations", async ()
 
 test("applies each migration once when two starts race", async () => {
   const results = await Promise.all([applyMigrations(sql), applyMigrations(sql)]);
-  assert.deepEqual(results.flatMap((result) => result.applied).sort(), versions);
+  assert.deepEqual(
+    results.flatMap((result) => result.applied).sort((a, b) => a - b),
+    versions,
+  );
   assert.equal((await recorded()).length, versions.length);
 });
 

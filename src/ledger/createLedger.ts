@@ -2,6 +2,7 @@ import { type Logger, silentLogger } from "../errors/index.js";
 import { applyMigrations } from "./applyMigrations.js";
 import type { ChannelLedger } from "./ChannelLedger.js";
 import { createChannelLedger } from "./createChannelLedger.js";
+import { createLedgerInsights, type LedgerInsights } from "./createLedgerInsights.js";
 import { createPaymentLedger } from "./createPaymentLedger.js";
 import { createSettlementLog } from "./createSettlementLog.js";
 import type { PaymentLedger } from "./PaymentLedger.js";
@@ -14,6 +15,8 @@ export type Ledger = {
   settlements: SettlementLog;
   /** The batch-settlement channels the gateway is paid through. */
   channels: ChannelLedger;
+  /** Aggregates for metrics and the dashboard. */
+  insights: LedgerInsights;
   /** Closes the database underneath. */
   close(): Promise<void>;
 };
@@ -42,6 +45,7 @@ export async function createLedger(
     payments: createPaymentLedger(sql, { logger }),
     settlements: createSettlementLog(sql),
     channels: createChannelLedger(sql),
+    insights: createLedgerInsights(sql),
     close: () => sql.close(),
   };
 }

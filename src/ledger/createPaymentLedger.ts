@@ -140,16 +140,17 @@ export function createPaymentLedger(
       atomicParam(input.maxAtomic, "maxAtomic"),
       jsonParam(input.paymentPayload, "paymentPayload"),
       jsonParam(input.paymentRequirements, "paymentRequirements"),
+      input.requestId === undefined ? null : textParam(input.requestId, "requestId"),
     ];
     const withinFunds =
       fundsAtomic === undefined
         ? ""
         : `WHERE (SELECT COALESCE(SUM(max_atomic), 0) FROM payments
-                  WHERE network = $1 AND payer = $2 AND status IN (${IN_FLIGHT})) + $9::numeric <= $12::numeric`;
+                  WHERE network = $1 AND payer = $2 AND status IN (${IN_FLIGHT})) + $9::numeric <= $13::numeric`;
     if (fundsAtomic !== undefined) params.push(atomicParam(fundsAtomic, "fundsAtomic"));
     return db.query(
-      `INSERT INTO payments (network, payer, nonce, scheme, model, route, asset, pay_to, max_atomic, payload, requirements, status)
-       SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9::numeric, $10::jsonb, $11::jsonb, '${serving ? "serving" : "claimed"}'
+      `INSERT INTO payments (network, payer, nonce, scheme, model, route, asset, pay_to, max_atomic, payload, requirements, request_id, status)
+       SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9::numeric, $10::jsonb, $11::jsonb, $12, '${serving ? "serving" : "claimed"}'
        ${withinFunds}
        ON CONFLICT (network, payer, nonce) DO NOTHING
        RETURNING ${paymentColumns}`,

@@ -13,6 +13,13 @@ export type {
 } from "./ChannelLedger.js";
 export { createChannelLedger } from "./createChannelLedger.js";
 export { type CreateLedgerParameters, createLedger, type Ledger } from "./createLedger.js";
+export {
+  createLedgerInsights,
+  type LedgerBacklog,
+  type LedgerInsights,
+  type ModelInsight,
+  type RevenueBucket,
+} from "./createLedgerInsights.js";
 export { type CreatePaymentLedgerParameters, createPaymentLedger } from "./createPaymentLedger.js";
 export { type CreatePgliteClientParameters, createPgliteClient } from "./createPgliteClient.js";
 export { type CreatePostgresClientParameters, createPostgresClient } from "./createPostgresClient.js";

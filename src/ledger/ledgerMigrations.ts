@@ -109,4 +109,13 @@ CREATE INDEX channels_unclaimed_idx ON channels (network, receiver, token)
   WHERE charged_atomic > total_claimed_atomic;
 `,
   },
+  {
+    version: 4,
+    name: "payments_request_id",
+    sql: `
+-- The gateway's request id (x-request-id), so one id leads from the client's answer to the logs and this row.
+ALTER TABLE payments ADD COLUMN request_id TEXT;
+CREATE INDEX payments_request_id_idx ON payments (request_id) WHERE request_id IS NOT NULL;
+`,
+  },
 ];

@@ -6,7 +6,7 @@ import { isPaymentStatus, type PaymentStatus } from "./paymentStatus.js";
 /** The select list every payments query uses: money as text so no driver turns it into a float. */
 export const paymentColumns = `id, network, payer, nonce, scheme, model, route, asset, pay_to,
   max_atomic::text AS max_atomic, prompt_tokens, completion_tokens, charge_atomic::text AS charge_atomic,
-  transaction, status, error, payload, requirements, created_at, updated_at, settled_at`;
+  transaction, status, error, payload, requirements, created_at, updated_at, settled_at, request_id`;
 
 const atomic = z
   .string()
@@ -37,6 +37,7 @@ const paymentRowSchema = z.object({
   created_at: timestamp,
   updated_at: timestamp,
   settled_at: timestamp.nullable(),
+  request_id: z.string().nullable().optional(),
 });
 
 /** Maps a `payments` row (selected with `paymentColumns`) to a `PaymentRecord`. */
@@ -74,5 +75,6 @@ export function toPaymentRecord(row: unknown): PaymentRecord {
     createdAt: r.created_at,
     updatedAt: r.updated_at,
     settledAt: r.settled_at,
+    requestId: r.request_id ?? null,
   };
 }

@@ -107,7 +107,7 @@ describe("decodePaymentSignatureHeader", () => {
   test("refuses unsupported schemes and non-EVM networks", async () => {
     const payment = await signUptoPayment();
     expectFailure(
-      encodeBase64Json(withField(payment, "accepted.scheme", "batch-settlement")),
+      encodeBase64Json(withField(payment, "accepted.scheme", "deferred")),
       ReasonCode.unsupportedScheme,
       "accepted.scheme",
     );

@@ -6,8 +6,8 @@ import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import { createPublicClient, erc20Abi, http, type PublicClient } from "viem";
+import { type FaultPoint, faultPoints } from "../../src/cli/faultPoints.js";
 import { type Devnet, startDevnet } from "../../src/devnet/index.js";
-import { type FaultPoint, faultPoints } from "../../src/facilitator/index.js";
 import { reconcileLedger } from "../../src/gateway/index.js";
 import { type Ledger, openPostgresLedger, type PaymentStatus } from "../../src/ledger/index.js";
 import {

@@ -13,7 +13,7 @@ export function channelTestConfig(input: GatewayConfigInput): GatewayConfigInput
   return {
     ...input,
     channels: {
-      claimIntervalSeconds: 3_600,
+      claimIntervalSeconds: 300,
       settleIntervalSeconds: 3_600,
       minClaimAtomic: 0,
       withdrawDelaySeconds: 900,

@@ -5,6 +5,7 @@ import { wrapFetchWithPayment } from "@x402/fetch";
 import type { Hex } from "viem";
 import { privateKeyToAccount } from "viem/accounts";
 import { type Devnet, startDevnet } from "../../src/devnet/index.js";
+import type { Logger } from "../../src/errors/index.js";
 import {
   type Gateway,
   type GatewayConfigInput,
@@ -85,6 +86,8 @@ export async function startGatewayHarness(
     configure?: (input: GatewayConfigInput) => GatewayConfigInput;
     /** Wraps the in-memory ledger's SQL client, e.g. to watch the statements a request makes. */
     wrapSql?: (sql: SqlClient) => SqlClient;
+    /** The gateway's logger (default silent). */
+    logger?: Logger;
     /** Routes of the test's own on the gateway (e.g. paid MCP tools). */
     routes?: StartGatewayParameters["routes"];
   } = {},
@@ -100,7 +103,13 @@ export async function startGatewayHarness(
     models: [{ ...testModel!, ...options.model }, ...(options.extraModels?.(backend.url) ?? [])],
   };
   const config = parseGatewayConfig(options.configure ? options.configure(merged) : merged);
-  const gateway = await startGateway({ config, ledger, pollingIntervalMs: 20, routes: options.routes });
+  const gateway = await startGateway({
+    config,
+    ledger,
+    pollingIntervalMs: 20,
+    logger: options.logger,
+    routes: options.routes,
+  });
   return {
     devnet,
     backend,

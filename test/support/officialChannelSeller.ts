@@ -1,6 +1,7 @@
 import { serve } from "@hono/node-server";
 import type { FacilitatorClient } from "@x402/core/server";
 import { BatchSettlementEvmScheme } from "@x402/evm/batch-settlement/server";
+import { UptoEvmScheme } from "@x402/evm/upto/server";
 import { paymentMiddleware, setSettlementOverrides, x402ResourceServer } from "@x402/hono";
 import { type Context, Hono } from "hono";
 import type { LocalAccount } from "viem";
@@ -42,6 +43,7 @@ export async function startOfficialChannelSeller(parameters: OfficialChannelSell
     withdrawDelay: 900,
   });
   const resourceServer = new x402ResourceServer(parameters.facilitator).register(network, scheme);
+  if (parameters.uptoOffer) resourceServer.register(network, new UptoEvmScheme());
   const honestChargeAtomic = costAtomic(usage, { ...prices, maxOutputTokens: 1 });
   const chargedAtomic = [honestChargeAtomic + (parameters.overchargeAtomic ?? 0n), maxAtomic].reduce(
     (a, b) => (a < b ? a : b),

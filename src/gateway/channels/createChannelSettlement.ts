@@ -1,7 +1,7 @@
 import type { PaymentPayload, PaymentRequirements } from "@x402/core/types";
 import type { Address, Hex, LocalAccount, PublicClient } from "viem";
 import type { Logger } from "../../errors/index.js";
-import type { ChannelLedger, ChannelRecord } from "../../ledger/index.js";
+import type { ChannelLedger, ChannelRecord, PaymentLedger } from "../../ledger/index.js";
 import type { FacilitatorLike } from "../facilitatorLike.js";
 import { type ChannelClaim, signClaimBatch, signRefund } from "./channelAuthorizer.js";
 import { BATCH_SETTLEMENT } from "./createChannelBilling.js";
@@ -9,6 +9,8 @@ import { readChannelState } from "./readChannelState.js";
 
 export type CreateChannelSettlementParameters = {
   channels: ChannelLedger;
+  /** The payment rows: a reservation whose request's row is final (e.g. failed after a crash) is freed. */
+  payments?: PaymentLedger | undefined;
   facilitator: FacilitatorLike;
   chain: PublicClient;
   settlement: Address;
@@ -76,14 +78,46 @@ export function createChannelSettlement(parameters: CreateChannelSettlementParam
     if (now - channel.lastRequestAt >= (parameters.withdrawDelaySeconds * 1000) / 3) return true;
     // A payer may start a withdrawal at any time: look, so the claim lands before its delay ends.
     const onchain = await readChannelState(chain, settlement, channel.channelId).catch(() => undefined);
-    return onchain !== undefined && onchain.withdrawRequestedAt > 0;
+    if (onchain === undefined || onchain.withdrawRequestedAt === 0) return false;
+    // From now on the channel takes no new voucher.
+    await channels.update(channel.channelId, (current) =>
+      current
+        ? { next: { ...current, withdrawRequestedAt: onchain.withdrawRequestedAt }, result: undefined }
+        : { result: undefined },
+    );
+    return true;
+  }
+
+  /** Frees reservations whose request ended without its charge (the gateway serving it died). */
+  async function releaseAbandoned(list: readonly ChannelRecord[]): Promise<void> {
+    if (!parameters.payments) return;
+    for (const channel of list) {
+      const pending = channel.pending;
+      if (!pending || !/^[0-9a-f]{32}$/.test(pending.id)) continue;
+      const row = await parameters.payments.findByKey({
+        network: channel.network,
+        payer: channel.payer,
+        nonce: BigInt(`0x${pending.id}`).toString(),
+      });
+      if (row?.status !== "failed") continue;
+      await channels.update(channel.channelId, (current) =>
+        current?.pending?.id === pending.id
+          ? { next: { ...current, pending: undefined }, result: undefined }
+          : { result: undefined },
+      );
+      logger.info({ channelId: channel.channelId, paymentId: row.id }, "abandoned channel reservation freed");
+    }
   }
 
   /** Claims every due channel's charges; one transaction per `maxClaimsPerBatch` channels. */
   async function claim({ force = false } = {}): Promise<ChannelClaimResult[]> {
     const now = Date.now();
     const due: ChannelRecord[] = [];
-    for (const channel of await channels.list()) {
+    const list = await channels.list();
+    await releaseAbandoned(list.filter(ours)).catch((error: unknown) =>
+      logger.warn({ error: String(error) }, "freeing abandoned channel reservations failed"),
+    );
+    for (const channel of list) {
       if (!ours(channel) || channel.chargedAtomic <= channel.totalClaimedAtomic) continue;
       if (await isDue(channel, force, now)) due.push(channel);
     }

@@ -11,4 +11,10 @@ export {
 export { CHANNEL_REFUND_PATH, createChannelRefund } from "./createChannelRefund.js";
 export { type ChannelSettlement, createChannelSettlement } from "./createChannelSettlement.js";
 export { type OnchainChannelState, readChannelState } from "./readChannelState.js";
+export {
+  type ChannelDifference,
+  type ReconcileChannelsParameters,
+  type ReconcileChannelsReturnType,
+  reconcileChannels,
+} from "./reconcileChannels.js";
 export { type GatewayChannels, startChannels } from "./startChannels.js";

@@ -1,7 +1,7 @@
 import type { Hex, PublicClient } from "viem";
 import { privateKeyToAccount } from "viem/accounts";
 import type { Logger } from "../../errors/index.js";
-import type { ChannelLedger } from "../../ledger/index.js";
+import type { ChannelLedger, PaymentLedger } from "../../ledger/index.js";
 import type { FacilitatorLike } from "../facilitatorLike.js";
 import type { GatewayConfig } from "../gatewayConfig.js";
 import type { BillingTerms } from "../paymentOffers.js";
@@ -20,6 +20,7 @@ export type StartChannelsParameters = {
   config: NonNullable<GatewayConfig["channels"]>;
   terms: BillingTerms;
   channels: ChannelLedger;
+  payments: PaymentLedger;
   facilitator: FacilitatorLike;
   chain: PublicClient;
   /** The receiver-authorizer key (the config's, else the in-process facilitator's). */
@@ -32,6 +33,7 @@ export function startChannels({
   config,
   terms,
   channels,
+  payments,
   facilitator,
   chain,
   receiverAuthorizerKey,
@@ -51,6 +53,7 @@ export function startChannels({
   const refund = createChannelRefund({ billing, channels, facilitator, chain, receiverAuthorizer, logger });
   const settlement = createChannelSettlement({
     channels,
+    payments,
     facilitator,
     chain,
     settlement: billing.settlementAddress,

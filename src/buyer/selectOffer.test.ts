@@ -1,0 +1,66 @@
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import type { PaymentRequirements } from "../protocol/index.js";
+import { selectOffer } from "./selectOffer.js";
+import { parseSpendingPolicy } from "./spendingPolicy.js";
+
+const offer = (
+  scheme: string,
+  extra: Record<string, unknown> = {},
+  amount = "1000",
+): PaymentRequirements => ({
+  scheme,
+  network: "eip155:31337",
+  amount,
+  asset: "0x00000000000000000000000000000000000000BB",
+  payTo: "0x00000000000000000000000000000000000000CC",
+  maxTimeoutSeconds: 300,
+  extra,
+});
+
+const accepts = [
+  offer("upto"),
+  offer("batch-settlement", { assetTransferMethod: "permit2" }),
+  offer("exact", {}, "500"),
+  offer("batch-settlement", { assetTransferMethod: "eip3009" }),
+];
+const origin = "http://127.0.0.1:4021";
+const chosen = (policyInput: unknown, channelsFirst?: boolean) => {
+  const selected = selectOffer({
+    accepts,
+    request: undefined,
+    policy: parseSpendingPolicy(policyInput),
+    origin,
+    channelsFirst,
+  });
+  assert.ok(selected.ok);
+  return [selected.choice.offer.scheme, selected.choice.offer.extra?.assetTransferMethod];
+};
+
+test("channels first by default, an ERC-3009 deposit before a Permit2 one", () => {
+  assert.deepEqual(chosen({}), ["batch-settlement", "eip3009"]);
+});
+
+test("channels: fallback pays upto unless the wallet cannot pay through Permit2", () => {
+  assert.deepEqual(chosen({ channels: "fallback" }), ["upto", undefined]);
+  assert.deepEqual(chosen({ channels: "fallback" }, true), ["batch-settlement", "eip3009"]);
+});
+
+test("channels: never refuses a channel-only seller by the scheme rule", () => {
+  assert.deepEqual(chosen({ channels: "never" }), ["upto", undefined]);
+  const only = selectOffer({
+    accepts: [offer("batch-settlement")],
+    request: undefined,
+    policy: parseSpendingPolicy({ channels: "never" }),
+    origin,
+  });
+  assert.equal(only.ok, false);
+  assert.equal(!only.ok && only.refusal.rule, "scheme");
+});
+
+test("maxDeposit is money, globally and per provider; a bad channels mode names the field", () => {
+  const policy = parseSpendingPolicy({ maxDeposit: "$1.50", providers: { [origin]: { maxDeposit: 2500 } } });
+  assert.equal(policy.maxDeposit, 1_500_000n);
+  assert.equal(policy.providers[origin]?.maxDeposit, 2500n);
+  assert.throws(() => parseSpendingPolicy({ channels: "always" }), /channels/);
+});

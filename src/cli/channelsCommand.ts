@@ -1,0 +1,100 @@
+import { z } from "zod";
+import type { ChannelRecord } from "../ledger/index.js";
+import { formatMoney } from "../pricing/index.js";
+import { parseFlags, printLine } from "./cliSupport.js";
+import { commandFlags } from "./commandFlags.js";
+import { openCliLedger } from "./openCliLedger.js";
+
+const flagsSchema = z.object({
+  dataDir: z.string().default(".tollgate/ledger"),
+  json: z.boolean().default(false),
+});
+
+const moneyFields = [
+  "depositedAtomic",
+  "balanceAtomic",
+  "chargedAtomic",
+  "totalClaimedAtomic",
+  "settledAtomic",
+  "refundedAtomic",
+] as const;
+
+/** `tollgate channels`: the payment channels the gateway is paid through, and their totals. */
+export async function channelsCommand(argv: string[]): Promise<number> {
+  if (argv.includes("--buyer")) return (await import("./buyerChannelsCommand.js")).buyerChannelsCommand(argv);
+  const { flags } = parseFlags(
+    "channels",
+    argv,
+    commandFlags.channels,
+    z.preprocess(
+      (values) => ({ ...(values as object), dataDir: (values as Record<string, unknown>)["data-dir"] }),
+      flagsSchema,
+    ),
+  );
+  const { ledger } = await openCliLedger({ dataDir: flags.dataDir });
+  try {
+    const channels = await ledger.channels.list();
+    const totals = Object.fromEntries(
+      moneyFields.map((field) => [field, channels.reduce((sum, c) => sum + c[field], 0n)]),
+    ) as Record<(typeof moneyFields)[number], bigint>;
+    if (flags.json) {
+      printLine(
+        JSON.stringify(
+          {
+            totals: {
+              channels: channels.length,
+              ...Object.fromEntries(moneyFields.map((field) => [field, totals[field].toString()])),
+            },
+            channels: channels.map((c) => ({
+              channelId: c.channelId,
+              network: c.network,
+              payer: c.payer,
+              ...Object.fromEntries(moneyFields.map((field) => [field, c[field].toString()])),
+              unclaimedAtomic: (c.chargedAtomic - c.totalClaimedAtomic).toString(),
+              withdrawRequestedAt: c.withdrawRequestedAt || null,
+              lastRequestAt: c.lastRequestAt ? new Date(c.lastRequestAt).toISOString() : null,
+            })),
+          },
+          null,
+          2,
+        ),
+      );
+      return 0;
+    }
+    const row = (cells: string[]) =>
+      `  ${cells.map((cell, i) => (i < 2 ? cell.padEnd(i === 0 ? 12 : 44) : cell.padStart(12))).join(" ")}`;
+    printLine(`Payment channels (${channels.length})`);
+    printLine(
+      row(["channel", "payer", "deposited", "balance", "charged", "claimed", "settled", "withdrawal"]),
+    );
+    for (const c of channels) printLine(row(describe(c)));
+    printLine(
+      row([
+        "total",
+        "",
+        formatMoney(totals.depositedAtomic),
+        formatMoney(totals.balanceAtomic),
+        formatMoney(totals.chargedAtomic),
+        formatMoney(totals.totalClaimedAtomic),
+        formatMoney(totals.settledAtomic),
+        "",
+      ]),
+    );
+    return 0;
+  } finally {
+    await ledger.close();
+  }
+}
+
+function describe(c: ChannelRecord): string[] {
+  return [
+    `${c.channelId.slice(0, 10)}…`,
+    c.payer,
+    formatMoney(c.depositedAtomic),
+    formatMoney(c.balanceAtomic),
+    formatMoney(c.chargedAtomic),
+    formatMoney(c.totalClaimedAtomic),
+    formatMoney(c.settledAtomic),
+    c.withdrawRequestedAt ? new Date(c.withdrawRequestedAt * 1000).toISOString() : "none",
+  ];
+}

@@ -1,0 +1,167 @@
+// The buyer SDK and CLI pay Tollgate's own gateway by channel: JSON and streams (the receipt is the
+// stream's last event), no transaction after the deposit, charges checked; then the CLI lists the
+// buyer's channels and refunds the rest.
+import assert from "node:assert/strict";
+import { after, before, describe, test } from "node:test";
+import OpenAI from "openai";
+import { privateKeyToAccount } from "viem/accounts";
+import { createPayingFetch, providerOrigin, refundChannels } from "../src/buyer/index.js";
+import { eventLog, tempDataDir } from "./support/buyerFixtures.js";
+import { channelTestConfig } from "./support/channelFixtures.js";
+import { expectedCharge, type GatewayHarness, startGatewayHarness } from "./support/gatewayHarness.js";
+import { mockModelId } from "./support/mockBackend.js";
+import { runCli } from "./support/runCli.js";
+
+let h: GatewayHarness;
+let dataDir: Awaited<ReturnType<typeof tempDataDir>>;
+
+before(async () => {
+  h = await startGatewayHarness({ configure: channelTestConfig });
+  dataDir = await tempDataDir();
+});
+after(async () => {
+  await h?.close();
+  await dataDir?.remove();
+});
+
+async function transactionCount(): Promise<number> {
+  const { createPublicClient, http } = await import("viem");
+  const client = createPublicClient({ transport: http(h.devnet.rpcUrl) });
+  const last = await client.getBlockNumber({ cacheTime: 0 });
+  let count = 0;
+  for (let block = 0n; block <= last; block += 1n) {
+    count += (await client.getBlock({ blockNumber: block })).transactions.length;
+  }
+  return count;
+}
+
+describe("paying Tollgate's gateway by channel", () => {
+  test("createPayingFetch: one deposit, then JSON and streamed requests by voucher, each charge = usage × prices", async () => {
+    const buyer = await h.devnet.createBuyer(100_000_000n);
+    const log = eventLog();
+    const payingFetch = createPayingFetch({
+      privateKey: buyer.privateKey,
+      rpcUrl: h.devnet.rpcUrl,
+      dataDir: "memory://",
+      onEvent: log.onEvent,
+    });
+    try {
+      const openai = new OpenAI({
+        apiKey: "x402",
+        baseURL: `${h.gateway.url}/v1`,
+        fetch: payingFetch,
+        maxRetries: 0,
+      });
+      const ask = (content: string) => ({
+        model: mockModelId,
+        messages: [{ role: "user" as const, content }],
+        max_tokens: 64,
+      });
+      const first = await openai.chat.completions.create(ask("open the channel"));
+      assert.ok(first.usage);
+      const afterDeposit = await transactionCount();
+      for (let i = 0; i < 4; i += 1) await openai.chat.completions.create(ask(`json ${i}`));
+      for (let i = 0; i < 3; i += 1) {
+        const stream = await openai.chat.completions.create({ ...ask(`stream ${i}`), stream: true });
+        for await (const _chunk of stream) {
+          // read to the end: the receipt is the last event
+        }
+      }
+      await payingFetch.idle();
+      assert.equal(await transactionCount(), afterDeposit, "vouchers send no transaction");
+
+      const receipts = log.of("receipt");
+      assert.equal(receipts.length, 8);
+      assert.deepEqual(
+        log.of("authorized").map((event) => event.scheme),
+        Array(8).fill("batch-settlement"),
+      );
+      for (const receipt of receipts) {
+        assert.ok(receipt.usage, `usage in the ${receipt.source} receipt`);
+        assert.equal(
+          receipt.chargedAtomic,
+          expectedCharge(receipt.usage.promptTokens, receipt.usage.completionTokens),
+        );
+      }
+      assert.equal(log.of("overcharge").length, 0);
+      assert.equal(
+        log.of("released").length,
+        0,
+        "no voucher refused: the streams' receipts kept the channel in sync",
+      );
+      const total = receipts.reduce((sum, receipt) => sum + receipt.chargedAtomic, 0n);
+      const store = await payingFetch.spendStore();
+      assert.equal((await store.daySpend()).countedAtomic, total);
+      const [channel] = await store.channels();
+      assert.equal(channel?.context?.chargedCumulativeAmount, total.toString());
+
+      const outcomes = await refundChannels({
+        store,
+        account: privateKeyToAccount(buyer.privateKey),
+        origin: providerOrigin(h.gateway.url),
+        rpcUrl: h.devnet.rpcUrl,
+        refundUrl: `${h.gateway.url}/v1/channels/refund`,
+      });
+      assert.equal(
+        outcomes[0]?.kind,
+        "refunded",
+        JSON.stringify(outcomes, (_k, v) => (typeof v === "bigint" ? `${v}` : v)),
+      );
+      assert.equal(await h.devnet.usdcBalance(buyer.address), 100_000_000n - total, "the rest came back");
+    } finally {
+      await payingFetch.close();
+    }
+  });
+
+  test("CLI: chat pays by channel, channels --buyer lists it, refund returns the rest", async () => {
+    const buyer = await h.devnet.createBuyer(100_000_000n);
+    const env = { TOLLGATE_PRIVATE_KEY: buyer.privateKey, TOLLGATE_DATA_DIR: dataDir.path };
+    // `pay` meets the 402 and opens the channel; `chat` (which knows the prices from the model
+    // listing) then keeps paying by channel, the channel found in the spend store.
+    const pay = await runCli(
+      [
+        "pay",
+        "--url",
+        `${h.gateway.url}/v1/chat/completions`,
+        "--rpc",
+        h.devnet.rpcUrl,
+        "--body",
+        JSON.stringify({
+          model: mockModelId,
+          messages: [{ role: "user", content: "hello" }],
+          max_tokens: 16,
+        }),
+      ],
+      env,
+    );
+    assert.equal(pay.code, 0, pay.stderr);
+    const chat = await runCli(
+      ["chat", "--gateway", h.gateway.url, "--model", mockModelId, "--rpc", h.devnet.rpcUrl, "say hello"],
+      env,
+    );
+    assert.equal(chat.code, 0, chat.stderr);
+    assert.match(chat.stderr, /paid \$[0-9.]+ of \$[0-9.]+ authorized/);
+
+    const listed = await runCli(["channels", "--buyer", "--json", "--rpc", h.devnet.rpcUrl], env);
+    assert.equal(listed.code, 0, listed.stderr);
+    const { channels, totals } = JSON.parse(listed.stdout) as {
+      channels: Array<{
+        origin: string;
+        depositedAtomic: string;
+        chargedAtomic: string;
+        onChain: { balanceAtomic: string };
+      }>;
+      totals: { chargedAtomic: string };
+    };
+    assert.equal(channels.length, 1, "one channel for both commands");
+    assert.equal(channels[0]?.origin, providerOrigin(h.gateway.url));
+    assert.equal(channels[0]?.onChain.balanceAtomic, channels[0]?.depositedAtomic);
+    const charged = BigInt(totals.chargedAtomic);
+    assert.ok(charged > 0n);
+
+    const refund = await runCli(["refund", "--gateway", h.gateway.url, "--rpc", h.devnet.rpcUrl], env);
+    assert.equal(refund.code, 0, refund.stderr + refund.stdout);
+    assert.match(refund.stdout, /refunded/);
+    assert.equal(await h.devnet.usdcBalance(buyer.address), 100_000_000n - charged);
+  });
+});
