@@ -126,7 +126,16 @@ export function createMcpToolPayer(parameters: CreateMcpToolPayerParameters): Mc
     options: PaidToolCallOptions = {},
   ): Promise<PaidToolCall> {
     const requestOptions = options.timeoutMs === undefined ? undefined : { timeout: options.timeoutMs };
-    const first = (await mcp.callTool(call, undefined, requestOptions)) as CallToolResult;
+    // A reset before any answer is almost always a kept-alive connection the server had just closed:
+    // sent once more. Safe for a payment too: it settles at most once, and the server refuses a replay.
+    const send = (params: Parameters<Client["callTool"]>[0]) =>
+      mcp.callTool(params, undefined, requestOptions).catch((error: unknown) => {
+        if (connectionReset(error)) return mcp.callTool(params, undefined, requestOptions);
+        throw error;
+      }) as Promise<CallToolResult>;
+    // Open the store before talking to the server: opening may take a moment.
+    await store();
+    const first = await send(call);
     const paymentRequired = readPaymentRequiredResult(first);
     if (!paymentRequired) return { result: first, settlement: undefined, maxAtomic: undefined };
 
@@ -158,11 +167,7 @@ export function createMcpToolPayer(parameters: CreateMcpToolPayerParameters): Mc
     const spend = await store();
     let paid: CallToolResult;
     try {
-      paid = (await mcp.callTool(
-        { ...call, _meta: { [MCP_PAYMENT_META_KEY]: attempt.payload } },
-        undefined,
-        requestOptions,
-      )) as CallToolResult;
+      paid = await send({ ...call, _meta: { [MCP_PAYMENT_META_KEY]: attempt.payload } });
     } catch (error) {
       // The call may have reached the server: the maximum stays reserved until the deadline.
       await spend.note(attempt.paymentId, `no result after sending: ${(error as Error).message}`);
@@ -205,4 +210,10 @@ export function createMcpToolPayer(parameters: CreateMcpToolPayerParameters): Mc
       await opened?.close();
     },
   };
+}
+
+/** True when a connection broke before any answer, typically a kept-alive one the server closed. */
+function connectionReset(error: unknown): boolean {
+  const code = (error as { cause?: { code?: unknown } })?.cause?.code;
+  return code === "ECONNRESET" || code === "EPIPE" || code === "UND_ERR_SOCKET";
 }
