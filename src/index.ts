@@ -42,8 +42,11 @@ export {
   proxyToBackend,
   startGateway,
   type TollgateContext,
+  type TollgateRouteHandler,
   tollgateExpress,
   tollgateHono,
+  type WithTollgateParameters,
+  withTollgate,
 } from "./gateway/index.js";
 export { type Ledger, openLedger, openPostgresLedger } from "./ledger/index.js";
 export {

@@ -62,21 +62,54 @@ describe("tollgate pay, chat and spend", () => {
     assert.equal(run.code, 3, run.stderr);
     assert.match(run.stderr, /refused by policy \(perCall\)/);
     assert.equal(run.stdout, "");
+    const json = await runCli(
+      [
+        "pay",
+        "--url",
+        `${h.gateway.url}/v1/chat/completions`,
+        "--body",
+        chatBody,
+        "--policy",
+        policy,
+        "--json",
+      ],
+      env,
+    );
+    assert.equal(json.code, 3, json.stderr);
+    const refusal = JSON.parse(json.stdout) as {
+      status: null;
+      payment: null;
+      error: { code: string; message: string; details: { rule: string } };
+    };
+    assert.equal(refusal.status, null);
+    assert.equal(refusal.error.code, "TOLLGATE_POLICY_REFUSED");
+    assert.equal(refusal.error.details.rule, "perCall");
+    assert.match(refusal.error.message, /refused by policy \(perCall\)/);
   });
 
   test("pay: a payment the seller refuses exits 4", async () => {
     const broke = await h.devnet.createBuyer(0n);
-    const run = await runCli(["pay", "--url", `${h.gateway.url}/v1/chat/completions`, "--body", chatBody], {
-      ...env,
-      TOLLGATE_PRIVATE_KEY: broke.privateKey,
-    });
+    const run = await runCli(
+      ["pay", "--url", `${h.gateway.url}/v1/chat/completions`, "--body", chatBody, "--rpc", h.devnet.rpcUrl],
+      { ...env, TOLLGATE_PRIVATE_KEY: broke.privateKey },
+    );
     assert.equal(run.code, 4, run.stderr);
+    // Told in a sentence with the figures, not the seller's JSON.
+    assert.match(
+      run.stderr,
+      new RegExp(
+        `tollgate pay: HTTP 402 Payment Required: the seller refused the payment: the buyer ${broke.address} has \\$0\\.00 USDC on eip155:31337, and this request may cost up to \\$0\\.\\d+; fund the wallet and retry`,
+      ),
+    );
+    assert.equal(run.stdout, "");
+    assert.doesNotMatch(run.stderr, /accepts/);
   });
 
   test("pay: an HTTP error exits 5", async () => {
     const run = await runCli(["pay", "--url", `${h.gateway.url}/v1/nowhere`], env);
     assert.equal(run.code, 5, run.stderr);
     assert.match(run.stdout, /TOLLGATE_ROUTE_UNKNOWN/);
+    assert.match(run.stderr, /tollgate pay: HTTP 404 Not Found: no route GET \/v1\/nowhere/);
   });
 
   test("chat across two gateways picks the cheaper, says why, streams and ends with the receipt", async (t) => {

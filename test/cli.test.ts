@@ -53,7 +53,16 @@ test("tollgate devnet --json prints one ready line and stops cleanly on SIGINT, 
 });
 
 test("tollgate dev --json: the quick start serves a paid streaming request", async () => {
-  const { child, firstLine } = await startCli(["dev", "--json", "--port", "0", "--tokens-per-second", "200"]);
+  const { child, firstLine } = await startCli([
+    "dev",
+    "--json",
+    "--port",
+    "0",
+    "--tokens-per-second",
+    "200",
+    "--data-dir",
+    "memory://",
+  ]);
   try {
     const ready = JSON.parse(firstLine) as {
       gatewayUrl: string;
@@ -114,6 +123,8 @@ test("tollgate dev --fresh-buyer: tollgate chat pays from the fresh wallet, the 
     "--tokens-per-second",
     "200",
     "--fresh-buyer",
+    "--data-dir",
+    "memory://",
   ]);
   try {
     const ready = JSON.parse(firstLine) as {

@@ -1,8 +1,14 @@
+import type { ReceiptCheckStatus } from "../protocol/index.js";
 import type { PolicyRefusal } from "./policyRefusal.js";
 import type { DisputeReason } from "./SpendStore.js";
 
 /** Token counts as a receipt reports them. */
-export type ReportedUsage = { promptTokens: number; completionTokens: number };
+export type ReportedUsage = {
+  promptTokens: number;
+  completionTokens: number;
+  /** Usage per unit, when the seller itemizes it (`input_tokens`, `cached_input_tokens`, `images`, …). */
+  units?: Record<string, number> | undefined;
+};
 
 /** What the paying fetch reports as it pays; `onEvent` receives each one. */
 export type BuyerEvent =
@@ -36,6 +42,8 @@ export type BuyerEvent =
       network: string;
       payer: string | undefined;
       usage: ReportedUsage | undefined;
+      /** What checking the seller's signed receipts found (`absent` when it sent none). */
+      signedReceipts: { status: ReceiptCheckStatus; signer: string | undefined; problems: string[] };
     }
   | { type: "released"; paymentId: string; origin: string; reason: string }
   | {

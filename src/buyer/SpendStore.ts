@@ -47,7 +47,21 @@ export type SpendReservation = {
   deadline: Date | undefined;
   transaction: string | undefined;
   note: string | undefined;
+  /** The seller's signed receipts of this payment, when it sent any. */
+  signedReceipts: StoredReceipts | undefined;
   createdAt: Date;
+};
+
+/** The seller's signed receipts as kept with the spend row, and what checking them found. */
+export type StoredReceipts = {
+  status: "verified" | "unconfirmed" | "invalid";
+  /** The address that signed them. */
+  signer: string | undefined;
+  /** The x402 offer-and-receipt receipt and Tollgate's usage receipt, as received. */
+  offerReceipt: unknown;
+  usageReceipt: unknown;
+  /** Why they are not `verified`. */
+  problems: string[];
 };
 
 /** Why a charge was flagged. */
@@ -74,6 +88,9 @@ export type SpendDispute = Omit<RecordDisputeInput, "details"> & {
 
 export type ProviderDaySpend = {
   origin: string;
+  /** One row per provider, network and asset: test USDC on a devnet is not real USDC. */
+  network: string;
+  asset: string;
   /** What counts against the caps: charges, plus maxima still reserved. */
   countedAtomic: bigint;
   chargedAtomic: bigint;
@@ -138,6 +155,8 @@ export interface SpendStore {
   ): Promise<void>;
   /** Reconciles a reservation to the settled charge (from a receipt). */
   settle(id: string, settlement: { chargedAtomic: bigint; transaction?: string | undefined }): Promise<void>;
+  /** Keeps the seller's signed receipts with the reservation. */
+  recordReceipts(id: string, receipts: StoredReceipts): Promise<void>;
   /** Frees a reservation whose authorization can no longer move money. */
   release(id: string, note: string): Promise<void>;
   /** Marks a reservation whose deadline passed unused (checked on chain). */

@@ -9,6 +9,7 @@ import { authorizationOf } from "./authorizationOf.js";
 import type { BuyerEventListener } from "./BuyerEvent.js";
 import type { InferenceRequest } from "./inferenceRequest.js";
 import { money, policyRefusedError } from "./policyRefusal.js";
+import type { ReceiptSignerBook } from "./receiptSigners.js";
 import type { SpendStore } from "./SpendStore.js";
 import type { OfferChoice } from "./selectOffer.js";
 import type { SpendingPolicy } from "./spendingPolicy.js";
@@ -36,6 +37,8 @@ export type PaymentContext = {
   store: () => Promise<SpendStore>;
   confirm: ConfirmPayment | undefined;
   emit: BuyerEventListener;
+  /** The receipt keys sellers publish, to check their signed receipts against. */
+  receiptSigners: ReceiptSignerBook;
 };
 
 /** A signed authorization, reserved in the store, about to be sent. */

@@ -29,6 +29,7 @@ import { policyRefusedError } from "./policyRefusal.js";
 import { fetchProviderModels, type ProviderModel } from "./providerModels.js";
 import { createQuoteBook } from "./quoteBook.js";
 import { estimateRequest } from "./quotedPrice.js";
+import { createReceiptSignerBook } from "./receiptSigners.js";
 import { resolveLapsedReservations } from "./resolveLapsedReservations.js";
 import type { SpendStore } from "./SpendStore.js";
 import { selectOffer } from "./selectOffer.js";
@@ -135,6 +136,7 @@ export function createPayingFetch(parameters: CreatePayingFetchParameters): Payi
       // A listener's failure must not break a payment.
     }
   };
+  const receiptSigners = createReceiptSignerBook({ fetch: baseFetch });
   const context: PaymentContext = {
     policy,
     client,
@@ -142,6 +144,7 @@ export function createPayingFetch(parameters: CreatePayingFetchParameters): Payi
     store,
     confirm: parameters.confirm,
     emit,
+    receiptSigners,
   };
   const rpcUrl = parameters.rpcUrl;
   const payer = signer.address;
@@ -369,10 +372,12 @@ export function createPayingFetch(parameters: CreatePayingFetchParameters): Payi
     async discover(gatewayUrl: string) {
       const models = await fetchProviderModels(gatewayUrl, { fetch: baseFetch });
       quotes.learnFromModels(models);
+      receiptSigners.learnFromModels(models);
       return models;
     },
     learnPrices(models: readonly ProviderModel[]) {
       quotes.learnFromModels(models);
+      receiptSigners.learnFromModels(models);
     },
     idle,
     async close() {

@@ -11,6 +11,7 @@ import type {
   SpendDispute,
   SpendReservation,
   SpendStore,
+  StoredReceipts,
 } from "./SpendStore.js";
 import { spendMigrations } from "./spendMigrations.js";
 
@@ -147,6 +148,15 @@ export async function createSpendStore({
 
     settle: (id, { chargedAtomic, transaction }) =>
       transition(id, "settled", { countedAtomic: chargedAtomic, chargedAtomic, transaction }),
+    async recordReceipts(id, receipts) {
+      const { status, signer, ...stored } = receipts;
+      await sql.query(
+        `UPDATE spend_reservations
+            SET receipt_status = $2, receipt_signer = $3, signed_receipts = $4, updated_at = now()
+          WHERE id = $1`,
+        [id, status, signer ?? null, JSON.stringify(stored)],
+      );
+    },
     release: (id, note) => transition(id, "released", { countedAtomic: 0n, note }),
     expire: (id, note) => transition(id, "expired", { countedAtomic: 0n, note }),
 
@@ -185,21 +195,26 @@ export async function createSpendStore({
     async daySpend(day = utcDay(now())): Promise<DaySpend> {
       const rows = await sql.query<{
         origin: string;
+        network: string;
+        asset: string;
         counted: string;
         charged: string;
         reserved: string;
         payments: unknown;
       }>(
-        `SELECT origin,
+        `SELECT origin, network, asset,
                 SUM(counted_atomic)::text AS counted,
                 COALESCE(SUM(charged_atomic) FILTER (WHERE status = 'settled'), 0)::text AS charged,
                 COALESCE(SUM(counted_atomic) FILTER (WHERE status = 'reserved'), 0)::text AS reserved,
                 COUNT(*) FILTER (WHERE status IN ('reserved', 'settled')) AS payments
-           FROM spend_reservations WHERE day = $1 GROUP BY origin ORDER BY origin`,
+           FROM spend_reservations WHERE day = $1
+          GROUP BY origin, network, asset ORDER BY network, asset, origin`,
         [day],
       );
       const providers = rows.map((row) => ({
         origin: row.origin,
+        network: row.network,
+        asset: row.asset,
         countedAtomic: BigInt(row.counted),
         chargedAtomic: BigInt(row.charged),
         reservedAtomic: BigInt(row.reserved),
@@ -289,7 +304,22 @@ function reservationOf(row: SqlRow): SpendReservation {
     deadline: row.deadline === null || row.deadline === undefined ? undefined : dateOf(row.deadline),
     transaction: optionalText(row.transaction),
     note: optionalText(row.note),
+    signedReceipts: storedReceiptsOf(row),
     createdAt: dateOf(row.created_at),
+  };
+}
+
+function storedReceiptsOf(row: SqlRow): StoredReceipts | undefined {
+  if (row.receipt_status === null || row.receipt_status === undefined) return undefined;
+  const stored = (
+    typeof row.signed_receipts === "string" ? JSON.parse(row.signed_receipts) : row.signed_receipts
+  ) as Partial<StoredReceipts> | null;
+  return {
+    status: String(row.receipt_status) as StoredReceipts["status"],
+    signer: optionalText(row.receipt_signer),
+    offerReceipt: stored?.offerReceipt,
+    usageReceipt: stored?.usageReceipt,
+    problems: stored?.problems ?? [],
   };
 }
 

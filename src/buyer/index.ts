@@ -40,6 +40,7 @@ export {
   type RequestEstimate,
 } from "./quotedPrice.js";
 export { type ChannelOnChain, readChannelOnChain } from "./readChannelOnChain.js";
+export { createReceiptSignerBook, type ReceiptSignerBook } from "./receiptSigners.js";
 export {
   type ChannelRefundOutcome,
   type RefundChannelsParameters,
@@ -62,6 +63,7 @@ export type {
   SpendDispute,
   SpendReservation,
   SpendStore,
+  StoredReceipts,
 } from "./SpendStore.js";
 export { type OfferChoice, selectOffer } from "./selectOffer.js";
 export { type ReadReceipt, recordReceipt } from "./settlePaidResponse.js";

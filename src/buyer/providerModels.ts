@@ -2,7 +2,7 @@ import { z } from "zod";
 import { TollgateError } from "../errors/index.js";
 import type { PromptKind } from "../pricing/index.js";
 import { addressSchema, caip2NetworkSchema } from "../protocol/index.js";
-import type { QuotedPrice } from "./quotedPrice.js";
+import { type QuotedPrice, unitPricesOf } from "./quotedPrice.js";
 
 const atomic = z
   .string()
@@ -23,7 +23,9 @@ const modelSchema = z.looseObject({
       fixedFeeAtomic: atomic.optional(),
       exactPriceAtomic: atomic.optional(),
       maxOutputTokens: z.number().int().positive().optional(),
+      units: z.record(z.string(), atomic).optional(),
       facilitatorAddress: addressSchema.optional(),
+      receiptSigner: addressSchema.optional(),
     })
     .optional(),
 });
@@ -44,6 +46,8 @@ export type ProviderModel = {
   price: QuotedPrice | undefined;
   exactPriceAtomic: bigint | undefined;
   facilitatorAddress: string | undefined;
+  /** The key that signs this provider's receipts, when it signs them. */
+  receiptSigner: string | undefined;
 };
 
 /** The API base of a gateway URL: `http://host:port` and `http://host:port/v1/` both give `http://host:port/v1`. */
@@ -93,13 +97,14 @@ export async function fetchProviderModels(
     if (!parsed.success || !parsed.data.pricing) continue;
     const { id, kind = "chat", pricing } = parsed.data;
     const price =
-      pricing.schemes.includes("upto") && pricing.inputPerMTokAtomic !== undefined
+      pricing.schemes.includes("upto") && (pricing.inputPerMTokAtomic !== undefined || pricing.units)
         ? {
             model: id,
-            inputPerMTokAtomic: pricing.inputPerMTokAtomic,
+            inputPerMTokAtomic: pricing.inputPerMTokAtomic ?? 0n,
             outputPerMTokAtomic: pricing.outputPerMTokAtomic ?? 0n,
             fixedFeeAtomic: pricing.fixedFeeAtomic ?? 0n,
             maxOutputTokens: pricing.maxOutputTokens,
+            units: unitPricesOf(pricing.units),
           }
         : undefined;
     models.push({
@@ -113,6 +118,7 @@ export async function fetchProviderModels(
       price,
       exactPriceAtomic: pricing.exactPriceAtomic,
       facilitatorAddress: pricing.facilitatorAddress,
+      receiptSigner: pricing.receiptSigner,
     });
   }
   return models;

@@ -74,6 +74,13 @@ export function createQuoteBook(): QuoteBook {
                 outputPerMTokAtomic: model.price.outputPerMTokAtomic.toString(),
                 fixedFeeAtomic: model.price.fixedFeeAtomic.toString(),
                 ...(model.price.maxOutputTokens ? { maxOutputTokens: model.price.maxOutputTokens } : {}),
+                ...(model.price.units
+                  ? {
+                      units: Object.fromEntries(
+                        Object.entries(model.price.units).map(([unit, price]) => [unit, price.toString()]),
+                      ),
+                    }
+                  : {}),
               },
             },
           },

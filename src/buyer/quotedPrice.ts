@@ -2,9 +2,14 @@ import { z } from "zod";
 import {
   completionCount,
   costAtomic,
+  costOfUnits,
+  isUsageUnit,
   type ModelPrice,
   maxAtomicForRequest,
+  maxCostOfUnits,
   type TokenUsage,
+  type UnitPrices,
+  type UnitUsage,
 } from "../pricing/index.js";
 import type { PaymentRequirements } from "../protocol/index.js";
 import { buyerPromptBound, type InferenceRequest } from "./inferenceRequest.js";
@@ -19,6 +24,7 @@ const offerPricingSchema = z.looseObject({
   fixedFeeAtomic: atomicText.default(0n),
   maxOutputTokens: z.number().int().positive().optional(),
   promptTokenBound: z.number().int().nonnegative().optional(),
+  units: z.record(z.string(), atomicText).optional(),
 });
 
 /** A seller's quoted prices for one model, in atomic units per 1M tokens. */
@@ -29,6 +35,8 @@ export type QuotedPrice = {
   fixedFeeAtomic: bigint;
   /** The output limit the seller priced (a 402's) or its model limit (`/v1/models`). */
   maxOutputTokens?: number | undefined;
+  /** Price per unit (atomic units per `UNIT_SCALE[unit]`), when the seller quotes units. */
+  units?: UnitPrices | undefined;
 };
 
 /** The prices an offer quotes in `extra.pricing`, or undefined when it quotes none (or garbage). */
@@ -36,7 +44,16 @@ export function quotedPriceOf(offer: Pick<PaymentRequirements, "extra">): Quoted
   const parsed = offerPricingSchema.safeParse(offer.extra?.pricing);
   if (!parsed.success) return undefined;
   const { model, inputPerMTokAtomic, outputPerMTokAtomic, fixedFeeAtomic, maxOutputTokens } = parsed.data;
-  return { model, inputPerMTokAtomic, outputPerMTokAtomic, fixedFeeAtomic, maxOutputTokens };
+  const units = unitPricesOf(parsed.data.units);
+  return { model, inputPerMTokAtomic, outputPerMTokAtomic, fixedFeeAtomic, maxOutputTokens, units };
+}
+
+/** Known units of a quoted price map (unknown units are ignored: they price nothing the buyer can check). */
+export function unitPricesOf(units: Record<string, bigint> | undefined): UnitPrices | undefined {
+  if (units === undefined) return undefined;
+  const prices: UnitPrices = {};
+  for (const [unit, price] of Object.entries(units)) if (isUsageUnit(unit)) prices[unit] = price;
+  return prices;
 }
 
 /** What the buyer expects a request to cost at most: its own prompt bound and output limit × the prices. */
@@ -67,10 +84,12 @@ export function estimateRequest(request: InferenceRequest, price: QuotedPrice): 
   else if (price.maxOutputTokens === undefined) outputTokens = request.requestedOutputTokens;
   else outputTokens = Math.min(request.requestedOutputTokens, price.maxOutputTokens);
   if (outputTokens === undefined) return undefined;
-  const expectedMaxAtomic = maxAtomicForRequest(
-    { promptTokenBound: bound, maxOutputTokens: outputTokens * completions },
-    modelPrice(price),
-  );
+  const expectedMaxAtomic = price.units
+    ? maxCostOfUnits({ inputTokens: bound, outputTokens: outputTokens * completions }, price.units)
+    : maxAtomicForRequest(
+        { promptTokenBound: bound, maxOutputTokens: outputTokens * completions },
+        modelPrice(price),
+      );
   return { promptTokenBound: bound, outputTokens, completions, expectedMaxAtomic };
 }
 
@@ -89,9 +108,48 @@ function buyerCompletionCount(request: InferenceRequest): number | undefined {
   }
 }
 
-/** What `usage` justifies at the quoted prices (the ceil rule of `costAtomic`). */
-export function justifiedChargeAtomic(usage: TokenUsage, price: QuotedPrice): bigint {
+/** Usage as reported: token totals, and per unit when the seller itemizes it. */
+export type ReportedUnitUsage = TokenUsage & { units?: Record<string, number> | undefined };
+
+/**
+ * What `usage` justifies at the quoted prices (the ceil rule of `costOfUnits`): per unit when
+ * both the usage and the prices are itemized, otherwise the token totals at the token prices.
+ * A unit the seller did not quote justifies nothing.
+ */
+export function justifiedChargeAtomic(usage: ReportedUnitUsage, price: QuotedPrice): bigint {
+  if (usage.units && price.units) {
+    const units: UnitUsage = {};
+    for (const [unit, count] of Object.entries(usage.units))
+      if (isUsageUnit(unit) && Number.isSafeInteger(count) && count >= 0) units[unit] = count;
+    return costOfUnits(units, price.units);
+  }
   return costAtomic(usage, modelPrice(price));
+}
+
+/**
+ * The reported usage held within the buyer's own bounds: prompt units (input, then cached) at
+ * most the prompt bound, output units (output, then reasoning) at most the output bound.
+ */
+export function boundedUsage(
+  usage: ReportedUnitUsage,
+  promptTokenBound: number,
+  outputTokenBound: number,
+): ReportedUnitUsage {
+  const bounded: ReportedUnitUsage = {
+    promptTokens: Math.min(Number(usage.promptTokens), promptTokenBound),
+    completionTokens: Math.min(Number(usage.completionTokens), outputTokenBound),
+  };
+  if (!usage.units) return bounded;
+  const units = { ...usage.units };
+  const clamp = (first: string, second: string, bound: number) => {
+    const a = Math.min(units[first] ?? 0, bound);
+    const b = Math.min(units[second] ?? 0, bound - a);
+    if (units[first] !== undefined) units[first] = a;
+    if (units[second] !== undefined) units[second] = b;
+  };
+  clamp("input_tokens", "cached_input_tokens", promptTokenBound);
+  clamp("output_tokens", "reasoning_tokens", outputTokenBound);
+  return { ...bounded, units };
 }
 
 function modelPrice(price: QuotedPrice): ModelPrice {

@@ -8,6 +8,7 @@ import {
 } from "../protocol/index.js";
 import type { PaidReceipt, PaymentAttempt, PaymentContext } from "./authorizePayment.js";
 import type { ReportedUsage } from "./BuyerEvent.js";
+import { checkSellerReceipts } from "./checkSellerReceipts.js";
 import { tapResponseBody } from "./tapResponseBody.js";
 import { verifyCharge } from "./verifyCharge.js";
 
@@ -21,6 +22,8 @@ export type ReadReceipt = {
   network: string;
   payer: string | undefined;
   usage: ReportedUsage | undefined;
+  /** The settlement's `extensions`: where the seller's signed receipts travel. */
+  extensions: unknown;
   extra: Record<string, unknown> | undefined;
 };
 
@@ -84,6 +87,7 @@ export async function settlePaidResponse(
       network: settled.network,
       payer: settled.payer,
       usage: undefined,
+      extensions: settled.extensions,
       extra: settled.extra,
     };
   }
@@ -148,8 +152,14 @@ export async function settlePaidResponse(
 export async function recordReceipt(context: PaymentContext, attempt: PaymentAttempt, receipt: ReadReceipt) {
   const store = await context.store();
   const { paymentId, origin, url, maxAtomic, choice } = attempt;
+  const signed = receipt.success
+    ? await checkSellerReceipts(context, attempt, receipt)
+    : { check: undefined, stored: undefined, signedUsage: undefined };
+  // The seller's signed usage is its own word: a charge it does not justify is provable.
+  const usage = signed.signedUsage ?? receipt.usage;
   if (receipt.success) {
     await store.settle(paymentId, { chargedAtomic: receipt.chargedAtomic, transaction: receipt.transaction });
+    if (signed.stored) await store.recordReceipts(paymentId, signed.stored);
   } else {
     // A failed settlement may still be completed by the seller before the deadline.
     await store.note(paymentId, `settlement failed: ${receipt.errorReason ?? "unknown reason"}`);
@@ -168,13 +178,18 @@ export async function recordReceipt(context: PaymentContext, attempt: PaymentAtt
     transaction: receipt.transaction,
     network: receipt.network,
     payer: receipt.payer,
-    usage: receipt.usage,
+    usage,
+    signedReceipts: {
+      status: signed.check?.status ?? "absent",
+      signer: signed.check?.signer,
+      problems: signed.check?.problems ?? [],
+    },
   });
   if (!receipt.success) return;
   const verdict = verifyCharge({
     chargedAtomic: receipt.chargedAtomic,
     maxAtomic,
-    usage: receipt.usage,
+    usage,
     price: choice.price,
     estimate: choice.estimate,
   });
@@ -188,7 +203,14 @@ export async function recordReceipt(context: PaymentContext, attempt: PaymentAtt
     maxAtomic,
     transaction: receipt.transaction,
     network: receipt.network,
-    details: { message: verdict.message, usage: receipt.usage, url, source: receipt.source },
+    details: {
+      message: verdict.message,
+      usage,
+      url,
+      source: receipt.source,
+      // The seller's signed statement of what it charged and why: evidence anyone can verify.
+      ...(signed.stored ? { sellerStatement: signed.stored } : {}),
+    },
   });
   context.emit({
     type: "overcharge",
@@ -200,7 +222,7 @@ export async function recordReceipt(context: PaymentContext, attempt: PaymentAtt
     maxAtomic,
     transaction: receipt.transaction,
     network: receipt.network,
-    usage: receipt.usage,
+    usage,
     disputeId,
   });
 }
@@ -233,7 +255,12 @@ function streamReceiptOf(receipt: StreamReceipt): ReadReceipt {
     transaction: receipt.transaction,
     network: receipt.network,
     payer: receipt.payer,
-    usage: { promptTokens: receipt.usage.prompt_tokens, completionTokens: receipt.usage.completion_tokens },
+    usage: {
+      promptTokens: receipt.usage.prompt_tokens,
+      completionTokens: receipt.usage.completion_tokens,
+      ...(receipt.units ? { units: receipt.units } : {}),
+    },
+    extensions: receipt.extensions,
     extra:
       typeof extra === "object" && extra !== null
         ? (extra as Record<string, unknown>)

@@ -91,4 +91,15 @@ ALTER TABLE spend_reservations ADD COLUMN channel_id TEXT;
 ALTER TABLE spend_reservations ADD COLUMN deposit_atomic NUMERIC(78,0);
 `,
   },
+  {
+    version: 104,
+    name: "buyer_signed_receipts",
+    sql: `
+-- The seller's signed receipts of a settled payment, and what checking them found.
+ALTER TABLE spend_reservations
+  ADD COLUMN receipt_status  TEXT CHECK (receipt_status IN ('verified', 'unconfirmed', 'invalid')),
+  ADD COLUMN receipt_signer  TEXT,
+  ADD COLUMN signed_receipts JSONB;
+`,
+  },
 ];

@@ -1,5 +1,6 @@
 import type { ReportedUsage } from "./BuyerEvent.js";
 import {
+  boundedUsage,
   justifiedChargeAtomic,
   maxCompletionTokensOf,
   type QuotedPrice,
@@ -41,10 +42,7 @@ export function verifyCharge({
   const bounded =
     usage && price && estimate
       ? justifiedChargeAtomic(
-          {
-            promptTokens: Math.min(usage.promptTokens, estimate.promptTokenBound),
-            completionTokens: Math.min(usage.completionTokens, maxCompletionTokensOf(estimate)),
-          },
+          boundedUsage(usage, estimate.promptTokenBound, maxCompletionTokensOf(estimate)),
           price,
         )
       : reported;

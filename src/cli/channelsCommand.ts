@@ -21,6 +21,7 @@ const moneyFields = [
 
 /** `tollgate channels`: the payment channels the gateway is paid through, and their totals. */
 export async function channelsCommand(argv: string[]): Promise<number> {
+  // The buyer's listing shares the command name: `--buyer` selects it.
   if (argv.includes("--buyer")) return (await import("./buyerChannelsCommand.js")).buyerChannelsCommand(argv);
   const { flags } = parseFlags(
     "channels",

@@ -63,6 +63,7 @@ export const commandFlags = {
     model: { type: "string", multiple: true },
     "max-tokens": { type: "string" },
   },
+  receipts: { signer: { type: "string" }, gateway: { type: "string" }, json: { type: "boolean" } },
   spend: {
     json: { type: "boolean" },
     policy: { type: "string" },

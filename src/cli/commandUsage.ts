@@ -3,25 +3,27 @@
 
 /** Usage text per `tollgate` command, in the order `--help` lists them. */
 export const commandUsage = {
-  dev: `tollgate dev [--port 4021] [--json] [--fresh-buyer] [--upstream URL [--upstream-key-env NAME] [--model ID]] [--data-dir DIR]
+  dev: `tollgate dev [--port 4021] [--host 127.0.0.1] [--json] [--fresh-buyer] [--upstream URL [--upstream-key-env NAME] [--model ID]] [--data-dir .tollgate/ledger] [--tokens-per-second 50]
   Runs everything on one machine: a devnet chain, an in-process facilitator, the ledger
-  (PGlite, in memory unless --data-dir), and the gateway in front of the built-in demo
-  backend (model tollgate-demo, ~50 tokens/s) — or in front of a real OpenAI-compatible
+  (PGlite in --data-dir, where tollgate ledger looks by default; memory:// for none), and the
+  gateway in front of the built-in demo backend (model tollgate-demo, --tokens-per-second) — or in front of a real OpenAI-compatible
   backend with --upstream. An example paid MCP server (tools summarize, per token, and
   count_tokens, $0.001 a call) answers at <gateway>/mcp over Streamable HTTP. Prints a funded buyer key to pay with; with --fresh-buyer, one holding
   test USDC only (no Permit2 approval, no native gas), whose first request pays through a
   gas-sponsored approval. Runs until Ctrl-C.`,
   gateway: `tollgate gateway --config tollgate.yaml [--port N]
   Serves the OpenAI-compatible gateway billed per token with x402 (see the README for the
-  config file). Secrets come from the environment: facilitator.privateKeyEnv, and each
-  model's backend.apiKeyEnv. DATABASE_URL=postgres://… (or the variable named by
+  config file). Secrets come from the environment: facilitator.privateKeyEnv, each
+  model's backend.apiKeyEnv, and receipts.signingKeyEnv (the key signing every settled
+  response's receipts; its address is published in /v1/models). DATABASE_URL=postgres://… (or the variable named by
   ledger.databaseUrlEnv) keeps the ledger in PostgreSQL, shared by replicas; otherwise
   it is PGlite in ledger.dataDir (.tollgate/ledger).`,
   ledger: `tollgate ledger [--data-dir .tollgate/ledger] [--limit 20] [--json]
   Recent payments and totals per model (authorized vs charged, debts) from the gateway's
-  ledger. PGlite is single-process: stop the gateway first, or use PostgreSQL (DATABASE_URL
-  set: the ledger is read there instead of --data-dir).`,
-  channels: `tollgate channels [--data-dir .tollgate/ledger] [--json]
+  ledger. While a tollgate dev or gateway holds the PGlite data dir, it is read through that
+  process (its access file beside the data dir, readable by its user only). With DATABASE_URL
+  set, the ledger is read in PostgreSQL instead of --data-dir.`,
+  channels: `tollgate channels [--data-dir .tollgate/ledger] [--json] [--buyer [--gateway URL] [--rpc URL]]
   The payment channels (x402 batch-settlement) the gateway is paid through: payer, deposited,
   balance, charged, claimed on chain, settled to payTo, pending withdrawal; and the totals.
   Reads PostgreSQL when DATABASE_URL is set, else PGlite in --data-dir.
@@ -57,7 +59,7 @@ tollgate channels --buyer [--json] [--gateway URL] [--rpc URL]
   --private-key or TOLLGATE_PRIVATE_KEY, the policy from --policy or TOLLGATE_POLICY; spend is
   kept in TOLLGATE_DATA_DIR (default ~/.tollgate).
   Exit codes: 0 paid and served, 3 refused by the policy, 4 payment failed, 5 HTTP error.`,
-  chat: `tollgate chat --gateway URL [--gateway URL]… --model M [--model M]… [--max-tokens N] [--policy FILE] [--private-key KEY] [--rpc URL] "prompt"
+  chat: `tollgate chat --gateway URL [--gateway URL]… --model M [--model M]… [--max-tokens N] [--policy FILE] [--private-key KEY] [--rpc URL] [--json] "prompt"
   Asks one question and streams the answer to the terminal, paying per token; ends with the
   receipt line on stderr. With several --gateway, lists their models and prices and picks the
   cheapest that offers one of the --model names within the policy, and says which and why.
@@ -66,6 +68,14 @@ tollgate channels --buyer [--json] [--gateway URL] [--rpc URL]
   Today's spend (UTC) per provider against the policy's caps, and open disputes (charges the
   usage did not justify), from the spend store in TOLLGATE_DATA_DIR (default ~/.tollgate).
   --serve keeps a live page of the same (and recent receipts) on loopback and prints its URL.`,
+  receipts: `tollgate receipts verify FILE|- [--signer ADDRESS | --gateway URL] [--json]
+  Checks a saved receipt and prints what it proves: the x402 receipt (offer-receipt) and
+  Tollgate's usage receipt (model, usage, prices, charge, maximum, transaction), their EIP-712
+  signatures, and that the charge is what the signed usage costs at the signed prices. FILE
+  (or - for standard input) holds a PAYMENT-RESPONSE header (base64 or decoded JSON), a
+  stream's receipt event, a spend row's or a dispute's receipts, or one signed receipt.
+  --signer (or the receiptSigner that --gateway publishes in /v1/models) is the key the seller
+  signs with. Exits 0 for a valid receipt, 1 for a forged, altered or overcharging one.`,
   refund: `tollgate refund --gateway URL [--url REFUND_URL] [--rpc URL] [--private-key KEY] [--json]
   Gets back what is left in the buyer's channels with that gateway: asks for a cooperative refund
   (at <gateway>/v1/channels/refund, or --url); when the seller does not answer and --rpc is given,

@@ -1,4 +1,5 @@
 import { randomBytes } from "node:crypto";
+import { readdirSync } from "node:fs";
 import { z } from "zod";
 import { startDemoBackend } from "../demo/index.js";
 import { startDevnet } from "../devnet/index.js";
@@ -8,6 +9,8 @@ import { createDemoToolServer, type McpHttpHandler, mountMcpEndpoint } from "../
 import { countTextTokens } from "../pricing/index.js";
 import { createCliLogger, parseFlags, printLine, waitForShutdownSignal } from "./cliSupport.js";
 import { commandFlags } from "./commandFlags.js";
+import { claimConfiguredLedger } from "./gatewayCommand.js";
+import { DEFAULT_LEDGER_DIR } from "./ledgerAccess.js";
 
 const flagsSchema = z.object({
   port: z.coerce.number().int().min(0).max(65535).default(4021),
@@ -17,7 +20,7 @@ const flagsSchema = z.object({
   upstream: z.string().url().optional(),
   upstreamKeyEnv: z.string().optional(),
   model: z.string().optional(),
-  dataDir: z.string().optional(),
+  dataDir: z.string().default(DEFAULT_LEDGER_DIR),
   tokensPerSecond: z.coerce.number().min(0).default(50),
 });
 
@@ -41,7 +44,11 @@ export async function devCommand(argv: string[]): Promise<number> {
   const logger = createCliLogger(flags.json ? "warn" : (process.env.TOLLGATE_LOG_LEVEL ?? "warn"));
   const startedAt = performance.now();
   if (!flags.json)
-    printLine("Starting Tollgate dev (the first run compiles the contracts once, about 15 s)…");
+    printLine(
+      contractsCached()
+        ? "Starting Tollgate dev…"
+        : "Starting Tollgate dev (compiling the devnet contracts, once: about 15 s)…",
+    );
   const devnet = await startDevnet({ logger });
   const closers: Array<() => Promise<void>> = [() => devnet.stop()];
   try {
@@ -73,6 +80,7 @@ export async function devCommand(argv: string[]): Promise<number> {
       facilitator: { privateKey: devnet.accounts.facilitator.privateKey },
       server: { host: flags.host, port: flags.port },
       ledger: { dataDir: flags.dataDir },
+      receipts: { signingKey: devnet.accounts.payTo.privateKey },
       // The operator's dashboard is on in dev, behind a token made for this run (or TOLLGATE_DASHBOARD_TOKEN).
       dashboard: {
         enabled: true,
@@ -88,7 +96,12 @@ export async function devCommand(argv: string[]): Promise<number> {
       models: [
         {
           id: modelId,
-          backend: { baseUrl: backendUrl, apiKey },
+          // The demo backend speaks the Messages API too; an upstream is assumed to speak chat only.
+          backend: {
+            baseUrl: backendUrl,
+            apiKey,
+            ...(flags.upstream ? {} : { apis: ["chat", "messages", "responses"] }),
+          },
           inputPrice: "$0.50",
           outputPrice: "$1.50",
           maxOutputTokens: 1024,
@@ -96,11 +109,33 @@ export async function devCommand(argv: string[]): Promise<number> {
             ? `${modelId} via ${flags.upstream}`
             : "Tollgate's built-in demo model (not a real LLM)",
         },
+        // The demo backend also embeds and draws, so every route can be tried on the quick start.
+        ...(flags.upstream
+          ? []
+          : [
+              {
+                id: `${modelId}-embedding`,
+                kind: "embedding" as const,
+                backend: { baseUrl: backendUrl },
+                inputPrice: "$0.02",
+                description: "Tollgate's built-in demo embeddings (deterministic vectors)",
+              },
+              {
+                id: `${modelId}-image`,
+                kind: "image" as const,
+                backend: { baseUrl: backendUrl },
+                imagePrices: { "256x256": "$0.01", "1024x1024": "$0.04" },
+                description: "Tollgate's built-in demo images (small generated PNGs)",
+              },
+            ]),
       ],
     };
+    const config = parseGatewayConfig(input);
+    const claim = await claimConfiguredLedger(config);
+    if (claim) closers.unshift(() => claim.release());
     let mcp: McpHttpHandler | undefined;
     const gateway = await startGateway({
-      config: parseGatewayConfig(input),
+      config,
       logger,
       pollingIntervalMs: 20,
       // An example paid MCP server beside the OpenAI routes.
@@ -114,6 +149,7 @@ export async function devCommand(argv: string[]): Promise<number> {
       await mcp?.close();
       await gateway.close();
     });
+    await claim?.serve(gateway.ledger.payments);
     const mcpUrl = `${gateway.url}/mcp`;
     const buyer = flags.freshBuyer ? devnet.accounts.freshBuyers[0]! : devnet.accounts.buyers[0]!;
     const readyMs = Math.round(performance.now() - startedAt);
@@ -146,6 +182,9 @@ export async function devCommand(argv: string[]): Promise<number> {
       printLine(`  metrics   ${gateway.metricsUrl}`);
       printLine(`  chain     ${devnet.rpcUrl}   (${devnet.network}, test USDC ${devnet.contracts.usdc})`);
       printLine(
+        `  ledger    ${flags.dataDir}   (tollgate ledger${flags.dataDir === DEFAULT_LEDGER_DIR ? "" : ` --data-dir ${flags.dataDir}`} reads it, also while this runs)`,
+      );
+      printLine(
         `  buyer     ${buyer.address}   (1,000 test USDC${flags.freshBuyer ? " only: no Permit2 approval, no gas" : ""})`,
       );
       printLine("");
@@ -160,4 +199,15 @@ export async function devCommand(argv: string[]): Promise<number> {
     for (const close of closers) await close().catch(() => undefined);
   }
   return 0;
+}
+
+/** Whether the devnet's compiled contracts are cached (in the package's node_modules/.cache, as the devnet keeps them). */
+function contractsCached(): boolean {
+  // src/cli and dist/cli both sit two levels below the package root.
+  const cacheDir = new URL("../../node_modules/.cache/tollgate/contracts/", import.meta.url);
+  try {
+    return readdirSync(cacheDir).some((name) => name.endsWith(".json"));
+  } catch {
+    return false;
+  }
 }

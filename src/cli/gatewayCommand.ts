@@ -6,6 +6,7 @@ import { configProblems, type GatewayConfig, gatewayConfigSchema, startGateway }
 import { createCliLogger, parseFlags, printLine, waitForShutdownSignal } from "./cliSupport.js";
 import { commandFlags } from "./commandFlags.js";
 import { crashHooksFromFaultPoint } from "./faultPoints.js";
+import { claimLedgerDir, DEFAULT_LEDGER_DIR, type LedgerClaim } from "./ledgerAccess.js";
 
 const flagsSchema = z.object({
   config: z.string().default("tollgate.yaml"),
@@ -18,20 +19,37 @@ export async function gatewayCommand(argv: string[]): Promise<number> {
   const config = await loadGatewayConfig(flags.config);
   if (flags.port !== undefined) config.server.port = flags.port;
   // The gateway keeps its ledger on disk unless the config says otherwise.
-  if (!config.ledger.databaseUrl) {
-    config.ledger.dataDir ??= ".tollgate/ledger";
-    if (!config.ledger.dataDir.includes("://")) await mkdir(config.ledger.dataDir, { recursive: true });
-  }
+  const claim = await claimConfiguredLedger(config);
   const logger = createCliLogger();
-  const gateway = await startGateway({
-    config,
-    logger,
-    ...crashHooksFromFaultPoint(process.env.TOLLGATE_FAULT_POINT),
-  });
+  let gateway: Awaited<ReturnType<typeof startGateway>>;
+  try {
+    gateway = await startGateway({
+      config,
+      logger,
+      ...crashHooksFromFaultPoint(process.env.TOLLGATE_FAULT_POINT),
+    });
+    await claim?.serve(gateway.ledger.payments);
+  } catch (error) {
+    await claim?.release();
+    throw error;
+  }
   printLine(`gateway listening on ${gateway.url}/v1 (${config.models.length} models, ${config.network})`);
   await waitForShutdownSignal();
   await gateway.close();
+  await claim?.release();
   return 0;
+}
+
+/**
+ * A PGlite ledger directory (default .tollgate/ledger, parents created) is claimed for this process, so that
+ * `tollgate ledger` reads it through this gateway; PostgreSQL and in-memory ledgers need no claim.
+ */
+export async function claimConfiguredLedger(config: GatewayConfig): Promise<LedgerClaim | undefined> {
+  if (config.ledger.databaseUrl) return undefined;
+  config.ledger.dataDir ??= DEFAULT_LEDGER_DIR;
+  if (config.ledger.dataDir.includes("://")) return undefined;
+  await mkdir(config.ledger.dataDir, { recursive: true });
+  return claimLedgerDir(config.ledger.dataDir);
 }
 
 /** Reads and parses a YAML config file; a failure is a config error naming the file. */
@@ -104,6 +122,11 @@ function resolveSecretsCollecting(input: unknown): { config: unknown; problems: 
     const key = fromEnv(facilitator.privateKeyEnv, "facilitator.privateKeyEnv");
     if (key !== undefined) facilitator.privateKey = key;
     delete facilitator.privateKeyEnv;
+  }
+  const receipts = config.receipts as Record<string, unknown> | undefined;
+  if (receipts?.signingKeyEnv !== undefined) {
+    receipts.signingKey = fromEnv(receipts.signingKeyEnv, "receipts.signingKeyEnv");
+    delete receipts.signingKeyEnv;
   }
   // The ledger's PostgreSQL URL: the variable named by ledger.databaseUrlEnv, else DATABASE_URL when set.
   const ledger =

@@ -1,11 +1,19 @@
 import { z } from "zod";
+import { TollgateError } from "../errors/index.js";
 import { formatMoney } from "../pricing/index.js";
 import { parseFlags, printLine } from "./cliSupport.js";
 import { commandFlags } from "./commandFlags.js";
+import {
+  DEFAULT_LEDGER_DIR,
+  type LedgerReport,
+  ledgerExists,
+  readLedgerReport,
+  readLedgerThroughGateway,
+} from "./ledgerAccess.js";
 import { openCliLedger } from "./openCliLedger.js";
 
 const flagsSchema = z.object({
-  dataDir: z.string().default(".tollgate/ledger"),
+  dataDir: z.string().default(DEFAULT_LEDGER_DIR),
   limit: z.coerce.number().int().min(1).max(1000).default(20),
   json: z.boolean().default(false),
 });
@@ -21,63 +29,57 @@ export async function ledgerCommand(argv: string[]): Promise<number> {
       flagsSchema,
     ),
   );
-  const { ledger } = await openCliLedger({ dataDir: flags.dataDir });
-  try {
-    const [recent, totals] = await Promise.all([
-      ledger.payments.recent({ limit: flags.limit }),
-      ledger.payments.totals(),
-    ]);
-    if (flags.json) {
-      printLine(
-        JSON.stringify(
-          {
-            totals: totals.map((t) => ({
-              model: t.model,
-              count: t.count,
-              authorizedAtomic: t.authorizedAtomic.toString(),
-              chargedAtomic: t.chargedAtomic.toString(),
-              owedAtomic: t.owedAtomic.toString(),
-              byStatus: t.byStatus,
-            })),
-            recent: recent.map((p) => ({
-              id: p.id,
-              createdAt: p.createdAt.toISOString(),
-              model: p.model,
-              payer: p.payer,
-              status: p.status,
-              maxAtomic: p.maxAtomic.toString(),
-              chargeAtomic: p.chargeAtomic?.toString() ?? null,
-              promptTokens: p.promptTokens,
-              completionTokens: p.completionTokens,
-              transaction: p.transaction,
-              error: p.error,
-            })),
-          },
-          null,
-          2,
-        ),
-      );
-      return 0;
-    }
-    printLine("Totals per model");
-    printLine(
-      `  ${"model".padEnd(24)} ${"requests".padStart(8)} ${"authorized".padStart(14)} ${"charged".padStart(14)} ${"owed".padStart(12)}`,
-    );
-    for (const t of totals) {
-      printLine(
-        `  ${t.model.padEnd(24)} ${String(t.count).padStart(8)} ${formatMoney(t.authorizedAtomic).padStart(14)} ${formatMoney(t.chargedAtomic).padStart(14)} ${formatMoney(t.owedAtomic).padStart(12)}`,
-      );
-    }
-    printLine("");
-    printLine(`Recent payments (newest first, ${recent.length})`);
-    for (const p of recent) {
-      const charge = p.chargeAtomic === null ? "-" : formatMoney(p.chargeAtomic);
-      const tokens = p.completionTokens === null ? "" : ` ${p.promptTokens}+${p.completionTokens} tok`;
-      printLine(
-        `  #${p.id} ${p.createdAt.toISOString()} ${p.model} ${p.payer} ${p.status} max ${formatMoney(p.maxAtomic)} charged ${charge}${tokens}${p.transaction ? ` tx ${p.transaction}` : ""}${p.error ? ` (${p.error})` : ""}`,
-      );
-    }
+  const report = await readReport(flags.dataDir, flags.limit);
+  if (flags.json) {
+    printLine(JSON.stringify(report, null, 2));
     return 0;
+  }
+  printLine("Totals per model");
+  printLine(
+    `  ${"model".padEnd(24)} ${"requests".padStart(8)} ${"authorized".padStart(14)} ${"charged".padStart(14)} ${"owed".padStart(12)}`,
+  );
+  const money = (atomic: string) => formatMoney(BigInt(atomic));
+  for (const t of report.totals) {
+    printLine(
+      `  ${t.model.padEnd(24)} ${String(t.count).padStart(8)} ${money(t.authorizedAtomic).padStart(14)} ${money(t.chargedAtomic).padStart(14)} ${money(t.owedAtomic).padStart(12)}`,
+    );
+  }
+  printLine("");
+  printLine(`Recent payments (newest first, ${report.recent.length})`);
+  for (const p of report.recent) {
+    const charge = p.chargeAtomic === null ? "-" : money(p.chargeAtomic);
+    const tokens = p.usage
+      ? ` ${Object.entries(p.usage)
+          .map(([unit, count]) => `${count} ${unit}`)
+          .join(", ")}`
+      : p.completionTokens === null
+        ? ""
+        : ` ${p.promptTokens}+${p.completionTokens} tok`;
+    printLine(
+      `  #${p.id} ${p.createdAt} ${p.model} ${p.payer} ${p.status} max ${money(p.maxAtomic)} charged ${charge}${tokens}${p.transaction ? ` tx ${p.transaction}` : ""}${p.error ? ` (${p.error})` : ""}`,
+    );
+  }
+  return 0;
+}
+
+/**
+ * PostgreSQL when DATABASE_URL is set; otherwise through the running gateway that holds the PGlite data dir
+ * (PGlite is one process's database), or from the data dir itself when no gateway holds it.
+ */
+async function readReport(dataDir: string, limit: number): Promise<LedgerReport> {
+  if (!process.env.DATABASE_URL) {
+    const served = await readLedgerThroughGateway(dataDir, limit);
+    if (served) return served;
+    if (!ledgerExists(dataDir)) {
+      throw new TollgateError({
+        code: "TOLLGATE_LEDGER_FAILED",
+        shortMessage: `no ledger in ${dataDir} yet: it is made by tollgate dev or tollgate gateway started in this folder (or give --data-dir)`,
+      });
+    }
+  }
+  const { ledger } = await openCliLedger({ dataDir });
+  try {
+    return await readLedgerReport(ledger.payments, limit);
   } finally {
     await ledger.close();
   }

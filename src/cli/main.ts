@@ -17,6 +17,7 @@ const commands: Record<CommandName, () => Promise<RunCommand>> = {
   pay: async () => (await import("./payCommand.js")).payCommand,
   chat: async () => (await import("./chatCommand.js")).chatCommand,
   spend: async () => (await import("./spendCommand.js")).spendCommand,
+  receipts: async () => (await import("./receiptsCommand.js")).receiptsCommand,
   refund: async () => (await import("./refundCommand.js")).refundCommand,
   mcp: async () => (await import("./mcpCommand.js")).mcpCommand,
 };

@@ -1,5 +1,6 @@
-import type { Logger } from "../errors/index.js";
+import { type Logger, TollgateError } from "../errors/index.js";
 import { type Ledger, openLedger, openPostgresLedger } from "../ledger/index.js";
+import { ledgerHolder } from "./ledgerAccess.js";
 
 export type OpenCliLedgerParameters = {
   /** PGlite directory, used when no PostgreSQL URL is set. */
@@ -29,6 +30,15 @@ export async function openCliLedger({
       ledger: await openPostgresLedger({ connectionString, schema, logger }),
       description: `PostgreSQL ${describeDatabase(connectionString)}`,
     };
+  }
+  // PGlite is one process's database: a data dir a running gateway holds is not opened a second time.
+  const holder = await ledgerHolder(dataDir);
+  if (holder && holder.pid !== process.pid) {
+    throw new TollgateError({
+      code: "TOLLGATE_LEDGER_FAILED",
+      shortMessage: `the ledger in ${dataDir} is held by a running gateway (process ${holder.pid}); stop it first, or keep the ledger in PostgreSQL (DATABASE_URL) to read it while gateways run`,
+      details: { dataDir, pid: holder.pid },
+    });
   }
   return { ledger: await openLedger({ dataDir, logger }), description: `PGlite ${dataDir}` };
 }

@@ -81,9 +81,14 @@ export async function payCommand(argv: string[]): Promise<number> {
     else if (response.body) for await (const chunk of response.body) process.stdout.write(chunk);
     await session.payingFetch.idle();
     const receipt = session.lastReceipt();
-    if (flags.json)
-      printLine(jsonLine({ status: response.status, body: parseMaybeJson(text), payment: receipt ?? null }));
-    else if (receipt) printError(formatReceiptLine(receipt));
+    if (flags.json) {
+      // The seller's signed receipts in full, as kept with the spend row: `tollgate receipts verify` reads them.
+      const kept = receipt && (await (await session.payingFetch.spendStore()).reservation(receipt.paymentId));
+      const payment = receipt
+        ? { ...receipt, signedReceipts: kept?.signedReceipts ?? receipt.signedReceipts }
+        : null;
+      printLine(jsonLine({ status: response.status, body: parseMaybeJson(text), payment }));
+    } else if (receipt) printError(formatReceiptLine(receipt));
     return exitCodes.ok;
   } catch (error) {
     return reportBuyerError("pay", error, flags.json);
@@ -105,7 +110,9 @@ export async function openBuyerSession(flags: {
 }> {
   const privateKey = readPrivateKey(
     flags["private-key"] ?? process.env.TOLLGATE_PRIVATE_KEY,
-    flags["private-key"] === undefined ? "TOLLGATE_PRIVATE_KEY" : "--private-key",
+    flags["private-key"] === undefined
+      ? "--private-key or the variable TOLLGATE_PRIVATE_KEY"
+      : "--private-key",
   );
   const policy = await loadPolicy(flags.policy ?? process.env.TOLLGATE_POLICY);
   let lastReceipt: ReceiptEvent | undefined;

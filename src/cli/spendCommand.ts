@@ -42,6 +42,13 @@ function spendReport(spend: DaySpend, disputes: SpendDispute[], policy: Spending
     day: spend.day,
     countedAtomic: spend.countedAtomic,
     dailyCapAtomic: policy?.daily ?? null,
+    // Money on one network and asset is not money on another (test USDC on a devnet is worth nothing).
+    byAsset: assetsOf(spend).map(({ network, asset, providers }) => ({
+      network,
+      asset,
+      countedAtomic: providers.reduce((sum, provider) => sum + provider.countedAtomic, 0n),
+      chargedAtomic: providers.reduce((sum, provider) => sum + provider.chargedAtomic, 0n),
+    })),
     providers: spend.providers.map((provider) => ({
       ...provider,
       dailyCapAtomic: policy?.providers[provider.origin]?.daily ?? null,
@@ -50,14 +57,31 @@ function spendReport(spend: DaySpend, disputes: SpendDispute[], policy: Spending
   };
 }
 
+function assetsOf(spend: DaySpend) {
+  const groups = new Map<string, { network: string; asset: string; providers: DaySpend["providers"] }>();
+  for (const provider of spend.providers) {
+    const key = `${provider.network} ${provider.asset.toLowerCase()}`;
+    const group = groups.get(key) ?? { network: provider.network, asset: provider.asset, providers: [] };
+    group.providers.push(provider);
+    groups.set(key, group);
+  }
+  return [...groups.values()];
+}
+
 function formatSpend(spend: DaySpend, disputes: SpendDispute[], policy: SpendingPolicy | undefined): string {
   const cap = (limit: bigint | undefined) => (limit === undefined ? "no cap" : `cap ${formatMoney(limit)}`);
-  const lines = [`spend on ${spend.day} (UTC): ${formatMoney(spend.countedAtomic)} of ${cap(policy?.daily)}`];
-  for (const provider of spend.providers) {
-    lines.push(
-      `  ${provider.origin}  ${formatMoney(provider.countedAtomic)} of ${cap(policy?.providers[provider.origin]?.daily)}` +
-        ` — charged ${formatMoney(provider.chargedAtomic)}, reserved ${formatMoney(provider.reservedAtomic)}, ${provider.payments} payments`,
-    );
+  const lines = [
+    `spend on ${spend.day} (UTC): ${formatMoney(spend.countedAtomic)} counted against the daily ${cap(policy?.daily)}`,
+  ];
+  for (const { network, asset, providers } of assetsOf(spend)) {
+    const counted = providers.reduce((sum, provider) => sum + provider.countedAtomic, 0n);
+    lines.push(`  ${network} · asset ${asset}: ${formatMoney(counted)}`);
+    for (const provider of providers) {
+      lines.push(
+        `    ${provider.origin}  ${formatMoney(provider.countedAtomic)} of ${cap(policy?.providers[provider.origin]?.daily)}` +
+          ` — charged ${formatMoney(provider.chargedAtomic)}, reserved ${formatMoney(provider.reservedAtomic)}, ${provider.payments} payments`,
+      );
+    }
   }
   if (spend.providers.length === 0) lines.push("  no payments today");
   lines.push(`open disputes: ${disputes.length}`);

@@ -1,9 +1,10 @@
 import { randomUUID } from "node:crypto";
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
-import type { z } from "zod";
+import { z } from "zod";
 import { deterministicEmbedding } from "./deterministicEmbedding.js";
 import type { FakeGeneration, FakeServedRequest, FakeServerBehaviour } from "./fakeServerTypes.js";
+import { generatedPng } from "./generatedPng.js";
 import { isJsonGarbage, sendJsonGarbage, sendRateLimited, stallUntilClosed } from "./misbehaviour.js";
 import {
   chatRequestSchema,
@@ -18,6 +19,18 @@ import { requestedMaxTokens } from "./outputLimit.js";
 import { planChoices } from "./planChoices.js";
 import { sendJson } from "./sendJson.js";
 import { answerGeneration, type GenerationRun, streamGeneration } from "./serveGeneration.js";
+import {
+  type MessagesRequest,
+  messagesAsChat,
+  messagesRequestSchema,
+  serveMessages,
+} from "./serveMessages.js";
+import {
+  type ResponsesRequest,
+  responsesAsChat,
+  responsesRequestSchema,
+  serveResponses,
+} from "./serveResponses.js";
 
 export type {
   FakeGarbage,
@@ -55,11 +68,21 @@ export type FakeInferenceServer = {
 
 const maxBodyBytes = 8 * 1024 * 1024;
 
+/** POST /v1/images/generations: the fields the fake acts on, the rest kept. */
+const imagesRequestSchema = z.looseObject({
+  model: z.string(),
+  prompt: z.string().min(1),
+  n: z.number().int().min(1).max(10).nullish(),
+  size: z.string().nullish(),
+});
+
 /**
  * An OpenAI-compatible HTTP server that generates the tokens it is given, at a pace, with optional
  * failures and misbehaviours: the shared core of the demo backend and the tests' mock backend. Speaks
  * the real wire format: POST /v1/chat/completions and /v1/completions (streaming or not, `n` choices,
- * prompt arrays, `usage` and `stream_options.include_usage`), POST /v1/embeddings, GET /v1/models.
+ * prompt arrays, `usage` and `stream_options.include_usage`), POST /v1/embeddings, POST /v1/messages
+ * (Anthropic's Messages API) and POST /v1/responses (OpenAI's Responses API), JSON and streaming
+ * events, POST /v1/images/generations (small generated PNGs), GET /v1/models.
  */
 export async function startFakeInferenceServer(
   parameters: StartFakeInferenceServerParameters,
@@ -131,7 +154,13 @@ export async function startFakeInferenceServer(
           ? "completion"
           : record.path === "/v1/embeddings"
             ? "embeddings"
-            : undefined;
+            : record.path === "/v1/messages"
+              ? "messages"
+              : record.path === "/v1/responses"
+                ? "responses"
+                : record.path === "/v1/images/generations"
+                  ? "images"
+                  : undefined;
     if (route === undefined || record.method !== "POST") {
       const message = `no route ${record.method} ${record.path}`;
       sendJson(response, record, 404, wireError(message, "invalid_request_error", "not_found"), "rejected");
@@ -150,7 +179,13 @@ export async function startFakeInferenceServer(
         ? chatRequestSchema
         : route === "completion"
           ? completionRequestSchema
-          : embeddingsRequestSchema;
+          : route === "messages"
+            ? messagesRequestSchema
+            : route === "responses"
+              ? responsesRequestSchema
+              : route === "images"
+                ? imagesRequestSchema
+                : embeddingsRequestSchema;
     // Parse a copy when lax: the record keeps the body exactly as it came.
     const parsed = (schema as z.ZodType).safeParse(
       behaviour.laxStream === true ? laxStreamBody(record.body) : record.body,
@@ -177,6 +212,26 @@ export async function startFakeInferenceServer(
     }
     if (route === "embeddings") {
       answerEmbeddings(response, record, parsed.data as EmbeddingsRequest);
+      return;
+    }
+    if (route === "images") {
+      const body = parsed.data as z.infer<typeof imagesRequestSchema>;
+      const data = Array.from({ length: body.n ?? 1 }, (_, index) => ({
+        b64_json: generatedPng(`${body.prompt}#${index}`).toString("base64"),
+      }));
+      sendJson(response, record, 200, { created: Math.floor(Date.now() / 1000), data }, "completed");
+      return;
+    }
+    if (route === "messages") {
+      const body = parsed.data as MessagesRequest;
+      const generation = parameters.generate(messagesAsChat(body));
+      await serveMessages({ body, generation, behaviour, response, record, closed });
+      return;
+    }
+    if (route === "responses") {
+      const body = parsed.data as ResponsesRequest;
+      const generation = parameters.generate(responsesAsChat(body));
+      await serveResponses({ body, generation, behaviour, response, record, closed });
       return;
     }
     if (behaviour.garbage !== undefined && isJsonGarbage(behaviour.garbage)) {

@@ -1,4 +1,5 @@
 import type { Logger } from "../errors/index.js";
+import type { UsageUnit } from "../pricing/index.js";
 
 /** What every billing event says: which request, which route, when. */
 type BillingEventBase = {
@@ -56,7 +57,8 @@ export type BillingEvent =
   | (PaidRequest & { type: "served"; stream: boolean; ttftMs: number })
   | (PaidRequest & {
       type: "metered";
-      usage: { input_tokens: number; output_tokens: number };
+      /** Usage per unit (`input_tokens`, `output_tokens`, `images`, `compute_ms`, …). */
+      usage: Partial<Record<UsageUnit, number>>;
       chargeAtomic: bigint;
     })
   | (PaidRequest & { type: "settled"; chargeAtomic: bigint; transaction: string; settleMs: number })

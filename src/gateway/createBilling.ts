@@ -25,6 +25,7 @@ import { type BillingEventListener, safeBillingEmitter } from "./BillingEvent.js
 import { correctiveOffers, orderOffers } from "./channels/channelOffers.js";
 import { BATCH_SETTLEMENT, type ChannelBilling } from "./channels/createChannelBilling.js";
 import { type BillingSession, createBillingSession } from "./createBillingSession.js";
+import type { ReceiptSigner } from "./createReceiptSigner.js";
 import { errorAnswer } from "./errorAnswer.js";
 import type { FacilitatorLike } from "./facilitatorLike.js";
 import type { ModelConfig } from "./gatewayConfig.js";
@@ -62,6 +63,8 @@ export type CreateBillingParameters = {
   settleTimeoutMs?: number;
   /** How often a request being served refreshes its ledger row (ms); default 10 s. */
   heartbeatMs?: number;
+  /** Signs every settled response's receipts with the seller's key; its address goes in `/v1/models`. */
+  receiptSigner?: ReceiptSigner | undefined;
   /** Receives the lifecycle of every request (see `BillingEvent`), synchronously where it happens. */
   onBillingEvent?: BillingEventListener;
   /** Payment channels (`batch-settlement`); without them no channel offer is made. */
@@ -100,6 +103,8 @@ export type BillingDecision =
 export type Billing = {
   readonly terms: BillingTerms;
   readonly models: ReadonlyMap<string, ModelConfig>;
+  /** The address that signs receipts, when receipts are signed. */
+  readonly receiptSigner: `0x${string}` | undefined;
   /** Payment channels, when this gateway offers `batch-settlement`. */
   readonly channels?: ChannelBilling;
   begin(request: BillingRequest): Promise<BillingDecision>;
@@ -135,6 +140,7 @@ export function createBilling({
   verifyTimeoutMs = DEFAULT_VERIFY_TIMEOUT_MS,
   settleTimeoutMs,
   heartbeatMs,
+  receiptSigner,
   onBillingEvent,
   channels,
   schemes,
@@ -360,6 +366,13 @@ export function createBilling({
           logger: log,
           heartbeatMs,
           channel: reservation,
+          // A voucher has no nonce: the receipt names the channel and its cumulative charge instead.
+          receipts: receiptSigner && {
+            signer: receiptSigner,
+            resourceUrl: resourceUrlOf(request.url),
+            route: pathOf(request.url),
+            nonce: "0",
+          },
           event: channelPaid,
           startedAt: seen.startedAt,
           emit,
@@ -472,6 +485,12 @@ export function createBilling({
         logger: log,
         settleTimeoutMs,
         heartbeatMs,
+        receipts: receiptSigner && {
+          signer: receiptSigner,
+          resourceUrl: resourceUrlOf(request.url),
+          route: claimInput.route,
+          nonce: key.nonce,
+        },
         event: paid,
         startedAt: seen.startedAt,
         emit,
@@ -493,7 +512,7 @@ export function createBilling({
   const settle = (charge: SettlePaidWork) =>
     settleCharge({ ...charge, ledger, facilitator, logger, settleTimeoutMs });
 
-  return { terms, models, channels, ledger, begin, admit, settle };
+  return { terms, models, channels, receiptSigner: receiptSigner?.address, ledger, begin, admit, settle };
 }
 
 /** What `begin` learns while deciding, for the event that tells how the request was answered. */

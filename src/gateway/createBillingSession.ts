@@ -1,7 +1,7 @@
 import type { PaymentPayload, PaymentRequirements } from "@x402/core/types";
 import { type Logger, runWithRequestId, TollgateError } from "../errors/index.js";
 import type { PaymentLedger } from "../ledger/index.js";
-import { chargeAtomic } from "../pricing/index.js";
+import { costOfUnits, unitPricesToStrings } from "../pricing/index.js";
 import {
   encodePaymentResponseHeader,
   formatReceiptEvent,
@@ -17,7 +17,9 @@ import { guardBackendBody } from "./guardBackendBody.js";
 import { reconcileUsage } from "./meterUsage.js";
 import { OutputMeter } from "./OutputMeter.js";
 import { hasExactTokenizer, type RequestQuote } from "./quoteRequest.js";
+import type { OutputReading } from "./routes/index.js";
 import { type ChargeOutcome, type ChargeUsage, settleCharge } from "./settleCharge.js";
+import { type SessionReceipts, signSettledCharge } from "./signSettledCharge.js";
 import { truncateAnswer } from "./truncateAnswer.js";
 
 export type CreateBillingSessionParameters = {
@@ -38,6 +40,8 @@ export type CreateBillingSessionParameters = {
   settleTimeoutMs?: number;
   /** How often a request being served tells the ledger it is alive (ms); default 10 s. */
   heartbeatMs?: number;
+  /** Signs the receipts of a successful settlement; without it the answer carries none. */
+  receipts?: SessionReceipts | undefined;
   /** Who this request is, for the events it emits. */
   event: PaidRequestIdentity;
   /** `Date.now()` when the request arrived (time to first output counts from it). */
@@ -113,6 +117,8 @@ export function createBillingSession(parameters: CreateBillingSessionParameters)
   };
   const model = quote.model;
   const deadlineAt = Date.now() + quote.timeBoundMs;
+  // Compute time is measured from here (the backend is called next) to the end of the answer.
+  const startedAt = performance.now();
   const capAtomic =
     requirements.scheme === "upto" && quote.maxAtomic !== undefined && quote.maxAtomic < signedMaxAtomic
       ? quote.maxAtomic
@@ -126,16 +132,9 @@ export function createBillingSession(parameters: CreateBillingSessionParameters)
   // The charge is capped by this request's own maximum, not by a larger amount the buyer signed.
   const chargeFor = (usage: ChargeUsage): bigint => {
     if (requirements.scheme !== "upto" && !parameters.channel) return BigInt(requirements.amount);
-    return chargeAtomic(
-      { promptTokens: usage.promptTokens, completionTokens: usage.completionTokens },
-      {
-        inputPerMTokAtomic: model.inputPrice ?? 0n,
-        outputPerMTokAtomic: model.outputPrice ?? 0n,
-        fixedFeeAtomic: model.fixedFee,
-        maxOutputTokens: model.maxOutputTokens,
-      },
-      capAtomic,
-    );
+    const cost = costOfUnits(usage.units, quote.prices ?? {});
+    if (cost > capAtomic) return capAtomic;
+    return cost;
   };
 
   // While the request is served, the row stays fresh, so a sibling replica's recovery never takes it for dead.
@@ -178,9 +177,9 @@ export function createBillingSession(parameters: CreateBillingSessionParameters)
       exactCount: hasExactTokenizer(model),
     });
 
-  const settleDelivered = (meter: OutputMeter, reported: unknown) =>
+  const settleDelivered = (meter: OutputMeter, reported: unknown, delivered?: OutputReading["units"]) =>
     finishOnce(async () => {
-      const usage = await reconcileUsage({
+      const counted = await reconcileUsage({
         reported,
         deliveredOutputTokens: meter.countedTokens,
         choices: quote.choices,
@@ -188,80 +187,102 @@ export function createBillingSession(parameters: CreateBillingSessionParameters)
         promptTokenBound: quote.promptTokenBound,
         countPrompt: parameters.countPromptTokens,
       });
-      const charge = chargeFor(usage);
-      const metered = () =>
-        emit({
-          ...identity,
-          type: "metered",
-          at: Date.now(),
-          usage: { input_tokens: usage.promptTokens, output_tokens: usage.completionTokens },
-          chargeAtomic: charge,
-        });
-      if (parameters.channel) {
-        metered();
-        const chargedAt = performance.now();
-        const outcome = await parameters.channel.charge(paymentId, usage, charge);
-        const settleMs = performance.now() - chargedAt;
-        if (outcome.settlement.success)
+      // Images are counted in the answer the buyer gets, never above what the quote allowed.
+      const images = Math.min(delivered?.images ?? 0, Number(quote.usageBound.images ?? 0));
+      const computeMs =
+        quote.prices?.compute_ms === undefined
+          ? undefined
+          : Math.min(Math.ceil(performance.now() - startedAt), quote.timeBoundMs);
+      const usage = {
+        ...counted,
+        units: {
+          ...counted.units,
+          ...(images > 0 ? { images } : {}),
+          ...(computeMs !== undefined ? { compute_ms: computeMs } : {}),
+        },
+      };
+      // Charged (channel) or settled (facilitator); then, when it succeeded, signed for the buyer.
+      const chargeOrSettle = async (): Promise<ChargeOutcome> => {
+        const charge = chargeFor(usage);
+        const metered = () =>
           emit({
             ...identity,
-            type: "settled",
+            type: "metered",
             at: Date.now(),
+            usage: usage.units,
             chargeAtomic: charge,
-            transaction: "",
-            settleMs,
           });
-        else
-          emit({
-            ...identity,
-            type: "debt",
-            at: Date.now(),
+        if (parameters.channel) {
+          metered();
+          const chargedAt = performance.now();
+          const outcome = await parameters.channel.charge(paymentId, usage, charge);
+          const settleMs = performance.now() - chargedAt;
+          if (outcome.settlement.success)
+            emit({
+              ...identity,
+              type: "settled",
+              at: Date.now(),
+              chargeAtomic: charge,
+              transaction: "",
+              settleMs,
+            });
+          else
+            emit({
+              ...identity,
+              type: "debt",
+              at: Date.now(),
+              chargeAtomic: charge,
+              reason: outcome.settlement.errorReason ?? "channel_charge_failed",
+              settleMs,
+            });
+          return outcome;
+        }
+        let settleStartedAt = 0;
+        // Facilitator calls carry this request's id, however the stream that finishes it was scheduled.
+        return runWithRequestId(identity.requestId, () =>
+          settleCharge({
+            ledger,
+            facilitator: parameters.facilitator,
+            logger,
+            paymentId,
+            payload,
+            requirements,
+            usage,
             chargeAtomic: charge,
-            reason: outcome.settlement.errorReason ?? "channel_charge_failed",
-            settleMs,
-          });
-        return outcome;
-      }
-      let settleStartedAt = 0;
-      // Facilitator calls carry this request's id, however the stream that finishes it was scheduled.
-      return runWithRequestId(identity.requestId, () =>
-        settleCharge({
-          ledger,
-          facilitator: parameters.facilitator,
-          logger,
-          paymentId,
-          payload,
-          requirements,
-          usage,
-          chargeAtomic: charge,
-          settleTimeoutMs: parameters.settleTimeoutMs,
-          onMetered: () => {
-            settleStartedAt = performance.now();
-            metered();
-          },
-          onOutcome: (outcome) => {
-            const settleMs = performance.now() - settleStartedAt;
-            if (outcome.kind === "settled")
-              emit({
-                ...identity,
-                type: "settled",
-                at: Date.now(),
-                chargeAtomic: charge,
-                transaction: outcome.settlement.transaction,
-                settleMs,
-              });
-            else
-              emit({
-                ...identity,
-                type: "debt",
-                at: Date.now(),
-                chargeAtomic: charge,
-                reason: outcome.reason,
-                settleMs,
-              });
-          },
-        }),
-      );
+            settleTimeoutMs: parameters.settleTimeoutMs,
+            onMetered: () => {
+              settleStartedAt = performance.now();
+              metered();
+            },
+            onOutcome: (outcome) => {
+              const settleMs = performance.now() - settleStartedAt;
+              if (outcome.kind === "settled")
+                emit({
+                  ...identity,
+                  type: "settled",
+                  at: Date.now(),
+                  chargeAtomic: charge,
+                  transaction: outcome.settlement.transaction,
+                  settleMs,
+                });
+              else
+                emit({
+                  ...identity,
+                  type: "debt",
+                  at: Date.now(),
+                  chargeAtomic: charge,
+                  reason: outcome.reason,
+                  settleMs,
+                });
+            },
+          }),
+        );
+      };
+      const outcome = await chargeOrSettle();
+      const { receipts } = parameters;
+      return receipts
+        ? signSettledCharge({ outcome, receipts, model, requirements, payer, capAtomic, logger })
+        : outcome;
     });
 
   const failBeforeOutput = async (reason: string, status = 502) => {
@@ -288,17 +309,24 @@ export function createBillingSession(parameters: CreateBillingSessionParameters)
       completion_tokens: outcome.usage.completionTokens,
       total_tokens: outcome.usage.promptTokens + outcome.usage.completionTokens,
     },
+    units: outcome.usage.units,
     prices: {
-      inputPerMTokAtomic: String(model.inputPrice ?? 0n),
-      outputPerMTokAtomic: String(model.outputPrice ?? 0n),
-      fixedFeeAtomic: String(model.fixedFee),
+      inputPerMTokAtomic: String(quote.prices?.input_tokens ?? 0n),
+      outputPerMTokAtomic: String(quote.prices?.output_tokens ?? 0n),
+      fixedFeeAtomic: String(quote.prices?.requests ?? 0n),
+      units: unitPricesToStrings(quote.prices ?? {}),
     },
+    ...(outcome.settlement.extensions ? { extensions: outcome.settlement.extensions } : {}),
     // A channel's charged total and balance after this charge, as `@x402/evm`'s client reads them.
     ...(outcome.settlement.extra?.channelState ? { channel: outcome.settlement.extra.channelState } : {}),
   });
 
+  const streamTrailer = quote.route.streamTrailer;
+  const doneEvent = streamTrailer ? streamTrailer.done : SSE_DONE_EVENT;
   const errorEvent = (message: string, code: string) =>
-    `data: ${JSON.stringify({ error: { message, type: "backend_error", code } })}\n\n`;
+    streamTrailer
+      ? streamTrailer.error(message, code)
+      : `data: ${JSON.stringify({ error: { message, type: "backend_error", code } })}\n\n`;
 
   const createStreamWriter = (onStop: () => void = () => {}): StreamWriter => {
     const meter = newMeter();
@@ -320,9 +348,11 @@ export function createBillingSession(parameters: CreateBillingSessionParameters)
         return errorEvent(`nothing was delivered, nothing is charged (${message})`, code);
       }
       const outcome = await settleDelivered(meter, tap.reportedUsage);
-      if (!outcome) return failed ? errorEvent(message, code) : SSE_DONE_EVENT;
+      if (!outcome) return failed ? errorEvent(message, code) : doneEvent;
       const charged = receiptFor(outcome);
       const { includeUsage } = quote.request;
+      if (streamTrailer)
+        return streamTrailer.receipt(charged) + (failed ? errorEvent(message, code) : doneEvent);
       const receipt = formatReceiptEvent(charged, {
         id: tap.streamId,
         object: quote.route.chunkObject,
@@ -395,7 +425,7 @@ export function createBillingSession(parameters: CreateBillingSessionParameters)
         body = JSON.stringify(cut);
       }
       served(false);
-      const outcome = await settleDelivered(meter, reading.usage);
+      const outcome = await settleDelivered(meter, reading.usage, reading.units);
       if (!outcome)
         throw new TollgateError({ code: "TOLLGATE_INTERNAL", shortMessage: "payment was already finished" });
       return {

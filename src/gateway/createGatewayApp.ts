@@ -1,12 +1,15 @@
-import { type Context, Hono } from "hono";
+import { type Context, Hono, type MiddlewareHandler } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import { isTollgateError, type Logger, silentLogger } from "../errors/index.js";
+import { unitPricesToStrings } from "../pricing/index.js";
 import { EXPOSED_PAYMENT_HEADERS } from "../protocol/index.js";
 import { CHANNEL_REFUND_PATH, type createChannelRefund } from "./channels/index.js";
 import type { Billing } from "./createBilling.js";
 import { errorAnswer } from "./errorAnswer.js";
 import { type TollgateContext, tollgateHono } from "./honoBilling.js";
+import { modelUnitPrices } from "./modelUnitPrices.js";
 import { proxyToBackend } from "./proxyToBackend.js";
+import { type RouteAdapter, routes } from "./routes/index.js";
 
 export type CreateGatewayAppParameters = {
   billing: Billing;
@@ -16,7 +19,7 @@ export type CreateGatewayAppParameters = {
   /** Cooperative refunds of payment channels at `GET /v1/channels/refund`, when channels are offered. */
   refundChannel?: ReturnType<typeof createChannelRefund>;
   /** Adds routes of your own (e.g. a paid MCP endpoint) before the 404 handler. */
-  routes?: ((app: Hono) => void) | undefined;
+  extraRoutes?: ((app: Hono) => void) | undefined;
 };
 
 /**
@@ -28,7 +31,7 @@ export function createGatewayApp({
   logger = silentLogger,
   maxBodyBytes = 4 * 1024 * 1024,
   refundChannel,
-  routes,
+  extraRoutes,
 }: CreateGatewayAppParameters) {
   const app = new Hono<{ Variables: { tollgate: TollgateContext } }>();
 
@@ -50,25 +53,28 @@ export function createGatewayApp({
         created: 0,
         owned_by: "tollgate",
         kind: model.kind,
+        apis: model.backend.apis ?? [model.kind],
         description: model.description,
         pricing: {
           network: billing.terms.network,
           asset: billing.terms.asset,
           payTo: billing.terms.payTo,
           schemes: [
-            ...(model.inputPrice !== undefined ? ["upto"] : []),
-            ...(model.inputPrice !== undefined && billing.channels ? ["batch-settlement"] : []),
+            ...(modelUnitPrices(model) !== undefined ? ["upto"] : []),
+            ...(modelUnitPrices(model) !== undefined && billing.channels ? ["batch-settlement"] : []),
             ...(model.exactPrice !== undefined ? ["exact"] : []),
           ],
-          inputPerMTokAtomic: model.inputPrice?.toString(),
-          outputPerMTokAtomic: model.outputPrice?.toString(),
-          fixedFeeAtomic: model.fixedFee.toString(),
+          inputPerMTokAtomic: modelUnitPrices(model)?.input_tokens?.toString(),
+          outputPerMTokAtomic: modelUnitPrices(model)?.output_tokens?.toString(),
+          fixedFeeAtomic: (modelUnitPrices(model)?.requests ?? 0n).toString(),
+          units: unitPricesToStrings(modelUnitPrices(model) ?? {}),
           exactPriceAtomic: model.exactPrice?.toString(),
           maxOutputTokens: model.maxOutputTokens,
           ...(model.exactPrice !== undefined
             ? { exactMaxPromptTokens: model.exactMaxPromptTokens, exactMaxChoices: model.exactMaxChoices }
             : {}),
           facilitatorAddress: billing.terms.facilitatorAddress,
+          receiptSigner: billing.receiptSigner,
         },
       })),
     }),
@@ -87,12 +93,18 @@ export function createGatewayApp({
   const forward = tollgateHono({ billing });
   const handler = async (c: Context<{ Variables: { tollgate: TollgateContext } }>) => {
     const { quote, backendBody } = c.get("tollgate");
-    return proxyToBackend({ model: quote.model, body: backendBody, signal: c.req.raw.signal });
+    return proxyToBackend({
+      model: quote.model,
+      body: backendBody,
+      route: quote.route,
+      signal: c.req.raw.signal,
+    });
   };
-  app.post("/v1/chat/completions", limitBody, forward, handler);
-  app.post("/v1/completions", limitBody, forward, handler);
-  app.post("/v1/embeddings", limitBody, forward, handler);
-  routes?.(app as unknown as Hono);
+  for (const route of Object.values(routes)) {
+    if (route.errorBody) app.post(`/v1${route.path}`, inErrorShapeOf(route), limitBody, forward, handler);
+    else app.post(`/v1${route.path}`, limitBody, forward, handler);
+  }
+  extraRoutes?.(app as unknown as Hono);
 
   if (refundChannel) {
     app.get(CHANNEL_REFUND_PATH, async (c) => {
@@ -121,4 +133,27 @@ export function createGatewayApp({
     return c.json(answer.body, answer.status as 500, answer.headers);
   });
   return app;
+}
+
+/** Middleware that rewrites the gateway's OpenAI-shaped errors (not 402s) into the route's own error shape. */
+function inErrorShapeOf(route: RouteAdapter): MiddlewareHandler {
+  return async function routeErrorShape(c, next) {
+    await next();
+    const response = c.res;
+    if (response.status < 400 || response.status === 402 || !route.errorBody) return;
+    if (!response.headers.get("content-type")?.includes("application/json")) return;
+    const body = (await response
+      .clone()
+      .json()
+      .catch(() => undefined)) as
+      | { type?: unknown; error?: { message?: unknown; code?: unknown } }
+      | undefined;
+    if (!body || body.type === "error" || typeof body.error?.message !== "string") return;
+    const headers = new Headers(response.headers);
+    headers.delete("content-length");
+    c.res = new Response(
+      JSON.stringify(route.errorBody(response.status, body.error.message, String(body.error.code ?? ""))),
+      { status: response.status, headers },
+    );
+  };
 }

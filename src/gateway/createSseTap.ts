@@ -48,7 +48,7 @@ export function createSseTap({ route, meter, onStop }: CreateSseTapParameters): 
       for (const event of decoder.push(text)) {
         if (stopped) break;
         if (event.data === "[DONE]") continue;
-        if (event.event !== "" && event.event !== "message") continue;
+        if (event.event !== "" && event.event !== "message" && !route.namedEvents) continue;
         let json: unknown;
         try {
           json = JSON.parse(event.data);
@@ -57,7 +57,12 @@ export function createSseTap({ route, meter, onStop }: CreateSseTapParameters): 
         }
         if (typeof json !== "object" || json === null || Array.isArray(json)) continue;
         const reading = route.readChunk(json);
-        if (reading.usage !== undefined && reading.usage !== null) reportedUsage = reading.usage;
+        // Some APIs report usage in parts (Anthropic: the prompt at the start, the output at the end).
+        if (typeof reading.usage === "object" && reading.usage !== null)
+          reportedUsage =
+            typeof reportedUsage === "object" && reportedUsage !== null
+              ? { ...reportedUsage, ...reading.usage }
+              : reading.usage;
         if (reading.error !== undefined && !reading.delivered) {
           stop("backend_error", reading.error);
           break;
@@ -67,10 +72,11 @@ export function createSseTap({ route, meter, onStop }: CreateSseTapParameters): 
           break;
         }
         // A chunk without choices is the backend's usage chunk: the receipt carries the charged usage instead.
-        if (!reading.delivered) continue;
+        if (!(reading.forward ?? reading.delivered)) continue;
         const id = (json as { id?: unknown }).id;
         if (streamId === undefined && typeof id === "string") streamId = id;
-        out += `data: ${event.data.replaceAll("\n", "\ndata: ")}\n\n`;
+        const name = route.namedEvents && event.event !== "" ? `event: ${event.event}\n` : "";
+        out += `${name}data: ${event.data.replaceAll("\n", "\ndata: ")}\n\n`;
       }
       return out;
     },

@@ -1,7 +1,7 @@
 import { z } from "zod";
 import { findNetworkPreset } from "../chain/index.js";
 import { TollgateError } from "../errors/index.js";
-import { parseMoney } from "../pricing/index.js";
+import { parseMoney, USAGE_UNITS } from "../pricing/index.js";
 
 const addressSchema = z.string().regex(/^0x[0-9a-fA-F]{40}$/, "an EVM address (0x + 40 hex digits)");
 const privateKeySchema = z
@@ -36,6 +36,11 @@ const backendSchema = z.strictObject({
   timeoutMs: z.number().int().positive().default(120_000),
   /** Longest a generation may run, start to end; the gateway stops the backend there (seconds). */
   maxDurationSeconds: z.number().positive().max(3_600).default(240),
+  /** The APIs the backend speaks, each served on its gateway route; default the model's kind. */
+  apis: z
+    .array(z.enum(["chat", "completion", "embedding", "messages", "responses", "image"]))
+    .min(1)
+    .optional(),
   /** Backend-specific fields that also carry the output limit (e.g. llama.cpp's `n_predict`). */
   outputLimitFields: z.array(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/)).default([]),
 });
@@ -43,7 +48,7 @@ const backendSchema = z.strictObject({
 const modelSchema = z
   .strictObject({
     id: z.string().min(1),
-    kind: z.enum(["chat", "completion", "embedding"]).default("chat"),
+    kind: z.enum(["chat", "completion", "embedding", "image"]).default("chat"),
     backend: backendSchema,
     /** Price per 1M input tokens ("$0.15" or atomic units). */
     inputPrice: moneySchema.optional(),
@@ -51,6 +56,12 @@ const modelSchema = z
     outputPrice: moneySchema.optional(),
     /** Fixed fee added to every upto charge. */
     fixedFee: moneySchema.default(0n),
+    /** Price per unit: per 1M tokens, per image, per second (`compute_ms`), per 1M bytes, per request. */
+    prices: z.partialRecord(z.enum(USAGE_UNITS), moneySchema).optional(),
+    /** Shorthand for `prices.compute_ms`: per second of backend time. */
+    pricePerSecond: moneySchema.optional(),
+    /** Price per image by size (`"1024x1024"`) or size and quality (`"1024x1024/hd"`); the first size is the default. */
+    imagePrices: z.record(z.string(), moneySchema).optional(),
     /** Fixed price per request, offered with the `exact` scheme. */
     exactPrice: moneySchema.optional(),
     /** A fixed price covers at most this many prompt tokens (by the gateway's bound). */
@@ -63,14 +74,21 @@ const modelSchema = z
     description: z.string().optional(),
   })
   .superRefine((model, ctx) => {
-    if (model.inputPrice === undefined && model.exactPrice === undefined) {
+    const unitPriced =
+      model.prices !== undefined || model.pricePerSecond !== undefined || model.imagePrices !== undefined;
+    if (model.inputPrice === undefined && model.exactPrice === undefined && !unitPriced) {
       ctx.addIssue({
         code: "custom",
-        message: "needs inputPrice (upto) or exactPrice (exact)",
+        message: "needs inputPrice or prices (upto), or exactPrice (exact)",
         path: ["inputPrice"],
       });
     }
-    if (model.kind !== "embedding" && model.inputPrice !== undefined && model.outputPrice === undefined) {
+    if (
+      model.kind !== "embedding" &&
+      model.kind !== "image" &&
+      model.inputPrice !== undefined &&
+      model.outputPrice === undefined
+    ) {
       ctx.addIssue({
         code: "custom",
         message: "outputPrice is required with inputPrice",
@@ -202,6 +220,15 @@ export const gatewayConfigSchema = z
     channels: channelsSchema.optional(),
     /** Public URL prefix of the gateway, used in 402 `resource` fields. */
     publicUrl: z.string().url().optional(),
+    /** The seller's receipt key: every settled response carries receipts it signs (see docs/receipts.md). */
+    receipts: z
+      .strictObject({
+        /** The key, already resolved (the CLI reads `signingKeyEnv`). */
+        signingKey: privateKeySchema.optional(),
+        /** Name of the environment variable holding the key (resolved by the CLI). */
+        signingKeyEnv: z.string().optional(),
+      })
+      .optional(),
     /** `GET /metrics` (Prometheus); with a token, only for `Authorization: Bearer <token>`. */
     metrics: operatorEndpointSchema(true).default({ enabled: true }),
     /** `GET /dashboard`, the operator's live page: off unless enabled, and then only with its token. */

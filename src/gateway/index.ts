@@ -9,6 +9,7 @@ export {
   type BillingEventType,
   combineBillingListeners,
 } from "./BillingEvent.js";
+export { billHandlerResponse } from "./billHandlerResponse.js";
 export {
   BATCH_SETTLEMENT,
   CHANNEL_REFUND_PATH,
@@ -33,6 +34,12 @@ export {
   type PaymentRecovery,
   type RecoveryReport,
 } from "./createPaymentRecovery.js";
+export {
+  type CreateReceiptSignerParameters,
+  createReceiptSigner,
+  type ReceiptFacts,
+  type ReceiptSigner,
+} from "./createReceiptSigner.js";
 export { createSseTap, type SseTap } from "./createSseTap.js";
 export { type TollgateExpressParameters, tollgateExpress } from "./expressBilling.js";
 export type { FacilitatorLike } from "./facilitatorLike.js";
@@ -51,6 +58,7 @@ export {
   type TollgateHonoParameters,
   tollgateHono,
 } from "./honoBilling.js";
+export { type TollgateRouteHandler, type WithTollgateParameters, withTollgate } from "./nextBilling.js";
 export {
   type CreateGatewayMetricsParameters,
   createGatewayMetrics,

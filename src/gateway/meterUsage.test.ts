@@ -117,3 +117,37 @@ test("the output meter never lets a choice past its allowance, nor a choice nobo
     if (exactCount) assert.equal(meter.allowancePerChoice, limit);
   }
 });
+
+test("cached prompt tokens and itemized reasoning become units of their own, within the believed counts", async () => {
+  const usage = await reconcileUsage({
+    reported: {
+      prompt_tokens: 900,
+      completion_tokens: 120,
+      prompt_tokens_details: { cached_tokens: 640 },
+      completion_tokens_details: { reasoning_tokens: 100 },
+    },
+    deliveredOutputTokens: 20,
+    choices: 1,
+    maxOutputTokens: 256,
+    promptTokenBound: 1_000,
+    countPrompt: async () => 0,
+  });
+  assert.deepEqual(usage.units, {
+    input_tokens: 260,
+    cached_input_tokens: 640,
+    output_tokens: 20,
+    reasoning_tokens: 100,
+    requests: 1,
+  });
+  // A cached count above the prompt it is part of is held to the prompt.
+  const inflated = await reconcileUsage({
+    reported: { prompt_tokens: 50, completion_tokens: 5, prompt_tokens_details: { cached_tokens: 5_000 } },
+    deliveredOutputTokens: 5,
+    choices: 1,
+    maxOutputTokens: 16,
+    promptTokenBound: 60,
+    countPrompt: async () => 0,
+  });
+  assert.equal(inflated.units.cached_input_tokens, 50);
+  assert.equal(inflated.units.input_tokens, 0);
+});

@@ -24,7 +24,9 @@ export type ReconcileUsageParameters = {
  * (`completion_tokens_details.reasoning_tokens`, reasoning it did not stream), and only when at
  * least half the count, less a few tokens per choice (a report of 0 for a long answer is not
  * believed); the total never exceeds the authorized output. The prompt is the backend's `prompt_tokens`
- * when it reports a count within the quote's bound; otherwise the gateway counts it.
+ * when it reports a count within the quote's bound; otherwise the gateway counts it. The cached part
+ * of a believed prompt (`prompt_tokens_details.cached_tokens`) and the itemized reasoning are
+ * reported as units of their own (`cached_input_tokens`, `reasoning_tokens`).
  */
 export async function reconcileUsage({
   reported,
@@ -51,9 +53,21 @@ export async function reconcileUsage({
   const reportedPrompt = usage.prompt_tokens;
   const promptBelieved = isCount(reportedPrompt) && reportedPrompt <= promptTokenBound;
   const promptTokens = promptBelieved ? reportedPrompt : Math.min(await countPrompt(), promptTokenBound);
+  // Cached prompt tokens and reasoning are parts of the prompt and the output, priced on their own.
+  const promptDetails = usage.prompt_tokens_details as Record<string, unknown> | null | undefined;
+  const cached = promptBelieved && isCount(promptDetails?.cached_tokens) ? promptDetails.cached_tokens : 0;
+  const cachedTokens = Math.min(cached, promptTokens);
+  const reasoningTokens = outputBelieved ? Math.min(hiddenReasoning, completionTokens) : 0;
   return {
     promptTokens,
     completionTokens,
+    units: {
+      input_tokens: promptTokens - cachedTokens,
+      ...(cachedTokens > 0 ? { cached_input_tokens: cachedTokens } : {}),
+      output_tokens: completionTokens - reasoningTokens,
+      ...(reasoningTokens > 0 ? { reasoning_tokens: reasoningTokens } : {}),
+      requests: 1,
+    },
     source: promptBelieved && (outputBelieved || maxOutputTokens === 0) ? "backend" : "tokenizer",
   };
 }

@@ -4,6 +4,7 @@ import {
   declareErc20ApprovalGasSponsoringExtension,
 } from "@x402/extensions";
 import type { Address } from "viem";
+import { unitPricesToStrings } from "../pricing/index.js";
 import { type DecodedPaymentPayload, ReasonCode } from "../protocol/index.js";
 import type { RequestQuote } from "./quoteRequest.js";
 
@@ -51,6 +52,8 @@ export type OfferPricing = {
   fixedFeeAtomic: string;
   maxOutputTokens: number;
   promptTokenBound: number;
+  /** Atomic units per unit scale, every unit this model is priced in (see `UNIT_SCALE`). */
+  units: Record<string, string>;
 };
 
 /** The payment options for one quoted request: upto for the maximum, exact where priced. */
@@ -60,11 +63,12 @@ export function buildOffers(quote: RequestQuote, terms: BillingTerms): PaymentRe
   if (quote.maxAtomic !== undefined && terms.facilitatorAddress) {
     const pricing: OfferPricing = {
       model: model.id,
-      inputPerMTokAtomic: String(model.inputPrice ?? 0n),
-      outputPerMTokAtomic: String(model.outputPrice ?? 0n),
-      fixedFeeAtomic: String(model.fixedFee),
+      inputPerMTokAtomic: String(quote.prices?.input_tokens ?? 0n),
+      outputPerMTokAtomic: String(quote.prices?.output_tokens ?? 0n),
+      fixedFeeAtomic: String(quote.prices?.requests ?? 0n),
       maxOutputTokens: quote.outputLimit,
       promptTokenBound: quote.promptTokenBound,
+      units: unitPricesToStrings(quote.prices ?? {}),
     };
     offers.push({
       scheme: "upto",

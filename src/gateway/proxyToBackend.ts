@@ -1,10 +1,12 @@
 import { TollgateError } from "../errors/index.js";
 import type { ModelConfig } from "./gatewayConfig.js";
-import { routes } from "./routes/index.js";
+import { type RouteAdapter, routes } from "./routes/index.js";
 
 export type ProxyToBackendParameters = {
   model: ModelConfig;
   body: Record<string, unknown>;
+  /** The API the request is for; default the model's kind. */
+  route?: RouteAdapter;
   /** Aborts the backend request (the buyer left). */
   signal?: AbortSignal;
 };
@@ -18,13 +20,19 @@ const PASSED_HEADERS = ["content-type", "retry-after"];
  * by `backend.timeoutMs` (TOLLGATE_BACKEND_TIMEOUT); the body is bounded by the billing session.
  * Cancelling the returned body (or `signal`) closes the backend connection, which stops generation.
  */
-export async function proxyToBackend({ model, body, signal }: ProxyToBackendParameters): Promise<Response> {
-  const url = `${model.backend.baseUrl.replace(/\/+$/, "")}${routes[model.kind].path}`;
+export async function proxyToBackend({
+  model,
+  body,
+  route = routes[model.kind],
+  signal,
+}: ProxyToBackendParameters): Promise<Response> {
+  const url = `${model.backend.baseUrl.replace(/\/+$/, "")}${route.path}`;
   const headers: Record<string, string> = {
     "content-type": "application/json",
     accept: body.stream === true ? "text/event-stream" : "application/json",
   };
-  if (model.backend.apiKey) headers.authorization = `Bearer ${model.backend.apiKey}`;
+  if (route.backendHeaders) Object.assign(headers, route.backendHeaders(model.backend.apiKey));
+  else if (model.backend.apiKey) headers.authorization = `Bearer ${model.backend.apiKey}`;
   const controller = new AbortController();
   let timedOut = false;
   const timer = setTimeout(() => {

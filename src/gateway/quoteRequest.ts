@@ -1,6 +1,13 @@
 import { TollgateError } from "../errors/index.js";
-import { maxAtomicForRequest, resolveOutputLimit, tokenizerForModel } from "../pricing/index.js";
+import {
+  maxCostOfUnits,
+  resolveOutputLimit,
+  tokenizerForModel,
+  type UnitPrices,
+  type UsageBound,
+} from "../pricing/index.js";
 import type { ModelConfig } from "./gatewayConfig.js";
+import { modelUnitPrices } from "./modelUnitPrices.js";
 import { type RouteAdapter, type RouteKind, type RouteRequest, routes } from "./routes/index.js";
 
 export type { RouteKind } from "./routes/index.js";
@@ -19,6 +26,10 @@ export type RequestQuote = {
   choices: number;
   /** The output authorized in all: output limit × choices. */
   maxOutputTokens: number;
+  /** The model's upto price per unit; undefined when the model is exact-only. */
+  prices: UnitPrices | undefined;
+  /** The most this request may use in each unit: the maximum prices it. */
+  usageBound: UsageBound;
   /** The upto maximum, in atomic units; undefined when the model is exact-only. */
   maxAtomic: bigint | undefined;
   /** Why the fixed price does not cover this request; undefined when it does (or there is none). */
@@ -40,10 +51,11 @@ export function quoteRequest(
   routeKind: RouteKind,
   body: Record<string, unknown>,
 ): RequestQuote {
-  if (model.kind !== routeKind) {
+  const apis: readonly RouteKind[] = model.backend.apis ?? [model.kind];
+  if (!apis.includes(routeKind)) {
     throw new TollgateError({
       code: "TOLLGATE_REQUEST_INVALID",
-      shortMessage: `model ${model.id} serves ${model.kind} requests, not ${routeKind}`,
+      shortMessage: `model ${model.id} serves ${apis.join(", ")} requests, not ${routeKind}`,
       details: { field: "model" },
     });
   }
@@ -52,22 +64,30 @@ export function quoteRequest(
   const bound = route.promptTokenBound(request, model);
   const outputLimit = route.canStream
     ? resolveOutputLimit(request.requestedOutputTokens, model.maxOutputTokens, {
-        field: request.fields.max_completion_tokens !== undefined ? "max_completion_tokens" : "max_tokens",
+        field:
+          request.fields.max_completion_tokens !== undefined
+            ? "max_completion_tokens"
+            : request.fields.max_output_tokens !== undefined
+              ? "max_output_tokens"
+              : "max_tokens",
       })
     : 0;
   const maxOutputTokens = outputLimit * request.choices;
-  const maxAtomic =
-    model.inputPrice === undefined
-      ? undefined
-      : maxAtomicForRequest(
-          { promptTokenBound: bound, maxOutputTokens },
-          {
-            inputPerMTokAtomic: model.inputPrice,
-            outputPerMTokAtomic: model.outputPrice ?? 0n,
-            fixedFeeAtomic: model.fixedFee,
-            maxOutputTokens: model.maxOutputTokens,
-          },
-        );
+  // A stream cannot outlast its output: each token may take at most the backend's idle timeout.
+  const timeBoundMs = Math.min(
+    model.backend.maxDurationSeconds * 1000,
+    model.backend.timeoutMs * (maxOutputTokens + 2),
+  );
+  const modelPrices = modelUnitPrices(model);
+  const prices =
+    modelPrices && route.requestPrices ? route.requestPrices(request, model, modelPrices) : modelPrices;
+  const usageBound: UsageBound = {
+    inputTokens: bound,
+    outputTokens: maxOutputTokens,
+    ...(request.images !== undefined ? { images: request.images } : {}),
+    ...(prices?.compute_ms !== undefined ? { computeMs: timeBoundMs } : {}),
+  };
+  const maxAtomic = prices === undefined ? undefined : maxCostOfUnits(usageBound, prices);
   const exactRefusal = exactRefusalOf(model, bound, request.choices);
   if (maxAtomic === undefined && exactRefusal !== undefined) {
     throw new TollgateError({
@@ -79,11 +99,6 @@ export function quoteRequest(
       },
     });
   }
-  // A stream cannot outlast its output: each token may take at most the backend's idle timeout.
-  const timeBoundMs = Math.min(
-    model.backend.maxDurationSeconds * 1000,
-    model.backend.timeoutMs * (maxOutputTokens + 2),
-  );
   return {
     model,
     route,
@@ -94,6 +109,8 @@ export function quoteRequest(
     outputLimit,
     choices: request.choices,
     maxOutputTokens,
+    prices,
+    usageBound,
     maxAtomic,
     exactRefusal,
     timeBoundMs,

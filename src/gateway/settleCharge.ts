@@ -1,10 +1,18 @@
 import type { PaymentPayload, PaymentRequirements, SettleResponse } from "@x402/core/types";
 import type { Logger } from "../errors/index.js";
 import type { PaymentLedger } from "../ledger/index.js";
+import type { UsageUnit } from "../pricing/index.js";
 import type { FacilitatorLike } from "./facilitatorLike.js";
 import { type SettlementOutcome, settleRecordedCharge } from "./settleRecordedCharge.js";
 
-export type ChargeUsage = { promptTokens: number; completionTokens: number; source: "backend" | "tokenizer" };
+/** What a delivered request is charged for: token totals, and every unit it used. */
+export type ChargeUsage = {
+  promptTokens: number;
+  completionTokens: number;
+  /** Usage per unit, what the charge is computed from. */
+  units: Partial<Record<UsageUnit, number>>;
+  source: "backend" | "tokenizer";
+};
 
 export type SettleChargeParameters = {
   ledger: PaymentLedger;
@@ -46,7 +54,7 @@ export async function settleCharge({
 }: SettleChargeParameters): Promise<ChargeOutcome> {
   await ledger.recordUsage(
     paymentId,
-    { promptTokens: usage.promptTokens, completionTokens: usage.completionTokens },
+    { promptTokens: usage.promptTokens, completionTokens: usage.completionTokens, units: usage.units },
     chargeAtomic,
   );
   onMetered?.();

@@ -37,6 +37,7 @@ import { type GatewayChannels, startChannels } from "./channels/index.js";
 import { type Billing, createBilling } from "./createBilling.js";
 import { createGatewayApp } from "./createGatewayApp.js";
 import { createPaymentRecovery, type PaymentRecovery } from "./createPaymentRecovery.js";
+import { createReceiptSigner } from "./createReceiptSigner.js";
 import type { FacilitatorLike } from "./facilitatorLike.js";
 import type { GatewayConfig } from "./gatewayConfig.js";
 import { createGatewayMetrics } from "./operator/createGatewayMetrics.js";
@@ -197,8 +198,13 @@ export async function startGateway({
     logger,
     verifyTimeoutMs,
     settleTimeoutMs,
+    receiptSigner: config.receipts?.signingKey
+      ? createReceiptSigner({ privateKey: config.receipts.signingKey as Hex })
+      : undefined,
     onBillingEvent: combineBillingListeners(metrics.onBillingEvent, onBillingEvent),
   });
+  if (!billing.receiptSigner)
+    logger.warn("no receipts.signingKey: settled responses carry no signed receipts");
   const recovery = createPaymentRecovery({
     payments: ledger.payments,
     settlements: ledger.settlements,
@@ -230,7 +236,7 @@ export async function startGateway({
     logger,
     maxBodyBytes: config.server.maxBodyBytes,
     refundChannel: channels?.refund,
-    routes: routes && ((app) => routes(app, billing)),
+    extraRoutes: routes && ((app) => routes(app, billing)),
   });
   mountOperatorRoutes(app as never, {
     ledger,

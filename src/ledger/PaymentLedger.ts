@@ -18,6 +18,8 @@ export type PaymentRecord = {
   maxAtomic: bigint;
   promptTokens: number | null;
   completionTokens: number | null;
+  /** Usage per unit (`input_tokens`, `cached_input_tokens`, `output_tokens`, `images`, …) the charge was computed from. */
+  usage: Record<string, number> | null;
   chargeAtomic: bigint | null;
   /** Settlement transaction hash; null until settled, and for a zero charge. */
   transaction: string | null;
@@ -74,10 +76,12 @@ export type ClaimWithinFundsResult =
   | ClaimPaymentResult
   | { claimed: false; existing: undefined; reservedAtomic: bigint; fundsAtomic: bigint };
 
-/** Tokens the backend actually used. */
+/** What a request actually used: token totals and, when known, every unit. */
 export type TokenUsage = {
   promptTokens: number;
   completionTokens: number;
+  /** Usage per unit; defaults to the token totals as `input_tokens` and `output_tokens`. */
+  units?: Record<string, number> | undefined;
 };
 
 /** The facilitator's answer for a settled charge; `transaction` is empty for a zero charge. */

@@ -33,6 +33,7 @@ test("applies each migration once and records it in schema_migrations", async ()
     [2, "settlements"],
     [3, "channels"],
     [4, "payments_request_id"],
+    [5, "payments_usage_units"],
   ]);
   const tables = await sql.query(
     "SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema() ORDER BY 1",
@@ -55,6 +56,23 @@ test("applies each migration once when two starts race", async () => {
 test("applies only the migrations that are new", async () => {
   await applyMigrations(sql, { migrations: ledgerMigrations.slice(0, 1) });
   assert.deepEqual(await applyMigrations(sql), { applied: versions.slice(1) });
+});
+
+test("moves the token counts of rows metered before usage units into the usage column", async () => {
+  await applyMigrations(sql, { migrations: ledgerMigrations.slice(0, 4) });
+  await sql.query(
+    `INSERT INTO payments (network, payer, nonce, scheme, model, route, asset, pay_to, max_atomic,
+       prompt_tokens, completion_tokens, charge_atomic, status, payload, requirements)
+     VALUES ('eip155:31337', '0xab', '1', 'upto', 'm', '/v1/chat/completions', '0x1', '0x2', 100,
+       12, 34, 5, 'settled', '{}', '{}'),
+       ('eip155:31337', '0xab', '2', 'upto', 'm', '/v1/chat/completions', '0x1', '0x2', 100,
+       NULL, NULL, NULL, 'failed', '{}', '{}')`,
+  );
+  assert.deepEqual(await applyMigrations(sql), { applied: [5] });
+  const rows = await sql.query("SELECT nonce, usage FROM payments ORDER BY nonce");
+  const usageOf = (value: unknown) => (typeof value === "string" ? JSON.parse(value) : value);
+  assert.deepEqual(usageOf(rows[0]?.usage), { input_tokens: 12, output_tokens: 34 });
+  assert.equal(rows[1]?.usage, null);
 });
 
 test("rolls back every migration of a run when one fails", async () => {

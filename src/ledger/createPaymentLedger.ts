@@ -6,6 +6,7 @@ import type {
   PaymentLedger,
   PaymentModelTotals,
   PaymentRecord,
+  TokenUsage,
 } from "./PaymentLedger.js";
 import { PaymentTransitionError } from "./PaymentTransitionError.js";
 import { paymentColumns, toPaymentRecord } from "./paymentRow.js";
@@ -262,11 +263,12 @@ export function createPaymentLedger(
     recordUsage: async (id, usage, chargeAtomic) =>
       transition(id, "metered", {
         chargeAtomic,
-        set: "prompt_tokens = $3, completion_tokens = $4, charge_atomic = $5::numeric",
+        set: "prompt_tokens = $3, completion_tokens = $4, charge_atomic = $5::numeric, usage = $6::jsonb",
         params: [
           tokenCountParam(usage.promptTokens, "promptTokens"),
           tokenCountParam(usage.completionTokens, "completionTokens"),
           atomicParam(chargeAtomic, "chargeAtomic"),
+          jsonParam(unitsOf(usage), "usage"),
         ],
       }),
 
@@ -411,4 +413,15 @@ export function createPaymentLedger(
       return [...byModel.values()];
     },
   };
+}
+
+/** The usage per unit to record: the given units (each a token count), or the token totals. */
+function unitsOf(usage: TokenUsage): Record<string, number> {
+  const units: Record<string, number> = usage.units ?? {
+    input_tokens: usage.promptTokens,
+    output_tokens: usage.completionTokens,
+  };
+  const out: Record<string, number> = {};
+  for (const [unit, count] of Object.entries(units)) out[unit] = tokenCountParam(count, `usage.${unit}`);
+  return out;
 }

@@ -118,4 +118,17 @@ ALTER TABLE payments ADD COLUMN request_id TEXT;
 CREATE INDEX payments_request_id_idx ON payments (request_id) WHERE request_id IS NOT NULL;
 `,
   },
+  {
+    version: 5,
+    name: "payments_usage_units",
+    sql: `
+-- Usage per unit (input_tokens, cached_input_tokens, output_tokens, reasoning_tokens, images,
+-- compute_ms, output_bytes, requests): what the charge was computed from. prompt_tokens and
+-- completion_tokens stay as the token totals.
+ALTER TABLE payments ADD COLUMN usage JSONB;
+UPDATE payments
+   SET usage = jsonb_build_object('input_tokens', prompt_tokens, 'output_tokens', completion_tokens)
+ WHERE prompt_tokens IS NOT NULL AND completion_tokens IS NOT NULL;
+`,
+  },
 ];

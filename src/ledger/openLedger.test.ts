@@ -27,7 +27,15 @@ test("keeps payments, debts and settlements across close and reopen of a data di
   assert.ok(claimed.claimed);
   const id = claimed.payment.id;
   await first.payments.markServing(id);
-  await first.payments.recordUsage(id, { promptTokens: 10, completionTokens: 20 }, 2n ** 79n);
+  await first.payments.recordUsage(
+    id,
+    {
+      promptTokens: 10,
+      completionTokens: 20,
+      units: { input_tokens: 6, cached_input_tokens: 4, output_tokens: 20 },
+    },
+    2n ** 79n,
+  );
   await first.payments.markSettling(id);
   await first.payments.markDebt(id, "facilitator unreachable");
   const pending = await first.payments.claim(pendingClaim);
@@ -54,6 +62,7 @@ test("keeps payments, debts and settlements across close and reopen of a data di
     assert.ok(!replay.claimed);
     assert.equal(replay.existing.status, "debt");
     assert.equal(replay.existing.chargeAtomic, 2n ** 79n);
+    assert.deepEqual(replay.existing.usage, { input_tokens: 6, cached_input_tokens: 4, output_tokens: 20 });
     assert.deepEqual(
       (await second.payments.pendingForRecovery()).map((p) => [p.id, p.status]),
       [[pending.payment.id, "serving"]],

@@ -5,7 +5,7 @@ import { isPaymentStatus, type PaymentStatus } from "./paymentStatus.js";
 
 /** The select list every payments query uses: money as text so no driver turns it into a float. */
 export const paymentColumns = `id, network, payer, nonce, scheme, model, route, asset, pay_to,
-  max_atomic::text AS max_atomic, prompt_tokens, completion_tokens, charge_atomic::text AS charge_atomic,
+  max_atomic::text AS max_atomic, prompt_tokens, completion_tokens, usage, charge_atomic::text AS charge_atomic,
   transaction, status, error, payload, requirements, created_at, updated_at, settled_at, request_id`;
 
 const atomic = z
@@ -28,6 +28,11 @@ const paymentRowSchema = z.object({
   max_atomic: atomic,
   prompt_tokens: integer.nullable(),
   completion_tokens: integer.nullable(),
+  usage: z
+    .union([z.string().transform((text) => JSON.parse(text) as unknown), z.unknown()])
+    .pipe(z.record(z.string(), z.number().int().nonnegative()).nullable())
+    .optional()
+    .transform((value) => value ?? null),
   charge_atomic: atomic.nullable(),
   transaction: z.string().nullable(),
   status: z.custom<PaymentStatus>(isPaymentStatus),
@@ -66,6 +71,7 @@ export function toPaymentRecord(row: unknown): PaymentRecord {
     maxAtomic: r.max_atomic,
     promptTokens: r.prompt_tokens,
     completionTokens: r.completion_tokens,
+    usage: r.usage,
     chargeAtomic: r.charge_atomic,
     transaction: r.transaction,
     status: r.status,

@@ -10,6 +10,7 @@ import {
   type BuyerEventListener,
   type BuyerSigner,
   type ConfirmPayment,
+  createReceiptSignerBook,
   openSpendStore,
   type PaymentContext,
   parseSpendingPolicy,
@@ -118,6 +119,7 @@ export function createMcpToolPayer(parameters: CreateMcpToolPayerParameters): Mc
     store,
     confirm: parameters.confirm,
     emit,
+    receiptSigners: createReceiptSignerBook({ fetch: globalThis.fetch }),
   };
 
   async function callTool(
@@ -186,6 +188,7 @@ export function createMcpToolPayer(parameters: CreateMcpToolPayerParameters): Mc
         payer: settlement.payer,
         usage: undefined,
         extra: settlement.extra,
+        extensions: settlement.extensions,
       });
     } else if (readPaymentRequiredResult(paid)) {
       const refusal = readPaymentRequiredResult(paid)?.error ?? "no reason given";

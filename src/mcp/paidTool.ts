@@ -132,6 +132,9 @@ export function paidTool<Args>(
       usage: {
         promptTokens: work.usage?.promptTokens ?? 0,
         completionTokens: work.usage?.completionTokens ?? 0,
+        units: work.usage
+          ? { input_tokens: work.usage.promptTokens, output_tokens: work.usage.completionTokens, requests: 1 }
+          : { requests: 1 },
         source: "backend",
       },
       chargeAtomic: chargeAtomic < 0n ? 0n : chargeAtomic,

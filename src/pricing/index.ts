@@ -3,6 +3,7 @@ export { chargeAtomic, costAtomic } from "./costAtomic.js";
 export { type CountPromptTokensOptions, countPromptTokens } from "./countPromptTokens.js";
 export { countTextTokensChunked } from "./countTextTokensChunked.js";
 export { type MaxAtomicForRequestParameters, maxAtomicForRequest } from "./maxAtomicForRequest.js";
+export { maxCostOfUnits, type UsageBound } from "./maxCostOfUnits.js";
 export { assertModelPrice, type ModelPrice, TOKENS_PER_PRICE_UNIT, type TokenUsage } from "./modelPrice.js";
 export {
   type FormatMoneyOptions,
@@ -20,5 +21,18 @@ export {
   promptTokenBound,
 } from "./promptTokenBound.js";
 export { type ResolveOutputLimitOptions, resolveOutputLimit } from "./resolveOutputLimit.js";
+export { type ResolveUnitPricesParameters, resolveUnitPrices } from "./resolveUnitPrices.js";
 export { textTokenBound } from "./textTokenBound.js";
 export { countTextTokens, type TokenizerName, tokenizerForModel, utf8ByteLength } from "./tokenizer.js";
+export {
+  assertUnitPrices,
+  compactUsage,
+  costOfUnits,
+  isUsageUnit,
+  UNIT_SCALE,
+  type UnitPrices,
+  type UnitUsage,
+  USAGE_UNITS,
+  type UsageUnit,
+  unitPricesToStrings,
+} from "./usageUnits.js";

@@ -69,6 +69,15 @@ export {
   type UptoPermit2Payload,
   uptoPermit2PayloadSchema,
 } from "./schemePayloads.js";
+export {
+  type CheckSignedReceiptsReturnType,
+  checkSignedReceipts,
+  type ReceiptCheckStatus,
+  type ReceiptExpectations,
+  type SignedReceipts,
+  signedReceiptExtensions,
+  signedReceiptsOf,
+} from "./signedReceipts.js";
 export type {
   DecodedPaymentPayload,
   EvmPaymentRequirements,
@@ -82,3 +91,19 @@ export type {
   UptoPaymentPayload,
   VerifyResponse,
 } from "./types.js";
+export {
+  justifiedByUsageReceipt,
+  NO_CHANNEL_ID,
+  type RecoverUsageReceiptSignerReturnType,
+  recoverUsageReceiptSigner,
+  type SignedUsageReceipt,
+  type SignTypedData,
+  signedUsageReceiptSchema,
+  signUsageReceipt,
+  USAGE_RECEIPT_EXTENSION,
+  USAGE_RECEIPT_TYPES,
+  type UsageReceiptPayload,
+  usageReceiptDomain,
+  usageReceiptMessage,
+  usageReceiptPayloadSchema,
+} from "./usageReceipt.js";

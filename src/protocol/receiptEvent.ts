@@ -31,11 +31,17 @@ export const streamReceiptSchema = z.looseObject({
     completion_tokens: tokenCountSchema,
     total_tokens: tokenCountSchema.optional(),
   }),
+  /** Usage per unit (`input_tokens`, `cached_input_tokens`, `output_tokens`, `images`, `compute_ms`, …): what the charge is computed from. */
+  units: z.record(z.string(), tokenCountSchema).optional(),
   prices: z.looseObject({
     inputPerMTokAtomic: uint256StringSchema,
     outputPerMTokAtomic: uint256StringSchema,
     fixedFeeAtomic: uint256StringSchema,
+    /** Atomic units per unit scale (1M tokens, an image, a second of `compute_ms`, 1M bytes, a request). */
+    units: z.record(z.string(), uint256StringSchema).optional(),
   }),
+  /** The settlement's extensions: the seller's signed receipts (x402 `offer-receipt`, Tollgate's usage receipt). */
+  extensions: z.record(z.string(), z.unknown()).optional(),
 });
 
 export type StreamReceipt = z.infer<typeof streamReceiptSchema>;

@@ -2,8 +2,10 @@ import { createServer, type IncomingMessage, type ServerResponse } from "node:ht
 import type { AddressInfo } from "node:net";
 import type { PaymentRequirements } from "@x402/core/types";
 import type { TollgateFacilitator } from "../../src/facilitator/index.js";
+import { createReceiptSigner } from "../../src/gateway/index.js";
 import { costAtomic, maxAtomicForRequest, promptTokenBound } from "../../src/pricing/index.js";
 import {
+  authorizationKey,
   decodePaymentSignatureHeader,
   encodePaymentRequiredHeader,
   encodePaymentResponseHeader,
@@ -21,6 +23,8 @@ export type DishonestSellerParameters = {
   inflateMaximum?: bigint;
   /** Settles this much above what the reported usage costs. Default 0. */
   overchargeAtomic?: bigint;
+  /** Signs receipts (x402 and usage) stating what it charged, and publishes the key in `/v1/models`. */
+  receiptKey?: `0x${string}`;
 };
 
 /**
@@ -33,8 +37,16 @@ export async function startDishonestSeller(parameters: DishonestSellerParameters
   const inflate = parameters.inflateMaximum ?? 1n;
   const overcharge = parameters.overchargeAtomic ?? 0n;
   const settled: Array<{ chargeAtomic: bigint; transaction: string }> = [];
+  const receiptSigner = parameters.receiptKey
+    ? createReceiptSigner({ privateKey: parameters.receiptKey })
+    : undefined;
 
   async function handle(request: IncomingMessage, response: ServerResponse) {
+    if (request.method === "GET" && request.url === "/v1/models") {
+      response.writeHead(200, { "content-type": "application/json" });
+      response.end(JSON.stringify({ object: "list", data: [modelListing()] }));
+      return;
+    }
     const chunks: Buffer[] = [];
     for await (const chunk of request) chunks.push(chunk as Buffer);
     const body = JSON.parse(Buffer.concat(chunks).toString("utf8")) as Record<string, unknown>;
@@ -92,9 +104,36 @@ export async function startDishonestSeller(parameters: DishonestSellerParameters
     const charge = honest + overcharge > signedMax ? signedMax : honest + overcharge;
     const settlement = await facilitator.settle(payload, { ...requirements, amount: charge.toString() });
     settled.push({ chargeAtomic: charge, transaction: settlement.transaction });
+    const extensions = await receiptSigner?.sign({
+      network: facilitator.network,
+      resourceUrl: `http://${request.headers.host}${request.url}`,
+      route: String(request.url),
+      model: String(body.model),
+      scheme: "upto",
+      asset,
+      payer: settlement.payer as `0x${string}`,
+      payTo,
+      nonce: authorizationKey(payload).nonce,
+      usage: [
+        { unit: "input_tokens", amount: String(usage.promptTokens) },
+        { unit: "output_tokens", amount: String(usage.completionTokens) },
+      ],
+      prices: [
+        { unit: "input_tokens", perMillionAtomic: prices.inputPerMTokAtomic.toString() },
+        { unit: "output_tokens", perMillionAtomic: prices.outputPerMTokAtomic.toString() },
+      ],
+      fixedFeeAtomic: prices.fixedFeeAtomic.toString(),
+      chargeAtomic: charge.toString(),
+      maxAtomic: signedMax.toString(),
+      transaction: settlement.transaction,
+    });
     response.writeHead(200, {
       "content-type": "application/json",
-      "payment-response": encodePaymentResponseHeader({ ...settlement, amount: charge.toString() }),
+      "payment-response": encodePaymentResponseHeader({
+        ...settlement,
+        amount: charge.toString(),
+        ...(extensions ? { extensions } : {}),
+      }),
     });
     response.end(
       JSON.stringify({
@@ -106,6 +145,23 @@ export async function startDishonestSeller(parameters: DishonestSellerParameters
         usage: { prompt_tokens: usage.promptTokens, completion_tokens: usage.completionTokens },
       }),
     );
+  }
+
+  function modelListing() {
+    return {
+      id: "any-model",
+      object: "model",
+      pricing: {
+        network: facilitator.network,
+        asset,
+        payTo,
+        schemes: ["upto"],
+        inputPerMTokAtomic: prices.inputPerMTokAtomic.toString(),
+        outputPerMTokAtomic: prices.outputPerMTokAtomic.toString(),
+        fixedFeeAtomic: prices.fixedFeeAtomic.toString(),
+        receiptSigner: receiptSigner?.address,
+      },
+    };
   }
 
   const server = createServer((request, response) => {

@@ -124,8 +124,8 @@ export function createGatewayMetrics({
         return;
       case "metered":
         requests.inc({ route: event.route, model: event.model, status: "200" });
-        usage.inc({ model: event.model, unit: "input_tokens" }, event.usage.input_tokens);
-        usage.inc({ model: event.model, unit: "output_tokens" }, event.usage.output_tokens);
+        for (const [unit, amount] of Object.entries(event.usage))
+          if (amount !== undefined) usage.inc({ model: event.model, unit }, amount);
         return;
       case "settled":
         payments.inc({ scheme: event.scheme, outcome: event.chargeAtomic === 0n ? "zero" : "settled" });

@@ -1,7 +1,9 @@
+import type { UnitPrices, UsageUnit } from "../../pricing/index.js";
+import type { StreamReceipt } from "../../protocol/index.js";
 import type { ModelConfig } from "../gatewayConfig.js";
 
 /** Which inference API a request is for. */
-export type RouteKind = "chat" | "completion" | "embedding";
+export type RouteKind = "chat" | "completion" | "embedding" | "messages" | "responses" | "image";
 
 /** Output text of one choice found in a chunk or a whole answer. */
 export type OutputPiece = { choice: number; text: string };
@@ -16,6 +18,20 @@ export type OutputReading = {
   usage: unknown;
   /** The backend reported an error instead of (or after) output. */
   error: string | undefined;
+  /** Forward this stream event to the buyer; default: when it delivered output (a usage-only chunk is not). */
+  forward?: boolean;
+  /** Units delivered beyond tokens (images returned), counted by the gateway itself. */
+  units?: Partial<Record<UsageUnit, number>>;
+};
+
+/** How a route ends its streams, for APIs whose streams are not OpenAI's chunks and `[DONE]`. */
+export type StreamTrailer = {
+  /** The SSE text of the receipt event, sent once the charge is settled. */
+  receipt(receipt: StreamReceipt): string;
+  /** The SSE text of an error event in this API's shape. */
+  error(message: string, code: string): string;
+  /** The SSE text that ends a complete stream after the receipt ("" when the API has none). */
+  done: string;
 };
 
 /** A request accepted by a route: only the fields the route prices and forwards. */
@@ -29,6 +45,8 @@ export type RouteRequest = {
   requestedOutputTokens: unknown;
   /** Choices generated, each up to the output limit. */
   choices: number;
+  /** Images the request asks for, each priced at its size. */
+  images?: number;
 };
 
 /**
@@ -44,8 +62,18 @@ export type RouteAdapter = {
   readonly chunkObject: string;
   /** A choice that adds nothing, for the receipt chunk of clients that read `choices[0]` of every chunk. */
   readonly emptyChunkChoice: Record<string, unknown>;
+  /** The stream's events are named (`event:` lines), and forwarded with their names. */
+  readonly namedEvents?: boolean;
+  /** Receipt, error and end events in this API's streaming format; default OpenAI's chunks and `[DONE]`. */
+  readonly streamTrailer?: StreamTrailer;
+  /** Headers the backend of this API expects beyond the JSON content type (its key, its version). */
+  backendHeaders?(apiKey: string | undefined): Record<string, string>;
+  /** A gateway error (400, 404, 502, …) in this API's error shape; default OpenAI's `{ error }`. */
+  errorBody?(status: number, message: string, code: string): Record<string, unknown>;
   /** Validates the body against the allow-list; throws TOLLGATE_REQUEST_INVALID naming the field. */
   readRequest(body: Record<string, unknown>): RouteRequest;
+  /** This request's prices, when they depend on it (an image's size and quality); default the model's. */
+  requestPrices?(request: RouteRequest, model: ModelConfig, prices: UnitPrices): UnitPrices;
   /** An upper bound on the prompt tokens of everything forwarded, for `model`. */
   promptTokenBound(request: RouteRequest, model: ModelConfig): number;
   /** The prompt's tokens by the model's tokenizer, for when the backend reports none; never above the bound. */

@@ -1,0 +1,207 @@
+import { randomBytes, timingSafeEqual } from "node:crypto";
+import { existsSync } from "node:fs";
+import { open, readFile, rm, writeFile } from "node:fs/promises";
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
+import { resolve } from "node:path";
+import { TollgateError } from "../errors/index.js";
+import type { PaymentLedger } from "../ledger/index.js";
+
+/** Where `tollgate dev` and `tollgate gateway` keep the ledger, and `tollgate ledger` reads it, by default. */
+export const DEFAULT_LEDGER_DIR = ".tollgate/ledger";
+
+/** Where a gateway that holds a PGlite ledger says how to read it: beside the data dir, readable by its user only. */
+export function ledgerAccessFile(dataDir: string): string {
+  return `${resolve(dataDir)}.gateway.json`;
+}
+
+type AccessRecord = { pid: number; url?: string; token?: string };
+
+/** The ledger report `tollgate ledger --json` prints, read the same way from the file or through a gateway. */
+export type LedgerReport = {
+  totals: Array<{
+    model: string;
+    count: number;
+    authorizedAtomic: string;
+    chargedAtomic: string;
+    owedAtomic: string;
+    byStatus: Record<string, number>;
+  }>;
+  recent: Array<{
+    id: number | string;
+    createdAt: string;
+    model: string;
+    payer: string;
+    status: string;
+    maxAtomic: string;
+    chargeAtomic: string | null;
+    promptTokens: number | null;
+    completionTokens: number | null;
+    /** Usage per unit (`input_tokens`, `output_tokens`, `images`, …), when the row has it. */
+    usage: Record<string, number> | null;
+    transaction: string | null;
+    error: string | null;
+  }>;
+};
+
+/** Recent payments and totals per model, in plain JSON. */
+export async function readLedgerReport(payments: PaymentLedger, limit: number): Promise<LedgerReport> {
+  const [recent, totals] = await Promise.all([payments.recent({ limit }), payments.totals()]);
+  return {
+    totals: totals.map((t) => ({
+      model: t.model,
+      count: t.count,
+      authorizedAtomic: t.authorizedAtomic.toString(),
+      chargedAtomic: t.chargedAtomic.toString(),
+      owedAtomic: t.owedAtomic.toString(),
+      byStatus: t.byStatus,
+    })),
+    recent: recent.map((p) => ({
+      id: p.id,
+      createdAt: p.createdAt.toISOString(),
+      model: p.model,
+      payer: p.payer,
+      status: p.status,
+      maxAtomic: p.maxAtomic.toString(),
+      chargeAtomic: p.chargeAtomic?.toString() ?? null,
+      promptTokens: p.promptTokens,
+      completionTokens: p.completionTokens,
+      usage: p.usage,
+      transaction: p.transaction,
+      error: p.error,
+    })),
+  };
+}
+
+/** The running process that holds `dataDir`, if any (a record left by a stopped one does not count). */
+export async function ledgerHolder(dataDir: string): Promise<AccessRecord | undefined> {
+  const text = await readFile(ledgerAccessFile(dataDir), "utf8").catch(() => undefined);
+  if (text === undefined) return undefined;
+  let record: AccessRecord;
+  try {
+    record = JSON.parse(text) as AccessRecord;
+  } catch {
+    return undefined;
+  }
+  return Number.isInteger(record.pid) && isRunning(record.pid) ? record : undefined;
+}
+
+/**
+ * Claims a PGlite data dir for this gateway process before it opens it (PGlite is one process's database):
+ * refused while another running gateway holds it. Resolves to the claim, which later serves the ledger.
+ */
+export async function claimLedgerDir(dataDir: string): Promise<LedgerClaim> {
+  const path = ledgerAccessFile(dataDir);
+  const holder = await ledgerHolder(dataDir);
+  if (holder && holder.pid !== process.pid) {
+    throw new TollgateError({
+      code: "TOLLGATE_CONFIG_INVALID",
+      shortMessage: `the ledger in ${dataDir} is held by a running gateway (process ${holder.pid}); stop it, or give this one another data dir`,
+      details: { dataDir, pid: holder.pid },
+    });
+  }
+  await rm(path, { force: true });
+  // Created exclusively and readable by this user only: it will hold the token that reads the ledger.
+  const handle = await open(path, "wx", 0o600);
+  await handle.writeFile(JSON.stringify({ pid: process.pid } satisfies AccessRecord));
+  await handle.close();
+  let close = async () => {
+    await rm(path, { force: true });
+  };
+  return {
+    async serve(payments) {
+      const token = randomBytes(32).toString("hex");
+      const server = createServer((request, response) => {
+        const url = new URL(request.url ?? "/", "http://127.0.0.1");
+        const given = Buffer.from(request.headers.authorization ?? "");
+        const expected = Buffer.from(`Bearer ${token}`);
+        if (given.length !== expected.length || !timingSafeEqual(given, expected)) {
+          response.writeHead(401, { "content-type": "application/json" });
+          response.end(JSON.stringify({ error: "a valid bearer token is required" }));
+          return;
+        }
+        if (request.method !== "GET" || url.pathname !== "/ledger") {
+          response.writeHead(404).end();
+          return;
+        }
+        const limit = Math.min(1000, Math.max(1, Number(url.searchParams.get("limit")) || 20));
+        readLedgerReport(payments, limit).then(
+          (report) => {
+            response.writeHead(200, { "content-type": "application/json" });
+            response.end(JSON.stringify(report));
+          },
+          (error: unknown) => {
+            response.writeHead(503, { "content-type": "application/json" });
+            response.end(JSON.stringify({ error: String(error) }));
+          },
+        );
+      });
+      await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+      const { port } = server.address() as AddressInfo;
+      await writeFile(
+        path,
+        JSON.stringify({ pid: process.pid, url: `http://127.0.0.1:${port}`, token } satisfies AccessRecord),
+        { mode: 0o600 },
+      );
+      const release = close;
+      close = async () => {
+        await new Promise<void>((resolve) => server.close(() => resolve()));
+        await release();
+      };
+    },
+    release: () => close(),
+  };
+}
+
+/** A gateway's hold on its PGlite data dir. */
+export type LedgerClaim = {
+  /** Serves the ledger's report on loopback to whoever can read the access file. */
+  serve(payments: PaymentLedger): Promise<void>;
+  /** Stops serving and removes the access file. */
+  release(): Promise<void>;
+};
+
+/** Reads the report through the running gateway that holds `dataDir`; undefined when none holds it. */
+export async function readLedgerThroughGateway(
+  dataDir: string,
+  limit: number,
+): Promise<LedgerReport | undefined> {
+  const holder = await ledgerHolder(dataDir);
+  if (!holder) return undefined;
+  if (!holder.url || !holder.token) {
+    throw new TollgateError({
+      code: "TOLLGATE_LEDGER_FAILED",
+      shortMessage: `the gateway holding ${dataDir} (process ${holder.pid}) is still starting; retry in a moment`,
+    });
+  }
+  const response = await fetch(`${holder.url}/ledger?limit=${limit}`, {
+    headers: { authorization: `Bearer ${holder.token}` },
+  }).catch((cause: unknown) => {
+    throw new TollgateError({
+      code: "TOLLGATE_LEDGER_FAILED",
+      shortMessage: `the gateway holding ${dataDir} (process ${holder.pid}) did not answer at ${holder.url}`,
+      cause,
+    });
+  });
+  if (!response.ok) {
+    throw new TollgateError({
+      code: "TOLLGATE_LEDGER_FAILED",
+      shortMessage: `the gateway holding ${dataDir} (process ${holder.pid}) answered ${response.status}`,
+    });
+  }
+  return (await response.json()) as LedgerReport;
+}
+
+/** True when `dataDir` holds a PGlite database already. */
+export function ledgerExists(dataDir: string): boolean {
+  return existsSync(resolve(dataDir, "PG_VERSION"));
+}
+
+function isRunning(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === "EPERM";
+  }
+}

@@ -1,0 +1,168 @@
+import { randomUUID } from "node:crypto";
+import type { ServerResponse } from "node:http";
+import { setTimeout as sleep } from "node:timers/promises";
+import { z } from "zod";
+import type { FakeGeneration, FakeServedRequest, FakeServerBehaviour } from "./fakeServerTypes.js";
+import type { GenerationRequest } from "./openAiRequests.js";
+import { sendJson } from "./sendJson.js";
+
+// The Anthropic Messages API as a fake backend serves it: https://docs.anthropic.com/en/api/messages
+// and https://docs.anthropic.com/en/docs/build-with-claude/streaming.
+
+const blockSchema = z.looseObject({ type: z.string(), text: z.string().optional() });
+
+/** POST /v1/messages: the fields the fake acts on, the rest kept. */
+export const messagesRequestSchema = z.looseObject({
+  model: z.string(),
+  max_tokens: z.number().int().positive(),
+  system: z.union([z.string(), z.array(blockSchema)]).optional(),
+  messages: z
+    .array(z.looseObject({ role: z.string(), content: z.union([z.string(), z.array(blockSchema)]) }))
+    .min(1),
+  stream: z.boolean().nullish(),
+});
+export type MessagesRequest = z.infer<typeof messagesRequestSchema>;
+
+const textOf = (content: string | readonly { text?: string | undefined }[]): string =>
+  typeof content === "string" ? content : content.map((block) => block.text ?? "").join("\n");
+
+/** The same conversation as a chat request, so one generator and one prompt count serve both APIs. */
+export function messagesAsChat(body: MessagesRequest): GenerationRequest {
+  const system = body.system === undefined ? [] : [{ role: "system", content: textOf(body.system) }];
+  return {
+    endpoint: "chat",
+    body: {
+      model: body.model,
+      messages: [...system, ...body.messages.map((m) => ({ role: m.role, content: textOf(m.content) }))],
+      max_tokens: body.max_tokens,
+    },
+  };
+}
+
+export type ServeMessagesParameters = {
+  body: MessagesRequest;
+  generation: FakeGeneration;
+  behaviour: FakeServerBehaviour;
+  response: ServerResponse;
+  record: FakeServedRequest;
+  closed: AbortSignal;
+};
+
+/**
+ * Answers one Messages request: a whole `message`, or the stream of events (message_start with
+ * the prompt's usage, a text block token by token, message_delta with the output's usage,
+ * message_stop), paced like the chat routes and stopped at `max_tokens` unless told to ignore it.
+ */
+export async function serveMessages({
+  body,
+  generation,
+  behaviour,
+  response,
+  record,
+  closed,
+}: ServeMessagesParameters): Promise<void> {
+  const limit = behaviour.ignoreOutputLimit === true ? Number.POSITIVE_INFINITY : body.max_tokens;
+  const tokens: string[] = [];
+  for (const token of generation.tokens) {
+    if (tokens.length >= limit) break;
+    tokens.push(token);
+  }
+  const stopReason = tokens.length >= body.max_tokens ? "max_tokens" : "end_turn";
+  const outputTokens = (text: string) => generation.countCompletionTokens?.(text) ?? tokens.length;
+  const usage = (output: number) =>
+    behaviour.reportUsage ? { input_tokens: generation.promptTokens, output_tokens: output } : undefined;
+  const message = {
+    id: `msg_${randomUUID().replaceAll("-", "")}`,
+    type: "message",
+    role: "assistant",
+    model: body.model,
+    content: [] as { type: "text"; text: string }[],
+    stop_reason: null as string | null,
+    stop_sequence: null,
+    usage: usage(1),
+  };
+  const startedAt = performance.now();
+  const dueAt = (index: number) =>
+    startedAt +
+    behaviour.firstTokenDelayMs +
+    (behaviour.tokensPerSecond > 0 ? ((index + 1) * 1000) / behaviour.tokensPerSecond : 0);
+
+  if (body.stream !== true) {
+    if (!(await waitUntil(dueAt(Math.max(0, tokens.length - 1)), closed))) return;
+    const text = tokens.join("");
+    record.tokensSent = tokens.length;
+    sendJson(
+      response,
+      record,
+      200,
+      {
+        ...message,
+        content: [{ type: "text", text }],
+        stop_reason: stopReason,
+        usage: usage(outputTokens(text)),
+      },
+      "completed",
+    );
+    return;
+  }
+
+  response.writeHead(200, {
+    "content-type": "text/event-stream; charset=utf-8",
+    "cache-control": "no-cache",
+  });
+  record.status = 200;
+  record.stream = true;
+  response.flushHeaders();
+  const send = (event: string, data: Record<string, unknown>) =>
+    writeAndWait(response, `event: ${event}\ndata: ${JSON.stringify({ type: event, ...data })}\n\n`, closed);
+  if (!(await send("message_start", { message }))) return;
+  if (!(await send("content_block_start", { index: 0, content_block: { type: "text", text: "" } }))) return;
+  if (!(await send("ping", {}))) return;
+  for (const [index, token] of tokens.entries()) {
+    if (behaviour.failAfterChunks !== undefined && index >= behaviour.failAfterChunks) {
+      record.outcome = "connection-dropped";
+      response.socket?.destroy();
+      return;
+    }
+    if (!(await waitUntil(dueAt(index), closed))) return;
+    if (!(await send("content_block_delta", { index: 0, delta: { type: "text_delta", text: token } })))
+      return;
+    record.tokensSent = index + 1;
+  }
+  if (!(await send("content_block_stop", { index: 0 }))) return;
+  const delta = { stop_reason: stopReason, stop_sequence: null };
+  const final = usage(outputTokens(tokens.join("")));
+  if (
+    !(await send("message_delta", {
+      delta,
+      ...(final ? { usage: { output_tokens: final.output_tokens } } : {}),
+    }))
+  )
+    return;
+  record.outcome = "completed";
+  response.end(`event: message_stop\ndata: ${JSON.stringify({ type: "message_stop" })}\n\n`);
+}
+
+async function waitUntil(dueAt: number, closed: AbortSignal): Promise<boolean> {
+  const waitMs = dueAt - performance.now();
+  if (waitMs > 0) {
+    try {
+      await sleep(waitMs, undefined, { signal: closed });
+    } catch {
+      return false;
+    }
+  }
+  return !closed.aborted;
+}
+
+function writeAndWait(response: ServerResponse, text: string, closed: AbortSignal): Promise<boolean> {
+  if (closed.aborted) return Promise.resolve(false);
+  return new Promise<boolean>((resolve) => {
+    const onClose = () => resolve(false);
+    closed.addEventListener("abort", onClose, { once: true });
+    response.write(text, (error) => {
+      closed.removeEventListener("abort", onClose);
+      resolve(error === undefined || error === null);
+    });
+  });
+}

@@ -1,0 +1,135 @@
+import assert from "node:assert/strict";
+import { describe, test } from "node:test";
+import { isTollgateError } from "../../errors/index.js";
+import { parseGatewayConfig } from "../gatewayConfig.js";
+import { reconcileUsage } from "../meterUsage.js";
+import { anthropicMessages } from "./anthropicMessages.js";
+
+const [model] = parseGatewayConfig({
+  network: "eip155:8453",
+  payTo: "0x0000000000000000000000000000000000000001",
+  models: [
+    {
+      id: "claude-test",
+      backend: { baseUrl: "http://127.0.0.1:1/v1", apis: ["messages"] },
+      inputPrice: "$3",
+      outputPrice: "$15",
+    },
+  ],
+}).models;
+
+describe("the Messages route", () => {
+  test("reads the prompt's usage from message_start and the output's from message_delta; cache reads are cached input", async () => {
+    const start = anthropicMessages.readChunk({
+      type: "message_start",
+      message: {
+        usage: {
+          input_tokens: 20,
+          cache_read_input_tokens: 900,
+          cache_creation_input_tokens: 80,
+          output_tokens: 1,
+        },
+      },
+    });
+    assert.equal(start.delivered, false, "message_start delivers nothing");
+    assert.equal(start.forward, true, "but is forwarded");
+    const delta = anthropicMessages.readChunk({ type: "message_delta", usage: { output_tokens: 42 } });
+    const usage = await reconcileUsage({
+      reported: { ...(start.usage as object), ...(delta.usage as object) },
+      deliveredOutputTokens: 42,
+      choices: 1,
+      maxOutputTokens: 100,
+      promptTokenBound: 2_000,
+      countPrompt: async () => 0,
+    });
+    assert.deepEqual(usage.units, {
+      input_tokens: 100,
+      cached_input_tokens: 900,
+      output_tokens: 42,
+      requests: 1,
+    });
+  });
+
+  test("meters text, thinking and tool input as output; ping is neither forwarded nor billed", () => {
+    const text = anthropicMessages.readChunk({
+      type: "content_block_delta",
+      index: 0,
+      delta: { type: "text_delta", text: "Hello" },
+    });
+    assert.deepEqual(text.pieces, [{ choice: 0, text: "Hello" }]);
+    const thinking = anthropicMessages.readChunk({
+      type: "content_block_delta",
+      index: 0,
+      delta: { type: "thinking_delta", thinking: "hmm" },
+    });
+    assert.deepEqual(thinking.pieces, [{ choice: 0, text: "hmm" }]);
+    const tool = anthropicMessages.readChunk({
+      type: "content_block_delta",
+      index: 1,
+      delta: { type: "input_json_delta", partial_json: '{"city":' },
+    });
+    assert.deepEqual(tool.pieces, [{ choice: 0, text: '{"city":' }]);
+    const ping = anthropicMessages.readChunk({ type: "ping" });
+    assert.equal(ping.forward, false);
+    assert.equal(ping.pieces.length, 0);
+    const error = anthropicMessages.readChunk({
+      type: "error",
+      error: { type: "overloaded_error", message: "busy" },
+    });
+    assert.equal(error.error, "busy");
+  });
+
+  test("bounds every content block type; an image counts as an image, not as its base64", () => {
+    const bound = (content: unknown) =>
+      anthropicMessages.promptTokenBound(
+        anthropicMessages.readRequest({
+          model: "claude-test",
+          max_tokens: 10,
+          messages: [{ role: "user", content }],
+        }),
+        model!,
+      );
+    const small = bound("hi");
+    const image = bound([
+      { type: "image", source: { type: "base64", media_type: "image/png", data: "A".repeat(200_000) } },
+    ]);
+    assert.ok(image > small && image < 100_000, `an image bounded at ${image}`);
+    const pdf = bound([
+      {
+        type: "document",
+        source: { type: "base64", media_type: "application/pdf", data: "B".repeat(5_000) },
+      },
+    ]);
+    assert.ok(pdf >= 5_000, "an inline document counts one token per byte of its data");
+    const nested = bound([
+      {
+        type: "tool_result",
+        tool_use_id: "t",
+        content: [{ type: "image", source: { type: "url", url: "https://example.com/a.png" } }],
+      },
+    ]);
+    assert.ok(nested > small + 1_000, "an image inside a tool result counts as an image");
+    assert.throws(
+      () => bound([{ type: "document", source: { type: "url", url: "https://example.com/a.pdf" } }]),
+      (e) =>
+        isTollgateError(e, "TOLLGATE_REQUEST_INVALID") && e.details.field === "messages[0].content[0].source",
+    );
+  });
+
+  test("sends the backend the authorized max_tokens, whatever the request asked", () => {
+    const request = anthropicMessages.readRequest({
+      model: "claude-test",
+      max_tokens: 999,
+      metadata: { user_id: "u" },
+      messages: [{ role: "user", content: "hi" }],
+    });
+    const body = anthropicMessages.backendBody(request, model!, 64);
+    assert.equal(body.max_tokens, 64);
+    assert.equal(body.model, "claude-test");
+    assert.equal("metadata" in body, false, "ignored fields are not forwarded");
+    assert.throws(
+      () => anthropicMessages.readRequest({ model: "claude-test", max_tokens: 5, messages: [], top_x: 1 }),
+      (e) => isTollgateError(e, "TOLLGATE_REQUEST_INVALID") && e.details.field === "top_x",
+    );
+  });
+});

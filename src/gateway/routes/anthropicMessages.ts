@@ -1,0 +1,267 @@
+import { countPromptTokens, promptTokenBound } from "../../pricing/index.js";
+import { RECEIPT_FIELD, type StreamReceipt } from "../../protocol/index.js";
+import type { ModelConfig } from "../gatewayConfig.js";
+import type { OutputReading, RouteAdapter, RouteRequest } from "./RouteAdapter.js";
+import { invalidField, pickAllowedFields, pricingOf, readNumbers, readStream } from "./requestFields.js";
+
+// The Anthropic Messages API: https://docs.anthropic.com/en/api/messages and its streaming events
+// (message_start, content_block_start/delta/stop, message_delta, message_stop, ping, error).
+
+const ALLOWED = new Set([
+  "model",
+  "messages",
+  "system",
+  "max_tokens",
+  "stop_sequences",
+  "stream",
+  "temperature",
+  "top_k",
+  "top_p",
+  "tools",
+  "tool_choice",
+  "thinking",
+]);
+/** Accepted and not forwarded: they change nothing the backend bills. */
+const IGNORED = new Set(["metadata", "service_tier"]);
+const ANTHROPIC_VERSION = "2023-06-01";
+
+const isObject = (value: unknown): value is Record<string, unknown> =>
+  typeof value === "object" && value !== null && !Array.isArray(value);
+
+/**
+ * One content block in the chat shape the prompt bound reads: images count as images, inline
+ * documents one token per byte of their data, everything else (text, tool use and results,
+ * thinking, search results…) as every key and string it holds. A document by URL cannot be sized.
+ */
+function boundableBlock(block: unknown, path: string): unknown[] {
+  if (!isObject(block)) return [block];
+  const source = isObject(block.source) ? block.source : undefined;
+  if (block.type === "image") {
+    const { source: _source, ...rest } = block;
+    return [
+      { type: "image_url", image_url: "image" },
+      { type: "text", text: JSON.stringify(rest) },
+    ];
+  }
+  if (block.type === "document" && source) {
+    if (source.type === "url" || source.type === "file")
+      throw invalidField(
+        `${path}.source`,
+        "a document by URL or file id cannot be priced before the request runs; send it as base64 or text",
+      );
+    if (typeof source.data === "string") {
+      const { source: _source, ...rest } = block;
+      return [
+        { type: "file", file: { file_data: source.data } },
+        { type: "text", text: JSON.stringify({ ...rest, source: { ...source, data: "" } }) },
+      ];
+    }
+  }
+  if (block.type === "tool_result" && Array.isArray(block.content)) {
+    const { content, ...rest } = block;
+    return [
+      { type: "text", text: JSON.stringify(rest) },
+      ...content.flatMap((inner, index) => boundableBlock(inner, `${path}.content[${index}]`)),
+    ];
+  }
+  return [{ type: "text", text: JSON.stringify(block) }];
+}
+
+/** The request as the chat-shaped body the pricing bounds and counts: system first, then every message. */
+function promptBody(request: RouteRequest): Record<string, unknown> {
+  const { system, messages, tools, tool_choice } = request.fields;
+  const chat: unknown[] = [];
+  if (typeof system === "string") chat.push({ role: "system", content: system });
+  else if (Array.isArray(system))
+    chat.push({
+      role: "system",
+      content: system.flatMap((block, index) => boundableBlock(block, `system[${index}]`)),
+    });
+  (messages as unknown[]).forEach((message, index) => {
+    if (!isObject(message)) throw invalidField(`messages[${index}]`, "must be an object");
+    const { content, ...rest } = message;
+    chat.push({
+      ...rest,
+      content: Array.isArray(content)
+        ? content.flatMap((block, part) => boundableBlock(block, `messages[${index}].content[${part}]`))
+        : content,
+    });
+  });
+  return { messages: chat, tools, tool_choice };
+}
+
+/** Anthropic's usage in OpenAI's names: cache reads and writes are prompt tokens; reads are cached ones. */
+function normalizedUsage(usage: unknown, withOutput = true): Record<string, unknown> | undefined {
+  if (!isObject(usage)) return undefined;
+  const count = (value: unknown) => (typeof value === "number" ? value : 0);
+  const out: Record<string, unknown> = {};
+  if (usage.input_tokens !== undefined && usage.input_tokens !== null) {
+    out.prompt_tokens =
+      count(usage.input_tokens) +
+      count(usage.cache_read_input_tokens) +
+      count(usage.cache_creation_input_tokens);
+    out.prompt_tokens_details = { cached_tokens: count(usage.cache_read_input_tokens) };
+  }
+  if (withOutput && usage.output_tokens !== undefined && usage.output_tokens !== null)
+    out.completion_tokens = usage.output_tokens;
+  return out;
+}
+
+function errorMessageOf(json: Record<string, unknown>): string | undefined {
+  if (json.type !== "error" && json.error === undefined) return undefined;
+  const error = json.error;
+  if (isObject(error) && typeof error.message === "string") return error.message;
+  return typeof error === "string" ? error : "the backend reported an error";
+}
+
+/** Text the model generated in one block or delta: text, thinking, tool input, citations. */
+function generatedText(block: unknown): string {
+  if (!isObject(block)) return "";
+  let text = "";
+  for (const key of ["text", "thinking", "partial_json", "data", "name"] as const)
+    if (typeof block[key] === "string") text += block[key];
+  if (block.input !== undefined && !(isObject(block.input) && Object.keys(block.input).length === 0))
+    text += JSON.stringify(block.input);
+  if (isObject(block.citation)) text += JSON.stringify(block.citation);
+  return text;
+}
+
+function readEvent(json: unknown): OutputReading {
+  if (!isObject(json)) return { pieces: [], delivered: false, usage: undefined, error: "not a JSON object" };
+  const error = errorMessageOf(json);
+  if (error !== undefined) return { pieces: [], delivered: false, usage: undefined, error };
+  switch (json.type) {
+    case "message_start":
+      return {
+        pieces: [],
+        delivered: false,
+        // Its output_tokens is a placeholder; the count comes with message_delta.
+        usage: normalizedUsage((json.message as { usage?: unknown } | undefined)?.usage, false),
+        error: undefined,
+        forward: true,
+      };
+    case "content_block_start":
+    case "content_block_delta": {
+      const text = generatedText(json.type === "content_block_start" ? json.content_block : json.delta);
+      return {
+        pieces: text ? [{ choice: 0, text }] : [],
+        delivered: true,
+        usage: undefined,
+        error: undefined,
+      };
+    }
+    case "content_block_stop":
+    case "message_stop":
+      return { pieces: [], delivered: true, usage: undefined, error: undefined };
+    case "message_delta":
+      return { pieces: [], delivered: true, usage: normalizedUsage(json.usage), error: undefined };
+    default:
+      // ping and events this gateway does not know: not forwarded, nothing billed.
+      return { pieces: [], delivered: false, usage: undefined, error: undefined, forward: false };
+  }
+}
+
+function readMessage(json: unknown): OutputReading {
+  if (!isObject(json)) return { pieces: [], delivered: false, usage: undefined, error: "not a JSON object" };
+  const error = errorMessageOf(json);
+  const content = Array.isArray(json.content) ? json.content : undefined;
+  if (error !== undefined || json.type !== "message" || content === undefined)
+    return {
+      pieces: [],
+      delivered: false,
+      usage: undefined,
+      error: error ?? "the backend answered no message",
+    };
+  const text = content.map(generatedText).join("");
+  return {
+    pieces: text ? [{ choice: 0, text }] : [],
+    delivered: true,
+    usage: normalizedUsage(json.usage),
+    error: undefined,
+  };
+}
+
+const sse = (event: string, data: unknown) => `event: ${event}\ndata: ${JSON.stringify(data)}\n\n`;
+
+/** Anthropic's error `type` for an HTTP status. */
+function errorTypeOf(status: number): string {
+  if (status === 400 || status === 413) return status === 413 ? "request_too_large" : "invalid_request_error";
+  if (status === 401) return "authentication_error";
+  if (status === 403) return "permission_error";
+  if (status === 404) return "not_found_error";
+  if (status === 429) return "rate_limit_error";
+  if (status === 503 || status === 529) return "overloaded_error";
+  return "api_error";
+}
+
+/**
+ * `POST /v1/messages`, the Anthropic Messages API: output limit `max_tokens`, usage from
+ * `message_start` and `message_delta`, the receipt as a named `x402_receipt` event after
+ * `message_stop` (Anthropic's SDKs pass events they do not know through, or skip them).
+ */
+export const anthropicMessages: RouteAdapter = {
+  kind: "messages",
+  path: "/messages",
+  canStream: true,
+  chunkObject: "message",
+  emptyChunkChoice: {},
+  namedEvents: true,
+
+  streamTrailer: {
+    receipt: (receipt: StreamReceipt) =>
+      sse(RECEIPT_FIELD, { type: RECEIPT_FIELD, [RECEIPT_FIELD]: receipt }),
+    error: (message, code) => sse("error", { type: "error", error: { type: "api_error", message, code } }),
+    done: "",
+  },
+
+  backendHeaders(apiKey) {
+    return { "anthropic-version": ANTHROPIC_VERSION, ...(apiKey ? { "x-api-key": apiKey } : {}) };
+  },
+
+  errorBody(status, message, code) {
+    return { type: "error", error: { type: errorTypeOf(status), message, code } };
+  },
+
+  readRequest(body) {
+    const fields = pickAllowedFields(body, ALLOWED, IGNORED, "/v1/messages");
+    readNumbers(fields, ["temperature", "top_k", "top_p"]);
+    if (!Array.isArray(fields.messages) || fields.messages.length === 0)
+      throw invalidField("messages", "must be a non-empty array");
+    if (fields.system !== undefined && typeof fields.system !== "string" && !Array.isArray(fields.system))
+      throw invalidField("system", "must be a string or an array of text blocks");
+    if (fields.max_tokens === undefined)
+      throw invalidField("max_tokens", "is required: the most output tokens this request may generate");
+    const stream = readStream(fields.stream);
+    return {
+      fields,
+      stream,
+      includeUsage: false,
+      requestedOutputTokens: fields.max_tokens,
+      choices: 1,
+    };
+  },
+
+  promptTokenBound(request, model) {
+    return promptTokenBound({ kind: "chat", body: promptBody(request), ...pricingOf(model) });
+  },
+
+  countPromptTokens(request, model) {
+    return countPromptTokens("chat", promptBody(request), pricingOf(model).model, {
+      imageTokens: pricingOf(model).imageTokens,
+    });
+  },
+
+  backendBody(request: RouteRequest, model: ModelConfig, outputLimit: number) {
+    const body: Record<string, unknown> = {
+      ...request.fields,
+      model: model.backend.model ?? model.id,
+      max_tokens: outputLimit,
+    };
+    for (const field of model.backend.outputLimitFields) body[field] = outputLimit;
+    body.stream = request.stream;
+    return body;
+  },
+
+  readChunk: readEvent,
+  readAnswer: readMessage,
+};

@@ -1,0 +1,117 @@
+import { countPromptTokens, promptTokenBound, type UnitPrices } from "../../pricing/index.js";
+import type { ModelConfig } from "../gatewayConfig.js";
+import type { OutputReading, RouteAdapter } from "./RouteAdapter.js";
+import { errorOf } from "./readChoices.js";
+import { invalidField, pickAllowedFields, pricingOf, readCount } from "./requestFields.js";
+
+const ALLOWED = new Set([
+  "model",
+  "prompt",
+  "n",
+  "size",
+  "quality",
+  "style",
+  "response_format",
+  "background",
+  "output_format",
+  "output_compression",
+  "moderation",
+  "user",
+]);
+const IGNORED = new Set<string>();
+
+/** The price of one image of `size` (and `quality`), from `imagePrices` (`"1024x1024"` or `"1024x1024/hd"`), else `prices.images`. */
+function imagePriceOf(model: ModelConfig, size: string, quality: string | undefined): bigint | undefined {
+  const table = model.imagePrices ?? {};
+  return (
+    (quality !== undefined ? table[`${size}/${quality}`] : undefined) ?? table[size] ?? model.prices?.images
+  );
+}
+
+function readImages(json: unknown): OutputReading {
+  const error = errorOf(json);
+  const data = (json as { data?: unknown } | null)?.data;
+  const images = Array.isArray(data)
+    ? data.filter((item) => typeof item === "object" && item !== null).length
+    : 0;
+  const delivered = error === undefined && images > 0;
+  return {
+    pieces: [],
+    delivered,
+    usage: (json as { usage?: unknown } | null)?.usage,
+    error: error ?? (delivered ? undefined : "the backend returned no image"),
+    units: { images },
+  };
+}
+
+/**
+ * `POST /v1/images/generations`: priced per image by size (and quality where configured); the
+ * maximum is `n` images, the charge the images actually returned (plus prompt tokens where priced).
+ */
+export const imageGenerations: RouteAdapter = {
+  kind: "image",
+  path: "/images/generations",
+  canStream: false,
+  chunkObject: "image",
+  emptyChunkChoice: {},
+
+  readRequest(body) {
+    const fields = pickAllowedFields(body, ALLOWED, IGNORED, "/v1/images/generations");
+    if (typeof fields.prompt !== "string" || fields.prompt.length === 0)
+      throw invalidField("prompt", "must be a non-empty string");
+    if (fields.stream !== undefined)
+      throw invalidField("stream", "is not supported: images are not streamed");
+    const images = readCount(fields.n, "n", 10);
+    return {
+      fields,
+      stream: false,
+      includeUsage: false,
+      requestedOutputTokens: undefined,
+      choices: 0,
+      images,
+    };
+  },
+
+  requestPrices(request, model, prices): UnitPrices {
+    const sizes = Object.keys(model.imagePrices ?? {});
+    const size = request.fields.size ?? sizes[0];
+    const quality = request.fields.quality;
+    if (typeof size !== "string") throw invalidField("size", "is required: this model has no default size");
+    if (quality !== undefined && typeof quality !== "string")
+      throw invalidField("quality", "must be a string");
+    const price = imagePriceOf(model, size, quality as string | undefined);
+    if (price === undefined)
+      throw invalidField(
+        "size",
+        `${JSON.stringify(size)}${quality ? ` at quality ${JSON.stringify(quality)}` : ""} is not sold here; sizes: ${sizes.join(", ") || "none"}`,
+      );
+    return { ...prices, images: price };
+  },
+
+  promptTokenBound(request, model) {
+    return promptTokenBound({
+      kind: "embedding",
+      body: { input: request.fields.prompt },
+      ...pricingOf(model),
+    });
+  },
+
+  countPromptTokens(request, model) {
+    return countPromptTokens("embedding", { input: request.fields.prompt }, pricingOf(model).model, {
+      imageTokens: pricingOf(model).imageTokens,
+    });
+  },
+
+  backendBody(request, model) {
+    const sizes = Object.keys(model.imagePrices ?? {});
+    return {
+      ...request.fields,
+      model: model.backend.model ?? model.id,
+      n: request.images ?? 1,
+      ...(request.fields.size === undefined && sizes[0] ? { size: sizes[0] } : {}),
+    };
+  },
+
+  readChunk: readImages,
+  readAnswer: readImages,
+};

@@ -1,0 +1,225 @@
+import { countPromptTokens, promptTokenBound } from "../../pricing/index.js";
+import { RECEIPT_FIELD, type StreamReceipt } from "../../protocol/index.js";
+import type { ModelConfig } from "../gatewayConfig.js";
+import type { OutputReading, RouteAdapter, RouteRequest } from "./RouteAdapter.js";
+import { errorOf } from "./readChoices.js";
+import { invalidField, pickAllowedFields, pricingOf, readNumbers, readStream } from "./requestFields.js";
+
+// The OpenAI Responses API: https://platform.openai.com/docs/api-reference/responses and its
+// streaming events (response.created … response.output_text.delta … response.completed).
+
+const ALLOWED = new Set([
+  "model",
+  "input",
+  "instructions",
+  "max_output_tokens",
+  "stream",
+  "temperature",
+  "top_p",
+  "tools",
+  "tool_choice",
+  "parallel_tool_calls",
+  "text",
+  "reasoning",
+  "truncation",
+  "user",
+]);
+/** Accepted and not forwarded: they change nothing the backend bills. */
+const IGNORED = new Set(["store", "metadata", "service_tier", "safety_identifier", "prompt_cache_key"]);
+
+const isObject = (value: unknown): value is Record<string, unknown> =>
+  typeof value === "object" && value !== null && !Array.isArray(value);
+
+/** One input content part in the chat shape the bound reads; a file or image by id cannot be sized. */
+function boundablePart(part: unknown, path: string): unknown {
+  if (!isObject(part)) return part;
+  if (part.type === "input_image") {
+    if (typeof part.image_url !== "string")
+      throw invalidField(
+        `${path}.image_url`,
+        "an image by file_id cannot be priced before the request runs; send image_url",
+      );
+    return { type: "image_url", image_url: { url: part.image_url } };
+  }
+  if (part.type === "input_file") {
+    if (typeof part.file_data !== "string")
+      throw invalidField(`${path}.file_data`, "only inline file_data can be priced before the request runs");
+    return { type: "file", file: { file_data: part.file_data, filename: part.filename } };
+  }
+  return { type: "text", text: JSON.stringify(part) };
+}
+
+/** The request as the chat-shaped body the pricing bounds and counts: instructions, then every input item. */
+function promptBody(request: RouteRequest): Record<string, unknown> {
+  const { instructions, input, tools, tool_choice, text } = request.fields;
+  const chat: unknown[] = [];
+  if (typeof instructions === "string") chat.push({ role: "system", content: instructions });
+  if (typeof input === "string") chat.push({ role: "user", content: input });
+  else
+    (input as unknown[]).forEach((item, index) => {
+      if (!isObject(item)) throw invalidField(`input[${index}]`, "must be an object");
+      const { content, ...rest } = item;
+      chat.push({
+        ...rest,
+        content: Array.isArray(content)
+          ? content.map((part, i) => boundablePart(part, `input[${index}].content[${i}]`))
+          : content,
+      });
+    });
+  return { messages: chat, tools, tool_choice, response_format: text };
+}
+
+/** Responses usage in chat's names, cached and reasoning details included. */
+function normalizedUsage(usage: unknown): Record<string, unknown> | undefined {
+  if (!isObject(usage)) return undefined;
+  const inputDetails = isObject(usage.input_tokens_details) ? usage.input_tokens_details : {};
+  const outputDetails = isObject(usage.output_tokens_details) ? usage.output_tokens_details : {};
+  return {
+    prompt_tokens: usage.input_tokens,
+    completion_tokens: usage.output_tokens,
+    prompt_tokens_details: { cached_tokens: inputDetails.cached_tokens },
+    completion_tokens_details: { reasoning_tokens: outputDetails.reasoning_tokens },
+  };
+}
+
+/** Text the model generated in the output items of a response: messages, refusals, tool calls, reasoning summaries. */
+function outputText(output: unknown): string {
+  if (!Array.isArray(output)) return "";
+  let text = "";
+  for (const item of output) {
+    if (!isObject(item)) continue;
+    for (const key of ["arguments", "name", "input", "code"] as const)
+      if (typeof item[key] === "string") text += item[key];
+    for (const list of [item.content, item.summary])
+      if (Array.isArray(list))
+        for (const part of list)
+          if (isObject(part))
+            for (const key of ["text", "refusal"] as const)
+              if (typeof part[key] === "string") text += part[key];
+  }
+  return text;
+}
+
+const DELTA_EVENTS = new Set([
+  "response.output_text.delta",
+  "response.refusal.delta",
+  "response.function_call_arguments.delta",
+  "response.reasoning_text.delta",
+  "response.reasoning_summary_text.delta",
+  "response.custom_tool_call_input.delta",
+  "response.code_interpreter_call_code.delta",
+]);
+
+function readEvent(json: unknown): OutputReading {
+  if (!isObject(json)) return { pieces: [], delivered: false, usage: undefined, error: "not a JSON object" };
+  const type = typeof json.type === "string" ? json.type : "";
+  if (type === "error" || type === "response.failed") {
+    const failed = isObject(json.response) ? (json.response.error as { message?: unknown } | null) : null;
+    const message = typeof json.message === "string" ? json.message : failed?.message;
+    return {
+      pieces: [],
+      delivered: false,
+      usage: undefined,
+      error: typeof message === "string" ? message : "the backend reported an error",
+    };
+  }
+  if (DELTA_EVENTS.has(type)) {
+    const text = typeof json.delta === "string" ? json.delta : "";
+    return { pieces: text ? [{ choice: 0, text }] : [], delivered: true, usage: undefined, error: undefined };
+  }
+  if (type === "response.completed" || type === "response.incomplete") {
+    const response = isObject(json.response) ? json.response : {};
+    return { pieces: [], delivered: true, usage: normalizedUsage(response.usage), error: undefined };
+  }
+  // Lifecycle events (created, in_progress, output_item.added, *.done, …): forwarded, nothing billed.
+  return {
+    pieces: [],
+    delivered: false,
+    usage: undefined,
+    error: undefined,
+    forward: type.startsWith("response."),
+  };
+}
+
+function readResponse(json: unknown): OutputReading {
+  const error = errorOf(json);
+  if (!isObject(json) || error !== undefined || json.object !== "response" || !Array.isArray(json.output))
+    return {
+      pieces: [],
+      delivered: false,
+      usage: undefined,
+      error: error ?? "the backend answered no response",
+    };
+  const text = outputText(json.output);
+  return {
+    pieces: text ? [{ choice: 0, text }] : [],
+    delivered: true,
+    usage: normalizedUsage(json.usage),
+    error: undefined,
+  };
+}
+
+const sse = (event: string, data: unknown) => `event: ${event}\ndata: ${JSON.stringify(data)}\n\n`;
+
+/**
+ * `POST /v1/responses`, the OpenAI Responses API: output limit `max_output_tokens`, usage from
+ * `response.completed`, the receipt as a named `x402_receipt` event after it (the `openai`
+ * client yields events it does not know as they are). Server-side state (`previous_response_id`,
+ * `conversation`, stored prompts) is refused: what it adds to the prompt cannot be priced here.
+ */
+export const openAiResponses: RouteAdapter = {
+  kind: "responses",
+  path: "/responses",
+  canStream: true,
+  chunkObject: "response",
+  emptyChunkChoice: {},
+  namedEvents: true,
+
+  streamTrailer: {
+    receipt: (receipt: StreamReceipt) =>
+      sse(RECEIPT_FIELD, { type: RECEIPT_FIELD, [RECEIPT_FIELD]: receipt }),
+    error: (message, code) => sse("error", { type: "error", code, message, param: null }),
+    done: "",
+  },
+
+  readRequest(body) {
+    const fields = pickAllowedFields(body, ALLOWED, IGNORED, "/v1/responses");
+    readNumbers(fields, ["temperature", "top_p"]);
+    if (typeof fields.input !== "string" && !(Array.isArray(fields.input) && fields.input.length > 0))
+      throw invalidField("input", "must be a string or a non-empty array of input items");
+    const stream = readStream(fields.stream);
+    return {
+      fields,
+      stream,
+      includeUsage: false,
+      requestedOutputTokens: fields.max_output_tokens,
+      choices: 1,
+    };
+  },
+
+  promptTokenBound(request, model) {
+    return promptTokenBound({ kind: "chat", body: promptBody(request), ...pricingOf(model) });
+  },
+
+  countPromptTokens(request, model) {
+    return countPromptTokens("chat", promptBody(request), pricingOf(model).model, {
+      imageTokens: pricingOf(model).imageTokens,
+    });
+  },
+
+  backendBody(request: RouteRequest, model: ModelConfig, outputLimit: number) {
+    const body: Record<string, unknown> = {
+      ...request.fields,
+      model: model.backend.model ?? model.id,
+      max_output_tokens: outputLimit,
+      // Nothing is kept on the backend for a later request to use unpaid.
+      store: false,
+    };
+    for (const field of model.backend.outputLimitFields) body[field] = outputLimit;
+    body.stream = request.stream;
+    return body;
+  },
+
+  readChunk: readEvent,
+  readAnswer: readResponse,
+};

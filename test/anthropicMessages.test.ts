@@ -1,0 +1,274 @@
+import assert from "node:assert/strict";
+import { after, before, describe, test } from "node:test";
+import Anthropic from "@anthropic-ai/sdk";
+import { decodePaymentResponseHeader } from "@x402/core/http";
+import type { Hex } from "viem";
+import { privateKeyToAccount } from "viem/accounts";
+import { createPayingFetch } from "../src/buyer/index.js";
+import { decodePaymentRequiredHeader, type StreamReceipt } from "../src/protocol/index.js";
+import {
+  expectedCharge,
+  type GatewayHarness,
+  officialPayingFetch,
+  startGatewayHarness,
+} from "./support/gatewayHarness.js";
+import { mockCompletionText, mockModelId } from "./support/mockBackend.js";
+
+let h: GatewayHarness;
+before(async () => {
+  h = await startGatewayHarness({
+    model: { backend: { baseUrl: "http://127.0.0.1:1/v1" } },
+    extraModels: (baseUrl) => [
+      {
+        id: "mock-claude",
+        backend: { baseUrl, apis: ["messages"] },
+        // The mock's words are one o200k token each: output is counted exactly and cut at the limit.
+        tokenizer: "gpt-4o",
+        inputPrice: "3000000",
+        outputPrice: "15000000",
+        maxOutputTokens: 256,
+      },
+    ],
+  });
+});
+after(async () => {
+  await h?.close();
+});
+
+const json = { "content-type": "application/json" };
+
+function anthropicClient(pay: typeof fetch): Anthropic {
+  return new Anthropic({ apiKey: "unused", baseURL: h.gateway.url, fetch: pay, maxRetries: 0 });
+}
+
+async function expectSettled(buyer: Hex, before: bigint, charge: bigint, transaction: string) {
+  const [row] = await h.ledger.payments.recent({ limit: 1 });
+  assert.equal(row?.status, "settled");
+  assert.equal(row?.route, "/v1/messages");
+  assert.equal(row?.chargeAtomic, charge, "the ledger row holds the charge");
+  assert.equal(row?.transaction, transaction);
+  const balance = await h.devnet.usdcBalance(privateKeyToAccount(buyer).address);
+  assert.equal(balance, before - charge, "on chain, exactly the charge moved");
+  return row;
+}
+
+describe("POST /v1/messages (Anthropic Messages API)", () => {
+  test("the official @anthropic-ai/sdk, paying through @x402/fetch, gets a message; charge = usage × prices = transfer = ledger row", async () => {
+    const buyer = h.devnet.accounts.buyers[0]!;
+    h.backend.set({ responseTokens: 9, tokensPerSecond: 0 });
+    const before = await h.devnet.usdcBalance(buyer.address);
+    const client = anthropicClient(officialPayingFetch(buyer.privateKey, h.devnet.network));
+    const { data: message, response } = await client.messages
+      .create({
+        model: "mock-claude",
+        max_tokens: 40,
+        system: "You answer briefly.",
+        messages: [{ role: "user", content: [{ type: "text", text: "Tell me about toll roads" }] }],
+      })
+      .withResponse();
+    assert.equal(message.type, "message");
+    assert.equal(
+      message.content[0]?.type === "text" ? message.content[0].text : undefined,
+      mockCompletionText(9),
+    );
+    const settlement = decodePaymentResponseHeader(response.headers.get("payment-response")!);
+    const charge = expectedCharge(message.usage.input_tokens, message.usage.output_tokens);
+    assert.equal(settlement.amount, charge.toString());
+    const row = await expectSettled(buyer.privateKey, before, charge, settlement.transaction);
+    assert.deepEqual(row?.usage, {
+      input_tokens: message.usage.input_tokens,
+      output_tokens: message.usage.output_tokens,
+      requests: 1,
+    });
+    const sent = h.backend.inferenceRequests.at(-1);
+    assert.equal(sent?.path, "/v1/messages");
+    assert.equal(
+      (sent?.body as { max_tokens?: number } | undefined)?.max_tokens,
+      40,
+      "the authorized limit reaches the backend",
+    );
+  });
+
+  test("the official SDK streams; the receipt arrives as a final event it passes through, after message_stop", async () => {
+    const buyer = h.devnet.accounts.buyers[1]!;
+    h.backend.set({ responseTokens: 14, tokensPerSecond: 500 });
+    const before = await h.devnet.usdcBalance(buyer.address);
+    const client = anthropicClient(officialPayingFetch(buyer.privateKey, h.devnet.network));
+    const stream = await client.messages.create({
+      model: "mock-claude",
+      max_tokens: 64,
+      messages: [{ role: "user", content: "Tell me about toll roads" }],
+      stream: true,
+    });
+    let text = "";
+    let inputTokens = 0;
+    let outputTokens = 0;
+    const types: string[] = [];
+    let receipt: StreamReceipt | undefined;
+    for await (const event of stream) {
+      types.push(event.type);
+      if (event.type === "message_start") inputTokens = event.message.usage.input_tokens;
+      if (event.type === "content_block_delta" && event.delta.type === "text_delta") text += event.delta.text;
+      if (event.type === "message_delta") outputTokens = event.usage.output_tokens;
+      if ((event as { type: string }).type === "x402_receipt")
+        receipt = (event as unknown as { x402_receipt: StreamReceipt }).x402_receipt;
+    }
+    assert.equal(text, mockCompletionText(14));
+    assert.equal(types.at(-1), "x402_receipt");
+    assert.equal(types.at(-2), "message_stop");
+    assert.ok(receipt, "the receipt event reached the SDK's caller");
+    const charge = expectedCharge(inputTokens, outputTokens);
+    assert.equal(receipt.amount, charge.toString());
+    assert.deepEqual(receipt.units, { input_tokens: inputTokens, output_tokens: outputTokens, requests: 1 });
+    await expectSettled(buyer.privateKey, before, charge, receipt.transaction);
+  });
+
+  test("the SDK's MessageStream helper accumulates the message across the receipt event", async () => {
+    const buyer = h.devnet.accounts.buyers[2]!;
+    h.backend.set({ responseTokens: 6, tokensPerSecond: 0 });
+    const receipts: bigint[] = [];
+    const pay = createPayingFetch({
+      privateKey: buyer.privateKey,
+      dataDir: "memory://",
+      onEvent: (event) => {
+        if (event.type === "receipt") receipts.push(event.chargedAtomic);
+      },
+    });
+    try {
+      const client = anthropicClient(pay);
+      const final = await client.messages
+        .stream({
+          model: "mock-claude",
+          max_tokens: 32,
+          messages: [{ role: "user", content: "hello there" }],
+        })
+        .finalMessage();
+      assert.equal(
+        final.content[0]?.type === "text" ? final.content[0].text : undefined,
+        mockCompletionText(6),
+      );
+      assert.equal(final.stop_reason, "end_turn");
+      await pay.idle();
+      const [row] = await h.ledger.payments.recent({ limit: 1 });
+      assert.deepEqual(receipts, [row?.chargeAtomic], "the paying fetch booked the receipt's charge");
+    } finally {
+      await pay.close();
+    }
+  });
+
+  test("a backend that ignores max_tokens is cut at the authorized output and charged at most the maximum", async () => {
+    const buyer = h.devnet.accounts.buyers[0]!;
+    h.backend.set({ responseTokens: 200, tokensPerSecond: 0, ignoreOutputLimit: true });
+    try {
+      const client = anthropicClient(officialPayingFetch(buyer.privateKey, h.devnet.network));
+      const stream = await client.messages.create({
+        model: "mock-claude",
+        max_tokens: 10,
+        messages: [{ role: "user", content: "go on" }],
+        stream: true,
+      });
+      let deltas = 0;
+      let receipt: StreamReceipt | undefined;
+      for await (const event of stream) {
+        if (event.type === "content_block_delta") deltas++;
+        if ((event as { type: string }).type === "x402_receipt")
+          receipt = (event as unknown as { x402_receipt: StreamReceipt }).x402_receipt;
+      }
+      assert.ok(deltas <= 10, `forwarded ${deltas} deltas past a limit of 10`);
+      assert.ok(receipt);
+      assert.ok(BigInt(receipt.amount) <= BigInt(receipt.maxAmount));
+      assert.equal(receipt.usage.completion_tokens, deltas);
+    } finally {
+      h.backend.set({ ignoreOutputLimit: false });
+    }
+  });
+
+  test("the 402 prices system, messages and tools, and the output limit from max_tokens", async () => {
+    const body = {
+      model: "mock-claude",
+      max_tokens: 100,
+      system: [{ type: "text", text: "Be brief." }],
+      messages: [
+        { role: "user", content: "What is the weather?" },
+        {
+          role: "assistant",
+          content: [{ type: "tool_use", id: "toolu_1", name: "weather", input: { city: "Paris" } }],
+        },
+        { role: "user", content: [{ type: "tool_result", tool_use_id: "toolu_1", content: "sunny" }] },
+      ],
+      tools: [{ name: "weather", description: "the weather", input_schema: { type: "object" } }],
+    };
+    const response = await fetch(`${h.gateway.url}/v1/messages`, {
+      method: "POST",
+      headers: json,
+      body: JSON.stringify(body),
+    });
+    assert.equal(response.status, 402);
+    const required = decodePaymentRequiredHeader(response.headers.get("payment-required")!);
+    assert.ok(required.ok);
+    const pricing = required.paymentRequired.accepts[0]?.extra?.pricing as {
+      promptTokenBound: number;
+      maxOutputTokens: number;
+    };
+    assert.equal(pricing.maxOutputTokens, 100);
+    const withoutTools = await fetch(`${h.gateway.url}/v1/messages`, {
+      method: "POST",
+      headers: json,
+      body: JSON.stringify({ ...body, tools: undefined }),
+    });
+    const smaller = decodePaymentRequiredHeader(withoutTools.headers.get("payment-required")!);
+    assert.ok(smaller.ok);
+    const bound =
+      (smaller.paymentRequired.accepts[0]?.extra?.pricing as { promptTokenBound: number } | undefined)
+        ?.promptTokenBound ?? 0;
+    assert.ok(pricing.promptTokenBound > bound, "tools count in the prompt bound");
+    assert.ok(bound > 20, "system, tool use and tool result count in the prompt bound");
+  });
+
+  test("refusals come in Anthropic's error shape, naming what to change", async () => {
+    const refused = await fetch(`${h.gateway.url}/v1/messages`, {
+      method: "POST",
+      headers: json,
+      body: JSON.stringify({ model: "mock-claude", messages: [{ role: "user", content: "hi" }] }),
+    });
+    assert.equal(refused.status, 400);
+    const body = (await refused.json()) as { type: string; error: { type: string; message: string } };
+    assert.equal(body.type, "error");
+    assert.equal(body.error.type, "invalid_request_error");
+    assert.match(body.error.message, /max_tokens/);
+
+    const unknown = await fetch(`${h.gateway.url}/v1/messages`, {
+      method: "POST",
+      headers: json,
+      body: JSON.stringify({ model: "nope", max_tokens: 5, messages: [{ role: "user", content: "hi" }] }),
+    });
+    assert.equal(unknown.status, 404);
+    assert.equal(((await unknown.json()) as { error: { type: string } }).error.type, "not_found_error");
+
+    // A model whose backend speaks only chat completions is not served on /v1/messages.
+    const wrongApi = await fetch(`${h.gateway.url}/v1/messages`, {
+      method: "POST",
+      headers: json,
+      body: JSON.stringify({
+        model: mockModelId,
+        max_tokens: 5,
+        messages: [{ role: "user", content: "hi" }],
+      }),
+    });
+    assert.equal(wrongApi.status, 400);
+    assert.match(((await wrongApi.json()) as { error: { message: string } }).error.message, /serves chat/);
+
+    const client = anthropicClient(fetch);
+    await assert.rejects(
+      client.messages.create({
+        model: "mock-claude",
+        max_tokens: 5,
+        messages: [
+          { role: "user", content: [{ type: "document", source: { type: "url", url: "https://x" } }] },
+        ],
+      }),
+      (error: unknown) =>
+        error instanceof Anthropic.BadRequestError && /document by URL/.test(String(error.message)),
+    );
+  });
+});

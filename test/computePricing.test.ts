@@ -1,0 +1,89 @@
+import assert from "node:assert/strict";
+import { after, before, describe, test } from "node:test";
+import OpenAI from "openai";
+import type { StreamReceipt } from "../src/protocol/index.js";
+import { type GatewayHarness, officialPayingFetch, startGatewayHarness } from "./support/gatewayHarness.js";
+
+/** Atomic units per second of backend time. */
+const PER_SECOND_ATOMIC = 3_600n;
+
+let h: GatewayHarness;
+before(async () => {
+  h = await startGatewayHarness({
+    extraModels: (baseUrl) => [
+      {
+        id: "mock-gpu",
+        backend: { baseUrl, maxDurationSeconds: 1 },
+        pricePerSecond: PER_SECOND_ATOMIC.toString(),
+        maxOutputTokens: 256,
+        tokenizer: "gpt-4o",
+      },
+    ],
+  });
+});
+after(async () => {
+  await h?.close();
+});
+
+async function streamReceipt(buyerIndex: number, maxTokens: number) {
+  const buyer = h.devnet.accounts.buyers[buyerIndex]!;
+  const client = new OpenAI({
+    apiKey: "unused",
+    baseURL: `${h.gateway.url}/v1`,
+    fetch: officialPayingFetch(buyer.privateKey, h.devnet.network),
+    maxRetries: 0,
+  });
+  const stream = await client.chat.completions.create({
+    model: "mock-gpu",
+    messages: [{ role: "user", content: "count" }],
+    max_tokens: maxTokens,
+    stream: true,
+  });
+  let receipt: StreamReceipt | undefined;
+  let ending: unknown;
+  try {
+    for await (const chunk of stream)
+      if ("x402_receipt" in chunk) receipt = chunk.x402_receipt as StreamReceipt;
+  } catch (error) {
+    // A stream cut at its time bound ends with an error event, after the receipt.
+    ending = error;
+  }
+  assert.ok(receipt, "the stream ended with a receipt");
+  return { receipt, ending };
+}
+
+describe("a model priced per second of compute", () => {
+  test("the charge is the measured backend time at the price, within the backend's own time", async () => {
+    h.backend.set({ responseTokens: 12, tokensPerSecond: 60 });
+    h.backend.clearRequests();
+    const { receipt, ending } = await streamReceipt(0, 100);
+    assert.equal(ending, undefined);
+    const computeMs = receipt.units?.compute_ms;
+    assert.ok(computeMs !== undefined && computeMs > 0);
+    assert.equal(BigInt(receipt.amount), (BigInt(computeMs) * PER_SECOND_ATOMIC + 999n) / 1000n);
+    const served = h.backend.inferenceRequests.at(-1)!;
+    const backendMs = served.endedAt! - served.receivedAt;
+    // The gateway's clock runs from before the backend call to after its last byte.
+    assert.ok(computeMs >= backendMs - 1, `measured ${computeMs} ms, the backend took ${backendMs} ms`);
+    const [row] = await h.ledger.payments.recent({ limit: 1 });
+    assert.equal(row?.usage?.compute_ms, computeMs);
+    assert.equal(row?.chargeAtomic, BigInt(receipt.amount));
+  });
+
+  test("a generation past the time bound is stopped there and charged at most the maximum", async () => {
+    h.backend.set({ responseTokens: 200, tokensPerSecond: 20 });
+    h.backend.clearRequests();
+    const { receipt, ending } = await streamReceipt(1, 200);
+    assert.match(String(ending), /stopped answering in time/);
+    assert.equal(BigInt(receipt.maxAmount), PER_SECOND_ATOMIC, "the maximum is the 1 s bound × the price");
+    assert.ok(BigInt(receipt.amount) <= BigInt(receipt.maxAmount));
+    assert.ok((receipt.units?.compute_ms ?? 0) <= 1_000);
+    assert.ok(receipt.usage.completion_tokens < 200, "the backend was stopped before it finished");
+    await h.backend.whenIdle();
+    assert.equal(
+      h.backend.inferenceRequests.at(-1)?.clientAborted,
+      true,
+      "the backend connection was closed",
+    );
+  });
+});

@@ -1,0 +1,180 @@
+import assert from "node:assert/strict";
+import { type ChildProcess, spawn } from "node:child_process";
+import { existsSync } from "node:fs";
+import { mkdtemp, readFile, rm, stat, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { createInterface } from "node:readline";
+import { after, before, describe, test } from "node:test";
+import { fileURLToPath } from "node:url";
+import { decodePaymentResponseHeader } from "@x402/core/http";
+import { claimConfiguredLedger } from "../src/cli/gatewayCommand.js";
+import { ledgerAccessFile } from "../src/cli/ledgerAccess.js";
+import { compileContracts } from "../src/devnet/index.js";
+import { parseGatewayConfig } from "../src/gateway/index.js";
+import { officialPayingFetch } from "./support/gatewayHarness.js";
+import { runCli } from "./support/runCli.js";
+import { runMain } from "./support/runMain.js";
+
+const bin = fileURLToPath(new URL("../bin/tollgate.js", import.meta.url));
+const payTo = "0x0000000000000000000000000000000000000001";
+let dir: string;
+let dev: ChildProcess | undefined;
+const lines: string[] = [];
+
+type Report = {
+  totals: Array<{ model: string; count: number; chargedAtomic: string }>;
+  recent: Array<{ status: string; chargeAtomic: string | null; transaction: string | null }>;
+};
+
+/** `tollgate dev` as a newcomer runs it: in a folder of their own, no flags; resolves once it says it is up. */
+function startDev(cwd: string): Promise<ChildProcess> {
+  const child = spawn(process.execPath, [bin, "dev", "--port", "0", "--tokens-per-second", "500"], {
+    cwd,
+    env: { ...process.env, TOLLGATE_LOG_LEVEL: "warn" },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  let stderr = "";
+  child.stderr?.on("data", (data: Buffer) => {
+    stderr += data.toString();
+  });
+  return new Promise((resolve, reject) => {
+    createInterface({ input: child.stdout! }).on("line", (line) => {
+      lines.push(line);
+      if (line.startsWith("Press Ctrl-C")) resolve(child);
+    });
+    child.once("exit", (code) => reject(new Error(`tollgate dev exited with ${code}: ${stderr}`)));
+  });
+}
+
+before(async () => {
+  dir = await mkdtemp(join(tmpdir(), "tollgate-dev-ledger-"));
+  await compileContracts(); // warm: this run must not announce a compilation
+  dev = await startDev(dir);
+});
+
+after(async () => {
+  if (dev && dev.exitCode === null) {
+    const exited = new Promise((resolve) => dev?.once("exit", resolve));
+    dev.kill("SIGTERM");
+    await exited;
+  }
+  await rm(dir, { recursive: true, force: true });
+});
+
+const ledgerJson = async () => {
+  const run = await runCli(["ledger", "--json"], {}, { cwd: dir });
+  assert.equal(run.code, 0, run.stderr);
+  return JSON.parse(run.stdout) as Report;
+};
+
+describe("tollgate dev keeps its ledger where tollgate ledger finds it", () => {
+  let charged: string;
+  let transaction: string;
+
+  test("dev says nothing of compiling when the contracts are cached, and names its ledger", () => {
+    assert.equal(lines[0], "Starting Tollgate dev…");
+    assert.ok(
+      lines.some((line) => line.includes(".tollgate/ledger")),
+      lines.join("\n"),
+    );
+  });
+
+  test("tollgate ledger reads the payment just made while dev runs, through the gateway", async () => {
+    const gatewayUrl = /gateway\s+(http:\/\/\S+)\/v1/.exec(lines.join("\n"))?.[1];
+    const key = /TOLLGATE_PRIVATE_KEY=(0x[0-9a-fA-F]{64})/.exec(lines.join("\n"))?.[1] as `0x${string}`;
+    assert.ok(gatewayUrl && key, lines.join("\n"));
+    const pay = officialPayingFetch(key, "eip155:31337");
+    const paid = await pay(`${gatewayUrl}/v1/chat/completions`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({
+        model: "tollgate-demo",
+        messages: [{ role: "user", content: "hi" }],
+        max_tokens: 8,
+      }),
+    });
+    assert.equal(paid.status, 200);
+    await paid.text();
+    const receipt = decodePaymentResponseHeader(paid.headers.get("payment-response")!);
+    charged = receipt.amount ?? "";
+    transaction = receipt.transaction ?? "";
+    const report = await ledgerJson();
+    assert.equal(report.totals.length, 1);
+    assert.equal(report.totals[0]?.count, 1);
+    assert.equal(report.totals[0]?.chargedAtomic, charged);
+    assert.equal(report.recent[0]?.status, "settled");
+    assert.equal(report.recent[0]?.transaction, transaction);
+  });
+
+  test("the access file is the user's alone, and the endpoint wants its token", async () => {
+    const file = ledgerAccessFile(join(dir, ".tollgate/ledger"));
+    assert.equal((await stat(file)).mode & 0o777, 0o600);
+    const access = JSON.parse(await readFile(file, "utf8")) as { url: string; token: string };
+    const denied = await fetch(`${access.url}/ledger`, { headers: { authorization: "Bearer wrong" } });
+    assert.equal(denied.status, 401);
+    const none = await fetch(`${access.url}/ledger`);
+    assert.equal(none.status, 401);
+  });
+
+  test("a second gateway on the same data dir is refused before it opens it", async () => {
+    const config = join(dir, "tollgate.yaml");
+    await writeFile(
+      config,
+      `network: "eip155:137"\npayTo: "${payTo}"\nfacilitator: { url: "http://127.0.0.1:9" }\nledger: { dataDir: "${join(dir, ".tollgate/ledger")}" }\nmodels:\n  - id: m\n    backend: { baseUrl: "http://127.0.0.1:9/v1" }\n    inputPrice: "$0.10"\n    outputPrice: "$0.20"\n`,
+    );
+    const run = await runMain(["gateway", "--config", config], { DATABASE_URL: undefined });
+    assert.equal(run.code, 2, run.stderr);
+    assert.match(
+      run.stderr,
+      /the ledger in .*\.tollgate\/ledger is held by a running gateway \(process \d+\)/,
+    );
+  });
+
+  test("commands that open the data dir themselves refuse while dev holds it", async () => {
+    const run = await runMain(["channels", "--data-dir", join(dir, ".tollgate/ledger")], {
+      DATABASE_URL: undefined,
+    });
+    assert.equal(run.code, 1, run.stderr);
+    assert.match(
+      run.stderr,
+      /the ledger in .*\.tollgate\/ledger is held by a running gateway \(process \d+\); stop it first/,
+    );
+  });
+
+  test("after dev stops, tollgate ledger reads the data dir itself", async () => {
+    const exited = new Promise<number | null>((resolve) => dev?.once("exit", resolve));
+    dev?.kill("SIGTERM");
+    assert.equal(await exited, 0);
+    assert.equal(existsSync(ledgerAccessFile(join(dir, ".tollgate/ledger"))), false);
+    const report = await ledgerJson();
+    assert.equal(report.totals[0]?.chargedAtomic, charged);
+    assert.equal(report.recent[0]?.transaction, transaction);
+  });
+});
+
+describe("where a ledger lives", () => {
+  test("a data dir's missing parents are created", async () => {
+    const dataDir = join(dir, "a/b/c/ledger");
+    const config = parseGatewayConfig({
+      network: "eip155:137",
+      payTo,
+      ledger: { dataDir },
+      models: [{ id: "m", backend: { baseUrl: "http://127.0.0.1:9/v1" }, inputPrice: "1", outputPrice: "1" }],
+    });
+    const claim = await claimConfiguredLedger(config);
+    try {
+      assert.ok(existsSync(dataDir));
+      assert.ok(existsSync(ledgerAccessFile(dataDir)));
+    } finally {
+      await claim?.release();
+    }
+    assert.equal(existsSync(ledgerAccessFile(dataDir)), false);
+  });
+
+  test("tollgate ledger where no gateway has run says so", async () => {
+    const run = await runMain(["ledger", "--data-dir", join(dir, "nowhere")], { DATABASE_URL: undefined });
+    assert.equal(run.code, 1);
+    assert.match(run.stderr, /no ledger in .*nowhere yet/);
+  });
+});

@@ -1,0 +1,86 @@
+import assert from "node:assert/strict";
+import { after, before, describe, test } from "node:test";
+import { decodePaymentResponseHeader } from "@x402/core/http";
+import OpenAI from "openai";
+import { decodePaymentRequiredHeader } from "../src/protocol/index.js";
+import { type GatewayHarness, officialPayingFetch, startGatewayHarness } from "./support/gatewayHarness.js";
+
+const SMALL_ATOMIC = 10_000n;
+const LARGE_HD_ATOMIC = 80_000n;
+
+let h: GatewayHarness;
+before(async () => {
+  h = await startGatewayHarness({
+    extraModels: (baseUrl) => [
+      {
+        id: "mock-image",
+        kind: "image",
+        backend: { baseUrl },
+        imagePrices: {
+          "256x256": SMALL_ATOMIC.toString(),
+          "1024x1024": "40000",
+          "1024x1024/hd": LARGE_HD_ATOMIC.toString(),
+        },
+      },
+    ],
+  });
+});
+after(async () => {
+  await h?.close();
+});
+
+const PNG_SIGNATURE = "89504e470d0a1a0a";
+
+describe("POST /v1/images/generations", () => {
+  test("the official openai client generates images; the charge is the images returned × the size's price, on chain and in the ledger", async () => {
+    const buyer = h.devnet.accounts.buyers[0]!;
+    const before = await h.devnet.usdcBalance(buyer.address);
+    const client = new OpenAI({
+      apiKey: "unused",
+      baseURL: `${h.gateway.url}/v1`,
+      fetch: officialPayingFetch(buyer.privateKey, h.devnet.network),
+      maxRetries: 0,
+    });
+    const { data: images, response } = await client.images
+      .generate({ model: "mock-image", prompt: "a toll booth at dawn", n: 3, size: "256x256" })
+      .withResponse();
+    assert.equal(images.data?.length, 3);
+    for (const image of images.data ?? [])
+      assert.equal(Buffer.from(image.b64_json!, "base64").subarray(0, 8).toString("hex"), PNG_SIGNATURE);
+    const settlement = decodePaymentResponseHeader(response.headers.get("payment-response")!);
+    const charge = 3n * SMALL_ATOMIC;
+    assert.equal(settlement.amount, charge.toString());
+    const [row] = await h.ledger.payments.recent({ limit: 1 });
+    assert.equal(row?.chargeAtomic, charge);
+    assert.equal(row?.maxAtomic, charge, "the maximum is n × the size's price");
+    assert.equal(row?.usage?.images, 3);
+    assert.equal(row?.transaction, settlement.transaction);
+    assert.equal(await h.devnet.usdcBalance(buyer.address), before - charge);
+  });
+
+  test("the maximum is n × the price of the size and quality asked for", async () => {
+    const response = await fetch(`${h.gateway.url}/v1/images/generations`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ model: "mock-image", prompt: "x", n: 2, size: "1024x1024", quality: "hd" }),
+    });
+    assert.equal(response.status, 402);
+    const required = decodePaymentRequiredHeader(response.headers.get("payment-required")!);
+    assert.ok(required.ok);
+    assert.equal(required.paymentRequired.accepts[0]?.amount, (2n * LARGE_HD_ATOMIC).toString());
+    const pricing = required.paymentRequired.accepts[0]?.extra?.pricing as { units: Record<string, string> };
+    assert.equal(pricing.units.images, LARGE_HD_ATOMIC.toString());
+  });
+
+  test("a size that is not sold is refused, naming the sizes that are", async () => {
+    const response = await fetch(`${h.gateway.url}/v1/images/generations`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ model: "mock-image", prompt: "x", size: "4096x4096" }),
+    });
+    assert.equal(response.status, 400);
+    const error = ((await response.json()) as { error: { param: string; message: string } }).error;
+    assert.equal(error.param, "size");
+    assert.match(error.message, /256x256/);
+  });
+});
