@@ -13,15 +13,21 @@ import { createPublicClient, type Hex, http } from "viem";
 import { privateKeyToAccount } from "viem/accounts";
 import { anvil } from "viem/chains";
 import { batchSettlementStateAbi } from "../src/chain/index.js";
-import { reconcileChannels, reconcileLedger } from "../src/gateway/index.js";
+import { type BillingEvent, reconcileChannels, reconcileLedger } from "../src/gateway/index.js";
 import { BATCH_SETTLEMENT_ADDRESS_FOR_TESTS, channelTestConfig } from "./support/channelFixtures.js";
 import { expectedCharge, type GatewayHarness, startGatewayHarness } from "./support/gatewayHarness.js";
 import { mockModelId } from "./support/mockBackend.js";
 
 let h: GatewayHarness;
+const channelEvents: BillingEvent[] = [];
 
 before(async () => {
-  h = await startGatewayHarness({ configure: channelTestConfig });
+  h = await startGatewayHarness({
+    configure: channelTestConfig,
+    onBillingEvent: (event) => {
+      if (event.type.startsWith("channel_")) channelEvents.push(event);
+    },
+  });
 });
 
 after(async () => {
@@ -171,6 +177,15 @@ describe("a gateway paid through a payment channel by the official x402 client",
     });
     assert.equal(totalClaimed, total, "claimed on chain = charged");
     assert.equal(await h.devnet.usdcBalance(payTo), payToBefore + total, "payTo rose by exactly the charges");
+    // The money's path told as events: one deposit, then the claim and the settle of exactly the charges.
+    const moved = (type: string) =>
+      channelEvents
+        .filter((event) => event.type === type && "channelId" in event && event.channelId === channelId)
+        .reduce((sum, event) => sum + ("amountAtomic" in event ? event.amountAtomic : 0n), 0n);
+    assert.equal(channelEvents.filter((event) => event.type === "channel_deposit").length, 1);
+    assert.ok(moved("channel_deposit") > total);
+    assert.equal(moved("channel_claim"), total);
+    assert.equal(moved("channel_settle"), total);
 
     // Reconciled: charges per channel = its rows = claimed on chain; settled on chain = the transfers to payTo.
     const reconcile = async () => {

@@ -363,6 +363,13 @@ export function createPayingFetch(parameters: CreatePayingFetchParameters): Payi
     return true;
   }
 
+  /** A listing that offers batch-settlement marks its seller as one to pay by channel. */
+  function noteChannelSellers(models: readonly ProviderModel[]) {
+    for (const model of models) {
+      if (model.schemes.includes("batch-settlement")) channelSellers.add(providerOrigin(model.baseUrl));
+    }
+  }
+
   const idle = async () => {
     while (background.size > 0) await Promise.all([...background]);
   };
@@ -373,11 +380,13 @@ export function createPayingFetch(parameters: CreatePayingFetchParameters): Payi
       const models = await fetchProviderModels(gatewayUrl, { fetch: baseFetch });
       quotes.learnFromModels(models);
       receiptSigners.learnFromModels(models);
+      noteChannelSellers(models);
       return models;
     },
     learnPrices(models: readonly ProviderModel[]) {
       quotes.learnFromModels(models);
       receiptSigners.learnFromModels(models);
+      noteChannelSellers(models);
     },
     idle,
     async close() {

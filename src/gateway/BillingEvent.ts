@@ -64,12 +64,16 @@ export type BillingEvent =
   | (PaidRequest & { type: "settled"; chargeAtomic: bigint; transaction: string; settleMs: number })
   | (PaidRequest & { type: "debt"; chargeAtomic: bigint; reason: string; settleMs: number })
   | (PaidRequest & { type: "failed"; reason: string; status: number })
-  | (BillingEventBase & {
+  | {
+      /** A deposit into a channel (settled before the request it came with), a claim of its vouchers,
+       * or a sweep of its claimed funds to payTo: one event per channel and transaction. */
       type: "channel_deposit" | "channel_claim" | "channel_settle";
+      at: number;
+      network: string;
       channelId: string;
       amountAtomic: bigint;
       transaction: string;
-    });
+    };
 
 export type BillingEventType = BillingEvent["type"];
 

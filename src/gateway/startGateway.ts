@@ -32,7 +32,12 @@ import {
 } from "../facilitator/index.js";
 import { type Ledger, openLedger, openPostgresLedger } from "../ledger/index.js";
 import { countTextTokensChunked } from "../pricing/index.js";
-import { type BillingEventListener, combineBillingListeners } from "./BillingEvent.js";
+import {
+  type BillingEvent,
+  type BillingEventListener,
+  combineBillingListeners,
+  safeBillingEmitter,
+} from "./BillingEvent.js";
 import { type GatewayChannels, startChannels } from "./channels/index.js";
 import { type Billing, createBilling } from "./createBilling.js";
 import { createGatewayApp } from "./createGatewayApp.js";
@@ -180,7 +185,11 @@ export async function startGateway({
     facilitatorAddress: facilitatorAddress ? getAddress(facilitatorAddress) : undefined,
     gasSponsoring,
   };
-  const channels = openChannels(config, terms, ledger, facilitator, chain, logger);
+  const billingEvents = safeBillingEmitter(
+    combineBillingListeners(metrics.onBillingEvent, onBillingEvent),
+    logger,
+  );
+  const channels = openChannels(config, terms, ledger, facilitator, chain, logger, billingEvents);
   const billing = createBilling({
     terms,
     channels: channels?.billing,
@@ -294,6 +303,7 @@ function openChannels(
   facilitator: FacilitatorLike,
   chain: PublicClient | undefined,
   logger: Logger,
+  emit: (event: BillingEvent) => void,
 ): GatewayChannels | undefined {
   if (!config.channels) return undefined;
   const key =
@@ -314,6 +324,7 @@ function openChannels(
     chain,
     receiverAuthorizerKey: key as Hex,
     logger,
+    emit,
   });
 }
 

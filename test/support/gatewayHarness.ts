@@ -7,6 +7,7 @@ import { privateKeyToAccount } from "viem/accounts";
 import { type Devnet, startDevnet } from "../../src/devnet/index.js";
 import type { Logger } from "../../src/errors/index.js";
 import {
+  type BillingEventListener,
   type Gateway,
   type GatewayConfigInput,
   parseGatewayConfig,
@@ -88,6 +89,8 @@ export async function startGatewayHarness(
     wrapSql?: (sql: SqlClient) => SqlClient;
     /** The gateway's logger (default silent). */
     logger?: Logger;
+    /** Receives the gateway's billing events. */
+    onBillingEvent?: BillingEventListener;
     /** Routes of the test's own on the gateway (e.g. paid MCP tools). */
     routes?: StartGatewayParameters["routes"];
   } = {},
@@ -108,6 +111,7 @@ export async function startGatewayHarness(
     ledger,
     pollingIntervalMs: 20,
     logger: options.logger,
+    onBillingEvent: options.onBillingEvent,
     routes: options.routes,
   });
   return {

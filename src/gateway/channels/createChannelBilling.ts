@@ -5,6 +5,7 @@ import { type Address, getAddress, type Hex, type LocalAccount, type PublicClien
 import { chainIdOf } from "../../chain/index.js";
 import type { Logger } from "../../errors/index.js";
 import type { ChannelLedger, ChannelRecord, SqlExecutor } from "../../ledger/index.js";
+import type { BillingEvent } from "../BillingEvent.js";
 import type { FacilitatorLike } from "../facilitatorLike.js";
 import type { BillingTerms } from "../paymentOffers.js";
 import type { RequestQuote } from "../quoteRequest.js";
@@ -32,6 +33,8 @@ export type CreateChannelBillingParameters = {
   /** A reservation outlives its request's time bound by this much (ms); default 30 s. */
   reservationMarginMs?: number;
   logger: Logger;
+  /** Told of every deposit settled. */
+  emit?: (event: BillingEvent) => void;
 };
 
 /** A voucher accepted for one request: its reservation on the channel, charged or released once. */
@@ -415,6 +418,14 @@ export function createChannelBilling(parameters: CreateChannelBillingParameters)
         { channelId, depositAtomic: depositAtomic.toString(), tx: settled.transaction },
         "channel deposit",
       );
+      parameters.emit?.({
+        type: "channel_deposit",
+        at: Date.now(),
+        network: terms.network,
+        channelId,
+        amountAtomic: depositAtomic,
+        transaction: settled.transaction,
+      });
       return { ok: true, transaction: settled.transaction };
     } catch (error) {
       logger.warn({ channelId, error: String(error) }, "channel deposit: facilitator or chain unavailable");

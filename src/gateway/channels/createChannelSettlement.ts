@@ -2,6 +2,7 @@ import type { PaymentPayload, PaymentRequirements } from "@x402/core/types";
 import type { Address, Hex, LocalAccount, PublicClient } from "viem";
 import type { Logger } from "../../errors/index.js";
 import type { ChannelLedger, ChannelRecord, PaymentLedger } from "../../ledger/index.js";
+import type { BillingEvent } from "../BillingEvent.js";
 import type { FacilitatorLike } from "../facilitatorLike.js";
 import { type ChannelClaim, signClaimBatch, signRefund } from "./channelAuthorizer.js";
 import { BATCH_SETTLEMENT } from "./createChannelBilling.js";
@@ -30,6 +31,8 @@ export type CreateChannelSettlementParameters = {
   /** Vouchers per claim transaction; default 100. */
   maxClaimsPerBatch?: number;
   logger: Logger;
+  /** Told of every claim and settle, one event per channel. */
+  emit?: (event: BillingEvent) => void;
 };
 
 export type ChannelClaimResult = { channels: number; claimedAtomic: bigint; transaction: string };
@@ -144,6 +147,14 @@ export function createChannelSettlement(parameters: CreateChannelSettlementParam
       let claimedAtomic = 0n;
       for (const channel of batch) {
         claimedAtomic += channel.chargedAtomic - channel.totalClaimedAtomic;
+        parameters.emit?.({
+          type: "channel_claim",
+          at: Date.now(),
+          network,
+          channelId: channel.channelId,
+          amountAtomic: channel.chargedAtomic - channel.totalClaimedAtomic,
+          transaction: settled.transaction,
+        });
         await channels.update(channel.channelId, (current) =>
           current && current.totalClaimedAtomic < channel.chargedAtomic
             ? { next: { ...current, totalClaimedAtomic: channel.chargedAtomic }, result: undefined }
@@ -174,6 +185,15 @@ export function createChannelSettlement(parameters: CreateChannelSettlementParam
       owed.map((c) => ({ channelId: c.channelId, settledAtomic: c.totalClaimedAtomic })),
     );
     const settledAtomic = owed.reduce((sum, c) => sum + c.totalClaimedAtomic - c.settledAtomic, 0n);
+    for (const channel of owed)
+      parameters.emit?.({
+        type: "channel_settle",
+        at: Date.now(),
+        network,
+        channelId: channel.channelId,
+        amountAtomic: channel.totalClaimedAtomic - channel.settledAtomic,
+        transaction: settled.transaction,
+      });
     logger.info(
       { settledAtomic: settledAtomic.toString(), tx: settled.transaction },
       "channels settled to payTo",

@@ -2,6 +2,7 @@ import type { Hex, PublicClient } from "viem";
 import { privateKeyToAccount } from "viem/accounts";
 import type { Logger } from "../../errors/index.js";
 import type { ChannelLedger, PaymentLedger } from "../../ledger/index.js";
+import type { BillingEvent } from "../BillingEvent.js";
 import type { FacilitatorLike } from "../facilitatorLike.js";
 import type { GatewayConfig } from "../gatewayConfig.js";
 import type { BillingTerms } from "../paymentOffers.js";
@@ -26,6 +27,8 @@ export type StartChannelsParameters = {
   /** The receiver-authorizer key (the config's, else the in-process facilitator's). */
   receiverAuthorizerKey: Hex;
   logger: Logger;
+  /** Told of deposits, claims and settles (`channel_deposit`, `channel_claim`, `channel_settle`). */
+  emit?: (event: BillingEvent) => void;
 };
 
 /** Builds the channel pieces from the config and starts the claim and settle intervals. */
@@ -38,6 +41,7 @@ export function startChannels({
   chain,
   receiverAuthorizerKey,
   logger,
+  emit,
 }: StartChannelsParameters): GatewayChannels {
   const receiverAuthorizer = privateKeyToAccount(receiverAuthorizerKey);
   const billing = createChannelBilling({
@@ -49,6 +53,7 @@ export function startChannels({
     withdrawDelaySeconds: config.withdrawDelaySeconds,
     minDepositAtomic: config.minDeposit,
     logger,
+    emit,
   });
   const refund = createChannelRefund({ billing, channels, facilitator, chain, receiverAuthorizer, logger });
   const settlement = createChannelSettlement({
@@ -68,6 +73,7 @@ export function startChannels({
     withdrawDelaySeconds: config.withdrawDelaySeconds,
     refundIdleMs: config.refundIdleSeconds === undefined ? undefined : config.refundIdleSeconds * 1000,
     logger,
+    emit,
   });
   settlement.start();
   logger.info(

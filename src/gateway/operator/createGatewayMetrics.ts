@@ -57,6 +57,12 @@ export function createGatewayMetrics({
     labelNames: ["model", "unit"] as const,
     registers,
   });
+  const channelMoney = new Counter({
+    name: "tollgate_channel_atomic_total",
+    help: "Money moved on payment channels (batch-settlement), by kind: deposit, claim, settle.",
+    labelNames: ["network", "kind"] as const,
+    registers,
+  });
   const settleDuration = new Histogram({
     name: "tollgate_settle_duration_seconds",
     help: "Time from the recorded charge to the facilitator's settlement answer.",
@@ -139,6 +145,14 @@ export function createGatewayMetrics({
       case "failed":
         requests.inc({ route: event.route, model: event.model, status: String(event.status) });
         payments.inc({ scheme: event.scheme, outcome: "failed" });
+        return;
+      case "channel_deposit":
+      case "channel_claim":
+      case "channel_settle":
+        channelMoney.inc(
+          { network: event.network, kind: event.type.slice("channel_".length) },
+          Number(event.amountAtomic),
+        );
         return;
       default:
         return;
