@@ -50,6 +50,22 @@ export {
 } from "./gateway/index.js";
 export { type Ledger, openLedger, openPostgresLedger } from "./ledger/index.js";
 export {
+  createBuyerMcpServer,
+  createDemoToolServer,
+  createMcpHttpHandler,
+  createMcpToolPayer,
+  MCP_PAYMENT_META_KEY,
+  MCP_PAYMENT_RESPONSE_META_KEY,
+  type McpToolPayer,
+  mountMcpEndpoint,
+  type PaidToolParameters,
+  paidInferenceTool,
+  paidTool,
+  readPaymentRequiredResult,
+  readPaymentResponseMeta,
+  type ToolPrice,
+} from "./mcp/index.js";
+export {
   costAtomic,
   countTextTokens,
   formatMoney,

@@ -31,7 +31,7 @@ export type BuyerEvent =
       paymentId: string;
       url: string;
       origin: string;
-      source: "header" | "stream";
+      source: "header" | "stream" | "mcp";
       success: boolean;
       errorReason: string | undefined;
       maxAtomic: bigint;

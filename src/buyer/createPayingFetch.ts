@@ -53,8 +53,8 @@ export type CreatePayingFetchParameters = {
   rpcUrl?: string | undefined;
   /** Where the spend store lives (`<dataDir>/spend`); default `~/.tollgate`; `"memory://"` for none. */
   dataDir?: string | undefined;
-  /** A spend store to use instead of opening one under `dataDir` (the caller closes it). */
-  store?: SpendStore | undefined;
+  /** A spend store to use instead of opening one under `dataDir` (the caller closes it); may still be opening. */
+  store?: SpendStore | Promise<SpendStore> | undefined;
   onEvent?: BuyerEventListener | undefined;
   /** Asked before signing a maximum above `confirmAbove`; without it such payments are refused. */
   confirm?: ConfirmPayment | undefined;

@@ -1,5 +1,11 @@
 export { type AuthorizationTerms, authorizationOf } from "./authorizationOf.js";
-export type { ConfirmPayment, ConfirmPaymentRequest } from "./authorizePayment.js";
+export {
+  authorizePayment,
+  type ConfirmPayment,
+  type ConfirmPaymentRequest,
+  type PaymentAttempt,
+  type PaymentContext,
+} from "./authorizePayment.js";
 export type { BuyerEvent, BuyerEventListener, ReportedUsage } from "./BuyerEvent.js";
 export { type CheckOfferParameters, checkOffer } from "./checkOffer.js";
 export {
@@ -34,6 +40,7 @@ export {
   type RequestEstimate,
 } from "./quotedPrice.js";
 export { type ChannelOnChain, readChannelOnChain } from "./readChannelOnChain.js";
+export { createReceiptSignerBook, type ReceiptSignerBook } from "./receiptSigners.js";
 export {
   type ChannelRefundOutcome,
   type RefundChannelsParameters,
@@ -59,6 +66,7 @@ export type {
   StoredReceipts,
 } from "./SpendStore.js";
 export { type OfferChoice, selectOffer } from "./selectOffer.js";
+export { type ReadReceipt, recordReceipt } from "./settlePaidResponse.js";
 export { spendChannelStorage } from "./spendChannelStorage.js";
 export {
   type ProviderPolicy,

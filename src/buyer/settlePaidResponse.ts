@@ -12,9 +12,9 @@ import { checkSellerReceipts } from "./checkSellerReceipts.js";
 import { tapResponseBody } from "./tapResponseBody.js";
 import { verifyCharge } from "./verifyCharge.js";
 
-/** A settlement as the buyer read it, from `PAYMENT-RESPONSE` or the stream's receipt event. */
-type ReadReceipt = {
-  source: "header" | "stream";
+/** A settlement as the buyer read it, from `PAYMENT-RESPONSE`, the stream's receipt event, or an MCP tool result. */
+export type ReadReceipt = {
+  source: "header" | "stream" | "mcp";
   success: boolean;
   errorReason: string | undefined;
   chargedAtomic: bigint;
@@ -148,7 +148,8 @@ export async function settlePaidResponse(
   return rewrap(response, body);
 }
 
-async function recordReceipt(context: PaymentContext, attempt: PaymentAttempt, receipt: ReadReceipt) {
+/** Books a receipt: reconciles the reservation, reports it, and checks the charge against the usage. */
+export async function recordReceipt(context: PaymentContext, attempt: PaymentAttempt, receipt: ReadReceipt) {
   const store = await context.store();
   const { paymentId, origin, url, maxAtomic, choice } = attempt;
   const signed = receipt.success

@@ -85,4 +85,14 @@ export const commandFlags = {
     "private-key": { type: "string" },
     json: { type: "boolean" },
   },
+  mcp: {
+    gateway: { type: "string", multiple: true },
+    "mcp-server": { type: "string", multiple: true },
+    policy: { type: "string" },
+    "private-key": { type: "string" },
+    rpc: { type: "string" },
+    http: { type: "boolean" },
+    host: { type: "string" },
+    port: { type: "string" },
+  },
 } as const satisfies Record<CommandName, FlagOptions>;

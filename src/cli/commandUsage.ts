@@ -7,7 +7,8 @@ export const commandUsage = {
   Runs everything on one machine: a devnet chain, an in-process facilitator, the ledger
   (PGlite in --data-dir, where tollgate ledger looks by default; memory:// for none), and the
   gateway in front of the built-in demo backend (model tollgate-demo, --tokens-per-second) — or in front of a real OpenAI-compatible
-  backend with --upstream. Prints a funded buyer key to pay with; with --fresh-buyer, one holding
+  backend with --upstream. An example paid MCP server (tools summarize, per token, and
+  count_tokens, $0.001 a call) answers at <gateway>/mcp over Streamable HTTP. Prints a funded buyer key to pay with; with --fresh-buyer, one holding
   test USDC only (no Permit2 approval, no native gas), whose first request pays through a
   gas-sponsored approval. Runs until Ctrl-C.`,
   gateway: `tollgate gateway --config tollgate.yaml [--port N]
@@ -80,6 +81,15 @@ tollgate channels --buyer [--json] [--gateway URL] [--rpc URL]
   (at <gateway>/v1/channels/refund, or --url); when the seller does not answer and --rpc is given,
   starts the on-chain withdrawal (the wallet pays its gas) — run again after the channel's
   withdraw delay to finish it. Key as for tollgate pay. Exits 1 when a channel's refund failed.`,
+  mcp: `tollgate mcp [--gateway URL]… [--mcp-server URL]… [--policy FILE] [--private-key KEY] [--rpc URL] [--http [--port 4023] [--host 127.0.0.1]]
+  An MCP server for agents, over stdio (or Streamable HTTP at /mcp with --http), with the tools
+  chat (prompt, model?, max_tokens?: paid inference through the --gateway URLs, the cheapest
+  within the policy), pay (one paid HTTP request), spend (today's spend and what is left under
+  each cap) and list_models; with --mcp-server, also mcp_list_tools and mcp_call_tool, which
+  reach that MCP server's tools and pay its paid tools (x402 MCP transport). Every payment is checked against the policy before anything is
+  signed; a refusal is a tool error naming the rule and the figures. Above confirmAbove the
+  person is asked through MCP elicitation; a client that cannot ask gets a refusal. Key,
+  policy and spend store as for tollgate pay (the store is held while the server runs).`,
 } as const;
 
 export type CommandName = keyof typeof commandUsage;

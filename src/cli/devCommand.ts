@@ -5,6 +5,7 @@ import { startDemoBackend } from "../demo/index.js";
 import { startDevnet } from "../devnet/index.js";
 import { TollgateError } from "../errors/index.js";
 import { type GatewayConfigInput, parseGatewayConfig, startGateway } from "../gateway/index.js";
+import { createDemoToolServer, type McpHttpHandler, mountMcpEndpoint } from "../mcp/index.js";
 import { countTextTokens } from "../pricing/index.js";
 import { createCliLogger, parseFlags, printLine, waitForShutdownSignal } from "./cliSupport.js";
 import { commandFlags } from "./commandFlags.js";
@@ -132,15 +133,31 @@ export async function devCommand(argv: string[]): Promise<number> {
     const config = parseGatewayConfig(input);
     const claim = await claimConfiguredLedger(config);
     if (claim) closers.unshift(() => claim.release());
-    const gateway = await startGateway({ config, logger, pollingIntervalMs: 20 });
-    closers.unshift(() => gateway.close());
+    let mcp: McpHttpHandler | undefined;
+    const gateway = await startGateway({
+      config,
+      logger,
+      pollingIntervalMs: 20,
+      // An example paid MCP server beside the OpenAI routes.
+      routes: (app, billing) => {
+        mcp = mountMcpEndpoint(app, {
+          createServer: (endpointUrl) => createDemoToolServer({ billing, endpointUrl, model: modelId }),
+        });
+      },
+    });
+    closers.unshift(async () => {
+      await mcp?.close();
+      await gateway.close();
+    });
     await claim?.serve(gateway.ledger.payments);
+    const mcpUrl = `${gateway.url}/mcp`;
     const buyer = flags.freshBuyer ? devnet.accounts.freshBuyers[0]! : devnet.accounts.buyers[0]!;
     const readyMs = Math.round(performance.now() - startedAt);
     if (flags.json) {
       printLine(
         JSON.stringify({
           gatewayUrl: gateway.url,
+          mcpUrl,
           rpcUrl: devnet.rpcUrl,
           network: devnet.network,
           asset: devnet.contracts.usdc,
@@ -160,6 +177,7 @@ export async function devCommand(argv: string[]): Promise<number> {
       printLine(
         `  gateway   ${gateway.url}/v1   (model ${modelId}: $0.50 / 1M input, $1.50 / 1M output tokens)`,
       );
+      printLine(`  mcp       ${mcpUrl}   (paid tools: summarize per token, count_tokens $0.001 a call)`);
       printLine(`  dashboard ${gateway.dashboardUrl}`);
       printLine(`  metrics   ${gateway.metricsUrl}`);
       printLine(`  chain     ${devnet.rpcUrl}   (${devnet.network}, test USDC ${devnet.contracts.usdc})`);

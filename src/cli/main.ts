@@ -19,6 +19,7 @@ const commands: Record<CommandName, () => Promise<RunCommand>> = {
   spend: async () => (await import("./spendCommand.js")).spendCommand,
   receipts: async () => (await import("./receiptsCommand.js")).receiptsCommand,
   refund: async () => (await import("./refundCommand.js")).refundCommand,
+  mcp: async () => (await import("./mcpCommand.js")).mcpCommand,
 };
 
 function usage(): string {

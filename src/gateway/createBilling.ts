@@ -19,6 +19,7 @@ import {
   ReasonCode,
   readPaymentHeader,
 } from "../protocol/index.js";
+import { type AdmitPaymentReturnType, admitPayment, type PaymentAdmissionRequest } from "./admitPayment.js";
 import { authorizationDeadline } from "./authorizationDeadline.js";
 import { type BillingEventListener, safeBillingEmitter } from "./BillingEvent.js";
 import { correctiveOffers, orderOffers } from "./channels/channelOffers.js";
@@ -36,6 +37,7 @@ import {
   matchOffer,
 } from "./paymentOffers.js";
 import { quoteRequest, type RequestQuote, type RouteKind } from "./quoteRequest.js";
+import { type ChargeOutcome, type SettleChargeParameters, settleCharge } from "./settleCharge.js";
 
 export type CreateBillingParameters = {
   terms: BillingTerms;
@@ -106,7 +108,19 @@ export type Billing = {
   /** Payment channels, when this gateway offers `batch-settlement`. */
   readonly channels?: ChannelBilling;
   begin(request: BillingRequest): Promise<BillingDecision>;
+  /** The payments ledger this billing claims into. */
+  readonly ledger: PaymentLedger;
+  /** Checks, verifies and claims a payment for work priced elsewhere (a paid MCP tool). */
+  admit(request: PaymentAdmissionRequest): Promise<AdmitPaymentReturnType>;
+  /** Records an admitted payment's usage and settles its charge; a failed settlement becomes a debt. */
+  settle(charge: SettlePaidWork): Promise<ChargeOutcome>;
 };
+
+/** What `Billing.settle` needs of an admitted payment. */
+export type SettlePaidWork = Pick<
+  SettleChargeParameters,
+  "paymentId" | "payload" | "requirements" | "usage" | "chargeAtomic"
+>;
 
 /**
  * Tollgate's billing core, independent of any HTTP framework: quotes a request, answers 402
@@ -484,7 +498,21 @@ export function createBilling({
     };
   }
 
-  return { terms, models, channels, receiptSigner: receiptSigner?.address, begin };
+  const admit = (admission: PaymentAdmissionRequest) =>
+    admitPayment({
+      ...admission,
+      terms,
+      ledger,
+      facilitator,
+      settlementMarginSeconds,
+      verifyTimeoutMs,
+      readPayerFunds,
+      logger,
+    });
+  const settle = (charge: SettlePaidWork) =>
+    settleCharge({ ...charge, ledger, facilitator, logger, settleTimeoutMs });
+
+  return { terms, models, channels, receiptSigner: receiptSigner?.address, ledger, begin, admit, settle };
 }
 
 /** What `begin` learns while deciding, for the event that tells how the request was answered. */

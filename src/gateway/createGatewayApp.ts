@@ -18,6 +18,8 @@ export type CreateGatewayAppParameters = {
   maxBodyBytes?: number;
   /** Cooperative refunds of payment channels at `GET /v1/channels/refund`, when channels are offered. */
   refundChannel?: ReturnType<typeof createChannelRefund>;
+  /** Adds routes of your own (e.g. a paid MCP endpoint) before the 404 handler. */
+  extraRoutes?: ((app: Hono) => void) | undefined;
 };
 
 /**
@@ -29,6 +31,7 @@ export function createGatewayApp({
   logger = silentLogger,
   maxBodyBytes = 4 * 1024 * 1024,
   refundChannel,
+  extraRoutes,
 }: CreateGatewayAppParameters) {
   const app = new Hono<{ Variables: { tollgate: TollgateContext } }>();
 
@@ -101,6 +104,7 @@ export function createGatewayApp({
     if (route.errorBody) app.post(`/v1${route.path}`, inErrorShapeOf(route), limitBody, forward, handler);
     else app.post(`/v1${route.path}`, limitBody, forward, handler);
   }
+  extraRoutes?.(app as unknown as Hono);
 
   if (refundChannel) {
     app.get(CHANNEL_REFUND_PATH, async (c) => {

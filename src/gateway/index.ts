@@ -1,3 +1,8 @@
+export type {
+  AdmitPaymentReturnType,
+  PaymentAdmissionRefusal,
+  PaymentAdmissionRequest,
+} from "./admitPayment.js";
 export {
   type BillingEvent,
   type BillingEventListener,
@@ -19,6 +24,7 @@ export {
   type BillingRequest,
   type CreateBillingParameters,
   createBilling,
+  type SettlePaidWork,
 } from "./createBilling.js";
 export { type BillingSession, createBillingSession, type StreamEnding } from "./createBillingSession.js";
 export { type CreateGatewayAppParameters, createGatewayApp } from "./createGatewayApp.js";
@@ -45,6 +51,7 @@ export {
   type ModelConfig,
   parseGatewayConfig,
 } from "./gatewayConfig.js";
+export { readGuardedText } from "./guardBackendBody.js";
 export {
   routeKindOfPath,
   type TollgateContext,
@@ -68,6 +75,7 @@ export {
   type BillingTerms,
   buildOffers,
   buildPaymentRequired,
+  gasSponsoringExtensions,
   matchOffer,
   type OfferPricing,
 } from "./paymentOffers.js";

@@ -1,5 +1,6 @@
 import { serve } from "@hono/node-server";
 import { HTTPFacilitatorClient } from "@x402/core/http";
+import type { Hono } from "hono";
 import type { Registry } from "prom-client";
 import {
   type Address,
@@ -64,6 +65,8 @@ export type StartGatewayParameters = {
   onBillingEvent?: BillingEventListener;
   /** Receives the in-process facilitator's events, beside its metrics. */
   onFacilitatorEvent?: FacilitatorEventListener;
+  /** Adds routes of your own to the gateway's app, with its billing (e.g. paid MCP tools at `/mcp`). */
+  routes?: (app: Hono, billing: Billing) => void;
 };
 
 /** A running gateway. */
@@ -100,6 +103,7 @@ export async function startGateway({
   settleTimeoutMs = config.timeouts.settleSeconds * 1000,
   onBillingEvent,
   onFacilitatorEvent,
+  routes,
 }: StartGatewayParameters): Promise<Gateway> {
   const preset = findNetworkPreset(config.network);
   if (!preset)
@@ -241,6 +245,7 @@ export async function startGateway({
     logger,
     maxBodyBytes: config.server.maxBodyBytes,
     refundChannel: channels?.refund,
+    extraRoutes: routes && ((app) => routes(app, billing)),
   });
   mountOperatorRoutes(app as never, {
     ledger,

@@ -11,6 +11,7 @@ import {
   type Gateway,
   type GatewayConfigInput,
   parseGatewayConfig,
+  type StartGatewayParameters,
   startGateway,
 } from "../../src/gateway/index.js";
 import { createLedger, createPgliteClient, type Ledger, type SqlClient } from "../../src/ledger/index.js";
@@ -90,6 +91,8 @@ export async function startGatewayHarness(
     logger?: Logger;
     /** Receives the gateway's billing events. */
     onBillingEvent?: BillingEventListener;
+    /** Routes of the test's own on the gateway (e.g. paid MCP tools). */
+    routes?: StartGatewayParameters["routes"];
   } = {},
 ): Promise<GatewayHarness> {
   const devnet = options.devnet ?? (await startDevnet({ buyers: 3 }));
@@ -109,6 +112,7 @@ export async function startGatewayHarness(
     pollingIntervalMs: 20,
     logger: options.logger,
     onBillingEvent: options.onBillingEvent,
+    routes: options.routes,
   });
   return {
     devnet,

@@ -1,0 +1,169 @@
+import type { PaymentRequirements } from "@x402/core/types";
+import type { Logger, TollgateErrorCode } from "../errors/index.js";
+import { sponsoredApprovalOf } from "../facilitator/index.js";
+import type { PaymentLedger } from "../ledger/index.js";
+import { authorizationKey, type DecodedPaymentPayload, ReasonCode } from "../protocol/index.js";
+import { authorizationDeadline } from "./authorizationDeadline.js";
+import type { FacilitatorLike } from "./facilitatorLike.js";
+import { type BillingTerms, matchOffer } from "./paymentOffers.js";
+
+/** One payment for priced work: the offers it may answer, and what the work is. */
+export type PaymentAdmissionRequest = {
+  payment: DecodedPaymentPayload;
+  offers: PaymentRequirements[];
+  /** The longest the paid work may run (ms); the authorization must outlive it and the settlement. */
+  timeBoundMs: number;
+  /** This work's own maximum: an upto payment signed for more is still charged at most this. */
+  maxAtomic?: bigint | undefined;
+  /** What was paid for, as the ledger records it (a model id, a tool name). */
+  model: string;
+  /** Where it was paid for (a route path, an MCP tool address). */
+  route: string;
+};
+
+/** Why a payment was not admitted: a fresh 402 with a reason, or an error answer. */
+export type PaymentAdmissionRefusal =
+  | { kind: "payment_required"; error?: string | undefined }
+  | { kind: "error"; code: TollgateErrorCode; message: string };
+
+export type AdmitPaymentReturnType =
+  | {
+      admitted: true;
+      paymentId: number;
+      payer: string;
+      requirements: PaymentRequirements;
+      signedMaxAtomic: bigint;
+      /** The most this payment may be charged. */
+      maxAtomic: bigint;
+    }
+  | { admitted: false; refusal: PaymentAdmissionRefusal };
+
+export type AdmitPaymentParameters = PaymentAdmissionRequest & {
+  terms: BillingTerms;
+  ledger: PaymentLedger;
+  facilitator: FacilitatorLike;
+  settlementMarginSeconds: number;
+  verifyTimeoutMs: number;
+  readPayerFunds?: ((payer: `0x${string}`, asset: `0x${string}`) => Promise<bigint>) | undefined;
+  logger: Logger;
+};
+
+/**
+ * Admits a decoded payment: matches it to an offer, checks its sponsored approval and its
+ * deadline, refuses a payer in debt and a replay, verifies it with the facilitator (with the
+ * payer's balance beside), and claims it once in the ledger, straight into `serving`.
+ */
+export async function admitPayment(parameters: AdmitPaymentParameters): Promise<AdmitPaymentReturnType> {
+  const { payment, offers, terms, ledger, facilitator, readPayerFunds, logger } = parameters;
+  const paymentRequired = (error?: string): AdmitPaymentReturnType => ({
+    admitted: false,
+    refusal: { kind: "payment_required", error },
+  });
+  const refuse = (code: TollgateErrorCode, message: string): AdmitPaymentReturnType => ({
+    admitted: false,
+    refusal: { kind: "error", code, message },
+  });
+  const replayed = (status: string) =>
+    refuse(
+      "TOLLGATE_PAYMENT_REPLAYED",
+      `this payment authorization was already used (status ${status}); sign a new one`,
+    );
+
+  const matched = matchOffer(payment, offers);
+  if (!matched.ok) return paymentRequired(`${matched.reason}: ${matched.message}`);
+  const sponsored = sponsoredApprovalOf(payment);
+  if (sponsored && !terms.gasSponsoring?.includes(sponsored.extension)) {
+    return paymentRequired(
+      `${ReasonCode.gasSponsoringRefused}: this gateway's facilitator does not sponsor ${sponsored.extension}; approve Permit2 on ${matched.requirements.asset} first`,
+    );
+  }
+
+  // The authorization must outlive the work: the longest it may run, plus time to settle.
+  const deadline = authorizationDeadline(payment);
+  const runSeconds = Math.ceil(parameters.timeBoundMs / 1000);
+  const neededSeconds = runSeconds + parameters.settlementMarginSeconds;
+  const nowSeconds = Math.floor(Date.now() / 1000);
+  if (deadline === undefined || deadline < nowSeconds + neededSeconds) {
+    return paymentRequired(
+      `${ReasonCode.authorizationExpiresTooSoon}: the authorization must stay valid at least ${neededSeconds} s from now (this request may run ${runSeconds} s, then settle); it expires in ${deadline === undefined ? "an unknown time" : `${deadline - nowSeconds} s`}. Sign with the offer's maxTimeoutSeconds (${terms.maxTimeoutSeconds})`,
+    );
+  }
+  const key = authorizationKey(payment);
+
+  const admission = await ledger.admission(key);
+  if (admission.inDebt) {
+    return paymentRequired(
+      `${ReasonCode.payerInDebt}: an earlier charge of this payer is unpaid; settle it first`,
+    );
+  }
+  if (admission.existing) return replayed(admission.existing.status);
+
+  let verified: Awaited<ReturnType<FacilitatorLike["verify"]>>;
+  let fundsAtomic: bigint | undefined;
+  try {
+    const funds = readPayerFunds?.(key.payer as `0x${string}`, matched.requirements.asset as `0x${string}`);
+    funds?.catch(() => undefined);
+    verified = await withTimeout(
+      facilitator.verify(payment, matched.requirements),
+      parameters.verifyTimeoutMs,
+    );
+    if (verified.isValid && funds) fundsAtomic = await withTimeout(funds, parameters.verifyTimeoutMs);
+  } catch (error) {
+    logger.warn({ error: String(error) }, "facilitator unavailable during verify");
+    return refuse(
+      "TOLLGATE_FACILITATOR_UNAVAILABLE",
+      "the payment facilitator or chain is unreachable; no inference was run",
+    );
+  }
+  if (!verified.isValid) return paymentRequired(verified.invalidReason ?? "invalid_payment");
+
+  const maxAtomic =
+    matched.requirements.scheme === "upto"
+      ? capOf(parameters.maxAtomic, matched.signedMaxAtomic)
+      : matched.signedMaxAtomic;
+  const claimInput = {
+    ...key,
+    scheme: matched.requirements.scheme,
+    model: parameters.model,
+    route: parameters.route,
+    asset: matched.requirements.asset,
+    payTo: matched.requirements.payTo,
+    // What this payment may cost: its own quote caps it, whatever larger amount was signed.
+    maxAtomic,
+    paymentPayload: payment,
+    paymentRequirements: matched.requirements,
+  };
+  const claim =
+    fundsAtomic === undefined
+      ? await ledger.claim(claimInput, { serving: true })
+      : await ledger.claimWithinFunds(claimInput, fundsAtomic, { serving: true });
+  if (!claim.claimed && claim.existing) return replayed(claim.existing.status);
+  if (!claim.claimed) {
+    return paymentRequired(
+      `${ReasonCode.insufficientFunds}: this payer's payments in flight already reserve ${claim.reservedAtomic} of its balance ${claim.fundsAtomic}, and this one may cost ${maxAtomic}; retry when they have settled`,
+    );
+  }
+  return {
+    admitted: true,
+    paymentId: claim.payment.id,
+    payer: key.payer,
+    requirements: matched.requirements,
+    signedMaxAtomic: matched.signedMaxAtomic,
+    maxAtomic,
+  };
+}
+
+/** The most a payment may be charged: the request's own maximum, or the signed amount if lower. */
+function capOf(quoteMaxAtomic: bigint | undefined, signedMaxAtomic: bigint): bigint {
+  return quoteMaxAtomic !== undefined && quoteMaxAtomic < signedMaxAtomic ? quoteMaxAtomic : signedMaxAtomic;
+}
+
+/** Rejects when `promise` takes longer than `ms`; the late result is dropped. */
+function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`facilitator did not answer within ${ms} ms`)), ms);
+  });
+  promise.catch(() => undefined);
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}

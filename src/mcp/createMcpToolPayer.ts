@@ -1,0 +1,222 @@
+import type { Client } from "@modelcontextprotocol/sdk/client/index.js";
+import type { CallToolResult } from "@modelcontextprotocol/sdk/types.js";
+import { x402Client } from "@x402/core/client";
+import { ExactEvmScheme } from "@x402/evm/exact/client";
+import { UptoEvmScheme } from "@x402/evm/upto/client";
+import type { Hex } from "viem";
+import { privateKeyToAccount } from "viem/accounts";
+import {
+  authorizePayment,
+  type BuyerEventListener,
+  type BuyerSigner,
+  type ConfirmPayment,
+  createReceiptSignerBook,
+  openSpendStore,
+  type PaymentContext,
+  parseSpendingPolicy,
+  policyRefusedError,
+  providerOrigin,
+  recordReceipt,
+  type SpendingPolicyInput,
+  type SpendStore,
+  selectOffer,
+} from "../buyer/index.js";
+import { TollgateError } from "../errors/index.js";
+import type { SettleResponse } from "../protocol/index.js";
+import {
+  MCP_PAYMENT_META_KEY,
+  readPaymentRequiredResult,
+  readPaymentResponseMeta,
+} from "./mcpPaymentMeta.js";
+
+export type CreateMcpToolPayerParameters = {
+  privateKey?: Hex | undefined;
+  signer?: BuyerSigner | undefined;
+  policy?: SpendingPolicyInput | undefined;
+  /** Spend store under `<dataDir>/spend` (default `~/.tollgate`; `"memory://"` for none), or `store`. */
+  dataDir?: string | undefined;
+  store?: SpendStore | Promise<SpendStore> | undefined;
+  /** Asked before signing a maximum above `confirmAbove`; without it such payments are refused. */
+  confirm?: ConfirmPayment | undefined;
+  onEvent?: BuyerEventListener | undefined;
+  /** Lets the schemes sign gas-sponsoring extensions. */
+  rpcUrl?: string | undefined;
+};
+
+/** One tool call, paid if the tool asked for payment. */
+export type PaidToolCall = {
+  result: CallToolResult;
+  /** The settlement the tool returned, when it was paid. */
+  settlement: SettleResponse | undefined;
+  /** What was authorized, when a payment was signed. */
+  maxAtomic: bigint | undefined;
+};
+
+export type PaidToolCallOptions = {
+  /** Names the provider for the policy's `providers` (its URL); default `mcp://<server name>`. */
+  server?: string | undefined;
+  /** Bound on each of the two calls (ms); the MCP SDK's default otherwise (60 s). */
+  timeoutMs?: number | undefined;
+};
+
+export type McpToolPayer = {
+  readonly address: string;
+  /**
+   * Calls a tool of `client`'s server; when it answers with an x402 `PaymentRequired`, checks the
+   * policy, reserves the maximum, signs and calls again with `_meta["x402/payment"]`, then books
+   * the settlement of `_meta["x402/payment-response"]`. A refusal throws `TOLLGATE_POLICY_REFUSED`.
+   */
+  callTool(
+    client: Client,
+    call: { name: string; arguments?: Record<string, unknown> | undefined },
+    options?: PaidToolCallOptions,
+  ): Promise<PaidToolCall>;
+  spendStore(): Promise<SpendStore>;
+  close(): Promise<void>;
+};
+
+/**
+ * A payer for paid MCP tools of any server that follows the x402 MCP transport, under the same
+ * spending policy and spend store as `createPayingFetch`.
+ * @example
+ * const payer = createMcpToolPayer({ privateKey, policy: { perCall: "$0.01" } });
+ * const { result, settlement } = await payer.callTool(client, { name: "summarize", arguments: { text } });
+ */
+export function createMcpToolPayer(parameters: CreateMcpToolPayerParameters): McpToolPayer {
+  const signer =
+    parameters.signer ?? (parameters.privateKey ? privateKeyToAccount(parameters.privateKey) : undefined);
+  if (!signer) {
+    throw new TollgateError({
+      code: "TOLLGATE_CONFIG_INVALID",
+      shortMessage: "createMcpToolPayer needs a privateKey or a signer",
+    });
+  }
+  const policy = parseSpendingPolicy(parameters.policy ?? {});
+  const schemeOptions = parameters.rpcUrl ? { rpcUrl: parameters.rpcUrl } : undefined;
+  const client = new x402Client()
+    .register("eip155:*", new UptoEvmScheme(signer, schemeOptions))
+    .register("eip155:*", new ExactEvmScheme(signer, schemeOptions))
+    // The buyer's own policy replaces x402's default spend controls.
+    .setSpendControls(false);
+  let storePromise: Promise<SpendStore> | undefined;
+  const store = () => {
+    storePromise ??= parameters.store
+      ? Promise.resolve(parameters.store)
+      : openSpendStore({ dataDir: parameters.dataDir });
+    return storePromise;
+  };
+  const emit: BuyerEventListener = (event) => {
+    try {
+      parameters.onEvent?.(event);
+    } catch {
+      // A listener's failure must not break a payment.
+    }
+  };
+  const context: PaymentContext = {
+    policy,
+    client,
+    payer: signer.address,
+    store,
+    confirm: parameters.confirm,
+    emit,
+    receiptSigners: createReceiptSignerBook({ fetch: globalThis.fetch }),
+  };
+
+  async function callTool(
+    mcp: Client,
+    call: { name: string; arguments?: Record<string, unknown> | undefined },
+    options: PaidToolCallOptions = {},
+  ): Promise<PaidToolCall> {
+    const requestOptions = options.timeoutMs === undefined ? undefined : { timeout: options.timeoutMs };
+    // A reset before any answer is almost always a kept-alive connection the server had just closed:
+    // sent once more. Safe for a payment too: it settles at most once, and the server refuses a replay.
+    const send = (params: Parameters<Client["callTool"]>[0]) =>
+      mcp.callTool(params, undefined, requestOptions).catch((error: unknown) => {
+        if (connectionReset(error)) return mcp.callTool(params, undefined, requestOptions);
+        throw error;
+      }) as Promise<CallToolResult>;
+    // Open the store before talking to the server: opening may take a moment.
+    await store();
+    const first = await send(call);
+    const paymentRequired = readPaymentRequiredResult(first);
+    if (!paymentRequired) return { result: first, settlement: undefined, maxAtomic: undefined };
+
+    const server = options.server ?? `mcp://${mcp.getServerVersion()?.name ?? "server"}`;
+    const origin = server.includes("://") && !server.startsWith("mcp://") ? providerOrigin(server) : server;
+    const url = paymentRequired.resource.url;
+    // Over MCP the payer signs upto and exact; channels (batch-settlement) need state it does not keep.
+    const payable = paymentRequired.accepts.filter(
+      (offer) => offer.scheme === "upto" || offer.scheme === "exact",
+    );
+    const selected = selectOffer({
+      accepts: payable.length > 0 ? payable : paymentRequired.accepts,
+      request: undefined,
+      policy,
+      origin,
+    });
+    if (!selected.ok) {
+      emit({ type: "refused", url, origin, refusal: selected.refusal });
+      throw policyRefusedError(selected.refusal);
+    }
+    const attempt = await authorizePayment(context, {
+      url,
+      origin,
+      paymentRequired,
+      choice: selected.choice,
+      request: undefined,
+      firstRequest: false,
+    });
+    const spend = await store();
+    let paid: CallToolResult;
+    try {
+      paid = await send({ ...call, _meta: { [MCP_PAYMENT_META_KEY]: attempt.payload } });
+    } catch (error) {
+      // The call may have reached the server: the maximum stays reserved until the deadline.
+      await spend.note(attempt.paymentId, `no result after sending: ${(error as Error).message}`);
+      throw error;
+    }
+    const settlement = readPaymentResponseMeta(paid);
+    if (settlement) {
+      await recordReceipt(context, attempt, {
+        source: "mcp",
+        success: settlement.success,
+        errorReason: settlement.errorReason,
+        // exact settles the whole price; upto says what it charged.
+        chargedAtomic: settlement.success ? BigInt(settlement.amount || attempt.choice.offer.amount) : 0n,
+        transaction: settlement.transaction,
+        network: settlement.network,
+        payer: settlement.payer,
+        usage: undefined,
+        extra: settlement.extra,
+        extensions: settlement.extensions,
+      });
+    } else if (readPaymentRequiredResult(paid)) {
+      const refusal = readPaymentRequiredResult(paid)?.error ?? "no reason given";
+      const reason = `the tool refused the payment: ${refusal.slice(0, 300)}`;
+      await spend.release(attempt.paymentId, reason);
+      emit({ type: "released", paymentId: attempt.paymentId, origin, reason });
+    } else {
+      const reason = "the paid tool call returned no settlement";
+      await spend.note(attempt.paymentId, reason);
+      emit({ type: "unreceipted", paymentId: attempt.paymentId, origin, reason });
+    }
+    return { result: paid, settlement, maxAtomic: attempt.maxAtomic };
+  }
+
+  return {
+    address: signer.address,
+    callTool,
+    spendStore: store,
+    async close() {
+      if (!storePromise || parameters.store) return;
+      const opened = await storePromise.catch(() => undefined);
+      await opened?.close();
+    },
+  };
+}
+
+/** True when a connection broke before any answer, typically a kept-alive one the server closed. */
+function connectionReset(error: unknown): boolean {
+  const code = (error as { cause?: { code?: unknown } })?.cause?.code;
+  return code === "ECONNRESET" || code === "EPIPE" || code === "UND_ERR_SOCKET";
+}

@@ -1,0 +1,100 @@
+import type { CallToolResult } from "@modelcontextprotocol/sdk/types.js";
+import { type Billing, proxyToBackend, readGuardedText } from "../gateway/index.js";
+import { encodeBase64Json, PAYMENT_SIGNATURE_HEADER, type PaymentRequired } from "../protocol/index.js";
+import {
+  MCP_PAYMENT_META_KEY,
+  MCP_PAYMENT_RESPONSE_META_KEY,
+  paymentRequiredResult,
+} from "./mcpPaymentMeta.js";
+import { type ToolExtra, toolError } from "./paidTool.js";
+
+export type PaidInferenceToolParameters<Args> = {
+  billing: Billing;
+  /** Where the tool is served (the MCP endpoint's URL); the tool's resource is `<endpointUrl>/tools/<name>`. */
+  endpointUrl: string;
+  name: string;
+  /** The chat completion request a call makes (`model` must be one the billing serves). */
+  chatRequest: (args: Args) => Record<string, unknown>;
+};
+
+/**
+ * A paid MCP tool that runs one chat completion through the gateway's own billing: the call is
+ * quoted like `POST /v1/chat/completions` (upto for the request's maximum, exact where the model
+ * has a price), the backend receives exactly the priced request, the output is metered and cut at
+ * the authorized limit, and the charge is settled from what was delivered.
+ */
+export function paidInferenceTool<Args>({
+  billing,
+  endpointUrl,
+  name,
+  chatRequest,
+}: PaidInferenceToolParameters<Args>): (args: Args, extra: ToolExtra) => Promise<CallToolResult> {
+  const resourceUrl = `${endpointUrl.replace(/\/+$/, "")}/tools/${name}`;
+  return async function callPaidInferenceTool(args, extra) {
+    const headers = new Headers();
+    const payment = extra._meta?.[MCP_PAYMENT_META_KEY];
+    // The payment is checked exactly as the HTTP header is: same decoder, same limits.
+    if (payment !== undefined && payment !== null)
+      headers.set(PAYMENT_SIGNATURE_HEADER, encodeBase64Json(payment));
+    const decision = await billing.begin({
+      url: resourceUrl,
+      headers,
+      body: { ...chatRequest(args), stream: false },
+      routeKind: "chat",
+    });
+    if (decision.action === "respond") {
+      if (decision.status === 402) return paymentRequiredResult(decision.body as unknown as PaymentRequired);
+      const error = (decision.body.error ?? {}) as { message?: string; code?: string };
+      return toolError(`${name}: ${error.message ?? `refused (${decision.status})`}`, {
+        code: error.code ?? null,
+        status: decision.status,
+      });
+    }
+    const { quote, session } = decision;
+    let text: string;
+    try {
+      const response = await proxyToBackend({
+        model: quote.model,
+        body: quote.backendBody,
+        signal: extra.signal,
+      });
+      if (!response.ok) {
+        await response.body?.cancel().catch(() => undefined);
+        throw new Error(`the model backend answered HTTP ${response.status}`);
+      }
+      text = await readGuardedText(response.body, {
+        idleMs: quote.model.backend.timeoutMs,
+        deadlineAt: session.deadlineAt,
+        modelId: quote.model.id,
+      });
+    } catch (error) {
+      await session.failBeforeOutput(String(error));
+      return toolError(`${name} failed: ${(error as Error).message}; nothing was charged`);
+    }
+    const completed = await session.completeJson(text);
+    if (!completed.ok) {
+      const error = (completed.body.error ?? {}) as { message?: string };
+      return toolError(`${name} failed: ${error.message ?? "the backend answered nothing usable"}`);
+    }
+    const settlement = { ...completed.outcome.settlement, payer: session.payer };
+    if (!settlement.success) {
+      const failed = toolError(
+        `${name}: settlement failed (${settlement.errorReason ?? "unknown reason"}); the charge is recorded as owed`,
+      );
+      return { ...failed, _meta: { [MCP_PAYMENT_RESPONSE_META_KEY]: settlement } };
+    }
+    const answer = JSON.parse(completed.body) as { choices?: Array<{ message?: { content?: unknown } }> };
+    const content = answer.choices?.[0]?.message?.content;
+    const usage = completed.outcome.usage;
+    return {
+      content: [{ type: "text", text: typeof content === "string" ? content : "" }],
+      structuredContent: {
+        text: typeof content === "string" ? content : "",
+        model: quote.model.id,
+        usage: { prompt_tokens: usage.promptTokens, completion_tokens: usage.completionTokens },
+        chargedAtomic: completed.outcome.chargeAtomic.toString(),
+      },
+      _meta: { [MCP_PAYMENT_RESPONSE_META_KEY]: settlement },
+    };
+  };
+}

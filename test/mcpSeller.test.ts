@@ -1,0 +1,244 @@
+import assert from "node:assert/strict";
+import { after, before, describe, test } from "node:test";
+import { Client } from "@modelcontextprotocol/sdk/client/index.js";
+import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
+import { McpServer } from "@modelcontextprotocol/sdk/server/mcp.js";
+import type { CallToolResult } from "@modelcontextprotocol/sdk/types.js";
+import { z } from "zod";
+import { isTollgateError } from "../src/errors/index.js";
+import {
+  createDemoToolServer,
+  createMcpToolPayer,
+  MCP_PAYMENT_META_KEY,
+  type McpHttpHandler,
+  mountMcpEndpoint,
+  paidTool,
+  readPaymentRequiredResult,
+  readPaymentResponseMeta,
+} from "../src/mcp/index.js";
+import { tempDataDir } from "./support/buyerFixtures.js";
+import {
+  expectedCharge,
+  type GatewayHarness,
+  officialBuyer,
+  startGatewayHarness,
+} from "./support/gatewayHarness.js";
+import { mockCompletionText, mockModelId } from "./support/mockBackend.js";
+
+let h: GatewayHarness;
+const endpoints: McpHttpHandler[] = [];
+const clients: Client[] = [];
+/** What the `lookup` tool reports as its cost, per call. */
+const lookupChargeAtomic = 1234n;
+const lookupMaxAtomic = 5000n;
+
+before(async () => {
+  h = await startGatewayHarness({
+    routes: (app, billing) => {
+      endpoints.push(
+        mountMcpEndpoint(app, {
+          createServer: (endpointUrl) => createDemoToolServer({ billing, endpointUrl, model: mockModelId }),
+        }),
+      );
+      // A tool that is not inference: an upto maximum, and the tool reports what the call cost.
+      endpoints.push(
+        mountMcpEndpoint(app, {
+          path: "/tools-mcp",
+          createServer: () => {
+            const server = new McpServer({ name: "lookup-tools", version: "1.0.0" });
+            server.registerTool(
+              "lookup",
+              { inputSchema: { key: z.string() } },
+              paidTool({
+                billing,
+                name: "lookup",
+                price: { scheme: "upto", maxAtomic: lookupMaxAtomic },
+                handler: async ({ key }: { key: string }) => ({
+                  result: { content: [{ type: "text", text: `value of ${key}` }] },
+                  chargeAtomic: lookupChargeAtomic,
+                }),
+              }),
+            );
+            return server;
+          },
+        }),
+      );
+    },
+  });
+});
+after(async () => {
+  for (const client of clients) await client.close().catch(() => undefined);
+  for (const endpoint of endpoints) await endpoint.close();
+  await h?.close();
+});
+
+async function connect(path = "/mcp"): Promise<Client> {
+  const client = new Client({ name: "test-agent", version: "1.0.0" });
+  await client.connect(new StreamableHTTPClientTransport(new URL(`${h.gateway.url}${path}`)), {
+    timeout: 600_000,
+  });
+  clients.push(client);
+  return client;
+}
+
+const call = async (client: Client, name: string, args: Record<string, unknown>, payment?: unknown) =>
+  (await client.callTool(
+    { name, arguments: args, ...(payment ? { _meta: { [MCP_PAYMENT_META_KEY]: payment } } : {}) },
+    undefined,
+    // A generous bound per call: the machine running the tests may be busy.
+    { timeout: 600_000 },
+  )) as CallToolResult;
+
+const textOf = (result: CallToolResult) => (result.content[0] as { text?: string } | undefined)?.text ?? "";
+
+describe("paid MCP tools (x402 MCP transport)", () => {
+  test("the official MCP client, paying with the official x402 client (upto), is served once; the same payment again is refused", async () => {
+    h.backend.set({ responseTokens: 12 });
+    const buyer = h.devnet.accounts.buyers[0]!;
+    const client = await connect();
+    const tools = await client.listTools(undefined, { timeout: 600_000 });
+    assert.deepEqual(tools.tools.map((tool) => tool.name).sort(), ["count_tokens", "summarize"]);
+
+    const args = { text: "toll roads collect a fee from each driver who passes", max_tokens: 40 };
+    const unpaid = await call(client, "summarize", args);
+    assert.equal(unpaid.isError, true);
+    const required = readPaymentRequiredResult(unpaid);
+    assert.ok(required, `a PaymentRequired in structuredContent: ${textOf(unpaid)}`);
+    assert.deepEqual(JSON.parse(textOf(unpaid)), unpaid.structuredContent);
+    const upto = required.accepts.find((offer) => offer.scheme === "upto");
+    assert.ok(upto);
+    assert.equal(upto.payTo, h.devnet.accounts.payTo.address);
+
+    const payload = await officialBuyer(buyer.privateKey, h.devnet.network).createPaymentPayload({
+      ...required,
+      accepts: [upto],
+    });
+    const buyerBefore = await h.devnet.usdcBalance(buyer.address);
+    const paid = await call(client, "summarize", args, payload);
+    assert.notEqual(paid.isError, true, textOf(paid));
+    assert.equal(textOf(paid), mockCompletionText(12));
+    const settlement = readPaymentResponseMeta(paid);
+    assert.ok(settlement?.success);
+    assert.match(settlement.transaction, /^0x[0-9a-f]{64}$/);
+    assert.equal(settlement.payer?.toLowerCase(), buyer.address.toLowerCase());
+    const charged = BigInt(settlement.amount ?? "0");
+    const usage = (paid.structuredContent as { usage: { prompt_tokens: number; completion_tokens: number } })
+      .usage;
+    assert.equal(usage.completion_tokens, 12);
+    assert.equal(charged, expectedCharge(usage.prompt_tokens, usage.completion_tokens));
+    assert.ok(charged > 0n && charged < BigInt(upto.amount), `charged ${charged} of ${upto.amount}`);
+    assert.equal(await h.devnet.usdcBalance(buyer.address), buyerBefore - charged);
+    const [row] = await h.ledger.payments.recent({ limit: 1 });
+    assert.equal(row?.status, "settled");
+    assert.equal(row?.route, "/mcp/tools/summarize");
+    assert.equal(row?.chargeAtomic, charged);
+
+    const rowsBefore = (await h.ledger.payments.recent({ limit: 100 })).length;
+    const replay = await call(client, "summarize", args, payload);
+    assert.equal(replay.isError, true);
+    assert.match(textOf(replay), /already used/);
+    assert.equal((await h.ledger.payments.recent({ limit: 100 })).length, rowsBefore);
+    assert.equal(await h.devnet.usdcBalance(buyer.address), buyerBefore - charged);
+  });
+
+  test("a fixed-price tool is paid with exact; the same payment again is refused", async () => {
+    const buyer = h.devnet.accounts.buyers[1]!;
+    const client = await connect();
+    const unpaid = await call(client, "count_tokens", { text: "one two three" });
+    const required = readPaymentRequiredResult(unpaid);
+    assert.ok(required);
+    assert.deepEqual(
+      required.accepts.map((offer) => [offer.scheme, offer.amount]),
+      [["exact", "1000"]],
+    );
+    const payload = await officialBuyer(buyer.privateKey, h.devnet.network).createPaymentPayload(required);
+    const payToBefore = await h.devnet.usdcBalance(h.devnet.accounts.payTo.address);
+    const paid = await call(client, "count_tokens", { text: "one two three" }, payload);
+    assert.notEqual(paid.isError, true, textOf(paid));
+    assert.equal(textOf(paid), "3");
+    assert.ok(readPaymentResponseMeta(paid)?.success);
+    assert.equal(await h.devnet.usdcBalance(h.devnet.accounts.payTo.address), payToBefore + 1000n);
+
+    const replay = await call(client, "count_tokens", { text: "one two three" }, payload);
+    assert.equal(replay.isError, true);
+    const refusal = readPaymentRequiredResult(replay);
+    assert.match(
+      refusal?.error ?? "",
+      /TOLLGATE_PAYMENT_REPLAYED: this payment authorization was already used/,
+    );
+    assert.equal(await h.devnet.usdcBalance(h.devnet.accounts.payTo.address), payToBefore + 1000n);
+  });
+
+  test("an upto tool settles the charge it reports, not its maximum", async () => {
+    const buyer = h.devnet.accounts.buyers[1]!;
+    const client = await connect("/tools-mcp");
+    const required = readPaymentRequiredResult(await call(client, "lookup", { key: "k" }));
+    assert.ok(required);
+    assert.equal(required.accepts[0]?.amount, lookupMaxAtomic.toString());
+    const payload = await officialBuyer(buyer.privateKey, h.devnet.network).createPaymentPayload(required);
+    const before = await h.devnet.usdcBalance(buyer.address);
+    const paid = await call(client, "lookup", { key: "k" }, payload);
+    assert.equal(textOf(paid), "value of k");
+    assert.equal(readPaymentResponseMeta(paid)?.amount, lookupChargeAtomic.toString());
+    assert.equal(await h.devnet.usdcBalance(buyer.address), before - lookupChargeAtomic);
+  });
+
+  test("a malformed payment is refused with the field named, and nothing is claimed", async () => {
+    const client = await connect("/tools-mcp");
+    const rowsBefore = (await h.ledger.payments.recent({ limit: 100 })).length;
+    const refused = await call(client, "lookup", { key: "k" }, { x402Version: 2, accepted: {} });
+    assert.equal(refused.isError, true);
+    assert.match(readPaymentRequiredResult(refused)?.error ?? "", /x402\/payment.*accepted/);
+    assert.equal((await h.ledger.payments.recent({ limit: 100 })).length, rowsBefore);
+  });
+
+  test("Tollgate's MCP client pays a paid tool within the policy, and refuses one above perCall before signing", async () => {
+    h.backend.set({ responseTokens: 6 });
+    const buyer = h.devnet.accounts.buyers[2]!;
+    const dataDir = await tempDataDir();
+    const client = await connect();
+    const payer = createMcpToolPayer({
+      privateKey: buyer.privateKey,
+      policy: { perCall: "$0.01", daily: "$1" },
+      dataDir: dataDir.path,
+    });
+    try {
+      const before = await h.devnet.usdcBalance(buyer.address);
+      const { result, settlement, maxAtomic } = await payer.callTool(
+        client,
+        { name: "summarize", arguments: { text: "a short text about tolls", max_tokens: 20 } },
+        { server: `${h.gateway.url}/mcp`, timeoutMs: 600_000 },
+      );
+      assert.equal(textOf(result), mockCompletionText(6));
+      assert.ok(settlement?.success);
+      const charged = BigInt(settlement.amount ?? "0");
+      assert.ok(maxAtomic !== undefined && charged <= maxAtomic);
+      assert.equal(await h.devnet.usdcBalance(buyer.address), before - charged);
+      const spend = await (await payer.spendStore()).daySpend();
+      assert.equal(spend.countedAtomic, charged);
+
+      const strict = createMcpToolPayer({
+        privateKey: buyer.privateKey,
+        policy: { perCall: "10" },
+        dataDir: "memory://",
+      });
+      const rowsBefore = (await h.ledger.payments.recent({ limit: 100 })).length;
+      await assert.rejects(
+        strict.callTool(
+          client,
+          { name: "summarize", arguments: { text: "another text", max_tokens: 20 } },
+          { timeoutMs: 600_000 },
+        ),
+        (error: unknown) =>
+          isTollgateError(error, "TOLLGATE_POLICY_REFUSED") &&
+          error.details.rule === "perCall" &&
+          error.details.limitAtomic === 10n,
+      );
+      await strict.close();
+      assert.equal((await h.ledger.payments.recent({ limit: 100 })).length, rowsBefore);
+    } finally {
+      await payer.close();
+      await dataDir.remove();
+    }
+  });
+});
