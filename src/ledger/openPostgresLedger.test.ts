@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import { createPostgresClient } from "./createPostgresClient.js";
+import { ledgerMigrations } from "./ledgerMigrations.js";
 import { openPostgresLedger } from "./openPostgresLedger.js";
 import { claimInput, type LedgerHarness, openHarness } from "./testkit/ledgerHarness.js";
 import { describePaymentLedger } from "./testkit/paymentLedgerSuite.js";
@@ -53,7 +54,7 @@ if (connectionString === undefined || connectionString === "") {
         const rows = await sql.query("SELECT version FROM schema_migrations ORDER BY version");
         assert.deepEqual(
           rows.map((row) => row.version),
-          [1, 2],
+          ledgerMigrations.map((migration) => migration.version),
         );
       } finally {
         await sql.close();
