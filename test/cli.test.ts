@@ -114,7 +114,10 @@ test("tollgate dev --json: the quick start serves a paid streaming request", asy
   }
 });
 
-test("tollgate dev --fresh-buyer: tollgate chat pays from the fresh wallet, the facilitator sponsoring its Permit2 approval", async () => {
+// By default a fresh wallet pays tollgate dev through a channel deposit (ERC-3009, no approval at all:
+// test/buyerChannels.test.ts); with channels turned off by its policy it pays upto, the facilitator
+// sponsoring its Permit2 approval.
+test("tollgate dev --fresh-buyer: tollgate chat, channels off by policy, pays upto from the fresh wallet, the facilitator sponsoring its Permit2 approval", async () => {
   const { child, firstLine } = await startCli([
     "dev",
     "--json",
@@ -159,10 +162,17 @@ test("tollgate dev --fresh-buyer: tollgate chat pays from the fresh wallet, the 
     assert.equal(await allowance(), 0n);
     assert.equal(await chain.getBalance({ address: ready.buyer.address }), 0n);
     const usdcBefore = await usdc();
+    const { mkdtemp, writeFile } = await import("node:fs/promises");
+    const { tmpdir } = await import("node:os");
+    const { join } = await import("node:path");
+    const policyFile = join(await mkdtemp(join(tmpdir(), "tollgate-policy-")), "policy.yaml");
+    await writeFile(policyFile, "channels: never\n");
 
     const run = await runCli(
       [
         "chat",
+        "--policy",
+        policyFile,
         "--gateway",
         ready.gatewayUrl,
         "--model",
