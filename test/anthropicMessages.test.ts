@@ -183,6 +183,36 @@ describe("POST /v1/messages (Anthropic Messages API)", () => {
     }
   });
 
+  test("a JSON message past max_tokens is cut at the authorized output, stop_reason max_tokens; charge = transfer = ledger row", async () => {
+    const buyer = h.devnet.accounts.buyers[2]!;
+    h.backend.set({ responseTokens: 200, tokensPerSecond: 0, ignoreOutputLimit: true });
+    try {
+      const before = await h.devnet.usdcBalance(buyer.address);
+      const client = anthropicClient(officialPayingFetch(buyer.privateKey, h.devnet.network));
+      const { data: message, response } = await client.messages
+        .create({ model: "mock-claude", max_tokens: 10, messages: [{ role: "user", content: "go on" }] })
+        .withResponse();
+      assert.equal(response.status, 200);
+      assert.equal(message.stop_reason, "max_tokens");
+      assert.equal(
+        message.content[0]?.type === "text" ? message.content[0].text : undefined,
+        mockCompletionText(10),
+        "exactly the authorized 10 tokens are delivered",
+      );
+      const settlement = decodePaymentResponseHeader(response.headers.get("payment-response")!);
+      const row = await expectSettled(
+        buyer.privateKey,
+        before,
+        BigInt(settlement.amount ?? "-1"),
+        settlement.transaction,
+      );
+      assert.equal(row?.completionTokens, 10, "charged for the 10 delivered, not the 200 generated");
+      assert.equal(settlement.amount, expectedCharge(Number(row?.usage?.input_tokens), 10).toString());
+    } finally {
+      h.backend.set({ ignoreOutputLimit: false });
+    }
+  });
+
   test("the 402 prices system, messages and tools, and the output limit from max_tokens", async () => {
     const body = {
       model: "mock-claude",

@@ -102,6 +102,33 @@ describe("POST /v1/responses (OpenAI Responses API)", () => {
     await expectSettled(buyer.address, before, charge, settlement.transaction);
   });
 
+  test("a JSON response past max_output_tokens is cut at the authorized output, status incomplete; charge = transfer = ledger row", async () => {
+    const buyer = h.devnet.accounts.buyers[2]!;
+    h.backend.set({ responseTokens: 200, tokensPerSecond: 0, ignoreOutputLimit: true });
+    try {
+      const before = await h.devnet.usdcBalance(buyer.address);
+      const client = openAiClient(officialPayingFetch(buyer.privateKey, h.devnet.network));
+      const { data, response } = await client.responses
+        .create({ model: "mock-responses", input: "go on", max_output_tokens: 10 })
+        .withResponse();
+      assert.equal(response.status, 200);
+      assert.equal(
+        data.output_text,
+        mockCompletionText(10),
+        "exactly the authorized 10 tokens are delivered",
+      );
+      assert.equal(data.status, "incomplete");
+      assert.equal(data.incomplete_details?.reason, "max_output_tokens");
+      const settlement = decodePaymentResponseHeader(response.headers.get("payment-response")!);
+      await expectSettled(buyer.address, before, BigInt(settlement.amount ?? "-1"), settlement.transaction);
+      const [row] = await h.ledger.payments.recent({ limit: 1 });
+      assert.equal(row?.completionTokens, 10, "charged for the 10 delivered, not the 200 generated");
+      assert.equal(settlement.amount, expectedCharge(Number(row?.usage?.input_tokens), 10).toString());
+    } finally {
+      h.backend.set({ ignoreOutputLimit: false });
+    }
+  });
+
   test("refuses what it cannot price, naming the field", async () => {
     for (const [body, field] of [
       [{ model: "mock-responses", input: "hi", previous_response_id: "resp_1" }, "previous_response_id"],

@@ -406,7 +406,10 @@ export function createBillingSession(parameters: CreateBillingSessionParameters)
       let body = text;
       if (!meter.accept(reading)) {
         // The backend ignored the output limit: deliver only what was authorized.
-        const cut = truncateAnswer(json as Record<string, unknown>, quote.choices, meter);
+        const answer = json as Record<string, unknown>;
+        const cut = quote.route.cutAnswer
+          ? quote.route.cutAnswer(answer, quote.choices, meter)
+          : truncateAnswer(answer, quote.choices, meter);
         if (!cut || !newMeterAccepts(cut)) {
           await failBeforeOutput("the backend went past the authorized output in a way that cannot be cut");
           return {

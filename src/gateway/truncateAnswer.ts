@@ -1,10 +1,14 @@
-import type { OutputMeter } from "./OutputMeter.js";
+/** What cutting an answer needs of the output meter: the allowance per choice and a token count. */
+export type AnswerMeter = {
+  readonly allowancePerChoice: number;
+  tokensOf(text: string): number;
+};
 
 const isObject = (value: unknown): value is Record<string, unknown> =>
   typeof value === "object" && value !== null && !Array.isArray(value);
 
 /** The longest prefix of `text` that counts at most `maxTokens` (binary search on its length). */
-function cutText(text: string, maxTokens: number, meter: OutputMeter): string {
+export function cutText(text: string, maxTokens: number, meter: AnswerMeter): string {
   if (maxTokens <= 0) return "";
   // Tokens rarely span more than 16 characters: searching no further keeps the cut cheap.
   let low = 0;
@@ -26,7 +30,7 @@ function cutText(text: string, maxTokens: number, meter: OutputMeter): string {
 export function truncateAnswer(
   answer: Record<string, unknown>,
   choices: number,
-  meter: OutputMeter,
+  meter: AnswerMeter,
 ): Record<string, unknown> | undefined {
   if (!Array.isArray(answer.choices)) return undefined;
   const allowance = meter.allowancePerChoice;
@@ -50,4 +54,37 @@ export function truncateAnswer(
     kept.push(copy);
   }
   return { ...answer, choices: kept };
+}
+
+export type CutBlocksParameters<Block> = {
+  /** Everything the meter counts as output in one block. */
+  textOf: (block: Block) => string;
+  /** The block with its text cut to `maxTokens`, or undefined when it cannot be cut (a tool call). */
+  cut: (block: Block, maxTokens: number) => Block | undefined;
+};
+
+/**
+ * The blocks of a one-choice answer (Messages `content`, Responses `output`) that fit the
+ * allowance: whole blocks while they fit, then the first that does not, cut (or dropped when it
+ * cannot be cut), and nothing after it. `cut` is false when every block already fits.
+ */
+export function cutBlocks<Block>(
+  blocks: readonly Block[],
+  meter: AnswerMeter,
+  { textOf, cut }: CutBlocksParameters<Block>,
+): { blocks: Block[]; cut: boolean } {
+  let remaining = meter.allowancePerChoice;
+  const kept: Block[] = [];
+  for (const block of blocks) {
+    const tokens = meter.tokensOf(textOf(block));
+    if (tokens <= remaining) {
+      kept.push(block);
+      remaining -= tokens;
+      continue;
+    }
+    const shortened = remaining > 0 ? cut(block, remaining) : undefined;
+    if (shortened !== undefined) kept.push(shortened);
+    return { blocks: kept, cut: true };
+  }
+  return { blocks: kept, cut: false };
 }

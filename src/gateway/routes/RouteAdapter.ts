@@ -1,6 +1,7 @@
 import type { UnitPrices, UsageUnit } from "../../pricing/index.js";
 import type { StreamReceipt } from "../../protocol/index.js";
 import type { ModelConfig } from "../gatewayConfig.js";
+import type { AnswerMeter } from "../truncateAnswer.js";
 
 /** Which inference API a request is for. */
 export type RouteKind = "chat" | "completion" | "embedding" | "messages" | "responses" | "image";
@@ -84,4 +85,14 @@ export type RouteAdapter = {
   readChunk(json: unknown): OutputReading;
   /** Output of a whole JSON answer. */
   readAnswer(json: unknown): OutputReading;
+  /**
+   * A copy of a whole JSON answer that went past the output limit, cut to the meter's allowance
+   * and marked as stopped at the limit; undefined when it cannot be cut. Default: chat's and
+   * completions' `choices`.
+   */
+  cutAnswer?(
+    answer: Record<string, unknown>,
+    choices: number,
+    meter: AnswerMeter,
+  ): Record<string, unknown> | undefined;
 };

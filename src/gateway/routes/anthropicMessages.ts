@@ -1,6 +1,7 @@
 import { countPromptTokens, promptTokenBound } from "../../pricing/index.js";
 import { RECEIPT_FIELD, type StreamReceipt } from "../../protocol/index.js";
 import type { ModelConfig } from "../gatewayConfig.js";
+import { cutBlocks, cutText } from "../truncateAnswer.js";
 import type { OutputReading, RouteAdapter, RouteRequest } from "./RouteAdapter.js";
 import { invalidField, pickAllowedFields, pricingOf, readNumbers, readStream } from "./requestFields.js";
 
@@ -264,4 +265,17 @@ export const anthropicMessages: RouteAdapter = {
 
   readChunk: readEvent,
   readAnswer: readMessage,
+
+  cutAnswer(answer, _choices, meter) {
+    if (!Array.isArray(answer.content)) return undefined;
+    const { blocks, cut } = cutBlocks<unknown>(answer.content, meter, {
+      textOf: generatedText,
+      // Only text can be cut; a tool call or thinking block cut short would be a different block.
+      cut: (block, maxTokens) =>
+        isObject(block) && block.type === "text" && typeof block.text === "string"
+          ? { ...block, text: cutText(block.text, maxTokens, meter) }
+          : undefined,
+    });
+    return cut ? { ...answer, content: blocks, stop_reason: "max_tokens", stop_sequence: null } : answer;
+  },
 };

@@ -1,6 +1,7 @@
 import { countPromptTokens, promptTokenBound } from "../../pricing/index.js";
 import { RECEIPT_FIELD, type StreamReceipt } from "../../protocol/index.js";
 import type { ModelConfig } from "../gatewayConfig.js";
+import { type AnswerMeter, cutBlocks, cutText } from "../truncateAnswer.js";
 import type { OutputReading, RouteAdapter, RouteRequest } from "./RouteAdapter.js";
 import { errorOf } from "./readChoices.js";
 import { invalidField, pickAllowedFields, pricingOf, readNumbers, readStream } from "./requestFields.js";
@@ -141,6 +142,20 @@ function readEvent(json: unknown): OutputReading {
   };
 }
 
+/** A message item whose text parts are cut to `maxTokens` in all; undefined for any other item (a tool call). */
+function cutMessageItem(item: unknown, maxTokens: number, meter: AnswerMeter): unknown {
+  if (!isObject(item) || item.type !== "message" || !Array.isArray(item.content)) return undefined;
+  const budget: AnswerMeter = { allowancePerChoice: maxTokens, tokensOf: (text) => meter.tokensOf(text) };
+  const { blocks } = cutBlocks<unknown>(item.content, budget, {
+    textOf: (part) => outputText([{ content: [part] }]),
+    cut: (part, partTokens) =>
+      isObject(part) && typeof part.text === "string"
+        ? { ...part, text: cutText(part.text, partTokens, meter) }
+        : undefined,
+  });
+  return { ...item, status: "incomplete", content: blocks };
+}
+
 function readResponse(json: unknown): OutputReading {
   const error = errorOf(json);
   if (!isObject(json) || error !== undefined || json.object !== "response" || !Array.isArray(json.output))
@@ -222,4 +237,19 @@ export const openAiResponses: RouteAdapter = {
 
   readChunk: readEvent,
   readAnswer: readResponse,
+
+  cutAnswer(answer, _choices, meter) {
+    if (!Array.isArray(answer.output)) return undefined;
+    const { blocks, cut } = cutBlocks<unknown>(answer.output, meter, {
+      textOf: (item) => outputText([item]),
+      cut: (item, maxTokens) => cutMessageItem(item, maxTokens, meter),
+    });
+    if (!cut) return answer;
+    return {
+      ...answer,
+      output: blocks,
+      status: "incomplete",
+      incomplete_details: { reason: "max_output_tokens" },
+    };
+  },
 };
