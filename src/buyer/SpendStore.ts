@@ -133,6 +133,17 @@ export type BuyerChannel = BuyerChannelInput & {
   updatedAt: Date;
 };
 
+/** A provider's measured time to first token for one model: a smoothed figure over its samples. */
+export type ProviderLatency = {
+  /** The provider's URL origin. */
+  origin: string;
+  model: string;
+  /** Time to first token in milliseconds, smoothed (exponentially weighted moving average). */
+  ttftMs: number;
+  samples: number;
+  updatedAt: Date;
+};
+
 /**
  * The buyer's persistent spend: one reservation per signed authorization, moving
  * reserved → settled | released | expired, and one dispute per flagged charge.
@@ -182,5 +193,9 @@ export interface SpendStore {
   deleteChannelContext(channelId: string): Promise<void>;
   /** The buyer's channels, newest first; `origin` narrows to one provider. */
   channels(filter?: { origin?: string | undefined; payer?: string | undefined }): Promise<BuyerChannel[]>;
+  /** Folds one measured time to first token into the provider's smoothed figure for the model. */
+  recordTimeToFirstToken(sample: { origin: string; model: string; ttftMs: number }): Promise<void>;
+  /** Every provider and model measured so far. */
+  providerLatencies(): Promise<ProviderLatency[]>;
   close(): Promise<void>;
 }

@@ -1,9 +1,11 @@
 import type { PromptKind } from "../pricing/index.js";
 import { checkOffer } from "./checkOffer.js";
 import type { InferenceRequest } from "./inferenceRequest.js";
+import { pickProvider } from "./pickProvider.js";
 import { money, type PolicyRefusal } from "./policyRefusal.js";
 import { fetchProviderModels, type ProviderModel } from "./providerModels.js";
 import { estimateRequest, type RequestEstimate } from "./quotedPrice.js";
+import type { ProviderLatency } from "./SpendStore.js";
 import { parseSpendingPolicy, providerOrigin, type SpendingPolicyInput } from "./spendingPolicy.js";
 
 export type ChooseProviderParameters = {
@@ -16,6 +18,8 @@ export type ChooseProviderParameters = {
   /** Default `chat`. */
   kind?: PromptKind;
   policy?: SpendingPolicyInput | undefined;
+  /** Times to first token measured so far (`SpendStore.providerLatencies()`), for `routing.preferFastestWithinPercent`. */
+  latencies?: readonly ProviderLatency[] | undefined;
   fetch?: typeof fetch;
 };
 
@@ -27,6 +31,8 @@ export type ProviderCandidate = {
   expectedMaxAtomic: bigint | undefined;
   estimate: RequestEstimate | undefined;
   refusal: PolicyRefusal | undefined;
+  /** Smoothed time to first token of earlier paid requests there; undefined when never measured. */
+  ttftMs: number | undefined;
 };
 
 export type ChooseProviderReturnType = {
@@ -41,7 +47,8 @@ export type ChooseProviderReturnType = {
 /**
  * The router: lists each gateway's models and prices (`GET /v1/models`), prices this request at
  * each that offers an acceptable model (the buyer's own prompt bound and output limit), drops
- * what the policy refuses, and picks the cheapest.
+ * what the policy refuses, and picks the cheapest — or, with `routing.preferFastestWithinPercent`,
+ * the fastest measured among those within that margin of the cheapest (see `pickProvider`).
  * @example
  * const { chosen, reason } = await chooseProvider({ gateways, models: ["small", "large"], body });
  */
@@ -51,6 +58,7 @@ export async function chooseProvider({
   body,
   kind = "chat",
   policy: policyInput,
+  latencies = [],
   fetch: fetchImpl,
 }: ChooseProviderParameters): Promise<ChooseProviderReturnType> {
   const policy = parseSpendingPolicy(policyInput ?? {});
@@ -94,12 +102,33 @@ export async function chooseProvider({
             askedAtomic: expectedMaxAtomic,
             expectedAtomic: expectedMaxAtomic,
           });
-    candidates.push({ model, origin, expectedMaxAtomic, estimate, refusal });
+    const ttftMs = latencies.find((entry) => entry.origin === origin && entry.model === model.id)?.ttftMs;
+    candidates.push({ model, origin, expectedMaxAtomic, estimate, refusal, ttftMs });
   }
   candidates.sort((a, b) => compare(a.expectedMaxAtomic, b.expectedMaxAtomic));
-  const allowed = candidates.filter((candidate) => !candidate.refusal);
-  const chosen = allowed[0];
-  return { chosen, candidates, unreachable, reason: explain(chosen, candidates, unreachable, models) };
+  const allowed = candidates.flatMap((candidate) =>
+    !candidate.refusal && candidate.expectedMaxAtomic !== undefined
+      ? [
+          {
+            candidate,
+            label: `${candidate.model.baseUrl} ${candidate.model.id}`,
+            expectedMaxAtomic: candidate.expectedMaxAtomic,
+            ttftMs: candidate.ttftMs,
+          },
+        ]
+      : [],
+  );
+  const pick = pickProvider({
+    allowed,
+    preferFastestWithinPercent: policy.routing.preferFastestWithinPercent,
+  });
+  const chosen = pick.chosen?.candidate;
+  return {
+    chosen,
+    candidates,
+    unreachable,
+    reason: explain(chosen, pick.why, candidates, unreachable, models),
+  };
 }
 
 function requestedOutput(body: Record<string, unknown>, kind: PromptKind): number | undefined {
@@ -115,6 +144,7 @@ function compare(a: bigint | undefined, b: bigint | undefined): number {
 
 function explain(
   chosen: ProviderCandidate | undefined,
+  why: string,
   candidates: readonly ProviderCandidate[],
   unreachable: ChooseProviderReturnType["unreachable"],
   models: readonly string[],
@@ -122,7 +152,9 @@ function explain(
   const describe = (candidate: ProviderCandidate) =>
     `${candidate.model.baseUrl} ${candidate.model.id} at most ${
       candidate.expectedMaxAtomic === undefined ? "?" : money(candidate.expectedMaxAtomic)
-    }${candidate.refusal ? ` (refused: ${candidate.refusal.rule})` : ""}`;
+    }${candidate.ttftMs === undefined ? "" : `, ${Math.round(candidate.ttftMs)} ms TTFT`}${
+      candidate.refusal ? ` (refused: ${candidate.refusal.rule})` : ""
+    }`;
   const skipped = unreachable.map((entry) => `${entry.gateway} unreachable`);
   if (!chosen) {
     const seen = [...candidates.map(describe), ...skipped];
@@ -130,8 +162,5 @@ function explain(
   }
   const others = candidates.filter((candidate) => candidate !== chosen).map(describe);
   const rest = [...others, ...skipped];
-  const cost = chosen.expectedMaxAtomic === undefined ? "?" : money(chosen.expectedMaxAtomic);
-  return `chose ${chosen.model.baseUrl} (${chosen.model.id}): the cheapest for this request within policy, at most ${cost}${
-    rest.length ? `; others: ${rest.join("; ")}` : ""
-  }`;
+  return `chose ${chosen.model.baseUrl} (${chosen.model.id}): ${why}${rest.length ? `; others: ${rest.join("; ")}` : ""}`;
 }

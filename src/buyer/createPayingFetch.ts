@@ -36,6 +36,7 @@ import { selectOffer } from "./selectOffer.js";
 import { settlePaidResponse } from "./settlePaidResponse.js";
 import { spendChannelStorage } from "./spendChannelStorage.js";
 import { parseSpendingPolicy, providerOrigin, type SpendingPolicyInput } from "./spendingPolicy.js";
+import { timeFirstByte } from "./timeFirstByte.js";
 
 /** An EVM account that signs typed data: a viem `LocalAccount`, or `toClientEvmSigner(...)`. */
 export type BuyerSigner = ConstructorParameters<typeof UptoEvmScheme>[0];
@@ -207,6 +208,7 @@ export function createPayingFetch(parameters: CreatePayingFetchParameters): Payi
       });
 
     const sendPaid = async (attempt: Awaited<ReturnType<typeof authorizePayment>>) => {
+      const sentAt = performance.now();
       let response: Response;
       try {
         response = await send(attempt.header);
@@ -222,7 +224,16 @@ export function createPayingFetch(parameters: CreatePayingFetchParameters): Payi
         }
         throw error;
       }
-      return settlePaidResponse(context, attempt, response, track);
+      const settled = await settlePaidResponse(context, attempt, response, track);
+      const model = inference?.model;
+      if (!settled.ok || model === undefined) return settled;
+      // The router weighs providers by this: from sending the paid request to the answer's first byte.
+      return timeFirstByte(settled, {
+        sentAt,
+        onFirstByte: (ttftMs) => {
+          track(store().then((spend) => spend.recordTimeToFirstToken({ origin, model, ttftMs })));
+        },
+      });
     };
 
     // Open the store before talking to the seller: opening may take a moment, and a 402's

@@ -2,6 +2,7 @@ import { randomUUID } from "node:crypto";
 import { applyMigrations, type SqlClient, type SqlRow } from "../ledger/index.js";
 import { buyerChannelQueries } from "./buyerChannelQueries.js";
 import { money } from "./policyRefusal.js";
+import { providerLatencyQueries } from "./providerLatencyQueries.js";
 import type {
   DaySpend,
   RecordDisputeInput,
@@ -71,6 +72,7 @@ export async function createSpendStore({
 
   return {
     ...buyerChannelQueries(sql),
+    ...providerLatencyQueries(sql),
     async reserve(input: ReserveSpendInput): Promise<ReserveSpendResult> {
       const day = utcDay(now());
       return sql.transaction(async (tx) => {

@@ -102,4 +102,20 @@ ALTER TABLE spend_reservations
   ADD COLUMN signed_receipts JSONB;
 `,
   },
+  {
+    version: 105,
+    name: "buyer_provider_latency",
+    sql: `
+-- Time to first token per provider (URL origin) and model, as the buyer measured its own paid
+-- requests: a smoothed figure (exponentially weighted moving average) and how many samples made it.
+CREATE TABLE provider_latency (
+  origin      TEXT NOT NULL,
+  model       TEXT NOT NULL,
+  ttft_ms     DOUBLE PRECISION NOT NULL CHECK (ttft_ms >= 0),
+  samples     INTEGER NOT NULL CHECK (samples > 0),
+  updated_at  TIMESTAMPTZ NOT NULL DEFAULT now(),
+  PRIMARY KEY (origin, model)
+);
+`,
+  },
 ];

@@ -70,6 +70,12 @@ export const spendingPolicySchema = z.strictObject({
   networks: z.array(caip2NetworkSchema).optional(),
   /** Token addresses the buyer pays with; absent means any. */
   assets: z.array(addressSchema).optional(),
+  /**
+   * How the router picks among providers: by default the cheapest; with
+   * `preferFastestWithinPercent` the fastest (measured time to first token) among those priced
+   * at most that many percent above the cheapest.
+   */
+  routing: z.strictObject({ preferFastestWithinPercent: z.number().min(0).max(1000).optional() }).default({}),
 });
 
 export type SpendingPolicy = z.output<typeof spendingPolicySchema>;

@@ -16,7 +16,7 @@ const flagsSchema = z.object({
   json: z.boolean().default(false),
 });
 
-/** `tollgate chat`: one streamed, paid chat completion, routed to the cheapest provider. */
+/** `tollgate chat`: one streamed, paid chat completion, routed to the cheapest (or fastest within a margin) provider. */
 export async function chatCommand(argv: string[]): Promise<number> {
   const { flags, positionals } = parseFlags("chat", argv, commandFlags.chat, flagsSchema, {
     positionals: true,
@@ -37,7 +37,14 @@ export async function chatCommand(argv: string[]): Promise<number> {
     let baseUrl = apiBaseUrl(flags.gateway[0]!);
     let model = models[0]!;
     if (flags.gateway.length > 1 || models.length > 1) {
-      const route = await chooseProvider({ gateways: flags.gateway, models, body, policy: session.policy });
+      const latencies = await (await payingFetch.spendStore()).providerLatencies();
+      const route = await chooseProvider({
+        gateways: flags.gateway,
+        models,
+        body,
+        policy: session.policy,
+        latencies,
+      });
       if (!route.chosen) {
         printError(`tollgate chat: ${route.reason}`);
         return exitCodes.policyRefused;

@@ -110,7 +110,8 @@ export function createBuyerMcpServer(parameters: CreateBuyerMcpServerParameters)
       const models = model ? [model] : await chatModelIds(gateways, baseFetch);
       if (models.length === 0)
         return toolError(`none of the gateways (${gateways.join(", ")}) lists a chat model`);
-      const route = await chooseProvider({ gateways, models, body, policy, fetch: baseFetch });
+      const latencies = await (await store).providerLatencies();
+      const route = await chooseProvider({ gateways, models, body, policy, latencies, fetch: baseFetch });
       if (!route.chosen) {
         const refusal = route.candidates.find((candidate) => candidate.refusal)?.refusal;
         return refusal
