@@ -109,7 +109,7 @@ export async function devCommand(argv: string[]): Promise<number> {
             ? `${modelId} via ${flags.upstream}`
             : "Tollgate's built-in demo model (not a real LLM)",
         },
-        // The demo backend also embeds and draws, so every route can be tried on the quick start.
+        // The demo backend also embeds, moderates and draws, so every route can be tried on the quick start.
         ...(flags.upstream
           ? []
           : [
@@ -119,6 +119,14 @@ export async function devCommand(argv: string[]): Promise<number> {
                 backend: { baseUrl: backendUrl },
                 inputPrice: "$0.02",
                 description: "Tollgate's built-in demo embeddings (deterministic vectors)",
+              },
+              {
+                id: `${modelId}-moderation`,
+                kind: "moderation" as const,
+                backend: { baseUrl: backendUrl },
+                inputPrice: "$0.01",
+                fixedFee: "$0.0001",
+                description: "Tollgate's built-in demo moderation (flags a few words per category)",
               },
               {
                 id: `${modelId}-image`,

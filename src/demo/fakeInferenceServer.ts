@@ -6,6 +6,7 @@ import { deterministicEmbedding } from "./deterministicEmbedding.js";
 import type { FakeGeneration, FakeServedRequest, FakeServerBehaviour } from "./fakeServerTypes.js";
 import { generatedPng } from "./generatedPng.js";
 import { isJsonGarbage, sendJsonGarbage, sendRateLimited, stallUntilClosed } from "./misbehaviour.js";
+import { type ModerationsRequest, moderationAnswer, moderationsRequestSchema } from "./moderationResults.js";
 import {
   chatRequestSchema,
   completionRequestSchema,
@@ -82,7 +83,8 @@ const imagesRequestSchema = z.looseObject({
  * the real wire format: POST /v1/chat/completions and /v1/completions (streaming or not, `n` choices,
  * prompt arrays, `usage` and `stream_options.include_usage`), POST /v1/embeddings, POST /v1/messages
  * (Anthropic's Messages API) and POST /v1/responses (OpenAI's Responses API), JSON and streaming
- * events, POST /v1/images/generations (small generated PNGs), GET /v1/models.
+ * events, POST /v1/images/generations (small generated PNGs), POST /v1/moderations (results from
+ * a word list, no usage, as OpenAI answers), GET /v1/models.
  */
 export async function startFakeInferenceServer(
   parameters: StartFakeInferenceServerParameters,
@@ -160,7 +162,9 @@ export async function startFakeInferenceServer(
                 ? "responses"
                 : record.path === "/v1/images/generations"
                   ? "images"
-                  : undefined;
+                  : record.path === "/v1/moderations"
+                    ? "moderations"
+                    : undefined;
     if (route === undefined || record.method !== "POST") {
       const message = `no route ${record.method} ${record.path}`;
       sendJson(response, record, 404, wireError(message, "invalid_request_error", "not_found"), "rejected");
@@ -185,7 +189,9 @@ export async function startFakeInferenceServer(
               ? responsesRequestSchema
               : route === "images"
                 ? imagesRequestSchema
-                : embeddingsRequestSchema;
+                : route === "moderations"
+                  ? moderationsRequestSchema
+                  : embeddingsRequestSchema;
     // Parse a copy when lax: the record keeps the body exactly as it came.
     const parsed = (schema as z.ZodType).safeParse(
       behaviour.laxStream === true ? laxStreamBody(record.body) : record.body,
@@ -212,6 +218,10 @@ export async function startFakeInferenceServer(
     }
     if (route === "embeddings") {
       answerEmbeddings(response, record, parsed.data as EmbeddingsRequest);
+      return;
+    }
+    if (route === "moderations") {
+      sendJson(response, record, 200, moderationAnswer(parsed.data as ModerationsRequest), "completed");
       return;
     }
     if (route === "images") {

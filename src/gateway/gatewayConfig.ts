@@ -38,7 +38,7 @@ const backendSchema = z.strictObject({
   maxDurationSeconds: z.number().positive().max(3_600).default(240),
   /** The APIs the backend speaks, each served on its gateway route; default the model's kind. */
   apis: z
-    .array(z.enum(["chat", "completion", "embedding", "messages", "responses", "image"]))
+    .array(z.enum(["chat", "completion", "embedding", "messages", "responses", "image", "moderation"]))
     .min(1)
     .optional(),
   /** Backend-specific fields that also carry the output limit (e.g. llama.cpp's `n_predict`). */
@@ -48,7 +48,7 @@ const backendSchema = z.strictObject({
 const modelSchema = z
   .strictObject({
     id: z.string().min(1),
-    kind: z.enum(["chat", "completion", "embedding", "image"]).default("chat"),
+    kind: z.enum(["chat", "completion", "embedding", "image", "moderation"]).default("chat"),
     backend: backendSchema,
     /** Price per 1M input tokens ("$0.15" or atomic units). */
     inputPrice: moneySchema.optional(),
@@ -86,6 +86,7 @@ const modelSchema = z
     if (
       model.kind !== "embedding" &&
       model.kind !== "image" &&
+      model.kind !== "moderation" &&
       model.inputPrice !== undefined &&
       model.outputPrice === undefined
     ) {

@@ -103,7 +103,10 @@ export function buildPaymentRequired(
   error = "payment required",
   extensions?: Record<string, unknown>,
 ): PaymentRequired {
-  const limit = quote.routeKind === "embedding" ? "" : `, up to ${quote.outputLimit} output tokens`;
+  const limit =
+    quote.routeKind === "embedding" || quote.routeKind === "moderation"
+      ? ""
+      : `, up to ${quote.outputLimit} output tokens`;
   return {
     x402Version: 2,
     error,

@@ -95,7 +95,11 @@ export function quoteRequest(
       shortMessage: `model ${model.id} has a fixed price that covers ${exactRefusal}`,
       details: {
         field:
-          request.choices > model.exactMaxChoices ? "n" : route.kind === "embedding" ? "input" : "messages",
+          request.choices > model.exactMaxChoices
+            ? "n"
+            : route.kind === "embedding" || route.kind === "moderation"
+              ? "input"
+              : "messages",
       },
     });
   }

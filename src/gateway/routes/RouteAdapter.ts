@@ -4,7 +4,14 @@ import type { ModelConfig } from "../gatewayConfig.js";
 import type { AnswerMeter } from "../truncateAnswer.js";
 
 /** Which inference API a request is for. */
-export type RouteKind = "chat" | "completion" | "embedding" | "messages" | "responses" | "image";
+export type RouteKind =
+  | "chat"
+  | "completion"
+  | "embedding"
+  | "messages"
+  | "responses"
+  | "image"
+  | "moderation";
 
 /** Output text of one choice found in a chunk or a whole answer. */
 export type OutputPiece = { choice: number; text: string };

@@ -3,6 +3,7 @@ import { chatCompletions } from "./chatCompletions.js";
 import { completions } from "./completions.js";
 import { embeddings } from "./embeddings.js";
 import { imageGenerations } from "./imageGenerations.js";
+import { moderations } from "./moderations.js";
 import { openAiResponses } from "./openAiResponses.js";
 import type { RouteAdapter, RouteKind } from "./RouteAdapter.js";
 
@@ -23,9 +24,10 @@ export const routes: Readonly<Record<RouteKind, RouteAdapter>> = {
   messages: anthropicMessages,
   responses: openAiResponses,
   image: imageGenerations,
+  moderation: moderations,
 };
 
-/** The route a path names (`…/chat/completions`, `…/completions`, `…/embeddings`, `…/messages`, `…/responses`). */
+/** The route a path names (`…/chat/completions`, `…/completions`, `…/embeddings`, `…/messages`, `…/responses`, `…/moderations`). */
 export function routeOfPath(path: string): RouteAdapter | undefined {
   const trimmed = path.replace(/\/+$/, "");
   return Object.values(routes).find(

@@ -1,0 +1,88 @@
+import { countPromptTokens, type PromptKind, promptTokenBound } from "../../pricing/index.js";
+import type { ModelConfig } from "../gatewayConfig.js";
+import type { OutputReading, RouteAdapter, RouteRequest } from "./RouteAdapter.js";
+import { errorOf } from "./readChoices.js";
+import { invalidField, pickAllowedFields, pricingOf } from "./requestFields.js";
+
+// The OpenAI moderation API: https://platform.openai.com/docs/api-reference/moderations
+
+const ALLOWED = new Set(["model", "input"]);
+const IGNORED = new Set<string>();
+
+const isObject = (value: unknown): value is Record<string, unknown> =>
+  typeof value === "object" && value !== null && !Array.isArray(value);
+
+/** Checks one multimodal item: `{ type: "text", text }` or `{ type: "image_url", image_url: { url } }`. */
+function checkItem(item: unknown, field: string): void {
+  if (typeof item === "string") return;
+  if (!isObject(item)) throw invalidField(field, "must be a string or a text or image_url item");
+  if (item.type === "text" && typeof item.text === "string") return;
+  if (item.type === "image_url" && isObject(item.image_url) && typeof item.image_url.url === "string") return;
+  throw invalidField(field, 'must be { type: "text", text } or { type: "image_url", image_url: { url } }');
+}
+
+/**
+ * The prompt as the tokenizer reads it: strings as an embeddings `input`; multimodal items as the
+ * content parts of one chat message, so that an image counts as an image, not as its bytes.
+ */
+function promptOf(request: RouteRequest): { kind: PromptKind; body: Record<string, unknown> } {
+  const input = request.fields.input;
+  if (Array.isArray(input) && input.some(isObject)) {
+    const content = input.map((item) => (typeof item === "string" ? { type: "text", text: item } : item));
+    return { kind: "chat", body: { messages: [{ role: "user", content }] } };
+  }
+  return { kind: "embedding", body: { input } };
+}
+
+function readModeration(json: unknown): OutputReading {
+  const error = errorOf(json);
+  const results = (json as { results?: unknown } | null)?.results;
+  const delivered = error === undefined && Array.isArray(results) && results.length > 0;
+  return {
+    pieces: [],
+    delivered,
+    usage: (json as { usage?: unknown } | null)?.usage,
+    error: error ?? (delivered ? undefined : "the backend answered no moderation results"),
+  };
+}
+
+/**
+ * `POST /v1/moderations`: input tokens (and a per-request fee) only, never streamed. Moderation
+ * backends usually report no usage; the input is then counted with the model's tokenizer.
+ */
+export const moderations: RouteAdapter = {
+  kind: "moderation",
+  path: "/moderations",
+  canStream: false,
+  chunkObject: "moderation",
+  emptyChunkChoice: {},
+
+  readRequest(body) {
+    const fields = pickAllowedFields(body, ALLOWED, IGNORED, "/v1/moderations");
+    const input = fields.input;
+    if (typeof input !== "string" && !(Array.isArray(input) && input.length > 0))
+      throw invalidField("input", "must be a string, or a non-empty array of strings or multimodal items");
+    if (Array.isArray(input)) for (const [index, item] of input.entries()) checkItem(item, `input[${index}]`);
+    if (fields.stream !== undefined)
+      throw invalidField("stream", "is not supported: moderations cannot stream");
+    return { fields, stream: false, includeUsage: false, requestedOutputTokens: undefined, choices: 0 };
+  },
+
+  promptTokenBound(request, model) {
+    return promptTokenBound({ ...promptOf(request), ...pricingOf(model) });
+  },
+
+  countPromptTokens(request, model) {
+    const { kind, body } = promptOf(request);
+    return countPromptTokens(kind, body, pricingOf(model).model, {
+      imageTokens: pricingOf(model).imageTokens,
+    });
+  },
+
+  backendBody(request, model: ModelConfig) {
+    return { ...request.fields, model: model.backend.model ?? model.id };
+  },
+
+  readChunk: readModeration,
+  readAnswer: readModeration,
+};
