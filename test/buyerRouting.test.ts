@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { mkdtemp, rm } from "node:fs/promises";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
@@ -12,7 +12,8 @@ import {
 } from "../src/buyer/index.js";
 import { type Devnet, startDevnet } from "../src/devnet/index.js";
 import { type GatewayHarness, startGatewayHarness, testPrices } from "./support/gatewayHarness.js";
-import { mockModelId } from "./support/mockBackend.js";
+import { mockCompletionText, mockModelId } from "./support/mockBackend.js";
+import { runCli } from "./support/runCli.js";
 
 // Two gateways on one devnet, each in front of its own mock backend: the cheap one answers its
 // first token late on purpose; the fast one costs 10% more.
@@ -115,6 +116,38 @@ describe("latency-aware routing", () => {
     } finally {
       await reopened.close();
     }
+  });
+
+  test("tollgate chat with the routing key in its policy file uses the stored measurements and prints why", async () => {
+    // The spend store under dataDir holds both providers' times to first token from the test above.
+    const policy = join(dataDir, "policy.yaml");
+    await writeFile(policy, "routing:\n  preferFastestWithinPercent: 20\n");
+    const run = await runCli(
+      [
+        "chat",
+        "--gateway",
+        slow.gateway.url,
+        "--gateway",
+        fast.gateway.url,
+        "--model",
+        mockModelId,
+        "--max-tokens",
+        "20",
+        "--policy",
+        policy,
+        "say hello",
+      ],
+      { TOLLGATE_PRIVATE_KEY: devnet.accounts.buyers[1]!.privateKey, TOLLGATE_DATA_DIR: dataDir },
+    );
+    assert.equal(run.code, 0, run.stderr);
+    assert.equal(run.stdout.trim(), mockCompletionText(6));
+    assert.match(
+      run.stderr,
+      new RegExp(
+        `provider: chose ${fast.gateway.url}/v1 \\(${mockModelId}\\): fastest within 20% of the cheapest: \\d+ ms TTFT vs \\d+ ms`,
+      ),
+    );
+    assert.match(run.stderr, /paid \$[0-9.]+ of \$[0-9.]+ authorized/);
   });
 
   test("the routing key is validated: a negative margin is refused, naming the field", async () => {
