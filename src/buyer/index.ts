@@ -30,6 +30,12 @@ export {
 } from "./isAuthorizationUsed.js";
 export { defaultDataDir, type OpenSpendStoreParameters, openSpendStore } from "./openSpendStore.js";
 export { permit2AllowanceError } from "./permit2Approval.js";
+export {
+  type PickableProvider,
+  type PickProviderParameters,
+  type PickProviderReturnType,
+  pickProvider,
+} from "./pickProvider.js";
 export { type PolicyRefusal, type PolicyRule, policyRefusedError } from "./policyRefusal.js";
 export { apiBaseUrl, fetchProviderModels, type ProviderModel } from "./providerModels.js";
 export {
@@ -56,6 +62,7 @@ export type {
   DaySpend,
   DisputeReason,
   ProviderDaySpend,
+  ProviderLatency,
   RecordDisputeInput,
   ReservationStatus,
   ReserveSpendInput,
