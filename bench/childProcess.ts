@@ -8,6 +8,8 @@ export type BenchChild<Ready> = {
   pid: number;
   /** Sends one line to the child's stdin (see `serveUntilStdinEnds`' `onLine`). */
   send(line: string): void;
+  /** Sends one line and resolves with the next line the child prints (one request at a time). */
+  ask(line: string): Promise<string>;
   /** Asks the child to close (stdin end), waits for it to exit (bounded), kills it after the grace period. */
   stop(): Promise<void>;
 };
@@ -36,12 +38,21 @@ export async function startBenchChild<Ready>({
   const child = spawn(process.execPath, [...nodeFlags, "--import", "tsx", path, JSON.stringify(input)], {
     stdio: ["pipe", "pipe", "inherit"],
   });
-  const ready = await readFirstLine(child, readyTimeoutMs);
+  const lines = readLines(child);
+  const ready = await withTimeout(lines.next(), readyTimeoutMs, () => {
+    child.kill("SIGKILL");
+    return new Error(`bench child did not report ready within ${readyTimeoutMs} ms`);
+  });
   return {
     ready: JSON.parse(ready) as Ready,
     pid: child.pid ?? -1,
     send(line) {
       child.stdin?.write(`${line}\n`);
+    },
+    ask(line) {
+      const answer = lines.next();
+      child.stdin?.write(`${line}\n`);
+      return answer;
     },
     async stop() {
       if (child.exitCode !== null) return;
@@ -54,29 +65,48 @@ export async function startBenchChild<Ready>({
   };
 }
 
-function readFirstLine(child: ChildProcess, timeoutMs: number): Promise<string> {
-  return new Promise((resolve, reject) => {
-    let buffered = "";
-    const timer = setTimeout(() => {
-      child.kill("SIGKILL");
-      reject(new Error(`bench child did not report ready within ${timeoutMs} ms`));
-    }, timeoutMs);
-    const onData = (data: Buffer) => {
-      buffered += data.toString("utf8");
-      const newline = buffered.indexOf("\n");
-      if (newline < 0) return;
-      clearTimeout(timer);
-      child.stdout?.off("data", onData);
-      // Keep draining so a chatty child never blocks on a full pipe.
-      child.stdout?.resume();
-      resolve(buffered.slice(0, newline));
-    };
-    child.stdout?.on("data", onData);
-    child.once("exit", (code) => {
-      clearTimeout(timer);
-      reject(new Error(`bench child exited with code ${code} before it was ready`));
-    });
+/** The child's stdout as lines, handed out in order; the stream keeps draining so a pipe never fills. */
+function readLines(child: ChildProcess): { next(): Promise<string> } {
+  const ready: string[] = [];
+  const waiting: Array<{ resolve: (line: string) => void; reject: (error: Error) => void }> = [];
+  let ended: Error | undefined;
+  let buffered = "";
+  child.stdout?.on("data", (data: Buffer) => {
+    buffered += data.toString("utf8");
+    for (let newline = buffered.indexOf("\n"); newline >= 0; newline = buffered.indexOf("\n")) {
+      const line = buffered.slice(0, newline);
+      buffered = buffered.slice(newline + 1);
+      const waiter = waiting.shift();
+      if (waiter) waiter.resolve(line);
+      else ready.push(line);
+    }
   });
+  child.once("exit", (code) => {
+    ended = new Error(`bench child exited with code ${code}`);
+    for (const waiter of waiting.splice(0)) waiter.reject(ended);
+  });
+  return {
+    next() {
+      const line = ready.shift();
+      if (line !== undefined) return Promise.resolve(line);
+      if (ended) return Promise.reject(ended);
+      return new Promise((resolve, reject) => waiting.push({ resolve, reject }));
+    },
+  };
+}
+
+async function withTimeout<T>(promise: Promise<T>, ms: number, onTimeout: () => Error): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  try {
+    return await Promise.race([
+      promise,
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(onTimeout()), ms);
+      }),
+    ]);
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 /**

@@ -3,6 +3,8 @@
 // gateway (own facilitator key, own on-disk PGlite ledger) on one devnet and one backend; paid requests
 // alternate between them (ABAB…, order flipped each pair), and their facilitators' verify throughput is
 // measured in alternating blocks. On a noisy machine only such interleaved ratios mean anything.
+// With `--channels`, both gateways offer payment channels and the buyer pays by channel (the official
+// batch-settlement client; one channel per gateway, opened in the warm-up).
 import { mkdir, mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
@@ -12,7 +14,13 @@ import { pino } from "pino";
 import { startDevnet } from "../src/devnet/index.js";
 import { startMockBackend } from "../test/support/mockBackend.js";
 import { paymentRequiredFor, uptoRequirements } from "./facilitatorBench.js";
-import { createBenchBuyer, type RequestTiming, sendRequest } from "./payingClient.js";
+import {
+  createBenchBuyer,
+  createChannelBenchBuyer,
+  type RequestTiming,
+  sendRequest,
+} from "./payingClient.js";
+import { benchChannels } from "./settings.js";
 import { summarize } from "./stats.js";
 
 const { values: flags, positionals } = parseArgs({
@@ -20,10 +28,11 @@ const { values: flags, positionals } = parseArgs({
   options: {
     requests: { type: "string", default: "150" },
     stream: { type: "boolean", default: false },
+    channels: { type: "boolean", default: false },
   },
 });
 if (positionals.length !== 2) {
-  console.error("usage: npx tsx bench/compareTrees.ts DIR_A DIR_B [--requests N] [--stream]");
+  console.error("usage: npx tsx bench/compareTrees.ts DIR_A DIR_B [--requests N] [--stream] [--channels]");
   process.exit(2);
 }
 const roots = positionals.map((dir) => resolve(dir)) as [string, string];
@@ -69,6 +78,16 @@ async function startTree(name: "A" | "B", root: string): Promise<Tree> {
     facilitator: { privateKey: key.privateKey },
     server: { host: "127.0.0.1", port: 0 },
     ledger: { dataDir },
+    ...(flags.channels
+      ? {
+          channels: {
+            claimIntervalSeconds: benchChannels.claimIntervalSeconds,
+            settleIntervalSeconds: benchChannels.settleIntervalSeconds,
+            withdrawDelaySeconds: benchChannels.withdrawDelaySeconds,
+            minDeposit: benchChannels.minDepositAtomic.toString(),
+          },
+        }
+      : {}),
     models: [
       {
         id: "m",
@@ -103,17 +122,25 @@ async function startTree(name: "A" | "B", root: string): Promise<Tree> {
 
 const started: Tree[] = [];
 const buyer = createBenchBuyer(devnet.accounts.buyers[0]!.privateKey, devnet.network);
+const payingBuyer = flags.channels
+  ? createChannelBenchBuyer(devnet.accounts.buyers[0]!.privateKey, devnet.network, devnet.rpcUrl)
+  : buyer;
 try {
   started.push(await startTree("A", roots[0]));
   started.push(await startTree("B", roots[1]));
   const trees = [started[0]!, started[1]!] as const;
   for (let i = 0; i < 10; i++)
     for (const tree of trees)
-      await sendRequest({ baseUrl: tree.url, model: "m", stream: flags.stream, buyer });
+      await sendRequest({ baseUrl: tree.url, model: "m", stream: flags.stream, buyer: payingBuyer });
   let failures = 0;
   for (let i = 0; i < requests; i++) {
     for (const tree of i % 2 === 0 ? trees : [trees[1], trees[0]]) {
-      const timing = await sendRequest({ baseUrl: tree.url, model: "m", stream: flags.stream, buyer });
+      const timing = await sendRequest({
+        baseUrl: tree.url,
+        model: "m",
+        stream: flags.stream,
+        buyer: payingBuyer,
+      });
       if (timing.ok) tree.timings.push(timing);
       else failures++;
     }
@@ -170,7 +197,9 @@ try {
     };
   };
   const [a, b] = [line(trees[0]), line(trees[1])];
-  console.log(JSON.stringify({ stream: flags.stream, requests, failures, a, b }, null, 2));
+  console.log(
+    JSON.stringify({ stream: flags.stream, channels: flags.channels, requests, failures, a, b }, null, 2),
+  );
   const ratio = (x: number, y: number) => (y / x).toFixed(3);
   console.log(
     `B/A: paid ttft p50 ${ratio(a.paid_ttft_ms_p50, b.paid_ttft_ms_p50)}, paid total p50 ${ratio(a.paid_total_ms_p50, b.paid_total_ms_p50)}, ` +

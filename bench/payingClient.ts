@@ -1,19 +1,26 @@
 // The bench's buyer: one OpenAI-style request, paid through x402 (402 → sign → paid retry) or direct,
 // timed piece by piece, with the settlement checked so a failed payment never counts as served.
-import { x402Client } from "@x402/core/client";
+import { x402Client, x402HTTPClient } from "@x402/core/client";
 import {
   decodePaymentRequiredHeader,
   decodePaymentResponseHeader,
   encodePaymentSignatureHeader,
 } from "@x402/core/http";
+import type { PaymentPayload, SettleResponse } from "@x402/core/types";
+import { isBatchSettlementDepositPayload, toClientEvmSigner } from "@x402/evm";
+import {
+  BatchSettlementEvmScheme,
+  type ClientChannelStorage,
+  InMemoryClientChannelStorage,
+} from "@x402/evm/batch-settlement/client";
 import { UptoEvmScheme } from "@x402/evm/upto/client";
-import type { Hex } from "viem";
+import { createPublicClient, type Hex, http } from "viem";
 import { privateKeyToAccount } from "viem/accounts";
 import { parseReceiptEvent, RECEIPT_FIELD } from "../src/protocol/index.js";
 import { benchMaxTokens } from "./settings.js";
 
-export type Variant = "direct" | "tollgate" | "official";
-export const variants: readonly Variant[] = ["direct", "tollgate", "official"];
+export type Variant = "direct" | "tollgate" | "official" | "channels";
+export const variants: readonly Variant[] = ["direct", "tollgate", "official", "channels"];
 
 /** Timings of one request, in milliseconds from the start of the buyer's flow. */
 export type RequestTiming = {
@@ -34,9 +41,23 @@ export type RequestTiming = {
   /** Settled amount and transaction, as the receipt or PAYMENT-RESPONSE says. */
   settledAmount?: string;
   transaction?: string;
+  /** A channel payment that deposited (its transaction is the deposit). */
+  deposit?: boolean;
+  /** A channel payment refused with the corrective 402, resynced and paid again. */
+  resynced?: boolean;
 };
 
-export type BenchBuyer = { privateKey: Hex; client: x402Client };
+type PaidScheme = "upto" | "batch-settlement";
+
+/** One buyer key paying through the official x402 client with one scheme registered. */
+export type BenchBuyer = {
+  privateKey: Hex;
+  scheme: PaidScheme;
+  client: x402Client;
+  http: x402HTTPClient;
+  /** The batch-settlement client's channel records (channels only). */
+  channels?: ClientChannelStorage;
+};
 
 /** The official x402 client with `@x402/evm`'s upto scheme, for one key. */
 export function createBenchBuyer(privateKey: Hex, network: `eip155:${number}`): BenchBuyer {
@@ -44,7 +65,28 @@ export function createBenchBuyer(privateKey: Hex, network: `eip155:${number}`): 
     schemes: [{ network, client: new UptoEvmScheme(privateKeyToAccount(privateKey)) }],
     spendControls: false,
   });
-  return { privateKey, client };
+  return { privateKey, scheme: "upto", client, http: new x402HTTPClient(client) };
+}
+
+/**
+ * The official x402 client with `@x402/evm`'s batch-settlement scheme, for one key: one channel,
+ * kept in memory across requests as the official client keeps it.
+ */
+export function createChannelBenchBuyer(
+  privateKey: Hex,
+  network: `eip155:${number}`,
+  rpcUrl: string,
+): BenchBuyer {
+  const signer = toClientEvmSigner(
+    privateKeyToAccount(privateKey),
+    createPublicClient({ transport: http(rpcUrl) }),
+  );
+  const channels = new InMemoryClientChannelStorage();
+  const client = x402Client.fromConfig({
+    schemes: [{ network, client: new BatchSettlementEvmScheme(signer, { storage: channels }) }],
+    spendControls: false,
+  });
+  return { privateKey, scheme: "batch-settlement", client, http: new x402HTTPClient(client), channels };
 }
 
 export type SendRequestParameters = {
@@ -85,6 +127,7 @@ export async function sendRequest({
     paidTotalMs: Number.NaN,
   };
   try {
+    let payload: PaymentPayload | undefined;
     if (buyer) {
       const unpaid = await fetch(url, { method: "POST", headers, body });
       await unpaid.arrayBuffer();
@@ -92,12 +135,33 @@ export async function sendRequest({
       const required = decodePaymentRequiredHeader(unpaid.headers.get("payment-required") ?? "");
       timing.paymentRequiredMs = performance.now() - startedAt;
       const signingAt = performance.now();
-      const payload = await buyer.client.createPaymentPayload(required);
+      payload = await buyer.client.createPaymentPayload(required);
+      if (payload.accepted.scheme !== buyer.scheme)
+        return fail(timing, `paid by ${payload.accepted.scheme}, expected ${buyer.scheme}`);
       headers["payment-signature"] = encodePaymentSignatureHeader(payload);
       timing.signMs = performance.now() - signingAt;
+      timing.deposit = isBatchSettlementDepositPayload(payload.payload);
     }
-    const paidAt = performance.now();
-    const response = await fetch(url, { method: "POST", headers, body });
+    let paidAt = performance.now();
+    let response = await fetch(url, { method: "POST", headers, body });
+    if (response.status === 402 && buyer && payload && buyer.scheme === "batch-settlement") {
+      // The official client's recovery: the corrective 402 resyncs the channel, then it signs again.
+      const { recovered } = await buyer.http.processPaymentResult(
+        payload,
+        (name) => response.headers.get(name),
+        402,
+      );
+      await response.arrayBuffer();
+      if (recovered) {
+        timing.resynced = true;
+        payload = await buyer.client.createPaymentPayload(
+          decodePaymentRequiredHeader(response.headers.get("payment-required") ?? ""),
+        );
+        headers["payment-signature"] = encodePaymentSignatureHeader(payload);
+        paidAt = performance.now();
+        response = await fetch(url, { method: "POST", headers, body });
+      }
+    }
     if (response.status !== 200) {
       const text = await response.text();
       return fail(timing, `status ${response.status}: ${text.slice(0, 200)}`);
@@ -109,7 +173,7 @@ export async function sendRequest({
     timing.paidTotalMs = endAt - paidAt;
     timing.totalMs = endAt - startedAt;
     if (read.tokens === 0) return fail(timing, "no content tokens");
-    if (!buyer) {
+    if (!buyer || !payload) {
       timing.ok = true;
       return timing;
     }
@@ -118,13 +182,59 @@ export async function sendRequest({
     const settlement = read.receipt ?? (header ? decodePaymentResponseHeader(header) : undefined);
     if (!settlement) return fail(timing, "no settlement receipt");
     if (!settlement.success) return fail(timing, `settlement failed: ${settlement.errorReason ?? "?"}`);
+    if (settlement.amount === undefined || BigInt(settlement.amount) > BigInt(payload.accepted.amount))
+      return fail(timing, `charged ${settlement.amount} against a maximum of ${payload.accepted.amount}`);
     timing.settledAmount = settlement.amount;
     timing.transaction = settlement.transaction;
+    if (buyer.scheme === "batch-settlement") {
+      const synced = await keepChannelInStep(buyer, payload, settlement, read.receipt !== undefined);
+      if (synced) return fail(timing, synced);
+    }
     timing.ok = true;
     return timing;
   } catch (error) {
     return fail(timing, String(error));
   }
+}
+
+type Settlement = Pick<SettleResponse, "success" | "transaction" | "amount" | "errorReason"> & {
+  extra?: Record<string, unknown>;
+  channel?: Record<string, unknown>;
+};
+
+/**
+ * Hands the seller's settlement to the official client's batch-settlement hook, which moves the
+ * channel's cumulative base on by the charge: `PAYMENT-RESPONSE` for JSON; for a stream, the
+ * receipt event's charge and channel state in the same shape. Answers what is wrong, if anything,
+ * when the buyer's cumulative base then differs from the seller's.
+ */
+async function keepChannelInStep(
+  buyer: BenchBuyer,
+  payload: PaymentPayload,
+  settlement: Settlement,
+  fromStream: boolean,
+): Promise<string | undefined> {
+  const channelState = (fromStream ? settlement.channel : settlement.extra?.channelState) as
+    | { channelId?: string; chargedCumulativeAmount?: string }
+    | undefined;
+  if (!channelState?.channelId) return "no channel state in the receipt";
+  await buyer.client.handlePaymentResponse({
+    paymentPayload: payload,
+    requirements: payload.accepted,
+    settleResponse: {
+      success: true,
+      transaction: settlement.transaction,
+      network: payload.accepted.network,
+      amount: settlement.amount,
+      extra: fromStream
+        ? { chargedAmount: settlement.amount, channelState: settlement.channel }
+        : settlement.extra,
+    } as SettleResponse,
+  });
+  const local = await buyer.channels?.get(channelState.channelId.toLowerCase());
+  if (local?.chargedCumulativeAmount !== channelState.chargedCumulativeAmount)
+    return `buyer's channel base ${local?.chargedCumulativeAmount} differs from the seller's ${channelState.chargedCumulativeAmount}`;
+  return undefined;
 }
 
 function fail(timing: RequestTiming, error: string): RequestTiming {
@@ -136,7 +246,7 @@ function fail(timing: RequestTiming, error: string): RequestTiming {
 type ReadResult = {
   firstTokenAt: number;
   tokens: number;
-  receipt?: { success: boolean; errorReason?: string; amount?: string; transaction: string };
+  receipt?: Settlement;
 };
 
 async function readJson(response: Response, paidAt: number): Promise<ReadResult> {

@@ -1,8 +1,10 @@
 // Turns the measurements into the JSON report, the ratios, the target verdicts and the stdout table.
 import { cpus, loadavg, release, totalmem } from "node:os";
+import { type ChannelGasFigures, channelGasPerRequest, gasUsd } from "./channelGas.js";
 import type { FacilitatorFigures } from "./facilitatorBench.js";
 import type { LedgerFigures } from "./ledgerBench.js";
 import type { Variant } from "./payingClient.js";
+import { amortisationRequests, gasPrices, revenuePerRequestUsd } from "./settings.js";
 import type { InSituFacilitator } from "./stackLog.js";
 import { round, type Summary } from "./stats.js";
 import type { VariantFigures } from "./variantBench.js";
@@ -13,6 +15,8 @@ export type Measurements = {
   ledger: LedgerFigures;
   /** The serving stack's own verify/settle times during the one-at-a-time runs (from its log). */
   inSitu: Partial<Record<Variant, InSituFacilitator>>;
+  /** Gas of upto and of channels, from the run's transactions (when channels ran). */
+  gas?: ChannelGasFigures | undefined;
 };
 
 export type TargetVerdict = { target: string; measured: string; met: boolean };
@@ -85,6 +89,25 @@ export function judgeTargets(m: Measurements): TargetVerdict[] {
   const addedFlow = tollgate.latency.p50 - direct.latency.p50 - chainMs;
   const verifyRatio = m.facilitator.verifyPerCoreS / m.facilitator.recoveryPerS;
   const f = (value: number) => (Number.isFinite(value) ? value.toFixed(1) : "n/a");
+  const channels = m.variants.channels;
+  const perRequest = gasPerRequestRows(m.gas);
+  const channelTargets: TargetVerdict[] = [
+    ...perRequest.map((row) => ({
+      target: `channel gas per paid request ≤ 1% of upto's (${row.requests} requests per channel, claimed with ${row.claimChannels - 1} others)`,
+      measured: `${f(row.batched)} vs 1% × ${f(row.upto)} = ${f(row.upto / 100)} gas (${(100 * row.batchedOverUpto).toFixed(2)}%; claimed alone ${f(row.alone)} gas, ${(100 * row.aloneOverUpto).toFixed(2)}%)`,
+      met: row.batchedOverUpto <= 0.01,
+    })),
+    {
+      target: "channels TTFT (whole flow) ≤ direct + 3 ms",
+      measured: `${f(channels.ttft.p50)} ms vs ${f(direct.ttft.p50)} + 3 = ${f(direct.ttft.p50 + 3)} ms (p50; paid request alone ${f(channels.paidTtft.p50)} ms)`,
+      met: channels.ttft.p50 <= direct.ttft.p50 + 3,
+    },
+    {
+      target: "channels latency, non-streaming (whole flow) ≤ direct + 3 ms",
+      measured: `${f(channels.latency.p50)} ms vs ${f(direct.latency.p50)} + 3 = ${f(direct.latency.p50 + 3)} ms (p50; paid request alone ${f(channels.paidLatency.p50)} ms)`,
+      met: channels.latency.p50 <= direct.latency.p50 + 3,
+    },
+  ];
   return [
     {
       target: "TTFT (paid request) ≤ direct + verify",
@@ -121,7 +144,55 @@ export function judgeTargets(m: Measurements): TargetVerdict[] {
       measured: `${f(m.facilitator.verifyPerCoreS)} vs ${f(m.facilitator.recoveryPerS)} per core-second (${verifyRatio.toFixed(2)}×)`,
       met: verifyRatio >= 0.8,
     },
+    ...channelTargets,
   ];
+}
+
+/** Per paid request: upto's settle gas, and a channel's at each amortisation length. */
+export function gasPerRequestRows(gas: ChannelGasFigures | undefined) {
+  if (!gas?.claimMany || !gas.claimOne) return [];
+  const upto = gas.uptoSettle.mean;
+  const deposit = gas.deposit.mean;
+  const settle = gas.settle.mean;
+  const claimChannels = gas.claimMany.channels;
+  return amortisationRequests.map((requests) => {
+    const alone = channelGasPerRequest(
+      { deposit, claimGas: gas.claimOne!.gas, claimChannels: 1, settle },
+      requests,
+    );
+    const batched = channelGasPerRequest(
+      { deposit, claimGas: gas.claimMany!.gas, claimChannels, settle },
+      requests,
+    );
+    return {
+      requests,
+      upto,
+      alone,
+      batched,
+      claimChannels,
+      aloneOverUpto: alone / upto,
+      batchedOverUpto: batched / upto,
+    };
+  });
+}
+
+/** The seller's gas cost as a share of a request's price, upto against channels (claims batched). */
+export function revenueShareRows(gas: ChannelGasFigures | undefined) {
+  const rows = gasPerRequestRows(gas);
+  if (rows.length === 0) return [];
+  return gasPrices.flatMap((price) =>
+    revenuePerRequestUsd.map((revenueUsd) => ({
+      chain: price.chain,
+      gas_price_gwei: price.gasPriceGwei,
+      native_usd: price.nativeUsd,
+      native_token: price.nativeToken,
+      revenue_usd: revenueUsd,
+      upto_share: gasUsd(rows[0]!.upto, price) / revenueUsd,
+      channel_share: Object.fromEntries(
+        rows.map((row) => [`requests_${row.requests}`, gasUsd(row.batched, price) / revenueUsd]),
+      ),
+    })),
+  );
 }
 
 function summaryJson(summary: Summary) {
@@ -134,8 +205,17 @@ export function buildReport(
   settings: Record<string, unknown>,
   machine: Record<string, unknown>,
 ) {
-  const { direct, tollgate, official } = m.variants;
+  const { direct, tollgate, official, channels } = m.variants;
   const ratio = (a: number, b: number) => round(a / b, 3);
+  const channelsOver = (other: VariantFigures) => ({
+    ttft_p50: ratio(channels.ttft.p50, other.ttft.p50),
+    paid_ttft_p50: ratio(channels.paidTtft.p50, other.paidTtft.p50),
+    latency_p50: ratio(channels.latency.p50, other.latency.p50),
+    stream_total_p50: ratio(channels.streamTotal.p50, other.streamTotal.p50),
+    rps_c1: ratio(channels.rps[1], other.rps[1]),
+    rps_c8: ratio(channels.rps[8], other.rps[8]),
+    rps_c32: ratio(channels.rps[32], other.rps[32]),
+  });
   return {
     machine,
     settings,
@@ -168,6 +248,15 @@ export function buildReport(
         },
       },
       official: variantJson(official, m.inSitu.official),
+      channels: {
+        ...variantJson(channels),
+        deposit_requests: summaryJson(channels.deposits),
+        corrective_402_resyncs: channels.resyncs,
+        stages: {
+          payment_required_round_trip_ms: summaryJson(channels.paymentRequired),
+          signing_ms: summaryJson(channels.sign),
+        },
+      },
     },
     ratios: {
       tollgate_over_direct: {
@@ -186,8 +275,32 @@ export function buildReport(
         rps_c8: ratio(tollgate.rps[8], official.rps[8]),
         rps_c32: ratio(tollgate.rps[32], official.rps[32]),
       },
+      channels_over_direct: channelsOver(direct),
+      channels_over_tollgate: channelsOver(tollgate),
+      channels_over_official: channelsOver(official),
     },
     targets: judgeTargets(m),
+    gas: m.gas
+      ? {
+          upto_settle: { mean: round(m.gas.uptoSettle.mean, 0), n: m.gas.uptoSettle.n },
+          channel_deposit: { mean: round(m.gas.deposit.mean, 0), n: m.gas.deposit.n },
+          channel_claim_one: m.gas.claimOne ?? null,
+          channel_claim_many: m.gas.claimMany
+            ? { ...m.gas.claimMany, per_channel: round(m.gas.claimMany.gas / m.gas.claimMany.channels, 0) }
+            : null,
+          channel_settle: { mean: round(m.gas.settle.mean, 0), n: m.gas.settle.n },
+          per_paid_request: gasPerRequestRows(m.gas).map((row) => ({
+            requests_per_channel: row.requests,
+            upto: round(row.upto, 0),
+            channel_claimed_alone: round(row.alone, 1),
+            channel_claimed_batched: round(row.batched, 1),
+            batched_claim_channels: row.claimChannels,
+            alone_over_upto: round(row.aloneOverUpto, 5),
+            batched_over_upto: round(row.batchedOverUpto, 5),
+          })),
+          seller_gas_share_of_revenue: revenueShareRows(m.gas),
+        }
+      : null,
     facilitator: {
       verify_per_s: round(m.facilitator.verifyPerS, 1),
       verify_per_core_s: round(m.facilitator.verifyPerCoreS, 1),
@@ -217,8 +330,8 @@ const cell = (value: number | null | undefined, digits = 1) =>
 
 /** The human-readable report for stdout. */
 export function formatReport(report: ReturnType<typeof buildReport>): string {
-  const { results, ratios, targets, facilitator } = report;
-  const variantRows = (["direct", "tollgate", "official"] as const).map((name) => {
+  const { results, ratios, targets, facilitator, gas } = report;
+  const variantRows = (["direct", "tollgate", "official", "channels"] as const).map((name) => {
     const r = results[name];
     return [
       name,
@@ -297,8 +410,24 @@ export function formatReport(report: ReturnType<typeof buildReport>): string {
           cell(ratios.tollgate_over_official.rps_c8, 3),
           cell(ratios.tollgate_over_official.rps_c32, 3),
         ],
+        ...(
+          [
+            ["channels / direct", ratios.channels_over_direct],
+            ["channels / tollgate", ratios.channels_over_tollgate],
+            ["channels / official", ratios.channels_over_official],
+          ] as const
+        ).map(([name, r]) => [
+          name,
+          cell(r.ttft_p50, 3),
+          cell(r.latency_p50, 3),
+          cell(r.rps_c1, 3),
+          cell(r.rps_c8, 3),
+          cell(r.rps_c32, 3),
+        ]),
       ],
     ),
+    `channels: ${results.channels.deposit_requests.n} deposit requests (opening the channels, one at a time, not in the figures above) p50 ${cell(results.channels.deposit_requests.p50, 2)} ms, p99 ${cell(results.channels.deposit_requests.p99, 2)} ms; corrective-402 resyncs: ${results.channels.corrective_402_resyncs}; 402 round trip p50 ${cell(results.channels.stages.payment_required_round_trip_ms.p50, 2)} ms, signing the voucher p50 ${cell(results.channels.stages.signing_ms.p50, 2)} ms`,
+    ...formatGas(gas),
     "",
     table(
       ["facilitator", "value"],
@@ -329,4 +458,75 @@ export function formatReport(report: ReturnType<typeof buildReport>): string {
     ),
     "",
   ].join("\n");
+}
+
+function formatGas(gas: ReturnType<typeof buildReport>["gas"]): string[] {
+  if (!gas) return [];
+  const count = (value: number | null) =>
+    value === null || !Number.isFinite(value) ? "n/a" : Math.round(value).toLocaleString("en-US");
+  const percent = (value: number | null) =>
+    value === null || !Number.isFinite(value) ? "n/a" : `${(100 * value).toPrecision(3)}%`;
+  const many = gas.channel_claim_many;
+  return [
+    "",
+    table(
+      ["gas (receipts of this run's transactions)", "gas", "n"],
+      [
+        ["upto settle (one per paid request)", count(gas.upto_settle.mean), String(gas.upto_settle.n)],
+        ["channel deposit (one per channel)", count(gas.channel_deposit.mean), String(gas.channel_deposit.n)],
+        [
+          "channel claim, one channel alone",
+          gas.channel_claim_one ? count(gas.channel_claim_one.gas) : "n/a",
+          "1",
+        ],
+        [
+          `channel claim, ${many?.channels ?? "n/a"} channels in one transaction (per channel)`,
+          many ? `${count(many.gas)} (${count(many.per_channel)})` : "n/a",
+          "1",
+        ],
+        [
+          "channel settle to payTo (one transfer)",
+          count(gas.channel_settle.mean),
+          String(gas.channel_settle.n),
+        ],
+      ],
+    ),
+    "",
+    table(
+      [
+        "gas per paid request",
+        "channel claimed alone",
+        "claimed in a batch",
+        "upto",
+        "alone / upto",
+        "batch / upto",
+      ],
+      gas.per_paid_request.map((row) => [
+        `${row.requests_per_channel} requests per channel`,
+        cell(row.channel_claimed_alone, 1),
+        cell(row.channel_claimed_batched, 1),
+        count(row.upto),
+        percent(row.alone_over_upto),
+        percent(row.batched_over_upto),
+      ]),
+    ),
+    "(a channel: (deposit + claim + settle) / requests, one deposit, one claim and one settle per channel; in a batch the claim and the settle are shared by all the batch's channels)",
+    "",
+    table(
+      [
+        "seller gas / revenue",
+        "gas price",
+        "request",
+        "upto",
+        ...gas.per_paid_request.map((row) => `channel, ${row.requests_per_channel} req`),
+      ],
+      gas.seller_gas_share_of_revenue.map((row) => [
+        row.chain,
+        `${row.gas_price_gwei} gwei, ${row.native_token} $${row.native_usd}`,
+        `$${row.revenue_usd}`,
+        percent(row.upto_share),
+        ...Object.values(row.channel_share).map(percent),
+      ]),
+    ),
+  ];
 }

@@ -1,27 +1,41 @@
 // `npm run bench [-- --quick] [--json FILE] [--profile DIR] [--memory-ledger]`
-// What billing costs: direct vs Tollgate vs the official x402 middleware, side by side in one run on
-// loopback, plus facilitator and ledger micro-benchmarks. It reports; it never fails on timings.
+// What billing costs: direct vs Tollgate (upto) vs the official x402 middleware vs Tollgate paid by
+// channel (batch-settlement), side by side in one run on loopback; the gas of each way to pay, from
+// the run's own transactions; facilitator and ledger micro-benchmarks. It reports; it never fails on
+// timings.
 import { mkdir, writeFile } from "node:fs/promises";
+import { loadavg } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { type KeyedAccount, startDevnet } from "../src/devnet/index.js";
+import { type ChannelGasFigures, measureChannelGas } from "./channelGas.js";
 import { startBenchChild } from "./childProcess.js";
 import { runFacilitatorBench } from "./facilitatorBench.js";
 import { runLedgerBench } from "./ledgerBench.js";
-import { createBenchBuyer, type Variant, variants } from "./payingClient.js";
+import {
+  createBenchBuyer,
+  createChannelBenchBuyer,
+  sendRequest,
+  type Variant,
+  variants,
+} from "./payingClient.js";
 import { formatProfileSummary, summarizeProfileFile } from "./profileSummary.js";
 import { buildReport, describeMachine, formatReport } from "./report.js";
 import type { BackendReady } from "./serveBackend.js";
-import type { StackInput, StackReady } from "./serveStack.js";
+import type { ChannelClaimReply, StackInput, StackReady } from "./serveStack.js";
 import {
+  amortisationRequests,
   backendProfiles,
+  benchChannels,
   benchMaxTokens,
   benchPrices,
   fullCounts,
+  gasPrices,
   maxConcurrency,
   type ProfileName,
   pollingIntervalMs,
   quickCounts,
+  revenuePerRequestUsd,
 } from "./settings.js";
 import { facilitatorTimesFromLog } from "./stackLog.js";
 import { runVariantBench } from "./variantBench.js";
@@ -38,12 +52,12 @@ const { values: flags } = parseArgs({
 });
 if (flags.help) {
   console.log(`usage: npm run bench -- [--quick] [--json FILE] [--profile DIR] [--memory-ledger]
-  --quick          fewer samples (CI; under 3 minutes)
+  --quick          fewer samples (CI; under 4 minutes)
   --json FILE      also write the results as JSON
   --profile DIR    CPU-profile the serving stack (gateway + official middleware) while the variants run,
                    write DIR/stack.cpuprofile and DIR/stack.log, and print its top self-time functions
   --memory-ledger  keep the gateway's PGlite ledger in memory instead of on disk
-  --only LIST      run only these variants (comma-separated: direct,tollgate,official), e.g. to profile one`);
+  --only LIST      run only these variants (comma-separated: direct,tollgate,official,channels), e.g. to profile one`);
   process.exit(0);
 }
 
@@ -108,19 +122,51 @@ try {
   const ledger = await runLedgerBench({ samples: counts.ledgerSamples, memory: flags["memory-ledger"] });
 
   stack.send("profile-start");
+  const uptoBuyers = workerAccounts.map((account) => createBenchBuyer(account.privateKey, devnet.network));
+  const channelBuyers = workerAccounts.map((account) =>
+    createChannelBenchBuyer(account.privateKey, devnet.network, devnet.rpcUrl),
+  );
   const figures = await runVariantBench({
     baseUrlFor: (variant, model) => {
-      if (variant === "tollgate") return `${stack.ready.gatewayUrl}/v1`;
+      if (variant === "tollgate" || variant === "channels") return `${stack.ready.gatewayUrl}/v1`;
       if (variant === "official") return `${stack.ready.officialUrl}/v1`;
       const profile = profileNames.find((name) => backendProfiles[name].model === model);
       if (!profile) throw new Error(`bench: no backend for model ${model}`);
       return backend.ready.urls[profile];
     },
-    buyers: workerAccounts.map((account) => createBenchBuyer(account.privateKey, devnet.network)),
+    buyersFor: (variant) => (variant === "channels" ? channelBuyers : uptoBuyers),
     counts,
     only,
     log,
   });
+
+  // Channel gas: claim every channel in one transaction and settle; then one more request on one
+  // channel, claimed and settled alone.
+  let gas: ChannelGasFigures | undefined;
+  if (only.includes("channels")) {
+    log("channels: claiming every channel in one transaction, then one channel alone");
+    const claimNow = async () => {
+      const reply = JSON.parse(await stack.ask("channels-claim")) as ChannelClaimReply;
+      if (reply.error) throw new Error(`bench: channel claim failed: ${reply.error}`);
+      return reply;
+    };
+    const all = await claimNow();
+    const extra = await sendRequest({
+      baseUrl: `${stack.ready.gatewayUrl}/v1`,
+      model: backendProfiles.latency.model,
+      stream: false,
+      buyer: channelBuyers[0],
+    });
+    if (!extra.ok) throw new Error(`bench: the request before the single claim failed: ${extra.error}`);
+    const single = await claimNow();
+    gas = await measureChannelGas({
+      rpcUrl: devnet.rpcUrl,
+      uptoTransactions: figures.tollgate.transactions,
+      depositTransactions: figures.channels.depositTransactions,
+      claims: [...all.claims, ...single.claims],
+      settles: [all.settle, single.settle].flatMap((hash) => (hash ? [hash] : [])),
+    });
+  }
 
   const settings = {
     mode: flags.quick ? "quick" : "full",
@@ -140,6 +186,10 @@ try {
       "@x402/hono paymentMiddleware + @x402/evm/upto/server UptoEvmScheme; actual usage settled via Settlement-Overrides",
     buyer:
       "official x402Client + @x402/evm/upto/client UptoEvmScheme; every request does 402 → sign → paid retry",
+    channels: `same gateway with channels (batch-settlement) offered beside upto; official x402Client + @x402/evm/batch-settlement/client BatchSettlementEvmScheme, one channel per buyer, $${Number(benchChannels.minDepositAtomic) / 1e6} deposit; every request does 402 → sign voucher → paid retry; the receipt (PAYMENT-RESPONSE, or the stream's final event) goes to the client's payment-response hook; deposit requests reported apart`,
+    gas_prices: gasPrices,
+    revenue_per_request_usd: revenuePerRequestUsd,
+    amortisation_requests: amortisationRequests,
     counts,
     concurrency_buyers: maxConcurrency,
     variants: only,
@@ -148,7 +198,7 @@ try {
     tollgate: figures.tollgate.sequentialWindows,
     official: figures.official.sequentialWindows,
   });
-  const report = buildReport({ variants: figures, facilitator, ledger, inSitu }, settings, machine);
+  const report = buildReport({ variants: figures, facilitator, ledger, inSitu, gas }, settings, machine);
   console.log(formatReport(report));
   for (const [name, variant] of Object.entries(figures)) {
     if (variant.firstError)
@@ -160,6 +210,11 @@ try {
   }
   await stack.stop();
   cleanups.pop();
+  log(
+    `load average at the end: ${loadavg()
+      .map((value) => value.toFixed(2))
+      .join(" ")}`,
+  );
   if (flags.profile)
     console.log(formatProfileSummary(await summarizeProfileFile(join(flags.profile, "stack.cpuprofile"))));
 } finally {

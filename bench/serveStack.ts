@@ -1,5 +1,6 @@
 // Bench child: the billed servers in their own process — the Tollgate gateway (in-process facilitator,
-// PGlite ledger) and the official x402 middleware (same facilitator, served over HTTP).
+// PGlite ledger, payment channels offered beside upto) and the official x402 middleware (same
+// facilitator, served over HTTP).
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { Session } from "node:inspector/promises";
 import { tmpdir } from "node:os";
@@ -10,7 +11,7 @@ import { parseGatewayConfig, startGateway } from "../src/gateway/index.js";
 import { openLedger } from "../src/ledger/index.js";
 import { serveUntilStdinEnds } from "./childProcess.js";
 import { startOfficialServer } from "./officialServer.js";
-import { backendProfiles, benchPrices, type ProfileName } from "./settings.js";
+import { backendProfiles, benchChannels, benchPrices, type ProfileName } from "./settings.js";
 
 export type StackInput = {
   rpcUrl: string;
@@ -29,6 +30,13 @@ export type StackInput = {
    * `profile-start` line until it closes; no profiling when absent.
    */
   profileDir?: string;
+};
+
+/** The stack's answer to `channels-claim`: the claim transactions (channels in each) and the settle. */
+export type ChannelClaimReply = {
+  claims: Array<{ channels: number; transaction: string }>;
+  settle?: string;
+  error?: string;
 };
 
 export type StackReady = {
@@ -56,6 +64,13 @@ const config = parseGatewayConfig({
   facilitator: { privateKey: input.facilitatorPrivateKey },
   server: { host: "127.0.0.1", port: 0 },
   ledger: { dataDir: ledgerDir },
+  channels: {
+    claimIntervalSeconds: benchChannels.claimIntervalSeconds,
+    settleIntervalSeconds: benchChannels.settleIntervalSeconds,
+    minClaimAtomic: 0,
+    withdrawDelaySeconds: benchChannels.withdrawDelaySeconds,
+    minDeposit: benchChannels.minDepositAtomic.toString(),
+  },
   models: (Object.keys(backendProfiles) as ProfileName[]).map((name) => ({
     id: backendProfiles[name].model,
     backend: { baseUrl: input.backendUrls[name] },
@@ -97,6 +112,22 @@ const stopProfiling = async () => {
   profiler.disconnect();
 };
 
+/** Claims every channel's charges now (one transaction per 100 channels), then settles to payTo. */
+async function claimChannels(): Promise<ChannelClaimReply> {
+  const settlement = gateway.channels?.settlement;
+  if (!settlement) return { claims: [], error: "the gateway offers no channels" };
+  try {
+    const claims = await settlement.claim({ force: true });
+    const settled = await settlement.settle();
+    return {
+      claims: claims.map(({ channels, transaction }) => ({ channels, transaction })),
+      ...(settled ? { settle: settled.transaction } : {}),
+    };
+  } catch (error) {
+    return { claims: [], error: String(error) };
+  }
+}
+
 serveUntilStdinEnds(
   {
     gatewayUrl: gateway.url,
@@ -116,5 +147,6 @@ serveUntilStdinEnds(
   },
   (line) => {
     if (line === "profile-start") startProfiling();
+    if (line === "channels-claim") claimChannels().then((reply) => console.log(JSON.stringify(reply)));
   },
 );

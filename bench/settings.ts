@@ -79,3 +79,26 @@ export const quickCounts: SampleCounts = {
 
 /** Buyers the throughput runs spread over, one per worker, so nonces and balances never collide. */
 export const maxConcurrency = 32;
+
+/**
+ * The gateway's payment channels in the bench: a $1 deposit per channel; claims and settles only
+ * when the bench asks (long intervals), so their transactions are the ones it measures.
+ */
+export const benchChannels = {
+  minDepositAtomic: 1_000_000n,
+  claimIntervalSeconds: 3_600,
+  settleIntervalSeconds: 3_600,
+  withdrawDelaySeconds: 86_400,
+};
+
+/** Requests per channel over which its deposit, claim and settle gas is spread in the report. */
+export const amortisationRequests = [100, 1_000] as const;
+
+/** Request prices the seller's gas is set against (USD). */
+export const revenuePerRequestUsd = [0.0001, 0.001] as const;
+
+/** Gas prices and native token prices the gas is costed at. */
+export const gasPrices = [
+  { chain: "Base", gasPriceGwei: 0.002, nativeToken: "ETH", nativeUsd: 3_000 },
+  { chain: "Polygon PoS", gasPriceGwei: 30, nativeToken: "POL", nativeUsd: 0.4 },
+] as const;

@@ -1,5 +1,7 @@
-// Direct, Tollgate and the official middleware, side by side in one run: each measurement is split in
-// rounds and the variants take turns, so drift on a noisy machine lands on all three alike.
+// Direct, Tollgate (upto), the official middleware and Tollgate paid by channel, side by side in one
+// run: each measurement is split in rounds and the variants take turns, so drift on a noisy machine
+// lands on all of them alike. Channels are opened (one deposit per buyer) before the measurements,
+// and those deposit requests are reported on their own.
 import { type BenchBuyer, type RequestTiming, sendRequest, type Variant, variants } from "./payingClient.js";
 import { backendProfiles, type SampleCounts } from "./settings.js";
 import { runConcurrently, type Summary, summarize } from "./stats.js";
@@ -28,6 +30,14 @@ export type VariantFigures = {
   rpsLatency: Record<Concurrency, Summary>;
   requests: number;
   errors: number;
+  /** Channels: the requests that opened a channel (one deposit each, non-streaming, one at a time). */
+  deposits: Summary;
+  /** Their deposit transactions. */
+  depositTransactions: string[];
+  /** Settlement transactions of the measured paid requests (upto: one per request; channels: none). */
+  transactions: string[];
+  /** Channel payments refused by the corrective 402 and paid again after the client resynced. */
+  resyncs: number;
   firstError?: string;
   /** Wall-clock windows (epoch ms) of this variant's one-at-a-time measurements, to match server logs. */
   sequentialWindows: Array<[number, number]>;
@@ -36,8 +46,8 @@ export type VariantFigures = {
 export type VariantBenchParameters = {
   /** Base URL (with `/v1`) of a variant for a model (direct calls each model's own backend). */
   baseUrlFor: (variant: Variant, model: string) => string;
-  /** One buyer per worker (at least 32). */
-  buyers: readonly BenchBuyer[];
+  /** One buyer per worker (at least 32) for a paid variant. */
+  buyersFor: (variant: Exclude<Variant, "direct">) => readonly BenchBuyer[];
   counts: SampleCounts;
   /** The variants to run (all by default); the others report no figures. */
   only?: readonly Variant[];
@@ -49,6 +59,7 @@ type Collected = {
   latency: RequestTiming[];
   ttft: RequestTiming[];
   rps: Partial<Record<Concurrency, { timings: RequestTiming[]; wallMs: number }>>;
+  deposits: RequestTiming[];
   errors: number;
   firstError?: string;
 };
@@ -61,21 +72,28 @@ function rotated(selected: readonly Variant[], round: number): Variant[] {
 /** Runs every variant measurement; see {@link VariantFigures}. */
 export async function runVariantBench({
   baseUrlFor,
-  buyers,
+  buyersFor,
   counts,
   only = variants,
   log,
 }: VariantBenchParameters): Promise<Record<Variant, VariantFigures>> {
   const selected = variants.filter((variant) => only.includes(variant));
-  const fresh = (): Collected => ({ windows: [], latency: [], ttft: [], rps: {}, errors: 0 });
-  const collected: Record<Variant, Collected> = { direct: fresh(), tollgate: fresh(), official: fresh() };
+  const fresh = (): Collected => ({ windows: [], latency: [], ttft: [], rps: {}, deposits: [], errors: 0 });
+  const collected: Record<Variant, Collected> = {
+    direct: fresh(),
+    tollgate: fresh(),
+    official: fresh(),
+    channels: fresh(),
+  };
+  const buyerOf = (variant: Variant, worker: number) =>
+    variant === "direct" ? undefined : buyersFor(variant)[worker];
 
-  const send = async (variant: Variant, model: string, stream: boolean, buyer: BenchBuyer) => {
+  const send = async (variant: Variant, model: string, stream: boolean, worker: number) => {
     const timing = await sendRequest({
       baseUrl: baseUrlFor(variant, model),
       model,
       stream,
-      buyer: variant === "direct" ? undefined : buyer,
+      buyer: buyerOf(variant, worker),
     });
     if (!timing.ok) {
       collected[variant].errors++;
@@ -85,16 +103,32 @@ export async function runVariantBench({
   };
   const sequential = async (variant: Variant, model: string, stream: boolean, count: number) => {
     const timings: RequestTiming[] = [];
-    for (let i = 0; i < count; i++) timings.push(await send(variant, model, stream, buyers[0]!));
+    for (let i = 0; i < count; i++) timings.push(await send(variant, model, stream, 0));
     return timings;
   };
+
+  let depositErrors = 0;
+  if (selected.includes("channels")) {
+    const workers = concurrencies[concurrencies.length - 1]!;
+    log(`variants: channels: opening ${workers} channels (one deposit each)`);
+    for (let worker = 0; worker < workers; worker++) {
+      const timing = await send("channels", backendProfiles.latency.model, false, worker);
+      collected.channels.deposits.push(timing);
+      if (timing.ok && !timing.deposit) {
+        timing.ok = false;
+        timing.error = "the channel's first request carried no deposit";
+        collected.channels.firstError ??= timing.error;
+      }
+      if (!timing.ok) depositErrors++;
+    }
+  }
 
   log("variants: warm-up");
   for (const variant of selected) {
     await sequential(variant, backendProfiles.latency.model, false, counts.warmup);
     await sequential(variant, backendProfiles.streaming.model, true, 2);
   }
-  for (const variant of selected) collected[variant].errors = 0;
+  for (const variant of selected) collected[variant].errors = variant === "channels" ? depositErrors : 0;
 
   const perRound = (total: number) => Math.max(1, Math.round(total / counts.rounds));
   for (let round = 0; round < counts.rounds; round++) {
@@ -133,7 +167,7 @@ export async function runVariantBench({
       log(`variants: ${variant} throughput, concurrency ${concurrency}, ${total} streaming requests`);
       const timings: RequestTiming[] = [];
       const wallMs = await runConcurrently(total, concurrency, async (_, worker) => {
-        timings.push(await send(variant, backendProfiles.streaming.model, true, buyers[worker]!));
+        timings.push(await send(variant, backendProfiles.streaming.model, true, worker));
       });
       collected[variant].rps[concurrency] = { timings, wallMs };
     }
@@ -142,6 +176,14 @@ export async function runVariantBench({
   const figures = {} as Record<Variant, VariantFigures>;
   for (const variant of variants) {
     const c = collected[variant];
+    // Deposits were all made when the channels opened; a measured request that deposited is an error.
+    const measured = [...c.latency, ...c.ttft, ...Object.values(c.rps).flatMap((run) => run?.timings ?? [])];
+    for (const timing of measured.filter((t) => t.ok && t.deposit)) {
+      timing.ok = false;
+      timing.error = "a measured channel request deposited again";
+      c.errors++;
+      c.firstError ??= timing.error;
+    }
     const ok = (timings: readonly RequestTiming[]) => timings.filter((timing) => timing.ok);
     const of = (timings: readonly RequestTiming[], pick: (timing: RequestTiming) => number) =>
       summarize(ok(timings).map(pick));
@@ -165,6 +207,10 @@ export async function runVariantBench({
       rpsLatency: { 1: rpsLatencyOf(1), 8: rpsLatencyOf(8), 32: rpsLatencyOf(32) },
       requests: all.length,
       errors: c.errors,
+      deposits: of(c.deposits, (t) => t.totalMs),
+      depositTransactions: ok(c.deposits).flatMap((t) => (t.transaction ? [t.transaction] : [])),
+      transactions: ok(all).flatMap((t) => (t.transaction ? [t.transaction] : [])),
+      resyncs: [...all, ...c.deposits].filter((t) => t.resynced).length,
       sequentialWindows: c.windows,
       ...(c.firstError ? { firstError: c.firstError } : {}),
     };

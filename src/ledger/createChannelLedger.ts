@@ -150,8 +150,10 @@ export function createChannelLedger(sql: SqlClient): ChannelLedger {
       const id = normalizeId(channelId);
       return sql.transaction(async (tx) => {
         // One writer per channel on every replica: the lock holds until this transaction ends, and
-        // covers a channel whose row does not exist yet.
-        await tx.query("SELECT pg_advisory_xact_lock(hashtext('tollgate:channel:' || $1))", [id]);
+        // covers a channel whose row does not exist yet. A client that serializes statements (PGlite:
+        // one connection, a transaction holds its queue) already has no other writer to wait for.
+        if (!sql.serializesStatements)
+          await tx.query("SELECT pg_advisory_xact_lock(hashtext('tollgate:channel:' || $1))", [id]);
         const [row] = await tx.query(`SELECT ${channelColumns} FROM channels WHERE channel_id = $1`, [id]);
         const decision = decide(row === undefined ? undefined : toChannelRecord(row));
         if (decision.next !== undefined) {

@@ -226,73 +226,82 @@ export function createChannelBilling(parameters: CreateChannelBillingParameters)
     const requestMaxAtomic = BigInt(requirements.amount);
     const depositAtomic = payload.type === "deposit" ? payload.deposit.amount : 0n;
 
-    // Vouchers are checked without a chain call while the channel's on-chain state is fresh.
-    let onchain: OnchainChannelState | undefined;
-    if (!isFresh(await channels.get(channelId), Date.now())) {
+    const pendingId = randomBytes(16).toString("hex");
+    type Reserve =
+      | { kind: "reserved"; channel: ChannelRecord }
+      | { kind: "refused"; reason: string; message: string; channel?: ChannelRecord };
+    const reserve = (onchain: OnchainChannelState | undefined, now: number) =>
+      channels.update<Reserve | { kind: "stale" }>(channelId, (current) => {
+        if (!onchain && !isFresh(current, now)) return { result: { kind: "stale" } };
+        const state = withOnchain(current, payload, onchain, now);
+        if (!state)
+          return {
+            result: { kind: "refused", reason: ChannelReason.missingChannel, message: "unknown channel" },
+          };
+        const keep = onchain ? state : undefined;
+        if (state.pending && state.pending.expiresAt > now)
+          return {
+            next: keep,
+            result: {
+              kind: "refused",
+              reason: ChannelReason.channelBusy,
+              message: "this channel is serving another request; one request at a time per channel",
+            },
+          };
+        if (state.withdrawRequestedAt > 0)
+          return {
+            next: keep,
+            result: {
+              kind: "refused",
+              reason: ChannelReason.withdrawalPending,
+              message: "the payer started a withdrawal from this channel; open a new channel to pay",
+            },
+          };
+        const expectedAtomic = state.chargedAtomic + requestMaxAtomic;
+        if (payload.voucher.maxClaimableAmount !== expectedAtomic)
+          return {
+            next: keep,
+            result: {
+              kind: "refused",
+              reason: ChannelReason.cumulativeMismatch,
+              message: `the voucher signs ${payload.voucher.maxClaimableAmount}; this request needs charged ${state.chargedAtomic} + maximum ${requestMaxAtomic} = ${expectedAtomic}`,
+              channel: state,
+            },
+          };
+        if (expectedAtomic > state.balanceAtomic + depositAtomic)
+          return {
+            next: keep,
+            result: {
+              kind: "refused",
+              reason: ChannelReason.cumulativeExceedsBalance,
+              message: `the voucher's ${expectedAtomic} is above the channel's balance ${state.balanceAtomic + depositAtomic}; deposit more`,
+            },
+          };
+        const next: ChannelRecord = {
+          ...state,
+          lastRequestAt: now,
+          pending: {
+            id: pendingId,
+            maxAtomic: expectedAtomic,
+            expiresAt: now + quote.timeBoundMs + marginMs,
+          },
+        };
+        return { next, result: { kind: "reserved", channel: next } };
+      });
+    // Vouchers are checked without a chain call while the channel's on-chain state is fresh; a
+    // stale (or unknown) channel is read from the chain, outside the channel's lock, and tried again.
+    let reserved = await reserve(undefined, Date.now());
+    if (reserved.kind === "stale") {
+      let onchain: OnchainChannelState;
       try {
         onchain = await readChannelState(chain, settlement, channelId);
       } catch (error) {
         logger.warn({ channelId, error: String(error) }, "channel state read failed");
         return { ok: false, kind: "unavailable", message: "the chain is unreachable; no inference was run" };
       }
+      reserved = await reserve(onchain, Date.now());
     }
-    const pendingId = randomBytes(16).toString("hex");
-    const now = Date.now();
-    type Reserve =
-      | { kind: "reserved"; channel: ChannelRecord }
-      | { kind: "refused"; reason: string; message: string; channel?: ChannelRecord };
-    const reserved = await channels.update<Reserve>(channelId, (current) => {
-      const state = withOnchain(current, payload, onchain, now);
-      if (!state)
-        return {
-          result: { kind: "refused", reason: ChannelReason.missingChannel, message: "unknown channel" },
-        };
-      const keep = onchain ? state : undefined;
-      if (state.pending && state.pending.expiresAt > now)
-        return {
-          next: keep,
-          result: {
-            kind: "refused",
-            reason: ChannelReason.channelBusy,
-            message: "this channel is serving another request; one request at a time per channel",
-          },
-        };
-      if (state.withdrawRequestedAt > 0)
-        return {
-          next: keep,
-          result: {
-            kind: "refused",
-            reason: ChannelReason.withdrawalPending,
-            message: "the payer started a withdrawal from this channel; open a new channel to pay",
-          },
-        };
-      const expectedAtomic = state.chargedAtomic + requestMaxAtomic;
-      if (payload.voucher.maxClaimableAmount !== expectedAtomic)
-        return {
-          next: keep,
-          result: {
-            kind: "refused",
-            reason: ChannelReason.cumulativeMismatch,
-            message: `the voucher signs ${payload.voucher.maxClaimableAmount}; this request needs charged ${state.chargedAtomic} + maximum ${requestMaxAtomic} = ${expectedAtomic}`,
-            channel: state,
-          },
-        };
-      if (expectedAtomic > state.balanceAtomic + depositAtomic)
-        return {
-          next: keep,
-          result: {
-            kind: "refused",
-            reason: ChannelReason.cumulativeExceedsBalance,
-            message: `the voucher's ${expectedAtomic} is above the channel's balance ${state.balanceAtomic + depositAtomic}; deposit more`,
-          },
-        };
-      const next: ChannelRecord = {
-        ...state,
-        lastRequestAt: now,
-        pending: { id: pendingId, maxAtomic: expectedAtomic, expiresAt: now + quote.timeBoundMs + marginMs },
-      };
-      return { next, result: { kind: "reserved", channel: next } };
-    });
+    if (reserved.kind === "stale") throw new Error("a channel read from the chain is never stale");
     if (reserved.kind === "refused") {
       const { kind: _refused, ...refusal } = reserved;
       return { ok: false, kind: "payment", ...refusal };
