@@ -3,6 +3,7 @@
 // buyer's channels and refunds the rest.
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
+import { decodePaymentRequiredHeader } from "@x402/core/http";
 import OpenAI from "openai";
 import { privateKeyToAccount } from "viem/accounts";
 import { createPayingFetch, providerOrigin, refundChannels } from "../src/buyer/index.js";
@@ -199,6 +200,76 @@ describe("paying Tollgate's gateway by channel", () => {
       assert.equal(channel?.context?.chargedCumulativeAmount, gatewayTotal.toString());
     } finally {
       h.backend.set({ tokensPerSecond: 0 });
+      await payingFetch.close();
+    }
+  });
+
+  test("a seller that finds the channel's balance short of the next voucher gets a top-up deposit, then serves", async () => {
+    const buyer = await h.devnet.createBuyer(100_000_000n);
+    const log = eventLog();
+    const chatBody = JSON.stringify({
+      model: mockModelId,
+      messages: [{ role: "user", content: "top me up" }],
+      max_tokens: 32,
+    });
+    const url = `${h.gateway.url}/v1/chat/completions`;
+    const quoted = await fetch(url, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: chatBody,
+    });
+    assert.equal(quoted.status, 402);
+    await quoted.body?.cancel();
+    const maxAtomic = BigInt(
+      decodePaymentRequiredHeader(quoted.headers.get("payment-required")!).accepts[0]!.amount,
+    );
+    // Deposits of exactly one maximum: after one charge the channel cannot cover another maximum.
+    const payingFetch = createPayingFetch({
+      privateKey: buyer.privateKey,
+      rpcUrl: h.devnet.rpcUrl,
+      dataDir: "memory://",
+      onEvent: log.onEvent,
+      policy: { maxDeposit: maxAtomic },
+    });
+    const post = () =>
+      payingFetch(url, { method: "POST", headers: { "content-type": "application/json" }, body: chatBody });
+    try {
+      const opened = await post();
+      assert.equal(opened.status, 200, await opened.clone().text());
+      await opened.json();
+      const store = await payingFetch.spendStore();
+      const [channel] = await store.channels({ payer: buyer.address });
+      assert.equal(channel?.depositedAtomic, maxAtomic);
+      // The buyer's record overstates the balance (a record restored from elsewhere): it signs a
+      // plain voucher the channel cannot cover.
+      await store.saveChannelContext(channel.channelId, { ...channel.context, balance: "1000000000" });
+      const inferences = h.backend.inferenceRequests.length;
+      const next = await post();
+      assert.equal(next.status, 200, await next.clone().text());
+      await next.json();
+      await payingFetch.idle();
+      assert.deepEqual(
+        log.of("released").map((event) => event.reason),
+        ["seller refused the payment (HTTP 402: invalid_batch_settlement_evm_cumulative_exceeds_balance)"],
+      );
+      assert.equal(
+        h.backend.inferenceRequests.length,
+        inferences + 1,
+        "the refused voucher reached no backend",
+      );
+      const [toppedUp] = await store.channels({ payer: buyer.address });
+      assert.equal(toppedUp?.deposits, 2);
+      assert.equal(toppedUp?.depositedAtomic, 2n * maxAtomic);
+      const onGateway = await h.gateway.ledger.channels.get(channel.channelId as `0x${string}`);
+      assert.equal(onGateway?.balanceAtomic, 2n * maxAtomic, "the top-up is on chain");
+      const rows = (await h.gateway.ledger.payments.recent({ limit: 1000 })).filter(
+        (row) => row.payer === buyer.address.toLowerCase(),
+      );
+      assert.equal(rows.length, 2, "the refused voucher left no payment row");
+      const charged = rows.reduce((sum, row) => sum + (row.chargeAtomic ?? 0n), 0n);
+      assert.equal(onGateway?.chargedAtomic, charged);
+      assert.equal((await store.daySpend()).countedAtomic, charged);
+    } finally {
       await payingFetch.close();
     }
   });

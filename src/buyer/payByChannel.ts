@@ -106,10 +106,9 @@ export async function payByChannel(
       if (!refusal.ok) return response;
       const error = refusal.paymentRequired.error ?? "";
       const state = channelStateOf(refusal.paymentRequired, channel.channelId);
-      if (state?.chargedCumulativeAtomic !== undefined)
-        await reconcileLostReceipts(context, channel.channelId, state.chargedCumulativeAtomic);
       if (CORRECTIVE_ERRORS.has(error) && !resynced) {
         resynced = true;
+        // The client checks the seller's state against the chain and its own last voucher first.
         const recovered = await slot.scheme
           .processCorrectivePaymentRequired(refusal.paymentRequired)
           .catch(() => false);
@@ -118,6 +117,8 @@ export async function payByChannel(
         toppedUp = true;
         await noteBalance(context, channel.channelId, state);
       } else return response;
+      if (state?.chargedCumulativeAtomic !== undefined)
+        await reconcileLostReceipts(context, channel.channelId, state.chargedCumulativeAtomic);
       await response.body?.cancel().catch(() => undefined);
     }
   } catch (error) {
