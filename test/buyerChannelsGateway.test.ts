@@ -3,6 +3,7 @@
 // buyer's channels and refunds the rest.
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
+import { decodePaymentRequiredHeader } from "@x402/core/http";
 import OpenAI from "openai";
 import { privateKeyToAccount } from "viem/accounts";
 import { createPayingFetch, providerOrigin, refundChannels } from "../src/buyer/index.js";
@@ -108,6 +109,166 @@ describe("paying Tollgate's gateway by channel", () => {
         JSON.stringify(outcomes, (_k, v) => (typeof v === "bigint" ? `${v}` : v)),
       );
       assert.equal(await h.devnet.usdcBalance(buyer.address), 100_000_000n - total, "the rest came back");
+    } finally {
+      await payingFetch.close();
+    }
+  });
+
+  test("a stream cut short before its receipt: the next request settles that voucher at the gateway's charge", async () => {
+    const buyer = await h.devnet.createBuyer(100_000_000n);
+    const log = eventLog();
+    const payingFetch = createPayingFetch({
+      privateKey: buyer.privateKey,
+      rpcUrl: h.devnet.rpcUrl,
+      dataDir: "memory://",
+      onEvent: log.onEvent,
+    });
+    const post = (content: string, stream: boolean) =>
+      payingFetch(`${h.gateway.url}/v1/chat/completions`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({
+          model: mockModelId,
+          messages: [{ role: "user", content }],
+          max_tokens: 64,
+          ...(stream ? { stream: true } : {}),
+        }),
+      });
+    const gatewayRows = async () =>
+      (await h.gateway.ledger.payments.recent({ limit: 1000 }))
+        .filter((row) => row.payer === buyer.address.toLowerCase())
+        .sort((a, b) => a.id - b.id);
+    try {
+      const opened = await post("open the channel", false);
+      assert.equal(opened.status, 200, await opened.clone().text());
+      await opened.json();
+
+      // A slow stream, cancelled by the client after its first chunk: no receipt event reaches the buyer.
+      h.backend.set({ tokensPerSecond: 40 });
+      const streamed = await post("a long answer", true);
+      assert.equal(streamed.status, 200);
+      const reader = streamed.body!.getReader();
+      assert.equal((await reader.read()).done, false);
+      await reader.cancel();
+      h.backend.set({ tokensPerSecond: 0 });
+      const cutId = log.of("authorized").at(-1)!.paymentId;
+      const store = await payingFetch.spendStore();
+      const cutBefore = await store.reservation(cutId);
+      assert.equal(cutBefore?.status, "reserved", "no receipt: the voucher stays counted at its maximum");
+      assert.equal(cutBefore?.countedAtomic, cutBefore?.maxAtomic);
+      assert.equal(log.of("unreceipted").length, 1);
+
+      // The gateway charges what it delivered once it sees the client gone.
+      let rows = await gatewayRows();
+      for (
+        let i = 0;
+        i < 400 && !(rows.length === 2 && rows.every((row) => row.chargeAtomic !== null));
+        i += 1
+      ) {
+        await new Promise((resolve) => setTimeout(resolve, 25));
+        rows = await gatewayRows();
+      }
+      const cutRow = rows[1];
+      assert.ok(
+        cutRow?.chargeAtomic !== null && cutRow?.chargeAtomic !== undefined,
+        "the cut request was charged",
+      );
+      assert.ok(cutRow.chargeAtomic > 0n && cutRow.chargeAtomic < cutBefore!.maxAtomic);
+
+      // The next request meets the seller's cumulative (a corrective 402), which settles the lost voucher.
+      const next = await post("after the cut", false);
+      assert.equal(next.status, 200, await next.clone().text());
+      await next.json();
+      await payingFetch.idle();
+      const cut = await store.reservation(cutId);
+      assert.equal(cut?.status, "settled");
+      assert.equal(cut?.chargedAtomic, cutRow.chargeAtomic, "the spend store holds the gateway's charge");
+      assert.equal(cut?.countedAtomic, cutRow.chargeAtomic);
+      assert.deepEqual(
+        log.of("reconciled").map((event) => [event.paymentId, event.chargedAtomic]),
+        [[cutId, cutRow.chargeAtomic]],
+      );
+      const all = await gatewayRows();
+      assert.equal(all.length, 3);
+      const gatewayTotal = all.reduce((sum, row) => sum + (row.chargeAtomic ?? 0n), 0n);
+      assert.equal(
+        (await store.daySpend()).countedAtomic,
+        gatewayTotal,
+        "the caps count what the gateway charged",
+      );
+      const [channel] = await store.channels();
+      assert.equal(channel?.context?.chargedCumulativeAmount, gatewayTotal.toString());
+    } finally {
+      h.backend.set({ tokensPerSecond: 0 });
+      await payingFetch.close();
+    }
+  });
+
+  test("a seller that finds the channel's balance short of the next voucher gets a top-up deposit, then serves", async () => {
+    const buyer = await h.devnet.createBuyer(100_000_000n);
+    const log = eventLog();
+    const chatBody = JSON.stringify({
+      model: mockModelId,
+      messages: [{ role: "user", content: "top me up" }],
+      max_tokens: 32,
+    });
+    const url = `${h.gateway.url}/v1/chat/completions`;
+    const quoted = await fetch(url, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: chatBody,
+    });
+    assert.equal(quoted.status, 402);
+    await quoted.body?.cancel();
+    const maxAtomic = BigInt(
+      decodePaymentRequiredHeader(quoted.headers.get("payment-required")!).accepts[0]!.amount,
+    );
+    // Deposits of exactly one maximum: after one charge the channel cannot cover another maximum.
+    const payingFetch = createPayingFetch({
+      privateKey: buyer.privateKey,
+      rpcUrl: h.devnet.rpcUrl,
+      dataDir: "memory://",
+      onEvent: log.onEvent,
+      policy: { maxDeposit: maxAtomic },
+    });
+    const post = () =>
+      payingFetch(url, { method: "POST", headers: { "content-type": "application/json" }, body: chatBody });
+    try {
+      const opened = await post();
+      assert.equal(opened.status, 200, await opened.clone().text());
+      await opened.json();
+      const store = await payingFetch.spendStore();
+      const [channel] = await store.channels({ payer: buyer.address });
+      assert.equal(channel?.depositedAtomic, maxAtomic);
+      // The buyer's record overstates the balance (a record restored from elsewhere): it signs a
+      // plain voucher the channel cannot cover.
+      await store.saveChannelContext(channel.channelId, { ...channel.context, balance: "1000000000" });
+      const inferences = h.backend.inferenceRequests.length;
+      const next = await post();
+      assert.equal(next.status, 200, await next.clone().text());
+      await next.json();
+      await payingFetch.idle();
+      assert.deepEqual(
+        log.of("released").map((event) => event.reason),
+        ["seller refused the payment (HTTP 402: invalid_batch_settlement_evm_cumulative_exceeds_balance)"],
+      );
+      assert.equal(
+        h.backend.inferenceRequests.length,
+        inferences + 1,
+        "the refused voucher reached no backend",
+      );
+      const [toppedUp] = await store.channels({ payer: buyer.address });
+      assert.equal(toppedUp?.deposits, 2);
+      assert.equal(toppedUp?.depositedAtomic, 2n * maxAtomic);
+      const onGateway = await h.gateway.ledger.channels.get(channel.channelId as `0x${string}`);
+      assert.equal(onGateway?.balanceAtomic, 2n * maxAtomic, "the top-up is on chain");
+      const rows = (await h.gateway.ledger.payments.recent({ limit: 1000 })).filter(
+        (row) => row.payer === buyer.address.toLowerCase(),
+      );
+      assert.equal(rows.length, 2, "the refused voucher left no payment row");
+      const charged = rows.reduce((sum, row) => sum + (row.chargeAtomic ?? 0n), 0n);
+      assert.equal(onGateway?.chargedAtomic, charged);
+      assert.equal((await store.daySpend()).countedAtomic, charged);
     } finally {
       await payingFetch.close();
     }

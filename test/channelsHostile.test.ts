@@ -1,12 +1,17 @@
 // Hostile channel payments against a Tollgate gateway on the devnet: a voucher signed by another
-// key, a cumulative below what was charged, a replayed voucher, two requests at once on one channel.
+// key, a cumulative below what was charged, a replayed voucher, two requests at once on one channel,
+// a voucher above the channel's balance.
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import { x402Client } from "@x402/core/client";
 import { decodePaymentRequiredHeader, encodePaymentSignatureHeader } from "@x402/core/http";
 import type { PaymentRequirements } from "@x402/core/types";
 import { toClientEvmSigner } from "@x402/evm";
-import { BatchSettlementEvmScheme, signVoucher } from "@x402/evm/batch-settlement/client";
+import {
+  type BatchSettlementDepositStrategy,
+  BatchSettlementEvmScheme,
+  signVoucher,
+} from "@x402/evm/batch-settlement/client";
 import { wrapFetchWithPayment } from "@x402/fetch";
 import { createPublicClient, createWalletClient, http } from "viem";
 import { generatePrivateKey, privateKeyToAccount } from "viem/accounts";
@@ -38,12 +43,12 @@ const post = (headers: Record<string, string> = {}) =>
   fetch(url(), { method: "POST", headers: { "content-type": "application/json", ...headers }, body });
 
 /** A buyer whose channel is open (one paid request through the official client), and a voucher signer for it. */
-async function openChannel() {
+async function openChannel(depositStrategy?: BatchSettlementDepositStrategy) {
   const buyer = await h.devnet.createBuyer(100_000_000n);
   const account = privateKeyToAccount(buyer.privateKey);
   const publicClient = createPublicClient({ chain: anvil, transport: http(h.devnet.rpcUrl) });
   const signer = toClientEvmSigner(account, publicClient);
-  const scheme = new BatchSettlementEvmScheme(signer);
+  const scheme = new BatchSettlementEvmScheme(signer, depositStrategy ? { depositStrategy } : undefined);
   const payingFetch = wrapFetchWithPayment(
     fetch,
     x402Client.fromConfig({ schemes: [{ network: h.devnet.network, client: scheme }], spendControls: false }),
@@ -77,7 +82,16 @@ async function openChannel() {
       payload: { type: "voucher", channelConfig: config, voucher },
     });
   };
-  return { offer, config, buyer, channelId, charged, voucherHeader, requestMax: BigInt(offer.amount) };
+  return {
+    offer,
+    config,
+    buyer,
+    channelId,
+    charged,
+    voucherHeader,
+    payingFetch,
+    requestMax: BigInt(offer.amount),
+  };
 }
 
 const initiateWithdrawAbi = [
@@ -238,6 +252,66 @@ describe("hostile channel payments", () => {
     });
     assert.equal(response.status, 402);
     assert.equal(errorOf(response), "invalid_batch_settlement_evm_withdrawal_pending");
+  });
+
+  test("a voucher above the channel's balance is refused before inference, uncharged; a top-up deposit then pays", async () => {
+    // The deposit covers exactly one request's maximum: after it, charged + maximum is above the balance.
+    let topUp = false;
+    const channel = await openChannel((context) => (topUp ? context.depositAmount : context.requestAmount));
+    const stored = async () => (await h.gateway.ledger.channels.get(channel.channelId))!;
+    const charged = await channel.charged();
+    assert.ok(charged > 0n);
+    assert.equal((await stored()).balanceAtomic, channel.requestMax, "the deposit was one maximum");
+    const rows = async () =>
+      (await h.gateway.ledger.payments.recent({ limit: 1000 })).filter(
+        (row) => row.payer === channel.buyer.address.toLowerCase(),
+      );
+    const rowsBefore = await rows();
+    const inferencesBefore = h.backend.inferenceRequests.length;
+
+    // A correctly signed voucher for charged + maximum: valid, but above what the channel holds.
+    const above = await post({
+      "payment-signature": await channel.voucherHeader(charged + channel.requestMax),
+    });
+    assert.equal(above.status, 402);
+    const required = decodePaymentRequiredHeader(above.headers.get("payment-required")!);
+    assert.equal(required.error, "invalid_batch_settlement_evm_cumulative_exceeds_balance");
+    // The refusal carries the channel's state: what it holds and what was charged, so the payer can size a top-up.
+    const offer = required.accepts.find((a) => a.scheme === "batch-settlement");
+    assert.ok(offer);
+    const state = (offer.extra as { channelState: { balance: string; chargedCumulativeAmount: string } })
+      .channelState;
+    assert.equal(state.balance, channel.requestMax.toString());
+    assert.equal(state.chargedCumulativeAmount, charged.toString());
+    assert.equal(h.backend.inferenceRequests.length, inferencesBefore, "the backend was not reached");
+    assert.equal(await channel.charged(), charged, "nothing charged on the channel");
+    assert.deepEqual(
+      (await rows()).map((row) => [row.id, row.status, row.chargeAtomic]),
+      rowsBefore.map((row) => [row.id, row.status, row.chargeAtomic]),
+      "no ledger row, no charge",
+    );
+    assert.equal((await stored()).pending, undefined, "the channel is free for the next request");
+
+    // The official client tops the channel up (a deposit carrying the voucher) and is served.
+    topUp = true;
+    const paid = await channel.payingFetch(url(), {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body,
+    });
+    assert.equal(paid.status, 200, await paid.clone().text());
+    await paid.text();
+    const after = await stored();
+    assert.ok(after.balanceAtomic > channel.requestMax, "the top-up raised the balance");
+    assert.ok(after.chargedAtomic > charged && after.chargedAtomic <= charged + channel.requestMax);
+    assert.equal(h.backend.inferenceRequests.length, inferencesBefore + 1);
+    const newRows = (await rows()).filter((row) => !rowsBefore.some((old) => old.id === row.id));
+    assert.equal(newRows.length, 1);
+    assert.equal(
+      newRows[0]?.chargeAtomic,
+      after.chargedAtomic - charged,
+      "the row holds the channel's charge",
+    );
   });
 
   test("a malformed channel payload gets 400 naming the field", async () => {

@@ -54,6 +54,15 @@ export type BuyerEvent =
       reason: string;
     }
   | {
+      /** A channel voucher sent without a receipt, settled from the seller's later channel state. */
+      type: "reconciled";
+      paymentId: string;
+      origin: string;
+      channelId: string;
+      maxAtomic: bigint;
+      chargedAtomic: bigint;
+    }
+  | {
       type: "overcharge";
       paymentId: string;
       origin: string;

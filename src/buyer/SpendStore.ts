@@ -104,6 +104,14 @@ export type DaySpend = {
   providers: ProviderDaySpend[];
 };
 
+/** A voucher that never got its receipt, settled from the channel's later state. */
+export type ReconciledVoucher = {
+  id: string;
+  origin: string;
+  maxAtomic: bigint;
+  chargedAtomic: bigint;
+};
+
 /** A batch-settlement channel as the buyer opened it: who, where, and its immutable config. */
 export type BuyerChannelInput = {
   channelId: string;
@@ -162,6 +170,8 @@ export interface SpendStore {
       deadline?: Date | undefined;
       channelId?: string | undefined;
       depositAtomic?: bigint | undefined;
+      /** The seller's charged cumulative amount the voucher was signed on (its maximum minus the request's). */
+      channelBaseAtomic?: bigint | undefined;
     },
   ): Promise<void>;
   /** Reconciles a reservation to the settled charge (from a receipt). */
@@ -197,5 +207,25 @@ export interface SpendStore {
   recordTimeToFirstToken(sample: { origin: string; model: string; ttftMs: number }): Promise<void>;
   /** Every provider and model measured so far. */
   providerLatencies(): Promise<ProviderLatency[]>;
+  /**
+   * Settles the channel's vouchers still reserved without a receipt (all but `except`) from the
+   * seller's charged cumulative amount `chargedCumulativeAtomic`, known while none of them is in
+   * flight: in the order of their bases, each was charged the next base (the last: this amount)
+   * minus its own. Amounts that do not add up leave the vouchers reserved.
+   */
+  reconcileChannelVouchers(
+    channelId: string,
+    chargedCumulativeAtomic: bigint,
+    options?: { except?: string | undefined },
+  ): Promise<ReconciledVoucher[]>;
+  /**
+   * Takes slot `slot` of the channel pool `poolKey` for `holder` until `ttlMs` from now, if no one
+   * else holds it (a lapsed lease is taken over); true when taken. Atomic across processes.
+   */
+  leaseChannelSlot(poolKey: string, slot: number, holder: string, ttlMs: number): Promise<boolean>;
+  /** Extends `holder`'s lease; false when it lapsed and someone else took the slot. */
+  renewChannelSlot(poolKey: string, slot: number, holder: string, ttlMs: number): Promise<boolean>;
+  /** Gives `holder`'s lease back. */
+  releaseChannelSlot(poolKey: string, slot: number, holder: string): Promise<void>;
   close(): Promise<void>;
 }

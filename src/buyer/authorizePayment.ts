@@ -167,6 +167,7 @@ export async function authorizePayment(
       deadline: terms.deadline,
       channelId: channel?.channelId,
       depositAtomic: channel?.depositAtomic,
+      channelBaseAtomic: channel ? voucherBaseOf(payload, maxAtomic) : undefined,
     });
     emit({
       type: "authorized",
@@ -197,4 +198,13 @@ export async function authorizePayment(
     await store.release(paymentId, `not sent: ${(error as Error).message}`);
     throw error;
   }
+}
+
+/** The charged cumulative amount a channel voucher was signed on: its maximum minus the request's. */
+function voucherBaseOf(payment: PaymentPayload, requestAtomic: bigint): bigint | undefined {
+  const signed = (payment.payload as { voucher?: { maxClaimableAmount?: unknown } }).voucher
+    ?.maxClaimableAmount;
+  if (typeof signed !== "string" || !/^[0-9]+$/.test(signed)) return undefined;
+  const base = BigInt(signed) - requestAtomic;
+  return base >= 0n ? base : undefined;
 }

@@ -1,3 +1,4 @@
+import { randomUUID } from "node:crypto";
 import { x402Client } from "@x402/core/client";
 import type { ClientEvmSigner } from "@x402/evm";
 import {
@@ -7,6 +8,7 @@ import {
 } from "@x402/evm/batch-settlement/client";
 import { type Hex, numberToHex } from "viem";
 import type { PaymentRequirements } from "../protocol/index.js";
+import type { SpendStore } from "./SpendStore.js";
 
 /** One channel of the pool, held by one request at a time (the scheme's rule). */
 export type ChannelSlot = {
@@ -50,6 +52,17 @@ function sellerKey(offer: PaymentRequirements): string {
     .toLowerCase();
 }
 
+/** Leases of pool slots in a spend store that several processes share. */
+export type ChannelSlotLeases = {
+  store: () => Promise<SpendStore>;
+  /** The payer: its channels are its own, whoever else shares the store. */
+  payer: string;
+  /** A lease not renewed lapses after this long (a crashed holder's slot comes free); default 60 s. */
+  ttlMs?: number;
+  /** How often a process waiting for a slot another holds looks again; default 100 ms. */
+  retryMs?: number;
+};
+
 /**
  * A pool of batch-settlement channels per seller. The scheme allows one request at a time per
  * channel, so concurrent requests to one seller each take their own channel (slot n uses salt n;
@@ -60,11 +73,20 @@ export function createChannelPool({
   signer,
   storage,
   size,
+  leases,
 }: {
   signer: ClientEvmSigner;
   storage: ClientChannelStorage;
   size: number;
+  /**
+   * With leases, a slot is taken only by winning its lease in the spend store, so buyer
+   * processes sharing the store never send two requests on one channel at once.
+   */
+  leases?: ChannelSlotLeases | undefined;
 }): ChannelPool {
+  const holder = randomUUID();
+  const ttlMs = leases?.ttlMs ?? 60_000;
+  const retryMs = leases?.retryMs ?? 100;
   const schemes = new Map<number, { scheme: BatchSettlementEvmScheme; deps: BatchSettlementClientDeps }>();
   const busy = new Set<string>();
   const waiting = new Map<string, Array<() => void>>();
@@ -88,11 +110,26 @@ export function createChannelPool({
     return entry;
   };
 
+  const poolKeyOf = (key: string) => `${leases?.payer.toLowerCase()}|${key}`;
+
   const take = (key: string, index: number): ChannelSlot => {
     const id = `${key}#${index}`;
     busy.add(id);
     const { scheme, deps } = schemeFor(index);
     let released = false;
+    // A long request keeps its lease: renewed well before it would lapse.
+    const renewal = leases
+      ? setInterval(
+          () => {
+            void leases
+              .store()
+              .then((store) => store.renewChannelSlot(poolKeyOf(key), index, holder, ttlMs))
+              .catch(() => undefined);
+          },
+          Math.max(1, Math.floor(ttlMs / 3)),
+        )
+      : undefined;
+    renewal?.unref();
     const slot: ChannelSlot = {
       index,
       salt: deps.salt,
@@ -107,8 +144,18 @@ export function createChannelPool({
         if (released) return;
         released = true;
         planned.delete(id);
-        busy.delete(id);
-        waiting.get(key)?.shift()?.();
+        if (renewal) clearInterval(renewal);
+        // The lease goes before the slot is free here, so this process's next taker wins it back.
+        const given = leases
+          ? leases
+              .store()
+              .then((store) => store.releaseChannelSlot(poolKeyOf(key), index, holder))
+              .catch(() => undefined)
+          : Promise.resolve();
+        void given.finally(() => {
+          busy.delete(id);
+          waiting.get(key)?.shift()?.();
+        });
       },
     };
     return slot;
@@ -121,12 +168,32 @@ export function createChannelPool({
       const key = sellerKey(offer);
       for (;;) {
         for (let index = 0; index < size; index += 1) {
-          if (!busy.has(`${key}#${index}`)) return take(key, index);
+          const id = `${key}#${index}`;
+          if (busy.has(id)) continue;
+          if (!leases) return take(key, index);
+          busy.add(id);
+          let leased: boolean;
+          try {
+            const store = await leases.store();
+            leased = await store.leaseChannelSlot(poolKeyOf(key), index, holder, ttlMs);
+          } finally {
+            busy.delete(id);
+          }
+          if (leased) return take(key, index);
         }
+        // Woken by a slot freed here, or looking again for one freed by another process.
         await new Promise<void>((resume) => {
           const queue = waiting.get(key) ?? [];
-          queue.push(resume);
+          let timer: NodeJS.Timeout | undefined;
+          const wake = () => {
+            if (timer) clearTimeout(timer);
+            const at = queue.indexOf(wake);
+            if (at >= 0) queue.splice(at, 1);
+            resume();
+          };
+          queue.push(wake);
           waiting.set(key, queue);
+          if (leases) timer = setTimeout(wake, retryMs);
         });
       }
     },

@@ -159,6 +159,8 @@ export function createPayingFetch(parameters: CreatePayingFetchParameters): Payi
       signer: publicClient ? toClientEvmSigner(signer, publicClient) : signer,
       storage: spendChannelStorage(store),
       size: parameters.channelPoolSize ?? 4,
+      // Other processes may share the spend store (PostgreSQL): a slot is taken by lease.
+      leases: { store, payer: signer.address },
     }),
     readBalance: publicClient
       ? (token: Address) =>

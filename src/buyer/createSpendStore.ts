@@ -133,10 +133,11 @@ export async function createSpendStore({
       });
     },
 
-    async authorize(id, { nonce, deadline, channelId, depositAtomic }) {
+    async authorize(id, { nonce, deadline, channelId, depositAtomic, channelBaseAtomic }) {
       await sql.query(
         `UPDATE spend_reservations
-            SET nonce = $2, deadline = $3, channel_id = $4, deposit_atomic = $5, updated_at = now()
+            SET nonce = $2, deadline = $3, channel_id = $4, deposit_atomic = $5, channel_base_atomic = $6,
+                updated_at = now()
           WHERE id = $1`,
         [
           id,
@@ -144,8 +145,84 @@ export async function createSpendStore({
           deadline?.toISOString() ?? null,
           channelId?.toLowerCase() ?? null,
           depositAtomic?.toString() ?? null,
+          channelBaseAtomic?.toString() ?? null,
         ],
       );
+    },
+
+    reconcileChannelVouchers: (channelId, chargedCumulativeAtomic, { except } = {}) =>
+      sql.transaction(async (tx) => {
+        const rows = await tx.query<{ id: string; origin: string; max_atomic: unknown; base: unknown }>(
+          `SELECT id, origin, max_atomic, channel_base_atomic AS base FROM spend_reservations
+            WHERE channel_id = $1 AND status = 'reserved' AND channel_base_atomic IS NOT NULL
+              AND ($2::text IS NULL OR id <> $2)
+            ORDER BY channel_base_atomic, created_at
+            FOR UPDATE`,
+          [channelId.toLowerCase(), except ?? null],
+        );
+        const open = rows.map((row) => ({
+          id: String(row.id),
+          origin: String(row.origin),
+          maxAtomic: BigInt(String(row.max_atomic)),
+          baseAtomic: BigInt(String(row.base)),
+        }));
+        // Vouchers on one channel are served one at a time, each on the cumulative its predecessor
+        // left (equal bases: the earlier was charged nothing). A cumulative below a base does not
+        // add up: nothing is guessed, and each stays counted at its maximum.
+        const bounds = [...open.map((voucher) => voucher.baseAtomic), chargedCumulativeAtomic];
+        for (let i = 1; i < bounds.length; i += 1) {
+          if ((bounds[i] as bigint) < (bounds[i - 1] as bigint)) return [];
+        }
+        const reconciled = open.map((voucher, i) => ({
+          id: voucher.id,
+          origin: voucher.origin,
+          maxAtomic: voucher.maxAtomic,
+          chargedAtomic: (bounds[i + 1] as bigint) - voucher.baseAtomic,
+        }));
+        for (const voucher of reconciled) {
+          await tx.query(
+            `UPDATE spend_reservations
+                SET status = 'settled', counted_atomic = $2::numeric, charged_atomic = $2::numeric,
+                    note = $3, updated_at = now()
+              WHERE id = $1 AND status = 'reserved'`,
+            [
+              voucher.id,
+              voucher.chargedAtomic.toString(),
+              `no receipt; charge read from the seller's channel state (cumulative ${chargedCumulativeAtomic})`,
+            ],
+          );
+        }
+        return reconciled;
+      }),
+
+    async leaseChannelSlot(poolKey, slot, holder, ttlMs) {
+      const rows = await sql.query(
+        `INSERT INTO buyer_channel_leases (pool_key, slot, holder, expires_at)
+         VALUES ($1, $2, $3, now() + $4 * interval '1 millisecond')
+         ON CONFLICT (pool_key, slot) DO UPDATE
+           SET holder = EXCLUDED.holder, expires_at = EXCLUDED.expires_at
+           WHERE buyer_channel_leases.expires_at < now() OR buyer_channel_leases.holder = EXCLUDED.holder
+         RETURNING holder`,
+        [poolKey, slot, holder, ttlMs],
+      );
+      return rows.length === 1;
+    },
+
+    async renewChannelSlot(poolKey, slot, holder, ttlMs) {
+      const rows = await sql.query(
+        `UPDATE buyer_channel_leases SET expires_at = now() + $4 * interval '1 millisecond'
+          WHERE pool_key = $1 AND slot = $2 AND holder = $3 RETURNING holder`,
+        [poolKey, slot, holder, ttlMs],
+      );
+      return rows.length === 1;
+    },
+
+    async releaseChannelSlot(poolKey, slot, holder) {
+      await sql.query("DELETE FROM buyer_channel_leases WHERE pool_key = $1 AND slot = $2 AND holder = $3", [
+        poolKey,
+        slot,
+        holder,
+      ]);
     },
 
     settle: (id, { chargedAtomic, transaction }) =>

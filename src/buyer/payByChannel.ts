@@ -36,6 +36,9 @@ const CORRECTIVE_ERRORS = new Set([
   "invalid_batch_settlement_evm_cumulative_below_claimed",
 ]);
 
+/** The refusal of a voucher above the channel's balance: the channel needs a top-up deposit. */
+const EXCEEDS_BALANCE = "invalid_batch_settlement_evm_cumulative_exceeds_balance";
+
 /**
  * Pays one request by voucher on a channel of the pool, depositing first when the channel is
  * empty or too low. Before anything is signed: the deposit is sized within `maxDeposit` and the
@@ -66,7 +69,9 @@ export async function payByChannel(
   const slot = await context.pool.acquire(offer);
   let handedOver = false;
   try {
-    for (let attempt = 0; ; attempt += 1) {
+    let resynced = false;
+    let toppedUp = false;
+    for (;;) {
       const channel = await prepareChannel(context, slot, { url, origin, choice });
       const paid = await authorizePayment(context, {
         url,
@@ -83,7 +88,9 @@ export async function payByChannel(
           // A charge above the request's maximum is refused here and flagged by the overcharge
           // check; the channel then resyncs through the seller's corrective 402.
           if (receipt?.success)
-            await recordCharge(context, channel, offer.amount, receipt).catch(() => undefined);
+            await recordCharge(context, channel, offer.amount, receipt, paid.paymentId).catch(
+              () => undefined,
+            );
         } finally {
           slot.release();
         }
@@ -91,16 +98,27 @@ export async function payByChannel(
       handedOver = true;
       const response = await send(paid);
       if (response.status !== 402) return response;
-      // The seller refused the voucher (the reservation is released): resync once if it says
-      // the buyer's cumulative base is behind, then pay again on the corrected base.
+      // The seller refused the voucher (the reservation is released). Its 402 may carry the
+      // channel's state: vouchers whose receipts were lost are settled from it; then, once each,
+      // a buyer behind the seller's cumulative resyncs and a channel short of balance is topped up.
       handedOver = false;
-      const corrective = decodePaymentRequiredHeader(response.headers.get(PAYMENT_REQUIRED_HEADER));
-      const error = corrective.ok ? (corrective.paymentRequired.error ?? "") : "";
-      if (attempt > 0 || !corrective.ok || !CORRECTIVE_ERRORS.has(error)) return response;
-      const recovered = await slot.scheme
-        .processCorrectivePaymentRequired(corrective.paymentRequired)
-        .catch(() => false);
-      if (!recovered) return response;
+      const refusal = decodePaymentRequiredHeader(response.headers.get(PAYMENT_REQUIRED_HEADER));
+      if (!refusal.ok) return response;
+      const error = refusal.paymentRequired.error ?? "";
+      const state = channelStateOf(refusal.paymentRequired, channel.channelId);
+      if (CORRECTIVE_ERRORS.has(error) && !resynced) {
+        resynced = true;
+        // The client checks the seller's state against the chain and its own last voucher first.
+        const recovered = await slot.scheme
+          .processCorrectivePaymentRequired(refusal.paymentRequired)
+          .catch(() => false);
+        if (!recovered) return response;
+      } else if (error === EXCEEDS_BALANCE && state?.balance !== undefined && !toppedUp) {
+        toppedUp = true;
+        await noteBalance(context, channel.channelId, state);
+      } else return response;
+      if (state?.chargedCumulativeAtomic !== undefined)
+        await reconcileLostReceipts(context, channel.channelId, state.chargedCumulativeAtomic);
       await response.body?.cancel().catch(() => undefined);
     }
   } catch (error) {
@@ -229,12 +247,74 @@ async function planDeposit(
   return depositAtomic < neededAtomic ? neededAtomic : depositAtomic;
 }
 
-/** After a receipt: the channel's cumulative amount moves on by the charge; a deposit is booked. */
+/** The channel's state a seller's 402 carries (`extra.channelState` of its channel offer), if for this channel. */
+function channelStateOf(paymentRequired: PaymentRequired, channelId: string) {
+  for (const offer of paymentRequired.accepts) {
+    const state = (offer.extra as { channelState?: Record<string, unknown> } | undefined)?.channelState;
+    if (typeof state?.channelId !== "string" || state.channelId.toLowerCase() !== channelId.toLowerCase())
+      continue;
+    const amount = (value: unknown) =>
+      typeof value === "string" && /^[0-9]+$/.test(value) ? BigInt(value) : undefined;
+    return {
+      chargedCumulativeAtomic: amount(state.chargedCumulativeAmount),
+      balance: amount(state.balance),
+      totalClaimed: amount(state.totalClaimed),
+    };
+  }
+  return undefined;
+}
+
+/**
+ * Settles the channel's vouchers sent without a receipt (a stream cut short, a lost final event)
+ * from the seller's charged cumulative amount, known while none of them is in flight.
+ */
+async function reconcileLostReceipts(
+  context: ChannelPaymentContext,
+  channelId: string,
+  chargedCumulativeAtomic: bigint,
+  except?: string,
+) {
+  const store = await context.store();
+  const reconciled = await store
+    .reconcileChannelVouchers(channelId, chargedCumulativeAtomic, { except })
+    .catch(() => []);
+  for (const voucher of reconciled)
+    context.emit({
+      type: "reconciled",
+      paymentId: voucher.id,
+      origin: voucher.origin,
+      channelId,
+      maxAtomic: voucher.maxAtomic,
+      chargedAtomic: voucher.chargedAtomic,
+    });
+}
+
+/** Takes the seller's word for the channel's balance, so the next attempt plans the deposit it lacks. */
+async function noteBalance(
+  context: ChannelPaymentContext,
+  channelId: string,
+  state: { balance?: bigint | undefined; totalClaimed?: bigint | undefined },
+) {
+  const store = await context.store();
+  const current = (await store.channelContext(channelId)) ?? {};
+  await store.saveChannelContext(channelId, {
+    ...current,
+    ...(state.balance !== undefined ? { balance: state.balance.toString() } : {}),
+    ...(state.totalClaimed !== undefined ? { totalClaimed: state.totalClaimed.toString() } : {}),
+  });
+}
+
+/**
+ * After a receipt: the channel's cumulative amount moves on by the charge; a deposit is booked;
+ * vouchers before this one that lost their receipts are settled from the cumulative it was
+ * charged on.
+ */
 async function recordCharge(
   context: ChannelPaymentContext,
   channel: PreparedChannel,
   requestAmount: string,
   receipt: PaidReceipt,
+  paymentId: string,
 ) {
   const store = await context.store();
   const channelState = receipt.extra?.channelState as { chargedCumulativeAmount?: unknown } | undefined;
@@ -252,4 +332,8 @@ async function recordCharge(
   });
   if (channel.depositAtomic !== undefined)
     await store.recordDeposit(channel.channelId, channel.depositAtomic);
+  if (typeof cumulative === "string" && /^[0-9]+$/.test(cumulative)) {
+    const before = BigInt(cumulative) - receipt.chargedAtomic;
+    if (before >= 0n) await reconcileLostReceipts(context, channel.channelId, before, paymentId);
+  }
 }

@@ -33,7 +33,9 @@ export type ReadReceipt = {
  * - a `PAYMENT-RESPONSE` header: reconciled to its amount now; a JSON body's `usage` is checked
  *   against the charge once the body has been read;
  * - an event stream: tapped for the receipt event, reconciled and checked when it passes;
- * - no receipt at all: the maximum stays reserved until the authorization's deadline.
+ * - no receipt at all (none sent, or the stream stopped before it): the maximum stays reserved
+ *   until the authorization's deadline, or for a channel voucher until the channel's later state
+ *   says what it was charged.
  * `track` registers background work so `idle()` can wait for it.
  */
 export async function settlePaidResponse(
@@ -119,6 +121,11 @@ export async function settlePaidResponse(
         if (streamBooking) await streamBooking;
         else if (headerBooked) await book({ ...headerBooked, usage: reportedUsage });
         else if (!booked) await noReceipt("the stream ended without a receipt event");
+      },
+      async onAbort() {
+        if (streamBooking) await streamBooking;
+        else if (headerBooked) await book({ ...headerBooked, usage: reportedUsage });
+        else if (!booked) await noReceipt("the stream stopped before its receipt event");
       },
     });
     return rewrap(response, body);

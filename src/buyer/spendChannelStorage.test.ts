@@ -56,3 +56,78 @@ test("a channel's client record survives closing and reopening the spend store",
     await rm(dataDir, { recursive: true, force: true });
   }
 });
+
+test("a pool slot's lease: one holder at a time, renewed by its holder, taken over once it lapses", async () => {
+  const store = await openSpendStore({ dataDir: "memory://" });
+  try {
+    const pool = "0xaa|eip155:31337|seller";
+    assert.equal(await store.leaseChannelSlot(pool, 0, "first", 60_000), true);
+    assert.equal(await store.leaseChannelSlot(pool, 0, "second", 60_000), false, "held by another");
+    assert.equal(await store.leaseChannelSlot(pool, 1, "second", 60_000), true, "another slot is free");
+    assert.equal(await store.renewChannelSlot(pool, 0, "first", 60_000), true);
+    await store.releaseChannelSlot(pool, 0, "second");
+    assert.equal(
+      await store.leaseChannelSlot(pool, 0, "second", 60_000),
+      false,
+      "only its holder gives a lease back",
+    );
+    await store.releaseChannelSlot(pool, 0, "first");
+    assert.equal(await store.leaseChannelSlot(pool, 0, "second", 1), true, "given back: free");
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    assert.equal(
+      await store.leaseChannelSlot(pool, 0, "third", 60_000),
+      true,
+      "a lapsed lease is taken over",
+    );
+    assert.equal(await store.renewChannelSlot(pool, 0, "second", 60_000), false, "the lapsed holder lost it");
+  } finally {
+    await store.close();
+  }
+});
+
+test("vouchers without receipts are settled from the channel's cumulative, each at the next base minus its own", async () => {
+  const store = await openSpendStore({ dataDir: "memory://" });
+  try {
+    const voucher = async (baseAtomic: bigint) => {
+      const reserved = await store.reserve({
+        origin: "http://127.0.0.1:4021",
+        url: "http://127.0.0.1:4021/v1/chat/completions",
+        payer: "0x00000000000000000000000000000000000000aa",
+        scheme: "batch-settlement",
+        network: "eip155:31337",
+        asset: "0x00000000000000000000000000000000000000bb",
+        payTo: "0x00000000000000000000000000000000000000cc",
+        maxAtomic: 500n,
+      });
+      assert.ok(reserved.ok);
+      await store.authorize(reserved.id, { channelId, channelBaseAtomic: baseAtomic });
+      return reserved.id;
+    };
+    const lost = await voucher(1000n);
+    const alsoLost = await voucher(1200n);
+    const inFlight = await voucher(1300n);
+    assert.deepEqual(
+      await store.reconcileChannelVouchers(channelId, 1100n, { except: inFlight }),
+      [],
+      "does not add up",
+    );
+    assert.equal((await store.reservation(lost))?.status, "reserved");
+    const settled = await store.reconcileChannelVouchers(channelId, 1300n, { except: inFlight });
+    assert.deepEqual(
+      settled.map((entry) => [entry.id, entry.chargedAtomic]),
+      [
+        [lost, 200n],
+        [alsoLost, 100n],
+      ],
+    );
+    assert.equal((await store.reservation(lost))?.countedAtomic, 200n);
+    assert.equal(
+      (await store.reservation(inFlight))?.status,
+      "reserved",
+      "the request in flight is left alone",
+    );
+    assert.equal((await store.daySpend()).countedAtomic, 200n + 100n + 500n);
+  } finally {
+    await store.close();
+  }
+});

@@ -118,4 +118,30 @@ CREATE TABLE provider_latency (
 );
 `,
   },
+  {
+    version: 106,
+    name: "buyer_channel_voucher_base",
+    sql: `
+-- The seller's charged cumulative amount a voucher was signed on: a voucher whose receipt never came
+-- is reconciled from the channel's later state (its charge = the next known cumulative - this base).
+ALTER TABLE spend_reservations ADD COLUMN channel_base_atomic NUMERIC(78,0);
+CREATE INDEX spend_reservations_open_channel_idx ON spend_reservations (channel_id)
+  WHERE status = 'reserved' AND channel_id IS NOT NULL;
+`,
+  },
+  {
+    version: 107,
+    name: "buyer_channel_leases",
+    sql: `
+-- Which process holds a slot of a channel pool: buyers sharing one spend store take a slot only by
+-- winning its lease, and a lease whose holder stopped renewing it lapses at expires_at.
+CREATE TABLE buyer_channel_leases (
+  pool_key   TEXT NOT NULL,
+  slot       INTEGER NOT NULL,
+  holder     TEXT NOT NULL,
+  expires_at TIMESTAMPTZ NOT NULL,
+  PRIMARY KEY (pool_key, slot)
+);
+`,
+  },
 ];

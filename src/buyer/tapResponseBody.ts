@@ -9,6 +9,8 @@ export type TapResponseBodyParameters = {
   onJson?: (text: string) => void;
   /** Awaited when the body ends normally, before the consumer sees its end. */
   onEnd?: () => Promise<void>;
+  /** Awaited once when the body stops before its end: the consumer cancelled it, or it failed. */
+  onAbort?: () => Promise<void>;
   /** Default 8 MiB. */
   maxJsonBytes?: number;
 };
@@ -24,7 +26,7 @@ const INTERESTING = /x402_receipt|"usage"/;
  */
 export function tapResponseBody(
   body: ReadableStream<Uint8Array>,
-  { mode, onSseData, onJson, onEnd, maxJsonBytes = 8 * 1024 * 1024 }: TapResponseBodyParameters,
+  { mode, onSseData, onJson, onEnd, onAbort, maxJsonBytes = 8 * 1024 * 1024 }: TapResponseBodyParameters,
 ): ReadableStream<Uint8Array> {
   const decoder = new TextDecoder();
   let line = "";
@@ -76,5 +78,37 @@ export function tapResponseBody(
       await onEnd?.();
     },
   });
-  return body.pipeThrough(tap);
+  const piped = body.pipeThrough(tap);
+  if (!onAbort) return piped;
+  // A TransformStream is not told of its consumer's cancel: read through a stream that is.
+  let stopped = false;
+  const abort = async () => {
+    if (stopped) return;
+    stopped = true;
+    await onAbort().catch(() => undefined);
+  };
+  const reader = piped.getReader();
+  return new ReadableStream<Uint8Array>(
+    {
+      async pull(controller) {
+        let next: ReadableStreamReadResult<Uint8Array>;
+        try {
+          next = await reader.read();
+        } catch (error) {
+          await abort();
+          controller.error(error);
+          return;
+        }
+        if (next.done) {
+          stopped = true;
+          controller.close();
+        } else controller.enqueue(next.value);
+      },
+      async cancel(reason) {
+        await reader.cancel(reason).catch(() => undefined);
+        await abort();
+      },
+    },
+    { highWaterMark: 0 },
+  );
 }

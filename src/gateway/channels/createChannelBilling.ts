@@ -275,6 +275,8 @@ export function createChannelBilling(parameters: CreateChannelBillingParameters)
               kind: "refused",
               reason: ChannelReason.cumulativeExceedsBalance,
               message: `the voucher's ${expectedAtomic} is above the channel's balance ${state.balanceAtomic + depositAtomic}; deposit more`,
+              // The channel's state tells the payer how much it holds, so it can size its top-up.
+              channel: state,
             },
           };
         const next: ChannelRecord = {
