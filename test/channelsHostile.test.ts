@@ -11,7 +11,7 @@ import { wrapFetchWithPayment } from "@x402/fetch";
 import { createPublicClient, createWalletClient, http } from "viem";
 import { generatePrivateKey, privateKeyToAccount } from "viem/accounts";
 import { anvil } from "viem/chains";
-import { batchSettlementStateAbi } from "../src/chain/index.js";
+import { batchSettlementAbi } from "../src/chain/index.js";
 import { silentLogger } from "../src/errors/index.js";
 import { createChannelSettlement } from "../src/gateway/channels/index.js";
 import { BATCH_SETTLEMENT_ADDRESS_FOR_TESTS, channelTestConfig } from "./support/channelFixtures.js";
@@ -228,7 +228,7 @@ describe("hostile channel payments", () => {
     assert.equal(claims[0]?.channels, 1, "only the withdrawing channel");
     const [, totalClaimed] = await publicClient.readContract({
       address: BATCH_SETTLEMENT_ADDRESS_FOR_TESTS,
-      abi: batchSettlementStateAbi,
+      abi: batchSettlementAbi,
       functionName: "channels",
       args: [channel.channelId],
     });
