@@ -80,31 +80,6 @@ async function openChannel() {
   return { offer, config, buyer, channelId, charged, voucherHeader, requestMax: BigInt(offer.amount) };
 }
 
-const initiateWithdrawAbi = [
-  {
-    type: "function",
-    name: "initiateWithdraw",
-    stateMutability: "nonpayable",
-    inputs: [
-      {
-        name: "config",
-        type: "tuple",
-        components: [
-          { name: "payer", type: "address" },
-          { name: "payerAuthorizer", type: "address" },
-          { name: "receiver", type: "address" },
-          { name: "receiverAuthorizer", type: "address" },
-          { name: "token", type: "address" },
-          { name: "withdrawDelay", type: "uint40" },
-          { name: "salt", type: "bytes32" },
-        ],
-      },
-      { name: "amount", type: "uint128" },
-    ],
-    outputs: [],
-  },
-] as const;
-
 const errorOf = (response: Response) =>
   decodePaymentRequiredHeader(response.headers.get("payment-required")!).error;
 
@@ -200,7 +175,7 @@ describe("hostile channel payments", () => {
     });
     const hash = await wallet.writeContract({
       address: BATCH_SETTLEMENT_ADDRESS_FOR_TESTS,
-      abi: initiateWithdrawAbi,
+      abi: batchSettlementAbi,
       functionName: "initiateWithdraw",
       args: [channel.config as never, 1_000n],
     });
