@@ -1,5 +1,5 @@
 import { toClientEvmSigner } from "@x402/evm";
-import { type Address, createPublicClient, erc20Abi, type Hex, http } from "viem";
+import { type Address, createPublicClient, erc20Abi, http } from "viem";
 import { TollgateError } from "../errors/index.js";
 import {
   decodePaymentRequiredHeader,
@@ -8,10 +8,9 @@ import {
   type PaymentRequired,
   ReasonCode,
 } from "../protocol/index.js";
-import { authorizePayment, type ConfirmPayment } from "./authorizePayment.js";
-import type { BuyerEventListener } from "./BuyerEvent.js";
+import { authorizePayment } from "./authorizePayment.js";
 import { createChannelPool } from "./channelPool.js";
-import { type BuyerSigner, createPaymentContext } from "./createPaymentContext.js";
+import { type BuyerPaymentOptions, createPaymentContext } from "./createPaymentContext.js";
 import { readInferenceRequest } from "./inferenceRequest.js";
 import { type AuthorizationChecker, createAuthorizationChecker } from "./isAuthorizationUsed.js";
 import { type ChannelPaymentContext, payByChannel } from "./payByChannel.js";
@@ -30,26 +29,14 @@ import type { SpendStore } from "./SpendStore.js";
 import { selectOffer } from "./selectOffer.js";
 import { settlePaidResponse } from "./settlePaidResponse.js";
 import { spendChannelStorage } from "./spendChannelStorage.js";
-import { providerOrigin, type SpendingPolicyInput } from "./spendingPolicy.js";
+import { providerOrigin } from "./spendingPolicy.js";
 
-export type CreatePayingFetchParameters = {
-  /** The buyer's key; or pass `signer`. */
-  privateKey?: Hex | undefined;
-  signer?: BuyerSigner | undefined;
-  /** The spending policy (already parsed, or as written in YAML / code). Default: no limits. */
-  policy?: SpendingPolicyInput | undefined;
+export type CreatePayingFetchParameters = BuyerPaymentOptions & {
   /**
    * An RPC endpoint of the chain paid on: lets the upto/exact schemes sign gas-sponsoring
    * extensions, and lets the buyer free reservations whose authorization expired unused.
    */
   rpcUrl?: string | undefined;
-  /** Where the spend store lives (`<dataDir>/spend`); default `~/.tollgate`; `"memory://"` for none. */
-  dataDir?: string | undefined;
-  /** A spend store to use instead of opening one under `dataDir` (the caller closes it); may still be opening. */
-  store?: SpendStore | Promise<SpendStore> | undefined;
-  onEvent?: BuyerEventListener | undefined;
-  /** Asked before signing a maximum above `confirmAbove`; without it such payments are refused. */
-  confirm?: ConfirmPayment | undefined;
   /** The `fetch` underneath. Default: the global one. */
   fetch?: typeof fetch | undefined;
   /**

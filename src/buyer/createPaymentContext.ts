@@ -14,19 +14,27 @@ import { parseSpendingPolicy, type SpendingPolicyInput } from "./spendingPolicy.
 /** An EVM account that signs typed data: a viem `LocalAccount`, or `toClientEvmSigner(...)`. */
 export type BuyerSigner = ConstructorParameters<typeof UptoEvmScheme>[0];
 
-export type CreatePaymentContextParameters = {
-  /** The function being set up, named in the error when neither a key nor a signer is given. */
-  caller: string;
+/** How a buyer pays: its key, policy, spend store, listener and confirmation. */
+export type BuyerPaymentOptions = {
+  /** The buyer's key; or pass `signer`. */
   privateKey?: Hex | undefined;
   signer?: BuyerSigner | undefined;
+  /** The spending policy (already parsed, or as written in YAML / code). Default: no limits. */
   policy?: SpendingPolicyInput | undefined;
-  /** Lets the upto/exact schemes sign gas-sponsoring extensions. */
+  /** An RPC endpoint of the chain paid on: lets the upto/exact schemes sign gas-sponsoring extensions. */
   rpcUrl?: string | undefined;
-  /** Where the spend store lives (`<dataDir>/spend`), unless `store` is given. */
+  /** Where the spend store lives (`<dataDir>/spend`); default `~/.tollgate`; `"memory://"` for none. */
   dataDir?: string | undefined;
+  /** A spend store to use instead of opening one under `dataDir` (the caller closes it); may still be opening. */
   store?: SpendStore | Promise<SpendStore> | undefined;
   onEvent?: BuyerEventListener | undefined;
+  /** Asked before signing a maximum above `confirmAbove`; without it such payments are refused. */
   confirm?: ConfirmPayment | undefined;
+};
+
+export type CreatePaymentContextParameters = BuyerPaymentOptions & {
+  /** The function being set up, named in the error when neither a key nor a signer is given. */
+  caller: string;
   /** The `fetch` that reads sellers' receipt keys. */
   fetch: typeof fetch;
 };

@@ -20,6 +20,7 @@ export {
   type PayingFetch,
 } from "./createPayingFetch.js";
 export {
+  type BuyerPaymentOptions,
   type BuyerSigner,
   type CreatePaymentContextParameters,
   type CreatePaymentContextReturnType,

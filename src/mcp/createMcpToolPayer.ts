@@ -1,16 +1,12 @@
 import type { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import type { CallToolResult } from "@modelcontextprotocol/sdk/types.js";
-import type { Hex } from "viem";
 import {
   authorizePayment,
-  type BuyerEventListener,
-  type BuyerSigner,
-  type ConfirmPayment,
+  type BuyerPaymentOptions,
   createPaymentContext,
   policyRefusedError,
   providerOrigin,
   recordReceipt,
-  type SpendingPolicyInput,
   type SpendStore,
   selectOffer,
 } from "../buyer/index.js";
@@ -21,19 +17,7 @@ import {
   readPaymentResponseMeta,
 } from "./mcpPaymentMeta.js";
 
-export type CreateMcpToolPayerParameters = {
-  privateKey?: Hex | undefined;
-  signer?: BuyerSigner | undefined;
-  policy?: SpendingPolicyInput | undefined;
-  /** Spend store under `<dataDir>/spend` (default `~/.tollgate`; `"memory://"` for none), or `store`. */
-  dataDir?: string | undefined;
-  store?: SpendStore | Promise<SpendStore> | undefined;
-  /** Asked before signing a maximum above `confirmAbove`; without it such payments are refused. */
-  confirm?: ConfirmPayment | undefined;
-  onEvent?: BuyerEventListener | undefined;
-  /** Lets the schemes sign gas-sponsoring extensions. */
-  rpcUrl?: string | undefined;
-};
+export type CreateMcpToolPayerParameters = BuyerPaymentOptions;
 
 /** One tool call, paid if the tool asked for payment. */
 export type PaidToolCall = {
