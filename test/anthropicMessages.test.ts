@@ -2,33 +2,18 @@ import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import Anthropic from "@anthropic-ai/sdk";
 import { decodePaymentResponseHeader } from "@x402/core/http";
-import type { Hex } from "viem";
-import { privateKeyToAccount } from "viem/accounts";
 import { createPayingFetch } from "../src/buyer/index.js";
 import { decodePaymentRequiredHeader, type StreamReceipt } from "../src/protocol/index.js";
-import {
-  expectedCharge,
-  type GatewayHarness,
-  officialPayingFetch,
-  startGatewayHarness,
-} from "./support/gatewayHarness.js";
+import { expectSettledPayment, startApiModelHarness } from "./support/apiModelHarness.js";
+import { expectedCharge, type GatewayHarness, officialPayingFetch } from "./support/gatewayHarness.js";
 import { mockCompletionText, mockModelId } from "./support/mockBackend.js";
 
 let h: GatewayHarness;
 before(async () => {
-  h = await startGatewayHarness({
+  h = await startApiModelHarness({
+    id: "mock-claude",
+    apis: ["messages"],
     model: { backend: { baseUrl: "http://127.0.0.1:1/v1" } },
-    extraModels: (baseUrl) => [
-      {
-        id: "mock-claude",
-        backend: { baseUrl, apis: ["messages"] },
-        // The mock's words are one o200k token each: output is counted exactly and cut at the limit.
-        tokenizer: "gpt-4o",
-        inputPrice: "3000000",
-        outputPrice: "15000000",
-        maxOutputTokens: 256,
-      },
-    ],
   });
 });
 after(async () => {
@@ -41,16 +26,8 @@ function anthropicClient(pay: typeof fetch): Anthropic {
   return new Anthropic({ apiKey: "unused", baseURL: h.gateway.url, fetch: pay, maxRetries: 0 });
 }
 
-async function expectSettled(buyer: Hex, before: bigint, charge: bigint, transaction: string) {
-  const [row] = await h.ledger.payments.recent({ limit: 1 });
-  assert.equal(row?.status, "settled");
-  assert.equal(row?.route, "/v1/messages");
-  assert.equal(row?.chargeAtomic, charge, "the ledger row holds the charge");
-  assert.equal(row?.transaction, transaction);
-  const balance = await h.devnet.usdcBalance(privateKeyToAccount(buyer).address);
-  assert.equal(balance, before - charge, "on chain, exactly the charge moved");
-  return row;
-}
+const expectSettled = (payer: `0x${string}`, before: bigint, charge: bigint, transaction: string) =>
+  expectSettledPayment(h, { route: "/v1/messages", payer, before, charge, transaction });
 
 describe("POST /v1/messages (Anthropic Messages API)", () => {
   test("the official @anthropic-ai/sdk, paying through @x402/fetch, gets a message; charge = usage × prices = transfer = ledger row", async () => {
@@ -74,7 +51,7 @@ describe("POST /v1/messages (Anthropic Messages API)", () => {
     const settlement = decodePaymentResponseHeader(response.headers.get("payment-response")!);
     const charge = expectedCharge(message.usage.input_tokens, message.usage.output_tokens);
     assert.equal(settlement.amount, charge.toString());
-    const row = await expectSettled(buyer.privateKey, before, charge, settlement.transaction);
+    const row = await expectSettled(buyer.address, before, charge, settlement.transaction);
     assert.deepEqual(row?.usage, {
       input_tokens: message.usage.input_tokens,
       output_tokens: message.usage.output_tokens,
@@ -120,7 +97,7 @@ describe("POST /v1/messages (Anthropic Messages API)", () => {
     const charge = expectedCharge(inputTokens, outputTokens);
     assert.equal(receipt.amount, charge.toString());
     assert.deepEqual(receipt.units, { input_tokens: inputTokens, output_tokens: outputTokens, requests: 1 });
-    await expectSettled(buyer.privateKey, before, charge, receipt.transaction);
+    await expectSettled(buyer.address, before, charge, receipt.transaction);
   });
 
   test("the SDK's MessageStream helper accumulates the message across the receipt event", async () => {

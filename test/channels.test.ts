@@ -12,7 +12,7 @@ import OpenAI from "openai";
 import { createPublicClient, type Hex, http } from "viem";
 import { privateKeyToAccount } from "viem/accounts";
 import { anvil } from "viem/chains";
-import { batchSettlementStateAbi } from "../src/chain/index.js";
+import { batchSettlementAbi } from "../src/chain/index.js";
 import { type BillingEvent, reconcileChannels, reconcileLedger } from "../src/gateway/index.js";
 import { BATCH_SETTLEMENT_ADDRESS_FOR_TESTS, channelTestConfig } from "./support/channelFixtures.js";
 import { expectedCharge, type GatewayHarness, startGatewayHarness } from "./support/gatewayHarness.js";
@@ -171,7 +171,7 @@ describe("a gateway paid through a payment channel by the official x402 client",
     await channels.settlement.settle();
     const [balance, totalClaimed] = await publicClient.readContract({
       address: BATCH_SETTLEMENT_ADDRESS_FOR_TESTS,
-      abi: batchSettlementStateAbi,
+      abi: batchSettlementAbi,
       functionName: "channels",
       args: [channelId],
     });
@@ -228,7 +228,7 @@ describe("a gateway paid through a payment channel by the official x402 client",
     );
     const [balanceAfter] = await publicClient.readContract({
       address: BATCH_SETTLEMENT_ADDRESS_FOR_TESTS,
-      abi: batchSettlementStateAbi,
+      abi: batchSettlementAbi,
       functionName: "channels",
       args: [channelId],
     });

@@ -16,7 +16,7 @@ import { wrapFetchWithPayment } from "@x402/fetch";
 import { createPublicClient, createWalletClient, http } from "viem";
 import { generatePrivateKey, privateKeyToAccount } from "viem/accounts";
 import { anvil } from "viem/chains";
-import { batchSettlementStateAbi } from "../src/chain/index.js";
+import { batchSettlementAbi } from "../src/chain/index.js";
 import { silentLogger } from "../src/errors/index.js";
 import { createChannelSettlement } from "../src/gateway/channels/index.js";
 import { BATCH_SETTLEMENT_ADDRESS_FOR_TESTS, channelTestConfig } from "./support/channelFixtures.js";
@@ -93,31 +93,6 @@ async function openChannel(depositStrategy?: BatchSettlementDepositStrategy) {
     requestMax: BigInt(offer.amount),
   };
 }
-
-const initiateWithdrawAbi = [
-  {
-    type: "function",
-    name: "initiateWithdraw",
-    stateMutability: "nonpayable",
-    inputs: [
-      {
-        name: "config",
-        type: "tuple",
-        components: [
-          { name: "payer", type: "address" },
-          { name: "payerAuthorizer", type: "address" },
-          { name: "receiver", type: "address" },
-          { name: "receiverAuthorizer", type: "address" },
-          { name: "token", type: "address" },
-          { name: "withdrawDelay", type: "uint40" },
-          { name: "salt", type: "bytes32" },
-        ],
-      },
-      { name: "amount", type: "uint128" },
-    ],
-    outputs: [],
-  },
-] as const;
 
 const errorOf = (response: Response) =>
   decodePaymentRequiredHeader(response.headers.get("payment-required")!).error;
@@ -214,7 +189,7 @@ describe("hostile channel payments", () => {
     });
     const hash = await wallet.writeContract({
       address: BATCH_SETTLEMENT_ADDRESS_FOR_TESTS,
-      abi: initiateWithdrawAbi,
+      abi: batchSettlementAbi,
       functionName: "initiateWithdraw",
       args: [channel.config as never, 1_000n],
     });
@@ -242,7 +217,7 @@ describe("hostile channel payments", () => {
     assert.equal(claims[0]?.channels, 1, "only the withdrawing channel");
     const [, totalClaimed] = await publicClient.readContract({
       address: BATCH_SETTLEMENT_ADDRESS_FOR_TESTS,
-      abi: batchSettlementStateAbi,
+      abi: batchSettlementAbi,
       functionName: "channels",
       args: [channel.channelId],
     });

@@ -11,7 +11,7 @@ import { wrapFetchWithPayment } from "@x402/fetch";
 import { createPublicClient, http } from "viem";
 import { privateKeyToAccount } from "viem/accounts";
 import { anvil } from "viem/chains";
-import { batchSettlementStateAbi } from "../src/chain/index.js";
+import { batchSettlementAbi } from "../src/chain/index.js";
 import { type Devnet, startDevnet } from "../src/devnet/index.js";
 import { type Gateway, parseGatewayConfig, startGateway } from "../src/gateway/index.js";
 import { createPostgresClient, type Ledger, openPostgresLedger } from "../src/ledger/index.js";
@@ -135,7 +135,7 @@ if (!connectionString) {
       await a.channels!.settlement.claim({ force: true });
       const [, totalClaimed] = await publicClient.readContract({
         address: a.channels!.billing.settlementAddress,
-        abi: batchSettlementStateAbi,
+        abi: batchSettlementAbi,
         functionName: "channels",
         args: [channelId],
       });

@@ -3,28 +3,13 @@ import { after, before, describe, test } from "node:test";
 import { decodePaymentResponseHeader } from "@x402/core/http";
 import OpenAI from "openai";
 import type { StreamReceipt } from "../src/protocol/index.js";
-import {
-  expectedCharge,
-  type GatewayHarness,
-  officialPayingFetch,
-  startGatewayHarness,
-} from "./support/gatewayHarness.js";
+import { expectSettledPayment, startApiModelHarness } from "./support/apiModelHarness.js";
+import { expectedCharge, type GatewayHarness, officialPayingFetch } from "./support/gatewayHarness.js";
 import { mockCompletionText } from "./support/mockBackend.js";
 
 let h: GatewayHarness;
 before(async () => {
-  h = await startGatewayHarness({
-    extraModels: (baseUrl) => [
-      {
-        id: "mock-responses",
-        backend: { baseUrl, apis: ["chat", "responses"] },
-        inputPrice: "3000000",
-        outputPrice: "15000000",
-        maxOutputTokens: 256,
-        tokenizer: "gpt-4o",
-      },
-    ],
-  });
+  h = await startApiModelHarness({ id: "mock-responses", apis: ["chat", "responses"] });
 });
 after(async () => {
   await h?.close();
@@ -34,18 +19,8 @@ function openAiClient(pay: typeof fetch): OpenAI {
   return new OpenAI({ apiKey: "unused", baseURL: `${h.gateway.url}/v1`, fetch: pay, maxRetries: 0 });
 }
 
-async function expectSettled(address: string, before: bigint, charge: bigint, transaction: string) {
-  const [row] = await h.ledger.payments.recent({ limit: 1 });
-  assert.equal(row?.status, "settled");
-  assert.equal(row?.route, "/v1/responses");
-  assert.equal(row?.chargeAtomic, charge, "the ledger row holds the charge");
-  assert.equal(row?.transaction, transaction);
-  assert.equal(
-    await h.devnet.usdcBalance(address as `0x${string}`),
-    before - charge,
-    "on chain, exactly the charge",
-  );
-}
+const expectSettled = (payer: `0x${string}`, before: bigint, charge: bigint, transaction: string) =>
+  expectSettledPayment(h, { route: "/v1/responses", payer, before, charge, transaction });
 
 describe("POST /v1/responses (OpenAI Responses API)", () => {
   test("the official openai client streams a response through @x402/fetch; the receipt event is yielded last", async () => {

@@ -1,9 +1,5 @@
-import { x402Client } from "@x402/core/client";
 import { toClientEvmSigner } from "@x402/evm";
-import { ExactEvmScheme } from "@x402/evm/exact/client";
-import { UptoEvmScheme } from "@x402/evm/upto/client";
-import { type Address, createPublicClient, erc20Abi, type Hex, http } from "viem";
-import { privateKeyToAccount } from "viem/accounts";
+import { type Address, createPublicClient, erc20Abi, http } from "viem";
 import { TollgateError } from "../errors/index.js";
 import {
   decodePaymentRequiredHeader,
@@ -12,12 +8,11 @@ import {
   type PaymentRequired,
   ReasonCode,
 } from "../protocol/index.js";
-import { authorizePayment, type ConfirmPayment, type PaymentContext } from "./authorizePayment.js";
-import type { BuyerEvent, BuyerEventListener } from "./BuyerEvent.js";
+import { authorizePayment } from "./authorizePayment.js";
 import { createChannelPool } from "./channelPool.js";
+import { type BuyerPaymentOptions, createPaymentContext } from "./createPaymentContext.js";
 import { readInferenceRequest } from "./inferenceRequest.js";
 import { type AuthorizationChecker, createAuthorizationChecker } from "./isAuthorizationUsed.js";
-import { openSpendStore } from "./openSpendStore.js";
 import { type ChannelPaymentContext, payByChannel } from "./payByChannel.js";
 import {
   declaredSponsoring,
@@ -29,36 +24,20 @@ import { policyRefusedError } from "./policyRefusal.js";
 import { fetchProviderModels, type ProviderModel } from "./providerModels.js";
 import { createQuoteBook } from "./quoteBook.js";
 import { estimateRequest } from "./quotedPrice.js";
-import { createReceiptSignerBook } from "./receiptSigners.js";
 import { resolveLapsedReservations } from "./resolveLapsedReservations.js";
 import type { SpendStore } from "./SpendStore.js";
 import { selectOffer } from "./selectOffer.js";
 import { settlePaidResponse } from "./settlePaidResponse.js";
 import { spendChannelStorage } from "./spendChannelStorage.js";
-import { parseSpendingPolicy, providerOrigin, type SpendingPolicyInput } from "./spendingPolicy.js";
+import { providerOrigin } from "./spendingPolicy.js";
 import { timeFirstByte } from "./timeFirstByte.js";
 
-/** An EVM account that signs typed data: a viem `LocalAccount`, or `toClientEvmSigner(...)`. */
-export type BuyerSigner = ConstructorParameters<typeof UptoEvmScheme>[0];
-
-export type CreatePayingFetchParameters = {
-  /** The buyer's key; or pass `signer`. */
-  privateKey?: Hex | undefined;
-  signer?: BuyerSigner | undefined;
-  /** The spending policy (already parsed, or as written in YAML / code). Default: no limits. */
-  policy?: SpendingPolicyInput | undefined;
+export type CreatePayingFetchParameters = BuyerPaymentOptions & {
   /**
    * An RPC endpoint of the chain paid on: lets the upto/exact schemes sign gas-sponsoring
    * extensions, and lets the buyer free reservations whose authorization expired unused.
    */
   rpcUrl?: string | undefined;
-  /** Where the spend store lives (`<dataDir>/spend`); default `~/.tollgate`; `"memory://"` for none. */
-  dataDir?: string | undefined;
-  /** A spend store to use instead of opening one under `dataDir` (the caller closes it); may still be opening. */
-  store?: SpendStore | Promise<SpendStore> | undefined;
-  onEvent?: BuyerEventListener | undefined;
-  /** Asked before signing a maximum above `confirmAbove`; without it such payments are refused. */
-  confirm?: ConfirmPayment | undefined;
   /** The `fetch` underneath. Default: the global one. */
   fetch?: typeof fetch | undefined;
   /**
@@ -97,55 +76,22 @@ export type PayingFetch = typeof fetch & {
  * const openai = new OpenAI({ apiKey: "x402", baseURL: "https://gateway.example/v1", fetch: payingFetch });
  */
 export function createPayingFetch(parameters: CreatePayingFetchParameters): PayingFetch {
-  const signer =
-    parameters.signer ?? (parameters.privateKey ? privateKeyToAccount(parameters.privateKey) : undefined);
-  if (!signer) {
-    throw new TollgateError({
-      code: "TOLLGATE_CONFIG_INVALID",
-      shortMessage: "createPayingFetch needs a privateKey or a signer",
-    });
-  }
-  const policy = parseSpendingPolicy(parameters.policy ?? {});
   const baseFetch = parameters.fetch ?? globalThis.fetch;
-  const schemeOptions = parameters.rpcUrl ? { rpcUrl: parameters.rpcUrl } : undefined;
-  const client = new x402Client()
-    .register("eip155:*", new UptoEvmScheme(signer, schemeOptions))
-    .register("eip155:*", new ExactEvmScheme(signer, schemeOptions))
-    // The buyer's own policy replaces x402's default spend controls.
-    .setSpendControls(false);
+  const { signer, context, closeStore } = createPaymentContext({
+    ...parameters,
+    caller: "createPayingFetch",
+    fetch: baseFetch,
+  });
+  const { policy, store, emit, receiptSigners } = context;
   const quotes = createQuoteBook();
   const checker: AuthorizationChecker | undefined = parameters.rpcUrl
     ? createAuthorizationChecker(parameters.rpcUrl)
     : undefined;
 
-  let storePromise: Promise<SpendStore> | undefined;
-  const store = () => {
-    storePromise ??= parameters.store
-      ? Promise.resolve(parameters.store)
-      : openSpendStore({ dataDir: parameters.dataDir });
-    return storePromise;
-  };
   const background = new Set<Promise<unknown>>();
   const track = (work: Promise<unknown>) => {
     const settled = work.catch(() => undefined).finally(() => background.delete(settled));
     background.add(settled);
-  };
-  const emit = (event: BuyerEvent) => {
-    try {
-      parameters.onEvent?.(event);
-    } catch {
-      // A listener's failure must not break a payment.
-    }
-  };
-  const receiptSigners = createReceiptSignerBook({ fetch: baseFetch });
-  const context: PaymentContext = {
-    policy,
-    client,
-    payer: signer.address,
-    store,
-    confirm: parameters.confirm,
-    emit,
-    receiptSigners,
   };
   const rpcUrl = parameters.rpcUrl;
   const payer = signer.address;
@@ -404,9 +350,7 @@ export function createPayingFetch(parameters: CreatePayingFetchParameters): Payi
     idle,
     async close() {
       await idle();
-      if (!storePromise || parameters.store) return;
-      const opened = await storePromise.catch(() => undefined);
-      await opened?.close();
+      await closeStore();
     },
   });
 }

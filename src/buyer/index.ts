@@ -15,11 +15,17 @@ export {
   type ProviderCandidate,
 } from "./chooseProvider.js";
 export {
-  type BuyerSigner,
   type CreatePayingFetchParameters,
   createPayingFetch,
   type PayingFetch,
 } from "./createPayingFetch.js";
+export {
+  type BuyerPaymentOptions,
+  type BuyerSigner,
+  type CreatePaymentContextParameters,
+  type CreatePaymentContextReturnType,
+  createPaymentContext,
+} from "./createPaymentContext.js";
 export { type CreateSpendStoreParameters, createSpendStore, utcDay } from "./createSpendStore.js";
 export { formatReceiptLine } from "./formatReceiptLine.js";
 export { type InferenceRequest, readInferenceRequest } from "./inferenceRequest.js";

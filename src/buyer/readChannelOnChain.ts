@@ -1,6 +1,6 @@
 import { BATCH_SETTLEMENT_ADDRESS } from "@x402/evm";
 import type { Hex, PublicClient } from "viem";
-import { batchSettlementPayerAbi } from "./batchSettlementPayerAbi.js";
+import { batchSettlementAbi } from "../chain/index.js";
 
 /** A channel as the batch-settlement contract holds it. */
 export type ChannelOnChain = {
@@ -20,13 +20,13 @@ export async function readChannelOnChain(
   const [[balanceAtomic, totalClaimedAtomic], [pendingAmount, initiatedAt]] = await Promise.all([
     client.readContract({
       address: BATCH_SETTLEMENT_ADDRESS,
-      abi: batchSettlementPayerAbi,
+      abi: batchSettlementAbi,
       functionName: "channels",
       args: [id],
     }),
     client.readContract({
       address: BATCH_SETTLEMENT_ADDRESS,
-      abi: batchSettlementPayerAbi,
+      abi: batchSettlementAbi,
       functionName: "pendingWithdrawals",
       args: [id],
     }),

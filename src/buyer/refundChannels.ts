@@ -1,7 +1,7 @@
 import { BATCH_SETTLEMENT_ADDRESS, toClientEvmSigner } from "@x402/evm";
 import { BatchSettlementEvmScheme } from "@x402/evm/batch-settlement/client";
 import { createPublicClient, createWalletClient, type Hex, http, type LocalAccount } from "viem";
-import { batchSettlementPayerAbi } from "./batchSettlementPayerAbi.js";
+import { batchSettlementAbi } from "../chain/index.js";
 import { readChannelOnChain } from "./readChannelOnChain.js";
 import type { BuyerChannel, SpendStore } from "./SpendStore.js";
 import { spendChannelStorage } from "./spendChannelStorage.js";
@@ -142,7 +142,7 @@ async function sendPayerCall(
   const chainId = await publicClient.getChainId();
   const hash = await wallet.writeContract({
     address: BATCH_SETTLEMENT_ADDRESS,
-    abi: batchSettlementPayerAbi,
+    abi: batchSettlementAbi,
     chain: {
       id: chainId,
       name: `eip155:${chainId}`,

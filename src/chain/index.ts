@@ -1,4 +1,4 @@
-export { batchSettlementStateAbi } from "./batchSettlementStateAbi.js";
+export { batchSettlementAbi } from "./batchSettlementAbi.js";
 export {
   type CreateFacilitatorSignerParameters,
   createFacilitatorSigner,

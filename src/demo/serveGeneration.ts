@@ -1,5 +1,4 @@
 import type { ServerResponse } from "node:http";
-import { setTimeout as sleep } from "node:timers/promises";
 import type { FakeServedRequest, FakeServerBehaviour } from "./fakeServerTypes.js";
 import {
   errorEvent,
@@ -18,6 +17,7 @@ import {
 } from "./openAiWire.js";
 import type { ChoicePlan, PlannedChoice } from "./planChoices.js";
 import { sendJson } from "./sendJson.js";
+import { dropConnection, sleepUntil, tokenDueAt, writeAndWait } from "./streamPacing.js";
 
 // Serving one chat or text completion: choices, pacing, output limit, usage, injected failures and
 // misbehaviours, client aborts.
@@ -85,7 +85,7 @@ export async function streamGeneration(run: GenerationRun): Promise<void> {
       const token = nextToken(choice, run.maxTokens);
       if (token === undefined || !choice.sent) continue;
       if (await interruptedAfter(chunks, run)) return;
-      if (!(await sleepUntil(tokenDueAt(run, step), closed))) return;
+      if (!(await sleepUntil(tokenDueAt(run.behaviour, run.startedAt, step), closed))) return;
       if (!(await write(chunkOf(choice, token, null)))) return;
       record.tokensSent = ++chunks;
       if (behaviour.garbage === "malformed_sse_lines" && !(await send(malformedSseLine(chunks)))) return;
@@ -121,7 +121,8 @@ export async function answerGeneration(run: GenerationRun): Promise<void> {
   const failAfter = behaviour.failAfterChunks;
   const failing = failAfter !== undefined && tokensSent >= failAfter;
   const generatedSteps = failing ? Math.min(failAfter, steps) : steps;
-  if (!(await sleepUntil(tokenDueAt(run, Math.max(0, generatedSteps - 1)), closed))) return;
+  if (!(await sleepUntil(tokenDueAt(run.behaviour, run.startedAt, Math.max(0, generatedSteps - 1)), closed)))
+    return;
   if (failing) {
     dropConnection(response, record);
     return;
@@ -191,43 +192,4 @@ async function interruptedAfter(chunks: number, run: GenerationRun): Promise<boo
     return true;
   }
   return false;
-}
-
-/** When token position `index` (0-based) is due, on the `performance.now()` clock. */
-function tokenDueAt(run: GenerationRun, index: number): number {
-  const { tokensPerSecond, firstTokenDelayMs } = run.behaviour;
-  const generationMs = tokensPerSecond > 0 ? ((index + 1) * 1000) / tokensPerSecond : 0;
-  return run.startedAt + firstTokenDelayMs + generationMs;
-}
-
-/** Waits until `dueAt`; false if the client went away meanwhile. */
-async function sleepUntil(dueAt: number, closed: AbortSignal): Promise<boolean> {
-  const waitMs = dueAt - performance.now();
-  if (waitMs > 0) {
-    try {
-      await sleep(waitMs, undefined, { signal: closed });
-    } catch {
-      return false;
-    }
-  }
-  return !closed.aborted;
-}
-
-/** Writes and waits until the bytes are handed to the socket (back-pressure); false if the client left. */
-function writeAndWait(response: ServerResponse, text: string, closed: AbortSignal): Promise<boolean> {
-  if (closed.aborted) return Promise.resolve(false);
-  return new Promise<boolean>((resolve) => {
-    const onClose = () => resolve(false);
-    closed.addEventListener("abort", onClose, { once: true });
-    response.write(text, (error) => {
-      closed.removeEventListener("abort", onClose);
-      resolve(error === undefined || error === null);
-    });
-  });
-}
-
-/** The injected mid-stream failure: the connection dies with no proper end. */
-function dropConnection(response: ServerResponse, record: FakeServedRequest): void {
-  record.outcome = "connection-dropped";
-  response.socket?.destroy();
 }

@@ -1,10 +1,17 @@
 import { randomUUID } from "node:crypto";
 import type { ServerResponse } from "node:http";
-import { setTimeout as sleep } from "node:timers/promises";
 import { z } from "zod";
 import type { FakeGeneration, FakeServedRequest, FakeServerBehaviour } from "./fakeServerTypes.js";
 import type { GenerationRequest } from "./openAiRequests.js";
 import { sendJson } from "./sendJson.js";
+import {
+  sleepUntil,
+  startEventStream,
+  streamTokens,
+  takeTokens,
+  tokenDueAt,
+  writeAndWait,
+} from "./streamPacing.js";
 
 // The Anthropic Messages API as a fake backend serves it: https://docs.anthropic.com/en/api/messages
 // and https://docs.anthropic.com/en/docs/build-with-claude/streaming.
@@ -62,11 +69,7 @@ export async function serveMessages({
   closed,
 }: ServeMessagesParameters): Promise<void> {
   const limit = behaviour.ignoreOutputLimit === true ? Number.POSITIVE_INFINITY : body.max_tokens;
-  const tokens: string[] = [];
-  for (const token of generation.tokens) {
-    if (tokens.length >= limit) break;
-    tokens.push(token);
-  }
+  const tokens = takeTokens(generation.tokens, limit);
   const stopReason = tokens.length >= body.max_tokens ? "max_tokens" : "end_turn";
   const outputTokens = (text: string) => generation.countCompletionTokens?.(text) ?? tokens.length;
   const usage = (output: number) =>
@@ -82,13 +85,9 @@ export async function serveMessages({
     usage: usage(1),
   };
   const startedAt = performance.now();
-  const dueAt = (index: number) =>
-    startedAt +
-    behaviour.firstTokenDelayMs +
-    (behaviour.tokensPerSecond > 0 ? ((index + 1) * 1000) / behaviour.tokensPerSecond : 0);
 
   if (body.stream !== true) {
-    if (!(await waitUntil(dueAt(Math.max(0, tokens.length - 1)), closed))) return;
+    if (!(await sleepUntil(tokenDueAt(behaviour, startedAt, Math.max(0, tokens.length - 1)), closed))) return;
     const text = tokens.join("");
     record.tokensSent = tokens.length;
     sendJson(
@@ -106,29 +105,23 @@ export async function serveMessages({
     return;
   }
 
-  response.writeHead(200, {
-    "content-type": "text/event-stream; charset=utf-8",
-    "cache-control": "no-cache",
-  });
-  record.status = 200;
-  record.stream = true;
-  response.flushHeaders();
+  startEventStream(response, record);
   const send = (event: string, data: Record<string, unknown>) =>
     writeAndWait(response, `event: ${event}\ndata: ${JSON.stringify({ type: event, ...data })}\n\n`, closed);
   if (!(await send("message_start", { message }))) return;
   if (!(await send("content_block_start", { index: 0, content_block: { type: "text", text: "" } }))) return;
   if (!(await send("ping", {}))) return;
-  for (const [index, token] of tokens.entries()) {
-    if (behaviour.failAfterChunks !== undefined && index >= behaviour.failAfterChunks) {
-      record.outcome = "connection-dropped";
-      response.socket?.destroy();
-      return;
-    }
-    if (!(await waitUntil(dueAt(index), closed))) return;
-    if (!(await send("content_block_delta", { index: 0, delta: { type: "text_delta", text: token } })))
-      return;
-    record.tokensSent = index + 1;
-  }
+  const streamed = await streamTokens({
+    tokens,
+    behaviour,
+    startedAt,
+    response,
+    record,
+    closed,
+    sendToken: (token) =>
+      send("content_block_delta", { index: 0, delta: { type: "text_delta", text: token } }),
+  });
+  if (!streamed) return;
   if (!(await send("content_block_stop", { index: 0 }))) return;
   const delta = { stop_reason: stopReason, stop_sequence: null };
   const final = usage(outputTokens(tokens.join("")));
@@ -141,28 +134,4 @@ export async function serveMessages({
     return;
   record.outcome = "completed";
   response.end(`event: message_stop\ndata: ${JSON.stringify({ type: "message_stop" })}\n\n`);
-}
-
-async function waitUntil(dueAt: number, closed: AbortSignal): Promise<boolean> {
-  const waitMs = dueAt - performance.now();
-  if (waitMs > 0) {
-    try {
-      await sleep(waitMs, undefined, { signal: closed });
-    } catch {
-      return false;
-    }
-  }
-  return !closed.aborted;
-}
-
-function writeAndWait(response: ServerResponse, text: string, closed: AbortSignal): Promise<boolean> {
-  if (closed.aborted) return Promise.resolve(false);
-  return new Promise<boolean>((resolve) => {
-    const onClose = () => resolve(false);
-    closed.addEventListener("abort", onClose, { once: true });
-    response.write(text, (error) => {
-      closed.removeEventListener("abort", onClose);
-      resolve(error === undefined || error === null);
-    });
-  });
 }

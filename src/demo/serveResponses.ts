@@ -1,10 +1,17 @@
 import { randomUUID } from "node:crypto";
 import type { ServerResponse } from "node:http";
-import { setTimeout as sleep } from "node:timers/promises";
 import { z } from "zod";
 import type { FakeGeneration, FakeServedRequest, FakeServerBehaviour } from "./fakeServerTypes.js";
 import type { GenerationRequest } from "./openAiRequests.js";
 import { sendJson } from "./sendJson.js";
+import {
+  sleepUntil,
+  startEventStream,
+  streamTokens,
+  takeTokens,
+  tokenDueAt,
+  writeAndWait,
+} from "./streamPacing.js";
 
 // The OpenAI Responses API as a fake backend serves it: https://platform.openai.com/docs/api-reference/responses
 // and its streaming events (https://platform.openai.com/docs/api-reference/responses-streaming).
@@ -72,11 +79,7 @@ export async function serveResponses({
 }: ServeResponsesParameters): Promise<void> {
   const maxTokens = body.max_output_tokens ?? Number.POSITIVE_INFINITY;
   const limit = behaviour.ignoreOutputLimit === true ? Number.POSITIVE_INFINITY : maxTokens;
-  const tokens: string[] = [];
-  for (const token of generation.tokens) {
-    if (tokens.length >= limit) break;
-    tokens.push(token);
-  }
+  const tokens = takeTokens(generation.tokens, limit);
   const text = tokens.join("");
   const outputTokens = generation.countCompletionTokens?.(text) ?? tokens.length;
   const id = `resp_${randomUUID().replaceAll("-", "")}`;
@@ -110,14 +113,10 @@ export async function serveResponses({
     usage: withUsage ? usage : null,
   });
   const startedAt = performance.now();
-  const dueAt = (index: number) =>
-    startedAt +
-    behaviour.firstTokenDelayMs +
-    (behaviour.tokensPerSecond > 0 ? ((index + 1) * 1000) / behaviour.tokensPerSecond : 0);
   const finalStatus = incomplete ? "incomplete" : "completed";
 
   if (body.stream !== true) {
-    if (!(await waitUntil(dueAt(Math.max(0, tokens.length - 1)), closed))) return;
+    if (!(await sleepUntil(tokenDueAt(behaviour, startedAt, Math.max(0, tokens.length - 1)), closed))) return;
     record.tokensSent = tokens.length;
     sendJson(
       response,
@@ -129,13 +128,7 @@ export async function serveResponses({
     return;
   }
 
-  response.writeHead(200, {
-    "content-type": "text/event-stream; charset=utf-8",
-    "cache-control": "no-cache",
-  });
-  record.status = 200;
-  record.stream = true;
-  response.flushHeaders();
+  startEventStream(response, record);
   let sequence = 0;
   const send = (type: string, data: Record<string, unknown>) =>
     writeAndWait(
@@ -153,16 +146,16 @@ export async function serveResponses({
     return;
   const where = { item_id: itemId, output_index: 0, content_index: 0 };
   if (!(await send("response.content_part.added", { ...where, part: part("") }))) return;
-  for (const [index, token] of tokens.entries()) {
-    if (behaviour.failAfterChunks !== undefined && index >= behaviour.failAfterChunks) {
-      record.outcome = "connection-dropped";
-      response.socket?.destroy();
-      return;
-    }
-    if (!(await waitUntil(dueAt(index), closed))) return;
-    if (!(await send("response.output_text.delta", { ...where, delta: token }))) return;
-    record.tokensSent = index + 1;
-  }
+  const streamed = await streamTokens({
+    tokens,
+    behaviour,
+    startedAt,
+    response,
+    record,
+    closed,
+    sendToken: (token) => send("response.output_text.delta", { ...where, delta: token }),
+  });
+  if (!streamed) return;
   if (!(await send("response.output_text.done", { ...where, text }))) return;
   if (!(await send("response.content_part.done", { ...where, part: part(text) }))) return;
   if (!(await send("response.output_item.done", { output_index: 0, item: item(text, finalStatus) }))) return;
@@ -174,28 +167,4 @@ export async function serveResponses({
   };
   record.outcome = "completed";
   response.end(`event: ${last}\ndata: ${JSON.stringify(data)}\n\n`);
-}
-
-async function waitUntil(dueAt: number, closed: AbortSignal): Promise<boolean> {
-  const waitMs = dueAt - performance.now();
-  if (waitMs > 0) {
-    try {
-      await sleep(waitMs, undefined, { signal: closed });
-    } catch {
-      return false;
-    }
-  }
-  return !closed.aborted;
-}
-
-function writeAndWait(response: ServerResponse, text: string, closed: AbortSignal): Promise<boolean> {
-  if (closed.aborted) return Promise.resolve(false);
-  return new Promise<boolean>((resolve) => {
-    const onClose = () => resolve(false);
-    closed.addEventListener("abort", onClose, { once: true });
-    response.write(text, (error) => {
-      closed.removeEventListener("abort", onClose);
-      resolve(error === undefined || error === null);
-    });
-  });
 }

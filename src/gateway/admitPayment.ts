@@ -19,24 +19,45 @@ export type PaymentAdmissionRequest = {
   model: string;
   /** Where it was paid for (a route path, an MCP tool address). */
   route: string;
+  /** The request it came with, as the ledger records it. */
+  requestId?: string | undefined;
 };
 
 /** Why a payment was not admitted: a fresh 402 with a reason, or an error answer. */
 export type PaymentAdmissionRefusal =
   | { kind: "payment_required"; error?: string | undefined }
-  | { kind: "error"; code: TollgateErrorCode; message: string };
+  | {
+      kind: "error";
+      code: TollgateErrorCode;
+      message: string;
+      /** The ledger status of the earlier use, when the payment is a replay. */
+      paymentStatus?: string | undefined;
+    };
+
+/** The offer a payment answers, or why it answers none this gateway takes. */
+export type MatchPaymentReturnType =
+  | { ok: true; requirements: PaymentRequirements; signedMaxAtomic: bigint }
+  | { ok: false; refusal: PaymentAdmissionRefusal };
 
 export type AdmitPaymentReturnType =
   | {
       admitted: true;
       paymentId: number;
       payer: string;
+      nonce: string;
       requirements: PaymentRequirements;
       signedMaxAtomic: bigint;
       /** The most this payment may be charged. */
       maxAtomic: bigint;
+      /** How long the facilitator took to verify it (ms). */
+      verifyMs: number;
     }
-  | { admitted: false; refusal: PaymentAdmissionRefusal };
+  | {
+      admitted: false;
+      refusal: PaymentAdmissionRefusal;
+      /** How long the facilitator took to verify it (ms), when it got that far. */
+      verifyMs?: number | undefined;
+    };
 
 export type AdmitPaymentParameters = PaymentAdmissionRequest & {
   terms: BillingTerms;
@@ -54,29 +75,66 @@ export type AdmitPaymentParameters = PaymentAdmissionRequest & {
  * payer's balance beside), and claims it once in the ledger, straight into `serving`.
  */
 export async function admitPayment(parameters: AdmitPaymentParameters): Promise<AdmitPaymentReturnType> {
-  const { payment, offers, terms, ledger, facilitator, readPayerFunds, logger } = parameters;
+  const matched = matchPayment(parameters.payment, parameters.offers, parameters.terms);
+  if (!matched.ok) return { admitted: false, refusal: matched.refusal };
+  return admitMatchedPayment({ ...parameters, matched });
+}
+
+/** The offer a payment answers, refusing a sponsored approval this gateway's facilitator does not sponsor. */
+export function matchPayment(
+  payment: DecodedPaymentPayload,
+  offers: PaymentRequirements[],
+  terms: BillingTerms,
+): MatchPaymentReturnType {
+  const matched = matchOffer(payment, offers);
+  if (!matched.ok)
+    return {
+      ok: false,
+      refusal: { kind: "payment_required", error: `${matched.reason}: ${matched.message}` },
+    };
+  const sponsored = sponsoredApprovalOf(payment);
+  if (sponsored && !terms.gasSponsoring?.includes(sponsored.extension)) {
+    return {
+      ok: false,
+      refusal: {
+        kind: "payment_required",
+        error: `${ReasonCode.gasSponsoringRefused}: this gateway's facilitator does not sponsor ${sponsored.extension}; approve Permit2 on ${matched.requirements.asset} first`,
+      },
+    };
+  }
+  return matched;
+}
+
+export type AdmitMatchedPaymentParameters = AdmitPaymentParameters & {
+  matched: Extract<MatchPaymentReturnType, { ok: true }>;
+};
+
+/** `admitPayment` past the match: for a caller that has already matched the payment to its offer. */
+export async function admitMatchedPayment(
+  parameters: AdmitMatchedPaymentParameters,
+): Promise<AdmitPaymentReturnType> {
+  const { payment, matched, terms, ledger, facilitator, readPayerFunds, logger } = parameters;
+  let verifyMs: number | undefined;
   const paymentRequired = (error?: string): AdmitPaymentReturnType => ({
     admitted: false,
     refusal: { kind: "payment_required", error },
+    verifyMs,
   });
   const refuse = (code: TollgateErrorCode, message: string): AdmitPaymentReturnType => ({
     admitted: false,
     refusal: { kind: "error", code, message },
+    verifyMs,
   });
-  const replayed = (status: string) =>
-    refuse(
-      "TOLLGATE_PAYMENT_REPLAYED",
-      `this payment authorization was already used (status ${status}); sign a new one`,
-    );
-
-  const matched = matchOffer(payment, offers);
-  if (!matched.ok) return paymentRequired(`${matched.reason}: ${matched.message}`);
-  const sponsored = sponsoredApprovalOf(payment);
-  if (sponsored && !terms.gasSponsoring?.includes(sponsored.extension)) {
-    return paymentRequired(
-      `${ReasonCode.gasSponsoringRefused}: this gateway's facilitator does not sponsor ${sponsored.extension}; approve Permit2 on ${matched.requirements.asset} first`,
-    );
-  }
+  const replayed = (status: string): AdmitPaymentReturnType => ({
+    admitted: false,
+    refusal: {
+      kind: "error",
+      code: "TOLLGATE_PAYMENT_REPLAYED",
+      message: `this payment authorization was already used (status ${status}); sign a new one`,
+      paymentStatus: status,
+    },
+    verifyMs,
+  });
 
   // The authorization must outlive the work: the longest it may run, plus time to settle.
   const deadline = authorizationDeadline(payment);
@@ -100,6 +158,7 @@ export async function admitPayment(parameters: AdmitPaymentParameters): Promise<
 
   let verified: Awaited<ReturnType<FacilitatorLike["verify"]>>;
   let fundsAtomic: bigint | undefined;
+  const verifyStartedAt = performance.now();
   try {
     const funds = readPayerFunds?.(key.payer as `0x${string}`, matched.requirements.asset as `0x${string}`);
     funds?.catch(() => undefined);
@@ -107,6 +166,7 @@ export async function admitPayment(parameters: AdmitPaymentParameters): Promise<
       facilitator.verify(payment, matched.requirements),
       parameters.verifyTimeoutMs,
     );
+    verifyMs = performance.now() - verifyStartedAt;
     if (verified.isValid && funds) fundsAtomic = await withTimeout(funds, parameters.verifyTimeoutMs);
   } catch (error) {
     logger.warn({ error: String(error) }, "facilitator unavailable during verify");
@@ -126,6 +186,7 @@ export async function admitPayment(parameters: AdmitPaymentParameters): Promise<
     scheme: matched.requirements.scheme,
     model: parameters.model,
     route: parameters.route,
+    requestId: parameters.requestId,
     asset: matched.requirements.asset,
     payTo: matched.requirements.payTo,
     // What this payment may cost: its own quote caps it, whatever larger amount was signed.
@@ -147,9 +208,11 @@ export async function admitPayment(parameters: AdmitPaymentParameters): Promise<
     admitted: true,
     paymentId: claim.payment.id,
     payer: key.payer,
+    nonce: key.nonce,
     requirements: matched.requirements,
     signedMaxAtomic: matched.signedMaxAtomic,
     maxAtomic,
+    verifyMs,
   };
 }
 

@@ -8,10 +8,8 @@ import {
   TollgateError,
   type TollgateErrorCode,
 } from "../errors/index.js";
-import { sponsoredApprovalOf } from "../facilitator/index.js";
 import type { PaymentLedger } from "../ledger/index.js";
 import {
-  authorizationKey,
   decodePaymentSignatureHeader,
   encodePaymentRequiredHeader,
   type HeaderReader,
@@ -19,8 +17,14 @@ import {
   ReasonCode,
   readPaymentHeader,
 } from "../protocol/index.js";
-import { type AdmitPaymentReturnType, admitPayment, type PaymentAdmissionRequest } from "./admitPayment.js";
-import { authorizationDeadline } from "./authorizationDeadline.js";
+import {
+  type AdmitPaymentReturnType,
+  admitMatchedPayment,
+  admitPayment,
+  matchPayment,
+  type PaymentAdmissionRefusal,
+  type PaymentAdmissionRequest,
+} from "./admitPayment.js";
 import { type BillingEventListener, safeBillingEmitter } from "./BillingEvent.js";
 import { correctiveOffers, orderOffers } from "./channels/channelOffers.js";
 import { BATCH_SETTLEMENT, type ChannelBilling } from "./channels/createChannelBilling.js";
@@ -34,7 +38,6 @@ import {
   buildOffers,
   buildPaymentRequired,
   gasSponsoringExtensions,
-  matchOffer,
 } from "./paymentOffers.js";
 import { quoteRequest, type RequestQuote, type RouteKind } from "./quoteRequest.js";
 import { type ChargeOutcome, type SettleChargeParameters, settleCharge } from "./settleCharge.js";
@@ -162,6 +165,7 @@ export function createBilling({
       "TOLLGATE_PAYMENT_REPLAYED",
       `this payment authorization was already used (status ${status}); sign a new one`,
     );
+  const admission = { terms, ledger, facilitator, settlementMarginSeconds, verifyTimeoutMs, readPayerFunds };
   const resourceUrlOf = (url: string) => {
     if (!publicUrl) return url;
     const { pathname, search } = new URL(url);
@@ -245,6 +249,11 @@ export function createBilling({
         [PAYMENT_REQUIRED_HEADER]: encodePaymentRequiredHeader(required),
       });
     };
+    const answerRefusal = (refusal: PaymentAdmissionRefusal) => {
+      if (refusal.kind === "payment_required") return paymentRequired(refusal.error);
+      if (refusal.paymentStatus !== undefined) seen.replayedStatus = refusal.paymentStatus;
+      return refuse(refusal.code, refusal.message);
+    };
 
     const header = readPaymentHeader(request.headers);
     if (header === undefined) return paymentRequired();
@@ -268,14 +277,8 @@ export function createBilling({
       );
     }
     seen.scheme = payment.accepted?.scheme ?? "unknown";
-    const matched = matchOffer(payment, offers);
-    if (!matched.ok) return paymentRequired(`${matched.reason}: ${matched.message}`);
-    const sponsored = sponsoredApprovalOf(payment);
-    if (sponsored && !terms.gasSponsoring?.includes(sponsored.extension)) {
-      return paymentRequired(
-        `${ReasonCode.gasSponsoringRefused}: this gateway's facilitator does not sponsor ${sponsored.extension}; approve Permit2 on ${matched.requirements.asset} first`,
-      );
-    }
+    const matched = matchPayment(payment, offers, terms);
+    if (!matched.ok) return answerRefusal(matched.refusal);
 
     if (channels && matched.requirements.scheme === BATCH_SETTLEMENT) {
       const acceptStartedAt = performance.now();
@@ -380,91 +383,35 @@ export function createBilling({
       };
     }
 
-    // The authorization must outlive the work: the longest the request may run, plus time to settle.
-    const deadline = authorizationDeadline(payment);
-    const neededSeconds = Math.ceil(quote.timeBoundMs / 1000) + settlementMarginSeconds;
-    const nowSeconds = Math.floor(Date.now() / 1000);
-    if (deadline === undefined || deadline < nowSeconds + neededSeconds) {
-      return paymentRequired(
-        `${ReasonCode.authorizationExpiresTooSoon}: the authorization must stay valid at least ${neededSeconds} s from now (this request may run ${Math.ceil(quote.timeBoundMs / 1000)} s, then settle); it expires in ${deadline === undefined ? "an unknown time" : `${deadline - nowSeconds} s`}. Sign with the offer's maxTimeoutSeconds (${terms.maxTimeoutSeconds})`,
-      );
-    }
-    const key = authorizationKey(payment);
-
-    const admission = await ledger.admission(key);
-    if (admission.inDebt) {
-      return paymentRequired(
-        `${ReasonCode.payerInDebt}: an earlier charge of this payer is unpaid; settle it first`,
-      );
-    }
-    if (admission.existing) {
-      seen.replayedStatus = admission.existing.status;
-      return replayed(admission.existing.status);
-    }
-
-    let verified: Awaited<ReturnType<FacilitatorLike["verify"]>>;
-    let fundsAtomic: bigint | undefined;
-    const verifyStartedAt = performance.now();
-    try {
-      const funds = readPayerFunds?.(key.payer as `0x${string}`, matched.requirements.asset as `0x${string}`);
-      funds?.catch(() => undefined);
-      verified = await withTimeout(facilitator.verify(payment, matched.requirements), verifyTimeoutMs);
-      seen.verifyMs = performance.now() - verifyStartedAt;
-      if (verified.isValid && funds) fundsAtomic = await withTimeout(funds, verifyTimeoutMs);
-    } catch (error) {
-      log.warn({ error: String(error) }, "facilitator unavailable during verify");
-      return refuse(
-        "TOLLGATE_FACILITATOR_UNAVAILABLE",
-        "the payment facilitator or chain is unreachable; no inference was run",
-      );
-    }
-    if (!verified.isValid) return paymentRequired(verified.invalidReason ?? "invalid_payment");
-
-    // Inference starts right away: the row is claimed straight into `serving`.
-    const claimInput = {
-      ...key,
-      scheme: matched.requirements.scheme,
+    const admitted = await admitMatchedPayment({
+      payment,
+      offers,
+      matched,
+      timeBoundMs: quote.timeBoundMs,
+      maxAtomic: quote.maxAtomic,
       model: model.id,
       route: seen.route,
       requestId: seen.requestId,
-      asset: matched.requirements.asset,
-      payTo: matched.requirements.payTo,
-      // What this payment may cost: its own quote caps it, whatever larger amount was signed.
-      maxAtomic:
-        matched.requirements.scheme === "upto"
-          ? capOf(quote.maxAtomic, matched.signedMaxAtomic)
-          : matched.signedMaxAtomic,
-      paymentPayload: payment,
-      paymentRequirements: matched.requirements,
-    };
-    const claim =
-      fundsAtomic === undefined
-        ? await ledger.claim(claimInput, { serving: true })
-        : await ledger.claimWithinFunds(claimInput, fundsAtomic, { serving: true });
-    if (!claim.claimed && claim.existing) {
-      seen.replayedStatus = claim.existing.status;
-      return replayed(claim.existing.status);
-    }
-    if (!claim.claimed) {
-      return paymentRequired(
-        `${ReasonCode.insufficientFunds}: this payer's payments in flight already reserve ${claim.reservedAtomic} of its balance ${claim.fundsAtomic}, and this one may cost ${claimInput.maxAtomic}; retry when they have settled`,
-      );
-    }
+      ...admission,
+      logger: log,
+    });
+    seen.verifyMs = admitted.verifyMs;
+    if (!admitted.admitted) return answerRefusal(admitted.refusal);
     const paid = {
       requestId: seen.requestId,
       route: seen.route,
-      paymentId: claim.payment.id,
+      paymentId: admitted.paymentId,
       model: model.id,
-      scheme: matched.requirements.scheme,
-      asset: matched.requirements.asset,
-      payer: key.payer,
+      scheme: admitted.requirements.scheme,
+      asset: admitted.requirements.asset,
+      payer: admitted.payer,
     };
     emit({
       ...paid,
       type: "verified",
       at: Date.now(),
-      maxAtomic: claimInput.maxAtomic,
-      verifyMs: seen.verifyMs ?? 0,
+      maxAtomic: admitted.maxAtomic,
+      verifyMs: admitted.verifyMs,
     });
 
     const tokenizer = model.tokenizer ?? model.id;
@@ -473,11 +420,11 @@ export function createBilling({
       quote,
       session: createBillingSession({
         quote,
-        paymentId: claim.payment.id,
-        payer: key.payer,
+        paymentId: admitted.paymentId,
+        payer: admitted.payer,
         payload: payment,
-        requirements: matched.requirements as PaymentRequirements,
-        signedMaxAtomic: matched.signedMaxAtomic,
+        requirements: admitted.requirements,
+        signedMaxAtomic: admitted.signedMaxAtomic,
         ledger,
         facilitator,
         countTokens: (text) => countTokens(text, tokenizer),
@@ -488,8 +435,8 @@ export function createBilling({
         receipts: receiptSigner && {
           signer: receiptSigner,
           resourceUrl: resourceUrlOf(request.url),
-          route: claimInput.route,
-          nonce: key.nonce,
+          route: seen.route,
+          nonce: admitted.nonce,
         },
         event: paid,
         startedAt: seen.startedAt,
@@ -498,17 +445,7 @@ export function createBilling({
     };
   }
 
-  const admit = (admission: PaymentAdmissionRequest) =>
-    admitPayment({
-      ...admission,
-      terms,
-      ledger,
-      facilitator,
-      settlementMarginSeconds,
-      verifyTimeoutMs,
-      readPayerFunds,
-      logger,
-    });
+  const admit = (request: PaymentAdmissionRequest) => admitPayment({ ...request, ...admission, logger });
   const settle = (charge: SettlePaidWork) =>
     settleCharge({ ...charge, ledger, facilitator, logger, settleTimeoutMs });
 
@@ -548,19 +485,4 @@ function refusalReasonOf(body: Record<string, unknown>): string {
     return (error as { code: string }).code;
   if (typeof error === "string" && error !== "") return error.split(":")[0] ?? error;
   return "payment_required";
-}
-
-/** The most a payment may be charged: the request's own maximum, or the signed amount if lower. */
-function capOf(quoteMaxAtomic: bigint | undefined, signedMaxAtomic: bigint): bigint {
-  return quoteMaxAtomic !== undefined && quoteMaxAtomic < signedMaxAtomic ? quoteMaxAtomic : signedMaxAtomic;
-}
-
-/** Rejects when `promise` takes longer than `ms`; the late result is dropped. */
-function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`facilitator did not answer within ${ms} ms`)), ms);
-  });
-  promise.catch(() => undefined);
-  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
 }

@@ -1,27 +1,15 @@
 import type { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import type { CallToolResult } from "@modelcontextprotocol/sdk/types.js";
-import { x402Client } from "@x402/core/client";
-import { ExactEvmScheme } from "@x402/evm/exact/client";
-import { UptoEvmScheme } from "@x402/evm/upto/client";
-import type { Hex } from "viem";
-import { privateKeyToAccount } from "viem/accounts";
 import {
   authorizePayment,
-  type BuyerEventListener,
-  type BuyerSigner,
-  type ConfirmPayment,
-  createReceiptSignerBook,
-  openSpendStore,
-  type PaymentContext,
-  parseSpendingPolicy,
+  type BuyerPaymentOptions,
+  createPaymentContext,
   policyRefusedError,
   providerOrigin,
   recordReceipt,
-  type SpendingPolicyInput,
   type SpendStore,
   selectOffer,
 } from "../buyer/index.js";
-import { TollgateError } from "../errors/index.js";
 import type { SettleResponse } from "../protocol/index.js";
 import {
   MCP_PAYMENT_META_KEY,
@@ -29,19 +17,7 @@ import {
   readPaymentResponseMeta,
 } from "./mcpPaymentMeta.js";
 
-export type CreateMcpToolPayerParameters = {
-  privateKey?: Hex | undefined;
-  signer?: BuyerSigner | undefined;
-  policy?: SpendingPolicyInput | undefined;
-  /** Spend store under `<dataDir>/spend` (default `~/.tollgate`; `"memory://"` for none), or `store`. */
-  dataDir?: string | undefined;
-  store?: SpendStore | Promise<SpendStore> | undefined;
-  /** Asked before signing a maximum above `confirmAbove`; without it such payments are refused. */
-  confirm?: ConfirmPayment | undefined;
-  onEvent?: BuyerEventListener | undefined;
-  /** Lets the schemes sign gas-sponsoring extensions. */
-  rpcUrl?: string | undefined;
-};
+export type CreateMcpToolPayerParameters = BuyerPaymentOptions;
 
 /** One tool call, paid if the tool asked for payment. */
 export type PaidToolCall = {
@@ -83,44 +59,12 @@ export type McpToolPayer = {
  * const { result, settlement } = await payer.callTool(client, { name: "summarize", arguments: { text } });
  */
 export function createMcpToolPayer(parameters: CreateMcpToolPayerParameters): McpToolPayer {
-  const signer =
-    parameters.signer ?? (parameters.privateKey ? privateKeyToAccount(parameters.privateKey) : undefined);
-  if (!signer) {
-    throw new TollgateError({
-      code: "TOLLGATE_CONFIG_INVALID",
-      shortMessage: "createMcpToolPayer needs a privateKey or a signer",
-    });
-  }
-  const policy = parseSpendingPolicy(parameters.policy ?? {});
-  const schemeOptions = parameters.rpcUrl ? { rpcUrl: parameters.rpcUrl } : undefined;
-  const client = new x402Client()
-    .register("eip155:*", new UptoEvmScheme(signer, schemeOptions))
-    .register("eip155:*", new ExactEvmScheme(signer, schemeOptions))
-    // The buyer's own policy replaces x402's default spend controls.
-    .setSpendControls(false);
-  let storePromise: Promise<SpendStore> | undefined;
-  const store = () => {
-    storePromise ??= parameters.store
-      ? Promise.resolve(parameters.store)
-      : openSpendStore({ dataDir: parameters.dataDir });
-    return storePromise;
-  };
-  const emit: BuyerEventListener = (event) => {
-    try {
-      parameters.onEvent?.(event);
-    } catch {
-      // A listener's failure must not break a payment.
-    }
-  };
-  const context: PaymentContext = {
-    policy,
-    client,
-    payer: signer.address,
-    store,
-    confirm: parameters.confirm,
-    emit,
-    receiptSigners: createReceiptSignerBook({ fetch: globalThis.fetch }),
-  };
+  const { signer, context, closeStore } = createPaymentContext({
+    ...parameters,
+    caller: "createMcpToolPayer",
+    fetch: globalThis.fetch,
+  });
+  const { policy, store, emit } = context;
 
   async function callTool(
     mcp: Client,
@@ -207,11 +151,7 @@ export function createMcpToolPayer(parameters: CreateMcpToolPayerParameters): Mc
     address: signer.address,
     callTool,
     spendStore: store,
-    async close() {
-      if (!storePromise || parameters.store) return;
-      const opened = await storePromise.catch(() => undefined);
-      await opened?.close();
-    },
+    close: closeStore,
   };
 }
 

@@ -13,7 +13,7 @@ import { wrapFetchWithPayment } from "@x402/fetch";
 import { createPublicClient, type Hex, http } from "viem";
 import { privateKeyToAccount } from "viem/accounts";
 import { anvil } from "viem/chains";
-import { batchSettlementStateAbi } from "../../src/chain/index.js";
+import { batchSettlementAbi } from "../../src/chain/index.js";
 import { type Devnet, startDevnet } from "../../src/devnet/index.js";
 import type { GatewayConfigInput } from "../../src/gateway/index.js";
 import { type Ledger, openPostgresLedger } from "../../src/ledger/index.js";
@@ -122,7 +122,7 @@ describe(`crash: a channel-paid gateway SIGKILLed between acceptance and claim, 
       (
         await chain.readContract({
           address: BATCH_SETTLEMENT_ADDRESS,
-          abi: batchSettlementStateAbi,
+          abi: batchSettlementAbi,
           functionName: "channels",
           args: [channelId!],
         })

@@ -1,5 +1,5 @@
 import type { Address, Hex, PublicClient } from "viem";
-import { batchSettlementStateAbi } from "../../chain/index.js";
+import { batchSettlementAbi } from "../../chain/index.js";
 
 /** A channel's state on chain. */
 export type OnchainChannelState = {
@@ -16,7 +16,7 @@ export async function readChannelState(
   settlement: Address,
   channelId: Hex,
 ): Promise<OnchainChannelState> {
-  const abi = batchSettlementStateAbi;
+  const abi = batchSettlementAbi;
   const args = [channelId] as const;
   const [[balance, totalClaimed], [, initiatedAt], refundNonce] = await Promise.all([
     chain.readContract({ address: settlement, abi, functionName: "channels", args }),

@@ -1,5 +1,5 @@
 import { type Address, getAddress, type Hex, type PublicClient } from "viem";
-import { batchSettlementStateAbi } from "../../chain/index.js";
+import { batchSettlementAbi } from "../../chain/index.js";
 import type { ChannelLedger, PaymentLedger } from "../../ledger/index.js";
 import { readChannelState } from "./readChannelState.js";
 
@@ -125,7 +125,7 @@ export async function reconcileChannels({
   }
   const [, settledOnChainAtomic] = await client.readContract({
     address: settlement,
-    abi: batchSettlementStateAbi,
+    abi: batchSettlementAbi,
     functionName: "receivers",
     args: [getAddress(payTo), getAddress(asset)],
   });

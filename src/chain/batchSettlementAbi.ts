@@ -13,11 +13,12 @@ const channelConfig = {
 } as const;
 
 /**
- * What a payer reads and calls on the x402 batch-settlement contract: its channel's escrow, a
- * pending withdrawal, and the two steps of a withdrawal without the seller.
- * See `specs/schemes/batch-settlement/scheme_batch_settlement_evm.md` (payer exits).
+ * What Tollgate reads and calls on the x402 batch-settlement contract: a channel's balance and
+ * claims, its pending withdrawal, its refund nonce, a receiver's claimed and settled totals, and
+ * the two steps of a payer's withdrawal without the seller.
+ * @see https://github.com/x402-foundation/x402/blob/main/specs/schemes/batch-settlement/scheme_batch_settlement_evm.md
  */
-export const batchSettlementPayerAbi = [
+export const batchSettlementAbi = [
   {
     type: "function",
     name: "channels",
@@ -36,6 +37,26 @@ export const batchSettlementPayerAbi = [
     outputs: [
       { name: "amount", type: "uint128" },
       { name: "initiatedAt", type: "uint40" },
+    ],
+  },
+  {
+    type: "function",
+    name: "refundNonce",
+    stateMutability: "view",
+    inputs: [{ name: "channelId", type: "bytes32" }],
+    outputs: [{ name: "", type: "uint256" }],
+  },
+  {
+    type: "function",
+    name: "receivers",
+    stateMutability: "view",
+    inputs: [
+      { name: "receiver", type: "address" },
+      { name: "token", type: "address" },
+    ],
+    outputs: [
+      { name: "totalClaimed", type: "uint128" },
+      { name: "totalSettled", type: "uint128" },
     ],
   },
   {

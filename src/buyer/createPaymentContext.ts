@@ -1,0 +1,102 @@
+import { x402Client } from "@x402/core/client";
+import { ExactEvmScheme } from "@x402/evm/exact/client";
+import { UptoEvmScheme } from "@x402/evm/upto/client";
+import type { Hex } from "viem";
+import { privateKeyToAccount } from "viem/accounts";
+import { TollgateError } from "../errors/index.js";
+import type { ConfirmPayment, PaymentContext } from "./authorizePayment.js";
+import type { BuyerEventListener } from "./BuyerEvent.js";
+import { openSpendStore } from "./openSpendStore.js";
+import { createReceiptSignerBook } from "./receiptSigners.js";
+import type { SpendStore } from "./SpendStore.js";
+import { parseSpendingPolicy, type SpendingPolicyInput } from "./spendingPolicy.js";
+
+/** An EVM account that signs typed data: a viem `LocalAccount`, or `toClientEvmSigner(...)`. */
+export type BuyerSigner = ConstructorParameters<typeof UptoEvmScheme>[0];
+
+/** How a buyer pays: its key, policy, spend store, listener and confirmation. */
+export type BuyerPaymentOptions = {
+  /** The buyer's key; or pass `signer`. */
+  privateKey?: Hex | undefined;
+  signer?: BuyerSigner | undefined;
+  /** The spending policy (already parsed, or as written in YAML / code). Default: no limits. */
+  policy?: SpendingPolicyInput | undefined;
+  /** An RPC endpoint of the chain paid on: lets the upto/exact schemes sign gas-sponsoring extensions. */
+  rpcUrl?: string | undefined;
+  /** Where the spend store lives (`<dataDir>/spend`); default `~/.tollgate`; `"memory://"` for none. */
+  dataDir?: string | undefined;
+  /** A spend store to use instead of opening one under `dataDir` (the caller closes it); may still be opening. */
+  store?: SpendStore | Promise<SpendStore> | undefined;
+  onEvent?: BuyerEventListener | undefined;
+  /** Asked before signing a maximum above `confirmAbove`; without it such payments are refused. */
+  confirm?: ConfirmPayment | undefined;
+};
+
+export type CreatePaymentContextParameters = BuyerPaymentOptions & {
+  /** The function being set up, named in the error when neither a key nor a signer is given. */
+  caller: string;
+  /** The `fetch` that reads sellers' receipt keys. */
+  fetch: typeof fetch;
+};
+
+export type CreatePaymentContextReturnType = {
+  signer: BuyerSigner;
+  context: PaymentContext;
+  /** Closes the spend store if it was opened here (a store passed in is the caller's to close). */
+  closeStore(): Promise<void>;
+};
+
+/**
+ * What every buyer pays with: the signer, the parsed spending policy, x402's client with the upto
+ * and exact schemes (its own spend controls off: the policy replaces them), the spend store that
+ * holds the reservations (opened on first use), and an event emitter a listener cannot break.
+ */
+export function createPaymentContext(
+  parameters: CreatePaymentContextParameters,
+): CreatePaymentContextReturnType {
+  const signer =
+    parameters.signer ?? (parameters.privateKey ? privateKeyToAccount(parameters.privateKey) : undefined);
+  if (!signer) {
+    throw new TollgateError({
+      code: "TOLLGATE_CONFIG_INVALID",
+      shortMessage: `${parameters.caller} needs a privateKey or a signer`,
+    });
+  }
+  const policy = parseSpendingPolicy(parameters.policy ?? {});
+  const schemeOptions = parameters.rpcUrl ? { rpcUrl: parameters.rpcUrl } : undefined;
+  const client = new x402Client()
+    .register("eip155:*", new UptoEvmScheme(signer, schemeOptions))
+    .register("eip155:*", new ExactEvmScheme(signer, schemeOptions))
+    .setSpendControls(false);
+  let storePromise: Promise<SpendStore> | undefined;
+  const store = () => {
+    storePromise ??= parameters.store
+      ? Promise.resolve(parameters.store)
+      : openSpendStore({ dataDir: parameters.dataDir });
+    return storePromise;
+  };
+  const emit: BuyerEventListener = (event) => {
+    try {
+      parameters.onEvent?.(event);
+    } catch {
+      // A listener's failure must not break a payment.
+    }
+  };
+  return {
+    signer,
+    context: {
+      policy,
+      client,
+      payer: signer.address,
+      store,
+      confirm: parameters.confirm,
+      emit,
+      receiptSigners: createReceiptSignerBook({ fetch: parameters.fetch }),
+    },
+    async closeStore() {
+      if (!storePromise || parameters.store) return;
+      const opened = await storePromise.catch(() => undefined);
+      await opened?.close();
+    },
+  };
+}
