@@ -22,7 +22,12 @@ export {
 } from "./createPayingFetch.js";
 export { type CreateSpendStoreParameters, createSpendStore, utcDay } from "./createSpendStore.js";
 export { formatReceiptLine } from "./formatReceiptLine.js";
-export { type InferenceRequest, readInferenceRequest } from "./inferenceRequest.js";
+export {
+  type InferenceKind,
+  type InferenceRequest,
+  readInferenceRequest,
+  routePathOf,
+} from "./inferenceRequest.js";
 export {
   type AuthorizationChecker,
   type AuthorizationOnChain,
