@@ -22,7 +22,8 @@ const offerPricingSchema = z.looseObject({
   inputPerMTokAtomic: atomicText,
   outputPerMTokAtomic: atomicText.default(0n),
   fixedFeeAtomic: atomicText.default(0n),
-  maxOutputTokens: z.number().int().positive().optional(),
+  // 0 for the routes that generate no tokens (embeddings, images).
+  maxOutputTokens: z.number().int().nonnegative().optional(),
   promptTokenBound: z.number().int().nonnegative().optional(),
   units: z.record(z.string(), atomicText).optional(),
 });
