@@ -8,6 +8,7 @@ import { isTollgateError } from "../src/errors/index.js";
 import { eventLog } from "./support/buyerFixtures.js";
 import { type GatewayHarness, startGatewayHarness } from "./support/gatewayHarness.js";
 import { mockCompletionText } from "./support/mockBackend.js";
+import { runCli } from "./support/runCli.js";
 
 const IMAGE_ATOMIC = 10_000n;
 const PER_SECOND_ATOMIC = 3_600n;
@@ -263,5 +264,78 @@ describe("the buyer's model listing", () => {
       ["mock-responses"],
       "only the model that answers /chat/completions",
     );
+  });
+});
+
+describe("tollgate chat --api", () => {
+  const env = () => ({
+    TOLLGATE_PRIVATE_KEY: h.devnet.accounts.buyers[2]!.privateKey,
+    TOLLGATE_DATA_DIR: "memory://",
+  });
+
+  for (const [api, model, route, tokens] of [
+    ["messages", "mock-claude", "/v1/messages", 7],
+    ["responses", "mock-responses", "/v1/responses", 5],
+  ] as const)
+    test(`--api ${api} streams the answer from ${route} and ends with the receipt line`, async (t) => {
+      h.backend.set({ responseTokens: tokens, tokensPerSecond: 300 });
+      const run = await runCli(
+        [
+          "chat",
+          "--gateway",
+          h.gateway.url,
+          "--model",
+          model,
+          "--api",
+          api,
+          "--max-tokens",
+          "20",
+          "say hello",
+        ],
+        env(),
+      );
+      t.diagnostic(run.stderr.trim());
+      assert.equal(run.code, 0, run.stderr);
+      assert.equal(run.stdout.trim(), mockCompletionText(tokens));
+      const [row] = await h.ledger.payments.recent({ limit: 1 });
+      assert.equal(row?.route, route);
+      assert.match(
+        run.stderr,
+        new RegExp(`paid \\$[0-9.]+ of \\$[0-9.]+ authorized .* · tx ${row?.transaction}`),
+      );
+    });
+
+  test("--api messages without --max-tokens asks for the model's listed limit; an unknown API is refused by name", async () => {
+    h.backend.set({ responseTokens: 3, tokensPerSecond: 0 });
+    const run = await runCli(
+      ["chat", "--gateway", h.gateway.url, "--model", "mock-claude", "--api", "messages", "hi"],
+      env(),
+    );
+    assert.equal(run.code, 0, run.stderr);
+    const served = h.backend.requests.filter((request) => request.path.endsWith("/messages")).at(-1);
+    assert.equal((served?.body as { max_tokens?: unknown })?.max_tokens, 256, "the model's maxOutputTokens");
+    const wrong = await runCli(
+      ["chat", "--gateway", h.gateway.url, "--model", "m", "--api", "claude", "hi"],
+      env(),
+    );
+    assert.equal(wrong.code, 2, wrong.stderr);
+    assert.match(wrong.stderr, /--api must be chat \(\/v1\/chat\/completions\), messages/);
+    const routed = await runCli(
+      [
+        "chat",
+        "--gateway",
+        h.gateway.url,
+        "--gateway",
+        h.gateway.url,
+        "--model",
+        "m",
+        "--api",
+        "responses",
+        "hi",
+      ],
+      env(),
+    );
+    assert.equal(routed.code, 2, routed.stderr);
+    assert.match(routed.stderr, /--api responses takes one --gateway and one --model/);
   });
 });
