@@ -1,5 +1,6 @@
 import type { PaymentRequirements } from "../protocol/index.js";
 import { money, type PolicyRefusal } from "./policyRefusal.js";
+import type { QuotedPrice } from "./quotedPrice.js";
 import type { SpendingPolicy } from "./spendingPolicy.js";
 
 export type CheckOfferParameters = {
@@ -11,6 +12,8 @@ export type CheckOfferParameters = {
   askedAtomic: bigint;
   /** The buyer's own estimate of the maximum at the quoted prices, when it has one. */
   expectedAtomic?: bigint | undefined;
+  /** The prices the offer quotes, checked against the policy's per-image and per-second caps. */
+  price?: Pick<QuotedPrice, "units"> | undefined;
 };
 
 const SUPPORTED_SCHEMES = new Set(["upto", "exact", "batch-settlement"]);
@@ -28,6 +31,7 @@ export function checkOffer({
   offer,
   askedAtomic,
   expectedAtomic,
+  price,
 }: CheckOfferParameters): PolicyRefusal | undefined {
   const provider = policy.providers[origin];
   if (!SUPPORTED_SCHEMES.has(offer.scheme) || !offer.network.startsWith("eip155:")) {
@@ -79,6 +83,23 @@ export function checkOffer({
         message: `maximum ${money(askedAtomic)} is above the ${rule} cap of ${money(limitAtomic)}`,
         limitAtomic,
         askedAtomic,
+        origin,
+      };
+    }
+  }
+  // Per-unit caps: `images` is priced per image, `compute_ms` per second (UNIT_SCALE 1000 ms).
+  const unitCaps: Array<[PolicyRefusal["rule"], bigint | undefined, bigint | undefined, string]> = [
+    ["maxImagePrice", policy.maxImagePrice, price?.units?.images, "per image"],
+    ["maxPricePerSecond", policy.maxPricePerSecond, price?.units?.compute_ms, "per second of compute"],
+  ];
+  for (const [rule, limitAtomic, unitPriceAtomic, per] of unitCaps) {
+    if (limitAtomic !== undefined && unitPriceAtomic !== undefined && unitPriceAtomic > limitAtomic) {
+      return {
+        rule,
+        message: `${origin} asks ${money(unitPriceAtomic)} ${per}, above the policy's ${rule} of ${money(limitAtomic)}`,
+        limitAtomic,
+        askedAtomic,
+        unitPriceAtomic,
         origin,
       };
     }

@@ -58,11 +58,25 @@ export async function checkSellerReceipts(
     problems: check.problems,
   };
   const usage = check.status === "invalid" ? undefined : check.usageReceipt?.payload.usage;
-  const amountOf = (unit: string) => usage?.find((entry) => entry.unit === unit)?.amount;
-  const prompt = amountOf("input_tokens");
-  const signedUsage =
-    prompt === undefined
-      ? undefined
-      : { promptTokens: Number(prompt), completionTokens: Number(amountOf("output_tokens") ?? "0") };
-  return { check, stored, signedUsage };
+  return { check, stored, signedUsage: usage && signedUsageOf(usage) };
+}
+
+/**
+ * The usage a seller signed, every unit of it (images, `compute_ms`, cached input…): prompt tokens
+ * are input and cached input, completion tokens output and reasoning. Undefined when it signed no
+ * usage, or a count past what a number holds exactly.
+ */
+function signedUsageOf(usage: ReadonlyArray<{ unit: string; amount: string }>): ReportedUsage | undefined {
+  const units: Record<string, number> = {};
+  for (const { unit, amount } of usage) {
+    const value = Number(amount);
+    if (!Number.isSafeInteger(value)) return undefined;
+    units[unit] = value;
+  }
+  if (Object.keys(units).length === 0) return undefined;
+  return {
+    promptTokens: (units.input_tokens ?? 0) + (units.cached_input_tokens ?? 0),
+    completionTokens: (units.output_tokens ?? 0) + (units.reasoning_tokens ?? 0),
+    units,
+  };
 }

@@ -198,7 +198,7 @@ export function createPayingFetch(parameters: CreatePayingFetchParameters): Payi
       if (opened.length > 0) channelSellers.add(origin);
     }
     const preferChannel = policy.channels === "prefer" && channelSellers.has(origin);
-    const known = inference && !preferChannel ? quotes.lookup(url, inference.model) : undefined;
+    const known = inference && !preferChannel ? quotes.lookup(url, inference) : undefined;
     const estimate = known && inference ? estimateRequest(inference, known.price) : undefined;
     if (known && estimate) {
       const offer = { ...known.requirements, amount: estimate.expectedMaxAtomic.toString() };

@@ -28,7 +28,12 @@ export {
 } from "./createPaymentContext.js";
 export { type CreateSpendStoreParameters, createSpendStore, utcDay } from "./createSpendStore.js";
 export { formatReceiptLine } from "./formatReceiptLine.js";
-export { type InferenceRequest, readInferenceRequest } from "./inferenceRequest.js";
+export {
+  type InferenceKind,
+  type InferenceRequest,
+  readInferenceRequest,
+  routePathOf,
+} from "./inferenceRequest.js";
 export {
   type AuthorizationChecker,
   type AuthorizationOnChain,

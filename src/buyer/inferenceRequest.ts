@@ -1,19 +1,57 @@
-import { type PromptKind, promptTokenBound } from "../pricing/index.js";
+import {
+  messagesPromptBody,
+  type PromptKind,
+  promptTokenBound,
+  responsesPromptBody,
+} from "../pricing/index.js";
 
-/** What the buyer knows of an OpenAI-style inference request before it is sent. */
+/**
+ * Which inference API a request is for: OpenAI's chat, completions, embeddings, responses and
+ * image generations, and Anthropic's messages.
+ */
+export type InferenceKind = PromptKind | "messages" | "responses" | "image";
+
+/** What the buyer knows of an inference request before it is sent. */
 export type InferenceRequest = {
-  kind: PromptKind;
+  kind: InferenceKind;
   body: Record<string, unknown>;
   model: string | undefined;
-  /** The output limit the request asks for (`max_completion_tokens` or `max_tokens`), if any. */
+  /**
+   * The output limit the request asks for, if any: `max_completion_tokens` or `max_tokens` (chat),
+   * `max_tokens` (completions, messages), `max_output_tokens` (responses).
+   */
   requestedOutputTokens: number | undefined;
   stream: boolean;
 };
 
+/** Each route's path under the API base, by kind. */
+const ROUTE_PATHS: Readonly<Record<InferenceKind, string>> = {
+  chat: "/chat/completions",
+  completion: "/completions",
+  embedding: "/embeddings",
+  messages: "/messages",
+  responses: "/responses",
+  image: "/images/generations",
+};
+
+/** The path of an API's route under the API base (`/chat/completions`, `/messages`, …). */
+export function routePathOf(kind: InferenceKind): string {
+  return ROUTE_PATHS[kind];
+}
+
+/** The kind of inference a URL path names, or undefined when it names none this buyer can price. */
+export function kindOfPath(path: string): InferenceKind | undefined {
+  const trimmed = path.replace(/\/+$/, "");
+  if (trimmed.endsWith("/chat/completions")) return "chat";
+  const kinds = Object.keys(ROUTE_PATHS) as InferenceKind[];
+  return kinds.find((kind) => kind !== "chat" && trimmed.endsWith(ROUTE_PATHS[kind]));
+}
+
 /**
  * Reads an inference request from its URL and body: the kind from the path (`/chat/completions`,
- * `/completions`, `/embeddings`) and the JSON body. Anything else answers undefined: it can still
- * be paid for, but the buyer cannot estimate what it should cost.
+ * `/completions`, `/embeddings`, `/messages`, `/responses`, `/images/generations`) and the JSON
+ * body. Anything else answers undefined: it can still be paid for, but the buyer cannot estimate
+ * what it should cost.
  */
 export function readInferenceRequest(
   url: string,
@@ -29,7 +67,7 @@ export function readInferenceRequest(
   }
   if (typeof body !== "object" || body === null || Array.isArray(body)) return undefined;
   const record = body as Record<string, unknown>;
-  const requested = kind === "chat" ? (record.max_completion_tokens ?? record.max_tokens) : record.max_tokens;
+  const requested = requestedOutputOf(kind, record);
   return {
     kind,
     body: record,
@@ -42,18 +80,51 @@ export function readInferenceRequest(
   };
 }
 
-/** The buyer's own upper bound on the request's prompt tokens, or undefined when it cannot be bounded. */
+function requestedOutputOf(kind: InferenceKind, body: Record<string, unknown>): unknown {
+  if (kind === "chat") return body.max_completion_tokens ?? body.max_tokens;
+  if (kind === "responses") return body.max_output_tokens;
+  if (kind === "image" || kind === "embedding") return undefined;
+  return body.max_tokens;
+}
+
+/**
+ * The buyer's own upper bound on the request's prompt tokens, or undefined when it cannot be
+ * bounded. Messages and responses are walked by the same content-block functions the gateway
+ * prices them with; an image's prompt is bounded as one text.
+ */
 export function buyerPromptBound(request: InferenceRequest): number | undefined {
+  const { body } = request;
+  const model = typeof body.model === "string" ? body.model : undefined;
   try {
-    return promptTokenBound({ kind: request.kind, body: request.body });
+    switch (request.kind) {
+      case "messages":
+        return promptTokenBound({
+          kind: "chat",
+          body: messagesPromptBody(body),
+          ...(model ? { model } : {}),
+        });
+      case "responses":
+        return promptTokenBound({
+          kind: "chat",
+          body: responsesPromptBody(body),
+          ...(model ? { model } : {}),
+        });
+      case "image":
+        return promptTokenBound({
+          kind: "embedding",
+          body: { input: body.prompt },
+          ...(model ? { model } : {}),
+        });
+      default:
+        return promptTokenBound({ kind: request.kind, body });
+    }
   } catch {
     return undefined;
   }
 }
 
-function kindOfPath(path: string): PromptKind | undefined {
-  if (path.endsWith("/chat/completions")) return "chat";
-  if (path.endsWith("/completions")) return "completion";
-  if (path.endsWith("/embeddings")) return "embedding";
-  return undefined;
+/** Images an image request asks for (`n`, default 1), or undefined when `n` is not a positive integer. */
+export function requestedImages(request: InferenceRequest): number | undefined {
+  const n = request.body.n ?? 1;
+  return typeof n === "number" && Number.isSafeInteger(n) && n > 0 ? n : undefined;
 }

@@ -14,7 +14,9 @@ export type PolicyRule =
   | "maxOverExpected"
   | "maxDeposit"
   | "providers.maxDeposit"
-  | "confirmAbove";
+  | "confirmAbove"
+  | "maxImagePrice"
+  | "maxPricePerSecond";
 
 /** Why a payment was refused, with the figures; data until it is thrown. */
 export type PolicyRefusal = {

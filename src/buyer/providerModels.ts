@@ -1,7 +1,7 @@
 import { z } from "zod";
 import { TollgateError } from "../errors/index.js";
-import type { PromptKind } from "../pricing/index.js";
 import { addressSchema, caip2NetworkSchema } from "../protocol/index.js";
+import type { InferenceKind } from "./inferenceRequest.js";
 import { type QuotedPrice, unitPricesOf } from "./quotedPrice.js";
 
 const atomic = z
@@ -9,9 +9,15 @@ const atomic = z
   .regex(/^[0-9]+$/)
   .transform(BigInt);
 
+const INFERENCE_KINDS = ["chat", "completion", "embedding", "messages", "responses", "image"] as const;
+const isInferenceKind = (value: unknown): value is InferenceKind =>
+  (INFERENCE_KINDS as readonly unknown[]).includes(value);
+
 const modelSchema = z.looseObject({
   id: z.string().min(1),
-  kind: z.enum(["chat", "completion", "embedding"]).optional(),
+  /** A kind this buyer does not know (a newer API) is kept as unknown: such a model serves none of its routes. */
+  kind: z.string().optional(),
+  apis: z.array(z.string()).optional(),
   pricing: z
     .looseObject({
       network: caip2NetworkSchema,
@@ -37,7 +43,14 @@ export type ProviderModel = {
   /** The provider's API base, e.g. `http://127.0.0.1:8402/v1`. */
   baseUrl: string;
   id: string;
-  kind: PromptKind;
+  /**
+   * What the model is for: its listed kind when it serves that API, else the first API it serves
+   * (a model behind an Anthropic backend lists kind `chat` and serves only `messages`).
+   * Only a `chat` model answers `/chat/completions`; image and embedding models are never chat.
+   */
+  kind: InferenceKind;
+  /** The APIs it serves, each on its own route (`routePathOf`). */
+  apis: InferenceKind[];
   network: string;
   asset: string;
   payTo: string;
@@ -95,7 +108,11 @@ export async function fetchProviderModels(
   for (const entry of listing.data.data) {
     const parsed = modelSchema.safeParse(entry);
     if (!parsed.success || !parsed.data.pricing) continue;
-    const { id, kind = "chat", pricing } = parsed.data;
+    const { id, pricing } = parsed.data;
+    const listedKind = parsed.data.kind ?? "chat";
+    const apis = (parsed.data.apis ?? [listedKind]).filter(isInferenceKind);
+    const kind = isInferenceKind(listedKind) && apis.includes(listedKind) ? listedKind : apis[0];
+    if (kind === undefined) continue;
     const price =
       pricing.schemes.includes("upto") && (pricing.inputPerMTokAtomic !== undefined || pricing.units)
         ? {
@@ -111,6 +128,7 @@ export async function fetchProviderModels(
       baseUrl,
       id,
       kind,
+      apis,
       network: pricing.network,
       asset: pricing.asset,
       payTo: pricing.payTo,
@@ -122,9 +140,4 @@ export async function fetchProviderModels(
     });
   }
   return models;
-}
-
-/** The path of a model kind's route under the API base. */
-export function routePathOf(kind: PromptKind): string {
-  return kind === "chat" ? "/chat/completions" : kind === "completion" ? "/completions" : "/embeddings";
 }

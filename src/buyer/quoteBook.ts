@@ -1,6 +1,6 @@
 import type { PaymentRequirements, ResourceInfo } from "../protocol/index.js";
-import type { InferenceRequest } from "./inferenceRequest.js";
-import { type ProviderModel, routePathOf } from "./providerModels.js";
+import { type InferenceRequest, routePathOf } from "./inferenceRequest.js";
+import type { ProviderModel } from "./providerModels.js";
 import { type QuotedPrice, quotedPriceOf } from "./quotedPrice.js";
 
 /** A seller's terms for one route and model, enough to pay without asking first. */
@@ -16,7 +16,8 @@ const DEFAULT_MAX_TIMEOUT_SECONDS = 300;
 
 /** Prices learned from 402s and from `GET /v1/models`, keyed by route URL (origin + path) and model. */
 export type QuoteBook = {
-  lookup(url: string, model: string | undefined): KnownQuote | undefined;
+  /** The terms known for this request's route and model (for images, also its size and quality). */
+  lookup(url: string, request: InferenceRequest): KnownQuote | undefined;
   /** Learns from an upto offer the seller made for `request`. */
   learnFromOffer(
     url: string,
@@ -34,12 +35,14 @@ export function createQuoteBook(): QuoteBook {
     return `${parsed.origin}${parsed.pathname.replace(/\/+$/, "")}|${model}`;
   };
   return {
-    lookup(url, model) {
+    lookup(url, request) {
+      const model = modelKeyOf(request);
       return model === undefined ? undefined : quotes.get(keyOf(url, model));
     },
     learnFromOffer(url, request, offer, resource) {
       const price = quotedPriceOf(offer);
-      if (offer.scheme !== "upto" || price === undefined || request.model === undefined) return;
+      const model = modelKeyOf(request);
+      if (offer.scheme !== "upto" || price === undefined || model === undefined) return;
       // A 402 prices this request's output limit; it is the model's own limit only when the
       // request asked for none, or for more than the seller allows.
       const requested = request.requestedOutputTokens;
@@ -48,7 +51,7 @@ export function createQuoteBook(): QuoteBook {
         requested === undefined || (sellerLimit !== undefined && requested > sellerLimit)
           ? sellerLimit
           : undefined;
-      quotes.set(keyOf(url, request.model), {
+      quotes.set(keyOf(url, model), {
         requirements: withModelTerms(offer, modelLimit),
         resource,
         price: { ...price, maxOutputTokens: modelLimit },
@@ -57,39 +60,51 @@ export function createQuoteBook(): QuoteBook {
     learnFromModels(models) {
       for (const model of models) {
         if (!model.price || !model.schemes.includes("upto") || !model.facilitatorAddress) continue;
-        const url = `${model.baseUrl}${routePathOf(model.kind)}`;
-        quotes.set(keyOf(url, model.id), {
-          requirements: {
-            scheme: "upto",
-            network: model.network as PaymentRequirements["network"],
-            asset: model.asset,
-            payTo: model.payTo,
-            amount: "0",
-            maxTimeoutSeconds: DEFAULT_MAX_TIMEOUT_SECONDS,
-            extra: {
-              facilitatorAddress: model.facilitatorAddress,
-              pricing: {
-                model: model.id,
-                inputPerMTokAtomic: model.price.inputPerMTokAtomic.toString(),
-                outputPerMTokAtomic: model.price.outputPerMTokAtomic.toString(),
-                fixedFeeAtomic: model.price.fixedFeeAtomic.toString(),
-                ...(model.price.maxOutputTokens ? { maxOutputTokens: model.price.maxOutputTokens } : {}),
-                ...(model.price.units
-                  ? {
-                      units: Object.fromEntries(
-                        Object.entries(model.price.units).map(([unit, price]) => [unit, price.toString()]),
-                      ),
-                    }
-                  : {}),
+        const price = { ...model.price, timeBoundMs: DEFAULT_MAX_TIMEOUT_SECONDS * 1000 };
+        // An image's price depends on its size and quality, which a listing does not say.
+        for (const api of model.apis.filter((api) => api !== "image")) {
+          const url = `${model.baseUrl}${routePathOf(api)}`;
+          quotes.set(keyOf(url, model.id), {
+            requirements: {
+              scheme: "upto",
+              network: model.network as PaymentRequirements["network"],
+              asset: model.asset,
+              payTo: model.payTo,
+              amount: "0",
+              maxTimeoutSeconds: DEFAULT_MAX_TIMEOUT_SECONDS,
+              extra: {
+                facilitatorAddress: model.facilitatorAddress,
+                pricing: {
+                  model: model.id,
+                  inputPerMTokAtomic: model.price.inputPerMTokAtomic.toString(),
+                  outputPerMTokAtomic: model.price.outputPerMTokAtomic.toString(),
+                  fixedFeeAtomic: model.price.fixedFeeAtomic.toString(),
+                  ...(model.price.maxOutputTokens ? { maxOutputTokens: model.price.maxOutputTokens } : {}),
+                  ...(model.price.units
+                    ? {
+                        units: Object.fromEntries(
+                          Object.entries(model.price.units).map(([unit, price]) => [unit, price.toString()]),
+                        ),
+                      }
+                    : {}),
+                },
               },
             },
-          },
-          resource: { url, description: `Inference on ${model.id}`, mimeType: "application/json" },
-          price: model.price,
-        });
+            resource: { url, description: `Inference on ${model.id}`, mimeType: "application/json" },
+            price,
+          });
+        }
       }
     },
   };
+}
+
+/** What a quote is keyed by besides the route: the model, and for an image its size and quality. */
+function modelKeyOf(request: InferenceRequest): string | undefined {
+  if (request.model === undefined) return undefined;
+  if (request.kind !== "image") return request.model;
+  const { size, quality } = request.body;
+  return `${request.model}|${typeof size === "string" ? size : ""}|${typeof quality === "string" ? quality : ""}`;
 }
 
 /**

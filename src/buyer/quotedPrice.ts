@@ -12,7 +12,7 @@ import {
   type UnitUsage,
 } from "../pricing/index.js";
 import type { PaymentRequirements } from "../protocol/index.js";
-import { buyerPromptBound, type InferenceRequest } from "./inferenceRequest.js";
+import { buyerPromptBound, type InferenceRequest, requestedImages } from "./inferenceRequest.js";
 
 const atomicText = z.union([z.string().regex(/^[0-9]+$/), z.number().int().nonnegative()]).transform(BigInt);
 
@@ -22,7 +22,8 @@ const offerPricingSchema = z.looseObject({
   inputPerMTokAtomic: atomicText,
   outputPerMTokAtomic: atomicText.default(0n),
   fixedFeeAtomic: atomicText.default(0n),
-  maxOutputTokens: z.number().int().positive().optional(),
+  // 0 for the routes that generate no tokens (embeddings, images).
+  maxOutputTokens: z.number().int().nonnegative().optional(),
   promptTokenBound: z.number().int().nonnegative().optional(),
   units: z.record(z.string(), atomicText).optional(),
 });
@@ -37,15 +38,36 @@ export type QuotedPrice = {
   maxOutputTokens?: number | undefined;
   /** Price per unit (atomic units per `UNIT_SCALE[unit]`), when the seller quotes units. */
   units?: UnitPrices | undefined;
+  /**
+   * The longest a request may run (ms), as the buyer bounds it: the offer's `maxTimeoutSeconds`,
+   * past which its authorization can no longer be settled. Bounds `compute_ms`.
+   */
+  timeBoundMs?: number | undefined;
 };
 
-/** The prices an offer quotes in `extra.pricing`, or undefined when it quotes none (or garbage). */
-export function quotedPriceOf(offer: Pick<PaymentRequirements, "extra">): QuotedPrice | undefined {
+/**
+ * The prices an offer quotes in `extra.pricing`, or undefined when it quotes none (or garbage);
+ * its `maxTimeoutSeconds` bounds how long the request may run.
+ */
+export function quotedPriceOf(
+  offer: Pick<PaymentRequirements, "extra"> & { maxTimeoutSeconds?: number | undefined },
+): QuotedPrice | undefined {
   const parsed = offerPricingSchema.safeParse(offer.extra?.pricing);
   if (!parsed.success) return undefined;
   const { model, inputPerMTokAtomic, outputPerMTokAtomic, fixedFeeAtomic, maxOutputTokens } = parsed.data;
   const units = unitPricesOf(parsed.data.units);
-  return { model, inputPerMTokAtomic, outputPerMTokAtomic, fixedFeeAtomic, maxOutputTokens, units };
+  const timeout = offer.maxTimeoutSeconds;
+  const timeBoundMs =
+    typeof timeout === "number" && Number.isSafeInteger(timeout) && timeout > 0 ? timeout * 1000 : undefined;
+  return {
+    model,
+    inputPerMTokAtomic,
+    outputPerMTokAtomic,
+    fixedFeeAtomic,
+    maxOutputTokens,
+    units,
+    timeBoundMs,
+  };
 }
 
 /** Known units of a quoted price map (unknown units are ignored: they price nothing the buyer can check). */
@@ -63,7 +85,15 @@ export type RequestEstimate = {
   outputTokens: number;
   /** How many completions the request generates (`n`; `max(n, best_of)` × prompts for completions). */
   completions: number;
-  /** `ceil(bound × in + output × completions × out) / 1M + fee`: the maximum an honest seller asks. */
+  /** Images an image request asks for (`n`): no honest seller charges for more. */
+  images?: number | undefined;
+  /** The most backend time (ms) a compute-priced request may be charged: the authorization's life. */
+  computeMsBound?: number | undefined;
+  /**
+   * Every unit's bound at its dearest price, plus the fee (`ceil(bound × in + output × completions ×
+   * out) / 1M + fee` for tokens; `+ images × image price`; `+ time bound × price per second`):
+   * the maximum an honest seller asks.
+   */
   expectedMaxAtomic: bigint;
 };
 
@@ -79,18 +109,37 @@ export function estimateRequest(request: InferenceRequest, price: QuotedPrice): 
   const completions = buyerCompletionCount(request);
   if (completions === undefined) return undefined;
   let outputTokens: number | undefined;
-  if (request.kind === "embedding") outputTokens = 0;
+  if (completions === 0) outputTokens = 0;
   else if (request.requestedOutputTokens === undefined) outputTokens = price.maxOutputTokens;
   else if (price.maxOutputTokens === undefined) outputTokens = request.requestedOutputTokens;
   else outputTokens = Math.min(request.requestedOutputTokens, price.maxOutputTokens);
   if (outputTokens === undefined) return undefined;
+  let images: number | undefined;
+  if (request.kind === "image") {
+    // The offer quotes the price of one image of the size asked for; without it nothing can be checked.
+    images = requestedImages(request);
+    if (images === undefined || price.units?.images === undefined) return undefined;
+  }
+  let computeMsBound: number | undefined;
+  if (price.units?.compute_ms !== undefined) {
+    computeMsBound = price.timeBoundMs;
+    if (computeMsBound === undefined) return undefined;
+  }
   const expectedMaxAtomic = price.units
-    ? maxCostOfUnits({ inputTokens: bound, outputTokens: outputTokens * completions }, price.units)
+    ? maxCostOfUnits(
+        {
+          inputTokens: bound,
+          outputTokens: outputTokens * completions,
+          ...(images !== undefined ? { images } : {}),
+          ...(computeMsBound !== undefined ? { computeMs: computeMsBound } : {}),
+        },
+        price.units,
+      )
     : maxAtomicForRequest(
         { promptTokenBound: bound, maxOutputTokens: outputTokens * completions },
         modelPrice(price),
       );
-  return { promptTokenBound: bound, outputTokens, completions, expectedMaxAtomic };
+  return { promptTokenBound: bound, outputTokens, completions, images, computeMsBound, expectedMaxAtomic };
 }
 
 /** The most completion tokens an honest seller reports for the request: the limit × completions. */
@@ -101,6 +150,9 @@ export function maxCompletionTokensOf(
 }
 
 function buyerCompletionCount(request: InferenceRequest): number | undefined {
+  if (request.kind === "image") return 0;
+  // One message or response per request: neither API has `n`.
+  if (request.kind === "messages" || request.kind === "responses") return 1;
   try {
     return completionCount(request.kind, request.body);
   } catch {
@@ -126,14 +178,19 @@ export function justifiedChargeAtomic(usage: ReportedUnitUsage, price: QuotedPri
   return costAtomic(usage, modelPrice(price));
 }
 
+/** Bounds of units other than tokens: images asked for, backend time the authorization allows. */
+export type OtherUnitBounds = { images?: number | undefined; computeMs?: number | undefined };
+
 /**
  * The reported usage held within the buyer's own bounds: prompt units (input, then cached) at
- * most the prompt bound, output units (output, then reasoning) at most the output bound.
+ * most the prompt bound, output units (output, then reasoning) at most the output bound, images
+ * at most those asked for, `compute_ms` at most the time bound.
  */
 export function boundedUsage(
   usage: ReportedUnitUsage,
   promptTokenBound: number,
   outputTokenBound: number,
+  others: OtherUnitBounds = {},
 ): ReportedUnitUsage {
   const bounded: ReportedUnitUsage = {
     promptTokens: Math.min(Number(usage.promptTokens), promptTokenBound),
@@ -149,6 +206,10 @@ export function boundedUsage(
   };
   clamp("input_tokens", "cached_input_tokens", promptTokenBound);
   clamp("output_tokens", "reasoning_tokens", outputTokenBound);
+  if (others.images !== undefined && units.images !== undefined)
+    units.images = Math.min(units.images, others.images);
+  if (others.computeMs !== undefined && units.compute_ms !== undefined)
+    units.compute_ms = Math.min(units.compute_ms, others.computeMs);
   return { ...bounded, units };
 }
 

@@ -49,6 +49,7 @@ export function selectOffer({
       offer: choice.offer,
       askedAtomic: choice.askedAtomic,
       expectedAtomic: choice.expectedAtomic,
+      price: choice.price,
     });
     if (!refusal) return { ok: true, choice };
     // A scheme the buyer cannot pay says less than a rule that refused a payable offer.

@@ -9,6 +9,7 @@ import {
 import type { PaidReceipt, PaymentAttempt, PaymentContext } from "./authorizePayment.js";
 import type { ReportedUsage } from "./BuyerEvent.js";
 import { checkSellerReceipts } from "./checkSellerReceipts.js";
+import { reportedUsageOf } from "./reportedUsage.js";
 import { tapResponseBody } from "./tapResponseBody.js";
 import { verifyCharge } from "./verifyCharge.js";
 
@@ -53,6 +54,12 @@ export async function settlePaidResponse(
     return response;
   }
 
+  const usageOf = (json: unknown) =>
+    reportedUsageOf({
+      kind: attempt.request?.kind,
+      json,
+      promptTokenBound: attempt.choice.estimate?.promptTokenBound,
+    });
   let booked = false;
   let reportedUsage: ReportedUsage | undefined;
   let receiptSeen = false;
@@ -273,15 +280,6 @@ function streamReceiptOf(receipt: StreamReceipt): ReadReceipt {
         ? (extra as Record<string, unknown>)
         : channelState && { chargedAmount: receipt.amount, channelState },
   };
-}
-
-function usageOf(value: unknown): ReportedUsage | undefined {
-  const usage = (value as { usage?: { prompt_tokens?: unknown; completion_tokens?: unknown } } | undefined)
-    ?.usage;
-  const prompt = usage?.prompt_tokens;
-  const completion = usage?.completion_tokens ?? 0;
-  if (!Number.isSafeInteger(prompt) || !Number.isSafeInteger(completion)) return undefined;
-  return { promptTokens: prompt as number, completionTokens: completion as number };
 }
 
 function safeJson(text: string): unknown {

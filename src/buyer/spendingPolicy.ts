@@ -66,6 +66,10 @@ export const spendingPolicySchema = z.strictObject({
   maxOverExpected: z.number().positive().optional(),
   /** Ask a person before authorizing a maximum above this. */
   confirmAbove: moneySchema.optional(),
+  /** Refuse an offer that prices one generated image above this (e.g. "$0.08"). */
+  maxImagePrice: moneySchema.optional(),
+  /** Refuse an offer that prices a second of backend compute time above this (e.g. "$0.002"). */
+  maxPricePerSecond: moneySchema.optional(),
   /** CAIP-2 networks the buyer pays on; absent means any. */
   networks: z.array(caip2NetworkSchema).optional(),
   /** Token addresses the buyer pays with; absent means any. */

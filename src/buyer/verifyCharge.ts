@@ -42,7 +42,10 @@ export function verifyCharge({
   const bounded =
     usage && price && estimate
       ? justifiedChargeAtomic(
-          boundedUsage(usage, estimate.promptTokenBound, maxCompletionTokensOf(estimate)),
+          boundedUsage(usage, estimate.promptTokenBound, maxCompletionTokensOf(estimate), {
+            images: estimate.images,
+            computeMs: estimate.computeMsBound,
+          }),
           price,
         )
       : reported;

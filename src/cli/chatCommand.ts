@@ -10,13 +10,49 @@ const flagsSchema = z.object({
   gateway: z.array(z.url()).min(1, "at least one --gateway URL"),
   model: z.array(z.string().min(1)).min(1, "at least one --model"),
   "max-tokens": z.coerce.number().int().positive().optional(),
+  api: z
+    .enum(["chat", "messages", "responses"], {
+      error:
+        "--api must be chat (/v1/chat/completions), messages (/v1/messages) or responses (/v1/responses)",
+    })
+    .default("chat"),
   policy: z.string().optional(),
   "private-key": z.string().optional(),
   rpc: z.url().optional(),
   json: z.boolean().default(false),
 });
 
-/** `tollgate chat`: one streamed, paid chat completion, routed to the cheapest (or fastest within a margin) provider. */
+type ChatApi = "chat" | "messages" | "responses";
+
+/** Anthropic's Messages API requires `max_tokens`: without the flag, the model's listed limit, else this. */
+const DEFAULT_MESSAGES_MAX_TOKENS = 1024;
+
+/** The request body of one prompt in each API, streamed. */
+function chatBody(api: ChatApi, prompt: string, maxTokens: number | undefined): Record<string, unknown> {
+  if (api === "responses")
+    return {
+      input: prompt,
+      stream: true,
+      ...(maxTokens === undefined ? {} : { max_output_tokens: maxTokens }),
+    };
+  return {
+    messages: [{ role: "user", content: prompt }],
+    stream: true,
+    ...(maxTokens === undefined ? {} : { max_tokens: maxTokens }),
+  };
+}
+
+/** Each API's route under the API base. */
+const API_PATHS: Readonly<Record<ChatApi, string>> = {
+  chat: "/chat/completions",
+  messages: "/messages",
+  responses: "/responses",
+};
+
+/**
+ * `tollgate chat`: one streamed, paid answer through the chat completions, messages or responses
+ * API, routed to the cheapest (or fastest within a margin) provider (chat) or sent to the one given.
+ */
 export async function chatCommand(argv: string[]): Promise<number> {
   const { flags, positionals } = parseFlags("chat", argv, commandFlags.chat, flagsSchema, {
     positionals: true,
@@ -26,11 +62,18 @@ export async function chatCommand(argv: string[]): Promise<number> {
     throw new TollgateError({ code: "TOLLGATE_CONFIG_INVALID", shortMessage: "chat: the prompt is missing" });
   }
   const models = flags.model.flatMap((model) => model.split(",")).filter(Boolean);
-  const body: Record<string, unknown> = {
-    messages: [{ role: "user", content: prompt }],
-    stream: true,
-    ...(flags["max-tokens"] === undefined ? {} : { max_tokens: flags["max-tokens"] }),
-  };
+  const { api } = flags;
+  if (api !== "chat" && (flags.gateway.length > 1 || models.length > 1)) {
+    throw new TollgateError({
+      code: "TOLLGATE_CONFIG_INVALID",
+      shortMessage: `chat: --api ${api} takes one --gateway and one --model (the router compares chat completions only)`,
+    });
+  }
+  let body = chatBody(
+    api,
+    prompt,
+    flags["max-tokens"] ?? (api === "messages" ? DEFAULT_MESSAGES_MAX_TOKENS : undefined),
+  );
   const session = await openBuyerSession(flags);
   const { payingFetch } = session;
   try {
@@ -56,9 +99,14 @@ export async function chatCommand(argv: string[]): Promise<number> {
     } else {
       // Knowing the prices lets the first request carry its payment; a seller without a
       // model list is still paid through its 402.
-      await payingFetch.discover(baseUrl).catch(() => undefined);
+      const listed = await payingFetch.discover(baseUrl).catch(() => undefined);
+      if (api === "messages" && flags["max-tokens"] === undefined) {
+        // The model's own limit, as the other APIs default to.
+        const limit = listed?.find((entry) => entry.id === model)?.price?.maxOutputTokens;
+        if (limit !== undefined) body = chatBody(api, prompt, limit);
+      }
     }
-    const response = await payingFetch(`${baseUrl}/chat/completions`, {
+    const response = await payingFetch(`${baseUrl}${API_PATHS[api]}`, {
       method: "POST",
       headers: { "content-type": "application/json", accept: "text/event-stream" },
       body: JSON.stringify({ ...body, model }),
@@ -85,7 +133,7 @@ export async function chatCommand(argv: string[]): Promise<number> {
       printError(`tollgate chat: ${failure.statusLine}: ${failure.message}`);
       return exitCodeOfStatus(response.status);
     }
-    const answer = await printStream(response, flags.json);
+    const answer = await printStream(response, api, flags.json);
     await payingFetch.idle();
     const receipt = session.lastReceipt();
     if (flags.json) printLine(jsonLine({ provider: baseUrl, model, answer, payment: receipt ?? null }));
@@ -102,8 +150,21 @@ export async function chatCommand(argv: string[]): Promise<number> {
   }
 }
 
-/** Writes each token of an OpenAI chat stream as it arrives (unless `quiet`); resolves to the whole answer. */
-async function printStream(response: Response, quiet: boolean): Promise<string> {
+/** The text one stream event adds: a chat chunk's delta, a `text_delta`, a `response.output_text.delta`. */
+function textOf(api: ChatApi, event: unknown): unknown {
+  if (api === "messages") {
+    const { type, delta } = event as { type?: unknown; delta?: { type?: unknown; text?: unknown } };
+    return type === "content_block_delta" && delta?.type === "text_delta" ? delta.text : undefined;
+  }
+  if (api === "responses") {
+    const { type, delta } = event as { type?: unknown; delta?: unknown };
+    return type === "response.output_text.delta" ? delta : undefined;
+  }
+  return (event as { choices?: Array<{ delta?: { content?: unknown } }> }).choices?.[0]?.delta?.content;
+}
+
+/** Writes each piece of text of the API's stream as it arrives (unless `quiet`); resolves to the whole answer. */
+async function printStream(response: Response, api: ChatApi, quiet: boolean): Promise<string> {
   if (!response.body) return "";
   const decoder = new TextDecoder();
   let pending = "";
@@ -118,8 +179,7 @@ async function printStream(response: Response, quiet: boolean): Promise<string> 
       if (data === "[DONE]") continue;
       let content: unknown;
       try {
-        content = (JSON.parse(data) as { choices?: Array<{ delta?: { content?: unknown } }> }).choices?.[0]
-          ?.delta?.content;
+        content = textOf(api, JSON.parse(data));
       } catch {
         continue;
       }

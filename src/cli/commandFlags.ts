@@ -62,6 +62,7 @@ export const commandFlags = {
     gateway: { type: "string", multiple: true },
     model: { type: "string", multiple: true },
     "max-tokens": { type: "string" },
+    api: { type: "string" },
   },
   receipts: { signer: { type: "string" }, gateway: { type: "string" }, json: { type: "boolean" } },
   spend: {

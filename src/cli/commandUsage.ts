@@ -59,10 +59,13 @@ tollgate channels --buyer [--json] [--gateway URL] [--rpc URL]
   --private-key or TOLLGATE_PRIVATE_KEY, the policy from --policy or TOLLGATE_POLICY; spend is
   kept in TOLLGATE_DATA_DIR (default ~/.tollgate).
   Exit codes: 0 paid and served, 3 refused by the policy, 4 payment failed, 5 HTTP error.`,
-  chat: `tollgate chat --gateway URL [--gateway URL]… --model M [--model M]… [--max-tokens N] [--policy FILE] [--private-key KEY] [--rpc URL] [--json] "prompt"
+  chat: `tollgate chat --gateway URL [--gateway URL]… --model M [--model M]… [--api chat|messages|responses] [--max-tokens N] [--policy FILE] [--private-key KEY] [--rpc URL] [--json] "prompt"
   Asks one question and streams the answer to the terminal, paying per token; ends with the
-  receipt line on stderr. With several --gateway, lists their models and prices and picks the
-  cheapest that offers one of the --model names within the policy, and says which and why.
+  receipt line on stderr. --api picks the API: chat (default, /v1/chat/completions), messages
+  (Anthropic's /v1/messages; --max-tokens defaults to the model's listed limit) or responses
+  (/v1/responses, --max-tokens as max_output_tokens). With several --gateway (chat only), lists
+  their models and prices and picks the cheapest that offers one of the --model names within the
+  policy, and says which and why.
   Key, policy, data directory and exit codes as for tollgate pay.`,
   spend: `tollgate spend [--json] [--policy FILE] [--serve [--host 127.0.0.1] [--port 4030]]
   Today's spend (UTC) per provider against the policy's caps, and open disputes (charges the

@@ -1,4 +1,4 @@
-import { countPromptTokens, promptTokenBound } from "../../pricing/index.js";
+import { countPromptTokens, messagesPromptBody, promptTokenBound } from "../../pricing/index.js";
 import { RECEIPT_FIELD, type StreamReceipt } from "../../protocol/index.js";
 import type { ModelConfig } from "../gatewayConfig.js";
 import { cutBlocks, cutText } from "../truncateAnswer.js";
@@ -29,67 +29,8 @@ const ANTHROPIC_VERSION = "2023-06-01";
 const isObject = (value: unknown): value is Record<string, unknown> =>
   typeof value === "object" && value !== null && !Array.isArray(value);
 
-/**
- * One content block in the chat shape the prompt bound reads: images count as images, inline
- * documents one token per byte of their data, everything else (text, tool use and results,
- * thinking, search results…) as every key and string it holds. A document by URL cannot be sized.
- */
-function boundableBlock(block: unknown, path: string): unknown[] {
-  if (!isObject(block)) return [block];
-  const source = isObject(block.source) ? block.source : undefined;
-  if (block.type === "image") {
-    const { source: _source, ...rest } = block;
-    return [
-      { type: "image_url", image_url: "image" },
-      { type: "text", text: JSON.stringify(rest) },
-    ];
-  }
-  if (block.type === "document" && source) {
-    if (source.type === "url" || source.type === "file")
-      throw invalidField(
-        `${path}.source`,
-        "a document by URL or file id cannot be priced before the request runs; send it as base64 or text",
-      );
-    if (typeof source.data === "string") {
-      const { source: _source, ...rest } = block;
-      return [
-        { type: "file", file: { file_data: source.data } },
-        { type: "text", text: JSON.stringify({ ...rest, source: { ...source, data: "" } }) },
-      ];
-    }
-  }
-  if (block.type === "tool_result" && Array.isArray(block.content)) {
-    const { content, ...rest } = block;
-    return [
-      { type: "text", text: JSON.stringify(rest) },
-      ...content.flatMap((inner, index) => boundableBlock(inner, `${path}.content[${index}]`)),
-    ];
-  }
-  return [{ type: "text", text: JSON.stringify(block) }];
-}
-
-/** The request as the chat-shaped body the pricing bounds and counts: system first, then every message. */
-function promptBody(request: RouteRequest): Record<string, unknown> {
-  const { system, messages, tools, tool_choice } = request.fields;
-  const chat: unknown[] = [];
-  if (typeof system === "string") chat.push({ role: "system", content: system });
-  else if (Array.isArray(system))
-    chat.push({
-      role: "system",
-      content: system.flatMap((block, index) => boundableBlock(block, `system[${index}]`)),
-    });
-  (messages as unknown[]).forEach((message, index) => {
-    if (!isObject(message)) throw invalidField(`messages[${index}]`, "must be an object");
-    const { content, ...rest } = message;
-    chat.push({
-      ...rest,
-      content: Array.isArray(content)
-        ? content.flatMap((block, part) => boundableBlock(block, `messages[${index}].content[${part}]`))
-        : content,
-    });
-  });
-  return { messages: chat, tools, tool_choice };
-}
+/** The request as the chat-shaped body the pricing bounds and counts. */
+const promptBody = (request: RouteRequest) => messagesPromptBody(request.fields);
 
 /** Anthropic's usage in OpenAI's names: cache reads and writes are prompt tokens; reads are cached ones. */
 function normalizedUsage(usage: unknown, withOutput = true): Record<string, unknown> | undefined {

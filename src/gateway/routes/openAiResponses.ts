@@ -1,4 +1,4 @@
-import { countPromptTokens, promptTokenBound } from "../../pricing/index.js";
+import { countPromptTokens, promptTokenBound, responsesPromptBody } from "../../pricing/index.js";
 import { RECEIPT_FIELD, type StreamReceipt } from "../../protocol/index.js";
 import type { ModelConfig } from "../gatewayConfig.js";
 import { type AnswerMeter, cutBlocks, cutText } from "../truncateAnswer.js";
@@ -31,44 +31,8 @@ const IGNORED = new Set(["store", "metadata", "service_tier", "safety_identifier
 const isObject = (value: unknown): value is Record<string, unknown> =>
   typeof value === "object" && value !== null && !Array.isArray(value);
 
-/** One input content part in the chat shape the bound reads; a file or image by id cannot be sized. */
-function boundablePart(part: unknown, path: string): unknown {
-  if (!isObject(part)) return part;
-  if (part.type === "input_image") {
-    if (typeof part.image_url !== "string")
-      throw invalidField(
-        `${path}.image_url`,
-        "an image by file_id cannot be priced before the request runs; send image_url",
-      );
-    return { type: "image_url", image_url: { url: part.image_url } };
-  }
-  if (part.type === "input_file") {
-    if (typeof part.file_data !== "string")
-      throw invalidField(`${path}.file_data`, "only inline file_data can be priced before the request runs");
-    return { type: "file", file: { file_data: part.file_data, filename: part.filename } };
-  }
-  return { type: "text", text: JSON.stringify(part) };
-}
-
-/** The request as the chat-shaped body the pricing bounds and counts: instructions, then every input item. */
-function promptBody(request: RouteRequest): Record<string, unknown> {
-  const { instructions, input, tools, tool_choice, text } = request.fields;
-  const chat: unknown[] = [];
-  if (typeof instructions === "string") chat.push({ role: "system", content: instructions });
-  if (typeof input === "string") chat.push({ role: "user", content: input });
-  else
-    (input as unknown[]).forEach((item, index) => {
-      if (!isObject(item)) throw invalidField(`input[${index}]`, "must be an object");
-      const { content, ...rest } = item;
-      chat.push({
-        ...rest,
-        content: Array.isArray(content)
-          ? content.map((part, i) => boundablePart(part, `input[${index}].content[${i}]`))
-          : content,
-      });
-    });
-  return { messages: chat, tools, tool_choice, response_format: text };
-}
+/** The request as the chat-shaped body the pricing bounds and counts. */
+const promptBody = (request: RouteRequest) => responsesPromptBody(request.fields);
 
 /** Responses usage in chat's names, cached and reasoning details included. */
 function normalizedUsage(usage: unknown): Record<string, unknown> | undefined {

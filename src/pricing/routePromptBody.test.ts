@@ -1,0 +1,79 @@
+import assert from "node:assert/strict";
+import { describe, test } from "node:test";
+import { isTollgateError } from "../errors/index.js";
+import { promptTokenBound } from "./promptTokenBound.js";
+import { messagesPromptBody, responsesPromptBody } from "./routePromptBody.js";
+
+const refusedNaming = (field: string) => (error: unknown) =>
+  isTollgateError(error, "TOLLGATE_REQUEST_INVALID") && error.details?.field === field;
+
+describe("messagesPromptBody", () => {
+  test("every block's text counts: a longer tool result, tool input or system block raises the bound", () => {
+    const base = {
+      system: [{ type: "text", text: "Be brief." }],
+      messages: [
+        { role: "assistant", content: [{ type: "tool_use", id: "t", name: "f", input: { q: "a" } }] },
+        {
+          role: "user",
+          content: [{ type: "tool_result", tool_use_id: "t", content: [{ type: "text", text: "r" }] }],
+        },
+      ],
+    };
+    const bound = (body: Record<string, unknown>) =>
+      promptTokenBound({ kind: "chat", body: messagesPromptBody(body), model: "gpt-4o" });
+    const longer = "lorem ipsum ".repeat(50);
+    assert.ok(bound({ ...base, system: [{ type: "text", text: longer }] }) > bound(base));
+    const toolResult = structuredClone(base);
+    (toolResult.messages[1]!.content[0] as { content: unknown[] }).content.push({
+      type: "text",
+      text: longer,
+    });
+    assert.ok(bound(toolResult) > bound(base));
+    assert.ok(
+      bound({ ...base, tools: [{ name: "f", description: longer, input_schema: {} }] }) > bound(base),
+    );
+  });
+
+  test("refuses what cannot be sized before the request runs, naming the field", () => {
+    assert.throws(() => messagesPromptBody({ messages: [] }), refusedNaming("messages"));
+    assert.throws(() => messagesPromptBody({ messages: ["hi"] }), refusedNaming("messages[0]"));
+    assert.throws(
+      () =>
+        messagesPromptBody({
+          messages: [
+            { role: "user", content: [{ type: "document", source: { type: "url", url: "https://x" } }] },
+          ],
+        }),
+      refusedNaming("messages[0].content[0].source"),
+    );
+  });
+});
+
+describe("responsesPromptBody", () => {
+  test("instructions, string input and items all read as chat messages", () => {
+    const body = responsesPromptBody({
+      instructions: "Be brief.",
+      input: "hello",
+      text: { format: { type: "text" } },
+    });
+    assert.deepEqual(body.messages, [
+      { role: "system", content: "Be brief." },
+      { role: "user", content: "hello" },
+    ]);
+    assert.deepEqual(body.response_format, { format: { type: "text" } });
+  });
+
+  test("refuses an image by file id and a file without inline data, naming the field", () => {
+    assert.throws(() => responsesPromptBody({ input: [] }), refusedNaming("input"));
+    assert.throws(
+      () =>
+        responsesPromptBody({ input: [{ role: "user", content: [{ type: "input_image", file_id: "f" }] }] }),
+      refusedNaming("input[0].content[0].image_url"),
+    );
+    assert.throws(
+      () =>
+        responsesPromptBody({ input: [{ role: "user", content: [{ type: "input_file", file_id: "f" }] }] }),
+      refusedNaming("input[0].content[0].file_data"),
+    );
+  });
+});

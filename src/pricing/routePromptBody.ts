@@ -1,0 +1,133 @@
+import { TollgateError } from "../errors/index.js";
+
+// The Anthropic Messages API (https://docs.anthropic.com/en/api/messages) and the OpenAI Responses
+// API (https://platform.openai.com/docs/api-reference/responses) carry their prompts in content
+// blocks and input items of their own. Both are rewritten here into the chat-shaped body that
+// `promptTokenBound` and `countPromptTokens` read, so the gateway that prices a request and the
+// buyer that checks the price walk the same blocks the same way.
+
+const isObject = (value: unknown): value is Record<string, unknown> =>
+  typeof value === "object" && value !== null && !Array.isArray(value);
+
+function invalid(field: string, problem: string): TollgateError {
+  return new TollgateError({
+    code: "TOLLGATE_REQUEST_INVALID",
+    shortMessage: `${field} ${problem}`,
+    details: { field },
+  });
+}
+
+/**
+ * One Anthropic content block in the chat shape the prompt bound reads: images count as images,
+ * inline documents one token per byte of their data, everything else (text, tool use and results,
+ * thinking, search results…) as every key and string it holds. A document by URL cannot be sized.
+ */
+function boundableBlock(block: unknown, path: string): unknown[] {
+  if (!isObject(block)) return [block];
+  const source = isObject(block.source) ? block.source : undefined;
+  if (block.type === "image") {
+    const { source: _source, ...rest } = block;
+    return [
+      { type: "image_url", image_url: "image" },
+      { type: "text", text: JSON.stringify(rest) },
+    ];
+  }
+  if (block.type === "document" && source) {
+    if (source.type === "url" || source.type === "file")
+      throw invalid(
+        `${path}.source`,
+        "a document by URL or file id cannot be priced before the request runs; send it as base64 or text",
+      );
+    if (typeof source.data === "string") {
+      const { source: _source, ...rest } = block;
+      return [
+        { type: "file", file: { file_data: source.data } },
+        { type: "text", text: JSON.stringify({ ...rest, source: { ...source, data: "" } }) },
+      ];
+    }
+  }
+  if (block.type === "tool_result" && Array.isArray(block.content)) {
+    const { content, ...rest } = block;
+    return [
+      { type: "text", text: JSON.stringify(rest) },
+      ...content.flatMap((inner, index) => boundableBlock(inner, `${path}.content[${index}]`)),
+    ];
+  }
+  return [{ type: "text", text: JSON.stringify(block) }];
+}
+
+/**
+ * A Messages API request (`system`, `messages` with content blocks of every type, `tools`,
+ * `tool_choice`) as the chat-shaped body the prompt bound reads: system first, then every message.
+ * Throws `TOLLGATE_REQUEST_INVALID`, naming the field, for what cannot be priced.
+ * @example
+ * promptTokenBound({ kind: "chat", body: messagesPromptBody(body) })
+ */
+export function messagesPromptBody(fields: Record<string, unknown>): Record<string, unknown> {
+  const { system, messages, tools, tool_choice } = fields;
+  if (!Array.isArray(messages) || messages.length === 0)
+    throw invalid("messages", "must be a non-empty array");
+  const chat: unknown[] = [];
+  if (typeof system === "string") chat.push({ role: "system", content: system });
+  else if (Array.isArray(system))
+    chat.push({
+      role: "system",
+      content: system.flatMap((block, index) => boundableBlock(block, `system[${index}]`)),
+    });
+  messages.forEach((message, index) => {
+    if (!isObject(message)) throw invalid(`messages[${index}]`, "must be an object");
+    const { content, ...rest } = message;
+    chat.push({
+      ...rest,
+      content: Array.isArray(content)
+        ? content.flatMap((block, part) => boundableBlock(block, `messages[${index}].content[${part}]`))
+        : content,
+    });
+  });
+  return { messages: chat, tools, tool_choice };
+}
+
+/** One Responses input content part in the chat shape the bound reads; a file or image by id cannot be sized. */
+function boundablePart(part: unknown, path: string): unknown {
+  if (!isObject(part)) return part;
+  if (part.type === "input_image") {
+    if (typeof part.image_url !== "string")
+      throw invalid(
+        `${path}.image_url`,
+        "an image by file_id cannot be priced before the request runs; send image_url",
+      );
+    return { type: "image_url", image_url: { url: part.image_url } };
+  }
+  if (part.type === "input_file") {
+    if (typeof part.file_data !== "string")
+      throw invalid(`${path}.file_data`, "only inline file_data can be priced before the request runs");
+    return { type: "file", file: { file_data: part.file_data, filename: part.filename } };
+  }
+  return { type: "text", text: JSON.stringify(part) };
+}
+
+/**
+ * A Responses API request (`instructions`, `input` as a string or input items of every type,
+ * `tools`, `tool_choice`, `text`) as the chat-shaped body the prompt bound reads: instructions,
+ * then every input item. Throws `TOLLGATE_REQUEST_INVALID`, naming the field, for what cannot be priced.
+ */
+export function responsesPromptBody(fields: Record<string, unknown>): Record<string, unknown> {
+  const { instructions, input, tools, tool_choice, text } = fields;
+  if (typeof input !== "string" && !(Array.isArray(input) && input.length > 0))
+    throw invalid("input", "must be a string or a non-empty array of input items");
+  const chat: unknown[] = [];
+  if (typeof instructions === "string") chat.push({ role: "system", content: instructions });
+  if (typeof input === "string") chat.push({ role: "user", content: input });
+  else
+    (input as unknown[]).forEach((item, index) => {
+      if (!isObject(item)) throw invalid(`input[${index}]`, "must be an object");
+      const { content, ...rest } = item;
+      chat.push({
+        ...rest,
+        content: Array.isArray(content)
+          ? content.map((part, i) => boundablePart(part, `input[${index}].content[${i}]`))
+          : content,
+      });
+    });
+  return { messages: chat, tools, tool_choice, response_format: text };
+}
