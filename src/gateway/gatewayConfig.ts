@@ -2,6 +2,7 @@ import { z } from "zod";
 import { findNetworkPreset } from "../chain/index.js";
 import { TollgateError } from "../errors/index.js";
 import { parseMoney, USAGE_UNITS } from "../pricing/index.js";
+import { routeKinds, routes } from "./routes/index.js";
 
 const addressSchema = z.string().regex(/^0x[0-9a-fA-F]{40}$/, "an EVM address (0x + 40 hex digits)");
 const privateKeySchema = z
@@ -37,10 +38,7 @@ const backendSchema = z.strictObject({
   /** Longest a generation may run, start to end; the gateway stops the backend there (seconds). */
   maxDurationSeconds: z.number().positive().max(3_600).default(240),
   /** The APIs the backend speaks, each served on its gateway route; default the model's kind. */
-  apis: z
-    .array(z.enum(["chat", "completion", "embedding", "messages", "responses", "image", "moderation"]))
-    .min(1)
-    .optional(),
+  apis: z.array(z.enum(routeKinds)).min(1).optional(),
   /** Backend-specific fields that also carry the output limit (e.g. llama.cpp's `n_predict`). */
   outputLimitFields: z.array(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/)).default([]),
 });
@@ -48,7 +46,7 @@ const backendSchema = z.strictObject({
 const modelSchema = z
   .strictObject({
     id: z.string().min(1),
-    kind: z.enum(["chat", "completion", "embedding", "image", "moderation"]).default("chat"),
+    kind: z.enum(routeKinds).default("chat"),
     backend: backendSchema,
     /** Price per 1M input tokens ("$0.15" or atomic units). */
     inputPrice: moneySchema.optional(),
@@ -84,9 +82,7 @@ const modelSchema = z
       });
     }
     if (
-      model.kind !== "embedding" &&
-      model.kind !== "image" &&
-      model.kind !== "moderation" &&
+      routes[model.kind].outputTokens &&
       model.inputPrice !== undefined &&
       model.outputPrice === undefined
     ) {

@@ -7,6 +7,7 @@ import type { Address } from "viem";
 import { unitPricesToStrings } from "../pricing/index.js";
 import { type DecodedPaymentPayload, ReasonCode } from "../protocol/index.js";
 import type { RequestQuote } from "./quoteRequest.js";
+import { routes } from "./routes/index.js";
 
 /** Where and how this gateway is paid. */
 export type BillingTerms = {
@@ -103,10 +104,7 @@ export function buildPaymentRequired(
   error = "payment required",
   extensions?: Record<string, unknown>,
 ): PaymentRequired {
-  const limit =
-    quote.routeKind === "embedding" || quote.routeKind === "moderation"
-      ? ""
-      : `, up to ${quote.outputLimit} output tokens`;
+  const limit = routes[quote.routeKind].outputTokens ? `, up to ${quote.outputLimit} output tokens` : "";
   return {
     x402Version: 2,
     error,

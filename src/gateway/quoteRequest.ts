@@ -94,12 +94,7 @@ export function quoteRequest(
       code: "TOLLGATE_REQUEST_INVALID",
       shortMessage: `model ${model.id} has a fixed price that covers ${exactRefusal}`,
       details: {
-        field:
-          request.choices > model.exactMaxChoices
-            ? "n"
-            : route.kind === "embedding" || route.kind === "moderation"
-              ? "input"
-              : "messages",
+        field: request.choices > model.exactMaxChoices ? "n" : route.promptField,
       },
     });
   }

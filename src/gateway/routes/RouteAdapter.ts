@@ -3,15 +3,10 @@ import type { StreamReceipt } from "../../protocol/index.js";
 import type { ModelConfig } from "../gatewayConfig.js";
 import type { AnswerMeter } from "../truncateAnswer.js";
 
-/** Which inference API a request is for. */
-export type RouteKind =
-  | "chat"
-  | "completion"
-  | "embedding"
-  | "messages"
-  | "responses"
-  | "image"
-  | "moderation";
+import type { routes } from "./index.js";
+
+/** Which inference API a request is for: a key of the route registry (`routes/index.ts`). */
+export type RouteKind = keyof typeof routes;
 
 /** Output text of one choice found in a chunk or a whole answer. */
 export type OutputPiece = { choice: number; text: string };
@@ -66,6 +61,13 @@ export type RouteAdapter = {
   /** Path under `/v1` on the gateway and under the backend's base URL. */
   readonly path: string;
   readonly canStream: boolean;
+  /**
+   * The API generates text billed as output tokens (chat, completions, messages, responses); false
+   * for APIs that answer embeddings, images or classifications, whose models need no output price.
+   */
+  readonly outputTokens: boolean;
+  /** The request field that holds the prompt, named when a prompt is too large for a fixed price. */
+  readonly promptField: string;
   /** `object` of this API's stream chunks, for the receipt event. */
   readonly chunkObject: string;
   /** A choice that adds nothing, for the receipt chunk of clients that read `choices[0]` of every chunk. */

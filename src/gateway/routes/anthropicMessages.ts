@@ -145,6 +145,8 @@ export const anthropicMessages: RouteAdapter = {
   kind: "messages",
   path: "/messages",
   canStream: true,
+  outputTokens: true,
+  promptField: "messages",
   chunkObject: "message",
   emptyChunkChoice: {},
   namedEvents: true,

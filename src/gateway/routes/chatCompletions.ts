@@ -74,6 +74,8 @@ export const chatCompletions: RouteAdapter = {
   kind: "chat",
   path: "/chat/completions",
   canStream: true,
+  outputTokens: true,
+  promptField: "messages",
   chunkObject: "chat.completion.chunk",
   emptyChunkChoice: { index: 0, delta: { content: "" }, finish_reason: null },
 

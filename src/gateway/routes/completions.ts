@@ -40,6 +40,8 @@ export const completions: RouteAdapter = {
   kind: "completion",
   path: "/completions",
   canStream: true,
+  outputTokens: true,
+  promptField: "prompt",
   chunkObject: "text_completion",
   emptyChunkChoice: { index: 0, text: "", finish_reason: null },
 

@@ -24,6 +24,8 @@ export const embeddings: RouteAdapter = {
   kind: "embedding",
   path: "/embeddings",
   canStream: false,
+  outputTokens: false,
+  promptField: "input",
   chunkObject: "embedding",
   emptyChunkChoice: {},
 

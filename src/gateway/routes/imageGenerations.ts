@@ -52,6 +52,8 @@ export const imageGenerations: RouteAdapter = {
   kind: "image",
   path: "/images/generations",
   canStream: false,
+  outputTokens: false,
+  promptField: "prompt",
   chunkObject: "image",
   emptyChunkChoice: {},
 

@@ -5,7 +5,7 @@ import { embeddings } from "./embeddings.js";
 import { imageGenerations } from "./imageGenerations.js";
 import { moderations } from "./moderations.js";
 import { openAiResponses } from "./openAiResponses.js";
-import type { RouteAdapter, RouteKind } from "./RouteAdapter.js";
+import type { RouteAdapter } from "./RouteAdapter.js";
 
 export type {
   OutputPiece,
@@ -16,8 +16,11 @@ export type {
   StreamTrailer,
 } from "./RouteAdapter.js";
 
-/** Every inference API the gateway bills, by kind: one module each. */
-export const routes: Readonly<Record<RouteKind, RouteAdapter>> = {
+/**
+ * Every inference API the gateway bills, by kind: one module each. A route is added here, and
+ * nowhere else: the config's `kind` and `backend.apis`, the path lookup and the quote read it.
+ */
+export const routes = {
   chat: chatCompletions,
   completion: completions,
   embedding: embeddings,
@@ -25,13 +28,21 @@ export const routes: Readonly<Record<RouteKind, RouteAdapter>> = {
   responses: openAiResponses,
   image: imageGenerations,
   moderation: moderations,
-};
+} as const satisfies Record<string, RouteAdapter>;
 
-/** The route a path names (`…/chat/completions`, `…/completions`, `…/embeddings`, `…/messages`, `…/responses`, `…/moderations`). */
+/** Every route kind, for the config's schema. */
+export const routeKinds = Object.keys(routes) as [keyof typeof routes, ...(keyof typeof routes)[]];
+
+/**
+ * The route a path names (`…/chat/completions`, `…/completions`, `…/embeddings`, …): the one whose
+ * path is the longest ending of it, so `/chat/completions` is chat's, not completions'.
+ */
 export function routeOfPath(path: string): RouteAdapter | undefined {
   const trimmed = path.replace(/\/+$/, "");
-  return Object.values(routes).find(
-    (route) =>
-      trimmed.endsWith(route.path) && (route.kind !== "completion" || !trimmed.endsWith("/chat/completions")),
-  );
+  let found: RouteAdapter | undefined;
+  for (const route of Object.values(routes) as RouteAdapter[]) {
+    if (trimmed.endsWith(route.path) && (found === undefined || route.path.length > found.path.length))
+      found = route;
+  }
+  return found;
 }

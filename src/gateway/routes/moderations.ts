@@ -54,6 +54,8 @@ export const moderations: RouteAdapter = {
   kind: "moderation",
   path: "/moderations",
   canStream: false,
+  outputTokens: false,
+  promptField: "input",
   chunkObject: "moderation",
   emptyChunkChoice: {},
 

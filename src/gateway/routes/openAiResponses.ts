@@ -150,6 +150,8 @@ export const openAiResponses: RouteAdapter = {
   kind: "responses",
   path: "/responses",
   canStream: true,
+  outputTokens: true,
+  promptField: "input",
   chunkObject: "response",
   emptyChunkChoice: {},
   namedEvents: true,
