@@ -265,6 +265,26 @@ describe("the buyer's model listing", () => {
       "only the model that answers /chat/completions",
     );
   });
+
+  test("the router drops a model priced per second above maxPricePerSecond, and says so", async () => {
+    const body = { messages: [{ role: "user", content: "hi" }], max_tokens: 10 };
+    const models = ["mock-gpu", "mock-responses"];
+    const open = await chooseProvider({ gateways: [h.gateway.url], models, body });
+    assert.equal(
+      open.candidates.find((candidate) => candidate.model.id === "mock-gpu")?.refusal,
+      undefined,
+      "without the cap the per-second model is a candidate",
+    );
+    const capped = await chooseProvider({
+      gateways: [h.gateway.url],
+      models,
+      body,
+      policy: { maxPricePerSecond: (PER_SECOND_ATOMIC - 1n).toString() },
+    });
+    const gpu = capped.candidates.find((candidate) => candidate.model.id === "mock-gpu");
+    assert.equal(gpu?.refusal?.rule, "maxPricePerSecond");
+    assert.equal(capped.chosen?.model.id, "mock-responses");
+  });
 });
 
 describe("tollgate chat --api", () => {

@@ -101,6 +101,7 @@ export async function chooseProvider({
             },
             askedAtomic: expectedMaxAtomic,
             expectedAtomic: expectedMaxAtomic,
+            price: model.price,
           });
     const ttftMs = latencies.find((entry) => entry.origin === origin && entry.model === model.id)?.ttftMs;
     candidates.push({ model, origin, expectedMaxAtomic, estimate, refusal, ttftMs });

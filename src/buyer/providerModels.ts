@@ -29,6 +29,7 @@ const modelSchema = z.looseObject({
       fixedFeeAtomic: atomic.optional(),
       exactPriceAtomic: atomic.optional(),
       maxOutputTokens: z.number().int().positive().optional(),
+      maxDurationSeconds: z.number().positive().optional(),
       units: z.record(z.string(), atomic).optional(),
       facilitatorAddress: addressSchema.optional(),
       receiptSigner: addressSchema.optional(),
@@ -122,6 +123,10 @@ export async function fetchProviderModels(
             fixedFeeAtomic: pricing.fixedFeeAtomic ?? 0n,
             maxOutputTokens: pricing.maxOutputTokens,
             units: unitPricesOf(pricing.units),
+            timeBoundMs:
+              pricing.maxDurationSeconds === undefined
+                ? undefined
+                : Math.ceil(pricing.maxDurationSeconds * 1000),
           }
         : undefined;
     models.push({

@@ -60,7 +60,12 @@ export function createQuoteBook(): QuoteBook {
     learnFromModels(models) {
       for (const model of models) {
         if (!model.price || !model.schemes.includes("upto") || !model.facilitatorAddress) continue;
-        const price = { ...model.price, timeBoundMs: DEFAULT_MAX_TIMEOUT_SECONDS * 1000 };
+        // A request runs at most the seller's listed duration, and never past the authorization's life.
+        const authorizationMs = DEFAULT_MAX_TIMEOUT_SECONDS * 1000;
+        const price = {
+          ...model.price,
+          timeBoundMs: Math.min(model.price.timeBoundMs ?? authorizationMs, authorizationMs),
+        };
         // An image's price depends on its size and quality, which a listing does not say.
         for (const api of model.apis.filter((api) => api !== "image")) {
           const url = `${model.baseUrl}${routePathOf(api)}`;

@@ -70,6 +70,8 @@ export function createGatewayApp({
           units: unitPricesToStrings(modelUnitPrices(model) ?? {}),
           exactPriceAtomic: model.exactPrice?.toString(),
           maxOutputTokens: model.maxOutputTokens,
+          // The longest a request may run: what a per-second price is multiplied by at most.
+          maxDurationSeconds: model.backend.maxDurationSeconds,
           ...(model.exactPrice !== undefined
             ? { exactMaxPromptTokens: model.exactMaxPromptTokens, exactMaxChoices: model.exactMaxChoices }
             : {}),
