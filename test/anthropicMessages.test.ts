@@ -178,7 +178,7 @@ describe("POST /v1/messages (Anthropic Messages API)", () => {
       );
       const settlement = decodePaymentResponseHeader(response.headers.get("payment-response")!);
       const row = await expectSettled(
-        buyer.privateKey,
+        buyer.address,
         before,
         BigInt(settlement.amount ?? "-1"),
         settlement.transaction,

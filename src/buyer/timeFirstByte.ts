@@ -10,16 +10,34 @@ export function timeFirstByte(
 ): Response {
   if (!response.body) return response;
   let seen = false;
-  const body = response.body.pipeThrough(
-    new TransformStream<Uint8Array, Uint8Array>({
-      transform(chunk, controller) {
-        if (!seen && chunk.byteLength > 0) {
+  const reader = response.body.getReader();
+  // Read through a pulled stream, not a pipe: a consumer's cancel then waits until the source
+  // underneath (the buyer's receipt tap) has handled it.
+  const body = new ReadableStream<Uint8Array>(
+    {
+      async pull(controller) {
+        let next: ReadableStreamReadResult<Uint8Array>;
+        try {
+          next = await reader.read();
+        } catch (error) {
+          controller.error(error);
+          return;
+        }
+        if (next.done) {
+          controller.close();
+          return;
+        }
+        if (!seen && next.value.byteLength > 0) {
           seen = true;
           onFirstByte(performance.now() - sentAt);
         }
-        controller.enqueue(chunk);
+        controller.enqueue(next.value);
       },
-    }),
+      async cancel(reason) {
+        await reader.cancel(reason);
+      },
+    },
+    { highWaterMark: 0 },
   );
   return new Response(body, {
     status: response.status,
