@@ -114,6 +114,62 @@ describe("paying Tollgate's gateway by channel", () => {
     }
   });
 
+  test("two buyers on one key and separate stores: the one that finds the channel busy waits, resyncs and pays", async () => {
+    const buyer = await h.devnet.createBuyer(100_000_000n);
+    const opened = [0, 1].map(() =>
+      createPayingFetch({
+        privateKey: buyer.privateKey,
+        rpcUrl: h.devnet.rpcUrl,
+        dataDir: "memory://",
+        channelPoolSize: 1,
+      }),
+    );
+    const post = (payingFetch: (typeof opened)[number], content: string) =>
+      payingFetch(`${h.gateway.url}/v1/chat/completions`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ model: mockModelId, messages: [{ role: "user", content }], max_tokens: 64 }),
+      });
+    try {
+      // Slot 0 of both is the same channel: the first opens it, the second joins it (resyncing once).
+      for (const [index, content] of ["open the channel", "join the channel"].entries()) {
+        const answer = await post(opened[index]!, content);
+        assert.equal(answer.status, 200, await answer.clone().text());
+        await answer.json();
+      }
+      // Both now send a voucher on the same base at once: the seller serves one (slowly) and answers
+      // the other channel_busy; that one waits, finds the base moved, resyncs and pays.
+      h.backend.set({ firstTokenDelayMs: 800 });
+      const answers = await Promise.all([post(opened[0]!, "one"), post(opened[1]!, "two")]);
+      for (const answer of answers) {
+        assert.equal(
+          answer.status,
+          200,
+          `a busy channel is waited for, not refused: ${await answer.clone().text()}`,
+        );
+        await answer.json();
+      }
+      for (const payingFetch of opened) await payingFetch.idle();
+      const rows = (await h.gateway.ledger.payments.recent({ limit: 1000 })).filter(
+        (row) => row.payer === buyer.address.toLowerCase() && row.status === "settled",
+      );
+      assert.equal(rows.length, 4, "four requests served, four charges");
+      const booked = await Promise.all(
+        opened.map(async (payingFetch) => (await payingFetch.spendStore()).daySpend()),
+      );
+      const bookedAtomic = booked.reduce((sum, day) => sum + day.countedAtomic, 0n);
+      const chargedAtomic = rows.reduce((sum, row) => sum + (row.chargeAtomic ?? 0n), 0n);
+      assert.equal(
+        bookedAtomic,
+        chargedAtomic,
+        "the two stores together booked exactly what the seller charged",
+      );
+    } finally {
+      h.backend.set({ firstTokenDelayMs: 0 });
+      for (const payingFetch of opened) await payingFetch.close();
+    }
+  });
+
   test("a stream cut short before its receipt: the next request settles that voucher at the gateway's charge", async () => {
     const buyer = await h.devnet.createBuyer(100_000_000n);
     const log = eventLog();

@@ -36,6 +36,13 @@ const CORRECTIVE_ERRORS = new Set([
   "invalid_batch_settlement_evm_cumulative_below_claimed",
 ]);
 
+/**
+ * The refusal of a voucher on a channel the seller is still serving (a request this buyer gave up
+ * on, or another process paying from the same key): tried again after a short wait, a few times.
+ */
+const CHANNEL_BUSY = "invalid_batch_settlement_evm_channel_busy";
+const BUSY_RETRY_DELAYS_MS: readonly number[] = [100, 200, 400, 800, 1_600];
+
 /** The refusal of a voucher above the channel's balance: the channel needs a top-up deposit. */
 const EXCEEDS_BALANCE = "invalid_batch_settlement_evm_cumulative_exceeds_balance";
 
@@ -71,6 +78,7 @@ export async function payByChannel(
   try {
     let resynced = false;
     let toppedUp = false;
+    let busyRetries = 0;
     for (;;) {
       const channel = await prepareChannel(context, slot, { url, origin, choice });
       const paid = await authorizePayment(context, {
@@ -116,6 +124,13 @@ export async function payByChannel(
       } else if (error === EXCEEDS_BALANCE && state?.balance !== undefined && !toppedUp) {
         toppedUp = true;
         await noteBalance(context, channel.channelId, state);
+      } else if (error === CHANNEL_BUSY && busyRetries < BUSY_RETRY_DELAYS_MS.length) {
+        await response.body?.cancel().catch(() => undefined);
+        await new Promise((resolve) => setTimeout(resolve, BUSY_RETRY_DELAYS_MS[busyRetries]));
+        busyRetries += 1;
+        // Whoever held the channel moved its cumulative on: one more resync is due.
+        resynced = false;
+        continue;
       } else return response;
       if (state?.chargedCumulativeAtomic !== undefined)
         await reconcileLostReceipts(context, channel.channelId, state.chargedCumulativeAtomic);
