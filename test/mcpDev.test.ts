@@ -170,6 +170,10 @@ test("tollgate mcp --http serves the same tools over Streamable HTTP", async () 
     assert.deepEqual(tools.map((tool) => tool.name).sort(), ["chat", "list_models", "pay", "spend"]);
     const models = await call(client, "list_models", {});
     assert.match(textOf(models), /tollgate-demo \(chat\)/);
+    assert.match(
+      textOf(models),
+      /tollgate-demo-image \(image\)[^\n]*: \$0\.01 \/ image 256x256, \$0\.04 \/ image 1024x1024/,
+    );
   } finally {
     const exited = new Promise((resolve) => server.once("exit", resolve));
     server.kill("SIGTERM");

@@ -156,7 +156,7 @@ function explain(
     }${candidate.ttftMs === undefined ? "" : `, ${Math.round(candidate.ttftMs)} ms TTFT`}${
       candidate.refusal ? ` (refused: ${candidate.refusal.rule})` : ""
     }`;
-  const skipped = unreachable.map((entry) => `${entry.gateway} unreachable`);
+  const skipped = unreachable.map((entry) => `${entry.gateway} unreachable (${entry.message})`);
   if (!chosen) {
     const seen = [...candidates.map(describe), ...skipped];
     return `no provider offers ${models.join(" or ")} within policy${seen.length ? `: ${seen.join("; ")}` : ""}`;

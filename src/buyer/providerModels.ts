@@ -30,6 +30,7 @@ const modelSchema = z.looseObject({
       exactPriceAtomic: atomic.optional(),
       maxOutputTokens: z.number().int().positive().optional(),
       maxDurationSeconds: z.number().positive().optional(),
+      imagePrices: z.record(z.string(), atomic).optional(),
       units: z.record(z.string(), atomic).optional(),
       facilitatorAddress: addressSchema.optional(),
       receiptSigner: addressSchema.optional(),
@@ -59,6 +60,8 @@ export type ProviderModel = {
   /** Per-token prices when the model is offered with upto. */
   price: QuotedPrice | undefined;
   exactPriceAtomic: bigint | undefined;
+  /** An image model's price per image, by size (`"1024x1024"`) or size and quality (`"1024x1024/hd"`). */
+  imagePrices?: Record<string, bigint> | undefined;
   facilitatorAddress: string | undefined;
   /** The key that signs this provider's receipts, when it signs them. */
   receiptSigner: string | undefined;
@@ -140,6 +143,7 @@ export async function fetchProviderModels(
       schemes: pricing.schemes,
       price,
       exactPriceAtomic: pricing.exactPriceAtomic,
+      ...(pricing.imagePrices ? { imagePrices: pricing.imagePrices } : {}),
       facilitatorAddress: pricing.facilitatorAddress,
       receiptSigner: pricing.receiptSigner,
     });

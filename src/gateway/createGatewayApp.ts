@@ -72,6 +72,13 @@ export function createGatewayApp({
           maxOutputTokens: model.maxOutputTokens,
           // The longest a request may run: what a per-second price is multiplied by at most.
           maxDurationSeconds: model.backend.maxDurationSeconds,
+          ...(model.imagePrices !== undefined
+            ? {
+                imagePrices: Object.fromEntries(
+                  Object.entries(model.imagePrices).map(([size, price]) => [size, price.toString()]),
+                ),
+              }
+            : {}),
           ...(model.exactPrice !== undefined
             ? { exactMaxPromptTokens: model.exactMaxPromptTokens, exactMaxChoices: model.exactMaxChoices }
             : {}),

@@ -14,7 +14,7 @@ import {
   type SpendStore,
 } from "../buyer/index.js";
 import { isTollgateError } from "../errors/index.js";
-import { formatMoney } from "../pricing/index.js";
+import { describeUnitPrices, formatMoney, unitPricesToStrings } from "../pricing/index.js";
 import {
   decodePaymentResponseHeader,
   PAYMENT_RESPONSE_HEADER,
@@ -192,11 +192,19 @@ export function createBuyerMcpServer(parameters: CreateBuyerMcpServerParameters)
           continue;
         }
         for (const model of models) {
-          const price = model.price
-            ? `${formatMoney(model.price.inputPerMTokAtomic)} / 1M input, ${formatMoney(model.price.outputPerMTokAtomic)} / 1M output tokens`
-            : model.exactPriceAtomic !== undefined
-              ? `${formatMoney(model.exactPriceAtomic)} a request`
-              : "no price listed";
+          const images = Object.entries(model.imagePrices ?? {}).map(
+            ([size, priceAtomic]) => `${formatMoney(priceAtomic)} / image ${size}`,
+          );
+          const unitPrices = model.price?.units ? describeUnitPrices(model.price.units) : undefined;
+          const price =
+            images.length > 0
+              ? [...images, ...(unitPrices && unitPrices !== "free" ? [unitPrices] : [])].join(", ")
+              : model.price
+                ? (unitPrices ??
+                  `${formatMoney(model.price.inputPerMTokAtomic)} / 1M input tokens, ${formatMoney(model.price.outputPerMTokAtomic)} / 1M output tokens`)
+                : model.exactPriceAtomic !== undefined
+                  ? `${formatMoney(model.exactPriceAtomic)} a request`
+                  : "no price listed";
           lines.push(`${model.id} (${model.kind}) at ${model.baseUrl}: ${price}`);
           listed.push({
             id: model.id,
@@ -207,6 +215,10 @@ export function createBuyerMcpServer(parameters: CreateBuyerMcpServerParameters)
             inputPerMTokAtomic: model.price?.inputPerMTokAtomic.toString(),
             outputPerMTokAtomic: model.price?.outputPerMTokAtomic.toString(),
             exactPriceAtomic: model.exactPriceAtomic?.toString(),
+            units: model.price?.units ? unitPricesToStrings(model.price.units) : undefined,
+            imagePrices: model.imagePrices
+              ? Object.fromEntries(Object.entries(model.imagePrices).map(([size, p]) => [size, p.toString()]))
+              : undefined,
           });
         }
       }

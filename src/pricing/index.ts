@@ -29,6 +29,7 @@ export {
   assertUnitPrices,
   compactUsage,
   costOfUnits,
+  describeUnitPrices,
   isUsageUnit,
   UNIT_SCALE,
   type UnitPrices,

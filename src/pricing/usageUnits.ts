@@ -1,4 +1,5 @@
 import { TollgateError } from "../errors/index.js";
+import { formatMoney } from "./money.js";
 
 /**
  * The units inference is sold in. Usage and prices are maps over them; a price is quoted per
@@ -118,4 +119,29 @@ export function unitPricesToStrings(prices: UnitPrices): Partial<Record<UsageUni
     if (price !== undefined) out[unit] = price.toString();
   }
   return out;
+}
+
+/** What one price of each unit buys, in words (`$1.50 / 1M output tokens`, `$0.04 / image`). */
+const UNIT_PRICE_LABEL: Readonly<Record<UsageUnit, string>> = {
+  input_tokens: "1M input tokens",
+  cached_input_tokens: "1M cached input tokens",
+  output_tokens: "1M output tokens",
+  reasoning_tokens: "1M reasoning tokens",
+  images: "image",
+  compute_ms: "second of compute",
+  output_bytes: "1M output bytes",
+  requests: "request",
+};
+
+/**
+ * A price map in words, every priced unit in `USAGE_UNITS` order; free units are left out.
+ * @example
+ * describeUnitPrices({ input_tokens: 500_000n, output_tokens: 1_500_000n }) // "$0.50 / 1M input tokens, $1.50 / 1M output tokens"
+ */
+export function describeUnitPrices(prices: UnitPrices): string {
+  const parts = USAGE_UNITS.flatMap((unit) => {
+    const price = prices[unit];
+    return price === undefined || price === 0n ? [] : [`${formatMoney(price)} / ${UNIT_PRICE_LABEL[unit]}`];
+  });
+  return parts.length > 0 ? parts.join(", ") : "free";
 }
