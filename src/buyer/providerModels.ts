@@ -86,9 +86,12 @@ export async function fetchProviderModels(
   const baseUrl = apiBaseUrl(gatewayUrl);
   let json: unknown;
   try {
-    const response = await fetchImpl(`${baseUrl}/models`, {
-      headers: { accept: "application/json" },
-      signal,
+    const get = () => fetchImpl(`${baseUrl}/models`, { headers: { accept: "application/json" }, signal });
+    // A GET is safe to send twice: a kept-alive connection the server closed while it sat idle
+    // fails the first try with a network error ("fetch failed"), and a fresh connection answers.
+    const response = await get().catch((error: unknown) => {
+      if (signal?.aborted || !(error instanceof TypeError)) throw error;
+      return get();
     });
     if (!response.ok) throw new Error(`HTTP ${response.status}`);
     json = await response.json();
