@@ -58,7 +58,7 @@ export async function startOfficialServer(
             maxTimeoutSeconds: 300,
             price: async (context: HTTPRequestContext) => {
               const body = (await context.adapter.getBody?.()) as Record<string, unknown>;
-              const quote = quoteRequest(modelOf(body), "chat", body);
+              const quote = await quoteRequest(modelOf(body), "chat", body);
               return { amount: String(quote.maxAtomic ?? 0n), asset, extra: { ...assetDomain } };
             },
           },
@@ -72,7 +72,7 @@ export async function startOfficialServer(
   app.post("/v1/chat/completions", async (c) => {
     const body = (await c.req.json()) as Record<string, unknown>;
     const model = modelOf(body);
-    const quote = quoteRequest(model, "chat", body);
+    const quote = await quoteRequest(model, "chat", body);
     const upstream = await fetch(`${model.backend.baseUrl}/chat/completions`, {
       method: "POST",
       headers: { "content-type": "application/json" },

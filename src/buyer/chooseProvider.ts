@@ -83,7 +83,7 @@ export async function chooseProvider({
       requestedOutputTokens: requestedOutput(body, kind),
       stream: body.stream === true,
     };
-    const estimate = model.price ? estimateRequest(request, model.price) : undefined;
+    const estimate = model.price ? await estimateRequest(request, model.price) : undefined;
     const expectedMaxAtomic = estimate?.expectedMaxAtomic ?? model.exactPriceAtomic;
     const origin = providerOrigin(model.baseUrl);
     const scheme = estimate ? "upto" : model.exactPriceAtomic !== undefined ? "exact" : "none";

@@ -199,7 +199,7 @@ export function createPayingFetch(parameters: CreatePayingFetchParameters): Payi
     }
     const preferChannel = policy.channels === "prefer" && channelSellers.has(origin);
     const known = inference && !preferChannel ? quotes.lookup(url, inference) : undefined;
-    const estimate = known && inference ? estimateRequest(inference, known.price) : undefined;
+    const estimate = known && inference ? await estimateRequest(inference, known.price) : undefined;
     if (known && estimate) {
       const offer = { ...known.requirements, amount: estimate.expectedMaxAtomic.toString() };
       const paymentRequired: PaymentRequired = {
@@ -207,7 +207,7 @@ export function createPayingFetch(parameters: CreatePayingFetchParameters): Payi
         resource: { ...known.resource, url },
         accepts: [offer],
       };
-      const selected = selectOffer({ accepts: [offer], request: inference, policy, origin });
+      const selected = await selectOffer({ accepts: [offer], request: inference, policy, origin });
       if (!selected.ok) {
         emit({ type: "refused", url, origin, refusal: selected.refusal });
         throw policyRefusedError(selected.refusal);
@@ -240,7 +240,7 @@ export function createPayingFetch(parameters: CreatePayingFetchParameters): Payi
     const paymentRequired = decoded.paymentRequired;
     const channelOffered = paymentRequired.accepts.some((offer) => offer.scheme === "batch-settlement");
     if (channelOffered) channelSellers.add(origin);
-    const selected = selectOffer({
+    const selected = await selectOffer({
       accepts: paymentRequired.accepts,
       request: inference,
       policy,

@@ -92,31 +92,31 @@ function requestedOutputOf(kind: InferenceKind, body: Record<string, unknown>): 
  * bounded. Messages and responses are walked by the same content-block functions the gateway
  * prices them with; an image's prompt is bounded as one text.
  */
-export function buyerPromptBound(request: InferenceRequest): number | undefined {
+export async function buyerPromptBound(request: InferenceRequest): Promise<number | undefined> {
   const { body } = request;
   const model = typeof body.model === "string" ? body.model : undefined;
   try {
     switch (request.kind) {
       case "messages":
-        return promptTokenBound({
+        return await promptTokenBound({
           kind: "chat",
           body: messagesPromptBody(body),
           ...(model ? { model } : {}),
         });
       case "responses":
-        return promptTokenBound({
+        return await promptTokenBound({
           kind: "chat",
           body: responsesPromptBody(body),
           ...(model ? { model } : {}),
         });
       case "image":
-        return promptTokenBound({
+        return await promptTokenBound({
           kind: "embedding",
           body: { input: body.prompt },
           ...(model ? { model } : {}),
         });
       default:
-        return promptTokenBound({ kind: request.kind, body });
+        return await promptTokenBound({ kind: request.kind, body });
     }
   } catch {
     return undefined;

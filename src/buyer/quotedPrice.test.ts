@@ -30,9 +30,9 @@ const chat = (extra: Record<string, unknown>) =>
   });
 
 describe("estimateRequest", () => {
-  test("multiplies the output limit by n for chat", () => {
-    const one = estimateRequest(chat({}), price);
-    const five = estimateRequest(chat({ n: 5 }), price);
+  test("multiplies the output limit by n for chat", async () => {
+    const one = await estimateRequest(chat({}), price);
+    const five = await estimateRequest(chat({ n: 5 }), price);
     assert.ok(one && five);
     assert.equal(five.completions, 5);
     assert.equal(five.outputTokens, 50, "the limit of one completion");
@@ -43,7 +43,7 @@ describe("estimateRequest", () => {
     assert.ok(five.expectedMaxAtomic > one.expectedMaxAtomic);
   });
 
-  test("counts max(n, best_of) per prompt for completions", () => {
+  test("counts max(n, best_of) per prompt for completions", async () => {
     for (const [body, completions] of [
       [{ prompt: "a" }, 1],
       [{ prompt: "a", n: 2, best_of: 3 }, 3],
@@ -52,7 +52,7 @@ describe("estimateRequest", () => {
       [{ prompt: [1, 2, 3], n: 2 }, 2],
       [{ prompt: [[1, 2], [3]], best_of: 2 }, 4],
     ] as const) {
-      const estimate = estimateRequest(
+      const estimate = await estimateRequest(
         request("completions", { model: "m", max_tokens: 10, ...body }),
         price,
       );
@@ -69,16 +69,16 @@ describe("estimateRequest", () => {
     }
   });
 
-  test("gives no estimate for an n the seller would refuse", () => {
-    assert.equal(estimateRequest(chat({ n: 0 }), price), undefined);
-    assert.equal(estimateRequest(chat({ n: 1.5 }), price), undefined);
+  test("gives no estimate for an n the seller would refuse", async () => {
+    assert.equal(await estimateRequest(chat({ n: 0 }), price), undefined);
+    assert.equal(await estimateRequest(chat({ n: 1.5 }), price), undefined);
   });
 });
 
 describe("selectOffer with n", () => {
-  test("allows a maximum priced for n completions under maxOverExpected 1", () => {
+  test("allows a maximum priced for n completions under maxOverExpected 1", async () => {
     const inference = chat({ n: 5 });
-    const estimate = estimateRequest(inference, price);
+    const estimate = await estimateRequest(inference, price);
     assert.ok(estimate);
     // What the gateway's quoteRequest asks: output limit × completions.
     const askedAtomic = maxAtomicForRequest(
@@ -101,7 +101,7 @@ describe("selectOffer with n", () => {
         },
       },
     };
-    const selected = selectOffer({
+    const selected = await selectOffer({
       accepts: [offer],
       request: inference,
       policy: parseSpendingPolicy({ maxOverExpected: 1 }),

@@ -103,8 +103,11 @@ export type RequestEstimate = {
  * it), times the completions it asks for, as the gateway's `quoteRequest` prices it. Undefined when
  * either cannot be known, or when `n` / `best_of` are not positive integers (the seller refuses those).
  */
-export function estimateRequest(request: InferenceRequest, price: QuotedPrice): RequestEstimate | undefined {
-  const bound = buyerPromptBound(request);
+export async function estimateRequest(
+  request: InferenceRequest,
+  price: QuotedPrice,
+): Promise<RequestEstimate | undefined> {
+  const bound = await buyerPromptBound(request);
   if (bound === undefined) return undefined;
   const completions = buyerCompletionCount(request);
   if (completions === undefined) return undefined;

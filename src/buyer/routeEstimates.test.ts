@@ -76,18 +76,18 @@ const responsesBody = {
 };
 
 describe("the buyer's own bounds on /v1/messages and /v1/responses", () => {
-  test("a Messages request is bounded by the gateway's walk of system, every block type and tools; the output limit is max_tokens", () => {
+  test("a Messages request is bounded by the gateway's walk of system, every block type and tools; the output limit is max_tokens", async () => {
     const inference = request("messages", messagesBody);
     assert.equal(inference.kind, "messages");
     assert.equal(inference.requestedOutputTokens, 40);
-    const bound = buyerPromptBound(inference);
+    const bound = await buyerPromptBound(inference);
     assert.equal(
       bound,
-      promptTokenBound({ kind: "chat", body: messagesPromptBody(messagesBody), model: "claude-x" }),
+      await promptTokenBound({ kind: "chat", body: messagesPromptBody(messagesBody), model: "claude-x" }),
     );
-    const withoutTools = buyerPromptBound(request("messages", { ...messagesBody, tools: undefined }));
+    const withoutTools = await buyerPromptBound(request("messages", { ...messagesBody, tools: undefined }));
     assert.ok(bound !== undefined && withoutTools !== undefined && bound > withoutTools, "tools are prompt");
-    const estimate = estimateRequest(inference, quoted(tokenUnits));
+    const estimate = await estimateRequest(inference, quoted(tokenUnits));
     assert.ok(estimate);
     assert.equal(estimate.outputTokens, 40);
     assert.equal(estimate.completions, 1);
@@ -97,39 +97,39 @@ describe("the buyer's own bounds on /v1/messages and /v1/responses", () => {
     );
   });
 
-  test("a Responses request is bounded over instructions and input items of every type; the output limit is max_output_tokens", () => {
+  test("a Responses request is bounded over instructions and input items of every type; the output limit is max_output_tokens", async () => {
     const inference = request("responses", responsesBody);
     assert.equal(inference.kind, "responses");
     assert.equal(inference.requestedOutputTokens, 64);
-    const bound = buyerPromptBound(inference);
+    const bound = await buyerPromptBound(inference);
     assert.equal(
       bound,
-      promptTokenBound({ kind: "chat", body: responsesPromptBody(responsesBody), model: "gpt-4o" }),
+      await promptTokenBound({ kind: "chat", body: responsesPromptBody(responsesBody), model: "gpt-4o" }),
     );
-    const plain = buyerPromptBound(request("responses", { model: "gpt-4o", input: "Describe these" }));
+    const plain = await buyerPromptBound(request("responses", { model: "gpt-4o", input: "Describe these" }));
     assert.ok(bound !== undefined && plain !== undefined && bound > plain);
-    const estimate = estimateRequest(inference, quoted(tokenUnits, { maxOutputTokens: 50 }));
+    const estimate = await estimateRequest(inference, quoted(tokenUnits, { maxOutputTokens: 50 }));
     assert.equal(estimate?.outputTokens, 50, "never above the seller's limit");
   });
 
-  test("a request the gateway cannot price either (a document by URL, an image by file id) has no estimate", () => {
+  test("a request the gateway cannot price either (a document by URL, an image by file id) has no estimate", async () => {
     const byUrl = request("messages", {
       ...messagesBody,
       messages: [
         { role: "user", content: [{ type: "document", source: { type: "url", url: "https://x" } }] },
       ],
     });
-    assert.equal(buyerPromptBound(byUrl), undefined);
+    assert.equal(await buyerPromptBound(byUrl), undefined);
     const byId = request("responses", {
       model: "gpt-4o",
       input: [{ role: "user", content: [{ type: "input_image", file_id: "file-1" }] }],
     });
-    assert.equal(estimateRequest(byId, quoted(tokenUnits)), undefined);
+    assert.equal(await estimateRequest(byId, quoted(tokenUnits)), undefined);
   });
 });
 
 describe("per-image and per-second offers", () => {
-  test("an image request's maximum is n × the quoted image price (plus its prompt where priced)", () => {
+  test("an image request's maximum is n × the quoted image price (plus its prompt where priced)", async () => {
     const inference = request("images/generations", {
       model: "img",
       prompt: "a toll booth",
@@ -137,39 +137,39 @@ describe("per-image and per-second offers", () => {
       size: "256x256",
     });
     assert.equal(inference.kind, "image");
-    const estimate = estimateRequest(inference, quoted({ images: 10_000n }));
+    const estimate = await estimateRequest(inference, quoted({ images: 10_000n }));
     assert.equal(estimate?.images, 3);
     assert.equal(estimate?.outputTokens, 0);
     assert.equal(estimate?.expectedMaxAtomic, 30_000n);
     assert.equal(
-      estimateRequest(inference, quoted({ input_tokens: 1n })),
+      await estimateRequest(inference, quoted({ input_tokens: 1n })),
       undefined,
       "no image price, no estimate",
     );
     const one = request("images/generations", { model: "img", prompt: "a toll booth" });
     assert.equal(
-      estimateRequest(one, quoted({ images: 10_000n }))?.expectedMaxAtomic,
+      (await estimateRequest(one, quoted({ images: 10_000n })))?.expectedMaxAtomic,
       10_000n,
       "n defaults to 1",
     );
   });
 
-  test("a compute-priced request's maximum is the authorization's life × the price per second", () => {
+  test("a compute-priced request's maximum is the authorization's life × the price per second", async () => {
     const inference = request("chat/completions", {
       model: "gpu",
       messages: [{ role: "user", content: "count" }],
       max_tokens: 100,
     });
     const price = quoted({ compute_ms: 3_600n }, { timeBoundMs: 300_000 });
-    const estimate = estimateRequest(inference, price);
+    const estimate = await estimateRequest(inference, price);
     assert.equal(estimate?.computeMsBound, 300_000);
     assert.equal(estimate?.expectedMaxAtomic, 300n * 3_600n);
-    assert.equal(estimateRequest(inference, { ...price, timeBoundMs: undefined }), undefined);
+    assert.equal(await estimateRequest(inference, { ...price, timeBoundMs: undefined }), undefined);
   });
 
-  test("an image charge is checked against the images returned × the price, and never more images than asked", () => {
+  test("an image charge is checked against the images returned × the price, and never more images than asked", async () => {
     const price = quoted({ images: 10_000n });
-    const estimate = estimateRequest(
+    const estimate = await estimateRequest(
       request("images/generations", { model: "img", prompt: "a toll booth", n: 2 }),
       price,
     );
@@ -197,9 +197,9 @@ describe("per-image and per-second offers", () => {
     assert.equal(!verdict.ok && verdict.reason, "usage_above_bound", "five images reported, two asked for");
   });
 
-  test("a compute charge must equal compute_ms × the price; compute_ms past the time bound is not believed", () => {
+  test("a compute charge must equal compute_ms × the price; compute_ms past the time bound is not believed", async () => {
     const price = quoted({ compute_ms: 3_600n }, { timeBoundMs: 1_000 });
-    const estimate = estimateRequest(
+    const estimate = await estimateRequest(
       request("chat/completions", { model: "gpu", messages: [{ role: "user", content: "x" }] }),
       price,
     );
@@ -215,7 +215,7 @@ describe("per-image and per-second offers", () => {
     assert.equal(!past.ok && past.reason, "usage_above_bound");
   });
 
-  test("cached input tokens are priced at their own price: a charge at the full input price is flagged", () => {
+  test("cached input tokens are priced at their own price: a charge at the full input price is flagged", async () => {
     const price = quoted({ ...tokenUnits, cached_input_tokens: 300_000n });
     const json = {
       usage: {
@@ -243,7 +243,7 @@ describe("per-image and per-second offers", () => {
     assert.equal(!verdict.ok && verdict.reason, "above_usage");
   });
 
-  test("each API's JSON usage is read in its own words: Anthropic cache reads, Responses cached and reasoning tokens", () => {
+  test("each API's JSON usage is read in its own words: Anthropic cache reads, Responses cached and reasoning tokens", async () => {
     assert.deepEqual(
       reportedUsageOf({
         kind: "messages",
@@ -305,7 +305,7 @@ describe("the policy's per-image and per-second caps", () => {
       price: { units },
     });
 
-  test("refuses an image price above maxImagePrice and a compute price above maxPricePerSecond", () => {
+  test("refuses an image price above maxImagePrice and a compute price above maxPricePerSecond", async () => {
     assert.equal(check({ maxImagePrice: "$0.04" }, { images: 40_000n }), undefined);
     const image = check({ maxImagePrice: "$0.04" }, { images: 40_001n });
     assert.equal(image?.rule, "maxImagePrice");
@@ -316,7 +316,7 @@ describe("the policy's per-image and per-second caps", () => {
     assert.equal(check({ maxImagePrice: "$0.01" }, tokenUnits), undefined, "a token price is no image price");
   });
 
-  test("refuses a malformed cap, naming the key", () => {
+  test("refuses a malformed cap, naming the key", async () => {
     for (const [input, field] of [
       [{ maxImagePrice: "0.05" }, "maxImagePrice"],
       [{ maxPricePerSecond: -1 }, "maxPricePerSecond"],

@@ -25,8 +25,8 @@ const accepts = [
   offer("batch-settlement", { assetTransferMethod: "eip3009" }),
 ];
 const origin = "http://127.0.0.1:4021";
-const chosen = (policyInput: unknown, channelsFirst?: boolean) => {
-  const selected = selectOffer({
+const chosen = async (policyInput: unknown, channelsFirst?: boolean) => {
+  const selected = await selectOffer({
     accepts,
     request: undefined,
     policy: parseSpendingPolicy(policyInput),
@@ -37,18 +37,18 @@ const chosen = (policyInput: unknown, channelsFirst?: boolean) => {
   return [selected.choice.offer.scheme, selected.choice.offer.extra?.assetTransferMethod];
 };
 
-test("channels first by default, an ERC-3009 deposit before a Permit2 one", () => {
-  assert.deepEqual(chosen({}), ["batch-settlement", "eip3009"]);
+test("channels first by default, an ERC-3009 deposit before a Permit2 one", async () => {
+  assert.deepEqual(await chosen({}), ["batch-settlement", "eip3009"]);
 });
 
-test("channels: fallback pays upto unless the wallet cannot pay through Permit2", () => {
-  assert.deepEqual(chosen({ channels: "fallback" }), ["upto", undefined]);
-  assert.deepEqual(chosen({ channels: "fallback" }, true), ["batch-settlement", "eip3009"]);
+test("channels: fallback pays upto unless the wallet cannot pay through Permit2", async () => {
+  assert.deepEqual(await chosen({ channels: "fallback" }), ["upto", undefined]);
+  assert.deepEqual(await chosen({ channels: "fallback" }, true), ["batch-settlement", "eip3009"]);
 });
 
-test("channels: never refuses a channel-only seller by the scheme rule", () => {
-  assert.deepEqual(chosen({ channels: "never" }), ["upto", undefined]);
-  const only = selectOffer({
+test("channels: never refuses a channel-only seller by the scheme rule", async () => {
+  assert.deepEqual(await chosen({ channels: "never" }), ["upto", undefined]);
+  const only = await selectOffer({
     accepts: [offer("batch-settlement")],
     request: undefined,
     policy: parseSpendingPolicy({ channels: "never" }),
@@ -58,7 +58,7 @@ test("channels: never refuses a channel-only seller by the scheme rule", () => {
   assert.equal(!only.ok && only.refusal.rule, "scheme");
 });
 
-test("maxDeposit is money, globally and per provider; a bad channels mode names the field", () => {
+test("maxDeposit is money, globally and per provider; a bad channels mode names the field", async () => {
   const policy = parseSpendingPolicy({ maxDeposit: "$1.50", providers: { [origin]: { maxDeposit: 2500 } } });
   assert.equal(policy.maxDeposit, 1_500_000n);
   assert.equal(policy.providers[origin]?.maxDeposit, 2500n);

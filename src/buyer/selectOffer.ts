@@ -23,7 +23,7 @@ export type SelectOfferReturnType = { ok: true; choice: OfferChoice } | { ok: fa
  * gas) before Permit2 ones. When the policy allows none, answers the refusal of the offer it
  * would have preferred.
  */
-export function selectOffer({
+export async function selectOffer({
   accepts,
   request,
   policy,
@@ -36,11 +36,11 @@ export function selectOffer({
   origin: string;
   /** Rank channels before upto and exact (the policy's `channels: prefer`, or a wallet without Permit2 allowance). */
   channelsFirst?: boolean;
-}): SelectOfferReturnType {
+}): Promise<SelectOfferReturnType> {
   const rank = (choice: OfferChoice) => rankOf(choice, channelsFirst);
-  const choices = accepts
-    .map((offer) => describeOffer(offer, request))
-    .sort((a, b) => rank(a) - rank(b) || byAmount(a, b));
+  const choices = (await Promise.all(accepts.map((offer) => describeOffer(offer, request)))).sort(
+    (a, b) => rank(a) - rank(b) || byAmount(a, b),
+  );
   let firstRefusal: PolicyRefusal | undefined;
   for (const choice of choices) {
     const refusal = checkOffer({
@@ -63,16 +63,16 @@ export function selectOffer({
 }
 
 /** What signing `offer` for `request` would authorize, and what the buyer expects it to cost. */
-export function describeOffer(
+export async function describeOffer(
   offer: PaymentRequirements,
   request: InferenceRequest | undefined,
-): OfferChoice {
+): Promise<OfferChoice> {
   const askedAtomic = BigInt(offer.amount);
   if (offer.scheme !== "upto" && offer.scheme !== "batch-settlement") {
     return { offer, askedAtomic, expectedAtomic: askedAtomic, price: undefined, estimate: undefined };
   }
   const price = quotedPriceOf(offer);
-  const estimate = price && request ? estimateRequest(request, price) : undefined;
+  const estimate = price && request ? await estimateRequest(request, price) : undefined;
   return { offer, askedAtomic, expectedAtomic: estimate?.expectedMaxAtomic, price, estimate };
 }
 

@@ -218,7 +218,7 @@ export function createBilling({
     seen.model = model.id;
     let quote: RequestQuote;
     try {
-      quote = quoteRequest(model, request.routeKind, body);
+      quote = await quoteRequest(model, request.routeKind, body);
     } catch (error) {
       if (error instanceof TollgateError && error.code === "TOLLGATE_REQUEST_INVALID")
         return refuse(error.code, error.shortMessage, {

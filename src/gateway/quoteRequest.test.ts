@@ -32,7 +32,7 @@ const config = parseGatewayConfig({
   ),
 });
 
-test("for random requests from the route schemas, the quote bounds what an honest backend counts, and the backend gets only the priced body (seeded property)", () => {
+test("for random requests from the route schemas, the quote bounds what an honest backend counts, and the backend gets only the priced body (seeded property)", async () => {
   const random = seededRandom(20_261_201);
   let served = 0;
   let refused = 0;
@@ -44,9 +44,9 @@ test("for random requests from the route schemas, the quote bounds what an hones
     if (kind === "embedding") delete body.n;
     const modelId = `${random.pick(["gpt-4o", "llama-3.1-8b"])}-${kind}`;
     const model = config.models.find((candidate) => candidate.id === modelId)!;
-    let quote: ReturnType<typeof quoteRequest>;
+    let quote: Awaited<ReturnType<typeof quoteRequest>>;
     try {
-      quote = quoteRequest(model, kind, { ...body, model: model.id });
+      quote = await quoteRequest(model, kind, { ...body, model: model.id });
     } catch (error) {
       // A request the route cannot price is refused, naming the field; `documents` always is.
       assert.ok(isTollgateError(error, "TOLLGATE_REQUEST_INVALID"), String((error as Error).stack));
@@ -103,10 +103,10 @@ test("for random requests from the route schemas, the quote bounds what an hones
   assert.ok(served > 100 && refused > 20, `served ${served}, refused ${refused}`);
 });
 
-test("a request's own n_predict, options or documents never reach the backend", () => {
+test("a request's own n_predict, options or documents never reach the backend", async () => {
   const model = config.models.find((candidate) => candidate.id === "llama-3.1-8b-chat")!;
   for (const field of ["n_predict", "options", "documents", "num_predict"]) {
-    assert.throws(
+    await assert.rejects(
       () =>
         quoteRequest(model, "chat", {
           model: model.id,
@@ -116,7 +116,7 @@ test("a request's own n_predict, options or documents never reach the backend", 
       (error: unknown) => isTollgateError(error, "TOLLGATE_REQUEST_INVALID") && error.details.field === field,
     );
   }
-  const quote = quoteRequest(model, "chat", {
+  const quote = await quoteRequest(model, "chat", {
     model: model.id,
     messages: [{ role: "user", content: "hi" }],
     max_tokens: 5,

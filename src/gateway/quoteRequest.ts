@@ -44,13 +44,13 @@ export type RequestQuote = {
  * Prices one request before it runs: the route reads it (unknown fields refused), bounds its
  * prompt, resolves the output limit (the request's own, capped by the model's) times its choices,
  * and builds the only body the backend will see, so usage cannot exceed what was authorized.
- * Throws TOLLGATE_REQUEST_INVALID, naming the field, for a request it cannot price.
+ * Rejects with TOLLGATE_REQUEST_INVALID, naming the field, for a request it cannot price.
  */
-export function quoteRequest(
+export async function quoteRequest(
   model: ModelConfig,
   routeKind: RouteKind,
   body: Record<string, unknown>,
-): RequestQuote {
+): Promise<RequestQuote> {
   const apis: readonly RouteKind[] = model.backend.apis ?? [model.kind];
   if (!apis.includes(routeKind)) {
     throw new TollgateError({
@@ -61,7 +61,7 @@ export function quoteRequest(
   }
   const route = routes[routeKind];
   const request = route.readRequest(body);
-  const bound = route.promptTokenBound(request, model);
+  const bound = await route.promptTokenBound(request, model);
   const outputLimit = route.canStream
     ? resolveOutputLimit(request.requestedOutputTokens, model.maxOutputTokens, {
         field:

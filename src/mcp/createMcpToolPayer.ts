@@ -92,7 +92,7 @@ export function createMcpToolPayer(parameters: CreateMcpToolPayerParameters): Mc
     const payable = paymentRequired.accepts.filter(
       (offer) => offer.scheme === "upto" || offer.scheme === "exact",
     );
-    const selected = selectOffer({
+    const selected = await selectOffer({
       accepts: payable.length > 0 ? payable : paymentRequired.accepts,
       request: undefined,
       policy,

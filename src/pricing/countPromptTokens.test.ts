@@ -16,7 +16,7 @@ describe("countPromptTokens", () => {
     ];
     const counted = await countPromptTokens("chat", { model: "gpt-4o", messages });
     assert.ok(counted >= encodeChatO200k(messages, "gpt-4o", plain).length);
-    assert.ok(counted <= promptTokenBound({ kind: "chat", body: { model: "gpt-4o", messages } }));
+    assert.ok(counted <= (await promptTokenBound({ kind: "chat", body: { model: "gpt-4o", messages } })));
   });
 
   test("estimates unknown models with o200k, far below their byte bound", async () => {
@@ -25,7 +25,7 @@ describe("countPromptTokens", () => {
       prompt: "The quick brown fox jumps over the lazy dog. ".repeat(100),
     };
     const counted = await countPromptTokens("completion", body);
-    const bound = promptTokenBound({ kind: "completion", body });
+    const bound = await promptTokenBound({ kind: "completion", body });
     assert.ok(counted < bound / 3, `${counted} vs ${bound}`);
   });
 
@@ -50,7 +50,7 @@ describe("countPromptTokens", () => {
       clearInterval(timer);
     }
     const finished = performance.now();
-    assert.ok(counted > 0 && counted <= promptTokenBound({ kind: "chat", body }));
+    assert.ok(counted > 0 && counted <= (await promptTokenBound({ kind: "chat", body })));
     const gaps = [started, ...ticks, finished]
       .slice(1)
       .map((time, i, times) => time - (times[i - 1] ?? started));

@@ -6,8 +6,9 @@ import {
   TEMPLATE_OVERHEAD,
   templateOverhead,
 } from "./promptParts.js";
-import { EXACT_WORK_BUDGET, textTokenBound } from "./textTokenBound.js";
-import { type TokenizerName, tokenizerForModel } from "./tokenizer.js";
+import { type ExactTokenizer, textPieces } from "./textPieces.js";
+import { EXACT_WORK_BUDGET, type ExactWork, pieceTokenBound } from "./textTokenBound.js";
+import { tokenizerForModel } from "./tokenizer.js";
 
 export type { PromptKind } from "./promptParts.js";
 
@@ -33,6 +34,14 @@ export type PromptTokenBoundParameters = {
 export const EXACT_TEXT_BYTES = 128 * 1024;
 /** What one text costs to bound exactly beyond its bytes, in bytes' worth of time. */
 const TEXT_COST_BYTES = 8;
+/**
+ * Exact-counting work (in `EXACT_WORK_BUDGET`'s units, a millisecond or two) done before the event
+ * loop may turn, so quotes of large prompts, even several at once, do not hold up other requests.
+ * Counted, not timed: the same body always pauses at the same pieces.
+ */
+export const SLICE_WORK = 20_000;
+/** What cutting one piece off a text and looking it up costs, in the same units. */
+const PIECE_STEP_WORK = 8;
 
 /**
  * An upper bound on the prompt tokens of a request, never below what the model will count, in
@@ -42,12 +51,13 @@ const TEXT_COST_BYTES = 8;
  * and value of every message (roles, names, content parts, tool calls), plus `tools`,
  * `functions`, `response_format`, `tool_choice`, `function_call` and `extraFields`; completions
  * count `prompt` (and `suffix`); embeddings count `input`. Token ids count one each; each image
- * counts `imageTokens`; inline audio and file data count one per byte.
- * Throws `TOLLGATE_REQUEST_INVALID`, naming the field, for a body it cannot bound.
+ * counts `imageTokens`; inline audio and file data count one per byte. Exact counting runs in
+ * slices of bounded work (`SLICE_WORK`), letting the event loop turn between them.
+ * Rejects with `TOLLGATE_REQUEST_INVALID`, naming the field, for a body it cannot bound.
  * @example
- * const bound = promptTokenBound({ kind: "chat", body, model: "gpt-4o-mini", extraFields: ["documents"] });
+ * const bound = await promptTokenBound({ kind: "chat", body, model: "gpt-4o-mini", extraFields: ["documents"] });
  */
-export function promptTokenBound(parameters: PromptTokenBoundParameters): number {
+export async function promptTokenBound(parameters: PromptTokenBoundParameters): Promise<number> {
   const { kind, body } = parameters;
   const model = parameters.model ?? (typeof body.model === "string" ? body.model : undefined);
   const parts = promptParts(kind, body, {
@@ -60,7 +70,7 @@ export function promptTokenBound(parameters: PromptTokenBoundParameters): number
   // Each text costs a little on its own, so a body of many tiny texts also counts by bytes.
   const exactCost = bytes.all + TEXT_COST_BYTES * (parts.texts.length + parts.fields.length);
   const exact = tokenizer !== "bytes" && exactCost <= (parameters.exactTextBytes ?? EXACT_TEXT_BYTES);
-  const text = exact ? textBound(parts, tokenizer) : bytes.bound;
+  const text = exact ? await textBound(parts, tokenizer) : bytes.bound;
   return templateOverhead(parts, overhead) + parts.mediaTokens + parts.tokenIds + text;
 }
 
@@ -75,16 +85,31 @@ export function imageTokenBound(model: string | undefined): number {
   return tokenizerForModel(model) === "bytes" ? 16_384 : 4_000;
 }
 
-function textBound(parts: PromptParts, tokenizer: TokenizerName): number {
+// Each text's `textTokenBound`, one piece at a time, with one cache and one work budget for the
+// request's texts in the order they were always summed, so the budget runs out at the same piece.
+async function textBound(parts: PromptParts, tokenizer: ExactTokenizer): Promise<number> {
   const cache = new Map<string, number>();
-  const work = { remaining: EXACT_WORK_BUDGET };
-  const bound = (text: string) => textTokenBound(text, tokenizer, cache, work);
-  let total = parts.literalBytes;
-  for (const text of parts.texts) total += bound(text);
+  const work: ExactWork = { remaining: EXACT_WORK_BUDGET };
+  let sliceWork = 0;
+  const sum = async (texts: readonly string[]) => {
+    let total = 0;
+    for (const text of texts) {
+      for (const piece of textPieces(text, tokenizer)) {
+        const before = work.remaining;
+        total += pieceTokenBound(piece, tokenizer, cache, work);
+        // A piece past the budget only lowers `remaining` below zero; it is not counted exactly.
+        sliceWork += PIECE_STEP_WORK + (work.remaining >= 0 ? before - work.remaining : 0);
+        if (sliceWork < SLICE_WORK) continue;
+        sliceWork = 0;
+        await new Promise(setImmediate);
+      }
+    }
+    return total;
+  };
+  let total = parts.literalBytes + (await sum(parts.texts));
   for (const field of parts.fields) {
-    let leaves = field.literalBytes;
-    for (const leaf of field.leaves) leaves += bound(leaf);
-    total += Math.max(bound(field.json), leaves);
+    const leaves = field.literalBytes + (await sum(field.leaves));
+    total += Math.max(await sum([field.json]), leaves);
   }
   return total;
 }

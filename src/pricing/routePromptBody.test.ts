@@ -8,7 +8,7 @@ const refusedNaming = (field: string) => (error: unknown) =>
   isTollgateError(error, "TOLLGATE_REQUEST_INVALID") && error.details?.field === field;
 
 describe("messagesPromptBody", () => {
-  test("every block's text counts: a longer tool result, tool input or system block raises the bound", () => {
+  test("every block's text counts: a longer tool result, tool input or system block raises the bound", async () => {
     const base = {
       system: [{ type: "text", text: "Be brief." }],
       messages: [
@@ -22,15 +22,16 @@ describe("messagesPromptBody", () => {
     const bound = (body: Record<string, unknown>) =>
       promptTokenBound({ kind: "chat", body: messagesPromptBody(body), model: "gpt-4o" });
     const longer = "lorem ipsum ".repeat(50);
-    assert.ok(bound({ ...base, system: [{ type: "text", text: longer }] }) > bound(base));
+    const baseBound = await bound(base);
+    assert.ok((await bound({ ...base, system: [{ type: "text", text: longer }] })) > baseBound);
     const toolResult = structuredClone(base);
     (toolResult.messages[1]!.content[0] as { content: unknown[] }).content.push({
       type: "text",
       text: longer,
     });
-    assert.ok(bound(toolResult) > bound(base));
+    assert.ok((await bound(toolResult)) > baseBound);
     assert.ok(
-      bound({ ...base, tools: [{ name: "f", description: longer, input_schema: {} }] }) > bound(base),
+      (await bound({ ...base, tools: [{ name: "f", description: longer, input_schema: {} }] })) > baseBound,
     );
   });
 

@@ -61,7 +61,7 @@ function boundableBlock(block: unknown, path: string): unknown[] {
  * `tool_choice`) as the chat-shaped body the prompt bound reads: system first, then every message.
  * Throws `TOLLGATE_REQUEST_INVALID`, naming the field, for what cannot be priced.
  * @example
- * promptTokenBound({ kind: "chat", body: messagesPromptBody(body) })
+ * await promptTokenBound({ kind: "chat", body: messagesPromptBody(body) })
  */
 export function messagesPromptBody(fields: Record<string, unknown>): Record<string, unknown> {
   const { system, messages, tools, tool_choice } = fields;

@@ -44,7 +44,11 @@ export function textTokenBound(
   return total;
 }
 
-function pieceTokenBound(
+/**
+ * An upper bound on the tokens of one piece that `textPieces` cut: its exact count while the
+ * request's `work` lasts and the piece is short, otherwise its UTF-8 bytes.
+ */
+export function pieceTokenBound(
   piece: string,
   tokenizer: ExactTokenizer,
   cache: Map<string, number>,

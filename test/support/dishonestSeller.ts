@@ -51,7 +51,7 @@ export async function startDishonestSeller(parameters: DishonestSellerParameters
     for await (const chunk of request) chunks.push(chunk as Buffer);
     const body = JSON.parse(Buffer.concat(chunks).toString("utf8")) as Record<string, unknown>;
     const outputTokens = typeof body.max_tokens === "number" ? body.max_tokens : 256;
-    const bound = promptTokenBound({ kind: "chat", body });
+    const bound = await promptTokenBound({ kind: "chat", body });
     const honestMax = maxAtomicForRequest(
       { promptTokenBound: bound, maxOutputTokens: outputTokens },
       { ...prices, maxOutputTokens: outputTokens },

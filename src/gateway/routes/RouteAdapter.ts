@@ -85,7 +85,7 @@ export type RouteAdapter = {
   /** This request's prices, when they depend on it (an image's size and quality); default the model's. */
   requestPrices?(request: RouteRequest, model: ModelConfig, prices: UnitPrices): UnitPrices;
   /** An upper bound on the prompt tokens of everything forwarded, for `model`. */
-  promptTokenBound(request: RouteRequest, model: ModelConfig): number;
+  promptTokenBound(request: RouteRequest, model: ModelConfig): Promise<number>;
   /** The prompt's tokens by the model's tokenizer, for when the backend reports none; never above the bound. */
   countPromptTokens(request: RouteRequest, model: ModelConfig): Promise<number>;
   /** The exact body the backend receives: allowed fields, the backend's model name, the output limit. */

@@ -79,8 +79,8 @@ describe("the Messages route", () => {
     assert.equal(error.error, "busy");
   });
 
-  test("bounds every content block type; an image counts as an image, not as its base64", () => {
-    const bound = (content: unknown) =>
+  test("bounds every content block type; an image counts as an image, not as its base64", async () => {
+    const bound = async (content: unknown) =>
       anthropicMessages.promptTokenBound(
         anthropicMessages.readRequest({
           model: "claude-test",
@@ -89,19 +89,19 @@ describe("the Messages route", () => {
         }),
         model!,
       );
-    const small = bound("hi");
-    const image = bound([
+    const small = await bound("hi");
+    const image = await bound([
       { type: "image", source: { type: "base64", media_type: "image/png", data: "A".repeat(200_000) } },
     ]);
     assert.ok(image > small && image < 100_000, `an image bounded at ${image}`);
-    const pdf = bound([
+    const pdf = await bound([
       {
         type: "document",
         source: { type: "base64", media_type: "application/pdf", data: "B".repeat(5_000) },
       },
     ]);
     assert.ok(pdf >= 5_000, "an inline document counts one token per byte of its data");
-    const nested = bound([
+    const nested = await bound([
       {
         type: "tool_result",
         tool_use_id: "t",
@@ -109,7 +109,7 @@ describe("the Messages route", () => {
       },
     ]);
     assert.ok(nested > small + 1_000, "an image inside a tool result counts as an image");
-    assert.throws(
+    await assert.rejects(
       () => bound([{ type: "document", source: { type: "url", url: "https://example.com/a.pdf" } }]),
       (e) =>
         isTollgateError(e, "TOLLGATE_REQUEST_INVALID") && e.details.field === "messages[0].content[0].source",
