@@ -366,6 +366,44 @@ describe("hostile channel payments", () => {
     assert.equal(totalClaimed, chargedAfter, "the seller claims what it charged");
   });
 
+  test("a payer that owes an earlier charge is refused by voucher before inference; once paid, the same voucher is served", async () => {
+    const channel = await openChannel();
+    const payments = h.gateway.ledger.payments;
+    // An earlier upto charge of this payer whose settlement failed: a debt.
+    const owed = await payments.claim(
+      {
+        network: h.devnet.network,
+        payer: channel.buyer.address.toLowerCase(),
+        nonce: 77n,
+        scheme: "upto",
+        model: mockModelId,
+        route: "/v1/chat/completions",
+        asset: h.devnet.contracts.usdc,
+        payTo: h.devnet.accounts.payTo.address,
+        maxAtomic: 5_000n,
+        paymentPayload: {},
+        paymentRequirements: {},
+      },
+      { serving: true },
+    );
+    assert.ok(owed.claimed);
+    await payments.recordUsage(owed.payment.id, { promptTokens: 3, completionTokens: 4 }, 700n);
+    await payments.markSettling(owed.payment.id);
+    await payments.markDebt(owed.payment.id, "settle reverted");
+    const charged = await channel.charged();
+    const header = await channel.voucherHeader(charged + channel.requestMax);
+    const before = h.backend.inferenceRequests.length;
+    const refused = await post({ "payment-signature": header });
+    assert.equal(refused.status, 402);
+    assert.match(errorOf(refused) ?? "", /^tollgate_payer_in_debt:/);
+    assert.equal(h.backend.inferenceRequests.length, before, "no inference");
+    assert.equal(await channel.charged(), charged, "nothing charged");
+    await payments.resolveDebt(owed.payment.id, `0x${"ab".repeat(32)}`);
+    const served = await post({ "payment-signature": header });
+    assert.equal(served.status, 200, "the channel was left free");
+    assert.ok((await channel.charged()) > charged);
+  });
+
   test("a malformed channel payload gets 400 naming the field", async () => {
     const channel = await openChannel();
     const response = await post({
