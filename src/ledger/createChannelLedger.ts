@@ -131,27 +131,76 @@ async function writeChannel(tx: SqlExecutor, channel: ChannelRecord): Promise<vo
   );
 }
 
-/** Whether two records differ only in what a request in flight changes (its reservation, its time). */
-function sameStoredState(a: ChannelRecord, b: ChannelRecord): boolean {
-  return (
-    a.channelId === b.channelId &&
-    a.network === b.network &&
-    a.payer === b.payer &&
-    a.receiver === b.receiver &&
-    a.token === b.token &&
-    a.chargedAtomic === b.chargedAtomic &&
-    a.signedMaxAtomic === b.signedMaxAtomic &&
-    a.signature === b.signature &&
-    a.balanceAtomic === b.balanceAtomic &&
-    a.totalClaimedAtomic === b.totalClaimedAtomic &&
-    a.withdrawRequestedAt === b.withdrawRequestedAt &&
-    a.refundNonce === b.refundNonce &&
-    a.onchainSyncedAt === b.onchainSyncedAt &&
-    a.settledAtomic === b.settledAtomic &&
-    a.depositedAtomic === b.depositedAtomic &&
-    a.refundedAtomic === b.refundedAtomic &&
-    (a.config === b.config || JSON.stringify(a.config) === JSON.stringify(b.config))
+/** The stored columns a channel update may change, how each is read from a record, and its SQL type. */
+const changeableColumns: ReadonlyArray<{
+  column: string;
+  cast: string;
+  value: (channel: ChannelRecord) => unknown;
+}> = [
+  { column: "network", cast: "text", value: (c) => c.network },
+  { column: "payer", cast: "text", value: (c) => c.payer.toLowerCase() },
+  { column: "receiver", cast: "text", value: (c) => c.receiver },
+  { column: "token", cast: "text", value: (c) => c.token },
+  { column: "config", cast: "jsonb", value: (c) => jsonParam(c.config, "config") },
+  { column: "charged_atomic", cast: "numeric", value: (c) => atomicParam(c.chargedAtomic, "chargedAtomic") },
+  {
+    column: "signed_max_atomic",
+    cast: "numeric",
+    value: (c) => atomicParam(c.signedMaxAtomic, "signedMaxAtomic"),
+  },
+  { column: "signature", cast: "text", value: (c) => c.signature },
+  { column: "balance_atomic", cast: "numeric", value: (c) => atomicParam(c.balanceAtomic, "balanceAtomic") },
+  {
+    column: "total_claimed_atomic",
+    cast: "numeric",
+    value: (c) => atomicParam(c.totalClaimedAtomic, "totalClaimedAtomic"),
+  },
+  { column: "withdraw_requested_at", cast: "bigint", value: (c) => String(c.withdrawRequestedAt) },
+  { column: "refund_nonce", cast: "numeric", value: (c) => atomicParam(c.refundNonce, "refundNonce") },
+  {
+    column: "onchain_synced_at",
+    cast: "bigint",
+    value: (c) => (c.onchainSyncedAt === null ? null : String(c.onchainSyncedAt)),
+  },
+  { column: "settled_atomic", cast: "numeric", value: (c) => atomicParam(c.settledAtomic, "settledAtomic") },
+  {
+    column: "deposited_atomic",
+    cast: "numeric",
+    value: (c) => atomicParam(c.depositedAtomic, "depositedAtomic"),
+  },
+  {
+    column: "refunded_atomic",
+    cast: "numeric",
+    value: (c) => atomicParam(c.refundedAtomic, "refundedAtomic"),
+  },
+  { column: "last_request_at", cast: "bigint", value: (c) => String(c.lastRequestAt) },
+];
+
+type ColumnChange = { column: string; cast: string; value: unknown };
+
+/** The stored columns `next` changes from `before` (a stored row of the same channel). */
+function changedColumns(before: ChannelRecord, next: ChannelRecord): ColumnChange[] {
+  const changes: ColumnChange[] = [];
+  for (const { column, cast, value } of changeableColumns) {
+    const after = value(next);
+    if (after !== value(before)) changes.push({ column, cast, value: after });
+  }
+  return changes;
+}
+
+/** Writes `changes` to a stored channel's row. */
+async function writeChanges(
+  tx: SqlExecutor,
+  channelId: string,
+  changes: readonly ColumnChange[],
+): Promise<void> {
+  if (changes.length === 0) return;
+  const sets = changes.map((change, i) => `${change.column} = $${i + 2}::${change.cast}`);
+  const rows = await tx.query(
+    `UPDATE channels SET ${sets.join(", ")}, updated_at = now() WHERE channel_id = $1 RETURNING channel_id`,
+    [channelId, ...changes.map((change) => change.value)],
   );
+  if (rows.length !== 1) throw new Error(`channel ${channelId} is not stored; its update is not written`);
 }
 
 export type CreateChannelLedgerOptions = {
@@ -289,15 +338,18 @@ function createSingleProcessChannelLedger(sql: SqlClient, keptChannels: number):
         const next = decision.next;
         if (next === undefined) return decision.result;
         checkSameChannel(id, next);
-        if (before === undefined || decision.alsoRun || !sameStoredState(before, next)) {
-          const stored = { ...next, pending: undefined };
+        const changes = before ? changedColumns(before, next) : [];
+        // A request in flight (its reservation, its time) alone is not written.
+        if (before === undefined || decision.alsoRun || changes.some((c) => c.column !== "last_request_at")) {
+          const write = (tx: SqlExecutor) =>
+            before ? writeChanges(tx, id, changes) : writeChannel(tx, { ...next, pending: undefined });
           const alsoRun = decision.alsoRun;
           if (alsoRun)
             await sql.transaction(async (tx) => {
-              await writeChannel(tx, stored);
+              await write(tx);
               await alsoRun(tx);
             });
-          else await writeChannel(sql, stored);
+          else await write(sql);
         }
         keep(id, next);
         return decision.result;
