@@ -1,8 +1,9 @@
 // Hostile channel payments against a Tollgate gateway on the devnet: a voucher signed by another
 // key, a cumulative below what was charged, a replayed voucher, two requests at once on one channel,
-// a voucher above the channel's balance.
+// a voucher above the channel's balance, a voucher signature in a form the contract's claim refuses.
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
+import { secp256k1 } from "@noble/curves/secp256k1";
 import { x402Client } from "@x402/core/client";
 import { decodePaymentRequiredHeader, encodePaymentSignatureHeader } from "@x402/core/http";
 import type { PaymentRequirements } from "@x402/core/types";
@@ -13,7 +14,18 @@ import {
   signVoucher,
 } from "@x402/evm/batch-settlement/client";
 import { wrapFetchWithPayment } from "@x402/fetch";
-import { createPublicClient, createWalletClient, http } from "viem";
+import {
+  createPublicClient,
+  createWalletClient,
+  type Hex,
+  hexToBigInt,
+  http,
+  numberToHex,
+  parseSignature,
+  serializeCompactSignature,
+  serializeSignature,
+  signatureToCompactSignature,
+} from "viem";
 import { generatePrivateKey, privateKeyToAccount } from "viem/accounts";
 import { anvil } from "viem/chains";
 import { batchSettlementAbi } from "../src/chain/index.js";
@@ -287,6 +299,109 @@ describe("hostile channel payments", () => {
       after.chargedAtomic - charged,
       "the row holds the channel's charge",
     );
+  });
+
+  test("a voucher signature the contract's claim would refuse (high s, v of 0 or 1, 64 bytes) is refused before inference; the channel is then paid and claimed", async () => {
+    const channel = await openChannel();
+    const charged = await channel.charged();
+    const cumulative = charged + channel.requestMax;
+    const header = await channel.voucherHeader(cumulative);
+    const decoded = JSON.parse(Buffer.from(header, "base64").toString()) as {
+      payload: { voucher: { signature: Hex } };
+    };
+    const signature = parseSignature(decoded.payload.voucher.signature);
+    const n = secp256k1.CURVE.n;
+    const flippedParity = signature.yParity === 0 ? 1 : 0;
+    // Each recovers the payer-authorizer off chain; OpenZeppelin's tryRecover refuses each on chain.
+    const malleated: Record<string, Hex> = {
+      "high s": serializeSignature({
+        r: signature.r,
+        s: numberToHex(n - hexToBigInt(signature.s), { size: 32 }),
+        yParity: flippedParity,
+      }),
+      "v of 0 or 1": `${decoded.payload.voucher.signature.slice(0, 130)}0${signature.yParity}` as Hex,
+      "64 bytes (EIP-2098)": serializeCompactSignature(signatureToCompactSignature(signature)),
+    };
+    const before = h.backend.inferenceRequests.length;
+    for (const [form, odd] of Object.entries(malleated)) {
+      decoded.payload.voucher.signature = odd;
+      const response = await post({
+        "payment-signature": Buffer.from(JSON.stringify(decoded)).toString("base64"),
+      });
+      assert.equal(response.status, 402, form);
+      assert.equal(errorOf(response), "invalid_batch_settlement_evm_voucher_signature", form);
+    }
+    assert.equal(h.backend.inferenceRequests.length, before, "no inference on any of them");
+    assert.equal(await channel.charged(), charged, "nothing charged");
+    // The channel is free: the canonical voucher is served, and its charge is claimed on chain.
+    const paid = await post({ "payment-signature": header });
+    assert.equal(paid.status, 200, await paid.clone().text());
+    const chargedAfter = await channel.charged();
+    assert.ok(chargedAfter > charged);
+    const publicClient = createPublicClient({ chain: anvil, transport: http(h.devnet.rpcUrl) });
+    const settlement = createChannelSettlement({
+      channels: h.gateway.ledger.channels,
+      payments: h.gateway.ledger.payments,
+      facilitator: h.gateway.facilitator,
+      chain: publicClient as never,
+      settlement: BATCH_SETTLEMENT_ADDRESS_FOR_TESTS,
+      network: h.devnet.network,
+      chainId: h.devnet.chainId,
+      receiver: h.devnet.accounts.payTo.address,
+      token: h.devnet.contracts.usdc,
+      receiverAuthorizer: privateKeyToAccount(h.devnet.accounts.facilitator.privateKey),
+      claimIntervalMs: 3_600_000,
+      settleIntervalMs: 3_600_000,
+      minClaimAtomic: 1n,
+      withdrawDelaySeconds: 900,
+      logger: silentLogger,
+    });
+    await settlement.claim({ force: true });
+    const [, totalClaimed] = await publicClient.readContract({
+      address: BATCH_SETTLEMENT_ADDRESS_FOR_TESTS,
+      abi: batchSettlementAbi,
+      functionName: "channels",
+      args: [channel.channelId],
+    });
+    assert.equal(totalClaimed, chargedAfter, "the seller claims what it charged");
+  });
+
+  test("a payer that owes an earlier charge is refused by voucher before inference; once paid, the same voucher is served", async () => {
+    const channel = await openChannel();
+    const payments = h.gateway.ledger.payments;
+    // An earlier upto charge of this payer whose settlement failed: a debt.
+    const owed = await payments.claim(
+      {
+        network: h.devnet.network,
+        payer: channel.buyer.address.toLowerCase(),
+        nonce: 77n,
+        scheme: "upto",
+        model: mockModelId,
+        route: "/v1/chat/completions",
+        asset: h.devnet.contracts.usdc,
+        payTo: h.devnet.accounts.payTo.address,
+        maxAtomic: 5_000n,
+        paymentPayload: {},
+        paymentRequirements: {},
+      },
+      { serving: true },
+    );
+    assert.ok(owed.claimed);
+    await payments.recordUsage(owed.payment.id, { promptTokens: 3, completionTokens: 4 }, 700n);
+    await payments.markSettling(owed.payment.id);
+    await payments.markDebt(owed.payment.id, "settle reverted");
+    const charged = await channel.charged();
+    const header = await channel.voucherHeader(charged + channel.requestMax);
+    const before = h.backend.inferenceRequests.length;
+    const refused = await post({ "payment-signature": header });
+    assert.equal(refused.status, 402);
+    assert.match(errorOf(refused) ?? "", /^tollgate_payer_in_debt:/);
+    assert.equal(h.backend.inferenceRequests.length, before, "no inference");
+    assert.equal(await channel.charged(), charged, "nothing charged");
+    await payments.resolveDebt(owed.payment.id, `0x${"ab".repeat(32)}`);
+    const served = await post({ "payment-signature": header });
+    assert.equal(served.status, 200, "the channel was left free");
+    assert.ok((await channel.charged()) > charged);
   });
 
   test("a malformed channel payload gets 400 naming the field", async () => {

@@ -298,18 +298,9 @@ export function createBilling({
         );
       }
       const { reservation } = accepted;
-      const inDebt = await ledger.hasOpenDebt(terms.network, accepted.payer).catch(async (error: unknown) => {
-        await reservation.release().catch(() => undefined);
-        throw error;
-      });
-      if (inDebt) {
-        await reservation.release();
-        return paymentRequired(
-          `${ReasonCode.payerInDebt}: an earlier charge of this payer is unpaid; settle it first`,
-        );
-      }
+      // One statement refuses a payer in debt and records the request's row, straight into serving.
       const claim = await ledger
-        .claim(
+        .claimUnlessInDebt(
           {
             network: terms.network,
             payer: accepted.payer,
@@ -332,6 +323,10 @@ export function createBilling({
         });
       if (!claim.claimed) {
         await reservation.release();
+        if (claim.existing === undefined)
+          return paymentRequired(
+            `${ReasonCode.payerInDebt}: an earlier charge of this payer is unpaid; settle it first`,
+          );
         seen.replayedStatus = claim.existing.status;
         return replayed(claim.existing.status);
       }

@@ -74,8 +74,10 @@ export type ChannelTotals = {
 
 /**
  * The gateway's channels: one row per channel, changed only through `update`, a read-modify-write
- * under a per-channel lock in one transaction, so two replicas never both accept a voucher on one
- * cumulative base.
+ * one at a time per channel, so two requests never both accept a voucher on one cumulative base.
+ * In a shared database (PostgreSQL, replicas) each update is a transaction under a per-channel lock;
+ * in a database one process holds (PGlite) the channels worked with are kept in memory, and a request
+ * in flight (a reservation) is not written at all: a restart, which ends every request, frees it.
  */
 export interface ChannelLedger {
   get(channelId: string): Promise<ChannelRecord | undefined>;

@@ -71,6 +71,11 @@ export type ClaimPaymentResult =
   | { claimed: true; payment: PaymentRecord }
   | { claimed: false; existing: PaymentRecord };
 
+/** A claim unless in debt may also find the payer owing: nothing is claimed then. */
+export type ClaimUnlessInDebtResult =
+  | ClaimPaymentResult
+  | { claimed: false; existing: undefined; inDebt: true };
+
 /** A claim within funds may also find the payer's funds already reserved by its payments in flight. */
 export type ClaimWithinFundsResult =
   | ClaimPaymentResult
@@ -141,6 +146,14 @@ export interface PaymentLedger {
     fundsAtomic: bigint,
     options?: ClaimPaymentOptions,
   ): Promise<ClaimWithinFundsResult>;
+  /**
+   * Claims like `claim`, unless the payer has an unpaid debt on the payment's network: the check and the
+   * insert are one statement (for a payment that needs no facilitator before it is served).
+   */
+  claimUnlessInDebt(
+    input: ClaimPaymentInput,
+    options?: ClaimPaymentOptions,
+  ): Promise<ClaimUnlessInDebtResult>;
   /** `hasOpenDebt` and `findByKey`'s status together, in one statement: asked before every verify. */
   admission(key: AuthorizationKeyInput): Promise<PaymentAdmission>;
   get(id: number): Promise<PaymentRecord | undefined>;

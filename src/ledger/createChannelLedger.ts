@@ -131,38 +131,135 @@ async function writeChannel(tx: SqlExecutor, channel: ChannelRecord): Promise<vo
   );
 }
 
-/** A `ChannelLedger` over any `SqlClient` whose schema `applyMigrations` brought up to date. */
-export function createChannelLedger(sql: SqlClient): ChannelLedger {
-  return {
-    async get(channelId) {
-      const [row] = await sql.query(`SELECT ${channelColumns} FROM channels WHERE channel_id = $1`, [
-        normalizeId(channelId),
-      ]);
-      return row === undefined ? undefined : toChannelRecord(row);
-    },
+/** The stored columns a channel update may change, how each is read from a record, and its SQL type. */
+const changeableColumns: ReadonlyArray<{
+  column: string;
+  cast: string;
+  value: (channel: ChannelRecord) => unknown;
+}> = [
+  { column: "network", cast: "text", value: (c) => c.network },
+  { column: "payer", cast: "text", value: (c) => c.payer.toLowerCase() },
+  { column: "receiver", cast: "text", value: (c) => c.receiver },
+  { column: "token", cast: "text", value: (c) => c.token },
+  { column: "config", cast: "jsonb", value: (c) => jsonParam(c.config, "config") },
+  { column: "charged_atomic", cast: "numeric", value: (c) => atomicParam(c.chargedAtomic, "chargedAtomic") },
+  {
+    column: "signed_max_atomic",
+    cast: "numeric",
+    value: (c) => atomicParam(c.signedMaxAtomic, "signedMaxAtomic"),
+  },
+  { column: "signature", cast: "text", value: (c) => c.signature },
+  { column: "balance_atomic", cast: "numeric", value: (c) => atomicParam(c.balanceAtomic, "balanceAtomic") },
+  {
+    column: "total_claimed_atomic",
+    cast: "numeric",
+    value: (c) => atomicParam(c.totalClaimedAtomic, "totalClaimedAtomic"),
+  },
+  { column: "withdraw_requested_at", cast: "bigint", value: (c) => String(c.withdrawRequestedAt) },
+  { column: "refund_nonce", cast: "numeric", value: (c) => atomicParam(c.refundNonce, "refundNonce") },
+  {
+    column: "onchain_synced_at",
+    cast: "bigint",
+    value: (c) => (c.onchainSyncedAt === null ? null : String(c.onchainSyncedAt)),
+  },
+  { column: "settled_atomic", cast: "numeric", value: (c) => atomicParam(c.settledAtomic, "settledAtomic") },
+  {
+    column: "deposited_atomic",
+    cast: "numeric",
+    value: (c) => atomicParam(c.depositedAtomic, "depositedAtomic"),
+  },
+  {
+    column: "refunded_atomic",
+    cast: "numeric",
+    value: (c) => atomicParam(c.refundedAtomic, "refundedAtomic"),
+  },
+  { column: "last_request_at", cast: "bigint", value: (c) => String(c.lastRequestAt) },
+];
 
-    async list() {
-      const rows = await sql.query(`SELECT ${channelColumns} FROM channels ORDER BY created_at, channel_id`);
-      return rows.map(toChannelRecord);
-    },
+type ColumnChange = { column: string; cast: string; value: unknown };
+
+/** The stored columns `next` changes from `before` (a stored row of the same channel). */
+function changedColumns(before: ChannelRecord, next: ChannelRecord): ColumnChange[] {
+  const changes: ColumnChange[] = [];
+  for (const { column, cast, value } of changeableColumns) {
+    const after = value(next);
+    if (after !== value(before)) changes.push({ column, cast, value: after });
+  }
+  return changes;
+}
+
+/** Writes `changes` to a stored channel's row. */
+async function writeChanges(
+  tx: SqlExecutor,
+  channelId: string,
+  changes: readonly ColumnChange[],
+): Promise<void> {
+  if (changes.length === 0) return;
+  const sets = changes.map((change, i) => `${change.column} = $${i + 2}::${change.cast}`);
+  const rows = await tx.query(
+    `UPDATE channels SET ${sets.join(", ")}, updated_at = now() WHERE channel_id = $1 RETURNING channel_id`,
+    [channelId, ...changes.map((change) => change.value)],
+  );
+  if (rows.length !== 1) throw new Error(`channel ${channelId} is not stored; its update is not written`);
+}
+
+export type CreateChannelLedgerOptions = {
+  /** Channels a single-process ledger keeps in memory, beyond those with a request in flight; default 10,000. */
+  keptChannels?: number;
+};
+
+/** A `ChannelLedger` over any `SqlClient` whose schema `applyMigrations` brought up to date. */
+export function createChannelLedger(sql: SqlClient, options: CreateChannelLedgerOptions = {}): ChannelLedger {
+  return sql.serializesStatements
+    ? createSingleProcessChannelLedger(sql, options.keptChannels ?? 10_000)
+    : createSharedChannelLedger(sql);
+}
+
+async function selectChannel(db: SqlExecutor, id: string): Promise<ChannelRecord | undefined> {
+  const [row] = await db.query(`SELECT ${channelColumns} FROM channels WHERE channel_id = $1`, [id]);
+  return row === undefined ? undefined : toChannelRecord(row);
+}
+
+async function listChannels(db: SqlExecutor): Promise<ChannelRecord[]> {
+  const rows = await db.query(`SELECT ${channelColumns} FROM channels ORDER BY created_at, channel_id`);
+  return rows.map(toChannelRecord);
+}
+
+function settleStatement(db: SqlExecutor, channelId: string, settledAtomic: bigint) {
+  return db.query(
+    `UPDATE channels SET settled_atomic = GREATEST(settled_atomic, $2::numeric), updated_at = now()
+     WHERE channel_id = $1`,
+    [normalizeId(channelId), atomicParam(settledAtomic, "settledAtomic")],
+  );
+}
+
+function checkSameChannel(id: string, next: ChannelRecord) {
+  if (normalizeId(next.channelId) !== id) {
+    throw new TollgateError({
+      code: "TOLLGATE_INTERNAL",
+      shortMessage: "a channel update may not change the channel id",
+    });
+  }
+}
+
+/**
+ * Channels in a database several processes share (PostgreSQL, replicas): each update reads and
+ * writes the row in one transaction under a per-channel advisory lock, reservations included.
+ */
+function createSharedChannelLedger(sql: SqlClient): ChannelLedger {
+  return {
+    get: (channelId) => selectChannel(sql, normalizeId(channelId)),
+    list: () => listChannels(sql),
 
     async update(channelId, decide) {
       const id = normalizeId(channelId);
       return sql.transaction(async (tx) => {
         // One writer per channel on every replica: the lock holds until this transaction ends, and
-        // covers a channel whose row does not exist yet. A client that serializes statements (PGlite:
-        // one connection, a transaction holds its queue) already has no other writer to wait for.
-        if (!sql.serializesStatements)
-          await tx.query("SELECT pg_advisory_xact_lock(hashtext('tollgate:channel:' || $1))", [id]);
-        const [row] = await tx.query(`SELECT ${channelColumns} FROM channels WHERE channel_id = $1`, [id]);
-        const decision = decide(row === undefined ? undefined : toChannelRecord(row));
+        // covers a channel whose row does not exist yet.
+        await tx.query("SELECT pg_advisory_xact_lock(hashtext('tollgate:channel:' || $1))", [id]);
+        const decision = decide(await selectChannel(tx, id));
         if (decision.next !== undefined) {
-          if (normalizeId(decision.next.channelId) !== id) {
-            throw new TollgateError({
-              code: "TOLLGATE_INTERNAL",
-              shortMessage: "a channel update may not change the channel id",
-            });
-          }
+          checkSameChannel(id, decision.next);
           await writeChannel(tx, decision.next);
           await decision.alsoRun?.(tx);
         }
@@ -171,12 +268,103 @@ export function createChannelLedger(sql: SqlClient): ChannelLedger {
     },
 
     async markSettled(entries) {
+      for (const entry of entries) await settleStatement(sql, entry.channelId, entry.settledAtomic);
+    },
+  };
+}
+
+/**
+ * Channels in a database one process holds alone (PGlite): this object is the table's only writer,
+ * so it keeps the channels it works with in memory and runs one update per channel at a time. A
+ * request in flight (its reservation, its time) lives in memory only: taking or freeing a channel
+ * writes nothing, and a restart, which ends every request in flight, finds every channel free.
+ * Everything else is written before the update returns, with its other statements in one transaction.
+ */
+function createSingleProcessChannelLedger(sql: SqlClient, keptChannels: number): ChannelLedger {
+  const kept = new Map<string, ChannelRecord>();
+  const queues = new Map<string, Promise<void>>();
+
+  /** Runs `work` after every earlier update of the channel has finished. */
+  const oneAtATime = <T>(id: string, work: () => Promise<T>): Promise<T> => {
+    const run = (queues.get(id) ?? Promise.resolve()).then(work);
+    const done = run.then(
+      () => undefined,
+      () => undefined,
+    );
+    queues.set(id, done);
+    void done.then(() => {
+      if (queues.get(id) === done) queues.delete(id);
+    });
+    return run;
+  };
+
+  const keep = (id: string, channel: ChannelRecord) => {
+    kept.delete(id);
+    kept.set(id, channel);
+    if (kept.size <= keptChannels) return;
+    // The least recently used channel with no request in flight is read again when next needed.
+    for (const [oldId, old] of kept) {
+      if (old.pending) continue;
+      kept.delete(oldId);
+      break;
+    }
+  };
+
+  const current = async (id: string): Promise<ChannelRecord | undefined> => {
+    const known = kept.get(id);
+    if (known) return known;
+    const stored = await selectChannel(sql, id);
+    return stored && { ...stored, pending: undefined };
+  };
+
+  return {
+    get: (channelId) => {
+      const id = normalizeId(channelId);
+      return oneAtATime(id, () => current(id));
+    },
+
+    async list() {
+      const stored = await listChannels(sql);
+      return stored.map(
+        (channel) => kept.get(normalizeId(channel.channelId)) ?? { ...channel, pending: undefined },
+      );
+    },
+
+    update(channelId, decide) {
+      const id = normalizeId(channelId);
+      return oneAtATime(id, async () => {
+        const before = await current(id);
+        const decision = decide(before);
+        const next = decision.next;
+        if (next === undefined) return decision.result;
+        checkSameChannel(id, next);
+        const changes = before ? changedColumns(before, next) : [];
+        // A request in flight (its reservation, its time) alone is not written.
+        if (before === undefined || decision.alsoRun || changes.some((c) => c.column !== "last_request_at")) {
+          const write = (tx: SqlExecutor) =>
+            before ? writeChanges(tx, id, changes) : writeChannel(tx, { ...next, pending: undefined });
+          const alsoRun = decision.alsoRun;
+          if (alsoRun)
+            await sql.transaction(async (tx) => {
+              await write(tx);
+              await alsoRun(tx);
+            });
+          else await write(sql);
+        }
+        keep(id, next);
+        return decision.result;
+      });
+    },
+
+    async markSettled(entries) {
       for (const entry of entries) {
-        await sql.query(
-          `UPDATE channels SET settled_atomic = GREATEST(settled_atomic, $2::numeric), updated_at = now()
-           WHERE channel_id = $1`,
-          [normalizeId(entry.channelId), atomicParam(entry.settledAtomic, "settledAtomic")],
-        );
+        const id = normalizeId(entry.channelId);
+        await oneAtATime(id, async () => {
+          await settleStatement(sql, id, entry.settledAtomic);
+          const known = kept.get(id);
+          if (known && known.settledAtomic < entry.settledAtomic)
+            kept.set(id, { ...known, settledAtomic: entry.settledAtomic });
+        });
       }
     },
   };

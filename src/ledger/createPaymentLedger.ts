@@ -126,7 +126,7 @@ export function createPaymentLedger(
     db: SqlExecutor,
     input: ClaimPaymentInput,
     serving: boolean,
-    fundsAtomic?: bigint,
+    { fundsAtomic, unlessInDebt = false }: { fundsAtomic?: bigint; unlessInDebt?: boolean } = {},
   ): Promise<SqlRow[]> {
     const key = normalizeAuthorizationKey(input);
     const params: unknown[] = [
@@ -143,16 +143,20 @@ export function createPaymentLedger(
       jsonParam(input.paymentRequirements, "paymentRequirements"),
       input.requestId === undefined ? null : textParam(input.requestId, "requestId"),
     ];
-    const withinFunds =
-      fundsAtomic === undefined
-        ? ""
-        : `WHERE (SELECT COALESCE(SUM(max_atomic), 0) FROM payments
-                  WHERE network = $1 AND payer = $2 AND status IN (${IN_FLIGHT})) + $9::numeric <= $13::numeric`;
-    if (fundsAtomic !== undefined) params.push(atomicParam(fundsAtomic, "fundsAtomic"));
+    const conditions: string[] = [];
+    if (fundsAtomic !== undefined) {
+      params.push(atomicParam(fundsAtomic, "fundsAtomic"));
+      conditions.push(`(SELECT COALESCE(SUM(max_atomic), 0) FROM payments
+                  WHERE network = $1 AND payer = $2 AND status IN (${IN_FLIGHT})) + $9::numeric <= $${params.length}::numeric`);
+    }
+    if (unlessInDebt)
+      conditions.push(
+        "NOT EXISTS (SELECT 1 FROM payments WHERE network = $1 AND payer = $2 AND status = 'debt')",
+      );
     return db.query(
       `INSERT INTO payments (network, payer, nonce, scheme, model, route, asset, pay_to, max_atomic, payload, requirements, request_id, status)
        SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9::numeric, $10::jsonb, $11::jsonb, $12, '${serving ? "serving" : "claimed"}'
-       ${withinFunds}
+       ${conditions.length > 0 ? `WHERE ${conditions.join(" AND ")}` : ""}
        ON CONFLICT (network, payer, nonce) DO NOTHING
        RETURNING ${paymentColumns}`,
       params,
@@ -189,18 +193,30 @@ export function createPaymentLedger(
       return claimed(input, await insertClaim(sql, input, serving));
     },
 
+    async claimUnlessInDebt(input, { serving = false } = {}) {
+      const inserted = await insertClaim(sql, input, serving, { unlessInDebt: true });
+      if (inserted.length > 0) return claimed(input, inserted);
+      const key = normalizeAuthorizationKey(input);
+      const [existing] = await selectPayments("WHERE network = $1 AND payer = $2 AND nonce = $3", [
+        key.network,
+        key.payer,
+        key.nonce,
+      ]);
+      return existing ? { claimed: false, existing } : { claimed: false, existing: undefined, inDebt: true };
+    },
+
     async claimWithinFunds(input, fundsAtomic, { serving = false } = {}) {
       const key = normalizeAuthorizationKey(input);
       // One statement checks and inserts; with several connections (PostgreSQL, replicas), one payer
       // at a time under an advisory lock, so the sum sees every claim committed before it.
       const inserted = sql.serializesStatements
-        ? await insertClaim(sql, input, serving, fundsAtomic)
+        ? await insertClaim(sql, input, serving, { fundsAtomic })
         : await sql.transaction(async (tx) => {
             await tx.query("SELECT pg_advisory_xact_lock(hashtext('tollgate:' || $1 || ':' || $2))", [
               key.network,
               key.payer,
             ]);
-            return insertClaim(tx, input, serving, fundsAtomic);
+            return insertClaim(tx, input, serving, { fundsAtomic });
           });
       if (inserted.length > 0) return claimed(input, inserted);
       const [existing] = await selectPayments("WHERE network = $1 AND payer = $2 AND nonce = $3", [

@@ -1,12 +1,6 @@
-import {
-  BATCH_SETTLEMENT_ADDRESS,
-  BATCH_SETTLEMENT_DOMAIN,
-  claimBatchTypes,
-  refundTypes,
-  voucherTypes,
-} from "@x402/evm";
+import { BATCH_SETTLEMENT_ADDRESS, BATCH_SETTLEMENT_DOMAIN, claimBatchTypes, refundTypes } from "@x402/evm";
 import { computeChannelId } from "@x402/evm/batch-settlement/client";
-import { type Hex, type LocalAccount, verifyTypedData } from "viem";
+import type { Hex, LocalAccount } from "viem";
 import type { ChannelConfigRecord } from "../../ledger/index.js";
 
 /** One entry of a claim: the voucher to redeem and how much of it is claimed in total. */
@@ -24,28 +18,6 @@ export function settlementDomain(chainId: number) {
 /** The channel id a config hashes to on `network`, lower case. */
 export function channelIdOf(config: ChannelConfigRecord, network: string): `0x${string}` {
   return computeChannelId(config, network).toLowerCase() as `0x${string}`;
-}
-
-/** Whether `signature` is the payer-authorizer's `Voucher(channelId, maxClaimableAmount)`. */
-export async function isVoucherSigned(
-  config: ChannelConfigRecord,
-  channelId: Hex,
-  maxClaimableAtomic: bigint,
-  signature: Hex,
-  chainId: number,
-): Promise<boolean> {
-  try {
-    return await verifyTypedData({
-      address: config.payerAuthorizer,
-      domain: settlementDomain(chainId),
-      types: voucherTypes,
-      primaryType: "Voucher",
-      message: { channelId, maxClaimableAmount: maxClaimableAtomic },
-      signature,
-    });
-  } catch {
-    return false;
-  }
 }
 
 /** The receiver-authorizer's `ClaimBatch` signature over claims, for `claimWithSignature`. */

@@ -10,9 +10,10 @@ import type { FacilitatorLike } from "../facilitatorLike.js";
 import type { BillingTerms } from "../paymentOffers.js";
 import type { RequestQuote } from "../quoteRequest.js";
 import type { ChargeOutcome, ChargeUsage } from "../settleCharge.js";
-import { channelIdOf, isVoucherSigned } from "./channelAuthorizer.js";
+import { channelIdOf } from "./channelAuthorizer.js";
 import { type ChannelPayload, channelPayloadSchema, largerOf } from "./channelPayload.js";
 import { ChannelReason } from "./channelReasons.js";
+import { createVoucherVerifier } from "./createVoucherVerifier.js";
 import { type OnchainChannelState, readChannelState } from "./readChannelState.js";
 
 /** The x402 scheme name of payment channels. */
@@ -79,6 +80,7 @@ export function createChannelBilling(parameters: CreateChannelBillingParameters)
     Math.min(300_000, Math.max(30_000, Math.floor((withdrawDelay * 1000) / 3)));
   const marginMs = parameters.reservationMarginMs ?? 30_000;
   const settlement = getAddress(BATCH_SETTLEMENT_ADDRESS) as Address;
+  const isVoucherSigned = createVoucherVerifier({ chainId });
 
   /** The batch-settlement offer for a request whose maximum is `amountAtomic`. */
   const offer = (amountAtomic: bigint, extra: Record<string, unknown> = {}): PaymentRequirements => ({
@@ -126,18 +128,17 @@ export function createChannelBilling(parameters: CreateChannelBillingParameters)
         reason: ChannelReason.voucherSignature,
         message: "this gateway checks vouchers locally: the channel needs a payerAuthorizer address",
       };
-    const signed = await isVoucherSigned(
-      config,
+    const signed = isVoucherSigned(
+      config.payerAuthorizer,
       payload.voucher.channelId,
       payload.voucher.maxClaimableAmount,
       payload.voucher.signature,
-      chainId,
     );
     return signed
       ? undefined
       : {
           reason: ChannelReason.voucherSignature,
-          message: `the voucher is not signed by the channel's payerAuthorizer ${config.payerAuthorizer}`,
+          message: `the voucher is not signed by the channel's payerAuthorizer ${config.payerAuthorizer} in the form the contract takes (65 bytes, v 27 or 28, s in the lower half)`,
         };
   };
 

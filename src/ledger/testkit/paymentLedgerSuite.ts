@@ -222,6 +222,33 @@ export function describePaymentLedger(label: string, current: () => LedgerHarnes
       });
     });
 
+    test("claims unless the payer owes on the payment's network, in one statement; a replay finds its row", async () => {
+      const debtor = payerAddress(0xad3);
+      const first = await payments.claimUnlessInDebt(claimInput({ payer: debtor, nonce: 51n }), {
+        serving: true,
+      });
+      assert.ok(first.claimed);
+      assert.equal(first.payment.status, "serving");
+      const replay = await payments.claimUnlessInDebt(claimInput({ payer: debtor, nonce: 51n }));
+      assert.equal(replay.claimed, false);
+      assert.equal(replay.existing?.id, first.payment.id);
+
+      await payments.recordUsage(first.payment.id, usage, 500n);
+      await payments.markSettling(first.payment.id);
+      await payments.markDebt(first.payment.id, "settle reverted");
+      const owing = await payments.claimUnlessInDebt(claimInput({ payer: debtor, nonce: 52n }));
+      assert.deepEqual(owing, { claimed: false, existing: undefined, inDebt: true });
+      assert.equal(await payments.findByKey(claimInput({ payer: debtor, nonce: 52n })), undefined, "no row");
+      const elsewhere = await payments.claimUnlessInDebt(
+        claimInput({ payer: debtor, nonce: 52n, network: "eip155:84532" }),
+      );
+      assert.ok(elsewhere.claimed, "a debt on another network does not refuse this one");
+
+      await payments.resolveDebt(first.payment.id, transactionHash(11));
+      const paidUp = await payments.claimUnlessInDebt(claimInput({ payer: debtor, nonce: 52n }));
+      assert.ok(paidUp.claimed, "claimed once the debt is paid");
+    });
+
     test("lists claimed, serving, metered and settling rows for recovery, with what settling needs", async () => {
       const byStatus = new Map<PaymentStatus, number>();
       for (const status of [

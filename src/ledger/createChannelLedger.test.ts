@@ -1,0 +1,174 @@
+import assert from "node:assert/strict";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, describe, test } from "node:test";
+import type { ChannelRecord } from "./ChannelLedger.js";
+import { createChannelLedger } from "./createChannelLedger.js";
+import { createLedger } from "./createLedger.js";
+import { createPgliteClient } from "./createPgliteClient.js";
+import type { SqlClient } from "./SqlClient.js";
+
+const tempDirs: string[] = [];
+after(async () => {
+  for (const dir of tempDirs) await rm(dir, { recursive: true, force: true });
+});
+
+async function openAt(dataDir: string) {
+  const sql = await createPgliteClient({ dataDir });
+  const ledger = await createLedger(sql);
+  return { sql, ledger };
+}
+
+async function freshDir() {
+  const parent = await mkdtemp(join(tmpdir(), "tollgate-channels-"));
+  tempDirs.push(parent);
+  return join(parent, "ledger");
+}
+
+const idOf = (n: number) => `0x${n.toString(16).padStart(64, "0")}` as const;
+
+function channel(n: number, overrides: Partial<ChannelRecord> = {}): ChannelRecord {
+  return {
+    channelId: idOf(n),
+    network: "eip155:31337",
+    payer: "0x00000000000000000000000000000000000000aa",
+    receiver: "0x00000000000000000000000000000000000000bb",
+    token: "0x00000000000000000000000000000000000000cc",
+    config: {
+      payer: "0x00000000000000000000000000000000000000aa",
+      payerAuthorizer: "0x00000000000000000000000000000000000000ad",
+      receiver: "0x00000000000000000000000000000000000000bb",
+      receiverAuthorizer: "0x00000000000000000000000000000000000000be",
+      token: "0x00000000000000000000000000000000000000cc",
+      withdrawDelay: 900,
+      salt: idOf(1),
+    },
+    chargedAtomic: 0n,
+    signedMaxAtomic: 0n,
+    signature: "0x",
+    balanceAtomic: 1_000n,
+    totalClaimedAtomic: 0n,
+    withdrawRequestedAt: 0,
+    refundNonce: 0n,
+    onchainSyncedAt: 1,
+    settledAtomic: 0n,
+    depositedAtomic: 1_000n,
+    refundedAtomic: 0n,
+    lastRequestAt: 0,
+    pending: undefined,
+    ...overrides,
+  };
+}
+
+const storedRow = async (sql: SqlClient, n: number) =>
+  (
+    await sql.query<{ charged: string; pending_id: string | null; settled: string }>(
+      "SELECT charged_atomic::text AS charged, pending_id, settled_atomic::text AS settled FROM channels WHERE channel_id = $1",
+      [idOf(n)],
+    )
+  )[0];
+
+/** Takes the channel for one request, as a voucher's reservation does; false when it is taken. */
+const reserve = (ledger: Awaited<ReturnType<typeof openAt>>["ledger"], n: number, id: string) =>
+  ledger.channels.update(idOf(n), (current) => {
+    if (!current) throw new Error("unknown channel");
+    if (current.pending) return { result: false };
+    return {
+      next: {
+        ...current,
+        lastRequestAt: Date.now(),
+        pending: { id, maxAtomic: 10n, expiresAt: Date.now() + 60_000 },
+      },
+      result: true,
+    };
+  });
+
+describe("channels in a database one process holds (PGlite)", () => {
+  test("one update at a time per channel: of 20 concurrent reservations exactly one wins, and it writes nothing", async () => {
+    const { sql, ledger } = await openAt(await freshDir());
+    await ledger.channels.update(idOf(1), () => ({ next: channel(1), result: undefined }));
+    const won = await Promise.all(Array.from({ length: 20 }, (_, i) => reserve(ledger, 1, `r${i}`)));
+    assert.equal(won.filter(Boolean).length, 1);
+    assert.ok((await ledger.channels.get(idOf(1)))?.pending, "the reservation is seen in this process");
+    assert.equal((await storedRow(sql, 1))?.pending_id, null, "and never written");
+    await ledger.close();
+  });
+
+  test("a charge is written with its other statements in one transaction; a failed one leaves the channel as it was", async () => {
+    const { sql, ledger } = await openAt(await freshDir());
+    await ledger.channels.update(idOf(2), () => ({ next: channel(2), result: undefined }));
+    assert.ok(await reserve(ledger, 2, "a"));
+    await assert.rejects(
+      ledger.channels.update(idOf(2), (current) => ({
+        next: { ...current!, chargedAtomic: 7n, signedMaxAtomic: 10n, pending: undefined },
+        result: undefined,
+        alsoRun: async () => {
+          throw new Error("the payment row is not being served");
+        },
+      })),
+      /not being served/,
+    );
+    assert.equal((await storedRow(sql, 2))?.charged, "0", "rolled back on disk");
+    const kept = await ledger.channels.get(idOf(2));
+    assert.equal(kept?.chargedAtomic, 0n, "and in memory");
+    assert.equal(kept?.pending?.id, "a", "still reserved");
+    await ledger.channels.update(idOf(2), (current) => ({
+      next: { ...current!, chargedAtomic: 7n, signedMaxAtomic: 10n, pending: undefined },
+      result: undefined,
+      alsoRun: async (tx) => {
+        await tx.query("SELECT 1");
+      },
+    }));
+    assert.equal((await storedRow(sql, 2))?.charged, "7");
+    await ledger.close();
+  });
+
+  test("a settle recorded meanwhile is kept by the next update; a restart finds every channel free and its charges as written", async () => {
+    const dataDir = await freshDir();
+    const first = await openAt(dataDir);
+    await first.ledger.channels.update(idOf(3), () => ({
+      next: channel(3, { chargedAtomic: 40n, signedMaxAtomic: 50n }),
+      result: undefined,
+    }));
+    await first.ledger.channels.markSettled([{ channelId: idOf(3), settledAtomic: 30n }]);
+    assert.ok(await reserve(first.ledger, 3, "before-restart"));
+    await first.ledger.channels.update(idOf(3), (current) => ({
+      next: { ...current!, chargedAtomic: 45n, signedMaxAtomic: 50n, pending: undefined },
+      result: undefined,
+    }));
+    assert.deepEqual(await storedRow(first.sql, 3), { charged: "45", pending_id: null, settled: "30" });
+    assert.ok(await reserve(first.ledger, 3, "in-flight at the crash"));
+    await first.ledger.close();
+
+    const second = await openAt(dataDir);
+    const [listed] = await second.ledger.channels.list();
+    assert.equal(listed?.pending, undefined, "the request in flight ended with the process");
+    assert.equal(listed?.chargedAtomic, 45n);
+    assert.equal(listed?.settledAtomic, 30n);
+    assert.ok(await reserve(second.ledger, 3, "after-restart"), "the channel takes a voucher at once");
+    await second.ledger.close();
+  });
+
+  test("beyond the channels it keeps, the least recently used free one is read again; a reserved one is never dropped", async () => {
+    const sql = await createPgliteClient({ dataDir: await freshDir() });
+    const { channels } = await createLedger(sql);
+    const small = createChannelLedger(sql, { keptChannels: 2 });
+    for (const n of [10, 11, 12, 13])
+      await small.update(idOf(n), () => ({ next: channel(n), result: undefined }));
+    const take = (n: number, id: string) =>
+      small.update(idOf(n), (current) =>
+        current?.pending
+          ? { result: false }
+          : {
+              next: { ...current!, pending: { id, maxAtomic: 1n, expiresAt: Date.now() + 60_000 } },
+              result: true,
+            },
+      );
+    assert.ok(await take(10, "held"));
+    for (const n of [11, 12, 13, 11, 12, 13]) await small.get(idOf(n));
+    assert.equal(await take(10, "second"), false, "the reservation outlived the churn");
+    assert.equal((await channels.list()).length, 4);
+    await sql.close();
+  });
+});
