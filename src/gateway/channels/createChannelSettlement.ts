@@ -122,52 +122,123 @@ export function createChannelSettlement(parameters: CreateChannelSettlementParam
     );
     for (const channel of list) {
       if (!ours(channel) || channel.chargedAtomic <= channel.totalClaimedAtomic) continue;
+      // A shortfall found earlier: the escrow holds nothing more until the payer deposits again.
+      if (channel.totalClaimedAtomic >= channel.balanceAtomic) continue;
       if (await isDue(channel, force, now)) due.push(channel);
     }
     const results: ChannelClaimResult[] = [];
-    for (let start = 0; start < due.length; start += maxClaimsPerBatch) {
-      const batch = due.slice(start, start + maxClaimsPerBatch);
-      const claims = batch.map(claimEntry);
-      const claimAuthorizerSignature = await signClaimBatch(
-        parameters.receiverAuthorizer,
-        claims,
-        network,
-        chainId,
-      );
-      const settled = await facilitator.settle(
-        envelope({ type: "claim", claims, claimAuthorizerSignature }),
-        requirements,
-      );
-      if (!settled.success) {
-        logger.warn({ channels: batch.length, reason: settled.errorReason }, "channel claim failed");
-        throw new Error(
-          `channel claim failed: ${settled.errorReason ?? "unknown"} ${settled.errorMessage ?? ""}`,
-        );
-      }
-      let claimedAtomic = 0n;
-      for (const channel of batch) {
-        claimedAtomic += channel.chargedAtomic - channel.totalClaimedAtomic;
-        parameters.emit?.({
-          type: "channel_claim",
-          at: Date.now(),
-          network,
-          channelId: channel.channelId,
-          amountAtomic: channel.chargedAtomic - channel.totalClaimedAtomic,
-          transaction: settled.transaction,
-        });
-        await channels.update(channel.channelId, (current) =>
-          current && current.totalClaimedAtomic < channel.chargedAtomic
-            ? { next: { ...current, totalClaimedAtomic: channel.chargedAtomic }, result: undefined }
-            : { result: undefined },
-        );
-      }
-      logger.info(
-        { channels: batch.length, claimedAtomic: claimedAtomic.toString(), tx: settled.transaction },
-        "channels claimed",
-      );
-      results.push({ channels: batch.length, claimedAtomic, transaction: settled.transaction });
-    }
+    for (let start = 0; start < due.length; start += maxClaimsPerBatch)
+      await claimBatch(due.slice(start, start + maxClaimsPerBatch), results);
     return results;
+  }
+
+  /**
+   * Claims a batch in one transaction. A batch the contract refuses is claimed again in halves, so
+   * one channel that cannot be claimed (its payer withdrew while the gateway was away) never holds
+   * up the others; that channel alone is claimed up to what its escrow still holds.
+   */
+  async function claimBatch(batch: readonly ChannelRecord[], results: ChannelClaimResult[]): Promise<void> {
+    const claims = batch.map(claimEntry);
+    const settled = await submitClaims(claims);
+    if (settled.success) {
+      await recordClaimed(batch, settled.transaction, results);
+      return;
+    }
+    logger.warn(
+      { channels: batch.length, reason: settled.errorReason, message: settled.errorMessage },
+      "channel claim failed",
+    );
+    if (batch.length > 1) {
+      const half = Math.ceil(batch.length / 2);
+      await claimBatch(batch.slice(0, half), results);
+      await claimBatch(batch.slice(half), results);
+      return;
+    }
+    const [channel] = batch as [ChannelRecord];
+    const failedAlone = (reason: string | undefined, message: string | undefined) =>
+      logger.error(
+        { channelId: channel.channelId, reason, message },
+        "channel claim failed alone; it is tried again next time",
+      );
+    const onchain = await readChannelState(chain, settlement, channel.channelId);
+    if (onchain.balanceAtomic >= channel.chargedAtomic) {
+      failedAlone(settled.errorReason, settled.errorMessage);
+      return;
+    }
+    // The escrow holds less than was charged: its payer withdrew before the charges were claimed.
+    await channels.update(channel.channelId, (current) =>
+      current
+        ? {
+            next: {
+              ...current,
+              balanceAtomic: onchain.balanceAtomic,
+              totalClaimedAtomic: onchain.totalClaimedAtomic,
+            },
+            result: undefined,
+          }
+        : { result: undefined },
+    );
+    logger.error(
+      {
+        channelId: channel.channelId,
+        chargedAtomic: channel.chargedAtomic.toString(),
+        escrowAtomic: onchain.balanceAtomic.toString(),
+        shortfallAtomic: (channel.chargedAtomic - onchain.balanceAtomic).toString(),
+      },
+      "channel's escrow holds less than its charges (its payer withdrew before they were claimed): claiming what it holds",
+    );
+    if (onchain.balanceAtomic <= onchain.totalClaimedAtomic) return;
+    const capped = {
+      ...channel,
+      chargedAtomic: onchain.balanceAtomic,
+      totalClaimedAtomic: onchain.totalClaimedAtomic,
+    };
+    const retried = await submitClaims([claimEntry(capped)]);
+    if (!retried.success) {
+      failedAlone(retried.errorReason, retried.errorMessage);
+      return;
+    }
+    await recordClaimed([capped], retried.transaction, results);
+  }
+
+  async function submitClaims(claims: ChannelClaim[]) {
+    const claimAuthorizerSignature = await signClaimBatch(
+      parameters.receiverAuthorizer,
+      claims,
+      network,
+      chainId,
+    );
+    return facilitator.settle(envelope({ type: "claim", claims, claimAuthorizerSignature }), requirements);
+  }
+
+  /** Books a landed claim: each channel's claimed total, its event, and the batch's result. */
+  async function recordClaimed(
+    batch: readonly ChannelRecord[],
+    transaction: string,
+    results: ChannelClaimResult[],
+  ): Promise<void> {
+    let claimedAtomic = 0n;
+    for (const channel of batch) {
+      claimedAtomic += channel.chargedAtomic - channel.totalClaimedAtomic;
+      parameters.emit?.({
+        type: "channel_claim",
+        at: Date.now(),
+        network,
+        channelId: channel.channelId,
+        amountAtomic: channel.chargedAtomic - channel.totalClaimedAtomic,
+        transaction,
+      });
+      await channels.update(channel.channelId, (current) =>
+        current && current.totalClaimedAtomic < channel.chargedAtomic
+          ? { next: { ...current, totalClaimedAtomic: channel.chargedAtomic }, result: undefined }
+          : { result: undefined },
+      );
+    }
+    logger.info(
+      { channels: batch.length, claimedAtomic: claimedAtomic.toString(), tx: transaction },
+      "channels claimed",
+    );
+    results.push({ channels: batch.length, claimedAtomic, transaction });
   }
 
   /** Moves every claimed, unsettled amount to payTo in one transfer. */
