@@ -197,6 +197,29 @@ describe("trust, but verify", () => {
     const disputes = await (await payingFetch.spendStore()).disputes({ status: "open" });
     assert.equal(disputes.length, 2);
   });
+
+  test("a channel offer without prices of its own is checked at the prices of the upto offer beside it", async () => {
+    const greedy = await h.seller({ overchargeAtomic: 100n, uptoOffer: true, pricedOn: "upto" });
+    const buyer = await h.devnet.createBuyer(10_000_000n);
+    const log = eventLog();
+    const payingFetch = h.payingFetch({
+      privateKey: buyer.privateKey,
+      onEvent: log.onEvent,
+      policy: { channels: "prefer" },
+    });
+    for (let i = 0; i < 2; i += 1) assert.equal((await postChat(payingFetch, greedy.url)).status, 200);
+    await payingFetch.idle();
+    assert.deepEqual(
+      log.of("authorized").map((event) => event.scheme),
+      ["batch-settlement", "batch-settlement"],
+    );
+    const overcharges = log.of("overcharge");
+    assert.equal(overcharges.length, 2);
+    for (const overcharge of overcharges) {
+      assert.equal(overcharge.reason, "above_usage");
+      assert.equal(overcharge.justifiedAtomic, greedy.honestChargeAtomic);
+    }
+  });
 });
 
 describe("getting the remainder back", () => {

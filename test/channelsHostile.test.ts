@@ -142,6 +142,11 @@ describe("hostile channel payments", () => {
     };
     assert.equal(extra.channelState.chargedCumulativeAmount, charged.toString());
     assert.ok(BigInt(extra.voucherState.signedMaxClaimable) >= charged);
+    // The channel offer quotes the same prices as upto, so a buyer paying by voucher checks its charge.
+    const pricingOf = (scheme: string) =>
+      (required.accepts.find((a) => a.scheme === scheme)?.extra as { pricing?: unknown }).pricing;
+    assert.ok(pricingOf("batch-settlement"));
+    assert.deepEqual(pricingOf("batch-settlement"), pricingOf("upto"));
     assert.equal(h.backend.inferenceRequests.length, before);
     assert.equal(await channel.charged(), charged, "nothing charged");
   });

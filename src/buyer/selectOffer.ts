@@ -38,7 +38,7 @@ export async function selectOffer({
   channelsFirst?: boolean;
 }): Promise<SelectOfferReturnType> {
   const rank = (choice: OfferChoice) => rankOf(choice, channelsFirst);
-  const choices = (await Promise.all(accepts.map((offer) => describeOffer(offer, request)))).sort(
+  const choices = (await Promise.all(accepts.map((offer) => describeOffer(offer, request, accepts)))).sort(
     (a, b) => rank(a) - rank(b) || byAmount(a, b),
   );
   let firstRefusal: PolicyRefusal | undefined;
@@ -62,16 +62,32 @@ export async function selectOffer({
   };
 }
 
-/** What signing `offer` for `request` would authorize, and what the buyer expects it to cost. */
+/**
+ * What signing `offer` for `request` would authorize, and what the buyer expects it to cost. A
+ * channel offer without prices of its own is priced by the same 402's upto offer to the same payee
+ * in the same asset (one request, one price), so its charge is checked against the usage all the same.
+ */
 export async function describeOffer(
   offer: PaymentRequirements,
   request: InferenceRequest | undefined,
+  siblings: readonly PaymentRequirements[] = [],
 ): Promise<OfferChoice> {
   const askedAtomic = BigInt(offer.amount);
   if (offer.scheme !== "upto" && offer.scheme !== "batch-settlement") {
     return { offer, askedAtomic, expectedAtomic: askedAtomic, price: undefined, estimate: undefined };
   }
-  const price = quotedPriceOf(offer);
+  const same = (a: string, b: string) => a.toLowerCase() === b.toLowerCase();
+  const pricedBy =
+    offer.scheme === "batch-settlement" && quotedPriceOf(offer) === undefined
+      ? siblings.find(
+          (sibling) =>
+            sibling.scheme === "upto" &&
+            sibling.network === offer.network &&
+            same(sibling.asset, offer.asset) &&
+            same(sibling.payTo, offer.payTo),
+        )
+      : undefined;
+  const price = quotedPriceOf(pricedBy ?? offer);
   const estimate = price && request ? await estimateRequest(request, price) : undefined;
   return { offer, askedAtomic, expectedAtomic: estimate?.expectedMaxAtomic, price, estimate };
 }

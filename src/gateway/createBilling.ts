@@ -38,6 +38,7 @@ import {
   buildOffers,
   buildPaymentRequired,
   gasSponsoringExtensions,
+  offerPricingOf,
 } from "./paymentOffers.js";
 import { quoteRequest, type RequestQuote, type RouteKind } from "./quoteRequest.js";
 import { type ChargeOutcome, type SettleChargeParameters, settleCharge } from "./settleCharge.js";
@@ -230,7 +231,9 @@ export function createBilling({
     const offers = orderOffers(
       [
         ...buildOffers(quote, terms),
-        ...(channels && quote.maxAtomic !== undefined ? [channels.offer(quote.maxAtomic)] : []),
+        ...(channels && quote.maxAtomic !== undefined
+          ? [channels.offer(quote.maxAtomic, { pricing: offerPricingOf(quote) })]
+          : []),
       ],
       schemes,
     );

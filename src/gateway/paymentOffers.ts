@@ -57,20 +57,25 @@ export type OfferPricing = {
   units: Record<string, string>;
 };
 
+/** A quoted request's prices for an offer's `extra.pricing` (upto and channels), so a buyer can check its charge. */
+export function offerPricingOf(quote: RequestQuote): OfferPricing {
+  return {
+    model: quote.model.id,
+    inputPerMTokAtomic: String(quote.prices?.input_tokens ?? 0n),
+    outputPerMTokAtomic: String(quote.prices?.output_tokens ?? 0n),
+    fixedFeeAtomic: String(quote.prices?.requests ?? 0n),
+    maxOutputTokens: quote.outputLimit,
+    promptTokenBound: quote.promptTokenBound,
+    units: unitPricesToStrings(quote.prices ?? {}),
+  };
+}
+
 /** The payment options for one quoted request: upto for the maximum, exact where priced. */
 export function buildOffers(quote: RequestQuote, terms: BillingTerms): PaymentRequirements[] {
   const { model } = quote;
   const offers: PaymentRequirements[] = [];
   if (quote.maxAtomic !== undefined && terms.facilitatorAddress) {
-    const pricing: OfferPricing = {
-      model: model.id,
-      inputPerMTokAtomic: String(quote.prices?.input_tokens ?? 0n),
-      outputPerMTokAtomic: String(quote.prices?.output_tokens ?? 0n),
-      fixedFeeAtomic: String(quote.prices?.requests ?? 0n),
-      maxOutputTokens: quote.outputLimit,
-      promptTokenBound: quote.promptTokenBound,
-      units: unitPricesToStrings(quote.prices ?? {}),
-    };
+    const pricing = offerPricingOf(quote);
     offers.push({
       scheme: "upto",
       network: terms.network,

@@ -23,6 +23,8 @@ export type OfficialChannelSellerParameters = {
   assetTransferMethods?: Array<"eip3009" | "permit2">;
   /** Also offer upto beside the channel (the buyer then chooses). */
   uptoOffer?: boolean;
+  /** Which offer quotes the prices in `extra.pricing`: the channel's (default) or only the upto one beside it. */
+  pricedOn?: "channel" | "upto";
   /** Added to the honest charge (still capped at the maximum): a seller that overcharges. */
   overchargeAtomic?: bigint;
   /** How long the handler takes, so parallel requests overlap. */
@@ -60,7 +62,12 @@ export async function startOfficialChannelSeller(parameters: OfficialChannelSell
     price: {
       asset,
       amount: maxAtomic.toString(),
-      extra: { name: "USD Coin", version: "2", assetTransferMethod, pricing },
+      extra: {
+        name: "USD Coin",
+        version: "2",
+        assetTransferMethod,
+        ...(parameters.pricedOn === "upto" ? {} : { pricing }),
+      },
     },
     maxTimeoutSeconds: 300,
   }));
@@ -69,7 +76,15 @@ export async function startOfficialChannelSeller(parameters: OfficialChannelSell
       scheme: "upto",
       network,
       payTo,
-      price: { asset, amount: maxAtomic.toString(), extra: { name: "USD Coin", version: "2" } as never },
+      price: {
+        asset,
+        amount: maxAtomic.toString(),
+        extra: {
+          name: "USD Coin",
+          version: "2",
+          ...(parameters.pricedOn === "upto" ? { pricing } : {}),
+        } as never,
+      },
       maxTimeoutSeconds: 300,
     });
   }
