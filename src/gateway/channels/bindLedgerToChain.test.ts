@@ -1,11 +1,13 @@
 import assert from "node:assert/strict";
 import { after, test } from "node:test";
-import { createPublicClient, http, type PublicClient } from "viem";
+import { BATCH_SETTLEMENT_ADDRESS } from "@x402/evm";
+import { type Address, createPublicClient, http, type PublicClient } from "viem";
 import { launchAnvil } from "../../devnet/launchAnvil.js";
 import { isTollgateError } from "../../errors/index.js";
 import { createLedger, createPgliteClient, type Ledger } from "../../ledger/index.js";
 import { captureLogger } from "../../ledger/testkit/captureLogger.js";
 import { bindLedgerToChain } from "./bindLedgerToChain.js";
+import { reconcileChannels } from "./reconcileChannels.js";
 
 const closers: Array<() => Promise<void>> = [];
 after(async () => {
@@ -94,6 +96,22 @@ test("on the devnet's chain id, a new chain sets the old chain's channels aside 
   await bindLedgerToChain({ channels: ledger.channels, chain: second, network, logger });
   assert.equal((await ledger.channels.get(channelId))?.chargedAtomic, 7n);
   assert.equal((await ledger.channels.listSetAside()).length, 1);
+
+  // Reconciling against yet another devnet, before any gateway ran on it, compares none of these channels.
+  const third = await anvil(31337);
+  const reconciled = await reconcileChannels({
+    channels: ledger.channels,
+    payments: ledger.payments,
+    client: third,
+    settlement: BATCH_SETTLEMENT_ADDRESS as Address,
+    network,
+    asset: `0x${"cc".repeat(20)}`,
+    payTo: `0x${"bb".repeat(20)}`,
+  });
+  assert.equal(reconciled.channelCount, 0);
+  assert.deepEqual(reconciled.differences, []);
+  assert.equal(reconciled.otherChain?.ledgerGenesisHash, await ledger.channels.boundChain(network));
+  assert.equal(reconciled.otherChain?.chainGenesisHash, (await third.getBlock({ blockNumber: 0n })).hash);
 });
 
 test("on any other network, an rpcUrl serving another chain is refused and the channels are kept", async () => {
