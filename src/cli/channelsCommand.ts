@@ -35,6 +35,7 @@ export async function channelsCommand(argv: string[]): Promise<number> {
   const { ledger } = await openCliLedger({ dataDir: flags.dataDir });
   try {
     const channels = await ledger.channels.list();
+    const setAside = await ledger.channels.listSetAside();
     const totals = Object.fromEntries(
       moneyFields.map((field) => [field, channels.reduce((sum, c) => sum + c[field], 0n)]),
     ) as Record<(typeof moneyFields)[number], bigint>;
@@ -54,6 +55,15 @@ export async function channelsCommand(argv: string[]): Promise<number> {
               unclaimedAtomic: (c.chargedAtomic - c.totalClaimedAtomic).toString(),
               withdrawRequestedAt: c.withdrawRequestedAt || null,
               lastRequestAt: c.lastRequestAt ? new Date(c.lastRequestAt).toISOString() : null,
+            })),
+            setAside: setAside.map((c) => ({
+              channelId: c.channelId,
+              network: c.network,
+              genesisHash: c.genesisHash,
+              chargedAtomic: c.chargedAtomic.toString(),
+              totalClaimedAtomic: c.totalClaimedAtomic.toString(),
+              reason: c.reason,
+              setAsideAt: c.setAsideAt.toISOString(),
             })),
           },
           null,
@@ -81,6 +91,10 @@ export async function channelsCommand(argv: string[]): Promise<number> {
         "",
       ]),
     );
+    if (setAside.length > 0)
+      printLine(
+        `(${setAside.length} channel(s) of earlier chains set aside, not counted above: a devnet started afresh; --json lists them)`,
+      );
     return 0;
   } finally {
     await ledger.close();

@@ -4,11 +4,12 @@ import { z } from "zod";
 import { startDemoBackend } from "../demo/index.js";
 import { startDevnet } from "../devnet/index.js";
 import { TollgateError } from "../errors/index.js";
-import { type GatewayConfigInput, parseGatewayConfig, startGateway } from "../gateway/index.js";
+import { startGateway } from "../gateway/index.js";
 import { createDemoToolServer, type McpHttpHandler, mountMcpEndpoint } from "../mcp/index.js";
 import { countTextTokens } from "../pricing/index.js";
 import { createCliLogger, parseFlags, printLine, waitForShutdownSignal } from "./cliSupport.js";
 import { commandFlags } from "./commandFlags.js";
+import { devGatewayConfig } from "./devGatewayConfig.js";
 import { claimConfiguredLedger } from "./gatewayCommand.js";
 import { DEFAULT_LEDGER_DIR } from "./ledgerAccess.js";
 
@@ -71,74 +72,18 @@ export async function devCommand(argv: string[]): Promise<number> {
           shortMessage: `dev: --upstream-key-env ${flags.upstreamKeyEnv}: that environment variable is not set`,
         });
     }
-    const input: GatewayConfigInput = {
-      network: devnet.network,
-      rpcUrl: devnet.rpcUrl,
-      asset: devnet.contracts.usdc,
-      assetDomain: { name: "USD Coin", version: "2" },
-      payTo: devnet.accounts.payTo.address,
-      facilitator: { privateKey: devnet.accounts.facilitator.privateKey },
-      server: { host: flags.host, port: flags.port },
-      ledger: { dataDir: flags.dataDir },
-      receipts: { signingKey: devnet.accounts.payTo.privateKey },
+    const config = devGatewayConfig({
+      devnet,
+      backendUrl,
+      apiKey,
+      modelId,
+      upstream: flags.upstream,
+      host: flags.host,
+      port: flags.port,
+      dataDir: flags.dataDir,
       // The operator's dashboard is on in dev, behind a token made for this run (or TOLLGATE_DASHBOARD_TOKEN).
-      dashboard: {
-        enabled: true,
-        token: process.env.TOLLGATE_DASHBOARD_TOKEN || randomBytes(18).toString("base64url"),
-      },
-      // Short intervals so channel payments reach payTo within seconds.
-      channels: {
-        claimIntervalSeconds: 2,
-        settleIntervalSeconds: 3,
-        minClaimAtomic: 0,
-        withdrawDelaySeconds: 900,
-      },
-      models: [
-        {
-          id: modelId,
-          // The demo backend speaks the Messages API too; an upstream is assumed to speak chat only.
-          backend: {
-            baseUrl: backendUrl,
-            apiKey,
-            ...(flags.upstream ? {} : { apis: ["chat", "messages", "responses"] }),
-          },
-          inputPrice: "$0.50",
-          outputPrice: "$1.50",
-          maxOutputTokens: 1024,
-          description: flags.upstream
-            ? `${modelId} via ${flags.upstream}`
-            : "Tollgate's built-in demo model (not a real LLM)",
-        },
-        // The demo backend also embeds, moderates and draws, so every route can be tried on the quick start.
-        ...(flags.upstream
-          ? []
-          : [
-              {
-                id: `${modelId}-embedding`,
-                kind: "embedding" as const,
-                backend: { baseUrl: backendUrl },
-                inputPrice: "$0.02",
-                description: "Tollgate's built-in demo embeddings (deterministic vectors)",
-              },
-              {
-                id: `${modelId}-moderation`,
-                kind: "moderation" as const,
-                backend: { baseUrl: backendUrl },
-                inputPrice: "$0.01",
-                fixedFee: "$0.0001",
-                description: "Tollgate's built-in demo moderation (flags a few words per category)",
-              },
-              {
-                id: `${modelId}-image`,
-                kind: "image" as const,
-                backend: { baseUrl: backendUrl },
-                imagePrices: { "256x256": "$0.01", "1024x1024": "$0.04" },
-                description: "Tollgate's built-in demo images (small generated PNGs)",
-              },
-            ]),
-      ],
-    };
-    const config = parseGatewayConfig(input);
+      dashboardToken: process.env.TOLLGATE_DASHBOARD_TOKEN || randomBytes(18).toString("base64url"),
+    });
     const claim = await claimConfiguredLedger(config);
     if (claim) closers.unshift(() => claim.release());
     let mcp: McpHttpHandler | undefined;

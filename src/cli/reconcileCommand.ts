@@ -103,6 +103,7 @@ export async function reconcileCommand(argv: string[]): Promise<number> {
             claimedOnChainAtomic: channels.claimedOnChainAtomic.toString(),
             unclaimedAtomic: channels.unclaimedAtomic.toString(),
             settledOnChainAtomic: channels.settledOnChainAtomic.toString(),
+            ...(channels.otherChain ? { otherChain: channels.otherChain } : {}),
             differences: channels.differences,
           },
         }),
@@ -126,6 +127,10 @@ export async function reconcileCommand(argv: string[]): Promise<number> {
           : `  differences: ${result.differences.length}`,
       );
       for (const difference of result.differences) printLine(`    ${describeDifference(difference)}`);
+      if (channels.otherChain)
+        printLine(
+          `  channels: the ledger's were recorded on the chain whose block 0 is ${channels.otherChain.ledgerGenesisHash}, not on this one (${channels.otherChain.chainGenesisHash}); none compared`,
+        );
       printLine(
         `  channels ${channels.channelCount}: charged ${formatMoney(channels.chargedAtomic)}, claimed on chain ${formatMoney(channels.claimedOnChainAtomic)} (${formatMoney(channels.unclaimedAtomic)} not claimed yet), settled to payTo ${formatMoney(channels.settledOnChainAtomic)}`,
       );

@@ -189,7 +189,13 @@ export async function startGateway({
     combineBillingListeners(metrics.onBillingEvent, onBillingEvent),
     logger,
   );
-  const channels = openChannels(config, terms, ledger, facilitator, chain, logger, billingEvents);
+  const channels = await openChannels(config, terms, ledger, facilitator, chain, logger, billingEvents).catch(
+    async (error: unknown) => {
+      // A ledger opened here is not left open by a gateway that did not start.
+      if (!givenLedger) await ledger.close().catch(() => undefined);
+      throw error;
+    },
+  );
   const billing = createBilling({
     terms,
     channels: channels?.billing,
@@ -296,7 +302,7 @@ export async function startGateway({
 }
 
 /** The payment channels the config asks for, with their receiver-authorizer key; undefined without `channels`. */
-function openChannels(
+async function openChannels(
   config: GatewayConfig,
   terms: Parameters<typeof startChannels>[0]["terms"],
   ledger: Ledger,
@@ -304,7 +310,7 @@ function openChannels(
   chain: PublicClient | undefined,
   logger: Logger,
   emit: (event: BillingEvent) => void,
-): GatewayChannels | undefined {
+): Promise<GatewayChannels | undefined> {
   if (!config.channels) return undefined;
   const key =
     config.channels.receiverAuthorizerKey ??

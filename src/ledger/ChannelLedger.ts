@@ -72,6 +72,43 @@ export type ChannelTotals = {
   settledAtomic: bigint;
 };
 
+/** A chain as the ledger tells chains apart: a chain id can be reused (a devnet started afresh), its block 0 cannot. */
+export type ChannelChain = {
+  /** CAIP-2 network id, e.g. `eip155:31337`. */
+  network: string;
+  /** The hash of the chain's block 0. */
+  genesisHash: `0x${string}`;
+  /** When its block 0 was made. */
+  genesisAt: Date;
+};
+
+/** A channel row of a chain that is gone, kept whole beside the ledger's channels (and out of their way). */
+export type SetAsideChannel = {
+  channelId: `0x${string}`;
+  network: string;
+  /** Block-0 hash of the chain it was recorded on; null for a row from before chains were recorded. */
+  genesisHash: string | null;
+  chargedAtomic: bigint;
+  totalClaimedAtomic: bigint;
+  /** The payment rows up to this id were made before the row was set aside, on the chain gone. */
+  paymentsThroughId: number;
+  reason: string;
+  setAsideAt: Date;
+};
+
+/** What binding a network's channels to a chain found and did. */
+export type BindChannelChainResult =
+  /** The channels were recorded on this chain already: nothing changed. */
+  | { kind: "same" }
+  /**
+   * The network's channels are bound to this chain from now on; the rows of another chain were set aside.
+   * `previousGenesisHash` is undefined on a first binding, where rows from before chains were recorded are
+   * adopted, unless they were last written before this chain's block 0 existed.
+   */
+  | { kind: "bound"; previousGenesisHash: string | undefined; adopted: number; setAside: SetAsideChannel[] }
+  /** Bound to another chain, and `allowChange` was false: nothing changed. */
+  | { kind: "refused"; previousGenesisHash: string };
+
 /**
  * The gateway's channels: one row per channel, changed only through `update`, a read-modify-write
  * one at a time per channel, so two requests never both accept a voucher on one cumulative base.
@@ -85,6 +122,16 @@ export interface ChannelLedger {
   list(): Promise<ChannelRecord[]>;
   /** Atomically reads the channel (undefined when unknown), decides, and writes what `decide` returns. */
   update<T>(channelId: string, decide: (current: ChannelRecord | undefined) => ChannelUpdate<T>): Promise<T>;
+  /**
+   * Binds the network's channels to `chain`, once per start: rows recorded on another chain are set aside
+   * (moved out whole, in one transaction), so that no state of one chain is applied on another. With
+   * `allowChange` false, a ledger bound to another chain is left as it is and the answer says so.
+   */
+  bindChain(chain: ChannelChain, options: { allowChange: boolean }): Promise<BindChannelChainResult>;
+  /** The block-0 hash of the chain the network's channels are bound to; undefined before any binding. */
+  boundChain(network: string): Promise<string | undefined>;
+  /** Channel rows set aside, oldest first. */
+  listSetAside(): Promise<SetAsideChannel[]>;
   /** Records that a settle swept each channel's claims up to `settledAtomic` to the receiver. */
   markSettled(entries: readonly { channelId: string; settledAtomic: bigint }[]): Promise<void>;
 }

@@ -1,6 +1,7 @@
 import { z } from "zod";
 import { TollgateError } from "../errors/index.js";
 import type { ChannelConfigRecord, ChannelLedger, ChannelRecord } from "./ChannelLedger.js";
+import { bindChannelChain, boundChannelChain, listSetAsideChannels } from "./channelChains.js";
 import type { SqlClient, SqlExecutor } from "./SqlClient.js";
 import { atomicParam, jsonParam } from "./sqlValues.js";
 
@@ -92,9 +93,10 @@ async function writeChannel(tx: SqlExecutor, channel: ChannelRecord): Promise<vo
     `INSERT INTO channels (channel_id, network, payer, receiver, token, config, charged_atomic, signed_max_atomic,
        signature, balance_atomic, total_claimed_atomic, withdraw_requested_at, refund_nonce, onchain_synced_at,
        settled_atomic, deposited_atomic, refunded_atomic, last_request_at, pending_id, pending_max_atomic,
-       pending_expires_at)
+       pending_expires_at, genesis_hash)
      VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7::numeric, $8::numeric, $9, $10::numeric, $11::numeric, $12::bigint,
-       $13::numeric, $14::bigint, $15::numeric, $16::numeric, $17::numeric, $18::bigint, $19, $20::numeric, $21::bigint)
+       $13::numeric, $14::bigint, $15::numeric, $16::numeric, $17::numeric, $18::bigint, $19, $20::numeric, $21::bigint,
+       (SELECT genesis_hash FROM channel_chains WHERE network = $2))
      ON CONFLICT (channel_id) DO UPDATE SET
        config = EXCLUDED.config, charged_atomic = EXCLUDED.charged_atomic,
        signed_max_atomic = EXCLUDED.signed_max_atomic, signature = EXCLUDED.signature,
@@ -266,6 +268,10 @@ function createSharedChannelLedger(sql: SqlClient): ChannelLedger {
         return decision.result;
       });
     },
+
+    bindChain: (chain, options) => bindChannelChain(sql, chain, options),
+    boundChain: (network) => boundChannelChain(sql, network),
+    listSetAside: () => listSetAsideChannels(sql),
 
     async markSettled(entries) {
       for (const entry of entries) await settleStatement(sql, entry.channelId, entry.settledAtomic);

@@ -4,12 +4,15 @@ export {
   applyMigrations,
 } from "./applyMigrations.js";
 export type {
+  BindChannelChainResult,
+  ChannelChain,
   ChannelConfigRecord,
   ChannelLedger,
   ChannelPendingRequest,
   ChannelRecord,
   ChannelTotals,
   ChannelUpdate,
+  SetAsideChannel,
 } from "./ChannelLedger.js";
 export { createChannelLedger } from "./createChannelLedger.js";
 export { type CreateLedgerParameters, createLedger, type Ledger } from "./createLedger.js";

@@ -131,4 +131,32 @@ UPDATE payments
  WHERE prompt_tokens IS NOT NULL AND completion_tokens IS NOT NULL;
 `,
   },
+  {
+    version: 6,
+    name: "channels_chain",
+    sql: `
+-- A channel id names a channel on one chain only: a local devnet started afresh keeps its chain id, and the
+-- same payer, receiver and salt give the same id on it, for a new channel. So each network's channels are
+-- bound to one chain, named by its block-0 hash, and each row records the chain it was recorded on.
+CREATE TABLE channel_chains (
+  network       TEXT PRIMARY KEY,
+  genesis_hash  TEXT NOT NULL CHECK (genesis_hash ~ '^0x[0-9a-f]{64}$'),
+  bound_at      TIMESTAMPTZ NOT NULL DEFAULT now()
+);
+ALTER TABLE channels ADD COLUMN genesis_hash TEXT;
+-- Channels of a chain that is gone (a devnet that was stopped), moved out of the way whole, voucher and all.
+-- payments_through_id: every payment row up to this id was made before the move, on the chain gone.
+CREATE TABLE channels_set_aside (
+  id                   BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+  channel_id           TEXT NOT NULL,
+  network              TEXT NOT NULL,
+  genesis_hash         TEXT,
+  row                  JSONB NOT NULL,
+  payments_through_id  BIGINT NOT NULL DEFAULT 0,
+  reason               TEXT NOT NULL,
+  set_aside_at         TIMESTAMPTZ NOT NULL DEFAULT now()
+);
+CREATE INDEX channels_set_aside_channel_idx ON channels_set_aside (network, channel_id);
+`,
+  },
 ];

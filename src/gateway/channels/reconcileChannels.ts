@@ -33,6 +33,11 @@ export type ChannelDifference =
 
 export type ReconcileChannelsReturnType = {
   channelCount: number;
+  /**
+   * Set when the ledger's channels of this network were recorded on another chain than the client's (a devnet
+   * started afresh, and no gateway has run on it yet): then no channel is compared.
+   */
+  otherChain?: { ledgerGenesisHash: string; chainGenesisHash: string } | undefined;
   chargedAtomic: bigint;
   claimedOnChainAtomic: bigint;
   /** Charged and not claimed yet: the next claim's work, not a difference. */
@@ -57,19 +62,33 @@ export async function reconcileChannels({
   channelSettledOnChainAtomic,
 }: ReconcileChannelsParameters): Promise<ReconcileChannelsReturnType> {
   const same = (a: string, b: string) => a.toLowerCase() === b.toLowerCase();
+  const nothing = {
+    channelCount: 0,
+    chargedAtomic: 0n,
+    claimedOnChainAtomic: 0n,
+    unclaimedAtomic: 0n,
+    settledOnChainAtomic: 0n,
+    differences: [],
+  };
   const list = (await channels.list()).filter(
     (c) => c.network === network && same(c.token, asset) && same(c.receiver, payTo),
   );
   // No channel here: nothing to compare, and no call to a contract the network may not have.
-  if (list.length === 0)
-    return {
-      channelCount: 0,
-      chargedAtomic: 0n,
-      claimedOnChainAtomic: 0n,
-      unclaimedAtomic: 0n,
-      settledOnChainAtomic: 0n,
-      differences: [],
-    };
+  if (list.length === 0) return nothing;
+  // A channel's state is only true on the chain it was recorded on.
+  const ledgerGenesisHash = await channels.boundChain(network);
+  if (ledgerGenesisHash !== undefined) {
+    const genesis = await client.getBlock({ blockNumber: 0n });
+    if (genesis.hash && !same(genesis.hash, ledgerGenesisHash))
+      return { ...nothing, otherChain: { ledgerGenesisHash, chainGenesisHash: genesis.hash } };
+  }
+  // Payment rows of a channel id that an earlier chain's channel had too: only those after it was set aside count.
+  const earlierChainRowsThrough = new Map<string, number>();
+  for (const old of await channels.listSetAside()) {
+    if (old.network !== network) continue;
+    const key = old.channelId.toLowerCase();
+    earlierChainRowsThrough.set(key, Math.max(earlierChainRowsThrough.get(key) ?? 0, old.paymentsThroughId));
+  }
   const rowsByChannel = new Map<string, bigint>();
   for (const status of ["settled", "zero"] as const) {
     for (let afterId = 0; ; ) {
@@ -80,6 +99,7 @@ export async function reconcileChannels({
           ?.voucher?.channelId;
         if (typeof channelId !== "string") continue;
         const key = channelId.toLowerCase();
+        if (row.id <= (earlierChainRowsThrough.get(key) ?? 0)) continue;
         rowsByChannel.set(key, (rowsByChannel.get(key) ?? 0n) + (row.chargeAtomic ?? 0n));
       }
       const last = page.at(-1);

@@ -6,6 +6,7 @@ import type { BillingEvent } from "../BillingEvent.js";
 import type { FacilitatorLike } from "../facilitatorLike.js";
 import type { GatewayConfig } from "../gatewayConfig.js";
 import type { BillingTerms } from "../paymentOffers.js";
+import { bindLedgerToChain } from "./bindLedgerToChain.js";
 import { type ChannelBilling, createChannelBilling } from "./createChannelBilling.js";
 import { createChannelRefund } from "./createChannelRefund.js";
 import { type ChannelSettlement, createChannelSettlement } from "./createChannelSettlement.js";
@@ -31,8 +32,11 @@ export type StartChannelsParameters = {
   emit?: (event: BillingEvent) => void;
 };
 
-/** Builds the channel pieces from the config and starts the claim and settle intervals. */
-export function startChannels({
+/**
+ * Binds the ledger's channels to the chain (see `bindLedgerToChain`), builds the channel pieces from the
+ * config, and starts the claim and settle intervals.
+ */
+export async function startChannels({
   config,
   terms,
   channels,
@@ -42,7 +46,8 @@ export function startChannels({
   receiverAuthorizerKey,
   logger,
   emit,
-}: StartChannelsParameters): GatewayChannels {
+}: StartChannelsParameters): Promise<GatewayChannels> {
+  await bindLedgerToChain({ channels, chain, network: terms.network, logger });
   const receiverAuthorizer = privateKeyToAccount(receiverAuthorizerKey);
   const billing = createChannelBilling({
     terms,
