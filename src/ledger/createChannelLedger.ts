@@ -362,6 +362,16 @@ function createSingleProcessChannelLedger(sql: SqlClient, keptChannels: number):
       });
     },
 
+    async bindChain(chain, options) {
+      const bound = await bindChannelChain(sql, chain, options);
+      // Rows set aside left the table: the channels kept of that network are read again when next needed.
+      if (bound.kind === "bound")
+        for (const [id, channel] of kept) if (channel.network === chain.network) kept.delete(id);
+      return bound;
+    },
+    boundChain: (network) => boundChannelChain(sql, network),
+    listSetAside: () => listSetAsideChannels(sql),
+
     async markSettled(entries) {
       for (const entry of entries) {
         const id = normalizeId(entry.channelId);
