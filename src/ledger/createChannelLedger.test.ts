@@ -7,6 +7,7 @@ import type { ChannelRecord } from "./ChannelLedger.js";
 import { createChannelLedger } from "./createChannelLedger.js";
 import { createLedger } from "./createLedger.js";
 import { createPgliteClient } from "./createPgliteClient.js";
+import { createPostgresClient } from "./createPostgresClient.js";
 import type { SqlClient } from "./SqlClient.js";
 
 const tempDirs: string[] = [];
@@ -170,5 +171,75 @@ describe("channels in a database one process holds (PGlite)", () => {
     assert.equal(await take(10, "second"), false, "the reservation outlived the churn");
     assert.equal((await channels.list()).length, 4);
     await sql.close();
+  });
+});
+
+// Tests may read the environment; the library never does.
+const postgresUrl = process.env.TOLLGATE_TEST_DATABASE_URL;
+
+describe("channels in a shared database (PostgreSQL)", {
+  skip: postgresUrl ? false : "set TOLLGATE_TEST_DATABASE_URL",
+}, () => {
+  test("a settle recorded while an update holds the channel is not written back over", async () => {
+    const url = postgresUrl as string;
+    const schema = `tollgate_test_${process.pid}_${Date.now().toString(36)}_channels`;
+    const sql = await createPostgresClient({ connectionString: url, schema });
+    const blocker = await createPostgresClient({ connectionString: url, schema });
+    const ledger = await createLedger(sql);
+    try {
+      await ledger.channels.update(idOf(20), () => ({
+        next: channel(20, { chargedAtomic: 30n, signedMaxAtomic: 30n, totalClaimedAtomic: 30n }),
+        result: undefined,
+      }));
+      // Another connection holds the row, so the settle and the update queue behind it in that order.
+      let letGo = () => {};
+      const held = new Promise<void>((resolve) => {
+        letGo = resolve;
+      });
+      let blockerPid = 0;
+      let holding = () => {};
+      const isHolding = new Promise<void>((resolve) => {
+        holding = resolve;
+      });
+      const holder = blocker.transaction(async (tx) => {
+        const [row] = await tx.query<{ pid: number }>("SELECT pg_backend_pid() AS pid");
+        blockerPid = Number(row?.pid);
+        await tx.query("SELECT 1 FROM channels WHERE channel_id = $1 FOR UPDATE", [idOf(20)]);
+        holding();
+        await held;
+      });
+      await isHolding;
+      // Backends queued behind the held row, directly or behind one another.
+      const waiting = async (count: number) => {
+        for (;;) {
+          const [row] = await blocker.query<{ n: string }>(
+            `WITH RECURSIVE queued(pid) AS (
+               SELECT pid FROM pg_stat_activity WHERE $1 = ANY(pg_blocking_pids(pid))
+               UNION SELECT a.pid FROM pg_stat_activity a JOIN queued q ON q.pid = ANY(pg_blocking_pids(a.pid)))
+             SELECT count(*)::text AS n FROM queued`,
+            [blockerPid],
+          );
+          if (Number(row?.n) >= count) return;
+          await new Promise((resolve) => setTimeout(resolve, 20));
+        }
+      };
+      const settled = ledger.channels.markSettled([{ channelId: idOf(20), settledAtomic: 30n }]);
+      await waiting(1);
+      const charged = ledger.channels.update(idOf(20), (current) => ({
+        next: { ...current!, chargedAtomic: 40n, signedMaxAtomic: 40n },
+        result: undefined,
+      }));
+      await waiting(2);
+      letGo();
+      await Promise.all([holder, settled, charged]);
+
+      const after = await ledger.channels.get(idOf(20));
+      assert.equal(after?.chargedAtomic, 40n);
+      assert.equal(after?.settledAtomic, 30n, "the settle is kept");
+    } finally {
+      await sql.exec(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
+      await ledger.close();
+      await blocker.close();
+    }
   });
 });

@@ -102,7 +102,9 @@ async function writeChannel(tx: SqlExecutor, channel: ChannelRecord): Promise<vo
        signed_max_atomic = EXCLUDED.signed_max_atomic, signature = EXCLUDED.signature,
        balance_atomic = EXCLUDED.balance_atomic, total_claimed_atomic = EXCLUDED.total_claimed_atomic,
        withdraw_requested_at = EXCLUDED.withdraw_requested_at, refund_nonce = EXCLUDED.refund_nonce,
-       onchain_synced_at = EXCLUDED.onchain_synced_at, settled_atomic = EXCLUDED.settled_atomic,
+       onchain_synced_at = EXCLUDED.onchain_synced_at,
+       -- markSettled takes no channel lock: a settle recorded since this update read the row stays.
+       settled_atomic = GREATEST(channels.settled_atomic, EXCLUDED.settled_atomic),
        deposited_atomic = EXCLUDED.deposited_atomic, refunded_atomic = EXCLUDED.refunded_atomic,
        last_request_at = EXCLUDED.last_request_at, pending_id = EXCLUDED.pending_id,
        pending_max_atomic = EXCLUDED.pending_max_atomic, pending_expires_at = EXCLUDED.pending_expires_at,
