@@ -80,7 +80,7 @@ export function createChannelBilling(parameters: CreateChannelBillingParameters)
     Math.min(300_000, Math.max(30_000, Math.floor((withdrawDelay * 1000) / 3)));
   const marginMs = parameters.reservationMarginMs ?? 30_000;
   const settlement = getAddress(BATCH_SETTLEMENT_ADDRESS) as Address;
-  const isVoucherSigned = createVoucherVerifier({ chainId });
+  const vouchers = createVoucherVerifier({ chainId });
 
   /** The batch-settlement offer for a request whose maximum is `amountAtomic`. */
   const offer = (amountAtomic: bigint, extra: Record<string, unknown> = {}): PaymentRequirements => ({
@@ -128,7 +128,7 @@ export function createChannelBilling(parameters: CreateChannelBillingParameters)
         reason: ChannelReason.voucherSignature,
         message: "this gateway checks vouchers locally: the channel needs a payerAuthorizer address",
       };
-    const signed = isVoucherSigned(
+    const signed = vouchers.isSigned(
       config.payerAuthorizer,
       payload.voucher.channelId,
       payload.voucher.maxClaimableAmount,
@@ -351,6 +351,8 @@ export function createChannelBilling(parameters: CreateChannelBillingParameters)
               alsoRun: (tx) => settlePaymentRow(tx, paymentId, usage, chargeAtomic),
             };
           });
+          // A payer-authorizer whose voucher was charged gets its key precomputed for its next ones.
+          if (committed) vouchers.trust(payload.channelConfig.payerAuthorizer);
           const settled: SettleResponse = committed
             ? {
                 success: true,

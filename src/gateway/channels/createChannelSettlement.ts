@@ -127,8 +127,12 @@ export function createChannelSettlement(parameters: CreateChannelSettlementParam
       if (await isDue(channel, force, now)) due.push(channel);
     }
     const results: ChannelClaimResult[] = [];
+    const unclaimed: Hex[] = [];
     for (let start = 0; start < due.length; start += maxClaimsPerBatch)
-      await claimBatch(due.slice(start, start + maxClaimsPerBatch), results);
+      await claimBatch(due.slice(start, start + maxClaimsPerBatch), results, unclaimed);
+    // The others are claimed and booked; these are tried again next time.
+    if (unclaimed.length > 0)
+      throw new Error(`${unclaimed.length} channel(s) could not be claimed: ${unclaimed.join(", ")}`);
     return results;
   }
 
@@ -137,7 +141,11 @@ export function createChannelSettlement(parameters: CreateChannelSettlementParam
    * one channel that cannot be claimed (its payer withdrew while the gateway was away) never holds
    * up the others; that channel alone is claimed up to what its escrow still holds.
    */
-  async function claimBatch(batch: readonly ChannelRecord[], results: ChannelClaimResult[]): Promise<void> {
+  async function claimBatch(
+    batch: readonly ChannelRecord[],
+    results: ChannelClaimResult[],
+    unclaimed: Hex[],
+  ): Promise<void> {
     const claims = batch.map(claimEntry);
     const settled = await submitClaims(claims);
     if (settled.success) {
@@ -150,17 +158,25 @@ export function createChannelSettlement(parameters: CreateChannelSettlementParam
     );
     if (batch.length > 1) {
       const half = Math.ceil(batch.length / 2);
-      await claimBatch(batch.slice(0, half), results);
-      await claimBatch(batch.slice(half), results);
+      await claimBatch(batch.slice(0, half), results, unclaimed);
+      await claimBatch(batch.slice(half), results, unclaimed);
       return;
     }
     const [channel] = batch as [ChannelRecord];
-    const failedAlone = (reason: string | undefined, message: string | undefined) =>
+    const failedAlone = (reason: string | undefined, message: string | undefined) => {
+      unclaimed.push(channel.channelId);
       logger.error(
         { channelId: channel.channelId, reason, message },
         "channel claim failed alone; it is tried again next time",
       );
-    const onchain = await readChannelState(chain, settlement, channel.channelId);
+    };
+    let onchain: Awaited<ReturnType<typeof readChannelState>>;
+    try {
+      onchain = await readChannelState(chain, settlement, channel.channelId);
+    } catch (error) {
+      failedAlone("chain_unavailable", String(error));
+      return;
+    }
     if (onchain.balanceAtomic >= channel.chargedAtomic) {
       failedAlone(settled.errorReason, settled.errorMessage);
       return;

@@ -30,7 +30,7 @@ async function signed(account: ReturnType<typeof privateKeyToAccount>, channelId
 
 describe("voucher signatures", () => {
   test("agrees with EIP-712 recovery on canonical vouchers, by recovery, by a kept key and by a precomputed one", async () => {
-    const verify = createVoucherVerifier({ chainId });
+    const { isSigned: verify, trust } = createVoucherVerifier({ chainId });
     const accounts = [0, 1, 2].map(() => privateKeyToAccount(generatePrivateKey()));
     let checked = 0;
     for (let round = 0; round < 4; round++) {
@@ -54,13 +54,16 @@ describe("voucher signatures", () => {
         assert.equal(verify(account.address, channelId, amount + 1n, signature), false);
         assert.equal(verify(account.address, channelOf(999), amount, signature), false);
         checked += 1;
+        // From the second round on, the key is kept; from the third, precomputed (trusted after a charge).
+        if (round === 1) trust(account.address);
       }
+      await new Promise((resolve) => setImmediate(resolve));
     }
     assert.equal(checked, 12);
   });
 
   test("refuses every form the contract's claim refuses, though each recovers the signer", async () => {
-    const verify = createVoucherVerifier({ chainId });
+    const { isSigned: verify } = createVoucherVerifier({ chainId });
     const account = privateKeyToAccount(generatePrivateKey());
     const channelId = channelOf(7);
     // Twice, so the malleated forms meet both the recovery path and the kept-key path.
@@ -102,12 +105,14 @@ describe("voucher signatures", () => {
     }
   });
 
-  test("an amount outside uint128 is refused; a key pushed out of the kept set is recovered again", async () => {
-    const verify = createVoucherVerifier({ chainId, keysKept: 1 });
+  test("an amount outside uint128 is refused; keys of payers that never paid do not push a trusted one out, and a key pushed out is recovered again", async () => {
+    const { isSigned: verify, trust } = createVoucherVerifier({ chainId, keysKept: 1 });
     const [a, b] = [privateKeyToAccount(generatePrivateKey()), privateKeyToAccount(generatePrivateKey())];
     const channelId = channelOf(3);
     assert.equal(verify(a.address, channelId, 1n << 128n, await signed(a, channelId, 1n)), false);
     for (const amount of [1n, 2n, 3n]) {
+      trust(a.address);
+      await new Promise((resolve) => setImmediate(resolve));
       assert.equal(verify(a.address, channelId, amount, await signed(a, channelId, amount)), true);
       assert.equal(verify(b.address, channelId, amount, await signed(b, channelId, amount)), true);
       assert.equal(verify(a.address, channelId, amount, await signed(b, channelId, amount)), false);

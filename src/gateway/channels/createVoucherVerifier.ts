@@ -13,13 +13,15 @@ export type CreateVoucherVerifierParameters = {
   keysKept?: number;
 };
 
-/** Whether a voucher is signed by `payerAuthorizer`, in the one form the batch-settlement contract takes. */
-export type VoucherVerifier = (
-  payerAuthorizer: string,
-  channelId: Hex,
-  maxClaimableAtomic: bigint,
-  signature: string,
-) => boolean;
+export type VoucherVerifier = {
+  /** Whether a voucher is signed by `payerAuthorizer`, in the one form the batch-settlement contract takes. */
+  isSigned(payerAuthorizer: string, channelId: Hex, maxClaimableAtomic: bigint, signature: string): boolean;
+  /**
+   * Marks a payer-authorizer whose voucher was charged: its key's multiples are precomputed (once,
+   * ~7 ms, off the request's path), so its later vouchers cost a fast verification.
+   */
+  trust(payerAuthorizer: string): void;
+};
 
 /**
  * Checks voucher signatures locally the way the contract's claim will (OpenZeppelin `ECDSA.tryRecover`):
@@ -27,10 +29,11 @@ export type VoucherVerifier = (
  * `v` of 0 or 1, 64 bytes) recovers the same signer off chain but fails the claim on chain, so it is
  * refused here: serving on it would give inference away and block the claim batch it joins.
  *
- * The first voucher of a payer-authorizer is checked by recovery and its public key is kept; from its
- * second voucher on, the key's multiples are precomputed (once, ~7 ms), so each voucher after costs a
- * verification against it: several times cheaper than a recovery. A key is only precomputed for a
- * payer-authorizer that signed twice, so vouchers of throwaway keys cost no more than a recovery.
+ * The first voucher of a payer-authorizer is checked by recovery and its public key is kept, so its
+ * next ones cost a verification against the key instead. Once a voucher of it was charged (`trust`),
+ * the key's multiples are precomputed and its vouchers cost a fast verification, several times cheaper
+ * than a recovery. Keys of payer-authorizers that never paid are kept apart from trusted ones: vouchers
+ * signed by throwaway keys cost no more than a recovery each and never push a paying one out.
  */
 export function createVoucherVerifier({
   chainId,
@@ -46,8 +49,9 @@ export function createVoucherVerifier({
     domain,
     types: { EIP712Domain: getTypesForEIP712Domain({ domain }) },
   } as unknown as Parameters<typeof hashDomain>[0]);
-  /** Kept keys, least recently used first; `fast` once its multiples are precomputed. */
-  const keys = new Map<string, { key: Point; fast: boolean }>();
+  /** Keys recovered, and keys of payer-authorizers that paid (precomputed); least recently used first. */
+  const seen = new Map<string, Point>();
+  const trusted = new Map<string, Point>();
 
   const digestOf = (channelId: Hex, maxClaimableAmount: bigint): Hex =>
     keccak256(
@@ -58,13 +62,13 @@ export function createVoucherVerifier({
       ]),
     );
 
-  const keep = (address: string, entry: { key: Point; fast: boolean }) => {
+  const keep = (keys: Map<string, Point>, address: string, key: Point) => {
     keys.delete(address);
     if (keys.size >= keysKept) keys.delete(keys.keys().next().value as string);
-    keys.set(address, entry);
+    keys.set(address, key);
   };
 
-  return (payerAuthorizer, channelId, maxClaimableAtomic, signature) => {
+  function isSigned(payerAuthorizer: string, channelId: Hex, maxClaimableAtomic: bigint, signature: string) {
     if (!SIGNATURE.test(signature)) return false;
     const r = BigInt(`0x${signature.slice(2, 66)}`);
     const s = BigInt(`0x${signature.slice(66, 130)}`);
@@ -73,18 +77,15 @@ export function createVoucherVerifier({
     if (maxClaimableAtomic < 0n || maxClaimableAtomic >= 1n << 128n) return false;
     const address = payerAuthorizer.toLowerCase();
     const digest = digestOf(channelId, maxClaimableAtomic);
-    const kept = keys.get(address);
-    if (kept) {
+    const known = trusted.get(address) ?? seen.get(address);
+    if (known) {
       // ecrecover(digest, v, r, s) is this key exactly when u1·G + u2·key is the point (r, parity v − 27).
       const z = BigInt(digest) % N;
       const sInverse = invertModN(s);
       const point = secp256k1.ProjectivePoint.BASE.multiplyUnsafe((z * sInverse) % N)
-        .add(kept.key.multiplyUnsafe((r * sInverse) % N))
+        .add(known.multiplyUnsafe((r * sInverse) % N))
         .toAffine();
-      const signed = point.x === r && Number(point.y & 1n) === v - 27;
-      if (signed)
-        keep(address, kept.fast ? kept : { key: secp256k1.utils.precompute(6, kept.key), fast: true });
-      return signed;
+      return point.x === r && Number(point.y & 1n) === v - 27;
     }
     let recovered: Point;
     try {
@@ -93,9 +94,26 @@ export function createVoucherVerifier({
       return false;
     }
     if (`0x${keccak256(recovered.toRawBytes(false).subarray(1)).slice(-40)}` !== address) return false;
-    keep(address, { key: recovered, fast: false });
+    keep(seen, address, recovered);
     return true;
-  };
+  }
+
+  function trust(payerAuthorizer: string) {
+    const address = payerAuthorizer.toLowerCase();
+    const key = trusted.get(address);
+    if (key) {
+      keep(trusted, address, key);
+      return;
+    }
+    const recovered = seen.get(address);
+    if (!recovered) return;
+    setImmediate(() => {
+      if (!trusted.has(address)) keep(trusted, address, secp256k1.utils.precompute(6, recovered));
+      seen.delete(address);
+    });
+  }
+
+  return { isSigned, trust };
 }
 
 /** a⁻¹ mod n by the extended Euclidean algorithm (a in 1..n−1). */
