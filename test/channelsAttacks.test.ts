@@ -1,0 +1,184 @@
+// A hostile buyer on a Tollgate gateway's payment channels, against the devnet: channel configs
+// and vouchers in odd forms. Each must be refused with a clear answer, never served or charged.
+import assert from "node:assert/strict";
+import { after, before, describe, test } from "node:test";
+import { x402Client } from "@x402/core/client";
+import { decodePaymentRequiredHeader, encodePaymentSignatureHeader } from "@x402/core/http";
+import type { PaymentRequirements } from "@x402/core/types";
+import { toClientEvmSigner } from "@x402/evm";
+import { BatchSettlementEvmScheme, computeChannelId, signVoucher } from "@x402/evm/batch-settlement/client";
+import { wrapFetchWithPayment } from "@x402/fetch";
+import { createPublicClient, http } from "viem";
+import { privateKeyToAccount } from "viem/accounts";
+import { anvil } from "viem/chains";
+import { channelTestConfig } from "./support/channelFixtures.js";
+import { type GatewayHarness, startGatewayHarness } from "./support/gatewayHarness.js";
+import { mockModelId } from "./support/mockBackend.js";
+
+let h: GatewayHarness;
+
+before(async () => {
+  h = await startGatewayHarness({ configure: channelTestConfig });
+});
+
+after(async () => {
+  await h?.close();
+});
+
+const body = JSON.stringify({
+  model: mockModelId,
+  messages: [{ role: "user", content: "hello" }],
+  max_tokens: 32,
+});
+const url = () => `${h.gateway.url}/v1/chat/completions`;
+const post = (headers: Record<string, string> = {}) =>
+  fetch(url(), { method: "POST", headers: { "content-type": "application/json", ...headers }, body });
+
+/** A buyer whose channel is open (one paid request through the official client), and what it needs to sign more. */
+async function openChannel() {
+  const buyer = await h.devnet.createBuyer(100_000_000n);
+  const account = privateKeyToAccount(buyer.privateKey);
+  const publicClient = createPublicClient({ chain: anvil, transport: http(h.devnet.rpcUrl) });
+  const signer = toClientEvmSigner(account, publicClient);
+  const scheme = new BatchSettlementEvmScheme(signer);
+  const payingFetch = wrapFetchWithPayment(
+    fetch,
+    x402Client.fromConfig({ schemes: [{ network: h.devnet.network, client: scheme }], spendControls: false }),
+  );
+  const opened = await payingFetch(url(), {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body,
+  });
+  assert.equal(opened.status, 200, await opened.clone().text());
+  const required = decodePaymentRequiredHeader((await post()).headers.get("payment-required")!);
+  const offer = required.accepts.find(
+    (accept) => accept.scheme === "batch-settlement",
+  ) as PaymentRequirements;
+  const config = scheme.buildChannelConfig(offer);
+  const channelId = computeChannelId(config, h.devnet.network);
+  const charged = async () => (await h.gateway.ledger.channels.get(channelId))!.chargedAtomic;
+  /** A payment header for a voucher payload; its parts may be replaced by odd forms. */
+  const header = async (
+    cumulativeAtomic: bigint,
+    change: { config?: Record<string, unknown>; voucher?: Record<string, unknown> } = {},
+  ) => {
+    const voucher = await signVoucher(signer, channelId, cumulativeAtomic.toString(), h.devnet.network);
+    return encodePaymentSignatureHeader({
+      x402Version: 2,
+      resource: required.resource,
+      accepted: offer,
+      payload: {
+        type: "voucher",
+        channelConfig: { ...config, ...change.config },
+        voucher: { ...voucher, ...change.voucher },
+      },
+    } as never);
+  };
+  return { config, channelId, charged, header, requestMax: BigInt(offer.amount) };
+}
+
+/** Swaps the case of an address's letters: the same address, with a checksum that no longer holds. */
+const badChecksum = (address: string) =>
+  `0x${[...address.slice(2)].map((c) => (c === c.toLowerCase() ? c.toUpperCase() : c.toLowerCase())).join("")}`;
+
+describe("channel payloads in odd forms", () => {
+  test("a channel config whose addresses carry a broken checksum is refused with 400 naming the field, no inference", async () => {
+    const channel = await openChannel();
+    const charged = await channel.charged();
+    const before = h.backend.inferenceRequests.length;
+    for (const field of ["payer", "payerAuthorizer", "receiver", "receiverAuthorizer", "token"] as const) {
+      const address = channel.config[field];
+      // An all-digit address has no letters to break; the devnet's are mixed.
+      assert.notEqual(badChecksum(address).toLowerCase(), badChecksum(address));
+      const response = await post({
+        "payment-signature": await channel.header(charged + channel.requestMax, {
+          config: { [field]: badChecksum(address) },
+        }),
+      });
+      assert.equal(response.status, 400, `${field}: ${await response.clone().text()}`);
+      const answer = (await response.json()) as { error: { field?: string; message: string } };
+      assert.equal(answer.error.field, `payload.channelConfig.${field}`);
+    }
+    assert.equal(h.backend.inferenceRequests.length, before, "no inference");
+    assert.equal(await channel.charged(), charged, "nothing charged");
+  });
+
+  test("a channel config in lower case is the same channel: served and charged on it", async () => {
+    const channel = await openChannel();
+    const charged = await channel.charged();
+    const lower = Object.fromEntries(
+      Object.entries(channel.config).map(([key, value]) => [
+        key,
+        typeof value === "string" ? value.toLowerCase() : value,
+      ]),
+    );
+    const response = await post({
+      "payment-signature": await channel.header(charged + channel.requestMax, {
+        config: lower,
+        voucher: { channelId: channel.channelId.toUpperCase().replace("0X", "0x") },
+      }),
+    });
+    assert.equal(response.status, 200, await response.clone().text());
+    assert.ok((await channel.charged()) > charged);
+  });
+
+  test("a withdrawDelay beyond what the contract stores is refused with 400 naming the field", async () => {
+    const channel = await openChannel();
+    const before = h.backend.inferenceRequests.length;
+    for (const withdrawDelay of [2 ** 40, 1e21, Number.MAX_SAFE_INTEGER + 2]) {
+      const response = await post({
+        "payment-signature": await channel.header((await channel.charged()) + channel.requestMax, {
+          config: { withdrawDelay },
+        }),
+      });
+      assert.equal(response.status, 400, `${withdrawDelay}: ${await response.clone().text()}`);
+      const answer = (await response.json()) as { error: { field?: string } };
+      assert.equal(answer.error.field, "payload.channelConfig.withdrawDelay");
+    }
+    assert.equal(h.backend.inferenceRequests.length, before, "no inference");
+  });
+
+  test("a voucher amount in any form but a plain decimal below 2^128 is refused with 400, no inference", async () => {
+    const channel = await openChannel();
+    const cumulative = (await channel.charged()) + channel.requestMax;
+    const before = h.backend.inferenceRequests.length;
+    for (const maxClaimableAmount of [
+      `0${cumulative}`,
+      `0x${cumulative.toString(16)}`,
+      `${cumulative}.0`,
+      ` ${cumulative}`,
+      (1n << 128n).toString(),
+      `-${cumulative}`,
+      Number(cumulative),
+    ]) {
+      const response = await post({
+        "payment-signature": await channel.header(cumulative, { voucher: { maxClaimableAmount } }),
+      });
+      assert.equal(response.status, 400, `${maxClaimableAmount}: ${await response.clone().text()}`);
+      const answer = (await response.json()) as { error: { field?: string } };
+      assert.equal(answer.error.field, "payload.voucher.maxClaimableAmount");
+    }
+    assert.equal(h.backend.inferenceRequests.length, before, "no inference");
+  });
+
+  test("a voucher for another request's maximum (other max_tokens than this request's) gets the corrective 402, no inference", async () => {
+    const channel = await openChannel();
+    const charged = await channel.charged();
+    const before = h.backend.inferenceRequests.length;
+    // Signed for this body's maximum, sent with a body that asks for more output.
+    const header = await channel.header(charged + channel.requestMax);
+    const response = await fetch(url(), {
+      method: "POST",
+      headers: { "content-type": "application/json", "payment-signature": header },
+      body: JSON.stringify({ ...JSON.parse(body), max_tokens: 64 }),
+    });
+    assert.equal(response.status, 402);
+    assert.equal(
+      decodePaymentRequiredHeader(response.headers.get("payment-required")!).error,
+      "invalid_batch_settlement_evm_cumulative_amount_mismatch",
+    );
+    assert.equal(h.backend.inferenceRequests.length, before, "no inference");
+    assert.equal(await channel.charged(), charged, "nothing charged");
+  });
+});
