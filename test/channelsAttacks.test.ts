@@ -1,7 +1,10 @@
 // A hostile buyer on a Tollgate gateway's payment channels, against the devnet: channel configs
-// and vouchers in odd forms. Each must be refused with a clear answer, never served or charged.
+// and vouchers in odd forms, each refused with a clear answer, never served or charged; a stream
+// read so slowly that it outlives its request's time bound, which must still be charged.
 import assert from "node:assert/strict";
+import { connect } from "node:net";
 import { after, before, describe, test } from "node:test";
+import { setTimeout as sleep } from "node:timers/promises";
 import { x402Client } from "@x402/core/client";
 import { decodePaymentRequiredHeader, encodePaymentSignatureHeader } from "@x402/core/http";
 import type { PaymentRequirements } from "@x402/core/types";
@@ -17,8 +20,21 @@ import { mockModelId } from "./support/mockBackend.js";
 
 let h: GatewayHarness;
 
+/** The model's time bound: a stream is charged by then, whatever the buyer's pace. */
+const maxDurationSeconds = 3;
+
 before(async () => {
-  h = await startGatewayHarness({ configure: channelTestConfig });
+  h = await startGatewayHarness({
+    model: { maxOutputTokens: 60_000 },
+    configure: (input) =>
+      channelTestConfig({
+        ...input,
+        models: input.models.map((model) => ({
+          ...model,
+          backend: { ...model.backend, maxDurationSeconds },
+        })),
+      }),
+  });
 });
 
 after(async () => {
@@ -75,7 +91,29 @@ async function openChannel() {
       },
     } as never);
   };
-  return { config, channelId, charged, header, requestMax: BigInt(offer.amount) };
+  return {
+    config,
+    channelId,
+    charged,
+    header,
+    offer,
+    requestMax: BigInt(offer.amount),
+    payer: buyer.address,
+  };
+}
+
+/** The body of a raw HTTP/1.1 response sent in chunks, as text. */
+function unchunk(raw: Buffer): string {
+  let at = raw.indexOf("\r\n\r\n") + 4;
+  const parts: Buffer[] = [];
+  for (;;) {
+    const lineEnd = raw.indexOf("\r\n", at);
+    const size = Number.parseInt(raw.subarray(at, lineEnd).toString("latin1"), 16);
+    if (!(size > 0)) break;
+    parts.push(raw.subarray(lineEnd + 2, lineEnd + 2 + size));
+    at = lineEnd + 2 + size + 2;
+  }
+  return Buffer.concat(parts).toString("utf8");
 }
 
 /** Swaps the case of an address's letters: the same address, with a checksum that no longer holds. */
@@ -180,5 +218,85 @@ describe("channel payloads in odd forms", () => {
     );
     assert.equal(h.backend.inferenceRequests.length, before, "no inference");
     assert.equal(await channel.charged(), charged, "nothing charged");
+  });
+});
+
+describe("a buyer that reads its stream slowly", () => {
+  test("a stream the buyer stops reading is charged by its time bound: a later request on the channel cannot make it free", async () => {
+    const channel = await openChannel();
+    const chargedBefore = await channel.charged();
+    const longBody = JSON.stringify({
+      model: mockModelId,
+      messages: [{ role: "user", content: "hello" }],
+      max_tokens: 50_000,
+      stream: true,
+    });
+    h.backend.set({ responseTokens: 50_000 });
+    const quoted = await fetch(url(), {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: longBody,
+    });
+    const longMax = BigInt(
+      decodePaymentRequiredHeader(quoted.headers.get("payment-required")!).accepts.find(
+        (accept) => accept.scheme === "batch-settlement",
+      )!.amount,
+    );
+    const longHeader = await channel.header(chargedBefore + longMax);
+
+    // The buyer sends the request, then reads nothing: the gateway's writes back up.
+    const { port } = new URL(h.gateway.url);
+    const socket = connect(Number(port), "127.0.0.1");
+    socket.pause();
+    const received: Buffer[] = [];
+    const ended = new Promise<void>((resolve) => socket.on("end", resolve));
+    socket.on("data", (chunk: Buffer) => received.push(chunk));
+    const served = h.backend.inferenceRequests.length;
+    socket.write(
+      [
+        "POST /v1/chat/completions HTTP/1.1",
+        "host: 127.0.0.1",
+        "content-type: application/json",
+        `content-length: ${Buffer.byteLength(longBody)}`,
+        `payment-signature: ${longHeader}`,
+        "connection: close",
+        "",
+        longBody,
+      ].join("\r\n"),
+    );
+    while (h.backend.inferenceRequests.length === served) await sleep(50);
+    // Past the time bound and past the 30 s a reservation outlives it.
+    await sleep(maxDurationSeconds * 1000 + 32_000);
+
+    // Another request on the channel, on the base the gateway holds now.
+    h.backend.set({ responseTokens: 16 });
+    const charged = await channel.charged();
+    const next = await post({ "payment-signature": await channel.header(charged + channel.requestMax) });
+    assert.equal(next.status, 200, await next.clone().text());
+
+    // The buyer reads the rest of its stream.
+    socket.resume();
+    await ended;
+    const raw = Buffer.concat(received);
+    assert.match(raw.toString("latin1"), /^HTTP\/1\.1 200/);
+    const text = unchunk(raw);
+    // Each of the mock's words is one token: what the buyer got is what it must pay for.
+    const delivered = text
+      .split("\n")
+      .filter((line) => line.startsWith("data: {"))
+      .map((line) => JSON.parse(line.slice(6)) as { choices?: { delta?: { content?: string } }[] })
+      .filter((chunk) => chunk.choices?.[0]?.delta?.content).length;
+    assert.ok(delivered > 0, "output was delivered");
+
+    const rows = (await h.gateway.ledger.payments.recent({ limit: 1000 })).filter(
+      (row) => row.scheme === "batch-settlement" && row.payer === channel.payer.toLowerCase(),
+    );
+    const long = rows.find((row) => row.maxAtomic === longMax);
+    assert.ok(long, "the stream's payment row");
+    assert.equal(long.status, "settled", `the stream was charged (${long.status})`);
+    assert.equal(long.completionTokens, delivered, "charged for exactly what was delivered");
+    assert.ok((long.chargeAtomic ?? 0n) > 0n);
+    const total = rows.reduce((sum, row) => sum + (row.chargeAtomic ?? 0n), 0n);
+    assert.equal(await channel.charged(), total, "the channel's charged total is every row's charge");
   });
 });
