@@ -6,7 +6,11 @@ import { connect } from "node:net";
 import { after, before, describe, test } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import { x402Client } from "@x402/core/client";
-import { decodePaymentRequiredHeader, encodePaymentSignatureHeader } from "@x402/core/http";
+import {
+  decodePaymentRequiredHeader,
+  decodePaymentResponseHeader,
+  encodePaymentSignatureHeader,
+} from "@x402/core/http";
 import type { PaymentRequirements } from "@x402/core/types";
 import { toClientEvmSigner } from "@x402/evm";
 import { BatchSettlementEvmScheme, computeChannelId, signVoucher } from "@x402/evm/batch-settlement/client";
@@ -218,6 +222,163 @@ describe("channel payloads in odd forms", () => {
     );
     assert.equal(h.backend.inferenceRequests.length, before, "no inference");
     assert.equal(await channel.charged(), charged, "nothing charged");
+  });
+});
+
+/** The charge of a JSON answer, from its PAYMENT-RESPONSE. */
+const chargeOf = (response: Response) =>
+  BigInt(decodePaymentResponseHeader(response.headers.get("payment-response")!).amount ?? "0");
+
+describe("a backend that misreports usage on a channel-paid request", () => {
+  test("usage above the maximum, or none at all, is charged as what was delivered, never the maximum", async () => {
+    const channel = await openChannel();
+    try {
+      // With no usage, the gateway counts what it delivered and the prompt itself.
+      h.backend.set({ reportUsage: false });
+      const counted = await post({
+        "payment-signature": await channel.header((await channel.charged()) + channel.requestMax),
+      });
+      assert.equal(counted.status, 200, await counted.clone().text());
+      const countedCharge = chargeOf(counted);
+      assert.ok(countedCharge > 0n && countedCharge < channel.requestMax);
+      // Usage far above the maximum is not believed: the same count, not the maximum.
+      h.backend.set({
+        reportUsage: true,
+        usageOverride: { prompt_tokens: 10_000_000, completion_tokens: 10_000_000 },
+      });
+      const charged = await channel.charged();
+      const inflated = await post({
+        "payment-signature": await channel.header(charged + channel.requestMax),
+      });
+      assert.equal(inflated.status, 200, await inflated.clone().text());
+      assert.equal(chargeOf(inflated), countedCharge);
+      assert.equal(await channel.charged(), charged + countedCharge, "the channel moved by the charge");
+    } finally {
+      h.backend.set({ usageOverride: undefined, reportUsage: true });
+    }
+  });
+});
+
+describe("a buyer that hangs up, or asks for a refund, mid-request", () => {
+  const streamBody = JSON.stringify({
+    model: mockModelId,
+    messages: [{ role: "user", content: "hello" }],
+    max_tokens: 200,
+    stream: true,
+  });
+  const streamMax = async () =>
+    BigInt(
+      decodePaymentRequiredHeader(
+        (
+          await fetch(url(), {
+            method: "POST",
+            headers: { "content-type": "application/json" },
+            body: streamBody,
+          })
+        ).headers.get("payment-required")!,
+      ).accepts.find((accept) => accept.scheme === "batch-settlement")!.amount,
+    );
+  /** Waits until the channel has no request in flight. */
+  const whenFree = async (channelId: string) => {
+    while ((await h.gateway.ledger.channels.get(channelId))?.pending) await sleep(50);
+  };
+
+  test("a stream the buyer leaves mid-way is charged what was delivered; the channel is free on the new base", async () => {
+    const channel = await openChannel();
+    const before = await channel.charged();
+    const max = await streamMax();
+    h.backend.set({ responseTokens: 200, tokensPerSecond: 40 });
+    try {
+      const abort = new AbortController();
+      const response = await fetch(url(), {
+        method: "POST",
+        headers: {
+          "content-type": "application/json",
+          "payment-signature": await channel.header(before + max),
+        },
+        body: streamBody,
+        signal: abort.signal,
+      });
+      assert.equal(response.status, 200);
+      const reader = response.body!.getReader();
+      let text = "";
+      while ((text.match(/"content"/g) ?? []).length < 5)
+        text += new TextDecoder().decode((await reader.read()).value);
+      abort.abort();
+      await whenFree(channel.channelId);
+    } finally {
+      h.backend.set({ responseTokens: 16, tokensPerSecond: 0 });
+    }
+    const after = await channel.charged();
+    assert.ok(after > before, "what was delivered is charged");
+    assert.ok(after - before < max, "not the maximum");
+    const next = await post({ "payment-signature": await channel.header(after + channel.requestMax) });
+    assert.equal(next.status, 200, await next.clone().text());
+  });
+
+  test("a refund asked while a request is in flight is refused as busy; odd refund amounts are refused; the refund after returns exactly balance − charged", async () => {
+    const channel = await openChannel();
+    const refundHeader = async (charged: bigint, amount?: string, voucherAtomic = charged) => {
+      const { payload } = JSON.parse(
+        Buffer.from(await channel.header(voucherAtomic), "base64").toString("utf8"),
+      ) as { payload: { channelConfig: unknown; voucher: unknown } };
+      return encodePaymentSignatureHeader({
+        x402Version: 2,
+        accepted: channel.offer,
+        payload: { ...payload, type: "refund", ...(amount === undefined ? {} : { amount }) },
+      } as never);
+    };
+    const refund = async (header: string) =>
+      fetch(`${h.gateway.url}/v1/channels/refund`, { headers: { "payment-signature": header } });
+    const errorOf = (response: Response) =>
+      decodePaymentRequiredHeader(response.headers.get("payment-required")!).error;
+
+    const before = await channel.charged();
+    const max = await streamMax();
+    h.backend.set({ responseTokens: 200, stallAfterChunks: 3 });
+    const abort = new AbortController();
+    try {
+      const inFlight = await fetch(url(), {
+        method: "POST",
+        headers: {
+          "content-type": "application/json",
+          "payment-signature": await channel.header(before + max),
+        },
+        body: streamBody,
+        signal: abort.signal,
+      });
+      assert.equal(inFlight.status, 200);
+      const busy = await refund(await refundHeader(before));
+      assert.equal(busy.status, 402, await busy.clone().text());
+      assert.equal(errorOf(busy), "invalid_batch_settlement_evm_channel_busy");
+      abort.abort();
+      await whenFree(channel.channelId);
+    } finally {
+      h.backend.set({ responseTokens: 16, stallAfterChunks: undefined });
+    }
+    const charged = await channel.charged();
+    assert.ok(charged > before, "the request left was charged");
+    const stored = (await h.gateway.ledger.channels.get(channel.channelId))!;
+    const remainder = stored.balanceAtomic - charged;
+    for (const [amount, voucherAtomic, reason] of [
+      ["0", charged, "invalid_batch_settlement_evm_refund_amount_invalid"],
+      [(remainder + 1n).toString(), charged, "invalid_batch_settlement_evm_refund_amount_invalid"],
+      [undefined, charged - 1n, "invalid_batch_settlement_evm_cumulative_amount_mismatch"],
+      [undefined, charged + 1n, "invalid_batch_settlement_evm_cumulative_amount_mismatch"],
+    ] as const) {
+      const odd = await refund(await refundHeader(charged, amount, voucherAtomic));
+      assert.equal(odd.status, 402, `${amount} on ${voucherAtomic}`);
+      assert.equal(errorOf(odd), reason, `${amount} on ${voucherAtomic}`);
+    }
+    const payerBefore = await h.devnet.usdcBalance(channel.payer);
+    const refunded = await refund(await refundHeader(charged));
+    assert.equal(refunded.status, 200, await refunded.clone().text());
+    assert.equal(
+      await h.devnet.usdcBalance(channel.payer),
+      payerBefore + remainder,
+      "the payer got the rest back",
+    );
+    assert.equal(await channel.charged(), charged, "nothing more charged");
   });
 });
 
