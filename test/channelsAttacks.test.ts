@@ -370,6 +370,21 @@ describe("a buyer that hangs up, or asks for a refund, mid-request", () => {
       assert.equal(odd.status, 402, `${amount} on ${voucherAtomic}`);
       assert.equal(errorOf(odd), reason, `${amount} on ${voucherAtomic}`);
     }
+    const malformed = await refund(
+      encodePaymentSignatureHeader({
+        x402Version: 2,
+        accepted: channel.offer,
+        payload: {
+          ...JSON.parse(Buffer.from(await refundHeader(charged), "base64").toString("utf8")).payload,
+          channelConfig: { ...channel.config, payer: badChecksum(channel.config.payer) },
+        },
+      } as never),
+    );
+    assert.equal(malformed.status, 400);
+    assert.equal(
+      ((await malformed.json()) as { error: { field?: string } }).error.field,
+      "payload.channelConfig.payer",
+    );
     const payerBefore = await h.devnet.usdcBalance(channel.payer);
     const refunded = await refund(await refundHeader(charged));
     assert.equal(refunded.status, 200, await refunded.clone().text());
@@ -459,5 +474,68 @@ describe("a buyer that reads its stream slowly", () => {
     assert.ok((long.chargeAtomic ?? 0n) > 0n);
     const total = rows.reduce((sum, row) => sum + (row.chargeAtomic ?? 0n), 0n);
     assert.equal(await channel.charged(), total, "the channel's charged total is every row's charge");
+  });
+});
+
+describe("a deposit that takes long to land", () => {
+  test("a request whose deposit outlasts the reservation margin keeps its channel: a second request cannot take it and make the first free", async () => {
+    const buyer = await h.devnet.createBuyer(100_000_000n);
+    const account = privateKeyToAccount(buyer.privateKey);
+    const publicClient = createPublicClient({ chain: anvil, transport: http(h.devnet.rpcUrl) });
+    const payingFetch = () =>
+      wrapFetchWithPayment(
+        fetch,
+        x402Client.fromConfig({
+          schemes: [
+            {
+              network: h.devnet.network,
+              client: new BatchSettlementEvmScheme(toClientEvmSigner(account, publicClient)),
+            },
+          ],
+          spendControls: false,
+        }),
+      );
+    const pay = (paying: typeof fetch) =>
+      paying(url(), { method: "POST", headers: { "content-type": "application/json" }, body });
+    const required = decodePaymentRequiredHeader((await post()).headers.get("payment-required")!);
+    const offer = required.accepts.find(
+      (accept) => accept.scheme === "batch-settlement",
+    ) as PaymentRequirements;
+    const channelId = computeChannelId(
+      new BatchSettlementEvmScheme(toClientEvmSigner(account, publicClient)).buildChannelConfig(offer),
+      h.devnet.network,
+    );
+    const pendingOf = async () => (await h.gateway.ledger.channels.get(channelId))?.pending?.id;
+
+    // The chain stops mining: the first request's deposit waits, its channel reserved.
+    await publicClient.request({ method: "evm_setAutomine" as never, params: [false] as never });
+    let first: Promise<Response> | undefined;
+    let second: Promise<Response> | undefined;
+    try {
+      first = pay(payingFetch());
+      while ((await pendingOf()) === undefined) await sleep(50);
+      const firstReservation = await pendingOf();
+      // Past the request's time bound and the 30 s its reservation outlives it, the deposit still waiting.
+      await sleep(maxDurationSeconds * 1000 + 32_000);
+      // Another client of the same payer, on the same channel, with its own deposit.
+      second = pay(payingFetch());
+      for (let i = 0; i < 40 && (await pendingOf()) === firstReservation; i++) await sleep(50);
+    } finally {
+      await publicClient.request({ method: "evm_setAutomine" as never, params: [true] as never });
+      await publicClient.request({ method: "evm_mine" as never, params: [] as never });
+    }
+    const answers = await Promise.all([first, second]);
+    const served = answers.filter((answer) => answer?.status === 200).length;
+    assert.ok(served >= 1, "a request was served");
+    const rows = (await h.gateway.ledger.payments.recent({ limit: 1000 })).filter(
+      (row) => row.scheme === "batch-settlement" && row.payer === buyer.address.toLowerCase(),
+    );
+    assert.equal(
+      rows.filter((row) => row.status === "settled").length,
+      served,
+      "every request served was charged",
+    );
+    const total = rows.reduce((sum, row) => sum + (row.chargeAtomic ?? 0n), 0n);
+    assert.equal((await h.gateway.ledger.channels.get(channelId))!.chargedAtomic, total);
   });
 });
