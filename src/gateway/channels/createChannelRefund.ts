@@ -83,12 +83,20 @@ export function createChannelRefund({
         body: { error: { message: `malformed payment header: ${decoded.message}` } },
       };
     const parsed = channelPayloadSchema.safeParse(decoded.payload.payload);
-    if (!parsed.success || parsed.data.type !== "refund")
+    if (!parsed.success || parsed.data.type !== "refund") {
+      const issue = parsed.success ? undefined : parsed.error.issues[0];
+      const field = issue?.path.length ? `payload.${issue.path.join(".")}` : "payload.type";
       return {
         status: 400,
         headers: {},
-        body: { error: { message: "malformed payment header: payload must be a batch-settlement refund" } },
+        body: {
+          error: {
+            message: `malformed payment header: ${field}: ${issue?.message ?? "must be refund"} (a batch-settlement refund payload)`,
+            field,
+          },
+        },
       };
+    }
     const payload = parsed.data;
     const problem = await billing.checkChannel(payload);
     if (problem) return paymentRequired(`${problem.reason}: ${problem.message}`);
