@@ -539,3 +539,57 @@ describe("a deposit that takes long to land", () => {
     assert.equal((await h.gateway.ledger.channels.get(channelId))!.chargedAtomic, total);
   });
 });
+
+describe("a deposit payload that claims more than it moves", () => {
+  for (const [name, tamper] of [
+    ["raised after signing", (amount: bigint) => (amount * 100n).toString()],
+    ["zero", () => "0"],
+  ] as const)
+    test(`a deposit amount ${name} is refused before inference; nothing is served or charged`, async () => {
+      const buyer = await h.devnet.createBuyer(100_000_000n);
+      const account = privateKeyToAccount(buyer.privateKey);
+      const publicClient = createPublicClient({ chain: anvil, transport: http(h.devnet.rpcUrl) });
+      let tampered = 0;
+      // The buyer's own fetch rewrites the deposit amount in the payment header the official client signed.
+      const tamperingFetch: typeof fetch = async (input, init) => {
+        const request = new Request(input, init);
+        const header = request.headers.get("payment-signature");
+        if (header) {
+          const payment = JSON.parse(Buffer.from(header, "base64").toString("utf8"));
+          if (payment.payload?.type === "deposit") {
+            payment.payload.deposit.amount = tamper(BigInt(payment.payload.deposit.amount));
+            request.headers.set("payment-signature", encodePaymentSignatureHeader(payment));
+            tampered++;
+          }
+        }
+        return fetch(request);
+      };
+      const payingFetch = wrapFetchWithPayment(
+        tamperingFetch,
+        x402Client.fromConfig({
+          schemes: [
+            {
+              network: h.devnet.network,
+              client: new BatchSettlementEvmScheme(toClientEvmSigner(account, publicClient)),
+            },
+          ],
+          spendControls: false,
+        }),
+      );
+      const served = h.backend.inferenceRequests.length;
+      const usdcBefore = await h.devnet.usdcBalance(buyer.address);
+      const response = await payingFetch(url(), {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body,
+      });
+      assert.equal(tampered, 1, "the deposit was tampered with");
+      assert.equal(response.status, 402, await response.clone().text());
+      assert.equal(h.backend.inferenceRequests.length, served, "no inference");
+      assert.equal(await h.devnet.usdcBalance(buyer.address), usdcBefore, "nothing moved");
+      const rows = (await h.gateway.ledger.payments.recent({ limit: 1000 })).filter(
+        (row) => row.payer === buyer.address.toLowerCase(),
+      );
+      assert.deepEqual(rows, [], "no payment row");
+    });
+});
