@@ -593,3 +593,99 @@ describe("a deposit payload that claims more than it moves", () => {
       assert.deepEqual(rows, [], "no payment row");
     });
 });
+
+describe("a refund that takes long to land", () => {
+  test("while a refund waits for the chain, past its first reservation, the channel takes no voucher", async () => {
+    const channel = await openChannel();
+    const charged = await channel.charged();
+    const { payload } = JSON.parse(Buffer.from(await channel.header(charged), "base64").toString("utf8")) as {
+      payload: Record<string, unknown>;
+    };
+    const refundHeader = encodePaymentSignatureHeader({
+      x402Version: 2,
+      accepted: channel.offer,
+      payload: { ...payload, type: "refund" },
+    } as never);
+    const publicClient = createPublicClient({ chain: anvil, transport: http(h.devnet.rpcUrl) });
+    const served = h.backend.inferenceRequests.length;
+    // The chain stops mining: the refund's transaction waits.
+    await publicClient.request({ method: "evm_setAutomine" as never, params: [false] as never });
+    let refunded: Promise<Response> | undefined;
+    let during: Response | undefined;
+    try {
+      refunded = fetch(`${h.gateway.url}/v1/channels/refund`, {
+        headers: { "payment-signature": refundHeader },
+      });
+      while (!(await h.gateway.ledger.channels.get(channel.channelId))?.pending) await sleep(50);
+      // Past the two minutes the refund first reserved its channel for.
+      await sleep(125_000);
+      during = await post({ "payment-signature": await channel.header(charged + channel.requestMax) });
+    } finally {
+      await publicClient.request({ method: "evm_setAutomine" as never, params: [true] as never });
+      await publicClient.request({ method: "evm_mine" as never, params: [] as never });
+    }
+    assert.equal(during.status, 402, "no voucher is served on the balance being refunded");
+    assert.equal(
+      decodePaymentRequiredHeader(during.headers.get("payment-required")!).error,
+      "invalid_batch_settlement_evm_channel_busy",
+    );
+    assert.equal(h.backend.inferenceRequests.length, served, "no inference");
+    // The facilitator may stop waiting first (503, the transaction not confirmed): the refund lands all the same.
+    const answer = await refunded;
+    assert.ok(answer.status === 200 || answer.status === 503, await answer.clone().text());
+    while ((await h.gateway.ledger.channels.get(channel.channelId))?.pending) await sleep(100);
+    const after = (await h.gateway.ledger.channels.get(channel.channelId))!;
+    assert.equal(after.chargedAtomic, charged, "nothing charged");
+    assert.equal(
+      after.balanceAtomic,
+      charged,
+      "the refund landed: the escrow keeps exactly what was charged",
+    );
+  });
+});
+
+describe("the gateway refunding an idle channel", () => {
+  test("while an idle channel's refund waits for the chain, the channel takes no voucher", async () => {
+    const settlement = h.gateway.channels!.settlement;
+    // Every other channel's unspent balance goes back first: the next refund is this channel's alone.
+    await settlement.refundIdle(0);
+    const channel = await openChannel();
+    const charged = await channel.charged();
+    const publicClient = createPublicClient({ chain: anvil, transport: http(h.devnet.rpcUrl) });
+    const pendingTransactions = async () =>
+      Number(
+        (
+          (await publicClient.request({ method: "txpool_status" as never, params: [] as never })) as {
+            pending: string;
+          }
+        ).pending,
+      );
+    const served = h.backend.inferenceRequests.length;
+    await publicClient.request({ method: "evm_setAutomine" as never, params: [false] as never });
+    let refunds: ReturnType<typeof settlement.refundIdle> | undefined;
+    let during: Response | undefined;
+    try {
+      refunds = settlement.refundIdle(0);
+      while ((await pendingTransactions()) === 0) await sleep(50);
+      during = await post({ "payment-signature": await channel.header(charged + channel.requestMax) });
+    } finally {
+      await publicClient.request({ method: "evm_setAutomine" as never, params: [true] as never });
+      await publicClient.request({ method: "evm_mine" as never, params: [] as never });
+    }
+    assert.equal(during.status, 402, "no voucher is served on the balance being refunded");
+    assert.equal(
+      decodePaymentRequiredHeader(during.headers.get("payment-required")!).error,
+      "invalid_batch_settlement_evm_channel_busy",
+    );
+    assert.equal(h.backend.inferenceRequests.length, served, "no inference");
+    const done = await refunds;
+    assert.deepEqual(
+      done.map((refund) => refund.channelId.toLowerCase()),
+      [channel.channelId.toLowerCase()],
+    );
+    const after = (await h.gateway.ledger.channels.get(channel.channelId))!;
+    assert.equal(after.chargedAtomic, charged, "nothing charged");
+    assert.equal(after.pending, undefined, "the channel is free again");
+    assert.equal(after.balanceAtomic, charged, "the escrow keeps exactly what was charged");
+  });
+});
