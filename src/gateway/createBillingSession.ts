@@ -453,11 +453,24 @@ export function createBillingSession(parameters: CreateBillingSessionParameters)
       const decoder = new TextDecoder();
       const encoder = new TextEncoder();
       let closed = false;
+      // A buyer that stops reading stops the reads too: the charge must not wait for it past the
+      // request's time bound (its channel reservation, its authorization). What was forwarded is charged then.
+      let expired = false;
+      const deadline = setTimeout(
+        () => {
+          expired = true;
+          void writer.finish("timeout").catch(() => undefined);
+          reader.cancel("past the request's time bound").catch(() => undefined);
+        },
+        Math.max(0, deadlineAt - Date.now()),
+      );
+      deadline.unref();
       const end = async (
         controller: ReadableStreamDefaultController<Uint8Array>,
         ending: StreamEnding,
         rest = "",
       ) => {
+        clearTimeout(deadline);
         const trailer = await writer.finish(ending);
         if (!closed) {
           closed = true;
@@ -473,11 +486,13 @@ export function createBillingSession(parameters: CreateBillingSessionParameters)
               try {
                 next = await reader.read();
               } catch (error) {
+                if (expired) return end(controller, "timeout");
                 if (writer.stopped) return end(controller, "complete");
                 logger.warn({ paymentId, error: String(error) }, "backend stream failed");
                 const timedOut = error instanceof TollgateError && error.code === "TOLLGATE_BACKEND_TIMEOUT";
                 return end(controller, timedOut ? "timeout" : "backend_error");
               }
+              if (expired) return end(controller, "timeout");
               if (next.done) return end(controller, "complete", writer.push(decoder.decode()));
               const out = writer.push(decoder.decode(next.value, { stream: true }));
               if (writer.stopped) return end(controller, "complete", out);
@@ -489,6 +504,7 @@ export function createBillingSession(parameters: CreateBillingSessionParameters)
           },
           async cancel(reason) {
             closed = true;
+            clearTimeout(deadline);
             // The buyer left: decided first, so a read the cancel ends cannot pass for a complete answer.
             void writer.finish("client_gone").catch(() => undefined);
             // Stops the backend; what was delivered (at least the prompt it took) is charged.

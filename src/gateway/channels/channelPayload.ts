@@ -1,9 +1,15 @@
+import { isAddress } from "viem";
 import { z } from "zod";
 import type { ChannelConfigRecord } from "../../ledger/index.js";
 
+// A mixed-case address must carry its EIP-55 checksum: the channel id is hashed from it.
 const address = z
   .string()
-  .regex(/^0x[0-9a-fA-F]{40}$/, "an EVM address") as unknown as z.ZodType<`0x${string}`>;
+  .regex(/^0x[0-9a-fA-F]{40}$/, "an EVM address")
+  .refine(
+    (value) => isAddress(value, { strict: true }),
+    "an EVM address whose mixed case is not its EIP-55 checksum; send it in lower case or checksummed",
+  ) as unknown as z.ZodType<`0x${string}`>;
 const bytes32 = z
   .string()
   .regex(/^0x[0-9a-fA-F]{64}$/, "32 bytes of hex") as unknown as z.ZodType<`0x${string}`>;
@@ -22,7 +28,12 @@ const channelConfigSchema = z.object({
   receiver: address,
   receiverAuthorizer: address,
   token: address,
-  withdrawDelay: z.number().int().nonnegative(),
+  // The contract keeps the delay as a uint40.
+  withdrawDelay: z
+    .number()
+    .int()
+    .nonnegative()
+    .max(2 ** 40 - 1, "at most 2^40 - 1 seconds (the contract's uint40)"),
   salt: bytes32,
 });
 

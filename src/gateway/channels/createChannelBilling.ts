@@ -312,7 +312,9 @@ export function createChannelBilling(parameters: CreateChannelBillingParameters)
 
     let depositTransaction: string | undefined;
     if (payload.type === "deposit") {
-      const deposited = await settleDeposit(payment, requirements, channelId, pendingId, depositAtomic);
+      const deposited = await settleDeposit(payment, requirements, channelId, pendingId, depositAtomic, {
+        expiresIn: quote.timeBoundMs + marginMs,
+      });
       if (!deposited.ok) {
         await release(channelId, pendingId).catch(() => undefined);
         return deposited.failure;
@@ -387,6 +389,7 @@ export function createChannelBilling(parameters: CreateChannelBillingParameters)
     channelId: Hex,
     pendingId: string,
     depositAtomic: bigint,
+    reservation: { expiresIn: number },
   ): Promise<{ ok: true; transaction: string } | { ok: false; failure: ChannelAcceptance }> {
     try {
       const verified = await facilitator.verify(payment, requirements);
@@ -412,22 +415,27 @@ export function createChannelBilling(parameters: CreateChannelBillingParameters)
           },
         };
       const onchain = await readChannelState(chain, settlement, channelId);
-      await channels.update(channelId, (current) =>
-        current?.pending?.id === pendingId
-          ? {
-              next: {
-                ...current,
-                balanceAtomic: onchain.balanceAtomic,
-                totalClaimedAtomic: onchain.totalClaimedAtomic,
-                withdrawRequestedAt: onchain.withdrawRequestedAt,
-                refundNonce: onchain.refundNonce,
-                depositedAtomic: current.depositedAtomic + depositAtomic,
-                onchainSyncedAt: Date.now(),
-              },
-              result: undefined,
-            }
-          : { result: undefined },
-      );
+      const held = await channels.update(channelId, (current) => {
+        if (!current) return { result: false };
+        const now = Date.now();
+        const held = current.pending?.id === pendingId;
+        return {
+          next: {
+            ...current,
+            balanceAtomic: onchain.balanceAtomic,
+            totalClaimedAtomic: onchain.totalClaimedAtomic,
+            withdrawRequestedAt: onchain.withdrawRequestedAt,
+            refundNonce: onchain.refundNonce,
+            depositedAtomic: current.depositedAtomic + depositAtomic,
+            onchainSyncedAt: now,
+            // The request runs from now: its reservation must outlive it, however long the deposit took.
+            ...(held && current.pending
+              ? { pending: { ...current.pending, expiresAt: now + reservation.expiresIn } }
+              : {}),
+          },
+          result: held,
+        };
+      });
       logger.info(
         { channelId, depositAtomic: depositAtomic.toString(), tx: settled.transaction },
         "channel deposit",
@@ -440,6 +448,19 @@ export function createChannelBilling(parameters: CreateChannelBillingParameters)
         amountAtomic: depositAtomic,
         transaction: settled.transaction,
       });
+      // The deposit outlasted the reservation and another request took the channel on the same
+      // base: serving this one too could never be charged. The deposit stays in the channel.
+      if (!held)
+        return {
+          ok: false,
+          failure: {
+            ok: false,
+            kind: "payment",
+            reason: ChannelReason.channelBusy,
+            message:
+              "the deposit landed, but another request took the channel while it did; no inference was run; sign a voucher on the channel's new state",
+          },
+        };
       return { ok: true, transaction: settled.transaction };
     } catch (error) {
       logger.warn({ channelId, error: String(error) }, "channel deposit: facilitator or chain unavailable");

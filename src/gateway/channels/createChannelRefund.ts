@@ -19,6 +19,9 @@ import { ChannelReason } from "./channelReasons.js";
 import type { ChannelBilling } from "./createChannelBilling.js";
 import { readChannelState } from "./readChannelState.js";
 
+/** How long a refund holds its channel without renewal; renewed while the refund waits for the chain. */
+const REFUND_LEASE_MS = 120_000;
+
 /** The path where a payer asks for its channel's unspent balance back (`@x402/evm` client's `refund(url)`). */
 export const CHANNEL_REFUND_PATH = "/v1/channels/refund";
 
@@ -83,12 +86,20 @@ export function createChannelRefund({
         body: { error: { message: `malformed payment header: ${decoded.message}` } },
       };
     const parsed = channelPayloadSchema.safeParse(decoded.payload.payload);
-    if (!parsed.success || parsed.data.type !== "refund")
+    if (!parsed.success || parsed.data.type !== "refund") {
+      const issue = parsed.success ? undefined : parsed.error.issues[0];
+      const field = issue?.path.length ? `payload.${issue.path.join(".")}` : "payload.type";
       return {
         status: 400,
         headers: {},
-        body: { error: { message: "malformed payment header: payload must be a batch-settlement refund" } },
+        body: {
+          error: {
+            message: `malformed payment header: ${field}: ${issue?.message ?? "must be refund"} (a batch-settlement refund payload)`,
+            field,
+          },
+        },
       };
+    }
     const payload = parsed.data;
     const problem = await billing.checkChannel(payload);
     if (problem) return paymentRequired(`${problem.reason}: ${problem.message}`);
@@ -134,7 +145,10 @@ export function createChannelRefund({
       const amountAtomic = payload.amount ?? remainder;
       if (amountAtomic <= 0n || amountAtomic > remainder)
         return { next: state, result: { ok: false, reason: ChannelReason.refundAmountInvalid } };
-      const next = { ...state, pending: { id: pendingId, maxAtomic: charged, expiresAt: now + 120_000 } };
+      const next = {
+        ...state,
+        pending: { id: pendingId, maxAtomic: charged, expiresAt: now + REFUND_LEASE_MS },
+      };
       return { next, result: { ok: true, channel: next, amountAtomic } };
     });
     if (!reserved.ok) return paymentRequired(reserved.reason, reserved.channel);
@@ -168,16 +182,74 @@ export function createChannelRefund({
         ? { claimAuthorizerSignature: await signClaimBatch(receiverAuthorizer, claims, network, chainId) }
         : {}),
     };
+    /** Waits for a sent refund's receipt, then frees the channel with the chain's state of it. */
+    const holdUntilMined = async (hash: Hex) => {
+      for (;;) {
+        try {
+          await chain.waitForTransactionReceipt({ hash, timeout: 60_000 });
+          break;
+        } catch (error) {
+          logger.warn(
+            { channelId, tx: hash, error: String(error) },
+            "channel refund: still waiting for its transaction",
+          );
+        }
+      }
+      const after = await readChannelState(chain, billing.settlementAddress, channelId).catch(
+        () => undefined,
+      );
+      await channels.update(channelId, (current) =>
+        current?.pending?.id === pendingId
+          ? {
+              next: {
+                ...current,
+                ...(after
+                  ? {
+                      balanceAtomic: after.balanceAtomic,
+                      totalClaimedAtomic: after.totalClaimedAtomic,
+                      refundNonce: after.refundNonce,
+                      withdrawRequestedAt: after.withdrawRequestedAt,
+                      onchainSyncedAt: Date.now(),
+                    }
+                  : { onchainSyncedAt: null }),
+                pending: undefined,
+              },
+              result: undefined,
+            }
+          : { result: undefined },
+      );
+    };
     const free = () =>
       channels.update(channelId, (current) =>
         current?.pending?.id === pendingId
           ? { next: { ...current, pending: undefined }, result: undefined }
           : { result: undefined },
       );
+    // The channel stays reserved for as long as the refund waits for the chain: a voucher served on
+    // the balance being refunded could never be claimed. A gateway that dies stops renewing it.
+    const renew = setInterval(() => {
+      channels
+        .update(channelId, (current) =>
+          current?.pending?.id === pendingId
+            ? {
+                next: {
+                  ...current,
+                  pending: { ...current.pending, expiresAt: Date.now() + REFUND_LEASE_MS },
+                },
+                result: undefined,
+              }
+            : { result: undefined },
+        )
+        .catch((error: unknown) =>
+          logger.warn({ channelId, error: String(error) }, "channel refund: renewal failed"),
+        );
+    }, REFUND_LEASE_MS / 4);
+    renew.unref();
     let settled: Awaited<ReturnType<FacilitatorLike["settle"]>>;
     try {
       settled = await facilitator.settle({ ...decoded.payload, accepted: offer, payload: enriched }, offer);
     } catch (error) {
+      clearInterval(renew);
       await free();
       logger.warn({ channelId, error: String(error) }, "channel refund: facilitator unavailable");
       return {
@@ -186,6 +258,25 @@ export function createChannelRefund({
         body: { error: { message: "the facilitator is unreachable" } },
       };
     }
+    if (!settled.success && settled.transaction) {
+      // Sent but not yet mined (the facilitator stopped waiting): the refund may still land, so the
+      // channel stays reserved until the chain has decided, then takes the chain's state.
+      void holdUntilMined(settled.transaction as Hex).finally(() => clearInterval(renew));
+      logger.warn(
+        { channelId, reason: settled.errorReason, tx: settled.transaction },
+        "channel refund not confirmed; the channel waits for its transaction",
+      );
+      return {
+        status: 503,
+        headers: { "retry-after": "30" },
+        body: {
+          error: {
+            message: `the refund transaction ${settled.transaction} is not confirmed yet (${settled.errorReason ?? "pending"}); the channel takes no voucher until it is`,
+          },
+        },
+      };
+    }
+    clearInterval(renew);
     if (!settled.success) {
       await free();
       logger.warn({ channelId, reason: settled.errorReason }, "channel refund failed");

@@ -1,3 +1,4 @@
+import { randomBytes } from "node:crypto";
 import type { PaymentPayload, PaymentRequirements } from "@x402/core/types";
 import type { Address, Hex, LocalAccount, PublicClient } from "viem";
 import type { Logger } from "../../errors/index.js";
@@ -7,6 +8,9 @@ import type { FacilitatorLike } from "../facilitatorLike.js";
 import { type ChannelClaim, signClaimBatch, signRefund } from "./channelAuthorizer.js";
 import { BATCH_SETTLEMENT } from "./createChannelBilling.js";
 import { readChannelState } from "./readChannelState.js";
+
+/** How long an idle refund holds its channel without renewal; renewed while it waits for the chain. */
+const IDLE_REFUND_LEASE_MS = 120_000;
 
 export type CreateChannelSettlementParameters = {
   channels: ChannelLedger;
@@ -288,76 +292,135 @@ export function createChannelSettlement(parameters: CreateChannelSettlementParam
     return { transaction: settled.transaction, settledAtomic };
   }
 
+  /** The receipt of a sent transaction, however long it takes to be mined. */
+  async function receiptOf(hash: Hex) {
+    for (;;) {
+      try {
+        return await chain.waitForTransactionReceipt({ hash, timeout: 60_000 });
+      } catch (error) {
+        logger.warn({ tx: hash, error: String(error) }, "channel refund: still waiting for its transaction");
+      }
+    }
+  }
+
   /** Cooperatively refunds each channel's unspent balance (claiming what it owes in the same call). */
   async function refundIdle(idleMs: number): Promise<{ channelId: Hex; transaction: string }[]> {
     const now = Date.now();
     const results: { channelId: Hex; transaction: string }[] = [];
-    for (const channel of await channels.list()) {
-      if (!ours(channel) || now - channel.lastRequestAt < idleMs) continue;
-      if (channel.pending && channel.pending.expiresAt > now) continue;
-      const onchain = await readChannelState(chain, settlement, channel.channelId);
-      const remainder = onchain.balanceAtomic - channel.chargedAtomic;
-      if (remainder <= 0n) continue;
-      const claims = channel.chargedAtomic > onchain.totalClaimedAtomic ? [claimEntry(channel)] : [];
-      const payload = {
-        type: "refund",
-        channelConfig: channel.config,
-        voucher: {
-          channelId: channel.channelId,
-          maxClaimableAmount: channel.signedMaxAtomic.toString(),
-          signature: channel.signature,
-        },
-        amount: remainder.toString(),
-        refundNonce: onchain.refundNonce.toString(),
-        claims,
-        refundAuthorizerSignature: await signRefund(
-          parameters.receiverAuthorizer,
-          channel.channelId,
-          onchain.refundNonce,
-          remainder,
-          chainId,
-        ),
-        ...(claims.length > 0
-          ? {
-              claimAuthorizerSignature: await signClaimBatch(
-                parameters.receiverAuthorizer,
-                claims,
-                network,
-                chainId,
-              ),
-            }
-          : {}),
-      };
-      const settled = await facilitator.settle(envelope(payload), requirements);
-      if (!settled.success) {
-        logger.warn(
-          { channelId: channel.channelId, reason: settled.errorReason },
-          "idle channel refund failed",
+    for (const listed of await channels.list()) {
+      if (!ours(listed) || now - listed.lastRequestAt < idleMs) continue;
+      if (listed.pending && listed.pending.expiresAt > now) continue;
+      // The channel is reserved while it is refunded, as a request would reserve it: a voucher served
+      // on the balance being refunded could never be claimed.
+      const pendingId = `refund-idle-${randomBytes(8).toString("hex")}`;
+      const channel = await channels.update<ChannelRecord | undefined>(listed.channelId, (current) => {
+        const at = Date.now();
+        if (!current || at - current.lastRequestAt < idleMs) return { result: undefined };
+        if (current.pending && current.pending.expiresAt > at) return { result: undefined };
+        const next = {
+          ...current,
+          pending: { id: pendingId, maxAtomic: current.chargedAtomic, expiresAt: at + IDLE_REFUND_LEASE_MS },
+        };
+        return { next, result: next };
+      });
+      if (!channel) continue;
+      const held = (current: ChannelRecord | undefined): current is ChannelRecord =>
+        current?.pending?.id === pendingId;
+      const renew = setInterval(() => {
+        channels
+          .update(channel.channelId, (current) =>
+            held(current) && current.pending
+              ? {
+                  next: {
+                    ...current,
+                    pending: { ...current.pending, expiresAt: Date.now() + IDLE_REFUND_LEASE_MS },
+                  },
+                  result: undefined,
+                }
+              : { result: undefined },
+          )
+          .catch(() => undefined);
+      }, IDLE_REFUND_LEASE_MS / 4);
+      renew.unref();
+      try {
+        const onchain = await readChannelState(chain, settlement, channel.channelId);
+        const remainder = onchain.balanceAtomic - channel.chargedAtomic;
+        if (remainder <= 0n) continue;
+        const claims = channel.chargedAtomic > onchain.totalClaimedAtomic ? [claimEntry(channel)] : [];
+        const payload = {
+          type: "refund",
+          channelConfig: channel.config,
+          voucher: {
+            channelId: channel.channelId,
+            maxClaimableAmount: channel.signedMaxAtomic.toString(),
+            signature: channel.signature,
+          },
+          amount: remainder.toString(),
+          refundNonce: onchain.refundNonce.toString(),
+          claims,
+          refundAuthorizerSignature: await signRefund(
+            parameters.receiverAuthorizer,
+            channel.channelId,
+            onchain.refundNonce,
+            remainder,
+            chainId,
+          ),
+          ...(claims.length > 0
+            ? {
+                claimAuthorizerSignature: await signClaimBatch(
+                  parameters.receiverAuthorizer,
+                  claims,
+                  network,
+                  chainId,
+                ),
+              }
+            : {}),
+        };
+        const settled = await facilitator.settle(envelope(payload), requirements);
+        // Sent but not yet mined (the facilitator stopped waiting): the refund may still land, so the
+        // channel stays reserved until the chain has decided.
+        const landed =
+          settled.success ||
+          (settled.transaction !== "" && (await receiptOf(settled.transaction as Hex)).status === "success");
+        if (!landed) {
+          logger.warn(
+            { channelId: channel.channelId, reason: settled.errorReason },
+            "idle channel refund failed",
+          );
+          continue;
+        }
+        const after = await readChannelState(chain, settlement, channel.channelId);
+        await channels.update(channel.channelId, (current) =>
+          current
+            ? {
+                next: {
+                  ...current,
+                  balanceAtomic: after.balanceAtomic,
+                  totalClaimedAtomic: after.totalClaimedAtomic,
+                  refundNonce: after.refundNonce,
+                  withdrawRequestedAt: after.withdrawRequestedAt,
+                  refundedAtomic: current.refundedAtomic + remainder,
+                  onchainSyncedAt: Date.now(),
+                },
+                result: undefined,
+              }
+            : { result: undefined },
         );
-        continue;
+        logger.info(
+          { channelId: channel.channelId, refundedAtomic: remainder.toString() },
+          "idle channel refunded",
+        );
+        results.push({ channelId: channel.channelId, transaction: settled.transaction });
+      } finally {
+        clearInterval(renew);
+        await channels
+          .update(channel.channelId, (current) =>
+            held(current)
+              ? { next: { ...current, pending: undefined }, result: undefined }
+              : { result: undefined },
+          )
+          .catch(() => undefined);
       }
-      const after = await readChannelState(chain, settlement, channel.channelId);
-      await channels.update(channel.channelId, (current) =>
-        current
-          ? {
-              next: {
-                ...current,
-                balanceAtomic: after.balanceAtomic,
-                totalClaimedAtomic: after.totalClaimedAtomic,
-                refundNonce: after.refundNonce,
-                withdrawRequestedAt: after.withdrawRequestedAt,
-                refundedAtomic: current.refundedAtomic + remainder,
-                onchainSyncedAt: Date.now(),
-              },
-              result: undefined,
-            }
-          : { result: undefined },
-      );
-      logger.info(
-        { channelId: channel.channelId, refundedAtomic: remainder.toString() },
-        "idle channel refunded",
-      );
-      results.push({ channelId: channel.channelId, transaction: settled.transaction });
     }
     return results;
   }
