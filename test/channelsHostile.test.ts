@@ -144,7 +144,8 @@ describe("hostile channel payments", () => {
     assert.ok(BigInt(extra.voucherState.signedMaxClaimable) >= charged);
     // The channel offer quotes the same prices as upto, so a buyer paying by voucher checks its charge.
     const pricingOf = (scheme: string) =>
-      (required.accepts.find((a) => a.scheme === scheme)?.extra as { pricing?: unknown }).pricing;
+      (required.accepts.find((a) => a.scheme === scheme)?.extra as { pricing?: unknown } | undefined)
+        ?.pricing;
     assert.ok(pricingOf("batch-settlement"));
     assert.deepEqual(pricingOf("batch-settlement"), pricingOf("upto"));
     assert.equal(h.backend.inferenceRequests.length, before);
