@@ -13,9 +13,12 @@ import { createPublicClient, createTestClient, createWalletClient, http } from "
 import { privateKeyToAccount } from "viem/accounts";
 import { anvil } from "viem/chains";
 import { batchSettlementAbi } from "../src/chain/index.js";
-import { createChannelSettlement } from "../src/gateway/channels/index.js";
 import { captureLogger } from "../src/ledger/testkit/captureLogger.js";
-import { BATCH_SETTLEMENT_ADDRESS_FOR_TESTS, channelTestConfig } from "./support/channelFixtures.js";
+import {
+  BATCH_SETTLEMENT_ADDRESS_FOR_TESTS,
+  channelTestConfig,
+  testChannelSettlement,
+} from "./support/channelFixtures.js";
 import { type GatewayHarness, startGatewayHarness } from "./support/gatewayHarness.js";
 import { mockModelId } from "./support/mockBackend.js";
 
@@ -111,23 +114,7 @@ describe("claims the contract refuses", () => {
     assert.equal((await onchain(leaver.channelId)).balance, left);
 
     const log = captureLogger();
-    const settlement = createChannelSettlement({
-      channels: h.gateway.ledger.channels,
-      payments: h.gateway.ledger.payments,
-      facilitator: h.gateway.facilitator,
-      chain: publicClient as never,
-      settlement: BATCH_SETTLEMENT_ADDRESS_FOR_TESTS,
-      network: h.devnet.network,
-      chainId: h.devnet.chainId,
-      receiver: h.devnet.accounts.payTo.address,
-      token: h.devnet.contracts.usdc,
-      receiverAuthorizer: privateKeyToAccount(h.devnet.accounts.facilitator.privateKey),
-      claimIntervalMs: 3_600_000,
-      settleIntervalMs: 3_600_000,
-      minClaimAtomic: 1n,
-      withdrawDelaySeconds: 900,
-      logger: log.logger,
-    });
+    const settlement = testChannelSettlement(h, { minClaimAtomic: 1n, logger: log.logger });
     const claims = await settlement.claim({ force: true });
     for (const channel of honest)
       assert.equal((await onchain(channel.channelId)).totalClaimed, channel.charged, "claimed in full");

@@ -29,9 +29,11 @@ import {
 import { generatePrivateKey, privateKeyToAccount } from "viem/accounts";
 import { anvil } from "viem/chains";
 import { batchSettlementAbi } from "../src/chain/index.js";
-import { silentLogger } from "../src/errors/index.js";
-import { createChannelSettlement } from "../src/gateway/channels/index.js";
-import { BATCH_SETTLEMENT_ADDRESS_FOR_TESTS, channelTestConfig } from "./support/channelFixtures.js";
+import {
+  BATCH_SETTLEMENT_ADDRESS_FOR_TESTS,
+  channelTestConfig,
+  testChannelSettlement,
+} from "./support/channelFixtures.js";
 import { type GatewayHarness, startGatewayHarness } from "./support/gatewayHarness.js";
 import { mockModelId } from "./support/mockBackend.js";
 
@@ -213,23 +215,7 @@ describe("hostile channel payments", () => {
     });
     assert.equal((await publicClient.waitForTransactionReceipt({ hash })).status, "success");
     // A claim loop that claims nothing for the amounts owed here (minClaimAtomic far above them).
-    const settlement = createChannelSettlement({
-      channels: h.gateway.ledger.channels,
-      payments: h.gateway.ledger.payments,
-      facilitator: h.gateway.facilitator,
-      chain: publicClient as never,
-      settlement: BATCH_SETTLEMENT_ADDRESS_FOR_TESTS,
-      network: h.devnet.network,
-      chainId: h.devnet.chainId,
-      receiver: h.devnet.accounts.payTo.address,
-      token: h.devnet.contracts.usdc,
-      receiverAuthorizer: privateKeyToAccount(h.devnet.accounts.facilitator.privateKey),
-      claimIntervalMs: 3_600_000,
-      settleIntervalMs: 3_600_000,
-      minClaimAtomic: 10n ** 12n,
-      withdrawDelaySeconds: 900,
-      logger: silentLogger,
-    });
+    const settlement = testChannelSettlement(h, { minClaimAtomic: 10n ** 12n });
     const claims = await settlement.claim();
     assert.equal(claims.length, 1);
     assert.equal(claims[0]?.channels, 1, "only the withdrawing channel");
@@ -345,23 +331,7 @@ describe("hostile channel payments", () => {
     const chargedAfter = await channel.charged();
     assert.ok(chargedAfter > charged);
     const publicClient = createPublicClient({ chain: anvil, transport: http(h.devnet.rpcUrl) });
-    const settlement = createChannelSettlement({
-      channels: h.gateway.ledger.channels,
-      payments: h.gateway.ledger.payments,
-      facilitator: h.gateway.facilitator,
-      chain: publicClient as never,
-      settlement: BATCH_SETTLEMENT_ADDRESS_FOR_TESTS,
-      network: h.devnet.network,
-      chainId: h.devnet.chainId,
-      receiver: h.devnet.accounts.payTo.address,
-      token: h.devnet.contracts.usdc,
-      receiverAuthorizer: privateKeyToAccount(h.devnet.accounts.facilitator.privateKey),
-      claimIntervalMs: 3_600_000,
-      settleIntervalMs: 3_600_000,
-      minClaimAtomic: 1n,
-      withdrawDelaySeconds: 900,
-      logger: silentLogger,
-    });
+    const settlement = testChannelSettlement(h, { minClaimAtomic: 1n });
     await settlement.claim({ force: true });
     const [, totalClaimed] = await publicClient.readContract({
       address: BATCH_SETTLEMENT_ADDRESS_FOR_TESTS,
