@@ -29,6 +29,7 @@ import {
 import { generatePrivateKey, privateKeyToAccount } from "viem/accounts";
 import { anvil } from "viem/chains";
 import { batchSettlementAbi } from "../src/chain/index.js";
+import type { SqlClient, SqlExecutor } from "../src/ledger/index.js";
 import {
   BATCH_SETTLEMENT_ADDRESS_FOR_TESTS,
   channelTestConfig,
@@ -38,9 +39,24 @@ import { type GatewayHarness, startGatewayHarness } from "./support/gatewayHarne
 import { mockModelId } from "./support/mockBackend.js";
 
 let h: GatewayHarness;
+/** While set, writing a voucher request's payment row fails, as a full disk or a lost database would. */
+let failPaymentRows = false;
 
 before(async () => {
-  h = await startGatewayHarness({ configure: channelTestConfig });
+  h = await startGatewayHarness({
+    configure: channelTestConfig,
+    wrapSql: (sql): SqlClient => {
+      const failing = <T extends SqlExecutor>(executor: T): T => ({
+        ...executor,
+        query(text: string, params?: readonly unknown[]) {
+          if (failPaymentRows && text.includes("OVERRIDING SYSTEM VALUE"))
+            return Promise.reject(new Error("could not extend file: No space left on device"));
+          return executor.query(text, params);
+        },
+      });
+      return { ...failing(sql), transaction: (fn) => sql.transaction((tx) => fn(failing(tx))) };
+    },
+  });
 });
 
 after(async () => {
@@ -378,6 +394,84 @@ describe("hostile channel payments", () => {
     const served = await post({ "payment-signature": header });
     assert.equal(served.status, 200, "the channel was left free");
     assert.ok((await channel.charged()) > charged);
+  });
+
+  test("a voucher request whose payment row cannot be written is neither served nor charged, and frees its channel", async () => {
+    const channel = await openChannel();
+    const charged = await channel.charged();
+    const header = await channel.voucherHeader(charged + channel.requestMax);
+    const backendBefore = h.backend.inferenceRequests.length;
+    failPaymentRows = true;
+    try {
+      // JSON: the backend was started while the row was written; its answer is not forwarded.
+      const json = await post({ "payment-signature": header });
+      assert.equal(json.status, 503);
+      const answer = (await json.json()) as { error: { code: string; message: string } };
+      assert.equal(answer.error.code, "TOLLGATE_LEDGER_FAILED");
+      assert.match(answer.error.message, /nothing was served or charged/);
+      assert.equal(json.headers.get("payment-response"), null, "no receipt");
+      // A stream: the same voucher (the channel was freed), and not one content token.
+      const streamed = await fetch(url(), {
+        method: "POST",
+        headers: { "content-type": "application/json", "payment-signature": header },
+        body: JSON.stringify({ ...JSON.parse(body), stream: true }),
+      });
+      assert.equal(streamed.status, 200);
+      const text = await streamed.text();
+      assert.match(text, /TOLLGATE_LEDGER_FAILED/);
+      assert.doesNotMatch(text, /"delta":\{[^}]*"content":"[^"]/, "no content forwarded");
+      assert.doesNotMatch(text, /tollgate_receipt|"receipt"/, "no receipt");
+    } finally {
+      failPaymentRows = false;
+    }
+    assert.ok(h.backend.inferenceRequests.length > backendBefore, "the backend was started");
+    assert.equal(await channel.charged(), charged, "nothing charged");
+    const serving = await h.gateway.ledger.payments.listByStatus("serving");
+    assert.ok(
+      serving.every((row) => row.payer !== channel.buyer.address.toLowerCase()),
+      "no row left serving",
+    );
+    // The channel is free and its cumulative base unchanged: the same voucher pays now.
+    const served = await post({ "payment-signature": header });
+    assert.equal(served.status, 200, await served.clone().text());
+    assert.ok((await channel.charged()) > charged);
+  });
+
+  test("a voucher whose channel config is not its channel's (another payerAuthorizer, another salt) is refused before inference", async () => {
+    const channel = await openChannel();
+    const charged = await channel.charged();
+    const stranger = privateKeyToAccount(generatePrivateKey());
+    const strangerSigner = toClientEvmSigner(stranger);
+    const before = h.backend.inferenceRequests.length;
+    // The stranger names itself payerAuthorizer of the victim's funded channel and signs the voucher.
+    const forged = [
+      { ...channel.config, payerAuthorizer: stranger.address },
+      { ...channel.config, salt: `0x${"11".repeat(32)}` as Hex },
+    ];
+    for (const config of forged) {
+      const voucher = await signVoucher(
+        strangerSigner,
+        channel.channelId,
+        (charged + channel.requestMax).toString(),
+        h.devnet.network,
+      );
+      const response = await post({
+        "payment-signature": encodePaymentSignatureHeader({
+          x402Version: 2,
+          accepted: channel.offer,
+          payload: { type: "voucher", channelConfig: config, voucher },
+        } as never),
+      });
+      assert.equal(response.status, 402);
+      assert.equal(errorOf(response), "invalid_batch_settlement_evm_channel_id_mismatch");
+    }
+    assert.equal(h.backend.inferenceRequests.length, before, "no inference");
+    assert.equal(await channel.charged(), charged, "nothing charged");
+    // The channel's own config still pays.
+    const served = await post({
+      "payment-signature": await channel.voucherHeader(charged + channel.requestMax),
+    });
+    assert.equal(served.status, 200);
   });
 
   test("a malformed channel payload gets 400 naming the field", async () => {

@@ -161,11 +161,6 @@ export function createBilling({
     const answer = errorAnswer(code, message, extra);
     return respond(answer.status, answer.body, answer.headers);
   };
-  const replayed = (status: string) =>
-    refuse(
-      "TOLLGATE_PAYMENT_REPLAYED",
-      `this payment authorization was already used (status ${status}); sign a new one`,
-    );
   const admission = { terms, ledger, facilitator, settlementMarginSeconds, verifyTimeoutMs, readPayerFunds };
   const resourceUrlOf = (url: string) => {
     if (!publicUrl) return url;
@@ -301,42 +296,50 @@ export function createBilling({
         );
       }
       const { reservation } = accepted;
-      // One statement refuses a payer in debt and records the request's row, straight into serving.
-      const claim = await ledger
-        .claimUnlessInDebt(
-          {
-            network: terms.network,
-            payer: accepted.payer,
-            nonce: accepted.nonce,
-            scheme: BATCH_SETTLEMENT,
-            model: model.id,
-            route: seen.route,
-            requestId: seen.requestId,
-            asset: matched.requirements.asset,
-            payTo: matched.requirements.payTo,
-            maxAtomic: matched.signedMaxAtomic,
-            paymentPayload: payment,
-            paymentRequirements: matched.requirements,
-          },
-          { serving: true },
-        )
+      // A payer in debt is refused here; the request's row is written while the backend starts, and
+      // the session waits for it before any output or charge (a failed write fails the request, unserved).
+      const paymentId = await ledger
+        .allocateUnlessInDebt({ network: terms.network, payer: accepted.payer })
         .catch(async (error: unknown) => {
           await reservation.release().catch(() => undefined);
           throw error;
         });
-      if (!claim.claimed) {
+      if (paymentId === undefined) {
         await reservation.release();
-        if (claim.existing === undefined)
-          return paymentRequired(
-            `${ReasonCode.payerInDebt}: an earlier charge of this payer is unpaid; settle it first`,
-          );
-        seen.replayedStatus = claim.existing.status;
-        return replayed(claim.existing.status);
+        return paymentRequired(
+          `${ReasonCode.payerInDebt}: an earlier charge of this payer is unpaid; settle it first`,
+        );
       }
+      // The write starts on the next turn of the event loop, once the backend request is on its way:
+      // PGlite runs in this thread, and a statement started now would hold the request back.
+      const recorded = nextTurn()
+        .then(() =>
+          ledger.claim(
+            {
+              network: terms.network,
+              payer: accepted.payer,
+              nonce: accepted.nonce,
+              scheme: BATCH_SETTLEMENT,
+              model: model.id,
+              route: seen.route,
+              requestId: seen.requestId,
+              asset: matched.requirements.asset,
+              payTo: matched.requirements.payTo,
+              maxAtomic: matched.signedMaxAtomic,
+              paymentPayload: payment,
+              paymentRequirements: matched.requirements,
+            },
+            { serving: true, id: paymentId },
+          ),
+        )
+        .then((claim) => {
+          if (!claim.claimed)
+            throw new Error(`payment ${paymentId}'s reservation nonce was already recorded`);
+        });
       const channelPaid = {
         requestId: seen.requestId,
         route: seen.route,
-        paymentId: claim.payment.id,
+        paymentId,
         model: model.id,
         scheme: BATCH_SETTLEMENT,
         asset: matched.requirements.asset,
@@ -355,7 +358,8 @@ export function createBilling({
         quote,
         session: createBillingSession({
           quote,
-          paymentId: claim.payment.id,
+          paymentId,
+          recorded,
           payer: accepted.payer,
           payload: payment,
           requirements: matched.requirements as PaymentRequirements,
@@ -484,3 +488,6 @@ function refusalReasonOf(body: Record<string, unknown>): string {
   if (typeof error === "string" && error !== "") return error.split(":")[0] ?? error;
   return "payment_required";
 }
+
+/** Resolves on the event loop's next turn (after the I/O this turn started). */
+const nextTurn = () => new Promise<void>((resolve) => setImmediate(resolve));

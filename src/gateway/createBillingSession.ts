@@ -12,6 +12,7 @@ import {
 import type { BillingEvent } from "./BillingEvent.js";
 import type { ChannelReservation } from "./channels/createChannelBilling.js";
 import { createSseTap, type SseTap } from "./createSseTap.js";
+import { errorAnswer } from "./errorAnswer.js";
 import type { FacilitatorLike } from "./facilitatorLike.js";
 import { guardBackendBody } from "./guardBackendBody.js";
 import { reconcileUsage } from "./meterUsage.js";
@@ -25,6 +26,12 @@ import { truncateAnswer } from "./truncateAnswer.js";
 export type CreateBillingSessionParameters = {
   quote: RequestQuote;
   paymentId: number;
+  /**
+   * Resolves once the request's row is in the ledger, when it is written while the backend starts
+   * (default: it already is). No output is forwarded and nothing is charged before; if the write
+   * fails, the request fails unserved and uncharged.
+   */
+  recorded?: Promise<void>;
   payer: string;
   payload: PaymentPayload;
   requirements: PaymentRequirements;
@@ -63,6 +70,9 @@ export type PaidRequestIdentity = {
   payer: string;
 };
 
+/** Why a request whose ledger row could not be written was not served. */
+export const PAYMENT_NOT_RECORDED = "the payment could not be recorded; nothing was served or charged";
+
 /** Default interval of the serving heartbeat; a recovery grace period must be several times longer. */
 export const DEFAULT_HEARTBEAT_MS = 10_000;
 
@@ -80,6 +90,12 @@ export type BillingSession = {
   readonly payer: string;
   /** `Date.now()` past which the backend is cut off: the request's time bound. */
   readonly deadlineAt: number;
+  /**
+   * True once the request's row is in the ledger; false when it could not be written (the request
+   * must then fail unserved: `failBeforeOutput`). `completeJson` and `meterStream` wait for it
+   * themselves; a caller of `createStreamWriter` waits for it before it writes anything.
+   */
+  readonly ready: Promise<boolean>;
   /**
    * The backend failed before producing anything: nothing is charged. `status` is the HTTP status the
    * buyer gets (default 502), for the `failed` event.
@@ -116,6 +132,17 @@ export function createBillingSession(parameters: CreateBillingSessionParameters)
     emit({ ...identity, type: "served", at, stream, ttftMs: at - parameters.startedAt });
   };
   const model = quote.model;
+  const ready = (parameters.recorded ?? Promise.resolve()).then(
+    () => true,
+    (error: unknown) => {
+      logger.error({ paymentId, error: String(error) }, "the payment's row could not be written; not served");
+      return false;
+    },
+  );
+  let rowIn = parameters.recorded === undefined;
+  void ready.then((inLedger) => {
+    rowIn = inLedger;
+  });
   const deadlineAt = Date.now() + quote.timeBoundMs;
   // Compute time is measured from here (the backend is called next) to the end of the answer.
   const startedAt = performance.now();
@@ -179,6 +206,7 @@ export function createBillingSession(parameters: CreateBillingSessionParameters)
 
   const settleDelivered = (meter: OutputMeter, reported: unknown, delivered?: OutputReading["units"]) =>
     finishOnce(async () => {
+      if (!(await ready)) return failWithoutRow(500);
       const counted = await reconcileUsage({
         reported,
         deliveredOutputTokens: meter.countedTokens,
@@ -285,8 +313,16 @@ export function createBillingSession(parameters: CreateBillingSessionParameters)
         : outcome;
     });
 
+  /** The request's row never got into the ledger: free the channel and tell; nothing to mark. */
+  async function failWithoutRow(status: number): Promise<undefined> {
+    await parameters.channel?.release();
+    emit({ ...identity, type: "failed", at: Date.now(), reason: PAYMENT_NOT_RECORDED, status });
+    return undefined;
+  }
+
   const failBeforeOutput = async (reason: string, status = 502) => {
     await finishOnce(async () => {
+      if (!(await ready)) return failWithoutRow(status);
       await ledger.markFailed(paymentId, reason);
       await parameters.channel?.release();
       emit({ ...identity, type: "failed", at: Date.now(), reason, status });
@@ -365,6 +401,11 @@ export function createBillingSession(parameters: CreateBillingSessionParameters)
     };
     return {
       push(text) {
+        if (!rowIn)
+          throw new TollgateError({
+            code: "TOLLGATE_INTERNAL",
+            shortMessage: "stream output before the payment's row is in the ledger (wait for session.ready)",
+          });
         const out = tap.push(text);
         if (out && meter.delivered) served(true);
         return out;
@@ -382,10 +423,16 @@ export function createBillingSession(parameters: CreateBillingSessionParameters)
   return {
     paymentId,
     payer,
+    ready,
     deadlineAt,
     done,
     failBeforeOutput,
     async completeJson(text) {
+      if (!(await ready)) {
+        await failBeforeOutput(PAYMENT_NOT_RECORDED, 503);
+        const answer = errorAnswer("TOLLGATE_LEDGER_FAILED", PAYMENT_NOT_RECORDED);
+        return { ok: false, status: answer.status, body: answer.body };
+      }
       let json: unknown;
       try {
         json = JSON.parse(text);
@@ -480,7 +527,18 @@ export function createBillingSession(parameters: CreateBillingSessionParameters)
       };
       return new ReadableStream<Uint8Array>(
         {
+          async start(controller) {
+            // Nothing is forwarded before the request's row is in the ledger.
+            if (await ready) return;
+            closed = true;
+            clearTimeout(deadline);
+            await reader.cancel(PAYMENT_NOT_RECORDED).catch(() => undefined);
+            await failBeforeOutput(PAYMENT_NOT_RECORDED, 200);
+            controller.enqueue(encoder.encode(errorEvent(PAYMENT_NOT_RECORDED, "TOLLGATE_LEDGER_FAILED")));
+            controller.close();
+          },
           async pull(controller) {
+            if (closed) return;
             for (;;) {
               let next: ReadableStreamReadResult<Uint8Array>;
               try {

@@ -1,6 +1,8 @@
 import type { NextFunction, Request, RequestHandler, Response } from "express";
 import { REQUEST_ID_HEADER } from "../errors/index.js";
 import type { Billing } from "./createBilling.js";
+import { PAYMENT_NOT_RECORDED } from "./createBillingSession.js";
+import { errorAnswer } from "./errorAnswer.js";
 import type { TollgateContext } from "./honoBilling.js";
 import { routeKindOfPath } from "./honoBilling.js";
 import type { RouteKind } from "./quoteRequest.js";
@@ -64,6 +66,13 @@ async function handle(
   }
   const { quote, session } = decision;
   res.setHeader(REQUEST_ID_HEADER, decision.requestId);
+  // This adapter writes the handler's stream as it comes: it starts once the request's row is in.
+  if (!(await session.ready)) {
+    const answer = errorAnswer("TOLLGATE_LEDGER_FAILED", PAYMENT_NOT_RECORDED);
+    await session.failBeforeOutput(PAYMENT_NOT_RECORDED, answer.status);
+    res.status(answer.status).set(answer.headers).json(answer.body);
+    return;
+  }
   req.body = quote.backendBody;
   const context: TollgateContext = { quote, session, backendBody: quote.backendBody };
   res.locals.tollgate = context;

@@ -56,6 +56,8 @@ export type ClaimPaymentInput = AuthorizationKeyInput & {
 export type ClaimPaymentOptions = {
   /** Claim straight into `serving` (claimed and started in one statement) when inference starts at once. */
   serving?: boolean | undefined;
+  /** The row's id, from `allocateUnlessInDebt`; default the next one. */
+  id?: number | undefined;
 };
 
 /** What the gateway asks before it verifies a payment: does the payer owe, and was this authorization seen. */
@@ -72,10 +74,6 @@ export type ClaimPaymentResult =
   | { claimed: false; existing: PaymentRecord };
 
 /** A claim unless in debt may also find the payer owing: nothing is claimed then. */
-export type ClaimUnlessInDebtResult =
-  | ClaimPaymentResult
-  | { claimed: false; existing: undefined; inDebt: true };
-
 /** A claim within funds may also find the payer's funds already reserved by its payments in flight. */
 export type ClaimWithinFundsResult =
   | ClaimPaymentResult
@@ -147,13 +145,10 @@ export interface PaymentLedger {
     options?: ClaimPaymentOptions,
   ): Promise<ClaimWithinFundsResult>;
   /**
-   * Claims like `claim`, unless the payer has an unpaid debt on the payment's network: the check and the
-   * insert are one statement (for a payment that needs no facilitator before it is served).
+   * A new payment id for the payer, or undefined when it has an unpaid debt on the network: one
+   * statement, so a request can be refused before it is served and its row written while it is served.
    */
-  claimUnlessInDebt(
-    input: ClaimPaymentInput,
-    options?: ClaimPaymentOptions,
-  ): Promise<ClaimUnlessInDebtResult>;
+  allocateUnlessInDebt(key: Pick<AuthorizationKeyInput, "network" | "payer">): Promise<number | undefined>;
   /** `hasOpenDebt` and `findByKey`'s status together, in one statement: asked before every verify. */
   admission(key: AuthorizationKeyInput): Promise<PaymentAdmission>;
   get(id: number): Promise<PaymentRecord | undefined>;

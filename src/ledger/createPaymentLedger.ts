@@ -126,7 +126,7 @@ export function createPaymentLedger(
     db: SqlExecutor,
     input: ClaimPaymentInput,
     serving: boolean,
-    { fundsAtomic, unlessInDebt = false }: { fundsAtomic?: bigint; unlessInDebt?: boolean } = {},
+    { fundsAtomic, id }: { fundsAtomic?: bigint; id?: number | undefined } = {},
   ): Promise<SqlRow[]> {
     const key = normalizeAuthorizationKey(input);
     const params: unknown[] = [
@@ -149,13 +149,17 @@ export function createPaymentLedger(
       conditions.push(`(SELECT COALESCE(SUM(max_atomic), 0) FROM payments
                   WHERE network = $1 AND payer = $2 AND status IN (${IN_FLIGHT})) + $9::numeric <= $${params.length}::numeric`);
     }
-    if (unlessInDebt)
-      conditions.push(
-        "NOT EXISTS (SELECT 1 FROM payments WHERE network = $1 AND payer = $2 AND status = 'debt')",
-      );
+    // An id allocated before (allocateUnlessInDebt) is written as given.
+    const idColumn = id === undefined ? "" : "id, ";
+    if (id !== undefined) {
+      if (!Number.isSafeInteger(id) || id < 1)
+        throw new Error(`payment id must be a positive integer, got ${id}`);
+      params.push(id);
+    }
     return db.query(
-      `INSERT INTO payments (network, payer, nonce, scheme, model, route, asset, pay_to, max_atomic, payload, requirements, request_id, status)
-       SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9::numeric, $10::jsonb, $11::jsonb, $12, '${serving ? "serving" : "claimed"}'
+      `INSERT INTO payments (${idColumn}network, payer, nonce, scheme, model, route, asset, pay_to, max_atomic, payload, requirements, request_id, status)
+       ${id === undefined ? "" : "OVERRIDING SYSTEM VALUE"}
+       SELECT ${id === undefined ? "" : `$${params.length}, `}$1, $2, $3, $4, $5, $6, $7, $8, $9::numeric, $10::jsonb, $11::jsonb, $12, '${serving ? "serving" : "claimed"}'
        ${conditions.length > 0 ? `WHERE ${conditions.join(" AND ")}` : ""}
        ON CONFLICT (network, payer, nonce) DO NOTHING
        RETURNING ${paymentColumns}`,
@@ -189,20 +193,18 @@ export function createPaymentLedger(
   }
 
   return {
-    async claim(input, { serving = false } = {}) {
-      return claimed(input, await insertClaim(sql, input, serving));
+    async claim(input, { serving = false, id } = {}) {
+      return claimed(input, await insertClaim(sql, input, serving, { id }));
     },
 
-    async claimUnlessInDebt(input, { serving = false } = {}) {
-      const inserted = await insertClaim(sql, input, serving, { unlessInDebt: true });
-      if (inserted.length > 0) return claimed(input, inserted);
-      const key = normalizeAuthorizationKey(input);
-      const [existing] = await selectPayments("WHERE network = $1 AND payer = $2 AND nonce = $3", [
-        key.network,
-        key.payer,
-        key.nonce,
-      ]);
-      return existing ? { claimed: false, existing } : { claimed: false, existing: undefined, inDebt: true };
+    async allocateUnlessInDebt(keyInput) {
+      const key = normalizeAuthorizationKey({ ...keyInput, nonce: 0n });
+      const [row] = await sql.query<{ id: unknown }>(
+        `SELECT CASE WHEN EXISTS (SELECT 1 FROM payments WHERE network = $1 AND payer = $2 AND status = 'debt')
+                THEN NULL ELSE nextval(pg_get_serial_sequence('payments', 'id')) END AS id`,
+        [key.network, key.payer],
+      );
+      return row?.id === null || row?.id === undefined ? undefined : Number(row.id);
     },
 
     async claimWithinFunds(input, fundsAtomic, { serving = false } = {}) {

@@ -16,6 +16,9 @@ import { ChannelReason } from "./channelReasons.js";
 import { createVoucherVerifier } from "./createVoucherVerifier.js";
 import { type OnchainChannelState, readChannelState } from "./readChannelState.js";
 
+/** Channel ids kept by config (about 400 bytes each). */
+const CHANNEL_IDS_KEPT = 4096;
+
 /** The x402 scheme name of payment channels. */
 export const BATCH_SETTLEMENT = "batch-settlement";
 
@@ -81,6 +84,27 @@ export function createChannelBilling(parameters: CreateChannelBillingParameters)
   const marginMs = parameters.reservationMarginMs ?? 30_000;
   const settlement = getAddress(BATCH_SETTLEMENT_ADDRESS) as Address;
   const vouchers = createVoucherVerifier({ chainId });
+  // A buyer sends its channel's config with every voucher; hashing it (EIP-712) costs more than checking
+  // the voucher's signature, so the ids of the configs seen last are kept.
+  const channelIds = new Map<string, string>();
+  const channelIdFor = (config: ChannelPayload["channelConfig"]) => {
+    const key = [
+      config.payer,
+      config.payerAuthorizer,
+      config.receiver,
+      config.receiverAuthorizer,
+      config.token,
+      config.withdrawDelay,
+      config.salt,
+    ].join("|");
+    let id = channelIds.get(key);
+    if (id === undefined) {
+      id = channelIdOf(config, terms.network);
+      if (channelIds.size >= CHANNEL_IDS_KEPT) channelIds.delete(channelIds.keys().next().value as string);
+      channelIds.set(key, id);
+    }
+    return id;
+  };
 
   /** The batch-settlement offer for a request whose maximum is `amountAtomic`. */
   const offer = (amountAtomic: bigint, extra: Record<string, unknown> = {}): PaymentRequirements => ({
@@ -118,7 +142,7 @@ export function createChannelBilling(parameters: CreateChannelBillingParameters)
         reason: ChannelReason.configMismatch,
         message: `the channel's receiverAuthorizer must be ${receiverAuthorizer.address} and its withdrawDelay at least ${withdrawDelay} s (from this gateway's offer)`,
       };
-    if (channelIdOf(config, terms.network) !== payload.voucher.channelId.toLowerCase())
+    if (channelIdFor(config) !== payload.voucher.channelId.toLowerCase())
       return {
         reason: ChannelReason.channelIdMismatch,
         message: "the voucher's channelId is not the id of its channelConfig",
@@ -353,8 +377,6 @@ export function createChannelBilling(parameters: CreateChannelBillingParameters)
               alsoRun: (tx) => settlePaymentRow(tx, paymentId, usage, chargeAtomic),
             };
           });
-          // A payer-authorizer whose voucher was charged gets its key precomputed for its next ones.
-          if (committed) vouchers.trust(payload.channelConfig.payerAuthorizer);
           const settled: SettleResponse = committed
             ? {
                 success: true,

@@ -222,31 +222,48 @@ export function describePaymentLedger(label: string, current: () => LedgerHarnes
       });
     });
 
-    test("claims unless the payer owes on the payment's network, in one statement; a replay finds its row", async () => {
+    test("allocates an id unless the payer owes on the network; a row claimed with it keeps it", async () => {
       const debtor = payerAddress(0xad3);
-      const first = await payments.claimUnlessInDebt(claimInput({ payer: debtor, nonce: 51n }), {
-        serving: true,
-      });
+      const id = await payments.allocateUnlessInDebt({ network: "eip155:31337", payer: debtor });
+      assert.ok(id !== undefined && id > 0);
+      const first = await payments.claim(claimInput({ payer: debtor, nonce: 51n }), { serving: true, id });
       assert.ok(first.claimed);
+      assert.equal(first.payment.id, id);
       assert.equal(first.payment.status, "serving");
-      const replay = await payments.claimUnlessInDebt(claimInput({ payer: debtor, nonce: 51n }));
+      // Ids allocated later are new, and a row claimed without one does not take an allocated one.
+      const next = await payments.allocateUnlessInDebt({ network: "eip155:31337", payer: debtor });
+      assert.ok(next !== undefined && next > id);
+      const plain = await payments.claim(claimInput({ payer: debtor, nonce: 53n }));
+      assert.ok(plain.claimed);
+      assert.notEqual(plain.payment.id, next);
+      const replay = await payments.claim(claimInput({ payer: debtor, nonce: 51n }), { id: next });
       assert.equal(replay.claimed, false);
-      assert.equal(replay.existing?.id, first.payment.id);
+      assert.equal(replay.existing?.id, id);
 
       await payments.recordUsage(first.payment.id, usage, 500n);
       await payments.markSettling(first.payment.id);
       await payments.markDebt(first.payment.id, "settle reverted");
-      const owing = await payments.claimUnlessInDebt(claimInput({ payer: debtor, nonce: 52n }));
-      assert.deepEqual(owing, { claimed: false, existing: undefined, inDebt: true });
-      assert.equal(await payments.findByKey(claimInput({ payer: debtor, nonce: 52n })), undefined, "no row");
-      const elsewhere = await payments.claimUnlessInDebt(
-        claimInput({ payer: debtor, nonce: 52n, network: "eip155:84532" }),
+      assert.equal(
+        await payments.allocateUnlessInDebt({ network: "eip155:31337", payer: debtor }),
+        undefined,
       );
-      assert.ok(elsewhere.claimed, "a debt on another network does not refuse this one");
-
+      assert.equal(
+        await payments.allocateUnlessInDebt({
+          network: "eip155:31337",
+          payer: debtor.toUpperCase().replace("0X", "0x"),
+        }),
+        undefined,
+        "the payer is the same whatever its case",
+      );
+      assert.ok(
+        (await payments.allocateUnlessInDebt({ network: "eip155:84532", payer: debtor })) !== undefined,
+        "a debt on another network does not refuse this one",
+      );
       await payments.resolveDebt(first.payment.id, transactionHash(11));
-      const paidUp = await payments.claimUnlessInDebt(claimInput({ payer: debtor, nonce: 52n }));
-      assert.ok(paidUp.claimed, "claimed once the debt is paid");
+      assert.ok(
+        (await payments.allocateUnlessInDebt({ network: "eip155:31337", payer: debtor })) !== undefined,
+        "allocated once the debt is paid",
+      );
     });
 
     test("lists claimed, serving, metered and settling rows for recovery, with what settling needs", async () => {
