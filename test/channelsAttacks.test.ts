@@ -18,7 +18,7 @@ import { wrapFetchWithPayment } from "@x402/fetch";
 import { createPublicClient, http } from "viem";
 import { privateKeyToAccount } from "viem/accounts";
 import { anvil } from "viem/chains";
-import { channelTestConfig } from "./support/channelFixtures.js";
+import { channelTestConfig, openTestChannel } from "./support/channelFixtures.js";
 import { type GatewayHarness, startGatewayHarness } from "./support/gatewayHarness.js";
 import { mockModelId } from "./support/mockBackend.js";
 
@@ -54,57 +54,8 @@ const url = () => `${h.gateway.url}/v1/chat/completions`;
 const post = (headers: Record<string, string> = {}) =>
   fetch(url(), { method: "POST", headers: { "content-type": "application/json", ...headers }, body });
 
-/** A buyer whose channel is open (one paid request through the official client), and what it needs to sign more. */
-async function openChannel() {
-  const buyer = await h.devnet.createBuyer(100_000_000n);
-  const account = privateKeyToAccount(buyer.privateKey);
-  const publicClient = createPublicClient({ chain: anvil, transport: http(h.devnet.rpcUrl) });
-  const signer = toClientEvmSigner(account, publicClient);
-  const scheme = new BatchSettlementEvmScheme(signer);
-  const payingFetch = wrapFetchWithPayment(
-    fetch,
-    x402Client.fromConfig({ schemes: [{ network: h.devnet.network, client: scheme }], spendControls: false }),
-  );
-  const opened = await payingFetch(url(), {
-    method: "POST",
-    headers: { "content-type": "application/json" },
-    body,
-  });
-  assert.equal(opened.status, 200, await opened.clone().text());
-  const required = decodePaymentRequiredHeader((await post()).headers.get("payment-required")!);
-  const offer = required.accepts.find(
-    (accept) => accept.scheme === "batch-settlement",
-  ) as PaymentRequirements;
-  const config = scheme.buildChannelConfig(offer);
-  const channelId = computeChannelId(config, h.devnet.network);
-  const charged = async () => (await h.gateway.ledger.channels.get(channelId))!.chargedAtomic;
-  /** A payment header for a voucher payload; its parts may be replaced by odd forms. */
-  const header = async (
-    cumulativeAtomic: bigint,
-    change: { config?: Record<string, unknown>; voucher?: Record<string, unknown> } = {},
-  ) => {
-    const voucher = await signVoucher(signer, channelId, cumulativeAtomic.toString(), h.devnet.network);
-    return encodePaymentSignatureHeader({
-      x402Version: 2,
-      resource: required.resource,
-      accepted: offer,
-      payload: {
-        type: "voucher",
-        channelConfig: { ...config, ...change.config },
-        voucher: { ...voucher, ...change.voucher },
-      },
-    } as never);
-  };
-  return {
-    config,
-    channelId,
-    charged,
-    header,
-    offer,
-    requestMax: BigInt(offer.amount),
-    payer: buyer.address,
-  };
-}
+/** A buyer whose channel is open (one paid request through the official client). */
+const openChannel = () => openTestChannel(h, { body });
 
 /** The body of a raw HTTP/1.1 response sent in chunks, as text. */
 function unchunk(raw: Buffer): string {
@@ -134,7 +85,7 @@ describe("channel payloads in odd forms", () => {
       // An all-digit address has no letters to break; the devnet's are mixed.
       assert.notEqual(badChecksum(address).toLowerCase(), badChecksum(address));
       const response = await post({
-        "payment-signature": await channel.header(charged + channel.requestMax, {
+        "payment-signature": await channel.voucherHeader(charged + channel.requestMax, {
           config: { [field]: badChecksum(address) },
         }),
       });
@@ -156,7 +107,7 @@ describe("channel payloads in odd forms", () => {
       ]),
     );
     const response = await post({
-      "payment-signature": await channel.header(charged + channel.requestMax, {
+      "payment-signature": await channel.voucherHeader(charged + channel.requestMax, {
         config: lower,
         voucher: { channelId: channel.channelId.toUpperCase().replace("0X", "0x") },
       }),
@@ -170,7 +121,7 @@ describe("channel payloads in odd forms", () => {
     const before = h.backend.inferenceRequests.length;
     for (const withdrawDelay of [2 ** 40, 1e21, Number.MAX_SAFE_INTEGER + 2]) {
       const response = await post({
-        "payment-signature": await channel.header((await channel.charged()) + channel.requestMax, {
+        "payment-signature": await channel.voucherHeader((await channel.charged()) + channel.requestMax, {
           config: { withdrawDelay },
         }),
       });
@@ -195,7 +146,7 @@ describe("channel payloads in odd forms", () => {
       Number(cumulative),
     ]) {
       const response = await post({
-        "payment-signature": await channel.header(cumulative, { voucher: { maxClaimableAmount } }),
+        "payment-signature": await channel.voucherHeader(cumulative, { voucher: { maxClaimableAmount } }),
       });
       assert.equal(response.status, 400, `${maxClaimableAmount}: ${await response.clone().text()}`);
       const answer = (await response.json()) as { error: { field?: string } };
@@ -209,7 +160,7 @@ describe("channel payloads in odd forms", () => {
     const charged = await channel.charged();
     const before = h.backend.inferenceRequests.length;
     // Signed for this body's maximum, sent with a body that asks for more output.
-    const header = await channel.header(charged + channel.requestMax);
+    const header = await channel.voucherHeader(charged + channel.requestMax);
     const response = await fetch(url(), {
       method: "POST",
       headers: { "content-type": "application/json", "payment-signature": header },
@@ -236,7 +187,7 @@ describe("a backend that misreports usage on a channel-paid request", () => {
       // With no usage, the gateway counts what it delivered and the prompt itself.
       h.backend.set({ reportUsage: false });
       const counted = await post({
-        "payment-signature": await channel.header((await channel.charged()) + channel.requestMax),
+        "payment-signature": await channel.voucherHeader((await channel.charged()) + channel.requestMax),
       });
       assert.equal(counted.status, 200, await counted.clone().text());
       const countedCharge = chargeOf(counted);
@@ -248,7 +199,7 @@ describe("a backend that misreports usage on a channel-paid request", () => {
       });
       const charged = await channel.charged();
       const inflated = await post({
-        "payment-signature": await channel.header(charged + channel.requestMax),
+        "payment-signature": await channel.voucherHeader(charged + channel.requestMax),
       });
       assert.equal(inflated.status, 200, await inflated.clone().text());
       assert.equal(chargeOf(inflated), countedCharge);
@@ -294,7 +245,7 @@ describe("a buyer that hangs up, or asks for a refund, mid-request", () => {
         method: "POST",
         headers: {
           "content-type": "application/json",
-          "payment-signature": await channel.header(before + max),
+          "payment-signature": await channel.voucherHeader(before + max),
         },
         body: streamBody,
         signal: abort.signal,
@@ -312,7 +263,7 @@ describe("a buyer that hangs up, or asks for a refund, mid-request", () => {
     const after = await channel.charged();
     assert.ok(after > before, "what was delivered is charged");
     assert.ok(after - before < max, "not the maximum");
-    const next = await post({ "payment-signature": await channel.header(after + channel.requestMax) });
+    const next = await post({ "payment-signature": await channel.voucherHeader(after + channel.requestMax) });
     assert.equal(next.status, 200, await next.clone().text());
   });
 
@@ -320,7 +271,7 @@ describe("a buyer that hangs up, or asks for a refund, mid-request", () => {
     const channel = await openChannel();
     const refundHeader = async (charged: bigint, amount?: string, voucherAtomic = charged) => {
       const { payload } = JSON.parse(
-        Buffer.from(await channel.header(voucherAtomic), "base64").toString("utf8"),
+        Buffer.from(await channel.voucherHeader(voucherAtomic), "base64").toString("utf8"),
       ) as { payload: { channelConfig: unknown; voucher: unknown } };
       return encodePaymentSignatureHeader({
         x402Version: 2,
@@ -342,7 +293,7 @@ describe("a buyer that hangs up, or asks for a refund, mid-request", () => {
         method: "POST",
         headers: {
           "content-type": "application/json",
-          "payment-signature": await channel.header(before + max),
+          "payment-signature": await channel.voucherHeader(before + max),
         },
         body: streamBody,
         signal: abort.signal,
@@ -418,7 +369,7 @@ describe("a buyer that reads its stream slowly", () => {
         (accept) => accept.scheme === "batch-settlement",
       )!.amount,
     );
-    const longHeader = await channel.header(chargedBefore + longMax);
+    const longHeader = await channel.voucherHeader(chargedBefore + longMax);
 
     // The buyer sends the request, then reads nothing: the gateway's writes back up.
     const { port } = new URL(h.gateway.url);
@@ -447,7 +398,9 @@ describe("a buyer that reads its stream slowly", () => {
     // Another request on the channel, on the base the gateway holds now.
     h.backend.set({ responseTokens: 16 });
     const charged = await channel.charged();
-    const next = await post({ "payment-signature": await channel.header(charged + channel.requestMax) });
+    const next = await post({
+      "payment-signature": await channel.voucherHeader(charged + channel.requestMax),
+    });
     assert.equal(next.status, 200, await next.clone().text());
 
     // The buyer reads the rest of its stream.
@@ -598,7 +551,9 @@ describe("a refund that takes long to land", () => {
   test("while a refund waits for the chain, past its first reservation, the channel takes no voucher", async () => {
     const channel = await openChannel();
     const charged = await channel.charged();
-    const { payload } = JSON.parse(Buffer.from(await channel.header(charged), "base64").toString("utf8")) as {
+    const { payload } = JSON.parse(
+      Buffer.from(await channel.voucherHeader(charged), "base64").toString("utf8"),
+    ) as {
       payload: Record<string, unknown>;
     };
     const refundHeader = encodePaymentSignatureHeader({
@@ -619,7 +574,7 @@ describe("a refund that takes long to land", () => {
       while (!(await h.gateway.ledger.channels.get(channel.channelId))?.pending) await sleep(50);
       // Past the two minutes the refund first reserved its channel for.
       await sleep(125_000);
-      during = await post({ "payment-signature": await channel.header(charged + channel.requestMax) });
+      during = await post({ "payment-signature": await channel.voucherHeader(charged + channel.requestMax) });
     } finally {
       await publicClient.request({ method: "evm_setAutomine" as never, params: [true] as never });
       await publicClient.request({ method: "evm_mine" as never, params: [] as never });
@@ -667,7 +622,7 @@ describe("the gateway refunding an idle channel", () => {
     try {
       refunds = settlement.refundIdle(0);
       while ((await pendingTransactions()) === 0) await sleep(50);
-      during = await post({ "payment-signature": await channel.header(charged + channel.requestMax) });
+      during = await post({ "payment-signature": await channel.voucherHeader(charged + channel.requestMax) });
     } finally {
       await publicClient.request({ method: "evm_setAutomine" as never, params: [true] as never });
       await publicClient.request({ method: "evm_mine" as never, params: [] as never });

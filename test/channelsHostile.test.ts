@@ -33,6 +33,7 @@ import type { SqlClient, SqlExecutor } from "../src/ledger/index.js";
 import {
   BATCH_SETTLEMENT_ADDRESS_FOR_TESTS,
   channelTestConfig,
+  openTestChannel,
   testChannelSettlement,
 } from "./support/channelFixtures.js";
 import { type GatewayHarness, startGatewayHarness } from "./support/gatewayHarness.js";
@@ -73,56 +74,8 @@ const post = (headers: Record<string, string> = {}) =>
   fetch(url(), { method: "POST", headers: { "content-type": "application/json", ...headers }, body });
 
 /** A buyer whose channel is open (one paid request through the official client), and a voucher signer for it. */
-async function openChannel(depositStrategy?: BatchSettlementDepositStrategy) {
-  const buyer = await h.devnet.createBuyer(100_000_000n);
-  const account = privateKeyToAccount(buyer.privateKey);
-  const publicClient = createPublicClient({ chain: anvil, transport: http(h.devnet.rpcUrl) });
-  const signer = toClientEvmSigner(account, publicClient);
-  const scheme = new BatchSettlementEvmScheme(signer, depositStrategy ? { depositStrategy } : undefined);
-  const payingFetch = wrapFetchWithPayment(
-    fetch,
-    x402Client.fromConfig({ schemes: [{ network: h.devnet.network, client: scheme }], spendControls: false }),
-  );
-  const opened = await payingFetch(url(), {
-    method: "POST",
-    headers: { "content-type": "application/json" },
-    body,
-  });
-  assert.equal(opened.status, 200, await opened.clone().text());
-  const required = decodePaymentRequiredHeader((await post()).headers.get("payment-required")!);
-  const offer = required.accepts.find(
-    (accept) => accept.scheme === "batch-settlement",
-  ) as PaymentRequirements;
-  const config = scheme.buildChannelConfig(offer);
-  const { computeChannelId } = await import("@x402/evm/batch-settlement/client");
-  const channelId = computeChannelId(config, h.devnet.network);
-  const charged = async () => (await h.gateway.ledger.channels.get(channelId))!.chargedAtomic;
-  /** The payment header of a voucher for `cumulativeAtomic`, signed by `voucherSigner` (default the payer). */
-  const voucherHeader = async (cumulativeAtomic: bigint, voucherSigner = signer) => {
-    const voucher = await signVoucher(
-      voucherSigner,
-      channelId,
-      cumulativeAtomic.toString(),
-      h.devnet.network,
-    );
-    return encodePaymentSignatureHeader({
-      x402Version: 2,
-      resource: required.resource,
-      accepted: offer,
-      payload: { type: "voucher", channelConfig: config, voucher },
-    });
-  };
-  return {
-    offer,
-    config,
-    buyer,
-    channelId,
-    charged,
-    voucherHeader,
-    payingFetch,
-    requestMax: BigInt(offer.amount),
-  };
-}
+const openChannel = (depositStrategy?: BatchSettlementDepositStrategy) =>
+  openTestChannel(h, { body, ...(depositStrategy ? { depositStrategy } : {}) });
 
 const errorOf = (response: Response) =>
   decodePaymentRequiredHeader(response.headers.get("payment-required")!).error;
@@ -133,10 +86,9 @@ describe("hostile channel payments", () => {
     const stranger = toClientEvmSigner(privateKeyToAccount(generatePrivateKey()));
     const before = h.backend.inferenceRequests.length;
     const response = await post({
-      "payment-signature": await channel.voucherHeader(
-        (await channel.charged()) + channel.requestMax,
-        stranger,
-      ),
+      "payment-signature": await channel.voucherHeader((await channel.charged()) + channel.requestMax, {
+        by: stranger,
+      }),
     });
     assert.equal(response.status, 402);
     assert.equal(errorOf(response), "invalid_batch_settlement_evm_voucher_signature");

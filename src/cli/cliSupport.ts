@@ -1,5 +1,6 @@
 import { type ParseArgsConfig, parseArgs } from "node:util";
 import { pino } from "pino";
+import pretty from "pino-pretty";
 import type { z } from "zod";
 import { type Logger, TollgateError } from "../errors/index.js";
 
@@ -122,9 +123,36 @@ function explainFlagIssue(issue: z.core.$ZodIssue, values: Record<string, unknow
   }
 }
 
-/** A logger for a command: JSON lines on stderr, level from `TOLLGATE_LOG_LEVEL` (default info). */
-export function createCliLogger(level = process.env.TOLLGATE_LOG_LEVEL ?? "info"): Logger {
-  return pino({ level, base: undefined }, pino.destination(2));
+export type CliLoggerOptions = {
+  /**
+   * One readable line per event (level, message, fields) instead of JSON: default when stderr is a
+   * terminal and `TOLLGATE_LOG_FORMAT` is not `json`. Piped or redirected, the lines are JSON for machines.
+   */
+  readable?: boolean;
+  /** Where the lines go; default stderr. */
+  destination?: NodeJS.WritableStream;
+};
+
+/** The commands' logger at `level` (default `TOLLGATE_LOG_LEVEL`, else info), on stderr. */
+export function createCliLogger(
+  level = process.env.TOLLGATE_LOG_LEVEL ?? "info",
+  {
+    readable = process.stderr.isTTY === true && process.env.TOLLGATE_LOG_FORMAT !== "json",
+    destination,
+  }: CliLoggerOptions = {},
+): Logger {
+  const options = { level, base: undefined };
+  if (!readable) return pino(options, destination ?? pino.destination(2));
+  return pino(
+    options,
+    pretty({
+      destination: destination ?? 2,
+      sync: true,
+      colorize: destination === undefined,
+      translateTime: "HH:MM:ss",
+      singleLine: true,
+    }),
+  );
 }
 
 /** Resolves on the first SIGINT or SIGTERM. */

@@ -1,4 +1,15 @@
-import { BATCH_SETTLEMENT_ADDRESS } from "@x402/evm";
+import assert from "node:assert/strict";
+import { x402Client } from "@x402/core/client";
+import { decodePaymentRequiredHeader, encodePaymentSignatureHeader } from "@x402/core/http";
+import type { PaymentRequirements } from "@x402/core/types";
+import { BATCH_SETTLEMENT_ADDRESS, type ClientEvmSigner, toClientEvmSigner } from "@x402/evm";
+import {
+  type BatchSettlementDepositStrategy,
+  BatchSettlementEvmScheme,
+  computeChannelId,
+  signVoucher,
+} from "@x402/evm/batch-settlement/client";
+import { wrapFetchWithPayment } from "@x402/fetch";
 import { type Address, createPublicClient, http } from "viem";
 import { privateKeyToAccount } from "viem/accounts";
 import { anvil } from "viem/chains";
@@ -52,4 +63,71 @@ export function testChannelSettlement(
     withdrawDelaySeconds: 900,
     logger,
   });
+}
+
+/**
+ * A buyer whose channel on the test gateway is open (one paid request through the official client),
+ * and payment headers for its vouchers, whose parts a hostile test may replace.
+ */
+export async function openTestChannel(
+  h: GatewayHarness,
+  { body, depositStrategy }: { body: string; depositStrategy?: BatchSettlementDepositStrategy },
+) {
+  const url = `${h.gateway.url}/v1/chat/completions`;
+  const buyer = await h.devnet.createBuyer(100_000_000n);
+  const account = privateKeyToAccount(buyer.privateKey);
+  const publicClient = createPublicClient({ chain: anvil, transport: http(h.devnet.rpcUrl) });
+  const signer = toClientEvmSigner(account, publicClient);
+  const scheme = new BatchSettlementEvmScheme(signer, depositStrategy ? { depositStrategy } : undefined);
+  const payingFetch = wrapFetchWithPayment(
+    fetch,
+    x402Client.fromConfig({ schemes: [{ network: h.devnet.network, client: scheme }], spendControls: false }),
+  );
+  const request = { method: "POST", headers: { "content-type": "application/json" }, body };
+  const opened = await payingFetch(url, request);
+  assert.equal(opened.status, 200, await opened.clone().text());
+  const required = decodePaymentRequiredHeader((await fetch(url, request)).headers.get("payment-required")!);
+  const offer = required.accepts.find(
+    (accept) => accept.scheme === "batch-settlement",
+  ) as PaymentRequirements;
+  const config = scheme.buildChannelConfig(offer);
+  const channelId = computeChannelId(config, h.devnet.network);
+  const charged = async () => (await h.gateway.ledger.channels.get(channelId))!.chargedAtomic;
+  /** The payment header of a voucher for `cumulativeAtomic`, signed by `by` (default the payer), its parts replaceable. */
+  const voucherHeader = async (
+    cumulativeAtomic: bigint,
+    change: {
+      by?: ClientEvmSigner;
+      config?: Record<string, unknown>;
+      voucher?: Record<string, unknown>;
+    } = {},
+  ) => {
+    const voucher = await signVoucher(
+      change.by ?? signer,
+      channelId,
+      cumulativeAtomic.toString(),
+      h.devnet.network,
+    );
+    return encodePaymentSignatureHeader({
+      x402Version: 2,
+      resource: required.resource,
+      accepted: offer,
+      payload: {
+        type: "voucher",
+        channelConfig: { ...config, ...change.config },
+        voucher: { ...voucher, ...change.voucher },
+      },
+    } as never);
+  };
+  return {
+    offer,
+    config,
+    buyer,
+    payer: buyer.address,
+    channelId,
+    charged,
+    voucherHeader,
+    payingFetch,
+    requestMax: BigInt(offer.amount),
+  };
 }
