@@ -429,8 +429,8 @@ export function createBillingSession(parameters: CreateBillingSessionParameters)
     failBeforeOutput,
     async completeJson(text) {
       if (!(await ready)) {
-        await failBeforeOutput(PAYMENT_NOT_RECORDED, 503);
         const answer = errorAnswer("TOLLGATE_LEDGER_FAILED", PAYMENT_NOT_RECORDED);
+        await failBeforeOutput(PAYMENT_NOT_RECORDED, answer.status);
         return { ok: false, status: answer.status, body: answer.body };
       }
       let json: unknown;
@@ -538,7 +538,6 @@ export function createBillingSession(parameters: CreateBillingSessionParameters)
             controller.close();
           },
           async pull(controller) {
-            if (closed) return;
             for (;;) {
               let next: ReadableStreamReadResult<Uint8Array>;
               try {
