@@ -1,5 +1,3 @@
-import type { SqlExecutor } from "./SqlClient.js";
-
 /** A batch-settlement channel's configuration, as the payer signed it (`ChannelConfig` of the spec). */
 export type ChannelConfigRecord = {
   payer: `0x${string}`;
@@ -58,9 +56,16 @@ export type ChannelUpdate<T> = {
   /** The new row; undefined leaves the stored one as it is. */
   next?: ChannelRecord | undefined;
   result: T;
-  /** More statements in the same transaction, run only when `next` is written (e.g. the payment row). */
-  alsoRun?: ((tx: SqlExecutor) => Promise<void>) | undefined;
+  /**
+   * One more statement written atomically with the channel, only when `next` is written (e.g. the
+   * payment row). It must return a row where it applies: when it returns none, nothing of the update
+   * is written and the update throws. On PGlite the two are one statement.
+   */
+  alsoWrite?: AlsoWrite | undefined;
 };
+
+/** A data-modifying statement with `RETURNING` (or a query), its parameters numbered from $1. */
+export type AlsoWrite = { text: string; params: readonly unknown[] };
 
 /** Totals over the channels of one receiver and token. */
 export type ChannelTotals = {

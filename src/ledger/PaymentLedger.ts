@@ -73,7 +73,6 @@ export type ClaimPaymentResult =
   | { claimed: true; payment: PaymentRecord }
   | { claimed: false; existing: PaymentRecord };
 
-/** A claim unless in debt may also find the payer owing: nothing is claimed then. */
 /** A claim within funds may also find the payer's funds already reserved by its payments in flight. */
 export type ClaimWithinFundsResult =
   | ClaimPaymentResult
@@ -145,8 +144,10 @@ export interface PaymentLedger {
     options?: ClaimPaymentOptions,
   ): Promise<ClaimWithinFundsResult>;
   /**
-   * A new payment id for the payer, or undefined when it has an unpaid debt on the network: one
-   * statement, so a request can be refused before it is served and its row written while it is served.
+   * A new payment id for the payer, or undefined when it has an unpaid debt on the network, so a
+   * request can be refused before it is served and its row written while it is served. One statement
+   * on a shared database; on one only this process holds (PGlite), no statement: its debts are
+   * counted as they are marked and resolved, and ids are taken from the sequence a block at a time.
    */
   allocateUnlessInDebt(key: Pick<AuthorizationKeyInput, "network" | "payer">): Promise<number | undefined>;
   /** `hasOpenDebt` and `findByKey`'s status together, in one statement: asked before every verify. */

@@ -96,32 +96,42 @@ describe("channels in a database one process holds (PGlite)", () => {
     await ledger.close();
   });
 
-  test("a charge is written with its other statements in one transaction; a failed one leaves the channel as it was", async () => {
+  test("a charge is written with its payment statement or not at all; one that applies to nothing leaves the channel as it was", async () => {
     const { sql, ledger } = await openAt(await freshDir());
     await ledger.channels.update(idOf(2), () => ({ next: channel(2), result: undefined }));
     assert.ok(await reserve(ledger, 2, "a"));
-    await assert.rejects(
+    const charge = (alsoWrite: { text: string; params: unknown[] }) =>
       ledger.channels.update(idOf(2), (current) => ({
         next: { ...current!, chargedAtomic: 7n, signedMaxAtomic: 10n, pending: undefined },
         result: undefined,
-        alsoRun: async () => {
-          throw new Error("the payment row is not being served");
-        },
-      })),
-      /not being served/,
+        alsoWrite,
+      }));
+    await assert.rejects(
+      charge({ text: "UPDATE payments SET updated_at = now() WHERE id = $1 RETURNING id", params: [424242] }),
+      /applied to nothing; nothing is written/,
     );
-    assert.equal((await storedRow(sql, 2))?.charged, "0", "rolled back on disk");
+    assert.equal((await storedRow(sql, 2))?.charged, "0", "nothing on disk");
     const kept = await ledger.channels.get(idOf(2));
-    assert.equal(kept?.chargedAtomic, 0n, "and in memory");
+    assert.equal(kept?.chargedAtomic, 0n, "nor in memory");
     assert.equal(kept?.pending?.id, "a", "still reserved");
-    await ledger.channels.update(idOf(2), (current) => ({
-      next: { ...current!, chargedAtomic: 7n, signedMaxAtomic: 10n, pending: undefined },
-      result: undefined,
-      alsoRun: async (tx) => {
-        await tx.query("SELECT 1");
-      },
-    }));
+    await assert.rejects(
+      charge({ text: "SELECT $1::text::int AS boom", params: ["seven"] }),
+      /invalid input syntax/,
+    );
+    assert.equal((await storedRow(sql, 2))?.charged, "0", "a failing statement writes nothing either");
+    await charge({ text: "SELECT $1::int AS one", params: [1] });
     assert.equal((await storedRow(sql, 2))?.charged, "7");
+    assert.equal((await ledger.channels.get(idOf(2)))?.chargedAtomic, 7n);
+    // A channel gone from the table fails the whole statement, with words that say so.
+    await sql.query("DELETE FROM channels WHERE channel_id = $1", [idOf(2).toLowerCase()]);
+    await assert.rejects(
+      ledger.channels.update(idOf(2), (current) => ({
+        next: { ...current!, chargedAtomic: 9n, signedMaxAtomic: 10n },
+        result: undefined,
+        alsoWrite: { text: "SELECT $1::int AS one", params: [1] },
+      })),
+      /is not stored; its update is not written/,
+    );
     await ledger.close();
   });
 

@@ -1,6 +1,6 @@
 import { z } from "zod";
 import { TollgateError } from "../errors/index.js";
-import type { ChannelConfigRecord, ChannelLedger, ChannelRecord } from "./ChannelLedger.js";
+import type { AlsoWrite, ChannelConfigRecord, ChannelLedger, ChannelRecord } from "./ChannelLedger.js";
 import { bindChannelChain, boundChannelChain, listSetAsideChannels } from "./channelChains.js";
 import type { SqlClient, SqlExecutor } from "./SqlClient.js";
 import { atomicParam, jsonParam } from "./sqlValues.js";
@@ -199,12 +199,60 @@ async function writeChanges(
   changes: readonly ColumnChange[],
 ): Promise<void> {
   if (changes.length === 0) return;
-  const sets = changes.map((change, i) => `${change.column} = $${i + 2}::${change.cast}`);
-  const rows = await tx.query(
-    `UPDATE channels SET ${sets.join(", ")}, updated_at = now() WHERE channel_id = $1 RETURNING channel_id`,
-    [channelId, ...changes.map((change) => change.value)],
+  const rows = await tx.query(`${updateStatement(changes, 1)} RETURNING channel_id`, [
+    channelId,
+    ...changes.map((change) => change.value),
+  ]);
+  if (rows.length !== 1) throw notStored(channelId);
+}
+
+/** `UPDATE channels SET …` of the changes, the channel id at $`first` and the values after it. */
+function updateStatement(changes: readonly ColumnChange[], first: number): string {
+  const sets = changes.map((change, i) => `${change.column} = $${first + i + 1}::${change.cast}`);
+  return `UPDATE channels SET ${sets.join(", ")}, updated_at = now() WHERE channel_id = $${first}`;
+}
+
+const notStored = (channelId: string) =>
+  new Error(`channel ${channelId} is not stored; its update is not written`);
+const alsoNotApplied = (channelId: string) =>
+  new Error(
+    `channel ${channelId}: the statement written with its update applied to nothing; nothing is written`,
   );
-  if (rows.length !== 1) throw new Error(`channel ${channelId} is not stored; its update is not written`);
+
+/** Runs the statement written with an update in the update's transaction: no row means nothing is written. */
+async function runAlsoWrite(tx: SqlExecutor, channelId: string, also: AlsoWrite): Promise<void> {
+  const rows = await tx.query(also.text, also.params);
+  if (rows.length === 0) throw alsoNotApplied(channelId);
+}
+
+/**
+ * The changes and the statement written with them as one statement (one call into PGlite): the
+ * channel is written only if that statement returned a row, and a channel that is not stored makes
+ * the whole statement fail (division by its zero count), so neither is written without the other.
+ */
+async function writeChangesWith(
+  db: SqlExecutor,
+  channelId: string,
+  changes: readonly ColumnChange[],
+  also: AlsoWrite,
+): Promise<void> {
+  if (changes.length === 0) return runAlsoWrite(db, channelId, also);
+  const first = also.params.length + 1;
+  let rows: Array<Record<string, unknown>>;
+  try {
+    rows = await db.query(
+      `WITH also AS (${also.text}),
+            channel AS (${updateStatement(changes, first)} AND EXISTS (SELECT 1 FROM also) RETURNING channel_id)
+       SELECT CASE WHEN (SELECT count(*) FROM also) = 0 THEN 0
+                   ELSE 1 / (SELECT count(*) FROM channel)::int END AS written`,
+      [...also.params, channelId, ...changes.map((change) => change.value)],
+    );
+  } catch (error) {
+    const sqlState = (error as { details?: { sqlState?: unknown } }).details?.sqlState;
+    if (sqlState === "22012") throw notStored(channelId);
+    throw error;
+  }
+  if (Number(rows[0]?.written ?? 0) === 0) throw alsoNotApplied(channelId);
 }
 
 export type CreateChannelLedgerOptions = {
@@ -265,7 +313,7 @@ function createSharedChannelLedger(sql: SqlClient): ChannelLedger {
         if (decision.next !== undefined) {
           checkSameChannel(id, decision.next);
           await writeChannel(tx, decision.next);
-          await decision.alsoRun?.(tx);
+          if (decision.alsoWrite) await runAlsoWrite(tx, id, decision.alsoWrite);
         }
         return decision.result;
       });
@@ -348,17 +396,14 @@ function createSingleProcessChannelLedger(sql: SqlClient, keptChannels: number):
         checkSameChannel(id, next);
         const changes = before ? changedColumns(before, next) : [];
         // A request in flight (its reservation, its time) alone is not written.
-        if (before === undefined || decision.alsoRun || changes.some((c) => c.column !== "last_request_at")) {
-          const write = (tx: SqlExecutor) =>
-            before ? writeChanges(tx, id, changes) : writeChannel(tx, { ...next, pending: undefined });
-          const alsoRun = decision.alsoRun;
-          if (alsoRun)
-            await sql.transaction(async (tx) => {
-              await write(tx);
-              await alsoRun(tx);
-            });
-          else await write(sql);
-        }
+        const also = decision.alsoWrite;
+        if (!before)
+          await sql.transaction(async (tx) => {
+            await writeChannel(tx, { ...next, pending: undefined });
+            if (also) await runAlsoWrite(tx, id, also);
+          });
+        else if (also) await writeChangesWith(sql, id, changes, also);
+        else if (changes.some((c) => c.column !== "last_request_at")) await writeChanges(sql, id, changes);
         keep(id, next);
         return decision.result;
       });

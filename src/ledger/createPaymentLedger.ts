@@ -44,6 +44,7 @@ export function createPaymentLedger(
   sql: SqlClient,
   { logger = silentLogger }: CreatePaymentLedgerParameters = {},
 ): PaymentLedger {
+  const alone = sql.serializesStatements ? singleProcessBook(sql) : undefined;
   async function selectPayments(where: string, params: readonly unknown[]): Promise<PaymentRecord[]> {
     const rows = await sql.query(`SELECT ${paymentColumns} FROM payments ${where}`, params);
     return rows.map(toPaymentRecord);
@@ -199,6 +200,7 @@ export function createPaymentLedger(
 
     async allocateUnlessInDebt(keyInput) {
       const key = normalizeAuthorizationKey({ ...keyInput, nonce: 0n });
+      if (alone) return (await alone.owes(key.network, key.payer)) ? undefined : alone.takeId();
       const [row] = await sql.query<{ id: unknown }>(
         `SELECT CASE WHEN EXISTS (SELECT 1 FROM payments WHERE network = $1 AND payer = $2 AND status = 'debt')
                 THEN NULL ELSE nextval(pg_get_serial_sequence('payments', 'id')) END AS id`,
@@ -304,10 +306,12 @@ export function createPaymentLedger(
     },
 
     async markDebt(id, reason) {
+      await alone?.debtsLoaded;
       const payment = await transition(id, "debt", {
         set: "error = $3",
         params: [textParam(reason, "reason")],
       });
+      alone?.owing(payment.network, payment.payer, +1);
       logger.warn(
         {
           paymentId: id,
@@ -325,11 +329,13 @@ export function createPaymentLedger(
       transition(id, "failed", { set: "error = $3", params: [textParam(reason, "reason")] }),
 
     async resolveDebt(id, transaction) {
+      await alone?.debtsLoaded;
       const payment = await transition(id, "settled", {
         onlyFrom: ["debt"],
         set: "transaction = $3, settled_at = now()",
         params: [textParam(transaction, "transaction")],
       });
+      alone?.owing(payment.network, payment.payer, -1);
       logger.info({ paymentId: id, payer: payment.payer, transaction }, "ledger: debt settled");
       return payment;
     },
@@ -442,4 +448,84 @@ function unitsOf(usage: TokenUsage): Record<string, number> {
   const out: Record<string, number> = {};
   for (const [unit, count] of Object.entries(units)) out[unit] = tokenCountParam(count, `usage.${unit}`);
   return out;
+}
+
+/** How many ids a single-process ledger takes from the sequence at once. */
+const ID_BLOCK = 16;
+
+/**
+ * What a ledger in a database one process holds alone (PGlite) answers without a statement: who
+ * owes (every debt is marked and resolved through a ledger of this process, which counts it) and
+ * the next payment ids (taken from the sequence a block at a time). Shared by every ledger over
+ * the same client, so two of them never disagree.
+ */
+type SingleProcessBook = {
+  readonly debtsLoaded: Promise<void>;
+  owes(network: string, payer: string): Promise<boolean>;
+  owing(network: string, payer: string, change: 1 | -1): void;
+  takeId(): Promise<number>;
+};
+
+const books = new WeakMap<SqlClient, SingleProcessBook>();
+
+function singleProcessBook(sql: SqlClient): SingleProcessBook {
+  const known = books.get(sql);
+  if (known) return known;
+  const debts = new Map<string, number>();
+  const keyOf = (network: string, payer: string) => `${network} ${payer}`;
+  let loading: Promise<void> | undefined;
+  const load = () => {
+    loading ??= sql
+      .query<{ network: unknown; payer: unknown; open: unknown }>(
+        "SELECT network, payer, count(*)::int AS open FROM payments WHERE status = 'debt' GROUP BY network, payer",
+      )
+      .then((rows) => {
+        for (const row of rows) debts.set(keyOf(String(row.network), String(row.payer)), Number(row.open));
+      })
+      .catch((error: unknown) => {
+        // Read again by the next caller: a failed read must not pass for "nobody owes".
+        loading = undefined;
+        throw error;
+      });
+    return loading;
+  };
+  const ids: number[] = [];
+  let refilling: Promise<void> | undefined;
+  const refill = () => {
+    refilling ??= sql
+      .query<{ id: unknown }>(
+        `SELECT nextval(pg_get_serial_sequence('payments', 'id'))::text AS id FROM generate_series(1, ${ID_BLOCK})`,
+      )
+      .then((rows) => {
+        for (const row of rows) ids.push(Number(row.id));
+      })
+      .finally(() => {
+        refilling = undefined;
+      });
+    return refilling;
+  };
+  const book: SingleProcessBook = {
+    get debtsLoaded() {
+      return load();
+    },
+    async owes(network, payer) {
+      await load();
+      return (debts.get(keyOf(network, payer)) ?? 0) > 0;
+    },
+    owing(network, payer, change) {
+      const key = keyOf(network, payer);
+      const open = (debts.get(key) ?? 0) + change;
+      if (open > 0) debts.set(key, open);
+      else debts.delete(key);
+    },
+    async takeId() {
+      while (ids.length === 0) await refill();
+      const id = ids.shift() as number;
+      // The next block is taken on a later turn, off the path of the request that asked.
+      if (ids.length <= ID_BLOCK / 4 && !refilling) setImmediate(() => void refill().catch(() => undefined));
+      return id;
+    },
+  };
+  books.set(sql, book);
+  return book;
 }

@@ -4,6 +4,7 @@ export {
   applyMigrations,
 } from "./applyMigrations.js";
 export type {
+  AlsoWrite,
   BindChannelChainResult,
   ChannelChain,
   ChannelConfigRecord,

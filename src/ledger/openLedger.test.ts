@@ -58,6 +58,16 @@ test("keeps payments, debts and settlements across close and reopen of a data di
       "migrations are not applied twice",
     );
     assert.equal(await second.payments.hasOpenDebt("eip155:31337", debtor), true);
+    assert.equal(
+      await second.payments.allocateUnlessInDebt({ network: "eip155:31337", payer: debtor }),
+      undefined,
+      "a debt marked before the restart still refuses the payer",
+    );
+    const fresh = await second.payments.allocateUnlessInDebt({
+      network: "eip155:31337",
+      payer: payerAddress(0xf1),
+    });
+    assert.ok(fresh !== undefined && fresh > pending.payment.id, "ids go on after the last one written");
     const replay = await second.payments.claim(debtClaim);
     assert.ok(!replay.claimed);
     assert.equal(replay.existing.status, "debt");

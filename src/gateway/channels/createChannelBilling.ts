@@ -4,7 +4,7 @@ import { BATCH_SETTLEMENT_ADDRESS } from "@x402/evm";
 import { type Address, getAddress, type Hex, type LocalAccount, type PublicClient } from "viem";
 import { chainIdOf } from "../../chain/index.js";
 import type { Logger } from "../../errors/index.js";
-import type { ChannelLedger, ChannelRecord, SqlExecutor } from "../../ledger/index.js";
+import type { AlsoWrite, ChannelLedger, ChannelRecord } from "../../ledger/index.js";
 import type { BillingEvent } from "../BillingEvent.js";
 import type { FacilitatorLike } from "../facilitatorLike.js";
 import type { BillingTerms } from "../paymentOffers.js";
@@ -374,7 +374,7 @@ export function createChannelBilling(parameters: CreateChannelBillingParameters)
             return {
               next,
               result: next,
-              alsoRun: (tx) => settlePaymentRow(tx, paymentId, usage, chargeAtomic),
+              alsoWrite: settlePaymentRow(paymentId, usage, chargeAtomic),
             };
           });
           const settled: SettleResponse = committed
@@ -397,7 +397,7 @@ export function createChannelBilling(parameters: CreateChannelBillingParameters)
           if (!committed) {
             // The reservation outlived its bound and the channel moved on: nothing can be charged on this voucher.
             logger.error({ channelId, paymentId }, "channel reservation lost before the charge; not charged");
-            await failPaymentRow(channels, channelId, paymentId);
+            await failPaymentRow(channels, channelId, paymentId, logger);
           }
           return { settlement: settled, chargeAtomic: committed ? chargeAtomic : 0n, usage };
         },
@@ -502,45 +502,48 @@ export function createChannelBilling(parameters: CreateChannelBillingParameters)
 
 export type ChannelBilling = ReturnType<typeof createChannelBilling>;
 
-/** The request's payment row, charged on its channel: settled (or zero) with usage, no transaction of its own. */
-async function settlePaymentRow(
-  tx: SqlExecutor,
-  paymentId: number,
-  usage: ChargeUsage,
-  chargeAtomic: bigint,
-) {
-  const rows = await tx.query(
-    `UPDATE payments SET status = $2, charge_atomic = $3::numeric, prompt_tokens = $4, completion_tokens = $5,
+/**
+ * The request's payment row, charged on its channel: settled (or zero) with usage, no transaction of
+ * its own. Written with the channel's charge; a row not being served writes neither (a charge
+ * without its row would be money nobody can see).
+ */
+function settlePaymentRow(paymentId: number, usage: ChargeUsage, chargeAtomic: bigint): AlsoWrite {
+  return {
+    text: `UPDATE payments SET status = $2, charge_atomic = $3::numeric, prompt_tokens = $4, completion_tokens = $5,
        settled_at = now(), updated_at = now()
      WHERE id = $1 AND status IN ('serving', 'metered') AND max_atomic >= $3::numeric
      RETURNING id`,
-    [
+    params: [
       paymentId,
       chargeAtomic === 0n ? "zero" : "settled",
       chargeAtomic.toString(),
       usage.promptTokens,
       usage.completionTokens,
     ],
-  );
-  // Rolls the channel's charge back with it: a charge without its row would be money nobody can see.
-  if (rows.length === 0)
-    throw new Error(`payment ${paymentId} is not being served; its charge is not recorded`);
+  };
 }
 
-async function failPaymentRow(channels: ChannelLedger, channelId: Hex, paymentId: number) {
-  await channels.update(channelId, (current) =>
-    current
-      ? {
-          next: current,
-          result: undefined,
-          alsoRun: async (tx) => {
-            await tx.query(
-              `UPDATE payments SET status = 'failed', error = 'channel reservation lost', updated_at = now()
-               WHERE id = $1 AND status IN ('claimed', 'serving')`,
-              [paymentId],
-            );
-          },
-        }
-      : { result: undefined },
-  );
+/** The payment row of a voucher whose reservation was lost: failed, when it is still open. */
+async function failPaymentRow(channels: ChannelLedger, channelId: Hex, paymentId: number, logger: Logger) {
+  await channels
+    .update(channelId, (current) =>
+      current
+        ? {
+            next: current,
+            result: undefined,
+            alsoWrite: {
+              text: `UPDATE payments SET status = 'failed', error = 'channel reservation lost', updated_at = now()
+                     WHERE id = $1 AND status IN ('claimed', 'serving') RETURNING id`,
+              params: [paymentId],
+            },
+          }
+        : { result: undefined },
+    )
+    // Nothing was charged either way; a row left open is only a row the ledger shows as unfinished.
+    .catch((error: unknown) =>
+      logger.warn(
+        { channelId, paymentId, error: String(error) },
+        "the lost reservation's row was not failed",
+      ),
+    );
 }
