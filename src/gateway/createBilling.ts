@@ -8,7 +8,7 @@ import {
   TollgateError,
   type TollgateErrorCode,
 } from "../errors/index.js";
-import type { PaymentLedger } from "../ledger/index.js";
+import type { ClaimPaymentInput, PaymentLedger } from "../ledger/index.js";
 import {
   decodePaymentSignatureHeader,
   encodePaymentRequiredHeader,
@@ -296,8 +296,8 @@ export function createBilling({
         );
       }
       const { reservation } = accepted;
-      // A payer in debt is refused here; the request's row is written while the backend starts, and
-      // the session waits for it before any output or charge (a failed write fails the request, unserved).
+      // A payer in debt is refused here; the request's row is written while it is served (see below),
+      // and nothing is forwarded or charged before it is in (a failed write fails the request, unserved).
       const paymentId = await ledger
         .allocateUnlessInDebt({ network: terms.network, payer: accepted.payer })
         .catch(async (error: unknown) => {
@@ -310,32 +310,29 @@ export function createBilling({
           `${ReasonCode.payerInDebt}: an earlier charge of this payer is unpaid; settle it first`,
         );
       }
-      // The write starts on the next turn of the event loop, once the backend request is on its way:
-      // PGlite runs in this thread, and a statement started now would hold the request back.
-      const recorded = nextTurn()
-        .then(() =>
-          ledger.claim(
-            {
-              network: terms.network,
-              payer: accepted.payer,
-              nonce: accepted.nonce,
-              scheme: BATCH_SETTLEMENT,
-              model: model.id,
-              route: seen.route,
-              requestId: seen.requestId,
-              asset: matched.requirements.asset,
-              payTo: matched.requirements.payTo,
-              maxAtomic: matched.signedMaxAtomic,
-              paymentPayload: payment,
-              paymentRequirements: matched.requirements,
-            },
-            { serving: true, id: paymentId },
-          ),
-        )
-        .then((claim) => {
-          if (!claim.claimed)
-            throw new Error(`payment ${paymentId}'s reservation nonce was already recorded`);
-        });
+      const claim: ClaimPaymentInput = {
+        network: terms.network,
+        payer: accepted.payer,
+        nonce: accepted.nonce,
+        scheme: BATCH_SETTLEMENT,
+        model: model.id,
+        route: seen.route,
+        requestId: seen.requestId,
+        asset: matched.requirements.asset,
+        payTo: matched.requirements.payTo,
+        maxAtomic: matched.signedMaxAtomic,
+        paymentPayload: payment,
+        paymentRequirements: matched.requirements,
+      };
+      const write = async () => {
+        const claimed = await ledger.claim(claim, { serving: true, id: paymentId });
+        if (!claimed.claimed)
+          throw new Error(`payment ${paymentId}'s reservation nonce was already recorded`);
+      };
+      // A stream's row is written on the next turn of the event loop, once the backend request is on
+      // its way (PGlite runs in this thread: a statement started now would hold the request back), and
+      // its first token waits for it. A JSON answer's row is written whole with its charge.
+      const unwritten = { claim, write, written: quote.stream ? nextTurn().then(write) : undefined };
       const channelPaid = {
         requestId: seen.requestId,
         route: seen.route,
@@ -359,7 +356,7 @@ export function createBilling({
         session: createBillingSession({
           quote,
           paymentId,
-          recorded,
+          unwritten,
           payer: accepted.payer,
           payload: payment,
           requirements: matched.requirements as PaymentRequirements,

@@ -1,6 +1,6 @@
 import type { PaymentPayload, PaymentRequirements } from "@x402/core/types";
 import { type Logger, runWithRequestId, TollgateError } from "../errors/index.js";
-import type { PaymentLedger } from "../ledger/index.js";
+import type { ClaimPaymentInput, PaymentLedger } from "../ledger/index.js";
 import { costOfUnits, unitPricesToStrings } from "../pricing/index.js";
 import {
   encodePaymentResponseHeader,
@@ -27,11 +27,13 @@ export type CreateBillingSessionParameters = {
   quote: RequestQuote;
   paymentId: number;
   /**
-   * Resolves once the request's row is in the ledger, when it is written while the backend starts
-   * (default: it already is). No output is forwarded and nothing is charged before; if the write
-   * fails, the request fails unserved and uncharged.
+   * A voucher request's row, when it is not in the ledger yet (default: it is). `written` is its
+   * write already under way (a stream's runs while the backend starts); without it, a JSON answer's
+   * row is inserted whole with the charge, in one statement, and anything else starts the write when
+   * it first needs the row. No output is forwarded and nothing is charged before the row is in; when
+   * it cannot be written, the request fails unserved and uncharged.
    */
-  recorded?: Promise<void>;
+  unwritten?: { claim: ClaimPaymentInput; write: () => Promise<void>; written?: Promise<void> | undefined };
   payer: string;
   payload: PaymentPayload;
   requirements: PaymentRequirements;
@@ -132,17 +134,31 @@ export function createBillingSession(parameters: CreateBillingSessionParameters)
     emit({ ...identity, type: "served", at, stream, ttftMs: at - parameters.startedAt });
   };
   const model = quote.model;
-  const ready = (parameters.recorded ?? Promise.resolve()).then(
-    () => true,
-    (error: unknown) => {
-      logger.error({ paymentId, error: String(error) }, "the payment's row could not be written; not served");
-      return false;
-    },
-  );
-  let rowIn = parameters.recorded === undefined;
-  void ready.then((inLedger) => {
-    rowIn = inLedger;
-  });
+  const { unwritten } = parameters;
+  let written = unwritten ? unwritten.written : Promise.resolve();
+  let rowIn = unwritten === undefined;
+  let readiness: Promise<boolean> | undefined;
+  /** Whether the row is in the ledger; starts its write when it was waiting for the charge. */
+  const ready = () => {
+    if (!written && unwritten) written = unwritten.write();
+    readiness ??= (written ?? Promise.resolve()).then(
+      () => {
+        rowIn = true;
+        return true;
+      },
+      (error: unknown) => {
+        logger.error(
+          { paymentId, error: String(error) },
+          "the payment's row could not be written; not served",
+        );
+        return false;
+      },
+    );
+    return readiness;
+  };
+  if (written) void ready();
+  /** Set when a row written with its charge could not be: the answer was not forwarded. */
+  let unrecorded = false;
   const deadlineAt = Date.now() + quote.timeBoundMs;
   // Compute time is measured from here (the backend is called next) to the end of the answer.
   const startedAt = performance.now();
@@ -206,7 +222,9 @@ export function createBillingSession(parameters: CreateBillingSessionParameters)
 
   const settleDelivered = (meter: OutputMeter, reported: unknown, delivered?: OutputReading["units"]) =>
     finishOnce(async () => {
-      if (!(await ready)) return failWithoutRow(500);
+      // A row waiting for its charge is written with it; any other is in the ledger first.
+      const writtenWithCharge = written === undefined && parameters.channel !== undefined;
+      if (!writtenWithCharge && !(await ready())) return failWithoutRow(500);
       const counted = await reconcileUsage({
         reported,
         deliveredOutputTokens: meter.countedTokens,
@@ -230,7 +248,7 @@ export function createBillingSession(parameters: CreateBillingSessionParameters)
         },
       };
       // Charged (channel) or settled (facilitator); then, when it succeeded, signed for the buyer.
-      const chargeOrSettle = async (): Promise<ChargeOutcome> => {
+      const chargeOrSettle = async (): Promise<ChargeOutcome | undefined> => {
         const charge = chargeFor(usage);
         const metered = () =>
           emit({
@@ -243,7 +261,24 @@ export function createBillingSession(parameters: CreateBillingSessionParameters)
         if (parameters.channel) {
           metered();
           const chargedAt = performance.now();
-          const outcome = await parameters.channel.charge(paymentId, usage, charge);
+          let outcome: ChargeOutcome;
+          try {
+            outcome = await parameters.channel.charge(
+              paymentId,
+              usage,
+              charge,
+              writtenWithCharge ? unwritten?.claim : undefined,
+            );
+          } catch (error) {
+            if (!writtenWithCharge) throw error;
+            // Neither the row nor the charge is in, and the channel was freed: the answer is not forwarded.
+            logger.error(
+              { paymentId, error: String(error) },
+              "the payment's row could not be written; not served",
+            );
+            unrecorded = true;
+            return undefined;
+          }
           const settleMs = performance.now() - chargedAt;
           if (outcome.settlement.success)
             emit({
@@ -307,6 +342,10 @@ export function createBillingSession(parameters: CreateBillingSessionParameters)
         );
       };
       const outcome = await chargeOrSettle();
+      if (!outcome) {
+        emit({ ...identity, type: "failed", at: Date.now(), reason: PAYMENT_NOT_RECORDED, status: 503 });
+        return undefined;
+      }
       const { receipts } = parameters;
       return receipts
         ? signSettledCharge({ outcome, receipts, model, requirements, payer, capAtomic, logger })
@@ -322,7 +361,7 @@ export function createBillingSession(parameters: CreateBillingSessionParameters)
 
   const failBeforeOutput = async (reason: string, status = 502) => {
     await finishOnce(async () => {
-      if (!(await ready)) return failWithoutRow(status);
+      if (!(await ready())) return failWithoutRow(status);
       await ledger.markFailed(paymentId, reason);
       await parameters.channel?.release();
       emit({ ...identity, type: "failed", at: Date.now(), reason, status });
@@ -423,15 +462,21 @@ export function createBillingSession(parameters: CreateBillingSessionParameters)
   return {
     paymentId,
     payer,
-    ready,
+    get ready() {
+      return ready();
+    },
     deadlineAt,
     done,
     failBeforeOutput,
     async completeJson(text) {
-      if (!(await ready)) {
+      const notRecorded = () => {
         const answer = errorAnswer("TOLLGATE_LEDGER_FAILED", PAYMENT_NOT_RECORDED);
-        await failBeforeOutput(PAYMENT_NOT_RECORDED, answer.status);
-        return { ok: false, status: answer.status, body: answer.body };
+        return { ok: false as const, status: answer.status, body: answer.body };
+      };
+      // A row waiting for its charge is written with it, below.
+      if (written !== undefined && !(await ready())) {
+        await failBeforeOutput(PAYMENT_NOT_RECORDED, notRecorded().status);
+        return notRecorded();
       }
       let json: unknown;
       try {
@@ -476,6 +521,7 @@ export function createBillingSession(parameters: CreateBillingSessionParameters)
       }
       served(false);
       const outcome = await settleDelivered(meter, reading.usage, reading.units);
+      if (!outcome && unrecorded) return notRecorded();
       if (!outcome)
         throw new TollgateError({ code: "TOLLGATE_INTERNAL", shortMessage: "payment was already finished" });
       return {
@@ -529,7 +575,7 @@ export function createBillingSession(parameters: CreateBillingSessionParameters)
         {
           async start(controller) {
             // Nothing is forwarded before the request's row is in the ledger.
-            if (await ready) return;
+            if (await ready()) return;
             closed = true;
             clearTimeout(deadline);
             await reader.cancel(PAYMENT_NOT_RECORDED).catch(() => undefined);

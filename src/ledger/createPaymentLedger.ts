@@ -6,10 +6,10 @@ import type {
   PaymentLedger,
   PaymentModelTotals,
   PaymentRecord,
-  TokenUsage,
 } from "./PaymentLedger.js";
 import { PaymentTransitionError } from "./PaymentTransitionError.js";
 import { paymentColumns, toPaymentRecord } from "./paymentRow.js";
+import { claimColumns, claimParams, claimValues, unitsOf } from "./paymentRowWrites.js";
 import {
   canTransitionPayment,
   isPaymentStatus,
@@ -129,21 +129,7 @@ export function createPaymentLedger(
     serving: boolean,
     { fundsAtomic, id }: { fundsAtomic?: bigint; id?: number | undefined } = {},
   ): Promise<SqlRow[]> {
-    const key = normalizeAuthorizationKey(input);
-    const params: unknown[] = [
-      key.network,
-      key.payer,
-      key.nonce,
-      textParam(input.scheme, "scheme"),
-      textParam(input.model, "model"),
-      textParam(input.route, "route"),
-      textParam(input.asset, "asset"),
-      textParam(input.payTo, "payTo"),
-      atomicParam(input.maxAtomic, "maxAtomic"),
-      jsonParam(input.paymentPayload, "paymentPayload"),
-      jsonParam(input.paymentRequirements, "paymentRequirements"),
-      input.requestId === undefined ? null : textParam(input.requestId, "requestId"),
-    ];
+    const params = claimParams(input);
     const conditions: string[] = [];
     if (fundsAtomic !== undefined) {
       params.push(atomicParam(fundsAtomic, "fundsAtomic"));
@@ -158,9 +144,9 @@ export function createPaymentLedger(
       params.push(id);
     }
     return db.query(
-      `INSERT INTO payments (${idColumn}network, payer, nonce, scheme, model, route, asset, pay_to, max_atomic, payload, requirements, request_id, status)
+      `INSERT INTO payments (${idColumn}${claimColumns}, status)
        ${id === undefined ? "" : "OVERRIDING SYSTEM VALUE"}
-       SELECT ${id === undefined ? "" : `$${params.length}, `}$1, $2, $3, $4, $5, $6, $7, $8, $9::numeric, $10::jsonb, $11::jsonb, $12, '${serving ? "serving" : "claimed"}'
+       SELECT ${id === undefined ? "" : `$${params.length}, `}${claimValues}, '${serving ? "serving" : "claimed"}'
        ${conditions.length > 0 ? `WHERE ${conditions.join(" AND ")}` : ""}
        ON CONFLICT (network, payer, nonce) DO NOTHING
        RETURNING ${paymentColumns}`,
@@ -440,16 +426,6 @@ export function createPaymentLedger(
 }
 
 /** The usage per unit to record: the given units (each a token count), or the token totals. */
-function unitsOf(usage: TokenUsage): Record<string, number> {
-  const units: Record<string, number> = usage.units ?? {
-    input_tokens: usage.promptTokens,
-    output_tokens: usage.completionTokens,
-  };
-  const out: Record<string, number> = {};
-  for (const [unit, count] of Object.entries(units)) out[unit] = tokenCountParam(count, `usage.${unit}`);
-  return out;
-}
-
 /** How many ids a single-process ledger takes from the sequence at once. */
 const ID_BLOCK = 16;
 

@@ -51,6 +51,7 @@ export type {
   TokenUsage,
 } from "./PaymentLedger.js";
 export { PaymentTransitionError, type PaymentTransitionErrorParameters } from "./PaymentTransitionError.js";
+export { type ChannelRowOutcome, channelRowWrite } from "./paymentRowWrites.js";
 export {
   canTransitionPayment,
   isFinalPaymentStatus,

@@ -4,7 +4,12 @@ import { BATCH_SETTLEMENT_ADDRESS } from "@x402/evm";
 import { type Address, getAddress, type Hex, type LocalAccount, type PublicClient } from "viem";
 import { chainIdOf } from "../../chain/index.js";
 import type { Logger } from "../../errors/index.js";
-import type { AlsoWrite, ChannelLedger, ChannelRecord } from "../../ledger/index.js";
+import {
+  type ChannelLedger,
+  type ChannelRecord,
+  type ClaimPaymentInput,
+  channelRowWrite,
+} from "../../ledger/index.js";
 import type { BillingEvent } from "../BillingEvent.js";
 import type { FacilitatorLike } from "../facilitatorLike.js";
 import type { BillingTerms } from "../paymentOffers.js";
@@ -48,8 +53,17 @@ export type ChannelReservation = {
   voucherMaxAtomic: bigint;
   /** The deposit transaction made for this request, if it carried one. */
   depositTransaction?: string;
-  /** Adds the charge to the channel and settles the payment row, in one transaction. */
-  charge(paymentId: number, usage: ChargeUsage, chargeAtomic: bigint): Promise<ChargeOutcome>;
+  /**
+   * Adds the charge to the channel and finishes the payment row, atomically; `unwritten` is the
+   * claim of a row not written while the request was served, inserted whole then. When they cannot
+   * be written, the channel is freed and the error thrown: nothing is charged.
+   */
+  charge(
+    paymentId: number,
+    usage: ChargeUsage,
+    chargeAtomic: bigint,
+    unwritten?: ClaimPaymentInput,
+  ): Promise<ChargeOutcome>;
   /** Frees the channel for the next request without charging (nothing was delivered). */
   release(): Promise<void>;
 };
@@ -358,25 +372,30 @@ export function createChannelBilling(parameters: CreateChannelBillingParameters)
         voucherMaxAtomic,
         ...(depositTransaction ? { depositTransaction } : {}),
         release: () => release(channelId, pendingId),
-        async charge(paymentId, usage, chargeAtomic) {
-          const committed = await channels.update<ChannelRecord | undefined>(channelId, (current) => {
-            if (!current || current.pending?.id !== pendingId) return { result: undefined };
-            const chargedAtomic = current.chargedAtomic + chargeAtomic;
-            if (chargedAtomic > voucherMaxAtomic) return { result: undefined };
-            const next: ChannelRecord = {
-              ...current,
-              chargedAtomic,
-              signedMaxAtomic: voucherMaxAtomic,
-              signature: payload.voucher.signature,
-              lastRequestAt: Date.now(),
-              pending: undefined,
-            };
-            return {
-              next,
-              result: next,
-              alsoWrite: settlePaymentRow(paymentId, usage, chargeAtomic),
-            };
-          });
+        async charge(paymentId, usage, chargeAtomic, unwritten) {
+          const committed = await channels
+            .update<ChannelRecord | undefined>(channelId, (current) => {
+              if (!current || current.pending?.id !== pendingId) return { result: undefined };
+              const chargedAtomic = current.chargedAtomic + chargeAtomic;
+              if (chargedAtomic > voucherMaxAtomic) return { result: undefined };
+              const next: ChannelRecord = {
+                ...current,
+                chargedAtomic,
+                signedMaxAtomic: voucherMaxAtomic,
+                signature: payload.voucher.signature,
+                lastRequestAt: Date.now(),
+                pending: undefined,
+              };
+              return {
+                next,
+                result: next,
+                alsoWrite: channelRowWrite(paymentId, { usage, chargeAtomic }, unwritten),
+              };
+            })
+            .catch(async (error: unknown) => {
+              await release(channelId, pendingId).catch(() => undefined);
+              throw error;
+            });
           const settled: SettleResponse = committed
             ? {
                 success: true,
@@ -397,7 +416,7 @@ export function createChannelBilling(parameters: CreateChannelBillingParameters)
           if (!committed) {
             // The reservation outlived its bound and the channel moved on: nothing can be charged on this voucher.
             logger.error({ channelId, paymentId }, "channel reservation lost before the charge; not charged");
-            await failPaymentRow(channels, channelId, paymentId, logger);
+            await failPaymentRow(channels, channelId, paymentId, unwritten, logger);
           }
           return { settlement: settled, chargeAtomic: committed ? chargeAtomic : 0n, usage };
         },
@@ -502,40 +521,21 @@ export function createChannelBilling(parameters: CreateChannelBillingParameters)
 
 export type ChannelBilling = ReturnType<typeof createChannelBilling>;
 
-/**
- * The request's payment row, charged on its channel: settled (or zero) with usage, no transaction of
- * its own. Written with the channel's charge; a row not being served writes neither (a charge
- * without its row would be money nobody can see).
- */
-function settlePaymentRow(paymentId: number, usage: ChargeUsage, chargeAtomic: bigint): AlsoWrite {
-  return {
-    text: `UPDATE payments SET status = $2, charge_atomic = $3::numeric, prompt_tokens = $4, completion_tokens = $5,
-       settled_at = now(), updated_at = now()
-     WHERE id = $1 AND status IN ('serving', 'metered') AND max_atomic >= $3::numeric
-     RETURNING id`,
-    params: [
-      paymentId,
-      chargeAtomic === 0n ? "zero" : "settled",
-      chargeAtomic.toString(),
-      usage.promptTokens,
-      usage.completionTokens,
-    ],
-  };
-}
-
-/** The payment row of a voucher whose reservation was lost: failed, when it is still open. */
-async function failPaymentRow(channels: ChannelLedger, channelId: Hex, paymentId: number, logger: Logger) {
+/** The payment row of a voucher whose reservation was lost: failed (inserted so, when it was never written). */
+async function failPaymentRow(
+  channels: ChannelLedger,
+  channelId: Hex,
+  paymentId: number,
+  unwritten: ClaimPaymentInput | undefined,
+  logger: Logger,
+) {
   await channels
     .update(channelId, (current) =>
       current
         ? {
             next: current,
             result: undefined,
-            alsoWrite: {
-              text: `UPDATE payments SET status = 'failed', error = 'channel reservation lost', updated_at = now()
-                     WHERE id = $1 AND status IN ('claimed', 'serving') RETURNING id`,
-              params: [paymentId],
-            },
+            alsoWrite: channelRowWrite(paymentId, { failed: "channel reservation lost" }, unwritten),
           }
         : { result: undefined },
     )
