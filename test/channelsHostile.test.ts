@@ -348,6 +348,40 @@ describe("hostile channel payments", () => {
     assert.ok((await channel.charged()) > charged);
   });
 
+  test("a JSON voucher request's row is written whole with its charge: no row while the backend works, one settled row after", async () => {
+    const channel = await openChannel();
+    const charged = await channel.charged();
+    const header = await channel.voucherHeader(charged + channel.requestMax);
+    const requestId = `json-row-${Date.now()}`;
+    const rowsOf = async () =>
+      (await h.gateway.ledger.payments.recent({ limit: 200 })).filter((row) => row.requestId === requestId);
+    const backendBefore = h.backend.inferenceRequests.length;
+    h.backend.set({ tokensPerSecond: 40 });
+    let response: Response;
+    try {
+      const answered = post({ "payment-signature": header, "x-request-id": requestId });
+      while (h.backend.inferenceRequests.length === backendBefore)
+        await new Promise((resolve) => setTimeout(resolve, 5));
+      assert.deepEqual(await rowsOf(), [], "no row while the backend works on it");
+      response = await answered;
+    } finally {
+      h.backend.set({ tokensPerSecond: 0 });
+    }
+    assert.equal(response.status, 200, await response.clone().text());
+    const answer = (await response.json()) as { usage: { prompt_tokens: number; completion_tokens: number } };
+    const chargedNow = await channel.charged();
+    const rows = await rowsOf();
+    assert.equal(rows.length, 1, "one row");
+    const [row] = rows;
+    assert.equal(row?.status, "settled");
+    assert.equal(row?.scheme, "batch-settlement");
+    assert.equal(row?.chargeAtomic, chargedNow - charged, "the row holds the channel's charge");
+    assert.equal(row?.promptTokens, answer.usage.prompt_tokens);
+    assert.equal(row?.completionTokens, answer.usage.completion_tokens);
+    assert.equal(row?.maxAtomic, channel.requestMax, "the request's maximum");
+    assert.ok(row?.settledAt, "settled at the charge");
+  });
+
   test("a voucher request whose payment row cannot be written is neither served nor charged, and frees its channel", async () => {
     const channel = await openChannel();
     const charged = await channel.charged();
