@@ -21,6 +21,7 @@ import { anvil } from "viem/chains";
 import { channelTestConfig, openTestChannel } from "./support/channelFixtures.js";
 import { type GatewayHarness, startGatewayHarness } from "./support/gatewayHarness.js";
 import { mockModelId } from "./support/mockBackend.js";
+import { contentChunks, unchunk } from "./support/rawHttp.js";
 
 let h: GatewayHarness;
 
@@ -56,20 +57,6 @@ const post = (headers: Record<string, string> = {}) =>
 
 /** A buyer whose channel is open (one paid request through the official client). */
 const openChannel = () => openTestChannel(h, { body });
-
-/** The body of a raw HTTP/1.1 response sent in chunks, as text. */
-function unchunk(raw: Buffer): string {
-  let at = raw.indexOf("\r\n\r\n") + 4;
-  const parts: Buffer[] = [];
-  for (;;) {
-    const lineEnd = raw.indexOf("\r\n", at);
-    const size = Number.parseInt(raw.subarray(at, lineEnd).toString("latin1"), 16);
-    if (!(size > 0)) break;
-    parts.push(raw.subarray(lineEnd + 2, lineEnd + 2 + size));
-    at = lineEnd + 2 + size + 2;
-  }
-  return Buffer.concat(parts).toString("utf8");
-}
 
 /** Swaps the case of an address's letters: the same address, with a checksum that no longer holds. */
 const badChecksum = (address: string) =>
@@ -410,11 +397,7 @@ describe("a buyer that reads its stream slowly", () => {
     assert.match(raw.toString("latin1"), /^HTTP\/1\.1 200/);
     const text = unchunk(raw);
     // Each of the mock's words is one token: what the buyer got is what it must pay for.
-    const delivered = text
-      .split("\n")
-      .filter((line) => line.startsWith("data: {"))
-      .map((line) => JSON.parse(line.slice(6)) as { choices?: { delta?: { content?: string } }[] })
-      .filter((chunk) => chunk.choices?.[0]?.delta?.content).length;
+    const delivered = contentChunks(text);
     assert.ok(delivered > 0, "output was delivered");
 
     const rows = (await h.gateway.ledger.payments.recent({ limit: 1000 })).filter(

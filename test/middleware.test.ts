@@ -1,8 +1,12 @@
 import assert from "node:assert/strict";
-import type { AddressInfo } from "node:net";
+import { type AddressInfo, connect } from "node:net";
 import { after, before, describe, test } from "node:test";
 import { serve } from "@hono/node-server";
-import { decodePaymentResponseHeader } from "@x402/core/http";
+import {
+  decodePaymentRequiredHeader,
+  decodePaymentResponseHeader,
+  encodePaymentSignatureHeader,
+} from "@x402/core/http";
 import express from "express";
 import { Hono } from "hono";
 import { type Devnet, startDevnet } from "../src/devnet/index.js";
@@ -19,25 +23,27 @@ import {
 import { type Ledger, openLedger } from "../src/ledger/index.js";
 import { countTextTokens } from "../src/pricing/index.js";
 import { parseReceiptEvent } from "../src/protocol/index.js";
-import { expectedCharge, officialPayingFetch, testPrices } from "./support/gatewayHarness.js";
+import { expectedCharge, officialBuyer, officialPayingFetch, testPrices } from "./support/gatewayHarness.js";
 import {
   type MockBackend,
   mockCompletionText,
   mockModelId,
   startMockBackend,
 } from "./support/mockBackend.js";
+import { contentChunks, unchunk } from "./support/rawHttp.js";
 
 let devnet: Devnet;
 let backend: MockBackend;
 let ledger: Ledger;
 let billing: Billing;
+let facilitator: ReturnType<typeof createFacilitator>;
 const closers: Array<() => Promise<void>> = [];
 
 before(async () => {
   devnet = await startDevnet({ buyers: 2 });
   backend = await startMockBackend({ responseTokens: 9 });
   ledger = await openLedger();
-  const facilitator = createFacilitator({
+  facilitator = createFacilitator({
     rpcUrl: devnet.rpcUrl,
     privateKey: devnet.accounts.facilitator.privateKey,
     network: devnet.network,
@@ -58,14 +64,7 @@ before(async () => {
     ],
   });
   billing = createBilling({
-    terms: {
-      network: devnet.network,
-      asset: devnet.contracts.usdc,
-      assetDomain: { name: "USD Coin", version: "2" },
-      payTo: devnet.accounts.payTo.address,
-      maxTimeoutSeconds: 300,
-      facilitatorAddress: facilitator.address,
-    },
+    terms: termsOf(devnet, facilitator),
     models: config.models,
     facilitator,
     ledger: ledger.payments,
@@ -78,6 +77,15 @@ after(async () => {
   await backend?.close();
   await ledger?.close();
   await devnet?.stop();
+});
+
+const termsOf = (devnet: Devnet, facilitator: { address: `0x${string}` }) => ({
+  network: devnet.network,
+  asset: devnet.contracts.usdc,
+  assetDomain: { name: "USD Coin", version: "2" },
+  payTo: devnet.accounts.payTo.address,
+  maxTimeoutSeconds: 300,
+  facilitatorAddress: facilitator.address,
 });
 
 const body = (stream: boolean) =>
@@ -167,5 +175,165 @@ describe("billing as a library", () => {
     await new Promise((resolve) => server.once("listening", resolve));
     closers.push(() => new Promise((resolve) => server.close(() => resolve())));
     await checkPaidRoute(`http://127.0.0.1:${(server.address() as AddressInfo).port}/v1/chat/completions`, 1);
+  });
+});
+
+/** An Express app billed for a model whose answers may run 50,000 tokens and whose time bound is 2 s. */
+async function longExpressApp(handler: (backendUrl: string) => express.RequestHandler) {
+  const maxDurationSeconds = 2;
+  const longBackend = await startMockBackend({ responseTokens: 50_000 });
+  closers.push(() => longBackend.close());
+  const config = parseGatewayConfig({
+    network: devnet.network,
+    asset: devnet.contracts.usdc,
+    payTo: devnet.accounts.payTo.address,
+    models: [
+      {
+        id: mockModelId,
+        backend: { baseUrl: longBackend.url, maxDurationSeconds },
+        inputPrice: testPrices.inputPerMTokAtomic.toString(),
+        outputPrice: testPrices.outputPerMTokAtomic.toString(),
+        maxOutputTokens: 60_000,
+      },
+    ],
+  });
+  const longBilling = createBilling({
+    terms: termsOf(devnet, facilitator),
+    models: config.models,
+    facilitator,
+    ledger: ledger.payments,
+    countTokens: countTextTokens,
+  });
+  const app = express();
+  app.post(
+    "/v1/chat/completions",
+    express.json(),
+    tollgateExpress({ billing: longBilling }),
+    handler(longBackend.url),
+  );
+  const server = app.listen(0, "127.0.0.1");
+  await new Promise((resolve) => server.once("listening", resolve));
+  closers.push(() => new Promise((resolve) => server.close(() => resolve())));
+  return { port: (server.address() as AddressInfo).port, maxDurationSeconds };
+}
+
+/** A paid request's payment header for `body` at `port`, signed by the official client (buyer 1). */
+async function paymentHeaderFor(port: number, body: string): Promise<string> {
+  const quoted = await fetch(`http://127.0.0.1:${port}/v1/chat/completions`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body,
+  });
+  assert.equal(quoted.status, 402);
+  const payment = await officialBuyer(
+    devnet.accounts.buyers[1]!.privateKey,
+    devnet.network,
+  ).createPaymentPayload(decodePaymentRequiredHeader(quoted.headers.get("payment-required")!));
+  return encodePaymentSignatureHeader(payment);
+}
+
+/** The first ledger row after `afterId` once it is final, or what it is at `giveUpAt`. */
+async function finalRowAfter(afterId: number, giveUpAt: number) {
+  const rowOf = async () => (await ledger.payments.recent({ limit: 5 })).find((row) => row.id > afterId);
+  let row = await rowOf();
+  while (!(row && ["settled", "zero", "debt", "failed"].includes(row.status)) && Date.now() < giveUpAt) {
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    row = await rowOf();
+  }
+  return row;
+}
+
+describe("the Express adapter at the request's time bound", () => {
+  test("a stream the buyer stops reading is charged at its time bound for what was forwarded, without waiting for the buyer", async () => {
+    // A careful handler: it waits for the buyer to drain each write, so a buyer that reads nothing stalls it.
+    const { port, maxDurationSeconds } = await longExpressApp((backendUrl) => async (req, res) => {
+      const upstream = await fetch(`${backendUrl}/chat/completions`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify(req.body),
+      });
+      res.status(upstream.status).type(upstream.headers.get("content-type") ?? "application/json");
+      for await (const chunk of upstream.body as unknown as AsyncIterable<Uint8Array>) {
+        if (res.writableEnded) break;
+        if (!res.write(chunk))
+          await new Promise((resolve) => {
+            res.once("drain", resolve);
+            res.once("close", resolve);
+          });
+      }
+      res.end();
+    });
+    const longBody = JSON.stringify({
+      model: mockModelId,
+      messages: [{ role: "user", content: "hello there" }],
+      max_tokens: 50_000,
+      stream: true,
+    });
+    const header = await paymentHeaderFor(port, longBody);
+    const lastIdBefore = (await ledger.payments.recent({ limit: 1 }))[0]?.id ?? 0;
+
+    // The buyer sends the paid request, then reads nothing.
+    const socket = connect(port, "127.0.0.1");
+    socket.pause();
+    const received: Buffer[] = [];
+    const ended = new Promise<void>((resolve) => socket.on("end", resolve));
+    socket.on("data", (chunk: Buffer) => received.push(chunk));
+    socket.write(
+      [
+        "POST /v1/chat/completions HTTP/1.1",
+        "host: 127.0.0.1",
+        "content-type: application/json",
+        `content-length: ${Buffer.byteLength(longBody)}`,
+        `payment-signature: ${header}`,
+        "connection: close",
+        "",
+        longBody,
+      ].join("\r\n"),
+    );
+    // Charged once the time bound passed, while the buyer still reads nothing.
+    const row = await finalRowAfter(lastIdBefore, Date.now() + maxDurationSeconds * 1000 + 20_000);
+    assert.equal(row?.status, "settled", `charged without the buyer reading (row: ${row?.status ?? "none"})`);
+
+    socket.resume();
+    await ended;
+    const raw = Buffer.concat(received);
+    assert.match(raw.toString("latin1"), /^HTTP\/1\.1 200/);
+    const text = unchunk(raw);
+    const delivered = contentChunks(text);
+    assert.ok(delivered > 0 && delivered < 50_000, `part of the answer was forwarded (${delivered} tokens)`);
+    assert.equal(row?.completionTokens, delivered, "charged for exactly what was forwarded");
+    const receipt = parseReceiptEvent(text.split("\n").find((line) => line.includes("x402_receipt"))!);
+    assert.ok(receipt.ok);
+    assert.equal(receipt.receipt.amount, row?.chargeAtomic?.toString(), "the stream's receipt is the charge");
+    assert.match(text, /TOLLGATE_BACKEND_TIMEOUT/, "the stream ends with the time bound's error event");
+  });
+
+  test("a JSON answer the handler never ends gets 504 at the time bound, and nothing is charged", async () => {
+    const { port, maxDurationSeconds } = await longExpressApp(() => (_req, res) => {
+      res.status(200).type("application/json");
+      res.write('{"id":"never-ends","choices":[');
+    });
+    const jsonBody = JSON.stringify({
+      model: mockModelId,
+      messages: [{ role: "user", content: "hello there" }],
+      max_tokens: 16,
+    });
+    const header = await paymentHeaderFor(port, jsonBody);
+    const buyer = devnet.accounts.buyers[1]!;
+    const balanceBefore = await devnet.usdcBalance(buyer.address);
+    const lastIdBefore = (await ledger.payments.recent({ limit: 1 }))[0]?.id ?? 0;
+    const startedAt = Date.now();
+    const answer = await fetch(`http://127.0.0.1:${port}/v1/chat/completions`, {
+      method: "POST",
+      headers: { "content-type": "application/json", "payment-signature": header },
+      body: jsonBody,
+    });
+    assert.equal(answer.status, 504);
+    assert.ok(Date.now() - startedAt < maxDurationSeconds * 1000 + 5_000, "answered at the time bound");
+    const error = (await answer.json()) as { error: { code: string } };
+    assert.equal(error.error.code, "TOLLGATE_BACKEND_TIMEOUT");
+    const row = await finalRowAfter(lastIdBefore, Date.now() + 10_000);
+    assert.equal(row?.status, "failed");
+    assert.equal(await devnet.usdcBalance(buyer.address), balanceBefore, "nothing charged");
   });
 });

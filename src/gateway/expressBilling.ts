@@ -102,7 +102,39 @@ async function handle(
   const buffered: Buffer[] = [];
   let ended = false;
 
+  // A buyer that stops reading stalls a handler that waits for it to drain, and the charge with it,
+  // past the request's authorization (its channel reservation, its upto deadline). At the request's
+  // time bound what was forwarded is charged and the answer ends; later writes are dropped.
+  const deadline = setTimeout(
+    () => {
+      if (ended) return;
+      ended = true;
+      cutOff = true;
+      if (!tap && isStream()) tap = session.createStreamWriter();
+      const finished = tap
+        ? tap.finish("timeout")
+        : (async () => {
+            const answer = errorAnswer(
+              "TOLLGATE_BACKEND_TIMEOUT",
+              "the answer took longer than the request's time bound; nothing is charged",
+            );
+            await session.failBeforeOutput(
+              "the handler did not answer within the request's time bound",
+              answer.status,
+            );
+            if (!res.headersSent) res.status(answer.status).set(answer.headers).type("application/json");
+            return JSON.stringify(answer.body);
+          })();
+      void finished.then(
+        (tail) => originalEnd(tail, "utf8"),
+        (error) => res.destroy(error as Error),
+      );
+    },
+    Math.max(0, session.deadlineAt - Date.now()),
+  );
+  deadline.unref();
   res.on("close", () => {
+    clearTimeout(deadline);
     if (!ended && tap) void tap.finish("client_gone").catch(() => undefined);
   });
 
@@ -145,6 +177,7 @@ async function handle(
       return res;
     }
     ended = true;
+    clearTimeout(deadline);
     void finish(data, enc).then(
       (tail) => originalEnd(tail ?? "", "utf8", callback),
       (error) => {
