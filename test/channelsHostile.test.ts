@@ -29,6 +29,7 @@ import {
 import { generatePrivateKey, privateKeyToAccount } from "viem/accounts";
 import { anvil } from "viem/chains";
 import { batchSettlementAbi } from "../src/chain/index.js";
+import type { BillingEvent } from "../src/gateway/index.js";
 import type { SqlClient, SqlExecutor } from "../src/ledger/index.js";
 import {
   BATCH_SETTLEMENT_ADDRESS_FOR_TESTS,
@@ -42,10 +43,13 @@ import { mockModelId } from "./support/mockBackend.js";
 let h: GatewayHarness;
 /** While set, writing a voucher request's payment row fails, as a full disk or a lost database would. */
 let failPaymentRows = false;
+/** Every billing event the gateway told. */
+const events: BillingEvent[] = [];
 
 before(async () => {
   h = await startGatewayHarness({
     configure: channelTestConfig,
+    onBillingEvent: (event) => events.push(event),
     wrapSql: (sql): SqlClient => {
       const failing = <T extends SqlExecutor>(executor: T): T => ({
         ...executor,
@@ -389,9 +393,17 @@ describe("hostile channel payments", () => {
     const backendBefore = h.backend.inferenceRequests.length;
     failPaymentRows = true;
     try {
-      // JSON: the backend was started while the row was written; its answer is not forwarded.
-      const json = await post({ "payment-signature": header });
+      // JSON: the row is written with the charge, after the backend answered; its answer is not forwarded.
+      const json = await post({ "payment-signature": header, "x-request-id": "unrecorded-json" });
       assert.equal(json.status, 503);
+      const told = events
+        .filter((event) => "requestId" in event && event.requestId === "unrecorded-json")
+        .map((event) => event.type);
+      assert.deepEqual(
+        told,
+        ["verified", "failed"],
+        "neither served nor metered: nothing left for the buyer",
+      );
       const answer = (await json.json()) as { error: { code: string; message: string } };
       assert.equal(answer.error.code, "TOLLGATE_LEDGER_FAILED");
       assert.match(answer.error.message, /nothing was served or charged/);

@@ -336,4 +336,46 @@ describe("the Express adapter at the request's time bound", () => {
     assert.equal(row?.status, "failed");
     assert.equal(await devnet.usdcBalance(buyer.address), balanceBefore, "nothing charged");
   });
+
+  test("a buyer that hangs up before a JSON answer pays nothing, and the answer the handler ends later is dropped", async () => {
+    let ended: (() => void) | undefined;
+    const handlerEnded = new Promise<void>((resolve) => {
+      ended = resolve;
+    });
+    const { port } = await longExpressApp((backendUrl) => async (req, res) => {
+      const upstream = await fetch(`${backendUrl}/chat/completions`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify(req.body),
+      });
+      const text = await upstream.text();
+      await new Promise((resolve) => setTimeout(resolve, 1_000));
+      res.status(upstream.status).type("application/json").end(text);
+      ended?.();
+    });
+    const jsonBody = JSON.stringify({
+      model: mockModelId,
+      messages: [{ role: "user", content: "hello there" }],
+      max_tokens: 16,
+    });
+    const header = await paymentHeaderFor(port, jsonBody);
+    const buyer = devnet.accounts.buyers[1]!;
+    const balanceBefore = await devnet.usdcBalance(buyer.address);
+    const lastIdBefore = (await ledger.payments.recent({ limit: 1 }))[0]?.id ?? 0;
+    const gone = new AbortController();
+    setTimeout(() => gone.abort(), 300);
+    await assert.rejects(
+      fetch(`http://127.0.0.1:${port}/v1/chat/completions`, {
+        method: "POST",
+        headers: { "content-type": "application/json", "payment-signature": header },
+        body: jsonBody,
+        signal: gone.signal,
+      }),
+    );
+    await handlerEnded;
+    const row = await finalRowAfter(lastIdBefore, Date.now() + 10_000);
+    assert.equal(row?.status, "failed", `not charged (row: ${row?.status ?? "none"})`);
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    assert.equal(await devnet.usdcBalance(buyer.address), balanceBefore, "nothing moved");
+  });
 });

@@ -75,6 +75,13 @@ export type PaidRequestIdentity = {
 /** Why a request whose ledger row could not be written was not served. */
 export const PAYMENT_NOT_RECORDED = "the payment could not be recorded; nothing was served or charged";
 
+/** A row write that failed, already handled: `ready()` reads it as false. */
+function rowWriteFailed(): Promise<void> {
+  const failed = Promise.reject(new Error(PAYMENT_NOT_RECORDED));
+  failed.catch(() => undefined);
+  return failed;
+}
+
 /** Default interval of the serving heartbeat; a recovery grace period must be several times longer. */
 export const DEFAULT_HEARTBEAT_MS = 10_000;
 
@@ -144,6 +151,7 @@ export function createBillingSession(parameters: CreateBillingSessionParameters)
     readiness ??= (written ?? Promise.resolve()).then(
       () => {
         rowIn = true;
+        startHeartbeat();
         return true;
       },
       (error: unknown) => {
@@ -182,16 +190,21 @@ export function createBillingSession(parameters: CreateBillingSessionParameters)
 
   // While the request is served, the row stays fresh, so a sibling replica's recovery never takes it for dead.
   let beats = 0;
-  const heartbeat = setInterval(() => {
-    if (++beats * heartbeatMs > 3_600_000) clearInterval(heartbeat);
-    ledger.touch(paymentId).then(
-      (alive) => {
-        if (!alive) clearInterval(heartbeat);
-      },
-      (error: unknown) => logger.warn({ paymentId, error: String(error) }, "ledger heartbeat failed"),
-    );
-  }, heartbeatMs);
-  heartbeat.unref();
+  let heartbeat: ReturnType<typeof setInterval> | undefined;
+  const startHeartbeat = () => {
+    if (finishing || heartbeat) return;
+    const beating = setInterval(() => {
+      if (++beats * heartbeatMs > 3_600_000) clearInterval(beating);
+      ledger.touch(paymentId).then(
+        (alive) => {
+          if (!alive) clearInterval(beating);
+        },
+        (error: unknown) => logger.warn({ paymentId, error: String(error) }, "ledger heartbeat failed"),
+      );
+    }, heartbeatMs);
+    beating.unref();
+    heartbeat = beating;
+  };
 
   /** Runs once, whoever asks first: the money of a request is decided a single time. */
   const finishOnce = (work: () => Promise<ChargeOutcome | undefined>) => {
@@ -259,7 +272,8 @@ export function createBillingSession(parameters: CreateBillingSessionParameters)
             chargeAtomic: charge,
           });
         if (parameters.channel) {
-          metered();
+          // A row written with its charge tells nothing before both are in: the answer waits for them.
+          if (!writtenWithCharge) metered();
           const chargedAt = performance.now();
           let outcome: ChargeOutcome;
           try {
@@ -277,7 +291,13 @@ export function createBillingSession(parameters: CreateBillingSessionParameters)
               "the payment's row could not be written; not served",
             );
             unrecorded = true;
+            written = rowWriteFailed();
             return undefined;
+          }
+          if (writtenWithCharge) {
+            written = Promise.resolve();
+            served(false);
+            metered();
           }
           const settleMs = performance.now() - chargedAt;
           if (outcome.settlement.success)
@@ -519,7 +539,8 @@ export function createBillingSession(parameters: CreateBillingSessionParameters)
         meter.accept(quote.route.readAnswer(cut));
         body = JSON.stringify(cut);
       }
-      served(false);
+      // A row written with its charge is told served once both are in (settleDelivered).
+      if (written !== undefined || !parameters.channel) served(false);
       const outcome = await settleDelivered(meter, reading.usage, reading.units);
       if (!outcome && unrecorded) return notRecorded();
       if (!outcome)

@@ -122,7 +122,12 @@ async function handle(
               "the handler did not answer within the request's time bound",
               answer.status,
             );
-            if (!res.headersSent) res.status(answer.status).set(answer.headers).type("application/json");
+            if (!res.headersSent) {
+              // Headers the handler copied from its backend would not describe this answer.
+              for (const name of ["content-length", "content-encoding", "transfer-encoding"])
+                res.removeHeader(name);
+              res.status(answer.status).set(answer.headers).type("application/json");
+            }
             return JSON.stringify(answer.body);
           })();
       void finished.then(
@@ -134,8 +139,18 @@ async function handle(
   );
   deadline.unref();
   res.on("close", () => {
+    if (ended) return;
+    ended = true;
     clearTimeout(deadline);
-    if (!ended && tap) void tap.finish("client_gone").catch(() => undefined);
+    // A buyer gone mid-stream pays for what was delivered; one gone before a JSON answer got nothing,
+    // and pays nothing: what the handler writes later is dropped.
+    if (tap) void tap.finish("client_gone").catch(() => undefined);
+    else {
+      cutOff = true;
+      void session
+        .failBeforeOutput("the buyer left before the answer was complete", 499)
+        .catch(() => undefined);
+    }
   });
 
   res.write = ((chunk: Chunk, encoding?: BufferEncoding | WriteCallback, cb?: WriteCallback) => {

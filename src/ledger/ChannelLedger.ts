@@ -59,7 +59,7 @@ export type ChannelUpdate<T> = {
   /**
    * One more statement written atomically with the channel, only when `next` is written (e.g. the
    * payment row). It must return a row where it applies: when it returns none, nothing of the update
-   * is written and the update throws. On PGlite the two are one statement.
+   * is written and the update throws. On PGlite, for a channel already stored, the two are one statement.
    */
   alsoWrite?: AlsoWrite | undefined;
 };

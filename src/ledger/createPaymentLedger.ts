@@ -284,20 +284,22 @@ export function createPaymentLedger(
       const charge = atomicParam(chargeAtomic, "chargeAtomic");
       // A zero charge sends no transaction (x402 upto); any other charge must name one.
       const hash = chargeAtomic === 0n ? null : textParam(transaction, "transaction");
-      return transition(id, chargeAtomic === 0n ? "zero" : "settled", {
+      const payment = await transition(id, chargeAtomic === 0n ? "zero" : "settled", {
         chargeAtomic,
         set: "charge_atomic = $3::numeric, transaction = $4, settled_at = now()",
         params: [charge, hash],
       });
+      // A debt may be settled this way too (recovery finds its transfer on chain): counted again then.
+      if (alone?.counts(payment.network, payment.payer)) await alone.recount(payment.network, payment.payer);
+      return payment;
     },
 
     async markDebt(id, reason) {
-      await alone?.debtsLoaded;
       const payment = await transition(id, "debt", {
         set: "error = $3",
         params: [textParam(reason, "reason")],
       });
-      alone?.owing(payment.network, payment.payer, +1);
+      await alone?.recount(payment.network, payment.payer);
       logger.warn(
         {
           paymentId: id,
@@ -315,13 +317,12 @@ export function createPaymentLedger(
       transition(id, "failed", { set: "error = $3", params: [textParam(reason, "reason")] }),
 
     async resolveDebt(id, transaction) {
-      await alone?.debtsLoaded;
       const payment = await transition(id, "settled", {
         onlyFrom: ["debt"],
         set: "transaction = $3, settled_at = now()",
         params: [textParam(transaction, "transaction")],
       });
-      alone?.owing(payment.network, payment.payer, -1);
+      await alone?.recount(payment.network, payment.payer);
       logger.info({ paymentId: id, payer: payment.payer, transaction }, "ledger: debt settled");
       return payment;
     },
@@ -425,7 +426,6 @@ export function createPaymentLedger(
   };
 }
 
-/** The usage per unit to record: the given units (each a token count), or the token totals. */
 /** How many ids a single-process ledger takes from the sequence at once. */
 const ID_BLOCK = 16;
 
@@ -436,10 +436,14 @@ const ID_BLOCK = 16;
  * the same client, so two of them never disagree.
  */
 type SingleProcessBook = {
-  readonly debtsLoaded: Promise<void>;
   owes(network: string, payer: string): Promise<boolean>;
-  owing(network: string, payer: string, change: 1 | -1): void;
+  /** Whether the payer is counted as owing now (no statement). */
+  counts(network: string, payer: string): boolean;
+  /** Counts the payer's open debts again, from the table: after any move into or out of `debt`. */
+  recount(network: string, payer: string): Promise<void>;
   takeId(): Promise<number>;
+  /** Forgets what it knows (the table was emptied under it). */
+  forget(): void;
 };
 
 const books = new WeakMap<SqlClient, SingleProcessBook>();
@@ -467,13 +471,15 @@ function singleProcessBook(sql: SqlClient): SingleProcessBook {
   };
   const ids: number[] = [];
   let refilling: Promise<void> | undefined;
+  let generation = 0;
   const refill = () => {
+    const taken = generation;
     refilling ??= sql
       .query<{ id: unknown }>(
         `SELECT nextval(pg_get_serial_sequence('payments', 'id'))::text AS id FROM generate_series(1, ${ID_BLOCK})`,
       )
       .then((rows) => {
-        for (const row of rows) ids.push(Number(row.id));
+        if (taken === generation) for (const row of rows) ids.push(Number(row.id));
       })
       .finally(() => {
         refilling = undefined;
@@ -481,18 +487,27 @@ function singleProcessBook(sql: SqlClient): SingleProcessBook {
     return refilling;
   };
   const book: SingleProcessBook = {
-    get debtsLoaded() {
-      return load();
-    },
     async owes(network, payer) {
       await load();
       return (debts.get(keyOf(network, payer)) ?? 0) > 0;
     },
-    owing(network, payer, change) {
-      const key = keyOf(network, payer);
-      const open = (debts.get(key) ?? 0) + change;
-      if (open > 0) debts.set(key, open);
-      else debts.delete(key);
+    counts: (network, payer) => (debts.get(keyOf(network, payer)) ?? 0) > 0,
+    async recount(network, payer) {
+      // Read after the move committed, and applied after any earlier read of all debts (PGlite runs
+      // one statement at a time), so the count is the table's.
+      const [row] = await sql.query<{ open: unknown }>(
+        "SELECT count(*)::int AS open FROM payments WHERE network = $1 AND payer = $2 AND status = 'debt'",
+        [network, payer],
+      );
+      const open = Number(row?.open ?? 0);
+      if (open > 0) debts.set(keyOf(network, payer), open);
+      else debts.delete(keyOf(network, payer));
+    },
+    forget() {
+      generation++;
+      debts.clear();
+      loading = undefined;
+      ids.length = 0;
     },
     async takeId() {
       while (ids.length === 0) await refill();
@@ -504,4 +519,9 @@ function singleProcessBook(sql: SqlClient): SingleProcessBook {
   };
   books.set(sql, book);
   return book;
+}
+
+/** Makes the ledgers over `sql` forget their debt counts and pooled ids: for a table emptied under them (tests). */
+export function forgetSingleProcessBook(sql: SqlClient): void {
+  books.get(sql)?.forget();
 }

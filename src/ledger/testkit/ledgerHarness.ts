@@ -1,4 +1,5 @@
 import { createLedger, type Ledger } from "../createLedger.js";
+import { forgetSingleProcessBook } from "../createPaymentLedger.js";
 import { createPgliteClient } from "../createPgliteClient.js";
 import type { ClaimPaymentInput } from "../PaymentLedger.js";
 import type { SqlClient } from "../SqlClient.js";
@@ -14,7 +15,14 @@ export type LedgerHarness = {
 /** Opens a harness over any client; the harness owns it (`ledger.close()` closes it). */
 export async function openHarness(sql: SqlClient): Promise<LedgerHarness> {
   const ledger = await createLedger(sql);
-  return { ledger, sql, reset: () => sql.exec("TRUNCATE payments, settlements RESTART IDENTITY") };
+  return {
+    ledger,
+    sql,
+    async reset() {
+      await sql.exec("TRUNCATE payments, settlements RESTART IDENTITY");
+      forgetSingleProcessBook(sql);
+    },
+  };
 }
 
 /** An in-memory PGlite harness. */

@@ -264,6 +264,21 @@ export function describePaymentLedger(label: string, current: () => LedgerHarnes
         (await payments.allocateUnlessInDebt({ network: "eip155:31337", payer: debtor })) !== undefined,
         "allocated once the debt is paid",
       );
+      // A debt settled by recovery (its transfer found on chain) frees the payer the same way.
+      const again = await payments.claim(claimInput({ payer: debtor, nonce: 57n }), { serving: true });
+      assert.ok(again.claimed);
+      await payments.recordUsage(again.payment.id, usage, 300n);
+      await payments.markSettling(again.payment.id);
+      await payments.markDebt(again.payment.id, "settle timed out");
+      assert.equal(
+        await payments.allocateUnlessInDebt({ network: "eip155:31337", payer: debtor }),
+        undefined,
+      );
+      await payments.markSettled(again.payment.id, { transaction: transactionHash(12), chargeAtomic: 300n });
+      assert.ok(
+        (await payments.allocateUnlessInDebt({ network: "eip155:31337", payer: debtor })) !== undefined,
+        "allocated once recovery settled the debt",
+      );
     });
 
     test("lists claimed, serving, metered and settling rows for recovery, with what settling needs", async () => {
