@@ -2,7 +2,6 @@
 // and vouchers in odd forms, each refused with a clear answer, never served or charged; a stream
 // read so slowly that it outlives its request's time bound, which must still be charged.
 import assert from "node:assert/strict";
-import { connect } from "node:net";
 import { after, before, describe, test } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import { x402Client } from "@x402/core/client";
@@ -21,7 +20,7 @@ import { anvil } from "viem/chains";
 import { channelTestConfig, openTestChannel } from "./support/channelFixtures.js";
 import { type GatewayHarness, startGatewayHarness } from "./support/gatewayHarness.js";
 import { mockModelId } from "./support/mockBackend.js";
-import { contentChunks, unchunk } from "./support/rawHttp.js";
+import { contentChunks, postWithoutReading, unchunk } from "./support/rawHttp.js";
 
 let h: GatewayHarness;
 
@@ -360,24 +359,10 @@ describe("a buyer that reads its stream slowly", () => {
 
     // The buyer sends the request, then reads nothing: the gateway's writes back up.
     const { port } = new URL(h.gateway.url);
-    const socket = connect(Number(port), "127.0.0.1");
-    socket.pause();
-    const received: Buffer[] = [];
-    const ended = new Promise<void>((resolve) => socket.on("end", resolve));
-    socket.on("data", (chunk: Buffer) => received.push(chunk));
     const served = h.backend.inferenceRequests.length;
-    socket.write(
-      [
-        "POST /v1/chat/completions HTTP/1.1",
-        "host: 127.0.0.1",
-        "content-type: application/json",
-        `content-length: ${Buffer.byteLength(longBody)}`,
-        `payment-signature: ${longHeader}`,
-        "connection: close",
-        "",
-        longBody,
-      ].join("\r\n"),
-    );
+    const buyerSide = postWithoutReading(Number(port), "/v1/chat/completions", longBody, {
+      "payment-signature": longHeader,
+    });
     while (h.backend.inferenceRequests.length === served) await sleep(50);
     // Past the time bound and past the 30 s a reservation outlives it.
     await sleep(maxDurationSeconds * 1000 + 32_000);
@@ -391,9 +376,7 @@ describe("a buyer that reads its stream slowly", () => {
     assert.equal(next.status, 200, await next.clone().text());
 
     // The buyer reads the rest of its stream.
-    socket.resume();
-    await ended;
-    const raw = Buffer.concat(received);
+    const raw = await buyerSide.readRest();
     assert.match(raw.toString("latin1"), /^HTTP\/1\.1 200/);
     const text = unchunk(raw);
     // Each of the mock's words is one token: what the buyer got is what it must pay for.

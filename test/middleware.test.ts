@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { type AddressInfo, connect } from "node:net";
+import type { AddressInfo } from "node:net";
 import { after, before, describe, test } from "node:test";
 import { serve } from "@hono/node-server";
 import {
@@ -30,7 +30,7 @@ import {
   mockModelId,
   startMockBackend,
 } from "./support/mockBackend.js";
-import { contentChunks, unchunk } from "./support/rawHttp.js";
+import { contentChunks, postWithoutReading, unchunk } from "./support/rawHttp.js";
 
 let devnet: Devnet;
 let backend: MockBackend;
@@ -273,30 +273,14 @@ describe("the Express adapter at the request's time bound", () => {
     const lastIdBefore = (await ledger.payments.recent({ limit: 1 }))[0]?.id ?? 0;
 
     // The buyer sends the paid request, then reads nothing.
-    const socket = connect(port, "127.0.0.1");
-    socket.pause();
-    const received: Buffer[] = [];
-    const ended = new Promise<void>((resolve) => socket.on("end", resolve));
-    socket.on("data", (chunk: Buffer) => received.push(chunk));
-    socket.write(
-      [
-        "POST /v1/chat/completions HTTP/1.1",
-        "host: 127.0.0.1",
-        "content-type: application/json",
-        `content-length: ${Buffer.byteLength(longBody)}`,
-        `payment-signature: ${header}`,
-        "connection: close",
-        "",
-        longBody,
-      ].join("\r\n"),
-    );
+    const buyerSide = postWithoutReading(port, "/v1/chat/completions", longBody, {
+      "payment-signature": header,
+    });
     // Charged once the time bound passed, while the buyer still reads nothing.
     const row = await finalRowAfter(lastIdBefore, Date.now() + maxDurationSeconds * 1000 + 20_000);
     assert.equal(row?.status, "settled", `charged without the buyer reading (row: ${row?.status ?? "none"})`);
 
-    socket.resume();
-    await ended;
-    const raw = Buffer.concat(received);
+    const raw = await buyerSide.readRest();
     assert.match(raw.toString("latin1"), /^HTTP\/1\.1 200/);
     const text = unchunk(raw);
     const delivered = contentChunks(text);

@@ -1,3 +1,5 @@
+import { connect } from "node:net";
+
 /** The body of a raw HTTP/1.1 answer sent with `transfer-encoding: chunked`, as text. */
 export function unchunk(raw: Buffer): string {
   let at = raw.indexOf("\r\n\r\n") + 4;
@@ -19,4 +21,40 @@ export function contentChunks(text: string): number {
     .filter((line) => line.startsWith("data: {"))
     .map((line) => JSON.parse(line.slice(6)) as { choices?: { delta?: { content?: string } }[] })
     .filter((chunk) => chunk.choices?.[0]?.delta?.content).length;
+}
+
+/**
+ * Sends a POST over a raw socket and reads none of the answer, so the server's writes back up;
+ * `readRest` starts reading and resolves with the whole raw answer once the server closes.
+ */
+export function postWithoutReading(
+  port: number,
+  path: string,
+  body: string,
+  headers: Record<string, string>,
+): { readRest(): Promise<Buffer> } {
+  const socket = connect(port, "127.0.0.1");
+  socket.pause();
+  const received: Buffer[] = [];
+  const ended = new Promise<void>((resolve) => socket.on("end", resolve));
+  socket.on("data", (chunk: Buffer) => received.push(chunk));
+  socket.write(
+    [
+      `POST ${path} HTTP/1.1`,
+      "host: 127.0.0.1",
+      "content-type: application/json",
+      `content-length: ${Buffer.byteLength(body)}`,
+      ...Object.entries(headers).map(([name, value]) => `${name}: ${value}`),
+      "connection: close",
+      "",
+      body,
+    ].join("\r\n"),
+  );
+  return {
+    async readRest() {
+      socket.resume();
+      await ended;
+      return Buffer.concat(received);
+    },
+  };
 }
