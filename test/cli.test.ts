@@ -1,24 +1,37 @@
 import assert from "node:assert/strict";
 import { type ChildProcess, spawn } from "node:child_process";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { test } from "node:test";
 import { PERMIT2_ADDRESS } from "@x402/evm";
 import OpenAI from "openai";
 import { createPublicClient, erc20Abi, http } from "viem";
+import { createPayingFetch } from "../src/buyer/index.js";
 import { parseReceiptEvent } from "../src/protocol/index.js";
 import { officialPayingFetch } from "./support/gatewayHarness.js";
 import { runCli } from "./support/runCli.js";
 
-/** Starts `tollgate <args>` as a real process and resolves with its first stdout line. */
-function startCli(args: string[]): Promise<{ child: ChildProcess; firstLine: string }> {
-  const child = spawn(process.execPath, ["bin/tollgate.js", ...args], { stdio: ["ignore", "pipe", "pipe"] });
+/**
+ * Starts `tollgate <args>` as a real process and resolves with its first stdout line; `detached` gives
+ * it a process group of its own, as a terminal gives its foreground command.
+ */
+function startCli(
+  args: string[],
+  { detached = false }: { detached?: boolean } = {},
+): Promise<{ child: ChildProcess; firstLine: string; stderr: () => string }> {
+  const child = spawn(process.execPath, ["bin/tollgate.js", ...args], {
+    stdio: ["ignore", "pipe", "pipe"],
+    detached,
+  });
   let stderr = "";
   child.stderr?.on("data", (data: Buffer) => {
     stderr += data.toString();
   });
   return new Promise((resolve, reject) => {
     const lines = createInterface({ input: child.stdout! });
-    lines.once("line", (firstLine) => resolve({ child, firstLine }));
+    lines.once("line", (firstLine) => resolve({ child, firstLine, stderr: () => stderr }));
     child.once("exit", (code) => reject(new Error(`tollgate ${args[0]} exited with ${code}: ${stderr}`)));
   });
 }
@@ -50,6 +63,59 @@ test("tollgate devnet --json prints one ready line and stops cleanly on SIGINT, 
   child.kill("SIGINT");
   assert.equal(await exitOf(child), 0);
   await assert.rejects(rpc(), "anvil is gone");
+});
+
+// Ctrl-C in a terminal signals the whole foreground process group: the devnet's chain must outlive the
+// gateway's shutdown, which claims and settles every voucher it charged.
+test("Ctrl-C on tollgate dev (SIGINT to its process group): the last vouchers are claimed and settled before the chain stops", async () => {
+  const dir = await mkdtemp(join(tmpdir(), "tollgate-dev-ctrl-c-"));
+  const dataDir = join(dir, "ledger");
+  const { child, firstLine, stderr } = await startCli(
+    ["dev", "--json", "--port", "0", "--tokens-per-second", "500", "--data-dir", dataDir],
+    { detached: true },
+  );
+  const group = child.pid!;
+  try {
+    const ready = JSON.parse(firstLine) as {
+      gatewayUrl: string;
+      rpcUrl: string;
+      model: string;
+      buyer: { privateKey: `0x${string}` };
+    };
+    const payingFetch = createPayingFetch({
+      privateKey: ready.buyer.privateKey,
+      rpcUrl: ready.rpcUrl,
+      dataDir: "memory://",
+    });
+    const client = new OpenAI({
+      apiKey: "x402",
+      baseURL: `${ready.gatewayUrl}/v1`,
+      fetch: payingFetch,
+      maxRetries: 0,
+    });
+    for (const content of ["open the channel", "pay by voucher"])
+      await client.chat.completions.create({
+        model: ready.model,
+        messages: [{ role: "user", content }],
+        max_tokens: 8,
+      });
+    await payingFetch.close();
+    process.kill(-group, "SIGINT");
+    assert.equal(await exitOf(child), 0);
+    assert.doesNotMatch(stderr(), /claims at shutdown (failed|did not finish)/);
+    const listed = await runCli(["channels", "--json", "--data-dir", dataDir]);
+    assert.equal(listed.code, 0, listed.stderr);
+    const { totals } = JSON.parse(listed.stdout) as {
+      totals: { channels: number; chargedAtomic: string; totalClaimedAtomic: string; settledAtomic: string };
+    };
+    assert.equal(totals.channels, 1);
+    assert.ok(BigInt(totals.chargedAtomic) > 0n);
+    assert.equal(totals.totalClaimedAtomic, totals.chargedAtomic, "every charge claimed");
+    assert.equal(totals.settledAtomic, totals.chargedAtomic, "every claim settled to payTo");
+  } finally {
+    if (child.exitCode === null && child.signalCode === null) process.kill(-group, "SIGKILL");
+    await rm(dir, { recursive: true, force: true });
+  }
 });
 
 test("tollgate dev --json: the quick start serves a paid streaming request", async () => {

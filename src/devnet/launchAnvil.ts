@@ -23,6 +23,16 @@ export type LaunchAnvilReturnType = {
   stop(): Promise<void>;
 };
 
+/**
+ * `sh -c` script: runs anvil ($0 with its arguments) in the background, ends it when stdin (a pipe
+ * from the launching process) closes, and exits with anvil's status when anvil exits first.
+ */
+const ANVIL_WATCHDOG = [
+  'exec 3<&0; "$0" "$@" & anvil=$!',
+  '(read -r _ <&3; kill "$anvil" 2>/dev/null) & watchdog=$!',
+  'wait "$anvil"; status=$?; kill "$watchdog" 2>/dev/null; exit "$status"',
+].join("\n");
+
 /** Path of the anvil binary shipped by the `@foundry-rs/anvil` platform package. */
 export function anvilBinaryPath(): string {
   const require = createRequire(import.meta.url);
@@ -56,7 +66,25 @@ export async function launchAnvil({
   // --silent hides the banner, which is where a port-0 choice is printed; keep it for port 0.
   if (port === 0) args.splice(args.indexOf("--silent"), 1);
   if (blockTimeSeconds !== undefined) args.push("--block-time", String(blockTimeSeconds));
-  const child = spawn(anvilBinaryPath(), args, { stdio: ["ignore", "pipe", "pipe"] });
+  // Off Windows anvil runs in a process group of its own, under a shell that holds a pipe from this
+  // process: Ctrl-C in a terminal (SIGINT to the foreground group) then reaches the gateway alone,
+  // which still has a chain for its shutdown claims, and anvil stops when this process ends, however it
+  // ends (the pipe closes), or when anvil exits by itself.
+  const grouped = process.platform !== "win32";
+  const child = grouped
+    ? spawn("/bin/sh", ["-c", ANVIL_WATCHDOG, anvilBinaryPath(), ...args], {
+        detached: true,
+        stdio: ["pipe", "pipe", "pipe"],
+      })
+    : spawn(anvilBinaryPath(), args, { stdio: ["ignore", "pipe", "pipe"] });
+  const signal = (name: NodeJS.Signals) => {
+    try {
+      if (grouped && child.pid !== undefined) process.kill(-child.pid, name);
+      else child.kill(name);
+    } catch {
+      // Already gone.
+    }
+  };
   let exited = false;
   const exitPromise = new Promise<void>((resolve) => {
     child.once("exit", () => {
@@ -73,7 +101,7 @@ export async function launchAnvil({
     );
     const fail = (cause: unknown) => {
       clearTimeout(timer);
-      child.kill("SIGKILL");
+      signal("SIGKILL");
       reject(
         new TollgateError({
           code: "TOLLGATE_DEVNET_FAILED",
@@ -120,8 +148,8 @@ export async function launchAnvil({
     process: child,
     async stop() {
       if (exited || child.exitCode !== null) return;
-      child.kill("SIGTERM");
-      const timer = setTimeout(() => child.kill("SIGKILL"), 3_000);
+      signal("SIGTERM");
+      const timer = setTimeout(() => signal("SIGKILL"), 3_000);
       await exitPromise;
       clearTimeout(timer);
     },
