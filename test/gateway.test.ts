@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { request as httpRequest } from "node:http";
 import { type AddressInfo, createServer as createNetServer, type Socket } from "node:net";
 import { after, before, describe, test } from "node:test";
 import { decodePaymentResponseHeader } from "@x402/core/http";
@@ -233,6 +234,42 @@ describe("ledger cost of a paid request", () => {
 });
 
 describe("refusals", () => {
+  test("a body over the limit gets 413 whether its length is declared or chunked; one at the limit is quoted", async () => {
+    const limit = 4 * 1024 * 1024;
+    const padded = (size: number) => {
+      const body = chatBody();
+      return body + " ".repeat(size - Buffer.byteLength(body));
+    };
+    // Declared length (fetch sends content-length for a string body).
+    assert.equal((await post(padded(limit + 1))).status, 413);
+    assert.equal((await post(padded(limit))).status, 402);
+    // Chunked: no content-length; the body is counted as it arrives.
+    const chunked = (body: string) =>
+      new Promise<number>((resolve, reject) => {
+        const { hostname, port } = new URL(h.gateway.url);
+        const request = httpRequest(
+          {
+            host: hostname,
+            port,
+            method: "POST",
+            path: "/v1/chat/completions",
+            headers: { "content-type": "application/json" },
+          },
+          (response) => {
+            response.resume();
+            response.on("end", () => resolve(response.statusCode ?? 0));
+          },
+        );
+        request.on("error", reject);
+        for (let at = 0; at < body.length; at += 64 * 1024) request.write(body.slice(at, at + 64 * 1024));
+        request.end();
+      });
+    h.backend.clearRequests();
+    assert.equal(await chunked(padded(limit)), 402);
+    assert.equal(await chunked(padded(limit + 1)), 413);
+    assert.equal(h.backend.inferenceRequests.length, 0);
+  });
+
   test("a malformed payment header gets 400 and no backend call", async () => {
     h.backend.clearRequests();
     const response = await post(chatBody(), { "payment-signature": "%%%not-base64%%%" });

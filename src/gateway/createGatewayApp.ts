@@ -89,16 +89,21 @@ export function createGatewayApp({
     }),
   );
 
-  const limitBody = bodyLimit({
-    maxSize: maxBodyBytes,
-    onError: (c) => {
-      const answer = errorAnswer(
-        "TOLLGATE_REQUEST_TOO_LARGE",
-        `the request body exceeds ${maxBodyBytes} bytes`,
-      );
-      return c.json(answer.body, answer.status as 413, answer.headers);
-    },
-  });
+  const tooLarge = (c: Context) => {
+    const answer = errorAnswer(
+      "TOLLGATE_REQUEST_TOO_LARGE",
+      `the request body exceeds ${maxBodyBytes} bytes`,
+    );
+    return c.json(answer.body, answer.status as 413, answer.headers);
+  };
+  const countBody = bodyLimit({ maxSize: maxBodyBytes, onError: tooLarge });
+  // A body of declared length is judged by its header (Node's HTTP parser reads exactly that many
+  // bytes), so the route reads it once, straight from the socket; a chunked body is counted as it comes.
+  const limitBody: MiddlewareHandler = (c, next) => {
+    const length = c.req.header("content-length");
+    if (length === undefined || c.req.header("transfer-encoding") !== undefined) return countBody(c, next);
+    return Number(length) > maxBodyBytes ? Promise.resolve(tooLarge(c)) : next();
+  };
   const forward = tollgateHono({ billing });
   const handler = async (c: Context<{ Variables: { tollgate: TollgateContext } }>) => {
     const { quote, backendBody } = c.get("tollgate");
