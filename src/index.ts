@@ -42,6 +42,7 @@ export {
   proxyToBackend,
   startGateway,
   type TollgateContext,
+  type TollgateExpressContext,
   type TollgateRouteHandler,
   tollgateExpress,
   tollgateHono,

@@ -17,6 +17,7 @@ import {
   parseGatewayConfig,
   proxyToBackend,
   type TollgateContext,
+  type TollgateExpressContext,
   tollgateExpress,
   tollgateHono,
 } from "../src/gateway/index.js";
@@ -26,6 +27,7 @@ import { parseReceiptEvent } from "../src/protocol/index.js";
 import { expectedCharge, officialBuyer, officialPayingFetch, testPrices } from "./support/gatewayHarness.js";
 import {
   type MockBackend,
+  type MockBackendControls,
   mockCompletionText,
   mockModelId,
   startMockBackend,
@@ -179,9 +181,12 @@ describe("billing as a library", () => {
 });
 
 /** An Express app billed for a model whose answers may run 50,000 tokens and whose time bound is 2 s. */
-async function longExpressApp(handler: (backendUrl: string) => express.RequestHandler) {
+async function longExpressApp(
+  handler: (backendUrl: string) => express.RequestHandler,
+  controls: Partial<MockBackendControls> = {},
+) {
   const maxDurationSeconds = 2;
-  const longBackend = await startMockBackend({ responseTokens: 50_000 });
+  const longBackend = await startMockBackend({ responseTokens: 50_000, ...controls });
   closers.push(() => longBackend.close());
   const config = parseGatewayConfig({
     network: devnet.network,
@@ -214,7 +219,7 @@ async function longExpressApp(handler: (backendUrl: string) => express.RequestHa
   const server = app.listen(0, "127.0.0.1");
   await new Promise((resolve) => server.once("listening", resolve));
   closers.push(() => new Promise((resolve) => server.close(() => resolve())));
-  return { port: (server.address() as AddressInfo).port, maxDurationSeconds };
+  return { port: (server.address() as AddressInfo).port, maxDurationSeconds, backend: longBackend };
 }
 
 /** A paid request's payment header for `body` at `port`, signed by the official client (buyer 1). */
@@ -242,6 +247,54 @@ async function finalRowAfter(afterId: number, giveUpAt: number) {
   }
   return row;
 }
+
+describe("the Express adapter's signal", () => {
+  test("a buyer that hangs up mid-stream aborts the handler's backend call: the backend stops generating", async () => {
+    const { port, backend } = await longExpressApp(
+      () => async (req, res) => {
+        const { quote, backendBody, signal } = res.locals.tollgate as TollgateExpressContext;
+        try {
+          const upstream = await proxyToBackend({ model: quote.model, body: backendBody, signal });
+          res.status(upstream.status).type(upstream.headers.get("content-type") ?? "application/json");
+          for await (const chunk of upstream.body as unknown as AsyncIterable<Uint8Array>) res.write(chunk);
+          res.end();
+        } catch (error) {
+          if (!signal.aborted) throw error;
+        }
+      },
+      { tokensPerSecond: 500 },
+    );
+    const longBody = JSON.stringify({
+      model: mockModelId,
+      messages: [{ role: "user", content: "hello there" }],
+      max_tokens: 50_000,
+      stream: true,
+    });
+    const header = await paymentHeaderFor(port, longBody);
+    const lastIdBefore = (await ledger.payments.recent({ limit: 1 }))[0]?.id ?? 0;
+    const gone = new AbortController();
+    const answer = await fetch(`http://127.0.0.1:${port}/v1/chat/completions`, {
+      method: "POST",
+      headers: { "content-type": "application/json", "payment-signature": header },
+      body: longBody,
+      signal: gone.signal,
+    });
+    assert.equal(answer.status, 200);
+    const reader = answer.body!.getReader();
+    await reader.read();
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    gone.abort();
+    const served = backend.inferenceRequests.at(-1)!;
+    const giveUpAt = Date.now() + 10_000;
+    while (!served.clientAborted && Date.now() < giveUpAt)
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    assert.equal(served.clientAborted, true, "the backend saw its caller leave");
+    assert.ok(served.tokensSent < 50_000, `the backend stopped (${served.tokensSent} of 50,000 tokens sent)`);
+    const row = await finalRowAfter(lastIdBefore, Date.now() + 10_000);
+    assert.equal(row?.status, "settled", "what was delivered is charged");
+    assert.ok((row?.completionTokens ?? 0) > 0 && (row?.completionTokens ?? 0) <= served.tokensSent);
+  });
+});
 
 describe("the Express adapter at the request's time bound", () => {
   test("a stream the buyer stops reading is charged at its time bound for what was forwarded, without waiting for the buyer", async () => {

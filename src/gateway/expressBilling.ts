@@ -13,19 +13,31 @@ export type TollgateExpressParameters = {
   routeKind?: RouteKind;
 };
 
+/** What the Express middleware leaves for the handler in `res.locals.tollgate`. */
+export type TollgateExpressContext = TollgateContext & {
+  /**
+   * Aborted once the answer is closed: the buyer left, or the answer was sent in full — as the
+   * handler ended it, or as the middleware ended it at the authorized output or at the request's time
+   * bound. Pass it to the backend call, so that the backend stops generating what nobody will read.
+   * (Aborting sooner could fail the handler while the receipt is still being written.)
+   */
+  signal: AbortSignal;
+};
+
 type Chunk = string | Uint8Array;
 type WriteCallback = (error?: Error | null) => void;
 
 /**
  * Express middleware that bills an OpenAI-compatible route per token with x402 `upto` (and
  * `exact`); the same billing as the Hono middleware. Mount it after `express.json()`. The
- * handler reads the limited body from `req.body` (or `res.locals.tollgate.backendBody`) and
- * answers as usual — JSON with `res.json`, or a stream with `res.write` of SSE events; the
+ * handler reads the limited body from `req.body` (or `res.locals.tollgate.backendBody`), passes
+ * `res.locals.tollgate.signal` to its backend call (see `TollgateExpressContext`), and answers as usual — JSON with `res.json`, or a stream with `res.write` of SSE events; the
  * middleware meters what it writes, settles, and adds the receipt.
  *
  * @example
  * app.post("/v1/chat/completions", express.json(), tollgateExpress({ billing }), async (req, res) => {
- *   const upstream = await fetch(`${backend}/chat/completions`, { method: "POST", body: JSON.stringify(req.body) });
+ *   const { signal } = res.locals.tollgate as TollgateExpressContext;
+ *   const upstream = await fetch(`${backend}/chat/completions`, { method: "POST", body: JSON.stringify(req.body), signal });
  *   res.status(upstream.status).type(upstream.headers.get("content-type") ?? "application/json");
  *   for await (const chunk of upstream.body!) res.write(chunk);
  *   res.end();
@@ -74,7 +86,13 @@ async function handle(
     return;
   }
   req.body = quote.backendBody;
-  const context: TollgateContext = { quote, session, backendBody: quote.backendBody };
+  const stop = new AbortController();
+  const context: TollgateExpressContext = {
+    quote,
+    session,
+    backendBody: quote.backendBody,
+    signal: stop.signal,
+  };
   res.locals.tollgate = context;
 
   const originalWrite = res.write.bind(res) as (
@@ -139,6 +157,8 @@ async function handle(
   );
   deadline.unref();
   res.on("close", () => {
+    // Nothing more reaches the buyer once the answer is closed, whoever closed it.
+    stop.abort(new Error("the answer is closed"));
     if (ended) return;
     ended = true;
     clearTimeout(deadline);

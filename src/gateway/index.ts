@@ -41,7 +41,11 @@ export {
   type ReceiptSigner,
 } from "./createReceiptSigner.js";
 export { createSseTap, type SseTap } from "./createSseTap.js";
-export { type TollgateExpressParameters, tollgateExpress } from "./expressBilling.js";
+export {
+  type TollgateExpressContext,
+  type TollgateExpressParameters,
+  tollgateExpress,
+} from "./expressBilling.js";
 export type { FacilitatorLike } from "./facilitatorLike.js";
 export {
   configProblems,
