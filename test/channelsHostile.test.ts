@@ -4,16 +4,9 @@
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import { secp256k1 } from "@noble/curves/secp256k1";
-import { x402Client } from "@x402/core/client";
 import { decodePaymentRequiredHeader, encodePaymentSignatureHeader } from "@x402/core/http";
-import type { PaymentRequirements } from "@x402/core/types";
 import { toClientEvmSigner } from "@x402/evm";
-import {
-  type BatchSettlementDepositStrategy,
-  BatchSettlementEvmScheme,
-  signVoucher,
-} from "@x402/evm/batch-settlement/client";
-import { wrapFetchWithPayment } from "@x402/fetch";
+import { type BatchSettlementDepositStrategy, signVoucher } from "@x402/evm/batch-settlement/client";
 import {
   createPublicClient,
   createWalletClient,

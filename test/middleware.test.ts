@@ -251,7 +251,7 @@ async function finalRowAfter(afterId: number, giveUpAt: number) {
 describe("the Express adapter's signal", () => {
   test("a buyer that hangs up mid-stream aborts the handler's backend call: the backend stops generating", async () => {
     const { port, backend } = await longExpressApp(
-      () => async (req, res) => {
+      () => async (_req, res) => {
         const { quote, backendBody, signal } = res.locals.tollgate as TollgateExpressContext;
         try {
           const upstream = await proxyToBackend({ model: quote.model, body: backendBody, signal });
