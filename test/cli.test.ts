@@ -65,6 +65,31 @@ test("tollgate devnet --json prints one ready line and stops cleanly on SIGINT, 
   await assert.rejects(rpc(), "anvil is gone");
 });
 
+const chainIdAt = (rpcUrl: string) =>
+  fetch(rpcUrl, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ jsonrpc: "2.0", id: 1, method: "eth_chainId", params: [] }),
+  });
+
+test("a devnet killed with SIGKILL leaves no anvil behind: its chain stops answering", async () => {
+  const { child, firstLine } = await startCli(["devnet", "--json", "--port", "0"]);
+  const { rpcUrl } = JSON.parse(firstLine) as { rpcUrl: string };
+  assert.equal((await chainIdAt(rpcUrl)).status, 200);
+  child.kill("SIGKILL");
+  await exitOf(child);
+  let answering = true;
+  const giveUpAt = Date.now() + 15_000;
+  while (answering && Date.now() < giveUpAt) {
+    answering = await chainIdAt(rpcUrl).then(
+      () => true,
+      () => false,
+    );
+    if (answering) await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  assert.equal(answering, false, "anvil stopped once the process that started it was gone");
+});
+
 // Ctrl-C in a terminal signals the whole foreground process group: the devnet's chain must outlive the
 // gateway's shutdown, which claims and settles every voucher it charged.
 test("Ctrl-C on tollgate dev (SIGINT to its process group): the last vouchers are claimed and settled before the chain stops", async () => {
@@ -103,6 +128,7 @@ test("Ctrl-C on tollgate dev (SIGINT to its process group): the last vouchers ar
     process.kill(-group, "SIGINT");
     assert.equal(await exitOf(child), 0);
     assert.doesNotMatch(stderr(), /claims at shutdown (failed|did not finish)/);
+    await assert.rejects(chainIdAt(ready.rpcUrl), "the devnet's chain stopped with it");
     const listed = await runCli(["channels", "--json", "--data-dir", dataDir]);
     assert.equal(listed.code, 0, listed.stderr);
     const { totals } = JSON.parse(listed.stdout) as {

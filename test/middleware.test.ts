@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import type { AddressInfo } from "node:net";
+import { type AddressInfo, connect } from "node:net";
 import { after, before, describe, test } from "node:test";
 import { serve } from "@hono/node-server";
 import {
@@ -184,6 +184,7 @@ describe("billing as a library", () => {
 async function longExpressApp(
   handler: (backendUrl: string) => express.RequestHandler,
   controls: Partial<MockBackendControls> = {},
+  { verifyDelayMs = 0 }: { verifyDelayMs?: number } = {},
 ) {
   const maxDurationSeconds = 2;
   const longBackend = await startMockBackend({ responseTokens: 50_000, ...controls });
@@ -202,10 +203,19 @@ async function longExpressApp(
       },
     ],
   });
+  // The same facilitator, its verify answered later (a slow chain), when asked.
+  const slowerFacilitator = {
+    verify: async (...parameters: Parameters<typeof facilitator.verify>) => {
+      await new Promise((resolve) => setTimeout(resolve, verifyDelayMs));
+      return facilitator.verify(...parameters);
+    },
+    settle: (...parameters: Parameters<typeof facilitator.settle>) => facilitator.settle(...parameters),
+    getSupported: () => facilitator.getSupported(),
+  };
   const longBilling = createBilling({
     terms: termsOf(devnet, facilitator),
     models: config.models,
-    facilitator,
+    facilitator: verifyDelayMs > 0 ? slowerFacilitator : facilitator,
     ledger: ledger.payments,
     countTokens: countTextTokens,
   });
@@ -293,6 +303,50 @@ describe("the Express adapter's signal", () => {
     const row = await finalRowAfter(lastIdBefore, Date.now() + 10_000);
     assert.equal(row?.status, "settled", "what was delivered is charged");
     assert.ok((row?.completionTokens ?? 0) > 0 && (row?.completionTokens ?? 0) <= served.tokensSent);
+  });
+});
+
+describe("the Express adapter when the buyer leaves early", () => {
+  test("a buyer that hangs up while its payment is checked pays nothing, and the handler is not run", async () => {
+    let handled = 0;
+    const { port, backend } = await longExpressApp(
+      (backendUrl) => async (req, res) => {
+        handled++;
+        const upstream = await fetch(`${backendUrl}/chat/completions`, {
+          method: "POST",
+          headers: { "content-type": "application/json" },
+          body: JSON.stringify(req.body),
+        });
+        res.status(upstream.status).type(upstream.headers.get("content-type") ?? "application/json");
+        for await (const chunk of upstream.body as unknown as AsyncIterable<Uint8Array>) res.write(chunk);
+        res.end();
+      },
+      { responseTokens: 40 },
+      { verifyDelayMs: 500 },
+    );
+    const body = JSON.stringify({
+      model: mockModelId,
+      messages: [{ role: "user", content: "hello there" }],
+      max_tokens: 64,
+      stream: true,
+    });
+    const header = await paymentHeaderFor(port, body);
+    const lastIdBefore = (await ledger.payments.recent({ limit: 1 }))[0]?.id ?? 0;
+    const requestsBefore = backend.inferenceRequests.length;
+    // The whole request, then the buyer's side of the connection closes while verify is under way.
+    const socket = connect(port, "127.0.0.1");
+    await new Promise<void>((resolve) => socket.once("connect", () => resolve()));
+    socket.write(
+      `POST /v1/chat/completions HTTP/1.1\r\nhost: 127.0.0.1:${port}\r\ncontent-type: application/json\r\n` +
+        `content-length: ${Buffer.byteLength(body)}\r\npayment-signature: ${header}\r\n\r\n${body}`,
+    );
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    socket.end();
+    socket.resume();
+    const row = await finalRowAfter(lastIdBefore, Date.now() + 15_000);
+    assert.equal(row?.status, "failed", `not charged (row: ${row?.status ?? "none"})`);
+    assert.equal(handled, 0, "the handler was not run");
+    assert.equal(backend.inferenceRequests.length, requestsBefore, "the backend was not called");
   });
 });
 

@@ -24,12 +24,13 @@ export type LaunchAnvilReturnType = {
 };
 
 /**
- * `sh -c` script: runs anvil ($0 with its arguments) in the background, ends it when stdin (a pipe
- * from the launching process) closes, and exits with anvil's status when anvil exits first.
+ * `sh -c` script: runs anvil ($0 with its arguments) in the background; when stdin (a pipe from the
+ * launching process) closes — `stop()`, or that process ended however it ended — asks anvil to stop
+ * and kills it 3 s later if it has not; exits with anvil's status once anvil has exited.
  */
 const ANVIL_WATCHDOG = [
   'exec 3<&0; "$0" "$@" & anvil=$!',
-  '(read -r _ <&3; kill "$anvil" 2>/dev/null) & watchdog=$!',
+  '(read -r _ <&3; kill "$anvil" 2>/dev/null; sleep 3 </dev/null >/dev/null 2>&1 3<&-; kill -9 "$anvil" 2>/dev/null) & watchdog=$!',
   'wait "$anvil"; status=$?; kill "$watchdog" 2>/dev/null; exit "$status"',
 ].join("\n");
 
@@ -69,7 +70,7 @@ export async function launchAnvil({
   // Off Windows anvil runs in a process group of its own, under a shell that holds a pipe from this
   // process: Ctrl-C in a terminal (SIGINT to the foreground group) then reaches the gateway alone,
   // which still has a chain for its shutdown claims, and anvil stops when this process ends, however it
-  // ends (the pipe closes), or when anvil exits by itself.
+  // ends (the pipe closes). The shell exits when anvil does, with its status.
   const grouped = process.platform !== "win32";
   const child = grouped
     ? spawn("/bin/sh", ["-c", ANVIL_WATCHDOG, anvilBinaryPath(), ...args], {
@@ -78,6 +79,8 @@ export async function launchAnvil({
       })
     : spawn(anvilBinaryPath(), args, { stdio: ["ignore", "pipe", "pipe"] });
   const signal = (name: NodeJS.Signals) => {
+    // A group whose leader has exited may be gone, and its number reused.
+    if (child.exitCode !== null || child.signalCode !== null) return;
     try {
       if (grouped && child.pid !== undefined) process.kill(-child.pid, name);
       else child.kill(name);
@@ -93,6 +96,8 @@ export async function launchAnvil({
     });
   });
 
+  // Until anvil answers, its exit is a failure to start (a port taken, a missing binary): told at once.
+  let starting = true;
   const boundPort = await new Promise<number>((resolve, reject) => {
     let output = "";
     const timer = setTimeout(
@@ -132,7 +137,7 @@ export async function launchAnvil({
     });
     child.once("error", fail);
     child.once("exit", (code) => {
-      if (!exited) fail(new Error(`anvil exited with code ${code}`));
+      if (starting) fail(new Error(`anvil exited with code ${code}`));
     });
   });
   child.stdout?.removeAllListeners("data");
@@ -140,6 +145,12 @@ export async function launchAnvil({
   child.stderr?.resume();
   const rpcUrl = `http://${host}:${boundPort}`;
   await waitForRpc(rpcUrl, startTimeoutMs);
+  starting = false;
+  if (exited)
+    throw new TollgateError({
+      code: "TOLLGATE_DEVNET_FAILED",
+      shortMessage: `anvil exited while starting (is port ${boundPort} taken?)`,
+    });
   logger.debug({ rpcUrl, pid: child.pid }, "anvil started");
 
   return {
@@ -148,8 +159,10 @@ export async function launchAnvil({
     process: child,
     async stop() {
       if (exited || child.exitCode !== null) return;
-      signal("SIGTERM");
-      const timer = setTimeout(() => signal("SIGKILL"), 3_000);
+      // Grouped, the watchdog stops anvil when its pipe closes, and exits once anvil has exited.
+      if (grouped) child.stdin?.destroy();
+      else signal("SIGTERM");
+      const timer = setTimeout(() => signal("SIGKILL"), grouped ? 5_000 : 3_000);
       await exitPromise;
       clearTimeout(timer);
     },

@@ -101,7 +101,8 @@ export function createGatewayApp({
   // bytes), so the route reads it once, straight from the socket; a chunked body is counted as it comes.
   const limitBody: MiddlewareHandler = (c, next) => {
     const length = c.req.header("content-length");
-    if (length === undefined || c.req.header("transfer-encoding") !== undefined) return countBody(c, next);
+    if (length === undefined || !/^\d+$/.test(length) || c.req.header("transfer-encoding") !== undefined)
+      return countBody(c, next);
     return Number(length) > maxBodyBytes ? Promise.resolve(tooLarge(c)) : next();
   };
   const forward = tollgateHono({ billing });

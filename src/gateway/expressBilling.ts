@@ -37,10 +37,14 @@ type WriteCallback = (error?: Error | null) => void;
  * @example
  * app.post("/v1/chat/completions", express.json(), tollgateExpress({ billing }), async (req, res) => {
  *   const { signal } = res.locals.tollgate as TollgateExpressContext;
- *   const upstream = await fetch(`${backend}/chat/completions`, { method: "POST", body: JSON.stringify(req.body), signal });
- *   res.status(upstream.status).type(upstream.headers.get("content-type") ?? "application/json");
- *   for await (const chunk of upstream.body!) res.write(chunk);
- *   res.end();
+ *   try {
+ *     const upstream = await fetch(`${backend}/chat/completions`, { method: "POST", body: JSON.stringify(req.body), signal });
+ *     res.status(upstream.status).type(upstream.headers.get("content-type") ?? "application/json");
+ *     for await (const chunk of upstream.body!) res.write(chunk);
+ *     res.end();
+ *   } catch (error) {
+ *     if (!signal.aborted) throw error; // the answer was closed: nothing more to send
+ *   }
  * });
  */
 export function tollgateExpress({ billing, routeKind }: TollgateExpressParameters): RequestHandler {
@@ -56,6 +60,11 @@ async function handle(
   res: Response,
   next: NextFunction,
 ): Promise<void> {
+  // A buyer may leave while the payment is checked: its 'close' would then come before the listener below.
+  let leftEarly = false;
+  res.once("close", () => {
+    leftEarly = true;
+  });
   if (typeof req.body !== "object" || req.body === null) {
     res.status(400).json({
       error: {
@@ -83,6 +92,11 @@ async function handle(
     const answer = errorAnswer("TOLLGATE_LEDGER_FAILED", PAYMENT_NOT_RECORDED);
     await session.failBeforeOutput(PAYMENT_NOT_RECORDED, answer.status);
     res.status(answer.status).set(answer.headers).json(answer.body);
+    return;
+  }
+  if (leftEarly || res.destroyed) {
+    // Nobody to answer: the handler is not run, and nothing is charged.
+    await session.failBeforeOutput("the buyer left before the answer began", 499);
     return;
   }
   req.body = quote.backendBody;
@@ -158,7 +172,7 @@ async function handle(
   deadline.unref();
   res.on("close", () => {
     // Nothing more reaches the buyer once the answer is closed, whoever closed it.
-    stop.abort(new Error("the answer is closed"));
+    stop.abort(new DOMException("the answer is closed", "AbortError"));
     if (ended) return;
     ended = true;
     clearTimeout(deadline);
