@@ -90,13 +90,16 @@ const termsOf = (devnet: Devnet, facilitator: { address: `0x${string}` }) => ({
   facilitatorAddress: facilitator.address,
 });
 
-const body = (stream: boolean) =>
+const body = (stream: boolean, maxTokens = 32) =>
   JSON.stringify({
     model: mockModelId,
     messages: [{ role: "user", content: "hello there" }],
-    max_tokens: 32,
+    max_tokens: maxTokens,
     stream,
   });
+
+/** The id of the ledger's newest payment row (0 when there is none). */
+const lastPaymentId = async () => (await ledger.payments.recent({ limit: 1 }))[0]?.id ?? 0;
 
 async function checkPaidRoute(url: string, buyerIndex: number) {
   const buyer = devnet.accounts.buyers[buyerIndex]!;
@@ -274,14 +277,9 @@ describe("the Express adapter's signal", () => {
       },
       { tokensPerSecond: 500 },
     );
-    const longBody = JSON.stringify({
-      model: mockModelId,
-      messages: [{ role: "user", content: "hello there" }],
-      max_tokens: 50_000,
-      stream: true,
-    });
+    const longBody = body(true, 50_000);
     const header = await paymentHeaderFor(port, longBody);
-    const lastIdBefore = (await ledger.payments.recent({ limit: 1 }))[0]?.id ?? 0;
+    const lastIdBefore = await lastPaymentId();
     const gone = new AbortController();
     const answer = await fetch(`http://127.0.0.1:${port}/v1/chat/completions`, {
       method: "POST",
@@ -324,21 +322,16 @@ describe("the Express adapter when the buyer leaves early", () => {
       { responseTokens: 40 },
       { verifyDelayMs: 500 },
     );
-    const body = JSON.stringify({
-      model: mockModelId,
-      messages: [{ role: "user", content: "hello there" }],
-      max_tokens: 64,
-      stream: true,
-    });
-    const header = await paymentHeaderFor(port, body);
-    const lastIdBefore = (await ledger.payments.recent({ limit: 1 }))[0]?.id ?? 0;
+    const paidBody = body(true, 64);
+    const header = await paymentHeaderFor(port, paidBody);
+    const lastIdBefore = await lastPaymentId();
     const requestsBefore = backend.inferenceRequests.length;
     // The whole request, then the buyer's side of the connection closes while verify is under way.
     const socket = connect(port, "127.0.0.1");
     await new Promise<void>((resolve) => socket.once("connect", () => resolve()));
     socket.write(
       `POST /v1/chat/completions HTTP/1.1\r\nhost: 127.0.0.1:${port}\r\ncontent-type: application/json\r\n` +
-        `content-length: ${Buffer.byteLength(body)}\r\npayment-signature: ${header}\r\n\r\n${body}`,
+        `content-length: ${Buffer.byteLength(paidBody)}\r\npayment-signature: ${header}\r\n\r\n${paidBody}`,
     );
     await new Promise((resolve) => setTimeout(resolve, 100));
     socket.end();
@@ -370,14 +363,9 @@ describe("the Express adapter at the request's time bound", () => {
       }
       res.end();
     });
-    const longBody = JSON.stringify({
-      model: mockModelId,
-      messages: [{ role: "user", content: "hello there" }],
-      max_tokens: 50_000,
-      stream: true,
-    });
+    const longBody = body(true, 50_000);
     const header = await paymentHeaderFor(port, longBody);
-    const lastIdBefore = (await ledger.payments.recent({ limit: 1 }))[0]?.id ?? 0;
+    const lastIdBefore = await lastPaymentId();
 
     // The buyer sends the paid request, then reads nothing.
     const buyerSide = postWithoutReading(port, "/v1/chat/completions", longBody, {
@@ -404,15 +392,11 @@ describe("the Express adapter at the request's time bound", () => {
       res.status(200).type("application/json");
       res.write('{"id":"never-ends","choices":[');
     });
-    const jsonBody = JSON.stringify({
-      model: mockModelId,
-      messages: [{ role: "user", content: "hello there" }],
-      max_tokens: 16,
-    });
+    const jsonBody = body(false, 16);
     const header = await paymentHeaderFor(port, jsonBody);
     const buyer = devnet.accounts.buyers[1]!;
     const balanceBefore = await devnet.usdcBalance(buyer.address);
-    const lastIdBefore = (await ledger.payments.recent({ limit: 1 }))[0]?.id ?? 0;
+    const lastIdBefore = await lastPaymentId();
     const startedAt = Date.now();
     const answer = await fetch(`http://127.0.0.1:${port}/v1/chat/completions`, {
       method: "POST",
@@ -444,15 +428,11 @@ describe("the Express adapter at the request's time bound", () => {
       res.status(upstream.status).type("application/json").end(text);
       ended?.();
     });
-    const jsonBody = JSON.stringify({
-      model: mockModelId,
-      messages: [{ role: "user", content: "hello there" }],
-      max_tokens: 16,
-    });
+    const jsonBody = body(false, 16);
     const header = await paymentHeaderFor(port, jsonBody);
     const buyer = devnet.accounts.buyers[1]!;
     const balanceBefore = await devnet.usdcBalance(buyer.address);
-    const lastIdBefore = (await ledger.payments.recent({ limit: 1 }))[0]?.id ?? 0;
+    const lastIdBefore = await lastPaymentId();
     const gone = new AbortController();
     setTimeout(() => gone.abort(), 300);
     await assert.rejects(
