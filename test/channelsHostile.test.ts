@@ -47,7 +47,10 @@ before(async () => {
       const failing = <T extends SqlExecutor>(executor: T): T => ({
         ...executor,
         query(text: string, params?: readonly unknown[]) {
-          if (failPaymentRows && text.includes("OVERRIDING SYSTEM VALUE"))
+          if (
+            failPaymentRows &&
+            (text.includes("OVERRIDING SYSTEM VALUE") || text.includes("tollgate_charge_voucher_row"))
+          )
             return Promise.reject(new Error("could not extend file: No space left on device"));
           return executor.query(text, params);
         },

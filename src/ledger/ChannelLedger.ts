@@ -65,7 +65,19 @@ export type ChannelUpdate<T> = {
 };
 
 /** A data-modifying statement with `RETURNING` (or a query), its parameters numbered from $1. */
-export type AlsoWrite = { text: string; params: readonly unknown[] };
+export type AlsoWrite = {
+  text: string;
+  params: readonly unknown[];
+  /**
+   * The same write and the channel's charge columns (charged, the latest voucher, the request's time) as one
+   * call of a stored function, whose plan the database keeps. A ledger may use it when those columns are all
+   * the update changes; it returns `written` 1, or 0 when the write applies to nothing (nothing is written),
+   * and fails with SQLSTATE P0002 when the channel is not stored.
+   */
+  withCharge?:
+    | ((channelId: string, next: ChannelRecord) => { text: string; params: readonly unknown[] })
+    | undefined;
+};
 
 /** Totals over the channels of one receiver and token. */
 export type ChannelTotals = {

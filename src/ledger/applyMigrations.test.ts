@@ -35,6 +35,7 @@ test("applies each migration once and records it in schema_migrations", async ()
     [4, "payments_request_id"],
     [5, "payments_usage_units"],
     [6, "channels_chain"],
+    [7, "charge_voucher_function"],
   ]);
   const tables = await sql.query(
     "SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema() ORDER BY 1",

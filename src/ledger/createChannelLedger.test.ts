@@ -8,6 +8,8 @@ import { createChannelLedger } from "./createChannelLedger.js";
 import { createLedger } from "./createLedger.js";
 import { createPgliteClient } from "./createPgliteClient.js";
 import { createPostgresClient } from "./createPostgresClient.js";
+import type { ClaimPaymentInput } from "./PaymentLedger.js";
+import { channelRowWrite } from "./paymentRowWrites.js";
 import type { SqlClient } from "./SqlClient.js";
 
 const tempDirs: string[] = [];
@@ -132,6 +134,96 @@ describe("channels in a database one process holds (PGlite)", () => {
       })),
       /is not stored; its update is not written/,
     );
+    await ledger.close();
+  });
+
+  test("a JSON voucher's row and charge written by the stored function equal the same written as a statement; a held authorization, a charge above the maximum and a channel not stored write nothing", async () => {
+    const { sql, ledger } = await openAt(await freshDir());
+    const claimOf = (nonce: string): ClaimPaymentInput => ({
+      network: "eip155:31337",
+      payer: "0x00000000000000000000000000000000000000aa",
+      nonce,
+      scheme: "batch-settlement",
+      model: "m",
+      route: "chat",
+      asset: "0x00000000000000000000000000000000000000cc",
+      payTo: "0x00000000000000000000000000000000000000bb",
+      maxAtomic: 10n,
+      paymentPayload: { voucher: { maxClaimableAmount: "10" } },
+      paymentRequirements: { amount: "10" },
+      requestId: `req-${nonce}`,
+    });
+    const usage = { promptTokens: 3, completionTokens: 4, units: { input_tokens: 3, output_tokens: 4 } };
+    const charge = (n: number, paymentId: number, nonce: string, chargeAtomic: bigint, asStatement = false) =>
+      ledger.channels.update(idOf(n), (current) => {
+        const alsoWrite = channelRowWrite(paymentId, { usage, chargeAtomic }, claimOf(nonce));
+        return {
+          next: {
+            ...current!,
+            chargedAtomic: current!.chargedAtomic + chargeAtomic,
+            signedMaxAtomic: current!.chargedAtomic + 10n,
+            signature: `0x${"ab".repeat(65)}`,
+            lastRequestAt: 1_700_000_000_000 + paymentId,
+            pending: undefined,
+          },
+          result: undefined,
+          alsoWrite: asStatement ? { text: alsoWrite.text, params: alsoWrite.params } : alsoWrite,
+        };
+      });
+    const rowOf = async (id: number) =>
+      (
+        await sql.query(
+          `SELECT network, payer, nonce, scheme, model, route, asset, pay_to, max_atomic::text, status,
+                  charge_atomic::text, prompt_tokens, completion_tokens, usage, error, payload, requirements,
+                  request_id, settled_at IS NOT NULL AS settled FROM payments WHERE id = $1`,
+          [id],
+        )
+      )[0];
+    const channelOf = async (n: number) =>
+      (
+        await sql.query(
+          `SELECT charged_atomic::text, signed_max_atomic::text, signature, last_request_at::text
+             FROM channels WHERE channel_id = $1`,
+          [idOf(n)],
+        )
+      )[0];
+    for (const n of [30, 31])
+      await ledger.channels.update(idOf(n), () => ({ next: channel(n), result: undefined }));
+    await charge(30, 1, "1", 7n);
+    await charge(31, 2, "2", 7n, true);
+    const [byFunction, byStatement] = [await rowOf(1), await rowOf(2)];
+    assert.equal(byFunction?.status, "settled");
+    assert.equal(byFunction?.charge_atomic, "7");
+    assert.deepEqual(byFunction, { ...byStatement, nonce: "1", request_id: "req-1" });
+    assert.deepEqual(await channelOf(30), {
+      charged_atomic: "7",
+      signed_max_atomic: "10",
+      signature: `0x${"ab".repeat(65)}`,
+      last_request_at: "1700000000001",
+    });
+    await charge(30, 3, "3", 0n);
+    assert.equal((await rowOf(3))?.status, "zero", "a zero charge is a row too");
+
+    // Nothing of an update whose row is not inserted is written, on disk or in memory.
+    await assert.rejects(
+      charge(30, 4, "1", 2n),
+      /applied to nothing; nothing is written/,
+      "held authorization",
+    );
+    await assert.rejects(
+      charge(30, 5, "5", 11n),
+      /applied to nothing; nothing is written/,
+      "above the maximum",
+    );
+    assert.equal(await rowOf(4), undefined);
+    assert.equal(await rowOf(5), undefined);
+    assert.equal((await channelOf(30))?.charged_atomic, "7");
+    assert.equal((await ledger.channels.get(idOf(30)))?.chargedAtomic, 7n);
+
+    // A channel gone from the table fails the call, with words that say so, and its row is not kept.
+    await sql.query("DELETE FROM channels WHERE channel_id = $1", [idOf(30)]);
+    await assert.rejects(charge(30, 6, "6", 2n), /is not stored; its update is not written/);
+    assert.equal(await rowOf(6), undefined);
     await ledger.close();
   });
 

@@ -255,6 +255,26 @@ async function writeChangesWith(
   if (Number(rows[0]?.written ?? 0) === 0) throw alsoNotApplied(channelId);
 }
 
+/** The columns a charge changes: what `AlsoWrite.withCharge` writes. */
+const chargeColumns = new Set(["charged_atomic", "signed_max_atomic", "signature", "last_request_at"]);
+
+/** Runs an `AlsoWrite.withCharge` call: the write and the channel's charge, or neither. */
+async function writeCharge(
+  db: SqlExecutor,
+  channelId: string,
+  call: { text: string; params: readonly unknown[] },
+): Promise<void> {
+  let rows: Array<Record<string, unknown>>;
+  try {
+    rows = await db.query(call.text, call.params);
+  } catch (error) {
+    const sqlState = (error as { details?: { sqlState?: unknown } }).details?.sqlState;
+    if (sqlState === "P0002") throw notStored(channelId);
+    throw error;
+  }
+  if (Number(rows[0]?.written ?? 0) === 0) throw alsoNotApplied(channelId);
+}
+
 export type CreateChannelLedgerOptions = {
   /** Channels a single-process ledger keeps in memory, beyond those with a request in flight; default 10,000. */
   keptChannels?: number;
@@ -402,6 +422,8 @@ function createSingleProcessChannelLedger(sql: SqlClient, keptChannels: number):
             await writeChannel(tx, { ...next, pending: undefined });
             if (also) await runAlsoWrite(tx, id, also);
           });
+        else if (also?.withCharge && changes.every((change) => chargeColumns.has(change.column)))
+          await writeCharge(sql, id, also.withCharge(id, next));
         else if (also) await writeChangesWith(sql, id, changes, also);
         else if (changes.some((c) => c.column !== "last_request_at")) await writeChanges(sql, id, changes);
         keep(id, next);

@@ -159,4 +159,50 @@ CREATE TABLE channels_set_aside (
 CREATE INDEX channels_set_aside_channel_idx ON channels_set_aside (network, channel_id);
 `,
   },
+  {
+    version: 7,
+    name: "charge_voucher_function",
+    sql: `
+-- A voucher request answered as JSON, finished in one call: its whole payment row inserted (settled or
+-- zero) and its channel's charge written (charged, the latest voucher, the request's time). A function's
+-- statements are planned once per connection, where the same statement sent as text is planned on every
+-- call. Returns 0 and writes nothing when the row is not inserted (its authorization is held already, or
+-- the charge is above its maximum); raises no_data_found (P0002) when the channel is not stored, which
+-- undoes the row too.
+CREATE FUNCTION tollgate_charge_voucher_row(
+  p_id BIGINT, p_network TEXT, p_payer TEXT, p_nonce TEXT, p_scheme TEXT, p_model TEXT, p_route TEXT,
+  p_asset TEXT, p_pay_to TEXT, p_max_atomic NUMERIC, p_payload JSONB, p_requirements JSONB, p_request_id TEXT,
+  p_status TEXT, p_charge_atomic NUMERIC, p_prompt_tokens INTEGER, p_completion_tokens INTEGER, p_usage JSONB,
+  p_channel_id TEXT, p_charged_atomic NUMERIC, p_signed_max_atomic NUMERIC, p_signature TEXT,
+  p_last_request_at BIGINT
+) RETURNS INTEGER LANGUAGE plpgsql AS $fn$
+DECLARE
+  written INTEGER;
+BEGIN
+  INSERT INTO payments (id, network, payer, nonce, scheme, model, route, asset, pay_to, max_atomic, payload,
+                        requirements, request_id, status, charge_atomic, prompt_tokens, completion_tokens,
+                        usage, settled_at)
+  OVERRIDING SYSTEM VALUE
+  SELECT p_id, p_network, p_payer, p_nonce, p_scheme, p_model, p_route, p_asset, p_pay_to, p_max_atomic,
+         p_payload, p_requirements, p_request_id, p_status, p_charge_atomic, p_prompt_tokens,
+         p_completion_tokens, p_usage, now()
+  WHERE p_charge_atomic <= p_max_atomic
+  ON CONFLICT (network, payer, nonce) DO NOTHING;
+  GET DIAGNOSTICS written = ROW_COUNT;
+  IF written = 0 THEN
+    RETURN 0;
+  END IF;
+  UPDATE channels
+     SET charged_atomic = p_charged_atomic, signed_max_atomic = p_signed_max_atomic, signature = p_signature,
+         last_request_at = p_last_request_at, updated_at = now()
+   WHERE channel_id = p_channel_id;
+  GET DIAGNOSTICS written = ROW_COUNT;
+  IF written = 0 THEN
+    RAISE EXCEPTION 'channel % is not stored', p_channel_id USING ERRCODE = 'P0002';
+  END IF;
+  RETURN 1;
+END
+$fn$;
+`,
+  },
 ];

@@ -1,4 +1,4 @@
-import type { AlsoWrite } from "./ChannelLedger.js";
+import type { AlsoWrite, ChannelRecord } from "./ChannelLedger.js";
 import { normalizeAuthorizationKey } from "./normalizeAuthorizationKey.js";
 import type { ClaimPaymentInput, TokenUsage } from "./PaymentLedger.js";
 import { atomicParam, jsonParam, textParam, tokenCountParam } from "./sqlValues.js";
@@ -69,8 +69,28 @@ export function channelRowWrite(
       ]
     : [status, null, null, null, null, textParam(outcome.failed, "reason")];
   if (unwritten) {
+    const claim = claimParams(unwritten);
     // $13 … $18 finish the row, $19 is its id; a charge above the maximum inserts nothing.
     return {
+      ...(charged
+        ? {
+            withCharge: (channelId: string, next: ChannelRecord) => ({
+              text: `SELECT tollgate_charge_voucher_row($1, $2, $3, $4, $5, $6, $7, $8, $9, $10::numeric, $11::jsonb,
+                 $12::jsonb, $13, $14, $15::numeric, $16, $17, $18::jsonb, $19, $20::numeric, $21::numeric, $22,
+                 $23::bigint) AS written`,
+              params: [
+                id,
+                ...claim,
+                ...finish.slice(0, 5),
+                channelId,
+                atomicParam(next.chargedAtomic, "chargedAtomic"),
+                atomicParam(next.signedMaxAtomic, "signedMaxAtomic"),
+                textParam(next.signature, "signature"),
+                String(next.lastRequestAt),
+              ],
+            }),
+          }
+        : {}),
       text: `INSERT INTO payments (id, ${claimColumns}, status, charge_atomic, prompt_tokens, completion_tokens, usage, error, settled_at)
        OVERRIDING SYSTEM VALUE
        SELECT $19, ${claimValues}, $13, $14::numeric, $15, $16, $17::jsonb, $18,
@@ -78,7 +98,7 @@ export function channelRowWrite(
        WHERE $14::numeric IS NULL OR $14::numeric <= $9::numeric
        ON CONFLICT (network, payer, nonce) DO NOTHING
        RETURNING id`,
-      params: [...claimParams(unwritten), ...finish, id],
+      params: [...claim, ...finish, id],
     };
   }
   return charged
