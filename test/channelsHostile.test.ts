@@ -14,6 +14,7 @@ import {
   hexToBigInt,
   http,
   numberToHex,
+  parseAbi,
   parseSignature,
   serializeCompactSignature,
   serializeSignature,
@@ -22,6 +23,7 @@ import {
 import { generatePrivateKey, privateKeyToAccount } from "viem/accounts";
 import { anvil } from "viem/chains";
 import { batchSettlementAbi } from "../src/chain/index.js";
+import { type ChannelConfig, erc3009DepositArgs } from "../src/devnet/batchSettlementTesting.js";
 import type { BillingEvent } from "../src/gateway/index.js";
 import type { SqlClient, SqlExecutor } from "../src/ledger/index.js";
 import {
@@ -76,6 +78,11 @@ const post = (headers: Record<string, string> = {}) =>
 /** A buyer whose channel is open (one paid request through the official client), and a voucher signer for it. */
 const openChannel = (depositStrategy?: BatchSettlementDepositStrategy) =>
   openTestChannel(h, { body, ...(depositStrategy ? { depositStrategy } : {}) });
+
+/** The contract's deposit (a payer's own top-up, through a deposit collector). */
+const depositAbi = parseAbi([
+  "function deposit((address payer, address payerAuthorizer, address receiver, address receiverAuthorizer, address token, uint40 withdrawDelay, bytes32 salt) config, uint128 amount, address collector, bytes collectorData)",
+]);
 
 const errorOf = (response: Response) =>
   decodePaymentRequiredHeader(response.headers.get("payment-required")!).error;
@@ -259,6 +266,59 @@ describe("hostile channel payments", () => {
       after.chargedAtomic - charged,
       "the row holds the channel's charge",
     );
+  });
+
+  test("a top-up made straight on chain is seen by the next voucher above the balance read last (read again at most once per 2 s): served and charged", async () => {
+    // The deposit covers exactly one request's maximum, so the next voucher is above the balance.
+    const channel = await openChannel((context) => context.requestAmount);
+    const charged = await channel.charged();
+    const header = await channel.voucherHeader(charged + channel.requestMax);
+    const stored = async () => (await h.gateway.ledger.channels.get(channel.channelId))!;
+    const readLast = async () => (await stored()).onchainSyncedAt ?? 0;
+    const twoSecondsAfter = async (at: number) =>
+      new Promise((resolve) => setTimeout(resolve, Math.max(0, at + 2_000 - Date.now())));
+    const refusedAgain = async () => {
+      const response = await post({ "payment-signature": header });
+      assert.equal(response.status, 402);
+      assert.equal(errorOf(response), "invalid_batch_settlement_evm_cumulative_exceeds_balance");
+    };
+
+    // Above a balance read 2 s ago or more: read again (the same balance), and refused.
+    const opened = await readLast();
+    await twoSecondsAfter(opened);
+    await refusedAgain();
+    const reread = await readLast();
+    assert.ok(reread > opened, "the balance was read from the chain again");
+    // At once again: refused from the balance just read, with no chain read.
+    await refusedAgain();
+    assert.equal(await readLast(), reread, "not read again within 2 s");
+
+    // The payer deposits once more itself, through the ERC-3009 collector, with no gateway involved.
+    const publicClient = createPublicClient({ chain: anvil, transport: http(h.devnet.rpcUrl) });
+    const wallet = createWalletClient({
+      account: privateKeyToAccount(channel.buyer.privateKey),
+      chain: anvil,
+      transport: http(h.devnet.rpcUrl),
+    });
+    const topUp = 10n * channel.requestMax;
+    const hash = await wallet.writeContract({
+      address: BATCH_SETTLEMENT_ADDRESS_FOR_TESTS,
+      abi: depositAbi,
+      functionName: "deposit",
+      args: await erc3009DepositArgs(h.devnet, channel.buyer, channel.config as ChannelConfig, topUp),
+    });
+    assert.equal((await publicClient.waitForTransactionReceipt({ hash })).status, "success");
+
+    // The same voucher, 2 s after the last read: the top-up is seen, the request served and charged.
+    await twoSecondsAfter(reread);
+    const inferencesBefore = h.backend.inferenceRequests.length;
+    const served = await post({ "payment-signature": header });
+    assert.equal(served.status, 200, await served.clone().text());
+    await served.text();
+    assert.equal(h.backend.inferenceRequests.length, inferencesBefore + 1);
+    const after = await stored();
+    assert.equal(after.balanceAtomic, channel.requestMax + topUp, "the balance the chain holds");
+    assert.ok(after.chargedAtomic > charged && after.chargedAtomic <= charged + channel.requestMax);
   });
 
   test("a voucher signature the contract's claim would refuse (high s, v of 0 or 1, 64 bytes) is refused before inference; the channel is then paid and claimed", async () => {

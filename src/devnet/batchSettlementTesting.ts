@@ -200,32 +200,8 @@ export async function startChannelDevnet() {
     });
 
   /** `deposit` arguments for an ERC-3009 deposit the payer signed. */
-  const erc3009Deposit = async (payer: KeyedAccount, config: ChannelConfig, amount: bigint) => {
-    const channelId = computeChannelId(config, devnet.chainId) as Hex;
-    const salt = BigInt(random32());
-    const validBefore = BigInt(Math.floor(Date.now() / 1000) + 3600);
-    const nonce = keccak256(
-      encodeAbiParameters([{ type: "bytes32" }, { type: "uint256" }], [channelId, salt]),
-    );
-    const signature = await sign(payer).signTypedData({
-      domain: { name: "USD Coin", version: "2", chainId: devnet.chainId, verifyingContract: config.token },
-      types: receiveWithAuthorizationTypes,
-      primaryType: "ReceiveWithAuthorization",
-      message: {
-        from: payer.address,
-        to: devnet.contracts.erc3009DepositCollector,
-        value: amount,
-        validAfter: 0n,
-        validBefore,
-        nonce,
-      },
-    });
-    const collectorData = encodeAbiParameters(
-      [{ type: "uint256" }, { type: "uint256" }, { type: "uint256" }, { type: "bytes" }],
-      [0n, validBefore, salt, signature],
-    );
-    return [config, amount, devnet.contracts.erc3009DepositCollector, collectorData] as const;
-  };
+  const erc3009Deposit = (payer: KeyedAccount, config: ChannelConfig, amount: bigint) =>
+    erc3009DepositArgs(devnet, payer, config, amount);
 
   /** `deposit` arguments for a Permit2 deposit the payer signed (witness: the channel id). */
   const permit2Deposit = async (
@@ -285,6 +261,37 @@ export async function startChannelDevnet() {
     permit2Deposit,
     channelOf,
   };
+}
+
+/** `deposit` arguments for an ERC-3009 deposit of `amount` test USDC that `payer` signed into `config`'s channel. */
+export async function erc3009DepositArgs(
+  devnet: Pick<Devnet, "chainId" | "contracts">,
+  payer: KeyedAccount,
+  config: ChannelConfig,
+  amount: bigint,
+) {
+  const channelId = computeChannelId(config, devnet.chainId) as Hex;
+  const salt = BigInt(random32());
+  const validBefore = BigInt(Math.floor(Date.now() / 1000) + 3600);
+  const nonce = keccak256(encodeAbiParameters([{ type: "bytes32" }, { type: "uint256" }], [channelId, salt]));
+  const signature = await privateKeyToAccount(payer.privateKey).signTypedData({
+    domain: { name: "USD Coin", version: "2", chainId: devnet.chainId, verifyingContract: config.token },
+    types: receiveWithAuthorizationTypes,
+    primaryType: "ReceiveWithAuthorization",
+    message: {
+      from: payer.address,
+      to: devnet.contracts.erc3009DepositCollector,
+      value: amount,
+      validAfter: 0n,
+      validBefore,
+      nonce,
+    },
+  });
+  const collectorData = encodeAbiParameters(
+    [{ type: "uint256" }, { type: "uint256" }, { type: "uint256" }, { type: "bytes" }],
+    [0n, validBefore, salt, signature],
+  );
+  return [config, amount, devnet.contracts.erc3009DepositCollector, collectorData] as const;
 }
 
 export type ChannelDevnet = Awaited<ReturnType<typeof startChannelDevnet>>;

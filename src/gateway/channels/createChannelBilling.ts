@@ -21,6 +21,9 @@ import { ChannelReason } from "./channelReasons.js";
 import { createVoucherVerifier } from "./createVoucherVerifier.js";
 import { type OnchainChannelState, readChannelState } from "./readChannelState.js";
 
+/** How often a voucher above a channel's known balance may have the balance read from the chain again (ms). */
+const BALANCE_RECHECK_MS = 2_000;
+
 /** Channel ids kept by config (about 400 bytes each). */
 const CHANNEL_IDS_KEPT = 4096;
 
@@ -332,15 +335,22 @@ export function createChannelBilling(parameters: CreateChannelBillingParameters)
     // Vouchers are checked without a chain call while the channel's on-chain state is fresh; a
     // stale (or unknown) channel is read from the chain, outside the channel's lock, and tried again.
     let reserved = await reserve(undefined, Date.now());
-    if (reserved.kind === "stale") {
-      let onchain: OnchainChannelState;
+    // A payer may also top its channel up straight on chain: a voucher above the balance read last is
+    // checked against the chain once more, at most once per channel every BALANCE_RECHECK_MS.
+    const aboveCachedBalance =
+      reserved.kind === "refused" &&
+      reserved.reason === ChannelReason.cumulativeExceedsBalance &&
+      Date.now() - (reserved.channel?.onchainSyncedAt ?? 0) >= BALANCE_RECHECK_MS;
+    if (reserved.kind === "stale" || aboveCachedBalance) {
+      let onchain: OnchainChannelState | undefined;
       try {
         onchain = await readChannelState(chain, settlement, channelId);
       } catch (error) {
         logger.warn({ channelId, error: String(error) }, "channel state read failed");
-        return { ok: false, kind: "unavailable", message: "the chain is unreachable; no inference was run" };
+        if (reserved.kind === "stale")
+          return { ok: false, kind: "unavailable", message: "the chain is unreachable; no inference was run" };
       }
-      reserved = await reserve(onchain, Date.now());
+      if (onchain) reserved = await reserve(onchain, Date.now());
     }
     if (reserved.kind === "stale") throw new Error("a channel read from the chain is never stale");
     if (reserved.kind === "refused") {
