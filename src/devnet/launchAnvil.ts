@@ -53,7 +53,8 @@ export function anvilBinaryPath(): string {
 
 /**
  * Starts anvil on loopback and resolves once its JSON-RPC answers.
- * With port 0 anvil picks a free port, read back from its banner.
+ * With port 0 anvil picks a free port; either way the port is read back from its banner, so another
+ * node already listening on a fixed port is never taken for this one (anvil fails to bind, and says so).
  */
 export async function launchAnvil({
   host = "127.0.0.1",
@@ -63,9 +64,9 @@ export async function launchAnvil({
   logger = silentLogger,
   startTimeoutMs = 15_000,
 }: LaunchAnvilParameters = {}): Promise<LaunchAnvilReturnType> {
-  const args = ["--host", host, "--port", String(port), "--chain-id", String(chainId), "--silent"];
-  // --silent hides the banner, which is where a port-0 choice is printed; keep it for port 0.
-  if (port === 0) args.splice(args.indexOf("--silent"), 1);
+  // Not --silent: anvil's banner ("Listening on host:port") is how it says it holds its port. Waiting for an
+  // RPC answer instead would take another node already on a fixed port for this one.
+  const args = ["--host", host, "--port", String(port), "--chain-id", String(chainId)];
   if (blockTimeSeconds !== undefined) args.push("--block-time", String(blockTimeSeconds));
   // Off Windows anvil runs in a process group of its own, under a shell that holds a pipe from this
   // process: Ctrl-C in a terminal (SIGINT to the foreground group) then reaches the gateway alone,
@@ -110,7 +111,9 @@ export async function launchAnvil({
       reject(
         new TollgateError({
           code: "TOLLGATE_DEVNET_FAILED",
-          shortMessage: "anvil failed to start",
+          shortMessage: /address already in use|address in use/i.test(output)
+            ? `port ${port} on ${host} is taken by another process; stop it or choose another port`
+            : "anvil failed to start",
           details: { output: output.slice(-2000) },
           cause,
         }),
@@ -124,13 +127,6 @@ export async function launchAnvil({
         resolve(Number(match[1]));
       }
     };
-    if (port !== 0) {
-      // Silent mode prints nothing: poll the RPC instead.
-      waitForRpc(`http://${host}:${port}`, startTimeoutMs).then(() => {
-        clearTimeout(timer);
-        resolve(port);
-      }, fail);
-    }
     child.stdout?.on("data", onData);
     child.stderr?.on("data", (data: Buffer) => {
       output += data.toString();
