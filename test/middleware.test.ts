@@ -305,6 +305,50 @@ describe("the Express adapter's signal", () => {
 });
 
 describe("the Express adapter when the buyer leaves early", () => {
+  test("a buyer that hangs up after the backend took its prompt, before the stream's first token, pays for the prompt alone", async () => {
+    let declared = false;
+    const { port, backend } = await longExpressApp(
+      () => async (_req, res) => {
+        const { quote, backendBody, signal } = res.locals.tollgate as TollgateExpressContext;
+        try {
+          const upstream = await proxyToBackend({ model: quote.model, body: backendBody, signal });
+          // The backend answered: it has the prompt. The handler declares the stream, then waits for tokens.
+          res.status(upstream.status).type(upstream.headers.get("content-type") ?? "application/json");
+          declared = true;
+          for await (const chunk of upstream.body as unknown as AsyncIterable<Uint8Array>) res.write(chunk);
+          res.end();
+        } catch (error) {
+          if (!signal.aborted) throw error;
+        }
+      },
+      { responseTokens: 40, firstTokenDelayMs: 1_500 },
+    );
+    const paidBody = body(true, 64);
+    const header = await paymentHeaderFor(port, paidBody);
+    const lastIdBefore = await lastPaymentId();
+    const gone = new AbortController();
+    const answer = fetch(`http://127.0.0.1:${port}/v1/chat/completions`, {
+      method: "POST",
+      headers: { "content-type": "application/json", "payment-signature": header },
+      body: paidBody,
+      signal: gone.signal,
+    }).catch((error: unknown) => error);
+    const giveUpAt = Date.now() + 10_000;
+    while (!declared && Date.now() < giveUpAt) await new Promise((resolve) => setTimeout(resolve, 20));
+    assert.ok(declared, "the handler declared its stream");
+    gone.abort();
+    assert.ok((await answer) instanceof Error, "the buyer got nothing: it left before the first write");
+    const row = await finalRowAfter(lastIdBefore, Date.now() + 10_000);
+    assert.equal(row?.status, "settled", `the prompt is charged (row: ${row?.status ?? "none"})`);
+    assert.ok((row?.promptTokens ?? 0) > 0, "for its prompt tokens");
+    assert.equal(row?.completionTokens, 0, "and no output");
+    assert.ok((row?.chargeAtomic ?? 0n) > 0n && (row?.chargeAtomic ?? 0n) < (row?.maxAtomic ?? 0n));
+    const served = backend.inferenceRequests.at(-1)!;
+    while (!served.clientAborted && Date.now() < giveUpAt)
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    assert.equal(served.clientAborted, true, "the backend call was stopped");
+  });
+
   test("a buyer that hangs up while its payment is checked pays nothing, and the handler is not run", async () => {
     let handled = 0;
     const { port, backend } = await longExpressApp(

@@ -32,7 +32,8 @@ type WriteCallback = (error?: Error | null) => void;
  * `exact`); the same billing as the Hono middleware. Mount it after `express.json()`. The
  * handler reads the limited body from `req.body` (or `res.locals.tollgate.backendBody`), passes
  * `res.locals.tollgate.signal` to its backend call (see `TollgateExpressContext`), and answers as usual — JSON with `res.json`, or a stream with `res.write` of SSE events; the
- * middleware meters what it writes, settles, and adds the receipt.
+ * middleware meters what it writes, settles, and adds the receipt. Set the stream's content type once
+ * the backend has answered (as below): a buyer who leaves after that pays for its prompt.
  *
  * @example
  * app.post("/v1/chat/completions", express.json(), tollgateExpress({ billing }), async (req, res) => {
@@ -176,8 +177,11 @@ async function handle(
     if (ended) return;
     ended = true;
     clearTimeout(deadline);
-    // A buyer gone mid-stream pays for what was delivered; one gone before a JSON answer got nothing,
-    // and pays nothing: what the handler writes later is dropped.
+    // A buyer gone mid-stream pays for what was delivered, and one gone once the handler declared its
+    // stream (it has its backend's answer: the backend took the prompt) pays for the prompt, as on the
+    // gateway's own server. One gone before a JSON answer got nothing, and pays nothing. What the handler
+    // writes later is dropped.
+    if (!tap && isStream()) tap = session.createStreamWriter();
     if (tap) void tap.finish("client_gone").catch(() => undefined);
     else {
       cutOff = true;
