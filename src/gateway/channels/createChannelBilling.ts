@@ -348,7 +348,11 @@ export function createChannelBilling(parameters: CreateChannelBillingParameters)
       } catch (error) {
         logger.warn({ channelId, error: String(error) }, "channel state read failed");
         if (reserved.kind === "stale")
-          return { ok: false, kind: "unavailable", message: "the chain is unreachable; no inference was run" };
+          return {
+            ok: false,
+            kind: "unavailable",
+            message: "the chain is unreachable; no inference was run",
+          };
       }
       if (onchain) reserved = await reserve(onchain, Date.now());
     }
