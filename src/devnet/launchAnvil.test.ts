@@ -56,3 +56,20 @@ test("a free fixed port: anvil answers there with its chain id, and is gone once
   }
   await assert.rejects(chainIdAt(node.rpcUrl), "nothing answers once stopped");
 });
+
+test("on IPv6 loopback, the port is read from anvil's banner and the RPC address is bracketed", async (t) => {
+  const probe = createServer();
+  const ipv6 = await new Promise<boolean>((resolve) => {
+    probe.once("error", () => resolve(false));
+    probe.listen(0, "::1", () => resolve(true));
+  });
+  if (ipv6) await new Promise((resolve) => probe.close(resolve));
+  else return t.skip("no IPv6 loopback on this machine");
+  const node = await launchAnvil({ host: "::1", chainId: 31339 });
+  try {
+    assert.match(node.rpcUrl, /^http:\/\/\[::1\]:\d+$/);
+    assert.equal(await chainIdAt(node.rpcUrl), "0x7a6b");
+  } finally {
+    await node.stop();
+  }
+});

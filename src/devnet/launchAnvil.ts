@@ -121,7 +121,7 @@ export async function launchAnvil({
     };
     const onData = (data: Buffer) => {
       output += data.toString();
-      const match = /Listening on [^\s:]+:(\d+)/.exec(output);
+      const match = /Listening on (?:\[[^\]]+\]|[^\s:]+):(\d+)/.exec(output);
       if (match?.[1]) {
         clearTimeout(timer);
         resolve(Number(match[1]));
@@ -139,7 +139,7 @@ export async function launchAnvil({
   child.stdout?.removeAllListeners("data");
   child.stdout?.resume();
   child.stderr?.resume();
-  const rpcUrl = `http://${host}:${boundPort}`;
+  const rpcUrl = `http://${host.includes(":") ? `[${host}]` : host}:${boundPort}`;
   await waitForRpc(rpcUrl, startTimeoutMs);
   starting = false;
   if (exited)

@@ -33,7 +33,8 @@ type WriteCallback = (error?: Error | null) => void;
  * handler reads the limited body from `req.body` (or `res.locals.tollgate.backendBody`), passes
  * `res.locals.tollgate.signal` to its backend call (see `TollgateExpressContext`), and answers as usual — JSON with `res.json`, or a stream with `res.write` of SSE events; the
  * middleware meters what it writes, settles, and adds the receipt. Set the stream's content type once
- * the backend has answered (as below): a buyer who leaves after that pays for its prompt.
+ * the backend has answered (as below), not before calling it: a buyer who leaves once it is set pays for
+ * its prompt, which a backend not yet called has not taken.
  *
  * @example
  * app.post("/v1/chat/completions", express.json(), tollgateExpress({ billing }), async (req, res) => {
@@ -181,10 +182,10 @@ async function handle(
     // stream (it has its backend's answer: the backend took the prompt) pays for the prompt, as on the
     // gateway's own server. One gone before a JSON answer got nothing, and pays nothing. What the handler
     // writes later is dropped.
+    cutOff = true;
     if (!tap && isStream()) tap = session.createStreamWriter();
     if (tap) void tap.finish("client_gone").catch(() => undefined);
     else {
-      cutOff = true;
       void session
         .failBeforeOutput("the buyer left before the answer was complete", 499)
         .catch(() => undefined);

@@ -189,8 +189,19 @@ describe("channels in a database one process holds (PGlite)", () => {
       )[0];
     for (const n of [30, 31])
       await ledger.channels.update(idOf(n), () => ({ next: channel(n), result: undefined }));
+    // Which statements reach the database: the function is called for the one charge, not for the other.
+    const sent: string[] = [];
+    const query = sql.query.bind(sql);
+    sql.query = ((text: string, params?: readonly unknown[]) => {
+      sent.push(text);
+      return query(text, params);
+    }) as typeof sql.query;
+    const byTheFunction = () => sent.some((text) => text.includes("tollgate_charge_voucher_row("));
     await charge(30, 1, "1", 7n);
+    assert.ok(byTheFunction(), "written by the function");
+    sent.length = 0;
     await charge(31, 2, "2", 7n, true);
+    assert.ok(!byTheFunction(), "written as a statement");
     const [byFunction, byStatement] = [await rowOf(1), await rowOf(2)];
     assert.equal(byFunction?.status, "settled");
     assert.equal(byFunction?.charge_atomic, "7");

@@ -168,7 +168,8 @@ CREATE INDEX channels_set_aside_channel_idx ON channels_set_aside (network, chan
 -- statements are planned once per connection, where the same statement sent as text is planned on every
 -- call. Returns 0 and writes nothing when the row is not inserted (its authorization is held already, or
 -- the charge is above its maximum); raises no_data_found (P0002) when the channel is not stored, which
--- undoes the row too.
+-- undoes the row too. The PGlite ledger calls it; on PostgreSQL a charge is written under the channel's
+-- lock in a transaction of its own statements, and the function is not called.
 CREATE FUNCTION tollgate_charge_voucher_row(
   p_id BIGINT, p_network TEXT, p_payer TEXT, p_nonce TEXT, p_scheme TEXT, p_model TEXT, p_route TEXT,
   p_asset TEXT, p_pay_to TEXT, p_max_atomic NUMERIC, p_payload JSONB, p_requirements JSONB, p_request_id TEXT,

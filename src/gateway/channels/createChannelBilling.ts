@@ -227,6 +227,19 @@ export function createChannelBilling(parameters: CreateChannelBillingParameters)
     };
   };
 
+  // When each channel's balance was last re-read for a voucher above it (the attempt, failed or not), so
+  // that concurrent or repeated vouchers above the balance cost one chain read per channel per interval.
+  const balanceRechecks = new Map<string, number>();
+  const takeBalanceRecheck = (channelId: string): boolean => {
+    const now = Date.now();
+    if (now - (balanceRechecks.get(channelId) ?? 0) < BALANCE_RECHECK_MS) return false;
+    balanceRechecks.delete(channelId);
+    if (balanceRechecks.size >= CHANNEL_IDS_KEPT)
+      balanceRechecks.delete(balanceRechecks.keys().next().value as string);
+    balanceRechecks.set(channelId, now);
+    return true;
+  };
+
   const isFresh = (channel: ChannelRecord | undefined, now: number) =>
     channel?.onchainSyncedAt !== null &&
     channel !== undefined &&
@@ -340,7 +353,8 @@ export function createChannelBilling(parameters: CreateChannelBillingParameters)
     const aboveCachedBalance =
       reserved.kind === "refused" &&
       reserved.reason === ChannelReason.cumulativeExceedsBalance &&
-      Date.now() - (reserved.channel?.onchainSyncedAt ?? 0) >= BALANCE_RECHECK_MS;
+      Date.now() - (reserved.channel?.onchainSyncedAt ?? 0) >= BALANCE_RECHECK_MS &&
+      takeBalanceRecheck(channelId);
     if (reserved.kind === "stale" || aboveCachedBalance) {
       let onchain: OnchainChannelState | undefined;
       try {
