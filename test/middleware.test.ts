@@ -167,14 +167,7 @@ describe("billing as a library", () => {
   test("Express middleware bills a host's own route", async () => {
     const app = express();
     app.post("/v1/chat/completions", express.json(), tollgateExpress({ billing }), async (req, res) => {
-      const upstream = await fetch(`${backend.url}/chat/completions`, {
-        method: "POST",
-        headers: { "content-type": "application/json" },
-        body: JSON.stringify(req.body),
-      });
-      res.status(upstream.status).type(upstream.headers.get("content-type") ?? "application/json");
-      for await (const chunk of upstream.body as unknown as AsyncIterable<Uint8Array>) res.write(chunk);
-      res.end();
+      await forward(res, await fetchUpstream(backend.url, req.body));
     });
     const server = app.listen(0, "127.0.0.1");
     await new Promise((resolve) => server.once("listening", resolve));
@@ -184,6 +177,34 @@ describe("billing as a library", () => {
 });
 
 /** An Express app billed for a model whose answers may run 50,000 tokens and whose time bound is 2 s. */
+/** The handler's call to its backend: the request body as it came, posted to `backendUrl`. */
+const fetchUpstream = (backendUrl: string, requestBody: unknown) =>
+  fetch(`${backendUrl}/chat/completions`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify(requestBody),
+  });
+
+/** Answers with the backend's answer as it comes; `onDeclared` runs once its status and type are set. */
+async function forward(res: express.Response, upstream: Response, onDeclared = () => {}) {
+  res.status(upstream.status).type(upstream.headers.get("content-type") ?? "application/json");
+  onDeclared();
+  for await (const chunk of upstream.body as unknown as AsyncIterable<Uint8Array>) res.write(chunk);
+  res.end();
+}
+
+/** The README's Express handler: `proxyToBackend` with the adapter's signal, quiet once the answer is closed. */
+const signalledHandler =
+  (onDeclared?: () => void): express.RequestHandler =>
+  async (_req, res) => {
+    const { quote, backendBody, signal } = res.locals.tollgate as TollgateExpressContext;
+    try {
+      await forward(res, await proxyToBackend({ model: quote.model, body: backendBody, signal }), onDeclared);
+    } catch (error) {
+      if (!signal.aborted) throw error;
+    }
+  };
+
 async function longExpressApp(
   handler: (backendUrl: string) => express.RequestHandler,
   controls: Partial<MockBackendControls> = {},
@@ -263,20 +284,7 @@ async function finalRowAfter(afterId: number, giveUpAt: number) {
 
 describe("the Express adapter's signal", () => {
   test("a buyer that hangs up mid-stream aborts the handler's backend call: the backend stops generating", async () => {
-    const { port, backend } = await longExpressApp(
-      () => async (_req, res) => {
-        const { quote, backendBody, signal } = res.locals.tollgate as TollgateExpressContext;
-        try {
-          const upstream = await proxyToBackend({ model: quote.model, body: backendBody, signal });
-          res.status(upstream.status).type(upstream.headers.get("content-type") ?? "application/json");
-          for await (const chunk of upstream.body as unknown as AsyncIterable<Uint8Array>) res.write(chunk);
-          res.end();
-        } catch (error) {
-          if (!signal.aborted) throw error;
-        }
-      },
-      { tokensPerSecond: 500 },
-    );
+    const { port, backend } = await longExpressApp(() => signalledHandler(), { tokensPerSecond: 500 });
     const longBody = body(true, 50_000);
     const header = await paymentHeaderFor(port, longBody);
     const lastIdBefore = await lastPaymentId();
@@ -308,19 +316,11 @@ describe("the Express adapter when the buyer leaves early", () => {
   test("a buyer that hangs up after the backend took its prompt, before the stream's first token, pays for the prompt alone", async () => {
     let declared = false;
     const { port, backend } = await longExpressApp(
-      () => async (_req, res) => {
-        const { quote, backendBody, signal } = res.locals.tollgate as TollgateExpressContext;
-        try {
-          const upstream = await proxyToBackend({ model: quote.model, body: backendBody, signal });
-          // The backend answered: it has the prompt. The handler declares the stream, then waits for tokens.
-          res.status(upstream.status).type(upstream.headers.get("content-type") ?? "application/json");
+      // The backend answered (it has the prompt): the handler declares the stream, then waits for tokens.
+      () =>
+        signalledHandler(() => {
           declared = true;
-          for await (const chunk of upstream.body as unknown as AsyncIterable<Uint8Array>) res.write(chunk);
-          res.end();
-        } catch (error) {
-          if (!signal.aborted) throw error;
-        }
-      },
+        }),
       { responseTokens: 40, firstTokenDelayMs: 1_500 },
     );
     const paidBody = body(true, 64);
@@ -354,14 +354,7 @@ describe("the Express adapter when the buyer leaves early", () => {
     const { port, backend } = await longExpressApp(
       (backendUrl) => async (req, res) => {
         handled++;
-        const upstream = await fetch(`${backendUrl}/chat/completions`, {
-          method: "POST",
-          headers: { "content-type": "application/json" },
-          body: JSON.stringify(req.body),
-        });
-        res.status(upstream.status).type(upstream.headers.get("content-type") ?? "application/json");
-        for await (const chunk of upstream.body as unknown as AsyncIterable<Uint8Array>) res.write(chunk);
-        res.end();
+        await forward(res, await fetchUpstream(backendUrl, req.body));
       },
       { responseTokens: 40 },
       { verifyDelayMs: 500 },
@@ -391,11 +384,7 @@ describe("the Express adapter at the request's time bound", () => {
   test("a stream the buyer stops reading is charged at its time bound for what was forwarded, without waiting for the buyer", async () => {
     // A careful handler: it waits for the buyer to drain each write, so a buyer that reads nothing stalls it.
     const { port, maxDurationSeconds } = await longExpressApp((backendUrl) => async (req, res) => {
-      const upstream = await fetch(`${backendUrl}/chat/completions`, {
-        method: "POST",
-        headers: { "content-type": "application/json" },
-        body: JSON.stringify(req.body),
-      });
+      const upstream = await fetchUpstream(backendUrl, req.body);
       res.status(upstream.status).type(upstream.headers.get("content-type") ?? "application/json");
       for await (const chunk of upstream.body as unknown as AsyncIterable<Uint8Array>) {
         if (res.writableEnded) break;
