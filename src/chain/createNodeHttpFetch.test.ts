@@ -1,7 +1,9 @@
 import assert from "node:assert/strict";
+import { once } from "node:events";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import { after, before, describe, test } from "node:test";
+import { gzipSync } from "node:zlib";
 import { createPublicClient, HttpRequestError, http, RpcRequestError, TimeoutError } from "viem";
 import { createNodeHttpFetch } from "./createNodeHttpFetch.js";
 import { isTransportError } from "./rpcFailures.js";
@@ -126,5 +128,99 @@ describe("createNodeHttpFetch", () => {
       /stop/,
     );
     assert.equal(calls, 0);
+  });
+
+  describe('body: "stream"', () => {
+    const streaming = createNodeHttpFetch({ body: "stream" });
+
+    test("resolves at the headers and hands each chunk on as it arrives", async () => {
+      let release: () => void = () => {};
+      handler = (_request, _body, response) => {
+        response.writeHead(200, { "content-type": "text/event-stream" });
+        response.write("data: 1\n\n");
+        release = () => response.end("data: 2\n\n");
+      };
+      const response = await streaming(url, { method: "POST", body: "{}" });
+      assert.equal(response.headers.get("content-type"), "text/event-stream");
+      const reader = (response.body as ReadableStream<Uint8Array>).getReader();
+      const first = await reader.read();
+      assert.equal(
+        new TextDecoder().decode(first.value),
+        "data: 1\n\n",
+        "the first chunk came before the end",
+      );
+      release();
+      let rest = "";
+      for (let next = await reader.read(); !next.done; next = await reader.read())
+        rest += new TextDecoder().decode(next.value);
+      assert.equal(rest, "data: 2\n\n");
+    });
+
+    test("undoes a gzip content-encoding, as fetch does", async () => {
+      handler = (_request, _body, response) => {
+        const zipped = gzipSync('{"answer":"compressed"}');
+        response.writeHead(200, {
+          "content-type": "application/json",
+          "content-encoding": "gzip",
+          "content-length": String(zipped.length),
+        });
+        response.end(zipped);
+      };
+      const response = await streaming(url, { method: "POST", body: "{}" });
+      assert.equal(response.headers.get("content-encoding"), null);
+      assert.deepEqual(await response.json(), { answer: "compressed" });
+    });
+
+    test("cancelling the body closes the connection (the backend stops generating)", async () => {
+      let closed: Promise<unknown> = Promise.resolve();
+      handler = (request, _body, response) => {
+        closed = once(request.socket, "close");
+        response.writeHead(200, { "content-type": "text/event-stream" });
+        response.write("data: 1\n\n");
+      };
+      const response = await streaming(url, { method: "POST", body: "{}" });
+      const reader = (response.body as ReadableStream<Uint8Array>).getReader();
+      await reader.read();
+      await reader.cancel("the buyer left");
+      await closed;
+    });
+
+    test("an abort after the headers fails the body's read and closes the connection", async () => {
+      let closed: Promise<unknown> = Promise.resolve();
+      handler = (request, _body, response) => {
+        closed = once(request.socket, "close");
+        response.writeHead(200, { "content-type": "text/event-stream" });
+        response.write("data: 1\n\n");
+      };
+      const controller = new AbortController();
+      const response = await streaming(url, { method: "POST", body: "{}", signal: controller.signal });
+      const reader = (response.body as ReadableStream<Uint8Array>).getReader();
+      await reader.read();
+      controller.abort(new Error("client gone"));
+      await assert.rejects(async () => {
+        for (let next = await reader.read(); !next.done; next = await reader.read());
+      });
+      await closed;
+    });
+
+    test("a kept-alive connection the server closes as it is reused is not a failed request: sent again once", async () => {
+      const served = new WeakSet<object>();
+      let answered = 0;
+      handler = (request, _body, response) => {
+        // The second request on a connection finds it closing, as a server's idle timeout would leave it.
+        if (served.has(request.socket)) {
+          request.socket.destroy();
+          return;
+        }
+        served.add(request.socket);
+        answered++;
+        response.writeHead(200, { "content-type": "application/json" });
+        response.end(`{"answered":${answered}}`);
+      };
+      const first = await streaming(url, { method: "POST", body: "{}" });
+      assert.deepEqual(await first.json(), { answered: 1 });
+      const second = await streaming(url, { method: "POST", body: "{}" });
+      assert.deepEqual(await second.json(), { answered: 2 });
+    });
   });
 });

@@ -1,25 +1,42 @@
-import { Agent as HttpAgent, request as httpRequest, type IncomingMessage } from "node:http";
+import {
+  type ClientRequest,
+  Agent as HttpAgent,
+  request as httpRequest,
+  type IncomingMessage,
+} from "node:http";
 import { Agent as HttpsAgent, request as httpsRequest } from "node:https";
+import { pipeline, Readable } from "node:stream";
+import { createBrotliDecompress, createGunzip, createInflate } from "node:zlib";
 
 export type CreateNodeHttpFetchParameters = {
   /** Most open connections per RPC host (default 64); idle ones are kept alive for reuse. */
   maxSockets?: number;
-  /** A larger response body is refused (default 10 MiB, viem's own default limit). */
+  /** A larger response body is refused (default 10 MiB, viem's own default limit); a streamed body is not counted. */
   maxResponseBytes?: number;
+  /**
+   * `buffer` (default): the response resolves once its body is read whole. `stream`: it resolves at the
+   * headers and its body comes as it arrives, decompressed (gzip, deflate, br); cancelling the body, or
+   * aborting `signal`, closes the connection.
+   */
+  body?: "buffer" | "stream";
 };
 
 /**
- * A `fetch` for viem's `http` transport (`fetchFn`) on `node:http` / `node:https` keep-alive agents.
+ * A `fetch` on `node:http` / `node:https` keep-alive agents: for viem's `http` transport (`fetchFn`),
+ * and, with `body: "stream"`, for the gateway's requests to model backends.
  *
  * Why: a JSON-RPC call through the global `fetch` (undici) costs about three times the CPU of the
  * same call through `node:http`, and a facilitator makes several calls per payment (code check,
- * simulation, gas estimate, broadcast, receipt). viem still builds the request, applies its
- * timeout (through `signal`) and retries, and maps every failure to its usual errors.
- * Only what viem sends is supported: a string or byte body, headers as a plain object or `Headers`.
+ * simulation, gas estimate, broadcast, receipt); a backend's first token reaches the gateway about
+ * half a millisecond sooner. viem still builds the request, applies its timeout (through `signal`)
+ * and retries, and maps every failure to its usual errors. Only a string or byte body is sent, with
+ * headers as a plain object or `Headers`; redirects are not followed (a 3xx is the response). A request
+ * that fails on a kept-alive connection the server had just closed is sent once more on a new one.
  */
 export function createNodeHttpFetch({
   maxSockets = 64,
   maxResponseBytes = 10 * 1024 * 1024,
+  body: bodyMode = "buffer",
 }: CreateNodeHttpFetchParameters = {}): typeof fetch {
   const httpAgent = new HttpAgent({ keepAlive: true, maxSockets });
   const httpsAgent = new HttpsAgent({ keepAlive: true, maxSockets });
@@ -47,20 +64,7 @@ export function createNodeHttpFetch({
     }
 
     return new Promise<Response>((resolve, reject) => {
-      const request = (isHttps ? httpsRequest : httpRequest)(
-        url,
-        { method: init.method ?? "GET", headers, agent: isHttps ? httpsAgent : httpAgent },
-        (response) => {
-          readBody(response, maxResponseBytes).then((bytes) => {
-            signal?.removeEventListener("abort", onAbort);
-            try {
-              resolve(toResponse(response, bytes));
-            } catch (error) {
-              reject(error);
-            }
-          }, fail);
-        },
-      );
+      let request: ClientRequest;
       const fail = (error: unknown) => {
         signal?.removeEventListener("abort", onAbort);
         reject(error);
@@ -69,12 +73,51 @@ export function createNodeHttpFetch({
         request.destroy();
         fail(signal?.reason);
       };
+      const send = (retried: boolean) => {
+        request = (isHttps ? httpsRequest : httpRequest)(
+          url,
+          { method: init.method ?? "GET", headers, agent: isHttps ? httpsAgent : httpAgent },
+          (response) => {
+            if (bodyMode === "stream") {
+              // The body is the caller's now: an abort later closes the connection, and so ends it.
+              response.once("close", () => signal?.removeEventListener("abort", onAbort));
+              try {
+                resolve(streamedResponse(response, init.method ?? "GET"));
+              } catch (error) {
+                response.destroy();
+                fail(error);
+              }
+              return;
+            }
+            readBody(response, maxResponseBytes).then((bytes) => {
+              signal?.removeEventListener("abort", onAbort);
+              try {
+                resolve(toResponse(response, bytes));
+              } catch (error) {
+                reject(error);
+              }
+            }, fail);
+          },
+        );
+        const sent = request;
+        // Kept for the whole exchange: a streamed body can outlive the first error's listener.
+        sent.on("error", (error: NodeJS.ErrnoException) => {
+          // A kept-alive connection the server closed as it was reused: the request never reached it.
+          const stale =
+            sent.reusedSocket && !retried && !signal?.aborted && STALE_SOCKET_CODES.has(error.code ?? "");
+          if (stale) send(true);
+          else fail(error);
+        });
+        sent.end(body ?? undefined);
+      };
       signal?.addEventListener("abort", onAbort, { once: true });
-      request.once("error", fail);
-      request.end(body ?? undefined);
+      send(false);
     });
   };
 }
+
+/** Errors of a reused keep-alive connection the server had closed: the request is sent again once. */
+const STALE_SOCKET_CODES = new Set(["ECONNRESET", "EPIPE"]);
 
 function readBody(response: IncomingMessage, maxBytes: number): Promise<Buffer> {
   return new Promise((resolve, reject) => {
@@ -97,14 +140,54 @@ function readBody(response: IncomingMessage, maxBytes: number): Promise<Buffer> 
   });
 }
 
-function toResponse(response: IncomingMessage, bytes: Buffer): Response {
+function headersOf(response: IncomingMessage): Headers {
   const headers = new Headers();
   for (const [name, value] of Object.entries(response.headers)) {
     if (value === undefined) continue;
     headers.set(name, Array.isArray(value) ? value.join(", ") : value);
   }
+  return headers;
+}
+
+function toResponse(response: IncomingMessage, bytes: Buffer): Response {
+  const headers = headersOf(response);
   const status = response.statusCode ?? 502;
   const nullBody = status === 204 || status === 304 || bytes.length === 0;
   const payload = nullBody ? null : new Uint8Array(bytes);
   return new Response(payload, { status, statusText: response.statusMessage ?? "", headers });
+}
+
+/** The decompressor for a `content-encoding` fetch would undo, or undefined (none, or one it leaves as is). */
+function decoderOf(encoding: string | undefined) {
+  switch (encoding?.trim().toLowerCase()) {
+    case "gzip":
+    case "x-gzip":
+      return createGunzip();
+    case "deflate":
+      return createInflate();
+    case "br":
+      return createBrotliDecompress();
+    default:
+      return undefined;
+  }
+}
+
+/** A response whose body streams from the socket as it arrives; cancelling it destroys the connection. */
+function streamedResponse(response: IncomingMessage, method: string): Response {
+  const headers = headersOf(response);
+  const status = response.statusCode ?? 502;
+  const init = { status, statusText: response.statusMessage ?? "", headers };
+  if (status === 204 || status === 304 || method.toUpperCase() === "HEAD") {
+    response.resume();
+    return new Response(null, init);
+  }
+  const decoder = decoderOf(response.headers["content-encoding"]);
+  let source: Readable = response;
+  if (decoder) {
+    headers.delete("content-encoding");
+    headers.delete("content-length");
+    // An error on either side destroys both: a broken backend body fails the read, a cancel closes the socket.
+    source = pipeline(response, decoder, () => {});
+  }
+  return new Response(Readable.toWeb(source) as ReadableStream<Uint8Array>, init);
 }

@@ -4,6 +4,7 @@ export {
   createFacilitatorSigner,
   type TollgateFacilitatorSigner,
 } from "./createFacilitatorSigner.js";
+export { createNodeHttpFetch } from "./createNodeHttpFetch.js";
 export { createNonceManager, type NonceManager } from "./createNonceManager.js";
 export { eip2612NoncesAbi } from "./eip2612NoncesAbi.js";
 export { isNonceSpent, type OnChainNonce } from "./isNonceSpent.js";

@@ -1,3 +1,4 @@
+import { createNodeHttpFetch } from "../chain/index.js";
 import { TollgateError } from "../errors/index.js";
 import type { ModelConfig } from "./gatewayConfig.js";
 import { type RouteAdapter, routes } from "./routes/index.js";
@@ -10,6 +11,9 @@ export type ProxyToBackendParameters = {
   /** Aborts the backend request (the buyer left). */
   signal?: AbortSignal;
 };
+
+/** Requests to backends: keep-alive connections, bodies streamed as they come. */
+const backendFetch = createNodeHttpFetch({ body: "stream", maxSockets: Number.POSITIVE_INFINITY });
 
 /** Backend headers passed on to the buyer. */
 const PASSED_HEADERS = ["content-type", "retry-after"];
@@ -43,7 +47,7 @@ export async function proxyToBackend({
   signal?.addEventListener("abort", onClientGone, { once: true });
   if (signal?.aborted) controller.abort();
   try {
-    const response = await fetch(url, {
+    const response = await backendFetch(url, {
       method: "POST",
       headers,
       body: JSON.stringify(body),
