@@ -199,28 +199,62 @@ describe("createNodeHttpFetch", () => {
       controller.abort(new Error("client gone"));
       await assert.rejects(async () => {
         for (let next = await reader.read(); !next.done; next = await reader.read());
-      });
+      }, /aborted/);
       await closed;
     });
 
-    test("a kept-alive connection the server closes as it is reused is not a failed request: sent again once", async () => {
-      const served = new WeakSet<object>();
-      let answered = 0;
-      handler = (request, _body, response) => {
-        // The second request on a connection finds it closing, as a server's idle timeout would leave it.
-        if (served.has(request.socket)) {
-          request.socket.destroy();
-          return;
-        }
-        served.add(request.socket);
-        answered++;
-        response.writeHead(200, { "content-type": "application/json" });
-        response.end(`{"answered":${answered}}`);
+    test("a backend that closes mid-answer fails the body's read: a cut answer never reads as complete", async () => {
+      for (const headers of [
+        { "content-type": "text/event-stream" },
+        { "content-type": "application/json", "content-length": "100" },
+        { "content-type": "application/json", "content-encoding": "gzip" },
+      ]) {
+        handler = (request, _body, response) => {
+          response.writeHead(200, headers);
+          const zipped = gzipSync('{"answer":"cut short"}');
+          response.write(headers["content-encoding"] ? zipped.subarray(0, zipped.length - 8) : '{"answer":');
+          setTimeout(() => request.socket.destroy(), 20);
+        };
+        const response = await streaming(url, { method: "POST", body: "{}" });
+        await assert.rejects(response.text(), /aborted/, JSON.stringify(headers));
+      }
+    });
+
+    test("a connection reset before the answer fails the request, which is not sent again", async () => {
+      let received = 0;
+      handler = (request) => {
+        received++;
+        request.socket.destroy();
       };
-      const first = await streaming(url, { method: "POST", body: "{}" });
-      assert.deepEqual(await first.json(), { answered: 1 });
-      const second = await streaming(url, { method: "POST", body: "{}" });
-      assert.deepEqual(await second.json(), { answered: 2 });
+      await assert.rejects(streaming(url, { method: "POST", body: "{}" }), /socket hang up|ECONNRESET/);
+      // Once more on a kept-alive connection, the case a resend would be tempted by.
+      handler = (_request, _body, response) => {
+        received++;
+        response.end("{}");
+      };
+      await (await streaming(url, { method: "POST", body: "{}" })).text();
+      handler = (request) => {
+        received++;
+        request.socket.destroy();
+      };
+      await assert.rejects(streaming(url, { method: "POST", body: "{}" }), /socket hang up|ECONNRESET/);
+      assert.equal(received, 3, "each request reached the server once");
+    });
+
+    test("an idle kept-alive connection is closed after idleSocketMs", async () => {
+      let closed: Promise<unknown> = Promise.resolve();
+      handler = (request, _body, response) => {
+        closed = once(request.socket, "close");
+        response.end("{}");
+      };
+      const quick = createNodeHttpFetch({ body: "stream", idleSocketMs: 100 });
+      await (await quick(url, { method: "POST", body: "{}" })).text();
+      const startedAt = performance.now();
+      await closed;
+      assert.ok(
+        performance.now() - startedAt < 2_000,
+        "closed by the client, long before any server timeout",
+      );
     });
   });
 });

@@ -1,9 +1,4 @@
-import {
-  type ClientRequest,
-  Agent as HttpAgent,
-  request as httpRequest,
-  type IncomingMessage,
-} from "node:http";
+import { Agent as HttpAgent, request as httpRequest, type IncomingMessage } from "node:http";
 import { Agent as HttpsAgent, request as httpsRequest } from "node:https";
 import { pipeline, Readable } from "node:stream";
 import { createBrotliDecompress, createGunzip, createInflate } from "node:zlib";
@@ -11,6 +6,11 @@ import { createBrotliDecompress, createGunzip, createInflate } from "node:zlib";
 export type CreateNodeHttpFetchParameters = {
   /** Most open connections per RPC host (default 64); idle ones are kept alive for reuse. */
   maxSockets?: number;
+  /**
+   * A kept-alive connection idle this long is closed (default 4 s: below the 5 s after which Node,
+   * uvicorn and others close theirs). A request in progress is not affected.
+   */
+  idleSocketMs?: number;
   /** A larger response body is refused (default 10 MiB, viem's own default limit); a streamed body is not counted. */
   maxResponseBytes?: number;
   /**
@@ -30,16 +30,19 @@ export type CreateNodeHttpFetchParameters = {
  * simulation, gas estimate, broadcast, receipt); a backend's first token reaches the gateway about
  * half a millisecond sooner. viem still builds the request, applies its timeout (through `signal`)
  * and retries, and maps every failure to its usual errors. Only a string or byte body is sent, with
- * headers as a plain object or `Headers`; redirects are not followed (a 3xx is the response). A request
- * that fails on a kept-alive connection the server had just closed is sent once more on a new one.
+ * headers as a plain object or `Headers`; redirects are not followed (a 3xx is the response). Idle
+ * kept-alive connections are closed after `idleSocketMs`, before servers close theirs, so that a request
+ * rarely meets a connection its server is closing (it would fail; it is not sent again).
  */
 export function createNodeHttpFetch({
   maxSockets = 64,
+  idleSocketMs = 4_000,
   maxResponseBytes = 10 * 1024 * 1024,
   body: bodyMode = "buffer",
 }: CreateNodeHttpFetchParameters = {}): typeof fetch {
-  const httpAgent = new HttpAgent({ keepAlive: true, maxSockets });
-  const httpsAgent = new HttpsAgent({ keepAlive: true, maxSockets });
+  const agentOptions = { keepAlive: true, maxSockets, timeout: idleSocketMs };
+  const httpAgent = new HttpAgent(agentOptions);
+  const httpsAgent = new HttpsAgent(agentOptions);
 
   return function nodeHttpFetch(input: string | URL | Request, init: RequestInit = {}): Promise<Response> {
     const url = new URL(typeof input === "string" || input instanceof URL ? input : input.url);
@@ -64,60 +67,47 @@ export function createNodeHttpFetch({
     }
 
     return new Promise<Response>((resolve, reject) => {
-      let request: ClientRequest;
       const fail = (error: unknown) => {
         signal?.removeEventListener("abort", onAbort);
         reject(error);
       };
+      const request = (isHttps ? httpsRequest : httpRequest)(
+        url,
+        { method: init.method ?? "GET", headers, agent: isHttps ? httpsAgent : httpAgent },
+        (response) => {
+          if (bodyMode === "stream") {
+            // The body is the caller's now: an abort later closes the connection, and so ends it.
+            response.once("close", () => signal?.removeEventListener("abort", onAbort));
+            try {
+              resolve(streamedResponse(response, init.method ?? "GET"));
+            } catch (error) {
+              response.destroy();
+              fail(error);
+            }
+            return;
+          }
+          readBody(response, maxResponseBytes).then((bytes) => {
+            signal?.removeEventListener("abort", onAbort);
+            try {
+              resolve(toResponse(response, bytes));
+            } catch (error) {
+              reject(error);
+            }
+          }, fail);
+        },
+      );
       const onAbort = () => {
         request.destroy();
         fail(signal?.reason);
       };
-      const send = (retried: boolean) => {
-        request = (isHttps ? httpsRequest : httpRequest)(
-          url,
-          { method: init.method ?? "GET", headers, agent: isHttps ? httpsAgent : httpAgent },
-          (response) => {
-            if (bodyMode === "stream") {
-              // The body is the caller's now: an abort later closes the connection, and so ends it.
-              response.once("close", () => signal?.removeEventListener("abort", onAbort));
-              try {
-                resolve(streamedResponse(response, init.method ?? "GET"));
-              } catch (error) {
-                response.destroy();
-                fail(error);
-              }
-              return;
-            }
-            readBody(response, maxResponseBytes).then((bytes) => {
-              signal?.removeEventListener("abort", onAbort);
-              try {
-                resolve(toResponse(response, bytes));
-              } catch (error) {
-                reject(error);
-              }
-            }, fail);
-          },
-        );
-        const sent = request;
-        // Kept for the whole exchange: a streamed body can outlive the first error's listener.
-        sent.on("error", (error: NodeJS.ErrnoException) => {
-          // A kept-alive connection the server closed as it was reused: the request never reached it.
-          const stale =
-            sent.reusedSocket && !retried && !signal?.aborted && STALE_SOCKET_CODES.has(error.code ?? "");
-          if (stale) send(true);
-          else fail(error);
-        });
-        sent.end(body ?? undefined);
-      };
       signal?.addEventListener("abort", onAbort, { once: true });
-      send(false);
+      // Kept for the whole exchange: the socket's errors keep coming here while a streamed body is read.
+      // A request is never sent twice: a POST the server may have received could run twice.
+      request.on("error", fail);
+      request.end(body ?? undefined);
     });
   };
 }
-
-/** Errors of a reused keep-alive connection the server had closed: the request is sent again once. */
-const STALE_SOCKET_CODES = new Set(["ECONNRESET", "EPIPE"]);
 
 function readBody(response: IncomingMessage, maxBytes: number): Promise<Buffer> {
   return new Promise((resolve, reject) => {
