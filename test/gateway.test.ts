@@ -316,6 +316,29 @@ describe("refusals", () => {
     }
   });
 
+  test("a backend that redirects is not followed: 502 naming the fix, no charge, no transaction", async () => {
+    const buyer = h.devnet.accounts.buyers[1]!;
+    h.backend.set({ failBeforeOutput: true, failStatus: 308 });
+    try {
+      const before = await h.devnet.usdcBalance(buyer.address);
+      const pay = officialPayingFetch(buyer.privateKey, h.devnet.network);
+      const response = await pay(`${h.gateway.url}/v1/chat/completions`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: chatBody(),
+      });
+      assert.equal(response.status, 502);
+      const body = (await response.json()) as { error: { code: string; message: string } };
+      assert.equal(body.error.code, "TOLLGATE_BACKEND_FAILED");
+      assert.match(body.error.message, /redirect \(308\).*backend\.baseUrl/);
+      const [row] = await h.ledger.payments.recent({ limit: 1 });
+      assert.equal(row?.status, "failed");
+      assert.equal(await h.devnet.usdcBalance(buyer.address), before);
+    } finally {
+      h.backend.set({ failBeforeOutput: false, failStatus: 500 });
+    }
+  });
+
   test("a buyer that disconnects mid-stream is charged for what was generated", async (t) => {
     const startedAt = performance.now();
     const buyer = await h.devnet.createBuyer(10_000_000n);

@@ -21,7 +21,8 @@ const PASSED_HEADERS = ["content-type", "retry-after"];
 /**
  * Sends a request to the model's OpenAI-compatible backend and returns its response with the body
  * unread, so a stream passes through chunk by chunk. The wait for the response headers is bounded
- * by `backend.timeoutMs` (TOLLGATE_BACKEND_TIMEOUT); the body is bounded by the billing session.
+ * by `backend.timeoutMs` (TOLLGATE_BACKEND_TIMEOUT); the body is bounded by the billing session. A
+ * redirect is refused (TOLLGATE_BACKEND_FAILED, naming the fix) rather than followed.
  * Cancelling the returned body (or `signal`) closes the backend connection, which stops generation.
  */
 export async function proxyToBackend({
@@ -46,21 +47,14 @@ export async function proxyToBackend({
   const onClientGone = () => controller.abort();
   signal?.addEventListener("abort", onClientGone, { once: true });
   if (signal?.aborted) controller.abort();
+  let response: Response;
   try {
-    const response = await backendFetch(url, {
+    response = await backendFetch(url, {
       method: "POST",
       headers,
       body: JSON.stringify(body),
       signal: controller.signal,
     });
-    const responseHeaders = new Headers();
-    for (const name of PASSED_HEADERS) {
-      const value = response.headers.get(name);
-      if (value) responseHeaders.set(name, value);
-    }
-    if (responseHeaders.get("content-type")?.includes("text/event-stream"))
-      responseHeaders.set("cache-control", "no-cache");
-    return new Response(response.body, { status: response.status, headers: responseHeaders });
   } catch (cause) {
     throw new TollgateError({
       code: timedOut ? "TOLLGATE_BACKEND_TIMEOUT" : "TOLLGATE_BACKEND_FAILED",
@@ -73,4 +67,21 @@ export async function proxyToBackend({
   } finally {
     clearTimeout(timer);
   }
+  // A redirect is not followed (a POST may not survive it): the operator is told where to point instead.
+  if (response.status >= 300 && response.status < 400) {
+    await response.body?.cancel().catch(() => undefined);
+    throw new TollgateError({
+      code: "TOLLGATE_BACKEND_FAILED",
+      shortMessage: `backend for ${model.id} answered a redirect (${response.status}), which is not followed: set its backend.baseUrl to the address it redirects to`,
+      details: { url, location: response.headers.get("location") },
+    });
+  }
+  const responseHeaders = new Headers();
+  for (const name of PASSED_HEADERS) {
+    const value = response.headers.get(name);
+    if (value) responseHeaders.set(name, value);
+  }
+  if (responseHeaders.get("content-type")?.includes("text/event-stream"))
+    responseHeaders.set("cache-control", "no-cache");
+  return new Response(response.body, { status: response.status, headers: responseHeaders });
 }
