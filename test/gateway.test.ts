@@ -295,9 +295,10 @@ describe("refusals", () => {
     assert.equal(h.backend.inferenceRequests.length, 1);
   });
 
-  test("backend fails before any output: no charge, no transaction", async () => {
+  /** Pays for one chat while the backend answers `failStatus` before any output; the buyer's USDC is checked unchanged. */
+  const payWhileBackendFails = async (failStatus: number, check: (response: Response) => Promise<void>) => {
     const buyer = h.devnet.accounts.buyers[1]!;
-    h.backend.set({ failBeforeOutput: true });
+    h.backend.set({ failBeforeOutput: true, failStatus });
     try {
       const before = await h.devnet.usdcBalance(buyer.address);
       const pay = officialPayingFetch(buyer.privateKey, h.devnet.network);
@@ -306,37 +307,29 @@ describe("refusals", () => {
         headers: { "content-type": "application/json" },
         body: chatBody(),
       });
-      assert.equal(response.status, 500);
-      await response.arrayBuffer();
-      const [row] = await h.ledger.payments.recent({ limit: 1 });
-      assert.equal(row?.status, "failed");
-      assert.equal(await h.devnet.usdcBalance(buyer.address), before);
-    } finally {
-      h.backend.set({ failBeforeOutput: false });
-    }
-  });
-
-  test("a backend that redirects is not followed: 502 naming the fix, no charge, no transaction", async () => {
-    const buyer = h.devnet.accounts.buyers[1]!;
-    h.backend.set({ failBeforeOutput: true, failStatus: 308 });
-    try {
-      const before = await h.devnet.usdcBalance(buyer.address);
-      const pay = officialPayingFetch(buyer.privateKey, h.devnet.network);
-      const response = await pay(`${h.gateway.url}/v1/chat/completions`, {
-        method: "POST",
-        headers: { "content-type": "application/json" },
-        body: chatBody(),
-      });
-      assert.equal(response.status, 502);
-      const body = (await response.json()) as { error: { code: string; message: string } };
-      assert.equal(body.error.code, "TOLLGATE_BACKEND_FAILED");
-      assert.match(body.error.message, /redirect \(308\).*backend\.baseUrl/);
+      await check(response);
       const [row] = await h.ledger.payments.recent({ limit: 1 });
       assert.equal(row?.status, "failed");
       assert.equal(await h.devnet.usdcBalance(buyer.address), before);
     } finally {
       h.backend.set({ failBeforeOutput: false, failStatus: 500 });
     }
+  };
+
+  test("backend fails before any output: no charge, no transaction", async () => {
+    await payWhileBackendFails(500, async (response) => {
+      assert.equal(response.status, 500);
+      await response.arrayBuffer();
+    });
+  });
+
+  test("a backend that redirects is not followed: 502 naming the fix, no charge, no transaction", async () => {
+    await payWhileBackendFails(308, async (response) => {
+      assert.equal(response.status, 502);
+      const body = (await response.json()) as { error: { code: string; message: string } };
+      assert.equal(body.error.code, "TOLLGATE_BACKEND_FAILED");
+      assert.match(body.error.message, /redirect \(308\).*backend\.baseUrl/);
+    });
   });
 
   test("a buyer that disconnects mid-stream is charged for what was generated", async (t) => {

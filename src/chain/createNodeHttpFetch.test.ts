@@ -133,6 +133,17 @@ describe("createNodeHttpFetch", () => {
   describe('body: "stream"', () => {
     const streaming = createNodeHttpFetch({ body: "stream" });
 
+    /** The server opens an event stream, sends one chunk and keeps it open; resolves when its connection closes. */
+    const openStreamOfOneChunk = () => {
+      let closed: Promise<unknown> = Promise.resolve();
+      handler = (request, _body, response) => {
+        closed = once(request.socket, "close");
+        response.writeHead(200, { "content-type": "text/event-stream" });
+        response.write("data: 1\n\n");
+      };
+      return () => closed;
+    };
+
     test("resolves at the headers and hands each chunk on as it arrives", async () => {
       let release: () => void = () => {};
       handler = (_request, _body, response) => {
@@ -172,26 +183,16 @@ describe("createNodeHttpFetch", () => {
     });
 
     test("cancelling the body closes the connection (the backend stops generating)", async () => {
-      let closed: Promise<unknown> = Promise.resolve();
-      handler = (request, _body, response) => {
-        closed = once(request.socket, "close");
-        response.writeHead(200, { "content-type": "text/event-stream" });
-        response.write("data: 1\n\n");
-      };
+      const closed = openStreamOfOneChunk();
       const response = await streaming(url, { method: "POST", body: "{}" });
       const reader = (response.body as ReadableStream<Uint8Array>).getReader();
       await reader.read();
       await reader.cancel("the buyer left");
-      await closed;
+      await closed();
     });
 
     test("an abort after the headers fails the body's read and closes the connection", async () => {
-      let closed: Promise<unknown> = Promise.resolve();
-      handler = (request, _body, response) => {
-        closed = once(request.socket, "close");
-        response.writeHead(200, { "content-type": "text/event-stream" });
-        response.write("data: 1\n\n");
-      };
+      const closed = openStreamOfOneChunk();
       const controller = new AbortController();
       const response = await streaming(url, { method: "POST", body: "{}", signal: controller.signal });
       const reader = (response.body as ReadableStream<Uint8Array>).getReader();
@@ -200,7 +201,7 @@ describe("createNodeHttpFetch", () => {
       await assert.rejects(async () => {
         for (let next = await reader.read(); !next.done; next = await reader.read());
       }, /aborted/);
-      await closed;
+      await closed();
     });
 
     test("a backend that closes mid-answer fails the body's read: a cut answer never reads as complete", async () => {

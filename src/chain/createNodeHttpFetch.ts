@@ -4,7 +4,7 @@ import { pipeline, Readable } from "node:stream";
 import { createBrotliDecompress, createGunzip, createInflate } from "node:zlib";
 
 export type CreateNodeHttpFetchParameters = {
-  /** Most open connections per RPC host (default 64); idle ones are kept alive for reuse. */
+  /** Most open connections per host (default 64); idle ones are kept alive for reuse. */
   maxSockets?: number;
   /**
    * A kept-alive connection idle this long is closed (default 4 s: below the 5 s after which Node,
