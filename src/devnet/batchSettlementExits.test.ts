@@ -29,6 +29,13 @@ const advance = async (seconds: number) => {
   await net.testClient.mine({ blocks: 1 });
 };
 
+/** Mines a block exactly `seconds` after the block `receipt` was mined in, whatever the wall clock did. */
+const mineAfter = async (receipt: { blockNumber: bigint }, seconds: number) => {
+  const { timestamp } = await net.publicClient.getBlock({ blockNumber: receipt.blockNumber });
+  await net.testClient.setNextBlockTimestamp({ timestamp: timestamp + BigInt(seconds) });
+  await net.testClient.mine({ blocks: 1 });
+};
+
 describe("timed withdrawal", () => {
   test("waits out the delay, lets the receiver claim meanwhile, and pays out only unclaimed escrow", async () => {
     const { payer, config, channelId } = await funded(10_000n);
@@ -40,16 +47,16 @@ describe("timed withdrawal", () => {
       await net.revertOf(payer.address, "initiateWithdraw", [config, 10_001n]),
       "WithdrawAmountInvalid",
     );
-    await net.send(payer, net.call("initiateWithdraw", [config, 10_000n]));
+    const initiated = await net.send(payer, net.call("initiateWithdraw", [config, 10_000n]));
     assert.equal(await net.revertOf(payer.address, "finalizeWithdraw", [config]), "WithdrawDelayNotElapsed");
     // During the delay the receiver claims 3,000 of the latest voucher.
     await net.send(
       net.devnet.accounts.payTo,
       net.call("claim", [[await net.voucherClaim(payer, config, 3_000n, 3_000n)]]),
     );
-    await advance(899);
+    await mineAfter(initiated, 899);
     assert.equal(await net.revertOf(payer.address, "finalizeWithdraw", [config]), "WithdrawDelayNotElapsed");
-    await advance(1);
+    await mineAfter(initiated, 900);
     const before = await net.devnet.usdcBalance(payer.address);
     await net.send(payer, net.call("finalizeWithdraw", [config]));
     assert.equal(await net.devnet.usdcBalance(payer.address), before + 7_000n);
