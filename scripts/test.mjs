@@ -22,7 +22,17 @@ const roots = paths.length > 0 ? paths : ["src", "test"];
 const files = roots.flatMap((root) => (statSync(root).isDirectory() ? findTests(root, []) : [root])).sort();
 const result = spawnSync(
   process.execPath,
-  ["--import", "tsx", "--test", "--test-reporter=spec", "--test-concurrency=2", ...flags, ...files],
+  // A test that hangs fails after 10 minutes instead of holding the run until CI's own limit.
+  [
+    "--import",
+    "tsx",
+    "--test",
+    "--test-reporter=spec",
+    "--test-concurrency=2",
+    "--test-timeout=600000",
+    ...flags,
+    ...files,
+  ],
   { stdio: "inherit" },
 );
 process.exit(result.status ?? 1);

@@ -22,7 +22,7 @@ import {
   startGatewayHarness,
   testPrices,
 } from "./support/gatewayHarness.js";
-import { mockCompletionText, mockModelId, mockTokenText } from "./support/mockBackend.js";
+import { holdStreams, mockCompletionText, mockModelId, mockTokenText } from "./support/mockBackend.js";
 
 let h: GatewayHarness;
 before(async () => {
@@ -362,7 +362,7 @@ describe("refusals", () => {
     assert.equal(backendRequest.clientAborted, true, "the backend saw the disconnect");
     assert.ok(backendRequest.tokensSent < 200, "generation stopped early");
     let row = (await h.ledger.payments.recent({ limit: 1 }))[0];
-    for (let i = 0; i < 100 && row?.status !== "settled"; i++) {
+    for (let i = 0; i < 600 && row?.status !== "settled"; i++) {
       await new Promise((resolve) => setTimeout(resolve, 50));
       row = (await h.ledger.payments.recent({ limit: 1 }))[0];
     }
@@ -381,6 +381,7 @@ describe("refusals", () => {
   test("settlement that fails after delivery becomes a debt, and the payer is refused", async () => {
     const buyer = await h.devnet.createBuyer(1_000_000n);
     h.backend.set({ responseTokens: 40, tokensPerSecond: 50 });
+    const release = holdStreams(h.backend, 4);
     const pay = officialPayingFetch(buyer.privateKey, h.devnet.network);
     const response = await pay(`${h.gateway.url}/v1/chat/completions`, {
       method: "POST",
@@ -389,17 +390,19 @@ describe("refusals", () => {
     });
     assert.equal(response.status, 200);
     // The payer walks away mid-stream: moves every unit out before settlement.
-    const wallet = createWalletClient({
-      account: privateKeyToAccount(buyer.privateKey),
-      transport: http(h.devnet.rpcUrl),
-    });
-    await wallet.writeContract({
-      chain: null,
-      address: h.devnet.contracts.usdc,
-      abi: erc20Abi,
-      functionName: "transfer",
-      args: [h.devnet.accounts.deployer.address, 1_000_000n],
-    });
+    await h.devnet.waitMined(
+      await createWalletClient({
+        account: privateKeyToAccount(buyer.privateKey),
+        transport: http(h.devnet.rpcUrl),
+      }).writeContract({
+        chain: null,
+        address: h.devnet.contracts.usdc,
+        abi: erc20Abi,
+        functionName: "transfer",
+        args: [h.devnet.accounts.deployer.address, 1_000_000n],
+      }),
+    );
+    release();
     const text = await response.text();
     const parsed = parseReceiptEvent(text.split("\n").find((line) => line.includes("x402_receipt"))!);
     assert.ok(parsed.ok);
@@ -455,7 +458,7 @@ describe("outages", () => {
       assert.equal(response.status, 503);
       assert.ok(response.headers.get("retry-after"));
       // The RPC's own timeout is 10 s: an answer well before it comes from the configured 0.5 s bound.
-      assert.ok(elapsedMs < 5_000, `answered after ${Math.round(elapsedMs)} ms`);
+      assert.ok(elapsedMs < 8_000, `answered after ${Math.round(elapsedMs)} ms`);
       assert.equal(silent.backend.inferenceRequests.length, 0);
     } finally {
       await silent.close();

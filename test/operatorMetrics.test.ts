@@ -8,7 +8,7 @@ import { createFacilitator, createFacilitatorMetrics, serveFacilitator } from ".
 import type { PaymentRecord } from "../src/ledger/index.js";
 import { captureLogger } from "../src/ledger/testkit/captureLogger.js";
 import { type GatewayHarness, officialPayingFetch, startGatewayHarness } from "./support/gatewayHarness.js";
-import { mockModelId } from "./support/mockBackend.js";
+import { holdStreams, mockModelId } from "./support/mockBackend.js";
 import { parsePrometheusText, sumOf } from "./support/prometheusText.js";
 
 const metricsToken = "metrics-token-0123456789";
@@ -100,22 +100,26 @@ describe("metrics and the ledger", () => {
     // Debt: a payer empties its wallet while its stream is served.
     const walker = await h.devnet.createBuyer(1_000_000n);
     h.backend.set({ responseTokens: 40, tokensPerSecond: 50 });
+    const release = holdStreams(h.backend, 4);
     const walkAway = await officialPayingFetch(walker.privateKey, h.devnet.network)(url, {
       ...json,
       body: chatBody({ stream: true }),
     });
     quotes++;
     assert.equal(walkAway.status, 200);
-    await createWalletClient({
-      account: privateKeyToAccount(walker.privateKey),
-      transport: http(h.devnet.rpcUrl),
-    }).writeContract({
-      chain: null,
-      address: h.devnet.contracts.usdc,
-      abi: erc20Abi,
-      functionName: "transfer",
-      args: [h.devnet.accounts.deployer.address, 1_000_000n],
-    });
+    await h.devnet.waitMined(
+      await createWalletClient({
+        account: privateKeyToAccount(walker.privateKey),
+        transport: http(h.devnet.rpcUrl),
+      }).writeContract({
+        chain: null,
+        address: h.devnet.contracts.usdc,
+        abi: erc20Abi,
+        functionName: "transfer",
+        args: [h.devnet.accounts.deployer.address, 1_000_000n],
+      }),
+    );
+    release();
     await walkAway.text();
     h.backend.set({ tokensPerSecond: 0 });
 

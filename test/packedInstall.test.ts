@@ -140,7 +140,7 @@ describe("the packed package, installed without dev dependencies", () => {
     try {
       const startedAt = performance.now();
       // The first start compiles the contracts (nothing is cached in a fresh install).
-      const ready = JSON.parse(await firstLineOf(dev, 240_000)) as {
+      const ready = JSON.parse(await firstLineOf(dev, 600_000)) as {
         gatewayUrl: string;
         model: string;
         buyer: { privateKey: string };

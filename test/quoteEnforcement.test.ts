@@ -41,7 +41,7 @@ before(async () => {
       publicUrl: "https://api.example.test",
       models: input.models.map((model) => ({
         ...model,
-        backend: { ...model.backend, timeoutMs: 700, maxDurationSeconds: 30 },
+        backend: { ...model.backend, timeoutMs: 3_000, maxDurationSeconds: 30 },
       })),
     }),
   });
@@ -361,7 +361,7 @@ describe("a hostile backend", () => {
     const started = Date.now();
     const { response } = await payFor(h, CHAT, chat({ stream: true, max_tokens: 30 }), buyer().privateKey);
     const events = sseEvents(await response.text());
-    assert.ok(Date.now() - started < 10_000, "the idle limit (700 ms) ended it");
+    assert.ok(Date.now() - started < 20_000, "the idle limit (3 s) ended it");
     assert.equal((events.at(-1)?.json?.error as { code?: string })?.code, "TOLLGATE_BACKEND_TIMEOUT");
     const row = await finalRow(h);
     assert.equal(row.completionTokens, 4);

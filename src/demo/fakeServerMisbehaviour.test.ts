@@ -90,7 +90,7 @@ test("close() ends stalled requests instead of waiting for them", async () => {
   const midStream = await post({ stream: true }, undefined, stalling.url);
   const started = performance.now();
   await stalling.close();
-  assert.ok(performance.now() - started < 1000);
+  assert.ok(performance.now() - started < 15_000, "close() did not wait for the stalled requests");
   await assert.rejects(noHeaders);
   await assert.rejects(midStream.text());
 });

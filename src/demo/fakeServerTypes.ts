@@ -58,6 +58,11 @@ export type FakeServerMisbehaviour = {
   reportPromptUsage: boolean;
   /** Streaming: send the headers and this many token chunks, then nothing until the client leaves. */
   stallAfterChunks: number | undefined;
+  /**
+   * Streaming: send this many token chunks, then nothing until `release` settles (or the client
+   * leaves), then the rest. Lets a test act at a known point of a stream, whatever the machine's speed.
+   */
+  holdAfterChunks: { chunks: number; release: Promise<unknown> } | undefined;
   /** Read the request, then send nothing (not even headers) until the client leaves. */
   stallBeforeHeaders: boolean;
   /**

@@ -186,6 +186,10 @@ async function interruptedAfter(chunks: number, run: GenerationRun): Promise<boo
     await stallUntilClosed(closed);
     return true;
   }
+  if (behaviour.holdAfterChunks?.chunks === chunks) {
+    await Promise.race([behaviour.holdAfterChunks.release, stallUntilClosed(closed)]);
+    if (closed.aborted) return true;
+  }
   if (behaviour.garbage === "error_after_chunks" && chunks >= (behaviour.errorAfterChunks ?? 3)) {
     record.outcome = "garbage";
     response.end(errorEvent("the backend failed mid-stream (injected)"));

@@ -60,6 +60,8 @@ export type Devnet = {
   plainTokenBalance(owner: Address): Promise<bigint>;
   /** The test USDC balance of `owner`. */
   usdcBalance(owner: Address): Promise<bigint>;
+  /** Waits until transaction `hash` is mined; throws when it reverted. */
+  waitMined(hash: Hex): Promise<void>;
   stop(): Promise<void>;
 };
 
@@ -230,6 +232,10 @@ export async function startDevnet({
           functionName: "balanceOf",
           args: [owner],
         }),
+      waitMined: async (hash) => {
+        const receipt = await deployerWallet.waitForTransactionReceipt({ hash, pollingInterval: 20 });
+        if (receipt.status !== "success") throw new Error(`transaction ${hash} reverted`);
+      },
       stop: () => anvil.stop(),
     };
     logger.info({ rpcUrl: anvil.rpcUrl, contracts }, "devnet ready");

@@ -74,14 +74,12 @@ describe("a hostile buyer", () => {
     const served = responses.filter((response) => response.status === 200).length;
     await h.backend.whenIdle();
     let rows = await h.ledger.payments.recent({ limit: 5 });
-    for (
-      let i = 0;
-      i < 200 && rows.some((row) => !["settled", "zero", "debt", "failed"].includes(row.status));
-      i++
-    ) {
+    const final = (row: (typeof rows)[number]) => ["settled", "zero", "debt", "failed"].includes(row.status);
+    for (let i = 0; i < 1_200 && !rows.every(final); i++) {
       await new Promise((resolve) => setTimeout(resolve, 25));
       rows = await h.ledger.payments.recent({ limit: 5 });
     }
+    assert.ok(rows.every(final), `every payment ended: ${rows.map((row) => row.status).join(", ")}`);
     const debts = rows.filter((row) => row.status === "debt");
     const unpaid = debts.reduce((sum, row) => sum + (row.chargeAtomic ?? 0n), 0n);
     // Observed: 5 served in full, 1 settled, 4 debts: the seller serves ~3.3 maxima for free.

@@ -101,7 +101,7 @@ before(async () => {
     model: { tokenizer: "o200k_base", maxOutputTokens: 256 },
     configure: (input) => ({
       ...input,
-      models: input.models.map((model) => ({ ...model, backend: { ...model.backend, timeoutMs: 600 } })),
+      models: input.models.map((model) => ({ ...model, backend: { ...model.backend, timeoutMs: 3_000 } })),
     }),
   });
 });

@@ -252,7 +252,7 @@ describe("outages", () => {
     });
 
     test("verify hangs: every request answers 503 within the verify timeout, nothing runs", async (t) => {
-      delays = { verifyMs: 30_000, settleMs: 0 };
+      delays = { verifyMs: 120_000, settleMs: 0 };
       const { gateway } = await gatewayWith({
         facilitator: new HTTPFacilitatorClient({ url: proxyUrl, timeoutMs: 120_000 }),
         verifyTimeoutMs: 2_000,
@@ -260,16 +260,16 @@ describe("outages", () => {
       backend.clearRequests();
       const { statuses, allRetryAfter, slowestMs } = await payMany(gateway, 10);
       t.diagnostic(
-        `outage slow facilitator (verify +30 s, gateway bound 2 s): 10 paid requests → statuses ${statuses}; Retry-After on all: ${allRetryAfter}; slowest ${slowestMs} ms; backend calls ${backend.inferenceRequests.length}`,
+        `outage slow facilitator (verify +120 s, gateway bound 2 s): 10 paid requests → statuses ${statuses}; Retry-After on all: ${allRetryAfter}; slowest ${slowestMs} ms; backend calls ${backend.inferenceRequests.length}`,
       );
       assert.deepEqual(statuses, [503]);
       assert.ok(allRetryAfter);
-      assert.ok(slowestMs < 5_000, `slowest ${slowestMs} ms`);
+      assert.ok(slowestMs < 20_000, `slowest ${slowestMs} ms`);
       assert.equal(backend.inferenceRequests.length, 0);
     });
 
     test("settle hangs: the stream ends within the settle timeout, and the late settlement is still recorded once", async (t) => {
-      delays = { verifyMs: 0, settleMs: 6_000 };
+      delays = { verifyMs: 0, settleMs: 12_000 };
       const { gateway, ledger } = await gatewayWith({
         facilitator: new HTTPFacilitatorClient({ url: proxyUrl, timeoutMs: 120_000 }),
         settleTimeoutMs: 2_000,
@@ -286,15 +286,15 @@ describe("outages", () => {
       const recorded = await waitFor(async () => {
         const rows = await ledger.payments.recent({ limit: 5 });
         return rows.length === 5 && rows.every((row) => row.status === "settled");
-      }, 30_000);
+      }, 60_000);
       const rows = await ledger.payments.recent({ limit: 5 });
       const charged = rows.reduce((sum, row) => sum + (row.chargeAtomic ?? 0n), 0n);
       const after = await devnet.usdcBalance(devnet.accounts.buyers[0]!.address);
       t.diagnostic(
-        `outage slow facilitator (settle +6 s, gateway bound 2 s): 5 paid streams → statuses ${statuses}; slowest ${slowestMs} ms; receipts "settlement_pending" ${pendingReceipts}; all settled in the ledger ${Math.round(performance.now() - recordedAt)} ms later: ${recorded}; charged on chain ${before - after} = ledger ${charged}`,
+        `outage slow facilitator (settle +12 s, gateway bound 2 s): 5 paid streams → statuses ${statuses}; slowest ${slowestMs} ms; receipts "settlement_pending" ${pendingReceipts}; all settled in the ledger ${Math.round(performance.now() - recordedAt)} ms later: ${recorded}; charged on chain ${before - after} = ledger ${charged}`,
       );
       assert.deepEqual(statuses, [200]);
-      assert.ok(slowestMs < 5_000, `slowest ${slowestMs} ms`);
+      assert.ok(slowestMs < 10_000, `slowest ${slowestMs} ms`);
       assert.equal(pendingReceipts, 5);
       assert.ok(recorded, "the late settlements are recorded");
       assert.equal(before - after, charged, "each charged once");

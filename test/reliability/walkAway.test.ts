@@ -6,7 +6,7 @@ import { privateKeyToAccount } from "viem/accounts";
 import type { KeyedAccount } from "../../src/devnet/index.js";
 import { parseReceiptEvent } from "../../src/protocol/index.js";
 import { type GatewayHarness, officialPayingFetch, startGatewayHarness } from "../support/gatewayHarness.js";
-import { mockModelId } from "../support/mockBackend.js";
+import { holdStreams, mockModelId } from "../support/mockBackend.js";
 
 let h: GatewayHarness;
 before(async () => {
@@ -27,16 +27,19 @@ const walletOf = (buyer: KeyedAccount) =>
   createWalletClient({ account: privateKeyToAccount(buyer.privateKey), transport: http(h.devnet.rpcUrl) });
 
 /** Starts a paid stream, lets `walkAway` run once the gateway has verified and begun, then reads to the end. */
-async function payAndWalkAway(buyer: KeyedAccount, walkAway: () => Promise<unknown>) {
+async function payAndWalkAway(buyer: KeyedAccount, walkAway: () => Promise<Hex>) {
   const pay = officialPayingFetch(buyer.privateKey, h.devnet.network);
   h.backend.set({ responseTokens: 40, tokensPerSecond: 50, reportUsage: true });
+  // The stream waits after 4 chunks until the walk-away is mined: it always lands before settlement.
+  const release = holdStreams(h.backend, 4);
   const response = await pay(`${h.gateway.url}/v1/chat/completions`, {
     method: "POST",
     headers: { "content-type": "application/json" },
     body: chatBody,
   });
   assert.equal(response.status, 200, "verified: the buyer had the funds and the approval");
-  await walkAway();
+  await h.devnet.waitMined(await walkAway());
+  release();
   const text = await response.text();
   const receiptLine = text.split("\n").find((line) => line.includes("x402_receipt"));
   assert.ok(receiptLine);

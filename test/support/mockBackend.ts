@@ -10,7 +10,7 @@ import {
 /**
  * The knobs of the mock backend. Each request reads them once when it arrives, so `set()` between
  * requests never changes one already running. The misbehaviours (`ignoreOutputLimit`,
- * `outputLimitField`, `usageOverride`, `reportPromptUsage`, `stallAfterChunks`, `stallBeforeHeaders`,
+ * `outputLimitField`, `usageOverride`, `reportPromptUsage`, `stallAfterChunks`, `holdAfterChunks`, `stallBeforeHeaders`,
  * `garbage`, `errorAfterChunks`, `laxStream`, `rateLimit`) are documented on `FakeServerMisbehaviour`;
  * their defaults here keep the mock honest.
  */
@@ -63,6 +63,7 @@ export const defaultMockBackendControls: Readonly<MockBackendControls> = {
   usageOverride: undefined,
   reportPromptUsage: true,
   stallAfterChunks: undefined,
+  holdAfterChunks: undefined,
   stallBeforeHeaders: false,
   garbage: undefined,
   errorAfterChunks: undefined,
@@ -152,5 +153,21 @@ export async function startMockBackend(parameters: StartMockBackendParameters = 
     },
     whenIdle: server.whenIdle,
     close: server.close,
+  };
+}
+
+/**
+ * Holds every stream that starts from now on after `chunks` token chunks, until the returned
+ * function is called: a test acts mid-stream at a known point, however slow the machine.
+ */
+export function holdStreams(backend: MockBackend, chunks: number): () => void {
+  let release: () => void = () => undefined;
+  const released = new Promise<void>((resolve) => {
+    release = resolve;
+  });
+  backend.set({ holdAfterChunks: { chunks, release: released } });
+  return () => {
+    backend.set({ holdAfterChunks: undefined });
+    release();
   };
 }
