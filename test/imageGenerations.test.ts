@@ -72,6 +72,20 @@ describe("POST /v1/images/generations", () => {
     assert.equal(pricing.units.images, LARGE_HD_ATOMIC.toString());
   });
 
+  test("a quality not priced for its size is refused, not sold at the size's base price", async () => {
+    for (const quality of ["high", "HD", "hd "]) {
+      const response = await fetch(`${h.gateway.url}/v1/images/generations`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ model: "mock-image", prompt: "x", size: "1024x1024", quality }),
+      });
+      assert.equal(response.status, 400, quality);
+      const error = ((await response.json()) as { error: { param: string; message: string } }).error;
+      assert.equal(error.param, "quality");
+      assert.match(error.message, /qualities: hd/);
+    }
+  });
+
   test("a size that is not sold is refused, naming the sizes that are", async () => {
     const response = await fetch(`${h.gateway.url}/v1/images/generations`, {
       method: "POST",

@@ -33,6 +33,7 @@ export type SseTap = {
 /** Creates a tap; see `SseTap`. */
 export function createSseTap({ route, meter, onStop }: CreateSseTapParameters): SseTap {
   const decoder = new SseDecoder();
+  const readChunk = route.streamReader?.() ?? route.readChunk;
   let reportedUsage: unknown;
   let streamId: string | undefined;
   let stopped: TapStop | undefined;
@@ -56,7 +57,7 @@ export function createSseTap({ route, meter, onStop }: CreateSseTapParameters): 
           continue;
         }
         if (typeof json !== "object" || json === null || Array.isArray(json)) continue;
-        const reading = route.readChunk(json);
+        const reading = readChunk(json);
         // Some APIs report usage in parts (Anthropic: the prompt at the start, the output at the end).
         if (typeof reading.usage === "object" && reading.usage !== null)
           reportedUsage =

@@ -19,6 +19,9 @@ const CHAT = "/v1/chat/completions";
 const LONG = "long-o200k";
 /** A model served by the scripted backend, tokenizer known. */
 const SCRIPTED = "scripted-o200k";
+/** The scripted backend speaking the Responses API, and the Messages API. */
+const RESPONSES = "scripted-responses";
+const MESSAGES = "scripted-messages";
 
 before(async () => {
   devnet = await startDevnet({ buyers: 8 });
@@ -42,6 +45,20 @@ before(async () => {
         outputPrice: "15000000",
         maxOutputTokens: 512,
       },
+      ...(
+        [
+          [RESPONSES, "responses"],
+          [MESSAGES, "messages"],
+        ] as const
+      ).map(([id, kind]) => ({
+        id,
+        kind,
+        tokenizer: "o200k_base",
+        backend: { baseUrl: scripted.url },
+        inputPrice: "3000000",
+        outputPrice: "15000000",
+        maxOutputTokens: 100,
+      })),
     ],
   });
 });
@@ -258,5 +275,169 @@ describe("output metering", () => {
       assert.equal(response.status, 400, JSON.stringify(extra));
       await response.text();
     }
+  });
+});
+
+/** SSE with named events, as the Responses and Messages APIs send them. */
+const namedSse = (events: Record<string, unknown>[]) =>
+  events.map((event) => `event: ${String(event.type)}\ndata: ${JSON.stringify(event)}\n\n`);
+
+describe("output outside the metered events (Responses, Messages)", () => {
+  const hello = "hello ".repeat(3_000);
+
+  test("a Responses stream whose text comes only in *.done and response.completed is not delivered, nor charged", async () => {
+    scripted.script = () => ({
+      headers: { "content-type": "text/event-stream" },
+      pieces: namedSse([
+        {
+          type: "response.created",
+          response: { id: "r", object: "response", status: "in_progress", output: [] },
+        },
+        { type: "response.output_text.done", item_id: "m", output_index: 0, content_index: 0, text: hello },
+        {
+          type: "response.output_item.done",
+          output_index: 0,
+          item: { type: "message", role: "assistant", content: [{ type: "output_text", text: hello }] },
+        },
+        {
+          type: "response.completed",
+          response: {
+            id: "r",
+            object: "response",
+            status: "completed",
+            output: [{ type: "message", content: [{ type: "output_text", text: hello }] }],
+            usage: { input_tokens: 10, output_tokens: 3_000 },
+          },
+        },
+      ]),
+    });
+    const payer = buyer();
+    const before = await devnet.usdcBalance(payer.address);
+    const body = { model: RESPONSES, input: "hi", stream: true, max_output_tokens: 50 };
+    const { response } = await payFor(h, "/v1/responses", body, payer.privateKey);
+    assert.equal(response.status, 200);
+    const text = await response.text();
+    // Observed before: all 9,000 words delivered past a 50-token limit, charged 0 output tokens.
+    assert.ok(!text.includes("hello"), "the undelivered-by-delta text is not forwarded");
+    assert.match(text, /outside its delta events/);
+    assert.equal((await finalRow(h)).status, "failed");
+    assert.equal(await devnet.usdcBalance(payer.address), before, "nothing delivered, nothing charged");
+  });
+
+  test("an honest Responses stream (deltas, then *.done, a tool call's name and response.completed) is served and charged", async () => {
+    const words = ["The", " toll", " is", " paid"];
+    const args = '{"road":"A1"}';
+    const message = {
+      type: "message",
+      role: "assistant",
+      content: [{ type: "output_text", text: words.join("") }],
+    };
+    const call = { type: "function_call", name: "pay_toll", call_id: "c1", arguments: args };
+    scripted.script = () => ({
+      headers: { "content-type": "text/event-stream" },
+      pieces: namedSse([
+        {
+          type: "response.created",
+          response: { id: "r", object: "response", status: "in_progress", output: [] },
+        },
+        { type: "response.output_item.added", output_index: 0, item: { ...message, content: [] } },
+        ...words.map((delta) => ({
+          type: "response.output_text.delta",
+          output_index: 0,
+          content_index: 0,
+          delta,
+        })),
+        { type: "response.output_text.done", output_index: 0, content_index: 0, text: words.join("") },
+        { type: "response.output_item.done", output_index: 0, item: message },
+        { type: "response.output_item.added", output_index: 1, item: { ...call, arguments: "" } },
+        { type: "response.function_call_arguments.delta", output_index: 1, delta: args },
+        { type: "response.function_call_arguments.done", output_index: 1, arguments: args },
+        { type: "response.output_item.done", output_index: 1, item: call },
+        {
+          type: "response.completed",
+          response: {
+            id: "r",
+            object: "response",
+            status: "completed",
+            output: [message, call],
+            usage: { input_tokens: 10, output_tokens: countTextTokens(words.join("") + args, "o200k_base") },
+          },
+        },
+      ]),
+    });
+    const body = { model: RESPONSES, input: "hi", stream: true, max_output_tokens: 50 };
+    const { response } = await payFor(h, "/v1/responses", body, buyer().privateKey);
+    const text = await response.text();
+    assert.match(text, /event: response\.completed/);
+    assert.match(text, /event: x402_receipt/);
+    assert.doesNotMatch(text, /outside its delta events/);
+    const row = await finalRow(h);
+    assert.equal(row.status, "settled");
+    assert.equal(row.completionTokens, countTextTokens(words.join("") + args, "o200k_base"));
+  });
+
+  test("a Messages stream with text in message_start is metered: cut at the limit, never past it", async () => {
+    scripted.script = () => ({
+      headers: { "content-type": "text/event-stream" },
+      pieces: namedSse([
+        {
+          type: "message_start",
+          message: {
+            id: "m",
+            type: "message",
+            role: "assistant",
+            content: [{ type: "text", text: hello }],
+            usage: { input_tokens: 10, output_tokens: 1 },
+          },
+        },
+        { type: "message_delta", delta: { stop_reason: "end_turn" }, usage: { output_tokens: 3_000 } },
+        { type: "message_stop" },
+      ]),
+    });
+    const payer = buyer();
+    const before = await devnet.usdcBalance(payer.address);
+    const body = {
+      model: MESSAGES,
+      messages: [{ role: "user", content: "hi" }],
+      max_tokens: 50,
+      stream: true,
+    };
+    const { response } = await payFor(h, "/v1/messages", body, payer.privateKey);
+    const text = await response.text();
+    // Observed before: 3,000 words delivered past a 50-token limit, charged 0 output tokens.
+    assert.ok(!text.includes("hello"), "the 3,000 words past the limit are not forwarded");
+    assert.equal((await finalRow(h)).status, "failed");
+    assert.equal(await devnet.usdcBalance(payer.address), before);
+  });
+
+  test("tools the backend runs itself are refused by name, and nothing reaches the backend", async () => {
+    const asked = scripted.bodies.length;
+    for (const [path, body] of [
+      [
+        "/v1/responses",
+        {
+          model: RESPONSES,
+          input: "draw a cat",
+          tools: [{ type: "function", name: "f", parameters: {} }, { type: "image_generation" }],
+        },
+      ],
+      [
+        "/v1/messages",
+        {
+          model: MESSAGES,
+          max_tokens: 50,
+          messages: [{ role: "user", content: "fetch example.com" }],
+          tools: [
+            { name: "f", input_schema: { type: "object" } },
+            { type: "web_fetch_20250910", name: "web_fetch" },
+          ],
+        },
+      ],
+    ] as const) {
+      const response = await postJson(h, path, body);
+      assert.equal(response.status, 400, path);
+      assert.match(await response.text(), /tools\[1\]\.type.*runs itself/);
+    }
+    assert.equal(scripted.bodies.length, asked);
   });
 });

@@ -92,6 +92,8 @@ export type RouteAdapter = {
   backendBody(request: RouteRequest, model: ModelConfig, outputLimit: number): Record<string, unknown>;
   /** Output of one stream chunk. */
   readChunk(json: unknown): OutputReading;
+  /** A reader for one stream, for a route whose chunks are read against the ones before (default: `readChunk`). */
+  streamReader?(): (json: unknown) => OutputReading;
   /** Output of a whole JSON answer. */
   readAnswer(json: unknown): OutputReading;
   /**

@@ -3,7 +3,14 @@ import { RECEIPT_FIELD, type StreamReceipt } from "../../protocol/index.js";
 import type { ModelConfig } from "../gatewayConfig.js";
 import { cutBlocks, cutText } from "../truncateAnswer.js";
 import type { OutputReading, RouteAdapter, RouteRequest } from "./RouteAdapter.js";
-import { invalidField, pickAllowedFields, pricingOf, readNumbers, readStream } from "./requestFields.js";
+import {
+  invalidField,
+  pickAllowedFields,
+  pricingOf,
+  readNumbers,
+  readStream,
+  refuseHostedTools,
+} from "./requestFields.js";
 
 // The Anthropic Messages API: https://docs.anthropic.com/en/api/messages and its streaming events
 // (message_start, content_block_start/delta/stop, message_delta, message_stop, ping, error).
@@ -73,15 +80,19 @@ function readEvent(json: unknown): OutputReading {
   const error = errorMessageOf(json);
   if (error !== undefined) return { pieces: [], delivered: false, usage: undefined, error };
   switch (json.type) {
-    case "message_start":
+    case "message_start": {
+      // Its content is empty from Anthropic; any text a backend puts there is output, and metered.
+      const content = (json.message as { content?: unknown } | undefined)?.content;
+      const text = Array.isArray(content) ? content.map(generatedText).join("") : "";
       return {
-        pieces: [],
-        delivered: false,
+        pieces: text ? [{ choice: 0, text }] : [],
+        delivered: text !== "",
         // Its output_tokens is a placeholder; the count comes with message_delta.
         usage: normalizedUsage((json.message as { usage?: unknown } | undefined)?.usage, false),
         error: undefined,
         forward: true,
       };
+    }
     case "content_block_start":
     case "content_block_delta": {
       const text = generatedText(json.type === "content_block_start" ? json.content_block : json.delta);
@@ -175,6 +186,9 @@ export const anthropicMessages: RouteAdapter = {
       throw invalidField("system", "must be a string or an array of text blocks");
     if (fields.max_tokens === undefined)
       throw invalidField("max_tokens", "is required: the most output tokens this request may generate");
+    // Anthropic's own tools (web search and fetch, code execution, and the client tools it defines,
+    // whose system prompt it adds) are refused: custom tools only.
+    refuseHostedTools(fields.tools, ["custom"]);
     const stream = readStream(fields.stream);
     return {
       fields,

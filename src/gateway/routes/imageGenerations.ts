@@ -81,6 +81,13 @@ export const imageGenerations: RouteAdapter = {
     if (typeof size !== "string") throw invalidField("size", "is required: this model has no default size");
     if (quality !== undefined && typeof quality !== "string")
       throw invalidField("quality", "must be a string");
+    // Where qualities are priced for a size, a quality not among them is refused, not sold at the size's base price.
+    const priced = sizes.filter((key) => key.startsWith(`${size}/`)).map((key) => key.slice(size.length + 1));
+    if (typeof quality === "string" && priced.length > 0 && !priced.includes(quality))
+      throw invalidField(
+        "quality",
+        `${JSON.stringify(quality)} is not sold at size ${JSON.stringify(size)}; qualities: ${priced.join(", ")}, or none for the base price`,
+      );
     const price = imagePriceOf(model, size, quality as string | undefined);
     if (price === undefined)
       throw invalidField(

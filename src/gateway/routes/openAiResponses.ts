@@ -4,7 +4,14 @@ import type { ModelConfig } from "../gatewayConfig.js";
 import { type AnswerMeter, cutBlocks, cutText } from "../truncateAnswer.js";
 import type { OutputReading, RouteAdapter, RouteRequest } from "./RouteAdapter.js";
 import { errorOf } from "./readChoices.js";
-import { invalidField, pickAllowedFields, pricingOf, readNumbers, readStream } from "./requestFields.js";
+import {
+  invalidField,
+  pickAllowedFields,
+  pricingOf,
+  readNumbers,
+  readStream,
+  refuseHostedTools,
+} from "./requestFields.js";
 
 // The OpenAI Responses API: https://platform.openai.com/docs/api-reference/responses and its
 // streaming events (response.created … response.output_text.delta … response.completed).
@@ -106,6 +113,57 @@ function readEvent(json: unknown): OutputReading {
   };
 }
 
+/** Output text an event other than a delta carries (a `*.done` event's text, an item, a part, a whole response). */
+function carriedText(json: Record<string, unknown>): string {
+  let text = "";
+  for (const key of ["text", "refusal", "arguments", "input", "code"] as const)
+    if (typeof json[key] === "string") text += json[key];
+  // Names are not sent as deltas: they are not counted here, as in no delta.
+  const unnamed = (item: unknown) => (isObject(item) ? { ...item, name: undefined } : item);
+  if (isObject(json.item)) text += outputText([unnamed(json.item)]);
+  if (isObject(json.part)) text += outputText([{ content: [json.part] }]);
+  if (isObject(json.response) && Array.isArray(json.response.output))
+    text += outputText(json.response.output.map(unnamed));
+  return text;
+}
+
+/**
+ * Reads one stream's events. A real server sends output as deltas and repeats it in the `*.done`,
+ * `output_item.done` and `response.completed` events; a backend that sends text only in those would
+ * deliver it unmetered and past the output limit. So an event may carry no more text than the deltas
+ * of its output item delivered (of all items, for a whole response); one that does ends the stream.
+ */
+function responsesStreamReader(): (json: unknown) => OutputReading {
+  const deliveredChars = new Map<number, number>();
+  let totalChars = 0;
+  const indexOf = (json: Record<string, unknown>) =>
+    typeof json.output_index === "number" ? json.output_index : -1;
+  return (json) => {
+    const reading = readEvent(json);
+    if (!isObject(json) || reading.error !== undefined) return reading;
+    if (DELTA_EVENTS.has(String(json.type))) {
+      const chars = reading.pieces.reduce((sum, piece) => sum + piece.text.length, 0);
+      deliveredChars.set(indexOf(json), (deliveredChars.get(indexOf(json)) ?? 0) + chars);
+      totalChars += chars;
+      return reading;
+    }
+    const carried = carriedText(json).length;
+    if (carried === 0) return reading;
+    const index = indexOf(json);
+    const allowed =
+      index === -1 || isObject(json.response)
+        ? totalChars
+        : (deliveredChars.get(index) ?? 0) + (deliveredChars.get(-1) ?? 0);
+    if (carried <= allowed) return reading;
+    return {
+      pieces: [],
+      delivered: false,
+      usage: undefined,
+      error: `the backend sent output outside its delta events (${carried} characters in ${String(json.type)}, ${allowed} delivered)`,
+    };
+  };
+}
+
 /** A message item whose text parts are cut to `maxTokens` in all; undefined for any other item (a tool call). */
 function cutMessageItem(item: unknown, maxTokens: number, meter: AnswerMeter): unknown {
   if (!isObject(item) || item.type !== "message" || !Array.isArray(item.content)) return undefined;
@@ -168,6 +226,8 @@ export const openAiResponses: RouteAdapter = {
     readNumbers(fields, ["temperature", "top_p"]);
     if (typeof fields.input !== "string" && !(Array.isArray(fields.input) && fields.input.length > 0))
       throw invalidField("input", "must be a string or a non-empty array of input items");
+    // Hosted tools (web and file search, code interpreter, image generation, MCP, computer use) are refused.
+    refuseHostedTools(fields.tools, ["function", "custom"]);
     const stream = readStream(fields.stream);
     return {
       fields,
@@ -202,6 +262,7 @@ export const openAiResponses: RouteAdapter = {
   },
 
   readChunk: readEvent,
+  streamReader: responsesStreamReader,
   readAnswer: readResponse,
 
   cutAnswer(answer, _choices, meter) {
