@@ -383,26 +383,30 @@ describe("refusals", () => {
     h.backend.set({ responseTokens: 40, tokensPerSecond: 50 });
     const release = holdStreams(h.backend, 4);
     const pay = officialPayingFetch(buyer.privateKey, h.devnet.network);
-    const response = await pay(`${h.gateway.url}/v1/chat/completions`, {
-      method: "POST",
-      headers: { "content-type": "application/json" },
-      body: chatBody({ stream: true }),
-    });
-    assert.equal(response.status, 200);
-    // The payer walks away mid-stream: moves every unit out before settlement.
-    await h.devnet.waitMined(
-      await createWalletClient({
-        account: privateKeyToAccount(buyer.privateKey),
-        transport: http(h.devnet.rpcUrl),
-      }).writeContract({
-        chain: null,
-        address: h.devnet.contracts.usdc,
-        abi: erc20Abi,
-        functionName: "transfer",
-        args: [h.devnet.accounts.deployer.address, 1_000_000n],
-      }),
-    );
-    release();
+    let response: Response;
+    try {
+      response = await pay(`${h.gateway.url}/v1/chat/completions`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: chatBody({ stream: true }),
+      });
+      assert.equal(response.status, 200);
+      // The payer walks away mid-stream: moves every unit out before settlement.
+      await h.devnet.waitMined(
+        await createWalletClient({
+          account: privateKeyToAccount(buyer.privateKey),
+          transport: http(h.devnet.rpcUrl),
+        }).writeContract({
+          chain: null,
+          address: h.devnet.contracts.usdc,
+          abi: erc20Abi,
+          functionName: "transfer",
+          args: [h.devnet.accounts.deployer.address, 1_000_000n],
+        }),
+      );
+    } finally {
+      release();
+    }
     const text = await response.text();
     const parsed = parseReceiptEvent(text.split("\n").find((line) => line.includes("x402_receipt"))!);
     assert.ok(parsed.ok);

@@ -101,25 +101,29 @@ describe("metrics and the ledger", () => {
     const walker = await h.devnet.createBuyer(1_000_000n);
     h.backend.set({ responseTokens: 40, tokensPerSecond: 50 });
     const release = holdStreams(h.backend, 4);
-    const walkAway = await officialPayingFetch(walker.privateKey, h.devnet.network)(url, {
-      ...json,
-      body: chatBody({ stream: true }),
-    });
-    quotes++;
-    assert.equal(walkAway.status, 200);
-    await h.devnet.waitMined(
-      await createWalletClient({
-        account: privateKeyToAccount(walker.privateKey),
-        transport: http(h.devnet.rpcUrl),
-      }).writeContract({
-        chain: null,
-        address: h.devnet.contracts.usdc,
-        abi: erc20Abi,
-        functionName: "transfer",
-        args: [h.devnet.accounts.deployer.address, 1_000_000n],
-      }),
-    );
-    release();
+    let walkAway: Response;
+    try {
+      walkAway = await officialPayingFetch(walker.privateKey, h.devnet.network)(url, {
+        ...json,
+        body: chatBody({ stream: true }),
+      });
+      quotes++;
+      assert.equal(walkAway.status, 200);
+      await h.devnet.waitMined(
+        await createWalletClient({
+          account: privateKeyToAccount(walker.privateKey),
+          transport: http(h.devnet.rpcUrl),
+        }).writeContract({
+          chain: null,
+          address: h.devnet.contracts.usdc,
+          abi: erc20Abi,
+          functionName: "transfer",
+          args: [h.devnet.accounts.deployer.address, 1_000_000n],
+        }),
+      );
+    } finally {
+      release();
+    }
     await walkAway.text();
     h.backend.set({ tokensPerSecond: 0 });
 

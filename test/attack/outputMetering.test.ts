@@ -318,10 +318,53 @@ describe("output outside the metered events (Responses, Messages)", () => {
     assert.equal(response.status, 200);
     const text = await response.text();
     // Observed before: all 9,000 words delivered past a 50-token limit, charged 0 output tokens.
-    assert.ok(!text.includes("hello"), "the undelivered-by-delta text is not forwarded");
-    assert.match(text, /outside its delta events/);
+    assert.ok(!text.includes("hello"), "the text past the limit is not forwarded");
     assert.equal((await finalRow(h)).status, "failed");
     assert.equal(await devnet.usdcBalance(payer.address), before, "nothing delivered, nothing charged");
+  });
+
+  test("a Responses stream repeating *.done events with new text is metered past what its deltas delivered", async () => {
+    const done = (index: number) => ({
+      type: "response.output_text.done",
+      output_index: 0,
+      content_index: 0,
+      text: ` word${index}`.repeat(20),
+    });
+    scripted.script = () => ({
+      headers: { "content-type": "text/event-stream" },
+      pieces: namedSse([
+        {
+          type: "response.created",
+          response: { id: "r", object: "response", status: "in_progress", output: [] },
+        },
+        { type: "response.output_text.delta", output_index: 0, content_index: 0, delta: "ok" },
+        ...Array.from({ length: 50 }, (_, index) => done(index)),
+        {
+          type: "response.completed",
+          response: {
+            id: "r",
+            object: "response",
+            status: "completed",
+            output: [],
+            usage: { input_tokens: 10, output_tokens: 1 },
+          },
+        },
+      ]),
+    });
+    const body = { model: RESPONSES, input: "hi", stream: true, max_output_tokens: 50 };
+    const { response } = await payFor(h, "/v1/responses", body, buyer().privateKey);
+    const text = await response.text();
+    const forwarded = sseEvents(text).filter((event) =>
+      event.data.includes("response.output_text.done"),
+    ).length;
+    // Observed with a per-event check: all 50 forwarded, ~2,000 tokens past a 50-token limit, charged 1.
+    assert.ok(forwarded < 10, `${forwarded} repeated events forwarded`);
+    const row = await finalRow(h);
+    assert.equal(row.status, "settled");
+    assert.ok(
+      row.completionTokens! > 1 && row.completionTokens! <= 50,
+      `${row.completionTokens} output tokens`,
+    );
   });
 
   test("an honest Responses stream (deltas, then *.done, a tool call's name and response.completed) is served and charged", async () => {
@@ -370,10 +413,65 @@ describe("output outside the metered events (Responses, Messages)", () => {
     const text = await response.text();
     assert.match(text, /event: response\.completed/);
     assert.match(text, /event: x402_receipt/);
-    assert.doesNotMatch(text, /outside its delta events/);
+    assert.doesNotMatch(text, /authorized output/);
     const row = await finalRow(h);
     assert.equal(row.status, "settled");
     assert.equal(row.completionTokens, countTextTokens(words.join("") + args, "o200k_base"));
+  });
+
+  test("a quirky honest Responses stream (done events under the next output_index, a first argument chunk sent in output_item.added only) is served whole", async () => {
+    const reasoning = "Think about the road.";
+    const args = '{"road":"A1","lane":3}';
+    const first = args.slice(0, 9);
+    const call = { type: "function_call", name: "pay_toll", call_id: "c1", arguments: args };
+    scripted.script = () => ({
+      headers: { "content-type": "text/event-stream" },
+      pieces: namedSse([
+        {
+          type: "response.created",
+          response: { id: "r", object: "response", status: "in_progress", output: [] },
+        },
+        { type: "response.reasoning_text.delta", output_index: 0, content_index: 0, delta: reasoning },
+        { type: "response.reasoning_text.done", output_index: 1, content_index: 0, text: reasoning },
+        {
+          type: "response.output_item.done",
+          output_index: 1,
+          item: { type: "reasoning", content: [{ type: "reasoning_text", text: reasoning }], summary: [] },
+        },
+        { type: "response.output_item.added", output_index: 1, item: { ...call, arguments: first } },
+        { type: "response.function_call_arguments.delta", output_index: 1, delta: args.slice(first.length) },
+        { type: "response.function_call_arguments.done", output_index: 2, arguments: args },
+        { type: "response.output_item.done", output_index: 2, item: call },
+        {
+          type: "response.completed",
+          response: {
+            id: "r",
+            object: "response",
+            status: "completed",
+            output: [
+              { type: "reasoning", content: [{ type: "reasoning_text", text: reasoning }], summary: [] },
+              call,
+            ],
+            usage: { input_tokens: 10, output_tokens: countTextTokens(reasoning + args, "o200k_base") },
+          },
+        },
+      ]),
+    });
+    const body = { model: RESPONSES, input: "hi", stream: true, max_output_tokens: 50 };
+    const { response } = await payFor(h, "/v1/responses", body, buyer().privateKey);
+    const text = await response.text();
+    assert.match(text, /event: response\.completed/);
+    assert.match(text, /event: x402_receipt/);
+    const row = await finalRow(h);
+    assert.equal(row.status, "settled");
+    assert.equal(
+      sseEvents(text).filter((event) => event.data.includes("output_item.done")).length,
+      2,
+      "nothing cut",
+    );
+    assert.ok(
+      row.completionTokens! > 0 && row.completionTokens! <= countTextTokens(reasoning + args, "o200k_base"),
+    );
   });
 
   test("a Messages stream with text in message_start is metered: cut at the limit, never past it", async () => {
@@ -433,10 +531,18 @@ describe("output outside the metered events (Responses, Messages)", () => {
           ],
         },
       ],
+      [
+        CHAT,
+        {
+          model: SCRIPTED,
+          messages: [{ role: "user", content: "search" }],
+          tools: [{ type: "function", function: { name: "f" } }, { type: "browser_search" }],
+        },
+      ],
     ] as const) {
       const response = await postJson(h, path, body);
       assert.equal(response.status, 400, path);
-      assert.match(await response.text(), /tools\[1\]\.type.*runs itself/);
+      assert.match(await response.text(), /tools\[1\]\.type.*not accepted.*declare it as/);
     }
     assert.equal(scripted.bodies.length, asked);
   });

@@ -32,14 +32,18 @@ async function payAndWalkAway(buyer: KeyedAccount, walkAway: () => Promise<Hex>)
   h.backend.set({ responseTokens: 40, tokensPerSecond: 50, reportUsage: true });
   // The stream waits after 4 chunks until the walk-away is mined: it always lands before settlement.
   const release = holdStreams(h.backend, 4);
-  const response = await pay(`${h.gateway.url}/v1/chat/completions`, {
-    method: "POST",
-    headers: { "content-type": "application/json" },
-    body: chatBody,
-  });
-  assert.equal(response.status, 200, "verified: the buyer had the funds and the approval");
-  await h.devnet.waitMined(await walkAway());
-  release();
+  let response: Response;
+  try {
+    response = await pay(`${h.gateway.url}/v1/chat/completions`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: chatBody,
+    });
+    assert.equal(response.status, 200, "verified: the buyer had the funds and the approval");
+    await h.devnet.waitMined(await walkAway());
+  } finally {
+    release();
+  }
   const text = await response.text();
   const receiptLine = text.split("\n").find((line) => line.includes("x402_receipt"));
   assert.ok(receiptLine);

@@ -9,7 +9,7 @@ import {
   pricingOf,
   readNumbers,
   readStream,
-  refuseHostedTools,
+  refuseUndeclaredTools,
 } from "./requestFields.js";
 
 // The Anthropic Messages API: https://docs.anthropic.com/en/api/messages and its streaming events
@@ -188,7 +188,7 @@ export const anthropicMessages: RouteAdapter = {
       throw invalidField("max_tokens", "is required: the most output tokens this request may generate");
     // Anthropic's own tools (web search and fetch, code execution, and the client tools it defines,
     // whose system prompt it adds) are refused: custom tools only.
-    refuseHostedTools(fields.tools, ["custom"]);
+    refuseUndeclaredTools(fields.tools, ["custom"], "a custom tool (no type, with input_schema)");
     const stream = readStream(fields.stream);
     return {
       fields,

@@ -11,6 +11,7 @@ import {
   readIncludeUsage,
   readNumbers,
   readStream,
+  refuseUndeclaredTools,
   SAMPLING_NUMBERS,
 } from "./requestFields.js";
 
@@ -83,6 +84,8 @@ export const chatCompletions: RouteAdapter = {
     const fields = pickAllowedFields(body, ALLOWED, IGNORED, "/v1/chat/completions");
     readNumbers(fields, NUMBERS);
     checkContentParts(fields.messages);
+    // Chat's own tools are functions and custom tools; another type is a provider's hosted tool.
+    refuseUndeclaredTools(fields.tools, ["function", "custom"], "a function or custom tool");
     const stream = readStream(fields.stream);
     return {
       fields,

@@ -10,7 +10,7 @@ import {
   pricingOf,
   readNumbers,
   readStream,
-  refuseHostedTools,
+  refuseUndeclaredTools,
 } from "./requestFields.js";
 
 // The OpenAI Responses API: https://platform.openai.com/docs/api-reference/responses and its
@@ -113,53 +113,114 @@ function readEvent(json: unknown): OutputReading {
   };
 }
 
-/** Output text an event other than a delta carries (a `*.done` event's text, an item, a part, a whole response). */
-function carriedText(json: Record<string, unknown>): string {
+/** Keys of an event or item that name or describe it rather than carry what the model generated. */
+const LABEL_KEYS = new Set([
+  "type",
+  "id",
+  "item_id",
+  "call_id",
+  "status",
+  "role",
+  "object",
+  "model",
+  "name",
+  "created_at",
+  "sequence_number",
+  "output_index",
+  "content_index",
+  "summary_index",
+]);
+
+/** Every string in `value` outside label keys: what a buyer could read of it. */
+function stringsOf(value: unknown, depth = 0): string {
+  if (typeof value === "string") return value;
+  if (depth > 16 || typeof value !== "object" || value === null) return "";
   let text = "";
-  for (const key of ["text", "refusal", "arguments", "input", "code"] as const)
-    if (typeof json[key] === "string") text += json[key];
-  // Names are not sent as deltas: they are not counted here, as in no delta.
-  const unnamed = (item: unknown) => (isObject(item) ? { ...item, name: undefined } : item);
-  if (isObject(json.item)) text += outputText([unnamed(json.item)]);
-  if (isObject(json.part)) text += outputText([{ content: [json.part] }]);
-  if (isObject(json.response) && Array.isArray(json.response.output))
-    text += outputText(json.response.output.map(unnamed));
+  if (Array.isArray(value)) for (const item of value) text += stringsOf(item, depth + 1);
+  else
+    for (const [key, item] of Object.entries(value))
+      if (!LABEL_KEYS.has(key)) text += stringsOf(item, depth + 1);
   return text;
 }
 
 /**
- * Reads one stream's events. A real server sends output as deltas and repeats it in the `*.done`,
- * `output_item.done` and `response.completed` events; a backend that sends text only in those would
- * deliver it unmetered and past the output limit. So an event may carry no more text than the deltas
- * of its output item delivered (of all items, for a whole response); one that does ends the stream.
+ * Text an event other than a delta carries to the buyer: a `*.done` event's text, an item, a part,
+ * any string of an event this gateway does not know; of an event carrying a whole response, its
+ * output (the rest of it echoes the request). Names and ids are labels, not counted.
+ */
+function carriedText(json: Record<string, unknown>): string {
+  if (isObject(json.response)) return stringsOf(json.response.output);
+  let text = "";
+  for (const [key, value] of Object.entries(json))
+    if (!LABEL_KEYS.has(key) && key !== "response") text += stringsOf(value);
+  return text;
+}
+
+/** The events of the Responses stream that repeat delta text or carry none; any other is read as one kind. */
+const LIFECYCLE_EVENTS = new Set([
+  "response.created",
+  "response.in_progress",
+  "response.queued",
+  "response.completed",
+  "response.incomplete",
+  "response.output_item.added",
+  "response.output_item.done",
+  "response.content_part.added",
+  "response.content_part.done",
+  "response.output_text.done",
+  "response.output_text.annotation.added",
+  "response.refusal.done",
+  "response.function_call_arguments.done",
+  "response.reasoning_text.done",
+  "response.reasoning_summary_part.added",
+  "response.reasoning_summary_part.done",
+  "response.reasoning_summary_text.done",
+  "response.custom_tool_call_input.done",
+  "response.code_interpreter_call_code.done",
+]);
+
+/**
+ * Text a stream that sent deltas may repeat beyond what they delivered, in all: a server's small slips
+ * (a first argument chunk sent in `output_item.added` and not as a delta) pass unmetered.
+ */
+const REPEAT_SLACK_CHARS = 128;
+
+/**
+ * Reads one stream's events. A real server sends output as deltas and repeats it in `*.done`,
+ * `output_item.*`, `content_part.*` and `response.completed` events; a backend that sends text only
+ * in those would deliver it unmetered and past the output limit. So the text each kind of event
+ * carries, summed over the stream, may exceed what was delivered by a small slack (for the whole
+ * stream) only; beyond it, the text is metered as output like a delta's, and cut at the limit.
  */
 function responsesStreamReader(): (json: unknown) => OutputReading {
-  const deliveredChars = new Map<number, number>();
-  let totalChars = 0;
-  const indexOf = (json: Record<string, unknown>) =>
-    typeof json.output_index === "number" ? json.output_index : -1;
+  let deliveredChars = 0;
+  let slackLeft = REPEAT_SLACK_CHARS;
+  const carriedByKind = new Map<string, number>();
   return (json) => {
     const reading = readEvent(json);
-    if (!isObject(json) || reading.error !== undefined) return reading;
-    if (DELTA_EVENTS.has(String(json.type))) {
-      const chars = reading.pieces.reduce((sum, piece) => sum + piece.text.length, 0);
-      deliveredChars.set(indexOf(json), (deliveredChars.get(indexOf(json)) ?? 0) + chars);
-      totalChars += chars;
+    if (!isObject(json) || reading.error !== undefined || reading.forward === false) return reading;
+    const type = String(json.type);
+    if (DELTA_EVENTS.has(type)) {
+      for (const piece of reading.pieces) deliveredChars += piece.text.length;
       return reading;
     }
-    const carried = carriedText(json).length;
-    if (carried === 0) return reading;
-    const index = indexOf(json);
-    const allowed =
-      index === -1 || isObject(json.response)
-        ? totalChars
-        : (deliveredChars.get(index) ?? 0) + (deliveredChars.get(-1) ?? 0);
-    if (carried <= allowed) return reading;
+    const text = carriedText(json);
+    if (text === "") return reading;
+    const kind = LIFECYCLE_EVENTS.has(type) ? type : "other";
+    const before = carriedByKind.get(kind) ?? 0;
+    carriedByKind.set(kind, before + text.length);
+    const beyond = Math.min(text.length, before + text.length - deliveredChars);
+    if (beyond <= 0) return reading;
+    const forgiven = deliveredChars > 0 ? Math.min(beyond, slackLeft) : 0;
+    slackLeft -= forgiven;
+    if (beyond === forgiven) return reading;
+    const excess = text.slice(text.length - (beyond - forgiven));
+    deliveredChars += excess.length;
     return {
-      pieces: [],
-      delivered: false,
-      usage: undefined,
-      error: `the backend sent output outside its delta events (${carried} characters in ${String(json.type)}, ${allowed} delivered)`,
+      ...reading,
+      pieces: [...reading.pieces, { choice: 0, text: excess }],
+      delivered: true,
+      forward: true,
     };
   };
 }
@@ -226,8 +287,9 @@ export const openAiResponses: RouteAdapter = {
     readNumbers(fields, ["temperature", "top_p"]);
     if (typeof fields.input !== "string" && !(Array.isArray(fields.input) && fields.input.length > 0))
       throw invalidField("input", "must be a string or a non-empty array of input items");
-    // Hosted tools (web and file search, code interpreter, image generation, MCP, computer use) are refused.
-    refuseHostedTools(fields.tools, ["function", "custom"]);
+    // Tools the provider runs or defines (web and file search, code interpreter, image generation, MCP,
+    // computer use, shell) are refused.
+    refuseUndeclaredTools(fields.tools, ["function", "custom"], "a function or custom tool");
     const stream = readStream(fields.stream);
     return {
       fields,

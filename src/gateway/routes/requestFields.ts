@@ -97,21 +97,23 @@ export function readNumbers(fields: Record<string, unknown>, names: readonly str
 }
 
 /**
- * Refuses `tools` other than the buyer's own (those whose `type` is absent or one of `clientTypes`).
- * A tool the backend runs itself (web search, file search, code execution, image generation, MCP)
- * carries a fee and pulls in input the quote never saw: it would be served below its cost.
+ * Refuses `tools` other than those the buyer declares itself (`type` absent or one of `declared`).
+ * A tool the provider runs (web or file search, code execution, image generation, MCP) carries a
+ * fee and pulls in input the quote never saw; one it defines for the client to run (a shell, an
+ * editor, a computer) adds a hidden prompt or output items this gateway does not meter. Either would
+ * be served below its cost.
  */
-export function refuseHostedTools(tools: unknown, clientTypes: readonly string[]): void {
-  if (tools === undefined) return;
+export function refuseUndeclaredTools(tools: unknown, declared: readonly string[], kinds: string): void {
+  if (tools === undefined || tools === null) return;
   if (!Array.isArray(tools)) throw invalidField("tools", "must be an array");
   tools.forEach((tool, index) => {
     if (typeof tool !== "object" || tool === null || Array.isArray(tool))
       throw invalidField(`tools[${index}]`, "must be an object");
     const type = (tool as { type?: unknown }).type;
-    if (type === undefined || (typeof type === "string" && clientTypes.includes(type))) return;
+    if (type === undefined || (typeof type === "string" && declared.includes(type))) return;
     throw invalidField(
       `tools[${index}].type`,
-      `${JSON.stringify(type)} is a tool the backend runs itself, whose fees and added input this gateway cannot price; only ${clientTypes.map((name) => `"${name}"`).join(" and ")} tools are accepted`,
+      `${JSON.stringify(type)} is not accepted: the provider runs or defines this tool, adding fees, prompt or output this gateway cannot price; declare it as ${kinds} instead`,
     );
   });
 }
