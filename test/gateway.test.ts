@@ -5,8 +5,6 @@ import { after, before, describe, test } from "node:test";
 import { decodePaymentResponseHeader } from "@x402/core/http";
 import type { PaymentRequired } from "@x402/core/types";
 import OpenAI from "openai";
-import { createWalletClient, erc20Abi, http } from "viem";
-import { privateKeyToAccount } from "viem/accounts";
 import type { SqlClient, SqlExecutor } from "../src/ledger/index.js";
 import { countTextTokens } from "../src/pricing/index.js";
 import {
@@ -17,6 +15,7 @@ import {
 import {
   expectedCharge,
   type GatewayHarness,
+  moveUsdcAway,
   officialBuyer,
   officialPayingFetch,
   startGatewayHarness,
@@ -392,18 +391,7 @@ describe("refusals", () => {
       });
       assert.equal(response.status, 200);
       // The payer walks away mid-stream: moves every unit out before settlement.
-      await h.devnet.waitMined(
-        await createWalletClient({
-          account: privateKeyToAccount(buyer.privateKey),
-          transport: http(h.devnet.rpcUrl),
-        }).writeContract({
-          chain: null,
-          address: h.devnet.contracts.usdc,
-          abi: erc20Abi,
-          functionName: "transfer",
-          args: [h.devnet.accounts.deployer.address, 1_000_000n],
-        }),
-      );
+      await moveUsdcAway(h.devnet, buyer.privateKey, 1_000_000n);
     } finally {
       release();
     }

@@ -1,13 +1,16 @@
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import { Registry } from "prom-client";
-import { createWalletClient, erc20Abi, http } from "viem";
-import { privateKeyToAccount } from "viem/accounts";
 import { startDevnet } from "../src/devnet/index.js";
 import { createFacilitator, createFacilitatorMetrics, serveFacilitator } from "../src/facilitator/index.js";
 import type { PaymentRecord } from "../src/ledger/index.js";
 import { captureLogger } from "../src/ledger/testkit/captureLogger.js";
-import { type GatewayHarness, officialPayingFetch, startGatewayHarness } from "./support/gatewayHarness.js";
+import {
+  type GatewayHarness,
+  moveUsdcAway,
+  officialPayingFetch,
+  startGatewayHarness,
+} from "./support/gatewayHarness.js";
 import { holdStreams, mockModelId } from "./support/mockBackend.js";
 import { parsePrometheusText, sumOf } from "./support/prometheusText.js";
 
@@ -109,18 +112,7 @@ describe("metrics and the ledger", () => {
       });
       quotes++;
       assert.equal(walkAway.status, 200);
-      await h.devnet.waitMined(
-        await createWalletClient({
-          account: privateKeyToAccount(walker.privateKey),
-          transport: http(h.devnet.rpcUrl),
-        }).writeContract({
-          chain: null,
-          address: h.devnet.contracts.usdc,
-          abi: erc20Abi,
-          functionName: "transfer",
-          args: [h.devnet.accounts.deployer.address, 1_000_000n],
-        }),
-      );
+      await moveUsdcAway(h.devnet, walker.privateKey, 1_000_000n);
     } finally {
       release();
     }

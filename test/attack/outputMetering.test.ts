@@ -282,35 +282,40 @@ describe("output metering", () => {
 const namedSse = (events: Record<string, unknown>[]) =>
   events.map((event) => `event: ${String(event.type)}\ndata: ${JSON.stringify(event)}\n\n`);
 
+/** A Responses stream: `response.created`, then `events`. */
+const responsesStream = (events: Record<string, unknown>[]) => () => ({
+  headers: { "content-type": "text/event-stream" },
+  pieces: namedSse([
+    {
+      type: "response.created",
+      response: { id: "r", object: "response", status: "in_progress", output: [] },
+    },
+    ...events,
+  ]),
+});
+
 describe("output outside the metered events (Responses, Messages)", () => {
   const hello = "hello ".repeat(3_000);
 
   test("a Responses stream whose text comes only in *.done and response.completed is not delivered, nor charged", async () => {
-    scripted.script = () => ({
-      headers: { "content-type": "text/event-stream" },
-      pieces: namedSse([
-        {
-          type: "response.created",
-          response: { id: "r", object: "response", status: "in_progress", output: [] },
+    scripted.script = responsesStream([
+      { type: "response.output_text.done", item_id: "m", output_index: 0, content_index: 0, text: hello },
+      {
+        type: "response.output_item.done",
+        output_index: 0,
+        item: { type: "message", role: "assistant", content: [{ type: "output_text", text: hello }] },
+      },
+      {
+        type: "response.completed",
+        response: {
+          id: "r",
+          object: "response",
+          status: "completed",
+          output: [{ type: "message", content: [{ type: "output_text", text: hello }] }],
+          usage: { input_tokens: 10, output_tokens: 3_000 },
         },
-        { type: "response.output_text.done", item_id: "m", output_index: 0, content_index: 0, text: hello },
-        {
-          type: "response.output_item.done",
-          output_index: 0,
-          item: { type: "message", role: "assistant", content: [{ type: "output_text", text: hello }] },
-        },
-        {
-          type: "response.completed",
-          response: {
-            id: "r",
-            object: "response",
-            status: "completed",
-            output: [{ type: "message", content: [{ type: "output_text", text: hello }] }],
-            usage: { input_tokens: 10, output_tokens: 3_000 },
-          },
-        },
-      ]),
-    });
+      },
+    ]);
     const payer = buyer();
     const before = await devnet.usdcBalance(payer.address);
     const body = { model: RESPONSES, input: "hi", stream: true, max_output_tokens: 50 };
@@ -330,27 +335,20 @@ describe("output outside the metered events (Responses, Messages)", () => {
       content_index: 0,
       text: ` word${index}`.repeat(20),
     });
-    scripted.script = () => ({
-      headers: { "content-type": "text/event-stream" },
-      pieces: namedSse([
-        {
-          type: "response.created",
-          response: { id: "r", object: "response", status: "in_progress", output: [] },
+    scripted.script = responsesStream([
+      { type: "response.output_text.delta", output_index: 0, content_index: 0, delta: "ok" },
+      ...Array.from({ length: 50 }, (_, index) => done(index)),
+      {
+        type: "response.completed",
+        response: {
+          id: "r",
+          object: "response",
+          status: "completed",
+          output: [],
+          usage: { input_tokens: 10, output_tokens: 1 },
         },
-        { type: "response.output_text.delta", output_index: 0, content_index: 0, delta: "ok" },
-        ...Array.from({ length: 50 }, (_, index) => done(index)),
-        {
-          type: "response.completed",
-          response: {
-            id: "r",
-            object: "response",
-            status: "completed",
-            output: [],
-            usage: { input_tokens: 10, output_tokens: 1 },
-          },
-        },
-      ]),
-    });
+      },
+    ]);
     const body = { model: RESPONSES, input: "hi", stream: true, max_output_tokens: 50 };
     const { response } = await payFor(h, "/v1/responses", body, buyer().privateKey);
     const text = await response.text();
@@ -376,38 +374,31 @@ describe("output outside the metered events (Responses, Messages)", () => {
       content: [{ type: "output_text", text: words.join("") }],
     };
     const call = { type: "function_call", name: "pay_toll", call_id: "c1", arguments: args };
-    scripted.script = () => ({
-      headers: { "content-type": "text/event-stream" },
-      pieces: namedSse([
-        {
-          type: "response.created",
-          response: { id: "r", object: "response", status: "in_progress", output: [] },
+    scripted.script = responsesStream([
+      { type: "response.output_item.added", output_index: 0, item: { ...message, content: [] } },
+      ...words.map((delta) => ({
+        type: "response.output_text.delta",
+        output_index: 0,
+        content_index: 0,
+        delta,
+      })),
+      { type: "response.output_text.done", output_index: 0, content_index: 0, text: words.join("") },
+      { type: "response.output_item.done", output_index: 0, item: message },
+      { type: "response.output_item.added", output_index: 1, item: { ...call, arguments: "" } },
+      { type: "response.function_call_arguments.delta", output_index: 1, delta: args },
+      { type: "response.function_call_arguments.done", output_index: 1, arguments: args },
+      { type: "response.output_item.done", output_index: 1, item: call },
+      {
+        type: "response.completed",
+        response: {
+          id: "r",
+          object: "response",
+          status: "completed",
+          output: [message, call],
+          usage: { input_tokens: 10, output_tokens: countTextTokens(words.join("") + args, "o200k_base") },
         },
-        { type: "response.output_item.added", output_index: 0, item: { ...message, content: [] } },
-        ...words.map((delta) => ({
-          type: "response.output_text.delta",
-          output_index: 0,
-          content_index: 0,
-          delta,
-        })),
-        { type: "response.output_text.done", output_index: 0, content_index: 0, text: words.join("") },
-        { type: "response.output_item.done", output_index: 0, item: message },
-        { type: "response.output_item.added", output_index: 1, item: { ...call, arguments: "" } },
-        { type: "response.function_call_arguments.delta", output_index: 1, delta: args },
-        { type: "response.function_call_arguments.done", output_index: 1, arguments: args },
-        { type: "response.output_item.done", output_index: 1, item: call },
-        {
-          type: "response.completed",
-          response: {
-            id: "r",
-            object: "response",
-            status: "completed",
-            output: [message, call],
-            usage: { input_tokens: 10, output_tokens: countTextTokens(words.join("") + args, "o200k_base") },
-          },
-        },
-      ]),
-    });
+      },
+    ]);
     const body = { model: RESPONSES, input: "hi", stream: true, max_output_tokens: 50 };
     const { response } = await payFor(h, "/v1/responses", body, buyer().privateKey);
     const text = await response.text();
@@ -424,39 +415,32 @@ describe("output outside the metered events (Responses, Messages)", () => {
     const args = '{"road":"A1","lane":3}';
     const first = args.slice(0, 9);
     const call = { type: "function_call", name: "pay_toll", call_id: "c1", arguments: args };
-    scripted.script = () => ({
-      headers: { "content-type": "text/event-stream" },
-      pieces: namedSse([
-        {
-          type: "response.created",
-          response: { id: "r", object: "response", status: "in_progress", output: [] },
+    scripted.script = responsesStream([
+      { type: "response.reasoning_text.delta", output_index: 0, content_index: 0, delta: reasoning },
+      { type: "response.reasoning_text.done", output_index: 1, content_index: 0, text: reasoning },
+      {
+        type: "response.output_item.done",
+        output_index: 1,
+        item: { type: "reasoning", content: [{ type: "reasoning_text", text: reasoning }], summary: [] },
+      },
+      { type: "response.output_item.added", output_index: 1, item: { ...call, arguments: first } },
+      { type: "response.function_call_arguments.delta", output_index: 1, delta: args.slice(first.length) },
+      { type: "response.function_call_arguments.done", output_index: 2, arguments: args },
+      { type: "response.output_item.done", output_index: 2, item: call },
+      {
+        type: "response.completed",
+        response: {
+          id: "r",
+          object: "response",
+          status: "completed",
+          output: [
+            { type: "reasoning", content: [{ type: "reasoning_text", text: reasoning }], summary: [] },
+            call,
+          ],
+          usage: { input_tokens: 10, output_tokens: countTextTokens(reasoning + args, "o200k_base") },
         },
-        { type: "response.reasoning_text.delta", output_index: 0, content_index: 0, delta: reasoning },
-        { type: "response.reasoning_text.done", output_index: 1, content_index: 0, text: reasoning },
-        {
-          type: "response.output_item.done",
-          output_index: 1,
-          item: { type: "reasoning", content: [{ type: "reasoning_text", text: reasoning }], summary: [] },
-        },
-        { type: "response.output_item.added", output_index: 1, item: { ...call, arguments: first } },
-        { type: "response.function_call_arguments.delta", output_index: 1, delta: args.slice(first.length) },
-        { type: "response.function_call_arguments.done", output_index: 2, arguments: args },
-        { type: "response.output_item.done", output_index: 2, item: call },
-        {
-          type: "response.completed",
-          response: {
-            id: "r",
-            object: "response",
-            status: "completed",
-            output: [
-              { type: "reasoning", content: [{ type: "reasoning_text", text: reasoning }], summary: [] },
-              call,
-            ],
-            usage: { input_tokens: 10, output_tokens: countTextTokens(reasoning + args, "o200k_base") },
-          },
-        },
-      ]),
-    });
+      },
+    ]);
     const body = { model: RESPONSES, input: "hi", stream: true, max_output_tokens: 50 };
     const { response } = await payFor(h, "/v1/responses", body, buyer().privateKey);
     const text = await response.text();

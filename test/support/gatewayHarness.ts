@@ -2,7 +2,7 @@ import { x402Client } from "@x402/core/client";
 import { ExactEvmScheme } from "@x402/evm/exact/client";
 import { UptoEvmScheme } from "@x402/evm/upto/client";
 import { wrapFetchWithPayment } from "@x402/fetch";
-import type { Hex } from "viem";
+import { createWalletClient, erc20Abi, type Hex, http } from "viem";
 import { privateKeyToAccount } from "viem/accounts";
 import { type Devnet, startDevnet } from "../../src/devnet/index.js";
 import type { Logger } from "../../src/errors/index.js";
@@ -143,4 +143,21 @@ export function officialBuyer(privateKey: Hex, network: `eip155:${number}`): x40
 /** `fetch` wrapped by the official `@x402/fetch` with the official client. */
 export function officialPayingFetch(privateKey: Hex, network: `eip155:${number}`): typeof fetch {
   return wrapFetchWithPayment(fetch, officialBuyer(privateKey, network)) as typeof fetch;
+}
+
+/** A payer walking away: moves `atomic` of its test USDC to the deployer, and waits until it is mined. */
+export async function moveUsdcAway(devnet: Devnet, privateKey: Hex, atomic: bigint): Promise<void> {
+  const wallet = createWalletClient({
+    account: privateKeyToAccount(privateKey),
+    transport: http(devnet.rpcUrl),
+  });
+  await devnet.waitMined(
+    await wallet.writeContract({
+      chain: null,
+      address: devnet.contracts.usdc,
+      abi: erc20Abi,
+      functionName: "transfer",
+      args: [devnet.accounts.deployer.address, atomic],
+    }),
+  );
 }
