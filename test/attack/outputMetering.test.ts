@@ -365,13 +365,22 @@ describe("output outside the metered events (Responses, Messages)", () => {
     );
   });
 
-  test("an honest Responses stream (deltas, then *.done, a tool call's name and response.completed) is served and charged", async () => {
+  test("an honest Responses stream (deltas, then *.done, a tool call's name, a citation, response.completed) is served and charged its output only", async () => {
     const words = ["The", " toll", " is", " paid"];
     const args = '{"road":"A1"}';
+    // A citation a backend adds on its own: labels, not output.
+    const citation = {
+      type: "url_citation",
+      url: "https://example.com/toll-roads-of-the-world-and-how-they-are-paid-for",
+      title: "Toll roads of the world, and how they are paid for",
+      start_index: 0,
+      end_index: 8,
+    };
     const message = {
       type: "message",
       role: "assistant",
-      content: [{ type: "output_text", text: words.join("") }],
+      phase: "final_answer",
+      content: [{ type: "output_text", text: words.join(""), annotations: [citation] }],
     };
     const call = { type: "function_call", name: "pay_toll", call_id: "c1", arguments: args };
     scripted.script = responsesStream([
@@ -382,6 +391,12 @@ describe("output outside the metered events (Responses, Messages)", () => {
         content_index: 0,
         delta,
       })),
+      {
+        type: "response.output_text.annotation.added",
+        output_index: 0,
+        content_index: 0,
+        annotation: citation,
+      },
       { type: "response.output_text.done", output_index: 0, content_index: 0, text: words.join("") },
       { type: "response.output_item.done", output_index: 0, item: message },
       { type: "response.output_item.added", output_index: 1, item: { ...call, arguments: "" } },

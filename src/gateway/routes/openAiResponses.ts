@@ -124,6 +124,7 @@ const LABEL_KEYS = new Set([
   "object",
   "model",
   "name",
+  "phase",
   "created_at",
   "sequence_number",
   "output_index",
@@ -131,7 +132,10 @@ const LABEL_KEYS = new Set([
   "summary_index",
 ]);
 
-/** Every string in `value` outside label keys: what a buyer could read of it. */
+/** Longest label an honest server sends (a function name is at most 64 characters); a longer one is counted. */
+const LABEL_MAX_CHARS = 64;
+
+/** Every string in `value` but short labels: what a buyer could read of an event this gateway does not know. */
 function stringsOf(value: unknown, depth = 0): string {
   if (typeof value === "string") return value;
   if (depth > 16 || typeof value !== "object" || value === null) return "";
@@ -139,20 +143,29 @@ function stringsOf(value: unknown, depth = 0): string {
   if (Array.isArray(value)) for (const item of value) text += stringsOf(item, depth + 1);
   else
     for (const [key, item] of Object.entries(value))
-      if (!LABEL_KEYS.has(key)) text += stringsOf(item, depth + 1);
+      if (!LABEL_KEYS.has(key) || (typeof item === "string" && item.length > LABEL_MAX_CHARS))
+        text += stringsOf(item, depth + 1);
   return text;
 }
 
+/** An output item without its name: a name is not sent as a delta, so it is not counted against them. */
+const unnamed = (item: unknown) => (isObject(item) ? { ...item, name: undefined } : item);
+
 /**
- * Text an event other than a delta carries to the buyer: a `*.done` event's text, an item, a part,
- * any string of an event this gateway does not know; of an event carrying a whole response, its
- * output (the rest of it echoes the request). Names and ids are labels, not counted.
+ * Text an event other than a delta carries in the fields deltas fill: a `*.done` event's text, an
+ * item's or a part's, a whole response's output (the rest of a response echoes the request). Labels,
+ * annotations and other fields no delta fills are not counted. Of an event this gateway does not
+ * know, every string but short labels.
  */
-function carriedText(json: Record<string, unknown>): string {
-  if (isObject(json.response)) return stringsOf(json.response.output);
+function carriedText(json: Record<string, unknown>, known: boolean): string {
+  if (!known) return isObject(json.response) ? stringsOf(json.response.output) : stringsOf(json);
   let text = "";
-  for (const [key, value] of Object.entries(json))
-    if (!LABEL_KEYS.has(key) && key !== "response") text += stringsOf(value);
+  for (const key of ["text", "refusal", "arguments", "input", "code"] as const)
+    if (typeof json[key] === "string") text += json[key];
+  if (isObject(json.item)) text += outputText([unnamed(json.item)]);
+  if (isObject(json.part)) text += outputText([{ content: [json.part] }]);
+  if (isObject(json.response) && Array.isArray(json.response.output))
+    text += outputText(json.response.output.map(unnamed));
   return text;
 }
 
@@ -180,8 +193,8 @@ const LIFECYCLE_EVENTS = new Set([
 ]);
 
 /**
- * Text a stream that sent deltas may repeat beyond what they delivered, in all: a server's small slips
- * (a first argument chunk sent in `output_item.added` and not as a delta) pass unmetered.
+ * Text each kind of event of a stream that sent deltas may carry beyond what they delivered: a
+ * server's small slips (a first argument chunk sent in `output_item.added`, not as a delta) pass unmetered.
  */
 const REPEAT_SLACK_CHARS = 128;
 
@@ -189,12 +202,12 @@ const REPEAT_SLACK_CHARS = 128;
  * Reads one stream's events. A real server sends output as deltas and repeats it in `*.done`,
  * `output_item.*`, `content_part.*` and `response.completed` events; a backend that sends text only
  * in those would deliver it unmetered and past the output limit. So the text each kind of event
- * carries, summed over the stream, may exceed what was delivered by a small slack (for the whole
- * stream) only; beyond it, the text is metered as output like a delta's, and cut at the limit.
+ * carries, summed over the stream, may exceed what was delivered by a small slack only (none for a
+ * stream without deltas); beyond it, the text is metered as output like a delta's, and cut at the
+ * limit. Metered text counts as delivered, so no other kind repeating it is metered for it again.
  */
 function responsesStreamReader(): (json: unknown) => OutputReading {
   let deliveredChars = 0;
-  let slackLeft = REPEAT_SLACK_CHARS;
   const carriedByKind = new Map<string, number>();
   return (json) => {
     const reading = readEvent(json);
@@ -204,17 +217,16 @@ function responsesStreamReader(): (json: unknown) => OutputReading {
       for (const piece of reading.pieces) deliveredChars += piece.text.length;
       return reading;
     }
-    const text = carriedText(json);
+    const known = LIFECYCLE_EVENTS.has(type);
+    const text = carriedText(json, known);
     if (text === "") return reading;
-    const kind = LIFECYCLE_EVENTS.has(type) ? type : "other";
-    const before = carriedByKind.get(kind) ?? 0;
-    carriedByKind.set(kind, before + text.length);
-    const beyond = Math.min(text.length, before + text.length - deliveredChars);
+    const kind = known ? type : "other";
+    const carried = (carriedByKind.get(kind) ?? 0) + text.length;
+    carriedByKind.set(kind, carried);
+    const allowed = deliveredChars + (deliveredChars > 0 ? REPEAT_SLACK_CHARS : 0);
+    const beyond = Math.min(text.length, carried - allowed);
     if (beyond <= 0) return reading;
-    const forgiven = deliveredChars > 0 ? Math.min(beyond, slackLeft) : 0;
-    slackLeft -= forgiven;
-    if (beyond === forgiven) return reading;
-    const excess = text.slice(text.length - (beyond - forgiven));
+    const excess = text.slice(text.length - beyond);
     deliveredChars += excess.length;
     return {
       ...reading,
