@@ -282,6 +282,18 @@ describe("output metering", () => {
 const namedSse = (events: Record<string, unknown>[]) =>
   events.map((event) => `event: ${String(event.type)}\ndata: ${JSON.stringify(event)}\n\n`);
 
+/** `response.completed` with this output and output-token usage (10 input tokens). */
+const completed = (output: unknown[], outputTokens: number) => ({
+  type: "response.completed",
+  response: {
+    id: "r",
+    object: "response",
+    status: "completed",
+    output,
+    usage: { input_tokens: 10, output_tokens: outputTokens },
+  },
+});
+
 /** A Responses stream: `response.created`, then `events`. */
 const responsesStream = (events: Record<string, unknown>[]) => () => ({
   headers: { "content-type": "text/event-stream" },
@@ -305,16 +317,7 @@ describe("output outside the metered events (Responses, Messages)", () => {
         output_index: 0,
         item: { type: "message", role: "assistant", content: [{ type: "output_text", text: hello }] },
       },
-      {
-        type: "response.completed",
-        response: {
-          id: "r",
-          object: "response",
-          status: "completed",
-          output: [{ type: "message", content: [{ type: "output_text", text: hello }] }],
-          usage: { input_tokens: 10, output_tokens: 3_000 },
-        },
-      },
+      completed([{ type: "message", content: [{ type: "output_text", text: hello }] }], 3_000),
     ]);
     const payer = buyer();
     const before = await devnet.usdcBalance(payer.address);
@@ -338,16 +341,7 @@ describe("output outside the metered events (Responses, Messages)", () => {
     scripted.script = responsesStream([
       { type: "response.output_text.delta", output_index: 0, content_index: 0, delta: "ok" },
       ...Array.from({ length: 50 }, (_, index) => done(index)),
-      {
-        type: "response.completed",
-        response: {
-          id: "r",
-          object: "response",
-          status: "completed",
-          output: [],
-          usage: { input_tokens: 10, output_tokens: 1 },
-        },
-      },
+      completed([], 1),
     ]);
     const body = { model: RESPONSES, input: "hi", stream: true, max_output_tokens: 50 };
     const { response } = await payFor(h, "/v1/responses", body, buyer().privateKey);
@@ -403,16 +397,7 @@ describe("output outside the metered events (Responses, Messages)", () => {
       { type: "response.function_call_arguments.delta", output_index: 1, delta: args },
       { type: "response.function_call_arguments.done", output_index: 1, arguments: args },
       { type: "response.output_item.done", output_index: 1, item: call },
-      {
-        type: "response.completed",
-        response: {
-          id: "r",
-          object: "response",
-          status: "completed",
-          output: [message, call],
-          usage: { input_tokens: 10, output_tokens: countTextTokens(words.join("") + args, "o200k_base") },
-        },
-      },
+      completed([message, call], countTextTokens(words.join("") + args, "o200k_base")),
     ]);
     const body = { model: RESPONSES, input: "hi", stream: true, max_output_tokens: 50 };
     const { response } = await payFor(h, "/v1/responses", body, buyer().privateKey);
@@ -442,19 +427,10 @@ describe("output outside the metered events (Responses, Messages)", () => {
       { type: "response.function_call_arguments.delta", output_index: 1, delta: args.slice(first.length) },
       { type: "response.function_call_arguments.done", output_index: 2, arguments: args },
       { type: "response.output_item.done", output_index: 2, item: call },
-      {
-        type: "response.completed",
-        response: {
-          id: "r",
-          object: "response",
-          status: "completed",
-          output: [
-            { type: "reasoning", content: [{ type: "reasoning_text", text: reasoning }], summary: [] },
-            call,
-          ],
-          usage: { input_tokens: 10, output_tokens: countTextTokens(reasoning + args, "o200k_base") },
-        },
-      },
+      completed(
+        [{ type: "reasoning", content: [{ type: "reasoning_text", text: reasoning }], summary: [] }, call],
+        countTextTokens(reasoning + args, "o200k_base"),
+      ),
     ]);
     const body = { model: RESPONSES, input: "hi", stream: true, max_output_tokens: 50 };
     const { response } = await payFor(h, "/v1/responses", body, buyer().privateKey);

@@ -86,7 +86,7 @@ export const imageGenerations: RouteAdapter = {
     if (typeof quality === "string" && priced.length > 0 && !priced.includes(quality))
       throw invalidField(
         "quality",
-        `${JSON.stringify(quality)} is not sold at size ${JSON.stringify(size)}; qualities: ${priced.join(", ")}, or none for the base price`,
+        `${JSON.stringify(quality)} is not sold at size ${JSON.stringify(size)}; qualities: ${priced.join(", ")}${imagePriceOf(model, size, undefined) === undefined ? "" : ", or none for the size's base price"}`,
       );
     const price = imagePriceOf(model, size, quality as string | undefined);
     if (price === undefined)
