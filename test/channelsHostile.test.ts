@@ -88,18 +88,67 @@ const errorOf = (response: Response) =>
   decodePaymentRequiredHeader(response.headers.get("payment-required")!).error;
 
 describe("hostile channel payments", () => {
-  test("a voucher signed by another key is refused before inference", async () => {
+  test("a voucher signed by another key gets its 402 with nothing forwarded, written or charged; the backend request started beside the check is cut off, and the channel's next bad voucher is checked before any", async () => {
     const channel = await openChannel();
+    const charged = await channel.charged();
     const stranger = toClientEvmSigner(privateKeyToAccount(generatePrivateKey()));
+    const forged = await channel.voucherHeader(charged + channel.requestMax, { by: stranger });
+    const requestId = `forged-${Date.now()}`;
     const before = h.backend.inferenceRequests.length;
-    const response = await post({
-      "payment-signature": await channel.voucherHeader((await channel.charged()) + channel.requestMax, {
-        by: stranger,
-      }),
-    });
-    assert.equal(response.status, 402);
+    // The backend takes the request and answers nothing: only the gateway's abort ends it.
+    h.backend.set({ stallBeforeHeaders: true });
+    let response: Response;
+    try {
+      response = await fetch(url(), {
+        method: "POST",
+        headers: {
+          "content-type": "application/json",
+          "payment-signature": forged,
+          "x-request-id": requestId,
+        },
+        body: JSON.stringify({ ...JSON.parse(body), stream: true }),
+      });
+    } finally {
+      h.backend.set({ stallBeforeHeaders: false });
+    }
+    assert.equal(response.status, 402, "a 402, not a stream");
     assert.equal(errorOf(response), "invalid_batch_settlement_evm_voucher_signature");
-    assert.equal(h.backend.inferenceRequests.length, before, "no inference");
+    const started = h.backend.inferenceRequests.slice(before);
+    assert.equal(started.length, 1, "the backend request went out beside the signature check");
+    for (let waited = 0; !started[0]?.clientAborted && waited < 10_000; waited += 10)
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    assert.equal(started[0]?.clientAborted, true, "and was cut off by the gateway");
+    assert.equal(started[0]?.tokensSent, 0);
+    const rows = (await h.gateway.ledger.payments.recent({ limit: 200 })).filter(
+      (row) => row.requestId === requestId,
+    );
+    assert.deepEqual(rows, [], "no payment row");
+    assert.deepEqual(
+      events
+        .filter((event) => "requestId" in event && event.requestId === requestId)
+        .map((event) => event.type),
+      ["refused"],
+      "told as refused, never as verified or served",
+    );
+    assert.equal(await channel.charged(), charged, "nothing charged");
+    // The forged voucher held nothing: the payer's own voucher on the same base is served.
+    const paid = await post({
+      "payment-signature": await channel.voucherHeader(charged + channel.requestMax),
+    });
+    assert.equal(paid.status, 200, await paid.clone().text());
+    const chargedNow = await channel.charged();
+    assert.ok(chargedNow > charged);
+    // The channel's next bad voucher is checked before its backend request starts (on the connection
+    // the paid request left open, a request started beside the check would reach the backend).
+    const backendNow = h.backend.inferenceRequests.length;
+    const again = await post({
+      "payment-signature": await channel.voucherHeader(chargedNow + channel.requestMax, { by: stranger }),
+    });
+    assert.equal(again.status, 402);
+    assert.equal(errorOf(again), "invalid_batch_settlement_evm_voucher_signature");
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    assert.equal(h.backend.inferenceRequests.length, backendNow, "no backend request for it");
+    assert.equal(await channel.charged(), chargedNow, "nothing charged");
   });
 
   test("a cumulative below charged + maximum gets the corrective 402 with the channel state, no inference", async () => {
@@ -329,7 +378,7 @@ describe("hostile channel payments", () => {
     assert.ok(after.chargedAtomic > charged && after.chargedAtomic <= charged + channel.requestMax);
   });
 
-  test("a voucher signature the contract's claim would refuse (high s, v of 0 or 1, 64 bytes) is refused before inference; the channel is then paid and claimed", async () => {
+  test("a voucher signature the contract's claim would refuse (high s, v of 0 or 1, 64 bytes) is refused, nothing forwarded or charged; the channel is then paid and claimed", async () => {
     const channel = await openChannel();
     const charged = await channel.charged();
     const cumulative = charged + channel.requestMax;
@@ -359,7 +408,9 @@ describe("hostile channel payments", () => {
       assert.equal(response.status, 402, form);
       assert.equal(errorOf(response), "invalid_batch_settlement_evm_voucher_signature", form);
     }
-    assert.equal(h.backend.inferenceRequests.length, before, "no inference on any of them");
+    // The channel's first bad voucher has its backend request started beside the check (and cut off);
+    // the next ones are checked before any.
+    assert.ok(h.backend.inferenceRequests.length - before <= 1, "at most one backend request");
     assert.equal(await channel.charged(), charged, "nothing charged");
     // The channel is free: the canonical voucher is served, and its charge is claimed on chain.
     const paid = await post({ "payment-signature": header });

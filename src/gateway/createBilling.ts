@@ -88,6 +88,22 @@ export type BillingRequest = {
   /** The parsed JSON body. */
   body: unknown;
   routeKind: RouteKind;
+  /**
+   * The caller starts its backend request before a voucher's signature is checked, and calls the
+   * decision's `confirm` once the request is on its way (so the check overlaps the backend's first
+   * bytes). Only for a handler whose one effect is a backend request it can abort: nothing is forwarded
+   * or charged before `confirm` passed. Default false: every check is made before `begin` returns.
+   */
+  deferVoucherSignature?: boolean;
+};
+
+/** A decision to answer the request now, with this status, headers and body. */
+export type RespondDecision = {
+  action: "respond";
+  requestId: string;
+  status: number;
+  headers: Record<string, string>;
+  body: Record<string, unknown>;
 };
 
 /**
@@ -95,14 +111,18 @@ export type BillingRequest = {
  * `requestId` goes back to the client in `x-request-id` (a respond decision's headers already hold it).
  */
 export type BillingDecision =
+  | RespondDecision
   | {
-      action: "respond";
+      action: "serve";
       requestId: string;
-      status: number;
-      headers: Record<string, string>;
-      body: Record<string, unknown>;
-    }
-  | { action: "serve"; requestId: string; quote: RequestQuote; session: BillingSession };
+      quote: RequestQuote;
+      session: BillingSession;
+      /**
+       * With `deferVoucherSignature`, when a check was left: makes it, and returns the answer to give
+       * instead of serving (the backend request must then be aborted), or undefined to serve.
+       */
+      confirm?: () => Promise<RespondDecision | undefined>;
+    };
 
 export type Billing = {
   readonly terms: BillingTerms;
@@ -156,7 +176,7 @@ export function createBilling({
     status: number,
     body: Record<string, unknown>,
     headers: Record<string, string> = {},
-  ): Answer => ({ action: "respond", status, headers, body });
+  ): Respond => ({ action: "respond", status, headers, body });
   const refuse = (code: TollgateErrorCode, message: string, extra: Record<string, unknown> = {}) => {
     const answer = errorAnswer(code, message, extra);
     return respond(answer.status, answer.body, answer.headers);
@@ -173,7 +193,24 @@ export function createBilling({
     const requestId = requestIdOf(request.headers.get(REQUEST_ID_HEADER));
     const seen: Seen = { requestId, route: pathOf(request.url), startedAt: Date.now() };
     const decision = await runWithRequestId(requestId, () => decide(request, seen));
-    if (decision.action === "serve") return { ...decision, requestId };
+    if (decision.action === "serve") {
+      const { confirm, ...serve } = decision;
+      if (!confirm) return { ...serve, requestId };
+      return {
+        ...serve,
+        requestId,
+        confirm: async () => {
+          const refusal = await runWithRequestId(requestId, confirm);
+          return refusal && told(refusal, seen);
+        },
+      };
+    }
+    return told(decision, seen);
+  }
+
+  /** Tells listeners how a request was answered, and names it in `x-request-id`. */
+  function told(decision: Respond, seen: Seen): RespondDecision {
+    const { requestId } = seen;
     const base = { requestId, route: seen.route, at: Date.now() };
     const model = seen.model;
     if (decision.status === 402 && !seen.scheme && model !== undefined)
@@ -280,21 +317,27 @@ export function createBilling({
 
     if (channels && matched.requirements.scheme === BATCH_SETTLEMENT) {
       const acceptStartedAt = performance.now();
-      const accepted = await channels.accept({ payment, requirements: matched.requirements, quote });
+      const accepted = await channels.accept({
+        payment,
+        requirements: matched.requirements,
+        quote,
+        deferSignature: request.deferVoucherSignature === true,
+      });
       seen.verifyMs = performance.now() - acceptStartedAt;
-      if (!accepted.ok) {
-        if (accepted.kind === "malformed")
-          return refuse("TOLLGATE_PAYMENT_MALFORMED", `malformed payment header: ${accepted.message}`, {
+      const refuseChannelPayment = (refused: Extract<typeof accepted, { ok: false }>) => {
+        if (refused.kind === "malformed")
+          return refuse("TOLLGATE_PAYMENT_MALFORMED", `malformed payment header: ${refused.message}`, {
             reason: "invalid_payload",
-            field: accepted.field,
+            field: refused.field,
           });
-        if (accepted.kind === "unavailable")
-          return refuse("TOLLGATE_FACILITATOR_UNAVAILABLE", accepted.message);
+        if (refused.kind === "unavailable")
+          return refuse("TOLLGATE_FACILITATOR_UNAVAILABLE", refused.message);
         return paymentRequired(
-          accepted.reason,
-          accepted.channel ? correctiveOffers(offers, accepted.channel) : offers,
+          refused.reason,
+          refused.channel ? correctiveOffers(offers, refused.channel) : offers,
         );
-      }
+      };
+      if (!accepted.ok) return refuseChannelPayment(accepted);
       const { reservation } = accepted;
       // A payer in debt is refused here; the request's row is written while it is served (see below),
       // and nothing is forwarded or charged before it is in (a failed write fails the request, unserved).
@@ -332,10 +375,27 @@ export function createBilling({
         if (!claimed.claimed)
           throw new Error(`payment ${paymentId}'s reservation nonce was already recorded`);
       };
+      // A voucher whose signature is left to `confirm`: serving waits for the check, which the caller
+      // makes once its backend request is on its way.
+      let confirmedAs: (passed: boolean) => void = () => {};
+      const confirmed = accepted.checkSignature
+        ? new Promise<boolean>((resolve) => {
+            confirmedAs = resolve;
+          })
+        : undefined;
       // A stream's row is written on the next turn of the event loop, once the backend request is on
       // its way (PGlite runs in this thread: a statement started now would hold the request back), and
-      // its first token waits for it. A JSON answer's row is written whole with its charge.
-      const unwritten = { claim, write, written: quote.stream ? nextTurn().then(write) : undefined };
+      // its first token waits for it; with a check left, once the check passed. A JSON answer's row is
+      // written whole with its charge.
+      const unwritten = {
+        claim,
+        write,
+        written: !quote.stream
+          ? undefined
+          : confirmed
+            ? confirmed.then((passed) => (passed ? write() : undefined))
+            : nextTurn().then(write),
+      };
       const channelPaid = {
         requestId: seen.requestId,
         route: seen.route,
@@ -345,21 +405,40 @@ export function createBilling({
         asset: matched.requirements.asset,
         payer: accepted.payer,
       };
-      emit({
-        ...channelPaid,
-        type: "verified",
-        at: Date.now(),
-        maxAtomic: matched.signedMaxAtomic,
-        verifyMs: seen.verifyMs,
-      });
+      const verified = () =>
+        emit({
+          ...channelPaid,
+          type: "verified",
+          at: Date.now(),
+          maxAtomic: matched.signedMaxAtomic,
+          verifyMs: seen.verifyMs ?? 0,
+        });
+      const checkSignature = accepted.checkSignature;
+      if (!checkSignature) verified();
+      const confirm =
+        checkSignature &&
+        (async () => {
+          const checkStartedAt = performance.now();
+          const bad = await checkSignature().catch(async (error: unknown) => {
+            confirmedAs(false);
+            throw error;
+          });
+          seen.verifyMs = (seen.verifyMs ?? 0) + (performance.now() - checkStartedAt);
+          confirmedAs(bad === undefined);
+          if (bad) return refuseChannelPayment(bad);
+          verified();
+          return undefined;
+        });
       const tokenizer = model.tokenizer ?? model.id;
       return {
         action: "serve",
         quote,
+        ...(confirm ? { confirm } : {}),
         session: createBillingSession({
           quote,
           paymentId,
           unwritten,
+          ...(confirmed ? { confirmed } : {}),
           payer: accepted.payer,
           payload: payment,
           requirements: matched.requirements as PaymentRequirements,
@@ -467,9 +546,21 @@ type Seen = {
   replayedStatus?: string;
 };
 
+type Respond = {
+  action: "respond";
+  status: number;
+  headers: Record<string, string>;
+  body: Record<string, unknown>;
+};
+
 type Answer =
-  | { action: "respond"; status: number; headers: Record<string, string>; body: Record<string, unknown> }
-  | { action: "serve"; quote: RequestQuote; session: BillingSession };
+  | Respond
+  | {
+      action: "serve";
+      quote: RequestQuote;
+      session: BillingSession;
+      confirm?: () => Promise<Respond | undefined>;
+    };
 
 /** The path of a request URL; a URL that does not parse (an odd Host header) is kept whole rather than refused. */
 function pathOf(url: string): string {

@@ -34,6 +34,11 @@ export type CreateBillingSessionParameters = {
    * it cannot be written, the request fails unserved and uncharged.
    */
   unwritten?: { claim: ClaimPaymentInput; write: () => Promise<void>; written?: Promise<void> | undefined };
+  /**
+   * A check of the payment left until the backend request was on its way (a voucher's signature):
+   * nothing is forwarded, written or charged before it resolved true; false fails the request unserved.
+   */
+  confirmed?: Promise<boolean>;
   payer: string;
   payload: PaymentPayload;
   requirements: PaymentRequirements;
@@ -141,15 +146,20 @@ export function createBillingSession(parameters: CreateBillingSessionParameters)
     emit({ ...identity, type: "served", at, stream, ttftMs: at - parameters.startedAt });
   };
   const model = quote.model;
-  const { unwritten } = parameters;
+  const { unwritten, confirmed } = parameters;
   let written = unwritten ? unwritten.written : Promise.resolve();
-  let rowIn = unwritten === undefined;
+  let rowIn = unwritten === undefined && confirmed === undefined;
   let readiness: Promise<boolean> | undefined;
   /** Whether the row is in the ledger; starts its write when it was waiting for the charge. */
   const ready = () => {
-    if (!written && unwritten) written = unwritten.write();
-    readiness ??= (written ?? Promise.resolve()).then(
-      () => {
+    readiness ??= (async () => {
+      if (confirmed && !(await confirmed)) return false;
+      if (!written && unwritten) written = unwritten.write();
+      await written;
+      return true;
+    })().then(
+      (passed) => {
+        if (!passed) return false;
         rowIn = true;
         startHeartbeat();
         return true;
@@ -237,6 +247,7 @@ export function createBillingSession(parameters: CreateBillingSessionParameters)
     finishOnce(async () => {
       // A row waiting for its charge is written with it; any other is in the ledger first.
       const writtenWithCharge = written === undefined && parameters.channel !== undefined;
+      if (confirmed && !(await confirmed)) return failWithoutRow(402);
       if (!writtenWithCharge && !(await ready())) return failWithoutRow(500);
       const counted = await reconcileUsage({
         reported,

@@ -105,14 +105,16 @@ export function createGatewayApp({
       return countBody(c, next);
     return Number(length) > maxBodyBytes ? Promise.resolve(tooLarge(c)) : next();
   };
-  const forward = tollgateHono({ billing });
+  // The handler's one effect is the backend request, which it aborts when the payment is refused: a
+  // voucher's signature is checked while the backend starts (see tollgateHono's overlapVoucherCheck).
+  const forward = tollgateHono({ billing, overlapVoucherCheck: true });
   const handler = async (c: Context<{ Variables: { tollgate: TollgateContext } }>) => {
-    const { quote, backendBody } = c.get("tollgate");
+    const { quote, backendBody, signal } = c.get("tollgate");
     return proxyToBackend({
       model: quote.model,
       body: backendBody,
       route: quote.route,
-      signal: c.req.raw.signal,
+      signal: signal ? AbortSignal.any([c.req.raw.signal, signal]) : c.req.raw.signal,
     });
   };
   for (const route of Object.values(routes)) {

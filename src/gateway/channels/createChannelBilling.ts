@@ -27,6 +27,9 @@ const BALANCE_RECHECK_MS = 2_000;
 /** Channel ids kept by config (about 400 bytes each). */
 const CHANNEL_IDS_KEPT = 4096;
 
+/** How long a channel that sent a badly signed voucher has its vouchers checked before the backend starts (ms). */
+const OVERLAP_BAR_MS = 10 * 60_000;
+
 /** The x402 scheme name of payment channels. */
 export const BATCH_SETTLEMENT = "batch-settlement";
 
@@ -73,7 +76,17 @@ export type ChannelReservation = {
 
 /** Why a channel payment was not accepted, or the reservation it won. */
 export type ChannelAcceptance =
-  | { ok: true; payer: string; nonce: string; reservation: ChannelReservation }
+  | {
+      ok: true;
+      payer: string;
+      nonce: string;
+      reservation: ChannelReservation;
+      /**
+       * Present when the voucher's signature was left to check (`deferSignature`): checks it, and on a bad
+       * one frees the channel and says why. Nothing may be forwarded or charged before it returned undefined.
+       */
+      checkSignature?: () => Promise<Extract<ChannelAcceptance, { kind: "payment" }> | undefined>;
+    }
   | { ok: false; kind: "malformed"; message: string; field: string | null }
   | { ok: false; kind: "unavailable"; message: string }
   | { ok: false; kind: "payment"; reason: string; message: string; channel?: ChannelRecord };
@@ -143,10 +156,10 @@ export function createChannelBilling(parameters: CreateChannelBillingParameters)
     },
   });
 
-  /** Why a payload's channel is not one this gateway is paid through, or undefined when it is. */
-  const checkChannel = async (
-    payload: ChannelPayload,
-  ): Promise<{ reason: string; message: string } | undefined> => {
+  type ChannelProblem = { reason: string; message: string };
+
+  /** Why a payload's channel is not one this gateway is paid through (its signature aside), or undefined. */
+  const checkConfig = (payload: ChannelPayload): ChannelProblem | undefined => {
     const config = payload.channelConfig;
     const same = (a: string, b: string) => a.toLowerCase() === b.toLowerCase();
     if (!same(config.receiver, terms.payTo) || !same(config.token, terms.asset))
@@ -169,19 +182,42 @@ export function createChannelBilling(parameters: CreateChannelBillingParameters)
         reason: ChannelReason.voucherSignature,
         message: "this gateway checks vouchers locally: the channel needs a payerAuthorizer address",
       };
+    return undefined;
+  };
+
+  /** Why a payload's voucher is not signed by its channel's payerAuthorizer, or undefined when it is. */
+  const checkSignature = (payload: ChannelPayload): ChannelProblem | undefined => {
+    const config = payload.channelConfig;
     const signed = vouchers.isSigned(
       config.payerAuthorizer,
       payload.voucher.channelId,
       payload.voucher.maxClaimableAmount,
       payload.voucher.signature,
     );
-    return signed
-      ? undefined
-      : {
-          reason: ChannelReason.voucherSignature,
-          message: `the voucher is not signed by the channel's payerAuthorizer ${config.payerAuthorizer} in the form the contract takes (65 bytes, v 27 or 28, s in the lower half)`,
-        };
+    if (signed) return undefined;
+    // A channel whose vouchers come badly signed is no longer served before its signatures are checked.
+    barOverlap(payload.voucher.channelId.toLowerCase());
+    return {
+      reason: ChannelReason.voucherSignature,
+      message: `the voucher is not signed by the channel's payerAuthorizer ${config.payerAuthorizer} in the form the contract takes (65 bytes, v 27 or 28, s in the lower half)`,
+    };
   };
+
+  /** Why a payload's channel is not one this gateway is paid through, or undefined when it is. */
+  const checkChannel = async (payload: ChannelPayload): Promise<ChannelProblem | undefined> =>
+    checkConfig(payload) ?? checkSignature(payload);
+
+  // Channels whose vouchers came with a bad signature, and until when (ms) their next vouchers are checked
+  // before their backend request starts rather than beside it: a stranger who knows a channel's state can
+  // start one backend request per channel per OVERLAP_BAR_MS this way (cut off at once, nothing delivered).
+  const overlapBarred = new Map<string, number>();
+  const barOverlap = (channelId: string) => {
+    overlapBarred.delete(channelId);
+    if (overlapBarred.size >= CHANNEL_IDS_KEPT)
+      overlapBarred.delete(overlapBarred.keys().next().value as string);
+    overlapBarred.set(channelId, Date.now() + OVERLAP_BAR_MS);
+  };
+  const mayOverlap = (channelId: string) => (overlapBarred.get(channelId) ?? 0) <= Date.now();
 
   /** The stored channel merged with a fresh on-chain read, or a new record for an unknown channel. */
   const withOnchain = (
@@ -256,10 +292,17 @@ export function createChannelBilling(parameters: CreateChannelBillingParameters)
     payment,
     requirements,
     quote,
+    deferSignature = false,
   }: {
     payment: PaymentPayload;
     requirements: PaymentRequirements;
     quote: RequestQuote;
+    /**
+     * Leave a voucher's signature to `checkSignature`, called once the backend request is on its way,
+     * so that the check overlaps the backend's first bytes. Not for a deposit (checked whole before it
+     * is settled), nor for a channel that sent a badly signed voucher in the last 10 minutes.
+     */
+    deferSignature?: boolean;
   }): Promise<ChannelAcceptance> {
     const parsed = channelPayloadSchema.safeParse(payment.payload);
     if (!parsed.success) {
@@ -275,9 +318,10 @@ export function createChannelBilling(parameters: CreateChannelBillingParameters)
         reason: ChannelReason.refundAmountInvalid,
         message: "a refund is asked for at GET /v1/channels/refund, not with an inference request",
       };
-    const problem = await checkChannel(payload);
-    if (problem) return { ok: false, kind: "payment", ...problem };
     const channelId = payload.voucher.channelId.toLowerCase() as Hex;
+    const deferred = deferSignature && payload.type === "voucher" && mayOverlap(channelId);
+    const problem = deferred ? checkConfig(payload) : await checkChannel(payload);
+    if (problem) return { ok: false, kind: "payment", ...problem };
     const requestMaxAtomic = BigInt(requirements.amount);
     const depositAtomic = payload.type === "deposit" ? payload.deposit.amount : 0n;
 
@@ -395,6 +439,16 @@ export function createChannelBilling(parameters: CreateChannelBillingParameters)
       payer,
       // One ledger row per request: the nonce is the reservation's random id.
       nonce: BigInt(`0x${pendingId}`).toString(),
+      ...(deferred
+        ? {
+            async checkSignature() {
+              const bad = checkSignature(payload);
+              if (!bad) return undefined;
+              await release(channelId, pendingId);
+              return { ok: false as const, kind: "payment" as const, ...bad };
+            },
+          }
+        : {}),
       reservation: {
         channelId,
         voucherMaxAtomic,
