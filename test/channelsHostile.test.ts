@@ -151,6 +151,56 @@ describe("hostile channel payments", () => {
     assert.equal(await channel.charged(), chargedNow, "nothing charged");
   });
 
+  test("a forged voucher on a wrong cumulative learns nothing of the channel: the signature refusal, no state, no payer's voucher, and the channel does not look busy", async () => {
+    const channel = await openChannel();
+    const charged = await channel.charged();
+    const stranger = toClientEvmSigner(privateKeyToAccount(generatePrivateKey()));
+    const before = await h.gateway.ledger.channels.get(channel.channelId);
+    const backendBefore = h.backend.inferenceRequests.length;
+    for (const cumulative of [charged + channel.requestMax - 1n, charged + channel.requestMax + 10n ** 12n]) {
+      const response = await post({
+        "payment-signature": await channel.voucherHeader(cumulative, { by: stranger }),
+      });
+      assert.equal(response.status, 402);
+      const required = decodePaymentRequiredHeader(response.headers.get("payment-required")!);
+      assert.equal(required.error, "invalid_batch_settlement_evm_voucher_signature");
+      const extra = required.accepts.find((a) => a.scheme === "batch-settlement")?.extra ?? {};
+      assert.equal("channelState" in extra, false, "no channel state");
+      assert.equal("voucherState" in extra, false, "no voucher of the payer's");
+    }
+    assert.equal(h.backend.inferenceRequests.length, backendBefore, "no backend request");
+    const after = await h.gateway.ledger.channels.get(channel.channelId);
+    assert.equal(after?.lastRequestAt, before?.lastRequestAt, "not made to look busy");
+    assert.equal(after?.chargedAtomic, charged);
+  });
+
+  test("a forged JSON voucher on the right cumulative: 402, no row, nothing charged; the payer is then served", async () => {
+    const channel = await openChannel();
+    const charged = await channel.charged();
+    const stranger = toClientEvmSigner(privateKeyToAccount(generatePrivateKey()));
+    const before = await h.gateway.ledger.channels.get(channel.channelId);
+    const requestId = `forged-json-${Date.now()}`;
+    const response = await post({
+      "payment-signature": await channel.voucherHeader(charged + channel.requestMax, { by: stranger }),
+      "x-request-id": requestId,
+    });
+    assert.equal(response.status, 402);
+    assert.equal(errorOf(response), "invalid_batch_settlement_evm_voucher_signature");
+    assert.equal(response.headers.get("cache-control"), null, "no header of the aborted backend answer");
+    const rows = (await h.gateway.ledger.payments.recent({ limit: 200 })).filter(
+      (row) => row.requestId === requestId,
+    );
+    assert.deepEqual(rows, []);
+    const after = await h.gateway.ledger.channels.get(channel.channelId);
+    assert.equal(after?.chargedAtomic, charged, "nothing charged");
+    assert.equal(after?.pending, undefined, "the channel is free");
+    assert.equal(after?.lastRequestAt, before?.lastRequestAt);
+    const paid = await post({
+      "payment-signature": await channel.voucherHeader(charged + channel.requestMax),
+    });
+    assert.equal(paid.status, 200, await paid.clone().text());
+  });
+
   test("a cumulative below charged + maximum gets the corrective 402 with the channel state, no inference", async () => {
     const channel = await openChannel();
     const charged = await channel.charged();

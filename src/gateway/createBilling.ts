@@ -121,7 +121,7 @@ export type BillingDecision =
        * With `deferVoucherSignature`, when a check was left: makes it, and returns the answer to give
        * instead of serving (the backend request must then be aborted), or undefined to serve.
        */
-      confirm?: () => Promise<RespondDecision | undefined>;
+      confirm?: (onRefused?: () => void) => Promise<RespondDecision | undefined>;
     };
 
 export type Billing = {
@@ -199,8 +199,8 @@ export function createBilling({
       return {
         ...serve,
         requestId,
-        confirm: async () => {
-          const refusal = await runWithRequestId(requestId, confirm);
+        confirm: async (onRefused?: () => void) => {
+          const refusal = await runWithRequestId(requestId, () => confirm(onRefused));
           return refusal && told(refusal, seen);
         },
       };
@@ -348,6 +348,9 @@ export function createBilling({
           throw error;
         });
       if (paymentId === undefined) {
+        // Whether a payer is in debt is told only to a voucher it signed.
+        const bad = await accepted.checkSignature?.();
+        if (bad) return refuseChannelPayment(bad);
         await reservation.release();
         return paymentRequired(
           `${ReasonCode.payerInDebt}: an earlier charge of this payer is unpaid; settle it first`,
@@ -415,20 +418,31 @@ export function createBilling({
         });
       const checkSignature = accepted.checkSignature;
       if (!checkSignature) verified();
+      let confirming: Promise<Respond | undefined> | undefined;
+      let unconfirmed: ReturnType<typeof setTimeout> | undefined;
       const confirm =
         checkSignature &&
-        (async () => {
-          const checkStartedAt = performance.now();
-          const bad = await checkSignature().catch(async (error: unknown) => {
-            confirmedAs(false);
-            throw error;
-          });
-          seen.verifyMs = (seen.verifyMs ?? 0) + (performance.now() - checkStartedAt);
-          confirmedAs(bad === undefined);
-          if (bad) return refuseChannelPayment(bad);
-          verified();
-          return undefined;
+        ((onRefused?: () => void) => {
+          clearTimeout(unconfirmed);
+          confirming ??= (async () => {
+            const checkStartedAt = performance.now();
+            const bad = await checkSignature(onRefused).catch(async (error: unknown) => {
+              confirmedAs(false);
+              throw error;
+            });
+            seen.verifyMs = (seen.verifyMs ?? 0) + (performance.now() - checkStartedAt);
+            confirmedAs(bad === undefined);
+            if (bad) return refuseChannelPayment(bad);
+            verified();
+            return undefined;
+          })();
+          return confirming;
         });
+      if (confirm) {
+        // A caller that never confirms never gets the request served: past its time bound it fails unserved.
+        unconfirmed = setTimeout(() => confirmedAs(false), quote.timeBoundMs);
+        unconfirmed.unref();
+      }
       const tokenizer = model.tokenizer ?? model.id;
       return {
         action: "serve",
@@ -559,7 +573,7 @@ type Answer =
       action: "serve";
       quote: RequestQuote;
       session: BillingSession;
-      confirm?: () => Promise<Respond | undefined>;
+      confirm?: (onRefused?: () => void) => Promise<Respond | undefined>;
     };
 
 /** The path of a request URL; a URL that does not parse (an odd Host header) is kept whole rather than refused. */

@@ -29,6 +29,15 @@ export type TollgateHonoParameters = {
   overlapVoucherCheck?: boolean;
 };
 
+/** Headers the gateway passes on from a backend answer (`proxyToBackend`), dropped from a refusal that replaces one. */
+const BACKEND_HEADERS = ["cache-control", "retry-after", "content-length"];
+
+/** Resolves on the event loop's next turn, after the I/O this turn started. */
+const nextTurn = () =>
+  new Promise<void>((resolve) =>
+    typeof setImmediate === "function" ? setImmediate(resolve) : setTimeout(resolve, 0),
+  );
+
 /** Route kind from an OpenAI-style path. */
 export function routeKindOfPath(path: string): RouteKind {
   return routeOfPath(path)?.kind ?? "completion";
@@ -90,21 +99,24 @@ export function tollgateHono({
 
     if (confirm) {
       const handled = next();
+      // Awaited below; a rejection while the check runs must not count as unhandled.
+      handled.catch(() => undefined);
       // The handler's backend request goes out first; the check runs while the backend works.
-      await new Promise<void>((resolve) => setImmediate(resolve));
-      const refusal = await confirm().catch(async (error: unknown) => {
+      await nextTurn();
+      const stopBackend = () => refused.abort(new Error("the payment was refused"));
+      const refusal = await confirm(stopBackend).catch(async (error: unknown) => {
         refused.abort(error);
         await handled;
         throw error;
       });
       if (refusal) {
-        refused.abort(new Error("the payment was refused"));
+        stopBackend();
         await handled;
         await c.res.body?.cancel().catch(() => undefined);
         c.error = undefined;
-        // Set afresh, not over the aborted backend answer, whose headers Hono would carry over.
-        c.res = undefined;
+        // Hono carries the aborted answer's headers over to the new one: not the backend's own.
         c.res = c.json(refusal.body, refusal.status as 400, refusal.headers);
+        for (const name of BACKEND_HEADERS) if (!(name in refusal.headers)) c.res.headers.delete(name);
         return;
       }
       await handled;

@@ -85,7 +85,9 @@ export type ChannelAcceptance =
        * Present when the voucher's signature was left to check (`deferSignature`): checks it, and on a bad
        * one frees the channel and says why. Nothing may be forwarded or charged before it returned undefined.
        */
-      checkSignature?: () => Promise<Extract<ChannelAcceptance, { kind: "payment" }> | undefined>;
+      checkSignature?: (
+        onBad?: () => void,
+      ) => Promise<Extract<ChannelAcceptance, { kind: "payment" }> | undefined>;
     }
   | { ok: false; kind: "malformed"; message: string; field: string | null }
   | { ok: false; kind: "unavailable"; message: string }
@@ -380,7 +382,8 @@ export function createChannelBilling(parameters: CreateChannelBillingParameters)
           };
         const next: ChannelRecord = {
           ...state,
-          lastRequestAt: now,
+          // A voucher not yet known to be the payer's does not make the channel look busy (idle refunds).
+          lastRequestAt: deferred ? state.lastRequestAt : now,
           pending: {
             id: pendingId,
             maxAtomic: expectedAtomic,
@@ -416,6 +419,9 @@ export function createChannelBilling(parameters: CreateChannelBillingParameters)
     }
     if (reserved.kind === "stale") throw new Error("a channel read from the chain is never stale");
     if (reserved.kind === "refused") {
+      // A refusal can tell the channel's state and the payer's last voucher: only to a voucher the payer signed.
+      const bad = deferred ? checkSignature(payload) : undefined;
+      if (bad) return { ok: false, kind: "payment", ...bad };
       const { kind: _refused, ...refusal } = reserved;
       return { ok: false, kind: "payment", ...refusal };
     }
@@ -441,10 +447,17 @@ export function createChannelBilling(parameters: CreateChannelBillingParameters)
       nonce: BigInt(`0x${pendingId}`).toString(),
       ...(deferred
         ? {
-            async checkSignature() {
+            async checkSignature(onBad?: () => void) {
               const bad = checkSignature(payload);
               if (!bad) return undefined;
-              await release(channelId, pendingId);
+              onBad?.();
+              // The reservation expires with the request's time bound if it cannot be freed now.
+              await release(channelId, pendingId).catch((error: unknown) =>
+                logger.warn(
+                  { channelId, error: String(error) },
+                  "a badly signed voucher's reservation was not freed; it expires with its time bound",
+                ),
+              );
               return { ok: false as const, kind: "payment" as const, ...bad };
             },
           }
