@@ -344,6 +344,7 @@ export function createBilling({
       const paymentId = await ledger
         .allocateUnlessInDebt({ network: terms.network, payer: accepted.payer })
         .catch(async (error: unknown) => {
+          await accepted.checkSignature?.().catch(() => undefined);
           await reservation.release().catch(() => undefined);
           throw error;
         });

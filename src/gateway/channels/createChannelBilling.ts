@@ -215,11 +215,22 @@ export function createChannelBilling(parameters: CreateChannelBillingParameters)
   const overlapBarred = new Map<string, number>();
   const barOverlap = (channelId: string) => {
     overlapBarred.delete(channelId);
+    if (overlapBarred.size >= CHANNEL_IDS_KEPT) {
+      const now = Date.now();
+      for (const [id, until] of overlapBarred) if (until <= now) overlapBarred.delete(id);
+    }
+    // Full of live bars (many channels sent bad signatures): no channel overlaps until some expire.
     if (overlapBarred.size >= CHANNEL_IDS_KEPT)
       overlapBarred.delete(overlapBarred.keys().next().value as string);
     overlapBarred.set(channelId, Date.now() + OVERLAP_BAR_MS);
   };
-  const mayOverlap = (channelId: string) => (overlapBarred.get(channelId) ?? 0) <= Date.now();
+  // Channels with a voucher whose signature is being checked beside its backend: one at a time per
+  // channel, so that a burst of forged vouchers gets one overlap, not one each.
+  const overlapping = new Set<string>();
+  const mayOverlap = (channelId: string) =>
+    overlapBarred.size < CHANNEL_IDS_KEPT &&
+    !overlapping.has(channelId) &&
+    (overlapBarred.get(channelId) ?? 0) <= Date.now();
 
   /** The stored channel merged with a fresh on-chain read, or a new record for an unknown channel. */
   const withOnchain = (
@@ -321,9 +332,10 @@ export function createChannelBilling(parameters: CreateChannelBillingParameters)
         message: "a refund is asked for at GET /v1/channels/refund, not with an inference request",
       };
     const channelId = payload.voucher.channelId.toLowerCase() as Hex;
-    const deferred = deferSignature && payload.type === "voucher" && mayOverlap(channelId);
+    let deferred = deferSignature && payload.type === "voucher" && mayOverlap(channelId);
     const problem = deferred ? checkConfig(payload) : await checkChannel(payload);
     if (problem) return { ok: false, kind: "payment", ...problem };
+    if (deferred) overlapping.add(channelId);
     const requestMaxAtomic = BigInt(requirements.amount);
     const depositAtomic = payload.type === "deposit" ? payload.deposit.amount : 0n;
 
@@ -394,7 +406,18 @@ export function createChannelBilling(parameters: CreateChannelBillingParameters)
       });
     // Vouchers are checked without a chain call while the channel's on-chain state is fresh; a
     // stale (or unknown) channel is read from the chain, outside the channel's lock, and tried again.
-    let reserved = await reserve(undefined, Date.now());
+    let reserved = await reserve(undefined, Date.now()).catch((error: unknown) => {
+      overlapping.delete(channelId);
+      throw error;
+    });
+    // Whatever comes next but serving — a chain read, a refusal that tells the channel's state and the
+    // payer's last voucher — is for a voucher its payer signed: a signature left for later is checked now.
+    if (deferred && reserved.kind !== "reserved") {
+      overlapping.delete(channelId);
+      const bad = checkSignature(payload);
+      if (bad) return { ok: false, kind: "payment", ...bad };
+      deferred = false;
+    }
     // A payer may also top its channel up straight on chain: a voucher above the balance read last is
     // checked against the chain once more, at most once per channel every BALANCE_RECHECK_MS.
     const aboveCachedBalance =
@@ -419,9 +442,6 @@ export function createChannelBilling(parameters: CreateChannelBillingParameters)
     }
     if (reserved.kind === "stale") throw new Error("a channel read from the chain is never stale");
     if (reserved.kind === "refused") {
-      // A refusal can tell the channel's state and the payer's last voucher: only to a voucher the payer signed.
-      const bad = deferred ? checkSignature(payload) : undefined;
-      if (bad) return { ok: false, kind: "payment", ...bad };
       const { kind: _refused, ...refusal } = reserved;
       return { ok: false, kind: "payment", ...refusal };
     }
@@ -448,6 +468,7 @@ export function createChannelBilling(parameters: CreateChannelBillingParameters)
       ...(deferred
         ? {
             async checkSignature(onBad?: () => void) {
+              overlapping.delete(channelId);
               const bad = checkSignature(payload);
               if (!bad) return undefined;
               onBad?.();
