@@ -367,6 +367,31 @@ describe("hostile channel payments", () => {
     );
   });
 
+  test("a forged voucher above the balance makes no chain read and leaves the balance re-check to the payer", async () => {
+    // The deposit covers exactly one request's maximum, so the next voucher is above the balance.
+    const channel = await openChannel((context) => context.requestAmount);
+    const charged = await channel.charged();
+    const readLast = async () =>
+      (await h.gateway.ledger.channels.get(channel.channelId))!.onchainSyncedAt ?? 0;
+    const opened = await readLast();
+    // Past the 2 s after which a voucher above the balance has the channel read from the chain again.
+    await new Promise((resolve) => setTimeout(resolve, Math.max(0, opened + 2_000 - Date.now())));
+    const stranger = toClientEvmSigner(privateKeyToAccount(generatePrivateKey()));
+    const forged = await post({
+      "payment-signature": await channel.voucherHeader(charged + channel.requestMax, { by: stranger }),
+    });
+    assert.equal(forged.status, 402);
+    assert.equal(errorOf(forged), "invalid_batch_settlement_evm_voucher_signature");
+    assert.equal(await readLast(), opened, "no chain read for a forged voucher");
+    // The payer's own voucher still gets the re-read it is due.
+    const own = await post({
+      "payment-signature": await channel.voucherHeader(charged + channel.requestMax),
+    });
+    assert.equal(own.status, 402);
+    assert.equal(errorOf(own), "invalid_batch_settlement_evm_cumulative_exceeds_balance");
+    assert.ok((await readLast()) > opened, "read from the chain for the payer");
+  });
+
   test("a top-up made straight on chain is seen by the next voucher above the balance read last (read again at most once per 2 s): served and charged", async () => {
     // The deposit covers exactly one request's maximum, so the next voucher is above the balance.
     const channel = await openChannel((context) => context.requestAmount);
