@@ -33,6 +33,7 @@ import type { ReceiptSigner } from "./createReceiptSigner.js";
 import { errorAnswer } from "./errorAnswer.js";
 import type { FacilitatorLike } from "./facilitatorLike.js";
 import type { ModelConfig } from "./gatewayConfig.js";
+import { nextTurn } from "./nextTurn.js";
 import {
   type BillingTerms,
   buildOffers,
@@ -427,7 +428,7 @@ export function createBilling({
           clearTimeout(unconfirmed);
           confirming ??= (async () => {
             const checkStartedAt = performance.now();
-            const bad = await checkSignature(onRefused).catch(async (error: unknown) => {
+            const bad = await checkSignature(onRefused).catch((error: unknown) => {
               confirmedAs(false);
               throw error;
             });
@@ -594,6 +595,3 @@ function refusalReasonOf(body: Record<string, unknown>): string {
   if (typeof error === "string" && error !== "") return error.split(":")[0] ?? error;
   return "payment_required";
 }
-
-/** Resolves on the event loop's next turn (after the I/O this turn started). */
-const nextTurn = () => new Promise<void>((resolve) => setImmediate(resolve));

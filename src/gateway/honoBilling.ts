@@ -3,6 +3,7 @@ import { REQUEST_ID_HEADER } from "../errors/index.js";
 import type { Billing } from "./createBilling.js";
 import type { BillingSession } from "./createBillingSession.js";
 import { readGuardedText } from "./guardBackendBody.js";
+import { nextTurn } from "./nextTurn.js";
 import type { RequestQuote, RouteKind } from "./quoteRequest.js";
 import { routeOfPath } from "./routes/index.js";
 
@@ -31,12 +32,6 @@ export type TollgateHonoParameters = {
 
 /** Headers the gateway passes on from a backend answer (`proxyToBackend`), dropped from a refusal that replaces one. */
 const BACKEND_HEADERS = ["cache-control", "retry-after", "content-length"];
-
-/** Resolves on the event loop's next turn, after the I/O this turn started. */
-const nextTurn = () =>
-  new Promise<void>((resolve) =>
-    typeof setImmediate === "function" ? setImmediate(resolve) : setTimeout(resolve, 0),
-  );
 
 /** Route kind from an OpenAI-style path. */
 export function routeKindOfPath(path: string): RouteKind {
