@@ -4,7 +4,8 @@
 // alternate between them (ABAB…, order flipped each pair), and their facilitators' verify throughput is
 // measured in alternating blocks. On a noisy machine only such interleaved ratios mean anything.
 // With `--channels`, both gateways offer payment channels and the buyer pays by channel (the official
-// batch-settlement client; one channel per gateway, opened in the warm-up).
+// batch-settlement client; one channel per gateway, opened in the warm-up). With `--receipts`, both
+// gateways sign every settled answer's receipts, as `tollgate dev` does.
 import { mkdir, mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
@@ -29,10 +30,11 @@ const { values: flags, positionals } = parseArgs({
     requests: { type: "string", default: "150" },
     stream: { type: "boolean", default: false },
     channels: { type: "boolean", default: false },
+    receipts: { type: "boolean", default: false },
   },
 });
 if (positionals.length !== 2) {
-  console.error("usage: npx tsx bench/compareTrees.ts DIR_A DIR_B [--requests N] [--stream] [--channels]");
+  console.error("usage: npx tsx bench/compareTrees.ts DIR_A DIR_B [--requests N] [--stream] [--channels] [--receipts]");
   process.exit(2);
 }
 const roots = positionals.map((dir) => resolve(dir)) as [string, string];
@@ -78,6 +80,7 @@ async function startTree(name: "A" | "B", root: string): Promise<Tree> {
     facilitator: { privateKey: key.privateKey },
     server: { host: "127.0.0.1", port: 0 },
     ledger: { dataDir },
+    ...(flags.receipts ? { receipts: { signingKey: devnet.accounts.payTo.privateKey } } : {}),
     ...(flags.channels
       ? {
           channels: {

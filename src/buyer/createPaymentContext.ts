@@ -2,7 +2,7 @@ import { x402Client } from "@x402/core/client";
 import { ExactEvmScheme } from "@x402/evm/exact/client";
 import { UptoEvmScheme } from "@x402/evm/upto/client";
 import type { Hex } from "viem";
-import { privateKeyToAccount } from "viem/accounts";
+import { privateKeyAccount } from "../chain/index.js";
 import { TollgateError } from "../errors/index.js";
 import type { ConfirmPayment, PaymentContext } from "./authorizePayment.js";
 import type { BuyerEventListener } from "./BuyerEvent.js";
@@ -55,7 +55,7 @@ export function createPaymentContext(
   parameters: CreatePaymentContextParameters,
 ): CreatePaymentContextReturnType {
   const signer =
-    parameters.signer ?? (parameters.privateKey ? privateKeyToAccount(parameters.privateKey) : undefined);
+    parameters.signer ?? (parameters.privateKey ? privateKeyAccount(parameters.privateKey) : undefined);
   if (!signer) {
     throw new TollgateError({
       code: "TOLLGATE_CONFIG_INVALID",

@@ -11,11 +11,11 @@ import {
   recoverTypedDataAddress,
   type TransactionReceipt,
 } from "viem";
-import { privateKeyToAccount } from "viem/accounts";
 import { type Logger, silentLogger } from "../errors/index.js";
 import { createNodeHttpFetch } from "./createNodeHttpFetch.js";
 import { createNonceManager } from "./createNonceManager.js";
 import { permit2AndTokenErrorsAbi } from "./permit2Errors.js";
+import { privateKeyAccount } from "./privateKeyAccount.js";
 import { isTransportError, recordRpcTransportFailure } from "./rpcFailures.js";
 
 /** Most JSON-RPC calls in one batch request (providers cap batches; 20 fits the common limits). */
@@ -68,7 +68,7 @@ export function createFacilitatorSigner({
   rpcBatch = true,
   logger = silentLogger,
 }: CreateFacilitatorSignerParameters): TollgateFacilitatorSigner {
-  const account = privateKeyToAccount(privateKey);
+  const account = privateKeyAccount(privateKey);
   // node:http keep-alive instead of the global fetch: a third of the CPU per RPC call.
   const fetchFn = createNodeHttpFetch();
   const clientOf = (batch: boolean) =>

@@ -17,6 +17,7 @@ export {
   networkPresets,
 } from "./networks.js";
 export { permit2AndTokenErrorsAbi } from "./permit2Errors.js";
+export { privateKeyAccount } from "./privateKeyAccount.js";
 export {
   isTransportError,
   type RpcFailureScope,

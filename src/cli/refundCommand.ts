@@ -1,6 +1,6 @@
-import { privateKeyToAccount } from "viem/accounts";
 import { z } from "zod";
 import { type ChannelRefundOutcome, refundChannels } from "../buyer/index.js";
+import { privateKeyAccount } from "../chain/index.js";
 import { formatMoney } from "../pricing/index.js";
 import { exitCodes, parseFlags, printLine } from "./cliSupport.js";
 import { commandFlags } from "./commandFlags.js";
@@ -26,7 +26,7 @@ const GATEWAY_REFUND_PATH = "/v1/channels/refund";
  */
 export async function refundCommand(argv: string[]): Promise<number> {
   const { flags } = parseFlags("refund", argv, commandFlags.refund, flagsSchema);
-  const account = privateKeyToAccount(
+  const account = privateKeyAccount(
     readPrivateKey(
       flags["private-key"] ?? process.env.TOLLGATE_PRIVATE_KEY,
       "--private-key or TOLLGATE_PRIVATE_KEY",

@@ -6,6 +6,7 @@ export {
   decodeBase64Json,
   encodeBase64Json,
 } from "./base64Json.js";
+export { hashUsageReceipt } from "./hashUsageReceipt.js";
 export {
   EXPOSED_PAYMENT_HEADERS,
   type HeaderReader,
@@ -97,7 +98,7 @@ export {
   type RecoverUsageReceiptSignerReturnType,
   recoverUsageReceiptSigner,
   type SignedUsageReceipt,
-  type SignTypedData,
+  type SignHash,
   signedUsageReceiptSchema,
   signUsageReceipt,
   USAGE_RECEIPT_EXTENSION,

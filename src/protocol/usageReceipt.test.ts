@@ -56,7 +56,7 @@ describe("usage receipt", () => {
     const docs = await readFile(new URL("../../docs/receipts.md", import.meta.url), "utf8");
     const typeString = /<!-- usage-receipt-type -->\s*```\s*\n([^\n]+)\n```/.exec(docs)?.[1];
     assert.ok(typeString, "the docs hold the type string");
-    const signed = await signUsageReceipt(payload, (parameters) => account.signTypedData(parameters));
+    const signed = await signUsageReceipt(payload, account.sign);
     const signer = await recoverTypedDataAddress({
       domain: { name: "Tollgate usage receipt", version: "1", chainId: 80002 },
       types: typesFromTypeString(typeString),
@@ -69,7 +69,7 @@ describe("usage receipt", () => {
   });
 
   test("the signer is recovered; a changed field recovers someone else", async () => {
-    const signed = await signUsageReceipt(payload, (parameters) => account.signTypedData(parameters));
+    const signed = await signUsageReceipt(payload, account.sign);
     const recovered = await recoverUsageReceiptSigner(signed);
     assert.ok(recovered.ok);
     assert.equal(recovered.signer, account.address);
@@ -79,7 +79,7 @@ describe("usage receipt", () => {
   });
 
   test("a malformed receipt is refused with the field named", async () => {
-    const signed = await signUsageReceipt(payload, (parameters) => account.signTypedData(parameters));
+    const signed = await signUsageReceipt(payload, account.sign);
     const refused = await recoverUsageReceiptSigner({
       ...signed,
       payload: { ...payload, chargeAtomic: "-1" },

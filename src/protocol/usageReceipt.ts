@@ -1,6 +1,7 @@
-import { type Address, type Hex, recoverTypedDataAddress, type TypedDataDefinition } from "viem";
+import { type Address, type Hex, recoverTypedDataAddress } from "viem";
 import { z } from "zod";
 import { describeIssue } from "./describeIssue.js";
+import { hashUsageReceipt } from "./hashUsageReceipt.js";
 import { addressSchema, bytes32Schema, evmNetworkSchema, uint256StringSchema } from "./primitives.js";
 
 /** The key of the settlement response's `extensions` entry holding the usage receipt. */
@@ -79,10 +80,8 @@ export const signedUsageReceiptSchema = z.strictObject({
 
 export type SignedUsageReceipt = z.infer<typeof signedUsageReceiptSchema>;
 
-/** Signs EIP-712 typed data: a viem account's `signTypedData`. */
-export type SignTypedData = (
-  parameters: TypedDataDefinition<typeof USAGE_RECEIPT_TYPES, "UsageReceipt">,
-) => Promise<Hex>;
+/** Signs a 32-byte digest: a viem local account's `sign`. */
+export type SignHash = (parameters: { hash: Hex }) => Promise<Hex>;
 
 /** The payload as the EIP-712 message: the same fields, with integers as `bigint`. */
 export function usageReceiptMessage(payload: UsageReceiptPayload) {
@@ -108,17 +107,12 @@ export function usageReceiptDomain(network: string) {
   return { name: "Tollgate usage receipt", version: "1", chainId } as const;
 }
 
-/** Signs a usage receipt with the seller's key. */
+/** Signs a usage receipt with the seller's key: its EIP-712 digest (`hashUsageReceipt`). */
 export async function signUsageReceipt(
   payload: UsageReceiptPayload,
-  signTypedData: SignTypedData,
+  sign: SignHash,
 ): Promise<SignedUsageReceipt> {
-  const signature = await signTypedData({
-    domain: usageReceiptDomain(payload.network),
-    types: USAGE_RECEIPT_TYPES,
-    primaryType: "UsageReceipt",
-    message: usageReceiptMessage(payload),
-  });
+  const signature = await sign({ hash: hashUsageReceipt(payload) });
   return { format: "eip712", payload, signature };
 }
 

@@ -1,5 +1,5 @@
 import type { Hex, PublicClient } from "viem";
-import { privateKeyToAccount } from "viem/accounts";
+import { privateKeyAccount } from "../../chain/index.js";
 import type { Logger } from "../../errors/index.js";
 import type { ChannelLedger, PaymentLedger } from "../../ledger/index.js";
 import type { BillingEvent } from "../BillingEvent.js";
@@ -48,7 +48,7 @@ export async function startChannels({
   emit,
 }: StartChannelsParameters): Promise<GatewayChannels> {
   await bindLedgerToChain({ channels, chain, network: terms.network, logger });
-  const receiverAuthorizer = privateKeyToAccount(receiverAuthorizerKey);
+  const receiverAuthorizer = privateKeyAccount(receiverAuthorizerKey);
   const billing = createChannelBilling({
     terms,
     channels,
