@@ -19,7 +19,7 @@ const typedData = (i: number) =>
   }) as const;
 
 describe("privateKeyAccount", () => {
-  // Forty keys, so both recovery ids and every r / s length come up.
+  // Forty keys, so both recovery ids come up (asserted below).
   const keys: Hex[] = Array.from({ length: 40 }, () => generatePrivateKey());
 
   test("signs typed data with the same bytes as viem's account, recoverable to its address", async () => {

@@ -3,6 +3,7 @@ import {
   type Hex,
   hashDomain,
   hexToBytes,
+  isAddress,
   keccak256,
   numberToBytes,
   stringToBytes,
@@ -51,6 +52,7 @@ function domainSeparatorOf(network: string): Uint8Array {
 /** One field's 32-byte word in `encodeData`. */
 function encodeValue(type: string, value: unknown): Uint8Array {
   if (type.endsWith("[]")) {
+    if (!Array.isArray(value)) throw notEncodable(type, value);
     const items = value as readonly Record<string, unknown>[];
     const joined = new Uint8Array(32 * items.length);
     items.forEach((item, i) => joined.set(hashStruct(type.slice(0, -2) as StructName, item), 32 * i));
@@ -58,20 +60,30 @@ function encodeValue(type: string, value: unknown): Uint8Array {
   }
   switch (type) {
     case "string":
-      return keccak256(stringToBytes(value as string), "bytes");
-    case "uint256":
-      return numberToBytes(BigInt(value as string | number), { size: 32 });
+      if (typeof value !== "string") throw notEncodable(type, value);
+      return keccak256(stringToBytes(value), "bytes");
+    case "uint256": {
+      const number = typeof value === "string" || typeof value === "number" ? BigInt(value) : undefined;
+      if (number === undefined || number < 0n || number >= 1n << 256n) throw notEncodable(type, value);
+      return numberToBytes(number, { size: 32 });
+    }
     case "address": {
+      // As viem's typed-data check: 20 bytes, and a mixed-case address must be its EIP-55 checksum.
+      if (typeof value !== "string" || !isAddress(value, { strict: true })) throw notEncodable(type, value);
       const word = new Uint8Array(32);
-      word.set(hexToBytes(value as Hex), 12);
+      word.set(hexToBytes(value), 12);
       return word;
     }
     case "bytes32":
+      if (typeof value !== "string" || !/^0x[0-9a-fA-F]{64}$/.test(value)) throw notEncodable(type, value);
       return hexToBytes(value as Hex);
     default:
       throw new Error(`usage receipt: no encoding for the EIP-712 type ${type}`);
   }
 }
+
+const notEncodable = (type: string, value: unknown) =>
+  new Error(`usage receipt: ${JSON.stringify(value) ?? String(value)} is not a valid ${type}`);
 
 /** `hashStruct` of EIP-712 for one of the usage receipt's structs. */
 function hashStruct(name: StructName, data: Record<string, unknown>): Uint8Array {
@@ -84,8 +96,9 @@ function hashStruct(name: StructName, data: Record<string, unknown>): Uint8Array
 
 /**
  * The EIP-712 digest a usage receipt's signature signs, computed directly from the payload: the
- * same 32 bytes as viem's `hashTypedData` over `usageReceiptMessage(payload)`, in a tenth of the
- * time (the type hashes and the domain separator are computed once). Takes a payload already checked
+ * same 32 bytes as viem's `hashTypedData` over `usageReceiptMessage(payload)`, in about half the
+ * time (the type hashes and the domain separator are computed once), and refusing what viem refuses
+ * (an address whose mixed case is not its checksum, a value that is not of its type). Takes a payload already checked
  * by `usageReceiptPayloadSchema` or built by the seller.
  * See https://eips.ethereum.org/EIPS/eip-712.
  */
