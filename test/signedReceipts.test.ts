@@ -29,6 +29,10 @@ import {
 import { sseEvents } from "./support/paidRequests.js";
 import { runCli } from "./support/runCli.js";
 
+/** The extra model's prices: per second of backend time, and per request. */
+const PER_SECOND_ATOMIC = 3_600n;
+const FEE_ATOMIC = 777n;
+
 const sellerKey = generatePrivateKey();
 const sellerAddress = privateKeyToAccount(sellerKey).address;
 
@@ -40,6 +44,15 @@ const closers: Array<() => Promise<void>> = [];
 before(async () => {
   h = await startGatewayHarness({
     configure: (input) => ({ ...input, receipts: { signingKey: sellerKey } }),
+    extraModels: (baseUrl) => [
+      {
+        id: "mock-gpu",
+        backend: { baseUrl },
+        prices: { compute_ms: PER_SECOND_ATOMIC.toString(), requests: FEE_ATOMIC.toString() },
+        maxOutputTokens: 64,
+        tokenizer: "gpt-4o",
+      },
+    ],
   });
   dataDir = await tempDataDir();
 });
@@ -120,6 +133,50 @@ describe("signed receipts", () => {
     ]);
     assert.equal(usage?.route, "/v1/chat/completions");
     assert.equal(check.justifiedAtomic, charge, "the signed usage at the signed prices is the charge");
+  });
+
+  test("a usage receipt states every unit its charge was computed from, at its price per million: a model priced per second and per request is justified exactly", async () => {
+    h.backend.set({ responseTokens: 12, tokensPerSecond: 400 });
+    const buyer = h.devnet.accounts.buyers[0]!;
+    const response = await officialPayingFetch(buyer.privateKey, h.devnet.network)(
+      `${h.gateway.url}/v1/chat/completions`,
+      {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({
+          model: "mock-gpu",
+          messages: [{ role: "user", content: "count" }],
+          max_tokens: 20,
+        }),
+      },
+    );
+    assert.equal(response.status, 200);
+    await response.json();
+    const settlement = decodePaymentResponseHeader(response.headers.get("payment-response"));
+    assert.ok(settlement.ok);
+    const charge = BigInt(settlement.settleResponse.amount ?? "0");
+    const check = await checkSignedReceipts(settlement.settleResponse.extensions, {
+      signer: sellerAddress,
+      payer: buyer.address,
+      network: h.devnet.network,
+      transaction: settlement.settleResponse.transaction,
+      chargeAtomic: charge,
+    });
+    assert.deepEqual(check.problems, []);
+    assert.equal(check.overchargeAtomic, undefined, "the seller's own receipt does not accuse it");
+    assert.equal(check.justifiedAtomic, charge, "the receipt's usage at its prices comes to the charge");
+    const receipt = check.usageReceipt!.payload;
+    const computeMs = BigInt(receipt.usage.find((entry) => entry.unit === "compute_ms")?.amount ?? "0");
+    assert.ok(computeMs > 0n, "the backend time is stated");
+    assert.ok(
+      receipt.prices.some(
+        (price) =>
+          price.unit === "compute_ms" && price.perMillionAtomic === String(PER_SECOND_ATOMIC * 1000n),
+      ),
+      JSON.stringify(receipt.prices),
+    );
+    assert.equal(receipt.fixedFeeAtomic, FEE_ATOMIC.toString());
+    assert.equal(charge, (computeMs * PER_SECOND_ATOMIC + 999n) / 1000n + FEE_ATOMIC);
   });
 
   test("a stream's receipt event carries both receipts; the buyer verifies them and keeps them with the spend row", async () => {

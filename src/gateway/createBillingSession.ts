@@ -379,7 +379,16 @@ export function createBillingSession(parameters: CreateBillingSessionParameters)
       }
       const { receipts } = parameters;
       return receipts
-        ? signSettledCharge({ outcome, receipts, model, requirements, payer, capAtomic, logger })
+        ? signSettledCharge({
+            outcome,
+            receipts,
+            model,
+            requirements,
+            payer,
+            prices: quote.prices,
+            capAtomic,
+            logger,
+          })
         : outcome;
     });
 

@@ -1,8 +1,9 @@
 import type { PaymentRequirements } from "@x402/core/types";
 import type { Logger } from "../errors/index.js";
+import { UNIT_SCALE, type UnitPrices, USAGE_UNITS, type UsageUnit } from "../pricing/index.js";
 import type { ReceiptSigner } from "./createReceiptSigner.js";
 import type { ModelConfig } from "./gatewayConfig.js";
-import type { ChargeOutcome } from "./settleCharge.js";
+import type { ChargeOutcome, ChargeUsage } from "./settleCharge.js";
 
 /** What a billing session needs to sign its receipts: the signer and what the request was. */
 export type SessionReceipts = {
@@ -21,6 +22,8 @@ export type SignSettledChargeParameters = {
   model: ModelConfig;
   requirements: PaymentRequirements;
   payer: string;
+  /** The request's unit prices (the quote's), what the charge was computed at. */
+  prices: UnitPrices | undefined;
   /** The most this payment may be charged. */
   capAtomic: bigint;
   logger: Logger;
@@ -37,11 +40,11 @@ export async function signSettledCharge({
   model,
   requirements,
   payer,
+  prices,
   capAtomic,
   logger,
 }: SignSettledChargeParameters): Promise<ChargeOutcome> {
   if (!outcome.settlement.success) return outcome;
-  // Per-token pricing: upto and channel vouchers; exact is a fixed price.
   const upto = requirements.scheme !== "exact";
   const channel = channelStateOf(outcome.settlement.extra);
   try {
@@ -55,18 +58,11 @@ export async function signSettledCharge({
       payer: payer as `0x${string}`,
       payTo: requirements.payTo as `0x${string}`,
       nonce: receipts.nonce,
-      usage: [
-        { unit: "input_tokens", amount: String(outcome.usage.promptTokens) },
-        { unit: "output_tokens", amount: String(outcome.usage.completionTokens) },
-      ],
-      // A fixed price (exact) is stated as a fixed fee with no per-unit price.
-      prices: upto
-        ? [
-            { unit: "input_tokens", perMillionAtomic: String(model.inputPrice ?? 0n) },
-            { unit: "output_tokens", perMillionAtomic: String(model.outputPrice ?? 0n) },
-          ]
-        : [],
-      fixedFeeAtomic: upto ? String(model.fixedFee) : requirements.amount,
+      // Per-token and per-unit pricing (upto, channel vouchers) states every unit the charge was computed
+      // from; a fixed price (exact) is a fixed fee with no per-unit price.
+      ...(upto
+        ? statedUsage(outcome.usage, prices ?? {})
+        : { usage: statedUnits(outcome.usage), prices: [], fixedFeeAtomic: requirements.amount }),
       chargeAtomic: outcome.chargeAtomic.toString(),
       maxAtomic: capAtomic.toString(),
       transaction: outcome.settlement.transaction,
@@ -82,6 +78,38 @@ export async function signSettledCharge({
     return outcome;
   }
 }
+
+/** The usage as the receipt states it: every unit the charge counted but the request itself (the fee). */
+function statedUnits(usage: ChargeUsage): Array<{ unit: string; amount: string }> {
+  const units: Partial<Record<UsageUnit, number>> =
+    Object.keys(usage.units).length > 0
+      ? usage.units
+      : { input_tokens: usage.promptTokens, output_tokens: usage.completionTokens };
+  return USAGE_UNITS.flatMap((unit) => {
+    const amount = units[unit];
+    return unit === "requests" || amount === undefined ? [] : [{ unit, amount: String(amount) }];
+  });
+}
+
+/**
+ * The usage, prices and fee a receipt states, so that its own rule
+ * (`ceil(Σ amount × perMillionAtomic / 1,000,000) + fixedFeeAtomic`, docs/receipts.md) gives the
+ * charge exactly: each unit's price per `UNIT_SCALE` becomes a price per million units (every scale
+ * divides a million), and the price per request is the fixed fee.
+ */
+function statedUsage(usage: ChargeUsage, prices: UnitPrices) {
+  return {
+    usage: statedUnits(usage),
+    prices: USAGE_UNITS.flatMap((unit) => {
+      const price = prices[unit];
+      if (unit === "requests" || price === undefined) return [];
+      return [{ unit, perMillionAtomic: String(price * (PER_MILLION / UNIT_SCALE[unit])) }];
+    }),
+    fixedFeeAtomic: String(prices.requests ?? 0n),
+  };
+}
+
+const PER_MILLION = 1_000_000n;
 
 /** A channel charge's state (`extra.channelState`): the channel and its cumulative charged amount. */
 function channelStateOf(
