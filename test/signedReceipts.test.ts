@@ -130,6 +130,7 @@ describe("signed receipts", () => {
     assert.deepEqual(usage?.usage, [
       { unit: "input_tokens", amount: String(completion.usage.prompt_tokens) },
       { unit: "output_tokens", amount: String(completion.usage.completion_tokens) },
+      { unit: "requests", amount: "1" },
     ]);
     assert.equal(usage?.route, "/v1/chat/completions");
     assert.equal(check.justifiedAtomic, charge, "the signed usage at the signed prices is the charge");
@@ -177,6 +178,35 @@ describe("signed receipts", () => {
     );
     assert.equal(receipt.fixedFeeAtomic, FEE_ATOMIC.toString());
     assert.equal(charge, (computeMs * PER_SECOND_ATOMIC + 999n) / 1000n + FEE_ATOMIC);
+  });
+
+  test("the buyer checks a per-second model's charge against the seller's signed units and finds nothing to dispute", async () => {
+    h.backend.set({ responseTokens: 12, tokensPerSecond: 400 });
+    const store = await openSpendStore({ dataDir: "memory://" });
+    closers.push(() => store.close());
+    const log = eventLog();
+    const payingFetch = buyerFetch(1, { store, onEvent: log.onEvent });
+    const response = await payingFetch(`${h.gateway.url}/v1/chat/completions`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({
+        model: "mock-gpu",
+        messages: [{ role: "user", content: "count" }],
+        max_tokens: 20,
+      }),
+    });
+    assert.equal(response.status, 200);
+    await response.json();
+    await payingFetch.idle();
+    const [receipt] = log.of("receipt");
+    assert.ok(receipt, "the payment was booked");
+    assert.equal(receipt.signedReceipts.status, "verified");
+    assert.ok((receipt.usage?.units?.compute_ms ?? 0) > 0, "the signed usage states the backend time");
+    assert.deepEqual(
+      await store.disputes({ status: "open" }),
+      [],
+      "an honest per-second charge is not disputed",
+    );
   });
 
   test("a stream's receipt event carries both receipts; the buyer verifies them and keeps them with the spend row", async () => {

@@ -74,6 +74,9 @@ function signedUsageOf(usage: ReadonlyArray<{ unit: string; amount: string }>): 
     units[unit] = value;
   }
   if (Object.keys(units).length === 0) return undefined;
+  // One receipt is one request: the quoted price per request applies whether or not the receipt
+  // states the request as a unit (receipts from before it did state only its fee).
+  units.requests ??= 1;
   return {
     promptTokens: (units.input_tokens ?? 0) + (units.cached_input_tokens ?? 0),
     completionTokens: (units.output_tokens ?? 0) + (units.reasoning_tokens ?? 0),

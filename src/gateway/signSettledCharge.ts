@@ -79,7 +79,7 @@ export async function signSettledCharge({
   }
 }
 
-/** The usage as the receipt states it: every unit the charge counted but the request itself (the fee). */
+/** The usage as the receipt states it: every unit the charge counted, the request itself (`requests: 1`) included. */
 function statedUnits(usage: ChargeUsage): Array<{ unit: string; amount: string }> {
   const units: Partial<Record<UsageUnit, number>> =
     Object.keys(usage.units).length > 0
@@ -87,7 +87,7 @@ function statedUnits(usage: ChargeUsage): Array<{ unit: string; amount: string }
       : { input_tokens: usage.promptTokens, output_tokens: usage.completionTokens };
   return USAGE_UNITS.flatMap((unit) => {
     const amount = units[unit];
-    return unit === "requests" || amount === undefined ? [] : [{ unit, amount: String(amount) }];
+    return amount === undefined ? [] : [{ unit, amount: String(amount) }];
   });
 }
 
@@ -95,7 +95,8 @@ function statedUnits(usage: ChargeUsage): Array<{ unit: string; amount: string }
  * The usage, prices and fee a receipt states, so that its own rule
  * (`ceil(Σ amount × perMillionAtomic / 1,000,000) + fixedFeeAtomic`, docs/receipts.md) gives the
  * charge exactly: each unit's price per `UNIT_SCALE` becomes a price per million units (every scale
- * divides a million), and the price per request is the fixed fee.
+ * divides a million), and the price per request is the fixed fee (the request is stated as a unit of
+ * usage with no price of its own, so it is not counted twice).
  */
 function statedUsage(usage: ChargeUsage, prices: UnitPrices) {
   return {
