@@ -32,6 +32,8 @@ import { runCli } from "./support/runCli.js";
 /** The extra model's prices: per second of backend time, and per request. */
 const PER_SECOND_ATOMIC = 3_600n;
 const FEE_ATOMIC = 777n;
+/** The image model's price of one 1024x1024 image in hd. */
+const HD_IMAGE_ATOMIC = 80_000n;
 
 const sellerKey = generatePrivateKey();
 const sellerAddress = privateKeyToAccount(sellerKey).address;
@@ -51,6 +53,12 @@ before(async () => {
         prices: { compute_ms: PER_SECOND_ATOMIC.toString(), requests: FEE_ATOMIC.toString() },
         maxOutputTokens: 64,
         tokenizer: "gpt-4o",
+      },
+      {
+        id: "mock-image",
+        kind: "image",
+        backend: { baseUrl },
+        imagePrices: { "256x256": "10000", "1024x1024": "40000", "1024x1024/hd": HD_IMAGE_ATOMIC.toString() },
       },
     ],
   });
@@ -207,6 +215,50 @@ describe("signed receipts", () => {
       [],
       "an honest per-second charge is not disputed",
     );
+  });
+
+  test("images: the receipt states the images at the price of the size and quality asked for; it justifies the charge and the buyer disputes nothing", async () => {
+    const store = await openSpendStore({ dataDir: "memory://" });
+    closers.push(() => store.close());
+    const log = eventLog();
+    const payingFetch = buyerFetch(2, { store, onEvent: log.onEvent });
+    const response = await payingFetch(`${h.gateway.url}/v1/images/generations`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({
+        model: "mock-image",
+        prompt: "a toll booth",
+        n: 2,
+        size: "1024x1024",
+        quality: "hd",
+      }),
+    });
+    assert.equal(response.status, 200);
+    await response.json();
+    await payingFetch.idle();
+    const settlement = decodePaymentResponseHeader(response.headers.get("payment-response"));
+    assert.ok(settlement.ok);
+    assert.equal(settlement.settleResponse.amount, String(2n * HD_IMAGE_ATOMIC));
+    const check = await checkSignedReceipts(settlement.settleResponse.extensions, {
+      signer: sellerAddress,
+      payer: h.devnet.accounts.buyers[2]!.address,
+      network: h.devnet.network,
+      transaction: settlement.settleResponse.transaction,
+      chargeAtomic: 2n * HD_IMAGE_ATOMIC,
+    });
+    assert.deepEqual(check.problems, []);
+    assert.equal(check.overchargeAtomic, undefined);
+    assert.equal(check.justifiedAtomic, 2n * HD_IMAGE_ATOMIC);
+    const receipt = check.usageReceipt!.payload;
+    assert.ok(receipt.usage.some((entry) => entry.unit === "images" && entry.amount === "2"));
+    assert.ok(
+      receipt.prices.some(
+        (price) => price.unit === "images" && price.perMillionAtomic === String(HD_IMAGE_ATOMIC * 1_000_000n),
+      ),
+    );
+    const [booked] = log.of("receipt");
+    assert.equal(booked?.signedReceipts.status, "verified");
+    assert.deepEqual(await store.disputes({ status: "open" }), []);
   });
 
   test("a stream's receipt event carries both receipts; the buyer verifies them and keeps them with the spend row", async () => {
