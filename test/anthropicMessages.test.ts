@@ -5,8 +5,16 @@ import { decodePaymentResponseHeader } from "@x402/core/http";
 import { createPayingFetch } from "../src/buyer/index.js";
 import { decodePaymentRequiredHeader, type StreamReceipt } from "../src/protocol/index.js";
 import { expectSettledPayment, startApiModelHarness } from "./support/apiModelHarness.js";
-import { expectedCharge, type GatewayHarness, officialPayingFetch } from "./support/gatewayHarness.js";
+import {
+  expectedCharge,
+  type GatewayHarness,
+  officialPayingFetch,
+  testPrices,
+} from "./support/gatewayHarness.js";
 import { mockCompletionText, mockModelId } from "./support/mockBackend.js";
+
+const CACHE_READ_PER_MTOK = testPrices.inputPerMTokAtomic / 10n;
+const CACHE_WRITE_PER_MTOK = (testPrices.inputPerMTokAtomic * 5n) / 4n;
 
 let h: GatewayHarness;
 before(async () => {
@@ -14,6 +22,13 @@ before(async () => {
     id: "mock-claude",
     apis: ["messages"],
     model: { backend: { baseUrl: "http://127.0.0.1:1/v1" } },
+    // Anthropic's own ratios: a cache read costs a tenth of an input token, a cache write 1.25 times one.
+    extra: {
+      prices: {
+        cached_input_tokens: CACHE_READ_PER_MTOK.toString(),
+        cache_write_input_tokens: CACHE_WRITE_PER_MTOK.toString(),
+      },
+    },
   });
 });
 after(async () => {
@@ -64,6 +79,70 @@ describe("POST /v1/messages (Anthropic Messages API)", () => {
       40,
       "the authorized limit reaches the backend",
     );
+  });
+
+  test("prompt caching: cache reads and writes are charged at their own prices, and Tollgate's buyer checks the charge and disputes nothing", async () => {
+    const buyer = h.devnet.accounts.buyers[2]!;
+    h.backend.set({ responseTokens: 9, tokensPerSecond: 0, promptCache: { readTokens: 6, writeTokens: 4 } });
+    const overcharges: unknown[] = [];
+    const receipts: bigint[] = [];
+    const pay = createPayingFetch({
+      privateKey: buyer.privateKey,
+      dataDir: "memory://",
+      onEvent: (event) => {
+        if (event.type === "overcharge") overcharges.push(event);
+        if (event.type === "receipt") receipts.push(event.chargedAtomic);
+      },
+    });
+    try {
+      const before = await h.devnet.usdcBalance(buyer.address);
+      const response = await pay(`${h.gateway.url}/v1/messages`, {
+        method: "POST",
+        headers: json,
+        body: JSON.stringify({
+          model: "mock-claude",
+          max_tokens: 40,
+          system: "You answer briefly, from a long cached system prompt about toll roads.",
+          messages: [{ role: "user", content: "Tell me about toll roads and their booths" }],
+        }),
+      });
+      assert.equal(response.status, 200);
+      const message = (await response.json()) as {
+        usage: {
+          input_tokens: number;
+          cache_read_input_tokens: number;
+          cache_creation_input_tokens: number;
+          output_tokens: number;
+        };
+      };
+      await pay.idle();
+      const { usage } = message;
+      assert.equal(usage.cache_read_input_tokens, 6);
+      assert.equal(usage.cache_creation_input_tokens, 4);
+      const numerator =
+        BigInt(usage.input_tokens) * testPrices.inputPerMTokAtomic +
+        6n * CACHE_READ_PER_MTOK +
+        4n * CACHE_WRITE_PER_MTOK +
+        BigInt(usage.output_tokens) * testPrices.outputPerMTokAtomic;
+      const charge = (numerator + 999_999n) / 1_000_000n;
+      const settlement = decodePaymentResponseHeader(response.headers.get("payment-response")!);
+      assert.equal(settlement.amount, charge.toString());
+      const row = await expectSettled(buyer.address, before, charge, settlement.transaction);
+      assert.deepEqual(row?.usage, {
+        input_tokens: usage.input_tokens,
+        cached_input_tokens: 6,
+        cache_write_input_tokens: 4,
+        output_tokens: usage.output_tokens,
+        requests: 1,
+      });
+      // The maximum prices the whole prompt bound at the dearest prompt unit, the cache write.
+      assert.ok(row && row.maxAtomic >= charge);
+      assert.deepEqual(receipts, [charge]);
+      assert.deepEqual(overcharges, [], "the buyer reads the cache writes as Anthropic reports them");
+    } finally {
+      h.backend.set({ promptCache: undefined });
+      await pay.close();
+    }
   });
 
   test("the official SDK streams; the receipt arrives as a final event it passes through, after message_stop", async () => {

@@ -78,7 +78,8 @@ function signedUsageOf(usage: ReadonlyArray<{ unit: string; amount: string }>): 
   // states the request as a unit (receipts from before it did state only its fee).
   units.requests ??= 1;
   return {
-    promptTokens: (units.input_tokens ?? 0) + (units.cached_input_tokens ?? 0),
+    promptTokens:
+      (units.input_tokens ?? 0) + (units.cached_input_tokens ?? 0) + (units.cache_write_input_tokens ?? 0),
     completionTokens: (units.output_tokens ?? 0) + (units.reasoning_tokens ?? 0),
     units,
   };

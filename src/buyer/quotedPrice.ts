@@ -185,7 +185,7 @@ export function justifiedChargeAtomic(usage: ReportedUnitUsage, price: QuotedPri
 export type OtherUnitBounds = { images?: number | undefined; computeMs?: number | undefined };
 
 /**
- * The reported usage held within the buyer's own bounds: prompt units (input, then cached) at
+ * The reported usage held within the buyer's own bounds: prompt units (input, cached, cache writes) at
  * most the prompt bound, output units (output, then reasoning) at most the output bound, images
  * at most those asked for, `compute_ms` at most the time bound.
  */
@@ -201,14 +201,17 @@ export function boundedUsage(
   };
   if (!usage.units) return bounded;
   const units = { ...usage.units };
-  const clamp = (first: string, second: string, bound: number) => {
-    const a = Math.min(units[first] ?? 0, bound);
-    const b = Math.min(units[second] ?? 0, bound - a);
-    if (units[first] !== undefined) units[first] = a;
-    if (units[second] !== undefined) units[second] = b;
+  // The parts of one quantity, in this order, together at most its bound.
+  const clamp = (parts: readonly string[], bound: number) => {
+    let left = bound;
+    for (const part of parts) {
+      if (units[part] === undefined) continue;
+      units[part] = Math.min(units[part], left);
+      left -= units[part];
+    }
   };
-  clamp("input_tokens", "cached_input_tokens", promptTokenBound);
-  clamp("output_tokens", "reasoning_tokens", outputTokenBound);
+  clamp(["input_tokens", "cached_input_tokens", "cache_write_input_tokens"], promptTokenBound);
+  clamp(["output_tokens", "reasoning_tokens"], outputTokenBound);
   if (others.images !== undefined && units.images !== undefined)
     units.images = Math.min(units.images, others.images);
   if (others.computeMs !== undefined && units.compute_ms !== undefined)

@@ -18,7 +18,7 @@ export type ReportedUsageOfParameters = {
 /**
  * The usage a JSON answer reports, in the units the gateway charges in: cached prompt tokens
  * (`prompt_tokens_details.cached_tokens`, Anthropic's cache reads, Responses'
- * `input_tokens_details.cached_tokens`) apart from the rest of the prompt, itemized reasoning apart
+ * `input_tokens_details.cached_tokens`) and Anthropic's cache writes apart from the rest of the prompt, itemized reasoning apart
  * from the rest of the output, images counted from `data`, one request. Undefined when the answer
  * reports no usage the buyer can read.
  */
@@ -44,6 +44,7 @@ export function reportedUsageOf({
   if (!usage) return undefined;
   let prompt: number | undefined;
   let cached = 0;
+  let cacheWrite = 0;
   let completion: number | undefined;
   let reasoning = 0;
   if (kind === "messages") {
@@ -52,6 +53,7 @@ export function reportedUsageOf({
     const written = count(usage.cache_creation_input_tokens) ?? 0;
     prompt = input === undefined ? undefined : input + read + written;
     cached = read;
+    cacheWrite = written;
     completion = count(usage.output_tokens);
   } else if (kind === "responses") {
     prompt = count(usage.input_tokens);
@@ -73,13 +75,15 @@ export function reportedUsageOf({
   }
   if (prompt === undefined || completion === undefined) return undefined;
   cached = Math.min(cached, prompt);
+  cacheWrite = Math.min(cacheWrite, prompt - cached);
   reasoning = Math.min(reasoning, completion);
   return {
     promptTokens: prompt,
     completionTokens: completion,
     units: {
-      input_tokens: prompt - cached,
+      input_tokens: prompt - cached - cacheWrite,
       ...(cached > 0 ? { cached_input_tokens: cached } : {}),
+      ...(cacheWrite > 0 ? { cache_write_input_tokens: cacheWrite } : {}),
       output_tokens: completion - reasoning,
       ...(reasoning > 0 ? { reasoning_tokens: reasoning } : {}),
       requests: 1,

@@ -243,7 +243,7 @@ describe("per-image and per-second offers", () => {
     assert.equal(!verdict.ok && verdict.reason, "above_usage");
   });
 
-  test("each API's JSON usage is read in its own words: Anthropic cache reads, Responses cached and reasoning tokens", async () => {
+  test("each API's JSON usage is read in its own words: Anthropic cache reads and writes, Responses cached and reasoning tokens", async () => {
     assert.deepEqual(
       reportedUsageOf({
         kind: "messages",
@@ -259,7 +259,13 @@ describe("per-image and per-second offers", () => {
       {
         promptTokens: 45,
         completionTokens: 7,
-        units: { input_tokens: 15, cached_input_tokens: 30, output_tokens: 7, requests: 1 },
+        units: {
+          input_tokens: 10,
+          cached_input_tokens: 30,
+          cache_write_input_tokens: 5,
+          output_tokens: 7,
+          requests: 1,
+        },
       },
     );
     assert.deepEqual(

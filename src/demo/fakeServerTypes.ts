@@ -22,6 +22,11 @@ export type FakeServerBehaviour = {
   failStatus: number;
   /** Destroy the connection after this many token chunks (when not streaming: instead of answering). */
   failAfterChunks: number | undefined;
+  /**
+   * Messages API: this many of the prompt's tokens were read from and written to a prompt cache,
+   * reported as `cache_read_input_tokens` and `cache_creation_input_tokens` (the rest as `input_tokens`).
+   */
+  promptCache?: { readTokens: number; writeTokens: number } | undefined;
 } & Partial<FakeServerMisbehaviour>;
 
 /** An output-limit field a backend may read: OpenAI's two, llama.cpp's and Ollama's (two places). */

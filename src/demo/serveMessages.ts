@@ -72,8 +72,19 @@ export async function serveMessages({
   const tokens = takeTokens(generation.tokens, limit);
   const stopReason = tokens.length >= body.max_tokens ? "max_tokens" : "end_turn";
   const outputTokens = (text: string) => generation.countCompletionTokens?.(text) ?? tokens.length;
+  const prompt = generation.promptTokens;
+  const cacheRead = Math.min(behaviour.promptCache?.readTokens ?? 0, prompt);
+  const cacheWrite = Math.min(behaviour.promptCache?.writeTokens ?? 0, prompt - cacheRead);
   const usage = (output: number) =>
-    behaviour.reportUsage ? { input_tokens: generation.promptTokens, output_tokens: output } : undefined;
+    behaviour.reportUsage
+      ? {
+          input_tokens: prompt - cacheRead - cacheWrite,
+          ...(behaviour.promptCache
+            ? { cache_read_input_tokens: cacheRead, cache_creation_input_tokens: cacheWrite }
+            : {}),
+          output_tokens: output,
+        }
+      : undefined;
   const message = {
     id: `msg_${randomUUID().replaceAll("-", "")}`,
     type: "message",

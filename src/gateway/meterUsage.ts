@@ -25,8 +25,10 @@ export type ReconcileUsageParameters = {
  * least half the count, less a few tokens per choice (a report of 0 for a long answer is not
  * believed); the total never exceeds the authorized output. The prompt is the backend's `prompt_tokens`
  * when it reports a count within the quote's bound; otherwise the gateway counts it. The cached part
- * of a believed prompt (`prompt_tokens_details.cached_tokens`) and the itemized reasoning are
- * reported as units of their own (`cached_input_tokens`, `reasoning_tokens`).
+ * of a believed prompt (`prompt_tokens_details.cached_tokens`), the part written to a prompt cache
+ * (`prompt_tokens_details.cache_write_tokens`, Anthropic's cache writes) and the itemized reasoning
+ * are reported as units of their own (`cached_input_tokens`, `cache_write_input_tokens`,
+ * `reasoning_tokens`).
  */
 export async function reconcileUsage({
   reported,
@@ -57,13 +59,17 @@ export async function reconcileUsage({
   const promptDetails = usage.prompt_tokens_details as Record<string, unknown> | null | undefined;
   const cached = promptBelieved && isCount(promptDetails?.cached_tokens) ? promptDetails.cached_tokens : 0;
   const cachedTokens = Math.min(cached, promptTokens);
+  const written =
+    promptBelieved && isCount(promptDetails?.cache_write_tokens) ? promptDetails.cache_write_tokens : 0;
+  const cacheWriteTokens = Math.min(written, promptTokens - cachedTokens);
   const reasoningTokens = outputBelieved ? Math.min(hiddenReasoning, completionTokens) : 0;
   return {
     promptTokens,
     completionTokens,
     units: {
-      input_tokens: promptTokens - cachedTokens,
+      input_tokens: promptTokens - cachedTokens - cacheWriteTokens,
       ...(cachedTokens > 0 ? { cached_input_tokens: cachedTokens } : {}),
+      ...(cacheWriteTokens > 0 ? { cache_write_input_tokens: cacheWriteTokens } : {}),
       output_tokens: completionTokens - reasoningTokens,
       ...(reasoningTokens > 0 ? { reasoning_tokens: reasoningTokens } : {}),
       requests: 1,

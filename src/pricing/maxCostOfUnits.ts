@@ -2,7 +2,7 @@ import { costOfUnits, type UnitPrices } from "./usageUnits.js";
 
 /** The most a request may use, per kind of quantity (each unit priced at the dearest unit it could be billed as). */
 export type UsageBound = {
-  /** Prompt tokens: billed as input or cached input tokens. */
+  /** Prompt tokens: billed as input, cached input (cache reads) or cache-write tokens. */
   inputTokens?: number | bigint;
   /** Output tokens over every choice: billed as output or reasoning tokens. */
   outputTokens?: number | bigint;
@@ -17,12 +17,15 @@ const dearer = (a: bigint | undefined, b: bigint | undefined): bigint | undefine
 /**
  * The maximum a request may cost: its bound in every unit at the dearest price that unit could
  * be billed at, plus one request's fee. No split of the same quantities into units (cached or
- * not, reasoning or not) costs more, so a charge of usage within the bound never exceeds it.
+ * not, written to a cache or not, reasoning or not) costs more, so a charge of usage within the bound never exceeds it.
  * @example
  * maxCostOfUnits({ inputTokens: 812, outputTokens: 256 }, prices)
  */
 export function maxCostOfUnits(bound: UsageBound, prices: UnitPrices): bigint {
-  const inputPrice = dearer(prices.input_tokens, prices.cached_input_tokens);
+  const inputPrice = dearer(
+    dearer(prices.input_tokens, prices.cached_input_tokens),
+    prices.cache_write_input_tokens,
+  );
   const outputPrice = dearer(prices.output_tokens, prices.reasoning_tokens);
   return costOfUnits(
     {

@@ -22,8 +22,9 @@ const SHORTHANDS = [
 ] as const;
 
 /**
- * One model's price per unit, from its `prices` map and the shorthands. Cached input tokens cost
- * what input tokens cost unless priced on their own, and reasoning tokens what output tokens cost,
+ * One model's price per unit, from its `prices` map and the shorthands. Cached input tokens (cache
+ * reads) and cache writes cost what input tokens cost unless priced on their own, and reasoning
+ * tokens what output tokens cost,
  * so reporting them apart never changes a charge by accident. A shorthand and its unit both set
  * is refused (which one would win is not obvious).
  * @example
@@ -45,6 +46,8 @@ export function resolveUnitPrices(parameters: ResolveUnitPricesParameters): Unit
   }
   if (resolved.cached_input_tokens === undefined && resolved.input_tokens !== undefined)
     resolved.cached_input_tokens = resolved.input_tokens;
+  if (resolved.cache_write_input_tokens === undefined && resolved.input_tokens !== undefined)
+    resolved.cache_write_input_tokens = resolved.input_tokens;
   if (resolved.reasoning_tokens === undefined && resolved.output_tokens !== undefined)
     resolved.reasoning_tokens = resolved.output_tokens;
   assertUnitPrices(resolved);

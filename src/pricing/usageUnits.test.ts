@@ -99,11 +99,13 @@ describe("maxCostOfUnits", () => {
       const maxAtomic = maxCostOfUnits(bound, prices);
       const input = random.int(0, bound.inputTokens);
       const cached = random.int(0, bound.inputTokens - input);
+      const written = random.int(0, bound.inputTokens - input - cached);
       const output = random.int(0, bound.outputTokens);
       const reasoning = random.int(0, bound.outputTokens - output);
       const usage: UnitUsage = {
         input_tokens: input,
         cached_input_tokens: cached,
+        cache_write_input_tokens: written,
         output_tokens: output,
         reasoning_tokens: reasoning,
         images: random.int(0, bound.images),
@@ -118,21 +120,28 @@ describe("maxCostOfUnits", () => {
 });
 
 describe("resolveUnitPrices", () => {
-  test("folds the shorthands in; cached input and reasoning default to the input and output prices", () => {
+  test("folds the shorthands in; cached input, cache writes and reasoning default to the input and output prices", () => {
     assert.deepEqual(resolveUnitPrices({ inputPrice: 500_000n, outputPrice: 1_500_000n, fixedFee: 0n }), {
       input_tokens: 500_000n,
       output_tokens: 1_500_000n,
       cached_input_tokens: 500_000n,
+      cache_write_input_tokens: 500_000n,
       reasoning_tokens: 1_500_000n,
     });
     assert.deepEqual(
       resolveUnitPrices({
         inputPrice: 500_000n,
-        prices: { cached_input_tokens: 50_000n },
+        prices: { cached_input_tokens: 50_000n, cache_write_input_tokens: 625_000n },
         fixedFee: 9n,
         pricePerSecond: 1_000n,
       }),
-      { input_tokens: 500_000n, cached_input_tokens: 50_000n, requests: 9n, compute_ms: 1_000n },
+      {
+        input_tokens: 500_000n,
+        cached_input_tokens: 50_000n,
+        cache_write_input_tokens: 625_000n,
+        requests: 9n,
+        compute_ms: 1_000n,
+      },
     );
   });
 

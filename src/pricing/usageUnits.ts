@@ -8,6 +8,7 @@ import { formatMoney } from "./money.js";
 export const USAGE_UNITS = [
   "input_tokens",
   "cached_input_tokens",
+  "cache_write_input_tokens",
   "output_tokens",
   "reasoning_tokens",
   "images",
@@ -22,6 +23,7 @@ export type UsageUnit = (typeof USAGE_UNITS)[number];
 export const UNIT_SCALE: Readonly<Record<UsageUnit, bigint>> = {
   input_tokens: 1_000_000n,
   cached_input_tokens: 1_000_000n,
+  cache_write_input_tokens: 1_000_000n,
   output_tokens: 1_000_000n,
   reasoning_tokens: 1_000_000n,
   images: 1n,
@@ -125,6 +127,7 @@ export function unitPricesToStrings(prices: UnitPrices): Partial<Record<UsageUni
 const UNIT_PRICE_LABEL: Readonly<Record<UsageUnit, string>> = {
   input_tokens: "1M input tokens",
   cached_input_tokens: "1M cached input tokens",
+  cache_write_input_tokens: "1M cache-write input tokens",
   output_tokens: "1M output tokens",
   reasoning_tokens: "1M reasoning tokens",
   images: "image",

@@ -12,11 +12,14 @@ export function startApiModelHarness({
   id,
   apis,
   model,
+  extra,
 }: {
   id: string;
   apis: NonNullable<GatewayConfigInput["models"][number]["backend"]["apis"]>;
   /** Changes to the harness's own mock model. */
   model?: Partial<GatewayConfigInput["models"][number]>;
+  /** More settings of the model `id` (e.g. `prices` of cached input). */
+  extra?: Partial<GatewayConfigInput["models"][number]>;
 }): Promise<GatewayHarness> {
   return startGatewayHarness({
     model,
@@ -28,6 +31,7 @@ export function startApiModelHarness({
         inputPrice: testPrices.inputPerMTokAtomic.toString(),
         outputPrice: testPrices.outputPerMTokAtomic.toString(),
         maxOutputTokens: 256,
+        ...extra,
       },
     ],
   });

@@ -19,7 +19,7 @@ const [model] = parseGatewayConfig({
 }).models;
 
 describe("the Messages route", () => {
-  test("reads the prompt's usage from message_start and the output's from message_delta; cache reads are cached input", async () => {
+  test("reads the prompt's usage from message_start and the output's from message_delta; cache reads are cached input, cache writes their own unit", async () => {
     const start = anthropicMessages.readChunk({
       type: "message_start",
       message: {
@@ -43,8 +43,9 @@ describe("the Messages route", () => {
       countPrompt: async () => 0,
     });
     assert.deepEqual(usage.units, {
-      input_tokens: 100,
+      input_tokens: 20,
       cached_input_tokens: 900,
+      cache_write_input_tokens: 80,
       output_tokens: 42,
       requests: 1,
     });

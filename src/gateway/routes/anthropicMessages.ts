@@ -39,7 +39,10 @@ const isObject = (value: unknown): value is Record<string, unknown> =>
 /** The request as the chat-shaped body the pricing bounds and counts. */
 const promptBody = (request: RouteRequest) => messagesPromptBody(request.fields);
 
-/** Anthropic's usage in OpenAI's names: cache reads and writes are prompt tokens; reads are cached ones. */
+/**
+ * Anthropic's usage in OpenAI's names: cache reads and writes are prompt tokens; reads are cached ones
+ * (`cached_tokens`), writes their own (`cache_write_tokens`, priced as `cache_write_input_tokens`).
+ */
 function normalizedUsage(usage: unknown, withOutput = true): Record<string, unknown> | undefined {
   if (!isObject(usage)) return undefined;
   const count = (value: unknown) => (typeof value === "number" ? value : 0);
@@ -49,7 +52,10 @@ function normalizedUsage(usage: unknown, withOutput = true): Record<string, unkn
       count(usage.input_tokens) +
       count(usage.cache_read_input_tokens) +
       count(usage.cache_creation_input_tokens);
-    out.prompt_tokens_details = { cached_tokens: count(usage.cache_read_input_tokens) };
+    out.prompt_tokens_details = {
+      cached_tokens: count(usage.cache_read_input_tokens),
+      cache_write_tokens: count(usage.cache_creation_input_tokens),
+    };
   }
   if (withOutput && usage.output_tokens !== undefined && usage.output_tokens !== null)
     out.completion_tokens = usage.output_tokens;
