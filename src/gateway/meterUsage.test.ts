@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 import { chargeAtomic, costAtomic, maxAtomicForRequest } from "../pricing/index.js";
-import { reconcileUsage } from "./meterUsage.js";
+import { CACHE_WRITE_TOKENS, reconcileUsage } from "./meterUsage.js";
 import { OutputMeter } from "./OutputMeter.js";
 
 /** A small seeded PRNG (mulberry32), so a failing case can be replayed. */
@@ -149,5 +149,54 @@ test("cached prompt tokens and itemized reasoning become units of their own, wit
     countPrompt: async () => 0,
   });
   assert.equal(inflated.units.cached_input_tokens, 50);
+  assert.equal(inflated.units.input_tokens, 0);
+});
+
+test("cache writes are charged only as a route reports them (CACHE_WRITE_TOKENS), never from a field in a backend's JSON, and within the prompt", async () => {
+  const base = { deliveredOutputTokens: 5, choices: 1, maxOutputTokens: 16, promptTokenBound: 1_000 };
+  const countPrompt = async () => 0;
+  const fromJson = await reconcileUsage({
+    ...base,
+    countPrompt,
+    reported: JSON.parse(
+      '{"prompt_tokens": 100, "completion_tokens": 5, "prompt_tokens_details": {"cached_tokens": 10, "cache_write_tokens": 50}, "cache_write_tokens": 50}',
+    ),
+  });
+  assert.deepEqual(fromJson.units, {
+    input_tokens: 90,
+    cached_input_tokens: 10,
+    output_tokens: 5,
+    requests: 1,
+  });
+  const fromRoute = await reconcileUsage({
+    ...base,
+    countPrompt,
+    reported: {
+      prompt_tokens: 100,
+      completion_tokens: 5,
+      prompt_tokens_details: { cached_tokens: 10 },
+      [CACHE_WRITE_TOKENS]: 50,
+    },
+  });
+  assert.deepEqual(fromRoute.units, {
+    input_tokens: 40,
+    cached_input_tokens: 10,
+    cache_write_input_tokens: 50,
+    output_tokens: 5,
+    requests: 1,
+  });
+  // Reads and writes together never exceed the prompt they are part of.
+  const inflated = await reconcileUsage({
+    ...base,
+    countPrompt,
+    reported: {
+      prompt_tokens: 100,
+      completion_tokens: 5,
+      prompt_tokens_details: { cached_tokens: 70 },
+      [CACHE_WRITE_TOKENS]: 500,
+    },
+  });
+  assert.equal(inflated.units.cached_input_tokens, 70);
+  assert.equal(inflated.units.cache_write_input_tokens, 30);
   assert.equal(inflated.units.input_tokens, 0);
 });

@@ -3,6 +3,13 @@ import type { ChargeUsage } from "./settleCharge.js";
 const isCount = (value: unknown): value is number =>
   typeof value === "number" && Number.isSafeInteger(value) && value >= 0;
 
+/**
+ * Where a route's normalized usage puts the prompt tokens written to a prompt cache (Anthropic's
+ * `cache_creation_input_tokens`). A symbol, not a field name: no backend's JSON can set it, so only
+ * an API that reports cache writes in its own words (the Messages route reads them) is charged for them.
+ */
+export const CACHE_WRITE_TOKENS: unique symbol = Symbol("prompt tokens written to a prompt cache");
+
 export type ReconcileUsageParameters = {
   /** The backend's `usage` object, unparsed (may be absent or garbage). */
   reported: unknown;
@@ -26,7 +33,7 @@ export type ReconcileUsageParameters = {
  * believed); the total never exceeds the authorized output. The prompt is the backend's `prompt_tokens`
  * when it reports a count within the quote's bound; otherwise the gateway counts it. The cached part
  * of a believed prompt (`prompt_tokens_details.cached_tokens`), the part written to a prompt cache
- * (`prompt_tokens_details.cache_write_tokens`, Anthropic's cache writes) and the itemized reasoning
+ * (`CACHE_WRITE_TOKENS`, Anthropic's cache writes) and the itemized reasoning
  * are reported as units of their own (`cached_input_tokens`, `cache_write_input_tokens`,
  * `reasoning_tokens`).
  */
@@ -59,8 +66,8 @@ export async function reconcileUsage({
   const promptDetails = usage.prompt_tokens_details as Record<string, unknown> | null | undefined;
   const cached = promptBelieved && isCount(promptDetails?.cached_tokens) ? promptDetails.cached_tokens : 0;
   const cachedTokens = Math.min(cached, promptTokens);
-  const written =
-    promptBelieved && isCount(promptDetails?.cache_write_tokens) ? promptDetails.cache_write_tokens : 0;
+  const reportedWrites = (usage as { [CACHE_WRITE_TOKENS]?: unknown })[CACHE_WRITE_TOKENS];
+  const written = promptBelieved && isCount(reportedWrites) ? reportedWrites : 0;
   const cacheWriteTokens = Math.min(written, promptTokens - cachedTokens);
   const reasoningTokens = outputBelieved ? Math.min(hiddenReasoning, completionTokens) : 0;
   return {

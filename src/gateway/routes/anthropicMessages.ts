@@ -1,6 +1,7 @@
 import { countPromptTokens, messagesPromptBody, promptTokenBound } from "../../pricing/index.js";
 import { RECEIPT_FIELD, type StreamReceipt } from "../../protocol/index.js";
 import type { ModelConfig } from "../gatewayConfig.js";
+import { CACHE_WRITE_TOKENS } from "../meterUsage.js";
 import { cutBlocks, cutText } from "../truncateAnswer.js";
 import type { OutputReading, RouteAdapter, RouteRequest } from "./RouteAdapter.js";
 import {
@@ -41,7 +42,7 @@ const promptBody = (request: RouteRequest) => messagesPromptBody(request.fields)
 
 /**
  * Anthropic's usage in OpenAI's names: cache reads and writes are prompt tokens; reads are cached ones
- * (`cached_tokens`), writes their own (`cache_write_tokens`, priced as `cache_write_input_tokens`).
+ * (`cached_tokens`), writes their own (`CACHE_WRITE_TOKENS`, priced as `cache_write_input_tokens`).
  */
 function normalizedUsage(usage: unknown, withOutput = true): Record<string, unknown> | undefined {
   if (!isObject(usage)) return undefined;
@@ -52,10 +53,8 @@ function normalizedUsage(usage: unknown, withOutput = true): Record<string, unkn
       count(usage.input_tokens) +
       count(usage.cache_read_input_tokens) +
       count(usage.cache_creation_input_tokens);
-    out.prompt_tokens_details = {
-      cached_tokens: count(usage.cache_read_input_tokens),
-      cache_write_tokens: count(usage.cache_creation_input_tokens),
-    };
+    out.prompt_tokens_details = { cached_tokens: count(usage.cache_read_input_tokens) };
+    (out as { [CACHE_WRITE_TOKENS]?: number })[CACHE_WRITE_TOKENS] = count(usage.cache_creation_input_tokens);
   }
   if (withOutput && usage.output_tokens !== undefined && usage.output_tokens !== null)
     out.completion_tokens = usage.output_tokens;
