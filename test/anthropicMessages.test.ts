@@ -102,7 +102,13 @@ describe("POST /v1/messages (Anthropic Messages API)", () => {
         body: JSON.stringify({
           model: "mock-claude",
           max_tokens: 40,
-          system: "You answer briefly, from a long cached system prompt about toll roads.",
+          system: [
+            {
+              type: "text",
+              text: "You answer briefly, from a long cached system prompt about toll roads.",
+              cache_control: { type: "ephemeral" },
+            },
+          ],
           messages: [{ role: "user", content: "Tell me about toll roads and their booths" }],
         }),
       });
@@ -139,6 +145,39 @@ describe("POST /v1/messages (Anthropic Messages API)", () => {
       assert.ok(row && row.maxAtomic >= charge);
       assert.deepEqual(receipts, [charge]);
       assert.deepEqual(overcharges, [], "the buyer reads the cache writes as Anthropic reports them");
+
+      // A request that asked for no caching pays for what its backend calls cache writes as input.
+      const plainBefore = await h.devnet.usdcBalance(buyer.address);
+      const plain = await pay(`${h.gateway.url}/v1/messages`, {
+        method: "POST",
+        headers: json,
+        body: JSON.stringify({
+          model: "mock-claude",
+          max_tokens: 40,
+          messages: [{ role: "user", content: "Tell me about toll roads and their booths" }],
+        }),
+      });
+      assert.equal(plain.status, 200);
+      const plainUsage = ((await plain.json()) as { usage: typeof usage }).usage;
+      await pay.idle();
+      const writes = plainUsage.cache_creation_input_tokens;
+      assert.ok(writes > 0, "the backend still reports writes");
+      const plainCharge =
+        (BigInt(plainUsage.input_tokens + writes) * testPrices.inputPerMTokAtomic +
+          BigInt(plainUsage.cache_read_input_tokens) * CACHE_READ_PER_MTOK +
+          BigInt(plainUsage.output_tokens) * testPrices.outputPerMTokAtomic +
+          999_999n) /
+        1_000_000n;
+      const plainSettlement = decodePaymentResponseHeader(plain.headers.get("payment-response")!);
+      assert.equal(plainSettlement.amount, plainCharge.toString());
+      const plainRow = await expectSettled(
+        buyer.address,
+        plainBefore,
+        plainCharge,
+        plainSettlement.transaction,
+      );
+      assert.equal(plainRow?.usage?.cache_write_input_tokens, undefined);
+      assert.deepEqual(overcharges, []);
     } finally {
       h.backend.set({ promptCache: undefined });
       await pay.close();

@@ -7,6 +7,7 @@ import {
   type ModelPrice,
   maxAtomicForRequest,
   maxCostOfUnits,
+  promptCacheControls,
   type TokenUsage,
   type UnitPrices,
   type UnitUsage,
@@ -89,6 +90,8 @@ export type RequestEstimate = {
   images?: number | undefined;
   /** The most backend time (ms) a compute-priced request may be charged: the authorization's life. */
   computeMsBound?: number | undefined;
+  /** The request asks for its prompt to be cached (Anthropic `cache_control`): only then can it owe cache writes. */
+  promptCache?: boolean | undefined;
   /**
    * Every unit's bound at its dearest price, plus the fee (`ceil(bound × in + output × completions ×
    * out) / 1M + fee` for tokens; `+ images × image price`; `+ time bound × price per second`):
@@ -142,7 +145,16 @@ export async function estimateRequest(
         { promptTokenBound: bound, maxOutputTokens: outputTokens * completions },
         modelPrice(price),
       );
-  return { promptTokenBound: bound, outputTokens, completions, images, computeMsBound, expectedMaxAtomic };
+  const promptCache = request.kind === "messages" && promptCacheControls(request.body).length > 0;
+  return {
+    promptTokenBound: bound,
+    outputTokens,
+    completions,
+    images,
+    computeMsBound,
+    promptCache,
+    expectedMaxAtomic,
+  };
 }
 
 /** The most completion tokens an honest seller reports for the request: the limit × completions. */
@@ -181,13 +193,19 @@ export function justifiedChargeAtomic(usage: ReportedUnitUsage, price: QuotedPri
   return costAtomic(usage, modelPrice(price));
 }
 
-/** Bounds of units other than tokens: images asked for, backend time the authorization allows. */
-export type OtherUnitBounds = { images?: number | undefined; computeMs?: number | undefined };
+/** Bounds of units other than tokens: images asked for, backend time the authorization allows, caching asked for. */
+export type OtherUnitBounds = {
+  images?: number | undefined;
+  computeMs?: number | undefined;
+  /** False: the request asked for no prompt caching, so cache writes are read as input tokens. */
+  promptCache?: boolean | undefined;
+};
 
 /**
  * The reported usage held within the buyer's own bounds: prompt units (input, cached, cache writes) at
  * most the prompt bound, output units (output, then reasoning) at most the output bound, images
- * at most those asked for, `compute_ms` at most the time bound.
+ * at most those asked for, `compute_ms` at most the time bound, one request; cache writes a request
+ * that asked for no caching is said to owe are read as input tokens.
  */
 export function boundedUsage(
   usage: ReportedUnitUsage,
@@ -201,6 +219,11 @@ export function boundedUsage(
   };
   if (!usage.units) return bounded;
   const units = { ...usage.units };
+  if (others.promptCache === false && units.cache_write_input_tokens !== undefined) {
+    units.input_tokens = (units.input_tokens ?? 0) + units.cache_write_input_tokens;
+    delete units.cache_write_input_tokens;
+  }
+  if (units.requests !== undefined) units.requests = Math.min(units.requests, 1);
   // The parts of one quantity, in this order, together at most its bound.
   const clamp = (parts: readonly string[], bound: number) => {
     let left = bound;

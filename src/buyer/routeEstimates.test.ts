@@ -215,6 +215,55 @@ describe("per-image and per-second offers", () => {
     assert.equal(!past.ok && past.reason, "usage_above_bound");
   });
 
+  test("cache writes are owed only by a request that asked for caching; a stated request count is held to one", async () => {
+    const price = quoted({ ...tokenUnits, cache_write_input_tokens: 3_750_000n, requests: 1_000n });
+    const json = {
+      usage: {
+        input_tokens: 100,
+        cache_creation_input_tokens: 900,
+        cache_read_input_tokens: 0,
+        output_tokens: 10,
+      },
+    };
+    const usage = reportedUsageOf({ kind: "messages", json });
+    assert.ok(usage);
+    const withWrites = costOfUnits(usage.units ?? {}, price.units ?? {});
+    const cached = {
+      ...messagesBody,
+      system: [{ type: "text", text: "You answer briefly.", cache_control: { type: "ephemeral" } }],
+    };
+    const asked = await estimateRequest(request("messages", cached), price);
+    assert.equal(asked?.promptCache, true);
+    assert.ok(
+      verifyCharge({ chargedAtomic: withWrites, maxAtomic: 100_000n, usage, price, estimate: asked }).ok,
+      "a request with cache_control owes its writes",
+    );
+    const unasked = await estimateRequest(request("messages", messagesBody), price);
+    assert.equal(unasked?.promptCache, false);
+    const verdict = verifyCharge({
+      chargedAtomic: withWrites,
+      maxAtomic: 100_000n,
+      usage,
+      price,
+      estimate: unasked,
+    });
+    assert.equal(!verdict.ok && verdict.reason, "usage_above_bound", "writes nobody asked for are input");
+    assert.equal(
+      verdict.justifiedAtomic,
+      (1_000n * 3_000_000n + 10n * 15_000_000n + 999_999n) / 1_000_000n + 1_000n,
+    );
+    // A receipt stating thirty requests for one does not justify thirty fees.
+    const inflated = { ...usage, units: { ...usage.units, requests: 30 } };
+    const fees = verifyCharge({
+      chargedAtomic: withWrites + 29n * 1_000n,
+      maxAtomic: 100_000n,
+      usage: inflated,
+      price,
+      estimate: asked,
+    });
+    assert.equal(!fees.ok && fees.reason, "usage_above_bound");
+  });
+
   test("cached input tokens are priced at their own price: a charge at the full input price is flagged", async () => {
     const price = quoted({ ...tokenUnits, cached_input_tokens: 300_000n });
     const json = {

@@ -45,6 +45,7 @@ export function verifyCharge({
           boundedUsage(usage, estimate.promptTokenBound, maxCompletionTokensOf(estimate), {
             images: estimate.images,
             computeMs: estimate.computeMsBound,
+            promptCache: estimate.promptCache,
           }),
           price,
         )

@@ -256,6 +256,10 @@ export function createBillingSession(parameters: CreateBillingSessionParameters)
         maxOutputTokens: quote.maxOutputTokens,
         promptTokenBound: quote.promptTokenBound,
         countPrompt: parameters.countPromptTokens,
+        // Writes priced as input are stated as input, so buyers that predate the unit read the same charge.
+        promptCache:
+          quote.request.promptCache === true &&
+          quote.prices?.cache_write_input_tokens !== quote.prices?.input_tokens,
       });
       // Images are counted in the answer the buyer gets, never above what the quote allowed.
       const images = Math.min(delivered?.images ?? 0, Number(quote.usageBound.images ?? 0));

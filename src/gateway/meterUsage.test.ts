@@ -152,8 +152,14 @@ test("cached prompt tokens and itemized reasoning become units of their own, wit
   assert.equal(inflated.units.input_tokens, 0);
 });
 
-test("cache writes are charged only as a route reports them (CACHE_WRITE_TOKENS), never from a field in a backend's JSON, and within the prompt", async () => {
-  const base = { deliveredOutputTokens: 5, choices: 1, maxOutputTokens: 16, promptTokenBound: 1_000 };
+test("cache writes are charged only as a route reports them (CACHE_WRITE_TOKENS) for a request that asked for caching, never from a field in a backend's JSON, and within the prompt", async () => {
+  const base = {
+    deliveredOutputTokens: 5,
+    choices: 1,
+    maxOutputTokens: 16,
+    promptTokenBound: 1_000,
+    promptCache: true,
+  };
   const countPrompt = async () => 0;
   const fromJson = await reconcileUsage({
     ...base,
@@ -199,4 +205,12 @@ test("cache writes are charged only as a route reports them (CACHE_WRITE_TOKENS)
   assert.equal(inflated.units.cached_input_tokens, 70);
   assert.equal(inflated.units.cache_write_input_tokens, 30);
   assert.equal(inflated.units.input_tokens, 0);
+  // A request that asked for no caching pays its prompt as input, whatever the backend calls it.
+  const unasked = await reconcileUsage({
+    ...base,
+    promptCache: false,
+    countPrompt,
+    reported: { prompt_tokens: 100, completion_tokens: 5, [CACHE_WRITE_TOKENS]: 90 },
+  });
+  assert.deepEqual(unasked.units, { input_tokens: 100, output_tokens: 5, requests: 1 });
 });

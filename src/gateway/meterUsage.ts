@@ -23,6 +23,8 @@ export type ReconcileUsageParameters = {
   promptTokenBound: number;
   /** Counts the prompt with the model's tokenizer, when the backend does not say. */
   countPrompt: () => Promise<number>;
+  /** The request asked for its prompt to be cached: reported cache writes are believed (else they are input). */
+  promptCache?: boolean;
 };
 
 /**
@@ -44,6 +46,7 @@ export async function reconcileUsage({
   maxOutputTokens,
   promptTokenBound,
   countPrompt,
+  promptCache = false,
 }: ReconcileUsageParameters): Promise<ChargeUsage> {
   const usage =
     typeof reported === "object" && reported !== null ? (reported as Record<string, unknown>) : {};
@@ -67,7 +70,7 @@ export async function reconcileUsage({
   const cached = promptBelieved && isCount(promptDetails?.cached_tokens) ? promptDetails.cached_tokens : 0;
   const cachedTokens = Math.min(cached, promptTokens);
   const reportedWrites = (usage as { [CACHE_WRITE_TOKENS]?: unknown })[CACHE_WRITE_TOKENS];
-  const written = promptBelieved && isCount(reportedWrites) ? reportedWrites : 0;
+  const written = promptBelieved && promptCache && isCount(reportedWrites) ? reportedWrites : 0;
   const cacheWriteTokens = Math.min(written, promptTokens - cachedTokens);
   const reasoningTokens = outputBelieved ? Math.min(hiddenReasoning, completionTokens) : 0;
   return {

@@ -50,6 +50,8 @@ export type RouteRequest = {
   choices: number;
   /** Images the request asks for, each priced at its size. */
   images?: number;
+  /** The request asks for its prompt to be cached (Anthropic `cache_control`): only then are cache writes charged. */
+  promptCache?: boolean;
 };
 
 /**

@@ -41,6 +41,7 @@ describe("the Messages route", () => {
       maxOutputTokens: 100,
       promptTokenBound: 2_000,
       countPrompt: async () => 0,
+      promptCache: true,
     });
     assert.deepEqual(usage.units, {
       input_tokens: 20,
@@ -131,6 +132,43 @@ describe("the Messages route", () => {
     assert.throws(
       () => anthropicMessages.readRequest({ model: "claude-test", max_tokens: 5, messages: [], top_x: 1 }),
       (e) => isTollgateError(e, "TOLLGATE_REQUEST_INVALID") && e.details.field === "top_x",
+    );
+  });
+
+  test("a request with cache_control asks for prompt caching; a one-hour cache write is refused, naming the fix", () => {
+    const marked = (cacheControl: unknown) => ({
+      model: "claude-test",
+      max_tokens: 5,
+      system: [{ type: "text", text: "long rules", cache_control: cacheControl }],
+      messages: [
+        {
+          role: "user",
+          content: [{ type: "tool_result", tool_use_id: "t", content: [{ type: "text", text: "x" }] }],
+        },
+      ],
+    });
+    assert.equal(
+      anthropicMessages.readRequest({
+        model: "claude-test",
+        max_tokens: 5,
+        messages: [{ role: "user", content: "hi" }],
+      }).promptCache,
+      false,
+    );
+    assert.equal(anthropicMessages.readRequest(marked({ type: "ephemeral" })).promptCache, true);
+    assert.equal(anthropicMessages.readRequest(marked({ type: "ephemeral", ttl: "5m" })).promptCache, true);
+    // A marker deep in a tool result's content counts too.
+    const deep = marked(undefined);
+    (deep.messages[0]!.content[0]!.content[0] as Record<string, unknown>).cache_control = {
+      type: "ephemeral",
+    };
+    assert.equal(anthropicMessages.readRequest(deep).promptCache, true);
+    assert.throws(
+      () => anthropicMessages.readRequest(marked({ type: "ephemeral", ttl: "1h" })),
+      (e) =>
+        isTollgateError(e, "TOLLGATE_REQUEST_INVALID") &&
+        e.details.field === "cache_control" &&
+        /only 5-minute prompt-cache writes are priced/.test(e.shortMessage),
     );
   });
 });

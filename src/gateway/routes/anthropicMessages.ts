@@ -1,4 +1,9 @@
-import { countPromptTokens, messagesPromptBody, promptTokenBound } from "../../pricing/index.js";
+import {
+  countPromptTokens,
+  messagesPromptBody,
+  promptCacheControls,
+  promptTokenBound,
+} from "../../pricing/index.js";
 import { RECEIPT_FIELD, type StreamReceipt } from "../../protocol/index.js";
 import type { ModelConfig } from "../gatewayConfig.js";
 import { CACHE_WRITE_TOKENS } from "../meterUsage.js";
@@ -194,6 +199,14 @@ export const anthropicMessages: RouteAdapter = {
     // Anthropic's own tools (web search and fetch, code execution, and the client tools it defines,
     // whose system prompt it adds) are refused: custom tools only.
     refuseUndeclaredTools(fields.tools, ["custom"], "a custom tool (no type, with input_schema)");
+    // A one-hour cache write costs the backend twice an input token; only the 5-minute write has a price here.
+    const cacheControls = promptCacheControls(fields);
+    for (const control of cacheControls)
+      if (control.ttl !== undefined && control.ttl !== "5m")
+        throw invalidField(
+          "cache_control",
+          `ttl ${JSON.stringify(control.ttl)} is not sold here: only 5-minute prompt-cache writes are priced (leave ttl out, or "5m")`,
+        );
     const stream = readStream(fields.stream);
     return {
       fields,
@@ -201,6 +214,7 @@ export const anthropicMessages: RouteAdapter = {
       includeUsage: false,
       requestedOutputTokens: fields.max_tokens,
       choices: 1,
+      promptCache: cacheControls.length > 0,
     };
   },
 
