@@ -188,6 +188,11 @@ export function justifiedChargeAtomic(usage: ReportedUnitUsage, price: QuotedPri
     const units: UnitUsage = {};
     for (const [unit, count] of Object.entries(usage.units))
       if (isUsageUnit(unit) && Number.isSafeInteger(count) && count >= 0) units[unit] = count;
+    // A seller that quotes no price for cache writes (one that predates the unit) sells them as input.
+    if (units.cache_write_input_tokens !== undefined && price.units.cache_write_input_tokens === undefined) {
+      units.input_tokens = BigInt(units.input_tokens ?? 0) + BigInt(units.cache_write_input_tokens);
+      delete units.cache_write_input_tokens;
+    }
     return costOfUnits(units, price.units);
   }
   return costAtomic(usage, modelPrice(price));

@@ -252,6 +252,10 @@ describe("per-image and per-second offers", () => {
       verdict.justifiedAtomic,
       (1_000n * 3_000_000n + 10n * 15_000_000n + 999_999n) / 1_000_000n + 1_000n,
     );
+    // A seller that quotes no price for cache writes sells them as input: its charge at the input price stands.
+    const older = quoted({ ...tokenUnits, requests: 1_000n });
+    const asInput = costOfUnits({ input_tokens: 1_000, output_tokens: 10, requests: 1 }, older.units ?? {});
+    assert.ok(verifyCharge({ chargedAtomic: asInput, maxAtomic: 100_000n, usage, price: older }).ok);
     // A receipt stating thirty requests for one does not justify thirty fees.
     const inflated = { ...usage, units: { ...usage.units, requests: 30 } };
     const fees = verifyCharge({

@@ -12,7 +12,7 @@ export {
   parseMoney,
   USDC_DECIMALS,
 } from "./money.js";
-export { promptCacheControls } from "./promptCacheControls.js";
+export { type PromptCacheControl, promptCacheControls } from "./promptCacheControls.js";
 export { DEFAULT_CHAT_PROMPT_FIELDS } from "./promptParts.js";
 export {
   EXACT_TEXT_BYTES,

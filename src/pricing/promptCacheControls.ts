@@ -1,27 +1,39 @@
 const isObject = (value: unknown): value is Record<string, unknown> =>
   typeof value === "object" && value !== null && !Array.isArray(value);
 
+/** A `cache_control` marker and where it is (`system[0]`, `messages[2].content[1]`, `tools[3]`). */
+export type PromptCacheControl = { path: string; control: Record<string, unknown> };
+
 /**
- * The `cache_control` markers of an Anthropic Messages request, wherever it puts them (`system`
- * blocks, the messages' content blocks, `tools`): the request asks for its prompt to be cached, and
- * may be charged for writing it, only when it has one. See
+ * The `cache_control` markers of an Anthropic Messages request, read where the API reads them: on
+ * `system` blocks, on `tools`, on the messages' content blocks, and on the blocks a `tool_result`
+ * (or another block) holds in its `content`. Never inside a tool call's `input` or a tool's
+ * `input_schema`, which are data. The request asks for its prompt to be cached, and may be charged
+ * for writing it, only when it has one. See
  * https://docs.anthropic.com/en/docs/build-with-claude/prompt-caching.
  * @example
- * promptCacheControls({ system: [{ type: "text", text, cache_control: { type: "ephemeral" } }] }) // [{ type: "ephemeral" }]
+ * promptCacheControls({ system: [{ type: "text", text, cache_control: { type: "ephemeral" } }] })
+ * // [{ path: "system[0]", control: { type: "ephemeral" } }]
  */
-export function promptCacheControls(body: Record<string, unknown>): Array<Record<string, unknown>> {
-  const found: Array<Record<string, unknown>> = [];
-  const visit = (value: unknown, depth: number): void => {
-    // Content nests a few levels (a tool result's blocks); deeper is not where the API reads markers.
-    if (depth > 8 || typeof value !== "object" || value === null) return;
-    if (Array.isArray(value)) {
-      for (const item of value) visit(item, depth + 1);
-      return;
-    }
-    const record = value as Record<string, unknown>;
-    if (isObject(record.cache_control)) found.push(record.cache_control);
-    for (const [key, item] of Object.entries(record)) if (key !== "cache_control") visit(item, depth + 1);
+export function promptCacheControls(body: Record<string, unknown>): PromptCacheControl[] {
+  const found: PromptCacheControl[] = [];
+  const block = (value: unknown, path: string, depth: number): void => {
+    if (!isObject(value)) return;
+    if (isObject(value.cache_control)) found.push({ path, control: value.cache_control });
+    // A tool result's (or search result's) blocks; deeper nesting is not something the API reads.
+    if (depth < 4 && Array.isArray(value.content))
+      value.content.forEach((inner, i) => block(inner, `${path}.content[${i}]`, depth + 1));
   };
-  for (const field of ["system", "messages", "tools"]) visit(body[field], 0);
+  if (Array.isArray(body.system)) body.system.forEach((item, i) => block(item, `system[${i}]`, 0));
+  if (Array.isArray(body.tools))
+    body.tools.forEach((tool, i) => {
+      if (isObject(tool) && isObject(tool.cache_control))
+        found.push({ path: `tools[${i}]`, control: tool.cache_control });
+    });
+  if (Array.isArray(body.messages))
+    body.messages.forEach((message, i) => {
+      if (isObject(message) && Array.isArray(message.content))
+        message.content.forEach((item, j) => block(item, `messages[${i}].content[${j}]`, 0));
+    });
   return found;
 }

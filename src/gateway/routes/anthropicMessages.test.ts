@@ -167,7 +167,7 @@ describe("the Messages route", () => {
       () => anthropicMessages.readRequest(marked({ type: "ephemeral", ttl: "1h" })),
       (e) =>
         isTollgateError(e, "TOLLGATE_REQUEST_INVALID") &&
-        e.details.field === "cache_control" &&
+        e.details.field === "system[0].cache_control" &&
         /only 5-minute prompt-cache writes are priced/.test(e.shortMessage),
     );
   });

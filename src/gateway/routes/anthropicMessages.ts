@@ -201,11 +201,11 @@ export const anthropicMessages: RouteAdapter = {
     refuseUndeclaredTools(fields.tools, ["custom"], "a custom tool (no type, with input_schema)");
     // A one-hour cache write costs the backend twice an input token; only the 5-minute write has a price here.
     const cacheControls = promptCacheControls(fields);
-    for (const control of cacheControls)
+    for (const { path, control } of cacheControls)
       if (control.ttl !== undefined && control.ttl !== "5m")
         throw invalidField(
-          "cache_control",
-          `ttl ${JSON.stringify(control.ttl)} is not sold here: only 5-minute prompt-cache writes are priced (leave ttl out, or "5m")`,
+          `${path}.cache_control`,
+          `has ttl ${JSON.stringify(control.ttl)}, which is not sold here: only 5-minute prompt-cache writes are priced (leave ttl out, or "5m")`,
         );
     const stream = readStream(fields.stream);
     return {
