@@ -34,7 +34,9 @@ const { values: flags, positionals } = parseArgs({
   },
 });
 if (positionals.length !== 2) {
-  console.error("usage: npx tsx bench/compareTrees.ts DIR_A DIR_B [--requests N] [--stream] [--channels] [--receipts]");
+  console.error(
+    "usage: npx tsx bench/compareTrees.ts DIR_A DIR_B [--requests N] [--stream] [--channels] [--receipts]",
+  );
   process.exit(2);
 }
 const roots = positionals.map((dir) => resolve(dir)) as [string, string];

@@ -22,18 +22,17 @@ export function promptCacheControls(body: Record<string, unknown>): PromptCacheC
     if (isObject(value.cache_control)) found.push({ path, control: value.cache_control });
     // A tool result's (or search result's) blocks; deeper nesting is not something the API reads.
     if (depth < 4 && Array.isArray(value.content))
-      value.content.forEach((inner, i) => block(inner, `${path}.content[${i}]`, depth + 1));
+      for (const [i, inner] of value.content.entries()) block(inner, `${path}.content[${i}]`, depth + 1);
   };
-  if (Array.isArray(body.system)) body.system.forEach((item, i) => block(item, `system[${i}]`, 0));
+  if (Array.isArray(body.system))
+    for (const [i, item] of body.system.entries()) block(item, `system[${i}]`, 0);
   if (Array.isArray(body.tools))
-    body.tools.forEach((tool, i) => {
+    for (const [i, tool] of body.tools.entries())
       if (isObject(tool) && isObject(tool.cache_control))
         found.push({ path: `tools[${i}]`, control: tool.cache_control });
-    });
   if (Array.isArray(body.messages))
-    body.messages.forEach((message, i) => {
+    for (const [i, message] of body.messages.entries())
       if (isObject(message) && Array.isArray(message.content))
-        message.content.forEach((item, j) => block(item, `messages[${i}].content[${j}]`, 0));
-    });
+        for (const [j, item] of message.content.entries()) block(item, `messages[${i}].content[${j}]`, 0);
   return found;
 }

@@ -55,7 +55,8 @@ function encodeValue(type: string, value: unknown): Uint8Array {
     if (!Array.isArray(value)) throw notEncodable(type, value);
     const items = value as readonly Record<string, unknown>[];
     const joined = new Uint8Array(32 * items.length);
-    items.forEach((item, i) => joined.set(hashStruct(type.slice(0, -2) as StructName, item), 32 * i));
+    for (const [i, item] of items.entries())
+      joined.set(hashStruct(type.slice(0, -2) as StructName, item), 32 * i);
     return keccak256(joined, "bytes");
   }
   switch (type) {
@@ -90,7 +91,8 @@ function hashStruct(name: StructName, data: Record<string, unknown>): Uint8Array
   const fields = USAGE_RECEIPT_TYPES[name] as readonly Field[];
   const encoded = new Uint8Array(32 * (fields.length + 1));
   encoded.set(typeHashOf(name), 0);
-  fields.forEach((field, i) => encoded.set(encodeValue(field.type, data[field.name]), 32 * (i + 1)));
+  for (const [i, field] of fields.entries())
+    encoded.set(encodeValue(field.type, data[field.name]), 32 * (i + 1));
   return keccak256(encoded, "bytes");
 }
 
