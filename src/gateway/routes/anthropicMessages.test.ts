@@ -52,6 +52,53 @@ describe("the Messages route", () => {
     });
   });
 
+  test("a message_delta restates the prompt only with all its parts: input_tokens alone does not drop the cache counts", async () => {
+    const start = anthropicMessages.readChunk({
+      type: "message_start",
+      message: {
+        usage: {
+          input_tokens: 10,
+          cache_read_input_tokens: 300,
+          cache_creation_input_tokens: 200,
+          output_tokens: 1,
+        },
+      },
+    });
+    const reconcile = (delta: Record<string, unknown>) =>
+      reconcileUsage({
+        reported: { ...(start.usage as object), ...(anthropicMessages.readChunk(delta).usage as object) },
+        deliveredOutputTokens: 7,
+        choices: 1,
+        maxOutputTokens: 100,
+        promptTokenBound: 2_000,
+        countPrompt: async () => 0,
+        promptCache: true,
+      });
+    const expected = {
+      input_tokens: 10,
+      cached_input_tokens: 300,
+      cache_write_input_tokens: 200,
+      output_tokens: 7,
+      requests: 1,
+    };
+    const inputOnly = await reconcile({
+      type: "message_delta",
+      usage: { input_tokens: 10, output_tokens: 7 },
+    });
+    assert.deepEqual(inputOnly.units, expected);
+    // Cumulative counts in full (Anthropic's newer deltas) restate the same prompt.
+    const full = await reconcile({
+      type: "message_delta",
+      usage: {
+        input_tokens: 10,
+        cache_read_input_tokens: 300,
+        cache_creation_input_tokens: 200,
+        output_tokens: 7,
+      },
+    });
+    assert.deepEqual(full.units, expected);
+  });
+
   test("meters text, thinking and tool input as output; ping is neither forwarded nor billed", () => {
     const text = anthropicMessages.readChunk({
       type: "content_block_delta",

@@ -48,12 +48,23 @@ const promptBody = (request: RouteRequest) => messagesPromptBody(request.fields)
 /**
  * Anthropic's usage in OpenAI's names: cache reads and writes are prompt tokens; reads are cached ones
  * (`cached_tokens`), writes their own (`CACHE_WRITE_TOKENS`, priced as `cache_write_input_tokens`).
+ * `message_start` states the prompt; a later event (`message_delta`, `partial`) restates it only
+ * when it states all three of its parts, so one that carries `input_tokens` alone cannot drop the
+ * cache reads and writes `message_start` reported.
  */
-function normalizedUsage(usage: unknown, withOutput = true): Record<string, unknown> | undefined {
+function normalizedUsage(
+  usage: unknown,
+  { output = true, partial = false }: { output?: boolean; partial?: boolean } = {},
+): Record<string, unknown> | undefined {
   if (!isObject(usage)) return undefined;
   const count = (value: unknown) => (typeof value === "number" ? value : 0);
   const out: Record<string, unknown> = {};
-  if (usage.input_tokens !== undefined && usage.input_tokens !== null) {
+  const statesPrompt = partial
+    ? [usage.input_tokens, usage.cache_read_input_tokens, usage.cache_creation_input_tokens].every(
+        (part) => typeof part === "number",
+      )
+    : usage.input_tokens !== undefined && usage.input_tokens !== null;
+  if (statesPrompt) {
     out.prompt_tokens =
       count(usage.input_tokens) +
       count(usage.cache_read_input_tokens) +
@@ -61,7 +72,7 @@ function normalizedUsage(usage: unknown, withOutput = true): Record<string, unkn
     out.prompt_tokens_details = { cached_tokens: count(usage.cache_read_input_tokens) };
     (out as { [CACHE_WRITE_TOKENS]?: number })[CACHE_WRITE_TOKENS] = count(usage.cache_creation_input_tokens);
   }
-  if (withOutput && usage.output_tokens !== undefined && usage.output_tokens !== null)
+  if (output && usage.output_tokens !== undefined && usage.output_tokens !== null)
     out.completion_tokens = usage.output_tokens;
   return out;
 }
@@ -98,7 +109,7 @@ function readEvent(json: unknown): OutputReading {
         pieces: text ? [{ choice: 0, text }] : [],
         delivered: text !== "",
         // Its output_tokens is a placeholder; the count comes with message_delta.
-        usage: normalizedUsage((json.message as { usage?: unknown } | undefined)?.usage, false),
+        usage: normalizedUsage((json.message as { usage?: unknown } | undefined)?.usage, { output: false }),
         error: undefined,
         forward: true,
       };
@@ -117,7 +128,12 @@ function readEvent(json: unknown): OutputReading {
     case "message_stop":
       return { pieces: [], delivered: true, usage: undefined, error: undefined };
     case "message_delta":
-      return { pieces: [], delivered: true, usage: normalizedUsage(json.usage), error: undefined };
+      return {
+        pieces: [],
+        delivered: true,
+        usage: normalizedUsage(json.usage, { partial: true }),
+        error: undefined,
+      };
     default:
       // ping and events this gateway does not know: not forwarded, nothing billed.
       return { pieces: [], delivered: false, usage: undefined, error: undefined, forward: false };
