@@ -184,6 +184,113 @@ describe("POST /v1/messages (Anthropic Messages API)", () => {
     }
   });
 
+  test("extended thinking: the thinking Claude bills and shows only a summary of is charged as output, up to budget_tokens, and Tollgate's buyer disputes nothing; a backend's unseen output beyond the budget, or without thinking asked for, is not charged", async () => {
+    const buyer = h.devnet.accounts.buyers[1]!;
+    const hidden = 150;
+    h.backend.set({
+      responseTokens: 9,
+      tokensPerSecond: 0,
+      thinking: { summary: "Weigh the toll roads first.", hiddenTokens: hidden },
+    });
+    const overcharges: unknown[] = [];
+    const pay = createPayingFetch({
+      privateKey: buyer.privateKey,
+      dataDir: "memory://",
+      onEvent: (event) => {
+        if (event.type === "overcharge") overcharges.push(event);
+      },
+    });
+    const ask = (body: Record<string, unknown>) =>
+      pay(`${h.gateway.url}/v1/messages`, {
+        method: "POST",
+        headers: json,
+        body: JSON.stringify({
+          model: "mock-claude",
+          max_tokens: 256,
+          messages: [{ role: "user", content: "Tell me about toll roads" }],
+          ...body,
+        }),
+      });
+    type Message = {
+      content: { type: string; thinking?: string; text?: string }[];
+      usage: { input_tokens: number; output_tokens: number };
+    };
+    try {
+      // JSON: the thinking block's summary and the text are delivered; output_tokens counts 150 more.
+      const before = await h.devnet.usdcBalance(buyer.address);
+      const response = await ask({ thinking: { type: "enabled", budget_tokens: 200 } });
+      assert.equal(response.status, 200);
+      const message = (await response.json()) as Message;
+      await pay.idle();
+      assert.deepEqual(
+        message.content.map((block) => block.type),
+        ["thinking", "text"],
+      );
+      assert.ok(message.usage.output_tokens > hidden + 9);
+      const charge = expectedCharge(message.usage.input_tokens, message.usage.output_tokens);
+      const settlement = decodePaymentResponseHeader(response.headers.get("payment-response")!);
+      assert.equal(settlement.amount, charge.toString(), "the whole thinking is charged");
+      const row = await expectSettled(buyer.address, before, charge, settlement.transaction);
+      assert.equal(row?.usage?.output_tokens, message.usage.output_tokens);
+
+      // The official SDK's stream: the same, read from message_delta.
+      const client = anthropicClient(officialPayingFetch(buyer.privateKey, h.devnet.network));
+      const stream = await client.messages.create({
+        model: "mock-claude",
+        max_tokens: 256,
+        thinking: { type: "enabled", budget_tokens: 200 },
+        messages: [{ role: "user", content: "Tell me about toll roads" }],
+        stream: true,
+      });
+      let thinking = "";
+      let outputTokens = 0;
+      let receipt: StreamReceipt | undefined;
+      for await (const event of stream) {
+        if (event.type === "content_block_delta" && event.delta.type === "thinking_delta")
+          thinking += event.delta.thinking;
+        if (event.type === "message_delta") outputTokens = event.usage.output_tokens;
+        if ((event as { type: string }).type === "x402_receipt")
+          receipt = (event as unknown as { x402_receipt: StreamReceipt }).x402_receipt;
+      }
+      assert.equal(thinking, "Weigh the toll roads first.");
+      assert.ok(receipt);
+      assert.equal(outputTokens, message.usage.output_tokens);
+      assert.equal(receipt.units?.output_tokens, outputTokens);
+      assert.equal(receipt.amount, charge.toString());
+
+      // Unseen output beyond the budget is not believed: the delivered summary and text are charged.
+      const overBudget = await ask({ thinking: { type: "enabled", budget_tokens: hidden - 20 } });
+      const overBudgetUsage = ((await overBudget.json()) as Message).usage;
+      await pay.idle();
+      const [overBudgetRow] = await h.ledger.payments.recent({ limit: 1 });
+      assert.equal(overBudgetUsage.output_tokens, message.usage.output_tokens, "the backend said the same");
+      const delivered = Number(overBudgetRow?.usage?.output_tokens);
+      assert.ok(
+        delivered >= 9 && delivered < message.usage.output_tokens - hidden + 9,
+        `charged ${delivered}`,
+      );
+
+      // A request that asked for no thinking pays for its text alone, whatever its backend reports.
+      h.backend.set({
+        thinking: { summary: "Weigh the toll roads first.", hiddenTokens: hidden, reportUnasked: true },
+      });
+      const plain = await ask({});
+      const plainMessage = (await plain.json()) as Message;
+      await pay.idle();
+      assert.deepEqual(
+        plainMessage.content.map((block) => block.type),
+        ["text"],
+      );
+      assert.equal(plainMessage.usage.output_tokens, 9 + hidden, "the backend claims unseen output");
+      const [plainRow] = await h.ledger.payments.recent({ limit: 1 });
+      assert.equal(plainRow?.usage?.output_tokens, 9, "only the 9 tokens delivered are charged");
+      assert.deepEqual(overcharges, []);
+    } finally {
+      h.backend.set({ thinking: undefined });
+      await pay.close();
+    }
+  });
+
   test("the official SDK streams; the receipt arrives as a final event it passes through, after message_stop", async () => {
     const buyer = h.devnet.accounts.buyers[1]!;
     h.backend.set({ responseTokens: 14, tokensPerSecond: 500 });

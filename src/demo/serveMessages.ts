@@ -27,6 +27,7 @@ export const messagesRequestSchema = z.looseObject({
     .array(z.looseObject({ role: z.string(), content: z.union([z.string(), z.array(blockSchema)]) }))
     .min(1),
   stream: z.boolean().nullish(),
+  thinking: z.looseObject({ type: z.string() }).nullish(),
 });
 export type MessagesRequest = z.infer<typeof messagesRequestSchema>;
 
@@ -71,7 +72,18 @@ export async function serveMessages({
   const limit = behaviour.ignoreOutputLimit === true ? Number.POSITIVE_INFINITY : body.max_tokens;
   const tokens = takeTokens(generation.tokens, limit);
   const stopReason = tokens.length >= body.max_tokens ? "max_tokens" : "end_turn";
-  const outputTokens = (text: string) => generation.countCompletionTokens?.(text) ?? tokens.length;
+  const thinks =
+    behaviour.thinking !== undefined && body.thinking != null && body.thinking.type !== "disabled";
+  const summary = thinks ? (behaviour.thinking?.summary ?? "") : "";
+  const hidden =
+    thinks || behaviour.thinking?.reportUnasked === true ? (behaviour.thinking?.hiddenTokens ?? 0) : 0;
+  // Thinking is output: its summary as counted, and what it did not show.
+  const summaryTokens = summary
+    ? (generation.countCompletionTokens?.(summary) ?? summary.split(/\s+/).filter(Boolean).length)
+    : 0;
+  const outputTokens = (text: string) =>
+    (generation.countCompletionTokens?.(text) ?? tokens.length) + summaryTokens + hidden;
+  const thinkingBlock = { type: "thinking", thinking: summary, signature: "fake-thinking-signature" };
   const prompt = generation.promptTokens;
   const cacheRead = Math.min(behaviour.promptCache?.readTokens ?? 0, prompt);
   const cacheWrite = Math.min(behaviour.promptCache?.writeTokens ?? 0, prompt - cacheRead);
@@ -90,7 +102,7 @@ export async function serveMessages({
     type: "message",
     role: "assistant",
     model: body.model,
-    content: [] as { type: "text"; text: string }[],
+    content: [] as Record<string, unknown>[],
     stop_reason: null as string | null,
     stop_sequence: null,
     usage: usage(1),
@@ -107,7 +119,7 @@ export async function serveMessages({
       200,
       {
         ...message,
-        content: [{ type: "text", text }],
+        content: [...(thinks ? [thinkingBlock] : []), { type: "text", text }],
         stop_reason: stopReason,
         usage: usage(outputTokens(text)),
       },
@@ -120,7 +132,19 @@ export async function serveMessages({
   const send = (event: string, data: Record<string, unknown>) =>
     writeAndWait(response, `event: ${event}\ndata: ${JSON.stringify({ type: event, ...data })}\n\n`, closed);
   if (!(await send("message_start", { message }))) return;
-  if (!(await send("content_block_start", { index: 0, content_block: { type: "text", text: "" } }))) return;
+  const textIndex = thinks ? 1 : 0;
+  if (thinks) {
+    const start = { index: 0, content_block: { ...thinkingBlock, thinking: "", signature: "" } };
+    if (!(await send("content_block_start", start))) return;
+    const deltas = [
+      { type: "thinking_delta", thinking: summary },
+      { type: "signature_delta", signature: thinkingBlock.signature },
+    ];
+    for (const delta of deltas) if (!(await send("content_block_delta", { index: 0, delta }))) return;
+    if (!(await send("content_block_stop", { index: 0 }))) return;
+  }
+  const textStart = { index: textIndex, content_block: { type: "text", text: "" } };
+  if (!(await send("content_block_start", textStart))) return;
   if (!(await send("ping", {}))) return;
   const streamed = await streamTokens({
     tokens,
@@ -130,10 +154,10 @@ export async function serveMessages({
     record,
     closed,
     sendToken: (token) =>
-      send("content_block_delta", { index: 0, delta: { type: "text_delta", text: token } }),
+      send("content_block_delta", { index: textIndex, delta: { type: "text_delta", text: token } }),
   });
   if (!streamed) return;
-  if (!(await send("content_block_stop", { index: 0 }))) return;
+  if (!(await send("content_block_stop", { index: textIndex }))) return;
   const delta = { stop_reason: stopReason, stop_sequence: null };
   const final = usage(outputTokens(tokens.join("")));
   if (

@@ -260,6 +260,7 @@ export function createBillingSession(parameters: CreateBillingSessionParameters)
         promptCache:
           quote.request.promptCache === true &&
           quote.prices?.cache_write_input_tokens !== quote.prices?.input_tokens,
+        hiddenOutputTokens: quote.request.hiddenOutputTokens,
       });
       // Images are counted in the answer the buyer gets, never above what the quote allowed.
       const images = Math.min(delivered?.images ?? 0, Number(quote.usageBound.images ?? 0));

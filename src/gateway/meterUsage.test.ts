@@ -214,3 +214,31 @@ test("cache writes are charged only as a route reports them (CACHE_WRITE_TOKENS)
   });
   assert.deepEqual(unasked.units, { input_tokens: 100, output_tokens: 5, requests: 1 });
 });
+
+test("output a request lets the model keep unseen (Anthropic's thinking budget) is believed up to what was delivered plus that allowance, and within the authorized output", async () => {
+  const base = {
+    deliveredOutputTokens: 30,
+    choices: 1,
+    maxOutputTokens: 2_000,
+    promptTokenBound: 1_000,
+    countPrompt: async () => 0,
+  };
+  const charged = async (reportedOutput: number, hiddenOutputTokens?: number, maxOutputTokens = 2_000) =>
+    (
+      await reconcileUsage({
+        ...base,
+        maxOutputTokens,
+        hiddenOutputTokens,
+        reported: { prompt_tokens: 40, completion_tokens: reportedOutput },
+      })
+    ).units.output_tokens;
+  // Thinking billed whole and streamed as a summary: believed within the budget, charged as output.
+  assert.equal(await charged(730, 1_024), 730);
+  assert.equal(await charged(30 + 1_024, 1_024), 30 + 1_024);
+  // More than the summary and the budget: not believed, the delivered count is charged.
+  assert.equal(await charged(30 + 1_025, 1_024), 30);
+  // No thinking asked for: nothing unseen is believed.
+  assert.equal(await charged(730), 30);
+  // Never above the authorized output.
+  assert.equal(await charged(730, 1_024, 500), 500);
+});

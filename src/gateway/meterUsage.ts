@@ -25,12 +25,15 @@ export type ReconcileUsageParameters = {
   countPrompt: () => Promise<number>;
   /** The request asked for its prompt to be cached: reported cache writes are believed (else they are input). */
   promptCache?: boolean;
+  /** Output the request lets the model generate unseen (Anthropic's thinking budget): believed beyond what was delivered. */
+  hiddenOutputTokens?: number;
 };
 
 /**
  * The usage to charge for. Output is what the gateway delivered, counted: the backend's
  * `completion_tokens` is believed up to that count plus the reasoning tokens it itemizes
- * (`completion_tokens_details.reasoning_tokens`, reasoning it did not stream), and only when at
+ * (`completion_tokens_details.reasoning_tokens`, reasoning it did not stream) and the hidden output the
+ * request allowed (`hiddenOutputTokens`, thinking Anthropic bills as output), and only when at
  * least half the count, less a few tokens per choice (a report of 0 for a long answer is not
  * believed); the total never exceeds the authorized output. The prompt is the backend's `prompt_tokens`
  * when it reports a count within the quote's bound; otherwise the gateway counts it. The cached part
@@ -47,6 +50,7 @@ export async function reconcileUsage({
   promptTokenBound,
   countPrompt,
   promptCache = false,
+  hiddenOutputTokens = 0,
 }: ReconcileUsageParameters): Promise<ChargeUsage> {
   const usage =
     typeof reported === "object" && reported !== null ? (reported as Record<string, unknown>) : {};
@@ -58,7 +62,7 @@ export async function reconcileUsage({
   const hiddenReasoning = isCount(details?.reasoning_tokens) ? details.reasoning_tokens : 0;
   const outputBelieved =
     isCount(reportedOutput) &&
-    reportedOutput <= deliveredOutputTokens + hiddenReasoning &&
+    reportedOutput <= deliveredOutputTokens + Math.max(hiddenReasoning, hiddenOutputTokens) &&
     reportedOutput >= deliveredOutputTokens / 2 - slack;
   const completionTokens = Math.min(outputBelieved ? reportedOutput : deliveredOutputTokens, maxOutputTokens);
 

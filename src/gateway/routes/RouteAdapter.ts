@@ -52,6 +52,12 @@ export type RouteRequest = {
   images?: number;
   /** The request asks for its prompt to be cached (Anthropic `cache_control`): only then are cache writes charged. */
   promptCache?: boolean;
+  /**
+   * Output the model may generate and not stream, at most this many tokens (Anthropic's extended
+   * thinking, of which Claude 4 models stream a summary and bill the whole): the backend's output count
+   * is believed up to what was delivered plus this. Never more than the authorized output.
+   */
+  hiddenOutputTokens?: number;
 };
 
 /**

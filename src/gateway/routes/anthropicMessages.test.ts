@@ -218,4 +218,31 @@ describe("the Messages route", () => {
         /only 5-minute prompt-cache writes are priced/.test(e.shortMessage),
     );
   });
+
+  test("extended thinking lets the model think unseen up to its budget (the output limit when adaptive); a thinking shape it cannot bound is refused, naming the shapes", () => {
+    const read = (thinking: unknown) =>
+      anthropicMessages.readRequest({
+        model: "claude-test",
+        max_tokens: 4_000,
+        messages: [{ role: "user", content: "hi" }],
+        ...(thinking === undefined ? {} : { thinking }),
+      }).hiddenOutputTokens;
+    assert.equal(read(undefined), undefined);
+    assert.equal(read({ type: "disabled" }), undefined);
+    assert.equal(read({ type: "enabled", budget_tokens: 1_024 }), 1_024);
+    assert.equal(read({ type: "adaptive" }), 4_000);
+    const refused = (thinking: unknown, field: string, words: RegExp) =>
+      assert.throws(
+        () => read(thinking),
+        (e) =>
+          isTollgateError(e, "TOLLGATE_REQUEST_INVALID") &&
+          e.details.field === field &&
+          words.test(e.shortMessage),
+      );
+    refused({ type: "enabled" }, "thinking.budget_tokens", /must be a positive integer/);
+    refused({ type: "enabled", budget_tokens: -5 }, "thinking.budget_tokens", /must be a positive integer/);
+    refused({ type: "enabled", budget_tokens: 1.5 }, "thinking.budget_tokens", /must be a positive integer/);
+    refused({ type: "deep" }, "thinking.type", /"enabled" with budget_tokens, "adaptive" or "disabled"/);
+    refused("on", "thinking", /must be an object/);
+  });
 });

@@ -77,6 +77,36 @@ function normalizedUsage(
   return out;
 }
 
+/**
+ * The output a request lets the model think without showing it. With extended thinking on, Claude 4
+ * models stream a summary of their thinking and bill all of it as output: at most `budget_tokens` when
+ * `enabled`, at most the output limit when `adaptive` (the model chooses). Off (`disabled`, or no
+ * `thinking`), the output billed is what was delivered.
+ */
+function hiddenThinkingTokens(thinking: unknown, maxTokens: unknown): number {
+  if (thinking === undefined || thinking === null) return 0;
+  const shapes = `"enabled" with budget_tokens, "adaptive" or "disabled"`;
+  if (!isObject(thinking)) throw invalidField("thinking", `must be an object: {"type": ${shapes}}`);
+  switch (thinking.type) {
+    case "disabled":
+      return 0;
+    case "adaptive":
+      return typeof maxTokens === "number" && Number.isSafeInteger(maxTokens) ? maxTokens : 0;
+    case "enabled": {
+      const budget = thinking.budget_tokens;
+      if (typeof budget !== "number" || !Number.isSafeInteger(budget) || budget < 1)
+        throw invalidField(
+          "thinking.budget_tokens",
+          "must be a positive integer: the most tokens the model may think",
+        );
+      return budget;
+    }
+    default:
+      // Thinking this gateway cannot bound would be output it cannot charge for.
+      throw invalidField("thinking.type", `is ${JSON.stringify(thinking.type)}: it must be ${shapes}`);
+  }
+}
+
 function errorMessageOf(json: Record<string, unknown>): string | undefined {
   if (json.type !== "error" && json.error === undefined) return undefined;
   const error = json.error;
@@ -223,6 +253,7 @@ export const anthropicMessages: RouteAdapter = {
           `${path}.cache_control`,
           `has ttl ${JSON.stringify(control.ttl)}, which is not sold here: only 5-minute prompt-cache writes are priced (leave ttl out, or "5m")`,
         );
+    const hiddenOutputTokens = hiddenThinkingTokens(fields.thinking, fields.max_tokens);
     const stream = readStream(fields.stream);
     return {
       fields,
@@ -231,6 +262,7 @@ export const anthropicMessages: RouteAdapter = {
       requestedOutputTokens: fields.max_tokens,
       choices: 1,
       promptCache: cacheControls.length > 0,
+      ...(hiddenOutputTokens > 0 ? { hiddenOutputTokens } : {}),
     };
   },
 
