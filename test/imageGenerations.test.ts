@@ -20,6 +20,9 @@ before(async () => {
           "256x256": SMALL_ATOMIC.toString(),
           "1024x1024": "40000",
           "1024x1024/hd": LARGE_HD_ATOMIC.toString(),
+          // Sold by quality only: a request must name one, since the backend's default is not priced.
+          "1536x1024/low": "20000",
+          "1536x1024/high": "120000",
         },
       },
     ],
@@ -84,6 +87,25 @@ describe("POST /v1/images/generations", () => {
       assert.equal(error.param, "quality");
       assert.match(error.message, /qualities: hd/);
     }
+  });
+
+  test("at a size sold by quality only, a request naming no quality is refused, naming the qualities, not sold at a price its backend's default may exceed", async () => {
+    const ask = (body: Record<string, unknown>) =>
+      fetch(`${h.gateway.url}/v1/images/generations`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ model: "mock-image", prompt: "x", size: "1536x1024", ...body }),
+      });
+    const refused = await ask({});
+    assert.equal(refused.status, 400);
+    const error = ((await refused.json()) as { error: { param: string; message: string } }).error;
+    assert.equal(error.param, "quality");
+    assert.match(error.message, /quality is required at size "1536x1024".*low, high/);
+    const priced = await ask({ quality: "high" });
+    assert.equal(priced.status, 402);
+    const required = decodePaymentRequiredHeader(priced.headers.get("payment-required")!);
+    assert.ok(required.ok);
+    assert.equal(required.paymentRequired.accepts[0]?.amount, "120000");
   });
 
   test("a size that is not sold is refused, naming the sizes that are", async () => {

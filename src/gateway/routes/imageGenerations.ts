@@ -89,6 +89,12 @@ export const imageGenerations: RouteAdapter = {
         `${JSON.stringify(quality)} is not sold at size ${JSON.stringify(size)}; qualities: ${priced.join(", ")}${imagePriceOf(model, size, undefined) === undefined ? "" : ", or none for the size's base price"}`,
       );
     const price = imagePriceOf(model, size, quality as string | undefined);
+    // With no quality named, the backend picks its default: sold only where the size has a base price for it.
+    if (price === undefined && quality === undefined && priced.length > 0)
+      throw invalidField(
+        "quality",
+        `is required at size ${JSON.stringify(size)}, which is sold by quality only: ${priced.join(", ")}`,
+      );
     if (price === undefined)
       throw invalidField(
         "size",
