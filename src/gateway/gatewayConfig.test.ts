@@ -70,3 +70,19 @@ test("a maxTimeoutSeconds shorter than a model's longest generation plus the set
   }));
   assert.equal(parseGatewayConfig({ ...input, models, maxTimeoutSeconds: 120 }).maxTimeoutSeconds, 120);
 });
+
+test("a price on a unit no route meters (output_bytes) is a config error naming it, not a unit sold for nothing", async () => {
+  const input = await exampleInput();
+  const [first] = input.models as Record<string, unknown>[];
+  assert.throws(
+    () =>
+      parseGatewayConfig({
+        ...input,
+        models: [{ ...first, prices: { input_tokens: "$1", output_tokens: "$2", output_bytes: "$5" } }],
+      }),
+    (error: unknown) =>
+      isTollgateError(error, "TOLLGATE_CONFIG_INVALID") &&
+      /prices\.output_bytes/.test(error.shortMessage) &&
+      /would never be charged/.test(error.shortMessage),
+  );
+});

@@ -81,6 +81,15 @@ const modelSchema = z
         path: ["inputPrice"],
       });
     }
+    // A price no route meters would be quoted and charged as nothing: refused, not given away.
+    if (model.prices?.output_bytes !== undefined) {
+      ctx.addIssue({
+        code: "custom",
+        message:
+          "output_bytes is not metered by any route this gateway serves, so it would never be charged: price output_tokens (or images, compute_ms) instead",
+        path: ["prices", "output_bytes"],
+      });
+    }
     if (
       routes[model.kind].outputTokens &&
       model.inputPrice !== undefined &&
