@@ -258,17 +258,38 @@ describe("POST /v1/messages (Anthropic Messages API)", () => {
       assert.equal(receipt.units?.output_tokens, outputTokens);
       assert.equal(receipt.amount, charge.toString());
 
-      // Unseen output beyond the budget is not believed: the delivered summary and text are charged.
+      // Unseen output beyond the budget is held to it: the delivered summary and text, and the budget.
       const overBudget = await ask({ thinking: { type: "enabled", budget_tokens: hidden - 20 } });
       const overBudgetUsage = ((await overBudget.json()) as Message).usage;
       await pay.idle();
       const [overBudgetRow] = await h.ledger.payments.recent({ limit: 1 });
       assert.equal(overBudgetUsage.output_tokens, message.usage.output_tokens, "the backend said the same");
-      const delivered = Number(overBudgetRow?.usage?.output_tokens);
+      const heldTo = Number(overBudgetRow?.usage?.output_tokens);
       assert.ok(
-        delivered >= 9 && delivered < message.usage.output_tokens - hidden + 9,
-        `charged ${delivered}`,
+        heldTo >= 9 + hidden - 20 && heldTo < message.usage.output_tokens,
+        `charged ${heldTo} of ${message.usage.output_tokens}`,
       );
+
+      // A model that thinks unasked shows its thinking block: its thinking is charged, up to the limit.
+      h.backend.set({
+        thinking: { summary: "Weigh the toll roads first.", hiddenTokens: hidden, byDefault: true },
+      });
+      const unasked = await ask({});
+      const unaskedMessage = (await unasked.json()) as Message;
+      await pay.idle();
+      assert.equal(unaskedMessage.content[0]?.type, "thinking");
+      const [unaskedRow] = await h.ledger.payments.recent({ limit: 1 });
+      assert.equal(unaskedRow?.usage?.output_tokens, unaskedMessage.usage.output_tokens);
+      // Told not to think, it shows no thinking and none is believed.
+      const disabled = await ask({ thinking: { type: "disabled" } });
+      const disabledMessage = (await disabled.json()) as Message;
+      await pay.idle();
+      assert.deepEqual(
+        disabledMessage.content.map((block) => block.type),
+        ["text"],
+      );
+      const [disabledRow] = await h.ledger.payments.recent({ limit: 1 });
+      assert.equal(disabledRow?.usage?.output_tokens, 9);
 
       // A request that asked for no thinking pays for its text alone, whatever its backend reports.
       h.backend.set({

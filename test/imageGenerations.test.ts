@@ -25,6 +25,14 @@ before(async () => {
           "1536x1024/high": "120000",
         },
       },
+      {
+        // Every size sold by quality, and a per-image price besides: still no price for a default quality.
+        id: "mock-image-by-quality",
+        kind: "image",
+        backend: { baseUrl },
+        imagePrices: { "1024x1024/low": "11000", "1024x1024/high": "170000" } as Record<string, string>,
+        prices: { images: "11000" },
+      },
     ],
   });
 });
@@ -101,6 +109,27 @@ describe("POST /v1/images/generations", () => {
     const error = ((await refused.json()) as { error: { param: string; message: string } }).error;
     assert.equal(error.param, "quality");
     assert.match(error.message, /quality is required at size "1536x1024".*low, high/);
+    // The default size of a model priced by quality only is the first key's size, and it needs a quality
+    // too, whatever per-image price the model has besides.
+    const byQuality = (body: Record<string, unknown>) =>
+      fetch(`${h.gateway.url}/v1/images/generations`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ model: "mock-image-by-quality", prompt: "x", ...body }),
+      });
+    for (const body of [{}, { size: "1024x1024" }]) {
+      const defaulted = await byQuality(body);
+      assert.equal(defaulted.status, 400, JSON.stringify(body));
+      assert.match(
+        ((await defaulted.json()) as { error: { message: string } }).error.message,
+        /quality is required at size "1024x1024".*low, high/,
+      );
+    }
+    const high = await byQuality({ quality: "high" });
+    assert.equal(high.status, 402);
+    const highRequired = decodePaymentRequiredHeader(high.headers.get("payment-required")!);
+    assert.ok(highRequired.ok);
+    assert.equal(highRequired.paymentRequired.accepts[0]?.amount, "170000");
     const priced = await ask({ quality: "high" });
     assert.equal(priced.status, 402);
     const required = decodePaymentRequiredHeader(priced.headers.get("payment-required")!);

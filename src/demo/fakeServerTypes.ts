@@ -28,12 +28,15 @@ export type FakeServerBehaviour = {
    */
   promptCache?: { readTokens: number; writeTokens: number } | undefined;
   /**
-   * Messages API, extended thinking as Claude 4 models do it: a request with `thinking` on gets a
-   * thinking block holding `summary` before its text, and `output_tokens` counts `hiddenTokens` more
-   * than the summary and the text (thinking billed and not shown). A request without thinking gets no
-   * block, yet `output_tokens` still counts the hidden tokens when `reportUnasked` (a backend that lies).
+   * Messages API, extended thinking as Claude 4 models do it: a request with `thinking` on (or with no
+   * `thinking`, when the model thinks `byDefault`) gets a thinking block holding `summary` before its
+   * text, and `output_tokens` counts `hiddenTokens` more than the summary and the text (thinking billed
+   * and not shown). A request that does not think gets no block, yet `output_tokens` still counts the
+   * hidden tokens when `reportUnasked` (a backend that lies).
    */
-  thinking?: { summary: string; hiddenTokens: number; reportUnasked?: boolean } | undefined;
+  thinking?:
+    | { summary: string; hiddenTokens: number; byDefault?: boolean; reportUnasked?: boolean }
+    | undefined;
 } & Partial<FakeServerMisbehaviour>;
 
 /** An output-limit field a backend may read: OpenAI's two, llama.cpp's and Ollama's (two places). */

@@ -73,7 +73,8 @@ export async function serveMessages({
   const tokens = takeTokens(generation.tokens, limit);
   const stopReason = tokens.length >= body.max_tokens ? "max_tokens" : "end_turn";
   const thinks =
-    behaviour.thinking !== undefined && body.thinking != null && body.thinking.type !== "disabled";
+    behaviour.thinking !== undefined &&
+    (body.thinking == null ? behaviour.thinking.byDefault === true : body.thinking.type !== "disabled");
   const summary = thinks ? (behaviour.thinking?.summary ?? "") : "";
   const hidden =
     thinks || behaviour.thinking?.reportUnasked === true ? (behaviour.thinking?.hiddenTokens ?? 0) : 0;

@@ -25,6 +25,7 @@ export class OutputMeter {
   readonly #counted = new Map<number, number>();
   readonly #texts = new Map<number, string[]>();
   #delivered = false;
+  #hiddenOutput = false;
 
   constructor({ countTokens, limitPerChoice, choices, exactCount }: OutputMeterParameters) {
     this.#countTokens = countTokens;
@@ -40,6 +41,11 @@ export class OutputMeter {
   /** Something was delivered (a choice or a result), even if empty text. */
   get delivered(): boolean {
     return this.#delivered;
+  }
+
+  /** An accepted reading showed output it holds only in part (a thinking block). */
+  get sawHiddenOutput(): boolean {
+    return this.#hiddenOutput;
   }
 
   /** Output tokens forwarded, summed over choices (each piece counted as it went out). */
@@ -70,6 +76,7 @@ export class OutputMeter {
     for (const [choice, tokens] of additions)
       this.#counted.set(choice, (this.#counted.get(choice) ?? 0) + tokens);
     if (reading.delivered) this.#delivered = true;
+    if (reading.hiddenOutput) this.#hiddenOutput = true;
     return true;
   }
 

@@ -260,7 +260,9 @@ export function createBillingSession(parameters: CreateBillingSessionParameters)
         promptCache:
           quote.request.promptCache === true &&
           quote.prices?.cache_write_input_tokens !== quote.prices?.input_tokens,
-        hiddenOutputTokens: quote.request.hiddenOutputTokens,
+        // Thinking the request asked for, up to its budget; thinking it said nothing of, up to the limit.
+        hiddenOutputTokens:
+          quote.request.hiddenOutputTokens ?? (meter.sawHiddenOutput ? quote.maxOutputTokens : 0),
       });
       // Images are counted in the answer the buyer gets, never above what the quote allowed.
       const images = Math.min(delivered?.images ?? 0, Number(quote.usageBound.images ?? 0));

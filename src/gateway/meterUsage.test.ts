@@ -235,8 +235,21 @@ test("output a request lets the model keep unseen (Anthropic's thinking budget) 
   // Thinking billed whole and streamed as a summary: believed within the budget, charged as output.
   assert.equal(await charged(730, 1_024), 730);
   assert.equal(await charged(30 + 1_024, 1_024), 30 + 1_024);
-  // More than the summary and the budget: not believed, the delivered count is charged.
-  assert.equal(await charged(30 + 1_025, 1_024), 30);
+  // More than the summary and the budget (the delivered count is an estimate): held to them, so the
+  // hidden part is still charged, never above the allowance.
+  assert.equal(await charged(30 + 1_200, 1_024), 30 + 1_024);
+  // The same holds for itemized reasoning: a report above the count and its reasoning is held to them.
+  const itemized = await reconcileUsage({
+    ...base,
+    reported: {
+      prompt_tokens: 40,
+      completion_tokens: 500,
+      completion_tokens_details: { reasoning_tokens: 100 },
+    },
+  });
+  assert.deepEqual([itemized.units.output_tokens, itemized.units.reasoning_tokens], [30, 100]);
+  // A report of less than half what was delivered is not believed, allowance or not.
+  assert.equal(await charged(10, 1_024), 30);
   // No thinking asked for: nothing unseen is believed.
   assert.equal(await charged(730), 30);
   // Never above the authorized output.

@@ -32,8 +32,9 @@ export type ReconcileUsageParameters = {
 /**
  * The usage to charge for. Output is what the gateway delivered, counted: the backend's
  * `completion_tokens` is believed up to that count plus the reasoning tokens it itemizes
- * (`completion_tokens_details.reasoning_tokens`, reasoning it did not stream) and the hidden output the
- * request allowed (`hiddenOutputTokens`, thinking Anthropic bills as output), and only when at
+ * (`completion_tokens_details.reasoning_tokens`, reasoning it did not stream) or the hidden output the
+ * request allowed (`hiddenOutputTokens`, thinking Anthropic bills as output), a report above that held
+ * to it, and only when at
  * least half the count, less a few tokens per choice (a report of 0 for a long answer is not
  * believed); the total never exceeds the authorized output. The prompt is the backend's `prompt_tokens`
  * when it reports a count within the quote's bound; otherwise the gateway counts it. The cached part
@@ -60,11 +61,17 @@ export async function reconcileUsage({
   // as the backend itemizes it, and still within the authorized output.
   const details = usage.completion_tokens_details as Record<string, unknown> | null | undefined;
   const hiddenReasoning = isCount(details?.reasoning_tokens) ? details.reasoning_tokens : 0;
+  // Hidden output is believed up to its allowance: a report above it (the delivered count is an estimate
+  // for most models) is held to it rather than thrown away, which would charge none of the hidden part.
+  const hidden = Math.max(hiddenReasoning, hiddenOutputTokens);
   const outputBelieved =
     isCount(reportedOutput) &&
-    reportedOutput <= deliveredOutputTokens + Math.max(hiddenReasoning, hiddenOutputTokens) &&
+    (hidden > 0 || reportedOutput <= deliveredOutputTokens) &&
     reportedOutput >= deliveredOutputTokens / 2 - slack;
-  const completionTokens = Math.min(outputBelieved ? reportedOutput : deliveredOutputTokens, maxOutputTokens);
+  const believedOutput = outputBelieved
+    ? Math.min(reportedOutput, deliveredOutputTokens + hidden)
+    : deliveredOutputTokens;
+  const completionTokens = Math.min(believedOutput, maxOutputTokens);
 
   const reportedPrompt = usage.prompt_tokens;
   const promptBelieved = isCount(reportedPrompt) && reportedPrompt <= promptTokenBound;

@@ -25,6 +25,11 @@ export type OutputReading = {
   forward?: boolean;
   /** Units delivered beyond tokens (images returned), counted by the gateway itself. */
   units?: Partial<Record<UsageUnit, number>>;
+  /**
+   * The answer holds output it shows only in part (an Anthropic thinking block): for a request that
+   * said nothing of it, the backend's output count is believed up to the output limit.
+   */
+  hiddenOutput?: boolean;
 };
 
 /** How a route ends its streams, for APIs whose streams are not OpenAI's chunks and `[DONE]`. */
@@ -55,7 +60,9 @@ export type RouteRequest = {
   /**
    * Output the model may generate and not stream, at most this many tokens (Anthropic's extended
    * thinking, of which Claude 4 models stream a summary and bill the whole): the backend's output count
-   * is believed up to what was delivered plus this. Never more than the authorized output.
+   * is believed up to what was delivered plus this. Never more than the authorized output. Undefined
+   * when the request says nothing of it: then an answer that shows hidden output (`hiddenOutput`)
+   * may have up to the output limit of it.
    */
   hiddenOutputTokens?: number;
 };

@@ -227,8 +227,8 @@ describe("the Messages route", () => {
         messages: [{ role: "user", content: "hi" }],
         ...(thinking === undefined ? {} : { thinking }),
       }).hiddenOutputTokens;
-    assert.equal(read(undefined), undefined);
-    assert.equal(read({ type: "disabled" }), undefined);
+    assert.equal(read(undefined), undefined, "said nothing of: a thinking block shown decides");
+    assert.equal(read({ type: "disabled" }), 0);
     assert.equal(read({ type: "enabled", budget_tokens: 1_024 }), 1_024);
     assert.equal(read({ type: "adaptive" }), 4_000);
     const refused = (thinking: unknown, field: string, words: RegExp) =>
@@ -244,5 +244,55 @@ describe("the Messages route", () => {
     refused({ type: "enabled", budget_tokens: 1.5 }, "thinking.budget_tokens", /must be a positive integer/);
     refused({ type: "deep" }, "thinking.type", /"enabled" with budget_tokens, "adaptive" or "disabled"/);
     refused("on", "thinking", /must be an object/);
+    // The budget is part of max_tokens: one the model's output limit cannot hold is refused at the quote.
+    const body = (maxTokens: number, budget: number) =>
+      anthropicMessages.backendBody(
+        anthropicMessages.readRequest({
+          model: "claude-test",
+          max_tokens: maxTokens,
+          messages: [{ role: "user", content: "hi" }],
+          thinking: { type: "enabled", budget_tokens: budget },
+        }),
+        model!,
+        Math.min(maxTokens, 4_096),
+      );
+    assert.equal(body(16_000, 4_000).max_tokens, 4_096);
+    assert.throws(
+      () => body(16_000, 10_000),
+      (e) =>
+        isTollgateError(e, "TOLLGATE_REQUEST_INVALID") &&
+        e.details.field === "thinking.budget_tokens" &&
+        /not below the output limit 4096/.test(e.shortMessage),
+    );
+  });
+
+  test("a thinking block marks hidden output, in a stream and a whole message; a redacted block's encrypted data is not counted as text", () => {
+    const start = (block: Record<string, unknown>) =>
+      anthropicMessages.readChunk({ type: "content_block_start", index: 0, content_block: block });
+    assert.equal(start({ type: "thinking", thinking: "" }).hiddenOutput, true);
+    const redacted = start({ type: "redacted_thinking", data: "EuYBCkQYAiJA".repeat(300) });
+    assert.equal(redacted.hiddenOutput, true);
+    assert.deepEqual(redacted.pieces, [], "encrypted data is not generated text");
+    assert.equal(start({ type: "text", text: "" }).hiddenOutput, undefined);
+    const delta = anthropicMessages.readChunk({
+      type: "content_block_delta",
+      index: 0,
+      delta: { type: "thinking_delta", thinking: "Let me weigh" },
+    });
+    assert.deepEqual(delta.pieces, [{ choice: 0, text: "Let me weigh" }], "the summary is delivered output");
+    const message = (content: unknown[]) =>
+      anthropicMessages.readAnswer({
+        type: "message",
+        content,
+        usage: { input_tokens: 3, output_tokens: 9 },
+      });
+    assert.equal(
+      message([
+        { type: "redacted_thinking", data: "abc" },
+        { type: "text", text: "hi" },
+      ]).hiddenOutput,
+      true,
+    );
+    assert.equal(message([{ type: "text", text: "hi" }]).hiddenOutput, undefined);
   });
 });

@@ -80,11 +80,11 @@ function normalizedUsage(
 /**
  * The output a request lets the model think without showing it. With extended thinking on, Claude 4
  * models stream a summary of their thinking and bill all of it as output: at most `budget_tokens` when
- * `enabled`, at most the output limit when `adaptive` (the model chooses). Off (`disabled`, or no
- * `thinking`), the output billed is what was delivered.
+ * `enabled`, at most the output limit when `adaptive` (the model chooses); none when `disabled`.
+ * Undefined when the request has no `thinking`: a model that thinks by default shows a thinking block.
  */
-function hiddenThinkingTokens(thinking: unknown, maxTokens: unknown): number {
-  if (thinking === undefined || thinking === null) return 0;
+function hiddenThinkingTokens(thinking: unknown, maxTokens: unknown): number | undefined {
+  if (thinking === undefined || thinking === null) return undefined;
   const shapes = `"enabled" with budget_tokens, "adaptive" or "disabled"`;
   if (!isObject(thinking)) throw invalidField("thinking", `must be an object: {"type": ${shapes}}`);
   switch (thinking.type) {
@@ -114,17 +114,25 @@ function errorMessageOf(json: Record<string, unknown>): string | undefined {
   return typeof error === "string" ? error : "the backend reported an error";
 }
 
-/** Text the model generated in one block or delta: text, thinking, tool input, citations. */
+/**
+ * Text the model generated in one block or delta: text, thinking, tool input, citations. A redacted
+ * thinking block's `data` is encrypted, not text: its tokens are in the backend's count, believed as
+ * hidden output (`isThinkingBlock`).
+ */
 function generatedText(block: unknown): string {
   if (!isObject(block)) return "";
   let text = "";
-  for (const key of ["text", "thinking", "partial_json", "data", "name"] as const)
+  for (const key of ["text", "thinking", "partial_json", "name"] as const)
     if (typeof block[key] === "string") text += block[key];
   if (block.input !== undefined && !(isObject(block.input) && Object.keys(block.input).length === 0))
     text += JSON.stringify(block.input);
   if (isObject(block.citation)) text += JSON.stringify(block.citation);
   return text;
 }
+
+/** A content block of thinking, shown as a summary, redacted, or omitted: the model billed more than it shows. */
+const isThinkingBlock = (block: unknown) =>
+  isObject(block) && (block.type === "thinking" || block.type === "redacted_thinking");
 
 function readEvent(json: unknown): OutputReading {
   if (!isObject(json)) return { pieces: [], delivered: false, usage: undefined, error: "not a JSON object" };
@@ -152,6 +160,9 @@ function readEvent(json: unknown): OutputReading {
         delivered: true,
         usage: undefined,
         error: undefined,
+        ...(json.type === "content_block_start" && isThinkingBlock(json.content_block)
+          ? { hiddenOutput: true }
+          : {}),
       };
     }
     case "content_block_stop":
@@ -187,6 +198,7 @@ function readMessage(json: unknown): OutputReading {
     delivered: true,
     usage: normalizedUsage(json.usage),
     error: undefined,
+    ...(content.some(isThinkingBlock) ? { hiddenOutput: true } : {}),
   };
 }
 
@@ -262,7 +274,7 @@ export const anthropicMessages: RouteAdapter = {
       requestedOutputTokens: fields.max_tokens,
       choices: 1,
       promptCache: cacheControls.length > 0,
-      ...(hiddenOutputTokens > 0 ? { hiddenOutputTokens } : {}),
+      ...(hiddenOutputTokens !== undefined ? { hiddenOutputTokens } : {}),
     };
   },
 
@@ -277,6 +289,14 @@ export const anthropicMessages: RouteAdapter = {
   },
 
   backendBody(request: RouteRequest, model: ModelConfig, outputLimit: number) {
+    // The budget is part of max_tokens, which the backend gets as the authorized limit.
+    const thinking = request.fields.thinking as { type?: unknown; budget_tokens?: unknown } | undefined;
+    const budget = thinking?.type === "enabled" ? thinking.budget_tokens : undefined;
+    if (typeof budget === "number" && budget >= outputLimit)
+      throw invalidField(
+        "thinking.budget_tokens",
+        `is ${budget}, not below the output limit ${outputLimit} this model is sold with: ask for a smaller budget`,
+      );
     const body: Record<string, unknown> = {
       ...request.fields,
       model: model.backend.model ?? model.id,

@@ -28,6 +28,12 @@ function imagePriceOf(model: ModelConfig, size: string, quality: string | undefi
   );
 }
 
+/** The size a request that names none gets: the size of the first `imagePrices` key (`"1024x1024/hd"` → `"1024x1024"`). */
+function defaultSizeOf(model: ModelConfig): string | undefined {
+  const [first] = Object.keys(model.imagePrices ?? {});
+  return first?.split("/")[0];
+}
+
 function readImages(json: unknown): OutputReading {
   const error = errorOf(json);
   const data = (json as { data?: unknown } | null)?.data;
@@ -76,7 +82,7 @@ export const imageGenerations: RouteAdapter = {
 
   requestPrices(request, model, prices): UnitPrices {
     const sizes = Object.keys(model.imagePrices ?? {});
-    const size = request.fields.size ?? sizes[0];
+    const size = request.fields.size ?? defaultSizeOf(model);
     const quality = request.fields.quality;
     if (typeof size !== "string") throw invalidField("size", "is required: this model has no default size");
     if (quality !== undefined && typeof quality !== "string")
@@ -86,15 +92,15 @@ export const imageGenerations: RouteAdapter = {
     if (typeof quality === "string" && priced.length > 0 && !priced.includes(quality))
       throw invalidField(
         "quality",
-        `${JSON.stringify(quality)} is not sold at size ${JSON.stringify(size)}; qualities: ${priced.join(", ")}${imagePriceOf(model, size, undefined) === undefined ? "" : ", or none for the size's base price"}`,
+        `${JSON.stringify(quality)} is not sold at size ${JSON.stringify(size)}; qualities: ${priced.join(", ")}${model.imagePrices?.[size] === undefined ? "" : ", or none for the size's base price"}`,
       );
-    const price = imagePriceOf(model, size, quality as string | undefined);
-    // With no quality named, the backend picks its default: sold only where the size has a base price for it.
-    if (price === undefined && quality === undefined && priced.length > 0)
+    // With no quality named, the backend picks its default: sold only where the size has a price of its own.
+    if (quality === undefined && priced.length > 0 && model.imagePrices?.[size] === undefined)
       throw invalidField(
         "quality",
         `is required at size ${JSON.stringify(size)}, which is sold by quality only: ${priced.join(", ")}`,
       );
+    const price = imagePriceOf(model, size, quality as string | undefined);
     if (price === undefined)
       throw invalidField(
         "size",
@@ -118,12 +124,12 @@ export const imageGenerations: RouteAdapter = {
   },
 
   backendBody(request, model) {
-    const sizes = Object.keys(model.imagePrices ?? {});
+    const size = defaultSizeOf(model);
     return {
       ...request.fields,
       model: model.backend.model ?? model.id,
       n: request.images ?? 1,
-      ...(request.fields.size === undefined && sizes[0] ? { size: sizes[0] } : {}),
+      ...(request.fields.size === undefined && size ? { size } : {}),
     };
   },
 
