@@ -19,8 +19,12 @@ import { privateKeyToAccount } from "viem/accounts";
 import { parseReceiptEvent, RECEIPT_FIELD } from "../src/protocol/index.js";
 import { benchMaxTokens } from "./settings.js";
 
-export type Variant = "direct" | "tollgate" | "official" | "channels";
-export const variants: readonly Variant[] = ["direct", "tollgate", "official", "channels"];
+export type Variant = "direct" | "proxy" | "tollgate" | "official" | "channels";
+export const variants: readonly Variant[] = ["direct", "proxy", "tollgate", "official", "channels"];
+/** The variants nobody pays: the backend itself, and the bare proxy in front of it. */
+export type UnpaidVariant = "direct" | "proxy";
+export const isUnpaid = (variant: Variant): variant is UnpaidVariant =>
+  variant === "direct" || variant === "proxy";
 
 /** Timings of one request, in milliseconds from the start of the buyer's flow. */
 export type RequestTiming = {

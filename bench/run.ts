@@ -57,7 +57,7 @@ if (flags.help) {
   --profile DIR    CPU-profile the serving stack (gateway + official middleware) while the variants run,
                    write DIR/stack.cpuprofile and DIR/stack.log, and print its top self-time functions
   --memory-ledger  keep the gateway's PGlite ledger in memory instead of on disk
-  --only LIST      run only these variants (comma-separated: direct,tollgate,official,channels), e.g. to profile one`);
+  --only LIST      run only these variants (comma-separated: direct,proxy,tollgate,official,channels), e.g. to profile one`);
   process.exit(0);
 }
 
@@ -130,6 +130,7 @@ try {
     baseUrlFor: (variant, model) => {
       if (variant === "tollgate" || variant === "channels") return `${stack.ready.gatewayUrl}/v1`;
       if (variant === "official") return `${stack.ready.officialUrl}/v1`;
+      if (variant === "proxy") return `${stack.ready.proxyUrl}/v1`;
       const profile = profileNames.find((name) => backendProfiles[name].model === model);
       if (!profile) throw new Error(`bench: no backend for model ${model}`);
       return backend.ready.urls[profile];

@@ -1,6 +1,6 @@
 // Bench child: the billed servers in their own process — the Tollgate gateway (in-process facilitator,
 // PGlite ledger, payment channels offered beside upto) and the official x402 middleware (same
-// facilitator, served over HTTP).
+// facilitator, served over HTTP), beside a bare proxy with neither (the floor of the gateway's HTTP path).
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { Session } from "node:inspector/promises";
 import { tmpdir } from "node:os";
@@ -9,6 +9,7 @@ import { pino } from "pino";
 import { serveFacilitator, type TollgateFacilitator } from "../src/facilitator/index.js";
 import { parseGatewayConfig, startGateway } from "../src/gateway/index.js";
 import { openLedger } from "../src/ledger/index.js";
+import { startBareProxy } from "./bareProxy.js";
 import { serveUntilStdinEnds } from "./childProcess.js";
 import { startOfficialServer } from "./officialServer.js";
 import { backendProfiles, benchChannels, benchPrices, type ProfileName } from "./settings.js";
@@ -41,6 +42,7 @@ export type ChannelClaimReply = {
 
 export type StackReady = {
   gatewayUrl: string;
+  proxyUrl: string;
   officialUrl: string;
   facilitatorUrl: string;
   logFile: string;
@@ -95,6 +97,14 @@ const official = await startOfficialServer({
   payTo: input.payTo,
   models: config.models,
 });
+const proxy = await startBareProxy(
+  Object.fromEntries(
+    (Object.keys(backendProfiles) as ProfileName[]).map((name) => [
+      backendProfiles[name].model,
+      input.backendUrls[name],
+    ]),
+  ),
+);
 
 // Profiling starts on request, so module loading and start-up are not in the profile.
 const profiler = input.profileDir ? new Session() : undefined;
@@ -131,6 +141,7 @@ async function claimChannels(): Promise<ChannelClaimReply> {
 serveUntilStdinEnds(
   {
     gatewayUrl: gateway.url,
+    proxyUrl: proxy.url,
     officialUrl: official.url,
     facilitatorUrl: facilitatorServer.url,
     logFile,
@@ -138,6 +149,7 @@ serveUntilStdinEnds(
   } satisfies StackReady,
   async () => {
     await stopProfiling();
+    await proxy.close();
     await official.close();
     await facilitatorServer.close();
     await gateway.close();

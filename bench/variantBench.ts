@@ -2,7 +2,15 @@
 // run: each measurement is split in rounds and the variants take turns, so drift on a noisy machine
 // lands on all of them alike. Channels are opened (one deposit per buyer) before the measurements,
 // and those deposit requests are reported on their own.
-import { type BenchBuyer, type RequestTiming, sendRequest, type Variant, variants } from "./payingClient.js";
+import {
+  type BenchBuyer,
+  isUnpaid,
+  type RequestTiming,
+  sendRequest,
+  type UnpaidVariant,
+  type Variant,
+  variants,
+} from "./payingClient.js";
 import { backendProfiles, type SampleCounts } from "./settings.js";
 import { runConcurrently, type Summary, summarize } from "./stats.js";
 
@@ -47,7 +55,7 @@ export type VariantBenchParameters = {
   /** Base URL (with `/v1`) of a variant for a model (direct calls each model's own backend). */
   baseUrlFor: (variant: Variant, model: string) => string;
   /** One buyer per worker (at least 32) for a paid variant. */
-  buyersFor: (variant: Exclude<Variant, "direct">) => readonly BenchBuyer[];
+  buyersFor: (variant: Exclude<Variant, UnpaidVariant>) => readonly BenchBuyer[];
   counts: SampleCounts;
   /** The variants to run (all by default); the others report no figures. */
   only?: readonly Variant[];
@@ -81,12 +89,13 @@ export async function runVariantBench({
   const fresh = (): Collected => ({ windows: [], latency: [], ttft: [], rps: {}, deposits: [], errors: 0 });
   const collected: Record<Variant, Collected> = {
     direct: fresh(),
+    proxy: fresh(),
     tollgate: fresh(),
     official: fresh(),
     channels: fresh(),
   };
   const buyerOf = (variant: Variant, worker: number) =>
-    variant === "direct" ? undefined : buyersFor(variant)[worker];
+    isUnpaid(variant) ? undefined : buyersFor(variant)[worker];
 
   const send = async (variant: Variant, model: string, stream: boolean, worker: number) => {
     const timing = await sendRequest({
