@@ -301,17 +301,6 @@ export function createBilling({
       });
     }
     const payment = decoded.payload;
-    // PostgreSQL cannot store U+0000 in JSON text: refuse it here rather than fail the claim after verify.
-    if (JSON.stringify(payment).includes("\\u0000")) {
-      return refuse(
-        "TOLLGATE_PAYMENT_MALFORMED",
-        "malformed payment header: a string contains a NUL character",
-        {
-          reason: "invalid_payload",
-          field: null,
-        },
-      );
-    }
     seen.scheme = payment.accepted?.scheme ?? "unknown";
     const matched = matchPayment(payment, offers, terms);
     if (!matched.ok) return answerRefusal(matched.refusal);

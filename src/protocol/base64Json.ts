@@ -12,8 +12,8 @@ export type Base64JsonLimits = {
 export const DEFAULT_BASE64_JSON_LIMITS: Base64JsonLimits = { maxLength: 16 * 1024, maxDepth: 32 };
 
 export type DecodeBase64JsonReturnType =
-  | { ok: true; value: unknown }
-  | { ok: false; reason: ReasonCode; message: string };
+  /** `text`: the JSON as decoded, for checks on what it spells (a `\u0000` escape). */
+  { ok: true; value: unknown; text: string } | { ok: false; reason: ReasonCode; message: string };
 
 const standardAlphabet = /^[A-Za-z0-9+/]*={0,2}$/;
 const urlSafeAlphabet = /^[A-Za-z0-9_-]*={0,2}$/;
@@ -50,8 +50,15 @@ export function decodeBase64Json(
   if (depth > limits.maxDepth) {
     return fail(ReasonCode.paymentHeaderTooDeep, `JSON nested deeper than ${limits.maxDepth} levels`);
   }
+  // A `__proto__` key is spelled out or written with `\u` escapes: without either, none can be there,
+  // and the text is parsed without the reviver (which makes parsing about three times slower).
+  const mayHidePrototype = text.includes("__proto__") || text.includes("\\u");
   try {
-    return { ok: true, value: JSON.parse(text, rejectPrototypeKeys) };
+    return {
+      ok: true,
+      value: mayHidePrototype ? JSON.parse(text, rejectPrototypeKeys) : JSON.parse(text),
+      text,
+    };
   } catch (error) {
     const detail = error instanceof Error ? error.message : String(error);
     return fail(ReasonCode.paymentHeaderNotJson, `not valid JSON (${detail})`);

@@ -91,6 +91,24 @@ describe("decodePaymentSignatureHeader", () => {
       '{"__proto__":{"admin":true},"x402Version"',
     );
     expectFailure(Buffer.from(poisoned).toString("base64"), ReasonCode.paymentHeaderNotJson);
+    // Spelled with escapes, it is the same key, and refused the same.
+    const escaped = JSON.stringify(payment).replace(
+      '{"x402Version"',
+      '{"\\u005f_proto\\u005f_":{"admin":true},"x402Version"',
+    );
+    expectFailure(Buffer.from(escaped).toString("base64"), ReasonCode.paymentHeaderNotJson);
+    // An escape elsewhere does not hide one either (and an honest escaped payload still decodes).
+    const honest = JSON.stringify(payment).replace('"x402Version"', '"x402\\u0056ersion"');
+    assert.equal(decodePaymentSignatureHeader(Buffer.from(honest).toString("base64")).ok, true);
+  });
+
+  test("refuses a string holding U+0000, which no x402 field holds and PostgreSQL cannot store", async () => {
+    const payment = await signUptoPayment();
+    const nul = encodeBase64Json({ ...payment, resource: { url: "https://seller.example/\\u0000" } });
+    const decoded = decodePaymentSignatureHeader(nul);
+    assert.equal(decoded.ok, true, "a backslash and u0000 spelled out are not a NUL");
+    const withNul = encodeBase64Json({ ...payment, resource: { url: "https://seller.example/\u0000" } });
+    expectFailure(withNul, ReasonCode.invalidPayload);
   });
 
   test("refuses x402 v1 payloads and non-objects with the version named", async () => {

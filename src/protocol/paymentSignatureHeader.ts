@@ -16,6 +16,9 @@ import {
 } from "./schemePayloads.js";
 import type { DecodedPaymentPayload, PaymentPayload } from "./types.js";
 
+/** `\u0000` as an escape, not as a backslash written out (`\\u0000`): an even run of backslashes before it. */
+const ESCAPED_NUL = /(?:^|[^\\])(?:\\\\)*\\u0000/;
+
 export type DecodePaymentSignatureHeaderReturnType =
   | { ok: true; payload: DecodedPaymentPayload }
   | { ok: false; reason: ReasonCode; message: string; field?: string };
@@ -42,6 +45,9 @@ export function decodePaymentSignatureHeader(
   }
   const json = decodeBase64Json(value, limits);
   if (!json.ok) return { ok: false, reason: json.reason, message: `payment header: ${json.message}` };
+  // No x402 field holds U+0000, and PostgreSQL cannot store it in JSON text: refused before any work.
+  if (json.text.includes("\\u0000") && ESCAPED_NUL.test(json.text))
+    return { ok: false, reason: ReasonCode.invalidPayload, message: "a string contains a NUL character" };
 
   const raw = json.value;
   if (typeof raw !== "object" || raw === null || Array.isArray(raw)) {
