@@ -51,3 +51,11 @@ test("finds cache_control where the Messages API reads it, with its place, and n
     [],
   );
 });
+
+test("a cache_control on the request itself (automatic caching) is a marker, named by an empty place", () => {
+  const found = promptCacheControls({
+    cache_control: { type: "ephemeral", ttl: "5m" },
+    messages: [{ role: "user", content: "hi" }],
+  });
+  assert.deepEqual(found, [{ path: "", control: { type: "ephemeral", ttl: "5m" } }]);
+});

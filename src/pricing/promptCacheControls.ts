@@ -1,12 +1,12 @@
 const isObject = (value: unknown): value is Record<string, unknown> =>
   typeof value === "object" && value !== null && !Array.isArray(value);
 
-/** A `cache_control` marker and where it is (`system[0]`, `messages[2].content[1]`, `tools[3]`). */
+/** A `cache_control` marker and where it is (`system[0]`, `messages[2].content[1]`, `tools[3]`; `""` for the request's own). */
 export type PromptCacheControl = { path: string; control: Record<string, unknown> };
 
 /**
  * The `cache_control` markers of an Anthropic Messages request, read where the API reads them: on
- * `system` blocks, on `tools`, on the messages' content blocks, and on the blocks a `tool_result`
+ * the request itself (automatic caching, the breakpoint placed by the API), on `system` blocks, on `tools`, on the messages' content blocks, and on the blocks a `tool_result`
  * (or another block) holds in its `content`. Never inside a tool call's `input` or a tool's
  * `input_schema`, which are data. The request asks for its prompt to be cached, and may be charged
  * for writing it, only when it has one. See
@@ -17,6 +17,7 @@ export type PromptCacheControl = { path: string; control: Record<string, unknown
  */
 export function promptCacheControls(body: Record<string, unknown>): PromptCacheControl[] {
   const found: PromptCacheControl[] = [];
+  if (isObject(body.cache_control)) found.push({ path: "", control: body.cache_control });
   const block = (value: unknown, path: string, depth: number): void => {
     if (!isObject(value)) return;
     if (isObject(value.cache_control)) found.push({ path, control: value.cache_control });

@@ -210,6 +210,24 @@ describe("the Messages route", () => {
       type: "ephemeral",
     };
     assert.equal(anthropicMessages.readRequest(deep).promptCache, true);
+    // Automatic caching: the request's own marker asks for caching too, and is held to the same ttl.
+    const automatic = (cacheControl: unknown) =>
+      anthropicMessages.readRequest({
+        model: "claude-test",
+        max_tokens: 5,
+        messages: [{ role: "user", content: "hi" }],
+        cache_control: cacheControl,
+      });
+    assert.equal(automatic({ type: "ephemeral" }).promptCache, true);
+    assert.deepEqual(
+      automatic({ type: "ephemeral" }).fields.cache_control,
+      { type: "ephemeral" },
+      "forwarded",
+    );
+    assert.throws(
+      () => automatic({ type: "ephemeral", ttl: "1h" }),
+      (e) => isTollgateError(e, "TOLLGATE_REQUEST_INVALID") && e.details.field === "cache_control",
+    );
     assert.throws(
       () => anthropicMessages.readRequest(marked({ type: "ephemeral", ttl: "1h" })),
       (e) =>

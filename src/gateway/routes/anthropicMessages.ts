@@ -34,6 +34,7 @@ const ALLOWED = new Set([
   "tools",
   "tool_choice",
   "thinking",
+  "cache_control",
 ]);
 /** Accepted and not forwarded: they change nothing the backend bills. */
 const IGNORED = new Set(["metadata", "service_tier"]);
@@ -262,7 +263,7 @@ export const anthropicMessages: RouteAdapter = {
     for (const { path, control } of cacheControls)
       if (control.ttl !== undefined && control.ttl !== "5m")
         throw invalidField(
-          `${path}.cache_control`,
+          path ? `${path}.cache_control` : "cache_control",
           `has ttl ${JSON.stringify(control.ttl)}, which is not sold here: only 5-minute prompt-cache writes are priced (leave ttl out, or "5m")`,
         );
     const hiddenOutputTokens = hiddenThinkingTokens(fields.thinking, fields.max_tokens);
