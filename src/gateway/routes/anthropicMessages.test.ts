@@ -262,6 +262,25 @@ describe("the Messages route", () => {
     refused({ type: "enabled", budget_tokens: 1.5 }, "thinking.budget_tokens", /must be a positive integer/);
     refused({ type: "deep" }, "thinking.type", /"enabled" with budget_tokens, "adaptive" or "disabled"/);
     refused("on", "thinking", /must be an object/);
+    // Effort, adaptive thinking's companion, is forwarded; an output format (a prompt of its own) is not sold.
+    const withConfig = (outputConfig: unknown) =>
+      anthropicMessages.readRequest({
+        model: "claude-test",
+        max_tokens: 4_000,
+        messages: [{ role: "user", content: "hi" }],
+        thinking: { type: "adaptive" },
+        output_config: outputConfig,
+      });
+    assert.deepEqual(withConfig({ effort: "low" }).fields.output_config, { effort: "low" });
+    for (const [config, field] of [
+      [{ effort: "low", format: { type: "json_schema", schema: {} } }, "output_config"],
+      ["low", "output_config"],
+      [{ effort: 3 }, "output_config.effort"],
+    ] as const)
+      assert.throws(
+        () => withConfig(config),
+        (e) => isTollgateError(e, "TOLLGATE_REQUEST_INVALID") && e.details.field === field,
+      );
     // The budget is part of max_tokens: one the model's output limit cannot hold is refused at the quote.
     const body = (maxTokens: number, budget: number) =>
       anthropicMessages.backendBody(

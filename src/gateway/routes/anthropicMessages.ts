@@ -35,6 +35,7 @@ const ALLOWED = new Set([
   "tool_choice",
   "thinking",
   "cache_control",
+  "output_config",
 ]);
 /** Accepted and not forwarded: they change nothing the backend bills. */
 const IGNORED = new Set(["metadata", "service_tier"]);
@@ -266,6 +267,13 @@ export const anthropicMessages: RouteAdapter = {
           path ? `${path}.cache_control` : "cache_control",
           `has ttl ${JSON.stringify(control.ttl)}, which is not sold here: only 5-minute prompt-cache writes are priced (leave ttl out, or "5m")`,
         );
+    // How hard the model works (`effort`) stays within max_tokens; an output format adds a prompt not metered here.
+    if (fields.output_config !== undefined) {
+      const config = fields.output_config;
+      if (!isObject(config) || Object.keys(config).some((key) => key !== "effort"))
+        throw invalidField("output_config", "may hold only effort here (an output format is not sold)");
+      if (typeof config.effort !== "string") throw invalidField("output_config.effort", "must be a string");
+    }
     const hiddenOutputTokens = hiddenThinkingTokens(fields.thinking, fields.max_tokens);
     const stream = readStream(fields.stream);
     return {
