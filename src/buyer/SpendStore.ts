@@ -65,7 +65,11 @@ export type StoredReceipts = {
 };
 
 /** Why a charge was flagged. */
-export type DisputeReason = "above_usage" | "above_maximum" | "usage_above_bound";
+/**
+ * `above_receipts`: a channel's seller states a charged total its own receipts and the vouchers
+ * still waiting for one do not add up to (it told the buyer less than it took).
+ */
+export type DisputeReason = "above_usage" | "above_maximum" | "usage_above_bound" | "above_receipts";
 
 export type RecordDisputeInput = {
   reservationId: string;
@@ -208,10 +212,24 @@ export interface SpendStore {
   /** Every provider and model measured so far. */
   providerLatencies(): Promise<ProviderLatency[]>;
   /**
+   * The vouchers signed on a channel: each one's status, base and maximum (it signs base + maximum),
+   * and for a settled one its charge.
+   */
+  channelVouchers(channelId: string): Promise<
+    Array<{
+      id: string;
+      status: SpendReservation["status"];
+      baseAtomic: bigint;
+      maxAtomic: bigint;
+      chargedAtomic: bigint | undefined;
+    }>
+  >;
+  /**
    * Settles the channel's vouchers still reserved without a receipt (all but `except`) from the
    * seller's charged cumulative amount `chargedCumulativeAtomic`, known while none of them is in
    * flight: in the order of their bases, each was charged the next base (the last: this amount)
-   * minus its own. Amounts that do not add up leave the vouchers reserved.
+   * minus its own. Amounts that do not add up (a cumulative below a base, a charge above a voucher's
+   * maximum) leave the vouchers reserved.
    */
   reconcileChannelVouchers(
     channelId: string,

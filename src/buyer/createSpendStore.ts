@@ -150,6 +150,25 @@ export async function createSpendStore({
       );
     },
 
+    async channelVouchers(channelId) {
+      const rows = await sql.query(
+        `SELECT id, status, max_atomic, charged_atomic, channel_base_atomic AS base FROM spend_reservations
+          WHERE channel_id = $1 AND channel_base_atomic IS NOT NULL
+          ORDER BY channel_base_atomic, created_at`,
+        [channelId.toLowerCase()],
+      );
+      return rows.map((row) => ({
+        id: String(row.id),
+        status: row.status as SpendReservation["status"],
+        baseAtomic: BigInt(String(row.base)),
+        maxAtomic: BigInt(String(row.max_atomic)),
+        chargedAtomic:
+          row.charged_atomic === null || row.charged_atomic === undefined
+            ? undefined
+            : BigInt(String(row.charged_atomic)),
+      }));
+    },
+
     reconcileChannelVouchers: (channelId, chargedCumulativeAtomic, { except } = {}) =>
       sql.transaction(async (tx) => {
         const rows = await tx.query<{ id: string; origin: string; max_atomic: unknown; base: unknown }>(
@@ -179,6 +198,8 @@ export async function createSpendStore({
           maxAtomic: voucher.maxAtomic,
           chargedAtomic: (bounds[i + 1] as bigint) - voucher.baseAtomic,
         }));
+        // Nor does a charge above the voucher's own maximum: the seller could not have charged it.
+        if (reconciled.some((voucher) => voucher.chargedAtomic > voucher.maxAtomic)) return [];
         for (const voucher of reconciled) {
           await tx.query(
             `UPDATE spend_reservations

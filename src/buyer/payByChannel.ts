@@ -121,6 +121,20 @@ export async function payByChannel(
           .processCorrectivePaymentRequired(refusal.paymentRequired)
           .catch(() => false);
         if (!recovered) return response;
+        // A charged total above what the receipt of the seller's latest voucher said is money the
+        // seller holds a voucher for and did not tell of: counted, disputed, not signed on.
+        if (
+          state?.chargedCumulativeAtomic !== undefined &&
+          (await disputeUnexplainedCharge(context, {
+            channelId: channel.channelId,
+            url,
+            origin,
+            offer,
+            statedAtomic: state.chargedCumulativeAtomic,
+            lastVoucherAtomic: state.signedMaxClaimable,
+          }))
+        )
+          return response;
       } else if (error === EXCEEDS_BALANCE && state?.balance !== undefined && !toppedUp) {
         toppedUp = true;
         await noteBalance(context, channel.channelId, state);
@@ -270,10 +284,13 @@ function channelStateOf(paymentRequired: PaymentRequired, channelId: string) {
       continue;
     const amount = (value: unknown) =>
       typeof value === "string" && /^[0-9]+$/.test(value) ? BigInt(value) : undefined;
+    const voucher = (offer.extra as { voucherState?: Record<string, unknown> } | undefined)?.voucherState;
     return {
       chargedCumulativeAtomic: amount(state.chargedCumulativeAmount),
       balance: amount(state.balance),
       totalClaimed: amount(state.totalClaimed),
+      /** The latest voucher the seller holds on the channel (a corrective 402's `voucherState`). */
+      signedMaxClaimable: amount(voucher?.signedMaxClaimable),
     };
   }
   return undefined;
@@ -302,6 +319,88 @@ async function reconcileLostReceipts(
       maxAtomic: voucher.maxAtomic,
       chargedAtomic: voucher.chargedAtomic,
     });
+}
+
+/**
+ * When a seller's corrective 402 names as its latest voucher one whose receipt this buyer has, the
+ * channel's charged total must be that voucher's base plus the charge its receipt stated. A higher
+ * total means the receipt understated what the seller took: the seller holds the voucher for the
+ * difference, so it is booked as spent (every cap counts it) and disputed (`above_receipts`), and the
+ * voucher is not signed again on this request. True when it did so. A latest voucher this store has
+ * no receipt for is not judged: the key may pay the channel from another store too.
+ */
+async function disputeUnexplainedCharge(
+  context: ChannelPaymentContext,
+  {
+    channelId,
+    url,
+    origin,
+    offer,
+    statedAtomic,
+    lastVoucherAtomic,
+  }: {
+    channelId: string;
+    url: string;
+    origin: string;
+    offer: OfferChoice["offer"];
+    statedAtomic: bigint;
+    lastVoucherAtomic: bigint | undefined;
+  },
+): Promise<boolean> {
+  if (lastVoucherAtomic === undefined) return false;
+  const store = await context.store();
+  const receipted = (await store.channelVouchers(channelId)).filter(
+    (voucher) =>
+      voucher.status === "settled" &&
+      voucher.chargedAtomic !== undefined &&
+      voucher.baseAtomic + voucher.maxAtomic === lastVoucherAtomic,
+  );
+  const last = receipted.at(-1);
+  if (last?.chargedAtomic === undefined) return false;
+  const explainedAtomic = last.baseAtomic + last.chargedAtomic;
+  // No more than the voucher signs can be claimed on chain: that much is booked, not what is stated.
+  const takenAtomic = statedAtomic < lastVoucherAtomic ? statedAtomic : lastVoucherAtomic;
+  if (takenAtomic <= explainedAtomic) return false;
+  const excessAtomic = takenAtomic - explainedAtomic;
+  const message = `the seller states ${statedAtomic} charged on channel ${channelId} up to voucher ${lastVoucherAtomic}, whose receipt said ${last.chargedAtomic} on ${last.baseAtomic}`;
+  const booked = await store.reserve({
+    origin,
+    url,
+    payer: context.payer,
+    scheme: offer.scheme,
+    network: offer.network,
+    asset: offer.asset,
+    payTo: offer.payTo,
+    maxAtomic: excessAtomic,
+  });
+  if (!booked.ok) return true;
+  await store.authorize(booked.id, { channelId });
+  await store.settle(booked.id, { chargedAtomic: excessAtomic });
+  await store.note(booked.id, message);
+  const disputeId = await store.recordDispute({
+    reservationId: booked.id,
+    origin,
+    reason: "above_receipts",
+    chargedAtomic: excessAtomic,
+    justifiedAtomic: 0n,
+    maxAtomic: excessAtomic,
+    network: offer.network,
+    details: { message, url, channelId, statedAtomic: statedAtomic.toString() },
+  });
+  context.emit({
+    type: "overcharge",
+    paymentId: booked.id,
+    origin,
+    reason: "above_receipts",
+    chargedAtomic: excessAtomic,
+    justifiedAtomic: 0n,
+    maxAtomic: excessAtomic,
+    transaction: "",
+    network: offer.network,
+    usage: undefined,
+    disputeId,
+  });
+  return true;
 }
 
 /** Takes the seller's word for the channel's balance, so the next attempt plans the deposit it lacks. */

@@ -127,6 +127,10 @@ test("vouchers without receipts are settled from the channel's cumulative, each 
       "the request in flight is left alone",
     );
     assert.equal((await store.daySpend()).countedAtomic, 200n + 100n + 500n);
+    // A cumulative that would charge a voucher more than its maximum does not add up either.
+    const overMax = await voucher(1300n);
+    assert.deepEqual(await store.reconcileChannelVouchers(channelId, 1300n + 501n, { except: inFlight }), []);
+    assert.equal((await store.reservation(overMax))?.status, "reserved", "still counted at its maximum");
   } finally {
     await store.close();
   }
