@@ -377,6 +377,43 @@ describe("refusals", () => {
     assert.equal(await h.devnet.usdcBalance(buyer.address), before - row!.chargeAtomic!);
   });
 
+  test("a buyer that leaves before its JSON answer, once the backend has its prompt, pays for the prompt", async () => {
+    const buyer = await h.devnet.createBuyer(10_000_000n);
+    // A JSON answer comes whole after its last token: 16 tokens at 10 a second, 1.6 s.
+    h.backend.set({ responseTokens: 16, tokensPerSecond: 10, reportUsage: true });
+    h.backend.clearRequests();
+    const before = await h.devnet.usdcBalance(buyer.address);
+    const pay = officialPayingFetch(buyer.privateKey, h.devnet.network);
+    const controller = new AbortController();
+    const left = pay(`${h.gateway.url}/v1/chat/completions`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: chatBody({ max_tokens: 64 }),
+      signal: controller.signal,
+    });
+    try {
+      while (h.backend.inferenceRequests.length === 0)
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      controller.abort();
+      await assert.rejects(left);
+      await h.backend.whenIdle();
+      assert.equal(h.backend.inferenceRequests[0]?.clientAborted, true, "the backend saw the buyer leave");
+      let row = (await h.ledger.payments.recent({ limit: 1 }))[0];
+      for (let i = 0; i < 600 && row?.status !== "settled"; i++) {
+        await new Promise((resolve) => setTimeout(resolve, 50));
+        row = (await h.ledger.payments.recent({ limit: 1 }))[0];
+      }
+      assert.equal(row?.status, "settled", "the prompt is charged, not the request failed");
+      assert.equal(row?.completionTokens, 0, "no output reached the buyer");
+      assert.ok((row?.promptTokens ?? 0) > 0);
+      assert.equal(row?.chargeAtomic, expectedCharge(row!.promptTokens!, 0));
+      assert.equal(await h.devnet.usdcBalance(buyer.address), before - row!.chargeAtomic!);
+    } finally {
+      h.backend.set({ responseTokens: 16, tokensPerSecond: 0 });
+    }
+  });
+
   test("settlement that fails after delivery becomes a debt, and the payer is refused", async () => {
     const buyer = await h.devnet.createBuyer(1_000_000n);
     h.backend.set({ responseTokens: 40, tokensPerSecond: 50 });

@@ -61,6 +61,44 @@ describe("createNodeHttpFetch", () => {
     assert.equal(await response.text(), "créé");
   });
 
+  test("onSent is told once the whole request went out, before the answer; an aborted request is never told", async () => {
+    let answer: (() => void) | undefined;
+    let received = "";
+    handler = (_request, body, response) => {
+      received = body;
+      answer = () => {
+        response.writeHead(200, { "content-type": "text/plain" });
+        response.end("ok");
+      };
+    };
+    const order: string[] = [];
+    const pending = createNodeHttpFetch({ body: "stream" })(url, {
+      method: "POST",
+      body: "x".repeat(200_000),
+      onSent: () => order.push("sent"),
+    });
+    while (!answer) await new Promise((resolve) => setTimeout(resolve, 5));
+    assert.equal(received.length, 200_000, "the server has the whole body");
+    assert.deepEqual(order, ["sent"], "told before the answer came");
+    answer();
+    assert.equal(await (await pending).text(), "ok");
+    assert.deepEqual(order, ["sent"], "told once");
+
+    const aborted = new AbortController();
+    aborted.abort(new Error("gone"));
+    let told = false;
+    await assert.rejects(
+      createNodeHttpFetch()(url, {
+        method: "POST",
+        body: "x",
+        signal: aborted.signal,
+        onSent: () => (told = true),
+      }),
+      /gone/,
+    );
+    assert.equal(told, false);
+  });
+
   test("viem gets the JSON-RPC result through it", async () => {
     handler = jsonRpc(() => ({ result: "0x2a" }));
     assert.equal(await clientOf().getBlockNumber({ cacheTime: 0 }), 42n);

@@ -3,6 +3,12 @@ import { Agent as HttpsAgent, request as httpsRequest } from "node:https";
 import { pipeline, Readable } from "node:stream";
 import { createBrotliDecompress, createGunzip, createInflate } from "node:zlib";
 
+/** `fetch` as `createNodeHttpFetch` makes it: `onSent` is called once the whole request has left. */
+export type NodeHttpFetch = (
+  input: string | URL | Request,
+  init?: RequestInit & { onSent?: (() => void) | undefined },
+) => Promise<Response>;
+
 export type CreateNodeHttpFetchParameters = {
   /** Most open connections per host (default 64); idle ones are kept alive for reuse. */
   maxSockets?: number;
@@ -39,12 +45,15 @@ export function createNodeHttpFetch({
   idleSocketMs = 4_000,
   maxResponseBytes = 10 * 1024 * 1024,
   body: bodyMode = "buffer",
-}: CreateNodeHttpFetchParameters = {}): typeof fetch {
+}: CreateNodeHttpFetchParameters = {}): NodeHttpFetch {
   const agentOptions = { keepAlive: true, maxSockets, timeout: idleSocketMs };
   const httpAgent = new HttpAgent(agentOptions);
   const httpsAgent = new HttpsAgent(agentOptions);
 
-  return function nodeHttpFetch(input: string | URL | Request, init: RequestInit = {}): Promise<Response> {
+  return function nodeHttpFetch(
+    input: string | URL | Request,
+    init: RequestInit & { onSent?: (() => void) | undefined } = {},
+  ): Promise<Response> {
     const url = new URL(typeof input === "string" || input instanceof URL ? input : input.url);
     const body = init.body;
     if (body !== undefined && body !== null && typeof body !== "string" && !(body instanceof Uint8Array)) {
@@ -104,6 +113,7 @@ export function createNodeHttpFetch({
       // Kept for the whole exchange: the socket's errors keep coming here while a streamed body is read.
       // A request is never sent twice: a POST the server may have received could run twice.
       request.on("error", fail);
+      if (init.onSent) request.once("finish", init.onSent);
       request.end(body ?? undefined);
     });
   };

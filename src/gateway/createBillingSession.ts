@@ -115,6 +115,11 @@ export type BillingSession = {
    * buyer gets (default 502), for the `failed` event.
    */
   failBeforeOutput(reason: string, status?: number): Promise<void>;
+  /**
+   * The buyer left once the backend had the prompt and before any output reached it (a JSON answer
+   * it did not wait for): the prompt is charged, as for a stream it leaves before its first token.
+   */
+  leftAfterPrompt(): Promise<void>;
   /** A non-streaming response body (text): meter it, cut it to the authorized output, settle. */
   completeJson(text: string): Promise<JsonCompletion>;
   /** A streaming response: forward the backend's SSE as it comes; settle and send the receipt at the end. */
@@ -515,6 +520,9 @@ export function createBillingSession(parameters: CreateBillingSessionParameters)
     deadlineAt,
     done,
     failBeforeOutput,
+    async leftAfterPrompt() {
+      await settleDelivered(newMeter(), undefined);
+    },
     async completeJson(text) {
       const notRecorded = () => {
         const answer = errorAnswer("TOLLGATE_LEDGER_FAILED", PAYMENT_NOT_RECORDED);

@@ -1,5 +1,5 @@
 import type { Context, MiddlewareHandler } from "hono";
-import { REQUEST_ID_HEADER } from "../errors/index.js";
+import { isTollgateError, REQUEST_ID_HEADER } from "../errors/index.js";
 import type { Billing } from "./createBilling.js";
 import type { BillingSession } from "./createBillingSession.js";
 import { readGuardedText } from "./guardBackendBody.js";
@@ -135,6 +135,18 @@ async function meterAnswer(
   session: BillingSession,
 ): Promise<void> {
   const response = c.res;
+  // A buyer gone once the backend had its prompt (its request went out whole, or it answered) pays for
+  // the prompt, as one that leaves a stream before its first token does.
+  if (c.req.raw.signal.aborted) {
+    const hadPrompt = c.error
+      ? isTollgateError(c.error, "TOLLGATE_BACKEND_FAILED") && c.error.details.promptSent === true
+      : response.status < 400;
+    if (hadPrompt) {
+      if (!c.error) await response.body?.cancel().catch(() => undefined);
+      await session.leftAfterPrompt();
+      return;
+    }
+  }
   if (c.error || response.status >= 400) {
     await session.failBeforeOutput(
       c.error ? String(c.error) : `backend answered ${response.status}`,
@@ -158,7 +170,8 @@ async function meterAnswer(
       modelId: quote.model.id,
     });
   } catch (error) {
-    await session.failBeforeOutput(String(error));
+    if (c.req.raw.signal.aborted) await session.leftAfterPrompt();
+    else await session.failBeforeOutput(String(error));
     throw error;
   }
   const completed = await session.completeJson(text);

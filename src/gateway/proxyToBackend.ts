@@ -8,7 +8,10 @@ export type ProxyToBackendParameters = {
   body: Record<string, unknown>;
   /** The API the request is for; default the model's kind. */
   route?: RouteAdapter;
-  /** Aborts the backend request (the buyer left). */
+  /**
+   * Aborts the backend request (the buyer left). A request it aborts fails with
+   * TOLLGATE_BACKEND_FAILED whose details say `buyerLeft`, and `promptSent` once the backend had it.
+   */
   signal?: AbortSignal;
 };
 
@@ -48,14 +51,26 @@ export async function proxyToBackend({
   signal?.addEventListener("abort", onClientGone, { once: true });
   if (signal?.aborted) controller.abort();
   let response: Response;
+  let sent = false;
   try {
     response = await backendFetch(url, {
       method: "POST",
       headers,
       body: JSON.stringify(body),
       signal: controller.signal,
+      onSent: () => {
+        sent = true;
+      },
     });
   } catch (cause) {
+    // The buyer left while the backend worked: once the whole request was out, the backend has the prompt.
+    if (signal?.aborted && !timedOut)
+      throw new TollgateError({
+        code: "TOLLGATE_BACKEND_FAILED",
+        shortMessage: `the buyer left before the backend for ${model.id} answered`,
+        details: { url, buyerLeft: true, promptSent: sent },
+        cause,
+      });
     throw new TollgateError({
       code: timedOut ? "TOLLGATE_BACKEND_TIMEOUT" : "TOLLGATE_BACKEND_FAILED",
       shortMessage: timedOut
