@@ -68,6 +68,31 @@ describe("gateway routes", () => {
     );
   });
 
+  test("POST /v1/completions with best_of: the candidates generated and not returned are charged, as the backend bills them", async () => {
+    h.backend.set({ responseTokens: 8, tokensPerSecond: 0 });
+    const pay = officialPayingFetch(h.devnet.accounts.buyers[0]!.privateKey, h.devnet.network);
+    const response = await pay(`${h.gateway.url}/v1/completions`, {
+      method: "POST",
+      headers: json,
+      body: JSON.stringify({
+        model: "mock-completion",
+        prompt: "once upon a time",
+        max_tokens: 20,
+        n: 1,
+        best_of: 4,
+      }),
+    });
+    assert.equal(response.status, 200);
+    const body = (await response.json()) as {
+      choices: unknown[];
+      usage: { prompt_tokens: number; completion_tokens: number };
+    };
+    assert.equal(body.choices.length, 1, "one returned");
+    assert.equal(body.usage.completion_tokens, 4 * 8, "four generated and billed by the backend");
+    const receipt = decodePaymentResponseHeader(response.headers.get("payment-response")!);
+    assert.equal(receipt.amount, expectedCharge(body.usage.prompt_tokens, 4 * 8).toString());
+  });
+
   test("POST /v1/embeddings is billed per input token", async () => {
     const pay = officialPayingFetch(h.devnet.accounts.buyers[1]!.privateKey, h.devnet.network);
     const response = await pay(`${h.gateway.url}/v1/embeddings`, {

@@ -64,6 +64,9 @@ export const completions: RouteAdapter = {
       requestedOutputTokens: fields.max_tokens,
       // best_of candidates are all generated (and billed) even though n are returned.
       choices: Math.max(n, bestOf) * promptCount(fields.prompt),
+      // The candidates not returned are output nobody sees: the backend's count is believed for them,
+      // within the authorized output (which prices every candidate).
+      ...(bestOf > n ? { hiddenOutputTokens: Number.MAX_SAFE_INTEGER } : {}),
     };
   },
 
