@@ -76,5 +76,42 @@ describe("responsesPromptBody", () => {
         responsesPromptBody({ input: [{ role: "user", content: [{ type: "input_file", file_id: "f" }] }] }),
       refusedNaming("input[0].content[0].file_data"),
     );
+    assert.throws(
+      () => responsesPromptBody({ instructions: [{ role: "system", content: "x" }], input: "hi" }),
+      refusedNaming("instructions"),
+    );
+  });
+
+  test("a tool call's output given as parts is read as content parts are: images sized, files by id refused", async () => {
+    const output = (parts: unknown[]) =>
+      responsesPromptBody({ input: [{ type: "function_call_output", call_id: "c", output: parts }] });
+    assert.throws(
+      () => output([{ type: "input_file", file_url: "https://x/a.pdf" }]),
+      refusedNaming("input[0].output[0].file_data"),
+    );
+    assert.throws(
+      () =>
+        responsesPromptBody({
+          input: [
+            {
+              type: "custom_tool_call_output",
+              call_id: "c",
+              output: [{ type: "input_image", file_id: "f" }],
+            },
+          ],
+        }),
+      refusedNaming("input[0].output[0].image_url"),
+    );
+    const image = { type: "input_image", image_url: "https://example.com/a.png" };
+    const bound = (body: Record<string, unknown>) =>
+      promptTokenBound({ kind: "chat", body, model: "gpt-4o", imageTokens: 1_000 });
+    const one = await bound(output([image]));
+    const twenty = await bound(output(Array.from({ length: 20 }, () => image)));
+    assert.ok(twenty - one >= 19 * 1_000, `20 images bound at ${twenty}, one at ${one}`);
+    // A plain string output still counts as text.
+    const text = responsesPromptBody({
+      input: [{ type: "function_call_output", call_id: "c", output: "sunny" }],
+    });
+    assert.deepEqual(text.messages, [{ type: "function_call_output", call_id: "c", output: "sunny" }]);
   });
 });

@@ -115,19 +115,30 @@ export function responsesPromptBody(fields: Record<string, unknown>): Record<str
   const { instructions, input, tools, tool_choice, text } = fields;
   if (typeof input !== "string" && !(Array.isArray(input) && input.length > 0))
     throw invalid("input", "must be a string or a non-empty array of input items");
+  if (instructions !== undefined && instructions !== null && typeof instructions !== "string")
+    throw invalid("instructions", "must be a string");
   const chat: unknown[] = [];
   if (typeof instructions === "string") chat.push({ role: "system", content: instructions });
   if (typeof input === "string") chat.push({ role: "user", content: input });
   else
     (input as unknown[]).forEach((item, index) => {
       if (!isObject(item)) throw invalid(`input[${index}]`, "must be an object");
-      const { content, ...rest } = item;
-      chat.push({
-        ...rest,
-        content: Array.isArray(content)
-          ? content.map((part, i) => boundablePart(part, `input[${index}].content[${i}]`))
-          : content,
-      });
+      // A tool call's output may be parts too (text, images, files): each is read as a content part is.
+      const { content, output, ...rest } = item;
+      if (!Array.isArray(content) && !Array.isArray(output)) {
+        chat.push(item);
+        return;
+      }
+      const parts: unknown[] = [];
+      for (const [field, value] of [
+        ["content", content],
+        ["output", output],
+      ] as const) {
+        if (Array.isArray(value))
+          parts.push(...value.map((part, i) => boundablePart(part, `input[${index}].${field}[${i}]`)));
+        else if (value !== undefined) parts.push({ type: "text", text: JSON.stringify(value) });
+      }
+      chat.push({ ...rest, content: parts });
     });
   return { messages: chat, tools, tool_choice, response_format: text };
 }
