@@ -137,6 +137,23 @@ describe("POST /v1/images/generations", () => {
     assert.equal(required.paymentRequired.accepts[0]?.amount, "120000");
   });
 
+  test("a quality named at a size priced without qualities is refused, not sold at the price of the backend's default", async () => {
+    for (const [model, size] of [
+      ["mock-image", "256x256"],
+      ["mock-image-by-quality", "1536x1024"],
+    ] as const) {
+      const response = await fetch(`${h.gateway.url}/v1/images/generations`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ model, prompt: "x", size, quality: "hd" }),
+      });
+      assert.equal(response.status, 400, `${model} ${size}`);
+      const error = ((await response.json()) as { error: { param: string; message: string } }).error;
+      assert.equal(error.param, "quality");
+      assert.match(error.message, /not priced at size .*leave quality out/);
+    }
+  });
+
   test("a size that is not sold is refused, naming the sizes that are", async () => {
     const response = await fetch(`${h.gateway.url}/v1/images/generations`, {
       method: "POST",

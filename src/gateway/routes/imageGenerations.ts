@@ -87,12 +87,15 @@ export const imageGenerations: RouteAdapter = {
     if (typeof size !== "string") throw invalidField("size", "is required: this model has no default size");
     if (quality !== undefined && typeof quality !== "string")
       throw invalidField("quality", "must be a string");
-    // Where qualities are priced for a size, a quality not among them is refused, not sold at the size's base price.
+    // A quality named is sold only at its own price: never at the size's price, which is for the
+    // backend's default quality (a dearer one named would cost the backend more than it was sold for).
     const priced = sizes.filter((key) => key.startsWith(`${size}/`)).map((key) => key.slice(size.length + 1));
-    if (typeof quality === "string" && priced.length > 0 && !priced.includes(quality))
+    if (typeof quality === "string" && !priced.includes(quality))
       throw invalidField(
         "quality",
-        `${JSON.stringify(quality)} is not sold at size ${JSON.stringify(size)}; qualities: ${priced.join(", ")}${model.imagePrices?.[size] === undefined ? "" : ", or none for the size's base price"}`,
+        priced.length > 0
+          ? `${JSON.stringify(quality)} is not sold at size ${JSON.stringify(size)}; qualities: ${priced.join(", ")}${model.imagePrices?.[size] === undefined ? "" : ", or none for the size's base price"}`
+          : `${JSON.stringify(quality)} is not priced at size ${JSON.stringify(size)}: leave quality out for the size's price, at the backend's default quality`,
       );
     // With no quality named, the backend picks its default: sold only where the size has a price of its own.
     if (quality === undefined && priced.length > 0 && model.imagePrices?.[size] === undefined)
