@@ -295,6 +295,22 @@ describe("a hostile backend", () => {
     assert.equal(row.completionTokens, 8);
   });
 
+  test("a model whose tokenizer the gateway does not know: its own count above the estimate stands up to the bytes delivered", async () => {
+    const delivered = Buffer.byteLength(mockCompletionText(8));
+    const body = { ...chat({ max_tokens: 64 }), model: "native-dialect" };
+    h.backend.set({ responseTokens: 8, usageOverride: { completion_tokens: delivered } });
+    await payFor(h, CHAT, body, buyer().privateKey);
+    assert.equal((await finalRow(h)).completionTokens, delivered, "the model's count, at most one a byte");
+    h.backend.set({ responseTokens: 8, usageOverride: { completion_tokens: delivered + 1 } });
+    await payFor(h, CHAT, body, buyer().privateKey);
+    assert.equal((await finalRow(h)).completionTokens, 8, "more tokens than bytes: the gateway's count");
+    // With the model's own tokenizer (the harness model counts exactly), a count above it is not believed.
+    h.backend.set({ responseTokens: 8, usageOverride: { completion_tokens: delivered } });
+    await payFor(h, CHAT, chat({ max_tokens: 64 }), buyer().privateKey);
+    assert.equal((await finalRow(h)).completionTokens, 8);
+    h.backend.set({ usageOverride: undefined });
+  });
+
   test("no prompt usage: the prompt is counted with the tokenizer, not billed at the bound", async () => {
     h.backend.set({ responseTokens: 4, reportPromptUsage: false });
     const content = "the quick brown fox ".repeat(200);

@@ -26,6 +26,7 @@ export class OutputMeter {
   readonly #texts = new Map<number, string[]>();
   #delivered = false;
   #hiddenOutput = false;
+  #bytes = 0;
 
   constructor({ countTokens, limitPerChoice, choices, exactCount }: OutputMeterParameters) {
     this.#countTokens = countTokens;
@@ -41,6 +42,11 @@ export class OutputMeter {
   /** Something was delivered (a choice or a result), even if empty text. */
   get delivered(): boolean {
     return this.#delivered;
+  }
+
+  /** UTF-8 bytes of the output text forwarded: no byte-level tokenizer counts more tokens than this. */
+  get deliveredBytes(): number {
+    return this.#bytes;
   }
 
   /** An accepted reading showed output it holds only in part (a thinking block). */
@@ -72,6 +78,7 @@ export class OutputMeter {
       const texts = this.#texts.get(piece.choice) ?? [];
       texts.push(piece.text);
       this.#texts.set(piece.choice, texts);
+      this.#bytes += Buffer.byteLength(piece.text);
     }
     for (const [choice, tokens] of additions)
       this.#counted.set(choice, (this.#counted.get(choice) ?? 0) + tokens);

@@ -240,12 +240,13 @@ export function createBillingSession(parameters: CreateBillingSessionParameters)
     return finishing;
   };
 
+  const exactCount = hasExactTokenizer(model);
   const newMeter = () =>
     new OutputMeter({
       countTokens: parameters.countTokens,
       limitPerChoice: quote.outputLimit,
       choices: quote.choices,
-      exactCount: hasExactTokenizer(model),
+      exactCount,
     });
 
   const settleDelivered = (meter: OutputMeter, reported: unknown, delivered?: OutputReading["units"]) =>
@@ -257,6 +258,7 @@ export function createBillingSession(parameters: CreateBillingSessionParameters)
       const counted = await reconcileUsage({
         reported,
         deliveredOutputTokens: meter.countedTokens,
+        deliveredOutputBytes: exactCount ? undefined : meter.deliveredBytes,
         choices: quote.choices,
         maxOutputTokens: quote.maxOutputTokens,
         promptTokenBound: quote.promptTokenBound,

@@ -255,3 +255,25 @@ test("output a request lets the model keep unseen (Anthropic's thinking budget) 
   // Never above the authorized output.
   assert.equal(await charged(730, 1_024, 500), 500);
 });
+
+test("an estimated count (a tokenizer the gateway does not know) lets the backend's own count stand up to the bytes delivered; an exact one does not", async () => {
+  const charged = async (reportedOutput: number, deliveredOutputBytes?: number) =>
+    (
+      await reconcileUsage({
+        reported: { prompt_tokens: 40, completion_tokens: reportedOutput },
+        deliveredOutputTokens: 30,
+        deliveredOutputBytes,
+        choices: 1,
+        maxOutputTokens: 256,
+        promptTokenBound: 1_000,
+        countPrompt: async () => 0,
+      })
+    ).units.output_tokens;
+  // Hindi text: 30 tokens by the estimate, 120 bytes; the model's own tokenizer counted 100.
+  assert.equal(await charged(100, 120), 100);
+  assert.equal(await charged(120, 120), 120);
+  // More tokens than bytes: no byte-level tokenizer makes them, not believed.
+  assert.equal(await charged(121, 120), 30);
+  // With the model's own tokenizer the count is exact: a report above it is not believed.
+  assert.equal(await charged(100), 30);
+});

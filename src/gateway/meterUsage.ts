@@ -15,6 +15,11 @@ export type ReconcileUsageParameters = {
   reported: unknown;
   /** Output tokens the gateway counted in what it forwarded. */
   deliveredOutputTokens: number;
+  /**
+   * When that count is an estimate (a model whose tokenizer the gateway does not know): the UTF-8 bytes
+   * forwarded, which the model's own count cannot exceed, and up to which its report is believed.
+   */
+  deliveredOutputBytes?: number | undefined;
   /** Choices the request asked for (slack for per-choice rounding). */
   choices: number;
   /** The authorized output: output limit × choices. */
@@ -31,7 +36,8 @@ export type ReconcileUsageParameters = {
 
 /**
  * The usage to charge for. Output is what the gateway delivered, counted: the backend's
- * `completion_tokens` is believed up to that count plus the reasoning tokens it itemizes
+ * `completion_tokens` is believed up to that count (the bytes delivered, when the count is an
+ * estimate) plus the reasoning tokens it itemizes
  * (`completion_tokens_details.reasoning_tokens`, reasoning it did not stream) or the hidden output the
  * request allowed (`hiddenOutputTokens`, thinking Anthropic bills as output), a report above that held
  * to it, and only when at
@@ -46,6 +52,7 @@ export type ReconcileUsageParameters = {
 export async function reconcileUsage({
   reported,
   deliveredOutputTokens,
+  deliveredOutputBytes,
   choices,
   maxOutputTokens,
   promptTokenBound,
@@ -64,13 +71,14 @@ export async function reconcileUsage({
   // Hidden output is believed up to its allowance: a report above it (the delivered count is an estimate
   // for most models) is held to it rather than thrown away, which would charge none of the hidden part.
   const hidden = Math.max(hiddenReasoning, hiddenOutputTokens);
+  // An estimated count (another tokenizer) can fall short of the model's own: that is believed up to
+  // the bytes delivered, which no byte-level tokenizer's count exceeds.
+  const shown = Math.max(deliveredOutputTokens, deliveredOutputBytes ?? 0);
   const outputBelieved =
     isCount(reportedOutput) &&
-    (hidden > 0 || reportedOutput <= deliveredOutputTokens) &&
+    (hidden > 0 || reportedOutput <= shown) &&
     reportedOutput >= deliveredOutputTokens / 2 - slack;
-  const believedOutput = outputBelieved
-    ? Math.min(reportedOutput, deliveredOutputTokens + hidden)
-    : deliveredOutputTokens;
+  const believedOutput = outputBelieved ? Math.min(reportedOutput, shown + hidden) : deliveredOutputTokens;
   const completionTokens = Math.min(believedOutput, maxOutputTokens);
 
   const reportedPrompt = usage.prompt_tokens;
