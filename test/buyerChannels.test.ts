@@ -6,9 +6,13 @@ import { privateKeyToAccount } from "viem/accounts";
 import { providerOrigin, refundChannels } from "../src/buyer/index.js";
 import { isTollgateError } from "../src/errors/index.js";
 import {
+  decodePaymentRequiredHeader,
   decodePaymentResponseHeader,
+  encodePaymentRequiredHeader,
   encodePaymentResponseHeader,
+  PAYMENT_REQUIRED_HEADER,
   PAYMENT_RESPONSE_HEADER,
+  PAYMENT_SIGNATURE_HEADER,
 } from "../src/protocol/index.js";
 import { eventLog } from "./support/buyerFixtures.js";
 import {
@@ -251,6 +255,58 @@ describe("trust, but verify", () => {
       "each understatement disputed once",
     );
     assert.equal((await store.disputes({ status: "open" })).length, 2);
+  });
+
+  test("a seller that says the channel is short when it is not gets no second deposit: the buyer reads the balance on chain", async () => {
+    const buyer = await h.devnet.createBuyer(100_000_000n);
+    let offer: Record<string, unknown> | undefined;
+    let claimedShort = 0;
+    // The seller answers every voucher after the first request "above the balance", naming a balance of 0.
+    const shortClaiming: typeof fetch = async (input, init) => {
+      const signature = new Headers(init?.headers).get(PAYMENT_SIGNATURE_HEADER);
+      const payment = signature
+        ? (JSON.parse(Buffer.from(signature, "base64").toString()) as {
+            payload: { type: string; voucher: { channelId: string; maxClaimableAmount: string } };
+          })
+        : undefined;
+      if (payment?.payload.type === "voucher" && offer) {
+        claimedShort += 1;
+        const { voucher } = payment.payload;
+        const required = {
+          x402Version: 2,
+          error: "invalid_batch_settlement_evm_cumulative_exceeds_balance",
+          resource: { url: String(input) },
+          accepts: [
+            {
+              ...offer,
+              extra: {
+                ...(offer.extra as object),
+                channelState: { channelId: voucher.channelId, balance: "0", totalClaimed: "0" },
+              },
+            },
+          ],
+        };
+        return new Response("{}", {
+          status: 402,
+          headers: { [PAYMENT_REQUIRED_HEADER]: encodePaymentRequiredHeader(required as never) },
+        });
+      }
+      const response = await fetch(input, init);
+      if (response.status === 402 && !signature) {
+        const decoded = decodePaymentRequiredHeader(response.headers.get(PAYMENT_REQUIRED_HEADER));
+        if (decoded.ok) offer = decoded.paymentRequired.accepts[0] as unknown as Record<string, unknown>;
+      }
+      return response;
+    };
+    const payingFetch = h.payingFetch({ privateKey: buyer.privateKey, fetch: shortClaiming });
+    // The first request deposits (its payload is a deposit, served); the next ones meet the lie.
+    const statuses: number[] = [];
+    for (let i = 0; i < 3; i += 1) statuses.push((await postChat(payingFetch, seller.url)).status);
+    await payingFetch.idle();
+    assert.deepEqual(statuses, [200, 402, 402]);
+    assert.ok(claimedShort >= 2);
+    const [channel] = await (await payingFetch.spendStore()).channels({ payer: buyer.address });
+    assert.equal(channel?.deposits, 1, "one deposit: the chain says the channel holds enough");
   });
 
   test("a channel offer without prices of its own is checked at the prices of the upto offer beside it", async () => {

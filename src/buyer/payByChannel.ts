@@ -4,7 +4,7 @@ import {
   recoverChannel,
   updateChannelFromSettle,
 } from "@x402/evm/batch-settlement/client";
-import type { Address } from "viem";
+import type { Address, PublicClient } from "viem";
 import { TollgateError } from "../errors/index.js";
 import {
   decodePaymentRequiredHeader,
@@ -20,6 +20,7 @@ import {
 import type { ChannelPool, ChannelSlot } from "./channelPool.js";
 import type { InferenceRequest } from "./inferenceRequest.js";
 import { money, policyRefusedError } from "./policyRefusal.js";
+import { readChannelOnChain } from "./readChannelOnChain.js";
 import type { OfferChoice } from "./selectOffer.js";
 import { spendChannelStorage } from "./spendChannelStorage.js";
 
@@ -137,7 +138,24 @@ export async function payByChannel(
           return response;
       } else if (error === EXCEEDS_BALANCE && state?.balance !== undefined && !toppedUp) {
         toppedUp = true;
-        await noteBalance(context, channel.channelId, state);
+        // The chain's word where the buyer can read it, not the seller's: a seller saying the channel is
+        // short cannot make the buyer deposit again into a channel that holds enough.
+        const { signer } = slot.deps;
+        const onChain = signer.readContract
+          ? await readChannelOnChain(
+              {
+                readContract: ((args: Parameters<NonNullable<typeof signer.readContract>>[0]) =>
+                  signer.readContract?.(args)) as Pick<PublicClient, "readContract">["readContract"],
+              },
+              channel.channelId,
+              0,
+            ).catch(() => undefined)
+          : undefined;
+        await noteBalance(
+          context,
+          channel.channelId,
+          onChain ? { balance: onChain.balanceAtomic, totalClaimed: onChain.totalClaimedAtomic } : state,
+        );
       } else if (error === CHANNEL_BUSY && busyRetries < BUSY_RETRY_DELAYS_MS.length) {
         await response.body?.cancel().catch(() => undefined);
         await new Promise((resolve) => setTimeout(resolve, BUSY_RETRY_DELAYS_MS[busyRetries]));
