@@ -149,6 +149,32 @@ describe("caps hold across deposit and vouchers", () => {
       assert.equal((await (await payingFetch.spendStore()).daySpend()).countedAtomic, 0n, "nothing reserved");
     }
   });
+
+  test("a provider that changes its channel's terms at every request holds at most one maxDeposit per slot of the pool", async () => {
+    const sellers = await Promise.all(Array.from({ length: 4 }, () => h.seller()));
+    const buyer = await h.devnet.createBuyer(100_000_000n);
+    const origin = "http://rotating.invalid";
+    let unpaid = -1;
+    // One origin, a new receiverAuthorizer (another seller behind it) at every request: a new channel each time.
+    const rotating: typeof fetch = async (input, init) => {
+      if (!new Headers(init?.headers).has(PAYMENT_SIGNATURE_HEADER)) unpaid += 1;
+      return fetch(String(input).replace(origin, sellers[unpaid % sellers.length]!.url), init);
+    };
+    const payingFetch = h.payingFetch({
+      privateKey: buyer.privateKey,
+      fetch: rotating,
+      channelPoolSize: 2,
+      policy: { maxDeposit: 2_000n },
+    });
+    for (let i = 0; i < 2; i += 1) assert.equal((await postChat(payingFetch, origin)).status, 200);
+    const refusal = await refusalError(postChat(payingFetch, origin));
+    assert.equal(refusal.details.rule, "maxDeposit");
+    assert.match(refusal.shortMessage, /already holds .* unspent in its channels/);
+    const channels = await (await payingFetch.spendStore()).channels({ origin });
+    assert.equal(channels.length, 3, "the third channel was recorded, and nothing deposited into it");
+    const deposited = channels.reduce((sum, channel) => sum + channel.depositedAtomic, 0n);
+    assert.ok(deposited <= 2n * 2_000n, `deposited ${deposited}`);
+  });
 });
 
 async function refusalError(work: Promise<unknown>) {

@@ -280,8 +280,29 @@ async function planDeposit(
       throw policyRefusedError(refusal);
     }
   }
+  // What the provider already holds of the buyer's, unspent, across its channels: a provider that
+  // changes its channel's terms (a new receiverAuthorizer, delay or payTo) opens new channels, and the
+  // pool's honest need is one maxDeposit per slot. Past that, the deposit is refused.
+  const heldAtomic = await escrowHeldBy(context, origin);
+  for (const [rule, limitAtomic] of limits) {
+    if (limitAtomic === undefined) continue;
+    const roomAtomic = limitAtomic * BigInt(context.pool.size) - heldAtomic;
+    if (neededAtomic > roomAtomic) {
+      const refusal = {
+        rule,
+        message: `${origin} already holds ${money(heldAtomic)} of yours unspent in its channels; a deposit of ${money(neededAtomic)} more is above ${context.pool.size} × the ${rule} cap of ${money(limitAtomic)} (one per channel of the pool): ask for a refund of the channels it no longer uses`,
+        limitAtomic: limitAtomic * BigInt(context.pool.size),
+        askedAtomic: heldAtomic + neededAtomic,
+        origin,
+      };
+      context.emit({ type: "refused", url, origin, refusal });
+      throw policyRefusedError(refusal);
+    }
+  }
   let depositAtomic = BigInt(depositAmountForRequest(undefined, requestAtomic, neededAtomic, offer.extra));
-  const ceilings: bigint[] = limits.flatMap(([, limit]) => (limit === undefined ? [] : [limit]));
+  const ceilings: bigint[] = limits.flatMap(([, limit]) =>
+    limit === undefined ? [] : [limit, limit * BigInt(context.pool.size) - heldAtomic],
+  );
   if (policy.daily !== undefined || provider?.daily !== undefined) {
     const today = await (await context.store()).daySpend();
     const providerSpent = today.providers.find((entry) => entry.origin === origin)?.countedAtomic ?? 0n;
@@ -292,6 +313,18 @@ async function planDeposit(
   if (walletAtomic !== undefined) ceilings.push(walletAtomic);
   for (const ceiling of ceilings) if (depositAtomic > ceiling) depositAtomic = ceiling;
   return depositAtomic < neededAtomic ? neededAtomic : depositAtomic;
+}
+
+/** The buyer's money a provider holds unspent in its channels: deposited and not charged, until refunded. */
+async function escrowHeldBy(context: ChannelPaymentContext, origin: string): Promise<bigint> {
+  const store = await context.store();
+  let heldAtomic = 0n;
+  for (const channel of await store.channels({ origin, payer: context.payer })) {
+    if (channel.context === undefined) continue;
+    const unspent = channel.depositedAtomic - BigInt(channel.context.chargedCumulativeAmount ?? "0");
+    if (unspent > 0n) heldAtomic += unspent;
+  }
+  return heldAtomic;
 }
 
 /** The channel's state a seller's 402 carries (`extra.channelState` of its channel offer), if for this channel. */
