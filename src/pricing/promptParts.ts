@@ -1,5 +1,4 @@
 import { TollgateError } from "../errors/index.js";
-import { fileTokenBound } from "./fileTokenBound.js";
 import { utf8ByteLength } from "./tokenizer.js";
 
 /** Which OpenAI-compatible endpoint the request is for. */
@@ -145,18 +144,18 @@ function addContentPart(parts: PromptParts, part: unknown, imageTokens: number, 
     if (isImage && key === "image_url") continue;
     if (type === "input_audio" && key === "input_audio") {
       parts.mediaTokens += utf8ByteLength(JSON.stringify(value ?? ""));
-    } else if (type === "file" && key === "file") addFile(parts, value, path, imageTokens);
+    } else if (type === "file" && key === "file") addFile(parts, value, path);
     else addLeaves(parts, value);
   }
-  if (type === "file" && !("file" in part)) addFile(parts, undefined, path, imageTokens);
+  if (type === "file" && !("file" in part)) addFile(parts, undefined, path);
 }
 
-function addFile(parts: PromptParts, file: unknown, path: string, imageTokens: number) {
+function addFile(parts: PromptParts, file: unknown, path: string) {
   const data = (file as { file_data?: unknown } | null | undefined)?.file_data;
   if (typeof data !== "string") {
     throw invalid(`${path}.content[].file`, "only inline file_data can be priced before the request runs");
   }
-  parts.mediaTokens += fileTokenBound(data, imageTokens, `${path}.content[].file`);
+  parts.mediaTokens += utf8ByteLength(data);
   for (const [key, value] of Object.entries(file as object)) {
     parts.texts.push(key);
     if (key !== "file_data") addLeaves(parts, value);
