@@ -26,12 +26,15 @@ export class OutputMeter {
   readonly #texts = new Map<number, string[]>();
   #delivered = false;
   #hiddenOutput = false;
-  #bytes = 0;
+  readonly #limitPerChoice: number;
+  readonly #bytes = new Map<number, number>();
+  #refused = false;
 
   constructor({ countTokens, limitPerChoice, choices, exactCount }: OutputMeterParameters) {
     this.#countTokens = countTokens;
     this.#choices = choices;
     this.#allowance = exactCount ? limitPerChoice : limitPerChoice + Math.ceil(limitPerChoice / 10) + 4;
+    this.#limitPerChoice = limitPerChoice;
   }
 
   /** Tokens one choice may receive before the gateway stops forwarding. */
@@ -44,9 +47,16 @@ export class OutputMeter {
     return this.#delivered;
   }
 
-  /** UTF-8 bytes of the output text forwarded: no byte-level tokenizer counts more tokens than this. */
-  get deliveredBytes(): number {
-    return this.#bytes;
+  /**
+   * The most tokens any byte-level tokenizer can count in what was forwarded: each choice's UTF-8
+   * bytes, held to its output limit, summed. Undefined once a piece was refused (the backend went
+   * past the limit): its own count then covers output nobody received.
+   */
+  get byteCeiling(): number | undefined {
+    if (this.#refused) return undefined;
+    let total = 0;
+    for (const bytes of this.#bytes.values()) total += Math.min(bytes, this.#limitPerChoice);
+    return total;
   }
 
   /** An accepted reading showed output it holds only in part (a thinking block). */
@@ -68,17 +78,23 @@ export class OutputMeter {
   accept(reading: OutputReading): boolean {
     const additions = new Map<number, number>();
     for (const piece of reading.pieces) {
-      if (piece.choice >= Math.max(this.#choices, 1)) return false;
+      if (piece.choice >= Math.max(this.#choices, 1)) {
+        this.#refused = true;
+        return false;
+      }
       const tokens = this.#count(piece);
       const next = (this.#counted.get(piece.choice) ?? 0) + (additions.get(piece.choice) ?? 0) + tokens;
-      if (next > this.#allowance) return false;
+      if (next > this.#allowance) {
+        this.#refused = true;
+        return false;
+      }
       additions.set(piece.choice, (additions.get(piece.choice) ?? 0) + tokens);
     }
     for (const piece of reading.pieces) {
       const texts = this.#texts.get(piece.choice) ?? [];
       texts.push(piece.text);
       this.#texts.set(piece.choice, texts);
-      this.#bytes += Buffer.byteLength(piece.text);
+      this.#bytes.set(piece.choice, (this.#bytes.get(piece.choice) ?? 0) + Buffer.byteLength(piece.text));
     }
     for (const [choice, tokens] of additions)
       this.#counted.set(choice, (this.#counted.get(choice) ?? 0) + tokens);

@@ -258,7 +258,7 @@ export function createBillingSession(parameters: CreateBillingSessionParameters)
       const counted = await reconcileUsage({
         reported,
         deliveredOutputTokens: meter.countedTokens,
-        deliveredOutputBytes: exactCount ? undefined : meter.deliveredBytes,
+        deliveredOutputBytes: exactCount ? undefined : meter.byteCeiling,
         choices: quote.choices,
         maxOutputTokens: quote.maxOutputTokens,
         promptTokenBound: quote.promptTokenBound,

@@ -277,3 +277,19 @@ test("an estimated count (a tokenizer the gateway does not know) lets the backen
   // With the model's own tokenizer the count is exact: a report above it is not believed.
   assert.equal(await charged(100), 30);
 });
+
+test("the byte ceiling holds each choice's bytes to its limit, and is gone once the backend went past it", () => {
+  const meter = new OutputMeter({
+    countTokens: (text) => text.split(" ").length,
+    limitPerChoice: 100,
+    choices: 2,
+    exactCount: false,
+  });
+  const piece = (choice: number, text: string) =>
+    meter.accept({ pieces: [{ choice, text }], delivered: true, usage: undefined, error: undefined });
+  assert.equal(piece(0, "é".repeat(230)), true, "one token, 460 bytes");
+  assert.equal(piece(1, "x".repeat(40)), true);
+  assert.equal(meter.byteCeiling, 100 + 40, "choice 0's 460 bytes held to its limit of 100");
+  assert.equal(piece(1, Array(200).fill("w").join(" ")), false, "past the limit: refused");
+  assert.equal(meter.byteCeiling, undefined, "the backend's count now covers output nobody received");
+});

@@ -17,7 +17,8 @@ export type ReconcileUsageParameters = {
   deliveredOutputTokens: number;
   /**
    * When that count is an estimate (a model whose tokenizer the gateway does not know): the UTF-8 bytes
-   * forwarded, which the model's own count cannot exceed, and up to which its report is believed.
+   * forwarded, each choice's held to its limit (`OutputMeter.byteCeiling`), which the model's own count
+   * cannot exceed, and up to which its report is believed. Undefined when the answer was cut.
    */
   deliveredOutputBytes?: number | undefined;
   /** Choices the request asked for (slack for per-choice rounding). */
