@@ -389,6 +389,32 @@ describe("getting the remainder back", () => {
     });
     assert.equal(again[0]?.kind, "nothing_to_refund");
   });
+
+  test("a channel refunded and paid into again is counted once against maxDeposit: what it holds is read on chain", async () => {
+    const buyer = await h.devnet.createBuyer(10_000_000n);
+    const policy = { maxDeposit: 2_000n };
+    const payingFetch = h.payingFetch({ privateKey: buyer.privateKey, channelPoolSize: 1, policy });
+    const refund = () =>
+      refundChannels({
+        store,
+        account: privateKeyToAccount(buyer.privateKey),
+        origin: providerOrigin(seller.url),
+        rpcUrl: h.devnet.rpcUrl,
+      });
+    const store = await payingFetch.spendStore();
+    // Each round spends past the first deposit (a top-up), then takes the rest back.
+    for (let round = 0; round < 3; round += 1) {
+      for (let i = 0; i < 4; i += 1)
+        assert.equal((await postChat(payingFetch, seller.url)).status, 200, `round ${round}, request ${i}`);
+      await payingFetch.idle();
+      assert.equal((await refund())[0]?.kind, "refunded", `round ${round}`);
+    }
+    const [channel] = await store.channels({ payer: buyer.address });
+    assert.ok(
+      (channel?.deposits ?? 0) >= 6,
+      `one channel, deposits and top-ups each round: ${channel?.deposits}`,
+    );
+  });
 });
 
 describe("a fresh wallet", () => {

@@ -20,7 +20,7 @@ import {
 import type { ChannelPool, ChannelSlot } from "./channelPool.js";
 import type { InferenceRequest } from "./inferenceRequest.js";
 import { money, policyRefusedError } from "./policyRefusal.js";
-import { readChannelOnChain } from "./readChannelOnChain.js";
+import { type ChannelOnChain, readChannelOnChain } from "./readChannelOnChain.js";
 import type { OfferChoice } from "./selectOffer.js";
 import { spendChannelStorage } from "./spendChannelStorage.js";
 
@@ -140,17 +140,7 @@ export async function payByChannel(
         toppedUp = true;
         // The chain's word where the buyer can read it, not the seller's: a seller saying the channel is
         // short cannot make the buyer deposit again into a channel that holds enough.
-        const { signer } = slot.deps;
-        const onChain = signer.readContract
-          ? await readChannelOnChain(
-              {
-                readContract: ((args: Parameters<NonNullable<typeof signer.readContract>>[0]) =>
-                  signer.readContract?.(args)) as Pick<PublicClient, "readContract">["readContract"],
-              },
-              channel.channelId,
-              0,
-            ).catch(() => undefined)
-          : undefined;
+        const onChain = await chainReaderOf(slot)?.(channel.channelId);
         await noteBalance(
           context,
           channel.channelId,
@@ -227,7 +217,7 @@ async function prepareChannel(
     slot.planDeposit(undefined);
     return { channelId, depositAtomic: undefined };
   }
-  const depositAtomic = await planDeposit(context, {
+  const depositAtomic = await planDeposit(context, chainReaderOf(slot), {
     url,
     origin,
     offer,
@@ -247,6 +237,7 @@ async function prepareChannel(
  */
 async function planDeposit(
   context: ChannelPaymentContext,
+  readChannel: ChannelReader | undefined,
   {
     url,
     origin,
@@ -283,7 +274,7 @@ async function planDeposit(
   // What the provider already holds of the buyer's, unspent, across its channels: a provider that
   // changes its channel's terms (a new receiverAuthorizer, delay or payTo) opens new channels, and the
   // pool's honest need is one maxDeposit per slot. Past that, the deposit is refused.
-  const heldAtomic = await escrowHeldBy(context, origin);
+  const heldAtomic = await escrowHeldBy(context, readChannel, origin);
   for (const [rule, limitAtomic] of limits) {
     if (limitAtomic === undefined) continue;
     const roomAtomic = limitAtomic * BigInt(context.pool.size) - heldAtomic;
@@ -315,14 +306,38 @@ async function planDeposit(
   return depositAtomic < neededAtomic ? neededAtomic : depositAtomic;
 }
 
-/** The buyer's money a provider holds unspent in its channels: deposited and not charged, until refunded. */
-async function escrowHeldBy(context: ChannelPaymentContext, origin: string): Promise<bigint> {
+/** Reads a channel as the contract holds it; undefined when it cannot (no RPC, or it failed). */
+type ChannelReader = (channelId: string) => Promise<ChannelOnChain | undefined>;
+
+/** The slot's way to read channels on chain, when the buyer has an RPC. */
+function chainReaderOf(slot: ChannelSlot): ChannelReader | undefined {
+  const { signer } = slot.deps;
+  if (!signer.readContract) return undefined;
+  const client = {
+    readContract: ((args: Parameters<NonNullable<typeof signer.readContract>>[0]) =>
+      signer.readContract?.(args)) as Pick<PublicClient, "readContract">["readContract"],
+  };
+  return (channelId) => readChannelOnChain(client, channelId, 0).catch(() => undefined);
+}
+
+/**
+ * The buyer's money a provider holds unspent in its channels: each channel's balance (refunds and
+ * withdrawals out, every deposit in, read on chain where the buyer can, else as last recorded) less
+ * what was charged or claimed.
+ */
+async function escrowHeldBy(
+  context: ChannelPaymentContext,
+  readChannel: ChannelReader | undefined,
+  origin: string,
+): Promise<bigint> {
   const store = await context.store();
   let heldAtomic = 0n;
   for (const channel of await store.channels({ origin, payer: context.payer })) {
-    if (channel.context === undefined) continue;
-    const unspent = channel.depositedAtomic - BigInt(channel.context.chargedCumulativeAmount ?? "0");
-    if (unspent > 0n) heldAtomic += unspent;
+    const onChain = await readChannel?.(channel.channelId);
+    const balance = onChain?.balanceAtomic ?? BigInt(channel.context?.balance ?? "0");
+    const charged = BigInt(channel.context?.chargedCumulativeAmount ?? "0");
+    const spent = onChain && onChain.totalClaimedAtomic > charged ? onChain.totalClaimedAtomic : charged;
+    if (balance > spent) heldAtomic += balance - spent;
   }
   return heldAtomic;
 }
@@ -454,7 +469,7 @@ async function disputeUnexplainedCharge(
   return true;
 }
 
-/** Takes the seller's word for the channel's balance, so the next attempt plans the deposit it lacks. */
+/** Records the channel's balance (the chain's, or else the seller's word), so the next attempt plans the deposit it lacks. */
 async function noteBalance(
   context: ChannelPaymentContext,
   channelId: string,
