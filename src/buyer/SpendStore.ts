@@ -212,8 +212,8 @@ export interface SpendStore {
   /** Every provider and model measured so far. */
   providerLatencies(): Promise<ProviderLatency[]>;
   /**
-   * The vouchers signed on a channel: each one's status, base and maximum (it signs base + maximum),
-   * and for a settled one its charge.
+   * The vouchers signed on a channel, oldest first: each one's status, base and maximum (it signs
+   * base + maximum), and for a settled one its charge.
    */
   channelVouchers(channelId: string): Promise<
     Array<{

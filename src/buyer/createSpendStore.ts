@@ -154,7 +154,7 @@ export async function createSpendStore({
       const rows = await sql.query(
         `SELECT id, status, max_atomic, charged_atomic, channel_base_atomic AS base FROM spend_reservations
           WHERE channel_id = $1 AND channel_base_atomic IS NOT NULL
-          ORDER BY channel_base_atomic, created_at`,
+          ORDER BY created_at, id`,
         [channelId.toLowerCase()],
       );
       return rows.map((row) => ({

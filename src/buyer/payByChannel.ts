@@ -133,6 +133,7 @@ export async function payByChannel(
             offer,
             statedAtomic: state.chargedCumulativeAtomic,
             lastVoucherAtomic: state.signedMaxClaimable,
+            refusedId: paid.paymentId,
           }))
         )
           return response;
@@ -388,7 +389,7 @@ async function reconcileLostReceipts(
 }
 
 /**
- * When a seller's corrective 402 names as its latest voucher one whose receipt this buyer has, the
+ * When a seller's corrective 402 names as its latest voucher this buyer's latest, whose receipt it has, the
  * channel's charged total must be that voucher's base plus the charge its receipt stated. A higher
  * total means the receipt understated what the seller took: the seller holds the voucher for the
  * difference, so it is booked as spent (every cap counts it) and disputed (`above_receipts`), and the
@@ -404,6 +405,7 @@ async function disputeUnexplainedCharge(
     offer,
     statedAtomic,
     lastVoucherAtomic,
+    refusedId,
   }: {
     channelId: string;
     url: string;
@@ -411,18 +413,21 @@ async function disputeUnexplainedCharge(
     offer: OfferChoice["offer"];
     statedAtomic: bigint;
     lastVoucherAtomic: bigint | undefined;
+    /** The voucher just refused: not one the seller holds as served. */
+    refusedId: string;
   },
 ): Promise<boolean> {
   if (lastVoucherAtomic === undefined) return false;
   const store = await context.store();
-  const receipted = (await store.channelVouchers(channelId)).filter(
-    (voucher) =>
-      voucher.status === "settled" &&
-      voucher.chargedAtomic !== undefined &&
-      voucher.baseAtomic + voucher.maxAtomic === lastVoucherAtomic,
-  );
-  const last = receipted.at(-1);
-  if (last?.chargedAtomic === undefined) return false;
+  // Judged only against this store's latest voucher before the refused one, when it has its receipt
+  // and is the voucher the seller names: an equal amount signed twice (a retry) is not taken for it.
+  const last = (await store.channelVouchers(channelId)).filter((voucher) => voucher.id !== refusedId).at(-1);
+  if (
+    last?.status !== "settled" ||
+    last.chargedAtomic === undefined ||
+    last.baseAtomic + last.maxAtomic !== lastVoucherAtomic
+  )
+    return false;
   const explainedAtomic = last.baseAtomic + last.chargedAtomic;
   // No more than the voucher signs can be claimed on chain: that much is booked, not what is stated.
   const takenAtomic = statedAtomic < lastVoucherAtomic ? statedAtomic : lastVoucherAtomic;
