@@ -233,55 +233,74 @@ describe("trust, but verify", () => {
     assert.equal(disputes.length, 2);
   });
 
-  test("a seller whose receipts understate its charges is caught at its next corrective 402: the excess counts against the caps and is disputed, once", async () => {
-    // The seller takes each request's whole maximum, and its receipts say the honest charge.
-    const greedy = await h.seller({ overchargeAtomic: 1_000_000n });
-    const buyer = await h.devnet.createBuyer(10_000_000n);
-    const log = eventLog();
-    const understating: typeof fetch = async (input, init) => {
-      const response = await fetch(input, init);
-      const header = response.headers.get(PAYMENT_RESPONSE_HEADER);
-      const decoded = header ? decodePaymentResponseHeader(header) : undefined;
-      if (!decoded?.ok) return response;
-      const settled = decoded.settleResponse as unknown as {
-        extra: { chargedAmount: string; channelState: { chargedCumulativeAmount: string } };
+  for (const busyFirst of [false, true])
+    test(`a seller whose receipts understate its charges is caught at its next corrective 402: the excess counts against the caps and is disputed, once${busyFirst ? " (a channel_busy refusal first changes nothing)" : ""}`, async () => {
+      // The seller takes each request's whole maximum, and its receipts say the honest charge.
+      const greedy = await h.seller({ overchargeAtomic: 1_000_000n });
+      const buyer = await h.devnet.createBuyer(10_000_000n);
+      const log = eventLog();
+      let unpaid = -1;
+      let lastOffer: string | null = null;
+      const busied = new Set<number>();
+      const understating: typeof fetch = async (input, init) => {
+        const paid = new Headers(init?.headers).has(PAYMENT_SIGNATURE_HEADER);
+        if (!paid) unpaid += 1;
+        // A refusal as busy before each corrective 402: the refused retry is not the seller's latest voucher.
+        if (busyFirst && paid && unpaid > 0 && !busied.has(unpaid) && lastOffer) {
+          busied.add(unpaid);
+          const decoded = decodePaymentRequiredHeader(lastOffer);
+          if (decoded.ok) {
+            const busy = { ...decoded.paymentRequired, error: "invalid_batch_settlement_evm_channel_busy" };
+            return new Response("busy", {
+              status: 402,
+              headers: { [PAYMENT_REQUIRED_HEADER]: encodePaymentRequiredHeader(busy as never) },
+            });
+          }
+        }
+        const response = await fetch(input, init);
+        if (!paid && response.status === 402) lastOffer = response.headers.get(PAYMENT_REQUIRED_HEADER);
+        const header = response.headers.get(PAYMENT_RESPONSE_HEADER);
+        const decoded = header ? decodePaymentResponseHeader(header) : undefined;
+        if (!decoded?.ok) return response;
+        const settled = decoded.settleResponse as unknown as {
+          extra: { chargedAmount: string; channelState: { chargedCumulativeAmount: string } };
+        };
+        const taken = BigInt(settled.extra.chargedAmount);
+        const cumulative = BigInt(settled.extra.channelState.chargedCumulativeAmount);
+        const told = greedy.honestChargeAtomic;
+        settled.extra.chargedAmount = told.toString();
+        settled.extra.channelState.chargedCumulativeAmount = (cumulative - taken + told).toString();
+        const headers = new Headers(response.headers);
+        headers.set(PAYMENT_RESPONSE_HEADER, encodePaymentResponseHeader(settled as never));
+        return new Response(response.body, { status: response.status, headers });
       };
-      const taken = BigInt(settled.extra.chargedAmount);
-      const cumulative = BigInt(settled.extra.channelState.chargedCumulativeAmount);
-      const told = greedy.honestChargeAtomic;
-      settled.extra.chargedAmount = told.toString();
-      settled.extra.channelState.chargedCumulativeAmount = (cumulative - taken + told).toString();
-      const headers = new Headers(response.headers);
-      headers.set(PAYMENT_RESPONSE_HEADER, encodePaymentResponseHeader(settled as never));
-      return new Response(response.body, { status: response.status, headers });
-    };
-    const payingFetch = h.payingFetch({
-      privateKey: buyer.privateKey,
-      onEvent: log.onEvent,
-      fetch: understating,
+      const payingFetch = h.payingFetch({
+        privateKey: buyer.privateKey,
+        onEvent: log.onEvent,
+        fetch: understating,
+      });
+      const statuses: number[] = [];
+      for (let i = 0; i < 4; i += 1) statuses.push((await postChat(payingFetch, greedy.url)).status);
+      await payingFetch.idle();
+      // Each request after the first meets the seller's corrective 402, which states the total taken.
+      assert.deepEqual(statuses, [200, 402, 200, 402]);
+      const store = await payingFetch.spendStore();
+      const before = await h.devnet.usdcBalance(h.devnet.accounts.payTo.address);
+      await greedy.claimAndSettle();
+      const taken = (await h.devnet.usdcBalance(h.devnet.accounts.payTo.address)) - before;
+      assert.equal(taken, 2n * greedy.chargedAtomic, "the seller took the maximum twice");
+      assert.equal((await store.daySpend()).countedAtomic, taken, "and every cap counts all of it");
+      const overcharges = log.of("overcharge");
+      assert.deepEqual(
+        overcharges.map((event) => [event.reason, event.chargedAtomic]),
+        [
+          ["above_receipts", greedy.chargedAtomic - greedy.honestChargeAtomic],
+          ["above_receipts", greedy.chargedAtomic - greedy.honestChargeAtomic],
+        ],
+        "each understatement disputed once",
+      );
+      assert.equal((await store.disputes({ status: "open" })).length, 2);
     });
-    const statuses: number[] = [];
-    for (let i = 0; i < 4; i += 1) statuses.push((await postChat(payingFetch, greedy.url)).status);
-    await payingFetch.idle();
-    // Each request after the first meets the seller's corrective 402, which states the total taken.
-    assert.deepEqual(statuses, [200, 402, 200, 402]);
-    const store = await payingFetch.spendStore();
-    const before = await h.devnet.usdcBalance(h.devnet.accounts.payTo.address);
-    await greedy.claimAndSettle();
-    const taken = (await h.devnet.usdcBalance(h.devnet.accounts.payTo.address)) - before;
-    assert.equal(taken, 2n * greedy.chargedAtomic, "the seller took the maximum twice");
-    assert.equal((await store.daySpend()).countedAtomic, taken, "and every cap counts all of it");
-    const overcharges = log.of("overcharge");
-    assert.deepEqual(
-      overcharges.map((event) => [event.reason, event.chargedAtomic]),
-      [
-        ["above_receipts", greedy.chargedAtomic - greedy.honestChargeAtomic],
-        ["above_receipts", greedy.chargedAtomic - greedy.honestChargeAtomic],
-      ],
-      "each understatement disputed once",
-    );
-    assert.equal((await store.disputes({ status: "open" })).length, 2);
-  });
 
   test("a seller that says the channel is short when it is not gets no second deposit: the buyer reads the balance on chain", async () => {
     const buyer = await h.devnet.createBuyer(100_000_000n);

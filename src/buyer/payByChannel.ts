@@ -219,6 +219,7 @@ async function prepareChannel(
     return { channelId, depositAtomic: undefined };
   }
   const depositAtomic = await planDeposit(context, chainReaderOf(slot), {
+    opening: balance === 0n,
     url,
     origin,
     offer,
@@ -240,12 +241,15 @@ async function planDeposit(
   context: ChannelPaymentContext,
   readChannel: ChannelReader | undefined,
   {
+    opening,
     url,
     origin,
     offer,
     neededAtomic,
     requestAtomic,
   }: {
+    /** The channel holds nothing yet: a new channel, bounded by what the provider already holds. */
+    opening: boolean;
     url: string;
     origin: string;
     offer: OfferChoice["offer"];
@@ -275,9 +279,10 @@ async function planDeposit(
   // What the provider already holds of the buyer's, unspent, across its channels: a provider that
   // changes its channel's terms (a new receiverAuthorizer, delay or payTo) opens new channels, and the
   // pool's honest need is one maxDeposit per slot. Past that, the deposit is refused.
-  const heldAtomic = await escrowHeldBy(context, readChannel, origin);
+  // A top-up of a channel in use is not: it only follows charges, which the daily caps count.
+  const heldAtomic = opening ? await escrowHeldBy(context, readChannel, origin) : 0n;
   for (const [rule, limitAtomic] of limits) {
-    if (limitAtomic === undefined) continue;
+    if (limitAtomic === undefined || !opening) continue;
     const roomAtomic = limitAtomic * BigInt(context.pool.size) - heldAtomic;
     if (neededAtomic > roomAtomic) {
       const refusal = {
@@ -293,7 +298,7 @@ async function planDeposit(
   }
   let depositAtomic = BigInt(depositAmountForRequest(undefined, requestAtomic, neededAtomic, offer.extra));
   const ceilings: bigint[] = limits.flatMap(([, limit]) =>
-    limit === undefined ? [] : [limit, limit * BigInt(context.pool.size) - heldAtomic],
+    limit === undefined ? [] : opening ? [limit, limit * BigInt(context.pool.size) - heldAtomic] : [limit],
   );
   if (policy.daily !== undefined || provider?.daily !== undefined) {
     const today = await (await context.store()).daySpend();
@@ -421,7 +426,13 @@ async function disputeUnexplainedCharge(
   const store = await context.store();
   // Judged only against this store's latest voucher before the refused one, when it has its receipt
   // and is the voucher the seller names: an equal amount signed twice (a retry) is not taken for it.
-  const last = (await store.channelVouchers(channelId)).filter((voucher) => voucher.id !== refusedId).at(-1);
+  // Vouchers the seller refused (released) or that lapsed unused were never served: not the seller's latest.
+  const last = (await store.channelVouchers(channelId))
+    .filter(
+      (voucher) =>
+        voucher.id !== refusedId && (voucher.status === "settled" || voucher.status === "reserved"),
+    )
+    .at(-1);
   if (
     last?.status !== "settled" ||
     last.chargedAtomic === undefined ||
