@@ -406,32 +406,11 @@ export function formatReport(report: ReturnType<typeof buildReport>): string {
     table(
       ["ratio", "ttft p50", "latency p50", "rps c1", "rps c8", "rps c32"],
       [
-        [
-          "proxy / direct",
-          cell(ratios.proxy_over_direct.ttft_p50, 3),
-          cell(ratios.proxy_over_direct.latency_p50, 3),
-          cell(ratios.proxy_over_direct.rps_c1, 3),
-          cell(ratios.proxy_over_direct.rps_c8, 3),
-          cell(ratios.proxy_over_direct.rps_c32, 3),
-        ],
-        [
-          "tollgate / direct",
-          cell(ratios.tollgate_over_direct.ttft_p50, 3),
-          cell(ratios.tollgate_over_direct.latency_p50, 3),
-          cell(ratios.tollgate_over_direct.rps_c1, 3),
-          cell(ratios.tollgate_over_direct.rps_c8, 3),
-          cell(ratios.tollgate_over_direct.rps_c32, 3),
-        ],
-        [
-          "tollgate / official",
-          cell(ratios.tollgate_over_official.ttft_p50, 3),
-          cell(ratios.tollgate_over_official.latency_p50, 3),
-          cell(ratios.tollgate_over_official.rps_c1, 3),
-          cell(ratios.tollgate_over_official.rps_c8, 3),
-          cell(ratios.tollgate_over_official.rps_c32, 3),
-        ],
         ...(
           [
+            ["proxy / direct", ratios.proxy_over_direct],
+            ["tollgate / direct", ratios.tollgate_over_direct],
+            ["tollgate / official", ratios.tollgate_over_official],
             ["channels / direct", ratios.channels_over_direct],
             ["channels / proxy", ratios.channels_over_proxy],
             ["channels / tollgate", ratios.channels_over_tollgate],
