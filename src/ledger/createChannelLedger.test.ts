@@ -11,6 +11,7 @@ import { createPostgresClient } from "./createPostgresClient.js";
 import type { ClaimPaymentInput } from "./PaymentLedger.js";
 import { channelRowWrite } from "./paymentRowWrites.js";
 import type { SqlClient } from "./SqlClient.js";
+import { testChannel as channel, testChannelId as idOf } from "./testkit/channelFixtures.js";
 
 const tempDirs: string[] = [];
 after(async () => {
@@ -27,41 +28,6 @@ async function freshDir() {
   const parent = await mkdtemp(join(tmpdir(), "tollgate-channels-"));
   tempDirs.push(parent);
   return join(parent, "ledger");
-}
-
-const idOf = (n: number) => `0x${n.toString(16).padStart(64, "0")}` as const;
-
-function channel(n: number, overrides: Partial<ChannelRecord> = {}): ChannelRecord {
-  return {
-    channelId: idOf(n),
-    network: "eip155:31337",
-    payer: "0x00000000000000000000000000000000000000aa",
-    receiver: "0x00000000000000000000000000000000000000bb",
-    token: "0x00000000000000000000000000000000000000cc",
-    config: {
-      payer: "0x00000000000000000000000000000000000000aa",
-      payerAuthorizer: "0x00000000000000000000000000000000000000ad",
-      receiver: "0x00000000000000000000000000000000000000bb",
-      receiverAuthorizer: "0x00000000000000000000000000000000000000be",
-      token: "0x00000000000000000000000000000000000000cc",
-      withdrawDelay: 900,
-      salt: idOf(1),
-    },
-    chargedAtomic: 0n,
-    signedMaxAtomic: 0n,
-    signature: "0x",
-    balanceAtomic: 1_000n,
-    totalClaimedAtomic: 0n,
-    withdrawRequestedAt: 0,
-    refundNonce: 0n,
-    onchainSyncedAt: 1,
-    settledAtomic: 0n,
-    depositedAtomic: 1_000n,
-    refundedAtomic: 0n,
-    lastRequestAt: 0,
-    pending: undefined,
-    ...overrides,
-  };
 }
 
 const storedRow = async (sql: SqlClient, n: number) =>

@@ -1,7 +1,8 @@
 import { z } from "zod";
-import { TollgateError } from "../errors/index.js";
+import { type Logger, TollgateError } from "../errors/index.js";
 import type { AlsoWrite, ChannelConfigRecord, ChannelLedger, ChannelRecord } from "./ChannelLedger.js";
 import { bindChannelChain, boundChannelChain, listSetAsideChannels } from "./channelChains.js";
+import type { ChargeJournal } from "./createChargeJournal.js";
 import type { SqlClient, SqlExecutor } from "./SqlClient.js";
 import { atomicParam, jsonParam } from "./sqlValues.js";
 
@@ -278,13 +279,70 @@ async function writeCharge(
 export type CreateChannelLedgerOptions = {
   /** Channels a single-process ledger keeps in memory, beyond those with a request in flight; default 10,000. */
   keptChannels?: number;
+  /**
+   * A single-process ledger returns a charge (`AlsoWrite.withCharge`) before the database has it: the
+   * charge is appended to `journal` and written right after, on the next turn of the event loop, so that
+   * the answer it is for goes out first. Absent: written before the update returns.
+   */
+  deferCharges?: DeferredCharges | undefined;
+};
+
+/** Where a single-process ledger's deferred charges are tracked (see `CreateChannelLedgerOptions`). */
+export type DeferredCharges = {
+  journal: ChargeJournal;
+  logger: Logger;
+  /** The writes not yet finished; the ledger's `close` waits for them. */
+  inFlight: Set<Promise<void>>;
 };
 
 /** A `ChannelLedger` over any `SqlClient` whose schema `applyMigrations` brought up to date. */
 export function createChannelLedger(sql: SqlClient, options: CreateChannelLedgerOptions = {}): ChannelLedger {
   return sql.serializesStatements
-    ? createSingleProcessChannelLedger(sql, options.keptChannels ?? 10_000)
+    ? createSingleProcessChannelLedger(sql, options.keptChannels ?? 10_000, options.deferCharges)
     : createSharedChannelLedger(sql);
+}
+
+/**
+ * Writes the charges a previous process journaled and never saw written, each only on the charged total
+ * it was made on (a charge already written, or overtaken, is passed over), then empties the journal.
+ * Runs before the ledger serves anything; a write that fails fails the opening and keeps the journal.
+ */
+export async function writeJournaledCharges(
+  sql: SqlClient,
+  journal: ChargeJournal,
+  logger: Logger,
+): Promise<void> {
+  const charges = journal.leftOver();
+  let written = 0;
+  for (const charge of charges) {
+    const [row] = await sql.query(
+      `SELECT charged_atomic::text AS charged_atomic FROM channels WHERE channel_id = $1`,
+      [charge.channelId],
+    );
+    if (row?.charged_atomic !== charge.chargedBeforeAtomic) continue;
+    // Only the call the ledger journals is ever run from the file.
+    if (!charge.text.trimStart().startsWith("SELECT tollgate_charge_voucher_row(")) continue;
+    let result: Record<string, unknown> | undefined;
+    try {
+      [result] = await sql.query(charge.text, charge.params);
+    } catch (error) {
+      // The journal is kept: the next opening tries again.
+      throw new TollgateError({
+        code: "TOLLGATE_LEDGER_FAILED",
+        shortMessage: `a channel charge answered before a stop could not be written from ${journal.path} (${String(error)}); the journal is kept: make the ledger writable again (room on the disk) and start again`,
+        details: { channelId: charge.channelId, journal: journal.path },
+        cause: error,
+      });
+    }
+    // 0: its row is in already (a zero charge leaves the total where it was).
+    if (Number(result?.written ?? 0) === 1) written += 1;
+  }
+  journal.clear();
+  if (charges.length > 0)
+    logger.info(
+      { journaled: charges.length, written, journal: journal.path },
+      "ledger: wrote the channel charges a stopped process answered before its database had them",
+    );
 }
 
 async function selectChannel(db: SqlExecutor, id: string): Promise<ChannelRecord | undefined> {
@@ -354,18 +412,25 @@ function createSharedChannelLedger(sql: SqlClient): ChannelLedger {
  * so it keeps the channels it works with in memory and runs one update per channel at a time. A
  * request in flight (its reservation, its time) lives in memory only: taking or freeing a channel
  * writes nothing, and a restart, which ends every request in flight, finds every channel free.
- * Everything else is written before the update returns, with its other statements in one transaction.
+ * Everything else is written before the update returns, with its other statements in one transaction,
+ * except a charge when `deferCharges` is given: journaled before, written right after (see there).
  */
-function createSingleProcessChannelLedger(sql: SqlClient, keptChannels: number): ChannelLedger {
+function createSingleProcessChannelLedger(
+  sql: SqlClient,
+  keptChannels: number,
+  deferCharges: DeferredCharges | undefined,
+): ChannelLedger {
   const kept = new Map<string, ChannelRecord>();
   const queues = new Map<string, Promise<void>>();
+  /** A channel's charge returned before it was written: the channel's next update waits for the write. */
+  const writing = new Map<string, Promise<void>>();
 
-  /** Runs `work` after every earlier update of the channel has finished. */
+  /** Runs `work` after every earlier update of the channel, and its deferred write, has finished. */
   const oneAtATime = <T>(id: string, work: () => Promise<T>): Promise<T> => {
     const run = (queues.get(id) ?? Promise.resolve()).then(work);
     const done = run.then(
-      () => undefined,
-      () => undefined,
+      () => writing.get(id),
+      () => writing.get(id),
     );
     queues.set(id, done);
     void done.then(() => {
@@ -384,6 +449,46 @@ function createSingleProcessChannelLedger(sql: SqlClient, keptChannels: number):
       kept.delete(oldId);
       break;
     }
+  };
+
+  /** Channels whose answered charge could not be written: they take no request until the ledger is opened again. */
+  const unwritten = new Map<string, string>();
+
+  /**
+   * Journals a charge and writes it on the next turn of the event loop, after the answer it is for went
+   * out. A write that fails stays in the journal, to be written when the ledger is next opened, and its
+   * channel takes no further request until then (so the charge's base stays the one it was made on).
+   */
+  const writeAfterAnswer = (
+    id: string,
+    chargedBefore: bigint,
+    call: { text: string; params: readonly unknown[] },
+    { journal, logger, inFlight }: DeferredCharges,
+  ) => {
+    journal.append({
+      channelId: id,
+      chargedBeforeAtomic: chargedBefore.toString(),
+      text: call.text,
+      params: [...call.params],
+    });
+    let failed = false;
+    const write: Promise<void> = new Promise<void>((resolve) => setImmediate(resolve))
+      .then(() => writeCharge(sql, id, call))
+      .catch((error: unknown) => {
+        failed = true;
+        unwritten.set(id, String(error));
+        logger.error(
+          { channelId: id, error: String(error), journal: journal.path },
+          "ledger: an answered channel charge could not be written; it stays in the journal, written when the ledger is next opened, and the channel takes no request until then",
+        );
+      })
+      .finally(() => {
+        journal.written(!failed);
+        inFlight.delete(write);
+        if (writing.get(id) === write) writing.delete(id);
+      });
+    inFlight.add(write);
+    writing.set(id, write);
   };
 
   const current = async (id: string): Promise<ChannelRecord | undefined> => {
@@ -414,6 +519,14 @@ function createSingleProcessChannelLedger(sql: SqlClient, keptChannels: number):
         const next = decision.next;
         if (next === undefined) return decision.result;
         checkSameChannel(id, next);
+        const takesRequest = decision.alsoWrite || (next.pending && next.pending.id !== before?.pending?.id);
+        const cause = unwritten.get(id);
+        if (takesRequest && cause !== undefined)
+          throw new TollgateError({
+            code: "TOLLGATE_LEDGER_FAILED",
+            shortMessage: `channel ${id}: its last charge is not in the database yet (${cause}); it takes no request until the gateway is restarted, which writes the charge from the journal`,
+            details: { channelId: id },
+          });
         const changes = before ? changedColumns(before, next) : [];
         // A request in flight (its reservation, its time) alone is not written.
         const also = decision.alsoWrite;
@@ -422,9 +535,11 @@ function createSingleProcessChannelLedger(sql: SqlClient, keptChannels: number):
             await writeChannel(tx, { ...next, pending: undefined });
             if (also) await runAlsoWrite(tx, id, also);
           });
-        else if (also?.withCharge && changes.every((change) => chargeColumns.has(change.column)))
-          await writeCharge(sql, id, also.withCharge(id, next));
-        else if (also) await writeChangesWith(sql, id, changes, also);
+        else if (also?.withCharge && changes.every((change) => chargeColumns.has(change.column))) {
+          const call = also.withCharge(id, next);
+          if (deferCharges) writeAfterAnswer(id, before.chargedAtomic, call, deferCharges);
+          else await writeCharge(sql, id, call);
+        } else if (also) await writeChangesWith(sql, id, changes, also);
         else if (changes.some((c) => c.column !== "last_request_at")) await writeChanges(sql, id, changes);
         keep(id, next);
         return decision.result;
@@ -432,6 +547,7 @@ function createSingleProcessChannelLedger(sql: SqlClient, keptChannels: number):
     },
 
     async bindChain(chain, options) {
+      await Promise.all(writing.values());
       const bound = await bindChannelChain(sql, chain, options);
       // Rows set aside left the table: the channels kept of that network are read again when next needed.
       if (bound.kind === "bound")

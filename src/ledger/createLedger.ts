@@ -1,7 +1,8 @@
 import { type Logger, silentLogger } from "../errors/index.js";
 import { applyMigrations } from "./applyMigrations.js";
 import type { ChannelLedger } from "./ChannelLedger.js";
-import { createChannelLedger } from "./createChannelLedger.js";
+import { createChannelLedger, type DeferredCharges, writeJournaledCharges } from "./createChannelLedger.js";
+import type { ChargeJournal } from "./createChargeJournal.js";
 import { createLedgerInsights, type LedgerInsights } from "./createLedgerInsights.js";
 import { createPaymentLedger } from "./createPaymentLedger.js";
 import { createSettlementLog } from "./createSettlementLog.js";
@@ -23,6 +24,11 @@ export type Ledger = {
 
 export type CreateLedgerParameters = {
   logger?: Logger | undefined;
+  /**
+   * The charge journal of a PGlite ledger on disk (`openLedger` opens it): a channel charge is then
+   * answered once journaled, and written to the database right after. The ledger owns it from here on.
+   */
+  chargeJournal?: ChargeJournal | undefined;
 };
 
 /**
@@ -31,21 +37,37 @@ export type CreateLedgerParameters = {
  */
 export async function createLedger(
   sql: SqlClient,
-  { logger = silentLogger }: CreateLedgerParameters = {},
+  { logger = silentLogger, chargeJournal }: CreateLedgerParameters = {},
 ): Promise<Ledger> {
   try {
     await applyMigrations(sql, { logger });
+    if (chargeJournal) await writeJournaledCharges(sql, chargeJournal, logger);
   } catch (error) {
+    chargeJournal?.close();
     await sql.close().catch((closeError: unknown) => {
       logger.warn({ err: closeError }, "ledger: closing the database after a failed migration failed too");
     });
     throw error;
   }
+  // One process alone on its database on disk (PGlite) answers a channel charge once it is journaled.
+  const deferCharges: DeferredCharges | undefined =
+    sql.serializesStatements && chargeJournal
+      ? { journal: chargeJournal, logger, inFlight: new Set() }
+      : undefined;
+  let closing: Promise<void> | undefined;
   return {
     payments: createPaymentLedger(sql, { logger }),
     settlements: createSettlementLog(sql),
-    channels: createChannelLedger(sql),
+    channels: createChannelLedger(sql, { deferCharges }),
     insights: createLedgerInsights(sql),
-    close: () => sql.close(),
+    close: () => {
+      closing ??= (async () => {
+        // Charges answered and not yet written are written before the database closes.
+        while (deferCharges && deferCharges.inFlight.size > 0) await Promise.all(deferCharges.inFlight);
+        chargeJournal?.close();
+        await sql.close();
+      })();
+      return closing;
+    },
   };
 }

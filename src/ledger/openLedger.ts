@@ -1,4 +1,5 @@
 import { type Logger, silentLogger } from "../errors/index.js";
+import { chargeJournalPath, openChargeJournal } from "./createChargeJournal.js";
 import { createLedger, type Ledger } from "./createLedger.js";
 import { createPgliteClient } from "./createPgliteClient.js";
 
@@ -19,5 +20,13 @@ export async function openLedger({
   logger = silentLogger,
 }: OpenLedgerParameters = {}): Promise<Ledger> {
   const sql = await createPgliteClient({ dataDir });
-  return createLedger(sql, { logger });
+  const onDisk = dataDir !== undefined && dataDir !== "memory://";
+  let chargeJournal: ReturnType<typeof openChargeJournal> | undefined;
+  try {
+    chargeJournal = onDisk ? openChargeJournal(chargeJournalPath(dataDir)) : undefined;
+  } catch (error) {
+    await sql.close();
+    throw error;
+  }
+  return createLedger(sql, { logger, chargeJournal });
 }

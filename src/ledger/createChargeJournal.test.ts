@@ -1,0 +1,195 @@
+// A PGlite ledger on disk answers a JSON voucher's charge once it is journaled, and writes it right after:
+// a process killed in between, or a database that fails the write, loses nothing and charges nothing twice.
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { appendFile, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { after, describe, test } from "node:test";
+import { fileURLToPath } from "node:url";
+import { chargeJournalPath, openChargeJournal } from "./createChargeJournal.js";
+import { createLedger } from "./createLedger.js";
+import { createPgliteClient } from "./createPgliteClient.js";
+import { openLedger } from "./openLedger.js";
+import { channelRowWrite } from "./paymentRowWrites.js";
+import type { SqlClient } from "./SqlClient.js";
+import { journalTestChannel, journalTestCharge } from "./testkit/channelFixtures.js";
+
+const tempDirs: string[] = [];
+after(async () => {
+  for (const dir of tempDirs) await rm(dir, { recursive: true, force: true });
+});
+
+async function freshDir() {
+  const parent = await mkdtemp(join(tmpdir(), "tollgate-journal-"));
+  tempDirs.push(parent);
+  return join(parent, "ledger");
+}
+
+const channelId = journalTestChannel().channelId;
+
+async function stored(sql: Pick<SqlClient, "query">) {
+  const rows = await sql.query<{ id: string; status: string; charge: string }>(
+    "SELECT id::text, status, charge_atomic::text AS charge FROM payments ORDER BY id",
+  );
+  const [channel] = await sql.query<{ charged: string; signed: string }>(
+    "SELECT charged_atomic::text AS charged, signed_max_atomic::text AS signed FROM channels WHERE channel_id = $1",
+    [channelId],
+  );
+  return { rows, channel };
+}
+
+async function storedAt(dataDir: string) {
+  const sql = await createPgliteClient({ dataDir });
+  try {
+    return await stored(sql);
+  } finally {
+    await sql.close();
+  }
+}
+
+describe("the charge journal of a PGlite ledger on disk", () => {
+  test("a process SIGKILLed the moment a JSON voucher's charge returned loses nothing: the next opening writes the charge from the journal, once", async () => {
+    const dataDir = await freshDir();
+    const child = spawn(
+      process.execPath,
+      ["--import", "tsx", fileURLToPath(new URL("./testkit/chargeThenKill.ts", import.meta.url)), dataDir],
+      { stdio: ["ignore", "inherit", "inherit"] },
+    );
+    const [code, signal] = await new Promise<[number | null, string | null]>((resolve) =>
+      child.on("exit", (exitCode, exitSignal) => resolve([exitCode, exitSignal])),
+    );
+    assert.deepEqual([code, signal], [null, "SIGKILL"], "killed, not exited");
+    const journaled = (await readFile(chargeJournalPath(dataDir), "utf8")).trim().split("\n");
+    assert.equal(journaled.length, 1, "the charge was in the journal when the process died");
+    assert.deepEqual(
+      await storedAt(dataDir),
+      { rows: [], channel: { charged: "0", signed: "0" } },
+      "and not in the database",
+    );
+
+    const ledger = await openLedger({ dataDir });
+    const channel = await ledger.channels.get(channelId);
+    assert.equal(channel?.chargedAtomic, 37n);
+    assert.equal(channel?.signedMaxAtomic, 100n);
+    await ledger.close();
+    assert.equal(await readFile(chargeJournalPath(dataDir), "utf8"), "", "the journal is emptied");
+    assert.deepEqual(await storedAt(dataDir), {
+      rows: [{ id: "1000", status: "settled", charge: "37" }],
+      channel: { charged: "37", signed: "100" },
+    });
+
+    // The same line again (a journal not emptied before a kill), and a line the kill cut short: nothing more.
+    await writeFile(chargeJournalPath(dataDir), `${journaled[0]}\n${journaled[0]?.slice(0, 40)}`);
+    const again = await openLedger({ dataDir });
+    assert.equal((await again.channels.get(channelId))?.chargedAtomic, 37n);
+    await again.close();
+    assert.deepEqual(await storedAt(dataDir), {
+      rows: [{ id: "1000", status: "settled", charge: "37" }],
+      channel: { charged: "37", signed: "100" },
+    });
+  });
+
+  test("a charge the database fails to write after its answer stays journaled, its channel takes no request until the ledger is opened again, and that opening writes it", async () => {
+    const dataDir = await freshDir();
+    const pglite = await createPgliteClient({ dataDir });
+    let failCharges = false;
+    const sql: SqlClient = {
+      ...pglite,
+      query: (text, params) =>
+        failCharges && text.includes("tollgate_charge_voucher_row(")
+          ? Promise.reject(new Error("No space left on device"))
+          : pglite.query(text, params),
+    };
+    const ledger = await createLedger(sql, { chargeJournal: openChargeJournal(chargeJournalPath(dataDir)) });
+    const first = journalTestChannel();
+    await ledger.channels.update(channelId, () => ({ next: first, result: undefined }));
+    const charge = () =>
+      ledger.channels.update(channelId, (current) => {
+        const { next, paymentId, outcome, claim } = journalTestCharge(current!);
+        return { next, result: next.chargedAtomic, alsoWrite: channelRowWrite(paymentId, outcome, claim) };
+      });
+    assert.equal(await charge(), 37n, "written");
+    await ledger.channels.get(channelId);
+    assert.equal(
+      await readFile(chargeJournalPath(dataDir), "utf8"),
+      "",
+      "a written charge leaves the journal",
+    );
+
+    failCharges = true;
+    assert.equal(await charge(), 74n, "answered: the write comes after");
+    assert.equal((await ledger.channels.get(channelId))?.chargedAtomic, 74n, "read once the write is over");
+    assert.equal((await stored(pglite)).channel?.charged, "37", "the database failed it");
+    failCharges = false;
+    await assert.rejects(
+      ledger.channels.update(channelId, (current) => ({
+        next: { ...current!, pending: { id: "next", maxAtomic: 174n, expiresAt: Date.now() + 60_000 } },
+        result: true,
+      })),
+      /its last charge is not in the database yet \(Error: No space left on device\); it takes no request until the gateway is restarted/,
+    );
+    await assert.rejects(charge(), /takes no request/);
+    assert.equal(
+      (await readFile(chargeJournalPath(dataDir), "utf8")).trim().split("\n").length,
+      1,
+      "the failed charge is kept in the journal",
+    );
+    await ledger.close();
+
+    const reopened = await openLedger({ dataDir });
+    assert.equal((await reopened.channels.get(channelId))?.chargedAtomic, 74n);
+    assert.equal(
+      await reopened.channels.update(channelId, (current) => ({
+        next: { ...current!, pending: { id: "next", maxAtomic: 174n, expiresAt: Date.now() + 60_000 } },
+        result: true,
+      })),
+      true,
+      "the channel takes requests again",
+    );
+    await reopened.close();
+    assert.deepEqual(await storedAt(dataDir), {
+      rows: [
+        { id: "1000", status: "settled", charge: "37" },
+        { id: "1037", status: "settled", charge: "37" },
+      ],
+      channel: { charged: "74", signed: "137" },
+    });
+  });
+
+  test("an opening whose journaled charge cannot be written fails with words to act on, and keeps the journal", async () => {
+    const dataDir = await freshDir();
+    const ledger = await openLedger({ dataDir });
+    await ledger.channels.update(channelId, () => ({ next: journalTestChannel(), result: undefined }));
+    await ledger.close();
+    const { next, paymentId, outcome, claim } = journalTestCharge(journalTestChannel());
+    const call = channelRowWrite(paymentId, outcome, claim).withCharge!(channelId, next);
+    const line = JSON.stringify({
+      channelId,
+      chargedBeforeAtomic: "0",
+      text: call.text,
+      params: call.params,
+    });
+    await appendFile(chargeJournalPath(dataDir), `${line}\n`);
+    const pglite = await createPgliteClient({ dataDir });
+    const failing: SqlClient = {
+      ...pglite,
+      query: (text, params) =>
+        text.includes("tollgate_charge_voucher_row(")
+          ? Promise.reject(new Error("could not extend file: No space left on device"))
+          : pglite.query(text, params),
+    };
+    await assert.rejects(
+      createLedger(failing, { chargeJournal: openChargeJournal(chargeJournalPath(dataDir)) }),
+      /could not be written from .*charges\.jsonl .*No space left on device.*the journal is kept: make the ledger writable again/,
+    );
+    assert.equal(await readFile(chargeJournalPath(dataDir), "utf8"), `${line}\n`, "the journal is kept");
+    const reopened = await openLedger({ dataDir });
+    assert.equal(
+      (await reopened.channels.get(channelId))?.chargedAtomic,
+      37n,
+      "written once the database takes it",
+    );
+    await reopened.close();
+  });
+});
