@@ -3,7 +3,6 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, describe, test } from "node:test";
-import type { ChannelRecord } from "./ChannelLedger.js";
 import { createChannelLedger } from "./createChannelLedger.js";
 import { createLedger } from "./createLedger.js";
 import { createPgliteClient } from "./createPgliteClient.js";

@@ -3,6 +3,7 @@ import { type Logger, TollgateError } from "../errors/index.js";
 import type { AlsoWrite, ChannelConfigRecord, ChannelLedger, ChannelRecord } from "./ChannelLedger.js";
 import { bindChannelChain, boundChannelChain, listSetAsideChannels } from "./channelChains.js";
 import type { ChargeJournal } from "./createChargeJournal.js";
+import { CHARGE_VOUCHER_ROW_CALL, CHARGE_VOUCHER_ROW_PARAMS } from "./paymentRowWrites.js";
 import type { SqlClient, SqlExecutor } from "./SqlClient.js";
 import { atomicParam, jsonParam } from "./sqlValues.js";
 
@@ -293,6 +294,8 @@ export type DeferredCharges = {
   logger: Logger;
   /** The writes not yet finished; the ledger's `close` waits for them. */
   inFlight: Set<Promise<void>>;
+  /** Set when the ledger closes: a charge from then on is written before its update returns. */
+  closing: boolean;
 };
 
 /** A `ChannelLedger` over any `SqlClient` whose schema `applyMigrations` brought up to date. */
@@ -315,16 +318,20 @@ export async function writeJournaledCharges(
   const charges = journal.leftOver();
   let written = 0;
   for (const charge of charges) {
+    if (charge.params.length !== CHARGE_VOUCHER_ROW_PARAMS)
+      throw new TollgateError({
+        code: "TOLLGATE_LEDGER_FAILED",
+        shortMessage: `a charge in the ledger's charge journal ${journal.path} has ${charge.params.length} values where ${CHARGE_VOUCHER_ROW_PARAMS} are written; the journal is kept: start the version that wrote it`,
+        details: { channelId: charge.channelId, journal: journal.path },
+      });
     const [row] = await sql.query(
       `SELECT charged_atomic::text AS charged_atomic FROM channels WHERE channel_id = $1`,
       [charge.channelId],
     );
     if (row?.charged_atomic !== charge.chargedBeforeAtomic) continue;
-    // Only the call the ledger journals is ever run from the file.
-    if (!charge.text.trimStart().startsWith("SELECT tollgate_charge_voucher_row(")) continue;
     let result: Record<string, unknown> | undefined;
     try {
-      [result] = await sql.query(charge.text, charge.params);
+      [result] = await sql.query(CHARGE_VOUCHER_ROW_CALL, charge.params);
     } catch (error) {
       // The journal is kept: the next opening tries again.
       throw new TollgateError({
@@ -424,6 +431,8 @@ function createSingleProcessChannelLedger(
   const queues = new Map<string, Promise<void>>();
   /** A channel's charge returned before it was written: the channel's next update waits for the write. */
   const writing = new Map<string, Promise<void>>();
+  /** Channels whose answered charge could not be written: they take no request until the ledger is opened again. */
+  const unwritten = new Map<string, string>();
 
   /** Runs `work` after every earlier update of the channel, and its deferred write, has finished. */
   const oneAtATime = <T>(id: string, work: () => Promise<T>): Promise<T> => {
@@ -443,16 +452,14 @@ function createSingleProcessChannelLedger(
     kept.delete(id);
     kept.set(id, channel);
     if (kept.size <= keptChannels) return;
-    // The least recently used channel with no request in flight is read again when next needed.
+    // The least recently used channel with no request in flight, and no charge unwritten, is read again
+    // when next needed.
     for (const [oldId, old] of kept) {
-      if (old.pending) continue;
+      if (old.pending || writing.has(oldId) || unwritten.has(oldId)) continue;
       kept.delete(oldId);
       break;
     }
   };
-
-  /** Channels whose answered charge could not be written: they take no request until the ledger is opened again. */
-  const unwritten = new Map<string, string>();
 
   /**
    * Journals a charge and writes it on the next turn of the event loop, after the answer it is for went
@@ -465,10 +472,9 @@ function createSingleProcessChannelLedger(
     call: { text: string; params: readonly unknown[] },
     { journal, logger, inFlight }: DeferredCharges,
   ) => {
-    journal.append({
+    const entry = journal.append({
       channelId: id,
       chargedBeforeAtomic: chargedBefore.toString(),
-      text: call.text,
       params: [...call.params],
     });
     let failed = false;
@@ -483,7 +489,7 @@ function createSingleProcessChannelLedger(
         );
       })
       .finally(() => {
-        journal.written(!failed);
+        journal.written(entry, !failed);
         inFlight.delete(write);
         if (writing.get(id) === write) writing.delete(id);
       });
@@ -537,7 +543,8 @@ function createSingleProcessChannelLedger(
           });
         else if (also?.withCharge && changes.every((change) => chargeColumns.has(change.column))) {
           const call = also.withCharge(id, next);
-          if (deferCharges) writeAfterAnswer(id, before.chargedAtomic, call, deferCharges);
+          if (deferCharges && !deferCharges.closing && call.text === CHARGE_VOUCHER_ROW_CALL)
+            writeAfterAnswer(id, before.chargedAtomic, call, deferCharges);
           else await writeCharge(sql, id, call);
         } else if (also) await writeChangesWith(sql, id, changes, also);
         else if (changes.some((c) => c.column !== "last_request_at")) await writeChanges(sql, id, changes);

@@ -13,7 +13,12 @@ import { createPgliteClient } from "./createPgliteClient.js";
 import { openLedger } from "./openLedger.js";
 import { channelRowWrite } from "./paymentRowWrites.js";
 import type { SqlClient } from "./SqlClient.js";
-import { journalTestChannel, journalTestCharge } from "./testkit/channelFixtures.js";
+import {
+  journalTestChannel,
+  journalTestCharge,
+  testChannel,
+  testChannelId,
+} from "./testkit/channelFixtures.js";
 
 const tempDirs: string[] = [];
 after(async () => {
@@ -122,6 +127,17 @@ describe("the charge journal of a PGlite ledger on disk", () => {
     assert.equal((await ledger.channels.get(channelId))?.chargedAtomic, 74n, "read once the write is over");
     assert.equal((await stored(pglite)).channel?.charged, "37", "the database failed it");
     failCharges = false;
+    // Another channel's charge, written: the journal is cut back to the failed charge alone.
+    const other = testChannelId(0x72);
+    await ledger.channels.update(other, () => ({ next: testChannel(0x72), result: undefined }));
+    await ledger.channels.update(other, (current) => {
+      const { next, paymentId, outcome, claim } = journalTestCharge(current!, 5n, 1_500);
+      return { next, result: undefined, alsoWrite: channelRowWrite(paymentId, outcome, claim) };
+    });
+    await ledger.channels.get(other);
+    const kept = (await readFile(chargeJournalPath(dataDir), "utf8")).trim().split("\n");
+    assert.equal(kept.length, 1, "only the failed charge is kept");
+    assert.equal(JSON.parse(kept[0]!).chargedBeforeAtomic, "37");
     await assert.rejects(
       ledger.channels.update(channelId, (current) => ({
         next: { ...current!, pending: { id: "next", maxAtomic: 174n, expiresAt: Date.now() + 60_000 } },
@@ -152,6 +168,7 @@ describe("the charge journal of a PGlite ledger on disk", () => {
       rows: [
         { id: "1000", status: "settled", charge: "37" },
         { id: "1037", status: "settled", charge: "37" },
+        { id: "1500", status: "settled", charge: "5" },
       ],
       channel: { charged: "74", signed: "137" },
     });
@@ -164,12 +181,7 @@ describe("the charge journal of a PGlite ledger on disk", () => {
     await ledger.close();
     const { next, paymentId, outcome, claim } = journalTestCharge(journalTestChannel());
     const call = channelRowWrite(paymentId, outcome, claim).withCharge!(channelId, next);
-    const line = JSON.stringify({
-      channelId,
-      chargedBeforeAtomic: "0",
-      text: call.text,
-      params: call.params,
-    });
+    const line = JSON.stringify({ v: 1, channelId, chargedBeforeAtomic: "0", params: call.params });
     await appendFile(chargeJournalPath(dataDir), `${line}\n`);
     const pglite = await createPgliteClient({ dataDir });
     const failing: SqlClient = {
@@ -191,5 +203,44 @@ describe("the charge journal of a PGlite ledger on disk", () => {
       "written once the database takes it",
     );
     await reopened.close();
+  });
+
+  test("a journal line that cannot be read, other than a last line cut short, fails the opening and keeps the file", async () => {
+    const dataDir = await freshDir();
+    const ledger = await openLedger({ dataDir });
+    await ledger.channels.update(channelId, () => ({ next: journalTestChannel(), result: undefined }));
+    await ledger.close();
+    const text = `{"v":1,"channelId":"${channelId}","chargedBefore\n{"v":1}\n`;
+    await writeFile(chargeJournalPath(dataDir), text);
+    await assert.rejects(
+      openLedger({ dataDir }),
+      /line 1 of the ledger's charge journal .* is not a charge this version writes; the journal is kept/,
+    );
+    assert.equal(await readFile(chargeJournalPath(dataDir), "utf8"), text, "the journal is kept");
+  });
+
+  test("a charge made while the ledger closes is written before it is answered, never into a closed journal", async () => {
+    const dataDir = await freshDir();
+    const ledger = await openLedger({ dataDir });
+    await ledger.channels.update(channelId, () => ({ next: journalTestChannel(), result: undefined }));
+    const closed = ledger.close();
+    const charged = await ledger.channels
+      .update(channelId, (current) => {
+        const { next, paymentId, outcome, claim } = journalTestCharge(current!);
+        return { next, result: true, alsoWrite: channelRowWrite(paymentId, outcome, claim) };
+      })
+      .catch(() => false);
+    await closed;
+    assert.equal(await readFile(chargeJournalPath(dataDir), "utf8"), "", "nothing journaled");
+    assert.deepEqual(
+      await storedAt(dataDir),
+      charged
+        ? {
+            rows: [{ id: "1000", status: "settled", charge: "37" }],
+            channel: { charged: "37", signed: "100" },
+          }
+        : { rows: [], channel: { charged: "0", signed: "0" } },
+      `the database holds what the charge answered (${charged ? "charged" : "refused"})`,
+    );
   });
 });

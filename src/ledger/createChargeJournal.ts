@@ -4,45 +4,53 @@ import { z } from "zod";
 import { TollgateError } from "../errors/index.js";
 
 /**
- * One channel charge, as the journal keeps it until the database has it: the stored-function call that
- * writes it, and the channel's charged total it was made on (so a replay never writes over a later one).
+ * One channel charge, as the journal keeps it until the database has it: the parameters of the stored
+ * function that writes it (`tollgate_charge_voucher_row`, the version the line names), and the channel's
+ * charged total it was made on (so a replay never writes over a later charge).
  */
 export type JournaledCharge = {
   channelId: string;
   /** The channel's charged total before this charge: the replay writes the charge only on that total. */
   chargedBeforeAtomic: string;
-  text: string;
   params: unknown[];
 };
+
+/** The form of the journal's lines; a line of another version is refused, not guessed at. */
+const JOURNAL_VERSION = 1;
+
+/** What `append` returns: the line, for `written`. */
+export type JournalEntry = { readonly line: string };
 
 /**
  * Charges answered before the embedded database holds them. A JSON answer waits for its charge: with the
  * journal, the charge is one synchronous append to a file (tens of microseconds) instead of the database's
  * write (one to two milliseconds of WASM on the serving thread), which follows as soon as the answer is out.
- * The file is emptied whenever every charge appended is in the database; the next opening of the ledger
- * writes whatever a killed process left in it. Appends reach the operating system before the answer goes
- * out, as the database's own writes do (PGlite runs without fsync): a killed process loses nothing.
+ * Whenever no charge is waiting for its write, the file is cut back to the charges whose write failed
+ * (usually none); the next opening of the ledger writes whatever is left in it. Appends reach the operating
+ * system before the answer goes out, as the database's own writes do (PGlite runs without fsync): a killed
+ * process loses nothing.
  */
 export type ChargeJournal = {
   readonly path: string;
-  /** Appends a charge; throws when the file cannot take it (the charge then is not answered). */
-  append(charge: JournaledCharge): void;
+  /** Appends a charge, whole or not at all; throws when the file cannot take it (the charge is then not answered). */
+  append(charge: JournaledCharge): JournalEntry;
+  /** A charge appended earlier was written to the database (`ok`), or its write failed: its line then stays. */
+  written(entry: JournalEntry, ok: boolean): void;
   /**
-   * A charge appended earlier was written to the database (`ok`), or failed to be: the file is emptied
-   * once none is outstanding, unless one failed, whose line then waits for the next opening.
+   * The charges a previous process appended and never saw written, in order. A last line cut short (its
+   * answer never went out) is dropped; any other line that cannot be read throws, and the file is kept.
    */
-  written(ok: boolean): void;
-  /** The charges a previous process appended and never saw written, in order; a torn last line is dropped. */
   leftOver(): JournaledCharge[];
   /** Empties the file (after `leftOver`'s charges were written). */
   clear(): void;
+  /** Closes the file; appending after this throws. */
   close(): void;
 };
 
 const entrySchema = z.object({
-  channelId: z.string(),
+  v: z.literal(JOURNAL_VERSION),
+  channelId: z.string().regex(/^0x[0-9a-f]{64}$/),
   chargedBeforeAtomic: z.string().regex(/^[0-9]+$/),
-  text: z.string(),
   params: z.array(z.unknown()),
 });
 
@@ -54,30 +62,54 @@ export function chargeJournalPath(dataDir: string): string {
 /** Opens (or creates) the charge journal at `path`. */
 export function openChargeJournal(path: string): ChargeJournal {
   let fd: number;
+  let size: number;
   try {
     fd = openSync(path, "a+", 0o600);
+    size = fstatSync(fd).size;
   } catch (cause) {
     throw journalError(path, "open", cause);
   }
+  let closed = false;
   let outstanding = 0;
-  let keepLines = false;
+  /** Lines whose write failed: kept in the file until the next opening writes them. */
+  const failed: string[] = [];
+
+  /** Appends `text` whole, or cuts the file back to where it was and throws. */
+  const appendText = (text: string) => {
+    const bytes = Buffer.from(text, "utf8");
+    let wrote = 0;
+    try {
+      wrote = writeSync(fd, bytes);
+      if (wrote !== bytes.length) throw new Error(`wrote ${wrote} of ${bytes.length} bytes`);
+    } catch (cause) {
+      if (wrote > 0)
+        try {
+          ftruncateSync(fd, size);
+        } catch {
+          // A line cut short stays at the end, where the next opening drops it: its answer never went out.
+        }
+      throw journalError(path, "append a charge to", cause);
+    }
+    size += bytes.length;
+  };
+
   return {
     path,
     append(charge) {
-      const line = `${JSON.stringify(charge)}\n`;
-      try {
-        writeSync(fd, line);
-      } catch (cause) {
-        throw journalError(path, "append a charge to", cause);
-      }
+      if (closed) throw journalError(path, "append a charge to", new Error("the ledger is closed"));
+      const line = `${JSON.stringify({ v: JOURNAL_VERSION, ...charge })}\n`;
+      appendText(line);
       outstanding += 1;
+      return { line };
     },
-    written(ok) {
+    written(entry, ok) {
       outstanding -= 1;
-      if (!ok) keepLines = true;
-      if (outstanding > 0 || keepLines) return;
+      if (!ok) failed.push(entry.line);
+      if (outstanding > 0 || closed) return;
       try {
         ftruncateSync(fd, 0);
+        size = 0;
+        if (failed.length > 0) appendText(failed.join(""));
       } catch {
         // Lines left behind are harmless: the next opening passes over charges the database has.
       }
@@ -85,26 +117,34 @@ export function openChargeJournal(path: string): ChargeJournal {
     leftOver() {
       if (fstatSync(fd).size === 0) return [];
       const lines = readFileSync(path, "utf8").split("\n");
-      const charges: JournaledCharge[] = [];
-      for (const line of lines) {
-        if (line.trim() === "") continue;
+      // The text after the last newline is a line the kill cut short, or nothing.
+      lines.pop();
+      return lines.map((line, index) => {
         let parsed: unknown;
         try {
           parsed = JSON.parse(line);
         } catch {
-          // A line cut by the kill: its answer never went out.
-          continue;
+          parsed = undefined;
         }
         const entry = entrySchema.safeParse(parsed);
-        if (entry.success) charges.push(entry.data);
-      }
-      return charges;
+        if (!entry.success)
+          throw new TollgateError({
+            code: "TOLLGATE_LEDGER_FAILED",
+            shortMessage: `line ${index + 1} of the ledger's charge journal ${path} is not a charge this version writes; the journal is kept: restore the file, or start the version that wrote it`,
+            details: { path, line: index + 1 },
+          });
+        const { channelId, chargedBeforeAtomic, params } = entry.data;
+        return { channelId, chargedBeforeAtomic, params };
+      });
     },
     clear() {
       ftruncateSync(fd, 0);
-      keepLines = false;
+      size = 0;
+      failed.length = 0;
     },
     close() {
+      if (closed) return;
+      closed = true;
       closeSync(fd);
     },
   };

@@ -20,7 +20,8 @@ export async function openLedger({
   logger = silentLogger,
 }: OpenLedgerParameters = {}): Promise<Ledger> {
   const sql = await createPgliteClient({ dataDir });
-  const onDisk = dataDir !== undefined && dataDir !== "memory://";
+  // A plain path is a directory on disk; `memory://` and PGlite's other schemes are not.
+  const onDisk = dataDir !== undefined && !dataDir.includes("://");
   let chargeJournal: ReturnType<typeof openChargeJournal> | undefined;
   try {
     chargeJournal = onDisk ? openChargeJournal(chargeJournalPath(dataDir)) : undefined;

@@ -40,6 +40,17 @@ export function unitsOf(usage: TokenUsage): Record<string, number> {
   return out;
 }
 
+/**
+ * The call of migration 7's `tollgate_charge_voucher_row` (a JSON voucher request's row and its channel's
+ * charge), with its 23 parameters; it returns `written`, 1 or 0.
+ */
+export const CHARGE_VOUCHER_ROW_CALL = `SELECT tollgate_charge_voucher_row($1, $2, $3, $4, $5, $6, $7, $8, $9, $10::numeric,
+  $11::jsonb, $12::jsonb, $13, $14, $15::numeric, $16, $17, $18::jsonb, $19, $20::numeric, $21::numeric, $22,
+  $23::bigint) AS written`;
+
+/** How many parameters `CHARGE_VOUCHER_ROW_CALL` takes. */
+export const CHARGE_VOUCHER_ROW_PARAMS = 23;
+
 /** How a request charged on a channel ended, for its payment row. */
 export type ChannelRowOutcome = { usage: TokenUsage; chargeAtomic: bigint } | { failed: string };
 
@@ -75,9 +86,7 @@ export function channelRowWrite(
       ...(charged
         ? {
             withCharge: (channelId: string, next: ChannelRecord) => ({
-              text: `SELECT tollgate_charge_voucher_row($1, $2, $3, $4, $5, $6, $7, $8, $9, $10::numeric, $11::jsonb,
-                 $12::jsonb, $13, $14, $15::numeric, $16, $17, $18::jsonb, $19, $20::numeric, $21::numeric, $22,
-                 $23::bigint) AS written`,
+              text: CHARGE_VOUCHER_ROW_CALL,
               params: [
                 id,
                 ...claim,

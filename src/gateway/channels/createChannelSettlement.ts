@@ -313,16 +313,29 @@ export function createChannelSettlement(parameters: CreateChannelSettlementParam
       // The channel is reserved while it is refunded, as a request would reserve it: a voucher served
       // on the balance being refunded could never be claimed.
       const pendingId = `refund-idle-${randomBytes(8).toString("hex")}`;
-      const channel = await channels.update<ChannelRecord | undefined>(listed.channelId, (current) => {
-        const at = Date.now();
-        if (!current || at - current.lastRequestAt < idleMs) return { result: undefined };
-        if (current.pending && current.pending.expiresAt > at) return { result: undefined };
-        const next = {
-          ...current,
-          pending: { id: pendingId, maxAtomic: current.chargedAtomic, expiresAt: at + IDLE_REFUND_LEASE_MS },
-        };
-        return { next, result: next };
-      });
+      // A channel the ledger cannot take now is passed over; the others are refunded all the same.
+      const channel = await channels
+        .update<ChannelRecord | undefined>(listed.channelId, (current) => {
+          const at = Date.now();
+          if (!current || at - current.lastRequestAt < idleMs) return { result: undefined };
+          if (current.pending && current.pending.expiresAt > at) return { result: undefined };
+          const next = {
+            ...current,
+            pending: {
+              id: pendingId,
+              maxAtomic: current.chargedAtomic,
+              expiresAt: at + IDLE_REFUND_LEASE_MS,
+            },
+          };
+          return { next, result: next };
+        })
+        .catch((error: unknown) => {
+          logger.warn(
+            { channelId: listed.channelId, error: String(error) },
+            "channel refund: the channel could not be reserved; passed over this time",
+          );
+          return undefined;
+        });
       if (!channel) continue;
       const held = (current: ChannelRecord | undefined): current is ChannelRecord =>
         current?.pending?.id === pendingId;

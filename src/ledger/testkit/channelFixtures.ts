@@ -41,9 +41,9 @@ export function testChannel(n: number, overrides: Partial<ChannelRecord> = {}): 
 /** The channel the journal's tests charge. */
 export const journalTestChannel = () => testChannel(0x71);
 
-/** The next JSON voucher request's charge on `current`: 37 of a 100 maximum, row id 1000 + the charged total. */
-export function journalTestCharge(current: ChannelRecord, chargeAtomic = 37n) {
-  const paymentId = 1_000 + Number(current.chargedAtomic);
+/** The next JSON voucher request's charge on `current`: `chargeAtomic` of a 100 maximum, row id `idBase` + the charged total. */
+export function journalTestCharge(current: ChannelRecord, chargeAtomic = 37n, idBase = 1_000) {
+  const paymentId = idBase + Number(current.chargedAtomic);
   const claim: ClaimPaymentInput = {
     network: current.network,
     payer: current.payer,
