@@ -214,6 +214,50 @@ describe("a pool of channels", () => {
   });
 });
 
+describe("topping up a channel of the pool", () => {
+  test("a channel in use is topped up even when the provider holds more than the opening bound allows, which counts only new channels", async () => {
+    // maxDeposit = one request's maximum (1,000): each deposit is 1,000, and a pool of 2 may open
+    // channels while the provider holds under 2,000 of the buyer's, unspent.
+    const slow = await h.seller({ handlerDelayMs: 300 });
+    const buyer = await h.devnet.createBuyer(10_000_000n);
+    const log = eventLog();
+    const payingFetch = h.payingFetch({
+      privateKey: buyer.privateKey,
+      onEvent: log.onEvent,
+      channelPoolSize: 2,
+      policy: { maxDeposit: 1_000n },
+    });
+    const burst = async () => {
+      const answers = await Promise.all([postChat(payingFetch, slow.url), postChat(payingFetch, slow.url)]);
+      for (const answer of answers) assert.equal(answer.status, 200, answer.body);
+    };
+    const channels = async () =>
+      (await (await payingFetch.spendStore()).channels({ origin: providerOrigin(slow.url) })).map(
+        (channel) => ({
+          deposits: channel.deposits,
+          deposited: channel.depositedAtomic,
+        }),
+      );
+    await burst();
+    assert.deepEqual(await channels(), [
+      { deposits: 1, deposited: 1_000n },
+      { deposits: 1, deposited: 1_000n },
+    ]);
+    // One channel needs a top-up for its next voucher (650 left, 1,000 needed): 1,000 more.
+    assert.equal((await postChat(payingFetch, slow.url)).status, 200);
+    // Now the provider holds 650 + 1,650 unspent; the other channel's top-up is above 2 × 1,000 counted
+    // that way, and is made all the same: it follows the charges, which the caps count.
+    await burst();
+    await payingFetch.idle();
+    assert.deepEqual(
+      (await channels()).map((channel) => channel.deposits),
+      [2, 2],
+      "both channels topped up once",
+    );
+    assert.equal(log.of("refused").length, 0, "nothing refused");
+  });
+});
+
 describe("trust, but verify", () => {
   test("a charge above what the usage justifies at the quoted prices is flagged", async () => {
     const greedy = await h.seller({ overchargeAtomic: 100n });

@@ -7,6 +7,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, describe, test } from "node:test";
 import { fileURLToPath } from "node:url";
+import { silentLogger } from "../errors/index.js";
+import { createChannelLedger } from "./createChannelLedger.js";
 import { chargeJournalPath, openChargeJournal } from "./createChargeJournal.js";
 import { createLedger } from "./createLedger.js";
 import { createPgliteClient } from "./createPgliteClient.js";
@@ -242,5 +244,42 @@ describe("the charge journal of a PGlite ledger on disk", () => {
         : { rows: [], channel: { charged: "0", signed: "0" } },
       `the database holds what the charge answered (${charged ? "charged" : "refused"})`,
     );
+  });
+
+  test("a channel whose answered charge is not written yet is never dropped from memory for a stale read of the database", async () => {
+    const dataDir = await freshDir();
+    const pglite = await createPgliteClient({ dataDir });
+    let failCharges = false;
+    const sql: SqlClient = {
+      ...pglite,
+      query: (text, params) =>
+        failCharges && text.includes("tollgate_charge_voucher_row(")
+          ? Promise.reject(new Error("No space left on device"))
+          : pglite.query(text, params),
+    };
+    const migrated = await createLedger(sql);
+    const journal = openChargeJournal(chargeJournalPath(dataDir));
+    // One channel kept in memory: any other channel used pushes the least recently used one out.
+    const channels = createChannelLedger(sql, {
+      keptChannels: 1,
+      deferCharges: { journal, logger: silentLogger, inFlight: new Set(), closing: false },
+    });
+    await channels.update(channelId, () => ({ next: journalTestChannel(), result: undefined }));
+    failCharges = true;
+    await channels.update(channelId, (current) => {
+      const { next, paymentId, outcome, claim } = journalTestCharge(current!);
+      return { next, result: undefined, alsoWrite: channelRowWrite(paymentId, outcome, claim) };
+    });
+    await channels.get(channelId);
+    failCharges = false;
+    await channels.update(testChannelId(0x73), () => ({ next: testChannel(0x73), result: undefined }));
+    assert.equal((await stored(pglite)).channel?.charged, "0", "the database failed the charge");
+    assert.equal(
+      (await channels.get(channelId))?.chargedAtomic,
+      37n,
+      "the channel as answered, not the database's stale row",
+    );
+    journal.close();
+    await migrated.close();
   });
 });
