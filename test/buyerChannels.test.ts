@@ -187,16 +187,23 @@ async function refusalError(work: Promise<unknown>) {
   throw new assert.AssertionError({ message: "expected a policy refusal" });
 }
 
+/** A buyer with a pool of `channelPoolSize` channels, and a seller slow enough for a burst to need several. */
+async function poolBuyer(channelPoolSize: number, policy?: { maxDeposit: bigint }) {
+  const slow = await h.seller({ handlerDelayMs: 300 });
+  const buyer = await h.devnet.createBuyer(10_000_000n);
+  const log = eventLog();
+  const payingFetch = h.payingFetch({
+    privateKey: buyer.privateKey,
+    onEvent: log.onEvent,
+    channelPoolSize,
+    ...(policy ? { policy } : {}),
+  });
+  return { slow, log, payingFetch };
+}
+
 describe("a pool of channels", () => {
   test("a parallel burst to one seller uses several channels, each with one request at a time", async () => {
-    const slow = await h.seller({ handlerDelayMs: 300 });
-    const buyer = await h.devnet.createBuyer(10_000_000n);
-    const log = eventLog();
-    const payingFetch = h.payingFetch({
-      privateKey: buyer.privateKey,
-      onEvent: log.onEvent,
-      channelPoolSize: 3,
-    });
+    const { slow, log, payingFetch } = await poolBuyer(3);
     const answers = await Promise.all(Array.from({ length: 6 }, () => postChat(payingFetch, slow.url)));
     for (const answer of answers) assert.equal(answer.status, 200, answer.body);
     await payingFetch.idle();
@@ -218,15 +225,7 @@ describe("topping up a channel of the pool", () => {
   test("a channel in use is topped up even when the provider holds more than the opening bound allows, which counts only new channels", async () => {
     // maxDeposit = one request's maximum (1,000): each deposit is 1,000, and a pool of 2 may open
     // channels while the provider holds under 2,000 of the buyer's, unspent.
-    const slow = await h.seller({ handlerDelayMs: 300 });
-    const buyer = await h.devnet.createBuyer(10_000_000n);
-    const log = eventLog();
-    const payingFetch = h.payingFetch({
-      privateKey: buyer.privateKey,
-      onEvent: log.onEvent,
-      channelPoolSize: 2,
-      policy: { maxDeposit: 1_000n },
-    });
+    const { slow, log, payingFetch } = await poolBuyer(2, { maxDeposit: 1_000n });
     const burst = async () => {
       const answers = await Promise.all([postChat(payingFetch, slow.url), postChat(payingFetch, slow.url)]);
       for (const answer of answers) assert.equal(answer.status, 200, answer.body);

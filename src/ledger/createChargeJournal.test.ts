@@ -55,6 +55,23 @@ async function storedAt(dataDir: string) {
   }
 }
 
+/** A PGlite client on `dataDir` whose charge writes fail with a full disk while `failCharges(true)`. */
+async function failableLedgerSql(dataDir: string) {
+  const pglite = await createPgliteClient({ dataDir });
+  let failing = false;
+  const sql: SqlClient = {
+    ...pglite,
+    query: (text, params) =>
+      failing && text.includes("tollgate_charge_voucher_row(")
+        ? Promise.reject(new Error("No space left on device"))
+        : pglite.query(text, params),
+  };
+  const failCharges = (on: boolean) => {
+    failing = on;
+  };
+  return { pglite, sql, failCharges };
+}
+
 describe("the charge journal of a PGlite ledger on disk", () => {
   test("a process SIGKILLed the moment a JSON voucher's charge returned loses nothing: the next opening writes the charge from the journal, once", async () => {
     const dataDir = await freshDir();
@@ -99,15 +116,7 @@ describe("the charge journal of a PGlite ledger on disk", () => {
 
   test("a charge the database fails to write after its answer stays journaled, its channel takes no request until the ledger is opened again, and that opening writes it", async () => {
     const dataDir = await freshDir();
-    const pglite = await createPgliteClient({ dataDir });
-    let failCharges = false;
-    const sql: SqlClient = {
-      ...pglite,
-      query: (text, params) =>
-        failCharges && text.includes("tollgate_charge_voucher_row(")
-          ? Promise.reject(new Error("No space left on device"))
-          : pglite.query(text, params),
-    };
+    const { pglite, sql, failCharges } = await failableLedgerSql(dataDir);
     const ledger = await createLedger(sql, { chargeJournal: openChargeJournal(chargeJournalPath(dataDir)) });
     const first = journalTestChannel();
     await ledger.channels.update(channelId, () => ({ next: first, result: undefined }));
@@ -124,11 +133,11 @@ describe("the charge journal of a PGlite ledger on disk", () => {
       "a written charge leaves the journal",
     );
 
-    failCharges = true;
+    failCharges(true);
     assert.equal(await charge(), 74n, "answered: the write comes after");
     assert.equal((await ledger.channels.get(channelId))?.chargedAtomic, 74n, "read once the write is over");
     assert.equal((await stored(pglite)).channel?.charged, "37", "the database failed it");
-    failCharges = false;
+    failCharges(false);
     // Another channel's charge, written: the journal is cut back to the failed charge alone.
     const other = testChannelId(0x72);
     await ledger.channels.update(other, () => ({ next: testChannel(0x72), result: undefined }));
@@ -248,15 +257,7 @@ describe("the charge journal of a PGlite ledger on disk", () => {
 
   test("a channel whose answered charge is not written yet is never dropped from memory for a stale read of the database", async () => {
     const dataDir = await freshDir();
-    const pglite = await createPgliteClient({ dataDir });
-    let failCharges = false;
-    const sql: SqlClient = {
-      ...pglite,
-      query: (text, params) =>
-        failCharges && text.includes("tollgate_charge_voucher_row(")
-          ? Promise.reject(new Error("No space left on device"))
-          : pglite.query(text, params),
-    };
+    const { pglite, sql, failCharges } = await failableLedgerSql(dataDir);
     const migrated = await createLedger(sql);
     const journal = openChargeJournal(chargeJournalPath(dataDir));
     // One channel kept in memory: any other channel used pushes the least recently used one out.
@@ -265,13 +266,13 @@ describe("the charge journal of a PGlite ledger on disk", () => {
       deferCharges: { journal, logger: silentLogger, inFlight: new Set(), closing: false },
     });
     await channels.update(channelId, () => ({ next: journalTestChannel(), result: undefined }));
-    failCharges = true;
+    failCharges(true);
     await channels.update(channelId, (current) => {
       const { next, paymentId, outcome, claim } = journalTestCharge(current!);
       return { next, result: undefined, alsoWrite: channelRowWrite(paymentId, outcome, claim) };
     });
     await channels.get(channelId);
-    failCharges = false;
+    failCharges(false);
     await channels.update(testChannelId(0x73), () => ({ next: testChannel(0x73), result: undefined }));
     assert.equal((await stored(pglite)).channel?.charged, "0", "the database failed the charge");
     assert.equal(
