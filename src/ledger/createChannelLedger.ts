@@ -292,10 +292,8 @@ export type CreateChannelLedgerOptions = {
 export type DeferredCharges = {
   journal: ChargeJournal;
   logger: Logger;
-  /** The writes not yet finished; the ledger's `close` waits for them. */
+  /** The writes not yet finished; the ledger's `close` waits for them (the journal, closed, refuses more). */
   inFlight: Set<Promise<void>>;
-  /** Set when the ledger closes: a charge from then on is written before its update returns. */
-  closing: boolean;
 };
 
 /** A `ChannelLedger` over any `SqlClient` whose schema `applyMigrations` brought up to date. */
@@ -543,7 +541,7 @@ function createSingleProcessChannelLedger(
           });
         else if (also?.withCharge && changes.every((change) => chargeColumns.has(change.column))) {
           const call = also.withCharge(id, next);
-          if (deferCharges && !deferCharges.closing && call.text === CHARGE_VOUCHER_ROW_CALL)
+          if (deferCharges && call.text === CHARGE_VOUCHER_ROW_CALL)
             writeAfterAnswer(id, before.chargedAtomic, call, deferCharges);
           else await writeCharge(sql, id, call);
         } else if (also) await writeChangesWith(sql, id, changes, also);

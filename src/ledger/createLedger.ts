@@ -52,7 +52,7 @@ export async function createLedger(
   // One process alone on its database on disk (PGlite) answers a channel charge once it is journaled.
   const deferCharges: DeferredCharges | undefined =
     sql.serializesStatements && chargeJournal
-      ? { journal: chargeJournal, logger, inFlight: new Set(), closing: false }
+      ? { journal: chargeJournal, logger, inFlight: new Set() }
       : undefined;
   let closing: Promise<void> | undefined;
   return {
@@ -62,9 +62,8 @@ export async function createLedger(
     insights: createLedgerInsights(sql),
     close: () => {
       closing ??= (async () => {
-        // Charges answered and not yet written are written before the database closes; a charge made
-        // from here on is written before it is answered.
-        if (deferCharges) deferCharges.closing = true;
+        // Charges answered and not yet written are written before the database closes; once the journal
+        // is closed, a charge is refused (unserved, uncharged).
         while (deferCharges && deferCharges.inFlight.size > 0) await Promise.all(deferCharges.inFlight);
         chargeJournal?.close();
         await sql.close();

@@ -49,7 +49,7 @@ export const CHARGE_VOUCHER_ROW_CALL = `SELECT tollgate_charge_voucher_row($1, $
   $23::bigint) AS written`;
 
 /** How many parameters `CHARGE_VOUCHER_ROW_CALL` takes. */
-export const CHARGE_VOUCHER_ROW_PARAMS = 23;
+export const CHARGE_VOUCHER_ROW_PARAMS = new Set(CHARGE_VOUCHER_ROW_CALL.match(/\$[0-9]+/g)).size;
 
 /** How a request charged on a channel ended, for its payment row. */
 export type ChannelRowOutcome = { usage: TokenUsage; chargeAtomic: bigint } | { failed: string };
