@@ -175,6 +175,51 @@ describe("caps hold across deposit and vouchers", () => {
     const deposited = channels.reduce((sum, channel) => sum + channel.depositedAtomic, 0n);
     assert.ok(deposited <= 2n * 2_000n, `deposited ${deposited}`);
   });
+
+  test("openings planned at the same moment count each other's deposits: a burst on new terms still holds at most one maxDeposit per slot", async () => {
+    const sellers = await Promise.all(Array.from({ length: 3 }, () => h.seller({ handlerDelayMs: 300 })));
+    const buyer = await h.devnet.createBuyer(100_000_000n);
+    const origin = "http://rotating-burst.invalid";
+    // Each request names the seller behind the origin that serves it (x-seller): three sets of channel terms.
+    const routed: typeof fetch = async (input, init) => {
+      const which = Number(
+        new Headers(input instanceof Request ? input.headers : init?.headers).get("x-seller"),
+      );
+      return fetch(String(input).replace(origin, sellers[which]!.url), init);
+    };
+    const payingFetch = h.payingFetch({
+      privateKey: buyer.privateKey,
+      fetch: routed,
+      channelPoolSize: 2,
+      policy: { maxDeposit: 2_000n },
+    });
+    const chat = async (seller: number) => {
+      const response = await payingFetch(`${origin}/v1/chat/completions`, {
+        method: "POST",
+        headers: { "content-type": "application/json", "x-seller": String(seller) },
+        body: JSON.stringify({ model: "official-model", messages: [{ role: "user", content: "hi" }] }),
+      });
+      await response.text();
+      return response.status;
+    };
+    // One channel on the first terms: 2,000 deposited, 350 charged, 1,650 held.
+    assert.equal(await chat(0), 200);
+    // Two openings at once on two new sets of terms: the room under 2 × 2,000 is 2,350, one deposit's worth.
+    const burst = await Promise.allSettled([chat(1), chat(2)]);
+    const served = burst.filter((outcome) => outcome.status === "fulfilled" && outcome.value === 200);
+    const refused = burst.flatMap((outcome) =>
+      outcome.status === "rejected" && isTollgateError(outcome.reason, "TOLLGATE_POLICY_REFUSED")
+        ? [outcome.reason]
+        : [],
+    );
+    assert.equal(served.length, 1, "one opening fits");
+    assert.equal(refused.length, 1, "the other is refused before signing");
+    assert.match(refused[0]!.shortMessage, /already holds .* unspent in its channels/);
+    await payingFetch.idle();
+    const channels = await (await payingFetch.spendStore()).channels({ origin });
+    const deposited = channels.reduce((sum, channel) => sum + channel.depositedAtomic, 0n);
+    assert.equal(deposited, 2n * 2_000n, "two deposits of 2,000: the pool's bound");
+  });
 });
 
 async function refusalError(work: Promise<unknown>) {

@@ -19,8 +19,11 @@ export type ChannelSlot = {
   /** `@x402/core`'s client with this slot's scheme registered for every EVM network. */
   client: x402Client;
   deps: BatchSettlementClientDeps;
-  /** Sets the deposit the next payload signs, decided by the policy before signing. */
-  planDeposit(amountAtomic: bigint | undefined): void;
+  /**
+   * Sets the deposit the next payload signs, decided by the policy before signing. An `opening` deposit
+   * (into a channel that holds nothing) is counted by `openingsOf` until the slot is released.
+   */
+  planDeposit(amountAtomic: bigint | undefined, opening?: { origin: string; channelId: string }): void;
   /** Frees the slot for the next request; idempotent. */
   release(): void;
 };
@@ -30,6 +33,13 @@ export type ChannelPool = {
   acquire(offer: PaymentRequirements): Promise<ChannelSlot>;
   /** The slot's scheme and deps without holding it (refunds, listings). */
   schemeFor(index: number): { scheme: BatchSettlementEvmScheme; deps: BatchSettlementClientDeps };
+  /** The opening deposits planned for the provider's channels and not yet released, by channel id. */
+  openingsOf(origin: string): Map<string, bigint>;
+  /**
+   * Waits until no other request is planning an opening deposit with the provider; the caller plans its
+   * own (and registers it through `planDeposit`) before calling the returned function.
+   */
+  lockOpenings(origin: string): Promise<() => void>;
   readonly size: number;
 };
 
@@ -92,6 +102,10 @@ export function createChannelPool({
   const waiting = new Map<string, Array<() => void>>();
   /** Planned deposits by `<seller key>#<slot>`: only the request holding the slot sets its entry. */
   const planned = new Map<string, bigint>();
+  /** The planned deposits of those that open a channel, by the same key. */
+  const openings = new Map<string, { origin: string; channelId: string; amountAtomic: bigint }>();
+  /** Per provider, the end of the last opening being planned. */
+  const openingLocks = new Map<string, Promise<void>>();
 
   const schemeFor = (index: number) => {
     let entry = schemes.get(index);
@@ -136,14 +150,17 @@ export function createChannelPool({
       scheme,
       client: new x402Client().register("eip155:*", scheme).setSpendControls(false),
       deps,
-      planDeposit(amountAtomic) {
+      planDeposit(amountAtomic, opening) {
         if (amountAtomic === undefined) planned.delete(id);
         else planned.set(id, amountAtomic);
+        if (amountAtomic === undefined || !opening) openings.delete(id);
+        else openings.set(id, { ...opening, amountAtomic });
       },
       release() {
         if (released) return;
         released = true;
         planned.delete(id);
+        openings.delete(id);
         if (renewal) clearInterval(renewal);
         // The lease goes before the slot is free here, so this process's next taker wins it back.
         const given = leases
@@ -164,6 +181,26 @@ export function createChannelPool({
   return {
     size,
     schemeFor,
+    openingsOf(origin) {
+      const planned = new Map<string, bigint>();
+      for (const opening of openings.values())
+        if (opening.origin === origin) planned.set(opening.channelId.toLowerCase(), opening.amountAtomic);
+      return planned;
+    },
+    async lockOpenings(origin) {
+      const before = openingLocks.get(origin) ?? Promise.resolve();
+      let unlock = () => {};
+      const mine = new Promise<void>((resolve) => {
+        unlock = resolve;
+      });
+      const held = before.then(() => mine);
+      openingLocks.set(origin, held);
+      await before;
+      return () => {
+        unlock();
+        if (openingLocks.get(origin) === held) openingLocks.delete(origin);
+      };
+    },
     async acquire(offer) {
       const key = sellerKey(offer);
       for (;;) {

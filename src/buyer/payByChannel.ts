@@ -218,16 +218,24 @@ async function prepareChannel(
     slot.planDeposit(undefined);
     return { channelId, depositAtomic: undefined };
   }
-  const depositAtomic = await planDeposit(context, chainReaderOf(slot), {
-    opening: balance === 0n,
-    url,
-    origin,
-    offer,
-    neededAtomic: maxClaimable - balance,
-    requestAtomic,
-  });
-  slot.planDeposit(depositAtomic);
-  return { channelId, depositAtomic };
+  const opening = balance === 0n;
+  // Openings with one provider are planned one at a time, each counting those planned before it and not
+  // yet settled, so a burst cannot open more than the bound allows between them.
+  const unlock = opening ? await context.pool.lockOpenings(origin) : undefined;
+  try {
+    const depositAtomic = await planDeposit(context, chainReaderOf(slot), {
+      opening: opening ? { channelId } : undefined,
+      url,
+      origin,
+      offer,
+      neededAtomic: maxClaimable - balance,
+      requestAtomic,
+    });
+    slot.planDeposit(depositAtomic, opening ? { origin, channelId } : undefined);
+    return { channelId, depositAtomic };
+  } finally {
+    unlock?.();
+  }
 }
 
 /**
@@ -249,7 +257,7 @@ async function planDeposit(
     requestAtomic,
   }: {
     /** The channel holds nothing yet: a new channel, bounded by what the provider already holds. */
-    opening: boolean;
+    opening: { channelId: string } | undefined;
     url: string;
     origin: string;
     offer: OfferChoice["offer"];
@@ -280,7 +288,7 @@ async function planDeposit(
   // changes its channel's terms (a new receiverAuthorizer, delay or payTo) opens new channels, and the
   // pool's honest need is one maxDeposit per slot. Past that, the deposit is refused.
   // A top-up of a channel in use is not: it only follows charges, which the daily caps count.
-  const heldAtomic = opening ? await escrowHeldBy(context, readChannel, origin) : 0n;
+  const heldAtomic = opening ? await escrowHeldBy(context, readChannel, origin, opening.channelId) : 0n;
   for (const [rule, limitAtomic] of limits) {
     if (limitAtomic === undefined || !opening) continue;
     const roomAtomic = limitAtomic * BigInt(context.pool.size) - heldAtomic;
@@ -329,22 +337,31 @@ function chainReaderOf(slot: ChannelSlot): ChannelReader | undefined {
 /**
  * The buyer's money a provider holds unspent in its channels: each channel's balance (refunds and
  * withdrawals out, every deposit in, read on chain where the buyer can, else as last recorded) less
- * what was charged or claimed.
+ * what was charged or claimed; and the opening deposits planned in this process and not yet settled
+ * (a channel's counted once, as the larger of the two), but for the channel `opening`'s own.
  */
 async function escrowHeldBy(
   context: ChannelPaymentContext,
   readChannel: ChannelReader | undefined,
   origin: string,
+  opening: string,
 ): Promise<bigint> {
   const store = await context.store();
+  const planned = context.pool.openingsOf(origin);
+  planned.delete(opening.toLowerCase());
   let heldAtomic = 0n;
   for (const channel of await store.channels({ origin, payer: context.payer })) {
     const onChain = await readChannel?.(channel.channelId);
     const balance = onChain?.balanceAtomic ?? BigInt(channel.context?.balance ?? "0");
     const charged = BigInt(channel.context?.chargedCumulativeAmount ?? "0");
     const spent = onChain && onChain.totalClaimedAtomic > charged ? onChain.totalClaimedAtomic : charged;
-    if (balance > spent) heldAtomic += balance - spent;
+    const unspent = balance > spent ? balance - spent : 0n;
+    const id = channel.channelId.toLowerCase();
+    const plannedAtomic = planned.get(id) ?? 0n;
+    planned.delete(id);
+    heldAtomic += unspent > plannedAtomic ? unspent : plannedAtomic;
   }
+  for (const plannedAtomic of planned.values()) heldAtomic += plannedAtomic;
   return heldAtomic;
 }
 
