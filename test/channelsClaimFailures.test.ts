@@ -9,14 +9,24 @@ import type { PaymentRequirements } from "@x402/core/types";
 import { toClientEvmSigner } from "@x402/evm";
 import { BatchSettlementEvmScheme, computeChannelId } from "@x402/evm/batch-settlement/client";
 import { wrapFetchWithPayment } from "@x402/fetch";
-import { createPublicClient, createTestClient, createWalletClient, http } from "viem";
+import {
+  createPublicClient,
+  createTestClient,
+  createWalletClient,
+  erc20Abi,
+  type Hex,
+  http,
+  parseAbi,
+} from "viem";
 import { privateKeyToAccount } from "viem/accounts";
 import { anvil } from "viem/chains";
 import { batchSettlementAbi } from "../src/chain/index.js";
+import { type ChannelConfig, erc3009DepositArgs } from "../src/devnet/batchSettlementTesting.js";
 import { captureLogger } from "../src/ledger/testkit/captureLogger.js";
 import {
   BATCH_SETTLEMENT_ADDRESS_FOR_TESTS,
   channelTestConfig,
+  depositAbi,
   testChannelSettlement,
 } from "./support/channelFixtures.js";
 import { type GatewayHarness, startGatewayHarness } from "./support/gatewayHarness.js";
@@ -24,13 +34,15 @@ import { mockModelId } from "./support/mockBackend.js";
 
 let h: GatewayHarness;
 
-before(async () => {
-  h = await startGatewayHarness({ configure: channelTestConfig });
-});
-
-after(async () => {
-  await h?.close();
-});
+/** A gateway and devnet of the suite's own: a payer's withdrawal moves the chain's clock 15 minutes on. */
+function ownHarness() {
+  before(async () => {
+    h = await startGatewayHarness({ configure: channelTestConfig });
+  });
+  after(async () => {
+    await h?.close();
+  });
+}
 
 const url = () => `${h.gateway.url}/v1/chat/completions`;
 const body = JSON.stringify({
@@ -42,20 +54,9 @@ const body = JSON.stringify({
 /** A buyer whose channel was opened and charged by two requests through the official client. */
 async function chargedChannel() {
   const buyer = await h.devnet.createBuyer(100_000_000n);
-  const publicClient = createPublicClient({ chain: anvil, transport: http(h.devnet.rpcUrl) });
-  const scheme = new BatchSettlementEvmScheme(
-    toClientEvmSigner(privateKeyToAccount(buyer.privateKey), publicClient),
-  );
-  const pay = wrapFetchWithPayment(
-    fetch,
-    x402Client.fromConfig({ schemes: [{ network: h.devnet.network, client: scheme }], spendControls: false }),
-  );
+  const { scheme, pay } = officialClient(buyer.privateKey);
   for (let i = 0; i < 2; i++) {
-    const response = await pay(url(), {
-      method: "POST",
-      headers: { "content-type": "application/json" },
-      body,
-    });
+    const response = await pay(url(), chatRequest);
     assert.equal(response.status, 200, await response.clone().text());
     await response.text();
   }
@@ -70,48 +71,74 @@ async function chargedChannel() {
   const config = scheme.buildChannelConfig(offer);
   const channelId = computeChannelId(config, h.devnet.network);
   const charged = (await h.gateway.ledger.channels.get(channelId))!.chargedAtomic;
-  return { buyer, config, channelId, charged };
+  return { buyer, config, channelId, charged, pay };
+}
+
+const chatRequest = { method: "POST", headers: { "content-type": "application/json" }, body };
+
+/** The official client paying by channel with this key (a salt of its own opens another channel). */
+function officialClient(privateKey: Hex, salt?: Hex) {
+  const publicClient = createPublicClient({ chain: anvil, transport: http(h.devnet.rpcUrl) });
+  const signer = toClientEvmSigner(privateKeyToAccount(privateKey), publicClient);
+  const scheme = new BatchSettlementEvmScheme(signer, salt ? { salt } : undefined);
+  const pay = wrapFetchWithPayment(
+    fetch,
+    x402Client.fromConfig({ schemes: [{ network: h.devnet.network, client: scheme }], spendControls: false }),
+  );
+  return { scheme, pay };
+}
+
+/** The payer sending its own transactions. */
+const payerWallet = (privateKey: Hex) =>
+  createWalletClient({
+    account: privateKeyToAccount(privateKey),
+    chain: anvil,
+    transport: http(h.devnet.rpcUrl),
+  });
+
+const publicClient = () => createPublicClient({ chain: anvil, transport: http(h.devnet.rpcUrl) });
+
+/** The channel's balance and claimed total on chain. */
+async function onchain(channelId: Hex) {
+  const [balance, totalClaimed] = await publicClient().readContract({
+    address: BATCH_SETTLEMENT_ADDRESS_FOR_TESTS,
+    abi: batchSettlementAbi,
+    functionName: "channels",
+    args: [channelId],
+  });
+  return { balance, totalClaimed };
+}
+
+/** The payer withdraws all but one atomic unit less than it was charged, and the gateway never claimed in time. */
+async function withdrawBelowCharges(leaver: Awaited<ReturnType<typeof chargedChannel>>): Promise<bigint> {
+  const escrow = (await onchain(leaver.channelId)).balance;
+  const left = leaver.charged - 1n;
+  const wallet = payerWallet(leaver.buyer.privateKey);
+  const send = async (functionName: "initiateWithdraw" | "finalizeWithdraw", args: readonly unknown[]) => {
+    const hash = await wallet.writeContract({
+      address: BATCH_SETTLEMENT_ADDRESS_FOR_TESTS,
+      abi: batchSettlementAbi,
+      functionName,
+      args: args as never,
+    });
+    assert.equal((await publicClient().waitForTransactionReceipt({ hash })).status, "success", functionName);
+  };
+  await send("initiateWithdraw", [leaver.config, escrow - left]);
+  const testClient = createTestClient({ chain: anvil, mode: "anvil", transport: http(h.devnet.rpcUrl) });
+  await testClient.increaseTime({ seconds: 901 });
+  await testClient.mine({ blocks: 1 });
+  await send("finalizeWithdraw", [leaver.config]);
+  assert.equal((await onchain(leaver.channelId)).balance, left);
+  return left;
 }
 
 describe("claims the contract refuses", () => {
+  ownHarness();
   test("a payer that withdrew while the gateway was away: the others are claimed in full, it for what its escrow holds", async () => {
-    const publicClient = createPublicClient({ chain: anvil, transport: http(h.devnet.rpcUrl) });
-    const onchain = async (channelId: `0x${string}`) => {
-      const [balance, totalClaimed] = await publicClient.readContract({
-        address: BATCH_SETTLEMENT_ADDRESS_FOR_TESTS,
-        abi: batchSettlementAbi,
-        functionName: "channels",
-        args: [channelId],
-      });
-      return { balance, totalClaimed };
-    };
     const honest = [await chargedChannel(), await chargedChannel()];
     const leaver = await chargedChannel();
     assert.ok(leaver.charged > 1n);
-    // The leaver withdraws all but one atomic unit less than it was charged, and the gateway never
-    // claimed in time: after the delay the escrow holds less than the charges.
-    const escrow = (await onchain(leaver.channelId)).balance;
-    const left = leaver.charged - 1n;
-    const wallet = createWalletClient({
-      account: privateKeyToAccount(leaver.buyer.privateKey),
-      chain: anvil,
-      transport: http(h.devnet.rpcUrl),
-    });
-    const send = async (functionName: "initiateWithdraw" | "finalizeWithdraw", args: readonly unknown[]) => {
-      const hash = await wallet.writeContract({
-        address: BATCH_SETTLEMENT_ADDRESS_FOR_TESTS,
-        abi: batchSettlementAbi,
-        functionName,
-        args: args as never,
-      });
-      assert.equal((await publicClient.waitForTransactionReceipt({ hash })).status, "success", functionName);
-    };
-    await send("initiateWithdraw", [leaver.config, escrow - left]);
-    const testClient = createTestClient({ chain: anvil, mode: "anvil", transport: http(h.devnet.rpcUrl) });
-    await testClient.increaseTime({ seconds: 901 });
-    await testClient.mine({ blocks: 1 });
-    await send("finalizeWithdraw", [leaver.config]);
-    assert.equal((await onchain(leaver.channelId)).balance, left);
+    const left = await withdrawBelowCharges(leaver);
 
     const log = captureLogger();
     const settlement = testChannelSettlement(h, { minClaimAtomic: 1n, logger: log.logger });
@@ -128,5 +155,65 @@ describe("claims the contract refuses", () => {
     assert.equal(booked.chargedAtomic, leaver.charged);
     assert.equal(booked.totalClaimedAtomic, left);
     assert.deepEqual(await settlement.claim({ force: true }), []);
+  });
+});
+
+describe("a channel shortfall is a debt", () => {
+  ownHarness();
+
+  test("a payer whose escrow came up short owes: refused on a new channel before its deposit moves; once it deposits into its channel on chain, the next claim round takes the shortfall and it is served again", async () => {
+    const leaver = await chargedChannel();
+    const honest = await chargedChannel();
+    await withdrawBelowCharges(leaver);
+    const settlement = testChannelSettlement(h, { minClaimAtomic: 1n });
+    await settlement.claim({ force: true });
+    const owes = (payer: Hex) => h.gateway.ledger.payments.hasOpenDebt(h.devnet.network, payer.toLowerCase());
+    assert.equal(await owes(leaver.buyer.address), true, "the shortfall is owed");
+    assert.equal(await owes(honest.buyer.address), false);
+
+    // Another channel of the same payer: refused before its deposit is settled, nothing run.
+    const usdcOf = (owner: Hex) =>
+      publicClient().readContract({
+        address: h.devnet.contracts.usdc,
+        abi: erc20Abi,
+        functionName: "balanceOf",
+        args: [owner],
+      });
+    const walletBefore = await usdcOf(leaver.buyer.address);
+    const inferencesBefore = h.backend.inferenceRequests.length;
+    const other = officialClient(leaver.buyer.privateKey, `0x${"22".repeat(32)}`);
+    const refused = await other.pay(url(), chatRequest);
+    const refusedText = await refused.text();
+    assert.equal(refused.status, 402, refusedText);
+    const reason = decodePaymentRequiredHeader(refused.headers.get("payment-required")!).error;
+    assert.match(reason ?? "", /^tollgate_payer_in_debt:/);
+    assert.equal(h.backend.inferenceRequests.length, inferencesBefore, "no inference");
+    assert.equal(await usdcOf(leaver.buyer.address), walletBefore, "no deposit moved");
+
+    // The payer deposits what it owes and more into its own channel, straight on chain.
+    const requestMax = 10_000_000n;
+    const wallet = payerWallet(leaver.buyer.privateKey);
+    const hash = await wallet.writeContract({
+      address: BATCH_SETTLEMENT_ADDRESS_FOR_TESTS,
+      abi: depositAbi,
+      functionName: "deposit",
+      args: await erc3009DepositArgs(h.devnet, leaver.buyer, leaver.config as ChannelConfig, requestMax),
+    });
+    assert.equal((await publicClient().waitForTransactionReceipt({ hash })).status, "success");
+    // The next claim round looks for it on chain, and claims the shortfall from it: nothing is owed.
+    await settlement.claim({ force: true });
+    assert.equal((await onchain(leaver.channelId)).totalClaimed, leaver.charged, "the shortfall is claimed");
+    assert.equal(await owes(leaver.buyer.address), false, "the balance covers the charges again");
+    const served = await leaver.pay(url(), chatRequest);
+    assert.equal(served.status, 200, await served.clone().text());
+    await served.text();
+    const charged = (await h.gateway.ledger.channels.get(leaver.channelId))!.chargedAtomic;
+    assert.ok(charged > leaver.charged);
+    await settlement.claim({ force: true });
+    assert.equal(
+      (await onchain(leaver.channelId)).totalClaimed,
+      charged,
+      "the shortfall and the new charge are claimed",
+    );
   });
 });

@@ -29,6 +29,7 @@ import type { SqlClient, SqlExecutor } from "../src/ledger/index.js";
 import {
   BATCH_SETTLEMENT_ADDRESS_FOR_TESTS,
   channelTestConfig,
+  depositAbi,
   openTestChannel,
   testChannelSettlement,
 } from "./support/channelFixtures.js";
@@ -80,9 +81,6 @@ const openChannel = (depositStrategy?: BatchSettlementDepositStrategy) =>
   openTestChannel(h, { body, ...(depositStrategy ? { depositStrategy } : {}) });
 
 /** The contract's deposit (a payer's own top-up, through a deposit collector). */
-const depositAbi = parseAbi([
-  "function deposit((address payer, address payerAuthorizer, address receiver, address receiverAuthorizer, address token, uint40 withdrawDelay, bytes32 salt) config, uint128 amount, address collector, bytes collectorData)",
-]);
 
 const errorOf = (response: Response) =>
   decodePaymentRequiredHeader(response.headers.get("payment-required")!).error;

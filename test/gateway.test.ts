@@ -217,7 +217,7 @@ describe("ledger cost of a paid request", () => {
       assert.deepEqual(
         ours.map(({ sql }) => sql),
         [
-          "SELECT EXISTS (SELECT",
+          "SELECT (EXISTS (SELECT",
           "INSERT INTO payments",
           "UPDATE payments SET",
           "UPDATE payments SET",

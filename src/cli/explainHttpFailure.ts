@@ -77,7 +77,7 @@ async function explainRefusal({ reason, sellerText, offer, payer, rpcUrl }: Refu
       return `${refused}: the buyer ${payer} ${holds}${inFlight}${maximum}; fund the wallet and retry`;
     }
     case ReasonCode.payerInDebt:
-      return `${refused}: an earlier charge to the buyer ${payer} on ${network} is unpaid; this seller serves it again once that charge settles (restore the ${token} balance or the Permit2 approval)`;
+      return `${refused}: an earlier charge to the buyer ${payer} on ${network} is unpaid; this seller serves it again once that charge is paid (restore the ${token} balance or the Permit2 approval, or deposit into the channel the buyer withdrew from before the seller claimed its charges)`;
     case ReasonCode.permit2AllowanceRequired:
       return `${refused}: the buyer ${payer} has not approved Permit2 to spend its ${token} on ${network}; approve it, or use a seller that sponsors the approval`;
     case ReasonCode.permit2DeadlineExpired:

@@ -69,6 +69,9 @@ export type AdmitPaymentParameters = PaymentAdmissionRequest & {
   logger: Logger;
 };
 
+/** The 402 reason for a payer that owes (`PaymentLedger.hasOpenDebt`): what it must do to be served again. */
+export const PAYER_IN_DEBT = `${ReasonCode.payerInDebt}: an earlier charge of this payer is unpaid (a settlement that failed, or a channel it withdrew from before its charges were claimed); pay it first (restore the balance or Permit2 approval that settlement needs, or deposit the shortfall into that channel)`;
+
 /**
  * Admits a decoded payment: matches it to an offer, checks its sponsored approval and its
  * deadline, refuses a payer in debt and a replay, verifies it with the facilitator (with the
@@ -150,9 +153,7 @@ export async function admitMatchedPayment(
 
   const admission = await ledger.admission(key);
   if (admission.inDebt) {
-    return paymentRequired(
-      `${ReasonCode.payerInDebt}: an earlier charge of this payer is unpaid; settle it first`,
-    );
+    return paymentRequired(PAYER_IN_DEBT);
   }
   if (admission.existing) return replayed(admission.existing.status);
 

@@ -22,6 +22,7 @@ import {
   admitMatchedPayment,
   admitPayment,
   matchPayment,
+  PAYER_IN_DEBT,
   type PaymentAdmissionRefusal,
   type PaymentAdmissionRequest,
 } from "./admitPayment.js";
@@ -343,9 +344,7 @@ export function createBilling({
         const bad = await accepted.checkSignature?.();
         if (bad) return refuseChannelPayment(bad);
         await reservation.release();
-        return paymentRequired(
-          `${ReasonCode.payerInDebt}: an earlier charge of this payer is unpaid; settle it first`,
-        );
+        return paymentRequired(PAYER_IN_DEBT);
       }
       const claim: ClaimPaymentInput = {
         network: terms.network,

@@ -144,10 +144,11 @@ export interface PaymentLedger {
     options?: ClaimPaymentOptions,
   ): Promise<ClaimWithinFundsResult>;
   /**
-   * A new payment id for the payer, or undefined when it has an unpaid debt on the network, so a
+   * A new payment id for the payer, or undefined when it owes on the network (`hasOpenDebt`), so a
    * request can be refused before it is served and its row written while it is served. One statement
    * on a shared database; on one only this process holds (PGlite), no statement: its debts are
-   * counted as they are marked and resolved, and ids are taken from the sequence a block at a time.
+   * counted as they are marked and resolved, its short channels as they are written, and ids are
+   * taken from the sequence a block at a time.
    */
   allocateUnlessInDebt(key: Pick<AuthorizationKeyInput, "network" | "payer">): Promise<number | undefined>;
   /** `hasOpenDebt` and `findByKey`'s status together, in one statement: asked before every verify. */
@@ -170,7 +171,11 @@ export interface PaymentLedger {
   resolveDebt(id: number, transaction: string): Promise<PaymentRecord>;
   /** Unpaid debts, oldest first, optionally of one payer (any network). */
   openDebts(payer?: string): Promise<PaymentRecord[]>;
-  /** Whether the payer owes on this network; index-backed, meant for every request. */
+  /**
+   * Whether the payer owes on this network: an unpaid debt, or a channel whose escrow holds less than
+   * was charged on it (its payer withdrew before the charges were claimed; paid by a deposit into that
+   * channel). Index-backed, meant for every request.
+   */
   hasOpenDebt(network: string, payer: string): Promise<boolean>;
   /**
    * Marks a claimed or serving payment as still being worked on (`updated_at = now()`), so that recovery on a

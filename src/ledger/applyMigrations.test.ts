@@ -36,6 +36,7 @@ test("applies each migration once and records it in schema_migrations", async ()
     [5, "payments_usage_units"],
     [6, "channels_chain"],
     [7, "charge_voucher_function"],
+    [8, "channel_shortfall_index"],
   ]);
   const tables = await sql.query(
     "SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema() ORDER BY 1",

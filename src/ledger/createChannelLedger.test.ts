@@ -52,6 +52,59 @@ const reserve = (ledger: Awaited<ReturnType<typeof openAt>>["ledger"], n: number
     };
   });
 
+type Ledger = Awaited<ReturnType<typeof createLedger>>;
+
+/** Every debt check a request makes, for channel `n`'s payer on its network: all agree, or this throws. */
+async function owes(
+  ledger: Ledger,
+  payer = channel(0).payer,
+  network = channel(0).network,
+): Promise<boolean> {
+  const allocated = await ledger.payments.allocateUnlessInDebt({ network, payer });
+  const admission = await ledger.payments.admission({ network, payer, nonce: 1n });
+  const open = await ledger.payments.hasOpenDebt(network, payer);
+  assert.equal(admission.inDebt, allocated === undefined, "admission and allocation agree");
+  assert.equal(open, allocated === undefined, "hasOpenDebt and allocation agree");
+  return open;
+}
+
+/** Channel `n`'s balance and claimed total, as a chain read or a claim books them. */
+const book = (ledger: Ledger, n: number, onchain: { balanceAtomic?: bigint; totalClaimedAtomic?: bigint }) =>
+  ledger.channels.update(idOf(n), (current) => ({ next: { ...current!, ...onchain }, result: undefined }));
+
+/** Charges channel `n` 600 of 1,000 deposited, then finds its escrow holds 500, and claims it: its payer owes. */
+async function chargeThenFindShort(ledger: Ledger, n: number): Promise<void> {
+  await ledger.channels.update(idOf(n), () => ({
+    next: channel(n, { chargedAtomic: 600n, signedMaxAtomic: 600n }),
+    result: undefined,
+  }));
+  assert.equal(await owes(ledger), false, "charged within its balance: owes nothing");
+  await book(ledger, n, { balanceAtomic: 500n });
+  assert.equal(await owes(ledger), false, "a balance read alone (an RPC may lag) is no debt");
+  await book(ledger, n, { totalClaimedAtomic: 500n });
+  assert.equal(await owes(ledger), true, "short of its charges, all its escrow claimed: its payer owes");
+  assert.equal(
+    await owes(ledger, "0x00000000000000000000000000000000000000ab"),
+    false,
+    "another payer owes nothing",
+  );
+  assert.equal(await owes(ledger, undefined, "eip155:8453"), false, "on another network it owes nothing");
+}
+
+/** The payer deposits into the short channel: once the balance covers the charges, it owes nothing. */
+async function depositOwed(ledger: Ledger, n: number): Promise<void> {
+  await book(ledger, n, { balanceAtomic: 599n });
+  assert.equal(
+    await owes(ledger),
+    false,
+    "a deposit: nothing owed until a claim finds the channel short again",
+  );
+  await book(ledger, n, { totalClaimedAtomic: 599n });
+  assert.equal(await owes(ledger), true, "still 1 short");
+  await book(ledger, n, { balanceAtomic: 1_600n });
+  assert.equal(await owes(ledger), false, "the balance covers the charges again");
+}
+
 describe("channels in a database one process holds (PGlite)", () => {
   test("one update at a time per channel: of 20 concurrent reservations exactly one wins, and it writes nothing", async () => {
     const { sql, ledger } = await openAt(await freshDir());
@@ -229,6 +282,17 @@ describe("channels in a database one process holds (PGlite)", () => {
     await second.ledger.close();
   });
 
+  test("a channel whose escrow holds less than was charged on it makes its payer owe, on every debt check, until a deposit covers the charges; a restart reads it from the table", async () => {
+    const dataDir = await freshDir();
+    const first = await openAt(dataDir);
+    await chargeThenFindShort(first.ledger, 30);
+    await first.ledger.close();
+    const second = await openAt(dataDir);
+    assert.equal(await owes(second.ledger), true, "read from the table at the restart");
+    await depositOwed(second.ledger, 30);
+    await second.ledger.close();
+  });
+
   test("beyond the channels it keeps, the least recently used free one is read again; a reserved one is never dropped", async () => {
     const sql = await createPgliteClient({ dataDir: await freshDir() });
     const { channels } = await createLedger(sql);
@@ -258,6 +322,19 @@ const postgresUrl = process.env.TOLLGATE_TEST_DATABASE_URL;
 describe("channels in a shared database (PostgreSQL)", {
   skip: postgresUrl ? false : "set TOLLGATE_TEST_DATABASE_URL",
 }, () => {
+  test("a channel whose escrow holds less than was charged on it makes its payer owe, on every debt check, until a deposit covers the charges", async () => {
+    const schema = `tollgate_test_${process.pid}_${Date.now().toString(36)}_short`;
+    const sql = await createPostgresClient({ connectionString: postgresUrl as string, schema });
+    const ledger = await createLedger(sql);
+    try {
+      await chargeThenFindShort(ledger, 31);
+      await depositOwed(ledger, 31);
+    } finally {
+      await sql.exec(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
+      await ledger.close();
+    }
+  });
+
   test("a settle recorded while an update holds the channel is not written back over", async () => {
     const url = postgresUrl as string;
     const schema = `tollgate_test_${process.pid}_${Date.now().toString(36)}_channels`;

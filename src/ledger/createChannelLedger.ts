@@ -5,6 +5,7 @@ import { bindChannelChain, boundChannelChain, listSetAsideChannels } from "./cha
 import type { ChargeJournal } from "./createChargeJournal.js";
 import { CHARGE_VOUCHER_ROW_CALL, CHARGE_VOUCHER_ROW_PARAMS } from "./paymentRowWrites.js";
 import type { SqlClient, SqlExecutor } from "./SqlClient.js";
+import { singleProcessBook } from "./singleProcessBook.js";
 import { atomicParam, jsonParam } from "./sqlValues.js";
 
 const channelColumns = `channel_id, network, payer, receiver, token, config,
@@ -322,11 +323,7 @@ export async function writeJournaledCharges(
         shortMessage: `a charge in the ledger's charge journal ${journal.path} has ${charge.params.length} values where ${CHARGE_VOUCHER_ROW_PARAMS} are written; the journal is kept: start the version that wrote it`,
         details: { channelId: charge.channelId, journal: journal.path },
       });
-    const [row] = await sql.query(
-      `SELECT charged_atomic::text AS charged_atomic FROM channels WHERE channel_id = $1`,
-      [charge.channelId],
-    );
-    if (row?.charged_atomic !== charge.chargedBeforeAtomic) continue;
+    if (!(await stillOnBase(sql, charge.channelId, charge.chargedBeforeAtomic))) continue;
     let result: Record<string, unknown> | undefined;
     try {
       [result] = await sql.query(CHARGE_VOUCHER_ROW_CALL, charge.params);
@@ -350,6 +347,19 @@ export async function writeJournaledCharges(
     );
 }
 
+/** Whether the stored channel's charged total is still the one a journaled charge was made on (else it is written, or the channel is gone). */
+async function stillOnBase(
+  db: SqlExecutor,
+  channelId: string,
+  chargedBeforeAtomic: string,
+): Promise<boolean> {
+  const [row] = await db.query(
+    `SELECT charged_atomic::text AS charged_atomic FROM channels WHERE channel_id = $1`,
+    [channelId],
+  );
+  return row?.charged_atomic === chargedBeforeAtomic;
+}
+
 async function selectChannel(db: SqlExecutor, id: string): Promise<ChannelRecord | undefined> {
   const [row] = await db.query(`SELECT ${channelColumns} FROM channels WHERE channel_id = $1`, [id]);
   return row === undefined ? undefined : toChannelRecord(row);
@@ -367,6 +377,18 @@ function settleStatement(db: SqlExecutor, channelId: string, settledAtomic: bigi
     [normalizeId(channelId), atomicParam(settledAtomic, "settledAtomic")],
   );
 }
+
+/** A deferred charge whose write failed is tried again after this long, doubled each time up to the most. */
+const CHARGE_RETRY_FIRST_MS = 1_000;
+const CHARGE_RETRY_MAX_MS = 60_000;
+
+/**
+ * A channel whose escrow holds less than was charged on it, all of it claimed: its payer withdrew before
+ * the charges were claimed, as a claim found (a balance read alone, which a lagging RPC can give, is not
+ * enough: the claim that follows confirms it).
+ */
+const isShort = (channel: ChannelRecord) =>
+  channel.chargedAtomic > channel.balanceAtomic && channel.totalClaimedAtomic >= channel.balanceAtomic;
 
 function checkSameChannel(id: string, next: ChannelRecord) {
   if (normalizeId(next.channelId) !== id) {
@@ -426,6 +448,7 @@ function createSingleProcessChannelLedger(
   deferCharges: DeferredCharges | undefined,
 ): ChannelLedger {
   const kept = new Map<string, ChannelRecord>();
+  const book = singleProcessBook(sql);
   const queues = new Map<string, Promise<void>>();
   /** A channel's charge returned before it was written: the channel's next update waits for the write. */
   const writing = new Map<string, Promise<void>>();
@@ -476,6 +499,38 @@ function createSingleProcessChannelLedger(
       params: [...call.params],
     });
     let failed = false;
+    /**
+     * Tries the failed write again, alone on its channel, until it is written or the ledger closes. A
+     * charge the database holds already (a write that failed after it committed) is not written again.
+     */
+    const retry = (delayMs: number, attempt: number) => {
+      const timer = setTimeout(() => {
+        if (journal.closed) return;
+        const base = chargedBefore.toString();
+        void oneAtATime(id, async () => {
+          if (await stillOnBase(sql, id, base)) await writeCharge(sql, id, call);
+        }).then(
+          () => {
+            unwritten.delete(id);
+            journal.rewritten(entry);
+            logger.info(
+              { channelId: id, attempt },
+              "ledger: an answered channel charge was written on a later try",
+            );
+          },
+          (error: unknown) => {
+            unwritten.set(id, String(error));
+            const nextMs = Math.min(delayMs * 2, CHARGE_RETRY_MAX_MS);
+            logger.error(
+              { channelId: id, attempt, error: String(error), retryInMs: nextMs },
+              "ledger: an answered channel charge could not be written again; its channel still takes no request",
+            );
+            retry(nextMs, attempt + 1);
+          },
+        );
+      }, delayMs);
+      timer.unref();
+    };
     const write: Promise<void> = new Promise<void>((resolve) => setImmediate(resolve))
       .then(() => writeCharge(sql, id, call))
       .catch((error: unknown) => {
@@ -483,8 +538,9 @@ function createSingleProcessChannelLedger(
         unwritten.set(id, String(error));
         logger.error(
           { channelId: id, error: String(error), journal: journal.path },
-          "ledger: an answered channel charge could not be written; it stays in the journal, written when the ledger is next opened, and the channel takes no request until then",
+          "ledger: an answered channel charge could not be written; it stays in the journal and is tried again, and the channel takes no request until it is written",
         );
+        retry(CHARGE_RETRY_FIRST_MS, 2);
       })
       .finally(() => {
         journal.written(entry, !failed);
@@ -528,7 +584,7 @@ function createSingleProcessChannelLedger(
         if (takesRequest && cause !== undefined)
           throw new TollgateError({
             code: "TOLLGATE_LEDGER_FAILED",
-            shortMessage: `channel ${id}: its last charge is not in the database yet (${cause}); it takes no request until the gateway is restarted, which writes the charge from the journal`,
+            shortMessage: `channel ${id}: its last charge is not in the database yet (${cause}); it takes no request until the charge is written (tried again every minute at most, and from the journal at the next start)`,
             details: { channelId: id },
           });
         const changes = before ? changedColumns(before, next) : [];
@@ -547,6 +603,14 @@ function createSingleProcessChannelLedger(
         } else if (also) await writeChangesWith(sql, id, changes, also);
         else if (changes.some((c) => c.column !== "last_request_at")) await writeChanges(sql, id, changes);
         keep(id, next);
+        // The payer owes while a channel of its holds less than was charged on it.
+        if (isShort(next) !== (before !== undefined && isShort(before)))
+          await book.noteChannel({
+            network: next.network,
+            payer: next.payer,
+            channelId: id,
+            short: isShort(next),
+          });
         return decision.result;
       });
     },
@@ -555,8 +619,10 @@ function createSingleProcessChannelLedger(
       await Promise.all(writing.values());
       const bound = await bindChannelChain(sql, chain, options);
       // Rows set aside left the table: the channels kept of that network are read again when next needed.
-      if (bound.kind === "bound")
+      if (bound.kind === "bound") {
         for (const [id, channel] of kept) if (channel.network === chain.network) kept.delete(id);
+        book.reloadChannels();
+      }
       return bound;
     },
     boundChain: (network) => boundChannelChain(sql, network),

@@ -55,14 +55,14 @@ async function storedAt(dataDir: string) {
   }
 }
 
-/** A PGlite client on `dataDir` whose charge writes fail with a full disk while `failCharges(true)`. */
+/** A PGlite client on `dataDir` whose charge writes on the journal's test channel fail with a full disk while `failCharges(true)`. */
 async function failableLedgerSql(dataDir: string) {
   const pglite = await createPgliteClient({ dataDir });
   let failing = false;
   const sql: SqlClient = {
     ...pglite,
     query: (text, params) =>
-      failing && text.includes("tollgate_charge_voucher_row(")
+      failing && text.includes("tollgate_charge_voucher_row(") && params?.includes(channelId)
         ? Promise.reject(new Error("No space left on device"))
         : pglite.query(text, params),
   };
@@ -114,7 +114,7 @@ describe("the charge journal of a PGlite ledger on disk", () => {
     });
   });
 
-  test("a charge the database fails to write after its answer stays journaled, its channel takes no request until the ledger is opened again, and that opening writes it", async () => {
+  test("a charge the database fails to write after its answer stays journaled, its channel takes no request until a later try writes it, once; a stop before that leaves it to the next opening", async () => {
     const dataDir = await freshDir();
     const { pglite, sql, failCharges } = await failableLedgerSql(dataDir);
     const ledger = await createLedger(sql, { chargeJournal: openChargeJournal(chargeJournalPath(dataDir)) });
@@ -125,19 +125,21 @@ describe("the charge journal of a PGlite ledger on disk", () => {
         const { next, paymentId, outcome, claim } = journalTestCharge(current!);
         return { next, result: next.chargedAtomic, alsoWrite: channelRowWrite(paymentId, outcome, claim) };
       });
+    const takeRequest = () =>
+      ledger.channels.update(channelId, (current) => ({
+        next: { ...current!, pending: { id: "next", maxAtomic: 174n, expiresAt: Date.now() + 60_000 } },
+        result: true,
+      }));
+    const journalLines = async () =>
+      (await readFile(chargeJournalPath(dataDir), "utf8")).split("\n").filter(Boolean);
     assert.equal(await charge(), 37n, "written");
     await ledger.channels.get(channelId);
-    assert.equal(
-      await readFile(chargeJournalPath(dataDir), "utf8"),
-      "",
-      "a written charge leaves the journal",
-    );
+    assert.deepEqual(await journalLines(), [], "a written charge leaves the journal");
 
     failCharges(true);
     assert.equal(await charge(), 74n, "answered: the write comes after");
     assert.equal((await ledger.channels.get(channelId))?.chargedAtomic, 74n, "read once the write is over");
     assert.equal((await stored(pglite)).channel?.charged, "37", "the database failed it");
-    failCharges(false);
     // Another channel's charge, written: the journal is cut back to the failed charge alone.
     const other = testChannelId(0x72);
     await ledger.channels.update(other, () => ({ next: testChannel(0x72), result: undefined }));
@@ -146,29 +148,45 @@ describe("the charge journal of a PGlite ledger on disk", () => {
       return { next, result: undefined, alsoWrite: channelRowWrite(paymentId, outcome, claim) };
     });
     await ledger.channels.get(other);
-    const kept = (await readFile(chargeJournalPath(dataDir), "utf8")).trim().split("\n");
+    const kept = await journalLines();
     assert.equal(kept.length, 1, "only the failed charge is kept");
     assert.equal(JSON.parse(kept[0]!).chargedBeforeAtomic, "37");
     await assert.rejects(
-      ledger.channels.update(channelId, (current) => ({
-        next: { ...current!, pending: { id: "next", maxAtomic: 174n, expiresAt: Date.now() + 60_000 } },
-        result: true,
-      })),
-      /its last charge is not in the database yet \(Error: No space left on device\); it takes no request until the gateway is restarted/,
+      takeRequest(),
+      /its last charge is not in the database yet \(Error: No space left on device\); it takes no request until the charge is written/,
     );
     await assert.rejects(charge(), /takes no request/);
-    assert.equal(
-      (await readFile(chargeJournalPath(dataDir), "utf8")).trim().split("\n").length,
-      1,
-      "the failed charge is kept in the journal",
-    );
-    await ledger.close();
+    // Still failing on the first tries (after 1 s, then 2 s): still refused.
+    await new Promise((resolve) => setTimeout(resolve, 1_500));
+    await assert.rejects(takeRequest(), /takes no request/);
+    assert.equal((await journalLines()).length, 1, "the failed charge is kept in the journal");
 
+    // The disk has room again: the next try writes the charge, and the channel takes requests.
+    failCharges(false);
+    const healedAt = Date.now();
+    for (;;) {
+      const taken = await takeRequest().catch(() => false);
+      if (taken) break;
+      assert.ok(Date.now() - healedAt < 5_000, "written on the next try, within 2 s");
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    assert.deepEqual(await journalLines(), [], "the journal is emptied once the charge is written");
+    assert.equal((await stored(pglite)).channel?.charged, "74");
+
+    // A failed charge left when the ledger closes is written at the next opening.
+    await ledger.channels.update(channelId, (current) => ({
+      next: { ...current!, pending: undefined },
+      result: undefined,
+    }));
+    failCharges(true);
+    assert.equal(await charge(), 111n);
+    await ledger.channels.get(channelId);
+    await ledger.close();
     const reopened = await openLedger({ dataDir });
-    assert.equal((await reopened.channels.get(channelId))?.chargedAtomic, 74n);
+    assert.equal((await reopened.channels.get(channelId))?.chargedAtomic, 111n);
     assert.equal(
       await reopened.channels.update(channelId, (current) => ({
-        next: { ...current!, pending: { id: "next", maxAtomic: 174n, expiresAt: Date.now() + 60_000 } },
+        next: { ...current!, pending: { id: "next", maxAtomic: 211n, expiresAt: Date.now() + 60_000 } },
         result: true,
       })),
       true,
@@ -179,9 +197,10 @@ describe("the charge journal of a PGlite ledger on disk", () => {
       rows: [
         { id: "1000", status: "settled", charge: "37" },
         { id: "1037", status: "settled", charge: "37" },
+        { id: "1074", status: "settled", charge: "37" },
         { id: "1500", status: "settled", charge: "5" },
       ],
-      channel: { charged: "74", signed: "137" },
+      channel: { charged: "111", signed: "174" },
     });
   });
 

@@ -26,7 +26,7 @@ export type JournalEntry = { readonly line: string };
  * journal, the charge is one synchronous append to a file (tens of microseconds) instead of the database's
  * write (one to two milliseconds of WASM on the serving thread), which follows as soon as the answer is out.
  * Whenever no charge is waiting for its write, the file is cut back to the charges whose write failed
- * (usually none); the next opening of the ledger writes whatever is left in it. Appends reach the operating
+ * (usually none, and tried again meanwhile); the next opening of the ledger writes whatever is left in it. Appends reach the operating
  * system before the answer goes out, as the database's own writes do (PGlite runs without fsync): a killed
  * process loses nothing.
  */
@@ -36,6 +36,10 @@ export type ChargeJournal = {
   append(charge: JournaledCharge): JournalEntry;
   /** A charge appended earlier was written to the database (`ok`), or its write failed: its line then stays. */
   written(entry: JournalEntry, ok: boolean): void;
+  /** A charge whose write failed was written since, on a later try: its line goes. */
+  rewritten(entry: JournalEntry): void;
+  /** Whether `close` was called. */
+  readonly closed: boolean;
   /**
    * The charges a previous process appended and never saw written, in order. A last line cut short (its
    * answer never went out) is dropped; any other line that cannot be read throws, and the file is kept.
@@ -93,6 +97,18 @@ export function openChargeJournal(path: string): ChargeJournal {
     size += bytes.length;
   };
 
+  /** Once no charge waits for its write: the file is cut back to the charges whose write failed. */
+  const cutBack = () => {
+    if (outstanding > 0 || closed) return;
+    try {
+      ftruncateSync(fd, 0);
+      size = 0;
+      if (failed.length > 0) appendText(failed.join(""));
+    } catch {
+      // Lines left behind are harmless: the next opening passes over charges the database has.
+    }
+  };
+
   return {
     path,
     append(charge) {
@@ -105,14 +121,15 @@ export function openChargeJournal(path: string): ChargeJournal {
     written(entry, ok) {
       outstanding -= 1;
       if (!ok) failed.push(entry.line);
-      if (outstanding > 0 || closed) return;
-      try {
-        ftruncateSync(fd, 0);
-        size = 0;
-        if (failed.length > 0) appendText(failed.join(""));
-      } catch {
-        // Lines left behind are harmless: the next opening passes over charges the database has.
-      }
+      cutBack();
+    },
+    rewritten(entry) {
+      const at = failed.indexOf(entry.line);
+      if (at >= 0) failed.splice(at, 1);
+      cutBack();
+    },
+    get closed() {
+      return closed;
     },
     leftOver() {
       if (fstatSync(fd).size === 0) return [];

@@ -18,6 +18,7 @@ import {
   pendingPaymentStatuses,
 } from "./paymentStatus.js";
 import type { SqlClient, SqlExecutor, SqlRow } from "./SqlClient.js";
+import { SHORT_CHANNEL, singleProcessBook } from "./singleProcessBook.js";
 import { atomicParam, jsonParam, textParam, tokenCountParam } from "./sqlValues.js";
 
 export type CreatePaymentLedgerParameters = {
@@ -36,9 +37,18 @@ type TransitionParameters = {
 
 const pendingList = pendingPaymentStatuses.map((status) => `'${status}'`).join(", ");
 
-/** A `PaymentLedger` over any `SqlClient` whose schema `applyMigrations` brought up to date. */
 /** Statuses of a payment whose charge is not final yet: its maximum is still reserved. */
 const IN_FLIGHT = "'claimed', 'serving', 'metered', 'settling'";
+
+/**
+ * Whether payer $2 on network $1 owes: a charge whose settlement failed (a debt), or a channel whose
+ * escrow holds less than was charged on it (its payer withdrew before the charges were claimed; a claim
+ * confirmed it).
+ */
+const OWES = `(EXISTS (SELECT 1 FROM payments WHERE network = $1 AND payer = $2 AND status = 'debt')
+   OR EXISTS (SELECT 1 FROM channels WHERE network = $1 AND payer = $2 AND ${SHORT_CHANNEL}))`;
+
+/** A `PaymentLedger` over any `SqlClient` whose schema `applyMigrations` brought up to date. */
 
 export function createPaymentLedger(
   sql: SqlClient,
@@ -188,8 +198,7 @@ export function createPaymentLedger(
       const key = normalizeAuthorizationKey({ ...keyInput, nonce: 0n });
       if (alone) return (await alone.owes(key.network, key.payer)) ? undefined : alone.takeId();
       const [row] = await sql.query<{ id: unknown }>(
-        `SELECT CASE WHEN EXISTS (SELECT 1 FROM payments WHERE network = $1 AND payer = $2 AND status = 'debt')
-                THEN NULL ELSE nextval(pg_get_serial_sequence('payments', 'id')) END AS id`,
+        `SELECT CASE WHEN ${OWES} THEN NULL ELSE nextval(pg_get_serial_sequence('payments', 'id')) END AS id`,
         [key.network, key.payer],
       );
       return row?.id === null || row?.id === undefined ? undefined : Number(row.id);
@@ -230,7 +239,7 @@ export function createPaymentLedger(
     async admission(keyInput) {
       const key = normalizeAuthorizationKey(keyInput);
       const [row] = await sql.query<{ in_debt: unknown; id: unknown; status: unknown }>(
-        `SELECT EXISTS (SELECT 1 FROM payments WHERE network = $1 AND payer = $2 AND status = 'debt') AS in_debt,
+        `SELECT ${OWES} AS in_debt,
                 seen.id, seen.status
          FROM (SELECT 1) AS one
          LEFT JOIN payments AS seen ON seen.network = $1 AND seen.payer = $2 AND seen.nonce = $3`,
@@ -334,10 +343,10 @@ export function createPaymentLedger(
     },
 
     async hasOpenDebt(network, payer) {
-      const [row] = await sql.query<{ open: unknown }>(
-        "SELECT EXISTS (SELECT 1 FROM payments WHERE network = $1 AND payer = $2 AND status = 'debt') AS open",
-        [network, normalizePayer(payer)],
-      );
+      const [row] = await sql.query<{ open: unknown }>(`SELECT ${OWES} AS open`, [
+        network,
+        normalizePayer(payer),
+      ]);
       return row?.open === true;
     },
 
@@ -424,104 +433,4 @@ export function createPaymentLedger(
       return [...byModel.values()];
     },
   };
-}
-
-/** How many ids a single-process ledger takes from the sequence at once. */
-const ID_BLOCK = 16;
-
-/**
- * What a ledger in a database one process holds alone (PGlite) answers without a statement: who
- * owes (every debt is marked and resolved through a ledger of this process, which counts it) and
- * the next payment ids (taken from the sequence a block at a time). Shared by every ledger over
- * the same client, so two of them never disagree.
- */
-type SingleProcessBook = {
-  owes(network: string, payer: string): Promise<boolean>;
-  /** Whether the payer is counted as owing now (no statement). */
-  counts(network: string, payer: string): boolean;
-  /** Counts the payer's open debts again, from the table: after any move into or out of `debt`. */
-  recount(network: string, payer: string): Promise<void>;
-  takeId(): Promise<number>;
-  /** Forgets what it knows (the table was emptied under it). */
-  forget(): void;
-};
-
-const books = new WeakMap<SqlClient, SingleProcessBook>();
-
-function singleProcessBook(sql: SqlClient): SingleProcessBook {
-  const known = books.get(sql);
-  if (known) return known;
-  const debts = new Map<string, number>();
-  const keyOf = (network: string, payer: string) => `${network} ${payer}`;
-  let loading: Promise<void> | undefined;
-  const load = () => {
-    loading ??= sql
-      .query<{ network: unknown; payer: unknown; open: unknown }>(
-        "SELECT network, payer, count(*)::int AS open FROM payments WHERE status = 'debt' GROUP BY network, payer",
-      )
-      .then((rows) => {
-        for (const row of rows) debts.set(keyOf(String(row.network), String(row.payer)), Number(row.open));
-      })
-      .catch((error: unknown) => {
-        // Read again by the next caller: a failed read must not pass for "nobody owes".
-        loading = undefined;
-        throw error;
-      });
-    return loading;
-  };
-  const ids: number[] = [];
-  let refilling: Promise<void> | undefined;
-  let generation = 0;
-  const refill = () => {
-    const taken = generation;
-    refilling ??= sql
-      .query<{ id: unknown }>(
-        `SELECT nextval(pg_get_serial_sequence('payments', 'id'))::text AS id FROM generate_series(1, ${ID_BLOCK})`,
-      )
-      .then((rows) => {
-        if (taken === generation) for (const row of rows) ids.push(Number(row.id));
-      })
-      .finally(() => {
-        refilling = undefined;
-      });
-    return refilling;
-  };
-  const book: SingleProcessBook = {
-    async owes(network, payer) {
-      await load();
-      return (debts.get(keyOf(network, payer)) ?? 0) > 0;
-    },
-    counts: (network, payer) => (debts.get(keyOf(network, payer)) ?? 0) > 0,
-    async recount(network, payer) {
-      // Read after the move committed, and applied after any earlier read of all debts (PGlite runs
-      // one statement at a time), so the count is the table's.
-      const [row] = await sql.query<{ open: unknown }>(
-        "SELECT count(*)::int AS open FROM payments WHERE network = $1 AND payer = $2 AND status = 'debt'",
-        [network, payer],
-      );
-      const open = Number(row?.open ?? 0);
-      if (open > 0) debts.set(keyOf(network, payer), open);
-      else debts.delete(keyOf(network, payer));
-    },
-    forget() {
-      generation++;
-      debts.clear();
-      loading = undefined;
-      ids.length = 0;
-    },
-    async takeId() {
-      while (ids.length === 0) await refill();
-      const id = ids.shift() as number;
-      // The next block is taken on a later turn, off the path of the request that asked.
-      if (ids.length <= ID_BLOCK / 4 && !refilling) setImmediate(() => void refill().catch(() => undefined));
-      return id;
-    },
-  };
-  books.set(sql, book);
-  return book;
-}
-
-/** Makes the ledgers over `sql` forget their debt counts and pooled ids: for a table emptied under them (tests). */
-export function forgetSingleProcessBook(sql: SqlClient): void {
-  books.get(sql)?.forget();
 }

@@ -206,4 +206,13 @@ END
 $fn$;
 `,
   },
+  {
+    version: 8,
+    name: "channel_shortfall_index",
+    sql: `
+-- A channel whose escrow holds less than was charged on it (its payer withdrew before the charges were
+-- claimed) makes its payer owe: the debt check of every request looks for one, through this index.
+CREATE INDEX channels_short_idx ON channels (network, payer) WHERE charged_atomic > balance_atomic;
+`,
+  },
 ];

@@ -10,7 +10,7 @@ import {
   signVoucher,
 } from "@x402/evm/batch-settlement/client";
 import { wrapFetchWithPayment } from "@x402/fetch";
-import { type Address, createPublicClient, http } from "viem";
+import { type Address, createPublicClient, http, parseAbi } from "viem";
 import { privateKeyToAccount } from "viem/accounts";
 import { anvil } from "viem/chains";
 import { type Logger, silentLogger } from "../../src/errors/index.js";
@@ -20,6 +20,11 @@ import type { GatewayHarness } from "./gatewayHarness.js";
 
 /** Where the devnet places the batch-settlement contract. */
 export const BATCH_SETTLEMENT_ADDRESS_FOR_TESTS = BATCH_SETTLEMENT_ADDRESS as Address;
+
+/** The settlement contract's `deposit`, for a payer depositing straight on chain through a collector. */
+export const depositAbi = parseAbi([
+  "function deposit((address payer, address payerAuthorizer, address receiver, address receiverAuthorizer, address token, uint40 withdrawDelay, bytes32 salt) config, uint128 amount, address collector, bytes collectorData)",
+]);
 
 /**
  * A test gateway config with payment channels: claims and settles only when a test asks (long

@@ -10,6 +10,7 @@ import {
   type ClaimPaymentInput,
   channelRowWrite,
 } from "../../ledger/index.js";
+import { PAYER_IN_DEBT } from "../admitPayment.js";
 import type { BillingEvent } from "../BillingEvent.js";
 import type { FacilitatorLike } from "../facilitatorLike.js";
 import type { BillingTerms } from "../paymentOffers.js";
@@ -47,6 +48,11 @@ export type CreateChannelBillingParameters = {
   onchainStateTtlMs?: number;
   /** A reservation outlives its request's time bound by this much (ms); default 30 s. */
   reservationMarginMs?: number;
+  /**
+   * Whether the payer owes (`PaymentLedger.hasOpenDebt`): asked before a deposit is settled, so a payer
+   * that owes is refused before its deposit moves, unless the deposit goes into the channel it owes on.
+   */
+  payerOwes?: (payer: string) => Promise<boolean>;
   logger: Logger;
   /** Told of every deposit settled. */
   emit?: (event: BillingEvent) => void;
@@ -448,6 +454,27 @@ export function createChannelBilling(parameters: CreateChannelBillingParameters)
 
     let depositTransaction: string | undefined;
     if (payload.type === "deposit") {
+      // A payer that owes is served by no channel, so a deposit into any channel but the one it owes on
+      // would move its money (and the seller's gas) for nothing.
+      const owedHere = reserved.channel.chargedAtomic > reserved.channel.balanceAtomic;
+      const refused =
+        !owedHere &&
+        parameters.payerOwes !== undefined &&
+        (await parameters
+          .payerOwes(payload.channelConfig.payer.toLowerCase())
+          .catch(async (error: unknown) => {
+            await release(channelId, pendingId).catch(() => undefined);
+            throw error;
+          }));
+      if (refused) {
+        await release(channelId, pendingId).catch(() => undefined);
+        return {
+          ok: false,
+          kind: "payment",
+          reason: PAYER_IN_DEBT,
+          message: "the payer owes an earlier charge",
+        };
+      }
       const deposited = await settleDeposit(payment, requirements, channelId, pendingId, depositAtomic, {
         expiresIn: quote.timeBoundMs + marginMs,
       });
@@ -579,7 +606,8 @@ export function createChannelBilling(parameters: CreateChannelBillingParameters)
         return {
           next: {
             ...current,
-            balanceAtomic: onchain.balanceAtomic,
+            // The deposit just landed: a read that does not show it yet (an RPC a block behind) is not believed.
+            balanceAtomic: largerOf(onchain.balanceAtomic, current.balanceAtomic + depositAtomic),
             totalClaimedAtomic: onchain.totalClaimedAtomic,
             withdrawRequestedAt: onchain.withdrawRequestedAt,
             refundNonce: onchain.refundNonce,

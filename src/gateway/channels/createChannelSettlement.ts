@@ -95,6 +95,34 @@ export function createChannelSettlement(parameters: CreateChannelSettlementParam
     return true;
   }
 
+  /**
+   * A channel short of its charges, read on chain again: the channel as booked once its payer deposited
+   * since (paying what it owes, so its next claim takes it), or undefined while nothing came in.
+   */
+  async function depositedSince(channel: ChannelRecord): Promise<ChannelRecord | undefined> {
+    const onchain = await readChannelState(chain, settlement, channel.channelId).catch((error: unknown) => {
+      logger.warn({ channelId: channel.channelId, error: String(error) }, "channel state read failed");
+      return undefined;
+    });
+    if (!onchain || onchain.balanceAtomic <= channel.balanceAtomic) return undefined;
+    logger.info(
+      { channelId: channel.channelId, balanceAtomic: onchain.balanceAtomic.toString() },
+      "a deposit into a channel short of its charges: its charges are claimed again",
+    );
+    return channels.update(channel.channelId, (current) => {
+      if (!current) return { result: undefined };
+      const next = {
+        ...current,
+        balanceAtomic: onchain.balanceAtomic,
+        totalClaimedAtomic: onchain.totalClaimedAtomic,
+        withdrawRequestedAt: onchain.withdrawRequestedAt,
+        refundNonce: onchain.refundNonce,
+        onchainSyncedAt: Date.now(),
+      };
+      return { next, result: next };
+    });
+  }
+
   /** Frees reservations whose request ended without its charge (the gateway serving it died). */
   async function releaseAbandoned(list: readonly ChannelRecord[]): Promise<void> {
     if (!parameters.payments) return;
@@ -124,11 +152,13 @@ export function createChannelSettlement(parameters: CreateChannelSettlementParam
     await releaseAbandoned(list.filter(ours)).catch((error: unknown) =>
       logger.warn({ error: String(error) }, "freeing abandoned channel reservations failed"),
     );
-    for (const channel of list) {
-      if (!ours(channel) || channel.chargedAtomic <= channel.totalClaimedAtomic) continue;
-      // A shortfall found earlier: the escrow holds nothing more until the payer deposits again.
-      if (channel.totalClaimedAtomic >= channel.balanceAtomic) continue;
-      if (await isDue(channel, force, now)) due.push(channel);
+    for (const listed of list) {
+      if (!ours(listed) || listed.chargedAtomic <= listed.totalClaimedAtomic) continue;
+      // A shortfall found earlier: the escrow holds nothing more until the payer deposits again, which
+      // is looked for on chain once a round.
+      const channel =
+        listed.totalClaimedAtomic >= listed.balanceAtomic ? await depositedSince(listed) : listed;
+      if (channel && (await isDue(channel, force, now))) due.push(channel);
     }
     const results: ChannelClaimResult[] = [];
     const unclaimed: Hex[] = [];

@@ -57,6 +57,7 @@ export async function startChannels({
     receiverAuthorizer,
     withdrawDelaySeconds: config.withdrawDelaySeconds,
     minDepositAtomic: config.minDeposit,
+    payerOwes: (payer) => payments.hasOpenDebt(terms.network, payer),
     logger,
     emit,
   });

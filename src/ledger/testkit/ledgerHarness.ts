@@ -1,8 +1,8 @@
 import { createLedger, type Ledger } from "../createLedger.js";
-import { forgetSingleProcessBook } from "../createPaymentLedger.js";
 import { createPgliteClient } from "../createPgliteClient.js";
 import type { ClaimPaymentInput } from "../PaymentLedger.js";
 import type { SqlClient } from "../SqlClient.js";
+import { forgetSingleProcessBook } from "../singleProcessBook.js";
 
 /** A migrated ledger for a test file, with the client under it and a way to empty it between tests. */
 export type LedgerHarness = {
