@@ -1,6 +1,6 @@
 import { Agent as HttpAgent, request as httpRequest, type IncomingMessage } from "node:http";
 import { Agent as HttpsAgent, request as httpsRequest } from "node:https";
-import { pipeline, Readable } from "node:stream";
+import { pipeline, type Readable } from "node:stream";
 import { createBrotliDecompress, createGunzip, createInflate } from "node:zlib";
 
 /** `fetch` as `createNodeHttpFetch` makes it: `onSent` is called once the whole request has left. */
@@ -189,5 +189,82 @@ function streamedResponse(response: IncomingMessage, method: string): Response {
     // An error on either side destroys both: a broken backend body fails the read, a cancel closes the socket.
     source = pipeline(response, decoder, () => {});
   }
-  return new Response(Readable.toWeb(source) as ReadableStream<Uint8Array>, init);
+  return new Response(webStreamOf(source), init);
+}
+
+/** The Node stream behind each streamed body `nodeHttpFetch` made, until it is read. */
+const nodeSources = new WeakMap<ReadableStream<Uint8Array>, Readable>();
+
+/**
+ * The Node stream a streamed body of `nodeHttpFetch` reads from, when no one has read the body yet;
+ * the body is then locked, and the caller reads the stream itself (no web stream in between, which
+ * costs a JSON answer about a tenth of a millisecond). Undefined for any other body.
+ */
+export function takeNodeSource(body: ReadableStream<Uint8Array>): Readable | undefined {
+  const source = nodeSources.get(body);
+  if (!source || body.locked) return undefined;
+  nodeSources.delete(body);
+  body.getReader();
+  return source;
+}
+
+/**
+ * A web stream over `source` that reads only when it is read (nothing is taken from the socket before,
+ * so `takeNodeSource` can hand the source over whole); cancelling it destroys the source.
+ */
+function webStreamOf(source: Readable): ReadableStream<Uint8Array> {
+  let listening = false;
+  let ended = false;
+  let failure: unknown;
+  let wake: (() => void) | undefined;
+  const changed = () => {
+    const resume = wake;
+    wake = undefined;
+    resume?.();
+  };
+  const listen = () => {
+    listening = true;
+    source.on("readable", changed);
+    source.once("end", () => {
+      ended = true;
+      changed();
+    });
+    source.once("error", (error) => {
+      failure = error;
+      changed();
+    });
+    source.once("close", () => {
+      if (!ended && failure === undefined) failure = new Error("the response ended early");
+      changed();
+    });
+  };
+  const stream = new ReadableStream<Uint8Array>(
+    {
+      async pull(controller) {
+        if (!listening) {
+          // Read through the web stream from now on: never handed over.
+          nodeSources.delete(stream);
+          listen();
+        }
+        for (;;) {
+          const chunk = source.read() as Buffer | null;
+          if (chunk !== null) {
+            controller.enqueue(new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.byteLength));
+            return;
+          }
+          if (failure !== undefined) return controller.error(failure);
+          if (ended) return controller.close();
+          await new Promise<void>((resolve) => {
+            wake = resolve;
+          });
+        }
+      },
+      cancel() {
+        source.destroy();
+      },
+    },
+    { highWaterMark: 0 },
+  );
+  nodeSources.set(stream, source);
+  return stream;
 }

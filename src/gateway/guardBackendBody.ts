@@ -1,3 +1,5 @@
+import type { Readable } from "node:stream";
+import { takeNodeSource } from "../chain/createNodeHttpFetch.js";
 import { TollgateError } from "../errors/index.js";
 
 export type GuardBackendBodyParameters = {
@@ -30,14 +32,7 @@ export function guardBackendBody(
         try {
           const next = await Promise.race([reader.read(), timedOut]);
           if (next === "timeout") {
-            const pastDeadline = Date.now() >= deadlineAt;
-            const error = new TollgateError({
-              code: "TOLLGATE_BACKEND_TIMEOUT",
-              shortMessage: pastDeadline
-                ? `backend for ${modelId} ran past the request's time bound`
-                : `backend for ${modelId} sent nothing for ${idleMs} ms`,
-              details: { idleMs, pastDeadline },
-            });
+            const error = timeoutError({ idleMs, deadlineAt, modelId });
             reader.cancel(error).catch(() => undefined);
             controller.error(error);
             return;
@@ -45,15 +40,7 @@ export function guardBackendBody(
           if (next.done) controller.close();
           else controller.enqueue(next.value);
         } catch (cause) {
-          controller.error(
-            cause instanceof TollgateError
-              ? cause
-              : new TollgateError({
-                  code: "TOLLGATE_BACKEND_FAILED",
-                  shortMessage: `backend for ${modelId} broke off its answer`,
-                  cause,
-                }),
-          );
+          controller.error(brokeOff(modelId, cause));
         } finally {
           clearTimeout(timer);
         }
@@ -72,6 +59,8 @@ export async function readGuardedText(
   parameters: GuardBackendBodyParameters,
 ): Promise<string> {
   if (!body) return "";
+  const source = takeNodeSource(body);
+  if (source) return readNodeText(source, parameters);
   const reader = guardBackendBody(body, parameters).getReader();
   const decoder = new TextDecoder();
   let text = "";
@@ -81,4 +70,64 @@ export async function readGuardedText(
     text += decoder.decode(next.value, { stream: true });
   }
   return text + decoder.decode();
+}
+
+/** `readGuardedText` straight from the Node stream of a body `nodeHttpFetch` made (no web stream). */
+function readNodeText(source: Readable, parameters: GuardBackendBodyParameters): Promise<string> {
+  const { idleMs, deadlineAt } = parameters;
+  return new Promise<string>((resolve, reject) => {
+    const decoder = new TextDecoder();
+    let text = "";
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    let settled = false;
+    const settle = (error?: TollgateError) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      if (error) reject(error);
+      else resolve(text + decoder.decode());
+    };
+    const arm = () => {
+      clearTimeout(timer);
+      timer = setTimeout(
+        () => {
+          const error = timeoutError(parameters);
+          settle(error);
+          source.destroy(error);
+        },
+        Math.max(0, Math.min(idleMs, deadlineAt - Date.now())),
+      );
+    };
+    source.on("data", (chunk: Buffer) => {
+      text += decoder.decode(chunk, { stream: true });
+      arm();
+    });
+    source.once("end", () => settle());
+    source.once("error", (cause) => settle(brokeOff(parameters.modelId, cause)));
+    source.once("close", () => {
+      if (!source.readableEnded) settle(brokeOff(parameters.modelId, new Error("the answer ended early")));
+    });
+    arm();
+  });
+}
+
+function timeoutError({ idleMs, deadlineAt, modelId }: GuardBackendBodyParameters): TollgateError {
+  const pastDeadline = Date.now() >= deadlineAt;
+  return new TollgateError({
+    code: "TOLLGATE_BACKEND_TIMEOUT",
+    shortMessage: pastDeadline
+      ? `backend for ${modelId} ran past the request's time bound`
+      : `backend for ${modelId} sent nothing for ${idleMs} ms`,
+    details: { idleMs, pastDeadline },
+  });
+}
+
+function brokeOff(modelId: string, cause: unknown): TollgateError {
+  return cause instanceof TollgateError
+    ? cause
+    : new TollgateError({
+        code: "TOLLGATE_BACKEND_FAILED",
+        shortMessage: `backend for ${modelId} broke off its answer`,
+        cause,
+      });
 }
