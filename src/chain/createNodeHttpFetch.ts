@@ -222,34 +222,34 @@ function webStreamOf(source: Readable): ReadableStream<Uint8Array> {
     wake = undefined;
     resume?.();
   };
-  const listen = () => {
-    listening = true;
-    source.on("readable", changed);
-    source.once("end", () => {
-      ended = true;
-      changed();
-    });
-    source.once("error", (error) => {
-      failure = error;
-      changed();
-    });
-    source.once("close", () => {
-      if (!ended && failure === undefined) failure = new Error("the response ended early");
-      changed();
-    });
-  };
+  // How the source ends is watched from the start: a connection that dies before the body is read
+  // fails the first read at once (it emits nothing more once closed).
+  source.once("end", () => {
+    ended = true;
+    changed();
+  });
+  source.once("error", (error) => {
+    failure = error;
+    changed();
+  });
+  source.once("close", () => {
+    if (!ended && failure === undefined) failure = new Error("the response ended early");
+    changed();
+  });
   const stream = new ReadableStream<Uint8Array>(
     {
       async pull(controller) {
         if (!listening) {
           // Read through the web stream from now on: never handed over.
+          listening = true;
           nodeSources.delete(stream);
-          listen();
+          source.on("readable", changed);
         }
         for (;;) {
           const chunk = source.read() as Buffer | null;
           if (chunk !== null) {
-            controller.enqueue(new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.byteLength));
+            // A copy: a chunk joined from several reads may sit in Node's shared buffer pool.
+            controller.enqueue(new Uint8Array(chunk));
             return;
           }
           if (failure !== undefined) return controller.error(failure);

@@ -115,4 +115,32 @@ describe("readGuardedText on a backend body of nodeHttpFetch", () => {
       return true;
     });
   });
+
+  test("a connection that dies before its body is read fails the read at once, through either path", async () => {
+    for (const path of ["handed over", "web stream"] as const) {
+      handler = (request, response) => {
+        response.writeHead(200, { "content-type": "application/json" });
+        response.write('{"content":"half');
+        setTimeout(() => request.socket.destroy(), 20);
+      };
+      const body = await bodyOf();
+      // The buyer's payment is checked while the answer waits unread; the backend dies meanwhile.
+      await new Promise((resolve) => setTimeout(resolve, 150));
+      const startedAt = Date.now();
+      const read =
+        path === "handed over"
+          ? readGuardedText(body, guard(3_000))
+          : (async () => {
+              const reader = body.getReader();
+              for (let next = await reader.read(); !next.done; next = await reader.read());
+              return "complete";
+            })();
+      await assert.rejects(read, (error: unknown) => {
+        if (path === "handed over")
+          assert.ok(isTollgateError(error, "TOLLGATE_BACKEND_FAILED"), String(error));
+        return true;
+      });
+      assert.ok(Date.now() - startedAt < 1_000, `${path}: failed at once, not at the idle limit`);
+    }
+  });
 });

@@ -98,6 +98,16 @@ function readNodeText(source: Readable, parameters: GuardBackendBodyParameters):
         Math.max(0, Math.min(idleMs, deadlineAt - Date.now())),
       );
     };
+    // A connection that died before the body was read emits nothing more: its answer is cut.
+    if (source.destroyed) {
+      settle(
+        brokeOff(
+          parameters.modelId,
+          source.errored ?? new Error("the connection closed before the answer was read"),
+        ),
+      );
+      return;
+    }
     source.on("data", (chunk: Buffer) => {
       text += decoder.decode(chunk, { stream: true });
       arm();
