@@ -24,7 +24,8 @@ export function guardBackendBody(
   return new ReadableStream<Uint8Array>(
     {
       async pull(controller) {
-        const wait = Math.max(0, Math.min(idleMs, deadlineAt - Date.now()));
+        const untilDeadline = deadlineAt - Date.now();
+        const wait = Math.max(0, Math.min(idleMs, untilDeadline));
         let timer: ReturnType<typeof setTimeout> | undefined;
         const timedOut = new Promise<"timeout">((resolve) => {
           timer = setTimeout(() => resolve("timeout"), wait);
@@ -32,7 +33,7 @@ export function guardBackendBody(
         try {
           const next = await Promise.race([reader.read(), timedOut]);
           if (next === "timeout") {
-            const error = timeoutError({ idleMs, deadlineAt, modelId });
+            const error = timeoutError({ idleMs, deadlineAt, modelId }, untilDeadline <= idleMs);
             reader.cancel(error).catch(() => undefined);
             controller.error(error);
             return;
@@ -89,13 +90,14 @@ function readNodeText(source: Readable, parameters: GuardBackendBodyParameters):
     };
     const arm = () => {
       clearTimeout(timer);
+      const untilDeadline = deadlineAt - Date.now();
       timer = setTimeout(
         () => {
-          const error = timeoutError(parameters);
+          const error = timeoutError(parameters, untilDeadline <= idleMs);
           settle(error);
           source.destroy(error);
         },
-        Math.max(0, Math.min(idleMs, deadlineAt - Date.now())),
+        Math.max(0, Math.min(idleMs, untilDeadline)),
       );
     };
     // A connection that died before the body was read emits nothing more: its answer is cut.
@@ -121,8 +123,8 @@ function readNodeText(source: Readable, parameters: GuardBackendBodyParameters):
   });
 }
 
-function timeoutError({ idleMs, deadlineAt, modelId }: GuardBackendBodyParameters): TollgateError {
-  const pastDeadline = Date.now() >= deadlineAt;
+/** `pastDeadline`: the timer that fired was set for the time bound (the wall clock may read a hair before it). */
+function timeoutError({ idleMs, modelId }: GuardBackendBodyParameters, pastDeadline: boolean): TollgateError {
   return new TollgateError({
     code: "TOLLGATE_BACKEND_TIMEOUT",
     shortMessage: pastDeadline
