@@ -22,6 +22,7 @@ import { privateKeyToAccount } from "viem/accounts";
 import { anvil } from "viem/chains";
 import { batchSettlementAbi } from "../src/chain/index.js";
 import { type ChannelConfig, erc3009DepositArgs } from "../src/devnet/batchSettlementTesting.js";
+import { dashboardChannelsOf, readGatewayDashboard } from "../src/gateway/index.js";
 import { captureLogger } from "../src/ledger/testkit/captureLogger.js";
 import {
   BATCH_SETTLEMENT_ADDRESS_FOR_TESTS,
@@ -170,6 +171,24 @@ describe("a channel shortfall is a debt", () => {
     const owes = (payer: Hex) => h.gateway.ledger.payments.hasOpenDebt(h.devnet.network, payer.toLowerCase());
     assert.equal(await owes(leaver.buyer.address), true, "the shortfall is owed");
     assert.equal(await owes(honest.buyer.address), false);
+    // The operator sees it: the dashboard counts the short channel and what its payer owes beyond the escrow.
+    const dashboard = () =>
+      readGatewayDashboard({
+        ledger: h.gateway.ledger,
+        listChannels: () => dashboardChannelsOf(h.gateway.ledger),
+      });
+    const shortView = await dashboard();
+    assert.equal(shortView.figures.channelShortfalls, 1);
+    assert.equal(shortView.figures.shortfallAtomic, "1", "charged less the escrow that was claimed");
+    const listed = await dashboardChannelsOf(h.gateway.ledger);
+    const statusOf = (channels: typeof listed, id: Hex) =>
+      channels.find((c) => c.channelId === id.toLowerCase())?.status;
+    assert.equal(statusOf(listed, leaver.channelId), "short");
+    assert.equal(statusOf(listed, honest.channelId), "open");
+    assert.match(
+      shortView.sections.find((section) => section.id === "channels")?.html ?? "",
+      /class="bad">short</,
+    );
 
     // Another channel of the same payer: refused before its deposit is settled, nothing run.
     const usdcOf = (owner: Hex) =>
@@ -204,6 +223,10 @@ describe("a channel shortfall is a debt", () => {
     await settlement.claim({ force: true });
     assert.equal((await onchain(leaver.channelId)).totalClaimed, leaver.charged, "the shortfall is claimed");
     assert.equal(await owes(leaver.buyer.address), false, "the balance covers the charges again");
+    const paidView = await dashboard();
+    assert.equal(paidView.figures.channelShortfalls, 0);
+    assert.equal(paidView.figures.shortfallAtomic, "0");
+    assert.notEqual(statusOf(await dashboardChannelsOf(h.gateway.ledger), leaver.channelId), "short");
     const served = await leaver.pay(url(), chatRequest);
     assert.equal(served.status, 200, await served.clone().text());
     await served.text();

@@ -1,5 +1,5 @@
 import { z } from "zod";
-import type { ChannelRecord } from "../ledger/index.js";
+import { type ChannelRecord, channelShortfallAtomic } from "../ledger/index.js";
 import { formatMoney } from "../pricing/index.js";
 import { parseFlags, printLine } from "./cliSupport.js";
 import { commandFlags } from "./commandFlags.js";
@@ -39,6 +39,8 @@ export async function channelsCommand(argv: string[]): Promise<number> {
     const totals = Object.fromEntries(
       moneyFields.map((field) => [field, channels.reduce((sum, c) => sum + c[field], 0n)]),
     ) as Record<(typeof moneyFields)[number], bigint>;
+    const short = channels.filter((c) => channelShortfallAtomic(c) > 0n);
+    const shortfallAtomic = short.reduce((sum, c) => sum + channelShortfallAtomic(c), 0n);
     if (flags.json) {
       printLine(
         JSON.stringify(
@@ -46,6 +48,8 @@ export async function channelsCommand(argv: string[]): Promise<number> {
             totals: {
               channels: channels.length,
               ...Object.fromEntries(moneyFields.map((field) => [field, totals[field].toString()])),
+              shortChannels: short.length,
+              shortfallAtomic: shortfallAtomic.toString(),
             },
             channels: channels.map((c) => ({
               channelId: c.channelId,
@@ -53,6 +57,7 @@ export async function channelsCommand(argv: string[]): Promise<number> {
               payer: c.payer,
               ...Object.fromEntries(moneyFields.map((field) => [field, c[field].toString()])),
               unclaimedAtomic: (c.chargedAtomic - c.totalClaimedAtomic).toString(),
+              shortfallAtomic: channelShortfallAtomic(c).toString(),
               withdrawRequestedAt: c.withdrawRequestedAt || null,
               lastRequestAt: c.lastRequestAt ? new Date(c.lastRequestAt).toISOString() : null,
             })),
@@ -91,6 +96,10 @@ export async function channelsCommand(argv: string[]): Promise<number> {
         "",
       ]),
     );
+    for (const c of short)
+      printLine(
+        `short: ${c.channelId} — its payer ${c.payer} withdrew before its charges were claimed and owes ${formatMoney(channelShortfallAtomic(c))} beyond the escrow; it is refused until it deposits into this channel`,
+      );
     if (setAside.length > 0)
       printLine(
         `(${setAside.length} channel(s) of earlier chains set aside, not counted above: a devnet started afresh; --json lists them)`,

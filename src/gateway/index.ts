@@ -70,6 +70,7 @@ export {
 } from "./operator/createGatewayMetrics.js";
 export {
   type DashboardChannel,
+  dashboardChannelsOf,
   type GatewayDashboard,
   type GatewayDashboardParameters,
   readGatewayDashboard,

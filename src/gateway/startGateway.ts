@@ -46,7 +46,7 @@ import { createReceiptSigner } from "./createReceiptSigner.js";
 import type { FacilitatorLike } from "./facilitatorLike.js";
 import type { GatewayConfig } from "./gatewayConfig.js";
 import { createGatewayMetrics } from "./operator/createGatewayMetrics.js";
-import type { DashboardChannel } from "./operator/gatewayDashboard.js";
+import { dashboardChannelsOf } from "./operator/gatewayDashboard.js";
 import { mountOperatorRoutes } from "./operator/mountOperatorRoutes.js";
 
 export type StartGatewayParameters = {
@@ -260,7 +260,7 @@ export async function startGateway({
       config.dashboard.enabled && config.dashboard.token
         ? {
             token: config.dashboard.token,
-            listChannels: channels ? () => dashboardChannels(ledger) : undefined,
+            listChannels: channels ? () => dashboardChannelsOf(ledger) : undefined,
           }
         : undefined,
   });
@@ -390,17 +390,4 @@ async function hasEip2612(chain: PublicClient, asset: Address): Promise<boolean>
     if (!(error instanceof ContractFunctionExecutionError)) return true;
     return Boolean(error.walk((cause) => cause instanceof HttpRequestError || cause instanceof TimeoutError));
   }
-}
-
-/** The ledger's payment channels as the dashboard lists them. */
-async function dashboardChannels(ledger: Ledger): Promise<DashboardChannel[]> {
-  return (await ledger.channels.list()).map((channel) => ({
-    channelId: channel.channelId,
-    payer: channel.payer,
-    depositAtomic: channel.depositedAtomic,
-    chargedAtomic: channel.chargedAtomic,
-    claimedAtomic: channel.totalClaimedAtomic,
-    status:
-      channel.withdrawRequestedAt > 0 ? "withdrawing" : channel.pending !== undefined ? "serving" : "open",
-  }));
 }

@@ -2,6 +2,7 @@ import { z } from "zod";
 import { type Logger, TollgateError } from "../errors/index.js";
 import type { AlsoWrite, ChannelConfigRecord, ChannelLedger, ChannelRecord } from "./ChannelLedger.js";
 import { bindChannelChain, boundChannelChain, listSetAsideChannels } from "./channelChains.js";
+import { channelShortfallAtomic } from "./channelShortfall.js";
 import type { ChargeJournal } from "./createChargeJournal.js";
 import { CHARGE_VOUCHER_ROW_CALL, CHARGE_VOUCHER_ROW_PARAMS } from "./paymentRowWrites.js";
 import type { SqlClient, SqlExecutor } from "./SqlClient.js";
@@ -382,13 +383,8 @@ function settleStatement(db: SqlExecutor, channelId: string, settledAtomic: bigi
 const CHARGE_RETRY_FIRST_MS = 1_000;
 const CHARGE_RETRY_MAX_MS = 60_000;
 
-/**
- * A channel whose escrow holds less than was charged on it, all of it claimed: its payer withdrew before
- * the charges were claimed, as a claim found (a balance read alone, which a lagging RPC can give, is not
- * enough: the claim that follows confirms it).
- */
-const isShort = (channel: ChannelRecord) =>
-  channel.chargedAtomic > channel.balanceAtomic && channel.totalClaimedAtomic >= channel.balanceAtomic;
+/** A channel whose escrow holds less than was charged on it, all of it claimed (see channelShortfallAtomic). */
+const isShort = (channel: ChannelRecord) => channelShortfallAtomic(channel) > 0n;
 
 function checkSameChannel(id: string, next: ChannelRecord) {
   if (normalizeId(next.channelId) !== id) {

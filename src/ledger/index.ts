@@ -15,6 +15,7 @@ export type {
   ChannelUpdate,
   SetAsideChannel,
 } from "./ChannelLedger.js";
+export { channelShortfallAtomic } from "./channelShortfall.js";
 export { createChannelLedger } from "./createChannelLedger.js";
 export { type CreateLedgerParameters, createLedger, type Ledger } from "./createLedger.js";
 export {

@@ -6,7 +6,7 @@ import {
   renderTable,
   shortHex,
 } from "../../dashboard/index.js";
-import type { Ledger, PaymentRecord } from "../../ledger/index.js";
+import { channelShortfallAtomic, type Ledger, type PaymentRecord } from "../../ledger/index.js";
 import { formatMoney } from "../../pricing/index.js";
 
 /** A payment channel as the dashboard lists it, when the gateway has channels. */
@@ -16,8 +16,33 @@ export type DashboardChannel = {
   depositAtomic: bigint;
   chargedAtomic: bigint;
   claimedAtomic: bigint;
+  /** What the payer owes beyond the channel's escrow (it withdrew before the charges were claimed); 0 when none. */
+  shortfallAtomic: bigint;
   status: string;
 };
+
+/** The ledger's channels as the dashboard lists them: a short channel's status is `short`. */
+export async function dashboardChannelsOf(ledger: Pick<Ledger, "channels">): Promise<DashboardChannel[]> {
+  return (await ledger.channels.list()).map((channel) => {
+    const shortfallAtomic = channelShortfallAtomic(channel);
+    return {
+      channelId: channel.channelId,
+      payer: channel.payer,
+      depositAtomic: channel.depositedAtomic,
+      chargedAtomic: channel.chargedAtomic,
+      claimedAtomic: channel.totalClaimedAtomic,
+      shortfallAtomic,
+      status:
+        shortfallAtomic > 0n
+          ? "short"
+          : channel.withdrawRequestedAt > 0
+            ? "withdrawing"
+            : channel.pending !== undefined
+              ? "serving"
+              : "open",
+    };
+  });
+}
 
 export type GatewayDashboardParameters = {
   ledger: Pick<Ledger, "payments" | "insights">;
@@ -39,6 +64,9 @@ export type GatewayDashboard = {
     savedAtomic: string;
     owedAtomic: string;
     openDebts: number;
+    /** Channels whose payer owes beyond the escrow, and what they owe (0 without channels). */
+    channelShortfalls: number;
+    shortfallAtomic: string;
     settlementBacklog: number;
     payments: number;
     models: Array<Record<string, string | number>>;
@@ -73,6 +101,8 @@ export async function readGatewayDashboard({
   const authorized = sum((m) => m.authorizedAtomic);
   const saved = sum((m) => m.savedAtomic);
   const payments = models.reduce((total, m) => total + m.requests, 0);
+  const short = (channels ?? []).filter((c) => c.shortfallAtomic > 0n);
+  const shortfallAtomic = short.reduce((total, c) => total + c.shortfallAtomic, 0n);
 
   const byBucket = new Map(revenue.map((bucket) => [bucket.start.getTime(), bucket]));
   const points = Array.from({ length: buckets }, (_, i) => {
@@ -101,6 +131,16 @@ export async function readGatewayDashboard({
           value: String(backlog.openDebts),
           note: formatMoney(backlog.owedAtomic),
         },
+        ...(channels
+          ? [
+              {
+                key: "channel-shortfalls",
+                label: "Channel shortfalls",
+                value: String(short.length),
+                note: `${formatMoney(shortfallAtomic)} owed beyond escrow`,
+              },
+            ]
+          : []),
         {
           key: "backlog",
           label: "Settlement backlog",
@@ -184,14 +224,15 @@ export async function readGatewayDashboard({
       title: "Payment channels",
       html: renderTable({
         name: "channels",
-        headers: ["channel", "payer", "deposit", "charged", "claimed", "status"],
+        headers: ["channel", "payer", "deposit", "charged", "claimed", "owed", "status"],
         rows: channels.map((c) => [
           shortHex(c.channelId),
           shortHex(c.payer),
           formatMoney(c.depositAtomic),
           formatMoney(c.chargedAtomic),
           formatMoney(c.claimedAtomic),
-          escapeHtml(c.status),
+          c.shortfallAtomic > 0n ? formatMoney(c.shortfallAtomic) : "—",
+          c.status === "short" ? `<span class="bad">short</span>` : escapeHtml(c.status),
         ]),
         empty: "no channel open",
       }),
@@ -205,6 +246,8 @@ export async function readGatewayDashboard({
       savedAtomic: saved.toString(),
       owedAtomic: backlog.owedAtomic.toString(),
       openDebts: backlog.openDebts,
+      channelShortfalls: short.length,
+      shortfallAtomic: shortfallAtomic.toString(),
       settlementBacklog: backlog.settlementBacklog,
       payments,
       models: models.map((m) => ({
