@@ -220,6 +220,28 @@ describe("recovery of payments a killed gateway left pending", () => {
     await h.ledger.payments.markSettled(row.id, { transaction: "", chargeAtomic: 0n });
   });
 
+  test("a grace shorter than a live request's heartbeat never fails a request being served: the passes while serving leave a row younger than three heartbeats alone", async () => {
+    const hasty = createPaymentRecovery({
+      payments: h.ledger.payments,
+      settlements: h.ledger.settlements,
+      facilitator: h.gateway.facilitator,
+      network: h.devnet.network,
+      graceMs: 0,
+      settlingGraceMs: 0,
+    });
+    const live = await paymentAt("serving");
+    hasty.start(20);
+    try {
+      await new Promise((resolve) => setTimeout(resolve, 300));
+    } finally {
+      await hasty.stop();
+    }
+    assert.equal(await statusOf(live.row.id), "serving", "a request served now keeps its row");
+    // The pass at start (nothing is served yet: every pending row is a stopped gateway's) takes it.
+    await hasty.runOnce();
+    assert.equal(await statusOf(live.row.id), "failed");
+  });
+
   test("afterwards the ledger and the chain agree; a stray transfer to payTo is a difference", async () => {
     const client = (h.gateway.facilitator as TollgateFacilitator).signer.publicClient;
     const clean = await reconcileLedger({

@@ -9,6 +9,7 @@ import {
   PaymentTransitionError,
   type SettlementLog,
 } from "../ledger/index.js";
+import { DEFAULT_HEARTBEAT_MS } from "./createBillingSession.js";
 import type { FacilitatorLike } from "./facilitatorLike.js";
 import { SETTLEMENT_IN_PROGRESS, SETTLEMENT_PENDING, settleRecordedCharge } from "./settleRecordedCharge.js";
 
@@ -23,7 +24,11 @@ export type CreatePaymentRecoveryParameters = {
   network: string;
   /** The facilitator that settles for this gateway: an upto authorization names it, and only it can settle. */
   facilitatorAddress?: string | undefined;
-  /** Rows touched more recently than this are a live request (maybe on a sibling replica): left alone. */
+  /**
+   * Rows touched more recently than this are a live request (maybe on a sibling replica): left alone. The
+   * passes `start` runs while the gateway serves never take a row younger than three heartbeats (a live
+   * request refreshes its row every 10 s), whatever this says; `runOnce` (the pass at start) uses it as is.
+   */
   graceMs: number;
   /** `settling` rows (and in-flight settlement records) wait longer: a live settle may still be running. */
   settlingGraceMs: number;
@@ -63,6 +68,9 @@ export type PaymentRecovery = {
 };
 
 type RowOutcome = "failed" | "settled" | "zero" | "debt" | "left";
+
+/** A row refreshed within three heartbeats may be a live request's: passes while serving leave it alone. */
+const LIVE_ROW_MIN_AGE_MS = 3 * DEFAULT_HEARTBEAT_MS;
 
 /** Only an hour past the deadline: older debts are not worth an RPC round each pass. */
 const DEBT_RECHECK_WINDOW_SECONDS = 3_600n;
@@ -252,7 +260,7 @@ export function createPaymentRecovery({
     return true;
   }
 
-  async function pass(): Promise<RecoveryReport> {
+  async function pass(minAgeMs: number): Promise<RecoveryReport> {
     const report: RecoveryReport = {
       examined: 0,
       failed: 0,
@@ -264,7 +272,8 @@ export function createPaymentRecovery({
       debtsPaid: 0,
       errors: 0,
     };
-    const rows = await payments.pendingForRecovery({ updatedBefore: new Date(Date.now() - graceMs) });
+    // Measured by the database's clock, which wrote updated_at: a replica's own clock may be off.
+    const rows = await payments.pendingForRecovery({ untouchedForMs: minAgeMs });
     for (const row of rows) {
       report.examined++;
       try {
@@ -301,17 +310,19 @@ export function createPaymentRecovery({
     return report;
   }
 
-  const runOnce = () => {
-    if (!running) running = pass().finally(() => (running = undefined));
+  const runOnce = (minAgeMs = graceMs) => {
+    if (!running) running = pass(minAgeMs).finally(() => (running = undefined));
     return running;
   };
 
   return {
-    runOnce,
+    runOnce: () => runOnce(),
     start(intervalMs) {
       if (timer) return;
       timer = setInterval(() => {
-        runOnce().catch((error: unknown) => logger.warn({ error: String(error) }, "recovery pass failed"));
+        runOnce(Math.max(graceMs, LIVE_ROW_MIN_AGE_MS)).catch((error: unknown) =>
+          logger.warn({ error: String(error) }, "recovery pass failed"),
+        );
       }, intervalMs);
       timer.unref();
     },

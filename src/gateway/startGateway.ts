@@ -232,6 +232,12 @@ export async function startGateway({
     settleTimeoutMs,
     logger,
   });
+  // Replicas share the ledger: the pass at start could take a sibling's live request for a stopped one's.
+  if (config.ledger.databaseUrl !== undefined && config.recovery.graceSeconds < 30)
+    logger.warn(
+      { graceSeconds: config.recovery.graceSeconds },
+      "recovery.graceSeconds is below 30 s on a PostgreSQL ledger: the recovery pass at start may fail a request another replica is serving (it refreshes its row every 10 s); keep it only with a single gateway",
+    );
   // Before serving: finish what a previous run left (rows older than the grace period); never fatal, and a
   // long backlog (a slow chain) finishes in the background after 30 s rather than hold the port closed.
   const firstPass = recovery

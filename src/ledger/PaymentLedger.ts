@@ -109,6 +109,8 @@ export type PaymentModelTotals = {
 export type PendingForRecoveryOptions = {
   /** Only rows untouched since this instant, so a replica does not grab requests another is still serving. */
   updatedBefore?: Date | undefined;
+  /** Only rows untouched this long, by the database's clock (the one that wrote `updated_at`). */
+  untouchedForMs?: number | undefined;
 };
 
 export type PaymentsByStatusOptions = {

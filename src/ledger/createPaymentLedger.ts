@@ -374,12 +374,18 @@ export function createPaymentLedger(
       ]);
     },
 
-    async pendingForRecovery({ updatedBefore } = {}) {
-      return updatedBefore === undefined
-        ? selectPayments(`WHERE status IN (${pendingList}) ORDER BY id`, [])
-        : selectPayments(`WHERE status IN (${pendingList}) AND updated_at < $1 ORDER BY id`, [
-            updatedBefore.toISOString(),
-          ]);
+    async pendingForRecovery({ updatedBefore, untouchedForMs } = {}) {
+      const conditions = [`status IN (${pendingList})`];
+      const params: unknown[] = [];
+      if (updatedBefore !== undefined) {
+        params.push(updatedBefore.toISOString());
+        conditions.push(`updated_at < $${params.length}`);
+      }
+      if (untouchedForMs !== undefined) {
+        params.push(Math.max(0, Math.trunc(untouchedForMs)));
+        conditions.push(`updated_at < now() - $${params.length}::float8 * interval '1 millisecond'`);
+      }
+      return selectPayments(`WHERE ${conditions.join(" AND ")} ORDER BY id`, params);
     },
 
     async recent({ limit = 50 } = {}) {

@@ -335,6 +335,17 @@ export function describePaymentLedger(label: string, current: () => LedgerHarnes
       assert.equal(await payments.touch(settled.id), false, "a final row is not touched");
     });
 
+    test("a recovery's grace is measured by the database's clock, the one that wrote updated_at", async () => {
+      const serving = await paymentAt(payments, "serving");
+      await harness.sql.query("UPDATE payments SET updated_at = now() - interval '45 seconds'");
+      const ids = async (untouchedForMs: number) =>
+        (await payments.pendingForRecovery({ untouchedForMs })).map((p) => p.id);
+      assert.deepEqual(await ids(30_000), [serving.id], "untouched for 45 s by the database's clock");
+      assert.deepEqual(await ids(60_000), []);
+      assert.equal(await payments.touch(serving.id), true);
+      assert.deepEqual(await ids(30_000), [], "a touch makes it live again");
+    });
+
     test("lists rows of one status oldest first, a page at a time", async () => {
       const settled: number[] = [];
       for (let i = 0; i < 5; i++) {
