@@ -128,6 +128,12 @@ function resolveSecretsCollecting(input: unknown): { config: unknown; problems: 
     receipts.signingKey = fromEnv(receipts.signingKeyEnv, "receipts.signingKeyEnv");
     delete receipts.signingKeyEnv;
   }
+  const channels = config.channels as Record<string, unknown> | undefined;
+  if (typeof channels === "object" && channels !== null && channels.receiverAuthorizerKeyEnv !== undefined) {
+    const key = fromEnv(channels.receiverAuthorizerKeyEnv, "channels.receiverAuthorizerKeyEnv");
+    if (key !== undefined) channels.receiverAuthorizerKey = key;
+    delete channels.receiverAuthorizerKeyEnv;
+  }
   // The ledger's PostgreSQL URL: the variable named by ledger.databaseUrlEnv, else DATABASE_URL when set.
   const ledger =
     config.ledger === undefined

@@ -86,3 +86,63 @@ test("a price on a unit no route meters (output_bytes) is a config error naming 
       /would never be charged/.test(error.shortMessage),
   );
 });
+
+test("channels.receiverAuthorizerKeyEnv is read by the CLI; unread, it is a config error rather than the facilitator's key", async () => {
+  const input = await exampleInput();
+  const authorizerKey = `0x${"22".repeat(32)}`;
+  const withEnv = { ...input, channels: { receiverAuthorizerKeyEnv: "TOLLGATE_TEST_AUTHORIZER_KEY" } };
+  process.env.TOLLGATE_TEST_AUTHORIZER_KEY = authorizerKey;
+  try {
+    const config = parseGatewayConfig(resolveSecrets(withEnv));
+    assert.equal(config.channels?.receiverAuthorizerKey, authorizerKey);
+    assert.equal(config.channels?.receiverAuthorizerKeyEnv, undefined);
+  } finally {
+    delete process.env.TOLLGATE_TEST_AUTHORIZER_KEY;
+  }
+  assert.throws(
+    () => resolveSecrets(withEnv),
+    (error: unknown) =>
+      isTollgateError(error, "TOLLGATE_CONFIG_INVALID") &&
+      /channels\.receiverAuthorizerKeyEnv: environment variable TOLLGATE_TEST_AUTHORIZER_KEY is not set/.test(
+        error.shortMessage,
+      ),
+  );
+  assert.throws(
+    () => parseGatewayConfig(withEnv),
+    (error: unknown) =>
+      isTollgateError(error, "TOLLGATE_CONFIG_INVALID") &&
+      /channels\.receiverAuthorizerKeyEnv: the variable TOLLGATE_TEST_AUTHORIZER_KEY was not read/.test(
+        error.shortMessage,
+      ),
+  );
+});
+
+test("a prices map that would sell output, or everything, for nothing is a config error; compute time or a fee per request alone is a price", async () => {
+  const input = await exampleInput();
+  const [first] = input.models as Record<string, unknown>[];
+  const { inputPrice: _input, outputPrice: _output, ...unpriced } = first as Record<string, unknown>;
+  const withPrices = (prices: Record<string, string>) =>
+    parseGatewayConfig({ ...input, models: [{ ...unpriced, prices }] });
+  assert.throws(
+    () => withPrices({ input_tokens: "$1" }),
+    (error: unknown) =>
+      isTollgateError(error, "TOLLGATE_CONFIG_INVALID") &&
+      /prices\.output_tokens: prices has input tokens but no output_tokens/.test(error.shortMessage),
+  );
+  assert.throws(
+    () => withPrices({ cached_input_tokens: "$0.5" }),
+    (error: unknown) =>
+      isTollgateError(error, "TOLLGATE_CONFIG_INVALID") && /no output_tokens/.test(error.shortMessage),
+  );
+  assert.throws(
+    () => withPrices({}),
+    (error: unknown) =>
+      isTollgateError(error, "TOLLGATE_CONFIG_INVALID") && /prices lists no unit/.test(error.shortMessage),
+  );
+  assert.equal(
+    withPrices({ input_tokens: "$1", output_tokens: "$2" }).models[0]?.prices?.output_tokens,
+    2_000_000n,
+  );
+  assert.ok(withPrices({ compute_ms: "$0.001" }).models[0]?.prices?.compute_ms !== undefined);
+  assert.ok(withPrices({ requests: "$0.01" }).models[0]?.prices?.requests !== undefined);
+});

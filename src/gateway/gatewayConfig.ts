@@ -101,6 +101,36 @@ const modelSchema = z
         path: ["outputPrice"],
       });
     }
+    // The same rule for a prices map: input tokens priced and output tokens not would sell the output for nothing.
+    const inputPriced = (["input_tokens", "cached_input_tokens", "cache_write_input_tokens"] as const).some(
+      (unit) => model.prices?.[unit] !== undefined,
+    );
+    if (
+      routes[model.kind].outputTokens &&
+      inputPriced &&
+      model.prices?.output_tokens === undefined &&
+      model.outputPrice === undefined
+    )
+      ctx.addIssue({
+        code: "custom",
+        message:
+          "prices has input tokens but no output_tokens: every output token would be sold for nothing; add prices.output_tokens (or outputPrice)",
+        path: ["prices", "output_tokens"],
+      });
+    if (
+      model.prices !== undefined &&
+      Object.keys(model.prices).length === 0 &&
+      model.inputPrice === undefined &&
+      model.exactPrice === undefined &&
+      model.pricePerSecond === undefined &&
+      model.imagePrices === undefined
+    )
+      ctx.addIssue({
+        code: "custom",
+        message:
+          "prices lists no unit, so every request would be served for nothing: price at least one unit",
+        path: ["prices"],
+      });
   });
 
 const facilitatorSchema = z.union([
@@ -253,6 +283,13 @@ export const gatewayConfigSchema = z
     if (!config.asset && !preset?.usdc) {
       ctx.addIssue({ code: "custom", message: "asset is required on this network", path: ["asset"] });
     }
+    // The CLI reads the variable; a config given to startGateway carries the key itself.
+    if (config.channels?.receiverAuthorizerKeyEnv !== undefined && !config.channels.receiverAuthorizerKey)
+      ctx.addIssue({
+        code: "custom",
+        message: `the variable ${config.channels.receiverAuthorizerKeyEnv} was not read (tollgate gateway reads it; a config given to startGateway passes the key itself as channels.receiverAuthorizerKey): without it the channels would be claimed with the facilitator's key`,
+        path: ["channels", "receiverAuthorizerKeyEnv"],
+      });
     // A withdrawal must be seen and claimed before its delay ends: claims run well inside it.
     if (config.channels && config.channels.claimIntervalSeconds * 3 > config.channels.withdrawDelaySeconds)
       ctx.addIssue({
