@@ -406,6 +406,34 @@ describe("POST /v1/messages (Anthropic Messages API)", () => {
     }
   });
 
+  test("a backend that ignores max_tokens in one big delta: the delta is cut to the authorized output and forwarded, and those tokens are charged", async () => {
+    const buyer = h.devnet.accounts.buyers[1]!;
+    h.backend.set({ responseTokens: 200, tokensPerSecond: 0, ignoreOutputLimit: true, tokensPerChunk: 50 });
+    try {
+      const client = anthropicClient(officialPayingFetch(buyer.privateKey, h.devnet.network));
+      const stream = await client.messages.create({
+        model: "mock-claude",
+        max_tokens: 10,
+        messages: [{ role: "user", content: "go on" }],
+        stream: true,
+      });
+      let text = "";
+      let receipt: StreamReceipt | undefined;
+      for await (const event of stream) {
+        if (event.type === "content_block_delta" && event.delta.type === "text_delta")
+          text += event.delta.text;
+        if ((event as { type: string }).type === "x402_receipt")
+          receipt = (event as unknown as { x402_receipt: StreamReceipt }).x402_receipt;
+      }
+      assert.equal(text, mockCompletionText(10), "the authorized 10 tokens of the 50-token delta");
+      assert.ok(receipt);
+      assert.equal(receipt.usage.completion_tokens, 10);
+      assert.equal(receipt.amount, expectedCharge(receipt.usage.prompt_tokens, 10).toString());
+    } finally {
+      h.backend.set({ ignoreOutputLimit: false, tokensPerChunk: undefined });
+    }
+  });
+
   test("a JSON message past max_tokens is cut at the authorized output, stop_reason max_tokens; charge = transfer = ledger row", async () => {
     const buyer = h.devnet.accounts.buyers[2]!;
     h.backend.set({ responseTokens: 200, tokensPerSecond: 0, ignoreOutputLimit: true });

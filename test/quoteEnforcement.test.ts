@@ -259,6 +259,26 @@ describe("a hostile backend", () => {
     assert.ok(served!.tokensSent < 200, `the backend was stopped after ${served!.tokensSent} tokens`);
   });
 
+  test("ignores the output limit in one big chunk: the chunk is cut to the limit and forwarded, so the buyer gets the 10 tokens it pays for, not the prompt's charge for nothing", async () => {
+    h.backend.set({ ignoreOutputLimit: true, responseTokens: 200, tokensPerChunk: 50 });
+    const { response, offeredAtomic } = await payFor(h, CHAT, chat({ stream: true }), buyer().privateKey);
+    const events = sseEvents(await response.text());
+    const choices = events.flatMap(
+      (event) =>
+        (event.json?.choices as
+          | Array<{ delta?: { content?: string }; finish_reason?: string }>
+          | undefined) ?? [],
+    );
+    assert.equal(choices.map((choice) => choice.delta?.content ?? "").join(""), mockCompletionText(10));
+    const cut = choices.filter((choice) => choice.delta?.content);
+    assert.equal(cut.length, 1, "the backend's one 50-token chunk, cut");
+    assert.equal(cut[0]?.finish_reason, "length", "the cut chunk says it stopped at the limit");
+    const row = await finalRow(h);
+    assert.equal(row.status, "settled");
+    assert.equal(row.completionTokens, 10, "the 10 tokens delivered are charged");
+    assert.ok(row.chargeAtomic! <= offeredAtomic);
+  });
+
   test("with an estimated tokenizer the overrun is bounded by the slack, and never charged", async () => {
     h.backend.set({ ignoreOutputLimit: true, responseTokens: 200 });
     const body = { ...chat({ stream: true }), model: "native-dialect" };

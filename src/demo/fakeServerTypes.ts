@@ -97,6 +97,8 @@ export type FakeServerMisbehaviour = {
   laxStream: boolean;
   /** Answer every inference request with 429, this `Retry-After` and an OpenAI error body. */
   rateLimit: { retryAfter: string } | undefined;
+  /** Streaming: send this many tokens in each text chunk (a backend that batches its output); default 1. */
+  tokensPerChunk: number | undefined;
 };
 
 /** What happened to one request; updated in place while the request runs. */

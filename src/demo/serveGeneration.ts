@@ -67,13 +67,13 @@ export async function streamGeneration(run: GenerationRun): Promise<void> {
 
   const send = (text: string) => writeAndWait(response, text, closed);
   const write = (payload: unknown) => send(`data: ${JSON.stringify(payload)}\n\n`);
-  const chunkOf = (choice: ChoiceProgress, text: string, finishReason: string | null) =>
+  const chunkOf = (choice: ChoiceProgress, text: string, finishReason: string | null, first = false) =>
     wireChunk({
       endpoint,
       identity,
       index: choice.index,
       text,
-      first: finishReason === null && choice.text.length === 1,
+      first,
       finishReason,
       usageRequested,
     });
@@ -82,11 +82,18 @@ export async function streamGeneration(run: GenerationRun): Promise<void> {
   // One step per token position: a server generates the choices of a request side by side.
   for (let step = 0; choices.some((choice) => choice.finishReason === undefined); step++) {
     for (const choice of choices) {
-      const token = nextToken(choice, run.maxTokens);
+      const first = choice.text.length === 0;
+      let token = nextToken(choice, run.maxTokens);
       if (token === undefined || !choice.sent) continue;
+      // A backend that batches its output sends several tokens in one chunk.
+      for (let more = 1; more < (behaviour.tokensPerChunk ?? 1); more++) {
+        const next = nextToken(choice, run.maxTokens);
+        if (next === undefined) break;
+        token += next;
+      }
       if (await interruptedAfter(chunks, run)) return;
       if (!(await sleepUntil(tokenDueAt(run.behaviour, run.startedAt, step), closed))) return;
-      if (!(await write(chunkOf(choice, token, null)))) return;
+      if (!(await write(chunkOf(choice, token, null, first)))) return;
       record.tokensSent = ++chunks;
       if (behaviour.garbage === "malformed_sse_lines" && !(await send(malformedSseLine(chunks)))) return;
     }

@@ -147,8 +147,13 @@ export async function serveMessages({
   const textStart = { index: textIndex, content_block: { type: "text", text: "" } };
   if (!(await send("content_block_start", textStart))) return;
   if (!(await send("ping", {}))) return;
+  // A backend that batches its output sends several tokens in one delta.
+  const perChunk = Math.max(1, behaviour.tokensPerChunk ?? 1);
+  const chunks = Array.from({ length: Math.ceil(tokens.length / perChunk) }, (_, i) =>
+    tokens.slice(i * perChunk, (i + 1) * perChunk).join(""),
+  );
   const streamed = await streamTokens({
-    tokens,
+    tokens: chunks,
     behaviour,
     startedAt,
     response,

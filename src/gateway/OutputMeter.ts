@@ -42,6 +42,12 @@ export class OutputMeter {
     return this.#allowance;
   }
 
+  /** Tokens choice `choice` may still receive (0 for a choice nobody asked for). */
+  roomFor(choice: number): number {
+    if (choice >= Math.max(this.#choices, 1)) return 0;
+    return Math.max(0, this.#allowance - (this.#counted.get(choice) ?? 0));
+  }
+
   /** Something was delivered (a choice or a result), even if empty text. */
   get delivered(): boolean {
     return this.#delivered;

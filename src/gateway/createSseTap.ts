@@ -1,6 +1,7 @@
 import type { OutputMeter } from "./OutputMeter.js";
 import type { RouteAdapter } from "./routes/index.js";
 import { SseDecoder } from "./SseDecoder.js";
+import { cutChoicesChunk } from "./truncateAnswer.js";
 
 /** Why a tapped stream stopped before the backend finished it. */
 export type TapStop = "limit" | "backend_error";
@@ -43,6 +44,19 @@ export function createSseTap({ route, meter, onStop }: CreateSseTapParameters): 
     stopMessage = message;
     onStop(reason, message);
   };
+  /**
+   * The chunk cut to what each choice may still receive, once the meter took it; undefined when
+   * nothing of it fits or it cannot be cut. A route read against earlier chunks is not cut: reading
+   * the cut copy would count it twice.
+   */
+  const cutToLimit = (chunk: Record<string, unknown>): Record<string, unknown> | undefined => {
+    if (route.streamReader) return undefined;
+    const cut = (route.cutChunk ?? cutChoicesChunk)(chunk, (choice) => meter.roomFor(choice), meter);
+    if (cut === undefined) return undefined;
+    const reading = route.readChunk(cut);
+    if (reading.pieces.length === 0 || !meter.accept(reading)) return undefined;
+    return cut;
+  };
   return {
     push(text) {
       let out = "";
@@ -68,7 +82,14 @@ export function createSseTap({ route, meter, onStop }: CreateSseTapParameters): 
           stop("backend_error", reading.error);
           break;
         }
+        const name = route.namedEvents && event.event !== "" ? `event: ${event.event}\n` : "";
         if (!meter.accept(reading)) {
+          // What still fits of the chunk goes out (a backend may send many tokens at once), then the stream stops.
+          const cut = cutToLimit(json as Record<string, unknown>);
+          if (cut !== undefined) {
+            if (streamId === undefined && typeof cut.id === "string") streamId = cut.id;
+            out += `${name}data: ${JSON.stringify(cut)}\n\n`;
+          }
           stop("limit", "the backend went past the authorized output");
           break;
         }
@@ -76,7 +97,6 @@ export function createSseTap({ route, meter, onStop }: CreateSseTapParameters): 
         if (!(reading.forward ?? reading.delivered)) continue;
         const id = (json as { id?: unknown }).id;
         if (streamId === undefined && typeof id === "string") streamId = id;
-        const name = route.namedEvents && event.event !== "" ? `event: ${event.event}\n` : "";
         out += `${name}data: ${event.data.replaceAll("\n", "\ndata: ")}\n\n`;
       }
       return out;

@@ -56,6 +56,34 @@ export function truncateAnswer(
   return { ...answer, choices: kept };
 }
 
+/**
+ * A copy of a chat or completions stream chunk whose text (`delta.content` or `text`) is cut to what
+ * each choice may still receive, marked as stopped at the limit; undefined when it has no such text.
+ */
+export function cutChoicesChunk(
+  chunk: Record<string, unknown>,
+  roomFor: (choice: number) => number,
+  meter: AnswerMeter,
+): Record<string, unknown> | undefined {
+  if (!Array.isArray(chunk.choices)) return undefined;
+  let cut = false;
+  const choices = chunk.choices.map((choice, position) => {
+    if (!isObject(choice)) return choice;
+    const room = roomFor(typeof choice.index === "number" ? choice.index : position);
+    if (typeof choice.text === "string") {
+      cut = true;
+      return { ...choice, text: cutText(choice.text, room, meter), finish_reason: "length" };
+    }
+    if (isObject(choice.delta) && typeof choice.delta.content === "string") {
+      cut = true;
+      const content = cutText(choice.delta.content, room, meter);
+      return { ...choice, delta: { ...choice.delta, content }, finish_reason: "length" };
+    }
+    return choice;
+  });
+  return cut ? { ...chunk, choices } : undefined;
+}
+
 export type CutBlocksParameters<Block> = {
   /** Everything the meter counts as output in one block. */
   textOf: (block: Block) => string;

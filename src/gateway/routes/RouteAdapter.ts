@@ -121,4 +121,15 @@ export type RouteAdapter = {
     choices: number,
     meter: AnswerMeter,
   ): Record<string, unknown> | undefined;
+  /**
+   * A copy of one stream chunk that went past the output limit, its text cut to what each choice
+   * may still receive (`roomFor`), so a backend that sends many tokens at once is forwarded up to
+   * the limit rather than not at all; undefined when it cannot be cut. Default: chat's and
+   * completions' `choices`.
+   */
+  cutChunk?(
+    chunk: Record<string, unknown>,
+    roomFor: (choice: number) => number,
+    meter: AnswerMeter,
+  ): Record<string, unknown> | undefined;
 };

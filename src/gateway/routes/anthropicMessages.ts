@@ -331,4 +331,12 @@ export const anthropicMessages: RouteAdapter = {
     });
     return cut ? { ...answer, content: blocks, stop_reason: "max_tokens", stop_sequence: null } : answer;
   },
+
+  // As in a whole answer, only text is cut: thinking cut short would no longer match its signature.
+  cutChunk(chunk, roomFor, meter) {
+    const delta = chunk.delta;
+    if (chunk.type !== "content_block_delta" || !isObject(delta)) return undefined;
+    if (delta.type !== "text_delta" || typeof delta.text !== "string") return undefined;
+    return { ...chunk, delta: { ...delta, text: cutText(delta.text, roomFor(0), meter) } };
+  },
 };
