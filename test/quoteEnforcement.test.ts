@@ -307,6 +307,23 @@ describe("a hostile backend", () => {
     assert.equal(row.completionTokens, 10);
   });
 
+  test("a stream whose last event (the usage) is not closed by a blank line, then the connection: that event is read, so the backend's count is charged and not the gateway's fallback", async () => {
+    h.backend.set({ responseTokens: 8, usageOverride: { prompt_tokens: 7 }, unclosedLastEvent: true });
+    const { response } = await payFor(h, CHAT, chat({ stream: true }), buyer().privateKey);
+    const events = sseEvents(await response.text());
+    const receipt = events.find((event) => event.json?.x402_receipt)?.json?.x402_receipt as
+      | { usage: { prompt_tokens: number; completion_tokens: number } }
+      | undefined;
+    assert.deepEqual(
+      { prompt: receipt?.usage.prompt_tokens, completion: receipt?.usage.completion_tokens },
+      { prompt: 7, completion: 8 },
+      "the usage the unclosed event reported",
+    );
+    const row = await finalRow(h);
+    assert.equal(row.status, "settled");
+    assert.equal(row.promptTokens, 7);
+  });
+
   test("inflated usage is not believed: 1,200 completion tokens reported for 8 delivered are charged as 8", async () => {
     h.backend.set({ responseTokens: 8, usageOverride: { completion_tokens: 1_200 } });
     const { response } = await payFor(h, CHAT, chat(), buyer().privateKey);

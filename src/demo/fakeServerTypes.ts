@@ -99,6 +99,11 @@ export type FakeServerMisbehaviour = {
   rateLimit: { retryAfter: string } | undefined;
   /** Streaming: send this many tokens in each text chunk (a backend that batches its output); default 1. */
   tokensPerChunk: number | undefined;
+  /**
+   * Streaming (chat, completions): end with the usage chunk not closed by a blank line and no `[DONE]`,
+   * then close, as a server that writes `data: …\n` and hangs up does.
+   */
+  unclosedLastEvent: boolean | undefined;
 };
 
 /** What happened to one request; updated in place while the request runs. */

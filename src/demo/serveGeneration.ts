@@ -104,7 +104,13 @@ export async function streamGeneration(run: GenerationRun): Promise<void> {
     if (!(await write(chunkOf(choice, "", choice.finishReason ?? "stop")))) return;
   }
   if (usageRequested && behaviour.reportUsage) {
-    if (!(await write(wireUsageChunk(endpoint, identity, usageOf(run, choices))))) return;
+    const usageChunk = wireUsageChunk(endpoint, identity, usageOf(run, choices));
+    if (behaviour.unclosedLastEvent === true) {
+      record.outcome = "completed";
+      response.end(`data: ${JSON.stringify(usageChunk)}\n`);
+      return;
+    }
+    if (!(await write(usageChunk))) return;
   }
   record.outcome = "completed";
   response.end("data: [DONE]\n\n");

@@ -462,6 +462,12 @@ export function createBillingSession(parameters: CreateBillingSessionParameters)
     const tap: SseTap = createSseTap({ route: quote.route, meter, onStop });
     let trailer: Promise<string> | undefined;
     const finish = async (ending: StreamEnding): Promise<string> => {
+      // A backend that ended without closing its last event (no blank line after it): that event counts too.
+      const tail = ending === "complete" ? tap.end() : "";
+      if (tail && meter.delivered) served(true);
+      return tail + (await trailerFor(ending));
+    };
+    const trailerFor = async (ending: StreamEnding): Promise<string> => {
       const failed = tap.stopped === "backend_error" || ending === "backend_error" || ending === "timeout";
       const code = ending === "timeout" ? "TOLLGATE_BACKEND_TIMEOUT" : "TOLLGATE_BACKEND_FAILED";
       const message =

@@ -1,6 +1,6 @@
 import type { OutputMeter } from "./OutputMeter.js";
 import type { RouteAdapter } from "./routes/index.js";
-import { SseDecoder } from "./SseDecoder.js";
+import { type ServerSentEvent, SseDecoder } from "./SseDecoder.js";
 import { cutChoicesChunk } from "./truncateAnswer.js";
 
 /** Why a tapped stream stopped before the backend finished it. */
@@ -23,6 +23,8 @@ export type CreateSseTapParameters = {
 export type SseTap = {
   /** Feeds backend text; returns the SSE text to forward now (may be empty). */
   push(text: string): string;
+  /** The backend's stream ended: its last event, if no blank line closed it, is read; returns what to forward. */
+  end(): string;
   /** The backend's last reported usage object, unparsed. */
   readonly reportedUsage: unknown;
   /** The backend's stream id, for the receipt event. */
@@ -57,49 +59,55 @@ export function createSseTap({ route, meter, onStop }: CreateSseTapParameters): 
     if (reading.pieces.length === 0 || !meter.accept(reading)) return undefined;
     return cut;
   };
+  const forward = (events: Iterable<ServerSentEvent>): string => {
+    let out = "";
+    for (const event of events) {
+      if (stopped) break;
+      if (event.data === "[DONE]") continue;
+      if (event.event !== "" && event.event !== "message" && !route.namedEvents) continue;
+      let json: unknown;
+      try {
+        json = JSON.parse(event.data);
+      } catch {
+        continue;
+      }
+      if (typeof json !== "object" || json === null || Array.isArray(json)) continue;
+      const reading = readChunk(json);
+      // Some APIs report usage in parts (Anthropic: the prompt at the start, the output at the end).
+      if (typeof reading.usage === "object" && reading.usage !== null)
+        reportedUsage =
+          typeof reportedUsage === "object" && reportedUsage !== null
+            ? { ...reportedUsage, ...reading.usage }
+            : reading.usage;
+      if (reading.error !== undefined && !reading.delivered) {
+        stop("backend_error", reading.error);
+        break;
+      }
+      const name = route.namedEvents && event.event !== "" ? `event: ${event.event}\n` : "";
+      if (!meter.accept(reading)) {
+        // What still fits of the chunk goes out (a backend may send many tokens at once), then the stream stops.
+        const cut = cutToLimit(json as Record<string, unknown>);
+        if (cut !== undefined) {
+          if (streamId === undefined && typeof cut.id === "string") streamId = cut.id;
+          out += `${name}data: ${JSON.stringify(cut)}\n\n`;
+        }
+        stop("limit", "the backend went past the authorized output");
+        break;
+      }
+      // A chunk without choices is the backend's usage chunk: the receipt carries the charged usage instead.
+      if (!(reading.forward ?? reading.delivered)) continue;
+      const id = (json as { id?: unknown }).id;
+      if (streamId === undefined && typeof id === "string") streamId = id;
+      out += `${name}data: ${event.data.replaceAll("\n", "\ndata: ")}\n\n`;
+    }
+    return out;
+  };
   return {
     push(text) {
-      let out = "";
-      for (const event of decoder.push(text)) {
-        if (stopped) break;
-        if (event.data === "[DONE]") continue;
-        if (event.event !== "" && event.event !== "message" && !route.namedEvents) continue;
-        let json: unknown;
-        try {
-          json = JSON.parse(event.data);
-        } catch {
-          continue;
-        }
-        if (typeof json !== "object" || json === null || Array.isArray(json)) continue;
-        const reading = readChunk(json);
-        // Some APIs report usage in parts (Anthropic: the prompt at the start, the output at the end).
-        if (typeof reading.usage === "object" && reading.usage !== null)
-          reportedUsage =
-            typeof reportedUsage === "object" && reportedUsage !== null
-              ? { ...reportedUsage, ...reading.usage }
-              : reading.usage;
-        if (reading.error !== undefined && !reading.delivered) {
-          stop("backend_error", reading.error);
-          break;
-        }
-        const name = route.namedEvents && event.event !== "" ? `event: ${event.event}\n` : "";
-        if (!meter.accept(reading)) {
-          // What still fits of the chunk goes out (a backend may send many tokens at once), then the stream stops.
-          const cut = cutToLimit(json as Record<string, unknown>);
-          if (cut !== undefined) {
-            if (streamId === undefined && typeof cut.id === "string") streamId = cut.id;
-            out += `${name}data: ${JSON.stringify(cut)}\n\n`;
-          }
-          stop("limit", "the backend went past the authorized output");
-          break;
-        }
-        // A chunk without choices is the backend's usage chunk: the receipt carries the charged usage instead.
-        if (!(reading.forward ?? reading.delivered)) continue;
-        const id = (json as { id?: unknown }).id;
-        if (streamId === undefined && typeof id === "string") streamId = id;
-        out += `${name}data: ${event.data.replaceAll("\n", "\ndata: ")}\n\n`;
-      }
-      return out;
+      return forward(decoder.push(text));
+    },
+    end() {
+      return forward(decoder.end());
     },
     get reportedUsage() {
       return reportedUsage;
