@@ -10,6 +10,7 @@ import { bindLedgerToChain } from "./bindLedgerToChain.js";
 import { type ChannelBilling, createChannelBilling } from "./createChannelBilling.js";
 import { createChannelRefund } from "./createChannelRefund.js";
 import { type ChannelSettlement, createChannelSettlement } from "./createChannelSettlement.js";
+import { refuseStrandedChannels } from "./refuseStrandedChannels.js";
 
 /** A gateway's payment channels: acceptance of vouchers, cooperative refunds, and the claim/settle loop. */
 export type GatewayChannels = {
@@ -49,6 +50,14 @@ export async function startChannels({
 }: StartChannelsParameters): Promise<GatewayChannels> {
   await bindLedgerToChain({ channels, chain, network: terms.network, logger });
   const receiverAuthorizer = privateKeyAccount(receiverAuthorizerKey);
+  await refuseStrandedChannels({
+    channels,
+    network: terms.network,
+    receiver: terms.payTo,
+    token: terms.asset,
+    receiverAuthorizer: receiverAuthorizer.address,
+    claimIntervalSeconds: config.claimIntervalSeconds,
+  });
   const billing = createChannelBilling({
     terms,
     channels,

@@ -1,0 +1,126 @@
+import assert from "node:assert/strict";
+import { after, test } from "node:test";
+import { isTollgateError } from "../../errors/index.js";
+import { type ChannelRecord, createLedger, createPgliteClient, type Ledger } from "../../ledger/index.js";
+import { refuseStrandedChannels } from "./refuseStrandedChannels.js";
+
+const closers: Array<() => Promise<void>> = [];
+after(async () => {
+  for (const close of closers.reverse()) await close();
+});
+
+const network = "eip155:84532";
+const payTo = `0x${"bb".repeat(20)}` as const;
+const usdc = `0x${"cc".repeat(20)}` as const;
+const authorizer = `0x${"dd".repeat(20)}` as const;
+
+async function ledgerWith(
+  ...changes: Array<Partial<ChannelRecord> & { withdrawDelay?: number }>
+): Promise<Ledger> {
+  const ledger = await createLedger(await createPgliteClient({ dataDir: "memory://" }));
+  closers.push(() => ledger.close());
+  for (const [i, change] of changes.entries()) {
+    const channelId = `0x${(i + 1).toString(16).padStart(64, "0")}` as const;
+    const payer = `0x${"aa".repeat(20)}` as const;
+    const { withdrawDelay = 86_400, ...fields } = change;
+    const receiver = (fields.receiver ?? payTo) as `0x${string}`;
+    const token = (fields.token ?? usdc) as `0x${string}`;
+    await ledger.channels.update(channelId, () => ({
+      next: {
+        channelId,
+        network,
+        payer,
+        receiver,
+        token,
+        config: {
+          payer,
+          payerAuthorizer: payer,
+          receiver,
+          receiverAuthorizer: fields.config?.receiverAuthorizer ?? authorizer,
+          token,
+          withdrawDelay,
+          salt: `0x${"00".repeat(32)}`,
+        },
+        chargedAtomic: 0n,
+        signature: "0x01",
+        balanceAtomic: 1_000_000n,
+        totalClaimedAtomic: 0n,
+        withdrawRequestedAt: 0,
+        refundNonce: 0n,
+        onchainSyncedAt: Date.now(),
+        settledAtomic: 0n,
+        depositedAtomic: 1_000_000n,
+        refundedAtomic: 0n,
+        lastRequestAt: Date.now(),
+        pending: undefined,
+        ...fields,
+        signedMaxAtomic: fields.chargedAtomic ?? 0n,
+      },
+      result: undefined,
+    }));
+  }
+  return ledger;
+}
+
+const check = (ledger: Ledger, overrides: { claimIntervalSeconds?: number; receiver?: string } = {}) =>
+  refuseStrandedChannels({
+    channels: ledger.channels,
+    network,
+    receiver: overrides.receiver ?? payTo,
+    token: usdc,
+    receiverAuthorizer: authorizer,
+    claimIntervalSeconds: overrides.claimIntervalSeconds ?? 300,
+  });
+
+const refusedFor = (pattern: RegExp) => (error: unknown) =>
+  isTollgateError(error, "TOLLGATE_CONFIG_INVALID") && pattern.test(error.shortMessage);
+
+test("a config whose payTo, asset or receiver-authorizer no longer matches a channel with money on it is refused, naming it; settled channels and other networks do not count", async () => {
+  const otherPayTo = `0x${"ee".repeat(20)}` as const;
+  const ledger = await ledgerWith(
+    { chargedAtomic: 700n, totalClaimedAtomic: 200n, settledAtomic: 200n },
+    { chargedAtomic: 500n, totalClaimedAtomic: 500n, settledAtomic: 500n, receiver: otherPayTo },
+    { chargedAtomic: 900n, network: "eip155:8453", receiver: otherPayTo },
+  );
+  await check(ledger);
+  await assert.rejects(
+    check(ledger, { receiver: otherPayTo }),
+    refusedFor(
+      /channel 0x0{63}1 holds \$0\.0005 charged and not claimed, paying payTo 0xbbbb.* which this config no longer has/,
+    ),
+    "charges on the earlier payTo would never be claimed",
+  );
+
+  const claimedOnly = await ledgerWith({
+    chargedAtomic: 400n,
+    totalClaimedAtomic: 400n,
+    settledAtomic: 100n,
+  });
+  await assert.rejects(check(claimedOnly, { receiver: otherPayTo }), refusedFor(/claimed and not settled/));
+
+  const otherAuthorizer = await ledgerWith({
+    chargedAtomic: 10n,
+    config: { receiverAuthorizer: `0x${"12".repeat(20)}` } as ChannelRecord["config"],
+  });
+  await assert.rejects(check(otherAuthorizer), refusedFor(/receiver-authorizer 0x1212/));
+  const otherToken = await ledgerWith({ chargedAtomic: 10n, token: `0x${"34".repeat(20)}` });
+  await assert.rejects(check(otherToken), refusedFor(/asset 0x3434/));
+});
+
+test("a claim interval that lets a channel's payer withdraw its unclaimed charges between two rounds is refused", async () => {
+  const ledger = await ledgerWith({ chargedAtomic: 10n, withdrawDelay: 900 });
+  await check(ledger, { claimIntervalSeconds: 300 });
+  await assert.rejects(
+    check(ledger, { claimIntervalSeconds: 3_600 }),
+    refusedFor(
+      /withdrawal delay \(900 s\) is shorter than three claim intervals \(claimIntervalSeconds 3600\)/,
+    ),
+  );
+  const claimed = await ledgerWith({
+    chargedAtomic: 10n,
+    totalClaimedAtomic: 10n,
+    settledAtomic: 10n,
+    withdrawDelay: 900,
+  });
+  await check(claimed, { claimIntervalSeconds: 3_600 });
+});

@@ -1,0 +1,61 @@
+import { TollgateError } from "../../errors/index.js";
+import type { ChannelLedger, ChannelRecord } from "../../ledger/index.js";
+import { formatMoney } from "../../pricing/index.js";
+
+export type RefuseStrandedChannelsParameters = {
+  channels: Pick<ChannelLedger, "list">;
+  /** CAIP-2 network the gateway bills on: channels of other networks are not its to claim. */
+  network: string;
+  /** The configured payTo and asset: a claim round takes the channels paying them. */
+  receiver: string;
+  token: string;
+  /** The address of the receiver-authorizer key the gateway signs claims with. */
+  receiverAuthorizer: string;
+  claimIntervalSeconds: number;
+};
+
+/**
+ * Refuses to start a gateway whose config would leave money the ledger holds on channels unclaimed or
+ * unsettled: charges on a channel paying another payTo or asset, or naming another receiver-authorizer
+ * (its claims and settlements are never made, and its payer can withdraw them), and charges on a channel
+ * whose withdrawal delay is shorter than three claim intervals (a payer could withdraw them between two
+ * rounds). The message says how to take them first.
+ */
+export async function refuseStrandedChannels({
+  channels,
+  network,
+  receiver,
+  token,
+  receiverAuthorizer,
+  claimIntervalSeconds,
+}: RefuseStrandedChannelsParameters): Promise<void> {
+  const same = (a: string, b: string) => a.toLowerCase() === b.toLowerCase();
+  const owed = (channel: ChannelRecord) =>
+    channel.chargedAtomic > channel.totalClaimedAtomic || channel.totalClaimedAtomic > channel.settledAtomic;
+  const problems: string[] = [];
+  for (const channel of await channels.list()) {
+    if (channel.network !== network || !owed(channel)) continue;
+    const unclaimed = channel.chargedAtomic - channel.totalClaimedAtomic;
+    const holds = `channel ${channel.channelId} holds ${formatMoney(unclaimed > 0n ? unclaimed : channel.totalClaimedAtomic - channel.settledAtomic)} ${unclaimed > 0n ? "charged and not claimed" : "claimed and not settled"}`;
+    const differs = [
+      !same(channel.receiver, receiver) && `payTo ${channel.receiver}`,
+      !same(channel.token, token) && `asset ${channel.token}`,
+      !same(channel.config.receiverAuthorizer, receiverAuthorizer) &&
+        `receiver-authorizer ${channel.config.receiverAuthorizer}`,
+    ].filter((part): part is string => typeof part === "string");
+    if (differs.length > 0)
+      problems.push(
+        `${holds}, paying ${differs.join(" and ")}, which this config no longer has: it would never be claimed or settled`,
+      );
+    else if (unclaimed > 0n && channel.config.withdrawDelay < claimIntervalSeconds * 3)
+      problems.push(
+        `${holds}; its withdrawal delay (${channel.config.withdrawDelay} s) is shorter than three claim intervals (claimIntervalSeconds ${claimIntervalSeconds}), so its payer could withdraw it between two claims`,
+      );
+  }
+  if (problems.length === 0) return;
+  throw new TollgateError({
+    code: "TOLLGATE_CONFIG_INVALID",
+    shortMessage: `payment channels: ${problems.length} channel(s) would be left unpaid by this config. ${problems.slice(0, 5).join("; ")}${problems.length > 5 ? `; and ${problems.length - 5} more` : ""}. Start once more with the earlier payTo, asset, receiver-authorizer key and claim interval, and stop with SIGTERM (it claims and settles everything; tollgate channels shows it), then change them`,
+    details: { problems },
+  });
+}
