@@ -42,6 +42,11 @@ export class OutputMeter {
     return this.#allowance;
   }
 
+  /** The request asked for choice `choice` (its index is below the choices asked for). */
+  asked(choice: number): boolean {
+    return Number.isInteger(choice) && choice >= 0 && choice < Math.max(this.#choices, 1);
+  }
+
   /** Tokens choice `choice` may still receive (0 for a choice nobody asked for). */
   roomFor(choice: number): number {
     if (choice >= Math.max(this.#choices, 1)) return 0;

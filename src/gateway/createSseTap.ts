@@ -86,7 +86,10 @@ export function createSseTap({ route, meter, onStop }: CreateSseTapParameters): 
       const name = route.namedEvents && event.event !== "" ? `event: ${event.event}\n` : "";
       if (!meter.accept(reading)) {
         // What still fits of the chunk goes out (a backend may send many tokens at once), then the stream stops.
-        const cut = cutToLimit(json as Record<string, unknown>);
+        // A chunk with a choice nobody asked for is not cut: it stops the stream whole.
+        const cut = reading.pieces.every((piece) => meter.asked(piece.choice))
+          ? cutToLimit(json as Record<string, unknown>)
+          : undefined;
         if (cut !== undefined) {
           if (streamId === undefined && typeof cut.id === "string") streamId = cut.id;
           out += `${name}data: ${JSON.stringify(cut)}\n\n`;

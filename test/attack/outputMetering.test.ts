@@ -260,9 +260,11 @@ describe("output metering", () => {
     const { response } = await payFor(h, CHAT, body, buyer().privateKey);
     const text = await response.text();
     assert.ok(!text.includes(" c c c"), "named events are not forwarded");
-    assert.ok(!text.includes(" d d d"), "output past the limit is not forwarded");
+    // The chunk that crosses the limit is cut to what fits (1 + 8 + 11 = 20), and nothing past it goes out.
+    assert.ok(text.includes(`"content":"${" d".repeat(11)}"`), "the crossing chunk, cut to the limit");
+    assert.ok(!text.includes(" d".repeat(12)), "output past the limit is not forwarded");
     const row = await finalRow(h);
-    assert.equal(row.completionTokens, 9);
+    assert.equal(row.completionTokens, 20);
   });
 
   test("closed: audio output cannot be requested (modalities / audio refused)", async () => {
