@@ -120,7 +120,9 @@ const modelSchema = z
     if (
       model.prices !== undefined &&
       Object.keys(model.prices).length === 0 &&
+      model.fixedFee === 0n &&
       model.inputPrice === undefined &&
+      model.outputPrice === undefined &&
       model.exactPrice === undefined &&
       model.pricePerSecond === undefined &&
       model.imagePrices === undefined
@@ -283,13 +285,6 @@ export const gatewayConfigSchema = z
     if (!config.asset && !preset?.usdc) {
       ctx.addIssue({ code: "custom", message: "asset is required on this network", path: ["asset"] });
     }
-    // The CLI reads the variable; a config given to startGateway carries the key itself.
-    if (config.channels?.receiverAuthorizerKeyEnv !== undefined && !config.channels.receiverAuthorizerKey)
-      ctx.addIssue({
-        code: "custom",
-        message: `the variable ${config.channels.receiverAuthorizerKeyEnv} was not read (tollgate gateway reads it; a config given to startGateway passes the key itself as channels.receiverAuthorizerKey): without it the channels would be claimed with the facilitator's key`,
-        path: ["channels", "receiverAuthorizerKeyEnv"],
-      });
     // A withdrawal must be seen and claimed before its delay ends: claims run well inside it.
     if (config.channels && config.channels.claimIntervalSeconds * 3 > config.channels.withdrawDelaySeconds)
       ctx.addIssue({

@@ -318,6 +318,12 @@ async function openChannels(
   emit: (event: BillingEvent) => void,
 ): Promise<GatewayChannels | undefined> {
   if (!config.channels) return undefined;
+  // The CLI reads the variable; a config given to startGateway carries the key itself.
+  if (config.channels.receiverAuthorizerKeyEnv !== undefined && !config.channels.receiverAuthorizerKey)
+    throw new TollgateError({
+      code: "TOLLGATE_CONFIG_INVALID",
+      shortMessage: `config key channels.receiverAuthorizerKeyEnv: the variable ${config.channels.receiverAuthorizerKeyEnv} was not read (tollgate gateway reads it; a config given to startGateway passes the key itself as channels.receiverAuthorizerKey): without it the channels would be claimed with the facilitator's key`,
+    });
   const key =
     config.channels.receiverAuthorizerKey ??
     ("privateKey" in config.facilitator ? config.facilitator.privateKey : undefined);

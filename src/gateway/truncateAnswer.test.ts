@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 import { anthropicMessages } from "./routes/anthropicMessages.js";
 import { openAiResponses } from "./routes/openAiResponses.js";
-import type { AnswerMeter } from "./truncateAnswer.js";
+import { type AnswerMeter, cutChoicesChunk } from "./truncateAnswer.js";
 
 /** One token per word, an allowance of 5. */
 const meter: AnswerMeter = {
@@ -65,4 +65,35 @@ test("a Responses answer is cut across a message's parts, status incomplete; the
 test("an answer within the allowance is left as it is", () => {
   const answer = { type: "message", content: [{ type: "text", text: "short" }], stop_reason: "end_turn" };
   assert.equal(anthropicMessages.cutAnswer?.(answer, 1, meter), answer);
+});
+
+test("a stream chunk is cut to each choice's room: a cut choice loses the logprobs of what was cut and stops at length; a choice that fits is left whole", () => {
+  const logprobs = {
+    content: [
+      { token: " a", logprob: 0 },
+      { token: " b", logprob: 0 },
+      { token: " c", logprob: 0 },
+    ],
+  };
+  const chunk = {
+    id: "c",
+    choices: [
+      { index: 0, delta: { content: " a b c" }, logprobs, finish_reason: null },
+      { index: 1, delta: { content: " x" }, logprobs, finish_reason: null },
+    ],
+  };
+  const cut = cutChoicesChunk(chunk, (choice) => (choice === 0 ? 2 : 5), meter);
+  assert.deepEqual(cut?.choices, [
+    { index: 0, delta: { content: " a b " }, logprobs: null, finish_reason: "length" },
+    chunk.choices[1],
+  ]);
+  assert.equal(
+    cutChoicesChunk(chunk, () => 5, meter),
+    undefined,
+    "nothing to cut",
+  );
+  const oddIndex = { choices: [{ index: -1, text: " a b c" }] };
+  assert.deepEqual(cutChoicesChunk(oddIndex, (choice) => (choice === 0 ? 1 : 0), meter)?.choices, [
+    { index: -1, text: " a ", logprobs: null, finish_reason: "length" },
+  ]);
 });

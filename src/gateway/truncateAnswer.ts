@@ -69,15 +69,25 @@ export function cutChoicesChunk(
   let cut = false;
   const choices = chunk.choices.map((choice, position) => {
     if (!isObject(choice)) return choice;
-    const room = roomFor(typeof choice.index === "number" ? choice.index : position);
+    // The choice's index as the meter reads it: a non-negative whole number, else its position.
+    const index =
+      Number.isSafeInteger(choice.index) && (choice.index as number) >= 0
+        ? (choice.index as number)
+        : position;
+    const room = roomFor(index);
+    // A cut choice's logprobs would show the tokens cut off: they go with them.
+    const stopped = { logprobs: null, finish_reason: "length" };
     if (typeof choice.text === "string") {
+      const text = cutText(choice.text, room, meter);
+      if (text === choice.text) return choice;
       cut = true;
-      return { ...choice, text: cutText(choice.text, room, meter), finish_reason: "length" };
+      return { ...choice, text, ...stopped };
     }
     if (isObject(choice.delta) && typeof choice.delta.content === "string") {
-      cut = true;
       const content = cutText(choice.delta.content, room, meter);
-      return { ...choice, delta: { ...choice.delta, content }, finish_reason: "length" };
+      if (content === choice.delta.content) return choice;
+      cut = true;
+      return { ...choice, delta: { ...choice.delta, content }, ...stopped };
     }
     return choice;
   });

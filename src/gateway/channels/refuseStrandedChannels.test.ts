@@ -124,3 +124,13 @@ test("a claim interval that lets a channel's payer withdraw its unclaimed charge
   });
   await check(claimed, { claimIntervalSeconds: 3_600 });
 });
+
+test("a short channel (its payer withdrew before the claims) is a debt, not claimable money: it holds no restart back unless claims on it wait to be settled", async () => {
+  const otherPayTo = `0x${"ee".repeat(20)}`;
+  const short = { chargedAtomic: 500n, balanceAtomic: 300n, totalClaimedAtomic: 300n };
+  await check(await ledgerWith({ ...short, settledAtomic: 300n }), { receiver: otherPayTo });
+  await assert.rejects(
+    check(await ledgerWith({ ...short, settledAtomic: 0n }), { receiver: otherPayTo }),
+    refusedFor(/claimed and not settled/),
+  );
+});

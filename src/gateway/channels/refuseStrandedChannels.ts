@@ -1,5 +1,5 @@
 import { TollgateError } from "../../errors/index.js";
-import type { ChannelLedger, ChannelRecord } from "../../ledger/index.js";
+import { type ChannelLedger, type ChannelRecord, channelShortfallAtomic } from "../../ledger/index.js";
 import { formatMoney } from "../../pricing/index.js";
 
 export type RefuseStrandedChannelsParameters = {
@@ -30,13 +30,23 @@ export async function refuseStrandedChannels({
   claimIntervalSeconds,
 }: RefuseStrandedChannelsParameters): Promise<void> {
   const same = (a: string, b: string) => a.toLowerCase() === b.toLowerCase();
+  // A short channel's unclaimed charges are its payer's debt, not money a claim can take (its escrow is
+  // empty until the payer deposits again): they hold no restart back; its unsettled claims do.
   const owed = (channel: ChannelRecord) =>
-    channel.chargedAtomic > channel.totalClaimedAtomic || channel.totalClaimedAtomic > channel.settledAtomic;
+    (channel.chargedAtomic > channel.totalClaimedAtomic && channelShortfallAtomic(channel) === 0n) ||
+    channel.totalClaimedAtomic > channel.settledAtomic;
   const problems: string[] = [];
   for (const channel of await channels.list()) {
     if (channel.network !== network || !owed(channel)) continue;
-    const unclaimed = channel.chargedAtomic - channel.totalClaimedAtomic;
-    const holds = `channel ${channel.channelId} holds ${formatMoney(unclaimed > 0n ? unclaimed : channel.totalClaimedAtomic - channel.settledAtomic)} ${unclaimed > 0n ? "charged and not claimed" : "claimed and not settled"}`;
+    // Unclaimed charges a claim can take (none on a short channel), and claims not yet settled.
+    const unclaimed =
+      channelShortfallAtomic(channel) > 0n ? 0n : channel.chargedAtomic - channel.totalClaimedAtomic;
+    const unsettled = channel.totalClaimedAtomic - channel.settledAtomic;
+    const amounts = [
+      unclaimed > 0n && `${formatMoney(unclaimed)} charged and not claimed`,
+      unsettled > 0n && `${formatMoney(unsettled)} claimed and not settled`,
+    ].filter((part): part is string => typeof part === "string");
+    const holds = `channel ${channel.channelId} holds ${amounts.join(" and ")}`;
     const differs = [
       !same(channel.receiver, receiver) && `payTo ${channel.receiver}`,
       !same(channel.token, token) && `asset ${channel.token}`,
