@@ -14,7 +14,6 @@ import {
   hexToBigInt,
   http,
   numberToHex,
-  parseAbi,
   parseSignature,
   serializeCompactSignature,
   serializeSignature,

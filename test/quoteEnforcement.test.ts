@@ -348,6 +348,20 @@ describe("a hostile backend", () => {
     h.backend.set({ usageOverride: undefined });
   });
 
+  test("under-reports the prompt: 0 prompt tokens for an 800-token prompt is not believed, the gateway's count is charged; an honest count stands", async () => {
+    const content = "the quick brown fox ".repeat(200);
+    const body = chat({ messages: [{ role: "user", content }] });
+    h.backend.set({ responseTokens: 4, usageOverride: { prompt_tokens: 0 } });
+    const lied = await payFor(h, CHAT, body, buyer().privateKey);
+    assert.equal(lied.response.status, 200);
+    const counted = (await finalRow(h)).promptTokens!;
+    assert.ok(counted >= 800 && counted <= 840, `prompt counted as ${counted}`);
+    h.backend.set({ responseTokens: 4, usageOverride: undefined });
+    await payFor(h, CHAT, body, buyer().privateKey);
+    const honest = (await finalRow(h)).promptTokens!;
+    assert.ok(honest >= 800 && honest <= counted, `the backend's own count, ${honest}, is charged`);
+  });
+
   test("no prompt usage: the prompt is counted with the tokenizer, not billed at the bound", async () => {
     h.backend.set({ responseTokens: 4, reportPromptUsage: false });
     const content = "the quick brown fox ".repeat(200);

@@ -14,7 +14,6 @@ import {
   encodePaymentRequiredHeader,
   type HeaderReader,
   PAYMENT_REQUIRED_HEADER,
-  ReasonCode,
   readPaymentHeader,
 } from "../protocol/index.js";
 import {
@@ -450,7 +449,6 @@ export function createBilling({
           ledger,
           facilitator,
           countTokens: (text) => countTokens(text, tokenizer),
-          countPromptTokens: () => quote.route.countPromptTokens(quote.request, model),
           logger: log,
           heartbeatMs,
           channel: reservation,
@@ -513,7 +511,6 @@ export function createBilling({
         ledger,
         facilitator,
         countTokens: (text) => countTokens(text, tokenizer),
-        countPromptTokens: () => quote.route.countPromptTokens(quote.request, model),
         logger: log,
         settleTimeoutMs,
         heartbeatMs,

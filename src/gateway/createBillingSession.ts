@@ -1,7 +1,12 @@
 import type { PaymentPayload, PaymentRequirements } from "@x402/core/types";
 import { type Logger, runWithRequestId, TollgateError } from "../errors/index.js";
 import type { ClaimPaymentInput, PaymentLedger } from "../ledger/index.js";
-import { costOfUnits, unitPricesToStrings } from "../pricing/index.js";
+import {
+  costOfUnits,
+  countPromptTokens,
+  promptCountPlausible,
+  unitPricesToStrings,
+} from "../pricing/index.js";
 import {
   encodePaymentResponseHeader,
   formatReceiptEvent,
@@ -47,8 +52,6 @@ export type CreateBillingSessionParameters = {
   facilitator: FacilitatorLike;
   /** Tokens of generated text (the model's tokenizer, or an estimate). */
   countTokens: (text: string) => number;
-  /** Tokens of the prompt, when the backend reports none; must not block the event loop for long. */
-  countPromptTokens: () => Promise<number>;
   logger: Logger;
   /** Bound on the wait for the facilitator's settle; see `settleRecordedCharge`. */
   settleTimeoutMs?: number;
@@ -262,7 +265,11 @@ export function createBillingSession(parameters: CreateBillingSessionParameters)
         choices: quote.choices,
         maxOutputTokens: quote.maxOutputTokens,
         promptTokenBound: quote.promptTokenBound,
-        countPrompt: parameters.countPromptTokens,
+        countPrompt: () => {
+          const { kind, body, model, imageTokens } = quote.prompt;
+          return countPromptTokens(kind, body, model, { imageTokens });
+        },
+        promptCountPlausible: (reported) => promptCountPlausible(quote.prompt, reported),
         // Writes priced as input are stated as input, so buyers that predate the unit read the same charge.
         promptCache:
           quote.request.promptCache === true &&

@@ -1,6 +1,13 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { chargeAtomic, costAtomic, maxAtomicForRequest } from "../pricing/index.js";
+import {
+  chargeAtomic,
+  costAtomic,
+  countPromptTokens,
+  maxAtomicForRequest,
+  promptCountPlausible,
+  promptTokenBound,
+} from "../pricing/index.js";
 import { CACHE_WRITE_TOKENS, reconcileUsage } from "./meterUsage.js";
 import { OutputMeter } from "./OutputMeter.js";
 
@@ -50,6 +57,7 @@ test("the charge of a served request is never above the quote nor above the cost
       maxOutputTokens,
       promptTokenBound,
       countPrompt: async () => promptCount,
+      promptCountPlausible: async (count) => count >= promptCount / 2 - 8,
     });
     const quote = maxAtomicForRequest({ promptTokenBound, maxOutputTokens }, price);
     const charge = chargeAtomic(usage, price, quote);
@@ -72,8 +80,38 @@ test("a backend reporting 0 output for a long answer is not believed", async () 
     maxOutputTokens: 400,
     promptTokenBound: 50,
     countPrompt: async () => 10,
+    promptCountPlausible: async () => true,
   });
   assert.equal(usage.completionTokens, 300);
+});
+
+test("a backend that under-reports a long prompt is not believed: the gateway's count is charged; about half of it or more stands", async () => {
+  const prompt = {
+    kind: "chat" as const,
+    body: { messages: [{ role: "user", content: "the quick brown fox ".repeat(200) }] },
+    model: "gpt-4o",
+  };
+  const bound = await promptTokenBound(prompt);
+  const counted = await countPromptTokens(prompt.kind, prompt.body, prompt.model);
+  const charged = async (reportedPrompt: number) =>
+    reconcileUsage({
+      reported: { prompt_tokens: reportedPrompt, completion_tokens: 5 },
+      deliveredOutputTokens: 5,
+      choices: 1,
+      maxOutputTokens: 10,
+      promptTokenBound: bound,
+      countPrompt: () => countPromptTokens(prompt.kind, prompt.body, prompt.model),
+      promptCountPlausible: (count) => promptCountPlausible(prompt, count),
+    });
+  assert.ok(counted > 800 && counted <= bound, `${counted} counted, bound ${bound}`);
+  for (const lie of [0, 1, 200]) {
+    const usage = await charged(lie);
+    assert.deepEqual([usage.promptTokens, usage.source], [counted, "tokenizer"], `${lie} reported`);
+  }
+  for (const believed of [Math.ceil(counted * 0.6), counted - 3]) {
+    const usage = await charged(believed);
+    assert.deepEqual([usage.promptTokens, usage.source], [believed, "backend"], `${believed} reported`);
+  }
 });
 
 test("a prompt count above the quote's bound is replaced by the gateway's own count", async () => {
@@ -84,6 +122,7 @@ test("a prompt count above the quote's bound is replaced by the gateway's own co
     maxOutputTokens: 10,
     promptTokenBound: 100,
     countPrompt: async () => 42,
+    promptCountPlausible: async () => true,
   });
   assert.deepEqual([usage.promptTokens, usage.completionTokens, usage.source], [42, 5, "tokenizer"]);
 });
@@ -131,6 +170,7 @@ test("cached prompt tokens and itemized reasoning become units of their own, wit
     maxOutputTokens: 256,
     promptTokenBound: 1_000,
     countPrompt: async () => 0,
+    promptCountPlausible: async () => true,
   });
   assert.deepEqual(usage.units, {
     input_tokens: 260,
@@ -147,6 +187,7 @@ test("cached prompt tokens and itemized reasoning become units of their own, wit
     maxOutputTokens: 16,
     promptTokenBound: 60,
     countPrompt: async () => 0,
+    promptCountPlausible: async () => true,
   });
   assert.equal(inflated.units.cached_input_tokens, 50);
   assert.equal(inflated.units.input_tokens, 0);
@@ -164,6 +205,7 @@ test("cache writes are charged only as a route reports them (CACHE_WRITE_TOKENS)
   const fromJson = await reconcileUsage({
     ...base,
     countPrompt,
+    promptCountPlausible: async () => true,
     reported: JSON.parse(
       '{"prompt_tokens": 100, "completion_tokens": 5, "prompt_tokens_details": {"cached_tokens": 10, "cache_write_tokens": 50}, "cache_write_tokens": 50}',
     ),
@@ -177,6 +219,7 @@ test("cache writes are charged only as a route reports them (CACHE_WRITE_TOKENS)
   const fromRoute = await reconcileUsage({
     ...base,
     countPrompt,
+    promptCountPlausible: async () => true,
     reported: {
       prompt_tokens: 100,
       completion_tokens: 5,
@@ -195,6 +238,7 @@ test("cache writes are charged only as a route reports them (CACHE_WRITE_TOKENS)
   const inflated = await reconcileUsage({
     ...base,
     countPrompt,
+    promptCountPlausible: async () => true,
     reported: {
       prompt_tokens: 100,
       completion_tokens: 5,
@@ -210,6 +254,7 @@ test("cache writes are charged only as a route reports them (CACHE_WRITE_TOKENS)
     ...base,
     promptCache: false,
     countPrompt,
+    promptCountPlausible: async () => true,
     reported: { prompt_tokens: 100, completion_tokens: 5, [CACHE_WRITE_TOKENS]: 90 },
   });
   assert.deepEqual(unasked.units, { input_tokens: 100, output_tokens: 5, requests: 1 });
@@ -222,6 +267,7 @@ test("output a request lets the model keep unseen (Anthropic's thinking budget) 
     maxOutputTokens: 2_000,
     promptTokenBound: 1_000,
     countPrompt: async () => 0,
+    promptCountPlausible: async () => true,
   };
   const charged = async (reportedOutput: number, hiddenOutputTokens?: number, maxOutputTokens = 2_000) =>
     (
@@ -267,6 +313,7 @@ test("an estimated count (a tokenizer the gateway does not know) lets the backen
         maxOutputTokens: 256,
         promptTokenBound: 1_000,
         countPrompt: async () => 0,
+        promptCountPlausible: async () => true,
       })
     ).units.output_tokens;
   // Hindi text: 30 tokens by the estimate, 120 bytes; the model's own tokenizer counted 100.

@@ -27,8 +27,10 @@ export type ReconcileUsageParameters = {
   maxOutputTokens: number;
   /** The quote's prompt bound: no prompt charge goes above it. */
   promptTokenBound: number;
-  /** Counts the prompt with the model's tokenizer, when the backend does not say. */
+  /** Counts the prompt with the model's tokenizer, when the backend does not say or is not believed. */
   countPrompt: () => Promise<number>;
+  /** Whether a reported prompt count below half the bound can be honest (`promptCountPlausible`). */
+  promptCountPlausible: (reported: number) => Promise<boolean>;
   /** The request asked for its prompt to be cached: reported cache writes are believed (else they are input). */
   promptCache?: boolean;
   /** Output the request lets the model generate unseen (Anthropic's thinking budget): believed beyond what was delivered. */
@@ -44,7 +46,8 @@ export type ReconcileUsageParameters = {
  * to it, and only when at
  * least half the count, less a few tokens per choice (a report of 0 for a long answer is not
  * believed); the total never exceeds the authorized output. The prompt is the backend's `prompt_tokens`
- * when it reports a count within the quote's bound; otherwise the gateway counts it. The cached part
+ * when it reports a count within the quote's bound and at least about half the prompt's text
+ * (`promptCountPlausible`, the same floor as output's); otherwise the gateway counts it. The cached part
  * of a believed prompt (`prompt_tokens_details.cached_tokens`), the part written to a prompt cache
  * (`CACHE_WRITE_TOKENS`, Anthropic's cache writes) and the itemized reasoning
  * are reported as units of their own (`cached_input_tokens`, `cache_write_input_tokens`,
@@ -58,6 +61,7 @@ export async function reconcileUsage({
   maxOutputTokens,
   promptTokenBound,
   countPrompt,
+  promptCountPlausible,
   promptCache = false,
   hiddenOutputTokens = 0,
 }: ReconcileUsageParameters): Promise<ChargeUsage> {
@@ -83,7 +87,12 @@ export async function reconcileUsage({
   const completionTokens = Math.min(believedOutput, maxOutputTokens);
 
   const reportedPrompt = usage.prompt_tokens;
-  const promptBelieved = isCount(reportedPrompt) && reportedPrompt <= promptTokenBound;
+  // A report of half the bound or more is at least half of any count (the bound is above them all);
+  // a lower one is weighed against the prompt's text, so a backend reporting 0 for a long prompt is not believed.
+  const promptBelieved =
+    isCount(reportedPrompt) &&
+    reportedPrompt <= promptTokenBound &&
+    (reportedPrompt * 2 >= promptTokenBound || (await promptCountPlausible(reportedPrompt)));
   const promptTokens = promptBelieved ? reportedPrompt : Math.min(await countPrompt(), promptTokenBound);
   // Cached prompt tokens and reasoning are parts of the prompt and the output, priced on their own.
   const promptDetails = usage.prompt_tokens_details as Record<string, unknown> | null | undefined;

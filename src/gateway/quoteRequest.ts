@@ -1,6 +1,8 @@
 import { TollgateError } from "../errors/index.js";
 import {
   maxCostOfUnits,
+  type PromptTokenBoundParameters,
+  promptTokenBound,
   resolveOutputLimit,
   tokenizerForModel,
   type UnitPrices,
@@ -9,6 +11,7 @@ import {
 import type { ModelConfig } from "./gatewayConfig.js";
 import { modelUnitPrices } from "./modelUnitPrices.js";
 import { type RouteAdapter, type RouteKind, type RouteRequest, routes } from "./routes/index.js";
+import { pricingOf } from "./routes/requestFields.js";
 
 export type { RouteKind } from "./routes/index.js";
 
@@ -19,6 +22,8 @@ export type RequestQuote = {
   routeKind: RouteKind;
   request: RouteRequest;
   stream: boolean;
+  /** What the model reads, as the pricing bounds and counts it for this model (its tokenizer, its image tokens). */
+  prompt: PromptTokenBoundParameters;
   promptTokenBound: number;
   /** The output limit per choice, authorized and sent to the backend (0 for embeddings). */
   outputLimit: number;
@@ -61,7 +66,8 @@ export async function quoteRequest(
   }
   const route = routes[routeKind];
   const request = route.readRequest(body);
-  const bound = await route.promptTokenBound(request, model);
+  const prompt: PromptTokenBoundParameters = { ...route.prompt(request), ...pricingOf(model) };
+  const bound = await promptTokenBound(prompt);
   const outputLimit = route.canStream
     ? resolveOutputLimit(request.requestedOutputTokens, model.maxOutputTokens, {
         field:
@@ -104,6 +110,7 @@ export async function quoteRequest(
     routeKind,
     request,
     stream: request.stream,
+    prompt,
     promptTokenBound: bound,
     outputLimit,
     choices: request.choices,

@@ -35,18 +35,27 @@ export async function countPromptTokens(
     imageTokens: options.imageTokens ?? imageTokenBound(modelName),
     extraFields: options.extraFields,
   });
-  const tokenizer = estimatingTokenizer(modelName);
-  const cache = new Map<string, number>();
-  let total =
+  return (
     templateOverhead(parts, TEMPLATE_OVERHEAD.exact) +
     parts.mediaTokens +
     parts.tokenIds +
-    parts.literalBytes;
+    parts.literalBytes +
+    (await countTexts([...parts.texts, ...parts.fields.map((field) => field.json)], modelName))
+  );
+}
+
+/**
+ * The tokens of `texts` by `model`'s tokenizer (`o200k_base` for models without one), counted in
+ * slices of a few milliseconds, yielding to the event loop before and between them.
+ */
+export async function countTexts(texts: readonly string[], model: string | undefined): Promise<number> {
+  const tokenizer = estimatingTokenizer(model);
+  const cache = new Map<string, number>();
+  let total = 0;
   // Taking the body apart was one slice already; counting starts on a fresh one.
   await new Promise(setImmediate);
   let sliceStart = performance.now();
   let sinceCheck = 0;
-  const texts = [...parts.texts, ...parts.fields.map((field) => field.json)];
   for (const text of texts) {
     for (const tokens of pieceTokenCounts(text, tokenizer, cache)) {
       total += tokens;

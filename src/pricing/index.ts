@@ -13,6 +13,7 @@ export {
   USDC_DECIMALS,
 } from "./money.js";
 export { type PromptCacheControl, promptCacheControls } from "./promptCacheControls.js";
+export { PLAIN_BYTES_PER_TOKEN, promptCountPlausible } from "./promptCountPlausible.js";
 export { DEFAULT_CHAT_PROMPT_FIELDS } from "./promptParts.js";
 export {
   EXACT_TEXT_BYTES,

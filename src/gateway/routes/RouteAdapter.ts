@@ -1,4 +1,4 @@
-import type { UnitPrices, UsageUnit } from "../../pricing/index.js";
+import type { PromptKind, UnitPrices, UsageUnit } from "../../pricing/index.js";
 import type { StreamReceipt } from "../../protocol/index.js";
 import type { ModelConfig } from "../gatewayConfig.js";
 import type { AnswerMeter } from "../truncateAnswer.js";
@@ -7,6 +7,9 @@ import type { routes } from "./index.js";
 
 /** Which inference API a request is for: a key of the route registry (`routes/index.ts`). */
 export type RouteKind = keyof typeof routes;
+
+/** The prompt part of a request: a body of the pricing's kind of prompt (chat messages, a completion prompt, an input). */
+export type RoutePrompt = { kind: PromptKind; body: Record<string, unknown> };
 
 /** Output text of one choice found in a chunk or a whole answer. */
 export type OutputPiece = { choice: number; text: string };
@@ -99,10 +102,12 @@ export type RouteAdapter = {
   readRequest(body: Record<string, unknown>): RouteRequest;
   /** This request's prices, when they depend on it (an image's size and quality); default the model's. */
   requestPrices?(request: RouteRequest, model: ModelConfig, prices: UnitPrices): UnitPrices;
-  /** An upper bound on the prompt tokens of everything forwarded, for `model`. */
-  promptTokenBound(request: RouteRequest, model: ModelConfig): Promise<number>;
-  /** The prompt's tokens by the model's tokenizer, for when the backend reports none; never above the bound. */
-  countPromptTokens(request: RouteRequest, model: ModelConfig): Promise<number>;
+  /**
+   * What the model reads of the request, in the form the pricing takes apart (`promptTokenBound`
+   * bounds it for the quote, `countPromptTokens` counts it when the backend reports no prompt usage,
+   * `promptCountPlausible` weighs the usage it reports).
+   */
+  prompt(request: RouteRequest): RoutePrompt;
   /** The exact body the backend receives: allowed fields, the backend's model name, the output limit. */
   backendBody(request: RouteRequest, model: ModelConfig, outputLimit: number): Record<string, unknown>;
   /** Output of one stream chunk. */

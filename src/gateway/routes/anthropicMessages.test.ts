@@ -1,9 +1,11 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { isTollgateError } from "../../errors/index.js";
+import { promptTokenBound } from "../../pricing/index.js";
 import { parseGatewayConfig } from "../gatewayConfig.js";
 import { reconcileUsage } from "../meterUsage.js";
 import { anthropicMessages } from "./anthropicMessages.js";
+import { pricingOf } from "./requestFields.js";
 
 const [model] = parseGatewayConfig({
   network: "eip155:8453",
@@ -41,6 +43,7 @@ describe("the Messages route", () => {
       maxOutputTokens: 100,
       promptTokenBound: 2_000,
       countPrompt: async () => 0,
+      promptCountPlausible: async () => true,
       promptCache: true,
     });
     assert.deepEqual(usage.units, {
@@ -72,6 +75,7 @@ describe("the Messages route", () => {
         maxOutputTokens: 100,
         promptTokenBound: 2_000,
         countPrompt: async () => 0,
+        promptCountPlausible: async () => true,
         promptCache: true,
       });
     const expected = {
@@ -130,14 +134,16 @@ describe("the Messages route", () => {
 
   test("bounds every content block type; an image counts as an image, not as its base64", async () => {
     const bound = async (content: unknown) =>
-      anthropicMessages.promptTokenBound(
-        anthropicMessages.readRequest({
-          model: "claude-test",
-          max_tokens: 10,
-          messages: [{ role: "user", content }],
-        }),
-        model!,
-      );
+      promptTokenBound({
+        ...anthropicMessages.prompt(
+          anthropicMessages.readRequest({
+            model: "claude-test",
+            max_tokens: 10,
+            messages: [{ role: "user", content }],
+          }),
+        ),
+        ...pricingOf(model!),
+      });
     const small = await bound("hi");
     const image = await bound([
       { type: "image", source: { type: "base64", media_type: "image/png", data: "A".repeat(200_000) } },

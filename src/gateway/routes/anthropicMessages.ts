@@ -1,9 +1,4 @@
-import {
-  countPromptTokens,
-  messagesPromptBody,
-  promptCacheControls,
-  promptTokenBound,
-} from "../../pricing/index.js";
+import { messagesPromptBody, promptCacheControls } from "../../pricing/index.js";
 import { RECEIPT_FIELD, type StreamReceipt } from "../../protocol/index.js";
 import type { ModelConfig } from "../gatewayConfig.js";
 import { CACHE_WRITE_TOKENS } from "../meterUsage.js";
@@ -12,7 +7,6 @@ import type { OutputReading, RouteAdapter, RouteRequest } from "./RouteAdapter.j
 import {
   invalidField,
   pickAllowedFields,
-  pricingOf,
   readNumbers,
   readStream,
   refuseUndeclaredTools,
@@ -287,14 +281,8 @@ export const anthropicMessages: RouteAdapter = {
     };
   },
 
-  promptTokenBound(request, model) {
-    return promptTokenBound({ kind: "chat", body: promptBody(request), ...pricingOf(model) });
-  },
-
-  countPromptTokens(request, model) {
-    return countPromptTokens("chat", promptBody(request), pricingOf(model).model, {
-      imageTokens: pricingOf(model).imageTokens,
-    });
+  prompt(request) {
+    return { kind: "chat", body: promptBody(request) };
   },
 
   backendBody(request: RouteRequest, model: ModelConfig, outputLimit: number) {

@@ -1,4 +1,3 @@
-import { countPromptTokens, promptTokenBound } from "../../pricing/index.js";
 import type { ModelConfig } from "../gatewayConfig.js";
 import type { RouteAdapter, RouteRequest } from "./RouteAdapter.js";
 import { readChoices } from "./readChoices.js";
@@ -6,7 +5,6 @@ import {
   GENERATION_FIELDS,
   invalidField,
   pickAllowedFields,
-  pricingOf,
   readCount,
   readIncludeUsage,
   readNumbers,
@@ -96,14 +94,8 @@ export const chatCompletions: RouteAdapter = {
     };
   },
 
-  promptTokenBound(request, model) {
-    return promptTokenBound({ kind: "chat", body: promptBody(request), ...pricingOf(model) });
-  },
-
-  countPromptTokens(request, model) {
-    return countPromptTokens("chat", promptBody(request), pricingOf(model).model, {
-      imageTokens: pricingOf(model).imageTokens,
-    });
+  prompt(request) {
+    return { kind: "chat", body: promptBody(request) };
   },
 
   backendBody(request: RouteRequest, model: ModelConfig, outputLimit: number) {

@@ -1,4 +1,3 @@
-import { countPromptTokens, promptTokenBound } from "../../pricing/index.js";
 import type { ModelConfig } from "../gatewayConfig.js";
 import type { RouteAdapter, RouteRequest } from "./RouteAdapter.js";
 import { readChoices } from "./readChoices.js";
@@ -6,7 +5,6 @@ import {
   GENERATION_FIELDS,
   invalidField,
   pickAllowedFields,
-  pricingOf,
   readCount,
   readIncludeUsage,
   readNumbers,
@@ -70,16 +68,9 @@ export const completions: RouteAdapter = {
     };
   },
 
-  promptTokenBound(request, model) {
+  prompt(request) {
     const { prompt, suffix } = request.fields;
-    return promptTokenBound({ kind: "completion", body: { prompt, suffix }, ...pricingOf(model) });
-  },
-
-  countPromptTokens(request, model) {
-    const { prompt, suffix } = request.fields;
-    return countPromptTokens("completion", { prompt, suffix }, pricingOf(model).model, {
-      imageTokens: pricingOf(model).imageTokens,
-    });
+    return { kind: "completion", body: { prompt, suffix } };
   },
 
   backendBody(request: RouteRequest, model: ModelConfig, outputLimit: number) {

@@ -1,8 +1,7 @@
-import { countPromptTokens, promptTokenBound } from "../../pricing/index.js";
 import type { ModelConfig } from "../gatewayConfig.js";
 import type { OutputReading, RouteAdapter } from "./RouteAdapter.js";
 import { errorOf } from "./readChoices.js";
-import { invalidField, pickAllowedFields, pricingOf, readNumbers } from "./requestFields.js";
+import { invalidField, pickAllowedFields, readNumbers } from "./requestFields.js";
 
 const ALLOWED = new Set(["model", "input", "encoding_format", "dimensions", "user"]);
 const IGNORED = new Set<string>();
@@ -37,18 +36,8 @@ export const embeddings: RouteAdapter = {
     return { fields, stream: false, includeUsage: false, requestedOutputTokens: undefined, choices: 0 };
   },
 
-  promptTokenBound(request, model) {
-    return promptTokenBound({
-      kind: "embedding",
-      body: { input: request.fields.input },
-      ...pricingOf(model),
-    });
-  },
-
-  countPromptTokens(request, model) {
-    return countPromptTokens("embedding", { input: request.fields.input }, pricingOf(model).model, {
-      imageTokens: pricingOf(model).imageTokens,
-    });
+  prompt(request) {
+    return { kind: "embedding", body: { input: request.fields.input } };
   },
 
   backendBody(request, model: ModelConfig) {

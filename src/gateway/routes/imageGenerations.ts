@@ -1,8 +1,8 @@
-import { countPromptTokens, promptTokenBound, type UnitPrices } from "../../pricing/index.js";
+import type { UnitPrices } from "../../pricing/index.js";
 import type { ModelConfig } from "../gatewayConfig.js";
 import type { OutputReading, RouteAdapter } from "./RouteAdapter.js";
 import { errorOf } from "./readChoices.js";
-import { invalidField, pickAllowedFields, pricingOf, readCount } from "./requestFields.js";
+import { invalidField, pickAllowedFields, readCount } from "./requestFields.js";
 
 const ALLOWED = new Set([
   "model",
@@ -112,18 +112,8 @@ export const imageGenerations: RouteAdapter = {
     return { ...prices, images: price };
   },
 
-  promptTokenBound(request, model) {
-    return promptTokenBound({
-      kind: "embedding",
-      body: { input: request.fields.prompt },
-      ...pricingOf(model),
-    });
-  },
-
-  countPromptTokens(request, model) {
-    return countPromptTokens("embedding", { input: request.fields.prompt }, pricingOf(model).model, {
-      imageTokens: pricingOf(model).imageTokens,
-    });
+  prompt(request) {
+    return { kind: "embedding", body: { input: request.fields.prompt } };
   },
 
   backendBody(request, model) {

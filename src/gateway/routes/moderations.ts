@@ -1,8 +1,8 @@
-import { countPromptTokens, type PromptKind, promptTokenBound } from "../../pricing/index.js";
+import type { PromptKind } from "../../pricing/index.js";
 import type { ModelConfig } from "../gatewayConfig.js";
 import type { OutputReading, RouteAdapter, RouteRequest } from "./RouteAdapter.js";
 import { errorOf } from "./readChoices.js";
-import { invalidField, pickAllowedFields, pricingOf } from "./requestFields.js";
+import { invalidField, pickAllowedFields } from "./requestFields.js";
 
 // The OpenAI moderation API: https://platform.openai.com/docs/api-reference/moderations
 
@@ -70,15 +70,8 @@ export const moderations: RouteAdapter = {
     return { fields, stream: false, includeUsage: false, requestedOutputTokens: undefined, choices: 0 };
   },
 
-  promptTokenBound(request, model) {
-    return promptTokenBound({ ...promptOf(request), ...pricingOf(model) });
-  },
-
-  countPromptTokens(request, model) {
-    const { kind, body } = promptOf(request);
-    return countPromptTokens(kind, body, pricingOf(model).model, {
-      imageTokens: pricingOf(model).imageTokens,
-    });
+  prompt(request) {
+    return promptOf(request);
   },
 
   backendBody(request, model: ModelConfig) {

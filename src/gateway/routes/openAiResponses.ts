@@ -1,4 +1,4 @@
-import { countPromptTokens, promptTokenBound, responsesPromptBody } from "../../pricing/index.js";
+import { responsesPromptBody } from "../../pricing/index.js";
 import { RECEIPT_FIELD, type StreamReceipt } from "../../protocol/index.js";
 import type { ModelConfig } from "../gatewayConfig.js";
 import { type AnswerMeter, cutBlocks, cutText } from "../truncateAnswer.js";
@@ -7,7 +7,6 @@ import { errorOf } from "./readChoices.js";
 import {
   invalidField,
   pickAllowedFields,
-  pricingOf,
   readNumbers,
   readStream,
   refuseUndeclaredTools,
@@ -312,14 +311,8 @@ export const openAiResponses: RouteAdapter = {
     };
   },
 
-  promptTokenBound(request, model) {
-    return promptTokenBound({ kind: "chat", body: promptBody(request), ...pricingOf(model) });
-  },
-
-  countPromptTokens(request, model) {
-    return countPromptTokens("chat", promptBody(request), pricingOf(model).model, {
-      imageTokens: pricingOf(model).imageTokens,
-    });
+  prompt(request) {
+    return { kind: "chat", body: promptBody(request) };
   },
 
   backendBody(request: RouteRequest, model: ModelConfig, outputLimit: number) {
