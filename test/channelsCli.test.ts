@@ -6,37 +6,18 @@ import { join } from "node:path";
 import { test } from "node:test";
 import type { ChannelRecord } from "../src/ledger/index.js";
 import { openLedger } from "../src/ledger/index.js";
+import { testChannel } from "../src/ledger/testkit/channelFixtures.js";
 import { runCli } from "./support/runCli.js";
 
-const channel = (n: number, chargedAtomic: bigint): ChannelRecord => ({
-  channelId: `0x${String(n).padStart(64, "0")}`,
-  network: "eip155:31337",
-  payer: `0x${String(n).padStart(40, "a")}`,
-  receiver: "0x00000000000000000000000000000000000000b0",
-  token: "0x00000000000000000000000000000000000000c0",
-  config: {
+const channel = (n: number, chargedAtomic: bigint): ChannelRecord =>
+  testChannel(n, {
     payer: `0x${String(n).padStart(40, "a")}`,
-    payerAuthorizer: `0x${String(n).padStart(40, "a")}`,
-    receiver: "0x00000000000000000000000000000000000000b0",
-    receiverAuthorizer: "0x00000000000000000000000000000000000000d0",
-    token: "0x00000000000000000000000000000000000000c0",
-    withdrawDelay: 900,
-    salt: `0x${"0".repeat(64)}`,
-  },
-  chargedAtomic,
-  signedMaxAtomic: chargedAtomic + 500n,
-  signature: "0x01",
-  balanceAtomic: 1_000_000n,
-  totalClaimedAtomic: chargedAtomic / 2n,
-  withdrawRequestedAt: 0,
-  refundNonce: 0n,
-  onchainSyncedAt: Date.now(),
-  settledAtomic: 0n,
-  depositedAtomic: 1_000_000n,
-  refundedAtomic: 0n,
-  lastRequestAt: Date.now(),
-  pending: undefined,
-});
+    chargedAtomic,
+    signedMaxAtomic: chargedAtomic + 500n,
+    balanceAtomic: 1_000_000n,
+    depositedAtomic: 1_000_000n,
+    totalClaimedAtomic: chargedAtomic / 2n,
+  });
 
 test("tollgate channels --json lists every channel and the totals", async () => {
   const dataDir = await mkdtemp(join(tmpdir(), "tollgate-channels-cli-"));

@@ -3,6 +3,7 @@ import { after, test } from "node:test";
 import type { ChannelChain, ChannelRecord } from "./ChannelLedger.js";
 import { createLedger, type Ledger } from "./createLedger.js";
 import { createPgliteClient } from "./createPgliteClient.js";
+import { testChannel } from "./testkit/channelFixtures.js";
 
 const ledgers: Ledger[] = [];
 after(async () => {
@@ -22,40 +23,8 @@ const chain = (n: number, genesisAt = new Date(0)): ChannelChain => ({
   genesisAt,
 });
 
-const channel = (n: number, chargedAtomic: bigint): ChannelRecord => {
-  const payer = `0x${String(n).padStart(40, "a")}` as const;
-  const receiver = "0x00000000000000000000000000000000000000b0";
-  const token = "0x00000000000000000000000000000000000000c0";
-  return {
-    channelId: `0x${String(n).padStart(64, "0")}`,
-    network,
-    payer,
-    receiver,
-    token,
-    config: {
-      payer,
-      payerAuthorizer: payer,
-      receiver,
-      receiverAuthorizer: "0x00000000000000000000000000000000000000d0",
-      token,
-      withdrawDelay: 900,
-      salt: `0x${"0".repeat(64)}`,
-    },
-    chargedAtomic,
-    signedMaxAtomic: chargedAtomic + 500n,
-    signature: "0x01",
-    balanceAtomic: 1_000_000n,
-    totalClaimedAtomic: 0n,
-    withdrawRequestedAt: 0,
-    refundNonce: 0n,
-    onchainSyncedAt: Date.now(),
-    settledAtomic: 0n,
-    depositedAtomic: 1_000_000n,
-    refundedAtomic: 0n,
-    lastRequestAt: Date.now(),
-    pending: undefined,
-  };
-};
+const channel = (n: number, chargedAtomic: bigint): ChannelRecord =>
+  testChannel(n, { network, chargedAtomic, signedMaxAtomic: chargedAtomic + 500n });
 
 const write = (ledger: Ledger, record: ChannelRecord) =>
   ledger.channels.update(record.channelId, () => ({ next: record, result: undefined }));

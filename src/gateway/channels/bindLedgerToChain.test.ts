@@ -6,6 +6,7 @@ import { launchAnvil } from "../../devnet/launchAnvil.js";
 import { isTollgateError } from "../../errors/index.js";
 import { createLedger, createPgliteClient, type Ledger } from "../../ledger/index.js";
 import { captureLogger } from "../../ledger/testkit/captureLogger.js";
+import { testChannel } from "../../ledger/testkit/channelFixtures.js";
 import { bindLedgerToChain } from "./bindLedgerToChain.js";
 import { reconcileChannels } from "./reconcileChannels.js";
 
@@ -37,43 +38,15 @@ async function memoryLedger(): Promise<Ledger> {
 
 /** Gives the ledger a channel with something charged on it, on whatever chain its channels are bound to. */
 async function chargeChannel(ledger: Ledger, network: string, chargedAtomic: bigint): Promise<`0x${string}`> {
-  const channelId = `0x${"ab".repeat(32)}` as const;
-  const payer = `0x${"aa".repeat(20)}` as const;
-  const receiver = `0x${"bb".repeat(20)}` as const;
-  const token = `0x${"cc".repeat(20)}` as const;
-  await ledger.channels.update(channelId, () => ({
-    next: {
-      channelId,
-      network,
-      payer,
-      receiver,
-      token,
-      config: {
-        payer,
-        payerAuthorizer: payer,
-        receiver,
-        receiverAuthorizer: receiver,
-        token,
-        withdrawDelay: 900,
-        salt: `0x${"00".repeat(32)}`,
-      },
-      chargedAtomic,
-      signedMaxAtomic: chargedAtomic,
-      signature: "0x01",
-      balanceAtomic: 1_000_000n,
-      totalClaimedAtomic: 0n,
-      withdrawRequestedAt: 0,
-      refundNonce: 0n,
-      onchainSyncedAt: Date.now(),
-      settledAtomic: 0n,
-      depositedAtomic: 1_000_000n,
-      refundedAtomic: 0n,
-      lastRequestAt: Date.now(),
-      pending: undefined,
-    },
-    result: undefined,
-  }));
-  return channelId;
+  const record = testChannel(0xab, {
+    network,
+    receiver: `0x${"bb".repeat(20)}`,
+    token: `0x${"cc".repeat(20)}`,
+    chargedAtomic,
+    signedMaxAtomic: chargedAtomic,
+  });
+  await ledger.channels.update(record.channelId, () => ({ next: record, result: undefined }));
+  return record.channelId;
 }
 
 test("on the devnet's chain id, a new chain sets the old chain's channels aside and says so", async () => {

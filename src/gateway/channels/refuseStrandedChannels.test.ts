@@ -1,7 +1,8 @@
 import assert from "node:assert/strict";
 import { after, test } from "node:test";
 import { isTollgateError } from "../../errors/index.js";
-import { type ChannelRecord, createLedger, createPgliteClient, type Ledger } from "../../ledger/index.js";
+import { createLedger, createPgliteClient, type Ledger } from "../../ledger/index.js";
+import { type TestChannelOverrides, testChannel } from "../../ledger/testkit/channelFixtures.js";
 import { refuseStrandedChannels } from "./refuseStrandedChannels.js";
 
 const closers: Array<() => Promise<void>> = [];
@@ -15,49 +16,27 @@ const usdc = `0x${"cc".repeat(20)}` as const;
 const authorizer = `0x${"dd".repeat(20)}` as const;
 
 async function ledgerWith(
-  ...changes: Array<Partial<ChannelRecord> & { withdrawDelay?: number }>
+  ...changes: Array<TestChannelOverrides & { withdrawDelay?: number }>
 ): Promise<Ledger> {
   const ledger = await createLedger(await createPgliteClient({ dataDir: "memory://" }));
   closers.push(() => ledger.close());
   for (const [i, change] of changes.entries()) {
-    const channelId = `0x${(i + 1).toString(16).padStart(64, "0")}` as const;
-    const payer = `0x${"aa".repeat(20)}` as const;
-    const { withdrawDelay = 86_400, ...fields } = change;
-    const receiver = (fields.receiver ?? payTo) as `0x${string}`;
-    const token = (fields.token ?? usdc) as `0x${string}`;
-    await ledger.channels.update(channelId, () => ({
-      next: {
-        channelId,
-        network,
-        payer,
-        receiver,
-        token,
-        config: {
-          payer,
-          payerAuthorizer: payer,
-          receiver,
-          receiverAuthorizer: fields.config?.receiverAuthorizer ?? authorizer,
-          token,
-          withdrawDelay,
-          salt: `0x${"00".repeat(32)}`,
-        },
-        chargedAtomic: 0n,
-        signature: "0x01",
-        balanceAtomic: 1_000_000n,
-        totalClaimedAtomic: 0n,
-        withdrawRequestedAt: 0,
-        refundNonce: 0n,
-        onchainSyncedAt: Date.now(),
-        settledAtomic: 0n,
-        depositedAtomic: 1_000_000n,
-        refundedAtomic: 0n,
-        lastRequestAt: Date.now(),
-        pending: undefined,
-        ...fields,
-        signedMaxAtomic: fields.chargedAtomic ?? 0n,
-      },
-      result: undefined,
-    }));
+    const { withdrawDelay = 86_400, config, ...fields } = change;
+    const record = testChannel(i + 1, {
+      network,
+      payer: `0x${"aa".repeat(20)}`,
+      receiver: payTo,
+      token: usdc,
+      signature: "0x01",
+      balanceAtomic: 1_000_000n,
+      depositedAtomic: 1_000_000n,
+      onchainSyncedAt: Date.now(),
+      lastRequestAt: Date.now(),
+      ...fields,
+      signedMaxAtomic: fields.chargedAtomic ?? 0n,
+      config: { receiverAuthorizer: authorizer, withdrawDelay, ...config },
+    });
+    await ledger.channels.update(record.channelId, () => ({ next: record, result: undefined }));
   }
   return ledger;
 }
@@ -100,7 +79,7 @@ test("a config whose payTo, asset or receiver-authorizer no longer matches a cha
 
   const otherAuthorizer = await ledgerWith({
     chargedAtomic: 10n,
-    config: { receiverAuthorizer: `0x${"12".repeat(20)}` } as ChannelRecord["config"],
+    config: { receiverAuthorizer: `0x${"12".repeat(20)}` },
   });
   await assert.rejects(check(otherAuthorizer), refusedFor(/receiver-authorizer 0x1212/));
   const otherToken = await ledgerWith({ chargedAtomic: 10n, token: `0x${"34".repeat(20)}` });

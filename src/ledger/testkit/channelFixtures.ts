@@ -4,23 +4,23 @@ import type { ClaimPaymentInput } from "../PaymentLedger.js";
 /** Channel `n`'s id: `n` as 32 bytes of hex. */
 export const testChannelId = (n: number) => `0x${n.toString(16).padStart(64, "0")}` as const;
 
-/** A stored channel of the ledger's tests: 1,000 deposited, nothing charged, `overrides` on top. */
-export function testChannel(n: number, overrides: Partial<ChannelRecord> = {}): ChannelRecord {
-  return {
+/** What a test changes of a stored channel: any field, and any of its terms (`config`). */
+export type TestChannelOverrides = Partial<Omit<ChannelRecord, "config">> & {
+  config?: Partial<ChannelRecord["config"]>;
+};
+
+/**
+ * A stored channel of the ledger's tests: 1,000 deposited, nothing charged, `overrides` on top. Its
+ * terms follow its payer, receiver and token, unless `overrides.config` says otherwise.
+ */
+export function testChannel(n: number, overrides: TestChannelOverrides = {}): ChannelRecord {
+  const { config, ...fields } = overrides;
+  const record = {
     channelId: testChannelId(n),
     network: "eip155:31337",
     payer: "0x00000000000000000000000000000000000000aa",
     receiver: "0x00000000000000000000000000000000000000bb",
     token: "0x00000000000000000000000000000000000000cc",
-    config: {
-      payer: "0x00000000000000000000000000000000000000aa",
-      payerAuthorizer: "0x00000000000000000000000000000000000000ad",
-      receiver: "0x00000000000000000000000000000000000000bb",
-      receiverAuthorizer: "0x00000000000000000000000000000000000000be",
-      token: "0x00000000000000000000000000000000000000cc",
-      withdrawDelay: 900,
-      salt: testChannelId(1),
-    },
     chargedAtomic: 0n,
     signedMaxAtomic: 0n,
     signature: "0x",
@@ -34,7 +34,20 @@ export function testChannel(n: number, overrides: Partial<ChannelRecord> = {}): 
     refundedAtomic: 0n,
     lastRequestAt: 0,
     pending: undefined,
-    ...overrides,
+    ...fields,
+  } satisfies Omit<ChannelRecord, "config">;
+  return {
+    ...record,
+    config: {
+      payer: record.payer as `0x${string}`,
+      payerAuthorizer: "0x00000000000000000000000000000000000000ad",
+      receiver: record.receiver as `0x${string}`,
+      receiverAuthorizer: "0x00000000000000000000000000000000000000be",
+      token: record.token as `0x${string}`,
+      withdrawDelay: 900,
+      salt: testChannelId(1),
+      ...config,
+    },
   };
 }
 
