@@ -197,9 +197,15 @@ async function forward(res: express.Response, upstream: Response, onDeclared = (
 const signalledHandler =
   (onDeclared?: () => void): express.RequestHandler =>
   async (_req, res) => {
-    const { quote, backendBody, signal } = res.locals.tollgate as TollgateExpressContext;
+    const { quote, backendBody, signal, promptSent } = res.locals.tollgate as TollgateExpressContext;
     try {
-      await forward(res, await proxyToBackend({ model: quote.model, body: backendBody, signal }), onDeclared);
+      const upstream = await proxyToBackend({
+        model: quote.model,
+        body: backendBody,
+        signal,
+        onPromptSent: promptSent,
+      });
+      await forward(res, upstream, onDeclared);
     } catch (error) {
       if (!signal.aborted) throw error;
     }
@@ -445,7 +451,37 @@ describe("the Express adapter at the request's time bound", () => {
     assert.equal(await devnet.usdcBalance(buyer.address), balanceBefore, "nothing charged");
   });
 
-  test("a buyer that hangs up before a JSON answer pays nothing, and the answer the handler ends later is dropped", async () => {
+  test("a buyer that hangs up before a JSON answer, once the handler's backend has the whole request (promptSent), pays for the prompt alone, and the backend call is stopped", async () => {
+    // The backend takes the request and never answers: the buyer gives up waiting.
+    const { port, backend } = await longExpressApp(() => signalledHandler(), { stallBeforeHeaders: true });
+    const jsonBody = body(false, 16);
+    const header = await paymentHeaderFor(port, jsonBody);
+    const lastIdBefore = await lastPaymentId();
+    const gone = new AbortController();
+    const answer = fetch(`http://127.0.0.1:${port}/v1/chat/completions`, {
+      method: "POST",
+      headers: { "content-type": "application/json", "payment-signature": header },
+      body: jsonBody,
+      signal: gone.signal,
+    }).catch((error: unknown) => error);
+    const giveUpAt = Date.now() + 10_000;
+    while (backend.inferenceRequests.length === 0 && Date.now() < giveUpAt)
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    assert.equal(backend.inferenceRequests.length, 1, "the backend got the request");
+    gone.abort();
+    assert.ok((await answer) instanceof Error, "the buyer got nothing");
+    const row = await finalRowAfter(lastIdBefore, Date.now() + 10_000);
+    assert.equal(row?.status, "settled", `the prompt is charged (row: ${row?.status ?? "none"})`);
+    assert.ok((row?.promptTokens ?? 0) > 0, "for its prompt tokens");
+    assert.equal(row?.completionTokens, 0, "and no output");
+    assert.ok((row?.chargeAtomic ?? 0n) > 0n && (row?.chargeAtomic ?? 0n) < (row?.maxAtomic ?? 0n));
+    const served = backend.inferenceRequests.at(-1)!;
+    while (!served.clientAborted && Date.now() < giveUpAt)
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    assert.equal(served.clientAborted, true, "the backend call was stopped");
+  });
+
+  test("a buyer that hangs up before a JSON answer pays nothing when the handler never said its backend had the prompt, and the answer the handler ends later is dropped", async () => {
     let ended: (() => void) | undefined;
     const handlerEnded = new Promise<void>((resolve) => {
       ended = resolve;

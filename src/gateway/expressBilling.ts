@@ -22,6 +22,13 @@ export type TollgateExpressContext = TollgateContext & {
    * (Aborting sooner could fail the handler while the receipt is still being written.)
    */
   signal: AbortSignal;
+  /**
+   * Tells the adapter the backend has the whole request (its prompt): give it to `proxyToBackend` as
+   * `onPromptSent`, or call it once your own backend request went out whole. A buyer that hangs up
+   * after it, before a JSON answer, pays for its prompt, as on the gateway's own server; without it,
+   * such a buyer pays nothing.
+   */
+  promptSent: () => void;
 };
 
 type Chunk = string | Uint8Array;
@@ -38,9 +45,10 @@ type WriteCallback = (error?: Error | null) => void;
  *
  * @example
  * app.post("/v1/chat/completions", express.json(), tollgateExpress({ billing }), async (req, res) => {
- *   const { signal } = res.locals.tollgate as TollgateExpressContext;
+ *   const { signal, promptSent } = res.locals.tollgate as TollgateExpressContext;
  *   try {
  *     const upstream = await fetch(`${backend}/chat/completions`, { method: "POST", body: JSON.stringify(req.body), signal });
+ *     promptSent(); // or proxyToBackend({ …, signal, onPromptSent: promptSent }), which knows it sooner
  *     res.status(upstream.status).type(upstream.headers.get("content-type") ?? "application/json");
  *     for await (const chunk of upstream.body!) res.write(chunk);
  *     res.end();
@@ -103,11 +111,15 @@ async function handle(
   }
   req.body = quote.backendBody;
   const stop = new AbortController();
+  let promptWasSent = false;
   const context: TollgateExpressContext = {
     quote,
     session,
     backendBody: quote.backendBody,
     signal: stop.signal,
+    promptSent: () => {
+      promptWasSent = true;
+    },
   };
   res.locals.tollgate = context;
 
@@ -180,11 +192,13 @@ async function handle(
     clearTimeout(deadline);
     // A buyer gone mid-stream pays for what was delivered, and one gone once the handler declared its
     // stream (it has its backend's answer: the backend took the prompt) pays for the prompt, as on the
-    // gateway's own server. One gone before a JSON answer got nothing, and pays nothing. What the handler
-    // writes later is dropped.
+    // gateway's own server; so does one gone before a JSON answer once the handler said its backend had
+    // the whole request (`promptSent`). Otherwise one gone before a JSON answer got nothing, and pays
+    // nothing. What the handler writes later is dropped.
     cutOff = true;
     if (!tap && isStream()) tap = session.createStreamWriter();
     if (tap) void tap.finish("client_gone").catch(() => undefined);
+    else if (promptWasSent) void session.leftAfterPrompt().catch(() => undefined);
     else {
       void session
         .failBeforeOutput("the buyer left before the answer was complete", 499)

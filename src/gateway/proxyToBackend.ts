@@ -13,6 +13,11 @@ export type ProxyToBackendParameters = {
    * TOLLGATE_BACKEND_FAILED whose details say `buyerLeft`, and `promptSent` once the backend had it.
    */
   signal?: AbortSignal;
+  /**
+   * Called once the whole request went out to the backend: from then on the backend has the prompt,
+   * and a buyer that leaves pays for it (the Express adapter's `promptSent`).
+   */
+  onPromptSent?: () => void;
 };
 
 /** Requests to backends: keep-alive connections, bodies streamed as they come. */
@@ -33,6 +38,7 @@ export async function proxyToBackend({
   body,
   route = routes[model.kind],
   signal,
+  onPromptSent,
 }: ProxyToBackendParameters): Promise<Response> {
   const url = `${model.backend.baseUrl.replace(/\/+$/, "")}${route.path}`;
   const headers: Record<string, string> = {
@@ -60,6 +66,7 @@ export async function proxyToBackend({
       signal: controller.signal,
       onSent: () => {
         sent = true;
+        onPromptSent?.();
       },
     });
   } catch (cause) {
