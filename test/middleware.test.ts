@@ -10,6 +10,7 @@ import {
 import express from "express";
 import { Hono } from "hono";
 import { type Devnet, startDevnet } from "../src/devnet/index.js";
+import { isTollgateError } from "../src/errors/index.js";
 import { createFacilitator } from "../src/facilitator/index.js";
 import {
   type Billing,
@@ -20,6 +21,7 @@ import {
   type TollgateExpressContext,
   tollgateExpress,
   tollgateHono,
+  withTollgate,
 } from "../src/gateway/index.js";
 import { type Ledger, openLedger } from "../src/ledger/index.js";
 import { countTextTokens } from "../src/pricing/index.js";
@@ -211,8 +213,8 @@ const signalledHandler =
     }
   };
 
-async function longExpressApp(
-  handler: (backendUrl: string) => express.RequestHandler,
+/** A billing of a model whose backend (its own) runs long: its time bound is 2 s. */
+async function longBilling(
   controls: Partial<MockBackendControls> = {},
   { verifyDelayMs = 0 }: { verifyDelayMs?: number } = {},
 ) {
@@ -242,18 +244,31 @@ async function longExpressApp(
     settle: (...parameters: Parameters<typeof facilitator.settle>) => facilitator.settle(...parameters),
     getSupported: () => facilitator.getSupported(),
   };
-  const longBilling = createBilling({
+  const billing = createBilling({
     terms: termsOf(devnet, facilitator),
     models: config.models,
     facilitator: verifyDelayMs > 0 ? slowerFacilitator : facilitator,
     ledger: ledger.payments,
     countTokens: countTextTokens,
   });
+  return { billing, backend: longBackend, maxDurationSeconds };
+}
+
+async function longExpressApp(
+  handler: (backendUrl: string) => express.RequestHandler,
+  controls: Partial<MockBackendControls> = {},
+  options: { verifyDelayMs?: number } = {},
+) {
+  const {
+    billing: longBilled,
+    backend: longBackend,
+    maxDurationSeconds,
+  } = await longBilling(controls, options);
   const app = express();
   app.post(
     "/v1/chat/completions",
     express.json(),
-    tollgateExpress({ billing: longBilling }),
+    tollgateExpress({ billing: longBilled }),
     handler(longBackend.url),
   );
   const server = app.listen(0, "127.0.0.1");
@@ -269,6 +284,11 @@ async function paymentHeaderFor(port: number, body: string): Promise<string> {
     headers: { "content-type": "application/json" },
     body,
   });
+  return paymentHeaderFrom(quoted);
+}
+
+/** The payment header the official client (buyer 1) signs for a 402. */
+async function paymentHeaderFrom(quoted: Response): Promise<string> {
   assert.equal(quoted.status, 402);
   const payment = await officialBuyer(
     devnet.accounts.buyers[1]!.privateKey,
@@ -523,5 +543,51 @@ describe("the Express adapter at the request's time bound", () => {
     assert.equal(row?.status, "failed", `not charged (row: ${row?.status ?? "none"})`);
     await new Promise((resolve) => setTimeout(resolve, 500));
     assert.equal(await devnet.usdcBalance(buyer.address), balanceBefore, "nothing moved");
+  });
+});
+
+describe("the Next.js adapter when the buyer leaves early", () => {
+  test("a buyer that hangs up before a JSON answer, once proxyToBackend sent the backend the whole request, pays for the prompt alone, and the backend call is stopped", async () => {
+    // The backend takes the request and never answers: the buyer gives up waiting.
+    const { billing: longBilled, backend: stalling } = await longBilling({ stallBeforeHeaders: true });
+    const route = withTollgate(
+      (request, _context: unknown, { quote, backendBody }) =>
+        proxyToBackend({ model: quote.model, body: backendBody, signal: request.signal }),
+      { billing: longBilled },
+    );
+    const url = "http://127.0.0.1/v1/chat/completions";
+    const jsonBody = body(false, 16);
+    const post = (headers: Record<string, string>, signal?: AbortSignal) =>
+      new Request(url, {
+        method: "POST",
+        headers: { "content-type": "application/json", ...headers },
+        body: jsonBody,
+        ...(signal ? { signal } : {}),
+      });
+    const header = await paymentHeaderFrom(await route(post({}), {}));
+    const lastIdBefore = await lastPaymentId();
+    const gone = new AbortController();
+    const answer = route(post({ "payment-signature": header }, gone.signal), {}).catch(
+      (error: unknown) => error,
+    );
+    const giveUpAt = Date.now() + 10_000;
+    while (stalling.inferenceRequests.length === 0 && Date.now() < giveUpAt)
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    assert.equal(stalling.inferenceRequests.length, 1, "the backend got the request");
+    gone.abort();
+    const outcome = await answer;
+    assert.ok(
+      isTollgateError(outcome, "TOLLGATE_BACKEND_FAILED") && outcome.details.promptSent === true,
+      `the handler's backend call ended once the buyer left (${String(outcome)})`,
+    );
+    const row = await finalRowAfter(lastIdBefore, Date.now() + 10_000);
+    assert.equal(row?.status, "settled", `the prompt is charged (row: ${row?.status ?? "none"})`);
+    assert.ok((row?.promptTokens ?? 0) > 0, "for its prompt tokens");
+    assert.equal(row?.completionTokens, 0, "and no output");
+    assert.ok((row?.chargeAtomic ?? 0n) > 0n && (row?.chargeAtomic ?? 0n) < (row?.maxAtomic ?? 0n));
+    const served = stalling.inferenceRequests.at(-1)!;
+    while (!served.clientAborted && Date.now() < giveUpAt)
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    assert.equal(served.clientAborted, true, "the backend call was stopped");
   });
 });

@@ -1,17 +1,45 @@
+import { isTollgateError } from "../errors/index.js";
 import type { BillingSession } from "./createBillingSession.js";
 import { readGuardedText } from "./guardBackendBody.js";
 import type { RequestQuote } from "./quoteRequest.js";
 
 /**
+ * Bills a paid route handler that threw: nothing is charged, unless the buyer left (`buyerGone`) once
+ * `proxyToBackend` had sent the backend the whole request: then the buyer pays for its prompt, as one
+ * that leaves a stream before its first token does.
+ */
+export async function billHandlerFailure(
+  session: BillingSession,
+  error: unknown,
+  buyerGone: AbortSignal | undefined,
+): Promise<void> {
+  if (
+    buyerGone?.aborted === true &&
+    isTollgateError(error, "TOLLGATE_BACKEND_FAILED") &&
+    error.details.promptSent === true
+  )
+    await session.leftAfterPrompt();
+  else await session.failBeforeOutput(String(error), 500);
+}
+
+/**
  * Bills a paid route handler's answer (standard `Response`): an error answer is not charged; a stream is
  * metered as it is forwarded and ends with the receipt event; a JSON answer is metered, settled and gets the
  * `PAYMENT-RESPONSE` header. Whether it is a stream is decided by the answer, not guessed from the request.
+ * A buyer gone (`buyerGone`) once the handler answered, or while its JSON answer was read, pays for its
+ * prompt: the backend had it.
  */
 export async function billHandlerResponse(
   session: BillingSession,
   quote: RequestQuote,
   response: Response,
+  buyerGone?: AbortSignal,
 ): Promise<Response> {
+  if (buyerGone?.aborted && response.status < 400) {
+    await response.body?.cancel().catch(() => undefined);
+    await session.leftAfterPrompt();
+    return response;
+  }
   if (response.status >= 400) {
     await session.failBeforeOutput(`backend answered ${response.status}`, response.status);
     return response;
@@ -30,7 +58,8 @@ export async function billHandlerResponse(
       modelId: quote.model.id,
     });
   } catch (error) {
-    await session.failBeforeOutput(String(error));
+    if (buyerGone?.aborted) await session.leftAfterPrompt();
+    else await session.failBeforeOutput(String(error));
     throw error;
   }
   const completed = await session.completeJson(text);

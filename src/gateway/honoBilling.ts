@@ -1,8 +1,8 @@
 import type { Context, MiddlewareHandler } from "hono";
-import { isTollgateError, REQUEST_ID_HEADER } from "../errors/index.js";
+import { REQUEST_ID_HEADER } from "../errors/index.js";
+import { billHandlerFailure, billHandlerResponse } from "./billHandlerResponse.js";
 import type { Billing } from "./createBilling.js";
 import type { BillingSession } from "./createBillingSession.js";
-import { readGuardedText } from "./guardBackendBody.js";
 import { nextTurn } from "./nextTurn.js";
 import type { RequestQuote, RouteKind } from "./quoteRequest.js";
 import { routeOfPath } from "./routes/index.js";
@@ -134,57 +134,6 @@ async function meterAnswer(
   quote: RequestQuote,
   session: BillingSession,
 ): Promise<void> {
-  const response = c.res;
-  // A buyer gone once the backend had its prompt (its request went out whole, or it answered) pays for
-  // the prompt, as one that leaves a stream before its first token does.
-  if (c.req.raw.signal.aborted) {
-    const hadPrompt = c.error
-      ? isTollgateError(c.error, "TOLLGATE_BACKEND_FAILED") && c.error.details.promptSent === true
-      : response.status < 400;
-    if (hadPrompt) {
-      if (!c.error) await response.body?.cancel().catch(() => undefined);
-      await session.leftAfterPrompt();
-      return;
-    }
-  }
-  if (c.error || response.status >= 400) {
-    await session.failBeforeOutput(
-      c.error ? String(c.error) : `backend answered ${response.status}`,
-      c.error ? 500 : response.status,
-    );
-    return;
-  }
-  // Whether the answer is a stream is decided by the answer, not guessed from the request.
-  const contentType = response.headers.get("content-type") ?? "";
-  if (response.body && contentType.includes("text/event-stream")) {
-    const headers = new Headers(response.headers);
-    headers.delete("content-length");
-    c.res = new Response(session.meterStream(response.body), { status: response.status, headers });
-    return;
-  }
-  let text: string;
-  try {
-    text = await readGuardedText(response.body, {
-      idleMs: quote.model.backend.timeoutMs,
-      deadlineAt: session.deadlineAt,
-      modelId: quote.model.id,
-    });
-  } catch (error) {
-    if (c.req.raw.signal.aborted) await session.leftAfterPrompt();
-    else await session.failBeforeOutput(String(error));
-    throw error;
-  }
-  const completed = await session.completeJson(text);
-  if (!completed.ok) {
-    c.res = new Response(JSON.stringify(completed.body), {
-      status: completed.status,
-      headers: { "content-type": "application/json" },
-    });
-    return;
-  }
-  const merged = new Headers(response.headers);
-  merged.delete("content-length");
-  merged.set("content-type", "application/json");
-  for (const [name, value] of Object.entries(completed.headers)) merged.set(name, value);
-  c.res = new Response(completed.body, { status: response.status, headers: merged });
+  if (c.error) await billHandlerFailure(session, c.error, c.req.raw.signal);
+  else c.res = await billHandlerResponse(session, quote, c.res, c.req.raw.signal);
 }

@@ -1,4 +1,4 @@
-import { billHandlerResponse } from "./billHandlerResponse.js";
+import { billHandlerFailure, billHandlerResponse } from "./billHandlerResponse.js";
 import type { Billing } from "./createBilling.js";
 import { errorAnswer } from "./errorAnswer.js";
 import { routeKindOfPath, type TollgateContext } from "./honoBilling.js";
@@ -80,9 +80,9 @@ export function withTollgate<Context = unknown>(
     try {
       response = await handler(limited, context, { quote, session, backendBody: quote.backendBody });
     } catch (error) {
-      await session.failBeforeOutput(String(error), 500);
+      await billHandlerFailure(session, error, request.signal);
       throw error;
     }
-    return billHandlerResponse(session, quote, response);
+    return billHandlerResponse(session, quote, response, request.signal);
   };
 }
