@@ -277,6 +277,20 @@ async function longExpressApp(
   return { port: (server.address() as AddressInfo).port, maxDurationSeconds, backend: longBackend };
 }
 
+/** The request after `afterId` is charged for its prompt alone, and its backend call was stopped. */
+async function assertPromptAloneCharged(afterId: number, backend: MockBackend) {
+  const giveUpAt = Date.now() + 10_000;
+  const row = await finalRowAfter(afterId, giveUpAt);
+  assert.equal(row?.status, "settled", `the prompt is charged (row: ${row?.status ?? "none"})`);
+  assert.ok((row?.promptTokens ?? 0) > 0, "for its prompt tokens");
+  assert.equal(row?.completionTokens, 0, "and no output");
+  assert.ok((row?.chargeAtomic ?? 0n) > 0n && (row?.chargeAtomic ?? 0n) < (row?.maxAtomic ?? 0n));
+  const served = backend.inferenceRequests.at(-1)!;
+  while (!served.clientAborted && Date.now() < giveUpAt)
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  assert.equal(served.clientAborted, true, "the backend call was stopped");
+}
+
 /** A paid request's payment header for `body` at `port`, signed by the official client (buyer 1). */
 async function paymentHeaderFor(port: number, body: string): Promise<string> {
   const quoted = await fetch(`http://127.0.0.1:${port}/v1/chat/completions`, {
@@ -364,15 +378,7 @@ describe("the Express adapter when the buyer leaves early", () => {
     assert.ok(declared, "the handler declared its stream");
     gone.abort();
     assert.ok((await answer) instanceof Error, "the buyer got nothing: it left before the first write");
-    const row = await finalRowAfter(lastIdBefore, Date.now() + 10_000);
-    assert.equal(row?.status, "settled", `the prompt is charged (row: ${row?.status ?? "none"})`);
-    assert.ok((row?.promptTokens ?? 0) > 0, "for its prompt tokens");
-    assert.equal(row?.completionTokens, 0, "and no output");
-    assert.ok((row?.chargeAtomic ?? 0n) > 0n && (row?.chargeAtomic ?? 0n) < (row?.maxAtomic ?? 0n));
-    const served = backend.inferenceRequests.at(-1)!;
-    while (!served.clientAborted && Date.now() < giveUpAt)
-      await new Promise((resolve) => setTimeout(resolve, 50));
-    assert.equal(served.clientAborted, true, "the backend call was stopped");
+    await assertPromptAloneCharged(lastIdBefore, backend);
   });
 
   test("a buyer that hangs up while its payment is checked pays nothing, and the handler is not run", async () => {
@@ -490,15 +496,7 @@ describe("the Express adapter at the request's time bound", () => {
     assert.equal(backend.inferenceRequests.length, 1, "the backend got the request");
     gone.abort();
     assert.ok((await answer) instanceof Error, "the buyer got nothing");
-    const row = await finalRowAfter(lastIdBefore, Date.now() + 10_000);
-    assert.equal(row?.status, "settled", `the prompt is charged (row: ${row?.status ?? "none"})`);
-    assert.ok((row?.promptTokens ?? 0) > 0, "for its prompt tokens");
-    assert.equal(row?.completionTokens, 0, "and no output");
-    assert.ok((row?.chargeAtomic ?? 0n) > 0n && (row?.chargeAtomic ?? 0n) < (row?.maxAtomic ?? 0n));
-    const served = backend.inferenceRequests.at(-1)!;
-    while (!served.clientAborted && Date.now() < giveUpAt)
-      await new Promise((resolve) => setTimeout(resolve, 50));
-    assert.equal(served.clientAborted, true, "the backend call was stopped");
+    await assertPromptAloneCharged(lastIdBefore, backend);
   });
 
   test("a buyer that hangs up before a JSON answer pays nothing when the handler never said its backend had the prompt, and the answer the handler ends later is dropped", async () => {
@@ -580,14 +578,6 @@ describe("the Next.js adapter when the buyer leaves early", () => {
       isTollgateError(outcome, "TOLLGATE_BACKEND_FAILED") && outcome.details.promptSent === true,
       `the handler's backend call ended once the buyer left (${String(outcome)})`,
     );
-    const row = await finalRowAfter(lastIdBefore, Date.now() + 10_000);
-    assert.equal(row?.status, "settled", `the prompt is charged (row: ${row?.status ?? "none"})`);
-    assert.ok((row?.promptTokens ?? 0) > 0, "for its prompt tokens");
-    assert.equal(row?.completionTokens, 0, "and no output");
-    assert.ok((row?.chargeAtomic ?? 0n) > 0n && (row?.chargeAtomic ?? 0n) < (row?.maxAtomic ?? 0n));
-    const served = stalling.inferenceRequests.at(-1)!;
-    while (!served.clientAborted && Date.now() < giveUpAt)
-      await new Promise((resolve) => setTimeout(resolve, 50));
-    assert.equal(served.clientAborted, true, "the backend call was stopped");
+    await assertPromptAloneCharged(lastIdBefore, stalling);
   });
 });
