@@ -131,3 +131,51 @@ test("a request's own n_predict, options or documents never reach the backend", 
   ]);
   assert.equal(quote.backendBody.n_predict, 5);
 });
+
+test("a fixed image price covers one image of the default size at the backend's default quality: more images, another size or a quality named are not offered exact", async () => {
+  const [onlyExact, both] = parseGatewayConfig({
+    payTo: `0x${"22".repeat(20)}`,
+    asset: `0x${"33".repeat(20)}`,
+    models: [
+      {
+        id: "exact-image",
+        kind: "image",
+        backend: { baseUrl: "http://127.0.0.1:9/v1" },
+        exactPrice: "$0.04",
+      },
+      {
+        id: "priced-image",
+        kind: "image",
+        backend: { baseUrl: "http://127.0.0.1:9/v1" },
+        exactPrice: "$0.04",
+        imagePrices: { "1024x1024": "$0.04", "1792x1024": "$0.08", "1792x1024/hd": "$0.12" },
+      },
+    ],
+  }).models;
+  const quote = (model: typeof onlyExact, body: Record<string, unknown>) =>
+    quoteRequest(model!, "image", { model: model!.id, prompt: "a lighthouse", ...body });
+
+  assert.equal((await quote(both, {})).exactRefusal, undefined, "one image, default size: exact");
+  assert.equal((await quote(both, { size: "1024x1024" })).exactRefusal, undefined, "the default size named");
+  for (const [body, field] of [
+    [{ n: 10 }, "n"],
+    [{ size: "1792x1024" }, "size"],
+    [{ size: "1792x1024", quality: "hd" }, "size"],
+  ] as const) {
+    const quoted = await quote(both, body);
+    assert.ok(quoted.exactRefusal, `${JSON.stringify(body)} is not covered by the fixed price`);
+    assert.ok(quoted.maxAtomic! > 0n, "and is still sold by upto at its own price");
+    await assert.rejects(
+      quote(onlyExact, body),
+      (error) => isTollgateError(error) && error.details.field === field,
+    );
+  }
+  await assert.rejects(
+    quote(onlyExact, { quality: "hd" }),
+    (error) => isTollgateError(error, "TOLLGATE_REQUEST_INVALID") && error.details.field === "quality",
+  );
+  assert.equal((await quote(onlyExact, {})).exactRefusal, undefined);
+  const nullSize = await quote(both, { size: null });
+  assert.equal(nullSize.backendBody.size, "1024x1024", "a null size is the default size priced, sent as such");
+  assert.equal(nullSize.maxAtomic, (await quote(both, {})).maxAtomic);
+});

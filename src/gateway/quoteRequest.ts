@@ -94,16 +94,15 @@ export async function quoteRequest(
     ...(prices?.compute_ms !== undefined ? { computeMs: timeBoundMs } : {}),
   };
   const maxAtomic = prices === undefined ? undefined : maxCostOfUnits(usageBound, prices);
-  const exactRefusal = exactRefusalOf(model, bound, request.choices);
-  if (maxAtomic === undefined && exactRefusal !== undefined) {
+  const refusal = exactRefusalOf(model, route, request, bound);
+  if (maxAtomic === undefined && refusal !== undefined) {
     throw new TollgateError({
       code: "TOLLGATE_REQUEST_INVALID",
-      shortMessage: `model ${model.id} has a fixed price that covers ${exactRefusal}`,
-      details: {
-        field: request.choices > model.exactMaxChoices ? "n" : route.promptField,
-      },
+      shortMessage: `model ${model.id} has a fixed price that covers ${refusal.reason}`,
+      details: { field: refusal.field },
     });
   }
+  const exactRefusal = refusal?.reason;
   return {
     model,
     route,
@@ -129,11 +128,25 @@ export function hasExactTokenizer(model: ModelConfig): boolean {
   return tokenizerForModel(model.tokenizer ?? model.id) !== "bytes";
 }
 
-function exactRefusalOf(model: ModelConfig, promptTokenBound: number, choices: number): string | undefined {
+/** Why the model's fixed price does not cover this request, naming the field to change; undefined when it does. */
+function exactRefusalOf(
+  model: ModelConfig,
+  route: RouteAdapter,
+  request: RouteRequest,
+  promptTokenBound: number,
+): { reason: string; field: string } | undefined {
   if (model.exactPrice === undefined) return undefined;
   if (promptTokenBound > model.exactMaxPromptTokens)
-    return `at most ${model.exactMaxPromptTokens} prompt tokens; this prompt may count ${promptTokenBound}: shorten it`;
-  if (choices > model.exactMaxChoices)
-    return `at most ${model.exactMaxChoices} choice(s) per request; this one asks for ${choices}: lower n / best_of`;
-  return undefined;
+    return {
+      reason: `at most ${model.exactMaxPromptTokens} prompt tokens; this prompt may count ${promptTokenBound}: shorten it`,
+      field: route.promptField,
+    };
+  // Each choice, and each image, is output the fixed price pays for once.
+  const outputs = Math.max(request.choices, request.images ?? 0);
+  if (outputs > model.exactMaxChoices)
+    return {
+      reason: `at most ${model.exactMaxChoices} ${request.images === undefined ? "choice(s)" : "image(s)"} per request; this one asks for ${outputs}: lower n${request.images === undefined ? " / best_of" : ""}`,
+      field: "n",
+    };
+  return route.exactRefusal?.(request, model);
 }

@@ -18,9 +18,10 @@ function invalid(field: string, problem: string): TollgateError {
 }
 
 /**
- * One Anthropic content block in the chat shape the prompt bound reads: images count as images,
- * inline documents one token per byte of their data, everything else (text, tool use and results,
- * thinking, search results…) as every key and string it holds. A document by URL cannot be sized.
+ * One Anthropic content block in the chat shape the prompt bound reads: images count as images
+ * (also inside a tool result or a document of content blocks), inline documents one token per byte of
+ * their data, everything else (text, tool use, thinking, search results…) as every key and string it
+ * holds. A document by URL cannot be sized.
  */
 function boundableBlock(block: unknown, path: string): unknown[] {
   if (!isObject(block)) return [block];
@@ -38,6 +39,16 @@ function boundableBlock(block: unknown, path: string): unknown[] {
         `${path}.source`,
         "a document by URL or file id cannot be priced before the request runs; send it as base64 or text",
       );
+    // A document of content blocks holds images and text as a message does: each is bounded as its own.
+    if (source.type === "content" && Array.isArray(source.content)) {
+      const { source: _source, ...rest } = block;
+      return [
+        { type: "text", text: JSON.stringify({ ...rest, source: { ...source, content: [] } }) },
+        ...source.content.flatMap((inner, index) =>
+          boundableBlock(inner, `${path}.source.content[${index}]`),
+        ),
+      ];
+    }
     if (typeof source.data === "string") {
       const { source: _source, ...rest } = block;
       return [

@@ -100,6 +100,12 @@ export type RouteAdapter = {
   errorBody?(status: number, message: string, code: string): Record<string, unknown>;
   /** Validates the body against the allow-list; throws TOLLGATE_REQUEST_INVALID naming the field. */
   readRequest(body: Record<string, unknown>): RouteRequest;
+  /**
+   * Why a model's fixed (`exact`) price does not cover this request beyond its prompt and its number of
+   * outputs, which the quote checks itself (an image's size or quality other than the default), naming the
+   * field; undefined when it does.
+   */
+  exactRefusal?(request: RouteRequest, model: ModelConfig): { reason: string; field: string } | undefined;
   /** This request's prices, when they depend on it (an image's size and quality); default the model's. */
   requestPrices?(request: RouteRequest, model: ModelConfig, prices: UnitPrices): UnitPrices;
   /**

@@ -164,11 +164,46 @@ describe("the Messages route", () => {
       },
     ]);
     assert.ok(nested > small + 1_000, "an image inside a tool result counts as an image");
+    const url = { type: "image", source: { type: "url", url: "https://example.com/a.png" } };
+    const inDocument = await bound([
+      { type: "document", source: { type: "content", content: Array.from({ length: 100 }, () => url) } },
+    ]);
+    const alone = await bound(Array.from({ length: 100 }, () => url));
+    assert.ok(
+      inDocument >= alone - 100 && inDocument > 100 * 1_000,
+      `100 images inside a document of content blocks count as 100 images (${inDocument}; alone ${alone})`,
+    );
     await assert.rejects(
       () => bound([{ type: "document", source: { type: "url", url: "https://example.com/a.pdf" } }]),
       (e) =>
         isTollgateError(e, "TOLLGATE_REQUEST_INVALID") && e.details.field === "messages[0].content[0].source",
     );
+  });
+
+  test("max_tokens must be a number: null would leave adaptive thinking without its allowance", () => {
+    for (const max_tokens of [undefined, null, "100"])
+      assert.throws(
+        () =>
+          anthropicMessages.readRequest({
+            model: "claude-test",
+            max_tokens,
+            thinking: { type: "adaptive" },
+            messages: [{ role: "user", content: "hi" }],
+          }),
+        (e) => isTollgateError(e, "TOLLGATE_REQUEST_INVALID") && e.details.field === "max_tokens",
+      );
+  });
+
+  test("a streamed citation is not output: Anthropic bills none of it", () => {
+    const cited = anthropicMessages.readChunk({
+      type: "content_block_delta",
+      index: 0,
+      delta: {
+        type: "citations_delta",
+        citation: { type: "char_location", cited_text: "x".repeat(1_300), document_index: 0 },
+      },
+    });
+    assert.deepEqual(cited.pieces.map((piece) => piece.text).join(""), "");
   });
 
   test("sends the backend the authorized max_tokens, whatever the request asked", () => {

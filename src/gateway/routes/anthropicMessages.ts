@@ -111,9 +111,10 @@ function errorMessageOf(json: Record<string, unknown>): string | undefined {
 }
 
 /**
- * Text the model generated in one block or delta: text, thinking, tool input, citations. A redacted
- * thinking block's `data` is encrypted, not text: its tokens are in the backend's count, believed as
- * hidden output (`isThinkingBlock`).
+ * Text the model generated in one block or delta: text, thinking, tool input. A redacted thinking
+ * block's `data` is encrypted, not text: its tokens are in the backend's count, believed as hidden
+ * output (`isThinkingBlock`). A citation (`citations_delta`) is not output: Anthropic bills neither its
+ * `cited_text` nor the rest of it as output, and a JSON answer's `citations` are not counted either.
  */
 function generatedText(block: unknown): string {
   if (!isObject(block)) return "";
@@ -122,7 +123,6 @@ function generatedText(block: unknown): string {
     if (typeof block[key] === "string") text += block[key];
   if (block.input !== undefined && !(isObject(block.input) && Object.keys(block.input).length === 0))
     text += JSON.stringify(block.input);
-  if (isObject(block.citation)) text += JSON.stringify(block.citation);
   return text;
 }
 
@@ -248,8 +248,11 @@ export const anthropicMessages: RouteAdapter = {
       throw invalidField("messages", "must be a non-empty array");
     if (fields.system !== undefined && typeof fields.system !== "string" && !Array.isArray(fields.system))
       throw invalidField("system", "must be a string or an array of text blocks");
-    if (fields.max_tokens === undefined)
-      throw invalidField("max_tokens", "is required: the most output tokens this request may generate");
+    if (typeof fields.max_tokens !== "number")
+      throw invalidField(
+        "max_tokens",
+        "is required, a positive integer: the most output tokens this request may generate",
+      );
     // Anthropic's own tools (web search and fetch, code execution, and the client tools it defines,
     // whose system prompt it adds) are refused: custom tools only.
     refuseUndeclaredTools(fields.tools, ["custom"], "a custom tool (no type, with input_schema)");

@@ -80,6 +80,23 @@ export const imageGenerations: RouteAdapter = {
     };
   },
 
+  exactRefusal(request, model) {
+    // A fixed price pays for the image its backend makes by default: the default size, its default quality.
+    const size = defaultSizeOf(model);
+    const asked = request.fields.size ?? undefined;
+    if (asked !== undefined && asked !== size)
+      return {
+        reason: `${size ? `images of size ${size}` : "images of the backend's default size"}; this one asks for ${JSON.stringify(asked)}: leave size out`,
+        field: "size",
+      };
+    if ((request.fields.quality ?? undefined) !== undefined)
+      return {
+        reason: `images of the backend's default quality; this one asks for ${JSON.stringify(request.fields.quality)}: leave quality out`,
+        field: "quality",
+      };
+    return undefined;
+  },
+
   requestPrices(request, model, prices): UnitPrices {
     const sizes = Object.keys(model.imagePrices ?? {});
     const size = request.fields.size ?? defaultSizeOf(model);
@@ -122,7 +139,8 @@ export const imageGenerations: RouteAdapter = {
       ...request.fields,
       model: model.backend.model ?? model.id,
       n: request.images ?? 1,
-      ...(request.fields.size === undefined && size ? { size } : {}),
+      // A size left out, or null, is the size priced: the backend never picks its own.
+      ...((request.fields.size ?? undefined) === undefined && size ? { size } : {}),
     };
   },
 
