@@ -176,6 +176,10 @@ test("a fixed image price covers one image of the default size at the backend's 
   );
   assert.equal((await quote(onlyExact, {})).exactRefusal, undefined);
   const nullSize = await quote(both, { size: null });
-  assert.equal(nullSize.backendBody.size, "1024x1024", "a null size is the default size priced, sent as such");
+  assert.equal(
+    nullSize.backendBody.size,
+    "1024x1024",
+    "a null size is the default size priced, sent as such",
+  );
   assert.equal(nullSize.maxAtomic, (await quote(both, {})).maxAtomic);
 });
