@@ -266,8 +266,8 @@ export function createBillingSession(parameters: CreateBillingSessionParameters)
         maxOutputTokens: quote.maxOutputTokens,
         promptTokenBound: quote.promptTokenBound,
         countPrompt: () => {
-          const { kind, body, model, imageTokens } = quote.prompt;
-          return countPromptTokens(kind, body, model, { imageTokens });
+          const { kind, body, model, ...options } = quote.prompt;
+          return countPromptTokens(kind, body, model, options);
         },
         promptCountPlausible: (reported) => promptCountPlausible(quote.prompt, reported),
         // Writes priced as input are stated as input, so buyers that predate the unit read the same charge.

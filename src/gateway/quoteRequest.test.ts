@@ -183,3 +183,44 @@ test("a fixed image price covers one image of the default size at the backend's 
   );
   assert.equal(nullSize.maxAtomic, (await quote(both, {})).maxAtomic);
 });
+
+test("a model's context window bounds every prompt, and an inline PDF counts as that window, not as its bytes", async () => {
+  const [windowed, unbounded] = parseGatewayConfig({
+    payTo: `0x${"22".repeat(20)}`,
+    asset: `0x${"33".repeat(20)}`,
+    models: ["claude-sonnet", "claude-any"].map((id, index) => ({
+      id,
+      kind: "messages" as const,
+      backend: { baseUrl: "http://127.0.0.1:9/v1" },
+      inputPrice: "$3",
+      outputPrice: "$15",
+      ...(index === 0 ? { contextTokens: 200_000 } : {}),
+    })),
+  }).models;
+  // A PDF of 1.5 KB whose ten pages share one compressed page of text reads as ~42k tokens.
+  const pdf = (model: typeof windowed) =>
+    quoteRequest(model!, "messages", {
+      model: model!.id,
+      max_tokens: 100,
+      messages: [
+        {
+          role: "user",
+          content: [
+            {
+              type: "document",
+              source: { type: "base64", media_type: "application/pdf", data: "J".repeat(2_020) },
+            },
+            { type: "text", text: "Summarize this." },
+          ],
+        },
+      ],
+    });
+  assert.equal((await pdf(windowed)).promptTokenBound, 200_000);
+  assert.equal((await pdf(unbounded)).promptTokenBound > 1_000_000, true);
+  const long = await quoteRequest(windowed!, "messages", {
+    model: "claude-sonnet",
+    max_tokens: 100,
+    messages: [{ role: "user", content: "x".repeat(300_000) }],
+  });
+  assert.equal(long.promptTokenBound, 200_000, "a prompt's byte bound above the window is held to it");
+});

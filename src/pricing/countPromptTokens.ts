@@ -1,12 +1,14 @@
 import { estimatingTokenizer, pieceTokenCounts } from "./countTextTokensChunked.js";
 import { type PromptKind, promptParts, TEMPLATE_OVERHEAD, templateOverhead } from "./promptParts.js";
-import { imageTokenBound } from "./promptTokenBound.js";
+import { DOCUMENT_TOKENS, imageTokenBound } from "./promptTokenBound.js";
 
 export type CountPromptTokensOptions = {
   /** Tokens one image counts as; default `imageTokenBound(model)`, as in `promptTokenBound`. */
   imageTokens?: number;
   /** More top-level fields to read as prompt, as in `promptTokenBound`. */
   extraFields?: readonly string[];
+  /** The most one inline document counts as, as in `promptTokenBound`; up to that, one token per byte. */
+  documentTokens?: number;
 };
 
 /** Longest stretch, in milliseconds, that counting runs before it lets the event loop turn. */
@@ -17,7 +19,8 @@ const PIECES_PER_CHECK = 8;
 /**
  * An estimate of the prompt tokens of a request, for charging when the backend reports no
  * prompt usage: the model tokenizer's count of its text (`o200k_base` for models without one)
- * plus the exact-tokenizer template overhead; images, audio and files count as in the bound.
+ * plus the exact-tokenizer template overhead; images and audio count as in the bound, an inline
+ * document one token per byte of its data up to the bound's `documentTokens` (its true count is unknown).
  * Never more than `promptTokenBound` of the same body and options. Counts in slices of a few
  * milliseconds, yielding to the event loop between them, in time linear in the body.
  * Throws `TOLLGATE_REQUEST_INVALID`, naming the field, for a body it cannot take apart.
@@ -31,8 +34,10 @@ export async function countPromptTokens(
   options: CountPromptTokensOptions = {},
 ): Promise<number> {
   const modelName = model ?? (typeof body.model === "string" ? body.model : undefined);
+  const documentTokens = options.documentTokens ?? DOCUMENT_TOKENS;
   const parts = promptParts(kind, body, {
     imageTokens: options.imageTokens ?? imageTokenBound(modelName),
+    documentTokens: (bytes) => Math.min(bytes, documentTokens),
     extraFields: options.extraFields,
   });
   return (

@@ -16,6 +16,7 @@ export { type PromptCacheControl, promptCacheControls } from "./promptCacheContr
 export { PLAIN_BYTES_PER_TOKEN, promptCountPlausible } from "./promptCountPlausible.js";
 export { DEFAULT_CHAT_PROMPT_FIELDS } from "./promptParts.js";
 export {
+  DOCUMENT_TOKENS,
   EXACT_TEXT_BYTES,
   imageTokenBound,
   type PromptKind,

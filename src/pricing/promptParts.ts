@@ -15,7 +15,7 @@ export type PromptParts = {
   fields: PromptField[];
   /** Numbers, booleans, nulls and brackets read as text: one token per character at most (all ASCII). */
   literalBytes: number;
-  /** Tokens for images (`imageTokens` each) and for inline audio and file data (one per byte). */
+  /** Tokens for images (`imageTokens` each), inline audio (one per byte) and documents (`documentTokens` each). */
   mediaTokens: number;
   /** Token ids sent as numbers in `prompt` or `input`, one token each. */
   tokenIds: number;
@@ -26,6 +26,12 @@ export type PromptParts = {
 export type PromptPartsOptions = {
   /** Tokens one image counts as. */
   imageTokens: number;
+  /**
+   * Tokens one inline document (a file's data) counts as, from its data's UTF-8 bytes; default one per
+   * byte. A document's bytes do not bound what the model reads of it: a compressed PDF's pages read as
+   * many times its size, and each page may be read as an image besides.
+   */
+  documentTokens?: ((bytes: number) => number) | undefined;
   /** More top-level fields to read as prompt, beyond the defaults for the kind. */
   extraFields?: readonly string[] | undefined;
 };
@@ -75,7 +81,7 @@ export function promptParts(
 ): PromptParts {
   const parts = emptyParts();
   const primary = kind === "chat" ? "messages" : kind === "completion" ? "prompt" : "input";
-  if (kind === "chat") addMessages(parts, body.messages, options.imageTokens);
+  if (kind === "chat") addMessages(parts, body.messages, options);
   else addPromptInput(parts, body[primary], primary);
   if (kind === "completion" && typeof body.suffix === "string") parts.texts.push(body.suffix);
 
@@ -116,7 +122,7 @@ function emptyParts(): PromptParts {
   return { texts: [], fields: [], literalBytes: 0, mediaTokens: 0, tokenIds: 0, messages: 0, prompts: 0 };
 }
 
-function addMessages(parts: PromptParts, messages: unknown, imageTokens: number) {
+function addMessages(parts: PromptParts, messages: unknown, options: PromptPartsOptions) {
   if (!Array.isArray(messages) || messages.length === 0)
     throw invalid("messages", "must be a non-empty array");
   messages.forEach((message, index) => {
@@ -127,35 +133,36 @@ function addMessages(parts: PromptParts, messages: unknown, imageTokens: number)
     for (const [key, value] of Object.entries(message)) {
       parts.texts.push(key);
       if (key === "content" && Array.isArray(value)) {
-        for (const part of value) addContentPart(parts, part, imageTokens, `messages[${index}]`);
+        for (const part of value) addContentPart(parts, part, options, `messages[${index}]`);
       } else addLeaves(parts, value);
     }
   });
 }
 
 /** One element of a message's `content` array. */
-function addContentPart(parts: PromptParts, part: unknown, imageTokens: number, path: string) {
+function addContentPart(parts: PromptParts, part: unknown, options: PromptPartsOptions, path: string) {
   if (typeof part !== "object" || part === null || Array.isArray(part)) return addLeaves(parts, part);
   const type = (part as { type?: unknown }).type;
   const isImage = type === "image_url" || type === "input_image";
-  if (isImage) parts.mediaTokens += imageTokens;
+  if (isImage) parts.mediaTokens += options.imageTokens;
   for (const [key, value] of Object.entries(part)) {
     parts.texts.push(key);
     if (isImage && key === "image_url") continue;
     if (type === "input_audio" && key === "input_audio") {
       parts.mediaTokens += utf8ByteLength(JSON.stringify(value ?? ""));
-    } else if (type === "file" && key === "file") addFile(parts, value, path);
+    } else if (type === "file" && key === "file") addFile(parts, value, path, options);
     else addLeaves(parts, value);
   }
-  if (type === "file" && !("file" in part)) addFile(parts, undefined, path);
+  if (type === "file" && !("file" in part)) addFile(parts, undefined, path, options);
 }
 
-function addFile(parts: PromptParts, file: unknown, path: string) {
+function addFile(parts: PromptParts, file: unknown, path: string, options: PromptPartsOptions) {
   const data = (file as { file_data?: unknown } | null | undefined)?.file_data;
   if (typeof data !== "string") {
     throw invalid(`${path}.content[].file`, "only inline file_data can be priced before the request runs");
   }
-  parts.mediaTokens += utf8ByteLength(data);
+  const bytes = utf8ByteLength(data);
+  parts.mediaTokens += options.documentTokens ? options.documentTokens(bytes) : bytes;
   for (const [key, value] of Object.entries(file as object)) {
     parts.texts.push(key);
     if (key !== "file_data") addLeaves(parts, value);

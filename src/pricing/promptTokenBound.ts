@@ -21,6 +21,12 @@ export type PromptTokenBoundParameters = {
   /** Tokens one image may count as; default depends on the model (see `imageTokenBound`). */
   imageTokens?: number;
   /**
+   * Tokens one inline document (a file's data: a PDF) may count as, whatever its size: its pages' text
+   * and images, which its bytes do not bound. At most the model's context window. Default
+   * `DOCUMENT_TOKENS`.
+   */
+  documentTokens?: number;
+  /**
    * More top-level fields the backend may render into the prompt (vLLM's `documents` or
    * `chat_template_kwargs`, …); each counts as the larger of its JSON and its strings.
    * Chat always counts `tools`, `functions`, `response_format`, `tool_choice` and `function_call`.
@@ -29,6 +35,12 @@ export type PromptTokenBoundParameters = {
   /** Text counted exactly, in UTF-8 bytes plus 8 per text; past it every text counts by bytes. Default 128 KiB. */
   exactTextBytes?: number;
 };
+
+/**
+ * Tokens an inline document may count as when the model's context window is not known: the largest
+ * window sold today. A compressed PDF of a few kilobytes can read as a hundred thousand tokens.
+ */
+export const DOCUMENT_TOKENS = 1_000_000;
 
 /** Text a request may carry before its bound falls back to bytes, keeping a quote to ~0.1 s of CPU. */
 export const EXACT_TEXT_BYTES = 128 * 1024;
@@ -51,7 +63,7 @@ const PIECE_STEP_WORK = 8;
  * and value of every message (roles, names, content parts, tool calls), plus `tools`,
  * `functions`, `response_format`, `tool_choice`, `function_call` and `extraFields`; completions
  * count `prompt` (and `suffix`); embeddings count `input`. Token ids count one each; each image
- * counts `imageTokens`; inline audio and file data count one per byte. Exact counting runs in
+ * counts `imageTokens`; inline audio one per byte; each inline document (file data) `documentTokens`. Exact counting runs in
  * slices of bounded work (`SLICE_WORK`), letting the event loop turn between them.
  * Rejects with `TOLLGATE_REQUEST_INVALID`, naming the field, for a body it cannot bound.
  * @example
@@ -60,8 +72,10 @@ const PIECE_STEP_WORK = 8;
 export async function promptTokenBound(parameters: PromptTokenBoundParameters): Promise<number> {
   const { kind, body } = parameters;
   const model = parameters.model ?? (typeof body.model === "string" ? body.model : undefined);
+  const documentTokens = parameters.documentTokens ?? DOCUMENT_TOKENS;
   const parts = promptParts(kind, body, {
     imageTokens: parameters.imageTokens ?? imageTokenBound(model),
+    documentTokens: () => documentTokens,
     extraFields: parameters.extraFields,
   });
   const tokenizer = tokenizerForModel(model);

@@ -3,6 +3,7 @@ import { describe, test } from "node:test";
 import { type SeededRandom, seededRandom } from "../protocol/testing/seededRandom.js";
 import { promptParts, promptTextBytes, TEMPLATE_OVERHEAD, templateOverhead } from "./promptParts.js";
 import {
+  DOCUMENT_TOKENS,
   EXACT_TEXT_BYTES,
   imageTokenBound,
   type PromptTokenBoundParameters,
@@ -21,6 +22,7 @@ function synchronousBound(parameters: PromptTokenBoundParameters): number {
   const model = parameters.model ?? (typeof body.model === "string" ? body.model : undefined);
   const parts = promptParts(kind, body, {
     imageTokens: parameters.imageTokens ?? imageTokenBound(model),
+    documentTokens: () => parameters.documentTokens ?? DOCUMENT_TOKENS,
     extraFields: parameters.extraFields,
   });
   const tokenizer = tokenizerForModel(model);

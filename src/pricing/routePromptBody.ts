@@ -19,9 +19,9 @@ function invalid(field: string, problem: string): TollgateError {
 
 /**
  * One Anthropic content block in the chat shape the prompt bound reads: images count as images
- * (also inside a tool result or a document of content blocks), inline documents one token per byte of
- * their data, everything else (text, tool use, thinking, search results…) as every key and string it
- * holds. A document by URL cannot be sized.
+ * (also inside a tool result or a document of content blocks), an inline PDF as a document (a file's
+ * data), a plain-text document as its text, everything else (text, tool use, thinking, search
+ * results…) as every key and string it holds. A document by URL cannot be sized.
  */
 function boundableBlock(block: unknown, path: string): unknown[] {
   if (!isObject(block)) return [block];
@@ -52,7 +52,10 @@ function boundableBlock(block: unknown, path: string): unknown[] {
     if (typeof source.data === "string") {
       const { source: _source, ...rest } = block;
       return [
-        { type: "file", file: { file_data: source.data } },
+        // Plain text is read as text; a PDF's data is a document, which its bytes do not bound.
+        source.type === "text"
+          ? { type: "text", text: source.data }
+          : { type: "file", file: { file_data: source.data } },
         { type: "text", text: JSON.stringify({ ...rest, source: { ...source, data: "" } }) },
       ];
     }

@@ -2,9 +2,20 @@ import { TollgateError } from "../../errors/index.js";
 import { imageTokenBound } from "../../pricing/index.js";
 import type { ModelConfig } from "../gatewayConfig.js";
 
-/** How the pricing reads a model: its tokenizer (configured, or known from its id) and its image tokens. */
-export function pricingOf(model: ModelConfig): { model: string; imageTokens: number } {
-  return { model: model.tokenizer ?? model.id, imageTokens: imageTokenBound(model.id) };
+/**
+ * How the pricing reads a model: its tokenizer (configured, or known from its id), its image tokens,
+ * and what one inline document may count as (its context window, when configured).
+ */
+export function pricingOf(model: ModelConfig): {
+  model: string;
+  imageTokens: number;
+  documentTokens?: number;
+} {
+  return {
+    model: model.tokenizer ?? model.id,
+    imageTokens: imageTokenBound(model.id),
+    ...(model.contextTokens !== undefined ? { documentTokens: model.contextTokens } : {}),
+  };
 }
 
 /** Sampling parameters of OpenAI's generation APIs, numbers all, plus those vLLM and llama.cpp document. */
