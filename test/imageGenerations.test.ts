@@ -137,11 +137,22 @@ describe("POST /v1/images/generations", () => {
     assert.equal(required.paymentRequired.accepts[0]?.amount, "120000");
   });
 
+  test("a model priced by quality sells no size it does not list, nor auto, at its per-image price (the backend's default quality may be its best)", async () => {
+    for (const body of [{ size: "1536x1024" }, { size: "auto" }, { size: "1536x1024", quality: "hd" }]) {
+      const response = await fetch(`${h.gateway.url}/v1/images/generations`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ model: "mock-image-by-quality", prompt: "x", ...body }),
+      });
+      assert.equal(response.status, 400, JSON.stringify(body));
+      const error = ((await response.json()) as { error: { param: string; message: string } }).error;
+      assert.equal(error.param, "size");
+      assert.match(error.message, /is not sold here; sizes: 1024x1024$/);
+    }
+  });
+
   test("a quality named at a size priced without qualities is refused, not sold at the price of the backend's default", async () => {
-    for (const [model, size] of [
-      ["mock-image", "256x256"],
-      ["mock-image-by-quality", "1536x1024"],
-    ] as const) {
+    for (const [model, size] of [["mock-image", "256x256"]] as const) {
       const response = await fetch(`${h.gateway.url}/v1/images/generations`, {
         method: "POST",
         headers: { "content-type": "application/json" },

@@ -104,6 +104,14 @@ export const imageGenerations: RouteAdapter = {
     if (typeof size !== "string") throw invalidField("size", "is required: this model has no default size");
     if (quality !== undefined && typeof quality !== "string")
       throw invalidField("quality", "must be a string");
+    // A model priced by quality says its backend's quality sets the cost: a size it does not list (or
+    // `auto`) is not sold at `prices.images`, which would sell the backend's default quality, perhaps its best.
+    const listed = sizes.some((key) => key === size || key.startsWith(`${size}/`));
+    if (!listed && sizes.some((key) => key.includes("/")))
+      throw invalidField(
+        "size",
+        `${JSON.stringify(size)} is not sold here; sizes: ${[...new Set(sizes.map((key) => key.split("/")[0]))].join(", ")}`,
+      );
     // A quality named is sold only at its own price: never at the size's price, which is for the
     // backend's default quality (a dearer one named would cost the backend more than it was sold for).
     const priced = sizes.filter((key) => key.startsWith(`${size}/`)).map((key) => key.slice(size.length + 1));
