@@ -59,3 +59,25 @@ test("a cache_control on the request itself (automatic caching) is a marker, nam
   });
   assert.deepEqual(found, [{ path: "", control: { type: "ephemeral", ttl: "5m" } }]);
 });
+
+test("a cache_control inside a document of content blocks is a marker too, so a one-hour ttl there is seen", () => {
+  const found = promptCacheControls({
+    messages: [
+      {
+        role: "user",
+        content: [
+          {
+            type: "document",
+            source: {
+              type: "content",
+              content: [{ type: "text", text: "a page", cache_control: { type: "ephemeral", ttl: "1h" } }],
+            },
+          },
+        ],
+      },
+    ],
+  });
+  assert.deepEqual(found, [
+    { path: "messages[0].content[0].source.content[0]", control: { type: "ephemeral", ttl: "1h" } },
+  ]);
+});

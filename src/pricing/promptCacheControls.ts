@@ -7,7 +7,7 @@ export type PromptCacheControl = { path: string; control: Record<string, unknown
 /**
  * The `cache_control` markers of an Anthropic Messages request, read where the API reads them: on
  * the request itself (automatic caching, the breakpoint placed by the API), on `system` blocks, on `tools`, on the messages' content blocks, and on the blocks a `tool_result`
- * (or another block) holds in its `content`. Never inside a tool call's `input` or a tool's
+ * (or another block) holds in its `content`, or a document in its `source.content`. Never inside a tool call's `input` or a tool's
  * `input_schema`, which are data. The request asks for its prompt to be cached, and may be charged
  * for writing it, only when it has one. See
  * https://docs.anthropic.com/en/docs/build-with-claude/prompt-caching.
@@ -24,6 +24,11 @@ export function promptCacheControls(body: Record<string, unknown>): PromptCacheC
     // A tool result's (or search result's) blocks; deeper nesting is not something the API reads.
     if (depth < 4 && Array.isArray(value.content))
       for (const [i, inner] of value.content.entries()) block(inner, `${path}.content[${i}]`, depth + 1);
+    // A document of content blocks holds its blocks in its source.
+    const source = value.source;
+    if (depth < 4 && isObject(source) && Array.isArray(source.content))
+      for (const [i, inner] of source.content.entries())
+        block(inner, `${path}.source.content[${i}]`, depth + 1);
   };
   if (Array.isArray(body.system))
     for (const [i, item] of body.system.entries()) block(item, `system[${i}]`, 0);
