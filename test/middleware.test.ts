@@ -499,6 +499,34 @@ describe("the Express adapter at the request's time bound", () => {
     await assertPromptAloneCharged(lastIdBefore, backend);
   });
 
+  test("a buyer that hangs up while the handler sends back its backend's error pays nothing, though the backend had the prompt", async () => {
+    let wrote: (() => void) | undefined;
+    const errorStarted = new Promise<void>((resolve) => {
+      wrote = resolve;
+    });
+    const { port } = await longExpressApp(() => async (_req, res) => {
+      (res.locals.tollgate as TollgateExpressContext).promptSent();
+      res.status(529).type("application/json");
+      res.write('{"type":"error","error":{"type":"overloaded_error",');
+      wrote?.();
+    });
+    const jsonBody = body(false, 16);
+    const header = await paymentHeaderFor(port, jsonBody);
+    const lastIdBefore = await lastPaymentId();
+    const gone = new AbortController();
+    void errorStarted.then(() => gone.abort());
+    await assert.rejects(
+      fetch(`http://127.0.0.1:${port}/v1/chat/completions`, {
+        method: "POST",
+        headers: { "content-type": "application/json", "payment-signature": header },
+        body: jsonBody,
+        signal: gone.signal,
+      }),
+    );
+    const row = await finalRowAfter(lastIdBefore, Date.now() + 10_000);
+    assert.equal(row?.status, "failed", `not charged (row: ${row?.status ?? "none"})`);
+  });
+
   test("a buyer that hangs up before a JSON answer pays nothing when the handler never said its backend had the prompt, and the answer the handler ends later is dropped", async () => {
     let ended: (() => void) | undefined;
     const handlerEnded = new Promise<void>((resolve) => {

@@ -6,6 +6,7 @@ import type { StreamReceipt } from "../src/protocol/index.js";
 import { expectSettledPayment, startApiModelHarness } from "./support/apiModelHarness.js";
 import { expectedCharge, type GatewayHarness, officialPayingFetch } from "./support/gatewayHarness.js";
 import { mockCompletionText } from "./support/mockBackend.js";
+import { finalRow } from "./support/paidRequests.js";
 
 let h: GatewayHarness;
 before(async () => {
@@ -75,6 +76,30 @@ describe("POST /v1/responses (OpenAI Responses API)", () => {
     const charge = expectedCharge(data.usage!.input_tokens, data.usage!.output_tokens);
     assert.equal(settlement.amount, charge.toString());
     await expectSettled(buyer.address, before, charge, settlement.transaction);
+  });
+
+  test("a prompt count far below the input is charged at the gateway's count, unless the request let the backend drop input (truncation: auto)", async () => {
+    const buyer = h.devnet.accounts.buyers[1]!;
+    const input = "the quick brown fox ".repeat(200);
+    const pay = officialPayingFetch(buyer.privateKey, h.devnet.network);
+    const promptCharged = async (extra: Record<string, unknown>) => {
+      const response = await pay(`${h.gateway.url}/v1/responses`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ model: "mock-responses", input, max_output_tokens: 20, ...extra }),
+      });
+      assert.equal(response.status, 200);
+      await response.text();
+      return (await finalRow(h)).promptTokens;
+    };
+    h.backend.set({ responseTokens: 3, tokensPerSecond: 0, usageOverride: { prompt_tokens: 40 } });
+    try {
+      const counted = await promptCharged({});
+      assert.ok((counted ?? 0) >= 800, `the gateway's count, ${counted}, not 40`);
+      assert.equal(await promptCharged({ truncation: "auto" }), 40, "the backend may have read only 40");
+    } finally {
+      h.backend.set({ usageOverride: undefined });
+    }
   });
 
   test("a JSON response past max_output_tokens is cut at the authorized output, status incomplete; charge = transfer = ledger row", async () => {

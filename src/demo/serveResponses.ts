@@ -84,13 +84,14 @@ export async function serveResponses({
   const outputTokens = generation.countCompletionTokens?.(text) ?? tokens.length;
   const id = `resp_${randomUUID().replaceAll("-", "")}`;
   const itemId = `msg_${randomUUID().replaceAll("-", "")}`;
+  const inputTokens = behaviour.usageOverride?.prompt_tokens ?? generation.promptTokens;
   const usage = behaviour.reportUsage
     ? {
-        input_tokens: generation.promptTokens,
+        input_tokens: inputTokens,
         input_tokens_details: { cached_tokens: 0 },
         output_tokens: outputTokens,
         output_tokens_details: { reasoning_tokens: 0 },
-        total_tokens: generation.promptTokens + outputTokens,
+        total_tokens: inputTokens + outputTokens,
       }
     : null;
   const part = (partText: string) => ({ type: "output_text", text: partText, annotations: [] });

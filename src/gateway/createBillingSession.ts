@@ -269,7 +269,9 @@ export function createBillingSession(parameters: CreateBillingSessionParameters)
           const { kind, body, model, ...options } = quote.prompt;
           return countPromptTokens(kind, body, model, options);
         },
-        promptCountPlausible: (reported) => promptCountPlausible(quote.prompt, reported),
+        promptCountPlausible: async (reported) =>
+          quote.request.promptMayShrink === true ||
+          promptCountPlausible(quote.prompt, reported, quote.route.plainTexts?.(quote.request)),
         // Writes priced as input are stated as input, so buyers that predate the unit read the same charge.
         promptCache:
           quote.request.promptCache === true &&

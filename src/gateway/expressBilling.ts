@@ -198,7 +198,7 @@ async function handle(
     cutOff = true;
     if (!tap && isStream()) tap = session.createStreamWriter();
     if (tap) void tap.finish("client_gone").catch(() => undefined);
-    else if (promptWasSent) void session.leftAfterPrompt().catch(() => undefined);
+    else if (promptWasSent && res.statusCode < 400) void session.leftAfterPrompt().catch(() => undefined);
     else {
       void session
         .failBeforeOutput("the buyer left before the answer was complete", 499)

@@ -68,8 +68,8 @@ const modelSchema = z
     exactMaxChoices: z.number().int().positive().default(1),
     maxOutputTokens: z.number().int().positive().default(4096),
     /**
-     * The model's context window in tokens: no prompt counts more. It bounds an inline document (a PDF,
-     * which reads as many times its bytes); unset, a document may count `DOCUMENT_TOKENS` (1M).
+     * The model's context window in tokens: what one inline document (a PDF, which reads as many times
+     * its bytes) may count as at most; unset, `DOCUMENT_TOKENS` (1M).
      */
     contextTokens: z.number().int().positive().optional(),
     /** Tokenizer model name for the prompt bound (defaults to the id); unknown → byte bound. */

@@ -184,7 +184,7 @@ test("a fixed image price covers one image of the default size at the backend's 
   assert.equal(nullSize.maxAtomic, (await quote(both, {})).maxAtomic);
 });
 
-test("a model's context window bounds every prompt, and an inline PDF counts as that window, not as its bytes", async () => {
+test("an inline PDF counts as the model's context window, not as its bytes", async () => {
   const [windowed, unbounded] = parseGatewayConfig({
     payTo: `0x${"22".repeat(20)}`,
     asset: `0x${"33".repeat(20)}`,
@@ -215,12 +215,15 @@ test("a model's context window bounds every prompt, and an inline PDF counts as 
         },
       ],
     });
-  assert.equal((await pdf(windowed)).promptTokenBound, 200_000);
+  const windowBound = (await pdf(windowed)).promptTokenBound;
+  assert.ok(windowBound >= 200_000 && windowBound < 201_000, `the document as the window (${windowBound})`);
   assert.equal((await pdf(unbounded)).promptTokenBound > 1_000_000, true);
+  // The window bounds one document, not the request: a backend may read several windows' worth of
+  // inputs (an embeddings batch, completions of many prompts), each within its window.
   const long = await quoteRequest(windowed!, "messages", {
     model: "claude-sonnet",
     max_tokens: 100,
     messages: [{ role: "user", content: "x".repeat(300_000) }],
   });
-  assert.equal(long.promptTokenBound, 200_000, "a prompt's byte bound above the window is held to it");
+  assert.ok(long.promptTokenBound >= 300_000, "a prompt's own bound is not cut at the window");
 });

@@ -67,8 +67,7 @@ export async function quoteRequest(
   const route = routes[routeKind];
   const request = route.readRequest(body);
   const prompt: PromptTokenBoundParameters = { ...route.prompt(request), ...pricingOf(model) };
-  // No prompt counts more than the model's context window: a backend refuses a longer one.
-  const bound = Math.min(await promptTokenBound(prompt), model.contextTokens ?? Number.POSITIVE_INFINITY);
+  const bound = await promptTokenBound(prompt);
   const outputLimit = route.canStream
     ? resolveOutputLimit(request.requestedOutputTokens, model.maxOutputTokens, {
         field:

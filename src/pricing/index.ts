@@ -25,7 +25,12 @@ export {
 } from "./promptTokenBound.js";
 export { type ResolveOutputLimitOptions, resolveOutputLimit } from "./resolveOutputLimit.js";
 export { type ResolveUnitPricesParameters, resolveUnitPrices } from "./resolveUnitPrices.js";
-export { messagesPromptBody, responsesPromptBody } from "./routePromptBody.js";
+export {
+  messagesPlainTexts,
+  messagesPromptBody,
+  responsesPlainTexts,
+  responsesPromptBody,
+} from "./routePromptBody.js";
 export { textTokenBound } from "./textTokenBound.js";
 export { countTextTokens, type TokenizerName, tokenizerForModel, utf8ByteLength } from "./tokenizer.js";
 export {

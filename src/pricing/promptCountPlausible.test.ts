@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { encodeChat as encodeChatO200k, encode as encodeO200k } from "gpt-tokenizer/encoding/o200k_base";
 import { promptCountPlausible } from "./promptCountPlausible.js";
+import { messagesPlainTexts, messagesPromptBody } from "./routePromptBody.js";
 
 const plain = { disallowedSpecial: new Set<string>() };
 const essay = "Rome grew from a small town on the Tiber into an empire that ruled the Mediterranean. ".repeat(
@@ -64,5 +65,37 @@ describe("promptCountPlausible", () => {
     // Llama 3's tokenizer counts English about as o200k does; older ones count more, never half.
     assert.equal(await promptCountPlausible(llama, Math.round(honest * 1.1)), true);
     assert.equal(await promptCountPlausible(llama, 0), false);
+  });
+
+  test("for a Messages prompt its text alone is weighed, not the blocks' JSON (ids, thinking signatures a backend drops)", async () => {
+    const turns = Array.from({ length: 30 }, (_, i) => [
+      {
+        role: "assistant",
+        content: [
+          { type: "thinking", thinking: "", signature: "ErUBCkYIBhgCIkA".repeat(30) },
+          {
+            type: "tool_use",
+            id: `toolu_01${"Ab".repeat(11)}${i}`,
+            name: "lookup",
+            input: { q: `item ${i}` },
+          },
+        ],
+      },
+      {
+        role: "user",
+        content: [
+          { type: "tool_result", tool_use_id: `toolu_01${"Ab".repeat(11)}${i}`, content: `result ${i}` },
+        ],
+      },
+    ]).flat();
+    const fields = { messages: [{ role: "user", content: "Look up thirty items." }, ...turns] };
+    const prompt = { kind: "chat" as const, body: messagesPromptBody(fields), model: "claude-sonnet-4" };
+    const texts = messagesPlainTexts(fields);
+    assert.deepEqual(texts.slice(0, 3), ["Look up thirty items.", "result 0", "result 1"]);
+    // An honest count: the text, and some tokens per block for the template and the tool calls.
+    const honestish = texts.reduce((sum, text) => sum + encodeO200k(text, plain).length, 0) + 60 * 8;
+    assert.equal(await promptCountPlausible(prompt, honestish, texts), true);
+    assert.equal(await promptCountPlausible(prompt, honestish), false, "weighed by its JSON it would not be");
+    assert.equal(await promptCountPlausible(prompt, 0, texts), false, "0 for it all is still not believed");
   });
 });

@@ -17,7 +17,9 @@ const SLACK_TOKENS = 8;
  * in the prompt's texts and token ids (by the model's tokenizer, `o200k_base` for models without
  * one), less a few tokens. Only what any tokenizer must count is weighed: images, audio, files, the
  * chat template and top-level fields such as `tools` (which a backend renders its own way) can only
- * raise an honest count. A report of a token per `PLAIN_BYTES_PER_TOKEN` bytes of text or more is
+ * raise an honest count. `plainTexts`, when given, are the texts weighed instead of every text of the
+ * body: for an API whose prompt body wraps blocks in JSON (keys, ids, signatures a backend may not read),
+ * their text alone (`messagesPlainTexts`, `responsesPlainTexts`). A report of a token per `PLAIN_BYTES_PER_TOKEN` bytes of text or more is
  * believed without counting; a lower one is counted, in slices that let the event loop turn.
  * A backend that reports 0 prompt tokens for a long prompt is not believed.
  * @example
@@ -26,8 +28,11 @@ const SLACK_TOKENS = 8;
 export async function promptCountPlausible(
   prompt: PromptTokenBoundParameters,
   reported: number,
+  plainTexts?: readonly string[],
 ): Promise<boolean> {
-  const parts = promptParts(prompt.kind, prompt.body, { imageTokens: 0 });
+  const parts = plainTexts
+    ? { texts: plainTexts, tokenIds: 0 }
+    : promptParts(prompt.kind, prompt.body, { imageTokens: 0 });
   let textBytes = 0;
   for (const text of parts.texts) textBytes += utf8ByteLength(text);
   if (reported >= parts.tokenIds / 2 + textBytes / PLAIN_BYTES_PER_TOKEN) return true;

@@ -156,3 +156,53 @@ export function responsesPromptBody(fields: Record<string, unknown>): Record<str
     });
   return { messages: chat, tools, tool_choice, response_format: text };
 }
+
+/** The text of Anthropic content (a string, or blocks): text blocks, plain-text documents, and what tool results and documents of blocks hold. */
+function messagesContentTexts(content: unknown, out: string[]): void {
+  if (typeof content === "string") out.push(content);
+  if (!Array.isArray(content)) return;
+  for (const block of content) {
+    if (!isObject(block)) continue;
+    if (block.type === "text" && typeof block.text === "string") out.push(block.text);
+    if (block.type === "tool_result") messagesContentTexts(block.content, out);
+    const source = isObject(block.source) ? block.source : undefined;
+    if (block.type === "document" && source?.type === "text" && typeof source.data === "string")
+      out.push(source.data);
+    if (block.type === "document" && source?.type === "content") messagesContentTexts(source.content, out);
+  }
+}
+
+/**
+ * The text of a Messages API request that any model must read, whatever its template: the system
+ * prompt, and the text of every message, tool result and text document. Not the blocks' JSON (keys,
+ * ids, thinking signatures), which the prompt bound counts and a backend may not. For weighing a
+ * backend's count (`promptCountPlausible`).
+ */
+export function messagesPlainTexts(fields: Record<string, unknown>): string[] {
+  const out: string[] = [];
+  messagesContentTexts(fields.system, out);
+  if (Array.isArray(fields.messages))
+    for (const message of fields.messages) if (isObject(message)) messagesContentTexts(message.content, out);
+  return out;
+}
+
+/**
+ * The text of a Responses API request that any model must read: the instructions, a string input,
+ * and the text of every input item's content and tool output. Not the items' JSON (keys, ids). For
+ * weighing a backend's count (`promptCountPlausible`).
+ */
+export function responsesPlainTexts(fields: Record<string, unknown>): string[] {
+  const out: string[] = [];
+  if (typeof fields.instructions === "string") out.push(fields.instructions);
+  if (typeof fields.input === "string") out.push(fields.input);
+  if (Array.isArray(fields.input))
+    for (const item of fields.input) {
+      if (!isObject(item)) continue;
+      for (const value of [item.content, item.output]) {
+        if (typeof value === "string") out.push(value);
+        if (Array.isArray(value))
+          for (const part of value) if (isObject(part) && typeof part.text === "string") out.push(part.text);
+      }
+    }
+  return out;
+}

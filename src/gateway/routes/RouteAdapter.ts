@@ -61,6 +61,11 @@ export type RouteRequest = {
   /** The request asks for its prompt to be cached (Anthropic `cache_control`): only then are cache writes charged. */
   promptCache?: boolean;
   /**
+   * The backend may read less of the prompt than it was sent (the Responses API's `truncation: "auto"`
+   * drops input that does not fit): its count of the prompt is believed up to the bound, however low.
+   */
+  promptMayShrink?: boolean;
+  /**
    * Output the model may generate and not stream, at most this many tokens (Anthropic's extended
    * thinking, of which Claude 4 models stream a summary and bill the whole): the backend's output count
    * is believed up to what was delivered plus this. Never more than the authorized output. Undefined
@@ -114,6 +119,12 @@ export type RouteAdapter = {
    * `promptCountPlausible` weighs the usage it reports).
    */
   prompt(request: RouteRequest): RoutePrompt;
+  /**
+   * The prompt's text any model must read whatever its template, when `prompt`'s body wraps blocks in
+   * JSON a backend may not read (keys, ids, signatures): what a backend's prompt count is weighed
+   * against (`promptCountPlausible`). Default: every text of `prompt`'s body.
+   */
+  plainTexts?(request: RouteRequest): string[];
   /** The exact body the backend receives: allowed fields, the backend's model name, the output limit. */
   backendBody(request: RouteRequest, model: ModelConfig, outputLimit: number): Record<string, unknown>;
   /** Output of one stream chunk. */

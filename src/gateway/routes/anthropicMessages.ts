@@ -1,4 +1,4 @@
-import { messagesPromptBody, promptCacheControls } from "../../pricing/index.js";
+import { messagesPlainTexts, messagesPromptBody, promptCacheControls } from "../../pricing/index.js";
 import { RECEIPT_FIELD, type StreamReceipt } from "../../protocol/index.js";
 import type { ModelConfig } from "../gatewayConfig.js";
 import { CACHE_WRITE_TOKENS } from "../meterUsage.js";
@@ -286,6 +286,10 @@ export const anthropicMessages: RouteAdapter = {
 
   prompt(request) {
     return { kind: "chat", body: promptBody(request) };
+  },
+
+  plainTexts(request) {
+    return messagesPlainTexts(request.fields);
   },
 
   backendBody(request: RouteRequest, model: ModelConfig, outputLimit: number) {

@@ -1,4 +1,4 @@
-import { responsesPromptBody } from "../../pricing/index.js";
+import { responsesPlainTexts, responsesPromptBody } from "../../pricing/index.js";
 import { RECEIPT_FIELD, type StreamReceipt } from "../../protocol/index.js";
 import type { ModelConfig } from "../gatewayConfig.js";
 import { type AnswerMeter, cutBlocks, cutText } from "../truncateAnswer.js";
@@ -308,11 +308,16 @@ export const openAiResponses: RouteAdapter = {
       includeUsage: false,
       requestedOutputTokens: fields.max_output_tokens,
       choices: 1,
+      ...(fields.truncation === "auto" ? { promptMayShrink: true } : {}),
     };
   },
 
   prompt(request) {
     return { kind: "chat", body: promptBody(request) };
+  },
+
+  plainTexts(request) {
+    return responsesPlainTexts(request.fields);
   },
 
   backendBody(request: RouteRequest, model: ModelConfig, outputLimit: number) {
