@@ -168,6 +168,7 @@ describe("paying Tollgate's gateway", () => {
       assert.equal(log.of("authorized")[0]?.scheme, "exact");
       const [receipt] = log.of("receipt");
       assert.equal(receipt?.chargedAtomic, 1500n);
+      assert.equal(log.of("overcharge").length, 0, "its receipt states the price it signed");
       const row = await (await payingFetch.spendStore()).reservation(receipt!.paymentId);
       assert.match(row?.nonce ?? "", /^0x[0-9a-fA-F]{64}$/, "an EIP-3009 nonce");
       assert.equal(await h.devnet.usdcBalance(buyer.address), balanceBefore - 1500n);

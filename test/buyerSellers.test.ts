@@ -1,12 +1,23 @@
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
-import { createPayingFetch, openSpendStore, type PayingFetch, type SpendStore } from "../src/buyer/index.js";
+import { Client } from "@modelcontextprotocol/sdk/client/index.js";
+import { InMemoryTransport } from "@modelcontextprotocol/sdk/inMemory.js";
+import type { McpServer } from "@modelcontextprotocol/sdk/server/mcp.js";
+import {
+  createAuthorizationChecker,
+  createPayingFetch,
+  openSpendStore,
+  type PayingFetch,
+  resolveLapsedReservations,
+  type SpendStore,
+} from "../src/buyer/index.js";
 import { type Devnet, startDevnet } from "../src/devnet/index.js";
 import { isTollgateError } from "../src/errors/index.js";
 import { createFacilitator, serveFacilitator, type TollgateFacilitator } from "../src/facilitator/index.js";
+import { createMcpToolPayer } from "../src/mcp/index.js";
 import { costAtomic } from "../src/pricing/index.js";
 import { eventLog } from "./support/buyerFixtures.js";
-import { startDishonestSeller } from "./support/dishonestSeller.js";
+import { dishonestToolServer, startDishonestSeller } from "./support/dishonestSeller.js";
 import { startOfficialUptoSeller } from "./support/officialUptoSeller.js";
 
 const prices = { inputPerMTokAtomic: 3_000_000n, outputPerMTokAtomic: 15_000_000n, fixedFeeAtomic: 0n };
@@ -46,7 +57,7 @@ function buyerFetch(buyer: number, options: Partial<Parameters<typeof createPayi
   return payingFetch;
 }
 
-const chat = (payingFetch: typeof fetch, url: string) =>
+const chat = (payingFetch: typeof fetch, url: string, extra: Record<string, unknown> = {}) =>
   payingFetch(`${url}/v1/chat/completions`, {
     method: "POST",
     headers: { "content-type": "application/json" },
@@ -54,8 +65,53 @@ const chat = (payingFetch: typeof fetch, url: string) =>
       model: "any-model",
       messages: [{ role: "user", content: "hello there" }],
       max_tokens: 100,
+      ...extra,
     }),
   });
+
+/** A spend store of the test's own, so that its caps and rows see no other test's payments. */
+/** A seller at the test's prices and usage, cheating as `options` say; closed after the tests. */
+async function dishonestSeller(options: Partial<Parameters<typeof startDishonestSeller>[0]> = {}) {
+  const seller = await startDishonestSeller({
+    facilitator,
+    asset: devnet.contracts.usdc,
+    payTo: devnet.accounts.payTo.address,
+    prices,
+    usage,
+    ...options,
+  });
+  closers.push(seller.close);
+  return seller;
+}
+
+async function ownStore(): Promise<SpendStore> {
+  const own = await openSpendStore({ dataDir: "memory://" });
+  closers.push(() => own.close());
+  return own;
+}
+
+/** An MCP client connected to `server` in process. */
+async function connectTo(server: McpServer): Promise<Client> {
+  const [clientTransport, serverTransport] = InMemoryTransport.createLinkedPair();
+  await server.connect(serverTransport);
+  const client = new Client({ name: "test-agent", version: "1.0.0" });
+  await client.connect(clientTransport);
+  closers.push(() => client.close());
+  return client;
+}
+
+/** What the chain says of a reservation's authorization once its deadline has passed. */
+async function resolvedAfterDeadline(own: SpendStore, paymentId: string) {
+  const row = await own.reservation(paymentId);
+  assert.ok(row?.deadline, "the authorization's deadline is recorded");
+  const later = new Date(row.deadline.getTime() + 120_000);
+  await resolveLapsedReservations({
+    store: own,
+    checker: createAuthorizationChecker(devnet.rpcUrl),
+    now: later,
+  });
+  return own.reservation(paymentId);
+}
 
 describe("sellers other than Tollgate's gateway", () => {
   test("pays a seller built only with the official @x402/hono middleware; the usage, not the maximum, is settled", async () => {
@@ -92,15 +148,7 @@ describe("sellers other than Tollgate's gateway", () => {
   });
 
   test("flags a seller that settles more than its own reported usage justifies", async () => {
-    const seller = await startDishonestSeller({
-      facilitator,
-      asset: devnet.contracts.usdc,
-      payTo: devnet.accounts.payTo.address,
-      prices,
-      usage,
-      overchargeAtomic: 500n,
-    });
-    closers.push(seller.close);
+    const seller = await dishonestSeller({ overchargeAtomic: 500n });
     const log = eventLog();
     const payingFetch = buyerFetch(1, { onEvent: log.onEvent });
     const response = await chat(payingFetch, seller.url);
@@ -124,14 +172,7 @@ describe("sellers other than Tollgate's gateway", () => {
   });
 
   test("an honest charge from the same kind of seller is not flagged", async () => {
-    const seller = await startDishonestSeller({
-      facilitator,
-      asset: devnet.contracts.usdc,
-      payTo: devnet.accounts.payTo.address,
-      prices,
-      usage,
-    });
-    closers.push(seller.close);
+    const seller = await dishonestSeller();
     const log = eventLog();
     const payingFetch = buyerFetch(1, { onEvent: log.onEvent });
     await (await chat(payingFetch, seller.url)).json();
@@ -141,15 +182,7 @@ describe("sellers other than Tollgate's gateway", () => {
   });
 
   test("refuses a maximum far above the expected cost before signing (maxOverExpected)", async () => {
-    const seller = await startDishonestSeller({
-      facilitator,
-      asset: devnet.contracts.usdc,
-      payTo: devnet.accounts.payTo.address,
-      prices,
-      usage,
-      inflateMaximum: 10n,
-    });
-    closers.push(seller.close);
+    const seller = await dishonestSeller({ inflateMaximum: 10n });
     const buyer = devnet.accounts.buyers[2]!;
     const balanceBefore = await devnet.usdcBalance(buyer.address);
     const log = eventLog();
@@ -168,14 +201,7 @@ describe("sellers other than Tollgate's gateway", () => {
   });
 
   test("payTo allowlist and confirmAbove refuse before signing; a confirmation lets the payment through", async () => {
-    const seller = await startDishonestSeller({
-      facilitator,
-      asset: devnet.contracts.usdc,
-      payTo: devnet.accounts.payTo.address,
-      prices,
-      usage,
-    });
-    closers.push(seller.close);
+    const seller = await dishonestSeller();
     const wrongPayTo = buyerFetch(2, {
       policy: { providers: { [seller.url]: { payTo: ["0x000000000000000000000000000000000000dEaD"] } } },
     });
@@ -201,5 +227,218 @@ describe("sellers other than Tollgate's gateway", () => {
     await response.arrayBuffer();
     assert.equal(asked.length, 1);
     assert.equal(seller.settled.length, 1, "only the confirmed payment was settled");
+  });
+});
+
+describe("a seller that misreports or keeps a payment", () => {
+  test("a JSON answer whose receipt says the settlement failed keeps the maximum reserved until the deadline", async () => {
+    const seller = await dishonestSeller({ cheat: "pending-receipt" });
+    const own = await ownStore();
+    const log = eventLog();
+    const payingFetch = buyerFetch(0, { store: own, onEvent: log.onEvent });
+    const response = await chat(payingFetch, seller.url);
+    assert.equal(response.status, 200);
+    await response.json();
+    await payingFetch.idle();
+
+    const [receipt] = log.of("receipt");
+    assert.equal(receipt?.success, false);
+    const row = await own.reservation(receipt!.paymentId);
+    assert.equal(row?.status, "reserved", "not settled at 0");
+    assert.equal(row?.countedAtomic, receipt!.maxAtomic, "the maximum stays counted");
+    assert.match(row?.note ?? "", /settlement failed: settlement_pending/);
+    // The seller settles once it has answered: after the deadline the chain says so.
+    while (seller.settled.length === 0) await new Promise((resolve) => setTimeout(resolve, 20));
+    const resolved = await resolvedAfterDeadline(own, receipt!.paymentId);
+    assert.equal(resolved?.status, "settled");
+    assert.equal(resolved?.countedAtomic, receipt!.maxAtomic);
+  });
+
+  test("an exact payment is booked at its signed price whatever the receipt states, and a receipt stating another amount is flagged", async () => {
+    const seller = await dishonestSeller({ scheme: "exact", statedChargeAtomic: 0n });
+    const buyer = devnet.accounts.buyers[0]!;
+    for (const stream of [false, true]) {
+      const own = await ownStore();
+      const log = eventLog();
+      const payingFetch = buyerFetch(0, { store: own, onEvent: log.onEvent });
+      const balanceBefore = await devnet.usdcBalance(buyer.address);
+      const response = await chat(payingFetch, seller.url, { stream });
+      assert.equal(response.status, 200);
+      await response.text();
+      await payingFetch.idle();
+
+      const [authorized] = log.of("authorized");
+      assert.equal(authorized?.scheme, "exact");
+      const priceAtomic = authorized!.maxAtomic;
+      assert.equal(await devnet.usdcBalance(buyer.address), balanceBefore - priceAtomic, "the price moved");
+      const [receipt] = log.of("receipt");
+      assert.equal(receipt?.source, stream ? "stream" : "header");
+      assert.equal(receipt?.chargedAtomic, priceAtomic);
+      assert.equal((await own.reservation(receipt!.paymentId))?.countedAtomic, priceAtomic);
+      assert.equal((await own.daySpend()).countedAtomic, priceAtomic);
+      const [overcharge] = log.of("overcharge");
+      assert.equal(overcharge?.reason, "misstated_charge");
+      const [dispute] = await own.disputes({ status: "open" });
+      assert.equal(dispute?.reason, "misstated_charge");
+      assert.equal(dispute?.chargedAtomic, priceAtomic);
+      assert.equal(dispute?.details.statedAtomic, "0");
+    }
+  });
+
+  test("a charge stated above the signed maximum counts as the maximum, and is flagged", async () => {
+    const stated = 10n ** 30n;
+    const seller = await dishonestSeller({ statedChargeAtomic: stated });
+    const own = await ownStore();
+    const log = eventLog();
+    const payingFetch = buyerFetch(1, { store: own, onEvent: log.onEvent });
+    await (await chat(payingFetch, seller.url)).json();
+    await payingFetch.idle();
+
+    const [receipt] = log.of("receipt");
+    assert.equal(receipt?.chargedAtomic, stated);
+    const row = await own.reservation(receipt!.paymentId);
+    assert.equal(row?.status, "settled");
+    assert.equal(row?.countedAtomic, receipt!.maxAtomic, "no more than the signed maximum can move");
+    assert.equal((await own.daySpend()).countedAtomic, receipt!.maxAtomic);
+    assert.equal(log.of("overcharge")[0]?.reason, "above_maximum");
+  });
+
+  test("a 402 to the paid request keeps the authorization reserved until its deadline; one signed again in the same call counts beside it", async () => {
+    const seller = await dishonestSeller({ cheat: "refuse" });
+    const own = await ownStore();
+    const log = eventLog();
+    const payingFetch = buyerFetch(1, { store: own, onEvent: log.onEvent });
+    const refused = await chat(payingFetch, seller.url);
+    assert.equal(refused.status, 402);
+    await refused.arrayBuffer();
+    const [first] = log.of("authorized");
+    const maxAtomic = first!.maxAtomic;
+    assert.equal(log.of("released").length, 0);
+    const row = await own.reservation(first!.paymentId);
+    assert.equal(row?.status, "reserved");
+    assert.equal(row?.countedAtomic, maxAtomic, "the seller holds an authorization it can still settle");
+    assert.equal(seller.settled[0]?.chargeAtomic, maxAtomic, "and it did");
+
+    // Paid at once from known prices, refused, signed again: the caps count both authorizations.
+    const tight = buyerFetch(1, {
+      store: own,
+      onEvent: log.onEvent,
+      policy: { daily: ((maxAtomic * 5n) / 2n).toString() },
+    });
+    await tight.discover(seller.url);
+    await assert.rejects(chat(tight, seller.url), (error: unknown) => {
+      assert.ok(isTollgateError(error, "TOLLGATE_POLICY_REFUSED"), String(error));
+      assert.equal(error.details.rule, "daily");
+      assert.equal(error.details.spentAtomic, 2n * maxAtomic);
+      return true;
+    });
+    assert.equal(log.of("authorized").length, 2);
+    assert.equal(log.of("authorized")[1]?.firstRequest, true);
+    assert.equal((await own.daySpend()).countedAtomic, 2n * maxAtomic);
+
+    const resolved = await resolvedAfterDeadline(own, first!.paymentId);
+    assert.equal(resolved?.status, "settled", "the chain shows it used");
+    assert.equal(resolved?.countedAtomic, maxAtomic);
+  });
+
+  test("the MCP payer books an exact tool at its price whatever the settlement states, and keeps a payment the tool answered with payment required", async () => {
+    const own = await ownStore();
+    const log = eventLog();
+    const payer = createMcpToolPayer({
+      privateKey: devnet.accounts.buyers[0]!.privateKey,
+      store: own,
+      onEvent: log.onEvent,
+    });
+    const tool = { asset: devnet.contracts.usdc, payTo: devnet.accounts.payTo.address, priceAtomic: 1000n };
+    const understating = dishonestToolServer({ facilitator, ...tool, cheat: "understate" });
+    const served = await payer.callTool(await connectTo(understating.server), {
+      name: "lookup",
+      arguments: { key: "k" },
+    });
+    assert.equal(served.settlement?.amount, "0");
+    assert.equal(understating.settled[0]?.chargeAtomic, 1000n, "the price moved");
+    assert.equal(log.of("receipt")[0]?.chargedAtomic, 1000n);
+    assert.equal(log.of("overcharge")[0]?.reason, "misstated_charge");
+    assert.equal((await own.daySpend()).countedAtomic, 1000n);
+
+    const refusing = dishonestToolServer({ facilitator, ...tool, cheat: "refuse" });
+    const refused = await payer.callTool(await connectTo(refusing.server), {
+      name: "lookup",
+      arguments: { key: "k" },
+    });
+    assert.equal(refused.result.isError, true);
+    assert.equal(refusing.settled.length, 1, "the tool kept and settled the payment");
+    assert.equal(log.of("released").length, 0);
+    const kept = await own.reservation(log.of("authorized")[1]!.paymentId);
+    assert.equal(kept?.status, "reserved");
+    assert.equal(kept?.countedAtomic, 1000n);
+    assert.equal((await own.daySpend()).countedAtomic, 2000n);
+  });
+
+  test("a paid request whose connection was reset after sending stays reserved though its resend is refused; one that never connected is released", async () => {
+    const seller = await dishonestSeller({ cheat: "reset" });
+    const own = await ownStore();
+    const log = eventLog();
+    const payingFetch = buyerFetch(2, { store: own, onEvent: log.onEvent });
+    await assert.rejects(chat(payingFetch, seller.url), (error: unknown) => {
+      assert.equal((error as { cause?: { code?: unknown } }).cause?.code, "ECONNREFUSED", String(error));
+      return true;
+    });
+    const [sent] = log.of("authorized");
+    assert.equal(log.of("released").length, 0);
+    assert.equal(log.of("unreceipted")[0]?.paymentId, sent?.paymentId);
+    const row = await own.reservation(sent!.paymentId);
+    assert.equal(row?.status, "reserved", "the authorization reached the seller on the first attempt");
+    assert.equal(row?.countedAtomic, sent!.maxAtomic);
+
+    // Prices known, the seller gone: the paid request never connects, and its reservation goes.
+    const gone = await startDishonestSeller({
+      facilitator,
+      asset: devnet.contracts.usdc,
+      payTo: devnet.accounts.payTo.address,
+      prices,
+      usage,
+    });
+    await payingFetch.discover(gone.url);
+    await gone.close();
+    await assert.rejects(chat(payingFetch, gone.url));
+    const [, unsent] = log.of("authorized");
+    assert.equal(unsent?.firstRequest, true);
+    assert.equal((await own.reservation(unsent!.paymentId))?.status, "released");
+  });
+
+  test("refuses an offer whose authorization would stay valid longer than maxTimeoutSeconds, before signing", async () => {
+    const tenYears = 10 * 365 * 24 * 3600;
+    const seller = await dishonestSeller({ maxTimeoutSeconds: tenYears });
+    const log = eventLog();
+    const payingFetch = buyerFetch(2, { onEvent: log.onEvent });
+    await assert.rejects(chat(payingFetch, seller.url), (error: unknown) => {
+      assert.ok(isTollgateError(error, "TOLLGATE_POLICY_REFUSED"), String(error));
+      assert.equal(error.details.rule, "maxTimeoutSeconds");
+      assert.equal(error.details.limitSeconds, 3600);
+      assert.equal(error.details.askedSeconds, tenYears);
+      return true;
+    });
+    // A provider's own, shorter limit refuses what the global one allows.
+    const usual = await startDishonestSeller({
+      facilitator,
+      asset: devnet.contracts.usdc,
+      payTo: devnet.accounts.payTo.address,
+      prices,
+      usage,
+    });
+    closers.push(usual.close);
+    const perProvider = buyerFetch(2, {
+      onEvent: log.onEvent,
+      policy: { providers: { [usual.url]: { maxTimeoutSeconds: 60 } } },
+    });
+    await assert.rejects(chat(perProvider, usual.url), (error: unknown) => {
+      assert.ok(isTollgateError(error, "TOLLGATE_POLICY_REFUSED"), String(error));
+      assert.equal(error.details.rule, "providers.maxTimeoutSeconds");
+      assert.equal(error.details.askedSeconds, 120);
+      return true;
+    });
+    assert.equal(log.of("authorized").length, 0, "nothing signed");
+    assert.equal(seller.settled.length + usual.settled.length, 0);
   });
 });

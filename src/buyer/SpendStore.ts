@@ -68,8 +68,15 @@ export type StoredReceipts = {
 /**
  * `above_receipts`: a channel's seller states a charged total its own receipts and the vouchers
  * still waiting for one do not add up to (it told the buyer less than it took).
+ * `misstated_charge`: a receipt states another charge than the one that moved (an exact payment
+ * moves its signed price).
  */
-export type DisputeReason = "above_usage" | "above_maximum" | "usage_above_bound" | "above_receipts";
+export type DisputeReason =
+  | "above_usage"
+  | "above_maximum"
+  | "usage_above_bound"
+  | "above_receipts"
+  | "misstated_charge";
 
 export type RecordDisputeInput = {
   reservationId: string;
@@ -178,7 +185,10 @@ export interface SpendStore {
       channelBaseAtomic?: bigint | undefined;
     },
   ): Promise<void>;
-  /** Reconciles a reservation to the settled charge (from a receipt). */
+  /**
+   * Reconciles a reservation to the settled charge (from a receipt); it counts against the caps at
+   * most the signed maximum, which is all that can move.
+   */
   settle(id: string, settlement: { chargedAtomic: bigint; transaction?: string | undefined }): Promise<void>;
   /** Keeps the seller's signed receipts with the reservation. */
   recordReceipts(id: string, receipts: StoredReceipts): Promise<void>;

@@ -7,7 +7,10 @@ export type CheckOfferParameters = {
   policy: SpendingPolicy;
   /** The provider (URL origin) asking to be paid. */
   origin: string;
-  offer: Pick<PaymentRequirements, "scheme" | "network" | "asset" | "payTo">;
+  /** The offer; its `maxTimeoutSeconds`, when given, is checked against the policy's. */
+  offer: Pick<PaymentRequirements, "scheme" | "network" | "asset" | "payTo"> & {
+    maxTimeoutSeconds?: number | undefined;
+  };
   /** The maximum the buyer would authorize (upto) or the price (exact), in atomic units. */
   askedAtomic: bigint;
   /** The buyer's own estimate of the maximum at the quoted prices, when it has one. */
@@ -21,9 +24,10 @@ const SUPPORTED_SCHEMES = new Set(["upto", "exact", "batch-settlement"]);
 const RATIO_SCALE = 1000n;
 
 /**
- * The rules that need no state: network, asset, recipient, per-call caps and the ratio of the
- * maximum to the expected cost. Daily caps are checked by the spend store, atomically with the
- * reservation; `confirmAbove` by the caller. Answers the first rule that refuses, or undefined.
+ * The rules that need no state: network, asset, recipient, how long the authorization stays
+ * valid, per-call caps and the ratio of the maximum to the expected cost. Daily caps are checked
+ * by the spend store, atomically with the reservation; `confirmAbove` by the caller. Answers the
+ * first rule that refuses, or undefined.
  */
 export function checkOffer({
   policy,
@@ -71,6 +75,22 @@ export function checkOffer({
       origin,
       payTo: offer.payTo,
     };
+  }
+  const timeouts: Array<[PolicyRefusal["rule"], number | undefined]> = [
+    ["maxTimeoutSeconds", policy.maxTimeoutSeconds],
+    ["providers.maxTimeoutSeconds", provider?.maxTimeoutSeconds],
+  ];
+  const askedSeconds = offer.maxTimeoutSeconds;
+  for (const [rule, limitSeconds] of timeouts) {
+    if (limitSeconds !== undefined && askedSeconds !== undefined && askedSeconds > limitSeconds) {
+      return {
+        rule,
+        message: `${origin} asks for an authorization valid ${askedSeconds} s, above the policy's ${rule} of ${limitSeconds} s`,
+        limitSeconds,
+        askedSeconds,
+        origin,
+      };
+    }
   }
   const caps: Array<[PolicyRefusal["rule"], bigint | undefined]> = [
     ["perCall", policy.perCall],

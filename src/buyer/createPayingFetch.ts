@@ -149,20 +149,26 @@ export function createPayingFetch(parameters: CreatePayingFetchParameters): Payi
     // A reset before any response is almost always a kept-alive connection the seller had just
     // closed; the request is sent once more. That is safe for the payment too: the same
     // authorization settles at most once, and a seller that saw it refuses the replay.
-    const send = (paymentHeader?: string) =>
+    // `onReset` hears of the reset: that attempt had connected, so the seller may have the request.
+    const send = (paymentHeader?: string, onReset?: () => void) =>
       sendOnce(paymentHeader).catch((error: unknown) => {
-        if (connectionReset(error)) return sendOnce(paymentHeader);
-        throw error;
+        if (!connectionReset(error)) throw error;
+        onReset?.();
+        return sendOnce(paymentHeader);
       });
 
     const sendPaid = async (attempt: Awaited<ReturnType<typeof authorizePayment>>) => {
       const sentAt = performance.now();
       let response: Response;
+      let connected = false;
       try {
-        response = await send(attempt.header);
+        response = await send(attempt.header, () => {
+          connected = true;
+        });
       } catch (error) {
         const spend = await store();
-        if (neverConnected(error)) {
+        // Released only when no attempt can have delivered the authorization.
+        if (!connected && neverConnected(error)) {
           await spend.release(attempt.paymentId, `not delivered: ${(error as Error).message}`);
           emit({ type: "released", paymentId: attempt.paymentId, origin, reason: "not delivered" });
         } else {
@@ -221,7 +227,8 @@ export function createPayingFetch(parameters: CreatePayingFetchParameters): Payi
         firstRequest: true,
       });
       response = await sendPaid(attempt);
-      // A 402 anyway (prices changed, a larger maximum): fall through to the usual flow.
+      // A 402 anyway (prices changed, a larger maximum): fall through to the usual flow. The seller
+      // holds the first authorization, which stays reserved beside the next one.
       if (response.status !== 402) return response;
     }
 
@@ -361,7 +368,7 @@ function connectionReset(error: unknown): boolean {
   return code === "ECONNRESET" || code === "EPIPE" || code === "UND_ERR_SOCKET";
 }
 
-/** True when the request certainly never reached the seller (so the authorization never left). */
+/** True when this attempt certainly never reached the seller (it could not connect). */
 function neverConnected(error: unknown): boolean {
   const code = (error as { cause?: { code?: unknown } })?.cause?.code;
   return code === "ECONNREFUSED" || code === "ENOTFOUND" || code === "EAI_AGAIN";

@@ -50,10 +50,11 @@ export async function createSpendStore({
     status: ReservationStatus,
     set: { countedAtomic?: bigint; chargedAtomic?: bigint; transaction?: string | undefined; note?: string },
   ): Promise<void> {
+    // No more than the signed maximum can move on chain: a charge stated above it counts as the maximum.
     await sql.query(
       `UPDATE spend_reservations
           SET status = $2,
-              counted_atomic = COALESCE($3::numeric, counted_atomic),
+              counted_atomic = LEAST(COALESCE($3::numeric, counted_atomic), max_atomic),
               charged_atomic = COALESCE($4::numeric, charged_atomic),
               transaction = COALESCE($5, transaction),
               note = COALESCE($6, note),

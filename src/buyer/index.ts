@@ -7,6 +7,7 @@ export {
   type PaymentContext,
 } from "./authorizePayment.js";
 export type { BuyerEvent, BuyerEventListener, ReportedUsage } from "./BuyerEvent.js";
+export { bookedChargeOf, statedChargeOf } from "./bookedChargeOf.js";
 export { type CheckOfferParameters, checkOffer } from "./checkOffer.js";
 export {
   type ChooseProviderParameters,

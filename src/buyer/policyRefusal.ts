@@ -11,6 +11,8 @@ export type PolicyRule =
   | "providers.perCall"
   | "providers.daily"
   | "providers.payTo"
+  | "maxTimeoutSeconds"
+  | "providers.maxTimeoutSeconds"
   | "maxOverExpected"
   | "maxDeposit"
   | "providers.maxDeposit"

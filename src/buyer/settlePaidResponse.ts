@@ -8,6 +8,7 @@ import {
 } from "../protocol/index.js";
 import type { PaidReceipt, PaymentAttempt, PaymentContext } from "./authorizePayment.js";
 import type { ReportedUsage } from "./BuyerEvent.js";
+import { bookedChargeOf, statedChargeOf } from "./bookedChargeOf.js";
 import { checkSellerReceipts } from "./checkSellerReceipts.js";
 import { reportedUsageOf } from "./reportedUsage.js";
 import { tapResponseBody } from "./tapResponseBody.js";
@@ -18,7 +19,10 @@ export type ReadReceipt = {
   source: "header" | "stream" | "mcp";
   success: boolean;
   errorReason: string | undefined;
+  /** What is booked as charged (`bookedChargeOf`). */
   chargedAtomic: bigint;
+  /** What the receipt states was charged, when it says. */
+  statedAtomic: bigint | undefined;
   transaction: string;
   network: string;
   payer: string | undefined;
@@ -30,9 +34,12 @@ export type ReadReceipt = {
 
 /**
  * Books what a paid request came to and hands back the response with its body untouched:
- * - 402: the seller refused the authorization; the reservation is released;
- * - a `PAYMENT-RESPONSE` header: reconciled to its amount now; a JSON body's `usage` is checked
- *   against the charge once the body has been read;
+ * - 402: the seller says it refused the authorization, yet holds it and can settle it until its
+ *   deadline: the maximum stays reserved, as with no receipt (a refused channel voucher is
+ *   released: the channel's later state says what was charged);
+ * - a `PAYMENT-RESPONSE` header: reconciled to its charge now (`bookedChargeOf`), or, saying the
+ *   settlement failed, left reserved at the maximum (the seller may still complete it before the
+ *   deadline); a JSON body's `usage` is checked against the charge once the body has been read;
  * - an event stream: tapped for the receipt event, reconciled and checked when it passes;
  * - no receipt at all (none sent, or the stream stopped before it): the maximum stays reserved
  *   until the authorization's deadline, or for a channel voucher until the channel's later state
@@ -49,8 +56,13 @@ export async function settlePaidResponse(
   const { paymentId, origin } = attempt;
   if (response.status === 402) {
     const reason = `seller refused the payment (HTTP 402${await refusalReason(response)})`;
-    await store.release(paymentId, reason);
-    context.emit({ type: "released", paymentId, origin, reason });
+    if (attempt.choice.offer.scheme === "batch-settlement") {
+      await store.release(paymentId, reason);
+      context.emit({ type: "released", paymentId, origin, reason });
+    } else {
+      await store.note(paymentId, `${reason}; it can still settle the authorization until its deadline`);
+      context.emit({ type: "unreceipted", paymentId, origin, reason });
+    }
     return response;
   }
 
@@ -87,11 +99,13 @@ export async function settlePaidResponse(
   let headerBooked: ReadReceipt | undefined;
   if (headerReceipt?.ok) {
     const settled = headerReceipt.settleResponse;
+    const statedAtomic = statedChargeOf(settled, attempt.choice.offer);
     headerBooked = {
       source: "header",
       success: settled.success,
       errorReason: settled.errorReason,
-      chargedAtomic: settled.success ? chargedAtomicOf(settled, attempt.choice.offer) : 0n,
+      chargedAtomic: settled.success ? bookedChargeOf(attempt.choice.offer, statedAtomic) : 0n,
+      statedAtomic,
       transaction: settled.transaction,
       network: settled.network,
       payer: settled.payer,
@@ -120,7 +134,7 @@ export async function settlePaidResponse(
       onSseData(data) {
         const parsed = parseReceiptEvent(data);
         if (parsed.ok && !streamBooking) {
-          streamBooking = book(streamReceiptOf(parsed.receipt));
+          streamBooking = book(streamReceiptOf(parsed.receipt, attempt.choice.offer));
           track(streamBooking);
         } else reportedUsage ??= usageOf(safeJson(data));
       },
@@ -146,10 +160,12 @@ export async function settlePaidResponse(
     await book(headerBooked);
     return response;
   }
-  // Reconcile now; check the charge against the body's usage once the caller has read it.
+  // Reconcile now; check the charge against the body's usage once the caller has read it. A failed
+  // settlement is booked by `recordReceipt` alone: the maximum stays reserved.
   const receipt = headerBooked;
   await seen(receipt);
-  await store.settle(paymentId, { chargedAtomic: receipt.chargedAtomic, transaction: receipt.transaction });
+  if (receipt.success)
+    await store.settle(paymentId, { chargedAtomic: receipt.chargedAtomic, transaction: receipt.transaction });
   const body = tapResponseBody(response.body, {
     mode: "json",
     onJson(text) {
@@ -202,6 +218,7 @@ export async function recordReceipt(context: PaymentContext, attempt: PaymentAtt
   if (!receipt.success) return;
   const verdict = verifyCharge({
     chargedAtomic: receipt.chargedAtomic,
+    statedAtomic: receipt.statedAtomic,
     maxAtomic,
     usage,
     price: choice.price,
@@ -222,6 +239,7 @@ export async function recordReceipt(context: PaymentContext, attempt: PaymentAtt
       usage,
       url,
       source: receipt.source,
+      ...(receipt.statedAtomic !== undefined ? { statedAtomic: receipt.statedAtomic } : {}),
       // The seller's signed statement of what it charged and why: evidence anyone can verify.
       ...(signed.stored ? { sellerStatement: signed.stored } : {}),
     },
@@ -241,23 +259,7 @@ export async function recordReceipt(context: PaymentContext, attempt: PaymentAtt
   });
 }
 
-/**
- * What a settlement response says was charged: upto's `amount`; exact's price; a channel's
- * `extra.chargedAmount` (its `amount` is a deposit's, or empty for a voucher), or the request's
- * maximum when the seller does not say.
- */
-function chargedAtomicOf(
-  settled: { amount?: string | undefined; extra?: Record<string, unknown> | undefined },
-  offer: { scheme: string; amount: string },
-): bigint {
-  if (offer.scheme === "batch-settlement") {
-    const charged = settled.extra?.chargedAmount;
-    return typeof charged === "string" && /^[0-9]+$/.test(charged) ? BigInt(charged) : BigInt(offer.amount);
-  }
-  return BigInt(settled.amount || offer.amount);
-}
-
-function streamReceiptOf(receipt: StreamReceipt): ReadReceipt {
+function streamReceiptOf(receipt: StreamReceipt, offer: { scheme: string; amount: string }): ReadReceipt {
   // A channel's receipt event carries the channel's state after the charge (`channel`).
   const { extra, channel } = receipt as { extra?: unknown; channel?: unknown };
   const channelState = typeof channel === "object" && channel !== null ? channel : undefined;
@@ -265,7 +267,8 @@ function streamReceiptOf(receipt: StreamReceipt): ReadReceipt {
     source: "stream",
     success: receipt.success,
     errorReason: receipt.errorReason,
-    chargedAtomic: BigInt(receipt.amount),
+    chargedAtomic: receipt.success ? bookedChargeOf(offer, BigInt(receipt.amount)) : 0n,
+    statedAtomic: BigInt(receipt.amount),
     transaction: receipt.transaction,
     network: receipt.network,
     payer: receipt.payer,

@@ -41,6 +41,9 @@ assets: ["0x3c499c542cEF5E3811e1192ce70d8cC03d5c3359"]
       [{ daily: "0.05" }, "daily"],
       [{ providers: { "https://a.example": { daily: -1 } } }, "providers"],
       [{ maxOverExpected: 0 }, "maxOverExpected"],
+      [{ maxTimeoutSeconds: 0 }, "maxTimeoutSeconds"],
+      [{ maxTimeoutSeconds: 1.5 }, "maxTimeoutSeconds"],
+      [{ providers: { "https://a.example": { maxTimeoutSeconds: "1h" } } }, "providers"],
     ] as const) {
       if (field === undefined) {
         assert.equal(parseSpendingPolicy(input).daily, 5n, "a bare integer is atomic units");
@@ -99,6 +102,39 @@ describe("checkOffer", () => {
       )?.rule,
       "providers.payTo",
     );
+  });
+
+  test("refuses an authorization valid longer than maxTimeoutSeconds (default an hour), globally and per provider", () => {
+    const checkTimeout = (
+      policyInput: Parameters<typeof parseSpendingPolicy>[0],
+      maxTimeoutSeconds: number,
+    ) =>
+      checkOffer({
+        policy: parseSpendingPolicy(policyInput),
+        origin: "https://api.example.com",
+        offer: { ...offer, maxTimeoutSeconds },
+        askedAtomic: 1n,
+      });
+    assert.equal(parseSpendingPolicy({}).maxTimeoutSeconds, 3600);
+    assert.equal(checkTimeout({}, 3600), undefined);
+    assert.deepEqual(
+      { ...checkTimeout({}, 3601), message: "" },
+      {
+        rule: "maxTimeoutSeconds",
+        limitSeconds: 3600,
+        askedSeconds: 3601,
+        origin: "https://api.example.com",
+        message: "",
+      },
+    );
+    assert.match(
+      checkTimeout({}, 315_360_000)?.message ?? "",
+      /valid 315360000 s, above the policy's maxTimeoutSeconds of 3600 s/,
+    );
+    assert.equal(checkTimeout({ maxTimeoutSeconds: 86_400 }, 86_400), undefined);
+    const provider = { providers: { "https://api.example.com/v1": { maxTimeoutSeconds: 60 } } };
+    assert.equal(checkTimeout(provider, 60), undefined);
+    assert.equal(checkTimeout(provider, 61)?.rule, "providers.maxTimeoutSeconds");
   });
 
   test("maxOverExpected compares exactly, fractions included", () => {

@@ -22,6 +22,9 @@ const originSchema = z.string().transform((value, ctx) => {
   }
 });
 
+/** Seconds an authorization may stay valid (an offer's `maxTimeoutSeconds`). */
+const timeoutSecondsSchema = z.number().int().positive();
+
 const providerPolicySchema = z.strictObject({
   /** Largest maximum to authorize for one request to this provider. */
   perCall: moneySchema.optional(),
@@ -31,6 +34,8 @@ const providerPolicySchema = z.strictObject({
   payTo: z.array(addressSchema).optional(),
   /** Largest deposit (or top-up) into one channel with this provider. */
   maxDeposit: moneySchema.optional(),
+  /** Refuse an offer of this provider whose authorization would stay valid longer than this (seconds). */
+  maxTimeoutSeconds: timeoutSecondsSchema.optional(),
 });
 
 /** The spending policy, validated; every amount is in the asset's atomic units. */
@@ -62,6 +67,11 @@ export const spendingPolicySchema = z.strictObject({
    * and exact; `fallback` only for a wallet without Permit2 allowance; `never`.
    */
   channels: z.enum(["prefer", "fallback", "never"]).default("prefer"),
+  /**
+   * Refuse an offer whose authorization would stay valid longer than this (its `maxTimeoutSeconds`,
+   * in seconds): the seller could settle it until then. Default 3600.
+   */
+  maxTimeoutSeconds: timeoutSecondsSchema.default(3600),
   /** Refuse a maximum above this multiple of the expected cost (e.g. 3). */
   maxOverExpected: z.number().positive().optional(),
   /** Ask a person before authorizing a maximum above this. */

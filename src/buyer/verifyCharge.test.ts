@@ -41,6 +41,14 @@ describe("verifyCharge", () => {
     assert.equal(!verdict.ok && verdict.reason, "above_maximum");
   });
 
+  test("flags a receipt that states another charge than the one that moved, above or below", () => {
+    for (const statedAtomic of [0n, 999n, 1_001n]) {
+      const verdict = verifyCharge({ chargedAtomic: 1_000n, statedAtomic, maxAtomic: 1_000n });
+      assert.equal(!verdict.ok && verdict.reason, "misstated_charge", `stated ${statedAtomic}`);
+    }
+    assert.ok(verifyCharge({ chargedAtomic: 1_000n, statedAtomic: 1_000n, maxAtomic: 1_000n }).ok);
+  });
+
   test("accepts the output of every completion the buyer asked for (n × the limit)", () => {
     const usage = { promptTokens: 500, completionTokens: 5 * 200 };
     const charged = costAtomic(usage, { ...price, maxOutputTokens: 1 });

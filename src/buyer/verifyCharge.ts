@@ -10,6 +10,8 @@ import type { DisputeReason } from "./SpendStore.js";
 
 export type VerifyChargeParameters = {
   chargedAtomic: bigint;
+  /** What the receipt states was charged, when it says: an exact payment moves its price whatever this is. */
+  statedAtomic?: bigint | undefined;
   /** The maximum the buyer signed. */
   maxAtomic: bigint;
   /** The usage the seller reported (receipt or response body). */
@@ -26,13 +28,15 @@ export type VerifyChargeReturnType =
 
 /**
  * Trust, but verify: recomputes what the usage justifies at the quoted prices (rounded up, as
- * `costAtomic` does) and flags a charge above it, or above the signed maximum. Reported usage
+ * `costAtomic` does) and flags a charge above it, or above the signed maximum, and a receipt that
+ * states another charge than the one that moved (`misstated_charge`). Reported usage
  * beyond the buyer's own bounds (its prompt bound, its output limit × completions) is not believed: the
  * justified charge uses the bounded usage, and a charge only the inflated usage explains is
  * flagged as `usage_above_bound`.
  */
 export function verifyCharge({
   chargedAtomic,
+  statedAtomic,
   maxAtomic,
   usage,
   price,
@@ -50,6 +54,14 @@ export function verifyCharge({
           price,
         )
       : reported;
+  if (statedAtomic !== undefined && statedAtomic !== chargedAtomic) {
+    return {
+      ok: false,
+      reason: "misstated_charge",
+      justifiedAtomic: bounded,
+      message: `the receipt states ${statedAtomic} charged where the payment moved ${chargedAtomic}`,
+    };
+  }
   if (chargedAtomic > maxAtomic) {
     return {
       ok: false,

@@ -3,12 +3,14 @@ import type { CallToolResult } from "@modelcontextprotocol/sdk/types.js";
 import {
   authorizePayment,
   type BuyerPaymentOptions,
+  bookedChargeOf,
   createPaymentContext,
   policyRefusedError,
   providerOrigin,
   recordReceipt,
   type SpendStore,
   selectOffer,
+  statedChargeOf,
 } from "../buyer/index.js";
 import type { SettleResponse } from "../protocol/index.js";
 import {
@@ -121,12 +123,13 @@ export function createMcpToolPayer(parameters: CreateMcpToolPayerParameters): Mc
     }
     const settlement = readPaymentResponseMeta(paid);
     if (settlement) {
+      const statedAtomic = statedChargeOf(settlement, attempt.choice.offer);
       await recordReceipt(context, attempt, {
         source: "mcp",
         success: settlement.success,
         errorReason: settlement.errorReason,
-        // exact settles the whole price; upto says what it charged.
-        chargedAtomic: settlement.success ? BigInt(settlement.amount || attempt.choice.offer.amount) : 0n,
+        chargedAtomic: settlement.success ? bookedChargeOf(attempt.choice.offer, statedAtomic) : 0n,
+        statedAtomic,
         transaction: settlement.transaction,
         network: settlement.network,
         payer: settlement.payer,
@@ -134,13 +137,13 @@ export function createMcpToolPayer(parameters: CreateMcpToolPayerParameters): Mc
         extra: settlement.extra,
         extensions: settlement.extensions,
       });
-    } else if (readPaymentRequiredResult(paid)) {
-      const refusal = readPaymentRequiredResult(paid)?.error ?? "no reason given";
-      const reason = `the tool refused the payment: ${refusal.slice(0, 300)}`;
-      await spend.release(attempt.paymentId, reason);
-      emit({ type: "released", paymentId: attempt.paymentId, origin, reason });
     } else {
-      const reason = "the paid tool call returned no settlement";
+      // No settlement: the maximum stays reserved until the deadline. A tool that says it refused
+      // the payment holds the signed authorization all the same.
+      const refusal = readPaymentRequiredResult(paid);
+      const reason = refusal
+        ? `the tool refused the payment: ${(refusal.error ?? "no reason given").slice(0, 300)}`
+        : "the paid tool call returned no settlement";
       await spend.note(attempt.paymentId, reason);
       emit({ type: "unreceipted", paymentId: attempt.paymentId, origin, reason });
     }
