@@ -34,6 +34,25 @@ assets: ["0x3c499c542cEF5E3811e1192ce70d8cC03d5c3359"]
     assert.equal(policy.providers["https://api.example.com"]?.daily, 1_000_000n);
   });
 
+  test("an MCP tool server's key (mcp://name) is its own provider, so its payTo list and caps apply to it", () => {
+    const policy = parseSpendingPolicy({
+      providers: { "mcp://weather-tools": { perCall: "$0.01", payTo: [`0x${"11".repeat(20)}`] } },
+    });
+    assert.deepEqual(Object.keys(policy.providers), ["mcp://weather-tools"]);
+    const refusal = checkOffer({
+      policy,
+      origin: "mcp://weather-tools",
+      offer: {
+        scheme: "exact",
+        network: "eip155:8453",
+        asset: `0x${"33".repeat(20)}`,
+        payTo: `0x${"22".repeat(20)}`,
+      },
+      askedAtomic: 1_000_000n,
+    });
+    assert.equal(refusal?.rule, "providers.payTo");
+  });
+
   test("refuses an unknown key or a bad amount, naming the field", () => {
     for (const [input, field] of [
       [{ perCal: "$1" }, "(policy)"],

@@ -132,7 +132,11 @@ export function parseSpendingPolicyYaml(text: string): SpendingPolicy {
   return parseSpendingPolicy(value);
 }
 
-/** The provider key of a URL: its origin (`scheme://host:port`). */
+/**
+ * The provider key of a URL: its origin (`scheme://host:port`); for a scheme without origins, such as
+ * the `mcp://name` of a tool server, its scheme and host.
+ */
 export function providerOrigin(url: string | URL): string {
-  return new URL(url).origin;
+  const parsed = new URL(url);
+  return parsed.origin !== "null" ? parsed.origin : `${parsed.protocol}//${parsed.host}`;
 }

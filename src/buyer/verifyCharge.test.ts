@@ -41,6 +41,23 @@ describe("verifyCharge", () => {
     assert.equal(!verdict.ok && verdict.reason, "above_maximum");
   });
 
+  test("with no usage reported, flags a charge above what the buyer's own bounds cost, and only that", () => {
+    const bounds = { ...estimate, expectedMaxAtomic: 240n };
+    const at = (chargedAtomic: bigint) =>
+      verifyCharge({ chargedAtomic, maxAtomic: 1_000n, price, estimate: bounds });
+    assert.equal(at(240n).ok, true);
+    const above = at(241n);
+    assert.deepEqual(
+      { ok: above.ok, reason: !above.ok && above.reason, justified: above.justifiedAtomic },
+      { ok: false, reason: "usage_above_bound", justified: 240n },
+    );
+    assert.equal(
+      verifyCharge({ chargedAtomic: 241n, maxAtomic: 1_000n }).ok,
+      true,
+      "no prices: nothing to hold it to",
+    );
+  });
+
   test("flags a receipt that states another charge than the one that moved, above or below", () => {
     for (const statedAtomic of [0n, 999n, 1_001n]) {
       const verdict = verifyCharge({ chargedAtomic: 1_000n, statedAtomic, maxAtomic: 1_000n });

@@ -32,7 +32,8 @@ export type VerifyChargeReturnType =
  * states another charge than the one that moved (`misstated_charge`). Reported usage
  * beyond the buyer's own bounds (its prompt bound, its output limit × completions) is not believed: the
  * justified charge uses the bounded usage, and a charge only the inflated usage explains is
- * flagged as `usage_above_bound`.
+ * flagged as `usage_above_bound`, as is a charge reported with no usage above what the buyer's own
+ * bounds cost at the quoted prices (`expectedMaxAtomic`).
  */
 export function verifyCharge({
   chargedAtomic,
@@ -84,6 +85,15 @@ export function verifyCharge({
       reason: "usage_above_bound",
       justifiedAtomic: bounded,
       message: `charged ${chargedAtomic} for usage above the buyer's own bounds (justified: ${bounded})`,
+    };
+  }
+  // With no usage to check, the charge is still held to what the buyer's own bounds cost at the quoted prices.
+  if (!usage && price && estimate && chargedAtomic > estimate.expectedMaxAtomic) {
+    return {
+      ok: false,
+      reason: "usage_above_bound",
+      justifiedAtomic: estimate.expectedMaxAtomic,
+      message: `charged ${chargedAtomic} with no usage reported, above what the buyer's own bounds cost (${estimate.expectedMaxAtomic})`,
     };
   }
   return { ok: true, justifiedAtomic: bounded };
