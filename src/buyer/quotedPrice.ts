@@ -209,7 +209,8 @@ export type OtherUnitBounds = {
 /**
  * The reported usage held within the buyer's own bounds: prompt units (input, cached, cache writes) at
  * most the prompt bound, output units (output, then reasoning) at most the output bound, images
- * at most those asked for, `compute_ms` at most the time bound, one request; cache writes a request
+ * at most those asked for (none but for an image request), `compute_ms` at most the time bound (none
+ * where it is not priced), no output bytes, one request; cache writes a request
  * that asked for no caching is said to owe are read as input tokens.
  */
 export function boundedUsage(
@@ -240,10 +241,11 @@ export function boundedUsage(
   };
   clamp(["input_tokens", "cached_input_tokens", "cache_write_input_tokens"], promptTokenBound);
   clamp(["output_tokens", "reasoning_tokens"], outputTokenBound);
-  if (others.images !== undefined && units.images !== undefined)
-    units.images = Math.min(units.images, others.images);
-  if (others.computeMs !== undefined && units.compute_ms !== undefined)
-    units.compute_ms = Math.min(units.compute_ms, others.computeMs);
+  // A unit the request cannot use is justified at none: images only for an image request, backend
+  // time only where it is priced, output bytes never (no route meters them).
+  if (units.images !== undefined) units.images = Math.min(units.images, others.images ?? 0);
+  if (units.compute_ms !== undefined) units.compute_ms = Math.min(units.compute_ms, others.computeMs ?? 0);
+  if (units.output_bytes !== undefined) units.output_bytes = 0;
   return { ...bounded, units };
 }
 

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { costAtomic } from "../pricing/index.js";
+import { justifiedChargeAtomic } from "./quotedPrice.js";
 import { tapResponseBody } from "./tapResponseBody.js";
 import { verifyCharge } from "./verifyCharge.js";
 
@@ -56,6 +57,33 @@ describe("verifyCharge", () => {
       true,
       "no prices: nothing to hold it to",
     );
+  });
+
+  test("justifies no unit a chat request cannot use: images and output bytes in its usage are flagged", () => {
+    const unitPrice = {
+      ...price,
+      units: { input_tokens: 150_000n, output_tokens: 600_000n, images: 4_000n, output_bytes: 1_000_000n },
+    };
+    const tokens = { input_tokens: 3, output_tokens: 1 };
+    const honest = justifiedChargeAtomic({ promptTokens: 3, completionTokens: 1, units: tokens }, unitPrice);
+    const extras: Array<Record<string, number>> = [{ images: 5 }, { output_bytes: 200_000 }];
+    for (const extra of extras) {
+      const usage = { promptTokens: 3, completionTokens: 1, units: { ...tokens, ...extra } };
+      const charged = justifiedChargeAtomic(usage, unitPrice);
+      assert.ok(charged > honest, `${JSON.stringify(extra)}: ${charged} vs ${honest}`);
+      const verdict = verifyCharge({
+        chargedAtomic: charged,
+        maxAtomic: 1_000_000n,
+        usage,
+        price: unitPrice,
+        estimate,
+      });
+      assert.deepEqual(
+        { ok: verdict.ok, reason: !verdict.ok && verdict.reason, justified: verdict.justifiedAtomic },
+        { ok: false, reason: "usage_above_bound", justified: honest },
+        `${JSON.stringify(extra)}: ${JSON.stringify(verdict, (_k, v) => (typeof v === "bigint" ? `${v}` : v))}`,
+      );
+    }
   });
 
   test("flags a receipt that states another charge than the one that moved, above or below", () => {
