@@ -301,6 +301,18 @@ async function paymentHeaderFor(port: number, body: string): Promise<string> {
   return paymentHeaderFrom(quoted);
 }
 
+/** A paid request to `port` the buyer can give up on (`gone.abort()`); `answer` is its response, or the error. */
+function abandonablePaidRequest(port: number, paidBody: string, header: string) {
+  const gone = new AbortController();
+  const answer = fetch(`http://127.0.0.1:${port}/v1/chat/completions`, {
+    method: "POST",
+    headers: { "content-type": "application/json", "payment-signature": header },
+    body: paidBody,
+    signal: gone.signal,
+  }).catch((error: unknown) => error);
+  return { gone, answer };
+}
+
 /** The payment header the official client (buyer 1) signs for a 402. */
 async function paymentHeaderFrom(quoted: Response): Promise<string> {
   assert.equal(quoted.status, 402);
@@ -366,13 +378,7 @@ describe("the Express adapter when the buyer leaves early", () => {
     const paidBody = body(true, 64);
     const header = await paymentHeaderFor(port, paidBody);
     const lastIdBefore = await lastPaymentId();
-    const gone = new AbortController();
-    const answer = fetch(`http://127.0.0.1:${port}/v1/chat/completions`, {
-      method: "POST",
-      headers: { "content-type": "application/json", "payment-signature": header },
-      body: paidBody,
-      signal: gone.signal,
-    }).catch((error: unknown) => error);
+    const { gone, answer } = abandonablePaidRequest(port, paidBody, header);
     const giveUpAt = Date.now() + 10_000;
     while (!declared && Date.now() < giveUpAt) await new Promise((resolve) => setTimeout(resolve, 20));
     assert.ok(declared, "the handler declared its stream");
@@ -483,13 +489,7 @@ describe("the Express adapter at the request's time bound", () => {
     const jsonBody = body(false, 16);
     const header = await paymentHeaderFor(port, jsonBody);
     const lastIdBefore = await lastPaymentId();
-    const gone = new AbortController();
-    const answer = fetch(`http://127.0.0.1:${port}/v1/chat/completions`, {
-      method: "POST",
-      headers: { "content-type": "application/json", "payment-signature": header },
-      body: jsonBody,
-      signal: gone.signal,
-    }).catch((error: unknown) => error);
+    const { gone, answer } = abandonablePaidRequest(port, jsonBody, header);
     const giveUpAt = Date.now() + 10_000;
     while (backend.inferenceRequests.length === 0 && Date.now() < giveUpAt)
       await new Promise((resolve) => setTimeout(resolve, 20));
