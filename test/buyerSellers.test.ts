@@ -303,6 +303,75 @@ describe("a seller that misreports or keeps a payment", () => {
     assert.equal(log.of("overcharge")[0]?.reason, "above_maximum");
   });
 
+  test("with an RPC, an upto receipt that states less than its transaction moved is booked at what moved, and flagged", async () => {
+    // The seller takes 500 more than the usage costs on chain, and its receipt states the honest charge.
+    const seller = await dishonestSeller({ overchargeAtomic: 500n, statedChargeAtomic: honestCharge });
+    const buyer = devnet.accounts.buyers[2]!;
+    for (const stream of [false, true]) {
+      for (const rpcUrl of [undefined, devnet.rpcUrl]) {
+        const own = await ownStore();
+        const log = eventLog();
+        const payingFetch = buyerFetch(2, { store: own, onEvent: log.onEvent, rpcUrl });
+        const balanceBefore = await devnet.usdcBalance(buyer.address);
+        await (await chat(payingFetch, seller.url, { stream })).text();
+        await payingFetch.idle();
+
+        const taken = balanceBefore - (await devnet.usdcBalance(buyer.address));
+        assert.equal(taken, honestCharge + 500n, "the seller took 500 more than it stated");
+        const [receipt] = log.of("receipt");
+        assert.equal(receipt?.chargedAtomic, honestCharge, "the receipt states the honest charge");
+        const row = await own.reservation(receipt!.paymentId);
+        const day = await own.daySpend();
+        if (!rpcUrl) {
+          // Without a chain to read, the receipt's word is all the buyer has.
+          assert.equal(row?.countedAtomic, honestCharge);
+          assert.equal(log.of("overcharge").length, 0);
+          continue;
+        }
+        assert.equal(row?.status, "settled");
+        assert.equal(row?.countedAtomic, taken, `what moved counts against the caps (stream ${stream})`);
+        assert.equal(day.countedAtomic, taken);
+        const [overcharge] = log.of("overcharge");
+        assert.equal(overcharge?.reason, "misstated_charge");
+        assert.equal(overcharge?.chargedAtomic, taken);
+        assert.equal(overcharge?.justifiedAtomic, honestCharge);
+        const [dispute] = await own.disputes({ status: "open" });
+        assert.equal(dispute?.reason, "misstated_charge");
+        assert.equal(dispute?.chargedAtomic, taken);
+        assert.equal(dispute?.transaction, seller.settled.at(-1)?.transaction);
+      }
+    }
+  });
+
+  test("with an RPC, an upto receipt naming no transaction that moved it keeps the maximum reserved until the deadline, then the chain decides", async () => {
+    // The seller settles the honest charge, then states a zero charge with no transaction (as for
+    // a charge of nothing), or names the transaction of an earlier payment of the same buyer to it.
+    let earlier: string | undefined;
+    for (const reuse of [false, true]) {
+      const statedTransaction = reuse ? earlier : "";
+      assert.ok(statedTransaction !== undefined, "the first round settled a payment");
+      const seller = await dishonestSeller({ statedChargeAtomic: 0n, statedTransaction });
+      const own = await ownStore();
+      const log = eventLog();
+      const payingFetch = buyerFetch(2, { store: own, onEvent: log.onEvent, rpcUrl: devnet.rpcUrl });
+      await (await chat(payingFetch, seller.url)).json();
+      await payingFetch.idle();
+
+      const [receipt] = log.of("receipt");
+      assert.equal(receipt?.chargedAtomic, 0n);
+      const row = await own.reservation(receipt!.paymentId);
+      assert.equal(row?.status, "reserved", "the seller can still settle the authorization");
+      assert.equal(row?.countedAtomic, receipt!.maxAtomic);
+      assert.match(row?.note ?? "", /stays reserved at its maximum until its deadline/);
+      assert.equal(log.of("unreceipted").length, 1);
+      // It did settle: past the deadline the spent nonce keeps the maximum counted.
+      const resolved = await resolvedAfterDeadline(own, receipt!.paymentId);
+      assert.equal(resolved?.status, "settled");
+      assert.equal(resolved?.countedAtomic, receipt!.maxAtomic);
+      earlier = seller.settled[0]?.transaction;
+    }
+  });
+
   test("a 402 to the paid request keeps the authorization reserved until its deadline; one signed again in the same call counts beside it", async () => {
     const seller = await dishonestSeller({ cheat: "refuse" });
     const own = await ownStore();

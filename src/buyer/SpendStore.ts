@@ -190,6 +190,16 @@ export interface SpendStore {
    * most the signed maximum, which is all that can move.
    */
   settle(id: string, settlement: { chargedAtomic: bigint; transaction?: string | undefined }): Promise<void>;
+  /**
+   * Books a settled reservation at the charge the chain shows moved instead of the one its receipt
+   * stated; it counts at most the signed maximum.
+   */
+  correctCharge(id: string, correction: { chargedAtomic: bigint; note: string }): Promise<void>;
+  /**
+   * Counts a settled reservation at its maximum again, reserved until its deadline: its receipt's
+   * transaction does not show the payment, so the authorization may still move money.
+   */
+  reopen(id: string, note: string): Promise<void>;
   /** Keeps the seller's signed receipts with the reservation. */
   recordReceipts(id: string, receipts: StoredReceipts): Promise<void>;
   /** Frees a reservation whose authorization can no longer move money. */

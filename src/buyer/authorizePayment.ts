@@ -12,6 +12,7 @@ import { money, policyRefusedError } from "./policyRefusal.js";
 import type { ReceiptSignerBook } from "./receiptSigners.js";
 import type { SpendStore } from "./SpendStore.js";
 import type { OfferChoice } from "./selectOffer.js";
+import type { ReadReceipt } from "./settlePaidResponse.js";
 import type { SpendingPolicy } from "./spendingPolicy.js";
 
 /** What a person is asked before a maximum above `confirmAbove` is signed. */
@@ -39,6 +40,11 @@ export type PaymentContext = {
   emit: BuyerEventListener;
   /** The receipt keys sellers publish, to check their signed receipts against. */
   receiptSigners: ReceiptSignerBook;
+  /**
+   * With an RPC: checks a booked `upto` receipt against its transaction, in the background
+   * (`checkSettlementOnChain`); the payer's `idle()` waits for it.
+   */
+  checkSettlement?: ((attempt: PaymentAttempt, receipt: ReadReceipt) => void) | undefined;
 };
 
 /** A signed authorization, reserved in the store, about to be sent. */

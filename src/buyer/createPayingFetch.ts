@@ -57,7 +57,7 @@ export type PayingFetch = typeof fetch & {
   discover(gatewayUrl: string): Promise<ProviderModel[]>;
   /** Remembers prices from a model listing already fetched. */
   learnPrices(models: readonly ProviderModel[]): void;
-  /** Resolves when every receipt seen so far has been booked. */
+  /** Resolves when every receipt seen so far has been booked (and, with `rpcUrl`, checked on chain). */
   idle(): Promise<void>;
   /** Waits for `idle()`, then closes the spend store if this fetch opened it. */
   close(): Promise<void>;
@@ -77,7 +77,12 @@ export type PayingFetch = typeof fetch & {
  */
 export function createPayingFetch(parameters: CreatePayingFetchParameters): PayingFetch {
   const baseFetch = parameters.fetch ?? globalThis.fetch;
-  const { signer, context, closeStore } = createPaymentContext({
+  const {
+    signer,
+    context,
+    closeStore,
+    idle: checksIdle,
+  } = createPaymentContext({
     ...parameters,
     caller: "createPayingFetch",
     fetch: baseFetch,
@@ -337,7 +342,11 @@ export function createPayingFetch(parameters: CreatePayingFetchParameters): Payi
   }
 
   const idle = async () => {
-    while (background.size > 0) await Promise.all([...background]);
+    // A receipt booked may start its on-chain check: both are waited for.
+    do {
+      while (background.size > 0) await Promise.all([...background]);
+      await checksIdle();
+    } while (background.size > 0);
   };
   return Object.assign(payingFetch as typeof fetch, {
     address: signer.address,

@@ -1,11 +1,12 @@
 import { x402Client } from "@x402/core/client";
 import { ExactEvmScheme } from "@x402/evm/exact/client";
 import { UptoEvmScheme } from "@x402/evm/upto/client";
-import type { Hex } from "viem";
+import { createPublicClient, type Hex, http } from "viem";
 import { privateKeyAccount } from "../chain/index.js";
 import { TollgateError } from "../errors/index.js";
 import type { ConfirmPayment, PaymentContext } from "./authorizePayment.js";
 import type { BuyerEventListener } from "./BuyerEvent.js";
+import { checkSettlementOnChain } from "./checkSettlementOnChain.js";
 import { openSpendStore } from "./openSpendStore.js";
 import { createReceiptSignerBook } from "./receiptSigners.js";
 import type { SpendStore } from "./SpendStore.js";
@@ -21,7 +22,10 @@ export type BuyerPaymentOptions = {
   signer?: BuyerSigner | undefined;
   /** The spending policy (already parsed, or as written in YAML / code). Default: no limits. */
   policy?: SpendingPolicyInput | undefined;
-  /** An RPC endpoint of the chain paid on: lets the upto/exact schemes sign gas-sponsoring extensions. */
+  /**
+   * An RPC endpoint of the chain paid on: lets the upto/exact schemes sign gas-sponsoring extensions,
+   * and checks every `upto` receipt against its transaction (`checkSettlementOnChain`).
+   */
   rpcUrl?: string | undefined;
   /** Where the spend store lives (`<dataDir>/spend`); default `~/.tollgate`; `"memory://"` for none. */
   dataDir?: string | undefined;
@@ -44,6 +48,8 @@ export type CreatePaymentContextReturnType = {
   context: PaymentContext;
   /** Closes the spend store if it was opened here (a store passed in is the caller's to close). */
   closeStore(): Promise<void>;
+  /** Resolves when every receipt check started so far (`checkSettlement`) has ended. */
+  idle(): Promise<void>;
 };
 
 /**
@@ -82,16 +88,31 @@ export function createPaymentContext(
       // A listener's failure must not break a payment.
     }
   };
+  const checks = new Set<Promise<void>>();
+  const chain = parameters.rpcUrl
+    ? createPublicClient({ transport: http(parameters.rpcUrl, { timeout: 10_000, retryCount: 1 }) })
+    : undefined;
+  const context: PaymentContext = {
+    policy,
+    client,
+    payer: signer.address,
+    store,
+    confirm: parameters.confirm,
+    emit,
+    receiptSigners: createReceiptSignerBook({ fetch: parameters.fetch }),
+  };
+  if (chain)
+    context.checkSettlement = (attempt, receipt) => {
+      const check: Promise<void> = checkSettlementOnChain(context, chain, attempt, receipt)
+        .catch(() => undefined)
+        .finally(() => checks.delete(check));
+      checks.add(check);
+    };
   return {
     signer,
-    context: {
-      policy,
-      client,
-      payer: signer.address,
-      store,
-      confirm: parameters.confirm,
-      emit,
-      receiptSigners: createReceiptSignerBook({ fetch: parameters.fetch }),
+    context,
+    async idle() {
+      while (checks.size > 0) await Promise.all(checks);
     },
     async closeStore() {
       if (!storePromise || parameters.store) return;

@@ -249,6 +249,24 @@ export async function createSpendStore({
 
     settle: (id, { chargedAtomic, transaction }) =>
       transition(id, "settled", { countedAtomic: chargedAtomic, chargedAtomic, transaction }),
+    async correctCharge(id, { chargedAtomic, note }) {
+      await sql.query(
+        `UPDATE spend_reservations
+            SET counted_atomic = LEAST($2::numeric, max_atomic), charged_atomic = $2::numeric,
+                note = $3, updated_at = now()
+          WHERE id = $1 AND status = 'settled'`,
+        [id, chargedAtomic.toString(), note],
+      );
+    },
+    async reopen(id, note) {
+      await sql.query(
+        `UPDATE spend_reservations
+            SET status = 'reserved', counted_atomic = max_atomic, charged_atomic = NULL,
+                note = $2, updated_at = now()
+          WHERE id = $1 AND status = 'settled'`,
+        [id, note],
+      );
+    },
     async recordReceipts(id, receipts) {
       const { status, signer, ...stored } = receipts;
       await sql.query(

@@ -190,6 +190,8 @@ export async function recordReceipt(context: PaymentContext, attempt: PaymentAtt
   if (receipt.success) {
     await store.settle(paymentId, { chargedAtomic: receipt.chargedAtomic, transaction: receipt.transaction });
     if (signed.stored) await store.recordReceipts(paymentId, signed.stored);
+    // An upto charge is whatever the seller settled, up to the maximum: the chain says what moved.
+    if (choice.offer.scheme === "upto") context.checkSettlement?.(attempt, receipt);
   } else {
     // A failed settlement may still be completed by the seller before the deadline.
     await store.note(paymentId, `settlement failed: ${receipt.errorReason ?? "unknown reason"}`);

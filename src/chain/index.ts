@@ -7,6 +7,7 @@ export {
 export { createNodeHttpFetch } from "./createNodeHttpFetch.js";
 export { createNonceManager, type NonceManager } from "./createNonceManager.js";
 export { eip2612NoncesAbi } from "./eip2612NoncesAbi.js";
+export { inputSpendsNonce } from "./inputSpendsNonce.js";
 export { isNonceSpent, type OnChainNonce } from "./isNonceSpent.js";
 export {
   chainIdOf,

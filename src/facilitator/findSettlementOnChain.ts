@@ -1,16 +1,6 @@
 import type { PaymentPayload } from "@x402/core/types";
-import { eip3009ABI, x402ExactPermit2ProxyABI, x402UptoPermit2ProxyABI } from "@x402/evm";
-import {
-  type Abi,
-  type Address,
-  decodeFunctionData,
-  erc20Abi,
-  getAddress,
-  type Hex,
-  numberToHex,
-  type PublicClient,
-} from "viem";
-import { isNonceSpent } from "../chain/index.js";
+import { type Address, erc20Abi, getAddress, type Hex, type PublicClient } from "viem";
+import { inputSpendsNonce, isNonceSpent } from "../chain/index.js";
 
 /** What the chain says about one authorization's settlement. */
 export type SettlementEvidence =
@@ -70,41 +60,6 @@ export async function isAuthorizationSpent(
   );
 }
 
-/** The nonce a settlement transaction's input spends, if it calls a known x402 proxy or EIP-3009 function. */
-function nonceInInput(input: Hex): bigint | Hex | undefined {
-  for (const abi of [x402UptoPermit2ProxyABI, x402ExactPermit2ProxyABI] as Abi[]) {
-    try {
-      const { args } = decodeFunctionData({ abi, data: input });
-      const permit = args?.[0] as { nonce?: unknown } | undefined;
-      if (typeof permit?.nonce === "bigint") return permit.nonce;
-    } catch {
-      // Not this ABI.
-    }
-  }
-  try {
-    const { args } = decodeFunctionData({ abi: eip3009ABI as Abi, data: input });
-    const nonce = args?.[5];
-    if (typeof nonce === "string") return nonce as Hex;
-  } catch {
-    // Not an EIP-3009 call.
-  }
-  return undefined;
-}
-
-function sameNonce(found: bigint | Hex | undefined, input: Hex, authorization: Authorization): boolean {
-  const wanted = authorization.nonce;
-  if (found !== undefined) {
-    return typeof found === "bigint" && typeof wanted === "bigint"
-      ? found === wanted
-      : String(found).toLowerCase() === numberToHex(BigInt(wanted), { size: 32 }).toLowerCase();
-  }
-  // A call we cannot decode (a multicall, a smart wallet): the nonce must appear as a whole 32-byte word.
-  const word = numberToHex(BigInt(wanted), { size: 32 }).slice(2).toLowerCase();
-  const body = input.slice(10).toLowerCase();
-  for (let at = 0; at + 64 <= body.length; at += 64) if (body.slice(at, at + 64) === word) return true;
-  return false;
-}
-
 /**
  * Reconciles one authorization with the chain: is its nonce spent, and by which transfer to payTo?
  * A crashed gateway uses this before settling again, so that nothing is ever settled twice.
@@ -142,7 +97,7 @@ export async function findSettlementOnChain({
     });
     for (const log of logs.reverse()) {
       const transaction = await client.getTransaction({ hash: log.transactionHash });
-      if (sameNonce(nonceInInput(transaction.input), transaction.input, authorization)) {
+      if (inputSpendsNonce(transaction.input, authorization.nonce)) {
         return {
           state: "settled",
           transaction: log.transactionHash,

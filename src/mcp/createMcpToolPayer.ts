@@ -50,6 +50,9 @@ export type McpToolPayer = {
     options?: PaidToolCallOptions,
   ): Promise<PaidToolCall>;
   spendStore(): Promise<SpendStore>;
+  /** Resolves when every receipt's on-chain check (with `rpcUrl`) has ended. */
+  idle(): Promise<void>;
+  /** Waits for `idle()`, then closes the spend store if this payer opened it. */
   close(): Promise<void>;
 };
 
@@ -61,7 +64,7 @@ export type McpToolPayer = {
  * const { result, settlement } = await payer.callTool(client, { name: "summarize", arguments: { text } });
  */
 export function createMcpToolPayer(parameters: CreateMcpToolPayerParameters): McpToolPayer {
-  const { signer, context, closeStore } = createPaymentContext({
+  const { signer, context, closeStore, idle } = createPaymentContext({
     ...parameters,
     caller: "createMcpToolPayer",
     fetch: globalThis.fetch,
@@ -154,7 +157,11 @@ export function createMcpToolPayer(parameters: CreateMcpToolPayerParameters): Mc
     address: signer.address,
     callTool,
     spendStore: store,
-    close: closeStore,
+    idle,
+    async close() {
+      await idle();
+      await closeStore();
+    },
   };
 }
 

@@ -38,6 +38,8 @@ export type DishonestSellerParameters = {
   scheme?: "upto" | "exact";
   /** The charge its receipt states, whatever it settled. Default: what it settled. */
   statedChargeAtomic?: bigint;
+  /** The transaction its receipt names, whatever it settled with. Default: the settlement's. */
+  statedTransaction?: string;
   /** The offer's `maxTimeoutSeconds`. Default 120. */
   maxTimeoutSeconds?: number;
   /**
@@ -179,6 +181,7 @@ export async function startDishonestSeller(parameters: DishonestSellerParameters
     }
     const settlement = await settle();
     const statedAtomic = parameters.statedChargeAtomic ?? charge;
+    const statedTransaction = parameters.statedTransaction ?? settlement.transaction;
     const extensions = await receiptSigner?.sign({
       network: facilitator.network,
       resourceUrl: `http://${request.headers.host}${request.url}`,
@@ -200,7 +203,7 @@ export async function startDishonestSeller(parameters: DishonestSellerParameters
       fixedFeeAtomic: prices.fixedFeeAtomic.toString(),
       chargeAtomic: statedAtomic.toString(),
       maxAtomic: signedMax.toString(),
-      transaction: settlement.transaction,
+      transaction: statedTransaction,
     });
     if (body.stream === true) {
       response.writeHead(200, { "content-type": "text/event-stream" });
@@ -212,7 +215,7 @@ export async function startDishonestSeller(parameters: DishonestSellerParameters
           success: true,
           amount: statedAtomic.toString(),
           maxAmount: signedMax.toString(),
-          transaction: settlement.transaction,
+          transaction: statedTransaction,
           network: facilitator.network,
           payer: settlement.payer ?? "",
           asset,
@@ -234,6 +237,7 @@ export async function startDishonestSeller(parameters: DishonestSellerParameters
       "payment-response": encodePaymentResponseHeader({
         ...settlement,
         amount: statedAtomic.toString(),
+        transaction: statedTransaction,
         ...(extensions ? { extensions } : {}),
       }),
     });

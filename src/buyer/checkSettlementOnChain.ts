@@ -1,0 +1,177 @@
+import {
+  type Address,
+  BaseError,
+  erc20Abi,
+  type Hex,
+  isHash,
+  type PublicClient,
+  parseEventLogs,
+  WaitForTransactionReceiptTimeoutError,
+} from "viem";
+import { inputSpendsNonce } from "../chain/index.js";
+import { authorizationOf } from "./authorizationOf.js";
+import type { PaymentAttempt, PaymentContext } from "./authorizePayment.js";
+import type { ReadReceipt } from "./settlePaidResponse.js";
+
+/** How long a receipt's transaction is waited for: the buyer's RPC may be a few blocks behind the seller's. */
+const TRANSACTION_WAIT_MS = 30_000;
+
+/** What the chain shows of a receipt's transaction: the payer's transfers to payTo in the asset, or why none can be read. */
+export type SettlementTransfers = { found: true; transfersAtomic: bigint[] } | { found: false; why: string };
+
+/** What a receipt's transaction says of the charge the receipt states. */
+export type SettlementVerdict =
+  /** The transaction moved the stated charge. */
+  | { kind: "confirmed" }
+  /** It moved another amount (`movedAtomic`, at most the signed maximum): book that instead. */
+  | { kind: "moved"; movedAtomic: bigint; message: string }
+  /** It does not show the payment: the authorization can still move up to its maximum until its deadline. */
+  | { kind: "unconfirmed"; message: string };
+
+/**
+ * Judges an `upto` receipt against its transaction. One settlement of one authorization is one
+ * `Transfer(payer → payTo)` of the asset; a transaction holding several (a facilitator settling
+ * several of the payer's authorizations at once) confirms a receipt when one of them is its charge.
+ * No transfer of the charge and several others: the one of this authorization cannot be told, so the
+ * signed maximum, all it can have moved, is booked.
+ */
+export function judgeSettlement(
+  onChain: SettlementTransfers,
+  { statedAtomic, maxAtomic, transaction }: { statedAtomic: bigint; maxAtomic: bigint; transaction: string },
+): SettlementVerdict {
+  if (!onChain.found)
+    return {
+      kind: "unconfirmed",
+      message: `the receipt's transaction ${transaction || "(none)"} ${onChain.why}; the authorization stays reserved at its maximum until its deadline`,
+    };
+  const { transfersAtomic } = onChain;
+  if (transfersAtomic.includes(statedAtomic)) return { kind: "confirmed" };
+  if (transfersAtomic.length === 0)
+    return {
+      kind: "unconfirmed",
+      message: `the receipt's transaction ${transaction} moved nothing from the payer to payTo; the authorization stays reserved at its maximum until its deadline`,
+    };
+  const only = transfersAtomic.length === 1 ? (transfersAtomic[0] as bigint) : undefined;
+  const movedAtomic = only !== undefined && only < maxAtomic ? only : maxAtomic;
+  return {
+    kind: "moved",
+    movedAtomic,
+    message:
+      only !== undefined
+        ? `the receipt states ${statedAtomic}; its transaction ${transaction} moved ${only}`
+        : `the receipt states ${statedAtomic}; its transaction ${transaction} moved ${transfersAtomic.join(", ")} from the payer to payTo, none of them that: counted at the maximum ${maxAtomic}`,
+  };
+}
+
+type ChainReader = Pick<PublicClient, "waitForTransactionReceipt" | "getTransaction">;
+
+/**
+ * Reads a settlement transaction, waiting for it to be mined: whether it spends the authorization's
+ * nonce (`inputSpendsNonce`), and its transfers of `asset` from `payer` to `payTo`.
+ */
+export async function readSettlementTransfers(
+  client: ChainReader,
+  query: { transaction: string; nonce: string | undefined; asset: string; payer: string; payTo: string },
+  { timeoutMs = TRANSACTION_WAIT_MS }: { timeoutMs?: number } = {},
+): Promise<SettlementTransfers> {
+  if (!isHash(query.transaction)) return { found: false, why: "is not a transaction hash" };
+  let receipt: Awaited<ReturnType<PublicClient["waitForTransactionReceipt"]>>;
+  try {
+    receipt = await client.waitForTransactionReceipt({
+      hash: query.transaction,
+      timeout: timeoutMs,
+      pollingInterval: Math.min(1_000, Math.max(50, Math.floor(timeoutMs / 20))),
+    });
+  } catch (error) {
+    return {
+      found: false,
+      why:
+        error instanceof WaitForTransactionReceiptTimeoutError
+          ? `was not found on chain within ${Math.round(timeoutMs / 1000)} s`
+          : `could not be read from the chain (${error instanceof BaseError ? error.shortMessage : String(error)})`,
+    };
+  }
+  if (receipt.status !== "success") return { found: false, why: "reverted" };
+  const { nonce } = query;
+  if (nonce === undefined) return { found: false, why: "cannot be tied to an authorization with no nonce" };
+  const { input } = await client.getTransaction({ hash: query.transaction });
+  if (!inputSpendsNonce(input, nonce.startsWith("0x") ? (nonce as Hex) : BigInt(nonce)))
+    return { found: false, why: "does not spend this authorization's nonce" };
+  const same = (a: string, b: string) => a.toLowerCase() === b.toLowerCase();
+  const transfersAtomic = parseEventLogs({ abi: erc20Abi, eventName: "Transfer", logs: receipt.logs })
+    .filter(
+      (log) =>
+        same(log.address, query.asset) && same(log.args.from, query.payer) && same(log.args.to, query.payTo),
+    )
+    .map((log) => log.args.value);
+  return { found: true, transfersAtomic };
+}
+
+/**
+ * Checks a booked `upto` receipt against its transaction (with an RPC), and corrects the books:
+ * - another amount moved: the reservation is booked at what moved (at most the maximum), and a
+ *   receipt that stated less than that is disputed (`misstated_charge`);
+ * - no transaction, or one that does not show the payment (a receipt of a zero charge, honestly sent
+ *   with none, included): the seller can still settle the authorization, so its maximum is reserved
+ *   again until the deadline, when the chain says whether it was used (`resolveLapsedReservations`).
+ */
+export async function checkSettlementOnChain(
+  context: PaymentContext,
+  client: ChainReader,
+  attempt: PaymentAttempt,
+  receipt: ReadReceipt,
+  options?: { timeoutMs?: number },
+): Promise<void> {
+  const { offer } = attempt.choice;
+  const statedAtomic = receipt.chargedAtomic;
+  const onChain = await readSettlementTransfers(
+    client,
+    {
+      transaction: receipt.transaction,
+      nonce: authorizationOf(attempt.payload).nonce,
+      asset: offer.asset,
+      payer: context.payer as Address,
+      payTo: offer.payTo,
+    },
+    options,
+  );
+  const verdict = judgeSettlement(onChain, {
+    statedAtomic,
+    maxAtomic: attempt.maxAtomic,
+    transaction: receipt.transaction,
+  });
+  if (verdict.kind === "confirmed") return;
+  const store = await context.store();
+  const { paymentId, origin } = attempt;
+  if (verdict.kind === "unconfirmed") {
+    await store.reopen(paymentId, verdict.message);
+    context.emit({ type: "unreceipted", paymentId, origin, reason: verdict.message });
+    return;
+  }
+  await store.correctCharge(paymentId, { chargedAtomic: verdict.movedAtomic, note: verdict.message });
+  if (verdict.movedAtomic <= statedAtomic) return;
+  const disputeId = await store.recordDispute({
+    reservationId: paymentId,
+    origin,
+    reason: "misstated_charge",
+    chargedAtomic: verdict.movedAtomic,
+    justifiedAtomic: statedAtomic,
+    maxAtomic: attempt.maxAtomic,
+    transaction: receipt.transaction,
+    network: receipt.network,
+    details: { message: verdict.message, url: attempt.url, statedAtomic: statedAtomic.toString() },
+  });
+  context.emit({
+    type: "overcharge",
+    paymentId,
+    origin,
+    reason: "misstated_charge",
+    chargedAtomic: verdict.movedAtomic,
+    justifiedAtomic: statedAtomic,
+    maxAtomic: attempt.maxAtomic,
+    transaction: receipt.transaction,
+    network: receipt.network,
+    usage: receipt.usage,
+    disputeId,
+  });
+}
