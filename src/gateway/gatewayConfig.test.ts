@@ -71,6 +71,32 @@ test("a maxTimeoutSeconds shorter than a model's longest generation plus the set
   assert.equal(parseGatewayConfig({ ...input, models, maxTimeoutSeconds: 120 }).maxTimeoutSeconds, 120);
 });
 
+test("a withdraw delay a payer's withdrawal could outrun before a request's charge is claimed is a config error", async () => {
+  const input = await exampleInput();
+  const longModels = (input.models as Array<Record<string, unknown>>).map((model) => ({
+    ...model,
+    backend: { ...(model.backend as object), maxDurationSeconds: 600 },
+  }));
+  const channels = { withdrawDelaySeconds: 900, claimIntervalSeconds: 300 };
+  // 300 s of trusted channel state + a 600 s request + a 300 s claim round + 60 s > 900 s.
+  assert.throws(
+    () => parseGatewayConfig({ ...input, maxTimeoutSeconds: 900, models: longModels, channels }),
+    (error: unknown) =>
+      isTollgateError(error, "TOLLGATE_CONFIG_INVALID") &&
+      /channels\.withdrawDelaySeconds: withdrawDelaySeconds \(900\) is too short/.test(error.shortMessage) &&
+      /at least 1260/.test(error.shortMessage),
+  );
+  const accepted = parseGatewayConfig({
+    ...input,
+    maxTimeoutSeconds: 900,
+    models: longModels,
+    channels: { ...channels, withdrawDelaySeconds: 1_260 },
+  });
+  assert.equal(accepted.channels?.withdrawDelaySeconds, 1_260);
+  // The defaults' request length (240 s) fits the shortest delay with a 300 s claim interval.
+  assert.equal(parseGatewayConfig({ ...input, channels }).channels?.withdrawDelaySeconds, 900);
+});
+
 test("a price on a unit no route meters (output_bytes) is a config error naming it, not a unit sold for nothing", async () => {
   const input = await exampleInput();
   const [first] = input.models as Record<string, unknown>[];

@@ -2,6 +2,11 @@ import { z } from "zod";
 import { findNetworkPreset } from "../chain/index.js";
 import { TollgateError } from "../errors/index.js";
 import { parseMoney, USAGE_UNITS } from "../pricing/index.js";
+import {
+  CLAIM_MARGIN_SECONDS,
+  onchainStateTrustMs,
+  shortestSafeWithdrawDelaySeconds,
+} from "./channels/channelTiming.js";
 import { routeKinds, routes } from "./routes/index.js";
 
 const addressSchema = z.string().regex(/^0x[0-9a-fA-F]{40}$/, "an EVM address (0x + 40 hex digits)");
@@ -297,6 +302,22 @@ export const gatewayConfigSchema = z
         message: `claimIntervalSeconds (${config.channels.claimIntervalSeconds}) must be at most a third of withdrawDelaySeconds (${config.channels.withdrawDelaySeconds}), so a payer's withdrawal is claimed before its delay ends`,
         path: ["channels", "claimIntervalSeconds"],
       });
+    if (config.channels) {
+      const { withdrawDelaySeconds, claimIntervalSeconds } = config.channels;
+      const longest = config.models.reduce(
+        (most, model) => Math.max(model.backend.maxDurationSeconds, most),
+        0,
+      );
+      const needed = shortestSafeWithdrawDelaySeconds(withdrawDelaySeconds, claimIntervalSeconds, longest);
+      // A payer may start its withdrawal right after the gateway read the channel: the request accepted
+      // then must be charged and claimed before the withdrawal can end.
+      if (needed > withdrawDelaySeconds)
+        ctx.addIssue({
+          code: "custom",
+          message: `withdrawDelaySeconds (${withdrawDelaySeconds}) is too short: a withdrawal unseen for ${onchainStateTrustMs(withdrawDelaySeconds) / 1000} s (the channel state trusted between chain reads), a request running ${longest} s (the longest backend.maxDurationSeconds), the next claim round (claimIntervalSeconds ${claimIntervalSeconds}) and ${CLAIM_MARGIN_SECONDS} s for the claim's transaction need ${needed} s, or that request's charge cannot be claimed; raise withdrawDelaySeconds to at least ${needed}, or lower the others`,
+          path: ["channels", "withdrawDelaySeconds"],
+        });
+    }
     const ids = new Set<string>();
     for (const [i, model] of config.models.entries()) {
       const needed = Math.ceil(model.backend.maxDurationSeconds) + config.settlementMarginSeconds;

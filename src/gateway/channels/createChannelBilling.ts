@@ -19,6 +19,7 @@ import type { ChargeOutcome, ChargeUsage } from "../settleCharge.js";
 import { channelIdOf } from "./channelAuthorizer.js";
 import { type ChannelPayload, channelPayloadSchema, largerOf } from "./channelPayload.js";
 import { ChannelReason } from "./channelReasons.js";
+import { onchainStateTrustMs } from "./channelTiming.js";
 import { createVoucherVerifier } from "./createVoucherVerifier.js";
 import { type OnchainChannelState, readChannelState } from "./readChannelState.js";
 
@@ -116,9 +117,7 @@ export function createChannelBilling(parameters: CreateChannelBillingParameters)
   const { terms, channels, facilitator, chain, receiverAuthorizer, logger } = parameters;
   const chainId = chainIdOf(terms.network);
   const withdrawDelay = parameters.withdrawDelaySeconds;
-  const ttlMs =
-    parameters.onchainStateTtlMs ??
-    Math.min(300_000, Math.max(30_000, Math.floor((withdrawDelay * 1000) / 3)));
+  const ttlMs = parameters.onchainStateTtlMs ?? onchainStateTrustMs(withdrawDelay);
   const marginMs = parameters.reservationMarginMs ?? 30_000;
   const settlement = getAddress(BATCH_SETTLEMENT_ADDRESS) as Address;
   const vouchers = createVoucherVerifier({ chainId });
