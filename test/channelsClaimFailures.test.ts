@@ -6,10 +6,18 @@ import { after, before, describe, test } from "node:test";
 import { x402Client } from "@x402/core/client";
 import { decodePaymentRequiredHeader } from "@x402/core/http";
 import type { PaymentRequirements } from "@x402/core/types";
-import { toClientEvmSigner } from "@x402/evm";
+import { BATCH_SETTLEMENT_DOMAIN, toClientEvmSigner, voucherTypes } from "@x402/evm";
 import { BatchSettlementEvmScheme, computeChannelId } from "@x402/evm/batch-settlement/client";
 import { wrapFetchWithPayment } from "@x402/fetch";
-import { createPublicClient, createTestClient, createWalletClient, erc20Abi, type Hex, http } from "viem";
+import {
+  createPublicClient,
+  createTestClient,
+  createWalletClient,
+  erc20Abi,
+  type Hex,
+  http,
+  parseAbi,
+} from "viem";
 import { privateKeyToAccount } from "viem/accounts";
 import { anvil } from "viem/chains";
 import { batchSettlementAbi } from "../src/chain/index.js";
@@ -230,5 +238,103 @@ describe("a channel shortfall is a debt", () => {
       charged,
       "the shortfall and the new charge are claimed",
     );
+  });
+});
+
+describe("claims and settlements made outside this ledger", () => {
+  ownHarness();
+
+  /** payTo's own wallet: the receiver may claim a voucher and anyone may settle, straight on chain. */
+  const receiverCalls = parseAbi([
+    "function claim((((address payer, address payerAuthorizer, address receiver, address receiverAuthorizer, address token, uint40 withdrawDelay, bytes32 salt) channel, uint128 maxClaimableAmount) voucher, bytes signature, uint128 totalClaimed)[] voucherClaims)",
+    "function settle(address receiver, address token)",
+  ]);
+  const receiverWallet = () =>
+    createWalletClient({
+      account: privateKeyToAccount(h.devnet.accounts.payTo.privateKey),
+      chain: anvil,
+      transport: http(h.devnet.rpcUrl),
+    });
+  const sent = async (hash: Hex) =>
+    assert.equal((await publicClient().waitForTransactionReceipt({ hash })).status, "success");
+  const usdcOf = (owner: Hex) =>
+    publicClient().readContract({
+      address: h.devnet.contracts.usdc,
+      abi: erc20Abi,
+      functionName: "balanceOf",
+      args: [owner],
+    });
+
+  test("a channel claimed above this ledger's charges is reported; claims settled by another transaction are booked settled; a shutdown settles what it claimed though a claim failed", async () => {
+    const honest = await chargedChannel();
+    const elsewhere = await chargedChannel();
+    // Vouchers this ledger never saw: its payer signed 500 more, and the receiver claimed them itself.
+    const aboveAtomic = elsewhere.charged + 500n;
+    const signature = await privateKeyToAccount(elsewhere.buyer.privateKey).signTypedData({
+      domain: {
+        ...BATCH_SETTLEMENT_DOMAIN,
+        chainId: h.devnet.chainId,
+        verifyingContract: BATCH_SETTLEMENT_ADDRESS_FOR_TESTS,
+      },
+      types: voucherTypes,
+      primaryType: "Voucher",
+      message: { channelId: elsewhere.channelId, maxClaimableAmount: aboveAtomic },
+    });
+    await sent(
+      await receiverWallet().writeContract({
+        address: BATCH_SETTLEMENT_ADDRESS_FOR_TESTS,
+        abi: receiverCalls,
+        functionName: "claim",
+        args: [
+          [
+            {
+              voucher: { channel: elsewhere.config as ChannelConfig, maxClaimableAmount: aboveAtomic },
+              signature,
+              totalClaimed: aboveAtomic,
+            },
+          ],
+        ],
+      }),
+    );
+
+    const log = captureLogger();
+    const settlement = testChannelSettlement(h, { minClaimAtomic: 1n, logger: log.logger });
+    await settlement.claim({ force: true });
+    assert.equal((await onchain(honest.channelId)).totalClaimed, honest.charged);
+    const reported = log.records.find((entry) => String(entry.msg).includes("never saw"));
+    assert.equal(reported?.level, 50, "an error");
+    assert.equal(reported?.channelId, elsewhere.channelId.toLowerCase());
+    assert.equal(reported?.chargedAtomic, elsewhere.charged.toString());
+    assert.equal(reported?.claimedOnChainAtomic, aboveAtomic.toString());
+
+    // Anyone may settle: the receiver does, before the gateway's round.
+    const payToBefore = await usdcOf(h.devnet.accounts.payTo.address);
+    await sent(
+      await receiverWallet().writeContract({
+        address: BATCH_SETTLEMENT_ADDRESS_FOR_TESTS,
+        abi: receiverCalls,
+        functionName: "settle",
+        args: [h.devnet.accounts.payTo.address, h.devnet.contracts.usdc],
+      }),
+    );
+    assert.equal(await usdcOf(h.devnet.accounts.payTo.address), payToBefore + honest.charged + aboveAtomic);
+    await settlement.settle();
+    const booked = (await h.gateway.ledger.channels.get(honest.channelId))!;
+    assert.equal(booked.settledAtomic, honest.charged, "booked settled, not failing every round");
+    assert.ok(log.records.some((entry) => String(entry.msg).includes("already settled to payTo")));
+
+    // A shutdown whose claims fail for one channel still settles the others it claimed.
+    const more = await chargedChannel();
+    const broken = await chargedChannel();
+    await h.gateway.ledger.channels.update(broken.channelId, (current) => ({
+      next: current && { ...current, signature: `0x${"11".repeat(65)}` },
+      result: undefined,
+    }));
+    const beforeShutdown = await usdcOf(h.devnet.accounts.payTo.address);
+    await settlement.stop({ flush: true });
+    assert.equal((await onchain(more.channelId)).totalClaimed, more.charged);
+    assert.equal((await onchain(broken.channelId)).totalClaimed, 0n, "its voucher cannot be claimed");
+    assert.equal(await usdcOf(h.devnet.accounts.payTo.address), beforeShutdown + more.charged, "settled");
+    assert.equal((await h.gateway.ledger.channels.get(more.channelId))!.settledAtomic, more.charged);
   });
 });

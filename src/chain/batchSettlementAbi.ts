@@ -73,4 +73,13 @@ export const batchSettlementAbi = [
     inputs: [channelConfig],
     outputs: [],
   },
+  {
+    type: "event",
+    name: "Claimed",
+    inputs: [
+      { name: "channelId", type: "bytes32", indexed: true },
+      { name: "amount", type: "uint128", indexed: false },
+      { name: "totalClaimed", type: "uint128", indexed: false },
+    ],
+  },
 ] as const;

@@ -16,4 +16,5 @@ export const ChannelReason = {
   refundNoBalance: "invalid_batch_settlement_evm_refund_no_balance",
   refundAmountInvalid: "invalid_batch_settlement_evm_refund_amount_invalid",
   depositFailed: "invalid_batch_settlement_evm_deposit_failed",
+  nothingToSettle: "invalid_batch_settlement_evm_nothing_to_settle",
 } as const;

@@ -1,11 +1,13 @@
 import { randomBytes } from "node:crypto";
 import type { PaymentPayload, PaymentRequirements } from "@x402/core/types";
-import type { Address, Hex, LocalAccount, PublicClient } from "viem";
+import { type Address, type Hex, type LocalAccount, type PublicClient, parseEventLogs } from "viem";
+import { batchSettlementAbi } from "../../chain/index.js";
 import type { Logger } from "../../errors/index.js";
 import type { ChannelLedger, ChannelRecord, PaymentLedger } from "../../ledger/index.js";
 import type { BillingEvent } from "../BillingEvent.js";
 import type { FacilitatorLike } from "../facilitatorLike.js";
 import { type ChannelClaim, signClaimBatch, signRefund } from "./channelAuthorizer.js";
+import { ChannelReason } from "./channelReasons.js";
 import { BATCH_SETTLEMENT } from "./createChannelBilling.js";
 import { readChannelState } from "./readChannelState.js";
 
@@ -72,6 +74,11 @@ export function createChannelSettlement(parameters: CreateChannelSettlementParam
     channel.network === network &&
     channel.receiver.toLowerCase() === receiver.toLowerCase() &&
     channel.token.toLowerCase() === token.toLowerCase();
+  // A claim is signed by the channel's receiver-authorizer: one naming another key (another replica's)
+  // is that key's to claim; settling is the receiver's, whoever claimed.
+  const claimable = (channel: ChannelRecord) =>
+    ours(channel) &&
+    channel.config.receiverAuthorizer.toLowerCase() === parameters.receiverAuthorizer.address.toLowerCase();
   const claimEntry = (channel: ChannelRecord): ChannelClaim => ({
     voucher: { channel: channel.config, maxClaimableAmount: channel.signedMaxAtomic.toString() },
     signature: channel.signature,
@@ -149,11 +156,11 @@ export function createChannelSettlement(parameters: CreateChannelSettlementParam
     const now = Date.now();
     const due: ChannelRecord[] = [];
     const list = await channels.list();
-    await releaseAbandoned(list.filter(ours)).catch((error: unknown) =>
+    await releaseAbandoned(list.filter(claimable)).catch((error: unknown) =>
       logger.warn({ error: String(error) }, "freeing abandoned channel reservations failed"),
     );
     for (const listed of list) {
-      if (!ours(listed) || listed.chargedAtomic <= listed.totalClaimedAtomic) continue;
+      if (!claimable(listed) || listed.chargedAtomic <= listed.totalClaimedAtomic) continue;
       // A shortfall found earlier: the escrow holds nothing more until the payer deposits again, which
       // is looked for on chain once a round.
       const channel =
@@ -261,12 +268,46 @@ export function createChannelSettlement(parameters: CreateChannelSettlementParam
     return facilitator.settle(envelope({ type: "claim", claims, claimAuthorizerSignature }), requirements);
   }
 
+  /**
+   * A channel the claim left as it was (no `Claimed` event) was claimed on chain to at least this
+   * ledger's charges already: by this gateway before a crash (as far as it charged), or, when above
+   * them, by a claimer with vouchers this ledger never saw — another gateway with its own ledger, or
+   * this gateway before its ledger was lost. The vouchers it took here were then served on a base
+   * below what was claimed: told loudly, as an error, for the operator to put every gateway on one ledger.
+   */
+  async function reportClaimedElsewhere(batch: readonly ChannelRecord[], transaction: string) {
+    try {
+      const receipt = await chain.getTransactionReceipt({ hash: transaction as Hex });
+      const claimed = new Set(
+        parseEventLogs({ abi: batchSettlementAbi, eventName: "Claimed", logs: receipt.logs })
+          .filter((log) => log.address.toLowerCase() === settlement.toLowerCase())
+          .map((log) => log.args.channelId.toLowerCase()),
+      );
+      for (const channel of batch) {
+        if (claimed.has(channel.channelId.toLowerCase())) continue;
+        const onchain = await readChannelState(chain, settlement, channel.channelId);
+        if (onchain.totalClaimedAtomic <= channel.chargedAtomic) continue;
+        logger.error(
+          {
+            channelId: channel.channelId,
+            chargedAtomic: channel.chargedAtomic.toString(),
+            claimedOnChainAtomic: onchain.totalClaimedAtomic.toString(),
+          },
+          "channel was claimed on chain above this ledger's charges by vouchers this ledger never saw: another gateway bills this channel with another ledger (or this ledger was replaced), and the requests served here on the lower base are not paid; run every gateway of this payTo on one ledger (PostgreSQL)",
+        );
+      }
+    } catch (error) {
+      logger.warn({ tx: transaction, error: String(error) }, "channel claim: its events could not be read");
+    }
+  }
+
   /** Books a landed claim: each channel's claimed total, its event, and the batch's result. */
   async function recordClaimed(
     batch: readonly ChannelRecord[],
     transaction: string,
     results: ChannelClaimResult[],
   ): Promise<void> {
+    await reportClaimedElsewhere(batch, transaction);
     let claimedAtomic = 0n;
     for (const channel of batch) {
       claimedAtomic += channel.chargedAtomic - channel.totalClaimedAtomic;
@@ -291,12 +332,30 @@ export function createChannelSettlement(parameters: CreateChannelSettlementParam
     results.push({ channels: batch.length, claimedAtomic, transaction });
   }
 
+  /** Whether the chain holds nothing claimed and unsettled for payTo. */
+  async function sweptAlready(): Promise<boolean> {
+    const [claimedAtomic, settledAtomic] = await chain.readContract({
+      address: settlement,
+      abi: batchSettlementAbi,
+      functionName: "receivers",
+      args: [receiver, token],
+    });
+    return claimedAtomic === settledAtomic;
+  }
+
   /** Moves every claimed, unsettled amount to payTo in one transfer. */
   async function settle(): Promise<{ transaction: string; settledAtomic: bigint } | undefined> {
     const owed = (await channels.list()).filter((c) => ours(c) && c.totalClaimedAtomic > c.settledAtomic);
     if (owed.length === 0) return undefined;
     const settled = await facilitator.settle(envelope({ type: "settle", receiver, token }), requirements);
-    if (!settled.success) {
+    if (!settled.success && settled.errorReason === ChannelReason.nothingToSettle && (await sweptAlready())) {
+      // Anyone may call the contract's settle: another transaction (a replica's, a shutdown's whose
+      // answer was lost, a stranger's) already moved every claimed amount to payTo.
+      logger.warn(
+        { channels: owed.length },
+        "channel claims were already settled to payTo by another transaction; booked as settled",
+      );
+    } else if (!settled.success) {
       logger.warn({ reason: settled.errorReason }, "channel settle failed");
       throw new Error(
         `channel settle failed: ${settled.errorReason ?? "unknown"} ${settled.errorMessage ?? ""}`,
@@ -338,7 +397,7 @@ export function createChannelSettlement(parameters: CreateChannelSettlementParam
     const now = Date.now();
     const results: { channelId: Hex; transaction: string }[] = [];
     for (const listed of await channels.list()) {
-      if (!ours(listed) || now - listed.lastRequestAt < idleMs) continue;
+      if (!claimable(listed) || now - listed.lastRequestAt < idleMs) continue;
       if (listed.pending && listed.pending.expiresAt > now) continue;
       // The channel is reserved while it is refunded, as a request would reserve it: a voucher served
       // on the balance being refunded could never be claimed.
@@ -501,8 +560,10 @@ export function createChannelSettlement(parameters: CreateChannelSettlementParam
       const startedAt = Date.now();
       let timer: ReturnType<typeof setTimeout> | undefined;
       const work = enqueue(async () => {
-        const claims = await claim({ force: true });
+        // What was claimed is settled even when some channels could not be claimed.
+        const claims = await claim({ force: true }).catch((error: unknown) => error as Error);
         const settled = await settle();
+        if (claims instanceof Error) throw claims;
         return { claims, settled };
       });
       try {

@@ -2,6 +2,9 @@ import { TollgateError } from "../../errors/index.js";
 import { type ChannelLedger, type ChannelRecord, channelShortfallAtomic } from "../../ledger/index.js";
 import { formatMoney } from "../../pricing/index.js";
 
+/** Money the ledger holds on channels of a network other than the gateway's: unclaimed charges and unsettled claims. */
+export type OwedElsewhere = { network: string; channels: number; owedAtomic: bigint };
+
 export type RefuseStrandedChannelsParameters = {
   channels: Pick<ChannelLedger, "list">;
   /** CAIP-2 network the gateway bills on: channels of other networks are not its to claim. */
@@ -19,7 +22,8 @@ export type RefuseStrandedChannelsParameters = {
  * unsettled: charges on a channel paying another payTo or asset, or naming another receiver-authorizer
  * (its claims and settlements are never made, and its payer can withdraw them), and charges on a channel
  * whose withdrawal delay is shorter than three claim intervals (a payer could withdraw them between two
- * rounds). The message says how to take them first.
+ * rounds). The message says how to take them first. Channels of other networks are not this gateway's
+ * to claim (one ledger may serve a gateway per network): those holding money are returned, to be told.
  */
 export async function refuseStrandedChannels({
   channels,
@@ -28,7 +32,7 @@ export async function refuseStrandedChannels({
   token,
   receiverAuthorizer,
   claimIntervalSeconds,
-}: RefuseStrandedChannelsParameters): Promise<void> {
+}: RefuseStrandedChannelsParameters): Promise<OwedElsewhere[]> {
   const same = (a: string, b: string) => a.toLowerCase() === b.toLowerCase();
   // A short channel's unclaimed charges are its payer's debt, not money a claim can take (its escrow is
   // empty until the payer deposits again): they hold no restart back; its unsettled claims do.
@@ -36,8 +40,22 @@ export async function refuseStrandedChannels({
     (channel.chargedAtomic > channel.totalClaimedAtomic && channelShortfallAtomic(channel) === 0n) ||
     channel.totalClaimedAtomic > channel.settledAtomic;
   const problems: string[] = [];
+  const elsewhere = new Map<string, OwedElsewhere>();
   for (const channel of await channels.list()) {
-    if (channel.network !== network || !owed(channel)) continue;
+    if (!owed(channel)) continue;
+    if (channel.network !== network) {
+      const held = elsewhere.get(channel.network) ?? {
+        network: channel.network,
+        channels: 0,
+        owedAtomic: 0n,
+      };
+      held.channels += 1;
+      held.owedAtomic +=
+        (channelShortfallAtomic(channel) > 0n ? 0n : channel.chargedAtomic - channel.totalClaimedAtomic) +
+        (channel.totalClaimedAtomic - channel.settledAtomic);
+      elsewhere.set(channel.network, held);
+      continue;
+    }
     // Unclaimed charges a claim can take (none on a short channel), and claims not yet settled.
     const unclaimed =
       channelShortfallAtomic(channel) > 0n ? 0n : channel.chargedAtomic - channel.totalClaimedAtomic;
@@ -62,7 +80,7 @@ export async function refuseStrandedChannels({
         `${holds}; its withdrawal delay (${channel.config.withdrawDelay} s) is shorter than three claim intervals (claimIntervalSeconds ${claimIntervalSeconds}), so its payer could withdraw it between two claims`,
       );
   }
-  if (problems.length === 0) return;
+  if (problems.length === 0) return [...elsewhere.values()];
   throw new TollgateError({
     code: "TOLLGATE_CONFIG_INVALID",
     shortMessage: `payment channels: ${problems.length} channel(s) would be left unpaid by this config. ${problems.slice(0, 5).join("; ")}${problems.length > 5 ? `; and ${problems.length - 5} more` : ""}. Start once more with the earlier payTo, asset, receiver-authorizer key and claim interval, and stop with SIGTERM (it claims and settles everything; tollgate channels shows it), then change them`,

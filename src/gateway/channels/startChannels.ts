@@ -2,6 +2,7 @@ import type { Hex, PublicClient } from "viem";
 import { privateKeyAccount } from "../../chain/index.js";
 import type { Logger } from "../../errors/index.js";
 import type { ChannelLedger, PaymentLedger } from "../../ledger/index.js";
+import { formatMoney } from "../../pricing/index.js";
 import type { BillingEvent } from "../BillingEvent.js";
 import type { FacilitatorLike } from "../facilitatorLike.js";
 import type { GatewayConfig } from "../gatewayConfig.js";
@@ -50,7 +51,7 @@ export async function startChannels({
 }: StartChannelsParameters): Promise<GatewayChannels> {
   await bindLedgerToChain({ channels, chain, network: terms.network, logger });
   const receiverAuthorizer = privateKeyAccount(receiverAuthorizerKey);
-  await refuseStrandedChannels({
+  const elsewhere = await refuseStrandedChannels({
     channels,
     network: terms.network,
     receiver: terms.payTo,
@@ -58,6 +59,11 @@ export async function startChannels({
     receiverAuthorizer: receiverAuthorizer.address,
     claimIntervalSeconds: config.claimIntervalSeconds,
   });
+  for (const held of elsewhere)
+    logger.warn(
+      { network: held.network, channels: held.channels, owedAtomic: held.owedAtomic.toString() },
+      `the ledger holds ${formatMoney(held.owedAtomic)} on ${held.channels} payment channel(s) of ${held.network} not yet claimed or settled; this gateway bills ${terms.network} and leaves them alone: unless a gateway on ${held.network} runs on this ledger, start one there until they are claimed and settled (tollgate channels), or their payers can withdraw the charges`,
+    );
   const billing = createChannelBilling({
     terms,
     channels,
