@@ -129,6 +129,47 @@ describe("facilitator over HTTP with the official x402 client", () => {
     assert.equal(await devnet.usdcBalance(buyer.address), before);
   });
 
+  test("a settle someone else sent first does not pass for the seller's: a zero one leaves the authorization to settle, another amount is refused", async () => {
+    const buyer = devnet.accounts.buyers[2]!;
+    const requirements = uptoRequirements(50_000n);
+    const charge = 20_000n;
+    // The buyer settles its own authorization for nothing, then the seller settles the charge.
+    const zeroFirst = await officialPayload(buyer.privateKey, requirements);
+    const before = await devnet.usdcBalance(buyer.address);
+    const zero = await client.settle(zeroFirst, { ...requirements, amount: "0" });
+    assert.equal(zero.success, true, String(zero.errorReason));
+    const seller = await client.settle(zeroFirst, { ...requirements, amount: charge.toString() });
+    assert.equal(seller.success, true, String(seller.errorReason));
+    assert.match(seller.transaction, /^0x[0-9a-f]{64}$/);
+    assert.equal(seller.amount, charge.toString());
+    assert.equal(await devnet.usdcBalance(buyer.address), before - charge, "the charge moved");
+
+    // The buyer settles 1 first, its nonce written another way: the seller's settle is refused, not
+    // answered with the buyer's transaction (the seller books a debt), and nothing more moves.
+    const oneFirst = await officialPayload(buyer.privateKey, requirements);
+    const inner = oneFirst.payload as { permit2Authorization: { nonce: string } };
+    const renamed = {
+      ...oneFirst,
+      payload: {
+        ...inner,
+        permit2Authorization: {
+          ...inner.permit2Authorization,
+          nonce: `0x${BigInt(inner.permit2Authorization.nonce).toString(16)}`,
+        },
+      },
+    } as PaymentPayload;
+    const middle = await devnet.usdcBalance(buyer.address);
+    const one = await client.settle(oneFirst, { ...requirements, amount: "1" });
+    assert.equal(one.success, true, String(one.errorReason));
+    for (const payload of [oneFirst, renamed]) {
+      const refused = await client.settle(payload, { ...requirements, amount: charge.toString() });
+      assert.equal(refused.success, false);
+      assert.equal(refused.errorReason, "settled_for_another_amount");
+      assert.match(refused.errorMessage ?? "", /already settled for 1, not 20000/);
+    }
+    assert.equal(await devnet.usdcBalance(buyer.address), middle - 1n);
+  });
+
   test("refuses an expired and a not-yet-valid authorization", async () => {
     const buyer = devnet.accounts.buyers[2]!;
     const requirements = uptoRequirements(10_000n);

@@ -75,6 +75,8 @@ export type TollgateFacilitator = {
 
 const REASON_TRANSFER_NOT_FOUND = "settlement_transfer_not_found";
 const REASON_UNKNOWN_PAYLOAD = "invalid_payload";
+/** The authorization was settled before for another amount: it cannot settle again. */
+const REASON_SETTLED_DIFFERENTLY = "settled_for_another_amount";
 
 /**
  * A facilitator for the `upto`, `exact` and `batch-settlement` schemes on one EVM network, built on
@@ -260,6 +262,28 @@ export function createFacilitator({
     if (!begun.started) {
       const { existing } = begun;
       if (existing.status === "succeeded") {
+        // Only the same settlement is answered again: the first settle of an authorization, whoever
+        // sent it, must not pass for a later one of another amount.
+        const settledAtomic = existing.result.amount;
+        if (settledAtomic === undefined || !sameAmount(settledAtomic, amountAtomic)) {
+          logger.warn(
+            {
+              op: "settle",
+              outcome: "settled_differently",
+              settledAmount: settledAtomic,
+              ...describe(payload, requirements),
+            },
+            "facilitator settle",
+          );
+          return {
+            success: false,
+            errorReason: REASON_SETTLED_DIFFERENTLY,
+            errorMessage: `this authorization was already settled for ${settledAtomic ?? "another amount"}, not ${amountAtomic}`,
+            transaction: "",
+            network: requirements.network,
+            payer: key.payer,
+          };
+        }
         logger.info(
           { op: "settle", outcome: "already_settled", ...describe(payload, requirements) },
           "facilitator settle",
@@ -315,7 +339,9 @@ export function createFacilitator({
       );
       throw failure;
     }
-    if (result.success) await settlementStore.succeed(key, result);
+    // A settlement that moved nothing (an upto charge of zero sends no transaction) leaves the
+    // authorization free on chain: it is not recorded as its settlement, which may still come.
+    if (result.success && result.transaction) await settlementStore.succeed(key, result);
     else await settlementStore.fail(key, result);
     if (result.success && receipt) logSponsoredApproval(payload, requirements, receipt);
     logger.info(
@@ -432,8 +458,9 @@ export function createFacilitator({
           network: requirements.network,
         };
       }
-      const id = settlementKeyString(key);
-      // Concurrent settles of one authorization in this process share one attempt.
+      // Concurrent settles of one authorization for one amount in this process share one attempt;
+      // one for another amount finds it in flight.
+      const id = `${settlementKeyString(key)}/${normalizedAmount(requirements.amount)}`;
       const pending = inFlight.get(id);
       if (pending) return pending;
       const attempt = settleOnce(key, payload, requirements).finally(() => inFlight.delete(id));
@@ -444,4 +471,13 @@ export function createFacilitator({
       return core.getSupported() as SupportedResponse;
     },
   };
+}
+
+/** An atomic amount as written in a request or a result, compared as a number ("0100" is 100). */
+function normalizedAmount(amount: string): string {
+  return /^[0-9]{1,78}$/.test(amount) ? BigInt(amount).toString() : amount;
+}
+
+function sameAmount(amount: string, atomic: bigint): boolean {
+  return normalizedAmount(amount) === atomic.toString();
 }

@@ -1,4 +1,5 @@
 import type { PaymentPayload } from "@x402/core/types";
+import { normalizeNonce } from "../ledger/index.js";
 import { BATCH_SETTLEMENT_SCHEME } from "./batchSettlementPayload.js";
 
 /** The identity of one authorization: it may settle at most once. */
@@ -21,11 +22,14 @@ export function settlementKeyOf(payload: PaymentPayload): SettlementKey | undefi
     (typeof auth.nonce !== "string" && typeof auth.nonce !== "number")
   )
     return undefined;
-  return {
-    network: payload.accepted.network,
-    payer: auth.from.toLowerCase(),
-    nonce: String(auth.nonce).toLowerCase(),
-  };
+  // One nonce however it is written ("5", "05", "0x5"): one key, as on chain.
+  let nonce: string;
+  try {
+    nonce = normalizeNonce(String(auth.nonce));
+  } catch {
+    return undefined;
+  }
+  return { network: payload.accepted.network, payer: auth.from.toLowerCase(), nonce };
 }
 
 /** One string for a settlement key, for maps and logs. */

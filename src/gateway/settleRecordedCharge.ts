@@ -8,6 +8,9 @@ export const SETTLEMENT_IN_PROGRESS = "settlement_in_progress";
 /** The receipt's reason when the settlement outlived `settleTimeoutMs`; the ledger records it when it ends. */
 export const SETTLEMENT_PENDING = "settlement_pending";
 
+/** The receipt's reason when the facilitator answered success for something else than the charge. */
+export const SETTLEMENT_MISMATCH = "settlement_mismatch";
+
 /** Default bound on how long a request waits for its settlement. */
 export const DEFAULT_SETTLE_TIMEOUT_MS = 90_000;
 
@@ -62,6 +65,19 @@ export async function settleRecordedCharge({
           : `facilitator_error: ${(error as Error).message}`.slice(0, 300);
       settlement = { success: false, errorReason: reason, transaction: "", network: requirements.network };
     }
+    // A success that shows no transfer of the charge (no transaction, or another amount) is not this
+    // charge's settlement, whatever the facilitator's reasons: it is a failure, recorded as a debt.
+    const mismatch = settlement.success ? settlementMismatch(settlement, chargeAtomic) : undefined;
+    if (mismatch) {
+      logger.warn({ paymentId, transaction: settlement.transaction, amount: settlement.amount }, mismatch);
+      settlement = {
+        success: false,
+        errorReason: SETTLEMENT_MISMATCH,
+        errorMessage: mismatch,
+        transaction: "",
+        network: requirements.network,
+      };
+    }
     if (settlement.success) {
       onOutcome?.({ kind: "settled", settlement });
       await ledger.markSettled(paymentId, { transaction: settlement.transaction, chargeAtomic });
@@ -99,4 +115,15 @@ export async function settleRecordedCharge({
     "settlement outlived its timeout; the ledger records its outcome when the facilitator answers",
   );
   return { success: false, errorReason: SETTLEMENT_PENDING, transaction: "", network: requirements.network };
+}
+
+/** Why a successful settlement is not the settlement of `chargeAtomic`, or undefined when it is. */
+function settlementMismatch(settlement: SettleResponse, chargeAtomic: bigint): string | undefined {
+  if (chargeAtomic === 0n) return undefined;
+  if (!settlement.transaction)
+    return `the facilitator answered success with no transaction for a charge of ${chargeAtomic}`;
+  const amount = settlement.amount;
+  if (amount !== undefined && amount !== "" && !(/^[0-9]+$/.test(amount) && BigInt(amount) === chargeAtomic))
+    return `the facilitator answered success for ${amount}, not the charge of ${chargeAtomic}`;
+  return undefined;
 }
