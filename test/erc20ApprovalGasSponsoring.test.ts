@@ -5,7 +5,15 @@ import { decodePaymentResponseHeader } from "@x402/core/http";
 import { PERMIT2_ADDRESS } from "@x402/evm";
 import { UptoEvmScheme } from "@x402/evm/upto/client";
 import { wrapFetchWithPayment } from "@x402/fetch";
-import { type Address, createPublicClient, erc20Abi, type Hex, http, maxUint256 } from "viem";
+import {
+  type Address,
+  createPublicClient,
+  erc20Abi,
+  type Hex,
+  http,
+  maxUint256,
+  parseTransaction,
+} from "viem";
 import { privateKeyToAccount } from "viem/accounts";
 import { type Devnet, startDevnet } from "../src/devnet/index.js";
 import { createFacilitator } from "../src/facilitator/index.js";
@@ -142,5 +150,58 @@ describe("gas-sponsored approval for a token without EIP-2612 (erc20ApprovalGasS
         buyerNativeLeftWei: left.toString(),
       })}`,
     );
+  });
+
+  test("an approval asking for more gas or a higher fee than an approve needs gets no funding: the settle fails and the facilitator sends nothing", async () => {
+    const buyer = await h.devnet.createFreshPlainTokenBuyer(10_000_000n);
+    const unpaid = await postJson(h, "/v1/chat/completions", chatBody);
+    await unpaid.text();
+    const required = decodePaymentRequiredHeader(unpaid.headers.get("payment-required"));
+    assert.ok(required.ok);
+    const account = privateKeyToAccount(buyer.privateKey);
+    const client = new x402Client()
+      .register(h.devnet.network, new UptoEvmScheme(account, { rpcUrl: h.devnet.rpcUrl }))
+      .setSpendControls(false);
+    const payload = await client.createPaymentPayload(required.paymentRequired);
+    const sponsoring = payload.extensions?.erc20ApprovalGasSponsoring as {
+      info: { signedTransaction: Hex };
+    };
+    assert.ok(sponsoring, "the payment carries a signed approve");
+    // The buyer's own approve, unsigned, to sign again with other terms.
+    const {
+      r: _r,
+      s: _s,
+      v: _v,
+      yParity: _yParity,
+      ...honest
+    } = parseTransaction(sponsoring.info.signedTransaction);
+    const facilitatorAddress = h.devnet.accounts.facilitator.address;
+    for (const inflated of [
+      { gas: 20_000_000n },
+      { maxFeePerGas: 1_000_000_000_000n, maxPriorityFeePerGas: 1_000_000_000n },
+      { chainId: 1 },
+    ]) {
+      const signedTransaction = await account.signTransaction({
+        ...(honest as Parameters<typeof account.signTransaction>[0]),
+        ...inflated,
+      } as Parameters<typeof account.signTransaction>[0]);
+      const tampered = {
+        ...payload,
+        extensions: {
+          ...payload.extensions,
+          erc20ApprovalGasSponsoring: { ...sponsoring, info: { ...sponsoring.info, signedTransaction } },
+        },
+      } as PaymentPayload;
+      const facilitatorWei = await chain.getBalance({ address: facilitatorAddress });
+      const facilitatorNonce = await chain.getTransactionCount({ address: facilitatorAddress });
+      const requirements = { ...payload.accepted, amount: "1" };
+      const settled = await h.gateway.facilitator
+        .settle(tampered, requirements)
+        .catch((error: unknown) => ({ success: false, errorReason: String(error) }));
+      assert.equal(settled.success, false, Object.keys(inflated).join());
+      assert.equal(await chain.getTransactionCount({ address: facilitatorAddress }), facilitatorNonce);
+      assert.equal(await chain.getBalance({ address: facilitatorAddress }), facilitatorWei);
+      assert.equal(await chain.getBalance({ address: buyer.address }), 0n, "the buyer got no gas money");
+    }
   });
 });

@@ -7,7 +7,7 @@ import { HTTPFacilitatorClient } from "@x402/core/http";
 import type { PaymentPayload, PaymentRequired, PaymentRequirements } from "@x402/core/types";
 import { ExactEvmScheme } from "@x402/evm/exact/client";
 import { UptoEvmScheme } from "@x402/evm/upto/client";
-import type { Address, Hex } from "viem";
+import { type Address, createPublicClient, type Hex, http } from "viem";
 import { privateKeyToAccount } from "viem/accounts";
 import { type Devnet, startDevnet } from "../src/devnet/index.js";
 import { createFacilitator, serveFacilitator } from "../src/facilitator/index.js";
@@ -170,6 +170,40 @@ describe("facilitator over HTTP with the official x402 client", () => {
     assert.equal(await devnet.usdcBalance(buyer.address), middle - 1n);
   });
 
+  test("a facilitator told its tokens refuses a payment in another before any transaction", async () => {
+    const restricted = createFacilitator({
+      rpcUrl: devnet.rpcUrl,
+      privateKey: (await devnet.createBuyer(0n)).privateKey,
+      network: devnet.network,
+      pollingIntervalMs: 20,
+      assets: [devnet.contracts.usdc],
+    });
+    const buyer = devnet.accounts.buyers[0]!;
+    // A token of the payer's own choosing: its transferFrom could do anything at the facilitator's gas.
+    const requirements = { ...uptoRequirements(10_000n), asset: devnet.accounts.payTo.address };
+    const payload = await officialPayload(buyer.privateKey, requirements);
+    const chain = createPublicClient({ transport: http(devnet.rpcUrl) });
+    const nonceBefore = await chain.getTransactionCount({ address: restricted.address });
+    const verified = await restricted.verify(payload, requirements);
+    assert.equal(verified.isValid, false);
+    assert.equal(verified.invalidReason, "asset_not_accepted");
+    const settled = await restricted.settle(payload, requirements);
+    assert.equal(settled.success, false);
+    assert.equal(settled.errorReason, "asset_not_accepted");
+    assert.match(settled.errorMessage ?? "", /moves only 0x[0-9a-f]{40} on eip155:31337/);
+    assert.equal(await chain.getTransactionCount({ address: restricted.address }), nonceBefore);
+    // Its own token it settles as any facilitator.
+    const usdcRequirements = {
+      ...uptoRequirements(10_000n),
+      extra: { name: "USD Coin", version: "2", facilitatorAddress: restricted.address },
+    } as PaymentRequirements;
+    const paid = await restricted.settle(await officialPayload(buyer.privateKey, usdcRequirements), {
+      ...usdcRequirements,
+      amount: "10",
+    });
+    assert.equal(paid.success, true, String(paid.errorReason));
+  });
+
   test("refuses an expired and a not-yet-valid authorization", async () => {
     const buyer = devnet.accounts.buyers[2]!;
     const requirements = uptoRequirements(10_000n);
@@ -297,6 +331,23 @@ describe("facilitator HTTP edges", () => {
     });
     assert.equal(wrongShape.status, 400);
     assert.match((await wrongShape.json()).field, /^payment(Payload|Requirements)/);
+    // Well-formed JSON that no scheme could settle: an amount not in digits, another network.
+    const requirements = uptoRequirements(1_000n);
+    const paymentPayload = await officialPayload(devnet.accounts.buyers[0]!.privateKey, requirements);
+    for (const [field, odd] of [
+      ["paymentRequirements.amount", { ...requirements, amount: "1e3" }],
+      ["paymentRequirements.network", { ...requirements, network: "eip155:1" }],
+    ] as const) {
+      for (const path of ["/verify", "/settle"]) {
+        const refused = await fetch(`${server.url}${path}`, {
+          method: "POST",
+          headers: { "content-type": "application/json" },
+          body: JSON.stringify({ x402Version: 2, paymentPayload, paymentRequirements: odd }),
+        });
+        assert.equal(refused.status, 400, `${path} ${field}`);
+        assert.equal((await refused.json()).field, field);
+      }
+    }
   });
 
   test("an unreachable chain RPC answers 503 with Retry-After", async () => {

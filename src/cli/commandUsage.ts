@@ -44,14 +44,16 @@ tollgate channels --buyer [--json] [--gateway URL] [--rpc URL]
   Permit2 approved, test ETH); --fresh-buyers 0 to 50 more with 1,000 test USDC
   only: no Permit2 approval and no native gas, as a new agent wallet (they pay through a
   gas-sponsored approval). Runs until Ctrl-C.`,
-  facilitator: `tollgate facilitator --rpc URL --private-key KEY [--network eip155:31337] [--port 4022] [--host 127.0.0.1] [--no-rpc-batch] [--no-gas-sponsoring] [--sponsor-limit 3]
+  facilitator: `tollgate facilitator --rpc URL --private-key KEY [--network eip155:31337] [--port 4022] [--host 127.0.0.1] [--no-rpc-batch] [--no-gas-sponsoring] [--sponsor-limit 3] [--asset 0x…[,0x…]]
   Serves an x402 v2 facilitator (GET /supported, POST /verify, POST /settle) for the upto
   and exact schemes. The key may come from TOLLGATE_FACILITATOR_KEY instead of the flag.
   With DATABASE_URL=postgres://… its settlement log (one settlement per authorization) is kept
   in PostgreSQL and survives restarts; otherwise it is in memory. RPC calls made while others are in
   flight go out as one JSON-RPC batch; --no-rpc-batch sends each alone (for an RPC that refuses batches).
   It pays the gas of buyers' Permit2 approvals (eip2612GasSponsoring, listed in /supported), at most
-  --sponsor-limit per payer (counted since start); --no-gas-sponsoring turns that off.`,
+  --sponsor-limit per payer (counted since start); --no-gas-sponsoring turns that off. It moves only
+  the tokens --asset names, by default the network's USDC (on the devnet, any token): a payment in
+  another is refused (asset_not_accepted) before any transaction.`,
   pay: `tollgate pay --url URL [--method POST] [--body JSON|@file] [--header K:V]… [--policy FILE] [--private-key KEY] [--rpc URL] [--json]
   Sends one request and pays its x402 402 (upto or exact) within the spending policy. The
   response body goes to stdout, a receipt line (maximum authorized, charged, saved,

@@ -23,6 +23,10 @@ const flagsSchema = z.object({
   "no-rpc-batch": z.boolean().default(false),
   "no-gas-sponsoring": z.boolean().default(false),
   "sponsor-limit": z.coerce.number().int().min(0).default(3),
+  asset: z
+    .string()
+    .regex(/^0x[0-9a-fA-F]{40}(,0x[0-9a-fA-F]{40})*$/, "one or more token addresses, separated by commas")
+    .optional(),
 });
 
 /** `tollgate facilitator`: verify and settle over HTTP. */
@@ -56,6 +60,8 @@ export async function facilitatorCommand(argv: string[]): Promise<number> {
     gasSponsoring: { enabled: !flags["no-gas-sponsoring"], perPayerLimit: flags["sponsor-limit"] },
     onFacilitatorEvent: createFacilitatorMetrics({ registry: metrics }),
     ...(ledger ? { settlementStore: settlementStoreFromLog(ledger.settlements) } : {}),
+    // The tokens it moves: --asset, else the network's USDC (on the devnet, any).
+    ...(flags.asset ? { assets: flags.asset.split(",") } : {}),
   });
   const server = await serveFacilitator({
     facilitator,

@@ -21,6 +21,7 @@ import {
 } from "../chain/index.js";
 import { currentRequestId, type Logger, silentLogger, TollgateError } from "../errors/index.js";
 import { ReasonCode } from "../protocol/index.js";
+import { createAssetCheck, REASON_ASSET_NOT_ACCEPTED } from "./acceptedAssets.js";
 import { channelPayloadSummaryOf, isBatchSettlementPayment } from "./batchSettlementPayload.js";
 import { createChannelSettler } from "./createChannelSettler.js";
 import { createErc20ApprovalSponsor, type Erc20ApprovalSponsorship } from "./erc20ApprovalSponsor.js";
@@ -59,6 +60,11 @@ export type CreateFacilitatorParameters = {
    * reconciles instead of broadcasting again; default in memory (one process).
    */
   pendingSettlementStore?: PendingSettlementStore;
+  /**
+   * The tokens it moves (`createAssetCheck`); default the network preset's USDC, or any on a network
+   * without one (the devnet). A payment in another is refused before any transaction.
+   */
+  assets?: readonly string[];
   /** Receives verifications, confirmed settlements and sponsored approvals (see `FacilitatorEvent`). */
   onFacilitatorEvent?: FacilitatorEventListener;
 };
@@ -101,7 +107,9 @@ export function createFacilitator({
   onFacilitatorEvent,
   gasSponsoring = { enabled: true },
   pendingSettlementStore,
+  assets,
 }: CreateFacilitatorParameters): TollgateFacilitator {
+  const assetRefusal = createAssetCheck(network, assets);
   const signer = createFacilitatorSigner({
     rpcUrl,
     privateKey,
@@ -138,7 +146,10 @@ export function createFacilitator({
       createErc20ApprovalGasSponsoringExtension(
         createErc20ApprovalSponsor({
           signer,
+          chainId: chainIdOf(network),
           sponsored: (settleTx, cost) => erc20ApprovalCosts.set(settleTx.toLowerCase(), cost),
+          // Checked at settle too: a client may skip /verify.
+          refusal: (payer) => sponsorship.refusal(payer)?.invalidMessage,
         }),
       ),
     );
@@ -212,9 +223,19 @@ export function createFacilitator({
   async function verify(payload: PaymentPayload, requirements: PaymentRequirements): Promise<VerifyResponse> {
     const startedAt = performance.now();
     try {
-      const { result, scope } = await withRpcFailureScope(
-        async () => (await checkSponsorship(payload, requirements)) ?? core.verify(payload, requirements),
-      );
+      const refusedAsset = assetRefusal(payload, requirements);
+      const { result, scope } = refusedAsset
+        ? {
+            result: {
+              isValid: false,
+              invalidReason: REASON_ASSET_NOT_ACCEPTED,
+              invalidMessage: refusedAsset,
+            } as VerifyResponse,
+            scope: { transportError: undefined },
+          }
+        : await withRpcFailureScope(
+            async () => (await checkSponsorship(payload, requirements)) ?? core.verify(payload, requirements),
+          );
       if (!result.isValid && scope.transportError) throw chainUnavailable(scope.transportError, "verify");
       emit({
         type: "verified",
@@ -447,6 +468,25 @@ export function createFacilitator({
     signer,
     verify,
     async settle(payload, requirements) {
+      const refusedAsset = assetRefusal(payload, requirements);
+      if (refusedAsset) {
+        logger.warn(
+          {
+            op: "settle",
+            outcome: "refused",
+            reason: REASON_ASSET_NOT_ACCEPTED,
+            ...describe(payload, requirements),
+          },
+          "facilitator settle",
+        );
+        return {
+          success: false,
+          errorReason: REASON_ASSET_NOT_ACCEPTED,
+          errorMessage: refusedAsset,
+          transaction: "",
+          network: requirements.network,
+        };
+      }
       // Its payloads carry no (payer, nonce) authorization and move funds through the channel contract.
       if (isBatchSettlementPayment(requirements)) return settleChannelAction(payload, requirements);
       const key = settlementKeyOf(payload);

@@ -66,6 +66,17 @@ export function createFacilitatorApp({
     if (!payload.success) return describeZodError("paymentPayload", payload.error);
     const requirements = PaymentRequirementsV2Schema.safeParse(paymentRequirements);
     if (!requirements.success) return describeZodError("paymentRequirements", requirements.error);
+    // Refused here, in words, rather than failing deep inside a scheme.
+    if (!/^[0-9]{1,78}$/.test(requirements.data.amount))
+      return {
+        error: `an amount is a whole number of atomic units in decimal digits, not ${JSON.stringify(requirements.data.amount)}`,
+        field: "paymentRequirements.amount",
+      };
+    if (requirements.data.network !== facilitator.network)
+      return {
+        error: `this facilitator settles on ${facilitator.network}, not ${requirements.data.network}`,
+        field: "paymentRequirements.network",
+      };
     return {
       payload: payload.data as PaymentPayload,
       requirements: requirements.data as PaymentRequirements,

@@ -13,27 +13,61 @@ export type Erc20ApprovalSponsorship = {
   fundingGasCostWei: bigint;
 };
 
+/** Gas an `approve` may ask for: a token's approve takes 25k–60k. */
+export const APPROVE_GAS_LIMIT = 120_000n;
+/** How far above the chain's current fee estimate the approval's max fee may go. */
+const FEE_HEADROOM = 3n;
+
 /**
  * The signer `@x402/extensions`' `erc20ApprovalGasSponsoring` needs: `sendTransactions` receives the
  * buyer's signed `approve(Permit2, max)` and the settlement call. It sends the buyer exactly the gas
  * the signed transaction may burn (limit × max fee, less what the buyer holds), broadcasts the
  * approval, waits for it, then sends the settlement from the facilitator. Sequential, not atomic:
  * on a public chain a bundle (or a smart account) would keep the funding from being front-run.
- * `sponsored` receives the cost of each approval, keyed by the settlement's hash.
+ * `sponsored` receives the cost of each approval, keyed by the settlement's hash. What is funded is
+ * bounded before anything is sent: the approval must be for this chain, carry the payer's next nonce,
+ * ask at most `APPROVE_GAS_LIMIT` gas at no more than 3× the chain's current fee, and the payer must
+ * be allowed one more sponsorship (`refusal`); otherwise nothing is sent and the settle fails.
  * @see https://github.com/x402-foundation/x402/blob/main/specs/extensions/erc20_approval_gas_sponsoring.md
  */
 export function createErc20ApprovalSponsor({
   signer,
+  chainId,
   sponsored,
+  refusal,
 }: {
   signer: TollgateFacilitatorSigner;
+  chainId: number;
   sponsored: (settleTx: Hex, cost: Erc20ApprovalSponsorship) => void;
+  /** Why this payer may not have one more sponsored approval, or undefined. */
+  refusal: (payer: Hex) => string | undefined;
 }): Erc20ApprovalGasSponsoringSigner {
   const { publicClient } = signer;
   const waitFor = async (hash: Hex): Promise<TransactionReceipt> => {
     const receipt = (await signer.waitForTransactionReceipt({ hash })) as TransactionReceipt;
     if (receipt.status !== "success") throw new Error(`transaction ${hash} reverted`);
     return receipt;
+  };
+  /** Refuses an approval whose funding would be more than an approve's gas on this chain, now. */
+  const checkApproval = async (parsed: ReturnType<typeof parseTransaction>, payer: Hex) => {
+    const refused = (why: string) => {
+      throw new Error(`the sponsored approval is refused: ${why}`);
+    };
+    const denied = refusal(payer);
+    if (denied) refused(denied);
+    if (parsed.chainId !== chainId) refused(`it is signed for chain ${parsed.chainId}, not ${chainId}`);
+    if ((parsed.gas ?? 0n) > APPROVE_GAS_LIMIT)
+      refused(`it asks for ${parsed.gas} gas, above the ${APPROVE_GAS_LIMIT} an approve needs`);
+    const nextNonce = await publicClient.getTransactionCount({ address: payer, blockTag: "pending" });
+    if (parsed.nonce !== nextNonce)
+      refused(`its nonce ${parsed.nonce} is not the payer's next, ${nextNonce}`);
+    const fees = await publicClient.estimateFeesPerGas();
+    const currentWei = fees.maxFeePerGas ?? fees.gasPrice ?? 0n;
+    const askedWei = parsed.maxFeePerGas ?? parsed.gasPrice ?? 0n;
+    if (askedWei > currentWei * FEE_HEADROOM)
+      refused(
+        `its fee of ${askedWei} wei per gas is above ${FEE_HEADROOM}× the chain's current ${currentWei}`,
+      );
   };
   return {
     getAddresses: signer.getAddresses,
@@ -50,6 +84,7 @@ export function createErc20ApprovalSponsor({
         throw new Error("expected a signed approval and a settlement call");
       const parsed = parseTransaction(approval);
       const payer = await recoverTransactionAddress({ serializedTransaction: approval as never });
+      await checkApproval(parsed, payer);
       const maxCostWei = (parsed.gas ?? 0n) * (parsed.maxFeePerGas ?? parsed.gasPrice ?? 0n);
       const balanceWei = await publicClient.getBalance({ address: payer });
       const fundedWei = maxCostWei > balanceWei ? maxCostWei - balanceWei : 0n;

@@ -385,6 +385,8 @@ function createConfiguredFacilitator(
     rpcBatch: config.facilitator.rpcBatch,
     gasSponsoring: config.facilitator.gasSponsoring,
     onFacilitatorEvent,
+    // It moves the gateway's own asset only: no other reaches it through the gateway's offers.
+    assets: [(config.asset ?? findNetworkPreset(network)?.usdc) as string].filter(Boolean),
   });
 }
 
