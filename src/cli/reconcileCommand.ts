@@ -37,8 +37,7 @@ export async function reconcileCommand(argv: string[]): Promise<number> {
       return { ...v, fromBlock: v["from-block"], toBlock: v["to-block"], dataDir: v["data-dir"] };
     }, flagsSchema),
   );
-  // Secrets are not resolved: reconciling needs no key, only where the money goes.
-  const config = parseGatewayConfig(await readConfigFile(flags.config));
+  const config = parseReconcileConfig(await readConfigFile(flags.config));
   const preset = findNetworkPreset(config.network);
   const asset = config.asset ?? preset?.usdc;
   const rpcUrl = flags.rpc ?? config.rpcUrl ?? preset?.defaultRpcUrl;
@@ -172,4 +171,17 @@ function describeChannelDifference(difference: ChannelDifference): string {
     case "settled_mismatch":
       return `the contract settled ${difference.settledOnChainAtomic} to payTo, the ${difference.against} say ${difference.comparedAtomic}`;
   }
+}
+
+/**
+ * A gateway config as reconciling reads it: its secrets are not resolved (reconciling needs no key,
+ * only where the money goes), and its operator endpoints, whose tokens are secrets too, are left out.
+ */
+export function parseReconcileConfig(raw: unknown) {
+  const {
+    dashboard: _dashboard,
+    metrics: _metrics,
+    ...rest
+  } = typeof raw === "object" && raw !== null ? (raw as Record<string, unknown>) : {};
+  return parseGatewayConfig(rest);
 }
