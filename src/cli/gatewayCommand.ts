@@ -1,4 +1,5 @@
 import { mkdir, readFile } from "node:fs/promises";
+import { resolve } from "node:path";
 import { parse as parseYaml } from "yaml";
 import { z } from "zod";
 import { TollgateError } from "../errors/index.js";
@@ -7,6 +8,7 @@ import { createCliLogger, parseFlags, printLine, waitForShutdownSignal } from ".
 import { commandFlags } from "./commandFlags.js";
 import { crashHooksFromFaultPoint } from "./faultPoints.js";
 import { claimLedgerDir, DEFAULT_LEDGER_DIR, type LedgerClaim } from "./ledgerAccess.js";
+import { describeDatabase } from "./openCliLedger.js";
 
 const flagsSchema = z.object({
   config: z.string().default("tollgate.yaml"),
@@ -33,11 +35,24 @@ export async function gatewayCommand(argv: string[]): Promise<number> {
     await claim?.release();
     throw error;
   }
-  printLine(`gateway listening on ${gateway.url}/v1 (${config.models.length} models, ${config.network})`);
+  printLine(
+    `gateway listening on ${gateway.url}/v1 (${config.models.length} models, ${config.network}); ledger ${describeLedger(config)}`,
+  );
   await waitForShutdownSignal();
   await gateway.close();
   await claim?.release();
   return 0;
+}
+
+/**
+ * Where the gateway keeps its books, as its start-up line names them: a ledger other than the operator
+ * meant (another folder, a stray DATABASE_URL) would start from nothing, and its channels from the
+ * chain's claimed totals.
+ */
+export function describeLedger(config: GatewayConfig): string {
+  const { databaseUrl, schema, dataDir = DEFAULT_LEDGER_DIR } = config.ledger;
+  if (databaseUrl) return `PostgreSQL ${describeDatabase(databaseUrl)}${schema ? ` schema ${schema}` : ""}`;
+  return `PGlite ${dataDir.includes("://") ? dataDir : resolve(dataDir)}`;
 }
 
 /**

@@ -44,7 +44,7 @@ export async function openCliLedger({
 }
 
 /** host:port/db of a PostgreSQL URL, never its password. */
-function describeDatabase(connectionString: string): string {
+export function describeDatabase(connectionString: string): string {
   try {
     const url = new URL(connectionString);
     return `${url.hostname}:${url.port || "5432"}${url.pathname}`;
