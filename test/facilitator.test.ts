@@ -291,6 +291,25 @@ describe("facilitator over HTTP with the official x402 client", () => {
     assert.equal(new Set(results.map((r) => r.transaction)).size, 50);
     assert.equal(await devnet.usdcBalance(devnet.accounts.payTo.address), payToBefore + 50n * 700n);
   });
+
+  test("concurrent settles of one payer beyond what it holds send one transaction, not reverted ones at the facilitator's gas", async () => {
+    const payer = await devnet.createBuyer(1_000n);
+    const payloads = await Promise.all(
+      Array.from({ length: 6 }, async () => {
+        const requirements = uptoRequirements(1_000n);
+        return { payload: await officialPayload(payer.privateKey, requirements), requirements };
+      }),
+    );
+    const chain = createPublicClient({ transport: http(devnet.rpcUrl) });
+    const sent = () => chain.getTransactionCount({ address: facilitatorAddress });
+    const sentBefore = await sent();
+    const results = await Promise.all(
+      payloads.map(({ payload, requirements }) => client.settle(payload, requirements)),
+    );
+    assert.equal(results.filter((result) => result.success).length, 1);
+    assert.equal(await devnet.usdcBalance(payer.address), 0n);
+    assert.equal(await sent(), sentBefore + 1, "one transaction: the others were refused by simulation");
+  });
 });
 
 describe("facilitator key shared with another sender", () => {

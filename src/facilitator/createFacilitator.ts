@@ -10,7 +10,7 @@ import { BatchSettlementEvmScheme } from "@x402/evm/batch-settlement/facilitator
 import { ExactEvmScheme } from "@x402/evm/exact/facilitator";
 import { UptoEvmScheme } from "@x402/evm/upto/facilitator";
 import { createErc20ApprovalGasSponsoringExtension, EIP2612_GAS_SPONSORING } from "@x402/extensions";
-import { type Address, getAddress, type Hex, type TransactionReceipt } from "viem";
+import { type Address, erc20Abi, getAddress, type Hex, type TransactionReceipt } from "viem";
 import {
   chainIdOf,
   createFacilitatorSigner,
@@ -33,6 +33,7 @@ import {
   type GasSponsoringOptions,
   sponsoredApprovalOf,
 } from "./gasSponsoring.js";
+import { createPayerFundsGuard } from "./payerFundsGuard.js";
 import { type SettlementKey, settlementKeyOf, settlementKeyString } from "./settlementKey.js";
 import { createMemorySettlementStore, type SettlementStore } from "./settlementStore.js";
 
@@ -192,6 +193,15 @@ export function createFacilitator({
     });
   }
   const inFlight = new Map<string, Promise<SettleResponse>>();
+  const withPayerFunds = createPayerFundsGuard(
+    async (asset, payer) =>
+      (await signer.readContract({
+        address: getAddress(asset),
+        abi: erc20Abi,
+        functionName: "balanceOf",
+        args: [getAddress(payer)],
+      })) as bigint,
+  );
 
   const chainUnavailable = (cause: unknown, operation: string) =>
     new TollgateError({
@@ -324,7 +334,9 @@ export function createFacilitator({
     try {
       // The sponsorship checks belong to verify: at settle time a permit may already be used by a
       // concurrent settle of the same payer, and `settleWithPermit` then settles on the allowance it set.
-      const settled = await withRpcFailureScope(() => core.settle(payload, requirements));
+      const settled = await withRpcFailureScope(() =>
+        withPayerFunds(key.payer, requirements.asset, amountAtomic, () => core.settle(payload, requirements)),
+      );
       result = settled.result;
       if (!result.success && settled.scope.transportError)
         throw chainUnavailable(settled.scope.transportError, "settle");
