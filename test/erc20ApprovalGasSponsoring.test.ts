@@ -8,6 +8,7 @@ import { wrapFetchWithPayment } from "@x402/fetch";
 import {
   type Address,
   createPublicClient,
+  createTestClient,
   erc20Abi,
   type Hex,
   http,
@@ -16,13 +17,21 @@ import {
 } from "viem";
 import { privateKeyToAccount } from "viem/accounts";
 import { type Devnet, startDevnet } from "../src/devnet/index.js";
+import { isTollgateError } from "../src/errors/index.js";
 import { createFacilitator } from "../src/facilitator/index.js";
+import { parseGatewayConfig, startGateway } from "../src/gateway/index.js";
+import { createLedger, createPgliteClient } from "../src/ledger/index.js";
 import {
   decodePaymentRequiredHeader,
   decodePaymentSignatureHeader,
   type PaymentPayload,
 } from "../src/protocol/index.js";
-import { expectedCharge, type GatewayHarness, startGatewayHarness } from "./support/gatewayHarness.js";
+import {
+  expectedCharge,
+  type GatewayHarness,
+  startGatewayHarness,
+  testGatewayConfig,
+} from "./support/gatewayHarness.js";
 import { mockModelId } from "./support/mockBackend.js";
 import { finalRow, postJson } from "./support/paidRequests.js";
 import { parsePrometheusText, sumOf } from "./support/prometheusText.js";
@@ -202,6 +211,33 @@ describe("gas-sponsored approval for a token without EIP-2612 (erc20ApprovalGasS
       assert.equal(await chain.getTransactionCount({ address: facilitatorAddress }), facilitatorNonce);
       assert.equal(await chain.getBalance({ address: facilitatorAddress }), facilitatorWei);
       assert.equal(await chain.getBalance({ address: buyer.address }), 0n, "the buyer got no gas money");
+    }
+  });
+
+  test("a gateway refuses to start on a token whose decimals are not 6: its $ prices would be off by powers of ten", async () => {
+    // A contract answering 18 to any call (decimals() included), at an address of the test's own.
+    const asset = `0x${"18".repeat(20)}` as Address;
+    await createTestClient({ mode: "anvil", transport: http(devnet.rpcUrl) }).setCode({
+      address: asset,
+      bytecode: "0x601260005260206000f3",
+    });
+    const ledger = await createLedger(await createPgliteClient());
+    try {
+      await assert.rejects(
+        startGateway({
+          config: parseGatewayConfig({
+            ...testGatewayConfig({ devnet, backendUrl: "http://127.0.0.1:9/v1" }),
+            asset,
+          }),
+          ledger,
+          pollingIntervalMs: 20,
+        }),
+        (error: unknown) =>
+          isTollgateError(error, "TOLLGATE_CONFIG_INVALID") &&
+          /has 18 decimals; .* off by 10\^12: use a 6-decimal token/.test(error.shortMessage),
+      );
+    } finally {
+      await ledger.close();
     }
   });
 });

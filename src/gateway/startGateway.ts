@@ -31,7 +31,7 @@ import {
   type TollgateFacilitator,
 } from "../facilitator/index.js";
 import { type Ledger, openLedger, openPostgresLedger } from "../ledger/index.js";
-import { countTextTokensChunked } from "../pricing/index.js";
+import { countTextTokensChunked, USDC_DECIMALS } from "../pricing/index.js";
 import {
   type BillingEvent,
   type BillingEventListener,
@@ -176,6 +176,16 @@ export async function startGateway({
     gasSponsoring = gasSponsoring.filter((key) => key !== "eip2612GasSponsoring");
   }
   logger.info({ gasSponsoring }, "gas sponsoring the facilitator supports for this asset");
+  // Every "$" amount of the config ($0.50 per 1M tokens, a deposit, a cap) is counted in 6-decimal
+  // units, as USDC is: in a token of other decimals it would be a price off by powers of ten.
+  const decimals = chain ? await assetDecimals(chain, getAddress(asset)) : undefined;
+  if (decimals !== undefined && decimals !== USDC_DECIMALS) {
+    if (!givenLedger) await ledger.close().catch(() => undefined);
+    throw new TollgateError({
+      code: "TOLLGATE_CONFIG_INVALID",
+      shortMessage: `config key asset: ${asset} has ${decimals} decimals; the gateway counts prices and amounts in ${USDC_DECIMALS}-decimal units ("$1" is 1,000,000 atomic units), as USDC and the x402 stablecoins are, so in this token every price would be off by 10^${decimals - USDC_DECIMALS}: use a ${USDC_DECIMALS}-decimal token`,
+    });
+  }
   const terms = {
     network: preset.network,
     asset: getAddress(asset),
@@ -388,6 +398,15 @@ function createConfiguredFacilitator(
     // It moves the gateway's own asset only: no other reaches it through the gateway's offers.
     assets: [(config.asset ?? findNetworkPreset(network)?.usdc) as string].filter(Boolean),
   });
+}
+
+/** The token's `decimals()`, or undefined when it cannot be read (an unreachable chain, no such function). */
+async function assetDecimals(chain: PublicClient, asset: Address): Promise<number | undefined> {
+  try {
+    return await chain.readContract({ address: asset, abi: erc20Abi, functionName: "decimals" });
+  } catch {
+    return undefined;
+  }
 }
 
 /** Whether `asset` answers EIP-2612's `nonces(owner)`; an unreachable chain counts as yes (the default). */
