@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
+import { isTollgateError } from "../errors/index.js";
 import { createPostgresClient } from "./createPostgresClient.js";
 import { ledgerMigrations } from "./ledgerMigrations.js";
 import { openPostgresLedger } from "./openPostgresLedger.js";
@@ -60,6 +61,26 @@ if (connectionString === undefined || connectionString === "") {
         await sql.close();
         await Promise.all(replicas.map((replica) => replica.close()));
       }
+    });
+
+    test("refuses a replica whose clock is far from the database's, naming by how much", async () => {
+      for (const offsetMs of [-60_000, 60_000])
+        await assert.rejects(
+          openPostgresLedger({
+            connectionString: url,
+            schema: freshSchema(),
+            now: () => Date.now() + offsetMs,
+          }),
+          (error: unknown) =>
+            isTollgateError(error, "TOLLGATE_CONFIG_INVALID") &&
+            /clock is 60 s (behind|ahead of) the database's/.test(error.shortMessage),
+        );
+      const close = await openPostgresLedger({
+        connectionString: url,
+        schema: freshSchema(),
+        now: () => Date.now() + 2_000,
+      });
+      await close.close();
     });
 
     test("lets exactly one replica claim an authorization and exactly one move its row", async () => {

@@ -1,4 +1,4 @@
-import { type Logger, silentLogger } from "../errors/index.js";
+import { type Logger, silentLogger, TollgateError } from "../errors/index.js";
 import { createLedger, type Ledger } from "./createLedger.js";
 import { createPostgresClient } from "./createPostgresClient.js";
 
@@ -10,7 +10,12 @@ export type OpenPostgresLedgerParameters = {
   /** Pool size; default 10. */
   maxConnections?: number | undefined;
   logger?: Logger | undefined;
+  /** This process's clock (ms since the epoch), as compared with the database's; default `Date.now`. */
+  now?: () => number;
 };
+
+/** How far this process's clock may be from the database's. */
+export const MAX_CLOCK_SKEW_MS = 10_000;
 
 /**
  * Opens the ledger on a shared PostgreSQL, for several gateway replicas; same schema and migrations as the
@@ -21,7 +26,25 @@ export async function openPostgresLedger({
   schema,
   maxConnections,
   logger = silentLogger,
+  now = Date.now,
 }: OpenPostgresLedgerParameters): Promise<Ledger> {
   const sql = await createPostgresClient({ connectionString, schema, maxConnections, logger });
+  // Replicas compare times each of them wrote (a channel reservation's expiry, a refund's lease): a
+  // clock far from the others' would take a live reservation for an expired one.
+  try {
+    const sent = now();
+    const [row] = await sql.query<{ ms: unknown }>(
+      "SELECT (extract(epoch FROM clock_timestamp()) * 1000)::float8 AS ms",
+    );
+    const skewMs = Number(row?.ms) - (sent + now()) / 2;
+    if (Math.abs(skewMs) > MAX_CLOCK_SKEW_MS)
+      throw new TollgateError({
+        code: "TOLLGATE_CONFIG_INVALID",
+        shortMessage: `this machine's clock is ${Math.round(Math.abs(skewMs) / 1000)} s ${skewMs > 0 ? "behind" : "ahead of"} the database's: replicas compare the times they write (channel reservations, refund leases), so it must be within ${MAX_CLOCK_SKEW_MS / 1000} s; synchronize it (NTP)`,
+      });
+  } catch (error) {
+    await sql.close().catch(() => undefined);
+    throw error;
+  }
   return createLedger(sql, { logger });
 }
