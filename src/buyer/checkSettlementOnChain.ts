@@ -1,6 +1,6 @@
+import { x402UptoPermit2ProxyAddress } from "@x402/evm";
 import {
   type Address,
-  BaseError,
   erc20Abi,
   type Hex,
   isHash,
@@ -63,41 +63,62 @@ export function judgeSettlement(
   };
 }
 
-type ChainReader = Pick<PublicClient, "waitForTransactionReceipt" | "getTransaction">;
+type ChainReader = Pick<PublicClient, "waitForTransactionReceipt" | "getTransaction" | "getChainId">;
+
+/** Tries a chain read a few times: an RPC's passing failure is not the seller's doing. */
+async function withRetries<T>(read: () => Promise<T>, attempts = 3): Promise<T> {
+  for (let attempt = 1; ; attempt += 1) {
+    try {
+      return await read();
+    } catch (error) {
+      if (attempt >= attempts || error instanceof WaitForTransactionReceiptTimeoutError) throw error;
+      await new Promise((resolve) => setTimeout(resolve, 500 * attempt));
+    }
+  }
+}
 
 /**
- * Reads a settlement transaction, waiting for it to be mined: whether it spends the authorization's
- * nonce (`inputSpendsNonce`), and its transfers of `asset` from `payer` to `payTo`.
+ * Reads a settlement transaction, waiting for it to be mined. It shows the payment only when it is a
+ * call to the x402 upto proxy whose decoded permit spends the authorization's nonce: the proxy then
+ * moves exactly what was settled of it, in one `Transfer` of `asset` from `payer` to `payTo`. Any
+ * other call (one that only carries the nonce somewhere, a contract of the seller's) proves nothing.
+ * Undefined when the chain could not be read.
  */
 export async function readSettlementTransfers(
   client: ChainReader,
   query: { transaction: string; nonce: string | undefined; asset: string; payer: string; payTo: string },
   { timeoutMs = TRANSACTION_WAIT_MS }: { timeoutMs?: number } = {},
-): Promise<SettlementTransfers> {
+): Promise<SettlementTransfers | undefined> {
   if (!isHash(query.transaction)) return { found: false, why: "is not a transaction hash" };
+  const hash = query.transaction;
   let receipt: Awaited<ReturnType<PublicClient["waitForTransactionReceipt"]>>;
+  let transaction: Awaited<ReturnType<PublicClient["getTransaction"]>>;
   try {
-    receipt = await client.waitForTransactionReceipt({
-      hash: query.transaction,
-      timeout: timeoutMs,
-      pollingInterval: Math.min(1_000, Math.max(50, Math.floor(timeoutMs / 20))),
-    });
+    receipt = await withRetries(() =>
+      client.waitForTransactionReceipt({
+        hash,
+        timeout: timeoutMs,
+        pollingInterval: Math.min(1_000, Math.max(50, Math.floor(timeoutMs / 20))),
+      }),
+    );
+    transaction = await withRetries(() => client.getTransaction({ hash }));
   } catch (error) {
-    return {
-      found: false,
-      why:
-        error instanceof WaitForTransactionReceiptTimeoutError
-          ? `was not found on chain within ${Math.round(timeoutMs / 1000)} s`
-          : `could not be read from the chain (${error instanceof BaseError ? error.shortMessage : String(error)})`,
-    };
+    if (error instanceof WaitForTransactionReceiptTimeoutError)
+      return { found: false, why: `was not found on chain within ${Math.round(timeoutMs / 1000)} s` };
+    return undefined;
   }
   if (receipt.status !== "success") return { found: false, why: "reverted" };
-  const { nonce } = query;
-  if (nonce === undefined) return { found: false, why: "cannot be tied to an authorization with no nonce" };
-  const { input } = await client.getTransaction({ hash: query.transaction });
-  if (!inputSpendsNonce(input, nonce.startsWith("0x") ? (nonce as Hex) : BigInt(nonce)))
-    return { found: false, why: "does not spend this authorization's nonce" };
   const same = (a: string, b: string) => a.toLowerCase() === b.toLowerCase();
+  if (!transaction.to || !same(transaction.to, x402UptoPermit2ProxyAddress))
+    return { found: false, why: "is not a call to the x402 upto proxy" };
+  const { nonce } = query;
+  if (
+    nonce === undefined ||
+    !inputSpendsNonce(transaction.input, nonce.startsWith("0x") ? (nonce as Hex) : BigInt(nonce), {
+      decodedOnly: true,
+    })
+  )
+    return { found: false, why: "does not settle this authorization's nonce" };
   const transfersAtomic = parseEventLogs({ abi: erc20Abi, eventName: "Transfer", logs: receipt.logs })
     .filter(
       (log) =>
@@ -124,6 +145,17 @@ export async function checkSettlementOnChain(
 ): Promise<void> {
   const { offer } = attempt.choice;
   const statedAtomic = receipt.chargedAtomic;
+  // The RPC reads one chain: a payment on another is not judged by it.
+  if (offer.network !== `eip155:${await withRetries(() => client.getChainId())}`) return;
+  // A zero charge sends no transaction, honestly: nothing shows the authorization unused before its deadline.
+  if (statedAtomic === 0n && !receipt.transaction) {
+    const store = await context.store();
+    const note =
+      "a zero charge names no transaction: the authorization stays reserved at its maximum until its deadline, when the chain shows whether it was used";
+    await store.reopen(attempt.paymentId, note);
+    context.emit({ type: "unreceipted", paymentId: attempt.paymentId, origin: attempt.origin, reason: note });
+    return;
+  }
   const onChain = await readSettlementTransfers(
     client,
     {
@@ -135,6 +167,8 @@ export async function checkSettlementOnChain(
     },
     options,
   );
+  // The chain could not be read: the receipt's word stands, as without an RPC.
+  if (onChain === undefined) return;
   const verdict = judgeSettlement(onChain, {
     statedAtomic,
     maxAtomic: attempt.maxAtomic,

@@ -12,7 +12,6 @@ import { authorizePayment } from "./authorizePayment.js";
 import { createChannelPool } from "./channelPool.js";
 import { type BuyerPaymentOptions, createPaymentContext } from "./createPaymentContext.js";
 import { readInferenceRequest } from "./inferenceRequest.js";
-import { type AuthorizationChecker, createAuthorizationChecker } from "./isAuthorizationUsed.js";
 import { type ChannelPaymentContext, payByChannel } from "./payByChannel.js";
 import {
   declaredSponsoring,
@@ -24,7 +23,6 @@ import { policyRefusedError } from "./policyRefusal.js";
 import { fetchProviderModels, type ProviderModel } from "./providerModels.js";
 import { createQuoteBook } from "./quoteBook.js";
 import { estimateRequest } from "./quotedPrice.js";
-import { resolveLapsedReservations } from "./resolveLapsedReservations.js";
 import type { SpendStore } from "./SpendStore.js";
 import { selectOffer } from "./selectOffer.js";
 import { settlePaidResponse } from "./settlePaidResponse.js";
@@ -82,6 +80,7 @@ export function createPayingFetch(parameters: CreatePayingFetchParameters): Payi
     context,
     closeStore,
     idle: checksIdle,
+    freeLapsed,
   } = createPaymentContext({
     ...parameters,
     caller: "createPayingFetch",
@@ -89,9 +88,6 @@ export function createPayingFetch(parameters: CreatePayingFetchParameters): Payi
   });
   const { policy, store, emit, receiptSigners } = context;
   const quotes = createQuoteBook();
-  const checker: AuthorizationChecker | undefined = parameters.rpcUrl
-    ? createAuthorizationChecker(parameters.rpcUrl)
-    : undefined;
 
   const background = new Set<Promise<unknown>>();
   const track = (work: Promise<unknown>) => {
@@ -125,12 +121,6 @@ export function createPayingFetch(parameters: CreatePayingFetchParameters): Payi
   };
   /** Origins whose 402s offered channels: with channels preferred, they are not paid upto unasked. */
   const channelSellers = new Set<string>();
-  let lastLapseCheck = 0;
-  const freeLapsed = async () => {
-    if (!checker || Date.now() - lastLapseCheck < 30_000) return;
-    lastLapseCheck = Date.now();
-    await resolveLapsedReservations({ store: await store(), checker, emit }).catch(() => undefined);
-  };
 
   async function payingFetch(input: string | URL | Request, init?: RequestInit): Promise<Response> {
     const request = new Request(input, init);

@@ -7,8 +7,10 @@ import { TollgateError } from "../errors/index.js";
 import type { ConfirmPayment, PaymentContext } from "./authorizePayment.js";
 import type { BuyerEventListener } from "./BuyerEvent.js";
 import { checkSettlementOnChain } from "./checkSettlementOnChain.js";
+import { createAuthorizationChecker } from "./isAuthorizationUsed.js";
 import { openSpendStore } from "./openSpendStore.js";
 import { createReceiptSignerBook } from "./receiptSigners.js";
+import { resolveLapsedReservations } from "./resolveLapsedReservations.js";
 import type { SpendStore } from "./SpendStore.js";
 import { parseSpendingPolicy, type SpendingPolicyInput } from "./spendingPolicy.js";
 
@@ -50,6 +52,11 @@ export type CreatePaymentContextReturnType = {
   closeStore(): Promise<void>;
   /** Resolves when every receipt check started so far (`checkSettlement`) has ended. */
   idle(): Promise<void>;
+  /**
+   * With an RPC, at most every 30 s: frees the reservations whose deadline passed with their nonce
+   * unspent, and books the maximum of those spent (`resolveLapsedReservations`).
+   */
+  freeLapsed(): Promise<void>;
 };
 
 /**
@@ -108,9 +115,16 @@ export function createPaymentContext(
         .finally(() => checks.delete(check));
       checks.add(check);
     };
+  const checker = parameters.rpcUrl ? createAuthorizationChecker(parameters.rpcUrl) : undefined;
+  let lastLapseCheck = 0;
   return {
     signer,
     context,
+    async freeLapsed() {
+      if (!checker || Date.now() - lastLapseCheck < 30_000) return;
+      lastLapseCheck = Date.now();
+      await resolveLapsedReservations({ store: await store(), checker, emit }).catch(() => undefined);
+    },
     async idle() {
       while (checks.size > 0) await Promise.all(checks);
     },

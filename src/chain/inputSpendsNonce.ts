@@ -25,10 +25,16 @@ function nonceInInput(input: Hex): bigint | Hex | undefined {
 /**
  * Whether a transaction's input spends an authorization's nonce (a Permit2 nonce, or an EIP-3009
  * bytes32 nonce): a call to an x402 proxy or to an EIP-3009 function is decoded; a call that cannot
- * be decoded (a multicall, a smart wallet) must hold the nonce as a whole 32-byte word.
+ * be decoded (a multicall, a smart wallet) must hold the nonce as a whole 32-byte word, unless
+ * `decodedOnly` (a word anywhere proves nothing to someone who does not trust the sender).
  */
-export function inputSpendsNonce(input: Hex, wanted: bigint | Hex): boolean {
+export function inputSpendsNonce(
+  input: Hex,
+  wanted: bigint | Hex,
+  { decodedOnly = false }: { decodedOnly?: boolean } = {},
+): boolean {
   const found = nonceInInput(input);
+  if (found === undefined && decodedOnly) return false;
   if (found !== undefined) {
     return typeof found === "bigint" && typeof wanted === "bigint"
       ? found === wanted

@@ -64,7 +64,7 @@ export type McpToolPayer = {
  * const { result, settlement } = await payer.callTool(client, { name: "summarize", arguments: { text } });
  */
 export function createMcpToolPayer(parameters: CreateMcpToolPayerParameters): McpToolPayer {
-  const { signer, context, closeStore, idle } = createPaymentContext({
+  const { signer, context, closeStore, idle, freeLapsed } = createPaymentContext({
     ...parameters,
     caller: "createMcpToolPayer",
     fetch: globalThis.fetch,
@@ -86,6 +86,7 @@ export function createMcpToolPayer(parameters: CreateMcpToolPayerParameters): Mc
       }) as Promise<CallToolResult>;
     // Open the store before talking to the server: opening may take a moment.
     await store();
+    await freeLapsed();
     const first = await send(call);
     const paymentRequired = readPaymentRequiredResult(first);
     if (!paymentRequired) return { result: first, settlement: undefined, maxAtomic: undefined };
