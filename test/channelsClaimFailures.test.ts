@@ -337,4 +337,35 @@ describe("claims and settlements made outside this ledger", () => {
     assert.equal(await usdcOf(h.devnet.accounts.payTo.address), beforeShutdown + more.charged, "settled");
     assert.equal((await h.gateway.ledger.channels.get(more.channelId))!.settledAtomic, more.charged);
   });
+
+  test("a claim a facilitator says landed, whose transaction did not claim the channel, is not booked claimed and is claimed again", async () => {
+    const channel = await chargedChannel();
+    // A facilitator answering a claim with success and a transaction that claimed nothing of it.
+    const unrelated = (await h.devnet.createBuyer(1n)).privateKey;
+    const wallet = payerWallet(unrelated);
+    const other = await wallet.sendTransaction({ to: wallet.account.address, value: 0n });
+    await sent(other);
+    const lying = {
+      ...h.gateway.facilitator,
+      settle: async (...args: Parameters<typeof h.gateway.facilitator.settle>) => {
+        const [payload, requirements] = args;
+        if ((payload.payload as { type?: string }).type !== "claim")
+          return h.gateway.facilitator.settle(payload, requirements);
+        return { success: true, transaction: other, network: requirements.network };
+      },
+    };
+    const log = captureLogger();
+    const lied = testChannelSettlement(h, { minClaimAtomic: 1n, logger: log.logger, facilitator: lying });
+    await lied.claim({ force: true });
+    assert.equal((await h.gateway.ledger.channels.get(channel.channelId))!.totalClaimedAtomic, 0n);
+    assert.ok(log.records.some((entry) => String(entry.msg).includes("is not booked claimed")));
+    const honest = testChannelSettlement(h, { minClaimAtomic: 1n });
+    // The earlier test's channel with a broken voucher still fails alone; this one is claimed beside it.
+    await honest.claim({ force: true }).catch(() => undefined);
+    assert.equal((await onchain(channel.channelId)).totalClaimed, channel.charged, "claimed for real");
+    assert.equal(
+      (await h.gateway.ledger.channels.get(channel.channelId))!.totalClaimedAtomic,
+      channel.charged,
+    );
+  });
 });

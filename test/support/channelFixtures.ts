@@ -15,7 +15,7 @@ import { privateKeyToAccount } from "viem/accounts";
 import { anvil } from "viem/chains";
 import { type Logger, silentLogger } from "../../src/errors/index.js";
 import { createChannelSettlement } from "../../src/gateway/channels/index.js";
-import type { GatewayConfigInput } from "../../src/gateway/index.js";
+import type { FacilitatorLike, GatewayConfigInput } from "../../src/gateway/index.js";
 import type { GatewayHarness } from "./gatewayHarness.js";
 
 /** Where the devnet places the batch-settlement contract. */
@@ -49,12 +49,16 @@ export function channelTestConfig(input: GatewayConfigInput): GatewayConfigInput
  */
 export function testChannelSettlement(
   h: GatewayHarness,
-  { minClaimAtomic, logger = silentLogger }: { minClaimAtomic: bigint; logger?: Logger },
+  {
+    minClaimAtomic,
+    logger = silentLogger,
+    facilitator = h.gateway.facilitator,
+  }: { minClaimAtomic: bigint; logger?: Logger; facilitator?: FacilitatorLike },
 ) {
   return createChannelSettlement({
     channels: h.gateway.ledger.channels,
     payments: h.gateway.ledger.payments,
-    facilitator: h.gateway.facilitator,
+    facilitator,
     chain: createPublicClient({ chain: anvil, transport: http(h.devnet.rpcUrl) }) as never,
     settlement: BATCH_SETTLEMENT_ADDRESS_FOR_TESTS,
     network: h.devnet.network,

@@ -269,45 +269,68 @@ export function createChannelSettlement(parameters: CreateChannelSettlementParam
   }
 
   /**
-   * A channel the claim left as it was (no `Claimed` event) was claimed on chain to at least this
-   * ledger's charges already: by this gateway before a crash (as far as it charged), or, when above
-   * them, by a claimer with vouchers this ledger never saw — another gateway with its own ledger, or
-   * this gateway before its ledger was lost. The vouchers it took here were then served on a base
-   * below what was claimed: told loudly, as an error, for the operator to put every gateway on one ledger.
+   * The channels of a batch its claim left as they were (no `Claimed` event) and that are not claimed
+   * on chain to this ledger's charges: the claim did not take them (a facilitator's word the chain
+   * does not bear out), so they are not booked and are tried again. A channel left as it was but
+   * claimed on chain to its charges or beyond was claimed already: by this gateway before a crash (as
+   * far as it charged), or, beyond what the ledger now holds, by a claimer with vouchers this ledger
+   * never saw — another gateway with its own ledger, or this gateway before its ledger was replaced.
+   * The vouchers taken here on the lower base are not paid: told loudly, as an error. Undefined when
+   * the transaction's events cannot be read (the facilitator's word is taken).
    */
-  async function reportClaimedElsewhere(batch: readonly ChannelRecord[], transaction: string) {
+  async function notClaimedBy(batch: readonly ChannelRecord[], transaction: string) {
+    let claimed: Set<string>;
     try {
-      const receipt = await chain.getTransactionReceipt({ hash: transaction as Hex });
-      const claimed = new Set(
+      const receipt = await chain.waitForTransactionReceipt({ hash: transaction as Hex, timeout: 30_000 });
+      claimed = new Set(
         parseEventLogs({ abi: batchSettlementAbi, eventName: "Claimed", logs: receipt.logs })
           .filter((log) => log.address.toLowerCase() === settlement.toLowerCase())
           .map((log) => log.args.channelId.toLowerCase()),
       );
-      for (const channel of batch) {
-        if (claimed.has(channel.channelId.toLowerCase())) continue;
-        const onchain = await readChannelState(chain, settlement, channel.channelId);
-        if (onchain.totalClaimedAtomic <= channel.chargedAtomic) continue;
+    } catch (error) {
+      logger.warn({ tx: transaction, error: String(error) }, "channel claim: its events could not be read");
+      return undefined;
+    }
+    const missed = new Set<string>();
+    for (const channel of batch) {
+      if (claimed.has(channel.channelId.toLowerCase())) continue;
+      const onchain = await readChannelState(chain, settlement, channel.channelId);
+      if (onchain.totalClaimedAtomic < channel.chargedAtomic) {
+        missed.add(channel.channelId.toLowerCase());
+        logger.warn(
+          {
+            channelId: channel.channelId,
+            tx: transaction,
+            chargedAtomic: channel.chargedAtomic.toString(),
+            claimedOnChainAtomic: onchain.totalClaimedAtomic.toString(),
+          },
+          "a claim said to have landed left this channel below its charges on chain; it is not booked claimed and is claimed again next round",
+        );
+        continue;
+      }
+      // A sibling replica on this ledger may have charged and claimed more since the batch was read.
+      const now = await channels.get(channel.channelId);
+      if (onchain.totalClaimedAtomic > (now?.chargedAtomic ?? channel.chargedAtomic))
         logger.error(
           {
             channelId: channel.channelId,
-            chargedAtomic: channel.chargedAtomic.toString(),
+            chargedAtomic: (now?.chargedAtomic ?? channel.chargedAtomic).toString(),
             claimedOnChainAtomic: onchain.totalClaimedAtomic.toString(),
           },
           "channel was claimed on chain above this ledger's charges by vouchers this ledger never saw: another gateway bills this channel with another ledger (or this ledger was replaced), and the requests served here on the lower base are not paid; run every gateway of this payTo on one ledger (PostgreSQL)",
         );
-      }
-    } catch (error) {
-      logger.warn({ tx: transaction, error: String(error) }, "channel claim: its events could not be read");
     }
+    return missed;
   }
 
   /** Books a landed claim: each channel's claimed total, its event, and the batch's result. */
   async function recordClaimed(
-    batch: readonly ChannelRecord[],
+    all: readonly ChannelRecord[],
     transaction: string,
     results: ChannelClaimResult[],
   ): Promise<void> {
-    await reportClaimedElsewhere(batch, transaction);
+    const missed = await notClaimedBy(all, transaction);
+    const batch = missed ? all.filter((channel) => !missed.has(channel.channelId.toLowerCase())) : all;
     let claimedAtomic = 0n;
     for (const channel of batch) {
       claimedAtomic += channel.chargedAtomic - channel.totalClaimedAtomic;
@@ -332,15 +355,23 @@ export function createChannelSettlement(parameters: CreateChannelSettlementParam
     results.push({ channels: batch.length, claimedAtomic, transaction });
   }
 
-  /** Whether the chain holds nothing claimed and unsettled for payTo. */
-  async function sweptAlready(): Promise<boolean> {
+  /**
+   * Whether the chain holds nothing claimed and unsettled for payTo, and every channel the ledger has
+   * as claimed and unsettled is claimed on chain as far: then another transaction settled them.
+   */
+  async function sweptAlready(owed: readonly ChannelRecord[]): Promise<boolean> {
     const [claimedAtomic, settledAtomic] = await chain.readContract({
       address: settlement,
       abi: batchSettlementAbi,
       functionName: "receivers",
       args: [receiver, token],
     });
-    return claimedAtomic === settledAtomic;
+    if (claimedAtomic !== settledAtomic) return false;
+    for (const channel of owed) {
+      const onchain = await readChannelState(chain, settlement, channel.channelId);
+      if (onchain.totalClaimedAtomic < channel.totalClaimedAtomic) return false;
+    }
+    return true;
   }
 
   /** Moves every claimed, unsettled amount to payTo in one transfer. */
@@ -348,7 +379,11 @@ export function createChannelSettlement(parameters: CreateChannelSettlementParam
     const owed = (await channels.list()).filter((c) => ours(c) && c.totalClaimedAtomic > c.settledAtomic);
     if (owed.length === 0) return undefined;
     const settled = await facilitator.settle(envelope({ type: "settle", receiver, token }), requirements);
-    if (!settled.success && settled.errorReason === ChannelReason.nothingToSettle && (await sweptAlready())) {
+    if (
+      !settled.success &&
+      settled.errorReason === ChannelReason.nothingToSettle &&
+      (await sweptAlready(owed))
+    ) {
       // Anyone may call the contract's settle: another transaction (a replica's, a shutdown's whose
       // answer was lost, a stranger's) already moved every claimed amount to payTo.
       logger.warn(
