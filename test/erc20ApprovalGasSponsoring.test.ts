@@ -204,6 +204,9 @@ describe("gas-sponsored approval for a token without EIP-2612 (erc20ApprovalGasS
       const facilitatorWei = await chain.getBalance({ address: facilitatorAddress });
       const facilitatorNonce = await chain.getTransactionCount({ address: facilitatorAddress });
       const requirements = { ...payload.accepted, amount: "1" };
+      const verified = await h.gateway.facilitator.verify(tampered, payload.accepted);
+      assert.equal(verified.isValid, false, Object.keys(inflated).join());
+      assert.match(verified.invalidMessage ?? "", /the sponsored approval is refused: /);
       const settled = await h.gateway.facilitator
         .settle(tampered, requirements)
         .catch((error: unknown) => ({ success: false, errorReason: String(error) }));

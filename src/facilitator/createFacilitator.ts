@@ -10,7 +10,7 @@ import { BatchSettlementEvmScheme } from "@x402/evm/batch-settlement/facilitator
 import { ExactEvmScheme } from "@x402/evm/exact/facilitator";
 import { UptoEvmScheme } from "@x402/evm/upto/facilitator";
 import { createErc20ApprovalGasSponsoringExtension, EIP2612_GAS_SPONSORING } from "@x402/extensions";
-import { type Address, erc20Abi, getAddress, type Hex, type TransactionReceipt } from "viem";
+import { type Address, erc20Abi, getAddress, type Hex, keccak256, type TransactionReceipt } from "viem";
 import {
   chainIdOf,
   createFacilitatorSigner,
@@ -24,7 +24,11 @@ import { ReasonCode } from "../protocol/index.js";
 import { createAssetCheck, REASON_ASSET_NOT_ACCEPTED } from "./acceptedAssets.js";
 import { channelPayloadSummaryOf, isBatchSettlementPayment } from "./batchSettlementPayload.js";
 import { createChannelSettler } from "./createChannelSettler.js";
-import { createErc20ApprovalSponsor, type Erc20ApprovalSponsorship } from "./erc20ApprovalSponsor.js";
+import {
+  createApprovalCheck,
+  createErc20ApprovalSponsor,
+  type Erc20ApprovalSponsorship,
+} from "./erc20ApprovalSponsor.js";
 import type { FacilitatorEventListener } from "./FacilitatorEvent.js";
 import { hasMatchingTransfer } from "./findTransfer.js";
 import {
@@ -82,6 +86,8 @@ export type TollgateFacilitator = {
 
 const REASON_TRANSFER_NOT_FOUND = "settlement_transfer_not_found";
 const REASON_UNKNOWN_PAYLOAD = "invalid_payload";
+/** Signed approvals remembered as verified, so settle can skip their fee check. */
+const VERIFIED_APPROVALS_KEPT = 10_000;
 /** The authorization was settled before for another amount: it cannot settle again. */
 const REASON_SETTLED_DIFFERENTLY = "settled_for_another_amount";
 
@@ -141,16 +147,22 @@ export function createFacilitator({
   const sponsorship = createSponsorshipBudget(gasSponsoring);
   if (sponsorship.enabled) core.registerExtension(EIP2612_GAS_SPONSORING);
   const erc20ApprovalCosts = new Map<string, Erc20ApprovalSponsorship>();
+  const checkApproval = createApprovalCheck({
+    publicClient: signer.publicClient,
+    chainId: chainIdOf(network),
+    refusal: (payer) => sponsorship.refusal(payer)?.invalidMessage,
+  });
+  /** Hashes of signed approvals verify passed (the latest `VERIFIED_APPROVALS_KEPT`). */
+  const verifiedApprovals = new Set<string>();
   const erc20Approval = sponsorship.enabled && gasSponsoring.erc20Approval === true;
   if (erc20Approval)
     core.registerExtension(
       createErc20ApprovalGasSponsoringExtension(
         createErc20ApprovalSponsor({
           signer,
-          chainId: chainIdOf(network),
           sponsored: (settleTx, cost) => erc20ApprovalCosts.set(settleTx.toLowerCase(), cost),
-          // Checked at settle too: a client may skip /verify.
-          refusal: (payer) => sponsorship.refusal(payer)?.invalidMessage,
+          // Checked at settle too (a client may skip /verify); the fee only for an approval verify did not pass.
+          check: (approval) => checkApproval(approval, { fee: !verifiedApprovals.has(keccak256(approval)) }),
         }),
       ),
     );
@@ -171,8 +183,25 @@ export function createFacilitator({
     const sponsored = sponsoredApprovalOf(payload);
     if (!sponsored) return undefined;
     // Only the extensions this facilitator advertises are honoured.
-    if (sponsored.extension === "erc20ApprovalGasSponsoring" && erc20Approval)
-      return sponsorship.refusal(sponsored.info.from);
+    if (sponsored.extension === "erc20ApprovalGasSponsoring" && erc20Approval) {
+      const signedApproval = (sponsored.info as { signedTransaction?: unknown }).signedTransaction;
+      const why =
+        typeof signedApproval === "string"
+          ? await checkApproval(signedApproval as Hex, { fee: true })
+          : "it carries no signed transaction";
+      if (why)
+        return {
+          isValid: false,
+          invalidReason: ReasonCode.gasSponsoringRefused,
+          invalidMessage: `the sponsored approval is refused: ${why}`,
+          payer: sponsored.info.from,
+        };
+      verifiedApprovals.delete(keccak256(signedApproval as Hex));
+      if (verifiedApprovals.size >= VERIFIED_APPROVALS_KEPT)
+        verifiedApprovals.delete(verifiedApprovals.values().next().value as string);
+      verifiedApprovals.add(keccak256(signedApproval as Hex));
+      return undefined;
+    }
     if (sponsored.extension !== "eip2612GasSponsoring")
       return {
         isValid: false,

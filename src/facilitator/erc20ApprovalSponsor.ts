@@ -25,49 +25,25 @@ const FEE_HEADROOM = 3n;
  * approval, waits for it, then sends the settlement from the facilitator. Sequential, not atomic:
  * on a public chain a bundle (or a smart account) would keep the funding from being front-run.
  * `sponsored` receives the cost of each approval, keyed by the settlement's hash. What is funded is
- * bounded before anything is sent: the approval must be for this chain, carry the payer's next nonce,
- * ask at most `APPROVE_GAS_LIMIT` gas at no more than 3× the chain's current fee, and the payer must
- * be allowed one more sponsorship (`refusal`); otherwise nothing is sent and the settle fails.
+ * bounded before anything is sent (`check`, see `createApprovalCheck`); otherwise nothing is sent and
+ * the settle fails.
  * @see https://github.com/x402-foundation/x402/blob/main/specs/extensions/erc20_approval_gas_sponsoring.md
  */
 export function createErc20ApprovalSponsor({
   signer,
-  chainId,
   sponsored,
-  refusal,
+  check,
 }: {
   signer: TollgateFacilitatorSigner;
-  chainId: number;
   sponsored: (settleTx: Hex, cost: Erc20ApprovalSponsorship) => void;
-  /** Why this payer may not have one more sponsored approval, or undefined. */
-  refusal: (payer: Hex) => string | undefined;
+  /** Why the signed approval may not be funded (`createApprovalCheck`), or undefined. */
+  check: (signedApproval: Hex) => Promise<string | undefined>;
 }): Erc20ApprovalGasSponsoringSigner {
   const { publicClient } = signer;
   const waitFor = async (hash: Hex): Promise<TransactionReceipt> => {
     const receipt = (await signer.waitForTransactionReceipt({ hash })) as TransactionReceipt;
     if (receipt.status !== "success") throw new Error(`transaction ${hash} reverted`);
     return receipt;
-  };
-  /** Refuses an approval whose funding would be more than an approve's gas on this chain, now. */
-  const checkApproval = async (parsed: ReturnType<typeof parseTransaction>, payer: Hex) => {
-    const refused = (why: string) => {
-      throw new Error(`the sponsored approval is refused: ${why}`);
-    };
-    const denied = refusal(payer);
-    if (denied) refused(denied);
-    if (parsed.chainId !== chainId) refused(`it is signed for chain ${parsed.chainId}, not ${chainId}`);
-    if ((parsed.gas ?? 0n) > APPROVE_GAS_LIMIT)
-      refused(`it asks for ${parsed.gas} gas, above the ${APPROVE_GAS_LIMIT} an approve needs`);
-    const nextNonce = await publicClient.getTransactionCount({ address: payer, blockTag: "pending" });
-    if (parsed.nonce !== nextNonce)
-      refused(`its nonce ${parsed.nonce} is not the payer's next, ${nextNonce}`);
-    const fees = await publicClient.estimateFeesPerGas();
-    const currentWei = fees.maxFeePerGas ?? fees.gasPrice ?? 0n;
-    const askedWei = parsed.maxFeePerGas ?? parsed.gasPrice ?? 0n;
-    if (askedWei > currentWei * FEE_HEADROOM)
-      refused(
-        `its fee of ${askedWei} wei per gas is above ${FEE_HEADROOM}× the chain's current ${currentWei}`,
-      );
   };
   return {
     getAddresses: signer.getAddresses,
@@ -82,9 +58,10 @@ export function createErc20ApprovalSponsor({
       const [approval, settlement] = transactions;
       if (typeof approval !== "string" || settlement === undefined || typeof settlement === "string")
         throw new Error("expected a signed approval and a settlement call");
+      const refused = await check(approval as Hex);
+      if (refused) throw new Error(`the sponsored approval is refused: ${refused}`);
       const parsed = parseTransaction(approval);
       const payer = await recoverTransactionAddress({ serializedTransaction: approval as never });
-      await checkApproval(parsed, payer);
       const maxCostWei = (parsed.gas ?? 0n) * (parsed.maxFeePerGas ?? parsed.gasPrice ?? 0n);
       const balanceWei = await publicClient.getBalance({ address: payer });
       const fundedWei = maxCostWei > balanceWei ? maxCostWei - balanceWei : 0n;
@@ -109,5 +86,47 @@ export function createErc20ApprovalSponsor({
       });
       return [approveTx, settleTx];
     },
+  };
+}
+
+/**
+ * Checks a buyer's signed `approve` before its gas is funded: signed for this chain, carrying the
+ * payer's next nonce, asking at most `APPROVE_GAS_LIMIT` gas, the payer within its sponsorship limit
+ * (`refusal`), and, with `fee`, a max fee no more than 3× the chain's current estimate. Answers why not,
+ * or undefined. Verify checks it all; settle skips the fee for an approval verify passed (fees move
+ * while a request is served), not for one it never saw.
+ */
+export function createApprovalCheck({
+  publicClient,
+  chainId,
+  refusal,
+}: {
+  publicClient: TollgateFacilitatorSigner["publicClient"];
+  chainId: number;
+  refusal: (payer: Hex) => string | undefined;
+}) {
+  return async (signedApproval: Hex, { fee }: { fee: boolean }): Promise<string | undefined> => {
+    let parsed: ReturnType<typeof parseTransaction>;
+    let payer: Hex;
+    try {
+      parsed = parseTransaction(signedApproval);
+      payer = await recoverTransactionAddress({ serializedTransaction: signedApproval as never });
+    } catch {
+      return "it is not a signed transaction";
+    }
+    const denied = refusal(payer);
+    if (denied) return denied;
+    if (parsed.chainId !== chainId) return `it is signed for chain ${parsed.chainId}, not ${chainId}`;
+    if ((parsed.gas ?? 0n) > APPROVE_GAS_LIMIT)
+      return `it asks for ${parsed.gas} gas, above the ${APPROVE_GAS_LIMIT} an approve needs`;
+    const nextNonce = await publicClient.getTransactionCount({ address: payer, blockTag: "pending" });
+    if (parsed.nonce !== nextNonce) return `its nonce ${parsed.nonce} is not the payer's next, ${nextNonce}`;
+    if (!fee) return undefined;
+    const fees = await publicClient.estimateFeesPerGas();
+    const currentWei = fees.maxFeePerGas ?? fees.gasPrice ?? 0n;
+    const askedWei = parsed.maxFeePerGas ?? parsed.gasPrice ?? 0n;
+    if (askedWei > currentWei * FEE_HEADROOM)
+      return `its fee of ${askedWei} wei per gas is above ${FEE_HEADROOM}× the chain's current ${currentWei}`;
+    return undefined;
   };
 }
