@@ -1,3 +1,4 @@
+import { findNetworkPreset } from "../chain/index.js";
 import type { PaymentRequirements } from "../protocol/index.js";
 import { money, type PolicyRefusal } from "./policyRefusal.js";
 import type { QuotedPrice } from "./quotedPrice.js";
@@ -60,10 +61,17 @@ export function checkOffer({
       network: offer.network,
     };
   }
-  if (policy.assets && !policy.assets.some((asset) => sameAddress(asset, offer.asset))) {
+  // Unless the policy names its assets, the network's USDC alone (any token on a network without one,
+  // the devnet): every "$" of the policy is a 6-decimal unit, and a token of other worth would make it
+  // another amount (a perCall of "$0.05" in a coin worth a thousand dollars).
+  const usdc = findNetworkPreset(offer.network)?.usdc;
+  const assets = policy.assets ?? (usdc ? [usdc] : undefined);
+  if (assets && !assets.some((asset) => sameAddress(asset, offer.asset))) {
     return {
       rule: "assets",
-      message: `${origin} asks for payment in ${offer.asset}, not in the policy's assets`,
+      message: policy.assets
+        ? `${origin} asks for payment in ${offer.asset}, not in the policy's assets`
+        : `${origin} asks for payment in ${offer.asset}, not ${offer.network}'s USDC, the one asset a policy without \`assets\` pays in`,
       origin,
       asset: offer.asset,
     };

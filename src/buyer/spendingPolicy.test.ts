@@ -45,7 +45,7 @@ assets: ["0x3c499c542cEF5E3811e1192ce70d8cC03d5c3359"]
       offer: {
         scheme: "exact",
         network: "eip155:8453",
-        asset: `0x${"33".repeat(20)}`,
+        asset: "0x833589fCD6eDb6E08f4c7C32D4f71b54bdA02913",
         payTo: `0x${"22".repeat(20)}`,
       },
       askedAtomic: 1_000_000n,
@@ -93,6 +93,28 @@ describe("checkOffer", () => {
 
   test("allows what no rule forbids", () => {
     assert.equal(check({ perCall: "$0.05", maxOverExpected: 3 }, 50_000n, 20_000n), undefined);
+  });
+
+  test("a policy that names no assets pays in the network's USDC alone, and in any token on the devnet", () => {
+    const otherToken = { ...offer, asset: "0x1BFD67037B42Cf73acF2047067bd4F2C47D9BfD6" };
+    const refused = checkOffer({
+      policy: parseSpendingPolicy({ perCall: "$0.05" }),
+      origin: "https://api.example.com",
+      offer: otherToken,
+      askedAtomic: 1n,
+    });
+    assert.equal(refused?.rule, "assets");
+    assert.match(refused?.message ?? "", /not eip155:137's USDC/);
+    const devnetToken = { ...otherToken, network: "eip155:31337" } as const;
+    assert.equal(
+      checkOffer({
+        policy: parseSpendingPolicy({}),
+        origin: "https://api.example.com",
+        offer: devnetToken,
+        askedAtomic: 1n,
+      }),
+      undefined,
+    );
   });
 
   test("names the rule and the figures", () => {

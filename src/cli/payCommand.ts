@@ -9,6 +9,7 @@ import {
   formatReceiptLine,
   openSpendStore,
   type PayingFetch,
+  parseSpendingPolicy,
   parseSpendingPolicyYaml,
   type SpendingPolicy,
 } from "../buyer/index.js";
@@ -159,9 +160,20 @@ export function cliDataDir(): string {
   return process.env.TOLLGATE_DATA_DIR || defaultDataDir();
 }
 
-/** Reads and validates a policy file; undefined when no file is named. */
-export async function loadPolicy(path: string | undefined): Promise<SpendingPolicy | undefined> {
-  if (!path) return undefined;
+/**
+ * The caps the CLI pays under when no policy file is named: an agent steered by what it reads, or a
+ * forgotten flag, must not sign whatever a seller asks.
+ */
+export const DEFAULT_CLI_POLICY = { perCall: "$0.10", daily: "$1.00", maxDeposit: "$1.00" } as const;
+
+/** Reads and validates a policy file; without one, the default caps (`DEFAULT_CLI_POLICY`), said on stderr. */
+export async function loadPolicy(path: string | undefined): Promise<SpendingPolicy> {
+  if (!path) {
+    printError(
+      `no spending policy (--policy FILE or TOLLGATE_POLICY): the defaults apply, perCall ${DEFAULT_CLI_POLICY.perCall}, daily ${DEFAULT_CLI_POLICY.daily}, maxDeposit ${DEFAULT_CLI_POLICY.maxDeposit}`,
+    );
+    return parseSpendingPolicy(DEFAULT_CLI_POLICY);
+  }
   let text: string;
   try {
     text = await readFile(path, "utf8");
