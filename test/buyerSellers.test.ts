@@ -1,4 +1,6 @@
 import assert from "node:assert/strict";
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
 import { after, before, describe, test } from "node:test";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { InMemoryTransport } from "@modelcontextprotocol/sdk/inMemory.js";
@@ -301,6 +303,38 @@ describe("a seller that misreports or keeps a payment", () => {
     assert.equal(row?.countedAtomic, receipt!.maxAtomic, "no more than the signed maximum can move");
     assert.equal((await own.daySpend()).countedAtomic, receipt!.maxAtomic);
     assert.equal(log.of("overcharge")[0]?.reason, "above_maximum");
+  });
+
+  test("a 402 reached through a redirect to another origin is not paid under the first origin's caps", async () => {
+    const seller = await dishonestSeller();
+    // Another origin that sends every request on to the seller (302: a GET of the same path, which
+    // the seller answers with its 402 as to any unpaid request).
+    const redirector = createServer((request, response) => {
+      response.writeHead(302, { location: `${seller.url}${request.url}` });
+      response.end();
+    });
+    await new Promise<void>((resolve) => redirector.listen(0, "127.0.0.1", resolve));
+    closers.push(() => new Promise<void>((resolve) => redirector.close(() => resolve())));
+    const redirectorUrl = `http://127.0.0.1:${(redirector.address() as AddressInfo).port}`;
+    const own = await ownStore();
+    const log = eventLog();
+    const payingFetch = buyerFetch(1, {
+      store: own,
+      onEvent: log.onEvent,
+      // The seller is refused by name; the redirector is allowed.
+      policy: { providers: { [seller.url]: { daily: "1" } } },
+    });
+    await assert.rejects(
+      chat(payingFetch, redirectorUrl, { stream: false }),
+      (error: unknown) =>
+        isTollgateError(error, "TOLLGATE_PAYMENT_REQUIRED") &&
+        /redirected to http:\/\/127\.0\.0\.1:\d+\/v1\/chat\/completions, whose 402 is not paid/.test(
+          error.shortMessage,
+        ),
+    );
+    assert.equal(log.of("authorized").length, 0, "nothing signed");
+    assert.equal(seller.settled.length, 0);
+    assert.equal((await own.daySpend()).countedAtomic, 0n);
   });
 
   test("with an RPC, an upto receipt that states less than its transaction moved is booked at what moved, and flagged", async () => {

@@ -130,15 +130,19 @@ export function createPayingFetch(parameters: CreatePayingFetchParameters): Payi
     const origin = providerOrigin(url);
     const inference = readInferenceRequest(url, bodyText);
 
+    // Where a payment goes: the URL asked for, or where its 402 came from after a redirect within the
+    // same origin. A paid request is never redirected: its authorization reaches only the seller the
+    // policy judged (a redirect answer is returned as it is, and its maximum stays reserved).
+    let paidUrl = url;
     const sendOnce = (paymentHeader?: string) => {
       const headers = new Headers(request.headers);
       if (paymentHeader) headers.set(PAYMENT_SIGNATURE_HEADER, paymentHeader);
-      return baseFetch(url, {
+      return baseFetch(paymentHeader ? paidUrl : url, {
         method: request.method,
         headers,
         body: bodyBytes,
         signal: init?.signal ?? (input instanceof Request ? input.signal : undefined),
-        redirect: request.redirect,
+        redirect: paymentHeader ? "manual" : request.redirect,
       });
     };
     // A reset before any response is almost always a kept-alive connection the seller had just
@@ -229,6 +233,18 @@ export function createPayingFetch(parameters: CreatePayingFetchParameters): Payi
 
     response ??= await send();
     if (response.status !== 402) return response;
+    if (response.redirected && response.url !== url) {
+      // The policy judges the origin asked for: a 402 from another one is not paid under its name.
+      if (providerOrigin(response.url) !== origin) {
+        await response.body?.cancel().catch(() => undefined);
+        throw new TollgateError({
+          code: "TOLLGATE_PAYMENT_REQUIRED",
+          shortMessage: `${url} redirected to ${response.url}, whose 402 is not paid: the spending policy judges ${origin}; send the request to ${providerOrigin(response.url)} itself to pay it under its own caps`,
+          details: { url, redirectedTo: response.url },
+        });
+      }
+      paidUrl = response.url;
+    }
     const decoded = decodePaymentRequiredHeader(response.headers.get(PAYMENT_REQUIRED_HEADER));
     if (!decoded.ok) {
       await response.body?.cancel().catch(() => undefined);

@@ -76,7 +76,11 @@ export async function startDishonestSeller(parameters: DishonestSellerParameters
     }
     const chunks: Buffer[] = [];
     for await (const chunk of request) chunks.push(chunk as Buffer);
-    const body = JSON.parse(Buffer.concat(chunks).toString("utf8")) as Record<string, unknown>;
+    // A GET (a request redirected with 302 arrives so) is quoted as an empty chat.
+    const text = Buffer.concat(chunks).toString("utf8");
+    const body = (
+      text ? JSON.parse(text) : { model: "any-model", messages: [{ role: "user", content: "redirected" }] }
+    ) as Record<string, unknown>;
     const outputTokens = typeof body.max_tokens === "number" ? body.max_tokens : 256;
     const bound = await promptTokenBound({ kind: "chat", body });
     const honestMax = maxAtomicForRequest(
