@@ -141,7 +141,7 @@ test("tollgate mcp over stdio pays tollgate dev for chat, and for its paid MCP t
   assert.equal((refused.structuredContent as { askedAtomic: string }).askedAtomic, "1000");
 });
 
-test("tollgate mcp --http serves the same tools over Streamable HTTP", async () => {
+test("tollgate mcp --http serves the same tools over Streamable HTTP, to a client with its token on a loopback name only", async () => {
   const env: Record<string, string> = {};
   for (const [key, value] of Object.entries(process.env)) if (value !== undefined) env[key] = value;
   const server = spawn(
@@ -158,13 +158,44 @@ test("tollgate mcp --http serves the same tools over Streamable HTTP", async () 
     },
   );
   try {
-    const { mcpUrl } = await new Promise<{ mcpUrl: string }>((resolve, reject) => {
+    const { mcpUrl, token } = await new Promise<{ mcpUrl: string; token: string }>((resolve, reject) => {
       createInterface({ input: server.stdout! }).once("line", (line) => resolve(JSON.parse(line)));
       server.once("exit", (code) => reject(new Error(`tollgate mcp --http exited with ${code}`)));
     });
     assert.match(mcpUrl, /^http:\/\/127\.0\.0\.1:\d+\/mcp$/);
+    const initialize = (headers: Record<string, string>) =>
+      fetch(mcpUrl, {
+        method: "POST",
+        headers: {
+          "content-type": "application/json",
+          accept: "application/json, text/event-stream",
+          ...headers,
+        },
+        body: JSON.stringify({
+          jsonrpc: "2.0",
+          id: 1,
+          method: "initialize",
+          params: {
+            protocolVersion: "2025-06-18",
+            capabilities: { elicitation: {} },
+            clientInfo: { name: "x", version: "1" },
+          },
+        }),
+      });
+    // Anyone else on the machine, or a web page rebinding its name to 127.0.0.1, is not served.
+    const noToken = await initialize({});
+    assert.equal(noToken.status, 401);
+    assert.match(await noToken.text(), /wants Authorization: Bearer <token>/);
+    const page = await initialize({ authorization: `Bearer ${token}`, origin: "http://evil.example:4023" });
+    assert.equal(page.status, 403);
+    await page.text();
     const client = new Client({ name: "test-agent", version: "1.0.0" });
-    await client.connect(new StreamableHTTPClientTransport(new URL(mcpUrl)), { timeout: 600_000 });
+    await client.connect(
+      new StreamableHTTPClientTransport(new URL(mcpUrl), {
+        requestInit: { headers: { authorization: `Bearer ${token}` } },
+      }),
+      { timeout: 600_000 },
+    );
     clients.push(client);
     const { tools } = await client.listTools(undefined, { timeout: 600_000 });
     assert.deepEqual(tools.map((tool) => tool.name).sort(), ["chat", "list_models", "pay", "spend"]);

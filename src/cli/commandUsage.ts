@@ -94,7 +94,9 @@ tollgate channels --buyer [--json] [--gateway URL] [--rpc URL]
   reach that MCP server's tools and pay its paid tools (x402 MCP transport). Every payment is checked against the policy before anything is
   signed; a refusal is a tool error naming the rule and the figures. Above confirmAbove the
   person is asked through MCP elicitation; a client that cannot ask gets a refusal. Key,
-  policy and spend store as for tollgate pay (the store is held while the server runs).`,
+  policy and spend store as for tollgate pay (the store is held while the server runs). With
+  --http every request must carry Authorization: Bearer <token> (printed at start with the URL,
+  or TOLLGATE_MCP_TOKEN).`,
 } as const;
 
 export type CommandName = keyof typeof commandUsage;

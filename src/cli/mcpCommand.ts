@@ -1,3 +1,4 @@
+import { randomBytes } from "node:crypto";
 import { serve } from "@hono/node-server";
 import { StdioServerTransport } from "@modelcontextprotocol/sdk/server/stdio.js";
 import { z } from "zod";
@@ -51,7 +52,16 @@ export async function mcpCommand(argv: string[]): Promise<number> {
       await server.close();
       return exitCodes.ok;
     }
-    const handler = createMcpHttpHandler({ createServer });
+    // Whoever reaches the port could make this wallet pay, and answer its confirmations: a token is
+    // required, and on a loopback address only the loopback names are answered (no DNS rebinding).
+    const token = process.env.TOLLGATE_MCP_TOKEN || randomBytes(24).toString("base64url");
+    let port = flags.port;
+    const loopback = ["127.0.0.1", "localhost", "::1"].includes(flags.host);
+    const handler = createMcpHttpHandler({
+      createServer,
+      token,
+      allowedHosts: loopback ? () => [`127.0.0.1:${port}`, `localhost:${port}`, `[::1]:${port}`] : undefined,
+    });
     const listening = await new Promise<ReturnType<typeof serve>>((resolve, reject) => {
       const instance = serve({ fetch: handler, hostname: flags.host, port: flags.port }, () =>
         resolve(instance),
@@ -59,9 +69,11 @@ export async function mcpCommand(argv: string[]): Promise<number> {
       instance.once("error", reject);
     });
     const address = listening.address();
-    const port = typeof address === "object" && address ? address.port : flags.port;
-    printLine(JSON.stringify({ mcpUrl: `http://${flags.host}:${port}/mcp` }));
-    printError(`tollgate mcp: serving MCP over Streamable HTTP at http://${flags.host}:${port}/mcp`);
+    port = typeof address === "object" && address ? address.port : flags.port;
+    printLine(JSON.stringify({ mcpUrl: `http://${flags.host}:${port}/mcp`, token }));
+    printError(
+      `tollgate mcp: serving MCP over Streamable HTTP at http://${flags.host}:${port}/mcp; requests must carry Authorization: Bearer ${token} (TOLLGATE_MCP_TOKEN sets it)`,
+    );
     await waitForShutdownSignal();
     await handler.close();
     await new Promise<void>((resolve) => {

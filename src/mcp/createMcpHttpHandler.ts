@@ -1,4 +1,4 @@
-import { randomUUID } from "node:crypto";
+import { randomUUID, timingSafeEqual } from "node:crypto";
 import type { McpServer } from "@modelcontextprotocol/sdk/server/mcp.js";
 import { WebStandardStreamableHTTPServerTransport } from "@modelcontextprotocol/sdk/server/webStandardStreamableHttp.js";
 
@@ -7,6 +7,13 @@ export type CreateMcpHttpHandlerParameters = {
   createServer: (request: Request) => McpServer;
   /** At most this many sessions at once; the oldest is closed past it. Default 100. */
   maxSessions?: number;
+  /** When set, every request must carry `Authorization: Bearer <token>` (401 otherwise). */
+  token?: string | undefined;
+  /**
+   * When set, the `Host` headers answered (others: 403), and a browser's `Origin` must be one of them
+   * over http: a web page that rebinds its name to this address is not served.
+   */
+  allowedHosts?: (() => readonly string[]) | undefined;
 };
 
 /** A Streamable HTTP endpoint (web-standard `Request` → `Response`) that holds one MCP server per session. */
@@ -26,10 +33,32 @@ export type McpHttpHandler = ((request: Request) => Promise<Response>) & {
 export function createMcpHttpHandler({
   createServer,
   maxSessions = 100,
+  token,
+  allowedHosts,
 }: CreateMcpHttpHandlerParameters): McpHttpHandler {
   const sessions = new Map<string, WebStandardStreamableHTTPServerTransport>();
+  const refusal = (status: 401 | 403, message: string) =>
+    Response.json({ jsonrpc: "2.0", error: { code: -32001, message }, id: null }, { status });
+  const expected = token === undefined ? undefined : Buffer.from(`Bearer ${token}`);
 
   async function handleMcpRequest(request: Request): Promise<Response> {
+    if (allowedHosts) {
+      const hosts = allowedHosts();
+      const host = request.headers.get("host") ?? "";
+      if (!hosts.includes(host))
+        return refusal(403, `this MCP server answers Host ${hosts.join(" or ")}, not ${host}`);
+      const origin = request.headers.get("origin");
+      if (origin !== null && !hosts.some((allowed) => origin === `http://${allowed}`))
+        return refusal(403, `this MCP server does not answer requests from pages of ${origin}`);
+    }
+    if (expected) {
+      const given = Buffer.from(request.headers.get("authorization") ?? "");
+      if (given.length !== expected.length || !timingSafeEqual(given, expected))
+        return refusal(
+          401,
+          "this MCP server wants Authorization: Bearer <token>, the token tollgate mcp printed at start (or TOLLGATE_MCP_TOKEN)",
+        );
+    }
     const sessionId = request.headers.get("mcp-session-id");
     if (sessionId) {
       const transport = sessions.get(sessionId);
