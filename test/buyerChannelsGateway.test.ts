@@ -7,6 +7,7 @@ import { decodePaymentRequiredHeader } from "@x402/core/http";
 import OpenAI from "openai";
 import { privateKeyToAccount } from "viem/accounts";
 import { createPayingFetch, providerOrigin, refundChannels } from "../src/buyer/index.js";
+import { isTollgateError } from "../src/errors/index.js";
 import { eventLog, tempDataDir } from "./support/buyerFixtures.js";
 import { channelTestConfig } from "./support/channelFixtures.js";
 import { expectedCharge, type GatewayHarness, startGatewayHarness } from "./support/gatewayHarness.js";
@@ -257,6 +258,67 @@ describe("paying Tollgate's gateway by channel", () => {
     } finally {
       h.backend.set({ tokensPerSecond: 0 });
       await payingFetch.close();
+    }
+  });
+
+  test("a deposit above confirmAbove is asked about, and new channels open only within maxEscrow across every seller", async () => {
+    const buyer = await h.devnet.createBuyer(100_000_000n);
+    const ask = (content: string) =>
+      JSON.stringify({ model: mockModelId, messages: [{ role: "user", content }], max_tokens: 16 });
+    const post = (payingFetch: typeof fetch, content: string) =>
+      payingFetch(`${h.gateway.url}/v1/chat/completions`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: ask(content),
+      });
+    // The gateway asks for a $1.00 deposit; the voucher itself is far below confirmAbove.
+    const asked: Array<bigint | undefined> = [];
+    const declining = createPayingFetch({
+      privateKey: buyer.privateKey,
+      rpcUrl: h.devnet.rpcUrl,
+      dataDir: "memory://",
+      policy: { confirmAbove: "$0.10" },
+      confirm: (request) => {
+        asked.push(request.depositAtomic);
+        return false;
+      },
+    });
+    try {
+      await assert.rejects(
+        post(declining, "deposit?"),
+        (error: unknown) =>
+          isTollgateError(error, "TOLLGATE_POLICY_REFUSED") &&
+          /a deposit of \$1\.00 is above confirmAbove \$0\.10 and was not confirmed/.test(error.shortMessage),
+      );
+      assert.deepEqual(asked, [1_000_000n], "the person was asked, naming the deposit");
+    } finally {
+      await declining.close();
+    }
+
+    // maxEscrow of $1.50: the first channel takes $1.00; a second, opened by a parallel request on
+    // another channel of the pool, has only $0.50 of room, and a third none.
+    const log = eventLog();
+    const bounded = createPayingFetch({
+      privateKey: buyer.privateKey,
+      rpcUrl: h.devnet.rpcUrl,
+      dataDir: "memory://",
+      policy: { maxEscrow: "$1.50" },
+      onEvent: log.onEvent,
+    });
+    try {
+      const walletBefore = await h.devnet.usdcBalance(buyer.address);
+      const outcomes = await Promise.allSettled(
+        [0, 1, 2].map((i) => post(bounded, `parallel ${i}`).then((response) => response.text())),
+      );
+      await bounded.idle();
+      const refused = outcomes.filter((outcome) => outcome.status === "rejected");
+      assert.ok(refused.length >= 1, "at least one opening is refused");
+      for (const outcome of refused)
+        assert.match(String((outcome as PromiseRejectedResult).reason), /maxEscrow/);
+      const deposited = walletBefore - (await h.devnet.usdcBalance(buyer.address));
+      assert.ok(deposited <= 1_500_000n, `deposits and charges ${deposited} stay within maxEscrow`);
+    } finally {
+      await bounded.close();
     }
   });
 

@@ -25,6 +25,8 @@ export type ConfirmPaymentRequest = {
   maxAtomic: bigint;
   expectedAtomic: bigint | undefined;
   limitAtomic: bigint;
+  /** A channel deposit the payment carries: money out of the wallet, refundable, asked about too. */
+  depositAtomic?: bigint | undefined;
 };
 
 /** Answers whether to sign; true authorizes. */
@@ -127,8 +129,16 @@ export async function authorizePayment(
   }
   const paymentId = reserved.id;
   try {
-    if (policy.confirmAbove !== undefined && maxAtomic > policy.confirmAbove) {
+    const depositAtomic = channel?.depositAtomic;
+    if (
+      policy.confirmAbove !== undefined &&
+      (maxAtomic > policy.confirmAbove || (depositAtomic ?? 0n) > policy.confirmAbove)
+    ) {
       const limitAtomic = policy.confirmAbove;
+      const what =
+        depositAtomic !== undefined && depositAtomic > limitAtomic
+          ? `a deposit of ${money(depositAtomic)}`
+          : `maximum ${money(maxAtomic)}`;
       const confirmed = context.confirm
         ? await context.confirm({
             url,
@@ -139,14 +149,15 @@ export async function authorizePayment(
             maxAtomic,
             expectedAtomic,
             limitAtomic,
+            ...(depositAtomic !== undefined ? { depositAtomic } : {}),
           })
         : false;
       if (!confirmed) {
         const refusal = {
           rule: "confirmAbove" as const,
           message: context.confirm
-            ? `maximum ${money(maxAtomic)} is above confirmAbove ${money(limitAtomic)} and was not confirmed`
-            : `maximum ${money(maxAtomic)} is above confirmAbove ${money(limitAtomic)} and no one can confirm it`,
+            ? `${what} is above confirmAbove ${money(limitAtomic)} and was not confirmed`
+            : `${what} is above confirmAbove ${money(limitAtomic)} and no one can confirm it`,
           limitAtomic,
           askedAtomic: maxAtomic,
           expectedAtomic,

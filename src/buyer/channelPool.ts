@@ -34,7 +34,7 @@ export type ChannelPool = {
   /** The slot's scheme and deps without holding it (refunds, listings). */
   schemeFor(index: number): { scheme: BatchSettlementEvmScheme; deps: BatchSettlementClientDeps };
   /** The opening deposits planned for the provider's channels and not yet released, by channel id. */
-  openingsOf(origin: string): Map<string, bigint>;
+  openingsOf(origin: string | undefined): Map<string, bigint>;
   /**
    * Waits until no other request is planning an opening deposit with the provider; the caller plans its
    * own (and registers it through `planDeposit`) before calling the returned function.
@@ -184,7 +184,8 @@ export function createChannelPool({
     openingsOf(origin) {
       const planned = new Map<string, bigint>();
       for (const opening of openings.values())
-        if (opening.origin === origin) planned.set(opening.channelId.toLowerCase(), opening.amountAtomic);
+        if (origin === undefined || opening.origin === origin)
+          planned.set(opening.channelId.toLowerCase(), opening.amountAtomic);
       return planned;
     },
     async lockOpenings(origin) {

@@ -11,6 +11,8 @@ export type CheckOfferParameters = {
   /** The offer; its `maxTimeoutSeconds`, when given, is checked against the policy's. */
   offer: Pick<PaymentRequirements, "scheme" | "network" | "asset" | "payTo"> & {
     maxTimeoutSeconds?: number | undefined;
+    /** A channel offer's `extra.withdrawDelay` is checked against `maxWithdrawDelaySeconds`. */
+    extra?: Record<string, unknown> | undefined;
   };
   /** The maximum the buyer would authorize (upto) or the price (exact), in atomic units. */
   askedAtomic: bigint;
@@ -51,6 +53,19 @@ export function checkOffer({
       rule: "scheme",
       message: `${origin} offers batch-settlement (a channel), and the policy says channels: never`,
       origin,
+    };
+  }
+  // A seller that will not refund holds a channel's deposit until the payer's withdrawal ends.
+  const withdrawDelay = Number((offer.extra as { withdrawDelay?: unknown } | undefined)?.withdrawDelay);
+  if (
+    offer.scheme === "batch-settlement" &&
+    (!Number.isFinite(withdrawDelay) || withdrawDelay > policy.maxWithdrawDelaySeconds)
+  ) {
+    return {
+      rule: "maxWithdrawDelaySeconds",
+      message: `${origin}'s channel would hold a deposit up to ${Number.isFinite(withdrawDelay) ? `${withdrawDelay} s` : "an unstated time"} after a withdrawal starts, above the policy's maxWithdrawDelaySeconds of ${policy.maxWithdrawDelaySeconds} s`,
+      origin,
+      limitSeconds: policy.maxWithdrawDelaySeconds,
     };
   }
   if (policy.networks && !policy.networks.includes(offer.network)) {

@@ -304,10 +304,34 @@ async function planDeposit(
       throw policyRefusedError(refusal);
     }
   }
+  // What all sellers together hold unspent: a new channel is opened only within `maxEscrow` (default
+  // `daily`), so an agent led from seller to seller cannot lock up more than that.
+  const escrowCap = policy.maxEscrow ?? policy.daily;
+  const escrowRoomAtomic =
+    opening && escrowCap !== undefined
+      ? escrowCap - (await escrowHeldBy(context, readChannel, undefined, opening.channelId))
+      : undefined;
+  // A need above `daily` itself is the daily cap's to refuse (with its own rule), not the escrow's.
+  const escrowRefuses =
+    escrowRoomAtomic !== undefined &&
+    neededAtomic > escrowRoomAtomic &&
+    (policy.maxEscrow !== undefined || neededAtomic <= (escrowCap ?? 0n));
+  if (escrowRoomAtomic !== undefined && escrowRefuses) {
+    const refusal = {
+      rule: "maxEscrow" as const,
+      message: `sellers already hold ${money((escrowCap ?? 0n) - escrowRoomAtomic)} of yours unspent in channels; opening one with ${origin} needs ${money(neededAtomic)} more, above the ${policy.maxEscrow !== undefined ? "maxEscrow" : "daily (maxEscrow's default)"} cap of ${money(escrowCap ?? 0n)}: ask for refunds of the channels no longer used (tollgate refund)`,
+      limitAtomic: escrowCap,
+      askedAtomic: neededAtomic,
+      origin,
+    };
+    context.emit({ type: "refused", url, origin, refusal });
+    throw policyRefusedError(refusal);
+  }
   let depositAtomic = BigInt(depositAmountForRequest(undefined, requestAtomic, neededAtomic, offer.extra));
   const ceilings: bigint[] = limits.flatMap(([, limit]) =>
     limit === undefined ? [] : opening ? [limit, limit * BigInt(context.pool.size) - heldAtomic] : [limit],
   );
+  if (escrowRoomAtomic !== undefined) ceilings.push(escrowRoomAtomic);
   if (policy.daily !== undefined || provider?.daily !== undefined) {
     const today = await (await context.store()).daySpend();
     const providerSpent = today.providers.find((entry) => entry.origin === origin)?.countedAtomic ?? 0n;
@@ -343,7 +367,8 @@ function chainReaderOf(slot: ChannelSlot): ChannelReader | undefined {
 async function escrowHeldBy(
   context: ChannelPaymentContext,
   readChannel: ChannelReader | undefined,
-  origin: string,
+  /** One provider's channels; undefined: every provider's. */
+  origin: string | undefined,
   opening: string,
 ): Promise<bigint> {
   const store = await context.store();

@@ -16,6 +16,8 @@ export type PolicyRule =
   | "maxOverExpected"
   | "maxDeposit"
   | "providers.maxDeposit"
+  | "maxEscrow"
+  | "maxWithdrawDelaySeconds"
   | "confirmAbove"
   | "maxImagePrice"
   | "maxPricePerSecond";

@@ -20,9 +20,9 @@ const offer = (
 
 const accepts = [
   offer("upto"),
-  offer("batch-settlement", { assetTransferMethod: "permit2" }),
+  offer("batch-settlement", { assetTransferMethod: "permit2", withdrawDelay: 86_400 }),
   offer("exact", {}, "500"),
-  offer("batch-settlement", { assetTransferMethod: "eip3009" }),
+  offer("batch-settlement", { assetTransferMethod: "eip3009", withdrawDelay: 86_400 }),
 ];
 const origin = "http://127.0.0.1:4021";
 const chosen = async (policyInput: unknown, channelsFirst?: boolean) => {
@@ -63,4 +63,27 @@ test("maxDeposit is money, globally and per provider; a bad channels mode names 
   assert.equal(policy.maxDeposit, 1_500_000n);
   assert.equal(policy.providers[origin]?.maxDeposit, 2500n);
   assert.throws(() => parseSpendingPolicy({ channels: "always" }), /channels/);
+});
+
+test("a channel whose withdrawal delay is above maxWithdrawDelaySeconds is refused, naming the rule", async () => {
+  const long = offer("batch-settlement", { assetTransferMethod: "eip3009", withdrawDelay: 30 * 86_400 });
+  const selected = await selectOffer({
+    accepts: [long],
+    request: undefined,
+    policy: parseSpendingPolicy({}),
+    origin,
+  });
+  assert.equal(selected.ok, false);
+  assert.equal(!selected.ok && selected.refusal.rule, "maxWithdrawDelaySeconds");
+  assert.match(
+    !selected.ok ? selected.refusal.message : "",
+    /2592000 s after a withdrawal starts, above .* 604800 s/,
+  );
+  const allowed = await selectOffer({
+    accepts: [long],
+    request: undefined,
+    policy: parseSpendingPolicy({ maxWithdrawDelaySeconds: 30 * 86_400 }),
+    origin,
+  });
+  assert.ok(allowed.ok);
 });

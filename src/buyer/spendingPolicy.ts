@@ -63,6 +63,16 @@ export const spendingPolicySchema = z.strictObject({
   /** Largest deposit (or top-up) into one batch-settlement channel. */
   maxDeposit: moneySchema.optional(),
   /**
+   * The most of the buyer's money all sellers together may hold unspent in channels (deposits less
+   * charges) when a new channel is opened; default `daily` when that is set.
+   */
+  maxEscrow: moneySchema.optional(),
+  /**
+   * Refuse a channel whose withdrawal delay is longer than this (seconds): a seller that will not
+   * refund holds the deposit that long. Default 604800 (7 days).
+   */
+  maxWithdrawDelaySeconds: z.number().int().positive().default(604_800),
+  /**
    * Paying by channel (batch-settlement) when a seller offers it: `prefer` (default) before upto
    * and exact; `fallback` only for a wallet without Permit2 allowance; `never`.
    */
