@@ -99,6 +99,15 @@ const payerWallet = (privateKey: Hex) =>
 
 const publicClient = () => createPublicClient({ chain: anvil, transport: http(h.devnet.rpcUrl) });
 
+/** A wallet's test USDC. */
+const usdcOf = (owner: Hex) =>
+  publicClient().readContract({
+    address: h.devnet.contracts.usdc,
+    abi: erc20Abi,
+    functionName: "balanceOf",
+    args: [owner],
+  });
+
 /** The channel's balance and claimed total on chain. */
 async function onchain(channelId: Hex) {
   const [balance, totalClaimed] = await publicClient().readContract({
@@ -191,13 +200,6 @@ describe("a channel shortfall is a debt", () => {
     );
 
     // Another channel of the same payer: refused before its deposit is settled, nothing run.
-    const usdcOf = (owner: Hex) =>
-      publicClient().readContract({
-        address: h.devnet.contracts.usdc,
-        abi: erc20Abi,
-        functionName: "balanceOf",
-        args: [owner],
-      });
     const walletBefore = await usdcOf(leaver.buyer.address);
     const inferencesBefore = h.backend.inferenceRequests.length;
     const other = officialClient(leaver.buyer.privateKey, `0x${"22".repeat(32)}`);
@@ -257,13 +259,6 @@ describe("claims and settlements made outside this ledger", () => {
     });
   const sent = async (hash: Hex) =>
     assert.equal((await publicClient().waitForTransactionReceipt({ hash })).status, "success");
-  const usdcOf = (owner: Hex) =>
-    publicClient().readContract({
-      address: h.devnet.contracts.usdc,
-      abi: erc20Abi,
-      functionName: "balanceOf",
-      args: [owner],
-    });
 
   test("a channel claimed above this ledger's charges is reported; claims settled by another transaction are booked settled; a shutdown settles what it claimed though a claim failed", async () => {
     const honest = await chargedChannel();

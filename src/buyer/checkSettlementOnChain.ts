@@ -148,14 +148,14 @@ export async function checkSettlementOnChain(
   // The RPC reads one chain: a payment on another is not judged by it.
   if (offer.network !== `eip155:${await withRetries(() => client.getChainId())}`) return;
   // A zero charge sends no transaction, honestly: nothing shows the authorization unused before its deadline.
-  if (statedAtomic === 0n && !receipt.transaction) {
-    const store = await context.store();
-    const note =
-      "a zero charge names no transaction: the authorization stays reserved at its maximum until its deadline, when the chain shows whether it was used";
-    await store.reopen(attempt.paymentId, note);
+  const reopen = async (note: string) => {
+    await (await context.store()).reopen(attempt.paymentId, note);
     context.emit({ type: "unreceipted", paymentId: attempt.paymentId, origin: attempt.origin, reason: note });
-    return;
-  }
+  };
+  if (statedAtomic === 0n && !receipt.transaction)
+    return reopen(
+      "a zero charge names no transaction: the authorization stays reserved at its maximum until its deadline, when the chain shows whether it was used",
+    );
   const onChain = await readSettlementTransfers(
     client,
     {
@@ -177,35 +177,23 @@ export async function checkSettlementOnChain(
   if (verdict.kind === "confirmed") return;
   const store = await context.store();
   const { paymentId, origin } = attempt;
-  if (verdict.kind === "unconfirmed") {
-    await store.reopen(paymentId, verdict.message);
-    context.emit({ type: "unreceipted", paymentId, origin, reason: verdict.message });
-    return;
-  }
+  if (verdict.kind === "unconfirmed") return reopen(verdict.message);
   await store.correctCharge(paymentId, { chargedAtomic: verdict.movedAtomic, note: verdict.message });
   if (verdict.movedAtomic <= statedAtomic) return;
-  const disputeId = await store.recordDispute({
-    reservationId: paymentId,
+  // What is disputed and told: the charge that moved, against the one the receipt stated.
+  const flagged = {
     origin,
-    reason: "misstated_charge",
+    reason: "misstated_charge" as const,
     chargedAtomic: verdict.movedAtomic,
     justifiedAtomic: statedAtomic,
     maxAtomic: attempt.maxAtomic,
     transaction: receipt.transaction,
     network: receipt.network,
+  };
+  const disputeId = await store.recordDispute({
+    ...flagged,
+    reservationId: paymentId,
     details: { message: verdict.message, url: attempt.url, statedAtomic: statedAtomic.toString() },
   });
-  context.emit({
-    type: "overcharge",
-    paymentId,
-    origin,
-    reason: "misstated_charge",
-    chargedAtomic: verdict.movedAtomic,
-    justifiedAtomic: statedAtomic,
-    maxAtomic: attempt.maxAtomic,
-    transaction: receipt.transaction,
-    network: receipt.network,
-    usage: receipt.usage,
-    disputeId,
-  });
+  context.emit({ ...flagged, type: "overcharge", paymentId, usage: receipt.usage, disputeId });
 }
