@@ -222,6 +222,28 @@ export function createFacilitator({
     });
   }
   const inFlight = new Map<string, Promise<SettleResponse>>();
+
+  /** A settle refused before any transaction: logged, and answered with its reason. */
+  const refusedSettle = (
+    payload: PaymentPayload,
+    requirements: PaymentRequirements,
+    reason: string,
+    message: string,
+    { payer, ...logged }: { payer?: string; settledAmount?: string | undefined } = {},
+  ): SettleResponse => {
+    logger.warn(
+      { op: "settle", outcome: "refused", reason, ...logged, ...describe(payload, requirements) },
+      "facilitator settle",
+    );
+    return {
+      success: false,
+      errorReason: reason,
+      errorMessage: message,
+      transaction: "",
+      network: requirements.network,
+      ...(payer ? { payer } : {}),
+    };
+  };
   const withPayerFunds = createPayerFundsGuard(
     async (asset, payer) =>
       (await signer.readContract({
@@ -326,23 +348,13 @@ export function createFacilitator({
         // sent it, must not pass for a later one of another amount.
         const settledAtomic = existing.result.amount;
         if (settledAtomic === undefined || !sameAmount(settledAtomic, amountAtomic)) {
-          logger.warn(
-            {
-              op: "settle",
-              outcome: "settled_differently",
-              settledAmount: settledAtomic,
-              ...describe(payload, requirements),
-            },
-            "facilitator settle",
+          return refusedSettle(
+            payload,
+            requirements,
+            REASON_SETTLED_DIFFERENTLY,
+            `this authorization was already settled for ${settledAtomic ?? "another amount"}, not ${amountAtomic}`,
+            { payer: key.payer, settledAmount: settledAtomic },
           );
-          return {
-            success: false,
-            errorReason: REASON_SETTLED_DIFFERENTLY,
-            errorMessage: `this authorization was already settled for ${settledAtomic ?? "another amount"}, not ${amountAtomic}`,
-            transaction: "",
-            network: requirements.network,
-            payer: key.payer,
-          };
         }
         logger.info(
           { op: "settle", outcome: "already_settled", ...describe(payload, requirements) },
@@ -510,24 +522,7 @@ export function createFacilitator({
     verify,
     async settle(payload, requirements) {
       const refusedAsset = assetRefusal(payload, requirements);
-      if (refusedAsset) {
-        logger.warn(
-          {
-            op: "settle",
-            outcome: "refused",
-            reason: REASON_ASSET_NOT_ACCEPTED,
-            ...describe(payload, requirements),
-          },
-          "facilitator settle",
-        );
-        return {
-          success: false,
-          errorReason: REASON_ASSET_NOT_ACCEPTED,
-          errorMessage: refusedAsset,
-          transaction: "",
-          network: requirements.network,
-        };
-      }
+      if (refusedAsset) return refusedSettle(payload, requirements, REASON_ASSET_NOT_ACCEPTED, refusedAsset);
       // Its payloads carry no (payer, nonce) authorization and move funds through the channel contract.
       if (isBatchSettlementPayment(requirements)) return settleChannelAction(payload, requirements);
       const key = settlementKeyOf(payload);
