@@ -18,7 +18,7 @@ import {
   http,
   parseAbi,
 } from "viem";
-import { privateKeyToAccount } from "viem/accounts";
+import { generatePrivateKey, privateKeyToAccount } from "viem/accounts";
 import { anvil } from "viem/chains";
 import { batchSettlementAbi } from "../src/chain/index.js";
 import { type ChannelConfig, erc3009DepositArgs } from "../src/devnet/batchSettlementTesting.js";
@@ -362,5 +362,34 @@ describe("claims and settlements made outside this ledger", () => {
       (await h.gateway.ledger.channels.get(channel.channelId))!.totalClaimedAtomic,
       channel.charged,
     );
+  });
+
+  test("a replica with another receiver-authorizer key sends no claim for channels naming this one's; their own key claims them", async () => {
+    const channel = await chargedChannel();
+    const sentClaims: unknown[] = [];
+    const recording = {
+      ...h.gateway.facilitator,
+      settle: async (...args: Parameters<typeof h.gateway.facilitator.settle>) => {
+        const [payload, requirements] = args;
+        const inner = payload.payload as { type?: string; claims?: unknown[] };
+        if (inner.type === "claim") sentClaims.push(...(inner.claims ?? []));
+        return h.gateway.facilitator.settle(payload, requirements);
+      },
+    };
+    const otherReplica = testChannelSettlement(h, {
+      minClaimAtomic: 1n,
+      facilitator: recording,
+      receiverAuthorizerKey: generatePrivateKey(),
+    });
+    await otherReplica.claim({ force: true });
+    assert.deepEqual(sentClaims, [], "no claim signed by a key the channels do not name");
+    assert.equal((await onchain(channel.channelId)).totalClaimed, 0n);
+    assert.equal((await h.gateway.ledger.channels.get(channel.channelId))!.totalClaimedAtomic, 0n);
+
+    const own = testChannelSettlement(h, { minClaimAtomic: 1n, facilitator: recording });
+    // The first test's channel with a broken voucher still fails alone; this one is claimed beside it.
+    await own.claim({ force: true }).catch(() => undefined);
+    assert.ok(sentClaims.length > 0);
+    assert.equal((await onchain(channel.channelId)).totalClaimed, channel.charged, "claimed by its own key");
   });
 });

@@ -9,6 +9,7 @@ import {
   type Address,
   createPublicClient,
   createTestClient,
+  createWalletClient,
   erc20Abi,
   type Hex,
   http,
@@ -16,6 +17,7 @@ import {
   parseTransaction,
 } from "viem";
 import { privateKeyToAccount } from "viem/accounts";
+import { anvil } from "viem/chains";
 import { type Devnet, startDevnet } from "../src/devnet/index.js";
 import { isTollgateError } from "../src/errors/index.js";
 import { createFacilitator } from "../src/facilitator/index.js";
@@ -215,6 +217,41 @@ describe("gas-sponsored approval for a token without EIP-2612 (erc20ApprovalGasS
       assert.equal(await chain.getBalance({ address: facilitatorAddress }), facilitatorWei);
       assert.equal(await chain.getBalance({ address: buyer.address }), 0n, "the buyer got no gas money");
     }
+  });
+
+  test("an approval verify passed, whose nonce the payer spends before the settle, gets no funding at settle", async () => {
+    const buyer = await h.devnet.createFreshPlainTokenBuyer(10_000_000n);
+    const unpaid = await postJson(h, "/v1/chat/completions", chatBody);
+    await unpaid.text();
+    const required = decodePaymentRequiredHeader(unpaid.headers.get("payment-required"));
+    assert.ok(required.ok);
+    const account = privateKeyToAccount(buyer.privateKey);
+    const client = new x402Client()
+      .register(h.devnet.network, new UptoEvmScheme(account, { rpcUrl: h.devnet.rpcUrl }))
+      .setSpendControls(false);
+    const payload = await client.createPaymentPayload(required.paymentRequired);
+    assert.ok(payload.extensions?.erc20ApprovalGasSponsoring, "the payment carries a signed approve");
+    const verified = await h.gateway.facilitator.verify(payload, payload.accepted);
+    assert.equal(verified.isValid, true, String(verified.invalidMessage));
+
+    // Between verify and settle the payer spends the approve's nonce on a transaction of its own.
+    const testClient = createTestClient({ mode: "anvil", transport: http(h.devnet.rpcUrl) });
+    await testClient.setBalance({ address: buyer.address, value: 10n ** 18n });
+    const wallet = createWalletClient({ account, chain: anvil, transport: http(h.devnet.rpcUrl) });
+    const own = await wallet.sendTransaction({ to: buyer.address, value: 0n, nonce: 0 });
+    assert.equal((await chain.waitForTransactionReceipt({ hash: own })).status, "success");
+    await testClient.setBalance({ address: buyer.address, value: 0n });
+
+    const facilitatorAddress = h.devnet.accounts.facilitator.address;
+    const facilitatorWei = await chain.getBalance({ address: facilitatorAddress });
+    const facilitatorNonce = await chain.getTransactionCount({ address: facilitatorAddress });
+    const settled = await h.gateway.facilitator
+      .settle(payload, { ...payload.accepted, amount: "1" })
+      .catch((error: unknown) => ({ success: false, errorReason: String(error) }));
+    assert.equal(settled.success, false);
+    assert.equal(await chain.getTransactionCount({ address: facilitatorAddress }), facilitatorNonce);
+    assert.equal(await chain.getBalance({ address: facilitatorAddress }), facilitatorWei);
+    assert.equal(await chain.getBalance({ address: buyer.address }), 0n, "the buyer got no gas money");
   });
 
   test("a gateway refuses to start on a token whose decimals are not 6: its $ prices would be off by powers of ten", async () => {

@@ -10,7 +10,7 @@ import {
   signVoucher,
 } from "@x402/evm/batch-settlement/client";
 import { wrapFetchWithPayment } from "@x402/fetch";
-import { type Address, createPublicClient, http, parseAbi } from "viem";
+import { type Address, createPublicClient, type Hex, http, parseAbi } from "viem";
 import { privateKeyToAccount } from "viem/accounts";
 import { anvil } from "viem/chains";
 import { type Logger, silentLogger } from "../../src/errors/index.js";
@@ -53,7 +53,8 @@ export function testChannelSettlement(
     minClaimAtomic,
     logger = silentLogger,
     facilitator = h.gateway.facilitator,
-  }: { minClaimAtomic: bigint; logger?: Logger; facilitator?: FacilitatorLike },
+    receiverAuthorizerKey = h.devnet.accounts.facilitator.privateKey,
+  }: { minClaimAtomic: bigint; logger?: Logger; facilitator?: FacilitatorLike; receiverAuthorizerKey?: Hex },
 ) {
   return createChannelSettlement({
     channels: h.gateway.ledger.channels,
@@ -65,7 +66,7 @@ export function testChannelSettlement(
     chainId: h.devnet.chainId,
     receiver: h.devnet.accounts.payTo.address,
     token: h.devnet.contracts.usdc,
-    receiverAuthorizer: privateKeyToAccount(h.devnet.accounts.facilitator.privateKey),
+    receiverAuthorizer: privateKeyToAccount(receiverAuthorizerKey),
     claimIntervalMs: 3_600_000,
     settleIntervalMs: 3_600_000,
     minClaimAtomic,
