@@ -21,22 +21,34 @@ export type SettlementStore = {
   fail(key: SettlementKey, result: SettleResponse): Promise<void>;
 };
 
-/** A settlement log in memory, for one process. */
-export function createMemorySettlementStore(): SettlementStore {
-  const records = new Map<string, SettlementRecord>();
+/** How many succeeded settlements the memory store remembers; older ones are left to the chain. */
+export const MEMORY_SETTLEMENTS_KEPT = 100_000;
+
+/**
+ * A settlement log in memory, for one process. It stays bounded whatever clients send: a failed
+ * attempt leaves no record (it may be tried again anyway), and only the latest `kept` successes
+ * are remembered; an older authorization's spent nonce then refuses it on chain.
+ */
+export function createMemorySettlementStore({ kept = MEMORY_SETTLEMENTS_KEPT } = {}): SettlementStore {
+  const inFlight = new Set<string>();
+  const succeeded = new Map<string, SettlementRecord>();
   return {
     async begin(key) {
       const id = settlementKeyString(key);
-      const existing = records.get(id);
-      if (existing && existing.status !== "failed") return { started: false, existing };
-      records.set(id, { status: "in_flight" });
+      if (inFlight.has(id)) return { started: false, existing: { status: "in_flight" } };
+      const existing = succeeded.get(id);
+      if (existing) return { started: false, existing };
+      inFlight.add(id);
       return { started: true };
     },
     async succeed(key, result) {
-      records.set(settlementKeyString(key), { status: "succeeded", result });
+      const id = settlementKeyString(key);
+      inFlight.delete(id);
+      succeeded.set(id, { status: "succeeded", result });
+      if (succeeded.size > kept) succeeded.delete(succeeded.keys().next().value as string);
     },
-    async fail(key, result) {
-      records.set(settlementKeyString(key), { status: "failed", result });
+    async fail(key) {
+      inFlight.delete(settlementKeyString(key));
     },
   };
 }
