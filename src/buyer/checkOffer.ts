@@ -27,7 +27,7 @@ const SUPPORTED_SCHEMES = new Set(["upto", "exact", "batch-settlement"]);
 const RATIO_SCALE = 1000n;
 
 /**
- * The rules that need no state: network, asset, recipient, how long the authorization stays
+ * The rules that need no state: the provider allowlist, network, asset, recipient, how long the authorization stays
  * valid, per-call caps and the ratio of the maximum to the expected cost. Daily caps are checked
  * by the spend store, atomically with the reservation; `confirmAbove` by the caller. Answers the
  * first rule that refuses, or undefined.
@@ -41,6 +41,14 @@ export function checkOffer({
   price,
 }: CheckOfferParameters): PolicyRefusal | undefined {
   const provider = policy.providers[origin];
+  if (policy.onlyProviders && !provider) {
+    const listed = Object.keys(policy.providers);
+    return {
+      rule: "onlyProviders",
+      message: `${origin} is not among the policy's providers (${listed.length > 0 ? listed.join(", ") : "none listed"}), and onlyProviders pays no other`,
+      origin,
+    };
+  }
   if (!SUPPORTED_SCHEMES.has(offer.scheme) || !offer.network.startsWith("eip155:")) {
     return {
       rule: "scheme",

@@ -4,6 +4,7 @@ import { formatMoney } from "../pricing/index.js";
 /** The policy rule that refused a payment. */
 export type PolicyRule =
   | "networks"
+  | "onlyProviders"
   | "assets"
   | "scheme"
   | "perCall"

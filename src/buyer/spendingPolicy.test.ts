@@ -117,6 +117,21 @@ describe("checkOffer", () => {
     );
   });
 
+  test("onlyProviders pays the listed origins alone, however their URL is written", () => {
+    const listed = { onlyProviders: true, providers: { "HTTPS://API.example.com:443/v1": {} } };
+    assert.equal(check(listed, 1n), undefined, "the listed origin, its path, case and default port aside");
+    const other = checkOffer({
+      policy: parseSpendingPolicy(listed),
+      origin: "https://api.example.com.evil.example",
+      offer,
+      askedAtomic: 1n,
+    });
+    assert.equal(other?.rule, "onlyProviders");
+    assert.match(other?.message ?? "", /not among the policy's providers \(https:\/\/api\.example\.com\)/);
+    assert.equal(check({ onlyProviders: true }, 1n)?.rule, "onlyProviders", "none listed: none paid");
+    assert.equal(check({}, 1n), undefined, "off by default");
+  });
+
   test("names the rule and the figures", () => {
     assert.deepEqual(
       { ...check({ perCall: "$0.05" }, 50_001n), message: "" },

@@ -60,6 +60,11 @@ export const spendingPolicySchema = z.strictObject({
       }
       return byOrigin;
     }),
+  /**
+   * Pay only the origins listed under `providers` (an allowlist): a seller the agent was led to, or
+   * one of a seller's other host names, is refused before anything is signed. Default false.
+   */
+  onlyProviders: z.boolean().default(false),
   /** Largest deposit (or top-up) into one batch-settlement channel. */
   maxDeposit: moneySchema.optional(),
   /**
