@@ -70,6 +70,41 @@ describe("a model priced per second of compute", () => {
     assert.equal(row?.chargeAtomic, BigInt(receipt.amount));
   });
 
+  test("the gateway's own work after the answer (counting a prompt the backend did not report) is not billed as backend time", async () => {
+    h.backend.set({ responseTokens: 4, tokensPerSecond: 0, reportUsage: false });
+    h.backend.clearRequests();
+    const buyer = h.devnet.accounts.buyers[2]!;
+    // About 3 MB of distinct words: counting them takes the gateway far longer than the backend's answer.
+    const prompt = Array.from({ length: 300_000 }, (_, i) => `w${i.toString(36)}x`).join(" ");
+    try {
+      const response = await officialPayingFetch(buyer.privateKey, h.devnet.network)(
+        `${h.gateway.url}/v1/chat/completions`,
+        {
+          method: "POST",
+          headers: { "content-type": "application/json" },
+          body: JSON.stringify({
+            model: "mock-gpu",
+            messages: [{ role: "user", content: prompt }],
+            max_tokens: 4,
+          }),
+        },
+      );
+      assert.equal(response.status, 200, await response.clone().text());
+      await response.text();
+    } finally {
+      h.backend.set({ reportUsage: true });
+    }
+    const [row] = await h.ledger.payments.recent({ limit: 1 });
+    assert.ok(
+      (row?.promptTokens ?? 0) > 300_000,
+      `the gateway counted the prompt itself: ${row?.promptTokens}`,
+    );
+    const served = h.backend.inferenceRequests.at(-1)!;
+    const backendMs = served.endedAt! - served.receivedAt;
+    const computeMs = row?.usage?.compute_ms ?? 0;
+    assert.ok(computeMs <= backendMs + 100, `billed ${computeMs} ms; the backend took ${backendMs} ms`);
+  });
+
   test("a generation past the time bound is stopped there and charged at most the maximum", async () => {
     h.backend.set({ responseTokens: 200, tokensPerSecond: 20 });
     h.backend.clearRequests();

@@ -177,3 +177,54 @@ describe("POST /v1/images/generations", () => {
     assert.match(error.message, /256x256/);
   });
 });
+
+describe("an image backend that ignores the request", () => {
+  const paidImages = async (n: number) => {
+    const buyer = h.devnet.accounts.buyers[1]!;
+    const before = await h.devnet.usdcBalance(buyer.address);
+    const response = await officialPayingFetch(buyer.privateKey, h.devnet.network)(
+      `${h.gateway.url}/v1/images/generations`,
+      {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ model: "mock-image", prompt: "a toll booth", n, size: "256x256" }),
+      },
+    );
+    const text = await response.text();
+    const [row] = await h.ledger.payments.recent({ limit: 1 });
+    const paid = before - (await h.devnet.usdcBalance(buyer.address));
+    return { response, text, row, paid, delivered: text.split('"b64_json"').length - 1 };
+  };
+  after(() => h.backend.set({ imageAnswer: undefined }));
+
+  test("ten images made for n=1: the buyer gets and pays for one", async () => {
+    h.backend.set({ imageAnswer: { count: 10 } });
+    const { response, row, paid, delivered } = await paidImages(1);
+    assert.equal(response.status, 200);
+    assert.equal(delivered, 1, "the images past n are not forwarded");
+    assert.equal(row?.usage?.images, 1);
+    assert.equal(paid, SMALL_ATOMIC);
+  });
+
+  test("empty objects in place of images are no images: 502, nothing charged", async () => {
+    h.backend.set({ imageAnswer: { empty: true } });
+    const { response, row, paid } = await paidImages(3);
+    assert.equal(response.status, 502);
+    assert.equal(row?.chargeAtomic ?? 0n, 0n);
+    assert.equal(paid, 0n);
+  });
+
+  test("images sent as an event stream are counted as they go out, never past n", async () => {
+    h.backend.set({ imageAnswer: { stream: true } });
+    const streamed = await paidImages(3);
+    assert.equal(streamed.response.status, 200);
+    assert.equal(streamed.delivered, 3);
+    assert.equal(streamed.row?.usage?.images, 3);
+    assert.equal(streamed.paid, 3n * SMALL_ATOMIC);
+    h.backend.set({ imageAnswer: { stream: true, count: 6 } });
+    const beyond = await paidImages(2);
+    assert.equal(beyond.delivered, 2, "the stream stops at n");
+    assert.equal(beyond.row?.usage?.images, 2);
+    assert.equal(beyond.paid, 2n * SMALL_ATOMIC);
+  });
+});

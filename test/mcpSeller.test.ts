@@ -141,6 +141,84 @@ describe("paid MCP tools (x402 MCP transport)", () => {
     assert.equal(await h.devnet.usdcBalance(buyer.address), buyerBefore - charged);
   });
 
+  /** A paid `summarize` call's payment, signed by buyer `index` for the tool's upto offer. */
+  const summarizePayment = async (client: Client, index: number, args: Record<string, unknown>) => {
+    const required = readPaymentRequiredResult(await call(client, "summarize", args));
+    assert.ok(required);
+    const upto = required.accepts.find((offer) => offer.scheme === "upto");
+    assert.ok(upto);
+    const buyer = h.devnet.accounts.buyers[index]!;
+    const payload = await officialBuyer(buyer.privateKey, h.devnet.network).createPaymentPayload({
+      ...required,
+      accepts: [upto],
+    });
+    return { buyer, payload };
+  };
+
+  test("the inference tool gives the caller all the output it charged for: reasoning and refusals beside the text", async () => {
+    const reasoning = "Let me think about this carefully. ".repeat(20);
+    h.backend.set({ responseTokens: 3, messageExtras: { reasoning_content: reasoning, refusal: "no" } });
+    try {
+      const client = await connect();
+      const args = { text: "toll roads", max_tokens: 400 };
+      const { payload } = await summarizePayment(client, 1, args);
+      const paid = await call(client, "summarize", args, payload);
+      assert.notEqual(paid.isError, true, textOf(paid));
+      const structured = paid.structuredContent as {
+        text: string;
+        more?: Record<string, unknown>;
+        usage: { completion_tokens: number };
+      };
+      assert.equal(structured.text, mockCompletionText(3));
+      assert.deepEqual(structured.more, { reasoning_content: reasoning, refusal: "no" });
+      assert.deepEqual(JSON.parse((paid.content[1] as { text: string }).text), structured.more);
+      assert.ok(structured.usage.completion_tokens > 3, "the reasoning was charged as output");
+    } finally {
+      h.backend.set({ messageExtras: undefined });
+    }
+  });
+
+  test("a call cancelled once the model read its prompt pays for the prompt, as an HTTP buyer leaving does", async () => {
+    h.backend.set({ responseTokens: 50, firstTokenDelayMs: 5_000 });
+    try {
+      const client = await connect();
+      const args = { text: "word ".repeat(5_000), max_tokens: 40 };
+      const { buyer, payload } = await summarizePayment(client, 2, args);
+      const buyerBefore = await h.devnet.usdcBalance(buyer.address);
+      h.backend.clearRequests();
+      const controller = new AbortController();
+      const pending = client
+        .callTool(
+          { name: "summarize", arguments: args, _meta: { [MCP_PAYMENT_META_KEY]: payload } },
+          undefined,
+          {
+            timeout: 600_000,
+            signal: controller.signal,
+          },
+        )
+        .catch(() => undefined);
+      for (let waited = 0; h.backend.inferenceRequests.length === 0 && waited < 30_000; waited += 20)
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      controller.abort("the agent moved on");
+      await pending;
+      await h.backend.whenIdle();
+      assert.equal(h.backend.inferenceRequests.at(-1)?.clientAborted, true, "the backend was stopped");
+      let row = (await h.ledger.payments.recent({ limit: 1 }))[0];
+      for (let waited = 0; row?.status !== "settled" && waited < 30_000; waited += 50) {
+        await new Promise((resolve) => setTimeout(resolve, 50));
+        row = (await h.ledger.payments.recent({ limit: 1 }))[0];
+      }
+      assert.equal(row?.status, "settled", `row ${row?.status} (${row?.error})`);
+      assert.equal(row?.completionTokens, 0);
+      assert.ok((row?.promptTokens ?? 0) > 5_000);
+      assert.equal(row?.chargeAtomic, expectedCharge(row!.promptTokens!, 0));
+      assert.equal(await h.devnet.usdcBalance(buyer.address), buyerBefore - row!.chargeAtomic!);
+    } finally {
+      h.backend.set({ firstTokenDelayMs: 0 });
+    }
+  });
+
   test("a fixed-price tool is paid with exact; the same payment again is refused", async () => {
     const buyer = h.devnet.accounts.buyers[1]!;
     const client = await connect();

@@ -226,10 +226,20 @@ export async function startFakeInferenceServer(
     }
     if (route === "images") {
       const body = parsed.data as z.infer<typeof imagesRequestSchema>;
-      const data = Array.from({ length: body.n ?? 1 }, (_, index) => ({
-        b64_json: generatedPng(`${body.prompt}#${index}`).toString("base64"),
-      }));
-      sendJson(response, record, 200, { created: Math.floor(Date.now() / 1000), data }, "completed");
+      const shape = behaviour.imageAnswer ?? {};
+      const data = Array.from({ length: shape.count ?? body.n ?? 1 }, (_, index) =>
+        shape.empty ? {} : { b64_json: generatedPng(`${body.prompt}#${index}`).toString("base64") },
+      );
+      const created = Math.floor(Date.now() / 1000);
+      if (shape.stream) {
+        record.status = 200;
+        record.outcome = "completed";
+        response.writeHead(200, { "content-type": "text/event-stream; charset=utf-8" });
+        for (const image of data) response.write(`data: ${JSON.stringify({ created, data: [image] })}\n\n`);
+        response.end();
+        return;
+      }
+      sendJson(response, record, 200, { created, data }, "completed");
       return;
     }
     if (route === "messages") {

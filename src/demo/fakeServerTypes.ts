@@ -104,6 +104,13 @@ export type FakeServerMisbehaviour = {
    * then close, as a server that writes `data: …\n` and hangs up does.
    */
   unclosedLastEvent: boolean | undefined;
+  /** Chat JSON answers: fields merged into each choice's message (a `reasoning_content`, a `refusal`). */
+  messageExtras: Record<string, unknown> | undefined;
+  /**
+   * Images: answer `count` images whatever `n` asks, as empty objects (`empty`), or as an SSE stream of
+   * one event per image (`stream`), as a backend that ignores the request does.
+   */
+  imageAnswer: { count?: number; empty?: boolean; stream?: boolean } | undefined;
 };
 
 /** What happened to one request; updated in place while the request runs. */

@@ -151,6 +151,10 @@ export async function answerGeneration(run: GenerationRun): Promise<void> {
     })),
     usage: behaviour.reportUsage ? usageOf(run, choices) : undefined,
   });
+  const extras = behaviour.messageExtras;
+  if (extras && Array.isArray(answer.choices))
+    for (const choice of answer.choices as Array<{ message?: Record<string, unknown> }>)
+      if (choice.message) Object.assign(choice.message, extras);
   sendJson(response, record, 200, answer, "completed");
 }
 

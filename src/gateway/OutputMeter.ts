@@ -9,6 +9,8 @@ export type OutputMeterParameters = {
   choices: number;
   /** The count is the model's own tokenizer (exact) rather than an estimate. */
   exactCount: boolean;
+  /** Images the request authorized (`n`); an answer with more is refused like output past the limit. */
+  imageLimit?: number | undefined;
 };
 
 /**
@@ -29,9 +31,12 @@ export class OutputMeter {
   readonly #limitPerChoice: number;
   readonly #bytes = new Map<number, number>();
   #refused = false;
+  readonly #imageLimit: number;
+  #images = 0;
 
-  constructor({ countTokens, limitPerChoice, choices, exactCount }: OutputMeterParameters) {
+  constructor({ countTokens, limitPerChoice, choices, exactCount, imageLimit = 0 }: OutputMeterParameters) {
     this.#countTokens = countTokens;
+    this.#imageLimit = imageLimit;
     this.#choices = choices;
     this.#allowance = exactCount ? limitPerChoice : limitPerChoice + Math.ceil(limitPerChoice / 10) + 4;
     this.#limitPerChoice = limitPerChoice;
@@ -70,6 +75,16 @@ export class OutputMeter {
     return total;
   }
 
+  /** Images forwarded (never above the authorized number). */
+  get images(): number {
+    return this.#images;
+  }
+
+  /** Images that may still be forwarded. */
+  get imageRoom(): number {
+    return Math.max(0, this.#imageLimit - this.#images);
+  }
+
   /** An accepted reading showed output it holds only in part (a thinking block). */
   get sawHiddenOutput(): boolean {
     return this.#hiddenOutput;
@@ -87,6 +102,11 @@ export class OutputMeter {
    * records it as delivered; otherwise takes nothing and answers false (stop forwarding).
    */
   accept(reading: OutputReading): boolean {
+    const images = reading.units?.images ?? 0;
+    if (images > this.imageRoom) {
+      this.#refused = true;
+      return false;
+    }
     const additions = new Map<number, number>();
     for (const piece of reading.pieces) {
       if (piece.choice >= Math.max(this.#choices, 1)) {
@@ -109,6 +129,7 @@ export class OutputMeter {
     }
     for (const [choice, tokens] of additions)
       this.#counted.set(choice, (this.#counted.get(choice) ?? 0) + tokens);
+    this.#images += images;
     if (reading.delivered) this.#delivered = true;
     if (reading.hiddenOutput) this.#hiddenOutput = true;
     return true;

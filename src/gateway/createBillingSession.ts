@@ -23,7 +23,6 @@ import { guardBackendBody } from "./guardBackendBody.js";
 import { reconcileUsage } from "./meterUsage.js";
 import { OutputMeter } from "./OutputMeter.js";
 import { hasExactTokenizer, type RequestQuote } from "./quoteRequest.js";
-import type { OutputReading } from "./routes/index.js";
 import { type ChargeOutcome, type ChargeUsage, settleCharge } from "./settleCharge.js";
 import { type SessionReceipts, signSettledCharge } from "./signSettledCharge.js";
 import { truncateAnswer } from "./truncateAnswer.js";
@@ -250,9 +249,14 @@ export function createBillingSession(parameters: CreateBillingSessionParameters)
       limitPerChoice: quote.outputLimit,
       choices: quote.choices,
       exactCount,
+      imageLimit: Number(quote.usageBound.images ?? 0),
     });
 
-  const settleDelivered = (meter: OutputMeter, reported: unknown, delivered?: OutputReading["units"]) =>
+  /**
+   * Settles what was delivered; `endedAt` is when the backend's answer ended (its last byte, or the
+   * buyer leaving), so backend time is priced without the gateway's own metering and waits after it.
+   */
+  const settleDelivered = (meter: OutputMeter, reported: unknown, endedAt: number) =>
     finishOnce(async () => {
       // A row waiting for its charge is written with it; any other is in the ledger first.
       const writtenWithCharge = written === undefined && parameters.channel !== undefined;
@@ -280,12 +284,12 @@ export function createBillingSession(parameters: CreateBillingSessionParameters)
         hiddenOutputTokens:
           quote.request.hiddenOutputTokens ?? (meter.sawHiddenOutput ? quote.maxOutputTokens : 0),
       });
-      // Images are counted in the answer the buyer gets, never above what the quote allowed.
-      const images = Math.min(delivered?.images ?? 0, Number(quote.usageBound.images ?? 0));
+      // Images are counted as the buyer gets them (the meter forwards none past what the quote allowed).
+      const images = meter.images;
       const computeMs =
         quote.prices?.compute_ms === undefined
           ? undefined
-          : Math.min(Math.ceil(performance.now() - startedAt), quote.timeBoundMs);
+          : Math.min(Math.ceil(endedAt - startedAt), quote.timeBoundMs);
       const usage = {
         ...counted,
         units: {
@@ -477,6 +481,7 @@ export function createBillingSession(parameters: CreateBillingSessionParameters)
       return tail + (await trailerFor(ending));
     };
     const trailerFor = async (ending: StreamEnding): Promise<string> => {
+      const endedAt = performance.now();
       const failed = tap.stopped === "backend_error" || ending === "backend_error" || ending === "timeout";
       const code = ending === "timeout" ? "TOLLGATE_BACKEND_TIMEOUT" : "TOLLGATE_BACKEND_FAILED";
       const message =
@@ -491,7 +496,7 @@ export function createBillingSession(parameters: CreateBillingSessionParameters)
         await failBeforeOutput("backend delivered no output", 200);
         return errorEvent(`nothing was delivered, nothing is charged (${message})`, code);
       }
-      const outcome = await settleDelivered(meter, tap.reportedUsage);
+      const outcome = await settleDelivered(meter, tap.reportedUsage, endedAt);
       if (!outcome) return failed ? errorEvent(message, code) : doneEvent;
       const charged = receiptFor(outcome);
       const { includeUsage } = quote.request;
@@ -538,9 +543,10 @@ export function createBillingSession(parameters: CreateBillingSessionParameters)
     done,
     failBeforeOutput,
     async leftAfterPrompt() {
-      await settleDelivered(newMeter(), undefined);
+      await settleDelivered(newMeter(), undefined, performance.now());
     },
     async completeJson(text) {
+      const endedAt = performance.now();
       const notRecorded = () => {
         const answer = errorAnswer("TOLLGATE_LEDGER_FAILED", PAYMENT_NOT_RECORDED);
         return { ok: false as const, status: answer.status, body: answer.body };
@@ -593,7 +599,7 @@ export function createBillingSession(parameters: CreateBillingSessionParameters)
       }
       // A row written with its charge is told served once both are in (settleDelivered).
       if (written !== undefined || !parameters.channel) served(false);
-      const outcome = await settleDelivered(meter, reading.usage, reading.units);
+      const outcome = await settleDelivered(meter, reading.usage, endedAt);
       if (!outcome && unrecorded) return notRecorded();
       if (!outcome)
         throw new TollgateError({ code: "TOLLGATE_INTERNAL", shortMessage: "payment was already finished" });

@@ -9,7 +9,7 @@ export {
   type BillingEventType,
   combineBillingListeners,
 } from "./BillingEvent.js";
-export { billHandlerResponse } from "./billHandlerResponse.js";
+export { billHandlerFailure, billHandlerResponse } from "./billHandlerResponse.js";
 export {
   BATCH_SETTLEMENT,
   CHANNEL_REFUND_PATH,

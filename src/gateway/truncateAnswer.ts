@@ -1,6 +1,8 @@
 /** What cutting an answer needs of the output meter: the allowance per choice and a token count. */
 export type AnswerMeter = {
   readonly allowancePerChoice: number;
+  /** Images that may still be forwarded. */
+  readonly imageRoom?: number;
   tokensOf(text: string): number;
 };
 

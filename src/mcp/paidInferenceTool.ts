@@ -1,5 +1,5 @@
 import type { CallToolResult } from "@modelcontextprotocol/sdk/types.js";
-import { type Billing, proxyToBackend, readGuardedText } from "../gateway/index.js";
+import { type Billing, billHandlerFailure, proxyToBackend, readGuardedText } from "../gateway/index.js";
 import { encodeBase64Json, PAYMENT_SIGNATURE_HEADER, type PaymentRequired } from "../protocol/index.js";
 import {
   MCP_PAYMENT_META_KEY,
@@ -52,6 +52,8 @@ export function paidInferenceTool<Args>({
     }
     const { quote, session } = decision;
     let text: string;
+    // Once the backend answered, it had the whole prompt: a caller that cancels from then on pays for it.
+    let promptTaken = false;
     try {
       const response = await proxyToBackend({
         model: quote.model,
@@ -62,14 +64,20 @@ export function paidInferenceTool<Args>({
         await response.body?.cancel().catch(() => undefined);
         throw new Error(`the model backend answered HTTP ${response.status}`);
       }
+      promptTaken = true;
       text = await readGuardedText(response.body, {
         idleMs: quote.model.backend.timeoutMs,
         deadlineAt: session.deadlineAt,
         modelId: quote.model.id,
       });
     } catch (error) {
-      await session.failBeforeOutput(String(error));
-      return toolError(`${name} failed: ${(error as Error).message}; nothing was charged`);
+      if (promptTaken && extra.signal.aborted) {
+        await session.leftAfterPrompt();
+        return toolError(`${name} was cancelled after the model read the prompt; the prompt was charged`);
+      }
+      // Cancelled once the backend had the whole request (a timeout or abort while it read): the prompt is charged.
+      await billHandlerFailure(session, error, extra.signal);
+      return toolError(`${name} failed: ${(error as Error).message}`);
     }
     const completed = await session.completeJson(text);
     if (!completed.ok) {
@@ -83,13 +91,24 @@ export function paidInferenceTool<Args>({
       );
       return { ...failed, _meta: { [MCP_PAYMENT_RESPONSE_META_KEY]: settlement } };
     }
-    const answer = JSON.parse(completed.body) as { choices?: Array<{ message?: { content?: unknown } }> };
-    const content = answer.choices?.[0]?.message?.content;
+    const answer = JSON.parse(completed.body) as { choices?: Array<{ message?: Record<string, unknown> }> };
+    const { role: _role, content, ...rest } = answer.choices?.[0]?.message ?? {};
+    const answerText = contentText(content);
+    // Everything else the message carries was metered and charged as output too (reasoning, a refusal,
+    // tool calls): the caller gets all of it.
+    const more = Object.fromEntries(
+      Object.entries(rest).filter(([, value]) => value !== null && value !== undefined && value !== ""),
+    );
+    const hasMore = Object.keys(more).length > 0;
     const usage = completed.outcome.usage;
     return {
-      content: [{ type: "text", text: typeof content === "string" ? content : "" }],
+      content: [
+        { type: "text", text: answerText },
+        ...(hasMore ? [{ type: "text" as const, text: JSON.stringify(more) }] : []),
+      ],
       structuredContent: {
-        text: typeof content === "string" ? content : "",
+        text: answerText,
+        ...(hasMore ? { more } : {}),
         model: quote.model.id,
         usage: { prompt_tokens: usage.promptTokens, completion_tokens: usage.completionTokens },
         chargedAtomic: completed.outcome.chargeAtomic.toString(),
@@ -97,4 +116,15 @@ export function paidInferenceTool<Args>({
       _meta: { [MCP_PAYMENT_RESPONSE_META_KEY]: settlement },
     };
   };
+}
+
+/** A message's content as text: a string, or the text of its parts. */
+function contentText(content: unknown): string {
+  if (typeof content === "string") return content;
+  if (!Array.isArray(content)) return "";
+  return content
+    .map((part) =>
+      typeof (part as { text?: unknown })?.text === "string" ? (part as { text: string }).text : "",
+    )
+    .join("");
 }

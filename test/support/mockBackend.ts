@@ -11,7 +11,7 @@ import {
  * The knobs of the mock backend. Each request reads them once when it arrives, so `set()` between
  * requests never changes one already running. The misbehaviours (`ignoreOutputLimit`,
  * `outputLimitField`, `usageOverride`, `reportPromptUsage`, `stallAfterChunks`, `holdAfterChunks`, `stallBeforeHeaders`,
- * `garbage`, `errorAfterChunks`, `laxStream`, `rateLimit`, `tokensPerChunk`, `unclosedLastEvent`) are documented on `FakeServerMisbehaviour`;
+ * `garbage`, `errorAfterChunks`, `laxStream`, `rateLimit`, `tokensPerChunk`, `unclosedLastEvent`, `messageExtras`, `imageAnswer`) are documented on `FakeServerMisbehaviour`;
  * their defaults here keep the mock honest.
  */
 export type MockBackendControls = FakeServerBehaviour &
@@ -71,6 +71,8 @@ export const defaultMockBackendControls: Readonly<MockBackendControls> = {
   rateLimit: undefined,
   tokensPerChunk: undefined,
   unclosedLastEvent: undefined,
+  messageExtras: undefined,
+  imageAnswer: undefined,
 };
 
 /** Words of the mock's answers: each is one token of o200k_base, so the gateway's count of the text it forwards is exact. */

@@ -34,12 +34,17 @@ function defaultSizeOf(model: ModelConfig): string | undefined {
   return first?.split("/")[0];
 }
 
+/** An image the buyer can use: its data (`b64_json`) or its address (`url`), not an empty object. */
+function isImage(item: unknown): boolean {
+  if (typeof item !== "object" || item === null) return false;
+  const { b64_json: data, url } = item as { b64_json?: unknown; url?: unknown };
+  return (typeof data === "string" && data.length > 0) || (typeof url === "string" && url.length > 0);
+}
+
 function readImages(json: unknown): OutputReading {
   const error = errorOf(json);
   const data = (json as { data?: unknown } | null)?.data;
-  const images = Array.isArray(data)
-    ? data.filter((item) => typeof item === "object" && item !== null).length
-    : 0;
+  const images = Array.isArray(data) ? data.filter(isImage).length : 0;
   const delivered = error === undefined && images > 0;
   return {
     pieces: [],
@@ -154,4 +159,11 @@ export const imageGenerations: RouteAdapter = {
 
   readChunk: readImages,
   readAnswer: readImages,
+
+  // A backend that made more images than `n`: the buyer gets the images it paid for.
+  cutAnswer(answer, _choices, meter) {
+    const data = (answer as { data?: unknown }).data;
+    if (!Array.isArray(data)) return undefined;
+    return { ...answer, data: data.filter(isImage).slice(0, meter.imageRoom ?? 0) };
+  },
 };
