@@ -1,8 +1,7 @@
 import { homedir } from "node:os";
 import { join, resolve } from "node:path";
-import { createPgliteClient, createPostgresClient } from "../ledger/index.js";
+import { createPgliteClient, createPostgresClient, lockFile } from "../ledger/index.js";
 import { createSpendStore } from "./createSpendStore.js";
-import { lockDirectory } from "./lockDirectory.js";
 import type { SpendStore } from "./SpendStore.js";
 
 export type OpenSpendStoreParameters = {
@@ -75,7 +74,11 @@ async function openPglite(
   lockTimeoutMs: number | undefined,
   now: (() => Date) | undefined,
 ): Promise<SpendStore> {
-  const unlock = await lockDirectory(dataDir, { timeoutMs: lockTimeoutMs });
+  const unlock = await lockFile(join(dataDir, "tollgate-buyer.lock"), {
+    timeoutMs: lockTimeoutMs,
+    refusal: (holder) =>
+      `the spend store in ${dataDir} is in use by process ${holder ?? "?"}; use PostgreSQL to share one store between processes`,
+  });
   try {
     const sql = await createPgliteClient({ dataDir: directory });
     return await createSpendStore({ sql, now, onClose: unlock });

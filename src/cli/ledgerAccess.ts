@@ -86,6 +86,18 @@ export async function ledgerHolder(dataDir: string): Promise<AccessRecord | unde
   return Number.isInteger(record.pid) && isRunning(record.pid) ? record : undefined;
 }
 
+/** Whether the access record at `path` may be replaced: it names this process, or one that no longer runs. */
+async function staleRecord(path: string): Promise<boolean> {
+  const text = await readFile(path, "utf8").catch(() => undefined);
+  if (text === undefined) return false;
+  try {
+    const { pid } = JSON.parse(text) as AccessRecord;
+    return Number.isInteger(pid) && (pid === process.pid || !isRunning(pid));
+  } catch {
+    return false;
+  }
+}
+
 /**
  * Claims a PGlite data dir for this gateway process before it opens it (PGlite is one process's database):
  * refused while another running gateway holds it. Resolves to the claim, which later serves the ledger.
@@ -100,9 +112,21 @@ export async function claimLedgerDir(dataDir: string): Promise<LedgerClaim> {
       details: { dataDir, pid: holder.pid },
     });
   }
-  await rm(path, { force: true });
+  // Only a record left by a stopped process goes: one another process is writing now is not removed
+  // (its exclusive creation below then refuses this one).
+  if (await staleRecord(path)) await rm(path, { force: true });
   // Created exclusively and readable by this user only: it will hold the token that reads the ledger.
-  const handle = await open(path, "wx", 0o600);
+  let handle: Awaited<ReturnType<typeof open>>;
+  try {
+    handle = await open(path, "wx", 0o600);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== "EEXIST") throw error;
+    throw new TollgateError({
+      code: "TOLLGATE_CONFIG_INVALID",
+      shortMessage: `the ledger in ${dataDir} is being claimed by another gateway starting now; stop it, or give this one another data dir`,
+      details: { dataDir },
+    });
+  }
   await handle.writeFile(JSON.stringify({ pid: process.pid } satisfies AccessRecord));
   await handle.close();
   let close = async () => {

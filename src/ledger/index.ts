@@ -30,6 +30,7 @@ export { type CreatePgliteClientParameters, createPgliteClient } from "./createP
 export { type CreatePostgresClientParameters, createPostgresClient } from "./createPostgresClient.js";
 export { createSettlementLog } from "./createSettlementLog.js";
 export { ledgerMigrations, type Migration } from "./ledgerMigrations.js";
+export { type LockFileParameters, lockFile } from "./lockFile.js";
 export {
   type AuthorizationKeyInput,
   type NormalizedAuthorizationKey,
@@ -37,7 +38,7 @@ export {
   normalizeNonce,
   normalizePayer,
 } from "./normalizeAuthorizationKey.js";
-export { type OpenLedgerParameters, openLedger } from "./openLedger.js";
+export { ledgerLockPath, type OpenLedgerParameters, openLedger } from "./openLedger.js";
 export { type OpenPostgresLedgerParameters, openPostgresLedger } from "./openPostgresLedger.js";
 export type {
   ClaimPaymentInput,

@@ -1,9 +1,10 @@
 import assert from "node:assert/strict";
-import { mkdtemp, rm } from "node:fs/promises";
+import { execFileSync } from "node:child_process";
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, test } from "node:test";
-import { openLedger } from "./openLedger.js";
+import { ledgerLockPath, openLedger } from "./openLedger.js";
 import { captureLogger } from "./testkit/captureLogger.js";
 import { claimInput, payerAddress, transactionHash } from "./testkit/ledgerHarness.js";
 
@@ -93,4 +94,37 @@ test("opens an in-memory ledger for memory://", async () => {
   } finally {
     await ledger.close();
   }
+});
+
+test("one process at a time opens a data directory: another waits, is refused in words it can act on, and loses nothing; a lock left by a stopped process is taken over", async () => {
+  const parent = await mkdtemp(join(tmpdir(), "tollgate-ledger-"));
+  tempDirs.push(parent);
+  const dataDir = join(parent, "ledger");
+  const reader = await openLedger({ dataDir });
+  assert.ok((await reader.payments.claim(claimInput())).claimed);
+  // A gateway starting while a command reads the directory: it would otherwise write rows the reader's
+  // close throws away.
+  await assert.rejects(
+    openLedger({ dataDir, lockTimeoutMs: 200 }),
+    (error: Error & { code?: string }) =>
+      error.code === "TOLLGATE_LEDGER_FAILED" &&
+      /the ledger in .* is open in another process \(\d+\): .*stop it first/.test(error.message),
+  );
+  await reader.close();
+  const gateway = await openLedger({ dataDir, lockTimeoutMs: 200 });
+  assert.ok((await gateway.payments.claim(claimInput())).claimed);
+  await gateway.close();
+
+  // A process killed while it held the directory left its lock behind.
+  const stoppedPid = Number(
+    execFileSync(process.execPath, ["-e", "process.stdout.write(String(process.pid))"]),
+  );
+  await writeFile(ledgerLockPath(dataDir), String(stoppedPid));
+  const after = await openLedger({ dataDir, lockTimeoutMs: 200 });
+  try {
+    assert.equal((await after.payments.recent()).length, 2, "both processes' rows are there");
+  } finally {
+    await after.close();
+  }
+  await assert.rejects(readFile(ledgerLockPath(dataDir), "utf8"), "the lock goes with the close");
 });

@@ -1,27 +1,26 @@
 import { mkdir, open, readFile, rm } from "node:fs/promises";
-import { join } from "node:path";
+import { dirname } from "node:path";
 import { TollgateError } from "../errors/index.js";
 
-export type LockDirectoryParameters = {
+export type LockFileParameters = {
   /** How long to wait for another process to let go. Default 15 s. */
   timeoutMs?: number;
   /** Poll interval while waiting. Default 50 ms. */
   retryMs?: number;
+  /** The refusal once the wait is over, given the holding process's id. */
+  refusal: (holder: number | undefined) => string;
 };
 
-const LOCK_FILE = "tollgate-buyer.lock";
-
 /**
- * Takes an exclusive lock on a directory for this process (a lock file holding its pid): PGlite
- * is one process's database, and two processes opening the same data directory would corrupt it.
- * A lock left by a process that no longer runs is taken over. Resolves to the release function.
+ * Takes an exclusive lock for this process (the file at `path`, created exclusively, holding its pid):
+ * PGlite is one process's database, and two processes opening the same data directory lose each other's
+ * writes. A lock left by a process that no longer runs is taken over. Resolves to the release function.
  */
-export async function lockDirectory(
-  directory: string,
-  { timeoutMs = 15_000, retryMs = 50 }: LockDirectoryParameters = {},
+export async function lockFile(
+  path: string,
+  { timeoutMs = 15_000, retryMs = 50, refusal }: LockFileParameters,
 ): Promise<() => Promise<void>> {
-  await mkdir(directory, { recursive: true });
-  const path = join(directory, LOCK_FILE);
+  await mkdir(dirname(path), { recursive: true });
   const giveUpAt = Date.now() + timeoutMs;
   for (;;) {
     try {
@@ -42,8 +41,8 @@ export async function lockDirectory(
     if (Date.now() >= giveUpAt) {
       throw new TollgateError({
         code: "TOLLGATE_LEDGER_FAILED",
-        shortMessage: `the spend store in ${directory} is in use by process ${holder || "?"}; use PostgreSQL to share one store between processes`,
-        details: { directory, holder },
+        shortMessage: refusal(Number.isInteger(holder) ? holder : undefined),
+        details: { lock: path, holder },
       });
     }
     await new Promise((resolve) => setTimeout(resolve, retryMs));
