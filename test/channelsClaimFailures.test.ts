@@ -22,7 +22,8 @@ import { generatePrivateKey, privateKeyToAccount } from "viem/accounts";
 import { anvil } from "viem/chains";
 import { batchSettlementAbi } from "../src/chain/index.js";
 import { type ChannelConfig, erc3009DepositArgs } from "../src/devnet/batchSettlementTesting.js";
-import { dashboardChannelsOf, readGatewayDashboard } from "../src/gateway/index.js";
+import { dashboardChannelsOf, readGatewayDashboard, reconcileChannels } from "../src/gateway/index.js";
+import { createLedger, createPgliteClient } from "../src/ledger/index.js";
 import { captureLogger } from "../src/ledger/testkit/captureLogger.js";
 import {
   BATCH_SETTLEMENT_ADDRESS_FOR_TESTS,
@@ -165,6 +166,51 @@ describe("claims the contract refuses", () => {
     assert.equal(booked.chargedAtomic, leaver.charged);
     assert.equal(booked.totalClaimedAtomic, left);
     assert.deepEqual(await settlement.claim({ force: true }), []);
+    // Reconciling is not clean while the payer owes: the shortfall is a difference, not work for the next claim.
+    const reconciled = await reconcileChannels({
+      channels: h.gateway.ledger.channels,
+      payments: h.gateway.ledger.payments,
+      client: publicClient() as never,
+      settlement: BATCH_SETTLEMENT_ADDRESS_FOR_TESTS,
+      network: h.devnet.network,
+      asset: h.devnet.contracts.usdc,
+      payTo: h.devnet.accounts.payTo.address,
+    });
+    assert.deepEqual(
+      reconciled.differences.filter((difference) => difference.kind === "channel_shortfall"),
+      [
+        {
+          kind: "channel_shortfall",
+          channelId: leaver.channelId.toLowerCase(),
+          chargedAtomic: leaver.charged.toString(),
+          balanceOnChainAtomic: left.toString(),
+        },
+      ],
+    );
+    assert.equal(reconciled.unclaimedAtomic, 0n, "nothing left for a claim to take");
+  });
+
+  test("a ledger holding no channel, while the contract paid payTo, does not reconcile clean", async () => {
+    const empty = await createLedger(await createPgliteClient());
+    try {
+      const reconciled = await reconcileChannels({
+        channels: empty.channels,
+        payments: empty.payments,
+        client: publicClient() as never,
+        settlement: BATCH_SETTLEMENT_ADDRESS_FOR_TESTS,
+        network: h.devnet.network,
+        asset: h.devnet.contracts.usdc,
+        payTo: h.devnet.accounts.payTo.address,
+        channelSettledOnChainAtomic: 5n,
+      });
+      assert.equal(reconciled.channelCount, 0);
+      assert.deepEqual(
+        reconciled.differences.map((difference) => difference.kind),
+        ["settled_mismatch"],
+      );
+    } finally {
+      await empty.close();
+    }
   });
 });
 

@@ -166,6 +166,8 @@ function describeChannelDifference(difference: ChannelDifference): string {
       return `channel ${difference.channelId} charged ${difference.chargedAtomic}, but its payment rows sum to ${difference.rowsAtomic}`;
     case "claimed_above_charged":
       return `channel ${difference.channelId}: ${difference.claimedOnChainAtomic} claimed on chain, above the ${difference.chargedAtomic} charged`;
+    case "channel_shortfall":
+      return `channel ${difference.channelId} charged ${difference.chargedAtomic}, but its escrow on chain holds ${difference.balanceOnChainAtomic}: its payer withdrew before the charges were claimed and owes the rest`;
     case "claim_unrecorded":
       return `channel ${difference.channelId}: the ledger records ${difference.claimedAtomic} claimed, the chain ${difference.claimedOnChainAtomic}`;
     case "settled_mismatch":

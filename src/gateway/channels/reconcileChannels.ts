@@ -21,6 +21,11 @@ export type ChannelDifference =
   | { kind: "channel_rows_mismatch"; channelId: string; chargedAtomic: string; rowsAtomic: string }
   /** More was claimed on chain than was charged: never acceptable. */
   | { kind: "claimed_above_charged"; channelId: string; chargedAtomic: string; claimedOnChainAtomic: string }
+  /**
+   * The channel's escrow on chain holds less than was charged on it (its payer withdrew before the charges
+   * were claimed): the rest cannot be collected until the payer deposits it, a debt.
+   */
+  | { kind: "channel_shortfall"; channelId: string; chargedAtomic: string; balanceOnChainAtomic: string }
   /** The ledger's record of what was claimed differs from the chain's. */
   | { kind: "claim_unrecorded"; channelId: string; claimedAtomic: string; claimedOnChainAtomic: string }
   /** Claims settled to payTo on chain differ from the transfers to payTo or from the ledger. */
@@ -40,7 +45,7 @@ export type ReconcileChannelsReturnType = {
   otherChain?: { ledgerGenesisHash: string; chainGenesisHash: string } | undefined;
   chargedAtomic: bigint;
   claimedOnChainAtomic: bigint;
-  /** Charged and not claimed yet: the next claim's work, not a difference. */
+  /** Charged, not claimed yet, and still in the escrows: the next claim's work, not a difference. */
   unclaimedAtomic: bigint;
   settledOnChainAtomic: bigint;
   differences: ChannelDifference[];
@@ -73,8 +78,10 @@ export async function reconcileChannels({
   const list = (await channels.list()).filter(
     (c) => c.network === network && same(c.token, asset) && same(c.receiver, payTo),
   );
-  // No channel here: nothing to compare, and no call to a contract the network may not have.
-  if (list.length === 0) return nothing;
+  // No channel here and nothing the contract paid payTo: nothing to compare, and no call to a contract the
+  // network may not have. Transfers from it with no channel in the ledger (a lost or wrong data dir) are compared.
+  if (list.length === 0 && !(channelSettledOnChainAtomic !== undefined && channelSettledOnChainAtomic > 0n))
+    return nothing;
   // A channel's state is only true on the chain it was recorded on.
   const ledgerGenesisHash = await channels.boundChain(network);
   if (ledgerGenesisHash !== undefined) {
@@ -118,8 +125,16 @@ export async function reconcileChannels({
     chargedAtomic += channel.chargedAtomic;
     claimedOnChainAtomic += onchain.totalClaimedAtomic;
     settledInLedger += channel.settledAtomic;
-    if (onchain.totalClaimedAtomic < channel.chargedAtomic)
-      unclaimedAtomic += channel.chargedAtomic - onchain.totalClaimedAtomic;
+    const collectible =
+      channel.chargedAtomic < onchain.balanceAtomic ? channel.chargedAtomic : onchain.balanceAtomic;
+    if (onchain.totalClaimedAtomic < collectible) unclaimedAtomic += collectible - onchain.totalClaimedAtomic;
+    if (onchain.balanceAtomic < channel.chargedAtomic)
+      differences.push({
+        kind: "channel_shortfall",
+        channelId: channel.channelId,
+        chargedAtomic: channel.chargedAtomic.toString(),
+        balanceOnChainAtomic: onchain.balanceAtomic.toString(),
+      });
     const rowsAtomic = rowsByChannel.get(channel.channelId.toLowerCase()) ?? 0n;
     if (rowsAtomic !== channel.chargedAtomic)
       differences.push({
