@@ -1,9 +1,13 @@
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import type { PaymentPayload, PaymentRequirements } from "@x402/core/types";
-import { createWalletClient, erc20Abi, type Hex, http } from "viem";
+import { createTestClient, createWalletClient, erc20Abi, type Hex, http } from "viem";
 import { privateKeyToAccount } from "viem/accounts";
-import { createFacilitator, type TollgateFacilitator } from "../src/facilitator/index.js";
+import {
+  createFacilitator,
+  findSettlementOnChain,
+  type TollgateFacilitator,
+} from "../src/facilitator/index.js";
 import { createPaymentRecovery, type PaymentRecovery, reconcileLedger } from "../src/gateway/index.js";
 import type { PaymentRecord, PaymentStatus } from "../src/ledger/index.js";
 import { authorizationKey, decodePaymentRequiredHeader } from "../src/protocol/index.js";
@@ -159,6 +163,20 @@ describe("recovery of payments a killed gateway left pending", () => {
     assert.equal(settled?.transaction, sent.transaction);
     assert.equal((await h.ledger.settlements.get(row))?.status, "succeeded");
     assert.equal(await h.devnet.usdcBalance(buyer.address), 1_000_000n - 1_000n, "charged exactly once");
+
+    // However long ago it was mined (a gateway down over a weekend), recovery's search starts at the row's
+    // creation, not a fixed number of blocks back, which would make the paid row a debt.
+    await createTestClient({ mode: "anvil", transport: http(h.devnet.rpcUrl) }).mine({ blocks: 60 });
+    const search = {
+      client: (h.gateway.facilitator as TollgateFacilitator).signer.publicClient,
+      payload,
+      asset: upto.asset,
+      payTo: upto.payTo,
+      lookbackBlocks: 50n,
+    };
+    assert.equal((await findSettlementOnChain(search)).state, "spent_without_transfer", "60 blocks back");
+    const found = await findSettlementOnChain({ ...search, since: row.createdAt });
+    assert.equal(found.state === "settled" && found.transaction, sent.transaction);
   });
 
   test("a nonce spent without a transfer to payTo becomes a debt", async () => {

@@ -17,13 +17,34 @@ export type FindSettlementOnChainParameters = {
   /** The token and the recipient the authorization pays. */
   asset: string;
   payTo: string;
-  /** Search `Transfer` logs from this block (default: `lookbackBlocks` before the latest). */
+  /** Search `Transfer` logs from this block (default: the block of `since`, else `lookbackBlocks` before the latest). */
   fromBlock?: bigint;
+  /**
+   * When the authorization was received (its ledger row's creation): it cannot have been settled before,
+   * so the search starts at the block of that time (less `SINCE_MARGIN_SECONDS` for clocks), however long ago.
+   */
+  since?: Date;
   /** How far back to search when `fromBlock` is not given; default 100,000 blocks. */
   lookbackBlocks?: bigint;
   /** Blocks per `eth_getLogs` call; default 10,000 (public RPCs cap the range). */
   blocksPerQuery?: bigint;
 };
+
+/** How far before `since` the search starts: the gateway's clock and the chain's may differ. */
+const SINCE_MARGIN_SECONDS = 600n;
+
+/** The last block whose timestamp is at or before `timestamp` (seconds), or 0: a binary search on block times. */
+async function blockAtOrBefore(client: PublicClient, latest: bigint, timestamp: bigint): Promise<bigint> {
+  let low = 0n;
+  let high = latest;
+  while (low < high) {
+    const middle = (low + high + 1n) / 2n;
+    const block = await client.getBlock({ blockNumber: middle });
+    if (block.timestamp <= timestamp) low = middle;
+    else high = middle - 1n;
+  }
+  return low;
+}
 
 type Authorization =
   | { kind: "permit2"; owner: Address; nonce: bigint }
@@ -73,6 +94,7 @@ export async function findSettlementOnChain({
   asset,
   payTo,
   fromBlock,
+  since,
   lookbackBlocks = 100_000n,
   blocksPerQuery = 10_000n,
 }: FindSettlementOnChainParameters): Promise<SettlementEvidence> {
@@ -81,7 +103,17 @@ export async function findSettlementOnChain({
   if (!(await isAuthorizationSpent(client, payload, asset))) return { state: "unspent" };
 
   const latest = await client.getBlockNumber({ cacheTime: 0 });
-  const start = fromBlock ?? (latest > lookbackBlocks ? latest - lookbackBlocks : 0n);
+  const start =
+    fromBlock ??
+    (since !== undefined
+      ? await blockAtOrBefore(
+          client,
+          latest,
+          BigInt(Math.floor(since.getTime() / 1000)) - SINCE_MARGIN_SECONDS,
+        )
+      : latest > lookbackBlocks
+        ? latest - lookbackBlocks
+        : 0n);
   // Newest range first: a crash-time settlement is recent.
   for (let to = latest; to >= start; to -= blocksPerQuery) {
     const from = to - blocksPerQuery + 1n > start ? to - blocksPerQuery + 1n : start;

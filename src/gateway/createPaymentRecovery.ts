@@ -33,8 +33,6 @@ export type CreatePaymentRecoveryParameters = {
   /** `settling` rows (and in-flight settlement records) wait longer: a live settle may still be running. */
   settlingGraceMs: number;
   settleTimeoutMs?: number | undefined;
-  /** How far back to search for a crashed settlement's transfer; default 100,000 blocks. */
-  lookbackBlocks?: bigint | undefined;
   /** Open debts re-examined per pass (chain first, then settled again while the authorization is valid); 0: none. */
   debtRetriesPerPass?: number | undefined;
   logger?: Logger | undefined;
@@ -94,7 +92,6 @@ export function createPaymentRecovery({
   graceMs,
   settlingGraceMs,
   settleTimeoutMs,
-  lookbackBlocks,
   debtRetriesPerPass = 20,
   logger = silentLogger,
 }: CreatePaymentRecoveryParameters): PaymentRecovery {
@@ -129,7 +126,8 @@ export function createPaymentRecovery({
       payload: row.paymentPayload as PaymentPayload,
       asset: row.asset,
       payTo: row.payTo,
-      lookbackBlocks,
+      // From when the row was made, however long the gateway was down.
+      since: row.createdAt,
     });
   };
 
