@@ -33,6 +33,7 @@ import {
 } from "./support/channelFixtures.js";
 import { type GatewayHarness, startGatewayHarness } from "./support/gatewayHarness.js";
 import { mockModelId } from "./support/mockBackend.js";
+import { parsePrometheusText, sumOf } from "./support/prometheusText.js";
 
 let h: GatewayHarness;
 
@@ -188,6 +189,8 @@ describe("claims the contract refuses", () => {
       ],
     );
     assert.equal(reconciled.unclaimedAtomic, 0n, "nothing left for a claim to take");
+    const samples = parsePrometheusText(await h.gateway.metrics.metrics());
+    assert.equal(sumOf(samples, "tollgate_channel_shortfalls"), 1, "the operator's metrics show the debt");
   });
 
   test("a ledger holding no channel, while the contract paid payTo, does not reconcile clean", async () => {

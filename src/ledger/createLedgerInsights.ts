@@ -1,3 +1,4 @@
+import { SHORT_CHANNEL } from "./singleProcessBook.js";
 import type { SqlExecutor } from "./SqlClient.js";
 
 /** What is owed and what waits to be settled, right now. */
@@ -8,6 +9,9 @@ export type LedgerBacklog = {
   /** Rows in `metered` or `settling`: delivered, their settlement not finished yet. */
   settlementBacklog: number;
   backlogAtomic: bigint;
+  /** Channels whose escrow holds less than was charged on them (all of it claimed): their payers owe the rest. */
+  shortChannels: number;
+  shortfallAtomic: bigint;
 };
 
 /** Settled money in one time bucket. */
@@ -53,11 +57,17 @@ export function createLedgerInsights(sql: SqlExecutor): LedgerInsights {
                 coalesce(sum(charge_atomic) FILTER (WHERE status IN ('metered', 'settling')), 0)::text AS pending
          FROM payments WHERE status IN ('debt', 'metered', 'settling')`,
       );
+      const [short] = await sql.query<{ channels: string; shortfall: string }>(
+        `SELECT count(*)::text AS channels, coalesce(sum(charged_atomic - balance_atomic), 0)::text AS shortfall
+         FROM channels WHERE ${SHORT_CHANNEL}`,
+      );
       return {
         openDebts: Number(row?.debts ?? 0),
         owedAtomic: BigInt(row?.owed ?? 0),
         settlementBacklog: Number(row?.backlog ?? 0),
         backlogAtomic: BigInt(row?.pending ?? 0),
+        shortChannels: Number(short?.channels ?? 0),
+        shortfallAtomic: BigInt(short?.shortfall ?? 0),
       };
     },
 

@@ -101,6 +101,14 @@ export function createGatewayMetrics({
     },
   });
   new Gauge({
+    name: "tollgate_channel_shortfalls",
+    help: "Payment channels whose escrow holds less than was charged on them (the payer withdrew first): their payers owe the rest.",
+    registers,
+    async collect() {
+      this.set((await readBacklog()).shortChannels);
+    },
+  });
+  new Gauge({
     name: "tollgate_settlement_backlog",
     help: "Payments delivered whose settlement has not finished (ledger status metered or settling).",
     registers,
