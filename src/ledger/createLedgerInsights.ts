@@ -1,5 +1,5 @@
-import { SHORT_CHANNEL } from "./singleProcessBook.js";
 import type { SqlExecutor } from "./SqlClient.js";
+import { SHORT_CHANNEL } from "./singleProcessBook.js";
 
 /** What is owed and what waits to be settled, right now. */
 export type LedgerBacklog = {

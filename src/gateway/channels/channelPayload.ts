@@ -71,3 +71,8 @@ export function channelConfigOf(payload: ChannelPayload): ChannelConfigRecord {
 export function largerOf(a: bigint, b: bigint): bigint {
   return a > b ? a : b;
 }
+
+/** The smaller of two bigints. */
+export function smallerOf(a: bigint, b: bigint): bigint {
+  return a < b ? a : b;
+}

@@ -1,6 +1,7 @@
 import { type Address, getAddress, type Hex, type PublicClient } from "viem";
 import { batchSettlementAbi } from "../../chain/index.js";
 import type { ChannelLedger, PaymentLedger } from "../../ledger/index.js";
+import { smallerOf } from "./channelPayload.js";
 import { readChannelState } from "./readChannelState.js";
 
 export type ReconcileChannelsParameters = {
@@ -125,8 +126,7 @@ export async function reconcileChannels({
     chargedAtomic += channel.chargedAtomic;
     claimedOnChainAtomic += onchain.totalClaimedAtomic;
     settledInLedger += channel.settledAtomic;
-    const collectible =
-      channel.chargedAtomic < onchain.balanceAtomic ? channel.chargedAtomic : onchain.balanceAtomic;
+    const collectible = smallerOf(channel.chargedAtomic, onchain.balanceAtomic);
     if (onchain.totalClaimedAtomic < collectible) unclaimedAtomic += collectible - onchain.totalClaimedAtomic;
     if (onchain.balanceAtomic < channel.chargedAtomic)
       differences.push({
