@@ -79,8 +79,9 @@ export async function settleRecordedCharge({
       };
     }
     if (settlement.success) {
-      onOutcome?.({ kind: "settled", settlement });
+      // Told once the ledger holds it, so what is counted as settled never runs ahead of the books.
       await ledger.markSettled(paymentId, { transaction: settlement.transaction, chargeAtomic });
+      onOutcome?.({ kind: "settled", settlement });
     } else if (settlement.errorReason === SETTLEMENT_IN_PROGRESS) {
       logger.warn(
         { paymentId },
