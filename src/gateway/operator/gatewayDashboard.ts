@@ -121,7 +121,12 @@ export async function readGatewayDashboard({
       id: "totals",
       title: "Totals",
       html: renderFigures([
-        { key: "charged", label: "Revenue (settled)", value: formatMoney(charged) },
+        {
+          key: "charged",
+          label: "Revenue (charged)",
+          value: formatMoney(charged),
+          ...(channels ? { note: "settled, or by voucher on a channel: see Channels for claimed and settled" } : {}),
+        },
         { key: "authorized", label: "Authorized", value: formatMoney(authorized) },
         { key: "saved", label: "Saved by upto", value: formatMoney(saved), note: "authorized, not charged" },
         { key: "payments", label: "Paid requests", value: String(payments) },
