@@ -125,7 +125,9 @@ export async function readGatewayDashboard({
           key: "charged",
           label: "Revenue (charged)",
           value: formatMoney(charged),
-          ...(channels ? { note: "settled, or by voucher on a channel: see Channels for claimed and settled" } : {}),
+          ...(channels
+            ? { note: "settled, or by voucher on a channel: see Channels for claimed and settled" }
+            : {}),
         },
         { key: "authorized", label: "Authorized", value: formatMoney(authorized) },
         { key: "saved", label: "Saved by upto", value: formatMoney(saved), note: "authorized, not charged" },
