@@ -84,6 +84,20 @@ describe("gas-sponsored approval for a token without EIP-2612 (erc20ApprovalGasS
       args: [owner, PERMIT2_ADDRESS],
     });
 
+  /** A fresh wallet holding only the token, and its payment for the chat route: an upto permit and a signed approve. */
+  const freshBuyerPayment = async () => {
+    const buyer = await h.devnet.createFreshPlainTokenBuyer(10_000_000n);
+    const unpaid = await postJson(h, "/v1/chat/completions", chatBody);
+    await unpaid.text();
+    const required = decodePaymentRequiredHeader(unpaid.headers.get("payment-required"));
+    assert.ok(required.ok);
+    const account = privateKeyToAccount(buyer.privateKey);
+    const client = new x402Client()
+      .register(h.devnet.network, new UptoEvmScheme(account, { rpcUrl: h.devnet.rpcUrl }))
+      .setSpendControls(false);
+    return { buyer, account, payload: await client.createPaymentPayload(required.paymentRequired) };
+  };
+
   test("the facilitator lists erc20ApprovalGasSponsoring only when enabled", async () => {
     assert.deepEqual((await h.gateway.facilitator.getSupported()).extensions, [
       "eip2612GasSponsoring",
@@ -164,16 +178,7 @@ describe("gas-sponsored approval for a token without EIP-2612 (erc20ApprovalGasS
   });
 
   test("an approval asking for more gas or a higher fee than an approve needs gets no funding: the settle fails and the facilitator sends nothing", async () => {
-    const buyer = await h.devnet.createFreshPlainTokenBuyer(10_000_000n);
-    const unpaid = await postJson(h, "/v1/chat/completions", chatBody);
-    await unpaid.text();
-    const required = decodePaymentRequiredHeader(unpaid.headers.get("payment-required"));
-    assert.ok(required.ok);
-    const account = privateKeyToAccount(buyer.privateKey);
-    const client = new x402Client()
-      .register(h.devnet.network, new UptoEvmScheme(account, { rpcUrl: h.devnet.rpcUrl }))
-      .setSpendControls(false);
-    const payload = await client.createPaymentPayload(required.paymentRequired);
+    const { buyer, account, payload } = await freshBuyerPayment();
     const sponsoring = payload.extensions?.erc20ApprovalGasSponsoring as {
       info: { signedTransaction: Hex };
     };
@@ -220,16 +225,7 @@ describe("gas-sponsored approval for a token without EIP-2612 (erc20ApprovalGasS
   });
 
   test("an approval verify passed, whose nonce the payer spends before the settle, gets no funding at settle", async () => {
-    const buyer = await h.devnet.createFreshPlainTokenBuyer(10_000_000n);
-    const unpaid = await postJson(h, "/v1/chat/completions", chatBody);
-    await unpaid.text();
-    const required = decodePaymentRequiredHeader(unpaid.headers.get("payment-required"));
-    assert.ok(required.ok);
-    const account = privateKeyToAccount(buyer.privateKey);
-    const client = new x402Client()
-      .register(h.devnet.network, new UptoEvmScheme(account, { rpcUrl: h.devnet.rpcUrl }))
-      .setSpendControls(false);
-    const payload = await client.createPaymentPayload(required.paymentRequired);
+    const { buyer, account, payload } = await freshBuyerPayment();
     assert.ok(payload.extensions?.erc20ApprovalGasSponsoring, "the payment carries a signed approve");
     const verified = await h.gateway.facilitator.verify(payload, payload.accepted);
     assert.equal(verified.isValid, true, String(verified.invalidMessage));

@@ -5,7 +5,7 @@ import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import { resolve } from "node:path";
 import { TollgateError } from "../errors/index.js";
-import type { PaymentLedger } from "../ledger/index.js";
+import { isRunning, type PaymentLedger } from "../ledger/index.js";
 
 /** Where `tollgate dev` and `tollgate gateway` keep the ledger, and `tollgate ledger` reads it, by default. */
 export const DEFAULT_LEDGER_DIR = ".tollgate/ledger";
@@ -219,13 +219,4 @@ export async function readLedgerThroughGateway(
 /** True when `dataDir` holds a PGlite database already. */
 export function ledgerExists(dataDir: string): boolean {
   return existsSync(resolve(dataDir, "PG_VERSION"));
-}
-
-function isRunning(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === "EPERM";
-  }
 }

@@ -49,7 +49,8 @@ export async function lockFile(
   }
 }
 
-function isRunning(pid: number): boolean {
+/** Whether a process with this id runs (one of another user's counts). */
+export function isRunning(pid: number): boolean {
   try {
     process.kill(pid, 0);
     return true;
