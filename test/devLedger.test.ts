@@ -11,7 +11,8 @@ import { decodePaymentResponseHeader } from "@x402/core/http";
 import { claimConfiguredLedger } from "../src/cli/gatewayCommand.js";
 import { ledgerAccessFile } from "../src/cli/ledgerAccess.js";
 import { compileContracts } from "../src/devnet/index.js";
-import { parseGatewayConfig } from "../src/gateway/index.js";
+import { parseGatewayConfig, startGateway } from "../src/gateway/index.js";
+import { openLedger } from "../src/ledger/index.js";
 import { officialPayingFetch } from "./support/gatewayHarness.js";
 import { runCli } from "./support/runCli.js";
 import { runMain } from "./support/runMain.js";
@@ -170,6 +171,23 @@ describe("where a ledger lives", () => {
       await claim?.release();
     }
     assert.equal(existsSync(ledgerAccessFile(dataDir)), false);
+  });
+
+  test("a gateway that fails to start leaves its data dir closed and unlocked for the next start", async () => {
+    const dataDir = join(dir, "failed-start/ledger");
+    const config = parseGatewayConfig({
+      network: "eip155:137",
+      payTo,
+      facilitator: { url: "http://127.0.0.1:9" },
+      ledger: { dataDir },
+      models: [{ id: "m", backend: { baseUrl: "http://127.0.0.1:9/v1" }, inputPrice: "1", outputPrice: "1" }],
+    });
+    await assert.rejects(
+      startGateway({ config }),
+      (error: Error & { code?: string }) => error.code === "TOLLGATE_FACILITATOR_UNAVAILABLE",
+    );
+    const next = await openLedger({ dataDir, lockTimeoutMs: 500 });
+    await next.close();
   });
 
   test("tollgate ledger where no gateway has run says so", async () => {

@@ -114,9 +114,16 @@ export async function findSettlementOnChain({
       : latest > lookbackBlocks
         ? latest - lookbackBlocks
         : 0n);
-  // Newest range first: a crash-time settlement is recent.
+  // From `since`, oldest range first: the settlement followed the row's creation. Otherwise newest first:
+  // a crash-time settlement is recent.
+  const ranges: Array<[bigint, bigint]> = [];
   for (let to = latest; to >= start; to -= blocksPerQuery) {
     const from = to - blocksPerQuery + 1n > start ? to - blocksPerQuery + 1n : start;
+    ranges.push([from, to]);
+    if (from === start) break;
+  }
+  if (since !== undefined) ranges.reverse();
+  for (const [from, to] of ranges) {
     const logs = await client.getLogs({
       address: getAddress(asset),
       event: erc20Abi.find((item) => item.type === "event" && item.name === "Transfer") as Extract<
@@ -138,7 +145,6 @@ export async function findSettlementOnChain({
         };
       }
     }
-    if (from === start) break;
   }
   return { state: "spent_without_transfer" };
 }

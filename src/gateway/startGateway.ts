@@ -121,6 +121,10 @@ export async function startGateway({
           logger,
         })
       : await openLedger({ dataDir: config.ledger.dataDir, logger }));
+  // A ledger opened here is not left open (and its data dir locked) by a gateway that did not start.
+  const closeOwnLedger = async () => {
+    if (!givenLedger) await ledger.close().catch(() => undefined);
+  };
   const metrics = createGatewayMetrics({ insights: ledger.insights });
   const facilitatorMetrics = createFacilitatorMetrics({ registry: metrics.registry });
   const facilitator =
@@ -137,7 +141,8 @@ export async function startGateway({
         onFacilitatorEvent?.(event);
       },
     );
-  const supported = await facilitator.getSupported().catch((cause) => {
+  const supported = await facilitator.getSupported().catch(async (cause) => {
+    await closeOwnLedger();
     throw new TollgateError({
       code: "TOLLGATE_FACILITATOR_UNAVAILABLE",
       shortMessage: "the facilitator did not answer /supported",
@@ -178,9 +183,14 @@ export async function startGateway({
   logger.info({ gasSponsoring }, "gas sponsoring the facilitator supports for this asset");
   // Every "$" amount of the config ($0.50 per 1M tokens, a deposit, a cap) is counted in 6-decimal
   // units, as USDC is: in a token of other decimals it would be a price off by powers of ten.
-  const decimals = chain ? await assetDecimals(chain, getAddress(asset)) : undefined;
+  const decimals = chain
+    ? await assetDecimals(chain, getAddress(asset)).catch(async (error: unknown) => {
+        await closeOwnLedger();
+        throw error;
+      })
+    : undefined;
   if (decimals !== undefined && decimals !== USDC_DECIMALS) {
-    if (!givenLedger) await ledger.close().catch(() => undefined);
+    await closeOwnLedger();
     throw new TollgateError({
       code: "TOLLGATE_CONFIG_INVALID",
       shortMessage: `config key asset: ${asset} has ${decimals} decimals; the gateway counts prices and amounts in ${USDC_DECIMALS}-decimal units ("$1" is 1,000,000 atomic units), as USDC and the x402 stablecoins are, so in this token every price would be off by 10^${decimals - USDC_DECIMALS}: use a ${USDC_DECIMALS}-decimal token`,
@@ -201,8 +211,7 @@ export async function startGateway({
   );
   const channels = await openChannels(config, terms, ledger, facilitator, chain, logger, billingEvents).catch(
     async (error: unknown) => {
-      // A ledger opened here is not left open by a gateway that did not start.
-      if (!givenLedger) await ledger.close().catch(() => undefined);
+      await closeOwnLedger();
       throw error;
     },
   );
@@ -285,6 +294,12 @@ export async function startGateway({
       resolve(instance),
     );
     instance.once("error", reject);
+  }).catch(async (error: unknown) => {
+    // The port is taken (or the like): what started stops, and the ledger closes.
+    await recovery.stop();
+    await channels?.settlement.stop({ flush: false });
+    await closeOwnLedger();
+    throw error;
   });
   const address = server.address();
   const port = typeof address === "object" && address ? address.port : config.server.port;

@@ -9,7 +9,7 @@ export type LedgerBacklog = {
   /** Rows in `metered` or `settling`: delivered, their settlement not finished yet. */
   settlementBacklog: number;
   backlogAtomic: bigint;
-  /** Channels whose escrow holds less than was charged on them (all of it claimed): their payers owe the rest. */
+  /** Channels a claim found short (their escrow, all claimed, holds less than was charged): their payers owe the rest. */
   shortChannels: number;
   shortfallAtomic: bigint;
 };

@@ -127,4 +127,9 @@ test("one process at a time opens a data directory: another waits, is refused in
     await after.close();
   }
   await assert.rejects(readFile(ledgerLockPath(dataDir), "utf8"), "the lock goes with the close");
+
+  // An earlier run under this same process id (a container's pid 1, killed) left its lock: taken over too.
+  await writeFile(ledgerLockPath(dataDir), String(process.pid));
+  const restarted = await openLedger({ dataDir, lockTimeoutMs: 200 });
+  await restarted.close();
 });

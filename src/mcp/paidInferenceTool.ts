@@ -1,4 +1,5 @@
 import type { CallToolResult } from "@modelcontextprotocol/sdk/types.js";
+import { isTollgateError } from "../errors/index.js";
 import { type Billing, billHandlerFailure, proxyToBackend, readGuardedText } from "../gateway/index.js";
 import { encodeBase64Json, PAYMENT_SIGNATURE_HEADER, type PaymentRequired } from "../protocol/index.js";
 import {
@@ -71,13 +72,18 @@ export function paidInferenceTool<Args>({
         modelId: quote.model.id,
       });
     } catch (error) {
-      if (promptTaken && extra.signal.aborted) {
-        await session.leftAfterPrompt();
-        return toolError(`${name} was cancelled after the model read the prompt; the prompt was charged`);
-      }
-      // Cancelled once the backend had the whole request (a timeout or abort while it read): the prompt is charged.
-      await billHandlerFailure(session, error, extra.signal);
-      return toolError(`${name} failed: ${(error as Error).message}`);
+      // Cancelled once the backend had the whole request (while it read it, or answered): the prompt is charged.
+      const promptCharged =
+        extra.signal.aborted &&
+        (promptTaken ||
+          (isTollgateError(error, "TOLLGATE_BACKEND_FAILED") && error.details.promptSent === true));
+      if (promptTaken && extra.signal.aborted) await session.leftAfterPrompt();
+      else await billHandlerFailure(session, error, extra.signal);
+      return toolError(
+        promptCharged
+          ? `${name} was cancelled after the model read the prompt; the prompt was charged`
+          : `${name} failed: ${(error as Error).message}; nothing was charged`,
+      );
     }
     const completed = await session.completeJson(text);
     if (!completed.ok) {
@@ -97,7 +103,13 @@ export function paidInferenceTool<Args>({
     // Everything else the message carries was metered and charged as output too (reasoning, a refusal,
     // tool calls): the caller gets all of it.
     const more = Object.fromEntries(
-      Object.entries(rest).filter(([, value]) => value !== null && value !== undefined && value !== ""),
+      Object.entries(rest).filter(
+        ([, value]) =>
+          value !== null &&
+          value !== undefined &&
+          value !== "" &&
+          !(Array.isArray(value) && value.length === 0),
+      ),
     );
     const hasMore = Object.keys(more).length > 0;
     const usage = completed.outcome.usage;

@@ -102,7 +102,7 @@ export function createGatewayMetrics({
   });
   new Gauge({
     name: "tollgate_channel_shortfalls",
-    help: "Payment channels whose escrow holds less than was charged on them (the payer withdrew first): their payers owe the rest.",
+    help: "Payment channels a claim found short: their escrow held less than was charged on them (the payer withdrew first), and their payers owe the rest.",
     registers,
     async collect() {
       this.set((await readBacklog()).shortChannels);
