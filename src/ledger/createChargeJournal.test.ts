@@ -140,7 +140,9 @@ describe("the charge journal of a PGlite ledger on disk", () => {
     assert.equal(await charge(), 74n, "answered: the write comes after");
     assert.equal((await ledger.channels.get(channelId))?.chargedAtomic, 74n, "read once the write is over");
     assert.equal((await stored(pglite)).channel?.charged, "37", "the database failed it");
-    // Another channel's charge, written: the journal is cut back to the failed charge alone.
+    // Another channel's charge, written: the journal is not cut while the failed charge waits, so
+    // the failed line is never out of the file, not even for a moment.
+    const failedLine = await readFile(chargeJournalPath(dataDir), "utf8");
     const other = testChannelId(0x72);
     await ledger.channels.update(other, () => ({ next: testChannel(0x72), result: undefined }));
     await ledger.channels.update(other, (current) => {
@@ -148,9 +150,16 @@ describe("the charge journal of a PGlite ledger on disk", () => {
       return { next, result: undefined, alsoWrite: channelRowWrite(paymentId, outcome, claim) };
     });
     await ledger.channels.get(other);
-    const kept = await journalLines();
-    assert.equal(kept.length, 1, "only the failed charge is kept");
-    assert.equal(JSON.parse(kept[0]!).chargedBeforeAtomic, "37");
+    const kept = await readFile(chargeJournalPath(dataDir), "utf8");
+    assert.ok(kept.startsWith(failedLine), "the file was only appended to");
+    assert.deepEqual(
+      kept
+        .split("\n")
+        .filter(Boolean)
+        .map((line) => JSON.parse(line).chargedBeforeAtomic),
+      ["37", "0"],
+      "the failed charge, then the other channel's written one",
+    );
     await assert.rejects(
       takeRequest(),
       /its last charge is not in the database yet \(Error: No space left on device\); it takes no request until the charge is written/,
@@ -159,7 +168,7 @@ describe("the charge journal of a PGlite ledger on disk", () => {
     // Still failing on the first tries (after 1 s, then 2 s): still refused.
     await new Promise((resolve) => setTimeout(resolve, 1_500));
     await assert.rejects(takeRequest(), /takes no request/);
-    assert.equal((await journalLines()).length, 1, "the failed charge is kept in the journal");
+    assert.equal((await journalLines()).length, 2, "the failed charge is kept in the journal");
 
     // The disk has room again: the next try writes the charge, and the channel takes requests.
     failCharges(false);

@@ -25,8 +25,9 @@ export type JournalEntry = { readonly line: string };
  * Charges answered before the embedded database holds them. A JSON answer waits for its charge: with the
  * journal, the charge is one synchronous append to a file (tens of microseconds) instead of the database's
  * write (one to two milliseconds of WASM on the serving thread), which follows as soon as the answer is out.
- * Whenever no charge is waiting for its write, the file is cut back to the charges whose write failed
- * (usually none, and tried again meanwhile); the next opening of the ledger writes whatever is left in it. Appends reach the operating
+ * Whenever every charge in it is in the database, the file is emptied; while a charge whose write failed
+ * waits for a later try, the file keeps growing, and the next opening of the ledger writes whatever of it
+ * the database lacks. Appends reach the operating
  * system before the answer goes out, as the database's own writes do (PGlite runs without fsync): a killed
  * process loses nothing.
  */
@@ -75,7 +76,7 @@ export function openChargeJournal(path: string): ChargeJournal {
   }
   let closed = false;
   let outstanding = 0;
-  /** Lines whose write failed: kept in the file until the next opening writes them. */
+  /** Lines whose write failed and is not done yet: the file is not cut while there are any. */
   const failed: string[] = [];
 
   /** Appends `text` whole, or cuts the file back to where it was and throws. */
@@ -97,13 +98,16 @@ export function openChargeJournal(path: string): ChargeJournal {
     size += bytes.length;
   };
 
-  /** Once no charge waits for its write: the file is cut back to the charges whose write failed. */
+  /**
+   * Once every charge in the file is in the database, the file is emptied. While a charge whose write
+   * failed is not written yet, nothing is cut: the file only grows, so no moment exists when that
+   * charge is in memory alone (the next opening passes over the lines of charges the database has).
+   */
   const cutBack = () => {
-    if (outstanding > 0 || closed) return;
+    if (outstanding > 0 || failed.length > 0 || closed) return;
     try {
       ftruncateSync(fd, 0);
       size = 0;
-      if (failed.length > 0) appendText(failed.join(""));
     } catch {
       // Lines left behind are harmless: the next opening passes over charges the database has.
     }
