@@ -77,7 +77,7 @@ async function openPglite(
   const unlock = await lockFile(join(dataDir, "tollgate-buyer.lock"), {
     timeoutMs: lockTimeoutMs,
     refusal: (holder) =>
-      `the spend store in ${dataDir} is in use by process ${holder ?? "?"}; use PostgreSQL to share one store between processes`,
+      `the spend store in ${dataDir} is in use by ${holder}; use PostgreSQL to share one store between processes`,
   });
   try {
     const sql = await createPgliteClient({ dataDir: directory });

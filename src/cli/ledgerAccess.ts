@@ -5,7 +5,7 @@ import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import { resolve } from "node:path";
 import { TollgateError } from "../errors/index.js";
-import { isRunning, type PaymentLedger } from "../ledger/index.js";
+import { isRunning, type PaymentLedger, processPlace } from "../ledger/index.js";
 
 /** Where `tollgate dev` and `tollgate gateway` keep the ledger, and `tollgate ledger` reads it, by default. */
 export const DEFAULT_LEDGER_DIR = ".tollgate/ledger";
@@ -15,7 +15,11 @@ export function ledgerAccessFile(dataDir: string): string {
   return `${resolve(dataDir)}.gateway.json`;
 }
 
-type AccessRecord = { pid: number; url?: string; token?: string };
+/** A gateway's record: its process id and where that id means something (host, container), how to read the ledger. */
+type AccessRecord = { pid: number; place?: string; url?: string; token?: string };
+
+/** A record written in another host or container: its id and its loopback address mean nothing here. */
+const elsewhere = (record: AccessRecord) => record.place !== undefined && record.place !== processPlace();
 
 /** The ledger report `tollgate ledger --json` prints, read the same way from the file or through a gateway. */
 export type LedgerReport = {
@@ -83,16 +87,21 @@ export async function ledgerHolder(dataDir: string): Promise<AccessRecord | unde
   } catch {
     return undefined;
   }
-  return Number.isInteger(record.pid) && isRunning(record.pid) ? record : undefined;
+  return Number.isInteger(record.pid) && !elsewhere(record) && isRunning(record.pid) ? record : undefined;
 }
 
-/** Whether the access record at `path` may be replaced: it names this process, or one that no longer runs. */
+/**
+ * Whether the access record at `path` may be replaced: it names this process, or one that no longer runs,
+ * or one of another host or container (whether that one still holds the ledger, the ledger's lock, taken
+ * next, decides).
+ */
 async function staleRecord(path: string): Promise<boolean> {
   const text = await readFile(path, "utf8").catch(() => undefined);
   if (text === undefined) return false;
   try {
-    const { pid } = JSON.parse(text) as AccessRecord;
-    return Number.isInteger(pid) && (pid === process.pid || !isRunning(pid));
+    const record = JSON.parse(text) as AccessRecord;
+    const { pid } = record;
+    return Number.isInteger(pid) && (elsewhere(record) || pid === process.pid || !isRunning(pid));
   } catch {
     return false;
   }
@@ -127,7 +136,7 @@ export async function claimLedgerDir(dataDir: string): Promise<LedgerClaim> {
       details: { dataDir },
     });
   }
-  await handle.writeFile(JSON.stringify({ pid: process.pid } satisfies AccessRecord));
+  await handle.writeFile(JSON.stringify({ pid: process.pid, place: processPlace() } satisfies AccessRecord));
   await handle.close();
   let close = async () => {
     await rm(path, { force: true });
@@ -164,7 +173,12 @@ export async function claimLedgerDir(dataDir: string): Promise<LedgerClaim> {
       const { port } = server.address() as AddressInfo;
       await writeFile(
         path,
-        JSON.stringify({ pid: process.pid, url: `http://127.0.0.1:${port}`, token } satisfies AccessRecord),
+        JSON.stringify({
+          pid: process.pid,
+          place: processPlace(),
+          url: `http://127.0.0.1:${port}`,
+          token,
+        } satisfies AccessRecord),
         { mode: 0o600 },
       );
       const release = close;

@@ -30,7 +30,7 @@ export { type CreatePgliteClientParameters, createPgliteClient } from "./createP
 export { type CreatePostgresClientParameters, createPostgresClient } from "./createPostgresClient.js";
 export { createSettlementLog } from "./createSettlementLog.js";
 export { ledgerMigrations, type Migration } from "./ledgerMigrations.js";
-export { isRunning, type LockFileParameters, lockFile } from "./lockFile.js";
+export { isRunning, type LockFileParameters, lockFile, processPlace } from "./lockFile.js";
 export {
   type AuthorizationKeyInput,
   type NormalizedAuthorizationKey,

@@ -108,7 +108,7 @@ test("one process at a time opens a data directory: another waits, is refused in
     openLedger({ dataDir, lockTimeoutMs: 200 }),
     (error: Error & { code?: string }) =>
       error.code === "TOLLGATE_LEDGER_FAILED" &&
-      /the ledger in .* is open in another process \(\d+\): .*stop it first/.test(error.message),
+      /the ledger in .* is open in process \d+: .*stop it first/.test(error.message),
   );
   await reader.close();
   const gateway = await openLedger({ dataDir, lockTimeoutMs: 200 });

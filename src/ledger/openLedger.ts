@@ -37,7 +37,7 @@ export async function openLedger({
     ? await lockFile(ledgerLockPath(dataDir), {
         timeoutMs: lockTimeoutMs,
         refusal: (holder) =>
-          `the ledger in ${dataDir} is open in another process (${holder ?? "?"}): a gateway, or a tollgate command reading it; stop it first, or keep the ledger in PostgreSQL (DATABASE_URL) to share it`,
+          `the ledger in ${dataDir} is open in ${holder}: a gateway, or a tollgate command reading it; stop it first, or keep the ledger in PostgreSQL (DATABASE_URL) to share it`,
       })
     : undefined;
   try {
