@@ -12,6 +12,8 @@ import { chargeAtomic } from "../src/pricing/index.js";
 
 export type StartOfficialServerParameters = {
   facilitatorUrl: string;
+  /** The bearer token the facilitator wants for /verify and /settle. */
+  facilitatorToken: string;
   network: `eip155:${number}`;
   asset: string;
   assetDomain: { name: string; version: string };
@@ -42,7 +44,13 @@ export async function startOfficialServer(
     return model;
   };
   const resourceServer = new x402ResourceServer(
-    new HTTPFacilitatorClient({ url: parameters.facilitatorUrl }),
+    new HTTPFacilitatorClient({
+      url: parameters.facilitatorUrl,
+      createAuthHeaders: async () => {
+        const auth = { authorization: `Bearer ${parameters.facilitatorToken}` };
+        return { verify: auth, settle: auth, supported: {} };
+      },
+    }),
   );
   resourceServer.register(network, new UptoEvmScheme());
 

@@ -1,3 +1,4 @@
+import { randomBytes } from "node:crypto";
 // Bench child: the billed servers in their own process — the Tollgate gateway (in-process facilitator,
 // PGlite ledger, payment channels offered beside upto) and the official x402 middleware (same
 // facilitator, served over HTTP), beside a bare proxy with neither (the floor of the gateway's HTTP path).
@@ -84,13 +85,16 @@ const config = parseGatewayConfig({
 const ledger = await openLedger({ dataDir: ledgerDir, logger });
 const gateway = await startGateway({ config, ledger, logger, pollingIntervalMs: input.pollingIntervalMs });
 // The official stack settles through the very same facilitator (one key, one nonce manager), over HTTP.
+const facilitatorToken = randomBytes(32).toString("hex");
 const facilitatorServer = await serveFacilitator({
   facilitator: gateway.facilitator as TollgateFacilitator,
+  token: facilitatorToken,
   port: 0,
   logger,
 });
 const official = await startOfficialServer({
   facilitatorUrl: facilitatorServer.url,
+  facilitatorToken,
   network: input.network,
   asset: input.usdc,
   assetDomain,

@@ -20,6 +20,7 @@ import { createMcpToolPayer } from "../src/mcp/index.js";
 import { costAtomic } from "../src/pricing/index.js";
 import { eventLog } from "./support/buyerFixtures.js";
 import { dishonestToolServer, startDishonestSeller } from "./support/dishonestSeller.js";
+import { TEST_FACILITATOR_TOKEN } from "./support/facilitatorToken.js";
 import { startOfficialUptoSeller } from "./support/officialUptoSeller.js";
 
 const prices = { inputPerMTokAtomic: 3_000_000n, outputPerMTokAtomic: 15_000_000n, fixedFeeAtomic: 0n };
@@ -117,7 +118,7 @@ async function resolvedAfterDeadline(own: SpendStore, paymentId: string) {
 
 describe("sellers other than Tollgate's gateway", () => {
   test("pays a seller built only with the official @x402/hono middleware; the usage, not the maximum, is settled", async () => {
-    const served = await serveFacilitator({ facilitator, port: 0 });
+    const served = await serveFacilitator({ facilitator, token: TEST_FACILITATOR_TOKEN, port: 0 });
     closers.push(served.close);
     const maxAtomic = 50_000n;
     const seller = await startOfficialUptoSeller({

@@ -97,6 +97,12 @@ describe("the CLI says what to do in words", () => {
     ]);
     assert.equal(dead.code, 1, dead.stderr);
     assert.match(dead.stderr, /no chain answers at --rpc http:\/\/127\.0\.0\.1:9/);
+    const guessable = await runMain(
+      ["facilitator", "--rpc", "http://127.0.0.1:9", "--private-key", validKey, "--port", "0"],
+      { TOLLGATE_FACILITATOR_TOKEN: "secret" },
+    );
+    assert.equal(guessable.code, 2, guessable.stderr);
+    assert.match(guessable.stderr, /TOLLGATE_FACILITATOR_TOKEN is 6 characters: use at least 16/);
   });
 
   test("an unknown command is a usage error: the process exits 2", async () => {

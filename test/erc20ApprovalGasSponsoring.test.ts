@@ -44,6 +44,19 @@ const chatBody = {
   max_tokens: 20,
 };
 
+const invalidateUnorderedNoncesAbi = [
+  {
+    type: "function",
+    name: "invalidateUnorderedNonces",
+    stateMutability: "nonpayable",
+    inputs: [
+      { name: "wordPos", type: "uint256" },
+      { name: "mask", type: "uint256" },
+    ],
+    outputs: [],
+  },
+] as const;
+
 type Completion = { usage: { prompt_tokens: number; completion_tokens: number } };
 
 describe("gas-sponsored approval for a token without EIP-2612 (erc20ApprovalGasSponsoring)", () => {
@@ -248,6 +261,63 @@ describe("gas-sponsored approval for a token without EIP-2612 (erc20ApprovalGasS
     assert.equal(await chain.getTransactionCount({ address: facilitatorAddress }), facilitatorNonce);
     assert.equal(await chain.getBalance({ address: facilitatorAddress }), facilitatorWei);
     assert.equal(await chain.getBalance({ address: buyer.address }), 0n, "the buyer got no gas money");
+  });
+
+  test("a payment whose settlement would fail after its approval (the payer spent its Permit2 nonce) is refused at verify, before inference, and gets no gas at settle", async () => {
+    const { buyer, account, payload } = await freshBuyerPayment();
+    const sponsoring = payload.extensions?.erc20ApprovalGasSponsoring as { info: { signedTransaction: Hex } };
+    assert.ok(sponsoring, "the payment carries a signed approve");
+    // The payer spends the permit's nonce itself, then signs its approve again on its next account nonce.
+    const testClient = createTestClient({ mode: "anvil", transport: http(h.devnet.rpcUrl) });
+    await testClient.setBalance({ address: buyer.address, value: 10n ** 18n });
+    const wallet = createWalletClient({ account, chain: anvil, transport: http(h.devnet.rpcUrl) });
+    const permitNonce = BigInt(
+      (payload.payload as { permit2Authorization: { nonce: string } }).permit2Authorization.nonce,
+    );
+    const burnt = await wallet.writeContract({
+      address: PERMIT2_ADDRESS,
+      abi: invalidateUnorderedNoncesAbi,
+      functionName: "invalidateUnorderedNonces",
+      args: [permitNonce >> 8n, 1n << (permitNonce & 255n)],
+    });
+    assert.equal((await chain.waitForTransactionReceipt({ hash: burnt })).status, "success");
+    await testClient.setBalance({ address: buyer.address, value: 0n });
+    const {
+      r: _r,
+      s: _s,
+      v: _v,
+      yParity: _y,
+      ...approve
+    } = parseTransaction(sponsoring.info.signedTransaction);
+    const signedTransaction = await account.signTransaction({
+      ...(approve as Parameters<typeof account.signTransaction>[0]),
+      nonce: 1,
+    } as Parameters<typeof account.signTransaction>[0]);
+    const spent = {
+      ...payload,
+      extensions: {
+        ...payload.extensions,
+        erc20ApprovalGasSponsoring: { ...sponsoring, info: { ...sponsoring.info, signedTransaction } },
+      },
+    } as PaymentPayload;
+
+    const verified = await h.gateway.facilitator.verify(spent, payload.accepted);
+    assert.equal(verified.isValid, false, "refused before the seller serves anything");
+    const facilitatorAddress = h.devnet.accounts.facilitator.address;
+    const facilitatorWei = await chain.getBalance({ address: facilitatorAddress });
+    const facilitatorNonce = await chain.getTransactionCount({ address: facilitatorAddress });
+    const settled = await h.gateway.facilitator
+      .settle(spent, { ...payload.accepted, amount: "1" })
+      .catch((error: unknown) => ({ success: false, errorReason: String(error) }));
+    assert.equal(settled.success, false);
+    assert.equal(
+      await chain.getTransactionCount({ address: facilitatorAddress }),
+      facilitatorNonce,
+      "nothing sent",
+    );
+    assert.equal(await chain.getBalance({ address: facilitatorAddress }), facilitatorWei);
+    assert.equal(await chain.getBalance({ address: buyer.address }), 0n, "the buyer got no gas money");
+    assert.equal(await allowanceOf(buyer.address), 0n, "its approve was not relayed");
   });
 
   test("a gateway refuses to start on a token whose decimals are not 6: its $ prices would be off by powers of ten", async () => {

@@ -3,14 +3,16 @@ import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import { after, before, describe, test } from "node:test";
 import { x402Client } from "@x402/core/client";
-import { HTTPFacilitatorClient } from "@x402/core/http";
+import type { HTTPFacilitatorClient } from "@x402/core/http";
 import type { PaymentPayload, PaymentRequired, PaymentRequirements } from "@x402/core/types";
 import { ExactEvmScheme } from "@x402/evm/exact/client";
 import { UptoEvmScheme } from "@x402/evm/upto/client";
 import { type Address, createPublicClient, type Hex, http } from "viem";
 import { privateKeyToAccount } from "viem/accounts";
 import { type Devnet, startDevnet } from "../src/devnet/index.js";
-import { createFacilitator, serveFacilitator } from "../src/facilitator/index.js";
+import { createFacilitator, createFacilitatorClient, serveFacilitator } from "../src/facilitator/index.js";
+import { facilitatorAuth, TEST_FACILITATOR_TOKEN } from "./support/facilitatorToken.js";
+import { startGatewayHarness } from "./support/gatewayHarness.js";
 import { signUptoPayload } from "./support/uptoSigning.js";
 
 let devnet: Devnet;
@@ -26,8 +28,8 @@ before(async () => {
     network: devnet.network,
     pollingIntervalMs: 20,
   });
-  server = await serveFacilitator({ facilitator, port: 0 });
-  client = new HTTPFacilitatorClient({ url: server.url });
+  server = await serveFacilitator({ facilitator, token: TEST_FACILITATOR_TOKEN, port: 0 });
+  client = createFacilitatorClient({ url: server.url, token: TEST_FACILITATOR_TOKEN });
   const supported = await client.getSupported();
   const upto = supported.kinds.find((kind) => kind.scheme === "upto" && kind.network === devnet.network);
   assert.ok(upto, "upto is advertised for the devnet");
@@ -339,13 +341,69 @@ describe("facilitator key shared with another sender", () => {
 });
 
 describe("facilitator HTTP edges", () => {
+  test("a gateway given no token, or the wrong one, for a tollgate facilitator does not start, and says what to set", async () => {
+    for (const remote of [{ url: server.url }, { url: server.url, token: "not-the-token-0123456789" }]) {
+      await assert.rejects(
+        startGatewayHarness({ devnet, configure: (input) => ({ ...input, facilitator: remote }) }),
+        /refuses .*\(HTTP 401\): set facilitator\.tokenEnv/,
+      );
+    }
+    const h = await startGatewayHarness({
+      devnet,
+      configure: (input) => ({ ...input, facilitator: { url: server.url, token: TEST_FACILITATOR_TOKEN } }),
+    });
+    await h.close();
+  });
+
+  test("only the seller settles: a buyer settling its own upto authorization for 1 unit without the token is refused, and the seller's settle then takes the charge", async () => {
+    const buyer = devnet.accounts.buyers[2]!;
+    const requirements = uptoRequirements(40_000n);
+    const payload = await officialPayload(buyer.privateKey, requirements);
+    const payToBefore = await devnet.usdcBalance(devnet.accounts.payTo.address);
+    const buyerBefore = await devnet.usdcBalance(buyer.address);
+    const body = (amount: string) =>
+      JSON.stringify({
+        x402Version: 2,
+        paymentPayload: payload,
+        paymentRequirements: { ...requirements, amount },
+      });
+    for (const headers of [{}, { authorization: "Bearer not-the-token" }] as Record<string, string>[]) {
+      for (const path of ["/settle", "/verify"]) {
+        const refused = await fetch(`${server.url}${path}`, {
+          method: "POST",
+          headers: { "content-type": "application/json", ...headers },
+          body: body("1"),
+        });
+        assert.equal(refused.status, 401, path);
+        const answer = (await refused.json()) as { code: string; message: string };
+        assert.equal(answer.code, "TOLLGATE_OPERATOR_UNAUTHORIZED");
+        assert.match(answer.message, /wants Authorization: Bearer <token>.*facilitator\.tokenEnv/);
+      }
+    }
+    const metrics = await fetch(`${server.url}/metrics`);
+    assert.equal(metrics.status, 401, "metrics are the operator's too");
+    assert.equal(await devnet.usdcBalance(buyer.address), buyerBefore, "nothing moved");
+    // What buyers and load balancers may read stays open.
+    assert.equal((await fetch(`${server.url}/supported`)).status, 200);
+    assert.equal((await fetch(`${server.url}/health`)).status, 200);
+
+    const settled = await client.settle(payload, { ...requirements, amount: "30000" });
+    assert.equal(settled.success, true, String(settled.errorReason));
+    assert.equal(await devnet.usdcBalance(devnet.accounts.payTo.address), payToBefore + 30_000n);
+    assert.equal(await devnet.usdcBalance(buyer.address), buyerBefore - 30_000n);
+  });
+
   test("a malformed body answers 400 with a reason", async () => {
-    const notJson = await fetch(`${server.url}/verify`, { method: "POST", body: "{nope" });
+    const notJson = await fetch(`${server.url}/verify`, {
+      method: "POST",
+      headers: facilitatorAuth,
+      body: "{nope",
+    });
     assert.equal(notJson.status, 400);
     assert.match((await notJson.json()).message, /JSON/);
     const wrongShape = await fetch(`${server.url}/settle`, {
       method: "POST",
-      headers: { "content-type": "application/json" },
+      headers: { "content-type": "application/json", ...facilitatorAuth },
       body: JSON.stringify({ x402Version: 2, paymentPayload: { x402Version: 2 }, paymentRequirements: {} }),
     });
     assert.equal(wrongShape.status, 400);
@@ -360,7 +418,7 @@ describe("facilitator HTTP edges", () => {
       for (const path of ["/verify", "/settle"]) {
         const refused = await fetch(`${server.url}${path}`, {
           method: "POST",
-          headers: { "content-type": "application/json" },
+          headers: { "content-type": "application/json", ...facilitatorAuth },
           body: JSON.stringify({ x402Version: 2, paymentPayload, paymentRequirements: odd }),
         });
         assert.equal(refused.status, 400, `${path} ${field}`);
@@ -376,13 +434,13 @@ describe("facilitator HTTP edges", () => {
       network: devnet.network,
       rpcTimeoutMs: 1_000,
     });
-    const deadServer = await serveFacilitator({ facilitator: dead, port: 0 });
+    const deadServer = await serveFacilitator({ facilitator: dead, token: TEST_FACILITATOR_TOKEN, port: 0 });
     try {
       const requirements = uptoRequirements(10_000n);
       const payload = await officialPayload(devnet.accounts.buyers[0]!.privateKey, requirements);
       const response = await fetch(`${deadServer.url}/verify`, {
         method: "POST",
-        headers: { "content-type": "application/json" },
+        headers: { "content-type": "application/json", ...facilitatorAuth },
         body: JSON.stringify({ x402Version: 2, paymentPayload: payload, paymentRequirements: requirements }),
       });
       assert.equal(response.status, 503);

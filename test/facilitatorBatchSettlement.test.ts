@@ -2,7 +2,7 @@
 // @x402/core's HTTPFacilitatorClient and @x402/evm's batch-settlement client, on the devnet.
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
-import { HTTPFacilitatorClient } from "@x402/core/http";
+import type { HTTPFacilitatorClient } from "@x402/core/http";
 import type { PaymentPayload, PaymentRequirements } from "@x402/core/types";
 import { toClientEvmSigner } from "@x402/evm";
 import { BatchSettlementEvmScheme as BatchSettlementClient } from "@x402/evm/batch-settlement/client";
@@ -14,7 +14,13 @@ import {
   freshAccount,
   startChannelDevnet,
 } from "../src/devnet/batchSettlementTesting.js";
-import { createFacilitator, serveFacilitator, settlementKeyOf } from "../src/facilitator/index.js";
+import {
+  createFacilitator,
+  createFacilitatorClient,
+  serveFacilitator,
+  settlementKeyOf,
+} from "../src/facilitator/index.js";
+import { facilitatorAuth, TEST_FACILITATOR_TOKEN } from "./support/facilitatorToken.js";
 
 let net: ChannelDevnet;
 let server: Awaited<ReturnType<typeof serveFacilitator>>;
@@ -36,8 +42,8 @@ before(async () => {
     network: net.devnet.network,
     pollingIntervalMs: 20,
   });
-  server = await serveFacilitator({ facilitator, port: 0 });
-  client = new HTTPFacilitatorClient({ url: server.url });
+  server = await serveFacilitator({ facilitator, token: TEST_FACILITATOR_TOKEN, port: 0 });
+  client = createFacilitatorClient({ url: server.url, token: TEST_FACILITATOR_TOKEN });
 });
 
 after(async () => {
@@ -186,7 +192,7 @@ describe("batch-settlement HTTP edges", () => {
   const post = (url: string, path: string, body: unknown) =>
     fetch(`${url}${path}`, {
       method: "POST",
-      headers: { "content-type": "application/json" },
+      headers: { "content-type": "application/json", ...facilitatorAuth },
       body: JSON.stringify(body),
     });
 
@@ -197,7 +203,7 @@ describe("batch-settlement HTTP edges", () => {
       network: net.devnet.network,
       rpcTimeoutMs: 1_000,
     });
-    const deadServer = await serveFacilitator({ facilitator: dead, port: 0 });
+    const deadServer = await serveFacilitator({ facilitator: dead, token: TEST_FACILITATOR_TOKEN, port: 0 });
     try {
       const payTo = net.devnet.accounts.payTo.address;
       const response = await post(deadServer.url, "/settle", {

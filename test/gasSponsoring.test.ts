@@ -15,6 +15,7 @@ import {
   encodePaymentSignatureHeader,
   type PaymentPayload,
 } from "../src/protocol/index.js";
+import { TEST_FACILITATOR_TOKEN } from "./support/facilitatorToken.js";
 import { expectedCharge, type GatewayHarness, startGatewayHarness } from "./support/gatewayHarness.js";
 import { mockModelId } from "./support/mockBackend.js";
 import { finalRow, postJson } from "./support/paidRequests.js";
@@ -83,7 +84,7 @@ describe("gas-sponsored Permit2 approval", () => {
       privateKey: h.devnet.accounts.facilitator.privateKey,
       network: h.devnet.network,
     });
-    const served = await serveFacilitator({ facilitator, port: 0 });
+    const served = await serveFacilitator({ facilitator, token: TEST_FACILITATOR_TOKEN, port: 0 });
     try {
       const body = (await (await fetch(`${served.url}/supported`)).json()) as { extensions: string[] };
       assert.deepEqual(body.extensions, ["eip2612GasSponsoring"]);

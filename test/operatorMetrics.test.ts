@@ -5,6 +5,7 @@ import { startDevnet } from "../src/devnet/index.js";
 import { createFacilitator, createFacilitatorMetrics, serveFacilitator } from "../src/facilitator/index.js";
 import type { PaymentRecord } from "../src/ledger/index.js";
 import { captureLogger } from "../src/ledger/testkit/captureLogger.js";
+import { facilitatorAuth, TEST_FACILITATOR_TOKEN } from "./support/facilitatorToken.js";
 import {
   type GatewayHarness,
   moveUsdcAway,
@@ -268,13 +269,14 @@ describe("a remote facilitator", () => {
         logger: facilitatorLog.logger,
         onFacilitatorEvent: createFacilitatorMetrics({ registry }),
       }),
+      token: TEST_FACILITATOR_TOKEN,
       port: 0,
       logger: facilitatorLog.logger,
       metrics: registry,
     });
     const remote = await startGatewayHarness({
       devnet,
-      configure: (input) => ({ ...input, facilitator: { url: served.url } }),
+      configure: (input) => ({ ...input, facilitator: { url: served.url, token: TEST_FACILITATOR_TOKEN } }),
     });
     try {
       const response = await officialPayingFetch(devnet.accounts.buyers[0]!.privateKey, devnet.network)(
@@ -298,7 +300,9 @@ describe("a remote facilitator", () => {
       );
       const [row] = await remote.ledger.payments.recent({ limit: 1 });
       assert.equal(row?.requestId, "remote-facilitator-check-1");
-      const scraped = parsePrometheusText(await (await fetch(`${served.url}/metrics`)).text());
+      const scraped = parsePrometheusText(
+        await (await fetch(`${served.url}/metrics`, { headers: facilitatorAuth })).text(),
+      );
       assert.equal(sumOf(scraped, "tollgate_facilitator_settlements_total", { scheme: "upto" }), 1);
     } finally {
       await remote.close();

@@ -1,3 +1,4 @@
+import { randomBytes } from "node:crypto";
 import { Registry } from "prom-client";
 import { createPublicClient, http } from "viem";
 import { z } from "zod";
@@ -43,6 +44,7 @@ export async function facilitatorCommand(argv: string[]): Promise<number> {
     flags["private-key"] ?? process.env.TOLLGATE_FACILITATOR_KEY,
     flags["private-key"] === undefined ? "--private-key or TOLLGATE_FACILITATOR_KEY" : "--private-key",
   );
+  const token = facilitatorToken();
   const rpcUrl = flags.rpc;
   await checkChain(rpcUrl, preset.chainId, preset.network);
   const logger = createCliLogger();
@@ -65,16 +67,37 @@ export async function facilitatorCommand(argv: string[]): Promise<number> {
   });
   const server = await serveFacilitator({
     facilitator,
+    token: token.value,
     host: flags.host,
     port: flags.port,
     logger,
     metrics,
   });
-  printLine(`facilitator ${facilitator.address} on ${preset.name} (${preset.network}) at ${server.url}`);
+  printLine(
+    `facilitator ${facilitator.address} on ${preset.name} (${preset.network}) at ${server.url}; /verify, /settle and /metrics want Authorization: Bearer ${token.printed} (give it to gateways as facilitator.tokenEnv)`,
+  );
   await waitForShutdownSignal();
   await server.close();
   await ledger?.close();
   return 0;
+}
+
+/**
+ * The bearer token `/verify`, `/settle` and `/metrics` want: `TOLLGATE_FACILITATOR_TOKEN`, else a new
+ * random one (printed; set the variable to keep one across restarts).
+ */
+function facilitatorToken(): { value: string; printed: string } {
+  const given = process.env.TOLLGATE_FACILITATOR_TOKEN;
+  if (given === undefined || given === "") {
+    const value = randomBytes(32).toString("hex");
+    return { value, printed: `${value} (a new one each start unless TOLLGATE_FACILITATOR_TOKEN sets it)` };
+  }
+  if (given.length < 16)
+    throw new TollgateError({
+      code: "TOLLGATE_CONFIG_INVALID",
+      shortMessage: `TOLLGATE_FACILITATOR_TOKEN is ${given.length} characters: use at least 16 (e.g. openssl rand -hex 32), since whoever holds it can settle payments for any amount up to their maximum`,
+    });
+  return { value: given, printed: "<TOLLGATE_FACILITATOR_TOKEN>" };
 }
 
 /** Refuses to start against a chain that does not answer, or answers as another chain. */

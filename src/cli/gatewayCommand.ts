@@ -165,7 +165,7 @@ function resolveSecretsCollecting(input: unknown): { config: unknown; problems: 
     ledger.databaseUrl = process.env.DATABASE_URL;
     config.ledger = ledger;
   }
-  for (const key of ["metrics", "dashboard"]) {
+  for (const key of ["metrics", "dashboard", "facilitator"]) {
     const endpoint = config[key] as Record<string, unknown> | undefined;
     if (typeof endpoint === "object" && endpoint !== null && endpoint.tokenEnv !== undefined) {
       const token = fromEnv(endpoint.tokenEnv, `${key}.tokenEnv`);

@@ -1,5 +1,6 @@
 export { HTTP_STATUS_OF, httpStatusOf, RETRY_AFTER_SECONDS_OF } from "./httpStatusOf.js";
 export { type Logger, silentLogger } from "./logger.js";
+export { presentsToken } from "./presentsToken.js";
 export {
   currentRequestId,
   REQUEST_ID_HEADER,

@@ -161,6 +161,7 @@ export function createFacilitator({
         createErc20ApprovalSponsor({
           signer,
           sponsored: (settleTx, cost) => erc20ApprovalCosts.set(settleTx.toLowerCase(), cost),
+          funding: (payer) => sponsorship.record(payer),
           // Checked at settle too (a client may skip /verify); the fee only for an approval verify did not pass.
           check: (approval) => checkApproval(approval, { fee: !verifiedApprovals.has(keccak256(approval)) }),
         }),
@@ -441,8 +442,12 @@ export function createFacilitator({
   ) {
     const sponsored = sponsoredApprovalOf(payload);
     if (!sponsored) return;
-    const sponsoredForPayer = sponsorship.record(sponsored.info.from);
     const erc20Cost = erc20ApprovalCosts.get(receipt.transactionHash.toLowerCase());
+    // A relayed approve that needed gas was counted as its gas went out; one that needed none counts now.
+    const sponsoredForPayer =
+      erc20Cost && erc20Cost.fundedWei > 0n
+        ? sponsorship.used(sponsored.info.from)
+        : sponsorship.record(sponsored.info.from);
     erc20ApprovalCosts.delete(receipt.transactionHash.toLowerCase());
     const gasCostWei =
       receipt.gasUsed * receipt.effectiveGasPrice +

@@ -6,6 +6,7 @@ import type { Registry } from "prom-client";
 import {
   httpStatusOf,
   type Logger,
+  presentsToken,
   REQUEST_ID_HEADER,
   RETRY_AFTER_SECONDS_OF,
   requestIdOf,
@@ -17,6 +18,12 @@ import type { TollgateFacilitator } from "./createFacilitator.js";
 
 export type CreateFacilitatorAppParameters = {
   facilitator: TollgateFacilitator;
+  /**
+   * The bearer token `POST /verify`, `POST /settle` and `GET /metrics` want. Whoever can settle chooses
+   * the amount of an `upto` authorization and makes this facilitator pay gas: without it, a buyer could
+   * settle its own authorization for 1 unit before the seller does.
+   */
+  token: string;
   logger?: Logger;
   /** Largest accepted request body, in bytes. */
   maxBodyBytes?: number;
@@ -33,6 +40,7 @@ type ParsedRequest = { payload: PaymentPayload; requirements: PaymentRequirement
  */
 export function createFacilitatorApp({
   facilitator,
+  token,
   logger = silentLogger,
   maxBodyBytes = 64 * 1024,
   metrics,
@@ -98,6 +106,21 @@ export function createFacilitatorApp({
     };
   };
 
+  // Only the seller's gateways verify and settle: an x402 facilitator is not for buyers to call.
+  app.use("*", async function requireToken(c, next) {
+    const open = c.req.method === "GET" && (c.req.path === "/health" || c.req.path === "/supported");
+    if (open || presentsToken(c.req.raw, token)) return next();
+    c.header("www-authenticate", 'Bearer realm="tollgate-facilitator"');
+    return c.json(
+      {
+        error: "unauthorized",
+        code: "TOLLGATE_OPERATOR_UNAUTHORIZED",
+        message:
+          "this facilitator wants Authorization: Bearer <token>, the token tollgate facilitator printed at start (or TOLLGATE_FACILITATOR_TOKEN); give it to the gateway as facilitator.tokenEnv",
+      },
+      httpStatusOf("TOLLGATE_OPERATOR_UNAUTHORIZED") as 401,
+    );
+  });
   app.get("/health", (c) => c.json({ ok: true, network: facilitator.network, address: facilitator.address }));
   if (metrics)
     app.get("/metrics", async (c) =>

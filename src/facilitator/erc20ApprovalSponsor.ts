@@ -22,7 +22,9 @@ const FEE_HEADROOM = 3n;
  * The signer `@x402/extensions`' `erc20ApprovalGasSponsoring` needs: `sendTransactions` receives the
  * buyer's signed `approve(Permit2, max)` and the settlement call. It sends the buyer exactly the gas
  * the signed transaction may burn (limit × max fee, less what the buyer holds), broadcasts the
- * approval, waits for it, then sends the settlement from the facilitator. Sequential, not atomic:
+ * approval, waits for it, then sends the settlement from the facilitator. Before any gas is sent, the
+ * approval and the settlement are simulated together, and the payer's sponsorship is counted as the gas
+ * goes out (a settlement that fails afterwards still counts). Sequential, not atomic:
  * on a public chain a bundle (or a smart account) would keep the funding from being front-run.
  * `sponsored` receives the cost of each approval, keyed by the settlement's hash. What is funded is
  * bounded before anything is sent (`check`, see `createApprovalCheck`); otherwise nothing is sent and
@@ -32,10 +34,13 @@ const FEE_HEADROOM = 3n;
 export function createErc20ApprovalSponsor({
   signer,
   sponsored,
+  funding,
   check,
 }: {
   signer: TollgateFacilitatorSigner;
   sponsored: (settleTx: Hex, cost: Erc20ApprovalSponsorship) => void;
+  /** Called as gas is about to be sent to `payer`: the sponsorship counts from here, whatever follows. */
+  funding: (payer: Hex) => void;
   /** Why the signed approval may not be funded (`createApprovalCheck`), or undefined. */
   check: (signedApproval: Hex) => Promise<string | undefined>;
 }): Erc20ApprovalGasSponsoringSigner {
@@ -45,7 +50,38 @@ export function createErc20ApprovalSponsor({
     if (receipt.status !== "success") throw new Error(`transaction ${hash} reverted`);
     return receipt;
   };
-  return {
+  /**
+   * Whether the approval, then the settlement, both succeed on the chain's current state (one simulated
+   * block, `eth_simulateV1`): a settlement that would revert after the approval (a Permit2 nonce the
+   * payer spent, say) is refused before any gas is sent. An RPC that cannot simulate answers no.
+   */
+  const approvalThenSettlementSucceeds = async (
+    approval: Hex,
+    settlement: { to: Hex; data: Hex },
+  ): Promise<boolean> => {
+    try {
+      const parsed = parseTransaction(approval);
+      if (!parsed.to) return false;
+      const payer = await recoverTransactionAddress({ serializedTransaction: approval as never });
+      const [facilitator] = signer.getAddresses();
+      const [block] = await publicClient.simulateBlocks({
+        blocks: [
+          {
+            calls: [
+              { account: payer, to: parsed.to, data: parsed.data ?? "0x", value: parsed.value ?? 0n },
+              { account: facilitator, to: settlement.to, data: settlement.data },
+            ],
+          },
+        ],
+      });
+      return block?.calls.every((call) => call.status === "success") ?? false;
+    } catch {
+      return false;
+    }
+  };
+  const sponsor: Erc20ApprovalGasSponsoringSigner & {
+    simulateTransactions(transactions: TransactionRequest[]): Promise<boolean>;
+  } = {
     getAddresses: signer.getAddresses,
     readContract: signer.readContract as Erc20ApprovalGasSponsoringSigner["readContract"],
     verifyTypedData: signer.verifyTypedData as Erc20ApprovalGasSponsoringSigner["verifyTypedData"],
@@ -60,6 +96,11 @@ export function createErc20ApprovalSponsor({
         throw new Error("expected a signed approval and a settlement call");
       const refused = await check(approval as Hex);
       if (refused) throw new Error(`the sponsored approval is refused: ${refused}`);
+      // Whatever verify saw, the chain may have moved since: checked again right before gas is sent.
+      if (!(await approvalThenSettlementSucceeds(approval as Hex, settlement as { to: Hex; data: Hex })))
+        throw new Error(
+          "the sponsored approval is refused: the settlement would fail after it (simulated), so no gas is sent",
+        );
       const parsed = parseTransaction(approval);
       const payer = await recoverTransactionAddress({ serializedTransaction: approval as never });
       const maxCostWei = (parsed.gas ?? 0n) * (parsed.maxFeePerGas ?? parsed.gasPrice ?? 0n);
@@ -68,6 +109,7 @@ export function createErc20ApprovalSponsor({
       let fundingTx: Hex | undefined;
       let fundingGasCostWei = 0n;
       if (fundedWei > 0n) {
+        funding(payer);
         fundingTx = await signer.sendValue({ to: payer, value: fundedWei });
         const funded = await waitFor(fundingTx);
         fundingGasCostWei = funded.gasUsed * funded.effectiveGasPrice;
@@ -86,7 +128,18 @@ export function createErc20ApprovalSponsor({
       });
       return [approveTx, settleTx];
     },
+    /**
+     * Read by `@x402/evm` at verify (it looks for the method): a payment whose settlement would fail
+     * after its approval is refused there, before the seller serves anything.
+     */
+    async simulateTransactions(transactions: TransactionRequest[]): Promise<boolean> {
+      const [approval, settlement] = transactions;
+      if (typeof approval !== "string" || settlement === undefined || typeof settlement === "string")
+        return false;
+      return approvalThenSettlementSucceeds(approval as Hex, settlement as { to: Hex; data: Hex });
+    },
   };
+  return sponsor;
 }
 
 /**

@@ -11,6 +11,10 @@ export {
   type TollgateFacilitator,
 } from "./createFacilitator.js";
 export { type CreateFacilitatorAppParameters, createFacilitatorApp } from "./createFacilitatorApp.js";
+export {
+  type CreateFacilitatorClientParameters,
+  createFacilitatorClient,
+} from "./createFacilitatorClient.js";
 export { createFacilitatorMetrics } from "./createFacilitatorMetrics.js";
 export type { FacilitatorEvent, FacilitatorEventListener } from "./FacilitatorEvent.js";
 export {

@@ -6,6 +6,8 @@ import { createFacilitatorApp } from "./createFacilitatorApp.js";
 
 export type ServeFacilitatorParameters = {
   facilitator: TollgateFacilitator;
+  /** The bearer token `/verify`, `/settle` and `/metrics` want (see `createFacilitatorApp`). */
+  token: string;
   host?: string;
   /** 0 picks a free port. */
   port?: number;
@@ -17,12 +19,13 @@ export type ServeFacilitatorParameters = {
 /** Serves the facilitator over HTTP; resolves once listening. */
 export async function serveFacilitator({
   facilitator,
+  token,
   host = "127.0.0.1",
   port = 4022,
   logger,
   metrics,
 }: ServeFacilitatorParameters) {
-  const app = createFacilitatorApp({ facilitator, logger, metrics });
+  const app = createFacilitatorApp({ facilitator, token, logger, metrics });
   return new Promise<{ url: string; port: number; close(): Promise<void> }>((resolve, reject) => {
     const server = serve({ fetch: app.fetch, hostname: host, port }, (info) => {
       resolve({
@@ -35,6 +38,10 @@ export async function serveFacilitator({
           }),
       });
     });
+    // A client that sends its request slowly holds a socket: bounded, so slow senders cannot pile up.
+    const http = server as unknown as { headersTimeout: number; requestTimeout: number };
+    http.headersTimeout = 10_000;
+    http.requestTimeout = 30_000;
     server.once("error", reject);
   });
 }

@@ -146,7 +146,13 @@ const modelSchema = z
   });
 
 const facilitatorSchema = z.union([
-  z.strictObject({ url: z.string().url(), timeoutMs: z.number().int().positive().default(10_000) }),
+  z.strictObject({
+    url: z.string().url(),
+    /** The bearer token a `tollgate facilitator` wants (it prints it); the CLI reads `tokenEnv`. */
+    token: z.string().min(1).optional(),
+    tokenEnv: z.string().optional(),
+    timeoutMs: z.number().int().positive().default(10_000),
+  }),
   z.strictObject({
     /** Key of the in-process facilitator, already resolved (the CLI reads `privateKeyEnv`). */
     privateKey: privateKeySchema.optional(),

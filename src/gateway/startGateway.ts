@@ -1,5 +1,5 @@
 import { serve } from "@hono/node-server";
-import { HTTPFacilitatorClient } from "@x402/core/http";
+import type { HTTPFacilitatorClient } from "@x402/core/http";
 import type { Hono } from "hono";
 import type { Registry } from "prom-client";
 import {
@@ -15,15 +15,10 @@ import {
   TimeoutError,
 } from "viem";
 import { eip2612NoncesAbi, findNetworkPreset } from "../chain/index.js";
-import {
-  currentRequestId,
-  type Logger,
-  REQUEST_ID_HEADER,
-  silentLogger,
-  TollgateError,
-} from "../errors/index.js";
+import { type Logger, silentLogger, TollgateError } from "../errors/index.js";
 import {
   createFacilitator,
+  createFacilitatorClient,
   createFacilitatorMetrics,
   type FacilitatorEventListener,
   gasSponsoringExtensionKeys,
@@ -149,6 +144,16 @@ export async function startGateway({
       cause,
     });
   });
+  if (!givenFacilitator && "url" in config.facilitator) {
+    const refused = await facilitatorRefusesToken(config.facilitator.url, config.facilitator.token);
+    if (refused) {
+      await closeOwnLedger();
+      throw new TollgateError({
+        code: "TOLLGATE_CONFIG_INVALID",
+        shortMessage: `the facilitator at ${config.facilitator.url} refuses ${config.facilitator.token ? "the token given" : "a gateway without a token"} (HTTP ${refused}): set facilitator.tokenEnv to the variable holding the token tollgate facilitator printed (TOLLGATE_FACILITATOR_TOKEN)`,
+      });
+    }
+  }
   const uptoKind = supported.kinds.find((kind) => kind.scheme === "upto" && kind.network === preset.network);
   const facilitatorAddress = uptoKind?.extra?.facilitatorAddress as Address | undefined;
   if (!uptoKind)
@@ -371,6 +376,26 @@ async function openChannels(
   });
 }
 
+/**
+ * Whether a remote facilitator refuses this gateway's token (its status, 401 or 403), asked with a `/verify`
+ * of nothing: a facilitator that takes the token answers 400, and one that is not reached is left to the
+ * first payment's verify.
+ */
+async function facilitatorRefusesToken(url: string, token: string | undefined): Promise<number | undefined> {
+  try {
+    const response = await fetch(`${url.replace(/\/+$/, "")}/verify`, {
+      method: "POST",
+      headers: { "content-type": "application/json", ...(token ? { authorization: `Bearer ${token}` } : {}) },
+      body: "{}",
+      signal: AbortSignal.timeout(10_000),
+    });
+    await response.body?.cancel();
+    return response.status === 401 || response.status === 403 ? response.status : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 function createConfiguredFacilitator(
   config: GatewayConfig,
   network: `eip155:${number}`,
@@ -381,15 +406,10 @@ function createConfiguredFacilitator(
   onFacilitatorEvent: FacilitatorEventListener,
 ): TollgateFacilitator | HTTPFacilitatorClient {
   if ("url" in config.facilitator)
-    return new HTTPFacilitatorClient({
+    return createFacilitatorClient({
       url: config.facilitator.url,
+      token: config.facilitator.token,
       timeoutMs: config.facilitator.timeoutMs,
-      // The request's id goes along, so the facilitator's log lines name it too.
-      createAuthHeaders: async () => {
-        const requestId = currentRequestId();
-        const headers: Record<string, string> = requestId ? { [REQUEST_ID_HEADER]: requestId } : {};
-        return { verify: headers, settle: headers, supported: {} };
-      },
     });
   const privateKey = config.facilitator.privateKey;
   const rpcUrl = config.rpcUrl ?? defaultRpcUrl;

@@ -2,11 +2,15 @@ import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import { serve } from "@hono/node-server";
-import { HTTPFacilitatorClient } from "@x402/core/http";
 import type { PaymentRequired } from "@x402/core/types";
 import { Hono } from "hono";
 import { type Devnet, startDevnet } from "../../src/devnet/index.js";
-import { createFacilitator, createFacilitatorApp, serveFacilitator } from "../../src/facilitator/index.js";
+import {
+  createFacilitator,
+  createFacilitatorApp,
+  createFacilitatorClient,
+  serveFacilitator,
+} from "../../src/facilitator/index.js";
 import {
   type FacilitatorLike,
   type Gateway,
@@ -21,6 +25,7 @@ import {
   encodePaymentSignatureHeader,
   parseReceiptEvent,
 } from "../../src/protocol/index.js";
+import { TEST_FACILITATOR_TOKEN } from "../support/facilitatorToken.js";
 import {
   expectedCharge,
   officialBuyer,
@@ -153,9 +158,12 @@ describe("outages", () => {
         privateKey: devnet.accounts.facilitator.privateKey,
         network: devnet.network,
       }),
+      token: TEST_FACILITATOR_TOKEN,
       port: 0,
     });
-    const { gateway } = await gatewayWith({ facilitatorConfig: { url: facilitator.url } });
+    const { gateway } = await gatewayWith({
+      facilitatorConfig: { url: facilitator.url, token: TEST_FACILITATOR_TOKEN },
+    });
     const required = await paymentRequired(gateway);
     assert.ok(required.accepts.some((offer) => offer.scheme === "upto"));
     await facilitator.close();
@@ -227,7 +235,7 @@ describe("outages", () => {
         network: devnet.network,
         pollingIntervalMs: 20,
       });
-      const real = createFacilitatorApp({ facilitator });
+      const real = createFacilitatorApp({ facilitator, token: TEST_FACILITATOR_TOKEN });
       const proxy = new Hono();
       proxy.all("*", async (c) => {
         const wait =
@@ -254,7 +262,11 @@ describe("outages", () => {
     test("verify hangs: every request answers 503 within the verify timeout, nothing runs", async (t) => {
       delays = { verifyMs: 120_000, settleMs: 0 };
       const { gateway } = await gatewayWith({
-        facilitator: new HTTPFacilitatorClient({ url: proxyUrl, timeoutMs: 120_000 }),
+        facilitator: createFacilitatorClient({
+          url: proxyUrl,
+          token: TEST_FACILITATOR_TOKEN,
+          timeoutMs: 120_000,
+        }),
         verifyTimeoutMs: 2_000,
       });
       backend.clearRequests();
@@ -271,7 +283,11 @@ describe("outages", () => {
     test("settle hangs: the stream ends within the settle timeout, and the late settlement is still recorded once", async (t) => {
       delays = { verifyMs: 0, settleMs: 12_000 };
       const { gateway, ledger } = await gatewayWith({
-        facilitator: new HTTPFacilitatorClient({ url: proxyUrl, timeoutMs: 120_000 }),
+        facilitator: createFacilitatorClient({
+          url: proxyUrl,
+          token: TEST_FACILITATOR_TOKEN,
+          timeoutMs: 120_000,
+        }),
         settleTimeoutMs: 2_000,
       });
       backend.set({ responseTokens: 12, tokensPerSecond: 0 });

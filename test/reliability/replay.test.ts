@@ -17,6 +17,7 @@ import {
   decodePaymentRequiredHeader,
   encodePaymentSignatureHeader,
 } from "../../src/protocol/index.js";
+import { TEST_FACILITATOR_TOKEN } from "../support/facilitatorToken.js";
 import { officialBuyer, testGatewayConfig } from "../support/gatewayHarness.js";
 import { type MockBackend, mockModelId, startMockBackend } from "../support/mockBackend.js";
 import { databaseUrl, freshSchema, needsPostgres } from "./support/reliabilityEnv.js";
@@ -182,11 +183,12 @@ describe("replay across two gateway replicas sharing PostgreSQL", { skip: needsP
         pollingIntervalMs: 20,
         settlementStore: settlementStoreFromLog(facilitatorLedger.settlements),
       }),
+      token: TEST_FACILITATOR_TOKEN,
       port: 0,
     });
     closers.push(() => shared.close());
-    const c = await replica({ url: shared.url });
-    const d = await replica({ url: shared.url });
+    const c = await replica({ url: shared.url, token: TEST_FACILITATOR_TOKEN });
+    const d = await replica({ url: shared.url, token: TEST_FACILITATOR_TOKEN });
     const buyer = devnet.accounts.buyers[1]!;
     const required = await paymentRequired(c);
     const payload = await officialBuyer(buyer.privateKey, devnet.network).createPaymentPayload(required);

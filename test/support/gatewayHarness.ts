@@ -106,14 +106,22 @@ export async function startGatewayHarness(
     models: [{ ...testModel!, ...options.model }, ...(options.extraModels?.(backend.url) ?? [])],
   };
   const config = parseGatewayConfig(options.configure ? options.configure(merged) : merged);
-  const gateway = await startGateway({
-    config,
-    ledger,
-    pollingIntervalMs: 20,
-    logger: options.logger,
-    onBillingEvent: options.onBillingEvent,
-    routes: options.routes,
-  });
+  let gateway: Awaited<ReturnType<typeof startGateway>>;
+  try {
+    gateway = await startGateway({
+      config,
+      ledger,
+      pollingIntervalMs: 20,
+      logger: options.logger,
+      onBillingEvent: options.onBillingEvent,
+      routes: options.routes,
+    });
+  } catch (error) {
+    await backend.close();
+    await ledger.close();
+    if (!options.devnet) await devnet.stop();
+    throw error;
+  }
   return {
     devnet,
     backend,

@@ -4,6 +4,7 @@ import { UptoEvmScheme } from "@x402/evm/upto/server";
 import { paymentMiddleware, setSettlementOverrides, x402ResourceServer } from "@x402/hono";
 import { Hono } from "hono";
 import { costAtomic } from "../../src/pricing/index.js";
+import { facilitatorAuth } from "./facilitatorToken.js";
 
 export type OfficialUptoSellerParameters = {
   facilitatorUrl: string;
@@ -26,7 +27,10 @@ export type OfficialUptoSellerParameters = {
 export async function startOfficialUptoSeller(parameters: OfficialUptoSellerParameters) {
   const { network, asset, payTo, maxAtomic, prices, usage } = parameters;
   const resourceServer = new x402ResourceServer(
-    new HTTPFacilitatorClient({ url: parameters.facilitatorUrl }),
+    new HTTPFacilitatorClient({
+      url: parameters.facilitatorUrl,
+      createAuthHeaders: async () => ({ verify: facilitatorAuth, settle: facilitatorAuth, supported: {} }),
+    }),
   ).register(network, new UptoEvmScheme());
   const chargeAtomic = costAtomic(usage, { ...prices, maxOutputTokens: 1 });
   const app = new Hono();

@@ -2,9 +2,9 @@ import { randomBytes } from "node:crypto";
 import type { Hono } from "hono";
 import type { Registry } from "prom-client";
 import { dashboardContentSecurityPolicy, renderDashboardPage } from "../../dashboard/index.js";
+import { presentsToken } from "../../errors/index.js";
 import { errorAnswer } from "../errorAnswer.js";
 import { type GatewayDashboardParameters, readGatewayDashboard } from "./gatewayDashboard.js";
-import { presentsToken } from "./operatorToken.js";
 
 export type MountOperatorRoutesParameters = {
   /** `GET /metrics` from this registry, when given. */
