@@ -364,6 +364,68 @@ describe("the Express adapter's signal", () => {
   });
 });
 
+describe("the Express adapter when the handler fails after output", () => {
+  test("a stream the handler ends with an error status once tokens went out (its own backend budget) is charged what was delivered", async () => {
+    const { port } = await longExpressApp(
+      (backendUrl) => async (req, res) => {
+        const budget = AbortSignal.timeout(700);
+        const upstream = await fetch(`${backendUrl}/chat/completions`, {
+          method: "POST",
+          headers: { "content-type": "application/json" },
+          body: JSON.stringify(req.body),
+          signal: budget,
+        });
+        try {
+          await forward(res, upstream);
+        } catch {
+          res.status(504).end();
+        }
+      },
+      { tokensPerSecond: 40 },
+    );
+    const paidBody = body(true, 200);
+    const header = await paymentHeaderFor(port, paidBody);
+    const lastIdBefore = await lastPaymentId();
+    const answer = await fetch(`http://127.0.0.1:${port}/v1/chat/completions`, {
+      method: "POST",
+      headers: { "content-type": "application/json", "payment-signature": header },
+      body: paidBody,
+    });
+    const text = await answer.text();
+    const delivered = contentChunks(text);
+    assert.ok(delivered > 0 && delivered < 200, `some tokens went out (${delivered})`);
+    const row = await finalRowAfter(lastIdBefore, Date.now() + 10_000);
+    assert.equal(row?.status, "settled", `what was delivered is charged (row: ${row?.status ?? "none"})`);
+    assert.equal(row?.completionTokens, delivered);
+    assert.ok((row?.chargeAtomic ?? 0n) > 0n);
+  });
+
+  test("a JSON answer written under 200 before the handler threw is not sent with Express's error page, and nothing is charged", async () => {
+    const { port } = await longExpressApp(
+      (backendUrl) => async (req, res) => {
+        const upstream = await fetchUpstream(backendUrl, req.body);
+        res.status(200).type("application/json");
+        res.write(await upstream.text());
+        throw new Error("the handler failed after writing its answer");
+      },
+      { responseTokens: 24 },
+    );
+    const paidBody = body(false, 64);
+    const header = await paymentHeaderFor(port, paidBody);
+    const lastIdBefore = await lastPaymentId();
+    const answer = await fetch(`http://127.0.0.1:${port}/v1/chat/completions`, {
+      method: "POST",
+      headers: { "content-type": "application/json", "payment-signature": header },
+      body: paidBody,
+    });
+    const text = await answer.text();
+    assert.equal(answer.status, 500);
+    assert.ok(!text.includes(mockCompletionText(3)), `the answer is not delivered: ${text.slice(0, 200)}`);
+    const row = await finalRowAfter(lastIdBefore, Date.now() + 10_000);
+    assert.equal(row?.status, "failed", `nothing is charged (row: ${row?.status ?? "none"})`);
+  });
+});
+
 describe("the Express adapter when the buyer leaves early", () => {
   test("a buyer that hangs up after the backend took its prompt, before the stream's first token, pays for the prompt alone", async () => {
     let declared = false;

@@ -140,12 +140,16 @@ async function handle(
       : typeof chunk === "string"
         ? Buffer.from(chunk, encoding).toString("utf8")
         : decoder.decode(chunk, { stream: true });
-  // Whether the answer is a stream is decided by the answer, not guessed from the request.
-  const isStream = () =>
-    res.statusCode < 400 && String(res.getHeader("content-type") ?? "").includes("text/event-stream");
   let tap: ReturnType<typeof session.createStreamWriter> | undefined;
+  // Whether the answer is a stream is decided by the answer, not guessed from the request. Once its
+  // first chunk went out it stays one: an error status set afterwards (a handler's catch) does not
+  // make what was delivered free.
+  const isStream = () =>
+    tap !== undefined ||
+    (res.statusCode < 400 && String(res.getHeader("content-type") ?? "").includes("text/event-stream"));
   let cutOff = false;
-  const buffered: Buffer[] = [];
+  /** JSON written so far, each piece with whether it was written under an error status (an error's own body). */
+  const buffered: Array<{ bytes: Buffer; errorBody: boolean }> = [];
   let ended = false;
 
   // A buyer that stops reading stalls a handler that waits for it to drain, and the charge with it,
@@ -211,7 +215,8 @@ async function handle(
     const callback = typeof encoding === "function" ? encoding : cb;
     if (isStream()) {
       tap ??= session.createStreamWriter();
-      if (cutOff) {
+      // Written under an error status once the stream began: the handler's error text, not output.
+      if (cutOff || res.statusCode >= 400) {
         callback?.();
         return false;
       }
@@ -231,7 +236,10 @@ async function handle(
       callback?.();
       return true;
     }
-    buffered.push(typeof chunk === "string" ? Buffer.from(chunk, enc) : Buffer.from(chunk));
+    buffered.push({
+      bytes: typeof chunk === "string" ? Buffer.from(chunk, enc) : Buffer.from(chunk),
+      errorBody: res.statusCode >= 400,
+    });
     callback?.();
     return true;
   }) as Response["write"];
@@ -259,12 +267,25 @@ async function handle(
     data: Chunk | undefined,
     encoding: BufferEncoding | undefined,
   ): Promise<Chunk | undefined> => {
+    if (tap) {
+      // A stream that ends under an error status (its backend failed, say): what went out is charged,
+      // and what the handler writes with the error is not forwarded as output.
+      if (res.statusCode >= 400) return tap.finish("backend_error");
+      const rest = tap.push(text(data, encoding) + decoder.decode());
+      return rest + (await tap.finish("complete"));
+    }
     if (res.statusCode >= 400) {
+      // An error answer is not charged, so it carries only what was written as the error: an answer
+      // written under a success status before the handler failed (then Express's error page) is dropped.
       await session.failBeforeOutput(`handler answered ${res.statusCode}`, res.statusCode);
-      return joinBuffered(buffered, data, encoding);
+      return joinBuffered(
+        buffered.filter((piece) => piece.errorBody),
+        data,
+        encoding,
+      );
     }
     if (isStream()) {
-      tap ??= session.createStreamWriter();
+      tap = session.createStreamWriter();
       const rest = tap.push(text(data, encoding) + decoder.decode());
       return rest + (await tap.finish("complete"));
     }
@@ -283,11 +304,12 @@ async function handle(
 }
 
 function joinBuffered(
-  buffered: Buffer[],
+  buffered: Array<{ bytes: Buffer }>,
   data: Chunk | undefined,
   encoding: BufferEncoding | undefined,
 ): Buffer {
+  const pieces = buffered.map((piece) => piece.bytes);
   if (data !== undefined)
-    buffered.push(typeof data === "string" ? Buffer.from(data, encoding) : Buffer.from(data));
-  return Buffer.concat(buffered);
+    pieces.push(typeof data === "string" ? Buffer.from(data, encoding) : Buffer.from(data));
+  return Buffer.concat(pieces);
 }
