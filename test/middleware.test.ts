@@ -166,6 +166,40 @@ describe("billing as a library", () => {
     );
   });
 
+  test("a Hono handler that forwards c.req.json() sends the limited body: the output limit paid for, and none of the fields the gateway does not forward", async () => {
+    const app = new Hono<{ Variables: { tollgate: TollgateContext } }>();
+    const seen: unknown[] = [];
+    app.post("/v1/chat/completions", tollgateHono({ billing }), async (c) => {
+      const forwarded = await c.req.json();
+      seen.push(forwarded, JSON.parse(await c.req.text()));
+      return proxyToBackend({ model: c.get("tollgate").quote.model, body: forwarded });
+    });
+    const server = serve({ fetch: app.fetch, hostname: "127.0.0.1", port: 0 });
+    await new Promise((resolve) => server.once("listening", resolve));
+    closers.push(() => new Promise((resolve) => server.close(() => resolve())));
+    const pay = officialPayingFetch(devnet.accounts.buyers[0]!.privateKey, devnet.network);
+    const requestsBefore = backend.inferenceRequests.length;
+    const answer = await pay(
+      `http://127.0.0.1:${(server.address() as AddressInfo).port}/v1/chat/completions`,
+      {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({
+          model: mockModelId,
+          messages: [{ role: "user", content: "hello there" }],
+          max_tokens: 100_000,
+          service_tier: "priority",
+        }),
+      },
+    );
+    assert.equal(answer.status, 200, await answer.clone().text());
+    await answer.text();
+    const sent = backend.inferenceRequests.slice(requestsBefore).at(-1)?.body as Record<string, unknown>;
+    assert.equal(sent.max_tokens, 128, "the model's output limit, not the buyer's 100,000");
+    assert.equal("service_tier" in sent, false, "a field the gateway does not forward stays behind");
+    for (const read of seen) assert.deepEqual(read, sent, "json() and text() read the same limited body");
+  });
+
   test("Express middleware bills a host's own route", async () => {
     const app = express();
     app.post("/v1/chat/completions", express.json(), tollgateExpress({ billing }), async (req, res) => {

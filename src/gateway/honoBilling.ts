@@ -85,10 +85,12 @@ export function tollgateHono({
       return c.json(decision.body, decision.status as 400, decision.headers);
     }
     const { quote, session, requestId, confirm } = decision;
-    // The handler's c.req.json() returns this cached object: make it the limited body.
-    const cached = body as Record<string, unknown>;
-    for (const key of Object.keys(cached)) delete cached[key];
-    Object.assign(cached, quote.backendBody);
+    // The handler's c.req.json() (and text(), arrayBuffer()) read Hono's body cache, which keeps the text
+    // read above and parses it again on each call: the cache becomes the limited body's text, so a
+    // handler that forwards c.req.json() sends the output limit and none of the fields not forwarded.
+    c.req.bodyCache = {
+      text: Promise.resolve(JSON.stringify(quote.backendBody)),
+    } as unknown as typeof c.req.bodyCache;
     const refused = new AbortController();
     c.set("tollgate", { quote, session, backendBody: quote.backendBody, signal: refused.signal });
 
