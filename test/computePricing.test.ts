@@ -18,6 +18,13 @@ before(async () => {
         maxOutputTokens: 256,
         tokenizer: "gpt-4o",
       },
+      {
+        id: "mock-gpu-idle",
+        backend: { baseUrl, timeoutMs: 1_500, maxDurationSeconds: 10 },
+        pricePerSecond: PER_SECOND_ATOMIC.toString(),
+        maxOutputTokens: 256,
+        tokenizer: "gpt-4o",
+      },
     ],
   });
 });
@@ -25,7 +32,7 @@ after(async () => {
   await h?.close();
 });
 
-async function streamReceipt(buyerIndex: number, maxTokens: number) {
+async function streamReceipt(buyerIndex: number, maxTokens: number, model = "mock-gpu") {
   const buyer = h.devnet.accounts.buyers[buyerIndex]!;
   const client = new OpenAI({
     apiKey: "unused",
@@ -34,7 +41,7 @@ async function streamReceipt(buyerIndex: number, maxTokens: number) {
     maxRetries: 0,
   });
   const stream = await client.chat.completions.create({
-    model: "mock-gpu",
+    model,
     messages: [{ role: "user", content: "count" }],
     max_tokens: maxTokens,
     stream: true,
@@ -103,6 +110,24 @@ describe("a model priced per second of compute", () => {
     const backendMs = served.endedAt! - served.receivedAt;
     const computeMs = row?.usage?.compute_ms ?? 0;
     assert.ok(computeMs <= backendMs + 100, `billed ${computeMs} ms; the backend took ${backendMs} ms`);
+  });
+
+  test("a backend that goes silent mid-answer is billed until its last bytes, not for the idle timeout that ended it", async () => {
+    h.backend.set({ responseTokens: 40, tokensPerSecond: 50, stallAfterChunks: 3 });
+    h.backend.clearRequests();
+    const startedAt = Date.now();
+    try {
+      const { receipt, ending } = await streamReceipt(0, 40, "mock-gpu-idle");
+      assert.match(String(ending), /stopped answering in time/);
+      assert.ok(Date.now() - startedAt >= 1_500, "the stream ended at the 1.5 s idle timeout");
+      assert.equal(receipt.usage.completion_tokens, 3);
+      const computeMs = receipt.units?.compute_ms ?? 0;
+      // Three tokens at 50 a second came within about 60 ms; the 1.5 s of silence after them is not work.
+      assert.ok(computeMs > 0 && computeMs < 1_000, `billed ${computeMs} ms`);
+      assert.equal(BigInt(receipt.amount), (BigInt(computeMs) * PER_SECOND_ATOMIC + 999n) / 1000n);
+    } finally {
+      h.backend.set({ stallAfterChunks: undefined });
+    }
   });
 
   test("a generation past the time bound is stopped there and charged at most the maximum", async () => {

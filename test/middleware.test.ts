@@ -514,6 +514,66 @@ describe("the Express adapter when the buyer leaves early", () => {
   });
 });
 
+describe("Hono and Next adapters at the request's time bound", () => {
+  /** A hurried handler: the backend's JSON, awaited however long it takes, answered as it is. */
+  const hurried = (backendUrl: string, forwarded: unknown) =>
+    fetch(`${backendUrl}/chat/completions`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify(forwarded),
+    }).then(async (upstream) => Response.json(await upstream.json()));
+
+  for (const adapter of ["hono", "next"] as const) {
+    test(`${adapter}: a JSON answer complete only after the time bound is not delivered (504), and nothing is charged`, async () => {
+      // 60 tokens at 20 a second: 3 s, past the 2 s time bound.
+      const {
+        billing: longBilled,
+        backend: longBackend,
+        maxDurationSeconds,
+      } = await longBilling({
+        responseTokens: 60,
+        tokensPerSecond: 20,
+      });
+      let fetchHandler: (request: Request) => Response | Promise<Response>;
+      if (adapter === "hono") {
+        const app = new Hono<{ Variables: { tollgate: TollgateContext } }>();
+        app.post("/v1/chat/completions", tollgateHono({ billing: longBilled }), async (c) =>
+          hurried(longBackend.url, await c.req.json()),
+        );
+        fetchHandler = app.fetch;
+      } else {
+        const route = withTollgate(async (request) => hurried(longBackend.url, await request.json()), {
+          billing: longBilled,
+        });
+        fetchHandler = (request) => route(request, {});
+      }
+      const server = serve({ fetch: fetchHandler, hostname: "127.0.0.1", port: 0 });
+      await new Promise((resolve) => server.once("listening", resolve));
+      closers.push(() => new Promise((resolve) => server.close(() => resolve())));
+      const port = (server.address() as AddressInfo).port;
+      const jsonBody = body(false, 60);
+      const header = await paymentHeaderFor(port, jsonBody);
+      const buyer = devnet.accounts.buyers[1]!;
+      const balanceBefore = await devnet.usdcBalance(buyer.address);
+      const lastIdBefore = await lastPaymentId();
+      const startedAt = Date.now();
+      const answer = await fetch(`http://127.0.0.1:${port}/v1/chat/completions`, {
+        method: "POST",
+        headers: { "content-type": "application/json", "payment-signature": header },
+        body: jsonBody,
+      });
+      const text = await answer.text();
+      assert.ok(Date.now() - startedAt > maxDurationSeconds * 1000, "the answer came after the time bound");
+      assert.equal(answer.status, 504, text);
+      assert.match(text, /TOLLGATE_BACKEND_TIMEOUT/);
+      assert.ok(!text.includes(mockCompletionText(3)), "the answer is not delivered");
+      const row = await finalRowAfter(lastIdBefore, Date.now() + 10_000);
+      assert.equal(row?.status, "failed");
+      assert.equal(await devnet.usdcBalance(buyer.address), balanceBefore, "nothing charged");
+    });
+  }
+});
+
 describe("the Express adapter at the request's time bound", () => {
   test("a stream the buyer stops reading is charged at its time bound for what was forwarded, without waiting for the buyer", async () => {
     // A careful handler: it waits for the buyer to drain each write, so a buyer that reads nothing stalls it.

@@ -474,6 +474,8 @@ export function createBillingSession(parameters: CreateBillingSessionParameters)
     const meter = newMeter();
     const tap: SseTap = createSseTap({ route: quote.route, meter, onStop });
     let trailer: Promise<string> | undefined;
+    /** When the backend's last bytes came: a backend that failed or stalled worked until then, not after. */
+    let lastBytesAt: number | undefined;
     const finish = async (ending: StreamEnding): Promise<string> => {
       // A backend that ended without closing its last event (no blank line after it): that event counts too.
       const tail = ending === "complete" ? tap.end() : "";
@@ -481,8 +483,10 @@ export function createBillingSession(parameters: CreateBillingSessionParameters)
       return tail + (await trailerFor(ending));
     };
     const trailerFor = async (ending: StreamEnding): Promise<string> => {
-      const endedAt = performance.now();
       const failed = tap.stopped === "backend_error" || ending === "backend_error" || ending === "timeout";
+      // Backend time (compute-priced models) ends with the answer: its last bytes when it failed or went
+      // silent until a timeout (the wait is not its work), else now (its end, or the buyer leaving).
+      const endedAt = failed && lastBytesAt !== undefined ? lastBytesAt : performance.now();
       const code = ending === "timeout" ? "TOLLGATE_BACKEND_TIMEOUT" : "TOLLGATE_BACKEND_FAILED";
       const message =
         tap.stopMessage && tap.stopped === "backend_error"
@@ -519,6 +523,7 @@ export function createBillingSession(parameters: CreateBillingSessionParameters)
             code: "TOLLGATE_INTERNAL",
             shortMessage: "stream output before the payment's row is in the ledger (wait for session.ready)",
           });
+        lastBytesAt = performance.now();
         const out = tap.push(text);
         if (out && meter.delivered) served(true);
         return out;
@@ -555,6 +560,15 @@ export function createBillingSession(parameters: CreateBillingSessionParameters)
       if (written !== undefined && !(await ready())) {
         await failBeforeOutput(PAYMENT_NOT_RECORDED, notRecorded().status);
         return notRecorded();
+      }
+      // An answer complete only after the request's time bound is not delivered: past it, the payment
+      // may no longer be taken (an upto authorization's deadline, a channel reservation lapsed and
+      // handed to the next request), so delivering it would give it away.
+      if (Date.now() > deadlineAt) {
+        const reason = "the answer came after the request's time bound; nothing is charged";
+        await failBeforeOutput(reason, 504);
+        const answer = errorAnswer("TOLLGATE_BACKEND_TIMEOUT", reason);
+        return { ok: false, status: answer.status, body: answer.body };
       }
       let json: unknown;
       try {
