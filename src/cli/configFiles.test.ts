@@ -2,7 +2,8 @@ import assert from "node:assert/strict";
 import { resolve } from "node:path";
 import { test } from "node:test";
 import { fileURLToPath } from "node:url";
-import { describeLedger, readConfigFile } from "./gatewayCommand.js";
+import { parseGatewayConfig } from "../gateway/index.js";
+import { describeLedger, describeModelPrices, readConfigFile } from "./gatewayCommand.js";
 import { parseReconcileConfig } from "./reconcileCommand.js";
 
 test("reconcile reads a gateway config whose dashboard token is in the environment, without resolving it", async () => {
@@ -28,4 +29,27 @@ test("the gateway's start-up line names where its ledger is, never a database pa
     ledger: { ...config.ledger, databaseUrl: "postgres://tollgate:secret@db:5433/books", schema: "gw" },
   });
   assert.equal(shared, "PostgreSQL db:5433/books schema gw");
+});
+
+test("the gateway prints each model's prices as it reads them: a bare number is atomic units, shown in dollars", () => {
+  const config = parseGatewayConfig({
+    network: "eip155:137",
+    payTo: "0x0000000000000000000000000000000000000001",
+    facilitator: { url: "http://127.0.0.1:9" },
+    models: [
+      { id: "meant-dollars", backend: { baseUrl: "http://127.0.0.1:9/v1" }, inputPrice: 3, outputPrice: 15 },
+      {
+        id: "dollars",
+        backend: { baseUrl: "http://127.0.0.1:9/v1" },
+        inputPrice: "$0.15",
+        outputPrice: "$0.60",
+        fixedFee: "$0.001",
+        exactPrice: "$0.01",
+      },
+    ],
+  });
+  assert.deepEqual(config.models.map(describeModelPrices), [
+    "$0.000003 per 1M input tokens, $0.000015 per 1M output tokens",
+    "$0.15 per 1M input tokens, $0.60 per 1M output tokens, $0.001 per request, $0.01 per request (exact)",
+  ]);
 });

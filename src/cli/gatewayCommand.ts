@@ -3,7 +3,15 @@ import { resolve } from "node:path";
 import { parse as parseYaml } from "yaml";
 import { z } from "zod";
 import { TollgateError } from "../errors/index.js";
-import { configProblems, type GatewayConfig, gatewayConfigSchema, startGateway } from "../gateway/index.js";
+import {
+  configProblems,
+  type GatewayConfig,
+  gatewayConfigSchema,
+  type ModelConfig,
+  modelUnitPrices,
+  startGateway,
+} from "../gateway/index.js";
+import { formatMoney, type UsageUnit } from "../pricing/index.js";
 import { createCliLogger, parseFlags, printLine, waitForShutdownSignal } from "./cliSupport.js";
 import { commandFlags } from "./commandFlags.js";
 import { crashHooksFromFaultPoint } from "./faultPoints.js";
@@ -38,6 +46,8 @@ export async function gatewayCommand(argv: string[]): Promise<number> {
   printLine(
     `gateway listening on ${gateway.url}/v1 (${config.models.length} models, ${config.network}); ledger ${describeLedger(config)}`,
   );
+  // Prices as the gateway reads them: a bare number is atomic units, so `inputPrice: 3` shows as $0.000003.
+  for (const model of config.models) printLine(`  ${model.id}: ${describeModelPrices(model)}`);
   await waitForShutdownSignal();
   await gateway.close();
   await claim?.release();
@@ -53,6 +63,37 @@ export function describeLedger(config: GatewayConfig): string {
   const { databaseUrl, schema, dataDir = DEFAULT_LEDGER_DIR } = config.ledger;
   if (databaseUrl) return `PostgreSQL ${describeDatabase(databaseUrl)}${schema ? ` schema ${schema}` : ""}`;
   return `PGlite ${dataDir.includes("://") ? dataDir : resolve(dataDir)}`;
+}
+
+const PER_UNIT: Record<UsageUnit, string> = {
+  input_tokens: "1M input tokens",
+  cached_input_tokens: "1M cached input tokens",
+  cache_write_input_tokens: "1M cache-write tokens",
+  output_tokens: "1M output tokens",
+  reasoning_tokens: "1M reasoning tokens",
+  images: "image",
+  compute_ms: "second",
+  output_bytes: "1M output bytes",
+  requests: "request",
+};
+
+/** A model's prices in dollars, as charged: `$0.15 per 1M input tokens, $0.60 per 1M output tokens`. */
+export function describeModelPrices(model: ModelConfig): string {
+  const parts: string[] = [];
+  const prices = modelUnitPrices(model);
+  for (const unit of Object.keys(PER_UNIT) as UsageUnit[]) {
+    const price = prices?.[unit];
+    // A unit priced as its base unit (cached input as input, reasoning as output) says nothing more.
+    const base =
+      unit === "reasoning_tokens" ? "output_tokens" : unit.endsWith("input_tokens") ? "input_tokens" : unit;
+    const asBase = base !== unit && prices?.[base] === price;
+    if (price !== undefined && !asBase && !(unit === "images" && model.imagePrices))
+      parts.push(`${formatMoney(price)} per ${PER_UNIT[unit]}`);
+  }
+  for (const [size, price] of Object.entries(model.imagePrices ?? {}))
+    parts.push(`${formatMoney(price)} per image ${size}`);
+  if (model.exactPrice !== undefined) parts.push(`${formatMoney(model.exactPrice)} per request (exact)`);
+  return parts.length > 0 ? parts.join(", ") : "free";
 }
 
 /**

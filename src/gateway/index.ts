@@ -62,6 +62,7 @@ export {
   type TollgateHonoParameters,
   tollgateHono,
 } from "./honoBilling.js";
+export { modelUnitPrices } from "./modelUnitPrices.js";
 export { type TollgateRouteHandler, type WithTollgateParameters, withTollgate } from "./nextBilling.js";
 export {
   type CreateGatewayMetricsParameters,

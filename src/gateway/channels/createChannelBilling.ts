@@ -346,12 +346,12 @@ export function createChannelBilling(parameters: CreateChannelBillingParameters)
 
     const pendingId = randomBytes(16).toString("hex");
     type Reserve =
-      | { kind: "reserved"; channel: ChannelRecord }
+      | { kind: "reserved"; channel: ChannelRecord; adoptedAtomic?: bigint }
       | { kind: "refused"; reason: string; message: string; channel?: ChannelRecord };
     const reserve = (onchain: OnchainChannelState | undefined, now: number) =>
       channels.update<Reserve | { kind: "stale" }>(channelId, (current) => {
         if (!onchain && !isFresh(current, now)) return { result: { kind: "stale" } };
-        const state = withOnchain(current, payload, onchain, now);
+        let state = withOnchain(current, payload, onchain, now);
         if (!state)
           return {
             result: { kind: "refused", reason: ChannelReason.missingChannel, message: "unknown channel" },
@@ -375,7 +375,24 @@ export function createChannelBilling(parameters: CreateChannelBillingParameters)
               message: "the payer started a withdrawal from this channel; open a new channel to pay",
             },
           };
-        const expectedAtomic = state.chargedAtomic + requestMaxAtomic;
+        let expectedAtomic = state.chargedAtomic + requestMaxAtomic;
+        // A channel this ledger has no record of, whose payer signs (its signature checked: not deferred)
+        // above what the chain shows claimed plus this request: the payer acknowledges charges made
+        // elsewhere (a ledger lost, or another one). They become this channel's charged base, so that the
+        // claim takes them, rather than a corrective 402 that would have the payer sign them again.
+        let adoptedAtomic: bigint | undefined;
+        if (
+          !current &&
+          onchain &&
+          !deferred &&
+          payload.type === "voucher" &&
+          payload.voucher.maxClaimableAmount > expectedAtomic
+        ) {
+          adoptedAtomic = payload.voucher.maxClaimableAmount - expectedAtomic;
+          state = { ...state, chargedAtomic: state.chargedAtomic + adoptedAtomic };
+          state = { ...state, signedMaxAtomic: largerOf(state.signedMaxAtomic, state.chargedAtomic) };
+          expectedAtomic = payload.voucher.maxClaimableAmount;
+        }
         if (payload.voucher.maxClaimableAmount !== expectedAtomic)
           return {
             next: keep,
@@ -407,7 +424,7 @@ export function createChannelBilling(parameters: CreateChannelBillingParameters)
             expiresAt: now + quote.timeBoundMs + marginMs,
           },
         };
-        return { next, result: { kind: "reserved", channel: next } };
+        return { next, result: { kind: "reserved", channel: next, adoptedAtomic } };
       });
     // Vouchers are checked without a chain call while the channel's on-chain state is fresh; a
     // stale (or unknown) channel is read from the chain, outside the channel's lock, and tried again.
@@ -450,6 +467,16 @@ export function createChannelBilling(parameters: CreateChannelBillingParameters)
       const { kind: _refused, ...refusal } = reserved;
       return { ok: false, kind: "payment", ...refusal };
     }
+    if (reserved.adoptedAtomic !== undefined)
+      logger.warn(
+        {
+          channelId,
+          payer: payload.channelConfig.payer,
+          adoptedAtomic: reserved.adoptedAtomic.toString(),
+          claimedOnchainAtomic: reserved.channel.totalClaimedAtomic.toString(),
+        },
+        "a channel unknown to this ledger was charged elsewhere: its payer's voucher acknowledges the charges, which become its base and will be claimed; if this gateway should have had that ledger (its data dir, DATABASE_URL), point it back",
+      );
 
     let depositTransaction: string | undefined;
     if (payload.type === "deposit") {
