@@ -173,3 +173,99 @@ test("a prices map that would sell output, or everything, for nothing is a confi
   const feeOnly = parseGatewayConfig({ ...input, models: [{ ...unpriced, prices: {}, fixedFee: "$0.01" }] });
   assert.equal(feeOnly.models[0]?.fixedFee, 10_000n, "an empty map beside a fixed fee still charges");
 });
+
+test("a price no route of the model meters, an itemized token price without its base, or a served route with no price is a config error naming the model and key", async () => {
+  const input = await exampleInput();
+  const [first] = input.models as Record<string, unknown>[];
+  const {
+    inputPrice: _input,
+    outputPrice: _output,
+    fixedFee: _fee,
+    ...unpriced
+  } = first as Record<string, unknown>;
+  const refusal = (model: Record<string, unknown>, pattern: RegExp) =>
+    assert.throws(
+      () => parseGatewayConfig({ ...input, models: [{ ...unpriced, id: "m1", ...model }] }),
+      (error: unknown) =>
+        isTollgateError(error, "TOLLGATE_CONFIG_INVALID") &&
+        /model m1/.test(error.shortMessage) &&
+        pattern.test(error.shortMessage),
+    );
+  const chat = { inputPrice: "$1", outputPrice: "$2" };
+  refusal(
+    { ...chat, imagePrices: { "1024x1024": "$0.04" } },
+    /prices images \(imagePrices\).*add image to backend\.apis/,
+  );
+  refusal({ prices: { input_tokens: "$1", output_tokens: "$2", images: "$0.04" } }, /prices\.images/);
+  refusal(
+    { prices: { cached_input_tokens: "$3", output_tokens: "$15" } },
+    /prices cached_input_tokens but not input_tokens.*set inputPrice/,
+  );
+  refusal(
+    { ...chat, prices: { cache_write_input_tokens: "$3" }, inputPrice: undefined },
+    /cache_write_input_tokens but not input_tokens/,
+  );
+  refusal(
+    { inputPrice: "$1", prices: { reasoning_tokens: "$15" } },
+    /prices reasoning_tokens but not output_tokens.*set outputPrice/,
+  );
+  const embedding = { kind: "embedding", backend: { baseUrl: "http://127.0.0.1:9/v1" } };
+  refusal(
+    { ...embedding, prices: { input_tokens: "$1", output_tokens: "$2" } },
+    /prices output_tokens \(prices\.output_tokens\), which none of its routes \(embedding\) meters/,
+  );
+  refusal({ ...embedding, inputPrice: "$1", outputPrice: "$2" }, /\(outputPrice\)/);
+  refusal(
+    {
+      kind: "image",
+      backend: { baseUrl: "http://127.0.0.1:9/v1", apis: ["image", "chat"] },
+      imagePrices: { "1024x1024": "$0.04" },
+    },
+    /serves chat requests but prices none of the units that route meters.*every chat request would be served for nothing/,
+  );
+  refusal({ ...chat, prices: { input_tokens: "$1" } }, /sets inputPrice and prices\.input_tokens.*keep one/);
+  refusal(
+    { ...chat, pricePerSecond: "$0.001", prices: { compute_ms: "$0.001" } },
+    /sets pricePerSecond and prices\.compute_ms/,
+  );
+  refusal(
+    { ...chat, fixedFee: "$0.01", prices: { requests: "$0.01" } },
+    /sets fixedFee and prices\.requests/,
+  );
+
+  const accepted = (model: Record<string, unknown>) =>
+    parseGatewayConfig({ ...input, models: [{ ...unpriced, id: "m1", ...model }] }).models[0];
+  // What stays possible: free units written as "$0", a fixed price, prices every served route meters.
+  assert.equal(accepted({ inputPrice: "$0", outputPrice: "$0" })?.inputPrice, 0n);
+  assert.equal(
+    accepted({ ...chat, prices: { cached_input_tokens: "$0", reasoning_tokens: "$0" } })?.prices
+      ?.cached_input_tokens,
+    0n,
+  );
+  assert.equal(accepted({ exactPrice: "$0.01" })?.exactPrice, 10_000n);
+  assert.ok(
+    accepted({
+      kind: "image",
+      backend: { baseUrl: "http://127.0.0.1:9/v1", apis: ["image", "chat"] },
+      imagePrices: { "1024x1024": "$0.04" },
+      ...chat,
+    }),
+  );
+  assert.ok(
+    accepted({
+      kind: "image",
+      backend: { baseUrl: "http://127.0.0.1:9/v1", apis: ["image", "chat"] },
+      imagePrices: { "1024x1024": "$0.04" },
+      exactPrice: "$0.04",
+    }),
+  );
+  assert.ok(accepted({ ...embedding, inputPrice: "$0.02" }));
+  assert.ok(
+    accepted({
+      kind: "moderation",
+      backend: { baseUrl: "http://127.0.0.1:9/v1" },
+      fixedFee: "$0.0001",
+      inputPrice: "$0.01",
+    }),
+  );
+});

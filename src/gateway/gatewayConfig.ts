@@ -7,6 +7,7 @@ import {
   onchainStateTrustMs,
   shortestSafeWithdrawDelaySeconds,
 } from "./channels/channelTiming.js";
+import { modelPriceProblems, servedRoutes } from "./modelPriceCoverage.js";
 import { routeKinds, routes } from "./routes/index.js";
 
 const addressSchema = z.string().regex(/^0x[0-9a-fA-F]{40}$/, "an EVM address (0x + 40 hex digits)");
@@ -84,7 +85,8 @@ const modelSchema = z
   .superRefine((model, ctx) => {
     const unitPriced =
       model.prices !== undefined || model.pricePerSecond !== undefined || model.imagePrices !== undefined;
-    if (model.inputPrice === undefined && model.exactPrice === undefined && !unitPriced) {
+    const unpriced = model.inputPrice === undefined && model.exactPrice === undefined && !unitPriced;
+    if (unpriced) {
       ctx.addIssue({
         code: "custom",
         message: "needs inputPrice or prices (upto), or exactPrice (exact)",
@@ -100,11 +102,8 @@ const modelSchema = z
         path: ["prices", "output_bytes"],
       });
     }
-    if (
-      routes[model.kind].outputTokens &&
-      model.inputPrice !== undefined &&
-      model.outputPrice === undefined
-    ) {
+    const sellsOutput = servedRoutes(model).some((kind) => routes[kind].outputTokens);
+    if (sellsOutput && model.inputPrice !== undefined && model.outputPrice === undefined) {
       ctx.addIssue({
         code: "custom",
         message: "outputPrice is required with inputPrice",
@@ -116,7 +115,7 @@ const modelSchema = z
       (unit) => model.prices?.[unit] !== undefined,
     );
     if (
-      routes[model.kind].outputTokens &&
+      sellsOutput &&
       inputPriced &&
       model.prices?.output_tokens === undefined &&
       model.outputPrice === undefined
@@ -127,7 +126,7 @@ const modelSchema = z
           "prices has input tokens but no output_tokens: every output token would be sold for nothing; add prices.output_tokens (or outputPrice)",
         path: ["prices", "output_tokens"],
       });
-    if (
+    const emptyPrices =
       model.prices !== undefined &&
       Object.keys(model.prices).length === 0 &&
       model.fixedFee === 0n &&
@@ -135,14 +134,16 @@ const modelSchema = z
       model.outputPrice === undefined &&
       model.exactPrice === undefined &&
       model.pricePerSecond === undefined &&
-      model.imagePrices === undefined
-    )
+      model.imagePrices === undefined;
+    if (emptyPrices)
       ctx.addIssue({
         code: "custom",
         message:
           "prices lists no unit, so every request would be served for nothing: price at least one unit",
         path: ["prices"],
       });
+    for (const problem of modelPriceProblems(model, !unpriced && !emptyPrices))
+      ctx.addIssue({ code: "custom", message: problem.message, path: problem.path });
   });
 
 const facilitatorSchema = z.union([

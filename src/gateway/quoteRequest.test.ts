@@ -26,7 +26,8 @@ const config = parseGatewayConfig({
       tokenizer: id,
       backend: { baseUrl: "http://127.0.0.1:9/v1", outputLimitFields: ["n_predict"] },
       inputPrice: "3000000",
-      outputPrice: "15000000",
+      // An embedding answers no tokens: an output price there would be refused.
+      ...(kind === "embedding" ? {} : { outputPrice: "15000000" }),
       maxOutputTokens: 512,
     })),
   ),

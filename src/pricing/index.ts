@@ -24,7 +24,11 @@ export {
   promptTokenBound,
 } from "./promptTokenBound.js";
 export { type ResolveOutputLimitOptions, resolveOutputLimit } from "./resolveOutputLimit.js";
-export { type ResolveUnitPricesParameters, resolveUnitPrices } from "./resolveUnitPrices.js";
+export {
+  PRICE_SHORTHANDS,
+  type ResolveUnitPricesParameters,
+  resolveUnitPrices,
+} from "./resolveUnitPrices.js";
 export {
   messagesPlainTexts,
   messagesPromptBody,

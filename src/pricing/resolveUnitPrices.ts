@@ -14,7 +14,8 @@ export type ResolveUnitPricesParameters = {
   pricePerSecond?: bigint | undefined;
 };
 
-const SHORTHANDS = [
+/** Each shorthand key of a model's config and the unit it prices. */
+export const PRICE_SHORTHANDS = [
   ["inputPrice", "input_tokens"],
   ["outputPrice", "output_tokens"],
   ["fixedFee", "requests"],
@@ -32,7 +33,7 @@ const SHORTHANDS = [
  */
 export function resolveUnitPrices(parameters: ResolveUnitPricesParameters): UnitPrices {
   const resolved: UnitPrices = { ...(parameters.prices ?? {}) };
-  for (const [shorthand, unit] of SHORTHANDS) {
+  for (const [shorthand, unit] of PRICE_SHORTHANDS) {
     const value = parameters[shorthand];
     if (value === undefined || (shorthand === "fixedFee" && value === 0n)) continue;
     if (resolved[unit] !== undefined) {
