@@ -1,6 +1,5 @@
 import assert from "node:assert/strict";
 import { request as httpRequest } from "node:http";
-import { type AddressInfo, createServer as createNetServer, type Socket } from "node:net";
 import { after, before, describe, test } from "node:test";
 import { decodePaymentResponseHeader } from "@x402/core/http";
 import type { PaymentRequired } from "@x402/core/types";
@@ -22,6 +21,7 @@ import {
   testPrices,
 } from "./support/gatewayHarness.js";
 import { holdStreams, mockCompletionText, mockModelId, mockTokenText } from "./support/mockBackend.js";
+import { startSwitchableRpc } from "./support/switchableRpc.js";
 
 let h: GatewayHarness;
 before(async () => {
@@ -453,15 +453,14 @@ describe("refusals", () => {
 
 describe("outages", () => {
   test("timeouts.verifySeconds bounds a verify the chain never answers: 503 in time, no backend call", async () => {
-    // A chain node that accepts connections and never answers.
-    const sockets: Socket[] = [];
-    const blackHole = createNetServer((socket) => sockets.push(socket));
-    await new Promise<void>((resolve) => blackHole.listen(0, "127.0.0.1", resolve));
+    // A chain node that answers the start (the asset's decimals), then accepts connections and never answers.
+    const rpc = await startSwitchableRpc(h.devnet.rpcUrl);
     const silent = await startGatewayHarness({
       devnet: h.devnet,
-      rpcUrl: `http://127.0.0.1:${(blackHole.address() as AddressInfo).port}`,
+      rpcUrl: rpc.url,
       configure: (input) => ({ ...input, timeouts: { verifySeconds: 0.5 } }),
     });
+    await rpc.cut("silent");
     try {
       const first = await fetch(`${silent.gateway.url}/v1/chat/completions`, {
         method: "POST",
@@ -491,13 +490,14 @@ describe("outages", () => {
       assert.equal(silent.backend.inferenceRequests.length, 0);
     } finally {
       await silent.close();
-      for (const socket of sockets) socket.destroy();
-      blackHole.close();
+      await rpc.close();
     }
   });
 
   test("an unreachable chain before inference: 503 with Retry-After and no backend call", async () => {
-    const down = await startGatewayHarness({ devnet: h.devnet, rpcUrl: "http://127.0.0.1:9" });
+    const rpc = await startSwitchableRpc(h.devnet.rpcUrl);
+    const down = await startGatewayHarness({ devnet: h.devnet, rpcUrl: rpc.url });
+    await rpc.cut("refused");
     try {
       const required = await (async () => {
         const response = await fetch(`${down.gateway.url}/v1/chat/completions`, {
@@ -526,6 +526,7 @@ describe("outages", () => {
       assert.equal(down.backend.inferenceRequests.length, 0);
     } finally {
       await down.close();
+      await rpc.close();
     }
   });
 });

@@ -11,6 +11,7 @@ import {
   type Hex,
   HttpRequestError,
   http,
+  isAddressEqual,
   type PublicClient,
   TimeoutError,
 } from "viem";
@@ -188,19 +189,15 @@ export async function startGateway({
   logger.info({ gasSponsoring }, "gas sponsoring the facilitator supports for this asset");
   // Every "$" amount of the config ($0.50 per 1M tokens, a deposit, a cap) is counted in 6-decimal
   // units, as USDC is: in a token of other decimals it would be a price off by powers of ten.
-  const decimals = chain
-    ? await assetDecimals(chain, getAddress(asset)).catch(async (error: unknown) => {
-        await closeOwnLedger();
-        throw error;
-      })
-    : undefined;
-  if (decimals !== undefined && decimals !== USDC_DECIMALS) {
+  await assertUsdcDecimals({
+    chain,
+    asset: getAddress(asset),
+    rpcUrl,
+    presetUsdc: preset.usdc,
+  }).catch(async (error: unknown) => {
     await closeOwnLedger();
-    throw new TollgateError({
-      code: "TOLLGATE_CONFIG_INVALID",
-      shortMessage: `config key asset: ${asset} has ${decimals} decimals; the gateway counts prices and amounts in ${USDC_DECIMALS}-decimal units ("$1" is 1,000,000 atomic units), as USDC and the x402 stablecoins are, so in this token every price would be off by 10^${decimals - USDC_DECIMALS}: use a ${USDC_DECIMALS}-decimal token`,
-    });
-  }
+    throw error;
+  });
   const terms = {
     network: preset.network,
     asset: getAddress(asset),
@@ -435,13 +432,49 @@ function createConfiguredFacilitator(
   });
 }
 
-/** The token's `decimals()`, or undefined when it cannot be read (an unreachable chain, no such function). */
-async function assetDecimals(chain: PublicClient, asset: Address): Promise<number | undefined> {
+/**
+ * Refuses an asset the gateway cannot count in 6-decimal units: one whose `decimals()` is not 6, or
+ * one whose decimals cannot be read (a price would be sold at 10^-12 of itself in an 18-decimal
+ * token). Only the network preset's own USDC, whose 6 decimals are known, starts without the chain.
+ */
+async function assertUsdcDecimals({
+  chain,
+  asset,
+  rpcUrl,
+  presetUsdc,
+}: {
+  chain: PublicClient | undefined;
+  asset: Address;
+  rpcUrl: string | undefined;
+  presetUsdc: Address | undefined;
+}): Promise<void> {
+  if (presetUsdc !== undefined && isAddressEqual(asset, presetUsdc)) return;
+  let decimals: number;
   try {
-    return await chain.readContract({ address: asset, abi: erc20Abi, functionName: "decimals" });
-  } catch {
-    return undefined;
+    if (!chain) throw new Error("no rpcUrl is configured and the network has no default");
+    decimals = await chain.readContract({ address: asset, abi: erc20Abi, functionName: "decimals" });
+  } catch (cause) {
+    throw new TollgateError({
+      code: "TOLLGATE_CONFIG_INVALID",
+      shortMessage: `config key asset: the decimals of ${asset} could not be read from the RPC ${rpcUrl ?? "(none)"} (${shortCause(cause)}); the gateway counts every "$" amount in ${USDC_DECIMALS}-decimal units and does not start on a token whose decimals it has not checked: set rpcUrl to an RPC of this network that answers, check that asset is the token's address, or leave asset unset to use the network's USDC`,
+      details: { field: "asset" },
+      cause,
+    });
   }
+  if (decimals !== USDC_DECIMALS)
+    throw new TollgateError({
+      code: "TOLLGATE_CONFIG_INVALID",
+      shortMessage: `config key asset: ${asset} has ${decimals} decimals; the gateway counts prices and amounts in ${USDC_DECIMALS}-decimal units ("$1" is 1,000,000 atomic units), as USDC and the x402 stablecoins are, so in this token every price would be off by 10^${decimals - USDC_DECIMALS}: use a ${USDC_DECIMALS}-decimal token`,
+    });
+}
+
+/** The first line of an error's message: viem's messages run to many lines of request details. */
+function shortCause(cause: unknown): string {
+  const message =
+    cause instanceof Error
+      ? ((cause as { shortMessage?: string }).shortMessage ?? cause.message)
+      : String(cause);
+  return message.split("\n")[0] ?? message;
 }
 
 /** Whether `asset` answers EIP-2612's `nonces(owner)`; an unreachable chain counts as yes (the default). */

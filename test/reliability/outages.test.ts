@@ -33,6 +33,7 @@ import {
   testGatewayConfig,
 } from "../support/gatewayHarness.js";
 import { type MockBackend, mockModelId, startMockBackend } from "../support/mockBackend.js";
+import { startSwitchableRpc } from "../support/switchableRpc.js";
 import { waitFor } from "./support/reliabilityEnv.js";
 
 const body = (extra: Record<string, unknown> = {}) =>
@@ -140,7 +141,11 @@ async function payMany(gateway: Gateway, count: number, extra: Record<string, un
 
 describe("outages", () => {
   test("chain RPC down: 503 with Retry-After, no backend call", async (t) => {
-    const { gateway } = await gatewayWith({ rpcUrl: "http://127.0.0.1:9" });
+    // The chain answers the start (the asset's decimals), then refuses every connection.
+    const rpc = await startSwitchableRpc(devnet.rpcUrl);
+    closers.push(() => rpc.close());
+    const { gateway } = await gatewayWith({ rpcUrl: rpc.url });
+    await rpc.cut("refused");
     backend.clearRequests();
     const { statuses, allRetryAfter, slowestMs } = await payMany(gateway, 20);
     t.diagnostic(
