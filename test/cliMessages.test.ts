@@ -3,6 +3,7 @@ import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
+import { isLoopbackHost } from "../src/cli/loopbackHost.js";
 import { runCli } from "./support/runCli.js";
 import { runMain } from "./support/runMain.js";
 
@@ -22,6 +23,19 @@ describe("the CLI says what to do in words", () => {
     assert.equal(run.code, 2, run.stderr);
     assert.match(run.stderr, /chat: --gateway is required/);
     assert.doesNotMatch(run.stderr, /expected array/);
+  });
+
+  test("dev refuses to serve a real upstream beyond loopback, before it starts anything: exit 2", async () => {
+    for (const host of ["0.0.0.0", "192.168.1.20", "::", "[::]", "example.com"]) {
+      const run = await runMain(["dev", "--host", host, "--upstream", "https://api.openai.com/v1"]);
+      assert.equal(run.code, 2, run.stderr);
+      assert.match(run.stderr, /is not a loopback address/);
+      assert.match(run.stderr, /devnet USDC, which anyone can mint for free/);
+      assert.match(run.stderr, /sell a real upstream with tollgate gateway on a real network/);
+      assert.doesNotMatch(run.stdout, /Starting Tollgate dev/, "nothing was started");
+    }
+    for (const host of ["127.0.0.1", "127.8.9.10", "localhost", "::1", "[::1]"])
+      assert.ok(isLoopbackHost(host), host);
   });
 
   test("an unknown flag suggests the closest one: exit 2", async () => {

@@ -7,7 +7,8 @@ export const commandUsage = {
   Runs everything on one machine: a devnet chain, an in-process facilitator, the ledger
   (PGlite in --data-dir, where tollgate ledger looks by default; memory:// for none), and the
   gateway in front of the built-in demo backend (model tollgate-demo, --tokens-per-second) — or in front of a real OpenAI-compatible
-  backend with --upstream. An example paid MCP server (tools summarize, per token, and
+  backend with --upstream (then --host must be loopback: devnet money is free to anyone; sell a real
+  upstream with tollgate gateway on a real network). An example paid MCP server (tools summarize, per token, and
   count_tokens, $0.001 a call) answers at <gateway>/mcp over Streamable HTTP. Prints a funded buyer key to pay with; with --fresh-buyer, one holding
   test USDC only (no Permit2 approval, no native gas), whose first request pays through a
   gas-sponsored approval. Runs until Ctrl-C.`,

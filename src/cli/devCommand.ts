@@ -12,6 +12,7 @@ import { commandFlags } from "./commandFlags.js";
 import { devGatewayConfig } from "./devGatewayConfig.js";
 import { claimConfiguredLedger } from "./gatewayCommand.js";
 import { DEFAULT_LEDGER_DIR } from "./ledgerAccess.js";
+import { isLoopbackHost } from "./loopbackHost.js";
 
 const flagsSchema = z.object({
   port: z.coerce.number().int().min(0).max(65535).default(4021),
@@ -24,6 +25,19 @@ const flagsSchema = z.object({
   dataDir: z.string().default(DEFAULT_LEDGER_DIR),
   tokensPerSecond: z.coerce.number().min(0).default(50),
 });
+
+/**
+ * Refuses to serve a real upstream beyond this machine: dev's money is devnet USDC, which anyone can
+ * mint, so whoever reached the gateway would use the upstream (and its API key) for free.
+ */
+function refuseUpstreamBeyondLoopback(host: string, upstream: string): void {
+  if (isLoopbackHost(host)) return;
+  throw new TollgateError({
+    code: "TOLLGATE_CONFIG_INVALID",
+    shortMessage: `dev: --host ${host} is not a loopback address, and with --upstream it would let anyone who reaches this machine use ${upstream} for devnet USDC, which anyone can mint for free: keep --host 127.0.0.1 (or localhost, ::1) with --upstream, or sell a real upstream with tollgate gateway on a real network`,
+    details: { field: "host" },
+  });
+}
 
 /** `tollgate dev`: the whole system on embedded defaults. */
 export async function devCommand(argv: string[]): Promise<number> {
@@ -42,6 +56,7 @@ export async function devCommand(argv: string[]): Promise<number> {
       };
     }, flagsSchema),
   );
+  if (flags.upstream) refuseUpstreamBeyondLoopback(flags.host, flags.upstream);
   const logger = createCliLogger(flags.json ? "warn" : (process.env.TOLLGATE_LOG_LEVEL ?? "warn"));
   const startedAt = performance.now();
   if (!flags.json)
