@@ -10,6 +10,7 @@ import {
 } from "../src/facilitator/index.js";
 import { createPaymentRecovery, type PaymentRecovery, reconcileLedger } from "../src/gateway/index.js";
 import type { PaymentRecord, PaymentStatus } from "../src/ledger/index.js";
+import { captureLogger } from "../src/ledger/testkit/captureLogger.js";
 import { authorizationKey, decodePaymentRequiredHeader } from "../src/protocol/index.js";
 import { type GatewayHarness, officialBuyer, startGatewayHarness } from "./support/gatewayHarness.js";
 import { mockModelId } from "./support/mockBackend.js";
@@ -236,6 +237,56 @@ describe("recovery of payments a killed gateway left pending", () => {
     assert.equal(await statusOf(row.id), "metered", "only the facilitator the buyer named can settle it");
     await h.ledger.payments.markSettling(row.id);
     await h.ledger.payments.markSettled(row.id, { transaction: "", chargeAtomic: 0n });
+  });
+
+  test("rows only another facilitator can settle are told in one warning per pass: how many, their total and the facilitator they need", async () => {
+    const { logger, records } = captureLogger();
+    const watchful = createPaymentRecovery({
+      payments: h.ledger.payments,
+      settlements: h.ledger.settlements,
+      facilitator: h.gateway.facilitator,
+      network: h.devnet.network,
+      facilitatorAddress: upto.extra?.facilitatorAddress as string,
+      graceMs: 0,
+      settlingGraceMs: 0,
+      logger,
+    });
+    const other = h.devnet.accounts.deployer.address;
+    const foreignRow = async (status: "metered" | "settling", chargeAtomic: bigint) => {
+      const buyer = await h.devnet.createBuyer(1_000_000n);
+      const payload = await signUptoPayload({
+        privateKey: buyer.privateKey,
+        requirements: upto,
+        chainId: h.devnet.chainId,
+        facilitator: other,
+      });
+      return (await paymentAt(status, { payload, chargeAtomic })).row;
+    };
+    const rows = [await foreignRow("metered", 1_100n), await foreignRow("settling", 900n)];
+    try {
+      const report = await watchful.runOnce();
+      assert.ok(report.left >= 2, JSON.stringify(report));
+      const warnings = records.filter((record) => /only by facilitator/.test(String(record.msg)));
+      assert.equal(warnings.length, 1, "one warning for the pass, not one per row");
+      const [warning] = warnings;
+      assert.equal(warning?.level, 40, "a warning, not an info line");
+      assert.equal(warning?.rows, 2);
+      assert.equal(warning?.chargeAtomic, "2000");
+      assert.deepEqual(warning?.facilitators, [other]);
+      assert.match(
+        String(warning?.msg),
+        new RegExp(
+          `2 upto payment\\(s\\), 2000 atomic units charged in all, can be settled only by facilitator ${other}, not by this gateway's \\(${upto.extra?.facilitatorAddress}\\): start a gateway on this ledger with that facilitator's key before the authorizations' deadlines \\(the first at \\d{4}-`,
+        ),
+      );
+      for (const row of rows)
+        assert.notEqual(await statusOf(row.id), "settled", "nor settled by this gateway");
+    } finally {
+      for (const row of rows) {
+        if ((await statusOf(row.id)) === "metered") await h.ledger.payments.markSettling(row.id);
+        await h.ledger.payments.markSettled(row.id, { transaction: "", chargeAtomic: 0n });
+      }
+    }
   });
 
   test("a grace shorter than a live request's heartbeat never fails a request being served: the passes while serving leave a row younger than three heartbeats alone", async () => {

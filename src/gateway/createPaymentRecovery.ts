@@ -67,6 +67,9 @@ export type PaymentRecovery = {
 
 type RowOutcome = "failed" | "settled" | "zero" | "debt" | "left";
 
+/** Charged rows of one pass that only another facilitator can settle: what the operator must act on. */
+type Stranded = { rows: number; chargeAtomic: bigint; facilitators: Set<string>; firstDeadline?: bigint };
+
 /** A row refreshed within three heartbeats may be a live request's: passes while serving leave it alone. */
 const LIVE_ROW_MIN_AGE_MS = 3 * DEFAULT_HEARTBEAT_MS;
 
@@ -104,18 +107,58 @@ export function createPaymentRecovery({
     nonce: row.nonce,
   });
 
+  /** The facilitator an upto authorization names (its witness), the only one that can settle it. */
+  const witnessFacilitatorOf = (row: PaymentRecord): string | undefined => {
+    const witness = (
+      row.paymentPayload as { payload?: { permit2Authorization?: { witness?: { facilitator?: unknown } } } }
+    ).payload?.permit2Authorization?.witness;
+    return typeof witness?.facilitator === "string" ? witness.facilitator : undefined;
+  };
+
   /** Whether this gateway's facilitator may settle the row (an upto witness names its facilitator). */
   const canSettle = (row: PaymentRecord): boolean => {
     if (row.network !== network) return false;
     // A channel's charge is recorded with the channel's own row, never settled by itself.
     if (row.scheme === "batch-settlement") return false;
     if (row.scheme !== "upto" || facilitatorAddress === undefined) return true;
-    const witness = (
-      row.paymentPayload as { payload?: { permit2Authorization?: { witness?: { facilitator?: unknown } } } }
-    ).payload?.permit2Authorization?.witness;
-    return (
-      typeof witness?.facilitator === "string" &&
-      witness.facilitator.toLowerCase() === facilitatorAddress.toLowerCase()
+    return witnessFacilitatorOf(row)?.toLowerCase() === facilitatorAddress.toLowerCase();
+  };
+
+  /**
+   * Counts a row of this network that names another facilitator (a restart with another key, a
+   * replica scaled down): it stays charged and unsettled until that facilitator runs again.
+   */
+  const noteStranded = (row: PaymentRecord, stranded: Stranded): void => {
+    const other = witnessFacilitatorOf(row);
+    if (row.network !== network || row.scheme !== "upto" || other === undefined) return;
+    stranded.rows++;
+    stranded.chargeAtomic += row.chargeAtomic ?? 0n;
+    stranded.facilitators.add(other);
+    const deadline = deadlineOf(row);
+    if (deadline !== undefined && (stranded.firstDeadline === undefined || deadline < stranded.firstDeadline))
+      stranded.firstDeadline = deadline;
+  };
+
+  /**
+   * One warning per pass for the rows only another facilitator can settle: left alone they lapse
+   * unpaid at their deadlines, and nothing else in the gateway would say so.
+   */
+  const warnStranded = (stranded: Stranded): void => {
+    if (stranded.rows === 0) return;
+    const facilitators = [...stranded.facilitators];
+    const firstDeadline =
+      stranded.firstDeadline === undefined
+        ? undefined
+        : new Date(Number(stranded.firstDeadline) * 1000).toISOString();
+    logger.warn(
+      {
+        rows: stranded.rows,
+        chargeAtomic: stranded.chargeAtomic.toString(),
+        facilitators,
+        facilitatorAddress,
+        firstDeadline,
+      },
+      `recovery: ${stranded.rows} upto payment(s), ${stranded.chargeAtomic} atomic units charged in all, can be settled only by facilitator ${facilitators.join(", ")}, not by this gateway's (${facilitatorAddress}): start a gateway on this ledger with that facilitator's key before the authorizations' deadlines${firstDeadline ? ` (the first at ${firstDeadline})` : ""}, or they lapse unpaid`,
     );
   };
 
@@ -202,7 +245,7 @@ export function createPaymentRecovery({
     return "debt";
   }
 
-  async function recoverRow(row: PaymentRecord): Promise<RowOutcome> {
+  async function recoverRow(row: PaymentRecord, stranded: Stranded): Promise<RowOutcome> {
     switch (row.status) {
       case "claimed":
       case "serving":
@@ -210,11 +253,17 @@ export function createPaymentRecovery({
         await payments.markFailed(row.id, "gateway_restarted: usage unknown, nothing charged");
         return "failed";
       case "metered":
-        if (!canSettle(row)) return "left";
+        if (!canSettle(row)) {
+          noteStranded(row, stranded);
+          return "left";
+        }
         await payments.markSettling(row.id);
         return finishSettling(await reload(row));
       case "settling":
-        if (!canSettle(row)) return "left";
+        if (!canSettle(row)) {
+          noteStranded(row, stranded);
+          return "left";
+        }
         if (Date.now() - row.updatedAt.getTime() < settlingGraceMs) return "left";
         return finishSettling(row);
       default:
@@ -272,10 +321,11 @@ export function createPaymentRecovery({
     };
     // Measured by the database's clock, which wrote updated_at: a replica's own clock may be off.
     const rows = await payments.pendingForRecovery({ untouchedForMs: minAgeMs });
+    const stranded: Stranded = { rows: 0, chargeAtomic: 0n, facilitators: new Set() };
     for (const row of rows) {
       report.examined++;
       try {
-        report[await recoverRow(row)]++;
+        report[await recoverRow(row, stranded)]++;
       } catch (error) {
         if (error instanceof PaymentTransitionError) {
           // Someone else (the live request, a sibling's recovery) moved the row first: theirs stands.
@@ -289,6 +339,7 @@ export function createPaymentRecovery({
         );
       }
     }
+    warnStranded(stranded);
     if (debtRetriesPerPass > 0) {
       const now = BigInt(Math.floor(Date.now() / 1000));
       const debts = (await payments.openDebts())
