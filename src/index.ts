@@ -22,6 +22,7 @@ export {
 export {
   createFacilitator,
   createFacilitatorApp,
+  createFacilitatorClient,
   createFacilitatorMetrics,
   type FacilitatorEvent,
   serveFacilitator,

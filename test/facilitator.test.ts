@@ -10,7 +10,12 @@ import { UptoEvmScheme } from "@x402/evm/upto/client";
 import { type Address, createPublicClient, type Hex, http } from "viem";
 import { privateKeyToAccount } from "viem/accounts";
 import { type Devnet, startDevnet } from "../src/devnet/index.js";
-import { createFacilitator, createFacilitatorClient, serveFacilitator } from "../src/facilitator/index.js";
+import {
+  createFacilitator,
+  createFacilitatorApp,
+  createFacilitatorClient,
+  serveFacilitator,
+} from "../src/facilitator/index.js";
 import { facilitatorAuth, TEST_FACILITATOR_TOKEN } from "./support/facilitatorToken.js";
 import { startGatewayHarness } from "./support/gatewayHarness.js";
 import { signUptoPayload } from "./support/uptoSigning.js";
@@ -380,6 +385,18 @@ describe("facilitator HTTP edges", () => {
         assert.match(answer.message, /wants Authorization: Bearer <token>.*facilitator\.tokenEnv/);
       }
     }
+    const inUrl = await fetch(`${server.url}/settle?token=${TEST_FACILITATOR_TOKEN}`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: body("1"),
+    });
+    assert.equal(inUrl.status, 401, "a token in the URL (proxies log URLs) is not taken");
+    for (const token of ["", "short-token", undefined as unknown as string])
+      assert.throws(
+        () => createFacilitatorApp({ facilitator: {} as never, token }),
+        /the facilitator's token must be at least 16 characters/,
+        `token ${JSON.stringify(token)}`,
+      );
     const metrics = await fetch(`${server.url}/metrics`);
     assert.equal(metrics.status, 401, "metrics are the operator's too");
     assert.equal(await devnet.usdcBalance(buyer.address), buyerBefore, "nothing moved");

@@ -434,6 +434,26 @@ describe("the Express adapter when the handler fails after output", () => {
     assert.ok((row?.chargeAtomic ?? 0n) > 0n);
   });
 
+  test("a stream whose first write went nowhere (half an event) that the handler turns into a JSON error answers that error whole, and nothing is charged", async () => {
+    const { port } = await longExpressApp(() => (_req, res) => {
+      res.status(200).type("text/event-stream");
+      res.write('data: {"id":"half","choi');
+      res.status(502).json({ error: { message: "the backend failed" } });
+    });
+    const paidBody = body(true, 16);
+    const header = await paymentHeaderFor(port, paidBody);
+    const lastIdBefore = await lastPaymentId();
+    const answer = await fetch(`http://127.0.0.1:${port}/v1/chat/completions`, {
+      method: "POST",
+      headers: { "content-type": "application/json", "payment-signature": header },
+      body: paidBody,
+    });
+    assert.equal(answer.status, 502);
+    assert.deepEqual(await answer.json(), { error: { message: "the backend failed" } });
+    const row = await finalRowAfter(lastIdBefore, Date.now() + 10_000);
+    assert.equal(row?.status, "failed", `nothing is charged (row: ${row?.status ?? "none"})`);
+  });
+
   test("a JSON answer written under 200 before the handler threw is not sent with Express's error page, and nothing is charged", async () => {
     const { port } = await longExpressApp(
       (backendUrl) => async (req, res) => {

@@ -90,21 +90,22 @@ export async function ledgerHolder(dataDir: string): Promise<AccessRecord | unde
   return Number.isInteger(record.pid) && !elsewhere(record) && isRunning(record.pid) ? record : undefined;
 }
 
-/**
- * Whether the access record at `path` may be replaced: it names this process, or one that no longer runs,
- * or one of another host or container (whether that one still holds the ledger, the ledger's lock, taken
- * next, decides).
- */
-async function staleRecord(path: string): Promise<boolean> {
+/** The access record at `path`, or undefined when there is none (or it is not one). */
+async function readRecord(path: string): Promise<AccessRecord | undefined> {
   const text = await readFile(path, "utf8").catch(() => undefined);
-  if (text === undefined) return false;
+  if (text === undefined) return undefined;
   try {
     const record = JSON.parse(text) as AccessRecord;
-    const { pid } = record;
-    return Number.isInteger(pid) && (elsewhere(record) || pid === process.pid || !isRunning(pid));
+    return Number.isInteger(record.pid) ? record : undefined;
   } catch {
-    return false;
+    return undefined;
   }
+}
+
+/** Whether the access record at `path` names this process (of this host and container). */
+async function ownRecord(path: string): Promise<boolean> {
+  const record = await readRecord(path);
+  return record !== undefined && record.pid === process.pid && !elsewhere(record);
 }
 
 /**
@@ -121,25 +122,34 @@ export async function claimLedgerDir(dataDir: string): Promise<LedgerClaim> {
       details: { dataDir, pid: holder.pid },
     });
   }
-  // Only a record left by a stopped process goes: one another process is writing now is not removed
-  // (its exclusive creation below then refuses this one).
-  if (await staleRecord(path)) await rm(path, { force: true });
-  // Created exclusively and readable by this user only: it will hold the token that reads the ledger.
-  let handle: Awaited<ReturnType<typeof open>>;
-  try {
-    handle = await open(path, "wx", 0o600);
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code !== "EEXIST") throw error;
-    throw new TollgateError({
-      code: "TOLLGATE_CONFIG_INVALID",
-      shortMessage: `the ledger in ${dataDir} is being claimed by another gateway starting now; stop it, or give this one another data dir`,
-      details: { dataDir },
-    });
+  const existing = await readRecord(path);
+  // A record of another host or container is left as it is: whether its gateway still holds the ledger,
+  // the ledger's lock decides when this one opens it, and `serve` (once the ledger is this process's)
+  // writes over it. Otherwise only a record left by a stopped process (or this one) goes: one another
+  // process is writing now is not removed (its exclusive creation below then refuses this one).
+  if (existing === undefined || !elsewhere(existing)) {
+    if (existing && (existing.pid === process.pid || !isRunning(existing.pid)))
+      await rm(path, { force: true });
+    // Created exclusively and readable by this user only: it will hold the token that reads the ledger.
+    let handle: Awaited<ReturnType<typeof open>>;
+    try {
+      handle = await open(path, "wx", 0o600);
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== "EEXIST") throw error;
+      throw new TollgateError({
+        code: "TOLLGATE_CONFIG_INVALID",
+        shortMessage: `the ledger in ${dataDir} is being claimed by another gateway starting now; stop it, or give this one another data dir`,
+        details: { dataDir },
+      });
+    }
+    await handle.writeFile(
+      JSON.stringify({ pid: process.pid, place: processPlace() } satisfies AccessRecord),
+    );
+    await handle.close();
   }
-  await handle.writeFile(JSON.stringify({ pid: process.pid, place: processPlace() } satisfies AccessRecord));
-  await handle.close();
+  // Only this process's own record is removed: never one another gateway wrote since.
   let close = async () => {
-    await rm(path, { force: true });
+    if (await ownRecord(path)) await rm(path, { force: true });
   };
   return {
     async serve(payments) {

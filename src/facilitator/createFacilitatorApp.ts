@@ -45,6 +45,12 @@ export function createFacilitatorApp({
   maxBodyBytes = 64 * 1024,
   metrics,
 }: CreateFacilitatorAppParameters): Hono {
+  if (typeof token !== "string" || token.length < 16)
+    throw new TollgateError({
+      code: "TOLLGATE_CONFIG_INVALID",
+      shortMessage:
+        "the facilitator's token must be at least 16 characters (e.g. openssl rand -hex 32): whoever holds it can settle payments for any amount up to their maximum",
+    });
   const app = new Hono();
   // The gateway's request id, when it sent one, names this call in the facilitator's log lines too.
   app.use("*", async function carryRequestId(c, next) {
@@ -109,7 +115,8 @@ export function createFacilitatorApp({
   // Only the seller's gateways verify and settle: an x402 facilitator is not for buyers to call.
   app.use("*", async function requireToken(c, next) {
     const open = c.req.method === "GET" && (c.req.path === "/health" || c.req.path === "/supported");
-    if (open || presentsToken(c.req.raw, token)) return next();
+    // In the Authorization header only: a token in a URL ends up in proxies' logs.
+    if (open || presentsToken(c.req.raw, token, { inQuery: false })) return next();
     c.header("www-authenticate", 'Bearer realm="tollgate-facilitator"');
     return c.json(
       {

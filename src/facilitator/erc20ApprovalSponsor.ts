@@ -51,17 +51,18 @@ export function createErc20ApprovalSponsor({
     return receipt;
   };
   /**
-   * Whether the approval, then the settlement, both succeed on the chain's current state (one simulated
-   * block, `eth_simulateV1`): a settlement that would revert after the approval (a Permit2 nonce the
-   * payer spent, say) is refused before any gas is sent. An RPC that cannot simulate answers no.
+   * Why the approval, then the settlement, would not both succeed on the chain's current state (one
+   * simulated block, `eth_simulateV1`), or undefined when they would: a settlement that would revert
+   * after the approval (a Permit2 nonce the payer spent, say) is refused before any gas is sent. An RPC
+   * that cannot simulate refuses too, saying so.
    */
-  const approvalThenSettlementSucceeds = async (
+  const simulationRefusal = async (
     approval: Hex,
     settlement: { to: Hex; data: Hex },
-  ): Promise<boolean> => {
+  ): Promise<string | undefined> => {
     try {
       const parsed = parseTransaction(approval);
-      if (!parsed.to) return false;
+      if (!parsed.to) return "the approval names no token contract";
       const payer = await recoverTransactionAddress({ serializedTransaction: approval as never });
       const [facilitator] = signer.getAddresses();
       const [block] = await publicClient.simulateBlocks({
@@ -74,9 +75,11 @@ export function createErc20ApprovalSponsor({
           },
         ],
       });
-      return block?.calls.every((call) => call.status === "success") ?? false;
-    } catch {
-      return false;
+      if (block?.calls.every((call) => call.status === "success")) return undefined;
+      return "the settlement would fail after it (simulated), so no gas is sent";
+    } catch (error) {
+      const why = String((error as Error)?.message ?? error).split("\n")[0];
+      return `the RPC could not simulate it with eth_simulateV1 (${why}); relaying approvals needs an RPC that answers eth_simulateV1`;
     }
   };
   const sponsor: Erc20ApprovalGasSponsoringSigner & {
@@ -97,10 +100,8 @@ export function createErc20ApprovalSponsor({
       const refused = await check(approval as Hex);
       if (refused) throw new Error(`the sponsored approval is refused: ${refused}`);
       // Whatever verify saw, the chain may have moved since: checked again right before gas is sent.
-      if (!(await approvalThenSettlementSucceeds(approval as Hex, settlement as { to: Hex; data: Hex })))
-        throw new Error(
-          "the sponsored approval is refused: the settlement would fail after it (simulated), so no gas is sent",
-        );
+      const unsimulated = await simulationRefusal(approval as Hex, settlement as { to: Hex; data: Hex });
+      if (unsimulated) throw new Error(`the sponsored approval is refused: ${unsimulated}`);
       const parsed = parseTransaction(approval);
       const payer = await recoverTransactionAddress({ serializedTransaction: approval as never });
       const maxCostWei = (parsed.gas ?? 0n) * (parsed.maxFeePerGas ?? parsed.gasPrice ?? 0n);
@@ -136,7 +137,7 @@ export function createErc20ApprovalSponsor({
       const [approval, settlement] = transactions;
       if (typeof approval !== "string" || settlement === undefined || typeof settlement === "string")
         return false;
-      return approvalThenSettlementSucceeds(approval as Hex, settlement as { to: Hex; data: Hex });
+      return (await simulationRefusal(approval as Hex, settlement as { to: Hex; data: Hex })) === undefined;
     },
   };
   return sponsor;

@@ -142,10 +142,11 @@ async function handle(
         : decoder.decode(chunk, { stream: true });
   let tap: ReturnType<typeof session.createStreamWriter> | undefined;
   // Whether the answer is a stream is decided by the answer, not guessed from the request. Once its
-  // first chunk went out it stays one: an error status set afterwards (a handler's catch) does not
-  // make what was delivered free.
+  // first bytes went out it stays one: an error status set afterwards (a handler's catch) does not
+  // make what was delivered free. Before that, an error status makes it an error answer.
+  const streamStarted = () => tap !== undefined && res.headersSent;
   const isStream = () =>
-    tap !== undefined ||
+    streamStarted() ||
     (res.statusCode < 400 && String(res.getHeader("content-type") ?? "").includes("text/event-stream"));
   let cutOff = false;
   /** JSON written so far, each piece with whether it was written under an error status (an error's own body). */
@@ -267,7 +268,7 @@ async function handle(
     data: Chunk | undefined,
     encoding: BufferEncoding | undefined,
   ): Promise<Chunk | undefined> => {
-    if (tap) {
+    if (streamStarted() && tap) {
       // A stream that ends under an error status (its backend failed, say): what went out is charged,
       // and what the handler writes with the error is not forwarded as output.
       if (res.statusCode >= 400) return tap.finish("backend_error");
@@ -285,7 +286,7 @@ async function handle(
       );
     }
     if (isStream()) {
-      tap = session.createStreamWriter();
+      tap ??= session.createStreamWriter();
       const rest = tap.push(text(data, encoding) + decoder.decode());
       return rest + (await tap.finish("complete"));
     }

@@ -346,12 +346,18 @@ export function createChannelBilling(parameters: CreateChannelBillingParameters)
 
     const pendingId = randomBytes(16).toString("hex");
     type Reserve =
-      | { kind: "reserved"; channel: ChannelRecord; adoptedAtomic?: bigint }
-      | { kind: "refused"; reason: string; message: string; channel?: ChannelRecord };
+      | { kind: "reserved"; channel: ChannelRecord }
+      | {
+          kind: "refused";
+          reason: string;
+          message: string;
+          channel?: ChannelRecord;
+          elsewhereAtomic?: bigint;
+        };
     const reserve = (onchain: OnchainChannelState | undefined, now: number) =>
       channels.update<Reserve | { kind: "stale" }>(channelId, (current) => {
         if (!onchain && !isFresh(current, now)) return { result: { kind: "stale" } };
-        let state = withOnchain(current, payload, onchain, now);
+        const state = withOnchain(current, payload, onchain, now);
         if (!state)
           return {
             result: { kind: "refused", reason: ChannelReason.missingChannel, message: "unknown channel" },
@@ -375,24 +381,7 @@ export function createChannelBilling(parameters: CreateChannelBillingParameters)
               message: "the payer started a withdrawal from this channel; open a new channel to pay",
             },
           };
-        let expectedAtomic = state.chargedAtomic + requestMaxAtomic;
-        // A channel this ledger has no record of, whose payer signs (its signature checked: not deferred)
-        // above what the chain shows claimed plus this request: the payer acknowledges charges made
-        // elsewhere (a ledger lost, or another one). They become this channel's charged base, so that the
-        // claim takes them, rather than a corrective 402 that would have the payer sign them again.
-        let adoptedAtomic: bigint | undefined;
-        if (
-          !current &&
-          onchain &&
-          !deferred &&
-          payload.type === "voucher" &&
-          payload.voucher.maxClaimableAmount > expectedAtomic
-        ) {
-          adoptedAtomic = payload.voucher.maxClaimableAmount - expectedAtomic;
-          state = { ...state, chargedAtomic: state.chargedAtomic + adoptedAtomic };
-          state = { ...state, signedMaxAtomic: largerOf(state.signedMaxAtomic, state.chargedAtomic) };
-          expectedAtomic = payload.voucher.maxClaimableAmount;
-        }
+        const expectedAtomic = state.chargedAtomic + requestMaxAtomic;
         if (payload.voucher.maxClaimableAmount !== expectedAtomic)
           return {
             next: keep,
@@ -401,6 +390,13 @@ export function createChannelBilling(parameters: CreateChannelBillingParameters)
               reason: ChannelReason.cumulativeMismatch,
               message: `the voucher signs ${payload.voucher.maxClaimableAmount}; this request needs charged ${state.chargedAtomic} + maximum ${requestMaxAtomic} = ${expectedAtomic}`,
               channel: state,
+              // A channel this ledger has no record of, whose payer signs (signature checked) above what the
+              // chain shows claimed plus this request: charges made through another ledger (a lost data dir,
+              // a stray DATABASE_URL) that this one cannot claim. The voucher is not taken as proof of them:
+              // a voucher binds no request, so anyone who saw one could spend its room. The operator is told.
+              ...(!current && onchain && !deferred && payload.voucher.maxClaimableAmount > expectedAtomic
+                ? { elsewhereAtomic: payload.voucher.maxClaimableAmount - expectedAtomic }
+                : {}),
             },
           };
         if (expectedAtomic > state.balanceAtomic + depositAtomic)
@@ -424,7 +420,7 @@ export function createChannelBilling(parameters: CreateChannelBillingParameters)
             expiresAt: now + quote.timeBoundMs + marginMs,
           },
         };
-        return { next, result: { kind: "reserved", channel: next, adoptedAtomic } };
+        return { next, result: { kind: "reserved", channel: next } };
       });
     // Vouchers are checked without a chain call while the channel's on-chain state is fresh; a
     // stale (or unknown) channel is read from the chain, outside the channel's lock, and tried again.
@@ -464,19 +460,19 @@ export function createChannelBilling(parameters: CreateChannelBillingParameters)
     }
     if (reserved.kind === "stale") throw new Error("a channel read from the chain is never stale");
     if (reserved.kind === "refused") {
-      const { kind: _refused, ...refusal } = reserved;
+      const { kind: _refused, elsewhereAtomic, ...refusal } = reserved;
+      if (elsewhereAtomic !== undefined)
+        logger.warn(
+          {
+            channelId,
+            payer: payload.channelConfig.payer,
+            elsewhereAtomic: elsewhereAtomic.toString(),
+            claimedOnchainAtomic: refusal.channel?.totalClaimedAtomic.toString(),
+          },
+          "a channel this ledger has no record of was charged through another ledger, not claimed: this gateway cannot claim those charges; if it should have that ledger (its data dir, DATABASE_URL), stop it and point it back before the other claims lapse",
+        );
       return { ok: false, kind: "payment", ...refusal };
     }
-    if (reserved.adoptedAtomic !== undefined)
-      logger.warn(
-        {
-          channelId,
-          payer: payload.channelConfig.payer,
-          adoptedAtomic: reserved.adoptedAtomic.toString(),
-          claimedOnchainAtomic: reserved.channel.totalClaimedAtomic.toString(),
-        },
-        "a channel unknown to this ledger was charged elsewhere: its payer's voucher acknowledges the charges, which become its base and will be claimed; if this gateway should have had that ledger (its data dir, DATABASE_URL), point it back",
-      );
 
     let depositTransaction: string | undefined;
     if (payload.type === "deposit") {
