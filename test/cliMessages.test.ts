@@ -117,6 +117,26 @@ describe("the CLI says what to do in words", () => {
     );
     assert.equal(guessable.code, 2, guessable.stderr);
     assert.match(guessable.stderr, /TOLLGATE_FACILITATOR_TOKEN is 6 characters: use at least 16/);
+    // On a real network a token made up at start would not survive a restart: it must be given.
+    const unset = await runMain(
+      [
+        "facilitator",
+        "--rpc",
+        "http://127.0.0.1:9",
+        "--private-key",
+        validKey,
+        "--network",
+        "base",
+        "--port",
+        "0",
+      ],
+      { TOLLGATE_FACILITATOR_TOKEN: "" },
+    );
+    assert.equal(unset.code, 2, unset.stderr);
+    assert.match(
+      unset.stderr,
+      /set TOLLGATE_FACILITATOR_TOKEN .* on a real network the token must survive restarts/,
+    );
   });
 
   test("an unknown command is a usage error: the process exits 2", async () => {

@@ -49,8 +49,9 @@ tollgate channels --buyer [--json] [--gateway URL] [--rpc URL]
   Serves an x402 v2 facilitator (GET /supported, POST /verify, POST /settle) for the upto,
   exact and batch-settlement schemes. The key may come from TOLLGATE_FACILITATOR_KEY instead of
   the flag. /verify, /settle and /metrics want Authorization: Bearer <token>: the value of
-  TOLLGATE_FACILITATOR_TOKEN (16 characters or more), else a random one printed at start; give it
-  to gateways as facilitator.tokenEnv (whoever can settle chooses an upto charge's amount).
+  TOLLGATE_FACILITATOR_TOKEN (16 characters or more; required but on the devnet, where a random
+  one is printed at start otherwise); give it to gateways as facilitator.tokenEnv (whoever can
+  settle chooses an upto charge's amount).
   With DATABASE_URL=postgres://… its settlement log (one settlement per authorization) is kept
   in PostgreSQL and survives restarts; otherwise it is in memory. RPC calls made while others are in
   flight go out as one JSON-RPC batch; --no-rpc-batch sends each alone (for an RPC that refuses batches).

@@ -44,7 +44,7 @@ export async function facilitatorCommand(argv: string[]): Promise<number> {
     flags["private-key"] ?? process.env.TOLLGATE_FACILITATOR_KEY,
     flags["private-key"] === undefined ? "--private-key or TOLLGATE_FACILITATOR_KEY" : "--private-key",
   );
-  const token = facilitatorToken();
+  const token = facilitatorToken(preset.network === "eip155:31337");
   const rpcUrl = flags.rpc;
   await checkChain(rpcUrl, preset.chainId, preset.network);
   const logger = createCliLogger();
@@ -83,11 +83,18 @@ export async function facilitatorCommand(argv: string[]): Promise<number> {
 }
 
 /**
- * The bearer token `/verify`, `/settle` and `/metrics` want: `TOLLGATE_FACILITATOR_TOKEN`, else a new
- * random one (printed; set the variable to keep one across restarts).
+ * The bearer token `/verify`, `/settle` and `/metrics` want: `TOLLGATE_FACILITATOR_TOKEN`, else, on the
+ * devnet only, a new random one (printed). On a real network it must be set: a new token at each restart
+ * would leave every gateway refused until it was given the new one, and their payments unsettled.
  */
-function facilitatorToken(): { value: string; printed: string } {
+function facilitatorToken(devnet: boolean): { value: string; printed: string } {
   const given = process.env.TOLLGATE_FACILITATOR_TOKEN;
+  if ((given === undefined || given === "") && !devnet)
+    throw new TollgateError({
+      code: "TOLLGATE_CONFIG_INVALID",
+      shortMessage:
+        "set TOLLGATE_FACILITATOR_TOKEN (at least 16 characters, e.g. openssl rand -hex 32) and give the same value to the gateways as facilitator.tokenEnv: on a real network the token must survive restarts",
+    });
   if (given === undefined || given === "") {
     const value = randomBytes(32).toString("hex");
     return { value, printed: `${value} (a new one each start unless TOLLGATE_FACILITATOR_TOKEN sets it)` };
