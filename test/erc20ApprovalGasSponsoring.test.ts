@@ -36,6 +36,7 @@ import {
 } from "./support/gatewayHarness.js";
 import { mockModelId } from "./support/mockBackend.js";
 import { finalRow, postJson } from "./support/paidRequests.js";
+import { spendPermit2Nonce } from "./support/permit2Nonces.js";
 import { parsePrometheusText, sumOf } from "./support/prometheusText.js";
 
 const chatBody = {
@@ -43,19 +44,6 @@ const chatBody = {
   messages: [{ role: "user", content: "Say something" }],
   max_tokens: 20,
 };
-
-const invalidateUnorderedNoncesAbi = [
-  {
-    type: "function",
-    name: "invalidateUnorderedNonces",
-    stateMutability: "nonpayable",
-    inputs: [
-      { name: "wordPos", type: "uint256" },
-      { name: "mask", type: "uint256" },
-    ],
-    outputs: [],
-  },
-] as const;
 
 type Completion = { usage: { prompt_tokens: number; completion_tokens: number } };
 
@@ -274,12 +262,7 @@ describe("gas-sponsored approval for a token without EIP-2612 (erc20ApprovalGasS
     const permitNonce = BigInt(
       (payload.payload as { permit2Authorization: { nonce: string } }).permit2Authorization.nonce,
     );
-    const burnt = await wallet.writeContract({
-      address: PERMIT2_ADDRESS,
-      abi: invalidateUnorderedNoncesAbi,
-      functionName: "invalidateUnorderedNonces",
-      args: [permitNonce >> 8n, 1n << (permitNonce & 255n)],
-    });
+    const burnt = await spendPermit2Nonce(wallet, permitNonce);
     assert.equal((await chain.waitForTransactionReceipt({ hash: burnt })).status, "success");
     await testClient.setBalance({ address: buyer.address, value: 0n });
     const {

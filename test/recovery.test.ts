@@ -14,6 +14,7 @@ import { captureLogger } from "../src/ledger/testkit/captureLogger.js";
 import { authorizationKey, decodePaymentRequiredHeader } from "../src/protocol/index.js";
 import { type GatewayHarness, officialBuyer, startGatewayHarness } from "./support/gatewayHarness.js";
 import { mockModelId } from "./support/mockBackend.js";
+import { spendPermit2Nonce } from "./support/permit2Nonces.js";
 import { signUptoPayload } from "./support/uptoSigning.js";
 
 let h: GatewayHarness;
@@ -189,24 +190,7 @@ describe("recovery of payments a killed gateway left pending", () => {
     });
     const nonce = BigInt(row.nonce);
     // anvil mines on send: once this returns, the nonce is spent.
-    await wallet.writeContract({
-      chain: null,
-      address: "0x000000000022D473030F116dDEE9F6B43aC78BA3",
-      abi: [
-        {
-          type: "function",
-          name: "invalidateUnorderedNonces",
-          stateMutability: "nonpayable",
-          inputs: [
-            { name: "wordPos", type: "uint256" },
-            { name: "mask", type: "uint256" },
-          ],
-          outputs: [],
-        },
-      ],
-      functionName: "invalidateUnorderedNonces",
-      args: [nonce >> 8n, 1n << (nonce & 255n)],
-    });
+    await spendPermit2Nonce(wallet, nonce);
     await recovery.runOnce();
     assert.equal(await statusOf(row.id), "debt");
     assert.equal(await h.devnet.usdcBalance(buyer.address), 1_000_000n);
