@@ -335,6 +335,18 @@ async function paymentHeaderFor(port: number, body: string): Promise<string> {
   return paymentHeaderFrom(quoted);
 }
 
+/** A paid request for `paidBody` to `port` (buyer 1's payment), and the id of the last payment row before it. */
+async function paidRequest(port: number, paidBody: string) {
+  const header = await paymentHeaderFor(port, paidBody);
+  const lastIdBefore = await lastPaymentId();
+  const answer = await fetch(`http://127.0.0.1:${port}/v1/chat/completions`, {
+    method: "POST",
+    headers: { "content-type": "application/json", "payment-signature": header },
+    body: paidBody,
+  });
+  return { answer, lastIdBefore };
+}
+
 /** A paid request to `port` the buyer can give up on (`gone.abort()`); `answer` is its response, or the error. */
 function abandonablePaidRequest(port: number, paidBody: string, header: string) {
   const gone = new AbortController();
@@ -418,13 +430,7 @@ describe("the Express adapter when the handler fails after output", () => {
       { tokensPerSecond: 40 },
     );
     const paidBody = body(true, 200);
-    const header = await paymentHeaderFor(port, paidBody);
-    const lastIdBefore = await lastPaymentId();
-    const answer = await fetch(`http://127.0.0.1:${port}/v1/chat/completions`, {
-      method: "POST",
-      headers: { "content-type": "application/json", "payment-signature": header },
-      body: paidBody,
-    });
+    const { answer, lastIdBefore } = await paidRequest(port, paidBody);
     const text = await answer.text();
     const delivered = contentChunks(text);
     assert.ok(delivered > 0 && delivered < 200, `some tokens went out (${delivered})`);
@@ -441,13 +447,7 @@ describe("the Express adapter when the handler fails after output", () => {
       res.status(502).json({ error: { message: "the backend failed" } });
     });
     const paidBody = body(true, 16);
-    const header = await paymentHeaderFor(port, paidBody);
-    const lastIdBefore = await lastPaymentId();
-    const answer = await fetch(`http://127.0.0.1:${port}/v1/chat/completions`, {
-      method: "POST",
-      headers: { "content-type": "application/json", "payment-signature": header },
-      body: paidBody,
-    });
+    const { answer, lastIdBefore } = await paidRequest(port, paidBody);
     assert.equal(answer.status, 502);
     assert.deepEqual(await answer.json(), { error: { message: "the backend failed" } });
     const row = await finalRowAfter(lastIdBefore, Date.now() + 10_000);
@@ -465,13 +465,7 @@ describe("the Express adapter when the handler fails after output", () => {
       { responseTokens: 24 },
     );
     const paidBody = body(false, 64);
-    const header = await paymentHeaderFor(port, paidBody);
-    const lastIdBefore = await lastPaymentId();
-    const answer = await fetch(`http://127.0.0.1:${port}/v1/chat/completions`, {
-      method: "POST",
-      headers: { "content-type": "application/json", "payment-signature": header },
-      body: paidBody,
-    });
+    const { answer, lastIdBefore } = await paidRequest(port, paidBody);
     const text = await answer.text();
     assert.equal(answer.status, 500);
     assert.ok(!text.includes(mockCompletionText(3)), `the answer is not delivered: ${text.slice(0, 200)}`);

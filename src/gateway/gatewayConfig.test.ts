@@ -137,7 +137,8 @@ test("channels.receiverAuthorizerKeyEnv is read by the CLI; unread, it is a conf
   assert.equal(parseGatewayConfig(withEnv).channels?.receiverAuthorizerKey, undefined);
 });
 
-test("a prices map that would sell output, or everything, for nothing is a config error; compute time or a fee per request alone is a price", async () => {
+/** The example config, and its first model without any price. */
+async function unpricedExample() {
   const input = await exampleInput();
   const [first] = input.models as Record<string, unknown>[];
   const {
@@ -146,6 +147,11 @@ test("a prices map that would sell output, or everything, for nothing is a confi
     fixedFee: _fee,
     ...unpriced
   } = first as Record<string, unknown>;
+  return { input, unpriced };
+}
+
+test("a prices map that would sell output, or everything, for nothing is a config error; compute time or a fee per request alone is a price", async () => {
+  const { input, unpriced } = await unpricedExample();
   const withPrices = (prices: Record<string, string>) =>
     parseGatewayConfig({ ...input, models: [{ ...unpriced, prices }] });
   assert.throws(
@@ -175,14 +181,7 @@ test("a prices map that would sell output, or everything, for nothing is a confi
 });
 
 test("a price no route of the model meters, an itemized token price without its base, or a served route with no price is a config error naming the model and key", async () => {
-  const input = await exampleInput();
-  const [first] = input.models as Record<string, unknown>[];
-  const {
-    inputPrice: _input,
-    outputPrice: _output,
-    fixedFee: _fee,
-    ...unpriced
-  } = first as Record<string, unknown>;
+  const { input, unpriced } = await unpricedExample();
   const refusal = (model: Record<string, unknown>, pattern: RegExp) =>
     assert.throws(
       () => parseGatewayConfig({ ...input, models: [{ ...unpriced, id: "m1", ...model }] }),
