@@ -565,17 +565,10 @@ describe("Hono and Next adapters at the request's time bound", () => {
       await new Promise((resolve) => server.once("listening", resolve));
       closers.push(() => new Promise((resolve) => server.close(() => resolve())));
       const port = (server.address() as AddressInfo).port;
-      const jsonBody = body(false, 60);
-      const header = await paymentHeaderFor(port, jsonBody);
       const buyer = devnet.accounts.buyers[1]!;
       const balanceBefore = await devnet.usdcBalance(buyer.address);
-      const lastIdBefore = await lastPaymentId();
       const startedAt = Date.now();
-      const answer = await fetch(`http://127.0.0.1:${port}/v1/chat/completions`, {
-        method: "POST",
-        headers: { "content-type": "application/json", "payment-signature": header },
-        body: jsonBody,
-      });
+      const { answer, lastIdBefore } = await paidRequest(port, body(false, 60));
       const text = await answer.text();
       assert.ok(Date.now() - startedAt > maxDurationSeconds * 1000, "the answer came after the time bound");
       assert.equal(answer.status, 504, text);
