@@ -374,16 +374,14 @@ async function openChannels(
 }
 
 /**
- * Whether a remote facilitator refuses this gateway's token (its status, 401 or 403), asked with a `/verify`
- * of nothing: a facilitator that takes the token answers 400, and one that is not reached is left to the
- * first payment's verify.
+ * Whether a remote facilitator refuses this gateway's token (its status, 401 or 403), asked with a bodiless
+ * `GET /verify` (a facilitator that takes the token answers 404 or 405; no body is left unread on the
+ * connection): one that is not reached is left to the first payment's verify.
  */
 async function facilitatorRefusesToken(url: string, token: string | undefined): Promise<number | undefined> {
   try {
     const response = await fetch(`${url.replace(/\/+$/, "")}/verify`, {
-      method: "POST",
-      headers: { "content-type": "application/json", ...(token ? { authorization: `Bearer ${token}` } : {}) },
-      body: "{}",
+      headers: token ? { authorization: `Bearer ${token}` } : {},
       signal: AbortSignal.timeout(10_000),
     });
     await response.body?.cancel();
