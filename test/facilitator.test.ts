@@ -376,7 +376,8 @@ describe("facilitator HTTP edges", () => {
       for (const path of ["/settle", "/verify"]) {
         const refused = await fetch(`${server.url}${path}`, {
           method: "POST",
-          headers: { "content-type": "application/json", ...headers },
+          // Refused unread, such a request's socket is not one to pool for the next test's requests.
+          headers: { "content-type": "application/json", connection: "close", ...headers },
           body: body("1"),
         });
         assert.equal(refused.status, 401, path);
@@ -387,7 +388,7 @@ describe("facilitator HTTP edges", () => {
     }
     const inUrl = await fetch(`${server.url}/settle?token=${TEST_FACILITATOR_TOKEN}`, {
       method: "POST",
-      headers: { "content-type": "application/json" },
+      headers: { "content-type": "application/json", connection: "close" },
       body: body("1"),
     });
     assert.equal(inUrl.status, 401, "a token in the URL (proxies log URLs) is not taken");

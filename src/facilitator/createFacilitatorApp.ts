@@ -118,9 +118,6 @@ export function createFacilitatorApp({
     // In the Authorization header only: a token in a URL ends up in proxies' logs.
     if (open || presentsToken(c.req.raw, token, { inQuery: false })) return next();
     c.header("www-authenticate", 'Bearer realm="tollgate-facilitator"');
-    // The request's body is not read: the connection closes after this answer, so a client's pool does
-    // not send its next request on a socket the server will reset.
-    c.header("connection", "close");
     return c.json(
       {
         error: "unauthorized",
