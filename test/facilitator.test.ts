@@ -347,17 +347,44 @@ describe("facilitator key shared with another sender", () => {
 
 describe("facilitator HTTP edges", () => {
   test("a gateway given no token, or the wrong one, for a tollgate facilitator does not start, and says what to set", async () => {
-    for (const remote of [{ url: server.url }, { url: server.url, token: "not-the-token-0123456789" }]) {
-      await assert.rejects(
-        startGatewayHarness({ devnet, configure: (input) => ({ ...input, facilitator: remote }) }),
-        /refuses .*\(HTTP 401\): set facilitator\.tokenEnv/,
-      );
+    // Each start meets a facilitator of its own (its own port): no socket of an earlier refusal is reused.
+    const ownFacilitator = async () => {
+      const served = await serveFacilitator({
+        facilitator: createFacilitator({
+          rpcUrl: devnet.rpcUrl,
+          privateKey: devnet.accounts.facilitator.privateKey,
+          network: devnet.network,
+          pollingIntervalMs: 20,
+        }),
+        token: TEST_FACILITATOR_TOKEN,
+        port: 0,
+      });
+      return served;
+    };
+    for (const token of [undefined, "not-the-token-0123456789"]) {
+      const served = await ownFacilitator();
+      try {
+        await assert.rejects(
+          startGatewayHarness({
+            devnet,
+            configure: (input) => ({ ...input, facilitator: { url: served.url, token } }),
+          }),
+          /refuses .*\(HTTP 401\): set facilitator\.tokenEnv/,
+        );
+      } finally {
+        await served.close();
+      }
     }
-    const h = await startGatewayHarness({
-      devnet,
-      configure: (input) => ({ ...input, facilitator: { url: server.url, token: TEST_FACILITATOR_TOKEN } }),
-    });
-    await h.close();
+    const served = await ownFacilitator();
+    try {
+      const h = await startGatewayHarness({
+        devnet,
+        configure: (input) => ({ ...input, facilitator: { url: served.url, token: TEST_FACILITATOR_TOKEN } }),
+      });
+      await h.close();
+    } finally {
+      await served.close();
+    }
   });
 
   test("only the seller settles: a buyer settling its own upto authorization for 1 unit without the token is refused, and the seller's settle then takes the charge", async () => {
