@@ -3,7 +3,12 @@ import type { Logger } from "../errors/index.js";
 import type { PaymentLedger } from "../ledger/index.js";
 import type { UsageUnit } from "../pricing/index.js";
 import type { FacilitatorLike } from "./facilitatorLike.js";
-import { type SettlementOutcome, settleRecordedCharge } from "./settleRecordedCharge.js";
+import { retryLedgerWrite } from "./retryLedgerWrite.js";
+import {
+  DEFAULT_SETTLE_TIMEOUT_MS,
+  type SettlementOutcome,
+  settleRecordedCharge,
+} from "./settleRecordedCharge.js";
 
 /** What a delivered request is charged for: token totals, and every unit it used. */
 export type ChargeUsage = {
@@ -37,7 +42,8 @@ export type ChargeOutcome = { settlement: SettleResponse; chargeAtomic: bigint; 
 /**
  * Records the usage and settles its charge through the facilitator. A failed settlement of a
  * delivered request becomes a debt in the ledger (the payer is refused until it is paid);
- * it never throws for a payment reason, so the response can still carry its receipt.
+ * it never throws for a payment reason, so the response can still carry its receipt. A database
+ * that is out while the charge is recorded is waited for, up to the settlement's own bound.
  */
 export async function settleCharge({
   ledger,
@@ -52,13 +58,23 @@ export async function settleCharge({
   onMetered,
   onOutcome,
 }: SettleChargeParameters): Promise<ChargeOutcome> {
-  await ledger.recordUsage(
-    paymentId,
-    { promptTokens: usage.promptTokens, completionTokens: usage.completionTokens, units: usage.units },
-    chargeAtomic,
+  const recorded = (write: () => Promise<unknown>) =>
+    retryLedgerWrite({
+      write,
+      alreadyDone: () => ledger.get(paymentId),
+      withinMs: settleTimeoutMs ?? DEFAULT_SETTLE_TIMEOUT_MS,
+      paymentId,
+      logger,
+    });
+  await recorded(() =>
+    ledger.recordUsage(
+      paymentId,
+      { promptTokens: usage.promptTokens, completionTokens: usage.completionTokens, units: usage.units },
+      chargeAtomic,
+    ),
   );
   onMetered?.();
-  await ledger.markSettling(paymentId);
+  await recorded(() => ledger.markSettling(paymentId));
   const settlement = await settleRecordedCharge({
     ledger,
     facilitator,

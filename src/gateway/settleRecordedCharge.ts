@@ -2,6 +2,7 @@ import type { PaymentPayload, PaymentRequirements, SettleResponse } from "@x402/
 import { type Logger, TollgateError } from "../errors/index.js";
 import type { PaymentLedger } from "../ledger/index.js";
 import type { FacilitatorLike } from "./facilitatorLike.js";
+import { retryLedgerWrite } from "./retryLedgerWrite.js";
 
 /** The facilitator's answer when another settle of the same authorization is still in flight. */
 export const SETTLEMENT_IN_PROGRESS = "settlement_in_progress";
@@ -54,6 +55,15 @@ export async function settleRecordedCharge({
   settleTimeoutMs = DEFAULT_SETTLE_TIMEOUT_MS,
   onOutcome,
 }: SettleRecordedChargeParameters): Promise<SettleResponse> {
+  // The facilitator's answer is money that moved (or did not): the database being out must not lose it.
+  const recorded = (write: () => Promise<unknown>) =>
+    retryLedgerWrite({
+      write,
+      alreadyDone: () => ledger.get(paymentId),
+      withinMs: settleTimeoutMs,
+      paymentId,
+      logger,
+    });
   const attempt = (async (): Promise<SettleResponse> => {
     let settlement: SettleResponse;
     try {
@@ -80,7 +90,9 @@ export async function settleRecordedCharge({
     }
     if (settlement.success) {
       // Told once the ledger holds it, so what is counted as settled never runs ahead of the books.
-      await ledger.markSettled(paymentId, { transaction: settlement.transaction, chargeAtomic });
+      await recorded(() =>
+        ledger.markSettled(paymentId, { transaction: settlement.transaction, chargeAtomic }),
+      );
       onOutcome?.({ kind: "settled", settlement });
     } else if (settlement.errorReason === SETTLEMENT_IN_PROGRESS) {
       logger.warn(
@@ -88,7 +100,7 @@ export async function settleRecordedCharge({
         "another settlement of this authorization is in flight; recovery reconciles it",
       );
     } else {
-      await ledger.markDebt(paymentId, settlement.errorReason ?? "settlement_failed");
+      await recorded(() => ledger.markDebt(paymentId, settlement.errorReason ?? "settlement_failed"));
       onOutcome?.({ kind: "debt", reason: settlement.errorReason ?? "settlement_failed" });
       logger.warn(
         { paymentId, reason: settlement.errorReason, chargeAtomic: chargeAtomic.toString() },

@@ -29,6 +29,7 @@ export { type CreatePaymentLedgerParameters, createPaymentLedger } from "./creat
 export { type CreatePgliteClientParameters, createPgliteClient } from "./createPgliteClient.js";
 export { type CreatePostgresClientParameters, createPostgresClient } from "./createPostgresClient.js";
 export { createSettlementLog } from "./createSettlementLog.js";
+export { ledgerFailureMayPass } from "./ledgerError.js";
 export { ledgerMigrations, type Migration } from "./ledgerMigrations.js";
 export { isRunning, type LockFileParameters, lockFile, processPlace } from "./lockFile.js";
 export {

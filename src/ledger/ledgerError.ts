@@ -29,3 +29,22 @@ function firstLine(sql: string): string {
   const line = sql.trim().split("\n")[0] ?? "";
   return line.length > 120 ? `${line.slice(0, 117)}...` : line;
 }
+
+/**
+ * SQLSTATE classes of a failure that passes without the statement changing: the connection (08), the
+ * server out of room (53), shut down or restarting (57P01–57P03), a serialization failure or deadlock (40).
+ */
+const PASSING_SQL_STATE = /^(08|53|57P0[123]|40001|40P01)/;
+
+/**
+ * Whether a ledger failure may pass on its own, so the same write may be tried again: the database
+ * was unreachable, dropped the connection, or was out of room; not a refused move or a bad value.
+ */
+export function ledgerFailureMayPass(error: unknown): boolean {
+  if (!(error instanceof TollgateError) || error.code !== "TOLLGATE_LEDGER_FAILED") return false;
+  // A refused move, a missing row, a charge above its maximum: the ledger answered, and would again.
+  if (error.cause === undefined) return false;
+  const sqlState = error.details?.sqlState;
+  // A driver failure without a SQLSTATE is the connection's: refused, reset, or timed out.
+  return typeof sqlState !== "string" || PASSING_SQL_STATE.test(sqlState);
+}

@@ -1,0 +1,143 @@
+import assert from "node:assert/strict";
+import { connect, createServer, type Socket } from "node:net";
+import { after, before, test } from "node:test";
+import { type Devnet, startDevnet } from "../../src/devnet/index.js";
+import { type Gateway, parseGatewayConfig, startGateway } from "../../src/gateway/index.js";
+import { type Ledger, openPostgresLedger } from "../../src/ledger/index.js";
+import { parseReceiptEvent } from "../../src/protocol/index.js";
+import { officialPayingFetch, testGatewayConfig } from "../support/gatewayHarness.js";
+import { holdStreams, type MockBackend, mockModelId, startMockBackend } from "../support/mockBackend.js";
+import { databaseUrl, freshSchema, needsPostgres, waitFor } from "./support/reliabilityEnv.js";
+
+/** A TCP proxy on loopback to the test's PostgreSQL, which a test cuts (every connection reset, new ones refused) and restores. */
+async function startDatabaseProxy(target: URL) {
+  const sockets = new Set<Socket>();
+  let cut = false;
+  let refused = 0;
+  const server = createServer((client) => {
+    if (cut) {
+      refused++;
+      client.destroy();
+      return;
+    }
+    const upstream = connect(Number(target.port || 5432), target.hostname);
+    for (const socket of [client, upstream]) {
+      sockets.add(socket);
+      socket.on("close", () => sockets.delete(socket));
+      socket.on("error", () => undefined);
+    }
+    client.pipe(upstream).pipe(client);
+    client.on("close", () => upstream.destroy());
+    upstream.on("close", () => client.destroy());
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const port = (server.address() as { port: number }).port;
+  const url = new URL(target.href);
+  url.hostname = "127.0.0.1";
+  url.port = String(port);
+  return {
+    url: url.href,
+    /** Connections refused while cut. */
+    get refused() {
+      return refused;
+    },
+    cut() {
+      cut = true;
+      for (const socket of sockets) socket.destroy();
+    },
+    restore() {
+      cut = false;
+    },
+    close: () => {
+      for (const socket of sockets) socket.destroy();
+      return new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
+}
+
+let devnet: Devnet;
+let backend: MockBackend;
+const closers: Array<() => Promise<void>> = [];
+before(async () => {
+  if (needsPostgres) return;
+  devnet = await startDevnet({ buyers: 2 });
+  backend = await startMockBackend({ responseTokens: 12 });
+});
+after(async () => {
+  for (const close of closers.reverse()) await close();
+  await backend?.close();
+  await devnet?.stop();
+});
+
+/** One gateway on the test's PostgreSQL, reached through a proxy the test cuts. */
+async function gatewayBehindProxy(label: string) {
+  const proxy = await startDatabaseProxy(new URL(databaseUrl!));
+  closers.push(proxy.close);
+  const { schema, drop } = await freshSchema(label);
+  closers.push(drop);
+  const ledger: Ledger = await openPostgresLedger({ connectionString: proxy.url, schema });
+  closers.push(() => ledger.close());
+  const gateway: Gateway = await startGateway({
+    config: parseGatewayConfig(testGatewayConfig({ devnet, backendUrl: backend.url })),
+    ledger,
+    pollingIntervalMs: 20,
+  });
+  closers.push(() => gateway.close());
+  return { proxy, ledger, gateway };
+}
+
+const streamBody = JSON.stringify({
+  model: mockModelId,
+  messages: [{ role: "user", content: "hi" }],
+  max_tokens: 64,
+  stream: true,
+});
+
+test("a stream delivered while the database is out is charged once it is back, not left for recovery to fail", {
+  skip: needsPostgres,
+}, async () => {
+  const { proxy, ledger, gateway } = await gatewayBehindProxy("dbcut");
+  const buyer = devnet.accounts.buyers[0]!;
+  const before = await devnet.usdcBalance(buyer.address);
+  const release = holdStreams(backend, 3);
+  const response = await officialPayingFetch(buyer.privateKey, devnet.network)(
+    `${gateway.url}/v1/chat/completions`,
+    { method: "POST", headers: { "content-type": "application/json" }, body: streamBody },
+  );
+  assert.equal(response.status, 200);
+  const reader = response.body!.getReader();
+  const decoder = new TextDecoder();
+  let text = decoder.decode((await reader.read()).value, { stream: true });
+  // The database goes away while the answer is being delivered: the gateway finds it gone when it
+  // records the charge (a connection it is refused), and it comes back while the buyer still reads.
+  proxy.cut();
+  let ended = false;
+  const reading = (async () => {
+    for (;;) {
+      const next = await reader.read();
+      if (next.done) return;
+      text += decoder.decode(next.value, { stream: true });
+    }
+  })()
+    .then(
+      () => undefined,
+      (error: unknown) => String(error),
+    )
+    .finally(() => {
+      ended = true;
+    });
+  release();
+  // Its first try may fail on a pooled connection the cut reset, without opening a new one.
+  assert.ok(await waitFor(async () => proxy.refused > 0 || ended, 10_000), "the gateway tried the database");
+  proxy.restore();
+  const broken = await reading;
+  assert.equal(broken, undefined, `the stream broke off after delivering: ${text.slice(-200)}`);
+  const receiptLine = text.split("\n").find((line) => line.includes("x402_receipt"));
+  assert.ok(receiptLine, "the receipt arrives once the database is back");
+  const parsed = parseReceiptEvent(receiptLine);
+  assert.ok(parsed.ok && parsed.receipt.success, JSON.stringify(parsed));
+  const [row] = await ledger.payments.recent({ limit: 1 });
+  assert.equal(row?.status, "settled");
+  assert.ok(row!.completionTokens! > 0 && row!.chargeAtomic! > 0n);
+  assert.equal(await devnet.usdcBalance(buyer.address), before - row!.chargeAtomic!);
+});
