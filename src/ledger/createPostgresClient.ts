@@ -42,19 +42,29 @@ export async function createPostgresClient({
       } catch (cause) {
         throw ledgerError(cause, "connect");
       }
+      // A checked-out connection that dies (a failover, pg_terminate_backend) also emits `error`, which
+      // the pool listens for only while the connection is idle: unheard, it would end the process.
+      // The statement under way fails with the same error, and this transaction with it.
+      const onError = (error: Error) =>
+        logger.warn({ err: error }, "ledger: PostgreSQL connection failed during a transaction");
+      connection.on("error", onError);
+      const release = (error?: Error | true) => {
+        connection.off("error", onError);
+        connection.release(error);
+      };
       try {
         await connection.query("BEGIN");
         const result = await fn(postgresExecutor(connection));
         await connection.query("COMMIT");
-        connection.release();
+        release();
         return result;
       } catch (cause) {
         try {
           await connection.query("ROLLBACK");
-          connection.release();
+          release();
         } catch (rollbackError) {
           logger.warn({ err: rollbackError }, "ledger: ROLLBACK failed; discarding the connection");
-          connection.release(rollbackError instanceof Error ? rollbackError : true);
+          release(rollbackError instanceof Error ? rollbackError : true);
         }
         throw ledgerError(cause, "transaction");
       }
