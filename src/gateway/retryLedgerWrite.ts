@@ -3,10 +3,13 @@ import type { Logger } from "../errors/index.js";
 import { ledgerFailureMayPass, PaymentTransitionError } from "../ledger/index.js";
 
 export type RetryLedgerWriteParameters<T> = {
-  /** One move of a payment row (`recordUsage`, `markSettling`, `markSettled`, `markDebt`). */
-  write: () => Promise<T>;
-  /** What the move returns when an earlier try went through though its answer was lost. */
-  alreadyDone: () => Promise<T>;
+  /** One write of a delivered request's money: a payment row's move, or a channel's charge. */
+  write: (retry: boolean) => Promise<T>;
+  /**
+   * What a payment row's move returns when an earlier try went through though its answer was lost (a
+   * retry then finds the row already where it moves it); without it, `write` tells that itself.
+   */
+  alreadyDone?: () => Promise<T>;
   /** How long to keep trying while the database is out (ms). */
   withinMs: number;
   paymentId: number;
@@ -34,9 +37,9 @@ export async function retryLedgerWrite<T>({
   let waitMs = FIRST_RETRY_WAIT_MS;
   for (let tries = 1; ; tries++) {
     try {
-      return await write();
+      return await write(tries > 1);
     } catch (error) {
-      if (tries > 1 && error instanceof PaymentTransitionError && error.from === error.to)
+      if (alreadyDone && tries > 1 && error instanceof PaymentTransitionError && error.from === error.to)
         return alreadyDone();
       if (!ledgerFailureMayPass(error) || Date.now() + waitMs > giveUpAt) throw error;
       logger.warn(

@@ -1,10 +1,18 @@
 import assert from "node:assert/strict";
 import { connect, createServer, type Socket } from "node:net";
 import { after, before, test } from "node:test";
+import { x402Client } from "@x402/core/client";
+import { toClientEvmSigner } from "@x402/evm";
+import { BatchSettlementEvmScheme } from "@x402/evm/batch-settlement/client";
+import { wrapFetchWithPayment } from "@x402/fetch";
+import { createPublicClient, type Hex, http } from "viem";
+import { privateKeyToAccount } from "viem/accounts";
+import { anvil } from "viem/chains";
 import { type Devnet, startDevnet } from "../../src/devnet/index.js";
 import { type Gateway, parseGatewayConfig, startGateway } from "../../src/gateway/index.js";
 import { type Ledger, openPostgresLedger } from "../../src/ledger/index.js";
 import { parseReceiptEvent } from "../../src/protocol/index.js";
+import { channelTestConfig } from "../support/channelFixtures.js";
 import { officialPayingFetch, testGatewayConfig } from "../support/gatewayHarness.js";
 import { holdStreams, type MockBackend, mockModelId, startMockBackend } from "../support/mockBackend.js";
 import { databaseUrl, freshSchema, needsPostgres, waitFor } from "./support/reliabilityEnv.js";
@@ -70,7 +78,7 @@ after(async () => {
 });
 
 /** One gateway on the test's PostgreSQL, reached through a proxy the test cuts. */
-async function gatewayBehindProxy(label: string) {
+async function gatewayBehindProxy(label: string, channels = false) {
   const proxy = await startDatabaseProxy(new URL(databaseUrl!));
   closers.push(proxy.close);
   const { schema, drop } = await freshSchema(label);
@@ -78,7 +86,11 @@ async function gatewayBehindProxy(label: string) {
   const ledger: Ledger = await openPostgresLedger({ connectionString: proxy.url, schema });
   closers.push(() => ledger.close());
   const gateway: Gateway = await startGateway({
-    config: parseGatewayConfig(testGatewayConfig({ devnet, backendUrl: backend.url })),
+    config: parseGatewayConfig(
+      channels
+        ? channelTestConfig(testGatewayConfig({ devnet, backendUrl: backend.url }))
+        : testGatewayConfig({ devnet, backendUrl: backend.url }),
+    ),
     ledger,
     pollingIntervalMs: 20,
   });
@@ -140,4 +152,75 @@ test("a stream delivered while the database is out is charged once it is back, n
   assert.equal(row?.status, "settled");
   assert.ok(row!.completionTokens! > 0 && row!.chargeAtomic! > 0n);
   assert.equal(await devnet.usdcBalance(buyer.address), before - row!.chargeAtomic!);
+});
+
+/** `fetch` paying through a payment channel, as `@x402/evm`'s client does. */
+function channelPayingFetch(privateKey: Hex): typeof fetch {
+  const publicClient = createPublicClient({ chain: anvil, transport: http(devnet.rpcUrl) });
+  const signer = toClientEvmSigner(privateKeyToAccount(privateKey), publicClient);
+  return wrapFetchWithPayment(
+    fetch,
+    x402Client.fromConfig({
+      schemes: [{ network: devnet.network, client: new BatchSettlementEvmScheme(signer) }],
+      spendControls: false,
+    }),
+  ) as typeof fetch;
+}
+
+test("a channel stream delivered while the database is out is charged on its channel once it is back", {
+  skip: needsPostgres,
+}, async () => {
+  const { proxy, ledger, gateway } = await gatewayBehindProxy("dbcutch", true);
+  const buyer = devnet.accounts.buyers[1]!;
+  const pay = channelPayingFetch(buyer.privateKey);
+  const url = `${gateway.url}/v1/chat/completions`;
+  const opened = await pay(url, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: streamBody.replace('"stream":true', '"stream":false'),
+  });
+  assert.equal(opened.status, 200, await opened.text());
+  const [channel] = await ledger.channels.list();
+  const chargedBefore = channel!.chargedAtomic;
+  const release = holdStreams(backend, 3);
+  const response = await pay(url, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: streamBody,
+  });
+  assert.equal(response.status, 200);
+  const reader = response.body!.getReader();
+  const decoder = new TextDecoder();
+  let text = decoder.decode((await reader.read()).value, { stream: true });
+  proxy.cut();
+  let ended = false;
+  const reading = (async () => {
+    for (;;) {
+      const next = await reader.read();
+      if (next.done) return;
+      text += decoder.decode(next.value, { stream: true });
+    }
+  })()
+    .then(
+      () => undefined,
+      (error: unknown) => String(error),
+    )
+    .finally(() => {
+      ended = true;
+    });
+  release();
+  assert.ok(await waitFor(async () => proxy.refused > 0 || ended, 10_000), "the gateway tried the database");
+  proxy.restore();
+  const broken = await reading;
+  assert.equal(broken, undefined, `the stream broke off after delivering: ${text.slice(-200)}`);
+  const receiptLine = text.split("\n").find((line) => line.includes("x402_receipt"));
+  assert.ok(receiptLine, "the receipt arrives once the database is back");
+  const parsed = parseReceiptEvent(receiptLine);
+  assert.ok(parsed.ok && parsed.receipt.success, JSON.stringify(parsed));
+  const [row] = await ledger.payments.recent({ limit: 1 });
+  assert.equal(row?.status, "settled");
+  assert.ok(row!.completionTokens! > 0 && row!.chargeAtomic! > 0n);
+  const after = (await ledger.channels.get(channel!.channelId))!;
+  assert.equal(after.chargedAtomic, chargedBefore + row!.chargeAtomic!, "the channel holds the charge");
+  assert.equal(after.pending, undefined, "the channel is free for the buyer's next request");
 });

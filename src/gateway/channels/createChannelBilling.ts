@@ -15,6 +15,7 @@ import type { BillingEvent } from "../BillingEvent.js";
 import type { FacilitatorLike } from "../facilitatorLike.js";
 import type { BillingTerms } from "../paymentOffers.js";
 import type { RequestQuote } from "../quoteRequest.js";
+import { retryLedgerWrite } from "../retryLedgerWrite.js";
 import type { ChargeOutcome, ChargeUsage } from "../settleCharge.js";
 import { channelIdOf } from "./channelAuthorizer.js";
 import { type ChannelPayload, channelPayloadSchema, largerOf } from "./channelPayload.js";
@@ -538,29 +539,44 @@ export function createChannelBilling(parameters: CreateChannelBillingParameters)
         ...(depositTransaction ? { depositTransaction } : {}),
         release: () => release(channelId, pendingId),
         async charge(paymentId, usage, chargeAtomic, unwritten) {
-          const committed = await channels
-            .update<ChannelRecord | undefined>(channelId, (current) => {
-              if (!current || current.pending?.id !== pendingId) return { result: undefined };
-              const chargedAtomic = current.chargedAtomic + chargeAtomic;
-              if (chargedAtomic > voucherMaxAtomic) return { result: undefined };
-              const next: ChannelRecord = {
-                ...current,
-                chargedAtomic,
-                signedMaxAtomic: voucherMaxAtomic,
-                signature: payload.voucher.signature,
-                lastRequestAt: Date.now(),
-                pending: undefined,
-              };
-              return {
-                next,
-                result: next,
-                alsoWrite: channelRowWrite(paymentId, { usage, chargeAtomic }, unwritten),
-              };
-            })
-            .catch(async (error: unknown) => {
-              await release(channelId, pendingId).catch(() => undefined);
-              throw error;
-            });
+          // Delivered already: a database that is out is waited for while the reservation holds.
+          const committed = await retryLedgerWrite({
+            write: (retry) =>
+              channels.update<ChannelRecord | undefined>(channelId, (current) => {
+                if (!current) return { result: undefined };
+                // An earlier try whose answer was lost may have committed: the channel then holds this
+                // voucher (a voucher is charged once), and its charge must not be told as lost.
+                if (
+                  retry &&
+                  current.pending?.id !== pendingId &&
+                  current.signature === payload.voucher.signature &&
+                  current.signedMaxAtomic === voucherMaxAtomic
+                )
+                  return { result: current };
+                if (current.pending?.id !== pendingId) return { result: undefined };
+                const chargedAtomic = current.chargedAtomic + chargeAtomic;
+                if (chargedAtomic > voucherMaxAtomic) return { result: undefined };
+                const next: ChannelRecord = {
+                  ...current,
+                  chargedAtomic,
+                  signedMaxAtomic: voucherMaxAtomic,
+                  signature: payload.voucher.signature,
+                  lastRequestAt: Date.now(),
+                  pending: undefined,
+                };
+                return {
+                  next,
+                  result: next,
+                  alsoWrite: channelRowWrite(paymentId, { usage, chargeAtomic }, unwritten),
+                };
+              }),
+            withinMs: quote.timeBoundMs + marginMs,
+            paymentId,
+            logger,
+          }).catch(async (error: unknown) => {
+            await release(channelId, pendingId).catch(() => undefined);
+            throw error;
+          });
           const settled: SettleResponse = committed
             ? {
                 success: true,
