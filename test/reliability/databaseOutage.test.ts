@@ -17,11 +17,17 @@ import { officialPayingFetch, testGatewayConfig } from "../support/gatewayHarnes
 import { holdStreams, type MockBackend, mockModelId, startMockBackend } from "../support/mockBackend.js";
 import { databaseUrl, freshSchema, needsPostgres, waitFor } from "./support/reliabilityEnv.js";
 
-/** A TCP proxy on loopback to the test's PostgreSQL, which a test cuts (every connection reset, new ones refused) and restores. */
+/**
+ * A TCP proxy on loopback to the test's PostgreSQL, which a test cuts (every connection reset, new ones
+ * refused) and restores, or has lose the server's answer to the next COMMIT (the server commits; the
+ * gateway's connection is reset before it hears so).
+ */
 async function startDatabaseProxy(target: URL) {
   const sockets = new Set<Socket>();
   let cut = false;
   let refused = 0;
+  let loseNextCommitAnswer = false;
+  let commitAnswersLost = 0;
   const server = createServer((client) => {
     if (cut) {
       refused++;
@@ -34,7 +40,21 @@ async function startDatabaseProxy(target: URL) {
       socket.on("close", () => sockets.delete(socket));
       socket.on("error", () => undefined);
     }
-    client.pipe(upstream).pipe(client);
+    let losingAnswer = false;
+    client.on("data", (chunk: Buffer) => {
+      // A simple-protocol query message ('Q') whose text is COMMIT.
+      if (loseNextCommitAnswer && chunk[0] === 0x51 && chunk.subarray(5).toString().startsWith("COMMIT")) {
+        loseNextCommitAnswer = false;
+        losingAnswer = true;
+      }
+      upstream.write(chunk);
+    });
+    upstream.on("data", (chunk: Buffer) => {
+      if (!losingAnswer) return void client.write(chunk);
+      commitAnswersLost++;
+      client.destroy();
+      upstream.destroy();
+    });
     client.on("close", () => upstream.destroy());
     upstream.on("close", () => client.destroy());
   });
@@ -55,6 +75,13 @@ async function startDatabaseProxy(target: URL) {
     },
     restore() {
       cut = false;
+    },
+    loseNextCommitAnswer() {
+      loseNextCommitAnswer = true;
+    },
+    /** COMMITs the server answered and the gateway never heard of. */
+    get commitAnswersLost() {
+      return commitAnswersLost;
     },
     close: () => {
       for (const socket of sockets) socket.destroy();
@@ -223,4 +250,38 @@ test("a channel stream delivered while the database is out is charged on its cha
   const after = (await ledger.channels.get(channel!.channelId))!;
   assert.equal(after.chargedAtomic, chargedBefore + row!.chargeAtomic!, "the channel holds the charge");
   assert.equal(after.pending, undefined, "the channel is free for the buyer's next request");
+});
+
+test("a voucher's JSON answer whose charge committed though the database's answer was lost is delivered, not charged for nothing", {
+  skip: needsPostgres,
+}, async () => {
+  const { proxy, ledger, gateway } = await gatewayBehindProxy("dbcommit", true);
+  const buyer = await devnet.createBuyer(10_000_000n);
+  const pay = channelPayingFetch(buyer.privateKey);
+  const url = `${gateway.url}/v1/chat/completions`;
+  const jsonBody = streamBody.replace('"stream":true', '"stream":false');
+  const post = () =>
+    pay(url, { method: "POST", headers: { "content-type": "application/json" }, body: jsonBody });
+  const opened = await post();
+  assert.equal(opened.status, 200, await opened.text());
+  const [channel] = (await ledger.channels.list()).filter(
+    (candidate) => candidate.payer.toLowerCase() === buyer.address.toLowerCase(),
+  );
+  const chargedBefore = channel!.chargedAtomic;
+  // The backend answers only once the trap is set, so the next COMMIT is the charge's.
+  backend.set({ firstTokenDelayMs: 500 });
+  backend.clearRequests();
+  const answering = post();
+  assert.ok(await waitFor(async () => backend.inferenceRequests.length > 0, 10_000));
+  proxy.loseNextCommitAnswer();
+  const response = await answering;
+  backend.set({ firstTokenDelayMs: 0 });
+  const text = await response.text();
+  assert.equal(proxy.commitAnswersLost, 1, "the charge's COMMIT answer was lost");
+  const after = (await ledger.channels.get(channel!.channelId))!;
+  const [row] = await ledger.payments.recent({ limit: 1 });
+  assert.equal(row?.status, "settled", "the server committed the charge");
+  assert.equal(after.chargedAtomic, chargedBefore + row!.chargeAtomic!);
+  assert.equal(response.status, 200, `charged ${row!.chargeAtomic} for: ${text}`);
+  assert.ok(JSON.parse(text).choices[0].message.content.length > 0, "the answer charged for is delivered");
 });
