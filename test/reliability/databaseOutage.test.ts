@@ -19,15 +19,15 @@ import { databaseUrl, freshSchema, needsPostgres, waitFor } from "./support/reli
 
 /**
  * A TCP proxy on loopback to the test's PostgreSQL, which a test cuts (every connection reset, new ones
- * refused) and restores, or has lose the server's answer to the next COMMIT (the server commits; the
- * gateway's connection is reset before it hears so).
+ * refused) and restores, or has lose the server's answer to the next statement that holds a text (the
+ * server runs it; the gateway's connection is reset before it hears so).
  */
 async function startDatabaseProxy(target: URL) {
   const sockets = new Set<Socket>();
   let cut = false;
   let refused = 0;
-  let loseNextCommitAnswer = false;
-  let commitAnswersLost = 0;
+  let loseAnswerTo: string | undefined;
+  let answersLost = 0;
   const server = createServer((client) => {
     if (cut) {
       refused++;
@@ -42,16 +42,16 @@ async function startDatabaseProxy(target: URL) {
     }
     let losingAnswer = false;
     client.on("data", (chunk: Buffer) => {
-      // A simple-protocol query message ('Q') whose text is COMMIT.
-      if (loseNextCommitAnswer && chunk[0] === 0x51 && chunk.subarray(5).toString().startsWith("COMMIT")) {
-        loseNextCommitAnswer = false;
+      // A query ('Q') or a statement to parse ('P') that holds the text.
+      if (loseAnswerTo !== undefined && chunk.toString("latin1").includes(loseAnswerTo)) {
+        loseAnswerTo = undefined;
         losingAnswer = true;
       }
       upstream.write(chunk);
     });
     upstream.on("data", (chunk: Buffer) => {
       if (!losingAnswer) return void client.write(chunk);
-      commitAnswersLost++;
+      answersLost++;
       client.destroy();
       upstream.destroy();
     });
@@ -76,12 +76,12 @@ async function startDatabaseProxy(target: URL) {
     restore() {
       cut = false;
     },
-    loseNextCommitAnswer() {
-      loseNextCommitAnswer = true;
+    loseNextAnswerTo(text: string) {
+      loseAnswerTo = text;
     },
-    /** COMMITs the server answered and the gateway never heard of. */
-    get commitAnswersLost() {
-      return commitAnswersLost;
+    /** Statements the server answered and the gateway never heard of. */
+    get answersLost() {
+      return answersLost;
     },
     close: () => {
       for (const socket of sockets) socket.destroy();
@@ -273,15 +273,47 @@ test("a voucher's JSON answer whose charge committed though the database's answe
   backend.clearRequests();
   const answering = post();
   assert.ok(await waitFor(async () => backend.inferenceRequests.length > 0, 10_000));
-  proxy.loseNextCommitAnswer();
+  proxy.loseNextAnswerTo("COMMIT");
   const response = await answering;
   backend.set({ firstTokenDelayMs: 0 });
   const text = await response.text();
-  assert.equal(proxy.commitAnswersLost, 1, "the charge's COMMIT answer was lost");
+  assert.equal(proxy.answersLost, 1, "the charge's COMMIT answer was lost");
   const after = (await ledger.channels.get(channel!.channelId))!;
   const [row] = await ledger.payments.recent({ limit: 1 });
   assert.equal(row?.status, "settled", "the server committed the charge");
   assert.equal(after.chargedAtomic, chargedBefore + row!.chargeAtomic!);
   assert.equal(response.status, 200, `charged ${row!.chargeAtomic} for: ${text}`);
   assert.ok(JSON.parse(text).choices[0].message.content.length > 0, "the answer charged for is delivered");
+});
+
+test("a stream whose usage the database recorded though its answer was lost is settled and told, not stopped", {
+  skip: needsPostgres,
+}, async () => {
+  const { proxy, ledger, gateway } = await gatewayBehindProxy("dbusage");
+  const buyer = devnet.accounts.buyers[1]!;
+  const before = await devnet.usdcBalance(buyer.address);
+  // The statement that records a served request's usage and charge (serving → metered).
+  proxy.loseNextAnswerTo("prompt_tokens = $3");
+  const response = await officialPayingFetch(buyer.privateKey, devnet.network)(
+    `${gateway.url}/v1/chat/completions`,
+    { method: "POST", headers: { "content-type": "application/json" }, body: streamBody },
+  );
+  assert.equal(response.status, 200);
+  let text = "";
+  const broken = await response.text().then(
+    (body) => {
+      text = body;
+      return undefined;
+    },
+    (error: unknown) => String(error),
+  );
+  assert.equal(proxy.answersLost, 1, "the usage's answer was lost");
+  assert.equal(broken, undefined, "the stream ends with its receipt");
+  const receiptLine = text.split("\n").find((line) => line.includes("x402_receipt"));
+  assert.ok(receiptLine, "the receipt arrives");
+  const parsed = parseReceiptEvent(receiptLine);
+  assert.ok(parsed.ok && parsed.receipt.success, JSON.stringify(parsed));
+  const [row] = await ledger.payments.recent({ limit: 1 });
+  assert.equal(row?.status, "settled");
+  assert.equal(await devnet.usdcBalance(buyer.address), before - row!.chargeAtomic!, "charged once");
 });
