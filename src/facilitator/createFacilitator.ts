@@ -416,8 +416,18 @@ export function createFacilitator({
     }
     // A settlement that moved nothing (an upto charge of zero sends no transaction) leaves the
     // authorization free on chain: it is not recorded as its settlement, which may still come.
-    if (result.success && result.transaction) await settlementStore.succeed(key, result);
-    else await settlementStore.fail(key, result);
+    if (result.success && result.transaction) {
+      try {
+        await settlementStore.succeed(key, result);
+      } catch (error) {
+        // The transfer is made: answering a failure would book a debt its payer has paid. The record
+        // stays in flight, so this authorization is never settled again; recovery finds the transfer.
+        logger.error(
+          { op: "settle", error: String(error), tx: result.transaction, ...describe(payload, requirements) },
+          "facilitator settle: the transfer was made but the settlement log could not record it",
+        );
+      }
+    } else await settlementStore.fail(key, result);
     if (result.success && receipt) logSponsoredApproval(payload, requirements, receipt);
     logger.info(
       {

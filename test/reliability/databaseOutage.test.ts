@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { connect, createServer, type Socket } from "node:net";
 import { after, before, test } from "node:test";
 import { x402Client } from "@x402/core/client";
+import { decodePaymentResponseHeader } from "@x402/core/http";
 import { toClientEvmSigner } from "@x402/evm";
 import { BatchSettlementEvmScheme } from "@x402/evm/batch-settlement/client";
 import { wrapFetchWithPayment } from "@x402/fetch";
@@ -19,14 +20,16 @@ import { databaseUrl, freshSchema, needsPostgres, waitFor } from "./support/reli
 
 /**
  * A TCP proxy on loopback to the test's PostgreSQL, which a test cuts (every connection reset, new ones
- * refused) and restores, or has lose the server's answer to the next statement that holds a text (the
- * server runs it; the gateway's connection is reset before it hears so).
+ * refused) and restores, has lose the server's answer to the next statement that holds a text (the
+ * server runs it; the gateway's connection is reset before it hears so), or has that statement fail
+ * (its connection reset before the server gets it).
  */
 async function startDatabaseProxy(target: URL) {
   const sockets = new Set<Socket>();
   let cut = false;
   let refused = 0;
   let loseAnswerTo: string | undefined;
+  let failStatement: string | undefined;
   let answersLost = 0;
   const server = createServer((client) => {
     if (cut) {
@@ -42,6 +45,12 @@ async function startDatabaseProxy(target: URL) {
     }
     let losingAnswer = false;
     client.on("data", (chunk: Buffer) => {
+      if (failStatement !== undefined && chunk.toString("latin1").includes(failStatement)) {
+        failStatement = undefined;
+        client.destroy();
+        upstream.destroy();
+        return;
+      }
       // A query ('Q') or a statement to parse ('P') that holds the text.
       if (loseAnswerTo !== undefined && chunk.toString("latin1").includes(loseAnswerTo)) {
         loseAnswerTo = undefined;
@@ -75,6 +84,9 @@ async function startDatabaseProxy(target: URL) {
     },
     restore() {
       cut = false;
+    },
+    failNextStatement(text: string) {
+      failStatement = text;
     },
     loseNextAnswerTo(text: string) {
       loseAnswerTo = text;
@@ -316,4 +328,40 @@ test("a stream whose usage the database recorded though its answer was lost is s
   const [row] = await ledger.payments.recent({ limit: 1 });
   assert.equal(row?.status, "settled");
   assert.equal(await devnet.usdcBalance(buyer.address), before - row!.chargeAtomic!, "charged once");
+});
+
+test("a settlement whose transfer went through while its record in the settlement log failed is told and booked as settled, not as a debt", {
+  skip: needsPostgres,
+}, async () => {
+  const { proxy, ledger, gateway } = await gatewayBehindProxy("dblog");
+  const buyer = await devnet.createBuyer(10_000_000n);
+  const before = await devnet.usdcBalance(buyer.address);
+  // The facilitator's record of the transfer it just made (in_flight → succeeded).
+  proxy.failNextStatement("UPDATE settlements SET status = $4");
+  const response = await officialPayingFetch(buyer.privateKey, devnet.network)(
+    `${gateway.url}/v1/chat/completions`,
+    {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: streamBody.replace('"stream":true', '"stream":false'),
+    },
+  );
+  const text = await response.text();
+  assert.equal(response.status, 200, text);
+  const [row] = await ledger.payments.recent({ limit: 1 });
+  const paidAtomic = before - (await devnet.usdcBalance(buyer.address));
+  assert.ok(paidAtomic > 0n, "the transfer went through");
+  assert.equal(
+    row?.status,
+    "settled",
+    `the payer paid ${paidAtomic}; the row says ${row?.status} (${row?.error})`,
+  );
+  assert.equal(row?.chargeAtomic, paidAtomic);
+  const settled = decodePaymentResponseHeader(response.headers.get("payment-response")!);
+  assert.equal(settled.success, true, JSON.stringify(settled));
+  assert.equal(
+    await ledger.payments.hasOpenDebt(devnet.network, buyer.address),
+    false,
+    "the payer owes nothing",
+  );
 });
