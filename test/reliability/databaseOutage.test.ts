@@ -365,3 +365,29 @@ test("a settlement whose transfer went through while its record in the settlemen
     "the payer owes nothing",
   );
 });
+
+test("a channel reservation the database made though its answer was lost does not keep the channel busy", {
+  skip: needsPostgres,
+}, async () => {
+  const { proxy, ledger, gateway } = await gatewayBehindProxy("dbreserve", true);
+  const buyer = await devnet.createBuyer(10_000_000n);
+  const pay = channelPayingFetch(buyer.privateKey);
+  const url = `${gateway.url}/v1/chat/completions`;
+  const jsonBody = streamBody.replace('"stream":true', '"stream":false');
+  const post = () =>
+    pay(url, { method: "POST", headers: { "content-type": "application/json" }, body: jsonBody });
+  const opened = await post();
+  assert.equal(opened.status, 200, await opened.text());
+  // The next transaction is the voucher's reservation on the channel.
+  proxy.loseNextAnswerTo("COMMIT");
+  const lost = await post();
+  const lostText = await lost.text();
+  assert.equal(proxy.answersLost, 1, "the reservation's COMMIT answer was lost");
+  assert.equal(lost.status, 503, lostText);
+  const [channel] = (await ledger.channels.list()).filter(
+    (candidate) => candidate.payer.toLowerCase() === buyer.address.toLowerCase(),
+  );
+  assert.equal(channel?.pending, undefined, "the reservation of the refused request is freed");
+  const next = await post();
+  assert.equal(next.status, 200, await next.text());
+});

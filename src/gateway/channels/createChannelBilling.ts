@@ -356,73 +356,80 @@ export function createChannelBilling(parameters: CreateChannelBillingParameters)
           elsewhereAtomic?: bigint;
         };
     const reserve = (onchain: OnchainChannelState | undefined, now: number) =>
-      channels.update<Reserve | { kind: "stale" }>(channelId, (current) => {
-        if (!onchain && !isFresh(current, now)) return { result: { kind: "stale" } };
-        const state = withOnchain(current, payload, onchain, now);
-        if (!state)
-          return {
-            result: { kind: "refused", reason: ChannelReason.missingChannel, message: "unknown channel" },
-          };
-        const keep = onchain ? state : undefined;
-        if (state.pending && state.pending.expiresAt > now)
-          return {
-            next: keep,
-            result: {
-              kind: "refused",
-              reason: ChannelReason.channelBusy,
-              message: "this channel is serving another request; one request at a time per channel",
+      channels
+        .update<Reserve | { kind: "stale" }>(channelId, (current) => {
+          if (!onchain && !isFresh(current, now)) return { result: { kind: "stale" } };
+          const state = withOnchain(current, payload, onchain, now);
+          if (!state)
+            return {
+              result: { kind: "refused", reason: ChannelReason.missingChannel, message: "unknown channel" },
+            };
+          const keep = onchain ? state : undefined;
+          if (state.pending && state.pending.expiresAt > now)
+            return {
+              next: keep,
+              result: {
+                kind: "refused",
+                reason: ChannelReason.channelBusy,
+                message: "this channel is serving another request; one request at a time per channel",
+              },
+            };
+          if (state.withdrawRequestedAt > 0)
+            return {
+              next: keep,
+              result: {
+                kind: "refused",
+                reason: ChannelReason.withdrawalPending,
+                message: "the payer started a withdrawal from this channel; open a new channel to pay",
+              },
+            };
+          const expectedAtomic = state.chargedAtomic + requestMaxAtomic;
+          if (payload.voucher.maxClaimableAmount !== expectedAtomic)
+            return {
+              next: keep,
+              result: {
+                kind: "refused",
+                reason: ChannelReason.cumulativeMismatch,
+                message: `the voucher signs ${payload.voucher.maxClaimableAmount}; this request needs charged ${state.chargedAtomic} + maximum ${requestMaxAtomic} = ${expectedAtomic}`,
+                channel: state,
+                // A channel this ledger has no record of, whose payer signs (signature checked) above what the
+                // chain shows claimed plus this request: charges made through another ledger (a lost data dir,
+                // a stray DATABASE_URL) that this one cannot claim. The voucher is not taken as proof of them:
+                // a voucher binds no request, so anyone who saw one could spend its room. The operator is told.
+                ...(!current && onchain && !deferred && payload.voucher.maxClaimableAmount > expectedAtomic
+                  ? { elsewhereAtomic: payload.voucher.maxClaimableAmount - expectedAtomic }
+                  : {}),
+              },
+            };
+          if (expectedAtomic > state.balanceAtomic + depositAtomic)
+            return {
+              next: keep,
+              result: {
+                kind: "refused",
+                reason: ChannelReason.cumulativeExceedsBalance,
+                message: `the voucher's ${expectedAtomic} is above the channel's balance ${state.balanceAtomic + depositAtomic}; deposit more`,
+                // The channel's state tells the payer how much it holds, so it can size its top-up.
+                channel: state,
+              },
+            };
+          const next: ChannelRecord = {
+            ...state,
+            // A voucher not yet known to be the payer's does not make the channel look busy (idle refunds).
+            lastRequestAt: deferred ? state.lastRequestAt : now,
+            pending: {
+              id: pendingId,
+              maxAtomic: expectedAtomic,
+              expiresAt: now + quote.timeBoundMs + marginMs,
             },
           };
-        if (state.withdrawRequestedAt > 0)
-          return {
-            next: keep,
-            result: {
-              kind: "refused",
-              reason: ChannelReason.withdrawalPending,
-              message: "the payer started a withdrawal from this channel; open a new channel to pay",
-            },
-          };
-        const expectedAtomic = state.chargedAtomic + requestMaxAtomic;
-        if (payload.voucher.maxClaimableAmount !== expectedAtomic)
-          return {
-            next: keep,
-            result: {
-              kind: "refused",
-              reason: ChannelReason.cumulativeMismatch,
-              message: `the voucher signs ${payload.voucher.maxClaimableAmount}; this request needs charged ${state.chargedAtomic} + maximum ${requestMaxAtomic} = ${expectedAtomic}`,
-              channel: state,
-              // A channel this ledger has no record of, whose payer signs (signature checked) above what the
-              // chain shows claimed plus this request: charges made through another ledger (a lost data dir,
-              // a stray DATABASE_URL) that this one cannot claim. The voucher is not taken as proof of them:
-              // a voucher binds no request, so anyone who saw one could spend its room. The operator is told.
-              ...(!current && onchain && !deferred && payload.voucher.maxClaimableAmount > expectedAtomic
-                ? { elsewhereAtomic: payload.voucher.maxClaimableAmount - expectedAtomic }
-                : {}),
-            },
-          };
-        if (expectedAtomic > state.balanceAtomic + depositAtomic)
-          return {
-            next: keep,
-            result: {
-              kind: "refused",
-              reason: ChannelReason.cumulativeExceedsBalance,
-              message: `the voucher's ${expectedAtomic} is above the channel's balance ${state.balanceAtomic + depositAtomic}; deposit more`,
-              // The channel's state tells the payer how much it holds, so it can size its top-up.
-              channel: state,
-            },
-          };
-        const next: ChannelRecord = {
-          ...state,
-          // A voucher not yet known to be the payer's does not make the channel look busy (idle refunds).
-          lastRequestAt: deferred ? state.lastRequestAt : now,
-          pending: {
-            id: pendingId,
-            maxAtomic: expectedAtomic,
-            expiresAt: now + quote.timeBoundMs + marginMs,
-          },
-        };
-        return { next, result: { kind: "reserved", channel: next } };
-      });
+          return { next, result: { kind: "reserved", channel: next } };
+        })
+        // A failure may come after the database made the reservation (its answer lost): freed, or the
+        // channel would refuse its payer as busy until the reservation expired.
+        .catch(async (error: unknown) => {
+          await release(channelId, pendingId).catch(() => undefined);
+          throw error;
+        });
     // Vouchers are checked without a chain call while the channel's on-chain state is fresh; a
     // stale (or unknown) channel is read from the chain, outside the channel's lock, and tried again.
     let reserved = await reserve(undefined, Date.now()).catch((error: unknown) => {
