@@ -66,6 +66,8 @@ export type AdmitPaymentParameters = PaymentAdmissionRequest & {
   settlementMarginSeconds: number;
   verifyTimeoutMs: number;
   readPayerFunds?: ((payer: `0x${string}`, asset: `0x${string}`) => Promise<bigint>) | undefined;
+  /** The chain's latest block time (unix s): when ahead of this host's clock, deadlines are judged by it. */
+  readChainSeconds?: (() => Promise<number>) | undefined;
   logger: Logger;
 };
 
@@ -116,7 +118,8 @@ export type AdmitMatchedPaymentParameters = AdmitPaymentParameters & {
 export async function admitMatchedPayment(
   parameters: AdmitMatchedPaymentParameters,
 ): Promise<AdmitPaymentReturnType> {
-  const { payment, matched, terms, ledger, facilitator, readPayerFunds, logger } = parameters;
+  const { payment, matched, terms, ledger, facilitator, readPayerFunds, readChainSeconds, logger } =
+    parameters;
   let verifyMs: number | undefined;
   const paymentRequired = (error?: string): AdmitPaymentReturnType => ({
     admitted: false,
@@ -143,12 +146,13 @@ export async function admitMatchedPayment(
   const deadline = authorizationDeadline(payment);
   const runSeconds = Math.ceil(parameters.timeBoundMs / 1000);
   const neededSeconds = runSeconds + parameters.settlementMarginSeconds;
-  const nowSeconds = Math.floor(Date.now() / 1000);
-  if (deadline === undefined || deadline < nowSeconds + neededSeconds) {
-    return paymentRequired(
-      `${ReasonCode.authorizationExpiresTooSoon}: the authorization must stay valid at least ${neededSeconds} s from now (this request may run ${runSeconds} s, then settle); it expires in ${deadline === undefined ? "an unknown time" : `${deadline - nowSeconds} s`}. Sign with the offer's maxTimeoutSeconds (${terms.maxTimeoutSeconds})`,
+  const expiresTooSoon = (nowSeconds: number, clock: string) =>
+    paymentRequired(
+      `${ReasonCode.authorizationExpiresTooSoon}: the authorization must stay valid at least ${neededSeconds} s from now (this request may run ${runSeconds} s, then settle); by ${clock} it expires in ${deadline === undefined ? "an unknown time" : `${deadline - nowSeconds} s`}. Sign with the offer's maxTimeoutSeconds (${terms.maxTimeoutSeconds})`,
     );
-  }
+  const hostSeconds = Math.floor(Date.now() / 1000);
+  if (deadline === undefined || deadline < hostSeconds + neededSeconds)
+    return expiresTooSoon(hostSeconds, "this gateway's clock");
   const key = authorizationKey(payment);
 
   const admission = await ledger.admission(key);
@@ -159,16 +163,21 @@ export async function admitMatchedPayment(
 
   let verified: Awaited<ReturnType<FacilitatorLike["verify"]>>;
   let fundsAtomic: bigint | undefined;
+  let chainSeconds: number | undefined;
   const verifyStartedAt = performance.now();
   try {
     const funds = readPayerFunds?.(key.payer as `0x${string}`, matched.requirements.asset as `0x${string}`);
     funds?.catch(() => undefined);
+    const chainTime = readChainSeconds?.();
+    chainTime?.catch(() => undefined);
     verified = await withTimeout(
       facilitator.verify(payment, matched.requirements),
       parameters.verifyTimeoutMs,
     );
     verifyMs = performance.now() - verifyStartedAt;
     if (verified.isValid && funds) fundsAtomic = await withTimeout(funds, parameters.verifyTimeoutMs);
+    if (verified.isValid && chainTime)
+      chainSeconds = await withTimeout(chainTime, parameters.verifyTimeoutMs);
   } catch (error) {
     logger.warn({ error: String(error) }, "facilitator unavailable during verify");
     return refuse(
@@ -177,6 +186,10 @@ export async function admitMatchedPayment(
     );
   }
   if (!verified.isValid) return paymentRequired(verified.invalidReason ?? "invalid_payment");
+  // The chain settles it: a host whose clock runs behind the chain's blocks would let an authorization
+  // through that expires, by the chain, before its work is settled (served, then never paid).
+  if (chainSeconds !== undefined && deadline < chainSeconds + neededSeconds)
+    return expiresTooSoon(chainSeconds, "the chain's clock");
 
   const maxAtomic =
     matched.requirements.scheme === "upto"

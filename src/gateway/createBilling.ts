@@ -61,6 +61,11 @@ export type CreateBillingParameters = {
    * then never run a payer into debt. Without it (no chain access) each payment is checked alone.
    */
   readPayerFunds?: (payer: `0x${string}`, asset: `0x${string}`) => Promise<bigint>;
+  /**
+   * The chain's latest block time (unix s). When given, an authorization must also outlive the request
+   * by the chain's clock, which is what settles it, should this host's clock run behind.
+   */
+  readChainSeconds?: () => Promise<number>;
   logger?: Logger;
   /** Bound on the facilitator's verify (ms); past it the request gets 503 and nothing runs. Default 15 s. */
   verifyTimeoutMs?: number;
@@ -161,6 +166,7 @@ export function createBilling({
   settlementMarginSeconds = 30,
   publicUrl,
   readPayerFunds,
+  readChainSeconds,
   logger = silentLogger,
   verifyTimeoutMs = DEFAULT_VERIFY_TIMEOUT_MS,
   settleTimeoutMs,
@@ -182,7 +188,15 @@ export function createBilling({
     const answer = errorAnswer(code, message, extra);
     return respond(answer.status, answer.body, answer.headers);
   };
-  const admission = { terms, ledger, facilitator, settlementMarginSeconds, verifyTimeoutMs, readPayerFunds };
+  const admission = {
+    terms,
+    ledger,
+    facilitator,
+    settlementMarginSeconds,
+    verifyTimeoutMs,
+    readPayerFunds,
+    readChainSeconds,
+  };
   const resourceUrlOf = (url: string) => {
     if (!publicUrl) return url;
     const { pathname, search } = new URL(url);

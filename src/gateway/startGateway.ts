@@ -231,6 +231,7 @@ export async function startGateway({
       ? (payer, token) =>
           chain.readContract({ address: token, abi: erc20Abi, functionName: "balanceOf", args: [payer] })
       : undefined,
+    readChainSeconds: chain ? async () => Number((await chain.getBlock()).timestamp) : undefined,
     logger,
     verifyTimeoutMs,
     settleTimeoutMs,
