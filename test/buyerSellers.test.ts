@@ -19,6 +19,7 @@ import { createFacilitator, serveFacilitator, type TollgateFacilitator } from ".
 import { createMcpToolPayer } from "../src/mcp/index.js";
 import { costAtomic } from "../src/pricing/index.js";
 import { eventLog } from "./support/buyerFixtures.js";
+import { withChainPast } from "./support/chainTime.js";
 import { dishonestToolServer, startDishonestSeller } from "./support/dishonestSeller.js";
 import { TEST_FACILITATOR_TOKEN } from "./support/facilitatorToken.js";
 import { startOfficialUptoSeller } from "./support/officialUptoSeller.js";
@@ -108,11 +109,13 @@ async function resolvedAfterDeadline(own: SpendStore, paymentId: string) {
   const row = await own.reservation(paymentId);
   assert.ok(row?.deadline, "the authorization's deadline is recorded");
   const later = new Date(row.deadline.getTime() + 120_000);
-  await resolveLapsedReservations({
-    store: own,
-    checker: createAuthorizationChecker(devnet.rpcUrl),
-    now: later,
-  });
+  await withChainPast(devnet, row.deadline, () =>
+    resolveLapsedReservations({
+      store: own,
+      checker: createAuthorizationChecker(devnet.rpcUrl),
+      now: later,
+    }),
+  );
   return own.reservation(paymentId);
 }
 

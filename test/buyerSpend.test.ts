@@ -9,6 +9,7 @@ import {
 } from "../src/buyer/index.js";
 import { isTollgateError } from "../src/errors/index.js";
 import { chatRequest, eventLog, tempDataDir } from "./support/buyerFixtures.js";
+import { withChainPast } from "./support/chainTime.js";
 import { type GatewayHarness, startGatewayHarness } from "./support/gatewayHarness.js";
 
 let h: GatewayHarness;
@@ -176,8 +177,19 @@ describe("reservations without a receipt", () => {
 
     const checker = createAuthorizationChecker(h.devnet.rpcUrl);
     assert.equal(await resolveLapsedReservations({ store, checker }), 0, "not before the deadline");
+    // A buyer whose clock runs two minutes past the deadline while the chain's has not reached it:
+    // the seller can still settle it, so the maximum stays counted.
     const later = new Date(row!.deadline!.getTime() + 120_000);
-    assert.equal(await resolveLapsedReservations({ store, checker, now: later }), 1);
+    assert.equal(
+      await resolveLapsedReservations({ store, checker, now: later }),
+      0,
+      "not before the chain's clock passes the deadline",
+    );
+    assert.equal((await store.reservation(unreceipted.paymentId))?.status, "reserved");
+    const freedCount = await withChainPast(h.devnet, row!.deadline!, () =>
+      resolveLapsedReservations({ store, checker, now: later }),
+    );
+    assert.equal(freedCount, 1, "freed once the chain's clock passed the deadline");
     const freed = await store.reservation(unreceipted.paymentId);
     assert.equal(freed?.status, "expired");
     assert.equal(freed?.countedAtomic, 0n);

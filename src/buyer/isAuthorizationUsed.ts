@@ -11,6 +11,8 @@ export type AuthorizationOnChain = {
 /** Reads whether an authorization's nonce has been spent, on one chain. */
 export type AuthorizationChecker = {
   chainId(): Promise<number>;
+  /** The chain's clock: its latest block's time (unix s), which decides whether a deadline has passed. */
+  chainSeconds(): Promise<number>;
   isUsed(authorization: AuthorizationOnChain): Promise<boolean>;
 };
 
@@ -26,6 +28,9 @@ export function createAuthorizationChecker(rpcUrl: string, client?: PublicClient
     chainId() {
       chainId ??= publicClient.getChainId();
       return chainId;
+    },
+    async chainSeconds() {
+      return Number((await publicClient.getBlock()).timestamp);
     },
     isUsed({ payer, asset, nonce }) {
       return isNonceSpent(

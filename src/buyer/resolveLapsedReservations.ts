@@ -3,9 +3,6 @@ import type { BuyerEventListener } from "./BuyerEvent.js";
 import type { AuthorizationChecker } from "./isAuthorizationUsed.js";
 import type { SpendStore } from "./SpendStore.js";
 
-/** Settlement after the deadline is impossible, but block time and this clock may disagree a little. */
-const DEADLINE_GRACE_MS = 60_000;
-
 export type ResolveLapsedReservationsParameters = {
   store: SpendStore;
   checker: AuthorizationChecker;
@@ -14,10 +11,12 @@ export type ResolveLapsedReservationsParameters = {
 };
 
 /**
- * Frees reservations that never got a receipt once their authorization's deadline has passed
- * and the chain shows its nonce unspent: nothing can move any more. A spent nonce keeps the
- * maximum counted as the charge (the seller settled without saying what). Only reservations on
- * the checker's chain are looked at. Resolves to the number freed.
+ * Frees reservations that never got a receipt once their authorization's deadline has passed, by
+ * the chain's clock (its latest block), and the chain shows its nonce unspent: nothing can move any
+ * more. This host's clock only picks the candidates: one running ahead of the chain's would free a
+ * maximum the seller can still settle. A spent nonce keeps the maximum counted as the charge (the
+ * seller settled without saying what). Only reservations on the checker's chain are looked at.
+ * Resolves to the number freed.
  */
 export async function resolveLapsedReservations({
   store,
@@ -25,9 +24,10 @@ export async function resolveLapsedReservations({
   emit,
   now = new Date(),
 }: ResolveLapsedReservationsParameters): Promise<number> {
-  const lapsed = await store.lapsed(new Date(now.getTime() - DEADLINE_GRACE_MS));
+  const lapsed = await store.lapsed(now);
   if (lapsed.length === 0) return 0;
   const network = `eip155:${await checker.chainId()}`;
+  const chainMs = (await checker.chainSeconds()) * 1000;
   let freed = 0;
   for (const reservation of lapsed) {
     if (reservation.network !== network || reservation.nonce === undefined) continue;
@@ -42,6 +42,8 @@ export async function resolveLapsedReservations({
       await store.settle(reservation.id, { chargedAtomic: reservation.maxAtomic });
       continue;
     }
+    // Settleable while a block's time is at most the deadline: the next block is later than the latest.
+    if (reservation.deadline === undefined || reservation.deadline.getTime() >= chainMs) continue;
     await store.expire(reservation.id, "deadline passed; the authorization was never used on chain");
     emit?.({ type: "expired", paymentId: reservation.id, origin: reservation.origin });
     freed += 1;
