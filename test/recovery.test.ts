@@ -12,7 +12,12 @@ import { createPaymentRecovery, type PaymentRecovery, reconcileLedger } from "..
 import type { PaymentRecord, PaymentStatus } from "../src/ledger/index.js";
 import { captureLogger } from "../src/ledger/testkit/captureLogger.js";
 import { authorizationKey, decodePaymentRequiredHeader } from "../src/protocol/index.js";
-import { type GatewayHarness, officialBuyer, startGatewayHarness } from "./support/gatewayHarness.js";
+import {
+  type GatewayHarness,
+  moveUsdcAway,
+  officialBuyer,
+  startGatewayHarness,
+} from "./support/gatewayHarness.js";
 import { mockModelId } from "./support/mockBackend.js";
 import { spendPermit2Nonce } from "./support/permit2Nonces.js";
 import { signUptoPayload } from "./support/uptoSigning.js";
@@ -22,7 +27,10 @@ let recovery: PaymentRecovery;
 let upto: PaymentRequirements;
 
 before(async () => {
-  h = await startGatewayHarness();
+  // The tests run their own passes: the gateway's own (every 15 s by default) would race them.
+  h = await startGatewayHarness({
+    configure: (input) => ({ ...input, recovery: { intervalSeconds: 3_600 } }),
+  });
   const response = await fetch(`${h.gateway.url}/v1/chat/completions`, {
     method: "POST",
     headers: { "content-type": "application/json" },
@@ -194,6 +202,44 @@ describe("recovery of payments a killed gateway left pending", () => {
     await recovery.runOnce();
     assert.equal(await statusOf(row.id), "debt");
     assert.equal(await h.devnet.usdcBalance(buyer.address), 1_000_000n);
+  });
+
+  test("debts signed to stay valid for ever do not take every debt retry: each open debt gets its turn", async () => {
+    const retrying = createPaymentRecovery({
+      payments: h.ledger.payments,
+      settlements: h.ledger.settlements,
+      facilitator: h.gateway.facilitator,
+      chain: (h.gateway.facilitator as TollgateFacilitator).signer.publicClient,
+      network: h.devnet.network,
+      facilitatorAddress: upto.extra?.facilitatorAddress as string,
+      graceMs: 0,
+      settlingGraceMs: 0,
+      debtRetriesPerPass: 1,
+    });
+    // A payer that walked away after being served, its authorization signed to stay valid for a century.
+    const walker = await h.devnet.createBuyer(1_000_000n);
+    const century = await signUptoPayload({
+      privateKey: walker.privateKey as Hex,
+      requirements: upto,
+      chainId: h.devnet.chainId,
+      deadline: BigInt(Math.floor(Date.now() / 1000) + 100 * 365 * 86_400),
+    });
+    const walked = await paymentAt("metered", { chargeAtomic: 900n, payload: century });
+    await moveUsdcAway(h.devnet, walker.privateKey as Hex, 1_000_000n);
+    // An honest payer whose funds were away when its charge was settled; it restores them in time.
+    const honest = await paymentAt("metered", { chargeAtomic: 800n });
+    await moveUsdcAway(h.devnet, honest.buyer.privateKey, 1_000_000n);
+    await retrying.runOnce();
+    assert.equal(await statusOf(walked.row.id), "debt");
+    assert.equal(await statusOf(honest.row.id), "debt");
+    await h.devnet.mintUsdc(honest.buyer.address, 1_000_000n);
+    // However many debts are open, one retry a pass reaches each of them in as many passes.
+    const open = (await h.ledger.payments.openDebts()).length;
+    for (let pass = 0; pass < open && (await statusOf(honest.row.id)) === "debt"; pass++)
+      await retrying.runOnce();
+    assert.equal(await statusOf(honest.row.id), "settled", "the honest debt was retried and collected");
+    assert.equal(await h.devnet.usdcBalance(honest.buyer.address), 1_000_000n - 800n);
+    assert.equal(await statusOf(walked.row.id), "debt");
   });
 
   test("rows inside the grace period, and authorizations for another facilitator, are left alone", async () => {

@@ -33,7 +33,10 @@ export type CreatePaymentRecoveryParameters = {
   /** `settling` rows (and in-flight settlement records) wait longer: a live settle may still be running. */
   settlingGraceMs: number;
   settleTimeoutMs?: number | undefined;
-  /** Open debts re-examined per pass (chain first, then settled again while the authorization is valid); 0: none. */
+  /**
+   * Open debts re-examined per pass (chain first, then settled again while the authorization is valid), in
+   * turn: each pass goes on after the last debt the one before it retried; 0: none.
+   */
   debtRetriesPerPass?: number | undefined;
   logger?: Logger | undefined;
 };
@@ -100,6 +103,9 @@ export function createPaymentRecovery({
 }: CreatePaymentRecoveryParameters): PaymentRecovery {
   let running: Promise<RecoveryReport> | undefined;
   let timer: ReturnType<typeof setInterval> | undefined;
+  // The id of the last debt retried: the next pass starts after it, so debts whose authorizations stay
+  // valid for ever (a deadline signed far ahead) cannot take every retry from the debts behind them.
+  let lastDebtRetried = 0;
 
   const keyOf = (row: PaymentRecord): AuthorizationKeyInput => ({
     network: row.network,
@@ -342,9 +348,14 @@ export function createPaymentRecovery({
     warnStranded(stranded);
     if (debtRetriesPerPass > 0) {
       const now = BigInt(Math.floor(Date.now() / 1000));
-      const debts = (await payments.openDebts())
-        .filter((row) => canSettle(row) && (deadlineOf(row) ?? 0n) + DEBT_RECHECK_WINDOW_SECONDS > now)
-        .slice(0, debtRetriesPerPass);
+      const open = (await payments.openDebts()).filter(
+        (row) => canSettle(row) && (deadlineOf(row) ?? 0n) + DEBT_RECHECK_WINDOW_SECONDS > now,
+      );
+      const debts = [
+        ...open.filter((row) => row.id > lastDebtRetried),
+        ...open.filter((row) => row.id <= lastDebtRetried),
+      ].slice(0, debtRetriesPerPass);
+      lastDebtRetried = debts.at(-1)?.id ?? 0;
       for (const row of debts) {
         report.debtsRetried++;
         try {
