@@ -69,4 +69,17 @@ describe("a gateway whose clock runs behind the chain", () => {
     assert.match(JSON.parse(text).error, /^tollgate_authorization_expires_too_soon: /);
     assert.equal(h.backend.inferenceRequests.length, 0, "no inference ran");
   });
+
+  test("a buyer whose clock runs behind is told so, not told to sign with the maxTimeoutSeconds it signed with", async () => {
+    const payer = devnet.accounts.buyers[1]!;
+    // The official client signs now + the offer's maxTimeoutSeconds (300 s): a clock 280 s behind signs this.
+    const { response } = await payFor(h, CHAT, chat, payer.privateKey, { deadlineSeconds: 20 });
+    const body = (await response.json()) as { error: string };
+    assert.equal(response.status, 402);
+    assert.match(body.error, /^tollgate_authorization_expires_too_soon: /);
+    assert.match(
+      body.error,
+      /signed for the offer's maxTimeoutSeconds \(300 s\), by a clock about 2[78]\d s behind this gateway's/,
+    );
+  });
 });

@@ -71,6 +71,9 @@ export type AdmitPaymentParameters = PaymentAdmissionRequest & {
   logger: Logger;
 };
 
+/** How far behind the gateway's clock a signer's may be before a refusal names it (s): a request's own latency. */
+const SIGNER_CLOCK_TOLERANCE_SECONDS = 5;
+
 /** The 402 reason for a payer that owes (`PaymentLedger.hasOpenDebt`): what it must do to be served again. */
 export const PAYER_IN_DEBT = `${ReasonCode.payerInDebt}: an earlier charge of this payer is unpaid (a settlement that failed, or a channel it withdrew from before its charges were claimed); pay it first (restore the balance or Permit2 approval that settlement needs, or deposit the shortfall into that channel)`;
 
@@ -146,10 +149,18 @@ export async function admitMatchedPayment(
   const deadline = authorizationDeadline(payment);
   const runSeconds = Math.ceil(parameters.timeBoundMs / 1000);
   const neededSeconds = runSeconds + parameters.settlementMarginSeconds;
-  const expiresTooSoon = (nowSeconds: number, clock: string) =>
-    paymentRequired(
-      `${ReasonCode.authorizationExpiresTooSoon}: the authorization must stay valid at least ${neededSeconds} s from now (this request may run ${runSeconds} s, then settle); by ${clock} it expires in ${deadline === undefined ? "an unknown time" : `${deadline - nowSeconds} s`}. Sign with the offer's maxTimeoutSeconds (${terms.maxTimeoutSeconds})`,
+  const expiresTooSoon = (nowSeconds: number, clock: string) => {
+    const leftSeconds = deadline === undefined ? undefined : deadline - nowSeconds;
+    // Clients sign "now + maxTimeoutSeconds": one that did, and left less, signed by a clock behind.
+    const behindSeconds = leftSeconds === undefined ? 0 : terms.maxTimeoutSeconds - leftSeconds;
+    const advice =
+      behindSeconds > SIGNER_CLOCK_TOLERANCE_SECONDS
+        ? `If it was signed for the offer's maxTimeoutSeconds (${terms.maxTimeoutSeconds} s), by a clock about ${behindSeconds} s behind ${clock}: set that clock right (NTP); otherwise sign with the offer's maxTimeoutSeconds`
+        : `Sign with the offer's maxTimeoutSeconds (${terms.maxTimeoutSeconds})`;
+    return paymentRequired(
+      `${ReasonCode.authorizationExpiresTooSoon}: the authorization must stay valid at least ${neededSeconds} s from now (this request may run ${runSeconds} s, then settle); by ${clock} it expires in ${leftSeconds === undefined ? "an unknown time" : `${leftSeconds} s`}. ${advice}`,
     );
+  };
   const hostSeconds = Math.floor(Date.now() / 1000);
   if (deadline === undefined || deadline < hostSeconds + neededSeconds)
     return expiresTooSoon(hostSeconds, "this gateway's clock");
