@@ -414,12 +414,20 @@ describe("paying Tollgate's gateway by channel", () => {
       env,
     );
     assert.equal(pay.code, 0, pay.stderr);
+    // The first request's transaction is its deposit's, which moved the deposit into escrow, not the charge.
+    assert.match(
+      pay.stderr,
+      /paid \$[0-9.]+ of \$[0-9.]+ authorized \(saved \$[0-9.]+\) · deposited \$[0-9.]+ into a payment channel, tx 0x[0-9a-f]{64} · eip155:31337/,
+    );
     const chat = await runCli(
       ["chat", "--gateway", h.gateway.url, "--model", mockModelId, "--rpc", h.devnet.rpcUrl, "say hello"],
       env,
     );
     assert.equal(chat.code, 0, chat.stderr);
-    assert.match(chat.stderr, /paid \$[0-9.]+ of \$[0-9.]+ authorized/);
+    assert.match(
+      chat.stderr,
+      /paid \$[0-9.]+ of \$[0-9.]+ authorized \(saved \$[0-9.]+\) · by voucher, no transaction/,
+    );
 
     const listed = await runCli(["channels", "--buyer", "--json", "--rpc", h.devnet.rpcUrl], env);
     assert.equal(listed.code, 0, listed.stderr);

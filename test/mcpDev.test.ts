@@ -123,7 +123,16 @@ test("tollgate mcp over stdio pays tollgate dev for chat, and for its paid MCP t
   assert.equal(answer.model, "tollgate-demo");
   assert.ok(answer.answer.length > 0);
   assert.equal(answer.payment.success, true);
-  assert.match(textOf(chat), /paid \$[0-9.]+ · tx 0x[0-9a-f]{64} · eip155:31337/);
+  // The first request opens the channel: its transaction is the deposit's, not the charge's.
+  assert.match(
+    textOf(chat),
+    /paid \$[0-9.]+ · a payment channel's deposit, tx 0x[0-9a-f]{64} · eip155:31337/,
+  );
+  // The next is paid by voucher: charged, with no transaction of its own (not "zero charge").
+  const again = await call(client, "chat", { prompt: "And bridges?", max_tokens: 20 });
+  assert.notEqual(again.isError, true, textOf(again));
+  assert.ok(BigInt((again.structuredContent as { payment: { amount: string } }).payment.amount) > 0n);
+  assert.match(textOf(again), /paid \$0\.0000[0-9]+ · by voucher, no transaction · eip155:31337/);
 
   // Through tollgate mcp to tollgate dev's paid tools: summarize's maximum is within perCall…
   const listed = await call(client, "mcp_list_tools", {});

@@ -39,6 +39,8 @@ export type BuyerEvent =
       /** `maxAtomic - chargedAtomic`: what upto saved over paying the maximum. */
       savedAtomic: bigint;
       transaction: string;
+      /** A channel deposit this payment carried, whose transaction `transaction` is. */
+      depositAtomic?: bigint | undefined;
       network: string;
       payer: string | undefined;
       usage: ReportedUsage | undefined;

@@ -61,6 +61,8 @@ export type PaymentAttempt = {
   header: string;
   firstRequest: boolean;
   request: InferenceRequest | undefined;
+  /** The deposit a channel voucher carries into its channel (its first request, or a top-up). */
+  depositAtomic?: bigint | undefined;
   /**
    * Called once when the seller's receipt for this payment is read (undefined: none will come),
    * before the charge is checked; a channel payment updates its channel here.
@@ -209,6 +211,7 @@ export async function authorizePayment(
       header: encodePaymentSignatureHeader(payload),
       firstRequest,
       request,
+      depositAtomic: channel?.depositAtomic,
     };
   } catch (error) {
     // Nothing left this process: the reservation goes.

@@ -28,7 +28,7 @@ export {
   createPaymentContext,
 } from "./createPaymentContext.js";
 export { type CreateSpendStoreParameters, createSpendStore, utcDay } from "./createSpendStore.js";
-export { formatReceiptLine } from "./formatReceiptLine.js";
+export { describeTransaction, formatReceiptLine } from "./formatReceiptLine.js";
 export {
   type InferenceKind,
   type InferenceRequest,

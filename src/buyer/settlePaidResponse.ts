@@ -208,6 +208,7 @@ export async function recordReceipt(context: PaymentContext, attempt: PaymentAtt
     chargedAtomic: receipt.chargedAtomic,
     savedAtomic: maxAtomic > receipt.chargedAtomic ? maxAtomic - receipt.chargedAtomic : 0n,
     transaction: receipt.transaction,
+    depositAtomic: attempt.depositAtomic,
     network: receipt.network,
     payer: receipt.payer,
     usage,

@@ -7,6 +7,7 @@ import {
   type ConfirmPayment,
   chooseProvider,
   createPayingFetch,
+  describeTransaction,
   fetchProviderModels,
   type PolicyRefusal,
   type ProviderModel,
@@ -298,9 +299,7 @@ export function createBuyerMcpServer(parameters: CreateBuyerMcpServerParameters)
         // Not the JSON expected: hand back the body as it came.
       }
     }
-    const paidLine = payment
-      ? `\n\n— paid ${formatMoney(BigInt(payment.amount ?? "0"))} · tx ${payment.transaction || "none (zero charge)"} · ${payment.network}`
-      : "";
+    const paidLine = payment ? `\n\n— ${describePayment(payment)}` : "";
     const shown = typeof answer.answer === "string" ? answer.answer : String(answer.body ?? "");
     return {
       content: [{ type: "text", text: `${shown}${paidLine}` }],
@@ -309,6 +308,17 @@ export function createBuyerMcpServer(parameters: CreateBuyerMcpServerParameters)
   }
 
   return server;
+}
+
+/** A settlement in one line: the charge, its transaction (a channel deposit's, a voucher's none), the network. */
+function describePayment(payment: SettleResponse): string {
+  const chargedAtomic = BigInt(payment.amount ?? "0");
+  // A channel's settlement states its charge in `extra.chargedAmount`; a transaction beside it is a deposit's.
+  const channelDeposit = payment.transaction !== "" && payment.extra?.chargedAmount !== undefined;
+  const transaction = channelDeposit
+    ? `a payment channel's deposit, tx ${payment.transaction}`
+    : describeTransaction({ transaction: payment.transaction, chargedAtomic });
+  return `paid ${formatMoney(chargedAtomic)} · ${transaction} · ${payment.network}`;
 }
 
 /** The settlement a paid response carries in `PAYMENT-RESPONSE`, as plain JSON. */
