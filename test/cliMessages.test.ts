@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { type AddressInfo, createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
@@ -94,6 +95,35 @@ describe("the CLI says what to do in words", () => {
     });
     assert.equal(none.code, 2);
     assert.match(none.stderr, /a private key is needed: --private-key or the variable TOLLGATE_PRIVATE_KEY/);
+  });
+
+  test("a URL where nothing answers is said so in words, not as fetch's own error: exit 1", async () => {
+    const closed = createServer();
+    await new Promise<void>((resolve) => closed.listen(0, "127.0.0.1", resolve));
+    const { port } = closed.address() as AddressInfo;
+    await new Promise((resolve) => closed.close(resolve));
+    const env = { TOLLGATE_DATA_DIR: "memory://" };
+    const pay = await runMain(
+      ["pay", "--url", `http://127.0.0.1:${port}/v1/models`, "--private-key", validKey],
+      env,
+    );
+    assert.equal(pay.code, 1, pay.stderr);
+    assert.match(
+      pay.stderr,
+      new RegExp(
+        `tollgate pay: nothing answers at 127\\.0\\.0\\.1:${port} \\(connection refused\\): check the URL, and that the gateway is running there`,
+      ),
+    );
+    assert.doesNotMatch(pay.stderr, /fetch failed|ECONNREFUSED/);
+    const chat = await runMain(
+      ["chat", "--gateway", "http://tollgate-test.invalid", "--model", "m", "--private-key", validKey, "hi"],
+      env,
+    );
+    assert.equal(chat.code, 1, chat.stderr);
+    assert.match(
+      chat.stderr,
+      /tollgate chat: the host tollgate-test\.invalid cannot be found \(DNS lookup failed\): check the URL/,
+    );
   });
 
   test("facilitator refuses to start without --rpc, and against a chain that does not answer", async () => {

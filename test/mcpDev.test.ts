@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { type ChildProcess, spawn } from "node:child_process";
 import { writeFile } from "node:fs/promises";
+import { type AddressInfo, createServer } from "node:net";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { after, before, test } from "node:test";
@@ -133,6 +134,17 @@ test("tollgate mcp over stdio pays tollgate dev for chat, and for its paid MCP t
   assert.notEqual(again.isError, true, textOf(again));
   assert.ok(BigInt((again.structuredContent as { payment: { amount: string } }).payment.amount) > 0n);
   assert.match(textOf(again), /paid \$0\.0000[0-9]+ · by voucher, no transaction · eip155:31337/);
+  // A URL where nothing listens is said so, not "fetch failed".
+  const closed = createServer();
+  await new Promise<void>((resolve) => closed.listen(0, "127.0.0.1", resolve));
+  const { port } = closed.address() as AddressInfo;
+  await new Promise((resolve) => closed.close(resolve));
+  const unreachable = await call(client, "pay", { url: `http://127.0.0.1:${port}/v1/models` });
+  assert.equal(unreachable.isError, true);
+  assert.match(
+    textOf(unreachable),
+    new RegExp(`nothing answers at 127\\.0\\.0\\.1:${port} \\(connection refused\\): check the URL`),
+  );
 
   // Through tollgate mcp to tollgate dev's paid tools: summarize's maximum is within perCall…
   const listed = await call(client, "mcp_list_tools", {});

@@ -28,6 +28,7 @@ export {
   createPaymentContext,
 } from "./createPaymentContext.js";
 export { type CreateSpendStoreParameters, createSpendStore, utcDay } from "./createSpendStore.js";
+export { describeFetchFailure } from "./describeFetchFailure.js";
 export { describeTransaction, formatReceiptLine } from "./formatReceiptLine.js";
 export {
   type InferenceKind,

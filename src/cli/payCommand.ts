@@ -6,6 +6,7 @@ import {
   type ConfirmPayment,
   createPayingFetch,
   defaultDataDir,
+  describeFetchFailure,
   formatReceiptLine,
   openSpendStore,
   type PayingFetch,
@@ -232,8 +233,10 @@ export function reportBuyerError(command: string, error: unknown, json = false):
     code = exitCodes.paymentFailed;
     message = `payment failed: ${error.shortMessage}`;
   } else {
+    const unanswered = describeFetchFailure(error);
     const cause = (error as { cause?: { message?: unknown } }).cause?.message;
-    if (typeof cause === "string") message += ` (${cause})`;
+    if (unanswered) message = unanswered;
+    else if (typeof cause === "string") message += ` (${cause})`;
   }
   if (json) {
     printLine(

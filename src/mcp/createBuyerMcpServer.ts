@@ -7,6 +7,7 @@ import {
   type ConfirmPayment,
   chooseProvider,
   createPayingFetch,
+  describeFetchFailure,
   describeTransaction,
   fetchProviderModels,
   type PolicyRefusal,
@@ -279,7 +280,9 @@ export function createBuyerMcpServer(parameters: CreateBuyerMcpServerParameters)
     } catch (error) {
       const refusal = policyRefusalResult(error);
       if (refusal) return refusal;
-      const message = isTollgateError(error) ? error.shortMessage : (error as Error).message;
+      const message =
+        describeFetchFailure(error) ??
+        (isTollgateError(error) ? error.shortMessage : (error as Error).message);
       return toolError(`the paid request failed: ${message}`);
     }
     const text = await response.text();
