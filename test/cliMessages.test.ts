@@ -126,6 +126,27 @@ describe("the CLI says what to do in words", () => {
     );
   });
 
+  test("a port already taken is said so, with what to do, not as Node's listen error: exit 1", async () => {
+    const taken = createServer();
+    await new Promise<void>((resolve) => taken.listen(0, "127.0.0.1", resolve));
+    const { port } = taken.address() as AddressInfo;
+    try {
+      const run = await runMain(["spend", "--serve", "--port", String(port)], {
+        TOLLGATE_DATA_DIR: "memory://",
+      });
+      assert.equal(run.code, 1, run.stderr);
+      assert.match(
+        run.stderr,
+        new RegExp(
+          `tollgate spend: port ${port} on 127\\.0\\.0\\.1 is taken by another process .*choose another port with --port`,
+        ),
+      );
+      assert.doesNotMatch(run.stderr, /EADDRINUSE/);
+    } finally {
+      await new Promise((resolve) => taken.close(resolve));
+    }
+  });
+
   test("facilitator refuses to start without --rpc, and against a chain that does not answer", async () => {
     const noRpc = await runMain(["facilitator", "--private-key", validKey]);
     assert.equal(noRpc.code, 2, noRpc.stderr);

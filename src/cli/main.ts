@@ -58,9 +58,35 @@ export async function main(argv: string[]): Promise<number> {
       printError(`tollgate: ${error.shortMessage}\n\n${commandUsage[name]}`);
       return exitCodes.usage;
     }
-    printError(`tollgate ${name}: ${isTollgateError(error) ? error.shortMessage : (error as Error).message}`);
+    const unlistenable = explainListenError(error);
+    printError(
+      `tollgate ${name}: ${unlistenable ?? (isTollgateError(error) ? error.shortMessage : (error as Error).message)}`,
+    );
     return exitCodes.failure;
   }
+}
+
+/** A server that could not listen (a port taken, an address not this machine's), in words; else undefined. */
+function explainListenError(error: unknown): string | undefined {
+  type SystemError = {
+    code?: unknown;
+    syscall?: unknown;
+    address?: unknown;
+    port?: unknown;
+    cause?: unknown;
+  };
+  for (let at = error as SystemError | undefined; at; at = at.cause as SystemError | undefined) {
+    if (at.syscall !== "listen") continue;
+    const host = typeof at.address === "string" ? at.address : "this host";
+    const port = typeof at.port === "number" ? String(at.port) : "(given)";
+    if (at.code === "EADDRINUSE")
+      return `port ${port} on ${host} is taken by another process (another tollgate, or any other server); stop it or choose another port with --port`;
+    if (at.code === "EADDRNOTAVAIL")
+      return `${host} is not an address of this machine, so nothing can listen on it; give --host one of its addresses (127.0.0.1 for this machine only)`;
+    if (at.code === "EACCES")
+      return `port ${port} on ${host} needs privileges this user lacks (ports below 1024 usually do); choose a port from 1024 up with --port`;
+  }
+  return undefined;
 }
 
 function isCommandName(name: string): name is CommandName {
