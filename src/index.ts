@@ -1,6 +1,7 @@
 /** Tollgate's public library API: the gateway's billing, the facilitator, the ledger, the devnet. */
 export {
   type BuyerEvent,
+  type ChannelRefundOutcome,
   type CreatePayingFetchParameters,
   chooseProvider,
   createPayingFetch,
@@ -8,6 +9,8 @@ export {
   type PayingFetch,
   parseSpendingPolicy,
   parseSpendingPolicyYaml,
+  type RefundChannelsParameters,
+  refundChannels,
   type SpendingPolicy,
   verifyCharge,
 } from "./buyer/index.js";

@@ -46,6 +46,35 @@ describe("the README tells the truth", () => {
       assert.ok(Object.hasOwn(commandUsage, name), `README row ${name} is a command`);
   });
 
+  test("every function the README imports from tollgate, or names of the SDK, is exported by the package root", async () => {
+    const root = await import("../src/index.js");
+    const imported = [...readme.matchAll(/import \{([^}]*)\} from "tollgate"/g)].flatMap((match) =>
+      match[1]!.split(",").map((name) => name.trim()),
+    );
+    // A function of a domain's public face that the README names in backticks (`refundChannels`).
+    const named = new Set(
+      [...readme.matchAll(/`([a-z][A-Za-z0-9]+)(?:\([^`]*\))?`/g)].map((match) => match[1]!),
+    );
+    const domains = await Promise.all([
+      import("../src/buyer/index.js"),
+      import("../src/mcp/index.js"),
+      import("../src/gateway/index.js"),
+      import("../src/facilitator/index.js"),
+      import("../src/ledger/index.js"),
+    ]);
+    const documented = domains.flatMap((domain) =>
+      Object.entries(domain)
+        .filter(([name, value]) => named.has(name) && typeof value === "function")
+        .map(([name]) => name),
+    );
+    assert.ok(
+      imported.length > 5 && documented.includes("createPayingFetch"),
+      "the README names the library's functions",
+    );
+    const missing = [...new Set([...imported, ...documented])].filter((name) => !Object.hasOwn(root, name));
+    assert.deepEqual(missing, [], "named in the README, not exported by the package root");
+  });
+
   test("the CI description names the steps of .ci/run, in order", async () => {
     const script = await readFile(join(repo, ".ci/run"), "utf8");
     const ciSteps = script
