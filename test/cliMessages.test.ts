@@ -214,6 +214,22 @@ describe("a gateway config is checked whole", () => {
     );
   });
 
+  test("an address written without quotes is read as the address, not as a hexadecimal number", async () => {
+    const file = join(dir, "unquoted-address.yaml");
+    await writeFile(
+      file,
+      `network: eip155:31337\npayTo: 0x3C44CdDdB6a900fa2b585dd299e03d12FA4293BC\nasset: 0xe7f1725E7734CE288F8367e1Bb143E90bb3F0512\nmodels:\n  - id: m\n    backend: { baseUrl: "http://127.0.0.1:9/v1" }\n    inputPrice: 0.15\n    outputPrice: "$0.60"\n`,
+    );
+    const run = await runMain(["gateway", "--config", file]);
+    assert.equal(run.code, 2, run.stderr);
+    assert.match(run.stderr, /has 1 problem|config key models\.0\.inputPrice/);
+    assert.doesNotMatch(run.stderr, /payTo|asset|received number/);
+    const policy = join(dir, "unquoted-policy.yaml");
+    await writeFile(policy, 'perCall: "$0.05"\nassets: [0xe7f1725E7734CE288F8367e1Bb143E90bb3F0512]\n');
+    const spend = await runMain(["spend", "--json", "--policy", policy], { TOLLGATE_DATA_DIR: "memory://" });
+    assert.equal(spend.code, 0, spend.stderr);
+  });
+
   test("every problem is reported at once, a missing variable of one model not hiding another's error", async () => {
     const file = join(dir, "many-problems.yaml");
     await writeFile(

@@ -1,4 +1,14 @@
-import { parse as parseYaml } from "yaml";
+import { parse as parseYaml, type Tags } from "yaml";
+
+/**
+ * YAML's core schema reads an unquoted `0x…` as a hexadecimal integer, so an address written
+ * without quotes became a float (`3.44e+47`); no key here is a hex number, so `0x…` stays text.
+ */
+const withoutHexIntegers = (tags: Tags): Tags =>
+  tags.filter(
+    (tag) => !(typeof tag === "object" && tag.tag === "tag:yaml.org,2002:int" && tag.format === "HEX"),
+  );
+
 import { z } from "zod";
 import { TollgateError } from "../errors/index.js";
 import { parseMoney } from "../pricing/index.js";
@@ -136,7 +146,7 @@ export function parseSpendingPolicy(input: unknown): SpendingPolicy {
 export function parseSpendingPolicyYaml(text: string): SpendingPolicy {
   let value: unknown;
   try {
-    value = parseYaml(text);
+    value = parseYaml(text, { customTags: withoutHexIntegers });
   } catch (cause) {
     throw new TollgateError({
       code: "TOLLGATE_CONFIG_INVALID",

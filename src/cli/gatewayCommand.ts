@@ -1,6 +1,16 @@
 import { mkdir, readFile } from "node:fs/promises";
 import { resolve } from "node:path";
-import { parse as parseYaml } from "yaml";
+import { parse as parseYaml, type Tags } from "yaml";
+
+/**
+ * YAML's core schema reads an unquoted `0x…` as a hexadecimal integer, so an address written
+ * without quotes became a float (`3.44e+47`); no key here is a hex number, so `0x…` stays text.
+ */
+const withoutHexIntegers = (tags: Tags): Tags =>
+  tags.filter(
+    (tag) => !(typeof tag === "object" && tag.tag === "tag:yaml.org,2002:int" && tag.format === "HEX"),
+  );
+
 import { z } from "zod";
 import { TollgateError } from "../errors/index.js";
 import {
@@ -121,7 +131,7 @@ export async function readConfigFile(path: string): Promise<unknown> {
     });
   }
   try {
-    return parseYaml(text);
+    return parseYaml(text, { customTags: withoutHexIntegers });
   } catch (cause) {
     throw new TollgateError({
       code: "TOLLGATE_CONFIG_INVALID",
