@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { mkdtemp, rm } from "node:fs/promises";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
@@ -50,6 +50,20 @@ test("tollgate spend keeps each network and asset apart: devnet test USDC is not
     const text = await runMain(["spend"], { TOLLGATE_DATA_DIR: dataDir, DATABASE_URL: undefined });
     assert.match(text.stdout, new RegExp(`eip155:137 · asset ${polygonUsdc}: \\$0\\.01\\n`));
     assert.match(text.stdout, new RegExp(`eip155:31337 · asset ${devnetUsdc}: \\$0\\.30\\n`));
+    // The default caps (no policy): what is left under the daily cap; a provider without a cap of its own says so.
+    assert.match(text.stdout, /^spend on \d{4}-\d{2}-\d{2} \(UTC\): \$0\.31 of \$1\.00, \$0\.69 left\n/);
+    assert.match(
+      text.stdout,
+      /https:\/\/seller\.example {2}\$0\.30 \(no daily cap of its own\) — charged \$0\.30, reserved \$0\.00, 2 payments\n/,
+    );
+    assert.doesNotMatch(text.stdout, /of no cap|daily no cap/);
+    const policy = join(dataDir, "policy.yaml");
+    await writeFile(policy, 'perCall: "$0.50"\n');
+    const uncapped = await runMain(["spend", "--policy", policy], {
+      TOLLGATE_DATA_DIR: dataDir,
+      DATABASE_URL: undefined,
+    });
+    assert.match(uncapped.stdout, /\(UTC\): \$0\.31 \(no daily cap\)\n/);
   } finally {
     await rm(dataDir, { recursive: true, force: true });
   }

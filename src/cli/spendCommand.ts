@@ -69,17 +69,21 @@ function assetsOf(spend: DaySpend) {
 }
 
 function formatSpend(spend: DaySpend, disputes: SpendDispute[], policy: SpendingPolicy | undefined): string {
-  const cap = (limit: bigint | undefined) => (limit === undefined ? "no cap" : `cap ${formatMoney(limit)}`);
+  // What was counted against a cap, and what is left under it; or that there is none.
+  const against = (countedAtomic: bigint, limit: bigint | undefined, none: string) =>
+    limit === undefined
+      ? `${formatMoney(countedAtomic)} (${none})`
+      : `${formatMoney(countedAtomic)} of ${formatMoney(limit)}, ${formatMoney(limit > countedAtomic ? limit - countedAtomic : 0n)} left`;
   const lines = [
-    `spend on ${spend.day} (UTC): ${formatMoney(spend.countedAtomic)} counted against the daily ${cap(policy?.daily)}`,
+    `spend on ${spend.day} (UTC): ${against(spend.countedAtomic, policy?.daily, "no daily cap")}`,
   ];
   for (const { network, asset, providers } of assetsOf(spend)) {
     const counted = providers.reduce((sum, provider) => sum + provider.countedAtomic, 0n);
     lines.push(`  ${network} · asset ${asset}: ${formatMoney(counted)}`);
     for (const provider of providers) {
       lines.push(
-        `    ${provider.origin}  ${formatMoney(provider.countedAtomic)} of ${cap(policy?.providers[provider.origin]?.daily)}` +
-          ` — charged ${formatMoney(provider.chargedAtomic)}, reserved ${formatMoney(provider.reservedAtomic)}, ${provider.payments} payments`,
+        `    ${provider.origin}  ${against(provider.countedAtomic, policy?.providers[provider.origin]?.daily, "no daily cap of its own")}` +
+          ` — charged ${formatMoney(provider.chargedAtomic)}, reserved ${formatMoney(provider.reservedAtomic)}, ${provider.payments} payment${provider.payments === 1 ? "" : "s"}`,
       );
     }
   }
