@@ -10,6 +10,7 @@ import {
   type PublicClient,
   recoverTypedDataAddress,
   type TransactionReceipt,
+  WaitForTransactionReceiptTimeoutError,
 } from "viem";
 import { type Logger, silentLogger } from "../errors/index.js";
 import { createNodeHttpFetch } from "./createNodeHttpFetch.js";
@@ -204,7 +205,11 @@ export function createFacilitatorSigner({
     async waitForTransactionReceipt({ hash, timeout }) {
       const receipt = await guard(() =>
         publicClient.waitForTransactionReceipt({ hash, timeout: timeout ?? receiptTimeoutMs }),
-      );
+      ).catch((error: unknown) => {
+        // Not mined in time: perhaps dropped by the node, which would hold back every later nonce.
+        if (error instanceof WaitForTransactionReceiptTimeoutError) nonces.resync();
+        throw error;
+      });
       receipts.set(hash, receipt);
       // Bounded: receipts not taken within a minute are dropped.
       setTimeout(() => receipts.delete(hash), 60_000).unref();

@@ -12,6 +12,12 @@ export type NonceManager = {
    * the refused transaction never entered the pool, so signing it again cannot send it twice.
    */
   withNonce<T>(send: (nonce: number) => Promise<T>): Promise<T>;
+  /**
+   * Makes the next send read the count from the chain again. For a transaction given up while waiting
+   * for it: the node may have dropped it, and the nonces handed out after it then wait behind a hole
+   * that nothing fills. The chain's pending count does not include them, so the next send fills the hole.
+   */
+  resync(): void;
 };
 
 /**
@@ -21,6 +27,7 @@ export type NonceManager = {
  */
 export function createNonceManager({ address, publicClient }: CreateNonceManagerParameters): NonceManager {
   let next: number | undefined;
+  let stale = false;
   let tail: Promise<unknown> = Promise.resolve();
 
   const readChainNonce = () => publicClient.getTransactionCount({ address, blockTag: "pending" });
@@ -28,7 +35,10 @@ export function createNonceManager({ address, publicClient }: CreateNonceManager
   return {
     withNonce<T>(send: (nonce: number) => Promise<T>): Promise<T> {
       const attempt = async (retryOnStaleNonce: boolean): Promise<T> => {
-        if (next === undefined) next = await readChainNonce();
+        if (next === undefined || stale) {
+          stale = false;
+          next = await readChainNonce();
+        }
         const nonce = next;
         try {
           const result = await send(nonce);
@@ -44,6 +54,9 @@ export function createNonceManager({ address, publicClient }: CreateNonceManager
       const result = tail.then(run, run);
       tail = result.catch(() => undefined);
       return result;
+    },
+    resync() {
+      stale = true;
     },
   };
 }
