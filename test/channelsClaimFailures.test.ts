@@ -442,3 +442,60 @@ describe("claims and settlements made outside this ledger", () => {
     assert.equal((await onchain(channel.channelId)).totalClaimed, channel.charged, "claimed by its own key");
   });
 });
+
+describe("a claim the chain takes back", () => {
+  ownHarness();
+
+  test("a claim reorganised away after its receipt was seen is not booked settled: the next rounds claim it again and payTo receives it", async () => {
+    const lost = await chargedChannel();
+    const settlement = testChannelSettlement(h, { minClaimAtomic: 1n });
+    await settlement.claim({ force: true });
+    assert.equal((await onchain(lost.channelId)).totalClaimed, lost.charged);
+    assert.equal((await h.gateway.ledger.channels.get(lost.channelId))!.totalClaimedAtomic, lost.charged);
+
+    // The block holding the claim is reorganised away, its transaction with it: the new branch holds
+    // another transaction of the same key at that nonce, so the claim can never land again.
+    const facilitatorKey = privateKeyToAccount(h.devnet.accounts.facilitator.privateKey);
+    const nonce = (await publicClient().getTransactionCount({ address: facilitatorKey.address })) - 1;
+    const replacement = await facilitatorKey.signTransaction({
+      chainId: h.devnet.chainId,
+      type: "eip1559",
+      to: facilitatorKey.address,
+      value: 0n,
+      nonce,
+      gas: 21_000n,
+      maxFeePerGas: 10_000_000_000n,
+      maxPriorityFeePerGas: 1n,
+    });
+    const testClient = createTestClient({ chain: anvil, mode: "anvil", transport: http(h.devnet.rpcUrl) });
+    await testClient.request({ method: "anvil_reorg" as never, params: [1, [[replacement, 0]]] as never });
+    assert.equal((await onchain(lost.channelId)).totalClaimed, 0n, "the chain holds no claim of it");
+
+    // Another channel is charged and claimed in the meantime; the settle round sweeps what the chain holds.
+    const other = await chargedChannel();
+    const payToBefore = await usdcOf(h.devnet.accounts.payTo.address);
+    await settlement.claim({ force: true }).catch(() => undefined);
+    await settlement.settle().catch(() => undefined);
+    await settlement.claim({ force: true }).catch(() => undefined);
+    await settlement.settle().catch(() => undefined);
+
+    assert.equal((await onchain(lost.channelId)).totalClaimed, lost.charged, "claimed again");
+    assert.equal(
+      await usdcOf(h.devnet.accounts.payTo.address),
+      payToBefore + other.charged + lost.charged,
+      "payTo received both channels' charges",
+    );
+    const booked = (await h.gateway.ledger.channels.get(lost.channelId))!;
+    assert.equal(booked.settledAtomic, lost.charged);
+    const report = await reconcileChannels({
+      channels: h.gateway.ledger.channels,
+      payments: h.gateway.ledger.payments,
+      client: publicClient() as never,
+      settlement: BATCH_SETTLEMENT_ADDRESS_FOR_TESTS,
+      network: h.devnet.network,
+      asset: h.devnet.contracts.usdc,
+      payTo: h.devnet.accounts.payTo.address,
+    });
+    assert.deepEqual(report.differences, []);
+  });
+});

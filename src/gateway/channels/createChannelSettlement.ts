@@ -374,9 +374,41 @@ export function createChannelSettlement(parameters: CreateChannelSettlementParam
     return true;
   }
 
+  /**
+   * The channels booked claimed whose claims the chain still holds. A claim whose block was reorganised
+   * away after its receipt was seen is not on chain: booked settled, the sweep would count money that
+   * never came, and its payer could withdraw what it was charged. Its booked claim goes back to the
+   * chain's, so the next claim round claims it again; told loudly, as an error.
+   */
+  async function claimsTheChainHolds(booked: readonly ChannelRecord[]): Promise<ChannelRecord[]> {
+    const held: ChannelRecord[] = [];
+    for (const channel of booked) {
+      const onchain = await readChannelState(chain, settlement, channel.channelId);
+      if (onchain.totalClaimedAtomic >= channel.totalClaimedAtomic) {
+        held.push(channel);
+        continue;
+      }
+      await channels.update(channel.channelId, (current) =>
+        current && current.totalClaimedAtomic > onchain.totalClaimedAtomic
+          ? { next: { ...current, totalClaimedAtomic: onchain.totalClaimedAtomic }, result: undefined }
+          : { result: undefined },
+      );
+      logger.error(
+        {
+          channelId: channel.channelId,
+          claimedAtomic: channel.totalClaimedAtomic.toString(),
+          claimedOnChainAtomic: onchain.totalClaimedAtomic.toString(),
+        },
+        "a claim booked as landed is not on chain (its block was reorganised away): it is not settled, and is claimed again next round",
+      );
+    }
+    return held;
+  }
+
   /** Moves every claimed, unsettled amount to payTo in one transfer. */
   async function settle(): Promise<{ transaction: string; settledAtomic: bigint } | undefined> {
-    const owed = (await channels.list()).filter((c) => ours(c) && c.totalClaimedAtomic > c.settledAtomic);
+    const booked = (await channels.list()).filter((c) => ours(c) && c.totalClaimedAtomic > c.settledAtomic);
+    const owed = await claimsTheChainHolds(booked);
     if (owed.length === 0) return undefined;
     const settled = await facilitator.settle(envelope({ type: "settle", receiver, token }), requirements);
     if (
