@@ -48,6 +48,8 @@ export type TollgateFacilitatorSigner = FacilitatorEvmSigner & {
   sendValue(args: { to: Address; value: bigint }): Promise<Hex>;
   /** The receipt of a transaction this signer waited for (kept until taken). */
   takeReceipt(hash: Hex): TransactionReceipt | undefined;
+  /** The native balance, and what `gas` costs at the current fees: can this key send a transaction that uses it? */
+  gasFunds(gas: bigint): Promise<{ balanceWei: bigint; neededWei: bigint }>;
 };
 
 /**
@@ -89,6 +91,7 @@ export function createFacilitatorSigner({
   let callsInFlight = 0;
   const nonces = createNonceManager({ address: account.address, publicClient });
   const receipts = new Map<Hex, TransactionReceipt>();
+  let balanceCache: { at: number; balance: Promise<bigint> } | undefined;
   let feeCache:
     | { at: number; fees: Promise<{ maxFeePerGas: bigint; maxPriorityFeePerGas: bigint }> }
     | undefined;
@@ -126,6 +129,19 @@ export function createFacilitatorSigner({
       });
     }
     return feeCache.fees;
+  };
+
+  // Read at most once a second: checked before every paid request is served.
+  const balance = () => {
+    const now = Date.now();
+    if (!balanceCache || now - balanceCache.at > 1_000) {
+      const pending = call((client) => client.getBalance({ address: account.address }));
+      balanceCache = { at: now, balance: pending };
+      pending.catch(() => {
+        balanceCache = undefined;
+      });
+    }
+    return balanceCache.balance;
   };
 
   const send = async ({
@@ -216,6 +232,11 @@ export function createFacilitatorSigner({
       return receipt;
     },
     getCode: ({ address }) => call((client) => client.getCode({ address })),
+    async gasFunds(gas) {
+      const [balanceWei, fee] = await Promise.all([balance(), guard(fees)]);
+      // As `send` signs it: the estimate and a fifth more, at the highest fee it offers.
+      return { balanceWei, neededWei: ((gas * 12n) / 10n) * fee.maxFeePerGas };
+    },
     takeReceipt(hash) {
       const receipt = receipts.get(hash);
       receipts.delete(hash);

@@ -84,6 +84,8 @@ export type TollgateFacilitator = {
   getSupported(): Promise<SupportedResponse>;
 };
 
+/** Gas a settlement may use: an upto or exact settle (~82k), with a sponsored EIP-2612 permit before it. */
+const SETTLEMENT_GAS_BOUND = 150_000n;
 const REASON_TRANSFER_NOT_FOUND = "settlement_transfer_not_found";
 const REASON_UNKNOWN_PAYLOAD = "invalid_payload";
 /** Signed approvals remembered as verified, so settle can skip their fee check. */
@@ -263,6 +265,32 @@ export function createFacilitator({
       cause,
     });
 
+  /**
+   * Refuses, before anything is served, a payment whose settlement this facilitator could not send: a
+   * wallet without the gas for it would let every request be served and then fail to settle, each a
+   * debt the payer did not cause. A channel request settles later, in batches, and is not refused here.
+   */
+  async function ensureGasForSettlement(requirements: PaymentRequirements): Promise<void> {
+    if (isBatchSettlementPayment(requirements)) return;
+    const { balanceWei, neededWei } = await signer.gasFunds(SETTLEMENT_GAS_BOUND);
+    if (balanceWei >= neededWei) return;
+    const details = {
+      network,
+      facilitator: signer.address,
+      balanceWei: balanceWei.toString(),
+      neededWei: neededWei.toString(),
+    };
+    logger.error(
+      details,
+      "the facilitator's wallet cannot pay a settlement's gas: fund it; paid requests are refused until then",
+    );
+    throw new TollgateError({
+      code: "TOLLGATE_FACILITATOR_UNAVAILABLE",
+      shortMessage: "the facilitator's wallet cannot pay a settlement's gas; nothing ran, nothing is charged",
+      details,
+    });
+  }
+
   const emit: FacilitatorEventListener = (event) => {
     try {
       onFacilitatorEvent?.(event);
@@ -295,9 +323,10 @@ export function createFacilitator({
             } as VerifyResponse,
             scope: { transportError: undefined },
           }
-        : await withRpcFailureScope(
-            async () => (await checkSponsorship(payload, requirements)) ?? core.verify(payload, requirements),
-          );
+        : await withRpcFailureScope(async () => {
+            await ensureGasForSettlement(requirements);
+            return (await checkSponsorship(payload, requirements)) ?? core.verify(payload, requirements);
+          });
       if (!result.isValid && scope.transportError) throw chainUnavailable(scope.transportError, "verify");
       emit({
         type: "verified",

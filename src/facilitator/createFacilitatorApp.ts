@@ -36,7 +36,7 @@ type ParsedRequest = { payload: PaymentPayload; requirements: PaymentRequirement
 /**
  * The facilitator's HTTP face in the x402 v2 wire format: `GET /supported`,
  * `POST /verify`, `POST /settle`, plus `GET /health`.
- * Malformed bodies answer 400 with a reason; an unreachable chain answers 503.
+ * Malformed bodies answer 400 with a reason; an unreachable chain, or a wallet without gas, answers 503.
  */
 export function createFacilitatorApp({
   facilitator,
@@ -98,10 +98,17 @@ export function createFacilitatorApp({
   };
 
   const failure = (error: unknown) => {
-    if (error instanceof TollgateError && error.code === "TOLLGATE_CHAIN_UNAVAILABLE") {
+    if (
+      error instanceof TollgateError &&
+      (error.code === "TOLLGATE_CHAIN_UNAVAILABLE" || error.code === "TOLLGATE_FACILITATOR_UNAVAILABLE")
+    ) {
       return {
         status: httpStatusOf(error.code) as 503,
-        body: { error: "chain_unavailable", message: error.shortMessage },
+        body: {
+          error:
+            error.code === "TOLLGATE_CHAIN_UNAVAILABLE" ? "chain_unavailable" : "facilitator_unavailable",
+          message: error.shortMessage,
+        },
         retryAfter: String(RETRY_AFTER_SECONDS_OF[error.code]),
       };
     }

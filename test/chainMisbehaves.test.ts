@@ -1,0 +1,133 @@
+// The chain misbehaves under the money: a block taken back after its receipt was seen, a facilitator
+// wallet without gas. Nothing is served for free by accident, and what the chain took back is reported.
+import assert from "node:assert/strict";
+import { after, before, describe, test } from "node:test";
+import { createPublicClient, createTestClient, http } from "viem";
+import { privateKeyToAccount } from "viem/accounts";
+import { anvil } from "viem/chains";
+import { reconcileLedger } from "../src/gateway/index.js";
+import { type GatewayHarness, startGatewayHarness } from "./support/gatewayHarness.js";
+import { signHostilePayment } from "./support/hostileBuyer.js";
+import { mockModelId } from "./support/mockBackend.js";
+import { finalRow, postJson, quoteOf } from "./support/paidRequests.js";
+
+let h: GatewayHarness;
+
+before(async () => {
+  h = await startGatewayHarness();
+});
+
+after(async () => {
+  await h?.close();
+});
+
+const chat = { model: mockModelId, messages: [{ role: "user", content: "hello" }], max_tokens: 16 };
+const chain = () => createPublicClient({ chain: anvil, transport: http(h.devnet.rpcUrl) });
+const testClient = () => createTestClient({ chain: anvil, mode: "anvil", transport: http(h.devnet.rpcUrl) });
+
+/** Signs the 402 of a chat request for real and sends the paid request. */
+async function paidChat(privateKey: `0x${string}`): Promise<{ response: Response; signature: string }> {
+  const quote = await quoteOf(h, "/v1/chat/completions", chat);
+  const signature = await signHostilePayment({ paymentRequired: quote.header, privateKey });
+  const response = await postJson(h, "/v1/chat/completions", chat, { "payment-signature": signature });
+  return { response, signature };
+}
+
+describe("a facilitator wallet without gas", () => {
+  test("serves nothing: 503 with Retry-After, no inference, no debt for the payer; funded again, the payer is served and charged", async () => {
+    const buyer = await h.devnet.createBuyer(10_000_000n);
+    const facilitator = h.devnet.accounts.facilitator.address;
+    const funded = await chain().getBalance({ address: facilitator });
+    const inferencesBefore = h.backend.requests.length;
+    const rowsBefore = (await h.ledger.payments.recent({ limit: 1000 })).length;
+    await testClient().setBalance({ address: facilitator, value: 0n });
+    let refused: Response;
+    try {
+      ({ response: refused } = await paidChat(buyer.privateKey));
+    } finally {
+      await testClient().setBalance({ address: facilitator, value: funded });
+    }
+    const text = await refused.text();
+    assert.equal(refused.status, 503, text);
+    assert.ok(refused.headers.get("retry-after"), "told when to come back");
+    assert.match(text, /TOLLGATE_FACILITATOR_UNAVAILABLE/);
+    assert.equal(h.backend.requests.length, inferencesBefore, "no inference ran");
+    const rows = await h.ledger.payments.recent({ limit: 1000 });
+    assert.equal(
+      rows.filter((row) => row.status === "debt").length,
+      0,
+      "the payer owes nothing for the facilitator's empty wallet",
+    );
+    assert.ok(rows.length - rowsBefore <= 1);
+
+    // Funded again (a second later, past the cached balance): the same payer is served and charged.
+    await new Promise((resolve) => setTimeout(resolve, 1_100));
+    const { response } = await paidChat(buyer.privateKey);
+    assert.equal(response.status, 200, await response.clone().text());
+    await response.text();
+    const row = await finalRow(h);
+    assert.equal(row.status, "settled");
+  });
+});
+
+describe("an upto settlement reorganised away", () => {
+  /**
+   * Takes the newest block back: the new branch holds another transaction of the facilitator's key at the
+   * nonce of its last one, so that transaction can never land again.
+   */
+  async function reorgFacilitatorsLast(): Promise<void> {
+    const key = privateKeyToAccount(h.devnet.accounts.facilitator.privateKey);
+    const nonce = (await chain().getTransactionCount({ address: key.address })) - 1;
+    const replacement = await key.signTransaction({
+      chainId: h.devnet.chainId,
+      type: "eip1559",
+      to: key.address,
+      value: 0n,
+      nonce,
+      gas: 21_000n,
+      maxFeePerGas: 10_000_000_000n,
+      maxPriorityFeePerGas: 1n,
+    });
+    await testClient().request({ method: "anvil_reorg" as never, params: [1, [[replacement, 0]]] as never });
+  }
+
+  test("is reported by reconcile as missing on chain, and its authorization is not served again", async () => {
+    const buyer = await h.devnet.createBuyer(10_000_000n);
+    const { response, signature } = await paidChat(buyer.privateKey);
+    assert.equal(response.status, 200, await response.clone().text());
+    await response.text();
+    const row = await finalRow(h);
+    assert.equal(row.status, "settled");
+    const payTo = h.devnet.accounts.payTo.address;
+    const payToBefore = await h.devnet.usdcBalance(payTo);
+
+    await reorgFacilitatorsLast();
+    assert.equal(
+      await h.devnet.usdcBalance(payTo),
+      payToBefore - row.chargeAtomic!,
+      "the chain took it back",
+    );
+
+    const replay = await postJson(h, "/v1/chat/completions", chat, { "payment-signature": signature });
+    assert.equal(replay.status, 409, await replay.text());
+    const report = await reconcileLedger({
+      payments: h.ledger.payments,
+      client: chain() as never,
+      network: h.devnet.network,
+      asset: h.devnet.contracts.usdc,
+      payTo,
+    });
+    assert.deepEqual(
+      report.differences.filter((difference) => difference.kind === "missing_on_chain"),
+      [
+        {
+          kind: "missing_on_chain",
+          paymentId: row.id,
+          transaction: row.transaction,
+          payer: row.payer,
+          chargeAtomic: row.chargeAtomic!.toString(),
+        },
+      ],
+    );
+  });
+});
