@@ -443,18 +443,14 @@ describe("claims and settlements made outside this ledger", () => {
   });
 });
 
-describe("a claim the chain takes back", () => {
+describe("a claim or a settlement the chain takes back", () => {
   ownHarness();
 
-  test("a claim reorganised away after its receipt was seen is not booked settled: the next rounds claim it again and payTo receives it", async () => {
-    const lost = await chargedChannel();
-    const settlement = testChannelSettlement(h, { minClaimAtomic: 1n });
-    await settlement.claim({ force: true });
-    assert.equal((await onchain(lost.channelId)).totalClaimed, lost.charged);
-    assert.equal((await h.gateway.ledger.channels.get(lost.channelId))!.totalClaimedAtomic, lost.charged);
-
-    // The block holding the claim is reorganised away, its transaction with it: the new branch holds
-    // another transaction of the same key at that nonce, so the claim can never land again.
+  /**
+   * Takes the newest block back: the new branch holds another transaction of the facilitator's key at the
+   * nonce of its last one, so that transaction can never land again.
+   */
+  async function reorgFacilitatorsLast(): Promise<void> {
     const facilitatorKey = privateKeyToAccount(h.devnet.accounts.facilitator.privateKey);
     const nonce = (await publicClient().getTransactionCount({ address: facilitatorKey.address })) - 1;
     const replacement = await facilitatorKey.signTransaction({
@@ -469,6 +465,40 @@ describe("a claim the chain takes back", () => {
     });
     const testClient = createTestClient({ chain: anvil, mode: "anvil", transport: http(h.devnet.rpcUrl) });
     await testClient.request({ method: "anvil_reorg" as never, params: [1, [[replacement, 0]]] as never });
+  }
+
+  test("a settlement to payTo reorganised away is sent again by the next settle round, though the ledger has nothing owed", async () => {
+    const channel = await chargedChannel();
+    const settlement = testChannelSettlement(h, { minClaimAtomic: 1n });
+    await settlement.claim({ force: true });
+    const payToBefore = await usdcOf(h.devnet.accounts.payTo.address);
+    await settlement.settle();
+    assert.equal(await usdcOf(h.devnet.accounts.payTo.address), payToBefore + channel.charged);
+
+    await reorgFacilitatorsLast();
+    assert.equal(
+      await usdcOf(h.devnet.accounts.payTo.address),
+      payToBefore,
+      "the chain took the transfer back",
+    );
+    await settlement.settle();
+    assert.equal(
+      await usdcOf(h.devnet.accounts.payTo.address),
+      payToBefore + channel.charged,
+      "payTo receives the claims again",
+    );
+    assert.equal((await h.gateway.ledger.channels.get(channel.channelId))!.settledAtomic, channel.charged);
+  });
+
+  test("a claim reorganised away after its receipt was seen is not booked settled: the next rounds claim it again and payTo receives it", async () => {
+    const lost = await chargedChannel();
+    const settlement = testChannelSettlement(h, { minClaimAtomic: 1n });
+    await settlement.claim({ force: true });
+    assert.equal((await onchain(lost.channelId)).totalClaimed, lost.charged);
+    assert.equal((await h.gateway.ledger.channels.get(lost.channelId))!.totalClaimedAtomic, lost.charged);
+
+    // The block holding the claim is reorganised away, its transaction with it.
+    await reorgFacilitatorsLast();
     assert.equal((await onchain(lost.channelId)).totalClaimed, 0n, "the chain holds no claim of it");
 
     // Another channel is charged and claimed in the meantime; the settle round sweeps what the chain holds.

@@ -405,11 +405,41 @@ export function createChannelSettlement(parameters: CreateChannelSettlementParam
     return held;
   }
 
+  /**
+   * With nothing owed in the ledger, claims the chain holds unsettled for payTo: a sweep booked as landed
+   * whose block was reorganised away (or another gateway's claims). They are swept again; the ledger
+   * already counts them, so nothing more is booked.
+   */
+  async function resweep(): Promise<{ transaction: string; settledAtomic: bigint } | undefined> {
+    const [claimedAtomic, settledAtomic] = await chain.readContract({
+      address: settlement,
+      abi: batchSettlementAbi,
+      functionName: "receivers",
+      args: [receiver, token],
+    });
+    if (claimedAtomic <= settledAtomic) return undefined;
+    const settled = await facilitator.settle(envelope({ type: "settle", receiver, token }), requirements);
+    if (!settled.success) {
+      logger.warn(
+        { reason: settled.errorReason },
+        "channel settle of claims the ledger has as settled failed",
+      );
+      throw new Error(
+        `channel settle failed: ${settled.errorReason ?? "unknown"} ${settled.errorMessage ?? ""}`,
+      );
+    }
+    logger.error(
+      { unsettledAtomic: (claimedAtomic - settledAtomic).toString(), tx: settled.transaction },
+      "claims the ledger has as settled to payTo were not (a sweep reorganised away, or claims of another ledger): swept again",
+    );
+    return { transaction: settled.transaction, settledAtomic: 0n };
+  }
+
   /** Moves every claimed, unsettled amount to payTo in one transfer. */
   async function settle(): Promise<{ transaction: string; settledAtomic: bigint } | undefined> {
     const booked = (await channels.list()).filter((c) => ours(c) && c.totalClaimedAtomic > c.settledAtomic);
     const owed = await claimsTheChainHolds(booked);
-    if (owed.length === 0) return undefined;
+    if (owed.length === 0) return resweep();
     const settled = await facilitator.settle(envelope({ type: "settle", receiver, token }), requirements);
     if (
       !settled.success &&
