@@ -91,7 +91,7 @@ describe("an upto settlement reorganised away", () => {
     await testClient().request({ method: "anvil_reorg" as never, params: [1, [[replacement, 0]]] as never });
   }
 
-  test("is reported by reconcile as missing on chain, and its authorization is not served again", async () => {
+  test("is reported by reconcile as a transaction the chain does not hold, and its authorization is not served again", async () => {
     const buyer = await h.devnet.createBuyer(10_000_000n);
     const { response, signature } = await paidChat(buyer.privateKey);
     assert.equal(response.status, 200, await response.clone().text());
@@ -126,6 +126,7 @@ describe("an upto settlement reorganised away", () => {
           transaction: row.transaction,
           payer: row.payer,
           chargeAtomic: row.chargeAtomic!.toString(),
+          transactionOnChain: false,
         },
       ],
     );

@@ -150,7 +150,9 @@ export async function reconcileCommand(argv: string[]): Promise<number> {
 function describeDifference(difference: ReconcileDifference): string {
   switch (difference.kind) {
     case "missing_on_chain":
-      return `payment #${difference.paymentId} settled ${difference.chargeAtomic} from ${difference.payer} in ${difference.transaction}, but that transaction moved nothing of it to payTo`;
+      return difference.transactionOnChain
+        ? `payment #${difference.paymentId} settled ${difference.chargeAtomic} from ${difference.payer} in ${difference.transaction}, but that transaction moved nothing of it to payTo`
+        : `payment #${difference.paymentId} settled ${difference.chargeAtomic} from ${difference.payer} in ${difference.transaction}, but the chain has no such transaction (its block was reorganised away, or it was never mined): the charge was not collected`;
     case "amount_mismatch":
       return `payment #${difference.paymentId} charged ${difference.chargeAtomic}, but ${difference.transaction} moved ${difference.onChainAtomic}`;
     case "duplicate_transaction":

@@ -22,8 +22,19 @@ export type ReconcileLedgerParameters = {
 
 /** One way the ledger and the chain disagree. */
 export type ReconcileDifference =
-  /** A settled row whose transaction moved nothing (or not this payer's funds) to payTo. */
-  | { kind: "missing_on_chain"; paymentId: number; transaction: string; payer: string; chargeAtomic: string }
+  /**
+   * A settled row whose transaction moved nothing (or not this payer's funds) to payTo. `transactionOnChain`
+   * false: the chain holds no such transaction (its block was reorganised away, or it was never mined), so
+   * the charge was not collected.
+   */
+  | {
+      kind: "missing_on_chain";
+      paymentId: number;
+      transaction: string;
+      payer: string;
+      chargeAtomic: string;
+      transactionOnChain: boolean;
+    }
   /** The transaction moved another amount than the row's charge. */
   | {
       kind: "amount_mismatch";
@@ -132,6 +143,7 @@ export async function reconcileLedger({
     const chargeAtomic = row.chargeAtomic ?? 0n;
     rowsByTransaction.set(transaction, [...(rowsByTransaction.get(transaction) ?? []), row.id]);
     let candidates = byTransaction.get(transaction);
+    let transactionOnChain = true;
     if (candidates === undefined) {
       // Not among the range's transfers: outside the range, or missing.
       const inRange = await transferOfReceipt(client, transaction as Hex, assetAddress, payToAddress);
@@ -141,6 +153,7 @@ export async function reconcileLedger({
       }
       if (inRange.blockNumber !== undefined && inRange.blockNumber > lastBlock) continue;
       candidates = inRange.transfers;
+      transactionOnChain = inRange.blockNumber !== undefined;
     }
     settledCount++;
     settledAtomic += chargeAtomic;
@@ -168,6 +181,7 @@ export async function reconcileLedger({
       transaction: row.transaction ?? "",
       payer: row.payer,
       chargeAtomic: chargeAtomic.toString(),
+      transactionOnChain,
     });
   }
   for (const [transaction, ids] of rowsByTransaction) {
