@@ -16,6 +16,7 @@ import {
   type GatewayHarness,
   moveUsdcAway,
   officialBuyer,
+  officialPayingFetch,
   startGatewayHarness,
 } from "./support/gatewayHarness.js";
 import { mockModelId } from "./support/mockBackend.js";
@@ -201,7 +202,42 @@ describe("recovery of payments a killed gateway left pending", () => {
     await spendPermit2Nonce(wallet, nonce);
     await recovery.runOnce();
     assert.equal(await statusOf(row.id), "debt");
+    assert.equal(await h.ledger.payments.hasOpenDebt(row.network, row.payer), true, "its payer is refused");
     assert.equal(await h.devnet.usdcBalance(buyer.address), 1_000_000n);
+  });
+
+  test("a charge whose authorization lapsed while the gateway was down is the seller's loss: a debt on the books that does not refuse its payer", async () => {
+    const buyer = await h.devnet.createBuyer(1_000_000n);
+    // Signed for the quote's bound; the gateway was down until after its deadline.
+    const lapsed = await signUptoPayload({
+      privateKey: buyer.privateKey as Hex,
+      requirements: upto,
+      chainId: h.devnet.chainId,
+      deadline: BigInt(Math.floor(Date.now() / 1000) - 10),
+    });
+    const { row } = await paymentAt("metered", { chargeAtomic: 700n, payload: lapsed });
+    await recovery.runOnce();
+    const debt = await h.ledger.payments.get(row.id);
+    assert.equal(debt?.status, "debt");
+    assert.equal(debt?.chargeAtomic, 700n, "the charge stays on the books, owed");
+    assert.match(debt?.error ?? "", /^authorization_lapsed_unsettled:/);
+    assert.equal(await h.devnet.usdcBalance(buyer.address as Hex), 1_000_000n, "nothing was taken");
+    assert.equal(await h.ledger.payments.hasOpenDebt(row.network, row.payer), false);
+    // The payer's next request is served and paid as any other.
+    const response = await officialPayingFetch(buyer.privateKey as Hex, h.devnet.network)(
+      `${h.gateway.url}/v1/chat/completions`,
+      {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({
+          model: mockModelId,
+          messages: [{ role: "user", content: "hello again" }],
+          max_tokens: 16,
+        }),
+      },
+    );
+    assert.equal(response.status, 200, await response.clone().text());
+    await response.text();
   });
 
   test("debts signed to stay valid for ever do not take every debt retry: each open debt gets its turn", async () => {

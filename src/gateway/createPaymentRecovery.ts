@@ -76,6 +76,10 @@ type Stranded = { rows: number; chargeAtomic: bigint; facilitators: Set<string>;
 /** A row refreshed within three heartbeats may be a live request's: passes while serving leave it alone. */
 const LIVE_ROW_MIN_AGE_MS = 3 * DEFAULT_HEARTBEAT_MS;
 
+/** The reason of a debt whose authorization lapsed before the gateway settled it. */
+export const AUTHORIZATION_LAPSED =
+  "authorization_lapsed_unsettled: its deadline passed before the gateway settled it (the gateway or its facilitator was down); the charge is the seller's loss, and its payer is not refused for it";
+
 /** Only an hour past the deadline: older debts are not worth an RPC round each pass. */
 const DEBT_RECHECK_WINDOW_SECONDS = 3_600n;
 
@@ -234,6 +238,14 @@ export function createPaymentRecovery({
           payer: row.payer,
         },
       });
+    }
+    const deadline = deadlineOf(row);
+    if (deadline !== undefined && deadline <= BigInt(Math.floor(Date.now() / 1000)) + 6n) {
+      // Its authorization lapsed before this gateway settled it (it was down, or its facilitator was):
+      // the charge is owed but can no longer be collected, and the payer, who did nothing wrong, is not
+      // refused for it.
+      await payments.markDebt(row.id, AUTHORIZATION_LAPSED, { blocksPayer: false });
+      return "debt";
     }
     const settlement = await settleRecordedCharge({
       ledger: payments,

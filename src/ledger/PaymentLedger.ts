@@ -165,8 +165,12 @@ export interface PaymentLedger {
   markSettling(id: number): Promise<PaymentRecord>;
   /** settling → settled, or → zero when the charge is 0 (no transaction); also pays a debt. */
   markSettled(id: number, settled: SettledCharge): Promise<PaymentRecord>;
-  /** settling → debt: delivered, settlement failed; the payer is refused until it is paid. */
-  markDebt(id: number, reason: string): Promise<PaymentRecord>;
+  /**
+   * settling → debt: delivered, settlement failed; the payer is refused until it is paid, unless
+   * `blocksPayer` is false (the payer did not cause it: its authorization lapsed before the seller
+   * settled it).
+   */
+  markDebt(id: number, reason: string, options?: { blocksPayer?: boolean }): Promise<PaymentRecord>;
   /** claimed | serving → failed: nothing was served, nothing is charged. */
   markFailed(id: number, reason: string): Promise<PaymentRecord>;
   /** debt → settled, keeping the recorded charge. */

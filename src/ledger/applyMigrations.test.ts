@@ -37,6 +37,7 @@ test("applies each migration once and records it in schema_migrations", async ()
     [6, "channels_chain"],
     [7, "charge_voucher_function"],
     [8, "channel_shortfall_index"],
+    [9, "debt_blocks_payer"],
   ]);
   const tables = await sql.query(
     "SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema() ORDER BY 1",

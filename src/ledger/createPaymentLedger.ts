@@ -18,7 +18,7 @@ import {
   pendingPaymentStatuses,
 } from "./paymentStatus.js";
 import type { SqlClient, SqlExecutor, SqlRow } from "./SqlClient.js";
-import { SHORT_CHANNEL, singleProcessBook } from "./singleProcessBook.js";
+import { BLOCKING_DEBT, SHORT_CHANNEL, singleProcessBook } from "./singleProcessBook.js";
 import { atomicParam, jsonParam, textParam, tokenCountParam } from "./sqlValues.js";
 
 export type CreatePaymentLedgerParameters = {
@@ -45,7 +45,7 @@ const IN_FLIGHT = "'claimed', 'serving', 'metered', 'settling'";
  * escrow holds less than was charged on it (its payer withdrew before the charges were claimed; a claim
  * confirmed it).
  */
-const OWES = `(EXISTS (SELECT 1 FROM payments WHERE network = $1 AND payer = $2 AND status = 'debt')
+const OWES = `(EXISTS (SELECT 1 FROM payments WHERE network = $1 AND payer = $2 AND ${BLOCKING_DEBT})
    OR EXISTS (SELECT 1 FROM channels WHERE network = $1 AND payer = $2 AND ${SHORT_CHANNEL}))`;
 
 /** A `PaymentLedger` over any `SqlClient` whose schema `applyMigrations` brought up to date. */
@@ -303,10 +303,10 @@ export function createPaymentLedger(
       return payment;
     },
 
-    async markDebt(id, reason) {
+    async markDebt(id, reason, { blocksPayer = true } = {}) {
       const payment = await transition(id, "debt", {
-        set: "error = $3",
-        params: [textParam(reason, "reason")],
+        set: "error = $3, debt_blocks_payer = $4",
+        params: [textParam(reason, "reason"), blocksPayer],
       });
       await alone?.recount(payment.network, payment.payer);
       logger.warn(
@@ -316,6 +316,7 @@ export function createPaymentLedger(
           payer: payment.payer,
           chargeAtomic: payment.chargeAtomic?.toString(),
           reason,
+          blocksPayer,
         },
         "ledger: settlement failed after delivery; payment recorded as debt",
       );

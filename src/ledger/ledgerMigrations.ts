@@ -215,4 +215,15 @@ $fn$;
 CREATE INDEX channels_short_idx ON channels (network, payer) WHERE charged_atomic > balance_atomic;
 `,
   },
+  {
+    version: 9,
+    name: "debt_blocks_payer",
+    sql: `
+-- A debt the payer did not cause (its authorization lapsed while the gateway, or its facilitator, could
+-- not settle it) stays owed on the books but does not refuse its payer.
+ALTER TABLE payments ADD COLUMN debt_blocks_payer BOOLEAN NOT NULL DEFAULT TRUE;
+DROP INDEX payments_open_debt_idx;
+CREATE INDEX payments_open_debt_idx ON payments (network, payer) WHERE status = 'debt' AND debt_blocks_payer;
+`,
+  },
 ];

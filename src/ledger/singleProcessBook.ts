@@ -5,6 +5,8 @@ import type { SqlClient } from "./SqlClient.js";
  * its payer withdrew before the charges were claimed, and owes the rest until it deposits it.
  */
 export const SHORT_CHANNEL = "charged_atomic > balance_atomic AND total_claimed_atomic >= balance_atomic";
+/** A `payments` row that refuses its payer: a debt it caused (not one that lapsed on the seller's side). */
+export const BLOCKING_DEBT = "status = 'debt' AND debt_blocks_payer";
 
 /** How many ids a single-process ledger takes from the sequence at once. */
 const ID_BLOCK = 16;
@@ -52,7 +54,7 @@ export function singleProcessBook(sql: SqlClient): SingleProcessBook {
     // One statement, so a debt counted again after it (recount) is applied after it too.
     loading ??= (async () => {
       const rows = await sql.query<{ kind: unknown; network: unknown; payer: unknown; value: unknown }>(
-        `SELECT 'debt' AS kind, network, payer, count(*)::text AS value FROM payments WHERE status = 'debt'
+        `SELECT 'debt' AS kind, network, payer, count(*)::text AS value FROM payments WHERE ${BLOCKING_DEBT}
          GROUP BY network, payer
          UNION ALL
          SELECT 'short', network, payer, channel_id FROM channels WHERE ${SHORT_CHANNEL}`,
@@ -99,7 +101,7 @@ export function singleProcessBook(sql: SqlClient): SingleProcessBook {
       // Read after the move committed, and applied after any earlier read of all debts (PGlite runs
       // one statement at a time), so the count is the table's.
       const [row] = await sql.query<{ open: unknown }>(
-        "SELECT count(*)::int AS open FROM payments WHERE network = $1 AND payer = $2 AND status = 'debt'",
+        `SELECT count(*)::int AS open FROM payments WHERE network = $1 AND payer = $2 AND ${BLOCKING_DEBT}`,
         [network, payer],
       );
       const open = Number(row?.open ?? 0);

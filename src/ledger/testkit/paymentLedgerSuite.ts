@@ -189,6 +189,40 @@ export function describePaymentLedger(label: string, current: () => LedgerHarnes
       await assert.rejects(payments.resolveDebt(id, transactionHash(10)), PaymentTransitionError);
     });
 
+    test("a debt its payer did not cause stays owed and listed, and does not refuse the payer", async () => {
+      const payer = payerAddress(0x1a5);
+      const claim = await payments.claim(claimInput({ payer, maxAtomic: 9_000n }));
+      assert.ok(claim.claimed);
+      const id = claim.payment.id;
+      await payments.markServing(id);
+      await payments.recordUsage(id, usage, 6_000n);
+      await payments.markSettling(id);
+      const debt = await payments.markDebt(id, "authorization lapsed", { blocksPayer: false });
+      assert.equal(debt.status, "debt");
+      assert.equal(debt.chargeAtomic, 6_000n);
+      assert.equal(await payments.hasOpenDebt("eip155:31337", payer), false);
+      assert.deepEqual(await payments.admission(claimInput({ payer, nonce: 77n })), {
+        inDebt: false,
+        existing: undefined,
+      });
+      assert.notEqual(await payments.allocateUnlessInDebt({ network: "eip155:31337", payer }), undefined);
+      assert.deepEqual(
+        (await payments.openDebts(payer)).map((p) => p.id),
+        [id],
+      );
+      // A debt it caused, beside it, refuses it.
+      const second = await payments.claim(claimInput({ payer, nonce: 78n, maxAtomic: 9_000n }));
+      assert.ok(second.claimed);
+      await payments.markServing(second.payment.id);
+      await payments.recordUsage(second.payment.id, usage, 5_000n);
+      await payments.markSettling(second.payment.id);
+      await payments.markDebt(second.payment.id, "settle reverted: insufficient balance");
+      assert.equal(await payments.hasOpenDebt("eip155:31337", payer), true);
+      assert.equal(await payments.allocateUnlessInDebt({ network: "eip155:31337", payer }), undefined);
+      await payments.resolveDebt(second.payment.id, transactionHash(11));
+      assert.equal(await payments.hasOpenDebt("eip155:31337", payer), false);
+    });
+
     test("answers admission — debt on this network, and the row already holding the authorization — at once", async () => {
       const debtor = payerAddress(0xad1);
       const fresh = claimInput({ payer: debtor, nonce: 41n });
