@@ -3,7 +3,7 @@ import type { Logger } from "../errors/index.js";
 import { ledgerFailureMayPass, PaymentTransitionError } from "../ledger/index.js";
 
 export type RetryLedgerWriteParameters<T> = {
-  /** One write of a delivered request's money: a payment row's move, or a channel's charge. */
+  /** One write of a delivered request's money: a payment row's move, a channel's charge, a settle. */
   write: (retry: boolean) => Promise<T>;
   /**
    * What a payment row's move returns when an earlier try went through though its answer was lost (a

@@ -67,7 +67,14 @@ export async function settleRecordedCharge({
   const attempt = (async (): Promise<SettleResponse> => {
     let settlement: SettleResponse;
     try {
-      settlement = await facilitator.settle(payload, { ...requirements, amount: chargeAtomic.toString() });
+      // An in-process facilitator whose settlement log is out has sent nothing: tried again, as its
+      // log and the authorization's nonce keep a settlement from ever being made twice.
+      settlement = await retryLedgerWrite({
+        write: () => facilitator.settle(payload, { ...requirements, amount: chargeAtomic.toString() }),
+        withinMs: settleTimeoutMs,
+        paymentId,
+        logger,
+      });
     } catch (error) {
       const reason =
         error instanceof TollgateError

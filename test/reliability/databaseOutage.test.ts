@@ -391,3 +391,28 @@ test("a channel reservation the database made though its answer was lost does no
   const next = await post();
   assert.equal(next.status, 200, await next.text());
 });
+
+test("a settlement the facilitator could not begin because its log's write failed is tried again, not booked as a debt", {
+  skip: needsPostgres,
+}, async () => {
+  const { proxy, ledger, gateway } = await gatewayBehindProxy("dbbegin");
+  const buyer = await devnet.createBuyer(10_000_000n);
+  const before = await devnet.usdcBalance(buyer.address);
+  // The facilitator's record that a settlement starts, written before any transaction is sent.
+  proxy.failNextStatement("INSERT INTO settlements");
+  const response = await officialPayingFetch(buyer.privateKey, devnet.network)(
+    `${gateway.url}/v1/chat/completions`,
+    {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: streamBody.replace('"stream":true', '"stream":false'),
+    },
+  );
+  const text = await response.text();
+  assert.equal(response.status, 200, text);
+  const [row] = await ledger.payments.recent({ limit: 1 });
+  assert.equal(row?.status, "settled", `the row says ${row?.status} (${row?.error})`);
+  assert.equal(await devnet.usdcBalance(buyer.address), before - row!.chargeAtomic!);
+  const settled = decodePaymentResponseHeader(response.headers.get("payment-response")!);
+  assert.equal(settled.success, true, JSON.stringify(settled));
+});
