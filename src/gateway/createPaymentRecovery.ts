@@ -4,6 +4,7 @@ import { type Logger, silentLogger } from "../errors/index.js";
 import { findSettlementOnChain, type SettlementEvidence } from "../facilitator/index.js";
 import {
   type AuthorizationKeyInput,
+  ledgerFailureMayPass,
   type PaymentLedger,
   type PaymentRecord,
   PaymentTransitionError,
@@ -110,6 +111,17 @@ export function createPaymentRecovery({
   // The id of the last debt retried: the next pass starts after it, so debts whose authorizations stay
   // valid for ever (a deadline signed far ahead) cannot take every retry from the debts behind them.
   let lastDebtRetried = 0;
+  /**
+   * While the ledger is out, no live request can refresh its row, nor record what it delivered: when
+   * it answers again, the rows look untouched for as long as it was out. `ledgerOut` is set by a pass
+   * the ledger failed, `ledgerBackAt` by the first pass after: until the grace period has passed since,
+   * claimed and serving rows are left to the requests still finishing them.
+   */
+  let ledgerOut = false;
+  let ledgerBackAt: number | undefined;
+  const noteLedgerFailure = (error: unknown) => {
+    if (ledgerFailureMayPass(error)) ledgerOut = true;
+  };
 
   const keyOf = (row: PaymentRecord): AuthorizationKeyInput => ({
     network: row.network,
@@ -263,10 +275,12 @@ export function createPaymentRecovery({
     return "debt";
   }
 
-  async function recoverRow(row: PaymentRecord, stranded: Stranded): Promise<RowOutcome> {
+  async function recoverRow(row: PaymentRecord, stranded: Stranded, minAgeMs: number): Promise<RowOutcome> {
     switch (row.status) {
       case "claimed":
       case "serving":
+        // A request that delivered while the ledger was out may be recording its charge right now.
+        if (ledgerBackAt !== undefined && Date.now() - ledgerBackAt < minAgeMs) return "left";
         // Output may have reached the buyer, but how much is unknown: we never charge what we cannot count.
         await payments.markFailed(row.id, "gateway_restarted: usage unknown, nothing charged");
         return "failed";
@@ -338,13 +352,24 @@ export function createPaymentRecovery({
       errors: 0,
     };
     // Measured by the database's clock, which wrote updated_at: a replica's own clock may be off.
-    const rows = await payments.pendingForRecovery({ untouchedForMs: minAgeMs });
+    let rows: PaymentRecord[];
+    try {
+      rows = await payments.pendingForRecovery({ untouchedForMs: minAgeMs });
+    } catch (error) {
+      noteLedgerFailure(error);
+      throw error;
+    }
+    if (ledgerOut) {
+      ledgerOut = false;
+      ledgerBackAt = Date.now();
+    }
     const stranded: Stranded = { rows: 0, chargeAtomic: 0n, facilitators: new Set() };
     for (const row of rows) {
       report.examined++;
       try {
-        report[await recoverRow(row, stranded)]++;
+        report[await recoverRow(row, stranded, minAgeMs)]++;
       } catch (error) {
+        noteLedgerFailure(error);
         if (error instanceof PaymentTransitionError) {
           // Someone else (the live request, a sibling's recovery) moved the row first: theirs stands.
           report.left++;

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { connect, createServer, type Socket } from "node:net";
 import { after, before, test } from "node:test";
+import { setTimeout as sleep } from "node:timers/promises";
 import { x402Client } from "@x402/core/client";
 import { decodePaymentResponseHeader } from "@x402/core/http";
 import { toClientEvmSigner } from "@x402/evm";
@@ -10,8 +11,14 @@ import { createPublicClient, type Hex, http } from "viem";
 import { privateKeyToAccount } from "viem/accounts";
 import { anvil } from "viem/chains";
 import { type Devnet, startDevnet } from "../../src/devnet/index.js";
-import { type Gateway, parseGatewayConfig, startGateway } from "../../src/gateway/index.js";
+import {
+  createPaymentRecovery,
+  type Gateway,
+  parseGatewayConfig,
+  startGateway,
+} from "../../src/gateway/index.js";
 import { type Ledger, openPostgresLedger } from "../../src/ledger/index.js";
+import { claimInput } from "../../src/ledger/testkit/ledgerHarness.js";
 import { parseReceiptEvent } from "../../src/protocol/index.js";
 import { channelTestConfig } from "../support/channelFixtures.js";
 import { officialPayingFetch, testGatewayConfig } from "../support/gatewayHarness.js";
@@ -415,4 +422,33 @@ test("a settlement the facilitator could not begin because its log's write faile
   assert.equal(await devnet.usdcBalance(buyer.address), before - row!.chargeAtomic!);
   const settled = decodePaymentResponseHeader(response.headers.get("payment-response")!);
   assert.equal(settled.success, true, JSON.stringify(settled));
+});
+
+test("once the ledger is back from an outage, recovery leaves serving rows to the requests finishing them for a grace period", {
+  skip: needsPostgres,
+}, async () => {
+  const { proxy, ledger, gateway } = await gatewayBehindProxy("dbrecovery");
+  const graceMs = 1_000;
+  const recovery = createPaymentRecovery({
+    payments: ledger.payments,
+    facilitator: gateway.facilitator,
+    network: devnet.network,
+    graceMs,
+    settlingGraceMs: graceMs,
+  });
+  const claimed = await ledger.payments.claim(claimInput({ network: devnet.network }), { serving: true });
+  assert.ok(claimed.claimed);
+  const id = claimed.payment.id;
+  proxy.cut();
+  await assert.rejects(recovery.runOnce());
+  // Out for longer than the grace period: the row looks abandoned, as would one whose request is
+  // recording its charge as soon as the ledger answers.
+  await sleep(graceMs * 2);
+  proxy.restore();
+  const back = await recovery.runOnce();
+  assert.equal(back.failed, 0);
+  assert.equal((await ledger.payments.get(id))?.status, "serving");
+  // Nothing refreshed it in the grace period since: it is abandoned.
+  assert.ok(await waitFor(async () => (await recovery.runOnce()).failed === 1, 10_000));
+  assert.equal((await ledger.payments.get(id))?.status, "failed");
 });
