@@ -1,7 +1,7 @@
 import pg from "pg";
 import { type Logger, silentLogger, TollgateError } from "../errors/index.js";
 import { MIGRATION_LOCK_KEY } from "./applyMigrations.js";
-import { ledgerError, runStatement } from "./ledgerError.js";
+import { ledgerError, PASSING_SQL_STATE } from "./ledgerError.js";
 import type { SqlClient, SqlExecutor, SqlRow } from "./SqlClient.js";
 
 export type CreatePostgresClientParameters = {
@@ -33,6 +33,35 @@ export async function createPostgresClient({
   });
   // An idle connection that dies (server restart) must not crash the process; the next query reconnects.
   pool.on("error", (error) => logger.warn({ err: error }, "ledger: idle PostgreSQL connection failed"));
+  /** A driver failure as TOLLGATE_LEDGER_FAILED, marked `mayPass` when it is the connection's or the server's passing state. */
+  const failure = (cause: unknown, sql: string) => {
+    const error = ledgerError(cause, sql);
+    const passing =
+      cause instanceof pg.DatabaseError
+        ? typeof cause.code === "string" && PASSING_SQL_STATE.test(cause.code)
+        : // Anything else the driver throws is the connection's (refused, reset, timed out), but a bad
+          // parameter's TypeError or RangeError.
+          cause instanceof Error && !(cause instanceof TypeError) && !(cause instanceof RangeError);
+    // A closed ledger does not come back.
+    if (passing && !pool.ended) error.details.mayPass = true;
+    return error;
+  };
+  const postgresExecutor = (db: pg.Pool | pg.PoolClient): SqlExecutor => ({
+    async query<Row extends SqlRow = SqlRow>(sql: string, params: readonly unknown[] = []) {
+      try {
+        return (await db.query<Row>(sql, [...params])).rows;
+      } catch (cause) {
+        throw failure(cause, sql);
+      }
+    },
+    async exec(sql: string) {
+      try {
+        await db.query(sql);
+      } catch (cause) {
+        throw failure(cause, sql);
+      }
+    },
+  });
   const client: SqlClient = {
     ...postgresExecutor(pool),
     async transaction(fn) {
@@ -40,7 +69,7 @@ export async function createPostgresClient({
       try {
         connection = await pool.connect();
       } catch (cause) {
-        throw ledgerError(cause, "connect");
+        throw failure(cause, "connect");
       }
       // A checked-out connection that dies (a failover, pg_terminate_backend) also emits `error`, which
       // the pool listens for only while the connection is idle: unheard, it would end the process.
@@ -52,10 +81,18 @@ export async function createPostgresClient({
         connection.off("error", onError);
         connection.release(error);
       };
+      /** BEGIN or COMMIT: their failure is the connection's or the server's; `fn`'s own are its. */
+      const bracket = async (sql: string) => {
+        try {
+          await connection.query(sql);
+        } catch (cause) {
+          throw failure(cause, sql);
+        }
+      };
       try {
-        await connection.query("BEGIN");
+        await bracket("BEGIN");
         const result = await fn(postgresExecutor(connection));
-        await connection.query("COMMIT");
+        await bracket("COMMIT");
         release();
         return result;
       } catch (cause) {
@@ -86,19 +123,6 @@ export async function createPostgresClient({
     }
   }
   return client;
-}
-
-function postgresExecutor(db: pg.Pool | pg.PoolClient): SqlExecutor {
-  return {
-    async query<Row extends SqlRow = SqlRow>(sql: string, params: readonly unknown[] = []) {
-      const result = await runStatement(sql, () => db.query<Row>(sql, [...params]));
-      return result.rows;
-    },
-    exec: (sql: string) =>
-      runStatement(sql, async () => {
-        await db.query(sql);
-      }),
-  };
 }
 
 function quoteIdentifier(name: string): string {

@@ -34,17 +34,17 @@ function firstLine(sql: string): string {
  * SQLSTATE classes of a failure that passes without the statement changing: the connection (08), the
  * server out of room (53), shut down or restarting (57P01–57P03), a serialization failure or deadlock (40).
  */
-const PASSING_SQL_STATE = /^(08|53|57P0[123]|40001|40P01)/;
+export const PASSING_SQL_STATE = /^(08|53|57P0[123]|40001|40P01)/;
 
 /**
  * Whether a ledger failure may pass on its own, so the same write may be tried again: the database
- * was unreachable, dropped the connection, or was out of room; not a refused move or a bad value.
+ * was unreachable, dropped the connection, or was out of room (the PostgreSQL client marks them
+ * `mayPass`); not a refused move, a bad value, a closed ledger, or an embedded database's failure.
  */
 export function ledgerFailureMayPass(error: unknown): boolean {
-  if (!(error instanceof TollgateError) || error.code !== "TOLLGATE_LEDGER_FAILED") return false;
-  // A refused move, a missing row, a charge above its maximum: the ledger answered, and would again.
-  if (error.cause === undefined) return false;
-  const sqlState = error.details?.sqlState;
-  // A driver failure without a SQLSTATE is the connection's: refused, reset, or timed out.
-  return typeof sqlState !== "string" || PASSING_SQL_STATE.test(sqlState);
+  return (
+    error instanceof TollgateError &&
+    error.code === "TOLLGATE_LEDGER_FAILED" &&
+    error.details.mayPass === true
+  );
 }
