@@ -42,10 +42,12 @@ export async function retryLedgerWrite<T>({
       if (alreadyDone && tries > 1 && error instanceof PaymentTransitionError && error.from === error.to)
         return alreadyDone();
       if (!ledgerFailureMayPass(error) || Date.now() + waitMs > giveUpAt) throw error;
-      logger.warn(
-        { paymentId, tries, error: String(error) },
-        "ledger unreachable while recording a delivered request's charge; trying again",
-      );
+      // Told on tries 1, 2, 4, 8, …: a long outage is not one line every two seconds.
+      if ((tries & (tries - 1)) === 0)
+        logger.warn(
+          { paymentId, tries, error: String(error) },
+          "ledger unreachable while recording a delivered request's charge; trying again",
+        );
       await sleep(waitMs);
       waitMs = Math.min(waitMs * 2, MAX_RETRY_WAIT_MS);
     }

@@ -6,6 +6,7 @@ import type { FacilitatorLike } from "./facilitatorLike.js";
 import { retryLedgerWrite } from "./retryLedgerWrite.js";
 import {
   DEFAULT_SETTLE_TIMEOUT_MS,
+  SETTLEMENT_PENDING,
   type SettlementOutcome,
   settleRecordedCharge,
 } from "./settleRecordedCharge.js";
@@ -39,11 +40,16 @@ export type SettleChargeParameters = {
 /** How a delivered request's money ended. */
 export type ChargeOutcome = { settlement: SettleResponse; chargeAtomic: bigint; usage: ChargeUsage };
 
+/** How long a delivered request's charge waits for a database that is out before it is given up. */
+export const RECORDING_RETRY_MS = 15 * 60_000;
+
 /**
  * Records the usage and settles its charge through the facilitator. A failed settlement of a
  * delivered request becomes a debt in the ledger (the payer is refused until it is paid);
  * it never throws for a payment reason, so the response can still carry its receipt. A database
- * that is out while the charge is recorded is waited for, up to the settlement's own bound.
+ * that is out while the charge is recorded is waited for (`RECORDING_RETRY_MS`); past the
+ * settlement's own bound the answer says `settlement_pending`, and the charge is recorded and
+ * settled when the database is back.
  */
 export async function settleCharge({
   ledger,
@@ -54,37 +60,68 @@ export async function settleCharge({
   requirements,
   usage,
   chargeAtomic,
-  settleTimeoutMs,
+  settleTimeoutMs = DEFAULT_SETTLE_TIMEOUT_MS,
   onMetered,
   onOutcome,
 }: SettleChargeParameters): Promise<ChargeOutcome> {
+  const startedAt = Date.now();
   const recorded = (write: () => Promise<unknown>) =>
     retryLedgerWrite({
       write,
       alreadyDone: () => ledger.get(paymentId),
-      withinMs: settleTimeoutMs ?? DEFAULT_SETTLE_TIMEOUT_MS,
+      withinMs: RECORDING_RETRY_MS,
       paymentId,
       logger,
     });
-  await recorded(() =>
-    ledger.recordUsage(
+  const recording = (async () => {
+    await recorded(() =>
+      ledger.recordUsage(
+        paymentId,
+        { promptTokens: usage.promptTokens, completionTokens: usage.completionTokens, units: usage.units },
+        chargeAtomic,
+      ),
+    );
+    onMetered?.();
+    await recorded(() => ledger.markSettling(paymentId));
+  })();
+  const settle = (timeoutMs: number) =>
+    settleRecordedCharge({
+      ledger,
+      facilitator,
+      logger,
       paymentId,
-      { promptTokens: usage.promptTokens, completionTokens: usage.completionTokens, units: usage.units },
+      payload,
+      requirements,
       chargeAtomic,
-    ),
-  );
-  onMetered?.();
-  await recorded(() => ledger.markSettling(paymentId));
-  const settlement = await settleRecordedCharge({
-    ledger,
-    facilitator,
-    logger,
-    paymentId,
-    payload,
-    requirements,
-    chargeAtomic,
-    settleTimeoutMs,
-    onOutcome,
+      settleTimeoutMs: timeoutMs,
+      onOutcome,
+    });
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const timedOut = new Promise<"timeout">((resolve) => {
+    timer = setTimeout(() => resolve("timeout"), settleTimeoutMs);
   });
+  try {
+    if ((await Promise.race([recording.then(() => "recorded" as const), timedOut])) === "timeout") {
+      // The buyer is not kept waiting on the database: its charge is recorded and settled once it is back.
+      recording
+        .then(() => settle(settleTimeoutMs))
+        .catch((error: unknown) =>
+          logger.error(
+            { paymentId, error: String(error) },
+            "a delivered request's charge was never recorded",
+          ),
+        );
+      const pending: SettleResponse = {
+        success: false,
+        errorReason: SETTLEMENT_PENDING,
+        transaction: "",
+        network: requirements.network,
+      };
+      return { settlement: { ...pending, amount: chargeAtomic.toString() }, chargeAtomic, usage };
+    }
+  } finally {
+    clearTimeout(timer);
+  }
+  const settlement = await settle(Math.max(0, settleTimeoutMs - (Date.now() - startedAt)));
   return { settlement: { ...settlement, amount: chargeAtomic.toString() }, chargeAtomic, usage };
 }

@@ -14,6 +14,7 @@ import { type Devnet, startDevnet } from "../../src/devnet/index.js";
 import {
   createPaymentRecovery,
   type Gateway,
+  type GatewayConfigInput,
   parseGatewayConfig,
   startGateway,
 } from "../../src/gateway/index.js";
@@ -124,7 +125,11 @@ after(async () => {
 });
 
 /** One gateway on the test's PostgreSQL, reached through a proxy the test cuts. */
-async function gatewayBehindProxy(label: string, channels = false) {
+async function gatewayBehindProxy(
+  label: string,
+  channels = false,
+  configure: (input: GatewayConfigInput) => GatewayConfigInput = (input) => input,
+) {
   const proxy = await startDatabaseProxy(new URL(databaseUrl!));
   closers.push(proxy.close);
   const { schema, drop } = await freshSchema(label);
@@ -133,9 +138,11 @@ async function gatewayBehindProxy(label: string, channels = false) {
   closers.push(() => ledger.close());
   const gateway: Gateway = await startGateway({
     config: parseGatewayConfig(
-      channels
-        ? channelTestConfig(testGatewayConfig({ devnet, backendUrl: backend.url }))
-        : testGatewayConfig({ devnet, backendUrl: backend.url }),
+      configure(
+        channels
+          ? channelTestConfig(testGatewayConfig({ devnet, backendUrl: backend.url }))
+          : testGatewayConfig({ devnet, backendUrl: backend.url }),
+      ),
     ),
     ledger,
     pollingIntervalMs: 20,
@@ -451,4 +458,50 @@ test("once the ledger is back from an outage, recovery leaves serving rows to th
   // Nothing refreshed it in the grace period since: it is abandoned.
   assert.ok(await waitFor(async () => (await recovery.runOnce()).failed === 1, 10_000));
   assert.equal((await ledger.payments.get(id))?.status, "failed");
+});
+
+test("a stream delivered while the database is out for longer than the settle timeout ends settlement_pending, and is charged once the database is back", {
+  skip: needsPostgres,
+}, async () => {
+  const { proxy, ledger, gateway } = await gatewayBehindProxy("dblong", false, (input) => ({
+    ...input,
+    timeouts: { verifySeconds: 15, settleSeconds: 1 },
+  }));
+  const buyer = await devnet.createBuyer(10_000_000n);
+  const before = await devnet.usdcBalance(buyer.address);
+  const release = holdStreams(backend, 3);
+  const response = await officialPayingFetch(buyer.privateKey, devnet.network)(
+    `${gateway.url}/v1/chat/completions`,
+    { method: "POST", headers: { "content-type": "application/json" }, body: streamBody },
+  );
+  assert.equal(response.status, 200);
+  const reader = response.body!.getReader();
+  const decoder = new TextDecoder();
+  let text = decoder.decode((await reader.read()).value, { stream: true });
+  proxy.cut();
+  release();
+  // The whole answer, read while the database stays out.
+  let broken: string | undefined;
+  try {
+    for (;;) {
+      const next = await reader.read();
+      if (next.done) break;
+      text += decoder.decode(next.value, { stream: true });
+    }
+  } catch (error) {
+    broken = String(error);
+  }
+  assert.equal(broken, undefined, `the stream broke off after delivering: ${text.slice(-200)}`);
+  const receiptLine = text.split("\n").find((line) => line.includes("x402_receipt"));
+  assert.ok(receiptLine, "the stream ends with its receipt");
+  const parsed = parseReceiptEvent(receiptLine);
+  assert.ok(parsed.ok && parsed.receipt.errorReason === "settlement_pending", JSON.stringify(parsed));
+  proxy.restore();
+  assert.ok(
+    await waitFor(async () => (await ledger.payments.recent({ limit: 1 }))[0]?.status === "settled", 20_000),
+    "settled once the database is back",
+  );
+  const [row] = await ledger.payments.recent({ limit: 1 });
+  assert.ok(row!.chargeAtomic! > 0n);
+  assert.equal(await devnet.usdcBalance(buyer.address), before - row!.chargeAtomic!);
 });
