@@ -90,6 +90,13 @@ describe("gateway pricing and the 402", () => {
   test("rejects an unknown model with 404 before any payment", async () => {
     const response = await post(JSON.stringify({ model: "nope", messages: [] }));
     assert.equal(response.status, 404);
+    // The answer names the models served on the route, so that a typo is seen at once.
+    const { error } = (await response.json()) as { error: { message: string; code: string } };
+    assert.equal(error.code, "TOLLGATE_MODEL_UNKNOWN");
+    assert.equal(
+      error.message,
+      `model nope is not served here; the models served on this route: ${mockModelId} (GET /v1/models lists them with their prices)`,
+    );
   });
 });
 

@@ -33,6 +33,7 @@ import type { ReceiptSigner } from "./createReceiptSigner.js";
 import { errorAnswer } from "./errorAnswer.js";
 import type { FacilitatorLike } from "./facilitatorLike.js";
 import type { ModelConfig } from "./gatewayConfig.js";
+import { servedRoutes } from "./modelPriceCoverage.js";
 import { nextTurn } from "./nextTurn.js";
 import {
   type BillingTerms,
@@ -261,8 +262,21 @@ export function createBilling({
     if (typeof body.model !== "string")
       return refuse("TOLLGATE_REQUEST_INVALID", "model is required", { param: "model" });
     const model = models.get(body.model);
-    if (!model)
-      return refuse("TOLLGATE_MODEL_UNKNOWN", `model ${body.model} is not served here`, { param: "model" });
+    if (!model) {
+      // Name what is served on this route, so that a typo is seen at once.
+      const served = [...models.values()]
+        .filter((candidate) => servedRoutes(candidate).includes(request.routeKind))
+        .map((candidate) => candidate.id);
+      const listed =
+        served.length === 0
+          ? "no model is served on this route"
+          : `the models served on this route: ${served.slice(0, 20).join(", ")}${served.length > 20 ? ", …" : ""}`;
+      return refuse(
+        "TOLLGATE_MODEL_UNKNOWN",
+        `model ${body.model.length > 100 ? `${body.model.slice(0, 100)}…` : body.model} is not served here; ${listed} (GET /v1/models lists them with their prices)`,
+        { param: "model" },
+      );
+    }
     seen.model = model.id;
     let quote: RequestQuote;
     try {
