@@ -158,6 +158,15 @@ describe("tollgate pay, chat and spend", () => {
     assert.equal(route.unreachable.length, 1);
     assert.match(route.reason, /refused: providers\.perCall/);
     assert.match(route.reason, /127\.0\.0\.1:9 unreachable/);
+    // A model no gateway offers (a typo) is answered with the ones they do offer.
+    const typo = await chooseProvider({
+      gateways: [h.gateway.url, "http://127.0.0.1:9"],
+      models: [`${mockModelId}-typo`],
+      body: { messages: [{ role: "user", content: "say hello" }], max_tokens: 32 },
+    });
+    assert.equal(typo.chosen, undefined);
+    assert.match(typo.reason, new RegExp(`^no provider offers ${mockModelId}-typo within policy: `));
+    assert.match(typo.reason, new RegExp(`; the gateways offer ${mockModelId}$`));
   });
 
   test("spend --json: today's spend per provider and the open disputes", async () => {

@@ -1,5 +1,6 @@
 import type { PromptKind } from "../pricing/index.js";
 import { checkOffer } from "./checkOffer.js";
+import { describeFetchFailure } from "./describeFetchFailure.js";
 import type { InferenceRequest } from "./inferenceRequest.js";
 import { pickProvider } from "./pickProvider.js";
 import { money, type PolicyRefusal } from "./policyRefusal.js";
@@ -68,7 +69,7 @@ export async function chooseProvider({
       try {
         return await fetchProviderModels(gateway, { fetch: fetchImpl });
       } catch (error) {
-        unreachable.push({ gateway, message: (error as Error).message });
+        unreachable.push({ gateway, message: describeFetchFailure(error) ?? (error as Error).message });
         return [];
       }
     }),
@@ -128,7 +129,9 @@ export async function chooseProvider({
     chosen,
     candidates,
     unreachable,
-    reason: explain(chosen, pick.why, candidates, unreachable, models),
+    reason: explain(chosen, pick.why, candidates, unreachable, models, [
+      ...new Set(listings.flat().flatMap((model) => (model.kind === kind ? [model.id] : []))),
+    ]),
   };
 }
 
@@ -149,6 +152,7 @@ function explain(
   candidates: readonly ProviderCandidate[],
   unreachable: ChooseProviderReturnType["unreachable"],
   models: readonly string[],
+  offered: readonly string[],
 ): string {
   const describe = (candidate: ProviderCandidate) =>
     `${candidate.model.baseUrl} ${candidate.model.id} at most ${
@@ -159,7 +163,12 @@ function explain(
   const skipped = unreachable.map((entry) => `${entry.gateway} unreachable (${entry.message})`);
   if (!chosen) {
     const seen = [...candidates.map(describe), ...skipped];
-    return `no provider offers ${models.join(" or ")} within policy${seen.length ? `: ${seen.join("; ")}` : ""}`;
+    // None offers a model asked for (a typo?): name the ones they do offer.
+    const instead =
+      candidates.length === 0 && offered.length > 0
+        ? `; the gateways offer ${offered.slice(0, 20).join(", ")}${offered.length > 20 ? ", …" : ""}`
+        : "";
+    return `no provider offers ${models.join(" or ")} within policy${seen.length ? `: ${seen.join("; ")}` : ""}${instead}`;
   }
   const others = candidates.filter((candidate) => candidate !== chosen).map(describe);
   const rest = [...others, ...skipped];
