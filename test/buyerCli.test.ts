@@ -167,6 +167,8 @@ describe("tollgate pay, chat and spend", () => {
     assert.equal(typo.chosen, undefined);
     assert.match(typo.reason, new RegExp(`^no provider offers ${mockModelId}-typo within policy: `));
     assert.match(typo.reason, new RegExp(`; the gateways offer ${mockModelId}$`));
+    assert.match(typo.reason, /127\.0\.0\.1:9 unreachable \(.*: the URL's port is one that fetch refuses/);
+    assert.doesNotMatch(typo.reason, /fetch failed/);
   });
 
   test("spend --json: today's spend per provider and the open disputes", async () => {

@@ -1,6 +1,7 @@
 import { z } from "zod";
 import { TollgateError } from "../errors/index.js";
 import { addressSchema, caip2NetworkSchema } from "../protocol/index.js";
+import { describeFetchFailure } from "./describeFetchFailure.js";
 import type { InferenceKind } from "./inferenceRequest.js";
 import { type QuotedPrice, unitPricesOf } from "./quotedPrice.js";
 
@@ -98,7 +99,7 @@ export async function fetchProviderModels(
   } catch (cause) {
     throw new TollgateError({
       code: "TOLLGATE_MODEL_UNKNOWN",
-      shortMessage: `cannot list the models of ${baseUrl}: ${(cause as Error).message}`,
+      shortMessage: `cannot list the models of ${baseUrl}: ${describeFetchFailure(cause) ?? (cause as Error).message}`,
       details: { baseUrl },
       cause,
     });
