@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { type ChildProcess, spawn } from "node:child_process";
-import { mkdtemp, rm } from "node:fs/promises";
+import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
@@ -165,6 +165,16 @@ test("tollgate dev --json: the quick start serves a paid streaming request", asy
       buyer: { privateKey: `0x${string}` };
     };
     assert.equal(ready.model, "tollgate-demo");
+    // The README's dev row lists the fields of this line.
+    const readme = await readFile(new URL("../README.md", import.meta.url), "utf8");
+    const documented = /^\| `dev .*`--json` prints one line once ready: `(\{[^`]*\})`/m.exec(readme)?.[1];
+    assert.ok(documented, "the README shows dev --json's line");
+    assert.deepEqual(
+      [...documented.replace(/"buyer":\{[^}]*\}/, '"buyer"').matchAll(/"([a-zA-Z]+)"/g)].map(
+        (match) => match[1],
+      ),
+      Object.keys(ready),
+    );
     const client = new OpenAI({
       apiKey: "unused",
       baseURL: `${ready.gatewayUrl}/v1`,
