@@ -392,6 +392,62 @@ describe("paying Tollgate's gateway by channel", () => {
     }
   });
 
+  test("a channel the seller refunded while it was idle: the buyer's next request deposits again and is served", async () => {
+    const buyer = await h.devnet.createBuyer(100_000_000n);
+    const log = eventLog();
+    const payingFetch = createPayingFetch({
+      privateKey: buyer.privateKey,
+      rpcUrl: h.devnet.rpcUrl,
+      dataDir: "memory://",
+      onEvent: log.onEvent,
+    });
+    const post = () =>
+      payingFetch(`${h.gateway.url}/v1/chat/completions`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({
+          model: mockModelId,
+          messages: [{ role: "user", content: "idle then back" }],
+          max_tokens: 32,
+        }),
+      });
+    try {
+      for (let i = 0; i < 2; i += 1) {
+        const paid = await post();
+        assert.equal(paid.status, 200, await paid.clone().text());
+        await paid.json();
+      }
+      await payingFetch.idle();
+      const store = await payingFetch.spendStore();
+      const [channel] = await store.channels({ payer: buyer.address });
+      assert.ok(channel);
+      // The seller gives back every idle channel's unspent balance: the escrow keeps what was charged.
+      const refunded = await h.gateway.channels!.settlement.refundIdle(0);
+      assert.ok(refunded.some((refund) => refund.channelId === channel.channelId));
+      const onChain = await h.gateway.ledger.channels.get(channel.channelId as `0x${string}`);
+      assert.equal(onChain?.balanceAtomic, onChain?.chargedAtomic, "nothing unspent is left in it");
+
+      const back = await post();
+      assert.equal(back.status, 200, await back.clone().text());
+      await back.json();
+      await payingFetch.idle();
+      const [after] = await store.channels({ payer: buyer.address });
+      assert.equal(after?.deposits, 2, "the channel was topped up once");
+      const rows = (await h.gateway.ledger.payments.recent({ limit: 1000 })).filter(
+        (row) => row.payer === buyer.address.toLowerCase(),
+      );
+      assert.equal(rows.length, 3);
+      const charged = rows.reduce((sum, row) => sum + (row.chargeAtomic ?? 0n), 0n);
+      assert.equal(
+        (await h.gateway.ledger.channels.get(channel.channelId as `0x${string}`))?.chargedAtomic,
+        charged,
+      );
+      assert.equal((await store.daySpend()).countedAtomic, charged);
+    } finally {
+      await payingFetch.close();
+    }
+  });
+
   test("CLI: chat pays by channel, channels --buyer lists it, refund returns the rest", async () => {
     const buyer = await h.devnet.createBuyer(100_000_000n);
     const env = { TOLLGATE_PRIVATE_KEY: buyer.privateKey, TOLLGATE_DATA_DIR: dataDir.path };
