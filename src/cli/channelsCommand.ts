@@ -1,23 +1,15 @@
 import { z } from "zod";
-import { type ChannelRecord, channelShortfallAtomic } from "../ledger/index.js";
 import { formatMoney } from "../pricing/index.js";
+import { type ChannelsReport, readChannelsReport } from "./channelsReport.js";
 import { parseFlags, printLine } from "./cliSupport.js";
 import { commandFlags } from "./commandFlags.js";
+import { readChannelsThroughGateway } from "./ledgerAccess.js";
 import { openCliLedger } from "./openCliLedger.js";
 
 const flagsSchema = z.object({
   dataDir: z.string().default(".tollgate/ledger"),
   json: z.boolean().default(false),
 });
-
-const moneyFields = [
-  "depositedAtomic",
-  "balanceAtomic",
-  "chargedAtomic",
-  "totalClaimedAtomic",
-  "settledAtomic",
-  "refundedAtomic",
-] as const;
 
 /** `tollgate channels`: the payment channels the gateway is paid through, and their totals. */
 export async function channelsCommand(argv: string[]): Promise<number> {
@@ -32,93 +24,66 @@ export async function channelsCommand(argv: string[]): Promise<number> {
       flagsSchema,
     ),
   );
-  const { ledger } = await openCliLedger({ dataDir: flags.dataDir });
-  try {
-    const channels = await ledger.channels.list();
-    const setAside = await ledger.channels.listSetAside();
-    const totals = Object.fromEntries(
-      moneyFields.map((field) => [field, channels.reduce((sum, c) => sum + c[field], 0n)]),
-    ) as Record<(typeof moneyFields)[number], bigint>;
-    const short = channels.filter((c) => channelShortfallAtomic(c) > 0n);
-    const shortfallAtomic = short.reduce((sum, c) => sum + channelShortfallAtomic(c), 0n);
-    if (flags.json) {
-      printLine(
-        JSON.stringify(
-          {
-            totals: {
-              channels: channels.length,
-              ...Object.fromEntries(moneyFields.map((field) => [field, totals[field].toString()])),
-              shortChannels: short.length,
-              shortfallAtomic: shortfallAtomic.toString(),
-            },
-            channels: channels.map((c) => ({
-              channelId: c.channelId,
-              network: c.network,
-              payer: c.payer,
-              ...Object.fromEntries(moneyFields.map((field) => [field, c[field].toString()])),
-              unclaimedAtomic: (c.chargedAtomic - c.totalClaimedAtomic).toString(),
-              shortfallAtomic: channelShortfallAtomic(c).toString(),
-              withdrawRequestedAt: c.withdrawRequestedAt || null,
-              lastRequestAt: c.lastRequestAt ? new Date(c.lastRequestAt).toISOString() : null,
-            })),
-            setAside: setAside.map((c) => ({
-              channelId: c.channelId,
-              network: c.network,
-              genesisHash: c.genesisHash,
-              chargedAtomic: c.chargedAtomic.toString(),
-              totalClaimedAtomic: c.totalClaimedAtomic.toString(),
-              reason: c.reason,
-              setAsideAt: c.setAsideAt.toISOString(),
-            })),
-          },
-          null,
-          2,
-        ),
-      );
-      return 0;
-    }
-    const row = (cells: string[]) =>
-      `  ${cells.map((cell, i) => (i < 2 ? cell.padEnd(i === 0 ? 12 : 44) : cell.padStart(12))).join(" ")}`;
-    printLine(`Payment channels (${channels.length})`);
-    printLine(
-      row(["channel", "payer", "deposited", "balance", "charged", "claimed", "settled", "withdrawal"]),
-    );
-    for (const c of channels) printLine(row(describe(c)));
+  const report = await readChannels(flags.dataDir);
+  if (flags.json) {
+    printLine(JSON.stringify(report, null, 2));
+    return 0;
+  }
+  const { totals, channels, setAside } = report;
+  const money = (atomic: string) => formatMoney(BigInt(atomic));
+  const row = (cells: string[]) =>
+    `  ${cells.map((cell, i) => (i < 2 ? cell.padEnd(i === 0 ? 12 : 44) : cell.padStart(12))).join(" ")}`;
+  printLine(`Payment channels (${channels.length})`);
+  printLine(row(["channel", "payer", "deposited", "balance", "charged", "claimed", "settled", "withdrawal"]));
+  for (const c of channels)
     printLine(
       row([
-        "total",
-        "",
-        formatMoney(totals.depositedAtomic),
-        formatMoney(totals.balanceAtomic),
-        formatMoney(totals.chargedAtomic),
-        formatMoney(totals.totalClaimedAtomic),
-        formatMoney(totals.settledAtomic),
-        "",
+        `${c.channelId.slice(0, 10)}…`,
+        c.payer,
+        money(c.depositedAtomic),
+        money(c.balanceAtomic),
+        money(c.chargedAtomic),
+        money(c.totalClaimedAtomic),
+        money(c.settledAtomic),
+        c.withdrawRequestedAt ? new Date(c.withdrawRequestedAt * 1000).toISOString() : "none",
       ]),
     );
-    for (const c of short)
-      printLine(
-        `short: ${c.channelId} — its payer ${c.payer} withdrew before its charges were claimed and owes ${formatMoney(channelShortfallAtomic(c))} beyond the escrow; it is refused until it deposits into this channel`,
-      );
-    if (setAside.length > 0)
-      printLine(
-        `(${setAside.length} channel(s) of earlier chains set aside, not counted above: a devnet started afresh; --json lists them)`,
-      );
-    return 0;
+  printLine(
+    row([
+      "total",
+      "",
+      money(totals.depositedAtomic),
+      money(totals.balanceAtomic),
+      money(totals.chargedAtomic),
+      money(totals.totalClaimedAtomic),
+      money(totals.settledAtomic),
+      "",
+    ]),
+  );
+  for (const c of channels.filter((channel) => BigInt(channel.shortfallAtomic) > 0n))
+    printLine(
+      `short: ${c.channelId} — its payer ${c.payer} withdrew before its charges were claimed and owes ${money(c.shortfallAtomic)} beyond the escrow; it is refused until it deposits into this channel`,
+    );
+  if (setAside.length > 0)
+    printLine(
+      `(${setAside.length} channel(s) of earlier chains set aside, not counted above: a devnet started afresh; --json lists them)`,
+    );
+  return 0;
+}
+
+/**
+ * PostgreSQL when DATABASE_URL is set; otherwise through the running gateway that holds the PGlite data dir
+ * (PGlite is one process's database), or from the data dir itself when no gateway holds it.
+ */
+async function readChannels(dataDir: string): Promise<ChannelsReport> {
+  if (!process.env.DATABASE_URL) {
+    const served = await readChannelsThroughGateway(dataDir);
+    if (served) return served;
+  }
+  const { ledger } = await openCliLedger({ dataDir });
+  try {
+    return await readChannelsReport(ledger.channels);
   } finally {
     await ledger.close();
   }
-}
-
-function describe(c: ChannelRecord): string[] {
-  return [
-    `${c.channelId.slice(0, 10)}…`,
-    c.payer,
-    formatMoney(c.depositedAtomic),
-    formatMoney(c.balanceAtomic),
-    formatMoney(c.chargedAtomic),
-    formatMoney(c.totalClaimedAtomic),
-    formatMoney(c.settledAtomic),
-    c.withdrawRequestedAt ? new Date(c.withdrawRequestedAt * 1000).toISOString() : "none",
-  ];
 }

@@ -27,7 +27,8 @@ export const commandUsage = {
   channels: `tollgate channels [--data-dir .tollgate/ledger] [--json] [--buyer [--gateway URL] [--rpc URL]]
   The payment channels (x402 batch-settlement) the gateway is paid through: payer, deposited,
   balance, charged, claimed on chain, settled to payTo, pending withdrawal; and the totals.
-  Reads PostgreSQL when DATABASE_URL is set, else PGlite in --data-dir.
+  Reads PostgreSQL when DATABASE_URL is set, else PGlite in --data-dir (through the running
+  tollgate dev or gateway that holds it).
 tollgate channels --buyer [--json] [--gateway URL] [--rpc URL]
   The buyer's payment channels (batch-settlement) from its spend store in TOLLGATE_DATA_DIR
   (default ~/.tollgate): seller, deposits, balance, charged total and what remains, with totals;

@@ -117,7 +117,7 @@ export async function devCommand(argv: string[]): Promise<number> {
       await mcp?.close();
       await gateway.close();
     });
-    await claim?.serve(gateway.ledger.payments);
+    await claim?.serve(gateway.ledger);
     const mcpUrl = `${gateway.url}/mcp`;
     const buyer = flags.freshBuyer ? devnet.accounts.freshBuyers[0]! : devnet.accounts.buyers[0]!;
     const readyMs = Math.round(performance.now() - startedAt);

@@ -48,7 +48,7 @@ export async function gatewayCommand(argv: string[]): Promise<number> {
       logger,
       ...crashHooksFromFaultPoint(process.env.TOLLGATE_FAULT_POINT),
     });
-    await claim?.serve(gateway.ledger.payments);
+    await claim?.serve(gateway.ledger);
   } catch (error) {
     await claim?.release();
     throw error;

@@ -30,7 +30,7 @@ test("a record of another container is not read as a gateway here, is left until
   // Once this process serves the ledger, the record is its own, and its release removes it.
   const ledger = await openLedger({ dataDir: "memory://" });
   const claim = await claimLedgerDir(dataDir);
-  await claim.serve(ledger.payments);
+  await claim.serve(ledger);
   const served = JSON.parse(await readFile(ledgerAccessFile(dataDir), "utf8"));
   assert.equal(served.pid, process.pid);
   assert.equal(served.place, processPlace());

@@ -5,7 +5,8 @@ import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import { resolve } from "node:path";
 import { TollgateError } from "../errors/index.js";
-import { isRunning, type PaymentLedger, processPlace } from "../ledger/index.js";
+import { isRunning, type Ledger, type PaymentLedger, processPlace } from "../ledger/index.js";
+import { type ChannelsReport, readChannelsReport } from "./channelsReport.js";
 
 /** Where `tollgate dev` and `tollgate gateway` keep the ledger, and `tollgate ledger` reads it, by default. */
 export const DEFAULT_LEDGER_DIR = ".tollgate/ledger";
@@ -152,7 +153,7 @@ export async function claimLedgerDir(dataDir: string): Promise<LedgerClaim> {
     if (await ownRecord(path)) await rm(path, { force: true });
   };
   return {
-    async serve(payments) {
+    async serve({ payments, channels }) {
       const token = randomBytes(32).toString("hex");
       const server = createServer((request, response) => {
         const url = new URL(request.url ?? "/", "http://127.0.0.1");
@@ -163,12 +164,23 @@ export async function claimLedgerDir(dataDir: string): Promise<LedgerClaim> {
           response.end(JSON.stringify({ error: "a valid bearer token is required" }));
           return;
         }
-        if (request.method !== "GET" || url.pathname !== "/ledger") {
+        const read =
+          request.method !== "GET"
+            ? undefined
+            : url.pathname === "/ledger"
+              ? () =>
+                  readLedgerReport(
+                    payments,
+                    Math.min(1000, Math.max(1, Number(url.searchParams.get("limit")) || 20)),
+                  )
+              : url.pathname === "/channels"
+                ? () => readChannelsReport(channels)
+                : undefined;
+        if (!read) {
           response.writeHead(404).end();
           return;
         }
-        const limit = Math.min(1000, Math.max(1, Number(url.searchParams.get("limit")) || 20));
-        readLedgerReport(payments, limit).then(
+        read().then(
           (report) => {
             response.writeHead(200, { "content-type": "application/json" });
             response.end(JSON.stringify(report));
@@ -203,17 +215,21 @@ export async function claimLedgerDir(dataDir: string): Promise<LedgerClaim> {
 
 /** A gateway's hold on its PGlite data dir. */
 export type LedgerClaim = {
-  /** Serves the ledger's report on loopback to whoever can read the access file. */
-  serve(payments: PaymentLedger): Promise<void>;
+  /** Serves the ledger's and the channels' reports on loopback to whoever can read the access file. */
+  serve(ledger: Pick<Ledger, "payments" | "channels">): Promise<void>;
   /** Stops serving and removes the access file. */
   release(): Promise<void>;
 };
 
-/** Reads the report through the running gateway that holds `dataDir`; undefined when none holds it. */
-export async function readLedgerThroughGateway(
-  dataDir: string,
-  limit: number,
-): Promise<LedgerReport | undefined> {
+/** Reads the ledger's report through the running gateway that holds `dataDir`; undefined when none holds it. */
+export const readLedgerThroughGateway = (dataDir: string, limit: number): Promise<LedgerReport | undefined> =>
+  readThroughGateway<LedgerReport>(dataDir, `/ledger?limit=${limit}`);
+
+/** Reads the channels' report through the running gateway that holds `dataDir`; undefined when none holds it. */
+export const readChannelsThroughGateway = (dataDir: string): Promise<ChannelsReport | undefined> =>
+  readThroughGateway<ChannelsReport>(dataDir, "/channels");
+
+async function readThroughGateway<Report>(dataDir: string, path: string): Promise<Report | undefined> {
   const holder = await ledgerHolder(dataDir);
   if (!holder) return undefined;
   if (!holder.url || !holder.token) {
@@ -222,7 +238,7 @@ export async function readLedgerThroughGateway(
       shortMessage: `the gateway holding ${dataDir} (process ${holder.pid}) is still starting; retry in a moment`,
     });
   }
-  const response = await fetch(`${holder.url}/ledger?limit=${limit}`, {
+  const response = await fetch(`${holder.url}${path}`, {
     headers: { authorization: `Bearer ${holder.token}` },
   }).catch((cause: unknown) => {
     throw new TollgateError({
@@ -237,7 +253,7 @@ export async function readLedgerThroughGateway(
       shortMessage: `the gateway holding ${dataDir} (process ${holder.pid}) answered ${response.status}`,
     });
   }
-  return (await response.json()) as LedgerReport;
+  return (await response.json()) as Report;
 }
 
 /** True when `dataDir` holds a PGlite database already. */
