@@ -12,7 +12,16 @@ import {
 } from "../ledger/index.js";
 import { DEFAULT_HEARTBEAT_MS } from "./createBillingSession.js";
 import type { FacilitatorLike } from "./facilitatorLike.js";
-import { SETTLEMENT_IN_PROGRESS, SETTLEMENT_PENDING, settleRecordedCharge } from "./settleRecordedCharge.js";
+import {
+  AUTHORIZATION_LAPSED,
+  authorizationDeadlineOf,
+  authorizationLapsed,
+  SETTLEMENT_IN_PROGRESS,
+  SETTLEMENT_PENDING,
+  settleRecordedCharge,
+} from "./settleRecordedCharge.js";
+
+export { AUTHORIZATION_LAPSED };
 
 export type CreatePaymentRecoveryParameters = {
   payments: PaymentLedger;
@@ -76,10 +85,6 @@ type Stranded = { rows: number; chargeAtomic: bigint; facilitators: Set<string>;
 
 /** A row refreshed within three heartbeats may be a live request's: passes while serving leave it alone. */
 const LIVE_ROW_MIN_AGE_MS = 3 * DEFAULT_HEARTBEAT_MS;
-
-/** The reason of a debt whose authorization lapsed before the gateway settled it. */
-export const AUTHORIZATION_LAPSED =
-  "authorization_lapsed_unsettled: its deadline passed before the gateway settled it (the gateway or its facilitator was down); the charge is the seller's loss, and its payer is not refused for it";
 
 /** Only an hour past the deadline: older debts are not worth an RPC round each pass. */
 const DEBT_RECHECK_WINDOW_SECONDS = 3_600n;
@@ -251,8 +256,7 @@ export function createPaymentRecovery({
         },
       });
     }
-    const deadline = deadlineOf(row);
-    if (deadline !== undefined && deadline <= BigInt(Math.floor(Date.now() / 1000)) + 6n) {
+    if (authorizationLapsed(row.paymentPayload as PaymentPayload)) {
       // Its authorization lapsed before this gateway settled it (it was down, or its facilitator was):
       // the charge is owed but can no longer be collected, and the payer, who did nothing wrong, is not
       // refused for it.
@@ -305,13 +309,8 @@ export function createPaymentRecovery({
 
   const reload = async (row: PaymentRecord) => (await payments.get(row.id)) ?? row;
 
-  const deadlineOf = (row: PaymentRecord): bigint | undefined => {
-    const inner = (row.paymentPayload as { payload?: Record<string, unknown> }).payload;
-    const permit = inner?.permit2Authorization as { deadline?: unknown } | undefined;
-    const auth = inner?.authorization as { validBefore?: unknown } | undefined;
-    const value = permit?.deadline ?? auth?.validBefore;
-    return typeof value === "string" && /^[0-9]+$/.test(value) ? BigInt(value) : undefined;
-  };
+  const deadlineOf = (row: PaymentRecord): bigint | undefined =>
+    authorizationDeadlineOf(row.paymentPayload as PaymentPayload);
 
   /** A debt: paid if the chain shows the transfer; otherwise settled again while its authorization is valid. */
   async function retryDebt(row: PaymentRecord): Promise<boolean> {
@@ -324,8 +323,7 @@ export function createPaymentRecovery({
       }
       if (evidence.state === "spent_without_transfer") return false;
     }
-    const deadline = deadlineOf(row);
-    if (deadline !== undefined && deadline <= BigInt(Math.floor(Date.now() / 1000)) + 6n) return false;
+    if (authorizationLapsed(row.paymentPayload as PaymentPayload)) return false;
     const settlement = await facilitator.settle(row.paymentPayload as PaymentPayload, {
       ...(row.paymentRequirements as PaymentRequirements),
       amount: chargeAtomic.toString(),

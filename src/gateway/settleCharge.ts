@@ -5,6 +5,8 @@ import type { UsageUnit } from "../pricing/index.js";
 import type { FacilitatorLike } from "./facilitatorLike.js";
 import { retryLedgerWrite } from "./retryLedgerWrite.js";
 import {
+  AUTHORIZATION_LAPSED,
+  authorizationLapsed,
   DEFAULT_SETTLE_TIMEOUT_MS,
   SETTLEMENT_PENDING,
   type SettlementOutcome,
@@ -103,8 +105,18 @@ export async function settleCharge({
   try {
     if ((await Promise.race([recording.then(() => "recorded" as const), timedOut])) === "timeout") {
       // The buyer is not kept waiting on the database: its charge is recorded and settled once it is back.
+      // One whose authorization lapsed meanwhile can no longer be collected: the seller's outage is its
+      // loss, a debt that does not refuse the payer (settled, it would fail as expired, a debt that does).
       recording
-        .then(() => settle(settleTimeoutMs))
+        .then(async () => {
+          if (!authorizationLapsed(payload)) return settle(settleTimeoutMs);
+          await recorded(() => ledger.markDebt(paymentId, AUTHORIZATION_LAPSED, { blocksPayer: false }));
+          onOutcome?.({ kind: "debt", reason: AUTHORIZATION_LAPSED });
+          logger.warn(
+            { paymentId, chargeAtomic: chargeAtomic.toString() },
+            "a delivered request's charge was recorded after its authorization lapsed; its payer is not refused for it",
+          );
+        })
         .catch((error: unknown) =>
           logger.error(
             { paymentId, error: String(error) },

@@ -9,6 +9,28 @@ export const SETTLEMENT_IN_PROGRESS = "settlement_in_progress";
 /** The receipt's reason when the settlement outlived `settleTimeoutMs`; the ledger records it when it ends. */
 export const SETTLEMENT_PENDING = "settlement_pending";
 
+/** The reason of a debt whose authorization lapsed before the gateway settled it. */
+export const AUTHORIZATION_LAPSED =
+  "authorization_lapsed_unsettled: its deadline passed before the gateway settled it (the gateway or its facilitator was down); the charge is the seller's loss, and its payer is not refused for it";
+
+/** Seconds before its deadline an authorization is taken as lapsed: a settlement sent then may be mined after it. */
+const LAPSE_MARGIN_SECONDS = 6n;
+
+/** The deadline (unix s) an upto or exact payment's authorization was signed with, when it names one. */
+export function authorizationDeadlineOf(payload: PaymentPayload): bigint | undefined {
+  const inner = (payload as { payload?: Record<string, unknown> }).payload;
+  const permit = inner?.permit2Authorization as { deadline?: unknown } | undefined;
+  const auth = inner?.authorization as { validBefore?: unknown } | undefined;
+  const value = permit?.deadline ?? auth?.validBefore;
+  return typeof value === "string" && /^[0-9]+$/.test(value) ? BigInt(value) : undefined;
+}
+
+/** Whether an authorization's deadline has passed, or is too close for a settlement sent now. */
+export function authorizationLapsed(payload: PaymentPayload): boolean {
+  const deadline = authorizationDeadlineOf(payload);
+  return deadline !== undefined && deadline <= BigInt(Math.floor(Date.now() / 1000)) + LAPSE_MARGIN_SECONDS;
+}
+
 /** The receipt's reason when the facilitator answered success for something else than the charge. */
 export const SETTLEMENT_MISMATCH = "settlement_mismatch";
 

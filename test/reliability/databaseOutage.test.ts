@@ -505,3 +505,50 @@ test("a stream delivered while the database is out for longer than the settle ti
   assert.ok(row!.chargeAtomic! > 0n);
   assert.equal(await devnet.usdcBalance(buyer.address), before - row!.chargeAtomic!);
 });
+
+test("a charge the database kept from being settled until its authorization lapsed does not refuse its payer", {
+  skip: needsPostgres,
+}, async () => {
+  // Each request runs at most 2 s and settles within 5 s: the buyer signs for 10 s.
+  const { proxy, ledger, gateway } = await gatewayBehindProxy("dblapse", false, (input) => ({
+    ...input,
+    maxTimeoutSeconds: 10,
+    settlementMarginSeconds: 5,
+    timeouts: { verifySeconds: 15, settleSeconds: 1 },
+    models: input.models.map((model) => ({
+      ...model,
+      backend: { ...model.backend, maxDurationSeconds: 2 },
+    })),
+  }));
+  const buyer = await devnet.createBuyer(10_000_000n);
+  const response = await officialPayingFetch(buyer.privateKey, devnet.network)(
+    `${gateway.url}/v1/chat/completions`,
+    { method: "POST", headers: { "content-type": "application/json" }, body: streamBody },
+  );
+  assert.equal(response.status, 200);
+  const reader = response.body!.getReader();
+  await reader.read();
+  proxy.cut();
+  let text = "";
+  for (;;) {
+    const next = await reader.read();
+    if (next.done) break;
+    text += new TextDecoder().decode(next.value);
+  }
+  assert.match(text, /settlement_pending/);
+  // The database stays out until the authorization has lapsed: the seller can no longer collect it.
+  // Signed before now, for 10 s: lapsed (by this host's clock and the chain's) 12 s from now.
+  const lapsedAt = Date.now() + 12_000;
+  while (Date.now() < lapsedAt) await sleep(500);
+  proxy.restore();
+  assert.ok(
+    await waitFor(async () => (await ledger.payments.recent({ limit: 1 }))[0]?.status === "debt", 30_000),
+    "recorded as a debt once the database is back",
+  );
+  const [row] = await ledger.payments.recent({ limit: 1 });
+  assert.equal(
+    await ledger.payments.hasOpenDebt(row!.network, row!.payer),
+    false,
+    `its payer is refused for the seller's outage (${row!.error})`,
+  );
+});
