@@ -5,10 +5,12 @@ import { after, before, describe, test } from "node:test";
 import { createPublicClient, createTestClient, http } from "viem";
 import { privateKeyToAccount } from "viem/accounts";
 import { anvil } from "viem/chains";
+import type { TollgateFacilitator } from "../src/facilitator/index.js";
 import { reconcileLedger } from "../src/gateway/index.js";
+import type { PaymentRecord } from "../src/ledger/index.js";
 import { type GatewayHarness, startGatewayHarness } from "./support/gatewayHarness.js";
 import { signHostilePayment } from "./support/hostileBuyer.js";
-import { mockModelId } from "./support/mockBackend.js";
+import { holdStreams, mockModelId } from "./support/mockBackend.js";
 import { finalRow, postJson, quoteOf } from "./support/paidRequests.js";
 
 let h: GatewayHarness;
@@ -67,6 +69,52 @@ describe("a facilitator wallet without gas", () => {
     await response.text();
     const row = await finalRow(h);
     assert.equal(row.status, "settled");
+  });
+});
+
+describe("a facilitator wallet with gas for one settlement", () => {
+  test("requests it admitted together whose settlements its wallet could not pay refuse none of their payers", async () => {
+    const signer = (h.gateway.facilitator as TollgateFacilitator).signer;
+    const facilitator = h.devnet.accounts.facilitator.address;
+    const funded = await chain().getBalance({ address: facilitator });
+    const buyers = [];
+    for (let i = 0; i < 4; i++) buyers.push(await h.devnet.createBuyer(10_000_000n));
+    const { neededWei } = await signer.gasFunds(150_000n);
+    const streamed = { ...chat, stream: true };
+    await testClient().setBalance({ address: facilitator, value: neededWei });
+    let rows: PaymentRecord[];
+    try {
+      // Admitted together: each verify sees the gas of one settlement, and each is served.
+      h.backend.clearRequests();
+      const release = holdStreams(h.backend, 1);
+      const responses = buyers.map(async (buyer) => {
+        const quote = await quoteOf(h, "/v1/chat/completions", streamed);
+        const signature = await signHostilePayment({
+          paymentRequired: quote.header,
+          privateKey: buyer.privateKey,
+        });
+        return postJson(h, "/v1/chat/completions", streamed, { "payment-signature": signature });
+      });
+      while (h.backend.inferenceRequests.length < buyers.length) await new Promise((r) => setTimeout(r, 50));
+      release();
+      for (const response of await Promise.all(responses)) await response.text();
+      const payers = new Set(buyers.map((buyer) => buyer.address.toLowerCase()));
+      rows = (await h.ledger.payments.recent({ limit: 50 })).filter((row) =>
+        payers.has(row.payer.toLowerCase()),
+      );
+    } finally {
+      await testClient().setBalance({ address: facilitator, value: funded });
+      // The balance the facilitator last read is the empty wallet's: read again, for the tests after.
+      await signer.gasFunds(150_000n, { fresh: true });
+    }
+    const debts = rows.filter((row) => row.status === "debt");
+    assert.ok(debts.length > 0, `the wallet paid every settlement: ${rows.map((row) => row.status)}`);
+    for (const debt of debts)
+      assert.equal(
+        await h.ledger.payments.hasOpenDebt(debt.network, debt.payer),
+        false,
+        `a payer is refused for the facilitator's empty wallet (${debt.error}; ${debts.length} of ${rows.length} debts)`,
+      );
   });
 });
 

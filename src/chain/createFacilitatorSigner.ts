@@ -48,8 +48,11 @@ export type TollgateFacilitatorSigner = FacilitatorEvmSigner & {
   sendValue(args: { to: Address; value: bigint }): Promise<Hex>;
   /** The receipt of a transaction this signer waited for (kept until taken). */
   takeReceipt(hash: Hex): TransactionReceipt | undefined;
-  /** The native balance, and what `gas` costs at the current fees: can this key send a transaction that uses it? */
-  gasFunds(gas: bigint): Promise<{ balanceWei: bigint; neededWei: bigint }>;
+  /**
+   * The native balance (read at most once a second, or now when `fresh`), and what `gas` costs at the
+   * current fees: can this key send a transaction that uses it?
+   */
+  gasFunds(gas: bigint, options?: { fresh?: boolean }): Promise<{ balanceWei: bigint; neededWei: bigint }>;
 };
 
 /**
@@ -132,9 +135,9 @@ export function createFacilitatorSigner({
   };
 
   // Read at most once a second: checked before every paid request is served.
-  const balance = () => {
+  const balance = (fresh = false) => {
     const now = Date.now();
-    if (!balanceCache || now - balanceCache.at > 1_000) {
+    if (fresh || !balanceCache || now - balanceCache.at > 1_000) {
       const pending = call((client) => client.getBalance({ address: account.address }));
       balanceCache = { at: now, balance: pending };
       pending.catch(() => {
@@ -232,8 +235,8 @@ export function createFacilitatorSigner({
       return receipt;
     },
     getCode: ({ address }) => call((client) => client.getCode({ address })),
-    async gasFunds(gas) {
-      const [balanceWei, fee] = await Promise.all([balance(), guard(fees)]);
+    async gasFunds(gas, { fresh = false } = {}) {
+      const [balanceWei, fee] = await Promise.all([balance(fresh), guard(fees)]);
       // As `send` signs it: the estimate and a fifth more, at the highest fee it offers.
       return { balanceWei, neededWei: ((gas * 12n) / 10n) * fee.maxFeePerGas };
     },

@@ -270,9 +270,9 @@ export function createFacilitator({
    * wallet without the gas for it would let every request be served and then fail to settle, each a
    * debt the payer did not cause. A channel request settles later, in batches, and is not refused here.
    */
-  async function ensureGasForSettlement(requirements: PaymentRequirements): Promise<void> {
+  async function ensureGasForSettlement(requirements: PaymentRequirements, fresh = false): Promise<void> {
     if (isBatchSettlementPayment(requirements)) return;
-    const { balanceWei, neededWei } = await signer.gasFunds(SETTLEMENT_GAS_BOUND);
+    const { balanceWei, neededWei } = await signer.gasFunds(SETTLEMENT_GAS_BOUND, { fresh });
     if (balanceWei >= neededWei) return;
     const details = {
       network,
@@ -411,6 +411,14 @@ export function createFacilitator({
       result = settled.result;
       if (!result.success && settled.scope.transportError)
         throw chainUnavailable(settled.scope.transportError, "settle");
+      // Requests verified together each saw the gas of one settlement: a settlement that failed on a
+      // wallet that cannot pay for one failed for the seller's empty wallet, not for its payer.
+      // A balance that cannot be read leaves the failure as the settlement told it.
+      if (!result.success)
+        await ensureGasForSettlement(requirements, true).catch((error: unknown) => {
+          if (error instanceof TollgateError && error.code === "TOLLGATE_FACILITATOR_UNAVAILABLE")
+            throw error;
+        });
       if (result.success && result.transaction) {
         ({ result, receipt } = await confirmTransfer(result, payload, requirements));
         if (result.success)

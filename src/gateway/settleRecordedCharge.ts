@@ -31,6 +31,12 @@ export function authorizationLapsed(payload: PaymentPayload): boolean {
   return deadline !== undefined && deadline <= BigInt(Math.floor(Date.now() / 1000)) + LAPSE_MARGIN_SECONDS;
 }
 
+/** Settlement failures of the seller's making: the facilitator could not send it, or not reach the chain. */
+const SELLER_SIDE_REASONS: ReadonlySet<string> = new Set([
+  "tollgate_facilitator_unavailable",
+  "tollgate_chain_unavailable",
+]);
+
 /** The receipt's reason when the facilitator answered success for something else than the charge. */
 export const SETTLEMENT_MISMATCH = "settlement_mismatch";
 
@@ -129,7 +135,12 @@ export async function settleRecordedCharge({
         "another settlement of this authorization is in flight; recovery reconciles it",
       );
     } else {
-      await recorded(() => ledger.markDebt(paymentId, settlement.errorReason ?? "settlement_failed"));
+      // Failed for the seller's side (its facilitator's wallet without gas, its chain RPC out): still owed,
+      // and retried by recovery, but its payer, who caused nothing, is not refused for it.
+      const blocksPayer = !SELLER_SIDE_REASONS.has(settlement.errorReason ?? "");
+      await recorded(() =>
+        ledger.markDebt(paymentId, settlement.errorReason ?? "settlement_failed", { blocksPayer }),
+      );
       onOutcome?.({ kind: "debt", reason: settlement.errorReason ?? "settlement_failed" });
       logger.warn(
         { paymentId, reason: settlement.errorReason, chargeAtomic: chargeAtomic.toString() },
