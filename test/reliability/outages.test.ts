@@ -32,7 +32,7 @@ import {
   officialPayingFetch,
   testGatewayConfig,
 } from "../support/gatewayHarness.js";
-import { type MockBackend, mockModelId, startMockBackend } from "../support/mockBackend.js";
+import { holdStreams, type MockBackend, mockModelId, startMockBackend } from "../support/mockBackend.js";
 import { startSwitchableRpc } from "../support/switchableRpc.js";
 import { waitFor } from "./support/reliabilityEnv.js";
 
@@ -154,6 +154,43 @@ describe("outages", () => {
     assert.deepEqual(statuses, [503]);
     assert.ok(allRetryAfter);
     assert.equal(backend.inferenceRequests.length, 0);
+  });
+
+  test("chain RPC down between admission and settlement: the delivered request is a debt that does not refuse its payer", async () => {
+    const rpc = await startSwitchableRpc(devnet.rpcUrl);
+    closers.push(() => rpc.close());
+    const { gateway, ledger } = await gatewayWith({ rpcUrl: rpc.url, settleTimeoutMs: 10_000 });
+    const buyer = await devnet.createBuyer(10_000_000n);
+    const required = await paymentRequired(gateway, { stream: true });
+    const payload = await officialBuyer(buyer.privateKey, devnet.network).createPaymentPayload(required);
+    const release = holdStreams(backend, 1);
+    let text: string;
+    try {
+      const response = await fetch(`${gateway.url}/v1/chat/completions`, {
+        method: "POST",
+        headers: {
+          "content-type": "application/json",
+          "payment-signature": encodePaymentSignatureHeader(payload),
+        },
+        body: body({ stream: true }),
+      });
+      assert.equal(response.status, 200);
+      // Served; then the seller's chain RPC goes down before the charge is settled.
+      await rpc.cut("refused");
+      release();
+      text = await response.text();
+    } finally {
+      release();
+    }
+    const line = text.split("\n").find((candidate) => candidate.includes("x402_receipt"));
+    assert.ok(line, text.slice(-300));
+    const [row] = await ledger.payments.recent({ limit: 1 });
+    assert.equal(row?.status, "debt", `${row?.status} ${row?.error}`);
+    assert.equal(
+      await ledger.payments.hasOpenDebt(row!.network, row!.payer),
+      false,
+      `its payer is refused for the seller's chain outage (${row?.error})`,
+    );
   });
 
   test("facilitator down: 503 with Retry-After, no backend call", async (t) => {
