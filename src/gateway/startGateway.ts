@@ -34,6 +34,7 @@ import {
   combineBillingListeners,
   safeBillingEmitter,
 } from "./BillingEvent.js";
+import { createChainClock } from "./chainClock.js";
 import { type GatewayChannels, startChannels } from "./channels/index.js";
 import { type Billing, createBilling } from "./createBilling.js";
 import { createGatewayApp } from "./createGatewayApp.js";
@@ -231,7 +232,9 @@ export async function startGateway({
       ? (payer, token) =>
           chain.readContract({ address: token, abi: erc20Abi, functionName: "balanceOf", args: [payer] })
       : undefined,
-    readChainSeconds: chain ? async () => Number((await chain.getBlock()).timestamp) : undefined,
+    readChainSeconds: chain
+      ? createChainClock(async () => Number((await chain.getBlock()).timestamp))
+      : undefined,
     logger,
     verifyTimeoutMs,
     settleTimeoutMs,
