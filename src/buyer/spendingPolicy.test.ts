@@ -53,6 +53,17 @@ assets: ["0x3c499c542cEF5E3811e1192ce70d8cC03d5c3359"]
     assert.equal(refusal?.rule, "providers.payTo");
   });
 
+  test("a mistyped key is named with the key it is nearest to", () => {
+    assert.throws(
+      () => parseSpendingPolicy({ dialy: "$1" }),
+      /spending policy: \(policy\): unknown key "dialy"; did you mean "daily"\?/,
+    );
+    assert.throws(
+      () => parseSpendingPolicy({ providers: { "https://a.example": { perCal: "$1" } } }),
+      /unknown key "perCal"; did you mean "perCall"\?/,
+    );
+  });
+
   test("refuses an unknown key or a bad amount, naming the field", () => {
     for (const [input, field] of [
       [{ perCal: "$1" }, "(policy)"],

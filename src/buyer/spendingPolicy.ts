@@ -10,7 +10,7 @@ const withoutHexIntegers = (tags: Tags): Tags =>
   );
 
 import { z } from "zod";
-import { TollgateError } from "../errors/index.js";
+import { explainIssue, TollgateError } from "../errors/index.js";
 import { parseMoney } from "../pricing/index.js";
 import { addressSchema, caip2NetworkSchema } from "../protocol/index.js";
 
@@ -135,7 +135,7 @@ export function parseSpendingPolicy(input: unknown): SpendingPolicy {
     const field = issue?.path.map(String).join(".") || "(policy)";
     throw new TollgateError({
       code: "TOLLGATE_CONFIG_INVALID",
-      shortMessage: `spending policy: ${field}: ${issue?.message ?? "invalid"}`,
+      shortMessage: `spending policy: ${field}: ${issue ? explainIssue(spendingPolicySchema, issue) : "invalid"}`,
       details: { field },
     });
   }

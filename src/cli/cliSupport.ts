@@ -2,7 +2,7 @@ import { type ParseArgsConfig, parseArgs } from "node:util";
 import { pino } from "pino";
 import pretty from "pino-pretty";
 import type { z } from "zod";
-import { type Logger, TollgateError } from "../errors/index.js";
+import { closestName, type Logger, TollgateError } from "../errors/index.js";
 
 /** Exit codes shared by every command; documented in the README. */
 export const exitCodes = {
@@ -55,7 +55,7 @@ function usageError(message: string): TollgateError {
 function explainParseError(error: Error & { code?: string }, known: string[]): string {
   const flag = /'(-{1,2}[^' ]+)/.exec(error.message)?.[1];
   if (error.code === "ERR_PARSE_ARGS_UNKNOWN_OPTION" && flag) {
-    const closest = closestFlag(flag.replace(/^-+/, ""), known);
+    const closest = closestName(flag.replace(/^-+/, ""), known);
     return closest
       ? `unknown flag ${flag}; did you mean --${closest}?`
       : `unknown flag ${flag}; the flags are ${known.map((name) => `--${name}`).join(", ")}`;
@@ -64,32 +64,6 @@ function explainParseError(error: Error & { code?: string }, known: string[]): s
     return /argument missing/.test(error.message) ? `${flag} needs a value` : `${flag} takes no value`;
   }
   return error.message;
-}
-
-/** The known flag nearest to `typed` by edit distance, when it is near enough to be a typo. */
-export function closestFlag(typed: string, known: string[]): string | undefined {
-  let best: { name: string; distance: number } | undefined;
-  for (const name of known) {
-    const distance = editDistance(typed.toLowerCase(), name);
-    if (!best || distance < best.distance) best = { name, distance };
-  }
-  if (!best) return undefined;
-  const prefix = known.filter((name) => name.startsWith(typed.toLowerCase()));
-  if (typed.length >= 2 && prefix.length === 1) return prefix[0];
-  return best.distance <= Math.max(2, Math.floor(best.name.length / 3)) ? best.name : undefined;
-}
-
-function editDistance(a: string, b: string): number {
-  let previous = Array.from({ length: b.length + 1 }, (_, j) => j);
-  for (let i = 1; i <= a.length; i++) {
-    const current = [i];
-    for (let j = 1; j <= b.length; j++) {
-      const substitution = previous[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1);
-      current[j] = Math.min(previous[j]! + 1, current[j - 1]! + 1, substitution);
-    }
-    previous = current;
-  }
-  return previous[b.length]!;
 }
 
 function explainFlagIssue(issue: z.core.$ZodIssue, values: Record<string, unknown>): string {

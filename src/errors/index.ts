@@ -1,3 +1,4 @@
+export { closestName } from "./closestName.js";
 export { HTTP_STATUS_OF, httpStatusOf, RETRY_AFTER_SECONDS_OF } from "./httpStatusOf.js";
 export { type Logger, silentLogger } from "./logger.js";
 export { presentsToken } from "./presentsToken.js";
@@ -13,3 +14,4 @@ export {
   type TollgateErrorCode,
   type TollgateErrorParameters,
 } from "./TollgateError.js";
+export { explainIssue } from "./unknownKeys.js";

@@ -268,3 +268,36 @@ test("a price no route of the model meters, an itemized token price without its 
     }),
   );
 });
+
+test("a mistyped key is named with the key it is nearest to, at any depth; an unknown one with the keys allowed there", async () => {
+  const input = await exampleInput();
+  const models = input.models as Array<Record<string, unknown>>;
+  const [first] = models;
+  assert.ok(first);
+  const typo = {
+    ...input,
+    ledgr: {},
+    colour: "blue",
+    models: [
+      { ...first, maxOutputTokns: 5, backend: { ...(first.backend as object), timeoutMS: 4 } },
+      ...models.slice(1),
+    ],
+  };
+  assert.throws(
+    () => parseGatewayConfig(typo),
+    (error: unknown) => {
+      assert.ok(isTollgateError(error, "TOLLGATE_CONFIG_INVALID"));
+      assert.match(error.shortMessage, /config key \(root\): unknown key "ledgr"; did you mean "ledger"\?/);
+      assert.match(
+        error.shortMessage,
+        /config key models\.0: unknown key "maxOutputTokns"; did you mean "maxOutputTokens"\?/,
+      );
+      assert.match(
+        error.shortMessage,
+        /config key models\.0\.backend: unknown key "timeoutMS"; did you mean "timeoutMs"\?/,
+      );
+      assert.match(error.shortMessage, /unknown key "colour"; the keys here are network, .*payTo, .*models/);
+      return true;
+    },
+  );
+});

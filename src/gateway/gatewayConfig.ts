@@ -1,6 +1,6 @@
 import { z } from "zod";
 import { findNetworkPreset } from "../chain/index.js";
-import { TollgateError } from "../errors/index.js";
+import { explainIssue, TollgateError } from "../errors/index.js";
 import { parseMoney, USAGE_UNITS } from "../pricing/index.js";
 import {
   CLAIM_MARGIN_SECONDS,
@@ -371,7 +371,7 @@ export function configProblems(issues: readonly z.core.$ZodIssue[]): string[] {
       lines.push(...configProblems(nested));
       continue;
     }
-    lines.push(`config key ${key}: ${issue.message}`);
+    lines.push(`config key ${key}: ${explainIssue(gatewayConfigSchema, issue)}`);
   }
   return [...new Set(lines)];
 }
