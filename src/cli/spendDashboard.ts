@@ -71,7 +71,7 @@ export async function readSpendDashboard(
           value: policy?.perCall === undefined ? "none" : formatMoney(policy.perCall),
         },
         { key: "disputes", label: "Open disputes", value: String(disputes.length) },
-        { key: "saved", label: "Saved by upto (recent)", value: formatMoney(saved) },
+        { key: "saved", label: "Saved, authorized not charged (recent)", value: formatMoney(saved) },
       ])}<p>${capBar(spend.countedAtomic, policy?.daily)}</p>`,
     },
     {

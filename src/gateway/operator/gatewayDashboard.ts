@@ -130,7 +130,12 @@ export async function readGatewayDashboard({
             : {}),
         },
         { key: "authorized", label: "Authorized", value: formatMoney(authorized) },
-        { key: "saved", label: "Saved by upto", value: formatMoney(saved), note: "authorized, not charged" },
+        {
+          key: "saved",
+          label: "Saved",
+          value: formatMoney(saved),
+          note: "authorized (upto or voucher), not charged",
+        },
         { key: "payments", label: "Paid requests", value: String(payments) },
         {
           key: "open-debts",
@@ -173,7 +178,7 @@ export async function readGatewayDashboard({
           "output tokens",
           "authorized",
           "charged",
-          "saved by upto",
+          "saved (authorized − charged)",
           "owed",
         ],
         rows: models.map((m) => [
