@@ -1,6 +1,6 @@
 import { setTimeout as sleep } from "node:timers/promises";
 import type { Logger } from "../errors/index.js";
-import { ledgerFailureMayPass, PaymentTransitionError } from "../ledger/index.js";
+import { ledgerFailureMayPass, type PaymentLedger, PaymentTransitionError } from "../ledger/index.js";
 
 export type RetryLedgerWriteParameters<T> = {
   /** One write of a delivered request's money: a payment row's move, a channel's charge, a settle. */
@@ -52,4 +52,19 @@ export async function retryLedgerWrite<T>({
       waitMs = Math.min(waitMs * 2, MAX_RETRY_WAIT_MS);
     }
   }
+}
+
+/**
+ * The writer of one payment row's moves (usage, settling, settled, debt), each tried again while the
+ * database is out for up to `withinMs`; a move found already made is done.
+ */
+export function paymentRowWriter(parameters: {
+  ledger: Pick<PaymentLedger, "get">;
+  paymentId: number;
+  withinMs: number;
+  logger: Logger;
+}) {
+  const { ledger, paymentId, withinMs, logger } = parameters;
+  return (write: () => Promise<unknown>) =>
+    retryLedgerWrite({ write, alreadyDone: () => ledger.get(paymentId), withinMs, paymentId, logger });
 }

@@ -3,7 +3,7 @@ import type { Logger } from "../errors/index.js";
 import type { PaymentLedger } from "../ledger/index.js";
 import type { UsageUnit } from "../pricing/index.js";
 import type { FacilitatorLike } from "./facilitatorLike.js";
-import { retryLedgerWrite } from "./retryLedgerWrite.js";
+import { paymentRowWriter } from "./retryLedgerWrite.js";
 import {
   AUTHORIZATION_LAPSED,
   authorizationLapsed,
@@ -67,14 +67,7 @@ export async function settleCharge({
   onOutcome,
 }: SettleChargeParameters): Promise<ChargeOutcome> {
   const startedAt = Date.now();
-  const recorded = (write: () => Promise<unknown>) =>
-    retryLedgerWrite({
-      write,
-      alreadyDone: () => ledger.get(paymentId),
-      withinMs: RECORDING_RETRY_MS,
-      paymentId,
-      logger,
-    });
+  const recorded = paymentRowWriter({ ledger, paymentId, withinMs: RECORDING_RETRY_MS, logger });
   const recording = (async () => {
     await recorded(() =>
       ledger.recordUsage(

@@ -2,7 +2,7 @@ import type { PaymentPayload, PaymentRequirements, SettleResponse } from "@x402/
 import { type Logger, TollgateError } from "../errors/index.js";
 import type { PaymentLedger } from "../ledger/index.js";
 import type { FacilitatorLike } from "./facilitatorLike.js";
-import { retryLedgerWrite } from "./retryLedgerWrite.js";
+import { paymentRowWriter, retryLedgerWrite } from "./retryLedgerWrite.js";
 
 /** The facilitator's answer when another settle of the same authorization is still in flight. */
 export const SETTLEMENT_IN_PROGRESS = "settlement_in_progress";
@@ -84,14 +84,7 @@ export async function settleRecordedCharge({
   onOutcome,
 }: SettleRecordedChargeParameters): Promise<SettleResponse> {
   // The facilitator's answer is money that moved (or did not): the database being out must not lose it.
-  const recorded = (write: () => Promise<unknown>) =>
-    retryLedgerWrite({
-      write,
-      alreadyDone: () => ledger.get(paymentId),
-      withinMs: settleTimeoutMs,
-      paymentId,
-      logger,
-    });
+  const recorded = paymentRowWriter({ ledger, paymentId, withinMs: settleTimeoutMs, logger });
   const attempt = (async (): Promise<SettleResponse> => {
     let settlement: SettleResponse;
     try {
