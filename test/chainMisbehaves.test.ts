@@ -2,11 +2,20 @@
 // wallet without gas. Nothing is served for free by accident, and what the chain took back is reported.
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
-import { createPublicClient, createTestClient, http } from "viem";
+import { PERMIT2_ADDRESS } from "@x402/evm";
+import {
+  createPublicClient,
+  createTestClient,
+  createWalletClient,
+  encodeFunctionData,
+  http,
+  keccak256,
+  parseAbi,
+} from "viem";
 import { privateKeyToAccount } from "viem/accounts";
 import { anvil } from "viem/chains";
 import type { TollgateFacilitator } from "../src/facilitator/index.js";
-import { reconcileLedger } from "../src/gateway/index.js";
+import { createPaymentRecovery, reconcileLedger } from "../src/gateway/index.js";
 import type { PaymentRecord } from "../src/ledger/index.js";
 import { type GatewayHarness, startGatewayHarness } from "./support/gatewayHarness.js";
 import { signHostilePayment } from "./support/hostileBuyer.js";
@@ -123,7 +132,7 @@ describe("an upto settlement reorganised away", () => {
    * Takes the newest block back: the new branch holds another transaction of the facilitator's key at the
    * nonce of its last one, so that transaction can never land again.
    */
-  async function reorgFacilitatorsLast(): Promise<void> {
+  async function reorgFacilitatorsLast(alsoMined: `0x${string}`[] = []): Promise<void> {
     const key = privateKeyToAccount(h.devnet.accounts.facilitator.privateKey);
     const nonce = (await chain().getTransactionCount({ address: key.address })) - 1;
     const replacement = await key.signTransaction({
@@ -136,8 +145,23 @@ describe("an upto settlement reorganised away", () => {
       maxFeePerGas: 10_000_000_000n,
       maxPriorityFeePerGas: 1n,
     });
-    await testClient().request({ method: "anvil_reorg" as never, params: [1, [[replacement, 0]]] as never });
+    const mined = [replacement, ...alsoMined].map((transaction) => [transaction, 0]);
+    await testClient().request({ method: "anvil_reorg" as never, params: [1, mined] as never });
   }
+
+  /** A recovery on the harness's ledger that reads settlements back as soon as they are booked. */
+  const readingBack = () =>
+    createPaymentRecovery({
+      payments: h.ledger.payments,
+      settlements: h.ledger.settlements,
+      facilitator: h.gateway.facilitator,
+      chain: chain(),
+      network: h.devnet.network,
+      facilitatorAddress: h.devnet.accounts.facilitator.address,
+      graceMs: 60_000,
+      settlingGraceMs: 120_000,
+      confirmAfterMs: 0,
+    });
 
   test("is reported by reconcile as a transaction the chain does not hold, and its authorization is not served again", async () => {
     const buyer = await h.devnet.createBuyer(10_000_000n);
@@ -177,6 +201,93 @@ describe("an upto settlement reorganised away", () => {
           transactionOnChain: false,
         },
       ],
+    );
+
+    // Read back by recovery: owed again, and settled again (the authorization is still valid), once.
+    const buyerAfterFirst = await h.devnet.usdcBalance(buyer.address);
+    // Earlier tests' debts are retried in the same pass: what they pay is counted apart.
+    const otherDebts = (await h.ledger.payments.openDebts()).filter((other) => other.id !== row.id);
+    const pass = await readingBack().runOnce();
+    assert.equal(pass.takenBack, 1, JSON.stringify(pass));
+    assert.ok(pass.debtsPaid >= 1, JSON.stringify(pass));
+    const again = await h.ledger.payments.get(row.id);
+    assert.equal(again?.status, "settled");
+    assert.notEqual(again?.transaction, row.transaction, "settled by a new transaction");
+    assert.equal(again?.chargeAtomic, row.chargeAtomic);
+    let othersPaid = 0n;
+    for (const other of otherDebts)
+      if ((await h.ledger.payments.get(other.id))?.status === "settled")
+        othersPaid += other.chargeAtomic ?? 0n;
+    assert.equal(
+      await h.devnet.usdcBalance(payTo),
+      payToBefore + othersPaid,
+      "payTo is paid the charge exactly once",
+    );
+    assert.equal(await h.devnet.usdcBalance(buyer.address), buyerAfterFirst - row.chargeAtomic!);
+    assert.equal(await h.ledger.payments.hasOpenDebt(row.network, row.payer), false);
+    const clean = await reconcileLedger({
+      payments: h.ledger.payments,
+      client: chain() as never,
+      network: h.devnet.network,
+      asset: h.devnet.contracts.usdc,
+      payTo,
+    });
+    assert.deepEqual(
+      clean.differences.filter((difference) => "paymentId" in difference && difference.paymentId === row.id),
+      [],
+    );
+    // The new settlement is read back too, and holds.
+    const next = await readingBack().runOnce();
+    assert.equal(next.takenBack, 0, JSON.stringify(next));
+    assert.equal((await h.ledger.payments.get(row.id))?.transaction, again?.transaction);
+  });
+
+  test("whose authorization the payer spent in the new branch is a debt that refuses the payer, and nothing is sent again", async () => {
+    const buyer = await h.devnet.createBuyer(10_000_000n);
+    const { response } = await paidChat(buyer.privateKey);
+    assert.equal(response.status, 200, await response.clone().text());
+    await response.text();
+    const row = await finalRow(h);
+    assert.equal(row.status, "settled");
+    const payTo = h.devnet.accounts.payTo.address;
+    const payToBefore = await h.devnet.usdcBalance(payTo);
+
+    // The payer burns the authorization's nonce in the branch that replaces the settlement's block.
+    const wallet = createWalletClient({
+      account: privateKeyToAccount(buyer.privateKey),
+      chain: { ...anvil, id: h.devnet.chainId },
+      transport: http(h.devnet.rpcUrl),
+    });
+    const burn = await wallet.signTransaction(
+      await wallet.prepareTransactionRequest({
+        to: PERMIT2_ADDRESS,
+        // Estimated on the branch where the nonce is spent already, it would run out of gas on the new one.
+        gas: 100_000n,
+        data: encodeFunctionData({
+          abi: parseAbi(["function invalidateUnorderedNonces(uint256 wordPos, uint256 mask)"]),
+          functionName: "invalidateUnorderedNonces",
+          args: [BigInt(row.nonce) >> 8n, 1n << (BigInt(row.nonce) & 255n)],
+        }),
+      }),
+    );
+    await reorgFacilitatorsLast([burn]);
+    const burned = await chain().getTransactionReceipt({ hash: keccak256(burn) });
+    assert.equal(burned.status, "success", "the payer's nonce is spent in the new branch");
+    const facilitatorNonce = await chain().getTransactionCount({
+      address: h.devnet.accounts.facilitator.address,
+    });
+
+    const pass = await readingBack().runOnce();
+    assert.ok(pass.takenBack >= 1, JSON.stringify(pass));
+    const owed = await h.ledger.payments.get(row.id);
+    assert.equal(owed?.status, "debt");
+    assert.match(owed?.error ?? "", /spent by another transaction/);
+    assert.equal(await h.ledger.payments.hasOpenDebt(row.network, row.payer), true, "its payer is refused");
+    assert.equal(await h.devnet.usdcBalance(payTo), payToBefore - row.chargeAtomic!, "nothing collected");
+    assert.equal(
+      await chain().getTransactionCount({ address: h.devnet.accounts.facilitator.address }),
+      facilitatorNonce,
+      "no settlement was sent again",
     );
   });
 });

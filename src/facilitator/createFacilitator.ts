@@ -10,7 +10,16 @@ import { BatchSettlementEvmScheme } from "@x402/evm/batch-settlement/facilitator
 import { ExactEvmScheme } from "@x402/evm/exact/facilitator";
 import { UptoEvmScheme } from "@x402/evm/upto/facilitator";
 import { createErc20ApprovalGasSponsoringExtension, EIP2612_GAS_SPONSORING } from "@x402/extensions";
-import { type Address, erc20Abi, getAddress, type Hex, keccak256, type TransactionReceipt } from "viem";
+import {
+  type Address,
+  erc20Abi,
+  getAddress,
+  type Hex,
+  keccak256,
+  TransactionNotFoundError,
+  type TransactionReceipt,
+  TransactionReceiptNotFoundError,
+} from "viem";
 import {
   chainIdOf,
   createFacilitatorSigner,
@@ -30,6 +39,7 @@ import {
   type Erc20ApprovalSponsorship,
 } from "./erc20ApprovalSponsor.js";
 import type { FacilitatorEventListener } from "./FacilitatorEvent.js";
+import { isAuthorizationSpent } from "./findSettlementOnChain.js";
 import { hasMatchingTransfer } from "./findTransfer.js";
 import {
   checkEip2612Permit,
@@ -371,7 +381,22 @@ export function createFacilitator({
     const startedAt = performance.now();
     const amountAtomic = BigInt(requirements.amount);
     const begun = await settlementStore.begin(key, amountAtomic);
-    if (!begun.started) {
+    // A success the chain no longer holds (its block reorganised away, the nonce unspent) is settled again.
+    const reopened =
+      !begun.started &&
+      begun.existing.status === "succeeded" &&
+      (await takenBack(begun.existing.result, payload, requirements)) === "gone" &&
+      (await settlementStore.reopen(key, begun.existing.result.transaction));
+    if (reopened)
+      logger.error(
+        {
+          op: "settle",
+          takenBack: (begun.existing as { result: SettleResponse }).result.transaction,
+          ...describe(payload, requirements),
+        },
+        "facilitator settle: the chain no longer holds this authorization's settlement (its block was reorganised away) and its nonce is unspent; settling it again",
+      );
+    if (!begun.started && !reopened) {
       const { existing } = begun;
       if (existing.status === "succeeded") {
         // Only the same settlement is answered again: the first settle of an authorization, whoever
@@ -537,6 +562,44 @@ export function createFacilitator({
       },
       "facilitator sponsored approval",
     );
+  }
+
+  /**
+   * Whether the chain still holds a logged settlement: `held` (or unreadable: the log stands), `pending`
+   * (its transaction waits in the mempool again), or `gone` (no such transaction, or it reverted, and the
+   * authorization's nonce unspent: nothing moved, and it may be settled again).
+   */
+  async function takenBack(
+    result: SettleResponse,
+    payload: PaymentPayload,
+    requirements: PaymentRequirements,
+  ): Promise<"held" | "pending" | "gone"> {
+    if (!result.transaction) return "held";
+    const hash = result.transaction as Hex;
+    const client = signer.publicClient;
+    try {
+      const receipt = await client
+        .getTransactionReceipt({ hash })
+        .catch((error: unknown) =>
+          error instanceof TransactionReceiptNotFoundError ? undefined : Promise.reject(error),
+        );
+      if (receipt?.status === "success") return "held";
+      if (receipt === undefined) {
+        const sent = await client
+          .getTransaction({ hash })
+          .catch((error: unknown) =>
+            error instanceof TransactionNotFoundError ? undefined : Promise.reject(error),
+          );
+        if (sent !== undefined) return "pending";
+      }
+      return (await isAuthorizationSpent(client, payload, requirements.asset)) ? "held" : "gone";
+    } catch (error) {
+      logger.warn(
+        { op: "settle", error: String(error), tx: hash, ...describe(payload, requirements) },
+        "facilitator settle: could not read a logged settlement back from the chain; answered as logged",
+      );
+      return "held";
+    }
   }
 
   async function confirmTransfer(

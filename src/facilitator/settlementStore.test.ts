@@ -45,3 +45,14 @@ test("the memory settlement store answers a settlement in flight or done, forget
   for (const nonce of [2, 3, 4])
     assert.equal((await store.begin(key(nonce), 10n)).started, false, `success ${nonce} remembered`);
 });
+
+test("the memory settlement store reopens a success only for the transaction it recorded, back in flight", async () => {
+  const store = createMemorySettlementStore();
+  await store.begin(key(7), 10n);
+  await store.succeed(key(7), success(7));
+  assert.equal(await store.reopen(key(7), success(8).transaction), false, "another transaction");
+  assert.equal(await store.reopen(key(7), success(7).transaction), true);
+  assert.deepEqual(await store.begin(key(7), 10n), { started: false, existing: { status: "in_flight" } });
+  assert.equal(await store.reopen(key(7), success(7).transaction), false, "only once");
+  assert.equal(await store.reopen(key(9), success(9).transaction), false, "never settled");
+});

@@ -19,6 +19,11 @@ export type SettlementStore = {
   ): Promise<{ started: true } | { started: false; existing: SettlementRecord }>;
   succeed(key: SettlementKey, result: SettleResponse): Promise<void>;
   fail(key: SettlementKey, result: SettleResponse): Promise<void>;
+  /**
+   * Puts a success whose `transaction` the chain no longer holds (a reorganised block, the nonce
+   * unspent) back in flight, to be settled again; false when the record is not that success.
+   */
+  reopen(key: SettlementKey, transaction: string): Promise<boolean>;
 };
 
 /** How many succeeded settlements the memory store remembers; older ones are left to the chain. */
@@ -49,6 +54,14 @@ export function createMemorySettlementStore({ kept = MEMORY_SETTLEMENTS_KEPT } =
     },
     async fail(key) {
       inFlight.delete(settlementKeyString(key));
+    },
+    async reopen(key, transaction) {
+      const id = settlementKeyString(key);
+      const existing = succeeded.get(id);
+      if (existing?.status !== "succeeded" || existing.result.transaction !== transaction) return false;
+      succeeded.delete(id);
+      inFlight.add(id);
+      return true;
     },
   };
 }

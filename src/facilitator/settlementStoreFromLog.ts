@@ -26,5 +26,6 @@ export function settlementStoreFromLog(log: SettlementLog): SettlementStore {
     async fail(key, result) {
       await log.fail(key, { result });
     },
+    reopen: (key, transaction) => log.reopen(key, transaction),
   };
 }

@@ -1,5 +1,5 @@
 import type { PaymentPayload, PaymentRequirements, SettleResponse } from "@x402/core/types";
-import type { PublicClient } from "viem";
+import { type Hex, type PublicClient, TransactionNotFoundError, TransactionReceiptNotFoundError } from "viem";
 import { type Logger, silentLogger } from "../errors/index.js";
 import { findSettlementOnChain, type SettlementEvidence } from "../facilitator/index.js";
 import {
@@ -48,6 +48,13 @@ export type CreatePaymentRecoveryParameters = {
    * turn: each pass goes on after the last debt the one before it retried; 0: none.
    */
   debtRetriesPerPass?: number | undefined;
+  /**
+   * How long after it was booked a settlement is read back from the chain, once (ms; default 30 s). One the
+   * chain no longer holds (its block reorganised away) becomes a debt, settled again while it can be.
+   */
+  confirmAfterMs?: number | undefined;
+  /** Settlements booked longer ago than this are not read back (s): the gateway's `maxTimeoutSeconds`. */
+  confirmWithinSeconds?: number | undefined;
   logger?: Logger | undefined;
 };
 
@@ -64,6 +71,9 @@ export type RecoveryReport = {
   left: number;
   debtsRetried: number;
   debtsPaid: number;
+  /** Settlements read back from the chain this pass, and those it no longer holds (booked as debts). */
+  confirmed: number;
+  takenBack: number;
   /** Rows whose recovery threw (logged); they stay pending. */
   errors: number;
 };
@@ -85,6 +95,16 @@ type Stranded = { rows: number; chargeAtomic: bigint; facilitators: Set<string>;
 
 /** A row refreshed within three heartbeats may be a live request's: passes while serving leave it alone. */
 const LIVE_ROW_MIN_AGE_MS = 3 * DEFAULT_HEARTBEAT_MS;
+
+/** Settled rows read back from the chain per page; a pass reads pages until it has caught up. */
+const CONFIRM_PAGE = 200;
+
+/** Why a settlement the chain no longer holds is owed again. */
+export const SETTLEMENT_TAKEN_BACK =
+  "settlement_taken_back: the chain no longer holds its transaction (its block was reorganised away); settled again while the authorization is valid";
+/** The same, when the payer's authorization was spent by another transaction meanwhile. */
+export const SETTLEMENT_TAKEN_BACK_SPENT =
+  "settlement_taken_back: its block was reorganised away and the payer's authorization was spent by another transaction";
 
 /** Only an hour past the deadline: older debts are not worth an RPC round each pass. */
 const DEBT_RECHECK_WINDOW_SECONDS = 3_600n;
@@ -109,6 +129,8 @@ export function createPaymentRecovery({
   settlingGraceMs,
   settleTimeoutMs,
   debtRetriesPerPass = 20,
+  confirmAfterMs = 30_000,
+  confirmWithinSeconds = 300,
   logger = silentLogger,
 }: CreatePaymentRecoveryParameters): PaymentRecovery {
   let running: Promise<RecoveryReport> | undefined;
@@ -337,6 +359,78 @@ export function createPaymentRecovery({
     return true;
   }
 
+  /**
+   * Whether the chain still holds a settled row's transaction: `held` (or its transfer came by another
+   * transaction), `pending` (waiting in the mempool again: read next pass), or it was booked as a debt.
+   */
+  async function confirmSettled(row: PaymentRecord): Promise<"held" | "pending" | "takenBack"> {
+    if (!chain || !row.transaction) return "held";
+    const hash = row.transaction as Hex;
+    const receipt = await chain
+      .getTransactionReceipt({ hash })
+      .catch((error: unknown) =>
+        error instanceof TransactionReceiptNotFoundError ? undefined : Promise.reject(error),
+      );
+    if (receipt?.status === "success") return "held";
+    if (receipt === undefined) {
+      const sent = await chain
+        .getTransaction({ hash })
+        .catch((error: unknown) =>
+          error instanceof TransactionNotFoundError ? undefined : Promise.reject(error),
+        );
+      if (sent !== undefined) return "pending";
+    }
+    const evidence = await evidenceFor(row);
+    if (evidence.state === "settled") return "held";
+    // Spent otherwise: the payer's doing (it invalidated the nonce, or paid elsewhere with it).
+    const spent = evidence.state === "spent_without_transfer";
+    await payments.markTakenBack(row.id, {
+      transaction: row.transaction,
+      reason: spent ? SETTLEMENT_TAKEN_BACK_SPENT : SETTLEMENT_TAKEN_BACK,
+      blocksPayer: spent,
+    });
+    return "takenBack";
+  }
+
+  // The last settled row read back (by booking time, then id): each settlement is read back once.
+  let confirmCursor: { settledAt: Date; id: number } | undefined;
+
+  /** Reads back the settlements booked since the last pass, once they are `confirmAfterMs` deep. */
+  async function confirmSettlements(report: RecoveryReport): Promise<void> {
+    for (;;) {
+      const rows = await payments.settledSince({
+        after: confirmCursor,
+        untouchedForMs: confirmAfterMs,
+        withinSeconds: confirmWithinSeconds,
+        limit: CONFIRM_PAGE,
+      });
+      for (const row of rows) {
+        if (canSettle(row) && row.transaction) {
+          let outcome: Awaited<ReturnType<typeof confirmSettled>>;
+          try {
+            outcome = await confirmSettled(row);
+          } catch (error) {
+            noteLedgerFailure(error);
+            if (!(error instanceof PaymentTransitionError)) {
+              // The chain (or the ledger) did not answer: read again from this row next pass.
+              logger.warn(
+                { paymentId: row.id, error: String(error) },
+                "recovery: a settlement could not be read back from the chain",
+              );
+              return;
+            }
+            outcome = "held";
+          }
+          if (outcome === "pending") return;
+          report.confirmed++;
+          if (outcome === "takenBack") report.takenBack++;
+        }
+        if (row.settledAt) confirmCursor = { settledAt: row.settledAt, id: row.id };
+      }
+      if (rows.length < CONFIRM_PAGE) return;
+    }
+  }
+
   async function pass(minAgeMs: number): Promise<RecoveryReport> {
     const report: RecoveryReport = {
       examined: 0,
@@ -347,6 +441,8 @@ export function createPaymentRecovery({
       left: 0,
       debtsRetried: 0,
       debtsPaid: 0,
+      confirmed: 0,
+      takenBack: 0,
       errors: 0,
     };
     // Measured by the database's clock, which wrote updated_at: a replica's own clock may be off.
@@ -381,6 +477,12 @@ export function createPaymentRecovery({
       }
     }
     warnStranded(stranded);
+    // Before the debts: a settlement the chain took back is settled again in the same pass.
+    if (chain)
+      await confirmSettlements(report).catch((error: unknown) => {
+        noteLedgerFailure(error);
+        logger.warn({ error: String(error) }, "recovery: settlements could not be read back");
+      });
     if (debtRetriesPerPass > 0) {
       const now = BigInt(Math.floor(Date.now() / 1000));
       const open = (await payments.openDebts()).filter(
@@ -401,7 +503,8 @@ export function createPaymentRecovery({
         }
       }
     }
-    if (report.examined > 0 || report.debtsPaid > 0) logger.info(report, "recovery pass");
+    if (report.examined > 0 || report.debtsPaid > 0 || report.takenBack > 0)
+      logger.info(report, "recovery pass");
     return report;
   }
 

@@ -267,8 +267,10 @@ export const gatewayConfigSchema = z
         settlingGraceSeconds: z.number().min(0).default(120),
         /** How often the recovery pass runs after the one at start. */
         intervalSeconds: z.number().min(1).default(15),
+        /** How long after it was booked a settlement is read back from the chain (a reorganised block). */
+        confirmAfterSeconds: z.number().min(0).default(30),
       })
-      .default({ graceSeconds: 60, settlingGraceSeconds: 120, intervalSeconds: 15 }),
+      .default({ graceSeconds: 60, settlingGraceSeconds: 120, intervalSeconds: 15, confirmAfterSeconds: 30 }),
     /** The schemes a per-token model offers, in this order (batch-settlement only with `channels`). */
     schemes: z.array(paymentSchemeSchema).min(1).default(["upto", "batch-settlement", "exact"]),
     /** Payment channels; without this key no batch-settlement offer is made. */

@@ -255,6 +255,8 @@ export async function startGateway({
     graceMs: config.recovery.graceSeconds * 1000,
     settlingGraceMs: config.recovery.settlingGraceSeconds * 1000,
     settleTimeoutMs,
+    confirmAfterMs: config.recovery.confirmAfterSeconds * 1000,
+    confirmWithinSeconds: config.maxTimeoutSeconds,
     logger,
   });
   // Replicas share the ledger: the pass at start could take a sibling's live request for a stopped one's.

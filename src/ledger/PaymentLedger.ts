@@ -120,6 +120,15 @@ export type PaymentsByStatusOptions = {
   limit?: number | undefined;
 };
 
+export type SettledSinceOptions = {
+  /** The last row of the previous page: its `settledAt` and `id`. */
+  after?: { settledAt: Date; id: number } | undefined;
+  untouchedForMs: number;
+  withinSeconds: number;
+  /** Default 500, at most 5000. */
+  limit?: number | undefined;
+};
+
 export type RecentPaymentsOptions = {
   /** Default 50, at most 1000. */
   limit?: number | undefined;
@@ -171,6 +180,15 @@ export interface PaymentLedger {
    * settled it).
    */
   markDebt(id: number, reason: string, options?: { blocksPayer?: boolean }): Promise<PaymentRecord>;
+  /**
+   * settled → debt, when the chain no longer holds the row's settlement `transaction` (a reorganised
+   * block): the charge is owed again, and settled again while its authorization is valid. `blocksPayer`
+   * as for `markDebt` (false: the payer did not cause it).
+   */
+  markTakenBack(
+    id: number,
+    taken: { transaction: string; reason: string; blocksPayer: boolean },
+  ): Promise<PaymentRecord>;
   /** claimed | serving → failed: nothing was served, nothing is charged. */
   markFailed(id: number, reason: string): Promise<PaymentRecord>;
   /** debt → settled, keeping the recorded charge. */
@@ -191,6 +209,12 @@ export interface PaymentLedger {
   touch(id: number): Promise<boolean>;
   /** Rows in one status, oldest first, a page at a time (e.g. every `settled` row, for reconciliation). */
   listByStatus(status: PaymentStatus, options?: PaymentsByStatusOptions): Promise<PaymentRecord[]>;
+  /**
+   * `settled` rows booked (by the database's clock) in the last `withinSeconds` but at least
+   * `untouchedForMs` ago, after `after` (the last row of the previous page), in booking order: the
+   * settlements to read back from the chain once they are deep enough.
+   */
+  settledSince(options: SettledSinceOptions): Promise<PaymentRecord[]>;
   /** Rows in claimed, serving, metered or settling, oldest first: what a restart must finish. */
   pendingForRecovery(options?: PendingForRecoveryOptions): Promise<PaymentRecord[]>;
   /** Newest rows first. */

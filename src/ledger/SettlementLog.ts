@@ -61,6 +61,11 @@ export interface SettlementLog {
   fail(key: AuthorizationKeyInput, failure: SettlementFailure): Promise<SettlementRecord>;
   /** failed → in_flight, for a failure known to have left the nonce unspent; otherwise returns the record. */
   retry(key: AuthorizationKeyInput, amountAtomic: bigint): Promise<BeginSettlementResult>;
+  /**
+   * succeeded with `transaction` → in_flight, when the chain no longer holds that transaction and the
+   * nonce is unspent (a reorganised block): it is settled again. False when the record is not that success.
+   */
+  reopen(key: AuthorizationKeyInput, transaction: string): Promise<boolean>;
   get(key: AuthorizationKeyInput): Promise<SettlementRecord | undefined>;
   /** Settlements still in flight, oldest first: after a crash they must be reconciled from the chain. */
   inFlight(options?: InFlightSettlementsOptions): Promise<SettlementRecord[]>;

@@ -38,6 +38,7 @@ test("applies each migration once and records it in schema_migrations", async ()
     [7, "charge_voucher_function"],
     [8, "channel_shortfall_index"],
     [9, "debt_blocks_payer"],
+    [10, "settled_at_index"],
   ]);
   const tables = await sql.query(
     "SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema() ORDER BY 1",

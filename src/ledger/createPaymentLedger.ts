@@ -33,6 +33,8 @@ type TransitionParameters = {
   /** Extra `SET` assignments, numbering parameters from $3. */
   set?: string;
   params?: readonly unknown[];
+  /** One more condition: the row's `column` still holds `value`. */
+  where?: { column: string; value: unknown };
 };
 
 const pendingList = pendingPaymentStatuses.map((status) => `'${status}'`).join(", ");
@@ -91,17 +93,21 @@ export function createPaymentLedger(
       (status) => canTransitionPayment(status, to) && (how.onlyFrom?.includes(status) ?? true),
     );
     const params: unknown[] = [id, to, ...(how.params ?? [])];
-    let chargeGuard = "";
+    let guards = "";
     if (how.chargeAtomic !== undefined) {
       params.push(atomicParam(how.chargeAtomic, "chargeAtomic"));
-      chargeGuard = ` AND max_atomic >= $${params.length}::numeric`;
+      guards = ` AND max_atomic >= $${params.length}::numeric`;
+    }
+    if (how.where !== undefined) {
+      params.push(how.where.value);
+      guards += ` AND ${how.where.column} = $${params.length}`;
     }
     const rows =
       from.length === 0
         ? []
         : await sql.query(
             `UPDATE payments SET status = $2, updated_at = now()${how.set === undefined ? "" : `, ${how.set}`}
-             WHERE id = $1 AND status IN (${from.map((status) => `'${status}'`).join(", ")})${chargeGuard}
+             WHERE id = $1 AND status IN (${from.map((status) => `'${status}'`).join(", ")})${guards}
              RETURNING ${paymentColumns}`,
             params,
           );
@@ -305,6 +311,7 @@ export function createPaymentLedger(
 
     async markDebt(id, reason, { blocksPayer = true } = {}) {
       const payment = await transition(id, "debt", {
+        onlyFrom: ["settling"],
         set: "error = $3, debt_blocks_payer = $4",
         params: [textParam(reason, "reason"), blocksPayer],
       });
@@ -319,6 +326,30 @@ export function createPaymentLedger(
           blocksPayer,
         },
         "ledger: settlement failed after delivery; payment recorded as debt",
+      );
+      return payment;
+    },
+
+    async markTakenBack(id, { transaction, reason, blocksPayer }) {
+      // Only the settlement found gone: a row settled again meanwhile (another transaction) stays settled.
+      const payment = await transition(id, "debt", {
+        onlyFrom: ["settled"],
+        set: "error = $3, debt_blocks_payer = $4, transaction = NULL, settled_at = NULL",
+        params: [textParam(reason, "reason"), blocksPayer],
+        where: { column: "transaction", value: textParam(transaction, "transaction") },
+      });
+      await alone?.recount(payment.network, payment.payer);
+      logger.error(
+        {
+          paymentId: id,
+          network: payment.network,
+          payer: payment.payer,
+          chargeAtomic: payment.chargeAtomic?.toString(),
+          transaction,
+          reason,
+          blocksPayer,
+        },
+        "ledger: the chain no longer holds this payment's settlement; recorded as debt",
       );
       return payment;
     },
@@ -373,6 +404,27 @@ export function createPaymentLedger(
         Math.max(Math.trunc(afterId), 0),
         bounded,
       ]);
+    },
+
+    async settledSince({ after, untouchedForMs, withinSeconds, limit = 500 }) {
+      const bounded = Number.isFinite(limit) ? Math.min(Math.max(Math.trunc(limit), 1), 5000) : 500;
+      const params: unknown[] = [
+        Math.max(0, Math.trunc(untouchedForMs)),
+        Math.max(0, Math.trunc(withinSeconds)),
+        bounded,
+      ];
+      // Pages by (settled_at to the millisecond, id): what a JavaScript Date keeps of the last row.
+      let page = "";
+      if (after !== undefined) {
+        params.push(after.settledAt.toISOString(), Math.trunc(after.id));
+        page = " AND (date_trunc('milliseconds', settled_at), id) > ($4::timestamptz, $5::bigint)";
+      }
+      return selectPayments(
+        `WHERE status = 'settled' AND settled_at < now() - $1::float8 * interval '1 millisecond'
+           AND settled_at > now() - $2::float8 * interval '1 second'${page}
+         ORDER BY date_trunc('milliseconds', settled_at), id LIMIT $3`,
+        params,
+      );
     },
 
     async pendingForRecovery({ updatedBefore, untouchedForMs } = {}) {

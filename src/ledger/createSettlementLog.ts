@@ -3,7 +3,7 @@ import { TollgateError } from "../errors/index.js";
 import { type AuthorizationKeyInput, normalizeAuthorizationKey } from "./normalizeAuthorizationKey.js";
 import type { SettlementLog, SettlementRecord, SettlementStatus } from "./SettlementLog.js";
 import type { SqlExecutor } from "./SqlClient.js";
-import { atomicParam, jsonParam } from "./sqlValues.js";
+import { atomicParam, jsonParam, textParam } from "./sqlValues.js";
 
 const settlementColumns = `id, network, payer, nonce, status, amount_atomic::text AS amount_atomic, transaction,
   result, created_at, updated_at, completed_at`;
@@ -111,6 +111,17 @@ export function createSettlementLog(sql: SqlExecutor): SettlementLog {
         });
       }
       return { started: false, existing };
+    },
+
+    async reopen(keyInput, transaction) {
+      const key = normalizeAuthorizationKey(keyInput);
+      const rows = await sql.query(
+        `UPDATE settlements SET status = 'in_flight', transaction = NULL, result = NULL, completed_at = NULL,
+                updated_at = now()
+         WHERE ${keyMatch} AND status = 'succeeded' AND transaction = $4 RETURNING id`,
+        [key.network, key.payer, key.nonce, textParam(transaction, "transaction")],
+      );
+      return rows.length > 0;
     },
 
     get,

@@ -51,6 +51,7 @@ export type {
   PendingForRecoveryOptions,
   RecentPaymentsOptions,
   SettledCharge,
+  SettledSinceOptions,
   TokenUsage,
 } from "./PaymentLedger.js";
 export { PaymentTransitionError, type PaymentTransitionErrorParameters } from "./PaymentTransitionError.js";

@@ -226,4 +226,12 @@ DROP INDEX payments_open_debt_idx;
 CREATE INDEX payments_open_debt_idx ON payments (network, payer) WHERE status = 'debt' AND debt_blocks_payer;
 `,
   },
+  {
+    version: 10,
+    name: "settled_at_index",
+    sql: `
+-- Settlements booked in the last minutes are read back from the chain once they are deep enough.
+CREATE INDEX payments_settled_at_idx ON payments (settled_at) WHERE status = 'settled';
+`,
+  },
 ];

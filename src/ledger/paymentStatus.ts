@@ -24,7 +24,8 @@ export const paymentStatuses: readonly PaymentStatus[] = [
 /**
  * The one table of allowed moves:
  * claimed → serving → metered → settling → settled | zero | debt; claimed | serving → failed
- * (nothing was served, nothing is charged); debt → settled (the debt was paid later).
+ * (nothing was served, nothing is charged); debt → settled (the debt was paid later); settled → debt
+ * (the chain took its settlement back: a reorganised block).
  */
 export const paymentTransitions: Readonly<Record<PaymentStatus, readonly PaymentStatus[]>> = {
   claimed: ["serving", "failed"],
@@ -32,7 +33,7 @@ export const paymentTransitions: Readonly<Record<PaymentStatus, readonly Payment
   metered: ["settling"],
   settling: ["settled", "zero", "debt"],
   debt: ["settled"],
-  settled: [],
+  settled: ["debt"],
   zero: [],
   failed: [],
 };
@@ -45,7 +46,10 @@ export function canTransitionPayment(from: PaymentStatus, to: PaymentStatus): bo
   return paymentTransitions[from].includes(to);
 }
 
-/** True for statuses whose money is final (nothing more will happen to the row except a debt's payment). */
+/**
+ * True for statuses whose money is final: nothing more happens to the row (a settled row's money is final
+ * unless the chain takes its transaction back, so it is not among them).
+ */
 export function isFinalPaymentStatus(status: PaymentStatus): boolean {
   return paymentTransitions[status].length === 0;
 }

@@ -13,6 +13,7 @@ export const expectedTransitions = new Set([
   "settling>zero",
   "settling>debt",
   "debt>settled",
+  "settled>debt",
 ]);
 
 export const usage = { promptTokens: 120, completionTokens: 80 };

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { beforeEach, describe, test } from "node:test";
 import { createPaymentLedger } from "../createPaymentLedger.js";
-import type { PaymentLedger } from "../PaymentLedger.js";
+import type { PaymentLedger, PaymentRecord } from "../PaymentLedger.js";
 import { PaymentTransitionError } from "../PaymentTransitionError.js";
 import type { PaymentStatus } from "../paymentStatus.js";
 import type { SqlRow } from "../SqlClient.js";
@@ -58,7 +58,23 @@ export function describePaymentTransitions(label: string, current: () => LedgerH
         { name: "markDebt", to: "debt", run: (id) => payments.markDebt(id, "settle failed") },
         { name: "markFailed", to: "failed", run: (id) => payments.markFailed(id, "backend down") },
         { name: "resolveDebt", to: "settled", run: (id) => payments.resolveDebt(id, transactionHash(4)) },
+        {
+          name: "markTakenBack",
+          to: "debt",
+          run: (id) =>
+            payments.markTakenBack(id, {
+              transaction: transactionHash(0),
+              reason: "reorg",
+              blocksPayer: false,
+            }),
+        },
       ];
+      // Each method narrows the table to the moves it stands for.
+      const onlyFrom: Record<string, PaymentStatus> = {
+        resolveDebt: "debt",
+        markDebt: "settling",
+        markTakenBack: "settled",
+      };
       const statuses: PaymentStatus[] = [
         "claimed",
         "serving",
@@ -74,7 +90,7 @@ export function describePaymentTransitions(label: string, current: () => LedgerH
         for (const move of moves) {
           const payment = await paymentAt(payments, from);
           const expected =
-            expectedTransitions.has(`${from}>${move.to}`) && (move.name !== "resolveDebt" || from === "debt");
+            expectedTransitions.has(`${from}>${move.to}`) && (onlyFrom[move.name] ?? from) === from;
           if (expected) {
             allowed++;
             await move.run(payment.id);
@@ -97,8 +113,52 @@ export function describePaymentTransitions(label: string, current: () => LedgerH
           }
         }
       }
-      // 9 table entries; markSettled also pays a debt (debt → settled), so 10 allowed moves in all.
-      assert.equal(allowed, 10);
+      // 10 table entries; markSettled also pays a debt (debt → settled), so 11 allowed moves in all.
+      assert.equal(allowed, 11);
+    });
+
+    test("books a settlement back as a debt only while the row still names that transaction", async () => {
+      const payment = await paymentAt(payments, "settled", 7);
+      const taken = { reason: "settlement_taken_back: reorg", blocksPayer: false };
+      await assert.rejects(
+        payments.markTakenBack(payment.id, { ...taken, transaction: transactionHash(8) }),
+        PaymentTransitionError,
+      );
+      assert.equal((await payments.get(payment.id))?.status, "settled", "another transaction stands");
+      const owed = await payments.markTakenBack(payment.id, { ...taken, transaction: transactionHash(7) });
+      assert.equal(owed.status, "debt");
+      assert.equal(owed.transaction, null);
+      assert.equal(owed.settledAt, null);
+      assert.equal(owed.error, taken.reason);
+      assert.equal(await payments.hasOpenDebt(owed.network, owed.payer), false, "not the payer's doing");
+      const paid = await payments.resolveDebt(payment.id, transactionHash(9));
+      assert.equal(paid.status, "settled");
+      assert.equal(paid.chargeAtomic, 1_234n, "the charge is kept");
+    });
+
+    test("lists settled rows once deep enough, a page at a time in booking order", async () => {
+      const rows = [];
+      for (let n = 20; n < 25; n++) rows.push(await paymentAt(payments, "settled", n));
+      const ids = new Set(rows.map((row) => row.id));
+      const ours = (page: PaymentRecord[]) => page.filter((row) => ids.has(row.id)).map((row) => row.id);
+      assert.deepEqual(
+        ours(await payments.settledSince({ untouchedForMs: 60_000, withinSeconds: 300 })),
+        [],
+        "none is a minute deep",
+      );
+      const seen: number[] = [];
+      let after: { settledAt: Date; id: number } | undefined;
+      for (;;) {
+        const page = await payments.settledSince({ after, untouchedForMs: 0, withinSeconds: 300, limit: 2 });
+        if (page.length === 0) break;
+        seen.push(...ours(page));
+        const last = page.at(-1)!;
+        after = { settledAt: last.settledAt!, id: last.id };
+      }
+      assert.deepEqual(
+        seen,
+        rows.map((row) => row.id),
+      );
     });
 
     test("lets only one of two workers move the same row", async () => {

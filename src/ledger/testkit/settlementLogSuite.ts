@@ -111,6 +111,27 @@ export function describeSettlementLog(label: string, current: () => LedgerHarnes
       await assert.rejects(settlements.retry(freshKey(), 1n), /never begun/);
     });
 
+    test("reopens a success only for the transaction it recorded, back in flight", async () => {
+      const key = freshKey();
+      await settlements.begin(key, 10n);
+      await settlements.complete(key, { transaction: transactionHash(5), result: { success: true } });
+      assert.equal(await settlements.reopen(key, transactionHash(6)), false, "another transaction");
+      assert.equal((await settlements.get(key))?.status, "succeeded");
+      assert.equal(await settlements.reopen(key, transactionHash(5)), true);
+      const reopened = await settlements.get(key);
+      assert.equal(reopened?.status, "in_flight");
+      assert.equal(reopened?.transaction, null);
+      assert.equal(await settlements.reopen(key, transactionHash(5)), false, "only once");
+      const failedKey = freshKey();
+      await settlements.begin(failedKey, 10n);
+      await settlements.fail(failedKey, { result: { success: false } });
+      assert.equal(
+        await settlements.reopen(failedKey, transactionHash(5)),
+        false,
+        "a failure is not reopened",
+      );
+    });
+
     test("lists settlements left in flight, oldest first", async () => {
       const a = freshKey();
       const b = freshKey();
