@@ -621,6 +621,69 @@ describe("the Express adapter at the request's time bound", () => {
     assert.match(text, /TOLLGATE_BACKEND_TIMEOUT/, "the stream ends with the time bound's error event");
   });
 
+  test("a hurried handler that writes on without waiting for the buyer: a buyer that reads nothing is charged for what its socket took, not for what waited in the server", async () => {
+    // The README's handler: every write at once, whatever the socket took.
+    let written = 0;
+    const { port, maxDurationSeconds } = await longExpressApp((backendUrl) => async (req, res) => {
+      const upstream = await fetchUpstream(backendUrl, req.body);
+      res.status(upstream.status).type(upstream.headers.get("content-type") ?? "application/json");
+      for await (const chunk of upstream.body as unknown as AsyncIterable<Uint8Array>) {
+        written += contentChunks(Buffer.from(chunk).toString("utf8"));
+        res.write(chunk);
+      }
+      res.end();
+    });
+    const longBody = body(true, 50_000);
+    const header = await paymentHeaderFor(port, longBody);
+    const lastIdBefore = await lastPaymentId();
+    const buyerSide = postWithoutReading(port, "/v1/chat/completions", longBody, {
+      "payment-signature": header,
+    });
+    const row = await finalRowAfter(lastIdBefore, Date.now() + maxDurationSeconds * 1000 + 20_000);
+    assert.equal(row?.status, "settled", `charged without the buyer reading (row: ${row?.status ?? "none"})`);
+
+    const text = unchunk(await buyerSide.readRest());
+    const delivered = contentChunks(text);
+    assert.ok(written > 40_000, `the handler wrote the whole answer at once (${written} tokens)`);
+    assert.ok(delivered < written, `the buyer's socket took part of it (${delivered} of ${written} tokens)`);
+    assert.equal(row?.completionTokens, delivered, "charged for exactly what reached the buyer");
+    assert.match(text, /TOLLGATE_BACKEND_TIMEOUT/, "the stream ends with the time bound's error event");
+  });
+
+  test("a hurried handler's long stream to a buyer that reads it all is delivered whole, its receipt last", async () => {
+    const { port } = await longExpressApp((backendUrl) => async (req, res) => {
+      const upstream = await fetchUpstream(backendUrl, req.body);
+      res.status(upstream.status).type(upstream.headers.get("content-type") ?? "application/json");
+      for await (const chunk of upstream.body as unknown as AsyncIterable<Uint8Array>) res.write(chunk);
+      res.end();
+    });
+    const { answer, lastIdBefore } = await paidRequest(port, body(true, 20_000));
+    assert.equal(answer.status, 200);
+    // Read slowly at first, so the handler's writes back up behind the socket.
+    const reader = answer.body!.getReader();
+    const pieces: Uint8Array[] = [];
+    for (let i = 0; ; i++) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      pieces.push(value);
+      if (i < 5) await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    const text = Buffer.concat(pieces).toString("utf8");
+    const delivered = contentChunks(text);
+    const row = await finalRowAfter(lastIdBefore, Date.now() + 10_000);
+    assert.equal(delivered, 20_000, "the whole answer");
+    assert.equal(row?.completionTokens, 20_000);
+    const receiptLine = text
+      .trimEnd()
+      .split("\n")
+      .filter((line) => line.includes("x402_receipt"));
+    assert.equal(receiptLine.length, 1);
+    const receipt = parseReceiptEvent(receiptLine[0]!);
+    assert.ok(receipt.ok);
+    assert.equal(receipt.receipt.amount, row?.chargeAtomic?.toString());
+    assert.ok(text.trimEnd().endsWith("data: [DONE]"));
+  });
+
   test("a JSON answer the handler never ends gets 504 at the time bound, and nothing is charged", async () => {
     const { port, maxDurationSeconds } = await longExpressApp(() => (_req, res) => {
       res.status(200).type("application/json");

@@ -35,6 +35,12 @@ type Chunk = string | Uint8Array;
 type WriteCallback = (error?: Error | null) => void;
 
 /**
+ * Output a stream's buyer has not taken may wait in this process up to this much; past it the buyer,
+ * that far behind its backend, is taken as gone.
+ */
+const MAX_WAITING_BYTES = 8 * 1024 * 1024;
+
+/**
  * Express middleware that bills an OpenAI-compatible route per token with x402 `upto` (and
  * `exact`); the same billing as the Hono middleware. Mount it after `express.json()`. The
  * handler reads the limited body from `req.body` (or `res.locals.tollgate.backendBody`), passes
@@ -152,6 +158,13 @@ async function handle(
   /** JSON written so far, each piece with whether it was written under an error status (an error's own body). */
   const buffered: Array<{ bytes: Buffer; errorBody: boolean }> = [];
   let ended = false;
+  // A stream's output the socket has not taken yet (a handler that writes on without waiting for
+  // 'drain'): it waits here, not metered, and goes out (metered, charged) as the socket drains. A buyer
+  // that stops reading is charged for what reached its socket, not for what sat in this process.
+  const waiting: Array<{ text: string; callback: WriteCallback | undefined }> = [];
+  let waitingBytes = 0;
+  /** The handler's end, when it came while output waited: run once the socket took the rest. */
+  let endWhenDrained: (() => void) | undefined;
 
   // A buyer that stops reading stalls a handler that waits for it to drain, and the charge with it,
   // past the request's authorization (its channel reservation, its upto deadline). At the request's
@@ -190,6 +203,8 @@ async function handle(
   );
   deadline.unref();
   res.on("close", () => {
+    waiting.length = 0;
+    endWhenDrained = undefined;
     // Nothing more reaches the buyer once the answer is closed, whoever closed it.
     stop.abort(new DOMException("the answer is closed", "AbortError"));
     if (ended) return;
@@ -211,6 +226,40 @@ async function handle(
     }
   });
 
+  /** Meters a stream's output and hands it to the socket. */
+  const forward = (piece: string, callback: WriteCallback | undefined): boolean => {
+    const stream = tap as NonNullable<typeof tap>;
+    const out = stream.push(piece);
+    if (stream.stopped) {
+      // Past the authorized output (or a backend error): end the answer here; later writes are dropped.
+      cutOff = true;
+      ended = true;
+      clearTimeout(deadline);
+      waiting.length = 0;
+      void stream.finish("complete").then(
+        (tail) => originalEnd(out + tail, "utf8"),
+        (error) => res.destroy(error as Error),
+      );
+      callback?.();
+      return false;
+    }
+    if (out) return originalWrite(out, "utf8", callback);
+    callback?.();
+    return true;
+  };
+  res.on("drain", () => {
+    while (waiting.length > 0 && !cutOff && !res.writableNeedDrain) {
+      const next = waiting.shift() as (typeof waiting)[number];
+      waitingBytes -= Buffer.byteLength(next.text);
+      forward(next.text, next.callback);
+    }
+    if (waiting.length === 0 && endWhenDrained && !cutOff) {
+      const end = endWhenDrained;
+      endWhenDrained = undefined;
+      end();
+    }
+  });
+
   res.write = ((chunk: Chunk, encoding?: BufferEncoding | WriteCallback, cb?: WriteCallback) => {
     const enc = typeof encoding === "string" ? encoding : undefined;
     const callback = typeof encoding === "function" ? encoding : cb;
@@ -221,21 +270,26 @@ async function handle(
         callback?.();
         return false;
       }
-      const out = tap.push(text(chunk, enc));
-      if (tap.stopped) {
-        // Past the authorized output (or a backend error): end the answer here; later writes are dropped.
+      const piece = text(chunk, enc);
+      if (waiting.length === 0 && !res.writableNeedDrain) return forward(piece, callback);
+      waitingBytes += Buffer.byteLength(piece);
+      if (waitingBytes > MAX_WAITING_BYTES) {
+        // The buyer is that far behind its backend: taken as gone, charged for what reached its socket.
         cutOff = true;
         ended = true;
-        void tap.finish("complete").then(
-          (tail) => originalEnd(out + tail, "utf8"),
+        clearTimeout(deadline);
+        waiting.length = 0;
+        endWhenDrained = undefined;
+        stop.abort(new DOMException("the buyer stopped reading", "AbortError"));
+        void (tap as NonNullable<typeof tap>).finish("client_gone").then(
+          (tail) => originalEnd(tail, "utf8"),
           (error) => res.destroy(error as Error),
         );
         callback?.();
         return false;
       }
-      if (out) return originalWrite(out, "utf8", callback);
-      callback?.();
-      return true;
+      waiting.push({ text: piece, callback });
+      return false;
     }
     buffered.push({
       bytes: typeof chunk === "string" ? Buffer.from(chunk, enc) : Buffer.from(chunk),
@@ -251,6 +305,11 @@ async function handle(
     const callback = typeof chunk === "function" ? chunk : typeof encoding === "function" ? encoding : cb;
     if (cutOff) {
       callback?.();
+      return res;
+    }
+    if (waiting.length > 0) {
+      // The last output still waits for the socket: the answer ends (and is charged) once it went out.
+      endWhenDrained = () => res.end(data as Chunk, enc as BufferEncoding, callback);
       return res;
     }
     ended = true;
