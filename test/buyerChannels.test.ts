@@ -3,7 +3,7 @@
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import { privateKeyToAccount } from "viem/accounts";
-import { providerOrigin, refundChannels } from "../src/buyer/index.js";
+import { openSpendStore, providerOrigin, refundChannels, type SpendStore } from "../src/buyer/index.js";
 import { isTollgateError } from "../src/errors/index.js";
 import {
   decodePaymentRequiredHeader,
@@ -219,6 +219,69 @@ describe("caps hold across deposit and vouchers", () => {
     const channels = await (await payingFetch.spendStore()).channels({ origin });
     const deposited = channels.reduce((sum, channel) => sum + channel.depositedAtomic, 0n);
     assert.equal(deposited, 2n * 2_000n, "two deposits of 2,000: the pool's bound");
+  });
+});
+
+describe("openings of one payer in one process", () => {
+  /** What the buyer deposited into the channels of `origins`, as its store recorded. */
+  async function depositedWith(payingFetch: { spendStore(): Promise<SpendStore> }, origins: string[]) {
+    const store = await payingFetch.spendStore();
+    let deposited = 0n;
+    for (const origin of origins)
+      for (const channel of await store.channels({ origin })) deposited += channel.depositedAtomic;
+    return deposited;
+  }
+
+  test("openings with two sellers at the same moment count each other against maxEscrow: one fits, the other is refused", async () => {
+    const first = await h.seller({ handlerDelayMs: 300 });
+    const second = await h.seller({ handlerDelayMs: 300 });
+    const buyer = await h.devnet.createBuyer(100_000_000n);
+    const payingFetch = h.payingFetch({ privateKey: buyer.privateKey, policy: { maxEscrow: 6_000n } });
+    const outcomes = await Promise.allSettled([
+      postChat(payingFetch, first.url),
+      postChat(payingFetch, second.url),
+    ]);
+    await payingFetch.idle();
+    const served = outcomes.filter(
+      (outcome) => outcome.status === "fulfilled" && outcome.value.status === 200,
+    );
+    const refused = outcomes.flatMap((outcome) =>
+      outcome.status === "rejected" && isTollgateError(outcome.reason, "TOLLGATE_POLICY_REFUSED")
+        ? [outcome.reason]
+        : [],
+    );
+    const deposited = await depositedWith(payingFetch, [
+      providerOrigin(first.url),
+      providerOrigin(second.url),
+    ]);
+    assert.ok(deposited <= 6_000n, `deposited ${deposited} in all, above maxEscrow 6,000`);
+    assert.equal(served.length, 1, "one opening fits");
+    assert.deepEqual(
+      refused.map((error) => error.details.rule),
+      ["maxEscrow"],
+    );
+  });
+
+  test("two paying fetches of one key on one store (an MCP server's sessions) count each other's openings against maxEscrow", async () => {
+    const slow = await h.seller({ handlerDelayMs: 300 });
+    const buyer = await h.devnet.createBuyer(100_000_000n);
+    const store = await openSpendStore({ dataDir: "memory://" });
+    try {
+      const policy = { maxEscrow: 3_000n, maxDeposit: 2_000n };
+      const sessions = [
+        h.payingFetch({ privateKey: buyer.privateKey, store, policy }),
+        h.payingFetch({ privateKey: buyer.privateKey, store, policy }),
+      ];
+      const answers = await Promise.all(sessions.map((payingFetch) => postChat(payingFetch, slow.url)));
+      for (const answer of answers) assert.equal(answer.status, 200, answer.body);
+      for (const payingFetch of sessions) await payingFetch.idle();
+      const channels = await store.channels({ origin: providerOrigin(slow.url) });
+      assert.equal(channels.length, 2, "each session paid on a channel of its own");
+      const deposited = await depositedWith(sessions[0]!, [providerOrigin(slow.url)]);
+      assert.ok(deposited <= 3_000n, `deposited ${deposited} in all, above maxEscrow 3,000`);
+    } finally {
+      await store.close();
+    }
   });
 });
 

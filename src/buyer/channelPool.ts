@@ -36,10 +36,11 @@ export type ChannelPool = {
   /** The opening deposits planned for the provider's channels and not yet released, by channel id. */
   openingsOf(origin: string | undefined): Map<string, bigint>;
   /**
-   * Waits until no other request is planning an opening deposit with the provider; the caller plans its
-   * own (and registers it through `planDeposit`) before calling the returned function.
+   * Waits until no other request of this payer in the process (whatever its provider or paying fetch)
+   * is planning an opening deposit; the caller plans its own (and registers it through `planDeposit`)
+   * before calling the returned function.
    */
-  lockOpenings(origin: string): Promise<() => void>;
+  lockOpenings(): Promise<() => void>;
   readonly size: number;
 };
 
@@ -60,6 +61,31 @@ function sellerKey(offer: PaymentRequirements): string {
   ]
     .join("|")
     .toLowerCase();
+}
+
+/** Opening deposits planned and not yet settled, with the lock their planning takes. */
+type OpeningRegistry = {
+  openings: Map<string, { origin: string; channelId: string; amountAtomic: bigint }>;
+  /** The end of the last opening being planned. */
+  lock: Promise<void> | undefined;
+};
+
+/**
+ * The registry of each payer in this process: the pools of several paying fetches of one key (an MCP
+ * server's sessions, an SDK user's several fetches) count each other's openings, and plan them one at a
+ * time, so `maxEscrow` and the per-provider bound hold between them as within one pool.
+ */
+const registries = new Map<string, OpeningRegistry>();
+
+function registryOf(payer: string | undefined): OpeningRegistry {
+  if (payer === undefined) return { openings: new Map(), lock: undefined };
+  const key = payer.toLowerCase();
+  let registry = registries.get(key);
+  if (!registry) {
+    registry = { openings: new Map(), lock: undefined };
+    registries.set(key, registry);
+  }
+  return registry;
 }
 
 /** Leases of pool slots in a spend store that several processes share. */
@@ -102,10 +128,9 @@ export function createChannelPool({
   const waiting = new Map<string, Array<() => void>>();
   /** Planned deposits by `<seller key>#<slot>`: only the request holding the slot sets its entry. */
   const planned = new Map<string, bigint>();
-  /** The planned deposits of those that open a channel, by the same key. */
-  const openings = new Map<string, { origin: string; channelId: string; amountAtomic: bigint }>();
-  /** Per provider, the end of the last opening being planned. */
-  const openingLocks = new Map<string, Promise<void>>();
+  /** The planned deposits of those that open a channel, by `<holder>|<seller key>#<slot>`, shared by the payer's pools. */
+  const registry = registryOf(leases?.payer);
+  const { openings } = registry;
 
   const schemeFor = (index: number) => {
     let entry = schemes.get(index);
@@ -153,14 +178,14 @@ export function createChannelPool({
       planDeposit(amountAtomic, opening) {
         if (amountAtomic === undefined) planned.delete(id);
         else planned.set(id, amountAtomic);
-        if (amountAtomic === undefined || !opening) openings.delete(id);
-        else openings.set(id, { ...opening, amountAtomic });
+        if (amountAtomic === undefined || !opening) openings.delete(`${holder}|${id}`);
+        else openings.set(`${holder}|${id}`, { ...opening, amountAtomic });
       },
       release() {
         if (released) return;
         released = true;
         planned.delete(id);
-        openings.delete(id);
+        openings.delete(`${holder}|${id}`);
         if (renewal) clearInterval(renewal);
         // The lease goes before the slot is free here, so this process's next taker wins it back.
         const given = leases
@@ -188,18 +213,18 @@ export function createChannelPool({
           planned.set(opening.channelId.toLowerCase(), opening.amountAtomic);
       return planned;
     },
-    async lockOpenings(origin) {
-      const before = openingLocks.get(origin) ?? Promise.resolve();
+    async lockOpenings() {
+      const before = registry.lock ?? Promise.resolve();
       let unlock = () => {};
       const mine = new Promise<void>((resolve) => {
         unlock = resolve;
       });
       const held = before.then(() => mine);
-      openingLocks.set(origin, held);
+      registry.lock = held;
       await before;
       return () => {
         unlock();
-        if (openingLocks.get(origin) === held) openingLocks.delete(origin);
+        if (registry.lock === held) registry.lock = undefined;
       };
     },
     async acquire(offer) {

@@ -219,9 +219,9 @@ async function prepareChannel(
     return { channelId, depositAtomic: undefined };
   }
   const opening = balance === 0n;
-  // Openings with one provider are planned one at a time, each counting those planned before it and not
-  // yet settled, so a burst cannot open more than the bound allows between them.
-  const unlock = opening ? await context.pool.lockOpenings(origin) : undefined;
+  // Openings are planned one at a time, each counting those planned before it and not yet settled, with
+  // this provider (its bound) and with any (maxEscrow): a burst cannot open more than the bounds allow.
+  const unlock = opening ? await context.pool.lockOpenings() : undefined;
   try {
     const depositAtomic = await planDeposit(context, chainReaderOf(slot), {
       opening: opening ? { channelId } : undefined,
