@@ -6,7 +6,12 @@ import { after, before, describe, test } from "node:test";
 import { secp256k1 } from "@noble/curves/secp256k1";
 import { decodePaymentRequiredHeader, encodePaymentSignatureHeader } from "@x402/core/http";
 import { toClientEvmSigner } from "@x402/evm";
-import { type BatchSettlementDepositStrategy, signVoucher } from "@x402/evm/batch-settlement/client";
+import {
+  type BatchSettlementDepositStrategy,
+  computeChannelId,
+  createBatchSettlementEIP3009DepositPayload,
+  signVoucher,
+} from "@x402/evm/batch-settlement/client";
 import {
   createPublicClient,
   createWalletClient,
@@ -671,5 +676,72 @@ describe("hostile channel payments", () => {
     assert.equal(response.status, 400);
     const answer = (await response.json()) as { error: { field?: string } };
     assert.match(answer.error.field ?? "", /^payload\./);
+  });
+
+  test("a crowd naming channels of its own it never funded (a voucher on nothing, a deposit it cannot pay) is refused and leaves no channel row", async () => {
+    const required = decodePaymentRequiredHeader((await post()).headers.get("payment-required")!);
+    const offer = required.accepts.find((accept) => accept.scheme === "batch-settlement")!;
+    const extra = offer.extra as { receiverAuthorizer: string; withdrawDelay: number };
+    const stranger = privateKeyToAccount(generatePrivateKey());
+    const signer = toClientEvmSigner(stranger);
+    const rowsBefore = (await h.gateway.ledger.channels.list()).length;
+    const inferenceBefore = h.backend.inferenceRequests.length;
+    const named: Hex[] = [];
+    for (let index = 0; index < 12; index++) {
+      const config = {
+        payer: stranger.address,
+        payerAuthorizer: stranger.address,
+        receiver: offer.payTo,
+        receiverAuthorizer: extra.receiverAuthorizer,
+        token: offer.asset,
+        withdrawDelay: extra.withdrawDelay,
+        salt: numberToHex(index + 1, { size: 32 }),
+      };
+      const channelId = computeChannelId(config as never, h.devnet.network) as Hex;
+      named.push(channelId);
+      // Half sign a voucher on a channel with nothing in it, half a deposit from a payer with no funds.
+      const payload =
+        index % 2 === 0
+          ? {
+              type: "voucher",
+              channelConfig: config,
+              voucher: await signVoucher(signer, channelId, offer.amount, h.devnet.network),
+            }
+          : (
+              await createBatchSettlementEIP3009DepositPayload(
+                signer,
+                2,
+                offer,
+                config as never,
+                "1000000",
+                offer.amount,
+              )
+            ).payload;
+      const response = await post({
+        "payment-signature": encodePaymentSignatureHeader({
+          x402Version: 2,
+          accepted: offer,
+          payload,
+        } as never),
+      });
+      assert.equal(response.status, 402);
+      assert.equal(
+        errorOf(response),
+        index % 2 === 0
+          ? "invalid_batch_settlement_evm_cumulative_exceeds_balance"
+          : "invalid_batch_settlement_evm_insufficient_balance",
+      );
+    }
+    assert.equal(h.backend.inferenceRequests.length, inferenceBefore, "no inference");
+    for (const channelId of named)
+      assert.equal(await h.gateway.ledger.channels.get(channelId), undefined, `no row for ${channelId}`);
+    assert.equal(
+      (await h.gateway.ledger.channels.list()).length,
+      rowsBefore,
+      "the ledger's channels did not grow",
+    );
+    // A buyer that pays opens its channel as before.
+    await openChannel();
+    assert.equal((await h.gateway.ledger.channels.list()).length, rowsBefore + 1);
   });
 });

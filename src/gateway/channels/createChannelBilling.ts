@@ -355,16 +355,22 @@ export function createChannelBilling(parameters: CreateChannelBillingParameters)
           channel?: ChannelRecord;
           elsewhereAtomic?: bigint;
         };
+    // Whether the ledger has a row of this channel (as the last reservation attempt read it).
+    let stored = false;
     const reserve = (onchain: OnchainChannelState | undefined, now: number) =>
       channels
         .update<Reserve | { kind: "stale" }>(channelId, (current) => {
+          stored = current !== undefined;
           if (!onchain && !isFresh(current, now)) return { result: { kind: "stale" } };
           const state = withOnchain(current, payload, onchain, now);
           if (!state)
             return {
               result: { kind: "refused", reason: ChannelReason.missingChannel, message: "unknown channel" },
             };
-          const keep = onchain ? state : undefined;
+          // A fresh read of a stored channel is kept. A channel the ledger has no row of is written only
+          // once it takes a request: anyone can name an unfunded channel of their own per request, and a
+          // refused one written would grow the ledger (and every claim round's list) for nothing paid.
+          const keep = onchain && current ? state : undefined;
           if (state.pending && state.pending.expiresAt > now)
             return {
               next: keep,
@@ -451,6 +457,24 @@ export function createChannelBilling(parameters: CreateChannelBillingParameters)
       reserved.reason === ChannelReason.cumulativeExceedsBalance &&
       Date.now() - (reserved.channel?.onchainSyncedAt ?? 0) >= BALANCE_RECHECK_MS &&
       takeBalanceRecheck(channelId);
+    // A deposit opening a channel the ledger has no row of is verified before it is reserved (which writes
+    // the row): one that cannot pay (no funds, a bad authorization) leaves nothing behind.
+    let depositVerified = false;
+    if (reserved.kind === "stale" && !stored && payload.type === "deposit") {
+      let unverified: ChannelAcceptance | undefined;
+      try {
+        unverified = await verifyDeposit(payment, requirements);
+      } catch (error) {
+        logger.warn({ channelId, error: String(error) }, "channel deposit: facilitator unavailable");
+        return {
+          ok: false,
+          kind: "unavailable",
+          message: "the facilitator is unreachable; no inference was run",
+        };
+      }
+      if (unverified) return unverified;
+      depositVerified = true;
+    }
     if (reserved.kind === "stale" || aboveCachedBalance) {
       let onchain: OnchainChannelState | undefined;
       try {
@@ -507,6 +531,7 @@ export function createChannelBilling(parameters: CreateChannelBillingParameters)
       }
       const deposited = await settleDeposit(payment, requirements, channelId, pendingId, depositAtomic, {
         expiresIn: quote.timeBoundMs + marginMs,
+        verified: depositVerified,
       });
       if (!deposited.ok) {
         await release(channelId, pendingId).catch(() => undefined);
@@ -612,26 +637,32 @@ export function createChannelBilling(parameters: CreateChannelBillingParameters)
     };
   }
 
+  /** Why the facilitator does not take a deposit, or undefined when it does (thrown when it cannot be asked). */
+  async function verifyDeposit(
+    payment: PaymentPayload,
+    requirements: PaymentRequirements,
+  ): Promise<ChannelAcceptance | undefined> {
+    const verified = await facilitator.verify(payment, requirements);
+    if (verified.isValid) return undefined;
+    return {
+      ok: false,
+      kind: "payment",
+      reason: verified.invalidReason ?? ChannelReason.depositFailed,
+      message: verified.invalidMessage ?? "the deposit did not verify",
+    };
+  }
+
   async function settleDeposit(
     payment: PaymentPayload,
     requirements: PaymentRequirements,
     channelId: Hex,
     pendingId: string,
     depositAtomic: bigint,
-    reservation: { expiresIn: number },
+    reservation: { expiresIn: number; verified: boolean },
   ): Promise<{ ok: true; transaction: string } | { ok: false; failure: ChannelAcceptance }> {
     try {
-      const verified = await facilitator.verify(payment, requirements);
-      if (!verified.isValid)
-        return {
-          ok: false,
-          failure: {
-            ok: false,
-            kind: "payment",
-            reason: verified.invalidReason ?? ChannelReason.depositFailed,
-            message: verified.invalidMessage ?? "the deposit did not verify",
-          },
-        };
+      const unverified = reservation.verified ? undefined : await verifyDeposit(payment, requirements);
+      if (unverified) return { ok: false, failure: unverified };
       const settled = await facilitator.settle(payment, requirements);
       if (!settled.success)
         return {
