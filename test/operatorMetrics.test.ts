@@ -3,6 +3,8 @@ import { after, before, describe, test } from "node:test";
 import { Registry } from "prom-client";
 import { startDevnet } from "../src/devnet/index.js";
 import { createFacilitator, createFacilitatorMetrics, serveFacilitator } from "../src/facilitator/index.js";
+import { tollgateHono } from "../src/gateway/index.js";
+import { ROUTE_LABELS_KEPT } from "../src/gateway/operator/createGatewayMetrics.js";
 import type { PaymentRecord } from "../src/ledger/index.js";
 import { captureLogger } from "../src/ledger/testkit/captureLogger.js";
 import { facilitatorAuth, TEST_FACILITATOR_TOKEN } from "./support/facilitatorToken.js";
@@ -36,6 +38,12 @@ before(async () => {
       metrics: { token: metricsToken },
       dashboard: { enabled: true, token: dashboardToken },
     }),
+    // A billed route of the seller's own whose path takes a parameter the client chooses.
+    routes: (app, billing) => {
+      app.post("/t/:tenant/chat/completions", tollgateHono({ billing, routeKind: "chat" }), (c) =>
+        c.json({}),
+      );
+    },
   });
 });
 after(async () => {
@@ -186,6 +194,57 @@ describe("metrics and the ledger", () => {
     assert.ok(
       sumOf(samples, "tollgate_facilitator_settlements_total") >= count("settled"),
       "the in-process facilitator counts into the same registry",
+    );
+  });
+
+  test("a crowd on many spellings of a route, or many values of a route's path parameter, adds a bounded number of series", async () => {
+    const requestSeries = async () =>
+      (await scrape()).filter((sample) => sample.name === "tollgate_requests_total").length;
+    const before = await requestSeries();
+    // Percent-escapes of the chat route's letters: routed to it, so counted as it.
+    const letters = [..."chat/completions"];
+    for (let spelling = 1; spelling <= 40; spelling++) {
+      const path = letters
+        .map((letter, at) =>
+          letter !== "/" && (spelling >> at) & 1 ? `%${letter.charCodeAt(0).toString(16)}` : letter,
+        )
+        .join("");
+      const response = await fetch(`${h.gateway.url}/v1/${path}`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: chatBody(),
+      });
+      assert.equal(response.status, 402, path);
+    }
+    const samples = await scrape();
+    const routesSeen = new Set(
+      samples
+        .filter((sample) => sample.name === "tollgate_requests_total")
+        .map((sample) => sample.labels.route),
+    );
+    assert.ok(routesSeen.has("/v1/chat/completions"));
+    assert.deepEqual(
+      [...routesSeen].filter((route) => route?.includes("%")),
+      [],
+      "no escaped spelling of a route is a label",
+    );
+    // A parameter the client chooses: past the routes kept, further paths are counted as other.
+    for (let tenant = 0; tenant < ROUTE_LABELS_KEPT + 40; tenant++) {
+      const response = await fetch(`${h.gateway.url}/t/tenant-${tenant}/chat/completions`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ messages: [] }),
+      });
+      assert.equal(response.status, 400);
+    }
+    const after = await requestSeries();
+    assert.ok(
+      after - before <= ROUTE_LABELS_KEPT + 2,
+      `${after - before} new series for ${ROUTE_LABELS_KEPT + 80} spellings and paths`,
+    );
+    assert.ok(
+      sumOf(await scrape(), "tollgate_requests_total", { route: "other", status: "400" }) >= 40,
+      "the paths past the bound are counted as other",
     );
   });
 

@@ -591,12 +591,29 @@ type Answer =
       confirm?: (onRefused?: () => void) => Promise<Respond | undefined>;
     };
 
-/** The path of a request URL; a URL that does not parse (an odd Host header) is kept whole rather than refused. */
+/**
+ * The path of a request URL as routers match it: percent-escapes decoded (`/v1/chat/%63ompletions` is the
+ * chat route) and dot segments resolved. It names the route in metrics and ledger rows, so the spellings of
+ * one route are one name, not one Prometheus series each. A URL that does not parse (an odd Host header)
+ * gives the path after its authority, never the Host a client wrote.
+ */
 function pathOf(url: string): string {
+  let pathname: string;
   try {
-    return new URL(url).pathname;
+    pathname = new URL(url).pathname;
   } catch {
-    return url;
+    const authority = url.indexOf("://");
+    const start = url.indexOf("/", authority < 0 ? 0 : authority + 3);
+    try {
+      pathname = start < 0 ? "/" : new URL(url.slice(start), "http://localhost").pathname;
+    } catch {
+      pathname = "/";
+    }
+  }
+  try {
+    return decodeURI(pathname);
+  } catch {
+    return pathname;
   }
 }
 

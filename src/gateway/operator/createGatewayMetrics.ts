@@ -18,6 +18,14 @@ export type GatewayMetrics = {
 const latencyBuckets = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
 
 /**
+ * Distinct `route` label values a gateway's metrics name; a request on any other is counted under
+ * `other`. The gateway's own routes are a handful, but a billed route of a seller's own may take a path
+ * parameter a client chooses (`/t/:tenant/...`): without a bound each new value would be one more series,
+ * kept for the process's life, on every scrape and in the operator's Prometheus.
+ */
+export const ROUTE_LABELS_KEPT = 64;
+
+/**
  * The gateway's Prometheus families (names are part of Tollgate's interface; see the README):
  * requests, payments, revenue and authorized money, usage, verify / settle / first-output latency,
  * and two gauges read from the ledger, open debts and the settlement backlog.
@@ -117,15 +125,27 @@ export function createGatewayMetrics({
     },
   });
 
+  const routes = new Set<string>();
+  const routeLabel = (route: string) => {
+    if (routes.has(route)) return route;
+    if (routes.size >= ROUTE_LABELS_KEPT) return "other";
+    routes.add(route);
+    return route;
+  };
+
   const onBillingEvent: BillingEventListener = function recordBillingMetrics(event) {
     switch (event.type) {
       case "quoted":
       case "replayed":
-        requests.inc({ route: event.route, model: event.model, status: String(event.status) });
+        requests.inc({ route: routeLabel(event.route), model: event.model, status: String(event.status) });
         if (event.type === "replayed") payments.inc({ scheme: event.scheme, outcome: "replayed" });
         return;
       case "refused":
-        requests.inc({ route: event.route, model: event.model ?? "", status: String(event.status) });
+        requests.inc({
+          route: routeLabel(event.route),
+          model: event.model ?? "",
+          status: String(event.status),
+        });
         if (event.scheme !== undefined) payments.inc({ scheme: event.scheme, outcome: "refused" });
         if (event.verifyMs !== undefined) verifyDuration.observe(event.verifyMs / 1000);
         return;
@@ -137,7 +157,7 @@ export function createGatewayMetrics({
         ttft.observe({ model: event.model }, event.ttftMs / 1000);
         return;
       case "metered":
-        requests.inc({ route: event.route, model: event.model, status: "200" });
+        requests.inc({ route: routeLabel(event.route), model: event.model, status: "200" });
         for (const [unit, amount] of Object.entries(event.usage))
           if (amount !== undefined) usage.inc({ model: event.model, unit }, amount);
         return;
@@ -151,7 +171,7 @@ export function createGatewayMetrics({
         settleDuration.observe(event.settleMs / 1000);
         return;
       case "failed":
-        requests.inc({ route: event.route, model: event.model, status: String(event.status) });
+        requests.inc({ route: routeLabel(event.route), model: event.model, status: String(event.status) });
         payments.inc({ scheme: event.scheme, outcome: "failed" });
         return;
       case "channel_deposit":
