@@ -26,6 +26,22 @@ import {
 import { mockCompletionText, mockModelId } from "./support/mockBackend.js";
 
 let h: GatewayHarness;
+/** The slow tool's gate: `started` when a call runs, which ends once `finish` resolves. */
+const slowTool = (() => {
+  let started = () => {};
+  let release = () => {};
+  const gate = {
+    running: new Promise<void>((resolve) => {
+      started = resolve;
+    }),
+    finish: new Promise<void>((resolve) => {
+      release = resolve;
+    }),
+    started: () => started(),
+    release: () => release(),
+  };
+  return gate;
+})();
 const endpoints: McpHttpHandler[] = [];
 const clients: Client[] = [];
 /** What the `lookup` tool reports as its cost, per call. */
@@ -57,6 +73,34 @@ before(async () => {
                   result: { content: [{ type: "text", text: `value of ${key}` }] },
                   chargeAtomic: lookupChargeAtomic,
                 }),
+              }),
+            );
+            return server;
+          },
+        }),
+      );
+      // A paid tool that runs until the test lets it finish, on an endpoint of at most 3 sessions.
+      endpoints.push(
+        mountMcpEndpoint(app, {
+          path: "/slow-mcp",
+          maxSessions: 3,
+          createServer: () => {
+            const server = new McpServer({ name: "slow-tools", version: "1.0.0" });
+            server.registerTool(
+              "lookup",
+              { inputSchema: { key: z.string() } },
+              paidTool({
+                billing,
+                name: "lookup",
+                price: { scheme: "upto", maxAtomic: lookupMaxAtomic },
+                handler: async ({ key }: { key: string }) => {
+                  slowTool.started();
+                  await slowTool.finish;
+                  return {
+                    result: { content: [{ type: "text", text: `value of ${key}` }] },
+                    chargeAtomic: lookupChargeAtomic,
+                  };
+                },
               }),
             );
             return server;
@@ -315,6 +359,57 @@ describe("paid MCP tools (x402 MCP transport)", () => {
       await strict.close();
       assert.equal((await h.ledger.payments.recent({ limit: 100 })).length, rowsBefore);
     } finally {
+      await payer.close();
+      await dataDir.remove();
+    }
+  });
+
+  test("a crowd opening sessions past the endpoint's bound never closes a session whose paid call is running: the call's result reaches its buyer, charged once", async () => {
+    const buyer = await h.devnet.createBuyer(10_000_000n);
+    const dataDir = await tempDataDir();
+    const client = await connect("/slow-mcp");
+    const payer = createMcpToolPayer({
+      privateKey: buyer.privateKey,
+      policy: { perCall: "$0.01", daily: "$1" },
+      dataDir: dataDir.path,
+    });
+    try {
+      const before = await h.devnet.usdcBalance(buyer.address);
+      const paid = payer.callTool(
+        client,
+        { name: "lookup", arguments: { key: "toll" } },
+        { server: `${h.gateway.url}/slow-mcp`, timeoutMs: 60_000 },
+      );
+      await slowTool.running;
+      // Unpaid sessions, twice the bound: each past it closes an idle one, never the running call's.
+      const initialize = {
+        jsonrpc: "2.0",
+        id: 1,
+        method: "initialize",
+        params: {
+          protocolVersion: "2025-03-26",
+          capabilities: {},
+          clientInfo: { name: "crowd", version: "1" },
+        },
+      };
+      for (let index = 0; index < 6; index++) {
+        const response = await fetch(`${h.gateway.url}/slow-mcp`, {
+          method: "POST",
+          headers: { "content-type": "application/json", accept: "application/json, text/event-stream" },
+          body: JSON.stringify(initialize),
+        });
+        await response.arrayBuffer();
+        assert.equal(response.status, 200);
+        assert.ok(response.headers.get("mcp-session-id"));
+      }
+      slowTool.release();
+      const { result, settlement } = await paid;
+      assert.equal(textOf(result), "value of toll");
+      assert.ok(settlement?.success);
+      assert.equal(BigInt(settlement.amount ?? "0"), lookupChargeAtomic);
+      assert.equal(await h.devnet.usdcBalance(buyer.address), before - lookupChargeAtomic);
+    } finally {
+      slowTool.release();
       await payer.close();
       await dataDir.remove();
     }

@@ -5,7 +5,11 @@ import { WebStandardStreamableHTTPServerTransport } from "@modelcontextprotocol/
 export type CreateMcpHttpHandlerParameters = {
   /** A new MCP server for each session; `request` is the session's `initialize` request. */
   createServer: (request: Request) => McpServer;
-  /** At most this many sessions at once; the oldest is closed past it. Default 100. */
+  /**
+   * At most this many sessions at once. Past it, a new session closes the least recently used one with no
+   * call in flight (never one whose paid call is running: its result, already charged, would be lost); when
+   * every session has a call in flight, the new one is refused (503). Default 100.
+   */
   maxSessions?: number;
   /** When set, every request must carry `Authorization: Bearer <token>` (401 otherwise). */
   token?: string | undefined;
@@ -36,7 +40,10 @@ export function createMcpHttpHandler({
   token,
   allowedHosts,
 }: CreateMcpHttpHandlerParameters): McpHttpHandler {
+  /** The sessions, least recently used first. */
   const sessions = new Map<string, WebStandardStreamableHTTPServerTransport>();
+  /** Calls (POSTs) of each session whose answer has not ended yet. */
+  const inFlight = new Map<string, number>();
   const refusal = (status: 401 | 403, message: string) =>
     Response.json({ jsonrpc: "2.0", error: { code: -32001, message }, id: null }, { status });
   const expected = token === undefined ? undefined : Buffer.from(`Bearer ${token}`);
@@ -62,7 +69,13 @@ export function createMcpHttpHandler({
     const sessionId = request.headers.get("mcp-session-id");
     if (sessionId) {
       const transport = sessions.get(sessionId);
-      if (transport) return transport.handleRequest(request);
+      if (transport) {
+        sessions.delete(sessionId);
+        sessions.set(sessionId, transport);
+        return request.method === "POST"
+          ? answerCall(sessionId, transport, request)
+          : transport.handleRequest(request);
+      }
       return Response.json(
         {
           jsonrpc: "2.0",
@@ -72,27 +85,97 @@ export function createMcpHttpHandler({
         { status: 404 },
       );
     }
+    if (sessions.size >= maxSessions) {
+      const idle = [...sessions.keys()].find((id) => !inFlight.has(id));
+      if (idle === undefined)
+        return Response.json(
+          {
+            jsonrpc: "2.0",
+            error: {
+              code: -32001,
+              message: `all ${maxSessions} MCP sessions have a call in flight; try again`,
+            },
+            id: null,
+          },
+          { status: 503, headers: { "retry-after": "1" } },
+        );
+      const evicted = sessions.get(idle);
+      sessions.delete(idle);
+      void evicted?.close();
+    }
     const transport = new WebStandardStreamableHTTPServerTransport({
       sessionIdGenerator: () => randomUUID(),
       onsessioninitialized: (id) => {
         sessions.set(id, transport);
-        if (sessions.size > maxSessions) {
-          const oldest = sessions.keys().next().value;
-          if (oldest !== undefined) void sessions.get(oldest)?.close();
-        }
       },
       onsessionclosed: (id) => {
         sessions.delete(id);
+        inFlight.delete(id);
       },
     });
     transport.onclose = () => {
-      if (transport.sessionId) sessions.delete(transport.sessionId);
+      if (transport.sessionId) {
+        sessions.delete(transport.sessionId);
+        inFlight.delete(transport.sessionId);
+      }
     };
     await createServer(request).connect(transport);
     const response = await transport.handleRequest(request);
     // Anything but a successful initialize leaves no session behind.
     if (!transport.sessionId || !sessions.has(transport.sessionId)) await transport.close();
     return response;
+  }
+
+  /** A call on a session, counted in flight until its answer (a JSON body or an SSE stream) ends or is dropped. */
+  async function answerCall(
+    sessionId: string,
+    transport: WebStandardStreamableHTTPServerTransport,
+    request: Request,
+  ): Promise<Response> {
+    inFlight.set(sessionId, (inFlight.get(sessionId) ?? 0) + 1);
+    let ended = false;
+    const end = () => {
+      if (ended) return;
+      ended = true;
+      const left = (inFlight.get(sessionId) ?? 1) - 1;
+      if (left > 0) inFlight.set(sessionId, left);
+      else inFlight.delete(sessionId);
+    };
+    let response: Response;
+    try {
+      response = await transport.handleRequest(request);
+    } catch (error) {
+      end();
+      throw error;
+    }
+    if (!response.body) {
+      end();
+      return response;
+    }
+    const reader = response.body.getReader();
+    const body = new ReadableStream<Uint8Array>({
+      async pull(controller) {
+        try {
+          const { done, value } = await reader.read();
+          if (done) {
+            end();
+            controller.close();
+          } else controller.enqueue(value);
+        } catch (error) {
+          end();
+          controller.error(error);
+        }
+      },
+      cancel(reason) {
+        end();
+        return reader.cancel(reason);
+      },
+    });
+    return new Response(body, {
+      status: response.status,
+      statusText: response.statusText,
+      headers: response.headers,
+    });
   }
 
   return Object.assign(handleMcpRequest, {

@@ -7,6 +7,8 @@ export type MountMcpEndpointParameters = {
   path?: string;
   /** A server for each session; `endpointUrl` is this endpoint's URL as the client reached it. */
   createServer: (endpointUrl: string) => McpServer;
+  /** At most this many sessions at once (see `createMcpHttpHandler`). Default 100. */
+  maxSessions?: number;
 };
 
 /**
@@ -17,13 +19,14 @@ export type MountMcpEndpointParameters = {
  */
 export function mountMcpEndpoint(
   app: Hono,
-  { path = "/mcp", createServer }: MountMcpEndpointParameters,
+  { path = "/mcp", createServer, maxSessions }: MountMcpEndpointParameters,
 ): McpHttpHandler {
   const handler = createMcpHttpHandler({
     createServer: (request) => {
       const url = new URL(request.url);
       return createServer(`${url.origin}${url.pathname}`);
     },
+    ...(maxSessions === undefined ? {} : { maxSessions }),
   });
   app.all(path, (c) => handler(c.req.raw));
   return handler;
