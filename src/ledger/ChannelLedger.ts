@@ -151,4 +151,10 @@ export interface ChannelLedger {
   listSetAside(): Promise<SetAsideChannel[]>;
   /** Records that a settle swept each channel's claims up to `settledAtomic` to the receiver. */
   markSettled(entries: readonly { channelId: string; settledAtomic: bigint }[]): Promise<void>;
+  /**
+   * Runs `job` while no other process on this database runs one under the same `name` (the claim,
+   * settle and refund rounds of one receiver and token): replicas take turns, so a round reads what the
+   * previous one booked and never sends the same claim again. In a database one process holds, `job` runs.
+   */
+  exclusively<T>(name: string, job: () => Promise<T>): Promise<T>;
 }

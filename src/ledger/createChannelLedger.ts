@@ -427,6 +427,27 @@ function createSharedChannelLedger(sql: SqlClient): ChannelLedger {
     async markSettled(entries) {
       for (const entry of entries) await settleStatement(sql, entry.channelId, entry.settledAtomic);
     },
+
+    async exclusively<T>(name: string, job: () => Promise<T>): Promise<T> {
+      // The lock holds one connection in an open transaction for the job's length; the job's own
+      // statements take other connections. A transaction that fails to end after the job ran (the
+      // connection dropped, which released the lock) does not undo what the job did: its outcome stands.
+      let outcome: { ok: true; value: T } | { ok: false; error: unknown } | undefined;
+      try {
+        await sql.transaction(async (tx) => {
+          await tx.query("SELECT pg_advisory_xact_lock(hashtext('tollgate:channel-round:' || $1))", [name]);
+          outcome = await job().then(
+            (value) => ({ ok: true as const, value }),
+            (error: unknown) => ({ ok: false as const, error }),
+          );
+        });
+      } catch (error) {
+        if (outcome === undefined) throw error;
+      }
+      if (outcome === undefined) throw new Error("channel round: the job did not run");
+      if (!outcome.ok) throw outcome.error;
+      return outcome.value;
+    },
   };
 }
 
@@ -635,5 +656,8 @@ function createSingleProcessChannelLedger(
         });
       }
     },
+
+    // One process holds the database: its rounds already run one after another.
+    exclusively: (_name, job) => job(),
   };
 }

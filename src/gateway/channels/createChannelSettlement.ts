@@ -624,9 +624,20 @@ export function createChannelSettlement(parameters: CreateChannelSettlementParam
     return results;
   }
 
-  /** Runs one job after the previous one, so claims, settles and refunds never overlap in this process. */
+  // Replicas on one database take turns too: two claim rounds at once would both send the same claims
+  // (the second a transaction that claims nothing, its gas paid for nothing, its amounts counted twice).
+  const roundName = `${network}:${receiver.toLowerCase()}:${token.toLowerCase()}`;
+  const inTurn =
+    <T>(job: () => Promise<T>) =>
+    () =>
+      channels.exclusively(roundName, job);
+
+  /**
+   * Runs one job after the previous one, so claims, settles and refunds never overlap in this process,
+   * nor with another replica's on the same ledger.
+   */
   const enqueue = <T>(job: () => Promise<T>): Promise<T> => {
-    const next = running.then(job, job);
+    const next = running.then(inTurn(job), inTurn(job));
     running = next.catch(() => undefined);
     return next;
   };

@@ -1,0 +1,114 @@
+// Two gateway replicas on one PostgreSQL ledger, each with its own facilitator key and one shared
+// receiver-authorizer key, each running its own channel claim and settle rounds.
+import assert from "node:assert/strict";
+import { after, before, describe, test } from "node:test";
+import { x402Client } from "@x402/core/client";
+import { toClientEvmSigner } from "@x402/evm";
+import { BatchSettlementEvmScheme } from "@x402/evm/batch-settlement/client";
+import { wrapFetchWithPayment } from "@x402/fetch";
+import { type Address, createPublicClient, http } from "viem";
+import { privateKeyToAccount } from "viem/accounts";
+import { anvil } from "viem/chains";
+import { type Devnet, devAccount, startDevnet } from "../src/devnet/index.js";
+import { type Gateway, parseGatewayConfig, startGateway } from "../src/gateway/index.js";
+import { createPostgresClient, type Ledger, openPostgresLedger } from "../src/ledger/index.js";
+import { channelTestConfig } from "./support/channelFixtures.js";
+import { testGatewayConfig } from "./support/gatewayHarness.js";
+import { type MockBackend, mockModelId, startMockBackend } from "./support/mockBackend.js";
+
+// Tests may read the environment; the library never does.
+const connectionString = process.env.TOLLGATE_TEST_DATABASE_URL;
+
+if (!connectionString) {
+  test("channel rounds on two replicas", {
+    skip: "set TOLLGATE_TEST_DATABASE_URL to run against PostgreSQL",
+  }, () => {});
+} else {
+  const schema = `tollgate_rounds_${process.pid}_${Date.now().toString(36)}`;
+  let devnet: Devnet;
+  let backend: MockBackend;
+  const ledgers: Ledger[] = [];
+  const gateways: Gateway[] = [];
+  const body = JSON.stringify({
+    model: mockModelId,
+    messages: [{ role: "user", content: "hi" }],
+    max_tokens: 16,
+  });
+
+  before(async () => {
+    devnet = await startDevnet({ buyers: 1 });
+    backend = await startMockBackend({ tokensPerSecond: 400 });
+    const replica = async (facilitatorKey: `0x${string}`) => {
+      const input = channelTestConfig(
+        testGatewayConfig({ devnet, backendUrl: backend.url, facilitator: { privateKey: facilitatorKey } }),
+      );
+      const config = parseGatewayConfig({
+        ...input,
+        channels: { ...input.channels, receiverAuthorizerKey: devnet.accounts.facilitator.privateKey },
+      });
+      const ledger = await openPostgresLedger({ connectionString, schema });
+      ledgers.push(ledger);
+      const gateway = await startGateway({ config, ledger, pollingIntervalMs: 20 });
+      gateways.push(gateway);
+    };
+    await replica(devnet.accounts.facilitator.privateKey);
+    await replica(devAccount(8).privateKey);
+  });
+
+  after(async () => {
+    for (const gateway of gateways) await gateway.close();
+    for (const ledger of ledgers) await ledger.close();
+    await backend?.close();
+    await devnet?.stop();
+    const sql = await createPostgresClient({ connectionString });
+    await sql.exec(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`).finally(() => sql.close());
+  });
+
+  const chain = () => createPublicClient({ chain: anvil, transport: http(devnet.rpcUrl) });
+  const sent = async (from: Address) => chain().getTransactionCount({ address: from });
+
+  async function payingBuyer(gateway: Gateway) {
+    const buyer = await devnet.createBuyer(100_000_000n);
+    const signer = toClientEvmSigner(privateKeyToAccount(buyer.privateKey), chain());
+    const payingFetch = wrapFetchWithPayment(
+      fetch,
+      x402Client.fromConfig({
+        schemes: [{ network: devnet.network, client: new BatchSettlementEvmScheme(signer) }],
+        spendControls: false,
+      }),
+    );
+    const pay = async () => {
+      const answer = await payingFetch(`${gateway.url}/v1/chat/completions`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body,
+      });
+      await answer.text();
+      assert.equal(answer.status, 200);
+    };
+    return { buyer, pay };
+  }
+
+  describe("claim and settle rounds on two replicas at once", () => {
+    test("two replicas' claim rounds at the same moment send one claim transaction, not two", async () => {
+      const [a, b] = gateways as [Gateway, Gateway];
+      const { pay } = await payingBuyer(a);
+      for (let i = 0; i < 3; i++) await pay();
+      const facilitators = [devnet.accounts.facilitator.address, devAccount(8).address] as const;
+      const before = await Promise.all(facilitators.map(sent));
+      const rounds = await Promise.allSettled([
+        a.channels!.settlement.claim({ force: true }),
+        b.channels!.settlement.claim({ force: true }),
+      ]);
+      const after = await Promise.all(facilitators.map(sent));
+      const transactions = after.reduce((sum, n, i) => sum + n - before[i]!, 0);
+      const booked = rounds
+        .flatMap((round) => (round.status === "fulfilled" ? round.value : []))
+        .reduce((sum, result) => sum + result.claimedAtomic, 0n);
+      const channel = (await ledgers[0]!.channels.list())[0]!;
+      assert.equal(channel.totalClaimedAtomic, channel.chargedAtomic, "the channel is claimed in full");
+      assert.equal(booked, channel.chargedAtomic, `claims reported by both rounds: ${booked}`);
+      assert.equal(transactions, 1, `claim transactions sent: ${transactions}`);
+    });
+  });
+}
