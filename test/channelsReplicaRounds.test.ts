@@ -9,10 +9,11 @@ import { wrapFetchWithPayment } from "@x402/fetch";
 import { type Address, createPublicClient, http } from "viem";
 import { privateKeyToAccount } from "viem/accounts";
 import { anvil } from "viem/chains";
+import { batchSettlementAbi } from "../src/chain/index.js";
 import { type Devnet, devAccount, startDevnet } from "../src/devnet/index.js";
 import { type Gateway, parseGatewayConfig, startGateway } from "../src/gateway/index.js";
 import { createPostgresClient, type Ledger, openPostgresLedger } from "../src/ledger/index.js";
-import { channelTestConfig } from "./support/channelFixtures.js";
+import { BATCH_SETTLEMENT_ADDRESS_FOR_TESTS, channelTestConfig } from "./support/channelFixtures.js";
 import { testGatewayConfig } from "./support/gatewayHarness.js";
 import { type MockBackend, mockModelId, startMockBackend } from "./support/mockBackend.js";
 
@@ -53,10 +54,13 @@ if (!connectionString) {
     };
     await replica(devnet.accounts.facilitator.privateKey);
     await replica(devAccount(8).privateKey);
+    // A third replica, stopped by a test while the others run on.
+    await replica(devAccount(9).privateKey);
   });
 
+  const closed = new Set<Gateway>();
   after(async () => {
-    for (const gateway of gateways) await gateway.close();
+    for (const gateway of gateways) if (!closed.has(gateway)) await gateway.close();
     for (const ledger of ledgers) await ledger.close();
     await backend?.close();
     await devnet?.stop();
@@ -66,6 +70,16 @@ if (!connectionString) {
 
   const chain = () => createPublicClient({ chain: anvil, transport: http(devnet.rpcUrl) });
   const sent = async (from: Address) => chain().getTransactionCount({ address: from });
+
+  const readClaimed = async (channelId: `0x${string}`) => {
+    const [, claimedAtomic] = await chain().readContract({
+      address: BATCH_SETTLEMENT_ADDRESS_FOR_TESTS,
+      abi: batchSettlementAbi,
+      functionName: "channels",
+      args: [channelId],
+    });
+    return claimedAtomic;
+  };
 
   async function payingBuyer(gateway: Gateway) {
     const buyer = await devnet.createBuyer(100_000_000n);
@@ -77,16 +91,18 @@ if (!connectionString) {
         spendControls: false,
       }),
     );
-    const pay = async () => {
-      const answer = await payingFetch(`${gateway.url}/v1/chat/completions`, {
+    const send = (requestBody = body) =>
+      payingFetch(`${gateway.url}/v1/chat/completions`, {
         method: "POST",
         headers: { "content-type": "application/json" },
-        body,
+        body: requestBody,
       });
+    const pay = async () => {
+      const answer = await send();
       await answer.text();
       assert.equal(answer.status, 200);
     };
-    return { buyer, pay };
+    return { buyer, pay, send };
   }
 
   describe("claim and settle rounds on two replicas at once", () => {
@@ -109,6 +125,46 @@ if (!connectionString) {
       assert.equal(channel.totalClaimedAtomic, channel.chargedAtomic, "the channel is claimed in full");
       assert.equal(booked, channel.chargedAtomic, `claims reported by both rounds: ${booked}`);
       assert.equal(transactions, 1, `claim transactions sent: ${transactions}`);
+    });
+
+    test("a replica stopping while it streams claims that request's charge too before it exits", async () => {
+      const c = gateways[2]!;
+      const { buyer, pay, send } = await payingBuyer(c);
+      await pay();
+      let release!: () => void;
+      backend.set({
+        holdAfterChunks: { chunks: 2, release: new Promise<void>((resolve) => (release = resolve)) },
+      });
+      try {
+        const answer = await send(JSON.stringify({ ...JSON.parse(body), stream: true }));
+        assert.equal(answer.status, 200);
+        const reader = answer.body!.getReader();
+        await reader.read();
+        // SIGTERM: the gateway stops while this stream is under way; the other replicas run on.
+        closed.add(c);
+        await c.close();
+        await reader.cancel().catch(() => undefined);
+      } finally {
+        release();
+        backend.set({ holdAfterChunks: undefined });
+      }
+      const channel = (await ledgers[0]!.channels.list()).find(
+        (listed) => listed.payer === buyer.address.toLowerCase(),
+      )!;
+      const rows = (await ledgers[0]!.payments.recent({ limit: 100 })).filter(
+        (row) => row.payer === buyer.address.toLowerCase(),
+      );
+      assert.deepEqual(
+        rows.map((row) => row.status),
+        ["settled", "settled"],
+        "the stopped stream is charged for what it delivered",
+      );
+      assert.ok(channel.pending === undefined, "no request holds the channel");
+      assert.equal(
+        await readClaimed(channel.channelId),
+        channel.chargedAtomic,
+        `claimed on chain when the replica exited, against ${channel.chargedAtomic} charged`,
+      );
     });
   });
 }

@@ -145,6 +145,8 @@ export type Billing = {
   admit(request: PaymentAdmissionRequest): Promise<AdmitPaymentReturnType>;
   /** Records an admitted payment's usage and settles its charge; a failed settlement becomes a debt. */
   settle(charge: SettlePaidWork): Promise<ChargeOutcome>;
+  /** Resolves once every request served so far has its money final (settled, zero, debt or failed). */
+  whenSettled(): Promise<void>;
 };
 
 /** What `Billing.settle` needs of an admitted payment. */
@@ -198,6 +200,15 @@ export function createBilling({
     readPayerFunds,
     readChainSeconds,
   };
+  // The requests being served: a gateway that stops waits for their money to be final.
+  const open = new Set<Promise<unknown>>();
+  const tracked = (session: BillingSession): BillingSession => {
+    const finished = session.done.catch(() => undefined);
+    open.add(finished);
+    void finished.finally(() => open.delete(finished));
+    return session;
+  };
+
   const resourceUrlOf = (url: string) => {
     if (!publicUrl) return url;
     const { pathname, search } = new URL(url);
@@ -465,32 +476,34 @@ export function createBilling({
         action: "serve",
         quote,
         ...(confirm ? { confirm } : {}),
-        session: createBillingSession({
-          quote,
-          paymentId,
-          unwritten,
-          ...(confirmed ? { confirmed } : {}),
-          payer: accepted.payer,
-          payload: payment,
-          requirements: matched.requirements as PaymentRequirements,
-          signedMaxAtomic: matched.signedMaxAtomic,
-          ledger,
-          facilitator,
-          countTokens: (text) => countTokens(text, tokenizer),
-          logger: log,
-          heartbeatMs,
-          channel: reservation,
-          // A voucher has no nonce: the receipt names the channel and its cumulative charge instead.
-          receipts: receiptSigner && {
-            signer: receiptSigner,
-            resourceUrl: resourceUrlOf(request.url),
-            route: pathOf(request.url),
-            nonce: "0",
-          },
-          event: channelPaid,
-          startedAt: seen.startedAt,
-          emit,
-        }),
+        session: tracked(
+          createBillingSession({
+            quote,
+            paymentId,
+            unwritten,
+            ...(confirmed ? { confirmed } : {}),
+            payer: accepted.payer,
+            payload: payment,
+            requirements: matched.requirements as PaymentRequirements,
+            signedMaxAtomic: matched.signedMaxAtomic,
+            ledger,
+            facilitator,
+            countTokens: (text) => countTokens(text, tokenizer),
+            logger: log,
+            heartbeatMs,
+            channel: reservation,
+            // A voucher has no nonce: the receipt names the channel and its cumulative charge instead.
+            receipts: receiptSigner && {
+              signer: receiptSigner,
+              resourceUrl: resourceUrlOf(request.url),
+              route: pathOf(request.url),
+              nonce: "0",
+            },
+            event: channelPaid,
+            startedAt: seen.startedAt,
+            emit,
+          }),
+        ),
       };
     }
 
@@ -529,29 +542,31 @@ export function createBilling({
     return {
       action: "serve",
       quote,
-      session: createBillingSession({
-        quote,
-        paymentId: admitted.paymentId,
-        payer: admitted.payer,
-        payload: payment,
-        requirements: admitted.requirements,
-        signedMaxAtomic: admitted.signedMaxAtomic,
-        ledger,
-        facilitator,
-        countTokens: (text) => countTokens(text, tokenizer),
-        logger: log,
-        settleTimeoutMs,
-        heartbeatMs,
-        receipts: receiptSigner && {
-          signer: receiptSigner,
-          resourceUrl: resourceUrlOf(request.url),
-          route: seen.route,
-          nonce: admitted.nonce,
-        },
-        event: paid,
-        startedAt: seen.startedAt,
-        emit,
-      }),
+      session: tracked(
+        createBillingSession({
+          quote,
+          paymentId: admitted.paymentId,
+          payer: admitted.payer,
+          payload: payment,
+          requirements: admitted.requirements,
+          signedMaxAtomic: admitted.signedMaxAtomic,
+          ledger,
+          facilitator,
+          countTokens: (text) => countTokens(text, tokenizer),
+          logger: log,
+          settleTimeoutMs,
+          heartbeatMs,
+          receipts: receiptSigner && {
+            signer: receiptSigner,
+            resourceUrl: resourceUrlOf(request.url),
+            route: seen.route,
+            nonce: admitted.nonce,
+          },
+          event: paid,
+          startedAt: seen.startedAt,
+          emit,
+        }),
+      ),
     };
   }
 
@@ -559,7 +574,21 @@ export function createBilling({
   const settle = (charge: SettlePaidWork) =>
     settleCharge({ ...charge, ledger, facilitator, logger, settleTimeoutMs });
 
-  return { terms, models, channels, receiptSigner: receiptSigner?.address, ledger, begin, admit, settle };
+  const whenSettled = async () => {
+    await Promise.all([...open]);
+  };
+
+  return {
+    terms,
+    models,
+    channels,
+    receiptSigner: receiptSigner?.address,
+    ledger,
+    begin,
+    admit,
+    settle,
+    whenSettled,
+  };
 }
 
 /** What `begin` learns while deciding, for the event that tells how the request was answered. */

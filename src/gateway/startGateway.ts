@@ -329,15 +329,39 @@ export async function startGateway({
         : undefined,
     async close() {
       await recovery.stop();
-      // Outstanding vouchers are claimed and settled before the gateway goes (bounded, logged).
-      await channels?.settlement.stop({ flush: true });
+      // No more requests; the streams under way are cut, each charged for what it delivered.
       await new Promise<void>((resolve) => {
         server.close(() => resolve());
         (server as unknown as { closeAllConnections?: () => void }).closeAllConnections?.();
       });
+      // Their charges are recorded (and upto ones settled) before the last claim, which takes them too;
+      // a request whose charge is not recorded before the ledger closes would be served free.
+      await finishServedRequests(billing, logger);
+      // Outstanding vouchers are claimed and settled before the gateway goes (bounded, logged).
+      await channels?.settlement.stop({ flush: true });
       if (!givenLedger) await ledger.close();
     },
   };
+}
+
+/** How long a stopping gateway waits for the money of the requests it was serving to be final. */
+const SHUTDOWN_SETTLE_MS = 30_000;
+
+/** Waits (bounded, logged) for every request served to have its money final. */
+async function finishServedRequests(billing: Billing, logger: Logger): Promise<void> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const outcome = await Promise.race([
+    billing.whenSettled().then(() => "done" as const),
+    new Promise<"timeout">((resolve) => {
+      timer = setTimeout(() => resolve("timeout"), SHUTDOWN_SETTLE_MS);
+    }),
+  ]);
+  clearTimeout(timer);
+  if (outcome === "timeout")
+    logger.warn(
+      { timeoutMs: SHUTDOWN_SETTLE_MS },
+      "requests served before shutdown did not finish settling in time; recovery finishes them at the next start (or on a sibling replica)",
+    );
 }
 
 /** The payment channels the config asks for, with their receiver-authorizer key; undefined without `channels`. */
