@@ -345,7 +345,7 @@ export async function startGateway({
 }
 
 /** How long a stopping gateway waits for the money of the requests it was serving to be final. */
-const SHUTDOWN_SETTLE_MS = 30_000;
+const SHUTDOWN_SETTLE_MS = 10_000;
 
 /** Waits (bounded, logged) for every request served to have its money final. */
 async function finishServedRequests(billing: Billing, logger: Logger): Promise<void> {
