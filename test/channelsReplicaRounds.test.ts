@@ -6,7 +6,7 @@ import { x402Client } from "@x402/core/client";
 import { toClientEvmSigner } from "@x402/evm";
 import { BatchSettlementEvmScheme } from "@x402/evm/batch-settlement/client";
 import { wrapFetchWithPayment } from "@x402/fetch";
-import { type Address, createPublicClient, http } from "viem";
+import { type Address, createPublicClient, erc20Abi, http } from "viem";
 import { privateKeyToAccount } from "viem/accounts";
 import { anvil } from "viem/chains";
 import { batchSettlementAbi } from "../src/chain/index.js";
@@ -106,7 +106,7 @@ if (!connectionString) {
   }
 
   describe("claim and settle rounds on two replicas at once", () => {
-    test("two replicas' claim rounds at the same moment send one claim transaction, not two", async () => {
+    test("two replicas' claim rounds at the same moment send one claim transaction, not two", async (t) => {
       const [a, b] = gateways as [Gateway, Gateway];
       const { pay } = await payingBuyer(a);
       for (let i = 0; i < 3; i++) await pay();
@@ -122,9 +122,44 @@ if (!connectionString) {
         .flatMap((round) => (round.status === "fulfilled" ? round.value : []))
         .reduce((sum, result) => sum + result.claimedAtomic, 0n);
       const channel = (await ledgers[0]!.channels.list())[0]!;
+      t.diagnostic(
+        `claim rounds at once: ${transactions} transaction(s), charged ${channel.chargedAtomic}, booked ${booked}`,
+      );
       assert.equal(channel.totalClaimedAtomic, channel.chargedAtomic, "the channel is claimed in full");
       assert.equal(booked, channel.chargedAtomic, `claims reported by both rounds: ${booked}`);
       assert.equal(transactions, 1, `claim transactions sent: ${transactions}`);
+    });
+
+    test("two replicas' settle rounds at the same moment send one sweep to payTo, not two", async (t) => {
+      const [a, b] = gateways as [Gateway, Gateway];
+      const { pay } = await payingBuyer(b);
+      for (let i = 0; i < 2; i++) await pay();
+      await b.channels!.settlement.claim({ force: true });
+      const facilitators = [devnet.accounts.facilitator.address, devAccount(8).address] as const;
+      const before = await Promise.all(facilitators.map(sent));
+      const payToBefore = await chain().readContract({
+        address: devnet.contracts.usdc,
+        abi: erc20Abi,
+        functionName: "balanceOf",
+        args: [devnet.accounts.payTo.address],
+      });
+      const rounds = await Promise.all([a.channels!.settlement.settle(), b.channels!.settlement.settle()]);
+      const after = await Promise.all(facilitators.map(sent));
+      const transactions = after.reduce((sum, n, i) => sum + n - before[i]!, 0);
+      const payToGained =
+        (await chain().readContract({
+          address: devnet.contracts.usdc,
+          abi: erc20Abi,
+          functionName: "balanceOf",
+          args: [devnet.accounts.payTo.address],
+        })) - payToBefore;
+      const booked = rounds.reduce((sum, round) => sum + (round?.settledAtomic ?? 0n), 0n);
+      t.diagnostic(
+        `settle rounds at once: ${transactions} transaction(s), payTo gained ${payToGained}, booked ${booked}`,
+      );
+      assert.ok(payToGained > 0n);
+      assert.equal(booked, payToGained, `settled as booked by both rounds: ${booked}`);
+      assert.equal(transactions, 1, `sweep transactions sent: ${transactions}`);
     });
 
     test("a replica stopping while it streams claims that request's charge too before it exits", async () => {
