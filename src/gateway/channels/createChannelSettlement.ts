@@ -624,8 +624,10 @@ export function createChannelSettlement(parameters: CreateChannelSettlementParam
     return results;
   }
 
-  // Replicas on one database take turns too: two claim rounds at once would both send the same claims
-  // (the second a transaction that claims nothing, its gas paid for nothing, its amounts counted twice).
+  // Replicas on one database take turns at claims and settles: two claim rounds at once would both send
+  // the same claims (the second a transaction that claims nothing, its gas paid for nothing, its amounts
+  // counted twice). An idle refund takes no turn: it holds its channel's reservation instead, and waits
+  // for its transaction however long that takes, which must not hold up every replica's claims.
   const roundName = `${network}:${receiver.toLowerCase()}:${token.toLowerCase()}`;
   const inTurn =
     <T>(job: () => Promise<T>) =>
@@ -633,18 +635,21 @@ export function createChannelSettlement(parameters: CreateChannelSettlementParam
       channels.exclusively(roundName, job);
 
   /**
-   * Runs one job after the previous one, so claims, settles and refunds never overlap in this process,
-   * nor with another replica's on the same ledger.
+   * Runs one job after the previous one, so claims, settles and refunds never overlap in this process;
+   * claims and settles (`turn`) not with another replica's on the same ledger either.
    */
-  const enqueue = <T>(job: () => Promise<T>): Promise<T> => {
-    const next = running.then(inTurn(job), inTurn(job));
+  const enqueue = <T>(job: () => Promise<T>, { turn = true } = {}): Promise<T> => {
+    const run = turn ? inTurn(job) : job;
+    const next = running.then(run, run);
     running = next.catch(() => undefined);
     return next;
   };
-  const every = (ms: number, job: () => Promise<unknown>, what: string) => {
+  const every = (ms: number, job: () => Promise<unknown>, what: string, turn = true) => {
     const timer = setInterval(() => {
       if (stopped) return;
-      enqueue(job).catch((error: unknown) => logger.warn({ error: String(error) }, `channel ${what} failed`));
+      enqueue(job, { turn }).catch((error: unknown) =>
+        logger.warn({ error: String(error) }, `channel ${what} failed`),
+      );
     }, ms);
     timer.unref();
     timers.push(timer);
@@ -653,12 +658,12 @@ export function createChannelSettlement(parameters: CreateChannelSettlementParam
   return {
     claim: (options?: { force?: boolean }) => enqueue(() => claim(options)),
     settle: () => enqueue(settle),
-    refundIdle: (idleMs: number) => enqueue(() => refundIdle(idleMs)),
+    refundIdle: (idleMs: number) => enqueue(() => refundIdle(idleMs), { turn: false }),
     start() {
       every(parameters.claimIntervalMs, () => claim(), "claim");
       every(parameters.settleIntervalMs, settle, "settle");
       const idleMs = parameters.refundIdleMs;
-      if (idleMs !== undefined) every(Math.min(idleMs, 60_000), () => refundIdle(idleMs), "refund");
+      if (idleMs !== undefined) every(Math.min(idleMs, 60_000), () => refundIdle(idleMs), "refund", false);
     },
     /** Stops the intervals; with `flush`, claims and settles everything outstanding first (bounded by `timeoutMs`). */
     async stop({ flush = false, timeoutMs = 30_000 }: { flush?: boolean; timeoutMs?: number } = {}) {
