@@ -610,3 +610,53 @@ describe("the gateway refunding an idle channel", () => {
     assert.equal(after.balanceAtomic, charged, "the escrow keeps exactly what was charged");
   });
 });
+
+describe("a payer that makes the seller pay gas for nothing", () => {
+  /** The transactions the devnet's facilitator key (the gateway's in-process facilitator) has sent. */
+  const facilitatorTransactions = () =>
+    createPublicClient({ chain: anvil, transport: http(h.devnet.rpcUrl) }).getTransactionCount({
+      address: h.devnet.accounts.facilitator.address,
+    });
+
+  test("a partial refund below the minimum deposit is refused before any transaction; the whole remainder comes back in one", async () => {
+    const channel = await openChannel();
+    const charged = await channel.charged();
+    const refundHeader = async (amount?: string) => {
+      const { payload } = JSON.parse(
+        Buffer.from(await channel.voucherHeader(charged), "base64").toString("utf8"),
+      ) as { payload: Record<string, unknown> };
+      return encodePaymentSignatureHeader({
+        x402Version: 2,
+        accepted: channel.offer,
+        payload: { ...payload, type: "refund", ...(amount === undefined ? {} : { amount }) },
+      } as never);
+    };
+    const refund = async (amount?: string) =>
+      fetch(`${h.gateway.url}/v1/channels/refund`, {
+        headers: { "payment-signature": await refundHeader(amount) },
+      });
+    const stored = (await h.gateway.ledger.channels.get(channel.channelId))!;
+    const remainder = stored.balanceAtomic - charged;
+    assert.ok(remainder > 2n);
+    const sentBefore = await facilitatorTransactions();
+    // One atomic unit per refund would have the seller send a transaction (~64k gas) per unit.
+    for (const amount of ["1", (remainder - 1n).toString()]) {
+      const partial = await refund(amount);
+      assert.equal(partial.status, 402, `${amount}: ${await partial.clone().text()}`);
+      const error = decodePaymentRequiredHeader(partial.headers.get("payment-required")!).error ?? "";
+      assert.match(
+        error,
+        /^invalid_batch_settlement_evm_refund_amount_invalid: a partial refund returns at least/,
+      );
+      assert.match(error, new RegExp(`the whole ${remainder} back`));
+    }
+    assert.equal(await facilitatorTransactions(), sentBefore, "no transaction for a refused refund");
+    const payerBefore = await h.devnet.usdcBalance(channel.payer);
+    const whole = await refund();
+    assert.equal(whole.status, 200, await whole.clone().text());
+    assert.equal(await h.devnet.usdcBalance(channel.payer), payerBefore + remainder);
+    const again = await refund();
+    assert.equal(again.status, 402);
+    assert.equal(await facilitatorTransactions(), sentBefore + 1, "one transaction for the whole refund");
+  });
+});

@@ -736,7 +736,17 @@ export function createChannelBilling(parameters: CreateChannelBillingParameters)
     }
   }
 
-  return { terms, offer, accept, checkChannel, isFresh, release, settlementAddress: settlement, chainId };
+  return {
+    terms,
+    offer,
+    accept,
+    checkChannel,
+    isFresh,
+    release,
+    settlementAddress: settlement,
+    chainId,
+    minDepositAtomic: parameters.minDepositAtomic,
+  };
 }
 
 export type ChannelBilling = ReturnType<typeof createChannelBilling>;

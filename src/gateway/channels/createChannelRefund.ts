@@ -118,7 +118,7 @@ export function createChannelRefund({
     const now = Date.now();
     type Reserve =
       | { ok: true; channel: ChannelRecord; amountAtomic: bigint }
-      | { ok: false; reason: string; channel?: ChannelRecord };
+      | { ok: false; reason: string; message?: string; channel?: ChannelRecord };
     const reserved = await channels.update<Reserve>(channelId, (current) => {
       if (!current) return { result: { ok: false, reason: ChannelReason.missingChannel } };
       if (current.pending && current.pending.expiresAt > now)
@@ -145,13 +145,28 @@ export function createChannelRefund({
       const amountAtomic = payload.amount ?? remainder;
       if (amountAtomic <= 0n || amountAtomic > remainder)
         return { next: state, result: { ok: false, reason: ChannelReason.refundAmountInvalid } };
+      // Every refund is a transaction the seller pays for: a partial one must return at least a
+      // deposit's worth, or a payer could have the seller send one per atomic unit of its balance.
+      if (amountAtomic < remainder && amountAtomic < billing.minDepositAtomic)
+        return {
+          next: state,
+          result: {
+            ok: false,
+            reason: ChannelReason.refundAmountInvalid,
+            message: `a partial refund returns at least the channel's minimum deposit ${billing.minDepositAtomic}, not ${amountAtomic}; ask without an amount to get the whole ${remainder} back`,
+          },
+        };
       const next = {
         ...state,
         pending: { id: pendingId, maxAtomic: charged, expiresAt: now + REFUND_LEASE_MS },
       };
       return { next, result: { ok: true, channel: next, amountAtomic } };
     });
-    if (!reserved.ok) return paymentRequired(reserved.reason, reserved.channel);
+    if (!reserved.ok)
+      return paymentRequired(
+        reserved.message ? `${reserved.reason}: ${reserved.message}` : reserved.reason,
+        reserved.channel,
+      );
 
     const { channel, amountAtomic } = reserved;
     const claims =
