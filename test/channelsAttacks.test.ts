@@ -14,7 +14,7 @@ import type { PaymentRequirements } from "@x402/core/types";
 import { toClientEvmSigner } from "@x402/evm";
 import { BatchSettlementEvmScheme, computeChannelId } from "@x402/evm/batch-settlement/client";
 import { wrapFetchWithPayment } from "@x402/fetch";
-import { createPublicClient, http } from "viem";
+import { createPublicClient, http, pad } from "viem";
 import { privateKeyToAccount } from "viem/accounts";
 import { anvil } from "viem/chains";
 import { channelTestConfig, openTestChannel } from "./support/channelFixtures.js";
@@ -30,14 +30,19 @@ const maxDurationSeconds = 3;
 before(async () => {
   h = await startGatewayHarness({
     model: { maxOutputTokens: 60_000 },
-    configure: (input) =>
-      channelTestConfig({
+    configure: (input) => {
+      const config = channelTestConfig({
         ...input,
         models: input.models.map((model) => ({
           ...model,
           backend: { ...model.backend, maxDurationSeconds },
         })),
-      }),
+      });
+      return {
+        ...config,
+        channels: { ...config.channels!, refundsPerPayerPerDay: 2, smallDepositsPerPayerPerDay: 1 },
+      };
+    },
   });
 });
 
@@ -658,5 +663,83 @@ describe("a payer that makes the seller pay gas for nothing", () => {
     const again = await refund();
     assert.equal(again.status, 402);
     assert.equal(await facilitatorTransactions(), sentBefore + 1, "one transaction for the whole refund");
+  });
+  test("a payer's cooperative refunds are limited per day, across its channels: the one past the limit is refused before any transaction, with what to do", async () => {
+    const buyer = await h.devnet.createBuyer(100_000_000n);
+    const opened: Awaited<ReturnType<typeof openChannel>>[] = [];
+    for (const salt of ["0x01", "0x02", "0x03"] as const)
+      opened.push(await openTestChannel(h, { body, buyer, salt: pad(salt, { size: 32 }) }));
+    assert.equal(new Set(opened.map((channel) => channel.channelId)).size, 3, "three channels of one payer");
+    const refund = async (channel: (typeof opened)[number]) => {
+      const { payload } = JSON.parse(
+        Buffer.from(await channel.voucherHeader(await channel.charged()), "base64").toString("utf8"),
+      ) as { payload: Record<string, unknown> };
+      return fetch(`${h.gateway.url}/v1/channels/refund`, {
+        headers: {
+          "payment-signature": encodePaymentSignatureHeader({
+            x402Version: 2,
+            accepted: channel.offer,
+            payload: { ...payload, type: "refund" },
+          } as never),
+        },
+      });
+    };
+    for (const channel of opened.slice(0, 2)) {
+      const refunded = await refund(channel);
+      assert.equal(refunded.status, 200, await refunded.clone().text());
+    }
+    const sentBefore = await facilitatorTransactions();
+    const refused = await refund(opened[2]!);
+    assert.equal(refused.status, 402, await refused.clone().text());
+    const error = decodePaymentRequiredHeader(refused.headers.get("payment-required")!).error ?? "";
+    assert.match(
+      error,
+      /^tollgate_refund_limit_reached: this payer had 2 cooperative refunds in the last 24 h \(limit 2, each a transaction the seller pays\); ask again after .+, or withdraw on chain/,
+    );
+    assert.equal(await facilitatorTransactions(), sentBefore, "no transaction for the refused refund");
+    const stored = (await h.gateway.ledger.channels.get(opened[2]!.channelId))!;
+    assert.ok(
+      stored.balanceAtomic > stored.chargedAtomic,
+      "its balance stays in the channel, the payer's to withdraw",
+    );
+  });
+
+  test("deposits below the minimum deposit are relayed only a few times a day per payer: sized to each request, they would cost the seller a deposit per request", async () => {
+    const buyer = await h.devnet.createBuyer(100_000_000n);
+    const signer = toClientEvmSigner(
+      privateKeyToAccount(buyer.privateKey),
+      createPublicClient({ chain: anvil, transport: http(h.devnet.rpcUrl) }),
+    );
+    // The official client lets its user size deposits: here, exactly what the next voucher needs.
+    const scheme = new BatchSettlementEvmScheme(signer, {
+      depositStrategy: ({ minimumDepositAmount }) => minimumDepositAmount,
+    });
+    const payingFetch = wrapFetchWithPayment(
+      fetch,
+      x402Client.fromConfig({
+        schemes: [{ network: h.devnet.network, client: scheme }],
+        spendControls: false,
+      }),
+    );
+    const ask = () =>
+      payingFetch(url(), { method: "POST", headers: { "content-type": "application/json" }, body });
+    // The first (this harness allows one a day per payer) is relayed: a buyer's caps can size one so.
+    const first = await ask();
+    assert.equal(first.status, 200, await first.clone().text());
+    await first.text();
+    const walletAfterFirst = await h.devnet.usdcBalance(buyer.address);
+    const sentBefore = await facilitatorTransactions();
+    const inferencesBefore = h.backend.inferenceRequests.length;
+    // The next request needs a top-up: sized to it alone, it would be a deposit per request.
+    const refused = await ask();
+    assert.equal(refused.status, 402, await refused.clone().text());
+    const error = decodePaymentRequiredHeader(refused.headers.get("payment-required")!).error ?? "";
+    assert.match(
+      error,
+      /^tollgate_channel_deposit_too_small: a deposit of \d+ is below this seller's minimum 1000000 \(the offer's extra.minDeposit\), and this payer had 1 such in the last 24 h \(limit 1\)/,
+    );
+    assert.equal(await facilitatorTransactions(), sentBefore, "no deposit sent");
+    assert.equal(h.backend.inferenceRequests.length, inferencesBefore, "no inference");
+    assert.equal(await h.devnet.usdcBalance(buyer.address), walletAfterFirst, "nothing moved");
   });
 });

@@ -361,8 +361,10 @@ export function createBilling({
           });
         if (refused.kind === "unavailable")
           return refuse("TOLLGATE_FACILITATOR_UNAVAILABLE", refused.message);
+        // The scheme's own reasons stay bare (its client matches them whole); Tollgate's carry words.
+        const words = refused.reason.startsWith("tollgate_") && !refused.reason.includes(":");
         return paymentRequired(
-          refused.reason,
+          words ? `${refused.reason}: ${refused.message}` : refused.reason,
           refused.channel ? correctiveOffers(offers, refused.channel) : offers,
         );
       };

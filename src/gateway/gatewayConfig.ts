@@ -192,6 +192,16 @@ const channelsSchema = z.strictObject({
     .default(86_400),
   /** The deposit a new channel is asked for (at least one request's maximum). */
   minDeposit: moneySchema.default(1_000_000n),
+  /**
+   * Cooperative refunds one payer may have in 24 h (counted in memory since start; each is a
+   * transaction the seller pays); beyond, the payer withdraws on chain at its own gas.
+   */
+  refundsPerPayerPerDay: z.number().int().positive().default(8),
+  /**
+   * Deposits below `minDeposit` one payer may have relayed in 24 h (counted in memory since start;
+   * each is a transaction the seller pays); beyond, such a deposit is refused before it is sent.
+   */
+  smallDepositsPerPayerPerDay: z.number().int().nonnegative().default(8),
   /** Cooperatively refund channels idle this long (seconds); unset: never on its own. */
   refundIdleSeconds: z.number().positive().optional(),
   /** The receiver-authorizer key that signs claims and refunds, already resolved (the CLI reads the env). */

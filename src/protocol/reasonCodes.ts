@@ -74,6 +74,8 @@ export const ReasonCode = {
   settlementFailed: "tollgate_settlement_failed",
   gasSponsoringRefused: "tollgate_gas_sponsoring_refused",
   eip2612PermitInvalid: "tollgate_eip2612_permit_invalid",
+  channelDepositTooSmall: "tollgate_channel_deposit_too_small",
+  refundLimitReached: "tollgate_refund_limit_reached",
 
   // Tollgate: the streaming receipt, read by the buyer
   receiptAbsent: "tollgate_receipt_absent",

@@ -81,14 +81,30 @@ export function testChannelSettlement(
  */
 export async function openTestChannel(
   h: GatewayHarness,
-  { body, depositStrategy }: { body: string; depositStrategy?: BatchSettlementDepositStrategy },
+  {
+    body,
+    depositStrategy,
+    buyer: given,
+    salt,
+  }: {
+    body: string;
+    depositStrategy?: BatchSettlementDepositStrategy;
+    /** The payer (default a new buyer holding $100); with `salt`, another channel of the same payer. */
+    buyer?: { address: Address; privateKey: Hex };
+    salt?: Hex;
+  },
 ) {
   const url = `${h.gateway.url}/v1/chat/completions`;
-  const buyer = await h.devnet.createBuyer(100_000_000n);
+  const buyer = given ?? (await h.devnet.createBuyer(100_000_000n));
   const account = privateKeyToAccount(buyer.privateKey);
   const publicClient = createPublicClient({ chain: anvil, transport: http(h.devnet.rpcUrl) });
   const signer = toClientEvmSigner(account, publicClient);
-  const scheme = new BatchSettlementEvmScheme(signer, depositStrategy ? { depositStrategy } : undefined);
+  const scheme = new BatchSettlementEvmScheme(
+    signer,
+    depositStrategy || salt
+      ? { ...(depositStrategy ? { depositStrategy } : {}), ...(salt ? { salt } : {}) }
+      : undefined,
+  );
   const payingFetch = wrapFetchWithPayment(
     fetch,
     x402Client.fromConfig({ schemes: [{ network: h.devnet.network, client: scheme }], spendControls: false }),

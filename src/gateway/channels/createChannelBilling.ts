@@ -10,6 +10,7 @@ import {
   type ClaimPaymentInput,
   channelRowWrite,
 } from "../../ledger/index.js";
+import { ReasonCode } from "../../protocol/index.js";
 import { PAYER_IN_DEBT } from "../admitPayment.js";
 import type { BillingEvent } from "../BillingEvent.js";
 import type { FacilitatorLike } from "../facilitatorLike.js";
@@ -46,6 +47,11 @@ export type CreateChannelBillingParameters = {
   withdrawDelaySeconds: number;
   /** The deposit a new channel is asked for (`extra.minDeposit`), at least one request's maximum. */
   minDepositAtomic: bigint;
+  /**
+   * Deposits below `minDepositAtomic` (a buyer's caps can size one so) one payer may have relayed in
+   * 24 h, counted in memory since start; default 8. Each is a transaction the seller pays.
+   */
+  smallDepositsPerPayerPerDay?: number;
   /** How long the channel's on-chain state read last is trusted; default a third of the withdraw delay, 30 s – 5 min. */
   onchainStateTtlMs?: number;
   /** A reservation outlives its request's time bound by this much (ms); default 30 s. */
@@ -122,6 +128,10 @@ export function createChannelBilling(parameters: CreateChannelBillingParameters)
   const marginMs = parameters.reservationMarginMs ?? 30_000;
   const settlement = getAddress(BATCH_SETTLEMENT_ADDRESS) as Address;
   const vouchers = createVoucherVerifier({ chainId });
+  const smallDepositsPerDay = parameters.smallDepositsPerPayerPerDay ?? 8;
+  // When each payer's deposits below the minimum were accepted, last 24 h: sized to one request
+  // each, they would have the seller relay a deposit (~100k gas) per request.
+  const smallDeposits = new Map<string, number[]>();
   // A buyer sends its channel's config with every voucher; hashing it (EIP-712) costs more than checking
   // the voucher's signature, so the ids of the configs seen last are kept.
   const channelIds = new Map<string, string>();
@@ -344,6 +354,24 @@ export function createChannelBilling(parameters: CreateChannelBillingParameters)
     if (deferred) overlapping.add(channelId);
     const requestMaxAtomic = BigInt(requirements.amount);
     const depositAtomic = payload.type === "deposit" ? payload.deposit.amount : 0n;
+    // The seller's facilitator pays each deposit's gas (~100k): one sized to the next voucher alone
+    // would have it send a transaction per request, as upto does, for a channel's sub-cent charges.
+    const leastDepositAtomic = largerOf(requestMaxAtomic, parameters.minDepositAtomic);
+    if (payload.type === "deposit" && depositAtomic < leastDepositAtomic) {
+      const payer = payload.channelConfig.payer.toLowerCase();
+      const now = Date.now();
+      const recent = (smallDeposits.get(payer) ?? []).filter((at) => at > now - 86_400_000);
+      if (recent.length >= smallDepositsPerDay) {
+        smallDeposits.set(payer, recent);
+        return {
+          ok: false,
+          kind: "payment",
+          reason: ReasonCode.channelDepositTooSmall,
+          message: `a deposit of ${depositAtomic} is below this seller's minimum ${leastDepositAtomic} (the offer's extra.minDeposit), and this payer had ${recent.length} such in the last 24 h (limit ${smallDepositsPerDay}), each a transaction the seller pays for; deposit at least ${leastDepositAtomic}, or straight on chain`,
+        };
+      }
+      smallDeposits.set(payer, [...recent, now]);
+    }
 
     const pendingId = randomBytes(16).toString("hex");
     type Reserve =

@@ -9,6 +9,7 @@ import {
   type HeaderReader,
   PAYMENT_REQUIRED_HEADER,
   PAYMENT_RESPONSE_HEADER,
+  ReasonCode,
   readPaymentHeader,
 } from "../../protocol/index.js";
 import type { FacilitatorLike } from "../facilitatorLike.js";
@@ -22,6 +23,8 @@ import { readChannelState } from "./readChannelState.js";
 /** How long a refund holds its channel without renewal; renewed while the refund waits for the chain. */
 const REFUND_LEASE_MS = 120_000;
 
+const DAY_MS = 86_400_000;
+
 /** The path where a payer asks for its channel's unspent balance back (`@x402/evm` client's `refund(url)`). */
 export const CHANNEL_REFUND_PATH = "/v1/channels/refund";
 
@@ -31,6 +34,8 @@ export type CreateChannelRefundParameters = {
   facilitator: FacilitatorLike;
   chain: PublicClient;
   receiverAuthorizer: LocalAccount;
+  /** Refund transactions one payer may have sent for it in 24 h (default 8). */
+  refundsPerPayerPerDay?: number;
   logger: Logger;
 };
 
@@ -51,9 +56,19 @@ export function createChannelRefund({
   facilitator,
   chain,
   receiverAuthorizer,
+  refundsPerPayerPerDay = 8,
   logger,
 }: CreateChannelRefundParameters) {
   const network = billing.terms.network;
+  // When each payer's refunds were sent, last 24 h: a refund is a transaction the seller pays, and a
+  // payer could otherwise deposit (also at the seller's gas) and be refunded in a loop, for nothing.
+  const refundsSent = new Map<string, number[]>();
+  const refundsOf = (payer: string, now: number) => {
+    const recent = (refundsSent.get(payer) ?? []).filter((at) => at > now - DAY_MS);
+    if (recent.length === 0) refundsSent.delete(payer);
+    else refundsSent.set(payer, recent);
+    return recent;
+  };
   return async function refundChannel(request: {
     url: string;
     headers: HeaderReader;
@@ -104,10 +119,28 @@ export function createChannelRefund({
     const problem = await billing.checkChannel(payload);
     if (problem) return paymentRequired(`${problem.reason}: ${problem.message}`);
     const channelId = payload.voucher.channelId.toLowerCase() as Hex;
+    const payer = payload.channelConfig.payer.toLowerCase();
+    const recent = refundsOf(payer, Date.now());
+    if (recent.length >= refundsPerPayerPerDay) {
+      const again = new Date((recent[0] ?? Date.now()) + DAY_MS).toISOString();
+      return paymentRequired(
+        `${ReasonCode.refundLimitReached}: this payer had ${recent.length} cooperative refunds in the last 24 h (limit ${refundsPerPayerPerDay}, each a transaction the seller pays); ask again after ${again}, or withdraw on chain (initiateWithdraw, then finalizeWithdraw after the channel's delay; tollgate refund --rpc)`,
+      );
+    }
+    // Counted now, before any await, so that refunds of one payer's channels asked at once count
+    // each other; forgotten again when refused before a transaction is sent.
+    const askedAt = Date.now();
+    refundsSent.set(payer, [...recent, askedAt]);
+    const forget = () => {
+      const left = (refundsSent.get(payer) ?? []).filter((at) => at !== askedAt);
+      if (left.length === 0) refundsSent.delete(payer);
+      else refundsSent.set(payer, left);
+    };
     let onchain: Awaited<ReturnType<typeof readChannelState>>;
     try {
       onchain = await readChannelState(chain, billing.settlementAddress, channelId);
     } catch {
+      forget();
       return {
         status: 503,
         headers: { "retry-after": "5" },
@@ -162,11 +195,13 @@ export function createChannelRefund({
       };
       return { next, result: { ok: true, channel: next, amountAtomic } };
     });
-    if (!reserved.ok)
+    if (!reserved.ok) {
+      forget();
       return paymentRequired(
         reserved.message ? `${reserved.reason}: ${reserved.message}` : reserved.reason,
         reserved.channel,
       );
+    }
 
     const { channel, amountAtomic } = reserved;
     const claims =

@@ -72,11 +72,20 @@ export async function startChannels({
     receiverAuthorizer,
     withdrawDelaySeconds: config.withdrawDelaySeconds,
     minDepositAtomic: config.minDeposit,
+    smallDepositsPerPayerPerDay: config.smallDepositsPerPayerPerDay,
     payerOwes: (payer) => payments.hasOpenDebt(terms.network, payer),
     logger,
     emit,
   });
-  const refund = createChannelRefund({ billing, channels, facilitator, chain, receiverAuthorizer, logger });
+  const refund = createChannelRefund({
+    billing,
+    channels,
+    facilitator,
+    chain,
+    receiverAuthorizer,
+    refundsPerPayerPerDay: config.refundsPerPayerPerDay,
+    logger,
+  });
   const settlement = createChannelSettlement({
     channels,
     payments,
