@@ -417,7 +417,10 @@ describe("the facilitator's per-payer sponsoring limit", () => {
     assert.ok(hasPermit(recorder.payloads.at(-1)), "the refused payment carried a permit too");
     const decoded = decodePaymentRequiredHeader(refused.headers.get("payment-required"));
     assert.ok(decoded.ok);
-    assert.match(decoded.paymentRequired.error ?? "", /^tollgate_gas_sponsoring_refused/);
+    assert.match(
+      decoded.paymentRequired.error ?? "",
+      /^tollgate_gas_sponsoring_refused: this payer already had 2 sponsored Permit2 approvals \(limit 2\); approve Permit2 itself/,
+    );
     assert.equal(h.backend.inferenceRequests.length, servedBefore, "no inference ran");
     assert.equal(await h.devnet.usdcBalance(buyer.address), balanceBefore, "nothing was charged");
     assert.equal(

@@ -99,7 +99,7 @@ async function explainRefusal({ reason, sellerText, offer, payer, rpcUrl }: Refu
     case ReasonCode.uptoUnauthorizedFacilitator:
       return `${refused}: the authorization names another facilitator than the one that would settle it (a replica behind a load balancer without session affinity?); retry`;
     case ReasonCode.gasSponsoringRefused:
-      return `${refused}: its facilitator does not pay for Permit2 approvals; approve Permit2 on ${token} first`;
+      return `${refused}: its facilitator does not pay for Permit2 approvals${sellerText ? ` (${sellerText})` : ""}; approve Permit2 on ${token} first`;
     case "":
       return `${refused} without a reason`;
     default:

@@ -196,7 +196,13 @@ export async function admitMatchedPayment(
       "the payment facilitator or chain is unreachable; no inference was run",
     );
   }
-  if (!verified.isValid) return paymentRequired(verified.invalidReason ?? "invalid_payment");
+  if (!verified.isValid) {
+    const reason = verified.invalidReason ?? "invalid_payment";
+    // Tollgate's own reasons carry the facilitator's words (e.g. a sponsorship limit and what to do);
+    // x402's stay bare, as clients match them whole.
+    const words = reason.startsWith("tollgate_") && !reason.includes(":") && verified.invalidMessage;
+    return paymentRequired(words ? `${reason}: ${verified.invalidMessage}` : reason);
+  }
   // The chain settles it: a host whose clock runs behind the chain's blocks would let an authorization
   // through that expires, by the chain, before its work is settled (served, then never paid).
   if (chainSeconds !== undefined && deadline < chainSeconds + neededSeconds)
