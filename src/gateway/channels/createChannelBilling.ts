@@ -28,6 +28,9 @@ import { type OnchainChannelState, readChannelState } from "./readChannelState.j
 /** How often a voucher above a channel's known balance may have the balance read from the chain again (ms). */
 const BALANCE_RECHECK_MS = 2_000;
 
+/** Payers whose small deposits of the last 24 h are counted (the longest unseen is forgotten first). */
+const PAYERS_COUNTED = 10_000;
+
 /** Channel ids kept by config (about 400 bytes each). */
 const CHANNEL_IDS_KEPT = 4096;
 
@@ -132,6 +135,12 @@ export function createChannelBilling(parameters: CreateChannelBillingParameters)
   // When each payer's deposits below the minimum were accepted, last 24 h: sized to one request
   // each, they would have the seller relay a deposit (~100k gas) per request.
   const smallDeposits = new Map<string, number[]>();
+  const smallDepositsOf = (payer: string, now: number) => {
+    const recent = (smallDeposits.get(payer) ?? []).filter((at) => at > now - 86_400_000);
+    if (recent.length === 0) smallDeposits.delete(payer);
+    else smallDeposits.set(payer, recent);
+    return recent;
+  };
   // A buyer sends its channel's config with every voucher; hashing it (EIP-712) costs more than checking
   // the voucher's signature, so the ids of the configs seen last are kept.
   const channelIds = new Map<string, string>();
@@ -357,12 +366,10 @@ export function createChannelBilling(parameters: CreateChannelBillingParameters)
     // The seller's facilitator pays each deposit's gas (~100k): one sized to the next voucher alone
     // would have it send a transaction per request, as upto does, for a channel's sub-cent charges.
     const leastDepositAtomic = largerOf(requestMaxAtomic, parameters.minDepositAtomic);
-    if (payload.type === "deposit" && depositAtomic < leastDepositAtomic) {
-      const payer = payload.channelConfig.payer.toLowerCase();
-      const now = Date.now();
-      const recent = (smallDeposits.get(payer) ?? []).filter((at) => at > now - 86_400_000);
+    const smallDeposit = payload.type === "deposit" && depositAtomic < leastDepositAtomic;
+    if (smallDeposit) {
+      const recent = smallDepositsOf(payload.channelConfig.payer.toLowerCase(), Date.now());
       if (recent.length >= smallDepositsPerDay) {
-        smallDeposits.set(payer, recent);
         return {
           ok: false,
           kind: "payment",
@@ -370,7 +377,6 @@ export function createChannelBilling(parameters: CreateChannelBillingParameters)
           message: `a deposit of ${depositAtomic} is below this seller's minimum ${leastDepositAtomic} (the offer's extra.minDeposit), and this payer had ${recent.length} such in the last 24 h (limit ${smallDepositsPerDay}), each a transaction the seller pays for; deposit at least ${leastDepositAtomic}, or straight on chain`,
         };
       }
-      smallDeposits.set(payer, [...recent, now]);
     }
 
     const pendingId = randomBytes(16).toString("hex");
@@ -566,6 +572,13 @@ export function createChannelBilling(parameters: CreateChannelBillingParameters)
         return deposited.failure;
       }
       depositTransaction = deposited.transaction;
+      // Counted once made: a deposit that never went through (or one naming another's payer address) is not.
+      if (smallDeposit) {
+        const payer = payload.channelConfig.payer.toLowerCase();
+        smallDeposits.set(payer, [...smallDepositsOf(payer, Date.now()), Date.now()]);
+        if (smallDeposits.size > PAYERS_COUNTED)
+          smallDeposits.delete(smallDeposits.keys().next().value as string);
+      }
     }
 
     const voucherMaxAtomic = payload.voucher.maxClaimableAmount;

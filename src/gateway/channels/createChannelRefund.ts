@@ -131,6 +131,8 @@ export function createChannelRefund({
     // each other; forgotten again when refused before a transaction is sent.
     const askedAt = Date.now();
     refundsSent.set(payer, [...recent, askedAt]);
+    // Bounded: the payer unseen longest is forgotten first.
+    if (refundsSent.size > 10_000) refundsSent.delete(refundsSent.keys().next().value as string);
     const forget = () => {
       const left = (refundsSent.get(payer) ?? []).filter((at) => at !== askedAt);
       if (left.length === 0) refundsSent.delete(payer);
