@@ -28,7 +28,7 @@ import { type OnchainChannelState, readChannelState } from "./readChannelState.j
 /** How often a voucher above a channel's known balance may have the balance read from the chain again (ms). */
 const BALANCE_RECHECK_MS = 2_000;
 
-/** Payers whose small deposits of the last 24 h are counted (the longest unseen is forgotten first). */
+/** Payers whose small deposits of the last 24 h are counted (past it, the one counted first is forgotten). */
 const PAYERS_COUNTED = 10_000;
 
 /** Channel ids kept by config (about 400 bytes each). */

@@ -131,7 +131,7 @@ export function createChannelRefund({
     // each other; forgotten again when refused before a transaction is sent.
     const askedAt = Date.now();
     refundsSent.set(payer, [...recent, askedAt]);
-    // Bounded: the payer unseen longest is forgotten first.
+    // Bounded: past 10,000 payers, the one counted first is forgotten.
     if (refundsSent.size > 10_000) refundsSent.delete(refundsSent.keys().next().value as string);
     const forget = () => {
       const left = (refundsSent.get(payer) ?? []).filter((at) => at !== askedAt);
