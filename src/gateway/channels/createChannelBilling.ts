@@ -495,6 +495,14 @@ export function createChannelBilling(parameters: CreateChannelBillingParameters)
     // the row): one that cannot pay (no funds, a bad authorization) leaves nothing behind.
     let depositVerified = false;
     if (reserved.kind === "stale" && !stored && payload.type === "deposit") {
+      // A payer that owes is told so first, as for a channel the ledger knows (a new channel owes nothing).
+      if (parameters.payerOwes && (await parameters.payerOwes(payload.channelConfig.payer.toLowerCase())))
+        return {
+          ok: false,
+          kind: "payment",
+          reason: PAYER_IN_DEBT,
+          message: "the payer owes an earlier charge",
+        };
       let unverified: ChannelAcceptance | undefined;
       try {
         unverified = await verifyDeposit(payment, requirements);
