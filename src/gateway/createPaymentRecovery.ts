@@ -96,8 +96,14 @@ type Stranded = { rows: number; chargeAtomic: bigint; facilitators: Set<string>;
 /** A row refreshed within three heartbeats may be a live request's: passes while serving leave it alone. */
 const LIVE_ROW_MIN_AGE_MS = 3 * DEFAULT_HEARTBEAT_MS;
 
-/** Settled rows read back from the chain per page; a pass reads pages until it has caught up. */
+/** Settled rows read back from the chain per page. */
 const CONFIRM_PAGE = 200;
+/**
+ * At most this many settled rows are read back in one pass (one receipt each, one after another): on a busy
+ * gateway they are booked as fast as they are read, and the debts, the stranded rows' next pass and a
+ * stopping gateway would wait behind them. The next pass goes on from the last one read.
+ */
+const CONFIRM_ROWS_PER_PASS = 5 * CONFIRM_PAGE;
 
 /** Why a settlement the chain no longer holds is owed again. */
 export const SETTLEMENT_TAKEN_BACK =
@@ -134,6 +140,8 @@ export function createPaymentRecovery({
   logger = silentLogger,
 }: CreatePaymentRecoveryParameters): PaymentRecovery {
   let running: Promise<RecoveryReport> | undefined;
+  // Set by stop(): the pass under way reads no more settlements back.
+  let stopping = false;
   let timer: ReturnType<typeof setInterval> | undefined;
   // The id of the last debt retried: the next pass starts after it, so debts whose authorizations stay
   // valid for ever (a deadline signed far ahead) cannot take every retry from the debts behind them.
@@ -397,7 +405,7 @@ export function createPaymentRecovery({
 
   /** Reads back the settlements booked since the last pass, once they are `confirmAfterMs` deep. */
   async function confirmSettlements(report: RecoveryReport): Promise<void> {
-    for (;;) {
+    for (let read = 0; read < CONFIRM_ROWS_PER_PASS; read += CONFIRM_PAGE) {
       const rows = await payments.settledSince({
         after: confirmCursor,
         untouchedForMs: confirmAfterMs,
@@ -405,6 +413,7 @@ export function createPaymentRecovery({
         limit: CONFIRM_PAGE,
       });
       for (const row of rows) {
+        if (stopping) return;
         if (canSettle(row) && row.transaction) {
           let outcome: Awaited<ReturnType<typeof confirmSettled>>;
           try {
@@ -525,9 +534,11 @@ export function createPaymentRecovery({
       timer.unref();
     },
     async stop() {
+      stopping = true;
       if (timer) clearInterval(timer);
       timer = undefined;
       await running?.catch(() => undefined);
+      stopping = false;
     },
   };
 }
