@@ -742,4 +742,51 @@ describe("a payer that makes the seller pay gas for nothing", () => {
     assert.equal(h.backend.inferenceRequests.length, inferencesBefore, "no inference");
     assert.equal(await h.devnet.usdcBalance(buyer.address), walletAfterFirst, "nothing moved");
   });
+
+  test("small deposits sent at once into channels of their own count against their payer's allowance together: the seller relays no more than the allowance", async () => {
+    const buyer = await h.devnet.createBuyer(100_000_000n);
+    const signer = toClientEvmSigner(
+      privateKeyToAccount(buyer.privateKey),
+      createPublicClient({ chain: anvil, transport: http(h.devnet.rpcUrl) }),
+    );
+    // One payer, six channels (six salts), each opened with a deposit sized to one request, all at once.
+    const payingFetchFor = (salt: number) =>
+      wrapFetchWithPayment(
+        fetch,
+        x402Client.fromConfig({
+          schemes: [
+            {
+              network: h.devnet.network,
+              client: new BatchSettlementEvmScheme(signer, {
+                depositStrategy: ({ minimumDepositAmount }) => minimumDepositAmount,
+                salt: pad(`0x${(0x5a1700 + salt).toString(16)}`, { size: 32 }),
+              }),
+            },
+          ],
+          spendControls: false,
+        }),
+      );
+    const sentBefore = await facilitatorTransactions();
+    const responses = await Promise.all(
+      [1, 2, 3, 4, 5, 6].map((salt) =>
+        payingFetchFor(salt)(url(), {
+          method: "POST",
+          headers: { "content-type": "application/json" },
+          body,
+        }),
+      ),
+    );
+    const statuses = await Promise.all(
+      responses.map(async (response) => {
+        await response.text();
+        return response.status;
+      }),
+    );
+    const relayed = (await facilitatorTransactions()) - sentBefore;
+    assert.ok(
+      relayed <= 1,
+      `the seller relayed ${relayed} small deposits of one payer (allowance 1 a day); answers ${statuses.join(", ")}`,
+    );
+    assert.equal(statuses.filter((status) => status === 200).length, relayed, statuses.join(", "));
+  });
 });

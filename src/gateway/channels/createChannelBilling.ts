@@ -135,6 +135,9 @@ export function createChannelBilling(parameters: CreateChannelBillingParameters)
   // When each payer's deposits below the minimum were accepted, last 24 h: sized to one request
   // each, they would have the seller relay a deposit (~100k gas) per request.
   const smallDeposits = new Map<string, number[]>();
+  // Small deposits being sent, per payer: counted with those made, so that ones sent at once cannot pass
+  // the allowance together.
+  const smallDepositsUnderWay = new Map<string, number>();
   const smallDepositsOf = (payer: string, now: number) => {
     const recent = (smallDeposits.get(payer) ?? []).filter((at) => at > now - 86_400_000);
     if (recent.length === 0) smallDeposits.delete(payer);
@@ -367,17 +370,21 @@ export function createChannelBilling(parameters: CreateChannelBillingParameters)
     // would have it send a transaction per request, as upto does, for a channel's sub-cent charges.
     const leastDepositAtomic = largerOf(requestMaxAtomic, parameters.minDepositAtomic);
     const smallDeposit = payload.type === "deposit" && depositAtomic < leastDepositAtomic;
-    if (smallDeposit) {
-      const recent = smallDepositsOf(payload.channelConfig.payer.toLowerCase(), Date.now());
-      if (recent.length >= smallDepositsPerDay) {
-        return {
-          ok: false,
-          kind: "payment",
-          reason: ReasonCode.channelDepositTooSmall,
-          message: `a deposit of ${depositAtomic} is below this seller's minimum ${leastDepositAtomic} (the offer's extra.minDeposit), and this payer had ${recent.length} such in the last 24 h (limit ${smallDepositsPerDay}), each a transaction the seller pays for; deposit at least ${leastDepositAtomic}, or straight on chain`,
-        };
-      }
-    }
+    /** The refusal of a small deposit past its payer's allowance (those made, and those being made). */
+    const pastSmallAllowance = (): ChannelAcceptance | undefined => {
+      if (!smallDeposit) return undefined;
+      const payer = payload.channelConfig.payer.toLowerCase();
+      const counted = smallDepositsOf(payer, Date.now()).length + (smallDepositsUnderWay.get(payer) ?? 0);
+      if (counted < smallDepositsPerDay) return undefined;
+      return {
+        ok: false,
+        kind: "payment",
+        reason: ReasonCode.channelDepositTooSmall,
+        message: `a deposit of ${depositAtomic} is below this seller's minimum ${leastDepositAtomic} (the offer's extra.minDeposit), and this payer had ${counted} such in the last 24 h (limit ${smallDepositsPerDay}), each a transaction the seller pays for; deposit at least ${leastDepositAtomic}, or straight on chain`,
+      };
+    };
+    const tooSmall = pastSmallAllowance();
+    if (tooSmall) return tooSmall;
 
     const pendingId = randomBytes(16).toString("hex");
     type Reserve =
@@ -571,22 +578,39 @@ export function createChannelBilling(parameters: CreateChannelBillingParameters)
           message: "the payer owes an earlier charge",
         };
       }
-      const deposited = await settleDeposit(payment, requirements, channelId, pendingId, depositAtomic, {
-        expiresIn: quote.timeBoundMs + marginMs,
-        verified: depositVerified,
-      });
+      // Checked again with no wait before it is sent: small deposits of one payer sent at once (into
+      // channels of their own) would all pass the first check, none of them made yet.
+      const pastAllowance = pastSmallAllowance();
+      if (pastAllowance) {
+        await release(channelId, pendingId).catch(() => undefined);
+        return pastAllowance;
+      }
+      const smallPayer = smallDeposit ? payload.channelConfig.payer.toLowerCase() : undefined;
+      if (smallPayer) smallDepositsUnderWay.set(smallPayer, (smallDepositsUnderWay.get(smallPayer) ?? 0) + 1);
+      let deposited: Awaited<ReturnType<typeof settleDeposit>>;
+      try {
+        deposited = await settleDeposit(payment, requirements, channelId, pendingId, depositAtomic, {
+          expiresIn: quote.timeBoundMs + marginMs,
+          verified: depositVerified,
+        });
+        // Counted once made: a deposit that never went through (or one naming another's payer address) is not.
+        if (deposited.ok && smallPayer) {
+          smallDeposits.set(smallPayer, [...smallDepositsOf(smallPayer, Date.now()), Date.now()]);
+          if (smallDeposits.size > PAYERS_COUNTED)
+            smallDeposits.delete(smallDeposits.keys().next().value as string);
+        }
+      } finally {
+        if (smallPayer) {
+          const left = (smallDepositsUnderWay.get(smallPayer) ?? 1) - 1;
+          if (left > 0) smallDepositsUnderWay.set(smallPayer, left);
+          else smallDepositsUnderWay.delete(smallPayer);
+        }
+      }
       if (!deposited.ok) {
         await release(channelId, pendingId).catch(() => undefined);
         return deposited.failure;
       }
       depositTransaction = deposited.transaction;
-      // Counted once made: a deposit that never went through (or one naming another's payer address) is not.
-      if (smallDeposit) {
-        const payer = payload.channelConfig.payer.toLowerCase();
-        smallDeposits.set(payer, [...smallDepositsOf(payer, Date.now()), Date.now()]);
-        if (smallDeposits.size > PAYERS_COUNTED)
-          smallDeposits.delete(smallDeposits.keys().next().value as string);
-      }
     }
 
     const voucherMaxAtomic = payload.voucher.maxClaimableAmount;
