@@ -14,7 +14,7 @@ import type { PaymentRequirements } from "@x402/core/types";
 import { toClientEvmSigner } from "@x402/evm";
 import { BatchSettlementEvmScheme, computeChannelId } from "@x402/evm/batch-settlement/client";
 import { wrapFetchWithPayment } from "@x402/fetch";
-import { createPublicClient, http, pad } from "viem";
+import { createPublicClient, createTestClient, http, pad } from "viem";
 import { privateKeyToAccount } from "viem/accounts";
 import { anvil } from "viem/chains";
 import { channelTestConfig, openTestChannel } from "./support/channelFixtures.js";
@@ -702,6 +702,47 @@ describe("a payer that makes the seller pay gas for nothing", () => {
       stored.balanceAtomic > stored.chargedAtomic,
       "its balance stays in the channel, the payer's to withdraw",
     );
+  });
+
+  test("a refund that fails before any transaction is sent (the seller's wallet cannot pay its gas) does not count against its payer's refunds", async () => {
+    const buyer = await h.devnet.createBuyer(100_000_000n);
+    const opened: Awaited<ReturnType<typeof openChannel>>[] = [];
+    for (const salt of ["0x11", "0x12"] as const)
+      opened.push(await openTestChannel(h, { body, buyer, salt: pad(salt, { size: 32 }) }));
+    const refund = async (channel: (typeof opened)[number]) => {
+      const { payload } = JSON.parse(
+        Buffer.from(await channel.voucherHeader(await channel.charged()), "base64").toString("utf8"),
+      ) as { payload: Record<string, unknown> };
+      return fetch(`${h.gateway.url}/v1/channels/refund`, {
+        headers: {
+          "payment-signature": encodePaymentSignatureHeader({
+            x402Version: 2,
+            accepted: channel.offer,
+            payload: { ...payload, type: "refund" },
+          } as never),
+        },
+      });
+    };
+    const testClient = createTestClient({ mode: "anvil", chain: anvil, transport: http(h.devnet.rpcUrl) });
+    const facilitator = h.devnet.accounts.facilitator.address;
+    const funded = await createPublicClient({ chain: anvil, transport: http(h.devnet.rpcUrl) }).getBalance({
+      address: facilitator,
+    });
+    const sentBefore = await facilitatorTransactions();
+    try {
+      await testClient.setBalance({ address: facilitator, value: 0n });
+      // Twice (this harness allows two refunds a day per payer): each fails, nothing sent.
+      for (let attempt = 0; attempt < 2; attempt++) {
+        const failed = await refund(opened[0]!);
+        assert.notEqual(failed.status, 200, await failed.clone().text());
+        await failed.text();
+      }
+    } finally {
+      await testClient.setBalance({ address: facilitator, value: funded });
+    }
+    assert.equal(await facilitatorTransactions(), sentBefore, "no refund transaction was sent");
+    const refunded = await refund(opened[1]!);
+    assert.equal(refunded.status, 200, await refunded.clone().text());
   });
 
   test("deposits below the minimum deposit are relayed only a few times a day per payer: sized to each request, they would cost the seller a deposit per request", async () => {

@@ -302,6 +302,8 @@ export function createChannelRefund({
       settled = await facilitator.settle({ ...decoded.payload, accepted: offer, payload: enriched }, offer);
     } catch (error) {
       clearInterval(renew);
+      // No transaction was sent: not counted against the payer's refunds.
+      forget();
       await free();
       logger.warn({ channelId, error: String(error) }, "channel refund: facilitator unavailable");
       return {
@@ -330,6 +332,8 @@ export function createChannelRefund({
     }
     clearInterval(renew);
     if (!settled.success) {
+      // Failed with no transaction sent (one sent and not yet mined is answered above): not counted.
+      forget();
       await free();
       logger.warn({ channelId, reason: settled.errorReason }, "channel refund failed");
       return {
