@@ -108,9 +108,6 @@ const CONFIRM_ROWS_PER_PASS = 5 * CONFIRM_PAGE;
 /** Why a settlement the chain no longer holds is owed again. */
 export const SETTLEMENT_TAKEN_BACK =
   "settlement_taken_back: the chain no longer holds its transaction (its block was reorganised away); settled again while the authorization is valid";
-/** The same, when the payer's authorization was spent by another transaction meanwhile. */
-export const SETTLEMENT_TAKEN_BACK_SPENT =
-  "settlement_taken_back: its block was reorganised away and the payer's authorization was spent by another transaction";
 
 /** Only an hour past the deadline: older debts are not worth an RPC round each pass. */
 const DEBT_RECHECK_WINDOW_SECONDS = 3_600n;
@@ -379,7 +376,10 @@ export function createPaymentRecovery({
       .catch((error: unknown) =>
         error instanceof TransactionReceiptNotFoundError ? undefined : Promise.reject(error),
       );
-    if (receipt?.status === "success") return "held";
+    if (receipt?.status === "success") {
+      missingSince.delete(row.id);
+      return "held";
+    }
     if (receipt === undefined) {
       const sent = await chain
         .getTransaction({ hash })
@@ -387,19 +387,34 @@ export function createPaymentRecovery({
           error instanceof TransactionNotFoundError ? undefined : Promise.reject(error),
         );
       if (sent !== undefined) return "pending";
+      // A node that has not indexed the transaction yet answers the same: it is acted on only when still
+      // missing on a later pass, `confirmAfterMs` after it was first found missing.
+      const since = missingSince.get(row.id);
+      if (since === undefined) missingSince.set(row.id, Date.now());
+      if (since === undefined || Date.now() - since < confirmAfterMs) return "pending";
     }
+    missingSince.delete(row.id);
     const evidence = await evidenceFor(row);
     if (evidence.state === "settled") return "held";
-    // Spent otherwise: the payer's doing (it invalidated the nonce, or paid elsewhere with it).
-    const spent = evidence.state === "spent_without_transfer";
+    if (evidence.state === "spent_without_transfer") {
+      // The payer's doing (its nonce burnt in the branch that replaced the settlement), or a node whose
+      // logs lag behind its state: the two cannot be told apart, so no payer is refused on it.
+      logger.warn(
+        { paymentId: row.id, payer: row.payer, transaction: row.transaction },
+        "recovery: the chain holds neither this settlement nor a matching transfer, though its authorization is spent (a node whose logs lag answers so too); left settled, tollgate reconcile reports it if it stays so",
+      );
+      return "held";
+    }
     await payments.markTakenBack(row.id, {
       transaction: row.transaction,
-      reason: spent ? SETTLEMENT_TAKEN_BACK_SPENT : SETTLEMENT_TAKEN_BACK,
-      blocksPayer: spent,
+      reason: SETTLEMENT_TAKEN_BACK,
+      blocksPayer: false,
     });
     return "takenBack";
   }
 
+  // Settlements found missing, and since when (ms): acted on once still missing a pass later.
+  const missingSince = new Map<number, number>();
   // The last settled row read back (by booking time, then id): each settlement is read back once.
   let confirmCursor: { settledAt: Date; id: number } | undefined;
 
