@@ -163,6 +163,11 @@ async function handle(
   // that stops reading is charged for what reached its socket, not for what sat in this process.
   const waiting: Array<{ text: string; callback: WriteCallback | undefined }> = [];
   let waitingBytes = 0;
+  /** Drops the output still waiting (not sent, not charged); a handler awaiting a write's callback goes on. */
+  const dropWaiting = () => {
+    for (const dropped of waiting.splice(0)) dropped.callback?.();
+    waitingBytes = 0;
+  };
   /** The handler's end, when it came while output waited: run once the socket took the rest. */
   let endWhenDrained: (() => void) | undefined;
 
@@ -174,6 +179,7 @@ async function handle(
       if (ended) return;
       ended = true;
       cutOff = true;
+      dropWaiting();
       if (!tap && isStream()) tap = session.createStreamWriter();
       const finished = tap
         ? tap.finish("timeout")
@@ -203,7 +209,7 @@ async function handle(
   );
   deadline.unref();
   res.on("close", () => {
-    waiting.length = 0;
+    dropWaiting();
     endWhenDrained = undefined;
     // Nothing more reaches the buyer once the answer is closed, whoever closed it.
     stop.abort(new DOMException("the answer is closed", "AbortError"));
@@ -235,7 +241,7 @@ async function handle(
       cutOff = true;
       ended = true;
       clearTimeout(deadline);
-      waiting.length = 0;
+      dropWaiting();
       void stream.finish("complete").then(
         (tail) => originalEnd(out + tail, "utf8"),
         (error) => res.destroy(error as Error),
@@ -278,7 +284,7 @@ async function handle(
         cutOff = true;
         ended = true;
         clearTimeout(deadline);
-        waiting.length = 0;
+        dropWaiting();
         endWhenDrained = undefined;
         stop.abort(new DOMException("the buyer stopped reading", "AbortError"));
         void (tap as NonNullable<typeof tap>).finish("client_gone").then(
