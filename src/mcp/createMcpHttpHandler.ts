@@ -44,6 +44,8 @@ export function createMcpHttpHandler({
   const sessions = new Map<string, WebStandardStreamableHTTPServerTransport>();
   /** Calls (POSTs) of each session whose answer has not ended yet. */
   const inFlight = new Map<string, number>();
+  /** Sessions whose initialize is being answered, not yet stored. */
+  let opening = 0;
   const refusal = (status: 401 | 403, message: string) =>
     Response.json({ jsonrpc: "2.0", error: { code: -32001, message }, id: null }, { status });
   const expected = token === undefined ? undefined : Buffer.from(`Bearer ${token}`);
@@ -85,7 +87,8 @@ export function createMcpHttpHandler({
         { status: 404 },
       );
     }
-    if (sessions.size >= maxSessions) {
+    // Sessions being opened count too: initializes handled together must not pass the bound between them.
+    if (sessions.size + opening >= maxSessions) {
       const idle = [...sessions.keys()].find((id) => !inFlight.has(id));
       if (idle === undefined)
         return Response.json(
@@ -119,11 +122,16 @@ export function createMcpHttpHandler({
         inFlight.delete(transport.sessionId);
       }
     };
-    await createServer(request).connect(transport);
-    const response = await transport.handleRequest(request);
-    // Anything but a successful initialize leaves no session behind.
-    if (!transport.sessionId || !sessions.has(transport.sessionId)) await transport.close();
-    return response;
+    opening++;
+    try {
+      await createServer(request).connect(transport);
+      const response = await transport.handleRequest(request);
+      // Anything but a successful initialize leaves no session behind.
+      if (!transport.sessionId || !sessions.has(transport.sessionId)) await transport.close();
+      return response;
+    } finally {
+      opening--;
+    }
   }
 
   /** A call on a session, counted in flight until its answer (a JSON body or an SSE stream) ends or is dropped. */
