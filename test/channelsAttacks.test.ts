@@ -2,6 +2,8 @@
 // and vouchers in odd forms, each refused with a clear answer, never served or charged; a stream
 // read so slowly that it outlives its request's time bound, which must still be charged.
 import assert from "node:assert/strict";
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
 import { after, before, describe, test } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import { x402Client } from "@x402/core/client";
@@ -12,7 +14,7 @@ import {
 } from "@x402/core/http";
 import type { PaymentRequirements } from "@x402/core/types";
 import { toClientEvmSigner } from "@x402/evm";
-import { BatchSettlementEvmScheme, computeChannelId } from "@x402/evm/batch-settlement/client";
+import { BatchSettlementEvmScheme, computeChannelId, signVoucher } from "@x402/evm/batch-settlement/client";
 import { wrapFetchWithPayment } from "@x402/fetch";
 import { createPublicClient, createTestClient, http, pad } from "viem";
 import { privateKeyToAccount } from "viem/accounts";
@@ -829,5 +831,70 @@ describe("a payer that makes the seller pay gas for nothing", () => {
       `the seller relayed ${relayed} small deposits of one payer (allowance 1 a day); answers ${statuses.join(", ")}`,
     );
     assert.equal(statuses.filter((status) => status === 200).length, relayed, statuses.join(", "));
+  });
+});
+
+describe("a refund asked for a channel this gateway was never paid through", () => {
+  test("is refused from the ledger, without reading the chain", async () => {
+    // A second gateway on the same chain, its RPC through a relay that counts the calls it is sent.
+    const calls: string[] = [];
+    const relay = createServer(async (request, answer) => {
+      const chunks: Buffer[] = [];
+      for await (const chunk of request) chunks.push(chunk as Buffer);
+      const body = Buffer.concat(chunks).toString();
+      for (const call of [JSON.parse(body)].flat() as { method: string }[]) calls.push(call.method);
+      const upstream = await fetch(h.devnet.rpcUrl, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body,
+      });
+      answer.writeHead(upstream.status, { "content-type": "application/json" });
+      answer.end(await upstream.text());
+    });
+    await new Promise<void>((resolve) => relay.listen(0, "127.0.0.1", resolve));
+    const second = await startGatewayHarness({
+      devnet: h.devnet,
+      rpcUrl: `http://127.0.0.1:${(relay.address() as AddressInfo).port}`,
+      configure: channelTestConfig,
+    });
+    try {
+      const buyer = await h.devnet.createBuyer(1_000_000n);
+      const signer = toClientEvmSigner(
+        privateKeyToAccount(buyer.privateKey),
+        createPublicClient({ chain: anvil, transport: http(h.devnet.rpcUrl) }),
+      );
+      const quoted = await fetch(`${second.gateway.url}/v1/chat/completions`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body,
+      });
+      const offer = decodePaymentRequiredHeader(quoted.headers.get("payment-required")!).accepts.find(
+        (accept) => accept.scheme === "batch-settlement",
+      ) as PaymentRequirements;
+      // A channel of its own, never deposited into nor paid through: its voucher is well signed.
+      const scheme = new BatchSettlementEvmScheme(signer, { salt: pad("0x7e57", { size: 32 }) });
+      const config = scheme.buildChannelConfig(offer);
+      const channelId = computeChannelId(config, h.devnet.network);
+      const voucher = await signVoucher(signer, channelId, "0", h.devnet.network);
+      const header = encodePaymentSignatureHeader({
+        x402Version: 2,
+        accepted: offer,
+        payload: { type: "refund", channelConfig: config, voucher },
+      } as never);
+      const before = calls.length;
+      const refused = await fetch(`${second.gateway.url}/v1/channels/refund`, {
+        headers: { "payment-signature": header },
+      });
+      assert.equal(refused.status, 402, await refused.clone().text());
+      assert.match(
+        decodePaymentRequiredHeader(refused.headers.get("payment-required")!).error ?? "",
+        /missing_channel|unknown/,
+      );
+      assert.deepEqual(calls.slice(before), [], "no chain call");
+    } finally {
+      await second.close();
+      relay.closeAllConnections();
+      relay.close();
+    }
   });
 });

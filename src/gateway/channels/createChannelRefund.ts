@@ -119,6 +119,9 @@ export function createChannelRefund({
     const problem = await billing.checkChannel(payload);
     if (problem) return paymentRequired(`${problem.reason}: ${problem.message}`);
     const channelId = payload.voucher.channelId.toLowerCase() as Hex;
+    // A channel the ledger has no row of was never paid through here: nothing to refund, and no chain read
+    // for a stranger's made-up channel.
+    if ((await channels.get(channelId)) === undefined) return paymentRequired(ChannelReason.missingChannel);
     const payer = payload.channelConfig.payer.toLowerCase();
     const recent = refundsOf(payer, Date.now());
     if (recent.length >= refundsPerPayerPerDay) {
