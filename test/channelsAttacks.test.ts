@@ -61,6 +61,22 @@ const url = () => `${h.gateway.url}/v1/chat/completions`;
 const post = (headers: Record<string, string> = {}) =>
   fetch(url(), { method: "POST", headers: { "content-type": "application/json", ...headers }, body });
 
+/** Asks for a cooperative refund of the whole remainder of a channel opened by `openTestChannel`. */
+async function refundWhole(channel: Awaited<ReturnType<typeof openTestChannel>>) {
+  const { payload } = JSON.parse(
+    Buffer.from(await channel.voucherHeader(await channel.charged()), "base64").toString("utf8"),
+  ) as { payload: Record<string, unknown> };
+  return fetch(`${h.gateway.url}/v1/channels/refund`, {
+    headers: {
+      "payment-signature": encodePaymentSignatureHeader({
+        x402Version: 2,
+        accepted: channel.offer,
+        payload: { ...payload, type: "refund" },
+      } as never),
+    },
+  });
+}
+
 /** A buyer whose channel is open (one paid request through the official client). */
 const openChannel = () => openTestChannel(h, { body });
 
@@ -672,26 +688,12 @@ describe("a payer that makes the seller pay gas for nothing", () => {
     for (const salt of ["0x01", "0x02", "0x03"] as const)
       opened.push(await openTestChannel(h, { body, buyer, salt: pad(salt, { size: 32 }) }));
     assert.equal(new Set(opened.map((channel) => channel.channelId)).size, 3, "three channels of one payer");
-    const refund = async (channel: (typeof opened)[number]) => {
-      const { payload } = JSON.parse(
-        Buffer.from(await channel.voucherHeader(await channel.charged()), "base64").toString("utf8"),
-      ) as { payload: Record<string, unknown> };
-      return fetch(`${h.gateway.url}/v1/channels/refund`, {
-        headers: {
-          "payment-signature": encodePaymentSignatureHeader({
-            x402Version: 2,
-            accepted: channel.offer,
-            payload: { ...payload, type: "refund" },
-          } as never),
-        },
-      });
-    };
     for (const channel of opened.slice(0, 2)) {
-      const refunded = await refund(channel);
+      const refunded = await refundWhole(channel);
       assert.equal(refunded.status, 200, await refunded.clone().text());
     }
     const sentBefore = await facilitatorTransactions();
-    const refused = await refund(opened[2]!);
+    const refused = await refundWhole(opened[2]!);
     assert.equal(refused.status, 402, await refused.clone().text());
     const error = decodePaymentRequiredHeader(refused.headers.get("payment-required")!).error ?? "";
     assert.match(
@@ -711,20 +713,6 @@ describe("a payer that makes the seller pay gas for nothing", () => {
     const opened: Awaited<ReturnType<typeof openChannel>>[] = [];
     for (const salt of ["0x11", "0x12"] as const)
       opened.push(await openTestChannel(h, { body, buyer, salt: pad(salt, { size: 32 }) }));
-    const refund = async (channel: (typeof opened)[number]) => {
-      const { payload } = JSON.parse(
-        Buffer.from(await channel.voucherHeader(await channel.charged()), "base64").toString("utf8"),
-      ) as { payload: Record<string, unknown> };
-      return fetch(`${h.gateway.url}/v1/channels/refund`, {
-        headers: {
-          "payment-signature": encodePaymentSignatureHeader({
-            x402Version: 2,
-            accepted: channel.offer,
-            payload: { ...payload, type: "refund" },
-          } as never),
-        },
-      });
-    };
     const testClient = createTestClient({ mode: "anvil", chain: anvil, transport: http(h.devnet.rpcUrl) });
     const facilitator = h.devnet.accounts.facilitator.address;
     const funded = await createPublicClient({ chain: anvil, transport: http(h.devnet.rpcUrl) }).getBalance({
@@ -735,7 +723,7 @@ describe("a payer that makes the seller pay gas for nothing", () => {
       await testClient.setBalance({ address: facilitator, value: 0n });
       // Twice (this harness allows two refunds a day per payer): each fails, nothing sent.
       for (let attempt = 0; attempt < 2; attempt++) {
-        const failed = await refund(opened[0]!);
+        const failed = await refundWhole(opened[0]!);
         assert.notEqual(failed.status, 200, await failed.clone().text());
         await failed.text();
       }
@@ -743,7 +731,7 @@ describe("a payer that makes the seller pay gas for nothing", () => {
       await testClient.setBalance({ address: facilitator, value: funded });
     }
     assert.equal(await facilitatorTransactions(), sentBefore, "no refund transaction was sent");
-    const refunded = await refund(opened[1]!);
+    const refunded = await refundWhole(opened[1]!);
     assert.equal(refunded.status, 200, await refunded.clone().text());
   });
 
