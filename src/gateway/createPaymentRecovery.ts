@@ -408,7 +408,6 @@ export function createPaymentRecovery({
     await payments.markTakenBack(row.id, {
       transaction: row.transaction,
       reason: SETTLEMENT_TAKEN_BACK,
-      blocksPayer: false,
     });
     return "takenBack";
   }

@@ -182,13 +182,10 @@ export interface PaymentLedger {
   markDebt(id: number, reason: string, options?: { blocksPayer?: boolean }): Promise<PaymentRecord>;
   /**
    * settled → debt, when the chain no longer holds the row's settlement `transaction` (a reorganised
-   * block): the charge is owed again, and settled again while its authorization is valid. `blocksPayer`
-   * as for `markDebt` (false: the payer did not cause it).
+   * block): the charge is owed again, and settled again while its authorization is valid. The payer,
+   * who did not cause it, is not refused for it.
    */
-  markTakenBack(
-    id: number,
-    taken: { transaction: string; reason: string; blocksPayer: boolean },
-  ): Promise<PaymentRecord>;
+  markTakenBack(id: number, taken: { transaction: string; reason: string }): Promise<PaymentRecord>;
   /** claimed | serving → failed: nothing was served, nothing is charged. */
   markFailed(id: number, reason: string): Promise<PaymentRecord>;
   /** debt → settled, keeping the recorded charge. */

@@ -330,12 +330,12 @@ export function createPaymentLedger(
       return payment;
     },
 
-    async markTakenBack(id, { transaction, reason, blocksPayer }) {
+    async markTakenBack(id, { transaction, reason }) {
       // Only the settlement found gone: a row settled again meanwhile (another transaction) stays settled.
       const payment = await transition(id, "debt", {
         onlyFrom: ["settled"],
-        set: "error = $3, debt_blocks_payer = $4, transaction = NULL, settled_at = NULL",
-        params: [textParam(reason, "reason"), blocksPayer],
+        set: "error = $3, debt_blocks_payer = FALSE, transaction = NULL, settled_at = NULL",
+        params: [textParam(reason, "reason")],
         where: { column: "transaction", value: textParam(transaction, "transaction") },
       });
       await alone?.recount(payment.network, payment.payer);
@@ -347,7 +347,6 @@ export function createPaymentLedger(
           chargeAtomic: payment.chargeAtomic?.toString(),
           transaction,
           reason,
-          blocksPayer,
         },
         "ledger: the chain no longer holds this payment's settlement; recorded as debt",
       );

@@ -65,7 +65,6 @@ export function describePaymentTransitions(label: string, current: () => LedgerH
             payments.markTakenBack(id, {
               transaction: transactionHash(0),
               reason: "reorg",
-              blocksPayer: false,
             }),
         },
       ];
@@ -119,7 +118,7 @@ export function describePaymentTransitions(label: string, current: () => LedgerH
 
     test("books a settlement back as a debt only while the row still names that transaction", async () => {
       const payment = await paymentAt(payments, "settled", 7);
-      const taken = { reason: "settlement_taken_back: reorg", blocksPayer: false };
+      const taken = { reason: "settlement_taken_back: reorg" };
       await assert.rejects(
         payments.markTakenBack(payment.id, { ...taken, transaction: transactionHash(8) }),
         PaymentTransitionError,
