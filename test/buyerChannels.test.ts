@@ -2,9 +2,17 @@
 // seller built from the official server pieces and Tollgate's facilitator on the devnet.
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
+import { Worker } from "node:worker_threads";
 import { privateKeyToAccount } from "viem/accounts";
-import { openSpendStore, providerOrigin, refundChannels, type SpendStore } from "../src/buyer/index.js";
+import {
+  createSpendStore,
+  openSpendStore,
+  providerOrigin,
+  refundChannels,
+  type SpendStore,
+} from "../src/buyer/index.js";
 import { isTollgateError } from "../src/errors/index.js";
+import { createPostgresClient } from "../src/ledger/index.js";
 import {
   decodePaymentRequiredHeader,
   decodePaymentResponseHeader,
@@ -15,6 +23,7 @@ import {
   PAYMENT_SIGNATURE_HEADER,
 } from "../src/protocol/index.js";
 import { eventLog } from "./support/buyerFixtures.js";
+import type { BuyerProcessJob, BuyerProcessOutcome } from "./support/buyerProcessWorker.js";
 import {
   type ChannelHarness,
   type ChannelSeller,
@@ -281,6 +290,65 @@ describe("openings of one payer in one process", () => {
       assert.ok(deposited <= 3_000n, `deposited ${deposited} in all, above maxEscrow 3,000`);
     } finally {
       await store.close();
+    }
+  });
+});
+
+describe("openings of one payer in two processes sharing a PostgreSQL spend store", () => {
+  // Tests may read the environment; the library never does.
+  const connectionString = process.env.TOLLGATE_TEST_DATABASE_URL;
+  const bootstrap = `import(${JSON.stringify(import.meta.resolve("tsx/esm/api"))})
+    .then((tsx) => { tsx.register(); return import(${JSON.stringify(new URL("./support/buyerProcessWorker.ts", import.meta.url).href)}); })`;
+
+  /** One request paid by a buyer process of its own (a worker thread: its own modules), on the shared store. */
+  function payInOwnProcess(job: BuyerProcessJob): Promise<BuyerProcessOutcome> {
+    const worker = new Worker(bootstrap, { eval: true, env: { ...process.env, TOLLGATE_LOG_LEVEL: "warn" } });
+    return new Promise<BuyerProcessOutcome>((resolve, reject) => {
+      worker.once("message", resolve);
+      worker.once("error", reject);
+      worker.postMessage(job);
+    }).finally(() => worker.terminate());
+  }
+
+  test("openings with two sellers at the same moment from two processes count each other against maxEscrow: one fits, the other is refused", {
+    skip: connectionString ? false : "set TOLLGATE_TEST_DATABASE_URL to run against PostgreSQL",
+  }, async () => {
+    const schema = `tollgate_spend_${process.pid}_${Date.now().toString(36)}`;
+    const admin = await createPostgresClient({ connectionString: connectionString! });
+    await admin.exec(`CREATE SCHEMA "${schema}"`);
+    // The schema's tables exist before the processes race to create them.
+    await (
+      await createSpendStore({
+        sql: await createPostgresClient({ connectionString: connectionString!, schema }),
+      })
+    ).close();
+    try {
+      const first = await h.seller({ handlerDelayMs: 300 });
+      const second = await h.seller({ handlerDelayMs: 300 });
+      const buyer = await h.devnet.createBuyer(100_000_000n);
+      const job = (sellerUrl: string): BuyerProcessJob => ({
+        privateKey: buyer.privateKey,
+        rpcUrl: h.devnet.rpcUrl,
+        connectionString: connectionString!,
+        schema,
+        url: `${sellerUrl}/v1/chat/completions`,
+        body: JSON.stringify({
+          model: "official-model",
+          messages: [{ role: "user", content: "tell me about toll roads ".repeat(40) }],
+          max_tokens: 200,
+        }),
+        policy: { maxEscrow: 6_000n },
+      });
+      const outcomes = await Promise.all([payInOwnProcess(job(first.url)), payInOwnProcess(job(second.url))]);
+      const served = outcomes.filter((outcome) => "status" in outcome && outcome.status === 200);
+      const refused = outcomes.flatMap((outcome) => ("refused" in outcome ? [outcome.refused] : []));
+      // What the buyer's wallet sent into escrow, on chain: every deposit, whichever process made it.
+      const deposited = 100_000_000n - (await h.devnet.usdcBalance(buyer.address));
+      assert.ok(deposited <= 6_000n, `deposited ${deposited} in all, above maxEscrow 6,000`);
+      assert.equal(served.length, 1, `one opening fits: ${JSON.stringify(outcomes)}`);
+      assert.deepEqual(refused, ["maxEscrow"]);
+    } finally {
+      await admin.exec(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`).finally(() => admin.close());
     }
   });
 });

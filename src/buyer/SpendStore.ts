@@ -265,5 +265,19 @@ export interface SpendStore {
   renewChannelSlot(poolKey: string, slot: number, holder: string, ttlMs: number): Promise<boolean>;
   /** Gives `holder`'s lease back. */
   releaseChannelSlot(poolKey: string, slot: number, holder: string): Promise<void>;
+  /**
+   * Records (or, with `amountAtomic` undefined, forgets) the opening deposit `holder` plans on the
+   * slot it leases: it counts for every process sharing the store while that lease is held.
+   */
+  planOpening(
+    lease: { poolKey: string; slot: number; holder: string },
+    opening: { payer: string; origin: string; channelId: string; amountAtomic: bigint } | undefined,
+  ): Promise<void>;
+  /** The opening deposits planned under leases still held, but `holder`'s own; `origin` narrows to one provider. */
+  plannedOpenings(filter: {
+    payer: string;
+    origin?: string | undefined;
+    exceptHolder: string;
+  }): Promise<Array<{ origin: string; channelId: string; amountAtomic: bigint }>>;
   close(): Promise<void>;
 }

@@ -21,9 +21,13 @@ export type ChannelSlot = {
   deps: BatchSettlementClientDeps;
   /**
    * Sets the deposit the next payload signs, decided by the policy before signing. An `opening` deposit
-   * (into a channel that holds nothing) is counted by `openingsOf` until the slot is released.
+   * (into a channel that holds nothing) is counted by `openingsOf` until the slot is released, in every
+   * process sharing the spend store when the pool has leases.
    */
-  planDeposit(amountAtomic: bigint | undefined, opening?: { origin: string; channelId: string }): void;
+  planDeposit(
+    amountAtomic: bigint | undefined,
+    opening?: { origin: string; channelId: string },
+  ): Promise<void>;
   /** Frees the slot for the next request; idempotent. */
   release(): void;
 };
@@ -33,14 +37,17 @@ export type ChannelPool = {
   acquire(offer: PaymentRequirements): Promise<ChannelSlot>;
   /** The slot's scheme and deps without holding it (refunds, listings). */
   schemeFor(index: number): { scheme: BatchSettlementEvmScheme; deps: BatchSettlementClientDeps };
-  /** The opening deposits planned for the provider's channels and not yet released, by channel id. */
-  openingsOf(origin: string | undefined): Map<string, bigint>;
   /**
-   * Waits until no other request of this payer in the process (whatever its provider or paying fetch)
-   * is planning an opening deposit; the caller plans its own (and registers it through `planDeposit`)
-   * before calling the returned function.
+   * The opening deposits planned for the provider's channels and not yet released, by channel id: this
+   * process's, and with leases those of every process sharing the spend store.
    */
-  lockOpenings(): Promise<() => void>;
+  openingsOf(origin: string | undefined): Promise<Map<string, bigint>>;
+  /**
+   * Waits until no other request of this payer (whatever its provider or paying fetch; with leases, in
+   * any process sharing the spend store) is planning an opening deposit; the caller plans its own (and
+   * registers it through `planDeposit`) before calling the returned function.
+   */
+  lockOpenings(): Promise<() => Promise<void>>;
   readonly size: number;
 };
 
@@ -175,11 +182,20 @@ export function createChannelPool({
       scheme,
       client: new x402Client().register("eip155:*", scheme).setSpendControls(false),
       deps,
-      planDeposit(amountAtomic, opening) {
+      async planDeposit(amountAtomic, opening) {
         if (amountAtomic === undefined) planned.delete(id);
         else planned.set(id, amountAtomic);
-        if (amountAtomic === undefined || !opening) openings.delete(`${holder}|${id}`);
-        else openings.set(`${holder}|${id}`, { ...opening, amountAtomic });
+        const entry = amountAtomic === undefined || !opening ? undefined : { ...opening, amountAtomic };
+        const hadOpening = openings.has(`${holder}|${id}`);
+        if (entry === undefined) openings.delete(`${holder}|${id}`);
+        else openings.set(`${holder}|${id}`, entry);
+        // A voucher on a funded channel (the common case) writes nothing.
+        if (!leases || (entry === undefined && !hadOpening)) return;
+        const store = await leases.store();
+        await store.planOpening(
+          { poolKey: poolKeyOf(key), slot: index, holder },
+          entry && { payer: leases.payer, ...entry },
+        );
       },
       release() {
         if (released) return;
@@ -206,11 +222,20 @@ export function createChannelPool({
   return {
     size,
     schemeFor,
-    openingsOf(origin) {
+    async openingsOf(origin) {
       const planned = new Map<string, bigint>();
+      const count = (channelId: string, amountAtomic: bigint) => {
+        const id = channelId.toLowerCase();
+        // One channel's opening is counted once, at the larger plan.
+        if ((planned.get(id) ?? -1n) < amountAtomic) planned.set(id, amountAtomic);
+      };
       for (const opening of openings.values())
-        if (origin === undefined || opening.origin === origin)
-          planned.set(opening.channelId.toLowerCase(), opening.amountAtomic);
+        if (origin === undefined || opening.origin === origin) count(opening.channelId, opening.amountAtomic);
+      if (leases) {
+        const store = await leases.store();
+        const others = await store.plannedOpenings({ payer: leases.payer, origin, exceptHolder: holder });
+        for (const opening of others) count(opening.channelId, opening.amountAtomic);
+      }
       return planned;
     },
     async lockOpenings() {
@@ -222,9 +247,30 @@ export function createChannelPool({
       const held = before.then(() => mine);
       registry.lock = held;
       await before;
-      return () => {
+      const inProcess = () => {
         unlock();
         if (registry.lock === held) registry.lock = undefined;
+      };
+      if (!leases) return async () => inProcess();
+      // Across processes sharing the store: the lease of the payer's openings, waited for.
+      const lockKey = `openings|${leases.payer.toLowerCase()}`;
+      try {
+        for (;;) {
+          const store = await leases.store();
+          if (await store.leaseChannelSlot(lockKey, 0, holder, ttlMs)) break;
+          await new Promise((resolve) => setTimeout(resolve, retryMs));
+        }
+      } catch (error) {
+        inProcess();
+        throw error;
+      }
+      return async () => {
+        // A lease that cannot be given back lapses by itself after ttlMs.
+        await leases
+          .store()
+          .then((store) => store.releaseChannelSlot(lockKey, 0, holder))
+          .catch(() => undefined);
+        inProcess();
       };
     },
     async acquire(offer) {

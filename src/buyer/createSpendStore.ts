@@ -240,11 +240,59 @@ export async function createSpendStore({
     },
 
     async releaseChannelSlot(poolKey, slot, holder) {
+      await sql.query(
+        "DELETE FROM buyer_planned_openings WHERE pool_key = $1 AND slot = $2 AND holder = $3",
+        [poolKey, slot, holder],
+      );
       await sql.query("DELETE FROM buyer_channel_leases WHERE pool_key = $1 AND slot = $2 AND holder = $3", [
         poolKey,
         slot,
         holder,
       ]);
+    },
+
+    async planOpening({ poolKey, slot, holder }, opening) {
+      if (opening === undefined) {
+        await sql.query(
+          "DELETE FROM buyer_planned_openings WHERE pool_key = $1 AND slot = $2 AND holder = $3",
+          [poolKey, slot, holder],
+        );
+        return;
+      }
+      await sql.query(
+        `INSERT INTO buyer_planned_openings (pool_key, slot, holder, payer, origin, channel_id, amount_atomic)
+         VALUES ($1, $2, $3, $4, $5, $6, $7::numeric)
+         ON CONFLICT (pool_key, slot, holder) DO UPDATE
+           SET payer = EXCLUDED.payer, origin = EXCLUDED.origin, channel_id = EXCLUDED.channel_id,
+               amount_atomic = EXCLUDED.amount_atomic`,
+        [
+          poolKey,
+          slot,
+          holder,
+          opening.payer.toLowerCase(),
+          opening.origin,
+          opening.channelId.toLowerCase(),
+          opening.amountAtomic.toString(),
+        ],
+      );
+    },
+
+    async plannedOpenings({ payer, origin, exceptHolder }) {
+      // A planned opening counts while the lease it was planned under is held: a process that
+      // crashed stops counting once its lease lapses.
+      const rows = await sql.query<{ origin: string; channel_id: string; amount_atomic: string }>(
+        `SELECT o.origin, o.channel_id, o.amount_atomic::text AS amount_atomic
+           FROM buyer_planned_openings o
+           JOIN buyer_channel_leases l ON l.pool_key = o.pool_key AND l.slot = o.slot AND l.holder = o.holder
+          WHERE o.payer = $1 AND o.holder <> $2 AND l.expires_at > now()
+            AND ($3::text IS NULL OR o.origin = $3::text)`,
+        [payer.toLowerCase(), exceptHolder, origin ?? null],
+      );
+      return rows.map((row) => ({
+        origin: row.origin,
+        channelId: row.channel_id,
+        amountAtomic: BigInt(row.amount_atomic),
+      }));
     },
 
     settle: (id, { chargedAtomic, transaction }) =>

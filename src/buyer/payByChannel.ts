@@ -215,12 +215,13 @@ async function prepareChannel(
   const requestAtomic = BigInt(offer.amount);
   const maxClaimable = charged + requestAtomic;
   if (balance > 0n && maxClaimable <= balance) {
-    slot.planDeposit(undefined);
+    await slot.planDeposit(undefined);
     return { channelId, depositAtomic: undefined };
   }
   const opening = balance === 0n;
   // Openings are planned one at a time, each counting those planned before it and not yet settled, with
-  // this provider (its bound) and with any (maxEscrow): a burst cannot open more than the bounds allow.
+  // this provider (its bound) and with any (maxEscrow): a burst cannot open more than the bounds allow,
+  // nor can processes sharing the spend store.
   const unlock = opening ? await context.pool.lockOpenings() : undefined;
   try {
     const depositAtomic = await planDeposit(context, chainReaderOf(slot), {
@@ -231,10 +232,10 @@ async function prepareChannel(
       neededAtomic: maxClaimable - balance,
       requestAtomic,
     });
-    slot.planDeposit(depositAtomic, opening ? { origin, channelId } : undefined);
+    await slot.planDeposit(depositAtomic, opening ? { origin, channelId } : undefined);
     return { channelId, depositAtomic };
   } finally {
-    unlock?.();
+    await unlock?.();
   }
 }
 
@@ -372,7 +373,7 @@ async function escrowHeldBy(
   opening: string,
 ): Promise<bigint> {
   const store = await context.store();
-  const planned = context.pool.openingsOf(origin);
+  const planned = await context.pool.openingsOf(origin);
   planned.delete(opening.toLowerCase());
   let heldAtomic = 0n;
   for (const channel of await store.channels({ origin, payer: context.payer })) {

@@ -85,6 +85,41 @@ test("a pool slot's lease: one holder at a time, renewed by its holder, taken ov
   }
 });
 
+test("a planned opening counts for others while its slot's lease is held: not for its own holder, not once given back or lapsed", async () => {
+  const store = await openSpendStore({ dataDir: "memory://" });
+  try {
+    const payer = "0x00000000000000000000000000000000000000AA";
+    const pool = `${payer.toLowerCase()}|eip155:31337|seller`;
+    const opening = { payer, origin: "http://127.0.0.1:4021", channelId, amountAtomic: 5_000n };
+    const others = (exceptHolder: string, origin?: string) =>
+      store.plannedOpenings({ payer: payer.toLowerCase(), origin, exceptHolder });
+    assert.equal(await store.leaseChannelSlot(pool, 0, "first", 60_000), true);
+    await store.planOpening({ poolKey: pool, slot: 0, holder: "first" }, opening);
+    assert.deepEqual(await others("second"), [
+      { origin: opening.origin, channelId: channelId.toLowerCase(), amountAtomic: 5_000n },
+    ]);
+    assert.deepEqual(await others("second", "http://127.0.0.1:9999"), [], "another provider's");
+    assert.deepEqual(await others("first"), [], "the holder counts its own in memory");
+    assert.deepEqual(
+      await store.plannedOpenings({ payer: "0xbb", exceptHolder: "second" }),
+      [],
+      "another payer's",
+    );
+    await store.planOpening({ poolKey: pool, slot: 0, holder: "first" }, undefined);
+    assert.deepEqual(await others("second"), [], "forgotten");
+    await store.planOpening({ poolKey: pool, slot: 0, holder: "first" }, opening);
+    await store.releaseChannelSlot(pool, 0, "first");
+    assert.deepEqual(await others("second"), [], "given back with its slot");
+    // A process that crashed: its lease lapses, and its plan stops counting.
+    assert.equal(await store.leaseChannelSlot(pool, 1, "crashed", 1), true);
+    await store.planOpening({ poolKey: pool, slot: 1, holder: "crashed" }, opening);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    assert.deepEqual(await others("second"), [], "lapsed with its lease");
+  } finally {
+    await store.close();
+  }
+});
+
 test("vouchers without receipts are settled from the channel's cumulative, each at the next base minus its own", async () => {
   const store = await openSpendStore({ dataDir: "memory://" });
   try {

@@ -144,4 +144,23 @@ CREATE TABLE buyer_channel_leases (
 );
 `,
   },
+  {
+    version: 108,
+    name: "buyer_planned_openings",
+    sql: `
+-- A channel's opening deposit a buyer process planned and has not finished: processes sharing one
+-- spend store count each other's against maxEscrow and the per-provider bound. A row counts while the
+-- lease of the pool slot that plans it (pool_key, slot, holder) is held.
+CREATE TABLE buyer_planned_openings (
+  pool_key      TEXT NOT NULL,
+  slot          INTEGER NOT NULL,
+  holder        TEXT NOT NULL,
+  payer         TEXT NOT NULL,
+  origin        TEXT NOT NULL,
+  channel_id    TEXT NOT NULL,
+  amount_atomic NUMERIC(78,0) NOT NULL CHECK (amount_atomic >= 0),
+  PRIMARY KEY (pool_key, slot, holder)
+);
+`,
+  },
 ];
