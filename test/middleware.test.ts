@@ -662,6 +662,54 @@ describe("the Express adapter at the request's time bound", () => {
     assert.match(text, /TOLLGATE_BACKEND_TIMEOUT/, "the stream ends with the time bound's error event");
   });
 
+  test("a hurried handler whose output runs 8 MiB ahead of a buyer that reads nothing: the buyer is taken as gone at once, charged for what its socket took", async () => {
+    // Each event followed by a 2 KiB SSE comment (a keep-alive padding, no tokens): the output waiting for
+    // the buyer passes 8 MiB long before the handler's generation or the time bound ends.
+    let written = 0;
+    const { port, maxDurationSeconds } = await longExpressApp(
+      (backendUrl) => async (req, res) => {
+        const upstream = await fetchUpstream(backendUrl, req.body);
+        res.status(upstream.status).type(upstream.headers.get("content-type") ?? "application/json");
+        const padding = `: ${"x".repeat(2048)}\n\n`;
+        let pending = "";
+        for await (const chunk of upstream.body as unknown as AsyncIterable<Uint8Array>) {
+          pending += Buffer.from(chunk).toString("utf8");
+          for (let at = pending.indexOf("\n\n"); at >= 0; at = pending.indexOf("\n\n")) {
+            res.write(pending.slice(0, at + 2));
+            res.write(padding);
+            written += 1;
+            pending = pending.slice(at + 2);
+          }
+        }
+        res.end(pending);
+      },
+      {},
+      { maxDurationSeconds: 60 },
+    );
+    const longBody = body(true, 50_000);
+    const header = await paymentHeaderFor(port, longBody);
+    const lastIdBefore = await lastPaymentId();
+    const startedAt = Date.now();
+    const buyerSide = postWithoutReading(port, "/v1/chat/completions", longBody, {
+      "payment-signature": header,
+    });
+    const row = await finalRowAfter(lastIdBefore, Date.now() + 30_000);
+    const chargedAfterMs = Date.now() - startedAt;
+    assert.equal(row?.status, "settled", `charged without the buyer reading (row: ${row?.status ?? "none"})`);
+    assert.ok(
+      chargedAfterMs < (maxDurationSeconds * 1000) / 2,
+      `charged after ${chargedAfterMs} ms: the buyer was taken as gone, not waited for until the ${maxDurationSeconds} s time bound`,
+    );
+    const text = unchunk(await buyerSide.readRest());
+    const delivered = contentChunks(text);
+    assert.ok(
+      delivered > 0 && delivered < 50_000,
+      `part of the answer reached the buyer (${delivered} tokens)`,
+    );
+    assert.ok(written > delivered, `the handler wrote more (${written} events) than reached the buyer`);
+    assert.equal(row?.completionTokens, delivered, "charged for exactly what reached the buyer");
+  });
+
   test("a hurried handler's long stream to a buyer that reads it all is delivered whole, its receipt last", async () => {
     // The time bound is far beyond this stream's length even on a loaded machine: this test is about delivery.
     const { port } = await longExpressApp(
