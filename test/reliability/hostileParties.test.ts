@@ -79,7 +79,9 @@ const cases: Case[] = [
     bends: { amountAtomic: 10n ** 7n },
   },
   { name: "deadline 10 s away", party: "buyer", bends: { deadlineSeconds: 10 } },
-  { name: "hangs up after 5 chunks", party: "buyer", controls: { tokensPerSecond: 200 }, hangUpAfter: 5 },
+  // Paced at 50 ms a token: the two chunks allowed in flight (written to the buyer's socket after it
+  // stopped reading, before the gateway saw it leave) are 100 ms of a loaded machine's delay.
+  { name: "hangs up after 5 chunks", party: "buyer", controls: { tokensPerSecond: 20 }, hangUpAfter: 5 },
 ];
 
 type Figures = {
