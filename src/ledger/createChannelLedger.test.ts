@@ -335,6 +335,47 @@ describe("channels in a shared database (PostgreSQL)", {
     }
   });
 
+  test("replicas take turns at a round even on a server that ends idle transactions: the turn's transaction is exempt", async () => {
+    const url = postgresUrl as string;
+    const schema = `tollgate_test_${process.pid}_${Date.now().toString(36)}_turns`;
+    const sqlA = await createPostgresClient({ connectionString: url, schema });
+    const sqlB = await createPostgresClient({ connectionString: url, schema });
+    // Replica A's server ends a transaction idle for 200 ms (as `idle_in_transaction_session_timeout`
+    // configured for its role or database would).
+    const strict: SqlClient = {
+      ...sqlA,
+      transaction: (fn) =>
+        sqlA.transaction(async (tx) => {
+          await tx.query("SET LOCAL idle_in_transaction_session_timeout = '200ms'");
+          return fn(tx);
+        }),
+    };
+    const ledger = await createLedger(sqlA);
+    try {
+      const replicaA = createChannelLedger(strict);
+      const replicaB = createChannelLedger(sqlB);
+      let aEndedAt = 0;
+      let started = () => {};
+      const aStarted = new Promise<void>((resolve) => {
+        started = resolve;
+      });
+      // A's round waits 1 s on the chain (its claim being mined), its turn's transaction idle meanwhile.
+      const roundA = replicaA.exclusively("claim:payTo", async () => {
+        started();
+        await new Promise((resolve) => setTimeout(resolve, 1_000));
+        aEndedAt = Date.now();
+      });
+      await aStarted;
+      const roundB = replicaB.exclusively("claim:payTo", async () => Date.now());
+      const [, bStartedAt] = await Promise.all([roundA, roundB]);
+      assert.ok(bStartedAt >= aEndedAt, `B's round began ${aEndedAt - bStartedAt} ms before A's ended`);
+    } finally {
+      await sqlA.exec(`DROP SCHEMA IF EXISTS "${schema}" CASCADE`);
+      await ledger.close();
+      await sqlB.close();
+    }
+  });
+
   test("a settle recorded while an update holds the channel is not written back over", async () => {
     const url = postgresUrl as string;
     const schema = `tollgate_test_${process.pid}_${Date.now().toString(36)}_channels`;

@@ -435,6 +435,9 @@ function createSharedChannelLedger(sql: SqlClient): ChannelLedger {
       let outcome: { ok: true; value: T } | { ok: false; error: unknown } | undefined;
       try {
         await sql.transaction(async (tx) => {
+          // The transaction stays idle while the job runs (a claim waits to be mined): a server that ends
+          // idle transactions (idle_in_transaction_session_timeout) would end it, and free the lock mid-round.
+          await tx.query("SET LOCAL idle_in_transaction_session_timeout = 0");
           await tx.query("SELECT pg_advisory_xact_lock(hashtext('tollgate:channel-round:' || $1))", [name]);
           outcome = await job().then(
             (value) => ({ ok: true as const, value }),

@@ -83,6 +83,29 @@ if (connectionString === undefined || connectionString === "") {
       await close.close();
     });
 
+    test("refuses a pool of one connection, on which a replica's channel round would wait for ever", async () => {
+      for (const maxConnections of [1, 0, 1.5])
+        await assert.rejects(
+          openPostgresLedger({ connectionString: url, schema: freshSchema(), maxConnections }),
+          (error: unknown) =>
+            isTollgateError(error, "TOLLGATE_CONFIG_INVALID") &&
+            error.shortMessage.includes(`maxConnections is ${maxConnections}`) &&
+            error.shortMessage.includes("at least 2 connections"),
+        );
+      const two = await openPostgresLedger({
+        connectionString: url,
+        schema: freshSchema(),
+        maxConnections: 2,
+      });
+      // Two connections are enough for a round: its turn holds one, its statements take the other.
+      const done = await two.channels.exclusively("round", async () => {
+        await two.channels.get(`0x${"11".repeat(32)}`);
+        return "done";
+      });
+      assert.equal(done, "done");
+      await two.close();
+    });
+
     test("lets exactly one replica claim an authorization and exactly one move its row", async () => {
       const schema = freshSchema();
       const replicas = await Promise.all(

@@ -7,7 +7,7 @@ export type OpenPostgresLedgerParameters = {
   connectionString: string;
   /** A schema to keep the tables in (created if missing); default: the server's search_path. */
   schema?: string | undefined;
-  /** Pool size; default 10. */
+  /** Pool size; default 10, at least 2 (a channel round holds one connection for its turn, its statements take others). */
   maxConnections?: number | undefined;
   logger?: Logger | undefined;
   /** This process's clock (ms since the epoch), as compared with the database's; default `Date.now`. */
@@ -28,6 +28,11 @@ export async function openPostgresLedger({
   logger = silentLogger,
   now = Date.now,
 }: OpenPostgresLedgerParameters): Promise<Ledger> {
+  if (maxConnections !== undefined && !(Number.isInteger(maxConnections) && maxConnections >= 2))
+    throw new TollgateError({
+      code: "TOLLGATE_CONFIG_INVALID",
+      shortMessage: `maxConnections is ${maxConnections}: the PostgreSQL ledger needs a pool of at least 2 connections (a replica's claim or settle round holds one for its turn while its statements take another); give 2 or more, or leave it out (10)`,
+    });
   const sql = await createPostgresClient({ connectionString, schema, maxConnections, logger });
   // Replicas compare times each of them wrote (a channel reservation's expiry, a refund's lease): a
   // clock far from the others' would take a live reservation for an expired one.
