@@ -91,7 +91,7 @@ describe("promptCountPlausible", () => {
     const fields = { messages: [{ role: "user", content: "Look up thirty items." }, ...turns] };
     const prompt = { kind: "chat" as const, body: messagesPromptBody(fields), model: "claude-sonnet-4" };
     const texts = messagesPlainTexts(fields);
-    assert.deepEqual(texts.slice(0, 3), ["Look up thirty items.", "result 0", "result 1"]);
+    assert.deepEqual(texts.slice(0, 3), ["Look up thirty items.", "item 0", "result 0"]);
     // An honest count: the text, and some tokens per block for the template and the tool calls.
     const honestish = texts.reduce((sum, text) => sum + encodeO200k(text, plain).length, 0) + 60 * 8;
     assert.equal(await promptCountPlausible(prompt, honestish, texts), true);

@@ -157,14 +157,27 @@ export function responsesPromptBody(fields: Record<string, unknown>): Record<str
   return { messages: chat, tools, tool_choice, response_format: text };
 }
 
-/** The text of Anthropic content (a string, or blocks): text blocks, plain-text documents, and what tool results and documents of blocks hold. */
+/** Every string value inside `value` (not its keys): what a model reads of a tool call's input, whatever its rendering. */
+function stringValues(value: unknown, out: string[], depth = 0): void {
+  if (typeof value === "string") out.push(value);
+  else if (depth < 64 && Array.isArray(value)) for (const item of value) stringValues(item, out, depth + 1);
+  else if (depth < 64 && isObject(value))
+    for (const item of Object.values(value)) stringValues(item, out, depth + 1);
+}
+
+/**
+ * The text of Anthropic content (a string, or blocks): text blocks, plain-text documents, the values
+ * of a tool call's input, and what tool results, search results and documents of blocks hold.
+ */
 function messagesContentTexts(content: unknown, out: string[]): void {
   if (typeof content === "string") out.push(content);
   if (!Array.isArray(content)) return;
   for (const block of content) {
     if (!isObject(block)) continue;
     if (block.type === "text" && typeof block.text === "string") out.push(block.text);
-    if (block.type === "tool_result") messagesContentTexts(block.content, out);
+    if (block.type === "tool_use") stringValues(block.input, out);
+    if (block.type === "tool_result" || block.type === "search_result")
+      messagesContentTexts(block.content, out);
     const source = isObject(block.source) ? block.source : undefined;
     if (block.type === "document" && source?.type === "text" && typeof source.data === "string")
       out.push(source.data);
@@ -174,7 +187,7 @@ function messagesContentTexts(content: unknown, out: string[]): void {
 
 /**
  * The text of a Messages API request that any model must read, whatever its template: the system
- * prompt, and the text of every message, tool result and text document. Not the blocks' JSON (keys,
+ * prompt, and the text of every message, tool call's input, tool and search result and text document. Not the blocks' JSON (keys,
  * ids, thinking signatures), which the prompt bound counts and a backend may not. For weighing a
  * backend's count (`promptCountPlausible`).
  */
@@ -188,7 +201,7 @@ export function messagesPlainTexts(fields: Record<string, unknown>): string[] {
 
 /**
  * The text of a Responses API request that any model must read: the instructions, a string input,
- * and the text of every input item's content and tool output. Not the items' JSON (keys, ids). For
+ * and the text of every input item's content, tool call's arguments or input, and tool output. Not the items' JSON (keys, ids). For
  * weighing a backend's count (`promptCountPlausible`).
  */
 export function responsesPlainTexts(fields: Record<string, unknown>): string[] {
@@ -198,6 +211,8 @@ export function responsesPlainTexts(fields: Record<string, unknown>): string[] {
   if (Array.isArray(fields.input))
     for (const item of fields.input) {
       if (!isObject(item)) continue;
+      // A function call's arguments and a custom tool call's input: the model reads them as they are.
+      for (const value of [item.arguments, item.input]) if (typeof value === "string") out.push(value);
       for (const value of [item.content, item.output]) {
         if (typeof value === "string") out.push(value);
         if (Array.isArray(value))
