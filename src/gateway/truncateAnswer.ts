@@ -26,7 +26,7 @@ export function cutText(text: string, maxTokens: number, meter: AnswerMeter): st
 /**
  * A copy of a whole chat or completions answer cut to the authorized output: choices past the
  * `choices` asked for are dropped, and each choice's text (`message.content` or `text`) is cut to
- * the per-choice allowance with `finish_reason: "length"`. Undefined when the answer is not in a
+ * the per-choice allowance with `finish_reason: "length"` and no `logprobs`. Undefined when the answer is not in a
  * shape that can be cut.
  */
 export function truncateAnswer(
@@ -42,15 +42,18 @@ export function truncateAnswer(
     const index = typeof choice.index === "number" ? choice.index : position;
     if (index >= Math.max(choices, 1)) continue;
     const copy: Record<string, unknown> = { ...choice };
+    // A cut choice's logprobs would show the tokens cut off: they go with them, as in a stream.
     if (typeof copy.text === "string" && meter.tokensOf(copy.text) > allowance) {
       copy.text = cutText(copy.text, allowance, meter);
       copy.finish_reason = "length";
+      copy.logprobs = null;
     }
     if (isObject(copy.message) && typeof copy.message.content === "string") {
       const content = copy.message.content;
       if (meter.tokensOf(content) > allowance) {
         copy.message = { ...copy.message, content: cutText(content, allowance, meter) };
         copy.finish_reason = "length";
+        copy.logprobs = null;
       }
     }
     kept.push(copy);

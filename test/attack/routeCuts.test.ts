@@ -1,0 +1,82 @@
+import assert from "node:assert/strict";
+import { after, before, describe, test } from "node:test";
+import { type Devnet, startDevnet } from "../../src/devnet/index.js";
+import { type GatewayHarness, startGatewayHarness } from "../support/gatewayHarness.js";
+import { finalRow, payFor } from "../support/paidRequests.js";
+import { type ScriptedBackend, startScriptedBackend } from "./scriptedBackend.js";
+
+// A backend that ignores the output limit: what the gateway cuts must not reach the buyer by another field.
+
+let devnet: Devnet;
+let h: GatewayHarness;
+let scripted: ScriptedBackend;
+let nextBuyer = 0;
+const buyer = () => devnet.accounts.buyers[nextBuyer++ % devnet.accounts.buyers.length]!;
+const COMPLETIONS = "scripted-completions";
+
+before(async () => {
+  devnet = await startDevnet({ buyers: 4 });
+  scripted = await startScriptedBackend();
+  h = await startGatewayHarness({
+    devnet,
+    extraModels: () => [
+      {
+        id: COMPLETIONS,
+        kind: "completion",
+        tokenizer: "o200k_base",
+        backend: { baseUrl: scripted.url },
+        inputPrice: "3000000",
+        outputPrice: "15000000",
+        maxOutputTokens: 100,
+      },
+    ],
+  });
+});
+after(async () => {
+  await h?.close();
+  await scripted?.close();
+  await devnet?.stop();
+});
+
+/** 200 words the backend generates past a 10-token limit, one o200k token each. */
+const words = Array.from({ length: 200 }, (_, i) => ` secret${i % 10}`);
+
+describe("a completions answer past max_tokens, with logprobs", () => {
+  test("the cut answer's logprobs go with the text cut off: the buyer cannot read the 200 tokens it did not pay for", async () => {
+    scripted.script = () => ({
+      pieces: [
+        JSON.stringify({
+          id: "c",
+          object: "text_completion",
+          choices: [
+            {
+              index: 0,
+              text: words.join(""),
+              finish_reason: "length",
+              logprobs: {
+                tokens: words,
+                token_logprobs: words.map(() => -0.1),
+                top_logprobs: words.map((word) => ({ [word]: -0.1 })),
+                text_offset: words.map((_, i) => i * 8),
+              },
+            },
+          ],
+          usage: { prompt_tokens: 2, completion_tokens: 200, total_tokens: 202 },
+        }),
+      ],
+    });
+    const body = { model: COMPLETIONS, prompt: "tell me", max_tokens: 10, logprobs: 1 };
+    const { response } = await payFor(h, "/v1/completions", body, buyer().privateKey);
+    const text = await response.text();
+    assert.equal(response.status, 200, text);
+    const row = await finalRow(h);
+    assert.equal(row.completionTokens, 10, "charged the 10 tokens delivered");
+    const answer = JSON.parse(text) as { choices: { text: string; logprobs: unknown }[] };
+    const delivered = answer.choices[0]!.text;
+    assert.ok(words.join("").startsWith(delivered) && delivered.length > 0, "the text is cut, not dropped");
+    const inText = delivered.split("secret").length - 1;
+    const inLogprobs = JSON.stringify(answer.choices[0]!.logprobs ?? null).split("secret").length - 1;
+    // Observed before: the text cut to 5 words, its logprobs still showing all 200 (600 mentions).
+    assert.ok(inLogprobs <= 3 * inText, `the logprobs show ${inLogprobs} words, the text ${inText}`);
+  });
+});
