@@ -141,6 +141,7 @@ describe("POST /v1/responses (OpenAI Responses API)", () => {
         "input[0].content[0].file_data",
       ],
       [{ model: "mock-responses", input: "hi", max_output_tokens: -3 }, "max_output_tokens"],
+      [{ model: "mock-responses", input: [{ type: "item_reference", id: "msg_1" }] }, "input[0].type"],
     ] as const) {
       const response = await fetch(`${h.gateway.url}/v1/responses`, {
         method: "POST",

@@ -137,6 +137,12 @@ export function responsesPromptBody(fields: Record<string, unknown>): Record<str
   else
     (input as unknown[]).forEach((item, index) => {
       if (!isObject(item)) throw invalid(`input[${index}]`, "must be an object");
+      // A reference reads an item stored on the backend into the prompt, unseen here.
+      if (item.type === "item_reference")
+        throw invalid(
+          `input[${index}].type`,
+          "item_reference names an item stored on the backend, which cannot be priced before the request runs; send the item itself",
+        );
       // A tool call's output may be parts too (text, images, files): each is read as a content part is.
       const { content, output, ...rest } = item;
       if (!Array.isArray(content) && !Array.isArray(output)) {
