@@ -176,6 +176,19 @@ describe("POST /v1/images/generations", () => {
     assert.equal(error.param, "size");
     assert.match(error.message, /256x256/);
   });
+
+  test("a size that is not a string is refused as such, naming the sizes, not as missing", async () => {
+    const response = await fetch(`${h.gateway.url}/v1/images/generations`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ model: "mock-image", prompt: "x", size: ["1024x1024"] }),
+    });
+    assert.equal(response.status, 400);
+    const error = ((await response.json()) as { error: { param: string; message: string } }).error;
+    assert.equal(error.param, "size");
+    // Observed before: "size is required: this model has no default size", for a model that has one.
+    assert.match(error.message, /must be a string.*256x256/);
+  });
 });
 
 describe("an image backend that ignores the request", () => {

@@ -106,6 +106,9 @@ export const imageGenerations: RouteAdapter = {
     const sizes = Object.keys(model.imagePrices ?? {});
     const size = request.fields.size ?? defaultSizeOf(model);
     const quality = request.fields.quality;
+    const sizeNames = [...new Set(sizes.map((key) => key.split("/")[0]))].join(", ");
+    if (size !== undefined && typeof size !== "string")
+      throw invalidField("size", `must be a string${sizeNames ? `, one of ${sizeNames}` : ""}`);
     if (typeof size !== "string") throw invalidField("size", "is required: this model has no default size");
     if (quality !== undefined && typeof quality !== "string")
       throw invalidField("quality", "must be a string");
