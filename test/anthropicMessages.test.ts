@@ -312,6 +312,43 @@ describe("POST /v1/messages (Anthropic Messages API)", () => {
     }
   });
 
+  test("adaptive thinking with a max_tokens above the model's limit (even past 2^53) is charged its thinking, up to the limit the model is sold with", async () => {
+    const buyer = h.devnet.accounts.buyers[2]!;
+    const hidden = 150;
+    h.backend.set({
+      responseTokens: 9,
+      tokensPerSecond: 0,
+      thinking: { summary: "Weigh the toll roads first.", hiddenTokens: hidden },
+    });
+    const pay = officialPayingFetch(buyer.privateKey, h.devnet.network);
+    try {
+      for (const maxTokens of [100_000, 1e20]) {
+        const response = await pay(`${h.gateway.url}/v1/messages`, {
+          method: "POST",
+          headers: json,
+          body: JSON.stringify({
+            model: "mock-claude",
+            max_tokens: maxTokens,
+            thinking: { type: "adaptive" },
+            messages: [{ role: "user", content: "Tell me about toll roads" }],
+          }),
+        });
+        assert.equal(response.status, 200);
+        const message = (await response.json()) as { usage: { output_tokens: number } };
+        assert.ok(message.usage.output_tokens > hidden + 9);
+        const [row] = await h.ledger.payments.recent({ limit: 1 });
+        // Observed before at 1e20: charged the 15 tokens shown, none of the 150 the model thought unseen.
+        assert.equal(
+          row?.usage?.output_tokens,
+          message.usage.output_tokens,
+          `max_tokens ${maxTokens}: the whole thinking is charged`,
+        );
+      }
+    } finally {
+      h.backend.set({ thinking: undefined });
+    }
+  });
+
   test("the official SDK streams; the receipt arrives as a final event it passes through, after message_stop", async () => {
     const buyer = h.devnet.accounts.buyers[1]!;
     h.backend.set({ responseTokens: 14, tokensPerSecond: 500 });

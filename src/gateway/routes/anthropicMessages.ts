@@ -87,7 +87,10 @@ function hiddenThinkingTokens(thinking: unknown, maxTokens: unknown): number | u
     case "disabled":
       return 0;
     case "adaptive":
-      return typeof maxTokens === "number" && Number.isSafeInteger(maxTokens) ? maxTokens : 0;
+      // A max_tokens too large to be exact (1e20) is still a limit: the model's, which the charge never passes.
+      return typeof maxTokens === "number" && Number.isSafeInteger(maxTokens)
+        ? maxTokens
+        : Number.MAX_SAFE_INTEGER;
     case "enabled": {
       const budget = thinking.budget_tokens;
       if (typeof budget !== "number" || !Number.isSafeInteger(budget) || budget < 1)
