@@ -83,7 +83,11 @@ export function createSseTap({ route, meter, onStop }: CreateSseTapParameters): 
         stop("backend_error", reading.error);
         break;
       }
-      const name = route.namedEvents && event.event !== "" ? `event: ${event.event}\n` : "";
+      // A named event goes out under the type it was metered as: a client dispatches on the name (the
+      // Anthropic SDK skips `ping` and throws on `error`), so it reads exactly what is charged.
+      const type = (json as { type?: unknown }).type;
+      const eventName = typeof type === "string" && /^[\w.-]+$/.test(type) ? type : event.event;
+      const name = route.namedEvents && eventName !== "" ? `event: ${eventName}\n` : "";
       if (!meter.accept(reading)) {
         // What still fits of the chunk goes out (a backend may send many tokens at once), then the stream stops.
         // A chunk with a choice nobody asked for is not cut: it stops the stream whole.

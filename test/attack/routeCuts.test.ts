@@ -1,7 +1,9 @@
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
+import Anthropic from "@anthropic-ai/sdk";
 import { type Devnet, startDevnet } from "../../src/devnet/index.js";
-import { type GatewayHarness, startGatewayHarness } from "../support/gatewayHarness.js";
+import type { StreamReceipt } from "../../src/protocol/index.js";
+import { type GatewayHarness, officialPayingFetch, startGatewayHarness } from "../support/gatewayHarness.js";
 import { finalRow, payFor } from "../support/paidRequests.js";
 import { type ScriptedBackend, startScriptedBackend } from "./scriptedBackend.js";
 
@@ -13,6 +15,7 @@ let scripted: ScriptedBackend;
 let nextBuyer = 0;
 const buyer = () => devnet.accounts.buyers[nextBuyer++ % devnet.accounts.buyers.length]!;
 const COMPLETIONS = "scripted-completions";
+const MESSAGES = "scripted-messages";
 
 before(async () => {
   devnet = await startDevnet({ buyers: 4 });
@@ -23,6 +26,15 @@ before(async () => {
       {
         id: COMPLETIONS,
         kind: "completion",
+        tokenizer: "o200k_base",
+        backend: { baseUrl: scripted.url },
+        inputPrice: "3000000",
+        outputPrice: "15000000",
+        maxOutputTokens: 100,
+      },
+      {
+        id: MESSAGES,
+        kind: "messages",
         tokenizer: "o200k_base",
         backend: { baseUrl: scripted.url },
         inputPrice: "3000000",
@@ -79,4 +91,66 @@ describe("a completions answer past max_tokens, with logprobs", () => {
     // Observed before: the text cut to 5 words, its logprobs still showing all 200 (600 mentions).
     assert.ok(inLogprobs <= 3 * inText, `the logprobs show ${inLogprobs} words, the text ${inText}`);
   });
+});
+
+describe("a Messages stream whose event names are not its events' types", () => {
+  const events = (text: string) => [
+    {
+      type: "message_start",
+      message: {
+        id: "m",
+        type: "message",
+        role: "assistant",
+        content: [],
+        usage: { input_tokens: 10, output_tokens: 1 },
+      },
+    },
+    { type: "content_block_start", index: 0, content_block: { type: "text", text: "" } },
+    { type: "content_block_delta", index: 0, delta: { type: "text_delta", text } },
+    { type: "content_block_stop", index: 0 },
+    { type: "message_delta", delta: { stop_reason: "end_turn" }, usage: { output_tokens: 5 } },
+    { type: "message_stop" },
+  ];
+  const text = " the toll is paid";
+
+  for (const [label, frame] of [
+    ["no event names (data only)", (event: Record<string, unknown>) => `data: ${JSON.stringify(event)}\n\n`],
+    [
+      "every event named ping",
+      (event: Record<string, unknown>) => `event: ping\ndata: ${JSON.stringify(event)}\n\n`,
+    ],
+  ] as const) {
+    test(`${label}: the official SDK reads the text the buyer is charged for`, async () => {
+      scripted.script = () => ({
+        headers: { "content-type": "text/event-stream" },
+        pieces: events(text).map(frame),
+      });
+      const client = new Anthropic({
+        apiKey: "unused",
+        baseURL: h.gateway.url,
+        fetch: officialPayingFetch(buyer().privateKey, devnet.network),
+        maxRetries: 0,
+      });
+      const stream = await client.messages.create({
+        model: MESSAGES,
+        max_tokens: 50,
+        messages: [{ role: "user", content: "hi" }],
+        stream: true,
+      });
+      let read = "";
+      let receipt: StreamReceipt | undefined;
+      for await (const event of stream) {
+        if (event.type === "content_block_delta" && event.delta.type === "text_delta")
+          read += event.delta.text;
+        if ((event as { type: string }).type === "x402_receipt")
+          receipt = (event as unknown as { x402_receipt: StreamReceipt }).x402_receipt;
+      }
+      const row = await finalRow(h);
+      assert.equal(row.status, "settled");
+      assert.ok((row.completionTokens ?? 0) > 0, "output was charged");
+      // Observed before: the SDK skipped every event (no name, or ping) and read nothing, charged 4 output tokens.
+      assert.equal(read, text, "the SDK reads what was charged");
+      assert.ok(receipt, "the receipt reaches the SDK");
+    });
+  }
 });
