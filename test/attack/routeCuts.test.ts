@@ -16,6 +16,7 @@ let nextBuyer = 0;
 const buyer = () => devnet.accounts.buyers[nextBuyer++ % devnet.accounts.buyers.length]!;
 const COMPLETIONS = "scripted-completions";
 const MESSAGES = "scripted-messages";
+const RESPONSES = "scripted-responses";
 
 before(async () => {
   devnet = await startDevnet({ buyers: 4 });
@@ -26,6 +27,15 @@ before(async () => {
       {
         id: COMPLETIONS,
         kind: "completion",
+        tokenizer: "o200k_base",
+        backend: { baseUrl: scripted.url },
+        inputPrice: "3000000",
+        outputPrice: "15000000",
+        maxOutputTokens: 100,
+      },
+      {
+        id: RESPONSES,
+        kind: "responses",
         tokenizer: "o200k_base",
         backend: { baseUrl: scripted.url },
         inputPrice: "3000000",
@@ -90,6 +100,48 @@ describe("a completions answer past max_tokens, with logprobs", () => {
     const inLogprobs = JSON.stringify(answer.choices[0]!.logprobs ?? null).split("secret").length - 1;
     // Observed before: the text cut to 5 words, its logprobs still showing all 200 (600 mentions).
     assert.ok(inLogprobs <= 3 * inText, `the logprobs show ${inLogprobs} words, the text ${inText}`);
+  });
+});
+
+describe("a Responses answer past max_output_tokens, with logprobs", () => {
+  test("the cut text's logprobs go with it: the buyer cannot read the 200 tokens it did not pay for", async () => {
+    scripted.script = () => ({
+      pieces: [
+        JSON.stringify({
+          id: "r",
+          object: "response",
+          status: "completed",
+          output: [
+            {
+              type: "message",
+              role: "assistant",
+              content: [
+                {
+                  type: "output_text",
+                  text: words.join(""),
+                  annotations: [],
+                  logprobs: words.map((token) => ({ token, logprob: -0.1, top_logprobs: [] })),
+                },
+              ],
+            },
+          ],
+          usage: { input_tokens: 2, output_tokens: 200 },
+        }),
+      ],
+    });
+    const body = { model: RESPONSES, input: "tell me", max_output_tokens: 10 };
+    const { response } = await payFor(h, "/v1/responses", body, buyer().privateKey);
+    const text = await response.text();
+    assert.equal(response.status, 200, text);
+    const row = await finalRow(h);
+    assert.equal(row.completionTokens, 10, "charged the 10 tokens delivered");
+    const part = (JSON.parse(text) as { output: { content: { text: string; logprobs: unknown }[] }[] })
+      .output[0]!.content[0]!;
+    const inText = part.text.split("secret").length - 1;
+    const inLogprobs = JSON.stringify(part.logprobs ?? null).split("secret").length - 1;
+    assert.ok(inText > 0, "the text is cut, not dropped");
+    // Observed before: the text cut to 5 words, its logprobs still showing all 200.
+    assert.ok(inLogprobs <= inText, `the logprobs show ${inLogprobs} words, the text ${inText}`);
   });
 });
 

@@ -242,9 +242,14 @@ function cutMessageItem(item: unknown, maxTokens: number, meter: AnswerMeter): u
   const budget: AnswerMeter = { allowancePerChoice: maxTokens, tokensOf: (text) => meter.tokensOf(text) };
   const { blocks } = cutBlocks<unknown>(item.content, budget, {
     textOf: (part) => outputText([{ content: [part] }]),
+    // A cut part's logprobs would show the tokens cut off: they go with them.
     cut: (part, partTokens) =>
       isObject(part) && typeof part.text === "string"
-        ? { ...part, text: cutText(part.text, partTokens, meter) }
+        ? {
+            ...part,
+            text: cutText(part.text, partTokens, meter),
+            ...("logprobs" in part ? { logprobs: [] } : {}),
+          }
         : undefined,
   });
   return { ...item, status: "incomplete", content: blocks };
