@@ -171,6 +171,13 @@ function stringValues(value: unknown, out: string[], depth = 0): void {
     for (const item of Object.values(value)) stringValues(item, out, depth + 1);
 }
 
+/** Each tool's description: a model shown a tool reads it, however its template lays the tool out. */
+function toolDescriptions(tools: unknown, out: string[]): void {
+  if (!Array.isArray(tools)) return;
+  for (const tool of tools)
+    if (isObject(tool) && typeof tool.description === "string") out.push(tool.description);
+}
+
 /**
  * The text of Anthropic content (a string, or blocks): text blocks, plain-text documents, the values
  * of a tool call's input, and what tool results, search results and documents of blocks hold.
@@ -192,13 +199,14 @@ function messagesContentTexts(content: unknown, out: string[]): void {
 }
 
 /**
- * The text of a Messages API request that any model must read, whatever its template: the system
- * prompt, and the text of every message, tool call's input, tool and search result and text document. Not the blocks' JSON (keys,
+ * The text of a Messages API request that any model must read, whatever its template: the tools'
+ * descriptions, the system prompt, and the text of every message, tool call's input, tool and search result and text document. Not the blocks' JSON (keys,
  * ids, thinking signatures), which the prompt bound counts and a backend may not. For weighing a
  * backend's count (`promptCountPlausible`).
  */
 export function messagesPlainTexts(fields: Record<string, unknown>): string[] {
   const out: string[] = [];
+  toolDescriptions(fields.tools, out);
   messagesContentTexts(fields.system, out);
   if (Array.isArray(fields.messages))
     for (const message of fields.messages) if (isObject(message)) messagesContentTexts(message.content, out);
@@ -206,12 +214,14 @@ export function messagesPlainTexts(fields: Record<string, unknown>): string[] {
 }
 
 /**
- * The text of a Responses API request that any model must read: the instructions, a string input,
+ * The text of a Responses API request that any model must read: the tools' descriptions, the
+ * instructions, a string input,
  * and the text of every input item's content, tool call's arguments or input, and tool output. Not the items' JSON (keys, ids). For
  * weighing a backend's count (`promptCountPlausible`).
  */
 export function responsesPlainTexts(fields: Record<string, unknown>): string[] {
   const out: string[] = [];
+  toolDescriptions(fields.tools, out);
   if (typeof fields.instructions === "string") out.push(fields.instructions);
   if (typeof fields.input === "string") out.push(fields.input);
   if (Array.isArray(fields.input))

@@ -154,4 +154,40 @@ describe("a backend reporting a tiny prompt count for a prompt of tool calls", (
     const row = await finalRow(h);
     assert.ok((row.promptTokens ?? 0) >= 5_000, `charged ${row.promptTokens} prompt tokens, not 3`);
   });
+
+  test("Messages and Responses: a tool's description is weighed; 3 tokens for it is not believed", async () => {
+    for (const [path, answer, body] of [
+      [
+        "/v1/messages",
+        messageAnswer,
+        {
+          model: MESSAGES,
+          max_tokens: 20,
+          messages: [{ role: "user", content: "hi" }],
+          tools: [{ name: "lookup", description: long, input_schema: { type: "object" } }],
+        },
+      ],
+      [
+        "/v1/responses",
+        responseAnswer,
+        {
+          model: RESPONSES,
+          max_output_tokens: 20,
+          input: "hi",
+          tools: [{ type: "function", name: "lookup", description: long, parameters: { type: "object" } }],
+        },
+      ],
+    ] as const) {
+      scripted.script = answer;
+      const { response } = await payFor(h, path, body, buyer().privateKey);
+      assert.equal(response.status, 200, await response.clone().text());
+      await response.text();
+      const row = await finalRow(h);
+      // Observed before: charged 3 prompt tokens, of a maximum priced for about 5,000.
+      assert.ok(
+        (row.promptTokens ?? 0) >= 5_000,
+        `${path}: charged ${row.promptTokens} prompt tokens, not 3`,
+      );
+    }
+  });
 });
