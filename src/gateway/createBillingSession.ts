@@ -578,8 +578,10 @@ export function createBillingSession(parameters: CreateBillingSessionParameters)
       }
       const meter = newMeter();
       const reading = quote.route.readAnswer(json);
-      if (reading.error !== undefined || !reading.delivered) {
-        const reason = `the backend answered no result (${reading.error ?? "empty answer"}); nothing is charged`;
+      const missing =
+        reading.error === undefined ? quote.route.missingResults?.(json, quote.request) : undefined;
+      if (reading.error !== undefined || !reading.delivered || missing !== undefined) {
+        const reason = `the backend answered ${missing === undefined ? `no result (${reading.error ?? "empty answer"})` : `too few results (${missing})`}; nothing is charged`;
         await failBeforeOutput(reason);
         return {
           ok: false,

@@ -17,6 +17,7 @@ const buyer = () => devnet.accounts.buyers[nextBuyer++ % devnet.accounts.buyers.
 const COMPLETIONS = "scripted-completions";
 const MESSAGES = "scripted-messages";
 const RESPONSES = "scripted-responses";
+const EMBEDDINGS = "scripted-embeddings";
 
 before(async () => {
   devnet = await startDevnet({ buyers: 4 });
@@ -32,6 +33,13 @@ before(async () => {
         inputPrice: "3000000",
         outputPrice: "15000000",
         maxOutputTokens: 100,
+      },
+      {
+        id: EMBEDDINGS,
+        kind: "embedding",
+        tokenizer: "o200k_base",
+        backend: { baseUrl: scripted.url },
+        inputPrice: "100000",
       },
       {
         id: RESPONSES,
@@ -205,4 +213,37 @@ describe("a Messages stream whose event names are not its events' types", () => 
       assert.ok(receipt, "the receipt reaches the SDK");
     });
   }
+});
+
+describe("an embeddings answer for some of the inputs only", () => {
+  const answer = (count: number) => () => ({
+    pieces: [
+      JSON.stringify({
+        object: "list",
+        data: Array.from({ length: count }, (_, index) => ({ object: "embedding", index, embedding: [0.1] })),
+        usage: { prompt_tokens: 300, total_tokens: 300 },
+      }),
+    ],
+  });
+  const input = Array.from({ length: 100 }, () => "toll road");
+
+  test("is not forwarded, nor charged; an answer for every input is", async () => {
+    const payer = buyer();
+    const before = await devnet.usdcBalance(payer.address);
+    scripted.script = answer(1);
+    const { response } = await payFor(h, "/v1/embeddings", { model: EMBEDDINGS, input }, payer.privateKey);
+    const text = await response.text();
+    // Observed before: 200 with 1 embedding of the 100 asked for, charged the 300 tokens of all 100.
+    assert.equal(response.status, 502, text);
+    assert.match(text, /1 embeddings for 100 inputs/);
+    assert.equal((await finalRow(h)).status, "failed");
+    assert.equal(await devnet.usdcBalance(payer.address), before, "nothing charged");
+
+    scripted.script = answer(100);
+    const whole = await payFor(h, "/v1/embeddings", { model: EMBEDDINGS, input }, payer.privateKey);
+    assert.equal(whole.response.status, 200, await whole.response.text());
+    const row = await finalRow(h);
+    assert.equal(row.status, "settled");
+    assert.equal(row.promptTokens, 300);
+  });
 });

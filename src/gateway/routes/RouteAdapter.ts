@@ -134,6 +134,11 @@ export type RouteAdapter = {
   /** Output of a whole JSON answer. */
   readAnswer(json: unknown): OutputReading;
   /**
+   * Why a whole answer holds fewer results than the request paid for in full (embeddings for some
+   * of its inputs only), or undefined: such an answer is neither forwarded nor charged.
+   */
+  missingResults?(json: unknown, request: RouteRequest): string | undefined;
+  /**
    * A copy of a whole JSON answer that went past the output limit, cut to the meter's allowance
    * and marked as stopped at the limit; undefined when it cannot be cut. Default: chat's and
    * completions' `choices`.

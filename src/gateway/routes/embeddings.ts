@@ -18,6 +18,12 @@ function readEmbeddings(json: unknown): OutputReading {
   };
 }
 
+/** Inputs of an embeddings request: a string or one token-id array is one; an array of strings or of id arrays is many. */
+function inputCount(input: unknown): number {
+  if (!Array.isArray(input) || input.length === 0) return 1;
+  return input.every((item) => typeof item === "number") ? 1 : input.length;
+}
+
 /** `POST /v1/embeddings`: input tokens only, never streamed. */
 export const embeddings: RouteAdapter = {
   kind: "embedding",
@@ -46,4 +52,12 @@ export const embeddings: RouteAdapter = {
 
   readChunk: readEmbeddings,
   readAnswer: readEmbeddings,
+
+  // Every input is charged: an answer with embeddings for some of them only is a failed request.
+  missingResults(json, request) {
+    const data = (json as { data?: unknown } | null)?.data;
+    const got = Array.isArray(data) ? data.length : 0;
+    const asked = inputCount(request.fields.input);
+    return got < asked ? `the backend answered ${got} embeddings for ${asked} inputs` : undefined;
+  },
 };
