@@ -18,6 +18,7 @@ const COMPLETIONS = "scripted-completions";
 const MESSAGES = "scripted-messages";
 const RESPONSES = "scripted-responses";
 const EMBEDDINGS = "scripted-embeddings";
+const MODERATIONS = "scripted-moderations";
 
 before(async () => {
   devnet = await startDevnet({ buyers: 4 });
@@ -37,6 +38,13 @@ before(async () => {
       {
         id: EMBEDDINGS,
         kind: "embedding",
+        tokenizer: "o200k_base",
+        backend: { baseUrl: scripted.url },
+        inputPrice: "100000",
+      },
+      {
+        id: MODERATIONS,
+        kind: "moderation",
         tokenizer: "o200k_base",
         backend: { baseUrl: scripted.url },
         inputPrice: "100000",
@@ -245,5 +253,29 @@ describe("an embeddings answer for some of the inputs only", () => {
     const row = await finalRow(h);
     assert.equal(row.status, "settled");
     assert.equal(row.promptTokens, 300);
+  });
+});
+
+describe("a moderations answer for some of the inputs only", () => {
+  const answer = (count: number) => () => ({
+    pieces: [JSON.stringify({ id: "m", results: Array.from({ length: count }, () => ({ flagged: false })) })],
+  });
+  const input = Array.from({ length: 50 }, () => "toll road");
+
+  test("is not forwarded, nor charged; an answer for every input is", async () => {
+    const payer = buyer();
+    const before = await devnet.usdcBalance(payer.address);
+    scripted.script = answer(1);
+    const { response } = await payFor(h, "/v1/moderations", { model: MODERATIONS, input }, payer.privateKey);
+    const text = await response.text();
+    // Observed before: 200 with 1 result of the 50 asked for, charged the input of all 50.
+    assert.equal(response.status, 502, text);
+    assert.match(text, /1 moderation results for 50 inputs/);
+    assert.equal(await devnet.usdcBalance(payer.address), before, "nothing charged");
+
+    scripted.script = answer(50);
+    const whole = await payFor(h, "/v1/moderations", { model: MODERATIONS, input }, payer.privateKey);
+    assert.equal(whole.response.status, 200, await whole.response.text());
+    assert.equal((await finalRow(h)).status, "settled");
   });
 });

@@ -80,4 +80,14 @@ export const moderations: RouteAdapter = {
 
   readChunk: readModeration,
   readAnswer: readModeration,
+
+  // Every input is charged: an answer with results for some of them only is a failed request.
+  missingResults(json, request) {
+    const results = (json as { results?: unknown } | null)?.results;
+    const got = Array.isArray(results) ? results.length : 0;
+    const input = request.fields.input;
+    // Strings are one input each; multimodal items are the parts of one.
+    const asked = Array.isArray(input) && !input.some(isObject) ? input.length : 1;
+    return got < asked ? `the backend answered ${got} moderation results for ${asked} inputs` : undefined;
+  },
 };
