@@ -30,6 +30,7 @@ export {
   resolveUnitPrices,
 } from "./resolveUnitPrices.js";
 export {
+  chatPlainTexts,
   messagesPlainTexts,
   messagesPromptBody,
   responsesPlainTexts,

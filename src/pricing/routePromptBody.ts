@@ -1,4 +1,5 @@
 import { TollgateError } from "../errors/index.js";
+import { promptParts } from "./promptParts.js";
 
 // The Anthropic Messages API (https://docs.anthropic.com/en/api/messages) and the OpenAI Responses
 // API (https://platform.openai.com/docs/api-reference/responses) carry their prompts in content
@@ -196,6 +197,22 @@ function messagesContentTexts(content: unknown, out: string[]): void {
       out.push(source.data);
     if (block.type === "document" && source?.type === "content") messagesContentTexts(source.content, out);
   }
+}
+
+/**
+ * The text of a Chat Completions request that any model must read, whatever its template: every text
+ * of the messages (as `promptParts` takes them apart), and each tool's or function's description. Not
+ * the tools' JSON schemas, which a backend renders its own way. For weighing a backend's count
+ * (`promptCountPlausible`).
+ */
+export function chatPlainTexts(fields: Record<string, unknown>): string[] {
+  const out = promptParts("chat", { messages: fields.messages }, { imageTokens: 0 }).texts;
+  if (Array.isArray(fields.tools))
+    for (const tool of fields.tools)
+      if (isObject(tool) && isObject(tool.function) && typeof tool.function.description === "string")
+        out.push(tool.function.description);
+  toolDescriptions(fields.functions, out);
+  return out;
 }
 
 /**

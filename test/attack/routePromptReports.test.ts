@@ -16,6 +16,7 @@ let nextBuyer = 0;
 const buyer = () => devnet.accounts.buyers[nextBuyer++ % devnet.accounts.buyers.length]!;
 const RESPONSES = "scripted-responses";
 const MESSAGES = "scripted-messages";
+const CHAT = "scripted-chat";
 
 before(async () => {
   devnet = await startDevnet({ buyers: 4 });
@@ -27,6 +28,7 @@ before(async () => {
         [
           [RESPONSES, "responses"],
           [MESSAGES, "messages"],
+          [CHAT, "chat"],
         ] as const
       ).map(([id, kind]) => ({
         id,
@@ -187,6 +189,35 @@ describe("a backend reporting a tiny prompt count for a prompt of tool calls", (
       assert.ok(
         (row.promptTokens ?? 0) >= 5_000,
         `${path}: charged ${row.promptTokens} prompt tokens, not 3`,
+      );
+    }
+  });
+
+  test("Chat: a tool's or a function's description is weighed; 3 tokens for it is not believed", async () => {
+    scripted.script = () => ({
+      pieces: [
+        JSON.stringify({
+          id: "c",
+          object: "chat.completion",
+          model: CHAT,
+          choices: [{ index: 0, message: { role: "assistant", content: "ok" }, finish_reason: "stop" }],
+          usage: { prompt_tokens: 3, completion_tokens: 1, total_tokens: 4 },
+        }),
+      ],
+    });
+    const parameters = { type: "object", properties: {} };
+    for (const described of [
+      { tools: [{ type: "function", function: { name: "lookup", description: long, parameters } }] },
+      { functions: [{ name: "lookup", description: long, parameters }] },
+    ]) {
+      const body = { model: CHAT, max_tokens: 20, messages: [{ role: "user", content: "hi" }], ...described };
+      const { response } = await payFor(h, "/v1/chat/completions", body, buyer().privateKey);
+      assert.equal(response.status, 200, await response.clone().text());
+      await response.text();
+      const row = await finalRow(h);
+      assert.ok(
+        (row.promptTokens ?? 0) >= 5_000,
+        `${Object.keys(described)[0]}: charged ${row.promptTokens} prompt tokens, not 3`,
       );
     }
   });

@@ -1,3 +1,4 @@
+import { chatPlainTexts } from "../../pricing/index.js";
 import type { ModelConfig } from "../gatewayConfig.js";
 import type { RouteAdapter, RouteRequest } from "./RouteAdapter.js";
 import { readChoices } from "./readChoices.js";
@@ -96,6 +97,10 @@ export const chatCompletions: RouteAdapter = {
 
   prompt(request) {
     return { kind: "chat", body: promptBody(request) };
+  },
+
+  plainTexts(request) {
+    return chatPlainTexts(request.fields);
   },
 
   backendBody(request: RouteRequest, model: ModelConfig, outputLimit: number) {
