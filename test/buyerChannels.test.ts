@@ -521,6 +521,108 @@ describe("trust, but verify", () => {
       assert.equal((await store.disputes({ status: "open" })).length, 2);
     });
 
+  test("a seller that answers each voucher with a corrective 402 naming that very voucher as charged in full gets no voucher past what the caps count", async () => {
+    const buyer = await h.devnet.createBuyer(100_000_000n);
+    const log = eventLog();
+    let offer: Record<string, unknown> | undefined;
+    // What the seller holds: the highest voucher the payer signed, whatever it answered.
+    let heldAtomic = 0n;
+    // The first request opens the channel and is served; every later voucher is "refused" with a
+    // corrective 402 whose channel state says that voucher was charged in full, its own signature as proof.
+    const inflating: typeof fetch = async (input, init) => {
+      const signature = new Headers(init?.headers).get(PAYMENT_SIGNATURE_HEADER);
+      const payment = signature
+        ? (JSON.parse(Buffer.from(signature, "base64").toString()) as {
+            payload: {
+              type: string;
+              voucher: { channelId: string; maxClaimableAmount: string; signature: string };
+            };
+          })
+        : undefined;
+      if (payment) {
+        const signed = BigInt(payment.payload.voucher.maxClaimableAmount);
+        if (signed > heldAtomic) heldAtomic = signed;
+      }
+      if (payment?.payload.type === "voucher" && offer) {
+        const { voucher } = payment.payload;
+        const required = {
+          x402Version: 2,
+          error: "invalid_batch_settlement_evm_cumulative_amount_mismatch",
+          resource: { url: String(input) },
+          accepts: [
+            {
+              ...offer,
+              extra: {
+                ...(offer.extra as object),
+                channelState: {
+                  channelId: voucher.channelId,
+                  chargedCumulativeAmount: voucher.maxClaimableAmount,
+                  balance: "0",
+                  totalClaimed: "0",
+                },
+                voucherState: {
+                  signedMaxClaimable: voucher.maxClaimableAmount,
+                  signature: voucher.signature,
+                },
+              },
+            },
+          ],
+        };
+        return new Response("{}", {
+          status: 402,
+          headers: { [PAYMENT_REQUIRED_HEADER]: encodePaymentRequiredHeader(required as never) },
+        });
+      }
+      const response = await fetch(input, init);
+      if (response.status === 402 && !signature) {
+        const decoded = decodePaymentRequiredHeader(response.headers.get(PAYMENT_REQUIRED_HEADER));
+        if (decoded.ok) offer = decoded.paymentRequired.accepts[0] as unknown as Record<string, unknown>;
+      }
+      return response;
+    };
+    const daily = 4_000n;
+    const payingFetch = h.payingFetch({
+      privateKey: buyer.privateKey,
+      fetch: inflating,
+      onEvent: log.onEvent,
+      policy: { daily },
+    });
+    const outcomes: Array<number | string> = [];
+    for (let i = 0; i < 12; i += 1)
+      outcomes.push(
+        await postChat(payingFetch, seller.url).then(
+          (answer) => answer.status,
+          (error: unknown) => (isTollgateError(error) ? error.code : String(error)),
+        ),
+      );
+    await payingFetch.idle();
+    const store = await payingFetch.spendStore();
+    const counted = (await store.daySpend()).countedAtomic;
+    assert.equal(outcomes[0], 200, "the first request is served");
+    assert.ok(
+      heldAtomic <= counted,
+      `the seller holds a voucher for ${heldAtomic}; the buyer counted ${counted} against its caps (${outcomes.join(", ")})`,
+    );
+    assert.ok(
+      heldAtomic <= daily,
+      `the seller holds a voucher for ${heldAtomic}, above the daily cap of ${daily}`,
+    );
+    // Each refused voucher stated as charged is disputed once, for what it signs past what was counted:
+    // together, all the seller holds past the one request it served.
+    const overcharges = log.of("overcharge");
+    assert.ok(overcharges.length >= 1);
+    for (const event of overcharges) assert.equal(event.reason, "above_receipts");
+    assert.equal(
+      overcharges.reduce((sum, event) => sum + event.chargedAtomic, 0n),
+      heldAtomic - seller.honestChargeAtomic,
+    );
+    assert.equal((await store.disputes({ status: "open" })).length, overcharges.length);
+    assert.ok(
+      outcomes.includes("TOLLGATE_POLICY_REFUSED"),
+      "the daily cap, counting it, stops the buyer signing more",
+    );
+  });
+
   test("a seller that says the channel is short when it is not gets no second deposit: the buyer reads the balance on chain", async () => {
     const buyer = await h.devnet.createBuyer(100_000_000n);
     let offer: Record<string, unknown> | undefined;

@@ -17,6 +17,7 @@ import {
   type PaymentAttempt,
   type PaymentContext,
 } from "./authorizePayment.js";
+import { bookChannelExcess } from "./bookChannelExcess.js";
 import type { ChannelPool, ChannelSlot } from "./channelPool.js";
 import type { InferenceRequest } from "./inferenceRequest.js";
 import { money, policyRefusedError } from "./policyRefusal.js";
@@ -115,6 +116,19 @@ export async function payByChannel(
       if (!refusal.ok) return response;
       const error = refusal.paymentRequired.error ?? "";
       const state = channelStateOf(refusal.paymentRequired, channel.channelId);
+      // A seller whose state is proved by a voucher it refused holds that voucher: what it states charged on
+      // it past what this buyer counted is counted and disputed before any voucher is signed on that state;
+      // judged at every corrective 402, the second of a call too.
+      if (CORRECTIVE_ERRORS.has(error) && state?.chargedCumulativeAtomic !== undefined)
+        await disputeChargeOnRefusedVoucher(context, {
+          channelId: channel.channelId,
+          url,
+          origin,
+          offer,
+          statedAtomic: state.chargedCumulativeAtomic,
+          namedAtomic: state.signedMaxClaimable,
+          refusedId: paid.paymentId,
+        });
       if (CORRECTIVE_ERRORS.has(error) && !resynced) {
         resynced = true;
         // The client checks the seller's state against the chain and its own last voucher first.
@@ -488,33 +502,132 @@ async function disputeUnexplainedCharge(
   if (takenAtomic <= explainedAtomic) return false;
   const excessAtomic = takenAtomic - explainedAtomic;
   const message = `the seller states ${statedAtomic} charged on channel ${channelId} up to voucher ${lastVoucherAtomic}, whose receipt said ${last.chargedAtomic} on ${last.baseAtomic}`;
-  const booked = await store.reserve({
-    origin,
+  await bookUnexplainedCharge(context, {
+    channelId,
     url,
-    payer: context.payer,
-    scheme: offer.scheme,
-    network: offer.network,
-    asset: offer.asset,
-    payTo: offer.payTo,
-    maxAtomic: excessAtomic,
-  });
-  if (!booked.ok) return true;
-  await store.authorize(booked.id, { channelId });
-  await store.settle(booked.id, { chargedAtomic: excessAtomic });
-  await store.note(booked.id, message);
-  const disputeId = await store.recordDispute({
-    reservationId: booked.id,
     origin,
-    reason: "above_receipts",
-    chargedAtomic: excessAtomic,
-    justifiedAtomic: 0n,
-    maxAtomic: excessAtomic,
-    network: offer.network,
-    details: { message, url, channelId, statedAtomic: statedAtomic.toString() },
+    offer,
+    statedAtomic,
+    excessAtomic,
+    message,
   });
+  return true;
+}
+
+/**
+ * When a seller's corrective 402 proves its charged total with a voucher this buyer sent and the seller
+ * refused (the one just refused, or one refused before: a voucher of the same amount), the seller holds
+ * that voucher, whatever it served on it. What the state says was charged above what this buyer counted
+ * on the channel (the refused voucher's base, plus the maxima of its vouchers still reserved for want of
+ * a receipt) is booked as spent (every cap counts it) and disputed (`above_receipts`): else each refusal
+ * would move the base a whole maximum on, and the seller would hold vouchers for what no cap counted.
+ * Another process paying the channel from the same key with a store of its own signs the same vouchers,
+ * and its charges look the same from here: they are counted too, the dispute says so. True when it booked.
+ */
+async function disputeChargeOnRefusedVoucher(
+  context: ChannelPaymentContext,
+  {
+    channelId,
+    url,
+    origin,
+    offer,
+    statedAtomic,
+    namedAtomic,
+    refusedId,
+  }: {
+    channelId: string;
+    url: string;
+    origin: string;
+    offer: OfferChoice["offer"];
+    statedAtomic: bigint;
+    /** The voucher the seller names as its latest (`voucherState.signedMaxClaimable`). */
+    namedAtomic: bigint | undefined;
+    refusedId: string;
+  },
+): Promise<boolean> {
+  if (namedAtomic === undefined) return false;
+  const store = await context.store();
+  const vouchers = await store.channelVouchers(channelId);
+  const refused = vouchers.find((voucher) => voucher.id === refusedId);
+  if (refused === undefined) return false;
+  // A voucher signs its channel and amount only: one of the same amount is the same claim. One refused,
+  // then sent again and served (a retry after channel_busy), is the served one's to judge.
+  const signs = (voucher: (typeof vouchers)[number]) =>
+    voucher.baseAtomic + voucher.maxAtomic === namedAtomic;
+  const namesRefused =
+    vouchers.some(
+      (voucher) => (voucher.id === refusedId || voucher.status === "released") && signs(voucher),
+    ) &&
+    !vouchers.some(
+      (voucher) =>
+        voucher.id !== refusedId &&
+        (voucher.status === "settled" || voucher.status === "reserved") &&
+        signs(voucher),
+    );
+  if (!namesRefused) return false;
+  const pendingAtomic = vouchers
+    .filter((voucher) => voucher.id !== refusedId && voucher.status === "reserved")
+    .reduce((sum, voucher) => sum + voucher.maxAtomic, 0n);
+  // What this buyer has counted on the channel: its base, or past it what was booked here before (a
+  // charge of this kind already disputed is not counted twice), and the vouchers awaiting a receipt.
+  let countedAtomic = refused.baseAtomic;
+  for (const voucher of vouchers) {
+    const reached = voucher.baseAtomic + (voucher.chargedAtomic ?? 0n);
+    if (voucher.status === "settled" && reached > countedAtomic) countedAtomic = reached;
+  }
+  const explainedAtomic = countedAtomic + pendingAtomic;
+  const takenAtomic = statedAtomic < namedAtomic ? statedAtomic : namedAtomic;
+  if (takenAtomic <= explainedAtomic) return false;
+  const excessAtomic = takenAtomic - explainedAtomic;
+  const message = `the seller refused voucher ${namedAtomic} on channel ${channelId}, then stated ${statedAtomic} charged on it; this buyer counted ${explainedAtomic} on the channel (unless another process pays this channel from the same key with a spend store of its own, the seller served nothing for the difference)`;
+  await bookUnexplainedCharge(context, {
+    channelId,
+    url,
+    origin,
+    offer,
+    statedAtomic,
+    excessAtomic,
+    message,
+    baseAtomic: explainedAtomic,
+  });
+  return true;
+}
+
+/** Books a channel charge no receipt explains as spent and disputes it (`bookChannelExcess`), and tells the listener. */
+async function bookUnexplainedCharge(
+  context: ChannelPaymentContext,
+  {
+    channelId,
+    url,
+    origin,
+    offer,
+    statedAtomic,
+    excessAtomic,
+    message,
+    baseAtomic,
+  }: {
+    channelId: string;
+    url: string;
+    origin: string;
+    offer: OfferChoice["offer"];
+    statedAtomic: bigint;
+    excessAtomic: bigint;
+    message: string;
+    baseAtomic?: bigint | undefined;
+  },
+): Promise<void> {
+  const booked = await bookChannelExcess(await context.store(), {
+    channel: { channelId, origin, url, network: offer.network, asset: offer.asset, payTo: offer.payTo },
+    payer: context.payer,
+    excessAtomic,
+    baseAtomic,
+    statedAtomic,
+    message,
+  });
+  if (!booked) return;
   context.emit({
     type: "overcharge",
-    paymentId: booked.id,
+    paymentId: booked.paymentId,
     origin,
     reason: "above_receipts",
     chargedAtomic: excessAtomic,
@@ -523,9 +636,8 @@ async function disputeUnexplainedCharge(
     transaction: "",
     network: offer.network,
     usage: undefined,
-    disputeId,
+    disputeId: booked.disputeId,
   });
-  return true;
 }
 
 /** Records the channel's balance (the chain's, or else the seller's word), so the next attempt plans the deposit it lacks. */
