@@ -730,6 +730,41 @@ describe("getting the remainder back", () => {
     assert.equal(again[0]?.kind, "nothing_to_refund");
   });
 
+  test("a seller that claims at the refund more than its receipts charged is disputed for the difference, which every cap counts", async () => {
+    const greedy = await h.seller();
+    const buyer = await h.devnet.createBuyer(10_000_000n);
+    const payingFetch = h.payingFetch({ privateKey: buyer.privateKey });
+    for (let i = 0; i < 3; i += 1) assert.equal((await postChat(payingFetch, greedy.url)).status, 200);
+    await payingFetch.idle();
+    const store = await payingFetch.spendStore();
+    assert.equal((await store.daySpend()).countedAtomic, 3n * greedy.honestChargeAtomic);
+    // The seller's receipts said the honest charge each time; at the refund it claims its latest voucher whole.
+    const storage = greedy.scheme.getStorage();
+    let signedAtomic = 0n;
+    for (const held of await storage.list()) {
+      signedAtomic = BigInt(held.signedMaxClaimable);
+      await storage.updateChannel(held.channelId, (current) =>
+        current ? { ...current, chargedCumulativeAmount: current.signedMaxClaimable } : current,
+      );
+    }
+    assert.equal(signedAtomic, 2n * greedy.honestChargeAtomic + 1000n);
+    const outcomes = await refundChannels({
+      store,
+      account: privateKeyToAccount(buyer.privateKey),
+      origin: providerOrigin(greedy.url),
+      rpcUrl: h.devnet.rpcUrl,
+    });
+    assert.equal(outcomes[0]?.kind, "refunded");
+    const takenAtomic = 10_000_000n - (await h.devnet.usdcBalance(buyer.address));
+    assert.equal(takenAtomic, signedAtomic, "the seller took its latest voucher whole");
+    assert.equal((await store.daySpend()).countedAtomic, takenAtomic, "every cap counts what it took");
+    const disputes = await store.disputes({ status: "open" });
+    assert.deepEqual(
+      disputes.map((dispute) => [dispute.reason, dispute.chargedAtomic]),
+      [["above_receipts", takenAtomic - 3n * greedy.honestChargeAtomic]],
+    );
+  });
+
   test("a channel refunded and paid into again is counted once against maxDeposit: what it holds is read on chain", async () => {
     const buyer = await h.devnet.createBuyer(10_000_000n);
     const policy = { maxDeposit: 2_000n };

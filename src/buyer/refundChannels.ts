@@ -2,6 +2,7 @@ import { BATCH_SETTLEMENT_ADDRESS, toClientEvmSigner } from "@x402/evm";
 import { BatchSettlementEvmScheme } from "@x402/evm/batch-settlement/client";
 import { createPublicClient, createWalletClient, type Hex, http, type LocalAccount } from "viem";
 import { batchSettlementAbi } from "../chain/index.js";
+import { disputeClaimAboveCounted } from "./disputeClaimAboveCounted.js";
 import { readChannelOnChain } from "./readChannelOnChain.js";
 import type { BuyerChannel, SpendStore } from "./SpendStore.js";
 import { spendChannelStorage } from "./spendChannelStorage.js";
@@ -56,6 +57,11 @@ export async function refundChannels({
     const onChain = publicClient
       ? await readChannelOnChain(publicClient, channel.channelId, channel.withdrawDelay)
       : undefined;
+    // A seller may claim on chain more than its receipts said, up to the latest voucher: counted and
+    // disputed here, before the refund and after it (the seller claims as it refunds).
+    const judgeClaims = (totalClaimedAtomic: bigint) =>
+      disputeClaimAboveCounted(store, { channel, payer: account.address, totalClaimedAtomic });
+    if (onChain) await judgeClaims(onChain.totalClaimedAtomic);
     if (onChain?.pendingWithdrawal) {
       const { amountAtomic, finalizableAt } = onChain.pendingWithdrawal;
       const chainNow = Number((await publicClient!.getBlock()).timestamp) * 1000;
@@ -78,6 +84,12 @@ export async function refundChannels({
     try {
       const settled = await scheme.refund(refundUrl ?? channel.url, { fetch: fetchImpl });
       if (!settled.success) throw new Error(`Refund failed: ${settled.errorReason ?? "unknown reason"}`);
+      const claimed = publicClient
+        ? await readChannelOnChain(publicClient, channel.channelId, channel.withdrawDelay).catch(
+            () => undefined,
+          )
+        : undefined;
+      if (claimed) await judgeClaims(claimed.totalClaimedAtomic);
       outcomes.push({
         ...base,
         kind: "refunded",
