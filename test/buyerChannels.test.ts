@@ -623,6 +623,58 @@ describe("trust, but verify", () => {
     );
   });
 
+  test("a seller that claims its latest voucher whole on chain, then sends a corrective 402 without its voucher, has the claim above the receipts counted and disputed", async () => {
+    const greedy = await h.seller();
+    const buyer = await h.devnet.createBuyer(10_000_000n);
+    const log = eventLog();
+    // The seller's corrective 402s leave out its copy of the buyer's voucher: the buyer can only resync from the chain.
+    const withoutVoucher: typeof fetch = async (input, init) => {
+      const response = await fetch(input, init);
+      const decoded = decodePaymentRequiredHeader(response.headers.get(PAYMENT_REQUIRED_HEADER));
+      if (response.status !== 402 || !decoded.ok || !decoded.paymentRequired.error) return response;
+      const required = {
+        ...decoded.paymentRequired,
+        accepts: decoded.paymentRequired.accepts.map((offer) => {
+          const { voucherState: _dropped, ...extra } = (offer.extra ?? {}) as Record<string, unknown>;
+          return { ...offer, extra };
+        }),
+      };
+      const headers = new Headers(response.headers);
+      headers.set(PAYMENT_REQUIRED_HEADER, encodePaymentRequiredHeader(required as never));
+      return new Response(response.body, { status: 402, headers });
+    };
+    const payingFetch = h.payingFetch({
+      privateKey: buyer.privateKey,
+      onEvent: log.onEvent,
+      fetch: withoutVoucher,
+    });
+    for (let i = 0; i < 2; i += 1) assert.equal((await postChat(payingFetch, greedy.url)).status, 200);
+    await payingFetch.idle();
+    // The receipts said the honest charge twice; the seller claims its latest voucher whole.
+    const storage = greedy.scheme.getStorage();
+    for (const held of await storage.list())
+      await storage.updateChannel(held.channelId, (current) =>
+        current ? { ...current, chargedCumulativeAmount: current.signedMaxClaimable } : current,
+      );
+    await greedy.claimAndSettle();
+    const store = await payingFetch.spendStore();
+    const [channel] = await store.channels({ payer: buyer.address });
+    assert.ok(channel);
+    const { totalClaimed } = await h.channelOf(channel.channelId);
+    assert.equal(totalClaimed, greedy.honestChargeAtomic + 1000n, "the latest voucher claimed whole");
+    await postChat(payingFetch, greedy.url);
+    await payingFetch.idle();
+    const excessAtomic = totalClaimed - 2n * greedy.honestChargeAtomic;
+    assert.deepEqual(
+      log.of("overcharge").map((event) => [event.reason, event.chargedAtomic]),
+      [["above_receipts", excessAtomic]],
+    );
+    assert.ok(
+      (await store.daySpend()).countedAtomic >= totalClaimed,
+      "every cap counts what the seller claimed",
+    );
+  });
+
   test("a seller that says the channel is short when it is not gets no second deposit: the buyer reads the balance on chain", async () => {
     const buyer = await h.devnet.createBuyer(100_000_000n);
     let offer: Record<string, unknown> | undefined;

@@ -1,4 +1,4 @@
-import { bookChannelExcess } from "./bookChannelExcess.js";
+import { type BookChannelExcessReturnType, bookChannelExcess } from "./bookChannelExcess.js";
 import type { BuyerChannel, SpendStore } from "./SpendStore.js";
 
 export type DisputeClaimAboveCountedParameters = {
@@ -13,12 +13,12 @@ export type DisputeClaimAboveCountedParameters = {
  * total its receipts gave (or a charge already booked past it), plus the maxima of vouchers still
  * reserved for want of a receipt (claims may lag charges: they are not settled from it). A claim above that
  * took what no receipt said (a seller claiming its latest voucher whole): the difference is booked
- * as spent and disputed (`bookChannelExcess`), once. Answers the amount booked (0n: none).
+ * as spent and disputed (`bookChannelExcess`), once. Answers what it booked, if anything.
  */
 export async function disputeClaimAboveCounted(
   store: SpendStore,
   { channel, payer, totalClaimedAtomic }: DisputeClaimAboveCountedParameters,
-): Promise<bigint> {
+): Promise<(BookChannelExcessReturnType & { excessAtomic: bigint }) | undefined> {
   const { channelId } = channel;
   let countedAtomic = BigInt(channel.context?.chargedCumulativeAmount ?? "0");
   let pendingAtomic = 0n;
@@ -28,9 +28,9 @@ export async function disputeClaimAboveCounted(
     if (voucher.status === "settled" && reached > countedAtomic) countedAtomic = reached;
   }
   const explainedAtomic = countedAtomic + pendingAtomic;
-  if (totalClaimedAtomic <= explainedAtomic) return 0n;
+  if (totalClaimedAtomic <= explainedAtomic) return undefined;
   const excessAtomic = totalClaimedAtomic - explainedAtomic;
-  await bookChannelExcess(store, {
+  const booked = await bookChannelExcess(store, {
     channel,
     payer,
     excessAtomic,
@@ -38,5 +38,5 @@ export async function disputeClaimAboveCounted(
     statedAtomic: totalClaimedAtomic,
     message: `the seller claimed ${totalClaimedAtomic} on channel ${channelId} on chain; this buyer's receipts counted ${explainedAtomic}`,
   });
-  return excessAtomic;
+  return booked && { ...booked, excessAtomic };
 }

@@ -19,6 +19,7 @@ import {
 } from "./authorizePayment.js";
 import { bookChannelExcess } from "./bookChannelExcess.js";
 import type { ChannelPool, ChannelSlot } from "./channelPool.js";
+import { disputeClaimAboveCounted } from "./disputeClaimAboveCounted.js";
 import type { InferenceRequest } from "./inferenceRequest.js";
 import { money, policyRefusedError } from "./policyRefusal.js";
 import { type ChannelOnChain, readChannelOnChain } from "./readChannelOnChain.js";
@@ -129,6 +130,10 @@ export async function payByChannel(
           namedAtomic: state.signedMaxClaimable,
           refusedId: paid.paymentId,
         });
+      // What the seller claimed on chain past what this buyer counted (its latest voucher taken whole)
+      // is counted and disputed before the buyer resyncs onto it.
+      if (CORRECTIVE_ERRORS.has(error))
+        await disputeClaimOnChain(context, slot, { channelId: channel.channelId, origin });
       if (CORRECTIVE_ERRORS.has(error) && !resynced) {
         resynced = true;
         // The client checks the seller's state against the chain and its own last voucher first.
@@ -635,6 +640,40 @@ async function bookUnexplainedCharge(
     maxAtomic: excessAtomic,
     transaction: "",
     network: offer.network,
+    usage: undefined,
+    disputeId: booked.disputeId,
+  });
+}
+
+/** Reads what the seller claimed on the channel, when the buyer can, and books and disputes a claim above what it counted. */
+async function disputeClaimOnChain(
+  context: ChannelPaymentContext,
+  slot: ChannelSlot,
+  { channelId, origin }: { channelId: string; origin: string },
+) {
+  const onChain = await chainReaderOf(slot)?.(channelId);
+  if (!onChain) return;
+  const store = await context.store();
+  const channel = (await store.channels({ origin, payer: context.payer })).find(
+    (candidate) => candidate.channelId.toLowerCase() === channelId.toLowerCase(),
+  );
+  if (!channel) return;
+  const booked = await disputeClaimAboveCounted(store, {
+    channel,
+    payer: context.payer,
+    totalClaimedAtomic: onChain.totalClaimedAtomic,
+  });
+  if (!booked) return;
+  context.emit({
+    type: "overcharge",
+    paymentId: booked.paymentId,
+    origin,
+    reason: "above_receipts",
+    chargedAtomic: booked.excessAtomic,
+    justifiedAtomic: 0n,
+    maxAtomic: booked.excessAtomic,
+    transaction: "",
+    network: channel.network,
     usage: undefined,
     disputeId: booked.disputeId,
   });
