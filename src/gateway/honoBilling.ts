@@ -88,9 +88,16 @@ export function tollgateHono({
     // The handler's c.req.json() (and text(), arrayBuffer()) read Hono's body cache, which keeps the text
     // read above and parses it again on each call: the cache becomes the limited body's text, so a
     // handler that forwards c.req.json() sends the output limit and none of the fields not forwarded.
-    c.req.bodyCache = {
-      text: Promise.resolve(JSON.stringify(quote.backendBody)),
-    } as unknown as typeof c.req.bodyCache;
+    // It is written out only if a handler asks: one that sends `backendBody` (as the proxy does) never
+    // pays for a second serialization of a prompt that may be megabytes.
+    let limitedText: Promise<string> | undefined;
+    c.req.bodyCache = Object.defineProperty({}, "text", {
+      enumerable: true,
+      get: () => {
+        limitedText ??= Promise.resolve(JSON.stringify(quote.backendBody));
+        return limitedText;
+      },
+    }) as typeof c.req.bodyCache;
     const refused = new AbortController();
     c.set("tollgate", { quote, session, backendBody: quote.backendBody, signal: refused.signal });
 
