@@ -35,7 +35,12 @@ import {
   safeBillingEmitter,
 } from "./BillingEvent.js";
 import { createChainClock } from "./chainClock.js";
-import { type GatewayChannels, startChannels } from "./channels/index.js";
+import {
+  bindLedgerToChain,
+  type GatewayChannels,
+  refuseStrandedChannels,
+  startChannels,
+} from "./channels/index.js";
 import { type Billing, createBilling } from "./createBilling.js";
 import { createGatewayApp } from "./createGatewayApp.js";
 import { createPaymentRecovery, type PaymentRecovery } from "./createPaymentRecovery.js";
@@ -374,7 +379,27 @@ async function openChannels(
   logger: Logger,
   emit: (event: BillingEvent) => void,
 ): Promise<GatewayChannels | undefined> {
-  if (!config.channels) return undefined;
+  if (!config.channels) {
+    // Charges the ledger holds on this network's channels would never be claimed: refused, as a changed payTo is.
+    const refuseUnclaimed = () =>
+      refuseStrandedChannels({
+        channels: ledger.channels,
+        network: terms.network,
+        receiver: terms.payTo,
+        token: terms.asset,
+        claims: "none",
+      });
+    // The chain is read only when channels hold money (a gateway without channels needs no chain at start):
+    // they may be a finished devnet's, which binding to this chain sets aside.
+    const held = await refuseUnclaimed().then(
+      () => false,
+      () => true,
+    );
+    if (held && chain)
+      await bindLedgerToChain({ channels: ledger.channels, chain, network: terms.network, logger });
+    if (held) await refuseUnclaimed();
+    return undefined;
+  }
   // The CLI reads the variable; a config given to startGateway carries the key itself.
   if (config.channels.receiverAuthorizerKeyEnv !== undefined && !config.channels.receiverAuthorizerKey)
     throw new TollgateError({

@@ -1,3 +1,4 @@
+export { bindLedgerToChain } from "./bindLedgerToChain.js";
 export { correctiveOffers, DEFAULT_SCHEME_ORDER, orderOffers } from "./channelOffers.js";
 export { ChannelReason } from "./channelReasons.js";
 export {
@@ -17,4 +18,5 @@ export {
   type ReconcileChannelsReturnType,
   reconcileChannels,
 } from "./reconcileChannels.js";
+export { refuseStrandedChannels } from "./refuseStrandedChannels.js";
 export { type GatewayChannels, startChannels } from "./startChannels.js";

@@ -47,8 +47,7 @@ const check = (ledger: Ledger, overrides: { claimIntervalSeconds?: number; recei
     network,
     receiver: overrides.receiver ?? payTo,
     token: usdc,
-    receiverAuthorizer: authorizer,
-    claimIntervalSeconds: overrides.claimIntervalSeconds ?? 300,
+    claims: { receiverAuthorizer: authorizer, claimIntervalSeconds: overrides.claimIntervalSeconds ?? 300 },
   });
 
 const refusedFor = (pattern: RegExp) => (error: unknown) =>

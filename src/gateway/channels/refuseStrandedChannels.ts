@@ -12,9 +12,11 @@ export type RefuseStrandedChannelsParameters = {
   /** The configured payTo and asset: a claim round takes the channels paying them. */
   receiver: string;
   token: string;
-  /** The address of the receiver-authorizer key the gateway signs claims with. */
-  receiverAuthorizer: string;
-  claimIntervalSeconds: number;
+  /**
+   * How the gateway claims: the address of the receiver-authorizer key it signs claims with and its claim
+   * interval; `"none"` when its config has no `channels` section, so that no claim round runs at all.
+   */
+  claims: { receiverAuthorizer: string; claimIntervalSeconds: number } | "none";
 };
 
 /**
@@ -22,7 +24,8 @@ export type RefuseStrandedChannelsParameters = {
  * unsettled: charges on a channel paying another payTo or asset, or naming another receiver-authorizer
  * (its claims and settlements are never made, and its payer can withdraw them), and charges on a channel
  * whose withdrawal delay is shorter than three claim intervals (a payer could withdraw them between two
- * rounds). The message says how to take them first. Channels of other networks are not this gateway's
+ * rounds), and any charge or claim at all when the config has no `channels` section (nothing would claim or
+ * settle it). The message says how to take them first. Channels of other networks are not this gateway's
  * to claim (one ledger may serve a gateway per network): those holding money are returned, to be told.
  */
 export async function refuseStrandedChannels({
@@ -30,8 +33,7 @@ export async function refuseStrandedChannels({
   network,
   receiver,
   token,
-  receiverAuthorizer,
-  claimIntervalSeconds,
+  claims,
 }: RefuseStrandedChannelsParameters): Promise<OwedElsewhere[]> {
   const same = (a: string, b: string) => a.toLowerCase() === b.toLowerCase();
   // A short channel's unclaimed charges are its payer's debt, not money a claim can take (its escrow is
@@ -65,6 +67,13 @@ export async function refuseStrandedChannels({
       unsettled > 0n && `${formatMoney(unsettled)} claimed and not settled`,
     ].filter((part): part is string => typeof part === "string");
     const holds = `channel ${channel.channelId} holds ${amounts.join(" and ")}`;
+    if (claims === "none") {
+      problems.push(
+        `${holds}, and this config has no channels section: no claim round would take it, and its payer could withdraw it`,
+      );
+      continue;
+    }
+    const { receiverAuthorizer, claimIntervalSeconds } = claims;
     const differs = [
       !same(channel.receiver, receiver) && `payTo ${channel.receiver}`,
       !same(channel.token, token) && `asset ${channel.token}`,
@@ -81,9 +90,13 @@ export async function refuseStrandedChannels({
       );
   }
   if (problems.length === 0) return [...elsewhere.values()];
+  const fix =
+    claims === "none"
+      ? "Start once more with the channels section, and stop with SIGTERM (it claims and settles everything; tollgate channels shows it), then take it out"
+      : "Start once more with the earlier payTo, asset, receiver-authorizer key and claim interval, and stop with SIGTERM (it claims and settles everything; tollgate channels shows it), then change them";
   throw new TollgateError({
     code: "TOLLGATE_CONFIG_INVALID",
-    shortMessage: `payment channels: ${problems.length} channel(s) would be left unpaid by this config. ${problems.slice(0, 5).join("; ")}${problems.length > 5 ? `; and ${problems.length - 5} more` : ""}. Start once more with the earlier payTo, asset, receiver-authorizer key and claim interval, and stop with SIGTERM (it claims and settles everything; tollgate channels shows it), then change them`,
+    shortMessage: `payment channels: ${problems.length} channel(s) would be left unpaid by this config. ${problems.slice(0, 5).join("; ")}${problems.length > 5 ? `; and ${problems.length - 5} more` : ""}. ${fix}`,
     details: { problems },
   });
 }

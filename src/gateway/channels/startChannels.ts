@@ -56,8 +56,10 @@ export async function startChannels({
     network: terms.network,
     receiver: terms.payTo,
     token: terms.asset,
-    receiverAuthorizer: receiverAuthorizer.address,
-    claimIntervalSeconds: config.claimIntervalSeconds,
+    claims: {
+      receiverAuthorizer: receiverAuthorizer.address,
+      claimIntervalSeconds: config.claimIntervalSeconds,
+    },
   });
   for (const held of elsewhere)
     logger.warn(
