@@ -151,6 +151,8 @@ export function matchOffer(
       message: `no offer matches scheme ${accepted.scheme} on ${accepted.network} for asset ${accepted.asset} to ${accepted.payTo}`,
     };
   }
+  const raised = priceRaisedSince(accepted, offer);
+  if (raised) return { ok: false, reason: ReasonCode.paymentRequirementsMismatch, message: raised };
   if (payment.accepted.scheme === "upto") {
     const { permit2Authorization } = payment.payload as {
       permit2Authorization: { permitted: { amount: string } };
@@ -166,4 +168,26 @@ export function matchOffer(
     return { ok: true, requirements: { ...offer, amount: signedMaxAtomic.toString() }, signedMaxAtomic };
   }
   return { ok: true, requirements: offer, signedMaxAtomic: BigInt(offer.amount) };
+}
+
+/**
+ * Why a payment cannot be charged at this offer's prices: a unit the offer prices above what the payment
+ * accepted (`extra.pricing.units`, an offer made before a restart with new prices), or undefined. A
+ * payment that states no prices, or prices at least these, is charged at these.
+ */
+function priceRaisedSince(accepted: PaymentRequirements, offer: PaymentRequirements): string | undefined {
+  const unitsOf = (requirements: PaymentRequirements) => {
+    const units = (requirements.extra?.pricing as { units?: unknown } | undefined)?.units;
+    return typeof units === "object" && units !== null ? (units as Record<string, unknown>) : undefined;
+  };
+  const was = unitsOf(accepted);
+  const now = unitsOf(offer);
+  if (!was || !now) return undefined;
+  for (const [unit, price] of Object.entries(now)) {
+    const before = was[unit] ?? "0";
+    const beforeAtomic = typeof before === "string" && /^\d{1,40}$/.test(before) ? BigInt(before) : undefined;
+    if (beforeAtomic === undefined || BigInt(String(price)) > beforeAtomic)
+      return `the prices changed since the offer this payment accepted: ${unit} now costs ${String(price)} atomic units per scale unit, the payment accepted ${typeof before === "string" ? before : "an unreadable price"}; sign again for the offer in this 402`;
+  }
+  return undefined;
 }
