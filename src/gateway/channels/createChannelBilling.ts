@@ -395,6 +395,7 @@ export function createChannelBilling(parameters: CreateChannelBillingParameters)
           message: string;
           channel?: ChannelRecord;
           elsewhereAtomic?: bigint;
+          aboveLedgerAtomic?: bigint;
         };
     // Whether the ledger has a row of this channel (as the last reservation attempt read it).
     let stored = false;
@@ -445,6 +446,13 @@ export function createChannelBilling(parameters: CreateChannelBillingParameters)
                 // a voucher binds no request, so anyone who saw one could spend its room. The operator is told.
                 ...(!current && onchain && !deferred && payload.voucher.maxClaimableAmount > expectedAtomic
                   ? { elsewhereAtomic: payload.voucher.maxClaimableAmount - expectedAtomic }
+                  : {}),
+                // A channel the ledger knows, whose payer signs above its charges plus this request: a payer's
+                // client counts charges only from receipts, so it was charged more than this ledger holds (an
+                // older copy of the ledger restored, or another ledger that took vouchers). Those charges only
+                // the ledger that made them can claim: the operator is told (after the signature is checked).
+                ...(current && payload.voucher.maxClaimableAmount > expectedAtomic
+                  ? { aboveLedgerAtomic: payload.voucher.maxClaimableAmount - expectedAtomic }
                   : {}),
               },
             };
@@ -541,7 +549,17 @@ export function createChannelBilling(parameters: CreateChannelBillingParameters)
     }
     if (reserved.kind === "stale") throw new Error("a channel read from the chain is never stale");
     if (reserved.kind === "refused") {
-      const { kind: _refused, elsewhereAtomic, ...refusal } = reserved;
+      const { kind: _refused, elsewhereAtomic, aboveLedgerAtomic, ...refusal } = reserved;
+      if (aboveLedgerAtomic !== undefined)
+        logger.warn(
+          {
+            channelId,
+            payer: payload.channelConfig.payer,
+            aboveLedgerAtomic: aboveLedgerAtomic.toString(),
+            chargedAtomic: refusal.channel?.chargedAtomic.toString(),
+          },
+          "a channel's payer signs above this ledger's charges: it was charged more than this ledger holds (an older copy of the ledger restored, or another ledger that took its vouchers); those charges only that ledger can claim: if this gateway should have it (its data dir and charge journal, DATABASE_URL), stop it and point it back before the payer can withdraw them",
+        );
       if (elsewhereAtomic !== undefined)
         logger.warn(
           {
