@@ -303,6 +303,54 @@ describe("gas-sponsored approval for a token without EIP-2612 (erc20ApprovalGasS
     assert.equal(await allowanceOf(buyer.address), 0n, "its approve was not relayed");
   });
 
+  test("a fresh wallet's requests sent at once, each carrying its one signed approve, are all served and settled: the approve is funded and relayed once", async () => {
+    const buyer = await h.devnet.createFreshPlainTokenBuyer(10_000_000n);
+    const client = new x402Client()
+      .register(
+        h.devnet.network,
+        new UptoEvmScheme(privateKeyToAccount(buyer.privateKey), { rpcUrl: h.devnet.rpcUrl }),
+      )
+      .setSpendControls(false);
+    const paying = wrapFetchWithPayment(fetch, client);
+    const facilitatorAddress = h.devnet.accounts.facilitator.address;
+    const facilitatorNonce = await chain.getTransactionCount({ address: facilitatorAddress });
+    const sponsoredBefore = await sponsoredApprovals();
+    const requests = 4;
+    const responses = await Promise.all(
+      Array.from({ length: requests }, () =>
+        paying(`${h.gateway.url}/v1/chat/completions`, {
+          method: "POST",
+          headers: { "content-type": "application/json" },
+          body: JSON.stringify(chatBody),
+        }),
+      ),
+    );
+    const charges: bigint[] = [];
+    for (const response of responses) {
+      const text = await response.text();
+      assert.equal(response.status, 200, text);
+      const completion = JSON.parse(text) as Completion;
+      charges.push(expectedCharge(completion.usage.prompt_tokens, completion.usage.completion_tokens));
+    }
+    const rows = (await h.ledger.payments.recent({ limit: requests })).filter(
+      (row) => row.payer.toLowerCase() === buyer.address.toLowerCase(),
+    );
+    assert.deepEqual(
+      rows.map((row) => row.status),
+      Array(requests).fill("settled"),
+      "every request was settled, none left a debt",
+    );
+    const paid = charges.reduce((sum, charge) => sum + charge, 0n);
+    assert.equal(await h.devnet.plainTokenBalance(buyer.address), 10_000_000n - paid);
+    // One funding of the approve, then one settlement per request: no gas money sent again for it.
+    assert.equal(
+      (await chain.getTransactionCount({ address: facilitatorAddress })) - facilitatorNonce,
+      1 + requests,
+    );
+    assert.equal(await chain.getTransactionCount({ address: buyer.address }), 1, "one approve relayed");
+    assert.equal(await sponsoredApprovals(), sponsoredBefore + 1, "counted as one sponsored approval");
+  });
+
   test("a gateway refuses to start on a token whose decimals are not 6: its $ prices would be off by powers of ten", async () => {
     // A contract answering 18 to any call (decimals() included), at an address of the test's own.
     const asset = `0x${"18".repeat(20)}` as Address;

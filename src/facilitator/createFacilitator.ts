@@ -515,6 +515,11 @@ export function createFacilitator({
     const sponsored = sponsoredApprovalOf(payload);
     if (!sponsored) return;
     const erc20Cost = erc20ApprovalCosts.get(receipt.transactionHash.toLowerCase());
+    // A settlement sent alone, its payer's approve relayed by an earlier one, sponsored nothing.
+    if (erc20Cost?.relayed === false) {
+      erc20ApprovalCosts.delete(receipt.transactionHash.toLowerCase());
+      return;
+    }
     // A relayed approve that needed gas was counted as its gas went out; one that needed none counts now.
     const sponsoredForPayer =
       erc20Cost && erc20Cost.fundedWei > 0n

@@ -1,9 +1,21 @@
 import type { Erc20ApprovalGasSponsoringSigner, TransactionRequest } from "@x402/extensions";
-import { type Hex, parseTransaction, recoverTransactionAddress, type TransactionReceipt } from "viem";
+import {
+  type Hex,
+  keccak256,
+  parseTransaction,
+  recoverTransactionAddress,
+  type TransactionReceipt,
+  TransactionReceiptNotFoundError,
+} from "viem";
 import type { TollgateFacilitatorSigner } from "../chain/index.js";
 
-/** What one sponsored `approve` cost the facilitator: the gas it sent the buyer, and the approval's own gas. */
+/**
+ * What one sponsored `approve` cost the facilitator: the gas it sent the buyer, and the approval's own gas.
+ * `relayed` is false for a settlement sent alone because an earlier one of the payer already relayed that
+ * same approve: it cost nothing more and is no sponsored approval.
+ */
 export type Erc20ApprovalSponsorship = {
+  relayed: boolean;
   payer: Hex;
   fundingTx: Hex | undefined;
   fundedWei: bigint;
@@ -82,6 +94,69 @@ export function createErc20ApprovalSponsor({
       return `the RPC could not simulate it with eth_simulateV1 (${why}); relaying approvals needs an RPC that answers eth_simulateV1`;
     }
   };
+  /** Settlements waiting, per payer, for the one before them to end. */
+  const payerTurns = new Map<string, Promise<unknown>>();
+  /** Whether this very signed approve is already mined, successfully (relayed by an earlier settlement). */
+  const alreadyRelayed = async (approval: Hex): Promise<boolean> => {
+    const receipt = await publicClient
+      .getTransactionReceipt({ hash: keccak256(approval) })
+      .catch((error: unknown) =>
+        error instanceof TransactionReceiptNotFoundError ? undefined : Promise.reject(error),
+      );
+    return receipt?.status === "success";
+  };
+  /** Funds and relays the approve, then sends the settlement; only the settlement if the approve is in. */
+  const relay = async (approval: Hex, settlement: { to: Hex; data: Hex }): Promise<Hex[]> => {
+    if (await alreadyRelayed(approval)) {
+      const unsimulated = await simulationRefusal(approval, settlement);
+      if (unsimulated) throw new Error(`the settlement is refused: ${unsimulated}`);
+      const payer = await recoverTransactionAddress({ serializedTransaction: approval as never });
+      const settleTx = await signer.sendTransaction({ to: settlement.to, data: settlement.data });
+      sponsored(settleTx, {
+        relayed: false,
+        payer,
+        fundingTx: undefined,
+        fundedWei: 0n,
+        approveTx: keccak256(approval),
+        approveGasUsed: 0n,
+        approveGasCostWei: 0n,
+        fundingGasCostWei: 0n,
+      });
+      return [keccak256(approval), settleTx];
+    }
+    const refused = await check(approval);
+    if (refused) throw new Error(`the sponsored approval is refused: ${refused}`);
+    // Whatever verify saw, the chain may have moved since: checked again right before gas is sent.
+    const unsimulated = await simulationRefusal(approval, settlement);
+    if (unsimulated) throw new Error(`the sponsored approval is refused: ${unsimulated}`);
+    const parsed = parseTransaction(approval);
+    const payer = await recoverTransactionAddress({ serializedTransaction: approval as never });
+    const maxCostWei = (parsed.gas ?? 0n) * (parsed.maxFeePerGas ?? parsed.gasPrice ?? 0n);
+    const balanceWei = await publicClient.getBalance({ address: payer });
+    const fundedWei = maxCostWei > balanceWei ? maxCostWei - balanceWei : 0n;
+    let fundingTx: Hex | undefined;
+    let fundingGasCostWei = 0n;
+    if (fundedWei > 0n) {
+      funding(payer);
+      fundingTx = await signer.sendValue({ to: payer, value: fundedWei });
+      const funded = await waitFor(fundingTx);
+      fundingGasCostWei = funded.gasUsed * funded.effectiveGasPrice;
+    }
+    const approveTx = await publicClient.sendRawTransaction({ serializedTransaction: approval });
+    const approved = await waitFor(approveTx);
+    const settleTx = await signer.sendTransaction({ to: settlement.to, data: settlement.data });
+    sponsored(settleTx, {
+      relayed: true,
+      payer,
+      fundingTx,
+      fundedWei,
+      approveTx,
+      approveGasUsed: approved.gasUsed,
+      approveGasCostWei: approved.gasUsed * approved.effectiveGasPrice,
+      fundingGasCostWei,
+    });
+    return [approveTx, settleTx];
+  };
   const sponsor: Erc20ApprovalGasSponsoringSigner & {
     simulateTransactions(transactions: TransactionRequest[]): Promise<boolean>;
   } = {
@@ -97,37 +172,21 @@ export function createErc20ApprovalSponsor({
       const [approval, settlement] = transactions;
       if (typeof approval !== "string" || settlement === undefined || typeof settlement === "string")
         throw new Error("expected a signed approval and a settlement call");
-      const refused = await check(approval as Hex);
-      if (refused) throw new Error(`the sponsored approval is refused: ${refused}`);
-      // Whatever verify saw, the chain may have moved since: checked again right before gas is sent.
-      const unsimulated = await simulationRefusal(approval as Hex, settlement as { to: Hex; data: Hex });
-      if (unsimulated) throw new Error(`the sponsored approval is refused: ${unsimulated}`);
-      const parsed = parseTransaction(approval);
-      const payer = await recoverTransactionAddress({ serializedTransaction: approval as never });
-      const maxCostWei = (parsed.gas ?? 0n) * (parsed.maxFeePerGas ?? parsed.gasPrice ?? 0n);
-      const balanceWei = await publicClient.getBalance({ address: payer });
-      const fundedWei = maxCostWei > balanceWei ? maxCostWei - balanceWei : 0n;
-      let fundingTx: Hex | undefined;
-      let fundingGasCostWei = 0n;
-      if (fundedWei > 0n) {
-        funding(payer);
-        fundingTx = await signer.sendValue({ to: payer, value: fundedWei });
-        const funded = await waitFor(fundingTx);
-        fundingGasCostWei = funded.gasUsed * funded.effectiveGasPrice;
-      }
-      const approveTx = await publicClient.sendRawTransaction({ serializedTransaction: approval });
-      const approved = await waitFor(approveTx);
-      const settleTx = await signer.sendTransaction({ to: settlement.to, data: settlement.data });
-      sponsored(settleTx, {
-        payer,
-        fundingTx,
-        fundedWei,
-        approveTx,
-        approveGasUsed: approved.gasUsed,
-        approveGasCostWei: approved.gasUsed * approved.effectiveGasPrice,
-        fundingGasCostWei,
+      const payer = await recoverTransactionAddress({ serializedTransaction: approval as never }).catch(
+        () => undefined,
+      );
+      if (payer === undefined) return relay(approval as Hex, settlement as { to: Hex; data: Hex });
+      // One payer's settlements run one at a time here: requests sent at once each carry the same signed
+      // approve, and each would otherwise fund it again and fail to relay it (its nonce spent by the first).
+      const key = payer.toLowerCase();
+      const before = payerTurns.get(key) ?? Promise.resolve();
+      const turn = before.then(() => relay(approval as Hex, settlement as { to: Hex; data: Hex }));
+      const settled = turn.catch(() => undefined);
+      payerTurns.set(key, settled);
+      void settled.then(() => {
+        if (payerTurns.get(key) === settled) payerTurns.delete(key);
       });
-      return [approveTx, settleTx];
+      return turn;
     },
     /**
      * Read by `@x402/evm` at verify (it looks for the method): a payment whose settlement would fail
