@@ -38,7 +38,8 @@ const FEE_HEADROOM = 3n;
  * approval and the settlement are simulated together, and the payer's sponsorship is counted as the gas
  * goes out (a settlement that fails afterwards still counts). Sequential, not atomic:
  * on a public chain a bundle (or a smart account) would keep the funding from being front-run.
- * `sponsored` receives the cost of each approval, keyed by the settlement's hash. What is funded is
+ * One payer's settlements go one at a time; one whose approve an earlier one already relayed is sent
+ * alone, with no gas sent to the buyer. `sponsored` receives the cost of each approval, keyed by the settlement's hash. What is funded is
  * bounded before anything is sent (`check`, see `createApprovalCheck`); otherwise nothing is sent and
  * the settle fails.
  * @see https://github.com/x402-foundation/x402/blob/main/specs/extensions/erc20_approval_gas_sponsoring.md
