@@ -264,6 +264,55 @@ describe("gas-sponsored Permit2 approval", () => {
     return decoded.paymentRequired.error ?? "";
   }
 
+  test("a fresh wallet's requests sent at once, each with a permit on the same token nonce, are served only as far as they can be settled: none is left unpaid", async () => {
+    const buyer = await h.devnet.createFreshBuyer(10_000_000n);
+    const client = new x402Client()
+      .register(
+        h.devnet.network,
+        new UptoEvmScheme(privateKeyToAccount(buyer.privateKey), { rpcUrl: h.devnet.rpcUrl }),
+      )
+      .setSpendControls(false);
+    const recorder = recordingFetch();
+    const paying = wrapFetchWithPayment(recorder.fetch, client);
+    const servedBefore = h.backend.inferenceRequests.length;
+    // Other maxima, so each permit approves another amount; all sign the token's nonce 0.
+    const responses = await Promise.all(
+      [20, 70, 120, 170].map((maxTokens) =>
+        paying(`${h.gateway.url}/v1/chat/completions`, {
+          method: "POST",
+          headers: { "content-type": "application/json" },
+          body: JSON.stringify({ ...chatBody, max_tokens: maxTokens }),
+        }),
+      ),
+    );
+    const texts = await Promise.all(responses.map((response) => response.text()));
+    assert.ok(recorder.payloads.every(hasPermit), "every payment carried a permit");
+    const served = responses.filter((response) => response.status === 200).length;
+    assert.ok(served >= 1, "one request is served");
+    for (const [i, response] of responses.entries())
+      if (response.status !== 200) {
+        assert.equal(response.status, 402, texts[i] ?? "");
+        const decoded = decodePaymentRequiredHeader(response.headers.get("payment-required"));
+        assert.ok(decoded.ok);
+        assert.match(decoded.paymentRequired.error ?? "", /EIP-2612 permit/);
+      }
+    assert.equal(h.backend.inferenceRequests.length - servedBefore, served, "only the served ran inference");
+    const ofPayer = async () =>
+      (await h.ledger.payments.recent({ limit: 20 })).filter(
+        (row) => row.payer.toLowerCase() === buyer.address.toLowerCase(),
+      );
+    let rows = await ofPayer();
+    for (let i = 0; i < 400 && !rows.every((row) => row.status === "settled"); i++) {
+      await new Promise((resolve) => setTimeout(resolve, 25));
+      rows = await ofPayer();
+    }
+    assert.deepEqual(
+      rows.map((row) => row.status),
+      Array(served).fill("settled"),
+      "every served request settled, none a debt",
+    );
+  });
+
   test("refuses a forged permit before inference", async () => {
     const buyer = await h.devnet.createFreshBuyer(10_000_000n);
     const stranger = privateKeyToAccount((await h.devnet.createFreshBuyer(0n)).privateKey);

@@ -66,6 +66,11 @@ export type AdmitPaymentParameters = PaymentAdmissionRequest & {
   settlementMarginSeconds: number;
   verifyTimeoutMs: number;
   readPayerFunds?: ((payer: `0x${string}`, asset: `0x${string}`) => Promise<bigint>) | undefined;
+  /**
+   * The payer's allowance of the asset to Permit2, read from the chain: a Permit2 payment (upto, exact via
+   * Permit2) draws on it as on the balance, so the payments in flight must fit in the lesser of the two.
+   */
+  readPermit2Allowance?: ((payer: `0x${string}`, asset: `0x${string}`) => Promise<bigint>) | undefined;
   /** The chain's latest block time (unix s): when ahead of this host's clock, deadlines are judged by it. */
   readChainSeconds?: (() => Promise<number>) | undefined;
   logger: Logger;
@@ -121,8 +126,17 @@ export type AdmitMatchedPaymentParameters = AdmitPaymentParameters & {
 export async function admitMatchedPayment(
   parameters: AdmitMatchedPaymentParameters,
 ): Promise<AdmitPaymentReturnType> {
-  const { payment, matched, terms, ledger, facilitator, readPayerFunds, readChainSeconds, logger } =
-    parameters;
+  const {
+    payment,
+    matched,
+    terms,
+    ledger,
+    facilitator,
+    readPayerFunds,
+    readPermit2Allowance,
+    readChainSeconds,
+    logger,
+  } = parameters;
   let verifyMs: number | undefined;
   const paymentRequired = (error?: string): AdmitPaymentReturnType => ({
     admitted: false,
@@ -177,8 +191,15 @@ export async function admitMatchedPayment(
   let chainSeconds: number | undefined;
   const verifyStartedAt = performance.now();
   try {
-    const funds = readPayerFunds?.(key.payer as `0x${string}`, matched.requirements.asset as `0x${string}`);
+    const asset = matched.requirements.asset as `0x${string}`;
+    const funds = readPayerFunds?.(key.payer as `0x${string}`, asset);
     funds?.catch(() => undefined);
+    // A Permit2 payment draws on the payer's allowance to Permit2 too; one carrying an EIP-2612 permit on
+    // the permit's amount, which it sets the allowance to (a relayed approve approves without bound).
+    const permitted = permit2AllowanceOf(payment);
+    const allowance =
+      funds && permitted === "read" ? readPermit2Allowance?.(key.payer as `0x${string}`, asset) : undefined;
+    allowance?.catch(() => undefined);
     const chainTime = readChainSeconds?.();
     chainTime?.catch(() => undefined);
     verified = await withTimeout(
@@ -186,7 +207,17 @@ export async function admitMatchedPayment(
       parameters.verifyTimeoutMs,
     );
     verifyMs = performance.now() - verifyStartedAt;
-    if (verified.isValid && funds) fundsAtomic = await withTimeout(funds, parameters.verifyTimeoutMs);
+    if (verified.isValid && funds) {
+      const balanceAtomic = await withTimeout(funds, parameters.verifyTimeoutMs);
+      const allowanceAtomic =
+        typeof permitted === "bigint"
+          ? permitted
+          : allowance
+            ? await withTimeout(allowance, parameters.verifyTimeoutMs)
+            : undefined;
+      fundsAtomic =
+        allowanceAtomic !== undefined && allowanceAtomic < balanceAtomic ? allowanceAtomic : balanceAtomic;
+    }
     if (verified.isValid && chainTime)
       chainSeconds = await withTimeout(chainTime, parameters.verifyTimeoutMs);
   } catch (error) {
@@ -231,8 +262,12 @@ export async function admitMatchedPayment(
       : await ledger.claimWithinFunds(claimInput, fundsAtomic, { serving: true });
   if (!claim.claimed && claim.existing) return replayed(claim.existing.status);
   if (!claim.claimed) {
+    if (claim.permitInFlight)
+      return paymentRequired(
+        `${ReasonCode.insufficientFunds}: a payment carrying an EIP-2612 permit is served alone among its payer's (its permit sets the Permit2 allowance the others draw on, and of permits on one token nonce only the first settled counts); retry when this payer's payment in flight has settled`,
+      );
     return paymentRequired(
-      `${ReasonCode.insufficientFunds}: this payer's payments in flight already reserve ${claim.reservedAtomic} of its balance ${claim.fundsAtomic}, and this one may cost ${maxAtomic}; retry when they have settled`,
+      `${ReasonCode.insufficientFunds}: this payer's payments in flight already reserve ${claim.reservedAtomic} of the ${claim.fundsAtomic} it can pay (the lesser of its balance and, for a Permit2 payment, its Permit2 allowance), and this one may cost ${maxAtomic}; retry when they have settled`,
     );
   }
   return {
@@ -260,4 +295,19 @@ function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
   });
   promise.catch(() => undefined);
   return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
+
+/**
+ * What a payment's Permit2 allowance is, for the funds it may draw on: "read" (the chain's, for a Permit2
+ * payment), its EIP-2612 permit's amount, or undefined (no Permit2: an EIP-3009 transfer; or a relayed
+ * `approve`, which approves without bound).
+ */
+function permit2AllowanceOf(payment: DecodedPaymentPayload): "read" | bigint | undefined {
+  const inner = payment.payload as { permit2Authorization?: unknown };
+  if (inner.permit2Authorization === undefined) return undefined;
+  const sponsored = sponsoredApprovalOf(payment);
+  if (sponsored?.extension === "erc20ApprovalGasSponsoring") return undefined;
+  if (sponsored?.extension === "eip2612GasSponsoring")
+    return /^\d{1,78}$/.test(sponsored.info.amount) ? BigInt(sponsored.info.amount) : 0n;
+  return "read";
 }

@@ -62,6 +62,8 @@ export type CreateBillingParameters = {
    * then never run a payer into debt. Without it (no chain access) each payment is checked alone.
    */
   readPayerFunds?: (payer: `0x${string}`, asset: `0x${string}`) => Promise<bigint>;
+  /** The payer's allowance of the asset to Permit2: Permit2 payments in flight must fit in it too. */
+  readPermit2Allowance?: (payer: `0x${string}`, asset: `0x${string}`) => Promise<bigint>;
   /**
    * The chain's latest block time (unix s). When given, an authorization must also outlive the request
    * by the chain's clock, which is what settles it, should this host's clock run behind.
@@ -169,6 +171,7 @@ export function createBilling({
   settlementMarginSeconds = 30,
   publicUrl,
   readPayerFunds,
+  readPermit2Allowance,
   readChainSeconds,
   logger = silentLogger,
   verifyTimeoutMs = DEFAULT_VERIFY_TIMEOUT_MS,
@@ -198,6 +201,7 @@ export function createBilling({
     settlementMarginSeconds,
     verifyTimeoutMs,
     readPayerFunds,
+    readPermit2Allowance,
     readChainSeconds,
   };
   // The requests being served: a gateway that stops waits for their money to be final.

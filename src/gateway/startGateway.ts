@@ -1,5 +1,6 @@
 import { serve } from "@hono/node-server";
 import type { HTTPFacilitatorClient } from "@x402/core/http";
+import { PERMIT2_ADDRESS } from "@x402/evm";
 import type { Hono } from "hono";
 import type { Registry } from "prom-client";
 import {
@@ -236,6 +237,15 @@ export async function startGateway({
     readPayerFunds: chain
       ? (payer, token) =>
           chain.readContract({ address: token, abi: erc20Abi, functionName: "balanceOf", args: [payer] })
+      : undefined,
+    readPermit2Allowance: chain
+      ? (payer, token) =>
+          chain.readContract({
+            address: token,
+            abi: erc20Abi,
+            functionName: "allowance",
+            args: [payer, PERMIT2_ADDRESS],
+          })
       : undefined,
     readChainSeconds: chain
       ? createChainClock(async () => Number((await chain.getBlock()).timestamp))

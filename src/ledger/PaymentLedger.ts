@@ -76,7 +76,14 @@ export type ClaimPaymentResult =
 /** A claim within funds may also find the payer's funds already reserved by its payments in flight. */
 export type ClaimWithinFundsResult =
   | ClaimPaymentResult
-  | { claimed: false; existing: undefined; reservedAtomic: bigint; fundsAtomic: bigint };
+  | {
+      claimed: false;
+      existing: undefined;
+      reservedAtomic: bigint;
+      fundsAtomic: bigint;
+      /** Refused because a payment carrying an EIP-2612 permit would not be in flight alone. */
+      permitInFlight: boolean;
+    };
 
 /** What a request actually used: token totals and, when known, every unit. */
 export type TokenUsage = {
@@ -146,8 +153,10 @@ export interface PaymentLedger {
   /**
    * Claims like `claim`, but only if the maxima of the payer's payments still in flight (claimed,
    * serving, metered, settling) plus this one fit in `fundsAtomic` (what the payer's authorizations
-   * draw on), so concurrent requests are never served beyond what the payer can settle. The check
-   * and the insert hold one per-payer lock, on every replica sharing the database.
+   * draw on), so concurrent requests are never served beyond what the payer can settle. A payment
+   * carrying an EIP-2612 permit is claimed only with none other of its payer in flight, and none is
+   * claimed beside it (its permit resets the allowance the others draw on). The check and the insert
+   * hold one per-payer lock, on every replica sharing the database.
    */
   claimWithinFunds(
     input: ClaimPaymentInput,

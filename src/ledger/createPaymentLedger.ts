@@ -41,6 +41,13 @@ const pendingList = pendingPaymentStatuses.map((status) => `'${status}'`).join("
 
 /** Statuses of a payment whose charge is not final yet: its maximum is still reserved. */
 const IN_FLIGHT = "'claimed', 'serving', 'metered', 'settling'";
+/**
+ * Whether a payment payload carries an EIP-2612 permit (`eip2612GasSponsoring`). Such a payment is in
+ * flight alone among its payer's: its permit sets the payer's Permit2 allowance to its own amount, and of
+ * permits signed on one token nonce only the first settled takes effect, so no other payment of the payer
+ * can count on the allowance until it is settled.
+ */
+const CARRIES_PERMIT = (payload: string) => `(${payload}->'extensions'->'eip2612GasSponsoring') IS NOT NULL`;
 
 /**
  * Whether payer $2 on network $1 owes: a charge whose settlement failed (a debt), or a channel whose
@@ -151,6 +158,9 @@ export function createPaymentLedger(
       params.push(atomicParam(fundsAtomic, "fundsAtomic"));
       conditions.push(`(SELECT COALESCE(SUM(max_atomic), 0) FROM payments
                   WHERE network = $1 AND payer = $2 AND status IN (${IN_FLIGHT})) + $9::numeric <= $${params.length}::numeric`);
+      conditions.push(`NOT EXISTS (SELECT 1 FROM payments
+                  WHERE network = $1 AND payer = $2 AND status IN (${IN_FLIGHT})
+                    AND (${CARRIES_PERMIT("payload")} OR ${CARRIES_PERMIT("$10::jsonb")}))`);
     }
     // An id allocated before (allocateUnlessInDebt) is written as given.
     const idColumn = id === undefined ? "" : "id, ";
@@ -235,9 +245,20 @@ export function createPaymentLedger(
          WHERE network = $1 AND payer = $2 AND status IN (${IN_FLIGHT})`,
         [key.network, key.payer],
       );
+      const [permits] = await sql.query<{ held: unknown }>(
+        `SELECT (COUNT(*) > 0 AND (bool_or(${CARRIES_PERMIT("payload")}) OR ${CARRIES_PERMIT("$3::jsonb")}))::text AS held
+         FROM payments WHERE network = $1 AND payer = $2 AND status IN (${IN_FLIGHT})`,
+        [key.network, key.payer, jsonParam(input.paymentPayload, "paymentPayload")],
+      );
       const reservedAtomic = BigInt(String(sum?.reserved ?? "0"));
       logger.debug({ ...key, reserved: reservedAtomic.toString() }, "ledger: payer's funds are reserved");
-      return { claimed: false, existing: undefined, reservedAtomic, fundsAtomic };
+      return {
+        claimed: false,
+        existing: undefined,
+        reservedAtomic,
+        fundsAtomic,
+        permitInFlight: String(permits?.held) === "true",
+      };
     },
 
     get,

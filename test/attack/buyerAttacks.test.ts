@@ -1,5 +1,9 @@
 import assert from "node:assert/strict";
 import { after, afterEach, before, describe, test } from "node:test";
+import { PERMIT2_ADDRESS } from "@x402/evm";
+import { createWalletClient, erc20Abi, http } from "viem";
+import { privateKeyToAccount } from "viem/accounts";
+import { anvil } from "viem/chains";
 import { type Devnet, startDevnet } from "../../src/devnet/index.js";
 import { type GatewayHarness, startGatewayHarness } from "../support/gatewayHarness.js";
 import { signHostilePayment } from "../support/hostileBuyer.js";
@@ -87,6 +91,62 @@ describe("a hostile buyer", () => {
       debts.length,
       0,
       `${served} of 5 served at once on a balance of 1.2 maxima; ${debts.length} debts, ${unpaid} atomic unpaid (max ${quote.amount})`,
+    );
+  });
+
+  test("concurrent requests cannot be served beyond what the payer's Permit2 allowance can settle", async () => {
+    // The balance is ample; the payer's own approve of Permit2 covers ~1.2 maxima.
+    const body = chat({ stream: true, max_tokens: 20 });
+    const quote = await quoteOf(h, CHAT, body);
+    const payer = await devnet.createBuyer(quote.amount * 100n);
+    const wallet = createWalletClient({
+      account: privateKeyToAccount(payer.privateKey),
+      chain: anvil,
+      transport: http(devnet.rpcUrl),
+    });
+    await devnet.waitMined(
+      await wallet.writeContract({
+        address: devnet.contracts.usdc,
+        abi: erc20Abi,
+        functionName: "approve",
+        args: [PERMIT2_ADDRESS, (quote.amount * 12n) / 10n],
+      }),
+    );
+    h.backend.set({ responseTokens: 20, tokensPerSecond: 40 });
+    const signatures = await Promise.all(
+      Array.from({ length: 5 }, () =>
+        signHostilePayment({ paymentRequired: quote.header, privateKey: payer.privateKey }),
+      ),
+    );
+    const responses = await Promise.all(
+      signatures.map((signature) => postJson(h, CHAT, body, { "payment-signature": signature })),
+    );
+    const texts = await Promise.all(responses.map((response) => response.text()));
+    await h.backend.whenIdle();
+    const ofPayer = async () =>
+      (await h.ledger.payments.recent({ limit: 20 })).filter(
+        (row) => row.payer.toLowerCase() === payer.address.toLowerCase(),
+      );
+    const final = (row: { status: string }) => ["settled", "zero", "debt", "failed"].includes(row.status);
+    let rows = await ofPayer();
+    for (let i = 0; i < 1_200 && !rows.every(final); i++) {
+      await new Promise((resolve) => setTimeout(resolve, 25));
+      rows = await ofPayer();
+    }
+    assert.ok(rows.every(final), `every payment ended: ${rows.map((row) => row.status).join(", ")}`);
+    const served = responses.filter((response) => response.status === 200).length;
+    assert.ok(served >= 1, "one request is served");
+    assert.deepEqual(
+      rows.map((row) => row.status),
+      Array(served).fill("settled"),
+      `${served} of 5 served at once on an allowance of 1.2 maxima: each served request settled, none a debt`,
+    );
+    const refused = texts.filter((_, i) => responses[i]!.status !== 200);
+    for (const [i, response] of responses.entries())
+      if (response.status !== 200) assert.equal(response.status, 402, texts[i] ?? "");
+    assert.ok(
+      refused.every((text) => /Permit2 allowance/.test(text)),
+      `the refusals name the allowance: ${refused[0]}`,
     );
   });
 

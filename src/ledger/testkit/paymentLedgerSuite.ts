@@ -51,6 +51,38 @@ export function describePaymentLedger(label: string, current: () => LedgerHarnes
       assert.ok(!again.claimed && again.existing !== undefined, "a replay still finds its row");
     });
 
+    test("claims within funds: a payment carrying an EIP-2612 permit is in flight alone among its payer's", async () => {
+      const payer = payerAddress(11);
+      const withPermit = () => {
+        const input = claimInput({ payer, maxAtomic: 100n });
+        return {
+          ...input,
+          paymentPayload: {
+            ...(input.paymentPayload as object),
+            extensions: { eip2612GasSponsoring: { info: { amount: "100", nonce: "0" } } },
+          },
+        };
+      };
+      const permitted = await payments.claimWithinFunds(withPermit(), 10_000n, { serving: true });
+      assert.equal(permitted.claimed, true);
+      // Neither a plain payment nor another permit joins it, whatever the funds.
+      for (const input of [claimInput({ payer, maxAtomic: 100n }), withPermit()]) {
+        const refused = await payments.claimWithinFunds(input, 10_000n);
+        assert.ok(!refused.claimed && refused.existing === undefined);
+        assert.equal(refused.permitInFlight, true);
+      }
+      assert.ok(permitted.claimed);
+      await payments.markFailed(permitted.payment.id, "backend failed");
+      const plain = await payments.claimWithinFunds(claimInput({ payer, maxAtomic: 100n }), 10_000n);
+      assert.equal(plain.claimed, true);
+      // A permit does not join a plain payment in flight either.
+      const late = await payments.claimWithinFunds(withPermit(), 10_000n);
+      assert.ok(!late.claimed && late.existing === undefined && late.permitInFlight);
+      // Funds alone are told as funds.
+      const short = await payments.claimWithinFunds(claimInput({ payer, maxAtomic: 100n }), 150n);
+      assert.ok(!short.claimed && short.existing === undefined && !short.permitInFlight);
+    });
+
     test("claims an authorization once and refuses a sequential replay", async () => {
       const input = claimInput();
       const first = await payments.claim(input);
