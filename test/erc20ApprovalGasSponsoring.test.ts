@@ -351,6 +351,60 @@ describe("gas-sponsored approval for a token without EIP-2612 (erc20ApprovalGasS
     assert.equal(await sponsoredApprovals(), sponsoredBefore + 1, "counted as one sponsored approval");
   });
 
+  test("two settlements of one payer whose approves are signed on the same nonce with other fees both settle: the first approve is funded and relayed, the second goes without", async () => {
+    const buyer = await h.devnet.createFreshPlainTokenBuyer(10_000_000n);
+    const unpaid = await postJson(h, "/v1/chat/completions", chatBody);
+    await unpaid.text();
+    const required = decodePaymentRequiredHeader(unpaid.headers.get("payment-required"));
+    assert.ok(required.ok);
+    const account = privateKeyToAccount(buyer.privateKey);
+    const client = new x402Client()
+      .register(h.devnet.network, new UptoEvmScheme(account, { rpcUrl: h.devnet.rpcUrl }))
+      .setSpendControls(false);
+    const first = await client.createPaymentPayload(required.paymentRequired);
+    const second = await client.createPaymentPayload(required.paymentRequired);
+    // The second's approve signed again a block later, as it were: the same nonce, a fee one wei higher.
+    const sponsoring = second.extensions?.erc20ApprovalGasSponsoring as { info: { signedTransaction: Hex } };
+    const {
+      r: _r,
+      s: _s,
+      v: _v,
+      yParity: _y,
+      ...approve
+    } = parseTransaction(sponsoring.info.signedTransaction);
+    const signedTransaction = await account.signTransaction({
+      ...(approve as Parameters<typeof account.signTransaction>[0]),
+      maxFeePerGas: (approve.maxFeePerGas ?? 0n) + 1n,
+    } as Parameters<typeof account.signTransaction>[0]);
+    const refeed = {
+      ...second,
+      extensions: {
+        ...second.extensions,
+        erc20ApprovalGasSponsoring: { ...sponsoring, info: { ...sponsoring.info, signedTransaction } },
+      },
+    } as PaymentPayload;
+    for (const payload of [first, refeed])
+      assert.equal((await h.gateway.facilitator.verify(payload, payload.accepted)).isValid, true);
+    const facilitatorAddress = h.devnet.accounts.facilitator.address;
+    const facilitatorNonce = await chain.getTransactionCount({ address: facilitatorAddress });
+    const settled = await Promise.all(
+      [first, refeed].map((payload) =>
+        h.gateway.facilitator
+          .settle(payload, { ...payload.accepted, amount: "1" })
+          .catch((error: unknown) => ({ success: false, errorReason: String(error) })),
+      ),
+    );
+    assert.deepEqual(
+      settled.map((result) => result.success),
+      [true, true],
+      JSON.stringify(settled.map((result) => result.errorReason)),
+    );
+    assert.equal(await h.devnet.plainTokenBalance(buyer.address), 10_000_000n - 2n);
+    // One funding and two settlements; one approve relayed.
+    assert.equal((await chain.getTransactionCount({ address: facilitatorAddress })) - facilitatorNonce, 3);
+    assert.equal(await chain.getTransactionCount({ address: buyer.address }), 1);
+  });
+
   test("a gateway refuses to start on a token whose decimals are not 6: its $ prices would be off by powers of ten", async () => {
     // A contract answering 18 to any call (decimals() included), at an address of the test's own.
     const asset = `0x${"18".repeat(20)}` as Address;

@@ -5,7 +5,6 @@ import {
   parseTransaction,
   recoverTransactionAddress,
   type TransactionReceipt,
-  TransactionReceiptNotFoundError,
 } from "viem";
 import type { TollgateFacilitatorSigner } from "../chain/index.js";
 
@@ -38,8 +37,9 @@ const FEE_HEADROOM = 3n;
  * approval and the settlement are simulated together, and the payer's sponsorship is counted as the gas
  * goes out (a settlement that fails afterwards still counts). Sequential, not atomic:
  * on a public chain a bundle (or a smart account) would keep the funding from being front-run.
- * One payer's settlements go one at a time; one whose approve an earlier one already relayed is sent
- * alone, with no gas sent to the buyer. `sponsored` receives the cost of each approval, keyed by the settlement's hash. What is funded is
+ * One payer's settlements go one at a time; one whose approve's nonce is already spent (an earlier one
+ * relayed it, or another signed on that nonce) is sent alone when the allowance that stands settles it,
+ * with no gas sent to the buyer. `sponsored` receives the cost of each approval, keyed by the settlement's hash. What is funded is
  * bounded before anything is sent (`check`, see `createApprovalCheck`); otherwise nothing is sent and
  * the settle fails.
  * @see https://github.com/x402-foundation/x402/blob/main/specs/extensions/erc20_approval_gas_sponsoring.md
@@ -72,19 +72,23 @@ export function createErc20ApprovalSponsor({
   const simulationRefusal = async (
     approval: Hex,
     settlement: { to: Hex; data: Hex },
+    { alone = false }: { alone?: boolean } = {},
   ): Promise<string | undefined> => {
     try {
       const parsed = parseTransaction(approval);
       if (!parsed.to) return "the approval names no token contract";
       const payer = await recoverTransactionAddress({ serializedTransaction: approval as never });
       const [facilitator] = signer.getAddresses();
+      const settle = { account: facilitator, to: settlement.to, data: settlement.data };
       const [block] = await publicClient.simulateBlocks({
         blocks: [
           {
-            calls: [
-              { account: payer, to: parsed.to, data: parsed.data ?? "0x", value: parsed.value ?? 0n },
-              { account: facilitator, to: settlement.to, data: settlement.data },
-            ],
+            calls: alone
+              ? [settle]
+              : [
+                  { account: payer, to: parsed.to, data: parsed.data ?? "0x", value: parsed.value ?? 0n },
+                  settle,
+                ],
           },
         ],
       });
@@ -97,20 +101,27 @@ export function createErc20ApprovalSponsor({
   };
   /** Settlements waiting, per payer, for the one before them to end. */
   const payerTurns = new Map<string, Promise<unknown>>();
-  /** Whether this very signed approve is already mined, successfully (relayed by an earlier settlement). */
-  const alreadyRelayed = async (approval: Hex): Promise<boolean> => {
-    const receipt = await publicClient
-      .getTransactionReceipt({ hash: keccak256(approval) })
-      .catch((error: unknown) =>
-        error instanceof TransactionReceiptNotFoundError ? undefined : Promise.reject(error),
-      );
-    return receipt?.status === "success";
+  /**
+   * Whether the payer's account nonce is past the approve's: an earlier settlement relayed it (or one
+   * signed on the same nonce with other fees, as requests sent at once may be), or the payer spent it.
+   */
+  const approvalNonceSpent = async (approval: Hex): Promise<boolean> => {
+    const parsed = parseTransaction(approval);
+    const payer = await recoverTransactionAddress({ serializedTransaction: approval as never });
+    const sent = await publicClient.getTransactionCount({ address: payer, blockTag: "latest" });
+    return parsed.nonce !== undefined && sent > parsed.nonce;
   };
-  /** Funds and relays the approve, then sends the settlement; only the settlement if the approve is in. */
+  /**
+   * Funds and relays the approve, then sends the settlement. An approve whose nonce is already spent is
+   * not relayed and gets no gas: the settlement goes alone, if it succeeds on the allowance that stands.
+   */
   const relay = async (approval: Hex, settlement: { to: Hex; data: Hex }): Promise<Hex[]> => {
-    if (await alreadyRelayed(approval)) {
-      const unsimulated = await simulationRefusal(approval, settlement);
-      if (unsimulated) throw new Error(`the settlement is refused: ${unsimulated}`);
+    if (await approvalNonceSpent(approval).catch(() => false)) {
+      const unsimulated = await simulationRefusal(approval, settlement, { alone: true });
+      if (unsimulated)
+        throw new Error(
+          `the sponsored approval is refused: its nonce is spent, and ${unsimulated.replace("after it ", "on the allowance that stands ")}`,
+        );
       const payer = await recoverTransactionAddress({ serializedTransaction: approval as never });
       const settleTx = await signer.sendTransaction({ to: settlement.to, data: settlement.data });
       sponsored(settleTx, {
