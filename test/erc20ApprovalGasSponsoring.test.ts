@@ -10,6 +10,7 @@ import {
   createPublicClient,
   createTestClient,
   createWalletClient,
+  encodeFunctionData,
   erc20Abi,
   type Hex,
   http,
@@ -26,6 +27,7 @@ import { createLedger, createPgliteClient } from "../src/ledger/index.js";
 import {
   decodePaymentRequiredHeader,
   decodePaymentSignatureHeader,
+  encodePaymentSignatureHeader,
   type PaymentPayload,
 } from "../src/protocol/index.js";
 import {
@@ -403,6 +405,48 @@ describe("gas-sponsored approval for a token without EIP-2612 (erc20ApprovalGasS
     // One funding and two settlements; one approve relayed.
     assert.equal((await chain.getTransactionCount({ address: facilitatorAddress })) - facilitatorNonce, 3);
     assert.equal(await chain.getTransactionCount({ address: buyer.address }), 1);
+  });
+
+  test("a signed approve of a bounded amount is refused before inference: requests sent at once could spend it before they settle", async () => {
+    const { buyer, account, payload } = await freshBuyerPayment();
+    const sponsoring = payload.extensions?.erc20ApprovalGasSponsoring as { info: { signedTransaction: Hex } };
+    const {
+      r: _r,
+      s: _s,
+      v: _v,
+      yParity: _y,
+      ...approve
+    } = parseTransaction(sponsoring.info.signedTransaction);
+    // approve(Permit2, exactly this payment's maximum): enough for one request, not for several at once.
+    const signedTransaction = await account.signTransaction({
+      ...(approve as Parameters<typeof account.signTransaction>[0]),
+      data: encodeFunctionData({
+        abi: erc20Abi,
+        functionName: "approve",
+        args: [PERMIT2_ADDRESS, BigInt(payload.accepted.amount)],
+      }),
+    } as Parameters<typeof account.signTransaction>[0]);
+    const bounded = {
+      ...payload,
+      extensions: {
+        ...payload.extensions,
+        erc20ApprovalGasSponsoring: { ...sponsoring, info: { ...sponsoring.info, signedTransaction } },
+      },
+    } as PaymentPayload;
+    const servedBefore = h.backend.inferenceRequests.length;
+    const response = await postJson(h, "/v1/chat/completions", chatBody, {
+      "payment-signature": encodePaymentSignatureHeader(bounded),
+    });
+    await response.text();
+    assert.equal(response.status, 402);
+    const decoded = decodePaymentRequiredHeader(response.headers.get("payment-required"));
+    assert.ok(decoded.ok);
+    assert.match(
+      decoded.paymentRequired.error ?? "",
+      /^tollgate_gas_sponsoring_refused: the sponsored approval is refused: it approves \d+, not the unlimited amount/,
+    );
+    assert.equal(h.backend.inferenceRequests.length, servedBefore, "no inference ran");
+    assert.equal(await chain.getBalance({ address: buyer.address }), 0n, "the buyer got no gas money");
   });
 
   test("a gateway refuses to start on a token whose decimals are not 6: its $ prices would be off by powers of ten", async () => {

@@ -1,7 +1,10 @@
 import type { Erc20ApprovalGasSponsoringSigner, TransactionRequest } from "@x402/extensions";
 import {
+  decodeFunctionData,
+  erc20Abi,
   type Hex,
   keccak256,
+  maxUint256,
   parseTransaction,
   recoverTransactionAddress,
   type TransactionReceipt,
@@ -242,6 +245,11 @@ export function createApprovalCheck({
     const denied = refusal(payer);
     if (denied) return denied;
     if (parsed.chainId !== chainId) return `it is signed for chain ${parsed.chainId}, not ${chainId}`;
+    // One relayed approve serves every payment of the payer that carries it, sent at once or later: a
+    // bounded one could be spent by the first of them, and the others then fail after being served.
+    const approvedAtomic = approvedAmountOf(parsed.data);
+    if (approvedAtomic !== maxUint256)
+      return `it approves ${approvedAtomic ?? "no readable amount"}, not the unlimited amount (2^256 − 1) a relayed approve of Permit2 must: sign approve(Permit2, max)`;
     if ((parsed.gas ?? 0n) > APPROVE_GAS_LIMIT)
       return `it asks for ${parsed.gas} gas, above the ${APPROVE_GAS_LIMIT} an approve needs`;
     const nextNonce = await publicClient.getTransactionCount({ address: payer, blockTag: "pending" });
@@ -254,4 +262,14 @@ export function createApprovalCheck({
       return `its fee of ${askedWei} wei per gas is above ${FEE_HEADROOM}× the chain's current ${currentWei}`;
     return undefined;
   };
+}
+
+/** The amount an `approve(spender, amount)` call approves, or undefined when it is no such call. */
+function approvedAmountOf(data: Hex | undefined): bigint | undefined {
+  try {
+    const decoded = decodeFunctionData({ abi: erc20Abi, data: data ?? "0x" });
+    return decoded.functionName === "approve" ? decoded.args[1] : undefined;
+  } catch {
+    return undefined;
+  }
 }
