@@ -307,7 +307,8 @@ export function createBilling({
     const offers = orderOffers(
       [
         ...buildOffers(quote, terms),
-        ...(channels && quote.maxAtomic !== undefined
+        // A request that costs nothing (a free model) is no reason to open a channel: no voucher can pay 0.
+        ...(channels && quote.maxAtomic !== undefined && quote.maxAtomic > 0n
           ? [channels.offer(quote.maxAtomic, { pricing: offerPricingOf(quote) })]
           : []),
       ],
