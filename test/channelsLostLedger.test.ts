@@ -2,14 +2,11 @@
 // cannot claim them (a voucher binds no request, so it is no proof of them), and says so.
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
-import { decodePaymentResponseHeader } from "@x402/core/http";
-import { createPayingFetch } from "../src/buyer/index.js";
 import { parseGatewayConfig, startGateway } from "../src/gateway/index.js";
 import { createLedger, createPgliteClient } from "../src/ledger/index.js";
 import { captureLogger } from "../src/ledger/testkit/captureLogger.js";
-import { channelTestConfig } from "./support/channelFixtures.js";
+import { channelChatBuyer, channelTestConfig } from "./support/channelFixtures.js";
 import { type GatewayHarness, startGatewayHarness, testGatewayConfig } from "./support/gatewayHarness.js";
-import { mockModelId } from "./support/mockBackend.js";
 
 let h: GatewayHarness;
 before(async () => {
@@ -20,28 +17,7 @@ after(async () => {
 });
 
 test("a gateway on an empty ledger, meeting a channel charged through the lost one, warns with the amount it cannot claim, and serves on the chain's base", async () => {
-  const buyer = await h.devnet.createBuyer(100_000_000n);
-  const pay = createPayingFetch({
-    privateKey: buyer.privateKey,
-    rpcUrl: h.devnet.rpcUrl,
-    dataDir: "memory://",
-  });
-  /** One paid chat; its charge and the channel's cumulative after it, from its receipt. */
-  const chat = async (gatewayUrl: string, tag: string) => {
-    const response = await pay(`${gatewayUrl}/v1/chat/completions`, {
-      method: "POST",
-      headers: { "content-type": "application/json" },
-      body: JSON.stringify({
-        model: mockModelId,
-        messages: [{ role: "user", content: `hello ${tag}` }],
-        max_tokens: 64,
-      }),
-    });
-    assert.equal(response.status, 200, await response.clone().text());
-    await response.text();
-    const receipt = decodePaymentResponseHeader(response.headers.get("payment-response")!);
-    return BigInt(receipt.amount ?? "0");
-  };
+  const { chat, close } = await channelChatBuyer(h);
   const { logger, records } = captureLogger();
   let second: Awaited<ReturnType<typeof startGateway>> | undefined;
   const ledger = await createLedger(await createPgliteClient());
@@ -85,7 +61,7 @@ test("a gateway on an empty ledger, meeting a channel charged through the lost o
     );
   } finally {
     await second?.close();
-    await (pay as { close?: () => Promise<void> }).close?.();
+    await close();
     await ledger.close();
   }
 });

@@ -2,13 +2,10 @@
 // charged more than the restored ledger holds. The gateway cannot claim those charges; the operator is told.
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
-import { decodePaymentResponseHeader } from "@x402/core/http";
-import { createPayingFetch } from "../src/buyer/index.js";
 import { parseGatewayConfig, startGateway } from "../src/gateway/index.js";
 import { captureLogger } from "../src/ledger/testkit/captureLogger.js";
-import { channelTestConfig } from "./support/channelFixtures.js";
+import { channelChatBuyer, channelTestConfig } from "./support/channelFixtures.js";
 import { type GatewayHarness, startGatewayHarness, testGatewayConfig } from "./support/gatewayHarness.js";
-import { mockModelId } from "./support/mockBackend.js";
 
 let h: GatewayHarness;
 before(async () => {
@@ -19,26 +16,7 @@ after(async () => {
 });
 
 test("a gateway on a ledger restored from an older copy warns, with the amount, when a channel's payer signs above its charges", async () => {
-  const buyer = await h.devnet.createBuyer(100_000_000n);
-  const pay = createPayingFetch({
-    privateKey: buyer.privateKey,
-    rpcUrl: h.devnet.rpcUrl,
-    dataDir: "memory://",
-  });
-  const chat = async (gatewayUrl: string, tag: string) => {
-    const response = await pay(`${gatewayUrl}/v1/chat/completions`, {
-      method: "POST",
-      headers: { "content-type": "application/json" },
-      body: JSON.stringify({
-        model: mockModelId,
-        messages: [{ role: "user", content: `hello ${tag}` }],
-        max_tokens: 64,
-      }),
-    });
-    assert.equal(response.status, 200, await response.clone().text());
-    await response.text();
-    return BigInt(decodePaymentResponseHeader(response.headers.get("payment-response")!).amount ?? "0");
-  };
+  const { chat, close } = await channelChatBuyer(h);
   const { logger, records } = captureLogger();
   let second: Awaited<ReturnType<typeof startGateway>> | undefined;
   try {
@@ -66,6 +44,6 @@ test("a gateway on a ledger restored from an older copy warns, with the amount, 
     assert.equal(warnings[0]?.channelId, backup!.channelId);
   } finally {
     await second?.close();
-    await (pay as { close?: () => Promise<void> }).close?.();
+    await close();
   }
 });

@@ -1,6 +1,10 @@
 import assert from "node:assert/strict";
 import { x402Client } from "@x402/core/client";
-import { decodePaymentRequiredHeader, encodePaymentSignatureHeader } from "@x402/core/http";
+import {
+  decodePaymentRequiredHeader,
+  decodePaymentResponseHeader,
+  encodePaymentSignatureHeader,
+} from "@x402/core/http";
 import type { PaymentRequirements } from "@x402/core/types";
 import { BATCH_SETTLEMENT_ADDRESS, type ClientEvmSigner, toClientEvmSigner } from "@x402/evm";
 import {
@@ -13,10 +17,12 @@ import { wrapFetchWithPayment } from "@x402/fetch";
 import { type Address, createPublicClient, type Hex, http, parseAbi } from "viem";
 import { privateKeyToAccount } from "viem/accounts";
 import { anvil } from "viem/chains";
+import { createPayingFetch } from "../../src/buyer/index.js";
 import { type Logger, silentLogger } from "../../src/errors/index.js";
 import { createChannelSettlement } from "../../src/gateway/channels/index.js";
 import type { FacilitatorLike, GatewayConfigInput } from "../../src/gateway/index.js";
 import type { GatewayHarness } from "./gatewayHarness.js";
+import { mockModelId } from "./mockBackend.js";
 
 /** Where the devnet places the batch-settlement contract. */
 export const BATCH_SETTLEMENT_ADDRESS_FOR_TESTS = BATCH_SETTLEMENT_ADDRESS as Address;
@@ -155,5 +161,36 @@ export async function openTestChannel(
     voucherHeader,
     payingFetch,
     requestMax: BigInt(offer.amount),
+  };
+}
+
+/**
+ * A new buyer (funded with $100) paying chats through Tollgate's SDK, by channel where the gateway offers
+ * one: `chat` sends one to a gateway (the harness's, or another on the same devnet) and returns its charge.
+ */
+export async function channelChatBuyer(h: GatewayHarness) {
+  const buyer = await h.devnet.createBuyer(100_000_000n);
+  const pay = createPayingFetch({
+    privateKey: buyer.privateKey,
+    rpcUrl: h.devnet.rpcUrl,
+    dataDir: "memory://",
+  });
+  return {
+    buyer,
+    async chat(gatewayUrl: string, tag: string): Promise<bigint> {
+      const response = await pay(`${gatewayUrl}/v1/chat/completions`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({
+          model: mockModelId,
+          messages: [{ role: "user", content: `hello ${tag}` }],
+          max_tokens: 64,
+        }),
+      });
+      assert.equal(response.status, 200, await response.clone().text());
+      await response.text();
+      return BigInt(decodePaymentResponseHeader(response.headers.get("payment-response")!).amount ?? "0");
+    },
+    close: () => pay.close(),
   };
 }
