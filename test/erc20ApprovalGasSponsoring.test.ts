@@ -17,7 +17,7 @@ import {
   maxUint256,
   parseTransaction,
 } from "viem";
-import { privateKeyToAccount } from "viem/accounts";
+import { type PrivateKeyAccount, privateKeyToAccount } from "viem/accounts";
 import { anvil } from "viem/chains";
 import { type Devnet, startDevnet } from "../src/devnet/index.js";
 import { isTollgateError } from "../src/errors/index.js";
@@ -40,6 +40,39 @@ import { mockModelId } from "./support/mockBackend.js";
 import { finalRow, postJson } from "./support/paidRequests.js";
 import { spendPermit2Nonce } from "./support/permit2Nonces.js";
 import { parsePrometheusText, sumOf } from "./support/prometheusText.js";
+
+type Approve = ReturnType<typeof parseTransaction>;
+
+/**
+ * `payload` with its signed approve (`erc20ApprovalGasSponsoring`) signed again by `account`, with the
+ * fields `change` returns from the approve as signed: a buyer re-signing its approve on other terms.
+ */
+async function withApproveResigned(
+  account: PrivateKeyAccount,
+  payload: PaymentPayload,
+  change: (approve: Approve) => Record<string, unknown>,
+): Promise<PaymentPayload> {
+  const sponsoring = payload.extensions?.erc20ApprovalGasSponsoring as { info: { signedTransaction: Hex } };
+  assert.ok(sponsoring, "the payment carries a signed approve");
+  const {
+    r: _r,
+    s: _s,
+    v: _v,
+    yParity: _y,
+    ...approve
+  } = parseTransaction(sponsoring.info.signedTransaction);
+  const signedTransaction = await account.signTransaction({
+    ...approve,
+    ...change(approve),
+  } as Parameters<typeof account.signTransaction>[0]);
+  return {
+    ...payload,
+    extensions: {
+      ...payload.extensions,
+      erc20ApprovalGasSponsoring: { ...sponsoring, info: { ...sponsoring.info, signedTransaction } },
+    },
+  } as PaymentPayload;
+}
 
 const chatBody = {
   model: mockModelId,
@@ -182,35 +215,13 @@ describe("gas-sponsored approval for a token without EIP-2612 (erc20ApprovalGasS
 
   test("an approval asking for more gas or a higher fee than an approve needs gets no funding: the settle fails and the facilitator sends nothing", async () => {
     const { buyer, account, payload } = await freshBuyerPayment();
-    const sponsoring = payload.extensions?.erc20ApprovalGasSponsoring as {
-      info: { signedTransaction: Hex };
-    };
-    assert.ok(sponsoring, "the payment carries a signed approve");
-    // The buyer's own approve, unsigned, to sign again with other terms.
-    const {
-      r: _r,
-      s: _s,
-      v: _v,
-      yParity: _yParity,
-      ...honest
-    } = parseTransaction(sponsoring.info.signedTransaction);
     const facilitatorAddress = h.devnet.accounts.facilitator.address;
     for (const inflated of [
       { gas: 20_000_000n },
       { maxFeePerGas: 1_000_000_000_000n, maxPriorityFeePerGas: 1_000_000_000n },
       { chainId: 1 },
     ]) {
-      const signedTransaction = await account.signTransaction({
-        ...(honest as Parameters<typeof account.signTransaction>[0]),
-        ...inflated,
-      } as Parameters<typeof account.signTransaction>[0]);
-      const tampered = {
-        ...payload,
-        extensions: {
-          ...payload.extensions,
-          erc20ApprovalGasSponsoring: { ...sponsoring, info: { ...sponsoring.info, signedTransaction } },
-        },
-      } as PaymentPayload;
+      const tampered = await withApproveResigned(account, payload, () => inflated);
       const facilitatorWei = await chain.getBalance({ address: facilitatorAddress });
       const facilitatorNonce = await chain.getTransactionCount({ address: facilitatorAddress });
       const requirements = { ...payload.accepted, amount: "1" };
@@ -267,24 +278,7 @@ describe("gas-sponsored approval for a token without EIP-2612 (erc20ApprovalGasS
     const burnt = await spendPermit2Nonce(wallet, permitNonce);
     assert.equal((await chain.waitForTransactionReceipt({ hash: burnt })).status, "success");
     await testClient.setBalance({ address: buyer.address, value: 0n });
-    const {
-      r: _r,
-      s: _s,
-      v: _v,
-      yParity: _y,
-      ...approve
-    } = parseTransaction(sponsoring.info.signedTransaction);
-    const signedTransaction = await account.signTransaction({
-      ...(approve as Parameters<typeof account.signTransaction>[0]),
-      nonce: 1,
-    } as Parameters<typeof account.signTransaction>[0]);
-    const spent = {
-      ...payload,
-      extensions: {
-        ...payload.extensions,
-        erc20ApprovalGasSponsoring: { ...sponsoring, info: { ...sponsoring.info, signedTransaction } },
-      },
-    } as PaymentPayload;
+    const spent = await withApproveResigned(account, payload, () => ({ nonce: 1 }));
 
     const verified = await h.gateway.facilitator.verify(spent, payload.accepted);
     assert.equal(verified.isValid, false, "refused before the seller serves anything");
@@ -366,25 +360,9 @@ describe("gas-sponsored approval for a token without EIP-2612 (erc20ApprovalGasS
     const first = await client.createPaymentPayload(required.paymentRequired);
     const second = await client.createPaymentPayload(required.paymentRequired);
     // The second's approve signed again a block later, as it were: the same nonce, a fee one wei higher.
-    const sponsoring = second.extensions?.erc20ApprovalGasSponsoring as { info: { signedTransaction: Hex } };
-    const {
-      r: _r,
-      s: _s,
-      v: _v,
-      yParity: _y,
-      ...approve
-    } = parseTransaction(sponsoring.info.signedTransaction);
-    const signedTransaction = await account.signTransaction({
-      ...(approve as Parameters<typeof account.signTransaction>[0]),
+    const refeed = await withApproveResigned(account, second, (approve) => ({
       maxFeePerGas: (approve.maxFeePerGas ?? 0n) + 1n,
-    } as Parameters<typeof account.signTransaction>[0]);
-    const refeed = {
-      ...second,
-      extensions: {
-        ...second.extensions,
-        erc20ApprovalGasSponsoring: { ...sponsoring, info: { ...sponsoring.info, signedTransaction } },
-      },
-    } as PaymentPayload;
+    }));
     for (const payload of [first, refeed])
       assert.equal((await h.gateway.facilitator.verify(payload, payload.accepted)).isValid, true);
     const facilitatorAddress = h.devnet.accounts.facilitator.address;
@@ -409,30 +387,14 @@ describe("gas-sponsored approval for a token without EIP-2612 (erc20ApprovalGasS
 
   test("a signed approve of a bounded amount is refused before inference: requests sent at once could spend it before they settle", async () => {
     const { buyer, account, payload } = await freshBuyerPayment();
-    const sponsoring = payload.extensions?.erc20ApprovalGasSponsoring as { info: { signedTransaction: Hex } };
-    const {
-      r: _r,
-      s: _s,
-      v: _v,
-      yParity: _y,
-      ...approve
-    } = parseTransaction(sponsoring.info.signedTransaction);
     // approve(Permit2, exactly this payment's maximum): enough for one request, not for several at once.
-    const signedTransaction = await account.signTransaction({
-      ...(approve as Parameters<typeof account.signTransaction>[0]),
+    const bounded = await withApproveResigned(account, payload, () => ({
       data: encodeFunctionData({
         abi: erc20Abi,
         functionName: "approve",
         args: [PERMIT2_ADDRESS, BigInt(payload.accepted.amount)],
       }),
-    } as Parameters<typeof account.signTransaction>[0]);
-    const bounded = {
-      ...payload,
-      extensions: {
-        ...payload.extensions,
-        erc20ApprovalGasSponsoring: { ...sponsoring, info: { ...sponsoring.info, signedTransaction } },
-      },
-    } as PaymentPayload;
+    }));
     const servedBefore = h.backend.inferenceRequests.length;
     const response = await postJson(h, "/v1/chat/completions", chatBody, {
       "payment-signature": encodePaymentSignatureHeader(bounded),
