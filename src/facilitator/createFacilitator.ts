@@ -92,6 +92,14 @@ export type TollgateFacilitator = {
   verify(payload: PaymentPayload, requirements: PaymentRequirements): Promise<VerifyResponse>;
   settle(payload: PaymentPayload, requirements: PaymentRequirements): Promise<SettleResponse>;
   getSupported(): Promise<SupportedResponse>;
+  /**
+   * Relays a verified payment's signed `approve` before it is served (see `erc20ApprovalGasSponsoring`):
+   * why it cannot be served, or undefined.
+   */
+  relaySponsoredApproval(
+    payload: PaymentPayload,
+    requirements: PaymentRequirements,
+  ): Promise<string | undefined>;
 };
 
 /** Gas a settlement may use: an upto or exact settle (~82k), with a sponsored EIP-2612 permit before it. */
@@ -167,18 +175,16 @@ export function createFacilitator({
   /** Hashes of signed approvals verify passed (the latest `VERIFIED_APPROVALS_KEPT`). */
   const verifiedApprovals = new Set<string>();
   const erc20Approval = sponsorship.enabled && gasSponsoring.erc20Approval === true;
-  if (erc20Approval)
-    core.registerExtension(
-      createErc20ApprovalGasSponsoringExtension(
-        createErc20ApprovalSponsor({
-          signer,
-          sponsored: (settleTx, cost) => erc20ApprovalCosts.set(settleTx.toLowerCase(), cost),
-          funding: (payer) => sponsorship.record(payer),
-          // Checked at settle too (a client may skip /verify); the fee only for an approval verify did not pass.
-          check: (approval) => checkApproval(approval, { fee: !verifiedApprovals.has(keccak256(approval)) }),
-        }),
-      ),
-    );
+  const erc20Sponsor = erc20Approval
+    ? createErc20ApprovalSponsor({
+        signer,
+        sponsored: (settleTx, cost) => erc20ApprovalCosts.set(settleTx.toLowerCase(), cost),
+        funding: (payer) => sponsorship.record(payer),
+        // Checked at settle too (a client may skip /verify); the fee only for an approval verify did not pass.
+        check: (approval) => checkApproval(approval, { fee: !verifiedApprovals.has(keccak256(approval)) }),
+      })
+    : undefined;
+  if (erc20Sponsor) core.registerExtension(createErc20ApprovalGasSponsoringExtension(erc20Sponsor));
   const chainId = chainIdOf(network);
   const readPermitNonce = async (token: Address, owner: Address) =>
     (await signer.readContract({
@@ -635,11 +641,73 @@ export function createFacilitator({
     settled: logSponsoredApproval,
   });
 
+  /**
+   * Relays a verified payment's signed `approve` (`erc20ApprovalGasSponsoring`) before the seller serves
+   * it, funding its gas: a payer that spends that gas on the approve's nonce is then refused, not served
+   * for free. Its settlement later goes alone, on the allowance the approve set. Answers why the payment
+   * cannot be served, or undefined (nothing to relay, or relayed).
+   */
+  async function relaySponsoredApproval(
+    payload: PaymentPayload,
+    requirements: PaymentRequirements,
+  ): Promise<string | undefined> {
+    const sponsored = sponsoredApprovalOf(payload);
+    if (sponsored?.extension !== "erc20ApprovalGasSponsoring" || !erc20Sponsor) return undefined;
+    const approval = (sponsored.info as { signedTransaction?: unknown }).signedTransaction;
+    if (typeof approval !== "string") return "the sponsored approval carries no signed transaction";
+    let cost: Erc20ApprovalSponsorship | undefined;
+    try {
+      cost = await erc20Sponsor.relayApprovalAlone(approval as Hex, BigInt(requirements.amount));
+    } catch (error) {
+      const reason = String((error as Error)?.message ?? error).split("\n")[0] ?? "";
+      logger.warn(
+        { requestId: currentRequestId(), payer: sponsored.info.from, reason },
+        "facilitator: sponsored approval not relayed",
+      );
+      return reason;
+    }
+    if (!cost) return undefined;
+    // A relayed approve that needed gas was counted as its gas went out; one that needed none counts now.
+    const sponsoredForPayer =
+      cost.fundedWei > 0n ? sponsorship.used(cost.payer) : sponsorship.record(cost.payer);
+    const gasCostWei = cost.approveGasCostWei + cost.fundingGasCostWei + cost.fundedWei;
+    emit({
+      type: "sponsored_approval",
+      network: requirements.network,
+      kind: sponsored.extension,
+      payer: sponsored.info.from,
+      transaction: cost.approveTx,
+      gasCostWei,
+      requestId: currentRequestId(),
+    });
+    logger.info(
+      {
+        requestId: currentRequestId(),
+        op: "sponsor",
+        extension: sponsored.extension,
+        payer: sponsored.info.from,
+        asset: requirements.asset,
+        approveTx: cost.approveTx,
+        approveGasUsed: cost.approveGasUsed.toString(),
+        approveGasCostWei: cost.approveGasCostWei.toString(),
+        fundingTx: cost.fundingTx,
+        fundedWei: cost.fundedWei.toString(),
+        fundingGasCostWei: cost.fundingGasCostWei.toString(),
+        gasCostWei: gasCostWei.toString(),
+        sponsoredForPayer,
+        perPayerLimit: sponsorship.perPayerLimit,
+      },
+      "facilitator sponsored approval",
+    );
+    return undefined;
+  }
+
   return {
     address: signer.address,
     network,
     signer,
     verify,
+    relaySponsoredApproval,
     async settle(payload, requirements) {
       const refusedAsset = assetRefusal(payload, requirements);
       if (refusedAsset) return refusedSettle(payload, requirements, REASON_ASSET_NOT_ACCEPTED, refusedAsset);

@@ -1,3 +1,4 @@
+import { PERMIT2_ADDRESS } from "@x402/evm";
 import type { Erc20ApprovalGasSponsoringSigner, TransactionRequest } from "@x402/extensions";
 import {
   decodeFunctionData,
@@ -25,6 +26,15 @@ export type Erc20ApprovalSponsorship = {
   approveGasUsed: bigint;
   approveGasCostWei: bigint;
   fundingGasCostWei: bigint;
+};
+
+/**
+ * The signer `erc20ApprovalGasSponsoring` needs, and `relayApprovalAlone`: the approve funded and relayed
+ * alone, before the payment it came with is served (its settlement then goes alone); see `relayAlone`.
+ */
+export type Erc20ApprovalSponsor = Erc20ApprovalGasSponsoringSigner & {
+  simulateTransactions(transactions: TransactionRequest[]): Promise<boolean>;
+  relayApprovalAlone(approval: Hex, leastAtomic: bigint): Promise<Erc20ApprovalSponsorship | undefined>;
 };
 
 /** Gas an `approve` may ask for: a token's approve takes 25k–60k. */
@@ -59,7 +69,7 @@ export function createErc20ApprovalSponsor({
   funding: (payer: Hex) => void;
   /** Why the signed approval may not be funded (`createApprovalCheck`), or undefined. */
   check: (signedApproval: Hex) => Promise<string | undefined>;
-}): Erc20ApprovalGasSponsoringSigner {
+}): Erc20ApprovalSponsor {
   const { publicClient } = signer;
   const waitFor = async (hash: Hex): Promise<TransactionReceipt> => {
     const receipt = (await signer.waitForTransactionReceipt({ hash })) as TransactionReceipt;
@@ -172,9 +182,88 @@ export function createErc20ApprovalSponsor({
     });
     return [approveTx, settleTx];
   };
-  const sponsor: Erc20ApprovalGasSponsoringSigner & {
-    simulateTransactions(transactions: TransactionRequest[]): Promise<boolean>;
-  } = {
+  /** Runs `work` after the payer's earlier settlements and relays here have ended. */
+  const inPayerTurn = <T>(payer: Hex | undefined, work: () => Promise<T>): Promise<T> => {
+    if (payer === undefined) return work();
+    const key = payer.toLowerCase();
+    const before = payerTurns.get(key) ?? Promise.resolve();
+    const turn = before.then(work);
+    const ended = turn.catch(() => undefined);
+    payerTurns.set(key, ended);
+    void ended.then(() => {
+      if (payerTurns.get(key) === ended) payerTurns.delete(key);
+    });
+    return turn;
+  };
+  /**
+   * Funds and relays the approve alone, before the seller serves the payment it came with: a payer that
+   * spends the funded gas on its approve's nonce then gets a refusal, not the request. An approve whose
+   * nonce is already spent (relayed for an earlier payment of the payer) needs nothing more, if Permit2's
+   * allowance stands at `leastAtomic` or more. Answers what was paid for it, or undefined when nothing was.
+   */
+  const relayAlone = async (
+    approval: Hex,
+    leastAtomic: bigint,
+  ): Promise<Erc20ApprovalSponsorship | undefined> => {
+    const parsed = parseTransaction(approval);
+    const payer = await recoverTransactionAddress({ serializedTransaction: approval as never });
+    if (!parsed.to) throw new Error("the sponsored approval is refused: it names no token contract");
+    const token = parsed.to;
+    const allowance = () =>
+      publicClient.readContract({
+        address: token,
+        abi: erc20Abi,
+        functionName: "allowance",
+        args: [payer, PERMIT2_ADDRESS as Hex],
+      });
+    if (await approvalNonceSpent(approval)) {
+      const standing = await allowance();
+      if (standing < leastAtomic)
+        throw new Error(
+          `the sponsored approval is refused: its nonce is spent by another transaction of the payer, and Permit2 may draw only ${standing} of the ${leastAtomic} this payment may cost`,
+        );
+      return undefined;
+    }
+    const refused = await check(approval);
+    if (refused) throw new Error(`the sponsored approval is refused: ${refused}`);
+    const maxCostWei = (parsed.gas ?? 0n) * (parsed.maxFeePerGas ?? parsed.gasPrice ?? 0n);
+    const balanceWei = await publicClient.getBalance({ address: payer });
+    const fundedWei = maxCostWei > balanceWei ? maxCostWei - balanceWei : 0n;
+    let fundingTx: Hex | undefined;
+    let fundingGasCostWei = 0n;
+    if (fundedWei > 0n) {
+      funding(payer);
+      fundingTx = await signer.sendValue({ to: payer, value: fundedWei });
+      const funded = await waitFor(fundingTx);
+      fundingGasCostWei = funded.gasUsed * funded.effectiveGasPrice;
+    }
+    let approveTx: Hex;
+    let approved: TransactionReceipt;
+    try {
+      approveTx = await publicClient.sendRawTransaction({ serializedTransaction: approval });
+      approved = await waitFor(approveTx);
+    } catch (error) {
+      throw new Error(
+        `the sponsored approval is refused: its gas was sent, and the approve did not land (${String((error as Error)?.message ?? error).split("\n")[0]})`,
+      );
+    }
+    const standing = await allowance();
+    if (standing < leastAtomic)
+      throw new Error(
+        `the sponsored approval is refused: after it, Permit2 may draw only ${standing} of the ${leastAtomic} this payment may cost`,
+      );
+    return {
+      relayed: true,
+      payer,
+      fundingTx,
+      fundedWei,
+      approveTx,
+      approveGasUsed: approved.gasUsed,
+      approveGasCostWei: approved.gasUsed * approved.effectiveGasPrice,
+      fundingGasCostWei,
+    };
+  };
+  const sponsor: Erc20ApprovalSponsor = {
     getAddresses: signer.getAddresses,
     readContract: signer.readContract as Erc20ApprovalGasSponsoringSigner["readContract"],
     verifyTypedData: signer.verifyTypedData as Erc20ApprovalGasSponsoringSigner["verifyTypedData"],
@@ -190,18 +279,17 @@ export function createErc20ApprovalSponsor({
       const payer = await recoverTransactionAddress({ serializedTransaction: approval as never }).catch(
         () => undefined,
       );
-      if (payer === undefined) return relay(approval as Hex, settlement as { to: Hex; data: Hex });
       // One payer's settlements run one at a time here: requests sent at once each carry the same signed
       // approve, and each would otherwise fund it again and fail to relay it (its nonce spent by the first).
-      const key = payer.toLowerCase();
-      const before = payerTurns.get(key) ?? Promise.resolve();
-      const turn = before.then(() => relay(approval as Hex, settlement as { to: Hex; data: Hex }));
-      const settled = turn.catch(() => undefined);
-      payerTurns.set(key, settled);
-      void settled.then(() => {
-        if (payerTurns.get(key) === settled) payerTurns.delete(key);
-      });
-      return turn;
+      return inPayerTurn(payer, () => relay(approval as Hex, settlement as { to: Hex; data: Hex }));
+    },
+    async relayApprovalAlone(approval: Hex, leastAtomic: bigint) {
+      const payer = await recoverTransactionAddress({ serializedTransaction: approval as never }).catch(
+        () => undefined,
+      );
+      if (payer === undefined)
+        throw new Error("the sponsored approval is refused: it is not a signed transaction");
+      return inPayerTurn(payer, () => relayAlone(approval, leastAtomic));
     },
     /**
      * Read by `@x402/evm` at verify (it looks for the method): a payment whose settlement would fail

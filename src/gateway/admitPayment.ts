@@ -270,6 +270,20 @@ export async function admitMatchedPayment(
       `${ReasonCode.insufficientFunds}: this payer's payments in flight already reserve ${claim.reservedAtomic} of the ${claim.fundsAtomic} it can pay (the lesser of its balance and, for a Permit2 payment, its Permit2 allowance), and this one may cost ${maxAtomic}; retry when they have settled`,
     );
   }
+  // A signed approve the facilitator would relay at settle, after serving, is relayed now: a payer that
+  // spends the gas funded for it on the approve's nonce is refused, not served for free.
+  if (
+    facilitator.relaySponsoredApproval &&
+    sponsoredApprovalOf(payment)?.extension === "erc20ApprovalGasSponsoring"
+  ) {
+    const unrelayed = await facilitator
+      .relaySponsoredApproval(payment, matched.requirements)
+      .catch((error: unknown) => `the facilitator could not relay it (${String(error)})`);
+    if (unrelayed !== undefined) {
+      await ledger.markFailed(claim.payment.id, `sponsored approval not relayed: ${unrelayed}`);
+      return paymentRequired(`${ReasonCode.gasSponsoringRefused}: ${unrelayed}`);
+    }
+  }
   return {
     admitted: true,
     paymentId: claim.payment.id,

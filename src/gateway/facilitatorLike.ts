@@ -14,4 +14,13 @@ export type FacilitatorLike = {
   verify(payload: PaymentPayload, requirements: PaymentRequirements): Promise<VerifyResponse>;
   settle(payload: PaymentPayload, requirements: PaymentRequirements): Promise<SettleResponse>;
   getSupported(): Promise<SupportedResponse>;
+  /**
+   * Relays a verified payment's sponsored `approve` before it is served (the in-process facilitator's;
+   * see `TollgateFacilitator`): why it cannot be served, or undefined. A remote facilitator has none: it
+   * relays the approve when it settles, after the request was served.
+   */
+  relaySponsoredApproval?(
+    payload: PaymentPayload,
+    requirements: PaymentRequirements,
+  ): Promise<string | undefined>;
 };
