@@ -772,7 +772,13 @@ describe("getting the remainder back", () => {
     );
     assert.equal(await h.devnet.usdcBalance(buyer.address), 10_000_000n - 3n * seller.honestChargeAtomic);
     const [channel] = await store.channels({ payer: buyer.address });
-    assert.equal(channel?.context, undefined, "the channel record is closed");
+    // The record keeps the charged total the channel's next voucher builds on; nothing is left in it.
+    const charged = (3n * seller.honestChargeAtomic).toString();
+    assert.deepEqual(
+      channel?.context,
+      { chargedCumulativeAmount: charged, balance: charged, totalClaimed: charged },
+      "the channel record holds only what was charged",
+    );
     const again = await refundChannels({
       store,
       account: privateKeyToAccount(buyer.privateKey),

@@ -454,6 +454,42 @@ describe("paying Tollgate's gateway by channel", () => {
     }
   });
 
+  test("without an RPC, a buyer that had its channel refunded pays the same gateway again", async () => {
+    // The README's own steps: chat, `tollgate refund --gateway URL`, chat again; none with --rpc.
+    const buyer = await h.devnet.createBuyer(100_000_000n);
+    const payingFetch = createPayingFetch({ privateKey: buyer.privateKey, dataDir: "memory://" });
+    const post = (content: string) =>
+      payingFetch(`${h.gateway.url}/v1/chat/completions`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ model: mockModelId, messages: [{ role: "user", content }], max_tokens: 32 }),
+      });
+    try {
+      const first = await post("before the refund");
+      assert.equal(first.status, 200, await first.clone().text());
+      await first.json();
+      await payingFetch.idle();
+      const store = await payingFetch.spendStore();
+      const outcomes = await refundChannels({
+        store,
+        account: privateKeyToAccount(buyer.privateKey),
+        origin: providerOrigin(h.gateway.url),
+        refundUrl: `${h.gateway.url}/v1/channels/refund`,
+      });
+      assert.equal(outcomes[0]?.kind, "refunded");
+
+      const again = await post("after the refund");
+      assert.equal(again.status, 200, await again.clone().text());
+      await again.json();
+      await payingFetch.idle();
+      const [channel] = await store.channels({ payer: buyer.address });
+      const seller = await h.gateway.ledger.channels.get(channel!.channelId as `0x${string}`);
+      assert.equal(channel?.context?.chargedCumulativeAmount, seller?.chargedAtomic.toString());
+    } finally {
+      await payingFetch.close();
+    }
+  });
+
   test("CLI: chat pays by channel, channels --buyer lists it, refund returns the rest", async () => {
     const buyer = await h.devnet.createBuyer(100_000_000n);
     const env = { TOLLGATE_PRIVATE_KEY: buyer.privateKey, TOLLGATE_DATA_DIR: dataDir.path };

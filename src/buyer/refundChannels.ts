@@ -90,6 +90,7 @@ export async function refundChannels({
           )
         : undefined;
       if (claimed) await judgeClaims(claimed.totalClaimedAtomic);
+      await keepRefundedChannel(store, channel, claimed);
       outcomes.push({
         ...base,
         kind: "refunded",
@@ -107,6 +108,28 @@ export async function refundChannels({
     }
   }
   return outcomes;
+}
+
+/**
+ * The official client forgets a channel it had refunded whole, but the channel stays on chain
+ * holding what the seller claimed, and its next voucher must build on that total. Without an RPC
+ * to read it back, a forgotten channel would be paid into again on 0 and every voucher refused as
+ * out of sync, so its record is kept: the refund voucher signed for the charged total, which the
+ * seller claimed, and the rest left the escrow.
+ */
+async function keepRefundedChannel(
+  store: SpendStore,
+  channel: BuyerChannel,
+  onChain: { balanceAtomic: bigint; totalClaimedAtomic: bigint } | undefined,
+): Promise<void> {
+  if ((await store.channelContext(channel.channelId)) !== undefined) return;
+  const charged = channel.context?.chargedCumulativeAmount ?? "0";
+  const claimed = onChain ? onChain.totalClaimedAtomic.toString() : charged;
+  await store.saveChannelContext(channel.channelId, {
+    chargedCumulativeAmount: claimed,
+    balance: onChain ? onChain.balanceAtomic.toString() : charged,
+    totalClaimed: claimed,
+  });
 }
 
 /** What the buyer may still get back: the escrow less what is charged or already claimed. */
