@@ -490,6 +490,36 @@ describe("paying Tollgate's gateway by channel", () => {
     }
   });
 
+  test("CLI without --rpc, on a channel the seller's record has ahead of this spend store: the refusal says to give --rpc", async () => {
+    const buyer = await h.devnet.createBuyer(100_000_000n);
+    const other = await tempDataDir();
+    try {
+      const chat = (path: string) =>
+        runCli(["chat", "--gateway", h.gateway.url, "--model", mockModelId, "say hello"], {
+          TOLLGATE_PRIVATE_KEY: buyer.privateKey,
+          TOLLGATE_DATA_DIR: path,
+        });
+      const first = await chat(dataDir.path);
+      assert.equal(first.code, 0, first.stderr);
+      // Another spend store paying with the same key knows nothing of what the first was charged.
+      const behind = await chat(other.path);
+      assert.equal(behind.code, 4, behind.stderr);
+      assert.match(
+        behind.stderr,
+        /invalid_batch_settlement_evm_cumulative_amount_mismatch|the seller refused/,
+      );
+      assert.match(behind.stderr, /run again with --rpc URL/);
+      // As it says: with the chain's RPC, the same store catches up and pays.
+      const caughtUp = await runCli(
+        ["chat", "--gateway", h.gateway.url, "--model", mockModelId, "--rpc", h.devnet.rpcUrl, "say hello"],
+        { TOLLGATE_PRIVATE_KEY: buyer.privateKey, TOLLGATE_DATA_DIR: other.path },
+      );
+      assert.equal(caughtUp.code, 0, caughtUp.stderr);
+    } finally {
+      await other.remove();
+    }
+  });
+
   test("CLI: chat pays by channel, channels --buyer lists it, refund returns the rest", async () => {
     const buyer = await h.devnet.createBuyer(100_000_000n);
     const env = { TOLLGATE_PRIVATE_KEY: buyer.privateKey, TOLLGATE_DATA_DIR: dataDir.path };
