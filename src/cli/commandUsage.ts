@@ -61,12 +61,15 @@ tollgate channels --buyer [--json] [--gateway URL] [--rpc URL]
   the tokens --asset names, by default the network's USDC (on the devnet, any token): a payment in
   another is refused (asset_not_accepted) before any transaction.`,
   pay: `tollgate pay --url URL [--method POST] [--body JSON|@file] [--header K:V]… [--policy FILE] [--private-key KEY] [--rpc URL] [--json]
-  Sends one request and pays its x402 402 (upto or exact) within the spending policy. The
+  Sends one request and pays its x402 402 (upto, exact, or a voucher on a payment channel —
+  batch-settlement, preferred when offered: the first payment to a seller deposits into the
+  channel, up to the policy's maxDeposit) within the spending policy. The
   response body goes to stdout, a receipt line (maximum authorized, charged, saved,
   transaction, network) to stderr; --json prints one JSON object instead. The key comes from
   --private-key or TOLLGATE_PRIVATE_KEY, the policy from --policy or TOLLGATE_POLICY; spend is
   kept in TOLLGATE_DATA_DIR (default ~/.tollgate).
-  Exit codes: 0 paid and served, 3 refused by the policy, 4 payment failed, 5 HTTP error.`,
+  Exit codes: 0 paid and served, 3 refused by the policy, 4 payment failed, 5 HTTP error,
+  1 other failures, 2 bad usage.`,
   chat: `tollgate chat --gateway URL [--gateway URL]… --model M [--model M]… [--api chat|messages|responses] [--max-tokens N] [--policy FILE] [--private-key KEY] [--rpc URL] [--json] "prompt"
   Asks one question and streams the answer to the terminal, paying per token; ends with the
   receipt line on stderr. --api picks the API: chat (default, /v1/chat/completions), messages

@@ -147,7 +147,7 @@ export function createBuyerMcpServer(parameters: CreateBuyerMcpServerParameters)
     "pay",
     {
       description:
-        "Sends one HTTP request and pays its x402 402 (upto or exact) within the spending policy. Answers the status, the body and the payment.",
+        "Sends one HTTP request and pays its x402 402 (upto, exact, or a voucher on a payment channel, depositing into it first when needed) within the spending policy. Answers the status, the body and the payment.",
       inputSchema: {
         url: z.url().describe("The URL to request"),
         method: z.string().optional().describe("Default GET, or POST with a body"),
