@@ -48,6 +48,19 @@ describe("the CLI says what to do in words", () => {
     assert.match(far.stderr, /unknown flag --zzzzzz; the flags are --data-dir, --limit, --json/);
   });
 
+  test("a config file that is not there is named with what to do: copy the example: exit 2", async () => {
+    const missing = join(dir, "nowhere", "tollgate.yaml");
+    for (const args of [
+      ["gateway", "--config", missing],
+      ["reconcile", "--config", missing],
+    ]) {
+      const run = await runMain(args);
+      assert.equal(run.code, 2, run.stderr);
+      assert.match(run.stderr, /cannot read config file .*tollgate\.yaml: no such file/);
+      assert.match(run.stderr, /copy tollgate\.example\.yaml/);
+    }
+  });
+
   test("a flag's bad value and a stray argument are explained: exit 2", async () => {
     const limit = await runMain(["ledger", "--limit", "many"]);
     assert.equal(limit.code, 2);

@@ -1,5 +1,6 @@
 import { mkdir, readFile } from "node:fs/promises";
-import { resolve } from "node:path";
+import { relative, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
 import { parse as parseYaml, type Tags } from "yaml";
 
 /**
@@ -124,9 +125,17 @@ export async function readConfigFile(path: string): Promise<unknown> {
   try {
     text = await readFile(path, "utf8");
   } catch (cause) {
+    const missing = (cause as NodeJS.ErrnoException).code === "ENOENT";
+    // The example ships beside src/ and dist/, in the clone and in the installed package alike.
+    const example = relative(
+      process.cwd(),
+      fileURLToPath(new URL("../../tollgate.example.yaml", import.meta.url)),
+    );
     throw new TollgateError({
       code: "TOLLGATE_CONFIG_INVALID",
-      shortMessage: `cannot read config file ${path}`,
+      shortMessage: missing
+        ? `cannot read config file ${path}: no such file; copy tollgate.example.yaml (${example}) to it and edit it, or name another with --config`
+        : `cannot read config file ${path}: ${(cause as Error).message}`,
       cause,
     });
   }
