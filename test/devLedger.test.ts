@@ -229,6 +229,36 @@ describe("where a ledger lives", () => {
     await next.close();
   });
 
+  test("dev --data-dir memory:// does not say tollgate ledger reads it, and tollgate ledger says why it cannot", async () => {
+    const child = spawn(
+      process.execPath,
+      [bin, "dev", "--port", "0", "--data-dir", "memory://", "--tokens-per-second", "500"],
+      { cwd: dir, env: { ...process.env, TOLLGATE_LOG_LEVEL: "warn" }, stdio: ["ignore", "pipe", "pipe"] },
+    );
+    try {
+      const printed: string[] = [];
+      await new Promise<void>((resolve, reject) => {
+        createInterface({ input: child.stdout! }).on("line", (line) => {
+          printed.push(line);
+          if (line.startsWith("Press Ctrl-C")) resolve();
+        });
+        child.once("exit", (code) => reject(new Error(`tollgate dev exited with ${code}`)));
+      });
+      const ledgerLine = printed.find((line) => line.startsWith("  ledger "));
+      assert.match(ledgerLine ?? "", /memory:\/\/ {3}\(in this process's memory: no other command reads it/);
+      const run = await runMain(["ledger", "--data-dir", "memory://"], { DATABASE_URL: undefined });
+      assert.equal(run.code, 1);
+      assert.match(
+        run.stderr,
+        /memory:\/\/ is a ledger in one process's memory, which no other command can read/,
+      );
+    } finally {
+      const exited = new Promise((resolve) => child.once("exit", resolve));
+      child.kill("SIGTERM");
+      await exited;
+    }
+  });
+
   test("tollgate ledger where no gateway has run says so", async () => {
     const run = await runMain(["ledger", "--data-dir", join(dir, "nowhere")], { DATABASE_URL: undefined });
     assert.equal(run.code, 1);

@@ -150,7 +150,9 @@ export async function devCommand(argv: string[]): Promise<number> {
       printLine(`  metrics   ${gateway.metricsUrl}`);
       printLine(`  chain     ${devnet.rpcUrl}   (${devnet.network}, test USDC ${devnet.contracts.usdc})`);
       printLine(
-        `  ledger    ${flags.dataDir}   (tollgate ledger${flags.dataDir === DEFAULT_LEDGER_DIR ? "" : ` --data-dir ${flags.dataDir}`} reads it, also while this runs)`,
+        flags.dataDir.includes("://")
+          ? `  ledger    ${flags.dataDir}   (in this process's memory: no other command reads it, and it is gone when this stops)`
+          : `  ledger    ${flags.dataDir}   (tollgate ledger${flags.dataDir === DEFAULT_LEDGER_DIR ? "" : ` --data-dir ${flags.dataDir}`} reads it, also while this runs)`,
       );
       printLine(
         `  buyer     ${buyer.address}   (1,000 test USDC${flags.freshBuyer ? " only: no Permit2 approval, no gas" : ""})`,

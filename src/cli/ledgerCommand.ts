@@ -70,6 +70,12 @@ async function readReport(dataDir: string, limit: number): Promise<LedgerReport>
   if (!process.env.DATABASE_URL) {
     const served = await readLedgerThroughGateway(dataDir, limit);
     if (served) return served;
+    if (dataDir.includes("://")) {
+      throw new TollgateError({
+        code: "TOLLGATE_LEDGER_FAILED",
+        shortMessage: `${dataDir} is a ledger in one process's memory, which no other command can read: give the data dir of a tollgate dev or gateway that keeps its ledger on disk (the default .tollgate/ledger)`,
+      });
+    }
     if (!ledgerExists(dataDir)) {
       throw new TollgateError({
         code: "TOLLGATE_LEDGER_FAILED",
