@@ -259,6 +259,17 @@ describe("where a ledger lives", () => {
     }
   });
 
+  test("tollgate channels where no gateway has run says so, and makes no ledger there", async () => {
+    const nowhere = join(dir, "nowhere-channels");
+    const run = await runMain(["channels", "--data-dir", nowhere], { DATABASE_URL: undefined });
+    assert.equal(run.code, 1, run.stdout);
+    assert.match(run.stderr, /no ledger in .*nowhere-channels yet/);
+    assert.equal(existsSync(nowhere), false, "no empty ledger was made");
+    const memory = await runMain(["channels", "--data-dir", "memory://"], { DATABASE_URL: undefined });
+    assert.equal(memory.code, 1, memory.stdout);
+    assert.match(memory.stderr, /memory:\/\/ is a ledger in one process's memory/);
+  });
+
   test("tollgate ledger where no gateway has run says so", async () => {
     const run = await runMain(["ledger", "--data-dir", join(dir, "nowhere")], { DATABASE_URL: undefined });
     assert.equal(run.code, 1);

@@ -3,7 +3,7 @@ import { formatMoney } from "../pricing/index.js";
 import { type ChannelsReport, readChannelsReport } from "./channelsReport.js";
 import { parseFlags, printLine } from "./cliSupport.js";
 import { commandFlags } from "./commandFlags.js";
-import { readChannelsThroughGateway } from "./ledgerAccess.js";
+import { readChannelsThroughGateway, unreadableLedger } from "./ledgerAccess.js";
 import { openCliLedger } from "./openCliLedger.js";
 
 const flagsSchema = z.object({
@@ -79,6 +79,8 @@ async function readChannels(dataDir: string): Promise<ChannelsReport> {
   if (!process.env.DATABASE_URL) {
     const served = await readChannelsThroughGateway(dataDir);
     if (served) return served;
+    const unreadable = unreadableLedger(dataDir);
+    if (unreadable) throw unreadable;
   }
   const { ledger } = await openCliLedger({ dataDir });
   try {

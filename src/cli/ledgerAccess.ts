@@ -256,6 +256,24 @@ async function readThroughGateway<Report>(dataDir: string, path: string): Promis
   return (await response.json()) as Report;
 }
 
+/**
+ * Why a command cannot read the PGlite ledger in `dataDir` that no running gateway serves: it lives in
+ * one process's memory, or none was made there yet (a reader must not make an empty one).
+ */
+export function unreadableLedger(dataDir: string): TollgateError | undefined {
+  if (dataDir.includes("://"))
+    return new TollgateError({
+      code: "TOLLGATE_LEDGER_FAILED",
+      shortMessage: `${dataDir} is a ledger in one process's memory, which no other command can read: give the data dir of a tollgate dev or gateway that keeps its ledger on disk (the default .tollgate/ledger)`,
+    });
+  if (!ledgerExists(dataDir))
+    return new TollgateError({
+      code: "TOLLGATE_LEDGER_FAILED",
+      shortMessage: `no ledger in ${dataDir} yet: it is made by tollgate dev or tollgate gateway started in this folder (or give --data-dir)`,
+    });
+  return undefined;
+}
+
 /** True when `dataDir` holds a PGlite database already. */
 export function ledgerExists(dataDir: string): boolean {
   return existsSync(resolve(dataDir, "PG_VERSION"));

@@ -1,14 +1,13 @@
 import { z } from "zod";
-import { TollgateError } from "../errors/index.js";
 import { formatMoney } from "../pricing/index.js";
 import { parseFlags, printLine } from "./cliSupport.js";
 import { commandFlags } from "./commandFlags.js";
 import {
   DEFAULT_LEDGER_DIR,
   type LedgerReport,
-  ledgerExists,
   readLedgerReport,
   readLedgerThroughGateway,
+  unreadableLedger,
 } from "./ledgerAccess.js";
 import { openCliLedger } from "./openCliLedger.js";
 
@@ -70,18 +69,8 @@ async function readReport(dataDir: string, limit: number): Promise<LedgerReport>
   if (!process.env.DATABASE_URL) {
     const served = await readLedgerThroughGateway(dataDir, limit);
     if (served) return served;
-    if (dataDir.includes("://")) {
-      throw new TollgateError({
-        code: "TOLLGATE_LEDGER_FAILED",
-        shortMessage: `${dataDir} is a ledger in one process's memory, which no other command can read: give the data dir of a tollgate dev or gateway that keeps its ledger on disk (the default .tollgate/ledger)`,
-      });
-    }
-    if (!ledgerExists(dataDir)) {
-      throw new TollgateError({
-        code: "TOLLGATE_LEDGER_FAILED",
-        shortMessage: `no ledger in ${dataDir} yet: it is made by tollgate dev or tollgate gateway started in this folder (or give --data-dir)`,
-      });
-    }
+    const unreadable = unreadableLedger(dataDir);
+    if (unreadable) throw unreadable;
   }
   const { ledger } = await openCliLedger({ dataDir });
   try {
