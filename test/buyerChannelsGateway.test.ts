@@ -492,6 +492,7 @@ describe("paying Tollgate's gateway by channel", () => {
 
   test("CLI without --rpc, on a channel the seller's record has ahead of this spend store: the refusal says to give --rpc", async () => {
     const buyer = await h.devnet.createBuyer(100_000_000n);
+    const mine = await tempDataDir();
     const other = await tempDataDir();
     try {
       const chat = (path: string) =>
@@ -499,7 +500,7 @@ describe("paying Tollgate's gateway by channel", () => {
           TOLLGATE_PRIVATE_KEY: buyer.privateKey,
           TOLLGATE_DATA_DIR: path,
         });
-      const first = await chat(dataDir.path);
+      const first = await chat(mine.path);
       assert.equal(first.code, 0, first.stderr);
       // Another spend store paying with the same key knows nothing of what the first was charged.
       const behind = await chat(other.path);
@@ -516,6 +517,7 @@ describe("paying Tollgate's gateway by channel", () => {
       );
       assert.equal(caughtUp.code, 0, caughtUp.stderr);
     } finally {
+      await mine.remove();
       await other.remove();
     }
   });
