@@ -2,6 +2,7 @@
 // stream's last event), no transaction after the deposit, charges checked; then the CLI lists the
 // buyer's channels and refunds the rest.
 import assert from "node:assert/strict";
+import { type AddressInfo, createServer } from "node:net";
 import { after, before, describe, test } from "node:test";
 import { decodePaymentRequiredHeader } from "@x402/core/http";
 import OpenAI from "openai";
@@ -518,6 +519,34 @@ describe("paying Tollgate's gateway by channel", () => {
       assert.equal(caughtUp.code, 0, caughtUp.stderr);
     } finally {
       await mine.remove();
+      await other.remove();
+    }
+  });
+
+  test("CLI: refund without --rpc from a seller that does not answer says where nothing answered and to give --rpc", async () => {
+    const buyer = await h.devnet.createBuyer(100_000_000n);
+    const other = await tempDataDir();
+    const env = { TOLLGATE_PRIVATE_KEY: buyer.privateKey, TOLLGATE_DATA_DIR: other.path };
+    try {
+      const chat = await runCli(
+        ["chat", "--gateway", h.gateway.url, "--model", mockModelId, "say hello"],
+        env,
+      );
+      assert.equal(chat.code, 0, chat.stderr);
+      // A port where nothing listens any more.
+      const closed = createServer();
+      await new Promise<void>((resolve) => closed.listen(0, "127.0.0.1", resolve));
+      const { port } = closed.address() as AddressInfo;
+      await new Promise((resolve) => closed.close(resolve));
+      const refund = await runCli(
+        ["refund", "--gateway", h.gateway.url, "--url", `http://127.0.0.1:${port}/v1/channels/refund`],
+        env,
+      );
+      assert.equal(refund.code, 1, refund.stderr + refund.stdout);
+      const said = refund.stdout + refund.stderr;
+      assert.match(said, new RegExp(`nothing answers at 127\\.0\\.0\\.1:${port}`));
+      assert.match(said, /--rpc URL/);
+    } finally {
       await other.remove();
     }
   });

@@ -2,6 +2,7 @@ import { BATCH_SETTLEMENT_ADDRESS, toClientEvmSigner } from "@x402/evm";
 import { BatchSettlementEvmScheme } from "@x402/evm/batch-settlement/client";
 import { createPublicClient, createWalletClient, type Hex, http, type LocalAccount } from "viem";
 import { batchSettlementAbi } from "../chain/index.js";
+import { describeFetchFailure } from "./describeFetchFailure.js";
 import { disputeClaimAboveCounted } from "./disputeClaimAboveCounted.js";
 import { readChannelOnChain } from "./readChannelOnChain.js";
 import type { BuyerChannel, SpendStore } from "./SpendStore.js";
@@ -98,9 +99,15 @@ export async function refundChannels({
         transaction: settled.transaction,
       });
     } catch (error) {
-      const reason = (error as Error).message;
+      const reason = describeFetchFailure(error) ?? (error as Error).message;
       if (sellerAnswered(error) || !transport || !onChain) {
-        outcomes.push({ ...base, kind: "failed", reason });
+        outcomes.push({
+          ...base,
+          kind: "failed",
+          reason: sellerAnswered(error)
+            ? reason
+            : `the seller did not answer: ${reason}; try again once it does, or give an RPC (tollgate refund --rpc URL) to start the on-chain withdrawal, whose gas the wallet pays`,
+        });
         continue;
       }
       const available = onChain.balanceAtomic - onChain.totalClaimedAtomic;
