@@ -510,7 +510,7 @@ describe("paying Tollgate's gateway by channel", () => {
         behind.stderr,
         /invalid_batch_settlement_evm_cumulative_amount_mismatch|the seller refused/,
       );
-      assert.match(behind.stderr, /run again with --rpc URL/);
+      assert.match(behind.stderr, /payment channel is not this spend store's .*run again with --rpc URL/);
       // As it says: with the chain's RPC, the same store catches up and pays.
       const caughtUp = await runCli(
         ["chat", "--gateway", h.gateway.url, "--model", mockModelId, "--rpc", h.devnet.rpcUrl, "say hello"],
