@@ -7,6 +7,7 @@ import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js";
 import { type CallToolResult, ElicitRequestSchema } from "@modelcontextprotocol/sdk/types.js";
 import type { Hex } from "viem";
+import { generatePrivateKey } from "viem/accounts";
 import { tempDataDir } from "./support/buyerFixtures.js";
 import { type GatewayHarness, startGatewayHarness } from "./support/gatewayHarness.js";
 import { mockCompletionText, mockModelId } from "./support/mockBackend.js";
@@ -185,6 +186,30 @@ describe("tollgate mcp (stdio)", () => {
     assert.equal(questions.length, 2);
     assert.match(textOf(declined), /\(confirmAbove\).*not confirmed/);
     assert.deepEqual(await moneyState(buyer.address), afterAccepted);
+  });
+
+  test("a payment the seller refuses is told in words, as the CLI tells it, with the seller's reason as data", async () => {
+    // A wallet that holds nothing and approved nothing: the gateway's facilitator refuses its payment.
+    const client = await startTollgateMcp({
+      privateKey: generatePrivateKey(),
+      policy: 'perCall: "$0.10"\n',
+      name: "empty",
+    });
+    const body = JSON.stringify({
+      model: mockModelId,
+      messages: [{ role: "user", content: "hi" }],
+      max_tokens: 16,
+    });
+    const refused = await callTool(client, "pay", { url: `${h.gateway.url}/v1/chat/completions`, body });
+    assert.equal(refused.isError, true);
+    assert.match(
+      textOf(refused),
+      /answered HTTP 402 Payment Required: the seller refused the payment: the buyer 0x[0-9a-fA-F]{40} /,
+    );
+    assert.doesNotMatch(textOf(refused), /x402Version/, "not the raw 402 body");
+    const details = refused.structuredContent as { status: number; reason: string | null };
+    assert.equal(details.status, 402);
+    assert.ok(details.reason, "the seller's reason, as data");
   });
 
   test("above confirmAbove, a client that cannot ask gets a refusal", async () => {

@@ -1,9 +1,9 @@
 import { z } from "zod";
+import { explainHttpFailure } from "../buyer/explainHttpFailure.js";
 import { apiBaseUrl, chooseProvider, formatReceiptLine } from "../buyer/index.js";
 import { TollgateError } from "../errors/index.js";
 import { exitCodes, parseFlags, printError, printLine } from "./cliSupport.js";
 import { commandFlags } from "./commandFlags.js";
-import { explainHttpFailure } from "./explainHttpFailure.js";
 import { exitCodeOfStatus, jsonLine, openBuyerSession, reportBuyerError } from "./payCommand.js";
 
 const flagsSchema = z.object({

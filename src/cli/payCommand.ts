@@ -1,6 +1,7 @@
 import { readFile } from "node:fs/promises";
 import { createInterface } from "node:readline/promises";
 import { z } from "zod";
+import { explainHttpFailure } from "../buyer/explainHttpFailure.js";
 import {
   type BuyerEvent,
   type ConfirmPayment,
@@ -18,7 +19,6 @@ import { isTollgateError, TollgateError } from "../errors/index.js";
 import { formatMoney } from "../pricing/index.js";
 import { exitCodes, parseFlags, printError, printLine } from "./cliSupport.js";
 import { commandFlags } from "./commandFlags.js";
-import { explainHttpFailure } from "./explainHttpFailure.js";
 import { readPrivateKey } from "./readPrivateKey.js";
 
 const flagsSchema = z.object({

@@ -1,7 +1,9 @@
 import { McpServer } from "@modelcontextprotocol/sdk/server/mcp.js";
 import type { CallToolResult } from "@modelcontextprotocol/sdk/types.js";
 import type { Hex } from "viem";
+import { privateKeyToAccount } from "viem/accounts";
 import { z } from "zod";
+import { explainHttpFailure } from "../buyer/explainHttpFailure.js";
 import {
   apiBaseUrl,
   type ConfirmPayment,
@@ -289,8 +291,18 @@ export function createBuyerMcpServer(parameters: CreateBuyerMcpServerParameters)
     await payingFetch.idle();
     const payment = paymentOf(response);
     if (!response.ok) {
-      return toolError(`${url} answered HTTP ${response.status}: ${text.slice(0, 2000)}`, {
+      // Told in words, as the CLI tells it (a refused payment: why, with its figures), the body kept as data.
+      const failure = await explainHttpFailure({
         status: response.status,
+        headers: response.headers,
+        body: text,
+        payer: privateKeyToAccount(parameters.privateKey).address,
+        rpcUrl: parameters.rpcUrl,
+      });
+      return toolError(`${url} answered ${failure.statusLine}: ${failure.message}`, {
+        status: response.status,
+        reason: failure.reason ?? null,
+        body: text.slice(0, 2000),
         payment: payment ?? null,
       });
     }

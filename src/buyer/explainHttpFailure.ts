@@ -105,7 +105,7 @@ async function explainRefusal({ reason, sellerText, offer, payer, rpcUrl }: Refu
         ? `${refused}: its record of the buyer's payment channel is not the buyer's, and the chain did not bear it out; see tollgate channels --buyer --rpc URL and the disputes in tollgate spend`
         : `${refused}: its record of the buyer's payment channel is not this spend store's (a receipt that never arrived, another spend store paying this seller with the same key, or a devnet started afresh), and the buyer resyncs only by reading the channel on chain: run again with --rpc URL (the chain's RPC; tollgate dev prints it)`;
     case ReasonCode.gasSponsoringRefused:
-      return `${refused}: its facilitator does not pay for Permit2 approvals${sellerText ? ` (${sellerText})` : ""}; approve Permit2 on ${token} first`;
+      return `${refused}: its facilitator will not pay for this Permit2 approval${sellerText ? ` (${sellerText})` : ""}; approve Permit2 on ${token} first`;
     case "":
       return `${refused} without a reason`;
     default:
