@@ -222,6 +222,7 @@ test("tollgate mcp --http serves the same tools over Streamable HTTP, to a clien
     assert.deepEqual(tools.map((tool) => tool.name).sort(), ["chat", "list_models", "pay", "spend"]);
     const models = await call(client, "list_models", {});
     assert.match(textOf(models), /tollgate-demo \(chat\)/);
+    assert.match(textOf(models), /tollgate-demo-moderation \(moderation\)/, "every API the buyer can price");
     assert.match(
       textOf(models),
       /tollgate-demo-image \(image\)[^\n]*: \$0\.01 \/ image 256x256, \$0\.04 \/ image 1024x1024/,

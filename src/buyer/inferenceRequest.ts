@@ -6,10 +6,10 @@ import {
 } from "../pricing/index.js";
 
 /**
- * Which inference API a request is for: OpenAI's chat, completions, embeddings, responses and
- * image generations, and Anthropic's messages.
+ * Which inference API a request is for: OpenAI's chat, completions, embeddings, responses, image
+ * generations and moderations, and Anthropic's messages.
  */
-export type InferenceKind = PromptKind | "messages" | "responses" | "image";
+export type InferenceKind = PromptKind | "messages" | "responses" | "image" | "moderation";
 
 /** What the buyer knows of an inference request before it is sent. */
 export type InferenceRequest = {
@@ -32,6 +32,7 @@ const ROUTE_PATHS: Readonly<Record<InferenceKind, string>> = {
   messages: "/messages",
   responses: "/responses",
   image: "/images/generations",
+  moderation: "/moderations",
 };
 
 /** The path of an API's route under the API base (`/chat/completions`, `/messages`, …). */
@@ -49,7 +50,7 @@ export function kindOfPath(path: string): InferenceKind | undefined {
 
 /**
  * Reads an inference request from its URL and body: the kind from the path (`/chat/completions`,
- * `/completions`, `/embeddings`, `/messages`, `/responses`, `/images/generations`) and the JSON
+ * `/completions`, `/embeddings`, `/messages`, `/responses`, `/images/generations`, `/moderations`) and the JSON
  * body. Anything else answers undefined: it can still be paid for, but the buyer cannot estimate
  * what it should cost.
  */
@@ -83,7 +84,7 @@ export function readInferenceRequest(
 function requestedOutputOf(kind: InferenceKind, body: Record<string, unknown>): unknown {
   if (kind === "chat") return body.max_completion_tokens ?? body.max_tokens;
   if (kind === "responses") return body.max_output_tokens;
-  if (kind === "image" || kind === "embedding") return undefined;
+  if (kind === "image" || kind === "embedding" || kind === "moderation") return undefined;
   return body.max_tokens;
 }
 
@@ -115,6 +116,8 @@ export async function buyerPromptBound(request: InferenceRequest): Promise<numbe
           body: { input: body.prompt },
           ...(model ? { model } : {}),
         });
+      case "moderation":
+        return await promptTokenBound({ ...moderationPrompt(body.input), ...(model ? { model } : {}) });
       default:
         return await promptTokenBound({ kind: request.kind, body });
     }
@@ -127,4 +130,17 @@ export async function buyerPromptBound(request: InferenceRequest): Promise<numbe
 export function requestedImages(request: InferenceRequest): number | undefined {
   const n = request.body.n ?? 1;
   return typeof n === "number" && Number.isSafeInteger(n) && n > 0 ? n : undefined;
+}
+
+/**
+ * A moderation's input as the gateway prices it: strings as an embeddings `input`; multimodal items
+ * as the content parts of one chat message, so that an image counts as an image, not as its bytes.
+ */
+function moderationPrompt(input: unknown): { kind: PromptKind; body: Record<string, unknown> } {
+  const isItem = (item: unknown) => typeof item === "object" && item !== null && !Array.isArray(item);
+  if (Array.isArray(input) && input.some(isItem)) {
+    const content = input.map((item) => (typeof item === "string" ? { type: "text", text: item } : item));
+    return { kind: "chat", body: { messages: [{ role: "user", content }] } };
+  }
+  return { kind: "embedding", body: { input } };
 }

@@ -10,7 +10,15 @@ const atomic = z
   .regex(/^[0-9]+$/)
   .transform(BigInt);
 
-const INFERENCE_KINDS = ["chat", "completion", "embedding", "messages", "responses", "image"] as const;
+const INFERENCE_KINDS = [
+  "chat",
+  "completion",
+  "embedding",
+  "messages",
+  "responses",
+  "image",
+  "moderation",
+] as const;
 const isInferenceKind = (value: unknown): value is InferenceKind =>
   (INFERENCE_KINDS as readonly unknown[]).includes(value);
 

@@ -112,6 +112,36 @@ describe("the buyer's own bounds on /v1/messages and /v1/responses", () => {
     assert.equal(estimate?.outputTokens, 50, "never above the seller's limit");
   });
 
+  test("a moderation request is bounded as the gateway prices it: text inputs as an embeddings input, multimodal items as one message; no output", async () => {
+    const units: UnitPrices = { input_tokens: 10_000n, requests: 100n };
+    const texts = request("moderations", { model: "mod", input: ["drive safely", "pay the toll"] });
+    assert.equal(texts.kind, "moderation");
+    const textBound = await promptTokenBound({
+      kind: "embedding",
+      body: { input: ["drive safely", "pay the toll"] },
+      model: "mod",
+    });
+    assert.equal(await buyerPromptBound(texts), textBound);
+    const estimate = await estimateRequest(texts, quoted(units));
+    assert.equal(estimate?.outputTokens, 0);
+    // Its input at $0.01 per 1M tokens, rounded up, and the fee of one request.
+    assert.equal(estimate?.expectedMaxAtomic, 100n + (BigInt(textBound) * 10_000n + 999_999n) / 1_000_000n);
+    const items = [
+      { type: "text", text: "a toll booth" },
+      { type: "image_url", image_url: { url: "https://example.com/a.png" } },
+    ];
+    const multimodal = request("moderations", { model: "mod", input: items });
+    assert.equal(
+      await buyerPromptBound(multimodal),
+      await promptTokenBound({
+        kind: "chat",
+        body: { messages: [{ role: "user", content: items }] },
+        model: "mod",
+      }),
+      "an image counts as an image, not as its URL's bytes",
+    );
+  });
+
   test("a request the gateway cannot price either (a document by URL, an image by file id) has no estimate", async () => {
     const byUrl = request("messages", {
       ...messagesBody,

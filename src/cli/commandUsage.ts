@@ -47,7 +47,7 @@ tollgate channels --buyer [--json] [--gateway URL] [--rpc URL]
   only: no Permit2 approval and no native gas, as a new agent wallet (they pay through a
   gas-sponsored approval). Runs until Ctrl-C.`,
   facilitator: `tollgate facilitator --rpc URL --private-key KEY [--network eip155:31337] [--port 4022] [--host 127.0.0.1] [--no-rpc-batch] [--no-gas-sponsoring] [--sponsor-limit 3] [--asset 0x…[,0x…]]
-  Serves an x402 v2 facilitator (GET /supported, POST /verify, POST /settle) for the upto,
+  Serves an x402 v2 facilitator (GET /supported, POST /verify, POST /settle, GET /health, GET /metrics) for the upto,
   exact and batch-settlement schemes. The key may come from TOLLGATE_FACILITATOR_KEY instead of
   the flag. /verify, /settle and /metrics want Authorization: Bearer <token>: the value of
   TOLLGATE_FACILITATOR_TOKEN (16 characters or more; required but on the devnet, where a random

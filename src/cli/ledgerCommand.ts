@@ -49,7 +49,8 @@ export async function ledgerCommand(argv: string[]): Promise<number> {
     const charge = p.chargeAtomic === null ? "-" : money(p.chargeAtomic);
     const tokens = p.usage
       ? ` ${Object.entries(p.usage)
-          .map(([unit, count]) => `${count} ${unit}`)
+          // The unit's name, then its count: "requests 1, input_tokens 12".
+          .map(([unit, count]) => `${unit} ${count}`)
           .join(", ")}`
       : p.completionTokens === null
         ? ""
