@@ -47,7 +47,9 @@ const IN_FLIGHT = "'claimed', 'serving', 'metered', 'settling'";
  * permits signed on one token nonce only the first settled takes effect, so no other payment of the payer
  * can count on the allowance until it is settled.
  */
-const CARRIES_PERMIT = (payload: string) => `(${payload}->'extensions'->'eip2612GasSponsoring') IS NOT NULL`;
+const CARRIES_PERMIT = (payload: string) =>
+  // A signed permit, not the 402's declaration of the extension that clients echo in every payload.
+  `(${payload}->'extensions'->'eip2612GasSponsoring'->'info'->>'signature') IS NOT NULL`;
 
 /**
  * Whether payer $2 on network $1 owes: a charge whose settlement failed (a debt), or a channel whose

@@ -59,10 +59,27 @@ export function describePaymentLedger(label: string, current: () => LedgerHarnes
           ...input,
           paymentPayload: {
             ...(input.paymentPayload as object),
-            extensions: { eip2612GasSponsoring: { info: { amount: "100", nonce: "0" } } },
+            extensions: { eip2612GasSponsoring: { info: { amount: "100", nonce: "0", signature: "0x01" } } },
           },
         };
       };
+      // The 402's declaration of the extension, echoed by a client (no signed permit), is no permit.
+      const echoed = claimInput({ payer, maxAtomic: 100n });
+      const declared = await payments.claimWithinFunds(
+        {
+          ...echoed,
+          paymentPayload: {
+            ...(echoed.paymentPayload as object),
+            extensions: { eip2612GasSponsoring: { info: { description: "accepts permits", version: "1" } } },
+          },
+        },
+        10_000n,
+      );
+      assert.equal(declared.claimed, true);
+      const beside = await payments.claimWithinFunds(claimInput({ payer, maxAtomic: 100n }), 10_000n);
+      assert.equal(beside.claimed, true, "a plain payment joins one that only echoes the declaration");
+      for (const done of [declared, beside])
+        if (done.claimed) await payments.markFailed(done.payment.id, "done");
       const permitted = await payments.claimWithinFunds(withPermit(), 10_000n, { serving: true });
       assert.equal(permitted.claimed, true);
       // Neither a plain payment nor another permit joins it, whatever the funds.
