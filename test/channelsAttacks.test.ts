@@ -16,11 +16,12 @@ import type { PaymentRequirements } from "@x402/core/types";
 import { toClientEvmSigner } from "@x402/evm";
 import { BatchSettlementEvmScheme, computeChannelId, signVoucher } from "@x402/evm/batch-settlement/client";
 import { wrapFetchWithPayment } from "@x402/fetch";
-import { createPublicClient, createTestClient, http, pad } from "viem";
+import { createPublicClient, createTestClient, type Hex, http, pad } from "viem";
 import { privateKeyToAccount } from "viem/accounts";
 import { anvil } from "viem/chains";
+import { type GatewayConfigInput, parseGatewayConfig, startGateway } from "../src/gateway/index.js";
 import { channelTestConfig, openTestChannel } from "./support/channelFixtures.js";
-import { type GatewayHarness, startGatewayHarness } from "./support/gatewayHarness.js";
+import { type GatewayHarness, startGatewayHarness, testGatewayConfig } from "./support/gatewayHarness.js";
 import { mockModelId } from "./support/mockBackend.js";
 import { contentChunks, postWithoutReading, unchunk } from "./support/rawHttp.js";
 
@@ -29,23 +30,24 @@ let h: GatewayHarness;
 /** The model's time bound: a stream is charged by then, whatever the buyer's pace. */
 const maxDurationSeconds = 3;
 
-before(async () => {
-  h = await startGatewayHarness({
-    model: { maxOutputTokens: 60_000 },
-    configure: (input) => {
-      const config = channelTestConfig({
-        ...input,
-        models: input.models.map((model) => ({
-          ...model,
-          backend: { ...model.backend, maxDurationSeconds },
-        })),
-      });
-      return {
-        ...config,
-        channels: { ...config.channels!, refundsPerPayerPerDay: 2, smallDepositsPerPayerPerDay: 1 },
-      };
-    },
+/** This file's gateway config: channels, with two refunds and one small deposit a day per payer. */
+const configure = (input: GatewayConfigInput): GatewayConfigInput => {
+  const config = channelTestConfig({
+    ...input,
+    models: input.models.map((model) => ({
+      ...model,
+      maxOutputTokens: 60_000,
+      backend: { ...model.backend, maxDurationSeconds },
+    })),
   });
+  return {
+    ...config,
+    channels: { ...config.channels!, refundsPerPayerPerDay: 2, smallDepositsPerPayerPerDay: 1 },
+  };
+};
+
+before(async () => {
+  h = await startGatewayHarness({ configure });
 });
 
 after(async () => {
@@ -62,11 +64,11 @@ const post = (headers: Record<string, string> = {}) =>
   fetch(url(), { method: "POST", headers: { "content-type": "application/json", ...headers }, body });
 
 /** Asks for a cooperative refund of the whole remainder of a channel opened by `openTestChannel`. */
-async function refundWhole(channel: Awaited<ReturnType<typeof openTestChannel>>) {
+async function refundWhole(channel: Awaited<ReturnType<typeof openTestChannel>>, gatewayUrl = h.gateway.url) {
   const { payload } = JSON.parse(
     Buffer.from(await channel.voucherHeader(await channel.charged()), "base64").toString("utf8"),
   ) as { payload: Record<string, unknown> };
-  return fetch(`${h.gateway.url}/v1/channels/refund`, {
+  return fetch(`${gatewayUrl}/v1/channels/refund`, {
     headers: {
       "payment-signature": encodePaymentSignatureHeader({
         x402Version: 2,
@@ -634,6 +636,33 @@ describe("the gateway refunding an idle channel", () => {
   });
 });
 
+/**
+ * The official client paying by channel with deposits sized to exactly what the next voucher needs (its
+ * user may size them so): each is below the seller's minimum deposit.
+ */
+const smallDepositFetch = (privateKey: Hex, salt?: Hex) =>
+  wrapFetchWithPayment(
+    fetch,
+    x402Client.fromConfig({
+      schemes: [
+        {
+          network: h.devnet.network,
+          client: new BatchSettlementEvmScheme(
+            toClientEvmSigner(
+              privateKeyToAccount(privateKey),
+              createPublicClient({ chain: anvil, transport: http(h.devnet.rpcUrl) }),
+            ),
+            {
+              depositStrategy: ({ minimumDepositAmount }) => minimumDepositAmount,
+              ...(salt ? { salt } : {}),
+            },
+          ),
+        },
+      ],
+      spendControls: false,
+    }),
+  );
+
 describe("a payer that makes the seller pay gas for nothing", () => {
   /** The transactions the devnet's facilitator key (the gateway's in-process facilitator) has sent. */
   const facilitatorTransactions = () =>
@@ -737,21 +766,7 @@ describe("a payer that makes the seller pay gas for nothing", () => {
 
   test("deposits below the minimum deposit are relayed only a few times a day per payer: sized to each request, they would cost the seller a deposit per request", async () => {
     const buyer = await h.devnet.createBuyer(100_000_000n);
-    const signer = toClientEvmSigner(
-      privateKeyToAccount(buyer.privateKey),
-      createPublicClient({ chain: anvil, transport: http(h.devnet.rpcUrl) }),
-    );
-    // The official client lets its user size deposits: here, exactly what the next voucher needs.
-    const scheme = new BatchSettlementEvmScheme(signer, {
-      depositStrategy: ({ minimumDepositAmount }) => minimumDepositAmount,
-    });
-    const payingFetch = wrapFetchWithPayment(
-      fetch,
-      x402Client.fromConfig({
-        schemes: [{ network: h.devnet.network, client: scheme }],
-        spendControls: false,
-      }),
-    );
+    const payingFetch = smallDepositFetch(buyer.privateKey);
     const ask = () =>
       payingFetch(url(), { method: "POST", headers: { "content-type": "application/json" }, body });
     // The first (this harness allows one a day per payer) is relayed: a buyer's caps can size one so.
@@ -776,27 +791,9 @@ describe("a payer that makes the seller pay gas for nothing", () => {
 
   test("small deposits sent at once into channels of their own count against their payer's allowance together: the seller relays no more than the allowance", async () => {
     const buyer = await h.devnet.createBuyer(100_000_000n);
-    const signer = toClientEvmSigner(
-      privateKeyToAccount(buyer.privateKey),
-      createPublicClient({ chain: anvil, transport: http(h.devnet.rpcUrl) }),
-    );
     // One payer, six channels (six salts), each opened with a deposit sized to one request, all at once.
     const payingFetchFor = (salt: number) =>
-      wrapFetchWithPayment(
-        fetch,
-        x402Client.fromConfig({
-          schemes: [
-            {
-              network: h.devnet.network,
-              client: new BatchSettlementEvmScheme(signer, {
-                depositStrategy: ({ minimumDepositAmount }) => minimumDepositAmount,
-                salt: pad(`0x${(0x5a1700 + salt).toString(16)}`, { size: 32 }),
-              }),
-            },
-          ],
-          spendControls: false,
-        }),
-      );
+      smallDepositFetch(buyer.privateKey, pad(`0x${(0x5a1700 + salt).toString(16)}`, { size: 32 }));
     const sentBefore = await facilitatorTransactions();
     const responses = await Promise.all(
       [1, 2, 3, 4, 5, 6].map((salt) =>
@@ -819,6 +816,59 @@ describe("a payer that makes the seller pay gas for nothing", () => {
       `the seller relayed ${relayed} small deposits of one payer (allowance 1 a day); answers ${statuses.join(", ")}`,
     );
     assert.equal(statuses.filter((status) => status === 200).length, relayed, statuses.join(", "));
+  });
+
+  test("a gateway started again on the ledger, or a replica beside it, counts the refunds and small deposits the payer already had: the limits hold across them", async () => {
+    const buyer = await h.devnet.createBuyer(100_000_000n);
+    const opened: Awaited<ReturnType<typeof openChannel>>[] = [];
+    for (const salt of ["0x21", "0x22", "0x23"] as const)
+      opened.push(await openTestChannel(h, { body, buyer, salt: pad(salt, { size: 32 }) }));
+    for (const channel of opened.slice(0, 2)) {
+      const refunded = await refundWhole(channel);
+      assert.equal(refunded.status, 200, await refunded.clone().text());
+    }
+    // The payer's one small deposit of the day, through the first gateway.
+    const smallFetch = smallDepositFetch(buyer.privateKey);
+    const first = await smallFetch(url(), {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body,
+    });
+    assert.equal(first.status, 200, await first.clone().text());
+    await first.text();
+
+    const replica = await startGateway({
+      config: parseGatewayConfig(
+        configure(testGatewayConfig({ devnet: h.devnet, backendUrl: h.backend.url })),
+      ),
+      ledger: h.ledger,
+      pollingIntervalMs: 20,
+    });
+    try {
+      const sentBefore = await facilitatorTransactions();
+      const inferencesBefore = h.backend.inferenceRequests.length;
+      const refused = await refundWhole(opened[2]!, replica.url);
+      assert.equal(refused.status, 402, await refused.clone().text());
+      assert.match(
+        decodePaymentRequiredHeader(refused.headers.get("payment-required")!).error ?? "",
+        /^tollgate_refund_limit_reached: this payer had 2 cooperative refunds in the last 24 h \(limit 2/,
+      );
+      // A second small deposit (a top-up sized to the next request), through the replica.
+      const again = await smallFetch(`${replica.url}/v1/chat/completions`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body,
+      });
+      assert.equal(again.status, 402, await again.clone().text());
+      assert.match(
+        decodePaymentRequiredHeader(again.headers.get("payment-required")!).error ?? "",
+        /^tollgate_channel_deposit_too_small: .* this payer had 1 such in the last 24 h \(limit 1\)/,
+      );
+      assert.equal(await facilitatorTransactions(), sentBefore, "no refund, no deposit sent");
+      assert.equal(h.backend.inferenceRequests.length, inferencesBefore, "no inference");
+    } finally {
+      await replica.close();
+    }
   });
 });
 

@@ -9,6 +9,7 @@ import { type Address, createPublicClient, erc20Abi, type Hex, http } from "viem
 import { privateKeyToAccount } from "viem/accounts";
 import { createPayingFetch } from "../src/buyer/index.js";
 import { createFacilitator, serveFacilitator } from "../src/facilitator/index.js";
+import { type GatewayConfigInput, parseGatewayConfig, startGateway } from "../src/gateway/index.js";
 import {
   decodePaymentRequiredHeader,
   decodePaymentSignatureHeader,
@@ -16,7 +17,12 @@ import {
   type PaymentPayload,
 } from "../src/protocol/index.js";
 import { TEST_FACILITATOR_TOKEN } from "./support/facilitatorToken.js";
-import { expectedCharge, type GatewayHarness, startGatewayHarness } from "./support/gatewayHarness.js";
+import {
+  expectedCharge,
+  type GatewayHarness,
+  startGatewayHarness,
+  testGatewayConfig,
+} from "./support/gatewayHarness.js";
 import { mockModelId } from "./support/mockBackend.js";
 import { finalRow, postJson } from "./support/paidRequests.js";
 import { parsePrometheusText, sumOf } from "./support/prometheusText.js";
@@ -413,13 +419,12 @@ describe("a seller that does not sponsor the approval", () => {
 describe("the facilitator's per-payer sponsoring limit", () => {
   let h: GatewayHarness;
   const perPayerLimit = 2;
+  const configure = (input: GatewayConfigInput): GatewayConfigInput => ({
+    ...input,
+    facilitator: { ...(input.facilitator as object), gasSponsoring: { enabled: true, perPayerLimit } },
+  });
   before(async () => {
-    h = await startGatewayHarness({
-      configure: (input) => ({
-        ...input,
-        facilitator: { ...(input.facilitator as object), gasSponsoring: { enabled: true, perPayerLimit } },
-      }),
-    });
+    h = await startGatewayHarness({ configure });
   });
   after(async () => {
     await h?.close();
@@ -435,8 +440,8 @@ describe("the facilitator's per-payer sponsoring limit", () => {
       .setSpendControls(false);
     const recorder = recordingFetch();
     const paying = wrapFetchWithPayment(recorder.fetch, client);
-    const ask = (maxTokens: number) =>
-      paying(`${h.gateway.url}/v1/chat/completions`, {
+    const ask = (maxTokens: number, gatewayUrl = h.gateway.url) =>
+      paying(`${gatewayUrl}/v1/chat/completions`, {
         method: "POST",
         headers: { "content-type": "application/json" },
         body: JSON.stringify({ ...chatBody, max_tokens: maxTokens }),
@@ -476,6 +481,31 @@ describe("the facilitator's per-payer sponsoring limit", () => {
       await createPublicClient({ transport: http(h.devnet.rpcUrl) }).getBalance({ address: buyer.address }),
       0n,
     );
+
+    // The count is the ledger's: a gateway (and its facilitator) started again on it, or a replica beside
+    // it, refuses the payer too.
+    const replica = await startGateway({
+      config: parseGatewayConfig(
+        configure(testGatewayConfig({ devnet: h.devnet, backendUrl: h.backend.url })),
+      ),
+      ledger: h.ledger,
+      pollingIntervalMs: 20,
+    });
+    try {
+      const again = await ask(maxima[perPayerLimit]!, replica.url);
+      await again.text();
+      assert.equal(again.status, 402);
+      const decodedAgain = decodePaymentRequiredHeader(again.headers.get("payment-required"));
+      assert.ok(decodedAgain.ok);
+      assert.match(
+        decodedAgain.paymentRequired.error ?? "",
+        /^tollgate_gas_sponsoring_refused: this payer already had 2 sponsored Permit2 approvals \(limit 2\)/,
+      );
+      assert.equal(h.backend.inferenceRequests.length, servedBefore, "no inference ran");
+      assert.equal(await h.devnet.usdcBalance(buyer.address), balanceBefore, "nothing was charged");
+    } finally {
+      await replica.close();
+    }
 
     // The limit is per payer: another fresh wallet is still sponsored.
     const other = await h.devnet.createFreshBuyer(10_000_000n);

@@ -49,7 +49,8 @@ export async function facilitatorCommand(argv: string[]): Promise<number> {
   await checkChain(rpcUrl, preset.chainId, preset.network);
   const logger = createCliLogger();
   const local = preset.network === "eip155:31337";
-  // Idempotent settlement across restarts needs the log on disk: PostgreSQL when DATABASE_URL is set.
+  // Idempotent settlement and each payer's sponsored approvals, across restarts, need the log on disk:
+  // PostgreSQL when DATABASE_URL is set.
   const ledger = process.env.DATABASE_URL ? (await openCliLedger({ dataDir: "", logger })).ledger : undefined;
   const metrics = new Registry();
   const facilitator = createFacilitator({
@@ -61,7 +62,9 @@ export async function facilitatorCommand(argv: string[]): Promise<number> {
     rpcBatch: !flags["no-rpc-batch"],
     gasSponsoring: { enabled: !flags["no-gas-sponsoring"], perPayerLimit: flags["sponsor-limit"] },
     onFacilitatorEvent: createFacilitatorMetrics({ registry: metrics }),
-    ...(ledger ? { settlementStore: settlementStoreFromLog(ledger.settlements) } : {}),
+    ...(ledger
+      ? { settlementStore: settlementStoreFromLog(ledger.settlements), payerQuotas: ledger.quotas }
+      : {}),
     // The tokens it moves: --asset, else the network's USDC (on the devnet, any).
     ...(flags.asset ? { assets: flags.asset.split(",") } : {}),
   });

@@ -11,7 +11,11 @@ export type CreateChannelSettlerParameters = {
   logger: Logger;
   chainUnavailable(cause: unknown, operation: string): TollgateError;
   /** Called with the receipt of each successful transaction (sponsored-approval accounting). */
-  settled?(payload: PaymentPayload, requirements: PaymentRequirements, receipt: TransactionReceipt): void;
+  settled?(
+    payload: PaymentPayload,
+    requirements: PaymentRequirements,
+    receipt: TransactionReceipt,
+  ): Promise<void> | void;
 };
 
 /**
@@ -59,7 +63,7 @@ export function createChannelSettler({
       throw failure;
     }
     const receipt = result.transaction ? signer.takeReceipt(result.transaction as Hex) : undefined;
-    if (result.success && receipt) settled?.(payload, requirements, receipt);
+    if (result.success && receipt) await settled?.(payload, requirements, receipt);
     logger.info(
       {
         op: "settle",

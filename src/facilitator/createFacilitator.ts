@@ -29,6 +29,7 @@ import {
   withRpcFailureScope,
 } from "../chain/index.js";
 import { currentRequestId, type Logger, silentLogger, TollgateError } from "../errors/index.js";
+import { createMemoryPayerQuotas, type PayerQuotas } from "../ledger/index.js";
 import { ReasonCode } from "../protocol/index.js";
 import { createAssetCheck, REASON_ASSET_NOT_ACCEPTED } from "./acceptedAssets.js";
 import { channelPayloadSummaryOf, isBatchSettlementPayment } from "./batchSettlementPayload.js";
@@ -70,6 +71,11 @@ export type CreateFacilitatorParameters = {
    * also `erc20ApprovalGasSponsoring` (relayed `approve` transactions, for tokens without EIP-2612).
    */
   gasSponsoring?: GasSponsoringOptions;
+  /**
+   * Where each payer's sponsored approvals are counted against `gasSponsoring.perPayerLimit`: the
+   * ledger's (`Ledger.quotas`), so replicas and restarts share the count; default this process's memory.
+   */
+  payerQuotas?: PayerQuotas;
   /**
    * Where batch-settlement deposits that were broadcast are remembered, so a retried settle
    * reconciles instead of broadcasting again; default in memory (one process).
@@ -135,6 +141,7 @@ export function createFacilitator({
   gasSponsoring = { enabled: true },
   pendingSettlementStore,
   assets,
+  payerQuotas = createMemoryPayerQuotas(),
 }: CreateFacilitatorParameters): TollgateFacilitator {
   const assetRefusal = createAssetCheck(network, assets);
   const signer = createFacilitatorSigner({
@@ -164,13 +171,17 @@ export function createFacilitator({
     // No authorizer signer: /supported then names no `receiverAuthorizer`, and servers sign their own
     // claims and refunds (`claimAuthorizerSignature`), since nothing here authenticates who asks for a refund.
     .register(network, new BatchSettlementEvmScheme(schemeSigner, undefined, { pendingSettlementStore }));
-  const sponsorship = createSponsorshipBudget(gasSponsoring);
+  const sponsorship = createSponsorshipBudget({
+    ...gasSponsoring,
+    network,
+    quotas: payerQuotas,
+  });
   if (sponsorship.enabled) core.registerExtension(EIP2612_GAS_SPONSORING);
   const erc20ApprovalCosts = new Map<string, Erc20ApprovalSponsorship>();
   const checkApproval = createApprovalCheck({
     publicClient: signer.publicClient,
     chainId: chainIdOf(network),
-    refusal: (payer) => sponsorship.refusal(payer)?.invalidMessage,
+    refusal: async (payer) => (await sponsorship.refusal(payer))?.invalidMessage,
   });
   /** Hashes of signed approvals verify passed (the latest `VERIFIED_APPROVALS_KEPT`). */
   const verifiedApprovals = new Set<string>();
@@ -179,7 +190,7 @@ export function createFacilitator({
     ? createErc20ApprovalSponsor({
         signer,
         sponsored: (settleTx, cost) => erc20ApprovalCosts.set(settleTx.toLowerCase(), cost),
-        funding: (payer) => sponsorship.record(payer),
+        funding: (payer) => sponsorship.take(payer),
         // Checked at settle too (a client may skip /verify); the fee only for an approval verify did not pass.
         check: (approval) => checkApproval(approval, { fee: !verifiedApprovals.has(keccak256(approval)) }),
       })
@@ -228,7 +239,7 @@ export function createFacilitator({
         invalidMessage: `this facilitator does not support ${sponsored.extension}`,
         payer: sponsored.info.from,
       };
-    const refused = sponsorship.refusal(sponsored.info.from);
+    const refused = await sponsorship.refusal(sponsored.info.from);
     if (refused) return refused;
     // A batch-settlement deposit's permit is checked by the scheme, against the deposit amount.
     if (isBatchSettlementPayment(requirements)) return undefined;
@@ -496,7 +507,7 @@ export function createFacilitator({
         );
       }
     } else await settlementStore.fail(key, result);
-    if (result.success && receipt) logSponsoredApproval(payload, requirements, receipt);
+    if (result.success && receipt) await logSponsoredApproval(payload, requirements, receipt);
     logger.info(
       {
         op: "settle",
@@ -513,7 +524,7 @@ export function createFacilitator({
   }
 
   /** One log line per sponsored approval: the gas the seller paid for it (the settlement included). */
-  function logSponsoredApproval(
+  async function logSponsoredApproval(
     payload: PaymentPayload,
     requirements: PaymentRequirements,
     receipt: TransactionReceipt,
@@ -527,10 +538,17 @@ export function createFacilitator({
       return;
     }
     // A relayed approve that needed gas was counted as its gas went out; one that needed none counts now.
-    const sponsoredForPayer =
-      erc20Cost && erc20Cost.fundedWei > 0n
-        ? sponsorship.used(sponsored.info.from)
-        : sponsorship.record(sponsored.info.from);
+    const sponsoredForPayer = await (erc20Cost && erc20Cost.fundedWei > 0n
+      ? sponsorship.used(sponsored.info.from)
+      : sponsorship.record(sponsored.info.from)
+    ).catch((error: unknown) => {
+      // The settlement stands; only the count is missing, and the log says so.
+      logger.warn(
+        { payer: sponsored.info.from, error: String(error) },
+        "facilitator: a sponsored approval could not be counted",
+      );
+      return undefined;
+    });
     erc20ApprovalCosts.delete(receipt.transactionHash.toLowerCase());
     const gasCostWei =
       receipt.gasUsed * receipt.effectiveGasPrice +
@@ -668,8 +686,17 @@ export function createFacilitator({
     }
     if (!cost) return undefined;
     // A relayed approve that needed gas was counted as its gas went out; one that needed none counts now.
-    const sponsoredForPayer =
-      cost.fundedWei > 0n ? sponsorship.used(cost.payer) : sponsorship.record(cost.payer);
+    const sponsoredForPayer = await (cost.fundedWei > 0n
+      ? sponsorship.used(cost.payer)
+      : sponsorship.record(cost.payer)
+    ).catch((error: unknown) => {
+      // The approve landed; only the count is missing, and the log says so.
+      logger.warn(
+        { payer: cost.payer, error: String(error) },
+        "facilitator: a sponsored approval could not be counted",
+      );
+      return undefined;
+    });
     const gasCostWei = cost.approveGasCostWei + cost.fundingGasCostWei + cost.fundedWei;
     emit({
       type: "sponsored_approval",

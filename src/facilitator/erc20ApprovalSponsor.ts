@@ -65,8 +65,11 @@ export function createErc20ApprovalSponsor({
 }: {
   signer: TollgateFacilitatorSigner;
   sponsored: (settleTx: Hex, cost: Erc20ApprovalSponsorship) => void;
-  /** Called as gas is about to be sent to `payer`: the sponsorship counts from here, whatever follows. */
-  funding: (payer: Hex) => void;
+  /**
+   * Called as gas is about to be sent to `payer`: the sponsorship counts from here, whatever follows.
+   * Throws (and nothing is sent) when the payer may have no more.
+   */
+  funding: (payer: Hex) => Promise<void>;
   /** Why the signed approval may not be funded (`createApprovalCheck`), or undefined. */
   check: (signedApproval: Hex) => Promise<string | undefined>;
 }): Erc20ApprovalSponsor {
@@ -112,6 +115,20 @@ export function createErc20ApprovalSponsor({
       return `the RPC could not simulate it with eth_simulateV1 (${why}); relaying approvals needs an RPC that answers eth_simulateV1`;
     }
   };
+  /**
+   * Sends the payer the gas its signed approve may burn (limit × max fee), less what it holds: what was
+   * sent, and what sending it cost.
+   */
+  const fundApprovalGas = async (parsed: ReturnType<typeof parseTransaction>, payer: Hex) => {
+    const maxCostWei = (parsed.gas ?? 0n) * (parsed.maxFeePerGas ?? parsed.gasPrice ?? 0n);
+    const balanceWei = await publicClient.getBalance({ address: payer });
+    const fundedWei = maxCostWei > balanceWei ? maxCostWei - balanceWei : 0n;
+    if (fundedWei === 0n) return { fundingTx: undefined, fundedWei, fundingGasCostWei: 0n };
+    await funding(payer);
+    const fundingTx = await signer.sendValue({ to: payer, value: fundedWei });
+    const funded = await waitFor(fundingTx);
+    return { fundingTx, fundedWei, fundingGasCostWei: funded.gasUsed * funded.effectiveGasPrice };
+  };
   /** Settlements waiting, per payer, for the one before them to end. */
   const payerTurns = new Map<string, Promise<unknown>>();
   /**
@@ -156,17 +173,7 @@ export function createErc20ApprovalSponsor({
     if (unsimulated) throw new Error(`the sponsored approval is refused: ${unsimulated}`);
     const parsed = parseTransaction(approval);
     const payer = await recoverTransactionAddress({ serializedTransaction: approval as never });
-    const maxCostWei = (parsed.gas ?? 0n) * (parsed.maxFeePerGas ?? parsed.gasPrice ?? 0n);
-    const balanceWei = await publicClient.getBalance({ address: payer });
-    const fundedWei = maxCostWei > balanceWei ? maxCostWei - balanceWei : 0n;
-    let fundingTx: Hex | undefined;
-    let fundingGasCostWei = 0n;
-    if (fundedWei > 0n) {
-      funding(payer);
-      fundingTx = await signer.sendValue({ to: payer, value: fundedWei });
-      const funded = await waitFor(fundingTx);
-      fundingGasCostWei = funded.gasUsed * funded.effectiveGasPrice;
-    }
+    const { fundingTx, fundedWei, fundingGasCostWei } = await fundApprovalGas(parsed, payer);
     const approveTx = await publicClient.sendRawTransaction({ serializedTransaction: approval });
     const approved = await waitFor(approveTx);
     const settleTx = await signer.sendTransaction({ to: settlement.to, data: settlement.data });
@@ -226,17 +233,7 @@ export function createErc20ApprovalSponsor({
     }
     const refused = await check(approval);
     if (refused) throw new Error(`the sponsored approval is refused: ${refused}`);
-    const maxCostWei = (parsed.gas ?? 0n) * (parsed.maxFeePerGas ?? parsed.gasPrice ?? 0n);
-    const balanceWei = await publicClient.getBalance({ address: payer });
-    const fundedWei = maxCostWei > balanceWei ? maxCostWei - balanceWei : 0n;
-    let fundingTx: Hex | undefined;
-    let fundingGasCostWei = 0n;
-    if (fundedWei > 0n) {
-      funding(payer);
-      fundingTx = await signer.sendValue({ to: payer, value: fundedWei });
-      const funded = await waitFor(fundingTx);
-      fundingGasCostWei = funded.gasUsed * funded.effectiveGasPrice;
-    }
+    const { fundingTx, fundedWei, fundingGasCostWei } = await fundApprovalGas(parsed, payer);
     let approveTx: Hex;
     let approved: TransactionReceipt;
     try {
@@ -319,7 +316,7 @@ export function createApprovalCheck({
 }: {
   publicClient: TollgateFacilitatorSigner["publicClient"];
   chainId: number;
-  refusal: (payer: Hex) => string | undefined;
+  refusal: (payer: Hex) => Promise<string | undefined>;
 }) {
   return async (signedApproval: Hex, { fee }: { fee: boolean }): Promise<string | undefined> => {
     let parsed: ReturnType<typeof parseTransaction>;
@@ -330,7 +327,7 @@ export function createApprovalCheck({
     } catch {
       return "it is not a signed transaction";
     }
-    const denied = refusal(payer);
+    const denied = await refusal(payer);
     if (denied) return denied;
     if (parsed.chainId !== chainId) return `it is signed for chain ${parsed.chainId}, not ${chainId}`;
     // One relayed approve serves every payment of the payer that carries it, sent at once or later: a

@@ -9,6 +9,7 @@ import {
   extractErc20ApprovalGasSponsoringInfo,
 } from "@x402/extensions";
 import { type Address, getAddress, type Hex, recoverTypedDataAddress } from "viem";
+import type { PayerQuotas } from "../ledger/index.js";
 import { ReasonCode } from "../protocol/index.js";
 
 /** The gas-sponsoring extensions Tollgate's facilitator can honour. */
@@ -20,7 +21,7 @@ export type GasSponsoringExtensionKey = (typeof gasSponsoringExtensionKeys)[numb
 
 /**
  * How much approval gas the facilitator pays for buyers: on or off, and how many approvals per
- * payer (a seller pays for each). The count lives in the facilitator's memory: a restart resets it.
+ * payer (a seller pays for each), counted in the facilitator's `payerQuotas`.
  */
 export type GasSponsoringOptions = {
   enabled: boolean;
@@ -141,15 +142,26 @@ export async function checkEip2612Permit({
   return undefined;
 }
 
-/** Counts sponsored approvals per payer and says whether one more is allowed. */
-export function createSponsorshipBudget({ enabled, perPayerLimit = 3 }: GasSponsoringOptions) {
-  const counts = new Map<string, number>();
+/**
+ * Counts sponsored approvals per payer, in `quotas` (the ledger's when the facilitator has one), and says
+ * whether one more is allowed.
+ */
+export function createSponsorshipBudget({
+  enabled,
+  perPayerLimit = 3,
+  network,
+  quotas,
+}: GasSponsoringOptions & { network: string; quotas: PayerQuotas }) {
+  const scopeOf = (payer: string) => ({ kind: "sponsored_approval" as const, network, payer });
+  const limitMessage = (used: number) =>
+    `this payer already had ${used} sponsored Permit2 approvals (limit ${perPayerLimit}); approve Permit2 itself`;
+  const used = async (payer: string) => (await quotas.uses(scopeOf(payer))).length;
   return {
     enabled,
     perPayerLimit,
-    used: (payer: string) => counts.get(payer.toLowerCase()) ?? 0,
+    used,
     /** A refusal when this payer may not have one more sponsored approval. */
-    refusal(payer: string): VerifyResponse | undefined {
+    async refusal(payer: string): Promise<VerifyResponse | undefined> {
       if (!enabled)
         return {
           isValid: false,
@@ -157,20 +169,29 @@ export function createSponsorshipBudget({ enabled, perPayerLimit = 3 }: GasSpons
           invalidMessage: "this facilitator does not sponsor Permit2 approvals; approve Permit2 first",
           payer,
         };
-      const used = counts.get(payer.toLowerCase()) ?? 0;
-      if (used >= perPayerLimit)
+      const count = await used(payer);
+      if (count >= perPayerLimit)
         return {
           isValid: false,
           invalidReason: ReasonCode.gasSponsoringRefused,
-          invalidMessage: `this payer already had ${used} sponsored Permit2 approvals (limit ${perPayerLimit}); approve Permit2 itself`,
+          invalidMessage: limitMessage(count),
           payer,
         };
       return undefined;
     },
-    record(payer: string): number {
-      const next = (counts.get(payer.toLowerCase()) ?? 0) + 1;
-      counts.set(payer.toLowerCase(), next);
-      return next;
+    /**
+     * Counts one more, as its gas is about to be sent: throws when the payer has had its limit, so that
+     * payments sent at once (to any replica on the ledger) cannot all pass the check verify made.
+     */
+    async take(payer: string): Promise<void> {
+      const taken = await quotas.take({ ...scopeOf(payer), limit: perPayerLimit, atMs: Date.now() });
+      if (!taken.taken)
+        throw new Error(`the sponsored approval is refused: ${limitMessage(taken.usedAtMs.length)}`);
+    },
+    /** Counts one sponsored after the fact (its gas is spent): how many the payer has had. */
+    async record(payer: string): Promise<number> {
+      await quotas.take({ ...scopeOf(payer), limit: Number.MAX_SAFE_INTEGER, atMs: Date.now() });
+      return used(payer);
     },
   };
 }

@@ -164,7 +164,7 @@ const facilitatorSchema = z.union([
     gasSponsoring: z
       .strictObject({
         enabled: z.boolean().default(true),
-        /** Sponsored approvals per payer (counted in memory since the gateway started). */
+        /** Sponsored approvals per payer (counted in the ledger: across restarts and replicas). */
         perPayerLimit: z.number().int().min(0).default(3),
         /** Also relay signed approve transactions for tokens without EIP-2612 (erc20ApprovalGasSponsoring). */
         erc20Approval: z.boolean().default(false),
@@ -193,12 +193,12 @@ const channelsSchema = z.strictObject({
   /** The deposit a new channel is asked for (at least one request's maximum). */
   minDeposit: moneySchema.default(1_000_000n),
   /**
-   * Cooperative refunds one payer may have in 24 h (counted in memory since start; each is a
+   * Cooperative refunds one payer may have in 24 h (counted in the ledger, across restarts and replicas; each is a
    * transaction the seller pays); beyond, the payer withdraws on chain at its own gas.
    */
   refundsPerPayerPerDay: z.number().int().positive().default(8),
   /**
-   * Deposits below `minDeposit` one payer may have relayed in 24 h (counted in memory since start;
+   * Deposits below `minDeposit` one payer may have relayed in 24 h (counted in the ledger, across restarts and replicas;
    * each is a transaction the seller pays); beyond, such a deposit is refused before it is sent.
    */
   smallDepositsPerPayerPerDay: z.number().int().nonnegative().default(8),

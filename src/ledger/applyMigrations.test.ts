@@ -39,13 +39,22 @@ test("applies each migration once and records it in schema_migrations", async ()
     [8, "channel_shortfall_index"],
     [9, "debt_blocks_payer"],
     [10, "settled_at_index"],
+    [11, "payer_quota_uses"],
   ]);
   const tables = await sql.query(
     "SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema() ORDER BY 1",
   );
   assert.deepEqual(
     tables.map((row) => row.table_name),
-    ["channel_chains", "channels", "channels_set_aside", "payments", "schema_migrations", "settlements"],
+    [
+      "channel_chains",
+      "channels",
+      "channels_set_aside",
+      "payer_quota_uses",
+      "payments",
+      "schema_migrations",
+      "settlements",
+    ],
   );
 });
 

@@ -4,8 +4,10 @@ import type { ChannelLedger } from "./ChannelLedger.js";
 import { createChannelLedger, type DeferredCharges, writeJournaledCharges } from "./createChannelLedger.js";
 import type { ChargeJournal } from "./createChargeJournal.js";
 import { createLedgerInsights, type LedgerInsights } from "./createLedgerInsights.js";
+import { createPayerQuotas } from "./createPayerQuotas.js";
 import { createPaymentLedger } from "./createPaymentLedger.js";
 import { createSettlementLog } from "./createSettlementLog.js";
+import type { PayerQuotas } from "./PayerQuotas.js";
 import type { PaymentLedger } from "./PaymentLedger.js";
 import type { SettlementLog } from "./SettlementLog.js";
 import type { SqlClient } from "./SqlClient.js";
@@ -18,6 +20,8 @@ export type Ledger = {
   channels: ChannelLedger;
   /** Aggregates for metrics and the dashboard. */
   insights: LedgerInsights;
+  /** What each payer had the seller pay for, counted against its limits. */
+  quotas: PayerQuotas;
   /** Closes the database underneath. */
   close(): Promise<void>;
 };
@@ -60,6 +64,7 @@ export async function createLedger(
     settlements: createSettlementLog(sql),
     channels: createChannelLedger(sql, { deferCharges }),
     insights: createLedgerInsights(sql),
+    quotas: createPayerQuotas(sql),
     close: () => {
       closing ??= (async () => {
         // Charges answered and not yet written are written before the database closes; once the journal

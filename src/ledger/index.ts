@@ -25,6 +25,7 @@ export {
   type ModelInsight,
   type RevenueBucket,
 } from "./createLedgerInsights.js";
+export { createMemoryPayerQuotas, createPayerQuotas } from "./createPayerQuotas.js";
 export { type CreatePaymentLedgerParameters, createPaymentLedger } from "./createPaymentLedger.js";
 export { type CreatePgliteClientParameters, createPgliteClient } from "./createPgliteClient.js";
 export { type CreatePostgresClientParameters, createPostgresClient } from "./createPostgresClient.js";
@@ -41,6 +42,12 @@ export {
 } from "./normalizeAuthorizationKey.js";
 export { ledgerLockPath, type OpenLedgerParameters, openLedger } from "./openLedger.js";
 export { type OpenPostgresLedgerParameters, openPostgresLedger } from "./openPostgresLedger.js";
+export type {
+  PayerQuotaKind,
+  PayerQuotaScope,
+  PayerQuotas,
+  TakePayerQuotaResult,
+} from "./PayerQuotas.js";
 export type {
   ClaimPaymentInput,
   ClaimPaymentResult,

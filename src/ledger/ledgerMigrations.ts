@@ -234,4 +234,20 @@ CREATE INDEX payments_open_debt_idx ON payments (network, payer) WHERE status = 
 CREATE INDEX payments_settled_at_idx ON payments (settled_at) WHERE status = 'settled';
 `,
   },
+  {
+    version: 11,
+    name: "payer_quota_uses",
+    sql: `
+-- What each payer had the seller pay for (small deposits, refunds, sponsored approvals), counted against
+-- its limits by every replica and across restarts.
+CREATE TABLE payer_quota_uses (
+  id         TEXT PRIMARY KEY,
+  kind       TEXT NOT NULL,
+  network    TEXT NOT NULL,
+  payer      TEXT NOT NULL CHECK (payer = lower(payer)),
+  used_at_ms BIGINT NOT NULL
+);
+CREATE INDEX payer_quota_uses_payer_idx ON payer_quota_uses (kind, network, payer, used_at_ms);
+`,
+  },
 ];

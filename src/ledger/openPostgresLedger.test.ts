@@ -5,6 +5,7 @@ import { createPostgresClient } from "./createPostgresClient.js";
 import { ledgerMigrations } from "./ledgerMigrations.js";
 import { openPostgresLedger } from "./openPostgresLedger.js";
 import { claimInput, type LedgerHarness, openHarness } from "./testkit/ledgerHarness.js";
+import { describePayerQuotas } from "./testkit/payerQuotasSuite.js";
 import { describePaymentLedger } from "./testkit/paymentLedgerSuite.js";
 import { paymentAt } from "./testkit/paymentLifecycle.js";
 import { describePaymentTransitions } from "./testkit/paymentTransitionSuite.js";
@@ -43,6 +44,16 @@ if (connectionString === undefined || connectionString === "") {
   describePaymentLedger("PostgreSQL", () => harness);
   describePaymentTransitions("PostgreSQL", () => harness);
   describeSettlementLog("PostgreSQL", () => harness);
+  // A second replica on the harness's schema: both count the same uses.
+  let replica: Awaited<ReturnType<typeof openPostgresLedger>> | undefined;
+  before(async () => {
+    replica = await openPostgresLedger({ connectionString: url, schema: schemas[0] as string });
+  });
+  after(() => replica?.close());
+  describePayerQuotas("PostgreSQL, two replicas", () => ({
+    first: harness.ledger.quotas,
+    second: (replica as NonNullable<typeof replica>).quotas,
+  }));
 
   describe("PostgreSQL ledger shared by replicas", () => {
     test("applies each migration once when four replicas start at the same moment", async () => {

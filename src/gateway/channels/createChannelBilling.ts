@@ -9,6 +9,7 @@ import {
   type ChannelRecord,
   type ClaimPaymentInput,
   channelRowWrite,
+  type PayerQuotas,
 } from "../../ledger/index.js";
 import { ReasonCode } from "../../protocol/index.js";
 import { PAYER_IN_DEBT } from "../admitPayment.js";
@@ -28,8 +29,7 @@ import { type OnchainChannelState, readChannelState } from "./readChannelState.j
 /** How often a voucher above a channel's known balance may have the balance read from the chain again (ms). */
 const BALANCE_RECHECK_MS = 2_000;
 
-/** Payers whose small deposits of the last 24 h are counted (past it, the one counted first is forgotten). */
-const PAYERS_COUNTED = 10_000;
+const DAY_MS = 86_400_000;
 
 /** Channel ids kept by config (about 400 bytes each). */
 const CHANNEL_IDS_KEPT = 4096;
@@ -52,9 +52,11 @@ export type CreateChannelBillingParameters = {
   minDepositAtomic: bigint;
   /**
    * Deposits below `minDepositAtomic` (a buyer's caps can size one so) one payer may have relayed in
-   * 24 h, counted in memory since start; default 8. Each is a transaction the seller pays.
+   * 24 h, counted in `quotas`; default 8. Each is a transaction the seller pays.
    */
   smallDepositsPerPayerPerDay?: number;
+  /** Where each payer's small deposits are counted: the ledger's, so replicas and restarts share the count. */
+  quotas: PayerQuotas;
   /** How long the channel's on-chain state read last is trusted; default a third of the withdraw delay, 30 s – 5 min. */
   onchainStateTtlMs?: number;
   /** A reservation outlives its request's time bound by this much (ms); default 30 s. */
@@ -132,18 +134,14 @@ export function createChannelBilling(parameters: CreateChannelBillingParameters)
   const settlement = getAddress(BATCH_SETTLEMENT_ADDRESS) as Address;
   const vouchers = createVoucherVerifier({ chainId });
   const smallDepositsPerDay = parameters.smallDepositsPerPayerPerDay ?? 8;
-  // When each payer's deposits below the minimum were accepted, last 24 h: sized to one request
-  // each, they would have the seller relay a deposit (~100k gas) per request.
-  const smallDeposits = new Map<string, number[]>();
-  // Small deposits being sent, per payer: counted with those made, so that ones sent at once cannot pass
-  // the allowance together.
-  const smallDepositsUnderWay = new Map<string, number>();
-  const smallDepositsOf = (payer: string, now: number) => {
-    const recent = (smallDeposits.get(payer) ?? []).filter((at) => at > now - 86_400_000);
-    if (recent.length === 0) smallDeposits.delete(payer);
-    else smallDeposits.set(payer, recent);
-    return recent;
-  };
+  // Each payer's deposits below the minimum, last 24 h: sized to one request each, they would have the
+  // seller relay a deposit (~100k gas) per request.
+  const smallDepositScope = (payer: string) => ({
+    kind: "small_deposit" as const,
+    network: terms.network,
+    payer,
+    sinceMs: Date.now() - DAY_MS,
+  });
   // A buyer sends its channel's config with every voucher; hashing it (EIP-712) costs more than checking
   // the voucher's signature, so the ids of the configs seen last are kept.
   const channelIds = new Map<string, string>();
@@ -371,20 +369,16 @@ export function createChannelBilling(parameters: CreateChannelBillingParameters)
     const leastDepositAtomic = largerOf(requestMaxAtomic, parameters.minDepositAtomic);
     const smallDeposit = payload.type === "deposit" && depositAtomic < leastDepositAtomic;
     /** The refusal of a small deposit past its payer's allowance (those made, and those being made). */
-    const pastSmallAllowance = (): ChannelAcceptance | undefined => {
-      if (!smallDeposit) return undefined;
-      const payer = payload.channelConfig.payer.toLowerCase();
-      const counted = smallDepositsOf(payer, Date.now()).length + (smallDepositsUnderWay.get(payer) ?? 0);
-      if (counted < smallDepositsPerDay) return undefined;
-      return {
-        ok: false,
-        kind: "payment",
-        reason: ReasonCode.channelDepositTooSmall,
-        message: `a deposit of ${depositAtomic} is below this seller's minimum ${leastDepositAtomic} (the offer's extra.minDeposit), and this payer had ${counted} such in the last 24 h (limit ${smallDepositsPerDay}), each a transaction the seller pays for; deposit at least ${leastDepositAtomic}, or straight on chain`,
-      };
-    };
-    const tooSmall = pastSmallAllowance();
-    if (tooSmall) return tooSmall;
+    const pastSmallAllowance = (counted: number): ChannelAcceptance => ({
+      ok: false,
+      kind: "payment",
+      reason: ReasonCode.channelDepositTooSmall,
+      message: `a deposit of ${depositAtomic} is below this seller's minimum ${leastDepositAtomic} (the offer's extra.minDeposit), and this payer had ${counted} such in the last 24 h (limit ${smallDepositsPerDay}), each a transaction the seller pays for; deposit at least ${leastDepositAtomic}, or straight on chain`,
+    });
+    if (smallDeposit) {
+      const counted = (await parameters.quotas.uses(smallDepositScope(payload.channelConfig.payer))).length;
+      if (counted >= smallDepositsPerDay) return pastSmallAllowance(counted);
+    }
 
     const pendingId = randomBytes(16).toString("hex");
     type Reserve =
@@ -596,34 +590,39 @@ export function createChannelBilling(parameters: CreateChannelBillingParameters)
           message: "the payer owes an earlier charge",
         };
       }
-      // Checked again with no wait before it is sent: small deposits of one payer sent at once (into
-      // channels of their own) would all pass the first check, none of them made yet.
-      const pastAllowance = pastSmallAllowance();
-      if (pastAllowance) {
-        await release(channelId, pendingId).catch(() => undefined);
-        return pastAllowance;
+      // Taken in one step before it is sent: small deposits of one payer sent at once (into channels of
+      // their own), to this replica or another, would all pass the first check, none of them made yet.
+      let smallDepositUse: string | undefined;
+      if (smallDeposit) {
+        const taken = await parameters.quotas
+          .take({
+            ...smallDepositScope(payload.channelConfig.payer),
+            limit: smallDepositsPerDay,
+            atMs: Date.now(),
+          })
+          .catch(async (error: unknown) => {
+            await release(channelId, pendingId).catch(() => undefined);
+            throw error;
+          });
+        if (!taken.taken) {
+          await release(channelId, pendingId).catch(() => undefined);
+          return pastSmallAllowance(taken.usedAtMs.length);
+        }
+        smallDepositUse = taken.id;
       }
-      const smallPayer = smallDeposit ? payload.channelConfig.payer.toLowerCase() : undefined;
-      if (smallPayer) smallDepositsUnderWay.set(smallPayer, (smallDepositsUnderWay.get(smallPayer) ?? 0) + 1);
       let deposited: Awaited<ReturnType<typeof settleDeposit>>;
       try {
         deposited = await settleDeposit(payment, requirements, channelId, pendingId, depositAtomic, {
           expiresIn: quote.timeBoundMs + marginMs,
           verified: depositVerified,
         });
-        // Counted once made: a deposit that never went through (or one naming another's payer address) is not.
-        if (deposited.ok && smallPayer) {
-          smallDeposits.set(smallPayer, [...smallDepositsOf(smallPayer, Date.now()), Date.now()]);
-          if (smallDeposits.size > PAYERS_COUNTED)
-            smallDeposits.delete(smallDeposits.keys().next().value as string);
-        }
-      } finally {
-        if (smallPayer) {
-          const left = (smallDepositsUnderWay.get(smallPayer) ?? 1) - 1;
-          if (left > 0) smallDepositsUnderWay.set(smallPayer, left);
-          else smallDepositsUnderWay.delete(smallPayer);
-        }
+      } catch (error) {
+        if (smallDepositUse) await parameters.quotas.giveBack(smallDepositUse).catch(() => undefined);
+        throw error;
       }
+      // Counted once made: a deposit that never went through (or one naming another's payer address) is not.
+      if (!deposited.ok && smallDepositUse)
+        await parameters.quotas.giveBack(smallDepositUse).catch(() => undefined);
       if (!deposited.ok) {
         await release(channelId, pendingId).catch(() => undefined);
         return deposited.failure;

@@ -1,7 +1,7 @@
 import type { PaymentRequired } from "@x402/core/types";
 import type { Hex, LocalAccount, PublicClient } from "viem";
 import type { Logger } from "../../errors/index.js";
-import type { ChannelLedger, ChannelRecord } from "../../ledger/index.js";
+import type { ChannelLedger, ChannelRecord, PayerQuotas } from "../../ledger/index.js";
 import {
   decodePaymentSignatureHeader,
   encodePaymentRequiredHeader,
@@ -36,6 +36,8 @@ export type CreateChannelRefundParameters = {
   receiverAuthorizer: LocalAccount;
   /** Refund transactions one payer may have sent for it in 24 h (default 8). */
   refundsPerPayerPerDay?: number;
+  /** Where each payer's refunds are counted: the ledger's, so replicas and restarts share the count. */
+  quotas: PayerQuotas;
   logger: Logger;
 };
 
@@ -57,18 +59,10 @@ export function createChannelRefund({
   chain,
   receiverAuthorizer,
   refundsPerPayerPerDay = 8,
+  quotas,
   logger,
 }: CreateChannelRefundParameters) {
   const network = billing.terms.network;
-  // When each payer's refunds were sent, last 24 h: a refund is a transaction the seller pays, and a
-  // payer could otherwise deposit (also at the seller's gas) and be refunded in a loop, for nothing.
-  const refundsSent = new Map<string, number[]>();
-  const refundsOf = (payer: string, now: number) => {
-    const recent = (refundsSent.get(payer) ?? []).filter((at) => at > now - DAY_MS);
-    if (recent.length === 0) refundsSent.delete(payer);
-    else refundsSent.set(payer, recent);
-    return recent;
-  };
   return async function refundChannel(request: {
     url: string;
     headers: HeaderReader;
@@ -122,30 +116,31 @@ export function createChannelRefund({
     // A channel the ledger has no row of was never paid through here: nothing to refund, and no chain read
     // for a stranger's made-up channel.
     if ((await channels.get(channelId)) === undefined) return paymentRequired(ChannelReason.missingChannel);
-    const payer = payload.channelConfig.payer.toLowerCase();
-    const recent = refundsOf(payer, Date.now());
-    if (recent.length >= refundsPerPayerPerDay) {
-      const again = new Date((recent[0] ?? Date.now()) + DAY_MS).toISOString();
+    // Each payer's refunds of the last 24 h: a refund is a transaction the seller pays, and a payer could
+    // otherwise deposit (also at the seller's gas) and be refunded in a loop, for nothing. Taken now, in one
+    // step, so that refunds of one payer's channels asked at once (of any replica) count each other; given
+    // back when refused before a transaction is sent.
+    const askedAt = Date.now();
+    const taken = await quotas.take({
+      kind: "refund",
+      network,
+      payer: payload.channelConfig.payer,
+      sinceMs: askedAt - DAY_MS,
+      limit: refundsPerPayerPerDay,
+      atMs: askedAt,
+    });
+    if (!taken.taken) {
+      const again = new Date((taken.usedAtMs[0] ?? askedAt) + DAY_MS).toISOString();
       return paymentRequired(
-        `${ReasonCode.refundLimitReached}: this payer had ${recent.length} cooperative refunds in the last 24 h (limit ${refundsPerPayerPerDay}, each a transaction the seller pays); ask again after ${again}, or withdraw on chain (initiateWithdraw, then finalizeWithdraw after the channel's delay; tollgate refund --rpc)`,
+        `${ReasonCode.refundLimitReached}: this payer had ${taken.usedAtMs.length} cooperative refunds in the last 24 h (limit ${refundsPerPayerPerDay}, each a transaction the seller pays); ask again after ${again}, or withdraw on chain (initiateWithdraw, then finalizeWithdraw after the channel's delay; tollgate refund --rpc)`,
       );
     }
-    // Counted now, before any await, so that refunds of one payer's channels asked at once count
-    // each other; forgotten again when refused before a transaction is sent.
-    const askedAt = Date.now();
-    refundsSent.set(payer, [...recent, askedAt]);
-    // Bounded: past 10,000 payers, the one counted first is forgotten.
-    if (refundsSent.size > 10_000) refundsSent.delete(refundsSent.keys().next().value as string);
-    const forget = () => {
-      const left = (refundsSent.get(payer) ?? []).filter((at) => at !== askedAt);
-      if (left.length === 0) refundsSent.delete(payer);
-      else refundsSent.set(payer, left);
-    };
+    const forget = () => quotas.giveBack(taken.id).catch(() => undefined);
     let onchain: Awaited<ReturnType<typeof readChannelState>>;
     try {
       onchain = await readChannelState(chain, billing.settlementAddress, channelId);
     } catch {
-      forget();
+      await forget();
       return {
         status: 503,
         headers: { "retry-after": "5" },
@@ -201,7 +196,7 @@ export function createChannelRefund({
       return { next, result: { ok: true, channel: next, amountAtomic } };
     });
     if (!reserved.ok) {
-      forget();
+      await forget();
       return paymentRequired(
         reserved.message ? `${reserved.reason}: ${reserved.message}` : reserved.reason,
         reserved.channel,
@@ -306,7 +301,7 @@ export function createChannelRefund({
     } catch (error) {
       clearInterval(renew);
       // No transaction was sent: not counted against the payer's refunds.
-      forget();
+      await forget();
       await free();
       logger.warn({ channelId, error: String(error) }, "channel refund: facilitator unavailable");
       return {
@@ -336,7 +331,7 @@ export function createChannelRefund({
     clearInterval(renew);
     if (!settled.success) {
       // Failed with no transaction sent (one sent and not yet mined is answered above): not counted.
-      forget();
+      await forget();
       await free();
       logger.warn({ channelId, reason: settled.errorReason }, "channel refund failed");
       return {

@@ -1,7 +1,7 @@
 import type { Hex, PublicClient } from "viem";
 import { privateKeyAccount } from "../../chain/index.js";
 import type { Logger } from "../../errors/index.js";
-import type { ChannelLedger, PaymentLedger } from "../../ledger/index.js";
+import type { ChannelLedger, PayerQuotas, PaymentLedger } from "../../ledger/index.js";
 import { formatMoney } from "../../pricing/index.js";
 import type { BillingEvent } from "../BillingEvent.js";
 import type { FacilitatorLike } from "../facilitatorLike.js";
@@ -25,6 +25,8 @@ export type StartChannelsParameters = {
   terms: BillingTerms;
   channels: ChannelLedger;
   payments: PaymentLedger;
+  /** Where each payer's small deposits and refunds are counted against their daily limits. */
+  quotas: PayerQuotas;
   facilitator: FacilitatorLike;
   chain: PublicClient;
   /** The receiver-authorizer key (the config's, else the in-process facilitator's). */
@@ -43,6 +45,7 @@ export async function startChannels({
   terms,
   channels,
   payments,
+  quotas,
   facilitator,
   chain,
   receiverAuthorizerKey,
@@ -75,6 +78,7 @@ export async function startChannels({
     withdrawDelaySeconds: config.withdrawDelaySeconds,
     minDepositAtomic: config.minDeposit,
     smallDepositsPerPayerPerDay: config.smallDepositsPerPayerPerDay,
+    quotas,
     payerOwes: (payer) => payments.hasOpenDebt(terms.network, payer),
     logger,
     emit,
@@ -86,6 +90,7 @@ export async function startChannels({
     chain,
     receiverAuthorizer,
     refundsPerPayerPerDay: config.refundsPerPayerPerDay,
+    quotas,
     logger,
   });
   const settlement = createChannelSettlement({
