@@ -1,51 +1,41 @@
 // A fresh wallet (a token without EIP-2612, no gas) pays with a signed `approve` the seller's facilitator
 // relays, funding its gas. A hostile payer spends that gas on the approve's nonce first (it sees the
-// funding land). The approve is relayed before the request is served, so the payer is refused: it keeps
-// at most the gas, never the inference, and the seller is owed nothing it cannot collect.
+// funding land). The approve is relayed before the request is served, by the gateway's own facilitator
+// or by a remote `tollgate facilitator`, so the payer is refused: it keeps at most the gas, never the
+// inference, and the seller is owed nothing it cannot collect. A remote facilitator that relays only at
+// settle, after serving, is not offered the approve at all.
 import assert from "node:assert/strict";
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
-import { after, before, test } from "node:test";
+import { after, before, describe, test } from "node:test";
 import { x402Client } from "@x402/core/client";
-import { decodePaymentRequiredHeader } from "@x402/core/http";
+import {
+  decodePaymentRequiredHeader,
+  decodePaymentResponseHeader,
+  encodePaymentSignatureHeader,
+} from "@x402/core/http";
 import { UptoEvmScheme } from "@x402/evm/upto/client";
 import { wrapFetchWithPayment } from "@x402/fetch";
-import { createPublicClient, type Hex, http, parseTransaction } from "viem";
+import { createPublicClient, type Hex, http } from "viem";
 import { privateKeyToAccount } from "viem/accounts";
 import { type Devnet, startDevnet } from "../src/devnet/index.js";
+import { createFacilitator, serveFacilitator } from "../src/facilitator/index.js";
+import type { GatewayConfigInput } from "../src/gateway/index.js";
+import { type ApproveFrontRunner, startApproveFrontRunner } from "./support/approveFrontRunner.js";
+import { TEST_FACILITATOR_TOKEN } from "./support/facilitatorToken.js";
 import { type GatewayHarness, startGatewayHarness } from "./support/gatewayHarness.js";
 import { mockModelId } from "./support/mockBackend.js";
 
 let devnet: Devnet;
 let h: GatewayHarness;
-let relay: Server;
-/** Called with each raw transaction the gateway's facilitator broadcasts, before it reaches the chain. */
-let onBroadcast: ((raw: Hex) => Promise<void>) | undefined;
+let frontRunner: ApproveFrontRunner;
 
 before(async () => {
   devnet = await startDevnet({ buyers: 1 });
-  // A JSON-RPC relay between the gateway and the chain, through which the test watches broadcasts.
-  relay = createServer(async (request, response) => {
-    const chunks: Buffer[] = [];
-    for await (const chunk of request) chunks.push(chunk as Buffer);
-    const body = Buffer.concat(chunks).toString();
-    const parsed = JSON.parse(body) as
-      | { method?: string; params?: unknown[] }
-      | Array<{ method?: string; params?: unknown[] }>;
-    for (const call of Array.isArray(parsed) ? parsed : [parsed])
-      if (call.method === "eth_sendRawTransaction" && onBroadcast) await onBroadcast(call.params?.[0] as Hex);
-    const upstream = await fetch(devnet.rpcUrl, {
-      method: "POST",
-      headers: { "content-type": "application/json" },
-      body,
-    });
-    response.writeHead(upstream.status, { "content-type": "application/json" });
-    response.end(await upstream.text());
-  });
-  await new Promise<void>((resolve) => relay.listen(0, "127.0.0.1", resolve));
+  frontRunner = await startApproveFrontRunner(devnet.rpcUrl);
   h = await startGatewayHarness({
     devnet,
-    rpcUrl: `http://127.0.0.1:${(relay.address() as AddressInfo).port}`,
+    rpcUrl: frontRunner.url,
     configure: (input) => ({
       ...input,
       asset: devnet.contracts.plainToken,
@@ -59,60 +49,53 @@ before(async () => {
 });
 after(async () => {
   await h?.close();
-  relay?.close();
+  await frontRunner?.close();
   await devnet?.stop();
 });
 
-test("a payer that spends the gas funded for its approve on the approve's nonce is refused before inference: it is not served, and nothing is owed", async () => {
-  const chain = createPublicClient({ transport: http(devnet.rpcUrl) });
+/** A fresh wallet holding only the plain token (no EIP-2612, no gas), paying with the official client. */
+async function freshPlainTokenPayer() {
   const buyer = await devnet.createFreshPlainTokenBuyer(10_000_000n);
-  const account = privateKeyToAccount(buyer.privateKey);
-  let frontRan: Hex | undefined;
-  onBroadcast = async (raw) => {
-    const approve = parseTransaction(raw);
-    if (approve.to?.toLowerCase() !== devnet.contracts.plainToken.toLowerCase()) return;
-    onBroadcast = undefined;
-    // The payer's own transaction on the approve's nonce, sending the funded gas away, mined first.
-    const fee = approve.maxFeePerGas ?? 0n;
-    const balance = await chain.getBalance({ address: buyer.address });
-    const own = await account.signTransaction({
-      type: "eip1559",
-      chainId: approve.chainId ?? 31337,
-      nonce: approve.nonce ?? 0,
-      to: devnet.accounts.payTo.address,
-      value: balance - 21_000n * fee,
-      gas: 21_000n,
-      maxFeePerGas: fee,
-      maxPriorityFeePerGas: approve.maxPriorityFeePerGas ?? 0n,
-    });
-    frontRan = await chain.sendRawTransaction({ serializedTransaction: own });
-    await chain.waitForTransactionReceipt({ hash: frontRan });
-  };
-  const facilitator = devnet.accounts.facilitator.address;
-  const facilitatorNonce = await chain.getTransactionCount({ address: facilitator });
-  const servedBefore = h.backend.inferenceRequests.length;
   const client = new x402Client()
-    .register(devnet.network, new UptoEvmScheme(account, { rpcUrl: devnet.rpcUrl }))
+    .register(
+      devnet.network,
+      new UptoEvmScheme(privateKeyToAccount(buyer.privateKey), { rpcUrl: devnet.rpcUrl }),
+    )
     .setSpendControls(false);
-  const response = await wrapFetchWithPayment(fetch, client)(`${h.gateway.url}/v1/chat/completions`, {
-    method: "POST",
-    headers: { "content-type": "application/json" },
-    body: JSON.stringify({
-      model: mockModelId,
-      messages: [{ role: "user", content: "Say something" }],
-      max_tokens: 20,
-    }),
-  });
+  return { buyer, client, pay: wrapFetchWithPayment(fetch, client) };
+}
+
+const chatBody = JSON.stringify({
+  model: mockModelId,
+  messages: [{ role: "user", content: "Say something" }],
+  max_tokens: 20,
+});
+const post = { method: "POST", headers: { "content-type": "application/json" }, body: chatBody };
+
+/**
+ * The attack through `gateway`, whose facilitator's key is `facilitator`: the payer front-runs its
+ * approve. Checks it was refused before inference, owes nothing and paid nothing, and the facilitator
+ * sent the gas funding alone.
+ */
+async function frontRunIsRefused(gateway: GatewayHarness, facilitator: Hex) {
+  const chain = createPublicClient({ transport: http(devnet.rpcUrl) });
+  const { buyer, pay } = await freshPlainTokenPayer();
+  const frontRan = frontRunner.arm(buyer, devnet.contracts.plainToken, devnet.accounts.payTo.address);
+  const facilitatorNonce = await chain.getTransactionCount({ address: facilitator });
+  const servedBefore = gateway.backend.inferenceRequests.length;
+  const rowsBefore = (await gateway.ledger.payments.recent()).length;
+  const response = await pay(`${gateway.gateway.url}/v1/chat/completions`, post);
   const text = await response.text();
-  assert.ok(frontRan, "the payer front-ran its approve");
+  assert.ok(frontRan(), "the payer front-ran its approve");
   assert.equal(response.status, 402, text);
   const refusal = decodePaymentRequiredHeader(response.headers.get("payment-required") ?? "");
   assert.match(refusal.error ?? "", /^tollgate_gas_sponsoring_refused: the sponsored approval is refused/);
-  assert.equal(h.backend.inferenceRequests.length, servedBefore, "no inference ran");
-  const rows = await h.ledger.payments.recent();
+  assert.equal(gateway.backend.inferenceRequests.length, servedBefore, "no inference ran");
+  const rows = await gateway.ledger.payments.recent();
+  assert.equal(rows.length, rowsBefore + 1);
   assert.deepEqual(
-    rows.map((row) => [row.status, row.chargeAtomic ?? 0n]),
-    [["failed", 0n]],
+    [rows[0]!.status, rows[0]!.chargeAtomic ?? 0n],
+    ["failed", 0n],
     "the payment's row failed, nothing charged and no debt",
   );
   assert.equal(await devnet.plainTokenBalance(buyer.address), 10_000_000n, "the payer paid nothing");
@@ -121,4 +104,116 @@ test("a payer that spends the gas funded for its approve on the approve's nonce 
     1,
     "the facilitator sent the gas funding alone: no settlement",
   );
+}
+
+test("a payer that spends the gas funded for its approve on the approve's nonce is refused before inference: it is not served, and nothing is owed", async () => {
+  await frontRunIsRefused(h, devnet.accounts.facilitator.address);
+});
+
+describe("a gateway on a remote facilitator", () => {
+  // A `tollgate facilitator` of its own key (the devnet's first buyer account holds gas), on the relay.
+  let remote: Awaited<ReturnType<typeof serveFacilitator>>;
+  // A facilitator that relays approves only at settle, as others do: the same one, without Tollgate's route.
+  let settleOnly: Server;
+  let onTollgate: GatewayHarness;
+  let onSettleOnly: GatewayHarness;
+  const remoteKey = () => devnet.accounts.buyers[0]!;
+  const onRemote = (url: string) => (input: GatewayConfigInput) => ({
+    ...input,
+    asset: devnet.contracts.plainToken,
+    assetDomain: { name: "Plain Test Dollar", version: "1" },
+    facilitator: { url, token: TEST_FACILITATOR_TOKEN },
+  });
+  before(async () => {
+    const facilitator = createFacilitator({
+      rpcUrl: frontRunner.url,
+      privateKey: remoteKey().privateKey,
+      network: devnet.network,
+      pollingIntervalMs: 20,
+      gasSponsoring: { enabled: true, perPayerLimit: 3, erc20Approval: true },
+    });
+    remote = await serveFacilitator({ facilitator, token: TEST_FACILITATOR_TOKEN, port: 0 });
+    settleOnly = createServer(async (request, response) => {
+      if (request.url?.startsWith("/relay-approval")) {
+        response.writeHead(404, { "content-type": "application/json" }).end('{"error":"not_found"}');
+        return;
+      }
+      const chunks: Buffer[] = [];
+      for await (const chunk of request) chunks.push(chunk as Buffer);
+      const upstream = await fetch(`${remote.url}${request.url}`, {
+        method: request.method,
+        headers: request.headers as Record<string, string>,
+        ...(chunks.length > 0 ? { body: Buffer.concat(chunks) } : {}),
+      });
+      response.writeHead(upstream.status, { "content-type": "application/json" });
+      response.end(await upstream.text());
+    });
+    await new Promise<void>((resolve) => settleOnly.listen(0, "127.0.0.1", resolve));
+    onTollgate = await startGatewayHarness({ devnet, configure: onRemote(remote.url) });
+    onSettleOnly = await startGatewayHarness({
+      devnet,
+      configure: onRemote(`http://127.0.0.1:${(settleOnly.address() as AddressInfo).port}`),
+    });
+  });
+  after(async () => {
+    await onTollgate?.close();
+    await onSettleOnly?.close();
+    settleOnly?.close();
+    await remote?.close();
+  });
+
+  test("a tollgate facilitator relays the approve before serving: the payer that spends its funded gas is refused before inference", async () => {
+    await frontRunIsRefused(onTollgate, remoteKey().address);
+  });
+
+  test("a tollgate facilitator relays an honest fresh wallet's approve before serving: served, and settled for its charge", async () => {
+    const { buyer, pay } = await freshPlainTokenPayer();
+    const response = await pay(`${onTollgate.gateway.url}/v1/chat/completions`, post);
+    const text = await response.text();
+    assert.equal(response.status, 200, text);
+    const receipt = decodePaymentResponseHeader(response.headers.get("payment-response") ?? "");
+    assert.ok(receipt.success);
+    const [row] = await onTollgate.ledger.payments.recent();
+    assert.equal(row?.status, "settled");
+    assert.equal(BigInt(receipt.amount ?? "-1"), row?.chargeAtomic);
+    assert.equal(
+      await devnet.plainTokenBalance(buyer.address),
+      10_000_000n - (row?.chargeAtomic ?? 0n),
+      "the payer paid its charge",
+    );
+  });
+
+  test("a facilitator that relays approves only at settle is not offered them: the 402 declares no erc20ApprovalGasSponsoring, and a payment carrying one is refused before inference", async () => {
+    const unpaid = await fetch(`${onSettleOnly.gateway.url}/v1/chat/completions`, post);
+    await unpaid.text();
+    assert.equal(unpaid.status, 402);
+    const offered = decodePaymentRequiredHeader(unpaid.headers.get("payment-required") ?? "");
+    assert.ok(offered.accepts.length > 0);
+    assert.equal(
+      offered.extensions?.erc20ApprovalGasSponsoring,
+      undefined,
+      JSON.stringify(offered.extensions),
+    );
+    // A payment signed on the same offer from a gateway that declares it, carrying the signed approve.
+    const { buyer, client } = await freshPlainTokenPayer();
+    const declared = await fetch(`${onTollgate.gateway.url}/v1/chat/completions`, post);
+    await declared.text();
+    const payload = await client.createPaymentPayload(
+      decodePaymentRequiredHeader(declared.headers.get("payment-required") ?? ""),
+    );
+    assert.ok(payload.extensions?.erc20ApprovalGasSponsoring, "the payment carries the signed approve");
+    const servedBefore = onSettleOnly.backend.inferenceRequests.length;
+    const refused = await fetch(`${onSettleOnly.gateway.url}/v1/chat/completions`, {
+      ...post,
+      headers: { ...post.headers, "payment-signature": encodePaymentSignatureHeader(payload) },
+    });
+    const text = await refused.text();
+    assert.equal(refused.status, 402, text);
+    assert.match(
+      decodePaymentRequiredHeader(refused.headers.get("payment-required") ?? "").error ?? "",
+      /^tollgate_gas_sponsoring_refused: this gateway's facilitator does not sponsor erc20ApprovalGasSponsoring; approve Permit2/,
+    );
+    assert.equal(onSettleOnly.backend.inferenceRequests.length, servedBefore, "no inference ran");
+    assert.equal(await devnet.plainTokenBalance(buyer.address), 10_000_000n, "the payer paid nothing");
+  });
 });

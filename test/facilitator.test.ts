@@ -14,6 +14,7 @@ import {
   createFacilitator,
   createFacilitatorApp,
   createFacilitatorClient,
+  facilitatorRelaysApprovals,
   serveFacilitator,
 } from "../src/facilitator/index.js";
 import { facilitatorAuth, TEST_FACILITATOR_TOKEN } from "./support/facilitatorToken.js";
@@ -400,7 +401,7 @@ describe("facilitator HTTP edges", () => {
         paymentRequirements: { ...requirements, amount },
       });
     for (const headers of [{}, { authorization: "Bearer not-the-token" }] as Record<string, string>[]) {
-      for (const path of ["/settle", "/verify"]) {
+      for (const path of ["/settle", "/verify", "/relay-approval"]) {
         const refused = await fetch(`${server.url}${path}`, {
           method: "POST",
           // Refused unread, such a request's socket is not one to pool for the next test's requests.
@@ -460,7 +461,7 @@ describe("facilitator HTTP edges", () => {
       ["paymentRequirements.amount", { ...requirements, amount: "1e3" }],
       ["paymentRequirements.network", { ...requirements, network: "eip155:1" }],
     ] as const) {
-      for (const path of ["/verify", "/settle"]) {
+      for (const path of ["/verify", "/settle", "/relay-approval"]) {
         const refused = await fetch(`${server.url}${path}`, {
           method: "POST",
           headers: { "content-type": "application/json", ...facilitatorAuth },
@@ -470,6 +471,25 @@ describe("facilitator HTTP edges", () => {
         assert.equal((await refused.json()).field, field);
       }
     }
+  });
+
+  test("POST /relay-approval answers in verify's shape, and a bodiless GET answers 405, by which a gateway finds the route", async () => {
+    const requirements = uptoRequirements(1_000n);
+    const paymentPayload = await officialPayload(devnet.accounts.buyers[0]!.privateKey, requirements);
+    // A payment carrying no signed approve has nothing to relay: nothing stands in the way of serving it.
+    const relayed = await fetch(`${server.url}/relay-approval`, {
+      method: "POST",
+      headers: { "content-type": "application/json", ...facilitatorAuth },
+      body: JSON.stringify({ x402Version: 2, paymentPayload, paymentRequirements: requirements }),
+    });
+    assert.equal(relayed.status, 200);
+    assert.deepEqual(await relayed.json(), { isValid: true });
+    const probe = await fetch(`${server.url}/relay-approval`, { headers: facilitatorAuth });
+    assert.equal(probe.status, 405);
+    assert.equal(probe.headers.get("allow"), "POST");
+    await probe.body?.cancel();
+    assert.equal(await facilitatorRelaysApprovals(server.url, TEST_FACILITATOR_TOKEN), true);
+    assert.equal(await facilitatorRelaysApprovals(`${server.url}/nowhere`, TEST_FACILITATOR_TOKEN), false);
   });
 
   test("an unreachable chain RPC answers 503 with Retry-After", async () => {

@@ -15,7 +15,7 @@ import { countTextTokens } from "../src/pricing/index.js";
 const repo = fileURLToPath(new URL("../", import.meta.url));
 const readme = await readFile(join(repo, "README.md"), "utf8");
 
-const flagsIn = (text: string) => new Set([...text.matchAll(/--[a-z][a-z-]*/g)].map((match) => match[0]));
+const flagsIn = (text: string) => new Set([...text.matchAll(/--[a-z][a-z0-9-]*/g)].map((match) => match[0]));
 const sorted = (set: Set<string>) => [...set].sort();
 
 /** Each row of the README's command tables (`| command | what it does |`): the command and its synopsis's flags. */

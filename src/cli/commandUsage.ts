@@ -46,18 +46,22 @@ tollgate channels --buyer [--json] [--gateway URL] [--rpc URL]
   Permit2 approved, test ETH); --fresh-buyers 0 to 50 more with 1,000 test USDC
   only: no Permit2 approval and no native gas, as a new agent wallet (they pay through a
   gas-sponsored approval). Runs until Ctrl-C.`,
-  facilitator: `tollgate facilitator --rpc URL --private-key KEY [--network eip155:31337] [--port 4022] [--host 127.0.0.1] [--no-rpc-batch] [--no-gas-sponsoring] [--sponsor-limit 3] [--asset 0x…[,0x…]]
-  Serves an x402 v2 facilitator (GET /supported, POST /verify, POST /settle, GET /health, GET /metrics) for the upto,
+  facilitator: `tollgate facilitator --rpc URL --private-key KEY [--network eip155:31337] [--port 4022] [--host 127.0.0.1] [--no-rpc-batch] [--no-gas-sponsoring] [--sponsor-limit 3] [--erc20-approval] [--asset 0x…[,0x…]]
+  Serves an x402 v2 facilitator (GET /supported, POST /verify, POST /settle, GET /health, GET /metrics,
+  and POST /relay-approval for Tollgate gateways) for the upto,
   exact and batch-settlement schemes. The key may come from TOLLGATE_FACILITATOR_KEY instead of
-  the flag. /verify, /settle and /metrics want Authorization: Bearer <token>: the value of
+  the flag. /verify, /settle, /relay-approval and /metrics want Authorization: Bearer <token>: the value of
   TOLLGATE_FACILITATOR_TOKEN (16 characters or more; required but on the devnet, where a random
   one is printed at start otherwise); give it to gateways as facilitator.tokenEnv (whoever can
   settle chooses an upto charge's amount).
-  With DATABASE_URL=postgres://… its settlement log (one settlement per authorization) is kept
-  in PostgreSQL and survives restarts; otherwise it is in memory. RPC calls made while others are in
+  With DATABASE_URL=postgres://… its settlement log (one settlement per authorization) and each
+  payer's sponsored approvals are kept in PostgreSQL and survive restarts; otherwise in memory. RPC calls made while others are in
   flight go out as one JSON-RPC batch; --no-rpc-batch sends each alone (for an RPC that refuses batches).
   It pays the gas of buyers' Permit2 approvals (eip2612GasSponsoring, listed in /supported), at most
-  --sponsor-limit per payer (counted since start); --no-gas-sponsoring turns that off. It moves only
+  --sponsor-limit per payer; --no-gas-sponsoring turns that off. --erc20-approval also relays
+  buyers' signed approve transactions for tokens without EIP-2612 (erc20ApprovalGasSponsoring),
+  sending each buyer the gas it burns; a Tollgate gateway has it relayed before it serves the
+  request (POST /relay-approval), so a buyer that spends that gas elsewhere is refused, not served. It moves only
   the tokens --asset names, by default the network's USDC (on the devnet, any token): a payment in
   another is refused (asset_not_accepted) before any transaction.`,
   pay: `tollgate pay --url URL [--method POST] [--body JSON|@file] [--header K:V]… [--policy FILE] [--private-key KEY] [--rpc URL] [--json]

@@ -24,6 +24,7 @@ const flagsSchema = z.object({
   "no-rpc-batch": z.boolean().default(false),
   "no-gas-sponsoring": z.boolean().default(false),
   "sponsor-limit": z.coerce.number().int().min(0).default(3),
+  "erc20-approval": z.boolean().default(false),
   asset: z
     .string()
     .regex(/^0x[0-9a-fA-F]{40}(,0x[0-9a-fA-F]{40})*$/, "one or more token addresses, separated by commas")
@@ -60,7 +61,11 @@ export async function facilitatorCommand(argv: string[]): Promise<number> {
     logger,
     pollingIntervalMs: local ? 50 : 1_000,
     rpcBatch: !flags["no-rpc-batch"],
-    gasSponsoring: { enabled: !flags["no-gas-sponsoring"], perPayerLimit: flags["sponsor-limit"] },
+    gasSponsoring: {
+      enabled: !flags["no-gas-sponsoring"],
+      perPayerLimit: flags["sponsor-limit"],
+      erc20Approval: flags["erc20-approval"],
+    },
     onFacilitatorEvent: createFacilitatorMetrics({ registry: metrics }),
     ...(ledger
       ? { settlementStore: settlementStoreFromLog(ledger.settlements), payerQuotas: ledger.quotas }

@@ -14,6 +14,7 @@ import {
   silentLogger,
   TollgateError,
 } from "../errors/index.js";
+import { ReasonCode } from "../protocol/index.js";
 import type { TollgateFacilitator } from "./createFacilitator.js";
 
 export type CreateFacilitatorAppParameters = {
@@ -35,7 +36,7 @@ type ParsedRequest = { payload: PaymentPayload; requirements: PaymentRequirement
 
 /**
  * The facilitator's HTTP face in the x402 v2 wire format: `GET /supported`,
- * `POST /verify`, `POST /settle`, plus `GET /health`.
+ * `POST /verify`, `POST /settle`, plus `GET /health`, `GET /metrics` and Tollgate's `POST /relay-approval`.
  * Malformed bodies answer 400 with a reason; an unreachable chain, or a wallet without gas, answers 503.
  */
 export function createFacilitatorApp({
@@ -161,6 +162,38 @@ export function createFacilitatorApp({
       return c.json({ error: "invalid_request", message: parsed.error, field: parsed.field }, 400);
     try {
       return c.json(await facilitator.settle(parsed.payload, parsed.requirements));
+    } catch (error) {
+      const { status, body, retryAfter } = failure(error);
+      if (retryAfter) c.header("Retry-After", retryAfter);
+      return c.json(body, status);
+    }
+  });
+
+  // Tollgate's own route: a gateway on this facilitator has a payment's signed approve relayed before it
+  // serves the request (see `relaySponsoredApproval`), so a payer that spends the gas funded for it is
+  // refused rather than served. `GET` answers 405, which tells a gateway at start that the route exists.
+  app.get("/relay-approval", (c) => {
+    c.header("allow", "POST");
+    return c.json(
+      {
+        error: "method_not_allowed",
+        message:
+          "POST a verified payment (as to /verify) to have its signed approve relayed before it is served",
+      },
+      405,
+    );
+  });
+  app.post("/relay-approval", limit, async (c) => {
+    const parsed = await parseRequest(c.req.raw);
+    if ("error" in parsed)
+      return c.json({ error: "invalid_request", message: parsed.error, field: parsed.field }, 400);
+    try {
+      const refused = await facilitator.relaySponsoredApproval(parsed.payload, parsed.requirements);
+      return c.json(
+        refused === undefined
+          ? { isValid: true }
+          : { isValid: false, invalidReason: ReasonCode.gasSponsoringRefused, invalidMessage: refused },
+      );
     } catch (error) {
       const { status, body, retryAfter } = failure(error);
       if (retryAfter) c.header("Retry-After", retryAfter);

@@ -1,4 +1,6 @@
 import { HTTPFacilitatorClient } from "@x402/core/http";
+import type { PaymentPayload, PaymentRequirements } from "@x402/core/types";
+import { z } from "zod";
 import { currentRequestId, REQUEST_ID_HEADER } from "../errors/index.js";
 
 export type CreateFacilitatorClientParameters = {
@@ -7,7 +9,29 @@ export type CreateFacilitatorClientParameters = {
   /** The bearer token it wants for `/verify` and `/settle` (`tollgate facilitator` prints it); none for a public one. */
   token?: string | undefined;
   timeoutMs?: number | undefined;
+  /**
+   * The facilitator serves Tollgate's `POST /relay-approval` (`facilitatorRelaysApprovals` asks): the
+   * client then has `relaySponsoredApproval`.
+   */
+  relaysApprovals?: boolean | undefined;
 };
+
+/** A remote facilitator: the official HTTP client, and Tollgate's approve relay when the facilitator has it. */
+export type FacilitatorClient = HTTPFacilitatorClient & {
+  /**
+   * Has a verified payment's signed `approve` relayed before it is served: why it cannot be served, or
+   * undefined. Throws when the facilitator does not answer.
+   */
+  relaySponsoredApproval?(
+    payload: PaymentPayload,
+    requirements: PaymentRequirements,
+  ): Promise<string | undefined>;
+};
+
+/** How long relaying an approve may take: the facilitator funds its gas, relays it and waits for both. */
+const RELAY_TIMEOUT_MS = 60_000;
+
+const relayAnswerSchema = z.object({ isValid: z.boolean(), invalidMessage: z.string().optional() });
 
 /**
  * The official HTTP facilitator client, sending the facilitator's token (when given) and the current
@@ -17,18 +41,62 @@ export function createFacilitatorClient({
   url,
   token,
   timeoutMs,
-}: CreateFacilitatorClientParameters): HTTPFacilitatorClient {
-  return new HTTPFacilitatorClient({
+  relaysApprovals = false,
+}: CreateFacilitatorClientParameters): FacilitatorClient {
+  const auth: Record<string, string> = token ? { authorization: `Bearer ${token}` } : {};
+  const requestHeaders = () => {
+    const requestId = currentRequestId();
+    return { ...auth, ...(requestId ? { [REQUEST_ID_HEADER]: requestId } : {}) };
+  };
+  const official = new HTTPFacilitatorClient({
     url,
     ...(timeoutMs === undefined ? {} : { timeoutMs }),
     createAuthHeaders: async () => {
-      const requestId = currentRequestId();
-      const auth: Record<string, string> = token ? { authorization: `Bearer ${token}` } : {};
-      const headers: Record<string, string> = {
-        ...auth,
-        ...(requestId ? { [REQUEST_ID_HEADER]: requestId } : {}),
-      };
+      const headers = requestHeaders();
       return { verify: headers, settle: headers, supported: auth };
     },
   });
+  const client: FacilitatorClient = official;
+  if (!relaysApprovals) return client;
+  const relayUrl = `${url.replace(/\/+$/, "")}/relay-approval`;
+  client.relaySponsoredApproval = async (payload, requirements) => {
+    const response = await fetch(relayUrl, {
+      method: "POST",
+      headers: { "content-type": "application/json", ...requestHeaders() },
+      body: JSON.stringify({
+        x402Version: payload.x402Version,
+        paymentPayload: payload,
+        paymentRequirements: requirements,
+      }),
+      signal: AbortSignal.timeout(RELAY_TIMEOUT_MS),
+    });
+    const text = await response.text();
+    if (!response.ok)
+      throw new Error(
+        `the facilitator answered HTTP ${response.status} to /relay-approval: ${text.slice(0, 300)}`,
+      );
+    const answer = relayAnswerSchema.safeParse(JSON.parse(text));
+    if (!answer.success)
+      throw new Error(`the facilitator's /relay-approval answer is not understood: ${text.slice(0, 300)}`);
+    return answer.data.isValid ? undefined : (answer.data.invalidMessage ?? "the facilitator refused it");
+  };
+  return client;
+}
+
+/**
+ * Whether a remote facilitator relays a payment's signed `approve` before the seller serves it
+ * (`tollgate facilitator` does, at `POST /relay-approval`): asked with a bodiless `GET`, which such a
+ * facilitator answers 405. Any other answer, or none, is no.
+ */
+export async function facilitatorRelaysApprovals(url: string, token: string | undefined): Promise<boolean> {
+  try {
+    const response = await fetch(`${url.replace(/\/+$/, "")}/relay-approval`, {
+      headers: token ? { authorization: `Bearer ${token}` } : {},
+      signal: AbortSignal.timeout(10_000),
+    });
+    await response.body?.cancel();
+    return response.status === 405;
+  } catch {
+    return false;
+  }
 }

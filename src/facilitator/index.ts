@@ -14,6 +14,8 @@ export { type CreateFacilitatorAppParameters, createFacilitatorApp } from "./cre
 export {
   type CreateFacilitatorClientParameters,
   createFacilitatorClient,
+  type FacilitatorClient,
+  facilitatorRelaysApprovals,
 } from "./createFacilitatorClient.js";
 export { createFacilitatorMetrics } from "./createFacilitatorMetrics.js";
 export type { FacilitatorEvent, FacilitatorEventListener } from "./FacilitatorEvent.js";

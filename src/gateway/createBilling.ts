@@ -163,7 +163,7 @@ export type SettlePaidWork = Pick<
  * and hands back a session that meters the response and settles its actual cost.
  */
 export function createBilling({
-  terms,
+  terms: givenTerms,
   models: modelList,
   facilitator,
   ledger,
@@ -184,6 +184,7 @@ export function createBilling({
 }: CreateBillingParameters): Billing {
   const emit = safeBillingEmitter(onBillingEvent, logger);
   const models = new Map(modelList.map((model) => [model.id, model]));
+  const terms = withServableSponsoring(givenTerms, facilitator, logger);
 
   const respond = (
     status: number,
@@ -660,4 +661,26 @@ function refusalReasonOf(body: Record<string, unknown>): string {
     return (error as { code: string }).code;
   if (typeof error === "string" && error !== "") return error.split(":")[0] ?? error;
   return "payment_required";
+}
+
+/**
+ * The terms less `erc20ApprovalGasSponsoring` when the facilitator cannot relay a payment's signed
+ * `approve` before it is served (a remote one other than `tollgate facilitator`): relayed only at
+ * settle, after serving, its funded gas could be spent on the approve's nonce and the request would be
+ * served free. Such payments are then refused (approve Permit2 first), and the 402s do not offer it.
+ */
+function withServableSponsoring(
+  terms: BillingTerms,
+  facilitator: FacilitatorLike,
+  logger: Logger,
+): BillingTerms {
+  if (facilitator.relaySponsoredApproval || !terms.gasSponsoring?.includes("erc20ApprovalGasSponsoring"))
+    return terms;
+  logger.warn(
+    "erc20ApprovalGasSponsoring is not offered: this facilitator relays a buyer's signed approve only when it settles, after the request is served, so a buyer could spend the gas it funds and be served free; buyers approve Permit2 themselves (tollgate facilitator relays before serving)",
+  );
+  return {
+    ...terms,
+    gasSponsoring: terms.gasSponsoring.filter((extension) => extension !== "erc20ApprovalGasSponsoring"),
+  };
 }

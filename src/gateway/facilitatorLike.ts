@@ -15,9 +15,10 @@ export type FacilitatorLike = {
   settle(payload: PaymentPayload, requirements: PaymentRequirements): Promise<SettleResponse>;
   getSupported(): Promise<SupportedResponse>;
   /**
-   * Relays a verified payment's sponsored `approve` before it is served (the in-process facilitator's;
-   * see `TollgateFacilitator`): why it cannot be served, or undefined. A remote facilitator has none: it
-   * relays the approve when it settles, after the request was served.
+   * Relays a verified payment's sponsored `approve` before it is served (the in-process facilitator's, or
+   * a remote `tollgate facilitator`'s `POST /relay-approval`): why it cannot be served, or undefined.
+   * Another remote facilitator has none: it relays the approve when it settles, after the request was
+   * served, so `erc20ApprovalGasSponsoring` is not offered on it (`createBilling`).
    */
   relaySponsoredApproval?(
     payload: PaymentPayload,

@@ -1,5 +1,4 @@
 import { serve } from "@hono/node-server";
-import type { HTTPFacilitatorClient } from "@x402/core/http";
 import { PERMIT2_ADDRESS } from "@x402/evm";
 import type { Hono } from "hono";
 import type { Registry } from "prom-client";
@@ -22,7 +21,9 @@ import {
   createFacilitator,
   createFacilitatorClient,
   createFacilitatorMetrics,
+  type FacilitatorClient,
   type FacilitatorEventListener,
+  facilitatorRelaysApprovals,
   gasSponsoringExtensionKeys,
   settlementStoreFromLog,
   type TollgateFacilitator,
@@ -132,7 +133,7 @@ export async function startGateway({
   const facilitatorMetrics = createFacilitatorMetrics({ registry: metrics.registry });
   const facilitator =
     givenFacilitator ??
-    createConfiguredFacilitator(
+    (await createConfiguredFacilitator(
       config,
       preset.network,
       preset.defaultRpcUrl,
@@ -143,7 +144,7 @@ export async function startGateway({
         facilitatorMetrics(event);
         onFacilitatorEvent?.(event);
       },
-    );
+    ));
   const supported = await facilitator.getSupported().catch(async (cause) => {
     await closeOwnLedger();
     throw new TollgateError({
@@ -457,7 +458,7 @@ async function facilitatorRefusesToken(url: string, token: string | undefined): 
   }
 }
 
-function createConfiguredFacilitator(
+async function createConfiguredFacilitator(
   config: GatewayConfig,
   network: `eip155:${number}`,
   defaultRpcUrl: string | undefined,
@@ -465,12 +466,13 @@ function createConfiguredFacilitator(
   logger: Logger,
   pollingIntervalMs: number | undefined,
   onFacilitatorEvent: FacilitatorEventListener,
-): TollgateFacilitator | HTTPFacilitatorClient {
+): Promise<TollgateFacilitator | FacilitatorClient> {
   if ("url" in config.facilitator)
     return createFacilitatorClient({
       url: config.facilitator.url,
       token: config.facilitator.token,
       timeoutMs: config.facilitator.timeoutMs,
+      relaysApprovals: await facilitatorRelaysApprovals(config.facilitator.url, config.facilitator.token),
     });
   const privateKey = config.facilitator.privateKey;
   const rpcUrl = config.rpcUrl ?? defaultRpcUrl;
