@@ -15,7 +15,7 @@ import {
   type PublicClient,
   TimeoutError,
 } from "viem";
-import { eip2612NoncesAbi, findNetworkPreset } from "../chain/index.js";
+import { eip2612NoncesAbi, findNetworkPreset, privateKeyAccount } from "../chain/index.js";
 import { type Logger, silentLogger, TollgateError } from "../errors/index.js";
 import {
   createFacilitator,
@@ -49,6 +49,7 @@ import { createPaymentRecovery, type PaymentRecovery } from "./createPaymentReco
 import { createReceiptSigner } from "./createReceiptSigner.js";
 import type { FacilitatorLike } from "./facilitatorLike.js";
 import type { GatewayConfig } from "./gatewayConfig.js";
+import { joinReplicas } from "./joinReplicas.js";
 import { createGatewayMetrics } from "./operator/createGatewayMetrics.js";
 import { dashboardChannelsOf } from "./operator/gatewayDashboard.js";
 import { mountOperatorRoutes } from "./operator/mountOperatorRoutes.js";
@@ -219,8 +220,19 @@ export async function startGateway({
     combineBillingListeners(metrics.onBillingEvent, onBillingEvent),
     logger,
   );
+  // Replicas on one database must take money on the same terms: one on other terms is refused before it runs.
+  const replica = await joinReplicas({
+    replicas: ledger.replicas,
+    network: terms.network,
+    terms: { payTo: terms.payTo, asset: terms.asset, channels: channelsTermOf(config) },
+    logger,
+  }).catch(async (error: unknown) => {
+    await closeOwnLedger();
+    throw error;
+  });
   const channels = await openChannels(config, terms, ledger, facilitator, chain, logger, billingEvents).catch(
     async (error: unknown) => {
+      await replica.leave();
       await closeOwnLedger();
       throw error;
     },
@@ -322,6 +334,7 @@ export async function startGateway({
     // The port is taken (or the like): what started stops, and the ledger closes.
     await recovery.stop();
     await channels?.settlement.stop({ flush: false });
+    await replica.leave();
     await closeOwnLedger();
     throw error;
   });
@@ -355,6 +368,7 @@ export async function startGateway({
       await finishServedRequests(billing, logger);
       // Outstanding vouchers are claimed and settled before the gateway goes (bounded, logged).
       await channels?.settlement.stop({ flush: true });
+      await replica.leave();
       if (!givenLedger) await ledger.close();
     },
   };
@@ -378,6 +392,20 @@ async function finishServedRequests(billing: Billing, logger: Logger): Promise<v
       { timeoutMs: SHUTDOWN_SETTLE_MS },
       "requests served before shutdown did not finish settling in time; recovery finishes them at the next start (or on a sibling replica)",
     );
+}
+
+/** The channels term replicas must agree on: the receiver-authorizer address channels are claimed with, or "off". */
+function channelsTermOf(config: GatewayConfig): string {
+  if (!config.channels) return "off";
+  const key =
+    config.channels.receiverAuthorizerKey ??
+    ("privateKey" in config.facilitator ? config.facilitator.privateKey : undefined);
+  if (!key) return "on";
+  try {
+    return privateKeyAccount(key as Hex).address;
+  } catch {
+    return "on";
+  }
 }
 
 /** The payment channels the config asks for, with their receiver-authorizer key; undefined without `channels`. */

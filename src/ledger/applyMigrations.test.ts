@@ -40,6 +40,7 @@ test("applies each migration once and records it in schema_migrations", async ()
     [9, "debt_blocks_payer"],
     [10, "settled_at_index"],
     [11, "payer_quota_uses"],
+    [12, "gateway_replicas"],
   ]);
   const tables = await sql.query(
     "SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema() ORDER BY 1",
@@ -50,6 +51,7 @@ test("applies each migration once and records it in schema_migrations", async ()
       "channel_chains",
       "channels",
       "channels_set_aside",
+      "gateway_replicas",
       "payer_quota_uses",
       "payments",
       "schema_migrations",

@@ -6,9 +6,11 @@ import type { ChargeJournal } from "./createChargeJournal.js";
 import { createLedgerInsights, type LedgerInsights } from "./createLedgerInsights.js";
 import { createPayerQuotas } from "./createPayerQuotas.js";
 import { createPaymentLedger } from "./createPaymentLedger.js";
+import { createReplicaRegistry } from "./createReplicaRegistry.js";
 import { createSettlementLog } from "./createSettlementLog.js";
 import type { PayerQuotas } from "./PayerQuotas.js";
 import type { PaymentLedger } from "./PaymentLedger.js";
+import type { ReplicaRegistry } from "./ReplicaRegistry.js";
 import type { SettlementLog } from "./SettlementLog.js";
 import type { SqlClient } from "./SqlClient.js";
 
@@ -22,6 +24,8 @@ export type Ledger = {
   insights: LedgerInsights;
   /** What each payer had the seller pay for, counted against its limits. */
   quotas: PayerQuotas;
+  /** The gateways sharing this database (PostgreSQL replicas) and the terms they take money on. */
+  replicas: ReplicaRegistry;
   /** Closes the database underneath. */
   close(): Promise<void>;
 };
@@ -65,6 +69,7 @@ export async function createLedger(
     channels: createChannelLedger(sql, { deferCharges }),
     insights: createLedgerInsights(sql),
     quotas: createPayerQuotas(sql),
+    replicas: createReplicaRegistry(sql),
     close: () => {
       closing ??= (async () => {
         // Charges answered and not yet written are written before the database closes; once the journal

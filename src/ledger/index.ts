@@ -29,6 +29,7 @@ export { createMemoryPayerQuotas, createPayerQuotas } from "./createPayerQuotas.
 export { type CreatePaymentLedgerParameters, createPaymentLedger } from "./createPaymentLedger.js";
 export { type CreatePgliteClientParameters, createPgliteClient } from "./createPgliteClient.js";
 export { type CreatePostgresClientParameters, createPostgresClient } from "./createPostgresClient.js";
+export { createReplicaRegistry } from "./createReplicaRegistry.js";
 export { createSettlementLog } from "./createSettlementLog.js";
 export { ledgerFailureMayPass } from "./ledgerError.js";
 export { ledgerMigrations, type Migration } from "./ledgerMigrations.js";
@@ -72,6 +73,7 @@ export {
   paymentTransitions,
   pendingPaymentStatuses,
 } from "./paymentStatus.js";
+export type { JoinReplicasParameters, ReplicaRecord, ReplicaRegistry } from "./ReplicaRegistry.js";
 export type {
   BeginSettlementResult,
   InFlightSettlementsOptions,

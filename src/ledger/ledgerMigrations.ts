@@ -250,4 +250,20 @@ CREATE TABLE payer_quota_uses (
 CREATE INDEX payer_quota_uses_payer_idx ON payer_quota_uses (kind, network, payer, used_at_ms);
 `,
   },
+  {
+    version: 12,
+    name: "gateway_replicas",
+    sql: `
+-- The gateways running on a shared database and the terms they take money on (payTo, asset, channels):
+-- a replica whose terms differ from a live sibling's is refused at start. A row is live while its
+-- gateway refreshes seen_at (by the database's clock).
+CREATE TABLE gateway_replicas (
+  id TEXT PRIMARY KEY,
+  network TEXT NOT NULL,
+  terms JSONB NOT NULL,
+  started_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+  seen_at TIMESTAMPTZ NOT NULL DEFAULT now()
+);
+`,
+  },
 ];
