@@ -1,7 +1,7 @@
 import type { PaymentRequirements } from "@x402/core/types";
 import type { Logger, TollgateErrorCode } from "../errors/index.js";
 import { sponsoredApprovalOf } from "../facilitator/index.js";
-import type { PaymentLedger } from "../ledger/index.js";
+import { MAX_CLOCK_SKEW_MS, type PaymentLedger } from "../ledger/index.js";
 import { authorizationKey, type DecodedPaymentPayload, ReasonCode } from "../protocol/index.js";
 import { authorizationDeadline } from "./authorizationDeadline.js";
 import type { FacilitatorLike } from "./facilitatorLike.js";
@@ -188,6 +188,9 @@ export async function admitMatchedPayment(
 
   let verified: Awaited<ReturnType<FacilitatorLike["verify"]>>;
   let fundsAtomic: bigint | undefined;
+  // The payer's payments settled from here on may not show in the funds read below: the claim counts them.
+  // The host's clock may run up to MAX_CLOCK_SKEW_MS ahead of the database's, which stamps settlements.
+  const fundsReadFromMs = Date.now() - MAX_CLOCK_SKEW_MS;
   let chainSeconds: number | undefined;
   const verifyStartedAt = performance.now();
   try {
@@ -256,10 +259,29 @@ export async function admitMatchedPayment(
     paymentPayload: payment,
     paymentRequirements: matched.requirements,
   };
-  const claim =
+  let claim =
     fundsAtomic === undefined
       ? await ledger.claim(claimInput, { serving: true })
-      : await ledger.claimWithinFunds(claimInput, fundsAtomic, { serving: true });
+      : await ledger.claimWithinFunds(claimInput, fundsAtomic, {
+          serving: true,
+          settledSinceMs: fundsReadFromMs,
+        });
+  // Refused only for charges settled around the funds read, which the read may already show: read again,
+  // now that they are booked, and count only what settles after this read.
+  if (!claim.claimed && !claim.existing && !claim.permitInFlight && claim.settledSinceAtomic > 0n) {
+    const readAgainFromMs = claim.checkedAtMs;
+    const fresh = await readFunds(
+      parameters,
+      payment,
+      key.payer as `0x${string}`,
+      matched.requirements.asset,
+    ).catch(() => undefined);
+    if (fresh !== undefined)
+      claim = await ledger.claimWithinFunds(claimInput, fresh, {
+        serving: true,
+        settledSinceMs: readAgainFromMs,
+      });
+  }
   if (!claim.claimed && claim.existing) return replayed(claim.existing.status);
   if (!claim.claimed) {
     if (claim.permitInFlight)
@@ -294,6 +316,29 @@ export async function admitMatchedPayment(
     maxAtomic,
     verifyMs,
   };
+}
+
+/** What the payer can pay now: the lesser of its balance and, for a Permit2 payment, its Permit2 allowance. */
+async function readFunds(
+  parameters: AdmitPaymentParameters,
+  payment: DecodedPaymentPayload,
+  payer: `0x${string}`,
+  asset: string,
+): Promise<bigint | undefined> {
+  if (!parameters.readPayerFunds) return undefined;
+  const permitted = permit2AllowanceOf(payment);
+  const [balanceAtomic, allowanceAtomic] = await withTimeout(
+    Promise.all([
+      parameters.readPayerFunds(payer, asset as `0x${string}`),
+      typeof permitted === "bigint"
+        ? permitted
+        : permitted === "read"
+          ? parameters.readPermit2Allowance?.(payer, asset as `0x${string}`)
+          : undefined,
+    ]),
+    parameters.verifyTimeoutMs,
+  );
+  return allowanceAtomic !== undefined && allowanceAtomic < balanceAtomic ? allowanceAtomic : balanceAtomic;
 }
 
 /** The most a payment may be charged: the request's own maximum, or the signed amount if lower. */

@@ -60,6 +60,15 @@ export type ClaimPaymentOptions = {
   id?: number | undefined;
 };
 
+/** How `claimWithinFunds` counts the funds it was given. */
+export type ClaimWithinFundsOptions = ClaimPaymentOptions & {
+  /**
+   * When the funds were read (ms since the epoch, by the database's clock, or earlier): the charges of the
+   * payer's payments settled since then are taken off them too, as the read may not show them.
+   */
+  settledSinceMs?: number | undefined;
+};
+
 /** What the gateway asks before it verifies a payment: does the payer owe, and was this authorization seen. */
 export type PaymentAdmission = {
   /** The payer has an unpaid debt on this network. */
@@ -83,6 +92,10 @@ export type ClaimWithinFundsResult =
       fundsAtomic: bigint;
       /** Refused because a payment carrying an EIP-2612 permit would not be in flight alone. */
       permitInFlight: boolean;
+      /** Of `reservedAtomic`, the charges settled since `settledSinceMs` (the funds read may already show them). */
+      settledSinceAtomic: bigint;
+      /** The database's clock when the refusal was read (ms): funds read after it show every settlement counted. */
+      checkedAtMs: number;
     };
 
 /** What a request actually used: token totals and, when known, every unit. */
@@ -161,7 +174,7 @@ export interface PaymentLedger {
   claimWithinFunds(
     input: ClaimPaymentInput,
     fundsAtomic: bigint,
-    options?: ClaimPaymentOptions,
+    options?: ClaimWithinFundsOptions,
   ): Promise<ClaimWithinFundsResult>;
   /**
    * A new payment id for the payer, or undefined when it owes on the network (`hasOpenDebt`), so a

@@ -41,6 +41,10 @@ const pendingList = pendingPaymentStatuses.map((status) => `'${status}'`).join("
 
 /** Statuses of a payment whose charge is not final yet: its maximum is still reserved. */
 const IN_FLIGHT = "'claimed', 'serving', 'metered', 'settling'";
+/** The charges of the payer's ($1, $2) payments settled since `sinceMs` (a parameter, ms since the epoch). */
+const SETTLED_SINCE = (sinceMs: string) => `(SELECT COALESCE(SUM(charge_atomic), 0) FROM payments
+                  WHERE network = $1 AND payer = $2 AND status = 'settled'
+                    AND settled_at >= to_timestamp(${sinceMs}::float8 / 1000))`;
 /**
  * Whether a payment payload carries an EIP-2612 permit (`eip2612GasSponsoring`). Such a payment is in
  * flight alone among its payer's: its permit sets the payer's Permit2 allowance to its own amount, and of
@@ -152,14 +156,25 @@ export function createPaymentLedger(
     db: SqlExecutor,
     input: ClaimPaymentInput,
     serving: boolean,
-    { fundsAtomic, id }: { fundsAtomic?: bigint; id?: number | undefined } = {},
+    {
+      fundsAtomic,
+      id,
+      settledSinceMs,
+    }: { fundsAtomic?: bigint; id?: number | undefined; settledSinceMs?: number | undefined } = {},
   ): Promise<SqlRow[]> {
     const params = claimParams(input);
     const conditions: string[] = [];
     if (fundsAtomic !== undefined) {
       params.push(atomicParam(fundsAtomic, "fundsAtomic"));
+      const fundsParam = params.length;
+      // A payment that settled after the funds were read moved money the read does not show.
+      let settledSince = "";
+      if (settledSinceMs !== undefined) {
+        params.push(settledSinceMs);
+        settledSince = ` + ${SETTLED_SINCE(`$${params.length}`)}`;
+      }
       conditions.push(`(SELECT COALESCE(SUM(max_atomic), 0) FROM payments
-                  WHERE network = $1 AND payer = $2 AND status IN (${IN_FLIGHT})) + $9::numeric <= $${params.length}::numeric`);
+                  WHERE network = $1 AND payer = $2 AND status IN (${IN_FLIGHT}))${settledSince} + $9::numeric <= $${fundsParam}::numeric`);
       conditions.push(`NOT EXISTS (SELECT 1 FROM payments
                   WHERE network = $1 AND payer = $2 AND status IN (${IN_FLIGHT})
                     AND (${CARRIES_PERMIT("payload")} OR ${CARRIES_PERMIT("$10::jsonb")}))`);
@@ -222,18 +237,18 @@ export function createPaymentLedger(
       return row?.id === null || row?.id === undefined ? undefined : Number(row.id);
     },
 
-    async claimWithinFunds(input, fundsAtomic, { serving = false } = {}) {
+    async claimWithinFunds(input, fundsAtomic, { serving = false, settledSinceMs } = {}) {
       const key = normalizeAuthorizationKey(input);
       // One statement checks and inserts; with several connections (PostgreSQL, replicas), one payer
       // at a time under an advisory lock, so the sum sees every claim committed before it.
       const inserted = sql.serializesStatements
-        ? await insertClaim(sql, input, serving, { fundsAtomic })
+        ? await insertClaim(sql, input, serving, { fundsAtomic, settledSinceMs })
         : await sql.transaction(async (tx) => {
             await tx.query("SELECT pg_advisory_xact_lock(hashtext('tollgate:' || $1 || ':' || $2))", [
               key.network,
               key.payer,
             ]);
-            return insertClaim(tx, input, serving, { fundsAtomic });
+            return insertClaim(tx, input, serving, { fundsAtomic, settledSinceMs });
           });
       if (inserted.length > 0) return claimed(input, inserted);
       const [existing] = await selectPayments("WHERE network = $1 AND payer = $2 AND nonce = $3", [
@@ -242,17 +257,21 @@ export function createPaymentLedger(
         key.nonce,
       ]);
       if (existing) return { claimed: false, existing };
-      const [sum] = await sql.query<{ reserved: unknown }>(
-        `SELECT COALESCE(SUM(max_atomic), 0)::text AS reserved FROM payments
+      const [sum] = await sql.query<{ reserved: unknown; settled: unknown; checked_at_ms: unknown }>(
+        `SELECT COALESCE(SUM(max_atomic), 0)::text AS reserved,
+                ${settledSinceMs === undefined ? "'0'" : `${SETTLED_SINCE("$3")}::text`} AS settled,
+                (extract(epoch FROM clock_timestamp()) * 1000)::float8 AS checked_at_ms
+         FROM payments
          WHERE network = $1 AND payer = $2 AND status IN (${IN_FLIGHT})`,
-        [key.network, key.payer],
+        settledSinceMs === undefined ? [key.network, key.payer] : [key.network, key.payer, settledSinceMs],
       );
+      const settledSinceAtomic = BigInt(String(sum?.settled ?? "0"));
       const [permits] = await sql.query<{ held: unknown }>(
         `SELECT (COUNT(*) > 0 AND (bool_or(${CARRIES_PERMIT("payload")}) OR ${CARRIES_PERMIT("$3::jsonb")}))::text AS held
          FROM payments WHERE network = $1 AND payer = $2 AND status IN (${IN_FLIGHT})`,
         [key.network, key.payer, jsonParam(input.paymentPayload, "paymentPayload")],
       );
-      const reservedAtomic = BigInt(String(sum?.reserved ?? "0"));
+      const reservedAtomic = BigInt(String(sum?.reserved ?? "0")) + settledSinceAtomic;
       logger.debug({ ...key, reserved: reservedAtomic.toString() }, "ledger: payer's funds are reserved");
       return {
         claimed: false,
@@ -260,6 +279,8 @@ export function createPaymentLedger(
         reservedAtomic,
         fundsAtomic,
         permitInFlight: String(permits?.held) === "true",
+        settledSinceAtomic,
+        checkedAtMs: Number(sum?.checked_at_ms),
       };
     },
 

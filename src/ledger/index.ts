@@ -42,7 +42,11 @@ export {
   normalizePayer,
 } from "./normalizeAuthorizationKey.js";
 export { ledgerLockPath, type OpenLedgerParameters, openLedger } from "./openLedger.js";
-export { type OpenPostgresLedgerParameters, openPostgresLedger } from "./openPostgresLedger.js";
+export {
+  MAX_CLOCK_SKEW_MS,
+  type OpenPostgresLedgerParameters,
+  openPostgresLedger,
+} from "./openPostgresLedger.js";
 export type {
   PayerQuotaKind,
   PayerQuotaScope,
@@ -52,6 +56,7 @@ export type {
 export type {
   ClaimPaymentInput,
   ClaimPaymentResult,
+  ClaimWithinFundsOptions,
   PaymentLedger,
   PaymentModelTotals,
   PaymentRecord,

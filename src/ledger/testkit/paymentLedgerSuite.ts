@@ -100,6 +100,34 @@ export function describePaymentLedger(label: string, current: () => LedgerHarnes
       assert.ok(!short.claimed && short.existing === undefined && !short.permitInFlight);
     });
 
+    test("claims within funds: a charge settled after the funds were read is counted, as the read may not show it", async () => {
+      const payer = payerAddress(0x5e7);
+      const readAtMs = Date.now() - 1_000;
+      const first = await payments.claimWithinFunds(claimInput({ payer, maxAtomic: 1_000n }), 1_000n, {
+        serving: true,
+      });
+      assert.ok(first.claimed);
+      await payments.recordUsage(first.payment.id, usage, 400n);
+      await payments.markSettling(first.payment.id);
+      await payments.markSettled(first.payment.id, {
+        transaction: transactionHash(0x5e7),
+        chargeAtomic: 400n,
+      });
+      // The payer's 1,000 was read before the 400 settled: 600 are left, not the 1,000 read.
+      const stale = await payments.claimWithinFunds(claimInput({ payer, maxAtomic: 1_000n }), 1_000n, {
+        settledSinceMs: readAtMs,
+      });
+      assert.ok(!stale.claimed && stale.existing === undefined);
+      assert.equal(stale.settledSinceAtomic, 400n);
+      assert.equal(stale.reservedAtomic, 400n);
+      assert.ok(stale.checkedAtMs >= readAtMs);
+      // Funds read after the refusal show the settlement: only what settles after it is counted.
+      const fresh = await payments.claimWithinFunds(claimInput({ payer, maxAtomic: 600n }), 600n, {
+        settledSinceMs: stale.checkedAtMs,
+      });
+      assert.equal(fresh.claimed, true);
+    });
+
     test("claims an authorization once and refuses a sequential replay", async () => {
       const input = claimInput();
       const first = await payments.claim(input);
