@@ -95,6 +95,16 @@ if (!connectionString) {
       await assert.rejects(replica(withoutChannels, first.facilitator), refusal(/there, off here/));
     });
 
+    test("with another withdraw delay is refused: each refuses the other's channels of a shorter one", async () => {
+      await assert.rejects(
+        replica(
+          { ...input, channels: { ...input.channels, withdrawDelaySeconds: 3_600 } },
+          first.facilitator,
+        ),
+        refusal(/channels\.withdrawDelaySeconds 900 there, 3600 here/),
+      );
+    });
+
     test("with another payTo is refused", async () => {
       await assert.rejects(
         replica({ ...input, payTo: devnet.accounts.deployer.address }, first.facilitator),

@@ -8,6 +8,8 @@ export type ReplicaTerms = {
   asset: string;
   /** The receiver-authorizer address channels are opened to and claimed with, or "off" without channels. */
   channels: string;
+  /** The withdraw delay channels are opened with (s), or "off": a replica refuses channels of a shorter one. */
+  withdrawDelaySeconds: string;
 };
 
 export type JoinReplicasParameters = {
@@ -26,6 +28,7 @@ const termNames: Record<keyof ReplicaTerms, string> = {
   payTo: "payTo",
   asset: "asset",
   channels: "channels (receiver-authorizer)",
+  withdrawDelaySeconds: "channels.withdrawDelaySeconds",
 };
 
 /**
@@ -58,7 +61,7 @@ export async function joinReplicas({
     const other = siblings.find((sibling) => differences(sibling).length > 0)!;
     throw new TollgateError({
       code: "TOLLGATE_CONFIG_INVALID",
-      shortMessage: `another gateway on this database (replica ${other.id}, alive ${Math.round(other.seenMsAgo / 1000)} s ago) takes money on ${network} on other terms: ${differences(other).join("; ")}. Replicas on one database must have the same payTo, asset and channels section with one receiver-authorizer key: channels opened through one are claimed only by replicas like it, so once it stops their charges lie unclaimed until the payers withdraw them. Give this gateway the same config, or stop every replica before changing these (a replica killed without stopping is forgotten ${LIVE_WITHIN_MS / 1000} s after its last sign of life)`,
+      shortMessage: `another gateway on this database (replica ${other.id}, alive ${Math.round(other.seenMsAgo / 1000)} s ago) takes money on ${network} on other terms: ${differences(other).join("; ")}. Replicas on one database must have the same payTo, asset and channels section, with one receiver-authorizer key and one withdraw delay: channels opened through one are taken and claimed only by replicas like it (a buyer sent to the other deposits again), so once it stops their charges lie unclaimed until the payers withdraw them. Give this gateway the same config, or stop every replica before changing these (a replica killed without stopping is forgotten ${LIVE_WITHIN_MS / 1000} s after its last sign of life)`,
       details: { sibling: other.id, differences: differences(other) },
     });
   }

@@ -224,7 +224,12 @@ export async function startGateway({
   const replica = await joinReplicas({
     replicas: ledger.replicas,
     network: terms.network,
-    terms: { payTo: terms.payTo, asset: terms.asset, channels: channelsTermOf(config) },
+    terms: {
+      payTo: terms.payTo,
+      asset: terms.asset,
+      channels: channelsTermOf(config),
+      withdrawDelaySeconds: config.channels ? String(config.channels.withdrawDelaySeconds) : "off",
+    },
     logger,
   }).catch(async (error: unknown) => {
     await closeOwnLedger();
