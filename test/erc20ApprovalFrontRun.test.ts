@@ -183,6 +183,47 @@ describe("a gateway on a remote facilitator", () => {
     );
   });
 
+  test("POST /relay-approval funds and relays nothing for a payment that does not verify: a bad signature gets a refusal, and the facilitator sends no gas", async () => {
+    const chain = createPublicClient({ transport: http(devnet.rpcUrl) });
+    const { buyer, client } = await freshPlainTokenPayer();
+    const offered = await fetch(`${onTollgate.gateway.url}/v1/chat/completions`, post);
+    await offered.text();
+    const required = decodePaymentRequiredHeader(offered.headers.get("payment-required") ?? "");
+    const signed = await client.createPaymentPayload(required);
+    assert.ok(signed.extensions?.erc20ApprovalGasSponsoring, "the payment carries the signed approve");
+    // The Permit2 authorization's signature is another's: no payment, only a signed approve to fund.
+    const inner = signed.payload as { signature: Hex };
+    const forged = {
+      ...signed,
+      payload: { ...signed.payload, signature: `${inner.signature.slice(0, -4)}0000` },
+    };
+    const facilitatorNonce = await chain.getTransactionCount({ address: remoteKey().address });
+    const relayed = await fetch(`${remote.url}/relay-approval`, {
+      method: "POST",
+      headers: { "content-type": "application/json", authorization: `Bearer ${TEST_FACILITATOR_TOKEN}` },
+      body: JSON.stringify({ x402Version: 2, paymentPayload: forged, paymentRequirements: signed.accepted }),
+    });
+    const answer = (await relayed.json()) as {
+      isValid: boolean;
+      invalidReason?: string;
+      invalidMessage?: string;
+    };
+    assert.equal(relayed.status, 200, JSON.stringify(answer));
+    assert.equal(answer.isValid, false, JSON.stringify(answer));
+    assert.match(answer.invalidMessage ?? "", /not verified/);
+    assert.equal(
+      (await chain.getTransactionCount({ address: remoteKey().address })) - facilitatorNonce,
+      0,
+      "the facilitator sent nothing: no gas funding",
+    );
+    assert.equal(await chain.getBalance({ address: buyer.address }), 0n, "the payer got no gas");
+    assert.equal(
+      await chain.getTransactionCount({ address: buyer.address }),
+      0,
+      "its approve was not relayed",
+    );
+  });
+
   test("a facilitator that relays approves only at settle is not offered them: the 402 declares no erc20ApprovalGasSponsoring, and a payment carrying one is refused before inference", async () => {
     const unpaid = await fetch(`${onSettleOnly.gateway.url}/v1/chat/completions`, post);
     await unpaid.text();

@@ -188,6 +188,15 @@ export function createFacilitatorApp({
     if ("error" in parsed)
       return c.json({ error: "invalid_request", message: parsed.error, field: parsed.field }, 400);
     try {
+      // Verified here, whatever the caller says: otherwise any signed approve (of any token, with no
+      // payment behind it) would have this facilitator fund its gas.
+      const verified = await facilitator.verify(parsed.payload, parsed.requirements);
+      if (!verified.isValid)
+        return c.json({
+          isValid: false,
+          invalidReason: ReasonCode.gasSponsoringRefused,
+          invalidMessage: `the payment is not verified (${verified.invalidReason ?? "invalid_payment"}${verified.invalidMessage ? `: ${verified.invalidMessage}` : ""}), so its approve is not relayed`,
+        });
       const refused = await facilitator.relaySponsoredApproval(parsed.payload, parsed.requirements);
       return c.json(
         refused === undefined
