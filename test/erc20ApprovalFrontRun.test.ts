@@ -117,6 +117,9 @@ describe("a gateway on a remote facilitator", () => {
   let settleOnly: Server;
   let onTollgate: GatewayHarness;
   let onSettleOnly: GatewayHarness;
+  // The same tollgate facilitator whose POST /relay-approval is down (its chain RPC unreachable: 503).
+  let relayDown: Server;
+  let onRelayDown: GatewayHarness;
   const remoteKey = () => devnet.accounts.buyers[0]!;
   const onRemote = (url: string) => (input: GatewayConfigInput) => ({
     ...input,
@@ -149,6 +152,28 @@ describe("a gateway on a remote facilitator", () => {
       response.end(await upstream.text());
     });
     await new Promise<void>((resolve) => settleOnly.listen(0, "127.0.0.1", resolve));
+    relayDown = createServer(async (request, response) => {
+      const chunks: Buffer[] = [];
+      for await (const chunk of request) chunks.push(chunk as Buffer);
+      if (request.method === "POST" && request.url?.startsWith("/relay-approval")) {
+        response
+          .writeHead(503, { "content-type": "application/json", "retry-after": "5" })
+          .end('{"error":"chain_unavailable","message":"the chain RPC is unreachable"}');
+        return;
+      }
+      const upstream = await fetch(`${remote.url}${request.url}`, {
+        method: request.method,
+        headers: request.headers as Record<string, string>,
+        ...(chunks.length > 0 ? { body: Buffer.concat(chunks) } : {}),
+      });
+      response.writeHead(upstream.status, { "content-type": "application/json" });
+      response.end(await upstream.text());
+    });
+    await new Promise<void>((resolve) => relayDown.listen(0, "127.0.0.1", resolve));
+    onRelayDown = await startGatewayHarness({
+      devnet,
+      configure: onRemote(`http://127.0.0.1:${(relayDown.address() as AddressInfo).port}`),
+    });
     onTollgate = await startGatewayHarness({ devnet, configure: onRemote(remote.url) });
     onSettleOnly = await startGatewayHarness({
       devnet,
@@ -158,7 +183,9 @@ describe("a gateway on a remote facilitator", () => {
   after(async () => {
     await onTollgate?.close();
     await onSettleOnly?.close();
+    await onRelayDown?.close();
     settleOnly?.close();
+    relayDown?.close();
     await remote?.close();
   });
 
@@ -222,6 +249,18 @@ describe("a gateway on a remote facilitator", () => {
       0,
       "its approve was not relayed",
     );
+  });
+
+  test("a facilitator that cannot relay the approve for now answers 503 with Retry-After: no inference, nothing paid, not a refusal of the sponsorship", async () => {
+    const { buyer, pay } = await freshPlainTokenPayer();
+    const servedBefore = onRelayDown.backend.inferenceRequests.length;
+    const response = await pay(`${onRelayDown.gateway.url}/v1/chat/completions`, post);
+    const text = await response.text();
+    assert.equal(response.status, 503, text);
+    assert.ok(response.headers.get("retry-after"), "it says when to try again");
+    assert.match(text, /relay/);
+    assert.equal(onRelayDown.backend.inferenceRequests.length, servedBefore, "no inference ran");
+    assert.equal(await devnet.plainTokenBalance(buyer.address), 10_000_000n, "the payer paid nothing");
   });
 
   test("a facilitator that relays approves only at settle is not offered them: the 402 declares no erc20ApprovalGasSponsoring, and a payment carrying one is refused before inference", async () => {

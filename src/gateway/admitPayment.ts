@@ -298,9 +298,19 @@ export async function admitMatchedPayment(
     facilitator.relaySponsoredApproval &&
     sponsoredApprovalOf(payment)?.extension === "erc20ApprovalGasSponsoring"
   ) {
-    const unrelayed = await facilitator
-      .relaySponsoredApproval(payment, matched.requirements)
-      .catch((error: unknown) => `the facilitator could not relay it (${String(error)})`);
+    let unrelayed: string | undefined;
+    try {
+      unrelayed = await facilitator.relaySponsoredApproval(payment, matched.requirements);
+    } catch (error) {
+      // Unreachable (or its chain is): not a refusal of the sponsorship, a moment to wait. The row stays,
+      // failed, as its authorization may not be claimed twice: the buyer signs again.
+      logger.warn({ error: String(error) }, "facilitator unavailable while relaying a sponsored approval");
+      await ledger.markFailed(claim.payment.id, `sponsored approval not relayed: ${String(error)}`);
+      return refuse(
+        "TOLLGATE_FACILITATOR_UNAVAILABLE",
+        "the payment facilitator could not relay the payment's signed approve for now; no inference was run and nothing was charged: retry with a new payment",
+      );
+    }
     if (unrelayed !== undefined) {
       await ledger.markFailed(claim.payment.id, `sponsored approval not relayed: ${unrelayed}`);
       return paymentRequired(`${ReasonCode.gasSponsoringRefused}: ${unrelayed}`);
