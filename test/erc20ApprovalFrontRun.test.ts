@@ -17,10 +17,11 @@ import {
 import { UptoEvmScheme } from "@x402/evm/upto/client";
 import { wrapFetchWithPayment } from "@x402/fetch";
 import { createPublicClient, type Hex, http } from "viem";
-import { privateKeyToAccount } from "viem/accounts";
+import { generatePrivateKey, privateKeyToAccount } from "viem/accounts";
 import { type Devnet, startDevnet } from "../src/devnet/index.js";
 import { createFacilitator, serveFacilitator } from "../src/facilitator/index.js";
 import type { GatewayConfigInput } from "../src/gateway/index.js";
+import { createMemoryPayerQuotas } from "../src/ledger/index.js";
 import { type ApproveFrontRunner, startApproveFrontRunner } from "./support/approveFrontRunner.js";
 import { TEST_FACILITATOR_TOKEN } from "./support/facilitatorToken.js";
 import { type GatewayHarness, startGatewayHarness } from "./support/gatewayHarness.js";
@@ -108,6 +109,44 @@ async function frontRunIsRefused(gateway: GatewayHarness, facilitator: Hex) {
 
 test("a payer that spends the gas funded for its approve on the approve's nonce is refused before inference: it is not served, and nothing is owed", async () => {
   await frontRunIsRefused(h, devnet.accounts.facilitator.address);
+});
+
+test("a facilitator that cannot send an approve's gas funding (its wallet is empty) leaves the payer's sponsorship uncounted: nothing was sent", async () => {
+  const chain = createPublicClient({ transport: http(devnet.rpcUrl) });
+  const quotas = createMemoryPayerQuotas();
+  const broke = createFacilitator({
+    rpcUrl: devnet.rpcUrl,
+    privateKey: generatePrivateKey(),
+    network: devnet.network,
+    pollingIntervalMs: 20,
+    gasSponsoring: { enabled: true, perPayerLimit: 3, erc20Approval: true },
+    payerQuotas: quotas,
+  });
+  assert.equal(await chain.getBalance({ address: broke.address }), 0n, "the facilitator holds no gas");
+  const { buyer, client } = await freshPlainTokenPayer();
+  const offered = await fetch(`${h.gateway.url}/v1/chat/completions`, post);
+  await offered.text();
+  const payload = await client.createPaymentPayload(
+    decodePaymentRequiredHeader(offered.headers.get("payment-required") ?? ""),
+  );
+  assert.ok(payload.extensions?.erc20ApprovalGasSponsoring, "the payment carries the signed approve");
+  // Asked four times, past the limit of 3: a try that sent nothing never counts.
+  for (let attempt = 0; attempt < 4; attempt++) {
+    const refused = await broke.relaySponsoredApproval(payload, payload.accepted);
+    assert.ok(refused, "not relayed");
+    assert.doesNotMatch(refused, /already had/);
+  }
+  assert.equal(
+    await chain.getTransactionCount({ address: broke.address }),
+    0,
+    "the facilitator sent nothing",
+  );
+  assert.equal(await chain.getBalance({ address: buyer.address }), 0n, "the payer got no gas");
+  assert.deepEqual(
+    await quotas.uses({ kind: "sponsored_approval", network: devnet.network, payer: buyer.address }),
+    [],
+    "no sponsorship counted against the payer",
+  );
 });
 
 describe("a gateway on a remote facilitator", () => {

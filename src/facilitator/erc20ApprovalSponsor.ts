@@ -10,7 +10,7 @@ import {
   recoverTransactionAddress,
   type TransactionReceipt,
 } from "viem";
-import type { TollgateFacilitatorSigner } from "../chain/index.js";
+import { isTransportError, type TollgateFacilitatorSigner } from "../chain/index.js";
 
 /**
  * What one sponsored `approve` cost the facilitator: the gas it sent the buyer, and the approval's own gas.
@@ -66,10 +66,11 @@ export function createErc20ApprovalSponsor({
   signer: TollgateFacilitatorSigner;
   sponsored: (settleTx: Hex, cost: Erc20ApprovalSponsorship) => void;
   /**
-   * Called as gas is about to be sent to `payer`: the sponsorship counts from here, whatever follows.
-   * Throws (and nothing is sent) when the payer may have no more.
+   * Called as gas is about to be sent to `payer`: the sponsorship counts from here, whatever follows,
+   * unless the chain's node refused the funding (then `giveBack`). Throws (and nothing is sent) when the
+   * payer may have no more.
    */
-  funding: (payer: Hex) => Promise<void>;
+  funding: (payer: Hex) => Promise<{ giveBack(): Promise<void> }>;
   /** Why the signed approval may not be funded (`createApprovalCheck`), or undefined. */
   check: (signedApproval: Hex) => Promise<string | undefined>;
 }): Erc20ApprovalSponsor {
@@ -124,8 +125,16 @@ export function createErc20ApprovalSponsor({
     const balanceWei = await publicClient.getBalance({ address: payer });
     const fundedWei = maxCostWei > balanceWei ? maxCostWei - balanceWei : 0n;
     if (fundedWei === 0n) return { fundingTx: undefined, fundedWei, fundingGasCostWei: 0n };
-    await funding(payer);
-    const fundingTx = await signer.sendValue({ to: payer, value: fundedWei });
+    const counted = await funding(payer);
+    let fundingTx: Hex;
+    try {
+      fundingTx = await signer.sendValue({ to: payer, value: fundedWei });
+    } catch (error) {
+      // A node that answered with an error took nothing (a wallet without gas, say): the payer's
+      // sponsorship is not spent. Without an answer the funding may have gone out, and it counts.
+      if (!isTransportError(error)) await counted.giveBack().catch(() => undefined);
+      throw error;
+    }
     const funded = await waitFor(fundingTx);
     return { fundingTx, fundedWei, fundingGasCostWei: funded.gasUsed * funded.effectiveGasPrice };
   };

@@ -183,10 +183,11 @@ export function createSponsorshipBudget({
      * Counts one more, as its gas is about to be sent: throws when the payer has had its limit, so that
      * payments sent at once (to any replica on the ledger) cannot all pass the check verify made.
      */
-    async take(payer: string): Promise<void> {
+    async take(payer: string): Promise<{ giveBack(): Promise<void> }> {
       const taken = await quotas.take({ ...scopeOf(payer), limit: perPayerLimit, atMs: Date.now() });
       if (!taken.taken)
         throw new Error(`the sponsored approval is refused: ${limitMessage(taken.usedAtMs.length)}`);
+      return { giveBack: () => quotas.giveBack(taken.id) };
     },
     /** Counts one sponsored after the fact (its gas is spent): how many the payer has had. */
     async record(payer: string): Promise<number> {
