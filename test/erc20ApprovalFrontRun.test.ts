@@ -19,6 +19,7 @@ import { wrapFetchWithPayment } from "@x402/fetch";
 import { createPublicClient, type Hex, http } from "viem";
 import { generatePrivateKey, privateKeyToAccount } from "viem/accounts";
 import { type Devnet, startDevnet } from "../src/devnet/index.js";
+import { TollgateError } from "../src/errors/index.js";
 import { createFacilitator, serveFacilitator } from "../src/facilitator/index.js";
 import type { GatewayConfigInput } from "../src/gateway/index.js";
 import { createMemoryPayerQuotas } from "../src/ledger/index.js";
@@ -26,6 +27,7 @@ import { type ApproveFrontRunner, startApproveFrontRunner } from "./support/appr
 import { TEST_FACILITATOR_TOKEN } from "./support/facilitatorToken.js";
 import { type GatewayHarness, startGatewayHarness } from "./support/gatewayHarness.js";
 import { mockModelId } from "./support/mockBackend.js";
+import { startSwitchableRpc } from "./support/switchableRpc.js";
 
 let devnet: Devnet;
 let h: GatewayHarness;
@@ -147,6 +149,33 @@ test("a facilitator that cannot send an approve's gas funding (its wallet is emp
     [],
     "no sponsorship counted against the payer",
   );
+});
+
+test("a facilitator whose chain RPC is unreachable while it relays an approve says the chain is unavailable (a 503 to the buyer), not that the sponsorship is refused", async () => {
+  const rpc = await startSwitchableRpc(devnet.rpcUrl);
+  try {
+    const facilitator = createFacilitator({
+      rpcUrl: rpc.url,
+      privateKey: devnet.accounts.facilitator.privateKey,
+      network: devnet.network,
+      pollingIntervalMs: 20,
+      gasSponsoring: { enabled: true, perPayerLimit: 3, erc20Approval: true },
+    });
+    const { client } = await freshPlainTokenPayer();
+    const offered = await fetch(`${h.gateway.url}/v1/chat/completions`, post);
+    await offered.text();
+    const payload = await client.createPaymentPayload(
+      decodePaymentRequiredHeader(offered.headers.get("payment-required") ?? ""),
+    );
+    assert.ok(payload.extensions?.erc20ApprovalGasSponsoring, "the payment carries the signed approve");
+    await rpc.cut("refused");
+    await assert.rejects(
+      facilitator.relaySponsoredApproval(payload, payload.accepted),
+      (error: unknown) => error instanceof TollgateError && error.code === "TOLLGATE_CHAIN_UNAVAILABLE",
+    );
+  } finally {
+    await rpc.close();
+  }
 });
 
 describe("a gateway on a remote facilitator", () => {

@@ -100,7 +100,7 @@ export type TollgateFacilitator = {
   getSupported(): Promise<SupportedResponse>;
   /**
    * Relays a verified payment's signed `approve` before it is served (see `erc20ApprovalGasSponsoring`):
-   * why it cannot be served, or undefined.
+   * why it cannot be served, or undefined. Throws `TOLLGATE_CHAIN_UNAVAILABLE` when the chain cannot be reached.
    */
   relaySponsoredApproval(
     payload: PaymentPayload,
@@ -663,7 +663,8 @@ export function createFacilitator({
    * Relays a verified payment's signed `approve` (`erc20ApprovalGasSponsoring`) before the seller serves
    * it, funding its gas: a payer that spends that gas on the approve's nonce is then refused, not served
    * for free. Its settlement later goes alone, on the allowance the approve set. Answers why the payment
-   * cannot be served, or undefined (nothing to relay, or relayed).
+   * cannot be served, or undefined (nothing to relay, or relayed); throws `TOLLGATE_CHAIN_UNAVAILABLE` when
+   * the chain cannot be reached.
    */
   async function relaySponsoredApproval(
     payload: PaymentPayload,
@@ -677,6 +678,9 @@ export function createFacilitator({
     try {
       cost = await erc20Sponsor.relayApprovalAlone(approval as Hex, BigInt(requirements.amount));
     } catch (error) {
+      // An unreachable chain is no refusal of the payer's sponsorship: the seller answers 503, try again.
+      if (error instanceof TollgateError) throw error;
+      if (isTransportError(error)) throw chainUnavailable(error, "the relay of a sponsored approval");
       const reason = String((error as Error)?.message ?? error).split("\n")[0] ?? "";
       logger.warn(
         { requestId: currentRequestId(), payer: sponsored.info.from, reason },
