@@ -178,6 +178,44 @@ test("a facilitator whose chain RPC is unreachable while it relays an approve sa
   }
 });
 
+test("a payment whose authorization no longer outlives the request once its approve is relayed (a slow chain) is refused before inference", async () => {
+  // The least validity the config allows plus 4 s; the approve takes 6 s to reach the chain.
+  const slow = await startGatewayHarness({
+    devnet,
+    rpcUrl: frontRunner.url,
+    configure: (input) => ({
+      ...input,
+      asset: devnet.contracts.plainToken,
+      assetDomain: { name: "Plain Test Dollar", version: "1" },
+      maxTimeoutSeconds: 14,
+      settlementMarginSeconds: 5,
+      models: input.models.map((model) => ({
+        ...model,
+        backend: { ...(model.backend as object), maxDurationSeconds: 5 },
+      })) as typeof input.models,
+      facilitator: {
+        ...(input.facilitator as object),
+        gasSponsoring: { enabled: true, perPayerLimit: 3, erc20Approval: true },
+      },
+    }),
+  });
+  try {
+    const { buyer, pay } = await freshPlainTokenPayer();
+    frontRunner.delayNextApprove(devnet.contracts.plainToken, 6_000);
+    const response = await pay(`${slow.gateway.url}/v1/chat/completions`, post);
+    const text = await response.text();
+    assert.equal(response.status, 402, text);
+    assert.match(
+      decodePaymentRequiredHeader(response.headers.get("payment-required") ?? "").error ?? "",
+      /^tollgate_authorization_expires_too_soon: the authorization must stay valid at least 10 s from now/,
+    );
+    assert.equal(slow.backend.inferenceRequests.length, 0, "no inference ran");
+    assert.equal(await devnet.plainTokenBalance(buyer.address), 10_000_000n, "the payer paid nothing");
+  } finally {
+    await slow.close();
+  }
+});
+
 describe("a gateway on a remote facilitator", () => {
   // A `tollgate facilitator` of its own key (the devnet's first buyer account holds gas), on the relay.
   let remote: Awaited<ReturnType<typeof serveFacilitator>>;

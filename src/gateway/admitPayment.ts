@@ -315,6 +315,15 @@ export async function admitMatchedPayment(
       await ledger.markFailed(claim.payment.id, `sponsored approval not relayed: ${unrelayed}`);
       return paymentRequired(`${ReasonCode.gasSponsoringRefused}: ${unrelayed}`);
     }
+    // The relay waits for two transactions (funding, approve): on a slow chain the authorization may no
+    // longer outlive the request and its settlement, which would then be served and never paid.
+    const relayedAtSeconds = Math.floor(Date.now() / 1000);
+    if (deadline < relayedAtSeconds + neededSeconds) {
+      await ledger.markFailed(claim.payment.id, "authorization too short once its approve was relayed");
+      return paymentRequired(
+        `${ReasonCode.authorizationExpiresTooSoon}: the authorization must stay valid at least ${neededSeconds} s from now (this request may run ${runSeconds} s, then settle); verifying it and relaying its signed approve took ${relayedAtSeconds - hostSeconds} s, and it now expires in ${deadline - relayedAtSeconds} s. The approve stands: sign a new payment (with the offer's maxTimeoutSeconds, ${terms.maxTimeoutSeconds} s)`,
+      );
+    }
   }
   return {
     admitted: true,

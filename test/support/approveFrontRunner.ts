@@ -12,6 +12,8 @@ export type ApproveFrontRunner = {
    * Answers the hash of that transaction once it ran, or undefined if it never did.
    */
   arm(payer: { privateKey: Hex; address: Hex }, token: Hex, sink: Hex): () => Hex | undefined;
+  /** Holds the next broadcast approve of `token` for `ms` before it reaches the chain (a slow chain). */
+  delayNextApprove(token: Hex, ms: number): void;
   close(): Promise<void>;
 };
 
@@ -65,6 +67,13 @@ export async function startApproveFrontRunner(rpcUrl: string): Promise<ApproveFr
         await chain.waitForTransactionReceipt({ hash: frontRan });
       };
       return () => frontRan;
+    },
+    delayNextApprove(token, ms) {
+      onBroadcast = async (raw) => {
+        if (parseTransaction(raw).to?.toLowerCase() !== token.toLowerCase()) return;
+        onBroadcast = undefined;
+        await new Promise((resolve) => setTimeout(resolve, ms));
+      };
     },
     close: () => new Promise<void>((resolve) => server.close(() => resolve())),
   };
