@@ -39,17 +39,22 @@ before(async () => {
   h = await startGatewayHarness({
     devnet,
     rpcUrl: frontRunner.url,
-    configure: (input) => ({
-      ...input,
-      asset: devnet.contracts.plainToken,
-      assetDomain: { name: "Plain Test Dollar", version: "1" },
-      facilitator: {
-        ...(input.facilitator as object),
-        gasSponsoring: { enabled: true, perPayerLimit: 3, erc20Approval: true },
-      },
-    }),
+    configure: sellingPlainToken,
   });
 });
+
+/** The gateway's config selling the token without EIP-2612, its facilitator relaying signed approves. */
+function sellingPlainToken(input: GatewayConfigInput): GatewayConfigInput {
+  return {
+    ...input,
+    asset: devnet.contracts.plainToken,
+    assetDomain: { name: "Plain Test Dollar", version: "1" },
+    facilitator: {
+      ...(input.facilitator as object),
+      gasSponsoring: { enabled: true, perPayerLimit: 3, erc20Approval: true },
+    },
+  } as GatewayConfigInput;
+}
 after(async () => {
   await h?.close();
   await frontRunner?.close();
@@ -74,6 +79,18 @@ const chatBody = JSON.stringify({
   max_tokens: 20,
 });
 const post = { method: "POST", headers: { "content-type": "application/json" }, body: chatBody };
+
+/** A fresh plain-token wallet's payment, signed on `gateway`'s offer, carrying its signed approve. */
+async function signedSponsoredPayment(gateway: GatewayHarness) {
+  const { buyer, client } = await freshPlainTokenPayer();
+  const offered = await fetch(`${gateway.gateway.url}/v1/chat/completions`, post);
+  await offered.text();
+  const payload = await client.createPaymentPayload(
+    decodePaymentRequiredHeader(offered.headers.get("payment-required") ?? ""),
+  );
+  assert.ok(payload.extensions?.erc20ApprovalGasSponsoring, "the payment carries the signed approve");
+  return { buyer, payload };
+}
 
 /**
  * The attack through `gateway`, whose facilitator's key is `facilitator`: the payer front-runs its
@@ -125,13 +142,7 @@ test("a facilitator that cannot send an approve's gas funding (its wallet is emp
     payerQuotas: quotas,
   });
   assert.equal(await chain.getBalance({ address: broke.address }), 0n, "the facilitator holds no gas");
-  const { buyer, client } = await freshPlainTokenPayer();
-  const offered = await fetch(`${h.gateway.url}/v1/chat/completions`, post);
-  await offered.text();
-  const payload = await client.createPaymentPayload(
-    decodePaymentRequiredHeader(offered.headers.get("payment-required") ?? ""),
-  );
-  assert.ok(payload.extensions?.erc20ApprovalGasSponsoring, "the payment carries the signed approve");
+  const { buyer, payload } = await signedSponsoredPayment(h);
   // Asked four times, past the limit of 3: a try that sent nothing never counts.
   for (let attempt = 0; attempt < 4; attempt++) {
     const refused = await broke.relaySponsoredApproval(payload, payload.accepted);
@@ -161,13 +172,7 @@ test("a facilitator whose chain RPC is unreachable while it relays an approve sa
       pollingIntervalMs: 20,
       gasSponsoring: { enabled: true, perPayerLimit: 3, erc20Approval: true },
     });
-    const { client } = await freshPlainTokenPayer();
-    const offered = await fetch(`${h.gateway.url}/v1/chat/completions`, post);
-    await offered.text();
-    const payload = await client.createPaymentPayload(
-      decodePaymentRequiredHeader(offered.headers.get("payment-required") ?? ""),
-    );
-    assert.ok(payload.extensions?.erc20ApprovalGasSponsoring, "the payment carries the signed approve");
+    const { payload } = await signedSponsoredPayment(h);
     await rpc.cut("refused");
     await assert.rejects(
       facilitator.relaySponsoredApproval(payload, payload.accepted),
@@ -184,19 +189,13 @@ test("a payment whose authorization no longer outlives the request once its appr
     devnet,
     rpcUrl: frontRunner.url,
     configure: (input) => ({
-      ...input,
-      asset: devnet.contracts.plainToken,
-      assetDomain: { name: "Plain Test Dollar", version: "1" },
+      ...sellingPlainToken(input),
       maxTimeoutSeconds: 14,
       settlementMarginSeconds: 5,
       models: input.models.map((model) => ({
         ...model,
         backend: { ...(model.backend as object), maxDurationSeconds: 5 },
       })) as typeof input.models,
-      facilitator: {
-        ...(input.facilitator as object),
-        gasSponsoring: { enabled: true, perPayerLimit: 3, erc20Approval: true },
-      },
     }),
   });
   try {
@@ -242,40 +241,38 @@ describe("a gateway on a remote facilitator", () => {
       gasSponsoring: { enabled: true, perPayerLimit: 3, erc20Approval: true },
     });
     remote = await serveFacilitator({ facilitator, token: TEST_FACILITATOR_TOKEN, port: 0 });
-    settleOnly = createServer(async (request, response) => {
-      if (request.url?.startsWith("/relay-approval")) {
-        response.writeHead(404, { "content-type": "application/json" }).end('{"error":"not_found"}');
-        return;
-      }
-      const chunks: Buffer[] = [];
-      for await (const chunk of request) chunks.push(chunk as Buffer);
-      const upstream = await fetch(`${remote.url}${request.url}`, {
-        method: request.method,
-        headers: request.headers as Record<string, string>,
-        ...(chunks.length > 0 ? { body: Buffer.concat(chunks) } : {}),
+    // The remote facilitator behind a proxy that answers POST /relay-approval itself (`status`, `body`).
+    const proxyAnsweringRelay = async (answer: { methods: string[]; status: number; body: string }) => {
+      const proxy = createServer(async (request, response) => {
+        const chunks: Buffer[] = [];
+        for await (const chunk of request) chunks.push(chunk as Buffer);
+        if (request.url?.startsWith("/relay-approval") && answer.methods.includes(request.method ?? "")) {
+          response
+            .writeHead(answer.status, { "content-type": "application/json", "retry-after": "5" })
+            .end(answer.body);
+          return;
+        }
+        const upstream = await fetch(`${remote.url}${request.url}`, {
+          method: request.method,
+          headers: request.headers as Record<string, string>,
+          ...(chunks.length > 0 ? { body: Buffer.concat(chunks) } : {}),
+        });
+        response.writeHead(upstream.status, { "content-type": "application/json" });
+        response.end(await upstream.text());
       });
-      response.writeHead(upstream.status, { "content-type": "application/json" });
-      response.end(await upstream.text());
+      await new Promise<void>((resolve) => proxy.listen(0, "127.0.0.1", resolve));
+      return proxy;
+    };
+    settleOnly = await proxyAnsweringRelay({
+      methods: ["GET", "POST"],
+      status: 404,
+      body: '{"error":"not_found"}',
     });
-    await new Promise<void>((resolve) => settleOnly.listen(0, "127.0.0.1", resolve));
-    relayDown = createServer(async (request, response) => {
-      const chunks: Buffer[] = [];
-      for await (const chunk of request) chunks.push(chunk as Buffer);
-      if (request.method === "POST" && request.url?.startsWith("/relay-approval")) {
-        response
-          .writeHead(503, { "content-type": "application/json", "retry-after": "5" })
-          .end('{"error":"chain_unavailable","message":"the chain RPC is unreachable"}');
-        return;
-      }
-      const upstream = await fetch(`${remote.url}${request.url}`, {
-        method: request.method,
-        headers: request.headers as Record<string, string>,
-        ...(chunks.length > 0 ? { body: Buffer.concat(chunks) } : {}),
-      });
-      response.writeHead(upstream.status, { "content-type": "application/json" });
-      response.end(await upstream.text());
+    relayDown = await proxyAnsweringRelay({
+      methods: ["POST"],
+      status: 503,
+      body: '{"error":"chain_unavailable","message":"the chain RPC is unreachable"}',
     });
-    await new Promise<void>((resolve) => relayDown.listen(0, "127.0.0.1", resolve));
     onRelayDown = await startGatewayHarness({
       devnet,
       configure: onRemote(`http://127.0.0.1:${(relayDown.address() as AddressInfo).port}`),
@@ -318,12 +315,7 @@ describe("a gateway on a remote facilitator", () => {
 
   test("POST /relay-approval funds and relays nothing for a payment that does not verify: a bad signature gets a refusal, and the facilitator sends no gas", async () => {
     const chain = createPublicClient({ transport: http(devnet.rpcUrl) });
-    const { buyer, client } = await freshPlainTokenPayer();
-    const offered = await fetch(`${onTollgate.gateway.url}/v1/chat/completions`, post);
-    await offered.text();
-    const required = decodePaymentRequiredHeader(offered.headers.get("payment-required") ?? "");
-    const signed = await client.createPaymentPayload(required);
-    assert.ok(signed.extensions?.erc20ApprovalGasSponsoring, "the payment carries the signed approve");
+    const { buyer, payload: signed } = await signedSponsoredPayment(onTollgate);
     // The Permit2 authorization's signature is another's: no payment, only a signed approve to fund.
     const inner = signed.payload as { signature: Hex };
     const forged = {
@@ -381,13 +373,7 @@ describe("a gateway on a remote facilitator", () => {
       JSON.stringify(offered.extensions),
     );
     // A payment signed on the same offer from a gateway that declares it, carrying the signed approve.
-    const { buyer, client } = await freshPlainTokenPayer();
-    const declared = await fetch(`${onTollgate.gateway.url}/v1/chat/completions`, post);
-    await declared.text();
-    const payload = await client.createPaymentPayload(
-      decodePaymentRequiredHeader(declared.headers.get("payment-required") ?? ""),
-    );
-    assert.ok(payload.extensions?.erc20ApprovalGasSponsoring, "the payment carries the signed approve");
+    const { buyer, payload } = await signedSponsoredPayment(onTollgate);
     const servedBefore = onSettleOnly.backend.inferenceRequests.length;
     const refused = await fetch(`${onSettleOnly.gateway.url}/v1/chat/completions`, {
       ...post,
