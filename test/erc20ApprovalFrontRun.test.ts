@@ -225,6 +225,9 @@ describe("a gateway on a remote facilitator", () => {
   // The same tollgate facilitator whose POST /relay-approval is down (its chain RPC unreachable: 503).
   let relayDown: Server;
   let onRelayDown: GatewayHarness;
+  // The same, whose POST /relay-approval is gone (another facilitator put in its place since the gateway started).
+  let relayGone: Server;
+  let onRelayGone: GatewayHarness;
   const remoteKey = () => devnet.accounts.buyers[0]!;
   const onRemote = (url: string) => (input: GatewayConfigInput) => ({
     ...input,
@@ -273,6 +276,11 @@ describe("a gateway on a remote facilitator", () => {
       status: 503,
       body: '{"error":"chain_unavailable","message":"the chain RPC is unreachable"}',
     });
+    relayGone = await proxyAnsweringRelay({ methods: ["POST"], status: 404, body: '{"error":"not_found"}' });
+    onRelayGone = await startGatewayHarness({
+      devnet,
+      configure: onRemote(`http://127.0.0.1:${(relayGone.address() as AddressInfo).port}`),
+    });
     onRelayDown = await startGatewayHarness({
       devnet,
       configure: onRemote(`http://127.0.0.1:${(relayDown.address() as AddressInfo).port}`),
@@ -287,6 +295,8 @@ describe("a gateway on a remote facilitator", () => {
     await onTollgate?.close();
     await onSettleOnly?.close();
     await onRelayDown?.close();
+    await onRelayGone?.close();
+    relayGone?.close();
     settleOnly?.close();
     relayDown?.close();
     await remote?.close();
@@ -358,6 +368,20 @@ describe("a gateway on a remote facilitator", () => {
     assert.ok(response.headers.get("retry-after"), "it says when to try again");
     assert.match(text, /relay/);
     assert.equal(onRelayDown.backend.inferenceRequests.length, servedBefore, "no inference ran");
+    assert.equal(await devnet.plainTokenBalance(buyer.address), 10_000_000n, "the payer paid nothing");
+  });
+
+  test("a facilitator that no longer has POST /relay-approval refuses the sponsorship in words (approve Permit2 first), with no inference", async () => {
+    const { buyer, pay } = await freshPlainTokenPayer();
+    const servedBefore = onRelayGone.backend.inferenceRequests.length;
+    const response = await pay(`${onRelayGone.gateway.url}/v1/chat/completions`, post);
+    const text = await response.text();
+    assert.equal(response.status, 402, text);
+    assert.match(
+      decodePaymentRequiredHeader(response.headers.get("payment-required") ?? "").error ?? "",
+      /^tollgate_gas_sponsoring_refused: this gateway's facilitator does not relay a signed approve before serving \(HTTP 404 to POST \/relay-approval\); approve Permit2 first/,
+    );
+    assert.equal(onRelayGone.backend.inferenceRequests.length, servedBefore, "no inference ran");
     assert.equal(await devnet.plainTokenBalance(buyer.address), 10_000_000n, "the payer paid nothing");
   });
 

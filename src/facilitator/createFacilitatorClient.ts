@@ -71,6 +71,10 @@ export function createFacilitatorClient({
       signal: AbortSignal.timeout(RELAY_TIMEOUT_MS),
     });
     const text = await response.text();
+    // The route is gone (another facilitator in its place since the gateway started): no relay before
+    // serving, so no sponsorship, for good; not a moment to wait.
+    if (response.status === 404 || response.status === 405)
+      return `this gateway's facilitator does not relay a signed approve before serving (HTTP ${response.status} to POST /relay-approval); approve Permit2 first`;
     if (!response.ok)
       throw new Error(
         `the facilitator answered HTTP ${response.status} to /relay-approval: ${text.slice(0, 300)}`,
