@@ -19,9 +19,9 @@ import { wrapFetchWithPayment } from "@x402/fetch";
 import { createPublicClient, createTestClient, type Hex, http, pad } from "viem";
 import { privateKeyToAccount } from "viem/accounts";
 import { anvil } from "viem/chains";
-import { type GatewayConfigInput, parseGatewayConfig, startGateway } from "../src/gateway/index.js";
+import type { GatewayConfigInput } from "../src/gateway/index.js";
 import { channelTestConfig, openTestChannel } from "./support/channelFixtures.js";
-import { type GatewayHarness, startGatewayHarness, testGatewayConfig } from "./support/gatewayHarness.js";
+import { type GatewayHarness, startGatewayHarness, startGatewayOnLedger } from "./support/gatewayHarness.js";
 import { mockModelId } from "./support/mockBackend.js";
 import { contentChunks, postWithoutReading, unchunk } from "./support/rawHttp.js";
 
@@ -837,13 +837,7 @@ describe("a payer that makes the seller pay gas for nothing", () => {
     assert.equal(first.status, 200, await first.clone().text());
     await first.text();
 
-    const replica = await startGateway({
-      config: parseGatewayConfig(
-        configure(testGatewayConfig({ devnet: h.devnet, backendUrl: h.backend.url })),
-      ),
-      ledger: h.ledger,
-      pollingIntervalMs: 20,
-    });
+    const replica = await startGatewayOnLedger(h, configure);
     try {
       const sentBefore = await facilitatorTransactions();
       const inferencesBefore = h.backend.inferenceRequests.length;

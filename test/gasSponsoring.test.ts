@@ -9,7 +9,7 @@ import { type Address, createPublicClient, erc20Abi, type Hex, http } from "viem
 import { privateKeyToAccount } from "viem/accounts";
 import { createPayingFetch } from "../src/buyer/index.js";
 import { createFacilitator, serveFacilitator } from "../src/facilitator/index.js";
-import { type GatewayConfigInput, parseGatewayConfig, startGateway } from "../src/gateway/index.js";
+import type { GatewayConfigInput } from "../src/gateway/index.js";
 import {
   decodePaymentRequiredHeader,
   decodePaymentSignatureHeader,
@@ -21,7 +21,7 @@ import {
   expectedCharge,
   type GatewayHarness,
   startGatewayHarness,
-  testGatewayConfig,
+  startGatewayOnLedger,
 } from "./support/gatewayHarness.js";
 import { mockModelId } from "./support/mockBackend.js";
 import { finalRow, postJson } from "./support/paidRequests.js";
@@ -484,13 +484,7 @@ describe("the facilitator's per-payer sponsoring limit", () => {
 
     // The count is the ledger's: a gateway (and its facilitator) started again on it, or a replica beside
     // it, refuses the payer too.
-    const replica = await startGateway({
-      config: parseGatewayConfig(
-        configure(testGatewayConfig({ devnet: h.devnet, backendUrl: h.backend.url })),
-      ),
-      ledger: h.ledger,
-      pollingIntervalMs: 20,
-    });
+    const replica = await startGatewayOnLedger(h, configure);
     try {
       const again = await ask(maxima[perPayerLimit]!, replica.url);
       await again.text();

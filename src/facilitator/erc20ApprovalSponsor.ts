@@ -37,6 +37,23 @@ export type Erc20ApprovalSponsor = Erc20ApprovalGasSponsoringSigner & {
   relayApprovalAlone(approval: Hex, leastAtomic: bigint): Promise<Erc20ApprovalSponsorship | undefined>;
 };
 
+/** What a funded and relayed approve cost: the gas sent for it, and the approve's own receipt. */
+function relayedSponsorship(
+  payer: Hex,
+  funding: { fundingTx: Hex | undefined; fundedWei: bigint; fundingGasCostWei: bigint },
+  approveTx: Hex,
+  approved: TransactionReceipt,
+): Erc20ApprovalSponsorship {
+  return {
+    relayed: true,
+    payer,
+    ...funding,
+    approveTx,
+    approveGasUsed: approved.gasUsed,
+    approveGasCostWei: approved.gasUsed * approved.effectiveGasPrice,
+  };
+}
+
 /** Gas an `approve` may ask for: a token's approve takes 25k–60k. */
 export const APPROVE_GAS_LIMIT = 120_000n;
 /** How far above the chain's current fee estimate the approval's max fee may go. */
@@ -186,16 +203,10 @@ export function createErc20ApprovalSponsor({
     const approveTx = await publicClient.sendRawTransaction({ serializedTransaction: approval });
     const approved = await waitFor(approveTx);
     const settleTx = await signer.sendTransaction({ to: settlement.to, data: settlement.data });
-    sponsored(settleTx, {
-      relayed: true,
-      payer,
-      fundingTx,
-      fundedWei,
-      approveTx,
-      approveGasUsed: approved.gasUsed,
-      approveGasCostWei: approved.gasUsed * approved.effectiveGasPrice,
-      fundingGasCostWei,
-    });
+    sponsored(
+      settleTx,
+      relayedSponsorship(payer, { fundingTx, fundedWei, fundingGasCostWei }, approveTx, approved),
+    );
     return [approveTx, settleTx];
   };
   /** Runs `work` after the payer's earlier settlements and relays here have ended. */
@@ -258,16 +269,7 @@ export function createErc20ApprovalSponsor({
       throw new Error(
         `the sponsored approval is refused: after it, Permit2 may draw only ${standing} of the ${leastAtomic} this payment may cost`,
       );
-    return {
-      relayed: true,
-      payer,
-      fundingTx,
-      fundedWei,
-      approveTx,
-      approveGasUsed: approved.gasUsed,
-      approveGasCostWei: approved.gasUsed * approved.effectiveGasPrice,
-      fundingGasCostWei,
-    };
+    return relayedSponsorship(payer, { fundingTx, fundedWei, fundingGasCostWei }, approveTx, approved);
   };
   const sponsor: Erc20ApprovalSponsor = {
     getAddresses: signer.getAddresses,

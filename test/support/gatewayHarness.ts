@@ -136,6 +136,21 @@ export async function startGatewayHarness(
   };
 }
 
+/**
+ * A second gateway on the harness's devnet, backend and ledger, with the test config as `configure`
+ * edits it: a gateway started again on the ledger, or a replica beside the harness's. The caller closes it.
+ */
+export function startGatewayOnLedger(
+  h: GatewayHarness,
+  configure: (input: GatewayConfigInput) => GatewayConfigInput,
+): Promise<Gateway> {
+  return startGateway({
+    config: parseGatewayConfig(configure(testGatewayConfig({ devnet: h.devnet, backendUrl: h.backend.url }))),
+    ledger: h.ledger,
+    pollingIntervalMs: 20,
+  });
+}
+
 /** The official x402 client with `@x402/evm`'s upto and exact schemes, for the devnet's test asset. */
 export function officialBuyer(privateKey: Hex, network: `eip155:${number}`): x402Client {
   const signer = privateKeyToAccount(privateKey);
