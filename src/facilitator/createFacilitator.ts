@@ -49,6 +49,7 @@ import {
   sponsoredApprovalOf,
 } from "./gasSponsoring.js";
 import { createPayerFundsGuard } from "./payerFundsGuard.js";
+import { createPermitHolds } from "./permitHolds.js";
 import { type SettlementKey, settlementKeyOf, settlementKeyString } from "./settlementKey.js";
 import { createMemorySettlementStore, type SettlementStore } from "./settlementStore.js";
 
@@ -88,6 +89,13 @@ export type CreateFacilitatorParameters = {
   assets?: readonly string[];
   /** Receives verifications, confirmed settlements and sponsored approvals (see `FacilitatorEvent`). */
   onFacilitatorEvent?: FacilitatorEventListener;
+  /**
+   * Holds each EIP-2612 permit nonce for the first payment verified on it until that payment settles
+   * (or its permit expires), refusing others on the same nonce at verify, before a seller serves them:
+   * of permits signed on one nonce only the first to land counts. Default on; held in this process's memory.
+   * A server that admits such a payment alone itself (Tollgate's gateway, in its ledger) may turn it off.
+   */
+  holdPermits?: boolean;
 };
 
 /** A facilitator usable in-process; the same shape as x402's `FacilitatorClient`. */
@@ -142,6 +150,7 @@ export function createFacilitator({
   pendingSettlementStore,
   assets,
   payerQuotas = createMemoryPayerQuotas(),
+  holdPermits = true,
 }: CreateFacilitatorParameters): TollgateFacilitator {
   const assetRefusal = createAssetCheck(network, assets);
   const signer = createFacilitatorSigner({
@@ -252,6 +261,42 @@ export function createFacilitator({
     });
   }
   const inFlight = new Map<string, Promise<SettleResponse>>();
+  const permitHolds = holdPermits ? createPermitHolds() : undefined;
+
+  /**
+   * A verified payment carrying an EIP-2612 permit holds the permit's nonce until it settles: another
+   * on the same nonce is refused, since only one of them could settle. Answers the refusal, if any.
+   */
+  function holdPermitOf(
+    payload: PaymentPayload,
+    requirements: PaymentRequirements,
+  ): VerifyResponse | undefined {
+    if (!permitHolds || isBatchSettlementPayment(requirements)) return undefined;
+    const sponsored = sponsoredApprovalOf(payload);
+    const key = settlementKeyOf(payload);
+    if (sponsored?.extension !== "eip2612GasSponsoring" || !key) return undefined;
+    const { info } = sponsored;
+    // Neither the permit nor the payment can be used past its deadline: the hold ends with the sooner.
+    const authorizationDeadline = (payload.payload as { permit2Authorization?: { deadline?: unknown } })
+      .permit2Authorization?.deadline;
+    const deadlines = [info.deadline, authorizationDeadline]
+      .filter((deadline): deadline is string => typeof deadline === "string" && /^\d{1,15}$/.test(deadline))
+      .map((deadline) => Number(deadline) * 1000);
+    const untilMs =
+      deadlines.length > 0 ? Math.min(...deadlines) : Date.now() + requirements.maxTimeoutSeconds * 1000;
+    const held = permitHolds.take(
+      { network: requirements.network, token: info.asset, owner: info.from, nonce: info.nonce },
+      settlementKeyString(key),
+      untilMs,
+    );
+    if (held.taken) return undefined;
+    return {
+      isValid: false,
+      invalidReason: ReasonCode.eip2612PermitInFlight,
+      invalidMessage: `another payment of this payer carrying an EIP-2612 permit on token nonce ${info.nonce} is verified and not yet settled, and of permits on one nonce only the first to land counts: this one could not be paid. Retry once that payment has settled (by ${new Date(held.heldUntilMs).toISOString()} at the latest)`,
+      payer: info.from,
+    };
+  }
 
   /** A settle refused before any transaction: logged, and answered with its reason. */
   const refusedSettle = (
@@ -352,7 +397,9 @@ export function createFacilitator({
           }
         : await withRpcFailureScope(async () => {
             await ensureGasForSettlement(requirements);
-            return (await checkSponsorship(payload, requirements)) ?? core.verify(payload, requirements);
+            const verified =
+              (await checkSponsorship(payload, requirements)) ?? (await core.verify(payload, requirements));
+            return verified.isValid ? (holdPermitOf(payload, requirements) ?? verified) : verified;
           });
       if (!result.isValid && scope.transportError) throw chainUnavailable(scope.transportError, "verify");
       emit({
@@ -760,6 +807,16 @@ export function createFacilitator({
       if (pending) return pending;
       const attempt = settleOnce(key, payload, requirements).finally(() => inFlight.delete(id));
       inFlight.set(id, attempt);
+      // The settlement ended: a permit it held is used or free for the payer's next payment. One that
+      // threw (the chain unreachable) may still land, and keeps its hold until it is settled again.
+      if (permitHolds)
+        attempt.then(
+          (result) => {
+            if (result.success || result.errorReason !== "settlement_in_progress")
+              permitHolds.release(settlementKeyString(key));
+          },
+          () => undefined,
+        );
       return attempt;
     },
     async getSupported() {

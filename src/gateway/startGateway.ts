@@ -527,6 +527,8 @@ async function createConfiguredFacilitator(
     rpcBatch: config.facilitator.rpcBatch,
     gasSponsoring: config.facilitator.gasSponsoring,
     onFacilitatorEvent,
+    // The ledger admits a payment carrying an EIP-2612 permit alone among its payer's, across replicas.
+    holdPermits: false,
     // It moves the gateway's own asset only: no other reaches it through the gateway's offers.
     assets: [(config.asset ?? findNetworkPreset(network)?.usdc) as string].filter(Boolean),
   });

@@ -74,6 +74,7 @@ export const ReasonCode = {
   settlementFailed: "tollgate_settlement_failed",
   gasSponsoringRefused: "tollgate_gas_sponsoring_refused",
   eip2612PermitInvalid: "tollgate_eip2612_permit_invalid",
+  eip2612PermitInFlight: "tollgate_eip2612_permit_in_flight",
   channelDepositTooSmall: "tollgate_channel_deposit_too_small",
   refundLimitReached: "tollgate_refund_limit_reached",
 

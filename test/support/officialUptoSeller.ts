@@ -1,6 +1,7 @@
 import { serve } from "@hono/node-server";
 import { HTTPFacilitatorClient } from "@x402/core/server";
 import { UptoEvmScheme } from "@x402/evm/upto/server";
+import { declareEip2612GasSponsoringExtension } from "@x402/extensions";
 import { paymentMiddleware, setSettlementOverrides, x402ResourceServer } from "@x402/hono";
 import { Hono } from "hono";
 import { costAtomic } from "../../src/pricing/index.js";
@@ -16,6 +17,11 @@ export type OfficialUptoSellerParameters = {
   prices: { inputPerMTokAtomic: bigint; outputPerMTokAtomic: bigint; fixedFeeAtomic: bigint };
   /** The usage every answer reports. */
   usage: { promptTokens: number; completionTokens: number };
+  /**
+   * Declares `eip2612GasSponsoring` in its 402, with the token's EIP-712 domain, so a wallet that
+   * never approved Permit2 pays with a signed permit.
+   */
+  eip2612?: { name: string; version: string };
 };
 
 /**
@@ -25,7 +31,8 @@ export type OfficialUptoSellerParameters = {
  * through `setSettlementOverrides` (the official way to settle less than the maximum).
  */
 export async function startOfficialUptoSeller(parameters: OfficialUptoSellerParameters) {
-  const { network, asset, payTo, maxAtomic, prices, usage } = parameters;
+  const { network, asset, payTo, maxAtomic, prices, usage, eip2612 } = parameters;
+  let served = 0;
   const resourceServer = new x402ResourceServer(
     new HTTPFacilitatorClient({
       url: parameters.facilitatorUrl,
@@ -42,9 +49,10 @@ export async function startOfficialUptoSeller(parameters: OfficialUptoSellerPara
             scheme: "upto",
             network,
             payTo,
-            price: { asset, amount: maxAtomic.toString() },
+            price: { asset, amount: maxAtomic.toString(), ...(eip2612 ? { extra: eip2612 } : {}) },
             maxTimeoutSeconds: 120,
           },
+          ...(eip2612 ? { extensions: declareEip2612GasSponsoringExtension() } : {}),
           description: "chat completion, billed by usage",
           mimeType: "application/json",
         },
@@ -53,6 +61,7 @@ export async function startOfficialUptoSeller(parameters: OfficialUptoSellerPara
     ),
   );
   app.post("/v1/chat/completions", (c) => {
+    served++;
     setSettlementOverrides(c, { amount: chargeAtomic.toString() });
     return c.json({
       id: "chatcmpl-official",
@@ -67,17 +76,23 @@ export async function startOfficialUptoSeller(parameters: OfficialUptoSellerPara
       },
     });
   });
-  return new Promise<{ url: string; chargeAtomic: bigint; close(): Promise<void> }>((resolve) => {
-    const server = serve({ fetch: app.fetch, hostname: "127.0.0.1", port: 0 }, (info) => {
-      resolve({
-        url: `http://127.0.0.1:${info.port}`,
-        chargeAtomic,
-        close: () =>
-          new Promise<void>((done) => {
-            server.close(() => done());
-            (server as unknown as { closeAllConnections?: () => void }).closeAllConnections?.();
-          }),
+  return new Promise<{ url: string; chargeAtomic: bigint; readonly served: number; close(): Promise<void> }>(
+    (resolve) => {
+      const server = serve({ fetch: app.fetch, hostname: "127.0.0.1", port: 0 }, (info) => {
+        resolve({
+          url: `http://127.0.0.1:${info.port}`,
+          chargeAtomic,
+          /** Requests its handler answered: each ran the inference it sells. */
+          get served() {
+            return served;
+          },
+          close: () =>
+            new Promise<void>((done) => {
+              server.close(() => done());
+              (server as unknown as { closeAllConnections?: () => void }).closeAllConnections?.();
+            }),
+        });
       });
-    });
-  });
+    },
+  );
 }

@@ -1,0 +1,44 @@
+import assert from "node:assert/strict";
+import { describe, test } from "node:test";
+import { createPermitHolds } from "./permitHolds.js";
+
+const permit = { network: "eip155:31337", token: "0xToken", owner: "0xOwner", nonce: "0" };
+
+describe("createPermitHolds", () => {
+  test("refuses a permit nonce held by another payment until the holder lets go", () => {
+    let now = 1_000;
+    const holds = createPermitHolds({ now: () => now });
+    assert.deepEqual(holds.take(permit, "a", 5_000), { taken: true });
+    assert.deepEqual(holds.take({ ...permit, owner: "0xOWNER" }, "b", 5_000), {
+      taken: false,
+      heldUntilMs: 5_000,
+    });
+    assert.deepEqual(holds.take(permit, "a", 5_000), { taken: true }, "the same payment verified again");
+    assert.deepEqual(holds.take({ ...permit, nonce: "1" }, "b", 5_000), { taken: true }, "another nonce");
+    holds.release("a");
+    assert.deepEqual(holds.take(permit, "b", 6_000), { taken: true });
+    now = 6_000;
+    assert.deepEqual(holds.take(permit, "c", 9_000), { taken: true }, "a hold ends with its deadline");
+    holds.release("b");
+    holds.release("c");
+    assert.equal(holds.size, 0);
+  });
+
+  test("keeps at most maxHeld, letting expired holds go first, then the oldest", () => {
+    let now = 0;
+    const holds = createPermitHolds({ maxHeld: 2, now: () => now });
+    holds.take({ ...permit, nonce: "1" }, "a", 100);
+    holds.take({ ...permit, nonce: "2" }, "b", 1_000);
+    now = 200;
+    holds.take({ ...permit, nonce: "3" }, "c", 1_000);
+    assert.equal(holds.size, 2);
+    assert.deepEqual(holds.take({ ...permit, nonce: "2" }, "x", 1_000), { taken: false, heldUntilMs: 1_000 });
+    holds.take({ ...permit, nonce: "4" }, "d", 1_000);
+    assert.equal(holds.size, 2);
+    assert.deepEqual(
+      holds.take({ ...permit, nonce: "2" }, "x", 1_000),
+      { taken: true },
+      "the oldest was let go",
+    );
+  });
+});

@@ -1,0 +1,118 @@
+import assert from "node:assert/strict";
+import { after, before, describe, test } from "node:test";
+import { x402Client } from "@x402/core/client";
+import { UptoEvmScheme } from "@x402/evm/upto/client";
+import { wrapFetchWithPayment } from "@x402/fetch";
+import { privateKeyToAccount } from "viem/accounts";
+import { type Devnet, startDevnet } from "../src/devnet/index.js";
+import { createFacilitator, serveFacilitator } from "../src/facilitator/index.js";
+import { decodePaymentSignatureHeader, type PaymentPayload } from "../src/protocol/index.js";
+import { TEST_FACILITATOR_TOKEN } from "./support/facilitatorToken.js";
+import { startOfficialUptoSeller } from "./support/officialUptoSeller.js";
+
+// A seller built only from the official middleware, settling through `tollgate facilitator`'s HTTP API,
+// and a fresh wallet (USDC, no Permit2 approval, no gas) that pays each request with an EIP-2612 permit.
+const prices = { inputPerMTokAtomic: 3_000_000n, outputPerMTokAtomic: 15_000_000n, fixedFeeAtomic: 0n };
+const usage = { promptTokens: 9, completionTokens: 20 };
+const chatBody = JSON.stringify({ model: "official-model", messages: [{ role: "user", content: "hi" }] });
+
+let devnet: Devnet;
+const closers: Array<() => Promise<void>> = [];
+
+before(async () => {
+  devnet = await startDevnet({ buyers: 1 });
+});
+after(async () => {
+  for (const close of closers.reverse()) await close();
+  await devnet?.stop();
+});
+
+/** The official client for `privateKey`, recording each payment it sends. */
+function officialBuyer(privateKey: `0x${string}`) {
+  const payloads: PaymentPayload[] = [];
+  const recording: typeof fetch = async (input, init) => {
+    const request = new Request(input, init);
+    const header = request.headers.get("payment-signature");
+    if (header) {
+      const decoded = decodePaymentSignatureHeader(header);
+      if (decoded.ok) payloads.push(decoded.payload);
+    }
+    return fetch(request);
+  };
+  const client = new x402Client()
+    .register(devnet.network, new UptoEvmScheme(privateKeyToAccount(privateKey), { rpcUrl: devnet.rpcUrl }))
+    .setSpendControls(false);
+  return { pay: wrapFetchWithPayment(recording, client), payloads };
+}
+
+const permitNonceOf = (payload: PaymentPayload | undefined) =>
+  (payload?.extensions?.eip2612GasSponsoring as { info?: { nonce?: string } } | undefined)?.info?.nonce;
+
+describe("the official middleware on Tollgate's facilitator, paid with EIP-2612 permits", () => {
+  test("a fresh wallet's requests sent at once, each with a permit on one token nonce, are served only as far as they settle: the seller serves none unpaid", async () => {
+    const facilitator = createFacilitator({
+      rpcUrl: devnet.rpcUrl,
+      privateKey: devnet.accounts.facilitator.privateKey,
+      network: devnet.network,
+      pollingIntervalMs: 20,
+    });
+    const served = await serveFacilitator({ facilitator, token: TEST_FACILITATOR_TOKEN, port: 0 });
+    closers.push(served.close);
+    const seller = await startOfficialUptoSeller({
+      facilitatorUrl: served.url,
+      network: devnet.network,
+      asset: devnet.contracts.usdc,
+      payTo: devnet.accounts.payTo.address,
+      maxAtomic: 50_000n,
+      prices,
+      usage,
+      eip2612: { name: "USD Coin", version: "2" },
+    });
+    closers.push(seller.close);
+    const wallet = await devnet.createFreshBuyer(10_000_000n);
+    const buyer = officialBuyer(wallet.privateKey);
+    const payToBefore = await devnet.usdcBalance(devnet.accounts.payTo.address);
+
+    const responses = await Promise.all(
+      Array.from({ length: 4 }, () =>
+        buyer.pay(`${seller.url}/v1/chat/completions`, {
+          method: "POST",
+          headers: { "content-type": "application/json" },
+          body: chatBody,
+        }),
+      ),
+    );
+    const texts = await Promise.all(responses.map((response) => response.text()));
+    assert.equal(buyer.payloads.length, 4);
+    assert.ok(
+      buyer.payloads.every((payload) => permitNonceOf(payload) === "0"),
+      "every payment carried a permit on the token's nonce 0",
+    );
+    const paid = responses.filter((response) => response.status === 200).length;
+    assert.ok(paid >= 1, `one request at least is paid and answered: ${texts.join(" | ")}`);
+    for (const [i, response] of responses.entries())
+      if (response.status !== 200) assert.equal(response.status, 402, texts[i] ?? "");
+    // Who pays what: the seller ran inference only for what the buyer paid; the buyer paid for what it got.
+    assert.equal(seller.served, paid, "the seller's handler ran only for the paid requests");
+    assert.equal(
+      (await devnet.usdcBalance(devnet.accounts.payTo.address)) - payToBefore,
+      seller.chargeAtomic * BigInt(paid),
+    );
+    assert.equal(await devnet.usdcBalance(wallet.address), 10_000_000n - seller.chargeAtomic * BigInt(paid));
+
+    // The settled payment let go of nonce 0: the wallet's next request pays with a permit on nonce 1.
+    const next = await buyer.pay(`${seller.url}/v1/chat/completions`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: chatBody,
+    });
+    assert.equal(next.status, 200, await next.clone().text());
+    await next.text();
+    assert.equal(permitNonceOf(buyer.payloads.at(-1)), "1");
+    assert.equal(seller.served, paid + 1);
+    assert.equal(
+      (await devnet.usdcBalance(devnet.accounts.payTo.address)) - payToBefore,
+      seller.chargeAtomic * BigInt(paid + 1),
+    );
+  });
+});
