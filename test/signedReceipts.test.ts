@@ -26,6 +26,7 @@ import {
   officialPayingFetch,
   startGatewayHarness,
 } from "./support/gatewayHarness.js";
+import { mockModelId } from "./support/mockBackend.js";
 import { sseEvents } from "./support/paidRequests.js";
 import { runCli } from "./support/runCli.js";
 
@@ -362,6 +363,31 @@ describe("signed receipts", () => {
     assert.equal(report.valid, true);
     assert.equal(report.status, "verified");
     assert.equal(report.signer, sellerAddress);
+  });
+
+  test("tollgate chat --json hands out a stream's receipts in full, and tollgate receipts verify accepts them", async () => {
+    h.backend.set({ responseTokens: 5, tokensPerSecond: 0 });
+    const cliDataDir = await tempDataDir();
+    closers.push(() => cliDataDir.remove());
+    const chatted = await runCli(
+      ["chat", "--gateway", h.gateway.url, "--model", mockModelId, "--max-tokens", "8", "--json", "hello"],
+      {
+        TOLLGATE_PRIVATE_KEY: h.devnet.accounts.buyers[1]!.privateKey,
+        TOLLGATE_DATA_DIR: cliDataDir.path,
+      },
+    );
+    assert.equal(chatted.code, 0, chatted.stderr);
+    const output = JSON.parse(chatted.stdout) as {
+      payment: { source: string; signedReceipts: { status: string; usageReceipt: unknown } };
+    };
+    assert.equal(output.payment.source, "stream");
+    assert.equal(output.payment.signedReceipts.status, "verified");
+    assert.ok(output.payment.signedReceipts.usageReceipt, "the usage receipt itself, not only its status");
+    const file = join(dataDir.path, "chatted.json");
+    await writeFile(file, chatted.stdout);
+    const verified = await runCli(["receipts", "verify", file, "--signer", sellerAddress, "--json"]);
+    assert.equal(verified.code, 0, verified.stdout + verified.stderr);
+    assert.equal((JSON.parse(verified.stdout) as { valid: boolean }).valid, true);
   });
 
   test("an overcharge dispute carries the seller's signed statement, which proves the overcharge", async () => {

@@ -4,7 +4,13 @@ import { apiBaseUrl, chooseProvider, formatReceiptLine } from "../buyer/index.js
 import { TollgateError } from "../errors/index.js";
 import { exitCodes, parseFlags, printError, printLine } from "./cliSupport.js";
 import { commandFlags } from "./commandFlags.js";
-import { exitCodeOfStatus, jsonLine, openBuyerSession, reportBuyerError } from "./payCommand.js";
+import {
+  exitCodeOfStatus,
+  jsonLine,
+  openBuyerSession,
+  paymentWithSignedReceipts,
+  reportBuyerError,
+} from "./payCommand.js";
 
 const flagsSchema = z.object({
   gateway: z.array(z.url()).min(1, "at least one --gateway URL"),
@@ -136,7 +142,15 @@ export async function chatCommand(argv: string[]): Promise<number> {
     const answer = await printStream(response, api, flags.json);
     await payingFetch.idle();
     const receipt = session.lastReceipt();
-    if (flags.json) printLine(jsonLine({ provider: baseUrl, model, answer, payment: receipt ?? null }));
+    if (flags.json)
+      printLine(
+        jsonLine({
+          provider: baseUrl,
+          model,
+          answer,
+          payment: await paymentWithSignedReceipts(payingFetch, receipt),
+        }),
+      );
     else {
       process.stdout.write("\n");
       if (receipt) printError(formatReceiptLine(receipt));

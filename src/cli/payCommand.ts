@@ -84,11 +84,7 @@ export async function payCommand(argv: string[]): Promise<number> {
     await session.payingFetch.idle();
     const receipt = session.lastReceipt();
     if (flags.json) {
-      // The seller's signed receipts in full, as kept with the spend row: `tollgate receipts verify` reads them.
-      const kept = receipt && (await (await session.payingFetch.spendStore()).reservation(receipt.paymentId));
-      const payment = receipt
-        ? { ...receipt, signedReceipts: kept?.signedReceipts ?? receipt.signedReceipts }
-        : null;
+      const payment = await paymentWithSignedReceipts(session.payingFetch, receipt);
       printLine(jsonLine({ status: response.status, body: parseMaybeJson(text), payment }));
     } else if (receipt) printError(formatReceiptLine(receipt));
     return exitCodes.ok;
@@ -97,6 +93,19 @@ export async function payCommand(argv: string[]): Promise<number> {
   } finally {
     await session.payingFetch.close();
   }
+}
+
+/**
+ * A receipt as `--json` prints it: with the seller's signed receipts in full, as kept with the spend
+ * row, so that `tollgate receipts verify` reads the output as it is.
+ */
+export async function paymentWithSignedReceipts(
+  payingFetch: PayingFetch,
+  receipt: ReceiptEvent | undefined,
+): Promise<Record<string, unknown> | null> {
+  if (!receipt) return null;
+  const kept = await (await payingFetch.spendStore()).reservation(receipt.paymentId);
+  return { ...receipt, signedReceipts: kept?.signedReceipts ?? receipt.signedReceipts };
 }
 
 /** A paying fetch configured from flags and the environment, with its events turned into CLI output. */
