@@ -24,6 +24,7 @@ import {
   startGatewayHarness,
 } from "./support/gatewayHarness.js";
 import { mockCompletionText, mockModelId } from "./support/mockBackend.js";
+import { parsePrometheusText, sumOf } from "./support/prometheusText.js";
 
 let h: GatewayHarness;
 /** The slow tool's gate: `started` when a call runs, which ends once `finish` resolves. */
@@ -289,6 +290,42 @@ describe("paid MCP tools (x402 MCP transport)", () => {
       /TOLLGATE_PAYMENT_REPLAYED: this payment authorization was already used/,
     );
     assert.equal(await h.devnet.usdcBalance(h.devnet.accounts.payTo.address), payToBefore + 1000n);
+  });
+
+  test("a paid tool's payments are counted in /metrics as the ledger books them, each row with its request id", async () => {
+    const buyer = h.devnet.accounts.buyers[1]!;
+    const scrape = async () => parsePrometheusText(await (await fetch(`${h.gateway.url}/metrics`)).text());
+    const before = await scrape();
+    const client = await connect();
+    const required = readPaymentRequiredResult(await call(client, "count_tokens", { text: "four five" }));
+    assert.ok(required);
+    const payload = await officialBuyer(buyer.privateKey, h.devnet.network).createPaymentPayload(required);
+    const paid = await call(client, "count_tokens", { text: "four five" }, payload);
+    const settlement = readPaymentResponseMeta(paid);
+    assert.ok(settlement?.success, textOf(paid));
+    const replay = await call(client, "count_tokens", { text: "four five" }, payload);
+    assert.equal(replay.isError, true);
+
+    const after = await scrape();
+    const added = (name: string, labels: Record<string, string>) =>
+      sumOf(after, name, labels) - sumOf(before, name, labels);
+    assert.equal(added("tollgate_authorized_atomic_total", { model: "count_tokens" }), 1000);
+    assert.equal(added("tollgate_revenue_atomic_total", { model: "count_tokens" }), 1000);
+    assert.equal(added("tollgate_payments_total", { scheme: "exact", outcome: "settled" }), 1);
+    assert.equal(added("tollgate_payments_total", { scheme: "exact", outcome: "replayed" }), 1);
+    assert.equal(
+      added("tollgate_requests_total", {
+        route: "/mcp/tools/count_tokens",
+        model: "count_tokens",
+        status: "200",
+      }),
+      1,
+    );
+    const row = (await h.ledger.payments.recent({ limit: 100 })).find(
+      (payment) => payment.transaction === settlement.transaction,
+    );
+    assert.equal(row?.chargeAtomic, 1000n);
+    assert.match(row?.requestId ?? "", /^[0-9a-f-]{36}$/);
   });
 
   test("an upto tool settles the charge it reports, not its maximum", async () => {

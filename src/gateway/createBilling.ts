@@ -25,7 +25,7 @@ import {
   type PaymentAdmissionRefusal,
   type PaymentAdmissionRequest,
 } from "./admitPayment.js";
-import { type BillingEventListener, safeBillingEmitter } from "./BillingEvent.js";
+import { type BillingEvent, type BillingEventListener, safeBillingEmitter } from "./BillingEvent.js";
 import { correctiveOffers, orderOffers } from "./channels/channelOffers.js";
 import { BATCH_SETTLEMENT, type ChannelBilling } from "./channels/createChannelBilling.js";
 import { type BillingSession, createBillingSession } from "./createBillingSession.js";
@@ -147,6 +147,8 @@ export type Billing = {
   admit(request: PaymentAdmissionRequest): Promise<AdmitPaymentReturnType>;
   /** Records an admitted payment's usage and settles its charge; a failed settlement becomes a debt. */
   settle(charge: SettlePaidWork): Promise<ChargeOutcome>;
+  /** Ends an admitted payment whose work failed: nothing is charged (the row ends `failed`). */
+  fail(paymentId: number, reason: string): Promise<void>;
   /** Resolves once every request served so far has its money final (settled, zero, debt or failed). */
   whenSettled(): Promise<void>;
 };
@@ -578,9 +580,118 @@ export function createBilling({
     };
   }
 
-  const admit = (request: PaymentAdmissionRequest) => admitPayment({ ...request, ...admission, logger });
-  const settle = (charge: SettlePaidWork) =>
-    settleCharge({ ...charge, ledger, facilitator, logger, settleTimeoutMs });
+  // Work priced elsewhere (a paid MCP tool) is admitted, settled or failed here; its listeners hear it
+  // as a route's, so the metrics count what the ledger holds.
+  const admittedWork = new Map<number, PaidIdentity>();
+
+  async function admit(request: PaymentAdmissionRequest): Promise<AdmitPaymentReturnType> {
+    const requestId = request.requestId ?? requestIdOf(undefined);
+    const route = routeOf(request.route);
+    const admitted = await runWithRequestId(requestId, () =>
+      admitPayment({ ...request, requestId, ...admission, logger }),
+    );
+    const base = { requestId, route, at: Date.now(), model: request.model };
+    if (!admitted.admitted) {
+      const { refusal } = admitted;
+      const scheme = request.payment.accepted?.scheme;
+      const status =
+        refusal.kind === "payment_required" ? 402 : errorAnswer(refusal.code, refusal.message).status;
+      if (status === 409 && scheme)
+        emit({
+          ...base,
+          type: "replayed",
+          status: 409,
+          scheme,
+          paymentStatus: (refusal.kind === "error" && refusal.paymentStatus) || "",
+        });
+      else
+        emit({
+          ...base,
+          type: "refused",
+          status,
+          reason:
+            refusal.kind === "payment_required"
+              ? (refusal.error ?? "payment_required").split(":")[0]!
+              : refusal.code,
+          scheme,
+          verifyMs: admitted.verifyMs,
+        });
+      return admitted;
+    }
+    const paid: PaidIdentity = {
+      requestId,
+      route,
+      paymentId: admitted.paymentId,
+      model: request.model,
+      scheme: admitted.requirements.scheme,
+      asset: admitted.requirements.asset,
+      payer: admitted.payer,
+    };
+    admittedWork.set(admitted.paymentId, paid);
+    emit({
+      ...paid,
+      type: "verified",
+      at: Date.now(),
+      maxAtomic: admitted.maxAtomic,
+      verifyMs: admitted.verifyMs,
+    });
+    return admitted;
+  }
+
+  function settle(charge: SettlePaidWork): Promise<ChargeOutcome> {
+    const paid = admittedWork.get(charge.paymentId);
+    admittedWork.delete(charge.paymentId);
+    let settleStartedAt = 0;
+    const settling = () =>
+      settleCharge({
+        ...charge,
+        ledger,
+        facilitator,
+        logger,
+        settleTimeoutMs,
+        onMetered: () => {
+          settleStartedAt = performance.now();
+          if (paid)
+            emit({
+              ...paid,
+              type: "metered",
+              at: Date.now(),
+              usage: charge.usage.units,
+              chargeAtomic: charge.chargeAtomic,
+            });
+        },
+        onOutcome: (outcome) => {
+          if (!paid) return;
+          const settleMs = performance.now() - settleStartedAt;
+          if (outcome.kind === "settled")
+            emit({
+              ...paid,
+              type: "settled",
+              at: Date.now(),
+              chargeAtomic: charge.chargeAtomic,
+              transaction: outcome.settlement.transaction,
+              settleMs,
+            });
+          else
+            emit({
+              ...paid,
+              type: "debt",
+              at: Date.now(),
+              chargeAtomic: charge.chargeAtomic,
+              reason: outcome.reason,
+              settleMs,
+            });
+        },
+      });
+    return paid ? runWithRequestId(paid.requestId, settling) : settling();
+  }
+
+  async function fail(paymentId: number, reason: string): Promise<void> {
+    const paid = admittedWork.get(paymentId);
+    admittedWork.delete(paymentId);
+    await ledger.markFailed(paymentId, reason);
+    if (paid) emit({ ...paid, type: "failed", at: Date.now(), reason, status: 500 });
+  }
 
   const whenSettled = async () => {
     await Promise.all([...open]);
@@ -595,8 +706,17 @@ export function createBilling({
     begin,
     admit,
     settle,
+    fail,
     whenSettled,
   };
+}
+
+/** A paid request's identity in its billing events. */
+type PaidIdentity = Omit<Extract<BillingEvent, { type: "failed" }>, "type" | "at" | "reason" | "status">;
+
+/** The route of work priced elsewhere as events name it: an http(s) address's path, another address as it is. */
+function routeOf(resource: string): string {
+  return /^https?:\/\//i.test(resource) ? pathOf(resource) : resource;
 }
 
 /** What `begin` learns while deciding, for the event that tells how the request was answered. */

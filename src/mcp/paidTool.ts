@@ -112,12 +112,12 @@ export function paidTool<Args>(
       work = await parameters.handler(args, extra);
     } catch (error) {
       clearInterval(heartbeat);
-      await billing.ledger.markFailed(paymentId, `tool ${name} failed: ${String(error)}`);
+      await billing.fail(paymentId, `tool ${name} failed: ${String(error)}`);
       return toolError(`${name} failed: ${(error as Error).message}; nothing was charged`);
     }
     clearInterval(heartbeat);
     if (work.result.isError) {
-      await billing.ledger.markFailed(paymentId, `tool ${name} answered an error`);
+      await billing.fail(paymentId, `tool ${name} answered an error`);
       return work.result;
     }
 
