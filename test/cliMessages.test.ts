@@ -203,6 +203,33 @@ describe("the CLI says what to do in words", () => {
     );
   });
 
+  test("reconcile against a chain that does not answer says so with the RPC it asked, not as viem's error: exit 1", async () => {
+    const config = join(dir, "reconcile-dead-chain.yaml");
+    await writeFile(
+      config,
+      [
+        "network: eip155:31337",
+        "rpcUrl: http://127.0.0.1:9",
+        'asset: "0xe7f1725e7734ce288f8367e1bb143e90bb3f0512"',
+        'payTo: "0x3C44CdDdB6a900fa2b585dd299e03d12FA4293BC"',
+        "facilitator: { privateKeyEnv: TOLLGATE_TEST_UNSET_KEY }",
+        "models:",
+        "  - id: m",
+        "    backend: { baseUrl: http://127.0.0.1:9/v1 }",
+        '    inputPrice: "$0.50"',
+        '    outputPrice: "$1.50"',
+        "",
+      ].join("\n"),
+    );
+    const run = await runMain(["reconcile", "--config", config, "--data-dir", join(dir, "reconcile-ledger")]);
+    assert.equal(run.code, 1, run.stderr);
+    assert.match(
+      run.stderr,
+      /tollgate reconcile: no chain answers at the config's rpcUrl http:\/\/127\.0\.0\.1:9: reconcile reads the chain's transfers, so give a reachable RPC \(--rpc URL\)/,
+    );
+    assert.doesNotMatch(run.stderr, /HTTP request failed|fetch failed|viem@/);
+  });
+
   test("an unknown command is a usage error: the process exits 2", async () => {
     const run = await runCli(["pya"]);
     assert.equal(run.code, 2);

@@ -1,7 +1,7 @@
 import { BATCH_SETTLEMENT_ADDRESS } from "@x402/evm";
 import { type Address, createPublicClient, http, type PublicClient } from "viem";
 import { z } from "zod";
-import { findNetworkPreset } from "../chain/index.js";
+import { findNetworkPreset, isTransportError } from "../chain/index.js";
 import { TollgateError } from "../errors/index.js";
 import {
   type ChannelDifference,
@@ -142,6 +142,14 @@ export async function reconcileCommand(argv: string[]): Promise<number> {
         printLine(`    ${describeChannelDifference(difference)}`);
     }
     return differenceCount === 0 ? exitCodes.ok : exitCodes.failure;
+  } catch (error) {
+    if (!isTransportError(error)) throw error;
+    throw new TollgateError({
+      code: "TOLLGATE_CHAIN_UNAVAILABLE",
+      shortMessage: `no chain answers at ${flags.rpc ? "--rpc " : "the config's rpcUrl "}${rpcUrl}: reconcile reads the chain's transfers, so give a reachable RPC (--rpc URL); a tollgate dev chain stops with tollgate dev`,
+      details: { rpcUrl },
+      cause: error,
+    });
   } finally {
     await ledger.close();
   }
