@@ -13,6 +13,7 @@ import { eventLog, tempDataDir } from "./support/buyerFixtures.js";
 import { channelTestConfig } from "./support/channelFixtures.js";
 import { expectedCharge, type GatewayHarness, startGatewayHarness } from "./support/gatewayHarness.js";
 import { mockModelId } from "./support/mockBackend.js";
+import { parsePrometheusText, sumOf } from "./support/prometheusText.js";
 import { runCli } from "./support/runCli.js";
 
 let h: GatewayHarness;
@@ -429,10 +430,32 @@ describe("paying Tollgate's gateway by channel", () => {
       const [channel] = await store.channels({ payer: buyer.address });
       assert.ok(channel);
       // The seller gives back every idle channel's unspent balance: the escrow keeps what was charged.
+      const scrape = async () => parsePrometheusText(await (await fetch(`${h.gateway.url}/metrics`)).text());
+      const metricsBefore = await scrape();
+      const heldBefore = await h.gateway.ledger.channels.list();
       const refunded = await h.gateway.channels!.settlement.refundIdle(0);
       assert.ok(refunded.some((refund) => refund.channelId === channel.channelId));
       const onChain = await h.gateway.ledger.channels.get(channel.channelId as `0x${string}`);
       assert.equal(onChain?.balanceAtomic, onChain?.chargedAtomic, "nothing unspent is left in it");
+      // Counted as money leaving the channels (every idle one, other tests' too), and any claim a
+      // refund made as a claim.
+      const metricsAfter = await scrape();
+      const added = (kind: string) =>
+        sumOf(metricsAfter, "tollgate_channel_atomic_total", { kind }) -
+        sumOf(metricsBefore, "tollgate_channel_atomic_total", { kind });
+      const refundedIds = new Set(refunded.map((refund) => refund.channelId.toLowerCase()));
+      const held = heldBefore.filter((record) => refundedIds.has(record.channelId.toLowerCase()));
+      assert.equal(held.length, refunded.length);
+      const total = (amountOf: (record: (typeof held)[number]) => bigint) =>
+        Number(held.reduce((sum, record) => sum + amountOf(record), 0n));
+      assert.equal(
+        added("refund"),
+        total((record) => record.balanceAtomic - record.chargedAtomic),
+      );
+      assert.equal(
+        added("claim"),
+        total((record) => record.chargedAtomic - record.totalClaimedAtomic),
+      );
 
       const back = await post();
       assert.equal(back.status, 200, await back.clone().text());

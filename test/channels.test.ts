@@ -17,6 +17,7 @@ import { type BillingEvent, reconcileChannels, reconcileLedger } from "../src/ga
 import { BATCH_SETTLEMENT_ADDRESS_FOR_TESTS, channelTestConfig } from "./support/channelFixtures.js";
 import { expectedCharge, type GatewayHarness, startGatewayHarness } from "./support/gatewayHarness.js";
 import { mockModelId } from "./support/mockBackend.js";
+import { parsePrometheusText, sumOf } from "./support/prometheusText.js";
 
 let h: GatewayHarness;
 const channelEvents: BillingEvent[] = [];
@@ -238,5 +239,10 @@ describe("a gateway paid through a payment channel by the official x402 client",
       totalClaimed,
       "what stays in the channel is what was claimed, nothing of the payer's",
     );
+    // The refund is told too, and counted beside the deposits: deposited = refunded + charged.
+    assert.equal(moved("channel_refund"), moved("channel_deposit") - total);
+    const metrics = parsePrometheusText(await (await fetch(`${h.gateway.url}/metrics`)).text());
+    const counted = (kind: string) => sumOf(metrics, "tollgate_channel_atomic_total", { kind });
+    assert.equal(counted("refund"), Number(moved("channel_deposit") - total));
   });
 });

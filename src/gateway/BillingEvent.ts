@@ -31,7 +31,7 @@ type PaidRequest = BillingEventBase & {
  * - `settled`: the facilitator settled the charge (or it was zero), before the ledger row records it;
  * - `debt`: settlement failed after delivery; the ledger records a debt;
  * - `failed`: nothing was delivered, nothing is charged.
- * Channel (`batch-settlement`) events: `channel_deposit`, `channel_claim`, `channel_settle`.
+ * Channel (`batch-settlement`) events: `channel_deposit`, `channel_claim`, `channel_settle`, `channel_refund`.
  */
 export type BillingEvent =
   | (BillingEventBase & { type: "quoted"; model: string; status: 402; maxAtomic: string | undefined })
@@ -66,8 +66,10 @@ export type BillingEvent =
   | (PaidRequest & { type: "failed"; reason: string; status: number })
   | {
       /** A deposit into a channel (settled before the request it came with), a claim of its vouchers,
-       * or a sweep of its claimed funds to payTo: one event per channel and transaction. */
-      type: "channel_deposit" | "channel_claim" | "channel_settle";
+       * a sweep of its claimed funds to payTo, or a refund of its unspent balance to its payer (the
+       * payer's cooperative refund, or the gateway's of an idle channel): one event per channel and
+       * transaction. */
+      type: "channel_deposit" | "channel_claim" | "channel_settle" | "channel_refund";
       at: number;
       network: string;
       channelId: string;

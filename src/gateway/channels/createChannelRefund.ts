@@ -12,6 +12,7 @@ import {
   ReasonCode,
   readPaymentHeader,
 } from "../../protocol/index.js";
+import type { BillingEvent } from "../BillingEvent.js";
 import type { FacilitatorLike } from "../facilitatorLike.js";
 import { signClaimBatch, signRefund } from "./channelAuthorizer.js";
 import { correctiveOffers } from "./channelOffers.js";
@@ -39,6 +40,8 @@ export type CreateChannelRefundParameters = {
   /** Where each payer's refunds are counted: the ledger's, so replicas and restarts share the count. */
   quotas: PayerQuotas;
   logger: Logger;
+  /** Told of each refund that landed (`channel_refund`), and of the claim it made (`channel_claim`). */
+  emit?: ((event: BillingEvent) => void) | undefined;
 };
 
 export type ChannelRefundAnswer = {
@@ -61,6 +64,7 @@ export function createChannelRefund({
   refundsPerPayerPerDay = 8,
   quotas,
   logger,
+  emit,
 }: CreateChannelRefundParameters) {
   const network = billing.terms.network;
   return async function refundChannel(request: {
@@ -361,6 +365,14 @@ export function createChannelRefund({
       { channelId, refundedAtomic: amountAtomic.toString(), tx: settled.transaction },
       "channel refunded",
     );
+    const told = { at: Date.now(), network, channelId, transaction: settled.transaction };
+    if (claims.length > 0)
+      emit?.({
+        ...told,
+        type: "channel_claim",
+        amountAtomic: channel.chargedAtomic - channel.totalClaimedAtomic,
+      });
+    emit?.({ ...told, type: "channel_refund", amountAtomic });
     const response = {
       ...settled,
       payer: channel.payer,

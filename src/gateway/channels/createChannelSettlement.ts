@@ -609,6 +609,19 @@ export function createChannelSettlement(parameters: CreateChannelSettlementParam
           { channelId: channel.channelId, refundedAtomic: remainder.toString() },
           "idle channel refunded",
         );
+        const told = {
+          at: Date.now(),
+          network,
+          channelId: channel.channelId,
+          transaction: settled.transaction,
+        };
+        if (claims.length > 0)
+          parameters.emit?.({
+            ...told,
+            type: "channel_claim",
+            amountAtomic: channel.chargedAtomic - onchain.totalClaimedAtomic,
+          });
+        parameters.emit?.({ ...told, type: "channel_refund", amountAtomic: remainder });
         results.push({ channelId: channel.channelId, transaction: settled.transaction });
       } finally {
         clearInterval(renew);

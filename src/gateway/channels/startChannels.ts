@@ -32,7 +32,7 @@ export type StartChannelsParameters = {
   /** The receiver-authorizer key (the config's, else the in-process facilitator's). */
   receiverAuthorizerKey: Hex;
   logger: Logger;
-  /** Told of deposits, claims and settles (`channel_deposit`, `channel_claim`, `channel_settle`). */
+  /** Told of deposits, claims, settles and refunds (`channel_deposit`, `channel_claim`, `channel_settle`, `channel_refund`). */
   emit?: (event: BillingEvent) => void;
 };
 
@@ -92,6 +92,7 @@ export async function startChannels({
     refundsPerPayerPerDay: config.refundsPerPayerPerDay,
     quotas,
     logger,
+    emit,
   });
   const settlement = createChannelSettlement({
     channels,

@@ -177,6 +177,7 @@ export function createGatewayMetrics({
       case "channel_deposit":
       case "channel_claim":
       case "channel_settle":
+      case "channel_refund":
         channelMoney.inc(
           { network: event.network, kind: event.type.slice("channel_".length) },
           Number(event.amountAtomic),
