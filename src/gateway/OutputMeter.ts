@@ -27,6 +27,7 @@ export class OutputMeter {
   readonly #counted = new Map<number, number>();
   readonly #texts = new Map<number, string[]>();
   #delivered = false;
+  #generated = false;
   #hiddenOutput = false;
   readonly #limitPerChoice: number;
   readonly #bytes = new Map<number, number>();
@@ -73,6 +74,15 @@ export class OutputMeter {
     let total = 0;
     for (const bytes of this.#bytes.values()) total += Math.min(bytes, this.#limitPerChoice);
     return total;
+  }
+
+  /**
+   * Something the model generated was forwarded: text of any kind (content, a refusal, a tool call,
+   * reasoning), an image, or a thinking block. A choice, message or response with none of these
+   * (empty or null content, a finish reason alone) is nothing.
+   */
+  get generated(): boolean {
+    return this.#generated;
   }
 
   /** Images forwarded (never above the authorized number). */
@@ -132,6 +142,8 @@ export class OutputMeter {
     this.#images += images;
     if (reading.delivered) this.#delivered = true;
     if (reading.hiddenOutput) this.#hiddenOutput = true;
+    if (images > 0 || reading.hiddenOutput || reading.pieces.some((piece) => piece.text.length > 0))
+      this.#generated = true;
     return true;
   }
 

@@ -242,6 +242,12 @@ export function createBillingSession(parameters: CreateBillingSessionParameters)
     return finishing;
   };
 
+  /**
+   * The buyer got something: output the model generated (`OutputMeter.generated`), or a result of an
+   * API that generates no tokens (embeddings, moderations). Anything less is charged nothing.
+   */
+  const answered = (meter: OutputMeter) => meter.generated || (!quote.route.outputTokens && meter.delivered);
+
   const exactCount = hasExactTokenizer(model);
   const newMeter = () =>
     new OutputMeter({
@@ -495,9 +501,14 @@ export function createBillingSession(parameters: CreateBillingSessionParameters)
             ? "the backend stopped answering in time"
             : "the backend failed mid-answer";
       // A buyer that leaves once the backend took its prompt pays for the prompt (nothing else was delivered).
-      if (!meter.delivered && ending !== "client_gone") {
+      if (!answered(meter) && ending !== "client_gone") {
         // The stream's headers (200) are gone; the buyer reads the failure in the error event.
-        await failBeforeOutput("backend delivered no output", 200);
+        await failBeforeOutput(
+          meter.delivered
+            ? "the backend's stream held nothing the model generated (no content, refusal or tool call); nothing is charged"
+            : "backend delivered no output",
+          200,
+        );
         return errorEvent(`nothing was delivered, nothing is charged (${message})`, code);
       }
       const outcome = await settleDelivered(meter, tap.reportedUsage, endedAt);
@@ -612,6 +623,16 @@ export function createBillingSession(parameters: CreateBillingSessionParameters)
         }
         meter.accept(quote.route.readAnswer(cut));
         body = JSON.stringify(cut);
+      }
+      if (!answered(meter)) {
+        const reason =
+          "the backend answered nothing the model generated (no content, refusal or tool call); nothing is charged";
+        await failBeforeOutput(reason);
+        return {
+          ok: false,
+          status: 502,
+          body: { error: { message: reason, type: "backend_error", code: "TOLLGATE_BACKEND_FAILED" } },
+        };
       }
       // A row written with its charge is told served once both are in (settleDelivered).
       if (written !== undefined || !parameters.channel) served(false);

@@ -1,0 +1,165 @@
+import assert from "node:assert/strict";
+import { after, before, describe, test } from "node:test";
+import { type Devnet, startDevnet } from "../../src/devnet/index.js";
+import { parseReceiptEvent } from "../../src/protocol/index.js";
+import { type GatewayHarness, startGatewayHarness } from "../support/gatewayHarness.js";
+import { finalRow, payFor, sseEvents } from "../support/paidRequests.js";
+import { type ScriptedBackend, startScriptedBackend } from "./scriptedBackend.js";
+
+// A 200 answer that holds nothing the model generated: the buyer got nothing, so it pays nothing,
+// even to a model priced only by a fixed fee per request.
+
+let devnet: Devnet;
+let h: GatewayHarness;
+let scripted: ScriptedBackend;
+const FEE_ONLY = "scripted-fee-only";
+const EXACT = "scripted-exact";
+const FEE_ATOMIC = 5_000n;
+const EXACT_ATOMIC = 2_000n;
+
+before(async () => {
+  devnet = await startDevnet({ buyers: 2 });
+  scripted = await startScriptedBackend();
+  h = await startGatewayHarness({
+    devnet,
+    extraModels: () => [
+      {
+        id: FEE_ONLY,
+        tokenizer: "o200k_base",
+        backend: { baseUrl: scripted.url },
+        prices: { requests: FEE_ATOMIC.toString() },
+        maxOutputTokens: 50,
+      },
+      {
+        id: EXACT,
+        tokenizer: "o200k_base",
+        backend: { baseUrl: scripted.url },
+        exactPrice: EXACT_ATOMIC.toString(),
+        maxOutputTokens: 50,
+      },
+    ],
+  });
+});
+after(async () => {
+  await h?.close();
+  await scripted?.close();
+  await devnet?.stop();
+});
+
+const chat = (model: string, stream = false) => ({
+  model,
+  messages: [{ role: "user", content: "hello" }],
+  max_tokens: 20,
+  ...(stream ? { stream: true } : {}),
+});
+const answer = (message: Record<string, unknown>, finish = "stop") =>
+  JSON.stringify({
+    id: "c",
+    object: "chat.completion",
+    choices: [{ index: 0, message: { role: "assistant", ...message }, finish_reason: finish }],
+    usage: { prompt_tokens: 8, completion_tokens: 0, total_tokens: 8 },
+  });
+const chunk = (delta: Record<string, unknown>, finish: string | null = null) =>
+  `data: ${JSON.stringify({ id: "c", object: "chat.completion.chunk", choices: [{ index: 0, delta, finish_reason: finish }] })}\n\n`;
+
+/** Pays for one request to `model` by `scheme` and answers with the buyer's loss and the payment's row. */
+async function paidRequest(model: string, scheme: "upto" | "exact", stream = false) {
+  const buyer = devnet.accounts.buyers[scheme === "upto" ? 0 : 1]!;
+  const before = await devnet.usdcBalance(buyer.address);
+  const { response } = await payFor(h, "/v1/chat/completions", chat(model, stream), buyer.privateKey, {
+    scheme,
+  });
+  const text = await response.text();
+  const row = await finalRow(h);
+  return { response, text, row, paidAtomic: before - (await devnet.usdcBalance(buyer.address)) };
+}
+
+const emptyJsonAnswers: Record<string, string> = {
+  "a choice with empty content": answer({ content: "" }),
+  "a choice with null content, stopped at the limit": answer({ content: null }, "length"),
+  "a choice filtered to nothing": answer({ content: "" }, "content_filter"),
+  "no choices": JSON.stringify({ id: "c", object: "chat.completion", choices: [] }),
+  "a body that is not a completion": JSON.stringify({ hello: "world" }),
+};
+
+describe("a JSON answer with nothing in it", () => {
+  for (const [what, body] of Object.entries(emptyJsonAnswers)) {
+    for (const [model, scheme] of [
+      [FEE_ONLY, "upto"],
+      [EXACT, "exact"],
+    ] as const) {
+      test(`${what}: the ${scheme} fee is not charged, and the row says why`, async () => {
+        scripted.script = () => ({ pieces: [body] });
+        const { response, text, row, paidAtomic } = await paidRequest(model, scheme);
+        assert.equal(response.status, 502, text);
+        assert.match(text, /nothing is charged/);
+        assert.equal(paidAtomic, 0n);
+        assert.equal(row.status, "failed");
+        assert.equal(row.chargeAtomic, null);
+        assert.match(row.error ?? "", /no result|nothing/);
+      });
+    }
+  }
+
+  test("an answer with a tool call is something: the fee is charged", async () => {
+    scripted.script = () => ({
+      pieces: [
+        answer(
+          {
+            content: null,
+            tool_calls: [{ id: "t", type: "function", function: { name: "lookup", arguments: "{}" } }],
+          },
+          "tool_calls",
+        ),
+      ],
+    });
+    const { response, row, paidAtomic } = await paidRequest(FEE_ONLY, "upto");
+    assert.equal(response.status, 200);
+    assert.equal(paidAtomic, FEE_ATOMIC);
+    assert.equal(row.status, "settled");
+  });
+
+  test("a refusal is something: the exact price is charged", async () => {
+    scripted.script = () => ({ pieces: [answer({ content: null, refusal: "I can't help with that." })] });
+    const { response, paidAtomic } = await paidRequest(EXACT, "exact");
+    assert.equal(response.status, 200);
+    assert.equal(paidAtomic, EXACT_ATOMIC);
+  });
+});
+
+describe("a stream with nothing in it", () => {
+  const sse = { "content-type": "text/event-stream" };
+  test("a role chunk and a finish chunk with no content: no fee, no receipt, an error event saying so", async () => {
+    scripted.script = () => ({
+      headers: sse,
+      pieces: [chunk({ role: "assistant", content: "" }), chunk({}, "stop"), "data: [DONE]\n\n"],
+    });
+    const { text, row, paidAtomic } = await paidRequest(FEE_ONLY, "upto", true);
+    assert.equal(paidAtomic, 0n);
+    assert.equal(row.status, "failed");
+    assert.match(row.error ?? "", /nothing/);
+    const events = sseEvents(text);
+    assert.ok(!events.some((event) => parseReceiptEvent(event.data).ok), "no receipt: nothing was charged");
+    assert.match(events.at(-1)?.data ?? "", /nothing is charged/);
+  });
+
+  test("a stream that ends with no event at all charges no exact price", async () => {
+    scripted.script = () => ({ headers: sse, pieces: [""] });
+    const { paidAtomic, row } = await paidRequest(EXACT, "exact", true);
+    assert.equal(paidAtomic, 0n);
+    assert.equal(row.status, "failed");
+  });
+
+  test("a stream with one word in it is charged the fee", async () => {
+    scripted.script = () => ({
+      headers: sse,
+      pieces: [chunk({ role: "assistant", content: "" }), chunk({ content: "Hi" }), chunk({}, "stop")],
+    });
+    const { text, paidAtomic } = await paidRequest(FEE_ONLY, "upto", true);
+    assert.equal(paidAtomic, FEE_ATOMIC);
+    const receipt = sseEvents(text)
+      .map((event) => parseReceiptEvent(event.data))
+      .find((parsed) => parsed.ok);
+    assert.equal(receipt?.ok && receipt.receipt.amount, FEE_ATOMIC.toString());
+  });
+});
