@@ -187,6 +187,31 @@ describe("sellers other than Tollgate's gateway", () => {
     assert.equal(log.of("overcharge").length, 0);
   });
 
+  test('a stream whose seller counted the prompt itself is held to the buyer\'s own count: 8 tokens for "hello", not the 20 of the old count', async () => {
+    const hello = { messages: [{ role: "user", content: "hello" }], stream: true };
+    const charged = async (promptTokens: number) => {
+      const seller = await dishonestSeller({
+        usage: { promptTokens, completionTokens: 1 },
+        promptCountedBy: "gateway",
+      });
+      const log = eventLog();
+      const payingFetch = buyerFetch(2, { onEvent: log.onEvent });
+      await (await chat(payingFetch, seller.url, hello)).text();
+      await payingFetch.idle();
+      return { receipt: log.of("receipt")[0], overcharges: log.of("overcharge") };
+    };
+    const honest = await charged(8);
+    assert.equal(
+      honest.receipt?.chargedAtomic,
+      costAtomic({ promptTokens: 8, completionTokens: 1 }, { ...prices, maxOutputTokens: 1 }),
+    );
+    assert.equal(honest.overcharges.length, 0, "OpenAI's own count is never flagged");
+    const inflated = await charged(20);
+    const [overcharge] = inflated.overcharges;
+    assert.equal(overcharge?.reason, "usage_above_bound");
+    assert.equal(overcharge?.justifiedAtomic, honest.receipt?.chargedAtomic);
+  });
+
   test("refuses a maximum far above the expected cost before signing (maxOverExpected)", async () => {
     const seller = await dishonestSeller({ inflateMaximum: 10n });
     const buyer = devnet.accounts.buyers[2]!;

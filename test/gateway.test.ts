@@ -4,6 +4,7 @@ import { after, before, describe, test } from "node:test";
 import { decodePaymentResponseHeader } from "@x402/core/http";
 import type { PaymentRequired } from "@x402/core/types";
 import OpenAI from "openai";
+import { createPayingFetch, openSpendStore } from "../src/buyer/index.js";
 import type { SqlClient, SqlExecutor } from "../src/ledger/index.js";
 import { countTextTokens } from "../src/pricing/index.js";
 import {
@@ -11,6 +12,7 @@ import {
   encodePaymentSignatureHeader,
   parseReceiptEvent,
 } from "../src/protocol/index.js";
+import { eventLog } from "./support/buyerFixtures.js";
 import {
   expectedCharge,
   type GatewayHarness,
@@ -184,6 +186,55 @@ describe("paid requests", () => {
       assert.ok(text.trimEnd().endsWith("data: [DONE]"));
     } finally {
       h.backend.set({ reportUsage: true });
+    }
+  });
+});
+
+describe("a stream the backend cuts before its usage event", () => {
+  test("is charged OpenAI's documented count of the prompt, 8 tokens for \"hello\" (not 20), and the Tollgate buyer's own check finds it honest", async () => {
+    const buyer = h.devnet.accounts.buyers[1]!;
+    h.backend.set({ responseTokens: 10, failAfterChunks: 3, tokensPerSecond: 0 });
+    const store = await openSpendStore({ dataDir: "memory://" });
+    const log = eventLog();
+    const payingFetch = createPayingFetch({ privateKey: buyer.privateKey, store, onEvent: log.onEvent });
+    try {
+      const before = await h.devnet.usdcBalance(buyer.address);
+      const response = await payingFetch(`${h.gateway.url}/v1/chat/completions`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({
+          model: mockModelId,
+          messages: [{ role: "user", content: "hello" }],
+          max_tokens: 64,
+          stream: true,
+        }),
+      });
+      const text = await response.text();
+      await payingFetch.idle();
+      const receiptLine = text.split("\n").find((line) => line.includes("x402_receipt"));
+      assert.ok(receiptLine, text);
+      const parsed = parseReceiptEvent(receiptLine);
+      assert.ok(parsed.ok);
+      // 3 for the message, "user", "hello", 3 priming the reply: the backend reported nothing.
+      assert.deepEqual(
+        [
+          parsed.receipt.usage.prompt_tokens,
+          parsed.receipt.usage.completion_tokens,
+          parsed.receipt.promptCountedBy,
+        ],
+        [8, 3, "gateway"],
+      );
+      const charge = expectedCharge(8, 3);
+      assert.equal(BigInt(parsed.receipt.amount), charge);
+      assert.equal(await h.devnet.usdcBalance(buyer.address), before - charge);
+      const [row] = await h.ledger.payments.recent({ limit: 1 });
+      assert.equal(row?.promptTokens, 8);
+      assert.equal(log.of("receipt")[0]?.chargedAtomic, charge);
+      assert.equal(log.of("overcharge").length, 0, "an honest count draws no dispute");
+    } finally {
+      h.backend.set({ failAfterChunks: undefined });
+      await payingFetch.close();
+      await store.close();
     }
   });
 });

@@ -1,4 +1,6 @@
 import {
+  countPromptTokens,
+  imageTokenBound,
   messagesPromptBody,
   type PromptKind,
   promptTokenBound,
@@ -88,39 +90,58 @@ function requestedOutputOf(kind: InferenceKind, body: Record<string, unknown>): 
   return body.max_tokens;
 }
 
+/** The prompt of a request as the pricing takes it apart: a kind, a body, and the model it names. */
+function buyerPrompt(request: InferenceRequest): {
+  kind: PromptKind;
+  body: Record<string, unknown>;
+  model?: string;
+} {
+  const { body } = request;
+  const model = typeof body.model === "string" ? body.model : undefined;
+  const named = model ? { model } : {};
+  switch (request.kind) {
+    case "messages":
+      return { kind: "chat", body: messagesPromptBody(body), ...named };
+    case "responses":
+      return { kind: "chat", body: responsesPromptBody(body), ...named };
+    case "image":
+      return { kind: "embedding", body: { input: body.prompt }, ...named };
+    case "moderation":
+      return { ...moderationPrompt(body.input), ...named };
+    default:
+      return { kind: request.kind, body };
+  }
+}
+
 /**
  * The buyer's own upper bound on the request's prompt tokens, or undefined when it cannot be
  * bounded. Messages and responses are walked by the same content-block functions the gateway
  * prices them with; an image's prompt is bounded as one text.
  */
 export async function buyerPromptBound(request: InferenceRequest): Promise<number | undefined> {
-  const { body } = request;
-  const model = typeof body.model === "string" ? body.model : undefined;
   try {
-    switch (request.kind) {
-      case "messages":
-        return await promptTokenBound({
-          kind: "chat",
-          body: messagesPromptBody(body),
-          ...(model ? { model } : {}),
-        });
-      case "responses":
-        return await promptTokenBound({
-          kind: "chat",
-          body: responsesPromptBody(body),
-          ...(model ? { model } : {}),
-        });
-      case "image":
-        return await promptTokenBound({
-          kind: "embedding",
-          body: { input: body.prompt },
-          ...(model ? { model } : {}),
-        });
-      case "moderation":
-        return await promptTokenBound({ ...moderationPrompt(body.input), ...(model ? { model } : {}) });
-      default:
-        return await promptTokenBound({ kind: request.kind, body });
-    }
+    return await promptTokenBound(buyerPrompt(request));
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * The most a seller's own count of the request's prompt can honestly say (`countPromptTokens`, OpenAI's
+ * documented count), whichever of the tokenizers it counts with (`o200k_base`, `cl100k_base`); images
+ * count as in the buyer's bound. Undefined when the prompt cannot be taken apart.
+ */
+export async function buyerPromptCount(request: InferenceRequest): Promise<number | undefined> {
+  const { kind, body, model } = buyerPrompt(request);
+  const named = model ?? (typeof body.model === "string" ? body.model : undefined);
+  const options = { imageTokens: imageTokenBound(named) };
+  try {
+    const counts = await Promise.all(
+      (["o200k_base", "cl100k_base"] as const).map((tokenizer) =>
+        countPromptTokens(kind, body, tokenizer, options),
+      ),
+    );
+    return Math.max(...counts);
   } catch {
     return undefined;
   }

@@ -10,6 +10,7 @@ import type { PaidReceipt, PaymentAttempt, PaymentContext } from "./authorizePay
 import type { ReportedUsage } from "./BuyerEvent.js";
 import { bookedChargeOf, statedChargeOf } from "./bookedChargeOf.js";
 import { checkSellerReceipts } from "./checkSellerReceipts.js";
+import { buyerPromptCount } from "./inferenceRequest.js";
 import { reportedUsageOf } from "./reportedUsage.js";
 import { tapResponseBody } from "./tapResponseBody.js";
 import { verifyCharge } from "./verifyCharge.js";
@@ -27,6 +28,8 @@ export type ReadReceipt = {
   network: string;
   payer: string | undefined;
   usage: ReportedUsage | undefined;
+  /** Who counted the prompt, when the receipt says: `gateway` means the backend reported none. */
+  promptCountedBy?: "backend" | "gateway" | undefined;
   /** The settlement's `extensions`: where the seller's signed receipts travel. */
   extensions: unknown;
   extra: Record<string, unknown> | undefined;
@@ -219,6 +222,11 @@ export async function recordReceipt(context: PaymentContext, attempt: PaymentAtt
     },
   });
   if (!receipt.success) return;
+  // A prompt the seller says it counted itself is held to the buyer's own count of it.
+  const promptCountLimit =
+    receipt.promptCountedBy === "gateway" && attempt.request && choice.estimate
+      ? await buyerPromptCount(attempt.request)
+      : undefined;
   const verdict = verifyCharge({
     chargedAtomic: receipt.chargedAtomic,
     statedAtomic: receipt.statedAtomic,
@@ -226,6 +234,7 @@ export async function recordReceipt(context: PaymentContext, attempt: PaymentAtt
     usage,
     price: choice.price,
     estimate: choice.estimate,
+    promptCountLimit,
   });
   if (verdict.ok) return;
   const disputeId = await store.recordDispute({
@@ -280,6 +289,7 @@ function streamReceiptOf(receipt: StreamReceipt, offer: { scheme: string; amount
       completionTokens: receipt.usage.completion_tokens,
       ...(receipt.units ? { units: receipt.units } : {}),
     },
+    promptCountedBy: receipt.promptCountedBy,
     extensions: receipt.extensions,
     extra:
       typeof extra === "object" && extra !== null

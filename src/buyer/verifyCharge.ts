@@ -20,6 +20,11 @@ export type VerifyChargeParameters = {
   price?: QuotedPrice | undefined;
   /** The buyer's own bounds on the request: no honest usage exceeds them. */
   estimate?: RequestEstimate | undefined;
+  /**
+   * When the seller says it counted the prompt itself (the backend reported none): the most its count
+   * can honestly say (`buyerPromptCount`). A charge only a larger prompt explains is flagged.
+   */
+  promptCountLimit?: number | undefined;
 };
 
 export type VerifyChargeReturnType =
@@ -33,7 +38,8 @@ export type VerifyChargeReturnType =
  * beyond the buyer's own bounds (its prompt bound, its output limit × completions) is not believed: the
  * justified charge uses the bounded usage, and a charge only the inflated usage explains is
  * flagged as `usage_above_bound`, as is a charge reported with no usage above what the buyer's own
- * bounds cost at the quoted prices (`expectedMaxAtomic`).
+ * bounds cost at the quoted prices (`expectedMaxAtomic`). A prompt the seller counted itself is held to
+ * the buyer's own count of it (`promptCountLimit`): a charge above what that justifies is flagged too.
  */
 export function verifyCharge({
   chargedAtomic,
@@ -42,6 +48,7 @@ export function verifyCharge({
   usage,
   price,
   estimate,
+  promptCountLimit,
 }: VerifyChargeParameters): VerifyChargeReturnType {
   const reported = usage && price ? justifiedChargeAtomic(usage, price) : undefined;
   const bounded =
@@ -86,6 +93,24 @@ export function verifyCharge({
       justifiedAtomic: bounded,
       message: `charged ${chargedAtomic} for usage above the buyer's own bounds (justified: ${bounded})`,
     };
+  }
+  if (usage && price && estimate && promptCountLimit !== undefined) {
+    const counted = justifiedChargeAtomic(
+      boundedUsage(
+        usage,
+        Math.min(estimate.promptTokenBound, promptCountLimit),
+        maxCompletionTokensOf(estimate),
+        { images: estimate.images, computeMs: estimate.computeMsBound, promptCache: estimate.promptCache },
+      ),
+      price,
+    );
+    if (chargedAtomic > counted)
+      return {
+        ok: false,
+        reason: "usage_above_bound",
+        justifiedAtomic: counted,
+        message: `charged ${chargedAtomic} for a prompt of ${usage.promptTokens} tokens the seller counted itself, above the buyer's own count of ${promptCountLimit} (justified: ${counted})`,
+      };
   }
   // With no usage to check, the charge is still held to what the buyer's own bounds cost at the quoted prices.
   if (!usage && price && estimate && chargedAtomic > estimate.expectedMaxAtomic) {

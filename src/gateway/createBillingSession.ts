@@ -457,6 +457,7 @@ export function createBillingSession(parameters: CreateBillingSessionParameters)
       completion_tokens: outcome.usage.completionTokens,
       total_tokens: outcome.usage.promptTokens + outcome.usage.completionTokens,
     },
+    ...(outcome.usage.promptSource ? { promptCountedBy: outcome.usage.promptSource } : {}),
     units: outcome.usage.units,
     prices: {
       inputPerMTokAtomic: String(quote.prices?.input_tokens ?? 0n),

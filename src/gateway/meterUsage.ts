@@ -114,5 +114,6 @@ export async function reconcileUsage({
       requests: 1,
     },
     source: promptBelieved && (outputBelieved || maxOutputTokens === 0) ? "backend" : "tokenizer",
+    promptSource: promptBelieved ? "backend" : "gateway",
   };
 }

@@ -20,6 +20,8 @@ export type ChargeUsage = {
   /** Usage per unit, what the charge is computed from. */
   units: Partial<Record<UsageUnit, number>>;
   source: "backend" | "tokenizer";
+  /** Who counted the prompt: the backend (its report, believed) or the gateway (`countPromptTokens`). */
+  promptSource?: "backend" | "gateway";
 };
 
 export type SettleChargeParameters = {

@@ -9,14 +9,28 @@ import { promptTokenBound } from "./promptTokenBound.js";
 const plain = { disallowedSpecial: new Set<string>() };
 
 describe("countPromptTokens", () => {
-  test("counts a chat at or above OpenAI's own count and at most the bound", async () => {
+  test("counts a chat as OpenAI documents it (3 per message, 3 for the reply, the values' text), below the bound", async () => {
     const messages = [
       { role: "system" as const, content: "You are a careful assistant." },
       { role: "user" as const, content: "Summarize the history of the Roman Empire in three sentences." },
     ];
     const counted = await countPromptTokens("chat", { model: "gpt-4o", messages });
-    assert.ok(counted >= encodeChatO200k(messages, "gpt-4o", plain).length);
-    assert.ok(counted <= (await promptTokenBound({ kind: "chat", body: { model: "gpt-4o", messages } })));
+    assert.equal(counted, encodeChatO200k(messages, "gpt-4o", plain).length);
+    assert.ok(counted < (await promptTokenBound({ kind: "chat", body: { model: "gpt-4o", messages } })));
+  });
+
+  test('counts one message "hello" as 8 tokens, and a name as 1 more than its text', async () => {
+    const hello = { role: "user", content: "hello" };
+    assert.equal(await countPromptTokens("chat", { model: "gpt-4o", messages: [hello] }), 8);
+    // 3 + "user" + "hello" + "bob" + 1 for the name + 3.
+    assert.equal(
+      await countPromptTokens("chat", { model: "gpt-4o", messages: [{ ...hello, name: "bob" }] }),
+      10,
+    );
+  });
+
+  test("counts a completion prompt as its text alone", async () => {
+    assert.equal(await countPromptTokens("completion", { model: "gpt-4o", prompt: "hello" }), 1);
   });
 
   test("estimates unknown models with o200k, far below their byte bound", async () => {

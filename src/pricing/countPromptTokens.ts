@@ -18,8 +18,11 @@ const PIECES_PER_CHECK = 8;
 
 /**
  * An estimate of the prompt tokens of a request, for charging when the backend reports no
- * prompt usage: the model tokenizer's count of its text (`o200k_base` for models without one)
- * plus the exact-tokenizer template overhead; images and audio count as in the bound, an inline
+ * prompt usage: never more than the buyer can have used, so OpenAI's documented count. The model
+ * tokenizer's count of the values of its messages (not their keys; `o200k_base` for models without
+ * a tokenizer) and of its other prompt fields' JSON, plus OpenAI's template overhead
+ * (`TEMPLATE_OVERHEAD.counted`: 3 per message, 1 per name, 3 priming the reply; none for a completion
+ * or embeddings input); images and audio count as in the bound, an inline
  * document one token per byte of its data up to the bound's `documentTokens` (its true count is unknown).
  * Never more than `promptTokenBound` of the same body and options. Counts in slices of a few
  * milliseconds, yielding to the event loop between them, in time linear in the body.
@@ -39,9 +42,10 @@ export async function countPromptTokens(
     imageTokens: options.imageTokens ?? imageTokenBound(modelName),
     documentTokens: (bytes) => Math.min(bytes, documentTokens),
     extraFields: options.extraFields,
+    keys: false,
   });
   return (
-    templateOverhead(parts, TEMPLATE_OVERHEAD.exact) +
+    templateOverhead(parts, TEMPLATE_OVERHEAD.counted) +
     parts.mediaTokens +
     parts.tokenIds +
     parts.literalBytes +

@@ -20,6 +20,8 @@ export type PromptParts = {
   /** Token ids sent as numbers in `prompt` or `input`, one token each. */
   tokenIds: number;
   messages: number;
+  /** Messages that carry a `name`. */
+  names: number;
   prompts: number;
 };
 
@@ -34,6 +36,11 @@ export type PromptPartsOptions = {
   documentTokens?: ((bytes: number) => number) | undefined;
   /** More top-level fields to read as prompt, beyond the defaults for the kind. */
   extraFields?: readonly string[] | undefined;
+  /**
+   * Whether the keys of messages, content parts and their values read as text (default true): a
+   * template may print them. False takes only the values, as OpenAI's documented count does.
+   */
+  keys?: boolean | undefined;
 };
 
 /** Top-level chat fields that chat templates render into the prompt. */
@@ -47,22 +54,29 @@ export const DEFAULT_CHAT_PROMPT_FIELDS = [
 
 /**
  * Tokens the chat template, role markers and reply priming may add, beyond the text itself.
- * Exact tokenizers need little (OpenAI documents 3 per message and 3 per reply); byte bounds
- * cover unknown templates, such as Llama's header tokens and default system preamble.
+ * `exact` and `bytes` are bounds, for the quote: exact tokenizers need little, byte bounds cover
+ * unknown templates, such as Llama's header tokens and default system preamble. `counted` is what
+ * OpenAI documents for its chat models ("How to count tokens with tiktoken", OpenAI cookbook): 3 per
+ * message, 1 more for a message's `name`, 3 priming the reply, and nothing for a field's JSON or a
+ * completion's prompt; the gateway's own count of a prompt no backend reported uses it.
  */
 export const TEMPLATE_OVERHEAD = {
-  exact: { perRequest: 8, perMessage: 8, perPrompt: 2, perField: 64 },
-  bytes: { perRequest: 64, perMessage: 16, perPrompt: 4, perField: 256 },
+  exact: { perRequest: 8, perReply: 0, perMessage: 8, perName: 0, perPrompt: 2, perField: 64 },
+  bytes: { perRequest: 64, perReply: 0, perMessage: 16, perName: 0, perPrompt: 4, perField: 256 },
+  counted: { perRequest: 0, perReply: 3, perMessage: 3, perName: 1, perPrompt: 0, perField: 0 },
 } as const;
 
 /** The template tokens `parts` may add, with the overhead table for exact or byte counting. */
 export function templateOverhead(
   parts: PromptParts,
-  overhead: (typeof TEMPLATE_OVERHEAD)["exact" | "bytes"],
+  overhead: (typeof TEMPLATE_OVERHEAD)[keyof typeof TEMPLATE_OVERHEAD],
 ) {
   return (
     overhead.perRequest +
+    // A chat request has a reply to prime; a completion or embeddings input has none.
+    (parts.messages > 0 ? overhead.perReply : 0) +
     overhead.perMessage * parts.messages +
+    overhead.perName * parts.names +
     overhead.perPrompt * parts.prompts +
     overhead.perField * parts.fields.length
   );
@@ -93,7 +107,7 @@ export function promptParts(
     const value = body[field];
     if (field === primary || field === "suffix" || value === undefined || value === null) continue;
     const leaves = emptyParts();
-    addLeaves(leaves, value);
+    addLeaves(leaves, value, true);
     parts.fields.push({
       json: JSON.stringify(value),
       leaves: leaves.texts,
@@ -119,39 +133,51 @@ export function promptTextBytes(parts: PromptParts): { all: number; bound: numbe
 }
 
 function emptyParts(): PromptParts {
-  return { texts: [], fields: [], literalBytes: 0, mediaTokens: 0, tokenIds: 0, messages: 0, prompts: 0 };
+  return {
+    texts: [],
+    fields: [],
+    literalBytes: 0,
+    mediaTokens: 0,
+    tokenIds: 0,
+    messages: 0,
+    names: 0,
+    prompts: 0,
+  };
 }
 
 function addMessages(parts: PromptParts, messages: unknown, options: PromptPartsOptions) {
   if (!Array.isArray(messages) || messages.length === 0)
     throw invalid("messages", "must be a non-empty array");
+  const keys = options.keys !== false;
   messages.forEach((message, index) => {
     if (typeof message !== "object" || message === null || Array.isArray(message))
       throw invalid(`messages[${index}]`, "must be an object");
     parts.messages++;
+    if ("name" in message) parts.names++;
     // The message itself is never a content part, whatever its `type` says: all of it is text.
     for (const [key, value] of Object.entries(message)) {
-      parts.texts.push(key);
+      if (keys) parts.texts.push(key);
       if (key === "content" && Array.isArray(value)) {
         for (const part of value) addContentPart(parts, part, options, `messages[${index}]`);
-      } else addLeaves(parts, value);
+      } else addLeaves(parts, value, keys);
     }
   });
 }
 
 /** One element of a message's `content` array. */
 function addContentPart(parts: PromptParts, part: unknown, options: PromptPartsOptions, path: string) {
-  if (typeof part !== "object" || part === null || Array.isArray(part)) return addLeaves(parts, part);
+  const keys = options.keys !== false;
+  if (typeof part !== "object" || part === null || Array.isArray(part)) return addLeaves(parts, part, keys);
   const type = (part as { type?: unknown }).type;
   const isImage = type === "image_url" || type === "input_image";
   if (isImage) parts.mediaTokens += options.imageTokens;
   for (const [key, value] of Object.entries(part)) {
-    parts.texts.push(key);
+    if (keys) parts.texts.push(key);
     if (isImage && key === "image_url") continue;
     if (type === "input_audio" && key === "input_audio") {
       parts.mediaTokens += utf8ByteLength(JSON.stringify(value ?? ""));
     } else if (type === "file" && key === "file") addFile(parts, value, path, options);
-    else addLeaves(parts, value);
+    else addLeaves(parts, value, keys);
   }
   if (type === "file" && !("file" in part)) addFile(parts, undefined, path, options);
 }
@@ -163,18 +189,19 @@ function addFile(parts: PromptParts, file: unknown, path: string, options: Promp
   }
   const bytes = utf8ByteLength(data);
   parts.mediaTokens += options.documentTokens ? options.documentTokens(bytes) : bytes;
+  const keys = options.keys !== false;
   for (const [key, value] of Object.entries(file as object)) {
-    parts.texts.push(key);
-    if (key !== "file_data") addLeaves(parts, value);
+    if (keys) parts.texts.push(key);
+    if (key !== "file_data") addLeaves(parts, value, keys);
   }
 }
 
 /**
- * Every key and string inside `root` as text, and every number, boolean, null and bracket pair
- * as literal bytes. Iterative, with one frame per array or object rather than one per value, so neither
- * deep nesting nor millions of values costs more than a pass.
+ * Every string inside `root` (and every key, with `keys`) as text, and every number, boolean, null and
+ * bracket pair as literal bytes. Iterative, with one frame per array or object rather than one per value,
+ * so neither deep nesting nor millions of values costs more than a pass.
  */
-function addLeaves(parts: PromptParts, root: unknown) {
+function addLeaves(parts: PromptParts, root: unknown, keys: boolean) {
   const frames: { values: readonly unknown[]; next: number }[] = [{ values: [root], next: 0 }];
   for (let frame = frames.at(-1); frame !== undefined; frame = frames.at(-1)) {
     if (frame.next === frame.values.length) {
@@ -191,7 +218,7 @@ function addLeaves(parts: PromptParts, root: unknown) {
       parts.literalBytes += 2;
       if (Array.isArray(node)) frames.push({ values: node, next: 0 });
       else {
-        for (const key of Object.keys(node)) parts.texts.push(key);
+        if (keys) for (const key of Object.keys(node)) parts.texts.push(key);
         frames.push({ values: Object.values(node), next: 0 });
       }
     }

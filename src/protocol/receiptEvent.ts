@@ -31,6 +31,11 @@ export const streamReceiptSchema = z.looseObject({
     completion_tokens: tokenCountSchema,
     total_tokens: tokenCountSchema.optional(),
   }),
+  /**
+   * Who counted the prompt: `backend` (its report, believed) or `gateway` (the backend reported none, or
+   * one not believed: the gateway counted it itself, as OpenAI documents, and a buyer may check that count).
+   */
+  promptCountedBy: z.enum(["backend", "gateway"]).optional(),
   /** Usage per unit (`input_tokens`, `cached_input_tokens`, `output_tokens`, `images`, `compute_ms`, …): what the charge is computed from. */
   units: z.record(z.string(), tokenCountSchema).optional(),
   prices: z.looseObject({

@@ -40,6 +40,8 @@ export type DishonestSellerParameters = {
   statedChargeAtomic?: bigint;
   /** The transaction its receipt names, whatever it settled with. Default: the settlement's. */
   statedTransaction?: string;
+  /** Who its stream receipt says counted the prompt (`promptCountedBy`). Default: it says nothing. */
+  promptCountedBy?: "backend" | "gateway";
   /** The offer's `maxTimeoutSeconds`. Default 120. */
   maxTimeoutSeconds?: number;
   /**
@@ -225,6 +227,7 @@ export async function startDishonestSeller(parameters: DishonestSellerParameters
           asset,
           model: String(body.model),
           usage: completion.usage,
+          ...(parameters.promptCountedBy ? { promptCountedBy: parameters.promptCountedBy } : {}),
           prices: {
             inputPerMTokAtomic: prices.inputPerMTokAtomic.toString(),
             outputPerMTokAtomic: prices.outputPerMTokAtomic.toString(),
