@@ -37,6 +37,32 @@ describe("verifyCharge", () => {
     );
   });
 
+  test("holds a prompt the seller counted itself to the buyer's own count: at it passes, above it is flagged", () => {
+    const charge = (promptTokens: number) =>
+      costAtomic({ promptTokens, completionTokens: 3 }, { ...price, maxOutputTokens: 1 });
+    const at = (promptTokens: number) =>
+      verifyCharge({
+        chargedAtomic: charge(promptTokens),
+        maxAtomic: 1_000n,
+        usage: { promptTokens, completionTokens: 3 },
+        price,
+        estimate,
+        promptCountLimit: 8,
+      });
+    assert.equal(at(8).ok, true);
+    const inflated = at(20);
+    assert.deepEqual(
+      { ok: inflated.ok, reason: !inflated.ok && inflated.reason, justified: inflated.justifiedAtomic },
+      { ok: false, reason: "usage_above_bound", justified: charge(8) },
+    );
+    // Without the seller saying it counted the prompt, 20 is within the bound and stands.
+    const reported = { promptTokens: 20, completionTokens: 3 };
+    assert.equal(
+      verifyCharge({ chargedAtomic: charge(20), maxAtomic: 1_000n, usage: reported, price, estimate }).ok,
+      true,
+    );
+  });
+
   test("flags a charge above the signed maximum, even without usage", () => {
     const verdict = verifyCharge({ chargedAtomic: 1_001n, maxAtomic: 1_000n });
     assert.equal(!verdict.ok && verdict.reason, "above_maximum");
