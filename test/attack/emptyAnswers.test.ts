@@ -14,6 +14,8 @@ let h: GatewayHarness;
 let scripted: ScriptedBackend;
 const FEE_ONLY = "scripted-fee-only";
 const EXACT = "scripted-exact";
+const MESSAGES = "scripted-messages-fee";
+const RESPONSES = "scripted-responses-fee";
 const FEE_ATOMIC = 5_000n;
 const EXACT_ATOMIC = 2_000n;
 
@@ -35,6 +37,22 @@ before(async () => {
         tokenizer: "o200k_base",
         backend: { baseUrl: scripted.url },
         exactPrice: EXACT_ATOMIC.toString(),
+        maxOutputTokens: 50,
+      },
+      {
+        id: MESSAGES,
+        kind: "messages",
+        tokenizer: "o200k_base",
+        backend: { baseUrl: scripted.url },
+        prices: { requests: FEE_ATOMIC.toString() },
+        maxOutputTokens: 50,
+      },
+      {
+        id: RESPONSES,
+        kind: "responses",
+        tokenizer: "o200k_base",
+        backend: { baseUrl: scripted.url },
+        prices: { requests: FEE_ATOMIC.toString() },
         maxOutputTokens: 50,
       },
     ],
@@ -162,4 +180,46 @@ describe("a stream with nothing in it", () => {
       .find((parsed) => parsed.ok);
     assert.equal(receipt?.ok && receipt.receipt.amount, FEE_ATOMIC.toString());
   });
+});
+
+describe("the other generating APIs, answering nothing", () => {
+  const nothing = [
+    {
+      what: "a Messages answer with no content block",
+      path: "/v1/messages",
+      body: { model: MESSAGES, max_tokens: 20, messages: [{ role: "user", content: "hello" }] },
+      answer: {
+        id: "m",
+        type: "message",
+        role: "assistant",
+        content: [],
+        stop_reason: "end_turn",
+        usage: { input_tokens: 8, output_tokens: 0 },
+      },
+    },
+    {
+      what: "a Responses answer with an empty output",
+      path: "/v1/responses",
+      body: { model: RESPONSES, max_output_tokens: 20, input: "hello" },
+      answer: {
+        id: "r",
+        object: "response",
+        status: "completed",
+        output: [],
+        usage: { input_tokens: 8, output_tokens: 0, total_tokens: 8 },
+      },
+    },
+  ];
+  for (const { what, path, body, answer } of nothing) {
+    test(`${what}: no fee`, async () => {
+      scripted.script = () => ({ pieces: [JSON.stringify(answer)] });
+      const buyer = devnet.accounts.buyers[0]!;
+      const before = await devnet.usdcBalance(buyer.address);
+      const { response } = await payFor(h, path, body, buyer.privateKey);
+      const text = await response.text();
+      assert.equal(response.status, 502, text);
+      assert.equal(await devnet.usdcBalance(buyer.address), before);
+      assert.equal((await finalRow(h)).status, "failed");
+    });
+  }
 });
