@@ -132,10 +132,10 @@ export async function buyerPromptBound(request: InferenceRequest): Promise<numbe
  * count as in the buyer's bound. Undefined when the prompt cannot be taken apart.
  */
 export async function buyerPromptCount(request: InferenceRequest): Promise<number | undefined> {
-  const { kind, body, model } = buyerPrompt(request);
-  const named = model ?? (typeof body.model === "string" ? body.model : undefined);
-  const options = { imageTokens: imageTokenBound(named) };
   try {
+    const { kind, body, model } = buyerPrompt(request);
+    const named = model ?? (typeof body.model === "string" ? body.model : undefined);
+    const options = { imageTokens: imageTokenBound(named) };
     const counts = await Promise.all(
       (["o200k_base", "cl100k_base"] as const).map((tokenizer) =>
         countPromptTokens(kind, body, tokenizer, options),
