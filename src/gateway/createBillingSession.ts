@@ -243,10 +243,15 @@ export function createBillingSession(parameters: CreateBillingSessionParameters)
   };
 
   /**
-   * The buyer got something: output the model generated (`OutputMeter.generated`), or a result of an
-   * API that generates no tokens (embeddings, moderations). Anything less is charged nothing.
+   * The buyer got an answer: output the model generated (`OutputMeter.generated`), a result of an API
+   * that generates no tokens (embeddings, moderations), or an empty one the backend says it worked for
+   * (a usage report counting the prompt it read or tokens it generated: a stop sequence met at once, a
+   * content filter, reasoning that used up the limit), charged as any answer by that usage. A buyer
+   * could otherwise have any prompt read, and a prompt cache written, for free by asking for nothing.
+   * Anything less (no usage report, a stream cut before it) is charged nothing.
    */
-  const answered = (meter: OutputMeter) => meter.generated || (!quote.route.outputTokens && meter.delivered);
+  const answered = (meter: OutputMeter, reported: unknown) =>
+    meter.generated || (!quote.route.outputTokens && meter.delivered) || reportsWork(reported);
 
   const exactCount = hasExactTokenizer(model);
   const newMeter = () =>
@@ -502,11 +507,11 @@ export function createBillingSession(parameters: CreateBillingSessionParameters)
             ? "the backend stopped answering in time"
             : "the backend failed mid-answer";
       // A buyer that leaves once the backend took its prompt pays for the prompt (nothing else was delivered).
-      if (!answered(meter) && ending !== "client_gone") {
+      if (!answered(meter, tap.reportedUsage) && ending !== "client_gone") {
         // The stream's headers (200) are gone; the buyer reads the failure in the error event.
         await failBeforeOutput(
           meter.delivered
-            ? "the backend's stream held nothing the model generated (no content, refusal or tool call); nothing is charged"
+            ? "the backend's stream held nothing the model generated (no content, refusal or tool call) and reported no usage; nothing is charged"
             : "backend delivered no output",
           200,
         );
@@ -625,9 +630,9 @@ export function createBillingSession(parameters: CreateBillingSessionParameters)
         meter.accept(quote.route.readAnswer(cut));
         body = JSON.stringify(cut);
       }
-      if (!answered(meter)) {
+      if (!answered(meter, reading.usage)) {
         const reason =
-          "the backend answered nothing the model generated (no content, refusal or tool call); nothing is charged";
+          "the backend answered nothing the model generated (no content, refusal or tool call) and reported no usage; nothing is charged";
         await failBeforeOutput(reason);
         return {
           ok: false,
@@ -739,4 +744,14 @@ export function createBillingSession(parameters: CreateBillingSessionParameters)
   function newMeterAccepts(answer: Record<string, unknown>): boolean {
     return newMeter().accept(quote.route.readAnswer(answer));
   }
+}
+
+/** A backend's usage report that counts work done: a prompt read or tokens generated (any API's names). */
+function reportsWork(reported: unknown): boolean {
+  if (typeof reported !== "object" || reported === null) return false;
+  const usage = reported as Record<string, unknown>;
+  return ["prompt_tokens", "input_tokens", "completion_tokens", "output_tokens"].some(
+    (field) =>
+      typeof usage[field] === "number" && Number.isSafeInteger(usage[field]) && (usage[field] as number) > 0,
+  );
 }
