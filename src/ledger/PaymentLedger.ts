@@ -236,7 +236,7 @@ export interface PaymentLedger {
   settledSince(options: SettledSinceOptions): Promise<PaymentRecord[]>;
   /** Rows in claimed, serving, metered or settling, oldest first: what a restart must finish. */
   pendingForRecovery(options?: PendingForRecoveryOptions): Promise<PaymentRecord[]>;
-  /** Newest rows first. */
+  /** Newest rows first, by when each was written (then by id). */
   recent(options?: RecentPaymentsOptions): Promise<PaymentRecord[]>;
   /** Per-model money and status counts, ordered by model. */
   totals(): Promise<PaymentModelTotals[]>;

@@ -486,7 +486,8 @@ export function createPaymentLedger(
 
     async recent({ limit = 50 } = {}) {
       const bounded = Number.isFinite(limit) ? Math.min(Math.max(Math.trunc(limit), 1), 1000) : 50;
-      return selectPayments("ORDER BY id DESC LIMIT $1", [bounded]);
+      // By when each row was written: an id allocated ahead (allocateUnlessInDebt) may be written after later ones.
+      return selectPayments("ORDER BY created_at DESC, id DESC LIMIT $1", [bounded]);
     },
 
     async totals() {

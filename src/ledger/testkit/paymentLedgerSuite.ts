@@ -488,6 +488,19 @@ export function describePaymentLedger(label: string, current: () => LedgerHarnes
       assert.equal((await payments.recent({ limit: 0 })).length, 1);
     });
 
+    test("lists recent payments by when they were written, not by their id: an id is allocated before its row", async () => {
+      const earlier = await payments.allocateUnlessInDebt(claimInput());
+      const later = await payments.allocateUnlessInDebt(claimInput());
+      assert.ok(earlier !== undefined && later !== undefined && earlier < later);
+      await payments.claim(claimInput(), { id: later });
+      await payments.claim(claimInput(), { id: earlier });
+      const last = await paymentAt(payments, "claimed");
+      assert.deepEqual(
+        (await payments.recent()).map((p) => p.id),
+        [last.id, earlier, later],
+      );
+    });
+
     test("totals money per model exactly, far beyond 2^53", async () => {
       const huge = 2n ** 200n + 12_345_678_901_234_567n;
       const charges = [2n ** 60n + 1n, 2n ** 70n + 3n, 0n];
