@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { existsSync } from "node:fs";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { type AddressInfo, createServer } from "node:net";
 import { tmpdir } from "node:os";
@@ -155,6 +156,25 @@ describe("the CLI says what to do in words", () => {
         ),
       );
       assert.doesNotMatch(run.stderr, /EADDRINUSE/);
+    } finally {
+      await new Promise((resolve) => taken.close(resolve));
+    }
+  });
+
+  test("dev on a port already taken says so before it starts anything or opens its ledger: exit 1", async () => {
+    const taken = createServer();
+    await new Promise<void>((resolve) => taken.listen(0, "127.0.0.1", resolve));
+    const { port } = taken.address() as AddressInfo;
+    const dataDir = join(dir, "dev-on-taken-port");
+    try {
+      const run = await runMain(["dev", "--port", String(port), "--data-dir", dataDir]);
+      assert.equal(run.code, 1, run.stderr);
+      assert.match(
+        run.stderr,
+        new RegExp(`tollgate dev: port ${port} on 127\\.0\\.0\\.1 is taken by another process`),
+      );
+      assert.doesNotMatch(run.stdout, /Starting Tollgate dev/, "nothing was started");
+      assert.equal(existsSync(dataDir), false, "no ledger was opened");
     } finally {
       await new Promise((resolve) => taken.close(resolve));
     }

@@ -1,5 +1,6 @@
 import { randomBytes } from "node:crypto";
 import { readdirSync } from "node:fs";
+import { createServer } from "node:net";
 import { z } from "zod";
 import { startDemoBackend } from "../demo/index.js";
 import { startDevnet } from "../devnet/index.js";
@@ -39,6 +40,20 @@ function refuseUpstreamBeyondLoopback(host: string, upstream: string): void {
   });
 }
 
+/**
+ * Throws the listen error (EADDRINUSE and its like, which `main` tells in words) when the gateway could
+ * not listen on `host`:`port`; port 0 is any free one. The port is freed again at once.
+ */
+async function refuseTakenPort(host: string, port: number): Promise<void> {
+  if (port === 0) return;
+  const probe = createServer();
+  await new Promise<void>((resolve, reject) => {
+    probe.once("error", reject);
+    probe.listen(port, host, resolve);
+  });
+  await new Promise((resolve) => probe.close(resolve));
+}
+
 /** `tollgate dev`: the whole system on embedded defaults. */
 export async function devCommand(argv: string[]): Promise<number> {
   const { flags } = parseFlags(
@@ -57,6 +72,8 @@ export async function devCommand(argv: string[]): Promise<number> {
     }, flagsSchema),
   );
   if (flags.upstream) refuseUpstreamBeyondLoopback(flags.host, flags.upstream);
+  // Before the devnet starts and the ledger is opened (which sets aside an earlier chain's channels).
+  await refuseTakenPort(flags.host, flags.port);
   const logger = createCliLogger(flags.json ? "warn" : (process.env.TOLLGATE_LOG_LEVEL ?? "warn"));
   const startedAt = performance.now();
   if (!flags.json)
