@@ -290,9 +290,14 @@ describe("request ids", () => {
 });
 
 describe("dashboard", () => {
-  test("is refused without the operator token", async () => {
-    assert.equal((await fetch(`${h.gateway.url}/dashboard`)).status, 401);
-    assert.equal((await fetch(`${h.gateway.url}/dashboard/data.json?token=wrong`)).status, 401);
+  test("is refused without the operator token, as the caller's error", async () => {
+    for (const path of ["/dashboard", "/dashboard/data.json?token=wrong"]) {
+      const response = await fetch(`${h.gateway.url}${path}`);
+      assert.equal(response.status, 401);
+      const { error } = (await response.json()) as { error: { type: string; code: string } };
+      assert.equal(error.type, "invalid_request_error", path);
+      assert.equal(error.code, "TOLLGATE_OPERATOR_UNAUTHORIZED", path);
+    }
   });
 
   test("its data holds the ledger's figures", async () => {

@@ -5,6 +5,8 @@ export type ErrorAnswer = { status: number; headers: Record<string, string>; bod
 
 const TYPE_OF_STATUS: Record<number, string> = {
   400: "invalid_request_error",
+  // OpenAI answers a missing or wrong key with 401 and this type too: the caller's error, not the server's.
+  401: "invalid_request_error",
   404: "invalid_request_error",
   409: "invalid_request_error",
   413: "invalid_request_error",
