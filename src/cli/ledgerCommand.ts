@@ -37,7 +37,8 @@ export async function ledgerCommand(argv: string[]): Promise<number> {
   printLine(
     `  ${"model".padEnd(24)} ${"requests".padStart(8)} ${"authorized".padStart(14)} ${"charged".padStart(14)} ${"owed".padStart(12)}`,
   );
-  const money = (atomic: string) => formatMoney(BigInt(atomic));
+  // Every decimal, so the figures line up and $0.05 is not written beside $0.001234 with fewer digits.
+  const money = (atomic: string) => formatMoney(BigInt(atomic), { trim: false });
   for (const t of report.totals) {
     printLine(
       `  ${t.model.padEnd(24)} ${String(t.count).padStart(8)} ${money(t.authorizedAtomic).padStart(14)} ${money(t.chargedAtomic).padStart(14)} ${money(t.owedAtomic).padStart(12)}`,
