@@ -58,7 +58,9 @@ describe("the CLI says what to do in words", () => {
       const run = await runMain(args);
       assert.equal(run.code, 2, run.stderr);
       assert.match(run.stderr, /cannot read config file .*tollgate\.yaml: no such file/);
-      assert.match(run.stderr, /copy tollgate\.example\.yaml/);
+      // Named once, by the path to copy from (here the repository's own example, in the current directory).
+      assert.match(run.stderr, /copy tollgate\.example\.yaml to it and edit it/);
+      assert.doesNotMatch(run.stderr, /tollgate\.example\.yaml \(/);
     }
   });
 

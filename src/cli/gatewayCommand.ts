@@ -1,5 +1,5 @@
 import { mkdir, readFile } from "node:fs/promises";
-import { relative, resolve } from "node:path";
+import { isAbsolute, relative, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parse as parseYaml, type Tags } from "yaml";
 
@@ -127,14 +127,14 @@ export async function readConfigFile(path: string): Promise<unknown> {
   } catch (cause) {
     const missing = (cause as NodeJS.ErrnoException).code === "ENOENT";
     // The example ships beside src/ and dist/, in the clone and in the installed package alike.
-    const example = relative(
-      process.cwd(),
-      fileURLToPath(new URL("../../tollgate.example.yaml", import.meta.url)),
-    );
+    // Named by the path to copy from: relative when it is below the current directory, else in full.
+    const examplePath = fileURLToPath(new URL("../../tollgate.example.yaml", import.meta.url));
+    const fromHere = relative(process.cwd(), examplePath);
+    const example = fromHere.startsWith("..") || isAbsolute(fromHere) ? examplePath : fromHere;
     throw new TollgateError({
       code: "TOLLGATE_CONFIG_INVALID",
       shortMessage: missing
-        ? `cannot read config file ${path}: no such file; copy tollgate.example.yaml (${example}) to it and edit it, or name another with --config`
+        ? `cannot read config file ${path}: no such file; copy ${example} to it and edit it, or name another with --config`
         : `cannot read config file ${path}: ${(cause as Error).message}`,
       cause,
     });
