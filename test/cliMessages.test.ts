@@ -64,6 +64,15 @@ describe("the CLI says what to do in words", () => {
     }
   });
 
+  test("--help puts one blank line between its title and the first command", async () => {
+    const run = await runMain(["--help"]);
+    assert.equal(run.code, 0, run.stderr);
+    assert.match(
+      run.stdout,
+      /^tollgate — pay-per-token billing for AI inference over x402\n\ntollgate --version\n/,
+    );
+  });
+
   test("a flag's bad value and a stray argument are explained: exit 2", async () => {
     const limit = await runMain(["ledger", "--limit", "many"]);
     assert.equal(limit.code, 2);

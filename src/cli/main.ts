@@ -25,7 +25,6 @@ const commands: Record<CommandName, () => Promise<RunCommand>> = {
 function usage(): string {
   return [
     "tollgate — pay-per-token billing for AI inference over x402",
-    "",
     "tollgate --version\n  Prints the version of this package.",
     ...Object.values(commandUsage),
   ].join("\n\n");
