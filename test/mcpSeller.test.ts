@@ -292,7 +292,7 @@ describe("paid MCP tools (x402 MCP transport)", () => {
     assert.equal(await h.devnet.usdcBalance(h.devnet.accounts.payTo.address), payToBefore + 1000n);
   });
 
-  test("a paid tool's payments are counted in /metrics as the ledger books them, each row with its request id", async () => {
+  test("a paid tool's payments are counted in /metrics as the ledger books them, a call without payment as a 402, each row with its request id", async () => {
     const buyer = h.devnet.accounts.buyers[1]!;
     const scrape = async () => parsePrometheusText(await (await fetch(`${h.gateway.url}/metrics`)).text());
     const before = await scrape();
@@ -318,6 +318,15 @@ describe("paid MCP tools (x402 MCP transport)", () => {
         route: "/mcp/tools/count_tokens",
         model: "count_tokens",
         status: "200",
+      }),
+      1,
+    );
+    // The call that brought no payment was answered with the requirements: a 402, as a route counts it.
+    assert.equal(
+      added("tollgate_requests_total", {
+        route: "/mcp/tools/count_tokens",
+        model: "count_tokens",
+        status: "402",
       }),
       1,
     );

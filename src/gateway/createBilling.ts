@@ -149,8 +149,23 @@ export type Billing = {
   settle(charge: SettlePaidWork): Promise<ChargeOutcome>;
   /** Ends an admitted payment whose work failed: nothing is charged (the row ends `failed`). */
   fail(paymentId: number, reason: string): Promise<void>;
+  /**
+   * Tells the listeners that work priced elsewhere (a paid MCP tool) was asked for without a payment
+   * and answered with its payment requirements: a 402 quote, as a route's is told.
+   */
+  paymentRequired(work: PaymentRequiredWork): void;
   /** Resolves once every request served so far has its money final (settled, zero, debt or failed). */
   whenSettled(): Promise<void>;
+};
+
+/** What `Billing.paymentRequired` tells of work asked for without a payment. */
+export type PaymentRequiredWork = {
+  /** The work's name in the ledger and the metrics (a tool's name). */
+  model: string;
+  /** Its resource URL, as `admit` is given it. */
+  route: string;
+  /** The most it may cost, as offered. */
+  maxAtomic: bigint | undefined;
 };
 
 /** What `Billing.settle` needs of an admitted payment. */
@@ -693,6 +708,18 @@ export function createBilling({
     if (paid) emit({ ...paid, type: "failed", at: Date.now(), reason, status: 500 });
   }
 
+  function paymentRequired({ model, route, maxAtomic }: PaymentRequiredWork): void {
+    emit({
+      requestId: requestIdOf(undefined),
+      route: routeOf(route),
+      at: Date.now(),
+      type: "quoted",
+      model,
+      status: 402,
+      maxAtomic: maxAtomic?.toString(),
+    });
+  }
+
   const whenSettled = async () => {
     await Promise.all([...open]);
   };
@@ -707,6 +734,7 @@ export function createBilling({
     admit,
     settle,
     fail,
+    paymentRequired,
     whenSettled,
   };
 }

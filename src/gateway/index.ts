@@ -24,6 +24,7 @@ export {
   type BillingRequest,
   type CreateBillingParameters,
   createBilling,
+  type PaymentRequiredWork,
   type SettlePaidWork,
 } from "./createBilling.js";
 export { type BillingSession, createBillingSession, type StreamEnding } from "./createBillingSession.js";

@@ -78,11 +78,18 @@ export function paidTool<Args>(
     };
     if (offers.length === 0) return paymentRequired("no payment scheme is available right now");
 
+    const maxAtomic = offers.find((offer) => offer.scheme === price.scheme)?.amount;
     const read = readPaymentMeta(extra._meta);
-    if (read === undefined) return paymentRequired();
+    if (read === undefined) {
+      billing.paymentRequired({
+        model: name,
+        route: resourceUrl,
+        maxAtomic: maxAtomic === undefined ? undefined : BigInt(maxAtomic),
+      });
+      return paymentRequired();
+    }
     if (!read.ok) return paymentRequired(`${read.reason}: ${read.message}`);
     const payment = read.payment;
-    const maxAtomic = offers.find((offer) => offer.scheme === price.scheme)?.amount;
     const admitted = await billing.admit({
       payment,
       offers,
