@@ -124,10 +124,11 @@ test("tollgate mcp over stdio pays tollgate dev for chat, and for its paid MCP t
   assert.equal(answer.model, "tollgate-demo");
   assert.ok(answer.answer.length > 0);
   assert.equal(answer.payment.success, true);
-  // The first request opens the channel: its transaction is the deposit's, not the charge's.
+  // The first request opens the channel: its transaction is the deposit's, not the charge's, and the
+  // line says how much was deposited, as the CLI's receipt line does.
   assert.match(
     textOf(chat),
-    /paid \$[0-9.]+ · a payment channel's deposit, tx 0x[0-9a-f]{64} · eip155:31337/,
+    /paid \$[0-9.]+ · deposited \$[0-9.]+ into a payment channel, tx 0x[0-9a-f]{64} · eip155:31337/,
   );
   // The next is paid by voucher: charged, with no transaction of its own (not "zero charge").
   const again = await call(client, "chat", { prompt: "And bridges?", max_tokens: 20 });

@@ -47,6 +47,8 @@ export type CreateBuyerMcpServerParameters = {
 
 /** Longest body a tool answer carries, in characters. */
 const MAX_BODY_CHARS = 100_000;
+/** Channel deposits kept for the answers still to be written. */
+const MAX_DEPOSITS_KEPT = 100;
 
 /**
  * The buyer's MCP server (`tollgate mcp`): gives an agent `chat` (paid inference, routed to the
@@ -81,6 +83,8 @@ export function createBuyerMcpServer(parameters: CreateBuyerMcpServerParameters)
     }
     return answer.action === "accept" && answer.content?.approve === true;
   };
+  // A channel deposit each settlement's transaction made, from the receipts: the answer's line says how much.
+  const depositsByTransaction = new Map<string, bigint>();
   const payingFetch = createPayingFetch({
     privateKey: parameters.privateKey,
     policy,
@@ -88,7 +92,19 @@ export function createBuyerMcpServer(parameters: CreateBuyerMcpServerParameters)
     store,
     confirm,
     fetch: baseFetch,
+    onEvent(event) {
+      if (event.type !== "receipt" || event.depositAtomic === undefined || event.transaction === "") return;
+      depositsByTransaction.set(event.transaction, event.depositAtomic);
+      // One per answer, taken when it is written; an answer never written leaves its own behind.
+      if (depositsByTransaction.size > MAX_DEPOSITS_KEPT)
+        depositsByTransaction.delete(depositsByTransaction.keys().next().value as string);
+    },
   });
+  const takeDeposit = (transaction: string) => {
+    const depositAtomic = depositsByTransaction.get(transaction);
+    depositsByTransaction.delete(transaction);
+    return depositAtomic;
+  };
 
   server.registerTool(
     "chat",
@@ -314,7 +330,9 @@ export function createBuyerMcpServer(parameters: CreateBuyerMcpServerParameters)
         // Not the JSON expected: hand back the body as it came.
       }
     }
-    const paidLine = payment ? `\n\n— ${describePayment(payment)}` : "";
+    const paidLine = payment
+      ? `\n\n— ${describePayment(payment, payment.transaction === "" ? undefined : takeDeposit(payment.transaction))}`
+      : "";
     const shown = typeof answer.answer === "string" ? answer.answer : String(answer.body ?? "");
     return {
       content: [{ type: "text", text: `${shown}${paidLine}` }],
@@ -325,14 +343,18 @@ export function createBuyerMcpServer(parameters: CreateBuyerMcpServerParameters)
   return server;
 }
 
-/** A settlement in one line: the charge, its transaction (a channel deposit's, a voucher's none), the network. */
-function describePayment(payment: SettleResponse): string {
+/**
+ * A settlement in one line: the charge, its transaction (a channel deposit's, with the amount deposited
+ * when the receipt told it, as the CLI's receipt line says it; a voucher's none), the network.
+ */
+function describePayment(payment: SettleResponse, depositAtomic: bigint | undefined): string {
   const chargedAtomic = BigInt(payment.amount ?? "0");
   // A channel's settlement states its charge in `extra.chargedAmount`; a transaction beside it is a deposit's.
   const channelDeposit = payment.transaction !== "" && payment.extra?.chargedAmount !== undefined;
-  const transaction = channelDeposit
-    ? `a payment channel's deposit, tx ${payment.transaction}`
-    : describeTransaction({ transaction: payment.transaction, chargedAtomic });
+  const transaction =
+    channelDeposit && depositAtomic === undefined
+      ? `a payment channel's deposit, tx ${payment.transaction}`
+      : describeTransaction({ transaction: payment.transaction, chargedAtomic, depositAtomic });
   return `paid ${formatMoney(chargedAtomic)} · ${transaction} · ${payment.network}`;
 }
 
