@@ -14,9 +14,10 @@ import {
   decodePaymentResponseHeader,
   encodePaymentSignatureHeader,
 } from "@x402/core/http";
+import { PERMIT2_ADDRESS } from "@x402/evm";
 import { UptoEvmScheme } from "@x402/evm/upto/client";
 import { wrapFetchWithPayment } from "@x402/fetch";
-import { createPublicClient, type Hex, http } from "viem";
+import { createPublicClient, erc20Abi, type Hex, http, maxUint256 } from "viem";
 import { generatePrivateKey, privateKeyToAccount } from "viem/accounts";
 import { type Devnet, startDevnet } from "../src/devnet/index.js";
 import { TollgateError } from "../src/errors/index.js";
@@ -34,7 +35,7 @@ let h: GatewayHarness;
 let frontRunner: ApproveFrontRunner;
 
 before(async () => {
-  devnet = await startDevnet({ buyers: 1 });
+  devnet = await startDevnet({ buyers: 2 });
   frontRunner = await startApproveFrontRunner(devnet.rpcUrl);
   h = await startGatewayHarness({
     devnet,
@@ -90,6 +91,44 @@ async function signedSponsoredPayment(gateway: GatewayHarness) {
   );
   assert.ok(payload.extensions?.erc20ApprovalGasSponsoring, "the payment carries the signed approve");
   return { buyer, payload };
+}
+
+/** Waits until the payer's relayed approve of Permit2 is on the chain (a relay the gateway gave up on). */
+async function approveLanded(payer: Hex): Promise<void> {
+  const chain = createPublicClient({ transport: http(devnet.rpcUrl) });
+  for (let attempt = 0; attempt < 200; attempt++) {
+    const allowance = await chain.readContract({
+      address: devnet.contracts.plainToken,
+      abi: erc20Abi,
+      functionName: "allowance",
+      args: [payer, PERMIT2_ADDRESS],
+    });
+    if (allowance === maxUint256) return;
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  assert.fail("the relayed approve never landed");
+}
+
+/**
+ * A payer whose first payment's relay outlived the gateway's bound (`gateway` answered it 503) pays
+ * again once the approve landed: served once and charged once, the first payment failed and never charged.
+ */
+async function servedOnceAfterLateApprove(
+  gateway: GatewayHarness,
+  payer: Awaited<ReturnType<typeof freshPlainTokenPayer>>,
+) {
+  await approveLanded(payer.buyer.address);
+  const again = await payer.pay(`${gateway.gateway.url}/v1/chat/completions`, post);
+  const text = await again.text();
+  assert.equal(again.status, 200, text);
+  const [second, first] = await gateway.ledger.payments.recent();
+  assert.equal(second?.status, "settled");
+  assert.deepEqual([first?.status, first?.chargeAtomic ?? 0n], ["failed", 0n], "the first is never charged");
+  assert.equal(
+    await devnet.plainTokenBalance(payer.buyer.address),
+    10_000_000n - (second?.chargeAtomic ?? 0n),
+    "the payer paid the one request it was served, once",
+  );
 }
 
 /**
@@ -212,6 +251,38 @@ test("a payment whose authorization no longer outlives the request once its appr
     assert.equal(await devnet.plainTokenBalance(buyer.address), 10_000_000n, "the payer paid nothing");
   } finally {
     await slow.close();
+  }
+});
+
+test("a relay that outlives timeouts.verifySeconds (a chain that does not answer) answers 503 with Retry-After before anything is served; the approve landing later serves the payer's next payment once, charged once", async () => {
+  const bounded = await startGatewayHarness({
+    devnet,
+    rpcUrl: frontRunner.url,
+    configure: (input) => ({ ...sellingPlainToken(input), timeouts: { verifySeconds: 2 } }),
+  });
+  try {
+    const payer = await freshPlainTokenPayer();
+    frontRunner.delayNextApprove(devnet.contracts.plainToken, 6_000);
+    const response = await payer.pay(`${bounded.gateway.url}/v1/chat/completions`, post);
+    const text = await response.text();
+    assert.equal(response.status, 503, text);
+    assert.ok(response.headers.get("retry-after"), "it says when to try again");
+    assert.equal(bounded.backend.inferenceRequests.length, 0, "no inference ran");
+    assert.equal(await devnet.plainTokenBalance(payer.buyer.address), 10_000_000n, "the payer paid nothing");
+    await servedOnceAfterLateApprove(bounded, payer);
+    assert.equal(
+      (
+        await bounded.ledger.quotas.uses({
+          kind: "sponsored_approval",
+          network: devnet.network,
+          payer: payer.buyer.address,
+        })
+      ).length,
+      1,
+      "one sponsored approval counted: the one whose gas was sent",
+    );
+  } finally {
+    await bounded.close();
   }
 });
 
@@ -411,5 +482,51 @@ describe("a gateway on a remote facilitator", () => {
     );
     assert.equal(onSettleOnly.backend.inferenceRequests.length, servedBefore, "no inference ran");
     assert.equal(await devnet.plainTokenBalance(buyer.address), 10_000_000n, "the payer paid nothing");
+  });
+  test("a remote relay that outlives facilitator.timeoutMs answers 503 with Retry-After before anything is served; the facilitator that funded the approve keeps the payer's sponsorship counted", async () => {
+    const quotas = createMemoryPayerQuotas();
+    const slowRemote = await serveFacilitator({
+      facilitator: createFacilitator({
+        rpcUrl: frontRunner.url,
+        privateKey: devnet.accounts.buyers[1]!.privateKey,
+        network: devnet.network,
+        pollingIntervalMs: 20,
+        gasSponsoring: { enabled: true, perPayerLimit: 3, erc20Approval: true },
+        payerQuotas: quotas,
+      }),
+      token: TEST_FACILITATOR_TOKEN,
+      port: 0,
+    });
+    const gateway = await startGatewayHarness({
+      devnet,
+      configure: (input) => ({
+        ...onRemote(slowRemote.url)(input),
+        facilitator: { url: slowRemote.url, token: TEST_FACILITATOR_TOKEN, timeoutMs: 2_000 },
+      }),
+    });
+    try {
+      const payer = await freshPlainTokenPayer();
+      frontRunner.delayNextApprove(devnet.contracts.plainToken, 6_000);
+      const response = await payer.pay(`${gateway.gateway.url}/v1/chat/completions`, post);
+      const text = await response.text();
+      assert.equal(response.status, 503, text);
+      assert.ok(response.headers.get("retry-after"), "it says when to try again");
+      assert.equal(gateway.backend.inferenceRequests.length, 0, "no inference ran");
+      await servedOnceAfterLateApprove(gateway, payer);
+      assert.equal(
+        (
+          await quotas.uses({
+            kind: "sponsored_approval",
+            network: devnet.network,
+            payer: payer.buyer.address,
+          })
+        ).length,
+        1,
+        "the funded approve counts against the payer's limit",
+      );
+    } finally {
+      await gateway.close();
+      await slowRemote.close();
+    }
   });
 });

@@ -109,10 +109,12 @@ export type TollgateFacilitator = {
   /**
    * Relays a verified payment's signed `approve` before it is served (see `erc20ApprovalGasSponsoring`):
    * why it cannot be served, or undefined. Throws `TOLLGATE_CHAIN_UNAVAILABLE` when the chain cannot be reached.
+   * Once `signal` aborts (the caller gave up), a relay that has not sent the approve's gas sends nothing.
    */
   relaySponsoredApproval(
     payload: PaymentPayload,
     requirements: PaymentRequirements,
+    options?: { signal?: AbortSignal | undefined },
   ): Promise<string | undefined>;
 };
 
@@ -716,6 +718,7 @@ export function createFacilitator({
   async function relaySponsoredApproval(
     payload: PaymentPayload,
     requirements: PaymentRequirements,
+    { signal }: { signal?: AbortSignal | undefined } = {},
   ): Promise<string | undefined> {
     const sponsored = sponsoredApprovalOf(payload);
     if (sponsored?.extension !== "erc20ApprovalGasSponsoring" || !erc20Sponsor) return undefined;
@@ -723,7 +726,7 @@ export function createFacilitator({
     if (typeof approval !== "string") return "the sponsored approval carries no signed transaction";
     let cost: Erc20ApprovalSponsorship | undefined;
     try {
-      cost = await erc20Sponsor.relayApprovalAlone(approval as Hex, BigInt(requirements.amount));
+      cost = await erc20Sponsor.relayApprovalAlone(approval as Hex, BigInt(requirements.amount), signal);
     } catch (error) {
       // An unreachable chain is no refusal of the payer's sponsorship: the seller answers 503, try again.
       if (error instanceof TollgateError) throw error;

@@ -197,7 +197,10 @@ export function createFacilitatorApp({
           invalidReason: ReasonCode.gasSponsoringRefused,
           invalidMessage: `the payment is not verified (${verified.invalidReason ?? "invalid_payment"}${verified.invalidMessage ? `: ${verified.invalidMessage}` : ""}), so its approve is not relayed`,
         });
-      const refused = await facilitator.relaySponsoredApproval(parsed.payload, parsed.requirements);
+      // A gateway that gave up (its bound passed) closes the request: nothing is funded after that.
+      const refused = await facilitator.relaySponsoredApproval(parsed.payload, parsed.requirements, {
+        signal: c.req.raw.signal,
+      });
       return c.json(
         refused === undefined
           ? { isValid: true }

@@ -8,6 +8,7 @@ export type CreateFacilitatorClientParameters = {
   url: string;
   /** The bearer token it wants for `/verify` and `/settle` (`tollgate facilitator` prints it); none for a public one. */
   token?: string | undefined;
+  /** Bound on each call, `POST /relay-approval` included (ms); default the official client's. */
   timeoutMs?: number | undefined;
   /**
    * The facilitator serves Tollgate's `POST /relay-approval` (`facilitatorRelaysApprovals` asks): the
@@ -25,11 +26,9 @@ export type FacilitatorClient = HTTPFacilitatorClient & {
   relaySponsoredApproval?(
     payload: PaymentPayload,
     requirements: PaymentRequirements,
+    options?: { signal?: AbortSignal | undefined },
   ): Promise<string | undefined>;
 };
-
-/** How long relaying an approve may take: the facilitator funds its gas, relays it and waits for both. */
-const RELAY_TIMEOUT_MS = 60_000;
 
 const relayAnswerSchema = z.object({ isValid: z.boolean(), invalidMessage: z.string().optional() });
 
@@ -59,7 +58,9 @@ export function createFacilitatorClient({
   const client: FacilitatorClient = official;
   if (!relaysApprovals) return client;
   const relayUrl = `${url.replace(/\/+$/, "")}/relay-approval`;
-  client.relaySponsoredApproval = async (payload, requirements) => {
+  client.relaySponsoredApproval = async (payload, requirements, options) => {
+    // Bounded like verify and settle: a facilitator whose chain hangs holds the buyer's request no longer.
+    const bound = AbortSignal.timeout(official.timeoutMs);
     const response = await fetch(relayUrl, {
       method: "POST",
       headers: { "content-type": "application/json", ...requestHeaders() },
@@ -68,7 +69,7 @@ export function createFacilitatorClient({
         paymentPayload: payload,
         paymentRequirements: requirements,
       }),
-      signal: AbortSignal.timeout(RELAY_TIMEOUT_MS),
+      signal: options?.signal ? AbortSignal.any([bound, options.signal]) : bound,
     });
     const text = await response.text();
     // The route is gone (another facilitator in its place since the gateway started): no relay before

@@ -34,7 +34,11 @@ export type Erc20ApprovalSponsorship = {
  */
 export type Erc20ApprovalSponsor = Erc20ApprovalGasSponsoringSigner & {
   simulateTransactions(transactions: TransactionRequest[]): Promise<boolean>;
-  relayApprovalAlone(approval: Hex, leastAtomic: bigint): Promise<Erc20ApprovalSponsorship | undefined>;
+  relayApprovalAlone(
+    approval: Hex,
+    leastAtomic: bigint,
+    signal?: AbortSignal,
+  ): Promise<Erc20ApprovalSponsorship | undefined>;
 };
 
 /** What a funded and relayed approve cost: the gas sent for it, and the approve's own receipt. */
@@ -227,10 +231,13 @@ export function createErc20ApprovalSponsor({
    * spends the funded gas on its approve's nonce then gets a refusal, not the request. An approve whose
    * nonce is already spent (relayed for an earlier payment of the payer) needs nothing more, if Permit2's
    * allowance stands at `leastAtomic` or more. Answers what was paid for it, or undefined when nothing was.
+   * Once `signal` aborts (the seller gave up on the request), nothing is funded: an approve whose gas went
+   * out is still relayed, so that the gas buys the approval it was sent for.
    */
   const relayAlone = async (
     approval: Hex,
     leastAtomic: bigint,
+    signal: AbortSignal | undefined,
   ): Promise<Erc20ApprovalSponsorship | undefined> => {
     const parsed = parseTransaction(approval);
     const payer = await recoverTransactionAddress({ serializedTransaction: approval as never });
@@ -253,6 +260,8 @@ export function createErc20ApprovalSponsor({
     }
     const refused = await check(approval);
     if (refused) throw new Error(`the sponsored approval is refused: ${refused}`);
+    if (signal?.aborted)
+      throw new Error("the sponsored approval is not relayed: the request it came with was given up");
     const { fundingTx, fundedWei, fundingGasCostWei } = await fundApprovalGas(parsed, payer);
     let approveTx: Hex;
     let approved: TransactionReceipt;
@@ -291,13 +300,13 @@ export function createErc20ApprovalSponsor({
       // approve, and each would otherwise fund it again and fail to relay it (its nonce spent by the first).
       return inPayerTurn(payer, () => relay(approval as Hex, settlement as { to: Hex; data: Hex }));
     },
-    async relayApprovalAlone(approval: Hex, leastAtomic: bigint) {
+    async relayApprovalAlone(approval: Hex, leastAtomic: bigint, signal?: AbortSignal) {
       const payer = await recoverTransactionAddress({ serializedTransaction: approval as never }).catch(
         () => undefined,
       );
       if (payer === undefined)
         throw new Error("the sponsored approval is refused: it is not a signed transaction");
-      return inPayerTurn(payer, () => relayAlone(approval, leastAtomic));
+      return inPayerTurn(payer, () => relayAlone(approval, leastAtomic, signal));
     },
     /**
      * Read by `@x402/evm` at verify (it looks for the method): a payment whose settlement would fail

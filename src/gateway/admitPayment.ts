@@ -299,11 +299,19 @@ export async function admitMatchedPayment(
     sponsoredApprovalOf(payment)?.extension === "erc20ApprovalGasSponsoring"
   ) {
     let unrelayed: string | undefined;
+    // Bounded like verify: a chain that hangs holds neither the buyer's request nor its admission. A relay
+    // given up on sends no gas after that; one whose gas went out may still land, and only sets the
+    // allowance the payer's next payment (a new authorization) draws on, served and charged as any other.
+    const givenUp = new AbortController();
     try {
-      unrelayed = await facilitator.relaySponsoredApproval(payment, matched.requirements);
+      unrelayed = await withTimeout(
+        facilitator.relaySponsoredApproval(payment, matched.requirements, { signal: givenUp.signal }),
+        parameters.verifyTimeoutMs,
+      );
     } catch (error) {
-      // Unreachable (or its chain is): not a refusal of the sponsorship, a moment to wait. The row stays,
-      // failed, as its authorization may not be claimed twice: the buyer signs again.
+      givenUp.abort();
+      // Unreachable (or its chain is), or too slow: not a refusal of the sponsorship, a moment to wait. The
+      // row stays, failed, as its authorization may not be claimed twice: the buyer signs again.
       logger.warn({ error: String(error) }, "facilitator unavailable while relaying a sponsored approval");
       await ledger.markFailed(claim.payment.id, `sponsored approval not relayed: ${String(error)}`);
       return refuse(

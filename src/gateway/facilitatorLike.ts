@@ -6,6 +6,9 @@ import type {
   VerifyResponse,
 } from "@x402/core/types";
 
+/** `signal`: the caller gave up (its bound passed): a relay that has not sent the approve's gas yet sends nothing. */
+export type RelaySponsoredApprovalOptions = { signal?: AbortSignal | undefined };
+
 /**
  * What the gateway needs of a facilitator: x402's `FacilitatorClient` shape. Both the
  * in-process facilitator and `HTTPFacilitatorClient` (a remote one, such as Polygon's) fit.
@@ -23,5 +26,6 @@ export type FacilitatorLike = {
   relaySponsoredApproval?(
     payload: PaymentPayload,
     requirements: PaymentRequirements,
+    options?: RelaySponsoredApprovalOptions,
   ): Promise<string | undefined>;
 };
