@@ -24,6 +24,7 @@ import { TollgateError } from "../src/errors/index.js";
 import { createFacilitator, serveFacilitator } from "../src/facilitator/index.js";
 import type { GatewayConfigInput } from "../src/gateway/index.js";
 import { createMemoryPayerQuotas } from "../src/ledger/index.js";
+import { captureLogger } from "../src/ledger/testkit/captureLogger.js";
 import { type ApproveFrontRunner, startApproveFrontRunner } from "./support/approveFrontRunner.js";
 import { TEST_FACILITATOR_TOKEN } from "./support/facilitatorToken.js";
 import { type GatewayHarness, startGatewayHarness } from "./support/gatewayHarness.js";
@@ -148,7 +149,11 @@ async function frontRunIsRefused(gateway: GatewayHarness, facilitator: Hex) {
   assert.ok(frontRan(), "the payer front-ran its approve");
   assert.equal(response.status, 402, text);
   const refusal = decodePaymentRequiredHeader(response.headers.get("payment-required") ?? "");
-  assert.match(refusal.error ?? "", /^tollgate_gas_sponsoring_refused: the sponsored approval is refused/);
+  // In Tollgate's words, what happened and what to do; not the chain node's ("Transaction creation failed.").
+  assert.match(
+    refusal.error ?? "",
+    /^tollgate_gas_sponsoring_refused: the sponsored approval is refused: its gas was sent, and another transaction of the payer on the approve's nonce went first, so the approve did not land; approve Permit2 from the wallet itself$/,
+  );
   assert.equal(gateway.backend.inferenceRequests.length, servedBefore, "no inference ran");
   const rows = await gateway.ledger.payments.recent();
   assert.equal(rows.length, rowsBefore + 1);
@@ -172,7 +177,9 @@ test("a payer that spends the gas funded for its approve on the approve's nonce 
 test("a facilitator that cannot send an approve's gas funding (its wallet is empty) leaves the payer's sponsorship uncounted: nothing was sent", async () => {
   const chain = createPublicClient({ transport: http(devnet.rpcUrl) });
   const quotas = createMemoryPayerQuotas();
+  const log = captureLogger();
   const broke = createFacilitator({
+    logger: log.logger,
     rpcUrl: devnet.rpcUrl,
     privateKey: generatePrivateKey(),
     network: devnet.network,
@@ -185,13 +192,19 @@ test("a facilitator that cannot send an approve's gas funding (its wallet is emp
   // Asked four times, past the limit of 3: a try that sent nothing never counts.
   for (let attempt = 0; attempt < 4; attempt++) {
     const refused = await broke.relaySponsoredApproval(payload, payload.accepted);
-    assert.ok(refused, "not relayed");
-    assert.doesNotMatch(refused, /already had/);
+    assert.equal(
+      refused,
+      "the sponsored approval is not relayed: this facilitator could not send the gas for it, so nothing was sent and nothing counts against the payer's sponsored approvals; pay again later, or approve Permit2 from the wallet itself",
+    );
   }
   assert.equal(
     await chain.getTransactionCount({ address: broke.address }),
     0,
     "the facilitator sent nothing",
+  );
+  assert.ok(
+    log.records.some((record) => /Transaction creation failed/.test(String(record.error))),
+    "the chain node's answer is in the log",
   );
   assert.equal(await chain.getBalance({ address: buyer.address }), 0n, "the payer got no gas");
   assert.deepEqual(

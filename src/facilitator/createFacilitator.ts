@@ -46,6 +46,7 @@ import {
   checkEip2612Permit,
   createSponsorshipBudget,
   type GasSponsoringOptions,
+  SponsoredApprovalRefused,
   sponsoredApprovalOf,
 } from "./gasSponsoring.js";
 import { createPayerFundsGuard } from "./payerFundsGuard.js";
@@ -730,10 +731,20 @@ export function createFacilitator({
     } catch (error) {
       // An unreachable chain is no refusal of the payer's sponsorship: the seller answers 503, try again.
       if (error instanceof TollgateError) throw error;
-      if (isTransportError(error)) throw chainUnavailable(error, "the relay of a sponsored approval");
-      const reason = String((error as Error)?.message ?? error).split("\n")[0] ?? "";
+      const refused = error instanceof SponsoredApprovalRefused;
+      if (!refused && isTransportError(error))
+        throw chainUnavailable(error, "the relay of a sponsored approval");
+      // The buyer reads Tollgate's words; the chain node's own answer stays in this log.
+      const reason = refused
+        ? error.message
+        : "the sponsored approval is not relayed: this facilitator could not complete it; pay again later, or approve Permit2 from the wallet itself";
       logger.warn(
-        { requestId: currentRequestId(), payer: sponsored.info.from, reason },
+        {
+          requestId: currentRequestId(),
+          payer: sponsored.info.from,
+          reason,
+          error: String(refused ? (error.cause ?? error) : error),
+        },
         "facilitator: sponsored approval not relayed",
       );
       return reason;

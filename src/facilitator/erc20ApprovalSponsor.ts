@@ -11,6 +11,7 @@ import {
   type TransactionReceipt,
 } from "viem";
 import { isTransportError, type TollgateFacilitatorSigner } from "../chain/index.js";
+import { SponsoredApprovalRefused } from "./gasSponsoring.js";
 
 /**
  * What one sponsored `approve` cost the facilitator: the gas it sent the buyer, and the approval's own gas.
@@ -153,8 +154,12 @@ export function createErc20ApprovalSponsor({
     } catch (error) {
       // A node that answered with an error took nothing (a wallet without gas, say): the payer's
       // sponsorship is not spent. Without an answer the funding may have gone out, and it counts.
-      if (!isTransportError(error)) await counted.giveBack().catch(() => undefined);
-      throw error;
+      if (isTransportError(error)) throw error;
+      await counted.giveBack().catch(() => undefined);
+      throw new SponsoredApprovalRefused(
+        "the sponsored approval is not relayed: this facilitator could not send the gas for it, so nothing was sent and nothing counts against the payer's sponsored approvals; pay again later, or approve Permit2 from the wallet itself",
+        { cause: error },
+      );
     }
     const funded = await waitFor(fundingTx);
     return { fundingTx, fundedWei, fundingGasCostWei: funded.gasUsed * funded.effectiveGasPrice };
@@ -241,7 +246,8 @@ export function createErc20ApprovalSponsor({
   ): Promise<Erc20ApprovalSponsorship | undefined> => {
     const parsed = parseTransaction(approval);
     const payer = await recoverTransactionAddress({ serializedTransaction: approval as never });
-    if (!parsed.to) throw new Error("the sponsored approval is refused: it names no token contract");
+    if (!parsed.to)
+      throw new SponsoredApprovalRefused("the sponsored approval is refused: it names no token contract");
     const token = parsed.to;
     const allowance = () =>
       publicClient.readContract({
@@ -253,15 +259,17 @@ export function createErc20ApprovalSponsor({
     if (await approvalNonceSpent(approval)) {
       const standing = await allowance();
       if (standing < leastAtomic)
-        throw new Error(
+        throw new SponsoredApprovalRefused(
           `the sponsored approval is refused: its nonce is spent by another transaction of the payer, and Permit2 may draw only ${standing} of the ${leastAtomic} this payment may cost`,
         );
       return undefined;
     }
     const refused = await check(approval);
-    if (refused) throw new Error(`the sponsored approval is refused: ${refused}`);
+    if (refused) throw new SponsoredApprovalRefused(`the sponsored approval is refused: ${refused}`);
     if (signal?.aborted)
-      throw new Error("the sponsored approval is not relayed: the request it came with was given up");
+      throw new SponsoredApprovalRefused(
+        "the sponsored approval is not relayed: the request it came with was given up",
+      );
     const { fundingTx, fundedWei, fundingGasCostWei } = await fundApprovalGas(parsed, payer);
     let approveTx: Hex;
     let approved: TransactionReceipt;
@@ -269,13 +277,22 @@ export function createErc20ApprovalSponsor({
       approveTx = await publicClient.sendRawTransaction({ serializedTransaction: approval });
       approved = await waitFor(approveTx);
     } catch (error) {
-      throw new Error(
-        `the sponsored approval is refused: its gas was sent, and the approve did not land (${String((error as Error)?.message ?? error).split("\n")[0]})`,
+      // The node's answer stays in the log (`cause`); the buyer is told what happened, in words.
+      const ownMined = await publicClient.getTransactionReceipt({ hash: keccak256(approval) }).then(
+        () => true,
+        () => false,
+      );
+      const nonceTaken = !ownMined && (await approvalNonceSpent(approval).catch(() => false));
+      throw new SponsoredApprovalRefused(
+        nonceTaken
+          ? "the sponsored approval is refused: its gas was sent, and another transaction of the payer on the approve's nonce went first, so the approve did not land; approve Permit2 from the wallet itself"
+          : "the sponsored approval is refused: its gas was sent, and the approve did not land in time; pay again later (a payment of the wallet's, once its approve lands, needs none), or approve Permit2 from the wallet itself",
+        { cause: error },
       );
     }
     const standing = await allowance();
     if (standing < leastAtomic)
-      throw new Error(
+      throw new SponsoredApprovalRefused(
         `the sponsored approval is refused: after it, Permit2 may draw only ${standing} of the ${leastAtomic} this payment may cost`,
       );
     return relayedSponsorship(payer, { fundingTx, fundedWei, fundingGasCostWei }, approveTx, approved);
@@ -305,7 +322,9 @@ export function createErc20ApprovalSponsor({
         () => undefined,
       );
       if (payer === undefined)
-        throw new Error("the sponsored approval is refused: it is not a signed transaction");
+        throw new SponsoredApprovalRefused(
+          "the sponsored approval is refused: it is not a signed transaction",
+        );
       return inPayerTurn(payer, () => relayAlone(approval, leastAtomic, signal));
     },
     /**

@@ -12,6 +12,14 @@ import { type Address, getAddress, type Hex, recoverTypedDataAddress } from "vie
 import type { PayerQuotas } from "../ledger/index.js";
 import { ReasonCode } from "../protocol/index.js";
 
+/**
+ * A sponsored approval refused or not relayed, in words for its buyer: what happened and what to do.
+ * `cause` keeps the chain node's own answer, for the facilitator's log only.
+ */
+export class SponsoredApprovalRefused extends Error {
+  override name = "SponsoredApprovalRefused";
+}
+
 /** The gas-sponsoring extensions Tollgate's facilitator can honour. */
 export const gasSponsoringExtensionKeys = [
   EIP2612_GAS_SPONSORING.key,
@@ -186,7 +194,9 @@ export function createSponsorshipBudget({
     async take(payer: string): Promise<{ giveBack(): Promise<void> }> {
       const taken = await quotas.take({ ...scopeOf(payer), limit: perPayerLimit, atMs: Date.now() });
       if (!taken.taken)
-        throw new Error(`the sponsored approval is refused: ${limitMessage(taken.usedAtMs.length)}`);
+        throw new SponsoredApprovalRefused(
+          `the sponsored approval is refused: ${limitMessage(taken.usedAtMs.length)}`,
+        );
       return { giveBack: () => quotas.giveBack(taken.id) };
     },
     /** Counts one sponsored after the fact (its gas is spent): how many the payer has had. */
