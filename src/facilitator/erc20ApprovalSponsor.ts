@@ -89,8 +89,9 @@ export function createErc20ApprovalSponsor({
   sponsored: (settleTx: Hex, cost: Erc20ApprovalSponsorship) => void;
   /**
    * Called as gas is about to be sent to `payer`: the sponsorship counts from here, whatever follows,
-   * unless the chain's node refused the funding (then `giveBack`). Throws (and nothing is sent) when the
-   * payer may have no more.
+   * unless the funding surely never went out (the node answered an error, and the facilitator's count of
+   * sent transactions did not move: then `giveBack`). Throws (and nothing is sent) when the payer may
+   * have no more.
    */
   funding: (payer: Hex) => Promise<{ giveBack(): Promise<void> }>;
   /** Why the signed approval may not be funded (`createApprovalCheck`), or undefined. */
@@ -147,17 +148,27 @@ export function createErc20ApprovalSponsor({
     const balanceWei = await publicClient.getBalance({ address: payer });
     const fundedWei = maxCostWei > balanceWei ? maxCostWei - balanceWei : 0n;
     if (fundedWei === 0n) return { fundingTx: undefined, fundedWei, fundingGasCostWei: 0n };
+    const sentCount = () =>
+      publicClient.getTransactionCount({ address: signer.address, blockTag: "pending" });
+    const sentBefore = await sentCount();
     const counted = await funding(payer);
     let fundingTx: Hex;
     try {
       fundingTx = await signer.sendValue({ to: payer, value: fundedWei });
     } catch (error) {
-      // A node that answered with an error took nothing (a wallet without gas, say): the payer's
-      // sponsorship is not spent. Without an answer the funding may have gone out, and it counts.
+      // Without an answer the funding may have gone out, and it counts.
       if (isTransportError(error)) throw error;
-      await counted.giveBack().catch(() => undefined);
+      // An error answer does not say nothing went out: a node may take a transaction and answer an
+      // error (a send retried after a timeout, a provider's internal error). The payer's sponsorship is
+      // given back only when the facilitator's count of sent transactions did not move (a settlement
+      // sent beside it moves it too: then it stays counted, at the payer's expense, not the seller's).
+      const sentAfter = await sentCount().catch(() => undefined);
+      const nothingSent = sentAfter === sentBefore;
+      if (nothingSent) await counted.giveBack().catch(() => undefined);
       throw new SponsoredApprovalRefused(
-        "the sponsored approval is not relayed: this facilitator could not send the gas for it, so nothing was sent and nothing counts against the payer's sponsored approvals; pay again later, or approve Permit2 from the wallet itself",
+        nothingSent
+          ? "the sponsored approval is not relayed: this facilitator could not send the gas for it, so nothing was sent and nothing counts against the payer's sponsored approvals; pay again later, or approve Permit2 from the wallet itself"
+          : "the sponsored approval is not relayed: the gas for it may have reached the wallet, and the approve was not sent; it counts against the payer's sponsored approvals: pay again later, or approve Permit2 from the wallet itself",
         { cause: error },
       );
     }

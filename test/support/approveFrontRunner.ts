@@ -14,6 +14,12 @@ export type ApproveFrontRunner = {
   arm(payer: { privateKey: Hex; address: Hex }, token: Hex, sink: Hex): () => Hex | undefined;
   /** Holds the next broadcast approve of `token` for `ms` before it reaches the chain (a slow chain). */
   delayNextApprove(token: Hex, ms: number): void;
+  /**
+   * A node that takes a transaction and answers an error: every transaction sent to `payer` (its gas
+   * funding) reaches the chain, and the facilitator is answered a JSON-RPC internal error. Until the
+   * returned function is called.
+   */
+  failFundingAnswers(payer: Hex): () => void;
   close(): Promise<void>;
 };
 
@@ -24,6 +30,7 @@ export type ApproveFrontRunner = {
 export async function startApproveFrontRunner(rpcUrl: string): Promise<ApproveFrontRunner> {
   const chain = createPublicClient({ transport: http(rpcUrl) });
   let onBroadcast: ((raw: Hex) => Promise<void>) | undefined;
+  let answerFailed: Hex | undefined;
   const server = createServer(async (request, response) => {
     const chunks: Buffer[] = [];
     for await (const chunk of request) chunks.push(chunk as Buffer);
@@ -38,8 +45,25 @@ export async function startApproveFrontRunner(rpcUrl: string): Promise<ApproveFr
       headers: { "content-type": "application/json" },
       body,
     });
+    const answer = await upstream.text();
+    const sent = Array.isArray(parsed) ? undefined : parsed;
+    if (
+      answerFailed &&
+      sent?.method === "eth_sendRawTransaction" &&
+      parseTransaction(sent.params?.[0] as Hex).to?.toLowerCase() === answerFailed.toLowerCase()
+    ) {
+      response.writeHead(200, { "content-type": "application/json" });
+      response.end(
+        JSON.stringify({
+          jsonrpc: "2.0",
+          id: (sent as { id?: unknown }).id,
+          error: { code: -32603, message: "Internal error" },
+        }),
+      );
+      return;
+    }
     response.writeHead(upstream.status, { "content-type": "application/json" });
-    response.end(await upstream.text());
+    response.end(answer);
   });
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
   return {
@@ -73,6 +97,12 @@ export async function startApproveFrontRunner(rpcUrl: string): Promise<ApproveFr
         if (parseTransaction(raw).to?.toLowerCase() !== token.toLowerCase()) return;
         onBroadcast = undefined;
         await new Promise((resolve) => setTimeout(resolve, ms));
+      };
+    },
+    failFundingAnswers(payer) {
+      answerFailed = payer;
+      return () => {
+        answerFailed = undefined;
       };
     },
     close: () => new Promise<void>((resolve) => server.close(() => resolve())),
