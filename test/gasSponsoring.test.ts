@@ -8,8 +8,10 @@ import { wrapFetchWithPayment } from "@x402/fetch";
 import { type Address, createPublicClient, erc20Abi, type Hex, http } from "viem";
 import { privateKeyToAccount } from "viem/accounts";
 import { createPayingFetch } from "../src/buyer/index.js";
+import { type Devnet, startDevnet } from "../src/devnet/index.js";
 import { createFacilitator, serveFacilitator } from "../src/facilitator/index.js";
 import type { GatewayConfigInput } from "../src/gateway/index.js";
+import { createMemoryPayerQuotas } from "../src/ledger/index.js";
 import {
   decodePaymentRequiredHeader,
   decodePaymentSignatureHeader,
@@ -519,5 +521,96 @@ describe("the facilitator's per-payer sponsoring limit", () => {
     );
     await otherResponse.text();
     assert.equal(otherResponse.status, 200);
+  });
+});
+
+describe("one payer's permits sent at once to two sellers on one facilitator", () => {
+  let devnet: Devnet;
+  let remote: Awaited<ReturnType<typeof serveFacilitator>>;
+  let first: GatewayHarness;
+  let second: GatewayHarness;
+  const quotas = createMemoryPayerQuotas();
+  before(async () => {
+    devnet = await startDevnet({ buyers: 1 });
+    remote = await serveFacilitator({
+      facilitator: createFacilitator({
+        rpcUrl: devnet.rpcUrl,
+        privateKey: devnet.accounts.facilitator.privateKey,
+        network: devnet.network,
+        pollingIntervalMs: 20,
+        gasSponsoring: { enabled: true, perPayerLimit: 1 },
+        payerQuotas: quotas,
+      }),
+      token: TEST_FACILITATOR_TOKEN,
+      port: 0,
+    });
+    const onRemote = (input: GatewayConfigInput): GatewayConfigInput => ({
+      ...input,
+      facilitator: { url: remote.url, token: TEST_FACILITATOR_TOKEN },
+    });
+    first = await startGatewayHarness({ devnet, configure: onRemote });
+    second = await startGatewayHarness({ devnet, configure: onRemote });
+  });
+  after(async () => {
+    await first?.close();
+    await second?.close();
+    await remote?.close();
+    await devnet?.stop();
+  });
+
+  test("are sponsored no more than perPayerLimit: the use is taken before serving, so one is served and settled and the other refused before inference, charged nothing", async () => {
+    const buyer = await devnet.createFreshBuyer(10_000_000n);
+    const client = new x402Client()
+      .register(
+        devnet.network,
+        new UptoEvmScheme(privateKeyToAccount(buyer.privateKey), { rpcUrl: devnet.rpcUrl }),
+      )
+      .setSpendControls(false);
+    // Both signed before either is sent, each on its seller's 402: each carries a permit on the same token nonce.
+    const signed = await Promise.all(
+      [first, second].map(async (gateway) => {
+        const offered = await postJson(gateway, "/v1/chat/completions", chatBody);
+        await offered.text();
+        const decoded = decodePaymentRequiredHeader(offered.headers.get("payment-required"));
+        assert.ok(decoded.ok);
+        return { gateway, payload: await client.createPaymentPayload(decoded.paymentRequired) };
+      }),
+    );
+    assert.ok(
+      signed.every(({ payload }) => hasPermit(payload as PaymentPayload)),
+      "both carry a permit",
+    );
+    const responses = await Promise.all(
+      signed.map(async ({ gateway, payload }) => {
+        const response = await postJson(gateway, "/v1/chat/completions", chatBody, {
+          "payment-signature": encodePaymentSignatureHeader(payload as PaymentPayload),
+        });
+        return { gateway, response, text: await response.text() };
+      }),
+    );
+    const statuses = responses.map(({ response }) => response.status).sort();
+    assert.deepEqual(statuses, [200, 402], JSON.stringify(responses.map(({ text }) => text)));
+    const refused = responses.find(({ response }) => response.status === 402)!;
+    const decoded = decodePaymentRequiredHeader(refused.response.headers.get("payment-required"));
+    assert.ok(decoded.ok);
+    assert.match(
+      decoded.paymentRequired.error ?? "",
+      /^tollgate_gas_sponsoring_refused: (the sponsored approval is refused: )?this payer already had 1 sponsored Permit2 approvals \(limit 1\); approve Permit2 itself/,
+    );
+    assert.equal(refused.gateway.backend.inferenceRequests.length, 0, "the refused one ran no inference");
+    const served = responses.find(({ response }) => response.status === 200)!;
+    const settled = await finalRow(served.gateway);
+    assert.equal(settled.status, "settled");
+    assert.equal(
+      await devnet.usdcBalance(buyer.address),
+      10_000_000n - (settled.chargeAtomic ?? 0n),
+      "the payer paid the one it was served",
+    );
+    assert.equal(
+      (await quotas.uses({ kind: "sponsored_approval", network: devnet.network, payer: buyer.address }))
+        .length,
+      1,
+      "one sponsored approval counted",
+    );
   });
 });

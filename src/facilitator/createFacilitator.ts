@@ -108,8 +108,8 @@ export type TollgateFacilitator = {
   settle(payload: PaymentPayload, requirements: PaymentRequirements): Promise<SettleResponse>;
   getSupported(): Promise<SupportedResponse>;
   /**
-   * Relays a verified payment's signed `approve` before it is served (see `erc20ApprovalGasSponsoring`):
-   * why it cannot be served, or undefined. Throws `TOLLGATE_CHAIN_UNAVAILABLE` when the chain cannot be reached.
+   * Relays a verified payment's signed `approve` before it is served (see `erc20ApprovalGasSponsoring`),
+   * or takes the payer's sponsored use for its EIP-2612 permit: why it cannot be served, or undefined. Throws `TOLLGATE_CHAIN_UNAVAILABLE` when the chain cannot be reached.
    * Once `signal` aborts (the caller gave up), a relay that has not sent the approve's gas sends nothing.
    */
   relaySponsoredApproval(
@@ -208,6 +208,12 @@ export function createFacilitator({
       })
     : undefined;
   if (erc20Sponsor) core.registerExtension(createErc20ApprovalGasSponsoringExtension(erc20Sponsor));
+  /**
+   * Sponsored uses taken for admitted payments carrying an EIP-2612 permit (`relaySponsoredApproval`),
+   * by authorization, until their settle: kept when it sends a transaction, given back when it sends
+   * none. The latest `VERIFIED_APPROVALS_KEPT`; one dropped past that stays counted.
+   */
+  const heldPermitUses = new Map<string, { giveBack(): Promise<void> }>();
   const chainId = chainIdOf(network);
   const readPermitNonce = async (token: Address, owner: Address) =>
     (await signer.readContract({
@@ -494,6 +500,11 @@ export function createFacilitator({
     }
     let result: SettleResponse;
     let receipt: TransactionReceipt | undefined;
+    // A use held for its permit: given back when the settle sends nothing, kept otherwise (one that
+    // throws may have sent its transaction).
+    const permitUse = heldPermitUses.get(settlementKeyString(key));
+    heldPermitUses.delete(settlementKeyString(key));
+    const permitUseCounted = permitUse !== undefined;
     try {
       // The sponsorship checks belong to verify: at settle time a permit may already be used by a
       // concurrent settle of the same payer, and `settleWithPermit` then settles on the allowance it set.
@@ -501,6 +512,15 @@ export function createFacilitator({
         withPayerFunds(key.payer, requirements.asset, amountAtomic, () => core.settle(payload, requirements)),
       );
       result = settled.result;
+      if (permitUse && !result.transaction)
+        await permitUse
+          .giveBack()
+          .catch((error: unknown) =>
+            logger.warn(
+              { payer: key.payer, error: String(error) },
+              "facilitator: a sponsored approval that sent nothing could not be given back",
+            ),
+          );
       if (!result.success && settled.scope.transportError)
         throw chainUnavailable(settled.scope.transportError, "settle");
       // Requests verified together each saw the gas of one settlement: a settlement that failed on a
@@ -557,7 +577,8 @@ export function createFacilitator({
         );
       }
     } else await settlementStore.fail(key, result);
-    if (result.success && receipt) await logSponsoredApproval(payload, requirements, receipt);
+    if (result.success && receipt)
+      await logSponsoredApproval(payload, requirements, receipt, { counted: permitUseCounted });
     logger.info(
       {
         op: "settle",
@@ -578,6 +599,7 @@ export function createFacilitator({
     payload: PaymentPayload,
     requirements: PaymentRequirements,
     receipt: TransactionReceipt,
+    { counted = false }: { counted?: boolean } = {},
   ) {
     const sponsored = sponsoredApprovalOf(payload);
     if (!sponsored) return;
@@ -587,8 +609,9 @@ export function createFacilitator({
       erc20ApprovalCosts.delete(receipt.transactionHash.toLowerCase());
       return;
     }
-    // A relayed approve that needed gas was counted as its gas went out; one that needed none counts now.
-    const sponsoredForPayer = await (erc20Cost && erc20Cost.fundedWei > 0n
+    // A relayed approve that needed gas was counted as its gas went out, a permit as its payment was
+    // admitted (`relaySponsoredApproval`); any other counts now.
+    const sponsoredForPayer = await (counted || (erc20Cost && erc20Cost.fundedWei > 0n)
       ? sponsorship.used(sponsored.info.from)
       : sponsorship.record(sponsored.info.from)
     ).catch((error: unknown) => {
@@ -710,6 +733,43 @@ export function createFacilitator({
   });
 
   /**
+   * Takes the payer's sponsored use for a payment carrying an EIP-2612 permit, before the seller serves
+   * it: atomically, so that payments sent at once (to any seller on this facilitator) cannot all pass the
+   * count verify made. Held until the payment's settle (`heldPermitUses`). Why it cannot be served, or
+   * undefined.
+   */
+  async function holdPermitUse(
+    payload: PaymentPayload,
+    payer: string,
+    signal: AbortSignal | undefined,
+  ): Promise<string | undefined> {
+    const key = settlementKeyOf(payload);
+    if (!key || !sponsorship.enabled) return undefined;
+    const id = settlementKeyString(key);
+    if (heldPermitUses.has(id)) return undefined;
+    let use: { giveBack(): Promise<void> };
+    try {
+      use = await sponsorship.take(payer);
+    } catch (error) {
+      if (!(error instanceof SponsoredApprovalRefused)) throw error;
+      logger.warn(
+        { requestId: currentRequestId(), payer, reason: error.message },
+        "facilitator: sponsored approval refused",
+      );
+      return error.message;
+    }
+    // The seller gave up on the request meanwhile: its payment is never settled, and nothing is sent.
+    if (signal?.aborted) {
+      await use.giveBack().catch(() => undefined);
+      return "the sponsored approval is not taken: the request it came with was given up";
+    }
+    if (heldPermitUses.size >= VERIFIED_APPROVALS_KEPT)
+      heldPermitUses.delete(heldPermitUses.keys().next().value as string);
+    heldPermitUses.set(id, use);
+    return undefined;
+  }
+
+  /**
    * Relays a verified payment's signed `approve` (`erc20ApprovalGasSponsoring`) before the seller serves
    * it, funding its gas: a payer that spends that gas on the approve's nonce is then refused, not served
    * for free. Its settlement later goes alone, on the allowance the approve set. Answers why the payment
@@ -722,6 +782,8 @@ export function createFacilitator({
     { signal }: { signal?: AbortSignal | undefined } = {},
   ): Promise<string | undefined> {
     const sponsored = sponsoredApprovalOf(payload);
+    if (sponsored?.extension === "eip2612GasSponsoring")
+      return holdPermitUse(payload, sponsored.info.from, signal);
     if (sponsored?.extension !== "erc20ApprovalGasSponsoring" || !erc20Sponsor) return undefined;
     const approval = (sponsored.info as { signedTransaction?: unknown }).signedTransaction;
     if (typeof approval !== "string") return "the sponsored approval carries no signed transaction";

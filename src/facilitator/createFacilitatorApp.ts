@@ -169,9 +169,9 @@ export function createFacilitatorApp({
     }
   });
 
-  // Tollgate's own route: a gateway on this facilitator has a payment's signed approve relayed before it
-  // serves the request (see `relaySponsoredApproval`), so a payer that spends the gas funded for it is
-  // refused rather than served. `GET` answers 405, which tells a gateway at start that the route exists.
+  // Tollgate's own route: a gateway on this facilitator has a payment's signed approve relayed (or its
+  // permit's sponsored use taken) before it serves the request (see `relaySponsoredApproval`), so a payer
+  // that spends the gas funded for it, or is past its limit, is refused rather than served. `GET` answers 405, which tells a gateway at start that the route exists.
   app.get("/relay-approval", (c) => {
     c.header("allow", "POST");
     return c.json(

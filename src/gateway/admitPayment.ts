@@ -293,11 +293,11 @@ export async function admitMatchedPayment(
     );
   }
   // A signed approve the facilitator would relay at settle, after serving, is relayed now: a payer that
-  // spends the gas funded for it on the approve's nonce is refused, not served for free.
-  if (
-    facilitator.relaySponsoredApproval &&
-    sponsoredApprovalOf(payment)?.extension === "erc20ApprovalGasSponsoring"
-  ) {
+  // spends the gas funded for it on the approve's nonce is refused, not served for free. A permit's
+  // sponsored use is taken now, atomically: payments of one payer sent at once (to any seller on the
+  // facilitator) get no more sponsored approvals than its limit.
+  const sponsoredExtension = sponsoredApprovalOf(payment)?.extension;
+  if (facilitator.relaySponsoredApproval && sponsoredExtension !== undefined) {
     let unrelayed: string | undefined;
     // Bounded like verify: a chain that hangs holds neither the buyer's request nor its admission. A relay
     // given up on sends no gas after that; one whose gas went out may still land, and only sets the
@@ -326,7 +326,7 @@ export async function admitMatchedPayment(
     // The relay waits for two transactions (funding, approve): on a slow chain the authorization may no
     // longer outlive the request and its settlement, which would then be served and never paid.
     const relayedAtSeconds = Math.floor(Date.now() / 1000);
-    if (deadline < relayedAtSeconds + neededSeconds) {
+    if (sponsoredExtension === "erc20ApprovalGasSponsoring" && deadline < relayedAtSeconds + neededSeconds) {
       await ledger.markFailed(claim.payment.id, "authorization too short once its approve was relayed");
       return paymentRequired(
         `${ReasonCode.authorizationExpiresTooSoon}: the authorization must stay valid at least ${neededSeconds} s from now (this request may run ${runSeconds} s, then settle); verifying it and relaying its signed approve took ${relayedAtSeconds - hostSeconds} s, and it now expires in ${deadline - relayedAtSeconds} s. The approve stands: sign a new payment (with the offer's maxTimeoutSeconds, ${terms.maxTimeoutSeconds} s)`,

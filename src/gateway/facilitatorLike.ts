@@ -19,8 +19,8 @@ export type FacilitatorLike = {
   getSupported(): Promise<SupportedResponse>;
   /**
    * Relays a verified payment's sponsored `approve` before it is served (the in-process facilitator's, or
-   * a remote `tollgate facilitator`'s `POST /relay-approval`): why it cannot be served, or undefined.
-   * Another remote facilitator has none: it relays the approve when it settles, after the request was
+   * a remote `tollgate facilitator`'s `POST /relay-approval`), or takes the payer's sponsored use for a
+   * payment's EIP-2612 permit: why it cannot be served, or undefined. Another remote facilitator has none: it relays the approve when it settles, after the request was
    * served, so `erc20ApprovalGasSponsoring` is not offered on it (`createBilling`).
    */
   relaySponsoredApproval?(
