@@ -94,14 +94,21 @@ export function createFacilitatorClient({
  * facilitator answers 405. Any other answer, or none, is no.
  */
 export async function facilitatorRelaysApprovals(url: string, token: string | undefined): Promise<boolean> {
-  try {
-    const response = await fetch(`${url.replace(/\/+$/, "")}/relay-approval`, {
-      headers: token ? { authorization: `Bearer ${token}` } : {},
-      signal: AbortSignal.timeout(10_000),
-    });
-    await response.body?.cancel();
-    return response.status === 405;
-  } catch {
-    return false;
+  // A connection reset (a kept-alive socket the facilitator closed) is asked again: answered "no" for the
+  // gateway's lifetime, it would stop relaying approves and taking permits' sponsored uses before serving.
+  for (let attempt = 1; ; attempt++) {
+    try {
+      const response = await fetch(`${url.replace(/\/+$/, "")}/relay-approval`, {
+        headers: token ? { authorization: `Bearer ${token}` } : {},
+        signal: AbortSignal.timeout(10_000),
+      });
+      await response.body?.cancel();
+      return response.status === 405;
+    } catch (error) {
+      if (attempt >= RELAY_PROBE_ATTEMPTS || (error as Error)?.name === "TimeoutError") return false;
+    }
   }
 }
+
+/** How many times a gateway asks whether its facilitator relays approves, when the connection fails. */
+const RELAY_PROBE_ATTEMPTS = 3;
