@@ -24,6 +24,13 @@ describe("createPermitHolds", () => {
     assert.equal(holds.size, 0);
   });
 
+  test("holds one nonce however its digits are written: a payment on nonce 01 is refused while one on 1 is held", () => {
+    const holds = createPermitHolds();
+    assert.deepEqual(holds.take({ ...permit, nonce: "1" }, "a", Date.now() + 60_000).taken, true);
+    assert.equal(holds.take({ ...permit, nonce: "01" }, "b", Date.now() + 60_000).taken, false);
+    assert.equal(holds.take({ ...permit, nonce: "0001" }, "c", Date.now() + 60_000).taken, false);
+  });
+
   test("keeps at most maxHeld, letting expired holds go first, then the oldest", () => {
     let now = 0;
     const holds = createPermitHolds({ maxHeld: 2, now: () => now });

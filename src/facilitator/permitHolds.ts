@@ -23,6 +23,14 @@ export type CreatePermitHoldsParameters = {
 
 type Hold = { holder: string; untilMs: number };
 
+const nonceNumber = (nonce: string) => {
+  try {
+    return BigInt(nonce).toString();
+  } catch {
+    return nonce;
+  }
+};
+
 /**
  * Which verified payment holds each EIP-2612 permit nonce until it settles. Payments a buyer signs
  * at once each carry a permit on the same token nonce, and only the first permit to land counts: the
@@ -48,7 +56,8 @@ export function createPermitHolds({
 
   return {
     take(permit, holder, untilMs) {
-      const key = [permit.network, permit.token, permit.owner, permit.nonce]
+      // One nonce however it is written ("1", "01"): the token reads it as a number.
+      const key = [permit.network, permit.token, permit.owner, nonceNumber(permit.nonce)]
         .map((part) => part.toLowerCase())
         .join("/");
       const at = now();
