@@ -3,6 +3,7 @@ import { after, before, describe, test } from "node:test";
 import { x402Client } from "@x402/core/client";
 import { UptoEvmScheme } from "@x402/evm/upto/client";
 import { wrapFetchWithPayment } from "@x402/fetch";
+import { createPublicClient, http } from "viem";
 import { privateKeyToAccount } from "viem/accounts";
 import { type Devnet, startDevnet } from "../src/devnet/index.js";
 import { createFacilitator, serveFacilitator } from "../src/facilitator/index.js";
@@ -113,6 +114,62 @@ describe("the official middleware on Tollgate's facilitator, paid with EIP-2612 
     assert.equal(
       (await devnet.usdcBalance(devnet.accounts.payTo.address)) - payToBefore,
       seller.chargeAtomic * BigInt(paid + 1),
+    );
+  });
+
+  test("a settlement sent and not mined in time keeps its permit nonce held: the wallet's next payment on that nonce is refused, not served, until it lands", async () => {
+    const facilitator = createFacilitator({
+      rpcUrl: devnet.rpcUrl,
+      privateKey: devnet.accounts.facilitator.privateKey,
+      network: devnet.network,
+      pollingIntervalMs: 20,
+      receiptTimeoutMs: 1_000,
+    });
+    const served = await serveFacilitator({ facilitator, token: TEST_FACILITATOR_TOKEN, port: 0 });
+    closers.push(served.close);
+    const seller = await startOfficialUptoSeller({
+      facilitatorUrl: served.url,
+      network: devnet.network,
+      asset: devnet.contracts.usdc,
+      payTo: devnet.accounts.payTo.address,
+      maxAtomic: 50_000n,
+      prices,
+      usage,
+      eip2612: { name: "USD Coin", version: "2" },
+    });
+    closers.push(seller.close);
+    const wallet = await devnet.createFreshBuyer(10_000_000n);
+    const buyer = officialBuyer(wallet.privateKey);
+    const payToBefore = await devnet.usdcBalance(devnet.accounts.payTo.address);
+    const chain = createPublicClient({ transport: http(devnet.rpcUrl) });
+    const rpc = (method: string, params: unknown[] = []) =>
+      chain.request({ method: method as never, params: params as never });
+    const ask = () =>
+      buyer.pay(`${seller.url}/v1/chat/completions`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: chatBody,
+      });
+
+    // The chain stops mining: the first payment's settlement is sent and its receipt does not come in time.
+    await rpc("evm_setAutomine", [false]);
+    try {
+      const first = await ask();
+      await first.text();
+      assert.equal(seller.served, 1);
+      const second = await ask();
+      const secondText = await second.text();
+      assert.equal(permitNonceOf(buyer.payloads.at(-1)), "0", "the token's nonce is still 0 on chain");
+      assert.equal(second.status, 402, secondText);
+      assert.equal(seller.served, 1, "the second request, whose permit could not settle, was not served");
+    } finally {
+      await rpc("evm_setAutomine", [true]);
+    }
+    await rpc("evm_mine");
+    // The first settlement lands: the buyer paid for the one request it got.
+    assert.equal(
+      (await devnet.usdcBalance(devnet.accounts.payTo.address)) - payToBefore,
+      seller.chargeAtomic,
     );
   });
 });

@@ -127,6 +127,8 @@ const REASON_UNKNOWN_PAYLOAD = "invalid_payload";
 const VERIFIED_APPROVALS_KEPT = 10_000;
 /** The authorization was settled before for another amount: it cannot settle again. */
 const REASON_SETTLED_DIFFERENTLY = "settled_for_another_amount";
+/** x402's answer for a settlement sent whose receipt did not come in time: it may still land. */
+const SETTLEMENT_PENDING = "settlement_pending";
 
 /**
  * A facilitator for the `upto`, `exact` and `batch-settlement` schemes on one EVM network, built on
@@ -884,11 +886,15 @@ export function createFacilitator({
       const attempt = settleOnce(key, payload, requirements).finally(() => inFlight.delete(id));
       inFlight.set(id, attempt);
       // The settlement ended: a permit it held is used or free for the payer's next payment. One that
-      // threw (the chain unreachable) may still land, and keeps its hold until it is settled again.
+      // threw (the chain unreachable) or was sent and not mined in time (settlement_pending) may still
+      // land, and keeps its hold until it is settled again or its deadline passes.
       if (permitHolds)
         attempt.then(
           (result) => {
-            if (result.success || result.errorReason !== "settlement_in_progress")
+            if (
+              result.success ||
+              (result.errorReason !== "settlement_in_progress" && result.errorReason !== SETTLEMENT_PENDING)
+            )
               permitHolds.release(settlementKeyString(key));
           },
           () => undefined,
