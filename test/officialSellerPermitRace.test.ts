@@ -1,13 +1,18 @@
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import { x402Client } from "@x402/core/client";
+import { ExactEvmScheme } from "@x402/evm/exact/client";
 import { UptoEvmScheme } from "@x402/evm/upto/client";
 import { wrapFetchWithPayment } from "@x402/fetch";
 import { createPublicClient, http } from "viem";
 import { privateKeyToAccount } from "viem/accounts";
 import { type Devnet, startDevnet } from "../src/devnet/index.js";
 import { createFacilitator, serveFacilitator } from "../src/facilitator/index.js";
-import { decodePaymentSignatureHeader, type PaymentPayload } from "../src/protocol/index.js";
+import {
+  decodePaymentRequiredHeader,
+  decodePaymentSignatureHeader,
+  type PaymentPayload,
+} from "../src/protocol/index.js";
 import { TEST_FACILITATOR_TOKEN } from "./support/facilitatorToken.js";
 import { startOfficialUptoSeller } from "./support/officialUptoSeller.js";
 
@@ -170,6 +175,73 @@ describe("the official middleware on Tollgate's facilitator, paid with EIP-2612 
     assert.equal(
       (await devnet.usdcBalance(devnet.accounts.payTo.address)) - payToBefore,
       seller.chargeAtomic,
+    );
+  });
+
+  test("a payment carrying another wallet's permit holds no nonce of that wallet: its own payment on the permit is still verified", async () => {
+    const facilitator = createFacilitator({
+      rpcUrl: devnet.rpcUrl,
+      privateKey: devnet.accounts.facilitator.privateKey,
+      network: devnet.network,
+      pollingIntervalMs: 20,
+    });
+    const served = await serveFacilitator({ facilitator, token: TEST_FACILITATOR_TOKEN, port: 0 });
+    closers.push(served.close);
+    const seller = await startOfficialUptoSeller({
+      facilitatorUrl: served.url,
+      network: devnet.network,
+      asset: devnet.contracts.usdc,
+      payTo: devnet.accounts.payTo.address,
+      maxAtomic: 50_000n,
+      prices,
+      usage,
+      eip2612: { name: "USD Coin", version: "2" },
+    });
+    closers.push(seller.close);
+    const offered = await fetch(`${seller.url}/v1/chat/completions`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: chatBody,
+    });
+    await offered.text();
+    const required = decodePaymentRequiredHeader(offered.headers.get("payment-required"));
+    assert.ok(required.ok);
+    // The victim signs a payment with a permit (seen by whoever it sent it to), not yet verified anywhere.
+    const victim = await devnet.createFreshBuyer(10_000_000n);
+    const victimPayment = await new x402Client()
+      .register(
+        devnet.network,
+        new UptoEvmScheme(privateKeyToAccount(victim.privateKey), { rpcUrl: devnet.rpcUrl }),
+      )
+      .setSpendControls(false)
+      .createPaymentPayload(required.paymentRequired);
+    assert.ok(victimPayment.extensions?.eip2612GasSponsoring, "the victim's payment carries a permit");
+
+    // An attacker pays an exact EIP-3009 authorization of its own, with the victim's permit attached.
+    const attacker = await devnet.createFreshBuyer(10_000_000n);
+    const exactRequirements = {
+      ...victimPayment.accepted,
+      scheme: "exact",
+      amount: "1000",
+      extra: { name: "USD Coin", version: "2" },
+    };
+    const attackerPayment = await new x402Client()
+      .register(devnet.network, new ExactEvmScheme(privateKeyToAccount(attacker.privateKey)))
+      .setSpendControls(false)
+      .createPaymentPayload({ ...required.paymentRequired, accepts: [exactRequirements] });
+    const attack = await facilitator.verify(
+      {
+        ...attackerPayment,
+        extensions: { eip2612GasSponsoring: victimPayment.extensions.eip2612GasSponsoring },
+      },
+      exactRequirements,
+    );
+    assert.ok(attack.isValid, JSON.stringify(attack));
+
+    const verified = await facilitator.verify(victimPayment, victimPayment.accepted);
+    assert.deepEqual(
+      { isValid: verified.isValid, invalidReason: verified.invalidReason },
+      { isValid: true, invalidReason: undefined },
     );
   });
 });

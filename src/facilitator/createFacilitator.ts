@@ -287,6 +287,9 @@ export function createFacilitator({
     const key = settlementKeyOf(payload);
     if (sponsored?.extension !== "eip2612GasSponsoring" || !key) return undefined;
     const { info } = sponsored;
+    // Only the payer's own permit is held: another's, attached to a payment that does not use it
+    // (an exact EIP-3009 authorization), must not lock that wallet's nonce.
+    if (info.from.toLowerCase() !== key.payer) return undefined;
     // Neither the permit nor the payment can be used past its deadline: the hold ends with the sooner.
     const authorizationDeadline = (payload.payload as { permit2Authorization?: { deadline?: unknown } })
       .permit2Authorization?.deadline;
@@ -296,7 +299,7 @@ export function createFacilitator({
     const untilMs =
       deadlines.length > 0 ? Math.min(...deadlines) : Date.now() + requirements.maxTimeoutSeconds * 1000;
     const held = permitHolds.take(
-      { network: requirements.network, token: info.asset, owner: info.from, nonce: info.nonce },
+      { network: requirements.network, token: requirements.asset, owner: info.from, nonce: info.nonce },
       settlementKeyString(key),
       untilMs,
     );
