@@ -507,9 +507,13 @@ export function createBillingSession(parameters: CreateBillingSessionParameters)
             ? "the backend stopped answering in time"
             : "the backend failed mid-answer";
       // A buyer that leaves once the backend took its prompt pays for the prompt (nothing else was delivered).
-      // A stream that delivered nothing answered nothing, whatever usage the backend stated (a Messages
-      // stream's message_start states the prompt's tokens before any output, then may fail or be cut).
-      if ((!meter.delivered || !answered(meter, tap.reportedUsage)) && ending !== "client_gone") {
+      // A stream that delivered nothing, or failed before the model generated anything, answered nothing,
+      // whatever usage the backend stated (a Messages stream's message_start states the prompt's tokens
+      // before any output, then may fail or be cut).
+      if (
+        (!meter.delivered || (failed && !meter.generated) || !answered(meter, tap.reportedUsage)) &&
+        ending !== "client_gone"
+      ) {
         // The stream's headers (200) are gone; the buyer reads the failure in the error event.
         await failBeforeOutput(
           meter.delivered

@@ -329,36 +329,44 @@ describe("the other generating APIs, answering nothing", () => {
 });
 
 describe("a stream whose backend fails before generating anything", () => {
-  test("a Messages stream that fails after message_start (which states the prompt's tokens): nothing is charged", async () => {
-    const start = {
-      type: "message_start",
-      message: {
-        id: "m",
-        type: "message",
-        role: "assistant",
-        content: [],
-        usage: { input_tokens: 8, output_tokens: 1 },
-      },
-    };
-    const overloaded = { type: "error", error: { type: "overloaded_error", message: "Overloaded" } };
-    scripted.script = () => ({
-      headers: { "content-type": "text/event-stream" },
-      pieces: [
-        `event: message_start\ndata: ${JSON.stringify(start)}\n\n`,
-        `event: error\ndata: ${JSON.stringify(overloaded)}\n\n`,
-      ],
+  const start = {
+    type: "message_start",
+    message: {
+      id: "m",
+      type: "message",
+      role: "assistant",
+      content: [],
+      usage: { input_tokens: 8, output_tokens: 1 },
+    },
+  };
+  const emptyBlock = { type: "content_block_start", index: 0, content_block: { type: "text", text: "" } };
+  const overloaded = { type: "error", error: { type: "overloaded_error", message: "Overloaded" } };
+  const event = (data: { type: string }) => `event: ${data.type}\ndata: ${JSON.stringify(data)}\n\n`;
+  const failures: Record<string, string[]> = {
+    "a Messages stream that fails after message_start (which states the prompt's tokens)": [
+      event(start),
+      event(overloaded),
+    ],
+    "a Messages stream that fails after message_start and an empty text block": [
+      event(start),
+      event(emptyBlock),
+      event(overloaded),
+    ],
+  };
+  for (const [what, pieces] of Object.entries(failures))
+    test(`${what}: nothing is charged`, async () => {
+      scripted.script = () => ({ headers: { "content-type": "text/event-stream" }, pieces });
+      const buyer = devnet.accounts.buyers[0]!;
+      const before = await devnet.usdcBalance(buyer.address);
+      const { response } = await payFor(
+        h,
+        "/v1/messages",
+        { model: MESSAGES, max_tokens: 20, stream: true, messages: [{ role: "user", content: "hello" }] },
+        buyer.privateKey,
+      );
+      const text = await response.text();
+      assert.match(text, /nothing is charged/);
+      assert.equal(await devnet.usdcBalance(buyer.address), before);
+      assert.equal((await finalRow(h)).status, "failed");
     });
-    const buyer = devnet.accounts.buyers[0]!;
-    const before = await devnet.usdcBalance(buyer.address);
-    const { response } = await payFor(
-      h,
-      "/v1/messages",
-      { model: MESSAGES, max_tokens: 20, stream: true, messages: [{ role: "user", content: "hello" }] },
-      buyer.privateKey,
-    );
-    const text = await response.text();
-    assert.match(text, /nothing is charged/);
-    assert.equal(await devnet.usdcBalance(buyer.address), before);
-    assert.equal((await finalRow(h)).status, "failed");
-  });
 });
