@@ -29,6 +29,19 @@ describe("countPromptTokens", () => {
     );
   });
 
+  test("counts the keys of an object a message carries (a tool call's input), which a backend prints as JSON", async () => {
+    const key = "alpha beta gamma ".repeat(300);
+    const tokensOfKey = encodeChatO200k([{ role: "user", content: key }], "gpt-4o", plain).length - 8;
+    const counted = await countPromptTokens("chat", {
+      model: "gpt-4o",
+      messages: [
+        { role: "assistant", content: [{ type: "tool_use", id: "t", name: "f", input: { [key]: 1 } }] },
+        { role: "user", content: [{ type: "tool_result", tool_use_id: "t", content: "ok" }] },
+      ],
+    });
+    assert.ok(counted > tokensOfKey, `${counted} counted for a key of ${tokensOfKey} tokens`);
+  });
+
   test("counts a completion prompt as its text alone", async () => {
     assert.equal(await countPromptTokens("completion", { model: "gpt-4o", prompt: "hello" }), 1);
   });

@@ -19,7 +19,7 @@ const PIECES_PER_CHECK = 8;
 /**
  * An estimate of the prompt tokens of a request, for charging when the backend reports no
  * prompt usage: never more than the buyer can have used, so OpenAI's documented count. The model
- * tokenizer's count of the values of its messages (not their keys; `o200k_base` for models without
+ * tokenizer's count of the values of its messages (not their own keys; `o200k_base` for models without
  * a tokenizer) and of its other prompt fields' JSON, plus OpenAI's template overhead
  * (`TEMPLATE_OVERHEAD.counted`: 3 per message, 1 per name, 3 priming the reply; none for a completion
  * or embeddings input); images and audio count as in the bound, an inline

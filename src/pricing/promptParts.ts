@@ -37,8 +37,9 @@ export type PromptPartsOptions = {
   /** More top-level fields to read as prompt, beyond the defaults for the kind. */
   extraFields?: readonly string[] | undefined;
   /**
-   * Whether the keys of messages, content parts and their values read as text (default true): a
-   * template may print them. False takes only the values, as OpenAI's documented count does.
+   * Whether the keys of messages, content parts and files read as text (default true): a template may
+   * print them. False takes only their values, as OpenAI's documented count does; an object inside a
+   * value (a tool call's input) is printed as JSON, and its keys are always read.
    */
   keys?: boolean | undefined;
 };
@@ -107,7 +108,7 @@ export function promptParts(
     const value = body[field];
     if (field === primary || field === "suffix" || value === undefined || value === null) continue;
     const leaves = emptyParts();
-    addLeaves(leaves, value, true);
+    addLeaves(leaves, value);
     parts.fields.push({
       json: JSON.stringify(value),
       leaves: leaves.texts,
@@ -159,7 +160,7 @@ function addMessages(parts: PromptParts, messages: unknown, options: PromptParts
       if (keys) parts.texts.push(key);
       if (key === "content" && Array.isArray(value)) {
         for (const part of value) addContentPart(parts, part, options, `messages[${index}]`);
-      } else addLeaves(parts, value, keys);
+      } else addLeaves(parts, value);
     }
   });
 }
@@ -167,7 +168,7 @@ function addMessages(parts: PromptParts, messages: unknown, options: PromptParts
 /** One element of a message's `content` array. */
 function addContentPart(parts: PromptParts, part: unknown, options: PromptPartsOptions, path: string) {
   const keys = options.keys !== false;
-  if (typeof part !== "object" || part === null || Array.isArray(part)) return addLeaves(parts, part, keys);
+  if (typeof part !== "object" || part === null || Array.isArray(part)) return addLeaves(parts, part);
   const type = (part as { type?: unknown }).type;
   const isImage = type === "image_url" || type === "input_image";
   if (isImage) parts.mediaTokens += options.imageTokens;
@@ -177,7 +178,7 @@ function addContentPart(parts: PromptParts, part: unknown, options: PromptPartsO
     if (type === "input_audio" && key === "input_audio") {
       parts.mediaTokens += utf8ByteLength(JSON.stringify(value ?? ""));
     } else if (type === "file" && key === "file") addFile(parts, value, path, options);
-    else addLeaves(parts, value, keys);
+    else addLeaves(parts, value);
   }
   if (type === "file" && !("file" in part)) addFile(parts, undefined, path, options);
 }
@@ -192,16 +193,16 @@ function addFile(parts: PromptParts, file: unknown, path: string, options: Promp
   const keys = options.keys !== false;
   for (const [key, value] of Object.entries(file as object)) {
     if (keys) parts.texts.push(key);
-    if (key !== "file_data") addLeaves(parts, value, keys);
+    if (key !== "file_data") addLeaves(parts, value);
   }
 }
 
 /**
- * Every string inside `root` (and every key, with `keys`) as text, and every number, boolean, null and
+ * Every string inside `root` (values and the keys of its objects) as text, and every number, boolean, null and
  * bracket pair as literal bytes. Iterative, with one frame per array or object rather than one per value,
  * so neither deep nesting nor millions of values costs more than a pass.
  */
-function addLeaves(parts: PromptParts, root: unknown, keys: boolean) {
+function addLeaves(parts: PromptParts, root: unknown) {
   const frames: { values: readonly unknown[]; next: number }[] = [{ values: [root], next: 0 }];
   for (let frame = frames.at(-1); frame !== undefined; frame = frames.at(-1)) {
     if (frame.next === frame.values.length) {
@@ -218,7 +219,8 @@ function addLeaves(parts: PromptParts, root: unknown, keys: boolean) {
       parts.literalBytes += 2;
       if (Array.isArray(node)) frames.push({ values: node, next: 0 });
       else {
-        if (keys) for (const key of Object.keys(node)) parts.texts.push(key);
+        // Its keys too: an object inside a value (a tool call's input) is printed as JSON, keys and all.
+        for (const key of Object.keys(node)) parts.texts.push(key);
         frames.push({ values: Object.values(node), next: 0 });
       }
     }
