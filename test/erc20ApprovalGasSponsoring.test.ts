@@ -26,7 +26,6 @@ import { parseGatewayConfig, startGateway } from "../src/gateway/index.js";
 import { createLedger, createPgliteClient } from "../src/ledger/index.js";
 import {
   decodePaymentRequiredHeader,
-  decodePaymentSignatureHeader,
   encodePaymentSignatureHeader,
   type PaymentPayload,
 } from "../src/protocol/index.js";
@@ -40,6 +39,7 @@ import { mockModelId } from "./support/mockBackend.js";
 import { finalRow, postJson } from "./support/paidRequests.js";
 import { spendPermit2Nonce } from "./support/permit2Nonces.js";
 import { parsePrometheusText, sumOf } from "./support/prometheusText.js";
+import { recordingFetch } from "./support/recordingFetch.js";
 
 type Approve = ReturnType<typeof parseTransaction>;
 
@@ -159,16 +159,7 @@ describe("gas-sponsored approval for a token without EIP-2612 (erc20ApprovalGasS
     const buyer = await h.devnet.createFreshPlainTokenBuyer(10_000_000n);
     assert.equal(await allowanceOf(buyer.address), 0n);
     assert.equal(await chain.getBalance({ address: buyer.address }), 0n);
-    const payloads: PaymentPayload[] = [];
-    const recording: typeof fetch = async (input, init) => {
-      const request = new Request(input, init);
-      const header = request.headers.get("payment-signature");
-      if (header) {
-        const decoded = decodePaymentSignatureHeader(header);
-        if (decoded.ok) payloads.push(decoded.payload);
-      }
-      return fetch(request);
-    };
+    const { fetch: recording, payloads } = recordingFetch();
     const client = new x402Client()
       .register(
         h.devnet.network,

@@ -14,7 +14,6 @@ import type { GatewayConfigInput } from "../src/gateway/index.js";
 import { createMemoryPayerQuotas } from "../src/ledger/index.js";
 import {
   decodePaymentRequiredHeader,
-  decodePaymentSignatureHeader,
   encodePaymentSignatureHeader,
   type PaymentPayload,
 } from "../src/protocol/index.js";
@@ -28,6 +27,7 @@ import {
 import { mockModelId } from "./support/mockBackend.js";
 import { finalRow, postJson } from "./support/paidRequests.js";
 import { parsePrometheusText, sumOf } from "./support/prometheusText.js";
+import { recordingFetch } from "./support/recordingFetch.js";
 import { runCli } from "./support/runCli.js";
 
 const chatBody = {
@@ -37,21 +37,6 @@ const chatBody = {
 };
 
 type Completion = { usage: { prompt_tokens: number; completion_tokens: number } };
-
-/** Headers of every request a fetch sends, to see which carried a gas-sponsoring permit. */
-function recordingFetch(): { fetch: typeof fetch; payloads: PaymentPayload[] } {
-  const payloads: PaymentPayload[] = [];
-  const recording: typeof fetch = async (input, init) => {
-    const request = new Request(input, init);
-    const header = request.headers.get("payment-signature");
-    if (header) {
-      const decoded = decodePaymentSignatureHeader(header);
-      if (decoded.ok) payloads.push(decoded.payload);
-    }
-    return fetch(request);
-  };
-  return { fetch: recording, payloads };
-}
 
 function hasPermit(payload: PaymentPayload | undefined): boolean {
   return payload?.extensions?.eip2612GasSponsoring !== undefined;

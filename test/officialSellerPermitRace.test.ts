@@ -7,14 +7,15 @@ import { wrapFetchWithPayment } from "@x402/fetch";
 import { createPublicClient, http } from "viem";
 import { privateKeyToAccount } from "viem/accounts";
 import { type Devnet, startDevnet } from "../src/devnet/index.js";
-import { createFacilitator, serveFacilitator } from "../src/facilitator/index.js";
 import {
-  decodePaymentRequiredHeader,
-  decodePaymentSignatureHeader,
-  type PaymentPayload,
-} from "../src/protocol/index.js";
+  type CreateFacilitatorParameters,
+  createFacilitator,
+  serveFacilitator,
+} from "../src/facilitator/index.js";
+import { decodePaymentRequiredHeader, type PaymentPayload } from "../src/protocol/index.js";
 import { TEST_FACILITATOR_TOKEN } from "./support/facilitatorToken.js";
 import { startOfficialUptoSeller } from "./support/officialUptoSeller.js";
+import { recordingFetch } from "./support/recordingFetch.js";
 
 // A seller built only from the official middleware, settling through `tollgate facilitator`'s HTTP API,
 // and a fresh wallet (USDC, no Permit2 approval, no gas) that pays each request with an EIP-2612 permit.
@@ -33,18 +34,37 @@ after(async () => {
   await devnet?.stop();
 });
 
+/**
+ * `tollgate facilitator` (its HTTP API, with `options`) and a seller built only from the official
+ * middleware on it, declaring `eip2612GasSponsoring`; both closed after the suite.
+ */
+async function startPermitSeller(options: Partial<CreateFacilitatorParameters> = {}) {
+  const facilitator = createFacilitator({
+    rpcUrl: devnet.rpcUrl,
+    privateKey: devnet.accounts.facilitator.privateKey,
+    network: devnet.network,
+    pollingIntervalMs: 20,
+    ...options,
+  });
+  const served = await serveFacilitator({ facilitator, token: TEST_FACILITATOR_TOKEN, port: 0 });
+  closers.push(served.close);
+  const seller = await startOfficialUptoSeller({
+    facilitatorUrl: served.url,
+    network: devnet.network,
+    asset: devnet.contracts.usdc,
+    payTo: devnet.accounts.payTo.address,
+    maxAtomic: 50_000n,
+    prices,
+    usage,
+    eip2612: { name: "USD Coin", version: "2" },
+  });
+  closers.push(seller.close);
+  return { facilitator, seller };
+}
+
 /** The official client for `privateKey`, recording each payment it sends. */
 function officialBuyer(privateKey: `0x${string}`) {
-  const payloads: PaymentPayload[] = [];
-  const recording: typeof fetch = async (input, init) => {
-    const request = new Request(input, init);
-    const header = request.headers.get("payment-signature");
-    if (header) {
-      const decoded = decodePaymentSignatureHeader(header);
-      if (decoded.ok) payloads.push(decoded.payload);
-    }
-    return fetch(request);
-  };
+  const { fetch: recording, payloads } = recordingFetch();
   const client = new x402Client()
     .register(devnet.network, new UptoEvmScheme(privateKeyToAccount(privateKey), { rpcUrl: devnet.rpcUrl }))
     .setSpendControls(false);
@@ -56,25 +76,7 @@ const permitNonceOf = (payload: PaymentPayload | undefined) =>
 
 describe("the official middleware on Tollgate's facilitator, paid with EIP-2612 permits", () => {
   test("a fresh wallet's requests sent at once, each with a permit on one token nonce, are served only as far as they settle: the seller serves none unpaid", async () => {
-    const facilitator = createFacilitator({
-      rpcUrl: devnet.rpcUrl,
-      privateKey: devnet.accounts.facilitator.privateKey,
-      network: devnet.network,
-      pollingIntervalMs: 20,
-    });
-    const served = await serveFacilitator({ facilitator, token: TEST_FACILITATOR_TOKEN, port: 0 });
-    closers.push(served.close);
-    const seller = await startOfficialUptoSeller({
-      facilitatorUrl: served.url,
-      network: devnet.network,
-      asset: devnet.contracts.usdc,
-      payTo: devnet.accounts.payTo.address,
-      maxAtomic: 50_000n,
-      prices,
-      usage,
-      eip2612: { name: "USD Coin", version: "2" },
-    });
-    closers.push(seller.close);
+    const { seller } = await startPermitSeller();
     const wallet = await devnet.createFreshBuyer(10_000_000n);
     const buyer = officialBuyer(wallet.privateKey);
     const payToBefore = await devnet.usdcBalance(devnet.accounts.payTo.address);
@@ -123,26 +125,7 @@ describe("the official middleware on Tollgate's facilitator, paid with EIP-2612 
   });
 
   test("a settlement sent and not mined in time keeps its permit nonce held: the wallet's next payment on that nonce is refused, not served, until it lands", async () => {
-    const facilitator = createFacilitator({
-      rpcUrl: devnet.rpcUrl,
-      privateKey: devnet.accounts.facilitator.privateKey,
-      network: devnet.network,
-      pollingIntervalMs: 20,
-      receiptTimeoutMs: 1_000,
-    });
-    const served = await serveFacilitator({ facilitator, token: TEST_FACILITATOR_TOKEN, port: 0 });
-    closers.push(served.close);
-    const seller = await startOfficialUptoSeller({
-      facilitatorUrl: served.url,
-      network: devnet.network,
-      asset: devnet.contracts.usdc,
-      payTo: devnet.accounts.payTo.address,
-      maxAtomic: 50_000n,
-      prices,
-      usage,
-      eip2612: { name: "USD Coin", version: "2" },
-    });
-    closers.push(seller.close);
+    const { seller } = await startPermitSeller({ receiptTimeoutMs: 1_000 });
     const wallet = await devnet.createFreshBuyer(10_000_000n);
     const buyer = officialBuyer(wallet.privateKey);
     const payToBefore = await devnet.usdcBalance(devnet.accounts.payTo.address);
@@ -179,25 +162,7 @@ describe("the official middleware on Tollgate's facilitator, paid with EIP-2612 
   });
 
   test("a payment carrying another wallet's permit holds no nonce of that wallet: its own payment on the permit is still verified", async () => {
-    const facilitator = createFacilitator({
-      rpcUrl: devnet.rpcUrl,
-      privateKey: devnet.accounts.facilitator.privateKey,
-      network: devnet.network,
-      pollingIntervalMs: 20,
-    });
-    const served = await serveFacilitator({ facilitator, token: TEST_FACILITATOR_TOKEN, port: 0 });
-    closers.push(served.close);
-    const seller = await startOfficialUptoSeller({
-      facilitatorUrl: served.url,
-      network: devnet.network,
-      asset: devnet.contracts.usdc,
-      payTo: devnet.accounts.payTo.address,
-      maxAtomic: 50_000n,
-      prices,
-      usage,
-      eip2612: { name: "USD Coin", version: "2" },
-    });
-    closers.push(seller.close);
+    const { facilitator, seller } = await startPermitSeller();
     const offered = await fetch(`${seller.url}/v1/chat/completions`, {
       method: "POST",
       headers: { "content-type": "application/json" },
