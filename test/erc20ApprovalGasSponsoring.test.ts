@@ -29,6 +29,7 @@ import {
   encodePaymentSignatureHeader,
   type PaymentPayload,
 } from "../src/protocol/index.js";
+import { startAnswerLosingRpc } from "./support/answerLosingRpc.js";
 import {
   expectedCharge,
   type GatewayHarness,
@@ -336,6 +337,61 @@ describe("gas-sponsored approval for a token without EIP-2612 (erc20ApprovalGasS
     );
     assert.equal(await chain.getTransactionCount({ address: buyer.address }), 1, "one approve relayed");
     assert.equal(await sponsoredApprovals(), sponsoredBefore + 1, "counted as one sponsored approval");
+  });
+
+  test("a relayed approve the node took, whose answer was lost, is served on that payment: funded once, relayed once, charged once", async () => {
+    // The node takes the buyer's approve and its answer is lost (a 502): the approve landed all the same.
+    const approveSelector = "0x095ea7b3";
+    const relay = await startAnswerLosingRpc(h.devnet.rpcUrl, ({ method, params }) => {
+      if (method !== "eth_sendRawTransaction") return false;
+      const sent = parseTransaction(params[0] as Hex);
+      return (
+        sent.to?.toLowerCase() === h.devnet.contracts.plainToken.toLowerCase() &&
+        (sent.data ?? "").startsWith(approveSelector)
+      );
+    });
+    const lossy = await startGatewayHarness({
+      configure: (input) => ({
+        ...input,
+        asset: h.devnet.contracts.plainToken,
+        assetDomain: { name: "Plain Test Dollar", version: "1" },
+        facilitator: {
+          ...(input.facilitator as object),
+          gasSponsoring: { enabled: true, perPayerLimit: 3, erc20Approval: true },
+        },
+      }),
+      devnet: h.devnet,
+      rpcUrl: relay.url,
+    });
+    try {
+      const buyer = await h.devnet.createFreshPlainTokenBuyer(10_000_000n);
+      const client = new x402Client()
+        .register(
+          h.devnet.network,
+          new UptoEvmScheme(privateKeyToAccount(buyer.privateKey), { rpcUrl: h.devnet.rpcUrl }),
+        )
+        .setSpendControls(false);
+      const facilitatorAddress = h.devnet.accounts.facilitator.address;
+      const facilitatorNonce = await chain.getTransactionCount({ address: facilitatorAddress });
+      const response = await wrapFetchWithPayment(fetch, client)(`${lossy.gateway.url}/v1/chat/completions`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify(chatBody),
+      });
+      const text = await response.text();
+      assert.equal(relay.lost(), 1, "the node's answer to the approve was lost");
+      // Who pays: the buyer, its charge once; the facilitator, one funding and one settlement.
+      assert.equal(response.status, 200, text);
+      const completion = JSON.parse(text) as Completion;
+      const charge = expectedCharge(completion.usage.prompt_tokens, completion.usage.completion_tokens);
+      assert.equal((await finalRow(lossy)).status, "settled");
+      assert.equal(await h.devnet.plainTokenBalance(buyer.address), 10_000_000n - charge);
+      assert.equal(await chain.getTransactionCount({ address: buyer.address }), 1, "one approve");
+      assert.equal((await chain.getTransactionCount({ address: facilitatorAddress })) - facilitatorNonce, 2);
+    } finally {
+      await lossy.close();
+      await relay.close();
+    }
   });
 
   test("two settlements of one payer whose approves are signed on the same nonce with other fees both settle: the first approve is funded and relayed, the second goes without", async () => {

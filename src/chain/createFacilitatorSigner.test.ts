@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
 import { createPublicClient, type Hex, http, type PublicClient } from "viem";
+import { startAnswerLosingRpc } from "../../test/support/answerLosingRpc.js";
 import { type Devnet, startDevnet } from "../devnet/index.js";
 import { createFacilitatorSigner } from "./createFacilitatorSigner.js";
 
@@ -54,4 +55,39 @@ test("a transaction the node dropped does not hold back the facilitator's later 
   // And the signer goes on sending after them.
   const later = await signer.waitForTransactionReceipt({ hash: await signer.sendValue({ to, value: 5n }) });
   assert.equal(later.status, "success");
+});
+
+test("a transaction the node took, whose answer was lost, is reported as sent, once, and the next nonce follows it", async () => {
+  const relay = await startAnswerLosingRpc(
+    devnet.rpcUrl,
+    ({ method }) => method === "eth_sendRawTransaction",
+  );
+  try {
+    const signer = createFacilitatorSigner({
+      rpcUrl: relay.url,
+      privateKey: devnet.accounts.facilitator.privateKey,
+      chainId: devnet.chainId,
+      pollingIntervalMs: 50,
+      receiptTimeoutMs: 5_000,
+    });
+    const to = devnet.accounts.payTo.address;
+    const from = devnet.accounts.facilitator.address;
+    const [balanceBefore, nonceBefore] = await Promise.all([
+      chain.getBalance({ address: to }),
+      chain.getTransactionCount({ address: from }),
+    ]);
+    // Who pays: the facilitator sends 1,000 wei once (a sponsored approval's gas is sent this way).
+    const hash = await signer.sendValue({ to, value: 1_000n });
+    assert.equal(relay.lost(), 1, "the node's first answer was lost");
+    const receipt = await signer.waitForTransactionReceipt({ hash });
+    assert.equal(receipt.status, "success");
+    assert.equal(await chain.getBalance({ address: to }), balanceBefore + 1_000n, "sent once, not twice");
+    assert.equal(await chain.getTransactionCount({ address: from }), nonceBefore + 1);
+    // And the signer's next nonce is right after it.
+    const next = await signer.waitForTransactionReceipt({ hash: await signer.sendValue({ to, value: 1n }) });
+    assert.equal(next.status, "success");
+    assert.equal(await chain.getBalance({ address: to }), balanceBefore + 1_001n);
+  } finally {
+    await relay.close();
+  }
 });

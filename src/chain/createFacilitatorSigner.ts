@@ -7,12 +7,14 @@ import {
   encodeFunctionData,
   type Hex,
   http,
+  keccak256,
   type PublicClient,
   recoverTypedDataAddress,
   type TransactionReceipt,
   WaitForTransactionReceiptTimeoutError,
 } from "viem";
 import { type Logger, silentLogger } from "../errors/index.js";
+import { broadcastTransaction } from "./broadcastTransaction.js";
 import { createNodeHttpFetch } from "./createNodeHttpFetch.js";
 import { createNonceManager } from "./createNonceManager.js";
 import { permit2AndTokenErrorsAbi } from "./permit2Errors.js";
@@ -175,7 +177,17 @@ export function createFacilitatorSigner({
           ...(value === undefined ? {} : { value }),
           ...fee,
         });
-        const hash = await publicClient.sendRawTransaction({ serializedTransaction: serialized });
+        const hash = await broadcastTransaction(publicClient, serialized, (error) =>
+          logger.warn(
+            {
+              hash: keccak256(serialized),
+              nonce,
+              to,
+              err: String((error as Error)?.message ?? error).split("\n")[0],
+            },
+            "the node answered a transaction with an error, but it has the transaction: it was sent",
+          ),
+        );
         logger.debug({ hash, nonce, to }, "transaction sent");
         return hash;
       });

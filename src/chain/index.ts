@@ -1,4 +1,5 @@
 export { batchSettlementAbi } from "./batchSettlementAbi.js";
+export { broadcastTransaction } from "./broadcastTransaction.js";
 export {
   type CreateFacilitatorSignerParameters,
   createFacilitatorSigner,

@@ -10,7 +10,7 @@ import {
   recoverTransactionAddress,
   type TransactionReceipt,
 } from "viem";
-import { isTransportError, type TollgateFacilitatorSigner } from "../chain/index.js";
+import { broadcastTransaction, isTransportError, type TollgateFacilitatorSigner } from "../chain/index.js";
 import { SponsoredApprovalRefused } from "./gasSponsoring.js";
 
 /**
@@ -220,7 +220,7 @@ export function createErc20ApprovalSponsor({
     const parsed = parseTransaction(approval);
     const payer = await recoverTransactionAddress({ serializedTransaction: approval as never });
     const { fundingTx, fundedWei, fundingGasCostWei } = await fundApprovalGas(parsed, payer);
-    const approveTx = await publicClient.sendRawTransaction({ serializedTransaction: approval });
+    const approveTx = await broadcastTransaction(publicClient, approval);
     const approved = await waitFor(approveTx);
     const settleTx = await signer.sendTransaction({ to: settlement.to, data: settlement.data });
     sponsored(
@@ -285,7 +285,7 @@ export function createErc20ApprovalSponsor({
     let approveTx: Hex;
     let approved: TransactionReceipt;
     try {
-      approveTx = await publicClient.sendRawTransaction({ serializedTransaction: approval });
+      approveTx = await broadcastTransaction(publicClient, approval);
       approved = await waitFor(approveTx);
     } catch (error) {
       // The node's answer stays in the log (`cause`); the buyer is told what happened, in words.
