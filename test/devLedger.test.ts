@@ -73,6 +73,8 @@ const ledgerJson = async () => {
 
 describe("tollgate dev keeps its ledger where tollgate ledger finds it", () => {
   let charged: string;
+  let uptoCharged: string;
+  let channelCharged: string;
   let transaction: string;
 
   test("dev says nothing of compiling when the contracts are cached, and names its ledger", () => {
@@ -101,6 +103,7 @@ describe("tollgate dev keeps its ledger where tollgate ledger finds it", () => {
     await paid.text();
     const receipt = decodePaymentResponseHeader(paid.headers.get("payment-response")!);
     charged = receipt.amount ?? "";
+    uptoCharged = charged;
     transaction = receipt.transaction ?? "";
     const report = await ledgerJson();
     assert.equal(report.totals.length, 1);
@@ -175,11 +178,39 @@ describe("tollgate dev keeps its ledger where tollgate ledger finds it", () => {
       });
       assert.equal(text.code, 0, text.stderr);
       assert.match(text.stdout, /Payment channels \(1\)/);
+      channelCharged = listed.chargedAtomic;
       // The ledger after dev stops holds both payments.
       charged = (BigInt(charged) + BigInt(listed.chargedAtomic)).toString();
     } finally {
       await payingFetch.close();
     }
+  });
+
+  test("tollgate reconcile reconciles the ledger while dev runs, through the gateway, with no config file", async () => {
+    // No tollgate.yaml here: dev's gateway reconciles its own ledger with its own chain and payTo.
+    const run = await runCli(["reconcile", "--json"], {}, { cwd: dir });
+    assert.equal(run.code, 0, run.stderr + run.stdout);
+    const report = JSON.parse(run.stdout) as {
+      ledger: string;
+      settledCount: number;
+      settledAtomic: string;
+      transferredAtomic: string;
+      differences: unknown[];
+      channels: { count: number; chargedAtomic: string; differences: unknown[] };
+    };
+    assert.match(report.ledger, /through the gateway holding it/);
+    // The upto payment: settled once, and payTo received it.
+    assert.equal(report.settledCount, 1);
+    assert.equal(report.settledAtomic, uptoCharged);
+    assert.equal(report.transferredAtomic, uptoCharged);
+    assert.deepEqual(report.differences, []);
+    // The channel payment: charged on its channel, nothing on chain above it.
+    assert.equal(report.channels.count, 1);
+    assert.equal(report.channels.chargedAtomic, channelCharged);
+    assert.deepEqual(report.channels.differences, []);
+    const text = await runCli(["reconcile"], {}, { cwd: dir });
+    assert.equal(text.code, 0, text.stderr);
+    assert.match(text.stdout, /differences: none/);
   });
 
   test("after dev stops, tollgate ledger reads the data dir itself", async () => {

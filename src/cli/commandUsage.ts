@@ -38,7 +38,8 @@ tollgate channels --buyer [--json] [--gateway URL] [--rpc URL]
   Compares the ledger's settled payments with the chain's Transfer logs of the asset to payTo
   (network, asset, payTo and rpcUrl from the gateway config) and prints every difference.
   Exits 0 when there is none, 1 otherwise. The ledger is PostgreSQL when DATABASE_URL is set,
-  else PGlite in --data-dir (default: the config's ledger.dataDir or .tollgate/ledger).`,
+  else PGlite in --data-dir (default: the config's ledger.dataDir or .tollgate/ledger); a PGlite
+  ledger a running gateway or tollgate dev holds is reconciled by it, with its own config.`,
   devnet: `tollgate devnet [--port 8545] [--host 127.0.0.1] [--buyers 3] [--fresh-buyers 1] [--json]
   Starts a local chain (anvil) with Permit2, the x402 upto and exact proxies, the x402
   batch-settlement contract and its deposit collectors, a test USDC

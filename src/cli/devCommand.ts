@@ -11,7 +11,7 @@ import { countTextTokens } from "../pricing/index.js";
 import { createCliLogger, parseFlags, printLine, waitForShutdownSignal } from "./cliSupport.js";
 import { commandFlags } from "./commandFlags.js";
 import { devGatewayConfig } from "./devGatewayConfig.js";
-import { claimConfiguredLedger } from "./gatewayCommand.js";
+import { claimConfiguredLedger, serveClaimedLedger } from "./gatewayCommand.js";
 import { DEFAULT_LEDGER_DIR } from "./ledgerAccess.js";
 import { isLoopbackHost } from "./loopbackHost.js";
 
@@ -134,7 +134,7 @@ export async function devCommand(argv: string[]): Promise<number> {
       await mcp?.close();
       await gateway.close();
     });
-    await claim?.serve(gateway.ledger);
+    await serveClaimedLedger(claim, gateway.ledger, config);
     const mcpUrl = `${gateway.url}/mcp`;
     const buyer = flags.freshBuyer ? devnet.accounts.freshBuyers[0]! : devnet.accounts.buyers[0]!;
     const readyMs = Math.round(performance.now() - startedAt);
@@ -169,7 +169,7 @@ export async function devCommand(argv: string[]): Promise<number> {
       printLine(
         flags.dataDir.includes("://")
           ? `  ledger    ${flags.dataDir}   (in this process's memory: no other command reads it, and it is gone when this stops)`
-          : `  ledger    ${flags.dataDir}   (tollgate ledger${flags.dataDir === DEFAULT_LEDGER_DIR ? "" : ` --data-dir ${flags.dataDir}`} reads it, also while this runs)`,
+          : `  ledger    ${flags.dataDir}   (tollgate ledger and reconcile${flags.dataDir === DEFAULT_LEDGER_DIR ? "" : ` --data-dir ${flags.dataDir}`} read it, also while this runs)`,
       );
       printLine(
         `  buyer     ${buyer.address}   (1,000 test USDC${flags.freshBuyer ? " only: no Permit2 approval, no gas" : ""})`,

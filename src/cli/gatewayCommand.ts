@@ -22,12 +22,14 @@ import {
   modelUnitPrices,
   startGateway,
 } from "../gateway/index.js";
+import type { Ledger } from "../ledger/index.js";
 import { formatMoney, type UsageUnit } from "../pricing/index.js";
 import { createCliLogger, parseFlags, printLine, waitForShutdownSignal } from "./cliSupport.js";
 import { commandFlags } from "./commandFlags.js";
 import { crashHooksFromFaultPoint } from "./faultPoints.js";
 import { claimLedgerDir, DEFAULT_LEDGER_DIR, type LedgerClaim } from "./ledgerAccess.js";
 import { describeDatabase } from "./openCliLedger.js";
+import { reconcileReport } from "./reconcileReport.js";
 
 const flagsSchema = z.object({
   config: z.string().default("tollgate.yaml"),
@@ -49,7 +51,7 @@ export async function gatewayCommand(argv: string[]): Promise<number> {
       logger,
       ...crashHooksFromFaultPoint(process.env.TOLLGATE_FAULT_POINT),
     });
-    await claim?.serve(gateway.ledger);
+    await serveClaimedLedger(claim, gateway.ledger, config);
   } catch (error) {
     await claim?.release();
     throw error;
@@ -117,6 +119,19 @@ export async function claimConfiguredLedger(config: GatewayConfig): Promise<Ledg
   if (config.ledger.dataDir.includes("://")) return undefined;
   await mkdir(config.ledger.dataDir, { recursive: true });
   return claimLedgerDir(config.ledger.dataDir);
+}
+
+/**
+ * Serves the claimed ledger to `tollgate ledger`, `channels` and `reconcile` run beside this gateway: PGlite
+ * is one process's database, so they read it through this process, and it reconciles it with this config.
+ */
+export async function serveClaimedLedger(
+  claim: LedgerClaim | undefined,
+  ledger: Pick<Ledger, "payments" | "channels">,
+  config: GatewayConfig,
+): Promise<void> {
+  const description = `PGlite ${config.ledger.dataDir} (through the gateway holding it, process ${process.pid})`;
+  await claim?.serve(ledger, { reconcile: (range) => reconcileReport(ledger, description, config, range) });
 }
 
 /** Reads and parses a YAML config file; a failure is a config error naming the file. */

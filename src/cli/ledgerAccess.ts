@@ -4,7 +4,7 @@ import { open, readFile, rm, writeFile } from "node:fs/promises";
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import { resolve } from "node:path";
-import { TollgateError } from "../errors/index.js";
+import { HTTP_STATUS_OF, isTollgateError, TollgateError, type TollgateErrorCode } from "../errors/index.js";
 import { isRunning, type Ledger, type PaymentLedger, processPlace } from "../ledger/index.js";
 import { type ChannelsReport, readChannelsReport } from "./channelsReport.js";
 
@@ -153,7 +153,7 @@ export async function claimLedgerDir(dataDir: string): Promise<LedgerClaim> {
     if (await ownRecord(path)) await rm(path, { force: true });
   };
   return {
-    async serve({ payments, channels }) {
+    async serve({ payments, channels }, { reconcile } = {}) {
       const token = randomBytes(32).toString("hex");
       const server = createServer((request, response) => {
         const url = new URL(request.url ?? "/", "http://127.0.0.1");
@@ -175,7 +175,9 @@ export async function claimLedgerDir(dataDir: string): Promise<LedgerClaim> {
                   )
               : url.pathname === "/channels"
                 ? () => readChannelsReport(channels)
-                : undefined;
+                : url.pathname === "/reconcile" && reconcile
+                  ? () => reconcile(rangeOf(url.searchParams))
+                  : undefined;
         if (!read) {
           response.writeHead(404).end();
           return;
@@ -186,8 +188,12 @@ export async function claimLedgerDir(dataDir: string): Promise<LedgerClaim> {
             response.end(JSON.stringify(report));
           },
           (error: unknown) => {
+            // A Tollgate error keeps its code and words for the command that asked.
+            const said = isTollgateError(error)
+              ? { error: error.shortMessage, code: error.code }
+              : { error: String(error) };
             response.writeHead(503, { "content-type": "application/json" });
-            response.end(JSON.stringify({ error: String(error) }));
+            response.end(JSON.stringify(said));
           },
         );
       });
@@ -213,10 +219,31 @@ export async function claimLedgerDir(dataDir: string): Promise<LedgerClaim> {
   };
 }
 
+/** The blocks `tollgate reconcile` compares, and the RPC it names with `--rpc`. */
+export type ReconcileQuery = { fromBlock: bigint; toBlock?: bigint | undefined; rpcUrl?: string | undefined };
+
+const rangeOf = (params: URLSearchParams): ReconcileQuery => {
+  const block = (name: string) => {
+    const value = params.get(name);
+    return value !== null && /^\d+$/.test(value) ? BigInt(value) : undefined;
+  };
+  return {
+    fromBlock: block("fromBlock") ?? 0n,
+    toBlock: block("toBlock"),
+    rpcUrl: params.get("rpc") ?? undefined,
+  };
+};
+
 /** A gateway's hold on its PGlite data dir. */
 export type LedgerClaim = {
-  /** Serves the ledger's and the channels' reports on loopback to whoever can read the access file. */
-  serve(ledger: Pick<Ledger, "payments" | "channels">): Promise<void>;
+  /**
+   * Serves the ledger's and the channels' reports on loopback to whoever can read the access file, and
+   * with `reconcile` the ledger reconciled with the chain (`tollgate reconcile`).
+   */
+  serve(
+    ledger: Pick<Ledger, "payments" | "channels">,
+    options?: { reconcile?: (query: ReconcileQuery) => Promise<unknown> },
+  ): Promise<void>;
   /** Stops serving and removes the access file. */
   release(): Promise<void>;
 };
@@ -228,6 +255,17 @@ export const readLedgerThroughGateway = (dataDir: string, limit: number): Promis
 /** Reads the channels' report through the running gateway that holds `dataDir`; undefined when none holds it. */
 export const readChannelsThroughGateway = (dataDir: string): Promise<ChannelsReport | undefined> =>
   readThroughGateway<ChannelsReport>(dataDir, "/channels");
+
+/** The ledger reconciled by the running gateway that holds `dataDir`, with its config; undefined when none holds it. */
+export const reconcileThroughGateway = <Report>(
+  dataDir: string,
+  { fromBlock, toBlock, rpcUrl }: ReconcileQuery,
+): Promise<Report | undefined> => {
+  const query = new URLSearchParams({ fromBlock: fromBlock.toString() });
+  if (toBlock !== undefined) query.set("toBlock", toBlock.toString());
+  if (rpcUrl !== undefined) query.set("rpc", rpcUrl);
+  return readThroughGateway<Report>(dataDir, `/reconcile?${query}`);
+};
 
 async function readThroughGateway<Report>(dataDir: string, path: string): Promise<Report | undefined> {
   const holder = await ledgerHolder(dataDir);
@@ -248,9 +286,12 @@ async function readThroughGateway<Report>(dataDir: string, path: string): Promis
     });
   });
   if (!response.ok) {
+    const said = (await response.json().catch(() => ({}))) as { error?: string; code?: string };
+    if (said.code && said.error && Object.hasOwn(HTTP_STATUS_OF, said.code))
+      throw new TollgateError({ code: said.code as TollgateErrorCode, shortMessage: said.error });
     throw new TollgateError({
       code: "TOLLGATE_LEDGER_FAILED",
-      shortMessage: `the gateway holding ${dataDir} (process ${holder.pid}) answered ${response.status}`,
+      shortMessage: `the gateway holding ${dataDir} (process ${holder.pid}) answered ${response.status}${said.error ? `: ${said.error}` : ""}`,
     });
   }
   return (await response.json()) as Report;
