@@ -28,6 +28,7 @@ export {
   createFacilitatorClient,
   createFacilitatorMetrics,
   type FacilitatorEvent,
+  type ReleaseResponse,
   serveFacilitator,
   type TollgateFacilitator,
 } from "./facilitator/index.js";

@@ -13,7 +13,7 @@ import {
   serveFacilitator,
 } from "../src/facilitator/index.js";
 import { decodePaymentRequiredHeader, type PaymentPayload } from "../src/protocol/index.js";
-import { TEST_FACILITATOR_TOKEN } from "./support/facilitatorToken.js";
+import { facilitatorAuth, TEST_FACILITATOR_TOKEN } from "./support/facilitatorToken.js";
 import { startOfficialUptoSeller } from "./support/officialUptoSeller.js";
 import { recordingFetch } from "./support/recordingFetch.js";
 
@@ -59,7 +59,7 @@ async function startPermitSeller(options: Partial<CreateFacilitatorParameters> =
     eip2612: { name: "USD Coin", version: "2" },
   });
   closers.push(seller.close);
-  return { facilitator, seller };
+  return { facilitator, served, seller };
 }
 
 /** The official client for `privateKey`, recording each payment it sends. */
@@ -208,5 +208,124 @@ describe("the official middleware on Tollgate's facilitator, paid with EIP-2612 
       { isValid: verified.isValid, invalidReason: verified.invalidReason },
       { isValid: true, invalidReason: undefined },
     );
+  });
+});
+
+describe("POST /release on tollgate facilitator: a seller gives up a verified payment it will not settle", () => {
+  /** Payments of one fresh wallet, each with a permit on the token's nonce 0, signed on `seller`'s offer. */
+  async function signedPermitPayments(seller: { url: string }, count: number) {
+    const offered = await fetch(`${seller.url}/v1/chat/completions`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: chatBody,
+    });
+    await offered.text();
+    const required = decodePaymentRequiredHeader(offered.headers.get("payment-required"));
+    assert.ok(required.ok);
+    const wallet = await devnet.createFreshBuyer(10_000_000n);
+    const client = new x402Client()
+      .register(
+        devnet.network,
+        new UptoEvmScheme(privateKeyToAccount(wallet.privateKey), { rpcUrl: devnet.rpcUrl }),
+      )
+      .setSpendControls(false);
+    const payments: PaymentPayload[] = [];
+    for (let i = 0; i < count; i++)
+      payments.push((await client.createPaymentPayload(required.paymentRequired)) as PaymentPayload);
+    assert.ok(payments.every((payment) => permitNonceOf(payment) === "0"));
+    return { wallet, payments };
+  }
+
+  /** Posts a payment to one of the facilitator's routes, as a seller does (with its token unless told). */
+  async function call(
+    url: string,
+    route: string,
+    payment: PaymentPayload,
+    { amount, auth = true }: { amount?: string; auth?: boolean } = {},
+  ) {
+    const response = await fetch(`${url}${route}`, {
+      method: "POST",
+      headers: { "content-type": "application/json", ...(auth ? facilitatorAuth : {}) },
+      body: JSON.stringify({
+        x402Version: 2,
+        paymentPayload: payment,
+        paymentRequirements: { ...payment.accepted, ...(amount ? { amount } : {}) },
+      }),
+    });
+    return { status: response.status, body: (await response.json()) as Record<string, unknown> };
+  }
+
+  test("frees the nonce for the payer's next payment, only for the payment itself and only with the token; the released payment is then not settled while the next holds the nonce", async () => {
+    const { served, seller } = await startPermitSeller();
+    const { wallet, payments } = await signedPermitPayments(seller, 2);
+    const [first, next] = payments as [PaymentPayload, PaymentPayload];
+    const payToBefore = await devnet.usdcBalance(devnet.accounts.payTo.address);
+
+    assert.equal((await call(served.url, "/verify", first)).body.isValid, true);
+    assert.equal(
+      (await call(served.url, "/verify", next)).body.invalidReason,
+      "tollgate_eip2612_permit_in_flight",
+    );
+    // Nobody but a seller holding the token releases anything: the payer cannot free its own nonce.
+    assert.equal((await call(served.url, "/release", first, { auth: false })).status, 401);
+    // A release names the payment that holds: another payment of the payer frees nothing.
+    assert.deepEqual((await call(served.url, "/release", next)).body, {
+      released: false,
+      reason: "not_held",
+    });
+    assert.equal(
+      (await call(served.url, "/verify", next)).body.invalidReason,
+      "tollgate_eip2612_permit_in_flight",
+    );
+
+    // The seller gives the first up: the payer's next payment on the nonce is verified.
+    assert.deepEqual((await call(served.url, "/release", first)).body, { released: true });
+    assert.deepEqual((await call(served.url, "/release", first)).body, {
+      released: false,
+      reason: "not_held",
+    });
+    assert.equal((await call(served.url, "/verify", next)).body.isValid, true);
+    // The released payment, settled anyway, would land its permit first and leave the next unpaid: refused, nothing sent.
+    const late = await call(served.url, "/settle", first, { amount: "700" });
+    assert.equal(late.body.success, false);
+    assert.equal(late.body.errorReason, "tollgate_eip2612_permit_in_flight");
+    assert.equal(await devnet.usdcBalance(wallet.address), 10_000_000n);
+
+    // Who pays what: the payer pays the payment it was served, once; the released one costs it nothing.
+    const settled = await call(served.url, "/settle", next, { amount: "900" });
+    assert.equal(settled.body.success, true, JSON.stringify(settled.body));
+    assert.equal(await devnet.usdcBalance(wallet.address), 10_000_000n - 900n);
+    assert.equal((await devnet.usdcBalance(devnet.accounts.payTo.address)) - payToBefore, 900n);
+  });
+
+  test("leaves the nonce held once the payment's settle began: a settlement sent and not yet mined may still land", async () => {
+    const { served, seller } = await startPermitSeller({ receiptTimeoutMs: 1_000 });
+    const { wallet, payments } = await signedPermitPayments(seller, 2);
+    const [first, next] = payments as [PaymentPayload, PaymentPayload];
+    const chain = createPublicClient({ transport: http(devnet.rpcUrl) });
+    const rpc = (method: string, params: unknown[] = []) =>
+      chain.request({ method: method as never, params: params as never });
+
+    assert.equal((await call(served.url, "/verify", first)).body.isValid, true);
+    await rpc("evm_setAutomine", [false]);
+    try {
+      const pending = await call(served.url, "/settle", first, { amount: "700" });
+      assert.equal(pending.body.success, false);
+      assert.equal(pending.body.errorReason, "settlement_pending");
+      assert.deepEqual((await call(served.url, "/release", first)).body, {
+        released: false,
+        reason: "settling",
+      });
+      assert.equal(
+        (await call(served.url, "/verify", next)).body.invalidReason,
+        "tollgate_eip2612_permit_in_flight",
+        "the next payment on the nonce is still refused",
+      );
+    } finally {
+      await rpc("evm_setAutomine", [true]);
+    }
+    await rpc("evm_mine");
+    // The first settlement lands: the payer pays it once.
+    assert.equal(await devnet.usdcBalance(wallet.address), 10_000_000n - 700n);
   });
 });

@@ -49,9 +49,9 @@ tollgate channels --buyer [--json] [--gateway URL] [--rpc URL]
   gas-sponsored approval). Runs until Ctrl-C.`,
   facilitator: `tollgate facilitator --rpc URL --private-key KEY [--network eip155:31337] [--port 4022] [--host 127.0.0.1] [--no-rpc-batch] [--no-gas-sponsoring] [--sponsor-limit 3] [--erc20-approval] [--asset 0x…[,0x…]]
   Serves an x402 v2 facilitator (GET /supported, POST /verify, POST /settle, GET /health, GET /metrics,
-  and POST /relay-approval for Tollgate gateways) for the upto,
+  and POST /relay-approval and POST /release for Tollgate gateways) for the upto,
   exact and batch-settlement schemes. The key may come from TOLLGATE_FACILITATOR_KEY instead of
-  the flag. /verify, /settle, /relay-approval and /metrics want Authorization: Bearer <token>: the value of
+  the flag. /verify, /settle, /relay-approval, /release and /metrics want Authorization: Bearer <token>: the value of
   TOLLGATE_FACILITATOR_TOKEN (16 characters or more; required but on the devnet, where a random
   one is printed at start otherwise); give it to gateways as facilitator.tokenEnv (whoever can
   settle chooses an upto charge's amount).

@@ -91,13 +91,16 @@ export type CreateFacilitatorParameters = {
   /** Receives verifications, confirmed settlements and sponsored approvals (see `FacilitatorEvent`). */
   onFacilitatorEvent?: FacilitatorEventListener;
   /**
-   * Holds each EIP-2612 permit nonce for the first payment verified on it until that payment settles
-   * (or its permit expires), refusing others on the same nonce at verify, before a seller serves them:
+   * Holds each EIP-2612 permit nonce for the first payment verified on it until that payment settles,
+   * its seller releases it (`release`), or its permit expires, refusing others on the same nonce at verify, before a seller serves them:
    * of permits signed on one nonce only the first to land counts. Default on; held in this process's memory.
    * A server that admits such a payment alone itself (Tollgate's gateway, in its ledger) may turn it off.
    */
   holdPermits?: boolean;
 };
+
+/** What `release` did: the payment's holds given back, or why not. */
+export type ReleaseResponse = { released: true } | { released: false; reason: "settling" | "not_held" };
 
 /** A facilitator usable in-process; the same shape as x402's `FacilitatorClient`. */
 export type TollgateFacilitator = {
@@ -107,6 +110,13 @@ export type TollgateFacilitator = {
   verify(payload: PaymentPayload, requirements: PaymentRequirements): Promise<VerifyResponse>;
   settle(payload: PaymentPayload, requirements: PaymentRequirements): Promise<SettleResponse>;
   getSupported(): Promise<SupportedResponse>;
+  /**
+   * Gives back what a verified payment holds when its seller drops it without settling (it refused the
+   * request after verify, or could not serve it): its EIP-2612 permit nonce and its sponsored use. Refused
+   * (`settling`) once a settle of it began; `not_held` when it holds nothing (never verified here, settled,
+   * or past its deadline).
+   */
+  release(payload: PaymentPayload, requirements: PaymentRequirements): Promise<ReleaseResponse>;
   /**
    * Relays a verified payment's signed `approve` before it is served (see `erc20ApprovalGasSponsoring`),
    * or takes the payer's sponsored use for its EIP-2612 permit: why it cannot be served, or undefined. Throws `TOLLGATE_CHAIN_UNAVAILABLE` when the chain cannot be reached.
@@ -276,12 +286,14 @@ export function createFacilitator({
 
   /**
    * A verified payment carrying an EIP-2612 permit holds the permit's nonce until it settles: another
-   * on the same nonce is refused, since only one of them could settle. Answers the refusal, if any.
+   * on the same nonce is refused, since only one of them could settle. Its settle takes the hold too
+   * (`settling`), which a release (`release`) then leaves alone. Answers the refusal, if any.
    */
   function holdPermitOf(
     payload: PaymentPayload,
     requirements: PaymentRequirements,
-  ): VerifyResponse | undefined {
+    { settling = false }: { settling?: boolean } = {},
+  ): { nonce: string; payer: string; heldUntilMs: number } | undefined {
     if (!permitHolds || isBatchSettlementPayment(requirements)) return undefined;
     const sponsored = sponsoredApprovalOf(payload);
     const key = settlementKeyOf(payload);
@@ -300,16 +312,11 @@ export function createFacilitator({
       deadlines.length > 0 ? Math.min(...deadlines) : Date.now() + requirements.maxTimeoutSeconds * 1000;
     const held = permitHolds.take(
       { network: requirements.network, token: requirements.asset, owner: info.from, nonce: info.nonce },
-      settlementKeyString(key),
+      permitHolderOf(payload, key),
       untilMs,
+      { settling },
     );
-    if (held.taken) return undefined;
-    return {
-      isValid: false,
-      invalidReason: ReasonCode.eip2612PermitInFlight,
-      invalidMessage: `another payment of this payer carrying an EIP-2612 permit on token nonce ${info.nonce} is verified and not yet settled, and of permits on one nonce only the first to land counts: this one could not be paid. Retry once that payment has settled (by ${new Date(held.heldUntilMs).toISOString()} at the latest)`,
-      payer: info.from,
-    };
+    return held.taken ? undefined : { nonce: info.nonce, payer: info.from, heldUntilMs: held.heldUntilMs };
   }
 
   /** A settle refused before any transaction: logged, and answered with its reason. */
@@ -413,7 +420,15 @@ export function createFacilitator({
             await ensureGasForSettlement(requirements);
             const verified =
               (await checkSponsorship(payload, requirements)) ?? (await core.verify(payload, requirements));
-            return verified.isValid ? (holdPermitOf(payload, requirements) ?? verified) : verified;
+            if (!verified.isValid) return verified;
+            const held = holdPermitOf(payload, requirements);
+            if (!held) return verified;
+            return {
+              isValid: false,
+              invalidReason: ReasonCode.eip2612PermitInFlight,
+              invalidMessage: `another payment of this payer carrying an EIP-2612 permit on token nonce ${held.nonce} is verified and not yet settled, and of permits on one nonce only the first to land counts: this one could not be paid. Retry once that payment has settled (by ${new Date(held.heldUntilMs).toISOString()} at the latest)`,
+              payer: held.payer,
+            } satisfies VerifyResponse;
           });
       if (!result.isValid && scope.transportError) throw chainUnavailable(scope.transportError, "verify");
       emit({
@@ -861,11 +876,52 @@ export function createFacilitator({
     return undefined;
   }
 
+  /**
+   * Gives back what a payment verified here holds once its seller drops it unsettled: its EIP-2612
+   * permit nonce, for the payer's next payment, and the sponsored use taken for it. Nothing is given
+   * back once a settle of it began here: that settle may still land.
+   */
+  async function release(
+    payload: PaymentPayload,
+    requirements: PaymentRequirements,
+  ): Promise<ReleaseResponse> {
+    const key = isBatchSettlementPayment(requirements) ? undefined : settlementKeyOf(payload);
+    if (!key) return { released: false, reason: "not_held" };
+    const held = permitHolds?.giveUp(permitHolderOf(payload, key)) ?? "not_held";
+    let answer: ReleaseResponse;
+    if (held === "settling") answer = { released: false, reason: "settling" };
+    else {
+      // A settle takes the use as it starts (`settleOnce`): one still held had none begin.
+      const use = heldPermitUses.get(settlementKeyString(key));
+      heldPermitUses.delete(settlementKeyString(key));
+      if (use)
+        await use
+          .giveBack()
+          .catch((error: unknown) =>
+            logger.warn(
+              { payer: key.payer, error: String(error) },
+              "facilitator: a sponsored approval of a released payment could not be given back",
+            ),
+          );
+      answer = held === "released" || use ? { released: true } : { released: false, reason: "not_held" };
+    }
+    logger.info(
+      {
+        op: "release",
+        outcome: answer.released ? "released" : answer.reason,
+        ...describe(payload, requirements),
+      },
+      "facilitator release",
+    );
+    return answer;
+  }
+
   return {
     address: signer.address,
     network,
     signer,
     verify,
+    release,
     relaySponsoredApproval,
     async settle(payload, requirements) {
       const refusedAsset = assetRefusal(payload, requirements);
@@ -881,6 +937,18 @@ export function createFacilitator({
           network: requirements.network,
         };
       }
+      // The settle holds its permit's nonce until it ends, whatever a release says meanwhile. A payment
+      // whose nonce another holds (it was released, and the payer's next payment verified on that nonce)
+      // is not settled: its permit landing first would leave the other, being served, unpaid.
+      const heldByAnother = holdPermitOf(payload, requirements, { settling: true });
+      if (heldByAnother)
+        return refusedSettle(
+          payload,
+          requirements,
+          ReasonCode.eip2612PermitInFlight,
+          `another payment of this payer carrying an EIP-2612 permit on token nonce ${heldByAnother.nonce} holds that nonce (verified and not yet settled; this one was released, or never verified here): this one is not settled, nothing was sent`,
+          { payer: key.payer },
+        );
       // Concurrent settles of one authorization for one amount in this process share one attempt;
       // one for another amount finds it in flight.
       const id = `${settlementKeyString(key)}/${normalizedAmount(requirements.amount)}`;
@@ -898,7 +966,7 @@ export function createFacilitator({
               result.success ||
               (result.errorReason !== "settlement_in_progress" && result.errorReason !== SETTLEMENT_PENDING)
             )
-              permitHolds.release(settlementKeyString(key));
+              permitHolds.release(permitHolderOf(payload, key));
           },
           () => undefined,
         );
@@ -908,6 +976,15 @@ export function createFacilitator({
       return core.getSupported() as SupportedResponse;
     },
   };
+}
+
+/**
+ * Who holds a payment's permit nonce: its authorization, as signed. Another payment on the same
+ * authorization nonce, signed again, is another holder, and a release must present the payment itself.
+ */
+function permitHolderOf(payload: PaymentPayload, key: SettlementKey): string {
+  const signature = (payload.payload as { signature?: unknown }).signature;
+  return `${settlementKeyString(key)}/${typeof signature === "string" ? signature.toLowerCase() : ""}`;
 }
 
 /** An atomic amount as written in a request or a result, compared as a number ("0100" is 100). */

@@ -20,7 +20,7 @@ import type { TollgateFacilitator } from "./createFacilitator.js";
 export type CreateFacilitatorAppParameters = {
   facilitator: TollgateFacilitator;
   /**
-   * The bearer token `POST /verify`, `POST /settle` and `GET /metrics` want. Whoever can settle chooses
+   * The bearer token all routes but `GET /supported` and `GET /health` want. Whoever can settle chooses
    * the amount of an `upto` authorization and makes this facilitator pay gas: without it, a buyer could
    * settle its own authorization for 1 unit before the seller does.
    */
@@ -36,7 +36,8 @@ type ParsedRequest = { payload: PaymentPayload; requirements: PaymentRequirement
 
 /**
  * The facilitator's HTTP face in the x402 v2 wire format: `GET /supported`,
- * `POST /verify`, `POST /settle`, plus `GET /health`, `GET /metrics` and Tollgate's `POST /relay-approval`.
+ * `POST /verify`, `POST /settle`, plus `GET /health`, `GET /metrics` and Tollgate's `POST /relay-approval`
+ * and `POST /release`.
  * Malformed bodies answer 400 with a reason; an unreachable chain, or a wallet without gas, answers 503.
  */
 export function createFacilitatorApp({
@@ -162,6 +163,24 @@ export function createFacilitatorApp({
       return c.json({ error: "invalid_request", message: parsed.error, field: parsed.field }, 400);
     try {
       return c.json(await facilitator.settle(parsed.payload, parsed.requirements));
+    } catch (error) {
+      const { status, body, retryAfter } = failure(error);
+      if (retryAfter) c.header("Retry-After", retryAfter);
+      return c.json(body, status);
+    }
+  });
+
+  // Tollgate's own route: a seller that verified a payment and drops it without settling (it refused the
+  // request after verify, or could not serve it) gives back what the payment holds here: its EIP-2612
+  // permit nonce, which would refuse the payer's next payments until the permit's deadline, and its
+  // sponsored use. Behind the token, and for the payment itself (its signed authorization names the hold):
+  // no buyer can free its own nonce to have a second permit on it served, and a settle already begun keeps it.
+  app.post("/release", limit, async (c) => {
+    const parsed = await parseRequest(c.req.raw);
+    if ("error" in parsed)
+      return c.json({ error: "invalid_request", message: parsed.error, field: parsed.field }, 400);
+    try {
+      return c.json(await facilitator.release(parsed.payload, parsed.requirements));
     } catch (error) {
       const { status, body, retryAfter } = failure(error);
       if (retryAfter) c.header("Retry-After", retryAfter);

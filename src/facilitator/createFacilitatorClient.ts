@@ -2,6 +2,7 @@ import { HTTPFacilitatorClient } from "@x402/core/http";
 import type { PaymentPayload, PaymentRequirements } from "@x402/core/types";
 import { z } from "zod";
 import { currentRequestId, REQUEST_ID_HEADER } from "../errors/index.js";
+import type { ReleaseResponse } from "./createFacilitator.js";
 
 export type CreateFacilitatorClientParameters = {
   /** The facilitator's base URL (`tollgate facilitator` prints it). */
@@ -11,8 +12,8 @@ export type CreateFacilitatorClientParameters = {
   /** Bound on each call, `POST /relay-approval` included (ms); default the official client's. */
   timeoutMs?: number | undefined;
   /**
-   * The facilitator serves Tollgate's `POST /relay-approval` (`facilitatorRelaysApprovals` asks): the
-   * client then has `relaySponsoredApproval`.
+   * The facilitator serves Tollgate's `POST /relay-approval` (`facilitatorRelaysApprovals` asks): it is a
+   * `tollgate facilitator`, and the client then has `relaySponsoredApproval` and `release`.
    */
   relaysApprovals?: boolean | undefined;
 };
@@ -28,7 +29,21 @@ export type FacilitatorClient = HTTPFacilitatorClient & {
     requirements: PaymentRequirements,
     options?: { signal?: AbortSignal | undefined },
   ): Promise<string | undefined>;
+  /**
+   * Gives back what a verified payment holds at the facilitator (`POST /release`) when the seller drops
+   * it without settling. Throws when the facilitator does not answer, or has no such route.
+   */
+  release?(
+    payload: PaymentPayload,
+    requirements: PaymentRequirements,
+    options?: { signal?: AbortSignal | undefined },
+  ): Promise<ReleaseResponse>;
 };
+
+const releaseAnswerSchema = z.union([
+  z.object({ released: z.literal(true) }),
+  z.object({ released: z.literal(false), reason: z.enum(["settling", "not_held"]) }),
+]);
 
 const relayAnswerSchema = z.object({ isValid: z.boolean(), invalidMessage: z.string().optional() });
 
@@ -57,11 +72,16 @@ export function createFacilitatorClient({
   });
   const client: FacilitatorClient = official;
   if (!relaysApprovals) return client;
-  const relayUrl = `${url.replace(/\/+$/, "")}/relay-approval`;
-  client.relaySponsoredApproval = async (payload, requirements, options) => {
-    // Bounded like verify and settle: a facilitator whose chain hangs holds the buyer's request no longer.
+  const base = url.replace(/\/+$/, "");
+  /** Posts a payment as to `/verify`, bounded like verify and settle; the answer's status and text. */
+  const post = async (
+    path: string,
+    payload: PaymentPayload,
+    requirements: PaymentRequirements,
+    signal?: AbortSignal,
+  ) => {
     const bound = AbortSignal.timeout(official.timeoutMs);
-    const response = await fetch(relayUrl, {
+    const response = await fetch(`${base}${path}`, {
       method: "POST",
       headers: { "content-type": "application/json", ...requestHeaders() },
       body: JSON.stringify({
@@ -69,9 +89,27 @@ export function createFacilitatorClient({
         paymentPayload: payload,
         paymentRequirements: requirements,
       }),
-      signal: options?.signal ? AbortSignal.any([bound, options.signal]) : bound,
+      signal: signal ? AbortSignal.any([bound, signal]) : bound,
     });
-    const text = await response.text();
+    return { status: response.status, ok: response.ok, text: await response.text() };
+  };
+  client.release = async (payload, requirements, options) => {
+    const response = await post("/release", payload, requirements, options?.signal);
+    if (!response.ok)
+      throw new Error(
+        response.status === 404
+          ? "the facilitator has no POST /release (a tollgate facilitator older than it): the payment's permit nonce stays held until its deadline"
+          : `the facilitator answered HTTP ${response.status} to /release: ${response.text.slice(0, 300)}`,
+      );
+    const answer = releaseAnswerSchema.safeParse(JSON.parse(response.text));
+    if (!answer.success)
+      throw new Error(`the facilitator's /release answer is not understood: ${response.text.slice(0, 300)}`);
+    return answer.data;
+  };
+  client.relaySponsoredApproval = async (payload, requirements, options) => {
+    // Bounded like verify and settle: a facilitator whose chain hangs holds the buyer's request no longer.
+    const response = await post("/relay-approval", payload, requirements, options?.signal);
+    const { text } = response;
     // The route is gone (another facilitator in its place since the gateway started): no relay before
     // serving, so no sponsorship, for good; not a moment to wait.
     if (response.status === 404 || response.status === 405)

@@ -8,6 +8,7 @@ export {
 export {
   type CreateFacilitatorParameters,
   createFacilitator,
+  type ReleaseResponse,
   type TollgateFacilitator,
 } from "./createFacilitator.js";
 export { type CreateFacilitatorAppParameters, createFacilitatorApp } from "./createFacilitatorApp.js";

@@ -24,6 +24,32 @@ describe("createPermitHolds", () => {
     assert.equal(holds.size, 0);
   });
 
+  test("lets go of a hold its seller gave up, but not one whose settle began: only that settle's end frees it", () => {
+    let now = 1_000;
+    const holds = createPermitHolds({ now: () => now });
+    assert.equal(holds.giveUp("a"), "not_held", "a payment that holds nothing");
+    holds.take(permit, "a", 5_000);
+    assert.equal(holds.giveUp("b"), "not_held", "another payment cannot let go of a's hold");
+    assert.equal(holds.take(permit, "b", 5_000).taken, false);
+    assert.equal(holds.giveUp("a"), "released");
+    assert.deepEqual(
+      holds.take(permit, "b", 5_000),
+      { taken: true },
+      "the nonce is free for the next payment",
+    );
+
+    assert.deepEqual(holds.take(permit, "b", 5_000, { settling: true }), { taken: true });
+    assert.deepEqual(holds.take(permit, "b", 5_000), { taken: true }, "verified again while it settles");
+    assert.equal(holds.giveUp("b"), "settling", "a verify again does not make the hold given up");
+    assert.equal(holds.take(permit, "c", 5_000).taken, false, "still held for b's settle");
+    holds.release("b");
+    assert.deepEqual(holds.take(permit, "c", 5_000), { taken: true }, "its settle ended");
+
+    now = 5_000;
+    assert.equal(holds.giveUp("c"), "not_held", "a hold past its deadline holds nothing");
+    assert.equal(holds.size, 0);
+  });
+
   test("holds one nonce however its digits are written: a payment on nonce 01 is refused while one on 1 is held", () => {
     const holds = createPermitHolds();
     assert.deepEqual(holds.take({ ...permit, nonce: "1" }, "a", Date.now() + 60_000).taken, true);

@@ -3,14 +3,28 @@ export type PermitNonce = { network: string; token: string; owner: string; nonce
 
 export type PermitHoldTaken = { taken: true } | { taken: false; heldUntilMs: number };
 
+/**
+ * What letting go of a payment's hold did: `released` (its nonce is free), `settling` (a settle of it
+ * began: the hold stays until that settle ends or its deadline passes), or `not_held` (it holds nothing).
+ */
+export type PermitHoldGivenUp = "released" | "settling" | "not_held";
+
 export type PermitHolds = {
   /**
    * Holds `permit` for the payment `holder` until `untilMs`, unless another payment holds it: a
-   * payment already holding it takes it again (a second verify of the same payment).
+   * payment already holding it takes it again (a second verify of the same payment). `settling` marks
+   * the hold as its settle's: from then on only the settle's end (`release`) lets it go.
    */
-  take(permit: PermitNonce, holder: string, untilMs: number): PermitHoldTaken;
+  take(
+    permit: PermitNonce,
+    holder: string,
+    untilMs: number,
+    options?: { settling?: boolean },
+  ): PermitHoldTaken;
   /** Lets go of whatever `holder` holds: its settlement ended. */
   release(holder: string): void;
+  /** Lets go of what `holder` holds because its seller gave it up unsettled, unless a settle of it began. */
+  giveUp(holder: string): PermitHoldGivenUp;
   /** Permits held now. */
   readonly size: number;
 };
@@ -21,7 +35,7 @@ export type CreatePermitHoldsParameters = {
   now?: () => number;
 };
 
-type Hold = { holder: string; untilMs: number };
+type Hold = { holder: string; untilMs: number; settling: boolean };
 
 const nonceNumber = (nonce: string) => {
   try {
@@ -55,21 +69,23 @@ export function createPermitHolds({
   };
 
   return {
-    take(permit, holder, untilMs) {
+    take(permit, holder, untilMs, { settling = false } = {}) {
       // One nonce however it is written ("1", "01"): the token reads it as a number.
       const key = [permit.network, permit.token, permit.owner, nonceNumber(permit.nonce)]
         .map((part) => part.toLowerCase())
         .join("/");
       const at = now();
       const held = holds.get(key);
-      if (held && held.untilMs > at && held.holder !== holder)
-        return { taken: false, heldUntilMs: held.untilMs };
+      const live = held !== undefined && held.untilMs > at;
+      if (live && held.holder !== holder) return { taken: false, heldUntilMs: held.untilMs };
+      // A verify of a payment whose settle began leaves the hold its settle's.
+      const settlingAlready = live && held.settling;
       drop(key);
       if (holds.size >= maxHeld) {
         for (const [oldKey, hold] of holds) if (hold.untilMs <= at) drop(oldKey);
         while (holds.size >= maxHeld) drop(holds.keys().next().value as string);
       }
-      holds.set(key, { holder, untilMs });
+      holds.set(key, { holder, untilMs, settling: settling || settlingAlready });
       const keys = keysOf.get(holder) ?? new Set<string>();
       keys.add(key);
       keysOf.set(holder, keys);
@@ -77,6 +93,14 @@ export function createPermitHolds({
     },
     release(holder) {
       for (const key of [...(keysOf.get(holder) ?? [])]) drop(key);
+    },
+    giveUp(holder) {
+      const at = now();
+      const keys = [...(keysOf.get(holder) ?? [])];
+      const live = keys.filter((key) => (holds.get(key)?.untilMs ?? 0) > at);
+      if (live.some((key) => holds.get(key)?.settling)) return "settling";
+      for (const key of keys) drop(key);
+      return live.length > 0 ? "released" : "not_held";
     },
     get size() {
       return holds.size;

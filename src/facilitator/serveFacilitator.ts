@@ -6,7 +6,7 @@ import { createFacilitatorApp } from "./createFacilitatorApp.js";
 
 export type ServeFacilitatorParameters = {
   facilitator: TollgateFacilitator;
-  /** The bearer token `/verify`, `/settle` and `/metrics` want (see `createFacilitatorApp`). */
+  /** The bearer token all routes but `/supported` and `/health` want (see `createFacilitatorApp`). */
   token: string;
   host?: string;
   /** 0 picks a free port. */
