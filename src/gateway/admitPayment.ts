@@ -6,6 +6,7 @@ import { authorizationKey, type DecodedPaymentPayload, ReasonCode } from "../pro
 import { authorizationDeadline } from "./authorizationDeadline.js";
 import type { FacilitatorLike } from "./facilitatorLike.js";
 import { type BillingTerms, matchOffer } from "./paymentOffers.js";
+import { releaseDroppedPayment } from "./releaseDroppedPayment.js";
 
 /** One payment for priced work: the offers it may answer, and what the work is. */
 export type PaymentAdmissionRequest = {
@@ -186,8 +187,17 @@ export async function admitMatchedPayment(
   }
   if (admission.existing) return replayed(admission.existing.status);
 
-  let verified: Awaited<ReturnType<FacilitatorLike["verify"]>>;
+  let verified: Awaited<ReturnType<FacilitatorLike["verify"]>> | undefined;
   let fundsAtomic: bigint | undefined;
+  // Verified and then refused here, or not served: what the facilitator holds for it is given back.
+  const dropped = () =>
+    releaseDroppedPayment({
+      facilitator,
+      payload: payment,
+      requirements: matched.requirements,
+      logger,
+      timeoutMs: parameters.verifyTimeoutMs,
+    });
   // The payer's payments settled from here on may not show in the funds read below: the claim counts them.
   // The host's clock may run up to MAX_CLOCK_SKEW_MS ahead of the database's, which stamps settlements.
   const fundsReadFromMs = Date.now() - MAX_CLOCK_SKEW_MS;
@@ -225,6 +235,8 @@ export async function admitMatchedPayment(
       chainSeconds = await withTimeout(chainTime, parameters.verifyTimeoutMs);
   } catch (error) {
     logger.warn({ error: String(error) }, "facilitator unavailable during verify");
+    // Verified, and the payer's funds or the chain's time could not be read.
+    if (verified?.isValid) await dropped();
     return refuse(
       "TOLLGATE_FACILITATOR_UNAVAILABLE",
       "the payment facilitator or chain is unreachable; no inference was run",
@@ -239,8 +251,10 @@ export async function admitMatchedPayment(
   }
   // The chain settles it: a host whose clock runs behind the chain's blocks would let an authorization
   // through that expires, by the chain, before its work is settled (served, then never paid).
-  if (chainSeconds !== undefined && deadline < chainSeconds + neededSeconds)
+  if (chainSeconds !== undefined && deadline < chainSeconds + neededSeconds) {
+    await dropped();
     return expiresTooSoon(chainSeconds, "the chain's clock");
+  }
 
   const maxAtomic =
     matched.requirements.scheme === "upto"
@@ -282,8 +296,10 @@ export async function admitMatchedPayment(
         settledSinceMs: readAgainFromMs,
       });
   }
+  // A replay is not released: the payment it repeats, the same authorization, may be being served.
   if (!claim.claimed && claim.existing) return replayed(claim.existing.status);
   if (!claim.claimed) {
+    await dropped();
     if (claim.permitInFlight)
       return paymentRequired(
         `${ReasonCode.insufficientFunds}: a payment carrying an EIP-2612 permit is served alone among its payer's (its permit sets the Permit2 allowance the others draw on, and of permits on one token nonce only the first settled counts); retry when this payer's payment in flight has settled`,
@@ -314,6 +330,7 @@ export async function admitMatchedPayment(
       // row stays, failed, as its authorization may not be claimed twice: the buyer signs again.
       logger.warn({ error: String(error) }, "facilitator unavailable while relaying a sponsored approval");
       await ledger.markFailed(claim.payment.id, `sponsored approval not relayed: ${String(error)}`);
+      await dropped();
       return refuse(
         "TOLLGATE_FACILITATOR_UNAVAILABLE",
         "the payment facilitator could not relay the payment's signed approve for now; no inference was run and nothing was charged: retry with a new payment",
@@ -321,6 +338,7 @@ export async function admitMatchedPayment(
     }
     if (unrelayed !== undefined) {
       await ledger.markFailed(claim.payment.id, `sponsored approval not relayed: ${unrelayed}`);
+      await dropped();
       return paymentRequired(`${ReasonCode.gasSponsoringRefused}: ${unrelayed}`);
     }
     // The relay waits for two transactions (funding, approve): on a slow chain the authorization may no
@@ -328,6 +346,7 @@ export async function admitMatchedPayment(
     const relayedAtSeconds = Math.floor(Date.now() / 1000);
     if (sponsoredExtension === "erc20ApprovalGasSponsoring" && deadline < relayedAtSeconds + neededSeconds) {
       await ledger.markFailed(claim.payment.id, "authorization too short once its approve was relayed");
+      await dropped();
       return paymentRequired(
         `${ReasonCode.authorizationExpiresTooSoon}: the authorization must stay valid at least ${neededSeconds} s from now (this request may run ${runSeconds} s, then settle); verifying it and relaying its signed approve took ${relayedAtSeconds - hostSeconds} s, and it now expires in ${deadline - relayedAtSeconds} s. The approve stands: sign a new payment (with the offer's maxTimeoutSeconds, ${terms.maxTimeoutSeconds} s)`,
       );

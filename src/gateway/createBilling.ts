@@ -1,4 +1,4 @@
-import type { PaymentRequirements } from "@x402/core/types";
+import type { PaymentPayload, PaymentRequirements } from "@x402/core/types";
 import {
   type Logger,
   REQUEST_ID_HEADER,
@@ -43,6 +43,7 @@ import {
   offerPricingOf,
 } from "./paymentOffers.js";
 import { quoteRequest, type RequestQuote, type RouteKind } from "./quoteRequest.js";
+import { releaseDroppedPayment } from "./releaseDroppedPayment.js";
 import { type ChargeOutcome, type SettleChargeParameters, settleCharge } from "./settleCharge.js";
 
 export type CreateBillingParameters = {
@@ -597,7 +598,10 @@ export function createBilling({
 
   // Work priced elsewhere (a paid MCP tool) is admitted, settled or failed here; its listeners hear it
   // as a route's, so the metrics count what the ledger holds.
-  const admittedWork = new Map<number, PaidIdentity>();
+  const admittedWork = new Map<
+    number,
+    { paid: PaidIdentity; payload: PaymentPayload; requirements: PaymentRequirements }
+  >();
 
   async function admit(request: PaymentAdmissionRequest): Promise<AdmitPaymentReturnType> {
     const requestId = request.requestId ?? requestIdOf(undefined);
@@ -642,7 +646,11 @@ export function createBilling({
       asset: admitted.requirements.asset,
       payer: admitted.payer,
     };
-    admittedWork.set(admitted.paymentId, paid);
+    admittedWork.set(admitted.paymentId, {
+      paid,
+      payload: request.payment,
+      requirements: admitted.requirements,
+    });
     emit({
       ...paid,
       type: "verified",
@@ -654,7 +662,7 @@ export function createBilling({
   }
 
   function settle(charge: SettlePaidWork): Promise<ChargeOutcome> {
-    const paid = admittedWork.get(charge.paymentId);
+    const paid = admittedWork.get(charge.paymentId)?.paid;
     admittedWork.delete(charge.paymentId);
     let settleStartedAt = 0;
     const settling = () =>
@@ -702,10 +710,17 @@ export function createBilling({
   }
 
   async function fail(paymentId: number, reason: string): Promise<void> {
-    const paid = admittedWork.get(paymentId);
+    const work = admittedWork.get(paymentId);
     admittedWork.delete(paymentId);
     await ledger.markFailed(paymentId, reason);
-    if (paid) emit({ ...paid, type: "failed", at: Date.now(), reason, status: 500 });
+    if (work)
+      await releaseDroppedPayment({
+        facilitator,
+        payload: work.payload,
+        requirements: work.requirements,
+        logger,
+      });
+    if (work) emit({ ...work.paid, type: "failed", at: Date.now(), reason, status: 500 });
   }
 
   function paymentRequired({ model, route, maxAtomic }: PaymentRequiredWork): void {

@@ -23,6 +23,7 @@ import { guardBackendBody } from "./guardBackendBody.js";
 import { reconcileUsage } from "./meterUsage.js";
 import { OutputMeter } from "./OutputMeter.js";
 import { hasExactTokenizer, type RequestQuote } from "./quoteRequest.js";
+import { releaseDroppedPayment } from "./releaseDroppedPayment.js";
 import { type ChargeOutcome, type ChargeUsage, settleCharge } from "./settleCharge.js";
 import { type SessionReceipts, signSettledCharge } from "./signSettledCharge.js";
 import { truncateAnswer } from "./truncateAnswer.js";
@@ -442,6 +443,10 @@ export function createBillingSession(parameters: CreateBillingSessionParameters)
       if (!(await ready())) return failWithoutRow(status);
       await ledger.markFailed(paymentId, reason);
       await parameters.channel?.release();
+      // Never to be settled: the facilitator gives back the permit nonce it holds for it, so that the
+      // payer's next payment on that nonce is not refused until the permit's deadline.
+      if (!parameters.channel)
+        await releaseDroppedPayment({ facilitator: parameters.facilitator, payload, requirements, logger });
       emit({ ...identity, type: "failed", at: Date.now(), reason, status });
       return undefined;
     });

@@ -12,6 +12,7 @@ import {
 } from "../ledger/index.js";
 import { DEFAULT_HEARTBEAT_MS } from "./createBillingSession.js";
 import type { FacilitatorLike } from "./facilitatorLike.js";
+import { releaseDroppedPayment } from "./releaseDroppedPayment.js";
 import {
   AUTHORIZATION_LAPSED,
   authorizationDeadlineOf,
@@ -314,6 +315,13 @@ export function createPaymentRecovery({
         if (ledgerBackAt !== undefined && Date.now() - ledgerBackAt < minAgeMs) return "left";
         // Output may have reached the buyer, but how much is unknown: we never charge what we cannot count.
         await payments.markFailed(row.id, "gateway_restarted: usage unknown, nothing charged");
+        // Never to be settled: a permit nonce its facilitator holds for it is free for the payer again.
+        await releaseDroppedPayment({
+          facilitator,
+          payload: row.paymentPayload as PaymentPayload,
+          requirements: row.paymentRequirements as PaymentRequirements,
+          logger,
+        });
         return "failed";
       case "metered":
         if (!canSettle(row)) {

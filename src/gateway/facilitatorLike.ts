@@ -5,6 +5,7 @@ import type {
   SupportedResponse,
   VerifyResponse,
 } from "@x402/core/types";
+import type { ReleaseResponse } from "../facilitator/index.js";
 
 /** `signal`: the caller gave up (its bound passed): a relay that has not sent the approve's gas yet sends nothing. */
 export type RelaySponsoredApprovalOptions = { signal?: AbortSignal | undefined };
@@ -28,4 +29,14 @@ export type FacilitatorLike = {
     requirements: PaymentRequirements,
     options?: RelaySponsoredApprovalOptions,
   ): Promise<string | undefined>;
+  /**
+   * Gives back what a verified payment holds at the facilitator (a `tollgate facilitator`'s EIP-2612
+   * permit nonce and sponsored use, at `POST /release` when remote) once the seller drops it without
+   * settling; see `releaseDroppedPayment`. Another facilitator has none.
+   */
+  release?(
+    payload: PaymentPayload,
+    requirements: PaymentRequirements,
+    options?: RelaySponsoredApprovalOptions,
+  ): Promise<ReleaseResponse>;
 };
