@@ -5,13 +5,14 @@ import { UptoEvmScheme } from "@x402/evm/upto/client";
 import { wrapFetchWithPayment } from "@x402/fetch";
 import { privateKeyToAccount } from "viem/accounts";
 import { type Devnet, startDevnet } from "../src/devnet/index.js";
-import { createFacilitator, serveFacilitator } from "../src/facilitator/index.js";
+import { createFacilitator, createFacilitatorClient, serveFacilitator } from "../src/facilitator/index.js";
+import { createPaymentRecovery } from "../src/gateway/index.js";
 import { createMemoryPayerQuotas } from "../src/ledger/index.js";
-import type { PaymentPayload } from "../src/protocol/index.js";
+import { authorizationKey, decodePaymentRequiredHeader, type PaymentPayload } from "../src/protocol/index.js";
 import { TEST_FACILITATOR_TOKEN } from "./support/facilitatorToken.js";
 import { type GatewayHarness, startGatewayHarness } from "./support/gatewayHarness.js";
 import { mockModelId, startMockBackend } from "./support/mockBackend.js";
-import { finalRow } from "./support/paidRequests.js";
+import { finalRow, postJson } from "./support/paidRequests.js";
 import { recordingFetch } from "./support/recordingFetch.js";
 
 // A Tollgate gateway on `tollgate facilitator`'s HTTP API (which holds each EIP-2612 permit nonce from
@@ -45,7 +46,12 @@ describe("a Tollgate gateway on tollgate facilitator, paid with EIP-2612 permits
     await gone.close();
     h = await startGatewayHarness({
       devnet,
-      configure: (input) => ({ ...input, facilitator: { url: remote.url, token: TEST_FACILITATOR_TOKEN } }),
+      // The tests run their own recovery pass: the gateway's own would race it.
+      configure: (input) => ({
+        ...input,
+        facilitator: { url: remote.url, token: TEST_FACILITATOR_TOKEN },
+        recovery: { intervalSeconds: 3_600 },
+      }),
       extraModels: () => [
         {
           id: downModel,
@@ -113,5 +119,66 @@ describe("a Tollgate gateway on tollgate facilitator, paid with EIP-2612 permits
         .length,
       1,
     );
+  });
+
+  test("a payment its gateway was serving when it stopped, failed by recovery, lets go of its permit nonce: the wallet's next payment on it is verified", async () => {
+    const offered = await postJson(h, "/v1/chat/completions", chatBody(mockModelId));
+    await offered.text();
+    const required = decodePaymentRequiredHeader(offered.headers.get("payment-required"));
+    assert.ok(required.ok);
+    const wallet = await devnet.createFreshBuyer(10_000_000n);
+    const client = new x402Client()
+      .register(
+        devnet.network,
+        new UptoEvmScheme(privateKeyToAccount(wallet.privateKey), { rpcUrl: devnet.rpcUrl }),
+      )
+      .setSpendControls(false);
+    const first = (await client.createPaymentPayload(required.paymentRequired)) as PaymentPayload;
+    const next = (await client.createPaymentPayload(required.paymentRequired)) as PaymentPayload;
+    assert.equal(permitNonceOf(first), "0");
+    assert.equal(permitNonceOf(next), "0");
+    const facilitator = createFacilitatorClient({
+      url: remote.url,
+      token: TEST_FACILITATOR_TOKEN,
+      relaysApprovals: true,
+    });
+
+    // The first was verified and was being served when its gateway stopped: its row is left `serving`.
+    assert.equal((await facilitator.verify(first, first.accepted)).isValid, true);
+    const claim = await h.ledger.payments.claim({
+      ...authorizationKey(first as Parameters<typeof authorizationKey>[0]),
+      scheme: "upto",
+      model: mockModelId,
+      route: "/v1/chat/completions",
+      asset: first.accepted.asset,
+      payTo: first.accepted.payTo,
+      maxAtomic: BigInt(first.accepted.amount),
+      paymentPayload: first,
+      paymentRequirements: first.accepted,
+    });
+    assert.ok(claim.claimed);
+    await h.ledger.payments.markServing(claim.payment.id);
+    assert.equal(
+      (await facilitator.verify(next, next.accepted)).invalidReason,
+      "tollgate_eip2612_permit_in_flight",
+    );
+
+    const recovery = createPaymentRecovery({
+      payments: h.ledger.payments,
+      facilitator,
+      network: devnet.network,
+      graceMs: 0,
+      settlingGraceMs: 0,
+    });
+    try {
+      await recovery.runOnce();
+    } finally {
+      await recovery.stop();
+    }
+    // Usage unknown, nothing charged: and the payer's next payment on the nonce is not refused for it.
+    assert.equal((await h.ledger.payments.get(claim.payment.id))?.status, "failed");
+    assert.equal(await devnet.usdcBalance(wallet.address), 10_000_000n);
+    const verified = await facilitator.verify(next, next.accepted);
+    assert.equal(verified.isValid, true, JSON.stringify(verified));
   });
 });
