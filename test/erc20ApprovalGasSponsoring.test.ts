@@ -22,7 +22,7 @@ import { anvil } from "viem/chains";
 import { type Devnet, startDevnet } from "../src/devnet/index.js";
 import { isTollgateError } from "../src/errors/index.js";
 import { createFacilitator } from "../src/facilitator/index.js";
-import { parseGatewayConfig, startGateway } from "../src/gateway/index.js";
+import { type GatewayConfigInput, parseGatewayConfig, startGateway } from "../src/gateway/index.js";
 import { createLedger, createPgliteClient } from "../src/ledger/index.js";
 import {
   decodePaymentRequiredHeader,
@@ -75,6 +75,25 @@ async function withApproveResigned(
   } as PaymentPayload;
 }
 
+/** The test gateway selling for the devnet's plain token (no EIP-2612), relaying approves it is sent. */
+const sellingPlainToken =
+  (devnet: Devnet) =>
+  (input: GatewayConfigInput): GatewayConfigInput => ({
+    ...input,
+    asset: devnet.contracts.plainToken,
+    assetDomain: { name: "Plain Test Dollar", version: "1" },
+    facilitator: {
+      ...(input.facilitator as object),
+      gasSponsoring: { enabled: true, perPayerLimit: 3, erc20Approval: true },
+    },
+  });
+
+/** The official x402 client paying upto from `privateKey`, with no spend controls of its own. */
+const officialClient = (devnet: Devnet, privateKey: Hex) =>
+  new x402Client()
+    .register(devnet.network, new UptoEvmScheme(privateKeyToAccount(privateKey), { rpcUrl: devnet.rpcUrl }))
+    .setSpendControls(false);
+
 const chatBody = {
   model: mockModelId,
   messages: [{ role: "user", content: "Say something" }],
@@ -95,15 +114,7 @@ describe("gas-sponsored approval for a token without EIP-2612 (erc20ApprovalGasS
   before(async () => {
     devnet = await startDevnet({ buyers: 1 });
     h = await startGatewayHarness({
-      configure: (input) => ({
-        ...input,
-        asset: devnet.contracts.plainToken,
-        assetDomain: { name: "Plain Test Dollar", version: "1" },
-        facilitator: {
-          ...(input.facilitator as object),
-          gasSponsoring: { enabled: true, perPayerLimit: 3, erc20Approval: true },
-        },
-      }),
+      configure: sellingPlainToken(devnet),
       devnet,
     });
     chain = createPublicClient({ transport: http(h.devnet.rpcUrl) });
@@ -161,12 +172,7 @@ describe("gas-sponsored approval for a token without EIP-2612 (erc20ApprovalGasS
     assert.equal(await allowanceOf(buyer.address), 0n);
     assert.equal(await chain.getBalance({ address: buyer.address }), 0n);
     const { fetch: recording, payloads } = recordingFetch();
-    const client = new x402Client()
-      .register(
-        h.devnet.network,
-        new UptoEvmScheme(privateKeyToAccount(buyer.privateKey), { rpcUrl: h.devnet.rpcUrl }),
-      )
-      .setSpendControls(false);
+    const client = officialClient(h.devnet, buyer.privateKey);
     const sponsoredBefore = await sponsoredApprovals();
     const response = await wrapFetchWithPayment(recording, client)(`${h.gateway.url}/v1/chat/completions`, {
       method: "POST",
@@ -293,12 +299,7 @@ describe("gas-sponsored approval for a token without EIP-2612 (erc20ApprovalGasS
 
   test("a fresh wallet's requests sent at once, each carrying its one signed approve, are all served and settled: the approve is funded and relayed once", async () => {
     const buyer = await h.devnet.createFreshPlainTokenBuyer(10_000_000n);
-    const client = new x402Client()
-      .register(
-        h.devnet.network,
-        new UptoEvmScheme(privateKeyToAccount(buyer.privateKey), { rpcUrl: h.devnet.rpcUrl }),
-      )
-      .setSpendControls(false);
+    const client = officialClient(h.devnet, buyer.privateKey);
     const paying = wrapFetchWithPayment(fetch, client);
     const facilitatorAddress = h.devnet.accounts.facilitator.address;
     const facilitatorNonce = await chain.getTransactionCount({ address: facilitatorAddress });
@@ -351,26 +352,13 @@ describe("gas-sponsored approval for a token without EIP-2612 (erc20ApprovalGasS
       );
     });
     const lossy = await startGatewayHarness({
-      configure: (input) => ({
-        ...input,
-        asset: h.devnet.contracts.plainToken,
-        assetDomain: { name: "Plain Test Dollar", version: "1" },
-        facilitator: {
-          ...(input.facilitator as object),
-          gasSponsoring: { enabled: true, perPayerLimit: 3, erc20Approval: true },
-        },
-      }),
+      configure: sellingPlainToken(h.devnet),
       devnet: h.devnet,
       rpcUrl: relay.url,
     });
     try {
       const buyer = await h.devnet.createFreshPlainTokenBuyer(10_000_000n);
-      const client = new x402Client()
-        .register(
-          h.devnet.network,
-          new UptoEvmScheme(privateKeyToAccount(buyer.privateKey), { rpcUrl: h.devnet.rpcUrl }),
-        )
-        .setSpendControls(false);
+      const client = officialClient(h.devnet, buyer.privateKey);
       const facilitatorAddress = h.devnet.accounts.facilitator.address;
       const facilitatorNonce = await chain.getTransactionCount({ address: facilitatorAddress });
       const response = await wrapFetchWithPayment(fetch, client)(`${lossy.gateway.url}/v1/chat/completions`, {
