@@ -1,4 +1,25 @@
-import type { OutputPiece, OutputReading } from "./routes/index.js";
+import type { OutputReading } from "./routes/index.js";
+
+/** Longest text a choice keeps uncounted at its end, waiting for the rest of its word (a run with no space is counted in parts). */
+const TAIL_MAX_CHARS = 64;
+
+/** One choice's count: tokens of the text up to its last word boundary, and the text after it. */
+type ChoiceCount = { committed: number; tail: string; tokens: number };
+
+const NO_TEXT: ChoiceCount = { committed: 0, tail: "", tokens: 0 };
+
+/**
+ * The last place in `text` where a word starts after a space (a space after anything but whitespace):
+ * byte-level BPE tokenizers (o200k, cl100k) split text into pieces there before merging, so the
+ * tokens of the text are the tokens before it plus the tokens after it. 0 when there is none.
+ */
+function lastWordBoundary(text: string): number {
+  for (let index = text.length - 1; index > 0; index--) {
+    if (text.charCodeAt(index) !== 32) continue;
+    if (!/\s/.test(text.charAt(index - 1))) return index;
+  }
+  return 0;
+}
 
 export type OutputMeterParameters = {
   /** Tokens of a piece of generated text (the model's tokenizer, or an estimate); linear in its length. */
@@ -14,7 +35,8 @@ export type OutputMeterParameters = {
 };
 
 /**
- * Counts the output the gateway forwards, per choice, and refuses a piece that would take a
+ * Counts the output the gateway forwards, per choice, as one text (a backend that streams a word in
+ * several chunks is counted the word's tokens, not one per chunk), and refuses a piece that would take a
  * choice past its authorized limit: the gateway never delivers more than was paid for, whatever
  * the backend generates. With an estimated count (a model whose tokenizer the gateway does not
  * know) a choice may run `ceil(limit / 10) + 4` tokens past the limit, so that an honest backend
@@ -24,8 +46,7 @@ export class OutputMeter {
   readonly #countTokens: (text: string) => number;
   readonly #choices: number;
   readonly #allowance: number;
-  readonly #counted = new Map<number, number>();
-  readonly #texts = new Map<number, string[]>();
+  readonly #counted = new Map<number, ChoiceCount>();
   #delivered = false;
   #generated = false;
   #hiddenOutput = false;
@@ -56,7 +77,7 @@ export class OutputMeter {
   /** Tokens choice `choice` may still receive (0 for a choice nobody asked for). */
   roomFor(choice: number): number {
     if (choice >= Math.max(this.#choices, 1)) return 0;
-    return Math.max(0, this.#allowance - (this.#counted.get(choice) ?? 0));
+    return Math.max(0, this.#allowance - (this.#counted.get(choice)?.tokens ?? 0));
   }
 
   /** Something was delivered (a choice or a result), even if empty text. */
@@ -100,10 +121,10 @@ export class OutputMeter {
     return this.#hiddenOutput;
   }
 
-  /** Output tokens forwarded, summed over choices (each piece counted as it went out). */
+  /** Output tokens forwarded, summed over choices (each choice's text counted as one). */
   get countedTokens(): number {
     let total = 0;
-    for (const tokens of this.#counted.values()) total += tokens;
+    for (const count of this.#counted.values()) total += count.tokens;
     return total;
   }
 
@@ -117,28 +138,25 @@ export class OutputMeter {
       this.#refused = true;
       return false;
     }
-    const additions = new Map<number, number>();
+    const next = new Map<number, ChoiceCount>();
     for (const piece of reading.pieces) {
       if (piece.choice >= Math.max(this.#choices, 1)) {
         this.#refused = true;
         return false;
       }
-      const tokens = this.#count(piece);
-      const next = (this.#counted.get(piece.choice) ?? 0) + (additions.get(piece.choice) ?? 0) + tokens;
-      if (next > this.#allowance) {
+      const count = this.#extend(
+        next.get(piece.choice) ?? this.#counted.get(piece.choice) ?? NO_TEXT,
+        piece.text,
+      );
+      if (count.tokens > this.#allowance) {
         this.#refused = true;
         return false;
       }
-      additions.set(piece.choice, (additions.get(piece.choice) ?? 0) + tokens);
+      next.set(piece.choice, count);
     }
-    for (const piece of reading.pieces) {
-      const texts = this.#texts.get(piece.choice) ?? [];
-      texts.push(piece.text);
-      this.#texts.set(piece.choice, texts);
+    for (const piece of reading.pieces)
       this.#bytes.set(piece.choice, (this.#bytes.get(piece.choice) ?? 0) + Buffer.byteLength(piece.text));
-    }
-    for (const [choice, tokens] of additions)
-      this.#counted.set(choice, (this.#counted.get(choice) ?? 0) + tokens);
+    for (const [choice, count] of next) this.#counted.set(choice, count);
     this.#images += images;
     if (reading.delivered) this.#delivered = true;
     if (reading.hiddenOutput) this.#hiddenOutput = true;
@@ -149,10 +167,25 @@ export class OutputMeter {
 
   /** Tokens a piece would add if accepted (for truncating a whole answer). */
   tokensOf(text: string): number {
-    return this.#count({ choice: 0, text });
+    return this.#tokens(text);
   }
 
-  #count(piece: OutputPiece): number {
-    return piece.text.length === 0 ? 0 : this.#countTokens(piece.text);
+  /**
+   * A choice's count once `text` is added to it: the text after the choice's last word boundary is
+   * counted again with `text`, so the total is the tokens of everything the choice received as one
+   * text, at the cost of counting only its last word again.
+   */
+  #extend(count: ChoiceCount, text: string): ChoiceCount {
+    if (text.length === 0) return count;
+    const joined = count.tail + text;
+    let boundary = lastWordBoundary(joined);
+    if (boundary === 0 && joined.length > TAIL_MAX_CHARS) boundary = joined.length;
+    const committed = count.committed + (boundary > 0 ? this.#tokens(joined.slice(0, boundary)) : 0);
+    const tail = joined.slice(boundary);
+    return { committed, tail, tokens: committed + this.#tokens(tail) };
+  }
+
+  #tokens(text: string): number {
+    return text.length === 0 ? 0 : this.#countTokens(text);
   }
 }

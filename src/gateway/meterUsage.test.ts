@@ -127,32 +127,39 @@ test("a prompt count above the quote's bound is replaced by the gateway's own co
   assert.deepEqual([usage.promptTokens, usage.completionTokens, usage.source], [42, 5, "tokenizer"]);
 });
 
-test("the output meter never lets a choice past its allowance, nor a choice nobody asked for (seeded property)", () => {
+test("the output meter counts each choice as one text, and never lets a choice past its allowance, nor a choice nobody asked for (seeded property)", () => {
   const rng = random(7);
+  // Words split at spaces: a tokenizer whose count, like a byte-level BPE's, adds up at a space after a word.
+  const countTokens = (text: string) => text.split(" ").filter(Boolean).length;
+  const parts = ["w", " w", "w w", " ", "ww ", "  w"];
   for (let run = 0; run < 500; run++) {
     const choices = 1 + rng.int(3);
     const limit = 1 + rng.int(40);
     const exactCount = rng.next() < 0.5;
-    const meter = new OutputMeter({
-      countTokens: (text) => text.split(" ").length,
-      limitPerChoice: limit,
-      choices,
-      exactCount,
-    });
-    const perChoice = new Map<number, number>();
+    const meter = new OutputMeter({ countTokens, limitPerChoice: limit, choices, exactCount });
+    const received = new Map<number, string>();
     for (let chunk = 0; chunk < 100; chunk++) {
       const choice = rng.int(choices);
-      const words = 1 + rng.int(3);
+      const text = Array.from({ length: 1 + rng.int(3) }, () => parts[rng.int(parts.length - 1)]).join("");
       const accepted = meter.accept({
-        pieces: [{ choice, text: Array(words).fill("w").join(" ") }],
+        pieces: [{ choice, text }],
         delivered: true,
         usage: undefined,
         error: undefined,
       });
-      if (accepted) perChoice.set(choice, (perChoice.get(choice) ?? 0) + words);
+      if (accepted) received.set(choice, (received.get(choice) ?? "") + text);
       if (choice >= choices) assert.equal(accepted, false);
     }
-    for (const tokens of perChoice.values()) assert.ok(tokens <= meter.allowancePerChoice);
+    let total = 0;
+    for (const text of received.values()) {
+      assert.ok(countTokens(text) <= meter.allowancePerChoice, `${JSON.stringify(text)} past the allowance`);
+      total += countTokens(text);
+    }
+    assert.equal(
+      meter.countedTokens,
+      total,
+      "the tokens of each choice's text, not of its chunks one by one",
+    );
     if (exactCount) assert.equal(meter.allowancePerChoice, limit);
   }
 });

@@ -213,6 +213,52 @@ describe("output metering", () => {
     assert.equal(row.completionTokens, 200, `charged ${row.completionTokens} of 200 generated output tokens`);
   });
 
+  test("a stream sent a character per chunk is counted as one text: delivered whole within the limit, and the backend's honest count stands", async () => {
+    // 77 tokens in 348 characters, each character its own chunk (as a backend or a proxy that splits tokens sends them).
+    const answer =
+      "The quick brown fox jumps over the lazy dog, then runs far away into the quiet forest. ".repeat(4);
+    const tokens = countTextTokens(answer, "o200k_base");
+    assert.ok(tokens < 100 && answer.length > 100);
+    scripted.script = () => ({
+      headers: { "content-type": "text/event-stream" },
+      pieces: sseOf([
+        ...[...answer].map((character) => ({
+          id: "c5",
+          object: "chat.completion.chunk",
+          choices: [{ index: 0, delta: { content: character }, finish_reason: null }],
+        })),
+        {
+          id: "c5",
+          object: "chat.completion.chunk",
+          choices: [],
+          usage: { prompt_tokens: 9, completion_tokens: tokens },
+        },
+      ]),
+    });
+    const body = {
+      model: SCRIPTED,
+      messages: [{ role: "user", content: "tell" }],
+      max_tokens: 100,
+      stream: true,
+    };
+    const { response } = await payFor(h, CHAT, body, buyer().privateKey);
+    assert.equal(response.status, 200);
+    const delivered = sseEvents(await response.text())
+      .map(
+        (event) =>
+          (event.json?.choices as { delta?: { content?: string } }[] | undefined)?.[0]?.delta?.content ?? "",
+      )
+      .join("");
+    const row = await finalRow(h);
+    // Observed: cut at 100 characters (22 tokens) and charged 100 output tokens, the request's whole maximum.
+    assert.equal(
+      delivered.length,
+      answer.length,
+      `delivered ${delivered.length} of ${answer.length} characters, charged ${row.completionTokens} tokens`,
+    );
+    assert.equal(row.completionTokens, tokens);
+  });
+
   // Holes tried and found closed (kept as regression tests).
 
   test("closed: two choices in one chunk for n=1 stop the stream at the second", async () => {
