@@ -531,6 +531,45 @@ describe("output outside the metered events (Responses, Messages)", () => {
     assert.equal(await devnet.usdcBalance(payer.address), before);
   });
 
+  test("a Responses JSON answer with an output item of a type the gateway does not know is metered: charged within the limit, not delivered past it", async () => {
+    // A newer item (an audio transcript): its text is output the backend bills, wherever the item keeps it.
+    const answer = (transcript: string, outputTokens: number) => () => ({
+      pieces: [
+        JSON.stringify({
+          id: "r",
+          object: "response",
+          status: "completed",
+          output: [
+            {
+              id: "m",
+              type: "message",
+              role: "assistant",
+              content: [{ type: "output_text", text: "Here:" }],
+            },
+            { id: "a", type: "output_audio", status: "completed", transcript },
+          ],
+          usage: { input_tokens: 10, output_tokens: outputTokens },
+        }),
+      ],
+    });
+    const body = { model: RESPONSES, input: "read it to me", max_output_tokens: 50 };
+    scripted.script = answer(" alpha".repeat(30), 32);
+    const { response: within } = await payFor(h, "/v1/responses", body, buyer().privateKey);
+    assert.equal(within.status, 200);
+    assert.ok((await within.text()).includes(" alpha".repeat(30)));
+    // Observed before: charged 2 output tokens (the message's), the backend's 32 not believed.
+    assert.equal((await finalRow(h)).completionTokens, 32);
+
+    scripted.script = answer(hello, 3_002);
+    const { response: past } = await payFor(h, "/v1/responses", body, buyer().privateKey);
+    // Observed before: 3,000 words delivered past a 50-token limit, charged 2 output tokens.
+    assert.ok(
+      !(await past.text()).includes("hello hello"),
+      "the 3,000 words past the limit are not forwarded",
+    );
+    assert.ok((await finalRow(h)).completionTokens! <= 50);
+  });
+
   test("tools the backend runs itself are refused by name, and nothing reaches the backend", async () => {
     const asked = scripted.bodies.length;
     for (const [path, body] of [

@@ -53,12 +53,28 @@ function normalizedUsage(usage: unknown): Record<string, unknown> | undefined {
   };
 }
 
-/** Text the model generated in the output items of a response: messages, refusals, tool calls, reasoning summaries. */
+/** Output items whose generated text this route reads by field; the text of any other item is every string in it. */
+const READ_ITEMS = new Set([
+  "message",
+  "reasoning",
+  "function_call",
+  "custom_tool_call",
+  "code_interpreter_call",
+]);
+
+/**
+ * Text the model generated in the output items of a response: messages, refusals, tool calls, reasoning
+ * summaries, and every string but short labels of an item of a type this gateway does not know.
+ */
 function outputText(output: unknown): string {
   if (!Array.isArray(output)) return "";
   let text = "";
   for (const item of output) {
     if (!isObject(item)) continue;
+    if (typeof item.type !== "string" || !READ_ITEMS.has(item.type)) {
+      text += stringsOf(item);
+      continue;
+    }
     for (const key of ["arguments", "name", "input", "code"] as const)
       if (typeof item[key] === "string") text += item[key];
     for (const list of [item.content, item.summary])
