@@ -570,6 +570,78 @@ describe("output outside the metered events (Responses, Messages)", () => {
     assert.ok((await finalRow(h)).completionTokens! <= 50);
   });
 
+  test("Messages output in a delta or block of a shape the gateway does not know is metered: charged within the limit, not delivered past it", async () => {
+    const words = " alpha".repeat(30);
+    const stream = (deltas: Record<string, unknown>[], outputTokens: number) => () => ({
+      headers: { "content-type": "text/event-stream" },
+      pieces: namedSse([
+        {
+          type: "message_start",
+          message: {
+            id: "m",
+            type: "message",
+            role: "assistant",
+            content: [],
+            usage: { input_tokens: 10, output_tokens: 1 },
+          },
+        },
+        { type: "content_block_start", index: 0, content_block: { type: "text", text: "" } },
+        ...deltas.map((delta) => ({ type: "content_block_delta", index: 0, delta })),
+        { type: "content_block_stop", index: 0 },
+        { type: "message_delta", delta: { stop_reason: "end_turn" }, usage: { output_tokens: outputTokens } },
+        { type: "message_stop" },
+      ]),
+    });
+    const body = {
+      model: MESSAGES,
+      messages: [{ role: "user", content: "hi" }],
+      max_tokens: 50,
+      stream: true,
+    };
+    // A newer delta type, and text beside a text delta's own: output the buyer reads, wherever it is kept.
+    for (const delta of [
+      { type: "transcript_delta", transcript: words },
+      { type: "text_delta", text: "", extra: words },
+    ]) {
+      scripted.script = stream([{ type: "text_delta", text: "Here:" }, delta], 32);
+      const { response } = await payFor(h, "/v1/messages", body, buyer().privateKey);
+      assert.ok((await response.text()).includes(words));
+      // Observed before: charged 2 output tokens (the text delta's), the backend's 32 not believed.
+      assert.equal((await finalRow(h)).completionTokens, 32, JSON.stringify(delta.type));
+    }
+    scripted.script = stream([{ type: "transcript_delta", transcript: hello }], 3_000);
+    const { response: past } = await payFor(h, "/v1/messages", body, buyer().privateKey);
+    // Observed before: 3,000 words delivered past a 50-token limit, charged 0 output tokens.
+    assert.ok(
+      !(await past.text()).includes("hello hello"),
+      "the 3,000 words past the limit are not forwarded",
+    );
+
+    scripted.script = () => ({
+      pieces: [
+        JSON.stringify({
+          id: "m",
+          type: "message",
+          role: "assistant",
+          content: [
+            { type: "text", text: "Here:" },
+            { type: "transcript", transcript: words },
+          ],
+          stop_reason: "end_turn",
+          usage: { input_tokens: 10, output_tokens: 32 },
+        }),
+      ],
+    });
+    const { response: json } = await payFor(
+      h,
+      "/v1/messages",
+      { ...body, stream: false },
+      buyer().privateKey,
+    );
+    assert.ok((await json.text()).includes(words));
+    assert.equal((await finalRow(h)).completionTokens, 32, "a block of an unknown type in a JSON answer");
+  });
+
   test("tools the backend runs itself are refused by name, and nothing reaches the backend", async () => {
     const asked = scripted.bodies.length;
     for (const [path, body] of [

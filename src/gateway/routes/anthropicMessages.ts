@@ -114,16 +114,42 @@ function errorMessageOf(json: Record<string, unknown>): string | undefined {
 }
 
 /**
- * Text the model generated in one block or delta: text, thinking, tool input. A redacted thinking
- * block's `data` is encrypted, not text: its tokens are in the backend's count, believed as hidden
- * output (`isThinkingBlock`). A citation (`citations_delta`) is not output: Anthropic bills neither its
- * `cited_text` nor the rest of it as output, and a JSON answer's `citations` are not counted either.
+ * Keys of a block or delta that hold no text the model generated: labels, a thinking block's signature,
+ * a redacted thinking block's `data` (encrypted: its tokens are in the backend's count, believed as
+ * hidden output, `isThinkingBlock`), and citations (Anthropic bills neither a `citations_delta`'s
+ * `cited_text` nor the rest of it as output). A tool's `input` is read apart, as the JSON it is.
+ */
+const NOT_GENERATED = new Set([
+  "type",
+  "id",
+  "tool_use_id",
+  "signature",
+  "data",
+  "citation",
+  "citations",
+  "input",
+]);
+
+/** Every string in `value` but under the keys of `NOT_GENERATED`. */
+function stringsIn(value: unknown, depth = 0): string {
+  if (typeof value === "string") return value;
+  if (depth > 16 || typeof value !== "object" || value === null) return "";
+  let text = "";
+  if (Array.isArray(value)) for (const item of value) text += stringsIn(item, depth + 1);
+  else
+    for (const [key, item] of Object.entries(value))
+      if (!NOT_GENERATED.has(key)) text += stringsIn(item, depth + 1);
+  return text;
+}
+
+/**
+ * Text the model generated in one block or delta: text, thinking, a tool's name and input, and any
+ * other string a block or delta of a shape this gateway does not know carries, which a buyer reads
+ * as well (see `NOT_GENERATED` for what is not counted).
  */
 function generatedText(block: unknown): string {
   if (!isObject(block)) return "";
-  let text = "";
-  for (const key of ["text", "thinking", "partial_json", "name"] as const)
-    if (typeof block[key] === "string") text += block[key];
+  let text = stringsIn(block);
   if (block.input !== undefined && !(isObject(block.input) && Object.keys(block.input).length === 0))
     text += JSON.stringify(block.input);
   return text;
