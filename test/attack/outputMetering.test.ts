@@ -570,6 +570,35 @@ describe("output outside the metered events (Responses, Messages)", () => {
     assert.ok((await finalRow(h)).completionTokens! <= 50);
   });
 
+  test("a Responses delta that is not a string is metered by the strings in it: charged within the limit, not delivered past it", async () => {
+    const words = " alpha".repeat(30);
+    const stream = (delta: unknown, outputTokens: number) =>
+      responsesStream([
+        {
+          type: "response.output_text.delta",
+          item_id: "m",
+          output_index: 0,
+          content_index: 0,
+          delta: "Here:",
+        },
+        { type: "response.output_text.delta", item_id: "m", output_index: 0, content_index: 0, delta },
+        completed([], outputTokens),
+      ]);
+    const body = { model: RESPONSES, input: "hi", stream: true, max_output_tokens: 50 };
+    scripted.script = stream({ text: words }, 32);
+    const { response } = await payFor(h, "/v1/responses", body, buyer().privateKey);
+    assert.ok((await response.text()).includes(words));
+    // Observed before: charged 2 output tokens (the string delta's), the backend's 32 not believed.
+    assert.equal((await finalRow(h)).completionTokens, 32);
+    scripted.script = stream([hello], 3_000);
+    const { response: past } = await payFor(h, "/v1/responses", body, buyer().privateKey);
+    // Observed before: 3,000 words delivered past a 50-token limit, charged 2 output tokens.
+    assert.ok(
+      !(await past.text()).includes("hello hello"),
+      "the 3,000 words past the limit are not forwarded",
+    );
+  });
+
   test("Messages output in a delta or block of a shape the gateway does not know is metered: charged within the limit, not delivered past it", async () => {
     const words = " alpha".repeat(30);
     const stream = (deltas: Record<string, unknown>[], outputTokens: number) => () => ({

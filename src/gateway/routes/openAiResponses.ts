@@ -111,7 +111,8 @@ function readEvent(json: unknown): OutputReading {
     };
   }
   if (DELTA_EVENTS.has(type)) {
-    const text = typeof json.delta === "string" ? json.delta : "";
+    // A delta is a string; any other shape is read for every string in it, which the buyer gets as well.
+    const text = stringsOf(json.delta);
     return { pieces: text ? [{ choice: 0, text }] : [], delivered: true, usage: undefined, error: undefined };
   }
   if (type === "response.completed" || type === "response.incomplete") {
