@@ -12,6 +12,7 @@ import {
   MCP_PAYMENT_META_KEY,
   type McpHttpHandler,
   mountMcpEndpoint,
+  paidInferenceTool,
   paidTool,
   readPaymentRequiredResult,
   readPaymentResponseMeta,
@@ -73,6 +74,31 @@ before(async () => {
                 handler: async ({ key }: { key: string }) => ({
                   result: { content: [{ type: "text", text: `value of ${key}` }] },
                   chargeAtomic: lookupChargeAtomic,
+                }),
+              }),
+            );
+            return server;
+          },
+        }),
+      );
+      // An inference tool whose caller chooses how many answers it gets (n).
+      endpoints.push(
+        mountMcpEndpoint(app, {
+          path: "/choices-mcp",
+          createServer: (endpointUrl) => {
+            const server = new McpServer({ name: "choices-tools", version: "1.0.0" });
+            server.registerTool(
+              "brainstorm",
+              { inputSchema: { topic: z.string(), n: z.number().int().positive() } },
+              paidInferenceTool({
+                billing,
+                endpointUrl,
+                name: "brainstorm",
+                chatRequest: ({ topic, n }: { topic: string; n: number }) => ({
+                  model: mockModelId,
+                  messages: [{ role: "user", content: `ideas about ${topic}` }],
+                  max_tokens: 20,
+                  n,
                 }),
               }),
             );
@@ -221,6 +247,33 @@ describe("paid MCP tools (x402 MCP transport)", () => {
     } finally {
       h.backend.set({ messageExtras: undefined });
     }
+  });
+
+  test("an inference tool asked for several choices gives the caller every choice it charged for", async () => {
+    h.backend.set({ responseTokens: 4 });
+    const client = await connect("/choices-mcp");
+    const args = { topic: "toll roads", n: 3 };
+    const required = readPaymentRequiredResult(await call(client, "brainstorm", args));
+    assert.ok(required);
+    const upto = required.accepts.find((offer) => offer.scheme === "upto");
+    assert.ok(upto);
+    const payload = await officialBuyer(
+      h.devnet.accounts.buyers[1]!.privateKey,
+      h.devnet.network,
+    ).createPaymentPayload({ ...required, accepts: [upto] });
+    const paid = await call(client, "brainstorm", args, payload);
+    assert.notEqual(paid.isError, true, textOf(paid));
+    const structured = paid.structuredContent as {
+      choices?: { text: string }[];
+      usage: { completion_tokens: number };
+    };
+    assert.equal(structured.usage.completion_tokens, 12, "three choices of 4 tokens are charged");
+    // Observed before: only the first choice's text came back, the other two charged and never given.
+    assert.deepEqual(
+      structured.choices?.map((choice) => choice.text),
+      [mockCompletionText(4), mockCompletionText(4), mockCompletionText(4)],
+    );
+    assert.equal(paid.content.length, 3);
   });
 
   test("a call cancelled once the model read its prompt pays for the prompt, as an HTTP buyer leaving does", async () => {

@@ -98,29 +98,19 @@ export function paidInferenceTool<Args>({
       return { ...failed, _meta: { [MCP_PAYMENT_RESPONSE_META_KEY]: settlement } };
     }
     const answer = JSON.parse(completed.body) as { choices?: Array<{ message?: Record<string, unknown> }> };
-    const { role: _role, content, ...rest } = answer.choices?.[0]?.message ?? {};
-    const answerText = contentText(content);
-    // Everything else the message carries was metered and charged as output too (reasoning, a refusal,
-    // tool calls): the caller gets all of it.
-    const more = Object.fromEntries(
-      Object.entries(rest).filter(
-        ([, value]) =>
-          value !== null &&
-          value !== undefined &&
-          value !== "" &&
-          !(Array.isArray(value) && value.length === 0),
-      ),
-    );
-    const hasMore = Object.keys(more).length > 0;
+    // Every choice was metered and charged (a request with n above 1): the caller gets each of them.
+    const outputs = (answer.choices ?? []).map((choice) => messageOutput(choice.message));
+    const [first = { text: "" }] = outputs;
     const usage = completed.outcome.usage;
     return {
-      content: [
-        { type: "text", text: answerText },
-        ...(hasMore ? [{ type: "text" as const, text: JSON.stringify(more) }] : []),
-      ],
+      content: outputs.flatMap(({ text, more }) => [
+        { type: "text" as const, text },
+        ...(more ? [{ type: "text" as const, text: JSON.stringify(more) }] : []),
+      ]),
       structuredContent: {
-        text: answerText,
-        ...(hasMore ? { more } : {}),
+        text: first.text,
+        ...(first.more ? { more: first.more } : {}),
+        ...(outputs.length > 1 ? { choices: outputs } : {}),
         model: quote.model.id,
         usage: { prompt_tokens: usage.promptTokens, completion_tokens: usage.completionTokens },
         chargedAtomic: completed.outcome.chargeAtomic.toString(),
@@ -128,6 +118,27 @@ export function paidInferenceTool<Args>({
       _meta: { [MCP_PAYMENT_RESPONSE_META_KEY]: settlement },
     };
   };
+}
+
+/**
+ * What one choice's message gives the caller: its content as text, and everything else it carries
+ * (reasoning, a refusal, tool calls), which was metered and charged as output too.
+ */
+function messageOutput(message: Record<string, unknown> | undefined): {
+  text: string;
+  more?: Record<string, unknown>;
+} {
+  const { role: _role, content, ...rest } = message ?? {};
+  const more = Object.fromEntries(
+    Object.entries(rest).filter(
+      ([, value]) =>
+        value !== null &&
+        value !== undefined &&
+        value !== "" &&
+        !(Array.isArray(value) && value.length === 0),
+    ),
+  );
+  return { text: contentText(content), ...(Object.keys(more).length > 0 ? { more } : {}) };
 }
 
 /** A message's content as text: a string, or the text of its parts. */
