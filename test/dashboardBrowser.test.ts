@@ -73,9 +73,19 @@ test("the dashboard loads in Chromium with no console error, shows the ledger's 
   const newest = before[0]!;
   const recent = (await page.locator('[data-table="recent"]').textContent()) ?? "";
   assert.ok(recent.includes(newest.requestId!), "the newest payment's request id is listed");
-  assert.ok(recent.includes(formatMoney(newest.chargeAtomic!)), "with its charge");
+  // Every decimal in a column, so amounts line up: $0.000228 beside $0.050000, not $0.05.
+  assert.ok(recent.includes(formatMoney(newest.chargeAtomic!, { trim: false })), "with its charge");
+  assert.ok(recent.includes(formatMoney(newest.maxAtomic, { trim: false })), "and its maximum");
   const models = (await page.locator('[data-table="models"]').textContent()) ?? "";
   assert.ok(models.includes(mockModelId));
+  // A column's amounts all have six decimals (nothing owed reads $0.000000, not $0.00).
+  const amounts = models.match(/\$\d+\.\d+/g) ?? [];
+  assert.ok(amounts.length >= 4, models);
+  assert.deepEqual(
+    amounts.filter((amount) => !/\.\d{6}$/.test(amount)),
+    [],
+    "every amount in the table has six decimals",
+  );
   assert.equal(
     (await page.locator('svg[data-chart="revenue"] rect').count()) > 0,
     true,

@@ -9,6 +9,9 @@ import {
 import { channelShortfallAtomic, type Ledger, type PaymentRecord } from "../../ledger/index.js";
 import { formatMoney } from "../../pricing/index.js";
 
+/** An amount in a table's column: every decimal, so $0.050000 lines up with $0.001234 rather than reading $0.05. */
+const cellMoney = (atomic: bigint) => formatMoney(atomic, { trim: false });
+
 /** A payment channel as the dashboard lists it, when the gateway has channels. */
 export type DashboardChannel = {
   channelId: string;
@@ -186,10 +189,10 @@ export async function readGatewayDashboard({
           String(m.requests),
           String(m.promptTokens),
           String(m.completionTokens),
-          formatMoney(m.authorizedAtomic),
-          formatMoney(m.chargedAtomic),
-          formatMoney(m.savedAtomic),
-          formatMoney(m.owedAtomic),
+          cellMoney(m.authorizedAtomic),
+          cellMoney(m.chargedAtomic),
+          cellMoney(m.savedAtomic),
+          cellMoney(m.owedAtomic),
         ]),
         empty: "no paid request yet",
       }),
@@ -205,8 +208,8 @@ export async function readGatewayDashboard({
           shortHex(p.payer),
           escapeHtml(p.model),
           `<span class="${p.status === "debt" || p.status === "failed" ? "bad" : p.status === "settled" ? "good" : ""}">${escapeHtml(p.status)}</span>`,
-          p.chargeAtomic === null ? "—" : formatMoney(p.chargeAtomic),
-          formatMoney(p.maxAtomic),
+          p.chargeAtomic === null ? "—" : cellMoney(p.chargeAtomic),
+          cellMoney(p.maxAtomic),
           shortHex(p.transaction),
           p.requestId ? `<span class="mono">${escapeHtml(p.requestId)}</span>` : "—",
         ]),
@@ -223,7 +226,7 @@ export async function readGatewayDashboard({
           escapeHtml(p.updatedAt.toISOString().replace("T", " ").slice(0, 19)),
           shortHex(p.payer),
           escapeHtml(p.model),
-          formatMoney(p.chargeAtomic ?? 0n),
+          cellMoney(p.chargeAtomic ?? 0n),
           escapeHtml(p.error ?? ""),
         ]),
         empty: "no open debt",
@@ -240,10 +243,10 @@ export async function readGatewayDashboard({
         rows: channels.map((c) => [
           shortHex(c.channelId),
           shortHex(c.payer),
-          formatMoney(c.depositAtomic),
-          formatMoney(c.chargedAtomic),
-          formatMoney(c.claimedAtomic),
-          c.shortfallAtomic > 0n ? formatMoney(c.shortfallAtomic) : "—",
+          cellMoney(c.depositAtomic),
+          cellMoney(c.chargedAtomic),
+          cellMoney(c.claimedAtomic),
+          c.shortfallAtomic > 0n ? cellMoney(c.shortfallAtomic) : "—",
           c.status === "short" ? `<span class="bad">short</span>` : escapeHtml(c.status),
         ]),
         empty: "no channel open",
