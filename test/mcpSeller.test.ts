@@ -407,10 +407,16 @@ describe("paid MCP tools (x402 MCP transport)", () => {
   test("a malformed payment is refused with the field named, and nothing is claimed", async () => {
     const client = await connect("/tools-mcp");
     const rowsBefore = (await h.ledger.payments.recent({ limit: 100 })).length;
+    const scrape = async () => parsePrometheusText(await (await fetch(`${h.gateway.url}/metrics`)).text());
+    const before = await scrape();
     const refused = await call(client, "lookup", { key: "k" }, { x402Version: 2, accepted: {} });
     assert.equal(refused.isError, true);
     assert.match(readPaymentRequiredResult(refused)?.error ?? "", /x402\/payment.*accepted/);
     assert.equal((await h.ledger.payments.recent({ limit: 100 })).length, rowsBefore);
+    // Answered with the requirements, so counted as the 402 it is.
+    const fourOhTwos = (scraped: Awaited<ReturnType<typeof scrape>>) =>
+      sumOf(scraped, "tollgate_requests_total", { model: "lookup", status: "402" });
+    assert.equal(fourOhTwos(await scrape()) - fourOhTwos(before), 1);
   });
 
   test("Tollgate's MCP client pays a paid tool within the policy, and refuses one above perCall before signing", async () => {

@@ -80,15 +80,15 @@ export function paidTool<Args>(
 
     const maxAtomic = offers.find((offer) => offer.scheme === price.scheme)?.amount;
     const read = readPaymentMeta(extra._meta);
-    if (read === undefined) {
+    // No payment, or one that cannot be read: answered with the requirements, and counted as that 402.
+    if (read === undefined || !read.ok) {
       billing.paymentRequired({
         model: name,
         route: resourceUrl,
         maxAtomic: maxAtomic === undefined ? undefined : BigInt(maxAtomic),
       });
-      return paymentRequired();
+      return read === undefined ? paymentRequired() : paymentRequired(`${read.reason}: ${read.message}`);
     }
-    if (!read.ok) return paymentRequired(`${read.reason}: ${read.message}`);
     const payment = read.payment;
     const admitted = await billing.admit({
       payment,
