@@ -298,6 +298,40 @@ describe("POST /release on tollgate facilitator: a seller gives up a verified pa
     assert.equal((await devnet.usdcBalance(devnet.accounts.payTo.address)) - payToBefore, 900n);
   });
 
+  test("keeps the nonce held for a payment verified in two requests until both let go: one release does not free it while the other may be served", async () => {
+    const { served, seller } = await startPermitSeller();
+    const { wallet, payments } = await signedPermitPayments(seller, 2);
+    const [first, next] = payments as [PaymentPayload, PaymentPayload];
+
+    // The buyer sends one payment twice: a seller serves one request and drops the other after verify.
+    assert.equal((await call(served.url, "/verify", first)).body.isValid, true);
+    assert.equal((await call(served.url, "/verify", first)).body.isValid, true);
+    assert.deepEqual((await call(served.url, "/release", first)).body, {
+      released: false,
+      reason: "verified_again",
+    });
+    assert.equal(
+      (await call(served.url, "/verify", next)).body.invalidReason,
+      "tollgate_eip2612_permit_in_flight",
+      "the payment served still holds the nonce",
+    );
+    // Who pays what: the payer pays the request it was served, once.
+    const settled = await call(served.url, "/settle", first, { amount: "700" });
+    assert.equal(settled.body.success, true, JSON.stringify(settled.body));
+    assert.equal(await devnet.usdcBalance(wallet.address), 10_000_000n - 700n);
+  });
+
+  test("gives the nonce back once every request that verified a payment let go of it", async () => {
+    const { served, seller } = await startPermitSeller();
+    const { payments } = await signedPermitPayments(seller, 2);
+    const [first, next] = payments as [PaymentPayload, PaymentPayload];
+    assert.equal((await call(served.url, "/verify", first)).body.isValid, true);
+    assert.equal((await call(served.url, "/verify", first)).body.isValid, true);
+    assert.equal((await call(served.url, "/release", first)).body.released, false);
+    assert.deepEqual((await call(served.url, "/release", first)).body, { released: true });
+    assert.equal((await call(served.url, "/verify", next)).body.isValid, true);
+  });
+
   test("leaves the nonce held once the payment's settle began: a settlement sent and not yet mined may still land", async () => {
     const { served, seller } = await startPermitSeller({ receiptTimeoutMs: 1_000 });
     const { wallet, payments } = await signedPermitPayments(seller, 2);

@@ -100,21 +100,32 @@ export type CreateFacilitatorParameters = {
 };
 
 /** What `release` did: the payment's holds given back, or why not. */
-export type ReleaseResponse = { released: true } | { released: false; reason: "settling" | "not_held" };
+export type ReleaseResponse =
+  | { released: true }
+  | { released: false; reason: "settling" | "verified_again" | "not_held" };
 
 /** A facilitator usable in-process; the same shape as x402's `FacilitatorClient`. */
 export type TollgateFacilitator = {
   readonly address: Address;
   readonly network: `eip155:${number}`;
   readonly signer: TollgateFacilitatorSigner;
-  verify(payload: PaymentPayload, requirements: PaymentRequirements): Promise<VerifyResponse>;
+  /**
+   * `again`: the payment is verified once more for a request it was verified for already (the relay
+   * of its approval): a permit it holds stays held once, as one request's, for one release to give back.
+   */
+  verify(
+    payload: PaymentPayload,
+    requirements: PaymentRequirements,
+    options?: { again?: boolean },
+  ): Promise<VerifyResponse>;
   settle(payload: PaymentPayload, requirements: PaymentRequirements): Promise<SettleResponse>;
   getSupported(): Promise<SupportedResponse>;
   /**
    * Gives back what a verified payment holds when its seller drops it without settling (it refused the
    * request after verify, or could not serve it): its EIP-2612 permit nonce and its sponsored use. Refused
-   * (`settling`) once a settle of it began; `not_held` when it holds nothing (never verified here, settled,
-   * or past its deadline).
+   * (`settling`) once a settle of it began; `verified_again` while the same payment, verified for
+   * another request too, has not been let go of there (that request may be being served); `not_held`
+   * when it holds nothing (never verified here, settled, or past its deadline).
    */
   release(payload: PaymentPayload, requirements: PaymentRequirements): Promise<ReleaseResponse>;
   /**
@@ -292,7 +303,7 @@ export function createFacilitator({
   function holdPermitOf(
     payload: PaymentPayload,
     requirements: PaymentRequirements,
-    { settling = false }: { settling?: boolean } = {},
+    { settling = false, again = false }: { settling?: boolean; again?: boolean } = {},
   ): { nonce: string; payer: string; heldUntilMs: number } | undefined {
     if (!permitHolds || isBatchSettlementPayment(requirements)) return undefined;
     const sponsored = sponsoredApprovalOf(payload);
@@ -314,7 +325,7 @@ export function createFacilitator({
       { network: requirements.network, token: requirements.asset, owner: info.from, nonce: info.nonce },
       permitHolderOf(payload, key),
       untilMs,
-      { settling },
+      { settling, again },
     );
     return held.taken ? undefined : { nonce: info.nonce, payer: info.from, heldUntilMs: held.heldUntilMs };
   }
@@ -403,7 +414,11 @@ export function createFacilitator({
     payTo: requirements.payTo,
   });
 
-  async function verify(payload: PaymentPayload, requirements: PaymentRequirements): Promise<VerifyResponse> {
+  async function verify(
+    payload: PaymentPayload,
+    requirements: PaymentRequirements,
+    { again = false }: { again?: boolean } = {},
+  ): Promise<VerifyResponse> {
     const startedAt = performance.now();
     try {
       const refusedAsset = assetRefusal(payload, requirements);
@@ -421,7 +436,7 @@ export function createFacilitator({
             const verified =
               (await checkSponsorship(payload, requirements)) ?? (await core.verify(payload, requirements));
             if (!verified.isValid) return verified;
-            const held = holdPermitOf(payload, requirements);
+            const held = holdPermitOf(payload, requirements, { again });
             if (!held) return verified;
             return {
               isValid: false,
@@ -889,7 +904,8 @@ export function createFacilitator({
     if (!key) return { released: false, reason: "not_held" };
     const held = permitHolds?.giveUp(permitHolderOf(payload, key)) ?? "not_held";
     let answer: ReleaseResponse;
-    if (held === "settling") answer = { released: false, reason: "settling" };
+    // Kept whole while the same payment, verified for another request, may be being served.
+    if (held === "settling" || held === "verified_again") answer = { released: false, reason: held };
     else {
       // A settle takes the use as it starts (`settleOnce`): one still held had none begin.
       const use = heldPermitUses.get(settlementKeyString(key));

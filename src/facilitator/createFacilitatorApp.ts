@@ -209,7 +209,8 @@ export function createFacilitatorApp({
     try {
       // Verified here, whatever the caller says: otherwise any signed approve (of any token, with no
       // payment behind it) would have this facilitator fund its gas.
-      const verified = await facilitator.verify(parsed.payload, parsed.requirements);
+      // Its request was verified at /verify already: it holds a permit once, for one release.
+      const verified = await facilitator.verify(parsed.payload, parsed.requirements, { again: true });
       if (!verified.isValid)
         return c.json({
           isValid: false,

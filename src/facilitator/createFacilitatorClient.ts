@@ -42,7 +42,7 @@ export type FacilitatorClient = HTTPFacilitatorClient & {
 
 const releaseAnswerSchema = z.union([
   z.object({ released: z.literal(true) }),
-  z.object({ released: z.literal(false), reason: z.enum(["settling", "not_held"]) }),
+  z.object({ released: z.literal(false), reason: z.enum(["settling", "verified_again", "not_held"]) }),
 ]);
 
 const relayAnswerSchema = z.object({ isValid: z.boolean(), invalidMessage: z.string().optional() });

@@ -50,6 +50,25 @@ describe("createPermitHolds", () => {
     assert.equal(holds.size, 0);
   });
 
+  test("keeps a hold whose payment was verified twice until both verifies are given up", () => {
+    const holds = createPermitHolds();
+    const untilMs = Date.now() + 60_000;
+    holds.take(permit, "a", untilMs);
+    holds.take(permit, "a", untilMs);
+    assert.equal(holds.giveUp("a"), "verified_again", "the other request may be being served");
+    assert.equal(holds.take(permit, "b", untilMs).taken, false);
+    assert.equal(holds.giveUp("a"), "released");
+    assert.deepEqual(holds.take(permit, "b", untilMs), { taken: true });
+  });
+
+  test("a verify again for the request that took a hold (its approval's relay) does not count as another", () => {
+    const holds = createPermitHolds();
+    const untilMs = Date.now() + 60_000;
+    holds.take(permit, "a", untilMs);
+    holds.take(permit, "a", untilMs, { again: true });
+    assert.equal(holds.giveUp("a"), "released");
+  });
+
   test("holds one nonce however its digits are written: a payment on nonce 01 is refused while one on 1 is held", () => {
     const holds = createPermitHolds();
     assert.deepEqual(holds.take({ ...permit, nonce: "1" }, "a", Date.now() + 60_000).taken, true);

@@ -5,25 +5,32 @@ export type PermitHoldTaken = { taken: true } | { taken: false; heldUntilMs: num
 
 /**
  * What letting go of a payment's hold did: `released` (its nonce is free), `settling` (a settle of it
- * began: the hold stays until that settle ends or its deadline passes), or `not_held` (it holds nothing).
+ * began: the hold stays until that settle ends or its deadline passes), `verified_again` (the payment
+ * was verified for another request too, which has not let go: the hold stays for it), or `not_held`
+ * (it holds nothing).
  */
-export type PermitHoldGivenUp = "released" | "settling" | "not_held";
+export type PermitHoldGivenUp = "released" | "settling" | "verified_again" | "not_held";
 
 export type PermitHolds = {
   /**
    * Holds `permit` for the payment `holder` until `untilMs`, unless another payment holds it: a
-   * payment already holding it takes it again (a second verify of the same payment). `settling` marks
-   * the hold as its settle's: from then on only the settle's end (`release`) lets it go.
+   * payment already holding it takes it again (a second verify of the same payment, counted: each
+   * verify's request lets go of it once; `again`, a verify for a request that took it already, is not
+   * counted). `settling` marks the hold as its settle's: from then on only the settle's end (`release`)
+   * lets it go.
    */
   take(
     permit: PermitNonce,
     holder: string,
     untilMs: number,
-    options?: { settling?: boolean },
+    options?: { settling?: boolean; again?: boolean },
   ): PermitHoldTaken;
   /** Lets go of whatever `holder` holds: its settlement ended. */
   release(holder: string): void;
-  /** Lets go of what `holder` holds because its seller gave it up unsettled, unless a settle of it began. */
+  /**
+   * Lets go of one verify of what `holder` holds because its seller gave it up unsettled: the hold ends
+   * with the last, unless a settle of it began.
+   */
   giveUp(holder: string): PermitHoldGivenUp;
   /** Permits held now. */
   readonly size: number;
@@ -35,7 +42,8 @@ export type CreatePermitHoldsParameters = {
   now?: () => number;
 };
 
-type Hold = { holder: string; untilMs: number; settling: boolean };
+/** `verifies`: the verifies of the payment not given up yet (the same payment sent in several requests). */
+type Hold = { holder: string; untilMs: number; settling: boolean; verifies: number };
 
 const nonceNumber = (nonce: string) => {
   try {
@@ -69,7 +77,7 @@ export function createPermitHolds({
   };
 
   return {
-    take(permit, holder, untilMs, { settling = false } = {}) {
+    take(permit, holder, untilMs, { settling = false, again = false } = {}) {
       // One nonce however it is written ("1", "01"): the token reads it as a number.
       const key = [permit.network, permit.token, permit.owner, nonceNumber(permit.nonce)]
         .map((part) => part.toLowerCase())
@@ -80,12 +88,13 @@ export function createPermitHolds({
       if (live && held.holder !== holder) return { taken: false, heldUntilMs: held.untilMs };
       // A verify of a payment whose settle began leaves the hold its settle's.
       const settlingAlready = live && held.settling;
+      const verifies = live ? held.verifies + (settling || again ? 0 : 1) : settling ? 0 : 1;
       drop(key);
       if (holds.size >= maxHeld) {
         for (const [oldKey, hold] of holds) if (hold.untilMs <= at) drop(oldKey);
         while (holds.size >= maxHeld) drop(holds.keys().next().value as string);
       }
-      holds.set(key, { holder, untilMs, settling: settling || settlingAlready });
+      holds.set(key, { holder, untilMs, settling: settling || settlingAlready, verifies });
       const keys = keysOf.get(holder) ?? new Set<string>();
       keys.add(key);
       keysOf.set(holder, keys);
@@ -99,8 +108,16 @@ export function createPermitHolds({
       const keys = [...(keysOf.get(holder) ?? [])];
       const live = keys.filter((key) => (holds.get(key)?.untilMs ?? 0) > at);
       if (live.some((key) => holds.get(key)?.settling)) return "settling";
-      for (const key of keys) drop(key);
-      return live.length > 0 ? "released" : "not_held";
+      // The same payment verified for another request, which may be being served, keeps its hold.
+      let kept = false;
+      for (const key of keys) {
+        const hold = holds.get(key);
+        if (hold && live.includes(key) && hold.verifies > 1) {
+          hold.verifies -= 1;
+          kept = true;
+        } else drop(key);
+      }
+      return kept ? "verified_again" : live.length > 0 ? "released" : "not_held";
     },
     get size() {
       return holds.size;
