@@ -298,6 +298,20 @@ describe("POST /release on tollgate facilitator: a seller gives up a verified pa
     assert.equal((await devnet.usdcBalance(devnet.accounts.payTo.address)) - payToBefore, 900n);
   });
 
+  test("settles a payment whose hold was lost in a restart, though the payer's next payment holds the nonce: only a payment its seller released is refused at settle", async () => {
+    const { served, seller } = await startPermitSeller();
+    const { wallet, payments } = await signedPermitPayments(seller, 2);
+    const [first, next] = payments as [PaymentPayload, PaymentPayload];
+    assert.equal((await call(served.url, "/verify", first)).body.isValid, true);
+    // The facilitator restarts (its holds were in memory): the payer's next payment is verified on the nonce.
+    const { served: restarted } = await startPermitSeller();
+    assert.equal((await call(restarted.url, "/verify", next)).body.isValid, true);
+    // The first was served and never released: its seller is paid, once.
+    const settled = await call(restarted.url, "/settle", first, { amount: "700" });
+    assert.equal(settled.body.success, true, JSON.stringify(settled.body));
+    assert.equal(await devnet.usdcBalance(wallet.address), 10_000_000n - 700n);
+  });
+
   test("keeps the nonce held for a payment verified in two requests until both let go: one release does not free it while the other may be served", async () => {
     const { served, seller } = await startPermitSeller();
     const { wallet, payments } = await signedPermitPayments(seller, 2);

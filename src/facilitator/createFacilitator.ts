@@ -954,16 +954,23 @@ export function createFacilitator({
         };
       }
       // The settle holds its permit's nonce until it ends, whatever a release says meanwhile. A payment
-      // whose nonce another holds (it was released, and the payer's next payment verified on that nonce)
-      // is not settled: its permit landing first would leave the other, being served, unpaid.
+      // its seller released, whose nonce another now holds (the payer's next payment, verified on that
+      // nonce), is not settled: its permit landing first would leave the other, being served, unpaid.
+      // One whose hold is merely gone (this process restarted since its verify) was served on it and
+      // is settled, as it was before holds: the chain decides between the two.
       const heldByAnother = holdPermitOf(payload, requirements, { settling: true });
-      if (heldByAnother)
+      if (heldByAnother && permitHolds?.gaveUp(permitHolderOf(payload, key)))
         return refusedSettle(
           payload,
           requirements,
           ReasonCode.eip2612PermitInFlight,
-          `another payment of this payer carrying an EIP-2612 permit on token nonce ${heldByAnother.nonce} holds that nonce (verified and not yet settled; this one was released, or never verified here): this one is not settled, nothing was sent`,
+          `another payment of this payer carrying an EIP-2612 permit on token nonce ${heldByAnother.nonce} holds that nonce (verified and not yet settled), and this one was released by its seller: it is not settled, nothing was sent`,
           { payer: key.payer },
+        );
+      if (heldByAnother)
+        logger.warn(
+          { op: "settle", payer: key.payer, nonce: heldByAnother.nonce, ...describe(payload, requirements) },
+          "another payment of this payer holds this payment's EIP-2612 permit nonce, and this one was never released here (its hold was lost in a restart): settled all the same",
         );
       // Concurrent settles of one authorization for one amount in this process share one attempt;
       // one for another amount finds it in flight.

@@ -69,6 +69,21 @@ describe("createPermitHolds", () => {
     assert.equal(holds.giveUp("a"), "released");
   });
 
+  test("remembers a hold given up by its seller until the hold's end, and not one merely let go or settled", () => {
+    let now = 0;
+    const holds = createPermitHolds({ now: () => now });
+    holds.take(permit, "a", 1_000);
+    assert.equal(holds.gaveUp("a"), false);
+    assert.equal(holds.giveUp("a"), "released");
+    assert.equal(holds.gaveUp("a"), true, "its seller said it will not settle it");
+    holds.take({ ...permit, nonce: "2" }, "b", 1_000);
+    holds.release("b");
+    assert.equal(holds.gaveUp("b"), false, "a settle's end is no giving up");
+    assert.equal(holds.gaveUp("c"), false, "never held here (a restart since its verify)");
+    now = 1_000;
+    assert.equal(holds.gaveUp("a"), false, "past the hold's end");
+  });
+
   test("holds one nonce however its digits are written: a payment on nonce 01 is refused while one on 1 is held", () => {
     const holds = createPermitHolds();
     assert.deepEqual(holds.take({ ...permit, nonce: "1" }, "a", Date.now() + 60_000).taken, true);

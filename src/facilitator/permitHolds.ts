@@ -32,6 +32,12 @@ export type PermitHolds = {
    * with the last, unless a settle of it began.
    */
   giveUp(holder: string): PermitHoldGivenUp;
+  /**
+   * Whether `holder` gave its hold up here (`giveUp` answered `released`), until that hold's end: its
+   * seller said it would not settle it. A holder whose hold is merely gone (this process restarted, or
+   * let it go when full) was not given up.
+   */
+  gaveUp(holder: string): boolean;
   /** Permits held now. */
   readonly size: number;
 };
@@ -66,6 +72,17 @@ export function createPermitHolds({
   // Insertion order is the order taken, which lets the oldest go first when full.
   const holds = new Map<string, Hold>();
   const keysOf = new Map<string, Set<string>>();
+  // Holders given up, until their hold's end; bounded as the holds are, the oldest forgotten first.
+  const givenUp = new Map<string, number>();
+  const rememberGivenUp = (holder: string, untilMs: number) => {
+    givenUp.delete(holder);
+    if (givenUp.size >= maxHeld) {
+      const at = now();
+      for (const [old, until] of givenUp) if (until <= at) givenUp.delete(old);
+      while (givenUp.size >= maxHeld) givenUp.delete(givenUp.keys().next().value as string);
+    }
+    givenUp.set(holder, untilMs);
+  };
 
   const drop = (key: string) => {
     const hold = holds.get(key);
@@ -110,14 +127,28 @@ export function createPermitHolds({
       if (live.some((key) => holds.get(key)?.settling)) return "settling";
       // The same payment verified for another request, which may be being served, keeps its hold.
       let kept = false;
+      let untilMs = 0;
       for (const key of keys) {
         const hold = holds.get(key);
         if (hold && live.includes(key) && hold.verifies > 1) {
           hold.verifies -= 1;
           kept = true;
-        } else drop(key);
+        } else {
+          if (hold && live.includes(key)) untilMs = Math.max(untilMs, hold.untilMs);
+          drop(key);
+        }
       }
-      return kept ? "verified_again" : live.length > 0 ? "released" : "not_held";
+      if (kept) return "verified_again";
+      if (live.length === 0) return "not_held";
+      rememberGivenUp(holder, untilMs);
+      return "released";
+    },
+    gaveUp(holder) {
+      const until = givenUp.get(holder);
+      if (until === undefined) return false;
+      if (until > now()) return true;
+      givenUp.delete(holder);
+      return false;
     },
     get size() {
       return holds.size;
