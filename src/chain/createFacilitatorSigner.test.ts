@@ -91,3 +91,33 @@ test("a transaction the node took, whose answer was lost, is reported as sent, o
     await relay.close();
   }
 });
+
+test("a transaction whose answer was lost is found when the node asked first has not seen it yet (behind a load balancer): sent once", async () => {
+  const relay = await startAnswerLosingRpc(
+    devnet.rpcUrl,
+    ({ method }) => method === "eth_sendRawTransaction",
+    { unseenLookups: 1 },
+  );
+  try {
+    const signer = createFacilitatorSigner({
+      rpcUrl: relay.url,
+      privateKey: devnet.accounts.facilitator.privateKey,
+      chainId: devnet.chainId,
+      pollingIntervalMs: 50,
+      receiptTimeoutMs: 5_000,
+    });
+    const to = devnet.accounts.payTo.address;
+    const from = devnet.accounts.facilitator.address;
+    const [balanceBefore, nonceBefore] = await Promise.all([
+      chain.getBalance({ address: to }),
+      chain.getTransactionCount({ address: from }),
+    ]);
+    const hash = await signer.sendValue({ to, value: 1_000n });
+    assert.equal(relay.lost(), 1);
+    assert.equal((await signer.waitForTransactionReceipt({ hash })).status, "success");
+    assert.equal(await chain.getBalance({ address: to }), balanceBefore + 1_000n);
+    assert.equal(await chain.getTransactionCount({ address: from }), nonceBefore + 1);
+  } finally {
+    await relay.close();
+  }
+});
