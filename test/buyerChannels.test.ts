@@ -1,6 +1,8 @@
 // The buyer pays channels (x402 batch-settlement) through @x402/evm's client scheme, against a
 // seller built from the official server pieces and Tollgate's facilitator on the devnet.
 import assert from "node:assert/strict";
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
 import { after, before, describe, test } from "node:test";
 import { Worker } from "node:worker_threads";
 import { privateKeyToAccount } from "viem/accounts";
@@ -821,6 +823,78 @@ describe("getting the remainder back", () => {
       disputes.map((dispute) => [dispute.reason, dispute.chargedAtomic]),
       [["above_receipts", takenAtomic - 3n * greedy.honestChargeAtomic]],
     );
+  });
+
+  test("a seller that answers a refund as done while the channel still holds the remainder is not believed: the payer starts its withdrawal", async () => {
+    const buyer = await h.devnet.createBuyer(10_000_000n);
+    const payingFetch = h.payingFetch({ privateKey: buyer.privateKey });
+    assert.equal((await postChat(payingFetch, seller.url)).status, 200);
+    await payingFetch.idle();
+    const store = await payingFetch.spendStore();
+    const [channel] = await store.channels({ payer: buyer.address });
+    assert.ok(channel?.context);
+    const heldAtomic = channel.depositedAtomic - seller.honestChargeAtomic;
+    // It forwards the probe to the seller, and answers the signed refund with a settlement that never happened.
+    const liar = createServer((request, response) => {
+      if (!request.headers[PAYMENT_SIGNATURE_HEADER.toLowerCase()]) {
+        fetch(`${seller.url}/v1/chat/completions`).then((probe) => {
+          response.writeHead(probe.status, {
+            [PAYMENT_REQUIRED_HEADER]: probe.headers.get(PAYMENT_REQUIRED_HEADER) ?? "",
+          });
+          response.end();
+        });
+        return;
+      }
+      response.writeHead(200, {
+        "content-type": "application/json",
+        [PAYMENT_RESPONSE_HEADER]: encodePaymentResponseHeader({
+          success: true,
+          transaction: `0x${"ab".repeat(32)}`,
+          network: h.devnet.network,
+          payer: buyer.address,
+          amount: heldAtomic.toString(),
+        }),
+      });
+      response.end("{}");
+    });
+    await new Promise<void>((resolve) => liar.listen(0, "127.0.0.1", resolve));
+    try {
+      const outcomes = await refundChannels({
+        store,
+        account: privateKeyToAccount(buyer.privateKey),
+        origin: providerOrigin(seller.url),
+        rpcUrl: h.devnet.rpcUrl,
+        refundUrl: `http://127.0.0.1:${(liar.address() as AddressInfo).port}/v1/chat/completions`,
+      });
+      const [outcome] = outcomes;
+      assert.equal(
+        outcome?.kind,
+        "withdrawal_started",
+        JSON.stringify(outcome, (_k, v) => (typeof v === "bigint" ? `${v}` : v)),
+      );
+      // Nothing was claimed yet: the whole deposit is withdrawn, and the seller may claim its voucher meanwhile.
+      assert.equal(
+        outcome.amountAtomic,
+        channel.depositedAtomic,
+        "the payer withdraws what the chain holds unclaimed",
+      );
+      assert.match(
+        outcome.because,
+        /answered that it refunded \d+ \(transaction 0x(ab)+\), but the channel still holds \d+ unclaimed/,
+      );
+      const [kept] = await store.channels({ payer: buyer.address });
+      assert.deepEqual(kept?.context, channel.context, "the channel's record is as before the refund");
+    } finally {
+      await new Promise<void>((resolve) => liar.close(() => resolve()));
+    }
+    const [pending] = await refundChannels({
+      store,
+      account: privateKeyToAccount(buyer.privateKey),
+      origin: providerOrigin(seller.url),
+      rpcUrl: h.devnet.rpcUrl,
+    });
+    assert.equal(pending?.kind, "withdrawal_pending");
+    assert.equal(pending.amountAtomic, channel.depositedAtomic);
   });
 
   test("a channel refunded and paid into again is counted once against maxDeposit: what it holds is read on chain", async () => {

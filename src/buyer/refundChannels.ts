@@ -11,7 +11,14 @@ import { spendChannelStorage } from "./spendChannelStorage.js";
 /** What became of one channel's remainder. */
 export type ChannelRefundOutcome = { channelId: string; url: string } & (
   | { kind: "refunded"; amountAtomic: bigint | undefined; transaction: string }
-  | { kind: "withdrawal_started"; amountAtomic: bigint; transaction: string; finalizableAt: Date }
+  | {
+      kind: "withdrawal_started";
+      amountAtomic: bigint;
+      transaction: string;
+      finalizableAt: Date;
+      /** Why the payer started it: the seller did not answer, or answered a refund the chain does not show. */
+      because: string;
+    }
   | { kind: "withdrawal_pending"; amountAtomic: bigint; finalizableAt: Date }
   | { kind: "withdrawn"; amountAtomic: bigint; transaction: string }
   | { kind: "nothing_to_refund" }
@@ -38,7 +45,9 @@ export type RefundChannelsParameters = {
  * official client's cooperative refund (the seller claims what it charged and returns the rest in
  * one transaction); when the seller does not answer, the payer's own exit — `initiateWithdraw`
  * for the unclaimed escrow (the seller may still claim its vouchers during the delay), and on a
- * later run, once the delay has passed, `finalizeWithdraw`. A withdrawal costs the payer gas.
+ * later run, once the delay has passed, `finalizeWithdraw`. With an RPC, a seller's answer that it
+ * refunded is held to the chain: a channel still holding money unclaimed after it gets the same exit.
+ * A withdrawal costs the payer gas.
  */
 export async function refundChannels({
   store,
@@ -91,11 +100,27 @@ export async function refundChannels({
           )
         : undefined;
       if (claimed) await judgeClaims(claimed.totalClaimedAtomic);
+      const statedAtomic = /^[0-9]+$/.test(settled.amount ?? "")
+        ? BigInt(settled.amount as string)
+        : undefined;
+      // The seller's answer is its word; the chain says whether the remainder left the escrow.
+      const stillHeldAtomic = claimed ? claimed.balanceAtomic - claimed.totalClaimedAtomic : 0n;
+      if (claimed && transport && stillHeldAtomic > 0n) {
+        // The official client forgot the channel on the seller's answer: its record comes back as it was,
+        // and the payer takes its own exit, as from a seller that does not answer.
+        if (channel.context) await store.saveChannelContext(channel.channelId, channel.context);
+        const because = `${origin} answered that it refunded${statedAtomic === undefined ? "" : ` ${statedAtomic}`} (transaction ${settled.transaction}), but the channel still holds ${stillHeldAtomic} unclaimed on chain`;
+        outcomes.push({
+          ...base,
+          ...(await startWithdrawal(account, transport, channel, stillHeldAtomic, because)),
+        });
+        continue;
+      }
       await keepRefundedChannel(store, channel, claimed);
       outcomes.push({
         ...base,
         kind: "refunded",
-        amountAtomic: /^[0-9]+$/.test(settled.amount ?? "") ? BigInt(settled.amount as string) : undefined,
+        amountAtomic: statedAtomic,
         transaction: settled.transaction,
       });
     } catch (error) {
@@ -111,7 +136,8 @@ export async function refundChannels({
         continue;
       }
       const available = onChain.balanceAtomic - onChain.totalClaimedAtomic;
-      outcomes.push({ ...base, ...(await startWithdrawal(account, transport, channel, available, reason)) });
+      const because = `${origin} did not answer (${reason})`;
+      outcomes.push({ ...base, ...(await startWithdrawal(account, transport, channel, available, because)) });
     }
   }
   return outcomes;
@@ -203,9 +229,16 @@ async function startWithdrawal(
   transport: ReturnType<typeof http>,
   channel: BuyerChannel,
   availableAtomic: bigint,
-  sellerFailure: string,
+  /** Why the payer exits on its own: the seller did not answer, or its answer moved nothing. */
+  because: string,
 ): Promise<
-  | { kind: "withdrawal_started"; amountAtomic: bigint; transaction: string; finalizableAt: Date }
+  | {
+      kind: "withdrawal_started";
+      amountAtomic: bigint;
+      transaction: string;
+      finalizableAt: Date;
+      because: string;
+    }
   | { kind: "failed"; reason: string }
 > {
   try {
@@ -218,11 +251,12 @@ async function startWithdrawal(
       amountAtomic: availableAtomic,
       transaction,
       finalizableAt: new Date(Date.now() + channel.withdrawDelay * 1000),
+      because,
     };
   } catch (error) {
     return {
       kind: "failed",
-      reason: `the seller did not answer (${sellerFailure}), and starting the on-chain withdrawal failed: ${(error as Error).message.split("\n")[0]} (the wallet pays this transaction's gas)`,
+      reason: `${because}, and starting the on-chain withdrawal failed: ${(error as Error).message.split("\n")[0]} (the wallet pays this transaction's gas)`,
     };
   }
 }

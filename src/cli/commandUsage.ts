@@ -97,8 +97,8 @@ tollgate channels --buyer [--json] [--gateway URL] [--rpc URL]
   signs with. Exits 0 for a valid receipt, 1 for a forged, altered or overcharging one.`,
   refund: `tollgate refund --gateway URL [--url REFUND_URL] [--rpc URL] [--private-key KEY] [--json]
   Gets back what is left in the buyer's channels with that gateway: asks for a cooperative refund
-  (at <gateway>/v1/channels/refund, or --url); when the seller does not answer and --rpc is given,
-  starts the on-chain withdrawal (the wallet pays its gas) — run again after the channel's
+  (at <gateway>/v1/channels/refund, or --url); when the seller does not answer, or --rpc shows its
+  refund left the channel holding money, and --rpc is given, starts the on-chain withdrawal (the wallet pays its gas) — run again after the channel's
   withdraw delay to finish it. Key as for tollgate pay. Exits 1 when a channel's refund failed.`,
   mcp: `tollgate mcp [--gateway URL]… [--mcp-server URL]… [--policy FILE] [--private-key KEY] [--rpc URL] [--http [--port 4023] [--host 127.0.0.1]]
   An MCP server for agents, over stdio (or Streamable HTTP at /mcp with --http), with the tools

@@ -59,7 +59,7 @@ function formatOutcomes(origin: string, outcomes: ChannelRefundOutcome[]): strin
         case "refunded":
           return `${id} refunded${outcome.amountAtomic === undefined ? "" : ` ${formatMoney(outcome.amountAtomic)}`} · tx ${outcome.transaction}`;
         case "withdrawal_started":
-          return `${id} ${origin} did not answer: withdrawal of ${formatMoney(outcome.amountAtomic)} started (tx ${outcome.transaction}); run tollgate refund again after ${outcome.finalizableAt.toISOString()} to finish it`;
+          return `${id} ${outcome.because}: withdrawal of ${formatMoney(outcome.amountAtomic)} started (tx ${outcome.transaction}); run tollgate refund again after ${outcome.finalizableAt.toISOString()} to finish it`;
         case "withdrawal_pending":
           return `${id} withdrawal of ${formatMoney(outcome.amountAtomic)} pending until ${outcome.finalizableAt.toISOString()}`;
         case "withdrawn":
