@@ -212,6 +212,38 @@ describe("sellers other than Tollgate's gateway", () => {
     assert.equal(overcharge?.justifiedAtomic, honest.receipt?.chargedAtomic);
   });
 
+  test("a stream whose receipt event charges more usage than the stream's own usage chunk reported is flagged", async () => {
+    const inflated = { promptTokens: usage.promptTokens, completionTokens: 60 };
+    const seller = await dishonestSeller({ usage: inflated, streamUsage: usage });
+    const log = eventLog();
+    const payingFetch = buyerFetch(1, { onEvent: log.onEvent });
+    await (await chat(payingFetch, seller.url, { stream: true })).text();
+    await payingFetch.idle();
+    const charged = costAtomic(inflated, { ...prices, maxOutputTokens: 1 });
+    assert.equal(log.of("receipt")[0]?.chargedAtomic, charged, "the seller took what its receipt says");
+    const [overcharge] = log.of("overcharge");
+    assert.equal(overcharge?.reason, "above_usage");
+    assert.equal(overcharge?.chargedAtomic, charged);
+    assert.equal(overcharge?.justifiedAtomic, honestCharge, "what the stream's own usage justifies");
+    const disputes = (await store.disputes({ status: "open" })).filter(
+      (dispute) => dispute.origin === seller.url,
+    );
+    assert.deepEqual(
+      disputes.map((dispute) => [dispute.reason, dispute.chargedAtomic]),
+      [["above_usage", charged]],
+    );
+  });
+
+  test("a stream whose usage chunk agrees with its receipt event is not flagged", async () => {
+    const seller = await dishonestSeller({ streamUsage: usage });
+    const log = eventLog();
+    const payingFetch = buyerFetch(1, { onEvent: log.onEvent });
+    await (await chat(payingFetch, seller.url, { stream: true })).text();
+    await payingFetch.idle();
+    assert.equal(log.of("receipt")[0]?.chargedAtomic, honestCharge);
+    assert.equal(log.of("overcharge").length, 0);
+  });
+
   test("refuses a maximum far above the expected cost before signing (maxOverExpected)", async () => {
     const seller = await dishonestSeller({ inflateMaximum: 10n });
     const buyer = devnet.accounts.buyers[2]!;

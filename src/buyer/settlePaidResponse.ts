@@ -28,6 +28,11 @@ export type ReadReceipt = {
   network: string;
   payer: string | undefined;
   usage: ReportedUsage | undefined;
+  /**
+   * The usage the answer itself reported (a stream's usage chunk) beside a receipt that states its
+   * own: the seller's two words, and the charge is held to both.
+   */
+  answerUsage?: ReportedUsage | undefined;
   /** Who counted the prompt, when the receipt says: `gateway` means the backend reported none. */
   promptCountedBy?: "backend" | "gateway" | undefined;
   /** The settlement's `extensions`: where the seller's signed receipts travel. */
@@ -43,7 +48,8 @@ export type ReadReceipt = {
  * - a `PAYMENT-RESPONSE` header: reconciled to its charge now (`bookedChargeOf`), or, saying the
  *   settlement failed, left reserved at the maximum (the seller may still complete it before the
  *   deadline); a JSON body's `usage` is checked against the charge once the body has been read;
- * - an event stream: tapped for the receipt event, reconciled and checked when it passes;
+ * - an event stream: tapped for the receipt event, reconciled and checked when it passes (a chat
+ *   stream's charge against its own usage chunk too, when it sent one);
  * - no receipt at all (none sent, or the stream stopped before it): the maximum stays reserved
  *   until the authorization's deadline, or for a channel voucher until the channel's later state
  *   says what it was charged.
@@ -137,7 +143,13 @@ export async function settlePaidResponse(
       onSseData(data) {
         const parsed = parseReceiptEvent(data);
         if (parsed.ok && !streamBooking) {
-          streamBooking = book(streamReceiptOf(parsed.receipt, attempt.choice.offer));
+          streamBooking = book({
+            ...streamReceiptOf(parsed.receipt, attempt.choice.offer),
+            // A chat stream's usage chunk is the seller's own word (Tollgate's gateway forwards none of
+            // the backend's); a Messages stream's message_delta is the backend's count, which a gateway
+            // may rightly not believe, so it does not bind the charge.
+            answerUsage: attempt.request?.kind === "chat" ? reportedUsage : undefined,
+          });
           track(streamBooking);
         } else reportedUsage ??= usageOf(safeJson(data));
       },
@@ -227,15 +239,26 @@ export async function recordReceipt(context: PaymentContext, attempt: PaymentAtt
     receipt.promptCountedBy === "gateway" && attempt.request && choice.estimate
       ? await buyerPromptCount(attempt.request)
       : undefined;
-  const verdict = verifyCharge({
-    chargedAtomic: receipt.chargedAtomic,
-    statedAtomic: receipt.statedAtomic,
-    maxAtomic,
-    usage,
-    price: choice.price,
-    estimate: choice.estimate,
-    promptCountLimit,
-  });
+  const verdictOn = (checked: ReportedUsage | undefined) =>
+    verifyCharge({
+      chargedAtomic: receipt.chargedAtomic,
+      statedAtomic: receipt.statedAtomic,
+      maxAtomic,
+      usage: checked,
+      price: choice.price,
+      estimate: choice.estimate,
+      promptCountLimit,
+    });
+  let verdict = verdictOn(usage);
+  // A charge the receipt's usage justifies and the answer's own usage does not is flagged all the same.
+  if (verdict.ok && receipt.answerUsage) {
+    const answered = verdictOn(receipt.answerUsage);
+    if (!answered.ok)
+      verdict = {
+        ...answered,
+        message: `${answered.message} (the answer's own usage: ${receipt.answerUsage.promptTokens} prompt and ${receipt.answerUsage.completionTokens} output tokens; its receipt's: ${usage?.promptTokens ?? "none"} and ${usage?.completionTokens ?? "none"})`,
+      };
+  }
   if (verdict.ok) return;
   const disputeId = await store.recordDispute({
     reservationId: paymentId,
@@ -252,6 +275,7 @@ export async function recordReceipt(context: PaymentContext, attempt: PaymentAtt
       url,
       source: receipt.source,
       ...(receipt.statedAtomic !== undefined ? { statedAtomic: receipt.statedAtomic } : {}),
+      ...(receipt.answerUsage ? { answerUsage: receipt.answerUsage } : {}),
       // The seller's signed statement of what it charged and why: evidence anyone can verify.
       ...(signed.stored ? { sellerStatement: signed.stored } : {}),
     },

@@ -40,6 +40,8 @@ export type DishonestSellerParameters = {
   statedChargeAtomic?: bigint;
   /** The transaction its receipt names, whatever it settled with. Default: the settlement's. */
   statedTransaction?: string;
+  /** A usage chunk its stream carries before the receipt event (whose usage is `usage`). Default: none. */
+  streamUsage?: { promptTokens: number; completionTokens: number };
   /** Who its stream receipt says counted the prompt (`promptCountedBy`). Default: it says nothing. */
   promptCountedBy?: "backend" | "gateway";
   /** The offer's `maxTimeoutSeconds`. Default 120. */
@@ -216,6 +218,11 @@ export async function startDishonestSeller(parameters: DishonestSellerParameters
       response.write(
         `data: ${JSON.stringify({ id: completion.id, object: "chat.completion.chunk", created: 0, model: body.model, choices: [{ index: 0, delta: { content: "hi" }, finish_reason: "stop" }] })}\n\n`,
       );
+      const { streamUsage } = parameters;
+      if (streamUsage)
+        response.write(
+          `data: ${JSON.stringify({ id: completion.id, object: "chat.completion.chunk", created: 0, model: body.model, choices: [], usage: { prompt_tokens: streamUsage.promptTokens, completion_tokens: streamUsage.completionTokens } })}\n\n`,
+        );
       response.write(
         formatReceiptEvent({
           success: true,
