@@ -467,7 +467,7 @@ describe("a seller that misreports or keeps a payment", () => {
     }
   });
 
-  test("a 402 to the paid request keeps the authorization reserved until its deadline; one signed again in the same call counts beside it", async () => {
+  test("a 402 to the paid request keeps the authorization reserved until its deadline; one signed again in the same call counts beside it; one settled all the same is disputed", async () => {
     const seller = await dishonestSeller({ cheat: "refuse" });
     const own = await ownStore();
     const log = eventLog();
@@ -503,6 +503,17 @@ describe("a seller that misreports or keeps a payment", () => {
     const resolved = await resolvedAfterDeadline(own, first!.paymentId);
     assert.equal(resolved?.status, "settled", "the chain shows it used");
     assert.equal(resolved?.countedAtomic, maxAtomic);
+    // It answered the payment with a refusal and served nothing, yet took it: disputed, in full.
+    const disputes = await own.disputes({ status: "open" });
+    assert.deepEqual(
+      disputes.map((dispute) => [
+        dispute.reservationId,
+        dispute.reason,
+        dispute.chargedAtomic,
+        dispute.justifiedAtomic,
+      ]),
+      [[first!.paymentId, "settled_after_refusal", maxAtomic, 0n]],
+    );
   });
 
   test("the MCP payer books an exact tool at its price whatever the settlement states, and keeps a payment the tool answered with payment required", async () => {
@@ -537,6 +548,15 @@ describe("a seller that misreports or keeps a payment", () => {
     assert.equal(kept?.status, "reserved");
     assert.equal(kept?.countedAtomic, 1000n);
     assert.equal((await own.daySpend()).countedAtomic, 2000n);
+    const resolved = await resolvedAfterDeadline(own, kept.id);
+    assert.equal(resolved?.status, "settled");
+    const refusedDisputes = (await own.disputes({ status: "open" })).filter(
+      (dispute) => dispute.reason === "settled_after_refusal",
+    );
+    assert.deepEqual(
+      refusedDisputes.map((dispute) => [dispute.reservationId, dispute.chargedAtomic]),
+      [[kept.id, 1000n]],
+    );
   });
 
   test("a paid request whose connection was reset after sending stays reserved though its resend is refused; one that never connected is released", async () => {

@@ -70,13 +70,16 @@ export type StoredReceipts = {
  * still waiting for one do not add up to (it told the buyer less than it took).
  * `misstated_charge`: a receipt states another charge than the one that moved (an exact payment
  * moves its signed price).
+ * `settled_after_refusal`: the seller answered the paid request with a refusal, served nothing, and
+ * settled its authorization on chain all the same.
  */
 export type DisputeReason =
   | "above_usage"
   | "above_maximum"
   | "usage_above_bound"
   | "above_receipts"
-  | "misstated_charge";
+  | "misstated_charge"
+  | "settled_after_refusal";
 
 export type RecordDisputeInput = {
   reservationId: string;

@@ -68,6 +68,8 @@ export {
 export {
   type ResolveLapsedReservationsParameters,
   resolveLapsedReservations,
+  SELLER_REFUSED_NOTE,
+  TOOL_REFUSED_NOTE,
 } from "./resolveLapsedReservations.js";
 export type {
   BuyerChannel,

@@ -12,6 +12,7 @@ import { bookedChargeOf, statedChargeOf } from "./bookedChargeOf.js";
 import { checkSellerReceipts } from "./checkSellerReceipts.js";
 import { buyerPromptCount } from "./inferenceRequest.js";
 import { reportedUsageOf } from "./reportedUsage.js";
+import { SELLER_REFUSED_NOTE } from "./resolveLapsedReservations.js";
 import { tapResponseBody } from "./tapResponseBody.js";
 import { verifyCharge } from "./verifyCharge.js";
 
@@ -64,7 +65,7 @@ export async function settlePaidResponse(
   const store = await context.store();
   const { paymentId, origin } = attempt;
   if (response.status === 402) {
-    const reason = `seller refused the payment (HTTP 402${await refusalReason(response)})`;
+    const reason = `${SELLER_REFUSED_NOTE} (HTTP 402${await refusalReason(response)})`;
     if (attempt.choice.offer.scheme === "batch-settlement") {
       await store.release(paymentId, reason);
       context.emit({ type: "released", paymentId, origin, reason });

@@ -11,6 +11,7 @@ import {
   type SpendStore,
   selectOffer,
   statedChargeOf,
+  TOOL_REFUSED_NOTE,
 } from "../buyer/index.js";
 import type { SettleResponse } from "../protocol/index.js";
 import {
@@ -146,7 +147,7 @@ export function createMcpToolPayer(parameters: CreateMcpToolPayerParameters): Mc
       // the payment holds the signed authorization all the same.
       const refusal = readPaymentRequiredResult(paid);
       const reason = refusal
-        ? `the tool refused the payment: ${(refusal.error ?? "no reason given").slice(0, 300)}`
+        ? `${TOOL_REFUSED_NOTE}: ${(refusal.error ?? "no reason given").slice(0, 300)}`
         : "the paid tool call returned no settlement";
       await spend.note(attempt.paymentId, reason);
       emit({ type: "unreceipted", paymentId: attempt.paymentId, origin, reason });
