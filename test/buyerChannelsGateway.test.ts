@@ -330,6 +330,44 @@ describe("paying Tollgate's gateway by channel", () => {
     }
   });
 
+  test("a seller whose minDeposit hint asks for $50 gets $1.00 from a policy that bounds no deposit (perCall only): the wallet is not pulled into escrow", async () => {
+    const greedy = await startGatewayHarness({
+      devnet: h.devnet,
+      configure: (input) => {
+        const config = channelTestConfig(input);
+        return { ...config, channels: { ...config.channels, minDeposit: 50_000_000 } };
+      },
+    });
+    const buyer = await h.devnet.createBuyer(100_000_000n);
+    const payingFetch = createPayingFetch({
+      privateKey: buyer.privateKey,
+      rpcUrl: h.devnet.rpcUrl,
+      dataDir: "memory://",
+      policy: { perCall: "$0.10" },
+    });
+    try {
+      const response = await payingFetch(`${greedy.gateway.url}/v1/chat/completions`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({
+          model: mockModelId,
+          messages: [{ role: "user", content: "hi" }],
+          max_tokens: 16,
+        }),
+      });
+      assert.equal(response.status, 200, await response.clone().text());
+      await response.text();
+      await payingFetch.idle();
+      // Who pays: the buyer moves $1.00 into the channel (the default cap), not the $50 the seller asked.
+      const [channel] = await (await payingFetch.spendStore()).channels({ payer: buyer.address });
+      assert.equal(channel?.depositedAtomic, 1_000_000n);
+      assert.equal(await h.devnet.usdcBalance(buyer.address), 99_000_000n);
+    } finally {
+      await payingFetch.close();
+      await greedy.close();
+    }
+  });
+
   test("a seller that finds the channel's balance short of the next voucher gets a top-up deposit, then serves", async () => {
     const buyer = await h.devnet.createBuyer(100_000_000n);
     const log = eventLog();

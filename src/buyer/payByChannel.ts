@@ -287,15 +287,28 @@ async function planDeposit(
 ): Promise<bigint> {
   const { policy } = context;
   const provider = policy.providers[origin];
+  // A policy that bounds no deposit at all (no maxDeposit, daily or maxEscrow) would leave its size to
+  // the seller's minDeposit hint, up to the whole wallet: it gets DEFAULT_MAX_DEPOSIT_ATOMIC.
+  const unbounded =
+    policy.maxDeposit === undefined &&
+    provider?.maxDeposit === undefined &&
+    policy.daily === undefined &&
+    provider?.daily === undefined &&
+    policy.maxEscrow === undefined;
+  const maxDeposit = policy.maxDeposit ?? (unbounded ? DEFAULT_MAX_DEPOSIT_ATOMIC : undefined);
   const limits: Array<["maxDeposit" | "providers.maxDeposit", bigint | undefined]> = [
-    ["maxDeposit", policy.maxDeposit],
+    ["maxDeposit", maxDeposit],
     ["providers.maxDeposit", provider?.maxDeposit],
   ];
+  const capName = (rule: string) =>
+    rule === "maxDeposit" && policy.maxDeposit === undefined
+      ? "maxDeposit cap (its default, for a policy that sets no maxDeposit, daily or maxEscrow)"
+      : `${rule} cap`;
   for (const [rule, limitAtomic] of limits) {
     if (limitAtomic !== undefined && neededAtomic > limitAtomic) {
       const refusal = {
         rule,
-        message: `opening a channel with ${origin} needs a deposit of at least ${money(neededAtomic)}, above the ${rule} cap of ${money(limitAtomic)}`,
+        message: `opening a channel with ${origin} needs a deposit of at least ${money(neededAtomic)}, above the ${capName(rule)} of ${money(limitAtomic)}`,
         limitAtomic,
         askedAtomic: neededAtomic,
         origin,
@@ -315,7 +328,7 @@ async function planDeposit(
     if (neededAtomic > roomAtomic) {
       const refusal = {
         rule,
-        message: `${origin} already holds ${money(heldAtomic)} of yours unspent in its channels; a deposit of ${money(neededAtomic)} more is above ${context.pool.size} × the ${rule} cap of ${money(limitAtomic)} (one per channel of the pool): ask for a refund of the channels it no longer uses`,
+        message: `${origin} already holds ${money(heldAtomic)} of yours unspent in its channels; a deposit of ${money(neededAtomic)} more is above ${context.pool.size} × the ${capName(rule)} of ${money(limitAtomic)} (one per channel of the pool): ask for a refund of the channels it no longer uses`,
         limitAtomic: limitAtomic * BigInt(context.pool.size),
         askedAtomic: heldAtomic + neededAtomic,
         origin,
@@ -363,6 +376,12 @@ async function planDeposit(
   for (const ceiling of ceilings) if (depositAtomic > ceiling) depositAtomic = ceiling;
   return depositAtomic < neededAtomic ? neededAtomic : depositAtomic;
 }
+
+/**
+ * The largest deposit into one channel when the policy bounds none (no maxDeposit, daily or maxEscrow):
+ * $1.00 of a 6-decimal token, as the CLI's default policy.
+ */
+export const DEFAULT_MAX_DEPOSIT_ATOMIC = 1_000_000n;
 
 /** Reads a channel as the contract holds it; undefined when it cannot (no RPC, or it failed). */
 type ChannelReader = (channelId: string) => Promise<ChannelOnChain | undefined>;

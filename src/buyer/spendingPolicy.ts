@@ -75,7 +75,7 @@ export const spendingPolicySchema = z.strictObject({
    * one of a seller's other host names, is refused before anything is signed. Default false.
    */
   onlyProviders: z.boolean().default(false),
-  /** Largest deposit (or top-up) into one batch-settlement channel. */
+  /** Largest deposit (or top-up) into one batch-settlement channel; $1.00 when neither this, `daily` nor `maxEscrow` is set. */
   maxDeposit: moneySchema.optional(),
   /**
    * The most of the buyer's money all sellers together may hold unspent in channels (deposits less
