@@ -232,13 +232,7 @@ async function startWithdrawal(
   /** Why the payer exits on its own: the seller did not answer, or its answer moved nothing. */
   because: string,
 ): Promise<
-  | {
-      kind: "withdrawal_started";
-      amountAtomic: bigint;
-      transaction: string;
-      finalizableAt: Date;
-      because: string;
-    }
+  | Omit<Extract<ChannelRefundOutcome, { kind: "withdrawal_started" }>, "channelId" | "url">
   | { kind: "failed"; reason: string }
 > {
   try {

@@ -57,21 +57,32 @@ test("a transaction the node dropped does not hold back the facilitator's later 
   assert.equal(later.status, "success");
 });
 
-test("a transaction the node took, whose answer was lost, is reported as sent, once, and the next nonce follows it", async () => {
+/**
+ * The facilitator's signer sends 1,000 wei through a relay that loses the node's answer to the send (and
+ * answers `unseenLookups` lookups of it "no such transaction"): sent once, and its nonce taken once.
+ */
+async function sendThroughLostAnswer(
+  unseenLookups: number,
+  afterwards?: (sent: {
+    signer: ReturnType<typeof createFacilitatorSigner>;
+    balanceBefore: bigint;
+  }) => Promise<void>,
+) {
   const relay = await startAnswerLosingRpc(
     devnet.rpcUrl,
     ({ method }) => method === "eth_sendRawTransaction",
+    { unseenLookups },
   );
+  const signer = createFacilitatorSigner({
+    rpcUrl: relay.url,
+    privateKey: devnet.accounts.facilitator.privateKey,
+    chainId: devnet.chainId,
+    pollingIntervalMs: 50,
+    receiptTimeoutMs: 5_000,
+  });
+  const to = devnet.accounts.payTo.address;
+  const from = devnet.accounts.facilitator.address;
   try {
-    const signer = createFacilitatorSigner({
-      rpcUrl: relay.url,
-      privateKey: devnet.accounts.facilitator.privateKey,
-      chainId: devnet.chainId,
-      pollingIntervalMs: 50,
-      receiptTimeoutMs: 5_000,
-    });
-    const to = devnet.accounts.payTo.address;
-    const from = devnet.accounts.facilitator.address;
     const [balanceBefore, nonceBefore] = await Promise.all([
       chain.getBalance({ address: to }),
       chain.getTransactionCount({ address: from }),
@@ -79,45 +90,25 @@ test("a transaction the node took, whose answer was lost, is reported as sent, o
     // Who pays: the facilitator sends 1,000 wei once (a sponsored approval's gas is sent this way).
     const hash = await signer.sendValue({ to, value: 1_000n });
     assert.equal(relay.lost(), 1, "the node's first answer was lost");
-    const receipt = await signer.waitForTransactionReceipt({ hash });
-    assert.equal(receipt.status, "success");
+    assert.equal((await signer.waitForTransactionReceipt({ hash })).status, "success");
     assert.equal(await chain.getBalance({ address: to }), balanceBefore + 1_000n, "sent once, not twice");
     assert.equal(await chain.getTransactionCount({ address: from }), nonceBefore + 1);
+    await afterwards?.({ signer, balanceBefore });
+  } finally {
+    await relay.close();
+  }
+}
+
+test("a transaction the node took, whose answer was lost, is reported as sent, once, and the next nonce follows it", async () => {
+  await sendThroughLostAnswer(0, async ({ signer, balanceBefore }) => {
     // And the signer's next nonce is right after it.
+    const to = devnet.accounts.payTo.address;
     const next = await signer.waitForTransactionReceipt({ hash: await signer.sendValue({ to, value: 1n }) });
     assert.equal(next.status, "success");
     assert.equal(await chain.getBalance({ address: to }), balanceBefore + 1_001n);
-  } finally {
-    await relay.close();
-  }
+  });
 });
 
 test("a transaction whose answer was lost is found when the node asked first has not seen it yet (behind a load balancer): sent once", async () => {
-  const relay = await startAnswerLosingRpc(
-    devnet.rpcUrl,
-    ({ method }) => method === "eth_sendRawTransaction",
-    { unseenLookups: 1 },
-  );
-  try {
-    const signer = createFacilitatorSigner({
-      rpcUrl: relay.url,
-      privateKey: devnet.accounts.facilitator.privateKey,
-      chainId: devnet.chainId,
-      pollingIntervalMs: 50,
-      receiptTimeoutMs: 5_000,
-    });
-    const to = devnet.accounts.payTo.address;
-    const from = devnet.accounts.facilitator.address;
-    const [balanceBefore, nonceBefore] = await Promise.all([
-      chain.getBalance({ address: to }),
-      chain.getTransactionCount({ address: from }),
-    ]);
-    const hash = await signer.sendValue({ to, value: 1_000n });
-    assert.equal(relay.lost(), 1);
-    assert.equal((await signer.waitForTransactionReceipt({ hash })).status, "success");
-    assert.equal(await chain.getBalance({ address: to }), balanceBefore + 1_000n);
-    assert.equal(await chain.getTransactionCount({ address: from }), nonceBefore + 1);
-  } finally {
-    await relay.close();
-  }
+  await sendThroughLostAnswer(1);
 });
