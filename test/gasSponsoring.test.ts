@@ -11,7 +11,7 @@ import { createPayingFetch } from "../src/buyer/index.js";
 import { type Devnet, startDevnet } from "../src/devnet/index.js";
 import { createFacilitator, serveFacilitator } from "../src/facilitator/index.js";
 import type { GatewayConfigInput } from "../src/gateway/index.js";
-import { createMemoryPayerQuotas } from "../src/ledger/index.js";
+import { createMemoryPayerQuotas, type SqlClient, type SqlExecutor } from "../src/ledger/index.js";
 import {
   decodePaymentRequiredHeader,
   encodePaymentSignatureHeader,
@@ -304,6 +304,109 @@ describe("gas-sponsored Permit2 approval", () => {
       Array(served).fill("settled"),
       "every served request settled, none a debt",
     );
+  });
+
+  test("a payment verified on a permit that another of its payer's payments spends before it is admitted is not served on it: refused before inference, charged nothing, no debt", async () => {
+    // The second payment's claim in the ledger is held, after its verify, until the first has settled.
+    let heldNonce: string | undefined;
+    let onHeld!: () => void;
+    const claimHeld = new Promise<void>((resolve) => {
+      onHeld = resolve;
+    });
+    let letGo!: () => void;
+    const released = new Promise<void>((resolve) => {
+      letGo = resolve;
+    });
+    const holding = <T extends SqlExecutor>(executor: T): T => ({
+      ...executor,
+      async query(text: string, params?: readonly unknown[]) {
+        if (heldNonce !== undefined && text.includes("INSERT INTO payments") && params?.includes(heldNonce)) {
+          heldNonce = undefined;
+          onHeld();
+          await released;
+        }
+        return executor.query(text, params);
+      },
+    });
+    const seller = await startGatewayHarness({
+      devnet: h.devnet,
+      configure: (input) => ({
+        ...input,
+        facilitator: { privateKey: h.devnet.accounts.buyers[2]!.privateKey },
+      }),
+      wrapSql: (sql): SqlClient => ({
+        ...holding(sql),
+        transaction: (fn) => sql.transaction((tx) => fn(holding(tx))),
+      }),
+    });
+    try {
+      const buyer = await h.devnet.createFreshBuyer(10_000_000n);
+      const sign = async (maxTokens: number) => {
+        const body = { ...chatBody, max_tokens: maxTokens };
+        const response = await postJson(seller, "/v1/chat/completions", body);
+        const decoded = decodePaymentRequiredHeader(response.headers.get("payment-required"));
+        assert.ok(decoded.ok);
+        const offer = decoded.paymentRequired.accepts.find((candidate) => candidate.scheme === "upto")!;
+        const scheme = new UptoEvmScheme(privateKeyToAccount(buyer.privateKey), { rpcUrl: h.devnet.rpcUrl });
+        const created = await scheme.createPaymentPayload(2, offer, {
+          extensions: decoded.paymentRequired.extensions,
+        });
+        assert.ok(hasPermit(created as PaymentPayload), "the scheme signed a permit");
+        const payload = {
+          x402Version: 2,
+          resource: decoded.paymentRequired.resource,
+          accepted: offer,
+          payload: created.payload,
+          extensions: created.extensions,
+        } as PaymentPayload;
+        return { body, payload };
+      };
+      // Both permits are on the token's nonce 0; the first approves only its own small maximum.
+      const first = await sign(20);
+      const second = await sign(170);
+      heldNonce = (second.payload.payload as { permit2Authorization: { nonce: string } }).permit2Authorization
+        .nonce;
+      const secondAnswer = postJson(seller, "/v1/chat/completions", second.body, {
+        "payment-signature": encodePaymentSignatureHeader(second.payload),
+      });
+      await claimHeld;
+      const firstAnswer = await postJson(seller, "/v1/chat/completions", first.body, {
+        "payment-signature": encodePaymentSignatureHeader(first.payload),
+      });
+      const completion = (await firstAnswer.json()) as Completion;
+      assert.equal(firstAnswer.status, 200);
+      const firstRow = await finalRow(seller);
+      assert.equal(firstRow.status, "settled", "the first payment settled on the permit");
+      // The second was verified while the permit was unspent; its Permit2 allowance is now what the
+      // first left of its own small permit, less than the second may cost.
+      assert.ok((await allowanceOf(buyer.address)) < BigInt(second.payload.accepted.amount));
+      letGo();
+      const refused = await secondAnswer;
+      const text = await refused.text();
+      assert.equal(refused.status, 402, text);
+      const decoded = decodePaymentRequiredHeader(refused.headers.get("payment-required"));
+      assert.ok(decoded.ok);
+      assert.match(
+        decoded.paymentRequired.error ?? "",
+        /^insufficient_funds: its EIP-2612 permit on token nonce 0 was spent by another payment of this payer/,
+      );
+      assert.equal(seller.backend.inferenceRequests.length, 1, "only the first ran inference");
+      const rows = await seller.ledger.payments.recent({ limit: 5 });
+      assert.deepEqual(
+        rows.map((row) => row.status),
+        ["failed", "settled"],
+        "the second is failed, charged nothing: no debt",
+      );
+      const charge = expectedCharge(completion.usage.prompt_tokens, completion.usage.completion_tokens);
+      assert.equal(
+        await h.devnet.usdcBalance(buyer.address),
+        10_000_000n - charge,
+        "the payer paid the first only",
+      );
+    } finally {
+      letGo();
+      await seller.close();
+    }
   });
 
   test("refuses a forged permit before inference", async () => {

@@ -72,6 +72,8 @@ export type AdmitPaymentParameters = PaymentAdmissionRequest & {
    * Permit2) draws on it as on the balance, so the payments in flight must fit in the lesser of the two.
    */
   readPermit2Allowance?: ((payer: `0x${string}`, asset: `0x${string}`) => Promise<bigint>) | undefined;
+  /** The payer's EIP-2612 nonce on the asset (`nonces(payer)`), read from the chain: whether a permit is still unspent. */
+  readPermitNonce?: ((payer: `0x${string}`, asset: `0x${string}`) => Promise<bigint>) | undefined;
   /** The chain's latest block time (unix s): when ahead of this host's clock, deadlines are judged by it. */
   readChainSeconds?: (() => Promise<number>) | undefined;
   logger: Logger;
@@ -308,6 +310,26 @@ export async function admitMatchedPayment(
       `${ReasonCode.insufficientFunds}: this payer's payments in flight already reserve ${claim.reservedAtomic} of the ${claim.fundsAtomic} it can pay (the lesser of its balance and, for a Permit2 payment, its Permit2 allowance), and this one may cost ${maxAtomic}; retry when they have settled`,
     );
   }
+  // A payment carrying a permit was verified while its permit was unspent; another of its payer's may
+  // have spent the permit's nonce (settled) between that verify and this claim. Alone in flight now, it
+  // is held to what the chain shows, before it is served.
+  let spentPermit: string | undefined;
+  try {
+    spentPermit = await spentPermitShortfall(parameters, payment, key.payer as `0x${string}`, maxAtomic);
+  } catch (error) {
+    logger.warn({ error: String(error) }, "chain unavailable while checking a payment's EIP-2612 permit");
+    await ledger.markFailed(claim.payment.id, `its EIP-2612 permit could not be checked: ${String(error)}`);
+    await dropped();
+    return refuse(
+      "TOLLGATE_FACILITATOR_UNAVAILABLE",
+      "the chain could not be read to check the payment's EIP-2612 permit; no inference was run and nothing was charged: retry with a new payment",
+    );
+  }
+  if (spentPermit !== undefined) {
+    await ledger.markFailed(claim.payment.id, spentPermit);
+    await dropped();
+    return paymentRequired(`${ReasonCode.insufficientFunds}: ${spentPermit}`);
+  }
   // A signed approve the facilitator would relay at settle, after serving, is relayed now: a payer that
   // spends the gas funded for it on the approve's nonce is refused, not served for free. A permit's
   // sponsored use is taken now, atomically: payments of one payer sent at once (to any seller on the
@@ -385,6 +407,35 @@ async function readFunds(
     parameters.verifyTimeoutMs,
   );
   return allowanceAtomic !== undefined && allowanceAtomic < balanceAtomic ? allowanceAtomic : balanceAtomic;
+}
+
+/**
+ * Why a payment carrying an EIP-2612 permit cannot be paid, if it cannot: its permit's nonce is spent
+ * (the token's nonce moved past it), so the permit will not set the Permit2 allowance at settle, and the
+ * allowance or balance the chain shows is below what the payment may cost. Undefined without the chain.
+ */
+async function spentPermitShortfall(
+  parameters: AdmitMatchedPaymentParameters,
+  payment: DecodedPaymentPayload,
+  payer: `0x${string}`,
+  maxAtomic: bigint,
+): Promise<string | undefined> {
+  const { readPermitNonce, readPayerFunds, readPermit2Allowance, verifyTimeoutMs } = parameters;
+  const sponsored = sponsoredApprovalOf(payment);
+  if (sponsored?.extension !== "eip2612GasSponsoring" || !readPermitNonce || !readPayerFunds)
+    return undefined;
+  const asset = parameters.matched.requirements.asset as `0x${string}`;
+  const permitNonce = sponsored.info.nonce;
+  const tokenNonce = await withTimeout(readPermitNonce(payer, asset), verifyTimeoutMs);
+  if (/^\d{1,78}$/.test(permitNonce) && BigInt(permitNonce) === tokenNonce) return undefined;
+  const [balanceAtomic, allowanceAtomic] = await withTimeout(
+    Promise.all([readPayerFunds(payer, asset), readPermit2Allowance?.(payer, asset)]),
+    verifyTimeoutMs,
+  );
+  const fundsAtomic =
+    allowanceAtomic !== undefined && allowanceAtomic < balanceAtomic ? allowanceAtomic : balanceAtomic;
+  if (fundsAtomic >= maxAtomic) return undefined;
+  return `its EIP-2612 permit on token nonce ${permitNonce} was spent by another payment of this payer (the token's nonce is now ${tokenNonce}), and what that leaves it to pay with, ${fundsAtomic} (the lesser of its balance and its Permit2 allowance), is less than this payment may cost, ${maxAtomic}; no inference was run and nothing was charged: sign a new payment`;
 }
 
 /** The most a payment may be charged: the request's own maximum, or the signed amount if lower. */

@@ -65,6 +65,8 @@ export type CreateBillingParameters = {
   readPayerFunds?: (payer: `0x${string}`, asset: `0x${string}`) => Promise<bigint>;
   /** The payer's allowance of the asset to Permit2: Permit2 payments in flight must fit in it too. */
   readPermit2Allowance?: (payer: `0x${string}`, asset: `0x${string}`) => Promise<bigint>;
+  /** The payer's EIP-2612 nonce on the asset: a payment's permit spent by another is not counted on. */
+  readPermitNonce?: (payer: `0x${string}`, asset: `0x${string}`) => Promise<bigint>;
   /**
    * The chain's latest block time (unix s). When given, an authorization must also outlive the request
    * by the chain's clock, which is what settles it, should this host's clock run behind.
@@ -190,6 +192,7 @@ export function createBilling({
   publicUrl,
   readPayerFunds,
   readPermit2Allowance,
+  readPermitNonce,
   readChainSeconds,
   logger = silentLogger,
   verifyTimeoutMs = DEFAULT_VERIFY_TIMEOUT_MS,
@@ -221,6 +224,7 @@ export function createBilling({
     verifyTimeoutMs,
     readPayerFunds,
     readPermit2Allowance,
+    readPermitNonce,
     readChainSeconds,
   };
   // The requests being served: a gateway that stops waits for their money to be final.

@@ -265,6 +265,10 @@ export async function startGateway({
             args: [payer, PERMIT2_ADDRESS],
           })
       : undefined,
+    readPermitNonce: chain
+      ? (payer, token) =>
+          chain.readContract({ address: token, abi: eip2612NoncesAbi, functionName: "nonces", args: [payer] })
+      : undefined,
     readChainSeconds: chain
       ? createChainClock(async () => Number((await chain.getBlock()).timestamp))
       : undefined,
