@@ -5,7 +5,7 @@ import { decodePaymentResponseHeader } from "@x402/core/http";
 import { PERMIT2_ADDRESS } from "@x402/evm";
 import { UptoEvmScheme } from "@x402/evm/upto/client";
 import { wrapFetchWithPayment } from "@x402/fetch";
-import { type Address, createPublicClient, erc20Abi, type Hex, http } from "viem";
+import { type Address, createPublicClient, createWalletClient, erc20Abi, type Hex, http } from "viem";
 import { privateKeyToAccount } from "viem/accounts";
 import { createPayingFetch } from "../src/buyer/index.js";
 import { type Devnet, startDevnet } from "../src/devnet/index.js";
@@ -396,6 +396,131 @@ describe("gas-sponsored Permit2 approval", () => {
         rows.map((row) => row.status),
         ["failed", "settled"],
         "the second is failed, charged nothing: no debt",
+      );
+      const charge = expectedCharge(completion.usage.prompt_tokens, completion.usage.completion_tokens);
+      assert.equal(
+        await h.devnet.usdcBalance(buyer.address),
+        10_000_000n - charge,
+        "the payer paid the first only",
+      );
+    } finally {
+      letGo();
+      await seller.close();
+    }
+  });
+
+  test("a Permit2 payment whose allowance was read before another of its payer's payments settled on a permit (which set that allowance anew) is not served on the old allowance: refused before inference, charged nothing, no debt", async () => {
+    // The second payment's claim in the ledger is held, after its verify and its allowance read, until
+    // the first has settled.
+    let heldNonce: string | undefined;
+    let onHeld!: () => void;
+    const claimHeld = new Promise<void>((resolve) => {
+      onHeld = resolve;
+    });
+    let letGo!: () => void;
+    const released = new Promise<void>((resolve) => {
+      letGo = resolve;
+    });
+    const holding = <T extends SqlExecutor>(executor: T): T => ({
+      ...executor,
+      async query(text: string, params?: readonly unknown[]) {
+        if (heldNonce !== undefined && text.includes("INSERT INTO payments") && params?.includes(heldNonce)) {
+          heldNonce = undefined;
+          onHeld();
+          await released;
+        }
+        return executor.query(text, params);
+      },
+    });
+    const seller = await startGatewayHarness({
+      devnet: h.devnet,
+      configure: (input) => ({
+        ...input,
+        facilitator: { privateKey: h.devnet.accounts.buyers[2]!.privateKey },
+      }),
+      wrapSql: (sql): SqlClient => ({
+        ...holding(sql),
+        transaction: (fn) => sql.transaction((tx) => fn(holding(tx))),
+      }),
+    });
+    try {
+      const buyer = await h.devnet.createBuyer(10_000_000n);
+      const wallet = createWalletClient({
+        account: privateKeyToAccount(buyer.privateKey),
+        transport: http(h.devnet.rpcUrl),
+      });
+      const approve = async (amountAtomic: bigint) =>
+        h.devnet.waitMined(
+          await wallet.writeContract({
+            address: h.devnet.contracts.usdc,
+            abi: erc20Abi,
+            functionName: "approve",
+            args: [PERMIT2_ADDRESS, amountAtomic],
+            chain: null,
+          }),
+        );
+      const sign = async (maxTokens: number) => {
+        const body = { ...chatBody, max_tokens: maxTokens };
+        const response = await postJson(seller, "/v1/chat/completions", body);
+        const decoded = decodePaymentRequiredHeader(response.headers.get("payment-required"));
+        assert.ok(decoded.ok);
+        const offer = decoded.paymentRequired.accepts.find((candidate) => candidate.scheme === "upto")!;
+        const scheme = new UptoEvmScheme(privateKeyToAccount(buyer.privateKey), { rpcUrl: h.devnet.rpcUrl });
+        const created = await scheme.createPaymentPayload(2, offer, {
+          extensions: decoded.paymentRequired.extensions,
+        });
+        const payload = {
+          x402Version: 2,
+          resource: decoded.paymentRequired.resource,
+          accepted: offer,
+          payload: created.payload,
+          extensions: created.extensions,
+        } as PaymentPayload;
+        return { body, payload };
+      };
+      // The first, signed with no allowance standing, carries a permit for its own small maximum; the
+      // second, signed once the payer has approved Permit2 for much more, carries none.
+      await approve(0n);
+      const first = await sign(20);
+      assert.ok(hasPermit(first.payload), "the first carries a permit");
+      await approve(5_000_000n);
+      const second = await sign(170);
+      assert.ok(!hasPermit(second.payload), "the second carries none");
+      heldNonce = (second.payload.payload as { permit2Authorization: { nonce: string } }).permit2Authorization
+        .nonce;
+      const secondAnswer = postJson(seller, "/v1/chat/completions", second.body, {
+        "payment-signature": encodePaymentSignatureHeader(second.payload),
+      });
+      await claimHeld;
+      const firstAnswer = await postJson(seller, "/v1/chat/completions", first.body, {
+        "payment-signature": encodePaymentSignatureHeader(first.payload),
+      });
+      const completion = (await firstAnswer.json()) as Completion;
+      assert.equal(firstAnswer.status, 200);
+      const firstRow = await finalRow(seller);
+      assert.equal(firstRow.status, "settled", "the first payment settled on its permit");
+      // Its permit set the allowance to its own maximum, less what it paid: below the second's maximum.
+      const allowance = await allowanceOf(buyer.address);
+      assert.ok(allowance < BigInt(second.payload.accepted.amount));
+      letGo();
+      const refused = await secondAnswer;
+      const text = await refused.text();
+      assert.equal(refused.status, 402, text);
+      const decoded = decodePaymentRequiredHeader(refused.headers.get("payment-required"));
+      assert.ok(decoded.ok);
+      // Told on the allowance read again, not the one read before the permit landed.
+      assert.match(
+        decoded.paymentRequired.error ?? "",
+        new RegExp(
+          `^insufficient_funds: this payer's payments in flight already reserve 0 of the ${allowance} `,
+        ),
+      );
+      assert.equal(seller.backend.inferenceRequests.length, 1, "only the first ran inference");
+      const rows = await seller.ledger.payments.recent({ limit: 5 });
+      assert.deepEqual(
+        rows.map((row) => row.status),
+        ["settled"],
+        "the second is not claimed, charged nothing: no debt",
       );
       const charge = expectedCharge(completion.usage.prompt_tokens, completion.usage.completion_tokens);
       assert.equal(

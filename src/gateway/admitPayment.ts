@@ -204,14 +204,16 @@ export async function admitMatchedPayment(
   // The host's clock may run up to MAX_CLOCK_SKEW_MS ahead of the database's, which stamps settlements.
   const fundsReadFromMs = Date.now() - MAX_CLOCK_SKEW_MS;
   let chainSeconds: number | undefined;
+  // A Permit2 payment draws on the payer's allowance to Permit2 too; one carrying an EIP-2612 permit on
+  // the permit's amount, which it sets the allowance to (a relayed approve approves without bound).
+  const permitted = permit2AllowanceOf(payment);
+  // The funds are capped by an allowance read from the chain, which a permit settled since resets.
+  const allowanceRead = permitted === "read" && readPermit2Allowance !== undefined;
   const verifyStartedAt = performance.now();
   try {
     const asset = matched.requirements.asset as `0x${string}`;
     const funds = readPayerFunds?.(key.payer as `0x${string}`, asset);
     funds?.catch(() => undefined);
-    // A Permit2 payment draws on the payer's allowance to Permit2 too; one carrying an EIP-2612 permit on
-    // the permit's amount, which it sets the allowance to (a relayed approve approves without bound).
-    const permitted = permit2AllowanceOf(payment);
     const allowance =
       funds && permitted === "read" ? readPermit2Allowance?.(key.payer as `0x${string}`, asset) : undefined;
     allowance?.catch(() => undefined);
@@ -281,9 +283,11 @@ export async function admitMatchedPayment(
       : await ledger.claimWithinFunds(claimInput, fundsAtomic, {
           serving: true,
           settledSinceMs: fundsReadFromMs,
+          allowanceRead,
         });
-  // Refused only for charges settled around the funds read, which the read may already show: read again,
-  // now that they are booked, and count only what settles after this read.
+  // Refused only for charges settled around the funds read, which the read may already show (and for a
+  // permit settled since the allowance read, which set that allowance anew): read again, now that they are
+  // booked, and count only what settles after this read.
   if (!claim.claimed && !claim.existing && !claim.permitInFlight && claim.settledSinceAtomic > 0n) {
     const readAgainFromMs = claim.checkedAtMs;
     const fresh = await readFunds(
@@ -296,6 +300,7 @@ export async function admitMatchedPayment(
       claim = await ledger.claimWithinFunds(claimInput, fresh, {
         serving: true,
         settledSinceMs: readAgainFromMs,
+        allowanceRead,
       });
   }
   // A replay is not released: the payment it repeats, the same authorization, may be being served.

@@ -67,6 +67,12 @@ export type ClaimWithinFundsOptions = ClaimPaymentOptions & {
    * payer's payments settled since then are taken off them too, as the read may not show them.
    */
   settledSinceMs?: number | undefined;
+  /**
+   * The funds are capped by the payer's Permit2 allowance, read with them: a payment of the payer carrying
+   * an EIP-2612 permit settled since `settledSinceMs` set that allowance anew (to its permit's amount, less
+   * its charge), so the claim is refused until the funds are read again.
+   */
+  allowanceRead?: boolean | undefined;
 };
 
 /** What the gateway asks before it verifies a payment: does the payer owe, and was this authorization seen. */

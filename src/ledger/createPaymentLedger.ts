@@ -54,6 +54,14 @@ const SETTLED_SINCE = (sinceMs: string) => `(SELECT COALESCE(SUM(charge_atomic),
 const CARRIES_PERMIT = (payload: string) =>
   // A signed permit, not the 402's declaration of the extension that clients echo in every payload.
   `(${payload}->'extensions'->'eip2612GasSponsoring'->'info'->>'signature') IS NOT NULL`;
+/**
+ * Whether a payment of the payer ($1, $2) carrying an EIP-2612 permit settled since `sinceMs` (a
+ * parameter, ms since the epoch): its permit set the payer's Permit2 allowance to its own amount, less its
+ * charge, whatever an allowance read before showed.
+ */
+const PERMIT_SETTLED_SINCE = (sinceMs: string) => `EXISTS (SELECT 1 FROM payments
+                  WHERE network = $1 AND payer = $2 AND status = 'settled'
+                    AND settled_at >= to_timestamp(${sinceMs}::float8 / 1000) AND ${CARRIES_PERMIT("payload")})`;
 
 /**
  * Whether payer $2 on network $1 owes: a charge whose settlement failed (a debt), or a channel whose
@@ -163,7 +171,13 @@ export function createPaymentLedger(
       fundsAtomic,
       id,
       settledSinceMs,
-    }: { fundsAtomic?: bigint; id?: number | undefined; settledSinceMs?: number | undefined } = {},
+      allowanceRead = false,
+    }: {
+      fundsAtomic?: bigint;
+      id?: number | undefined;
+      settledSinceMs?: number | undefined;
+      allowanceRead?: boolean | undefined;
+    } = {},
   ): Promise<SqlRow[]> {
     const params = claimParams(input);
     const conditions: string[] = [];
@@ -175,6 +189,8 @@ export function createPaymentLedger(
       if (settledSinceMs !== undefined) {
         params.push(settledSinceMs);
         settledSince = ` + ${SETTLED_SINCE(`$${params.length}`)}`;
+        // An allowance read before a permit settled is not the allowance any more.
+        if (allowanceRead) conditions.push(`NOT ${PERMIT_SETTLED_SINCE(`$${params.length}`)}`);
       }
       conditions.push(`(SELECT COALESCE(SUM(max_atomic), 0) FROM payments
                   WHERE network = $1 AND payer = $2 AND status IN (${IN_FLIGHT}))${settledSince} + $9::numeric <= $${fundsParam}::numeric`);
@@ -240,18 +256,18 @@ export function createPaymentLedger(
       return row?.id === null || row?.id === undefined ? undefined : Number(row.id);
     },
 
-    async claimWithinFunds(input, fundsAtomic, { serving = false, settledSinceMs } = {}) {
+    async claimWithinFunds(input, fundsAtomic, { serving = false, settledSinceMs, allowanceRead } = {}) {
       const key = normalizeAuthorizationKey(input);
       // One statement checks and inserts; with several connections (PostgreSQL, replicas), one payer
       // at a time under an advisory lock, so the sum sees every claim committed before it.
       const inserted = sql.serializesStatements
-        ? await insertClaim(sql, input, serving, { fundsAtomic, settledSinceMs })
+        ? await insertClaim(sql, input, serving, { fundsAtomic, settledSinceMs, allowanceRead })
         : await sql.transaction(async (tx) => {
             await tx.query("SELECT pg_advisory_xact_lock(hashtext('tollgate:' || $1 || ':' || $2))", [
               key.network,
               key.payer,
             ]);
-            return insertClaim(tx, input, serving, { fundsAtomic, settledSinceMs });
+            return insertClaim(tx, input, serving, { fundsAtomic, settledSinceMs, allowanceRead });
           });
       if (inserted.length > 0) return claimed(input, inserted);
       const [existing] = await selectPayments("WHERE network = $1 AND payer = $2 AND nonce = $3", [

@@ -128,6 +128,49 @@ export function describePaymentLedger(label: string, current: () => LedgerHarnes
       assert.equal(fresh.claimed, true);
     });
 
+    test("claims within funds: an allowance read before a payment carrying an EIP-2612 permit settled is read again, as that permit set it anew", async () => {
+      const payer = payerAddress(0x2612);
+      const readAtMs = Date.now() - 1_000;
+      const input = claimInput({ payer, maxAtomic: 100n });
+      const permitted = await payments.claimWithinFunds(
+        {
+          ...input,
+          paymentPayload: {
+            ...(input.paymentPayload as object),
+            extensions: { eip2612GasSponsoring: { info: { amount: "100", nonce: "0", signature: "0x01" } } },
+          },
+        },
+        100n,
+        { serving: true },
+      );
+      assert.ok(permitted.claimed);
+      await payments.recordUsage(permitted.payment.id, usage, 90n);
+      await payments.markSettling(permitted.payment.id);
+      await payments.markSettled(permitted.payment.id, {
+        transaction: transactionHash(0x2612),
+        chargeAtomic: 90n,
+      });
+      // The 10,000 read before the permit landed is now 10: whatever the read, it is read again.
+      const stale = await payments.claimWithinFunds(claimInput({ payer, maxAtomic: 500n }), 10_000n, {
+        settledSinceMs: readAtMs,
+        allowanceRead: true,
+      });
+      assert.ok(!stale.claimed && stale.existing === undefined && !stale.permitInFlight);
+      assert.equal(stale.settledSinceAtomic, 90n);
+      // Funds that are not capped by an allowance count its charge only.
+      const balance = await payments.claimWithinFunds(claimInput({ payer, maxAtomic: 500n }), 10_000n, {
+        settledSinceMs: readAtMs,
+      });
+      assert.equal(balance.claimed, true);
+      if (balance.claimed) await payments.markFailed(balance.payment.id, "done");
+      // An allowance read after the refusal shows the permit: only what settles after it is counted.
+      const fresh = await payments.claimWithinFunds(claimInput({ payer, maxAtomic: 10n }), 10n, {
+        settledSinceMs: stale.checkedAtMs,
+        allowanceRead: true,
+      });
+      assert.equal(fresh.claimed, true);
+    });
+
     test("claims an authorization once and refuses a sequential replay", async () => {
       const input = claimInput();
       const first = await payments.claim(input);
