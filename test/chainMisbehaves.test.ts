@@ -19,6 +19,7 @@ import { anvil } from "viem/chains";
 import type { TollgateFacilitator } from "../src/facilitator/index.js";
 import { createPaymentRecovery, reconcileLedger } from "../src/gateway/index.js";
 import type { PaymentRecord } from "../src/ledger/index.js";
+import { decodePaymentRequiredHeader } from "../src/protocol/index.js";
 import { type GatewayHarness, startGatewayHarness } from "./support/gatewayHarness.js";
 import { signHostilePayment } from "./support/hostileBuyer.js";
 import { holdStreams, mockModelId } from "./support/mockBackend.js";
@@ -126,6 +127,81 @@ describe("a facilitator wallet with gas for one settlement", () => {
         false,
         `a payer is refused for the facilitator's empty wallet (${debt.error}; ${debts.length} of ${rows.length} debts)`,
       );
+  });
+});
+
+describe("a charge its facilitator's empty wallet left unpaid", () => {
+  test("stays reserved on its payer's funds while it can be settled: the payer's next payment is not admitted on what that charge needs, and recovery collects it", async () => {
+    const signer = (h.gateway.facilitator as TollgateFacilitator).signer;
+    const facilitator = h.devnet.accounts.facilitator.address;
+    const funded = await chain().getBalance({ address: facilitator });
+    // Answers that fill their output limit: a charge near the maximum.
+    const streamed = { ...chat, stream: true, max_tokens: 400 };
+    h.backend.set({ responseTokens: 400 });
+    const { amount: maxAtomic } = await quoteOf(h, "/v1/chat/completions", streamed);
+    // Enough for one request's maximum, not for two requests' charges.
+    const buyer = await h.devnet.createBuyer(maxAtomic);
+    const pay = async () => {
+      const quote = await quoteOf(h, "/v1/chat/completions", streamed);
+      const signature = await signHostilePayment({
+        paymentRequired: quote.header,
+        privateKey: buyer.privateKey,
+      });
+      return postJson(h, "/v1/chat/completions", streamed, { "payment-signature": signature });
+    };
+    let owed: PaymentRecord | undefined;
+    try {
+      // Admitted and served; the facilitator's wallet is emptied before its settlement.
+      h.backend.clearRequests();
+      const release = holdStreams(h.backend, 1);
+      const answer = pay();
+      while (h.backend.inferenceRequests.length < 1) await new Promise((r) => setTimeout(r, 50));
+      await testClient().setBalance({ address: facilitator, value: 0n });
+      release();
+      await (await answer).text();
+      owed = await finalRow(h);
+    } finally {
+      await testClient().setBalance({ address: facilitator, value: funded });
+      await signer.gasFunds(150_000n, { fresh: true });
+      h.backend.set({ responseTokens: 16 });
+    }
+    assert.equal(owed.status, "debt", owed.error ?? "");
+    assert.equal(owed.payer.toLowerCase(), buyer.address.toLowerCase());
+    assert.equal(
+      await h.ledger.payments.hasOpenDebt(owed.network, owed.payer),
+      false,
+      "its payer is not refused",
+    );
+    assert.equal(await h.devnet.usdcBalance(buyer.address), maxAtomic, "nothing moved");
+    assert.ok(2n * owed.chargeAtomic! > maxAtomic, "two such charges are more than the payer holds");
+
+    h.backend.clearRequests();
+    const next = await pay();
+    const text = await next.text();
+    assert.equal(next.status, 402, text);
+    const decoded = decodePaymentRequiredHeader(next.headers.get("payment-required"));
+    assert.ok(decoded.ok);
+    assert.match(decoded.paymentRequired.error ?? "", /^insufficient_funds: /);
+    assert.equal(h.backend.inferenceRequests.length, 0, "no inference ran");
+
+    const recovery = createPaymentRecovery({
+      payments: h.ledger.payments,
+      settlements: h.ledger.settlements,
+      facilitator: h.gateway.facilitator,
+      chain: chain(),
+      network: h.devnet.network,
+      facilitatorAddress: facilitator,
+      graceMs: 60_000,
+      settlingGraceMs: 120_000,
+    });
+    const pass = await recovery.runOnce();
+    assert.ok(pass.debtsPaid >= 1, JSON.stringify(pass));
+    assert.equal((await h.ledger.payments.get(owed.id))?.status, "settled", "the charge is collected");
+    assert.equal(
+      await h.devnet.usdcBalance(buyer.address),
+      maxAtomic - owed.chargeAtomic!,
+      "the payer paid the request it was served",
+    );
   });
 });
 

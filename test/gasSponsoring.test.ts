@@ -512,7 +512,7 @@ describe("gas-sponsored Permit2 approval", () => {
       assert.match(
         decoded.paymentRequired.error ?? "",
         new RegExp(
-          `^insufficient_funds: this payer's payments in flight already reserve 0 of the ${allowance} `,
+          `^insufficient_funds: this payer's payments in flight and its unpaid charges still to be settled already reserve 0 of the ${allowance} `,
         ),
       );
       assert.equal(seller.backend.inferenceRequests.length, 1, "only the first ran inference");

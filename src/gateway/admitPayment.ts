@@ -312,7 +312,7 @@ export async function admitMatchedPayment(
         `${ReasonCode.insufficientFunds}: a payment carrying an EIP-2612 permit is served alone among its payer's (its permit sets the Permit2 allowance the others draw on, and of permits on one token nonce only the first settled counts); retry when this payer's payment in flight has settled`,
       );
     return paymentRequired(
-      `${ReasonCode.insufficientFunds}: this payer's payments in flight already reserve ${claim.reservedAtomic} of the ${claim.fundsAtomic} it can pay (the lesser of its balance and, for a Permit2 payment, its Permit2 allowance), and this one may cost ${maxAtomic}; retry when they have settled`,
+      `${ReasonCode.insufficientFunds}: this payer's payments in flight and its unpaid charges still to be settled already reserve ${claim.reservedAtomic} of the ${claim.fundsAtomic} it can pay (the lesser of its balance and, for a Permit2 payment, its Permit2 allowance), and this one may cost ${maxAtomic}; retry when they have settled`,
     );
   }
   // A payment carrying a permit was verified while its permit was unspent; another of its payer's may

@@ -88,7 +88,10 @@ export type ClaimPaymentResult =
   | { claimed: true; payment: PaymentRecord }
   | { claimed: false; existing: PaymentRecord };
 
-/** A claim within funds may also find the payer's funds already reserved by its payments in flight. */
+/**
+ * A claim within funds may also find the payer's funds already reserved by its payments in flight and its
+ * debts that may still be settled.
+ */
 export type ClaimWithinFundsResult =
   | ClaimPaymentResult
   | {
@@ -171,7 +174,8 @@ export interface PaymentLedger {
   claim(input: ClaimPaymentInput, options?: ClaimPaymentOptions): Promise<ClaimPaymentResult>;
   /**
    * Claims like `claim`, but only if the maxima of the payer's payments still in flight (claimed,
-   * serving, metered, settling) plus this one fit in `fundsAtomic` (what the payer's authorizations
+   * serving, metered, settling) and of its debts whose authorizations may still be settled (recovery
+   * settles them again), plus this one, fit in `fundsAtomic` (what the payer's authorizations
    * draw on), so concurrent requests are never served beyond what the payer can settle. A payment
    * carrying an EIP-2612 permit is claimed only with none other of its payer in flight, and none is
    * claimed beside it (its permit resets the allowance the others draw on). The check and the insert

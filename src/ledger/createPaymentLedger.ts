@@ -41,6 +41,20 @@ const pendingList = pendingPaymentStatuses.map((status) => `'${status}'`).join("
 
 /** Statuses of a payment whose charge is not final yet: its maximum is still reserved. */
 const IN_FLIGHT = "'claimed', 'serving', 'metered', 'settling'";
+/** The deadline (unix s) a row's authorization was signed with: Permit2's `deadline`, EIP-3009's `validBefore`. */
+const DEADLINE = `COALESCE(payload->'payload'->'permit2Authorization'->>'deadline',
+                           payload->'payload'->'authorization'->>'validBefore')`;
+/**
+ * A debt whose authorization may still be settled (its deadline has not passed): recovery settles it
+ * again from the payer's funds, and the facilitator checks that they cover its whole maximum first, so
+ * it stays reserved on them like a payment in flight.
+ */
+const OWED_AND_SETTLEABLE = `status = 'debt' AND CASE WHEN ${DEADLINE} ~ '^[0-9]{1,30}$'
+                     THEN ${DEADLINE}::numeric > extract(epoch FROM now()) ELSE FALSE END`;
+/** What the payer's ($1, $2) payments in flight and its settleable debts reserve of its funds. */
+const RESERVED = `(SELECT COALESCE(SUM(max_atomic), 0) FROM payments
+                  WHERE network = $1 AND payer = $2
+                    AND (status IN (${IN_FLIGHT}) OR (${OWED_AND_SETTLEABLE})))`;
 /** The charges of the payer's ($1, $2) payments settled since `sinceMs` (a parameter, ms since the epoch). */
 const SETTLED_SINCE = (sinceMs: string) => `(SELECT COALESCE(SUM(charge_atomic), 0) FROM payments
                   WHERE network = $1 AND payer = $2 AND status = 'settled'
@@ -192,8 +206,7 @@ export function createPaymentLedger(
         // An allowance read before a permit settled is not the allowance any more.
         if (allowanceRead) conditions.push(`NOT ${PERMIT_SETTLED_SINCE(`$${params.length}`)}`);
       }
-      conditions.push(`(SELECT COALESCE(SUM(max_atomic), 0) FROM payments
-                  WHERE network = $1 AND payer = $2 AND status IN (${IN_FLIGHT}))${settledSince} + $9::numeric <= $${fundsParam}::numeric`);
+      conditions.push(`${RESERVED}${settledSince} + $9::numeric <= $${fundsParam}::numeric`);
       conditions.push(`NOT EXISTS (SELECT 1 FROM payments
                   WHERE network = $1 AND payer = $2 AND status IN (${IN_FLIGHT})
                     AND (${CARRIES_PERMIT("payload")} OR ${CARRIES_PERMIT("$10::jsonb")}))`);
@@ -277,11 +290,9 @@ export function createPaymentLedger(
       ]);
       if (existing) return { claimed: false, existing };
       const [sum] = await sql.query<{ reserved: unknown; settled: unknown; checked_at_ms: unknown }>(
-        `SELECT COALESCE(SUM(max_atomic), 0)::text AS reserved,
+        `SELECT ${RESERVED}::text AS reserved,
                 ${settledSinceMs === undefined ? "'0'" : `${SETTLED_SINCE("$3")}::text`} AS settled,
-                (extract(epoch FROM clock_timestamp()) * 1000)::float8 AS checked_at_ms
-         FROM payments
-         WHERE network = $1 AND payer = $2 AND status IN (${IN_FLIGHT})`,
+                (extract(epoch FROM clock_timestamp()) * 1000)::float8 AS checked_at_ms`,
         settledSinceMs === undefined ? [key.network, key.payer] : [key.network, key.payer, settledSinceMs],
       );
       const settledSinceAtomic = BigInt(String(sum?.settled ?? "0"));
