@@ -4,7 +4,7 @@
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
 import { type GatewayHarness, startGatewayHarness } from "./support/gatewayHarness.js";
-import { mockModelId } from "./support/mockBackend.js";
+import { holdStreams, mockModelId } from "./support/mockBackend.js";
 import { finalRow, payFor, quoteOf } from "./support/paidRequests.js";
 
 let h: GatewayHarness;
@@ -36,4 +36,44 @@ test("a payer left with exactly one request's maximum right after a settlement i
   const refusal = await third.response.text();
   assert.equal(third.response.status, 402);
   assert.match(refusal, /insufficient_(funds|balance)/);
+});
+
+test("upto payments of one payer sent at once, signed for more than their quote, are admitted only as far as each settlement finds the whole signed amount: none is served unpaid", async () => {
+  // Answers that fill their output limit: a charge near the quote's maximum.
+  const held = { ...body, stream: true, max_tokens: 400 };
+  const prompt = { ...body, max_tokens: 400 };
+  h.backend.set({ responseTokens: 400 });
+  const release = holdStreams(h.backend, 1);
+  try {
+    const { amount: heldQuoteAtomic } = await quoteOf(h, "/v1/chat/completions", held);
+    const { amount: promptQuoteAtomic } = await quoteOf(h, "/v1/chat/completions", prompt);
+    // The facilitator settles an upto payment only once the payer holds all it was signed for.
+    const signedFor = (quoteAtomic: bigint) => quoteAtomic + quoteAtomic / 2n;
+    const buyer = await h.devnet.createBuyer(heldQuoteAtomic + promptQuoteAtomic);
+    h.backend.clearRequests();
+    const first = payFor(h, "/v1/chat/completions", held, buyer.privateKey, {
+      amountAtomic: signedFor(heldQuoteAtomic),
+    });
+    while (h.backend.inferenceRequests.length < 1) await new Promise((r) => setTimeout(r, 25));
+    // The first is in flight, its stream held: the two quotes fit the balance. The second, served
+    // at once, would settle first, and leave the first less than it was signed for.
+    const second = await payFor(h, "/v1/chat/completions", prompt, buyer.privateKey, {
+      amountAtomic: signedFor(promptQuoteAtomic),
+    });
+    const text = await second.response.text();
+    release();
+    const firstResponse = (await first).response;
+    await firstResponse.text();
+    assert.equal(firstResponse.status, 200);
+    assert.equal(second.response.status, 402, text);
+    assert.match(text, /insufficient_funds/);
+    assert.equal(h.backend.inferenceRequests.length, 1, "only the first ran inference");
+    const row = await finalRow(h);
+    assert.equal(row.status, "settled", row.error ?? "");
+    assert.equal(row.payer.toLowerCase(), buyer.address.toLowerCase());
+    assert.equal(await h.ledger.payments.hasOpenDebt(row.network, row.payer), false);
+  } finally {
+    release();
+    h.backend.set({ responseTokens: 16 });
+  }
 });

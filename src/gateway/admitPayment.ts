@@ -312,7 +312,7 @@ export async function admitMatchedPayment(
         `${ReasonCode.insufficientFunds}: a payment carrying an EIP-2612 permit is served alone among its payer's (its permit sets the Permit2 allowance the others draw on, and of permits on one token nonce only the first settled counts); retry when this payer's payment in flight has settled`,
       );
     return paymentRequired(
-      `${ReasonCode.insufficientFunds}: this payer's payments in flight and its unpaid charges still to be settled already reserve ${claim.reservedAtomic} of the ${claim.fundsAtomic} it can pay (the lesser of its balance and, for a Permit2 payment, its Permit2 allowance), and this one may cost ${maxAtomic}; retry when they have settled`,
+      `${ReasonCode.insufficientFunds}: this payer's payments in flight and its unpaid charges still to be settled already reserve ${claim.reservedAtomic} of the ${claim.fundsAtomic} it can pay (the lesser of its balance and, for a Permit2 payment, its Permit2 allowance; an upto payment signed for more than it may cost reserves all it was signed for, which its settlement needs), and this one may cost ${maxAtomic}; retry when they have settled`,
     );
   }
   // A payment carrying a permit was verified while its permit was unspent; another of its payer's may
@@ -320,7 +320,13 @@ export async function admitMatchedPayment(
   // is held to what the chain shows, before it is served.
   let spentPermit: string | undefined;
   try {
-    spentPermit = await spentPermitShortfall(parameters, payment, key.payer as `0x${string}`, maxAtomic);
+    // Settled, it must find all it was signed for, not only its maximum.
+    spentPermit = await spentPermitShortfall(
+      parameters,
+      payment,
+      key.payer as `0x${string}`,
+      matched.signedMaxAtomic,
+    );
   } catch (error) {
     logger.warn({ error: String(error) }, "chain unavailable while checking a payment's EIP-2612 permit");
     await ledger.markFailed(claim.payment.id, `its EIP-2612 permit could not be checked: ${String(error)}`);
@@ -417,13 +423,14 @@ async function readFunds(
 /**
  * Why a payment carrying an EIP-2612 permit cannot be paid, if it cannot: its permit's nonce is spent
  * (the token's nonce moved past it), so the permit will not set the Permit2 allowance at settle, and the
- * allowance or balance the chain shows is below what the payment may cost. Undefined without the chain.
+ * allowance or balance the chain shows is below what the payment was signed for (all of which its
+ * settlement needs). Undefined without the chain.
  */
 async function spentPermitShortfall(
   parameters: AdmitMatchedPaymentParameters,
   payment: DecodedPaymentPayload,
   payer: `0x${string}`,
-  maxAtomic: bigint,
+  signedAtomic: bigint,
 ): Promise<string | undefined> {
   const { readPermitNonce, readPayerFunds, readPermit2Allowance, verifyTimeoutMs } = parameters;
   const sponsored = sponsoredApprovalOf(payment);
@@ -439,8 +446,8 @@ async function spentPermitShortfall(
   );
   const fundsAtomic =
     allowanceAtomic !== undefined && allowanceAtomic < balanceAtomic ? allowanceAtomic : balanceAtomic;
-  if (fundsAtomic >= maxAtomic) return undefined;
-  return `its EIP-2612 permit on token nonce ${permitNonce} was spent by another payment of this payer (the token's nonce is now ${tokenNonce}), and what that leaves it to pay with, ${fundsAtomic} (the lesser of its balance and its Permit2 allowance), is less than this payment may cost, ${maxAtomic}; no inference was run and nothing was charged: sign a new payment`;
+  if (fundsAtomic >= signedAtomic) return undefined;
+  return `its EIP-2612 permit on token nonce ${permitNonce} was spent by another payment of this payer (the token's nonce is now ${tokenNonce}), and what that leaves it to pay with, ${fundsAtomic} (the lesser of its balance and its Permit2 allowance), is less than this payment was signed for, ${signedAtomic} (all of which its settlement needs); no inference was run and nothing was charged: sign a new payment`;
 }
 
 /** The most a payment may be charged: the request's own maximum, or the signed amount if lower. */

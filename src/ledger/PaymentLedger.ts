@@ -97,6 +97,11 @@ export type ClaimWithinFundsResult =
   | {
       claimed: false;
       existing: undefined;
+      /**
+       * The maxima reserved, the charges settled since `settledSinceMs`, and the most any of those
+       * payments or this one needs above its maximum (an upto payment is settled only once its payer
+       * holds all it was signed for).
+       */
       reservedAtomic: bigint;
       fundsAtomic: bigint;
       /** Refused because a payment carrying an EIP-2612 permit would not be in flight alone. */
@@ -175,8 +180,10 @@ export interface PaymentLedger {
   /**
    * Claims like `claim`, but only if the maxima of the payer's payments still in flight (claimed,
    * serving, metered, settling) and of its debts whose authorizations may still be settled (recovery
-   * settles them again), plus this one, fit in `fundsAtomic` (what the payer's authorizations
-   * draw on), so concurrent requests are never served beyond what the payer can settle. A payment
+   * settles them again), plus this one, fit in `fundsAtomic` (what the payer's authorizations draw on),
+   * with room left for the one settled last to find all it was signed for (an upto payment signed above
+   * its maximum needs that much to settle), so concurrent requests are never served beyond what the
+   * payer can settle. A payment
    * carrying an EIP-2612 permit is claimed only with none other of its payer in flight, and none is
    * claimed beside it (its permit resets the allowance the others draw on). The check and the insert
    * hold one per-payer lock, on every replica sharing the database.

@@ -51,10 +51,27 @@ const DEADLINE = `COALESCE(payload->'payload'->'permit2Authorization'->>'deadlin
  */
 const OWED_AND_SETTLEABLE = `status = 'debt' AND CASE WHEN ${DEADLINE} ~ '^[0-9]{1,30}$'
                      THEN ${DEADLINE}::numeric > extract(epoch FROM now()) ELSE FALSE END`;
-/** What the payer's ($1, $2) payments in flight and its settleable debts reserve of its funds. */
-const RESERVED = `(SELECT COALESCE(SUM(max_atomic), 0) FROM payments
-                  WHERE network = $1 AND payer = $2
-                    AND (status IN (${IN_FLIGHT}) OR (${OWED_AND_SETTLEABLE})))`;
+/** The payer's ($1, $2) payments in flight and its settleable debts: what its funds are reserved for. */
+const RESERVING = `FROM payments WHERE network = $1 AND payer = $2
+                    AND (status IN (${IN_FLIGHT}) OR (${OWED_AND_SETTLEABLE}))`;
+/** The maxima they reserve. */
+const RESERVED = `(SELECT COALESCE(SUM(max_atomic), 0) ${RESERVING})`;
+/**
+ * What a payment's settlement needs its payer to hold, given its `scheme`, `requirements` (jsonb) and
+ * maximum: for upto, the amount it was signed for (the facilitator settles an upto payment only once the
+ * payer holds all of it), which may be more than the maximum it is charged; otherwise its maximum.
+ */
+const SIGNED = (scheme: string, requirements: string, maxAtomic: string) =>
+  `GREATEST(${maxAtomic}, CASE WHEN ${scheme} = 'upto' AND ${requirements}->>'amount' ~ '^[0-9]{1,78}$'
+                             THEN (${requirements}->>'amount')::numeric ELSE ${maxAtomic} END)`;
+/**
+ * The most any reserving payment's settlement needs above its maximum: settled last, after the others
+ * took their maxima, it must still find all it was signed for.
+ */
+const MARGIN = `(SELECT COALESCE(MAX(${SIGNED("scheme", "requirements", "max_atomic")} - max_atomic), 0) ${RESERVING})`;
+/** What a claim (`scheme`, `requirements`, `maxAtomic`) needs of the funds beside the reservations' maxima. */
+const CLAIM_NEEDS = (scheme: string, requirements: string, maxAtomic: string) =>
+  `${maxAtomic} + GREATEST(${MARGIN}, ${SIGNED(scheme, requirements, maxAtomic)} - ${maxAtomic})`;
 /** The charges of the payer's ($1, $2) payments settled since `sinceMs` (a parameter, ms since the epoch). */
 const SETTLED_SINCE = (sinceMs: string) => `(SELECT COALESCE(SUM(charge_atomic), 0) FROM payments
                   WHERE network = $1 AND payer = $2 AND status = 'settled'
@@ -206,7 +223,9 @@ export function createPaymentLedger(
         // An allowance read before a permit settled is not the allowance any more.
         if (allowanceRead) conditions.push(`NOT ${PERMIT_SETTLED_SINCE(`$${params.length}`)}`);
       }
-      conditions.push(`${RESERVED}${settledSince} + $9::numeric <= $${fundsParam}::numeric`);
+      conditions.push(
+        `${RESERVED}${settledSince} + ${CLAIM_NEEDS("$4::text", "$11::jsonb", "$9::numeric")} <= $${fundsParam}::numeric`,
+      );
       conditions.push(`NOT EXISTS (SELECT 1 FROM payments
                   WHERE network = $1 AND payer = $2 AND status IN (${IN_FLIGHT})
                     AND (${CARRIES_PERMIT("payload")} OR ${CARRIES_PERMIT("$10::jsonb")}))`);
@@ -289,11 +308,19 @@ export function createPaymentLedger(
         key.nonce,
       ]);
       if (existing) return { claimed: false, existing };
+      // Its own margin above its maximum is told as reserved too: what it may cost is its maximum.
       const [sum] = await sql.query<{ reserved: unknown; settled: unknown; checked_at_ms: unknown }>(
-        `SELECT ${RESERVED}::text AS reserved,
-                ${settledSinceMs === undefined ? "'0'" : `${SETTLED_SINCE("$3")}::text`} AS settled,
+        `SELECT (${RESERVED} + ${CLAIM_NEEDS("$3::text", "$4::jsonb", "$5::numeric")} - $5::numeric)::text AS reserved,
+                ${settledSinceMs === undefined ? "'0'" : `${SETTLED_SINCE("$6")}::text`} AS settled,
                 (extract(epoch FROM clock_timestamp()) * 1000)::float8 AS checked_at_ms`,
-        settledSinceMs === undefined ? [key.network, key.payer] : [key.network, key.payer, settledSinceMs],
+        [
+          key.network,
+          key.payer,
+          textParam(input.scheme, "scheme"),
+          jsonParam(input.paymentRequirements, "paymentRequirements"),
+          atomicParam(input.maxAtomic, "maxAtomic"),
+          ...(settledSinceMs === undefined ? [] : [settledSinceMs]),
+        ],
       );
       const settledSinceAtomic = BigInt(String(sum?.settled ?? "0"));
       const [permits] = await sql.query<{ held: unknown }>(

@@ -216,6 +216,31 @@ export function describePaymentLedger(label: string, current: () => LedgerHarnes
       );
     });
 
+    test("claims within funds: an upto payment signed for more than its maximum needs all it signed for when it settles last", async () => {
+      const payer = payerAddress(0x516);
+      const signedFor = (maxAtomic: bigint, signedAtomic: bigint, scheme = "upto") => {
+        const input = claimInput({ payer, maxAtomic });
+        return {
+          ...input,
+          scheme,
+          paymentRequirements: {
+            ...(input.paymentRequirements as object),
+            scheme,
+            amount: signedAtomic.toString(),
+          },
+        };
+      };
+      const first = await payments.claimWithinFunds(signedFor(100n, 150n), 240n);
+      assert.equal(first.claimed, true);
+      // Settled after the first took its 100, the second must still find its 150: 250 in all.
+      const second = await payments.claimWithinFunds(signedFor(100n, 150n), 240n);
+      assert.ok(!second.claimed && second.existing === undefined);
+      assert.equal(second.reservedAtomic, 150n, "the first's maximum, and the larger margin");
+      assert.equal((await payments.claimWithinFunds(signedFor(100n, 150n), 250n)).claimed, true);
+      // An exact payment is settled at its maximum, whatever its requirements say.
+      assert.equal((await payments.claimWithinFunds(signedFor(10n, 1_000n, "exact"), 260n)).claimed, true);
+    });
+
     test("claims an authorization once and refuses a sequential replay", async () => {
       const input = claimInput();
       const first = await payments.claim(input);
