@@ -301,3 +301,23 @@ test("a mistyped key is named with the key it is nearest to, at any depth; an un
     },
   );
 });
+
+test("a payTo no payment could reach, or no one could spend from, is a config error naming payTo", async () => {
+  const input = await exampleInput();
+  const refused = (payTo: string, pattern: RegExp, extra: Record<string, unknown> = {}) =>
+    assert.throws(
+      () => parseGatewayConfig({ ...input, ...extra, payTo }),
+      (error: unknown) =>
+        isTollgateError(error, "TOLLGATE_CONFIG_INVALID") &&
+        new RegExp(`config key payTo: ${pattern.source}`).test(error.shortMessage),
+    );
+  refused(`0x${"00".repeat(20)}`, /payTo is the zero address: .*set payTo to an address you control/);
+  // Amoy's USDC is the example's asset by default; a token named in the config is caught the same way.
+  refused("0x41E94Eb019C0762f9Bfcf9Fb1E58725BfB0e7582", /payTo is the settlement token's own address/);
+  refused(`0x${"ab".repeat(20)}`, /payTo is the settlement token's own address/, {
+    asset: `0x${"AB".repeat(20)}`,
+  });
+  refused("0x000000000022D473030F116dDEE9F6B43aC78BA3", /payTo is the Permit2 contract/);
+  refused("0x4020074e9dF2ce1deE5A9C1b5c3f541D02a10003", /payTo is the x402 batch-settlement contract/);
+  assert.equal(parseGatewayConfig({ ...input, payTo: `0x${"12".repeat(20)}` }).payTo, `0x${"12".repeat(20)}`);
+});

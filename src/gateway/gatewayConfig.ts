@@ -8,6 +8,7 @@ import {
   shortestSafeWithdrawDelaySeconds,
 } from "./channels/channelTiming.js";
 import { modelPriceProblems, servedRoutes } from "./modelPriceCoverage.js";
+import { payToProblem } from "./payToProblem.js";
 import { routeKinds, routes } from "./routes/index.js";
 
 const addressSchema = z.string().regex(/^0x[0-9a-fA-F]{40}$/, "an EVM address (0x + 40 hex digits)");
@@ -314,6 +315,8 @@ export const gatewayConfigSchema = z
     if (!config.asset && !preset?.usdc) {
       ctx.addIssue({ code: "custom", message: "asset is required on this network", path: ["asset"] });
     }
+    const payToRefusal = payToProblem(config.payTo, config.asset ?? preset?.usdc);
+    if (payToRefusal) ctx.addIssue({ code: "custom", message: payToRefusal, path: ["payTo"] });
     // A withdrawal must be seen and claimed before its delay ends: claims run well inside it.
     if (config.channels && config.channels.claimIntervalSeconds * 3 > config.channels.withdrawDelaySeconds)
       ctx.addIssue({
