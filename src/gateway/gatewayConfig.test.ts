@@ -321,3 +321,41 @@ test("a payTo no payment could reach, or no one could spend from, is a config er
   refused("0x4020074e9dF2ce1deE5A9C1b5c3f541D02a10003", /payTo is the x402 batch-settlement contract/);
   assert.equal(parseGatewayConfig({ ...input, payTo: `0x${"12".repeat(20)}` }).payTo, `0x${"12".repeat(20)}`);
 });
+
+test("schemes that cannot pay some model are a config error naming the model and the scheme to add", async () => {
+  const { input, unpriced } = await unpricedExample();
+  const perToken = { ...unpriced, id: "per-token", inputPrice: "$1", outputPrice: "$2" };
+  const fixed = { ...unpriced, id: "fixed", exactPrice: "$0.01" };
+  const refused = (extra: Record<string, unknown>, pattern: RegExp) =>
+    assert.throws(
+      () => parseGatewayConfig({ ...input, ...extra }),
+      (error: unknown) =>
+        isTollgateError(error, "TOLLGATE_CONFIG_INVALID") &&
+        new RegExp(`config key schemes: ${pattern.source}`).test(error.shortMessage),
+    );
+  refused(
+    { models: [perToken], schemes: ["exact"] },
+    /model per-token can be paid only by upto, .*add upto to schemes/,
+  );
+  refused(
+    { models: [fixed], schemes: ["upto", "batch-settlement"] },
+    /model fixed can be paid only by exact/,
+  );
+  refused(
+    { models: [perToken], schemes: ["batch-settlement"] },
+    /model per-token .*\(batch-settlement needs the channels key\)/,
+  );
+  // A free model: no voucher pays 0, so channels alone cannot sell it.
+  refused(
+    {
+      models: [{ ...perToken, inputPrice: "$0", outputPrice: "$0" }],
+      schemes: ["batch-settlement"],
+      channels: {},
+    },
+    /model per-token can be paid only by upto/,
+  );
+  assert.ok(
+    parseGatewayConfig({ ...input, models: [perToken], schemes: ["batch-settlement"], channels: {} }),
+  );
+  assert.ok(parseGatewayConfig({ ...input, models: [perToken, fixed], schemes: ["upto", "exact"] }));
+});

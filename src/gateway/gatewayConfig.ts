@@ -10,6 +10,7 @@ import {
 import { modelPriceProblems, servedRoutes } from "./modelPriceCoverage.js";
 import { payToProblem } from "./payToProblem.js";
 import { routeKinds, routes } from "./routes/index.js";
+import { unofferedModelProblem } from "./unofferedModels.js";
 
 const addressSchema = z.string().regex(/^0x[0-9a-fA-F]{40}$/, "an EVM address (0x + 40 hex digits)");
 const privateKeySchema = z
@@ -349,6 +350,8 @@ export const gatewayConfigSchema = z
           message: `${config.maxTimeoutSeconds} s is shorter than model ${model.id}'s longest generation (backend.maxDurationSeconds ${model.backend.maxDurationSeconds}) plus settlementMarginSeconds (${config.settlementMarginSeconds}): a buyer's authorization could expire before it is settled; raise maxTimeoutSeconds to at least ${needed} or lower backend.maxDurationSeconds`,
           path: ["maxTimeoutSeconds"],
         });
+      const unoffered = unofferedModelProblem(model, config.schemes, config.channels !== undefined);
+      if (unoffered) ctx.addIssue({ code: "custom", message: unoffered, path: ["schemes"] });
       if (ids.has(model.id))
         ctx.addIssue({
           code: "custom",

@@ -1,5 +1,6 @@
 import { resolveUnitPrices, type UnitPrices } from "../pricing/index.js";
 import type { ModelConfig } from "./gatewayConfig.js";
+import { isUnitPriced } from "./unofferedModels.js";
 
 const resolved = new WeakMap<ModelConfig, UnitPrices | undefined>();
 
@@ -10,12 +11,7 @@ const resolved = new WeakMap<ModelConfig, UnitPrices | undefined>();
  */
 export function modelUnitPrices(model: ModelConfig): UnitPrices | undefined {
   if (resolved.has(model)) return resolved.get(model);
-  const priced =
-    model.inputPrice !== undefined ||
-    model.prices !== undefined ||
-    model.pricePerSecond !== undefined ||
-    model.imagePrices !== undefined;
-  const prices = priced
+  const prices = isUnitPriced(model)
     ? resolveUnitPrices({
         prices: model.prices,
         inputPrice: model.inputPrice,
