@@ -51,6 +51,42 @@ describe("gateway routes", () => {
     assert.equal((await (await fetch(`${h.gateway.url}/health`)).json()).ok, true);
   });
 
+  test("GET /v1/models lists the schemes a 402 offers, in the configured order", async () => {
+    const exactFirst = await startGatewayHarness({
+      devnet: h.devnet,
+      model: { exactPrice: "$0.01" },
+      configure: (input) => ({ ...input, schemes: ["exact", "upto"] }),
+    });
+    const exactOnly = await startGatewayHarness({
+      devnet: h.devnet,
+      model: { exactPrice: "$0.01" },
+      configure: (input) => ({ ...input, schemes: ["exact"] }),
+    });
+    try {
+      for (const [gateway, expected] of [
+        [exactFirst, ["exact", "upto"]],
+        [exactOnly, ["exact"]],
+      ] as const) {
+        const listing = (await (await fetch(`${gateway.gateway.url}/v1/models`)).json()) as {
+          data: Array<{ id: string; pricing: { schemes: string[] } }>;
+        };
+        const quote = await fetch(`${gateway.gateway.url}/v1/chat/completions`, {
+          method: "POST",
+          headers: json,
+          body: JSON.stringify({ model: mockModelId, messages: [{ role: "user", content: "hi" }] }),
+        });
+        const required = decodePaymentRequiredHeader(quote.headers.get("payment-required"));
+        assert.ok(required.ok);
+        const offered = required.paymentRequired.accepts.map((offer) => offer.scheme);
+        assert.deepEqual(offered, expected);
+        assert.deepEqual(listing.data.find((model) => model.id === mockModelId)?.pricing.schemes, offered);
+      }
+    } finally {
+      await exactFirst.close();
+      await exactOnly.close();
+    }
+  });
+
   test("POST /v1/completions is billed per token", async () => {
     h.backend.set({ responseTokens: 8, tokensPerSecond: 0 });
     const pay = officialPayingFetch(h.devnet.accounts.buyers[0]!.privateKey, h.devnet.network);

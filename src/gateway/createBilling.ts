@@ -26,7 +26,7 @@ import {
   type PaymentAdmissionRequest,
 } from "./admitPayment.js";
 import { type BillingEvent, type BillingEventListener, safeBillingEmitter } from "./BillingEvent.js";
-import { correctiveOffers, orderOffers } from "./channels/channelOffers.js";
+import { correctiveOffers, DEFAULT_SCHEME_ORDER, orderOffers } from "./channels/channelOffers.js";
 import { BATCH_SETTLEMENT, type ChannelBilling } from "./channels/createChannelBilling.js";
 import { type BillingSession, createBillingSession } from "./createBillingSession.js";
 import type { ReceiptSigner } from "./createReceiptSigner.js";
@@ -143,6 +143,8 @@ export type Billing = {
   readonly receiptSigner: `0x${string}` | undefined;
   /** Payment channels, when this gateway offers `batch-settlement`. */
   readonly channels?: ChannelBilling;
+  /** The schemes offered, in the order a 402 lists them. */
+  readonly schemes: readonly string[];
   begin(request: BillingRequest): Promise<BillingDecision>;
   /** The payments ledger this billing claims into. */
   readonly ledger: PaymentLedger;
@@ -747,6 +749,7 @@ export function createBilling({
     terms,
     models,
     channels,
+    schemes: schemes ?? DEFAULT_SCHEME_ORDER,
     receiptSigner: receiptSigner?.address,
     ledger,
     begin,

@@ -10,6 +10,7 @@ import { type TollgateContext, tollgateHono } from "./honoBilling.js";
 import { modelUnitPrices } from "./modelUnitPrices.js";
 import { proxyToBackend } from "./proxyToBackend.js";
 import { type RouteAdapter, routes } from "./routes/index.js";
+import { schemesSelling } from "./unofferedModels.js";
 
 export type CreateGatewayAppParameters = {
   billing: Billing;
@@ -59,11 +60,12 @@ export function createGatewayApp({
           network: billing.terms.network,
           asset: billing.terms.asset,
           payTo: billing.terms.payTo,
-          schemes: [
-            ...(modelUnitPrices(model) !== undefined ? ["upto"] : []),
-            ...(modelUnitPrices(model) !== undefined && billing.channels ? ["batch-settlement"] : []),
-            ...(model.exactPrice !== undefined ? ["exact"] : []),
-          ],
+          // The schemes a 402 for this model offers, in its order: upto needs a facilitator that settles it.
+          schemes: billing.schemes.filter(
+            (scheme) =>
+              schemesSelling(model, billing.channels !== undefined).some((selling) => selling === scheme) &&
+              (scheme !== "upto" || billing.terms.facilitatorAddress !== undefined),
+          ),
           inputPerMTokAtomic: modelUnitPrices(model)?.input_tokens?.toString(),
           outputPerMTokAtomic: modelUnitPrices(model)?.output_tokens?.toString(),
           fixedFeeAtomic: (modelUnitPrices(model)?.requests ?? 0n).toString(),
