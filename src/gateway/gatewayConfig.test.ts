@@ -4,6 +4,7 @@ import { fileURLToPath } from "node:url";
 import { readConfigFile, resolveSecrets } from "../cli/gatewayCommand.js";
 import { isTollgateError } from "../errors/index.js";
 import { parseGatewayConfig } from "./gatewayConfig.js";
+import { modelUnitPrices } from "./modelUnitPrices.js";
 
 const examplePath = fileURLToPath(new URL("../../tollgate.example.yaml", import.meta.url));
 const facilitatorKey = `0x${"11".repeat(32)}`;
@@ -178,6 +179,13 @@ test("a prices map that would sell output, or everything, for nothing is a confi
   assert.ok(withPrices({ requests: "$0.01" }).models[0]?.prices?.requests !== undefined);
   const feeOnly = parseGatewayConfig({ ...input, models: [{ ...unpriced, prices: {}, fixedFee: "$0.01" }] });
   assert.equal(feeOnly.models[0]?.fixedFee, 10_000n, "an empty map beside a fixed fee still charges");
+  // fixedFee is the shorthand of prices.requests: alone, it prices the request, as the map's entry does.
+  for (const kind of ["chat", "moderation"]) {
+    const fixedFee = parseGatewayConfig({ ...input, models: [{ ...unpriced, kind, fixedFee: "$0.0001" }] });
+    const [model] = fixedFee.models;
+    assert.ok(model);
+    assert.deepEqual(modelUnitPrices(model), { requests: 100n }, `a ${kind} model priced by fixedFee alone`);
+  }
 });
 
 test("a price no route of the model meters, an itemized token price without its base, or a served route with no price is a config error naming the model and key", async () => {

@@ -10,7 +10,7 @@ import {
 import { modelPriceProblems, servedRoutes } from "./modelPriceCoverage.js";
 import { payToProblem } from "./payToProblem.js";
 import { routeKinds, routes } from "./routes/index.js";
-import { unofferedModelProblem } from "./unofferedModels.js";
+import { isUnitPriced, unofferedModelProblem } from "./unofferedModels.js";
 
 const addressSchema = z.string().regex(/^0x[0-9a-fA-F]{40}$/, "an EVM address (0x + 40 hex digits)");
 const privateKeySchema = z
@@ -85,13 +85,11 @@ const modelSchema = z
     description: z.string().optional(),
   })
   .superRefine((model, ctx) => {
-    const unitPriced =
-      model.prices !== undefined || model.pricePerSecond !== undefined || model.imagePrices !== undefined;
-    const unpriced = model.inputPrice === undefined && model.exactPrice === undefined && !unitPriced;
+    const unpriced = !isUnitPriced(model) && model.exactPrice === undefined;
     if (unpriced) {
       ctx.addIssue({
         code: "custom",
-        message: "needs inputPrice or prices (upto), or exactPrice (exact)",
+        message: "needs inputPrice, prices or fixedFee (upto), or exactPrice (exact)",
         path: ["inputPrice"],
       });
     }

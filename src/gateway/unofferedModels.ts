@@ -7,6 +7,8 @@ export function isUnitPriced(model: PricedModel): boolean {
   return (
     model.inputPrice !== undefined ||
     model.prices !== undefined ||
+    // A fee per request is the shorthand of prices.requests; 0, its default, is no price.
+    model.fixedFee > 0n ||
     model.pricePerSecond !== undefined ||
     model.imagePrices !== undefined
   );
