@@ -367,3 +367,29 @@ test("schemes that cannot pay some model are a config error naming the model and
   );
   assert.ok(parseGatewayConfig({ ...input, models: [perToken, fixed], schemes: ["upto", "exact"] }));
 });
+
+test("a timeout or interval longer than a timer can hold is a config error naming its key, not a call ended at once", async () => {
+  const input = await exampleInput();
+  const [first, ...rest] = input.models as Array<Record<string, unknown>>;
+  assert.ok(first);
+  const refused = (extra: Record<string, unknown>, key: string) =>
+    assert.throws(
+      () => parseGatewayConfig({ ...input, ...extra }),
+      (error: unknown) =>
+        isTollgateError(error, "TOLLGATE_CONFIG_INVALID") &&
+        error.shortMessage.includes(`config key ${key}: Too big`),
+    );
+  // Node fires a timer of 2^31 ms or more after 1 ms: a backend timeout of 3e9 ms answered every request 504.
+  const backend = { ...(first.backend as object), timeoutMs: 3_000_000_000 };
+  refused({ models: [{ ...first, backend }, ...rest] }, "models.0.backend.timeoutMs");
+  refused(
+    { facilitator: { url: "https://facilitator.example", timeoutMs: 3_000_000_000 } },
+    "facilitator.timeoutMs",
+  );
+  refused({ recovery: { intervalSeconds: 3_000_000 } }, "recovery.intervalSeconds");
+  const hour = { ...(first.backend as object), timeoutMs: 3_600_000 };
+  assert.equal(
+    parseGatewayConfig({ ...input, models: [{ ...first, backend: hour }] }).models[0]?.backend.timeoutMs,
+    3_600_000,
+  );
+});

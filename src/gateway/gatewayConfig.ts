@@ -32,6 +32,12 @@ const moneySchema = z.union([z.string(), z.number()]).transform((value, ctx) => 
   }
 });
 
+/**
+ * The longest wait a timer can hold: Node fires a longer one after 1 ms, so a timeout written larger
+ * would end every call at once. An hour, as the longest generation (`maxDurationSeconds`) is.
+ */
+const MAX_TIMER_MS = 3_600_000;
+
 const backendSchema = z.strictObject({
   /** Base URL of an OpenAI-compatible API, including `/v1`. */
   baseUrl: z.string().url(),
@@ -42,7 +48,7 @@ const backendSchema = z.strictObject({
   /** Model name to send upstream, when it differs from the public id. */
   model: z.string().optional(),
   /** Longest wait for the response headers, and for each next chunk of a stream (ms). */
-  timeoutMs: z.number().int().positive().default(120_000),
+  timeoutMs: z.number().int().positive().max(MAX_TIMER_MS).default(120_000),
   /** Longest a generation may run, start to end; the gateway stops the backend there (seconds). */
   maxDurationSeconds: z.number().positive().max(3_600).default(240),
   /** The APIs the backend speaks, each served on its gateway route; default the model's kind. */
@@ -152,7 +158,7 @@ const facilitatorSchema = z.union([
     /** The bearer token a `tollgate facilitator` wants (it prints it); the CLI reads `tokenEnv`. */
     token: z.string().min(1).optional(),
     tokenEnv: z.string().optional(),
-    timeoutMs: z.number().int().positive().default(10_000),
+    timeoutMs: z.number().int().positive().max(MAX_TIMER_MS).default(10_000),
   }),
   z.strictObject({
     /** Key of the in-process facilitator, already resolved (the CLI reads `privateKeyEnv`). */
@@ -276,7 +282,7 @@ export const gatewayConfigSchema = z
         /** settling rows wait longer: a live settle may take up to its timeout. */
         settlingGraceSeconds: z.number().min(0).default(120),
         /** How often the recovery pass runs after the one at start. */
-        intervalSeconds: z.number().min(1).default(15),
+        intervalSeconds: z.number().min(1).max(86_400).default(15),
         /** How long after it was booked a settlement is read back from the chain (a reorganised block). */
         confirmAfterSeconds: z.number().min(0).default(30),
       })
