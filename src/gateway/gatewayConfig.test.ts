@@ -393,3 +393,29 @@ test("a timeout or interval longer than a timer can hold is a config error namin
     3_600_000,
   );
 });
+
+test("a price that is not money says what is wrong with it once, and what to write", async () => {
+  const { input, unpriced } = await unpricedExample();
+  const refusal = (inputPrice: unknown) => {
+    try {
+      parseGatewayConfig({ ...input, models: [{ ...unpriced, inputPrice, outputPrice: "$1" }] });
+    } catch (error) {
+      assert.ok(isTollgateError(error, "TOLLGATE_CONFIG_INVALID"));
+      return error.shortMessage;
+    }
+    assert.fail(`${String(inputPrice)} was accepted`);
+  };
+  assert.equal(
+    refusal("$0.0000001"),
+    'config key models.0.inputPrice: invalid amount "$0.0000001": more than 6 decimals; the asset cannot represent it exactly',
+  );
+  assert.equal(
+    refusal("1e3"),
+    'config key models.0.inputPrice: invalid amount "1e3": expected "$<amount>" (e.g. "$0.05") or an integer number of atomic units (e.g. "50000")',
+  );
+  assert.equal(refusal(-1), "config key models.0.inputPrice: -1: money cannot be negative");
+  assert.equal(
+    refusal(0.15),
+    'config key models.0.inputPrice: 0.15 is not a whole number of atomic units; write "$0.15" (with the quotes) for dollars',
+  );
+});

@@ -20,14 +20,19 @@ const moneySchema = z.union([z.string(), z.number()]).transform((value, ctx) => 
   if (typeof value === "number" && !(Number.isSafeInteger(value) && value >= 0)) {
     ctx.addIssue({
       code: "custom",
-      message: `${value} is not a whole number of atomic units; write "$${value}" (with the quotes) for dollars`,
+      message:
+        value < 0
+          ? `${value}: money cannot be negative`
+          : `${value} is not a whole number of atomic units; write "$${value}" (with the quotes) for dollars`,
     });
     return z.NEVER;
   }
   try {
     return parseMoney(String(value));
   } catch (error) {
-    ctx.addIssue({ code: "custom", message: (error as Error).message });
+    // The key's line already says the config is invalid: the amount's own words, without the code again.
+    const message = error instanceof TollgateError ? error.shortMessage : (error as Error).message;
+    ctx.addIssue({ code: "custom", message });
     return z.NEVER;
   }
 });
