@@ -16,11 +16,12 @@ import {
 } from "viem";
 import { privateKeyToAccount } from "viem/accounts";
 import { anvil } from "viem/chains";
+import { isTollgateError } from "../src/errors/index.js";
 import type { TollgateFacilitator } from "../src/facilitator/index.js";
 import { createPaymentRecovery, reconcileLedger } from "../src/gateway/index.js";
 import type { PaymentRecord } from "../src/ledger/index.js";
 import { decodePaymentRequiredHeader } from "../src/protocol/index.js";
-import { type GatewayHarness, startGatewayHarness } from "./support/gatewayHarness.js";
+import { type GatewayHarness, startGatewayHarness, startGatewayOnLedger } from "./support/gatewayHarness.js";
 import { signHostilePayment } from "./support/hostileBuyer.js";
 import { holdStreams, mockModelId } from "./support/mockBackend.js";
 import { finalRow, postJson, quoteOf } from "./support/paidRequests.js";
@@ -46,6 +47,27 @@ async function paidChat(privateKey: `0x${string}`): Promise<{ response: Response
   const response = await postJson(h, "/v1/chat/completions", chat, { "payment-signature": signature });
   return { response, signature };
 }
+
+describe("an RPC of another chain than the network", () => {
+  test("stops the gateway at start, naming rpcUrl and both chains, rather than refuse every payment", async () => {
+    // Base Sepolia's payments, signed for chain 84532, failed verify on the devnet: permit2_simulation_failed.
+    const refusal = await startGatewayOnLedger(h, (input) => ({ ...input, network: "eip155:84532" })).then(
+      async (gateway) => {
+        await gateway.close();
+        return undefined;
+      },
+      (error: unknown) => error,
+    );
+    assert.ok(
+      isTollgateError(refusal, "TOLLGATE_CONFIG_INVALID"),
+      `started, or failed otherwise: ${String(refusal)}`,
+    );
+    assert.equal(
+      refusal.shortMessage,
+      `config key rpcUrl: ${h.devnet.rpcUrl} is chain 31337, not eip155:84532: every payment, signed for eip155:84532, would be refused; set rpcUrl to an RPC of eip155:84532, or network to eip155:31337`,
+    );
+  });
+});
 
 describe("a facilitator wallet without gas", () => {
   test("serves nothing: 503 with Retry-After, no inference, no debt for the payer; funded again, the payer is served and charged", async () => {

@@ -30,6 +30,7 @@ import {
 } from "../facilitator/index.js";
 import { type Ledger, openLedger, openPostgresLedger } from "../ledger/index.js";
 import { countTextTokensChunked, USDC_DECIMALS } from "../pricing/index.js";
+import { assertRpcChain } from "./assertRpcChain.js";
 import {
   type BillingEvent,
   type BillingEventListener,
@@ -196,6 +197,17 @@ export async function startGateway({
     gasSponsoring = gasSponsoring.filter((key) => key !== "eip2612GasSponsoring");
   }
   logger.info({ gasSponsoring }, "gas sponsoring the facilitator supports for this asset");
+  if (chain)
+    await assertRpcChain({
+      chain,
+      network: preset.network,
+      chainId: preset.chainId,
+      rpcUrl,
+      logger,
+    }).catch(async (error: unknown) => {
+      await closeOwnLedger();
+      throw error;
+    });
   // Every "$" amount of the config ($0.50 per 1M tokens, a deposit, a cap) is counted in 6-decimal
   // units, as USDC is: in a token of other decimals it would be a price off by powers of ten.
   await assertUsdcDecimals({
