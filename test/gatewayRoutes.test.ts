@@ -51,7 +51,7 @@ describe("gateway routes", () => {
     assert.equal((await (await fetch(`${h.gateway.url}/health`)).json()).ok, true);
   });
 
-  test("GET /v1/models lists the schemes a 402 offers, in the configured order", async () => {
+  test("GET /v1/models lists the schemes a 402 offers, in the configured order; a request beyond the only one offered is refused 400", async () => {
     const exactFirst = await startGatewayHarness({
       devnet: h.devnet,
       model: { exactPrice: "$0.01" },
@@ -81,6 +81,20 @@ describe("gateway routes", () => {
         assert.deepEqual(offered, expected);
         assert.deepEqual(listing.data.find((model) => model.id === mockModelId)?.pricing.schemes, offered);
       }
+      // Two choices are beyond the fixed price, and upto is not offered: the request is what is wrong.
+      const beyond = await fetch(`${exactOnly.gateway.url}/v1/chat/completions`, {
+        method: "POST",
+        headers: json,
+        body: JSON.stringify({ model: mockModelId, n: 2, messages: [{ role: "user", content: "hi" }] }),
+      });
+      const { error } = (await beyond.json()) as { error: { code: string; message: string; param: unknown } };
+      assert.equal(beyond.status, 400, error.message);
+      assert.equal(error.code, "TOLLGATE_REQUEST_INVALID");
+      assert.equal(error.param, "n");
+      assert.match(
+        error.message,
+        /model mock-model has a fixed price that covers at most 1 choice\(s\) per request/,
+      );
     } finally {
       await exactFirst.close();
       await exactOnly.close();

@@ -42,7 +42,7 @@ import {
   gasSponsoringExtensions,
   offerPricingOf,
 } from "./paymentOffers.js";
-import { quoteRequest, type RequestQuote, type RouteKind } from "./quoteRequest.js";
+import { exactPriceRefusal, quoteRequest, type RequestQuote, type RouteKind } from "./quoteRequest.js";
 import { releaseDroppedPayment } from "./releaseDroppedPayment.js";
 import { type ChargeOutcome, type SettleChargeParameters, settleCharge } from "./settleCharge.js";
 
@@ -340,6 +340,14 @@ export function createBilling({
       schemes,
     );
     if (offers.length === 0) {
+      // A per-token model sold only at its fixed price (schemes without upto): this request is beyond that price.
+      if (quote.exactRefusal !== undefined) {
+        const refusal = exactPriceRefusal(model, {
+          reason: quote.exactRefusal,
+          field: quote.exactRefusalField,
+        });
+        return refuse(refusal.code, refusal.shortMessage, { param: quote.exactRefusalField ?? null });
+      }
       return refuse("TOLLGATE_FACILITATOR_UNAVAILABLE", "no payment scheme is available right now");
     }
     const paymentRequired = (error?: string, withOffers = offers) => {

@@ -39,6 +39,8 @@ export type RequestQuote = {
   maxAtomic: bigint | undefined;
   /** Why the fixed price does not cover this request; undefined when it does (or there is none). */
   exactRefusal: string | undefined;
+  /** The request field the fixed price's refusal names (`n`, the prompt's field). */
+  exactRefusalField?: string | undefined;
   /** Longest the request may take from the backend call to its last byte (ms): an authorization must outlive it. */
   timeBoundMs: number;
   /** The body for the backend, rebuilt from the route's allow-list with the output limit set. */
@@ -95,13 +97,7 @@ export async function quoteRequest(
   };
   const maxAtomic = prices === undefined ? undefined : maxCostOfUnits(usageBound, prices);
   const refusal = exactRefusalOf(model, route, request, bound);
-  if (maxAtomic === undefined && refusal !== undefined) {
-    throw new TollgateError({
-      code: "TOLLGATE_REQUEST_INVALID",
-      shortMessage: `model ${model.id} has a fixed price that covers ${refusal.reason}`,
-      details: { field: refusal.field },
-    });
-  }
+  if (maxAtomic === undefined && refusal !== undefined) throw exactPriceRefusal(model, refusal);
   const exactRefusal = refusal?.reason;
   return {
     model,
@@ -118,6 +114,7 @@ export async function quoteRequest(
     usageBound,
     maxAtomic,
     exactRefusal,
+    exactRefusalField: refusal?.field,
     timeBoundMs,
     backendBody: route.backendBody(request, model, outputLimit),
   };
@@ -126,6 +123,18 @@ export async function quoteRequest(
 /** The gateway knows the model's tokenizer exactly (output counts are exact, not estimates). */
 export function hasExactTokenizer(model: ModelConfig): boolean {
   return tokenizerForModel(model.tokenizer ?? model.id) !== "bytes";
+}
+
+/** A request the model's fixed price does not cover, where no other price is offered: a 400 naming the field. */
+export function exactPriceRefusal(
+  model: ModelConfig,
+  refusal: { reason: string; field?: string | undefined },
+) {
+  return new TollgateError({
+    code: "TOLLGATE_REQUEST_INVALID",
+    shortMessage: `model ${model.id} has a fixed price that covers ${refusal.reason}`,
+    details: { field: refusal.field },
+  });
 }
 
 /** Why the model's fixed price does not cover this request, naming the field to change; undefined when it does. */
