@@ -17,10 +17,11 @@ import {
 import { privateKeyToAccount } from "viem/accounts";
 import { anvil } from "viem/chains";
 import { isTollgateError } from "../src/errors/index.js";
-import type { TollgateFacilitator } from "../src/facilitator/index.js";
+import { serveFacilitator, type TollgateFacilitator } from "../src/facilitator/index.js";
 import { createPaymentRecovery, reconcileLedger } from "../src/gateway/index.js";
 import type { PaymentRecord } from "../src/ledger/index.js";
 import { decodePaymentRequiredHeader } from "../src/protocol/index.js";
+import { TEST_FACILITATOR_TOKEN } from "./support/facilitatorToken.js";
 import { type GatewayHarness, startGatewayHarness, startGatewayOnLedger } from "./support/gatewayHarness.js";
 import { signHostilePayment } from "./support/hostileBuyer.js";
 import { holdStreams, mockModelId } from "./support/mockBackend.js";
@@ -66,6 +67,43 @@ describe("an RPC of another chain than the network", () => {
       refusal.shortMessage,
       `config key rpcUrl: ${h.devnet.rpcUrl} is chain 31337, not eip155:84532: every payment, signed for eip155:84532, would be refused; set rpcUrl to an RPC of eip155:84532, or network to eip155:31337`,
     );
+  });
+});
+
+describe("a remote facilitator of another network", () => {
+  test("stops the gateway at start, naming the facilitator, the networks it settles and the models no one could pay", async () => {
+    const remote = await serveFacilitator({
+      facilitator: h.gateway.facilitator as TollgateFacilitator,
+      token: TEST_FACILITATOR_TOKEN,
+      port: 0,
+    });
+    try {
+      // Before, it started with a warning and answered every request 503 no payment scheme is available right now.
+      const refusal = await startGatewayOnLedger(h, (input) => ({
+        ...input,
+        network: "eip155:137",
+        rpcUrl: "http://127.0.0.1:9",
+        asset: undefined,
+        assetDomain: undefined,
+        facilitator: { url: remote.url, token: TEST_FACILITATOR_TOKEN },
+      })).then(
+        async (gateway) => {
+          await gateway.close();
+          return undefined;
+        },
+        (error: unknown) => error,
+      );
+      assert.ok(
+        isTollgateError(refusal, "TOLLGATE_CONFIG_INVALID"),
+        `started, or failed otherwise: ${String(refusal)}`,
+      );
+      assert.equal(
+        refusal.shortMessage,
+        `config key facilitator: the facilitator at ${remote.url} settles no upto on eip155:137 (upto on: ${h.devnet.network}), and upto is the only way to pay model ${mockModelId}: every request would be refused; use a facilitator of eip155:137 (e.g. https://x402.polygon.technology), or check network`,
+      );
+    } finally {
+      await remote.close();
+    }
   });
 });
 

@@ -54,6 +54,7 @@ import { joinReplicas } from "./joinReplicas.js";
 import { createGatewayMetrics } from "./operator/createGatewayMetrics.js";
 import { dashboardChannelsOf } from "./operator/gatewayDashboard.js";
 import { mountOperatorRoutes } from "./operator/mountOperatorRoutes.js";
+import { modelsWithoutOffer } from "./unofferedModels.js";
 
 export type StartGatewayParameters = {
   config: GatewayConfig;
@@ -167,11 +168,28 @@ export async function startGateway({
   }
   const uptoKind = supported.kinds.find((kind) => kind.scheme === "upto" && kind.network === preset.network);
   const facilitatorAddress = uptoKind?.extra?.facilitatorAddress as Address | undefined;
-  if (!uptoKind)
+  if (!facilitatorAddress) {
+    const unpayable = modelsWithoutOffer(config.models, config.schemes, {
+      channels: config.channels !== undefined,
+      upto: false,
+    });
+    if (unpayable.length > 0) {
+      await closeOwnLedger();
+      const where = !givenFacilitator && "url" in config.facilitator ? ` at ${config.facilitator.url}` : "";
+      const uptoNetworks = supported.kinds
+        .filter((kind) => kind.scheme === "upto")
+        .map((kind) => kind.network);
+      throw new TollgateError({
+        code: "TOLLGATE_CONFIG_INVALID",
+        shortMessage: `config key facilitator: the facilitator${where} settles no upto on ${preset.network} (upto on: ${uptoNetworks.join(", ") || "none"}), and upto is the only way to pay model ${unpayable.join(", ")}: every request would be refused; use a facilitator of ${preset.network}${preset.publicFacilitatorUrl ? ` (e.g. ${preset.publicFacilitatorUrl})` : ""}, or check network`,
+        details: { field: "facilitator", models: unpayable },
+      });
+    }
     logger.warn(
       { network: preset.network },
       "the facilitator does not offer upto on this network; only exact prices are offered",
     );
+  }
 
   // A remote facilitator's /supported decides which gas-sponsoring extensions the 402s declare.
   let gasSponsoring: string[] = gasSponsoringExtensionKeys.filter((key) =>

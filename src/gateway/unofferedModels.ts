@@ -56,3 +56,21 @@ export function unofferedModelProblem(
     schemes.includes("batch-settlement") && !channels ? " (batch-settlement needs the channels key)" : "";
   return `model ${model.id} can be paid only by ${selling.join(" or ")}, which schemes (${schemes.join(", ")}) does not list${channelsNote}, so every request to it would be refused (503 no payment scheme is available): add ${selling.join(" or ")} to schemes`;
 }
+
+/**
+ * The ids of the models no 402 could offer a way to pay, once the facilitator's support is known: those
+ * whose only configured schemes are upto when the facilitator settles no upto on this network.
+ */
+export function modelsWithoutOffer(
+  models: readonly PricedModel[],
+  schemes: readonly string[],
+  { channels, upto }: { channels: boolean; upto: boolean },
+): string[] {
+  return models
+    .filter((model) =>
+      schemesSelling(model, channels).every(
+        (scheme) => !schemes.includes(scheme) || (scheme === "upto" && !upto),
+      ),
+    )
+    .map((model) => model.id);
+}
