@@ -419,3 +419,24 @@ test("a price that is not money says what is wrong with it once, and what to wri
     'config key models.0.inputPrice: 0.15 is not a whole number of atomic units; write "$0.15" (with the quotes) for dollars',
   );
 });
+
+test("an exactPrice of $0 is a config error: a free model is priced per unit at $0, which sends no transaction", async () => {
+  const { input, unpriced } = await unpricedExample();
+  for (const model of [
+    { ...unpriced, exactPrice: "$0" },
+    { ...unpriced, exactPrice: 0, inputPrice: "$1", outputPrice: "$2" },
+  ])
+    assert.throws(
+      () => parseGatewayConfig({ ...input, models: [model] }),
+      (error: unknown) =>
+        isTollgateError(error, "TOLLGATE_CONFIG_INVALID") &&
+        /config key models\.0\.exactPrice: exactPrice "\$0" would have the facilitator send a transaction, at the seller's gas, for every request/.test(
+          error.shortMessage,
+        ),
+    );
+  const free = parseGatewayConfig({
+    ...input,
+    models: [{ ...unpriced, inputPrice: "$0", outputPrice: "$0" }],
+  });
+  assert.equal(free.models[0]?.inputPrice, 0n);
+});

@@ -104,6 +104,14 @@ const modelSchema = z
         path: ["inputPrice"],
       });
     }
+    // An exact payment of 0 is still settled: a transaction (the facilitator's gas) per request, moving nothing.
+    if (model.exactPrice === 0n)
+      ctx.addIssue({
+        code: "custom",
+        message:
+          'exactPrice "$0" would have the facilitator send a transaction, at the seller\'s gas, for every request to move nothing: to give the model away, price its units "$0" (e.g. inputPrice and outputPrice), which settles no transaction; otherwise set a price above zero',
+        path: ["exactPrice"],
+      });
     // A price no route meters would be quoted and charged as nothing: refused, not given away.
     if (model.prices?.output_bytes !== undefined) {
       ctx.addIssue({
