@@ -10,6 +10,7 @@ import {
   createTestClient,
   createWalletClient,
   encodeFunctionData,
+  getAddress,
   http,
   keccak256,
   parseAbi,
@@ -66,6 +67,30 @@ describe("an RPC of another chain than the network", () => {
     assert.equal(
       refusal.shortMessage,
       `config key rpcUrl: ${h.devnet.rpcUrl} is chain 31337, not eip155:84532: every payment, signed for eip155:84532, would be refused; set rpcUrl to an RPC of eip155:84532, or network to eip155:31337`,
+    );
+  });
+});
+
+describe("an assetDomain other than the token's", () => {
+  test("stops the gateway at start, naming the token's own name and version", async () => {
+    // Before, it started, and every exact payment was refused 402 invalid_exact_evm_token_name_mismatch.
+    const refusal = await startGatewayOnLedger(h, (input) => ({
+      ...input,
+      assetDomain: { name: "USDC", version: "1" },
+    })).then(
+      async (gateway) => {
+        await gateway.close();
+        return undefined;
+      },
+      (error: unknown) => error,
+    );
+    assert.ok(
+      isTollgateError(refusal, "TOLLGATE_CONFIG_INVALID"),
+      `started, or failed otherwise: ${String(refusal)}`,
+    );
+    assert.equal(
+      refusal.shortMessage,
+      `config key assetDomain: the token ${getAddress(h.devnet.contracts.usdc)} is named "USD Coin", not "USDC" and at version "2", not "1", so every exact payment and EIP-2612 permit signed on the announced domain would be refused: set assetDomain to { name: "USD Coin", version: "2" }`,
     );
   });
 });

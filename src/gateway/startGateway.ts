@@ -30,6 +30,7 @@ import {
 } from "../facilitator/index.js";
 import { type Ledger, openLedger, openPostgresLedger } from "../ledger/index.js";
 import { countTextTokensChunked, USDC_DECIMALS } from "../pricing/index.js";
+import { assertAssetDomain } from "./assertAssetDomain.js";
 import { assertRpcChain } from "./assertRpcChain.js";
 import {
   type BillingEvent,
@@ -237,6 +238,16 @@ export async function startGateway({
     await closeOwnLedger();
     throw error;
   });
+  if (chain)
+    await assertAssetDomain({
+      chain,
+      asset: getAddress(asset),
+      domain: config.assetDomain ?? preset.usdcDomain,
+      configured: config.assetDomain !== undefined,
+    }).catch(async (error: unknown) => {
+      await closeOwnLedger();
+      throw error;
+    });
   const terms = {
     network: preset.network,
     asset: getAddress(asset),
