@@ -22,7 +22,9 @@ import {
   startGatewayHarness,
   testPrices,
 } from "./support/gatewayHarness.js";
+import { signHostilePayment } from "./support/hostileBuyer.js";
 import { holdStreams, mockCompletionText, mockModelId, mockTokenText } from "./support/mockBackend.js";
+import { postJson, quoteOf } from "./support/paidRequests.js";
 import { startSwitchableRpc } from "./support/switchableRpc.js";
 
 let h: GatewayHarness;
@@ -548,6 +550,52 @@ describe("outages", () => {
       assert.equal(silent.backend.inferenceRequests.length, 0);
     } finally {
       await silent.close();
+      await rpc.close();
+    }
+  });
+
+  test("a verify slow enough to leave the authorization less than the request's time bound is refused, not served", async () => {
+    const rpc = await startSwitchableRpc(h.devnet.rpcUrl);
+    // A request may run 5 s, then settle within 5 s: an authorization must outlive 10 s from admission.
+    const slow = await startGatewayHarness({
+      devnet: h.devnet,
+      rpcUrl: rpc.url,
+      configure: (input) => ({
+        ...input,
+        settlementMarginSeconds: 5,
+        maxTimeoutSeconds: 10,
+        timeouts: { verifySeconds: 10 },
+        models: input.models.map((model) => ({
+          ...model,
+          backend: { ...model.backend, maxDurationSeconds: 5 },
+        })),
+      }),
+    });
+    try {
+      const body = { model: mockModelId, messages: [{ role: "user", content: "hello" }], max_tokens: 8 };
+      const payer = h.devnet.accounts.buyers[2]!;
+      // 14 s left when it arrives; the chain's answers to its verify take 6 s, which leaves 8.
+      const quote = await quoteOf(slow, "/v1/chat/completions", body);
+      const signature = await signHostilePayment({
+        paymentRequired: quote.header,
+        privateKey: payer.privateKey,
+        deadlineSeconds: 14,
+      });
+      rpc.hold();
+      const answered = postJson(slow, "/v1/chat/completions", body, { "payment-signature": signature });
+      await new Promise((resolve) => setTimeout(resolve, 6_000));
+      rpc.release();
+      const response = await answered;
+      const text = await response.text();
+      assert.equal(response.status, 402, text.slice(0, 300));
+      assert.match(
+        JSON.parse(text).error,
+        /^tollgate_authorization_expires_too_soon: .*by this gateway's clock it expires in [0-8] s/,
+      );
+      assert.equal(slow.backend.inferenceRequests.length, 0, "no inference ran");
+    } finally {
+      rpc.release();
+      await slow.close();
       await rpc.close();
     }
   });

@@ -253,11 +253,20 @@ export async function admitMatchedPayment(
     const words = reason.startsWith("tollgate_") && !reason.includes(":") && verified.invalidMessage;
     return paymentRequired(words ? `${reason}: ${verified.invalidMessage}` : reason);
   }
-  // The chain settles it: a host whose clock runs behind the chain's blocks would let an authorization
-  // through that expires, by the chain, before its work is settled (served, then never paid).
-  if (chainSeconds !== undefined && deadline < chainSeconds + neededSeconds) {
+  // A slow verify spends the authorization's time: it must still outlive the work from now, not from
+  // when the request came (served, then its settlement too late for its deadline: never paid).
+  const hostSecondsAfter = Math.floor(Date.now() / 1000);
+  if (deadline < hostSecondsAfter + neededSeconds) {
     await dropped();
-    return expiresTooSoon(chainSeconds, "the chain's clock");
+    return expiresTooSoon(hostSecondsAfter, "this gateway's clock");
+  }
+  // The chain settles it: a host whose clock runs behind the chain's blocks would let an authorization
+  // through that expires, by the chain, before its work is settled (served, then never paid). The chain's
+  // time was read as verify began: the wait since is added to it.
+  const verifySeconds = Math.floor((performance.now() - verifyStartedAt) / 1000);
+  if (chainSeconds !== undefined && deadline < chainSeconds + verifySeconds + neededSeconds) {
+    await dropped();
+    return expiresTooSoon(chainSeconds + verifySeconds, "the chain's clock");
   }
 
   const maxAtomic =

@@ -7,6 +7,10 @@ export type SwitchableRpc = {
   url: string;
   /** Cuts the RPC: open connections are dropped, and new ones fail as `outage` says. */
   cut(outage: RpcOutage): Promise<void>;
+  /** Holds the RPC: open connections are dropped, and new ones wait, unanswered, until `release`. */
+  hold(): void;
+  /** Lets the held connections through to the chain, and every later one. */
+  release(): void;
   close(): Promise<void>;
 };
 
@@ -23,14 +27,19 @@ export async function startSwitchableRpc(target: string): Promise<SwitchableRpc>
     socket.on("close", () => sockets.delete(socket));
     socket.on("error", () => socket.destroy());
   };
-  const server = createServer((client) => {
-    track(client);
-    if (!forwarding) return;
+  let held: Socket[] | undefined;
+  const relay = (client: Socket) => {
     const upstream = connect(Number(port), hostname);
     track(upstream);
     upstream.on("close", () => client.destroy());
     client.on("close", () => upstream.destroy());
     client.pipe(upstream).pipe(client);
+  };
+  const server = createServer((client) => {
+    track(client);
+    if (!forwarding) return;
+    if (held) held.push(client);
+    else relay(client);
   });
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
   const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
@@ -48,6 +57,15 @@ export async function startSwitchableRpc(target: string): Promise<SwitchableRpc>
         dropAll();
         await closed;
       } else dropAll();
+    },
+    hold() {
+      held ??= [];
+      dropAll();
+    },
+    release() {
+      const waiting = held ?? [];
+      held = undefined;
+      for (const client of waiting) if (!client.destroyed) relay(client);
     },
     async close() {
       const closed = stopListening();
