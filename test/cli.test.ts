@@ -333,7 +333,7 @@ test("a bad gateway config names the key that is wrong", async () => {
   const file = join(dir, "tollgate.yaml");
   await writeFile(
     file,
-    "payTo: '0x0000000000000000000000000000000000000001'\nmodels:\n  - id: m\n    backend: { baseUrl: not-a-url }\n    inputPrice: '$0.1'\n    outputPrice: '$0.2'\n",
+    "payTo: '0x1111111111111111111111111111111111111111'\nmodels:\n  - id: m\n    backend: { baseUrl: not-a-url }\n    inputPrice: '$0.1'\n    outputPrice: '$0.2'\n",
   );
   const child = spawn(process.execPath, ["bin/tollgate.js", "gateway", "--config", file], {
     stdio: ["ignore", "pipe", "pipe"],

@@ -20,7 +20,7 @@ import { runCli } from "./support/runCli.js";
 import { runMain } from "./support/runMain.js";
 
 const bin = fileURLToPath(new URL("../bin/tollgate.js", import.meta.url));
-const payTo = "0x0000000000000000000000000000000000000001";
+const payTo = "0x1111111111111111111111111111111111111111";
 let dir: string;
 let dev: ChildProcess | undefined;
 const lines: string[] = [];

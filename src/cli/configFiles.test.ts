@@ -10,16 +10,23 @@ test("reconcile reads a gateway config whose dashboard token is in the environme
   const raw = (await readConfigFile(
     fileURLToPath(new URL("../../tollgate.example.yaml", import.meta.url)),
   )) as Record<string, unknown>;
-  const withDashboard = { ...raw, dashboard: { enabled: true, tokenEnv: "TOLLGATE_DASHBOARD_TOKEN" } };
+  const withDashboard = {
+    ...raw,
+    payTo: "0x3C44CdDdB6a900fa2b585dd299e03d12FA4293BC",
+    dashboard: { enabled: true, tokenEnv: "TOLLGATE_DASHBOARD_TOKEN" },
+  };
   const config = parseReconcileConfig(withDashboard);
   assert.equal(config.network, "eip155:80002");
   assert.ok(config.models.length > 0);
 });
 
 test("the gateway's start-up line names where its ledger is, never a database password", async () => {
-  const config = parseReconcileConfig(
-    await readConfigFile(fileURLToPath(new URL("../../tollgate.example.yaml", import.meta.url))),
-  );
+  const config = parseReconcileConfig({
+    ...((await readConfigFile(
+      fileURLToPath(new URL("../../tollgate.example.yaml", import.meta.url)),
+    )) as Record<string, unknown>),
+    payTo: "0x3C44CdDdB6a900fa2b585dd299e03d12FA4293BC",
+  });
   assert.equal(
     describeLedger({ ...config, ledger: { ...config.ledger, dataDir: ".tollgate/ledger" } }),
     `PGlite ${resolve(".tollgate/ledger")}`,
@@ -34,7 +41,7 @@ test("the gateway's start-up line names where its ledger is, never a database pa
 test("the gateway prints each model's prices as it reads them: a bare number is atomic units, shown in dollars", () => {
   const config = parseGatewayConfig({
     network: "eip155:137",
-    payTo: "0x0000000000000000000000000000000000000001",
+    payTo: "0x1111111111111111111111111111111111111111",
     facilitator: { url: "http://127.0.0.1:9" },
     models: [
       { id: "meant-dollars", backend: { baseUrl: "http://127.0.0.1:9/v1" }, inputPrice: 3, outputPrice: 15 },

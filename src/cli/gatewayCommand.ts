@@ -57,7 +57,7 @@ export async function gatewayCommand(argv: string[]): Promise<number> {
     throw error;
   }
   printLine(
-    `gateway listening on ${gateway.url}/v1 (${config.models.length} model${config.models.length === 1 ? "" : "s"}, ${config.network}); ledger ${describeLedger(config)}`,
+    `gateway listening on ${gateway.url}/v1 (${config.models.length} model${config.models.length === 1 ? "" : "s"}, ${config.network}); paid to ${config.payTo}; ledger ${describeLedger(config)}`,
   );
   // Prices as the gateway reads them: a bare number is atomic units, so `inputPrice: 3` shows as $0.000003.
   for (const model of config.models) printLine(`  ${model.id}: ${describeModelPrices(model)}`);

@@ -9,7 +9,14 @@ import { modelUnitPrices } from "./modelUnitPrices.js";
 const examplePath = fileURLToPath(new URL("../../tollgate.example.yaml", import.meta.url));
 const facilitatorKey = `0x${"11".repeat(32)}`;
 
+/** An operator's copy of the example: its secrets in the environment, and payTo set to the operator's own address. */
 async function exampleInput(): Promise<Record<string, unknown>> {
+  return { ...(await uneditedExampleInput()), payTo: operatorPayTo };
+}
+
+const operatorPayTo = "0x3C44CdDdB6a900fa2b585dd299e03d12FA4293BC";
+
+async function uneditedExampleInput(): Promise<Record<string, unknown>> {
   const secrets = { TOLLGATE_FACILITATOR_KEY: facilitatorKey, OPENAI_API_KEY: "sk-test" };
   const saved = Object.fromEntries(Object.keys(secrets).map((name) => [name, process.env[name]]));
   Object.assign(process.env, secrets);
@@ -23,8 +30,17 @@ async function exampleInput(): Promise<Record<string, unknown>> {
   }
 }
 
-test("tollgate.example.yaml is a valid config, with the documented defaults", async () => {
+test("tollgate.example.yaml is a valid config once its payTo is the operator's own, with the documented defaults; copied unedited, it is refused naming payTo", async () => {
+  await assert.rejects(
+    async () => parseGatewayConfig(await uneditedExampleInput()),
+    (error: unknown) =>
+      isTollgateError(error, "TOLLGATE_CONFIG_INVALID") &&
+      /config key payTo: payTo 0x0{39}1 is an address the chain keeps for its own precompiles \(the example config's placeholder is one\).*set payTo to an address you control/.test(
+        error.shortMessage,
+      ),
+  );
   const config = parseGatewayConfig(await exampleInput());
+  assert.equal(config.payTo, operatorPayTo);
   assert.equal(config.network, "eip155:80002");
   assert.deepEqual(config.timeouts, { verifySeconds: 15, settleSeconds: 90 });
   assert.ok("privateKey" in config.facilitator);
@@ -320,6 +336,10 @@ test("a payTo no payment could reach, or no one could spend from, is a config er
         new RegExp(`config key payTo: ${pattern.source}`).test(error.shortMessage),
     );
   refused(`0x${"00".repeat(20)}`, /payTo is the zero address: .*set payTo to an address you control/);
+  refused(
+    `0x${"0".repeat(36)}0100`,
+    /payTo 0x0{36}0100 is an address the chain keeps for its own precompiles/,
+  );
   // Amoy's USDC is the example's asset by default; a token named in the config is caught the same way.
   refused("0x41E94Eb019C0762f9Bfcf9Fb1E58725BfB0e7582", /payTo is the settlement token's own address/);
   refused(`0x${"ab".repeat(20)}`, /payTo is the settlement token's own address/, {

@@ -9,7 +9,7 @@ import { pricingOf } from "./requestFields.js";
 
 const [model] = parseGatewayConfig({
   network: "eip155:8453",
-  payTo: "0x0000000000000000000000000000000000000001",
+  payTo: "0x1111111111111111111111111111111111111111",
   models: [
     {
       id: "claude-test",

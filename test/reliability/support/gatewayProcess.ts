@@ -1,4 +1,5 @@
 import { type ChildProcess, spawn } from "node:child_process";
+import { readFileSync } from "node:fs";
 import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
@@ -48,6 +49,7 @@ export function startGatewayProcess(
   configPath: string,
   env: Record<string, string>,
 ): Promise<GatewayProcess> {
+  const { payTo } = JSON.parse(readFileSync(configPath, "utf8")) as { payTo: string };
   const child = spawn(process.execPath, ["bin/tollgate.js", "gateway", "--config", configPath], {
     stdio: ["ignore", "pipe", "pipe"],
     env: { ...process.env, TOLLGATE_LOG_LEVEL: "warn", ...env },
@@ -69,6 +71,12 @@ export function startGatewayProcess(
       const match = /gateway listening on (\S+)\/v1/.exec(line);
       if (!match?.[1]) return;
       clearTimeout(timer);
+      // The operator sees where the money goes.
+      if (!line.toLowerCase().includes(`paid to ${payTo.toLowerCase()}`)) {
+        child.kill("SIGKILL");
+        reject(new Error(`the start line does not name payTo ${payTo}: ${line}`));
+        return;
+      }
       resolve({
         url: match[1],
         child,
