@@ -47,9 +47,10 @@ const DEADLINE = `COALESCE(payload->'payload'->'permit2Authorization'->>'deadlin
 /**
  * A debt whose authorization may still be settled (its deadline has not passed): recovery settles it
  * again from the payer's funds, and the facilitator checks that they cover its whole maximum first, so
- * it stays reserved on them like a payment in flight.
+ * it stays reserved on them like a payment in flight. The deadline may be any uint256 (up to 78 digits):
+ * one far beyond any date, which the gateway and the chain accept, never passes.
  */
-const OWED_AND_SETTLEABLE = `status = 'debt' AND CASE WHEN ${DEADLINE} ~ '^[0-9]{1,30}$'
+const OWED_AND_SETTLEABLE = `status = 'debt' AND CASE WHEN ${DEADLINE} ~ '^[0-9]{1,78}$'
                      THEN ${DEADLINE}::numeric > extract(epoch FROM now()) ELSE FALSE END`;
 /** The payer's ($1, $2) payments in flight and its settleable debts: what its funds are reserved for. */
 const RESERVING = `FROM payments WHERE network = $1 AND payer = $2

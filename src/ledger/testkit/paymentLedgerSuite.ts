@@ -171,42 +171,44 @@ export function describePaymentLedger(label: string, current: () => LedgerHarnes
       assert.equal(fresh.claimed, true);
     });
 
-    test("claims within funds: a debt whose authorization may still be settled stays reserved, one past its deadline does not", async () => {
-      const payer = payerAddress(0xdeb7);
-      const owing = async (deadlineSeconds: number) => {
-        const input = claimInput({ payer, maxAtomic: 300n });
-        const payload = input.paymentPayload as { payload: { permit2Authorization: object } };
-        const claimed = await payments.claimWithinFunds(
-          {
-            ...input,
-            paymentPayload: {
-              ...payload,
-              payload: {
-                ...payload.payload,
-                permit2Authorization: {
-                  ...payload.payload.permit2Authorization,
-                  deadline: String(deadlineSeconds),
-                },
+    /** Books a debt of 300 for `payer`, failed on the seller's side, whose Permit2 deadline is `deadline`. */
+    const owing = async (payer: string, deadline: string) => {
+      const input = claimInput({ payer, maxAtomic: 300n });
+      const payload = input.paymentPayload as { payload: { permit2Authorization: object } };
+      const claimed = await payments.claimWithinFunds(
+        {
+          ...input,
+          paymentPayload: {
+            ...payload,
+            payload: {
+              ...payload.payload,
+              permit2Authorization: {
+                ...payload.payload.permit2Authorization,
+                deadline,
               },
             },
           },
-          10_000n,
-          { serving: true },
-        );
-        assert.ok(claimed.claimed);
-        await payments.recordUsage(claimed.payment.id, usage, 200n);
-        await payments.markSettling(claimed.payment.id);
-        // The seller's side failed it: its payer is not refused, and recovery settles it again.
-        await payments.markDebt(claimed.payment.id, "tollgate_chain_unavailable", { blocksPayer: false });
-      };
+        },
+        10_000n,
+        { serving: true },
+      );
+      assert.ok(claimed.claimed);
+      await payments.recordUsage(claimed.payment.id, usage, 200n);
+      await payments.markSettling(claimed.payment.id);
+      // The seller's side failed it: its payer is not refused, and recovery settles it again.
+      await payments.markDebt(claimed.payment.id, "tollgate_chain_unavailable", { blocksPayer: false });
+    };
+
+    test("claims within funds: a debt whose authorization may still be settled stays reserved, one past its deadline does not", async () => {
+      const payer = payerAddress(0xdeb7);
       const nowSeconds = Math.floor(Date.now() / 1000);
-      await owing(nowSeconds - 60);
+      await owing(payer, String(nowSeconds - 60));
       assert.equal(
         (await payments.claimWithinFunds(claimInput({ payer, maxAtomic: 100n }), 100n)).claimed,
         true,
         "a lapsed debt can no longer be settled: nothing of it is reserved",
       );
-      await owing(nowSeconds + 3_600);
+      await owing(payer, String(nowSeconds + 3_600));
       const short = await payments.claimWithinFunds(claimInput({ payer, maxAtomic: 100n }), 399n);
       assert.ok(!short.claimed && short.existing === undefined);
       assert.equal(short.reservedAtomic, 100n + 300n, "the claim before, and the debt's maximum");
@@ -214,6 +216,14 @@ export function describePaymentLedger(label: string, current: () => LedgerHarnes
         (await payments.claimWithinFunds(claimInput({ payer, maxAtomic: 100n }), 500n)).claimed,
         true,
       );
+    });
+
+    test("claims within funds: a debt whose authorization never expires (deadline the uint256 maximum) stays reserved", async () => {
+      const payer = payerAddress(0xdeb8);
+      await owing(payer, (2n ** 256n - 1n).toString());
+      const short = await payments.claimWithinFunds(claimInput({ payer, maxAtomic: 100n }), 399n);
+      assert.ok(!short.claimed && short.existing === undefined);
+      assert.equal(short.reservedAtomic, 300n, "the debt's maximum");
     });
 
     test("claims within funds: an upto payment signed for more than its maximum needs all it signed for when it settles last", async () => {
