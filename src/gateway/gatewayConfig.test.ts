@@ -460,3 +460,20 @@ test("an exactPrice of $0 is a config error: a free model is priced per unit at 
   });
   assert.equal(free.models[0]?.inputPrice, 0n);
 });
+
+test("a fixedFee beside exactPrice, with no other unit price, is a config error: the fee alone would sell every request by upto, whatever its tokens", async () => {
+  const { input, unpriced } = await unpricedExample();
+  assert.throws(
+    () =>
+      parseGatewayConfig({ ...input, models: [{ ...unpriced, exactPrice: "$0.01", fixedFee: "$0.001" }] }),
+    (error: unknown) =>
+      isTollgateError(error, "TOLLGATE_CONFIG_INVALID") &&
+      /config key models\.0\.fixedFee: fixedFee beside exactPrice/.test(error.shortMessage),
+  );
+  // With token prices, the fee is added to them: sold by upto per token and per request, or exact at its price.
+  const both = parseGatewayConfig({
+    ...input,
+    models: [{ ...unpriced, exactPrice: "$0.01", fixedFee: "$0.001", inputPrice: "$1", outputPrice: "$2" }],
+  });
+  assert.equal(modelUnitPrices(both.models[0] as NonNullable<(typeof both.models)[0]>)?.requests, 1000n);
+});

@@ -112,6 +112,21 @@ const modelSchema = z
           'exactPrice "$0" would have the facilitator send a transaction, at the seller\'s gas, for every request to move nothing: to give the model away, price its units "$0" (e.g. inputPrice and outputPrice), which settles no transaction; otherwise set a price above zero',
         path: ["exactPrice"],
       });
+    // A fee alone is a price per request by upto: beside a fixed price, every request would be sold at the fee.
+    if (
+      model.exactPrice !== undefined &&
+      model.fixedFee > 0n &&
+      model.inputPrice === undefined &&
+      model.prices === undefined &&
+      model.pricePerSecond === undefined &&
+      model.imagePrices === undefined
+    )
+      ctx.addIssue({
+        code: "custom",
+        message:
+          "fixedFee beside exactPrice, with no other unit price, sells every request by upto at the fee alone, whatever its tokens, beside the exact offer: to sell at a fixed price only, remove fixedFee (exactPrice is the price per request); to sell per request by upto too, write that price as prices.requests",
+        path: ["fixedFee"],
+      });
     // A price no route meters would be quoted and charged as nothing: refused, not given away.
     if (model.prices?.output_bytes !== undefined) {
       ctx.addIssue({
