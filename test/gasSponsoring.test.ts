@@ -306,8 +306,11 @@ describe("gas-sponsored Permit2 approval", () => {
     );
   });
 
-  test("a payment verified on a permit that another of its payer's payments spends before it is admitted is not served on it: refused before inference, charged nothing, no debt", async () => {
-    // The second payment's claim in the ledger is held, after its verify, until the first has settled.
+  /**
+   * A second gateway on the devnet whose ledger holds the claim of the payment on Permit2 nonce `hold(nonce)`
+   * (after its verify and funds read) until `letGo()`; `claimHeld` resolves once it is held.
+   */
+  async function sellerHoldingClaim() {
     let heldNonce: string | undefined;
     let onHeld!: () => void;
     const claimHeld = new Promise<void>((resolve) => {
@@ -339,6 +342,15 @@ describe("gas-sponsored Permit2 approval", () => {
         transaction: (fn) => sql.transaction((tx) => fn(holding(tx))),
       }),
     });
+    const hold = (nonce: string) => {
+      heldNonce = nonce;
+    };
+    return { seller, hold, claimHeld, letGo };
+  }
+
+  test("a payment verified on a permit that another of its payer's payments spends before it is admitted is not served on it: refused before inference, charged nothing, no debt", async () => {
+    // The second payment's claim in the ledger is held, after its verify, until the first has settled.
+    const { seller, hold, claimHeld, letGo } = await sellerHoldingClaim();
     try {
       const buyer = await h.devnet.createFreshBuyer(10_000_000n);
       const sign = async (maxTokens: number) => {
@@ -364,8 +376,9 @@ describe("gas-sponsored Permit2 approval", () => {
       // Both permits are on the token's nonce 0; the first approves only its own small maximum.
       const first = await sign(20);
       const second = await sign(170);
-      heldNonce = (second.payload.payload as { permit2Authorization: { nonce: string } }).permit2Authorization
-        .nonce;
+      hold(
+        (second.payload.payload as { permit2Authorization: { nonce: string } }).permit2Authorization.nonce,
+      );
       const secondAnswer = postJson(seller, "/v1/chat/completions", second.body, {
         "payment-signature": encodePaymentSignatureHeader(second.payload),
       });
@@ -412,37 +425,7 @@ describe("gas-sponsored Permit2 approval", () => {
   test("a Permit2 payment whose allowance was read before another of its payer's payments settled on a permit (which set that allowance anew) is not served on the old allowance: refused before inference, charged nothing, no debt", async () => {
     // The second payment's claim in the ledger is held, after its verify and its allowance read, until
     // the first has settled.
-    let heldNonce: string | undefined;
-    let onHeld!: () => void;
-    const claimHeld = new Promise<void>((resolve) => {
-      onHeld = resolve;
-    });
-    let letGo!: () => void;
-    const released = new Promise<void>((resolve) => {
-      letGo = resolve;
-    });
-    const holding = <T extends SqlExecutor>(executor: T): T => ({
-      ...executor,
-      async query(text: string, params?: readonly unknown[]) {
-        if (heldNonce !== undefined && text.includes("INSERT INTO payments") && params?.includes(heldNonce)) {
-          heldNonce = undefined;
-          onHeld();
-          await released;
-        }
-        return executor.query(text, params);
-      },
-    });
-    const seller = await startGatewayHarness({
-      devnet: h.devnet,
-      configure: (input) => ({
-        ...input,
-        facilitator: { privateKey: h.devnet.accounts.buyers[2]!.privateKey },
-      }),
-      wrapSql: (sql): SqlClient => ({
-        ...holding(sql),
-        transaction: (fn) => sql.transaction((tx) => fn(holding(tx))),
-      }),
-    });
+    const { seller, hold, claimHeld, letGo } = await sellerHoldingClaim();
     try {
       const buyer = await h.devnet.createBuyer(10_000_000n);
       const wallet = createWalletClient({
@@ -486,8 +469,9 @@ describe("gas-sponsored Permit2 approval", () => {
       await approve(5_000_000n);
       const second = await sign(170);
       assert.ok(!hasPermit(second.payload), "the second carries none");
-      heldNonce = (second.payload.payload as { permit2Authorization: { nonce: string } }).permit2Authorization
-        .nonce;
+      hold(
+        (second.payload.payload as { permit2Authorization: { nonce: string } }).permit2Authorization.nonce,
+      );
       const secondAnswer = postJson(seller, "/v1/chat/completions", second.body, {
         "payment-signature": encodePaymentSignatureHeader(second.payload),
       });
