@@ -41,6 +41,7 @@ test("applies each migration once and records it in schema_migrations", async ()
     [10, "settled_at_index"],
     [11, "payer_quota_uses"],
     [12, "gateway_replicas"],
+    [13, "payer_claim_indexes"],
   ]);
   const tables = await sql.query(
     "SELECT table_name FROM information_schema.tables WHERE table_schema = current_schema() ORDER BY 1",

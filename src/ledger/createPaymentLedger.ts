@@ -53,7 +53,7 @@ const DEADLINE = `COALESCE(payload->'payload'->'permit2Authorization'->>'deadlin
 const OWED_AND_SETTLEABLE = `status = 'debt' AND CASE WHEN ${DEADLINE} ~ '^[0-9]{1,78}$'
                      THEN ${DEADLINE}::numeric > extract(epoch FROM now()) ELSE FALSE END`;
 /** The payer's ($1, $2) payments in flight and its settleable debts: what its funds are reserved for. */
-const RESERVING = `FROM payments WHERE network = $1 AND payer = $2
+const RESERVING = `FROM payments WHERE network = $1 AND payer = $2 AND status IN (${IN_FLIGHT}, 'debt')
                     AND (status IN (${IN_FLIGHT}) OR (${OWED_AND_SETTLEABLE}))`;
 /** The maxima they reserve. */
 const RESERVED = `(SELECT COALESCE(SUM(max_atomic), 0) ${RESERVING})`;

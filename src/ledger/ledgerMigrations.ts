@@ -266,4 +266,16 @@ CREATE TABLE gateway_replicas (
 );
 `,
   },
+  {
+    version: 13,
+    name: "payer_claim_indexes",
+    sql: `
+-- Every claim within a payer's funds sums what the payer's payments in flight and its debts reserve, and
+-- what it had settled since its funds were read: indexes holding only those rows keep a claim's cost
+-- flat however many payments the payer made before (a full scan of the payer's rows grew with each).
+CREATE INDEX payments_payer_reserving_idx ON payments (network, payer)
+  WHERE status IN ('claimed', 'serving', 'metered', 'settling', 'debt');
+CREATE INDEX payments_payer_settled_idx ON payments (network, payer, settled_at) WHERE status = 'settled';
+`,
+  },
 ];
