@@ -166,6 +166,46 @@ describe("billing as a library", () => {
     );
   });
 
+  test("a Hono route built as the README shows (createBilling on an in-process facilitator, no chain readers given) serves one payer's requests sent at once only as far as its balance covers their maxima", async () => {
+    const app = new Hono<{ Variables: { tollgate: TollgateContext } }>();
+    app.post("/v1/chat/completions", tollgateHono({ billing }), async (c) => {
+      const { quote, backendBody } = c.get("tollgate");
+      return proxyToBackend({ model: quote.model, body: backendBody, signal: c.req.raw.signal });
+    });
+    const server = serve({ fetch: app.fetch, hostname: "127.0.0.1", port: 0 });
+    await new Promise((resolve) => server.once("listening", resolve));
+    closers.push(() => new Promise((resolve) => server.close(() => resolve())));
+    const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/v1/chat/completions`;
+    const post = { method: "POST", headers: { "content-type": "application/json" }, body: body(false) };
+    const offered = await fetch(url, post);
+    assert.equal(offered.status, 402);
+    const maxAtomic = BigInt(
+      decodePaymentRequiredHeader(offered.headers.get("payment-required") ?? "").accepts[0]!.amount,
+    );
+    // Enough for one request's maximum, not for two.
+    const buyer = await devnet.createBuyer(maxAtomic + maxAtomic / 2n);
+    const pay = officialPayingFetch(buyer.privateKey, devnet.network);
+    const firstRow = await lastPaymentId();
+    const answers = await Promise.all([pay(url, post), pay(url, post)]);
+    const texts = await Promise.all(answers.map((answer) => answer.text()));
+    assert.deepEqual(answers.map((answer) => answer.status).sort(), [200, 402], texts.join("\n"));
+    const refused = answers.find((answer) => answer.status === 402)!;
+    assert.match(
+      decodePaymentRequiredHeader(refused.headers.get("payment-required") ?? "").error ?? "",
+      /^insufficient_funds: /,
+    );
+    await billing.whenSettled();
+    const rows = (await ledger.payments.recent({ limit: 5 })).filter((row) => row.id > firstRow);
+    const served = rows.filter((row) => row.status === "settled");
+    assert.equal(served.length, 1, JSON.stringify(rows.map((row) => row.status)));
+    assert.ok(!rows.some((row) => row.status === "debt"), "no debt");
+    assert.equal(
+      await devnet.usdcBalance(buyer.address),
+      maxAtomic + maxAtomic / 2n - (served[0]?.chargeAtomic ?? 0n),
+      "the payer paid the one request it was served",
+    );
+  });
+
   test("a Hono handler that forwards c.req.json() sends the limited body: the output limit paid for, and none of the fields the gateway does not forward", async () => {
     const app = new Hono<{ Variables: { tollgate: TollgateContext } }>();
     const seen: unknown[] = [];

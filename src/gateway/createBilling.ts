@@ -1,4 +1,5 @@
 import type { PaymentPayload, PaymentRequirements } from "@x402/core/types";
+import type { PublicClient } from "viem";
 import {
   type Logger,
   REQUEST_ID_HEADER,
@@ -26,6 +27,7 @@ import {
   type PaymentAdmissionRequest,
 } from "./admitPayment.js";
 import { type BillingEvent, type BillingEventListener, safeBillingEmitter } from "./BillingEvent.js";
+import { chainReadersOf, facilitatorChainOf } from "./chainReaders.js";
 import { correctiveOffers, DEFAULT_SCHEME_ORDER, orderOffers } from "./channels/channelOffers.js";
 import { BATCH_SETTLEMENT, type ChannelBilling } from "./channels/createChannelBilling.js";
 import { type BillingSession, createBillingSession } from "./createBillingSession.js";
@@ -57,6 +59,12 @@ export type CreateBillingParameters = {
   settlementMarginSeconds?: number;
   /** Public URL prefix of the gateway for 402 `resource.url`; otherwise the request's own URL. */
   publicUrl?: string;
+  /**
+   * The chain the payments settle on, for the `read*` readers below that are not given. Default: the
+   * chain of an in-process facilitator (`createFacilitator`) on `terms.network`. With neither (a remote
+   * facilitator and no chain), payments are served with no funds checks, and a warning is logged.
+   */
+  chain?: PublicClient;
   /**
    * The payer's balance of the asset, read from the chain. When given, a payment is served only if
    * the maxima of the payer's payments in flight, plus this one, fit in it: concurrent requests can
@@ -184,27 +192,25 @@ export type SettlePaidWork = Pick<
  * with upto (and exact) offers, checks and verifies a payment, claims it once in the ledger,
  * and hands back a session that meters the response and settles its actual cost.
  */
-export function createBilling({
-  terms: givenTerms,
-  models: modelList,
-  facilitator,
-  ledger,
-  countTokens,
-  settlementMarginSeconds = 30,
-  publicUrl,
-  readPayerFunds,
-  readPermit2Allowance,
-  readPermitNonce,
-  readChainSeconds,
-  logger = silentLogger,
-  verifyTimeoutMs = DEFAULT_VERIFY_TIMEOUT_MS,
-  settleTimeoutMs,
-  heartbeatMs,
-  receiptSigner,
-  onBillingEvent,
-  channels,
-  schemes,
-}: CreateBillingParameters): Billing {
+export function createBilling(parameters: CreateBillingParameters): Billing {
+  const {
+    terms: givenTerms,
+    models: modelList,
+    facilitator,
+    ledger,
+    countTokens,
+    settlementMarginSeconds = 30,
+    publicUrl,
+    chain,
+    logger = silentLogger,
+    verifyTimeoutMs = DEFAULT_VERIFY_TIMEOUT_MS,
+    settleTimeoutMs,
+    heartbeatMs,
+    receiptSigner,
+    onBillingEvent,
+    channels,
+    schemes,
+  } = parameters;
   const emit = safeBillingEmitter(onBillingEvent, logger);
   const models = new Map(modelList.map((model) => [model.id, model]));
   const terms = withServableSponsoring(givenTerms, facilitator, logger);
@@ -218,17 +224,24 @@ export function createBilling({
     const answer = errorAnswer(code, message, extra);
     return respond(answer.status, answer.body, answer.headers);
   };
+  // What is not given is read from the chain given, or from the in-process facilitator's.
+  const readChain = chain ?? facilitatorChainOf(facilitator, terms.network);
+  const fromChain = readChain ? chainReadersOf(readChain) : undefined;
   const admission = {
     terms,
     ledger,
     facilitator,
     settlementMarginSeconds,
     verifyTimeoutMs,
-    readPayerFunds,
-    readPermit2Allowance,
-    readPermitNonce,
-    readChainSeconds,
+    readPayerFunds: parameters.readPayerFunds ?? fromChain?.readPayerFunds,
+    readPermit2Allowance: parameters.readPermit2Allowance ?? fromChain?.readPermit2Allowance,
+    readPermitNonce: parameters.readPermitNonce ?? fromChain?.readPermitNonce,
+    readChainSeconds: parameters.readChainSeconds ?? fromChain?.readChainSeconds,
   };
+  if (!admission.readPayerFunds)
+    logger.warn(
+      "no chain to read payers' balances (give createBilling a chain, or readPayerFunds): each payment is checked alone, so one payer's requests sent at once may be served beyond what it holds, and what it cannot pay becomes a debt",
+    );
   // The requests being served: a gateway that stops waits for their money to be final.
   const open = new Set<Promise<unknown>>();
   const tracked = (session: BillingSession): BillingSession => {

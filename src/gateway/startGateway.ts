@@ -1,5 +1,4 @@
 import { serve } from "@hono/node-server";
-import { PERMIT2_ADDRESS } from "@x402/evm";
 import type { Hono } from "hono";
 import type { Registry } from "prom-client";
 import {
@@ -38,7 +37,6 @@ import {
   combineBillingListeners,
   safeBillingEmitter,
 } from "./BillingEvent.js";
-import { createChainClock } from "./chainClock.js";
 import {
   bindLedgerToChain,
   type GatewayChannels,
@@ -293,26 +291,7 @@ export async function startGateway({
     countTokens: countTextTokensChunked,
     settlementMarginSeconds: config.settlementMarginSeconds,
     publicUrl: config.publicUrl,
-    readPayerFunds: chain
-      ? (payer, token) =>
-          chain.readContract({ address: token, abi: erc20Abi, functionName: "balanceOf", args: [payer] })
-      : undefined,
-    readPermit2Allowance: chain
-      ? (payer, token) =>
-          chain.readContract({
-            address: token,
-            abi: erc20Abi,
-            functionName: "allowance",
-            args: [payer, PERMIT2_ADDRESS],
-          })
-      : undefined,
-    readPermitNonce: chain
-      ? (payer, token) =>
-          chain.readContract({ address: token, abi: eip2612NoncesAbi, functionName: "nonces", args: [payer] })
-      : undefined,
-    readChainSeconds: chain
-      ? createChainClock(async () => Number((await chain.getBlock()).timestamp))
-      : undefined,
+    chain,
     logger,
     verifyTimeoutMs,
     settleTimeoutMs,
