@@ -135,7 +135,8 @@ export type RouteAdapter = {
   readAnswer(json: unknown): OutputReading;
   /**
    * Why a whole answer holds fewer results than the request paid for in full (embeddings for some
-   * of its inputs only), or undefined: such an answer is neither forwarded nor charged.
+   * of its inputs only), or undefined: such an answer is neither forwarded nor charged. A route that has
+   * it is answered whole: its `readChunk` refuses a stream, which would be forwarded before it could be checked.
    */
   missingResults?(json: unknown, request: RouteRequest): string | undefined;
   /**

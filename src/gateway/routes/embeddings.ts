@@ -1,6 +1,6 @@
 import type { ModelConfig } from "../gatewayConfig.js";
 import type { OutputReading, RouteAdapter } from "./RouteAdapter.js";
-import { errorOf } from "./readChoices.js";
+import { errorOf, refuseStreamedAnswer } from "./readChoices.js";
 import { invalidField, pickAllowedFields, readNumbers } from "./requestFields.js";
 
 const ALLOWED = new Set(["model", "input", "encoding_format", "dimensions", "user"]);
@@ -50,7 +50,8 @@ export const embeddings: RouteAdapter = {
     return { ...request.fields, model: model.backend.model ?? model.id };
   },
 
-  readChunk: readEmbeddings,
+  // A backend that streams its answer anyway is not charged: its results cannot be checked whole first.
+  readChunk: refuseStreamedAnswer("embeddings"),
   readAnswer: readEmbeddings,
 
   // Every input is charged: an answer with embeddings for some of them only is a failed request.

@@ -1,7 +1,7 @@
 import type { PromptKind } from "../../pricing/index.js";
 import type { ModelConfig } from "../gatewayConfig.js";
 import type { OutputReading, RouteAdapter, RouteRequest } from "./RouteAdapter.js";
-import { errorOf } from "./readChoices.js";
+import { errorOf, refuseStreamedAnswer } from "./readChoices.js";
 import { invalidField, pickAllowedFields } from "./requestFields.js";
 
 // The OpenAI moderation API: https://platform.openai.com/docs/api-reference/moderations
@@ -78,7 +78,8 @@ export const moderations: RouteAdapter = {
     return { ...request.fields, model: model.backend.model ?? model.id };
   },
 
-  readChunk: readModeration,
+  // A backend that streams its answer anyway is not charged: its results cannot be checked whole first.
+  readChunk: refuseStreamedAnswer("moderation results"),
   readAnswer: readModeration,
 
   // Every input is charged: an answer with results for some of them only is a failed request.

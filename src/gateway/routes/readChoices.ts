@@ -12,6 +12,16 @@ export function errorOf(json: unknown): string | undefined {
   return "the backend reported an error";
 }
 
+/**
+ * A stream chunk of an API answered whole (embeddings, moderations), read as an error: such an answer is
+ * checked for every input's result before any of it is forwarded (`missingResults`), which a stream,
+ * forwarded as it comes, cannot be. Nothing of it reaches the buyer, and nothing is charged.
+ */
+export function refuseStreamedAnswer(api: string): () => OutputReading {
+  const error = `the backend streamed ${api}, which are answered whole (every input's result, checked before it is forwarded)`;
+  return () => ({ pieces: [], delivered: false, usage: undefined, error });
+}
+
 /** Keys whose strings are labels, not generated text. */
 const LABEL_KEYS = new Set(["role", "id", "type", "index", "finish_reason"]);
 
