@@ -112,3 +112,44 @@ describe("an embeddings or moderations answer sent as an event stream", () => {
     assert.equal(row.promptTokens, 300);
   });
 });
+
+describe("an embeddings or moderations answer whose entries hold no result", () => {
+  const blankEmbeddings = (blank: (index: number) => unknown) => ({
+    object: "list",
+    data: Array.from({ length: 100 }, (_, index) => blank(index)),
+    usage: { prompt_tokens: 300, total_tokens: 300 },
+  });
+  for (const [what, path, request, answer] of [
+    ["embeddings of empty objects", "/v1/embeddings", embeddingsRequest, blankEmbeddings(() => ({}))],
+    [
+      "embeddings whose vectors are null",
+      "/v1/embeddings",
+      embeddingsRequest,
+      blankEmbeddings((index) => ({ object: "embedding", index, embedding: null })),
+    ],
+    [
+      "one embedding repeated under one index for every input",
+      "/v1/embeddings",
+      embeddingsRequest,
+      blankEmbeddings(() => ({ object: "embedding", index: 0, embedding: [0.1] })),
+    ],
+    [
+      "moderation results that are null",
+      "/v1/moderations",
+      moderationsRequest,
+      { id: "m", results: Array.from({ length: 50 }, () => null) },
+    ],
+  ] as const) {
+    test(`${what}: 502, nothing charged`, async () => {
+      const payer = buyer();
+      const before = await devnet.usdcBalance(payer.address);
+      scripted.script = () => ({ pieces: [JSON.stringify(answer)] });
+      const { response } = await payFor(h, path, request, payer.privateKey);
+      const text = await response.text();
+      // Observed before: 200, and every input charged for answers holding no result.
+      assert.equal(response.status, 502, text);
+      assert.equal((await finalRow(h)).status, "failed");
+      assert.equal(await devnet.usdcBalance(payer.address), before, "nothing charged");
+    });
+  }
+});

@@ -6,10 +6,34 @@ import { invalidField, pickAllowedFields, readNumbers } from "./requestFields.js
 const ALLOWED = new Set(["model", "input", "encoding_format", "dimensions", "user"]);
 const IGNORED = new Set<string>();
 
+/** An embedding the buyer can use: a vector of numbers, or its base64 (`encoding_format: "base64"`). */
+function isEmbedding(item: unknown): boolean {
+  if (typeof item !== "object" || item === null) return false;
+  const vector = (item as { embedding?: unknown }).embedding;
+  if (typeof vector === "string") return vector.length > 0;
+  return Array.isArray(vector) && vector.length > 0 && vector.every((value) => typeof value === "number");
+}
+
+/**
+ * The inputs (of `asked`) an answer holds a usable embedding for: the distinct `index`es of its
+ * embeddings (an entry without one stands at its position), so one vector repeated is one input's.
+ */
+function inputsAnswered(data: unknown, asked: number): number {
+  if (!Array.isArray(data)) return 0;
+  const answered = new Set<number>();
+  data.forEach((item, position) => {
+    if (!isEmbedding(item)) return;
+    const index = (item as { index?: unknown }).index;
+    const input = Number.isSafeInteger(index) ? (index as number) : position;
+    if (input >= 0 && input < asked) answered.add(input);
+  });
+  return answered.size;
+}
+
 function readEmbeddings(json: unknown): OutputReading {
   const error = errorOf(json);
   const data = (json as { data?: unknown } | null)?.data;
-  const delivered = error === undefined && Array.isArray(data) && data.length > 0;
+  const delivered = error === undefined && Array.isArray(data) && data.some(isEmbedding);
   return {
     pieces: [],
     delivered,
@@ -56,9 +80,8 @@ export const embeddings: RouteAdapter = {
 
   // Every input is charged: an answer with embeddings for some of them only is a failed request.
   missingResults(json, request) {
-    const data = (json as { data?: unknown } | null)?.data;
-    const got = Array.isArray(data) ? data.length : 0;
     const asked = inputCount(request.fields.input);
+    const got = inputsAnswered((json as { data?: unknown } | null)?.data, asked);
     return got < asked ? `the backend answered ${got} embeddings for ${asked} inputs` : undefined;
   },
 };

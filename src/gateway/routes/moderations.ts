@@ -34,10 +34,18 @@ function promptOf(request: RouteRequest): { kind: PromptKind; body: Record<strin
   return { kind: "embedding", body: { input } };
 }
 
+/** A moderation result the buyer can use: an object that says whether its input is flagged. */
+const isResult = (item: unknown) => isObject(item) && typeof item.flagged === "boolean";
+
+/** The results of an answer the buyer can use. */
+function resultsOf(json: unknown): number {
+  const results = (json as { results?: unknown } | null)?.results;
+  return Array.isArray(results) ? results.filter(isResult).length : 0;
+}
+
 function readModeration(json: unknown): OutputReading {
   const error = errorOf(json);
-  const results = (json as { results?: unknown } | null)?.results;
-  const delivered = error === undefined && Array.isArray(results) && results.length > 0;
+  const delivered = error === undefined && resultsOf(json) > 0;
   return {
     pieces: [],
     delivered,
@@ -84,8 +92,7 @@ export const moderations: RouteAdapter = {
 
   // Every input is charged: an answer with results for some of them only is a failed request.
   missingResults(json, request) {
-    const results = (json as { results?: unknown } | null)?.results;
-    const got = Array.isArray(results) ? results.length : 0;
+    const got = resultsOf(json);
     const input = request.fields.input;
     // Strings are one input each; multimodal items are the parts of one.
     const asked = Array.isArray(input) && !input.some(isObject) ? input.length : 1;
