@@ -531,6 +531,97 @@ describe("output outside the metered events (Responses, Messages)", () => {
     assert.equal(await devnet.usdcBalance(payer.address), before);
   });
 
+  for (const [where, event] of [
+    [
+      "message_delta's delta",
+      {
+        type: "message_delta",
+        delta: { stop_reason: "end_turn", note: hello },
+        usage: { output_tokens: 3_005 },
+      },
+    ],
+    ["content_block_stop", { type: "content_block_stop", index: 0, note: hello }],
+    ["message_stop", { type: "message_stop", note: hello }],
+  ] as const) {
+    test(`a Messages stream with text in ${where} is metered: not delivered past the limit`, async () => {
+      scripted.script = () => ({
+        headers: { "content-type": "text/event-stream" },
+        pieces: namedSse([
+          {
+            type: "message_start",
+            message: {
+              id: "m",
+              type: "message",
+              role: "assistant",
+              content: [],
+              usage: { input_tokens: 10 },
+            },
+          },
+          { type: "content_block_start", index: 0, content_block: { type: "text", text: "" } },
+          { type: "content_block_delta", index: 0, delta: { type: "text_delta", text: " the toll" } },
+          event,
+          { type: "message_stop" },
+        ]),
+      });
+      const body = {
+        model: MESSAGES,
+        messages: [{ role: "user", content: "hi" }],
+        max_tokens: 50,
+        stream: true,
+      };
+      const { response } = await payFor(h, "/v1/messages", body, buyer().privateKey);
+      const text = await response.text();
+      // Observed before: the event forwarded whole, 3,000 words past a 50-token limit, charged 2 output tokens.
+      assert.ok(!text.includes("hello"), "the 3,000 words past the limit are not forwarded");
+      const row = await finalRow(h);
+      assert.equal(row.status, "settled", "the text delivered before is charged");
+      assert.ok(row.completionTokens! <= 50);
+    });
+  }
+
+  test("an honest Messages stream that met a stop sequence: delivered whole, the stop sequence charged as the output it is", async () => {
+    scripted.script = () => ({
+      headers: { "content-type": "text/event-stream" },
+      pieces: namedSse([
+        {
+          type: "message_start",
+          message: {
+            id: "msg_1",
+            type: "message",
+            role: "assistant",
+            model: "claude-sonnet-4-5",
+            content: [],
+            stop_reason: null,
+            stop_sequence: null,
+            usage: { input_tokens: 10, output_tokens: 1 },
+          },
+        },
+        { type: "content_block_start", index: 0, content_block: { type: "text", text: "" } },
+        { type: "content_block_delta", index: 0, delta: { type: "text_delta", text: " the toll is paid" } },
+        { type: "content_block_stop", index: 0 },
+        {
+          type: "message_delta",
+          delta: { stop_reason: "stop_sequence", stop_sequence: " END" },
+          usage: { output_tokens: 5 },
+        },
+        { type: "message_stop" },
+      ]),
+    });
+    const body = {
+      model: MESSAGES,
+      messages: [{ role: "user", content: "hi" }],
+      max_tokens: 50,
+      stop_sequences: [" END"],
+      stream: true,
+    };
+    const { response } = await payFor(h, "/v1/messages", body, buyer().privateKey);
+    const text = await response.text();
+    assert.ok(text.includes("event: message_delta") && text.includes("event: message_stop"), text);
+    const row = await finalRow(h);
+    assert.equal(row.status, "settled");
+    assert.equal(row.completionTokens, 5, "the backend's count, text and stop sequence, stands");
+  });
+
   test("a Responses JSON answer with an output item of a type the gateway does not know is metered: charged within the limit, not delivered past it", async () => {
     // A newer item (an audio transcript): its text is output the backend bills, wherever the item keeps it.
     const answer = (transcript: string, outputTokens: number) => () => ({

@@ -155,6 +155,32 @@ function generatedText(block: unknown): string {
   return text;
 }
 
+/** Keys of an event or a message that label it: short strings under them are not generated text. */
+const EVENT_LABELS = new Set(["type", "id", "role", "model", "stop_reason"]);
+
+/** Longest label an honest backend sends (a model's id, a message id); a longer one is counted. */
+const LABEL_MAX_CHARS = 64;
+
+/**
+ * Strings an event or a message carries beyond its content blocks (`skip`) and usage, which a client reads
+ * as well: a stop sequence met (the model generated it; its text is not in the content), and any text a
+ * backend puts where Anthropic puts none. Labels (`EVENT_LABELS`) are not counted.
+ */
+function carriedText(value: Record<string, unknown>, skip: readonly string[] = []): string {
+  let text = "";
+  for (const [key, item] of Object.entries(value)) {
+    if (key === "usage" || skip.includes(key)) continue;
+    if (EVENT_LABELS.has(key) && typeof item === "string" && item.length <= LABEL_MAX_CHARS) continue;
+    text += stringsIn(item);
+  }
+  return text;
+}
+
+/** A reading of an event whose only output is the text it carries outside content blocks. */
+function carried(text: string, usage: Record<string, unknown> | undefined): OutputReading {
+  return { pieces: text ? [{ choice: 0, text }] : [], delivered: true, usage, error: undefined };
+}
+
 /** A content block of thinking, shown as a summary, redacted, or omitted: the model billed more than it shows. */
 const isThinkingBlock = (block: unknown) =>
   isObject(block) && (block.type === "thinking" || block.type === "redacted_thinking");
@@ -166,8 +192,12 @@ function readEvent(json: unknown): OutputReading {
   switch (json.type) {
     case "message_start": {
       // Its content is empty from Anthropic; any text a backend puts there is output, and metered.
-      const content = (json.message as { content?: unknown } | undefined)?.content;
-      const text = Array.isArray(content) ? content.map(generatedText).join("") : "";
+      const message = isObject(json.message) ? json.message : {};
+      const content = message.content;
+      const text =
+        carriedText(json, ["message"]) +
+        carriedText(message, ["content"]) +
+        (Array.isArray(content) ? content.map(generatedText).join("") : "");
       return {
         pieces: text ? [{ choice: 0, text }] : [],
         delivered: text !== "",
@@ -192,14 +222,11 @@ function readEvent(json: unknown): OutputReading {
     }
     case "content_block_stop":
     case "message_stop":
-      return { pieces: [], delivered: true, usage: undefined, error: undefined };
-    case "message_delta":
-      return {
-        pieces: [],
-        delivered: true,
-        usage: normalizedUsage(json.usage, { partial: true }),
-        error: undefined,
-      };
+      return carried(carriedText(json), undefined);
+    case "message_delta": {
+      const delta = isObject(json.delta) ? carriedText(json.delta) : stringsIn(json.delta);
+      return carried(carriedText(json, ["delta"]) + delta, normalizedUsage(json.usage, { partial: true }));
+    }
     default:
       // ping and events this gateway does not know: not forwarded, nothing billed.
       return { pieces: [], delivered: false, usage: undefined, error: undefined, forward: false };
@@ -217,7 +244,7 @@ function readMessage(json: unknown): OutputReading {
       usage: undefined,
       error: error ?? "the backend answered no message",
     };
-  const text = content.map(generatedText).join("");
+  const text = content.map(generatedText).join("") + carriedText(json, ["content"]);
   return {
     pieces: text ? [{ choice: 0, text }] : [],
     delivered: true,
