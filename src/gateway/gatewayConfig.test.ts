@@ -477,3 +477,25 @@ test("a fixedFee beside exactPrice, with no other unit price, is a config error:
   });
   assert.equal(modelUnitPrices(both.models[0] as NonNullable<(typeof both.models)[0]>)?.requests, 1000n);
 });
+
+test("a recovery.settlingGraceSeconds not longer than timeouts.settleSeconds is a config error naming both keys and what to write", async () => {
+  const input = await exampleInput();
+  for (const [settleSeconds, settlingGraceSeconds] of [
+    [300, 120],
+    [120, 120],
+  ] as const)
+    assert.throws(
+      () => parseGatewayConfig({ ...input, timeouts: { settleSeconds }, recovery: { settlingGraceSeconds } }),
+      (error: unknown) =>
+        isTollgateError(error, "TOLLGATE_CONFIG_INVALID") &&
+        new RegExp(
+          `config key recovery\\.settlingGraceSeconds: recovery\\.settlingGraceSeconds \\(${settlingGraceSeconds}\\) must be longer than timeouts\\.settleSeconds \\(${settleSeconds}\\).*set recovery\\.settlingGraceSeconds to at least ${settleSeconds + 30}`,
+        ).test(error.shortMessage),
+    );
+  const config = parseGatewayConfig({
+    ...input,
+    timeouts: { settleSeconds: 300 },
+    recovery: { settlingGraceSeconds: 330 },
+  });
+  assert.equal(config.recovery.settlingGraceSeconds, 330);
+});

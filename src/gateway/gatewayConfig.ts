@@ -373,6 +373,15 @@ export const gatewayConfigSchema = z
           path: ["channels", "withdrawDelaySeconds"],
         });
     }
+    // A settle the request still waits for must never look abandoned: recovery would send it again.
+    const { settleSeconds } = config.timeouts;
+    const { settlingGraceSeconds } = config.recovery;
+    if (settlingGraceSeconds <= settleSeconds)
+      ctx.addIssue({
+        code: "custom",
+        message: `recovery.settlingGraceSeconds (${settlingGraceSeconds}) must be longer than timeouts.settleSeconds (${settleSeconds}): a recovery pass (this gateway's, or a sibling replica's on the same ledger) takes a payment settling for longer than its grace as abandoned, and settles it again while the first settle, which the request still waits for, may land: a second transaction at the seller's gas that the authorization's nonce makes fail, and the payment may be booked a debt though its payer paid; set recovery.settlingGraceSeconds to at least ${settleSeconds + 30}, or timeouts.settleSeconds below ${settlingGraceSeconds}`,
+        path: ["recovery", "settlingGraceSeconds"],
+      });
     const ids = new Set<string>();
     for (const [i, model] of config.models.entries()) {
       const needed = Math.ceil(model.backend.maxDurationSeconds) + config.settlementMarginSeconds;

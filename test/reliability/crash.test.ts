@@ -21,6 +21,8 @@ import { type GatewayProcess, startGatewayProcess, writeGatewayConfig } from "./
 import { databaseUrl, freshSchema, needsPostgres, quick } from "./support/reliabilityEnv.js";
 
 const runsPerPoint = quick ? 4 : 20;
+/** Above `timeouts.settleSeconds` (1), as the config must be. */
+const settlingGraceSeconds = 1.5;
 
 /** What each crash must end as once a restarted gateway has recovered it. */
 const expectedStatus: Record<FaultPoint, PaymentStatus> = {
@@ -57,12 +59,14 @@ describe(`crash: the gateway process SIGKILLed at ${faultPoints.length} points, 
     backend = await startMockBackend({ responseTokens: 30, tokensPerSecond: 300 });
     ({ schema, drop: dropSchema } = await freshSchema("crash"));
     dir = await mkdtemp(join(tmpdir(), "tollgate-crash-"));
-    // One gateway at a time here, so a restart may take every pending row at once (grace 0).
+    // One gateway at a time here, so a restart may take every pending row at once (grace 0); a settling
+    // row once it is older than the settle's bound (the restart waits that long).
     configPath = await writeGatewayConfig(dir, {
       devnet,
       backendUrl: backend.url,
       schema,
-      recovery: { graceSeconds: 0, settlingGraceSeconds: 0, intervalSeconds: 3600 },
+      timeouts: { settleSeconds: 1 },
+      recovery: { graceSeconds: 0, settlingGraceSeconds, intervalSeconds: 3600 },
     });
     ledger = await openPostgresLedger({ connectionString: databaseUrl!, schema, maxConnections: 2 });
     client = createPublicClient({ transport: http(devnet.rpcUrl) }) as PublicClient;
@@ -126,6 +130,7 @@ describe(`crash: the gateway process SIGKILLed at ${faultPoints.length} points, 
         assert.equal(exit?.signal, "SIGKILL", `run ${run}: the gateway was killed at ${point}`);
         killed++;
         // The next gateway recovers this run's payment before it listens; the last one runs unarmed.
+        await sleep(settlingGraceSeconds * 1000, undefined, { ref: false });
         const restartedAt = performance.now();
         gateway = await start(run < runsPerPoint - 1 ? point : undefined);
         restartMs += performance.now() - restartedAt;

@@ -26,17 +26,20 @@ export async function writeGatewayConfig(
     backendUrl,
     schema,
     recovery,
+    timeouts,
   }: {
     devnet: Devnet;
     backendUrl: string;
     schema: string;
     recovery?: { graceSeconds: number; settlingGraceSeconds: number; intervalSeconds: number };
+    timeouts?: { verifySeconds?: number; settleSeconds: number };
   },
 ): Promise<string> {
   const config: GatewayConfigInput = {
     ...testGatewayConfig({ devnet, backendUrl, facilitator: { privateKeyEnv: "TOLLGATE_FACILITATOR_KEY" } }),
     ledger: { schema },
     ...(recovery ? { recovery } : {}),
+    ...(timeouts ? { timeouts } : {}),
   };
   const path = join(dir, `gateway-${schema}.json`);
   // JSON is YAML: the CLI reads it as is.
