@@ -499,3 +499,31 @@ test("a recovery.settlingGraceSeconds not longer than timeouts.settleSeconds is 
   });
   assert.equal(config.recovery.settlingGraceSeconds, 330);
 });
+
+test("a maxOutputTokens above 1000000 or a server.maxBodyBytes above 64 MiB is a config error naming the key and the bound", async () => {
+  const input = await exampleInput();
+  const [first, ...rest] = input.models as Array<Record<string, unknown>>;
+  // 2^53 - 1 tokens at the example's $0.60 per 1M: a request naming no max_tokens was quoted about $5.4 billion.
+  for (const maxOutputTokens of [Number.MAX_SAFE_INTEGER, 1_000_001])
+    assert.throws(
+      () => parseGatewayConfig({ ...input, models: [{ ...first, maxOutputTokens }, ...rest] }),
+      (error: unknown) =>
+        isTollgateError(error, "TOLLGATE_CONFIG_INVALID") &&
+        /config key models\.0\.maxOutputTokens: at most 1000000 .*write the model's own output limit/.test(
+          error.shortMessage,
+        ),
+    );
+  assert.throws(
+    () => parseGatewayConfig({ ...input, server: { maxBodyBytes: 2 ** 40 } }),
+    (error: unknown) =>
+      isTollgateError(error, "TOLLGATE_CONFIG_INVALID") &&
+      /config key server\.maxBodyBytes: at most 67108864 \(64 MiB\).*held in memory/.test(error.shortMessage),
+  );
+  const config = parseGatewayConfig({
+    ...input,
+    models: [{ ...first, maxOutputTokens: 1_000_000 }, ...rest],
+    server: { maxBodyBytes: 64 * 1024 * 1024 },
+  });
+  assert.equal(config.models[0]?.maxOutputTokens, 1_000_000);
+  assert.equal(config.server.maxBodyBytes, 64 * 1024 * 1024);
+});

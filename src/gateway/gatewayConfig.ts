@@ -43,6 +43,15 @@ const moneySchema = z.union([z.string(), z.number()]).transform((value, ctx) => 
  */
 const MAX_TIMER_MS = 3_600_000;
 
+/** The most output tokens a model may be sold per answer: above any model's own output limit. */
+const MAX_OUTPUT_TOKENS = 1_000_000;
+
+/**
+ * The largest request body the gateway takes: each is held in memory while it is priced, so one far larger
+ * would let a few requests exhaust the host's memory.
+ */
+const MAX_BODY_BYTES = 64 * 1024 * 1024;
+
 const backendSchema = z.strictObject({
   /** Base URL of an OpenAI-compatible API, including `/v1`. */
   baseUrl: z.string().url(),
@@ -85,7 +94,16 @@ const modelSchema = z
     exactMaxPromptTokens: z.number().int().positive().default(16_384),
     /** A fixed price covers at most this many choices (`n`, `best_of` × prompts). */
     exactMaxChoices: z.number().int().positive().default(1),
-    maxOutputTokens: z.number().int().positive().default(4096),
+    /** The output a request may ask for, and the output one that names no limit is quoted (and run) for. */
+    maxOutputTokens: z
+      .number()
+      .int()
+      .positive()
+      .max(
+        MAX_OUTPUT_TOKENS,
+        `at most ${MAX_OUTPUT_TOKENS} (no model writes more in one answer): a request that names no max_tokens is quoted this many output tokens at outputPrice, so a larger value asks every such buyer for more than its wallet holds, and is sent to the backend as its max_tokens, which it refuses; write the model's own output limit (e.g. 4096, 32768)`,
+      )
+      .default(4096),
     /**
      * The model's context window in tokens: what one inline document (a PDF, which reads as many times
      * its bytes) may count as at most; unset, `DOCUMENT_TOKENS` (1M).
@@ -279,6 +297,10 @@ export const gatewayConfigSchema = z
           .number()
           .int()
           .min(1024)
+          .max(
+            MAX_BODY_BYTES,
+            `at most ${MAX_BODY_BYTES} (64 MiB): every request body up to it is held in memory while it is priced, so a few requests of a larger one could exhaust the host's memory and stop the gateway with its payments in flight; write the largest body a buyer needs (default 4194304, 4 MiB)`,
+          )
           .default(4 * 1024 * 1024),
       })
       .default({ host: "127.0.0.1", port: 4021, maxBodyBytes: 4 * 1024 * 1024 }),
