@@ -30,6 +30,7 @@ import {
 import { type Ledger, openLedger, openPostgresLedger } from "../ledger/index.js";
 import { countTextTokensChunked, USDC_DECIMALS } from "../pricing/index.js";
 import { assertAssetDomain } from "./assertAssetDomain.js";
+import { assertBackendBaseUrls } from "./assertBackendBaseUrls.js";
 import { assertRpcChain } from "./assertRpcChain.js";
 import {
   type BillingEvent,
@@ -118,6 +119,8 @@ export async function startGateway({
       shortMessage: `unknown network ${config.network}`,
     });
   const asset = (config.asset ?? preset.usdc) as Address;
+  // Before anything opens: a base URL without the /v1 its backend answers under is refused here.
+  await assertBackendBaseUrls({ models: config.models, logger });
   const ledger =
     givenLedger ??
     (config.ledger.databaseUrl
