@@ -61,6 +61,7 @@ export async function gatewayCommand(argv: string[]): Promise<number> {
   );
   // Prices as the gateway reads them: a bare number is atomic units, so `inputPrice: 3` shows as $0.000003.
   for (const model of config.models) printLine(`  ${model.id}: ${describeModelPrices(model)}`);
+  if (config.channels) printLine(`  channels: ${describeChannels(config.channels)}`);
   await waitForShutdownSignal();
   await gateway.close();
   await claim?.release();
@@ -107,6 +108,13 @@ export function describeModelPrices(model: ModelConfig): string {
     parts.push(`${formatMoney(price)} per image ${size}`);
   if (model.exactPrice !== undefined) parts.push(`${formatMoney(model.exactPrice)} per request (exact)`);
   return parts.length > 0 ? parts.join(", ") : "free";
+}
+
+/**
+ * A payment-channel config as the gateway reads it, amounts in dollars: `minDeposit $1, minClaimAtomic $1 (…)`.
+ */
+export function describeChannels(channels: NonNullable<GatewayConfig["channels"]>): string {
+  return `minDeposit ${formatMoney(channels.minDeposit)} (${channels.minDeposit} atomic), minClaimAtomic ${formatMoney(channels.minClaimAtomic)} (${channels.minClaimAtomic} atomic), claimIntervalSeconds ${channels.claimIntervalSeconds}, settleIntervalSeconds ${channels.settleIntervalSeconds}, withdrawDelaySeconds ${channels.withdrawDelaySeconds}`;
 }
 
 /**

@@ -1,7 +1,7 @@
 import { z } from "zod";
 import { findNetworkPreset } from "../chain/index.js";
 import { explainIssue, TollgateError } from "../errors/index.js";
-import { parseMoney, USAGE_UNITS } from "../pricing/index.js";
+import { formatMoney, parseMoney, USAGE_UNITS } from "../pricing/index.js";
 import {
   CLAIM_MARGIN_SECONDS,
   onchainStateTrustMs,
@@ -36,6 +36,30 @@ const moneySchema = z.union([z.string(), z.number()]).transform((value, ctx) => 
     return z.NEVER;
   }
 });
+
+/** A bare number below this many atomic units ($0.01) for a channel amount is taken for dollars meant. */
+const LEAST_BARE_CHANNEL_ATOMIC = 10_000;
+
+/**
+ * A channel amount (a deposit, a claim threshold): money as `moneySchema` reads it, but a bare number of less
+ * than a cent, which an operator writes for dollars (`minDeposit: 5`), is refused with what to write: read as
+ * atomic units, it would ask a deposit of one request and claim every charge, each a transaction the seller pays.
+ */
+const channelAmountSchema = z
+  .union([z.string(), z.number()])
+  .superRefine((value, ctx) => {
+    if (
+      typeof value === "number" &&
+      Number.isSafeInteger(value) &&
+      value > 0 &&
+      value < LEAST_BARE_CHANNEL_ATOMIC
+    )
+      ctx.addIssue({
+        code: "custom",
+        message: `${value} is read as ${value} atomic units (${formatMoney(BigInt(value))}): write "$${value}" (with the quotes) for dollars, or "${value}" (quoted) if you mean atomic units`,
+      });
+  })
+  .pipe(moneySchema);
 
 /**
  * The longest wait a timer can hold: Node fires a longer one after 1 ms, so a timeout written larger
@@ -234,7 +258,7 @@ const channelsSchema = z.strictObject({
   /** How often claimed funds are moved to payTo (one transfer). */
   settleIntervalSeconds: z.number().positive().max(86_400).default(3_600),
   /** A channel is claimed once this much is charged and unclaimed (sooner when its payer withdraws or it idles). */
-  minClaimAtomic: moneySchema.default(1_000_000n),
+  minClaimAtomic: channelAmountSchema.default(1_000_000n),
   /** The delay a payer's withdrawal must wait, written into every channel (at least 900 s). */
   withdrawDelaySeconds: z
     .number()
@@ -243,7 +267,7 @@ const channelsSchema = z.strictObject({
     .max(30 * 86_400)
     .default(86_400),
   /** The deposit a new channel is asked for (at least one request's maximum). */
-  minDeposit: moneySchema.default(1_000_000n),
+  minDeposit: channelAmountSchema.default(1_000_000n),
   /**
    * Cooperative refunds one payer may have in 24 h (counted in the ledger, across restarts and replicas; each is a
    * transaction the seller pays); beyond, the payer withdraws on chain at its own gas.
