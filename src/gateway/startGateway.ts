@@ -54,6 +54,7 @@ import { joinReplicas } from "./joinReplicas.js";
 import { createGatewayMetrics } from "./operator/createGatewayMetrics.js";
 import { dashboardChannelsOf } from "./operator/gatewayDashboard.js";
 import { mountOperatorRoutes } from "./operator/mountOperatorRoutes.js";
+import { recoveryTimingProblems } from "./recoveryTimingProblems.js";
 import { modelsWithoutOffer } from "./unofferedModels.js";
 
 export type StartGatewayParameters = {
@@ -325,6 +326,8 @@ export async function startGateway({
       { graceSeconds: config.recovery.graceSeconds },
       "recovery.graceSeconds is below 30 s on a PostgreSQL ledger: the recovery pass at start may fail a request another replica is serving (it refreshes its row every 10 s); keep it only with a single gateway",
     );
+  for (const problem of recoveryTimingProblems(config))
+    logger.warn({ field: problem.key, maxTimeoutSeconds: config.maxTimeoutSeconds }, problem.message);
   // Before serving: finish what a previous run left (rows older than the grace period); never fatal, and a
   // long backlog (a slow chain) finishes in the background after 30 s rather than hold the port closed.
   const firstPass = recovery

@@ -1,0 +1,46 @@
+import assert from "node:assert/strict";
+import { test } from "node:test";
+import { parseGatewayConfig } from "./gatewayConfig.js";
+import { recoveryTimingProblems } from "./recoveryTimingProblems.js";
+
+const base = {
+  network: "eip155:137",
+  payTo: "0x1111111111111111111111111111111111111111",
+  facilitator: { url: "http://127.0.0.1:9" },
+  models: [
+    {
+      id: "m",
+      backend: { baseUrl: "http://127.0.0.1:9/v1", maxDurationSeconds: 60 },
+      inputPrice: "$1",
+      outputPrice: "$2",
+    },
+  ],
+};
+
+test("a recovery grace or confirmAfterSeconds not shorter than maxTimeoutSeconds is named, with the key and what to change", () => {
+  // A maxTimeoutSeconds of 100 is valid for a 60 s model; the default settlingGraceSeconds (120) then
+  // settles again a payment a stopped gateway left settling only once its authorization has lapsed.
+  const short = parseGatewayConfig({ ...base, maxTimeoutSeconds: 100 });
+  assert.deepEqual(
+    recoveryTimingProblems(short).map((problem) => problem.key),
+    ["recovery.settlingGraceSeconds"],
+  );
+  assert.match(
+    recoveryTimingProblems(short)[0]?.message ?? "",
+    /^config key recovery\.settlingGraceSeconds: 120 s is not shorter than maxTimeoutSeconds \(100\).*settled again only after its authorization lapsed.*lower recovery\.settlingGraceSeconds/,
+  );
+  const all = parseGatewayConfig({
+    ...base,
+    maxTimeoutSeconds: 100,
+    recovery: { graceSeconds: 100, settlingGraceSeconds: 200, confirmAfterSeconds: 150 },
+  });
+  assert.deepEqual(
+    recoveryTimingProblems(all).map((problem) => problem.key),
+    ["recovery.graceSeconds", "recovery.settlingGraceSeconds", "recovery.confirmAfterSeconds"],
+  );
+  assert.deepEqual(
+    recoveryTimingProblems(parseGatewayConfig(base)),
+    [],
+    "the defaults fit the default 300 s",
+  );
+});

@@ -1,0 +1,40 @@
+import type { GatewayConfig } from "./gatewayConfig.js";
+
+/** A recovery setting that leaves recovery to act only once the authorizations it needs have lapsed. */
+export type RecoveryTimingProblem = { key: string; message: string };
+
+/**
+ * The `recovery` keys not shorter than `maxTimeoutSeconds`, the time a buyer's authorization is signed for:
+ * recovery acts on a row only once its grace has passed, and reads a settlement back only while it was booked
+ * within `maxTimeoutSeconds`, so with such a value a payment a stopped gateway left metered or settling is
+ * settled only after its authorization lapsed, or no settlement is ever read back. The gateway serves all the
+ * same (a short `maxTimeoutSeconds` with the default recovery is valid), so these are warnings at start.
+ */
+export function recoveryTimingProblems(
+  config: Pick<GatewayConfig, "maxTimeoutSeconds" | "recovery">,
+): RecoveryTimingProblem[] {
+  const { maxTimeoutSeconds, recovery } = config;
+  const checks = [
+    {
+      key: "recovery.graceSeconds",
+      seconds: recovery.graceSeconds,
+      what: "a payment a stopped gateway left metered, its charge recorded, would be settled only after its authorization lapsed: the seller's loss",
+    },
+    {
+      key: "recovery.settlingGraceSeconds",
+      seconds: recovery.settlingGraceSeconds,
+      what: "a payment a stopped gateway left settling would be settled again only after its authorization lapsed: the seller's loss",
+    },
+    {
+      key: "recovery.confirmAfterSeconds",
+      seconds: recovery.confirmAfterSeconds,
+      what: "no settlement is read back from the chain (only those booked within maxTimeoutSeconds are), so one whose block is reorganised away is never found and settled again: the seller's loss",
+    },
+  ];
+  return checks
+    .filter((check) => check.seconds >= maxTimeoutSeconds)
+    .map(({ key, seconds, what }) => ({
+      key,
+      message: `config key ${key}: ${seconds} s is not shorter than maxTimeoutSeconds (${maxTimeoutSeconds}), the time a buyer's authorization is signed for: ${what}; lower ${key}, with recovery.intervalSeconds, well below maxTimeoutSeconds, or raise maxTimeoutSeconds`,
+    }));
+}
