@@ -527,3 +527,23 @@ test("a maxOutputTokens above 1000000 or a server.maxBodyBytes above 64 MiB is a
   assert.equal(config.models[0]?.maxOutputTokens, 1_000_000);
   assert.equal(config.server.maxBodyBytes, 64 * 1024 * 1024);
 });
+
+test("with a remote facilitator, a recovery.settlingGraceSeconds not longer than facilitator.timeoutMs is a config error: the settle call runs until then", async () => {
+  const input = await exampleInput();
+  const facilitator = { url: "https://facilitator.example", timeoutMs: 600_000 };
+  assert.throws(
+    () => parseGatewayConfig({ ...input, facilitator }),
+    (error: unknown) =>
+      isTollgateError(error, "TOLLGATE_CONFIG_INVALID") &&
+      /config key recovery\.settlingGraceSeconds: recovery\.settlingGraceSeconds \(120\) must be longer than facilitator\.timeoutMs \(600000 ms\).*set recovery\.settlingGraceSeconds to at least 630, or facilitator\.timeoutMs below 120000/.test(
+        error.shortMessage,
+      ),
+  );
+  const config = parseGatewayConfig({
+    ...input,
+    maxTimeoutSeconds: 900,
+    facilitator,
+    recovery: { settlingGraceSeconds: 630 },
+  });
+  assert.equal(config.recovery.settlingGraceSeconds, 630);
+});

@@ -428,6 +428,14 @@ export const gatewayConfigSchema = z
         message: `recovery.settlingGraceSeconds (${settlingGraceSeconds}) must be longer than timeouts.settleSeconds (${settleSeconds}): a recovery pass (this gateway's, or a sibling replica's on the same ledger) takes a payment settling for longer than its grace as abandoned, and settles it again while the first settle, which the request still waits for, may land: a second transaction at the seller's gas that the authorization's nonce makes fail, and the payment may be booked a debt though its payer paid; set recovery.settlingGraceSeconds to at least ${settleSeconds + 30}, or timeouts.settleSeconds below ${settlingGraceSeconds}`,
         path: ["recovery", "settlingGraceSeconds"],
       });
+    // A remote facilitator's settle runs on, past settleSeconds, until facilitator.timeoutMs: as long as that.
+    const remoteSettleSeconds = "url" in config.facilitator ? config.facilitator.timeoutMs / 1000 : 0;
+    if (settlingGraceSeconds > settleSeconds && settlingGraceSeconds <= remoteSettleSeconds)
+      ctx.addIssue({
+        code: "custom",
+        message: `recovery.settlingGraceSeconds (${settlingGraceSeconds}) must be longer than facilitator.timeoutMs (${remoteSettleSeconds * 1000} ms): the gateway's call to settle a payment runs until then, past timeouts.settleSeconds, and a recovery pass would settle that payment again while the call may still land; set recovery.settlingGraceSeconds to at least ${Math.ceil(remoteSettleSeconds) + 30}, or facilitator.timeoutMs below ${settlingGraceSeconds * 1000}`,
+        path: ["recovery", "settlingGraceSeconds"],
+      });
     const ids = new Set<string>();
     for (const [i, model] of config.models.entries()) {
       const needed = Math.ceil(model.backend.maxDurationSeconds) + config.settlementMarginSeconds;

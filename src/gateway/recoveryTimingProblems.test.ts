@@ -44,3 +44,23 @@ test("a recovery grace or confirmAfterSeconds not shorter than maxTimeoutSeconds
     "the defaults fit the default 300 s",
   );
 });
+
+test("on a PostgreSQL ledger, an in-process facilitator's settle still waiting for its receipt is named when settlingGraceSeconds does not outlast that wait", () => {
+  const key = `0x${"11".repeat(32)}`;
+  const shared = (settlingGraceSeconds: number, ledger: Record<string, string>) =>
+    parseGatewayConfig({
+      ...base,
+      facilitator: { privateKey: key },
+      ledger,
+      timeouts: { settleSeconds: 10 },
+      recovery: { settlingGraceSeconds },
+    });
+  const replicas = recoveryTimingProblems(shared(40, { databaseUrl: "postgres://db/books" }));
+  assert.deepEqual(
+    replicas.map((problem) => problem.key),
+    ["recovery.settlingGraceSeconds"],
+  );
+  assert.match(replicas[0]?.message ?? "", /waits for a settlement's receipt.*raise it to at least 90/);
+  assert.deepEqual(recoveryTimingProblems(shared(40, {})), [], "a PGlite ledger has no sibling");
+  assert.deepEqual(recoveryTimingProblems(shared(90, { databaseUrl: "postgres://db/books" })), []);
+});

@@ -1,5 +1,8 @@
 import type { GatewayConfig } from "./gatewayConfig.js";
 
+/** How long the in-process facilitator waits for a settlement's receipt (its signer's default). */
+const IN_PROCESS_RECEIPT_WAIT_SECONDS = 60;
+
 /** A recovery setting that leaves recovery to act only once the authorizations it needs have lapsed. */
 export type RecoveryTimingProblem = { key: string; message: string };
 
@@ -11,9 +14,21 @@ export type RecoveryTimingProblem = { key: string; message: string };
  * same (a short `maxTimeoutSeconds` with the default recovery is valid), so these are warnings at start.
  */
 export function recoveryTimingProblems(
-  config: Pick<GatewayConfig, "maxTimeoutSeconds" | "recovery">,
+  config: Pick<GatewayConfig, "maxTimeoutSeconds" | "recovery" | "facilitator" | "ledger">,
 ): RecoveryTimingProblem[] {
   const { maxTimeoutSeconds, recovery } = config;
+  const problems: RecoveryTimingProblem[] = [];
+  // The in-process facilitator waits this long for a settlement's receipt, past timeouts.settleSeconds; in
+  // one process a second settle of it joins the first, but a sibling replica's recovery sends its own.
+  if (
+    !("url" in config.facilitator) &&
+    config.ledger.databaseUrl !== undefined &&
+    recovery.settlingGraceSeconds <= IN_PROCESS_RECEIPT_WAIT_SECONDS
+  )
+    problems.push({
+      key: "recovery.settlingGraceSeconds",
+      message: `config key recovery.settlingGraceSeconds: ${recovery.settlingGraceSeconds} s is not longer than the ${IN_PROCESS_RECEIPT_WAIT_SECONDS} s the in-process facilitator waits for a settlement's receipt: on a PostgreSQL ledger shared with replicas, a sibling's recovery may settle again a payment whose transaction this gateway still waits on, a second transaction at the seller's gas that fails; raise it to at least ${IN_PROCESS_RECEIPT_WAIT_SECONDS + 30}, or keep it only with a single gateway`,
+    });
   const checks = [
     {
       key: "recovery.graceSeconds",
@@ -31,10 +46,11 @@ export function recoveryTimingProblems(
       what: "no settlement is read back from the chain (only those booked within maxTimeoutSeconds are), so one whose block is reorganised away is never found and settled again: the seller's loss",
     },
   ];
-  return checks
-    .filter((check) => check.seconds >= maxTimeoutSeconds)
-    .map(({ key, seconds, what }) => ({
-      key,
-      message: `config key ${key}: ${seconds} s is not shorter than maxTimeoutSeconds (${maxTimeoutSeconds}), the time a buyer's authorization is signed for: ${what}; lower ${key}, with recovery.intervalSeconds, well below maxTimeoutSeconds, or raise maxTimeoutSeconds`,
-    }));
+  for (const { key, seconds, what } of checks)
+    if (seconds >= maxTimeoutSeconds)
+      problems.push({
+        key,
+        message: `config key ${key}: ${seconds} s is not shorter than maxTimeoutSeconds (${maxTimeoutSeconds}), the time a buyer's authorization is signed for: ${what}; lower ${key}, with recovery.intervalSeconds, well below maxTimeoutSeconds, or raise maxTimeoutSeconds`,
+      });
+  return problems;
 }
