@@ -547,3 +547,20 @@ test("with a remote facilitator, a recovery.settlingGraceSeconds not longer than
   });
   assert.equal(config.recovery.settlingGraceSeconds, 630);
 });
+
+test("a channels.refundIdleSeconds under 600 is a config error: an idle refund and the next deposit are each a transaction the seller pays", async () => {
+  const input = await exampleInput();
+  for (const refundIdleSeconds of [0.001, 1, 599])
+    assert.throws(
+      () => parseGatewayConfig({ ...input, channels: { refundIdleSeconds } }),
+      (error: unknown) =>
+        isTollgateError(error, "TOLLGATE_CONFIG_INVALID") &&
+        /config key channels\.refundIdleSeconds: at least 600 .*leave it out to never refund on its own/.test(
+          error.shortMessage,
+        ),
+    );
+  assert.equal(
+    parseGatewayConfig({ ...input, channels: { refundIdleSeconds: 86_400 } }).channels?.refundIdleSeconds,
+    86_400,
+  );
+});

@@ -279,7 +279,13 @@ const channelsSchema = z.strictObject({
    */
   smallDepositsPerPayerPerDay: z.number().int().nonnegative().default(8),
   /** Cooperatively refund channels idle this long (seconds); unset: never on its own. */
-  refundIdleSeconds: z.number().positive().optional(),
+  refundIdleSeconds: z
+    .number()
+    .min(
+      600,
+      "at least 600 (10 minutes): each idle refund is a transaction the seller pays, and the payer's next request then needs a new deposit, another; refunding channels idle only seconds would pay both between a payer's requests, and look for idle channels as often; write how long a channel may sit unused before its balance goes back (e.g. 86400), or leave it out to never refund on its own",
+    )
+    .optional(),
   /** The receiver-authorizer key that signs claims and refunds, already resolved (the CLI reads the env). */
   receiverAuthorizerKey: privateKeySchema.optional(),
   /** Environment variable holding the receiver-authorizer key; default: the in-process facilitator's key. */
