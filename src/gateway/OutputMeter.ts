@@ -49,6 +49,7 @@ export class OutputMeter {
   readonly #counted = new Map<number, ChoiceCount>();
   #delivered = false;
   #generated = false;
+  #answerBegun = false;
   #hiddenOutput = false;
   readonly #limitPerChoice: number;
   readonly #bytes = new Map<number, number>();
@@ -104,6 +105,14 @@ export class OutputMeter {
    */
   get generated(): boolean {
     return this.#generated;
+  }
+
+  /**
+   * Something of the answer proper was forwarded: generated text other than reasoning shown as the model
+   * thinks (`OutputReading.reasoning`), or an image. Reasoning the model did first is then spent.
+   */
+  get answerBegun(): boolean {
+    return this.#answerBegun;
   }
 
   /** Images forwarded (never above the authorized number). */
@@ -162,6 +171,8 @@ export class OutputMeter {
     if (reading.hiddenOutput) this.#hiddenOutput = true;
     if (images > 0 || reading.hiddenOutput || reading.pieces.some((piece) => piece.text.length > 0))
       this.#generated = true;
+    if (images > 0 || (!reading.reasoning && reading.pieces.some((piece) => piece.text.length > 0)))
+      this.#answerBegun = true;
     return true;
   }
 

@@ -169,6 +169,11 @@ export type Billing = {
   paymentRequired(work: PaymentRequiredWork): void;
   /** Resolves once every request served so far has its money final (settled, zero, debt or failed). */
   whenSettled(): Promise<void>;
+  /**
+   * The gateway is stopping: a stream whose buyer left is no longer read on for its usage report; it is
+   * stopped and charged what it delivered (`BillingSession.meterStream`).
+   */
+  stopReadingOn(): void;
 };
 
 /** What `Billing.paymentRequired` tells of work asked for without a payment. */
@@ -244,6 +249,7 @@ export function createBilling(parameters: CreateBillingParameters): Billing {
     );
   // The requests being served: a gateway that stops waits for their money to be final.
   const open = new Set<Promise<unknown>>();
+  const stopping = new AbortController();
   const tracked = (session: BillingSession): BillingSession => {
     const finished = session.done.catch(() => undefined);
     open.add(finished);
@@ -533,6 +539,7 @@ export function createBilling(parameters: CreateBillingParameters): Billing {
           createBillingSession({
             quote,
             paymentId,
+            stopping: stopping.signal,
             unwritten,
             ...(confirmed ? { confirmed } : {}),
             payer: accepted.payer,
@@ -599,6 +606,7 @@ export function createBilling(parameters: CreateBillingParameters): Billing {
         createBillingSession({
           quote,
           paymentId: admitted.paymentId,
+          stopping: stopping.signal,
           payer: admitted.payer,
           payload: payment,
           requirements: admitted.requirements,
@@ -779,6 +787,7 @@ export function createBilling(parameters: CreateBillingParameters): Billing {
     fail,
     paymentRequired,
     whenSettled,
+    stopReadingOn: () => stopping.abort(),
   };
 }
 

@@ -67,6 +67,8 @@ export type CreateBillingSessionParameters = {
   emit: (event: BillingEvent) => void;
   /** A voucher's reservation on its payment channel: the charge goes there instead of a settle. */
   channel?: ChannelReservation;
+  /** Aborted when the gateway stops: a stream whose buyer left is then not read on for its usage. */
+  stopping?: AbortSignal;
 };
 
 /** The fields every event of a paid request carries. */
@@ -92,6 +94,9 @@ function rowWriteFailed(): Promise<void> {
 
 /** Default interval of the serving heartbeat; a recovery grace period must be several times longer. */
 export const DEFAULT_HEARTBEAT_MS = 10_000;
+
+/** What the buyer was delivered of a stream, as the charge reads it (an `OutputMeter`, or what it held when the buyer left). */
+type DeliveredOutput = Pick<OutputMeter, "countedTokens" | "byteCeiling" | "sawHiddenOutput" | "images">;
 
 /** How a stream ended, as far as billing is concerned. */
 export type StreamEnding = "complete" | "backend_error" | "timeout" | "client_gone";
@@ -138,6 +143,15 @@ export type StreamWriter = {
   push(text: string): string;
   /** True once the tap stopped forwarding (limit or backend error): stop the backend. */
   readonly stopped: boolean;
+  /**
+   * The buyer left. True when the backend is to be read on, nothing forwarded, until its usage report
+   * (`usageReported`), then `finish("client_gone")`: the answer had begun on a request that allows
+   * hidden output, whose reasoning before the answer is spent and is reported only at the end. False:
+   * stop the backend now and `finish("client_gone")` (what was delivered is charged).
+   */
+  leave(): boolean;
+  /** The backend reported its output count. */
+  readonly usageReported: boolean;
   finish(ending: StreamEnding): Promise<string>;
 };
 
@@ -254,6 +268,14 @@ export function createBillingSession(parameters: CreateBillingSessionParameters)
   const answered = (meter: OutputMeter, reported: unknown) =>
     meter.generated || (!quote.route.outputTokens && meter.delivered) || reportsWork(reported);
 
+  /**
+   * Output the backend may have generated unseen before its answer: thinking the request allows (or
+   * showed, when it said nothing), or reasoning an API itemizes in its usage (up to the output limit).
+   */
+  const hiddenAllowance = (sawHiddenOutput: boolean) =>
+    quote.request.hiddenOutputTokens ??
+    (sawHiddenOutput || quote.route.reportsReasoning ? quote.maxOutputTokens : 0);
+
   const exactCount = hasExactTokenizer(model);
   const newMeter = () =>
     new OutputMeter({
@@ -268,7 +290,12 @@ export function createBillingSession(parameters: CreateBillingSessionParameters)
    * Settles what was delivered; `endedAt` is when the backend's answer ended (its last byte, or the
    * buyer leaving), so backend time is priced without the gateway's own metering and waits after it.
    */
-  const settleDelivered = (meter: OutputMeter, reported: unknown, endedAt: number) =>
+  const settleDelivered = (
+    meter: DeliveredOutput,
+    reported: unknown,
+    endedAt: number,
+    undeliveredOutputTokens = 0,
+  ) =>
     finishOnce(async () => {
       // A row waiting for its charge is written with it; any other is in the ledger first.
       const writtenWithCharge = written === undefined && parameters.channel !== undefined;
@@ -295,6 +322,7 @@ export function createBillingSession(parameters: CreateBillingSessionParameters)
         // Thinking the request asked for, up to its budget; thinking it said nothing of, up to the limit.
         hiddenOutputTokens:
           quote.request.hiddenOutputTokens ?? (meter.sawHiddenOutput ? quote.maxOutputTokens : 0),
+        undeliveredOutputTokens,
       });
       // Images are counted as the buyer gets them (the meter forwards none past what the quote allowed).
       const images = meter.images;
@@ -491,6 +519,8 @@ export function createBillingSession(parameters: CreateBillingSessionParameters)
     const meter = newMeter();
     const tap: SseTap = createSseTap({ route: quote.route, meter, onStop });
     let trailer: Promise<string> | undefined;
+    /** What the buyer had when it left while the backend was read on for its usage report. */
+    let left: (DeliveredOutput & { at: number }) | undefined;
     /** When the backend's last bytes came: a backend that failed or stalled worked until then, not after. */
     let lastBytesAt: number | undefined;
     const finish = async (ending: StreamEnding): Promise<string> => {
@@ -502,8 +532,9 @@ export function createBillingSession(parameters: CreateBillingSessionParameters)
     const trailerFor = async (ending: StreamEnding): Promise<string> => {
       const failed = tap.stopped === "backend_error" || ending === "backend_error" || ending === "timeout";
       // Backend time (compute-priced models) ends with the answer: its last bytes when it failed or went
-      // silent until a timeout (the wait is not its work), else now (its end, or the buyer leaving).
-      const endedAt = failed && lastBytesAt !== undefined ? lastBytesAt : performance.now();
+      // silent until a timeout (the wait is not its work), else now (its end, or the buyer leaving). A
+      // buyer that left while the backend was read on for its usage pays the time until it left.
+      const endedAt = left ? left.at : failed && lastBytesAt !== undefined ? lastBytesAt : performance.now();
       const code = ending === "timeout" ? "TOLLGATE_BACKEND_TIMEOUT" : "TOLLGATE_BACKEND_FAILED";
       const message =
         tap.stopMessage && tap.stopped === "backend_error"
@@ -528,7 +559,11 @@ export function createBillingSession(parameters: CreateBillingSessionParameters)
         );
         return errorEvent(`nothing was delivered, nothing is charged (${message})`, code);
       }
-      const outcome = await settleDelivered(meter, tap.reportedUsage, endedAt);
+      // Output read after the buyer left is not delivered: charged is what it had, and the reported
+      // output less what came after, within the hidden allowance.
+      const outcome = left
+        ? await settleDelivered(left, tap.reportedUsage, endedAt, meter.countedTokens - left.countedTokens)
+        : await settleDelivered(meter, tap.reportedUsage, endedAt);
       if (!outcome) return failed ? errorEvent(message, code) : doneEvent;
       const charged = receiptFor(outcome);
       const { includeUsage } = quote.request;
@@ -558,6 +593,21 @@ export function createBillingSession(parameters: CreateBillingSessionParameters)
       },
       get stopped() {
         return tap.stopped !== undefined;
+      },
+      leave() {
+        if (left || trailer || tap.stopped !== undefined || outputReported(tap.reportedUsage)) return false;
+        if (!meter.answerBegun || hiddenAllowance(meter.sawHiddenOutput) === 0) return false;
+        left = {
+          countedTokens: meter.countedTokens,
+          byteCeiling: meter.byteCeiling,
+          sawHiddenOutput: meter.sawHiddenOutput,
+          images: meter.images,
+          at: performance.now(),
+        };
+        return true;
+      },
+      get usageReported() {
+        return outputReported(tap.reportedUsage);
       },
       finish(ending) {
         trailer ??= finish(ending);
@@ -704,6 +754,54 @@ export function createBillingSession(parameters: CreateBillingSessionParameters)
           controller.close();
         }
       };
+      /** Reads the backend's next bytes into the writer: the text to forward, or how its stream ended. */
+      const readStep = async (): Promise<{ out: string } | { ending: StreamEnding; rest: string }> => {
+        let next: ReadableStreamReadResult<Uint8Array>;
+        try {
+          next = await reader.read();
+        } catch (error) {
+          if (expired) return { ending: "timeout", rest: "" };
+          if (writer.stopped) return { ending: "complete", rest: "" };
+          logger.warn({ paymentId, error: String(error) }, "backend stream failed");
+          const timedOut = error instanceof TollgateError && error.code === "TOLLGATE_BACKEND_TIMEOUT";
+          return { ending: timedOut ? "timeout" : "backend_error", rest: "" };
+        }
+        if (expired) return { ending: "timeout", rest: "" };
+        if (next.done) return { ending: "complete", rest: writer.push(decoder.decode()) };
+        const out = writer.push(decoder.decode(next.value, { stream: true }));
+        if (writer.stopped) return { ending: "complete", rest: out };
+        return { out };
+      };
+      // Set when the buyer left and the backend is read on for its usage report (`StreamWriter.leave`).
+      let readingOn = false;
+      let backendEnded = false;
+      let pulling: Promise<void> | undefined;
+      /**
+       * Reads the backend on after the buyer left, forwarding nothing, until it reports its usage, ends,
+       * fails or stalls (its idle timeout), or the request's time bound; then stops it and charges.
+       */
+      const readOn = async (reason: unknown) => {
+        const { stopping } = parameters;
+        const stop = () => reader.cancel("the gateway is stopping").catch(() => undefined);
+        stopping?.addEventListener("abort", stop, { once: true });
+        try {
+          await pulling?.catch(() => undefined);
+          while (
+            !backendEnded &&
+            !expired &&
+            !writer.stopped &&
+            !writer.usageReported &&
+            !stopping?.aborted
+          ) {
+            if ("ending" in (await readStep())) break;
+          }
+        } finally {
+          stopping?.removeEventListener("abort", stop);
+        }
+        clearTimeout(deadline);
+        await reader.cancel(reason).catch(() => undefined);
+        await writer.finish("client_gone");
+      };
       return new ReadableStream<Uint8Array>(
         {
           async start(controller) {
@@ -716,30 +814,34 @@ export function createBillingSession(parameters: CreateBillingSessionParameters)
             controller.enqueue(encoder.encode(errorEvent(PAYMENT_NOT_RECORDED, "TOLLGATE_LEDGER_FAILED")));
             controller.close();
           },
-          async pull(controller) {
-            for (;;) {
-              let next: ReadableStreamReadResult<Uint8Array>;
-              try {
-                next = await reader.read();
-              } catch (error) {
-                if (expired) return end(controller, "timeout");
-                if (writer.stopped) return end(controller, "complete");
-                logger.warn({ paymentId, error: String(error) }, "backend stream failed");
-                const timedOut = error instanceof TollgateError && error.code === "TOLLGATE_BACKEND_TIMEOUT";
-                return end(controller, timedOut ? "timeout" : "backend_error");
+          pull(controller) {
+            pulling = (async () => {
+              for (;;) {
+                const step = await readStep();
+                // A read the buyer's leaving overtook: its bytes are metered as not delivered.
+                if (readingOn) {
+                  if ("ending" in step) backendEnded = true;
+                  return;
+                }
+                if ("ending" in step) return end(controller, step.ending, step.rest);
+                if (step.out) {
+                  controller.enqueue(encoder.encode(step.out));
+                  return;
+                }
               }
-              if (expired) return end(controller, "timeout");
-              if (next.done) return end(controller, "complete", writer.push(decoder.decode()));
-              const out = writer.push(decoder.decode(next.value, { stream: true }));
-              if (writer.stopped) return end(controller, "complete", out);
-              if (out) {
-                controller.enqueue(encoder.encode(out));
-                return;
-              }
-            }
+            })();
+            return pulling;
           },
           async cancel(reason) {
             closed = true;
+            if (!parameters.stopping?.aborted && writer.leave()) {
+              // The answer had begun: the reasoning before it is spent, and reported only at the end.
+              readingOn = true;
+              readOn(reason).catch((error: unknown) =>
+                logger.error({ paymentId, error: String(error) }, "reading the backend on failed"),
+              );
+              return;
+            }
             clearTimeout(deadline);
             // The buyer left: decided first, so a read the cancel ends cannot pass for a complete answer.
             void writer.finish("client_gone").catch(() => undefined);
@@ -755,6 +857,13 @@ export function createBillingSession(parameters: CreateBillingSessionParameters)
   function newMeterAccepts(answer: Record<string, unknown>): boolean {
     return newMeter().accept(quote.route.readAnswer(answer));
   }
+}
+
+/** A report that states the output the backend generated (OpenAI's names, as routes normalize usage to). */
+function outputReported(reported: unknown): boolean {
+  if (typeof reported !== "object" || reported === null) return false;
+  const output = (reported as Record<string, unknown>).completion_tokens;
+  return typeof output === "number" && Number.isSafeInteger(output) && output >= 0;
 }
 
 /** A backend's usage report that counts work done: a prompt read or tokens generated (any API's names). */

@@ -117,6 +117,8 @@ export function createGatewayApp({
       body: backendBody,
       route: quote.route,
       signal: signal ? AbortSignal.any([c.req.raw.signal, signal]) : c.req.raw.signal,
+      // The billing session stops a stream's backend, or reads it on for the usage of reasoning spent.
+      signalStopsStream: false,
     });
   };
   for (const route of Object.values(routes)) {

@@ -347,3 +347,25 @@ test("the byte ceiling holds each choice's bytes to its limit, and is gone once 
   assert.equal(piece(1, Array(200).fill("w").join(" ")), false, "past the limit: refused");
   assert.equal(meter.byteCeiling, undefined, "the backend's count now covers output nobody received");
 });
+
+test("output the backend sent after the buyer left is taken off its count: only the hidden part is charged beyond what was delivered", async () => {
+  const charged = async (reportedOutput: number, undeliveredOutputTokens: number) =>
+    (
+      await reconcileUsage({
+        deliveredOutputTokens: 30,
+        choices: 1,
+        maxOutputTokens: 2_000,
+        promptTokenBound: 1_000,
+        countPrompt: async () => 0,
+        promptCountPlausible: async () => true,
+        hiddenOutputTokens: 1_024,
+        undeliveredOutputTokens,
+        reported: { prompt_tokens: 40, completion_tokens: reportedOutput },
+      })
+    ).units.output_tokens;
+  // 500 thought, 30 delivered, 300 more answered to nobody: the thinking and the 30 are charged.
+  assert.equal(await charged(500 + 30 + 300, 300), 530);
+  assert.equal(await charged(500 + 30, 0), 530);
+  // A count below what came after the buyer left falls back to what was delivered.
+  assert.equal(await charged(200, 300), 30);
+});

@@ -35,6 +35,11 @@ export type ReconcileUsageParameters = {
   promptCache?: boolean;
   /** Output the request lets the model generate unseen (Anthropic's thinking budget): believed beyond what was delivered. */
   hiddenOutputTokens?: number;
+  /**
+   * Output tokens the backend sent after the buyer left, read for its usage report and not forwarded:
+   * the backend's output count is taken less these (at least 0), so none of them is charged as hidden output.
+   */
+  undeliveredOutputTokens?: number;
 };
 
 /**
@@ -64,11 +69,14 @@ export async function reconcileUsage({
   promptCountPlausible,
   promptCache = false,
   hiddenOutputTokens = 0,
+  undeliveredOutputTokens = 0,
 }: ReconcileUsageParameters): Promise<ChargeUsage> {
   const usage =
     typeof reported === "object" && reported !== null ? (reported as Record<string, unknown>) : {};
   const slack = 4 * Math.max(choices, 1);
-  const reportedOutput = usage.completion_tokens;
+  const reportedOutput = isCount(usage.completion_tokens)
+    ? Math.max(0, usage.completion_tokens - undeliveredOutputTokens)
+    : usage.completion_tokens;
   // Reasoning a model does not stream (OpenAI's o-series) is output nobody saw: believed only as far
   // as the backend itemizes it, and still within the authorized output.
   const details = usage.completion_tokens_details as Record<string, unknown> | null | undefined;

@@ -394,6 +394,7 @@ export async function startGateway({
     async close() {
       await recovery.stop();
       // No more requests; the streams under way are cut, each charged for what it delivered.
+      billing.stopReadingOn();
       await new Promise<void>((resolve) => {
         server.close(() => resolve());
         (server as unknown as { closeAllConnections?: () => void }).closeAllConnections?.();

@@ -9,6 +9,10 @@ export type ScriptedAnswer = {
   pieces: string[];
   /** Pause between pieces (ms). */
   gapMs?: number;
+  /** Piece index → what to wait for before writing that piece (the test lets it go). */
+  waitBefore?: Record<number, Promise<unknown>>;
+  /** Stops writing once this many pieces are out, and holds the connection open until the client leaves. */
+  stallAfter?: number;
 };
 
 export type ScriptedBackend = {
@@ -46,7 +50,9 @@ export async function startScriptedBackend(): Promise<ScriptedBackend> {
       bodies.push(body);
       const answer = backend.script(body);
       res.writeHead(answer.status ?? 200, answer.headers ?? { "content-type": "application/json" });
-      for (const piece of answer.pieces) {
+      for (const [index, piece] of answer.pieces.entries()) {
+        if (index === answer.stallAfter) return;
+        await answer.waitBefore?.[index];
         if (res.destroyed) return;
         res.write(piece);
         if (answer.gapMs) await new Promise((resolve) => setTimeout(resolve, answer.gapMs));

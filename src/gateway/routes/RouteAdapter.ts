@@ -33,6 +33,11 @@ export type OutputReading = {
    * said nothing of it, the backend's output count is believed up to the output limit.
    */
   hiddenOutput?: boolean;
+  /**
+   * The output is the model's reasoning shown as it thinks (a thinking block, a reasoning summary or
+   * text), not its answer: a buyer that leaves during it has not begun to receive the answer.
+   */
+  reasoning?: boolean;
 };
 
 /** How a route ends its streams, for APIs whose streams are not OpenAI's chunks and `[DONE]`. */
@@ -97,6 +102,11 @@ export type RouteAdapter = {
   readonly emptyChunkChoice: Record<string, unknown>;
   /** The stream's events are named (`event:` lines), and forwarded with their names. */
   readonly namedEvents?: boolean;
+  /**
+   * The backend's usage may itemize reasoning it did not stream (`completion_tokens_details.reasoning_tokens`),
+   * charged within the authorized output, whatever the request asked.
+   */
+  readonly reportsReasoning?: boolean;
   /** Receipt, error and end events in this API's streaming format; default OpenAI's chunks and `[DONE]`. */
   readonly streamTrailer?: StreamTrailer;
   /** Headers the backend of this API expects beyond the JSON content type (its key, its version). */

@@ -185,6 +185,10 @@ function carried(text: string, usage: Record<string, unknown> | undefined): Outp
 const isThinkingBlock = (block: unknown) =>
   isObject(block) && (block.type === "thinking" || block.type === "redacted_thinking");
 
+/** A delta of a thinking block: its summarized text, or its signature. */
+const isThinkingDelta = (delta: unknown) =>
+  isObject(delta) && (delta.type === "thinking_delta" || delta.type === "signature_delta");
+
 function readEvent(json: unknown): OutputReading {
   if (!isObject(json)) return { pieces: [], delivered: false, usage: undefined, error: "not a JSON object" };
   const error = errorMessageOf(json);
@@ -209,15 +213,15 @@ function readEvent(json: unknown): OutputReading {
     }
     case "content_block_start":
     case "content_block_delta": {
-      const text = generatedText(json.type === "content_block_start" ? json.content_block : json.delta);
+      const block = json.type === "content_block_start" ? json.content_block : json.delta;
+      const text = generatedText(block);
       return {
         pieces: text ? [{ choice: 0, text }] : [],
         delivered: true,
         usage: undefined,
         error: undefined,
-        ...(json.type === "content_block_start" && isThinkingBlock(json.content_block)
-          ? { hiddenOutput: true }
-          : {}),
+        ...(json.type === "content_block_start" && isThinkingBlock(block) ? { hiddenOutput: true } : {}),
+        ...(isThinkingBlock(block) || isThinkingDelta(block) ? { reasoning: true } : {}),
       };
     }
     case "content_block_stop":

@@ -74,6 +74,7 @@ export const chatCompletions: RouteAdapter = {
   kind: "chat",
   path: "/chat/completions",
   canStream: true,
+  reportsReasoning: true,
   outputTokens: true,
   promptField: "messages",
   chunkObject: "chat.completion.chunk",

@@ -97,6 +97,9 @@ const DELTA_EVENTS = new Set([
   "response.code_interpreter_call_code.delta",
 ]);
 
+/** Deltas of the model's reasoning shown as it thinks, not of its answer. */
+const REASONING_DELTAS = new Set(["response.reasoning_text.delta", "response.reasoning_summary_text.delta"]);
+
 function readEvent(json: unknown): OutputReading {
   if (!isObject(json)) return { pieces: [], delivered: false, usage: undefined, error: "not a JSON object" };
   const type = typeof json.type === "string" ? json.type : "";
@@ -113,7 +116,13 @@ function readEvent(json: unknown): OutputReading {
   if (DELTA_EVENTS.has(type)) {
     // A delta is a string; any other shape is read for every string in it, which the buyer gets as well.
     const text = stringsOf(json.delta);
-    return { pieces: text ? [{ choice: 0, text }] : [], delivered: true, usage: undefined, error: undefined };
+    return {
+      pieces: text ? [{ choice: 0, text }] : [],
+      delivered: true,
+      usage: undefined,
+      error: undefined,
+      ...(REASONING_DELTAS.has(type) ? { reasoning: true } : {}),
+    };
   }
   if (type === "response.completed" || type === "response.incomplete") {
     const response = isObject(json.response) ? json.response : {};
@@ -357,6 +366,7 @@ export const openAiResponses: RouteAdapter = {
 
   readChunk: readEvent,
   streamReader: responsesStreamReader,
+  reportsReasoning: true,
   readAnswer: readResponse,
 
   cutAnswer(answer, _choices, meter) {

@@ -46,6 +46,15 @@ function messageText(message: unknown): string {
   return text;
 }
 
+/** Keys of a chat message or delta that hold the model's reasoning shown as it thinks, not its answer. */
+const REASONING_KEYS = new Set(["reasoning", "reasoning_content", "reasoning_details"]);
+
+/** A message or delta without its reasoning. */
+function answerPart(message: unknown): unknown {
+  if (!isObject(message)) return message;
+  return Object.fromEntries(Object.entries(message).filter(([key]) => !REASONING_KEYS.has(key)));
+}
+
 /**
  * Output of an OpenAI chat or completions answer or chunk: one piece per choice (`message`,
  * `delta` or `text`), the usage object, and an error when the backend sent one. One reader for
@@ -57,6 +66,7 @@ export function readChoices(json: unknown): OutputReading {
     return { pieces: [], delivered: false, usage: undefined, error: error ?? "not a JSON object" };
   const pieces: OutputPiece[] = [];
   let delivered = false;
+  let answered = false;
   const choices = Array.isArray(json.choices) ? json.choices : [];
   choices.forEach((choice, position) => {
     if (!isObject(choice)) return;
@@ -65,9 +75,17 @@ export function readChoices(json: unknown): OutputReading {
       Number.isSafeInteger(choice.index) && (choice.index as number) >= 0
         ? (choice.index as number)
         : position;
-    let text = typeof choice.text === "string" ? choice.text : "";
-    text += messageText(choice.message) + messageText(choice.delta);
+    const plain = typeof choice.text === "string" ? choice.text : "";
+    const text = plain + messageText(choice.message) + messageText(choice.delta);
     if (text.length > 0) pieces.push({ choice: index, text });
+    if (plain + messageText(answerPart(choice.message)) + messageText(answerPart(choice.delta)) !== "")
+      answered = true;
   });
-  return { pieces, delivered, usage: json.usage, error };
+  return {
+    pieces,
+    delivered,
+    usage: json.usage,
+    error,
+    ...(pieces.length > 0 && !answered ? { reasoning: true } : {}),
+  };
 }

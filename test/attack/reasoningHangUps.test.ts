@@ -1,0 +1,400 @@
+import assert from "node:assert/strict";
+import { after, before, describe, test } from "node:test";
+import { setTimeout as sleep } from "node:timers/promises";
+import { createPayingFetch } from "../../src/buyer/index.js";
+import { type Devnet, startDevnet } from "../../src/devnet/index.js";
+import type { PaymentRecord } from "../../src/ledger/index.js";
+import { countTextTokens } from "../../src/pricing/index.js";
+import { channelTestConfig } from "../support/channelFixtures.js";
+import { type GatewayHarness, startGatewayHarness, startGatewayOnLedger } from "../support/gatewayHarness.js";
+import { finalRow, payFor } from "../support/paidRequests.js";
+import { type ScriptedAnswer, type ScriptedBackend, sseOf, startScriptedBackend } from "./scriptedBackend.js";
+
+// A buyer that reads a stream to its last visible event and hangs up just before the backend's usage
+// report, which alone states the reasoning the model did unseen: it must pay for that reasoning, as a
+// buyer that reads to the end does, and never more.
+
+let devnet: Devnet;
+let h: GatewayHarness;
+let scripted: ScriptedBackend;
+let nextBuyer = 0;
+const buyer = () => devnet.accounts.buyers[nextBuyer++ % devnet.accounts.buyers.length]!;
+const CHAT = "scripted-chat";
+const MESSAGES = "scripted-messages";
+const RESPONSES = "scripted-responses";
+/** A chat model whose requests have a 2 s time bound. */
+const CHAT_BOUNDED = "scripted-chat-bounded";
+/** Reasoning the backend reports and never streams. */
+const REASONING = 200;
+
+/** A model on the scripted backend. */
+const model = (id: string, kind: "chat" | "messages" | "responses", maxDurationSeconds = 60) => ({
+  id,
+  kind,
+  tokenizer: "o200k_base" as const,
+  backend: { baseUrl: scripted.url, maxDurationSeconds },
+  inputPrice: "3000000",
+  outputPrice: "15000000",
+  maxOutputTokens: 8192,
+});
+
+before(async () => {
+  devnet = await startDevnet({ buyers: 6 });
+  scripted = await startScriptedBackend();
+  h = await startGatewayHarness({
+    devnet,
+    configure: channelTestConfig,
+    extraModels: () => [
+      model(CHAT, "chat"),
+      model(MESSAGES, "messages"),
+      model(RESPONSES, "responses"),
+      model(CHAT_BOUNDED, "chat", 2),
+    ],
+  });
+});
+after(async () => {
+  await h?.close();
+  await scripted?.close();
+  await devnet?.stop();
+});
+
+/** A promise the test resolves: the backend's next piece waits for it. */
+function gate(): { opened: Promise<void>; open: () => void } {
+  let open = () => {};
+  const opened = new Promise<void>((resolve) => {
+    open = resolve;
+  });
+  return { opened, open };
+}
+
+/** Reads a stream until `seen` holds for what came, then hangs up; returns what came. */
+async function readThenHangUp(response: Response, seen: (text: string) => boolean): Promise<string> {
+  assert.equal(response.status, 200);
+  const reader = response.body!.getReader();
+  const decoder = new TextDecoder();
+  let text = "";
+  while (!seen(text)) {
+    const next = await reader.read();
+    assert.ok(!next.done, `the stream ended before the buyer saw what it waited for: ${text}`);
+    text += decoder.decode(next.value, { stream: true });
+  }
+  await reader.cancel();
+  return text;
+}
+
+/**
+ * Serves `pieces` twice: read whole by one buyer, then read up to `seen` by another that hangs up
+ * before piece `held` (the usage report), which the backend sends only once the buyer left.
+ * Returns both rows.
+ */
+async function honestThenHangUp(
+  path: string,
+  body: Record<string, unknown>,
+  answer: Omit<ScriptedAnswer, "waitBefore">,
+  held: number,
+  seen: (text: string) => boolean,
+): Promise<{ honest: PaymentRecord; hungUp: PaymentRecord }> {
+  scripted.script = () => answer;
+  const paid = await payFor(h, path, body, buyer().privateKey);
+  assert.equal(paid.response.status, 200);
+  await paid.response.text();
+  const honest = await finalRow(h);
+  const usage = gate();
+  scripted.script = () => ({ ...answer, waitBefore: { [held]: usage.opened } });
+  const payer = buyer();
+  const before = await devnet.usdcBalance(payer.address);
+  const { response } = await payFor(h, path, body, payer.privateKey);
+  await readThenHangUp(response, seen);
+  // The gateway sees the buyer leave before the backend reports its usage.
+  await sleep(300);
+  usage.open();
+  const hungUp = await finalRow(h);
+  assert.notEqual(hungUp.id, honest.id);
+  assert.equal(hungUp.status, "settled");
+  assert.equal(before - (await devnet.usdcBalance(payer.address)), hungUp.chargeAtomic, "taken as charged");
+  return { honest, hungUp };
+}
+
+const namedSse = (events: Record<string, unknown>[]) =>
+  events.map((event) => `event: ${String(event.type)}\ndata: ${JSON.stringify(event)}\n\n`);
+const SSE = { "content-type": "text/event-stream" };
+
+const answer = "The answer is 42, as it always was.";
+const answerTokens = countTextTokens(answer, "o200k_base");
+const words = answer.split(/(?= )/);
+
+/** An o-series chat stream: the answer, its finish, then the usage chunk itemizing unseen reasoning. */
+function chatStream(reasoned = REASONING) {
+  const chunk = (delta: Record<string, unknown>, finish: string | null = null) => ({
+    id: "c1",
+    object: "chat.completion.chunk",
+    choices: [{ index: 0, delta, finish_reason: finish }],
+  });
+  const chunks = [
+    chunk({ role: "assistant", content: "" }),
+    ...words.map((word) => chunk({ content: word })),
+    chunk({}, "stop"),
+    {
+      id: "c1",
+      object: "chat.completion.chunk",
+      choices: [],
+      usage: {
+        prompt_tokens: 12,
+        completion_tokens: answerTokens + reasoned,
+        total_tokens: 12 + answerTokens + reasoned,
+        completion_tokens_details: { reasoning_tokens: reasoned },
+      },
+    },
+  ];
+  return { pieces: sseOf(chunks), usageAt: chunks.length - 1 };
+}
+
+const chatBody = (model: string) => ({
+  model,
+  messages: [{ role: "user", content: "what is the answer?" }],
+  reasoning_effort: "high",
+  max_completion_tokens: 1000,
+  stream: true,
+  stream_options: { include_usage: true },
+});
+
+describe("a buyer that hangs up after the answer and before the usage report", () => {
+  test("chat (o-series): pays the reasoning the usage itemizes, as a full read does", async () => {
+    const { pieces, usageAt } = chatStream();
+    const { honest, hungUp } = await honestThenHangUp(
+      "/v1/chat/completions",
+      chatBody(CHAT),
+      { headers: SSE, pieces },
+      usageAt,
+      (text) => text.includes('"finish_reason":"stop"'),
+    );
+    assert.equal(honest.completionTokens, answerTokens + REASONING);
+    // Observed before: the answer's tokens only, the reasoning free.
+    assert.equal(hungUp.completionTokens, answerTokens + REASONING);
+    assert.equal(hungUp.chargeAtomic, honest.chargeAtomic, "what a full read is charged, no more");
+  });
+
+  test("Messages with extended thinking: pays the thinking billed whole, as a full read does", async () => {
+    const budget = 3000;
+    const events = [
+      {
+        type: "message_start",
+        message: {
+          id: "m1",
+          type: "message",
+          role: "assistant",
+          content: [],
+          usage: { input_tokens: 12, output_tokens: 1 },
+        },
+      },
+      { type: "content_block_start", index: 0, content_block: { type: "thinking", thinking: "" } },
+      { type: "content_block_delta", index: 0, delta: { type: "thinking_delta", thinking: "Think." } },
+      { type: "content_block_delta", index: 0, delta: { type: "signature_delta", signature: "c2ln" } },
+      { type: "content_block_stop", index: 0 },
+      { type: "content_block_start", index: 1, content_block: { type: "text", text: "" } },
+      ...words.map((word) => ({
+        type: "content_block_delta",
+        index: 1,
+        delta: { type: "text_delta", text: word },
+      })),
+      { type: "content_block_stop", index: 1 },
+      { type: "message_delta", delta: { stop_reason: "end_turn" }, usage: { output_tokens: budget } },
+      { type: "message_stop" },
+    ];
+    const { honest, hungUp } = await honestThenHangUp(
+      "/v1/messages",
+      {
+        model: MESSAGES,
+        max_tokens: 4000,
+        thinking: { type: "enabled", budget_tokens: budget },
+        messages: [{ role: "user", content: "what is the answer?" }],
+        stream: true,
+      },
+      { headers: SSE, pieces: namedSse(events) },
+      events.length - 2,
+      (text) => text.includes('event: content_block_stop\ndata: {"type":"content_block_stop","index":1}'),
+    );
+    assert.equal(honest.completionTokens, budget);
+    // Observed before: the thinking summary and the answer's tokens only.
+    assert.equal(hungUp.completionTokens, budget);
+    assert.equal(hungUp.chargeAtomic, honest.chargeAtomic, "what a full read is charged, no more");
+  });
+
+  test("Responses with reasoning: pays the reasoning response.completed reports, as a full read does", async () => {
+    const summary = "Thinking it over.";
+    const shown = countTextTokens(summary + answer, "o200k_base");
+    const events = [
+      {
+        type: "response.created",
+        response: { id: "r", object: "response", status: "in_progress", output: [] },
+      },
+      { type: "response.reasoning_summary_text.delta", item_id: "rs", output_index: 0, delta: summary },
+      ...words.map((word) => ({
+        type: "response.output_text.delta",
+        item_id: "m",
+        output_index: 1,
+        delta: word,
+      })),
+      {
+        type: "response.completed",
+        response: {
+          id: "r",
+          object: "response",
+          status: "completed",
+          output: [{ type: "message", content: [{ type: "output_text", text: answer }] }],
+          usage: {
+            input_tokens: 12,
+            output_tokens: shown + REASONING,
+            output_tokens_details: { reasoning_tokens: REASONING },
+          },
+        },
+      },
+    ];
+    const { honest, hungUp } = await honestThenHangUp(
+      "/v1/responses",
+      { model: RESPONSES, input: "what is the answer?", stream: true, max_output_tokens: 1000 },
+      { headers: SSE, pieces: namedSse(events) },
+      events.length - 1,
+      (text) => text.includes(JSON.stringify(words.at(-1))),
+    );
+    assert.equal(honest.completionTokens, shown + REASONING);
+    // Observed before: the summary and the answer's tokens only.
+    assert.equal(hungUp.completionTokens, shown + REASONING);
+    assert.equal(hungUp.chargeAtomic, honest.chargeAtomic, "what a full read is charged, no more");
+  });
+
+  test("by payment channel: pays the reasoning the usage itemizes", async () => {
+    const { pieces, usageAt } = chatStream();
+    const usage = gate();
+    scripted.script = () => ({ headers: SSE, pieces, waitBefore: { [usageAt]: usage.opened } });
+    const payer = await devnet.createBuyer(100_000_000n);
+    const pay = createPayingFetch({
+      privateKey: payer.privateKey,
+      rpcUrl: devnet.rpcUrl,
+      dataDir: "memory://",
+    });
+    try {
+      const response = await pay(`${h.gateway.url}/v1/chat/completions`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify(chatBody(CHAT)),
+      });
+      await readThenHangUp(response, (text) => text.includes('"finish_reason":"stop"'));
+      await sleep(300);
+      usage.open();
+      const row = await finalRow(h);
+      assert.equal(row.scheme, "batch-settlement");
+      // Observed before: the answer's tokens only, the reasoning free.
+      assert.equal(row.completionTokens, answerTokens + REASONING);
+      assert.equal(row.chargeAtomic, 12n * 3n + BigInt(answerTokens + REASONING) * 15n);
+    } finally {
+      await pay.close();
+    }
+  });
+});
+
+describe("a buyer that hangs up otherwise", () => {
+  test("during thinking shown as it goes (chat reasoning_content): pays what was delivered, the backend stopped", async () => {
+    const thought = "Let me think about what the answer could be.";
+    const chunk = (delta: Record<string, unknown>, finish: string | null = null) => ({
+      id: "c2",
+      object: "chat.completion.chunk",
+      choices: [{ index: 0, delta, finish_reason: finish }],
+    });
+    const chunks = [
+      chunk({ role: "assistant", reasoning_content: thought }),
+      chunk({ content: answer }),
+      chunk({}, "stop"),
+      {
+        id: "c2",
+        object: "chat.completion.chunk",
+        choices: [],
+        // Reading on would believe the itemized reasoning: the charge would then be far above what was delivered.
+        usage: {
+          prompt_tokens: 12,
+          completion_tokens: 900,
+          total_tokens: 912,
+          completion_tokens_details: { reasoning_tokens: 800 },
+        },
+      },
+    ];
+    const answered = gate();
+    scripted.script = () => ({ headers: SSE, pieces: sseOf(chunks), waitBefore: { 1: answered.opened } });
+    const { response } = await payFor(h, "/v1/chat/completions", chatBody(CHAT), buyer().privateKey);
+    await readThenHangUp(response, (text) => text.includes(thought));
+    await sleep(300);
+    answered.open();
+    const row = await finalRow(h);
+    assert.equal(row.status, "settled");
+    assert.equal(row.completionTokens, countTextTokens(thought, "o200k_base"));
+  });
+
+  test("during Messages thinking: pays what was delivered", async () => {
+    const thought = "Let me think about what the answer could be.";
+    const events = [
+      {
+        type: "message_start",
+        message: { id: "m2", type: "message", role: "assistant", content: [], usage: { input_tokens: 12 } },
+      },
+      { type: "content_block_start", index: 0, content_block: { type: "thinking", thinking: "" } },
+      { type: "content_block_delta", index: 0, delta: { type: "thinking_delta", thinking: thought } },
+      { type: "content_block_stop", index: 0 },
+      { type: "content_block_start", index: 1, content_block: { type: "text", text: "" } },
+      { type: "content_block_delta", index: 1, delta: { type: "text_delta", text: answer } },
+      { type: "content_block_stop", index: 1 },
+      { type: "message_delta", delta: { stop_reason: "end_turn" }, usage: { output_tokens: 2000 } },
+      { type: "message_stop" },
+    ];
+    const answered = gate();
+    scripted.script = () => ({ headers: SSE, pieces: namedSse(events), waitBefore: { 3: answered.opened } });
+    const { response } = await payFor(
+      h,
+      "/v1/messages",
+      {
+        model: MESSAGES,
+        max_tokens: 4000,
+        thinking: { type: "enabled", budget_tokens: 3000 },
+        messages: [{ role: "user", content: "what is the answer?" }],
+        stream: true,
+      },
+      buyer().privateKey,
+    );
+    await readThenHangUp(response, (text) => text.includes(thought));
+    await sleep(300);
+    answered.open();
+    const row = await finalRow(h);
+    assert.equal(row.status, "settled");
+    assert.equal(row.completionTokens, countTextTokens(thought, "o200k_base"));
+  });
+
+  test("after the answer, from a backend that never reports usage: pays what was delivered at the time bound", async () => {
+    const { pieces, usageAt } = chatStream();
+    scripted.script = () => ({ headers: SSE, pieces, stallAfter: usageAt });
+    const { response } = await payFor(h, "/v1/chat/completions", chatBody(CHAT_BOUNDED), buyer().privateKey);
+    await readThenHangUp(response, (text) => text.includes('"finish_reason":"stop"'));
+    const row = await finalRow(h);
+    assert.equal(row.status, "settled");
+    assert.equal(row.completionTokens, answerTokens);
+  });
+
+  test("after the answer, while the gateway stops: the backend is stopped and the buyer pays what was delivered", async () => {
+    const stopping = await startGatewayOnLedger(h, (input) =>
+      channelTestConfig({ ...input, models: [...input.models, model(CHAT, "chat")] }),
+    );
+    const { pieces, usageAt } = chatStream();
+    scripted.script = () => ({ headers: SSE, pieces, stallAfter: usageAt });
+    const { response } = await payFor(
+      { ...h, gateway: stopping },
+      "/v1/chat/completions",
+      chatBody(CHAT),
+      buyer().privateKey,
+    );
+    await readThenHangUp(response, (text) => text.includes('"finish_reason":"stop"'));
+    // The gateway reads the stalled backend on; then it stops.
+    await sleep(300);
+    await stopping.close();
+    const row = await finalRow(h);
+    assert.equal(row.status, "settled");
+    assert.equal(row.completionTokens, answerTokens);
+  });
+});
