@@ -320,6 +320,7 @@ describe("a buyer that hangs up otherwise", () => {
     ];
     const answered = gate();
     scripted.script = () => ({ headers: SSE, pieces: sseOf(chunks), waitBefore: { 1: answered.opened } });
+    const cutShort = scripted.cutShort;
     const { response } = await payFor(h, "/v1/chat/completions", chatBody(CHAT), buyer().privateKey);
     await readThenHangUp(response, (text) => text.includes(thought));
     await sleep(300);
@@ -327,6 +328,7 @@ describe("a buyer that hangs up otherwise", () => {
     const row = await finalRow(h);
     assert.equal(row.status, "settled");
     assert.equal(row.completionTokens, countTextTokens(thought, "o200k_base"));
+    assert.equal(scripted.cutShort, cutShort + 1, "the backend was stopped");
   });
 
   test("during Messages thinking: pays what was delivered", async () => {
@@ -347,6 +349,7 @@ describe("a buyer that hangs up otherwise", () => {
     ];
     const answered = gate();
     scripted.script = () => ({ headers: SSE, pieces: namedSse(events), waitBefore: { 3: answered.opened } });
+    const cutShort = scripted.cutShort;
     const { response } = await payFor(
       h,
       "/v1/messages",
@@ -365,6 +368,44 @@ describe("a buyer that hangs up otherwise", () => {
     const row = await finalRow(h);
     assert.equal(row.status, "settled");
     assert.equal(row.completionTokens, countTextTokens(thought, "o200k_base"));
+    assert.equal(scripted.cutShort, cutShort + 1, "the backend was stopped");
+  });
+
+  test("after the answer began, on a Messages request with thinking disabled: pays what was delivered, the backend stopped", async () => {
+    const events = [
+      {
+        type: "message_start",
+        message: { id: "m3", type: "message", role: "assistant", content: [], usage: { input_tokens: 12 } },
+      },
+      { type: "content_block_start", index: 0, content_block: { type: "text", text: "" } },
+      { type: "content_block_delta", index: 0, delta: { type: "text_delta", text: answer } },
+      { type: "content_block_delta", index: 0, delta: { type: "text_delta", text: " And more." } },
+      { type: "content_block_stop", index: 0 },
+      { type: "message_delta", delta: { stop_reason: "end_turn" }, usage: { output_tokens: 2000 } },
+      { type: "message_stop" },
+    ];
+    const rest = gate();
+    scripted.script = () => ({ headers: SSE, pieces: namedSse(events), waitBefore: { 3: rest.opened } });
+    const cutShort = scripted.cutShort;
+    const { response } = await payFor(
+      h,
+      "/v1/messages",
+      {
+        model: MESSAGES,
+        max_tokens: 4000,
+        thinking: { type: "disabled" },
+        messages: [{ role: "user", content: "what is the answer?" }],
+        stream: true,
+      },
+      buyer().privateKey,
+    );
+    await readThenHangUp(response, (text) => text.includes(answer));
+    await sleep(300);
+    rest.open();
+    const row = await finalRow(h);
+    assert.equal(row.status, "settled");
+    assert.equal(row.completionTokens, answerTokens);
+    assert.equal(scripted.cutShort, cutShort + 1, "the backend was stopped");
   });
 
   test("after the answer, from a backend that never reports usage: pays what was delivered at the time bound", async () => {

@@ -20,15 +20,21 @@ export type ScriptedBackend = {
   /** Bodies received, parsed. */
   readonly bodies: Record<string, unknown>[];
   script: (body: Record<string, unknown>) => ScriptedAnswer;
+  /** Answers whose client left before they were written whole. */
+  readonly cutShort: number;
   close(): Promise<void>;
 };
 
 /** A bare OpenAI-shaped backend whose every answer the test writes byte for byte. */
 export async function startScriptedBackend(): Promise<ScriptedBackend> {
   const bodies: Record<string, unknown>[] = [];
+  let cutShort = 0;
   const backend: ScriptedBackend = {
     url: "",
     bodies,
+    get cutShort() {
+      return cutShort;
+    },
     script: () => ({ pieces: ["{}"] }),
     close: () =>
       new Promise((resolve) => {
@@ -37,6 +43,9 @@ export async function startScriptedBackend(): Promise<ScriptedBackend> {
       }),
   };
   const server = createServer((req: IncomingMessage, res: ServerResponse) => {
+    res.on("close", () => {
+      if (!res.writableFinished) cutShort++;
+    });
     let raw = "";
     req.setEncoding("utf8");
     req.on("data", (chunk: string) => {
