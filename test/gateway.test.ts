@@ -391,7 +391,7 @@ describe("refusals", () => {
     });
   });
 
-  test("a buyer that disconnects mid-answer is charged for what was delivered, the backend read on for its usage", async (t) => {
+  test("a buyer that disconnects mid-stream is charged for what was generated", async (t) => {
     const startedAt = performance.now();
     const buyer = await h.devnet.createBuyer(10_000_000n);
     h.backend.set({ responseTokens: 200, tokensPerSecond: 100, reportUsage: true });
@@ -418,19 +418,21 @@ describe("refusals", () => {
     await h.backend.whenIdle();
     t.diagnostic(`backend idle after ${Math.round(performance.now() - startedAt)} ms`);
     const backendRequest = h.backend.inferenceRequests[0]!;
-    // A chat model may have reasoned unseen before its answer, which only the usage report states.
-    assert.equal(backendRequest.tokensSent, 200, "the backend was read to its usage report");
+    assert.equal(backendRequest.clientAborted, true, "the backend saw the disconnect");
+    assert.ok(backendRequest.tokensSent < 200, "generation stopped early");
     let row = (await h.ledger.payments.recent({ limit: 1 }))[0];
     for (let i = 0; i < 600 && row?.status !== "settled"; i++) {
       await new Promise((resolve) => setTimeout(resolve, 50));
       row = (await h.ledger.payments.recent({ limit: 1 }))[0];
     }
     assert.equal(row?.status, "settled");
-    // Charged for the text delivered: at least the 6 tokens the buyer saw, and none of what the backend
-    // sent once it left (it reported no reasoning).
+    // Charged for the text the gateway received: at least the 6 tokens the buyer saw, at most all the backend sent.
     const tokens = row!.completionTokens!;
     assert.ok(tokens >= countTextTokens(mockCompletionText(6)), `${tokens} tokens charged`);
-    assert.ok(tokens < countTextTokens(mockCompletionText(100)), `${tokens} tokens charged`);
+    assert.ok(
+      tokens <= countTextTokens(mockCompletionText(backendRequest.tokensSent)),
+      `${tokens} tokens charged`,
+    );
     assert.equal(row?.chargeAtomic, expectedCharge(row!.promptTokens!, row!.completionTokens!));
     assert.equal(await h.devnet.usdcBalance(buyer.address), before - row!.chargeAtomic!);
   });

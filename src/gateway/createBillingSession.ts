@@ -269,12 +269,17 @@ export function createBillingSession(parameters: CreateBillingSessionParameters)
     meter.generated || (!quote.route.outputTokens && meter.delivered) || reportsWork(reported);
 
   /**
-   * Output the backend may have generated unseen before its answer: thinking the request allows (or
-   * showed, when it said nothing), or reasoning an API itemizes in its usage (up to the output limit).
+   * Output the backend may have generated unseen before its answer, as far as a buyer that left is read
+   * on for it: thinking the request allows (or showed, when it said nothing), or reasoning an API
+   * itemizes in its usage for a model that reasons unseen (`hiddenReasoning`), up to the output limit.
+   * Any other model's backend is stopped when its buyer leaves: reading on would have it generate the
+   * rest of the answer for no one, at the seller's cost.
    */
+  const reasonsUnseen =
+    quote.route.reportsReasoning === true &&
+    (quote.model.hiddenReasoning ?? quote.model.prices?.reasoning_tokens !== undefined);
   const hiddenAllowance = (sawHiddenOutput: boolean) =>
-    quote.request.hiddenOutputTokens ??
-    (sawHiddenOutput || quote.route.reportsReasoning ? quote.maxOutputTokens : 0);
+    quote.request.hiddenOutputTokens ?? (sawHiddenOutput || reasonsUnseen ? quote.maxOutputTokens : 0);
 
   const exactCount = hasExactTokenizer(model);
   const newMeter = () =>

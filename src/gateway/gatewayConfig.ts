@@ -129,6 +129,14 @@ const modelSchema = z
       )
       .default(4096),
     /**
+     * The model reasons before it answers without streaming its reasoning (OpenAI's o-series, gpt-5 on
+     * chat or Responses), which only the usage at a stream's end states: a stream whose buyer leaves
+     * once the answer began is read on, nothing forwarded, for that usage, and its reasoning charged.
+     * Default: true when `prices.reasoning_tokens` is set. Otherwise such a stream's backend is stopped
+     * at once and what was delivered is charged. Messages requests go by their `thinking` instead.
+     */
+    hiddenReasoning: z.boolean().optional(),
+    /**
      * The model's context window in tokens: what one inline document (a PDF, which reads as many times
      * its bytes) may count as at most; unset, `DOCUMENT_TOKENS` (1M).
      */

@@ -24,11 +24,18 @@ const MESSAGES = "scripted-messages";
 const RESPONSES = "scripted-responses";
 /** A chat model whose requests have a 2 s time bound. */
 const CHAT_BOUNDED = "scripted-chat-bounded";
+/** A chat model not declared to reason unseen (`hiddenReasoning` unset, no reasoning_tokens price). */
+const CHAT_PLAIN = "scripted-chat-plain";
 /** Reasoning the backend reports and never streams. */
 const REASONING = 200;
 
-/** A model on the scripted backend. */
-const model = (id: string, kind: "chat" | "messages" | "responses", maxDurationSeconds = 60) => ({
+/** A model on the scripted backend; chat and Responses ones declared to reason unseen unless `reasonsUnseen` is false. */
+const model = (
+  id: string,
+  kind: "chat" | "messages" | "responses",
+  maxDurationSeconds = 60,
+  reasonsUnseen = kind !== "messages",
+) => ({
   id,
   kind,
   tokenizer: "o200k_base" as const,
@@ -36,6 +43,7 @@ const model = (id: string, kind: "chat" | "messages" | "responses", maxDurationS
   inputPrice: "3000000",
   outputPrice: "15000000",
   maxOutputTokens: 8192,
+  ...(reasonsUnseen ? { hiddenReasoning: true } : {}),
 });
 
 before(async () => {
@@ -49,6 +57,7 @@ before(async () => {
       model(MESSAGES, "messages"),
       model(RESPONSES, "responses"),
       model(CHAT_BOUNDED, "chat", 2),
+      model(CHAT_PLAIN, "chat", 60, false),
     ],
   });
 });
@@ -406,6 +415,21 @@ describe("a buyer that hangs up otherwise", () => {
     assert.equal(row.status, "settled");
     assert.equal(row.completionTokens, answerTokens);
     assert.equal(scripted.cutShort, cutShort + 1, "the backend was stopped");
+  });
+
+  test("after the answer began, on a chat model not declared to reason unseen: pays what was delivered, the backend stopped", async () => {
+    const { pieces, usageAt } = chatStream();
+    const rest = gate();
+    scripted.script = () => ({ headers: SSE, pieces, waitBefore: { [usageAt - 1]: rest.opened } });
+    const cutShort = scripted.cutShort;
+    const { response } = await payFor(h, "/v1/chat/completions", chatBody(CHAT_PLAIN), buyer().privateKey);
+    await readThenHangUp(response, (text) => text.includes(words.at(-1)!));
+    await sleep(300);
+    rest.open();
+    const row = await finalRow(h);
+    assert.equal(row.status, "settled");
+    assert.equal(row.completionTokens, answerTokens);
+    assert.equal(scripted.cutShort, cutShort + 1, "the backend was stopped: it generates nothing for no one");
   });
 
   test("after the answer, from a backend that never reports usage: pays what was delivered at the time bound", async () => {
