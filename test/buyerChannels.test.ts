@@ -729,6 +729,65 @@ describe("trust, but verify", () => {
     assert.equal(channel?.deposits, 1, "one deposit: the chain says the channel holds enough");
   });
 
+  test("a buyer without an RPC tops a channel up only by what its own record says is missing: a seller saying the channel is short at every request gets no deposit past maxEscrow", async () => {
+    const buyer = await h.devnet.createBuyer(100_000_000n);
+    let claimedShort = 0;
+    // Every voucher carrying no deposit is answered "above the balance", naming a balance of 1; a deposit
+    // (the opening, or a top-up) reaches the seller, which takes it into the channel and serves.
+    const shortClaiming: typeof fetch = async (input, init) => {
+      const signature = new Headers(init?.headers).get(PAYMENT_SIGNATURE_HEADER);
+      const payment = signature
+        ? (JSON.parse(Buffer.from(signature, "base64").toString()) as {
+            accepted: Record<string, unknown>;
+            payload: { type: string; voucher: { channelId: string } };
+          })
+        : undefined;
+      if (payment?.payload.type === "voucher") {
+        claimedShort += 1;
+        const required = {
+          x402Version: 2,
+          error: "invalid_batch_settlement_evm_cumulative_exceeds_balance",
+          resource: { url: String(input) },
+          accepts: [
+            {
+              ...payment.accepted,
+              extra: {
+                ...(payment.accepted.extra as object),
+                channelState: {
+                  channelId: payment.payload.voucher.channelId,
+                  balance: "1",
+                  totalClaimed: "0",
+                },
+              },
+            },
+          ],
+        };
+        return new Response("{}", {
+          status: 402,
+          headers: { [PAYMENT_REQUIRED_HEADER]: encodePaymentRequiredHeader(required as never) },
+        });
+      }
+      return fetch(input, init);
+    };
+    // maxEscrow $0.01 (10,000): the opening deposit (the seller's hint, 10 × the request's maximum) fills it.
+    const payingFetch = h.payingFetch({
+      privateKey: buyer.privateKey,
+      rpcUrl: undefined,
+      fetch: shortClaiming,
+      policy: { maxEscrow: 10_000n },
+    });
+    const statuses: number[] = [];
+    for (let i = 0; i < 4; i += 1) statuses.push((await postChat(payingFetch, seller.url)).status);
+    await payingFetch.idle();
+    assert.ok(claimedShort >= 3, `the seller claimed the channel short ${claimedShort} times`);
+    const [channel] = await (await payingFetch.spendStore()).channels({ payer: buyer.address });
+    assert.ok(channel);
+    const onChain = await h.channelOf(channel.channelId);
+    assert.equal(onChain.balance, 10_000n, "the channel holds the opening deposit alone, within maxEscrow");
+    assert.equal(channel.deposits, 1, "one deposit: the buyer's record says the channel holds enough");
+    assert.deepEqual(statuses, [200, 402, 402, 402]);
+  });
+
   test("a channel offer without prices of its own is checked at the prices of the upto offer beside it", async () => {
     const greedy = await h.seller({ overchargeAtomic: 100n, uptoOffer: true, pricedOn: "upto" });
     const buyer = await h.devnet.createBuyer(10_000_000n);

@@ -159,12 +159,15 @@ export async function payByChannel(
       } else if (error === EXCEEDS_BALANCE && state?.balance !== undefined && !toppedUp) {
         toppedUp = true;
         // The chain's word where the buyer can read it, not the seller's: a seller saying the channel is
-        // short cannot make the buyer deposit again into a channel that holds enough.
+        // short cannot make the buyer deposit again into a channel that holds enough. Without an RPC the
+        // seller's word may raise the recorded balance (this key deposited from another store) but never
+        // lower it below what this buyer recorded depositing: else every request would deposit again.
         const onChain = await chainReaderOf(slot)?.(channel.channelId);
         await noteBalance(
           context,
           channel.channelId,
           onChain ? { balance: onChain.balanceAtomic, totalClaimed: onChain.totalClaimedAtomic } : state,
+          { mayLower: onChain !== undefined },
         );
       } else if (error === CHANNEL_BUSY && busyRetries < BUSY_RETRY_DELAYS_MS.length) {
         await response.body?.cancel().catch(() => undefined);
@@ -698,17 +701,24 @@ async function disputeClaimOnChain(
   });
 }
 
-/** Records the channel's balance (the chain's, or else the seller's word), so the next attempt plans the deposit it lacks. */
+/**
+ * Records the channel's balance (the chain's, or else the seller's word, which `mayLower: false` keeps
+ * from going below the recorded one), so the next attempt plans the deposit it lacks.
+ */
 async function noteBalance(
   context: ChannelPaymentContext,
   channelId: string,
   state: { balance?: bigint | undefined; totalClaimed?: bigint | undefined },
+  { mayLower }: { mayLower: boolean },
 ) {
   const store = await context.store();
   const current = (await store.channelContext(channelId)) ?? {};
+  const recorded = typeof current.balance === "string" ? BigInt(current.balance) : 0n;
+  const balance =
+    state.balance === undefined || mayLower || state.balance > recorded ? state.balance : recorded;
   await store.saveChannelContext(channelId, {
     ...current,
-    ...(state.balance !== undefined ? { balance: state.balance.toString() } : {}),
+    ...(balance !== undefined ? { balance: balance.toString() } : {}),
     ...(state.totalClaimed !== undefined ? { totalClaimed: state.totalClaimed.toString() } : {}),
   });
 }
