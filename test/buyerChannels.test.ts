@@ -400,6 +400,34 @@ describe("a pool of channels", () => {
 });
 
 describe("topping up a channel of the pool", () => {
+  test("a top-up under a policy bounding deposits by maxEscrow alone stays within it: a seller's minDeposit hint of $1 does not size it", async () => {
+    // Each request may cost 4,000 and costs 3,000; the seller asks for $1 deposits.
+    const dear = await h.seller({
+      maxAtomic: 4_000n,
+      prices: { inputPerMTokAtomic: 10_000_000n, outputPerMTokAtomic: 10_000_000n, fixedFeeAtomic: 0n },
+      minDepositAtomic: 1_000_000n,
+    });
+    const buyer = await h.devnet.createBuyer(100_000_000n);
+    const payingFetch = h.payingFetch({ privateKey: buyer.privateKey, policy: { maxEscrow: 10_000n } });
+    // The opening fills maxEscrow (10,000); three requests charge 9,000, and the fourth needs a top-up.
+    for (let i = 0; i < 4; i += 1) {
+      const answer = await postChat(payingFetch, dear.url);
+      assert.equal(answer.status, 200, answer.body);
+    }
+    await payingFetch.idle();
+    const [channel] = await (await payingFetch.spendStore()).channels({ payer: buyer.address });
+    assert.ok(channel);
+    assert.equal(channel.deposits, 2, "the opening and one top-up");
+    const onChain = await h.channelOf(channel.channelId);
+    const unspent = onChain.balance - BigInt(channel.context?.chargedCumulativeAmount ?? "0");
+    assert.equal(
+      onChain.balance,
+      19_000n,
+      "the top-up brings what the seller holds unspent back to maxEscrow",
+    );
+    assert.ok(unspent <= 10_000n, `the seller holds ${unspent} unspent, within maxEscrow`);
+  });
+
   test("a channel in use is topped up even when the provider holds more than the opening bound allows, which counts only new channels", async () => {
     // maxDeposit = one request's maximum (1,000): each deposit is 1,000, and a pool of 2 may open
     // channels while the provider holds under 2,000 of the buyer's, unspent.

@@ -247,6 +247,7 @@ async function prepareChannel(
   const unlock = opening ? await context.pool.lockOpenings() : undefined;
   try {
     const depositAtomic = await planDeposit(context, chainReaderOf(slot), {
+      channelId,
       opening: opening ? { channelId } : undefined,
       url,
       origin,
@@ -264,7 +265,7 @@ async function prepareChannel(
 /**
  * The deposit for a channel that needs `neededAtomic` more to cover the next voucher: the
  * seller's `minDeposit` hint or 5× the request (the official client's default), but never above
- * `maxDeposit` (global or the provider's), the room left under today's caps, or the wallet's
+ * `maxDeposit` (global or the provider's), the room left under `maxEscrow` and today's caps, or the wallet's
  * balance; never below what is needed. Refuses, before anything is signed, when `maxDeposit`
  * cannot cover what is needed.
  */
@@ -272,6 +273,7 @@ async function planDeposit(
   context: ChannelPaymentContext,
   readChannel: ChannelReader | undefined,
   {
+    channelId,
     opening,
     url,
     origin,
@@ -279,6 +281,8 @@ async function planDeposit(
     neededAtomic,
     requestAtomic,
   }: {
+    /** The channel the deposit goes into. */
+    channelId: string;
     /** The channel holds nothing yet: a new channel, bounded by what the provider already holds. */
     opening: { channelId: string } | undefined;
     url: string;
@@ -341,14 +345,16 @@ async function planDeposit(
     }
   }
   // What all sellers together hold unspent: a new channel is opened only within `maxEscrow` (default
-  // `daily`), so an agent led from seller to seller cannot lock up more than that.
+  // `daily`), so an agent led from seller to seller cannot lock up more than that. A top-up is never
+  // refused for it (it follows charges), but is sized within it: a seller's hint does not size it.
   const escrowCap = policy.maxEscrow ?? policy.daily;
   const escrowRoomAtomic =
-    opening && escrowCap !== undefined
-      ? escrowCap - (await escrowHeldBy(context, readChannel, undefined, opening.channelId))
+    escrowCap !== undefined
+      ? escrowCap - (await escrowHeldBy(context, readChannel, undefined, channelId))
       : undefined;
   // A need above `daily` itself is the daily cap's to refuse (with its own rule), not the escrow's.
   const escrowRefuses =
+    opening !== undefined &&
     escrowRoomAtomic !== undefined &&
     neededAtomic > escrowRoomAtomic &&
     (policy.maxEscrow !== undefined || neededAtomic <= (escrowCap ?? 0n));

@@ -29,6 +29,8 @@ export type OfficialChannelSellerParameters = {
   overchargeAtomic?: bigint;
   /** How long the handler takes, so parallel requests overlap. */
   handlerDelayMs?: number;
+  /** The deposit the offer asks for (`extra.minDeposit`); default 10 × the maximum, the scheme's own. */
+  minDepositAtomic?: bigint;
 };
 
 /**
@@ -67,6 +69,9 @@ export async function startOfficialChannelSeller(parameters: OfficialChannelSell
         version: "2",
         assetTransferMethod,
         ...(parameters.pricedOn === "upto" ? {} : { pricing }),
+        ...(parameters.minDepositAtomic !== undefined
+          ? { minDeposit: parameters.minDepositAtomic.toString() }
+          : {}),
       },
     },
     maxTimeoutSeconds: 300,
