@@ -102,6 +102,7 @@ export async function payByChannel(
             await recordCharge(context, channel, offer.amount, receipt, paid.paymentId).catch(
               () => undefined,
             );
+          else await assumeDepositMade(context, slot, channel);
         } finally {
           slot.release();
         }
@@ -113,6 +114,7 @@ export async function payByChannel(
       // channel's state: vouchers whose receipts were lost are settled from it; then, once each,
       // a buyer behind the seller's cumulative resyncs and a channel short of balance is topped up.
       handedOver = false;
+      await assumeDepositMade(context, slot, channel);
       const refusal = decodePaymentRequiredHeader(response.headers.get(PAYMENT_REQUIRED_HEADER));
       if (!refusal.ok) return response;
       const error = refusal.paymentRequired.error ?? "";
@@ -726,6 +728,28 @@ async function noteBalance(
     ...current,
     ...(balance !== undefined ? { balance: balance.toString() } : {}),
     ...(state.totalClaimed !== undefined ? { totalClaimed: state.totalClaimed.toString() } : {}),
+  });
+}
+
+/**
+ * Without an RPC, a deposit sent and answered without a receipt of its success (a 402, a failed
+ * settlement, a stream cut short) is taken as made: the seller may have settled it, and the buyer
+ * cannot read the chain to know. The channel's record holds it, so the next request signs no deposit
+ * into that channel on the seller's answer alone, and what sellers hold counts it against `maxEscrow`.
+ * With an RPC the chain says what the channel holds.
+ */
+async function assumeDepositMade(
+  context: ChannelPaymentContext,
+  slot: ChannelSlot,
+  channel: PreparedChannel,
+) {
+  if (channel.depositAtomic === undefined || chainReaderOf(slot)) return;
+  const store = await context.store();
+  const current = (await store.channelContext(channel.channelId)) ?? {};
+  const recorded = typeof current.balance === "string" ? BigInt(current.balance) : 0n;
+  await store.saveChannelContext(channel.channelId, {
+    ...current,
+    balance: (recorded + channel.depositAtomic).toString(),
   });
 }
 
