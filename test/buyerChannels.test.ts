@@ -864,6 +864,53 @@ describe("trust, but verify", () => {
     assert.equal(await h.devnet.usdcBalance(buyer.address), 100_000_000n - 10_000n);
   });
 
+  test("a buyer with an RPC whose deposit a seller settles and answers with a 402 reads the channel on chain before depositing again: none follows", async () => {
+    const buyer = await h.devnet.createBuyer(100_000_000n);
+    let depositsTaken = 0;
+    // Every paid request is answered 402; a deposit it carries is settled first, through the facilitator.
+    const taking: typeof fetch = async (input, init) => {
+      const signature = new Headers(init?.headers).get(PAYMENT_SIGNATURE_HEADER);
+      if (!signature) return fetch(input, init);
+      const payment = JSON.parse(Buffer.from(signature, "base64").toString()) as {
+        accepted: Record<string, unknown>;
+        payload: { type: string };
+      };
+      if (payment.payload.type === "deposit") {
+        const settled = await h.facilitator.settle(payment as never, payment.accepted as never);
+        assert.ok(settled.success, String(settled.errorReason));
+        depositsTaken += 1;
+      }
+      const required = {
+        x402Version: 2,
+        error: "invalid_batch_settlement_evm_payload_rejected",
+        resource: { url: String(input) },
+        accepts: [payment.accepted],
+      };
+      return new Response("{}", {
+        status: 402,
+        headers: { [PAYMENT_REQUIRED_HEADER]: encodePaymentRequiredHeader(required as never) },
+      });
+    };
+    const payingFetch = h.payingFetch({
+      privateKey: buyer.privateKey,
+      fetch: taking,
+      policy: { maxEscrow: 50_000n },
+    });
+    const statuses: number[] = [];
+    for (let i = 0; i < 4; i += 1) statuses.push((await postChat(payingFetch, seller.url)).status);
+    await payingFetch.idle();
+    assert.deepEqual(statuses, [402, 402, 402, 402]);
+    const [channel] = await (await payingFetch.spendStore()).channels({ payer: buyer.address });
+    assert.ok(channel);
+    assert.equal(depositsTaken, 1, "one deposit signed");
+    assert.equal(
+      (await h.channelOf(channel.channelId)).balance,
+      10_000n,
+      "the channel holds the one deposit it needs",
+    );
+    assert.equal(await h.devnet.usdcBalance(buyer.address), 100_000_000n - 10_000n);
+  });
+
   test("a channel offer without prices of its own is checked at the prices of the upto offer beside it", async () => {
     const greedy = await h.seller({ overchargeAtomic: 100n, uptoOffer: true, pricedOn: "upto" });
     const buyer = await h.devnet.createBuyer(10_000_000n);

@@ -234,10 +234,19 @@ async function prepareChannel(
   if (state === undefined && slot.deps.signer.readContract) {
     state = await recoverChannel(slot.deps, offer).catch(() => undefined);
   }
-  const balance = BigInt(state?.balance ?? "0");
+  let balance = BigInt(state?.balance ?? "0");
   const charged = BigInt(state?.chargedCumulativeAmount ?? "0");
   const requestAtomic = BigInt(offer.amount);
   const maxClaimable = charged + requestAtomic;
+  if (maxClaimable > balance) {
+    // A deposit the record lacks (settled by a seller that answered 402, or whose receipt was lost) is
+    // on chain: read where the buyer can, before another is signed.
+    const onChain = await chainReaderOf(slot)?.(channelId);
+    if (onChain && onChain.balanceAtomic > balance) {
+      balance = onChain.balanceAtomic;
+      await noteBalance(context, channelId, { balance }, { mayLower: false });
+    }
+  }
   if (balance > 0n && maxClaimable <= balance) {
     await slot.planDeposit(undefined);
     return { channelId, depositAtomic: undefined };
