@@ -864,6 +864,42 @@ describe("trust, but verify", () => {
     assert.equal(await h.devnet.usdcBalance(buyer.address), 100_000_000n - 10_000n);
   });
 
+  test("a buyer without an RPC whose deposit a seller settles and then drops the connection takes it as made: no deposit follows", async () => {
+    const buyer = await h.devnet.createBuyer(100_000_000n);
+    const settledSignatures = new Set<string>();
+    // A paid request's connection is reset with no answer, its deposit settled first (once: the resend carries the same).
+    const dropping: typeof fetch = async (input, init) => {
+      const signature = new Headers(init?.headers).get(PAYMENT_SIGNATURE_HEADER);
+      if (!signature) return fetch(input, init);
+      const payment = JSON.parse(Buffer.from(signature, "base64").toString()) as {
+        accepted: Record<string, unknown>;
+        payload: { type: string };
+      };
+      if (payment.payload.type === "deposit" && !settledSignatures.has(signature)) {
+        settledSignatures.add(signature);
+        const settled = await h.facilitator.settle(payment as never, payment.accepted as never);
+        assert.ok(settled.success, String(settled.errorReason));
+      }
+      throw Object.assign(new TypeError("fetch failed"), { cause: { code: "ECONNRESET" } });
+    };
+    const payingFetch = h.payingFetch({
+      privateKey: buyer.privateKey,
+      rpcUrl: undefined,
+      fetch: dropping,
+      policy: { maxEscrow: 10_000n },
+    });
+    for (let i = 0; i < 4; i += 1) await assert.rejects(postChat(payingFetch, seller.url), /fetch failed/);
+    await payingFetch.idle();
+    const [channel] = await (await payingFetch.spendStore()).channels({ payer: buyer.address });
+    assert.ok(channel);
+    assert.equal(settledSignatures.size, 1, "one deposit signed");
+    assert.equal(
+      (await h.channelOf(channel.channelId)).balance,
+      10_000n,
+      "the channel holds one deposit, within maxEscrow",
+    );
+  });
+
   test("a buyer with an RPC whose deposit a seller settles and answers with a 402 reads the channel on chain before depositing again: none follows", async () => {
     const buyer = await h.devnet.createBuyer(100_000_000n);
     let depositsTaken = 0;

@@ -78,6 +78,8 @@ export async function payByChannel(
   const { offer } = choice;
   const slot = await context.pool.acquire(offer);
   let handedOver = false;
+  /** The payment being sent, until its answer is in hand. */
+  let sending: { paymentId: string; channel: PreparedChannel } | undefined;
   try {
     let resynced = false;
     let toppedUp = false;
@@ -108,7 +110,9 @@ export async function payByChannel(
         }
       };
       handedOver = true;
+      sending = { paymentId: paid.paymentId, channel };
       const response = await send(paid);
+      sending = undefined;
       if (response.status !== 402) return response;
       // The seller refused the voucher (the reservation is released). Its 402 may carry the
       // channel's state: vouchers whose receipts were lost are settled from it; then, once each,
@@ -184,6 +188,12 @@ export async function payByChannel(
       await response.body?.cancel().catch(() => undefined);
     }
   } catch (error) {
+    // A payment whose sending failed once it may have reached the seller stays reserved (one that
+    // certainly did not is released): a deposit it carried may have been settled.
+    const reservation =
+      sending && (await (await context.store()).reservation(sending.paymentId).catch(() => undefined));
+    if (sending && reservation?.status === "reserved")
+      await assumeDepositMade(context, slot, sending.channel).catch(() => undefined);
     handedOver = false;
     throw error;
   } finally {
@@ -742,7 +752,7 @@ async function noteBalance(
 
 /**
  * Without an RPC, a deposit sent and answered without a receipt of its success (a 402, a failed
- * settlement, a stream cut short) is taken as made: the seller may have settled it, and the buyer
+ * settlement, a stream cut short, a connection lost once the request may have reached the seller) is taken as made: the seller may have settled it, and the buyer
  * cannot read the chain to know. The channel's record holds it, so the next request signs no deposit
  * into that channel on the seller's answer alone, and what sellers hold counts it against `maxEscrow`.
  * With an RPC the chain says what the channel holds.
