@@ -23,6 +23,8 @@ export type CheckOfferParameters = {
 };
 
 const SUPPORTED_SCHEMES = new Set(["upto", "exact", "batch-settlement"]);
+/** The local devnet (anvil): its USDC is deployed anew with each chain, so a policy without assets pays any token there. */
+const DEVNET_NETWORK = "eip155:31337";
 /** `maxOverExpected` is compared in thousandths so that 1.5 stays exact in bigint arithmetic. */
 const RATIO_SCALE = 1000n;
 
@@ -84,10 +86,20 @@ export function checkOffer({
       network: offer.network,
     };
   }
-  // Unless the policy names its assets, the network's USDC alone (any token on a network without one,
-  // the devnet): every "$" of the policy is a 6-decimal unit, and a token of other worth would make it
-  // another amount (a perCall of "$0.05" in a coin worth a thousand dollars).
-  const usdc = findNetworkPreset(offer.network)?.usdc;
+  // Unless the policy names its assets, the network's USDC alone (any token on the local devnet, whose
+  // USDC is deployed anew; none on another network whose USDC this buyer does not know): every "$" of the
+  // policy is a 6-decimal unit, and a token of other worth would make it another amount (a perCall of
+  // "$0.05" in a coin worth a thousand dollars, or in 8-decimal wrapped bitcoin).
+  const preset = findNetworkPreset(offer.network);
+  const usdc = preset?.usdc;
+  if (!policy.assets && !usdc && offer.network !== DEVNET_NETWORK) {
+    return {
+      rule: "assets",
+      message: `${origin} asks for payment on ${offer.network}, whose USDC this buyer does not know, in ${offer.asset}: a policy without \`assets\` pays in a known network's USDC alone; name the token in the policy's assets to pay in it`,
+      origin,
+      asset: offer.asset,
+    };
+  }
   const assets = policy.assets ?? (usdc ? [usdc] : undefined);
   if (assets && !assets.some((asset) => sameAddress(asset, offer.asset))) {
     return {

@@ -106,6 +106,33 @@ describe("checkOffer", () => {
     assert.equal(check({ perCall: "$0.05", maxOverExpected: 3 }, 50_000n, 20_000n), undefined);
   });
 
+  test("a policy that names no assets pays nothing on a network whose USDC the buyer does not know: an 8-decimal token there is no dollar", () => {
+    // Wrapped bitcoin on Ethereum: 50,000 atomic units, "$0.05" to a policy counting in USDC units.
+    const wbtc = {
+      ...offer,
+      network: "eip155:1",
+      asset: "0x2260FAC5E5542a773Aa44fBCfeDf7C193bc2C599",
+    } as const;
+    const refused = checkOffer({
+      policy: parseSpendingPolicy({ perCall: "$0.05", daily: "$1.00" }),
+      origin: "https://api.example.com",
+      offer: wbtc,
+      askedAtomic: 50_000n,
+    });
+    assert.equal(refused?.rule, "assets");
+    assert.match(refused?.message ?? "", /eip155:1, whose USDC this buyer does not know/);
+    assert.equal(
+      checkOffer({
+        policy: parseSpendingPolicy({ assets: [wbtc.asset] }),
+        origin: "https://api.example.com",
+        offer: wbtc,
+        askedAtomic: 50_000n,
+      }),
+      undefined,
+      "a policy naming the token pays in it",
+    );
+  });
+
   test("a policy that names no assets pays in the network's USDC alone, and in any token on the devnet", () => {
     const otherToken = { ...offer, asset: "0x1BFD67037B42Cf73acF2047067bd4F2C47D9BfD6" };
     const refused = checkOffer({
