@@ -355,6 +355,46 @@ describe("openings of one payer in two processes sharing a PostgreSQL spend stor
   });
 });
 
+/** The payment a request carries in its signature header, as sent, or undefined for an unpaid one. */
+function signedPaymentOf(init: RequestInit | undefined) {
+  const signature = new Headers(init?.headers).get(PAYMENT_SIGNATURE_HEADER);
+  if (!signature) return undefined;
+  const payment = JSON.parse(Buffer.from(signature, "base64").toString()) as {
+    accepted: Record<string, unknown>;
+    payload: { type: string };
+  };
+  return { signature, payment };
+}
+
+/**
+ * A seller's fetch that answers every paid request 402, having first settled the deposit it carries
+ * through the facilitator; `depositsTaken` counts those deposits.
+ */
+function depositTakingSeller() {
+  let taken = 0;
+  const takingFetch: typeof fetch = async (input, init) => {
+    const paid = signedPaymentOf(init);
+    if (!paid) return fetch(input, init);
+    const { payment } = paid;
+    if (payment.payload.type === "deposit") {
+      const settled = await h.facilitator.settle(payment as never, payment.accepted as never);
+      assert.ok(settled.success, String(settled.errorReason));
+      taken += 1;
+    }
+    const required = {
+      x402Version: 2,
+      error: "invalid_batch_settlement_evm_payload_rejected",
+      resource: { url: String(input) },
+      accepts: [payment.accepted],
+    };
+    return new Response("{}", {
+      status: 402,
+      headers: { [PAYMENT_REQUIRED_HEADER]: encodePaymentRequiredHeader(required as never) },
+    });
+  };
+  return { fetch: takingFetch, depositsTaken: () => taken };
+}
+
 async function refusalError(work: Promise<unknown>) {
   try {
     await work;
@@ -818,31 +858,7 @@ describe("trust, but verify", () => {
 
   test("a buyer without an RPC whose deposit a seller settles and answers with a 402 takes it as made: no deposit follows on the seller's answer", async () => {
     const buyer = await h.devnet.createBuyer(100_000_000n);
-    let depositsTaken = 0;
-    // Every paid request is answered 402; a deposit it carries is settled first, through the facilitator.
-    const taking: typeof fetch = async (input, init) => {
-      const signature = new Headers(init?.headers).get(PAYMENT_SIGNATURE_HEADER);
-      if (!signature) return fetch(input, init);
-      const payment = JSON.parse(Buffer.from(signature, "base64").toString()) as {
-        accepted: Record<string, unknown>;
-        payload: { type: string };
-      };
-      if (payment.payload.type === "deposit") {
-        const settled = await h.facilitator.settle(payment as never, payment.accepted as never);
-        assert.ok(settled.success, String(settled.errorReason));
-        depositsTaken += 1;
-      }
-      const required = {
-        x402Version: 2,
-        error: "invalid_batch_settlement_evm_payload_rejected",
-        resource: { url: String(input) },
-        accepts: [payment.accepted],
-      };
-      return new Response("{}", {
-        status: 402,
-        headers: { [PAYMENT_REQUIRED_HEADER]: encodePaymentRequiredHeader(required as never) },
-      });
-    };
+    const { fetch: taking, depositsTaken } = depositTakingSeller();
     const payingFetch = h.payingFetch({
       privateKey: buyer.privateKey,
       rpcUrl: undefined,
@@ -855,7 +871,7 @@ describe("trust, but verify", () => {
     assert.deepEqual(statuses, [402, 402, 402, 402]);
     const [channel] = await (await payingFetch.spendStore()).channels({ payer: buyer.address });
     assert.ok(channel);
-    assert.equal(depositsTaken, 1, "one deposit signed");
+    assert.equal(depositsTaken(), 1, "one deposit signed");
     assert.equal(
       (await h.channelOf(channel.channelId)).balance,
       10_000n,
@@ -869,12 +885,9 @@ describe("trust, but verify", () => {
     const settledSignatures = new Set<string>();
     // A paid request's connection is reset with no answer, its deposit settled first (once: the resend carries the same).
     const dropping: typeof fetch = async (input, init) => {
-      const signature = new Headers(init?.headers).get(PAYMENT_SIGNATURE_HEADER);
-      if (!signature) return fetch(input, init);
-      const payment = JSON.parse(Buffer.from(signature, "base64").toString()) as {
-        accepted: Record<string, unknown>;
-        payload: { type: string };
-      };
+      const paid = signedPaymentOf(init);
+      if (!paid) return fetch(input, init);
+      const { signature, payment } = paid;
       if (payment.payload.type === "deposit" && !settledSignatures.has(signature)) {
         settledSignatures.add(signature);
         const settled = await h.facilitator.settle(payment as never, payment.accepted as never);
@@ -902,31 +915,7 @@ describe("trust, but verify", () => {
 
   test("a buyer with an RPC whose deposit a seller settles and answers with a 402 reads the channel on chain before depositing again: none follows", async () => {
     const buyer = await h.devnet.createBuyer(100_000_000n);
-    let depositsTaken = 0;
-    // Every paid request is answered 402; a deposit it carries is settled first, through the facilitator.
-    const taking: typeof fetch = async (input, init) => {
-      const signature = new Headers(init?.headers).get(PAYMENT_SIGNATURE_HEADER);
-      if (!signature) return fetch(input, init);
-      const payment = JSON.parse(Buffer.from(signature, "base64").toString()) as {
-        accepted: Record<string, unknown>;
-        payload: { type: string };
-      };
-      if (payment.payload.type === "deposit") {
-        const settled = await h.facilitator.settle(payment as never, payment.accepted as never);
-        assert.ok(settled.success, String(settled.errorReason));
-        depositsTaken += 1;
-      }
-      const required = {
-        x402Version: 2,
-        error: "invalid_batch_settlement_evm_payload_rejected",
-        resource: { url: String(input) },
-        accepts: [payment.accepted],
-      };
-      return new Response("{}", {
-        status: 402,
-        headers: { [PAYMENT_REQUIRED_HEADER]: encodePaymentRequiredHeader(required as never) },
-      });
-    };
+    const { fetch: taking, depositsTaken } = depositTakingSeller();
     const payingFetch = h.payingFetch({
       privateKey: buyer.privateKey,
       fetch: taking,
@@ -938,7 +927,7 @@ describe("trust, but verify", () => {
     assert.deepEqual(statuses, [402, 402, 402, 402]);
     const [channel] = await (await payingFetch.spendStore()).channels({ payer: buyer.address });
     assert.ok(channel);
-    assert.equal(depositsTaken, 1, "one deposit signed");
+    assert.equal(depositsTaken(), 1, "one deposit signed");
     assert.equal(
       (await h.channelOf(channel.channelId)).balance,
       10_000n,
