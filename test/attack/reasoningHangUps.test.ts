@@ -124,6 +124,30 @@ async function honestThenHangUp(
   return { honest, hungUp };
 }
 
+/**
+ * Serves `pieces`, holding piece `held` until the buyer, which reads up to `seen`, has hung up; checks
+ * the backend was stopped (the answer cut short) and the payment settled, and returns its row.
+ */
+async function hangUpThenStopped(
+  path: string,
+  body: Record<string, unknown>,
+  pieces: string[],
+  held: number,
+  seen: (text: string) => boolean,
+): Promise<PaymentRecord> {
+  const rest = gate();
+  scripted.script = () => ({ headers: SSE, pieces, waitBefore: { [held]: rest.opened } });
+  const cutShort = scripted.cutShort;
+  const { response } = await payFor(h, path, body, buyer().privateKey);
+  await readThenHangUp(response, seen);
+  await sleep(300);
+  rest.open();
+  const row = await finalRow(h);
+  assert.equal(row.status, "settled");
+  assert.equal(scripted.cutShort, cutShort + 1, "the backend was stopped: it generates nothing for no one");
+  return row;
+}
+
 const namedSse = (events: Record<string, unknown>[]) =>
   events.map((event) => `event: ${String(event.type)}\ndata: ${JSON.stringify(event)}\n\n`);
 const SSE = { "content-type": "text/event-stream" };
@@ -327,17 +351,10 @@ describe("a buyer that hangs up otherwise", () => {
         },
       },
     ];
-    const answered = gate();
-    scripted.script = () => ({ headers: SSE, pieces: sseOf(chunks), waitBefore: { 1: answered.opened } });
-    const cutShort = scripted.cutShort;
-    const { response } = await payFor(h, "/v1/chat/completions", chatBody(CHAT), buyer().privateKey);
-    await readThenHangUp(response, (text) => text.includes(thought));
-    await sleep(300);
-    answered.open();
-    const row = await finalRow(h);
-    assert.equal(row.status, "settled");
+    const row = await hangUpThenStopped("/v1/chat/completions", chatBody(CHAT), sseOf(chunks), 1, (text) =>
+      text.includes(thought),
+    );
     assert.equal(row.completionTokens, countTextTokens(thought, "o200k_base"));
-    assert.equal(scripted.cutShort, cutShort + 1, "the backend was stopped");
   });
 
   test("during Messages thinking: pays what was delivered", async () => {
@@ -356,11 +373,7 @@ describe("a buyer that hangs up otherwise", () => {
       { type: "message_delta", delta: { stop_reason: "end_turn" }, usage: { output_tokens: 2000 } },
       { type: "message_stop" },
     ];
-    const answered = gate();
-    scripted.script = () => ({ headers: SSE, pieces: namedSse(events), waitBefore: { 3: answered.opened } });
-    const cutShort = scripted.cutShort;
-    const { response } = await payFor(
-      h,
+    const row = await hangUpThenStopped(
       "/v1/messages",
       {
         model: MESSAGES,
@@ -369,15 +382,11 @@ describe("a buyer that hangs up otherwise", () => {
         messages: [{ role: "user", content: "what is the answer?" }],
         stream: true,
       },
-      buyer().privateKey,
+      namedSse(events),
+      3,
+      (text) => text.includes(thought),
     );
-    await readThenHangUp(response, (text) => text.includes(thought));
-    await sleep(300);
-    answered.open();
-    const row = await finalRow(h);
-    assert.equal(row.status, "settled");
     assert.equal(row.completionTokens, countTextTokens(thought, "o200k_base"));
-    assert.equal(scripted.cutShort, cutShort + 1, "the backend was stopped");
   });
 
   test("after the answer began, on a Messages request with thinking disabled: pays what was delivered, the backend stopped", async () => {
@@ -393,11 +402,7 @@ describe("a buyer that hangs up otherwise", () => {
       { type: "message_delta", delta: { stop_reason: "end_turn" }, usage: { output_tokens: 2000 } },
       { type: "message_stop" },
     ];
-    const rest = gate();
-    scripted.script = () => ({ headers: SSE, pieces: namedSse(events), waitBefore: { 3: rest.opened } });
-    const cutShort = scripted.cutShort;
-    const { response } = await payFor(
-      h,
+    const row = await hangUpThenStopped(
       "/v1/messages",
       {
         model: MESSAGES,
@@ -406,30 +411,23 @@ describe("a buyer that hangs up otherwise", () => {
         messages: [{ role: "user", content: "what is the answer?" }],
         stream: true,
       },
-      buyer().privateKey,
+      namedSse(events),
+      3,
+      (text) => text.includes(answer),
     );
-    await readThenHangUp(response, (text) => text.includes(answer));
-    await sleep(300);
-    rest.open();
-    const row = await finalRow(h);
-    assert.equal(row.status, "settled");
     assert.equal(row.completionTokens, answerTokens);
-    assert.equal(scripted.cutShort, cutShort + 1, "the backend was stopped");
   });
 
   test("after the answer began, on a chat model not declared to reason unseen: pays what was delivered, the backend stopped", async () => {
     const { pieces, usageAt } = chatStream();
-    const rest = gate();
-    scripted.script = () => ({ headers: SSE, pieces, waitBefore: { [usageAt - 1]: rest.opened } });
-    const cutShort = scripted.cutShort;
-    const { response } = await payFor(h, "/v1/chat/completions", chatBody(CHAT_PLAIN), buyer().privateKey);
-    await readThenHangUp(response, (text) => text.includes(words.at(-1)!));
-    await sleep(300);
-    rest.open();
-    const row = await finalRow(h);
-    assert.equal(row.status, "settled");
+    const row = await hangUpThenStopped(
+      "/v1/chat/completions",
+      chatBody(CHAT_PLAIN),
+      pieces,
+      usageAt - 1,
+      (text) => text.includes(words.at(-1)!),
+    );
     assert.equal(row.completionTokens, answerTokens);
-    assert.equal(scripted.cutShort, cutShort + 1, "the backend was stopped: it generates nothing for no one");
   });
 
   test("after the answer, from a backend that never reports usage: pays what was delivered at the time bound", async () => {
