@@ -169,8 +169,8 @@ describe("billing as a library", () => {
   test("a Hono route built as the README shows (createBilling on an in-process facilitator, no chain readers given) serves one payer's requests sent at once only as far as its balance covers their maxima", async () => {
     const app = new Hono<{ Variables: { tollgate: TollgateContext } }>();
     app.post("/v1/chat/completions", tollgateHono({ billing }), async (c) => {
-      const { quote, backendBody } = c.get("tollgate");
-      return proxyToBackend({ model: quote.model, body: backendBody, signal: c.req.raw.signal });
+      const { quote, backendBody, signal } = c.get("tollgate");
+      return proxyToBackend({ model: quote.model, body: backendBody, signal });
     });
     const server = serve({ fetch: app.fetch, hostname: "127.0.0.1", port: 0 });
     await new Promise((resolve) => server.once("listening", resolve));
@@ -913,8 +913,8 @@ describe("the Next.js adapter when the buyer leaves early", () => {
     // The backend takes the request and never answers: the buyer gives up waiting.
     const { billing: longBilled, backend: stalling } = await longBilling({ stallBeforeHeaders: true });
     const route = withTollgate(
-      (request, _context: unknown, { quote, backendBody }) =>
-        proxyToBackend({ model: quote.model, body: backendBody, signal: request.signal }),
+      (_request, _context: unknown, { quote, backendBody, signal }) =>
+        proxyToBackend({ model: quote.model, body: backendBody, signal }),
       { billing: longBilled },
     );
     const url = "http://127.0.0.1/v1/chat/completions";

@@ -112,14 +112,7 @@ export function createGatewayApp({
   const forward = tollgateHono({ billing, overlapVoucherCheck: true });
   const handler = async (c: Context<{ Variables: { tollgate: TollgateContext } }>) => {
     const { quote, backendBody, signal } = c.get("tollgate");
-    return proxyToBackend({
-      model: quote.model,
-      body: backendBody,
-      route: quote.route,
-      signal: signal ? AbortSignal.any([c.req.raw.signal, signal]) : c.req.raw.signal,
-      // The billing session stops a stream's backend, or reads it on for the usage of reasoning spent.
-      signalStopsStream: false,
-    });
+    return proxyToBackend({ model: quote.model, body: backendBody, route: quote.route, signal });
   };
   for (const route of Object.values(routes)) {
     if (route.errorBody) app.post(`/v1${route.path}`, inErrorShapeOf(route), limitBody, forward, handler);

@@ -1,5 +1,6 @@
 import type { Context, MiddlewareHandler } from "hono";
 import { REQUEST_ID_HEADER } from "../errors/index.js";
+import { backendStopSignal } from "./backendStopSignal.js";
 import { billHandlerFailure, billHandlerResponse } from "./billHandlerResponse.js";
 import type { Billing } from "./createBilling.js";
 import type { BillingSession } from "./createBillingSession.js";
@@ -13,8 +14,14 @@ export type TollgateContext = {
   session: BillingSession;
   /** The body to send upstream: output limit set to what was authorized, usage asked for in streams. */
   backendBody: Record<string, unknown>;
-  /** Hono: aborted when the payment fails a check made while the handler runs (`overlapVoucherCheck`); stop the backend. */
-  signal?: AbortSignal;
+  /**
+   * Give it to the backend call. Aborted when the buyer leaves before the answer began, or when the
+   * payment fails a check made while the handler runs (`overlapVoucherCheck`). Once the handler answered
+   * with a stream, the billing session stops its backend when the buyer leaves, or reads it on for the
+   * usage report of reasoning already spent (`hiddenReasoning`): the buyer's own signal
+   * (`c.req.raw.signal`) would stop the backend before that report, and leave the reasoning unpaid.
+   */
+  signal: AbortSignal;
 };
 
 export type TollgateHonoParameters = {
@@ -47,8 +54,8 @@ export function routeKindOfPath(path: string): RouteKind {
  *
  * @example
  * app.post("/v1/chat/completions", tollgateHono({ billing }), async (c) => {
- *   const { backendBody } = c.get("tollgate");
- *   return fetch(`${upstream}/chat/completions`, { method: "POST", body: JSON.stringify(backendBody) });
+ *   const { backendBody, signal } = c.get("tollgate");
+ *   return fetch(`${upstream}/chat/completions`, { method: "POST", body: JSON.stringify(backendBody), signal });
  * });
  */
 export function tollgateHono({
@@ -98,8 +105,8 @@ export function tollgateHono({
         return limitedText;
       },
     }) as typeof c.req.bodyCache;
-    const refused = new AbortController();
-    c.set("tollgate", { quote, session, backendBody: quote.backendBody, signal: refused.signal });
+    const backend = backendStopSignal(c.req.raw.signal);
+    c.set("tollgate", { quote, session, backendBody: quote.backendBody, signal: backend.signal });
 
     if (confirm) {
       const handled = next();
@@ -107,9 +114,9 @@ export function tollgateHono({
       handled.catch(() => undefined);
       // The handler's backend request goes out first; the check runs while the backend works.
       await nextTurn();
-      const stopBackend = () => refused.abort(new Error("the payment was refused"));
+      const stopBackend = () => backend.stop(new Error("the payment was refused"));
       const refusal = await confirm(stopBackend).catch(async (error: unknown) => {
-        refused.abort(error);
+        backend.stop(error);
         await handled;
         throw error;
       });
@@ -125,6 +132,7 @@ export function tollgateHono({
       }
       await handled;
     } else await next();
+    backend.answered(c.error ? undefined : c.res);
     await meterAnswer(c, quote, session);
     // The answer the handler built may have immutable headers (a fetch Response): copy it to name the request.
     try {

@@ -1,3 +1,4 @@
+import { backendStopSignal } from "./backendStopSignal.js";
 import { billHandlerFailure, billHandlerResponse } from "./billHandlerResponse.js";
 import type { Billing } from "./createBilling.js";
 import { errorAnswer } from "./errorAnswer.js";
@@ -14,7 +15,10 @@ export type WithTollgateParameters = {
   routeKind?: RouteKind;
 };
 
-/** A paid route handler: the request carries the limited body; `tollgate` holds the quote and the session. */
+/**
+ * A paid route handler: the request carries the limited body; `tollgate` holds the quote, the session
+ * and the `signal` to give the backend call (see `TollgateContext`).
+ */
 export type TollgateRouteHandler<Context> = (
   request: Request,
   context: Context,
@@ -31,8 +35,8 @@ export type TollgateRouteHandler<Context> = (
  * @example
  * // app/v1/chat/completions/route.ts
  * export const POST = withTollgate(
- *   (request, _context, { quote, backendBody }) =>
- *     proxyToBackend({ model: quote.model, body: backendBody, signal: request.signal }),
+ *   (_request, _context, { quote, backendBody, signal }) =>
+ *     proxyToBackend({ model: quote.model, body: backendBody, signal }),
  *   { billing },
  * );
  */
@@ -76,9 +80,16 @@ export function withTollgate<Context = unknown>(
       body: JSON.stringify(quote.backendBody),
       signal: request.signal,
     });
+    const backend = backendStopSignal(request.signal);
     let response: Response;
     try {
-      response = await handler(limited, context, { quote, session, backendBody: quote.backendBody });
+      response = await handler(limited, context, {
+        quote,
+        session,
+        backendBody: quote.backendBody,
+        signal: backend.signal,
+      });
+      backend.answered(response);
     } catch (error) {
       await billHandlerFailure(session, error, request.signal);
       throw error;

@@ -9,7 +9,8 @@ export type ProxyToBackendParameters = {
   /** The API the request is for; default the model's kind. */
   route?: RouteAdapter;
   /**
-   * Aborts the backend request (the buyer left). A request it aborts fails with
+   * Aborts the backend request: the `signal` of the paid route's context (Hono, Next), or of
+   * `res.locals.tollgate` (Express). A request it aborts before the backend answered fails with
    * TOLLGATE_BACKEND_FAILED whose details say `buyerLeft`, and `promptSent` once the backend had it.
    */
   signal?: AbortSignal;
@@ -18,12 +19,6 @@ export type ProxyToBackendParameters = {
    * and a buyer that leaves pays for it (the Express adapter's `promptSent`).
    */
   onPromptSent?: () => void;
-  /**
-   * False: once a stream's headers came, `signal` no longer closes it; only its reader does (a billing
-   * session's `meterStream`, which reads on past a buyer that left for the usage report of reasoning
-   * already spent). Default true, for a handler that writes the stream itself (Express).
-   */
-  signalStopsStream?: boolean;
 };
 
 /** Requests to backends: keep-alive connections, bodies streamed as they come. */
@@ -37,7 +32,7 @@ const PASSED_HEADERS = ["content-type", "retry-after"];
  * unread, so a stream passes through chunk by chunk. The wait for the response headers is bounded
  * by `backend.timeoutMs` (TOLLGATE_BACKEND_TIMEOUT); the body is bounded by the billing session. A
  * redirect is refused (TOLLGATE_BACKEND_FAILED, naming the fix) rather than followed.
- * Cancelling the returned body (or `signal`, unless `signalStopsStream` is false) closes the backend
+ * Cancelling the returned body (or `signal`) closes the backend
  * connection, which stops generation.
  */
 export async function proxyToBackend({
@@ -46,7 +41,6 @@ export async function proxyToBackend({
   route = routes[model.kind],
   signal,
   onPromptSent,
-  signalStopsStream = true,
 }: ProxyToBackendParameters): Promise<Response> {
   const url = `${model.backend.baseUrl.replace(/\/+$/, "")}${route.path}`;
   const headers: Record<string, string> = {
@@ -111,9 +105,7 @@ export async function proxyToBackend({
     const value = response.headers.get(name);
     if (value) responseHeaders.set(name, value);
   }
-  if (responseHeaders.get("content-type")?.includes("text/event-stream")) {
+  if (responseHeaders.get("content-type")?.includes("text/event-stream"))
     responseHeaders.set("cache-control", "no-cache");
-    if (!signalStopsStream) signal?.removeEventListener("abort", onClientGone);
-  }
   return new Response(response.body, { status: response.status, headers: responseHeaders });
 }

@@ -1,8 +1,20 @@
 import assert from "node:assert/strict";
+import type { AddressInfo } from "node:net";
 import { after, before, describe, test } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
+import { serve } from "@hono/node-server";
+import { Hono } from "hono";
 import { createPayingFetch } from "../../src/buyer/index.js";
 import { type Devnet, startDevnet } from "../../src/devnet/index.js";
+import { createFacilitator } from "../../src/facilitator/index.js";
+import {
+  createBilling,
+  parseGatewayConfig,
+  proxyToBackend,
+  type TollgateContext,
+  tollgateHono,
+  withTollgate,
+} from "../../src/gateway/index.js";
 import type { PaymentRecord } from "../../src/ledger/index.js";
 import { countTextTokens } from "../../src/pricing/index.js";
 import { channelTestConfig } from "../support/channelFixtures.js";
@@ -61,7 +73,9 @@ before(async () => {
     ],
   });
 });
+const closers: Array<() => Promise<void>> = [];
 after(async () => {
+  for (const close of closers) await close();
   await h?.close();
   await scripted?.close();
   await devnet?.stop();
@@ -102,9 +116,10 @@ async function honestThenHangUp(
   answer: Omit<ScriptedAnswer, "waitBefore">,
   held: number,
   seen: (text: string) => boolean,
+  on: GatewayHarness = h,
 ): Promise<{ honest: PaymentRecord; hungUp: PaymentRecord }> {
   scripted.script = () => answer;
-  const paid = await payFor(h, path, body, buyer().privateKey);
+  const paid = await payFor(on, path, body, buyer().privateKey);
   assert.equal(paid.response.status, 200);
   await paid.response.text();
   const honest = await finalRow(h);
@@ -112,7 +127,7 @@ async function honestThenHangUp(
   scripted.script = () => ({ ...answer, waitBefore: { [held]: usage.opened } });
   const payer = buyer();
   const before = await devnet.usdcBalance(payer.address);
-  const { response } = await payFor(h, path, body, payer.privateKey);
+  const { response } = await payFor(on, path, body, payer.privateKey);
   await readThenHangUp(response, seen);
   // The gateway sees the buyer leave before the backend reports its usage.
   await sleep(300);
@@ -324,6 +339,77 @@ describe("a buyer that hangs up after the answer and before the usage report", (
       await pay.close();
     }
   });
+});
+
+describe("on a Hono or Next route built as the README shows", () => {
+  /** The route's server on the harness's ledger, billed by an in-process facilitator of its own key. */
+  async function middlewareRoute(adapter: "hono" | "next"): Promise<GatewayHarness> {
+    const key = await devnet.createBuyer(0n);
+    const facilitator = createFacilitator({
+      rpcUrl: devnet.rpcUrl,
+      privateKey: key.privateKey,
+      network: devnet.network,
+      pollingIntervalMs: 20,
+    });
+    const billing = createBilling({
+      terms: {
+        network: devnet.network,
+        asset: devnet.contracts.usdc,
+        assetDomain: { name: "USD Coin", version: "2" },
+        payTo: devnet.accounts.payTo.address,
+        maxTimeoutSeconds: 300,
+        facilitatorAddress: facilitator.address,
+      },
+      models: parseGatewayConfig({
+        network: devnet.network,
+        asset: devnet.contracts.usdc,
+        payTo: devnet.accounts.payTo.address,
+        models: [model(CHAT, "chat")],
+      }).models,
+      facilitator,
+      ledger: h.ledger.payments,
+      countTokens: countTextTokens,
+    });
+    let serveRequest: (request: Request) => Response | Promise<Response>;
+    if (adapter === "hono") {
+      const app = new Hono<{ Variables: { tollgate: TollgateContext } }>();
+      app.post("/v1/chat/completions", tollgateHono({ billing }), async (c) => {
+        const { quote, backendBody, signal } = c.get("tollgate");
+        return proxyToBackend({ model: quote.model, body: backendBody, signal });
+      });
+      serveRequest = app.fetch;
+    } else {
+      const route = withTollgate(
+        (_request, _context: unknown, { quote, backendBody, signal }) =>
+          proxyToBackend({ model: quote.model, body: backendBody, signal }),
+        { billing },
+      );
+      serveRequest = (request) => route(request, {});
+    }
+    const server = serve({ fetch: serveRequest, hostname: "127.0.0.1", port: 0 });
+    await new Promise((resolve) => server.once("listening", resolve));
+    closers.push(() => new Promise((resolve) => server.close(() => resolve())));
+    const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    return { ...h, gateway: { ...h.gateway, url } };
+  }
+
+  for (const adapter of ["hono", "next"] as const) {
+    test(`${adapter}: a chat buyer that hangs up before the usage report pays the reasoning it itemizes, as a full read does`, async () => {
+      const { pieces, usageAt } = chatStream();
+      const { honest, hungUp } = await honestThenHangUp(
+        "/v1/chat/completions",
+        chatBody(CHAT),
+        { headers: SSE, pieces },
+        usageAt,
+        (text) => text.includes('"finish_reason":"stop"'),
+        await middlewareRoute(adapter),
+      );
+      assert.equal(honest.completionTokens, answerTokens + REASONING);
+      // Observed before, with the buyer's own signal stopping the backend: the answer's tokens only.
+      assert.equal(hungUp.completionTokens, answerTokens + REASONING);
+      assert.equal(hungUp.chargeAtomic, honest.chargeAtomic, "what a full read is charged, no more");
+    });
+  }
 });
 
 describe("a buyer that hangs up otherwise", () => {

@@ -86,8 +86,8 @@ import { makeBilling } from "../../../../lib/billing.js";
 export const dynamic = "force-dynamic";
 
 export const POST = withTollgate(
-  (request, _context, { quote, backendBody }) =>
-    proxyToBackend({ model: quote.model, body: backendBody, signal: request.signal }),
+  (_request, _context, { quote, backendBody, signal }) =>
+    proxyToBackend({ model: quote.model, body: backendBody, signal }),
   { billing: makeBilling },
 );
 `;
