@@ -1,7 +1,7 @@
 import type { NextFunction, Request, RequestHandler, Response } from "express";
 import { REQUEST_ID_HEADER } from "../errors/index.js";
 import type { Billing } from "./createBilling.js";
-import { PAYMENT_NOT_RECORDED } from "./createBillingSession.js";
+import { PAYMENT_NOT_RECORDED, type StreamEnding } from "./createBillingSession.js";
 import { errorAnswer } from "./errorAnswer.js";
 import type { TollgateContext } from "./honoBilling.js";
 import { routeKindOfPath } from "./honoBilling.js";
@@ -19,7 +19,10 @@ export type TollgateExpressContext = TollgateContext & {
    * Aborted once the answer is closed: the buyer left, or the answer was sent in full — as the
    * handler ended it, or as the middleware ended it at the authorized output or at the request's time
    * bound. Pass it to the backend call, so that the backend stops generating what nobody will read.
-   * (Aborting sooner could fail the handler while the receipt is still being written.)
+   * (Aborting sooner could fail the handler while the receipt is still being written.) A buyer who
+   * leaves a stream once its answer began, on a request that allows hidden output (`hiddenReasoning`),
+   * aborts it only once the backend reported its usage (or at the output limit, or the time bound):
+   * until then the handler writes on, to no one, and the reasoning that report states is charged.
    */
   signal: AbortSignal;
   /**
@@ -170,12 +173,30 @@ async function handle(
   };
   /** The handler's end, when it came while output waited: run once the socket took the rest. */
   let endWhenDrained: (() => void) | undefined;
+  // Set when the buyer left mid-stream and the handler's backend is read on for its usage report
+  // (`StreamWriter.leave`): what the handler writes is metered as not delivered, and goes nowhere.
+  let readingOn = false;
+  /** Ends the reading on: the backend call is stopped and the request charged. */
+  const endReadingOn = (ending: StreamEnding) => {
+    readingOn = false;
+    ended = true;
+    clearTimeout(deadline);
+    stop.abort(new DOMException("the answer is closed", "AbortError"));
+    void (tap as NonNullable<typeof tap>).finish(ending).catch(() => undefined);
+  };
+  /** Meters output written while reading on; ends the reading on at the usage report or the output limit. */
+  const readOn = (piece: string) => {
+    const stream = tap as NonNullable<typeof tap>;
+    stream.push(piece);
+    if (stream.usageReported || stream.stopped) endReadingOn("client_gone");
+  };
 
   // A buyer that stops reading stalls a handler that waits for it to drain, and the charge with it,
   // past the request's authorization (its channel reservation, its upto deadline). At the request's
   // time bound what was forwarded is charged and the answer ends; later writes are dropped.
   const deadline = setTimeout(
     () => {
+      if (readingOn) return endReadingOn("timeout");
       if (ended) return;
       ended = true;
       cutOff = true;
@@ -209,8 +230,22 @@ async function handle(
   );
   deadline.unref();
   res.on("close", () => {
-    dropWaiting();
     endWhenDrained = undefined;
+    if (!ended && !cutOff && streamStarted() && (tap as NonNullable<typeof tap>).leave()) {
+      // The answer had begun on a request that allows hidden output: the reasoning before it is spent,
+      // and reported only at the end. The handler's backend call goes on; the output that waited for
+      // the socket, and all that comes after, is metered as not delivered.
+      readingOn = true;
+      cutOff = true;
+      const waited = waiting.splice(0);
+      waitingBytes = 0;
+      for (const piece of waited) {
+        if (readingOn) readOn(piece.text);
+        piece.callback?.();
+      }
+      return;
+    }
+    dropWaiting();
     // Nothing more reaches the buyer once the answer is closed, whoever closed it.
     stop.abort(new DOMException("the answer is closed", "AbortError"));
     if (ended) return;
@@ -269,6 +304,11 @@ async function handle(
   res.write = ((chunk: Chunk, encoding?: BufferEncoding | WriteCallback, cb?: WriteCallback) => {
     const enc = typeof encoding === "string" ? encoding : undefined;
     const callback = typeof encoding === "function" ? encoding : cb;
+    if (readingOn) {
+      readOn(text(chunk, enc));
+      callback?.();
+      return true;
+    }
     if (isStream()) {
       tap ??= session.createStreamWriter();
       // Written under an error status once the stream began: the handler's error text, not output.
@@ -309,6 +349,12 @@ async function handle(
     const data = typeof chunk === "function" ? undefined : chunk;
     const enc = typeof encoding === "string" ? encoding : undefined;
     const callback = typeof chunk === "function" ? chunk : typeof encoding === "function" ? encoding : cb;
+    if (readingOn) {
+      readOn(text(data, enc) + decoder.decode());
+      if (readingOn) endReadingOn(res.statusCode >= 400 ? "backend_error" : "client_gone");
+      callback?.();
+      return res;
+    }
     if (cutOff) {
       callback?.();
       return res;

@@ -3,6 +3,7 @@ import type { AddressInfo } from "node:net";
 import { after, before, describe, test } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 import { serve } from "@hono/node-server";
+import express from "express";
 import { Hono } from "hono";
 import { createPayingFetch } from "../../src/buyer/index.js";
 import { type Devnet, startDevnet } from "../../src/devnet/index.js";
@@ -12,6 +13,8 @@ import {
   parseGatewayConfig,
   proxyToBackend,
   type TollgateContext,
+  type TollgateExpressContext,
+  tollgateExpress,
   tollgateHono,
   withTollgate,
 } from "../../src/gateway/index.js";
@@ -149,15 +152,16 @@ async function hangUpThenStopped(
   pieces: string[],
   held: number,
   seen: (text: string) => boolean,
+  on: GatewayHarness = h,
 ): Promise<PaymentRecord> {
   const rest = gate();
   scripted.script = () => ({ headers: SSE, pieces, waitBefore: { [held]: rest.opened } });
   const cutShort = scripted.cutShort;
-  const { response } = await payFor(h, path, body, buyer().privateKey);
+  const { response } = await payFor(on, path, body, buyer().privateKey);
   await readThenHangUp(response, seen);
   await sleep(300);
   rest.open();
-  const row = await finalRow(h);
+  const row = await finalRow(on);
   assert.equal(row.status, "settled");
   assert.equal(scripted.cutShort, cutShort + 1, "the backend was stopped: it generates nothing for no one");
   return row;
@@ -341,9 +345,9 @@ describe("a buyer that hangs up after the answer and before the usage report", (
   });
 });
 
-describe("on a Hono or Next route built as the README shows", () => {
+describe("on a Hono, Next or Express route built as the README shows", () => {
   /** The route's server on the harness's ledger, billed by an in-process facilitator of its own key. */
-  async function middlewareRoute(adapter: "hono" | "next"): Promise<GatewayHarness> {
+  async function middlewareRoute(adapter: "hono" | "next" | "express"): Promise<GatewayHarness> {
     const key = await devnet.createBuyer(0n);
     const facilitator = createFacilitator({
       rpcUrl: devnet.rpcUrl,
@@ -364,12 +368,37 @@ describe("on a Hono or Next route built as the README shows", () => {
         network: devnet.network,
         asset: devnet.contracts.usdc,
         payTo: devnet.accounts.payTo.address,
-        models: [model(CHAT, "chat")],
+        models: [model(CHAT, "chat"), model(CHAT_PLAIN, "chat", 60, false)],
       }).models,
       facilitator,
       ledger: h.ledger.payments,
       countTokens: countTextTokens,
     });
+    if (adapter === "express") {
+      const app = express();
+      app.post("/v1/chat/completions", express.json(), tollgateExpress({ billing }), async (_req, res) => {
+        const { quote, backendBody, signal, promptSent } = res.locals.tollgate as TollgateExpressContext;
+        try {
+          const upstream = await proxyToBackend({
+            model: quote.model,
+            body: backendBody,
+            route: quote.route,
+            signal,
+            onPromptSent: promptSent,
+          });
+          res.status(upstream.status).type(upstream.headers.get("content-type") ?? "application/json");
+          for await (const chunk of upstream.body as unknown as AsyncIterable<Uint8Array>) res.write(chunk);
+          res.end();
+        } catch (error) {
+          if (!signal.aborted) throw error;
+        }
+      });
+      const server = app.listen(0, "127.0.0.1");
+      await new Promise((resolve) => server.once("listening", resolve));
+      closers.push(() => new Promise((resolve) => server.close(() => resolve())));
+      const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+      return { ...h, gateway: { ...h.gateway, url } };
+    }
     let serveRequest: (request: Request) => Response | Promise<Response>;
     if (adapter === "hono") {
       const app = new Hono<{ Variables: { tollgate: TollgateContext } }>();
@@ -393,7 +422,7 @@ describe("on a Hono or Next route built as the README shows", () => {
     return { ...h, gateway: { ...h.gateway, url } };
   }
 
-  for (const adapter of ["hono", "next"] as const) {
+  for (const adapter of ["hono", "next", "express"] as const) {
     test(`${adapter}: a chat buyer that hangs up before the usage report pays the reasoning it itemizes, as a full read does`, async () => {
       const { pieces, usageAt } = chatStream();
       const { honest, hungUp } = await honestThenHangUp(
@@ -408,6 +437,19 @@ describe("on a Hono or Next route built as the README shows", () => {
       // Observed before, with the buyer's own signal stopping the backend: the answer's tokens only.
       assert.equal(hungUp.completionTokens, answerTokens + REASONING);
       assert.equal(hungUp.chargeAtomic, honest.chargeAtomic, "what a full read is charged, no more");
+    });
+
+    test(`${adapter}: a buyer of a chat model not declared to reason unseen pays what was delivered, the backend stopped`, async () => {
+      const { pieces, usageAt } = chatStream();
+      const row = await hangUpThenStopped(
+        "/v1/chat/completions",
+        chatBody(CHAT_PLAIN),
+        pieces,
+        usageAt - 1,
+        (text) => text.includes(words.at(-1)!),
+        await middlewareRoute(adapter),
+      );
+      assert.equal(row.completionTokens, answerTokens);
     });
   }
 });
