@@ -49,6 +49,8 @@ const clients: Client[] = [];
 /** What the `lookup` tool reports as its cost, per call. */
 const lookupChargeAtomic = 1234n;
 const lookupMaxAtomic = 5000n;
+/** The fixed price of the `report` tool. */
+const reportPriceAtomic = 2000n;
 
 before(async () => {
   h = await startGatewayHarness({
@@ -100,6 +102,29 @@ before(async () => {
                   max_tokens: 20,
                   n,
                 }),
+              }),
+            );
+            return server;
+          },
+        }),
+      );
+      // A fixed-price tool that ignores its caller's cancellation: it answers once its call is cancelled.
+      endpoints.push(
+        mountMcpEndpoint(app, {
+          path: "/report-mcp",
+          createServer: () => {
+            const server = new McpServer({ name: "report-tools", version: "1.0.0" });
+            server.registerTool(
+              "report",
+              { inputSchema: { key: z.string() } },
+              paidTool({
+                billing,
+                name: "report",
+                price: { scheme: "exact", priceAtomic: reportPriceAtomic },
+                handler: async ({ key }: { key: string }, extra) => {
+                  await new Promise((resolve) => extra.signal.addEventListener("abort", resolve));
+                  return { result: { content: [{ type: "text", text: `report on ${key}` }] } };
+                },
               }),
             );
             return server;
@@ -467,6 +492,45 @@ describe("paid MCP tools (x402 MCP transport)", () => {
       await payer.close();
       await dataDir.remove();
     }
+  });
+
+  test("a paid call its caller cancels before the tool answers is charged nothing: its result never reaches the caller", async () => {
+    const buyer = await h.devnet.createBuyer(10_000_000n);
+    const client = await connect("/report-mcp");
+    const required = readPaymentRequiredResult(await call(client, "report", { key: "q3" }));
+    assert.ok(required);
+    const payload = await officialBuyer(buyer.privateKey, h.devnet.network).createPaymentPayload(required);
+    const before = await h.devnet.usdcBalance(buyer.address);
+    const controller = new AbortController();
+    const pending = client
+      .callTool(
+        { name: "report", arguments: { key: "q3" }, _meta: { [MCP_PAYMENT_META_KEY]: payload } },
+        undefined,
+        { timeout: 600_000, signal: controller.signal },
+      )
+      .then(
+        () => "answered",
+        () => "cancelled",
+      );
+    const rowOf = async () =>
+      (await h.ledger.payments.recent({ limit: 100 })).find(
+        (payment) => payment.payer.toLowerCase() === buyer.address.toLowerCase(),
+      );
+    let row = await rowOf();
+    for (let waited = 0; row === undefined && waited < 60_000; waited += 20) {
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      row = await rowOf();
+    }
+    controller.abort("the agent moved on");
+    assert.equal(await pending, "cancelled");
+    const final = new Set(["settled", "failed", "debt", "zero"]);
+    for (let waited = 0; !final.has(row?.status ?? "") && waited < 60_000; waited += 50) {
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      row = await rowOf();
+    }
+    assert.equal(row?.status, "failed", `row ${row?.status} (${row?.error})`);
+    assert.equal(row?.chargeAtomic ?? 0n, 0n);
+    assert.equal(await h.devnet.usdcBalance(buyer.address), before);
   });
 
   test("a crowd opening sessions past the endpoint's bound never closes a session whose paid call is running: the call's result reaches its buyer, charged once", async () => {

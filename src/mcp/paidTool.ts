@@ -45,7 +45,8 @@ export type PaidToolParameters<Args> = {
  * `_meta["x402/payment"]` is verified and claimed once in the ledger (a replay is refused, a payer
  * in debt too), runs the handler, settles its charge (exact: the price; upto: what the handler
  * reports, never above the maximum) and carries the settlement in `_meta["x402/payment-response"]`.
- * A handler that throws or returns `isError` is not charged.
+ * A handler that throws or returns `isError` is not charged, nor is a call its caller cancelled before the
+ * handler returned (the SDK sends it no result); the handler may watch `extra.signal` to stop early.
  * @example
  * server.registerTool("lookup", { inputSchema: { q: z.string() } }, paidTool({
  *   billing, name: "lookup", price: { scheme: "exact", priceAtomic: 1000n },
@@ -123,6 +124,11 @@ export function paidTool<Args>(
       return toolError(`${name} failed: ${(error as Error).message}; nothing was charged`);
     }
     clearInterval(heartbeat);
+    // The SDK sends nothing for a call its caller cancelled: it gets no result, and pays nothing.
+    if (extra.signal.aborted) {
+      await billing.fail(paymentId, `tool ${name} answered after its caller cancelled the call`);
+      return toolError(`${name} was cancelled before its result; nothing was charged`);
+    }
     if (work.result.isError) {
       await billing.fail(paymentId, `tool ${name} answered an error`);
       return work.result;
