@@ -142,6 +142,18 @@ export function waitForShutdownSignal(): Promise<NodeJS.Signals> {
   });
 }
 
+/** C0 and C1 control characters and DEL: what a terminal may read as a command (an escape sequence, a line break). */
+// biome-ignore lint/suspicious/noControlCharactersInRegex: the control characters are what is matched
+const controlCharacters = /[\u0000-\u001f\u007f-\u009f]/g;
+
+/**
+ * Text that came from outside (a buyer's, a seller's, a tool's error) made safe to print on a terminal:
+ * its control characters are written out, e.g. `\u001b`.
+ */
+export function printable(text: string): string {
+  return text.replace(controlCharacters, (char) => `\\u${char.charCodeAt(0).toString(16).padStart(4, "0")}`);
+}
+
 /** Writes one line to stdout. */
 export function printLine(text: string): void {
   process.stdout.write(`${text}\n`);

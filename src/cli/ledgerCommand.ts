@@ -1,6 +1,6 @@
 import { z } from "zod";
 import { formatMoney } from "../pricing/index.js";
-import { parseFlags, printLine } from "./cliSupport.js";
+import { parseFlags, printable, printLine } from "./cliSupport.js";
 import { commandFlags } from "./commandFlags.js";
 import {
   DEFAULT_LEDGER_DIR,
@@ -41,7 +41,7 @@ export async function ledgerCommand(argv: string[]): Promise<number> {
   const money = (atomic: string) => formatMoney(BigInt(atomic), { trim: false });
   for (const t of report.totals) {
     printLine(
-      `  ${t.model.padEnd(24)} ${String(t.count).padStart(8)} ${money(t.authorizedAtomic).padStart(14)} ${money(t.chargedAtomic).padStart(14)} ${money(t.owedAtomic).padStart(12)}`,
+      `  ${printable(t.model).padEnd(24)} ${String(t.count).padStart(8)} ${money(t.authorizedAtomic).padStart(14)} ${money(t.chargedAtomic).padStart(14)} ${money(t.owedAtomic).padStart(12)}`,
     );
   }
   printLine("");
@@ -51,13 +51,14 @@ export async function ledgerCommand(argv: string[]): Promise<number> {
     const tokens = p.usage
       ? ` ${Object.entries(p.usage)
           // The unit's name, then its count: "requests 1, input_tokens 12".
-          .map(([unit, count]) => `${unit} ${count}`)
+          .map(([unit, count]) => `${printable(unit)} ${count}`)
           .join(", ")}`
       : p.completionTokens === null
         ? ""
         : ` ${p.promptTokens}+${p.completionTokens} tok`;
+    // A row's words may hold a buyer's (a tool's error naming its arguments): one row, one line, no escapes.
     printLine(
-      `  #${p.id} ${p.createdAt} ${p.model} ${p.payer} ${p.status} max ${money(p.maxAtomic)} charged ${charge}${tokens}${p.transaction ? ` tx ${p.transaction}` : ""}${p.error ? ` (${p.error})` : ""}`,
+      `  #${p.id} ${p.createdAt} ${printable(p.model)} ${printable(p.payer)} ${p.status} max ${money(p.maxAtomic)} charged ${charge}${tokens}${p.transaction ? ` tx ${printable(p.transaction)}` : ""}${p.error ? ` (${printable(p.error)})` : ""}`,
     );
   }
   return 0;
