@@ -28,6 +28,11 @@ import { mockCompletionText, mockModelId } from "./support/mockBackend.js";
 import { parsePrometheusText, sumOf } from "./support/prometheusText.js";
 
 let h: GatewayHarness;
+/** The late tool's report: whether its signal was aborted when it returned, and `returned` called then. */
+const lateTool: { signalAborted: boolean | undefined; returned: () => void } = {
+  signalAborted: undefined,
+  returned: () => {},
+};
 /** The slow tool's gate: `started` when a call runs, which ends once `finish` resolves. */
 const slowTool = (() => {
   let started = () => {};
@@ -123,6 +128,33 @@ before(async () => {
                 price: { scheme: "exact", priceAtomic: reportPriceAtomic },
                 handler: async ({ key }: { key: string }, extra) => {
                   await new Promise((resolve) => extra.signal.addEventListener("abort", resolve));
+                  return { result: { content: [{ type: "text", text: `report on ${key}` }] } };
+                },
+              }),
+            );
+            return server;
+          },
+        }),
+      );
+      // A fixed-price tool with a 1 s time bound whose handler takes 3 s and ignores its signal.
+      endpoints.push(
+        mountMcpEndpoint(app, {
+          path: "/late-mcp",
+          createServer: () => {
+            const server = new McpServer({ name: "late-tools", version: "1.0.0" });
+            server.registerTool(
+              "report",
+              { inputSchema: { key: z.string() } },
+              paidTool({
+                billing,
+                name: "late-report",
+                price: { scheme: "exact", priceAtomic: reportPriceAtomic },
+                timeBoundMs: 1000,
+                handler: async ({ key }: { key: string }, extra) => {
+                  lateTool.signalAborted = undefined;
+                  await new Promise((resolve) => setTimeout(resolve, 3000));
+                  lateTool.signalAborted = extra.signal.aborted;
+                  lateTool.returned();
                   return { result: { content: [{ type: "text", text: `report on ${key}` }] } };
                 },
               }),
@@ -528,6 +560,31 @@ describe("paid MCP tools (x402 MCP transport)", () => {
       await new Promise((resolve) => setTimeout(resolve, 50));
       row = await rowOf();
     }
+    assert.equal(row?.status, "failed", `row ${row?.status} (${row?.error})`);
+    assert.equal(row?.chargeAtomic ?? 0n, 0n);
+    assert.equal(await h.devnet.usdcBalance(buyer.address), before);
+  });
+
+  test("a paid call still running at the tool's time bound ends with a tool error and is charged nothing; what the handler answers later is dropped", async () => {
+    const buyer = await h.devnet.createBuyer(10_000_000n);
+    const client = await connect("/late-mcp");
+    const required = readPaymentRequiredResult(await call(client, "report", { key: "q4" }));
+    assert.ok(required);
+    const payload = await officialBuyer(buyer.privateKey, h.devnet.network).createPaymentPayload(required);
+    const before = await h.devnet.usdcBalance(buyer.address);
+    const returned = new Promise<void>((resolve) => {
+      lateTool.returned = resolve;
+    });
+    const result = await call(client, "report", { key: "q4" }, payload);
+    assert.equal(result.isError, true);
+    assert.match(textOf(result), /did not answer within 1000 ms; nothing was charged/);
+    assert.ok(!textOf(result).includes("report on q4"));
+    await returned;
+    assert.equal(lateTool.signalAborted, true, "the handler's signal told it the call was over");
+    const row = (await h.ledger.payments.recent({ limit: 100 })).find(
+      (payment) => payment.payer.toLowerCase() === buyer.address.toLowerCase(),
+    );
+    // Observed before: the result came whole after 3 s, past the time bound the authorization was checked against.
     assert.equal(row?.status, "failed", `row ${row?.status} (${row?.error})`);
     assert.equal(row?.chargeAtomic ?? 0n, 0n);
     assert.equal(await h.devnet.usdcBalance(buyer.address), before);

@@ -31,7 +31,10 @@ export type PaidToolParameters<Args> = {
   price: ToolPrice<Args>;
   /** The 402's `resource.url`; default `mcp://tool/<name>`. */
   resourceUrl?: string | undefined;
-  /** The longest one call may run (ms): the authorization must outlive it. Default 60 s. */
+  /**
+   * The longest one call may run (ms): the authorization must outlive it. A call still running then
+   * ends with a tool error, unpaid; the handler's signal (`extra.signal`) is aborted. Default 60 s.
+   */
   timeBoundMs?: number | undefined;
   /** How often a running call refreshes its ledger row (ms); default 10 s. */
   heartbeatMs?: number | undefined;
@@ -46,7 +49,8 @@ export type PaidToolParameters<Args> = {
  * in debt too), runs the handler, settles its charge (exact: the price; upto: what the handler
  * reports, never above the maximum) and carries the settlement in `_meta["x402/payment-response"]`.
  * A handler that throws or returns `isError` is not charged, nor is a call its caller cancelled before the
- * handler returned (the SDK sends it no result); the handler may watch `extra.signal` to stop early.
+ * handler returned (the SDK sends it no result), nor one still running at `timeBoundMs`; the handler
+ * may watch `extra.signal` to stop early.
  * @example
  * server.registerTool("lookup", { inputSchema: { q: z.string() } }, paidTool({
  *   billing, name: "lookup", price: { scheme: "exact", priceAtomic: 1000n },
@@ -115,15 +119,37 @@ export function paidTool<Args>(
         );
     }, heartbeatMs);
     heartbeat.unref();
-    let work: PaidToolWork;
+    // The authorization outlives the time bound, not more: a call still running then is ended unpaid,
+    // and the handler is told through its signal. What it answers later is dropped.
+    const bound = new AbortController();
+    const timer = setTimeout(
+      () => bound.abort(new Error(`${name} did not answer within ${timeBoundMs} ms`)),
+      timeBoundMs,
+    );
+    timer.unref();
+    const outOfTime = new Promise<"timeout">((resolve) =>
+      bound.signal.addEventListener("abort", () => resolve("timeout"), { once: true }),
+    );
+    let work: PaidToolWork | "timeout";
     try {
-      work = await parameters.handler(args, extra);
+      const running = parameters.handler(args, {
+        ...extra,
+        signal: AbortSignal.any([extra.signal, bound.signal]),
+      });
+      running.catch(() => undefined);
+      work = await Promise.race([running, outOfTime]);
     } catch (error) {
+      clearTimeout(timer);
       clearInterval(heartbeat);
       await billing.fail(paymentId, `tool ${name} failed: ${String(error)}`);
       return toolError(`${name} failed: ${(error as Error).message}; nothing was charged`);
     }
+    clearTimeout(timer);
     clearInterval(heartbeat);
+    if (work === "timeout") {
+      await billing.fail(paymentId, `tool ${name} did not answer within its time bound (${timeBoundMs} ms)`);
+      return toolError(`${name} did not answer within ${timeBoundMs} ms; nothing was charged`);
+    }
     // The SDK sends nothing for a call its caller cancelled: it gets no result, and pays nothing.
     if (extra.signal.aborted) {
       await billing.fail(paymentId, `tool ${name} answered after its caller cancelled the call`);
