@@ -438,6 +438,59 @@ describe("a seller that misreports or keeps a payment", () => {
     }
   });
 
+  test("with an RPC, a JSON answer whose body is cut or cancelled is still checked against its transaction", async () => {
+    // The seller takes 500 more than the usage costs and states the honest charge in PAYMENT-RESPONSE;
+    // the body after it never arrives whole: the seller cuts it, or the caller gives up on it.
+    for (const ending of ["cut by the seller", "cancelled by the caller"] as const) {
+      const seller = await dishonestSeller({
+        overchargeAtomic: 500n,
+        statedChargeAtomic: honestCharge,
+        ...(ending === "cut by the seller" ? { cheat: "cut-body" as const } : {}),
+      });
+      const own = await ownStore();
+      const log = eventLog();
+      const payingFetch = buyerFetch(2, { store: own, onEvent: log.onEvent, rpcUrl: devnet.rpcUrl });
+      const response = await chat(payingFetch, seller.url);
+      assert.equal(response.status, 200);
+      if (ending === "cut by the seller") await assert.rejects(response.text());
+      else await response.body?.cancel();
+      await payingFetch.idle();
+
+      const [authorized] = log.of("authorized");
+      const row = await own.reservation(authorized!.paymentId);
+      const taken = seller.settled[0]!.chargeAtomic;
+      assert.equal(taken, honestCharge + 500n);
+      assert.equal(row?.countedAtomic, taken, `what moved counts against the caps (body ${ending})`);
+      const [dispute] = await own.disputes({ status: "open" });
+      assert.equal(dispute?.reason, "misstated_charge", `body ${ending}`);
+      assert.equal(dispute?.chargedAtomic, taken);
+      assert.equal(log.of("receipt").length, 1, "the receipt is reported");
+    }
+  });
+
+  test("a JSON answer cut before its usage has its charge held to the buyer's own bounds", async () => {
+    // Without an RPC: the seller asks twice what the request can cost, takes all of it, says so,
+    // and cuts the body before its usage.
+    const seller = await dishonestSeller({
+      inflateMaximum: 2n,
+      overchargeAtomic: 1_000_000n,
+      cheat: "cut-body",
+    });
+    const own = await ownStore();
+    const log = eventLog();
+    const payingFetch = buyerFetch(2, { store: own, onEvent: log.onEvent });
+    await assert.rejects((await chat(payingFetch, seller.url)).text());
+    await payingFetch.idle();
+
+    const taken = seller.settled[0]!.chargeAtomic;
+    const [authorized] = log.of("authorized");
+    assert.equal(taken, authorized!.maxAtomic, "it took the whole maximum");
+    const [dispute] = await own.disputes({ status: "open" });
+    assert.equal(dispute?.reason, "usage_above_bound");
+    assert.equal(dispute?.chargedAtomic, taken);
+    assert.equal(dispute?.justifiedAtomic, authorized!.expectedAtomic);
+  });
+
   test("with an RPC, an upto receipt naming no transaction that moved it keeps the maximum reserved until the deadline, then the chain decides", async () => {
     // The seller settles the honest charge, then states a zero charge with no transaction (as for
     // a charge of nothing), or names the transaction of an earlier payment of the same buyer to it.

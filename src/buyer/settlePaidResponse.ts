@@ -48,7 +48,8 @@ export type ReadReceipt = {
  *   released: the channel's later state says what was charged);
  * - a `PAYMENT-RESPONSE` header: reconciled to its charge now (`bookedChargeOf`), or, saying the
  *   settlement failed, left reserved at the maximum (the seller may still complete it before the
- *   deadline); a JSON body's `usage` is checked against the charge once the body has been read;
+ *   deadline); a JSON body's `usage` is checked against the charge once the body has been read, and
+ *   a body that stops before its end has the charge checked without it;
  * - an event stream: tapped for the receipt event, reconciled and checked when it passes (a chat
  *   stream's charge against its own usage chunk too, when it sent one);
  * - no receipt at all (none sent, or the stream stopped before it): the maximum stays reserved
@@ -189,6 +190,11 @@ export async function settlePaidResponse(
     },
     async onEnd() {
       await book({ ...receipt, usage: reportedUsage });
+    },
+    // A body cut short, or given up by the caller, has no usage to read; the charge is still
+    // checked against the buyer's own bounds and, with an RPC, against its transaction.
+    async onAbort() {
+      await book(receipt);
     },
   });
   return rewrap(response, body);

@@ -50,9 +50,11 @@ export type DishonestSellerParameters = {
    * What it does with a valid payment instead of settling and serving:
    * - `pending-receipt`: serves the answer with a failed receipt (`settlement_pending`), then settles;
    * - `refuse`: settles the maximum, then answers 402 as if it had refused the authorization;
-   * - `reset`: reads the paid request, stops listening and resets its connection (a resend is refused).
+   * - `reset`: reads the paid request, stops listening and resets its connection (a resend is refused);
+   * - `cut-body`: settles and sends its JSON answer's headers, receipt included, then cuts the connection
+   *   halfway through the body.
    */
-  cheat?: "pending-receipt" | "refuse" | "reset";
+  cheat?: "pending-receipt" | "refuse" | "reset" | "cut-body";
 };
 
 /**
@@ -255,6 +257,11 @@ export async function startDishonestSeller(parameters: DishonestSellerParameters
         ...(extensions ? { extensions } : {}),
       }),
     });
+    if (parameters.cheat === "cut-body") {
+      const text = JSON.stringify(completion);
+      response.write(text.slice(0, text.length / 2), () => response.socket?.destroy());
+      return;
+    }
     response.end(JSON.stringify(completion));
   }
 
