@@ -491,6 +491,37 @@ describe("a seller that misreports or keeps a payment", () => {
     assert.equal(dispute?.justifiedAtomic, authorized!.expectedAtomic);
   });
 
+  test("with an RPC, a JSON answer's PAYMENT-RESPONSE is checked against its transaction before its body ends", async () => {
+    // The seller states the honest charge, takes 500 more, and never finishes the body.
+    const seller = await dishonestSeller({
+      overchargeAtomic: 500n,
+      statedChargeAtomic: honestCharge,
+      cheat: "hold-body",
+    });
+    const own = await ownStore();
+    const log = eventLog();
+    const payingFetch = buyerFetch(2, { store: own, onEvent: log.onEvent, rpcUrl: devnet.rpcUrl });
+    const response = await chat(payingFetch, seller.url);
+    assert.equal(response.status, 200);
+    await payingFetch.idle();
+
+    const [authorized] = log.of("authorized");
+    const taken = seller.settled[0]!.chargeAtomic;
+    assert.equal(taken, honestCharge + 500n);
+    const row = await own.reservation(authorized!.paymentId);
+    assert.equal(row?.countedAtomic, taken, "what moved counts against the caps while the body is awaited");
+    const [dispute] = await own.disputes({ status: "open" });
+    assert.equal(dispute?.reason, "misstated_charge");
+    assert.equal(dispute?.chargedAtomic, taken);
+
+    // Given up at last: the receipt is reported once, and nothing is booked or disputed again.
+    await response.body?.cancel();
+    await payingFetch.idle();
+    assert.equal((await own.reservation(authorized!.paymentId))?.countedAtomic, taken);
+    assert.equal((await own.disputes({ status: "open" })).length, 1);
+    assert.equal(log.of("receipt").length, 1);
+  });
+
   test("with an RPC, an upto receipt naming no transaction that moved it keeps the maximum reserved until the deadline, then the chain decides", async () => {
     // The seller settles the honest charge, then states a zero charge with no transaction (as for
     // a charge of nothing), or names the transaction of an earlier payment of the same buyer to it.

@@ -48,8 +48,9 @@ export type ReadReceipt = {
  *   released: the channel's later state says what was charged);
  * - a `PAYMENT-RESPONSE` header: reconciled to its charge now (`bookedChargeOf`), or, saying the
  *   settlement failed, left reserved at the maximum (the seller may still complete it before the
- *   deadline); a JSON body's `usage` is checked against the charge once the body has been read, and
- *   a body that stops before its end has the charge checked without it;
+ *   deadline), an upto charge checked on chain at once; a JSON body's `usage` is checked against the
+ *   charge once the body has been read, and a body that stops before its end has the charge checked
+ *   without it;
  * - an event stream: tapped for the receipt event, reconciled and checked when it passes (a chat
  *   stream's charge against its own usage chunk too, when it sent one);
  * - no receipt at all (none sent, or the stream stopped before it): the maximum stays reserved
@@ -97,11 +98,11 @@ export async function settlePaidResponse(
     };
     await attempt.onReceipt?.(paid);
   };
-  const book = async (receipt: ReadReceipt) => {
+  const book = async (receipt: ReadReceipt, options?: RecordReceiptOptions) => {
     if (booked) return;
     booked = true;
     await seen(receipt);
-    await recordReceipt(context, attempt, receipt);
+    await recordReceipt(context, attempt, receipt, options);
   };
 
   const header = response.headers.get(PAYMENT_RESPONSE_HEADER);
@@ -177,31 +178,48 @@ export async function settlePaidResponse(
     await book(headerBooked);
     return response;
   }
-  // Reconcile now; check the charge against the body's usage once the caller has read it. A failed
+  // Reconcile now, and check an upto charge on chain now (a body held open, or never read, does not
+  // put that off); check the charge against the body's usage once the caller has read it. A failed
   // settlement is booked by `recordReceipt` alone: the maximum stays reserved.
   const receipt = headerBooked;
   await seen(receipt);
-  if (receipt.success)
+  const settledNow = receipt.success;
+  if (settledNow) {
     await store.settle(paymentId, { chargedAtomic: receipt.chargedAtomic, transaction: receipt.transaction });
+    if (attempt.choice.offer.scheme === "upto") context.checkSettlement?.(attempt, receipt);
+  }
   const body = tapResponseBody(response.body, {
     mode: "json",
     onJson(text) {
       reportedUsage = usageOf(safeJson(text));
     },
     async onEnd() {
-      await book({ ...receipt, usage: reportedUsage });
+      await book({ ...receipt, usage: reportedUsage }, { settled: settledNow });
     },
     // A body cut short, or given up by the caller, has no usage to read; the charge is still
-    // checked against the buyer's own bounds and, with an RPC, against its transaction.
+    // checked against the buyer's own bounds.
     async onAbort() {
-      await book(receipt);
+      await book(receipt, { settled: settledNow });
     },
   });
   return rewrap(response, body);
 }
 
+export type RecordReceiptOptions = {
+  /**
+   * The reservation was reconciled to this receipt already, and its on-chain check started: neither is
+   * done again (the check may have reopened or corrected the reservation meanwhile).
+   */
+  settled?: boolean | undefined;
+};
+
 /** Books a receipt: reconciles the reservation, reports it, and checks the charge against the usage. */
-export async function recordReceipt(context: PaymentContext, attempt: PaymentAttempt, receipt: ReadReceipt) {
+export async function recordReceipt(
+  context: PaymentContext,
+  attempt: PaymentAttempt,
+  receipt: ReadReceipt,
+  { settled = false }: RecordReceiptOptions = {},
+) {
   const store = await context.store();
   const { paymentId, origin, url, maxAtomic, choice } = attempt;
   const signed = receipt.success
@@ -210,10 +228,14 @@ export async function recordReceipt(context: PaymentContext, attempt: PaymentAtt
   // The seller's signed usage is its own word: a charge it does not justify is provable.
   const usage = signed.signedUsage ?? receipt.usage;
   if (receipt.success) {
-    await store.settle(paymentId, { chargedAtomic: receipt.chargedAtomic, transaction: receipt.transaction });
+    if (!settled)
+      await store.settle(paymentId, {
+        chargedAtomic: receipt.chargedAtomic,
+        transaction: receipt.transaction,
+      });
     if (signed.stored) await store.recordReceipts(paymentId, signed.stored);
     // An upto charge is whatever the seller settled, up to the maximum: the chain says what moved.
-    if (choice.offer.scheme === "upto") context.checkSettlement?.(attempt, receipt);
+    if (choice.offer.scheme === "upto" && !settled) context.checkSettlement?.(attempt, receipt);
   } else {
     // A failed settlement may still be completed by the seller before the deadline.
     await store.note(paymentId, `settlement failed: ${receipt.errorReason ?? "unknown reason"}`);

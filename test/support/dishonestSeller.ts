@@ -52,9 +52,10 @@ export type DishonestSellerParameters = {
    * - `refuse`: settles the maximum, then answers 402 as if it had refused the authorization;
    * - `reset`: reads the paid request, stops listening and resets its connection (a resend is refused);
    * - `cut-body`: settles and sends its JSON answer's headers, receipt included, then cuts the connection
-   *   halfway through the body.
+   *   halfway through the body;
+   * - `hold-body`: the same, but holds the connection open instead of ending the body.
    */
-  cheat?: "pending-receipt" | "refuse" | "reset" | "cut-body";
+  cheat?: "pending-receipt" | "refuse" | "reset" | "cut-body" | "hold-body";
 };
 
 /**
@@ -257,9 +258,10 @@ export async function startDishonestSeller(parameters: DishonestSellerParameters
         ...(extensions ? { extensions } : {}),
       }),
     });
-    if (parameters.cheat === "cut-body") {
+    if (parameters.cheat === "cut-body" || parameters.cheat === "hold-body") {
       const text = JSON.stringify(completion);
-      response.write(text.slice(0, text.length / 2), () => response.socket?.destroy());
+      const cut = parameters.cheat === "cut-body";
+      response.write(text.slice(0, text.length / 2), () => (cut ? response.socket?.destroy() : undefined));
       return;
     }
     response.end(JSON.stringify(completion));
