@@ -26,7 +26,13 @@ import {
 import { type Ledger, openLedger } from "../src/ledger/index.js";
 import { countTextTokens } from "../src/pricing/index.js";
 import { parseReceiptEvent } from "../src/protocol/index.js";
-import { expectedCharge, officialBuyer, officialPayingFetch, testPrices } from "./support/gatewayHarness.js";
+import {
+  billingTermsOf,
+  expectedCharge,
+  officialBuyer,
+  officialPayingFetch,
+  testPrices,
+} from "./support/gatewayHarness.js";
 import {
   type MockBackend,
   type MockBackendControls,
@@ -68,7 +74,7 @@ before(async () => {
     ],
   });
   billing = createBilling({
-    terms: termsOf(devnet, facilitator),
+    terms: billingTermsOf(devnet, facilitator),
     models: config.models,
     facilitator,
     ledger: ledger.payments,
@@ -81,15 +87,6 @@ after(async () => {
   await backend?.close();
   await ledger?.close();
   await devnet?.stop();
-});
-
-const termsOf = (devnet: Devnet, facilitator: { address: `0x${string}` }) => ({
-  network: devnet.network,
-  asset: devnet.contracts.usdc,
-  assetDomain: { name: "USD Coin", version: "2" },
-  payTo: devnet.accounts.payTo.address,
-  maxTimeoutSeconds: 300,
-  facilitatorAddress: facilitator.address,
 });
 
 const body = (stream: boolean, maxTokens = 32) =>
@@ -318,7 +315,7 @@ async function longBilling(
     getSupported: () => facilitator.getSupported(),
   };
   const billing = createBilling({
-    terms: termsOf(devnet, facilitator),
+    terms: billingTermsOf(devnet, facilitator),
     models: config.models,
     facilitator: verifyDelayMs > 0 ? slowerFacilitator : facilitator,
     ledger: ledger.payments,

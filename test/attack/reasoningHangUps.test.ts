@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import type { AddressInfo } from "node:net";
 import { after, before, describe, test } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
-import { serve } from "@hono/node-server";
+import { type ServerType, serve } from "@hono/node-server";
 import express from "express";
 import { Hono } from "hono";
 import { createPayingFetch } from "../../src/buyer/index.js";
@@ -21,7 +21,12 @@ import {
 import type { PaymentRecord } from "../../src/ledger/index.js";
 import { countTextTokens } from "../../src/pricing/index.js";
 import { channelTestConfig } from "../support/channelFixtures.js";
-import { type GatewayHarness, startGatewayHarness, startGatewayOnLedger } from "../support/gatewayHarness.js";
+import {
+  billingTermsOf,
+  type GatewayHarness,
+  startGatewayHarness,
+  startGatewayOnLedger,
+} from "../support/gatewayHarness.js";
 import { finalRow, payFor } from "../support/paidRequests.js";
 import { type ScriptedAnswer, type ScriptedBackend, sseOf, startScriptedBackend } from "./scriptedBackend.js";
 
@@ -210,21 +215,41 @@ const chatBody = (model: string) => ({
   stream_options: { include_usage: true },
 });
 
+/** An o-series chat stream read whole, then hung up on after its finish: both pay the reasoning itemized. */
+async function chatHangUpPaysReasoning(on: GatewayHarness = h): Promise<void> {
+  const { pieces, usageAt } = chatStream();
+  const { honest, hungUp } = await honestThenHangUp(
+    "/v1/chat/completions",
+    chatBody(CHAT),
+    { headers: SSE, pieces },
+    usageAt,
+    (text) => text.includes('"finish_reason":"stop"'),
+    on,
+  );
+  assert.equal(honest.completionTokens, answerTokens + REASONING);
+  // Observed before: the answer's tokens only, the reasoning free (on Hono, Next and Express routes
+  // built as the README showed, whose handlers gave the backend call the buyer's own signal).
+  assert.equal(hungUp.completionTokens, answerTokens + REASONING);
+  assert.equal(hungUp.chargeAtomic, honest.chargeAtomic, "what a full read is charged, no more");
+}
+
+/** A chat stream of a model not declared to reason unseen, hung up on after its answer: the backend stopped, what was delivered paid. */
+async function plainChatHangUpPaysDelivered(on: GatewayHarness = h): Promise<void> {
+  const { pieces, usageAt } = chatStream();
+  const row = await hangUpThenStopped(
+    "/v1/chat/completions",
+    chatBody(CHAT_PLAIN),
+    pieces,
+    usageAt - 1,
+    (text) => text.includes(words.at(-1)!),
+    on,
+  );
+  assert.equal(row.completionTokens, answerTokens);
+}
+
 describe("a buyer that hangs up after the answer and before the usage report", () => {
-  test("chat (o-series): pays the reasoning the usage itemizes, as a full read does", async () => {
-    const { pieces, usageAt } = chatStream();
-    const { honest, hungUp } = await honestThenHangUp(
-      "/v1/chat/completions",
-      chatBody(CHAT),
-      { headers: SSE, pieces },
-      usageAt,
-      (text) => text.includes('"finish_reason":"stop"'),
-    );
-    assert.equal(honest.completionTokens, answerTokens + REASONING);
-    // Observed before: the answer's tokens only, the reasoning free.
-    assert.equal(hungUp.completionTokens, answerTokens + REASONING);
-    assert.equal(hungUp.chargeAtomic, honest.chargeAtomic, "what a full read is charged, no more");
-  });
+  test("chat (o-series): pays the reasoning the usage itemizes, as a full read does", () =>
+    chatHangUpPaysReasoning());
 
   test("Messages with extended thinking: pays the thinking billed whole, as a full read does", async () => {
     const budget = 3000;
@@ -356,14 +381,7 @@ describe("on a Hono, Next or Express route built as the README shows", () => {
       pollingIntervalMs: 20,
     });
     const billing = createBilling({
-      terms: {
-        network: devnet.network,
-        asset: devnet.contracts.usdc,
-        assetDomain: { name: "USD Coin", version: "2" },
-        payTo: devnet.accounts.payTo.address,
-        maxTimeoutSeconds: 300,
-        facilitatorAddress: facilitator.address,
-      },
+      terms: billingTermsOf(devnet, facilitator),
       models: parseGatewayConfig({
         network: devnet.network,
         asset: devnet.contracts.usdc,
@@ -393,11 +411,7 @@ describe("on a Hono, Next or Express route built as the README shows", () => {
           if (!signal.aborted) throw error;
         }
       });
-      const server = app.listen(0, "127.0.0.1");
-      await new Promise((resolve) => server.once("listening", resolve));
-      closers.push(() => new Promise((resolve) => server.close(() => resolve())));
-      const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-      return { ...h, gateway: { ...h.gateway, url } };
+      return listening(app.listen(0, "127.0.0.1"));
     }
     let serveRequest: (request: Request) => Response | Promise<Response>;
     if (adapter === "hono") {
@@ -415,42 +429,23 @@ describe("on a Hono, Next or Express route built as the README shows", () => {
       );
       serveRequest = (request) => route(request, {});
     }
-    const server = serve({ fetch: serveRequest, hostname: "127.0.0.1", port: 0 });
-    await new Promise((resolve) => server.once("listening", resolve));
+    return listening(serve({ fetch: serveRequest, hostname: "127.0.0.1", port: 0 }));
+  }
+
+  /** The harness with its gateway's address replaced by the server's, once it listens; closed after the tests. */
+  async function listening(server: ServerType): Promise<GatewayHarness> {
+    if (!server.listening) await new Promise((resolve) => server.once("listening", resolve));
     closers.push(() => new Promise((resolve) => server.close(() => resolve())));
     const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
     return { ...h, gateway: { ...h.gateway, url } };
   }
 
   for (const adapter of ["hono", "next", "express"] as const) {
-    test(`${adapter}: a chat buyer that hangs up before the usage report pays the reasoning it itemizes, as a full read does`, async () => {
-      const { pieces, usageAt } = chatStream();
-      const { honest, hungUp } = await honestThenHangUp(
-        "/v1/chat/completions",
-        chatBody(CHAT),
-        { headers: SSE, pieces },
-        usageAt,
-        (text) => text.includes('"finish_reason":"stop"'),
-        await middlewareRoute(adapter),
-      );
-      assert.equal(honest.completionTokens, answerTokens + REASONING);
-      // Observed before, with the buyer's own signal stopping the backend: the answer's tokens only.
-      assert.equal(hungUp.completionTokens, answerTokens + REASONING);
-      assert.equal(hungUp.chargeAtomic, honest.chargeAtomic, "what a full read is charged, no more");
-    });
+    test(`${adapter}: a chat buyer that hangs up before the usage report pays the reasoning it itemizes, as a full read does`, async () =>
+      chatHangUpPaysReasoning(await middlewareRoute(adapter)));
 
-    test(`${adapter}: a buyer of a chat model not declared to reason unseen pays what was delivered, the backend stopped`, async () => {
-      const { pieces, usageAt } = chatStream();
-      const row = await hangUpThenStopped(
-        "/v1/chat/completions",
-        chatBody(CHAT_PLAIN),
-        pieces,
-        usageAt - 1,
-        (text) => text.includes(words.at(-1)!),
-        await middlewareRoute(adapter),
-      );
-      assert.equal(row.completionTokens, answerTokens);
-    });
+    test(`${adapter}: a buyer of a chat model not declared to reason unseen pays what was delivered, the backend stopped`, async () =>
+      plainChatHangUpPaysDelivered(await middlewareRoute(adapter)));
   }
 });
 
@@ -546,17 +541,8 @@ describe("a buyer that hangs up otherwise", () => {
     assert.equal(row.completionTokens, answerTokens);
   });
 
-  test("after the answer began, on a chat model not declared to reason unseen: pays what was delivered, the backend stopped", async () => {
-    const { pieces, usageAt } = chatStream();
-    const row = await hangUpThenStopped(
-      "/v1/chat/completions",
-      chatBody(CHAT_PLAIN),
-      pieces,
-      usageAt - 1,
-      (text) => text.includes(words.at(-1)!),
-    );
-    assert.equal(row.completionTokens, answerTokens);
-  });
+  test("after the answer began, on a chat model not declared to reason unseen: pays what was delivered, the backend stopped", () =>
+    plainChatHangUpPaysDelivered());
 
   test("after the answer, from a backend that never reports usage: pays what was delivered at the time bound", async () => {
     const { pieces, usageAt } = chatStream();

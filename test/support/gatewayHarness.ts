@@ -151,6 +151,16 @@ export function startGatewayOnLedger(
   });
 }
 
+/** A library billing's terms (`createBilling`) on the devnet: its test USDC to its payTo, through `facilitator`. */
+export const billingTermsOf = (devnet: Devnet, facilitator: { address: `0x${string}` }) => ({
+  network: devnet.network,
+  asset: devnet.contracts.usdc,
+  assetDomain: { name: "USD Coin", version: "2" },
+  payTo: devnet.accounts.payTo.address,
+  maxTimeoutSeconds: 300,
+  facilitatorAddress: facilitator.address,
+});
+
 /** The official x402 client with `@x402/evm`'s upto and exact schemes, for the devnet's test asset. */
 export function officialBuyer(privateKey: Hex, network: `eip155:${number}`): x402Client {
   const signer = privateKeyToAccount(privateKey);
