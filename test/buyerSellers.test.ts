@@ -600,6 +600,33 @@ describe("a seller that misreports or keeps a payment", () => {
     );
   });
 
+  test("a seller whose 402 prices a model above its own listing is refused before the second signature: listed low to be chosen, it cannot ask more", async () => {
+    const seller = await dishonestSeller({
+      listedPrices: { ...prices, outputPerMTokAtomic: prices.outputPerMTokAtomic / 3n },
+    });
+    const log = eventLog();
+    const payingFetch = buyerFetch(2, { store: await ownStore(), onEvent: log.onEvent });
+    await payingFetch.discover(seller.url);
+    await assert.rejects(chat(payingFetch, seller.url), (error: unknown) => {
+      // Observed before: the 402 at three times the listed output price was signed and paid.
+      assert.ok(isTollgateError(error, "TOLLGATE_POLICY_REFUSED"), String(error));
+      assert.equal(error.details.rule, "listedPrices");
+      assert.match(error.message, /output 15000000 atomic units per 1M tokens, listed 5000000/);
+      return true;
+    });
+    assert.equal(log.of("authorized").length, 1, "only the payment at the listed prices was signed");
+    assert.equal(log.of("authorized")[0]?.firstRequest, true);
+    assert.equal(seller.settled.length, 0);
+
+    // A seller whose 402 asks what it listed is paid by the same fetch.
+    const honest = await dishonestSeller();
+    await payingFetch.discover(honest.url);
+    const paid = await chat(payingFetch, honest.url);
+    assert.equal(paid.status, 200);
+    await paid.arrayBuffer();
+    assert.equal(honest.settled[0]?.chargeAtomic, honestCharge);
+  });
+
   test("the MCP payer books an exact tool at its price whatever the settlement states, and keeps a payment the tool answered with payment required", async () => {
     const own = await ownStore();
     const log = eventLog();

@@ -19,10 +19,10 @@ import {
   readPermit2Allowance,
   settlesViaPermit2,
 } from "./permit2Approval.js";
-import { policyRefusedError } from "./policyRefusal.js";
+import { type PolicyRefusal, policyRefusedError } from "./policyRefusal.js";
 import { fetchProviderModels, type ProviderModel } from "./providerModels.js";
 import { createQuoteBook } from "./quoteBook.js";
-import { estimateRequest } from "./quotedPrice.js";
+import { estimateRequest, priceAboveListing } from "./quotedPrice.js";
 import type { SpendStore } from "./SpendStore.js";
 import { selectOffer } from "./selectOffer.js";
 import { settlePaidResponse } from "./settlePaidResponse.js";
@@ -268,6 +268,19 @@ export function createPayingFetch(parameters: CreatePayingFetchParameters): Payi
     if (!selected.ok) {
       emit({ type: "refused", url, origin, refusal: selected.refusal });
       throw policyRefusedError(selected.refusal);
+    }
+    // A seller chosen, or paid at once, by the prices its model listing gave is held to them: a 402
+    // asking more (bait and switch) is refused. Listing its models again takes its new prices.
+    const listed = inference ? quotes.listed(url, inference) : undefined;
+    const raised = listed ? priceAboveListing(listed, selected.choice.offer) : undefined;
+    if (raised !== undefined) {
+      const refusal: PolicyRefusal = {
+        rule: "listedPrices",
+        message: `${origin} asks more for ${inference?.model} than its /v1/models listing said (${raised}): refused; list its models again (discover) to pay its current prices`,
+        origin,
+      };
+      emit({ type: "refused", url, origin, refusal });
+      throw policyRefusedError(refusal);
     }
     if (inference) quotes.learnFromOffer(url, inference, selected.choice.offer, paymentRequired.resource);
     const { offer } = selected.choice;

@@ -21,7 +21,8 @@ export type PolicyRule =
   | "maxWithdrawDelaySeconds"
   | "confirmAbove"
   | "maxImagePrice"
-  | "maxPricePerSecond";
+  | "maxPricePerSecond"
+  | "listedPrices";
 
 /** Why a payment was refused, with the figures; data until it is thrown. */
 export type PolicyRefusal = {

@@ -26,10 +26,13 @@ export type QuoteBook = {
     resource: ResourceInfo,
   ): void;
   learnFromModels(models: readonly ProviderModel[]): void;
+  /** The prices the seller's `/v1/models` listing gave this request's route and model, if it was read. */
+  listed(url: string, request: InferenceRequest): QuotedPrice | undefined;
 };
 
 export function createQuoteBook(): QuoteBook {
   const quotes = new Map<string, KnownQuote>();
+  const listings = new Map<string, QuotedPrice>();
   const keyOf = (url: string, model: string) => {
     const parsed = new URL(url);
     return `${parsed.origin}${parsed.pathname.replace(/\/+$/, "")}|${model}`;
@@ -57,6 +60,10 @@ export function createQuoteBook(): QuoteBook {
         price: { ...price, maxOutputTokens: modelLimit },
       });
     },
+    listed(url, request) {
+      if (request.model === undefined || request.kind === "image") return undefined;
+      return listings.get(keyOf(url, request.model));
+    },
     learnFromModels(models) {
       for (const model of models) {
         if (!model.price || !model.schemes.includes("upto") || !model.facilitatorAddress) continue;
@@ -69,6 +76,7 @@ export function createQuoteBook(): QuoteBook {
         // An image's price depends on its size and quality, which a listing does not say.
         for (const api of model.apis.filter((api) => api !== "image")) {
           const url = `${model.baseUrl}${routePathOf(api)}`;
+          listings.set(keyOf(url, model.id), price);
           quotes.set(keyOf(url, model.id), {
             requirements: {
               scheme: "upto",

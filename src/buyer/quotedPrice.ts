@@ -258,3 +258,28 @@ function modelPrice(price: QuotedPrice): ModelPrice {
     maxOutputTokens: price.maxOutputTokens ?? 1,
   };
 }
+
+/**
+ * The first price `offer` asks above `listed` (the seller's own listing of the model), in words, or
+ * undefined when it asks no more (or quotes no prices). Units are compared where both price them.
+ */
+export function priceAboveListing(
+  listed: QuotedPrice,
+  offer: Pick<PaymentRequirements, "extra">,
+): string | undefined {
+  const quoted = quotedPriceOf(offer);
+  if (quoted === undefined) return undefined;
+  const perMTok = (atomic: bigint) => `${atomic} atomic units per 1M tokens`;
+  if (quoted.inputPerMTokAtomic > listed.inputPerMTokAtomic)
+    return `input ${perMTok(quoted.inputPerMTokAtomic)}, listed ${perMTok(listed.inputPerMTokAtomic)}`;
+  if (quoted.outputPerMTokAtomic > listed.outputPerMTokAtomic)
+    return `output ${perMTok(quoted.outputPerMTokAtomic)}, listed ${perMTok(listed.outputPerMTokAtomic)}`;
+  if (quoted.fixedFeeAtomic > listed.fixedFeeAtomic)
+    return `a fee of ${quoted.fixedFeeAtomic} atomic units a request, listed ${listed.fixedFeeAtomic}`;
+  for (const [unit, price] of Object.entries(quoted.units ?? {}) as Array<[string, bigint]>) {
+    const listedPrice = (listed.units as Record<string, bigint> | undefined)?.[unit];
+    if (listedPrice !== undefined && price > listedPrice)
+      return `${unit} at ${price} atomic units, listed ${listedPrice}`;
+  }
+  return undefined;
+}

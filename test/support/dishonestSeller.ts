@@ -44,6 +44,11 @@ export type DishonestSellerParameters = {
   streamUsage?: { promptTokens: number; completionTokens: number };
   /** Who its stream receipt says counted the prompt (`promptCountedBy`). Default: it says nothing. */
   promptCountedBy?: "backend" | "gateway";
+  /**
+   * The prices its `/v1/models` listing states (default `prices`). Lower ones list it low and quote
+   * `prices` in its 402: a payment signed at the listing's maximum is answered with that 402.
+   */
+  listedPrices?: { inputPerMTokAtomic: bigint; outputPerMTokAtomic: bigint; fixedFeeAtomic: bigint };
   /** The offer's `maxTimeoutSeconds`. Default 120. */
   maxTimeoutSeconds?: number;
   /**
@@ -141,6 +146,14 @@ export async function startDishonestSeller(parameters: DishonestSellerParameters
     }
     const payload = decoded.payload;
     const signedMax = BigInt(payload.accepted.amount);
+    if (parameters.listedPrices && signedMax < honestMax) {
+      response.writeHead(402, {
+        "content-type": "application/json",
+        "payment-required": paymentRequired("the authorized maximum is below this request's"),
+      });
+      response.end("{}");
+      return;
+    }
     const requirements = { ...offer, amount: signedMax.toString() };
     const verified = await facilitator.verify(payload, requirements);
     if (!verified.isValid) {
@@ -268,6 +281,7 @@ export async function startDishonestSeller(parameters: DishonestSellerParameters
   }
 
   function modelListing() {
+    const listed = parameters.listedPrices ?? prices;
     return {
       id: "any-model",
       object: "model",
@@ -277,9 +291,9 @@ export async function startDishonestSeller(parameters: DishonestSellerParameters
         payTo,
         schemes: [scheme],
         facilitatorAddress: facilitator.address,
-        inputPerMTokAtomic: prices.inputPerMTokAtomic.toString(),
-        outputPerMTokAtomic: prices.outputPerMTokAtomic.toString(),
-        fixedFeeAtomic: prices.fixedFeeAtomic.toString(),
+        inputPerMTokAtomic: listed.inputPerMTokAtomic.toString(),
+        outputPerMTokAtomic: listed.outputPerMTokAtomic.toString(),
+        fixedFeeAtomic: listed.fixedFeeAtomic.toString(),
         receiptSigner: receiptSigner?.address,
       },
     };
