@@ -2,7 +2,9 @@ import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import { x402Client } from "@x402/core/client";
 import { decodePaymentResponseHeader } from "@x402/core/http";
+import type { PaymentRequirements } from "@x402/core/types";
 import { PERMIT2_ADDRESS } from "@x402/evm";
+import { ExactEvmScheme } from "@x402/evm/exact/client";
 import { UptoEvmScheme } from "@x402/evm/upto/client";
 import { wrapFetchWithPayment } from "@x402/fetch";
 import {
@@ -17,7 +19,7 @@ import {
   maxUint256,
   parseTransaction,
 } from "viem";
-import { type PrivateKeyAccount, privateKeyToAccount } from "viem/accounts";
+import { generatePrivateKey, type PrivateKeyAccount, privateKeyToAccount } from "viem/accounts";
 import { anvil } from "viem/chains";
 import { type Devnet, startDevnet } from "../src/devnet/index.js";
 import { isTollgateError } from "../src/errors/index.js";
@@ -444,6 +446,111 @@ describe("gas-sponsored approval for a token without EIP-2612 (erc20ApprovalGasS
     );
     assert.equal(h.backend.inferenceRequests.length, servedBefore, "no inference ran");
     assert.equal(await chain.getBalance({ address: buyer.address }), 0n, "the buyer got no gas money");
+  });
+
+  test("a signed approve its payment does not draw on gets no gas: another wallet's, another token's, another spender's, or one beside an EIP-3009 transfer", async () => {
+    // An exact payment by EIP-3009 transferWithAuthorization, which draws nothing through Permit2, from a
+    // wallet holding only USDC: verified and settled as any other.
+    const payer = await h.devnet.createFreshBuyer(10_000_000n);
+    const requirements = {
+      scheme: "exact",
+      network: h.devnet.network,
+      asset: h.devnet.contracts.usdc,
+      amount: "1000",
+      payTo: h.devnet.accounts.payTo.address,
+      maxTimeoutSeconds: 300,
+      extra: { name: "USD Coin", version: "2" },
+    } as PaymentRequirements;
+    const exact = await x402Client
+      .fromConfig({
+        schemes: [
+          { network: h.devnet.network, client: new ExactEvmScheme(privateKeyToAccount(payer.privateKey)) },
+        ],
+        spendControls: false,
+      })
+      .createPaymentPayload({
+        x402Version: 2,
+        resource: {
+          url: `${h.gateway.url}/v1/chat/completions`,
+          description: "chat",
+          mimeType: "application/json",
+        },
+        accepts: [requirements],
+      });
+    assert.ok((exact.payload as { authorization?: unknown }).authorization, "an EIP-3009 payment");
+    // A facilitator of USDC relaying approves, with a wallet of its own.
+    const wallet = h.devnet.accounts.buyers[0]!;
+    const facilitator = createFacilitator({
+      rpcUrl: h.devnet.rpcUrl,
+      privateKey: wallet.privateKey,
+      network: h.devnet.network,
+      pollingIntervalMs: 20,
+      gasSponsoring: { enabled: true, erc20Approval: true },
+    });
+    const stranger = privateKeyToAccount(generatePrivateKey());
+    const fees = await chain.estimateFeesPerGas();
+    const signedApprove = (account: PrivateKeyAccount, token: Address, spender: Address) =>
+      account.signTransaction({
+        type: "eip1559",
+        chainId: 31337,
+        nonce: 0,
+        to: token,
+        data: encodeFunctionData({ abi: erc20Abi, functionName: "approve", args: [spender, maxUint256] }),
+        gas: 120_000n,
+        maxFeePerGas: fees.maxFeePerGas * 3n,
+        maxPriorityFeePerGas: fees.maxFeePerGas * 2n,
+      });
+    const payerAccount = privateKeyToAccount(payer.privateKey);
+    for (const [what, account, token, spender] of [
+      [
+        "another wallet's approve of another token for another spender",
+        stranger,
+        h.devnet.contracts.plainToken,
+        stranger.address,
+      ],
+      [
+        "the payer's own approve of Permit2 on USDC, which an EIP-3009 transfer never draws on",
+        payerAccount,
+        h.devnet.contracts.usdc,
+        PERMIT2_ADDRESS,
+      ],
+    ] as const) {
+      const payload = {
+        ...exact,
+        extensions: {
+          erc20ApprovalGasSponsoring: {
+            info: {
+              from: account.address,
+              asset: token,
+              spender,
+              amount: maxUint256.toString(),
+              signedTransaction: await signedApprove(account, token, spender),
+              version: "1",
+            },
+          },
+        },
+      } as PaymentPayload;
+      const facilitatorWei = await chain.getBalance({ address: wallet.address });
+      const facilitatorNonce = await chain.getTransactionCount({ address: wallet.address });
+      const verified = await facilitator.verify(payload, requirements);
+      assert.equal(verified.isValid, false, what);
+      assert.equal(verified.invalidReason, "tollgate_gas_sponsoring_refused", what);
+      assert.match(verified.invalidMessage ?? "", /^the sponsored approval is refused: /, what);
+      const relayed = await facilitator.relaySponsoredApproval(payload, requirements);
+      assert.match(relayed ?? "", /the sponsored approval is refused: /, what);
+      assert.equal(await chain.getTransactionCount({ address: wallet.address }), facilitatorNonce, what);
+      assert.equal(await chain.getBalance({ address: wallet.address }), facilitatorWei, what);
+      assert.equal(
+        await chain.getBalance({ address: account.address }),
+        0n,
+        `${what}: its signer got no gas money`,
+      );
+      assert.equal(
+        await chain.getTransactionCount({ address: account.address }),
+        0,
+        `${what}: nothing relayed`,
+      );
+    }
   });
 
   test("a gateway refuses to start on a token whose decimals are not 6: its $ prices would be off by powers of ten", async () => {

@@ -35,6 +35,7 @@ import { createAssetCheck, REASON_ASSET_NOT_ACCEPTED } from "./acceptedAssets.js
 import { channelPayloadSummaryOf, isBatchSettlementPayment } from "./batchSettlementPayload.js";
 import { createChannelSettler } from "./createChannelSettler.js";
 import {
+  approvalMismatch,
   createApprovalCheck,
   createErc20ApprovalSponsor,
   type Erc20ApprovalSponsorship,
@@ -258,7 +259,11 @@ export function createFacilitator({
       const signedApproval = (sponsored.info as { signedTransaction?: unknown }).signedTransaction;
       const why =
         typeof signedApproval === "string"
-          ? await checkApproval(signedApproval as Hex, { fee: true })
+          ? ((await approvalMismatch(signedApproval as Hex, {
+              payer: payerOf(payload, requirements),
+              asset: requirements.asset,
+              drawsThroughPermit2: drawsThroughPermit2(payload, requirements),
+            })) ?? (await checkApproval(signedApproval as Hex, { fee: true })))
           : "it carries no signed transaction";
       if (why)
         return {
@@ -822,6 +827,13 @@ export function createFacilitator({
     if (sponsored?.extension !== "erc20ApprovalGasSponsoring" || !erc20Sponsor) return undefined;
     const approval = (sponsored.info as { signedTransaction?: unknown }).signedTransaction;
     if (typeof approval !== "string") return "the sponsored approval carries no signed transaction";
+    // Checked here too: an in-process caller may relay without the HTTP route's verify.
+    const mismatch = await approvalMismatch(approval as Hex, {
+      payer: payerOf(payload, requirements),
+      asset: requirements.asset,
+      drawsThroughPermit2: drawsThroughPermit2(payload, requirements),
+    });
+    if (mismatch) return `the sponsored approval is refused: ${mismatch}`;
     let cost: Erc20ApprovalSponsorship | undefined;
     try {
       cost = await erc20Sponsor.relayApprovalAlone(approval as Hex, BigInt(requirements.amount), signal);
@@ -1017,4 +1029,22 @@ function normalizedAmount(amount: string): string {
 
 function sameAmount(amount: string, atomic: bigint): boolean {
   return normalizedAmount(amount) === atomic.toString();
+}
+
+/** The wallet a payment draws from: its authorization's signer, or a channel's payer. */
+function payerOf(payload: PaymentPayload, requirements: PaymentRequirements): string | undefined {
+  return isBatchSettlementPayment(requirements)
+    ? channelPayloadSummaryOf(payload).payer
+    : settlementKeyOf(payload)?.payer;
+}
+
+/** Whether a payment moves its funds through Permit2 (and so may need the payer's approval of it). */
+function drawsThroughPermit2(payload: PaymentPayload, requirements: PaymentRequirements): boolean {
+  const inner = payload.payload as {
+    permit2Authorization?: unknown;
+    type?: unknown;
+    deposit?: { authorization?: { permit2Authorization?: unknown } };
+  };
+  if (!isBatchSettlementPayment(requirements)) return inner.permit2Authorization !== undefined;
+  return inner.type === "deposit" && inner.deposit?.authorization?.permit2Authorization !== undefined;
 }

@@ -399,6 +399,50 @@ export function createApprovalCheck({
   };
 }
 
+/**
+ * Why a signed approve is not the one its payment needs, or undefined when it is: the payer's own
+ * `approve(Permit2, …)` on the payment's token, beside a payment that draws through Permit2. Any other
+ * (another wallet's, another token's or contract's, another spender's, or one beside an EIP-3009 transfer,
+ * which draws on no allowance) would have the facilitator fund gas for a transaction its payment never uses.
+ */
+export async function approvalMismatch(
+  signedApproval: Hex,
+  {
+    payer,
+    asset,
+    drawsThroughPermit2,
+  }: { payer: string | undefined; asset: string; drawsThroughPermit2: boolean },
+): Promise<string | undefined> {
+  if (!drawsThroughPermit2)
+    return "this payment draws nothing through Permit2 (an EIP-3009 transfer needs no approval), so no approve is relayed for it";
+  let parsed: ReturnType<typeof parseTransaction>;
+  let signer: Hex;
+  try {
+    parsed = parseTransaction(signedApproval);
+    signer = await recoverTransactionAddress({ serializedTransaction: signedApproval as never });
+  } catch {
+    return "it is not a signed transaction";
+  }
+  if (payer === undefined || signer.toLowerCase() !== payer.toLowerCase())
+    return `it is signed by ${signer}, not by the payment's payer ${payer ?? "(none named)"}`;
+  if (parsed.to?.toLowerCase() !== asset.toLowerCase())
+    return `it calls ${parsed.to ?? "no contract"}, not the payment's token ${asset}`;
+  const spender = approvedSpenderOf(parsed.data);
+  if (spender?.toLowerCase() !== PERMIT2_ADDRESS.toLowerCase())
+    return `it approves ${spender ?? "no readable spender"}, not Permit2 (${PERMIT2_ADDRESS})`;
+  return undefined;
+}
+
+/** The spender an `approve(spender, amount)` call names, or undefined when it is no such call. */
+function approvedSpenderOf(data: Hex | undefined): Hex | undefined {
+  try {
+    const decoded = decodeFunctionData({ abi: erc20Abi, data: data ?? "0x" });
+    return decoded.functionName === "approve" ? decoded.args[0] : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 /** The amount an `approve(spender, amount)` call approves, or undefined when it is no such call. */
 function approvedAmountOf(data: Hex | undefined): bigint | undefined {
   try {
