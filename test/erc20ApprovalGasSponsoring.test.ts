@@ -342,6 +342,45 @@ describe("gas-sponsored approval for a token without EIP-2612 (erc20ApprovalGasS
     assert.equal(await sponsoredApprovals(), sponsoredBefore + 1, "counted as one sponsored approval");
   });
 
+  test("a payer whose Permit2 allowance already covers its payment gets no gas for another signed approve: it is served on the allowance that stands", async () => {
+    const { buyer, account, payload } = await freshBuyerPayment();
+    const first = await postJson(h, "/v1/chat/completions", chatBody, {
+      "payment-signature": encodePaymentSignatureHeader(payload),
+    });
+    assert.equal(first.status, 200, await first.text());
+    assert.equal(await allowanceOf(buyer.address), maxUint256, "its first approve was relayed");
+    // Its next payment carries a fresh approve, signed on its next nonce, that it does not need.
+    const unpaid = await postJson(h, "/v1/chat/completions", chatBody);
+    await unpaid.text();
+    const required = decodePaymentRequiredHeader(unpaid.headers.get("payment-required"));
+    assert.ok(required.ok);
+    const next = await officialClient(h.devnet, buyer.privateKey).createPaymentPayload(
+      required.paymentRequired,
+    );
+    const nonce = await chain.getTransactionCount({ address: buyer.address });
+    const resigned = await withApproveResigned(account, payload, () => ({ nonce }));
+    const unneeded = {
+      ...next,
+      extensions: { ...next.extensions, ...resigned.extensions },
+    } as PaymentPayload;
+    const walletWei = await chain.getBalance({ address: buyer.address });
+    const sponsoredBefore = await sponsoredApprovals();
+    const second = await postJson(h, "/v1/chat/completions", chatBody, {
+      "payment-signature": encodePaymentSignatureHeader(unneeded),
+    });
+    const text = await second.text();
+    assert.equal(second.status, 200, text);
+    const completion = JSON.parse(text) as Completion;
+    const receipt = decodePaymentResponseHeader(second.headers.get("payment-response")!);
+    assert.equal(
+      BigInt(receipt.amount!),
+      expectedCharge(completion.usage.prompt_tokens, completion.usage.completion_tokens),
+    );
+    assert.equal(await chain.getBalance({ address: buyer.address }), walletWei, "no gas money sent");
+    assert.equal(await chain.getTransactionCount({ address: buyer.address }), nonce, "no approve relayed");
+    assert.equal(await sponsoredApprovals(), sponsoredBefore, "no sponsored approval counted");
+  });
+
   test("a relayed approve the node took, whose answer was lost, is served on that payment: funded once, relayed once, charged once", async () => {
     // The node takes the buyer's approve and its answer is lost (a 502): the approve landed all the same.
     const approveSelector = "0x095ea7b3";

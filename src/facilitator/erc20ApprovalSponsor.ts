@@ -188,15 +188,18 @@ export function createErc20ApprovalSponsor({
     return parsed.nonce !== undefined && sent > parsed.nonce;
   };
   /**
-   * Funds and relays the approve, then sends the settlement. An approve whose nonce is already spent is
-   * not relayed and gets no gas: the settlement goes alone, if it succeeds on the allowance that stands.
+   * Funds and relays the approve, then sends the settlement. An approve whose nonce is already spent, or
+   * whose settlement succeeds without it, is not relayed and gets no gas: the settlement goes alone, if it
+   * succeeds on the allowance that stands.
    */
   const relay = async (approval: Hex, settlement: { to: Hex; data: Hex }): Promise<Hex[]> => {
-    if (await approvalNonceSpent(approval).catch(() => false)) {
-      const unsimulated = await simulationRefusal(approval, settlement, { alone: true });
-      if (unsimulated)
+    const nonceSpent = await approvalNonceSpent(approval).catch(() => false);
+    // A settlement the allowance that stands already covers needs no approve: none is funded or relayed.
+    const unsimulatedAlone = await simulationRefusal(approval, settlement, { alone: true });
+    if (nonceSpent || unsimulatedAlone === undefined) {
+      if (unsimulatedAlone)
         throw new Error(
-          `the sponsored approval is refused: its nonce is spent, and ${unsimulated.replace("after it ", "on the allowance that stands ")}`,
+          `the sponsored approval is refused: its nonce is spent, and ${unsimulatedAlone.replace("after it ", "on the allowance that stands ")}`,
         );
       const payer = await recoverTransactionAddress({ serializedTransaction: approval as never });
       const settleTx = await signer.sendTransaction({ to: settlement.to, data: settlement.data });
@@ -246,7 +249,7 @@ export function createErc20ApprovalSponsor({
    * Funds and relays the approve alone, before the seller serves the payment it came with: a payer that
    * spends the funded gas on its approve's nonce then gets a refusal, not the request. An approve whose
    * nonce is already spent (relayed for an earlier payment of the payer) needs nothing more, if Permit2's
-   * allowance stands at `leastAtomic` or more. Answers what was paid for it, or undefined when nothing was.
+   * allowance stands at `leastAtomic` or more; nor does any approve while that allowance stands. Answers what was paid for it, or undefined when nothing was.
    * Once `signal` aborts (the seller gave up on the request), nothing is funded: an approve whose gas went
    * out is still relayed, so that the gas buys the approval it was sent for.
    */
@@ -275,6 +278,8 @@ export function createErc20ApprovalSponsor({
         );
       return undefined;
     }
+    // Permit2 may already draw all this payment may cost: the approve is not needed, and gets no gas.
+    if ((await allowance()) >= leastAtomic) return undefined;
     const refused = await check(approval);
     if (refused) throw new SponsoredApprovalRefused(`the sponsored approval is refused: ${refused}`);
     if (signal?.aborted)
