@@ -460,15 +460,21 @@ describe("facilitator HTTP edges", () => {
     for (const [field, odd] of [
       ["paymentRequirements.amount", { ...requirements, amount: "1e3" }],
       ["paymentRequirements.network", { ...requirements, network: "eip155:1" }],
+      // A scheme it does not settle, and addresses that are none: refused in words, not a 500.
+      ["paymentRequirements.scheme", { ...requirements, scheme: "stream" }],
+      ["paymentRequirements.asset", { ...requirements, asset: "0xZZ" }],
+      ["paymentRequirements.payTo", { ...requirements, payTo: "the seller" }],
     ] as const) {
-      for (const path of ["/verify", "/settle", "/relay-approval"]) {
+      for (const path of ["/verify", "/settle", "/relay-approval", "/release"]) {
         const refused = await fetch(`${server.url}${path}`, {
           method: "POST",
           headers: { "content-type": "application/json", ...facilitatorAuth },
           body: JSON.stringify({ x402Version: 2, paymentPayload, paymentRequirements: odd }),
         });
         assert.equal(refused.status, 400, `${path} ${field}`);
-        assert.equal((await refused.json()).field, field);
+        const answer = await refused.json();
+        assert.equal(answer.field, field);
+        assert.match(answer.message, /^this facilitator|^an amount|^an address/, `${path} ${field}`);
       }
     }
   });

@@ -66,6 +66,8 @@ export function createFacilitatorApp({
       c.json({ error: "request_too_large", message: `body exceeds ${maxBodyBytes} bytes` }, 413),
   });
 
+  /** The schemes it settles on its network, read from `/supported` once. */
+  let schemes: Promise<string[]> | undefined;
   const parseRequest = async (
     request: Request,
   ): Promise<ParsedRequest | { error: string; field?: string }> => {
@@ -93,6 +95,23 @@ export function createFacilitatorApp({
         error: `this facilitator settles on ${facilitator.network}, not ${requirements.data.network}`,
         field: "paymentRequirements.network",
       };
+    schemes ??= facilitator
+      .getSupported()
+      .then(({ kinds }) =>
+        kinds.filter((kind) => kind.network === facilitator.network).map((kind) => kind.scheme),
+      );
+    const settled = await schemes;
+    if (!settled.includes(requirements.data.scheme))
+      return {
+        error: `this facilitator settles ${settled.join(", ")} on ${facilitator.network}, not ${JSON.stringify(requirements.data.scheme)}`,
+        field: "paymentRequirements.scheme",
+      };
+    for (const key of ["asset", "payTo"] as const)
+      if (!/^0x[0-9a-fA-F]{40}$/.test(requirements.data[key]))
+        return {
+          error: `an address is 0x and 40 hex digits, not ${JSON.stringify(requirements.data[key])}`,
+          field: `paymentRequirements.${key}`,
+        };
     return {
       payload: payload.data as PaymentPayload,
       requirements: requirements.data as PaymentRequirements,
