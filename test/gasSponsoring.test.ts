@@ -721,6 +721,63 @@ describe("the facilitator's per-payer sponsoring limit", () => {
   });
 });
 
+describe("the facilitator's daily sponsoring limit across payers", () => {
+  let h: GatewayHarness;
+  before(async () => {
+    h = await startGatewayHarness({
+      configure: (input) => ({
+        ...input,
+        facilitator: {
+          ...(input.facilitator as object),
+          gasSponsoring: { enabled: true, perPayerLimit: 3, dailyLimit: 1 },
+        },
+      }),
+    });
+  });
+  after(async () => {
+    await h?.close();
+  });
+
+  test("bounds the approvals of all payers together: a second fresh wallet's permit is refused before inference, charged nothing", async () => {
+    const pay = async () => {
+      const buyer = await h.devnet.createFreshBuyer(10_000_000n);
+      const client = new x402Client()
+        .register(
+          h.devnet.network,
+          new UptoEvmScheme(privateKeyToAccount(buyer.privateKey), { rpcUrl: h.devnet.rpcUrl }),
+        )
+        .setSpendControls(false);
+      const recorder = recordingFetch();
+      const response = await wrapFetchWithPayment(recorder.fetch, client)(
+        `${h.gateway.url}/v1/chat/completions`,
+        {
+          method: "POST",
+          headers: { "content-type": "application/json" },
+          body: JSON.stringify(chatBody),
+        },
+      );
+      assert.ok(hasPermit(recorder.payloads.at(-1)), "the payment carried a permit");
+      return { buyer, response };
+    };
+    const first = await pay();
+    await first.response.text();
+    assert.equal(first.response.status, 200);
+    assert.equal((await finalRow(h)).status, "settled");
+    const servedBefore = h.backend.inferenceRequests.length;
+    const second = await pay();
+    await second.response.text();
+    assert.equal(second.response.status, 402);
+    const decoded = decodePaymentRequiredHeader(second.response.headers.get("payment-required"));
+    assert.ok(decoded.ok);
+    assert.match(
+      decoded.paymentRequired.error ?? "",
+      /^tollgate_gas_sponsoring_refused: this facilitator sponsored 1 Permit2 approvals in the last 24 h, its daily limit \(1\)/,
+    );
+    assert.equal(h.backend.inferenceRequests.length, servedBefore, "no inference ran");
+    assert.equal(await h.devnet.usdcBalance(second.buyer.address), 10_000_000n, "nothing was charged");
+  });
+});
+
 describe("one payer's permits sent at once to two sellers on one facilitator", () => {
   let devnet: Devnet;
   let remote: Awaited<ReturnType<typeof serveFacilitator>>;

@@ -49,6 +49,7 @@ export const commandFlags = {
     "no-rpc-batch": { type: "boolean" },
     "no-gas-sponsoring": { type: "boolean" },
     "sponsor-limit": { type: "string" },
+    "sponsor-daily-limit": { type: "string" },
     "erc20-approval": { type: "boolean" },
     asset: { type: "string" },
   },

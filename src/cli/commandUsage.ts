@@ -47,7 +47,7 @@ tollgate channels --buyer [--json] [--gateway URL] [--rpc URL]
   Permit2 approved, test ETH); --fresh-buyers 0 to 50 more with 1,000 test USDC
   only: no Permit2 approval and no native gas, as a new agent wallet (they pay through a
   gas-sponsored approval). Runs until Ctrl-C.`,
-  facilitator: `tollgate facilitator --rpc URL --private-key KEY [--network eip155:31337] [--port 4022] [--host 127.0.0.1] [--no-rpc-batch] [--no-gas-sponsoring] [--sponsor-limit 3] [--erc20-approval] [--asset 0x…[,0x…]]
+  facilitator: `tollgate facilitator --rpc URL --private-key KEY [--network eip155:31337] [--port 4022] [--host 127.0.0.1] [--no-rpc-batch] [--no-gas-sponsoring] [--sponsor-limit 3] [--sponsor-daily-limit N] [--erc20-approval] [--asset 0x…[,0x…]]
   Serves an x402 v2 facilitator (GET /supported, POST /verify, POST /settle, GET /health, GET /metrics,
   and POST /relay-approval and POST /release for Tollgate gateways) for the upto,
   exact and batch-settlement schemes. The key may come from TOLLGATE_FACILITATOR_KEY instead of
@@ -59,7 +59,8 @@ tollgate channels --buyer [--json] [--gateway URL] [--rpc URL]
   payer's sponsored approvals are kept in PostgreSQL and survive restarts; otherwise in memory. RPC calls made while others are in
   flight go out as one JSON-RPC batch; --no-rpc-batch sends each alone (for an RPC that refuses batches).
   It pays the gas of buyers' Permit2 approvals (eip2612GasSponsoring, listed in /supported), at most
-  --sponsor-limit per payer; --no-gas-sponsoring turns that off. --erc20-approval also relays
+  --sponsor-limit per payer and, with --sponsor-daily-limit, at most that many of all payers together
+  in any 24 h (fresh wallets cost nothing to make); --no-gas-sponsoring turns that off. --erc20-approval also relays
   buyers' signed approve transactions for tokens without EIP-2612 (erc20ApprovalGasSponsoring),
   sending each buyer the gas it burns; a Tollgate gateway has it relayed before it serves the
   request (POST /relay-approval), so a buyer that spends that gas elsewhere is refused, not served. It moves only

@@ -24,6 +24,7 @@ const flagsSchema = z.object({
   "no-rpc-batch": z.boolean().default(false),
   "no-gas-sponsoring": z.boolean().default(false),
   "sponsor-limit": z.coerce.number().int().min(0).default(3),
+  "sponsor-daily-limit": z.coerce.number().int().min(0).optional(),
   "erc20-approval": z.boolean().default(false),
   asset: z
     .string()
@@ -64,6 +65,7 @@ export async function facilitatorCommand(argv: string[]): Promise<number> {
     gasSponsoring: {
       enabled: !flags["no-gas-sponsoring"],
       perPayerLimit: flags["sponsor-limit"],
+      dailyLimit: flags["sponsor-daily-limit"],
       erc20Approval: flags["erc20-approval"],
     },
     onFacilitatorEvent: createFacilitatorMetrics({ registry: metrics }),

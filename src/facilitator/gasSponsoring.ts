@@ -36,6 +36,11 @@ export type GasSponsoringOptions = {
   /** Sponsored Permit2 approvals one payer may get, of either kind; default 3. */
   perPayerLimit?: number;
   /**
+   * Sponsored approvals of all payers together in any 24 h; default none (unbounded). `perPayerLimit`
+   * bounds one wallet, and wallets cost nothing to make: this bounds what the operator pays in total.
+   */
+  dailyLimit?: number | undefined;
+  /**
    * Also relay buyers' signed `approve` transactions for tokens without EIP-2612
    * (`erc20ApprovalGasSponsoring`), sending each buyer the gas it burns; default off.
    */
@@ -150,6 +155,8 @@ export async function checkEip2612Permit({
   return undefined;
 }
 
+const DAY_MS = 24 * 60 * 60 * 1000;
+
 /**
  * Counts sponsored approvals per payer, in `quotas` (the ledger's when the facilitator has one), and says
  * whether one more is allowed.
@@ -157,13 +164,24 @@ export async function checkEip2612Permit({
 export function createSponsorshipBudget({
   enabled,
   perPayerLimit = 3,
+  dailyLimit,
   network,
   quotas,
 }: GasSponsoringOptions & { network: string; quotas: PayerQuotas }) {
   const scopeOf = (payer: string) => ({ kind: "sponsored_approval" as const, network, payer });
+  /** All payers' sponsored approvals of the last 24 h, counted under one key no address can take. */
+  const dayScope = () => ({
+    kind: "sponsored_approval" as const,
+    network,
+    payer: "all payers",
+    sinceMs: Date.now() - DAY_MS,
+  });
   const limitMessage = (used: number) =>
     `this payer already had ${used} sponsored Permit2 approvals (limit ${perPayerLimit}); approve Permit2 itself`;
+  const dailyLimitMessage = (used: number) =>
+    `this facilitator sponsored ${used} Permit2 approvals in the last 24 h, its daily limit (${dailyLimit}); approve Permit2 itself, or pay again later`;
   const used = async (payer: string) => (await quotas.uses(scopeOf(payer))).length;
+  const usedToday = async () => (await quotas.uses(dayScope())).length;
   return {
     enabled,
     perPayerLimit,
@@ -185,6 +203,14 @@ export function createSponsorshipBudget({
           invalidMessage: limitMessage(count),
           payer,
         };
+      const today = dailyLimit === undefined ? 0 : await usedToday();
+      if (dailyLimit !== undefined && today >= dailyLimit)
+        return {
+          isValid: false,
+          invalidReason: ReasonCode.gasSponsoringRefused,
+          invalidMessage: dailyLimitMessage(today),
+          payer,
+        };
       return undefined;
     },
     /**
@@ -197,11 +223,26 @@ export function createSponsorshipBudget({
         throw new SponsoredApprovalRefused(
           `the sponsored approval is refused: ${limitMessage(taken.usedAtMs.length)}`,
         );
-      return { giveBack: () => quotas.giveBack(taken.id) };
+      if (dailyLimit === undefined) return { giveBack: () => quotas.giveBack(taken.id) };
+      const day = await quotas.take({ ...dayScope(), limit: dailyLimit, atMs: Date.now() });
+      if (!day.taken) {
+        await quotas.giveBack(taken.id);
+        throw new SponsoredApprovalRefused(
+          `the sponsored approval is refused: ${dailyLimitMessage(day.usedAtMs.length)}`,
+        );
+      }
+      return {
+        giveBack: async () => {
+          await quotas.giveBack(taken.id);
+          await quotas.giveBack(day.id);
+        },
+      };
     },
     /** Counts one sponsored after the fact (its gas is spent): how many the payer has had. */
     async record(payer: string): Promise<number> {
       await quotas.take({ ...scopeOf(payer), limit: Number.MAX_SAFE_INTEGER, atMs: Date.now() });
+      if (dailyLimit !== undefined)
+        await quotas.take({ ...dayScope(), limit: Number.MAX_SAFE_INTEGER, atMs: Date.now() });
       return used(payer);
     },
   };

@@ -250,6 +250,8 @@ const facilitatorSchema = z.union([
         enabled: z.boolean().default(true),
         /** Sponsored approvals per payer (counted in the ledger: across restarts and replicas). */
         perPayerLimit: z.number().int().min(0).default(3),
+        /** Sponsored approvals of all payers together in any 24 h (counted in the ledger); none when absent. */
+        dailyLimit: z.number().int().min(0).optional(),
         /** Also relay signed approve transactions for tokens without EIP-2612 (erc20ApprovalGasSponsoring). */
         erc20Approval: z.boolean().default(false),
       })
