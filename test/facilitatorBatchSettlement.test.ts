@@ -227,6 +227,35 @@ describe("batch-settlement HTTP edges", () => {
     assert.equal(((await response.json()) as { field?: string }).field, "paymentRequirements");
   });
 
+  test("a batch-settlement payload with a field that cannot be what it names answers 400 naming it, before any chain call", async () => {
+    const payTo = net.devnet.accounts.payTo.address;
+    const usdc = net.devnet.contracts.usdc;
+    for (const [field, payload] of [
+      ["paymentPayload.payload.receiver", { type: "settle", receiver: "the seller", token: usdc }],
+      ["paymentPayload.payload.token", { type: "settle", receiver: payTo, token: 5 }],
+      [
+        "paymentPayload.payload.claims",
+        { type: "claim", claims: "all of them", claimAuthorizerSignature: "0x" },
+      ],
+      [
+        "paymentPayload.payload.claims.0.totalClaimed",
+        { type: "claim", claims: [{ totalClaimed: "1e400" }], claimAuthorizerSignature: "0x" },
+      ],
+    ] as const) {
+      for (const path of ["/settle", "/verify"]) {
+        const response = await post(server.url, path, {
+          x402Version: 2,
+          paymentPayload: envelope(payload),
+          paymentRequirements: requirements(),
+        });
+        assert.equal(response.status, 400, `${path} ${field}`);
+        const answer = (await response.json()) as { field?: string; message?: string };
+        assert.equal(answer.field, field);
+        assert.match(answer.message ?? "", /an address is|a whole number|a list of claims/);
+      }
+    }
+  });
+
   test("an upto-shaped settle routed to batch-settlement is refused, not settled under an upto key", async () => {
     const settled = await client.settle(
       envelope({ authorization: { from: net.devnet.accounts.payTo.address, nonce: "0x01" } }),

@@ -51,3 +51,37 @@ export function channelRequestKeyOf(payload: PaymentPayload): string {
   const digest = createHash("sha256").update(JSON.stringify(payload.payload)).digest("hex");
   return `${payload.accepted.network}/${BATCH_SETTLEMENT_SCHEME}/${digest}`;
 }
+
+const ADDRESS_KEYS = new Set(["payer", "payerAuthorizer", "receiver", "receiverAuthorizer", "token"]);
+const ATOMIC_KEYS = new Set(["amount", "maxClaimableAmount", "totalClaimed", "refundNonce"]);
+
+/**
+ * The first field of a batch-settlement payload that cannot be what its name says: an address (`payer`,
+ * `receiver`, `token`, …) that is not 0x and 40 hex digits, an amount or nonce not in decimal digits, or
+ * `claims` that is not a list. Checked at the edge, so a malformed payload is refused in words rather
+ * than failing inside the scheme. Undefined when none is found (the scheme checks the rest).
+ */
+export function channelPayloadProblem(
+  value: unknown,
+  path = "paymentPayload.payload",
+  depth = 0,
+): { error: string; field: string } | undefined {
+  if (depth > 8 || typeof value !== "object" || value === null) return undefined;
+  for (const [key, inner] of Object.entries(value)) {
+    const field = `${path}.${key}`;
+    if (ADDRESS_KEYS.has(key) && !(typeof inner === "string" && /^0x[0-9a-fA-F]{40}$/.test(inner)))
+      return { error: `${field}: an address is 0x and 40 hex digits, not ${JSON.stringify(inner)}`, field };
+    if (
+      ATOMIC_KEYS.has(key) &&
+      !(typeof inner === "string"
+        ? /^[0-9]{1,78}$/.test(inner)
+        : Number.isSafeInteger(inner) && Number(inner) >= 0)
+    )
+      return { error: `${field}: a whole number in decimal digits, not ${JSON.stringify(inner)}`, field };
+    if (key === "claims" && !Array.isArray(inner))
+      return { error: `${field}: a list of claims, not ${JSON.stringify(inner)}`, field };
+    const problem = channelPayloadProblem(inner, field, depth + 1);
+    if (problem) return problem;
+  }
+  return undefined;
+}

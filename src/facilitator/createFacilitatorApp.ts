@@ -15,6 +15,7 @@ import {
   TollgateError,
 } from "../errors/index.js";
 import { ReasonCode } from "../protocol/index.js";
+import { channelPayloadProblem, isBatchSettlementPayment } from "./batchSettlementPayload.js";
 import type { TollgateFacilitator } from "./createFacilitator.js";
 
 export type CreateFacilitatorAppParameters = {
@@ -112,6 +113,10 @@ export function createFacilitatorApp({
           error: `an address is 0x and 40 hex digits, not ${JSON.stringify(requirements.data[key])}`,
           field: `paymentRequirements.${key}`,
         };
+    if (isBatchSettlementPayment(requirements.data as PaymentRequirements)) {
+      const problem = channelPayloadProblem(payload.data.payload);
+      if (problem) return problem;
+    }
     return {
       payload: payload.data as PaymentPayload,
       requirements: requirements.data as PaymentRequirements,
