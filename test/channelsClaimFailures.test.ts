@@ -529,3 +529,40 @@ describe("a claim or a settlement the chain takes back", () => {
     assert.deepEqual(report.differences, []);
   });
 });
+
+describe("a claim that landed while its answer was lost", () => {
+  ownHarness();
+
+  test("is booked claimed at the next round from the chain, with no claim sent again: the facilitator refuses one that would move nothing", async () => {
+    const channel = await chargedChannel();
+    // The claim lands; its answer never reaches the gateway.
+    const losing = {
+      ...h.gateway.facilitator,
+      settle: async (...args: Parameters<typeof h.gateway.facilitator.settle>) => {
+        const settled = await h.gateway.facilitator.settle(...args);
+        if ((args[0].payload as { type?: string }).type === "claim" && settled.success)
+          throw new Error("connection reset after the claim was sent");
+        return settled;
+      },
+    };
+    await assert.rejects(
+      testChannelSettlement(h, { minClaimAtomic: 1n, facilitator: losing }).claim({ force: true }),
+    );
+    assert.equal((await onchain(channel.channelId)).totalClaimed, channel.charged, "the claim landed");
+    assert.equal((await h.gateway.ledger.channels.get(channel.channelId))!.totalClaimedAtomic, 0n);
+    const facilitatorAddress = h.devnet.accounts.facilitator.address;
+    const sentBefore = await publicClient().getTransactionCount({ address: facilitatorAddress });
+    await testChannelSettlement(h, { minClaimAtomic: 1n }).claim({ force: true });
+    assert.equal(
+      (await h.gateway.ledger.channels.get(channel.channelId))!.totalClaimedAtomic,
+      channel.charged,
+      "booked claimed",
+    );
+    assert.equal(
+      await publicClient().getTransactionCount({ address: facilitatorAddress }),
+      sentBefore,
+      "no claim sent again",
+    );
+    assert.equal((await onchain(channel.channelId)).totalClaimed, channel.charged);
+  });
+});

@@ -136,7 +136,7 @@ describe("tollgate facilitator serves batch-settlement over HTTP", () => {
     });
   });
 
-  test("verifies a voucher, settles the server's claim and then its settle: payTo gets the claimed amount", async () => {
+  test("verifies a voucher, settles the server's claim and then its settle: payTo gets the claimed amount; a claim that would move nothing sends nothing", async () => {
     const { client: buyerClient, coldClient } = await officialClient();
     const deposit = await pay(buyerClient);
     assert.equal((await client.settle(deposit, requirements())).success, true);
@@ -174,6 +174,45 @@ describe("tollgate facilitator serves batch-settlement over HTTP", () => {
       requirements(),
     );
     assert.equal(claimed.success, true, `${claimed.errorReason} ${claimed.errorMessage ?? ""}`);
+    assert.deepEqual(await net.channelOf(first.channelId), { balance, totalClaimed: 700n });
+
+    // The same claim again, and one of channels that do not exist (claims of 0, signed by any key):
+    // the contract would skip every row, so each would land, move nothing, and cost the facilitator gas.
+    const facilitatorAddress = net.devnet.accounts.facilitator.address;
+    const junk = Array.from({ length: 20 }, () => ({
+      voucher: {
+        channel: { ...config, payer: freshAccount().address, salt: `0x${"00".repeat(32)}` as Hex },
+        maxClaimableAmount: 0n,
+      },
+      signature: `0x${"11".repeat(65)}` as Hex,
+      totalClaimed: 0n,
+    }));
+    for (const [what, payload] of [
+      ["the same claim again", envelope({ type: "claim", claims, claimAuthorizerSignature })],
+      [
+        "claims of 0 on channels that do not exist",
+        envelope({
+          type: "claim",
+          claims: junk.map((row) => ({
+            ...row,
+            voucher: { ...row.voucher, maxClaimableAmount: "0" },
+            totalClaimed: "0",
+          })),
+          claimAuthorizerSignature: await net.signClaimBatch(serverAuthorizer, junk),
+        }),
+      ],
+    ] as const) {
+      const sentBefore = await net.publicClient.getTransactionCount({ address: facilitatorAddress });
+      const again = await client.settle(payload, requirements());
+      assert.equal(again.success, false, what);
+      assert.equal(again.errorReason, "tollgate_claim_moves_nothing", what);
+      assert.equal(again.transaction, "", what);
+      assert.equal(
+        await net.publicClient.getTransactionCount({ address: facilitatorAddress }),
+        sentBefore,
+        `${what}: nothing sent`,
+      );
+    }
     assert.deepEqual(await net.channelOf(first.channelId), { balance, totalClaimed: 700n });
 
     const payTo = net.devnet.accounts.payTo.address;

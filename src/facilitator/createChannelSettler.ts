@@ -1,7 +1,15 @@
 import type { PaymentPayload, PaymentRequirements, SettleResponse } from "@x402/core/types";
+import { BATCH_SETTLEMENT_ADDRESS } from "@x402/evm";
+import { computeChannelId } from "@x402/evm/batch-settlement/client";
 import type { Hex, TransactionReceipt } from "viem";
-import { isTransportError, type TollgateFacilitatorSigner, withRpcFailureScope } from "../chain/index.js";
+import {
+  batchSettlementAbi,
+  isTransportError,
+  type TollgateFacilitatorSigner,
+  withRpcFailureScope,
+} from "../chain/index.js";
 import { type Logger, TollgateError } from "../errors/index.js";
+import { ReasonCode } from "../protocol/index.js";
 import { channelPayloadSummaryOf, channelRequestKeyOf } from "./batchSettlementPayload.js";
 
 export type CreateChannelSettlerParameters = {
@@ -16,6 +24,12 @@ export type CreateChannelSettlerParameters = {
     requirements: PaymentRequirements,
     receipt: TransactionReceipt,
   ): Promise<void> | void;
+};
+
+/** A claim row as `@x402/evm` sends it: the channel, its voucher's amount, and the total to claim. */
+type ClaimRow = {
+  voucher: { channel: Parameters<typeof computeChannelId>[0] };
+  totalClaimed: string;
 };
 
 /**
@@ -34,6 +48,32 @@ export function createChannelSettler({
 }: CreateChannelSettlerParameters) {
   const inFlight = new Map<string, Promise<SettleResponse>>();
 
+  /**
+   * Whether a claim would raise no channel's claimed total: the contract skips a row at or below its
+   * channel's total, so such a claim lands, moves nothing, and costs its gas (any receiver-authorizer
+   * key can sign one, for channels that do not exist). False when the chain cannot be read.
+   */
+  async function claimMovesNothing(payload: PaymentPayload): Promise<boolean> {
+    const inner = payload.payload as { type?: unknown; claims?: unknown };
+    if (inner.type !== "claim" || !Array.isArray(inner.claims) || inner.claims.length === 0) return false;
+    try {
+      const totals = await Promise.all(
+        (inner.claims as ClaimRow[]).map(async (row) => {
+          const [, totalClaimed] = (await signer.readContract({
+            address: BATCH_SETTLEMENT_ADDRESS,
+            abi: batchSettlementAbi,
+            functionName: "channels",
+            args: [computeChannelId(row.voucher.channel, payload.accepted.network)],
+          })) as readonly [bigint, bigint];
+          return BigInt(row.totalClaimed) > totalClaimed;
+        }),
+      );
+      return !totals.includes(true);
+    } catch {
+      return false;
+    }
+  }
+
   async function settleOnce(payload: PaymentPayload, requirements: PaymentRequirements) {
     const startedAt = performance.now();
     const described = {
@@ -43,6 +83,20 @@ export function createChannelSettler({
       amount: requirements.amount,
       payTo: requirements.payTo,
     };
+    if (await claimMovesNothing(payload)) {
+      logger.warn(
+        { op: "settle", outcome: "refused", reason: ReasonCode.claimMovesNothing, ...described },
+        "facilitator settle",
+      );
+      return {
+        success: false,
+        errorReason: ReasonCode.claimMovesNothing,
+        errorMessage:
+          "no row of this claim raises its channel's claimed total on chain (each is claimed that far already, or its channel holds nothing): it would move nothing, so nothing was sent",
+        transaction: "",
+        network: requirements.network,
+      };
+    }
     let result: SettleResponse;
     try {
       const attempt = await withRpcFailureScope(() => settle(payload, requirements));

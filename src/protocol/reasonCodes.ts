@@ -77,6 +77,8 @@ export const ReasonCode = {
   eip2612PermitInFlight: "tollgate_eip2612_permit_in_flight",
   channelDepositTooSmall: "tollgate_channel_deposit_too_small",
   refundLimitReached: "tollgate_refund_limit_reached",
+  /** A facilitator's answer to a batch-settlement claim that would raise no channel's claimed total. */
+  claimMovesNothing: "tollgate_claim_moves_nothing",
 
   // Tollgate: the streaming receipt, read by the buyer
   receiptAbsent: "tollgate_receipt_absent",

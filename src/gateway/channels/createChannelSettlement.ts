@@ -218,6 +218,24 @@ export function createChannelSettlement(parameters: CreateChannelSettlementParam
       failedAlone("chain_unavailable", String(error));
       return;
     }
+    if (onchain.totalClaimedAtomic >= channel.chargedAtomic) {
+      // The chain holds it claimed as far as it was charged (a claim of it landed and its booking was
+      // lost): a facilitator refuses a claim that would move nothing, so it is booked, with nothing sent.
+      await channels.update(channel.channelId, (current) =>
+        current && current.totalClaimedAtomic < channel.chargedAtomic
+          ? { next: { ...current, totalClaimedAtomic: channel.chargedAtomic }, result: undefined }
+          : { result: undefined },
+      );
+      logger.warn(
+        {
+          channelId: channel.channelId,
+          chargedAtomic: channel.chargedAtomic.toString(),
+          claimedOnChainAtomic: onchain.totalClaimedAtomic.toString(),
+        },
+        "channel already claimed on chain as far as it was charged: booked claimed, nothing sent",
+      );
+      return;
+    }
     if (onchain.balanceAtomic >= channel.chargedAtomic) {
       failedAlone(settled.errorReason, settled.errorMessage);
       return;
