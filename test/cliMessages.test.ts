@@ -64,6 +64,19 @@ describe("the CLI says what to do in words", () => {
     }
   });
 
+  test("reconcile with no config and no running tollgate dev says the dev ledger is reconciled while it runs: exit 2", async () => {
+    // A stopped tollgate dev's ledger: its chain is gone, and no tollgate.yaml was ever needed.
+    const run = await runMain(["reconcile", "--data-dir", join(dir, "stopped-dev", "ledger")], {
+      DATABASE_URL: undefined,
+    });
+    assert.equal(run.code, 2, run.stderr);
+    assert.match(
+      run.stderr,
+      /no tollgate dev or gateway is running on .*stopped-dev\/ledger, and there is no tollgate\.yaml here: run tollgate reconcile while tollgate dev runs \(its chain stops with it\), or name the gateway's config with --config/,
+    );
+    assert.doesNotMatch(run.stderr, /copy tollgate\.example\.yaml/);
+  });
+
   test("--help puts one blank line between its title and the first command", async () => {
     const run = await runMain(["--help"]);
     assert.equal(run.code, 0, run.stderr);

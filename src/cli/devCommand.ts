@@ -166,10 +166,11 @@ export async function devCommand(argv: string[]): Promise<number> {
       printLine(`  dashboard ${gateway.dashboardUrl}`);
       printLine(`  metrics   ${gateway.metricsUrl}`);
       printLine(`  chain     ${devnet.rpcUrl}   (${devnet.network}, test USDC ${devnet.contracts.usdc})`);
+      const dataDirFlag = flags.dataDir === DEFAULT_LEDGER_DIR ? "" : ` --data-dir ${flags.dataDir}`;
       printLine(
         flags.dataDir.includes("://")
           ? `  ledger    ${flags.dataDir}   (in this process's memory: no other command reads it, and it is gone when this stops)`
-          : `  ledger    ${flags.dataDir}   (tollgate ledger and reconcile${flags.dataDir === DEFAULT_LEDGER_DIR ? "" : ` --data-dir ${flags.dataDir}`} read it, also while this runs)`,
+          : `  ledger    ${flags.dataDir}   (tollgate ledger${dataDirFlag} reads it, now and after this stops; tollgate reconcile${dataDirFlag} while this runs: the chain stops with it)`,
       );
       printLine(
         `  buyer     ${buyer.address}   (1,000 test USDC${flags.freshBuyer ? " only: no Permit2 approval, no gas" : ""})`,

@@ -1,5 +1,6 @@
 import { existsSync } from "node:fs";
 import { z } from "zod";
+import { TollgateError } from "../errors/index.js";
 import { parseGatewayConfig } from "../gateway/index.js";
 import { exitCodes, parseFlags, printLine } from "./cliSupport.js";
 import { commandFlags } from "./commandFlags.js";
@@ -14,9 +15,10 @@ import {
   reconcileTarget,
 } from "./reconcileReport.js";
 
+const DEFAULT_CONFIG_FILE = "tollgate.yaml";
 const blockSchema = z.coerce.bigint().refine((value) => value >= 0n, "a block number (0 or more)");
 const flagsSchema = z.object({
-  config: z.string().default("tollgate.yaml"),
+  config: z.string().optional(),
   fromBlock: blockSchema.default(0n),
   toBlock: blockSchema.optional(),
   rpc: z.string().url().optional(),
@@ -43,11 +45,19 @@ export async function reconcileCommand(argv: string[]): Promise<number> {
   };
   // A running `tollgate dev` (or a gateway with no config file here) holding the default data dir
   // reconciles its own ledger with its own config: no config file needed.
-  if (!existsSync(flags.config) && !process.env.DATABASE_URL) {
-    const served = await reconcileThroughGateway<ReconcileReport>(flags.dataDir ?? DEFAULT_LEDGER_DIR, range);
+  const configPath = flags.config ?? DEFAULT_CONFIG_FILE;
+  if (!existsSync(configPath) && !process.env.DATABASE_URL) {
+    const heldDir = flags.dataDir ?? DEFAULT_LEDGER_DIR;
+    const served = await reconcileThroughGateway<ReconcileReport>(heldDir, range);
     if (served) return print(served);
+    // Without a config named, the likely case is a `tollgate dev` ledger whose chain stopped with it.
+    if (flags.config === undefined)
+      throw new TollgateError({
+        code: "TOLLGATE_CONFIG_INVALID",
+        shortMessage: `no tollgate dev or gateway is running on ${heldDir}, and there is no ${DEFAULT_CONFIG_FILE} here: run tollgate reconcile while tollgate dev runs (its chain stops with it), or name the gateway's config with --config`,
+      });
   }
-  const config = parseReconcileConfig(await readConfigFile(flags.config));
+  const config = parseReconcileConfig(await readConfigFile(configPath));
   const dataDir = flags.dataDir ?? config.ledger.dataDir ?? DEFAULT_LEDGER_DIR;
   // PGlite is one process's database: the gateway holding it reconciles it, with its own config.
   if (!process.env[config.ledger.databaseUrlEnv ?? "DATABASE_URL"]) {
