@@ -211,6 +211,10 @@ describe("tollgate dev keeps its ledger where tollgate ledger finds it", () => {
     const text = await runCli(["reconcile"], {}, { cwd: dir });
     assert.equal(text.code, 0, text.stderr);
     assert.match(text.stdout, /differences: none/);
+    // The channel payment is not counted among those settled by transaction: it has its own line.
+    assert.match(text.stdout, /\n {2}ledger {2}1 payment settled by transaction \(upto, exact\), \$/);
+    assert.match(text.stdout, /\n {2}chain {3}1 transfer to payTo outside the channels, \$/);
+    assert.match(text.stdout, /\n {2}channels 1: charged \$/);
   });
 
   test("after dev stops, tollgate ledger reads the data dir itself", async () => {

@@ -130,15 +130,17 @@ export async function reconcileReport(
 export const differenceCount = (report: ReconcileReport): number =>
   report.differences.length + report.channels.differences.length;
 
+const count = (n: number, noun: string) => `${n} ${noun}${n === 1 ? "" : "s"}`;
+
 /** The report as `tollgate reconcile` prints it. */
 export function formatReconcileReport(report: ReconcileReport): string[] {
   const money = (atomic: string) => formatMoney(BigInt(atomic));
   const { channels } = report;
   const lines = [
     `Reconciling ${report.ledger} with ${report.network} blocks ${report.fromBlock}–${report.toBlock} (asset ${report.asset}, payTo ${report.payTo})`,
-    `  ledger  ${report.settledCount} settled payments, ${money(report.settledAtomic)}` +
+    `  ledger  ${count(report.settledCount, "payment")} settled by transaction (upto, exact), ${money(report.settledAtomic)}` +
       (report.settledBeforeRange > 0 ? ` (${report.settledBeforeRange} settled before the range)` : ""),
-    `  chain   ${report.transferCount} transfers to payTo, ${money(report.transferredAtomic)}`,
+    `  chain   ${count(report.transferCount, "transfer")} to payTo outside the channels, ${money(report.transferredAtomic)}`,
     report.differences.length === 0 ? "  differences: none" : `  differences: ${report.differences.length}`,
     ...report.differences.map((difference) => `    ${describeDifference(difference)}`),
   ];
