@@ -115,7 +115,7 @@ export async function readGatewayDashboard({
     return {
       label: new Date(start).toISOString().slice(11, 16),
       value: Number(atomic),
-      display: `${formatMoney(atomic)} (${bucket?.payments ?? 0} payments)`,
+      display: `${formatMoney(atomic)} (${bucket?.payments ?? 0} payment${bucket?.payments === 1 ? "" : "s"})`,
     };
   });
 
