@@ -646,6 +646,8 @@ describe("a seller that misreports or keeps a payment", () => {
     assert.equal(log.of("receipt")[0]?.chargedAtomic, 1000n);
     assert.equal(log.of("overcharge")[0]?.reason, "misstated_charge");
     assert.equal((await own.daySpend()).countedAtomic, 1000n);
+    // Booked under the tool's name, as the seller's ledger names it (before: no name).
+    assert.equal((await own.reservation(log.of("authorized")[0]!.paymentId))?.model, "lookup");
 
     const refusing = dishonestToolServer({ facilitator, ...tool, cheat: "refuse" });
     const refused = await payer.callTool(await connectTo(refusing.server), {

@@ -95,6 +95,7 @@ export async function authorizePayment(
     firstRequest,
     client = context.client,
     channel,
+    model = request?.model,
   }: {
     url: string;
     origin: string;
@@ -102,6 +103,8 @@ export async function authorizePayment(
     choice: OfferChoice;
     request: InferenceRequest | undefined;
     firstRequest: boolean;
+    /** What the spend store names the payment for; default the request's model (a paid tool: its name). */
+    model?: string | undefined;
     /** The client that signs (a channel's own); default the paying fetch's. */
     client?: x402Client;
     /** The channel a voucher is signed on, and the deposit it carries. */
@@ -119,7 +122,7 @@ export async function authorizePayment(
     network: offer.network,
     asset: offer.asset,
     payTo: offer.payTo,
-    model: request?.model,
+    model,
     maxAtomic,
     expectedAtomic,
     dailyAtomic: policy.daily,

@@ -116,6 +116,7 @@ export function createMcpToolPayer(parameters: CreateMcpToolPayerParameters): Mc
       choice: selected.choice,
       request: undefined,
       firstRequest: false,
+      model: call.name,
     });
     const spend = await store();
     let paid: CallToolResult;
