@@ -272,7 +272,7 @@ export function createPayingFetch(parameters: CreatePayingFetchParameters): Payi
     // A seller chosen, or paid at once, by the prices its model listing gave is held to them: a 402
     // asking more (bait and switch) is refused. Listing its models again takes its new prices.
     const listed = inference ? quotes.listed(url, inference) : undefined;
-    const raised = listed ? priceAboveListing(listed, selected.choice.offer) : undefined;
+    const raised = listed ? priceAboveListing(listed, selected.choice) : undefined;
     if (raised !== undefined) {
       const refusal: PolicyRefusal = {
         rule: "listedPrices",

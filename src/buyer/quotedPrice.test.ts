@@ -3,8 +3,8 @@ import { describe, test } from "node:test";
 import { maxAtomicForRequest } from "../pricing/index.js";
 import type { PaymentRequirements } from "../protocol/index.js";
 import { readInferenceRequest } from "./inferenceRequest.js";
-import { estimateRequest, type QuotedPrice } from "./quotedPrice.js";
-import { selectOffer } from "./selectOffer.js";
+import { estimateRequest, priceAboveListing, type QuotedPrice } from "./quotedPrice.js";
+import { describeOffer, selectOffer } from "./selectOffer.js";
 import { parseSpendingPolicy } from "./spendingPolicy.js";
 
 const price: QuotedPrice = {
@@ -109,5 +109,51 @@ describe("selectOffer with n", () => {
     });
     assert.ok(selected.ok, selected.ok ? "" : selected.refusal.message);
     assert.equal(selected.choice.expectedAtomic, askedAtomic);
+  });
+});
+
+describe("priceAboveListing", () => {
+  const listed: QuotedPrice = {
+    inputPerMTokAtomic: 150_000n,
+    outputPerMTokAtomic: 600_000n,
+    fixedFeeAtomic: 7n,
+  };
+  const offer = (scheme: string, pricing?: Record<string, unknown>): PaymentRequirements => ({
+    scheme,
+    network: "eip155:31337",
+    asset: "0x3c499c542cEF5E3811e1192ce70d8cC03d5c3359",
+    amount: "1000000",
+    payTo: "0x1111111111111111111111111111111111111111",
+    maxTimeoutSeconds: 300,
+    extra: pricing ? { pricing } : {},
+  });
+  const asListed = { inputPerMTokAtomic: "150000", outputPerMTokAtomic: "600000", fixedFeeAtomic: "7" };
+
+  test("holds a unit the listing does not itemize to what the listing charges it as", async () => {
+    for (const [units, raised] of [
+      [{ reasoning_tokens: "1800000" }, /reasoning_tokens at 1800000 atomic units, listed 600000/],
+      [
+        { cache_write_input_tokens: "300000" },
+        /cache_write_input_tokens at 300000 atomic units, listed 150000/,
+      ],
+      [{ compute_ms: "1" }, /compute_ms at 1 atomic units, listed 0/],
+    ] as const) {
+      const choice = await describeOffer(offer("upto", { ...asListed, units }), chat({}));
+      assert.match(priceAboveListing(listed, choice) ?? "", raised);
+    }
+    const same = {
+      input_tokens: "150000",
+      output_tokens: "600000",
+      reasoning_tokens: "600000",
+      requests: "7",
+    };
+    const choice = await describeOffer(offer("upto", { ...asListed, units: same }), chat({}));
+    assert.equal(priceAboveListing(listed, choice), undefined, "the listed prices, itemized");
+  });
+
+  test("holds a channel offer priced by its upto sibling to the listing", async () => {
+    const dearer = offer("upto", { ...asListed, outputPerMTokAtomic: "1800000" });
+    const choice = await describeOffer(offer("batch-settlement"), chat({}), [dearer]);
+    assert.match(priceAboveListing(listed, choice) ?? "", /output 1800000 atomic units per 1M tokens/);
   });
 });

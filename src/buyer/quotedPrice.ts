@@ -260,14 +260,17 @@ function modelPrice(price: QuotedPrice): ModelPrice {
 }
 
 /**
- * The first price `offer` asks above `listed` (the seller's own listing of the model), in words, or
- * undefined when it asks no more (or quotes no prices). Units are compared where both price them.
+ * The first price the chosen offer asks above `listed` (the seller's own listing of the model), in words,
+ * or undefined when it asks no more (or quotes no prices). `chosen.price` is what the buyer checks the
+ * charge by: the offer's own prices, or those of the upto offer that prices a channel offer quoting none.
+ * A unit the offer prices and the listing does not is held to what the listing charges it as (cached
+ * input and cache writes as input, reasoning as output, requests as the fee), and any other at nothing.
  */
 export function priceAboveListing(
   listed: QuotedPrice,
-  offer: Pick<PaymentRequirements, "extra">,
+  chosen: { price: QuotedPrice | undefined },
 ): string | undefined {
-  const quoted = quotedPriceOf(offer);
+  const quoted = chosen.price;
   if (quoted === undefined) return undefined;
   const perMTok = (atomic: bigint) => `${atomic} atomic units per 1M tokens`;
   if (quoted.inputPerMTokAtomic > listed.inputPerMTokAtomic)
@@ -276,10 +279,21 @@ export function priceAboveListing(
     return `output ${perMTok(quoted.outputPerMTokAtomic)}, listed ${perMTok(listed.outputPerMTokAtomic)}`;
   if (quoted.fixedFeeAtomic > listed.fixedFeeAtomic)
     return `a fee of ${quoted.fixedFeeAtomic} atomic units a request, listed ${listed.fixedFeeAtomic}`;
+  const listedUnits: Partial<Record<string, bigint>> = listed.units ?? {};
+  const input = listedUnits.input_tokens ?? listed.inputPerMTokAtomic;
+  const output = listedUnits.output_tokens ?? listed.outputPerMTokAtomic;
+  const unlisted: Partial<Record<string, bigint>> = {
+    input_tokens: input,
+    cached_input_tokens: input,
+    cache_write_input_tokens: input,
+    output_tokens: output,
+    reasoning_tokens: output,
+    requests: listedUnits.requests ?? listed.fixedFeeAtomic,
+  };
   for (const [unit, price] of Object.entries(quoted.units ?? {}) as Array<[string, bigint]>) {
-    const listedPrice = (listed.units as Record<string, bigint> | undefined)?.[unit];
-    if (listedPrice !== undefined && price > listedPrice)
-      return `${unit} at ${price} atomic units, listed ${listedPrice}`;
+    const listedPrice = listedUnits[unit] ?? unlisted[unit] ?? 0n;
+    if (price > listedPrice)
+      return `${unit} at ${price} atomic units, listed ${listedPrice}${listedUnits[unit] === undefined ? " (not itemized)" : ""}`;
   }
   return undefined;
 }
