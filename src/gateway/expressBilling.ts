@@ -230,6 +230,7 @@ async function handle(
   );
   deadline.unref();
   res.on("close", () => {
+    const endedWhileWaiting = endWhenDrained;
     endWhenDrained = undefined;
     if (!ended && !cutOff && streamStarted() && (tap as NonNullable<typeof tap>).leave()) {
       // The answer had begun on a request that allows hidden output: the reasoning before it is spent,
@@ -243,6 +244,8 @@ async function handle(
         if (readingOn) readOn(piece.text);
         piece.callback?.();
       }
+      // The handler ended while output waited: its end (which may carry the usage report) is read too.
+      endedWhileWaiting?.();
       return;
     }
     dropWaiting();

@@ -372,7 +372,10 @@ describe("a buyer that hangs up after the answer and before the usage report", (
 
 describe("on a Hono, Next or Express route built as the README shows", () => {
   /** The route's server on the harness's ledger, billed by an in-process facilitator of its own key. */
-  async function middlewareRoute(adapter: "hono" | "next" | "express"): Promise<GatewayHarness> {
+  async function middlewareRoute(
+    adapter: "hono" | "next" | "express",
+    expressHandler?: express.RequestHandler,
+  ): Promise<GatewayHarness> {
     const key = await devnet.createBuyer(0n);
     const facilitator = createFacilitator({
       rpcUrl: devnet.rpcUrl,
@@ -394,6 +397,10 @@ describe("on a Hono, Next or Express route built as the README shows", () => {
     });
     if (adapter === "express") {
       const app = express();
+      if (expressHandler) {
+        app.post("/v1/chat/completions", express.json(), tollgateExpress({ billing }), expressHandler);
+        return listening(app.listen(0, "127.0.0.1"));
+      }
       app.post("/v1/chat/completions", express.json(), tollgateExpress({ billing }), async (_req, res) => {
         const { quote, backendBody, signal, promptSent } = res.locals.tollgate as TollgateExpressContext;
         try {
@@ -447,6 +454,26 @@ describe("on a Hono, Next or Express route built as the README shows", () => {
     test(`${adapter}: a buyer of a chat model not declared to reason unseen pays what was delivered, the backend stopped`, async () =>
       plainChatHangUpPaysDelivered(await middlewareRoute(adapter)));
   }
+
+  test("express: a hurried handler that ended with the usage report while output waited for the buyer, who then hung up: the reasoning it itemizes is paid", async () => {
+    const { pieces, usageAt } = chatStream();
+    const on = await middlewareRoute("express", (_req, res) => {
+      res.status(200).type("text/event-stream");
+      // The answer goes out; a chunk of no tokens the socket cannot take at once makes what follows wait.
+      for (const piece of pieces.slice(0, usageAt - 1)) res.write(piece);
+      const pad = { index: 0, delta: { content: "" }, finish_reason: null, pad: "x".repeat(32 << 20) };
+      res.write(sseOf([{ id: "c1", object: "chat.completion.chunk", choices: [pad] }])[0]!);
+      res.write(pieces[usageAt - 1]!);
+      res.end(pieces.slice(usageAt).join(""));
+    });
+    const { response } = await payFor(on, "/v1/chat/completions", chatBody(CHAT), buyer().privateKey);
+    await readThenHangUp(response, (text) => text.includes(words[0]!));
+    const row = await finalRow(on);
+    assert.equal(row.status, "settled");
+    // Observed before: the usage report the handler's end carried was dropped when the buyer left, and
+    // the answer was charged at the time bound without the reasoning.
+    assert.equal(row.completionTokens, answerTokens + REASONING);
+  });
 });
 
 describe("a buyer that hangs up otherwise", () => {
