@@ -565,4 +565,24 @@ describe("a claim that landed while its answer was lost", () => {
     );
     assert.equal((await onchain(channel.channelId)).totalClaimed, channel.charged);
   });
+
+  test("booked from the chain alone, a channel claimed there above this ledger's charges is reported as an error", async () => {
+    const channel = await chargedChannel();
+    await testChannelSettlement(h, { minClaimAtomic: 1n }).claim({ force: true });
+    assert.equal((await onchain(channel.channelId)).totalClaimed, channel.charged);
+    // The ledger is replaced by one that saw 100 less of this channel's vouchers.
+    const lowerAtomic = channel.charged - 100n;
+    await h.gateway.ledger.channels.update(channel.channelId, (current) => ({
+      next: current && { ...current, chargedAtomic: lowerAtomic, totalClaimedAtomic: 0n, settledAtomic: 0n },
+      result: undefined,
+    }));
+    const log = captureLogger();
+    await testChannelSettlement(h, { minClaimAtomic: 1n, logger: log.logger }).claim({ force: true });
+    assert.equal((await h.gateway.ledger.channels.get(channel.channelId))!.totalClaimedAtomic, lowerAtomic);
+    // Observed before: only a warning that it was claimed as far as it was charged.
+    const reported = log.records.find((entry) => String(entry.msg).includes("never saw"));
+    assert.equal(reported?.level, 50, "an error");
+    assert.equal(reported?.chargedAtomic, lowerAtomic.toString());
+    assert.equal(reported?.claimedOnChainAtomic, channel.charged.toString());
+  });
 });

@@ -234,6 +234,7 @@ export function createChannelSettlement(parameters: CreateChannelSettlementParam
         },
         "channel already claimed on chain as far as it was charged: booked claimed, nothing sent",
       );
+      await reportClaimedAbove(channel, onchain.totalClaimedAtomic);
       return;
     }
     if (onchain.balanceAtomic >= channel.chargedAtomic) {
@@ -326,19 +327,28 @@ export function createChannelSettlement(parameters: CreateChannelSettlementParam
         );
         continue;
       }
-      // A sibling replica on this ledger may have charged and claimed more since the batch was read.
-      const now = await channels.get(channel.channelId);
-      if (onchain.totalClaimedAtomic > (now?.chargedAtomic ?? channel.chargedAtomic))
-        logger.error(
-          {
-            channelId: channel.channelId,
-            chargedAtomic: (now?.chargedAtomic ?? channel.chargedAtomic).toString(),
-            claimedOnChainAtomic: onchain.totalClaimedAtomic.toString(),
-          },
-          "channel was claimed on chain above this ledger's charges by vouchers this ledger never saw: another gateway bills this channel with another ledger (or this ledger was replaced), and the requests served here on the lower base are not paid; run every gateway of this payTo on one ledger (PostgreSQL)",
-        );
+      await reportClaimedAbove(channel, onchain.totalClaimedAtomic);
     }
     return missed;
+  }
+
+  /**
+   * Tells loudly, as an error, of a channel claimed on chain above this ledger's charges: by vouchers
+   * this ledger never saw, whose requests served here on the lower base are not paid.
+   */
+  async function reportClaimedAbove(channel: ChannelRecord, claimedOnChainAtomic: bigint): Promise<void> {
+    // A sibling replica on this ledger may have charged and claimed more since the batch was read.
+    const now = await channels.get(channel.channelId);
+    const chargedAtomic = now?.chargedAtomic ?? channel.chargedAtomic;
+    if (claimedOnChainAtomic <= chargedAtomic) return;
+    logger.error(
+      {
+        channelId: channel.channelId,
+        chargedAtomic: chargedAtomic.toString(),
+        claimedOnChainAtomic: claimedOnChainAtomic.toString(),
+      },
+      "channel was claimed on chain above this ledger's charges by vouchers this ledger never saw: another gateway bills this channel with another ledger (or this ledger was replaced), and the requests served here on the lower base are not paid; run every gateway of this payTo on one ledger (PostgreSQL)",
+    );
   }
 
   /** Books a landed claim: each channel's claimed total, its event, and the batch's result. */
