@@ -258,13 +258,7 @@ describe("gas-sponsored Permit2 approval", () => {
   }
 
   test("a fresh wallet's requests sent at once, each with a permit on the same token nonce, are served only as far as they can be settled: none is left unpaid", async () => {
-    const buyer = await h.devnet.createFreshBuyer(10_000_000n);
-    const client = new x402Client()
-      .register(
-        h.devnet.network,
-        new UptoEvmScheme(privateKeyToAccount(buyer.privateKey), { rpcUrl: h.devnet.rpcUrl }),
-      )
-      .setSpendControls(false);
+    const { buyer, client } = await freshUptoBuyer(h.devnet);
     const recorder = recordingFetch();
     const paying = wrapFetchWithPayment(recorder.fetch, client);
     const servedBefore = h.backend.inferenceRequests.length;
@@ -630,13 +624,7 @@ describe("the facilitator's per-payer sponsoring limit", () => {
   });
 
   test("sponsors a fresh wallet's approvals up to the limit, then refuses with a stable reason and serves nothing", async () => {
-    const buyer = await h.devnet.createFreshBuyer(10_000_000n);
-    const client = new x402Client()
-      .register(
-        h.devnet.network,
-        new UptoEvmScheme(privateKeyToAccount(buyer.privateKey), { rpcUrl: h.devnet.rpcUrl }),
-      )
-      .setSpendControls(false);
+    const { buyer, client } = await freshUptoBuyer(h.devnet);
     const recorder = recordingFetch();
     const paying = wrapFetchWithPayment(recorder.fetch, client);
     const ask = (maxTokens: number, gatewayUrl = h.gateway.url) =>
@@ -740,13 +728,7 @@ describe("the facilitator's daily sponsoring limit across payers", () => {
 
   test("bounds the approvals of all payers together: a second fresh wallet's permit is refused before inference, charged nothing", async () => {
     const pay = async () => {
-      const buyer = await h.devnet.createFreshBuyer(10_000_000n);
-      const client = new x402Client()
-        .register(
-          h.devnet.network,
-          new UptoEvmScheme(privateKeyToAccount(buyer.privateKey), { rpcUrl: h.devnet.rpcUrl }),
-        )
-        .setSpendControls(false);
+      const { buyer, client } = await freshUptoBuyer(h.devnet);
       const recorder = recordingFetch();
       const response = await wrapFetchWithPayment(recorder.fetch, client)(
         `${h.gateway.url}/v1/chat/completions`,
@@ -816,13 +798,7 @@ describe("one payer's permits sent at once to two sellers on one facilitator", (
   });
 
   test("are sponsored no more than perPayerLimit: the use is taken before serving, so one is served and settled and the other refused before inference, charged nothing", async () => {
-    const buyer = await devnet.createFreshBuyer(10_000_000n);
-    const client = new x402Client()
-      .register(
-        devnet.network,
-        new UptoEvmScheme(privateKeyToAccount(buyer.privateKey), { rpcUrl: devnet.rpcUrl }),
-      )
-      .setSpendControls(false);
+    const { buyer, client } = await freshUptoBuyer(devnet);
     // Both signed before either is sent, each on its seller's 402: each carries a permit on the same token nonce.
     const signed = await Promise.all(
       [first, second].map(async (gateway) => {
@@ -871,3 +847,15 @@ describe("one payer's permits sent at once to two sellers on one facilitator", (
     );
   });
 });
+
+/** A fresh wallet holding 10 USDC and no Permit2 approval, and the official upto client that signs for it. */
+async function freshUptoBuyer(devnet: Devnet) {
+  const buyer = await devnet.createFreshBuyer(10_000_000n);
+  const client = new x402Client()
+    .register(
+      devnet.network,
+      new UptoEvmScheme(privateKeyToAccount(buyer.privateKey), { rpcUrl: devnet.rpcUrl }),
+    )
+    .setSpendControls(false);
+  return { buyer, client };
+}

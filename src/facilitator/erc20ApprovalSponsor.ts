@@ -387,7 +387,7 @@ export function createApprovalCheck({
     if (parsed.chainId !== chainId) return `it is signed for chain ${parsed.chainId}, not ${chainId}`;
     // One relayed approve serves every payment of the payer that carries it, sent at once or later: a
     // bounded one could be spent by the first of them, and the others then fail after being served.
-    const approvedAtomic = approvedAmountOf(parsed.data);
+    const approvedAtomic = approveArgsOf(parsed.data)?.amount;
     if (approvedAtomic !== maxUint256)
       return `it approves ${approvedAtomic ?? "no readable amount"}, not the unlimited amount (2^256 − 1) a relayed approve of Permit2 must: sign approve(Permit2, max)`;
     if ((parsed.gas ?? 0n) > APPROVE_GAS_LIMIT)
@@ -432,27 +432,19 @@ export async function approvalMismatch(
     return `it is signed by ${signer}, not by the payment's payer ${payer ?? "(none named)"}`;
   if (parsed.to?.toLowerCase() !== asset.toLowerCase())
     return `it calls ${parsed.to ?? "no contract"}, not the payment's token ${asset}`;
-  const spender = approvedSpenderOf(parsed.data);
+  const spender = approveArgsOf(parsed.data)?.spender;
   if (spender?.toLowerCase() !== PERMIT2_ADDRESS.toLowerCase())
     return `it approves ${spender ?? "no readable spender"}, not Permit2 (${PERMIT2_ADDRESS})`;
   return undefined;
 }
 
-/** The spender an `approve(spender, amount)` call names, or undefined when it is no such call. */
-function approvedSpenderOf(data: Hex | undefined): Hex | undefined {
+/** The spender and amount an `approve(spender, amount)` call names, or undefined when it is no such call. */
+function approveArgsOf(data: Hex | undefined): { spender: Hex; amount: bigint } | undefined {
   try {
     const decoded = decodeFunctionData({ abi: erc20Abi, data: data ?? "0x" });
-    return decoded.functionName === "approve" ? decoded.args[0] : undefined;
-  } catch {
-    return undefined;
-  }
-}
-
-/** The amount an `approve(spender, amount)` call approves, or undefined when it is no such call. */
-function approvedAmountOf(data: Hex | undefined): bigint | undefined {
-  try {
-    const decoded = decodeFunctionData({ abi: erc20Abi, data: data ?? "0x" });
-    return decoded.functionName === "approve" ? decoded.args[1] : undefined;
+    return decoded.functionName === "approve"
+      ? { spender: decoded.args[0], amount: decoded.args[1] }
+      : undefined;
   } catch {
     return undefined;
   }
