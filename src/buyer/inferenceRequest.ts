@@ -4,14 +4,15 @@ import {
   messagesPromptBody,
   type PromptKind,
   promptTokenBound,
+  rerankPromptBody,
   responsesPromptBody,
 } from "../pricing/index.js";
 
 /**
  * Which inference API a request is for: OpenAI's chat, completions, embeddings, responses, image
- * generations and moderations, and Anthropic's messages.
+ * generations and moderations, Anthropic's messages, and rerank (Jina's, Cohere's, vLLM's).
  */
-export type InferenceKind = PromptKind | "messages" | "responses" | "image" | "moderation";
+export type InferenceKind = PromptKind | "messages" | "responses" | "image" | "moderation" | "rerank";
 
 /** What the buyer knows of an inference request before it is sent. */
 export type InferenceRequest = {
@@ -35,6 +36,7 @@ const ROUTE_PATHS: Readonly<Record<InferenceKind, string>> = {
   responses: "/responses",
   image: "/images/generations",
   moderation: "/moderations",
+  rerank: "/rerank",
 };
 
 /** The path of an API's route under the API base (`/chat/completions`, `/messages`, …). */
@@ -52,7 +54,7 @@ export function kindOfPath(path: string): InferenceKind | undefined {
 
 /**
  * Reads an inference request from its URL and body: the kind from the path (`/chat/completions`,
- * `/completions`, `/embeddings`, `/messages`, `/responses`, `/images/generations`, `/moderations`) and the JSON
+ * `/completions`, `/embeddings`, `/messages`, `/responses`, `/images/generations`, `/moderations`, `/rerank`) and the JSON
  * body. Anything else answers undefined: it can still be paid for, but the buyer cannot estimate
  * what it should cost.
  */
@@ -86,7 +88,8 @@ export function readInferenceRequest(
 function requestedOutputOf(kind: InferenceKind, body: Record<string, unknown>): unknown {
   if (kind === "chat") return body.max_completion_tokens ?? body.max_tokens;
   if (kind === "responses") return body.max_output_tokens;
-  if (kind === "image" || kind === "embedding" || kind === "moderation") return undefined;
+  if (kind === "image" || kind === "embedding" || kind === "moderation" || kind === "rerank")
+    return undefined;
   return body.max_tokens;
 }
 
@@ -108,6 +111,8 @@ function buyerPrompt(request: InferenceRequest): {
       return { kind: "embedding", body: { input: body.prompt }, ...named };
     case "moderation":
       return { ...moderationPrompt(body.input), ...named };
+    case "rerank":
+      return { kind: "embedding", body: rerankPromptBody(body), ...named };
     default:
       return { kind: request.kind, body };
   }

@@ -18,6 +18,7 @@ const INFERENCE_KINDS = [
   "responses",
   "image",
   "moderation",
+  "rerank",
 ] as const;
 const isInferenceKind = (value: unknown): value is InferenceKind =>
   (INFERENCE_KINDS as readonly unknown[]).includes(value);

@@ -165,8 +165,8 @@ export function maxCompletionTokensOf(
 }
 
 function buyerCompletionCount(request: InferenceRequest): number | undefined {
-  // An image's price is per image, a moderation's per input: neither generates tokens.
-  if (request.kind === "image" || request.kind === "moderation") return 0;
+  // An image's price is per image, a moderation's and a ranking's per input: none generates tokens.
+  if (request.kind === "image" || request.kind === "moderation" || request.kind === "rerank") return 0;
   // One message or response per request: neither API has `n`.
   if (request.kind === "messages" || request.kind === "responses") return 1;
   try {

@@ -62,7 +62,7 @@ export function devGatewayConfig({
           ? `${modelId} via ${upstream}`
           : "Tollgate's built-in demo model (not a real LLM)",
       },
-      // The demo backend also embeds, moderates and draws, so every route can be tried on the quick start.
+      // The demo backend also embeds, moderates, ranks and draws, so every route can be tried on the quick start.
       ...(upstream
         ? []
         : [
@@ -80,6 +80,14 @@ export function devGatewayConfig({
               inputPrice: "$0.01",
               fixedFee: "$0.0001",
               description: "Tollgate's built-in demo moderation (flags a few words per category)",
+            },
+            {
+              id: `${modelId}-rerank`,
+              kind: "rerank" as const,
+              backend: { baseUrl: backendUrl },
+              inputPrice: "$0.02",
+              description:
+                "Tollgate's built-in demo reranker (scores documents by the query's words they hold)",
             },
             {
               id: `${modelId}-image`,

@@ -18,6 +18,7 @@ import {
 import { wireEmbeddings, wireError, wireModelList } from "./openAiWire.js";
 import { requestedMaxTokens } from "./outputLimit.js";
 import { planChoices } from "./planChoices.js";
+import { type RerankRequest, rerankAnswer, rerankRequestSchema } from "./rerankResults.js";
 import { sendJson } from "./sendJson.js";
 import { answerGeneration, type GenerationRun, streamGeneration } from "./serveGeneration.js";
 import {
@@ -84,7 +85,8 @@ const imagesRequestSchema = z.looseObject({
  * prompt arrays, `usage` and `stream_options.include_usage`), POST /v1/embeddings, POST /v1/messages
  * (Anthropic's Messages API) and POST /v1/responses (OpenAI's Responses API), JSON and streaming
  * events, POST /v1/images/generations (small generated PNGs), POST /v1/moderations (results from
- * a word list, no usage, as OpenAI answers), GET /v1/models.
+ * a word list, no usage, as OpenAI answers), POST /v1/rerank (documents by word overlap with the
+ * query, usage `total_tokens`), GET /v1/models.
  */
 export async function startFakeInferenceServer(
   parameters: StartFakeInferenceServerParameters,
@@ -164,7 +166,9 @@ export async function startFakeInferenceServer(
                   ? "images"
                   : record.path === "/v1/moderations"
                     ? "moderations"
-                    : undefined;
+                    : record.path === "/v1/rerank"
+                      ? "rerank"
+                      : undefined;
     if (route === undefined || record.method !== "POST") {
       const message = `no route ${record.method} ${record.path}`;
       sendJson(response, record, 404, wireError(message, "invalid_request_error", "not_found"), "rejected");
@@ -191,7 +195,9 @@ export async function startFakeInferenceServer(
                 ? imagesRequestSchema
                 : route === "moderations"
                   ? moderationsRequestSchema
-                  : embeddingsRequestSchema;
+                  : route === "rerank"
+                    ? rerankRequestSchema
+                    : embeddingsRequestSchema;
     // Parse a copy when lax: the record keeps the body exactly as it came.
     const parsed = (schema as z.ZodType).safeParse(
       behaviour.laxStream === true ? laxStreamBody(record.body) : record.body,
@@ -222,6 +228,11 @@ export async function startFakeInferenceServer(
     }
     if (route === "moderations") {
       sendJson(response, record, 200, moderationAnswer(parsed.data as ModerationsRequest), "completed");
+      return;
+    }
+    if (route === "rerank") {
+      const answer = rerankAnswer(parsed.data as RerankRequest, parameters.countInputTokens);
+      sendJson(response, record, 200, answer, "completed");
       return;
     }
     if (route === "images") {

@@ -33,6 +33,8 @@ export {
   chatPlainTexts,
   messagesPlainTexts,
   messagesPromptBody,
+  rerankPlainTexts,
+  rerankPromptBody,
   responsesPlainTexts,
   responsesPromptBody,
 } from "./routePromptBody.js";

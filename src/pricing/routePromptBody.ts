@@ -254,3 +254,38 @@ export function responsesPlainTexts(fields: Record<string, unknown>): string[] {
     }
   return out;
 }
+
+/** The documents of a rerank request, as texts: strings, or `{ text }` objects (Jina's and Cohere's shapes). */
+function rerankDocuments(documents: unknown): string[] {
+  if (!Array.isArray(documents) || documents.length === 0)
+    throw invalid("documents", "must be a non-empty array of strings or { text } objects");
+  return documents.map((document, index) => {
+    if (typeof document === "string") return document;
+    if (isObject(document) && typeof document.text === "string" && Object.keys(document).length === 1)
+      return document.text;
+    throw invalid(
+      `documents[${index}]`,
+      "must be a string or { text: string }: a document of other fields cannot be priced before the request runs",
+    );
+  });
+}
+
+/**
+ * A rerank request (`query`, `documents`: Jina's, Cohere's and vLLM's `/rerank`) as the embeddings
+ * input the prompt bound reads: the query beside each document, one pair per document, as a
+ * cross-encoder reads them, so the query counts once per document. Throws `TOLLGATE_REQUEST_INVALID`,
+ * naming the field, for a query or documents it cannot price.
+ */
+export function rerankPromptBody(fields: Record<string, unknown>): Record<string, unknown> {
+  const { query } = fields;
+  if (typeof query !== "string" || query.length === 0) throw invalid("query", "must be a non-empty string");
+  return { input: rerankDocuments(fields.documents).flatMap((document) => [query, document]) };
+}
+
+/**
+ * The text of a rerank request that any model must read: the query and each document, once. For
+ * weighing a backend's count (`promptCountPlausible`): a backend may read the query once.
+ */
+export function rerankPlainTexts(fields: Record<string, unknown>): string[] {
+  return [String(fields.query ?? ""), ...rerankDocuments(fields.documents)];
+}

@@ -6,6 +6,7 @@ import { imageGenerations } from "./imageGenerations.js";
 import { moderations } from "./moderations.js";
 import { openAiResponses } from "./openAiResponses.js";
 import type { RouteAdapter } from "./RouteAdapter.js";
+import { rerank } from "./rerank.js";
 
 export type {
   OutputPiece,
@@ -28,6 +29,7 @@ export const routes = {
   responses: openAiResponses,
   image: imageGenerations,
   moderation: moderations,
+  rerank,
 } as const satisfies Record<string, RouteAdapter>;
 
 /** Every route kind, for the config's schema. */
