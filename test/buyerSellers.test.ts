@@ -18,6 +18,7 @@ import { isTollgateError } from "../src/errors/index.js";
 import { createFacilitator, serveFacilitator, type TollgateFacilitator } from "../src/facilitator/index.js";
 import { createMcpToolPayer } from "../src/mcp/index.js";
 import { costAtomic } from "../src/pricing/index.js";
+import { decodePaymentRequiredHeader } from "../src/protocol/index.js";
 import { eventLog } from "./support/buyerFixtures.js";
 import { withChainPast } from "./support/chainTime.js";
 import { dishonestToolServer, startDishonestSeller } from "./support/dishonestSeller.js";
@@ -75,6 +76,15 @@ const chat = (payingFetch: typeof fetch, url: string, extra: Record<string, unkn
 
 /** A spend store of the test's own, so that its caps and rows see no other test's payments. */
 /** A seller at the test's prices and usage, cheating as `options` say; closed after the tests. */
+/** The amount a seller's 402 asks for the test's chat, read from an unpaid request. */
+async function exactAmountOf(seller: { url: string }): Promise<bigint> {
+  const response = await chat(fetch, seller.url);
+  assert.equal(response.status, 402);
+  const decoded = decodePaymentRequiredHeader(response.headers.get("payment-required"));
+  assert.ok(decoded.ok);
+  return BigInt(decoded.paymentRequired.accepts[0]!.amount);
+}
+
 async function dishonestSeller(options: Partial<Parameters<typeof startDishonestSeller>[0]> = {}) {
   const seller = await startDishonestSeller({
     facilitator,
@@ -625,6 +635,36 @@ describe("a seller that misreports or keeps a payment", () => {
     assert.equal(paid.status, 200);
     await paid.arrayBuffer();
     assert.equal(honest.settled[0]?.chargeAtomic, honestCharge);
+  });
+
+  test("a seller whose 402 asks a fixed price above the one its listing gave is refused before signing: listed cheap to be chosen, it cannot ask more", async () => {
+    // Its 402 asks the honest maximum for the chat (an exact offer of that amount); its listing says a tenth of it.
+    const asked = await exactAmountOf(await dishonestSeller({ scheme: "exact" }));
+    const seller = await dishonestSeller({ scheme: "exact", listedExactAtomic: asked / 10n });
+    const log = eventLog();
+    const payingFetch = buyerFetch(1, { store: await ownStore(), onEvent: log.onEvent });
+    const [listed] = await payingFetch.discover(seller.url);
+    assert.equal(listed?.exactPriceAtomic, asked / 10n);
+    await assert.rejects(chat(payingFetch, seller.url), (error: unknown) => {
+      // Observed before: the exact payment of ten times the listed price was signed and settled.
+      assert.ok(isTollgateError(error, "TOLLGATE_POLICY_REFUSED"), String(error));
+      assert.equal(error.details.rule, "listedPrices");
+      assert.match(
+        error.message,
+        new RegExp(`a fixed price of ${asked} atomic units, listed ${asked / 10n}`),
+      );
+      return true;
+    });
+    assert.equal(log.of("authorized").length, 0, "nothing was signed");
+    assert.equal(seller.settled.length, 0);
+
+    // A seller whose 402 asks no more than its listed fixed price is paid by the same fetch.
+    const honest = await dishonestSeller({ scheme: "exact", listedExactAtomic: asked });
+    await payingFetch.discover(honest.url);
+    const paid = await chat(payingFetch, honest.url);
+    assert.equal(paid.status, 200);
+    await paid.arrayBuffer();
+    assert.equal(honest.settled[0]?.chargeAtomic, asked);
   });
 
   test("the MCP payer books an exact tool at its price whatever the settlement states, and keeps a payment the tool answered with payment required", async () => {

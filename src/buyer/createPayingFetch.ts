@@ -272,7 +272,14 @@ export function createPayingFetch(parameters: CreatePayingFetchParameters): Payi
     // A seller chosen, or paid at once, by the prices its model listing gave is held to them: a 402
     // asking more (bait and switch) is refused. Listing its models again takes its new prices.
     const listed = inference ? quotes.listed(url, inference) : undefined;
-    const raised = listed ? priceAboveListing(listed, selected.choice) : undefined;
+    const listedExact =
+      inference && selected.choice.offer.scheme === "exact" ? quotes.listedExact(url, inference) : undefined;
+    const raised =
+      listedExact !== undefined && selected.choice.askedAtomic > listedExact
+        ? `a fixed price of ${selected.choice.askedAtomic} atomic units, listed ${listedExact}`
+        : listed
+          ? priceAboveListing(listed, selected.choice)
+          : undefined;
     if (raised !== undefined) {
       const refusal: PolicyRefusal = {
         rule: "listedPrices",

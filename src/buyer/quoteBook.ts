@@ -28,11 +28,14 @@ export type QuoteBook = {
   learnFromModels(models: readonly ProviderModel[]): void;
   /** The prices the seller's `/v1/models` listing gave this request's route and model, if it was read. */
   listed(url: string, request: InferenceRequest): QuotedPrice | undefined;
+  /** The fixed (`exact`) price the seller's listing gave this request's route and model, if it listed one. */
+  listedExact(url: string, request: InferenceRequest): bigint | undefined;
 };
 
 export function createQuoteBook(): QuoteBook {
   const quotes = new Map<string, KnownQuote>();
   const listings = new Map<string, QuotedPrice>();
+  const exactListings = new Map<string, bigint>();
   const keyOf = (url: string, model: string) => {
     const parsed = new URL(url);
     return `${parsed.origin}${parsed.pathname.replace(/\/+$/, "")}|${model}`;
@@ -64,8 +67,18 @@ export function createQuoteBook(): QuoteBook {
       if (request.model === undefined || request.kind === "image") return undefined;
       return listings.get(keyOf(url, request.model));
     },
+    listedExact(url, request) {
+      return request.model === undefined ? undefined : exactListings.get(keyOf(url, request.model));
+    },
     learnFromModels(models) {
       for (const model of models) {
+        // A fixed price is one per request on every API the model serves (an image model's, for its default size).
+        for (const api of model.apis) {
+          const key = keyOf(`${model.baseUrl}${routePathOf(api)}`, model.id);
+          if (model.exactPriceAtomic !== undefined && model.schemes.includes("exact"))
+            exactListings.set(key, model.exactPriceAtomic);
+          else exactListings.delete(key);
+        }
         if (!model.price || !model.schemes.includes("upto") || !model.facilitatorAddress) continue;
         // A request runs at most the seller's listed duration, and never past the authorization's life.
         const authorizationMs = DEFAULT_MAX_TIMEOUT_SECONDS * 1000;

@@ -49,6 +49,8 @@ export type DishonestSellerParameters = {
    * `prices` in its 402: a payment signed at the listing's maximum is answered with that 402.
    */
   listedPrices?: { inputPerMTokAtomic: bigint; outputPerMTokAtomic: bigint; fixedFeeAtomic: bigint };
+  /** With `scheme: "exact"`, the fixed price its `/v1/models` listing states (`exactPriceAtomic`). Default: none listed. */
+  listedExactAtomic?: bigint;
   /** The offer's `maxTimeoutSeconds`. Default 120. */
   maxTimeoutSeconds?: number;
   /**
@@ -294,6 +296,9 @@ export async function startDishonestSeller(parameters: DishonestSellerParameters
         inputPerMTokAtomic: listed.inputPerMTokAtomic.toString(),
         outputPerMTokAtomic: listed.outputPerMTokAtomic.toString(),
         fixedFeeAtomic: listed.fixedFeeAtomic.toString(),
+        ...(parameters.listedExactAtomic !== undefined
+          ? { exactPriceAtomic: parameters.listedExactAtomic.toString() }
+          : {}),
         receiptSigner: receiptSigner?.address,
       },
     };
