@@ -38,6 +38,9 @@ const ANTHROPIC_VERSION = "2023-06-01";
 const isObject = (value: unknown): value is Record<string, unknown> =>
   typeof value === "object" && value !== null && !Array.isArray(value);
 
+const isCount = (value: unknown): value is number =>
+  typeof value === "number" && Number.isSafeInteger(value) && value >= 0;
+
 /** The request as the chat-shaped body the pricing bounds and counts. */
 const promptBody = (request: RouteRequest) => messagesPromptBody(request.fields);
 
@@ -46,7 +49,8 @@ const promptBody = (request: RouteRequest) => messagesPromptBody(request.fields)
  * (`cached_tokens`), writes their own (`CACHE_WRITE_TOKENS`, priced as `cache_write_input_tokens`).
  * `message_start` states the prompt; a later event (`message_delta`, `partial`) restates it only
  * when it states all three of its parts, so one that carries `input_tokens` alone cannot drop the
- * cache reads and writes `message_start` reported.
+ * cache reads and writes `message_start` reported. A stated part that is not a count (negative,
+ * fractional, a string) leaves the prompt uncounted (`prompt_tokens: null`): the gateway counts it.
  */
 function normalizedUsage(
   usage: unknown,
@@ -60,7 +64,12 @@ function normalizedUsage(
         (part) => typeof part === "number",
       )
     : usage.input_tokens !== undefined && usage.input_tokens !== null;
-  if (statesPrompt) {
+  const parts = [usage.input_tokens, usage.cache_read_input_tokens, usage.cache_creation_input_tokens];
+  // A part that is no count (negative, fractional, a string) makes the sum no count of the prompt
+  // either: one part cannot lower another's (a write of -150 taken off the input), nor go uncounted.
+  if (statesPrompt && !parts.every((part) => part === undefined || part === null || isCount(part)))
+    out.prompt_tokens = null;
+  else if (statesPrompt) {
     out.prompt_tokens =
       count(usage.input_tokens) +
       count(usage.cache_read_input_tokens) +

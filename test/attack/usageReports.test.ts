@@ -1,0 +1,109 @@
+import assert from "node:assert/strict";
+import { after, before, describe, test } from "node:test";
+import { type Devnet, startDevnet } from "../../src/devnet/index.js";
+import { type GatewayHarness, startGatewayHarness } from "../support/gatewayHarness.js";
+import { finalRow, payFor } from "../support/paidRequests.js";
+import { type ScriptedBackend, startScriptedBackend } from "./scriptedBackend.js";
+
+// A backend whose usage report is of an odd shape: what it says is believed only as far as it can be true.
+
+let devnet: Devnet;
+let h: GatewayHarness;
+let scripted: ScriptedBackend;
+let nextBuyer = 0;
+const buyer = () => devnet.accounts.buyers[nextBuyer++ % devnet.accounts.buyers.length]!;
+const CHAT = "scripted-chat";
+const MESSAGES = "scripted-messages";
+
+before(async () => {
+  devnet = await startDevnet({ buyers: 4 });
+  scripted = await startScriptedBackend();
+  h = await startGatewayHarness({
+    devnet,
+    extraModels: () =>
+      (
+        [
+          [CHAT, "chat"],
+          [MESSAGES, "messages"],
+        ] as const
+      ).map(([id, kind]) => ({
+        id,
+        kind,
+        tokenizer: "o200k_base",
+        backend: { baseUrl: scripted.url },
+        inputPrice: "3000000",
+        outputPrice: "15000000",
+        // Cache writes dearer than input, so they are charged as a unit of their own.
+        prices: { cache_write_input_tokens: "3750000" },
+        maxOutputTokens: 1_000,
+      })),
+  });
+});
+after(async () => {
+  await h?.close();
+  await scripted?.close();
+  await devnet?.stop();
+});
+
+describe("a Messages usage report whose prompt parts are not counts", () => {
+  // 400 one-token words: the gateway counts about 400 prompt tokens.
+  const prompt = " alpha".repeat(400);
+  const messageWith = (usage: Record<string, unknown>) => () => ({
+    pieces: [
+      JSON.stringify({
+        id: "msg_1",
+        type: "message",
+        role: "assistant",
+        model: "claude-sonnet-4-5",
+        content: [{ type: "text", text: "Done." }],
+        stop_reason: "end_turn",
+        stop_sequence: null,
+        usage,
+      }),
+    ],
+  });
+  const body = { model: MESSAGES, messages: [{ role: "user", content: prompt }], max_tokens: 50 };
+
+  for (const [name, usage] of [
+    ["a negative cache write", { input_tokens: 400, cache_creation_input_tokens: -150, output_tokens: 2 }],
+    ["a negative input count", { input_tokens: -150, cache_read_input_tokens: 400, output_tokens: 2 }],
+    ["a fractional cache read", { input_tokens: 0.5, cache_read_input_tokens: 399.5, output_tokens: 2 }],
+    [
+      "an input count given as a string",
+      { input_tokens: "400", cache_read_input_tokens: 250, output_tokens: 2 },
+    ],
+  ] as const) {
+    test(`${name}: the prompt is charged at the gateway's count, as input`, async () => {
+      scripted.script = messageWith(usage);
+      const { response } = await payFor(h, "/v1/messages", body, buyer().privateKey);
+      assert.equal(response.status, 200, await response.clone().text());
+      await response.text();
+      const row = await finalRow(h);
+      assert.equal(row.status, "settled");
+      assert.ok(
+        row.promptTokens! >= 400,
+        `charged ${row.promptTokens} prompt tokens (${JSON.stringify(row.usage)}) for a 400-token prompt`,
+      );
+      assert.equal(row.usage?.input_tokens, row.promptTokens, JSON.stringify(row.usage));
+    });
+  }
+
+  test("an honest report of cache reads and writes stands", async () => {
+    scripted.script = messageWith({
+      input_tokens: 100,
+      cache_read_input_tokens: 250,
+      cache_creation_input_tokens: 50,
+      output_tokens: 2,
+    });
+    const cached = { ...body, cache_control: { type: "ephemeral" } };
+    const { response } = await payFor(h, "/v1/messages", cached, buyer().privateKey);
+    assert.equal(response.status, 200);
+    await response.text();
+    const row = await finalRow(h);
+    assert.equal(row.promptTokens, 400);
+    assert.deepEqual(
+      [row.usage?.input_tokens, row.usage?.cached_input_tokens, row.usage?.cache_write_input_tokens],
+      [100, 250, 50],
+    );
+  });
+});
