@@ -51,6 +51,7 @@ export class OutputMeter {
   #generated = false;
   #answerBegun = false;
   #hiddenOutput = false;
+  #reasoningTokens = 0;
   readonly #limitPerChoice: number;
   readonly #bytes = new Map<number, number>();
   #refused = false;
@@ -130,6 +131,14 @@ export class OutputMeter {
     return this.#hiddenOutput;
   }
 
+  /**
+   * Of `countedTokens`, those forwarded as the model's own reasoning, in full, as it thought (a reading
+   * marked `reasoningInFull`, not a summary): what each such reading added to its choice's count.
+   */
+  get reasoningTokens(): number {
+    return this.#reasoningTokens;
+  }
+
   /** Output tokens forwarded, summed over choices (each choice's text counted as one). */
   get countedTokens(): number {
     let total = 0;
@@ -165,7 +174,11 @@ export class OutputMeter {
     }
     for (const piece of reading.pieces)
       this.#bytes.set(piece.choice, (this.#bytes.get(piece.choice) ?? 0) + Buffer.byteLength(piece.text));
-    for (const [choice, count] of next) this.#counted.set(choice, count);
+    for (const [choice, count] of next) {
+      if (reading.reasoningInFull)
+        this.#reasoningTokens += count.tokens - (this.#counted.get(choice) ?? NO_TEXT).tokens;
+      this.#counted.set(choice, count);
+    }
     this.#images += images;
     if (reading.delivered) this.#delivered = true;
     if (reading.hiddenOutput) this.#hiddenOutput = true;

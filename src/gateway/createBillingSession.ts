@@ -96,7 +96,10 @@ function rowWriteFailed(): Promise<void> {
 export const DEFAULT_HEARTBEAT_MS = 10_000;
 
 /** What the buyer was delivered of a stream, as the charge reads it (an `OutputMeter`, or what it held when the buyer left). */
-type DeliveredOutput = Pick<OutputMeter, "countedTokens" | "byteCeiling" | "sawHiddenOutput" | "images">;
+type DeliveredOutput = Pick<
+  OutputMeter,
+  "countedTokens" | "reasoningTokens" | "byteCeiling" | "sawHiddenOutput" | "images"
+>;
 
 /** How a stream ended, as far as billing is concerned. */
 export type StreamEnding = "complete" | "backend_error" | "timeout" | "client_gone";
@@ -309,6 +312,7 @@ export function createBillingSession(parameters: CreateBillingSessionParameters)
       const counted = await reconcileUsage({
         reported,
         deliveredOutputTokens: meter.countedTokens,
+        deliveredReasoningTokens: meter.reasoningTokens,
         deliveredOutputBytes: exactCount ? undefined : meter.byteCeiling,
         choices: quote.choices,
         maxOutputTokens: quote.maxOutputTokens,
@@ -604,6 +608,7 @@ export function createBillingSession(parameters: CreateBillingSessionParameters)
         if (!meter.answerBegun || hiddenAllowance(meter.sawHiddenOutput) === 0) return false;
         left = {
           countedTokens: meter.countedTokens,
+          reasoningTokens: meter.reasoningTokens,
           byteCeiling: meter.byteCeiling,
           sawHiddenOutput: meter.sawHiddenOutput,
           images: meter.images,

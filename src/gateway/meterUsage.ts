@@ -16,6 +16,11 @@ export type ReconcileUsageParameters = {
   /** Output tokens the gateway counted in what it forwarded. */
   deliveredOutputTokens: number;
   /**
+   * Of those, the model's own reasoning shown in full as it thought (`OutputMeter.reasoningTokens`, not
+   * a summary of it): reasoning the backend itemizes is unseen only beyond it.
+   */
+  deliveredReasoningTokens?: number;
+  /**
    * When that count is an estimate (a model whose tokenizer the gateway does not know): the UTF-8 bytes
    * forwarded, each choice's held to its limit (`OutputMeter.byteCeiling`), which the model's own count
    * cannot exceed, and up to which its report is believed. Undefined when the answer was cut.
@@ -61,6 +66,7 @@ export type ReconcileUsageParameters = {
 export async function reconcileUsage({
   reported,
   deliveredOutputTokens,
+  deliveredReasoningTokens = 0,
   deliveredOutputBytes,
   choices,
   maxOutputTokens,
@@ -84,6 +90,9 @@ export async function reconcileUsage({
   // Hidden output is believed up to its allowance: a report above it (the delivered count is an estimate
   // for most models) is held to it rather than thrown away, which would charge none of the hidden part.
   const hidden = Math.max(hiddenReasoning, hiddenOutputTokens);
+  // Itemized reasoning the buyer was shown as it streamed is in what was delivered already: only the
+  // rest of it was unseen, so a count of both is not charged twice.
+  const unseen = Math.max(hiddenReasoning - deliveredReasoningTokens, hiddenOutputTokens, 0);
   // An estimated count (another tokenizer) can fall short of the model's own: that is believed up to
   // the bytes delivered, which no byte-level tokenizer's count exceeds.
   const shown = Math.max(deliveredOutputTokens, deliveredOutputBytes ?? 0);
@@ -91,7 +100,7 @@ export async function reconcileUsage({
     isCount(reportedOutput) &&
     (hidden > 0 || reportedOutput <= shown) &&
     reportedOutput >= deliveredOutputTokens / 2 - slack;
-  const believedOutput = outputBelieved ? Math.min(reportedOutput, shown + hidden) : deliveredOutputTokens;
+  const believedOutput = outputBelieved ? Math.min(reportedOutput, shown + unseen) : deliveredOutputTokens;
   const completionTokens = Math.min(believedOutput, maxOutputTokens);
 
   const reportedPrompt = usage.prompt_tokens;

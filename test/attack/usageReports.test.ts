@@ -1,9 +1,10 @@
 import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import { type Devnet, startDevnet } from "../../src/devnet/index.js";
+import { countTextTokens } from "../../src/pricing/index.js";
 import { type GatewayHarness, startGatewayHarness } from "../support/gatewayHarness.js";
 import { finalRow, payFor } from "../support/paidRequests.js";
-import { type ScriptedBackend, startScriptedBackend } from "./scriptedBackend.js";
+import { type ScriptedBackend, sseOf, startScriptedBackend } from "./scriptedBackend.js";
 
 // A backend whose usage report is of an odd shape: what it says is believed only as far as it can be true.
 
@@ -105,5 +106,95 @@ describe("a Messages usage report whose prompt parts are not counts", () => {
       [row.usage?.input_tokens, row.usage?.cached_input_tokens, row.usage?.cache_write_input_tokens],
       [100, 250, 50],
     );
+  });
+});
+
+describe("a chat stream that shows its reasoning as it goes", () => {
+  const reasoning = " think".repeat(300);
+  const answer = " done".repeat(20);
+  const shown = countTextTokens(reasoning + answer, "o200k_base");
+  const streamWith =
+    (usage: Record<string, unknown>, shownAs: Record<string, unknown> = { reasoning_content: reasoning }) =>
+    () => ({
+      headers: { "content-type": "text/event-stream" },
+      pieces: sseOf([
+        {
+          id: "c1",
+          object: "chat.completion.chunk",
+          choices: [{ index: 0, delta: { role: "assistant", ...shownAs }, finish_reason: null }],
+        },
+        {
+          id: "c1",
+          object: "chat.completion.chunk",
+          choices: [{ index: 0, delta: { content: answer }, finish_reason: "stop" }],
+        },
+        { id: "c1", object: "chat.completion.chunk", choices: [], usage },
+      ]),
+    });
+  const body = {
+    model: CHAT,
+    messages: [{ role: "user", content: "think it over" }],
+    max_tokens: 1_000,
+    stream: true,
+  };
+
+  test("reasoning it itemizes is what it showed: counted once, not again as unseen reasoning", async () => {
+    // Itemized as the reasoning it streamed, and counted twice in completion_tokens.
+    scripted.script = streamWith({
+      prompt_tokens: 12,
+      completion_tokens: shown + 300,
+      completion_tokens_details: { reasoning_tokens: 300 },
+    });
+    const { response } = await payFor(h, "/v1/chat/completions", body, buyer().privateKey);
+    assert.equal(response.status, 200);
+    await response.text();
+    const row = await finalRow(h);
+    assert.equal(row.status, "settled");
+    assert.equal(
+      row.completionTokens,
+      shown,
+      `charged ${row.completionTokens} output tokens for ${shown} generated`,
+    );
+  });
+
+  test("reasoning itemized beyond what it showed is charged, the part unseen once", async () => {
+    scripted.script = streamWith({
+      prompt_tokens: 12,
+      completion_tokens: shown + 200,
+      completion_tokens_details: { reasoning_tokens: 500 },
+    });
+    const { response } = await payFor(h, "/v1/chat/completions", body, buyer().privateKey);
+    await response.text();
+    const row = await finalRow(h);
+    assert.equal(row.completionTokens, shown + 200);
+    assert.equal(row.usage?.reasoning_tokens, 500);
+  });
+
+  test("reasoning shown as a summary (an OpenRouter reasoning.summary) is not the reasoning itemized: both are charged", async () => {
+    scripted.script = streamWith(
+      {
+        prompt_tokens: 12,
+        completion_tokens: shown + 300,
+        completion_tokens_details: { reasoning_tokens: 300 },
+      },
+      { reasoning_details: [{ type: "reasoning.summary", summary: reasoning }] },
+    );
+    const { response } = await payFor(h, "/v1/chat/completions", body, buyer().privateKey);
+    await response.text();
+    const row = await finalRow(h);
+    assert.equal(row.completionTokens, shown + 300);
+  });
+
+  test("an honest report, the reasoning it showed itemized, stands", async () => {
+    scripted.script = streamWith({
+      prompt_tokens: 12,
+      completion_tokens: shown,
+      completion_tokens_details: { reasoning_tokens: 300 },
+    });
+    const { response } = await payFor(h, "/v1/chat/completions", body, buyer().privateKey);
+    await response.text();
+    const row = await finalRow(h);
+    assert.equal(row.completionTokens, shown);
+    assert.deepEqual([row.usage?.output_tokens, row.usage?.reasoning_tokens], [shown - 300, 300]);
   });
 });

@@ -38,6 +38,12 @@ export type OutputReading = {
    * text), not its answer: a buyer that leaves during it has not begun to receive the answer.
    */
   reasoning?: boolean;
+  /**
+   * That reasoning is the model's own, in full (DeepSeek's and vLLM's `reasoning_content`, a Responses
+   * `reasoning_text` delta), not a summary of it: reasoning the usage itemizes counts it, so only the
+   * rest of the itemized reasoning was unseen.
+   */
+  reasoningInFull?: boolean;
 };
 
 /** How a route ends its streams, for APIs whose streams are not OpenAI's chunks and `[DONE]`. */

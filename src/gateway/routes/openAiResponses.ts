@@ -122,6 +122,8 @@ function readEvent(json: unknown): OutputReading {
       usage: undefined,
       error: undefined,
       ...(REASONING_DELTAS.has(type) ? { reasoning: true } : {}),
+      // A summary of the reasoning is not the reasoning the usage itemizes.
+      ...(type === "response.reasoning_text.delta" ? { reasoningInFull: true } : {}),
     };
   }
   if (type === "response.completed" || type === "response.incomplete") {

@@ -49,6 +49,17 @@ function messageText(message: unknown): string {
 /** Keys of a chat message or delta that hold the model's reasoning shown as it thinks, not its answer. */
 const REASONING_KEYS = new Set(["reasoning", "reasoning_content", "reasoning_details"]);
 
+/** A message or delta whose reasoning is summarized (an OpenRouter `reasoning_details` entry of a summary type). */
+function summarizesReasoning(message: unknown): boolean {
+  const details = isObject(message) ? message.reasoning_details : undefined;
+  return (
+    Array.isArray(details) &&
+    details.some(
+      (detail) => isObject(detail) && typeof detail.type === "string" && detail.type.includes("summary"),
+    )
+  );
+}
+
 /** A message or delta without its reasoning. */
 function answerPart(message: unknown): unknown {
   if (!isObject(message)) return message;
@@ -67,6 +78,7 @@ export function readChoices(json: unknown): OutputReading {
   const pieces: OutputPiece[] = [];
   let delivered = false;
   let answered = false;
+  let summarized = false;
   const choices = Array.isArray(json.choices) ? json.choices : [];
   choices.forEach((choice, position) => {
     if (!isObject(choice)) return;
@@ -80,12 +92,13 @@ export function readChoices(json: unknown): OutputReading {
     if (text.length > 0) pieces.push({ choice: index, text });
     if (plain + messageText(answerPart(choice.message)) + messageText(answerPart(choice.delta)) !== "")
       answered = true;
+    if (summarizesReasoning(choice.message) || summarizesReasoning(choice.delta)) summarized = true;
   });
   return {
     pieces,
     delivered,
     usage: json.usage,
     error,
-    ...(pieces.length > 0 && !answered ? { reasoning: true } : {}),
+    ...(pieces.length > 0 && !answered ? { reasoning: true, reasoningInFull: !summarized } : {}),
   };
 }
