@@ -186,6 +186,37 @@ test("cached prompt tokens and itemized reasoning become units of their own, wit
     reasoning_tokens: 100,
     requests: 1,
   });
+  // Reasoning itemized above what the shown answer leaves of the output is held to that: the answer is output.
+  const allReasoning = await reconcileUsage({
+    reported: {
+      prompt_tokens: 9,
+      completion_tokens: 20,
+      completion_tokens_details: { reasoning_tokens: 300 },
+    },
+    deliveredOutputTokens: 20,
+    choices: 1,
+    maxOutputTokens: 256,
+    promptTokenBound: 1_000,
+    countPrompt: async () => 0,
+    promptCountPlausible: async () => true,
+  });
+  assert.deepEqual([allReasoning.units.output_tokens, allReasoning.units.reasoning_tokens], [20, undefined]);
+  // Reasoning shown in full as it streamed is part of the delivered count, and may be itemized as reasoning.
+  const shownReasoning = await reconcileUsage({
+    reported: {
+      prompt_tokens: 9,
+      completion_tokens: 120,
+      completion_tokens_details: { reasoning_tokens: 100 },
+    },
+    deliveredOutputTokens: 120,
+    deliveredReasoningTokens: 100,
+    choices: 1,
+    maxOutputTokens: 256,
+    promptTokenBound: 1_000,
+    countPrompt: async () => 0,
+    promptCountPlausible: async () => true,
+  });
+  assert.deepEqual([shownReasoning.units.output_tokens, shownReasoning.units.reasoning_tokens], [20, 100]);
   // A cached count above the prompt it is part of is held to the prompt.
   const inflated = await reconcileUsage({
     reported: { prompt_tokens: 50, completion_tokens: 5, prompt_tokens_details: { cached_tokens: 5_000 } },

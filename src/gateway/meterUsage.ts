@@ -118,7 +118,11 @@ export async function reconcileUsage({
   const reportedWrites = (usage as { [CACHE_WRITE_TOKENS]?: unknown })[CACHE_WRITE_TOKENS];
   const written = promptBelieved && promptCache && isCount(reportedWrites) ? reportedWrites : 0;
   const cacheWriteTokens = Math.min(written, promptTokens - cachedTokens);
-  const reasoningTokens = outputBelieved ? Math.min(hiddenReasoning, completionTokens) : 0;
+  // The answer the buyer was shown is output, whatever the itemization says: reasoning is the rest at most.
+  const answerShown = Math.max(0, deliveredOutputTokens - deliveredReasoningTokens);
+  const reasoningTokens = outputBelieved
+    ? Math.max(0, Math.min(hiddenReasoning, completionTokens - answerShown))
+    : 0;
   return {
     promptTokens,
     completionTokens,

@@ -15,29 +15,33 @@ let nextBuyer = 0;
 const buyer = () => devnet.accounts.buyers[nextBuyer++ % devnet.accounts.buyers.length]!;
 const CHAT = "scripted-chat";
 const MESSAGES = "scripted-messages";
+/** A chat model whose reasoning is priced apart from its output, and below it. */
+const CHEAP_REASONING = "scripted-cheap-reasoning";
 
 before(async () => {
   devnet = await startDevnet({ buyers: 4 });
   scripted = await startScriptedBackend();
   h = await startGatewayHarness({
     devnet,
-    extraModels: () =>
-      (
-        [
-          [CHAT, "chat"],
-          [MESSAGES, "messages"],
-        ] as const
-      ).map(([id, kind]) => ({
+    extraModels: () => {
+      const model = (id: string, kind: "chat" | "messages", prices: Record<string, string>) => ({
         id,
         kind,
         tokenizer: "o200k_base",
         backend: { baseUrl: scripted.url },
         inputPrice: "3000000",
         outputPrice: "15000000",
-        // Cache writes dearer than input, so they are charged as a unit of their own.
-        prices: { cache_write_input_tokens: "3750000" },
+        prices,
         maxOutputTokens: 1_000,
-      })),
+      });
+      // Cache writes dearer than input, so they are charged as a unit of their own.
+      const cacheWrites = { cache_write_input_tokens: "3750000" };
+      return [
+        model(CHAT, "chat", cacheWrites),
+        model(MESSAGES, "messages", cacheWrites),
+        model(CHEAP_REASONING, "chat", { reasoning_tokens: "5000000" }),
+      ];
+    },
   });
 });
 after(async () => {
@@ -196,5 +200,38 @@ describe("a chat stream that shows its reasoning as it goes", () => {
     const row = await finalRow(h);
     assert.equal(row.completionTokens, shown);
     assert.deepEqual([row.usage?.output_tokens, row.usage?.reasoning_tokens], [shown - 300, 300]);
+  });
+});
+
+describe("a chat answer whose itemized reasoning leaves no room for the answer it shows", () => {
+  test("the answer shown is charged as output, not at the reasoning price", async () => {
+    const answer = " done".repeat(20);
+    const shown = countTextTokens(answer, "o200k_base");
+    scripted.script = () => ({
+      pieces: [
+        JSON.stringify({
+          id: "c2",
+          object: "chat.completion",
+          choices: [{ index: 0, message: { role: "assistant", content: answer }, finish_reason: "stop" }],
+          usage: {
+            prompt_tokens: 12,
+            completion_tokens: shown,
+            completion_tokens_details: { reasoning_tokens: shown },
+          },
+        }),
+      ],
+    });
+    const body = { model: CHEAP_REASONING, messages: [{ role: "user", content: "answer" }], max_tokens: 100 };
+    const { response } = await payFor(h, "/v1/chat/completions", body, buyer().privateKey);
+    assert.equal(response.status, 200);
+    await response.text();
+    const row = await finalRow(h);
+    assert.deepEqual(
+      [row.usage?.output_tokens, row.usage?.reasoning_tokens],
+      [shown, undefined],
+      JSON.stringify(row.usage),
+    );
+    // 12 prompt tokens at $3 / 1M and 20 output tokens at $15 / 1M, in atomic units (6 decimals).
+    assert.equal(row.chargeAtomic, 12n * 3n + BigInt(shown) * 15n);
   });
 });
