@@ -132,8 +132,8 @@ export class OutputMeter {
   }
 
   /**
-   * Of `countedTokens`, those forwarded as the model's own reasoning, in full, as it thought (a reading
-   * marked `reasoningInFull`, not a summary): what each such reading added to its choice's count.
+   * Of `countedTokens`, those forwarded as the model's own reasoning, in full (a reading's
+   * `reasoningInFull`, not a summary): what it added to its choice's count, at most its own tokens.
    */
   get reasoningTokens(): number {
     return this.#reasoningTokens;
@@ -175,8 +175,13 @@ export class OutputMeter {
     for (const piece of reading.pieces)
       this.#bytes.set(piece.choice, (this.#bytes.get(piece.choice) ?? 0) + Buffer.byteLength(piece.text));
     for (const [choice, count] of next) {
-      if (reading.reasoningInFull)
-        this.#reasoningTokens += count.tokens - (this.#counted.get(choice) ?? NO_TEXT).tokens;
+      // Reasoning shown in full counts what it added to the choice, at most its own tokens (an answer came with it).
+      const reasoning = (reading.reasoningInFull ?? [])
+        .filter((piece) => piece.choice === choice)
+        .map((piece) => piece.text)
+        .join("");
+      const added = count.tokens - (this.#counted.get(choice) ?? NO_TEXT).tokens;
+      if (reasoning) this.#reasoningTokens += Math.min(added, this.#tokens(reasoning));
       this.#counted.set(choice, count);
     }
     this.#images += images;

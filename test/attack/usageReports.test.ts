@@ -15,6 +15,7 @@ let nextBuyer = 0;
 const buyer = () => devnet.accounts.buyers[nextBuyer++ % devnet.accounts.buyers.length]!;
 const CHAT = "scripted-chat";
 const MESSAGES = "scripted-messages";
+const RESPONSES = "scripted-responses";
 /** A chat model whose reasoning is priced apart from its output, and below it. */
 const CHEAP_REASONING = "scripted-cheap-reasoning";
 
@@ -24,7 +25,11 @@ before(async () => {
   h = await startGatewayHarness({
     devnet,
     extraModels: () => {
-      const model = (id: string, kind: "chat" | "messages", prices: Record<string, string>) => ({
+      const model = (
+        id: string,
+        kind: "chat" | "messages" | "responses",
+        prices: Record<string, string>,
+      ) => ({
         id,
         kind,
         tokenizer: "o200k_base",
@@ -39,6 +44,7 @@ before(async () => {
       return [
         model(CHAT, "chat", cacheWrites),
         model(MESSAGES, "messages", cacheWrites),
+        model(RESPONSES, "responses", {}),
         model(CHEAP_REASONING, "chat", { reasoning_tokens: "5000000" }),
       ];
     },
@@ -159,6 +165,78 @@ describe("a chat stream that shows its reasoning as it goes", () => {
       shown,
       `charged ${row.completionTokens} output tokens for ${shown} generated`,
     );
+  });
+
+  test("in a JSON answer too: the reasoning in its message is counted once", async () => {
+    scripted.script = () => ({
+      pieces: [
+        JSON.stringify({
+          id: "c1",
+          object: "chat.completion",
+          choices: [
+            {
+              index: 0,
+              message: { role: "assistant", reasoning_content: reasoning, content: answer },
+              finish_reason: "stop",
+            },
+          ],
+          usage: {
+            prompt_tokens: 12,
+            completion_tokens: shown + 300,
+            completion_tokens_details: { reasoning_tokens: 300 },
+          },
+        }),
+      ],
+    });
+    const { response } = await payFor(
+      h,
+      "/v1/chat/completions",
+      { ...body, stream: false },
+      buyer().privateKey,
+    );
+    assert.equal(response.status, 200);
+    await response.text();
+    const row = await finalRow(h);
+    assert.equal(
+      row.completionTokens,
+      shown,
+      `charged ${row.completionTokens} output tokens for ${shown} generated`,
+    );
+    assert.deepEqual([row.usage?.output_tokens, row.usage?.reasoning_tokens], [shown - 300, 300]);
+  });
+
+  test("in a Responses answer too: a reasoning item's content is counted once, its summary is not that reasoning", async () => {
+    const summary = " summed".repeat(10);
+    const withSummary = countTextTokens(summary, "o200k_base");
+    scripted.script = () => ({
+      pieces: [
+        JSON.stringify({
+          id: "r1",
+          object: "response",
+          status: "completed",
+          output: [
+            {
+              id: "rs",
+              type: "reasoning",
+              content: [{ type: "reasoning_text", text: reasoning }],
+              summary: [{ type: "summary_text", text: summary }],
+            },
+            { id: "m", type: "message", role: "assistant", content: [{ type: "output_text", text: answer }] },
+          ],
+          usage: {
+            input_tokens: 12,
+            output_tokens: shown + withSummary + 300,
+            output_tokens_details: { reasoning_tokens: 300 },
+          },
+        }),
+      ],
+    });
+    const request = { model: RESPONSES, input: "think it over", max_output_tokens: 1_000 };
+    const { response } = await payFor(h, "/v1/responses", request, buyer().privateKey);
+    assert.equal(response.status, 200);
+    await response.text();
+    const row = await finalRow(h);
+    assert.equal(row.completionTokens, shown + withSummary);
   });
 
   test("reasoning itemized beyond what it showed is charged, the part unseen once", async () => {

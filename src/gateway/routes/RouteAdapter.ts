@@ -39,11 +39,11 @@ export type OutputReading = {
    */
   reasoning?: boolean;
   /**
-   * That reasoning is the model's own, in full (DeepSeek's and vLLM's `reasoning_content`, a Responses
-   * `reasoning_text` delta), not a summary of it: reasoning the usage itemizes counts it, so only the
-   * rest of the itemized reasoning was unseen.
+   * The part of `pieces` that is the model's own reasoning, in full (DeepSeek's and vLLM's
+   * `reasoning_content`, a Responses `reasoning_text`), not a summary of it: reasoning the usage
+   * itemizes counts it, so only the rest of the itemized reasoning was unseen.
    */
-  reasoningInFull?: boolean;
+  reasoningInFull?: OutputPiece[];
 };
 
 /** How a route ends its streams, for APIs whose streams are not OpenAI's chunks and `[DONE]`. */

@@ -123,7 +123,7 @@ function readEvent(json: unknown): OutputReading {
       error: undefined,
       ...(REASONING_DELTAS.has(type) ? { reasoning: true } : {}),
       // A summary of the reasoning is not the reasoning the usage itemizes.
-      ...(type === "response.reasoning_text.delta" ? { reasoningInFull: true } : {}),
+      ...(type === "response.reasoning_text.delta" && text ? { reasoningInFull: [{ choice: 0, text }] } : {}),
     };
   }
   if (type === "response.completed" || type === "response.incomplete") {
@@ -293,11 +293,17 @@ function readResponse(json: unknown): OutputReading {
       error: error ?? "the backend answered no response",
     };
   const text = outputText(json.output);
+  // A reasoning item's content is the reasoning in full; its summary is not.
+  const reasoning = json.output
+    .filter((item) => isObject(item) && item.type === "reasoning")
+    .map((item) => outputText([{ ...item, summary: undefined }]))
+    .join("");
   return {
     pieces: text ? [{ choice: 0, text }] : [],
     delivered: true,
     usage: normalizedUsage(json.usage),
     error: undefined,
+    ...(reasoning ? { reasoningInFull: [{ choice: 0, text: reasoning }] } : {}),
   };
 }
 

@@ -60,6 +60,12 @@ function summarizesReasoning(message: unknown): boolean {
   );
 }
 
+/** The reasoning of a message or delta, when it is the model's own in full (not summarized). */
+function fullReasoningText(message: unknown): string {
+  if (!isObject(message) || summarizesReasoning(message)) return "";
+  return messageText(Object.fromEntries(Object.entries(message).filter(([key]) => REASONING_KEYS.has(key))));
+}
+
 /** A message or delta without its reasoning. */
 function answerPart(message: unknown): unknown {
   if (!isObject(message)) return message;
@@ -78,7 +84,7 @@ export function readChoices(json: unknown): OutputReading {
   const pieces: OutputPiece[] = [];
   let delivered = false;
   let answered = false;
-  let summarized = false;
+  const reasoningInFull: OutputPiece[] = [];
   const choices = Array.isArray(json.choices) ? json.choices : [];
   choices.forEach((choice, position) => {
     if (!isObject(choice)) return;
@@ -92,13 +98,15 @@ export function readChoices(json: unknown): OutputReading {
     if (text.length > 0) pieces.push({ choice: index, text });
     if (plain + messageText(answerPart(choice.message)) + messageText(answerPart(choice.delta)) !== "")
       answered = true;
-    if (summarizesReasoning(choice.message) || summarizesReasoning(choice.delta)) summarized = true;
+    const reasoning = fullReasoningText(choice.message) + fullReasoningText(choice.delta);
+    if (reasoning.length > 0) reasoningInFull.push({ choice: index, text: reasoning });
   });
   return {
     pieces,
     delivered,
     usage: json.usage,
     error,
-    ...(pieces.length > 0 && !answered ? { reasoning: true, reasoningInFull: !summarized } : {}),
+    ...(pieces.length > 0 && !answered ? { reasoning: true } : {}),
+    ...(reasoningInFull.length > 0 ? { reasoningInFull } : {}),
   };
 }
