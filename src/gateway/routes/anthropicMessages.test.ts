@@ -101,6 +101,18 @@ describe("the Messages route", () => {
       },
     });
     assert.deepEqual(full.units, expected);
+    // A restatement with a part that is no count is no count of the prompt: the gateway counts it (0 here).
+    const negative = await reconcile({
+      type: "message_delta",
+      usage: {
+        input_tokens: 510,
+        cache_read_input_tokens: 0,
+        cache_creation_input_tokens: -200,
+        output_tokens: 7,
+      },
+    });
+    assert.equal(negative.promptSource, "gateway");
+    assert.deepEqual(negative.units, { input_tokens: 0, output_tokens: 7, requests: 1 });
   });
 
   test("meters text, thinking and tool input as output; ping is neither forwarded nor billed", () => {
