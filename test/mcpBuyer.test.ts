@@ -8,6 +8,7 @@ import { StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js"
 import { type CallToolResult, ElicitRequestSchema } from "@modelcontextprotocol/sdk/types.js";
 import type { Hex } from "viem";
 import { generatePrivateKey } from "viem/accounts";
+import { formatMoney } from "../src/pricing/index.js";
 import { tempDataDir } from "./support/buyerFixtures.js";
 import { type GatewayHarness, startGatewayHarness } from "./support/gatewayHarness.js";
 import { mockCompletionText, mockModelId } from "./support/mockBackend.js";
@@ -115,6 +116,16 @@ describe("tollgate mcp (stdio)", () => {
     assert.equal(afterChat.payer, before.payer - charged);
     assert.equal(afterChat.payTo, before.payTo + charged);
     assert.equal(afterChat.rows, before.rows + 1);
+    // The answer ends with the receipt line the CLI prints: charged, of the maximum authorized, saved.
+    const [row] = await h.ledger.payments.recent({ limit: 1 });
+    assert.equal(row?.transaction, answer.payment.transaction);
+    const maxAtomic = row!.maxAtomic;
+    assert.ok(
+      textOf(chat).endsWith(
+        `\n\n— paid ${formatMoney(charged)} of ${formatMoney(maxAtomic)} authorized (saved ${formatMoney(maxAtomic - charged)}) · tx ${answer.payment.transaction} · ${h.devnet.network}`,
+      ),
+      textOf(chat),
+    );
 
     const spend = await callTool(client, "spend");
     const figures = spend.structuredContent as {

@@ -128,13 +128,16 @@ test("tollgate mcp over stdio pays tollgate dev for chat, and for its paid MCP t
   // line says how much was deposited, as the CLI's receipt line does.
   assert.match(
     textOf(chat),
-    /paid \$[0-9.]+ · deposited \$[0-9.]+ into a payment channel, tx 0x[0-9a-f]{64} · eip155:31337/,
+    /— paid \$[0-9.]+ of \$[0-9.]+ authorized \(saved \$[0-9.]+\) · deposited \$[0-9.]+ into a payment channel, tx 0x[0-9a-f]{64} · eip155:31337$/,
   );
   // The next is paid by voucher: charged, with no transaction of its own (not "zero charge").
   const again = await call(client, "chat", { prompt: "And bridges?", max_tokens: 20 });
   assert.notEqual(again.isError, true, textOf(again));
   assert.ok(BigInt((again.structuredContent as { payment: { amount: string } }).payment.amount) > 0n);
-  assert.match(textOf(again), /paid \$0\.0000[0-9]+ · by voucher, no transaction · eip155:31337/);
+  assert.match(
+    textOf(again),
+    /— paid \$0\.0000[0-9]+ of \$[0-9.]+ authorized \(saved \$[0-9.]+\) · by voucher, no transaction · eip155:31337$/,
+  );
   // A URL where nothing listens is said so, not "fetch failed".
   const closed = createServer();
   await new Promise<void>((resolve) => closed.listen(0, "127.0.0.1", resolve));

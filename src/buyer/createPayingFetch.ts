@@ -55,6 +55,11 @@ export type PayingFetch = typeof fetch & {
   discover(gatewayUrl: string): Promise<ProviderModel[]>;
   /** Remembers prices from a model listing already fetched. */
   learnPrices(models: readonly ProviderModel[]): void;
+  /**
+   * The payment a response this fetch returned was paid with: the `paymentId` its events carry
+   * (`receipt` among them); undefined for a response no payment was sent with.
+   */
+  paymentIdOf(response: Response): string | undefined;
   /** Resolves when every receipt seen so far has been booked (and, with `rpcUrl`, checked on chain). */
   idle(): Promise<void>;
   /** Waits for `idle()`, then closes the spend store if this fetch opened it. */
@@ -121,6 +126,8 @@ export function createPayingFetch(parameters: CreatePayingFetchParameters): Payi
   };
   /** Origins whose 402s offered channels: with channels preferred, they are not paid upto unasked. */
   const channelSellers = new Set<string>();
+  /** Each paid response returned, with the payment it was sent with. */
+  const paymentIds = new WeakMap<Response, string>();
 
   async function payingFetch(input: string | URL | Request, init?: RequestInit): Promise<Response> {
     const request = new Request(input, init);
@@ -179,14 +186,18 @@ export function createPayingFetch(parameters: CreatePayingFetchParameters): Payi
       }
       const settled = await settlePaidResponse(context, attempt, response, track);
       const model = inference?.model;
-      if (!settled.ok || model === undefined) return settled;
       // The router weighs providers by this: from sending the paid request to the answer's first byte.
-      return timeFirstByte(settled, {
-        sentAt,
-        onFirstByte: (ttftMs) => {
-          track(store().then((spend) => spend.recordTimeToFirstToken({ origin, model, ttftMs })));
-        },
-      });
+      const paid =
+        !settled.ok || model === undefined
+          ? settled
+          : timeFirstByte(settled, {
+              sentAt,
+              onFirstByte: (ttftMs) => {
+                track(store().then((spend) => spend.recordTimeToFirstToken({ origin, model, ttftMs })));
+              },
+            });
+      paymentIds.set(paid, attempt.paymentId);
+      return paid;
     };
 
     // Open the store before talking to the seller: opening may take a moment, and a 402's
@@ -389,6 +400,7 @@ export function createPayingFetch(parameters: CreatePayingFetchParameters): Payi
       receiptSigners.learnFromModels(models);
       noteChannelSellers(models);
     },
+    paymentIdOf: (response: Response) => paymentIds.get(response),
     idle,
     async close() {
       await idle();

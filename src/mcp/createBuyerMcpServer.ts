@@ -6,12 +6,13 @@ import { z } from "zod";
 import { explainHttpFailure } from "../buyer/explainHttpFailure.js";
 import {
   apiBaseUrl,
+  type BuyerEvent,
   type ConfirmPayment,
   chooseProvider,
   createPayingFetch,
   describeFetchFailure,
-  describeTransaction,
   fetchProviderModels,
+  formatReceiptLine,
   type PolicyRefusal,
   type ProviderModel,
   type SpendingPolicy,
@@ -47,8 +48,8 @@ export type CreateBuyerMcpServerParameters = {
 
 /** Longest body a tool answer carries, in characters. */
 const MAX_BODY_CHARS = 100_000;
-/** Channel deposits kept for the answers still to be written. */
-const MAX_DEPOSITS_KEPT = 100;
+/** Receipts kept for the answers still to be written. */
+const MAX_RECEIPTS_KEPT = 100;
 
 /**
  * The buyer's MCP server (`tollgate mcp`): gives an agent `chat` (paid inference, routed to the
@@ -83,8 +84,8 @@ export function createBuyerMcpServer(parameters: CreateBuyerMcpServerParameters)
     }
     return answer.action === "accept" && answer.content?.approve === true;
   };
-  // A channel deposit each settlement's transaction made, from the receipts: the answer's line says how much.
-  const depositsByTransaction = new Map<string, bigint>();
+  // Each payment's receipt, for its answer's receipt line: the line the CLI prints.
+  const receiptsByPayment = new Map<string, Extract<BuyerEvent, { type: "receipt" }>>();
   const payingFetch = createPayingFetch({
     privateKey: parameters.privateKey,
     policy,
@@ -93,17 +94,22 @@ export function createBuyerMcpServer(parameters: CreateBuyerMcpServerParameters)
     confirm,
     fetch: baseFetch,
     onEvent(event) {
-      if (event.type !== "receipt" || event.depositAtomic === undefined || event.transaction === "") return;
-      depositsByTransaction.set(event.transaction, event.depositAtomic);
+      if (event.type !== "receipt") return;
+      receiptsByPayment.set(event.paymentId, event);
       // One per answer, taken when it is written; an answer never written leaves its own behind.
-      if (depositsByTransaction.size > MAX_DEPOSITS_KEPT)
-        depositsByTransaction.delete(depositsByTransaction.keys().next().value as string);
+      if (receiptsByPayment.size > MAX_RECEIPTS_KEPT)
+        receiptsByPayment.delete(receiptsByPayment.keys().next().value as string);
     },
   });
-  const takeDeposit = (transaction: string) => {
-    const depositAtomic = depositsByTransaction.get(transaction);
-    depositsByTransaction.delete(transaction);
-    return depositAtomic;
+  /** The receipt line of a paid response (none for a response no payment was sent with). */
+  const takeReceiptLine = (response: Response) => {
+    const paymentId = payingFetch.paymentIdOf(response);
+    if (paymentId === undefined) return undefined;
+    const receipt = receiptsByPayment.get(paymentId);
+    receiptsByPayment.delete(paymentId);
+    return receipt
+      ? formatReceiptLine(receipt)
+      : "no receipt arrived; the maximum stays reserved until the authorization expires";
   };
 
   server.registerTool(
@@ -306,6 +312,7 @@ export function createBuyerMcpServer(parameters: CreateBuyerMcpServerParameters)
     const text = await response.text();
     await payingFetch.idle();
     const payment = paymentOf(response);
+    const receiptLine = takeReceiptLine(response);
     if (!response.ok) {
       // Told in words, as the CLI tells it (a refused payment: why, with its figures), the body kept as data.
       const failure = await explainHttpFailure({
@@ -330,9 +337,7 @@ export function createBuyerMcpServer(parameters: CreateBuyerMcpServerParameters)
         // Not the JSON expected: hand back the body as it came.
       }
     }
-    const paidLine = payment
-      ? `\n\n— ${describePayment(payment, payment.transaction === "" ? undefined : takeDeposit(payment.transaction))}`
-      : "";
+    const paidLine = receiptLine ? `\n\n— ${receiptLine}` : "";
     const shown = typeof answer.answer === "string" ? answer.answer : String(answer.body ?? "");
     return {
       content: [{ type: "text", text: `${shown}${paidLine}` }],
@@ -341,21 +346,6 @@ export function createBuyerMcpServer(parameters: CreateBuyerMcpServerParameters)
   }
 
   return server;
-}
-
-/**
- * A settlement in one line: the charge, its transaction (a channel deposit's, with the amount deposited
- * when the receipt told it, as the CLI's receipt line says it; a voucher's none), the network.
- */
-function describePayment(payment: SettleResponse, depositAtomic: bigint | undefined): string {
-  const chargedAtomic = BigInt(payment.amount ?? "0");
-  // A channel's settlement states its charge in `extra.chargedAmount`; a transaction beside it is a deposit's.
-  const channelDeposit = payment.transaction !== "" && payment.extra?.chargedAmount !== undefined;
-  const transaction =
-    channelDeposit && depositAtomic === undefined
-      ? `a payment channel's deposit, tx ${payment.transaction}`
-      : describeTransaction({ transaction: payment.transaction, chargedAtomic, depositAtomic });
-  return `paid ${formatMoney(chargedAtomic)} · ${transaction} · ${payment.network}`;
 }
 
 /** The settlement a paid response carries in `PAYMENT-RESPONSE`, as plain JSON. */
