@@ -10,7 +10,7 @@ import {
 import { generatePrivateKey, privateKeyToAccount } from "viem/accounts";
 import { createPayingFetch, openSpendStore, type PayingFetch, type SpendStore } from "../src/buyer/index.js";
 import { createFacilitator } from "../src/facilitator/index.js";
-import { costAtomic } from "../src/pricing/index.js";
+import { costAtomic, formatMoney } from "../src/pricing/index.js";
 import {
   checkSignedReceipts,
   decodePaymentResponseHeader,
@@ -25,6 +25,7 @@ import {
   type GatewayHarness,
   officialPayingFetch,
   startGatewayHarness,
+  testPrices,
 } from "./support/gatewayHarness.js";
 import { mockModelId } from "./support/mockBackend.js";
 import { sseEvents } from "./support/paidRequests.js";
@@ -187,6 +188,24 @@ describe("signed receipts", () => {
     );
     assert.equal(receipt.fixedFeeAtomic, FEE_ATOMIC.toString());
     assert.equal(charge, (computeMs * PER_SECOND_ATOMIC + 999n) / 1000n + FEE_ATOMIC);
+    // tollgate receipts verify states each price per its own unit, in dollars, as the model listing does.
+    const file = join(dataDir.path, "per-second.json");
+    await writeFile(file, JSON.stringify(settlement.settleResponse));
+    const cli = await runCli(["receipts", "verify", file, "--signer", sellerAddress]);
+    assert.equal(cli.code, 0, cli.stdout + cli.stderr);
+    const lines = cli.stdout.split("\n");
+    assert.ok(
+      lines.includes(
+        `  prices  ${formatMoney(PER_SECOND_ATOMIC)} / second of compute, ${formatMoney(FEE_ATOMIC)} / request`,
+      ),
+      cli.stdout,
+    );
+    assert.ok(
+      lines.includes(
+        `  the charge is what this usage costs at these prices (${formatMoney(charge)}), within the maximum.`,
+      ),
+      cli.stdout,
+    );
   });
 
   test("the buyer checks a per-second model's charge against the seller's signed units and finds nothing to dispute", async () => {
@@ -320,7 +339,24 @@ describe("signed receipts", () => {
     assert.equal(ok.code, 0, ok.stderr + ok.stdout);
     assert.match(ok.stdout, /^valid: the x402 receipt and the usage receipt are signed by the receipt key/);
     assert.match(ok.stdout, new RegExp(`\\(${receipt.amount} atomic units`));
-    assert.match(ok.stdout, /the charge is what this usage costs at these prices/);
+    const okLines = ok.stdout.split("\n");
+    const [input, output] = [
+      formatMoney(testPrices.inputPerMTokAtomic),
+      formatMoney(testPrices.outputPerMTokAtomic),
+    ];
+    assert.ok(
+      okLines.includes(
+        // Cached input and cache writes at the input price, reasoning at the output price, as the model is priced.
+        `  prices  ${input} / 1M input tokens, ${input} / 1M cached input tokens, ${input} / 1M cache-write input tokens, ${output} / 1M output tokens, ${output} / 1M reasoning tokens`,
+      ),
+      ok.stdout,
+    );
+    assert.ok(
+      okLines.includes(
+        `  the charge is what this usage costs at these prices (${formatMoney(BigInt(receipt.amount))}), within the maximum.`,
+      ),
+      ok.stdout,
+    );
 
     const { usageReceipt } = signedReceiptsOf(receipt.extensions) as { usageReceipt: SignedUsageReceipt };
     const altered = structuredClone(receipt);
@@ -359,8 +395,20 @@ describe("signed receipts", () => {
     await writeFile(file, paid.stdout);
     const verified = await runCli(["receipts", "verify", file, "--signer", sellerAddress, "--json"]);
     assert.equal(verified.code, 0, verified.stdout + verified.stderr);
-    const report = JSON.parse(verified.stdout) as { valid: boolean; status: string; signer: string };
+    const report = JSON.parse(verified.stdout) as {
+      valid: boolean;
+      status: string;
+      signer: string;
+      justifiedAtomic: string;
+      usageReceipt: { payload: { chargeAtomic: string; prices: Array<{ perMillionAtomic: string }> } };
+    };
     assert.equal(report.valid, true);
+    // --json keeps the atomic units the receipt was signed in.
+    assert.equal(report.justifiedAtomic, report.usageReceipt.payload.chargeAtomic);
+    assert.equal(
+      report.usageReceipt.payload.prices[0]?.perMillionAtomic,
+      testPrices.inputPerMTokAtomic.toString(),
+    );
     assert.equal(report.status, "verified");
     assert.equal(report.signer, sellerAddress);
   });
@@ -444,9 +492,11 @@ describe("signed receipts", () => {
     const cli = await runCli(["receipts", "verify", file, "--gateway", seller.url]);
     assert.equal(cli.code, 1, cli.stdout + cli.stderr);
     assert.match(cli.stdout, /^valid: /);
-    assert.match(
+    assert.ok(
+      cli.stdout.includes(
+        `OVERCHARGE: the seller's own signed usage at its own prices comes to ${formatMoney(honestCharge)}, yet it charged ${formatMoney(honestCharge + 500n)} (${formatMoney(500n)} too much).`,
+      ),
       cli.stdout,
-      new RegExp(`OVERCHARGE: .* comes to ${honestCharge}, yet it charged ${honestCharge + 500n}`),
     );
   });
 });

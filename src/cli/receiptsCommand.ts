@@ -3,12 +3,20 @@ import { OFFER_RECEIPT } from "@x402/extensions/offer-receipt";
 import { z } from "zod";
 import { fetchProviderModels } from "../buyer/index.js";
 import { TollgateError } from "../errors/index.js";
-import { formatMoney } from "../pricing/index.js";
+import {
+  describeUnitPrices,
+  formatMoney,
+  isUsageUnit,
+  UNIT_SCALE,
+  type UnitPrices,
+  USDC_DECIMALS,
+} from "../pricing/index.js";
 import {
   type CheckSignedReceiptsReturnType,
   checkSignedReceipts,
   decodePaymentResponseHeader,
   RECEIPT_FIELD,
+  type SignedUsageReceipt,
   USAGE_RECEIPT_EXTENSION,
 } from "../protocol/index.js";
 import { exitCodes, parseFlags, printError, printLine } from "./cliSupport.js";
@@ -140,23 +148,48 @@ function describeCheck(
       `  model ${usage.model} on ${usage.route} (${usage.scheme}), payer ${usage.payer}, paid to ${usage.payTo}`,
       `  charged ${formatMoney(charge)} (${charge} atomic units of ${usage.asset}) of a maximum of ${formatMoney(BigInt(usage.maxAtomic))}`,
       `  usage   ${usage.usage.map((unit) => `${unit.unit} ${unit.amount}`).join(", ") || "none stated"}`,
-      `  prices  ${[...usage.prices.map((price) => `${price.unit} ${price.perMillionAtomic} per 1M`), `fixed fee ${usage.fixedFeeAtomic}`].join(", ")} (atomic units)`,
+      `  prices  ${describeStatedPrices(usage)}`,
     );
     if (usage.transaction) lines.push(`  transaction ${usage.transaction} on ${usage.network}`);
     if (BigInt(usage.channelId) !== 0n)
-      lines.push(`  channel ${usage.channelId}, cumulative charged ${usage.cumulativeAtomic}`);
+      lines.push(
+        `  channel ${usage.channelId}, cumulative charged ${formatMoney(BigInt(usage.cumulativeAtomic))}`,
+      );
+    const justified = check.justifiedAtomic === undefined ? "" : formatMoney(check.justifiedAtomic);
     if (check.overchargeAtomic !== undefined) {
       lines.push(
-        `OVERCHARGE: the seller's own signed usage at its own prices comes to ${check.justifiedAtomic}, yet it charged ${charge} (${check.overchargeAtomic} too much).`,
+        `OVERCHARGE: the seller's own signed usage at its own prices comes to ${justified}, yet it charged ${formatMoney(charge)} (${formatMoney(check.overchargeAtomic)} too much).`,
       );
     } else {
-      lines.push(
-        `  the charge is what this usage costs at these prices (${check.justifiedAtomic}), within the maximum.`,
-      );
+      lines.push(`  the charge is what this usage costs at these prices (${justified}), within the maximum.`);
     }
   }
   return lines.join("\n");
 }
+
+/**
+ * A receipt's prices as the model listing words them, each per its own unit (`$3.00 / 1M input
+ * tokens`, `$0.0036 / second of compute`, the fixed fee `/ request`); a unit Tollgate does not sell
+ * per 1M of it. A receipt states prices in atomic units per million units: written in millionths
+ * of an atomic unit, any such price is exact.
+ */
+function describeStatedPrices(usage: SignedUsageReceipt["payload"]): string {
+  const known: UnitPrices = {};
+  const others = new Map<string, bigint>();
+  for (const { unit, perMillionAtomic } of usage.prices) {
+    if (isUsageUnit(unit)) known[unit] = BigInt(perMillionAtomic) * UNIT_SCALE[unit];
+    else others.set(unit, BigInt(perMillionAtomic));
+  }
+  known.requests = (known.requests ?? 0n) + BigInt(usage.fixedFeeAtomic) * PER_MILLION;
+  const described = describeUnitPrices(known, { decimals: USDC_DECIMALS + 6 });
+  const extra = [...others].map(
+    ([unit, perMillionAtomic]) => `${formatMoney(perMillionAtomic)} / 1M ${unit}`,
+  );
+  if (extra.length === 0) return described;
+  return [...(described === "free" ? [] : [described]), ...extra].join(", ");
+}
+
+const PER_MILLION = 1_000_000n;
 
 async function readStdin(): Promise<string> {
   const chunks: Buffer[] = [];

@@ -1,5 +1,5 @@
 import { TollgateError } from "../errors/index.js";
-import { formatMoney } from "./money.js";
+import { type FormatMoneyOptions, formatMoney } from "./money.js";
 
 /**
  * The units inference is sold in. Usage and prices are maps over them; a price is quoted per
@@ -137,14 +137,17 @@ const UNIT_PRICE_LABEL: Readonly<Record<UsageUnit, string>> = {
 };
 
 /**
- * A price map in words, every priced unit in `USAGE_UNITS` order; free units are left out.
+ * A price map in words, every priced unit in `USAGE_UNITS` order; free units are left out. `options`
+ * are `formatMoney`'s (the `decimals` of prices stated in finer units than the asset's atomic ones).
  * @example
  * describeUnitPrices({ input_tokens: 500_000n, output_tokens: 1_500_000n }) // "$0.50 / 1M input tokens, $1.50 / 1M output tokens"
  */
-export function describeUnitPrices(prices: UnitPrices): string {
+export function describeUnitPrices(prices: UnitPrices, options: FormatMoneyOptions = {}): string {
   const parts = USAGE_UNITS.flatMap((unit) => {
     const price = prices[unit];
-    return price === undefined || price === 0n ? [] : [`${formatMoney(price)} / ${UNIT_PRICE_LABEL[unit]}`];
+    return price === undefined || price === 0n
+      ? []
+      : [`${formatMoney(price, options)} / ${UNIT_PRICE_LABEL[unit]}`];
   });
   return parts.length > 0 ? parts.join(", ") : "free";
 }
