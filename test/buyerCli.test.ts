@@ -1,5 +1,7 @@
 import assert from "node:assert/strict";
 import { writeFile } from "node:fs/promises";
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
 import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { chooseProvider } from "../src/buyer/index.js";
@@ -44,12 +46,30 @@ describe("tollgate pay, chat and spend", () => {
     );
     assert.equal(run.code, 0, run.stderr);
     t.diagnostic(run.stderr.trim());
+    // The body ends with one newline, as every other output does: a shell prompt after it starts on its own line.
+    assert.match(run.stdout, /[^\n]\n$/);
     const completion = JSON.parse(run.stdout) as { choices: Array<{ message: { content: string } }> };
     assert.equal(completion.choices[0]?.message.content, mockCompletionText(8));
     assert.match(
       run.stderr,
       /paid \$[0-9.]+ of \$[0-9.]+ authorized \(saved \$[0-9.]+\) · tx 0x[0-9a-f]{64} · eip155:31337/,
     );
+  });
+
+  test("pay: a binary body is written as it came, with no newline added", async () => {
+    const bytes = "\u0000PNG\u0001binary";
+    const server = createServer((_request, response) => {
+      response.writeHead(200, { "content-type": "application/octet-stream" }).end(bytes);
+    });
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+    try {
+      const { port } = server.address() as AddressInfo;
+      const run = await runCli(["pay", "--url", `http://127.0.0.1:${port}/file.bin`], env);
+      assert.equal(run.code, 0, run.stderr);
+      assert.equal(run.stdout, bytes);
+    } finally {
+      await new Promise((resolve) => server.close(resolve));
+    }
   });
 
   test("pay: a policy refusal exits 3 and names the rule", async () => {
@@ -109,6 +129,7 @@ describe("tollgate pay, chat and spend", () => {
     const run = await runCli(["pay", "--url", `${h.gateway.url}/v1/nowhere`], env);
     assert.equal(run.code, 5, run.stderr);
     assert.match(run.stdout, /TOLLGATE_ROUTE_UNKNOWN/);
+    assert.match(run.stdout, /[^\n]\n$/);
     assert.match(run.stderr, /tollgate pay: HTTP 404 Not Found: no route GET \/v1\/nowhere/);
   });
 

@@ -70,7 +70,7 @@ tollgate channels --buyer [--json] [--gateway URL] [--rpc URL]
   Sends one request and pays its x402 402 (upto, exact, or a voucher on a payment channel —
   batch-settlement, preferred when offered: the first payment to a seller deposits into the
   channel, up to the policy's maxDeposit) within the spending policy. The
-  response body goes to stdout, a receipt line (maximum authorized, charged, saved,
+  response body goes to stdout (a text body ending with a newline), a receipt line (maximum authorized, charged, saved,
   transaction, network) to stderr; --json prints one JSON object instead. The key comes from
   --private-key or TOLLGATE_PRIVATE_KEY, the policy from --policy or TOLLGATE_POLICY; spend is
   kept in TOLLGATE_DATA_DIR (default ~/.tollgate).

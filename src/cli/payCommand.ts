@@ -73,14 +73,14 @@ export async function payCommand(argv: string[]): Promise<number> {
         );
       } else {
         // A seller's error body is still the answer (stdout); a refused payment's is its offer again.
-        if (response.status !== 402 && text) printLine(text);
+        if (response.status !== 402 && text) process.stdout.write(endWithNewline(text));
         printError(`tollgate pay: ${failure.statusLine}: ${failure.message}`);
       }
       return exitCodeOfStatus(response.status);
     }
     let text: string | undefined;
     if (flags.json) text = await response.text();
-    else if (response.body) for await (const chunk of response.body) process.stdout.write(chunk);
+    else if (response.body) await writeBody(response.body, response.headers.get("content-type"));
     await session.payingFetch.idle();
     const receipt = session.lastReceipt();
     if (flags.json) {
@@ -93,6 +93,33 @@ export async function payCommand(argv: string[]): Promise<number> {
   } finally {
     await session.payingFetch.close();
   }
+}
+
+/**
+ * Streams a body to stdout as it arrives. A text body ends with a newline, as every other output
+ * does (the shell's prompt then starts on its own line); a binary one is written exactly as it came.
+ */
+async function writeBody(body: ReadableStream<Uint8Array>, contentType: string | null): Promise<void> {
+  let lastByte: number | undefined;
+  for await (const chunk of body) {
+    if (chunk.byteLength > 0) lastByte = chunk[chunk.byteLength - 1];
+    process.stdout.write(chunk);
+  }
+  if (lastByte !== undefined && lastByte !== NEWLINE && isTextType(contentType)) process.stdout.write("\n");
+}
+
+const NEWLINE = 0x0a;
+
+/** Text, or no type said: JSON, XML, an event stream, form data, JavaScript, any `text/`. */
+function isTextType(contentType: string | null): boolean {
+  return (
+    contentType === null ||
+    /^\s*(text\/|[^;]*[/+](json|xml)\b|[^;]*\/(javascript|x-www-form-urlencoded)\b)/i.test(contentType)
+  );
+}
+
+function endWithNewline(text: string): string {
+  return text.endsWith("\n") ? text : `${text}\n`;
 }
 
 /**
