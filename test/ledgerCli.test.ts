@@ -55,4 +55,15 @@ test("tollgate ledger prints a row's words from outside with their control chara
     rows[0]?.includes("no such key \\u001b]0;owned\\u0007\\u001b[2J\\u000a  #999 forged settled\\u009b31m"),
     run.stdout,
   );
+  // --json is as safe on a terminal (C1 written out too, as JSON escapes), and reads back the same words.
+  const json = await runMain(["ledger", "--data-dir", dataDir, "--json"], { DATABASE_URL: undefined });
+  assert.equal(json.code, 0, json.stderr);
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: the control characters are what is looked for
+  assert.doesNotMatch(json.stdout, /[\u0000-\u0009\u000b-\u001f\u007f-\u009f]/, JSON.stringify(json.stdout));
+  assert.ok(json.stdout.includes("settled\\u009b31m"), json.stdout);
+  const report = JSON.parse(json.stdout) as { recent: Array<{ error: string | null }> };
+  assert.equal(
+    report.recent[0]?.error,
+    "tool lookup failed: Error: no such key \u001b]0;owned\u0007\u001b[2J\n  #999 forged settled\u009b31m",
+  );
 });

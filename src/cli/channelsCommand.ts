@@ -1,7 +1,7 @@
 import { z } from "zod";
 import { formatMoney } from "../pricing/index.js";
 import { type ChannelsReport, readChannelsReport } from "./channelsReport.js";
-import { parseFlags, printLine } from "./cliSupport.js";
+import { escapeC1Controls, parseFlags, printLine } from "./cliSupport.js";
 import { commandFlags } from "./commandFlags.js";
 import { readChannelsThroughGateway, unreadableLedger } from "./ledgerAccess.js";
 import { openCliLedger } from "./openCliLedger.js";
@@ -26,7 +26,7 @@ export async function channelsCommand(argv: string[]): Promise<number> {
   );
   const report = await readChannels(flags.dataDir);
   if (flags.json) {
-    printLine(JSON.stringify(report, null, 2));
+    printLine(escapeC1Controls(JSON.stringify(report, null, 2)));
     return 0;
   }
   const { totals, channels, setAside } = report;

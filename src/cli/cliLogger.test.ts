@@ -37,4 +37,38 @@ describe("command logs", () => {
     assert.equal(parsed.level, 40);
     assert.equal(parsed.channels, 2);
   });
+
+  // What a terminal may read as a command: C0 (an escape, a line break), DEL, and C1 (U+009B is CSI).
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: the control characters are what is looked for
+  const controls = /[\u0000-\u001f\u007f-\u009f]/;
+  const hostile = "no such key \u001b]0;owned\u0007\u001b[2J\u009b31m\u007f";
+
+  test("at a terminal: words from outside, in the message or a field, have their control characters written out", async () => {
+    const { logger, lines } = captured(true);
+    logger.warn({ reason: hostile }, `tool failed: ${hostile}\n  forged line`);
+    const all = await lines();
+    assert.equal(all.length, 1, JSON.stringify(all));
+    const [line = ""] = all;
+    assert.doesNotMatch(line, controls, JSON.stringify(line));
+    assert.ok(
+      line.includes(
+        "tool failed: no such key \\u001b]0;owned\\u0007\\u001b[2J\\u009b31m\\u007f\\u000a  forged line",
+      ),
+      line,
+    );
+    assert.ok(
+      line.includes('"reason":"no such key \\u001b]0;owned\\u0007\\u001b[2J\\u009b31m\\u007f"'),
+      line,
+    );
+  });
+
+  test("piped: a JSON line escapes C1 control characters and DEL too, and parses to the same words", async () => {
+    const { logger, lines } = captured(false);
+    logger.warn({ reason: hostile }, `tool failed: ${hostile}`);
+    const [line = ""] = await lines();
+    assert.doesNotMatch(line, controls, JSON.stringify(line));
+    const parsed = JSON.parse(line) as Record<string, unknown>;
+    assert.equal(parsed.msg, `tool failed: ${hostile}`);
+    assert.equal(parsed.reason, hostile);
+  });
 });

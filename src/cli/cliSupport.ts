@@ -1,6 +1,6 @@
 import { type ParseArgsConfig, parseArgs } from "node:util";
 import { pino } from "pino";
-import pretty from "pino-pretty";
+import { prettyFactory } from "pino-pretty";
 import type { z } from "zod";
 import { closestName, type Logger, TollgateError } from "../errors/index.js";
 
@@ -115,18 +115,19 @@ export function createCliLogger(
     destination,
   }: CliLoggerOptions = {},
 ): Logger {
-  const options = { level, base: undefined };
+  // A JSON line escapes the C0 control characters of words from outside, not C1 (U+009B is CSI) nor DEL.
+  const options = { level, base: undefined, hooks: { streamWrite: escapeC1Controls } };
   if (!readable) return pino(options, destination ?? pino.destination(2));
-  return pino(
-    options,
-    pretty({
-      destination: destination ?? 2,
-      sync: true,
-      colorize: destination === undefined,
-      translateTime: "HH:MM:ss",
-      singleLine: true,
-    }),
-  );
+  const prettify = prettyFactory({
+    colorize: destination === undefined,
+    translateTime: "HH:MM:ss",
+    singleLine: true,
+    // One event, one line: the message's control characters written out, a line break included.
+    messageFormat: (log, messageKey) => printable(String(log[messageKey] ?? "")),
+  });
+  const out = destination ?? pino.destination({ dest: 2, sync: true });
+  // Fields are written as JSON (C0 escaped); the colors are C0 escapes of our own: C1 and DEL are written out after.
+  return pino(options, { write: (line: string) => out.write(escapeC1Controls(prettify(line))) });
 }
 
 /** Resolves on the first SIGINT or SIGTERM. */
@@ -151,7 +152,23 @@ const controlCharacters = /[\u0000-\u001f\u007f-\u009f]/g;
  * its control characters are written out, e.g. `\u001b`.
  */
 export function printable(text: string): string {
-  return text.replace(controlCharacters, (char) => `\\u${char.charCodeAt(0).toString(16).padStart(4, "0")}`);
+  return text.replace(controlCharacters, escapeControl);
+}
+
+function escapeControl(char: string): string {
+  return `\\u${char.charCodeAt(0).toString(16).padStart(4, "0")}`;
+}
+
+/** C1 control characters and DEL, which `JSON.stringify` leaves as they are (it escapes C0 only). */
+const c1Controls = /[\u007f-\u009f]/g;
+
+/**
+ * JSON (or text whose C0 controls are already written out) with its C1 control characters and DEL
+ * written out too, e.g. `\u009b`: no terminal showing it reads CSI. In JSON text these occur only
+ * inside strings, where the escape is valid JSON and parses back to the same character.
+ */
+export function escapeC1Controls(text: string): string {
+  return text.replace(c1Controls, escapeControl);
 }
 
 /** Writes one line to stdout. */

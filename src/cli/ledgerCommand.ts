@@ -1,6 +1,6 @@
 import { z } from "zod";
 import { formatMoney } from "../pricing/index.js";
-import { parseFlags, printable, printLine } from "./cliSupport.js";
+import { escapeC1Controls, parseFlags, printable, printLine } from "./cliSupport.js";
 import { commandFlags } from "./commandFlags.js";
 import {
   DEFAULT_LEDGER_DIR,
@@ -30,7 +30,7 @@ export async function ledgerCommand(argv: string[]): Promise<number> {
   );
   const report = await readReport(flags.dataDir, flags.limit);
   if (flags.json) {
-    printLine(JSON.stringify(report, null, 2));
+    printLine(escapeC1Controls(JSON.stringify(report, null, 2)));
     return 0;
   }
   printLine("Totals per model");

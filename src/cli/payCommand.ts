@@ -17,7 +17,7 @@ import {
 } from "../buyer/index.js";
 import { isTollgateError, TollgateError } from "../errors/index.js";
 import { formatMoney } from "../pricing/index.js";
-import { exitCodes, parseFlags, printError, printLine } from "./cliSupport.js";
+import { escapeC1Controls, exitCodes, parseFlags, printError, printLine } from "./cliSupport.js";
 import { commandFlags } from "./commandFlags.js";
 import { readPrivateKey } from "./readPrivateKey.js";
 
@@ -291,9 +291,11 @@ export function reportBuyerError(command: string, error: unknown, json = false):
   return code;
 }
 
-/** JSON with bigints written as decimal strings. */
+/** JSON with bigints written as decimal strings, and C1 control characters escaped as C0 are. */
 export function jsonLine(value: unknown): string {
-  return JSON.stringify(value, (_key, item) => (typeof item === "bigint" ? item.toString() : item));
+  return escapeC1Controls(
+    JSON.stringify(value, (_key, item) => (typeof item === "bigint" ? item.toString() : item)),
+  );
 }
 
 function configError(message: string): TollgateError {

@@ -2,7 +2,7 @@ import { existsSync } from "node:fs";
 import { z } from "zod";
 import { TollgateError } from "../errors/index.js";
 import { parseGatewayConfig } from "../gateway/index.js";
-import { exitCodes, parseFlags, printLine } from "./cliSupport.js";
+import { escapeC1Controls, exitCodes, parseFlags, printLine } from "./cliSupport.js";
 import { commandFlags } from "./commandFlags.js";
 import { readConfigFile } from "./gatewayCommand.js";
 import { DEFAULT_LEDGER_DIR, reconcileThroughGateway } from "./ledgerAccess.js";
@@ -39,7 +39,7 @@ export async function reconcileCommand(argv: string[]): Promise<number> {
   );
   const range = { fromBlock: flags.fromBlock, toBlock: flags.toBlock, rpcUrl: flags.rpc };
   const print = (report: ReconcileReport) => {
-    if (flags.json) printLine(JSON.stringify(report));
+    if (flags.json) printLine(escapeC1Controls(JSON.stringify(report)));
     else for (const line of formatReconcileReport(report)) printLine(line);
     return differenceCount(report) === 0 ? exitCodes.ok : exitCodes.failure;
   };
