@@ -566,6 +566,40 @@ describe("a claim that landed while its answer was lost", () => {
     assert.equal((await onchain(channel.channelId)).totalClaimed, channel.charged);
   });
 
+  test("booked from the chain, the claim is counted on /metrics as a landed claim is", async () => {
+    const channel = await chargedChannel();
+    const losing = {
+      ...h.gateway.facilitator,
+      settle: async (...args: Parameters<typeof h.gateway.facilitator.settle>) => {
+        const settled = await h.gateway.facilitator.settle(...args);
+        if ((args[0].payload as { type?: string }).type === "claim" && settled.success)
+          throw new Error("connection reset after the claim was sent");
+        return settled;
+      },
+    };
+    await assert.rejects(
+      testChannelSettlement(h, { minClaimAtomic: 1n, facilitator: losing }).claim({ force: true }),
+    );
+    assert.equal((await onchain(channel.channelId)).totalClaimed, channel.charged, "the claim landed");
+    const claimedOnMetrics = async () =>
+      sumOf(
+        parsePrometheusText(await (await fetch(h.gateway.metricsUrl!)).text()),
+        "tollgate_channel_atomic_total",
+        { network: h.devnet.network, kind: "claim" },
+      );
+    const before = await claimedOnMetrics();
+    // The gateway's own claim round books it from the chain, and its metrics count the claim.
+    await h.gateway.channels!.settlement.claim({ force: true });
+    assert.equal(
+      (await h.gateway.ledger.channels.get(channel.channelId))!.totalClaimedAtomic,
+      channel.charged,
+    );
+    assert.equal(await claimedOnMetrics(), before + Number(channel.charged));
+    // Booked once: another round counts nothing more.
+    await h.gateway.channels!.settlement.claim({ force: true });
+    assert.equal(await claimedOnMetrics(), before + Number(channel.charged));
+  });
+
   test("booked from the chain alone, a channel claimed there above this ledger's charges is reported as an error", async () => {
     const channel = await chargedChannel();
     await testChannelSettlement(h, { minClaimAtomic: 1n }).claim({ force: true });

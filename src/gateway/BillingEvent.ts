@@ -68,7 +68,8 @@ export type BillingEvent =
       /** A deposit into a channel (settled before the request it came with), a claim of its vouchers,
        * a sweep of its claimed funds to payTo, or a refund of its unspent balance to its payer (the
        * payer's cooperative refund, or the gateway's of an idle channel): one event per channel and
-       * transaction. */
+       * transaction. A claim booked from the chain (it landed, its answer was lost) has no
+       * `transaction`: empty. */
       type: "channel_deposit" | "channel_claim" | "channel_settle" | "channel_refund";
       at: number;
       network: string;

@@ -221,11 +221,25 @@ export function createChannelSettlement(parameters: CreateChannelSettlementParam
     if (onchain.totalClaimedAtomic >= channel.chargedAtomic) {
       // The chain holds it claimed as far as it was charged (a claim of it landed and its booking was
       // lost): a facilitator refuses a claim that would move nothing, so it is booked, with nothing sent.
-      await channels.update(channel.channelId, (current) =>
+      const bookedAtomic = await channels.update(channel.channelId, (current) =>
         current && current.totalClaimedAtomic < channel.chargedAtomic
-          ? { next: { ...current, totalClaimedAtomic: channel.chargedAtomic }, result: undefined }
-          : { result: undefined },
+          ? {
+              next: { ...current, totalClaimedAtomic: channel.chargedAtomic },
+              result: channel.chargedAtomic - current.totalClaimedAtomic,
+            }
+          : { result: 0n },
       );
+      // Counted as the landed claim it books (whose transaction was not seen), once: a replica that
+      // booked it first counted it.
+      if (bookedAtomic > 0n)
+        parameters.emit?.({
+          type: "channel_claim",
+          at: Date.now(),
+          network,
+          channelId: channel.channelId,
+          amountAtomic: bookedAtomic,
+          transaction: "",
+        });
       logger.warn(
         {
           channelId: channel.channelId,
