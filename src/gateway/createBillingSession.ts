@@ -150,9 +150,15 @@ export type StreamWriter = {
    * The buyer left. True when the backend is to be read on, nothing forwarded, until its usage report
    * (`usageReported`), then `finish("client_gone")`: the answer had begun on a request that allows
    * hidden output, whose reasoning before the answer is spent and is reported only at the end. False:
-   * stop the backend now and `finish("client_gone")` (what was delivered is charged).
+   * stop the backend now and `finish("client_gone")` (what was delivered is charged); always false once
+   * the gateway is stopping.
    */
   leave(): boolean;
+  /**
+   * Aborted when the gateway stops (`Billing.stopReadingOn`): a backend read on after `leave()` is
+   * stopped then and the stream finished `client_gone`, charged what it delivered.
+   */
+  readonly stopping: AbortSignal | undefined;
   /** The backend reported its output count. */
   readonly usageReported: boolean;
   finish(ending: StreamEnding): Promise<string>;
@@ -604,6 +610,7 @@ export function createBillingSession(parameters: CreateBillingSessionParameters)
         return tap.stopped !== undefined;
       },
       leave() {
+        if (parameters.stopping?.aborted) return false;
         if (left || trailer || tap.stopped !== undefined || outputReported(tap.reportedUsage)) return false;
         if (!meter.answerBegun || hiddenAllowance(meter.sawHiddenOutput) === 0) return false;
         left = {
@@ -616,6 +623,7 @@ export function createBillingSession(parameters: CreateBillingSessionParameters)
         };
         return true;
       },
+      stopping: parameters.stopping,
       get usageReported() {
         return outputReported(tap.reportedUsage);
       },
@@ -844,7 +852,7 @@ export function createBillingSession(parameters: CreateBillingSessionParameters)
           },
           async cancel(reason) {
             closed = true;
-            if (!parameters.stopping?.aborted && writer.leave()) {
+            if (writer.leave()) {
               // The answer had begun: the reasoning before it is spent, and reported only at the end.
               readingOn = true;
               readOn(reason).catch((error: unknown) =>

@@ -176,9 +176,14 @@ async function handle(
   // Set when the buyer left mid-stream and the handler's backend is read on for its usage report
   // (`StreamWriter.leave`): what the handler writes is metered as not delivered, and goes nowhere.
   let readingOn = false;
+  /** The gateway stops while the backend is read on: it is stopped, and what was delivered charged. */
+  const stopReadingOn = () => {
+    if (readingOn) endReadingOn("client_gone");
+  };
   /** Ends the reading on: the backend call is stopped and the request charged. */
   const endReadingOn = (ending: StreamEnding) => {
     readingOn = false;
+    tap?.stopping?.removeEventListener("abort", stopReadingOn);
     ended = true;
     clearTimeout(deadline);
     stop.abort(new DOMException("the answer is closed", "AbortError"));
@@ -238,6 +243,7 @@ async function handle(
       // the socket, and all that comes after, is metered as not delivered.
       readingOn = true;
       cutOff = true;
+      (tap as NonNullable<typeof tap>).stopping?.addEventListener("abort", stopReadingOn, { once: true });
       const waited = waiting.splice(0);
       waitingBytes = 0;
       for (const piece of waited) {

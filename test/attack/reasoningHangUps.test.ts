@@ -9,6 +9,7 @@ import { createPayingFetch } from "../../src/buyer/index.js";
 import { type Devnet, startDevnet } from "../../src/devnet/index.js";
 import { createFacilitator } from "../../src/facilitator/index.js";
 import {
+  type Billing,
   createBilling,
   parseGatewayConfig,
   proxyToBackend,
@@ -375,7 +376,7 @@ describe("on a Hono, Next or Express route built as the README shows", () => {
   async function middlewareRoute(
     adapter: "hono" | "next" | "express",
     expressHandler?: express.RequestHandler,
-  ): Promise<GatewayHarness> {
+  ): Promise<GatewayHarness & { billing: Billing }> {
     const key = await devnet.createBuyer(0n);
     const facilitator = createFacilitator({
       rpcUrl: devnet.rpcUrl,
@@ -399,7 +400,7 @@ describe("on a Hono, Next or Express route built as the README shows", () => {
       const app = express();
       if (expressHandler) {
         app.post("/v1/chat/completions", express.json(), tollgateExpress({ billing }), expressHandler);
-        return listening(app.listen(0, "127.0.0.1"));
+        return listening(app.listen(0, "127.0.0.1"), billing);
       }
       app.post("/v1/chat/completions", express.json(), tollgateExpress({ billing }), async (_req, res) => {
         const { quote, backendBody, signal, promptSent } = res.locals.tollgate as TollgateExpressContext;
@@ -418,7 +419,7 @@ describe("on a Hono, Next or Express route built as the README shows", () => {
           if (!signal.aborted) throw error;
         }
       });
-      return listening(app.listen(0, "127.0.0.1"));
+      return listening(app.listen(0, "127.0.0.1"), billing);
     }
     let serveRequest: (request: Request) => Response | Promise<Response>;
     if (adapter === "hono") {
@@ -436,15 +437,18 @@ describe("on a Hono, Next or Express route built as the README shows", () => {
       );
       serveRequest = (request) => route(request, {});
     }
-    return listening(serve({ fetch: serveRequest, hostname: "127.0.0.1", port: 0 }));
+    return listening(serve({ fetch: serveRequest, hostname: "127.0.0.1", port: 0 }), billing);
   }
 
   /** The harness with its gateway's address replaced by the server's, once it listens; closed after the tests. */
-  async function listening(server: ServerType): Promise<GatewayHarness> {
+  async function listening(
+    server: ServerType,
+    billing: Billing,
+  ): Promise<GatewayHarness & { billing: Billing }> {
     if (!server.listening) await new Promise((resolve) => server.once("listening", resolve));
     closers.push(() => new Promise((resolve) => server.close(() => resolve())));
     const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-    return { ...h, gateway: { ...h.gateway, url } };
+    return { ...h, gateway: { ...h.gateway, url }, billing };
   }
 
   for (const adapter of ["hono", "next", "express"] as const) {
@@ -454,6 +458,44 @@ describe("on a Hono, Next or Express route built as the README shows", () => {
     test(`${adapter}: a buyer of a chat model not declared to reason unseen pays what was delivered, the backend stopped`, async () =>
       plainChatHangUpPaysDelivered(await middlewareRoute(adapter)));
   }
+
+  test("express: after the answer, while the gateway stops (Billing.stopReadingOn): the handler's backend call is stopped and the buyer pays what was delivered", async () => {
+    const { pieces, usageAt } = chatStream();
+    scripted.script = () => ({ headers: SSE, pieces, stallAfter: usageAt });
+    let signal: AbortSignal | undefined;
+    const answerClosed = gate();
+    const on = await middlewareRoute("express", async (_req, res) => {
+      const context = res.locals.tollgate as TollgateExpressContext;
+      signal = context.signal;
+      // Registered after the middleware's own: when it runs, the middleware has seen the buyer go.
+      res.once("close", answerClosed.open);
+      try {
+        const upstream = await proxyToBackend({
+          model: context.quote.model,
+          body: context.backendBody,
+          route: context.quote.route,
+          signal: context.signal,
+          onPromptSent: context.promptSent,
+        });
+        res.status(upstream.status).type(upstream.headers.get("content-type") ?? "application/json");
+        for await (const chunk of upstream.body as unknown as AsyncIterable<Uint8Array>) res.write(chunk);
+        res.end();
+      } catch (error) {
+        if (!context.signal.aborted) throw error;
+      }
+    });
+    const { response } = await payFor(on, "/v1/chat/completions", chatBody(CHAT), buyer().privateKey);
+    await readThenHangUp(response, (text) => text.includes('"finish_reason":"stop"'));
+    await answerClosed.opened;
+    assert.equal(signal?.aborted, false, "the stalled backend is read on for its usage report");
+    on.billing.stopReadingOn();
+    // Observed before: Express read on regardless, until the request's time bound (60 s here).
+    assert.equal(signal?.aborted, true, "the backend call is stopped as the gateway stops");
+    await on.billing.whenSettled();
+    const row = await finalRow(on);
+    assert.equal(row.status, "settled");
+    assert.equal(row.completionTokens, answerTokens);
+  });
 
   test("express: a hurried handler that ended with the usage report while output waited for the buyer, who then hung up: the reasoning it itemizes is paid", async () => {
     const { pieces, usageAt } = chatStream();
