@@ -610,6 +610,43 @@ describe("a seller that misreports or keeps a payment", () => {
     );
   });
 
+  test("a request paid at once and answered with a 402 signs again only within what is left of perCall: a seller settling both takes no more than perCall for one request", async () => {
+    const seller = await dishonestSeller({ cheat: "refuse" });
+    const log = eventLog();
+    const own = await ownStore();
+    const probe = await chat(buyerFetch(1, { store: own, onEvent: log.onEvent }), seller.url);
+    await probe.arrayBuffer();
+    const maxAtomic = log.of("authorized")[0]!.maxAtomic;
+    const settledBefore = seller.settled.length;
+
+    const perCall = (maxAtomic * 3n) / 2n;
+    const listed = buyerFetch(1, {
+      store: await ownStore(),
+      onEvent: log.onEvent,
+      policy: { perCall: perCall.toString() },
+    });
+    await listed.discover(seller.url);
+    await assert.rejects(chat(listed, seller.url), (error: unknown) => {
+      // Observed before: a second authorization of the maximum was signed in the same call, and the
+      // seller settled both (2 × the maximum for one request, under a perCall of 1.5 × it).
+      assert.ok(isTollgateError(error, "TOLLGATE_POLICY_REFUSED"), String(error));
+      assert.equal(error.details.rule, "perCall");
+      assert.equal(error.details.limitAtomic, perCall);
+      assert.equal(error.details.askedAtomic, maxAtomic);
+      assert.equal(error.details.authorizedAtomic, maxAtomic);
+      assert.match(error.shortMessage, /already authorized \$[0-9.]+ for this request/);
+      return true;
+    });
+    const signed = log.of("authorized").slice(1);
+    assert.deepEqual(
+      signed.map((event) => [event.firstRequest, event.maxAtomic]),
+      [[true, maxAtomic]],
+      "one authorization for the request",
+    );
+    const taken = seller.settled.slice(settledBefore).reduce((sum, entry) => sum + entry.chargeAtomic, 0n);
+    assert.ok(taken <= perCall, `the seller took ${taken} for one request under a perCall of ${perCall}`);
+  });
+
   test("a seller whose 402 prices a model above its own listing is refused before the second signature: listed low to be chosen, it cannot ask more", async () => {
     const seller = await dishonestSeller({
       listedPrices: { ...prices, outputPerMTokAtomic: prices.outputPerMTokAtomic / 3n },

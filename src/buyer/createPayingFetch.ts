@@ -19,7 +19,7 @@ import {
   readPermit2Allowance,
   settlesViaPermit2,
 } from "./permit2Approval.js";
-import { type PolicyRefusal, policyRefusedError } from "./policyRefusal.js";
+import { money, type PolicyRefusal, policyRefusedError } from "./policyRefusal.js";
 import { fetchProviderModels, type ProviderModel } from "./providerModels.js";
 import { createQuoteBook } from "./quoteBook.js";
 import { estimateRequest, priceAboveListing } from "./quotedPrice.js";
@@ -207,6 +207,8 @@ export function createPayingFetch(parameters: CreatePayingFetchParameters): Payi
 
     // Pay on the first request when this route's prices are known.
     let response: Response | undefined;
+    /** What this request already authorized: a payment made at once that the seller answered with a 402. */
+    let authorizedAtomic = 0n;
     // A seller known to offer channels (a 402 said so, or a channel opened before, perhaps by an
     // earlier process) is asked for its 402 rather than paid upto from known prices.
     if (policy.channels === "prefer" && !channelSellers.has(origin)) {
@@ -238,8 +240,10 @@ export function createPayingFetch(parameters: CreatePayingFetchParameters): Payi
       });
       response = await sendPaid(attempt);
       // A 402 anyway (prices changed, a larger maximum): fall through to the usual flow. The seller
-      // holds the first authorization, which stays reserved beside the next one.
+      // holds the first authorization, which stays reserved beside the next one and counts against
+      // this request's perCall caps with it.
       if (response.status !== 402) return response;
+      authorizedAtomic = attempt.maxAtomic;
     }
 
     response ??= await send();
@@ -301,6 +305,13 @@ export function createPayingFetch(parameters: CreatePayingFetchParameters): Payi
       throw policyRefusedError(refusal);
     }
     if (inference) quotes.learnFromOffer(url, inference, selected.choice.offer, paymentRequired.resource);
+    // A seller that settles the authorization it answered with a 402 takes both: together they stay
+    // within perCall, the most one request may authorize.
+    const beyondPerCall = authorizedAtomic > 0n ? perCallPassed(selected.choice.askedAtomic) : undefined;
+    if (beyondPerCall) {
+      emit({ type: "refused", url, origin, refusal: beyondPerCall });
+      throw policyRefusedError(beyondPerCall);
+    }
     const { offer } = selected.choice;
     if (offer.scheme === "batch-settlement") {
       return payByChannel(channelContext, {
@@ -350,6 +361,26 @@ export function createPayingFetch(parameters: CreatePayingFetchParameters): Payi
       }
     }
     return paid;
+
+    /** The perCall cap (global or the provider's) that `askedAtomic` more would pass for this request. */
+    function perCallPassed(askedAtomic: bigint): PolicyRefusal | undefined {
+      const caps: Array<[PolicyRefusal["rule"], bigint | undefined]> = [
+        ["perCall", policy.perCall],
+        ["providers.perCall", policy.providers[origin]?.perCall],
+      ];
+      for (const [rule, limitAtomic] of caps) {
+        if (limitAtomic === undefined || authorizedAtomic + askedAtomic <= limitAtomic) continue;
+        return {
+          rule,
+          message: `${origin} answered the payment made at once for this request with a 402 and holds its authorization until its deadline: already authorized ${money(authorizedAtomic)} for this request, a maximum of ${money(askedAtomic)} more would pass the ${rule} cap of ${money(limitAtomic)}`,
+          limitAtomic,
+          askedAtomic,
+          authorizedAtomic,
+          origin,
+        };
+      }
+      return undefined;
+    }
   }
 
   /**
