@@ -2,6 +2,7 @@ import type { PaymentRequirements, ResourceInfo } from "../protocol/index.js";
 import { type InferenceRequest, routePathOf } from "./inferenceRequest.js";
 import type { ProviderModel } from "./providerModels.js";
 import { type QuotedPrice, quotedPriceOf } from "./quotedPrice.js";
+import { providerOrigin } from "./spendingPolicy.js";
 
 /** A seller's terms for one route and model, enough to pay without asking first. */
 export type KnownQuote = {
@@ -38,7 +39,7 @@ export function createQuoteBook(): QuoteBook {
   const exactListings = new Map<string, bigint>();
   const keyOf = (url: string, model: string) => {
     const parsed = new URL(url);
-    return `${parsed.origin}${parsed.pathname.replace(/\/+$/, "")}|${model}`;
+    return `${providerOrigin(parsed)}${parsed.pathname.replace(/\/+$/, "")}|${model}`;
   };
   return {
     lookup(url, request) {

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { describe, test } from "node:test";
 import { isTollgateError } from "../errors/index.js";
 import { checkOffer } from "./checkOffer.js";
-import { parseSpendingPolicy, parseSpendingPolicyYaml } from "./spendingPolicy.js";
+import { parseSpendingPolicy, parseSpendingPolicyYaml, providerOrigin } from "./spendingPolicy.js";
 
 const offer = {
   scheme: "upto",
@@ -168,6 +168,35 @@ describe("checkOffer", () => {
     assert.match(other?.message ?? "", /not among the policy's providers \(https:\/\/api\.example\.com\)/);
     assert.equal(check({ onlyProviders: true }, 1n)?.rule, "onlyProviders", "none listed: none paid");
     assert.equal(check({}, 1n), undefined, "off by default");
+  });
+
+  test("a host name written with its root dot is the same provider: its caps and payTo list bind it", () => {
+    const policy = parseSpendingPolicy({
+      providers: { "https://api.example.com": { perCall: "$0.01", payTo: [offer.payTo] } },
+    });
+    for (const url of ["https://api.example.com./v1/chat/completions", "https://API.example.com.:443"]) {
+      const origin = providerOrigin(url);
+      assert.equal(origin, "https://api.example.com", url);
+      assert.equal(
+        checkOffer({ policy, origin, offer, askedAtomic: 10_001n })?.rule,
+        "providers.perCall",
+        url,
+      );
+      const elsewhere = { ...offer, payTo: "0x2222222222222222222222222222222222222222" };
+      assert.equal(
+        checkOffer({ policy, origin, offer: elsewhere, askedAtomic: 1n })?.rule,
+        "providers.payTo",
+        url,
+      );
+    }
+    const dotted = parseSpendingPolicy({
+      onlyProviders: true,
+      providers: { "http://localhost.:8402/v1": {} },
+    });
+    assert.deepEqual(Object.keys(dotted.providers), ["http://localhost:8402"]);
+    assert.equal(providerOrigin("mcp://weather-tools."), "mcp://weather-tools");
+    assert.equal(providerOrigin("http://[::1]:8402/"), "http://[::1]:8402");
+    assert.equal(providerOrigin("http://127.0.0.1.:8402/"), "http://127.0.0.1:8402");
   });
 
   test("names the rule and the figures", () => {

@@ -159,9 +159,11 @@ export function parseSpendingPolicyYaml(text: string): SpendingPolicy {
 
 /**
  * The provider key of a URL: its origin (`scheme://host:port`); for a scheme without origins, such as
- * the `mcp://name` of a tool server, its scheme and host.
+ * the `mcp://name` of a tool server, its scheme and host. A host name written with the DNS root's dot
+ * (`api.example.com.`) is the same host, and the same provider: its caps bind it.
  */
 export function providerOrigin(url: string | URL): string {
   const parsed = new URL(url);
+  if (parsed.hostname.endsWith(".")) parsed.hostname = parsed.hostname.slice(0, -1);
   return parsed.origin !== "null" ? parsed.origin : `${parsed.protocol}//${parsed.host}`;
 }
