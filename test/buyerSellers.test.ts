@@ -647,6 +647,39 @@ describe("a seller that misreports or keeps a payment", () => {
     assert.ok(taken <= perCall, `the seller took ${taken} for one request under a perCall of ${perCall}`);
   });
 
+  test("a request paid at once and answered with a 402 asks a person before a second authorization that with the first passes confirmAbove", async () => {
+    const seller = await dishonestSeller({ cheat: "refuse" });
+    const log = eventLog();
+    const probe = await chat(buyerFetch(1, { store: await ownStore(), onEvent: log.onEvent }), seller.url);
+    await probe.arrayBuffer();
+    const maxAtomic = log.of("authorized")[0]!.maxAtomic;
+    const settledBefore = seller.settled.length;
+
+    const asked: Array<{ maxAtomic: bigint; authorizedAtomic: bigint | undefined }> = [];
+    const payingFetch = buyerFetch(1, {
+      store: await ownStore(),
+      onEvent: log.onEvent,
+      policy: { confirmAbove: ((maxAtomic * 3n) / 2n).toString() },
+      confirm: (request) => {
+        asked.push({ maxAtomic: request.maxAtomic, authorizedAtomic: request.authorizedAtomic });
+        return false;
+      },
+    });
+    await payingFetch.discover(seller.url);
+    await assert.rejects(chat(payingFetch, seller.url), (error: unknown) => {
+      // Observed before: no one was asked; a second maximum was signed, and the seller settled both.
+      assert.ok(isTollgateError(error, "TOLLGATE_POLICY_REFUSED"), String(error));
+      assert.equal(error.details.rule, "confirmAbove");
+      assert.equal(error.details.authorizedAtomic, maxAtomic);
+      assert.match(error.shortMessage, /already authorized for this request, is above confirmAbove/);
+      return true;
+    });
+    assert.deepEqual(asked, [{ maxAtomic, authorizedAtomic: maxAtomic }], "asked once, told of the first");
+    assert.equal(log.of("authorized").length, 2, "the probe's and the one paid at once");
+    const taken = seller.settled.slice(settledBefore).map((entry) => entry.chargeAtomic);
+    assert.deepEqual(taken, [maxAtomic]);
+  });
+
   test("a seller whose 402 prices a model above its own listing is refused before the second signature: listed low to be chosen, it cannot ask more", async () => {
     const seller = await dishonestSeller({
       listedPrices: { ...prices, outputPerMTokAtomic: prices.outputPerMTokAtomic / 3n },

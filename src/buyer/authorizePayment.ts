@@ -27,6 +27,11 @@ export type ConfirmPaymentRequest = {
   limitAtomic: bigint;
   /** A channel deposit the payment carries: money out of the wallet, refundable, asked about too. */
   depositAtomic?: bigint | undefined;
+  /**
+   * What the same request already authorized (a payment made at once that the seller answered with a
+   * 402, and still holds): asked about with this maximum when the two together pass `confirmAbove`.
+   */
+  authorizedAtomic?: bigint | undefined;
 };
 
 /** Answers whether to sign; true authorizes. */
@@ -96,6 +101,7 @@ export async function authorizePayment(
     client = context.client,
     channel,
     model = request?.model,
+    authorizedAtomic = 0n,
   }: {
     url: string;
     origin: string;
@@ -109,6 +115,8 @@ export async function authorizePayment(
     client?: x402Client;
     /** The channel a voucher is signed on, and the deposit it carries. */
     channel?: { channelId: string; depositAtomic: bigint | undefined } | undefined;
+    /** What the same request already authorized: with this maximum, judged against `confirmAbove`. */
+    authorizedAtomic?: bigint;
   },
 ): Promise<PaymentAttempt> {
   const { policy, emit } = context;
@@ -137,13 +145,15 @@ export async function authorizePayment(
     const depositAtomic = channel?.depositAtomic;
     if (
       policy.confirmAbove !== undefined &&
-      (maxAtomic > policy.confirmAbove || (depositAtomic ?? 0n) > policy.confirmAbove)
+      (authorizedAtomic + maxAtomic > policy.confirmAbove || (depositAtomic ?? 0n) > policy.confirmAbove)
     ) {
       const limitAtomic = policy.confirmAbove;
       const what =
         depositAtomic !== undefined && depositAtomic > limitAtomic
           ? `a deposit of ${money(depositAtomic)}`
-          : `maximum ${money(maxAtomic)}`;
+          : authorizedAtomic > 0n
+            ? `maximum ${money(maxAtomic)}, with ${money(authorizedAtomic)} already authorized for this request,`
+            : `maximum ${money(maxAtomic)}`;
       const confirmed = context.confirm
         ? await context.confirm({
             url,
@@ -155,6 +165,7 @@ export async function authorizePayment(
             expectedAtomic,
             limitAtomic,
             ...(depositAtomic !== undefined ? { depositAtomic } : {}),
+            ...(authorizedAtomic > 0n ? { authorizedAtomic } : {}),
           })
         : false;
       if (!confirmed) {
@@ -166,6 +177,7 @@ export async function authorizePayment(
           limitAtomic,
           askedAtomic: maxAtomic,
           expectedAtomic,
+          ...(authorizedAtomic > 0n ? { authorizedAtomic } : {}),
           origin,
         };
         emit({ type: "refused", url, origin, refusal });

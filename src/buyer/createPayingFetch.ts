@@ -321,6 +321,7 @@ export function createPayingFetch(parameters: CreatePayingFetchParameters): Payi
         choice: selected.choice,
         request: inference,
         send: sendPaid,
+        authorizedAtomic,
       });
     }
     const sponsored = declaredSponsoring(paymentRequired.extensions);
@@ -340,6 +341,7 @@ export function createPayingFetch(parameters: CreatePayingFetchParameters): Payi
       choice: selected.choice,
       request: inference,
       firstRequest: false,
+      authorizedAtomic,
     });
     const paid = await sendPaid(attempt);
     if (paid.status === 402 && settlesViaPermit2(offer)) {

@@ -65,6 +65,7 @@ export async function payByChannel(
     choice,
     request,
     send,
+    authorizedAtomic,
   }: {
     url: string;
     origin: string;
@@ -73,6 +74,8 @@ export async function payByChannel(
     request: InferenceRequest | undefined;
     /** Sends the paid request and books its response (`settlePaidResponse`). */
     send: (attempt: PaymentAttempt) => Promise<Response>;
+    /** What the same request already authorized outside the channel (judged against `confirmAbove`). */
+    authorizedAtomic?: bigint | undefined;
   },
 ): Promise<Response> {
   const { offer } = choice;
@@ -95,6 +98,7 @@ export async function payByChannel(
         firstRequest: false,
         client: slot.client,
         channel: { channelId: channel.channelId, depositAtomic: channel.depositAtomic },
+        ...(authorizedAtomic !== undefined ? { authorizedAtomic } : {}),
       });
       paid.onReceipt = async (receipt) => {
         try {

@@ -235,7 +235,7 @@ function terminalConfirm(): ConfirmPayment | undefined {
           ? ""
           : ` (expected at most ${formatMoney(request.expectedAtomic)})`;
       const answer = await prompt.question(
-        `Authorize up to ${formatMoney(request.maxAtomic)}${expected}${request.depositAtomic !== undefined ? `, with a channel deposit of ${formatMoney(request.depositAtomic)} (refundable)` : ""} to ${request.origin}, paid to ${request.payTo} on ${request.network}? [y/N] `,
+        `Authorize up to ${formatMoney(request.maxAtomic)}${expected}${request.depositAtomic !== undefined ? `, with a channel deposit of ${formatMoney(request.depositAtomic)} (refundable)` : ""}${request.authorizedAtomic !== undefined ? `, besides ${formatMoney(request.authorizedAtomic)} already authorized for this request` : ""} to ${request.origin}, paid to ${request.payTo} on ${request.network}? [y/N] `,
       );
       return /^y(es)?$/i.test(answer.trim());
     } finally {

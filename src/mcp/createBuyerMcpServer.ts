@@ -71,7 +71,7 @@ export function createBuyerMcpServer(parameters: CreateBuyerMcpServerParameters)
     let answer: Awaited<ReturnType<typeof server.server.elicitInput>>;
     try {
       answer = await server.server.elicitInput({
-        message: `Authorize up to ${formatMoney(ask.maxAtomic)}${expected}${ask.depositAtomic !== undefined ? `, with a channel deposit of ${formatMoney(ask.depositAtomic)} (refundable)` : ""} to ${ask.origin}, paid to ${ask.payTo} on ${ask.network}? Your policy asks above ${formatMoney(ask.limitAtomic)}.`,
+        message: `Authorize up to ${formatMoney(ask.maxAtomic)}${expected}${ask.depositAtomic !== undefined ? `, with a channel deposit of ${formatMoney(ask.depositAtomic)} (refundable)` : ""}${ask.authorizedAtomic !== undefined ? `, besides ${formatMoney(ask.authorizedAtomic)} already authorized for this request` : ""} to ${ask.origin}, paid to ${ask.payTo} on ${ask.network}? Your policy asks above ${formatMoney(ask.limitAtomic)}.`,
         requestedSchema: {
           type: "object",
           properties: { approve: { type: "boolean", title: "Authorize this payment" } },
