@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { rm, symlink } from "node:fs/promises";
 import { after, before, describe, test } from "node:test";
 import {
   createAuthorizationChecker,
@@ -86,6 +87,44 @@ describe("daily caps", () => {
     assert.equal(log.of("authorized").length, 1, "only one authorization was signed");
     const [receipt] = log.of("receipt");
     assert.equal(await h.devnet.usdcBalance(buyer.address), balanceBefore - receipt!.chargedAtomic);
+  });
+
+  test("two paying fetches on one data directory named through a symlink share one store: the daily cap binds them together", async () => {
+    const buyer = h.devnet.accounts.buyers[0]!;
+    const dataDir = await newDataDir();
+    const alias = `${dataDir}-alias`;
+    await symlink(dataDir, alias);
+    dirs.push({ path: alias, remove: () => rm(alias, { force: true }) });
+    const log = eventLog();
+    const first = buyerFetch({ privateKey: buyer.privateKey, dataDir, onEvent: log.onEvent });
+    // Both open before anything is paid, as an SDK and an MCP tool payer of one agent would.
+    await first.spendStore();
+    const aliased = await buyerFetch({ privateKey: buyer.privateKey, dataDir: alias }).spendStore();
+    const paid = await postChat(first);
+    assert.equal(paid.status, 200);
+    await paid.arrayBuffer();
+    await first.idle();
+    const [receipt] = log.of("receipt");
+    assert.equal(
+      (await aliased.daySpend()).countedAtomic,
+      receipt!.chargedAtomic,
+      "the alias sees the charge",
+    );
+    // One atomic unit short of the charge already spent plus this request's maximum.
+    const second = buyerFetch({
+      privateKey: buyer.privateKey,
+      dataDir: alias,
+      policy: { daily: (receipt!.chargedAtomic + receipt!.maxAtomic - 1n).toString() },
+      onEvent: log.onEvent,
+    });
+    await assert.rejects(postChat(second), (error: unknown) => {
+      // Observed before: the alias opened a second store on the same directory, which saw nothing spent.
+      assert.ok(isTollgateError(error, "TOLLGATE_POLICY_REFUSED"), String(error));
+      assert.equal(error.details.rule, "daily");
+      assert.equal(error.details.spentAtomic, receipt!.chargedAtomic);
+      return true;
+    });
+    assert.equal(log.of("authorized").length, 1);
   });
 
   test("twenty concurrent reservations never pass the cap together", async () => {

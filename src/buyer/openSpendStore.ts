@@ -1,5 +1,6 @@
+import { mkdir, realpath } from "node:fs/promises";
 import { homedir } from "node:os";
-import { join, resolve } from "node:path";
+import { join } from "node:path";
 import { createPgliteClient, createPostgresClient, lockFile } from "../ledger/index.js";
 import { createSpendStore } from "./createSpendStore.js";
 import type { SpendStore } from "./SpendStore.js";
@@ -43,7 +44,9 @@ export async function openSpendStore({
     return createSpendStore({ sql: await createPostgresClient({ connectionString }), now });
   }
   if (dataDir === "memory://") return createSpendStore({ sql: await createPgliteClient({}), now });
-  const directory = resolve(dataDir, "spend");
+  // One directory however it is named (a symlink, a relative path): two stores on it would each count alone.
+  await mkdir(dataDir, { recursive: true });
+  const directory = join(await realpath(dataDir), "spend");
   let shared = openStores.get(directory);
   if (!shared) {
     const opening = openPglite(dataDir, directory, lockTimeoutMs, now);

@@ -2,7 +2,7 @@
 // different hosts or containers (two containers can both be pid 1): a process id there says nothing here.
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
-import { mkdtemp, readFile, rm, stat, utimes, writeFile } from "node:fs/promises";
+import { mkdtemp, readFile, rm, stat, symlink, utimes, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, test } from "node:test";
@@ -80,4 +80,22 @@ test("a lock of this host and namespace, in the older form (the id alone), is ju
   await release();
   await writeFile(path, String(process.ppid));
   await assert.rejects(lockFile(path, { timeoutMs: 50, retryMs: 10, refusal }), /held by process \d+$/);
+});
+
+test("a lock this process holds is not taken over when asked for through a symlink to its folder", async () => {
+  const path = await lockPath();
+  const alias = `${join(path, "..")}-alias`;
+  await symlink(join(path, ".."), alias);
+  tempDirs.push(alias);
+  const release = await lockFile(path, { refusal });
+  try {
+    // Observed before: the alias's spelling was not among the held locks, so the lock was taken over as stale.
+    await assert.rejects(
+      lockFile(join(alias, "ledger.lock"), { timeoutMs: 50, retryMs: 10, refusal }),
+      new RegExp(`held by process ${process.pid}$`),
+    );
+    assert.equal(await readFile(path, "utf8"), `${process.pid}\n${processPlace()}\n`, "still this holder's");
+  } finally {
+    await release();
+  }
 });

@@ -1,7 +1,7 @@
 import { readlinkSync } from "node:fs";
-import { mkdir, open, readFile, rename, rm, stat, utimes } from "node:fs/promises";
+import { mkdir, open, readFile, realpath, rename, rm, stat, utimes } from "node:fs/promises";
 import { hostname } from "node:os";
-import { dirname } from "node:path";
+import { basename, dirname, join } from "node:path";
 import { TollgateError } from "../errors/index.js";
 
 export type LockFileParameters = {
@@ -64,6 +64,8 @@ export async function lockFile(
   }: LockFileParameters,
 ): Promise<() => Promise<void>> {
   await mkdir(dirname(path), { recursive: true });
+  // The lock as this process knows it held, whatever the spelling of its folder (a symlink).
+  const heldKey = join(await realpath(dirname(path)), basename(path));
   const mine = `${process.pid}\n${processPlace()}\n`;
   let giveUpAt = Date.now() + timeoutMs;
   /** A lock of elsewhere as first seen unchanged: its text, its modification time, and since when. */
@@ -74,7 +76,7 @@ export async function lockFile(
       const handle = await open(path, "wx");
       await handle.writeFile(mine);
       await handle.close();
-      held.add(path);
+      held.add(heldKey);
       const beat = setInterval(() => {
         const now = new Date();
         utimes(path, now, now).catch(() => undefined);
@@ -82,7 +84,7 @@ export async function lockFile(
       beat.unref();
       return async () => {
         clearInterval(beat);
-        held.delete(path);
+        held.delete(heldKey);
         // Removed only while it is still this process's lock.
         if ((await readFile(path, "utf8").catch(() => undefined)) === mine) await rm(path, { force: true });
       };
@@ -104,7 +106,8 @@ export async function lockFile(
       // Left by a process that no longer runs, or by an earlier run under this same id (a container's
       // pid 1) that this process does not hold.
       stale =
-        holder.pid !== undefined && (holder.pid === process.pid ? !held.has(path) : !isRunning(holder.pid));
+        holder.pid !== undefined &&
+        (holder.pid === process.pid ? !held.has(heldKey) : !isRunning(holder.pid));
     } else {
       if (!watched || watched.text !== text || watched.mtimeMs !== mtimeMs)
         watched = { text, mtimeMs, since: Date.now() };
