@@ -53,6 +53,21 @@ assets: ["0x3c499c542cEF5E3811e1192ce70d8cC03d5c3359"]
     assert.equal(refusal?.rule, "providers.payTo");
   });
 
+  test("an empty policy file is refused, not read as a policy without limits; {} is one", () => {
+    for (const text of ["", "\n", '# perCall: "$0.05"\n# daily: "$1.00"\n']) {
+      assert.throws(
+        () => parseSpendingPolicyYaml(text),
+        (error: unknown) =>
+          isTollgateError(error, "TOLLGATE_CONFIG_INVALID") &&
+          /spending policy is empty/.test(error.shortMessage),
+        JSON.stringify(text),
+      );
+    }
+    const none = parseSpendingPolicyYaml("{}\n");
+    assert.equal(none.perCall, undefined);
+    assert.equal(none.daily, undefined);
+  });
+
   test("a mistyped key is named with the key it is nearest to", () => {
     assert.throws(
       () => parseSpendingPolicy({ dialy: "$1" }),

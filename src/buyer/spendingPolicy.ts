@@ -142,7 +142,7 @@ export function parseSpendingPolicy(input: unknown): SpendingPolicy {
   return parsed.data;
 }
 
-/** Reads a spending policy from YAML text (the policy file's contents). */
+/** Reads a spending policy from YAML text (the policy file's contents); an empty one is refused. */
 export function parseSpendingPolicyYaml(text: string): SpendingPolicy {
   let value: unknown;
   try {
@@ -152,6 +152,14 @@ export function parseSpendingPolicyYaml(text: string): SpendingPolicy {
       code: "TOLLGATE_CONFIG_INVALID",
       shortMessage: `spending policy is not valid YAML: ${(cause as Error).message}`,
       cause,
+    });
+  }
+  // A file with nothing in it (or comments alone) is a mistake, not a wish to pay without limits.
+  if (value === null || value === undefined) {
+    throw new TollgateError({
+      code: "TOLLGATE_CONFIG_INVALID",
+      shortMessage:
+        "spending policy is empty: write its caps (perCall, daily, …), or {} to pay without limits",
     });
   }
   return parseSpendingPolicy(value);
