@@ -737,6 +737,27 @@ describe("a seller that misreports or keeps a payment", () => {
     assert.equal(honest.settled[0]?.chargeAtomic, asked);
   });
 
+  test("a seller listed by token prices whose 402 asks a fixed exact amount above what the listing comes to for the request is refused: listed low to be chosen, it cannot switch schemes to ask more", async () => {
+    const seller = await dishonestSeller({ scheme: "exact", listedScheme: "upto", inflateMaximum: 20n });
+    const log = eventLog();
+    const payingFetch = buyerFetch(2, { store: await ownStore(), onEvent: log.onEvent });
+    await payingFetch.discover(seller.url);
+    await assert.rejects(chat(payingFetch, seller.url), (error: unknown) => {
+      // Observed before: the exact payment of 20 × the listed maximum was signed, and settled.
+      assert.ok(isTollgateError(error, "TOLLGATE_POLICY_REFUSED"), String(error));
+      assert.equal(error.details.rule, "listedPrices");
+      assert.match(error.shortMessage, /exact .* above the .* its listing comes to for this request/);
+      return true;
+    });
+    const signed = log.of("authorized");
+    assert.deepEqual(
+      signed.map((event) => event.scheme),
+      ["upto"],
+      "only the payment at the listed prices, which the seller answered unsettled",
+    );
+    assert.equal(seller.settled.length, 0);
+  });
+
   test("the MCP payer books an exact tool at its price whatever the settlement states, and keeps a payment the tool answered with payment required", async () => {
     const own = await ownStore();
     const log = eventLog();

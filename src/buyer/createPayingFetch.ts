@@ -22,7 +22,7 @@ import {
 import { money, type PolicyRefusal, policyRefusedError } from "./policyRefusal.js";
 import { fetchProviderModels, type ProviderModel } from "./providerModels.js";
 import { createQuoteBook } from "./quoteBook.js";
-import { estimateRequest, priceAboveListing } from "./quotedPrice.js";
+import { amountAboveListing, estimateRequest, priceAboveListing } from "./quotedPrice.js";
 import type { SpendStore } from "./SpendStore.js";
 import { selectOffer } from "./selectOffer.js";
 import { settlePaidResponse } from "./settlePaidResponse.js";
@@ -287,13 +287,18 @@ export function createPayingFetch(parameters: CreatePayingFetchParameters): Payi
     // A seller chosen, or paid at once, by the prices its model listing gave is held to them: a 402
     // asking more (bait and switch) is refused. Listing its models again takes its new prices.
     const listed = inference ? quotes.listed(url, inference) : undefined;
+    // An exact offer is held to the fixed price the listing gave the model; where it gave none, an offer
+    // quoting no prices is held to what the listed prices come to for the request.
     const listedExact =
       inference && selected.choice.offer.scheme === "exact" ? quotes.listedExact(url, inference) : undefined;
     const raised =
-      listedExact !== undefined && selected.choice.askedAtomic > listedExact
-        ? `a fixed price of ${selected.choice.askedAtomic} atomic units, listed ${listedExact}`
-        : listed
-          ? priceAboveListing(listed, selected.choice)
+      listedExact !== undefined
+        ? selected.choice.askedAtomic > listedExact
+          ? `a fixed price of ${selected.choice.askedAtomic} atomic units, listed ${listedExact}`
+          : undefined
+        : listed && inference
+          ? (priceAboveListing(listed, selected.choice) ??
+            (await amountAboveListing(listed, selected.choice, inference)))
           : undefined;
     if (raised !== undefined) {
       const refusal: PolicyRefusal = {

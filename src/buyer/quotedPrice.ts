@@ -297,3 +297,19 @@ export function priceAboveListing(
   }
   return undefined;
 }
+
+/**
+ * What an offer quoting no prices (`exact`, or a channel priced by no upto offer) asks above what the
+ * seller's listed prices come to for `request` (its maximum at them), or undefined: such an offer is held
+ * to the listing by its amount, so a seller listed by token prices cannot switch schemes to ask more.
+ */
+export async function amountAboveListing(
+  listed: QuotedPrice,
+  chosen: { price: QuotedPrice | undefined; askedAtomic: bigint; offer: { scheme: string } },
+  request: InferenceRequest,
+): Promise<string | undefined> {
+  if (chosen.price !== undefined) return undefined;
+  const estimate = await estimateRequest(request, listed);
+  if (estimate === undefined || chosen.askedAtomic <= estimate.expectedMaxAtomic) return undefined;
+  return `${chosen.offer.scheme} at ${chosen.askedAtomic} atomic units, above the ${estimate.expectedMaxAtomic} its listing comes to for this request`;
+}

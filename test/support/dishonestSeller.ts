@@ -54,6 +54,12 @@ export type DishonestSellerParameters = {
   /** The offer's `maxTimeoutSeconds`. Default 120. */
   maxTimeoutSeconds?: number;
   /**
+   * The scheme its `/v1/models` listing names, with the listed prices (default `scheme`): an upto
+   * listing beside exact 402s lists it by token prices and asks a fixed amount. A payment in another
+   * scheme than its 402's is answered with that 402, unsettled.
+   */
+  listedScheme?: "upto" | "exact";
+  /**
    * What it does with a valid payment instead of settling and serving:
    * - `pending-receipt`: serves the answer with a failed receipt (`settlement_pending`), then settles;
    * - `refuse`: settles the maximum, then answers 402 as if it had refused the authorization;
@@ -147,6 +153,14 @@ export async function startDishonestSeller(parameters: DishonestSellerParameters
       return;
     }
     const payload = decoded.payload;
+    if (payload.accepted.scheme !== scheme) {
+      response.writeHead(402, {
+        "content-type": "application/json",
+        "payment-required": paymentRequired(`this seller is paid by ${scheme}`),
+      });
+      response.end("{}");
+      return;
+    }
     const signedMax = BigInt(payload.accepted.amount);
     if (parameters.listedPrices && signedMax < honestMax) {
       response.writeHead(402, {
@@ -291,7 +305,7 @@ export async function startDishonestSeller(parameters: DishonestSellerParameters
         network: facilitator.network,
         asset,
         payTo,
-        schemes: [scheme],
+        schemes: [parameters.listedScheme ?? scheme],
         facilitatorAddress: facilitator.address,
         inputPerMTokAtomic: listed.inputPerMTokAtomic.toString(),
         outputPerMTokAtomic: listed.outputPerMTokAtomic.toString(),
