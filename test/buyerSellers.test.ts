@@ -758,6 +758,30 @@ describe("a seller that misreports or keeps a payment", () => {
     assert.equal(seller.settled.length, 0);
   });
 
+  test("a seller whose 402 asks to be paid in another asset than its listing named is refused: the listed prices were amounts of the listed token", async () => {
+    const listedAsset = "0x00000000000000000000000000000000000a55e7";
+    const seller = await dishonestSeller({ listedAsset });
+    const log = eventLog();
+    const payingFetch = buyerFetch(2, { store: await ownStore(), onEvent: log.onEvent });
+    await payingFetch.discover(seller.url);
+    await assert.rejects(chat(payingFetch, seller.url), (error: unknown) => {
+      // Observed before: the 402's amount was signed in the other token, and settled.
+      assert.ok(isTollgateError(error, "TOLLGATE_POLICY_REFUSED"), String(error));
+      assert.equal(error.details.rule, "listedPrices");
+      assert.match(
+        error.shortMessage,
+        new RegExp(`in ${devnet.contracts.usdc}, listed in ${listedAsset}`, "i"),
+      );
+      return true;
+    });
+    assert.deepEqual(
+      log.of("authorized").map((event) => event.asset.toLowerCase()),
+      [listedAsset],
+      "only the payment in the listed token, which the seller answered unsettled",
+    );
+    assert.equal(seller.settled.length, 0);
+  });
+
   test("the MCP payer books an exact tool at its price whatever the settlement states, and keeps a payment the tool answered with payment required", async () => {
     const own = await ownStore();
     const log = eventLog();

@@ -6,6 +6,7 @@ import {
   PAYMENT_REQUIRED_HEADER,
   PAYMENT_SIGNATURE_HEADER,
   type PaymentRequired,
+  type PaymentRequirements,
   ReasonCode,
 } from "../protocol/index.js";
 import { authorizePayment } from "./authorizePayment.js";
@@ -21,7 +22,7 @@ import {
 } from "./permit2Approval.js";
 import { money, type PolicyRefusal, policyRefusedError } from "./policyRefusal.js";
 import { fetchProviderModels, type ProviderModel } from "./providerModels.js";
-import { createQuoteBook } from "./quoteBook.js";
+import { createQuoteBook, type ListedTerms } from "./quoteBook.js";
 import { amountAboveListing, estimateRequest, priceAboveListing } from "./quotedPrice.js";
 import type { SpendStore } from "./SpendStore.js";
 import { selectOffer } from "./selectOffer.js";
@@ -293,17 +294,19 @@ export function createPayingFetch(parameters: CreatePayingFetchParameters): Payi
       inference && selected.choice.offer.scheme === "exact" ? quotes.listedExact(url, inference) : undefined;
     const raised =
       listedExact !== undefined
-        ? selected.choice.askedAtomic > listedExact
-          ? `a fixed price of ${selected.choice.askedAtomic} atomic units, listed ${listedExact}`
-          : undefined
+        ? (termsOffListing(listedExact, selected.choice.offer) ??
+          (selected.choice.askedAtomic > listedExact.amount
+            ? `a fixed price of ${selected.choice.askedAtomic} atomic units, listed ${listedExact.amount}`
+            : undefined))
         : listed && inference
-          ? (priceAboveListing(listed, selected.choice) ??
-            (await amountAboveListing(listed, selected.choice, inference)))
+          ? (termsOffListing(listed, selected.choice.offer) ??
+            priceAboveListing(listed.price, selected.choice) ??
+            (await amountAboveListing(listed.price, selected.choice, inference)))
           : undefined;
     if (raised !== undefined) {
       const refusal: PolicyRefusal = {
         rule: "listedPrices",
-        message: `${origin} asks more for ${inference?.model} than its /v1/models listing said (${raised}): refused; list its models again (discover) to pay its current prices`,
+        message: `${origin} does not hold to what its /v1/models listing said for ${inference?.model} (${raised}): refused; list its models again (discover) to pay its current terms`,
         origin,
       };
       emit({ type: "refused", url, origin, refusal });
@@ -445,6 +448,20 @@ export function createPayingFetch(parameters: CreatePayingFetchParameters): Payi
       await closeStore();
     },
   });
+}
+
+/**
+ * The asset or network an offer asks to be paid in other than its seller's listing named, or undefined:
+ * the listed prices are amounts of the listed token, and the same amount of another is another price.
+ */
+function termsOffListing(
+  listed: Pick<ListedTerms, "network" | "asset">,
+  offer: PaymentRequirements,
+): string | undefined {
+  if (offer.network !== listed.network) return `on ${offer.network}, listed on ${listed.network}`;
+  if (offer.asset.toLowerCase() !== listed.asset.toLowerCase())
+    return `in ${offer.asset}, listed in ${listed.asset}`;
+  return undefined;
 }
 
 /** True when a connection broke before any response, typically a kept-alive one the server closed. */

@@ -28,15 +28,21 @@ export type QuoteBook = {
   ): void;
   learnFromModels(models: readonly ProviderModel[]): void;
   /** The prices the seller's `/v1/models` listing gave this request's route and model, if it was read. */
-  listed(url: string, request: InferenceRequest): QuotedPrice | undefined;
+  listed(url: string, request: InferenceRequest): ListedTerms | undefined;
   /** The fixed (`exact`) price the seller's listing gave this request's route and model, if it listed one. */
-  listedExact(url: string, request: InferenceRequest): bigint | undefined;
+  listedExact(url: string, request: InferenceRequest): ListedExact | undefined;
 };
+
+/** What a seller's `/v1/models` listing says one model costs: its prices, in which asset on which network. */
+export type ListedTerms = { price: QuotedPrice; network: string; asset: string };
+
+/** What a seller's `/v1/models` listing says one request to a model costs at a fixed price, in which asset on which network. */
+export type ListedExact = { amount: bigint; network: string; asset: string };
 
 export function createQuoteBook(): QuoteBook {
   const quotes = new Map<string, KnownQuote>();
-  const listings = new Map<string, QuotedPrice>();
-  const exactListings = new Map<string, bigint>();
+  const listings = new Map<string, ListedTerms>();
+  const exactListings = new Map<string, ListedExact>();
   const keyOf = (url: string, model: string) => {
     const parsed = new URL(url);
     return `${providerOrigin(parsed)}${parsed.pathname.replace(/\/+$/, "")}|${model}`;
@@ -77,7 +83,11 @@ export function createQuoteBook(): QuoteBook {
         for (const api of model.apis) {
           const key = keyOf(`${model.baseUrl}${routePathOf(api)}`, model.id);
           if (model.exactPriceAtomic !== undefined && model.schemes.includes("exact"))
-            exactListings.set(key, model.exactPriceAtomic);
+            exactListings.set(key, {
+              amount: model.exactPriceAtomic,
+              network: model.network,
+              asset: model.asset,
+            });
           else exactListings.delete(key);
         }
         if (!model.price || !model.schemes.includes("upto") || !model.facilitatorAddress) continue;
@@ -90,7 +100,7 @@ export function createQuoteBook(): QuoteBook {
         // An image's price depends on its size and quality, which a listing does not say.
         for (const api of model.apis.filter((api) => api !== "image")) {
           const url = `${model.baseUrl}${routePathOf(api)}`;
-          listings.set(keyOf(url, model.id), price);
+          listings.set(keyOf(url, model.id), { price, network: model.network, asset: model.asset });
           quotes.set(keyOf(url, model.id), {
             requirements: {
               scheme: "upto",

@@ -59,6 +59,8 @@ export type DishonestSellerParameters = {
    * scheme than its 402's is answered with that 402, unsettled.
    */
   listedScheme?: "upto" | "exact";
+  /** The asset its `/v1/models` listing names (default `asset`); a payment in another asset than its 402's is answered with that 402, unsettled. */
+  listedAsset?: `0x${string}`;
   /**
    * What it does with a valid payment instead of settling and serving:
    * - `pending-receipt`: serves the answer with a failed receipt (`settlement_pending`), then settles;
@@ -153,10 +155,10 @@ export async function startDishonestSeller(parameters: DishonestSellerParameters
       return;
     }
     const payload = decoded.payload;
-    if (payload.accepted.scheme !== scheme) {
+    if (payload.accepted.scheme !== scheme || payload.accepted.asset.toLowerCase() !== asset.toLowerCase()) {
       response.writeHead(402, {
         "content-type": "application/json",
-        "payment-required": paymentRequired(`this seller is paid by ${scheme}`),
+        "payment-required": paymentRequired(`this seller is paid by ${scheme} in ${asset}`),
       });
       response.end("{}");
       return;
@@ -303,7 +305,7 @@ export async function startDishonestSeller(parameters: DishonestSellerParameters
       object: "model",
       pricing: {
         network: facilitator.network,
-        asset,
+        asset: parameters.listedAsset ?? asset,
         payTo,
         schemes: [parameters.listedScheme ?? scheme],
         facilitatorAddress: facilitator.address,
