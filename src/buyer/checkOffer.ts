@@ -184,6 +184,40 @@ export function checkOffer({
   return undefined;
 }
 
+/**
+ * The perCall cap (global or the provider's) that one request passes when, having authorized
+ * `authorizedAtomic` already (a payment made at once that the seller answered with a 402 and still
+ * holds), it would authorize `askedAtomic` more; undefined when both together fit.
+ */
+export function callAbovePerCall({
+  policy,
+  origin,
+  authorizedAtomic,
+  askedAtomic,
+}: {
+  policy: SpendingPolicy;
+  origin: string;
+  authorizedAtomic: bigint;
+  askedAtomic: bigint;
+}): PolicyRefusal | undefined {
+  const caps: Array<[PolicyRefusal["rule"], bigint | undefined]> = [
+    ["perCall", policy.perCall],
+    ["providers.perCall", policy.providers[origin]?.perCall],
+  ];
+  for (const [rule, limitAtomic] of caps) {
+    if (limitAtomic === undefined || authorizedAtomic + askedAtomic <= limitAtomic) continue;
+    return {
+      rule,
+      message: `${origin} answered the payment made at once for this request with a 402 and holds its authorization until its deadline: already authorized ${money(authorizedAtomic)} for this request, a maximum of ${money(askedAtomic)} more would pass the ${rule} cap of ${money(limitAtomic)}`,
+      limitAtomic,
+      askedAtomic,
+      authorizedAtomic,
+      origin,
+    };
+  }
+  return undefined;
+}
+
 function sameAddress(a: string, b: string): boolean {
   return a.toLowerCase() === b.toLowerCase();
 }

@@ -6,11 +6,11 @@ import {
   PAYMENT_REQUIRED_HEADER,
   PAYMENT_SIGNATURE_HEADER,
   type PaymentRequired,
-  type PaymentRequirements,
   ReasonCode,
 } from "../protocol/index.js";
 import { authorizePayment } from "./authorizePayment.js";
 import { createChannelPool } from "./channelPool.js";
+import { callAbovePerCall } from "./checkOffer.js";
 import { type BuyerPaymentOptions, createPaymentContext } from "./createPaymentContext.js";
 import { readInferenceRequest } from "./inferenceRequest.js";
 import { type ChannelPaymentContext, payByChannel } from "./payByChannel.js";
@@ -20,9 +20,9 @@ import {
   readPermit2Allowance,
   settlesViaPermit2,
 } from "./permit2Approval.js";
-import { money, type PolicyRefusal, policyRefusedError } from "./policyRefusal.js";
+import { type PolicyRefusal, policyRefusedError } from "./policyRefusal.js";
 import { fetchProviderModels, type ProviderModel } from "./providerModels.js";
-import { createQuoteBook, type ListedTerms } from "./quoteBook.js";
+import { createQuoteBook, termsOffListing } from "./quoteBook.js";
 import { amountAboveListing, estimateRequest, priceAboveListing } from "./quotedPrice.js";
 import type { SpendStore } from "./SpendStore.js";
 import { selectOffer } from "./selectOffer.js";
@@ -315,7 +315,10 @@ export function createPayingFetch(parameters: CreatePayingFetchParameters): Payi
     if (inference) quotes.learnFromOffer(url, inference, selected.choice.offer, paymentRequired.resource);
     // A seller that settles the authorization it answered with a 402 takes both: together they stay
     // within perCall, the most one request may authorize.
-    const beyondPerCall = authorizedAtomic > 0n ? perCallPassed(selected.choice.askedAtomic) : undefined;
+    const beyondPerCall =
+      authorizedAtomic > 0n
+        ? callAbovePerCall({ policy, origin, authorizedAtomic, askedAtomic: selected.choice.askedAtomic })
+        : undefined;
     if (beyondPerCall) {
       emit({ type: "refused", url, origin, refusal: beyondPerCall });
       throw policyRefusedError(beyondPerCall);
@@ -371,26 +374,6 @@ export function createPayingFetch(parameters: CreatePayingFetchParameters): Payi
       }
     }
     return paid;
-
-    /** The perCall cap (global or the provider's) that `askedAtomic` more would pass for this request. */
-    function perCallPassed(askedAtomic: bigint): PolicyRefusal | undefined {
-      const caps: Array<[PolicyRefusal["rule"], bigint | undefined]> = [
-        ["perCall", policy.perCall],
-        ["providers.perCall", policy.providers[origin]?.perCall],
-      ];
-      for (const [rule, limitAtomic] of caps) {
-        if (limitAtomic === undefined || authorizedAtomic + askedAtomic <= limitAtomic) continue;
-        return {
-          rule,
-          message: `${origin} answered the payment made at once for this request with a 402 and holds its authorization until its deadline: already authorized ${money(authorizedAtomic)} for this request, a maximum of ${money(askedAtomic)} more would pass the ${rule} cap of ${money(limitAtomic)}`,
-          limitAtomic,
-          askedAtomic,
-          authorizedAtomic,
-          origin,
-        };
-      }
-      return undefined;
-    }
   }
 
   /**
@@ -448,20 +431,6 @@ export function createPayingFetch(parameters: CreatePayingFetchParameters): Payi
       await closeStore();
     },
   });
-}
-
-/**
- * The asset or network an offer asks to be paid in other than its seller's listing named, or undefined:
- * the listed prices are amounts of the listed token, and the same amount of another is another price.
- */
-function termsOffListing(
-  listed: Pick<ListedTerms, "network" | "asset">,
-  offer: PaymentRequirements,
-): string | undefined {
-  if (offer.network !== listed.network) return `on ${offer.network}, listed on ${listed.network}`;
-  if (offer.asset.toLowerCase() !== listed.asset.toLowerCase())
-    return `in ${offer.asset}, listed in ${listed.asset}`;
-  return undefined;
 }
 
 /** True when a connection broke before any response, typically a kept-alive one the server closed. */

@@ -156,3 +156,17 @@ function withModelTerms(offer: PaymentRequirements, modelLimit: number | undefin
   if (modelLimit !== undefined) pricing.maxOutputTokens = modelLimit;
   return { ...offer, extra: { ...offer.extra, pricing } };
 }
+
+/**
+ * The asset or network an offer asks to be paid in other than its seller's listing named, or undefined:
+ * the listed prices are amounts of the listed token, and the same amount of another is another price.
+ */
+export function termsOffListing(
+  listed: Pick<ListedTerms, "network" | "asset">,
+  offer: PaymentRequirements,
+): string | undefined {
+  if (offer.network !== listed.network) return `on ${offer.network}, listed on ${listed.network}`;
+  if (offer.asset.toLowerCase() !== listed.asset.toLowerCase())
+    return `in ${offer.asset}, listed in ${listed.asset}`;
+  return undefined;
+}
