@@ -728,6 +728,17 @@ describe("a seller that misreports or keeps a payment", () => {
     assert.equal(log.of("authorized").length, 0, "nothing was signed");
     assert.equal(seller.settled.length, 0);
 
+    // Nor may it ask the listed fixed price in another token than the listing named.
+    const listedAsset = "0x00000000000000000000000000000000000a55e7";
+    const switched = await dishonestSeller({ scheme: "exact", listedExactAtomic: asked, listedAsset });
+    await payingFetch.discover(switched.url);
+    await assert.rejects(chat(payingFetch, switched.url), (error: unknown) => {
+      assert.ok(isTollgateError(error, "TOLLGATE_POLICY_REFUSED"), String(error));
+      assert.match(error.message, new RegExp(`in ${devnet.contracts.usdc}, listed in ${listedAsset}`, "i"));
+      return true;
+    });
+    assert.equal(log.of("authorized").length, 0, "nothing was signed");
+
     // A seller whose 402 asks no more than its listed fixed price is paid by the same fetch.
     const honest = await dishonestSeller({ scheme: "exact", listedExactAtomic: asked });
     await payingFetch.discover(honest.url);

@@ -13,6 +13,7 @@ import { createChannelPool } from "./channelPool.js";
 import { callAbovePerCall } from "./checkOffer.js";
 import { type BuyerPaymentOptions, createPaymentContext } from "./createPaymentContext.js";
 import { readInferenceRequest } from "./inferenceRequest.js";
+import { offerOffListing } from "./offerOffListing.js";
 import { type ChannelPaymentContext, payByChannel } from "./payByChannel.js";
 import {
   declaredSponsoring,
@@ -22,8 +23,8 @@ import {
 } from "./permit2Approval.js";
 import { type PolicyRefusal, policyRefusedError } from "./policyRefusal.js";
 import { fetchProviderModels, type ProviderModel } from "./providerModels.js";
-import { createQuoteBook, termsOffListing } from "./quoteBook.js";
-import { amountAboveListing, estimateRequest, priceAboveListing } from "./quotedPrice.js";
+import { createQuoteBook } from "./quoteBook.js";
+import { estimateRequest } from "./quotedPrice.js";
 import type { SpendStore } from "./SpendStore.js";
 import { selectOffer } from "./selectOffer.js";
 import { settlePaidResponse } from "./settlePaidResponse.js";
@@ -285,24 +286,8 @@ export function createPayingFetch(parameters: CreatePayingFetchParameters): Payi
       emit({ type: "refused", url, origin, refusal: selected.refusal });
       throw policyRefusedError(selected.refusal);
     }
-    // A seller chosen, or paid at once, by the prices its model listing gave is held to them: a 402
-    // asking more (bait and switch) is refused. Listing its models again takes its new prices.
-    const listed = inference ? quotes.listed(url, inference) : undefined;
-    // An exact offer is held to the fixed price the listing gave the model; where it gave none, an offer
-    // quoting no prices is held to what the listed prices come to for the request.
-    const listedExact =
-      inference && selected.choice.offer.scheme === "exact" ? quotes.listedExact(url, inference) : undefined;
-    const raised =
-      listedExact !== undefined
-        ? (termsOffListing(listedExact, selected.choice.offer) ??
-          (selected.choice.askedAtomic > listedExact.amount
-            ? `a fixed price of ${selected.choice.askedAtomic} atomic units, listed ${listedExact.amount}`
-            : undefined))
-        : listed && inference
-          ? (termsOffListing(listed, selected.choice.offer) ??
-            priceAboveListing(listed.price, selected.choice) ??
-            (await amountAboveListing(listed.price, selected.choice, inference)))
-          : undefined;
+    // A seller chosen, or paid at once, by its model listing is held to it. Listing its models again takes its new terms.
+    const raised = await offerOffListing(quotes, url, inference, selected.choice);
     if (raised !== undefined) {
       const refusal: PolicyRefusal = {
         rule: "listedPrices",
