@@ -76,6 +76,16 @@ const chat = (payingFetch: typeof fetch, url: string, extra: Record<string, unkn
 
 /** A spend store of the test's own, so that its caps and rows see no other test's payments. */
 /** A seller at the test's prices and usage, cheating as `options` say; closed after the tests. */
+/** Asserts that the test's chat to `url` is refused by the listedPrices rule, in words matching `words`. */
+async function refusedByListing(payingFetch: typeof fetch, url: string, words: RegExp): Promise<void> {
+  await assert.rejects(chat(payingFetch, url), (error: unknown) => {
+    assert.ok(isTollgateError(error, "TOLLGATE_POLICY_REFUSED"), String(error));
+    assert.equal(error.details.rule, "listedPrices");
+    assert.match(error.message, words);
+    return true;
+  });
+}
+
 /** The amount a seller's 402 asks for the test's chat, read from an unpaid request. */
 async function exactAmountOf(seller: { url: string }): Promise<bigint> {
   const response = await chat(fetch, seller.url);
@@ -687,13 +697,12 @@ describe("a seller that misreports or keeps a payment", () => {
     const log = eventLog();
     const payingFetch = buyerFetch(2, { store: await ownStore(), onEvent: log.onEvent });
     await payingFetch.discover(seller.url);
-    await assert.rejects(chat(payingFetch, seller.url), (error: unknown) => {
-      // Observed before: the 402 at three times the listed output price was signed and paid.
-      assert.ok(isTollgateError(error, "TOLLGATE_POLICY_REFUSED"), String(error));
-      assert.equal(error.details.rule, "listedPrices");
-      assert.match(error.message, /output 15000000 atomic units per 1M tokens, listed 5000000/);
-      return true;
-    });
+    // Observed before: the 402 at three times the listed output price was signed and paid.
+    await refusedByListing(
+      payingFetch,
+      seller.url,
+      /output 15000000 atomic units per 1M tokens, listed 5000000/,
+    );
     assert.equal(log.of("authorized").length, 1, "only the payment at the listed prices was signed");
     assert.equal(log.of("authorized")[0]?.firstRequest, true);
     assert.equal(seller.settled.length, 0);
@@ -715,16 +724,12 @@ describe("a seller that misreports or keeps a payment", () => {
     const payingFetch = buyerFetch(1, { store: await ownStore(), onEvent: log.onEvent });
     const [listed] = await payingFetch.discover(seller.url);
     assert.equal(listed?.exactPriceAtomic, asked / 10n);
-    await assert.rejects(chat(payingFetch, seller.url), (error: unknown) => {
-      // Observed before: the exact payment of ten times the listed price was signed and settled.
-      assert.ok(isTollgateError(error, "TOLLGATE_POLICY_REFUSED"), String(error));
-      assert.equal(error.details.rule, "listedPrices");
-      assert.match(
-        error.message,
-        new RegExp(`a fixed price of ${asked} atomic units, listed ${asked / 10n}`),
-      );
-      return true;
-    });
+    // Observed before: the exact payment of ten times the listed price was signed and settled.
+    await refusedByListing(
+      payingFetch,
+      seller.url,
+      new RegExp(`a fixed price of ${asked} atomic units, listed ${asked / 10n}`),
+    );
     assert.equal(log.of("authorized").length, 0, "nothing was signed");
     assert.equal(seller.settled.length, 0);
 
@@ -732,11 +737,11 @@ describe("a seller that misreports or keeps a payment", () => {
     const listedAsset = "0x00000000000000000000000000000000000a55e7";
     const switched = await dishonestSeller({ scheme: "exact", listedExactAtomic: asked, listedAsset });
     await payingFetch.discover(switched.url);
-    await assert.rejects(chat(payingFetch, switched.url), (error: unknown) => {
-      assert.ok(isTollgateError(error, "TOLLGATE_POLICY_REFUSED"), String(error));
-      assert.match(error.message, new RegExp(`in ${devnet.contracts.usdc}, listed in ${listedAsset}`, "i"));
-      return true;
-    });
+    await refusedByListing(
+      payingFetch,
+      switched.url,
+      new RegExp(`in ${devnet.contracts.usdc}, listed in ${listedAsset}`, "i"),
+    );
     assert.equal(log.of("authorized").length, 0, "nothing was signed");
 
     // A seller whose 402 asks no more than its listed fixed price is paid by the same fetch.
@@ -753,13 +758,12 @@ describe("a seller that misreports or keeps a payment", () => {
     const log = eventLog();
     const payingFetch = buyerFetch(2, { store: await ownStore(), onEvent: log.onEvent });
     await payingFetch.discover(seller.url);
-    await assert.rejects(chat(payingFetch, seller.url), (error: unknown) => {
-      // Observed before: the exact payment of 20 × the listed maximum was signed, and settled.
-      assert.ok(isTollgateError(error, "TOLLGATE_POLICY_REFUSED"), String(error));
-      assert.equal(error.details.rule, "listedPrices");
-      assert.match(error.shortMessage, /exact .* above the .* its listing comes to for this request/);
-      return true;
-    });
+    // Observed before: the exact payment of 20 × the listed maximum was signed, and settled.
+    await refusedByListing(
+      payingFetch,
+      seller.url,
+      /exact .* above the .* its listing comes to for this request/,
+    );
     const signed = log.of("authorized");
     assert.deepEqual(
       signed.map((event) => event.scheme),
@@ -775,16 +779,12 @@ describe("a seller that misreports or keeps a payment", () => {
     const log = eventLog();
     const payingFetch = buyerFetch(2, { store: await ownStore(), onEvent: log.onEvent });
     await payingFetch.discover(seller.url);
-    await assert.rejects(chat(payingFetch, seller.url), (error: unknown) => {
-      // Observed before: the 402's amount was signed in the other token, and settled.
-      assert.ok(isTollgateError(error, "TOLLGATE_POLICY_REFUSED"), String(error));
-      assert.equal(error.details.rule, "listedPrices");
-      assert.match(
-        error.shortMessage,
-        new RegExp(`in ${devnet.contracts.usdc}, listed in ${listedAsset}`, "i"),
-      );
-      return true;
-    });
+    // Observed before: the 402's amount was signed in the other token, and settled.
+    await refusedByListing(
+      payingFetch,
+      seller.url,
+      new RegExp(`in ${devnet.contracts.usdc}, listed in ${listedAsset}`, "i"),
+    );
     assert.deepEqual(
       log.of("authorized").map((event) => event.asset.toLowerCase()),
       [listedAsset],
