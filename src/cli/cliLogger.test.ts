@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { PassThrough } from "node:stream";
 import { describe, test } from "node:test";
-import { createCliLogger } from "./cliSupport.js";
+import { createCliLogger, printError } from "./cliSupport.js";
 
 /** A logger writing into a buffer, and the lines written. */
 function captured(readable: boolean) {
@@ -70,5 +70,27 @@ describe("command logs", () => {
     const parsed = JSON.parse(line) as Record<string, unknown>;
     assert.equal(parsed.msg, `tool failed: ${hostile}`);
     assert.equal(parsed.reason, hostile);
+  });
+});
+
+describe("error lines", () => {
+  test("a seller's words in an error have their control characters written out; line breaks and tabs stay", () => {
+    const written: string[] = [];
+    const write = process.stderr.write;
+    process.stderr.write = ((chunk: string) => {
+      written.push(chunk);
+      return true;
+    }) as typeof process.stderr.write;
+    try {
+      printError(
+        "tollgate pay: 402: seller says \u001b]0;owned\u0007\u001b[2J\r\u009b31mpaid\n\tsee the usage",
+      );
+    } finally {
+      process.stderr.write = write;
+    }
+    // Before: the escape sequences reached the terminal as they came.
+    assert.deepEqual(written, [
+      "tollgate pay: 402: seller says \\u001b]0;owned\\u0007\\u001b[2J\\u000d\\u009b31mpaid\n\tsee the usage\n",
+    ]);
   });
 });

@@ -176,7 +176,15 @@ export function printLine(text: string): void {
   process.stdout.write(`${text}\n`);
 }
 
-/** Writes one line to stderr. */
+/** Control characters but the line break and the tab, which this CLI's own messages use. */
+// biome-ignore lint/suspicious/noControlCharactersInRegex: the control characters are what is matched
+const controlsButLines = /[\u0000-\u0008\u000b-\u001f\u007f-\u009f]/g;
+
+/**
+ * Writes one line to stderr. Errors carry words from outside (a seller's error, a listing's model
+ * name): their control characters are written out, e.g. `\u001b`, so none retitles or clears the
+ * terminal; line breaks and tabs are kept.
+ */
 export function printError(text: string): void {
-  process.stderr.write(`${text}\n`);
+  process.stderr.write(`${text.replace(controlsButLines, escapeControl)}\n`);
 }
