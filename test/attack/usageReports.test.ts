@@ -267,6 +267,24 @@ describe("a chat stream that shows its reasoning as it goes", () => {
     assert.equal(row.completionTokens, shown + 300);
   });
 
+  test("a summary beside the reasoning it streamed in full does not make that reasoning unseen", async () => {
+    const summary = " in short";
+    const shownWithSummary = countTextTokens(reasoning + summary + answer, "o200k_base");
+    scripted.script = streamWith(
+      {
+        prompt_tokens: 12,
+        completion_tokens: shownWithSummary + 300,
+        completion_tokens_details: { reasoning_tokens: 300 },
+      },
+      { reasoning_content: reasoning, reasoning_details: [{ type: "reasoning.summary", summary }] },
+    );
+    const { response } = await payFor(h, "/v1/chat/completions", body, buyer().privateKey);
+    await response.text();
+    const row = await finalRow(h);
+    // Before: the summary marker dropped the streamed reasoning from what was shown, and 300 more were charged.
+    assert.equal(row.completionTokens, shownWithSummary);
+  });
+
   test("an honest report, the reasoning it showed itemized, stands", async () => {
     scripted.script = streamWith({
       prompt_tokens: 12,

@@ -60,10 +60,20 @@ function summarizesReasoning(message: unknown): boolean {
   );
 }
 
-/** The reasoning of a message or delta, when it is the model's own in full (not summarized). */
+/**
+ * The reasoning of a message or delta that is the model's own in full: DeepSeek's and vLLM's
+ * `reasoning_content` always; OpenRouter's `reasoning` and `reasoning_details` unless they summarize it.
+ */
 function fullReasoningText(message: unknown): string {
-  if (!isObject(message) || summarizesReasoning(message)) return "";
-  return messageText(Object.fromEntries(Object.entries(message).filter(([key]) => REASONING_KEYS.has(key))));
+  if (!isObject(message)) return "";
+  const summarized = summarizesReasoning(message);
+  return messageText(
+    Object.fromEntries(
+      Object.entries(message).filter(
+        ([key]) => REASONING_KEYS.has(key) && (!summarized || key === "reasoning_content"),
+      ),
+    ),
+  );
 }
 
 /** A message or delta without its reasoning. */
