@@ -191,10 +191,14 @@ describe("a rerank backend that answers less, or claims more, than it did", () =
     assert.equal(moved, row.chargeAtomic);
   });
 
-  test("a total_tokens of 0 for three documents is not believed either", async () => {
-    scripted.script = () => ranking([0, 1, 2], { total_tokens: 0 });
-    const { row } = await paid({});
-    assert.equal(row.chargeAtomic, chargeFor(await pairTokens()));
+  test("a total_tokens far below the pairs' text is believed: a reranker cuts each pair to its length limit", async () => {
+    scripted.script = () => ranking([0, 1, 2], { total_tokens: 6 });
+    const { response, row, moved } = await paid({});
+    assert.equal(response.status, 200);
+    assert.ok((await pairTokens()) > 30, "the pairs hold far more than 6 tokens");
+    // Before: judged implausible, and the buyer was charged every token of the pairs.
+    assert.equal(row.chargeAtomic, chargeFor(6));
+    assert.equal(moved, chargeFor(6));
   });
 });
 

@@ -4,7 +4,7 @@ import type { OutputReading, RouteAdapter } from "./RouteAdapter.js";
 import { errorOf, refuseStreamedAnswer } from "./readChoices.js";
 import { invalidField, pickAllowedFields, readCount } from "./requestFields.js";
 
-// The rerank API Jina, Cohere (v2), Voyage-compatible servers and vLLM share: `query`, `documents`,
+// The rerank API Jina, Cohere (v2) and vLLM share: `query`, `documents`,
 // `top_n`, `return_documents`; results `{ index, relevance_score }`, usage `{ total_tokens }`.
 
 const ALLOWED = new Set(["model", "query", "documents", "top_n", "return_documents"]);
@@ -80,7 +80,16 @@ export const rerank: RouteAdapter = {
       typeof fields.return_documents !== "boolean"
     )
       throw invalidField("return_documents", "must be true or false");
-    return { fields, stream: false, includeUsage: false, requestedOutputTokens: undefined, choices: 0 };
+    // A cross-encoder cuts each pair to its length limit (512 tokens for many): it may read far less
+    // than it was sent, so its count is believed however low, within the bound.
+    return {
+      fields,
+      stream: false,
+      includeUsage: false,
+      requestedOutputTokens: undefined,
+      choices: 0,
+      promptMayShrink: true,
+    };
   },
 
   prompt(request) {
