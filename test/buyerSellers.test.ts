@@ -744,6 +744,17 @@ describe("a seller that misreports or keeps a payment", () => {
     );
     assert.equal(log.of("authorized").length, 0, "nothing was signed");
 
+    // Nor may a model listed at a fixed price alone be offered by upto at a higher maximum, to be charged
+    // by the 402's own prices. Observed before: signed at the 402's maximum, with no check.
+    const switchedScheme = await dishonestSeller({ listedScheme: "exact", listedExactAtomic: asked / 10n });
+    await payingFetch.discover(switchedScheme.url);
+    await refusedByListing(
+      payingFetch,
+      switchedScheme.url,
+      new RegExp(`upto up to ${asked} atomic units, listed ${asked / 10n}`),
+    );
+    assert.equal(log.of("authorized").length, 0, "nothing was signed");
+
     // A seller whose 402 asks no more than its listed fixed price is paid by the same fetch.
     const honest = await dishonestSeller({ scheme: "exact", listedExactAtomic: asked });
     await payingFetch.discover(honest.url);

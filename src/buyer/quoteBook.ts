@@ -37,7 +37,13 @@ export type QuoteBook = {
 export type ListedTerms = { price: QuotedPrice; network: string; asset: string };
 
 /** What a seller's `/v1/models` listing says one request to a model costs at a fixed price, in which asset on which network. */
-export type ListedExact = { amount: bigint; network: string; asset: string };
+export type ListedExact = {
+  amount: bigint;
+  network: string;
+  asset: string;
+  /** The listing offers the model at this fixed price alone (no other scheme). */
+  alone: boolean;
+};
 
 export function createQuoteBook(): QuoteBook {
   const quotes = new Map<string, KnownQuote>();
@@ -87,6 +93,7 @@ export function createQuoteBook(): QuoteBook {
               amount: model.exactPriceAtomic,
               network: model.network,
               asset: model.asset,
+              alone: model.schemes.every((scheme) => scheme === "exact"),
             });
           else exactListings.delete(key);
         }
