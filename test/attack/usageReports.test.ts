@@ -78,7 +78,7 @@ describe("a Messages usage report whose prompt parts are not counts", () => {
   for (const [name, usage] of [
     ["a negative cache write", { input_tokens: 400, cache_creation_input_tokens: -150, output_tokens: 2 }],
     ["a negative input count", { input_tokens: -150, cache_read_input_tokens: 400, output_tokens: 2 }],
-    ["a fractional cache read", { input_tokens: 0.5, cache_read_input_tokens: 399.5, output_tokens: 2 }],
+    ["a fractional cache read", { input_tokens: 50.5, cache_read_input_tokens: 149.5, output_tokens: 2 }],
     [
       "an input count given as a string",
       { input_tokens: "400", cache_read_input_tokens: 250, output_tokens: 2 },
