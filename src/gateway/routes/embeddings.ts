@@ -1,7 +1,7 @@
 import type { ModelConfig } from "../gatewayConfig.js";
 import type { OutputReading, RouteAdapter } from "./RouteAdapter.js";
 import { errorOf, refuseStreamedAnswer } from "./readChoices.js";
-import { invalidField, pickAllowedFields, readNumbers } from "./requestFields.js";
+import { invalidField, pickAllowedFields, readNumbers, wholeAnswerRequest } from "./requestFields.js";
 
 const ALLOWED = new Set(["model", "input", "encoding_format", "dimensions", "user"]);
 const IGNORED = new Set<string>();
@@ -63,7 +63,7 @@ export const embeddings: RouteAdapter = {
     readNumbers(fields, ["dimensions"]);
     if (fields.stream !== undefined)
       throw invalidField("stream", "is not supported: embeddings cannot stream");
-    return { fields, stream: false, includeUsage: false, requestedOutputTokens: undefined, choices: 0 };
+    return wholeAnswerRequest(fields);
   },
 
   prompt(request) {

@@ -2,7 +2,7 @@ import type { UnitPrices } from "../../pricing/index.js";
 import type { ModelConfig } from "../gatewayConfig.js";
 import type { OutputReading, RouteAdapter } from "./RouteAdapter.js";
 import { errorOf } from "./readChoices.js";
-import { invalidField, pickAllowedFields, readCount } from "./requestFields.js";
+import { invalidField, pickAllowedFields, readCount, wholeAnswerRequest } from "./requestFields.js";
 
 const ALLOWED = new Set([
   "model",
@@ -75,14 +75,7 @@ export const imageGenerations: RouteAdapter = {
     if (fields.stream !== undefined)
       throw invalidField("stream", "is not supported: images are not streamed");
     const images = readCount(fields.n, "n", 10);
-    return {
-      fields,
-      stream: false,
-      includeUsage: false,
-      requestedOutputTokens: undefined,
-      choices: 0,
-      images,
-    };
+    return wholeAnswerRequest(fields, { images });
   },
 
   exactRefusal(request, model) {

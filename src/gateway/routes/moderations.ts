@@ -2,7 +2,7 @@ import type { PromptKind } from "../../pricing/index.js";
 import type { ModelConfig } from "../gatewayConfig.js";
 import type { OutputReading, RouteAdapter, RouteRequest } from "./RouteAdapter.js";
 import { errorOf, refuseStreamedAnswer } from "./readChoices.js";
-import { invalidField, pickAllowedFields } from "./requestFields.js";
+import { invalidField, pickAllowedFields, wholeAnswerRequest } from "./requestFields.js";
 
 // The OpenAI moderation API: https://platform.openai.com/docs/api-reference/moderations
 
@@ -75,7 +75,7 @@ export const moderations: RouteAdapter = {
     if (Array.isArray(input)) for (const [index, item] of input.entries()) checkItem(item, `input[${index}]`);
     if (fields.stream !== undefined)
       throw invalidField("stream", "is not supported: moderations cannot stream");
-    return { fields, stream: false, includeUsage: false, requestedOutputTokens: undefined, choices: 0 };
+    return wholeAnswerRequest(fields);
   },
 
   prompt(request) {

@@ -1,6 +1,7 @@
 import { TollgateError } from "../../errors/index.js";
 import { imageTokenBound } from "../../pricing/index.js";
 import type { ModelConfig } from "../gatewayConfig.js";
+import type { RouteRequest } from "./RouteAdapter.js";
 
 /**
  * How the pricing reads a model: its tokenizer (configured, or known from its id), its image tokens,
@@ -127,4 +128,19 @@ export function refuseUndeclaredTools(tools: unknown, declared: readonly string[
       `${JSON.stringify(type)} is not accepted: the provider runs or defines this tool, adding fees, prompt or output this gateway cannot price; declare it as ${kinds} instead`,
     );
   });
+}
+
+/** A request answered whole, generating no tokens (embeddings, moderations, rankings, images): never streamed. */
+export function wholeAnswerRequest(
+  fields: Record<string, unknown>,
+  extra: Pick<RouteRequest, "images" | "promptMayShrink"> = {},
+): RouteRequest {
+  return {
+    fields,
+    stream: false,
+    includeUsage: false,
+    requestedOutputTokens: undefined,
+    choices: 0,
+    ...extra,
+  };
 }

@@ -2,7 +2,7 @@ import { rerankPlainTexts, rerankPromptBody } from "../../pricing/index.js";
 import type { ModelConfig } from "../gatewayConfig.js";
 import type { OutputReading, RouteAdapter } from "./RouteAdapter.js";
 import { errorOf, refuseStreamedAnswer } from "./readChoices.js";
-import { invalidField, pickAllowedFields, readCount } from "./requestFields.js";
+import { invalidField, pickAllowedFields, readCount, wholeAnswerRequest } from "./requestFields.js";
 
 // The rerank API Jina, Cohere (v2) and vLLM share: `query`, `documents`,
 // `top_n`, `return_documents`; results `{ index, relevance_score }`, usage `{ total_tokens }`.
@@ -82,14 +82,7 @@ export const rerank: RouteAdapter = {
       throw invalidField("return_documents", "must be true or false");
     // A cross-encoder cuts each pair to its length limit (512 tokens for many): it may read far less
     // than it was sent, so its count is believed however low, within the bound.
-    return {
-      fields,
-      stream: false,
-      includeUsage: false,
-      requestedOutputTokens: undefined,
-      choices: 0,
-      promptMayShrink: true,
-    };
+    return wholeAnswerRequest(fields, { promptMayShrink: true });
   },
 
   prompt(request) {
