@@ -86,6 +86,19 @@ async function refusedByListing(payingFetch: typeof fetch, url: string, words: R
   });
 }
 
+/** Lists a seller's models, then pays its chat: served, and settled at `chargeAtomic`. */
+async function paidAsListed(
+  payingFetch: ReturnType<typeof buyerFetch>,
+  seller: { url: string; settled: Array<{ chargeAtomic: bigint }> },
+  chargeAtomic: bigint,
+): Promise<void> {
+  await payingFetch.discover(seller.url);
+  const paid = await chat(payingFetch, seller.url);
+  assert.equal(paid.status, 200);
+  await paid.arrayBuffer();
+  assert.equal(seller.settled[0]?.chargeAtomic, chargeAtomic);
+}
+
 /** The amount a seller's 402 asks for the test's chat, read from an unpaid request. */
 async function exactAmountOf(seller: { url: string }): Promise<bigint> {
   const response = await chat(fetch, seller.url);
@@ -708,12 +721,7 @@ describe("a seller that misreports or keeps a payment", () => {
     assert.equal(seller.settled.length, 0);
 
     // A seller whose 402 asks what it listed is paid by the same fetch.
-    const honest = await dishonestSeller();
-    await payingFetch.discover(honest.url);
-    const paid = await chat(payingFetch, honest.url);
-    assert.equal(paid.status, 200);
-    await paid.arrayBuffer();
-    assert.equal(honest.settled[0]?.chargeAtomic, honestCharge);
+    await paidAsListed(payingFetch, await dishonestSeller(), honestCharge);
   });
 
   test("a seller whose 402 asks a fixed price above the one its listing gave is refused before signing: listed cheap to be chosen, it cannot ask more", async () => {
@@ -756,12 +764,11 @@ describe("a seller that misreports or keeps a payment", () => {
     assert.equal(log.of("authorized").length, 0, "nothing was signed");
 
     // A seller whose 402 asks no more than its listed fixed price is paid by the same fetch.
-    const honest = await dishonestSeller({ scheme: "exact", listedExactAtomic: asked });
-    await payingFetch.discover(honest.url);
-    const paid = await chat(payingFetch, honest.url);
-    assert.equal(paid.status, 200);
-    await paid.arrayBuffer();
-    assert.equal(honest.settled[0]?.chargeAtomic, asked);
+    await paidAsListed(
+      payingFetch,
+      await dishonestSeller({ scheme: "exact", listedExactAtomic: asked }),
+      asked,
+    );
   });
 
   test("a seller listed by token prices whose 402 asks a fixed exact amount above what the listing comes to for the request is refused: listed low to be chosen, it cannot switch schemes to ask more", async () => {
