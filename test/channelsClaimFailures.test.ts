@@ -600,6 +600,50 @@ describe("a claim that landed while its answer was lost", () => {
     assert.equal(await claimedOnMetrics(), before + Number(channel.charged));
   });
 
+  test("a landed claim whose booking throws is counted on /metrics once, by the round that books it", async () => {
+    const channel = await chargedChannel();
+    const claimedOnMetrics = async () =>
+      sumOf(
+        parsePrometheusText(await (await fetch(h.gateway.metricsUrl!)).text()),
+        "tollgate_channel_atomic_total",
+        { network: h.devnet.network, kind: "claim" },
+      );
+    const before = await claimedOnMetrics();
+    const store = h.gateway.ledger.channels;
+    const update = store.update.bind(store);
+    let failOnce = true;
+    // The ledger's write of the claimed total fails once, after the claim's transaction landed.
+    store.update = (async (...args: Parameters<typeof update>) => {
+      const [channelId, change] = args;
+      const current = await store.get(channelId);
+      const planned = change(current);
+      if (
+        failOnce &&
+        planned.next &&
+        current &&
+        planned.next.totalClaimedAtomic > current.totalClaimedAtomic
+      ) {
+        failOnce = false;
+        throw new Error("connection to the ledger lost");
+      }
+      return update(...args);
+    }) as typeof store.update;
+    try {
+      await h.gateway.channels!.settlement.claim({ force: true }).catch(() => undefined);
+    } finally {
+      store.update = update;
+    }
+    assert.equal(failOnce, false, "the booking failed");
+    assert.equal((await onchain(channel.channelId)).totalClaimed, channel.charged, "the claim landed");
+    await h.gateway.channels!.settlement.claim({ force: true });
+    assert.equal(
+      (await h.gateway.ledger.channels.get(channel.channelId))!.totalClaimedAtomic,
+      channel.charged,
+      "booked from the chain",
+    );
+    assert.equal(await claimedOnMetrics(), before + Number(channel.charged), "counted once");
+  });
+
   test("booked from the chain alone, a channel claimed there above this ledger's charges is reported as an error", async () => {
     const channel = await chargedChannel();
     await testChannelSettlement(h, { minClaimAtomic: 1n }).claim({ force: true });

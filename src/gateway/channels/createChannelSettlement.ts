@@ -376,19 +376,25 @@ export function createChannelSettlement(parameters: CreateChannelSettlementParam
     let claimedAtomic = 0n;
     for (const channel of batch) {
       claimedAtomic += channel.chargedAtomic - channel.totalClaimedAtomic;
-      parameters.emit?.({
-        type: "channel_claim",
-        at: Date.now(),
-        network,
-        channelId: channel.channelId,
-        amountAtomic: channel.chargedAtomic - channel.totalClaimedAtomic,
-        transaction,
-      });
-      await channels.update(channel.channelId, (current) =>
+      // Counted once it is booked, and as far as it was: a booking that throws leaves the claim to the
+      // next round, which books it from the chain and counts it then.
+      const bookedAtomic = await channels.update(channel.channelId, (current) =>
         current && current.totalClaimedAtomic < channel.chargedAtomic
-          ? { next: { ...current, totalClaimedAtomic: channel.chargedAtomic }, result: undefined }
-          : { result: undefined },
+          ? {
+              next: { ...current, totalClaimedAtomic: channel.chargedAtomic },
+              result: channel.chargedAtomic - current.totalClaimedAtomic,
+            }
+          : { result: 0n },
       );
+      if (bookedAtomic > 0n)
+        parameters.emit?.({
+          type: "channel_claim",
+          at: Date.now(),
+          network,
+          channelId: channel.channelId,
+          amountAtomic: bookedAtomic,
+          transaction,
+        });
     }
     logger.info(
       { channels: batch.length, claimedAtomic: claimedAtomic.toString(), tx: transaction },
