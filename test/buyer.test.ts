@@ -4,7 +4,12 @@ import OpenAI from "openai";
 import { createPayingFetch, type PayingFetch } from "../src/buyer/index.js";
 import { isTollgateError } from "../src/errors/index.js";
 import { chatRequest, countingFetch, eventLog, tempDataDir } from "./support/buyerFixtures.js";
-import { expectedCharge, type GatewayHarness, startGatewayHarness } from "./support/gatewayHarness.js";
+import {
+  expectedCharge,
+  type GatewayHarness,
+  startGatewayHarness,
+  startGatewayOnLedger,
+} from "./support/gatewayHarness.js";
 import { mockCompletionText, mockModelId } from "./support/mockBackend.js";
 
 let h: GatewayHarness;
@@ -92,6 +97,55 @@ describe("paying Tollgate's gateway", () => {
     assert.equal(authorized?.firstRequest, true);
     assert.equal(authorized?.maxAtomic, authorized?.expectedAtomic, "the buyer computed the maximum itself");
     assert.equal(log.of("receipt")[0]?.success, true);
+  });
+
+  test("pays at once for as long as the listing says an authorization lives: a policy shorter than the gateway's default is no refusal", async () => {
+    // A seller whose authorizations live 60 s, for a buyer that allows 120 s.
+    const seller = await startGatewayOnLedger(h, (input) => ({
+      ...input,
+      maxTimeoutSeconds: 60,
+      models: input.models.map((model) => ({
+        ...model,
+        backend: { ...model.backend, maxDurationSeconds: 20 },
+      })),
+    }));
+    try {
+      const counting = countingFetch();
+      const log = eventLog();
+      const payingFetch = buyerFetch({
+        fetch: counting,
+        onEvent: log.onEvent,
+        buyer: 1,
+        policy: { maxTimeoutSeconds: 120 },
+      });
+      await payingFetch.discover(seller.url);
+      counting.statuses.length = 0;
+      const response = await payingFetch(`${seller.url}/v1/chat/completions`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: chatRequest({ max_tokens: 16 }),
+      });
+      assert.equal(response.status, 200);
+      await response.arrayBuffer();
+      assert.deepEqual(counting.statuses, [200], "one request, paid at once");
+      assert.equal(log.of("authorized")[0]?.firstRequest, true);
+      assert.equal(log.of("receipt")[0]?.success, true);
+      // A policy shorter than the seller's own asks for its 402, and refuses that on the rule.
+      const strict = buyerFetch({ fetch: counting, buyer: 1, policy: { maxTimeoutSeconds: 30 } });
+      await strict.discover(seller.url);
+      counting.statuses.length = 0;
+      await assert.rejects(
+        strict(`${seller.url}/v1/chat/completions`, {
+          method: "POST",
+          headers: { "content-type": "application/json" },
+          body: chatRequest({ max_tokens: 16 }),
+        }),
+        (error) => isTollgateError(error) && /maxTimeoutSeconds/.test(error.message),
+      );
+      assert.deepEqual(counting.statuses, [402], "asked for the 402, signed nothing");
+    } finally {
+      await seller.close();
+    }
   });
 
   test("learns the prices from a 402 and pays the next request for the same model at once", async (t) => {

@@ -32,6 +32,12 @@ import { spendChannelStorage } from "./spendChannelStorage.js";
 import { providerOrigin } from "./spendingPolicy.js";
 import { timeFirstByte } from "./timeFirstByte.js";
 
+/** Rules that judge how long an authorization lives, which a model listing does not say. */
+const TIMEOUT_RULES: ReadonlySet<PolicyRefusal["rule"]> = new Set([
+  "maxTimeoutSeconds",
+  "providers.maxTimeoutSeconds",
+]);
+
 export type CreatePayingFetchParameters = BuyerPaymentOptions & {
   /**
    * An RPC endpoint of the chain paid on: lets the upto/exact schemes sign gas-sponsoring
@@ -228,24 +234,28 @@ export function createPayingFetch(parameters: CreatePayingFetchParameters): Payi
         accepts: [offer],
       };
       const selected = await selectOffer({ accepts: [offer], request: inference, policy, origin });
-      if (!selected.ok) {
+      // The listing does not say how long the seller's authorizations live (300 s is assumed): a policy
+      // that allows less asks the seller for its 402, whose own terms it judges.
+      if (!selected.ok && !TIMEOUT_RULES.has(selected.refusal.rule)) {
         emit({ type: "refused", url, origin, refusal: selected.refusal });
         throw policyRefusedError(selected.refusal);
       }
-      const attempt = await authorizePayment(context, {
-        url,
-        origin,
-        paymentRequired,
-        choice: selected.choice,
-        request: inference,
-        firstRequest: true,
-      });
-      response = await sendPaid(attempt);
-      // A 402 anyway (prices changed, a larger maximum): fall through to the usual flow. The seller
-      // holds the first authorization, which stays reserved beside the next one and counts against
-      // this request's perCall caps with it.
-      if (response.status !== 402) return response;
-      authorizedAtomic = attempt.maxAtomic;
+      if (selected.ok) {
+        const attempt = await authorizePayment(context, {
+          url,
+          origin,
+          paymentRequired,
+          choice: selected.choice,
+          request: inference,
+          firstRequest: true,
+        });
+        response = await sendPaid(attempt);
+        // A 402 anyway (prices changed, a larger maximum): fall through to the usual flow. The seller
+        // holds the first authorization, which stays reserved beside the next one and counts against
+        // this request's perCall caps with it.
+        if (response.status !== 402) return response;
+        authorizedAtomic = attempt.maxAtomic;
+      }
     }
 
     response ??= await send();

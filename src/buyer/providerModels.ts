@@ -43,6 +43,7 @@ const modelSchema = z.looseObject({
       imagePrices: z.record(z.string(), atomic).optional(),
       units: z.record(z.string(), atomic).optional(),
       facilitatorAddress: addressSchema.optional(),
+      maxTimeoutSeconds: z.number().int().positive().optional(),
       receiptSigner: addressSchema.optional(),
     })
     .optional(),
@@ -73,6 +74,8 @@ export type ProviderModel = {
   /** An image model's price per image, by size (`"1024x1024"`) or size and quality (`"1024x1024/hd"`). */
   imagePrices?: Record<string, bigint> | undefined;
   facilitatorAddress: string | undefined;
+  /** How long the seller asks an authorization to live, when its listing says. */
+  maxTimeoutSeconds?: number | undefined;
   /** The key that signs this provider's receipts, when it signs them. */
   receiptSigner: string | undefined;
 };
@@ -158,6 +161,7 @@ export async function fetchProviderModels(
       exactPriceAtomic: pricing.exactPriceAtomic,
       ...(pricing.imagePrices ? { imagePrices: pricing.imagePrices } : {}),
       facilitatorAddress: pricing.facilitatorAddress,
+      maxTimeoutSeconds: pricing.maxTimeoutSeconds,
       receiptSigner: pricing.receiptSigner,
     });
   }

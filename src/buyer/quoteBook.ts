@@ -12,7 +12,7 @@ export type KnownQuote = {
   price: QuotedPrice;
 };
 
-/** A time the buyer keeps an authorization signed from `/v1/models` valid for: the gateway's default. */
+/** How long an authorization signed from `/v1/models` is asked to live, when the listing does not say: the gateway's default. */
 const DEFAULT_MAX_TIMEOUT_SECONDS = 300;
 
 /** Prices learned from 402s and from `GET /v1/models`, keyed by route URL (origin + path) and model. */
@@ -99,7 +99,8 @@ export function createQuoteBook(): QuoteBook {
         }
         if (!model.price || !model.schemes.includes("upto") || !model.facilitatorAddress) continue;
         // A request runs at most the seller's listed duration, and never past the authorization's life.
-        const authorizationMs = DEFAULT_MAX_TIMEOUT_SECONDS * 1000;
+        const timeoutSeconds = model.maxTimeoutSeconds ?? DEFAULT_MAX_TIMEOUT_SECONDS;
+        const authorizationMs = timeoutSeconds * 1000;
         const price = {
           ...model.price,
           timeBoundMs: Math.min(model.price.timeBoundMs ?? authorizationMs, authorizationMs),
@@ -115,7 +116,7 @@ export function createQuoteBook(): QuoteBook {
               asset: model.asset,
               payTo: model.payTo,
               amount: "0",
-              maxTimeoutSeconds: DEFAULT_MAX_TIMEOUT_SECONDS,
+              maxTimeoutSeconds: timeoutSeconds,
               extra: {
                 facilitatorAddress: model.facilitatorAddress,
                 pricing: {

@@ -85,6 +85,8 @@ export function createGatewayApp({
             ? { exactMaxPromptTokens: model.exactMaxPromptTokens, exactMaxChoices: model.exactMaxChoices }
             : {}),
           facilitatorAddress: billing.terms.facilitatorAddress,
+          // How long a buyer's authorization is asked to live: a buyer that pays at once signs it so.
+          maxTimeoutSeconds: billing.terms.maxTimeoutSeconds,
           receiptSigner: billing.receiptSigner,
         },
       })),
