@@ -1,42 +1,32 @@
 import { toClientEvmSigner } from "@x402/evm";
 import { type Address, createPublicClient, erc20Abi, http } from "viem";
-import { TollgateError } from "../errors/index.js";
-import {
-  decodePaymentRequiredHeader,
-  PAYMENT_REQUIRED_HEADER,
-  PAYMENT_SIGNATURE_HEADER,
-  type PaymentRequired,
-  ReasonCode,
-} from "../protocol/index.js";
+import { PAYMENT_SIGNATURE_HEADER, type PaymentRequired } from "../protocol/index.js";
 import { authorizePayment } from "./authorizePayment.js";
 import { createChannelPool } from "./channelPool.js";
 import { callAbovePerCall } from "./checkOffer.js";
 import { type BuyerPaymentOptions, createPaymentContext } from "./createPaymentContext.js";
+import { connectionReset, neverConnected } from "./describeFetchFailure.js";
 import { readInferenceRequest } from "./inferenceRequest.js";
 import { offerOffListing } from "./offerOffListing.js";
 import { type ChannelPaymentContext, payByChannel } from "./payByChannel.js";
 import {
   declaredSponsoring,
   permit2AllowanceError,
+  permit2Refusal,
   readPermit2Allowance,
   settlesViaPermit2,
 } from "./permit2Approval.js";
-import { type PolicyRefusal, policyRefusedError } from "./policyRefusal.js";
+import { type PolicyRefusal, policyRefusedError, TIMEOUT_RULES } from "./policyRefusal.js";
 import { fetchProviderModels, type ProviderModel } from "./providerModels.js";
 import { createQuoteBook } from "./quoteBook.js";
 import { estimateRequest } from "./quotedPrice.js";
+import { readPaymentRequired } from "./readPaymentRequired.js";
 import type { SpendStore } from "./SpendStore.js";
 import { selectOffer } from "./selectOffer.js";
 import { settlePaidResponse } from "./settlePaidResponse.js";
 import { spendChannelStorage } from "./spendChannelStorage.js";
 import { providerOrigin } from "./spendingPolicy.js";
 import { timeFirstByte } from "./timeFirstByte.js";
-
-/** Rules that judge how long an authorization lives, which a model listing does not say. */
-const TIMEOUT_RULES: ReadonlySet<PolicyRefusal["rule"]> = new Set([
-  "maxTimeoutSeconds",
-  "providers.maxTimeoutSeconds",
-]);
 
 export type CreatePayingFetchParameters = BuyerPaymentOptions & {
   /**
@@ -260,29 +250,9 @@ export function createPayingFetch(parameters: CreatePayingFetchParameters): Payi
 
     response ??= await send();
     if (response.status !== 402) return response;
-    if (response.redirected && response.url !== url) {
-      // The policy judges the origin asked for: a 402 from another one is not paid under its name.
-      if (providerOrigin(response.url) !== origin) {
-        await response.body?.cancel().catch(() => undefined);
-        throw new TollgateError({
-          code: "TOLLGATE_PAYMENT_REQUIRED",
-          shortMessage: `${url} redirected to ${response.url}, whose 402 is not paid: the spending policy judges ${origin}; send the request to ${providerOrigin(response.url)} itself to pay it under its own caps`,
-          details: { url, redirectedTo: response.url },
-        });
-      }
-      paidUrl = response.url;
-    }
-    const decoded = decodePaymentRequiredHeader(response.headers.get(PAYMENT_REQUIRED_HEADER));
-    if (!decoded.ok) {
-      await response.body?.cancel().catch(() => undefined);
-      throw new TollgateError({
-        code: "TOLLGATE_PAYMENT_REQUIRED",
-        shortMessage: `${origin} answered 402 without a usable x402 v2 PAYMENT-REQUIRED header: ${decoded.message}`,
-        details: { url, reason: decoded.reason },
-      });
-    }
-    await response.body?.cancel().catch(() => undefined);
-    const paymentRequired = decoded.paymentRequired;
+    const asked = await readPaymentRequired(response, url, origin);
+    paidUrl = asked.paidUrl;
+    const { paymentRequired } = asked;
     const channelOffered = paymentRequired.accepts.some((offer) => offer.scheme === "batch-settlement");
     if (channelOffered) channelSellers.add(origin);
     const selected = await selectOffer({
@@ -351,12 +321,8 @@ export function createPayingFetch(parameters: CreatePayingFetchParameters): Payi
     });
     const paid = await sendPaid(attempt);
     if (paid.status === 402 && settlesViaPermit2(offer)) {
-      const refusal = decodePaymentRequiredHeader(paid.headers.get(PAYMENT_REQUIRED_HEADER));
-      const reason = refusal.ok ? (refusal.paymentRequired.error ?? "") : "";
-      if (
-        reason.startsWith(ReasonCode.permit2AllowanceRequired) ||
-        reason.startsWith(ReasonCode.gasSponsoringRefused)
-      ) {
+      const reason = permit2Refusal(paid);
+      if (reason !== undefined) {
         await paid.body?.cancel().catch(() => undefined);
         throw permit2AllowanceError({
           origin,
@@ -364,7 +330,7 @@ export function createPayingFetch(parameters: CreatePayingFetchParameters): Payi
           payer,
           sponsored,
           canSponsor: !!rpcUrl,
-          sellerReason: reason.slice(0, 300),
+          sellerReason: reason,
         });
       }
     }
@@ -426,16 +392,4 @@ export function createPayingFetch(parameters: CreatePayingFetchParameters): Payi
       await closeStore();
     },
   });
-}
-
-/** True when a connection broke before any response, typically a kept-alive one the server closed. */
-function connectionReset(error: unknown): boolean {
-  const code = (error as { cause?: { code?: unknown } })?.cause?.code;
-  return code === "ECONNRESET" || code === "EPIPE" || code === "UND_ERR_SOCKET";
-}
-
-/** True when this attempt certainly never reached the seller (it could not connect). */
-function neverConnected(error: unknown): boolean {
-  const code = (error as { cause?: { code?: unknown } })?.cause?.code;
-  return code === "ECONNREFUSED" || code === "ENOTFOUND" || code === "EAI_AGAIN";
 }

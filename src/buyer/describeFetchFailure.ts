@@ -29,3 +29,15 @@ export function describeFetchFailure(error: unknown): string | undefined {
     return 'the URL\'s port is one that fetch refuses to connect to (a "bad port" of the Fetch standard, such as 9 or 6000): use another port';
   return undefined;
 }
+
+/** True when a connection broke before any response, typically a kept-alive one the server closed. */
+export function connectionReset(error: unknown): boolean {
+  const code = (error as { cause?: { code?: unknown } })?.cause?.code;
+  return code === "ECONNRESET" || code === "EPIPE" || code === "UND_ERR_SOCKET";
+}
+
+/** True when this attempt certainly never reached the seller (it could not connect). */
+export function neverConnected(error: unknown): boolean {
+  const code = (error as { cause?: { code?: unknown } })?.cause?.code;
+  return code === "ECONNREFUSED" || code === "ENOTFOUND" || code === "EAI_AGAIN";
+}

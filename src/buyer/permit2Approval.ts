@@ -2,7 +2,12 @@ import { PERMIT2_ADDRESS } from "@x402/evm";
 import { EIP2612_GAS_SPONSORING, ERC20_APPROVAL_GAS_SPONSORING } from "@x402/extensions";
 import { type Address, createPublicClient, erc20Abi, getAddress, http } from "viem";
 import { TollgateError } from "../errors/index.js";
-import type { PaymentRequirements } from "../protocol/index.js";
+import {
+  decodePaymentRequiredHeader,
+  PAYMENT_REQUIRED_HEADER,
+  type PaymentRequirements,
+  ReasonCode,
+} from "../protocol/index.js";
 
 /** The gas-sponsoring extensions a 402 declares. */
 export function declaredSponsoring(extensions: Record<string, unknown> | undefined): string[] {
@@ -69,4 +74,17 @@ export function permit2AllowanceError({
       sponsored,
     },
   });
+}
+
+/**
+ * The seller's reason (up to 300 characters), when its 402 to a paid request says the payer's
+ * Permit2 allowance is missing or its approval was not sponsored; undefined for any other 402.
+ */
+export function permit2Refusal(response: Response): string | undefined {
+  const refusal = decodePaymentRequiredHeader(response.headers.get(PAYMENT_REQUIRED_HEADER));
+  const reason = refusal.ok ? (refusal.paymentRequired.error ?? "") : "";
+  return reason.startsWith(ReasonCode.permit2AllowanceRequired) ||
+    reason.startsWith(ReasonCode.gasSponsoringRefused)
+    ? reason.slice(0, 300)
+    : undefined;
 }

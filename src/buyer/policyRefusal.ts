@@ -24,6 +24,12 @@ export type PolicyRule =
   | "maxPricePerSecond"
   | "listedPrices";
 
+/** Rules that judge how long an authorization lives, which a model listing may not say. */
+export const TIMEOUT_RULES: ReadonlySet<PolicyRule> = new Set([
+  "maxTimeoutSeconds",
+  "providers.maxTimeoutSeconds",
+]);
+
 /** Why a payment was refused, with the figures; data until it is thrown. */
 export type PolicyRefusal = {
   rule: PolicyRule;
