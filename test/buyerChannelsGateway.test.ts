@@ -2,12 +2,13 @@
 // stream's last event), no transaction after the deposit, charges checked; then the CLI lists the
 // buyer's channels and refunds the rest.
 import assert from "node:assert/strict";
+import { randomBytes } from "node:crypto";
 import { type AddressInfo, createServer } from "node:net";
 import { after, before, describe, test } from "node:test";
 import { decodePaymentRequiredHeader } from "@x402/core/http";
 import OpenAI from "openai";
 import { privateKeyToAccount } from "viem/accounts";
-import { createPayingFetch, providerOrigin, refundChannels } from "../src/buyer/index.js";
+import { createPayingFetch, openSpendStore, providerOrigin, refundChannels } from "../src/buyer/index.js";
 import { isTollgateError } from "../src/errors/index.js";
 import { eventLog, tempDataDir } from "./support/buyerFixtures.js";
 import { channelTestConfig } from "./support/channelFixtures.js";
@@ -658,17 +659,77 @@ describe("paying Tollgate's gateway by channel", () => {
         chargedAtomic: string;
         onChain: { balanceAtomic: string };
       }>;
-      totals: { chargedAtomic: string };
+      totals: Array<{ chargedAtomic: string }>;
     };
     assert.equal(channels.length, 1, "one channel for both commands");
     assert.equal(channels[0]?.origin, providerOrigin(h.gateway.url));
     assert.equal(channels[0]?.onChain.balanceAtomic, channels[0]?.depositedAtomic);
-    const charged = BigInt(totals.chargedAtomic);
+    assert.equal(totals.length, 1, "one network and asset");
+    const charged = BigInt(totals[0]!.chargedAtomic);
     assert.ok(charged > 0n);
 
     const refund = await runCli(["refund", "--gateway", h.gateway.url, "--rpc", h.devnet.rpcUrl], env);
     assert.equal(refund.code, 0, refund.stderr + refund.stdout);
     assert.match(refund.stdout, /refunded/);
     assert.equal(await h.devnet.usdcBalance(buyer.address), 100_000_000n - charged);
+  });
+
+  test("CLI: channels --buyer leaves out of its totals a channel --rpc's chain never held, and totals each network apart", async () => {
+    const other = await tempDataDir();
+    try {
+      const store = await openSpendStore({ dataDir: other.path });
+      const channelOf = (network: string) => ({
+        channelId: `0x${randomBytes(32).toString("hex")}`,
+        payer: "0x000000000000000000000000000000000000dEaD",
+        origin: providerOrigin(h.gateway.url),
+        url: `${h.gateway.url}/v1/chat/completions`,
+        network,
+        asset: h.devnet.contracts.usdc,
+        payTo: h.devnet.accounts.payTo.address,
+        receiverAuthorizer: h.devnet.accounts.facilitator.address,
+        withdrawDelay: 900,
+        salt: "0x0",
+        slot: 0,
+        config: {},
+      });
+      // A channel of a devnet since started afresh (its id unknown to this chain), and one on Base.
+      const gone = channelOf(h.devnet.network);
+      const base = channelOf("eip155:8453");
+      for (const [channel, deposited] of [
+        [gone, 700_000n],
+        [base, 300_000n],
+      ] as const) {
+        await store.recordChannel(channel);
+        await store.recordDeposit(channel.channelId, deposited);
+        await store.saveChannelContext(channel.channelId, {
+          balance: deposited.toString(),
+          chargedCumulativeAmount: "1000",
+        } as never);
+      }
+      await store.close();
+      const env = { TOLLGATE_DATA_DIR: other.path };
+      const listed = await runCli(["channels", "--buyer", "--json", "--rpc", h.devnet.rpcUrl], env);
+      assert.equal(listed.code, 0, listed.stderr);
+      const { channels, totals } = JSON.parse(listed.stdout) as {
+        channels: Array<{ channelId: string; missingOnChain: boolean; onChain: unknown }>;
+        totals: Array<{ network: string; depositedAtomic: string; remainingAtomic: string }>;
+      };
+      const listedGone = channels.find((channel) => channel.channelId === gone.channelId);
+      const listedBase = channels.find((channel) => channel.channelId === base.channelId);
+      assert.equal(listedGone?.missingOnChain, true);
+      assert.equal(listedBase?.missingOnChain, false);
+      assert.equal(listedBase?.onChain, null, "not read on another chain");
+      assert.deepEqual(
+        totals.map((total) => [total.network, total.depositedAtomic, total.remainingAtomic]),
+        [["eip155:8453", "300000", "299000"]],
+        "the missing channel is in no total; Base's is its own",
+      );
+      const text = await runCli(["channels", "--buyer", "--rpc", h.devnet.rpcUrl], env);
+      assert.equal(text.code, 0, text.stderr);
+      assert.match(text.stdout, /not on this chain: .*left out of the totals/);
+      assert.match(text.stdout, /total on eip155:8453 \(0x[0-9a-fA-F]{40}\): deposited \$0\.30/);
+    } finally {
+      await other.remove();
+    }
   });
 });
