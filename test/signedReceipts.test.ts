@@ -17,6 +17,7 @@ import {
   parseReceiptEvent,
   type SignedUsageReceipt,
   signedReceiptsOf,
+  signUsageReceipt,
 } from "../src/protocol/index.js";
 import { chatRequest, eventLog, tempDataDir } from "./support/buyerFixtures.js";
 import { startDishonestSeller } from "./support/dishonestSeller.js";
@@ -371,6 +372,26 @@ describe("signed receipts", () => {
       refused.stdout,
       /usage receipt: signed by 0x[0-9a-fA-F]{40}, not by the seller's published receipt key/,
     );
+
+    // A seller's own words in a receipt it signed reach the terminal written out, not as escape sequences.
+    const hostileKey = privateKeyToAccount(generatePrivateKey());
+    const hostile = structuredClone(receipt);
+    const hostileReceipts = signedReceiptsOf(hostile.extensions);
+    const hostileUsage = hostileReceipts.usageReceipt as SignedUsageReceipt;
+    hostileUsage.payload.model = "demo\u001b]0;pwned\u0007\u001b[2J";
+    hostileUsage.signature = (
+      await signUsageReceipt(hostileUsage.payload, (hash) => hostileKey.sign(hash))
+    ).signature;
+    // Its usage receipt alone, signed by the key the buyer is told to trust.
+    const extensions = hostile.extensions as Record<string, { info?: { receipt?: unknown } }>;
+    for (const [key, entry] of Object.entries(extensions))
+      if (entry.info?.receipt === hostileReceipts.offerReceipt) delete extensions[key];
+    const escaped = join(dataDir.path, "hostile.json");
+    await writeFile(escaped, JSON.stringify(hostile));
+    const shown = await runCli(["receipts", "verify", escaped, "--signer", hostileKey.address]);
+    assert.equal(shown.code, 0, shown.stdout + shown.stderr);
+    assert.ok(!/[\u0000-\u0008\u000b-\u001f\u007f-\u009f]/.test(shown.stdout), JSON.stringify(shown.stdout));
+    assert.match(shown.stdout, /model demo\\u001b\]0;pwned\\u0007\\u001b\[2J on /);
   });
 
   test("tollgate pay --json hands out the receipts in full, and tollgate receipts verify accepts them", async () => {

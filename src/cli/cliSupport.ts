@@ -186,5 +186,10 @@ const controlsButLines = /[\u0000-\u0008\u000b-\u001f\u007f-\u009f]/g;
  * terminal; line breaks and tabs are kept.
  */
 export function printError(text: string): void {
-  process.stderr.write(`${text.replace(controlsButLines, escapeControl)}\n`);
+  process.stderr.write(`${printableLines(text)}\n`);
+}
+
+/** Lines of this CLI's own holding words from outside: `printable`, but line breaks and tabs are kept. */
+export function printableLines(text: string): string {
+  return text.replace(controlsButLines, escapeControl);
 }

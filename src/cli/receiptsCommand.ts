@@ -19,7 +19,7 @@ import {
   type SignedUsageReceipt,
   USAGE_RECEIPT_EXTENSION,
 } from "../protocol/index.js";
-import { exitCodes, parseFlags, printError, printLine } from "./cliSupport.js";
+import { exitCodes, parseFlags, printableLines, printError, printLine } from "./cliSupport.js";
 import { commandFlags } from "./commandFlags.js";
 import { jsonLine } from "./payCommand.js";
 
@@ -62,7 +62,8 @@ export async function receiptsCommand(argv: string[]): Promise<number> {
   const valid =
     check.status !== "invalid" && check.status !== "absent" && check.overchargeAtomic === undefined;
   if (flags.json) printLine(jsonLine({ valid, ...check }));
-  else printLine(describeCheck(check, signer, flags.gateway));
+  // A receipt's words (its model, its URL) are the seller's: written out, not obeyed, by the terminal.
+  else printLine(printableLines(describeCheck(check, signer, flags.gateway)));
   return valid ? exitCodes.ok : exitCodes.failure;
 }
 
