@@ -163,6 +163,26 @@ describe("tollgate pay, chat and spend", () => {
     assert.equal(cheap.backend.inferenceRequests.length, 1);
   });
 
+  test("chat writes out the control characters of a seller's answer, keeping its line breaks and tabs", async () => {
+    cheap.backend.set({
+      answerTokens: ["Hi", "\u001b]0;pwned\u0007", "\u001b[2J", "\u009b31m", "\tthere\n", "bye"],
+    });
+    try {
+      const run = await runCli(
+        ["chat", "--gateway", cheap.gateway.url, "--model", mockModelId, "--max-tokens", "32", "say hello"],
+        env,
+      );
+      assert.equal(run.code, 0, run.stderr);
+      assert.equal(
+        run.stdout,
+        "Hi\\u001b]0;pwned\\u0007\\u001b[2J\\u009b31m\tthere\nbye\n",
+        "no escape sequence reaches the terminal",
+      );
+    } finally {
+      cheap.backend.set({ answerTokens: undefined });
+    }
+  });
+
   test("the router skips a provider the policy refuses, and an unreachable one, and says so", async () => {
     const cheapOrigin = new URL(cheap.gateway.url).origin;
     const route = await chooseProvider({

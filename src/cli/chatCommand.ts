@@ -2,7 +2,7 @@ import { z } from "zod";
 import { explainHttpFailure } from "../buyer/explainHttpFailure.js";
 import { apiBaseUrl, chooseProvider, formatReceiptLine } from "../buyer/index.js";
 import { TollgateError } from "../errors/index.js";
-import { exitCodes, parseFlags, printError, printLine } from "./cliSupport.js";
+import { exitCodes, parseFlags, printableLines, printError, printLine } from "./cliSupport.js";
 import { commandFlags } from "./commandFlags.js";
 import {
   exitCodeOfStatus,
@@ -199,7 +199,8 @@ async function printStream(response: Response, api: ChatApi, quiet: boolean): Pr
       }
       if (typeof content !== "string") continue;
       answer += content;
-      if (!quiet) process.stdout.write(content);
+      // The answer is the seller's words: its control characters are written out, not obeyed.
+      if (!quiet) process.stdout.write(printableLines(content));
     }
   }
   return answer;

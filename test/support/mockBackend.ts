@@ -18,6 +18,8 @@ export type MockBackendControls = FakeServerBehaviour &
   FakeServerMisbehaviour & {
     /** Tokens in each choice of an answer, before the request's output limit cuts it. */
     responseTokens: number;
+    /** The answer's tokens, each its own chunk, instead of `responseTokens` of the mock's words. */
+    answerTokens?: readonly string[] | undefined;
   };
 
 /** What the mock saw of one request: body, arrival, tokens sent, whether the client aborted. */
@@ -135,7 +137,8 @@ export async function startMockBackend(parameters: StartMockBackendParameters = 
       const responseTokens = controls.responseTokens;
       return {
         promptTokens: mockPromptTokens(promptTexts(request)),
-        tokens: Array.from({ length: responseTokens }, (_, index) => mockTokenText(index)),
+        tokens:
+          controls.answerTokens ?? Array.from({ length: responseTokens }, (_, index) => mockTokenText(index)),
       };
     },
     record: (request) => requests.push(request),
