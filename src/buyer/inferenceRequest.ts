@@ -1,4 +1,5 @@
 import {
+  countCharacters,
   countPromptTokens,
   imageTokenBound,
   messagesPromptBody,
@@ -10,9 +11,16 @@ import {
 
 /**
  * Which inference API a request is for: OpenAI's chat, completions, embeddings, responses, image
- * generations and moderations, Anthropic's messages, and rerank (Jina's, Cohere's, vLLM's).
+ * generations, moderations and speech, Anthropic's messages, and rerank (Jina's, Cohere's, vLLM's).
  */
-export type InferenceKind = PromptKind | "messages" | "responses" | "image" | "moderation" | "rerank";
+export type InferenceKind =
+  | PromptKind
+  | "messages"
+  | "responses"
+  | "image"
+  | "moderation"
+  | "rerank"
+  | "speech";
 
 /** What the buyer knows of an inference request before it is sent. */
 export type InferenceRequest = {
@@ -37,6 +45,7 @@ const ROUTE_PATHS: Readonly<Record<InferenceKind, string>> = {
   image: "/images/generations",
   moderation: "/moderations",
   rerank: "/rerank",
+  speech: "/audio/speech",
 };
 
 /** The path of an API's route under the API base (`/chat/completions`, `/messages`, …). */
@@ -54,7 +63,7 @@ export function kindOfPath(path: string): InferenceKind | undefined {
 
 /**
  * Reads an inference request from its URL and body: the kind from the path (`/chat/completions`,
- * `/completions`, `/embeddings`, `/messages`, `/responses`, `/images/generations`, `/moderations`, `/rerank`) and the JSON
+ * `/completions`, `/embeddings`, `/messages`, `/responses`, `/images/generations`, `/moderations`, `/rerank`, `/audio/speech`) and the JSON
  * body. Anything else answers undefined: it can still be paid for, but the buyer cannot estimate
  * what it should cost.
  */
@@ -88,7 +97,13 @@ export function readInferenceRequest(
 function requestedOutputOf(kind: InferenceKind, body: Record<string, unknown>): unknown {
   if (kind === "chat") return body.max_completion_tokens ?? body.max_tokens;
   if (kind === "responses") return body.max_output_tokens;
-  if (kind === "image" || kind === "embedding" || kind === "moderation" || kind === "rerank")
+  if (
+    kind === "image" ||
+    kind === "embedding" ||
+    kind === "moderation" ||
+    kind === "rerank" ||
+    kind === "speech"
+  )
     return undefined;
   return body.max_tokens;
 }
@@ -113,6 +128,13 @@ function buyerPrompt(request: InferenceRequest): {
       return { ...moderationPrompt(body.input), ...named };
     case "rerank":
       return { kind: "embedding", body: rerankPromptBody(body), ...named };
+    case "speech":
+      // The text read aloud, and the instructions on how to read it, as the gateway bounds them.
+      return {
+        kind: "embedding",
+        body: { input: body.instructions === undefined ? body.input : [body.input, body.instructions] },
+        ...named,
+      };
     default:
       return { kind: request.kind, body };
   }
@@ -150,6 +172,15 @@ export async function buyerPromptCount(request: InferenceRequest): Promise<numbe
   } catch {
     return undefined;
   }
+}
+
+/**
+ * The characters a speech request is charged for (`input_characters`): the Unicode code points of its
+ * `input`, or undefined when `input` is not a string.
+ */
+export function requestedInputCharacters(request: InferenceRequest): number | undefined {
+  const { input } = request.body;
+  return typeof input === "string" ? countCharacters(input) : undefined;
 }
 
 /** Images an image request asks for (`n`, default 1), or undefined when `n` is not a positive integer. */

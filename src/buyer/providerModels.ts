@@ -19,6 +19,7 @@ const INFERENCE_KINDS = [
   "image",
   "moderation",
   "rerank",
+  "speech",
 ] as const;
 const isInferenceKind = (value: unknown): value is InferenceKind =>
   (INFERENCE_KINDS as readonly unknown[]).includes(value);

@@ -13,7 +13,12 @@ import {
   type UnitUsage,
 } from "../pricing/index.js";
 import type { PaymentRequirements } from "../protocol/index.js";
-import { buyerPromptBound, type InferenceRequest, requestedImages } from "./inferenceRequest.js";
+import {
+  buyerPromptBound,
+  type InferenceRequest,
+  requestedImages,
+  requestedInputCharacters,
+} from "./inferenceRequest.js";
 
 const atomicText = z.union([z.string().regex(/^[0-9]+$/), z.number().int().nonnegative()]).transform(BigInt);
 
@@ -88,6 +93,8 @@ export type RequestEstimate = {
   completions: number;
   /** Images an image request asks for (`n`): no honest seller charges for more. */
   images?: number | undefined;
+  /** Characters of a speech request's `input`: exactly what an honest seller charges for. */
+  inputCharacters?: number | undefined;
   /** The most backend time (ms) a compute-priced request may be charged: the authorization's life. */
   computeMsBound?: number | undefined;
   /** The request asks for its prompt to be cached (Anthropic `cache_control`): only then can it owe cache writes. */
@@ -126,6 +133,11 @@ export async function estimateRequest(
     images = requestedImages(request);
     if (images === undefined || price.units?.images === undefined) return undefined;
   }
+  let inputCharacters: number | undefined;
+  if (request.kind === "speech") {
+    inputCharacters = requestedInputCharacters(request);
+    if (inputCharacters === undefined) return undefined;
+  }
   let computeMsBound: number | undefined;
   if (price.units?.compute_ms !== undefined) {
     computeMsBound = price.timeBoundMs;
@@ -137,6 +149,7 @@ export async function estimateRequest(
           inputTokens: bound,
           outputTokens: outputTokens * completions,
           ...(images !== undefined ? { images } : {}),
+          ...(inputCharacters !== undefined ? { inputCharacters } : {}),
           ...(computeMsBound !== undefined ? { computeMs: computeMsBound } : {}),
         },
         price.units,
@@ -151,6 +164,7 @@ export async function estimateRequest(
     outputTokens,
     completions,
     images,
+    inputCharacters,
     computeMsBound,
     promptCache,
     expectedMaxAtomic,
@@ -165,8 +179,14 @@ export function maxCompletionTokensOf(
 }
 
 function buyerCompletionCount(request: InferenceRequest): number | undefined {
-  // An image's price is per image, a moderation's and a ranking's per input: none generates tokens.
-  if (request.kind === "image" || request.kind === "moderation" || request.kind === "rerank") return 0;
+  // An image's price is per image, a moderation's and a ranking's per input, speech's per character: none generates tokens.
+  if (
+    request.kind === "image" ||
+    request.kind === "moderation" ||
+    request.kind === "rerank" ||
+    request.kind === "speech"
+  )
+    return 0;
   // One message or response per request: neither API has `n`.
   if (request.kind === "messages" || request.kind === "responses") return 1;
   try {
@@ -199,9 +219,11 @@ export function justifiedChargeAtomic(usage: ReportedUnitUsage, price: QuotedPri
   return costAtomic(usage, modelPrice(price));
 }
 
-/** Bounds of units other than tokens: images asked for, backend time the authorization allows, caching asked for. */
+/** Bounds of units other than tokens: images asked for, characters read, backend time the authorization allows, caching asked for. */
 export type OtherUnitBounds = {
   images?: number | undefined;
+  /** Characters of a speech request's input (none for any other request). */
+  inputCharacters?: number | undefined;
   computeMs?: number | undefined;
   /** False: the request asked for no prompt caching, so cache writes are read as input tokens. */
   promptCache?: boolean | undefined;
@@ -210,7 +232,8 @@ export type OtherUnitBounds = {
 /**
  * The reported usage held within the buyer's own bounds: prompt units (input, cached, cache writes) at
  * most the prompt bound, output units (output, then reasoning) at most the output bound, images
- * at most those asked for (none but for an image request), `compute_ms` at most the time bound (none
+ * at most those asked for (none but for an image request), input characters at most the speech input's
+ * (none for another request), `compute_ms` at most the time bound (none
  * where it is not priced), no output bytes, one request; cache writes a request
  * that asked for no caching is said to owe are read as input tokens.
  */
@@ -242,9 +265,12 @@ export function boundedUsage(
   };
   clamp(["input_tokens", "cached_input_tokens", "cache_write_input_tokens"], promptTokenBound);
   clamp(["output_tokens", "reasoning_tokens"], outputTokenBound);
-  // A unit the request cannot use is justified at none: images only for an image request, backend
-  // time only where it is priced, output bytes never (no route meters them).
+  // A unit the request cannot use is justified at none: images only for an image request, characters
+  // only for a speech request, backend time only where it is priced, output bytes never (no route
+  // meters them).
   if (units.images !== undefined) units.images = Math.min(units.images, others.images ?? 0);
+  if (units.input_characters !== undefined)
+    units.input_characters = Math.min(units.input_characters, others.inputCharacters ?? 0);
   if (units.compute_ms !== undefined) units.compute_ms = Math.min(units.compute_ms, others.computeMs ?? 0);
   if (units.output_bytes !== undefined) units.output_bytes = 0;
   return { ...bounded, units };

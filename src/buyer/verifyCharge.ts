@@ -56,6 +56,7 @@ export function verifyCharge({
       ? justifiedChargeAtomic(
           boundedUsage(usage, estimate.promptTokenBound, maxCompletionTokensOf(estimate), {
             images: estimate.images,
+            inputCharacters: estimate.inputCharacters,
             computeMs: estimate.computeMsBound,
             promptCache: estimate.promptCache,
           }),
@@ -100,7 +101,12 @@ export function verifyCharge({
         usage,
         Math.min(estimate.promptTokenBound, promptCountLimit),
         maxCompletionTokensOf(estimate),
-        { images: estimate.images, computeMs: estimate.computeMsBound, promptCache: estimate.promptCache },
+        {
+          images: estimate.images,
+          inputCharacters: estimate.inputCharacters,
+          computeMs: estimate.computeMsBound,
+          promptCache: estimate.promptCache,
+        },
       ),
       price,
     );

@@ -62,7 +62,7 @@ export function devGatewayConfig({
           ? `${modelId} via ${upstream}`
           : "Tollgate's built-in demo model (not a real LLM)",
       },
-      // The demo backend also embeds, moderates, ranks and draws, so every route can be tried on the quick start.
+      // The demo backend also embeds, moderates, ranks, speaks and draws, so every route can be tried on the quick start.
       ...(upstream
         ? []
         : [
@@ -88,6 +88,14 @@ export function devGatewayConfig({
               inputPrice: "$0.02",
               description:
                 "Tollgate's built-in demo reranker (scores documents by the query's words they hold)",
+            },
+            {
+              id: `${modelId}-tts`,
+              kind: "speech" as const,
+              backend: { baseUrl: backendUrl },
+              // OpenAI's tts-1 price.
+              prices: { input_characters: "$15" },
+              description: "Tollgate's built-in demo speech (a tone per character, as WAV)",
             },
             {
               id: `${modelId}-image`,

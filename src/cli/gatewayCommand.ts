@@ -88,6 +88,7 @@ const PER_UNIT: Record<UsageUnit, string> = {
   images: "image",
   compute_ms: "second",
   output_bytes: "1M output bytes",
+  input_characters: "1M input characters",
   requests: "request",
 };
 

@@ -33,6 +33,7 @@ import {
   responsesRequestSchema,
   serveResponses,
 } from "./serveResponses.js";
+import { type SpeechRequest, speechAudio, speechRequestSchema } from "./speechAudio.js";
 
 export type {
   FakeGarbage,
@@ -86,7 +87,7 @@ const imagesRequestSchema = z.looseObject({
  * (Anthropic's Messages API) and POST /v1/responses (OpenAI's Responses API), JSON and streaming
  * events, POST /v1/images/generations (small generated PNGs), POST /v1/moderations (results from
  * a word list, no usage, as OpenAI answers), POST /v1/rerank (documents by word overlap with the
- * query, usage `total_tokens`), GET /v1/models.
+ * query, usage `total_tokens`), POST /v1/audio/speech (a tone per character, as WAV), GET /v1/models.
  */
 export async function startFakeInferenceServer(
   parameters: StartFakeInferenceServerParameters,
@@ -168,7 +169,9 @@ export async function startFakeInferenceServer(
                     ? "moderations"
                     : record.path === "/v1/rerank"
                       ? "rerank"
-                      : undefined;
+                      : record.path === "/v1/audio/speech"
+                        ? "speech"
+                        : undefined;
     if (route === undefined || record.method !== "POST") {
       const message = `no route ${record.method} ${record.path}`;
       sendJson(response, record, 404, wireError(message, "invalid_request_error", "not_found"), "rejected");
@@ -197,7 +200,9 @@ export async function startFakeInferenceServer(
                   ? moderationsRequestSchema
                   : route === "rerank"
                     ? rerankRequestSchema
-                    : embeddingsRequestSchema;
+                    : route === "speech"
+                      ? speechRequestSchema
+                      : embeddingsRequestSchema;
     // Parse a copy when lax: the record keeps the body exactly as it came.
     const parsed = (schema as z.ZodType).safeParse(
       behaviour.laxStream === true ? laxStreamBody(record.body) : record.body,
@@ -233,6 +238,14 @@ export async function startFakeInferenceServer(
     if (route === "rerank") {
       const answer = rerankAnswer(parsed.data as RerankRequest, parameters.countInputTokens);
       sendJson(response, record, 200, answer, "completed");
+      return;
+    }
+    if (route === "speech") {
+      const audio = speechAudio(parsed.data as SpeechRequest);
+      record.status = 200;
+      record.outcome = "completed";
+      response.writeHead(200, { "content-type": audio.contentType });
+      response.end(audio.body);
       return;
     }
     if (route === "images") {

@@ -1,6 +1,6 @@
 import { isTollgateError } from "../errors/index.js";
 import type { BillingSession } from "./createBillingSession.js";
-import { readGuardedText } from "./guardBackendBody.js";
+import { readGuardedBytes } from "./guardBackendBody.js";
 import type { RequestQuote } from "./quoteRequest.js";
 
 /**
@@ -25,7 +25,9 @@ export async function billHandlerFailure(
 /**
  * Bills a paid route handler's answer (standard `Response`): an error answer is not charged; a stream is
  * metered as it is forwarded and ends with the receipt event; a JSON answer is metered, settled and gets the
- * `PAYMENT-RESPONSE` header. Whether it is a stream is decided by the answer, not guessed from the request.
+ * `PAYMENT-RESPONSE` header; a route's answer of bytes (speech's audio) is read whole, charged when it
+ * delivered, and forwarded byte for byte with its content type. Whether it is a stream is decided by the
+ * answer, not guessed from the request.
  * A buyer gone (`buyerGone`) once the handler answered, or while its JSON answer was read, pays for its
  * prompt: the backend had it.
  */
@@ -40,19 +42,26 @@ export async function billHandlerResponse(
     await session.leftAfterPrompt();
     return response;
   }
+  const contentType = response.headers.get("content-type") ?? "";
+  // A route that answers bytes (speech's audio) reads them whole, whatever the backend labelled them.
+  const answersBytes = quote.route.readBytes !== undefined;
   if (response.status >= 400) {
     await session.failBeforeOutput(`backend answered ${response.status}`, response.status);
+    // An error answer is not charged: one that is not an error's JSON (audio under a 500) is not forwarded.
+    if (answersBytes && !isJsonType(contentType)) {
+      await response.body?.cancel().catch(() => undefined);
+      return backendErrorAnswer(response.status);
+    }
     return response;
   }
-  const contentType = response.headers.get("content-type") ?? "";
-  if (response.body && contentType.includes("text/event-stream")) {
+  if (!answersBytes && response.body && contentType.includes("text/event-stream")) {
     const headers = new Headers(response.headers);
     headers.delete("content-length");
     return new Response(session.meterStream(response.body), { status: response.status, headers });
   }
-  let text: string;
+  let bytes: Uint8Array<ArrayBuffer>;
   try {
-    text = await readGuardedText(response.body, {
+    bytes = await readGuardedBytes(response.body, {
       idleMs: quote.model.backend.timeoutMs,
       deadlineAt: session.deadlineAt,
       modelId: quote.model.id,
@@ -62,7 +71,9 @@ export async function billHandlerResponse(
     else await session.failBeforeOutput(String(error));
     throw error;
   }
-  const completed = await session.completeJson(text);
+  const completed = answersBytes
+    ? await session.completeBytes(bytes, contentType)
+    : await session.completeJson(new TextDecoder().decode(bytes));
   if (!completed.ok) {
     return new Response(JSON.stringify(completed.body), {
       status: completed.status,
@@ -74,4 +85,15 @@ export async function billHandlerResponse(
   merged.set("content-type", "application/json");
   for (const [name, value] of Object.entries(completed.headers)) merged.set(name, value);
   return new Response(completed.body, { status: response.status, headers: merged });
+}
+
+const isJsonType = (contentType: string) => /^\s*[^;]*[/+]json\b/i.test(contentType);
+
+/** The gateway's own words for a backend's error answer it does not forward. */
+function backendErrorAnswer(status: number): Response {
+  const message = `the backend answered ${status}; nothing is charged`;
+  return new Response(
+    JSON.stringify({ error: { message, type: "backend_error", code: "TOLLGATE_BACKEND_FAILED" } }),
+    { status, headers: { "content-type": "application/json" } },
+  );
 }

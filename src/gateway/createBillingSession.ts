@@ -109,6 +109,11 @@ export type JsonCompletion =
   | { ok: true; body: string; headers: Record<string, string>; outcome: ChargeOutcome }
   | { ok: false; status: number; body: Record<string, unknown> };
 
+/** The answer of a route that answers bytes (`RouteAdapter.readBytes`): forward them (charged), or tell the buyer the backend failed (not charged). */
+export type BytesCompletion =
+  | { ok: true; body: Uint8Array<ArrayBuffer>; headers: Record<string, string>; outcome: ChargeOutcome }
+  | { ok: false; status: number; body: Record<string, unknown> };
+
 /** One paid request being served: meters what is delivered, enforces the quote, and settles once. */
 export type BillingSession = {
   readonly paymentId: number;
@@ -133,6 +138,11 @@ export type BillingSession = {
   leftAfterPrompt(): Promise<void>;
   /** A non-streaming response body (text): meter it, cut it to the authorized output, settle. */
   completeJson(text: string): Promise<JsonCompletion>;
+  /**
+   * A whole answer of bytes (speech's audio) with the backend's content type, for a route that reads
+   * them (`readBytes`): charged and forwarded as they came when they delivered, else neither.
+   */
+  completeBytes(bytes: Uint8Array<ArrayBuffer>, contentType: string): Promise<BytesCompletion>;
   /** A streaming response: forward the backend's SSE as it comes; settle and send the receipt at the end. */
   meterStream(upstream: ReadableStream<Uint8Array>): ReadableStream<Uint8Array>;
   /** The same metering for frameworks that write the stream themselves (Express). */
@@ -345,11 +355,14 @@ export function createBillingSession(parameters: CreateBillingSessionParameters)
         quote.prices?.compute_ms === undefined
           ? undefined
           : Math.min(Math.ceil(endedAt - startedAt), quote.timeBoundMs);
+      // Characters of input are known exactly from the request: whatever was delivered, the backend read them all.
+      const inputCharacters = quote.request.inputCharacters;
       const usage = {
         ...counted,
         units: {
           ...counted.units,
           ...(images > 0 ? { images } : {}),
+          ...(inputCharacters !== undefined ? { input_characters: inputCharacters } : {}),
           ...(computeMs !== undefined ? { compute_ms: computeMs } : {}),
         },
       };
@@ -648,24 +661,8 @@ export function createBillingSession(parameters: CreateBillingSessionParameters)
     },
     async completeJson(text) {
       const endedAt = performance.now();
-      const notRecorded = () => {
-        const answer = errorAnswer("TOLLGATE_LEDGER_FAILED", PAYMENT_NOT_RECORDED);
-        return { ok: false as const, status: answer.status, body: answer.body };
-      };
-      // A row waiting for its charge is written with it, below.
-      if (written !== undefined && !(await ready())) {
-        await failBeforeOutput(PAYMENT_NOT_RECORDED, notRecorded().status);
-        return notRecorded();
-      }
-      // An answer complete only after the request's time bound is not delivered: past it, the payment
-      // may no longer be taken (an upto authorization's deadline, a channel reservation lapsed and
-      // handed to the next request), so delivering it would give it away.
-      if (Date.now() > deadlineAt) {
-        const reason = "the answer came after the request's time bound; nothing is charged";
-        await failBeforeOutput(reason, 504);
-        const answer = errorAnswer("TOLLGATE_BACKEND_TIMEOUT", reason);
-        return { ok: false, status: answer.status, body: answer.body };
-      }
+      const refused = await wholeAnswerRefused();
+      if (refused) return refused;
       let json: unknown;
       try {
         json = JSON.parse(text);
@@ -719,18 +716,33 @@ export function createBillingSession(parameters: CreateBillingSessionParameters)
           body: { error: { message: reason, type: "backend_error", code: "TOLLGATE_BACKEND_FAILED" } },
         };
       }
-      // A row written with its charge is told served once both are in (settleDelivered).
-      if (written !== undefined || !parameters.channel) served(false);
-      const outcome = await settleDelivered(meter, reading.usage, endedAt);
-      if (!outcome && unrecorded) return notRecorded();
-      if (!outcome)
-        throw new TollgateError({ code: "TOLLGATE_INTERNAL", shortMessage: "payment was already finished" });
-      return {
-        ok: true,
-        body,
-        headers: { [PAYMENT_RESPONSE_HEADER]: encodePaymentResponseHeader({ ...outcome.settlement, payer }) },
-        outcome,
+      const settled = await settleWholeAnswer(meter, reading.usage, endedAt);
+      return settled.ok ? { ...settled, body } : settled;
+    },
+    async completeBytes(bytes, contentType) {
+      const endedAt = performance.now();
+      const refused = await wholeAnswerRefused();
+      if (refused) return refused;
+      const reading = quote.route.readBytes?.(bytes, contentType) ?? {
+        pieces: [],
+        delivered: false,
+        usage: undefined,
+        error: `the ${quote.routeKind} route answers JSON, not bytes`,
       };
+      const meter = newMeter();
+      if (reading.error !== undefined || !reading.delivered || !meter.accept(reading)) {
+        const reason = `the backend answered no result (${reading.error ?? "empty answer"}); nothing is charged`;
+        await failBeforeOutput(reason);
+        return {
+          ok: false,
+          status: 502,
+          body: { error: { message: reason, type: "backend_error", code: "TOLLGATE_BACKEND_FAILED" } },
+        };
+      }
+      const settled = await settleWholeAnswer(meter, reading.usage, endedAt);
+      return settled.ok
+        ? { ...settled, body: bytes, headers: { ...settled.headers, "content-type": contentType } }
+        : settled;
     },
     createStreamWriter: () => createStreamWriter(),
     meterStream(upstream) {
@@ -871,6 +883,45 @@ export function createBillingSession(parameters: CreateBillingSessionParameters)
       );
     },
   };
+
+  function notRecorded() {
+    const answer = errorAnswer("TOLLGATE_LEDGER_FAILED", PAYMENT_NOT_RECORDED);
+    return { ok: false as const, status: answer.status, body: answer.body };
+  }
+
+  /** Why a whole answer that just came cannot be delivered (its row not written, the time bound passed), told and not charged; undefined when it can. */
+  async function wholeAnswerRefused() {
+    // A row waiting for its charge is written with it (settleDelivered).
+    if (written !== undefined && !(await ready())) {
+      await failBeforeOutput(PAYMENT_NOT_RECORDED, notRecorded().status);
+      return notRecorded();
+    }
+    // An answer complete only after the request's time bound is not delivered: past it, the payment
+    // may no longer be taken (an upto authorization's deadline, a channel reservation lapsed and
+    // handed to the next request), so delivering it would give it away.
+    if (Date.now() > deadlineAt) {
+      const reason = "the answer came after the request's time bound; nothing is charged";
+      await failBeforeOutput(reason, 504);
+      const answer = errorAnswer("TOLLGATE_BACKEND_TIMEOUT", reason);
+      return { ok: false as const, status: answer.status, body: answer.body };
+    }
+    return undefined;
+  }
+
+  /** Charges a whole answer found delivered: its payment header once the money is final. */
+  async function settleWholeAnswer(meter: OutputMeter, usage: unknown, endedAt: number) {
+    // A row written with its charge is told served once both are in (settleDelivered).
+    if (written !== undefined || !parameters.channel) served(false);
+    const outcome = await settleDelivered(meter, usage, endedAt);
+    if (!outcome && unrecorded) return notRecorded();
+    if (!outcome)
+      throw new TollgateError({ code: "TOLLGATE_INTERNAL", shortMessage: "payment was already finished" });
+    return {
+      ok: true as const,
+      headers: { [PAYMENT_RESPONSE_HEADER]: encodePaymentResponseHeader({ ...outcome.settlement, payer }) },
+      outcome,
+    };
+  }
 
   function newMeterAccepts(answer: Record<string, unknown>): boolean {
     return newMeter().accept(quote.route.readAnswer(answer));

@@ -154,9 +154,13 @@ async function handle(
   // first bytes went out it stays one: an error status set afterwards (a handler's catch) does not
   // make what was delivered free. Before that, an error status makes it an error answer.
   const streamStarted = () => tap !== undefined && res.headersSent;
+  // A route that answers bytes (speech's audio) is answered whole, whatever the handler labelled them.
+  const answersBytes = quote.route.readBytes !== undefined;
   const isStream = () =>
     streamStarted() ||
-    (res.statusCode < 400 && String(res.getHeader("content-type") ?? "").includes("text/event-stream"));
+    (!answersBytes &&
+      res.statusCode < 400 &&
+      String(res.getHeader("content-type") ?? "").includes("text/event-stream"));
   let cutOff = false;
   /** JSON written so far, each piece with whether it was written under an error status (an error's own body). */
   const buffered: Array<{ bytes: Buffer; errorBody: boolean }> = [];
@@ -399,6 +403,13 @@ async function handle(
       // An error answer is not charged, so it carries only what was written as the error: an answer
       // written under a success status before the handler failed (then Express's error page) is dropped.
       await session.failBeforeOutput(`handler answered ${res.statusCode}`, res.statusCode);
+      // Bytes that are not an error's JSON (audio under a 500) are not forwarded uncharged.
+      if (answersBytes && !/^\s*[^;]*[/+]json\b/i.test(String(res.getHeader("content-type") ?? ""))) {
+        res.removeHeader("content-length");
+        res.setHeader("content-type", "application/json");
+        const message = `the handler answered ${res.statusCode}; nothing is charged`;
+        return JSON.stringify({ error: { message, type: "backend_error", code: "TOLLGATE_BACKEND_FAILED" } });
+      }
       return joinBuffered(
         buffered.filter((piece) => piece.errorBody),
         data,
@@ -411,7 +422,9 @@ async function handle(
       return rest + (await tap.finish("complete"));
     }
     const body = joinBuffered(buffered, data, encoding);
-    const completed = await session.completeJson(body.toString("utf8"));
+    const completed = answersBytes
+      ? await session.completeBytes(new Uint8Array(body), String(res.getHeader("content-type") ?? ""))
+      : await session.completeJson(body.toString("utf8"));
     res.removeHeader("content-length");
     if (!completed.ok) {
       res.status(completed.status).setHeader("content-type", "application/json");

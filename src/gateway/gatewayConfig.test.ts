@@ -246,6 +246,18 @@ test("a price no route of the model meters, an itemized token price without its 
     },
     /serves chat requests but prices none of the units that route meters.*every chat request would be served for nothing/,
   );
+  refusal(
+    { ...chat, prices: { input_characters: "$15" } },
+    /prices input_characters \(prices\.input_characters\).*add speech to backend\.apis/,
+  );
+  refusal(
+    {
+      kind: "speech",
+      backend: { baseUrl: "http://127.0.0.1:9/v1", apis: ["speech", "chat"] },
+      prices: { input_characters: "$15" },
+    },
+    /serves chat requests but prices none of the units that route meters/,
+  );
   refusal({ ...chat, prices: { input_tokens: "$1" } }, /sets inputPrice and prices\.input_tokens.*keep one/);
   refusal(
     { ...chat, pricePerSecond: "$0.001", prices: { compute_ms: "$0.001" } },
@@ -283,6 +295,15 @@ test("a price no route of the model meters, an itemized token price without its 
     }),
   );
   assert.ok(accepted({ ...embedding, inputPrice: "$0.02" }));
+  assert.equal(
+    accepted({
+      kind: "speech",
+      backend: { baseUrl: "http://127.0.0.1:9/v1" },
+      prices: { input_characters: "$15" },
+    })?.prices?.input_characters,
+    15_000_000n,
+    "a speech model sold per character alone",
+  );
   assert.ok(
     accepted({
       kind: "moderation",

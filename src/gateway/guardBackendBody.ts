@@ -59,26 +59,35 @@ export async function readGuardedText(
   body: ReadableStream<Uint8Array> | null,
   parameters: GuardBackendBodyParameters,
 ): Promise<string> {
-  if (!body) return "";
+  return new TextDecoder().decode(await readGuardedBytes(body, parameters));
+}
+
+/** Reads a whole (non-streaming) backend body as bytes under the same guard (audio, or text to decode). */
+export async function readGuardedBytes(
+  body: ReadableStream<Uint8Array> | null,
+  parameters: GuardBackendBodyParameters,
+): Promise<Uint8Array<ArrayBuffer>> {
+  if (!body) return new Uint8Array(new ArrayBuffer(0));
   const source = takeNodeSource(body);
-  if (source) return readNodeText(source, parameters);
+  if (source) return readNodeBytes(source, parameters);
   const reader = guardBackendBody(body, parameters).getReader();
-  const decoder = new TextDecoder();
-  let text = "";
+  const chunks: Uint8Array[] = [];
   for (;;) {
     const next = await reader.read();
     if (next.done) break;
-    text += decoder.decode(next.value, { stream: true });
+    chunks.push(next.value);
   }
-  return text + decoder.decode();
+  return Buffer.concat(chunks);
 }
 
-/** `readGuardedText` straight from the Node stream of a body `nodeHttpFetch` made (no web stream). */
-function readNodeText(source: Readable, parameters: GuardBackendBodyParameters): Promise<string> {
+/** `readGuardedBytes` straight from the Node stream of a body `nodeHttpFetch` made (no web stream). */
+function readNodeBytes(
+  source: Readable,
+  parameters: GuardBackendBodyParameters,
+): Promise<Uint8Array<ArrayBuffer>> {
   const { idleMs, deadlineAt } = parameters;
-  return new Promise<string>((resolve, reject) => {
-    const decoder = new TextDecoder();
-    let text = "";
+  return new Promise<Uint8Array<ArrayBuffer>>((resolve, reject) => {
+    const chunks: Buffer[] = [];
     let timer: ReturnType<typeof setTimeout> | undefined;
     let settled = false;
     const settle = (error?: TollgateError) => {
@@ -86,7 +95,7 @@ function readNodeText(source: Readable, parameters: GuardBackendBodyParameters):
       settled = true;
       clearTimeout(timer);
       if (error) reject(error);
-      else resolve(text + decoder.decode());
+      else resolve(Buffer.concat(chunks));
     };
     const arm = () => {
       clearTimeout(timer);
@@ -111,7 +120,7 @@ function readNodeText(source: Readable, parameters: GuardBackendBodyParameters):
       return;
     }
     source.on("data", (chunk: Buffer) => {
-      text += decoder.decode(chunk, { stream: true });
+      chunks.push(chunk);
       arm();
     });
     source.once("end", () => settle());

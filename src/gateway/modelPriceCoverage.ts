@@ -28,12 +28,13 @@ export function servedRoutes(model: PricedModel): readonly RouteKind[] {
 
 /**
  * The units a route counts in its usage: every route times its backend, counts the request and
- * reads a prompt; only routes whose answer is tokens count output, and only the image route images.
+ * reads a prompt; only routes whose answer is tokens count output, and each route the units it declares
+ * (`meters`: the image route's images, speech's input characters).
  */
 export function unitsMeteredBy(kind: RouteKind): ReadonlySet<UsageUnit> {
   const units = new Set<UsageUnit>(["compute_ms", "requests", ...INPUT_UNITS]);
   if (routes[kind].outputTokens) for (const unit of OUTPUT_UNITS) units.add(unit);
-  if (kind === "image") units.add("images");
+  for (const unit of routes[kind].meters ?? []) units.add(unit);
   return units;
 }
 
@@ -84,7 +85,9 @@ function unmeteredPrices(model: PricedModel, priced: Map<UsageUnit, string>): Pr
     const remedy =
       unit === "images"
         ? `add image to backend.apis if the backend draws images, or remove ${key}`
-        : `add a route whose answer is tokens (chat, completion, messages, responses) to backend.apis, or remove ${key}`;
+        : unit === "input_characters"
+          ? `add speech to backend.apis if the backend speaks, or remove ${key}`
+          : `add a route whose answer is tokens (chat, completion, messages, responses) to backend.apis, or remove ${key}`;
     problems.push({
       path: key.split("."),
       message: `model ${model.id} prices ${unit} (${key}), which none of its routes (${served.join(", ")}) meters, so it would never be charged: ${remedy}`,

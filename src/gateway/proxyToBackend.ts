@@ -45,7 +45,8 @@ export async function proxyToBackend({
   const url = `${model.backend.baseUrl.replace(/\/+$/, "")}${route.path}`;
   const headers: Record<string, string> = {
     "content-type": "application/json",
-    accept: body.stream === true ? "text/event-stream" : "application/json",
+    // A route that answers bytes (speech's audio) takes the type the backend has for them.
+    accept: body.stream === true ? "text/event-stream" : route.readBytes ? "*/*" : "application/json",
   };
   if (route.backendHeaders) Object.assign(headers, route.backendHeaders(model.backend.apiKey));
   else if (model.backend.apiKey) headers.authorization = `Bearer ${model.backend.apiKey}`;

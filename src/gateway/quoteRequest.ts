@@ -93,6 +93,7 @@ export async function quoteRequest(
     inputTokens: bound,
     outputTokens: maxOutputTokens,
     ...(request.images !== undefined ? { images: request.images } : {}),
+    ...(request.inputCharacters !== undefined ? { inputCharacters: request.inputCharacters } : {}),
     ...(prices?.compute_ms !== undefined ? { computeMs: timeBoundMs } : {}),
   };
   const maxAtomic = prices === undefined ? undefined : maxCostOfUnits(usageBound, prices);

@@ -1,5 +1,6 @@
 export { completionCount } from "./completionCount.js";
 export { chargeAtomic, costAtomic } from "./costAtomic.js";
+export { countCharacters } from "./countCharacters.js";
 export { type CountPromptTokensOptions, countPromptTokens } from "./countPromptTokens.js";
 export { countTextTokensChunked } from "./countTextTokensChunked.js";
 export { type MaxAtomicForRequestParameters, maxAtomicForRequest } from "./maxAtomicForRequest.js";

@@ -9,6 +9,8 @@ export type UsageBound = {
   images?: number | bigint;
   computeMs?: number | bigint;
   outputBytes?: number | bigint;
+  /** Characters of input text (speech): known exactly from the request. */
+  inputCharacters?: number | bigint;
 };
 
 const dearer = (a: bigint | undefined, b: bigint | undefined): bigint | undefined =>
@@ -34,6 +36,7 @@ export function maxCostOfUnits(bound: UsageBound, prices: UnitPrices): bigint {
       images: bound.images ?? 0,
       compute_ms: bound.computeMs ?? 0,
       output_bytes: bound.outputBytes ?? 0,
+      input_characters: bound.inputCharacters ?? 0,
       requests: 1,
     },
     {

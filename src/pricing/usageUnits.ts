@@ -3,7 +3,8 @@ import { type FormatMoneyOptions, formatMoney } from "./money.js";
 
 /**
  * The units inference is sold in. Usage and prices are maps over them; a price is quoted per
- * `UNIT_SCALE[unit]` units (per 1M tokens, per image, per second of compute, per 1M bytes, per request).
+ * `UNIT_SCALE[unit]` units (per 1M tokens, per image, per second of compute, per 1M bytes, per 1M
+ * characters of input text, per request).
  */
 export const USAGE_UNITS = [
   "input_tokens",
@@ -14,6 +15,7 @@ export const USAGE_UNITS = [
   "images",
   "compute_ms",
   "output_bytes",
+  "input_characters",
   "requests",
 ] as const;
 
@@ -29,6 +31,7 @@ export const UNIT_SCALE: Readonly<Record<UsageUnit, bigint>> = {
   images: 1n,
   compute_ms: 1_000n,
   output_bytes: 1_000_000n,
+  input_characters: 1_000_000n,
   requests: 1n,
 };
 
@@ -133,6 +136,7 @@ const UNIT_PRICE_LABEL: Readonly<Record<UsageUnit, string>> = {
   images: "image",
   compute_ms: "second of compute",
   output_bytes: "1M output bytes",
+  input_characters: "1M input characters",
   requests: "request",
 };
 

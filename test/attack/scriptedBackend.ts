@@ -5,14 +5,16 @@ import type { AddressInfo } from "node:net";
 export type ScriptedAnswer = {
   status?: number;
   headers?: Record<string, string>;
-  /** Written one by one, each flushed. */
-  pieces: string[];
+  /** Written one by one, each flushed (text, or bytes as they are). */
+  pieces: (string | Uint8Array)[];
   /** Pause between pieces (ms). */
   gapMs?: number;
   /** Piece index → what to wait for before writing that piece (the test lets it go). */
   waitBefore?: Record<number, Promise<unknown>>;
   /** Stops writing once this many pieces are out, and holds the connection open until the client leaves. */
   stallAfter?: number;
+  /** Stops writing once this many pieces are out, and drops the connection: a body cut mid-way. */
+  breakAfter?: number;
 };
 
 export type ScriptedBackend = {
@@ -61,6 +63,10 @@ export async function startScriptedBackend(): Promise<ScriptedBackend> {
       res.writeHead(answer.status ?? 200, answer.headers ?? { "content-type": "application/json" });
       for (const [index, piece] of answer.pieces.entries()) {
         if (index === answer.stallAfter) return;
+        if (index === answer.breakAfter) {
+          res.destroy();
+          return;
+        }
         await answer.waitBefore?.[index];
         if (res.destroyed) return;
         res.write(piece);

@@ -84,6 +84,11 @@ export type RouteRequest = {
    * may have up to the output limit of it.
    */
   hiddenOutputTokens?: number;
+  /**
+   * Characters of input text the request is charged for (`input_characters`: speech's `input`, in
+   * Unicode code points): known exactly before it runs, so the quote's bound is the charge.
+   */
+  inputCharacters?: number;
 };
 
 /**
@@ -102,6 +107,12 @@ export type RouteAdapter = {
   readonly outputTokens: boolean;
   /** The request field that holds the prompt, named when a prompt is too large for a fixed price. */
   readonly promptField: string;
+  /**
+   * Units this route counts beyond input tokens, `compute_ms` and `requests` (and output tokens where
+   * `outputTokens`): `images` for the image route, `input_characters` for speech. A price on a unit no
+   * route of the model counts is refused by the config.
+   */
+  readonly meters?: readonly UsageUnit[];
   /** `object` of this API's stream chunks, for the receipt event. */
   readonly chunkObject: string;
   /** A choice that adds nothing, for the receipt chunk of clients that read `choices[0]` of every chunk. */
@@ -149,6 +160,13 @@ export type RouteAdapter = {
   streamReader?(): (json: unknown) => OutputReading;
   /** Output of a whole JSON answer. */
   readAnswer(json: unknown): OutputReading;
+  /**
+   * The API answers bytes, not JSON (speech's audio): the answer is read whole as bytes, whatever its
+   * content type, and this says whether it delivered (`delivered`) or failed (`error`: an empty body, a
+   * JSON error, a content type that is not this API's). A delivered answer is charged, then forwarded
+   * byte for byte with the backend's content type; any other is neither. Such a route never streams.
+   */
+  readBytes?(bytes: Uint8Array, contentType: string): OutputReading;
   /**
    * Why a whole answer holds fewer results than the request paid for in full (embeddings for some
    * of its inputs only), or undefined: such an answer is neither forwarded nor charged. A route that has

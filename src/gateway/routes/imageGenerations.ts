@@ -64,6 +64,7 @@ export const imageGenerations: RouteAdapter = {
   path: "/images/generations",
   canStream: false,
   outputTokens: false,
+  meters: ["images"],
   promptField: "prompt",
   chunkObject: "image",
   emptyChunkChoice: {},

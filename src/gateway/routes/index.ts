@@ -7,6 +7,7 @@ import { moderations } from "./moderations.js";
 import { openAiResponses } from "./openAiResponses.js";
 import type { RouteAdapter } from "./RouteAdapter.js";
 import { rerank } from "./rerank.js";
+import { speech } from "./speech.js";
 
 export type {
   OutputPiece,
@@ -30,6 +31,7 @@ export const routes = {
   image: imageGenerations,
   moderation: moderations,
   rerank,
+  speech,
 } as const satisfies Record<string, RouteAdapter>;
 
 /** Every route kind, for the config's schema. */
