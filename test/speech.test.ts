@@ -13,10 +13,11 @@ import {
 } from "../src/gateway/index.js";
 import { countTextTokens } from "../src/pricing/index.js";
 import { type ScriptedAnswer, type ScriptedBackend, startScriptedBackend } from "./attack/scriptedBackend.js";
-import { eventLog } from "./support/buyerFixtures.js";
+import { eventLog, tempDataDir } from "./support/buyerFixtures.js";
 import { billingTermsOf, type GatewayHarness, startGatewayHarness } from "./support/gatewayHarness.js";
 import { signHostilePayment } from "./support/hostileBuyer.js";
 import { finalRow, payFor, postJson, quoteOf } from "./support/paidRequests.js";
+import { runCli } from "./support/runCli.js";
 
 // 15.000001 USDC per 1M characters (OpenAI's tts-1, a hair more so that rounding shows) and 0.0001 USDC
 // per request, in atomic units.
@@ -104,6 +105,23 @@ describe("POST /v1/audio/speech", () => {
     const sent = h.backend.inferenceRequests.at(-1);
     assert.equal(sent?.path, "/v1/audio/speech");
     assert.deepEqual(sent?.body, { model: "mock-tts", input, voice: "alloy", response_format: "wav" });
+  });
+
+  test("tollgate pay writes the audio to stdout and the receipt line to stderr", async () => {
+    const dataDir = await tempDataDir();
+    try {
+      const body = JSON.stringify({ model: "mock-tts", input, voice: "alloy", response_format: "wav" });
+      const run = await runCli(["pay", "--url", `${h.gateway.url}/v1/audio/speech`, "--body", body], {
+        TOLLGATE_PRIVATE_KEY: h.devnet.accounts.buyers[0]!.privateKey,
+        TOLLGATE_DATA_DIR: dataDir.path,
+      });
+      assert.equal(run.code, 0, run.stderr);
+      assert.ok(run.stdout.startsWith("RIFF"), "a WAV file on stdout");
+      assert.equal(run.stdout.slice(8, 12), "WAVE");
+      assert.match(run.stderr, /paid \$0\.000611 of \$0\.000611 authorized/);
+    } finally {
+      await dataDir.remove();
+    }
   });
 
   test("the 402's maximum is ceil(characters × price) + fee", async () => {
