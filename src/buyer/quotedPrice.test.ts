@@ -6,6 +6,7 @@ import { readInferenceRequest } from "./inferenceRequest.js";
 import { estimateRequest, priceAboveListing, type QuotedPrice } from "./quotedPrice.js";
 import { describeOffer, selectOffer } from "./selectOffer.js";
 import { parseSpendingPolicy } from "./spendingPolicy.js";
+import { verifyCharge } from "./verifyCharge.js";
 
 const price: QuotedPrice = {
   inputPerMTokAtomic: 150_000n,
@@ -30,6 +31,40 @@ const chat = (extra: Record<string, unknown>) =>
   });
 
 describe("estimateRequest", () => {
+  test("a speech request costs its input's code points at the character price, plus the fee; a receipt claiming more characters is flagged", async () => {
+    const speechPrice: QuotedPrice = {
+      inputPerMTokAtomic: 0n,
+      outputPerMTokAtomic: 0n,
+      fixedFeeAtomic: 100n,
+      units: { input_characters: 15_000_001n, requests: 100n },
+    };
+    // 5 code points, 6 UTF-16 units.
+    const speech = request("audio/speech", { model: "tts", input: "toll🚗", voice: "alloy" });
+    assert.equal(speech.kind, "speech");
+    const estimate = await estimateRequest(speech, speechPrice);
+    assert.ok(estimate);
+    assert.equal(estimate.inputCharacters, 5);
+    assert.equal(estimate.expectedMaxAtomic, 76n + 100n, "5 × 15.000001 = 75.000005, rounded up, + 100");
+    const receipt = (characters: number, chargedAtomic: bigint) =>
+      verifyCharge({
+        chargedAtomic,
+        maxAtomic: chargedAtomic,
+        usage: {
+          promptTokens: 2,
+          completionTokens: 0,
+          units: { input_tokens: 2, input_characters: characters, requests: 1 },
+        },
+        price: speechPrice,
+        estimate,
+      });
+    assert.equal(receipt(5, 176n).ok, true, "the honest charge");
+    const inflated = receipt(6, 191n);
+    assert.deepEqual(
+      { ok: inflated.ok, reason: !inflated.ok && inflated.reason, justified: inflated.justifiedAtomic },
+      { ok: false, reason: "usage_above_bound", justified: 176n },
+    );
+  });
+
   test("multiplies the output limit by n for chat", async () => {
     const one = await estimateRequest(chat({}), price);
     const five = await estimateRequest(chat({ n: 5 }), price);
