@@ -221,7 +221,7 @@ test("rejects a malformed request with 400 and an unknown route with 404", async
   assert.equal(body.error.type, "invalid_request_error");
   assert.match(body.error.message, /messages/);
 
-  const missing = await fetch(`${backend.url}/audio/speech`, { method: "POST", body: "{}" });
+  const missing = await fetch(`${backend.url}/no/such/route`, { method: "POST", body: "{}" });
   assert.equal(missing.status, 404);
   await missing.body?.cancel();
 });
