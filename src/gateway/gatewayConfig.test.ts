@@ -371,6 +371,31 @@ test("a payTo no payment could reach, or no one could spend from, is a config er
   assert.equal(parseGatewayConfig({ ...input, payTo: `0x${"12".repeat(20)}` }).payTo, `0x${"12".repeat(20)}`);
 });
 
+test("a payTo or asset in mixed case whose EIP-55 checksum does not match is a config error: a mistyped character sends the money elsewhere", async () => {
+  const input = await exampleInput();
+  // The operator's address with its last digit mistyped (C for D): a valid address, someone else's.
+  const mistyped = "0x3C44CdDdB6a900fa2b585dd299e03d12FA4293BD";
+  assert.throws(
+    () => parseGatewayConfig({ ...input, payTo: mistyped }),
+    (error: unknown) =>
+      isTollgateError(error, "TOLLGATE_CONFIG_INVALID") &&
+      /config key payTo: 0x3C44CdDdB6a900fa2b585dd299e03d12FA4293BD is written in mixed case, and its EIP-55 checksum does not match: .*copy the address again/.test(
+        error.shortMessage,
+      ),
+  );
+  assert.throws(
+    () => parseGatewayConfig({ ...input, asset: "0x41E94Eb019C0762f9Bfcf9Fb1E58725BfB0e7583" }),
+    (error: unknown) =>
+      isTollgateError(error, "TOLLGATE_CONFIG_INVALID") &&
+      /config key asset: 0x41E94Eb019C0762f9Bfcf9Fb1E58725BfB0e7583 is written in mixed case/.test(
+        error.shortMessage,
+      ),
+  );
+  // Without a checksum (all lowercase or all uppercase) an address is taken as written.
+  assert.equal(parseGatewayConfig({ ...input, payTo: mistyped.toLowerCase() }).payTo, mistyped.toLowerCase());
+  assert.equal(parseGatewayConfig({ ...input, payTo: operatorPayTo }).payTo, operatorPayTo);
+});
+
 test("schemes that cannot pay some model are a config error naming the model and the scheme to add", async () => {
   const { input, unpriced } = await unpricedExample();
   const perToken = { ...unpriced, id: "per-token", inputPrice: "$1", outputPrice: "$2" };

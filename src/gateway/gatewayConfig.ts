@@ -1,3 +1,4 @@
+import { isAddress } from "viem";
 import { z } from "zod";
 import { findNetworkPreset } from "../chain/index.js";
 import { explainIssue, TollgateError } from "../errors/index.js";
@@ -12,7 +13,25 @@ import { payToProblem } from "./payToProblem.js";
 import { routeKinds, routes } from "./routes/index.js";
 import { isUnitPriced, unofferedModelProblem } from "./unofferedModels.js";
 
-const addressSchema = z.string().regex(/^0x[0-9a-fA-F]{40}$/, "an EVM address (0x + 40 hex digits)");
+/**
+ * An EVM address. One written in mixed case carries an EIP-55 checksum, and one whose checksum does not
+ * match was mistyped or changed in copying: still an address, someone else's, so the money paid to it
+ * would be lost. Refused; an address in one case (no checksum) is taken as written.
+ */
+const addressSchema = z
+  .string()
+  .regex(/^0x[0-9a-fA-F]{40}$/, "an EVM address (0x + 40 hex digits)")
+  .refine((address) => !hasWrongChecksum(address), {
+    error: (issue) =>
+      `${String(issue.input)} is written in mixed case, and its EIP-55 checksum does not match: a character was mistyped or changed in copying, and what is paid to it would go to an address that is not yours; copy the address again from the wallet or block explorer that shows it`,
+  });
+
+function hasWrongChecksum(address: string): boolean {
+  if (!/^0x[0-9a-fA-F]{40}$/.test(address)) return false;
+  const hex = address.slice(2);
+  const mixedCase = hex !== hex.toLowerCase() && hex !== hex.toUpperCase();
+  return mixedCase && !isAddress(address, { strict: true });
+}
 const privateKeySchema = z
   .string()
   .regex(/^0x[0-9a-fA-F]{64}$/, "a 32-byte hex private key (0x + 64 hex digits)");
