@@ -546,6 +546,26 @@ test("a recovery.settlingGraceSeconds not longer than timeouts.settleSeconds is 
   assert.equal(config.recovery.settlingGraceSeconds, 330);
 });
 
+test("a contextTokens below the model's maxOutputTokens is a config error: a window written in thousands would bound every inline document at a few tokens", async () => {
+  const input = await exampleInput();
+  const [first, ...rest] = input.models as Array<Record<string, unknown>>;
+  const withWindow = (model: Record<string, unknown>) => ({ ...input, models: [model, ...rest] });
+  assert.throws(
+    // 128k written as 128: each PDF would be quoted, and charged at most, as 128 prompt tokens.
+    () => parseGatewayConfig(withWindow({ ...first, contextTokens: 128 })),
+    (error: unknown) =>
+      isTollgateError(error, "TOLLGATE_CONFIG_INVALID") &&
+      /config key models\.0\.contextTokens: model \S+ has contextTokens 128, below its maxOutputTokens 4096: .*write the window in tokens \(e\.g\. 128000 for 128k\)/.test(
+        error.shortMessage,
+      ),
+  );
+  const config = parseGatewayConfig(withWindow({ ...first, contextTokens: 128_000 }));
+  assert.equal(config.models[0]?.contextTokens, 128_000);
+  // A small model's own window is taken with the output it can hold.
+  const small = parseGatewayConfig(withWindow({ ...first, contextTokens: 2_048, maxOutputTokens: 1_024 }));
+  assert.equal(small.models[0]?.contextTokens, 2_048);
+});
+
 test("a maxOutputTokens above 1000000 or a server.maxBodyBytes above 64 MiB is a config error naming the key and the bound", async () => {
   const input = await exampleInput();
   const [first, ...rest] = input.models as Array<Record<string, unknown>>;

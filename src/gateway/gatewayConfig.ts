@@ -213,6 +213,14 @@ const modelSchema = z
         path: ["outputPrice"],
       });
     }
+    // A window holds the model's output: one smaller than it is not a window, most likely thousands written as
+    // tokens, and each inline document is bounded, so quoted and charged at most, as that many prompt tokens.
+    if (sellsOutput && model.contextTokens !== undefined && model.contextTokens < model.maxOutputTokens)
+      ctx.addIssue({
+        code: "custom",
+        message: `model ${model.id} has contextTokens ${model.contextTokens}, below its maxOutputTokens ${model.maxOutputTokens}: a context window holds the output it writes, so this is not the model's window, and every inline document (a PDF) would be quoted and charged as at most ${model.contextTokens} prompt tokens however many the backend reads; write the window in tokens (e.g. 128000 for 128k), or lower maxOutputTokens to what the window holds`,
+        path: ["contextTokens"],
+      });
     // The same rule for a prices map: input tokens priced and output tokens not would sell the output for nothing.
     const inputPriced = (["input_tokens", "cached_input_tokens", "cache_write_input_tokens"] as const).some(
       (unit) => model.prices?.[unit] !== undefined,
