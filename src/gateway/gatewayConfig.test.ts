@@ -566,6 +566,41 @@ test("a contextTokens below the model's maxOutputTokens is a config error: a win
   assert.equal(small.models[0]?.contextTokens, 2_048);
 });
 
+test("a backend.outputLimitFields naming a field the request carries (n, best_of, model) is a config error: the output limit would overwrite it", async () => {
+  const input = await exampleInput();
+  const [first, ...rest] = input.models as Array<Record<string, unknown>>;
+  const withFields = (kind: string, outputLimitFields: string[]) => ({
+    ...input,
+    models: [{ ...first, kind, backend: { ...(first?.backend as object), outputLimitFields } }, ...rest],
+  });
+  // On completions, n and best_of set to the output limit (4096) had the backend generate 4096 choices for one paid.
+  assert.throws(
+    () => parseGatewayConfig(withFields("completion", ["n_predict", "n", "best_of"])),
+    (error: unknown) =>
+      isTollgateError(error, "TOLLGATE_CONFIG_INVALID") &&
+      /config key models\.0\.backend\.outputLimitFields\.1: model \S+: "n" is a field of completion requests, which the gateway forwards to the backend: set to the output limit \(up to maxOutputTokens, 4096\), it would change the request the buyer paid for .*name only the backend's own output-limit field/.test(
+        error.shortMessage,
+      ) &&
+      /config key models\.0\.backend\.outputLimitFields\.2: model \S+: "best_of"/.test(error.shortMessage),
+  );
+  assert.throws(
+    () => parseGatewayConfig(withFields("messages", ["model"])),
+    (error: unknown) =>
+      isTollgateError(error, "TOLLGATE_CONFIG_INVALID") &&
+      /outputLimitFields\.0: model \S+: "model" is a field of messages requests/.test(error.shortMessage),
+  );
+  // The backend's own fields, and the output limits the route sets itself, carry the limit.
+  for (const [kind, fields] of [
+    ["chat", ["n_predict", "max_tokens", "max_completion_tokens"]],
+    ["completion", ["max_new_tokens", "max_tokens"]],
+    ["responses", ["max_output_tokens", "num_predict"]],
+  ] as const)
+    assert.deepEqual(
+      parseGatewayConfig(withFields(kind, [...fields])).models[0]?.backend.outputLimitFields,
+      fields,
+    );
+});
+
 test("a maxOutputTokens above 1000000 or a server.maxBodyBytes above 64 MiB is a config error naming the key and the bound", async () => {
   const input = await exampleInput();
   const [first, ...rest] = input.models as Array<Record<string, unknown>>;

@@ -9,6 +9,7 @@ import {
   shortestSafeWithdrawDelaySeconds,
 } from "./channels/channelTiming.js";
 import { modelPriceProblems, servedRoutes } from "./modelPriceCoverage.js";
+import { outputLimitFieldClashes } from "./outputLimitFieldClashes.js";
 import { payToProblem } from "./payToProblem.js";
 import { routeKinds, routes } from "./routes/index.js";
 import { isUnitPriced, unofferedModelProblem } from "./unofferedModels.js";
@@ -213,6 +214,8 @@ const modelSchema = z
         path: ["outputPrice"],
       });
     }
+    for (const problem of outputLimitFieldClashes(model))
+      ctx.addIssue({ code: "custom", message: problem.message, path: problem.path });
     // A window holds the model's output: one smaller than it is not a window, most likely thousands written as
     // tokens, and each inline document is bounded, so quoted and charged at most, as that many prompt tokens.
     if (sellsOutput && model.contextTokens !== undefined && model.contextTokens < model.maxOutputTokens)

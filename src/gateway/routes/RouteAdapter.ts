@@ -105,6 +105,11 @@ export type RouteAdapter = {
    * for APIs that answer embeddings, images or classifications, whose models need no output price.
    */
   readonly outputTokens: boolean;
+  /**
+   * The buyer's request fields this API forwards to the backend as written (its allow-list), which a
+   * backend's own output-limit field (`backend.outputLimitFields`) must not overwrite.
+   */
+  readonly forwardedFields?: ReadonlySet<string>;
   /** The request field that holds the prompt, named when a prompt is too large for a fixed price. */
   readonly promptField: string;
   /**

@@ -290,6 +290,7 @@ export const anthropicMessages: RouteAdapter = {
   path: "/messages",
   canStream: true,
   outputTokens: true,
+  forwardedFields: ALLOWED,
   promptField: "messages",
   chunkObject: "message",
   emptyChunkChoice: {},

@@ -76,6 +76,7 @@ export const chatCompletions: RouteAdapter = {
   canStream: true,
   reportsReasoning: true,
   outputTokens: true,
+  forwardedFields: ALLOWED,
   promptField: "messages",
   chunkObject: "chat.completion.chunk",
   emptyChunkChoice: { index: 0, delta: { content: "" }, finish_reason: null },

@@ -39,6 +39,7 @@ export const completions: RouteAdapter = {
   path: "/completions",
   canStream: true,
   outputTokens: true,
+  forwardedFields: ALLOWED,
   promptField: "prompt",
   chunkObject: "text_completion",
   emptyChunkChoice: { index: 0, text: "", finish_reason: null },

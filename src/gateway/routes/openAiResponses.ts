@@ -320,6 +320,7 @@ export const openAiResponses: RouteAdapter = {
   path: "/responses",
   canStream: true,
   outputTokens: true,
+  forwardedFields: ALLOWED,
   promptField: "input",
   chunkObject: "response",
   emptyChunkChoice: {},
