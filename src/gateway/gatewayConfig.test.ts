@@ -601,6 +601,35 @@ test("a backend.outputLimitFields naming a field the request carries (n, best_of
     );
 });
 
+test("a backend.model that reads an image as more tokens than the public id says is a config error: each image would be charged at the id's bound", async () => {
+  const input = await exampleInput();
+  const [first, ...rest] = input.models as Array<Record<string, unknown>>;
+  const serving = (id: string, upstream: string) => ({
+    ...input,
+    models: [{ ...first, id, backend: { ...(first?.backend as object), model: upstream } }, ...rest],
+  });
+  for (const [id, upstream, bound] of [
+    ["vision-mini", "gpt-4o-mini", 16_384],
+    ["gpt-4o", "gpt-4o-mini-2024-07-18", 4_000],
+  ] as const)
+    assert.throws(
+      () => parseGatewayConfig(serving(id, upstream)),
+      (error: unknown) =>
+        isTollgateError(error, "TOLLGATE_CONFIG_INVALID") &&
+        new RegExp(
+          `config key models\\.0\\.backend\\.model: model ${id} sends ${upstream} upstream, which reads an image as up to 48169 tokens, but buyers and this gateway bound an image sent to ${id} at ${bound}, by its id: .*publish the model under its upstream name \\(id: ${upstream}\\)`,
+        ).test(error.shortMessage),
+    );
+  // An id naming the upstream model, or an upstream model that reads images as fewer tokens, is taken.
+  for (const [id, upstream] of [
+    ["gpt-4o-mini", "gpt-4o-mini-2024-07-18"],
+    ["gpt-4o-mini-fast", "gpt-4o-mini"],
+    ["fast", "gpt-4o"],
+    ["gpt-4o", "my-azure-deployment"],
+  ] as const)
+    assert.equal(parseGatewayConfig(serving(id, upstream)).models[0]?.backend.model, upstream);
+});
+
 test("a maxOutputTokens above 1000000 or a server.maxBodyBytes above 64 MiB is a config error naming the key and the bound", async () => {
   const input = await exampleInput();
   const [first, ...rest] = input.models as Array<Record<string, unknown>>;

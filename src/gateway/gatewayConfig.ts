@@ -2,7 +2,13 @@ import { isAddress } from "viem";
 import { z } from "zod";
 import { findNetworkPreset } from "../chain/index.js";
 import { explainIssue, TollgateError } from "../errors/index.js";
-import { formatMoney, parseMoney, USAGE_UNITS } from "../pricing/index.js";
+import {
+  formatMoney,
+  imageTokenBound,
+  parseMoney,
+  tokenizerForModel,
+  USAGE_UNITS,
+} from "../pricing/index.js";
 import {
   CLAIM_MARGIN_SECONDS,
   onchainStateTrustMs,
@@ -214,6 +220,9 @@ const modelSchema = z
         path: ["outputPrice"],
       });
     }
+    const upstreamImageProblem = upstreamImageTokensProblem(model);
+    if (upstreamImageProblem)
+      ctx.addIssue({ code: "custom", message: upstreamImageProblem, path: ["backend", "model"] });
     for (const problem of outputLimitFieldClashes(model))
       ctx.addIssue({ code: "custom", message: problem.message, path: problem.path });
     // A window holds the model's output: one smaller than it is not a window, most likely thousands written as
@@ -259,6 +268,20 @@ const modelSchema = z
     for (const problem of modelPriceProblems(model, !unpriced && !emptyPrices))
       ctx.addIssue({ code: "custom", message: problem.message, path: problem.path });
   });
+
+/**
+ * Why the upstream model (`backend.model`) would be sold images below what it reads, or undefined: one
+ * known to read an image as more tokens than the public id says (gpt-4o-mini's ~48k under another id).
+ * An image is bounded by the id, the one name buyers know, who check their charges against that bound.
+ */
+function upstreamImageTokensProblem(model: { id: string; backend: { model?: string | undefined } }) {
+  const upstream = model.backend.model;
+  if (upstream === undefined || tokenizerForModel(upstream) === "bytes") return undefined;
+  const read = imageTokenBound(upstream);
+  const bound = imageTokenBound(model.id);
+  if (read <= bound) return undefined;
+  return `model ${model.id} sends ${upstream} upstream, which reads an image as up to ${read} tokens, but buyers and this gateway bound an image sent to ${model.id} at ${bound}, by its id: each image would be charged at most ${bound} prompt tokens, the rest at the seller's cost; publish the model under its upstream name (id: ${upstream}), by which buyers bound its images as it reads them`;
+}
 
 const facilitatorSchema = z.union([
   z.strictObject({
