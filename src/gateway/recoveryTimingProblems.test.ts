@@ -64,3 +64,20 @@ test("on a PostgreSQL ledger, an in-process facilitator's settle still waiting f
   assert.deepEqual(recoveryTimingProblems(shared(40, {})), [], "a PGlite ledger has no sibling");
   assert.deepEqual(recoveryTimingProblems(shared(90, { databaseUrl: "postgres://db/books" })), []);
 });
+
+test("a recovery.intervalSeconds that, after the grace, reaches a stopped replica's payment only once its authorization lapsed is named", () => {
+  // Each grace is within the 300 s authorization; a pass every 600 s finds a payment left metered up to 660 s after.
+  const daily = parseGatewayConfig({ ...base, recovery: { intervalSeconds: 600 } });
+  assert.deepEqual(
+    recoveryTimingProblems(daily).map((problem) => problem.key),
+    ["recovery.intervalSeconds"],
+  );
+  assert.match(
+    recoveryTimingProblems(daily)[0]?.message ?? "",
+    /^config key recovery\.intervalSeconds: a recovery pass every 600 s after recovery\.graceSeconds \(60\) reaches a payment a stopped gateway left metered up to 660 s later, not within maxTimeoutSeconds \(300\).*lower recovery\.intervalSeconds below 240/,
+  );
+  assert.deepEqual(
+    recoveryTimingProblems(parseGatewayConfig({ ...base, recovery: { intervalSeconds: 200 } })),
+    [],
+  );
+});

@@ -7,7 +7,8 @@ const IN_PROCESS_RECEIPT_WAIT_SECONDS = 60;
 export type RecoveryTimingProblem = { key: string; message: string };
 
 /**
- * The `recovery` keys not shorter than `maxTimeoutSeconds`, the time a buyer's authorization is signed for:
+ * The `recovery` keys not shorter than `maxTimeoutSeconds`, the time a buyer's authorization is signed for
+ * (and `intervalSeconds` when the grace and one interval together are not):
  * recovery acts on a row only once its grace has passed, and reads a settlement back only while it was booked
  * within `maxTimeoutSeconds`, so with such a value a payment a stopped gateway left metered or settling is
  * settled only after its authorization lapsed, or no settlement is ever read back. The gateway serves all the
@@ -52,5 +53,12 @@ export function recoveryTimingProblems(
         key,
         message: `config key ${key}: ${seconds} s is not shorter than maxTimeoutSeconds (${maxTimeoutSeconds}), the time a buyer's authorization is signed for: ${what}; lower ${key}, with recovery.intervalSeconds, well below maxTimeoutSeconds, or raise maxTimeoutSeconds`,
       });
+  // Recovery acts at the first pass after the grace: up to a whole interval later.
+  const { graceSeconds, intervalSeconds } = recovery;
+  if (graceSeconds < maxTimeoutSeconds && graceSeconds + intervalSeconds >= maxTimeoutSeconds)
+    problems.push({
+      key: "recovery.intervalSeconds",
+      message: `config key recovery.intervalSeconds: a recovery pass every ${intervalSeconds} s after recovery.graceSeconds (${graceSeconds}) reaches a payment a stopped gateway left metered up to ${graceSeconds + intervalSeconds} s later, not within maxTimeoutSeconds (${maxTimeoutSeconds}), the time a buyer's authorization is signed for: its charge, recorded, would be settled only after the authorization lapsed, the seller's loss; lower recovery.intervalSeconds below ${maxTimeoutSeconds - graceSeconds} (default 15), or raise maxTimeoutSeconds`,
+    });
   return problems;
 }
