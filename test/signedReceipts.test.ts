@@ -390,6 +390,7 @@ describe("signed receipts", () => {
     await writeFile(escaped, JSON.stringify(hostile));
     const shown = await runCli(["receipts", "verify", escaped, "--signer", hostileKey.address]);
     assert.equal(shown.code, 0, shown.stdout + shown.stderr);
+    // biome-ignore lint/suspicious/noControlCharactersInRegex: no control character may reach the terminal
     assert.ok(!/[\u0000-\u0008\u000b-\u001f\u007f-\u009f]/.test(shown.stdout), JSON.stringify(shown.stdout));
     assert.match(shown.stdout, /model demo\\u001b\]0;pwned\\u0007\\u001b\[2J on /);
   });
