@@ -555,7 +555,7 @@ test("a contextTokens below the model's maxOutputTokens is a config error: a win
     () => parseGatewayConfig(withWindow({ ...first, contextTokens: 128 })),
     (error: unknown) =>
       isTollgateError(error, "TOLLGATE_CONFIG_INVALID") &&
-      /config key models\.0\.contextTokens: model \S+ has contextTokens 128, below its maxOutputTokens 4096: .*write the window in tokens \(e\.g\. 128000 for 128k\)/.test(
+      /config key models\.0\.contextTokens: model \S+ has contextTokens 128, below its maxOutputTokens 4096 \(default 4096\): .*lower maxOutputTokens to what it holds; .*write it in tokens \(e\.g\. 128000 for 128k\)/.test(
         error.shortMessage,
       ),
   );
@@ -628,6 +628,20 @@ test("a backend.model that reads an image as more tokens than the public id says
     ["gpt-4o", "my-azure-deployment"],
   ] as const)
     assert.equal(parseGatewayConfig(serving(id, upstream)).models[0]?.backend.model, upstream);
+  // A model that reads no image (speech) is taken under any id.
+  const tts = parseGatewayConfig({
+    ...input,
+    models: [
+      {
+        id: "voice",
+        kind: "speech",
+        backend: { ...(first?.backend as object), model: "gpt-4o-mini-tts" },
+        prices: { input_characters: "$15" },
+      },
+      ...rest,
+    ],
+  });
+  assert.equal(tts.models[0]?.backend.model, "gpt-4o-mini-tts");
 });
 
 test("a maxOutputTokens above 1000000 or a server.maxBodyBytes above 64 MiB is a config error naming the key and the bound", async () => {

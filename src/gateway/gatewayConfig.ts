@@ -220,7 +220,9 @@ const modelSchema = z
         path: ["outputPrice"],
       });
     }
-    const upstreamImageProblem = upstreamImageTokensProblem(model);
+    // Images are read by the routes that write tokens (chat, messages, responses): a speech, embedding or
+    // rerank model sold under another id reads none.
+    const upstreamImageProblem = sellsOutput ? upstreamImageTokensProblem(model) : undefined;
     if (upstreamImageProblem)
       ctx.addIssue({ code: "custom", message: upstreamImageProblem, path: ["backend", "model"] });
     for (const problem of outputLimitFieldClashes(model))
@@ -230,7 +232,7 @@ const modelSchema = z
     if (sellsOutput && model.contextTokens !== undefined && model.contextTokens < model.maxOutputTokens)
       ctx.addIssue({
         code: "custom",
-        message: `model ${model.id} has contextTokens ${model.contextTokens}, below its maxOutputTokens ${model.maxOutputTokens}: a context window holds the output it writes, so this is not the model's window, and every inline document (a PDF) would be quoted and charged as at most ${model.contextTokens} prompt tokens however many the backend reads; write the window in tokens (e.g. 128000 for 128k), or lower maxOutputTokens to what the window holds`,
+        message: `model ${model.id} has contextTokens ${model.contextTokens}, below its maxOutputTokens ${model.maxOutputTokens} (default 4096): a context window holds the output the model writes, so one of them is wrong; for a small window, lower maxOutputTokens to what it holds; if the window was written in thousands, write it in tokens (e.g. 128000 for 128k): as it stands every inline document (a PDF) would be quoted and charged as at most ${model.contextTokens} prompt tokens however many the backend reads`,
         path: ["contextTokens"],
       });
     // The same rule for a prices map: input tokens priced and output tokens not would sell the output for nothing.
