@@ -167,6 +167,13 @@ describe("a speech backend that answers no audio", () => {
       },
     ],
     ["answers 500", { status: 500, headers: { "content-type": "audio/mpeg" }, pieces: [audioBytes] }],
+    [
+      "answers a JSON error with 200, labelled audio",
+      {
+        headers: { "content-type": "audio/mpeg" },
+        pieces: [` ${JSON.stringify({ error: { message: "voice not found" } })}`],
+      },
+    ],
   ];
   for (const [name, answer] of cases) {
     test(`${name}: no audio reaches the buyer, nothing charged, nothing moved`, async () => {
@@ -179,18 +186,16 @@ describe("a speech backend that answers no audio", () => {
     });
   }
 
-  test("application/octet-stream audio is charged and forwarded byte for byte", async () => {
-    scripted.script = () => ({
-      headers: { "content-type": "application/octet-stream" },
-      pieces: [audioBytes, audioBytes],
+  for (const type of ["application/octet-stream", "application/ogg"])
+    test(`${type} audio is charged and forwarded byte for byte`, async () => {
+      scripted.script = () => ({ headers: { "content-type": type }, pieces: [audioBytes, audioBytes] });
+      const { response, body, row, moved } = await paid(type);
+      assert.equal(response.status, 200);
+      assert.equal(response.headers.get("content-type"), type);
+      assert.deepEqual(body, Buffer.concat([audioBytes, audioBytes]));
+      assert.equal(row.chargeAtomic, chargeFor(CHARACTERS));
+      assert.equal(moved, chargeFor(CHARACTERS));
     });
-    const { response, body, row, moved } = await paid("octet-stream");
-    assert.equal(response.status, 200);
-    assert.equal(response.headers.get("content-type"), "application/octet-stream");
-    assert.deepEqual(body, Buffer.concat([audioBytes, audioBytes]));
-    assert.equal(row.chargeAtomic, chargeFor(CHARACTERS));
-    assert.equal(moved, chargeFor(CHARACTERS));
-  });
 });
 
 describe("a buyer that hangs up", () => {
@@ -371,6 +376,9 @@ describe("a speech request the gateway cannot price", () => {
       [{ input: "a".repeat(4097), voice }, "input"],
       [{ input: "🚗".repeat(4097), voice }, "input"],
       [{ input }, "voice"],
+      [{ input, voice: { id: "v".repeat(257) } }, "voice"],
+      [{ input, voice: { id: "v", settings: "x".repeat(200_000) } }, "voice"],
+      [{ input, voice: "v".repeat(257) }, "voice"],
       [{ input, voice, response_format: "ogg" }, "response_format"],
       [{ input, voice, speed: 5 }, "speed"],
       [{ input, voice, stream_format: "sse" }, "stream_format"],
@@ -385,6 +393,16 @@ describe("a speech request the gateway cannot price", () => {
       assert.ok(error.error.message.startsWith(field), `${error.error.message} names ${field}`);
     }
     assert.equal(scripted.bodies.length, reached, "nothing reached the backend");
+  });
+
+  test("instructions are characters the model reads: priced beside the input", async () => {
+    const { amount } = await quoteOf(h, "/v1/audio/speech", {
+      model: SCRIPTED,
+      input,
+      voice: "alloy",
+      instructions: "Speak like a toll collector",
+    });
+    assert.equal(amount, chargeFor(CHARACTERS + 27));
   });
 
   test("4096 characters are priced, however many UTF-16 units they take", async () => {

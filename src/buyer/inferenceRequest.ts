@@ -176,11 +176,13 @@ export async function buyerPromptCount(request: InferenceRequest): Promise<numbe
 
 /**
  * The characters a speech request is charged for (`input_characters`): the Unicode code points of its
- * `input`, or undefined when `input` is not a string.
+ * `input` and its `instructions`, or undefined when `input` is not a string.
  */
 export function requestedInputCharacters(request: InferenceRequest): number | undefined {
-  const { input } = request.body;
-  return typeof input === "string" ? countCharacters(input) : undefined;
+  const { input, instructions } = request.body;
+  if (typeof input !== "string") return undefined;
+  // The gateway counts the instructions too: the model reads them as it reads the input.
+  return countCharacters(input) + (typeof instructions === "string" ? countCharacters(instructions) : 0);
 }
 
 /** Images an image request asks for (`n`, default 1), or undefined when `n` is not a positive integer. */
