@@ -183,6 +183,11 @@ describe("a speech backend that answers no audio", () => {
       assert.ok(!body.includes(audioBytes.subarray(0, 64)), "no audio reaches the buyer");
       assert.equal(row.status, "failed");
       assert.equal(moved, 0n);
+      if (answer.status === 500) {
+        // Audio under an error status is replaced by the gateway's error, at that code's status.
+        assert.equal(response.status, 502);
+        assert.equal(JSON.parse(body.toString()).error.code, "TOLLGATE_BACKEND_FAILED");
+      }
     });
   }
 
@@ -362,6 +367,10 @@ describe("Express middleware on a host's own speech route", () => {
       assert.ok(!body.includes(audio.subarray(0, 64)), "no audio reaches the buyer");
       assert.equal(row.status, "failed");
       assert.equal(moved, 0n);
+      if (answer.status === 500) {
+        assert.equal(response.status, 502);
+        assert.equal(JSON.parse(body.toString()).error.code, "TOLLGATE_BACKEND_FAILED");
+      }
     }
   });
 });

@@ -1,5 +1,6 @@
 import { isTollgateError } from "../errors/index.js";
 import type { BillingSession } from "./createBillingSession.js";
+import { errorAnswer } from "./errorAnswer.js";
 import { readGuardedBytes } from "./guardBackendBody.js";
 import type { RequestQuote } from "./quoteRequest.js";
 
@@ -89,11 +90,11 @@ export async function billHandlerResponse(
 
 const isJsonType = (contentType: string) => /^\s*[^;]*[/+]json\b/i.test(contentType);
 
-/** The gateway's own words for a backend's error answer it does not forward. */
+/** The gateway's own words for a backend's error answer it does not forward (`TOLLGATE_BACKEND_FAILED`). */
 function backendErrorAnswer(status: number): Response {
-  const message = `the backend answered ${status}; nothing is charged`;
-  return new Response(
-    JSON.stringify({ error: { message, type: "backend_error", code: "TOLLGATE_BACKEND_FAILED" } }),
-    { status, headers: { "content-type": "application/json" } },
-  );
+  const answer = errorAnswer("TOLLGATE_BACKEND_FAILED", `the backend answered ${status}; nothing is charged`);
+  return new Response(JSON.stringify(answer.body), {
+    status: answer.status,
+    headers: { ...answer.headers, "content-type": "application/json" },
+  });
 }

@@ -405,10 +405,14 @@ async function handle(
       await session.failBeforeOutput(`handler answered ${res.statusCode}`, res.statusCode);
       // Bytes that are not an error's JSON (audio under a 500) are not forwarded uncharged.
       if (answersBytes && !/^\s*[^;]*[/+]json\b/i.test(String(res.getHeader("content-type") ?? ""))) {
+        const answer = errorAnswer(
+          "TOLLGATE_BACKEND_FAILED",
+          `the handler answered ${res.statusCode}; nothing is charged`,
+        );
         res.removeHeader("content-length");
         res.setHeader("content-type", "application/json");
-        const message = `the handler answered ${res.statusCode}; nothing is charged`;
-        return JSON.stringify({ error: { message, type: "backend_error", code: "TOLLGATE_BACKEND_FAILED" } });
+        res.statusCode = answer.status;
+        return JSON.stringify(answer.body);
       }
       return joinBuffered(
         buffered.filter((piece) => piece.errorBody),
