@@ -74,10 +74,22 @@ test("a recovery.intervalSeconds that, after the grace, reaches a stopped replic
   );
   assert.match(
     recoveryTimingProblems(daily)[0]?.message ?? "",
-    /^config key recovery\.intervalSeconds: a recovery pass every 600 s after recovery\.graceSeconds \(60\) reaches a payment a stopped gateway left metered up to 660 s later, not within maxTimeoutSeconds \(300\).*lower recovery\.intervalSeconds below 240/,
+    /^config key recovery\.intervalSeconds: a recovery pass every 600 s after recovery\.graceSeconds \(60\) and recovery\.settlingGraceSeconds \(120\) and recovery\.confirmAfterSeconds \(30\) acts up to 720 s later, not within maxTimeoutSeconds \(300\).*left settling would be settled again only after its authorization lapsed.*lower recovery\.intervalSeconds below 180/,
+  );
+  // A pass every 200 s comes in time after the 60 s grace, not after the 120 s settling grace.
+  const settling = recoveryTimingProblems(
+    parseGatewayConfig({ ...base, recovery: { intervalSeconds: 200 } }),
   );
   assert.deepEqual(
-    recoveryTimingProblems(parseGatewayConfig({ ...base, recovery: { intervalSeconds: 200 } })),
+    settling.map((problem) => problem.key),
+    ["recovery.intervalSeconds"],
+  );
+  assert.match(
+    settling[0]?.message ?? "",
+    /after recovery\.settlingGraceSeconds \(120\) acts up to 320 s later.*below 180/,
+  );
+  assert.deepEqual(
+    recoveryTimingProblems(parseGatewayConfig({ ...base, recovery: { intervalSeconds: 150 } })),
     [],
   );
 });

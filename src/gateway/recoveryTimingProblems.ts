@@ -53,12 +53,19 @@ export function recoveryTimingProblems(
         key,
         message: `config key ${key}: ${seconds} s is not shorter than maxTimeoutSeconds (${maxTimeoutSeconds}), the time a buyer's authorization is signed for: ${what}; lower ${key}, with recovery.intervalSeconds, well below maxTimeoutSeconds, or raise maxTimeoutSeconds`,
       });
-  // Recovery acts at the first pass after the grace: up to a whole interval later.
-  const { graceSeconds, intervalSeconds } = recovery;
-  if (graceSeconds < maxTimeoutSeconds && graceSeconds + intervalSeconds >= maxTimeoutSeconds)
+  // Recovery acts at the first pass after a grace: up to a whole interval later.
+  const { intervalSeconds } = recovery;
+  const late = checks.filter(
+    ({ seconds }) => seconds < maxTimeoutSeconds && seconds + intervalSeconds >= maxTimeoutSeconds,
+  );
+  const longest = late.reduce<(typeof late)[number] | undefined>(
+    (found, check) => (found === undefined || check.seconds > found.seconds ? check : found),
+    undefined,
+  );
+  if (longest)
     problems.push({
       key: "recovery.intervalSeconds",
-      message: `config key recovery.intervalSeconds: a recovery pass every ${intervalSeconds} s after recovery.graceSeconds (${graceSeconds}) reaches a payment a stopped gateway left metered up to ${graceSeconds + intervalSeconds} s later, not within maxTimeoutSeconds (${maxTimeoutSeconds}), the time a buyer's authorization is signed for: its charge, recorded, would be settled only after the authorization lapsed, the seller's loss; lower recovery.intervalSeconds below ${maxTimeoutSeconds - graceSeconds} (default 15), or raise maxTimeoutSeconds`,
+      message: `config key recovery.intervalSeconds: a recovery pass every ${intervalSeconds} s after ${late.map(({ key, seconds }) => `${key} (${seconds})`).join(" and ")} acts up to ${longest.seconds + intervalSeconds} s later, not within maxTimeoutSeconds (${maxTimeoutSeconds}), the time a buyer's authorization is signed for: ${longest.what}; lower recovery.intervalSeconds below ${maxTimeoutSeconds - longest.seconds} (default 15), or raise maxTimeoutSeconds`,
     });
   return problems;
 }
