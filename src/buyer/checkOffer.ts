@@ -150,10 +150,17 @@ export function checkOffer({
       };
     }
   }
-  // Per-unit caps: `images` is priced per image, `compute_ms` per second (UNIT_SCALE 1000 ms).
+  // Per-unit caps: `images` is priced per image, `compute_ms` per second (UNIT_SCALE 1000 ms),
+  // `input_characters` per 1M characters.
   const unitCaps: Array<[PolicyRefusal["rule"], bigint | undefined, bigint | undefined, string]> = [
     ["maxImagePrice", policy.maxImagePrice, price?.units?.images, "per image"],
     ["maxPricePerSecond", policy.maxPricePerSecond, price?.units?.compute_ms, "per second of compute"],
+    [
+      "maxCharacterPrice",
+      policy.maxCharacterPrice,
+      price?.units?.input_characters,
+      "per 1M input characters",
+    ],
   ];
   for (const [rule, limitAtomic, unitPriceAtomic, per] of unitCaps) {
     if (limitAtomic !== undefined && unitPriceAtomic !== undefined && unitPriceAtomic > limitAtomic) {

@@ -22,6 +22,7 @@ export type PolicyRule =
   | "confirmAbove"
   | "maxImagePrice"
   | "maxPricePerSecond"
+  | "maxCharacterPrice"
   | "listedPrices";
 
 /** Rules that judge how long an authorization lives, which a model listing may not say. */

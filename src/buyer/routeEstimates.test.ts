@@ -403,12 +403,20 @@ describe("the policy's per-image and per-second caps", () => {
     const compute = check({ maxPricePerSecond: "3600" }, { compute_ms: 3_601n });
     assert.equal(compute?.rule, "maxPricePerSecond");
     assert.equal(check({ maxImagePrice: "$0.01" }, tokenUnits), undefined, "a token price is no image price");
+    assert.equal(check({ maxCharacterPrice: "$15" }, { input_characters: 15_000_000n }), undefined);
+    const speech = check({ maxCharacterPrice: "$15" }, { input_characters: 15_000_001n });
+    assert.equal(speech?.rule, "maxCharacterPrice");
+    assert.match(
+      speech?.message ?? "",
+      /per 1M input characters, above the policy's maxCharacterPrice of \$15\.00/,
+    );
   });
 
   test("refuses a malformed cap, naming the key", async () => {
     for (const [input, field] of [
       [{ maxImagePrice: "0.05" }, "maxImagePrice"],
       [{ maxPricePerSecond: -1 }, "maxPricePerSecond"],
+      [{ maxCharacterPrice: "1.5" }, "maxCharacterPrice"],
     ] as const)
       assert.throws(
         () => parseSpendingPolicy(input),

@@ -105,6 +105,8 @@ export const spendingPolicySchema = z.strictObject({
   maxImagePrice: moneySchema.optional(),
   /** Refuse an offer that prices a second of backend compute time above this (e.g. "$0.002"). */
   maxPricePerSecond: moneySchema.optional(),
+  /** Refuse an offer that prices 1M characters of speech input above this (e.g. "$30"; OpenAI's tts-1 is $15). */
+  maxCharacterPrice: moneySchema.optional(),
   /** CAIP-2 networks the buyer pays on; absent means any. */
   networks: z.array(caip2NetworkSchema).optional(),
   /** Token addresses the buyer pays with; absent means any. */
