@@ -98,6 +98,14 @@ export function devGatewayConfig({
               description: "Tollgate's built-in demo speech (a tone per character, as WAV)",
             },
             {
+              id: `${modelId}-stt`,
+              kind: "transcription" as const,
+              backend: { baseUrl: backendUrl },
+              // OpenAI's whisper-1 price, $0.006 / minute, per second.
+              prices: { input_audio_seconds: "$0.0001" },
+              description: "Tollgate's built-in demo transcription (a sentence naming the file's size)",
+            },
+            {
               id: `${modelId}-image`,
               kind: "image" as const,
               backend: { baseUrl: backendUrl },

@@ -89,6 +89,7 @@ const PER_UNIT: Record<UsageUnit, string> = {
   compute_ms: "second",
   output_bytes: "1M output bytes",
   input_characters: "1M input characters",
+  input_audio_seconds: "second of input audio",
   requests: "request",
 };
 

@@ -2,6 +2,7 @@ import { randomUUID } from "node:crypto";
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import { z } from "zod";
+import { audioSeconds } from "../pricing/index.js";
 import { deterministicEmbedding } from "./deterministicEmbedding.js";
 import type { FakeGeneration, FakeServedRequest, FakeServerBehaviour } from "./fakeServerTypes.js";
 import { generatedPng } from "./generatedPng.js";
@@ -34,6 +35,12 @@ import {
   serveResponses,
 } from "./serveResponses.js";
 import { type SpeechRequest, speechAudio, speechRequestSchema } from "./speechAudio.js";
+import {
+  readForm,
+  type TranscriptionRequest,
+  transcriptAnswer,
+  transcriptionRequestSchema,
+} from "./transcriptText.js";
 
 export type {
   FakeGarbage,
@@ -87,7 +94,8 @@ const imagesRequestSchema = z.looseObject({
  * (Anthropic's Messages API) and POST /v1/responses (OpenAI's Responses API), JSON and streaming
  * events, POST /v1/images/generations (small generated PNGs), POST /v1/moderations (results from
  * a word list, no usage, as OpenAI answers), POST /v1/rerank (documents by word overlap with the
- * query, usage `total_tokens`), POST /v1/audio/speech (a tone per character, as WAV), GET /v1/models.
+ * query, usage `total_tokens`), POST /v1/audio/speech (a tone per character, as WAV), POST /v1/audio/transcriptions (a sentence naming
+ * the file's size, with its duration as usage), GET /v1/models.
  */
 export async function startFakeInferenceServer(
   parameters: StartFakeInferenceServerParameters,
@@ -171,17 +179,25 @@ export async function startFakeInferenceServer(
                       ? "rerank"
                       : record.path === "/v1/audio/speech"
                         ? "speech"
-                        : undefined;
+                        : record.path === "/v1/audio/transcriptions"
+                          ? "transcription"
+                          : undefined;
     if (route === undefined || record.method !== "POST") {
       const message = `no route ${record.method} ${record.path}`;
       sendJson(response, record, 404, wireError(message, "invalid_request_error", "not_found"), "rejected");
       return;
     }
-    const text = await readBody(request);
+    const bytes = await readBody(request);
+    let audio: Uint8Array | undefined;
     try {
-      record.body = JSON.parse(text);
+      if (route === "transcription") {
+        const form = await readForm(bytes, request.headers["content-type"] ?? "");
+        audio = form.audio;
+        record.body = form.fields;
+      } else record.body = JSON.parse(new TextDecoder().decode(bytes));
     } catch {
-      sendJson(response, record, 400, wireError("body is not JSON", "invalid_request_error"), "rejected");
+      const message = route === "transcription" ? "body is not a multipart form" : "body is not JSON";
+      sendJson(response, record, 400, wireError(message, "invalid_request_error"), "rejected");
       return;
     }
     const behaviour = parameters.behaviour();
@@ -202,7 +218,9 @@ export async function startFakeInferenceServer(
                     ? rerankRequestSchema
                     : route === "speech"
                       ? speechRequestSchema
-                      : embeddingsRequestSchema;
+                      : route === "transcription"
+                        ? transcriptionRequestSchema
+                        : embeddingsRequestSchema;
     // Parse a copy when lax: the record keeps the body exactly as it came.
     const parsed = (schema as z.ZodType).safeParse(
       behaviour.laxStream === true ? laxStreamBody(record.body) : record.body,
@@ -238,6 +256,17 @@ export async function startFakeInferenceServer(
     if (route === "rerank") {
       const answer = rerankAnswer(parsed.data as RerankRequest, parameters.countInputTokens);
       sendJson(response, record, 200, answer, "completed");
+      return;
+    }
+    if (route === "transcription") {
+      const answer = transcriptAnswer(
+        parsed.data as TranscriptionRequest,
+        audio === undefined ? undefined : await audioSeconds(audio),
+      );
+      record.status = 200;
+      record.outcome = "completed";
+      response.writeHead(200, { "content-type": answer.contentType });
+      response.end(answer.body);
       return;
     }
     if (route === "speech") {
@@ -346,7 +375,7 @@ export async function startFakeInferenceServer(
   };
 }
 
-async function readBody(request: IncomingMessage): Promise<string> {
+async function readBody(request: IncomingMessage): Promise<Uint8Array<ArrayBuffer>> {
   const chunks: Buffer[] = [];
   let size = 0;
   for await (const chunk of request) {
@@ -355,5 +384,5 @@ async function readBody(request: IncomingMessage): Promise<string> {
     if (size > maxBodyBytes) throw new Error("request body too large");
     chunks.push(buffer);
   }
-  return Buffer.concat(chunks).toString("utf8");
+  return new Uint8Array(Buffer.concat(chunks));
 }

@@ -357,12 +357,15 @@ export function createBillingSession(parameters: CreateBillingSessionParameters)
           : Math.min(Math.ceil(endedAt - startedAt), quote.timeBoundMs);
       // Characters of input are known exactly from the request: whatever was delivered, the backend read them all.
       const inputCharacters = quote.request.inputCharacters;
+      // Seconds of audio are read from the file before it runs: the backend's own count is never charged.
+      const inputAudioSeconds = quote.request.inputAudioSeconds;
       const usage = {
         ...counted,
         units: {
           ...counted.units,
           ...(images > 0 ? { images } : {}),
           ...(inputCharacters !== undefined ? { input_characters: inputCharacters } : {}),
+          ...(inputAudioSeconds !== undefined ? { input_audio_seconds: inputAudioSeconds } : {}),
           ...(computeMs !== undefined ? { compute_ms: computeMs } : {}),
         },
       };
@@ -723,7 +726,7 @@ export function createBillingSession(parameters: CreateBillingSessionParameters)
       const endedAt = performance.now();
       const refused = await wholeAnswerRefused();
       if (refused) return refused;
-      const reading = quote.route.readBytes?.(bytes, contentType) ?? {
+      const reading = quote.route.readBytes?.(bytes, contentType, quote.request) ?? {
         pieces: [],
         delivered: false,
         usage: undefined,

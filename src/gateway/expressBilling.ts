@@ -1,11 +1,14 @@
 import type { NextFunction, Request, RequestHandler, Response } from "express";
 import { REQUEST_ID_HEADER } from "../errors/index.js";
+import { MAX_AUDIO_FILE_BYTES } from "../pricing/index.js";
 import type { Billing } from "./createBilling.js";
 import { PAYMENT_NOT_RECORDED, type StreamEnding } from "./createBillingSession.js";
 import { errorAnswer } from "./errorAnswer.js";
 import type { TollgateContext } from "./honoBilling.js";
 import { routeKindOfPath } from "./honoBilling.js";
 import type { RouteKind } from "./quoteRequest.js";
+import { readRequestBody, requestInvalidAnswer } from "./readRequestBody.js";
+import { routes } from "./routes/index.js";
 
 export type TollgateExpressParameters = {
   billing: Billing;
@@ -84,6 +87,35 @@ async function handle(
   res.once("close", () => {
     leftEarly = true;
   });
+  const kind = routeKind ?? routeKindOfPath(req.path);
+  const route = routes[kind];
+  if (route.readForm) {
+    // A form route (a transcription's audio file) reads the request's own bytes: no body parser
+    // reads multipart/form-data before it (express.json() leaves it be).
+    const read = await readNodeBody(req, MAX_FORM_BYTES);
+    if (read === undefined) {
+      const answer = errorAnswer(
+        "TOLLGATE_REQUEST_TOO_LARGE",
+        `the request body exceeds ${MAX_FORM_BYTES} bytes`,
+      );
+      res.status(answer.status).set(answer.headers).json(answer.body);
+      return;
+    }
+    try {
+      req.body = await readRequestBody(
+        new globalThis.Request("http://localhost/", {
+          method: "POST",
+          headers: { "content-type": req.get("content-type") ?? "" },
+          body: read,
+        }),
+        route,
+      );
+    } catch (error) {
+      const answer = requestInvalidAnswer(error, "the request body is not a readable form");
+      res.status(answer.status).set(answer.headers).json(answer.body);
+      return;
+    }
+  }
   if (typeof req.body !== "object" || req.body === null) {
     res.status(400).json({
       error: {
@@ -98,7 +130,7 @@ async function handle(
     url: `${req.protocol}://${req.get("host") ?? "localhost"}${req.originalUrl}`,
     headers: { get: (name: string) => req.get(name) ?? null },
     body: req.body,
-    routeKind: routeKind ?? routeKindOfPath(req.path),
+    routeKind: kind,
   });
   if (decision.action === "respond") {
     res.status(decision.status).set(decision.headers).json(decision.body);
@@ -450,4 +482,27 @@ function joinBuffered(
   if (data !== undefined)
     pieces.push(typeof data === "string" ? Buffer.from(data, encoding) : Buffer.from(data));
   return Buffer.concat(pieces);
+}
+
+/** The largest form a form route reads in Express: a 25 MB audio file and its other fields. */
+const MAX_FORM_BYTES = MAX_AUDIO_FILE_BYTES + 1024 * 1024;
+
+/** The request's body bytes, or undefined once they pass `maxBytes` (the rest is not read). */
+async function readNodeBody(req: Request, maxBytes: number): Promise<Uint8Array<ArrayBuffer> | undefined> {
+  const declared = Number(req.get("content-length"));
+  if (Number.isFinite(declared) && declared > maxBytes) return undefined;
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of req as AsyncIterable<Buffer>) {
+    size += chunk.byteLength;
+    if (size > maxBytes) return undefined;
+    chunks.push(chunk);
+  }
+  const bytes = new Uint8Array(size);
+  let offset = 0;
+  for (const chunk of chunks) {
+    bytes.set(chunk, offset);
+    offset += chunk.byteLength;
+  }
+  return bytes;
 }

@@ -251,6 +251,10 @@ test("a price no route of the model meters, an itemized token price without its 
     /prices input_characters \(prices\.input_characters\).*add speech to backend\.apis/,
   );
   refusal(
+    { ...chat, prices: { input_audio_seconds: "$0.0001" } },
+    /prices input_audio_seconds \(prices\.input_audio_seconds\).*add transcription to backend\.apis/,
+  );
+  refusal(
     {
       kind: "speech",
       backend: { baseUrl: "http://127.0.0.1:9/v1", apis: ["speech", "chat"] },

@@ -6,7 +6,8 @@ import type { Billing } from "./createBilling.js";
 import type { BillingSession } from "./createBillingSession.js";
 import { nextTurn } from "./nextTurn.js";
 import type { RequestQuote, RouteKind } from "./quoteRequest.js";
-import { routeOfPath } from "./routes/index.js";
+import { readRequestBody, requestInvalidAnswer } from "./readRequestBody.js";
+import { routeOfPath, routes } from "./routes/index.js";
 
 /** What the billing middleware leaves for the route handler in `c.get("tollgate")`. */
 export type TollgateContext = {
@@ -66,26 +67,22 @@ export function tollgateHono({
   Variables: { tollgate: TollgateContext };
 }> {
   return async function tollgateBilling(c, next) {
+    const kind = routeKind ?? routeKindOfPath(c.req.path);
     let body: unknown;
     try {
-      body = await c.req.json();
-    } catch {
-      return c.json(
-        {
-          error: {
-            message: "the request body must be JSON",
-            type: "invalid_request_error",
-            code: "TOLLGATE_REQUEST_INVALID",
-          },
-        },
-        400,
-      );
+      // A form route (a transcription's audio file) reads the form itself; any other, JSON.
+      body = routes[kind].readForm ? await readRequestBody(c.req.raw, routes[kind]) : await c.req.json();
+    } catch (error) {
+      // A form cut at the body limit is the limit's 413 (hono's bodyLimit answers it), not a malformed form.
+      if (routes[kind].readForm && (error as Error | undefined)?.name === "BodyLimitError") throw error;
+      const answer = requestInvalidAnswer(error, "the request body must be JSON");
+      return c.json(answer.body, answer.status as 400, answer.headers);
     }
     const decision = await billing.begin({
       url: c.req.url,
       headers: c.req.raw.headers,
       body,
-      routeKind: routeKind ?? routeKindOfPath(c.req.path),
+      routeKind: kind,
       deferVoucherSignature: overlapVoucherCheck,
     });
     if (decision.action === "respond") {

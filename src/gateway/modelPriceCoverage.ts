@@ -87,7 +87,9 @@ function unmeteredPrices(model: PricedModel, priced: Map<UsageUnit, string>): Pr
         ? `add image to backend.apis if the backend draws images, or remove ${key}`
         : unit === "input_characters"
           ? `add speech to backend.apis if the backend speaks, or remove ${key}`
-          : `add a route whose answer is tokens (chat, completion, messages, responses) to backend.apis, or remove ${key}`;
+          : unit === "input_audio_seconds"
+            ? `add transcription to backend.apis if the backend transcribes audio, or remove ${key}`
+            : `add a route whose answer is tokens (chat, completion, messages, responses) to backend.apis, or remove ${key}`;
     problems.push({
       path: key.split("."),
       message: `model ${model.id} prices ${unit} (${key}), which none of its routes (${served.join(", ")}) meters, so it would never be charged: ${remedy}`,

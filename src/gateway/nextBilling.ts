@@ -1,9 +1,10 @@
 import { backendStopSignal } from "./backendStopSignal.js";
 import { billHandlerFailure, billHandlerResponse } from "./billHandlerResponse.js";
 import type { Billing } from "./createBilling.js";
-import { errorAnswer } from "./errorAnswer.js";
 import { routeKindOfPath, type TollgateContext } from "./honoBilling.js";
 import type { RouteKind } from "./quoteRequest.js";
+import { readRequestBody, requestInvalidAnswer } from "./readRequestBody.js";
+import { routes } from "./routes/index.js";
 
 export type WithTollgateParameters = {
   /**
@@ -54,18 +55,19 @@ export function withTollgate<Context = unknown>(
     return made;
   };
   return async function tollgateRoute(request, context) {
+    const kind = routeKind ?? routeKindOfPath(new URL(request.url).pathname);
     let body: unknown;
     try {
-      body = await request.json();
-    } catch {
-      const answer = errorAnswer("TOLLGATE_REQUEST_INVALID", "the request body must be JSON");
+      body = await readRequestBody(request, routes[kind]);
+    } catch (error) {
+      const answer = requestInvalidAnswer(error, "the request body must be JSON");
       return Response.json(answer.body, { status: answer.status, headers: answer.headers });
     }
     const decision = await (await billingOnce()).begin({
       url: request.url,
       headers: request.headers,
       body,
-      routeKind: routeKind ?? routeKindOfPath(new URL(request.url).pathname),
+      routeKind: kind,
     });
     if (decision.action === "respond") {
       return Response.json(decision.body, { status: decision.status, headers: decision.headers });
@@ -73,11 +75,13 @@ export function withTollgate<Context = unknown>(
     const { quote, session } = decision;
     const headers = new Headers(request.headers);
     headers.delete("content-length");
-    headers.set("content-type", "application/json");
+    // A form route's handler gets the form as the backend is sent it (`encodeBody`).
+    const encoded = await quote.route.encodeBody?.(quote.backendBody);
+    headers.set("content-type", encoded?.contentType ?? "application/json");
     const limited = new Request(request.url, {
       method: request.method,
       headers,
-      body: JSON.stringify(quote.backendBody),
+      body: encoded?.body ?? JSON.stringify(quote.backendBody),
       signal: request.signal,
     });
     const backend = backendStopSignal(request.signal);

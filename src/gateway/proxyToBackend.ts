@@ -43,8 +43,10 @@ export async function proxyToBackend({
   onPromptSent,
 }: ProxyToBackendParameters): Promise<Response> {
   const url = `${model.backend.baseUrl.replace(/\/+$/, "")}${route.path}`;
+  // A route whose body is not JSON (a transcription's multipart form) encodes its own.
+  const encoded = await route.encodeBody?.(body);
   const headers: Record<string, string> = {
-    "content-type": "application/json",
+    "content-type": encoded?.contentType ?? "application/json",
     // A route that answers bytes (speech's audio) takes the type the backend has for them.
     accept: body.stream === true ? "text/event-stream" : route.readBytes ? "*/*" : "application/json",
   };
@@ -65,7 +67,7 @@ export async function proxyToBackend({
     response = await backendFetch(url, {
       method: "POST",
       headers,
-      body: JSON.stringify(body),
+      body: encoded?.body ?? JSON.stringify(body),
       signal: controller.signal,
       onSent: () => {
         sent = true;

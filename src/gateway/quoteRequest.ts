@@ -94,6 +94,7 @@ export async function quoteRequest(
     outputTokens: maxOutputTokens,
     ...(request.images !== undefined ? { images: request.images } : {}),
     ...(request.inputCharacters !== undefined ? { inputCharacters: request.inputCharacters } : {}),
+    ...(request.inputAudioSeconds !== undefined ? { inputAudioSeconds: request.inputAudioSeconds } : {}),
     ...(prices?.compute_ms !== undefined ? { computeMs: timeBoundMs } : {}),
   };
   const maxAtomic = prices === undefined ? undefined : maxCostOfUnits(usageBound, prices);

@@ -1,3 +1,9 @@
+export {
+  AUDIO_DURATION_FORMATS,
+  audioSeconds,
+  MAX_AUDIO_FILE_BYTES,
+  MAX_AUDIO_SECONDS,
+} from "./audioSeconds.js";
 export { completionCount } from "./completionCount.js";
 export { chargeAtomic, costAtomic } from "./costAtomic.js";
 export { countCharacters } from "./countCharacters.js";

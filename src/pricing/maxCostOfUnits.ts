@@ -11,6 +11,8 @@ export type UsageBound = {
   outputBytes?: number | bigint;
   /** Characters of input text (speech): known exactly from the request. */
   inputCharacters?: number | bigint;
+  /** Seconds of input audio (transcriptions): read from the file, so known exactly from the request. */
+  inputAudioSeconds?: number | bigint;
 };
 
 const dearer = (a: bigint | undefined, b: bigint | undefined): bigint | undefined =>
@@ -37,6 +39,7 @@ export function maxCostOfUnits(bound: UsageBound, prices: UnitPrices): bigint {
       compute_ms: bound.computeMs ?? 0,
       output_bytes: bound.outputBytes ?? 0,
       input_characters: bound.inputCharacters ?? 0,
+      input_audio_seconds: bound.inputAudioSeconds ?? 0,
       requests: 1,
     },
     {

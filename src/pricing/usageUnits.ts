@@ -4,7 +4,7 @@ import { type FormatMoneyOptions, formatMoney } from "./money.js";
 /**
  * The units inference is sold in. Usage and prices are maps over them; a price is quoted per
  * `UNIT_SCALE[unit]` units (per 1M tokens, per image, per second of compute, per 1M bytes, per 1M
- * characters of input text, per request).
+ * characters of input text, per second of input audio, per request).
  */
 export const USAGE_UNITS = [
   "input_tokens",
@@ -16,6 +16,7 @@ export const USAGE_UNITS = [
   "compute_ms",
   "output_bytes",
   "input_characters",
+  "input_audio_seconds",
   "requests",
 ] as const;
 
@@ -32,6 +33,8 @@ export const UNIT_SCALE: Readonly<Record<UsageUnit, bigint>> = {
   compute_ms: 1_000n,
   output_bytes: 1_000_000n,
   input_characters: 1_000_000n,
+  // Per second, not per minute: a receipt states each price per million units, which 60 does not divide.
+  input_audio_seconds: 1n,
   requests: 1n,
 };
 
@@ -137,6 +140,7 @@ const UNIT_PRICE_LABEL: Readonly<Record<UsageUnit, string>> = {
   compute_ms: "second of compute",
   output_bytes: "1M output bytes",
   input_characters: "1M input characters",
+  input_audio_seconds: "second of input audio",
   requests: "request",
 };
 

@@ -1,5 +1,6 @@
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
+import { readForm } from "../../src/demo/transcriptText.js";
 
 /** What the scripted backend answers to one request: status, headers, and body pieces written in order. */
 export type ScriptedAnswer = {
@@ -48,15 +49,19 @@ export async function startScriptedBackend(): Promise<ScriptedBackend> {
     res.on("close", () => {
       if (!res.writableFinished) cutShort++;
     });
-    let raw = "";
-    req.setEncoding("utf8");
-    req.on("data", (chunk: string) => {
-      raw += chunk;
+    const chunks: Buffer[] = [];
+    req.on("data", (chunk: Buffer) => {
+      chunks.push(chunk);
     });
     req.on("end", async () => {
+      const raw = Buffer.concat(chunks);
+      const contentType = req.headers["content-type"] ?? "";
       let body: Record<string, unknown> = {};
       try {
-        body = JSON.parse(raw) as Record<string, unknown>;
+        // A multipart form (a transcription) is kept as its fields, a file as its name, type and size.
+        body = contentType.startsWith("multipart/form-data")
+          ? (await readForm(new Uint8Array(raw), contentType)).fields
+          : (JSON.parse(raw.toString("utf8")) as Record<string, unknown>);
       } catch {}
       bodies.push(body);
       const answer = backend.script(body);

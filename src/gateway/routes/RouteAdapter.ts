@@ -89,6 +89,11 @@ export type RouteRequest = {
    * Unicode code points): known exactly before it runs, so the quote's bound is the charge.
    */
   inputCharacters?: number;
+  /**
+   * Seconds of audio the request is charged for (`input_audio_seconds`: a transcription's file, its
+   * duration read from the file and rounded up): known before it runs, so the quote's bound is the charge.
+   */
+  inputAudioSeconds?: number;
 };
 
 /**
@@ -114,7 +119,7 @@ export type RouteAdapter = {
   readonly promptField: string;
   /**
    * Units this route counts beyond input tokens, `compute_ms` and `requests` (and output tokens where
-   * `outputTokens`): `images` for the image route, `input_characters` for speech. A price on a unit no
+   * `outputTokens`): `images` for the image route, `input_characters` for speech, `input_audio_seconds` for transcriptions. A price on a unit no
    * route of the model counts is refused by the config.
    */
   readonly meters?: readonly UsageUnit[];
@@ -135,6 +140,14 @@ export type RouteAdapter = {
   backendHeaders?(apiKey: string | undefined): Record<string, string>;
   /** A gateway error (400, 404, 502, …) in this API's error shape; default OpenAI's `{ error }`. */
   errorBody?(status: number, message: string, code: string): Record<string, unknown>;
+  /**
+   * The API takes `multipart/form-data`, not JSON (a transcription's audio file): the form is read into
+   * the body `readRequest` validates (throws TOLLGATE_REQUEST_INVALID naming the field), and the backend
+   * is sent `encodeBody`'s form.
+   */
+  readForm?(form: FormData): Promise<Record<string, unknown>>;
+  /** The backend request's body and content type, for an API whose body is not JSON (`readForm`). */
+  encodeBody?(body: Record<string, unknown>): Promise<{ contentType: string; body: Uint8Array<ArrayBuffer> }>;
   /** Validates the body against the allow-list; throws TOLLGATE_REQUEST_INVALID naming the field. */
   readRequest(body: Record<string, unknown>): RouteRequest;
   /**
@@ -171,7 +184,7 @@ export type RouteAdapter = {
    * JSON error, a content type that is not this API's). A delivered answer is charged, then forwarded
    * byte for byte with the backend's content type; any other is neither. Such a route never streams.
    */
-  readBytes?(bytes: Uint8Array, contentType: string): OutputReading;
+  readBytes?(bytes: Uint8Array, contentType: string, request: RouteRequest): OutputReading;
   /**
    * Why a whole answer holds fewer results than the request paid for in full (embeddings for some
    * of its inputs only), or undefined: such an answer is neither forwarded nor charged. A route that has

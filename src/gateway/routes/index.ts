@@ -8,6 +8,7 @@ import { openAiResponses } from "./openAiResponses.js";
 import type { RouteAdapter } from "./RouteAdapter.js";
 import { rerank } from "./rerank.js";
 import { speech } from "./speech.js";
+import { transcriptions } from "./transcriptions.js";
 
 export type {
   OutputPiece,
@@ -32,6 +33,7 @@ export const routes = {
   moderation: moderations,
   rerank,
   speech,
+  transcription: transcriptions,
 } as const satisfies Record<string, RouteAdapter>;
 
 /** Every route kind, for the config's schema. */

@@ -133,7 +133,7 @@ export function refuseUndeclaredTools(tools: unknown, declared: readonly string[
 /** A request answered whole, generating no tokens (embeddings, moderations, rankings, images): never streamed. */
 export function wholeAnswerRequest(
   fields: Record<string, unknown>,
-  extra: Pick<RouteRequest, "images" | "promptMayShrink" | "inputCharacters"> = {},
+  extra: Pick<RouteRequest, "images" | "promptMayShrink" | "inputCharacters" | "inputAudioSeconds"> = {},
 ): RouteRequest {
   return {
     fields,
