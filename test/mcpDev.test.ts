@@ -232,6 +232,10 @@ test("tollgate mcp --http serves the same tools over Streamable HTTP, to a clien
       /tollgate-demo-image \(image\)[^\n]*: \$0\.01 \/ image 256x256, \$0\.04 \/ image 1024x1024/,
     );
     assert.match(textOf(models), /tollgate-demo-tts \(speech\)[^\n]*: \$15(\.00)? \/ 1M input characters/);
+    assert.match(
+      textOf(models),
+      /tollgate-demo-stt \(transcription\)[^\n]*: \$0\.0001 \/ second of input audio/,
+    );
   } finally {
     const exited = new Promise((resolve) => server.once("exit", resolve));
     server.kill("SIGTERM");

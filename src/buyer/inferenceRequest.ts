@@ -11,7 +11,7 @@ import {
 
 /**
  * Which inference API a request is for: OpenAI's chat, completions, embeddings, responses, image
- * generations, moderations and speech, Anthropic's messages, and rerank (Jina's, Cohere's, vLLM's).
+ * generations, moderations, speech and transcriptions, Anthropic's messages, and rerank (Jina's, Cohere's, vLLM's).
  */
 export type InferenceKind =
   | PromptKind
@@ -20,7 +20,8 @@ export type InferenceKind =
   | "image"
   | "moderation"
   | "rerank"
-  | "speech";
+  | "speech"
+  | "transcription";
 
 /** What the buyer knows of an inference request before it is sent. */
 export type InferenceRequest = {
@@ -46,6 +47,7 @@ const ROUTE_PATHS: Readonly<Record<InferenceKind, string>> = {
   moderation: "/moderations",
   rerank: "/rerank",
   speech: "/audio/speech",
+  transcription: "/audio/transcriptions",
 };
 
 /** The path of an API's route under the API base (`/chat/completions`, `/messages`, …). */
@@ -72,7 +74,9 @@ export function readInferenceRequest(
   bodyText: string | undefined,
 ): InferenceRequest | undefined {
   const kind = kindOfPath(new URL(url).pathname);
-  if (kind === undefined || bodyText === undefined) return undefined;
+  // A transcription is a multipart form whose charge is its audio's duration: this buyer does not
+  // price it, and pays the 402's maximum (which is the charge), as for any route it cannot price.
+  if (kind === undefined || kind === "transcription" || bodyText === undefined) return undefined;
   let body: unknown;
   try {
     body = JSON.parse(bodyText);
@@ -102,7 +106,8 @@ function requestedOutputOf(kind: InferenceKind, body: Record<string, unknown>): 
     kind === "embedding" ||
     kind === "moderation" ||
     kind === "rerank" ||
-    kind === "speech"
+    kind === "speech" ||
+    kind === "transcription"
   )
     return undefined;
   return body.max_tokens;
@@ -133,6 +138,12 @@ function buyerPrompt(request: InferenceRequest): {
       return {
         kind: "embedding",
         body: { input: body.instructions === undefined ? body.input : [body.input, body.instructions] },
+        ...named,
+      };
+    case "transcription":
+      return {
+        kind: "embedding",
+        body: { input: typeof body.prompt === "string" ? body.prompt : "" },
         ...named,
       };
     default:

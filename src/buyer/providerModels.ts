@@ -20,6 +20,7 @@ const INFERENCE_KINDS = [
   "moderation",
   "rerank",
   "speech",
+  "transcription",
 ] as const;
 const isInferenceKind = (value: unknown): value is InferenceKind =>
   (INFERENCE_KINDS as readonly unknown[]).includes(value);

@@ -187,6 +187,8 @@ function buyerCompletionCount(request: InferenceRequest): number | undefined {
     request.kind === "speech"
   )
     return 0;
+  // A transcription's charge is its audio's seconds, which this buyer does not read.
+  if (request.kind === "transcription") return undefined;
   // One message or response per request: neither API has `n`.
   if (request.kind === "messages" || request.kind === "responses") return 1;
   try {
