@@ -50,6 +50,21 @@ function wav(seconds: number, rate = 8_000, bits: 8 | 16 = 16): Uint8Array<Array
   return new Uint8Array(file);
 }
 
+/**
+ * An MP3 of 1000 silent MPEG-1 Layer III frames (128 kbps, 44.1 kHz: 26 s) whose first frame carries a
+ * Xing header stating 10 frames.
+ */
+function forgedMp3(): Uint8Array<ArrayBuffer> {
+  const frameBytes = 417;
+  const file = Buffer.alloc(frameBytes * 1000);
+  for (let frame = 0; frame < 1000; frame += 1) file.set([0xff, 0xfb, 0x90, 0x00], frame * frameBytes);
+  file.write("Xing", 36, "ascii");
+  file.writeUInt32BE(3, 40);
+  file.writeUInt32BE(10, 44);
+  file.writeUInt32BE(10 * frameBytes, 48);
+  return new Uint8Array(file);
+}
+
 // 2.5 s of audio: charged as 3 whole seconds.
 const audio = wav(2.5);
 const SECONDS = 3;
@@ -283,7 +298,14 @@ describe("a transcription the gateway cannot price", () => {
     const reached = scripted.bodies.length;
     const model = SCRIPTED;
     const unreadable = await refused(formOf({ model }, new Uint8Array(4096).fill(7), "noise.wav"), "file");
-    assert.match(unreadable, /mp3, wav, flac, ogg\/opus, m4a\/mp4, webm/, "says which formats are read");
+    assert.match(unreadable, /send WAV \(convert other audio first/, "says which format is read");
+    // A WAV whose header states 1 s but that holds 60 s: a decoder reading on would transcribe an hour for a second.
+    const understated = wav(60);
+    Buffer.from(understated.buffer).writeUInt32LE(16_000, 40);
+    const short = await refused(formOf({ model }, understated, "short.wav"), "file");
+    assert.match(short, /holds no more audio than its header states/);
+    // An MP3 whose Xing frame states 10 frames (0.26 s) and that holds 1000 (26 s): its length is not provable.
+    await refused(formOf({ model }, forgedMp3(), "forged.mp3"), "file");
     await refused(formOf({ model }, null), "file");
     await refused(formOf({ model }, new Uint8Array(0)), "file");
     await refused(formOf({ model, response_format: "ogg" }), "response_format");

@@ -143,7 +143,7 @@ function readOptionalText(fields: Record<string, unknown>, field: string): void 
 /**
  * `POST /v1/audio/transcriptions`: an audio file, sent as multipart/form-data, answered whole with its
  * transcript, never streamed. Charged `input_audio_seconds`: the file's duration read from its own
- * bytes (mp3, wav, flac, ogg/opus, m4a, webm), rounded up to whole seconds, at most two hours in a file
+ * bytes (WAV, whose bytes prove its length), rounded up to whole seconds, at most two hours in a file
  * of at most 25 MB, known before the request runs; plus the fee. The backend's own count of seconds is
  * never what is charged. Only a 2xx non-empty transcript in the asked format is charged and forwarded.
  */
@@ -167,7 +167,7 @@ export const transcriptions: RouteAdapter = {
     if (file.seconds === undefined)
       throw invalidField(
         "file",
-        `is not audio whose duration this gateway can read from the file: send ${AUDIO_DURATION_FORMATS}`,
+        `is not audio whose length this gateway can prove from the file (a WAV that holds no more audio than its header states): send ${AUDIO_DURATION_FORMATS}`,
       );
     if (file.seconds > MAX_AUDIO_SECONDS)
       throw invalidField(
