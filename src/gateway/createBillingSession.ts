@@ -678,12 +678,7 @@ export function createBillingSession(parameters: CreateBillingSessionParameters)
         reading.error === undefined ? quote.route.missingResults?.(json, quote.request) : undefined;
       if (reading.error !== undefined || !reading.delivered || missing !== undefined) {
         const reason = `the backend answered ${missing === undefined ? `no result (${reading.error ?? "empty answer"})` : `too few results (${missing})`}; nothing is charged`;
-        await failBeforeOutput(reason);
-        return {
-          ok: false,
-          status: 502,
-          body: { error: { message: reason, type: "backend_error", code: "TOLLGATE_BACKEND_FAILED" } },
-        };
+        return backendFailed(reason);
       }
       let body = text;
       if (!meter.accept(reading)) {
@@ -693,18 +688,10 @@ export function createBillingSession(parameters: CreateBillingSessionParameters)
           ? quote.route.cutAnswer(answer, quote.choices, meter)
           : truncateAnswer(answer, quote.choices, meter);
         if (!cut || !newMeterAccepts(cut)) {
-          await failBeforeOutput("the backend went past the authorized output in a way that cannot be cut");
-          return {
-            ok: false,
-            status: 502,
-            body: {
-              error: {
-                message: "the backend went past the authorized output; nothing is charged",
-                type: "backend_error",
-                code: "TOLLGATE_BACKEND_FAILED",
-              },
-            },
-          };
+          return backendFailed(
+            "the backend went past the authorized output; nothing is charged",
+            "the backend went past the authorized output in a way that cannot be cut",
+          );
         }
         meter.accept(quote.route.readAnswer(cut));
         body = JSON.stringify(cut);
@@ -712,12 +699,7 @@ export function createBillingSession(parameters: CreateBillingSessionParameters)
       if (!answered(meter, reading.usage)) {
         const reason =
           "the backend answered nothing the model generated (no content, refusal or tool call) and reported no usage; nothing is charged";
-        await failBeforeOutput(reason);
-        return {
-          ok: false,
-          status: 502,
-          body: { error: { message: reason, type: "backend_error", code: "TOLLGATE_BACKEND_FAILED" } },
-        };
+        return backendFailed(reason);
       }
       const settled = await settleWholeAnswer(meter, reading.usage, endedAt);
       return settled.ok ? { ...settled, body } : settled;
@@ -735,12 +717,7 @@ export function createBillingSession(parameters: CreateBillingSessionParameters)
       const meter = newMeter();
       if (reading.error !== undefined || !reading.delivered || !meter.accept(reading)) {
         const reason = `the backend answered no result (${reading.error ?? "empty answer"}); nothing is charged`;
-        await failBeforeOutput(reason);
-        return {
-          ok: false,
-          status: 502,
-          body: { error: { message: reason, type: "backend_error", code: "TOLLGATE_BACKEND_FAILED" } },
-        };
+        return backendFailed(reason);
       }
       const settled = await settleWholeAnswer(meter, reading.usage, endedAt);
       return settled.ok
@@ -886,6 +863,13 @@ export function createBillingSession(parameters: CreateBillingSessionParameters)
       );
     },
   };
+
+  /** A whole answer that delivered nothing the buyer paid for: told (`told`, for the row), not charged. */
+  async function backendFailed(message: string, told = message) {
+    await failBeforeOutput(told);
+    const answer = errorAnswer("TOLLGATE_BACKEND_FAILED", message);
+    return { ok: false as const, status: answer.status, body: answer.body };
+  }
 
   function notRecorded() {
     const answer = errorAnswer("TOLLGATE_LEDGER_FAILED", PAYMENT_NOT_RECORDED);

@@ -221,25 +221,9 @@ export function createChannelSettlement(parameters: CreateChannelSettlementParam
     if (onchain.totalClaimedAtomic >= channel.chargedAtomic) {
       // The chain holds it claimed as far as it was charged (a claim of it landed and its booking was
       // lost): a facilitator refuses a claim that would move nothing, so it is booked, with nothing sent.
-      const bookedAtomic = await channels.update(channel.channelId, (current) =>
-        current && current.totalClaimedAtomic < channel.chargedAtomic
-          ? {
-              next: { ...current, totalClaimedAtomic: channel.chargedAtomic },
-              result: channel.chargedAtomic - current.totalClaimedAtomic,
-            }
-          : { result: 0n },
-      );
       // Counted as the landed claim it books (whose transaction was not seen), once: a replica that
       // booked it first counted it.
-      if (bookedAtomic > 0n)
-        parameters.emit?.({
-          type: "channel_claim",
-          at: Date.now(),
-          network,
-          channelId: channel.channelId,
-          amountAtomic: bookedAtomic,
-          transaction: "",
-        });
+      await bookClaimed(channel, "");
       logger.warn(
         {
           channelId: channel.channelId,
@@ -365,6 +349,31 @@ export function createChannelSettlement(parameters: CreateChannelSettlementParam
     );
   }
 
+  /**
+   * Books a channel claimed on chain as far as it was charged, and counts what it booked (`channel_claim`):
+   * counted once it is booked, and as far as it was, so a booking that throws leaves the claim to the next
+   * round, which books it from the chain and counts it then.
+   */
+  async function bookClaimed(channel: ChannelRecord, transaction: string): Promise<void> {
+    const bookedAtomic = await channels.update(channel.channelId, (current) =>
+      current && current.totalClaimedAtomic < channel.chargedAtomic
+        ? {
+            next: { ...current, totalClaimedAtomic: channel.chargedAtomic },
+            result: channel.chargedAtomic - current.totalClaimedAtomic,
+          }
+        : { result: 0n },
+    );
+    if (bookedAtomic > 0n)
+      parameters.emit?.({
+        type: "channel_claim",
+        at: Date.now(),
+        network,
+        channelId: channel.channelId,
+        amountAtomic: bookedAtomic,
+        transaction,
+      });
+  }
+
   /** Books a landed claim: each channel's claimed total, its event, and the batch's result. */
   async function recordClaimed(
     all: readonly ChannelRecord[],
@@ -376,25 +385,7 @@ export function createChannelSettlement(parameters: CreateChannelSettlementParam
     let claimedAtomic = 0n;
     for (const channel of batch) {
       claimedAtomic += channel.chargedAtomic - channel.totalClaimedAtomic;
-      // Counted once it is booked, and as far as it was: a booking that throws leaves the claim to the
-      // next round, which books it from the chain and counts it then.
-      const bookedAtomic = await channels.update(channel.channelId, (current) =>
-        current && current.totalClaimedAtomic < channel.chargedAtomic
-          ? {
-              next: { ...current, totalClaimedAtomic: channel.chargedAtomic },
-              result: channel.chargedAtomic - current.totalClaimedAtomic,
-            }
-          : { result: 0n },
-      );
-      if (bookedAtomic > 0n)
-        parameters.emit?.({
-          type: "channel_claim",
-          at: Date.now(),
-          network,
-          channelId: channel.channelId,
-          amountAtomic: bookedAtomic,
-          transaction,
-        });
+      await bookClaimed(channel, transaction);
     }
     logger.info(
       { channels: batch.length, claimedAtomic: claimedAtomic.toString(), tx: transaction },
