@@ -1,19 +1,12 @@
 import assert from "node:assert/strict";
-import type { AddressInfo } from "node:net";
 import { after, before, describe, test } from "node:test";
-import express from "express";
 import { createPayingFetch, type PayingFetch } from "../src/buyer/index.js";
 import { createFacilitator } from "../src/facilitator/index.js";
-import {
-  createBilling,
-  parseGatewayConfig,
-  proxyToBackend,
-  type TollgateExpressContext,
-  tollgateExpress,
-} from "../src/gateway/index.js";
+import { createBilling, parseGatewayConfig } from "../src/gateway/index.js";
 import { countTextTokens } from "../src/pricing/index.js";
 import { type ScriptedAnswer, type ScriptedBackend, startScriptedBackend } from "./attack/scriptedBackend.js";
 import { eventLog, tempDataDir } from "./support/buyerFixtures.js";
+import { startExpressSeller } from "./support/expressSeller.js";
 import { billingTermsOf, type GatewayHarness, startGatewayHarness } from "./support/gatewayHarness.js";
 import { signHostilePayment } from "./support/hostileBuyer.js";
 import { finalRow, payFor, postJson, quoteOf } from "./support/paidRequests.js";
@@ -300,24 +293,9 @@ describe("Express middleware on a host's own speech route", () => {
       ledger: h.ledger.payments,
       countTokens: countTextTokens,
     });
-    const app = express();
-    app.post("/v1/audio/speech", express.json(), tollgateExpress({ billing }), async (_req, res) => {
-      const { quote, backendBody, signal, promptSent } = res.locals.tollgate as TollgateExpressContext;
-      const upstream = await proxyToBackend({
-        model: quote.model,
-        body: backendBody,
-        route: quote.route,
-        signal,
-        onPromptSent: promptSent,
-      });
-      res.status(upstream.status).type(upstream.headers.get("content-type") ?? "application/octet-stream");
-      for await (const chunk of upstream.body as unknown as AsyncIterable<Uint8Array>) res.write(chunk);
-      res.end();
-    });
-    const server = app.listen(0, "127.0.0.1");
-    await new Promise((resolve) => server.once("listening", resolve));
-    closers.push(() => new Promise<void>((resolve) => server.close(() => resolve())));
-    url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/v1/audio/speech`;
+    const seller = await startExpressSeller(billing, "/v1/audio/speech", "application/octet-stream");
+    closers.push(seller.close);
+    url = seller.url;
   });
 
   const paidOnExpress = async () => {

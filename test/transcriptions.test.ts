@@ -2,21 +2,14 @@ import assert from "node:assert/strict";
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import { after, before, describe, test } from "node:test";
-import express from "express";
 import type { Hex } from "viem";
 import { createPayingFetch, type PayingFetch } from "../src/buyer/index.js";
 import { createFacilitator } from "../src/facilitator/index.js";
-import {
-  createBilling,
-  parseGatewayConfig,
-  proxyToBackend,
-  type TollgateExpressContext,
-  tollgateExpress,
-  withTollgate,
-} from "../src/gateway/index.js";
+import { createBilling, parseGatewayConfig, withTollgate } from "../src/gateway/index.js";
 import { countTextTokens } from "../src/pricing/index.js";
 import { type ScriptedAnswer, type ScriptedBackend, startScriptedBackend } from "./attack/scriptedBackend.js";
 import { eventLog } from "./support/buyerFixtures.js";
+import { startExpressSeller } from "./support/expressSeller.js";
 import { billingTermsOf, type GatewayHarness, startGatewayHarness } from "./support/gatewayHarness.js";
 import { signHostilePayment } from "./support/hostileBuyer.js";
 import { finalRow } from "./support/paidRequests.js";
@@ -369,25 +362,9 @@ describe("a host's own transcription route", () => {
       ledger: h.ledger.payments,
       countTokens: countTextTokens,
     });
-    const app = express();
-    // express.json() leaves a form be: the middleware reads it.
-    app.post(PATH, express.json(), tollgateExpress({ billing }), async (_req, res) => {
-      const { quote, backendBody, signal, promptSent } = res.locals.tollgate as TollgateExpressContext;
-      const upstream = await proxyToBackend({
-        model: quote.model,
-        body: backendBody,
-        route: quote.route,
-        signal,
-        onPromptSent: promptSent,
-      });
-      res.status(upstream.status).type(upstream.headers.get("content-type") ?? "application/json");
-      for await (const chunk of upstream.body as unknown as AsyncIterable<Uint8Array>) res.write(chunk);
-      res.end();
-    });
-    const server = app.listen(0, "127.0.0.1");
-    await new Promise((resolve) => server.once("listening", resolve));
-    closers.push(() => new Promise<void>((resolve) => server.close(() => resolve())));
-    urls.express = `http://127.0.0.1:${(server.address() as AddressInfo).port}${PATH}`;
+    const seller = await startExpressSeller(billing, PATH, "application/json");
+    closers.push(seller.close);
+    urls.express = seller.url;
 
     // A Next.js route handler, served by Node's own HTTP server through the standard Request/Response.
     const route = withTollgate(
