@@ -55,6 +55,15 @@ const body = JSON.stringify({
 });
 
 /** A buyer whose channel was opened and charged by two requests through the official client. */
+/** What the gateway's /metrics counts as claimed on its channels. */
+async function claimedOnMetrics(): Promise<number> {
+  return sumOf(
+    parsePrometheusText(await (await fetch(h.gateway.metricsUrl!)).text()),
+    "tollgate_channel_atomic_total",
+    { network: h.devnet.network, kind: "claim" },
+  );
+}
+
 async function chargedChannel() {
   const buyer = await h.devnet.createBuyer(100_000_000n);
   const { scheme, pay } = officialClient(buyer.privateKey);
@@ -581,12 +590,6 @@ describe("a claim that landed while its answer was lost", () => {
       testChannelSettlement(h, { minClaimAtomic: 1n, facilitator: losing }).claim({ force: true }),
     );
     assert.equal((await onchain(channel.channelId)).totalClaimed, channel.charged, "the claim landed");
-    const claimedOnMetrics = async () =>
-      sumOf(
-        parsePrometheusText(await (await fetch(h.gateway.metricsUrl!)).text()),
-        "tollgate_channel_atomic_total",
-        { network: h.devnet.network, kind: "claim" },
-      );
     const before = await claimedOnMetrics();
     // The gateway's own claim round books it from the chain, and its metrics count the claim.
     await h.gateway.channels!.settlement.claim({ force: true });
@@ -602,12 +605,6 @@ describe("a claim that landed while its answer was lost", () => {
 
   test("a landed claim whose booking throws is counted on /metrics once, by the round that books it", async () => {
     const channel = await chargedChannel();
-    const claimedOnMetrics = async () =>
-      sumOf(
-        parsePrometheusText(await (await fetch(h.gateway.metricsUrl!)).text()),
-        "tollgate_channel_atomic_total",
-        { network: h.devnet.network, kind: "claim" },
-      );
     const before = await claimedOnMetrics();
     const store = h.gateway.ledger.channels;
     const update = store.update.bind(store);
